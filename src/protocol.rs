@@ -1,0 +1,655 @@
+//! Every Twilio Media Streams message, both directions, as serde types.
+//!
+//! Inbound messages (Twilio → us) are parsed leniently: unknown fields and
+//! unknown events are accepted, counters may be JSON strings (as Twilio sends
+//! them) or numbers, and only what the plugin cannot work without is required.
+//! A missing required field is an error naming it (`missing field `payload``).
+//!
+//! Outbound messages (us → Twilio) serialise to exactly the documented shapes;
+//! Twilio rejects extra fields.
+//!
+//! Both directions also implement the other serde trait, so the Twilio
+//! emulator and the tests can play Twilio's side with the same types.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A counter Twilio sends as a JSON string (`"sequenceNumber":"12"`).
+/// Deserialises from a string or a number, serialises as a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Counter(pub u64);
+
+impl Serialize for Counter {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Counter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Counter;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a non-negative integer, as a string or a number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Counter, E> {
+                Ok(Counter(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Counter, E> {
+                v.trim()
+                    .parse()
+                    .map(Counter)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `start.mediaFormat`: numbers, not strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaFormat {
+    pub encoding: String,
+    #[serde(rename = "sampleRate")]
+    pub sample_rate: u32,
+    pub channels: u32,
+}
+
+impl MediaFormat {
+    /// Whether this is the only format Media Streams carries: 8 kHz mono μ-law.
+    pub fn is_mulaw_8k_mono(&self) -> bool {
+        self.encoding == "audio/x-mulaw" && self.sample_rate == 8000 && self.channels == 1
+    }
+}
+
+/// The body of a `start` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartInfo {
+    #[serde(rename = "accountSid")]
+    pub account_sid: String,
+    #[serde(rename = "streamSid", default, skip_serializing_if = "String::is_empty")]
+    pub stream_sid: String,
+    #[serde(rename = "callSid")]
+    pub call_sid: String,
+    #[serde(default = "default_tracks")]
+    pub tracks: Vec<String>,
+    /// `<Parameter>` values from the TwiML. Non-string JSON values are
+    /// accepted and kept in their JSON text form.
+    #[serde(
+        rename = "customParameters",
+        default,
+        deserialize_with = "string_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub custom_parameters: BTreeMap<String, String>,
+    #[serde(
+        rename = "mediaFormat",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub media_format: Option<MediaFormat>,
+}
+
+fn default_tracks() -> Vec<String> {
+    vec!["inbound".to_owned()]
+}
+
+fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = Option::<BTreeMap<String, serde_json::Value>>::deserialize(d)?;
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect())
+}
+
+/// The body of a `media` message from Twilio.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundMedia<'a> {
+    #[serde(default = "default_track", borrow)]
+    pub track: Cow<'a, str>,
+    /// Chunk number, counting from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<Counter>,
+    /// Milliseconds since the stream started.
+    pub timestamp: Counter,
+    /// Base64 of raw μ-law.
+    #[serde(borrow)]
+    pub payload: Cow<'a, str>,
+}
+
+fn default_track() -> Cow<'static, str> {
+    Cow::Borrowed("inbound")
+}
+
+impl InboundMedia<'_> {
+    /// Decodes the base64 payload into `out` (cleared first).
+    pub fn decode_payload(&self, out: &mut Vec<u8>) -> Result<(), base64::DecodeError> {
+        out.clear();
+        base64::engine::general_purpose::STANDARD.decode_vec(self.payload.as_bytes(), out)
+    }
+}
+
+/// The body of a `dtmf` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dtmf {
+    #[serde(default = "default_dtmf_track")]
+    pub track: String,
+    pub digit: String,
+}
+
+fn default_dtmf_track() -> String {
+    "inbound_track".to_owned()
+}
+
+/// The body of a `mark` message, either direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub name: String,
+}
+
+/// The body of a `stop` message.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StopInfo {
+    #[serde(rename = "accountSid", default)]
+    pub account_sid: String,
+    #[serde(rename = "callSid", default)]
+    pub call_sid: String,
+}
+
+/// A message from Twilio.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Inbound<'a> {
+    Connected {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        protocol: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+    },
+    Start {
+        #[serde(rename = "sequenceNumber", skip_serializing_if = "Option::is_none")]
+        sequence_number: Option<Counter>,
+        #[serde(rename = "streamSid")]
+        stream_sid: String,
+        start: StartInfo,
+    },
+    Media {
+        #[serde(rename = "sequenceNumber", skip_serializing_if = "Option::is_none")]
+        sequence_number: Option<Counter>,
+        #[serde(rename = "streamSid")]
+        stream_sid: Cow<'a, str>,
+        media: InboundMedia<'a>,
+    },
+    Dtmf {
+        #[serde(rename = "sequenceNumber", skip_serializing_if = "Option::is_none")]
+        sequence_number: Option<Counter>,
+        #[serde(rename = "streamSid")]
+        stream_sid: String,
+        dtmf: Dtmf,
+    },
+    Mark {
+        #[serde(rename = "sequenceNumber", skip_serializing_if = "Option::is_none")]
+        sequence_number: Option<Counter>,
+        #[serde(rename = "streamSid")]
+        stream_sid: String,
+        mark: Mark,
+    },
+    Stop {
+        #[serde(rename = "sequenceNumber", skip_serializing_if = "Option::is_none")]
+        sequence_number: Option<Counter>,
+        #[serde(rename = "streamSid")]
+        stream_sid: String,
+        #[serde(default)]
+        stop: StopInfo,
+    },
+    /// An event this version does not know; tolerated.
+    #[serde(skip_serializing)]
+    Unknown { name: String },
+}
+
+impl<'a> Inbound<'a> {
+    /// Parses one text frame.
+    pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The `event` name.
+    pub fn event(&self) -> &str {
+        match self {
+            Inbound::Connected { .. } => "connected",
+            Inbound::Start { .. } => "start",
+            Inbound::Media { .. } => "media",
+            Inbound::Dtmf { .. } => "dtmf",
+            Inbound::Mark { .. } => "mark",
+            Inbound::Stop { .. } => "stop",
+            Inbound::Unknown { name } => name,
+        }
+    }
+
+    /// The top-level `streamSid`, absent only on `connected` and unknown events.
+    pub fn stream_sid(&self) -> Option<&str> {
+        match self {
+            Inbound::Connected { .. } | Inbound::Unknown { .. } => None,
+            Inbound::Start { stream_sid, .. }
+            | Inbound::Dtmf { stream_sid, .. }
+            | Inbound::Mark { stream_sid, .. }
+            | Inbound::Stop { stream_sid, .. } => Some(stream_sid),
+            Inbound::Media { stream_sid, .. } => Some(stream_sid),
+        }
+    }
+
+    /// Serialises to the JSON Twilio would send.
+    pub fn to_json(&self) -> String {
+        match self {
+            Inbound::Unknown { name } => serde_json::json!({ "event": name }).to_string(),
+            known => serde_json::to_string(known).expect("serialising plain data cannot fail"),
+        }
+    }
+}
+
+/// All fields any inbound message may carry, parsed in one pass (no
+/// intermediate buffering, strings borrowed from the frame where possible);
+/// [`Inbound`] is built from it according to `event`.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(rename = "sequenceNumber")]
+    sequence_number: Option<Counter>,
+    #[serde(rename = "streamSid", borrow)]
+    stream_sid: Option<Cow<'a, str>>,
+    protocol: Option<String>,
+    version: Option<String>,
+    start: Option<StartInfo>,
+    #[serde(borrow)]
+    media: Option<InboundMedia<'a>>,
+    dtmf: Option<Dtmf>,
+    mark: Option<Mark>,
+    stop: Option<StopInfo>,
+}
+
+fn required<T, E: de::Error>(value: Option<T>, field: &'static str) -> Result<T, E> {
+    value.ok_or_else(|| E::missing_field(field))
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Inbound<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let e = Envelope::deserialize(d)?;
+        Ok(match &*e.event {
+            "connected" => Inbound::Connected {
+                protocol: e.protocol,
+                version: e.version,
+            },
+            "start" => {
+                let mut start: StartInfo = required(e.start, "start")?;
+                // Twilio repeats streamSid inside `start`; either place will do.
+                let stream_sid = match e.stream_sid {
+                    Some(s) => s.into_owned(),
+                    None if !start.stream_sid.is_empty() => start.stream_sid.clone(),
+                    None => return Err(de::Error::missing_field("streamSid")),
+                };
+                if start.stream_sid.is_empty() {
+                    start.stream_sid = stream_sid.clone();
+                }
+                Inbound::Start {
+                    sequence_number: e.sequence_number,
+                    stream_sid,
+                    start,
+                }
+            }
+            "media" => Inbound::Media {
+                sequence_number: e.sequence_number,
+                stream_sid: required(e.stream_sid, "streamSid")?,
+                media: required(e.media, "media")?,
+            },
+            "dtmf" => Inbound::Dtmf {
+                sequence_number: e.sequence_number,
+                stream_sid: required(e.stream_sid, "streamSid")?.into_owned(),
+                dtmf: required(e.dtmf, "dtmf")?,
+            },
+            "mark" => Inbound::Mark {
+                sequence_number: e.sequence_number,
+                stream_sid: required(e.stream_sid, "streamSid")?.into_owned(),
+                mark: required(e.mark, "mark")?,
+            },
+            "stop" => Inbound::Stop {
+                sequence_number: e.sequence_number,
+                stream_sid: required(e.stream_sid, "streamSid")?.into_owned(),
+                stop: e.stop.unwrap_or_default(),
+            },
+            other => Inbound::Unknown {
+                name: other.to_owned(),
+            },
+        })
+    }
+}
+
+/// The body of an outbound `media` message: nothing but the payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundMedia {
+    pub payload: String,
+}
+
+/// A message to Twilio (bidirectional streams only). Serialises to exactly
+/// the documented shape; deserialisation (for the emulator) rejects extra
+/// fields the way Twilio does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Outbound {
+    Media {
+        #[serde(rename = "streamSid")]
+        stream_sid: String,
+        media: OutboundMedia,
+    },
+    Mark {
+        #[serde(rename = "streamSid")]
+        stream_sid: String,
+        mark: Mark,
+    },
+    Clear {
+        #[serde(rename = "streamSid")]
+        stream_sid: String,
+    },
+}
+
+impl Outbound {
+    /// A `media` message carrying `ulaw` (raw μ-law bytes).
+    pub fn media(stream_sid: &str, ulaw: &[u8]) -> Self {
+        Outbound::Media {
+            stream_sid: stream_sid.to_owned(),
+            media: OutboundMedia {
+                payload: base64::engine::general_purpose::STANDARD.encode(ulaw),
+            },
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("serialising plain data cannot fail")
+    }
+}
+
+/// Writes the JSON of an outbound `media` message into `out` (cleared first)
+/// without intermediate allocations: the hot path of the sink. Byte for byte
+/// what `Outbound::media(stream_sid, ulaw).to_json()` gives.
+pub fn write_media_json(stream_sid: &str, ulaw: &[u8], out: &mut String) {
+    out.clear();
+    out.push_str(r#"{"event":"media","streamSid":"#);
+    write_json_str(stream_sid, out);
+    out.push_str(r#","media":{"payload":""#);
+    base64::engine::general_purpose::STANDARD.encode_string(ulaw, out);
+    out.push_str(r#""}}"#);
+}
+
+fn write_json_str(s: &str, out: &mut String) {
+    if s
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' || b == b' ')
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).expect("a str always serialises"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONNECTED: &str = r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#;
+    const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","start":{"accountSid":"AC123","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","callSid":"CA456","tracks":["inbound"],"customParameters":{"caller":"x"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
+    const MEDIA: &str = r#"{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound","chunk":"1","timestamp":"155","payload":"/38A"}}"#;
+    const DTMF: &str = r#"{"event":"dtmf","sequenceNumber":"5","streamSid":"MZ1","dtmf":{"track":"inbound_track","digit":"1"}}"#;
+    const MARK: &str = r#"{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"my label"}}"#;
+    const STOP: &str = r#"{"event":"stop","sequenceNumber":"378","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}}"#;
+
+    #[test]
+    fn documented_examples_parse() {
+        assert_eq!(
+            Inbound::parse(CONNECTED).unwrap(),
+            Inbound::Connected {
+                protocol: Some("Call".into()),
+                version: Some("1.0.0".into())
+            }
+        );
+
+        let Inbound::Start {
+            sequence_number,
+            stream_sid,
+            start,
+        } = Inbound::parse(START).unwrap()
+        else {
+            panic!("not a start")
+        };
+        assert_eq!(sequence_number, Some(Counter(1)));
+        assert_eq!(stream_sid, "MZ18ad3ab5a668481ce02b83e7395059f0");
+        assert_eq!(start.account_sid, "AC123");
+        assert_eq!(start.call_sid, "CA456");
+        assert_eq!(start.stream_sid, stream_sid);
+        assert_eq!(start.tracks, vec!["inbound"]);
+        assert_eq!(start.custom_parameters["caller"], "x");
+        let fmt = start.media_format.unwrap();
+        assert_eq!(fmt.sample_rate, 8000);
+        assert_eq!(fmt.channels, 1);
+        assert!(fmt.is_mulaw_8k_mono());
+
+        let msg = Inbound::parse(MEDIA).unwrap();
+        assert_eq!(msg.stream_sid(), Some("MZ1"));
+        let Inbound::Media {
+            sequence_number,
+            media,
+            ..
+        } = msg
+        else {
+            panic!("not media")
+        };
+        assert_eq!(sequence_number, Some(Counter(2)));
+        assert_eq!(media.track, "inbound");
+        assert_eq!(media.chunk, Some(Counter(1)));
+        assert_eq!(media.timestamp, Counter(155));
+        let mut ulaw = Vec::new();
+        media.decode_payload(&mut ulaw).unwrap();
+        assert_eq!(ulaw, [0xFF, 0x7F, 0x00]);
+        // The payload is borrowed from the frame, not copied.
+        assert!(matches!(media.payload, Cow::Borrowed(_)));
+
+        assert_eq!(
+            Inbound::parse(DTMF).unwrap(),
+            Inbound::Dtmf {
+                sequence_number: Some(Counter(5)),
+                stream_sid: "MZ1".into(),
+                dtmf: Dtmf {
+                    track: "inbound_track".into(),
+                    digit: "1".into()
+                }
+            }
+        );
+        assert_eq!(
+            Inbound::parse(MARK).unwrap(),
+            Inbound::Mark {
+                sequence_number: Some(Counter(4)),
+                stream_sid: "MZ1".into(),
+                mark: Mark {
+                    name: "my label".into()
+                }
+            }
+        );
+        assert_eq!(
+            Inbound::parse(STOP).unwrap(),
+            Inbound::Stop {
+                sequence_number: Some(Counter(378)),
+                stream_sid: "MZ1".into(),
+                stop: StopInfo {
+                    account_sid: "AC1".into(),
+                    call_sid: "CA1".into()
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn inbound_round_trips_through_json() {
+        for text in [CONNECTED, START, MEDIA, DTMF, MARK, STOP] {
+            let msg = Inbound::parse(text).unwrap();
+            let again = msg.to_json();
+            assert_eq!(Inbound::parse(&again).unwrap(), msg, "{text}");
+        }
+        // Counters go out as strings, mediaFormat numbers as numbers.
+        let json = Inbound::parse(START).unwrap().to_json();
+        assert!(json.contains(r#""sequenceNumber":"1""#), "{json}");
+        assert!(json.contains(r#""sampleRate":8000"#), "{json}");
+        assert!(json.starts_with(r#"{"event":"start""#), "{json}");
+        let json = Inbound::parse(MEDIA).unwrap().to_json();
+        assert_eq!(json, MEDIA);
+    }
+
+    #[test]
+    fn unknown_events_and_fields_are_tolerated() {
+        let msg = Inbound::parse(r#"{"event":"hangup","foo":1}"#).unwrap();
+        assert_eq!(
+            msg,
+            Inbound::Unknown {
+                name: "hangup".into()
+            }
+        );
+        assert_eq!(msg.event(), "hangup");
+        let msg = Inbound::parse(
+            r#"{"event":"media","extra":{"a":[1,2]},"streamSid":"MZ1","media":{"timestamp":"0","payload":"","new":true}}"#,
+        )
+        .unwrap();
+        let Inbound::Media { media, .. } = msg else {
+            panic!()
+        };
+        assert_eq!(media.track, "inbound");
+        assert_eq!(media.chunk, None);
+    }
+
+    #[test]
+    fn counters_accept_numbers_too() {
+        let msg = Inbound::parse(
+            r#"{"event":"media","sequenceNumber":7,"streamSid":"MZ1","media":{"chunk":3,"timestamp":60,"payload":""}}"#,
+        )
+        .unwrap();
+        let Inbound::Media {
+            sequence_number,
+            media,
+            ..
+        } = msg
+        else {
+            panic!()
+        };
+        assert_eq!(sequence_number, Some(Counter(7)));
+        assert_eq!(media.chunk, Some(Counter(3)));
+        assert_eq!(media.timestamp, Counter(60));
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        let cases = [
+            (r#"{"streamSid":"MZ1"}"#, "event"),
+            (r#"{"event":"media","media":{"timestamp":"0","payload":""}}"#, "streamSid"),
+            (r#"{"event":"media","streamSid":"MZ1"}"#, "media"),
+            (r#"{"event":"media","streamSid":"MZ1","media":{"timestamp":"0"}}"#, "payload"),
+            (r#"{"event":"media","streamSid":"MZ1","media":{"payload":""}}"#, "timestamp"),
+            (r#"{"event":"start","streamSid":"MZ1","start":{"accountSid":"AC1"}}"#, "callSid"),
+            (r#"{"event":"start","start":{"accountSid":"AC1","callSid":"CA1"}}"#, "streamSid"),
+            (r#"{"event":"dtmf","streamSid":"MZ1","dtmf":{"track":"inbound_track"}}"#, "digit"),
+            (r#"{"event":"mark","streamSid":"MZ1"}"#, "mark"),
+        ];
+        for (text, field) in cases {
+            let err = Inbound::parse(text).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("missing field `{field}`")),
+                "{text}: {err}"
+            );
+        }
+        let err = Inbound::parse(
+            r#"{"event":"media","streamSid":"MZ1","media":{"timestamp":"soon","payload":""}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("soon"), "{err}");
+        assert!(Inbound::parse("{not json").is_err());
+        assert!(Inbound::parse("[1,2]").is_err());
+    }
+
+    #[test]
+    fn streamsid_may_come_from_inside_start() {
+        let msg = Inbound::parse(
+            r#"{"event":"start","start":{"accountSid":"AC1","callSid":"CA1","streamSid":"MZ9"}}"#,
+        )
+        .unwrap();
+        assert_eq!(msg.stream_sid(), Some("MZ9"));
+    }
+
+    #[test]
+    fn outbound_serialises_to_exactly_the_documented_shapes() {
+        assert_eq!(
+            Outbound::media("MZ1", &[0xFF, 0x7F, 0x00]).to_json(),
+            r#"{"event":"media","streamSid":"MZ1","media":{"payload":"/38A"}}"#
+        );
+        assert_eq!(
+            Outbound::Mark {
+                stream_sid: "MZ1".into(),
+                mark: Mark {
+                    name: "my label".into()
+                }
+            }
+            .to_json(),
+            r#"{"event":"mark","streamSid":"MZ1","mark":{"name":"my label"}}"#
+        );
+        assert_eq!(
+            Outbound::Clear {
+                stream_sid: "MZ1".into()
+            }
+            .to_json(),
+            r#"{"event":"clear","streamSid":"MZ1"}"#
+        );
+    }
+
+    #[test]
+    fn fast_media_writer_matches_serde() {
+        let mut out = String::new();
+        for sid in ["MZ18ad3ab5a668481ce02b83e7395059f0", "odd \"sid\"\\é", ""] {
+            for len in [0usize, 1, 2, 3, 160, 161] {
+                let ulaw: Vec<u8> = (0..len).map(|i| (i * 37) as u8).collect();
+                write_media_json(sid, &ulaw, &mut out);
+                assert_eq!(out, Outbound::media(sid, &ulaw).to_json());
+            }
+        }
+    }
+
+    #[test]
+    fn outbound_parsing_rejects_extra_fields() {
+        assert!(
+            serde_json::from_str::<Outbound>(
+                r#"{"event":"clear","streamSid":"MZ1","extra":1}"#
+            )
+            .is_err()
+        );
+        assert!(
+            serde_json::from_str::<Outbound>(
+                r#"{"event":"media","streamSid":"MZ1","media":{"payload":"","track":"x"}}"#
+            )
+            .is_err()
+        );
+        assert_eq!(
+            serde_json::from_str::<Outbound>(r#"{"event":"clear","streamSid":"MZ1"}"#).unwrap(),
+            Outbound::Clear {
+                stream_sid: "MZ1".into()
+            }
+        );
+    }
+}
