@@ -1,2 +1,36 @@
+//! twiliostream: a GStreamer plugin that puts a live phone call into a
+//! pipeline through Twilio Media Streams.
+//!
+//! * `twiliostreamsrc` serves the WebSocket Twilio dials and outputs the
+//!   caller's audio (16 kHz or 8 kHz S16LE, or the μ-law as it came).
+//!
+//! The modules below the elements are usable on their own: [`codec`] (G.711
+//! and the resamplers, no GStreamer) and [`protocol`] (the Twilio messages).
+
+use gst::glib;
+
+pub mod call;
 pub mod codec;
 pub mod protocol;
+pub mod server;
+mod twiliostreamsrc;
+pub mod wait;
+
+pub use twiliostreamsrc::TwilioStreamSrc;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    twiliostreamsrc::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    twiliostream,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

@@ -73,7 +73,11 @@ impl MediaFormat {
 pub struct StartInfo {
     #[serde(rename = "accountSid")]
     pub account_sid: String,
-    #[serde(rename = "streamSid", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "streamSid",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub stream_sid: String,
     #[serde(rename = "callSid")]
     pub call_sid: String,
@@ -392,8 +396,7 @@ pub fn write_media_json(stream_sid: &str, ulaw: &[u8], out: &mut String) {
 }
 
 fn write_json_str(s: &str, out: &mut String) {
-    if s
-        .bytes()
+    if s.bytes()
         .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' || b == b' ')
     {
         out.push('"');
@@ -412,7 +415,8 @@ mod tests {
     const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","start":{"accountSid":"AC123","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","callSid":"CA456","tracks":["inbound"],"customParameters":{"caller":"x"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
     const MEDIA: &str = r#"{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound","chunk":"1","timestamp":"155","payload":"/38A"}}"#;
     const DTMF: &str = r#"{"event":"dtmf","sequenceNumber":"5","streamSid":"MZ1","dtmf":{"track":"inbound_track","digit":"1"}}"#;
-    const MARK: &str = r#"{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"my label"}}"#;
+    const MARK: &str =
+        r#"{"event":"mark","sequenceNumber":"4","streamSid":"MZ1","mark":{"name":"my label"}}"#;
     const STOP: &str = r#"{"event":"stop","sequenceNumber":"378","streamSid":"MZ1","stop":{"accountSid":"AC1","callSid":"CA1"}}"#;
 
     #[test]
@@ -559,13 +563,31 @@ mod tests {
     fn missing_required_fields_are_named() {
         let cases = [
             (r#"{"streamSid":"MZ1"}"#, "event"),
-            (r#"{"event":"media","media":{"timestamp":"0","payload":""}}"#, "streamSid"),
+            (
+                r#"{"event":"media","media":{"timestamp":"0","payload":""}}"#,
+                "streamSid",
+            ),
             (r#"{"event":"media","streamSid":"MZ1"}"#, "media"),
-            (r#"{"event":"media","streamSid":"MZ1","media":{"timestamp":"0"}}"#, "payload"),
-            (r#"{"event":"media","streamSid":"MZ1","media":{"payload":""}}"#, "timestamp"),
-            (r#"{"event":"start","streamSid":"MZ1","start":{"accountSid":"AC1"}}"#, "callSid"),
-            (r#"{"event":"start","start":{"accountSid":"AC1","callSid":"CA1"}}"#, "streamSid"),
-            (r#"{"event":"dtmf","streamSid":"MZ1","dtmf":{"track":"inbound_track"}}"#, "digit"),
+            (
+                r#"{"event":"media","streamSid":"MZ1","media":{"timestamp":"0"}}"#,
+                "payload",
+            ),
+            (
+                r#"{"event":"media","streamSid":"MZ1","media":{"payload":""}}"#,
+                "timestamp",
+            ),
+            (
+                r#"{"event":"start","streamSid":"MZ1","start":{"accountSid":"AC1"}}"#,
+                "callSid",
+            ),
+            (
+                r#"{"event":"start","start":{"accountSid":"AC1","callSid":"CA1"}}"#,
+                "streamSid",
+            ),
+            (
+                r#"{"event":"dtmf","streamSid":"MZ1","dtmf":{"track":"inbound_track"}}"#,
+                "digit",
+            ),
             (r#"{"event":"mark","streamSid":"MZ1"}"#, "mark"),
         ];
         for (text, field) in cases {
@@ -634,10 +656,8 @@ mod tests {
     #[test]
     fn outbound_parsing_rejects_extra_fields() {
         assert!(
-            serde_json::from_str::<Outbound>(
-                r#"{"event":"clear","streamSid":"MZ1","extra":1}"#
-            )
-            .is_err()
+            serde_json::from_str::<Outbound>(r#"{"event":"clear","streamSid":"MZ1","extra":1}"#)
+                .is_err()
         );
         assert!(
             serde_json::from_str::<Outbound>(

@@ -1,1 +1,13 @@
+//! A Twilio emulator: plays Twilio's side of Media Streams calls against a
+//! `ws://` URL, for demos, tests and load tests of the twiliostream plugin.
+//!
+//! * [`call`]: one stream, message by message ([`TwilioCall`]).
+//! * [`play`]: a scripted call: audio in real time, DTMF, hang-up.
+//! * [`audio`]: tones and WAV files as 8 kHz μ-law.
 
+pub mod audio;
+pub mod call;
+pub mod play;
+
+pub use call::{CallParams, Disconnected, Received, TwilioCall};
+pub use play::{Ending, Report, Script};

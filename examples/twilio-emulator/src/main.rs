@@ -1,1 +1,173 @@
-fn main() {}
+//! `twilio-emulator`: plays Twilio's side of one or more Media Streams calls
+//! against a `ws://` URL and prints what comes back.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use twilio_emulator::{CallParams, Ending, Script, TwilioCall, audio};
+
+/// Plays Twilio's side of Media Streams calls against a WebSocket URL.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// WebSocket URL of the plugin, e.g. ws://127.0.0.1:8080/
+    url: String,
+
+    /// Play this WAV file (8, 16, 24 or 48 kHz; channels are mixed to mono)
+    #[arg(long, conflicts_with = "tone")]
+    wav: Option<PathBuf>,
+
+    /// Play a sine tone of this frequency in Hz (the default: 440 Hz)
+    #[arg(long)]
+    tone: Option<f64>,
+
+    /// Length of the tone in seconds
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+
+    /// Amplitude of the tone, as a fraction of full scale
+    #[arg(long, default_value_t = 0.5)]
+    amplitude: f64,
+
+    /// Number of concurrent calls
+    #[arg(long, default_value_t = 1)]
+    calls: usize,
+
+    /// Send the audio as fast as possible instead of in real time
+    #[arg(long)]
+    fast: bool,
+
+    /// Milliseconds of audio per media message
+    #[arg(long, default_value_t = 20)]
+    chunk_ms: usize,
+
+    /// Press a DTMF digit at a time into the audio: DIGIT@SECONDS (repeatable)
+    #[arg(long = "dtmf", value_parser = parse_dtmf)]
+    dtmf: Vec<(f64, String)>,
+
+    /// A TwiML <Parameter>: NAME=VALUE (repeatable)
+    #[arg(long = "param", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+
+    /// media.timestamp of the first chunk, in ms
+    #[arg(long, default_value_t = 155)]
+    first_timestamp: u64,
+
+    /// Seconds to keep listening after the audio before hanging up
+    #[arg(long, default_value_t = 1.0)]
+    linger: f64,
+
+    /// Hang up by dropping the connection (no stop message, no close frame)
+    #[arg(long)]
+    drop: bool,
+}
+
+fn parse_dtmf(s: &str) -> Result<(f64, String), String> {
+    let (digit, at) = s
+        .split_once('@')
+        .ok_or_else(|| format!("{s:?}: expected DIGIT@SECONDS"))?;
+    let at: f64 = at.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    Ok((at, digit.to_owned()))
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))?;
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let pcm = match &args.wav {
+        Some(path) => match audio::read_wav(path) {
+            Ok(pcm) => pcm,
+            Err(e) => {
+                eprintln!("twilio-emulator: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => audio::tone(args.tone.unwrap_or(440.0), args.amplitude, args.seconds),
+    };
+    let script = Script {
+        audio: audio::encode(&pcm),
+        chunk_samples: args.chunk_ms.max(1) * 8,
+        realtime: !args.fast,
+        dtmf: args.dtmf.clone(),
+        linger: Duration::from_secs_f64(args.linger.max(0.0)),
+        ending: if args.drop {
+            Ending::Drop
+        } else {
+            Ending::Stop
+        },
+    };
+    println!(
+        "twilio-emulator: {} call(s) to {}, {:.2} s of audio each{}",
+        args.calls,
+        args.url,
+        pcm.len() as f64 / 8000.0,
+        if args.fast {
+            ", as fast as possible"
+        } else {
+            " in real time"
+        }
+    );
+
+    let mut calls = Vec::new();
+    for n in 1..=args.calls {
+        let params = CallParams {
+            custom_parameters: args.params.iter().cloned().collect(),
+            first_timestamp_ms: args.first_timestamp,
+            ..CallParams::default()
+        };
+        let url = args.url.clone();
+        let script = script.clone();
+        calls.push(tokio::spawn(async move {
+            let call_sid = params.call_sid.clone();
+            let call = TwilioCall::start(&url, params)
+                .await
+                .map_err(|e| format!("call {n}: cannot connect to {url}: {e}"))?;
+            println!("call {n}: connected, callSid {call_sid}");
+            let report = twilio_emulator::play::run(call, &script)
+                .await
+                .map_err(|e| format!("call {n}: {e}"))?;
+            Ok::<_, String>((n, report))
+        }));
+    }
+
+    let mut failed = false;
+    for call in calls {
+        match call.await.expect("call task panicked") {
+            Ok((n, report)) => {
+                println!(
+                    "call {n}: received {} media message(s) ({:.2} s of audio), {} mark(s) {:?}, {} clear(s){}",
+                    report.media_messages,
+                    report.media.len() as f64 / 8000.0,
+                    report.marks.len(),
+                    report.marks,
+                    report.clears,
+                    match report.closed_by_plugin {
+                        Some(code) => format!(", closed by the plugin (code {code:?})"),
+                        None => String::new(),
+                    }
+                );
+                for why in &report.invalid {
+                    println!("call {n}: Twilio would reject: {why}");
+                    failed = true;
+                }
+            }
+            Err(e) => {
+                eprintln!("twilio-emulator: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,320 @@
+//! One emulated Twilio Media Stream: Twilio's side of the WebSocket.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use gsttwiliostream::protocol::{
+    Counter, Dtmf, Inbound, InboundMedia, Mark, MediaFormat, Outbound, StartInfo, StopInfo,
+};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use tokio_tungstenite::tungstenite::Error as WsError;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The WebSocket is gone; nothing more can be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Disconnected;
+
+impl std::fmt::Display for Disconnected {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the WebSocket is closed")
+    }
+}
+
+impl std::error::Error for Disconnected {}
+
+/// What identifies an emulated stream, as Twilio puts it in `start`.
+#[derive(Debug, Clone)]
+pub struct CallParams {
+    pub account_sid: String,
+    pub call_sid: String,
+    pub stream_sid: String,
+    pub tracks: Vec<String>,
+    pub custom_parameters: BTreeMap<String, String>,
+    /// `media.timestamp` of the first chunk; real calls rarely start at 0.
+    pub first_timestamp_ms: u64,
+}
+
+static NEXT_SID: AtomicU64 = AtomicU64::new(1);
+
+/// A Twilio-looking SID: two letters and 32 hex digits, unique in the process.
+pub fn sid(prefix: &str) -> String {
+    let n = NEXT_SID.fetch_add(1, Ordering::Relaxed);
+    let salt = std::process::id() as u64;
+    format!("{prefix}{:016x}{:016x}", salt, n)
+}
+
+impl Default for CallParams {
+    fn default() -> Self {
+        CallParams {
+            account_sid: sid("AC"),
+            call_sid: sid("CA"),
+            stream_sid: sid("MZ"),
+            tracks: vec!["inbound".to_owned()],
+            custom_parameters: BTreeMap::new(),
+            first_timestamp_ms: 155,
+        }
+    }
+}
+
+/// What the emulator got from the plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    /// A message of exactly a documented shape, with its JSON text.
+    Message(Outbound, String),
+    /// Something Twilio would reject (warning 31950/31951), with the reason.
+    Invalid(String),
+    /// The plugin closed the WebSocket (close code, if any).
+    Closed(Option<u16>),
+}
+
+/// Twilio's side of one Media Stream.
+pub struct TwilioCall {
+    pub params: CallParams,
+    /// To the writer task, which owns the sending half of the socket.
+    out: mpsc::UnboundedSender<Message>,
+    received: mpsc::UnboundedReceiver<Received>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+    sequence: u64,
+    chunk: u64,
+    /// Audio position of the next chunk, in 8 kHz samples.
+    position: u64,
+}
+
+impl TwilioCall {
+    /// Opens the WebSocket (the handshake only; see [`begin`](Self::begin)).
+    pub async fn connect(url: &str, params: CallParams) -> Result<TwilioCall, WsError> {
+        let (ws, _response) = tokio_tungstenite::connect_async(url).await?;
+        let ws: Ws = ws;
+        let (mut write, mut read) = ws.split();
+        let (out, mut outgoing) = mpsc::unbounded_channel::<Message>();
+        let writer = tokio::spawn(async move {
+            while let Some(msg) = outgoing.recv().await {
+                let close = matches!(msg, Message::Close(_));
+                if write.send(msg).await.is_err() || close {
+                    break;
+                }
+            }
+            let _ = write.close().await;
+        });
+        let (tx, received) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            while let Some(msg) = read.next().await {
+                let item = match msg {
+                    Ok(Message::Text(text)) => match serde_json::from_str::<Outbound>(&text) {
+                        Ok(out) if out_sid(&out).is_empty() => {
+                            Received::Invalid(format!("empty streamSid in {text}"))
+                        }
+                        Ok(out) => Received::Message(out, text.to_string()),
+                        Err(e) => Received::Invalid(format!("{e}: {text}")),
+                    },
+                    Ok(Message::Binary(b)) => {
+                        Received::Invalid(format!("binary frame of {} bytes", b.len()))
+                    }
+                    Ok(Message::Close(frame)) => Received::Closed(frame.map(|f| f.code.into())),
+                    Ok(_) => continue,
+                    Err(_) => Received::Closed(None),
+                };
+                let closed = matches!(item, Received::Closed(_));
+                if tx.send(item).is_err() || closed {
+                    break;
+                }
+            }
+        });
+        Ok(TwilioCall {
+            params,
+            out,
+            received,
+            reader,
+            writer,
+            sequence: 1,
+            chunk: 1,
+            position: 0,
+        })
+    }
+
+    /// Connects and sends `connected` and `start`, as Twilio does.
+    pub async fn start(url: &str, params: CallParams) -> Result<TwilioCall, WsError> {
+        let mut call = TwilioCall::connect(url, params).await?;
+        call.begin().map_err(|_| WsError::ConnectionClosed)?;
+        Ok(call)
+    }
+
+    /// Sends `connected` and `start`.
+    pub fn begin(&mut self) -> Result<(), Disconnected> {
+        self.send(&Inbound::Connected {
+            protocol: Some("Call".to_owned()),
+            version: Some("1.0.0".to_owned()),
+        })?;
+        let start = Inbound::Start {
+            sequence_number: Some(self.next_sequence()),
+            stream_sid: self.params.stream_sid.clone(),
+            start: StartInfo {
+                account_sid: self.params.account_sid.clone(),
+                stream_sid: self.params.stream_sid.clone(),
+                call_sid: self.params.call_sid.clone(),
+                tracks: self.params.tracks.clone(),
+                custom_parameters: self.params.custom_parameters.clone(),
+                media_format: Some(MediaFormat {
+                    encoding: "audio/x-mulaw".to_owned(),
+                    sample_rate: 8000,
+                    channels: 1,
+                }),
+            },
+        };
+        self.send(&start)
+    }
+
+    fn next_sequence(&mut self) -> Counter {
+        let n = self.sequence;
+        self.sequence += 1;
+        Counter(n)
+    }
+
+    /// `media.timestamp` the next chunk will carry.
+    pub fn next_timestamp_ms(&self) -> u64 {
+        self.params.first_timestamp_ms + self.position / 8
+    }
+
+    /// Seconds of audio sent (or skipped) so far.
+    pub fn audio_seconds(&self) -> f64 {
+        self.position as f64 / 8000.0
+    }
+
+    /// Sends one chunk of μ-law, numbered and timestamped in order.
+    pub fn send_media(&mut self, ulaw: &[u8]) -> Result<(), Disconnected> {
+        let msg = self.media_message(ulaw);
+        self.send(&msg)
+    }
+
+    /// The `media` message the next chunk would be, advancing the counters.
+    pub fn media_message(&mut self, ulaw: &[u8]) -> Inbound<'static> {
+        use base64::Engine as _;
+        let msg = Inbound::Media {
+            sequence_number: Some(self.next_sequence()),
+            stream_sid: self.params.stream_sid.clone().into(),
+            media: InboundMedia {
+                track: "inbound".into(),
+                chunk: Some(Counter(self.chunk)),
+                timestamp: Counter(self.next_timestamp_ms()),
+                payload: base64::engine::general_purpose::STANDARD
+                    .encode(ulaw)
+                    .into(),
+            },
+        };
+        self.chunk += 1;
+        self.position += ulaw.len() as u64;
+        msg
+    }
+
+    /// Advances the counters as if a chunk of `samples` was sent, without
+    /// sending it: a chunk lost on the way.
+    pub fn lose_media(&mut self, samples: usize) {
+        self.sequence += 1;
+        self.chunk += 1;
+        self.position += samples as u64;
+    }
+
+    pub fn send_dtmf(&mut self, digit: &str) -> Result<(), Disconnected> {
+        let msg = Inbound::Dtmf {
+            sequence_number: Some(self.next_sequence()),
+            stream_sid: self.params.stream_sid.clone(),
+            dtmf: Dtmf {
+                track: "inbound_track".to_owned(),
+                digit: digit.to_owned(),
+            },
+        };
+        self.send(&msg)
+    }
+
+    /// Sends a `mark` as Twilio does when playback reaches one.
+    pub fn send_mark(&mut self, name: &str) -> Result<(), Disconnected> {
+        let msg = Inbound::Mark {
+            sequence_number: Some(self.next_sequence()),
+            stream_sid: self.params.stream_sid.clone(),
+            mark: Mark {
+                name: name.to_owned(),
+            },
+        };
+        self.send(&msg)
+    }
+
+    pub fn send_stop(&mut self) -> Result<(), Disconnected> {
+        let msg = Inbound::Stop {
+            sequence_number: Some(self.next_sequence()),
+            stream_sid: self.params.stream_sid.clone(),
+            stop: StopInfo {
+                account_sid: self.params.account_sid.clone(),
+                call_sid: self.params.call_sid.clone(),
+            },
+        };
+        self.send(&msg)
+    }
+
+    pub fn send(&mut self, msg: &Inbound<'_>) -> Result<(), Disconnected> {
+        self.send_text(&msg.to_json())
+    }
+
+    /// Sends any text frame (for malformed-input tests).
+    pub fn send_text(&mut self, text: &str) -> Result<(), Disconnected> {
+        self.out.send(Message::text(text)).map_err(|_| Disconnected)
+    }
+
+    /// Sends a binary frame, which Twilio never does.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Disconnected> {
+        self.out
+            .send(Message::binary(data.to_vec()))
+            .map_err(|_| Disconnected)
+    }
+
+    /// The next thing received from the plugin, or None once the connection
+    /// is gone.
+    pub async fn recv(&mut self) -> Option<Received> {
+        self.received.recv().await
+    }
+
+    /// Like [`recv`](Self::recv), giving up after `timeout`.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<Received> {
+        tokio::time::timeout(timeout, self.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Whatever has been received and not read yet.
+    pub fn try_recv(&mut self) -> Option<Received> {
+        self.received.try_recv().ok()
+    }
+
+    /// Ends the stream the way Twilio does: close frame, then the socket.
+    pub async fn close(mut self) {
+        let _ = self.out.send(Message::Close(None));
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.writer).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.reader).await;
+        self.reader.abort();
+    }
+
+    /// Drops the TCP connection with no close frame (a network failure).
+    pub async fn abort(self) {
+        self.writer.abort();
+        self.reader.abort();
+        let _ = self.writer.await;
+        let _ = self.reader.await;
+    }
+}
+
+fn out_sid(out: &Outbound) -> &str {
+    match out {
+        Outbound::Media { stream_sid, .. }
+        | Outbound::Mark { stream_sid, .. }
+        | Outbound::Clear { stream_sid } => stream_sid,
+    }
+}

@@ -1,0 +1,130 @@
+//! Scripted calls: play audio (with DTMF at chosen times) into a stream in
+//! real time or as fast as possible, listen to what comes back, hang up.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use gsttwiliostream::protocol::Outbound;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::call::{Disconnected, Received, TwilioCall};
+
+/// How an emulated call ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Send `stop`, then close the WebSocket, as Twilio does on hang-up.
+    Stop,
+    /// Drop the TCP connection without `stop` or close frame.
+    Drop,
+}
+
+/// What to play into a call.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// 8 kHz μ-law.
+    pub audio: Vec<u8>,
+    /// Samples per media message (160 = 20 ms).
+    pub chunk_samples: usize,
+    /// Pace the chunks in real time, or send them as fast as possible.
+    pub realtime: bool,
+    /// DTMF digits and when to press them, in seconds of audio.
+    pub dtmf: Vec<(f64, String)>,
+    /// How long to keep listening after the audio before hanging up.
+    pub linger: Duration,
+    pub ending: Ending,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            audio: Vec::new(),
+            chunk_samples: 160,
+            realtime: true,
+            dtmf: Vec::new(),
+            linger: Duration::from_millis(500),
+            ending: Ending::Stop,
+        }
+    }
+}
+
+/// What came back during a call.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub media_messages: usize,
+    /// μ-law received in `media` messages, in order.
+    pub media: Vec<u8>,
+    pub marks: Vec<String>,
+    pub clears: usize,
+    /// Messages Twilio would have rejected.
+    pub invalid: Vec<String>,
+    /// Whether the plugin closed the WebSocket (and with which code).
+    pub closed_by_plugin: Option<Option<u16>>,
+}
+
+impl Report {
+    fn take(&mut self, item: Received) {
+        match item {
+            Received::Message(Outbound::Media { media, .. }, _) => {
+                self.media_messages += 1;
+                match base64::engine::general_purpose::STANDARD.decode(&media.payload) {
+                    Ok(bytes) => self.media.extend(bytes),
+                    Err(e) => self.invalid.push(format!("bad base64 payload: {e}")),
+                }
+            }
+            Received::Message(Outbound::Mark { mark, .. }, _) => self.marks.push(mark.name),
+            Received::Message(Outbound::Clear { .. }, _) => self.clears += 1,
+            Received::Invalid(why) => self.invalid.push(why),
+            Received::Closed(code) => self.closed_by_plugin = Some(code),
+        }
+    }
+
+    fn drain(&mut self, call: &mut TwilioCall) {
+        while let Some(item) = call.try_recv() {
+            self.take(item);
+        }
+    }
+}
+
+/// Plays `script` into a started call and hangs up.
+pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Disconnected> {
+    let mut report = Report::default();
+    let chunk_time = Duration::from_secs_f64(script.chunk_samples as f64 / 8000.0);
+    let mut ticks = tokio::time::interval(chunk_time);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut dtmf = script.dtmf.clone();
+    dtmf.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut dtmf = dtmf.into_iter().peekable();
+
+    for chunk in script.audio.chunks(script.chunk_samples.max(1)) {
+        if script.realtime {
+            ticks.tick().await;
+        }
+        while let Some((_, digit)) = dtmf.next_if(|(at, _)| *at <= call.audio_seconds()) {
+            call.send_dtmf(&digit)?;
+        }
+        call.send_media(chunk)?;
+        report.drain(&mut call);
+        if report.closed_by_plugin.is_some() {
+            return Ok(report);
+        }
+    }
+    for (_, digit) in dtmf {
+        call.send_dtmf(&digit)?;
+    }
+
+    let deadline = Instant::now() + script.linger;
+    while let Ok(Some(item)) = tokio::time::timeout_at(deadline, call.recv()).await {
+        report.take(item);
+        if report.closed_by_plugin.is_some() {
+            return Ok(report);
+        }
+    }
+    match script.ending {
+        Ending::Stop => {
+            call.send_stop()?;
+            call.close().await;
+        }
+        Ending::Drop => call.abort().await,
+    }
+    Ok(report)
+}

@@ -1,0 +1,843 @@
+//! The source element: a live PushSrc fed by one call.
+//!
+//! Timing: the first chunk's first sample is anchored at the running time the
+//! chunk arrived, minus its duration (when it started being spoken). Every
+//! later sample is placed by Twilio's `media.timestamp`, so buffers are
+//! contiguous and drift-free against Twilio's clock; a jump in the timestamp
+//! (or a skipped chunk number) is filled with silence and flagged DISCONT.
+//! On the 16 kHz path the output is also shifted by the upsampler's delay, so
+//! timestamps stay true to when the caller spoke.
+
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Instant;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::base_src::CreateSuccess;
+use gst_base::subclass::prelude::*;
+use tokio::sync::mpsc;
+
+use crate::call::{Call, CallEvent, DtmfDigit, MediaChunk, Slot, Stat, Stats};
+use crate::codec::{Upsampler, g711};
+use crate::protocol::{StartInfo, StopInfo};
+use crate::server::{self, Registration};
+use crate::wait::{Canceller, wait};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "twiliostreamsrc",
+        gst::DebugColorFlags::empty(),
+        Some("Twilio Media Streams source"),
+    )
+});
+
+const DEFAULT_HOST: &str = "127.0.0.1";
+const DEFAULT_PORT: u32 = 8080;
+const DEFAULT_PATH: &str = "/";
+
+/// Twilio's customary chunk: the latency a live source of it has at least.
+const CHUNK_DURATION: gst::ClockTime = gst::ClockTime::from_mseconds(20);
+/// Nanoseconds per 8 kHz sample.
+const NS_PER_SAMPLE: u64 = 125_000;
+/// Timestamp deviations below this (in 8 kHz samples) are rounding, not gaps.
+const GAP_TOLERANCE: u64 = 80;
+/// Longest gap filled with silence (5 s); longer ones make the timestamps jump.
+const MAX_SILENCE: u64 = 5 * 8000;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    host: String,
+    port: u32,
+    path: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            host: DEFAULT_HOST.to_owned(),
+            port: DEFAULT_PORT,
+            path: DEFAULT_PATH.to_owned(),
+        }
+    }
+}
+
+/// What the src pad carries, from the negotiated caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Pcm16k,
+    Pcm8k,
+    Mulaw,
+}
+
+impl Output {
+    fn from_caps(caps: &gst::CapsRef) -> Option<Output> {
+        let s = caps.structure(0)?;
+        match (s.name().as_str(), s.get::<i32>("rate").ok()?) {
+            ("audio/x-raw", 16000) => Some(Output::Pcm16k),
+            ("audio/x-raw", 8000) => Some(Output::Pcm8k),
+            ("audio/x-mulaw", 8000) => Some(Output::Mulaw),
+            _ => None,
+        }
+    }
+
+    /// Output samples per 8 kHz input sample.
+    fn factor(self) -> u64 {
+        match self {
+            Output::Pcm16k => 2,
+            Output::Pcm8k | Output::Mulaw => 1,
+        }
+    }
+
+    fn bytes_per_input_sample(self) -> usize {
+        match self {
+            Output::Pcm16k => 4,
+            Output::Pcm8k => 2,
+            Output::Mulaw => 1,
+        }
+    }
+
+    /// Signal delay added by the element.
+    fn delay(self) -> gst::ClockTime {
+        match self {
+            Output::Pcm16k => gst::ClockTime::from_nseconds(Upsampler::delay_ns()),
+            Output::Pcm8k | Output::Mulaw => gst::ClockTime::ZERO,
+        }
+    }
+
+    fn latency(self) -> gst::ClockTime {
+        CHUNK_DURATION + self.delay()
+    }
+}
+
+/// Where the stream is in time.
+#[derive(Debug)]
+struct Timing {
+    /// Running time of stream position 0 (before the output delay).
+    anchor: gst::ClockTime,
+    /// `media.timestamp` of the first chunk.
+    first_ts_ms: u64,
+    /// 8 kHz samples output so far, silence included.
+    position: u64,
+    /// The chunk number expected next, if Twilio numbers them.
+    next_chunk: Option<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    registration: Option<Registration>,
+    bound_port: u32,
+    /// The call being (or last) consumed; kept after stop for the counters.
+    call: Option<Arc<Call>>,
+    events: Option<mpsc::Receiver<CallEvent>>,
+    start: Option<Arc<StartInfo>>,
+    output: Option<Output>,
+    upsampler: Upsampler,
+    timing: Option<Timing>,
+    /// The call ended: after the resampler tail, EOS.
+    finished: bool,
+    /// Serialized events to push once the segment is out.
+    pending_events: Vec<gst::Event>,
+    decoded: Vec<i16>,
+    upsampled: Vec<i16>,
+}
+
+pub struct TwilioStreamSrc {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    canceller: Mutex<Canceller>,
+    slot: Arc<Slot>,
+}
+
+impl Default for TwilioStreamSrc {
+    fn default() -> Self {
+        TwilioStreamSrc {
+            settings: Default::default(),
+            state: Default::default(),
+            canceller: Default::default(),
+            slot: Slot::new(),
+        }
+    }
+}
+
+/// Writes `samples` as S16LE into `out`, which is exactly twice as long.
+fn write_s16le(samples: &[i16], out: &mut [u8]) {
+    for (o, s) in out.chunks_exact_mut(2).zip(samples) {
+        o.copy_from_slice(&s.to_le_bytes());
+    }
+}
+
+impl TwilioStreamSrc {
+    /// The call whose counters the properties show.
+    fn stats_call(&self) -> Option<Arc<Call>> {
+        self.state
+            .lock()
+            .unwrap()
+            .call
+            .clone()
+            .or_else(|| self.slot.current())
+    }
+
+    fn stats_structure(&self) -> gst::Structure {
+        let call = self.stats_call();
+        Stats::structure(
+            call.as_deref().map(|c| &c.stats),
+            "twiliostreamsrc-stats",
+            Stat::INBOUND,
+        )
+    }
+
+    fn post(&self, structure: gst::Structure) {
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Element::builder(structure).src(&*obj).build());
+    }
+
+    /// Pushes queued serialized events, once the segment has gone out (so
+    /// they keep their place among the buffers without breaking event order).
+    fn push_pending_events(&self) {
+        let pad = self.obj().static_pad("src").unwrap();
+        if pad.sticky_event::<gst::event::Segment>(0).is_none() {
+            return;
+        }
+        let events = std::mem::take(&mut self.state.lock().unwrap().pending_events);
+        for event in events {
+            gst::debug!(CAT, imp = self, "pushing {event:?}");
+            pad.push_event(event);
+        }
+    }
+
+    fn claim(&self, call: Arc<Call>) -> Result<(), gst::FlowError> {
+        gst::info!(CAT, imp = self, "{call:?}: taking the call");
+        call.log_to(*CAT, self.obj().upcast_ref());
+        let Some(events) = call.take_events() else {
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Read,
+                ["{call:?} is consumed by another element"]
+            );
+            return Err(gst::FlowError::Error);
+        };
+        {
+            let mut state = self.state.lock().unwrap();
+            state.events = Some(events);
+            state.call = Some(call);
+        }
+        self.obj().notify("connected");
+        Ok(())
+    }
+
+    fn handle_start(&self, start: Arc<StartInfo>) {
+        let tracks = gst::Array::new(start.tracks.iter().map(|t| t.to_send_value()));
+        let params = custom_parameters_structure(&start);
+        let message = gst::Structure::builder("twilio-start")
+            .field("call-sid", &start.call_sid)
+            .field("stream-sid", &start.stream_sid)
+            .field("account-sid", &start.account_sid)
+            .field("tracks", tracks)
+            .field("custom-parameters", params)
+            .build();
+        {
+            let mut state = self.state.lock().unwrap();
+            state.start = Some(start);
+            state
+                .pending_events
+                .push(gst::event::CustomDownstreamSticky::new(message.clone()));
+        }
+        for name in ["call-sid", "stream-sid", "account-sid", "custom-parameters"] {
+            self.obj().notify(name);
+        }
+        self.post(message);
+    }
+
+    fn handle_dtmf(&self, digit: DtmfDigit) {
+        gst::info!(CAT, imp = self, "DTMF {:?}", digit.0);
+        let mut message = gst::Structure::builder("twilio-dtmf").field("digit", &digit.0);
+        if let Some(number) = digit.number() {
+            message = message.field("number", number);
+            // GStreamer's dtmf-event (as dtmfsrc and rtpdtmfdepay use it):
+            // Twilio reports a digit once, so start and end follow each other.
+            let start = gst::Structure::builder("dtmf-event")
+                .field("type", 1i32)
+                .field("number", number)
+                .field("volume", 10i32)
+                .field("start", true)
+                .build();
+            let end = gst::Structure::builder("dtmf-event")
+                .field("type", 1i32)
+                .field("number", number)
+                .field("start", false)
+                .build();
+            let mut state = self.state.lock().unwrap();
+            state
+                .pending_events
+                .push(gst::event::CustomDownstream::new(start));
+            state
+                .pending_events
+                .push(gst::event::CustomDownstream::new(end));
+        } else {
+            gst::warning!(CAT, imp = self, "{:?} is not a DTMF digit", digit.0);
+        }
+        self.post(message.build());
+    }
+
+    fn handle_end(&self, stop: Option<StopInfo>, reason: Option<String>) -> Option<gst::Buffer> {
+        let start = self.state.lock().unwrap().start.clone();
+        if let Some(stop) = stop {
+            let message = gst::Structure::builder("twilio-stop")
+                .field("call-sid", &stop.call_sid)
+                .field(
+                    "stream-sid",
+                    start.as_ref().map(|s| s.stream_sid.as_str()).unwrap_or(""),
+                )
+                .field("account-sid", &stop.account_sid)
+                .build();
+            self.post(message);
+        }
+        if let Some(reason) = reason {
+            gst::element_imp_warning!(self, gst::ResourceError::Read, ["{}", reason]);
+        }
+        let mut state = self.state.lock().unwrap();
+        state.finished = true;
+        self.drain(&mut state)
+    }
+
+    /// The audio still inside the upsampler, pushed out with silence.
+    fn drain(&self, state: &mut State) -> Option<gst::Buffer> {
+        if state.output != Some(Output::Pcm16k) || state.timing.is_none() {
+            return None;
+        }
+        let silence = (Upsampler::DELAY as u64).div_ceil(2);
+        let zeros = vec![g711::SILENCE; silence as usize];
+        self.make_buffer(state, &zeros, 0, false).ok()
+    }
+
+    /// Places a chunk in time: returns the silence to insert before it and
+    /// whether the stream is discontinuous there.
+    fn place(&self, state: &mut State, chunk: &MediaChunk) -> (u64, bool) {
+        let output = state.output.expect("checked by the caller");
+        let Some(t) = state.timing.as_mut() else {
+            let obj = self.obj();
+            let now = match (obj.clock(), obj.base_time()) {
+                (Some(clock), Some(base)) => clock.time().saturating_sub(base),
+                _ => gst::ClockTime::ZERO,
+            };
+            let waited = gst::ClockTime::from_nseconds(
+                Instant::now()
+                    .saturating_duration_since(chunk.arrival)
+                    .as_nanos() as u64,
+            );
+            let spoken = gst::ClockTime::from_nseconds(chunk.ulaw.len() as u64 * NS_PER_SAMPLE);
+            let anchor = now
+                .saturating_sub(waited)
+                .saturating_sub(spoken)
+                .max(output.delay());
+            gst::debug!(
+                CAT,
+                imp = self,
+                "first chunk (timestamp {} ms) anchored at {anchor}",
+                chunk.timestamp_ms
+            );
+            state.timing = Some(Timing {
+                anchor,
+                first_ts_ms: chunk.timestamp_ms,
+                position: 0,
+                next_chunk: chunk.chunk.map(|c| c + 1),
+            });
+            return (0, false);
+        };
+
+        let due = chunk.timestamp_ms.saturating_sub(t.first_ts_ms) * 8;
+        let gap = due.saturating_sub(t.position);
+        let skipped = match (chunk.chunk, t.next_chunk) {
+            (Some(got), Some(expected)) if got > expected => got - expected,
+            _ => 0,
+        };
+        t.next_chunk = chunk.chunk.map(|c| c + 1);
+        if due + GAP_TOLERANCE < t.position {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {:?} (timestamp {} ms) overlaps what was played, keeping it contiguous",
+                chunk.chunk,
+                chunk.timestamp_ms
+            );
+        }
+        if gap <= GAP_TOLERANCE && skipped == 0 {
+            return (0, false);
+        }
+        let len = chunk.ulaw.len().max(1) as u64;
+        let lost = skipped.max((gap + len / 2) / len).max(1);
+        if let Some(call) = &state.call {
+            call.stats.add(Stat::ChunksLost, lost);
+        }
+        gst::warning!(
+            CAT,
+            imp = self,
+            "gap of {} ms before chunk {:?} (timestamp {} ms): {lost} chunk(s) lost",
+            gap / 8,
+            chunk.chunk,
+            chunk.timestamp_ms
+        );
+        if gap <= GAP_TOLERANCE {
+            (0, true)
+        } else if gap > MAX_SILENCE {
+            // Too long to fill: let the timestamps jump instead.
+            t.position += gap;
+            (0, true)
+        } else {
+            (gap, true)
+        }
+    }
+
+    /// A buffer of `silence` 8 kHz samples of silence followed by `ulaw`, in
+    /// the output format, at the current position.
+    fn make_buffer(
+        &self,
+        state: &mut State,
+        ulaw: &[u8],
+        silence: u64,
+        discont: bool,
+    ) -> Result<gst::Buffer, gst::FlowError> {
+        let output = state.output.ok_or(gst::FlowError::NotNegotiated)?;
+        let timing = state.timing.as_ref().expect("placed before");
+        let samples = silence + ulaw.len() as u64;
+        let pts = timing.anchor + gst::ClockTime::from_nseconds(timing.position * NS_PER_SAMPLE)
+            - output.delay();
+        let duration = gst::ClockTime::from_nseconds(samples * NS_PER_SAMPLE);
+        let offset = timing.position * output.factor();
+
+        let silence = silence as usize;
+        let mut buffer = gst::Buffer::with_size(samples as usize * output.bytes_per_input_sample())
+            .map_err(|_| gst::FlowError::Error)?;
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(pts);
+            buffer.set_duration(duration);
+            buffer.set_offset(offset);
+            buffer.set_offset_end(offset + samples * output.factor());
+            if discont {
+                buffer.set_flags(gst::BufferFlags::DISCONT);
+            }
+            let mut map = buffer.map_writable().map_err(|_| gst::FlowError::Error)?;
+            let data = map.as_mut_slice();
+            if output == Output::Mulaw {
+                data[..silence].fill(g711::SILENCE);
+                data[silence..].copy_from_slice(ulaw);
+            } else {
+                let State {
+                    decoded,
+                    upsampled,
+                    upsampler,
+                    ..
+                } = state;
+                decoded.clear();
+                decoded.resize(samples as usize, 0);
+                g711::decode_slice(ulaw, &mut decoded[silence..]);
+                if output == Output::Pcm8k {
+                    write_s16le(decoded, data);
+                } else {
+                    upsampled.resize(2 * decoded.len(), 0);
+                    upsampler.process(decoded, upsampled);
+                    write_s16le(upsampled, data);
+                }
+            }
+        }
+        state.timing.as_mut().unwrap().position += samples;
+        Ok(buffer)
+    }
+
+    fn handle_media(&self, chunk: MediaChunk) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        if chunk.ulaw.is_empty() {
+            return Ok(None);
+        }
+        let mut state = self.state.lock().unwrap();
+        if state.output.is_none() {
+            drop(state);
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["No caps negotiated"]);
+            return Err(gst::FlowError::NotNegotiated);
+        }
+        let (silence, discont) = self.place(&mut state, &chunk);
+        self.make_buffer(&mut state, &chunk.ulaw, silence, discont)
+            .map(Some)
+    }
+}
+
+fn custom_parameters_structure(start: &StartInfo) -> gst::Structure {
+    let mut s = gst::Structure::new_empty("custom-parameters");
+    for (name, value) in &start.custom_parameters {
+        s.set(name.as_str(), value);
+    }
+    s
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for TwilioStreamSrc {
+    const NAME: &'static str = "GstTwilioStreamSrc";
+    type Type = super::TwilioStreamSrc;
+    type ParentType = gst_base::PushSrc;
+}
+
+impl ObjectImpl for TwilioStreamSrc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut props = vec![
+                glib::ParamSpecString::builder("host")
+                    .nick("Host")
+                    .blurb("Address to listen on for Twilio's WebSocket (0.0.0.0 for all IPv4 interfaces)")
+                    .default_value(Some(DEFAULT_HOST))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("port")
+                    .nick("Port")
+                    .blurb("TCP port to listen on; 0 picks a free one (see bound-port). \
+                            Elements listening on the same host and port share it")
+                    .maximum(u16::MAX as u32)
+                    .default_value(DEFAULT_PORT)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("path")
+                    .nick("Path")
+                    .blurb("URL path of the stream, as in the TwiML <Stream url>; \
+                            each element listening on it takes the next call for it")
+                    .default_value(Some(DEFAULT_PATH))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("bound-port")
+                    .nick("Bound port")
+                    .blurb("The port actually listened on (useful with port=0), 0 when not listening")
+                    .maximum(u16::MAX as u32)
+                    .read_only()
+                    .build(),
+                glib::ParamSpecBoolean::builder("connected")
+                    .nick("Connected")
+                    .blurb("Whether a call is connected to this element")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("call-sid")
+                    .nick("Call SID")
+                    .blurb("callSid of the current call, from its start message")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("stream-sid")
+                    .nick("Stream SID")
+                    .blurb("streamSid of the current call, from its start message")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("account-sid")
+                    .nick("Account SID")
+                    .blurb("accountSid of the current call, from its start message")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("custom-parameters")
+                    .nick("Custom parameters")
+                    .blurb("The <Parameter> values of the TwiML <Stream>, as string fields")
+                    .read_only()
+                    .build(),
+            ];
+            props.extend(Stat::INBOUND.iter().map(|stat| {
+                glib::ParamSpecUInt64::builder(stat.name())
+                    .nick(stat.nick())
+                    .blurb(stat.blurb())
+                    .read_only()
+                    .build()
+            }));
+            props.push(
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("All counters of the current call in one structure")
+                    .read_only()
+                    .build(),
+            );
+            props
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "host" => {
+                settings.host = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .unwrap_or_else(|| DEFAULT_HOST.to_owned())
+            }
+            "port" => settings.port = value.get().unwrap(),
+            "path" => {
+                let path = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .unwrap_or_else(|| DEFAULT_PATH.to_owned());
+                settings.path = if path.starts_with('/') {
+                    path
+                } else {
+                    format!("/{path}")
+                };
+            }
+            other => unimplemented!("property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let sid = |f: fn(&StartInfo) -> &String| {
+            self.state
+                .lock()
+                .unwrap()
+                .start
+                .as_deref()
+                .map(|s| f(s).clone())
+                .to_value()
+        };
+        match pspec.name() {
+            "host" => self.settings.lock().unwrap().host.to_value(),
+            "port" => self.settings.lock().unwrap().port.to_value(),
+            "path" => self.settings.lock().unwrap().path.to_value(),
+            "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
+            "connected" => self.slot.current().is_some_and(|c| c.is_open()).to_value(),
+            "call-sid" => sid(|s| &s.call_sid),
+            "stream-sid" => sid(|s| &s.stream_sid),
+            "account-sid" => sid(|s| &s.account_sid),
+            "custom-parameters" => self
+                .state
+                .lock()
+                .unwrap()
+                .start
+                .as_deref()
+                .map(custom_parameters_structure)
+                .to_value(),
+            "stats" => self.stats_structure().to_value(),
+            name => {
+                let stat = Stat::INBOUND
+                    .iter()
+                    .find(|s| s.name() == name)
+                    .unwrap_or_else(|| unimplemented!("property {name}"));
+                self.stats_call()
+                    .map_or(0, |c| c.stats.get(*stat))
+                    .to_value()
+            }
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.set_live(true);
+        obj.set_format(gst::Format::Time);
+        obj.set_do_timestamp(false);
+    }
+}
+
+impl GstObjectImpl for TwilioStreamSrc {}
+
+impl ElementImpl for TwilioStreamSrc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Twilio Media Streams source",
+                "Source/Audio/Network",
+                "Serves the WebSocket a Twilio Media Stream dials and outputs the caller's audio",
+                "twiliostream developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let pcm = |rate: i32| {
+                gst_audio::AudioCapsBuilder::new_interleaved()
+                    .format(gst_audio::AudioFormat::S16le)
+                    .rate(rate)
+                    .channels(1)
+                    .build()
+            };
+            let mut caps = pcm(16000);
+            {
+                let caps = caps.get_mut().unwrap();
+                caps.append(pcm(8000));
+                caps.append(
+                    gst::Caps::builder("audio/x-mulaw")
+                        .field("rate", 8000i32)
+                        .field("channels", 1i32)
+                        .build(),
+                );
+            }
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSrcImpl for TwilioStreamSrc {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        *self.state.lock().unwrap() = State::default();
+        // A call left from an earlier run must not be taken for a new one.
+        if let Some(call) = self.slot.take() {
+            call.close();
+        }
+        let registration = server::register(
+            &settings.host,
+            settings.port as u16,
+            &settings.path,
+            self.slot.clone(),
+        )
+        .map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::OpenRead,
+                [
+                    "Could not listen on {}:{}: {}",
+                    settings.host,
+                    settings.port,
+                    e
+                ]
+            )
+        })?;
+        let addr = registration.local_addr();
+        gst::info!(
+            CAT,
+            imp = self,
+            "listening on ws://{addr}{} for Twilio",
+            settings.path
+        );
+        {
+            let mut state = self.state.lock().unwrap();
+            state.bound_port = addr.port() as u32;
+            state.registration = Some(registration);
+        }
+        self.obj().notify("bound-port");
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        let (registration, events) = {
+            let mut state = self.state.lock().unwrap();
+            state.bound_port = 0;
+            (state.registration.take(), state.events.take())
+        };
+        // Stop taking calls first, then hang up the one we have.
+        drop(registration);
+        drop(events);
+        if let Some(call) = self.slot.take() {
+            gst::info!(CAT, imp = self, "{call:?}: closing");
+            call.close();
+        }
+        self.obj().notify("bound-port");
+        self.obj().notify("connected");
+        Ok(())
+    }
+
+    fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let output = Output::from_caps(caps)
+            .ok_or_else(|| gst::loggable_error!(CAT, "unsupported caps {caps}"))?;
+        gst::debug!(CAT, imp = self, "output {output:?} for caps {caps}");
+        let changed = {
+            let mut state = self.state.lock().unwrap();
+            let changed = state.output != Some(output);
+            state.output = Some(output);
+            state.upsampler.reset();
+            changed
+        };
+        if changed {
+            let obj = self.obj();
+            let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+        }
+        Ok(())
+    }
+
+    fn query(&self, query: &mut gst::QueryRef) -> bool {
+        match query.view_mut() {
+            gst::QueryViewMut::Latency(q) => {
+                let output = self.state.lock().unwrap().output.unwrap_or(Output::Pcm16k);
+                let latency = output.latency();
+                gst::debug!(CAT, imp = self, "latency {latency}");
+                q.set(true, latency, gst::ClockTime::NONE);
+                true
+            }
+            _ => BaseSrcImplExt::parent_query(self, query),
+        }
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        self.canceller.lock().unwrap().cancel();
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.canceller.lock().unwrap().reset();
+        Ok(())
+    }
+}
+
+impl PushSrcImpl for TwilioStreamSrc {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
+        loop {
+            self.push_pending_events();
+            let mut state = self.state.lock().unwrap();
+            if state.finished {
+                return Err(gst::FlowError::Eos);
+            }
+            let Some(mut events) = state.events.take() else {
+                drop(state);
+                gst::debug!(CAT, imp = self, "waiting for a call");
+                let call = wait(&self.canceller, self.slot.wait())
+                    .map_err(|_| gst::FlowError::Flushing)?;
+                self.claim(call)?;
+                continue;
+            };
+            drop(state);
+
+            let event = wait(&self.canceller, events.recv());
+            self.state.lock().unwrap().events = Some(events);
+            let Ok(event) = event else {
+                return Err(gst::FlowError::Flushing);
+            };
+            gst::trace!(CAT, imp = self, "{event:?}");
+            let tail = match event {
+                Some(CallEvent::Media(chunk)) => match self.handle_media(chunk)? {
+                    Some(buffer) => return Ok(CreateSuccess::NewBuffer(buffer)),
+                    None => continue,
+                },
+                Some(CallEvent::Start(start)) => {
+                    self.handle_start(start);
+                    continue;
+                }
+                Some(CallEvent::Dtmf(digit)) => {
+                    self.handle_dtmf(digit);
+                    continue;
+                }
+                Some(CallEvent::Mark(name)) => {
+                    gst::debug!(CAT, imp = self, "mark {name:?} played");
+                    self.post(
+                        gst::Structure::builder("twilio-mark")
+                            .field("name", name)
+                            .build(),
+                    );
+                    continue;
+                }
+                Some(CallEvent::Stop(stop)) => {
+                    gst::info!(CAT, imp = self, "stop: end of stream");
+                    self.handle_end(Some(stop), None)
+                }
+                Some(CallEvent::Closed(reason)) => self.handle_end(None, Some(reason)),
+                None => self.handle_end(None, Some("the call ended".to_owned())),
+            };
+            return match tail {
+                Some(buffer) => Ok(CreateSuccess::NewBuffer(buffer)),
+                None => Err(gst::FlowError::Eos),
+            };
+        }
+    }
+}
