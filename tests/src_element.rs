@@ -1,0 +1,147 @@
+//! twiliostreamsrc as an element: properties, caps, latency (gst_check Harness).
+
+mod common;
+
+use common::*;
+use gst::prelude::*;
+use gst_check::Harness;
+use twilio_emulator::{CallParams, TwilioCall};
+
+fn harness() -> Harness {
+    init();
+    let h = Harness::new("twiliostreamsrc");
+    h.element().unwrap().set_property("port", 0u32);
+    h
+}
+
+/// Sends `chunks` chunks of silence and keeps the call open.
+fn call_into(src: &gst::Element, chunks: usize) -> TwilioCall {
+    let url = url_of(src);
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        for _ in 0..chunks {
+            call.send_media(&[0xFF; 160]).unwrap();
+        }
+        call
+    })
+}
+
+#[test]
+fn properties_have_documented_defaults() {
+    init();
+    let src = gst::ElementFactory::make("twiliostreamsrc")
+        .build()
+        .unwrap();
+    assert_eq!(src.property::<String>("host"), "127.0.0.1");
+    assert_eq!(src.property::<u32>("port"), 8080);
+    assert_eq!(src.property::<String>("path"), "/");
+    assert_eq!(src.property::<u32>("bound-port"), 0);
+    assert!(!src.property::<bool>("connected"));
+    assert_eq!(src.property::<Option<String>>("call-sid"), None);
+    assert_eq!(
+        src.property::<Option<gst::Structure>>("custom-parameters"),
+        None
+    );
+    let stats = src.property::<gst::Structure>("stats");
+    for field in [
+        "bytes-received",
+        "chunks-received",
+        "chunks-lost",
+        "transcode-errors",
+        "invalid-messages",
+        "marks-received",
+        "dtmf-received",
+    ] {
+        assert_eq!(stats.get::<u64>(field).unwrap(), 0, "{field}");
+        assert_eq!(src.property::<u64>(field), 0, "{field}");
+    }
+    src.set_property("path", "media");
+    assert_eq!(src.property::<String>("path"), "/media");
+
+    // Every property of ours explains itself.
+    for pspec in src.list_properties() {
+        if pspec.owner_type() == src.type_() {
+            assert!(!pspec.nick().is_empty(), "{}", pspec.name());
+            assert!(
+                pspec.blurb().is_some_and(|b| b.len() > 10),
+                "{}",
+                pspec.name()
+            );
+        }
+    }
+    let factory = src.factory().unwrap();
+    assert_eq!(factory.metadata("klass"), Some("Source/Audio/Network"));
+}
+
+#[test]
+fn default_output_is_16k_s16le_with_honest_latency() {
+    let mut h = harness();
+    h.play();
+    let src = h.element().unwrap();
+    let _call = call_into(&src, 2);
+    let buffer = h.pull().unwrap();
+    assert_eq!(buffer.size(), 640);
+    let caps = h.sinkpad().unwrap().current_caps().unwrap();
+    let s = caps.structure(0).unwrap();
+    assert_eq!(s.name(), "audio/x-raw");
+    assert_eq!(s.get::<i32>("rate").unwrap(), 16000);
+    assert_eq!(s.get::<i32>("channels").unwrap(), 1);
+    assert_eq!(s.get::<&str>("format").unwrap(), "S16LE");
+
+    let mut q = gst::query::Latency::new();
+    assert!(src.static_pad("src").unwrap().query(&mut q));
+    let (live, min, max) = q.result();
+    assert!(live);
+    // One 20 ms chunk plus the upsampler's 2.5625 ms.
+    assert_eq!(min, gst::ClockTime::from_nseconds(22_562_500));
+    assert_eq!(max, gst::ClockTime::NONE);
+    assert!(src.property::<bool>("connected"));
+}
+
+#[test]
+fn narrowband_caps_give_8k_and_one_chunk_of_latency() {
+    let mut h = harness();
+    h.set_sink_caps_str("audio/x-raw,format=S16LE,layout=interleaved,rate=8000,channels=1");
+    h.play();
+    let src = h.element().unwrap();
+    let _call = call_into(&src, 1);
+    let buffer = h.pull().unwrap();
+    assert_eq!(buffer.size(), 320);
+    assert_eq!(buffer.duration(), Some(gst::ClockTime::from_mseconds(20)));
+    assert_eq!(h.query_latency(), Some(gst::ClockTime::from_mseconds(20)));
+}
+
+#[test]
+fn mulaw_caps_pass_the_payload_through() {
+    let mut h = harness();
+    h.set_sink_caps_str("audio/x-mulaw,rate=8000,channels=1");
+    h.play();
+    let src = h.element().unwrap();
+    let _call = call_into(&src, 1);
+    let buffer = h.pull().unwrap();
+    assert_eq!(&*buffer.map_readable().unwrap(), &[0xFF; 160][..]);
+}
+
+#[test]
+fn a_busy_port_is_a_clear_error() {
+    init();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let p = pipeline(&format!("twiliostreamsrc name=src port={port} ! fakesink"));
+    assert!(p.set_state(gst::State::Playing).is_err());
+    let bus = p.bus().unwrap();
+    let error = drain_messages(&bus)
+        .into_iter()
+        .find_map(|m| match m.view() {
+            gst::MessageView::Error(e) => Some(format!("{} {:?}", e.error(), e.debug())),
+            _ => None,
+        })
+        .expect("an error message");
+    assert!(
+        error.contains(&format!("Could not listen on 127.0.0.1:{port}")),
+        "{error}"
+    );
+    p.set_state(gst::State::Null).unwrap();
+}
