@@ -291,6 +291,7 @@ impl TwilioStreamSrc {
                     start.as_ref().map(|s| s.stream_sid.as_str()).unwrap_or(""),
                 )
                 .field("account-sid", &stop.account_sid)
+                .field("stats", self.stats_structure())
                 .build();
             self.post(message);
         }
