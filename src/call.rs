@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,7 @@ const EVENT_QUEUE: usize = 1024;
 /// simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// The counters of a call. Each is a read-only property of the element that
-/// reports it, under [`Stat::name`].
+/// The counters of a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stat {
     BytesReceived,
@@ -57,108 +56,157 @@ pub enum Stat {
     InboundTranscodeErrors,
     InvalidMessages,
     Overruns,
+    /// Marks Twilio echoed back (audio played up to them).
     MarksReceived,
     DtmfReceived,
     BytesSent,
     ChunksSent,
     MarksSent,
     ClearsSent,
-    /// Outbound audio that could not be encoded.
+    /// Outbound input that could not be encoded.
     OutboundTranscodeErrors,
 }
 
-impl Stat {
-    const COUNT: usize = 13;
+const STAT_COUNT: usize = 13;
 
-    /// Counters the src reports.
-    pub const INBOUND: &'static [Stat] = &[
+/// A counter as an element shows it: a read-only `u64` property and a field
+/// of the element's `stats` structure.
+#[derive(Debug, Clone, Copy)]
+pub struct Counter {
+    pub stat: Stat,
+    pub name: &'static str,
+    pub nick: &'static str,
+    pub blurb: &'static str,
+}
+
+const fn counter(
+    stat: Stat,
+    name: &'static str,
+    nick: &'static str,
+    blurb: &'static str,
+) -> Counter {
+    Counter {
+        stat,
+        name,
+        nick,
+        blurb,
+    }
+}
+
+/// The counters twiliostreamsrc reports.
+pub const SRC_COUNTERS: &[Counter] = &[
+    counter(
         Stat::BytesReceived,
+        "bytes-received",
+        "Bytes received",
+        "μ-law bytes received from Twilio (8000 per second of audio)",
+    ),
+    counter(
         Stat::ChunksReceived,
+        "chunks-received",
+        "Chunks received",
+        "Media messages received from Twilio",
+    ),
+    counter(
         Stat::ChunksLost,
+        "chunks-lost",
+        "Chunks lost",
+        "Media chunks missing from the stream (by chunk number or timestamp); \
+         each gap is filled with silence and flagged DISCONT",
+    ),
+    counter(
         Stat::InboundTranscodeErrors,
+        "transcode-errors",
+        "Transcode errors",
+        "Media payloads that could not be decoded (bad base64); they are skipped",
+    ),
+    counter(
         Stat::InvalidMessages,
+        "invalid-messages",
+        "Invalid messages",
+        "Messages ignored as invalid: malformed JSON, unknown events, binary frames, \
+         media before start, a wrong streamSid, a duplicate start",
+    ),
+    counter(
         Stat::Overruns,
+        "overruns",
+        "Overruns",
+        "Events dropped because the pipeline did not consume them fast enough \
+         (about 20 s of audio are queued before this happens)",
+    ),
+    counter(
         Stat::MarksReceived,
+        "marks-received",
+        "Marks received",
+        "Mark messages received from Twilio (audio played up to a mark)",
+    ),
+    counter(
         Stat::DtmfReceived,
-    ];
+        "dtmf-received",
+        "DTMF received",
+        "DTMF digits received from Twilio",
+    ),
+];
 
-    /// Counters the sink reports.
-    pub const OUTBOUND: &'static [Stat] = &[
+/// The counters twiliostreamsink reports.
+pub const SINK_COUNTERS: &[Counter] = &[
+    counter(
         Stat::BytesSent,
+        "bytes-sent",
+        "Bytes sent",
+        "μ-law bytes sent to Twilio (8000 per second of audio)",
+    ),
+    counter(
         Stat::ChunksSent,
+        "chunks-sent",
+        "Chunks sent",
+        "Media messages sent to Twilio",
+    ),
+    counter(
         Stat::MarksSent,
+        "marks-sent",
+        "Marks sent",
+        "Mark messages sent to Twilio",
+    ),
+    counter(
+        Stat::MarksReceived,
+        "marks-played",
+        "Marks played",
+        "Marks Twilio echoed back: the audio before them was played (or cleared)",
+    ),
+    counter(
         Stat::ClearsSent,
+        "clears-sent",
+        "Clears sent",
+        "Clear messages sent to Twilio",
+    ),
+    counter(
         Stat::OutboundTranscodeErrors,
-    ];
+        "transcode-errors",
+        "Transcode errors",
+        "Input that could not be encoded (a dangling byte of a 16-bit sample) and was dropped",
+    ),
+];
 
-    /// The property (and stats field) name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Stat::BytesReceived => "bytes-received",
-            Stat::ChunksReceived => "chunks-received",
-            Stat::ChunksLost => "chunks-lost",
-            Stat::InboundTranscodeErrors | Stat::OutboundTranscodeErrors => "transcode-errors",
-            Stat::InvalidMessages => "invalid-messages",
-            Stat::Overruns => "overruns",
-            Stat::MarksReceived => "marks-received",
-            Stat::DtmfReceived => "dtmf-received",
-            Stat::BytesSent => "bytes-sent",
-            Stat::ChunksSent => "chunks-sent",
-            Stat::MarksSent => "marks-sent",
-            Stat::ClearsSent => "clears-sent",
-        }
-    }
+/// The read-only properties of `counters`.
+pub fn counter_pspecs(counters: &[Counter]) -> impl Iterator<Item = glib::ParamSpec> + '_ {
+    counters.iter().map(|c| {
+        glib::ParamSpecUInt64::builder(c.name)
+            .nick(c.nick)
+            .blurb(c.blurb)
+            .read_only()
+            .build()
+    })
+}
 
-    pub fn nick(self) -> &'static str {
-        match self {
-            Stat::BytesReceived => "Bytes received",
-            Stat::ChunksReceived => "Chunks received",
-            Stat::ChunksLost => "Chunks lost",
-            Stat::InboundTranscodeErrors | Stat::OutboundTranscodeErrors => "Transcode errors",
-            Stat::InvalidMessages => "Invalid messages",
-            Stat::Overruns => "Overruns",
-            Stat::MarksReceived => "Marks received",
-            Stat::DtmfReceived => "DTMF received",
-            Stat::BytesSent => "Bytes sent",
-            Stat::ChunksSent => "Chunks sent",
-            Stat::MarksSent => "Marks sent",
-            Stat::ClearsSent => "Clears sent",
-        }
-    }
-
-    pub fn blurb(self) -> &'static str {
-        match self {
-            Stat::BytesReceived => "μ-law bytes received from Twilio (8000 per second of audio)",
-            Stat::ChunksReceived => "Media messages received from Twilio",
-            Stat::ChunksLost => {
-                "Media chunks missing from the stream (by chunk number or timestamp); \
-                 each gap is filled with silence and flagged DISCONT"
-            }
-            Stat::InboundTranscodeErrors => {
-                "Media payloads that could not be decoded (bad base64); they are skipped"
-            }
-            Stat::InvalidMessages => {
-                "Messages ignored as invalid: malformed JSON, unknown events, binary frames, \
-                 media before start, a wrong streamSid, a duplicate start"
-            }
-            Stat::Overruns => {
-                "Events dropped because the pipeline did not consume them fast enough \
-                 (about 20 s of audio are queued before this happens)"
-            }
-            Stat::MarksReceived => "Mark messages received from Twilio (marks played back)",
-            Stat::DtmfReceived => "DTMF digits received from Twilio",
-            Stat::BytesSent => "μ-law bytes sent to Twilio",
-            Stat::ChunksSent => "Media messages sent to Twilio",
-            Stat::MarksSent => "Mark messages sent to Twilio",
-            Stat::ClearsSent => "Clear messages sent to Twilio",
-            Stat::OutboundTranscodeErrors => "Input that could not be encoded and was dropped",
-        }
-    }
+/// The counter called `name`, if it is one of `counters`.
+pub fn find_counter(counters: &[Counter], name: &str) -> Option<Stat> {
+    counters.iter().find(|c| c.name == name).map(|c| c.stat)
 }
 
 /// Atomic counters, one per [`Stat`].
 #[derive(Default)]
-pub struct Stats([AtomicU64; Stat::COUNT]);
+pub struct Stats([AtomicU64; STAT_COUNT]);
 
 impl Stats {
     pub fn add(&self, stat: Stat, n: u64) {
@@ -169,11 +217,12 @@ impl Stats {
         self.0[stat as usize].load(Ordering::Relaxed)
     }
 
-    /// A structure named `name` holding `stats` as `u64` fields.
-    pub fn structure(stats: Option<&Stats>, name: &str, which: &[Stat]) -> gst::Structure {
+    /// A structure named `name` holding `counters` as `u64` fields (zeros
+    /// without a call).
+    pub fn structure(stats: Option<&Stats>, name: &str, counters: &[Counter]) -> gst::Structure {
         let mut s = gst::Structure::new_empty(name);
-        for &stat in which {
-            s.set(stat.name(), stats.map_or(0, |st| st.get(stat)));
+        for c in counters {
+            s.set(c.name, stats.map_or(0, |st| st.get(c.stat)));
         }
         s
     }
@@ -253,7 +302,7 @@ pub struct Call {
     events: Mutex<Option<mpsc::Receiver<CallEvent>>>,
     commands: mpsc::UnboundedSender<Command>,
     task: Mutex<Option<JoinHandle<()>>>,
-    open: AtomicBool,
+    open: watch::Sender<bool>,
     log: Mutex<Option<LogTarget>>,
 }
 
@@ -293,7 +342,7 @@ impl Call {
             events: Mutex::new(Some(events_rx)),
             commands: commands_tx,
             task: Mutex::new(None),
-            open: AtomicBool::new(true),
+            open: watch::Sender::new(true),
             log: Mutex::new(None),
         });
         gst::info!(CAT, "{call:?}: connected");
@@ -312,12 +361,27 @@ impl Call {
 
     /// Whether the WebSocket is still open.
     pub fn is_open(&self) -> bool {
-        self.open.load(Ordering::Acquire)
+        *self.open.borrow()
     }
 
     /// The `start` message, once it arrived.
     pub fn start_info(&self) -> Option<Arc<StartInfo>> {
         self.start.borrow().clone()
+    }
+
+    /// Waits for the `start` message; None if the call ends first.
+    pub async fn started(&self) -> Option<Arc<StartInfo>> {
+        let mut start = self.start.subscribe();
+        let mut open = self.open.subscribe();
+        tokio::select! {
+            start = start.wait_for(Option::is_some) => start.ok().and_then(|s| s.clone()),
+            _ = open.wait_for(|open| !open) => self.start_info(),
+        }
+    }
+
+    /// Waits until the WebSocket is closed.
+    pub async fn closed(&self) {
+        let _ = self.open.subscribe().wait_for(|open| !open).await;
     }
 
     /// Takes the event queue; only the element that consumes the call does.
@@ -395,7 +459,7 @@ async fn serve(
             }
         }
     };
-    call.open.store(false, Ordering::Release);
+    call.open.send_replace(false);
     match ended {
         Some(reason) if !session.stopped => {
             call_log!(&call, warning, "{reason} before any stop message");
@@ -688,9 +752,9 @@ mod tests {
     }
 
     #[test]
-    fn stat_names_are_unique_per_element() {
-        for list in [Stat::INBOUND, Stat::OUTBOUND] {
-            let mut names: Vec<_> = list.iter().map(|s| s.name()).collect();
+    fn counter_names_are_unique_per_element() {
+        for list in [SRC_COUNTERS, SINK_COUNTERS] {
+            let mut names: Vec<_> = list.iter().map(|c| c.name).collect();
             names.sort();
             names.dedup();
             assert_eq!(names.len(), list.len());

@@ -3,6 +3,8 @@
 //!
 //! * `twiliostreamsrc` serves the WebSocket Twilio dials and outputs the
 //!   caller's audio (16 kHz or 8 kHz S16LE, or the μ-law as it came).
+//! * `twiliostreamsink` plays PCM (8/16/24/48 kHz) or μ-law back into the
+//!   same call, turning events and signals into Twilio `mark` and `clear`.
 //!
 //! The modules below the elements are usable on their own: [`codec`] (G.711
 //! and the resamplers, no GStreamer) and [`protocol`] (the Twilio messages).
@@ -11,15 +13,19 @@ use gst::glib;
 
 pub mod call;
 pub mod codec;
+pub mod messages;
 pub mod protocol;
 pub mod server;
+mod twiliostreamsink;
 mod twiliostreamsrc;
 pub mod wait;
 
+pub use twiliostreamsink::TwilioStreamSink;
 pub use twiliostreamsrc::TwilioStreamSrc;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     twiliostreamsrc::register(plugin)?;
+    twiliostreamsink::register(plugin)?;
     Ok(())
 }
 

@@ -9,9 +9,11 @@ use twilio_emulator::{CallParams, TwilioCall};
 
 fn harness() -> Harness {
     init();
-    let h = Harness::new("twiliostreamsrc");
-    h.element().unwrap().set_property("port", 0u32);
-    h
+    let src = gst::ElementFactory::make("twiliostreamsrc")
+        .property("port", 0u32)
+        .build()
+        .unwrap();
+    Harness::with_element(&src, None, Some("src"))
 }
 
 /// Sends `chunks` chunks of silence and keeps the call open.

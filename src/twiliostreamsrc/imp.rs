@@ -19,8 +19,12 @@ use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 use tokio::sync::mpsc;
 
-use crate::call::{Call, CallEvent, DtmfDigit, MediaChunk, Slot, Stat, Stats};
+use crate::call::{
+    self, Call, CallEvent, DtmfDigit, MediaChunk, SRC_COUNTERS, Slot, Stat, Stats, counter_pspecs,
+    find_counter,
+};
 use crate::codec::{Upsampler, g711};
+use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
 use crate::server::{self, Registration};
 use crate::wait::{Canceller, wait};
@@ -51,6 +55,7 @@ struct Settings {
     host: String,
     port: u32,
     path: String,
+    call_name: Option<String>,
 }
 
 impl Default for Settings {
@@ -59,6 +64,7 @@ impl Default for Settings {
             host: DEFAULT_HOST.to_owned(),
             port: DEFAULT_PORT,
             path: DEFAULT_PATH.to_owned(),
+            call_name: None,
         }
     }
 }
@@ -147,7 +153,9 @@ pub struct TwilioStreamSrc {
     settings: Mutex<Settings>,
     state: Mutex<State>,
     canceller: Mutex<Canceller>,
-    slot: Arc<Slot>,
+    /// Where calls are delivered: our own slot, or the named one while
+    /// `call-name` is set (so sinks anywhere in the process can pair).
+    slot: Mutex<Arc<Slot>>,
 }
 
 impl Default for TwilioStreamSrc {
@@ -156,7 +164,7 @@ impl Default for TwilioStreamSrc {
             settings: Default::default(),
             state: Default::default(),
             canceller: Default::default(),
-            slot: Slot::new(),
+            slot: Mutex::new(Slot::new()),
         }
     }
 }
@@ -169,6 +177,11 @@ fn write_s16le(samples: &[i16], out: &mut [u8]) {
 }
 
 impl TwilioStreamSrc {
+    /// Where this src's calls are delivered; a paired sink waits on it too.
+    pub(super) fn slot(&self) -> Arc<Slot> {
+        self.slot.lock().unwrap().clone()
+    }
+
     /// The call whose counters the properties show.
     fn stats_call(&self) -> Option<Arc<Call>> {
         self.state
@@ -176,7 +189,7 @@ impl TwilioStreamSrc {
             .unwrap()
             .call
             .clone()
-            .or_else(|| self.slot.current())
+            .or_else(|| self.slot().current())
     }
 
     fn stats_structure(&self) -> gst::Structure {
@@ -184,13 +197,12 @@ impl TwilioStreamSrc {
         Stats::structure(
             call.as_deref().map(|c| &c.stats),
             "twiliostreamsrc-stats",
-            Stat::INBOUND,
+            SRC_COUNTERS,
         )
     }
 
     fn post(&self, structure: gst::Structure) {
-        let obj = self.obj();
-        let _ = obj.post_message(gst::message::Element::builder(structure).src(&*obj).build());
+        messages::post(self.obj().upcast_ref(), structure);
     }
 
     /// Pushes queued serialized events, once the segment has gone out (so
@@ -228,15 +240,7 @@ impl TwilioStreamSrc {
     }
 
     fn handle_start(&self, start: Arc<StartInfo>) {
-        let tracks = gst::Array::new(start.tracks.iter().map(|t| t.to_send_value()));
-        let params = custom_parameters_structure(&start);
-        let message = gst::Structure::builder("twilio-start")
-            .field("call-sid", &start.call_sid)
-            .field("stream-sid", &start.stream_sid)
-            .field("account-sid", &start.account_sid)
-            .field("tracks", tracks)
-            .field("custom-parameters", params)
-            .build();
+        let message = messages::start(&start);
         {
             let mut state = self.state.lock().unwrap();
             state.start = Some(start);
@@ -252,48 +256,18 @@ impl TwilioStreamSrc {
 
     fn handle_dtmf(&self, digit: DtmfDigit) {
         gst::info!(CAT, imp = self, "DTMF {:?}", digit.0);
-        let mut message = gst::Structure::builder("twilio-dtmf").field("digit", &digit.0);
-        if let Some(number) = digit.number() {
-            message = message.field("number", number);
-            // GStreamer's dtmf-event (as dtmfsrc and rtpdtmfdepay use it):
-            // Twilio reports a digit once, so start and end follow each other.
-            let start = gst::Structure::builder("dtmf-event")
-                .field("type", 1i32)
-                .field("number", number)
-                .field("volume", 10i32)
-                .field("start", true)
-                .build();
-            let end = gst::Structure::builder("dtmf-event")
-                .field("type", 1i32)
-                .field("number", number)
-                .field("start", false)
-                .build();
-            let mut state = self.state.lock().unwrap();
-            state
-                .pending_events
-                .push(gst::event::CustomDownstream::new(start));
-            state
-                .pending_events
-                .push(gst::event::CustomDownstream::new(end));
-        } else {
-            gst::warning!(CAT, imp = self, "{:?} is not a DTMF digit", digit.0);
+        match messages::dtmf_events(&digit) {
+            Some(events) => self.state.lock().unwrap().pending_events.extend(events),
+            None => gst::warning!(CAT, imp = self, "{:?} is not a DTMF digit", digit.0),
         }
-        self.post(message.build());
+        self.post(messages::dtmf(&digit));
     }
 
     fn handle_end(&self, stop: Option<StopInfo>, reason: Option<String>) -> Option<gst::Buffer> {
         let start = self.state.lock().unwrap().start.clone();
         if let Some(stop) = stop {
-            let message = gst::Structure::builder("twilio-stop")
-                .field("call-sid", &stop.call_sid)
-                .field(
-                    "stream-sid",
-                    start.as_ref().map(|s| s.stream_sid.as_str()).unwrap_or(""),
-                )
-                .field("account-sid", &stop.account_sid)
-                .field("stats", self.stats_structure())
-                .build();
-            self.post(message);
+            let sid = start.as_ref().map(|s| s.stream_sid.as_str()).unwrap_or("");
+            self.post(messages::stop(&stop, sid, self.stats_structure()));
         }
         if let Some(reason) = reason {
             gst::element_imp_warning!(self, gst::ResourceError::Read, ["{}", reason]);
@@ -464,14 +438,6 @@ impl TwilioStreamSrc {
     }
 }
 
-fn custom_parameters_structure(start: &StartInfo) -> gst::Structure {
-    let mut s = gst::Structure::new_empty("custom-parameters");
-    for (name, value) in &start.custom_parameters {
-        s.set(name.as_str(), value);
-    }
-    s
-}
-
 #[glib::object_subclass]
 impl ObjectSubclass for TwilioStreamSrc {
     const NAME: &'static str = "GstTwilioStreamSrc";
@@ -502,6 +468,13 @@ impl ObjectImpl for TwilioStreamSrc {
                     .blurb("URL path of the stream, as in the TwiML <Stream url>; \
                             each element listening on it takes the next call for it")
                     .default_value(Some(DEFAULT_PATH))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("call-name")
+                    .nick("Call name")
+                    .blurb("Pairs this src with the twiliostreamsink(s) of the same call-name, \
+                            in any pipeline of the process. Without it, a sink pairs with the \
+                            src of its own pipeline")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("bound-port")
@@ -536,13 +509,7 @@ impl ObjectImpl for TwilioStreamSrc {
                     .read_only()
                     .build(),
             ];
-            props.extend(Stat::INBOUND.iter().map(|stat| {
-                glib::ParamSpecUInt64::builder(stat.name())
-                    .nick(stat.nick())
-                    .blurb(stat.blurb())
-                    .read_only()
-                    .build()
-            }));
+            props.extend(counter_pspecs(SRC_COUNTERS));
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
@@ -565,6 +532,16 @@ impl ObjectImpl for TwilioStreamSrc {
                     .unwrap_or_else(|| DEFAULT_HOST.to_owned())
             }
             "port" => settings.port = value.get().unwrap(),
+            "call-name" => {
+                settings.call_name = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .filter(|n| !n.is_empty());
+                *self.slot.lock().unwrap() = match &settings.call_name {
+                    Some(name) => call::named_slot(name),
+                    None => Slot::new(),
+                };
+            }
             "path" => {
                 let path = value
                     .get::<Option<String>>()
@@ -595,7 +572,12 @@ impl ObjectImpl for TwilioStreamSrc {
             "port" => self.settings.lock().unwrap().port.to_value(),
             "path" => self.settings.lock().unwrap().path.to_value(),
             "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
-            "connected" => self.slot.current().is_some_and(|c| c.is_open()).to_value(),
+            "connected" => self
+                .slot()
+                .current()
+                .is_some_and(|c| c.is_open())
+                .to_value(),
+            "call-name" => self.settings.lock().unwrap().call_name.to_value(),
             "call-sid" => sid(|s| &s.call_sid),
             "stream-sid" => sid(|s| &s.stream_sid),
             "account-sid" => sid(|s| &s.account_sid),
@@ -605,16 +587,14 @@ impl ObjectImpl for TwilioStreamSrc {
                 .unwrap()
                 .start
                 .as_deref()
-                .map(custom_parameters_structure)
+                .map(messages::custom_parameters)
                 .to_value(),
             "stats" => self.stats_structure().to_value(),
             name => {
-                let stat = Stat::INBOUND
-                    .iter()
-                    .find(|s| s.name() == name)
+                let stat = find_counter(SRC_COUNTERS, name)
                     .unwrap_or_else(|| unimplemented!("property {name}"));
                 self.stats_call()
-                    .map_or(0, |c| c.stats.get(*stat))
+                    .map_or(0, |c| c.stats.get(stat))
                     .to_value()
             }
         }
@@ -683,26 +663,24 @@ impl BaseSrcImpl for TwilioStreamSrc {
         let settings = self.settings.lock().unwrap().clone();
         *self.state.lock().unwrap() = State::default();
         // A call left from an earlier run must not be taken for a new one.
-        if let Some(call) = self.slot.take() {
+        let slot = self.slot();
+        if let Some(call) = slot.take() {
             call.close();
         }
-        let registration = server::register(
-            &settings.host,
-            settings.port as u16,
-            &settings.path,
-            self.slot.clone(),
-        )
-        .map_err(|e| {
-            gst::error_msg!(
-                gst::ResourceError::OpenRead,
-                [
-                    "Could not listen on {}:{}: {}",
-                    settings.host,
-                    settings.port,
-                    e
-                ]
-            )
-        })?;
+        let registration =
+            server::register(&settings.host, settings.port as u16, &settings.path, slot).map_err(
+                |e| {
+                    gst::error_msg!(
+                        gst::ResourceError::OpenRead,
+                        [
+                            "Could not listen on {}:{}: {}",
+                            settings.host,
+                            settings.port,
+                            e
+                        ]
+                    )
+                },
+            )?;
         let addr = registration.local_addr();
         gst::info!(
             CAT,
@@ -728,7 +706,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
         // Stop taking calls first, then hang up the one we have.
         drop(registration);
         drop(events);
-        if let Some(call) = self.slot.take() {
+        if let Some(call) = self.slot().take() {
             gst::info!(CAT, imp = self, "{call:?}: closing");
             call.close();
         }
@@ -793,8 +771,9 @@ impl PushSrcImpl for TwilioStreamSrc {
             let Some(mut events) = state.events.take() else {
                 drop(state);
                 gst::debug!(CAT, imp = self, "waiting for a call");
-                let call = wait(&self.canceller, self.slot.wait())
-                    .map_err(|_| gst::FlowError::Flushing)?;
+                let slot = self.slot();
+                let call =
+                    wait(&self.canceller, slot.wait()).map_err(|_| gst::FlowError::Flushing)?;
                 self.claim(call)?;
                 continue;
             };
@@ -821,11 +800,7 @@ impl PushSrcImpl for TwilioStreamSrc {
                 }
                 Some(CallEvent::Mark(name)) => {
                     gst::debug!(CAT, imp = self, "mark {name:?} played");
-                    self.post(
-                        gst::Structure::builder("twilio-mark")
-                            .field("name", name)
-                            .build(),
-                    );
+                    self.post(messages::mark(&name));
                     continue;
                 }
                 Some(CallEvent::Stop(stop)) => {

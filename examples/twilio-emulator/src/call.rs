@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -15,6 +16,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub use tokio_tungstenite::tungstenite::Error as WsError;
+
+use crate::playout::{FRAME, FRAME_SAMPLES, Playback, Player, Playout};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -83,7 +86,9 @@ pub struct TwilioCall {
     received: mpsc::UnboundedReceiver<Received>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
-    sequence: u64,
+    playback: Arc<Mutex<Playback>>,
+    /// Shared with the playout, which sends marks back.
+    sequence: Arc<AtomicU64>,
     chunk: u64,
     /// Audio position of the next chunk, in 8 kHz samples.
     position: u64,
@@ -91,7 +96,17 @@ pub struct TwilioCall {
 
 impl TwilioCall {
     /// Opens the WebSocket (the handshake only; see [`begin`](Self::begin)).
+    /// What the plugin sends is played out in real time.
     pub async fn connect(url: &str, params: CallParams) -> Result<TwilioCall, WsError> {
+        Self::connect_with(url, params, Playout::RealTime).await
+    }
+
+    /// Like [`connect`](Self::connect), with a choice of playout.
+    pub async fn connect_with(
+        url: &str,
+        params: CallParams,
+        playout: Playout,
+    ) -> Result<TwilioCall, WsError> {
         let (ws, _response) = tokio_tungstenite::connect_async(url).await?;
         let ws: Ws = ws;
         let (mut write, mut read) = ws.split();
@@ -105,23 +120,59 @@ impl TwilioCall {
             }
             let _ = write.close().await;
         });
+
+        let playback = Arc::new(Mutex::new(Playback::default()));
+        let sequence = Arc::new(AtomicU64::new(1));
+        let stream_sid = params.stream_sid.clone();
+        let mut player = {
+            let (out, sequence, stream_sid) = (out.clone(), sequence.clone(), stream_sid.clone());
+            Player::new(playback.clone(), move |name: &str| {
+                let echo = Inbound::Mark {
+                    sequence_number: Some(Counter(sequence.fetch_add(1, Ordering::Relaxed))),
+                    stream_sid: stream_sid.clone(),
+                    mark: Mark {
+                        name: name.to_owned(),
+                    },
+                };
+                let _ = out.send(Message::text(echo.to_json()));
+            })
+        };
         let (tx, received) = mpsc::unbounded_channel();
         let reader = tokio::spawn(async move {
-            while let Some(msg) = read.next().await {
+            let mut ticks = tokio::time::interval(FRAME);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            loop {
+                let msg = tokio::select! {
+                    msg = read.next() => msg,
+                    _ = ticks.tick(), if playout == Playout::RealTime => {
+                        player.play(Some(FRAME_SAMPLES));
+                        continue;
+                    }
+                };
                 let item = match msg {
-                    Ok(Message::Text(text)) => match serde_json::from_str::<Outbound>(&text) {
-                        Ok(out) if out_sid(&out).is_empty() => {
-                            Received::Invalid(format!("empty streamSid in {text}"))
+                    Some(Ok(Message::Text(text))) => {
+                        match serde_json::from_str::<Outbound>(&text) {
+                            Ok(out) if out_sid(&out) != stream_sid => {
+                                Received::Invalid(format!("wrong streamSid in {text}"))
+                            }
+                            Ok(out) => {
+                                player.take(&out);
+                                if playout == Playout::Instant {
+                                    player.play(None);
+                                }
+                                Received::Message(out, text.to_string())
+                            }
+                            Err(e) => Received::Invalid(format!("{e}: {text}")),
                         }
-                        Ok(out) => Received::Message(out, text.to_string()),
-                        Err(e) => Received::Invalid(format!("{e}: {text}")),
-                    },
-                    Ok(Message::Binary(b)) => {
+                    }
+                    Some(Ok(Message::Binary(b))) => {
                         Received::Invalid(format!("binary frame of {} bytes", b.len()))
                     }
-                    Ok(Message::Close(frame)) => Received::Closed(frame.map(|f| f.code.into())),
-                    Ok(_) => continue,
-                    Err(_) => Received::Closed(None),
+                    Some(Ok(Message::Close(frame))) => {
+                        Received::Closed(frame.map(|f| f.code.into()))
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => Received::Closed(None),
                 };
                 let closed = matches!(item, Received::Closed(_));
                 if tx.send(item).is_err() || closed {
@@ -135,10 +186,16 @@ impl TwilioCall {
             received,
             reader,
             writer,
-            sequence: 1,
+            playback,
+            sequence,
             chunk: 1,
             position: 0,
         })
+    }
+
+    /// What the caller heard so far.
+    pub fn playback(&self) -> Playback {
+        self.playback.lock().unwrap().clone()
     }
 
     /// Connects and sends `connected` and `start`, as Twilio does.
@@ -174,9 +231,7 @@ impl TwilioCall {
     }
 
     fn next_sequence(&mut self) -> Counter {
-        let n = self.sequence;
-        self.sequence += 1;
-        Counter(n)
+        Counter(self.sequence.fetch_add(1, Ordering::Relaxed))
     }
 
     /// `media.timestamp` the next chunk will carry.
@@ -218,7 +273,7 @@ impl TwilioCall {
     /// Advances the counters as if a chunk of `samples` was sent, without
     /// sending it: a chunk lost on the way.
     pub fn lose_media(&mut self, samples: usize) {
-        self.sequence += 1;
+        self.sequence.fetch_add(1, Ordering::Relaxed);
         self.chunk += 1;
         self.position += samples as u64;
     }

@@ -3,11 +3,14 @@
 //!
 //! * [`call`]: one stream, message by message ([`TwilioCall`]).
 //! * [`play`]: a scripted call: audio in real time, DTMF, hang-up.
+//! * [`playout`]: Twilio's playout queue: real-time playback, mark echoes, clear.
 //! * [`audio`]: tones and WAV files as 8 kHz μ-law.
 
 pub mod audio;
 pub mod call;
 pub mod play;
+pub mod playout;
 
 pub use call::{CallParams, Disconnected, Received, TwilioCall};
 pub use play::{Ending, Report, Script};
+pub use playout::{MarkEcho, Playback, Playout};

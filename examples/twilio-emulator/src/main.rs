@@ -62,6 +62,11 @@ struct Args {
     /// Hang up by dropping the connection (no stop message, no close frame)
     #[arg(long)]
     drop: bool,
+
+    /// Write what the caller heard (Twilio's playout of what the plugin sent)
+    /// to this WAV file, 8 kHz; with several calls, call N goes to FILE-N.wav
+    #[arg(long)]
+    record: Option<PathBuf>,
 }
 
 fn parse_dtmf(s: &str) -> Result<(f64, String), String> {
@@ -143,17 +148,55 @@ async fn main() -> ExitCode {
         match call.await.expect("call task panicked") {
             Ok((n, report)) => {
                 println!(
-                    "call {n}: received {} media message(s) ({:.2} s of audio), {} mark(s) {:?}, {} clear(s){}",
+                    "call {n}: received {} media message(s) ({:.2} s of audio), {} mark(s) {:?}, {} clear(s), {:.2} s played{}",
                     report.media_messages,
                     report.media.len() as f64 / 8000.0,
                     report.marks.len(),
                     report.marks,
                     report.clears,
+                    report.playback.played.len() as f64 / 8000.0,
                     match report.closed_by_plugin {
                         Some(code) => format!(", closed by the plugin (code {code:?})"),
                         None => String::new(),
                     }
                 );
+                for m in &report.playback.marks {
+                    println!(
+                        "call {n}: mark {:?} echoed at {:.3} s, after {:.3} s of audio played{}",
+                        m.name,
+                        m.at.as_secs_f64(),
+                        m.played_samples as f64 / 8000.0,
+                        if m.cleared { " (flushed by clear)" } else { "" }
+                    );
+                }
+                if report.playback.clears > 0 {
+                    println!(
+                        "call {n}: clear dropped {:.3} s of queued audio",
+                        report.playback.cleared_samples as f64 / 8000.0
+                    );
+                }
+                if let Some(path) = &args.record {
+                    let path = if args.calls == 1 {
+                        path.clone()
+                    } else {
+                        path.with_file_name(format!(
+                            "{}-{n}.wav",
+                            path.file_stem().unwrap_or_default().to_string_lossy()
+                        ))
+                    };
+                    let heard = audio::decode(&report.playback.played);
+                    match audio::write_wav(&path, &heard, 8000) {
+                        Ok(()) => println!(
+                            "call {n}: what the caller heard ({:.2} s): {}",
+                            heard.len() as f64 / 8000.0,
+                            path.display()
+                        ),
+                        Err(e) => {
+                            eprintln!("twilio-emulator: {e}");
+                            failed = true;
+                        }
+                    }
+                }
                 for why in &report.invalid {
                     println!("call {n}: Twilio would reject: {why}");
                     failed = true;

@@ -8,6 +8,7 @@ use gsttwiliostream::protocol::Outbound;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::call::{Disconnected, Received, TwilioCall};
+use crate::playout::Playback;
 
 /// How an emulated call ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct Report {
     pub invalid: Vec<String>,
     /// Whether the plugin closed the WebSocket (and with which code).
     pub closed_by_plugin: Option<Option<u16>>,
+    /// What Twilio's playout made of it: what the caller heard, mark times.
+    pub playback: Playback,
 }
 
 impl Report {
@@ -105,6 +108,7 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
         call.send_media(chunk)?;
         report.drain(&mut call);
         if report.closed_by_plugin.is_some() {
+            report.playback = call.playback();
             return Ok(report);
         }
     }
@@ -116,9 +120,11 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
     while let Ok(Some(item)) = tokio::time::timeout_at(deadline, call.recv()).await {
         report.take(item);
         if report.closed_by_plugin.is_some() {
+            report.playback = call.playback();
             return Ok(report);
         }
     }
+    report.playback = call.playback();
     match script.ending {
         Ending::Stop => {
             call.send_stop()?;

@@ -1,0 +1,86 @@
+//! The structures both elements post for call events (bus messages) and push
+//! downstream (events), in one place so the src and a sink on its own speak
+//! exactly alike.
+
+use gst::prelude::*;
+
+use crate::call::DtmfDigit;
+use crate::protocol::{StartInfo, StopInfo};
+
+/// `twilio-start`: call-sid, stream-sid, account-sid, tracks, custom-parameters.
+pub fn start(start: &StartInfo) -> gst::Structure {
+    let tracks = gst::Array::new(start.tracks.iter().map(|t| t.to_send_value()));
+    gst::Structure::builder("twilio-start")
+        .field("call-sid", &start.call_sid)
+        .field("stream-sid", &start.stream_sid)
+        .field("account-sid", &start.account_sid)
+        .field("tracks", tracks)
+        .field("custom-parameters", custom_parameters(start))
+        .build()
+}
+
+/// The TwiML `<Parameter>`s as a `custom-parameters` structure of strings.
+pub fn custom_parameters(start: &StartInfo) -> gst::Structure {
+    let mut s = gst::Structure::new_empty("custom-parameters");
+    for (name, value) in &start.custom_parameters {
+        s.set(name.as_str(), value);
+    }
+    s
+}
+
+/// `twilio-dtmf`: digit, and number when it is a DTMF digit.
+pub fn dtmf(digit: &DtmfDigit) -> gst::Structure {
+    let mut s = gst::Structure::builder("twilio-dtmf").field("digit", &digit.0);
+    if let Some(number) = digit.number() {
+        s = s.field("number", number);
+    }
+    s.build()
+}
+
+/// GStreamer's `dtmf-event` pair for a digit (as dtmfsrc and rtpdtmfdepay use
+/// it): Twilio reports a digit once, so the start and the end follow each other.
+pub fn dtmf_events(digit: &DtmfDigit) -> Option<[gst::Event; 2]> {
+    let number = digit.number()?;
+    let start = gst::Structure::builder("dtmf-event")
+        .field("type", 1i32)
+        .field("number", number)
+        .field("volume", 10i32)
+        .field("start", true)
+        .build();
+    let end = gst::Structure::builder("dtmf-event")
+        .field("type", 1i32)
+        .field("number", number)
+        .field("start", false)
+        .build();
+    Some([
+        gst::event::CustomDownstream::new(start),
+        gst::event::CustomDownstream::new(end),
+    ])
+}
+
+/// `twilio-mark`: name.
+pub fn mark(name: &str) -> gst::Structure {
+    gst::Structure::builder("twilio-mark")
+        .field("name", name)
+        .build()
+}
+
+/// `twilio-stop`: call-sid, stream-sid, account-sid and the reporting
+/// element's stats.
+pub fn stop(stop: &StopInfo, stream_sid: &str, stats: gst::Structure) -> gst::Structure {
+    gst::Structure::builder("twilio-stop")
+        .field("call-sid", &stop.call_sid)
+        .field("stream-sid", stream_sid)
+        .field("account-sid", &stop.account_sid)
+        .field("stats", stats)
+        .build()
+}
+
+/// Posts `structure` as an element message from `element`.
+pub fn post(element: &gst::Element, structure: gst::Structure) {
+    let _ = element.post_message(
+        gst::message::Element::builder(structure)
+            .src(element)
+            .build(),
+    );
+}

@@ -1,0 +1,21 @@
+//! `twiliostreamsink`: plays PCM (or μ-law) into a Twilio Media Streams call,
+//! with marks and clear.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct TwilioStreamSink(ObjectSubclass<imp::TwilioStreamSink>)
+        @extends gst_base::BaseSink, gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "twiliostreamsink",
+        gst::Rank::NONE,
+        TwilioStreamSink::static_type(),
+    )
+}
