@@ -303,6 +303,8 @@ pub struct Call {
     commands: mpsc::UnboundedSender<Command>,
     task: Mutex<Option<JoinHandle<()>>>,
     open: watch::Sender<bool>,
+    /// Marks Twilio echoed so far.
+    marks_echoed: watch::Sender<u64>,
     log: Mutex<Option<LogTarget>>,
 }
 
@@ -343,6 +345,7 @@ impl Call {
             commands: commands_tx,
             task: Mutex::new(None),
             open: watch::Sender::new(true),
+            marks_echoed: watch::Sender::new(0),
             log: Mutex::new(None),
         });
         gst::info!(CAT, "{call:?}: connected");
@@ -376,6 +379,17 @@ impl Call {
         tokio::select! {
             start = start.wait_for(Option::is_some) => start.ok().and_then(|s| s.clone()),
             _ = open.wait_for(|open| !open) => self.start_info(),
+        }
+    }
+
+    /// Waits until Twilio has echoed `n` marks in all (they come back in
+    /// the order they were sent), or the call ended.
+    pub async fn marks_echoed(&self, n: u64) {
+        let mut echoed = self.marks_echoed.subscribe();
+        let mut open = self.open.subscribe();
+        tokio::select! {
+            _ = echoed.wait_for(|&count| count >= n) => {}
+            _ = open.wait_for(|open| !open) => {}
         }
     }
 
@@ -644,6 +658,7 @@ impl Session {
             } => {
                 if self.check_sid(call, "mark", &stream_sid) {
                     call.stats.add(Stat::MarksReceived, 1);
+                    call.marks_echoed.send_modify(|n| *n += 1);
                     self.emit(call, events, CallEvent::Mark(mark.name));
                 }
             }

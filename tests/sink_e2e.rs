@@ -448,7 +448,20 @@ fn a_lone_sink_plays_a_file_into_a_call() {
         start[0].get::<String>("call-sid").unwrap(),
         call.params.call_sid
     );
+    // EOS came only once Twilio had played everything: hanging up now cuts nothing.
     p.set_state(gst::State::Null).unwrap();
+    let rest = receive_until(&mut call, |got| {
+        matches!(got.last(), Some(Received::Closed(_)))
+    });
+    let sent = media_bytes(&got).len() + media_bytes(&rest).len();
+    assert!(sent >= 8000, "{sent}");
+    let playback = call.playback();
+    assert_eq!(
+        playback.played.len(),
+        sent,
+        "Twilio had not played everything"
+    );
+    assert_eq!(playback.marks.last().unwrap().name, "twiliostream-eos");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -12,6 +12,7 @@
 //! delay) early, so every frame still leaves on time.
 
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
@@ -46,6 +47,11 @@ const DEFAULT_CHUNK_MS: u32 = 20;
 pub const MARK_EVENT: &str = "twilio-mark";
 /// Name of the custom downstream event (in-band or out-of-band) that becomes a `clear`.
 pub const CLEAR_EVENT: &str = "twilio-clear";
+/// The mark a sink that took the call itself sends at EOS, to hang up only
+/// once Twilio has played everything.
+pub const EOS_MARK: &str = "twiliostream-eos";
+/// Longest wait at EOS for Twilio to play out, beyond the audio queued there.
+const PLAYOUT_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -263,6 +269,27 @@ impl TwilioStreamSink {
         call.stats.add(Stat::ClearsSent, 1);
         gst::debug!(CAT, imp = self, "clear sent");
         true
+    }
+
+    /// With a call of its own, the sink hangs up when the pipeline stops:
+    /// first let Twilio play what it has queued (a mark comes back once it has).
+    fn wait_for_playout(&self) {
+        let Some(call) = self.current_call().filter(|c| c.is_open()) else {
+            return;
+        };
+        if !self.send_mark(EOS_MARK) {
+            return;
+        }
+        let sent = call.stats.get(Stat::MarksSent);
+        gst::debug!(CAT, imp = self, "EOS: waiting for Twilio to play out");
+        let waiting = RUNTIME.spawn(async move {
+            tokio::time::timeout(PLAYOUT_GRACE, call.marks_echoed(sent)).await
+        });
+        match wait(&self.canceller, waiting) {
+            Ok(Ok(Ok(()))) => gst::debug!(CAT, imp = self, "EOS: played out"),
+            Ok(_) => gst::warning!(CAT, imp = self, "EOS: Twilio did not confirm playout"),
+            Err(_) => gst::debug!(CAT, imp = self, "EOS: stopped waiting for playout"),
+        }
     }
 
     /// When the sink listens itself, nobody else reads the call's events:
@@ -725,9 +752,15 @@ impl BaseSinkImpl for TwilioStreamSink {
                 self.clear();
             }
             gst::EventView::Eos(_) => {
-                let mut state = self.state.lock().unwrap();
-                state.drain_resampler();
-                let _ = state.send_frames(true);
+                let owns_call = {
+                    let mut state = self.state.lock().unwrap();
+                    state.drain_resampler();
+                    let _ = state.send_frames(true);
+                    state.registration.is_some()
+                };
+                if owns_call {
+                    self.wait_for_playout();
+                }
             }
             _ => {}
         }
