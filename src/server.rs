@@ -25,6 +25,9 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use gst::glib;
+use gst::prelude::*;
+
 use crate::call::{CAT, Call, Slot};
 
 /// How long a client may take to complete the WebSocket handshake.
@@ -52,6 +55,105 @@ static LISTENERS: LazyLock<Mutex<HashMap<SocketAddr, Weak<Listener>>>> =
     LazyLock::new(Default::default);
 
 static NEXT_REGISTRATION: AtomicU64 = AtomicU64::new(1);
+
+/// Where an element listens for Twilio: its `host`, `port` and `path`
+/// properties, shared by the src and the sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    /// Always starts with `/`.
+    pub path: String,
+}
+
+impl Default for Endpoint {
+    fn default() -> Self {
+        Endpoint {
+            host: Endpoint::DEFAULT_HOST.to_owned(),
+            port: Endpoint::DEFAULT_PORT,
+            path: Endpoint::DEFAULT_PATH.to_owned(),
+        }
+    }
+}
+
+impl Endpoint {
+    pub const DEFAULT_HOST: &str = "127.0.0.1";
+    pub const DEFAULT_PORT: u16 = 8080;
+    pub const DEFAULT_PATH: &str = "/";
+
+    /// The `host`, `port` and `path` properties; `when` ends each blurb
+    /// (an element that listens only sometimes says when).
+    pub fn pspecs(when: &str) -> Vec<glib::ParamSpec> {
+        vec![
+            glib::ParamSpecString::builder("host")
+                .nick("Host")
+                .blurb(&format!(
+                    "Address to listen on for Twilio's WebSocket (0.0.0.0: all IPv4 interfaces){when}"
+                ))
+                .default_value(Some(Self::DEFAULT_HOST))
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("port")
+                .nick("Port")
+                .blurb(&format!(
+                    "TCP port to listen on; 0 picks a free one (see bound-port). \
+                     Elements listening on the same host and port share it{when}"
+                ))
+                .maximum(u16::MAX as u32)
+                .default_value(Self::DEFAULT_PORT as u32)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("path")
+                .nick("Path")
+                .blurb(&format!(
+                    "URL path of the stream, as in the TwiML <Stream url>; each element \
+                     listening on it takes the next call for it{when}"
+                ))
+                .default_value(Some(Self::DEFAULT_PATH))
+                .mutable_ready()
+                .build(),
+        ]
+    }
+
+    /// Sets one of the properties; false if `name` is not one of them.
+    pub fn set_property(&mut self, name: &str, value: &glib::Value) -> bool {
+        let string = || value.get::<Option<String>>().unwrap();
+        match name {
+            "host" => self.host = string().unwrap_or_else(|| Self::DEFAULT_HOST.to_owned()),
+            "port" => self.port = value.get::<u32>().unwrap() as u16,
+            "path" => {
+                let path = string().unwrap_or_else(|| Self::DEFAULT_PATH.to_owned());
+                self.path = if path.starts_with('/') {
+                    path
+                } else {
+                    format!("/{path}")
+                };
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Reads one of the properties; None if `name` is not one of them.
+    pub fn property(&self, name: &str) -> Option<glib::Value> {
+        match name {
+            "host" => Some(self.host.to_value()),
+            "port" => Some((self.port as u32).to_value()),
+            "path" => Some(self.path.to_value()),
+            _ => None,
+        }
+    }
+
+    /// Listens (or joins the listener already there) for calls to the path.
+    pub fn register(&self, slot: Arc<Slot>) -> Result<Registration, gst::ErrorMessage> {
+        register(&self.host, self.port, &self.path, slot).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::OpenReadWrite,
+                ["Could not listen on {}:{}: {}", self.host, self.port, e]
+            )
+        })
+    }
+}
 
 /// An element's place on a listener: keeps the listener open and receives
 /// the calls for its path through its slot. Dropping it unregisters.

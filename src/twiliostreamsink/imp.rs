@@ -27,7 +27,7 @@ use crate::call::{
 use crate::codec::{Downsampler, g711, resample::DOWNSAMPLER_RATES};
 use crate::messages;
 use crate::protocol::{self, Mark, Outbound};
-use crate::server::{self, RUNTIME, Registration};
+use crate::server::{Endpoint, RUNTIME, Registration};
 use crate::wait::{Canceller, wait};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -38,9 +38,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_HOST: &str = "127.0.0.1";
-const DEFAULT_PORT: u32 = 8080;
-const DEFAULT_PATH: &str = "/";
 const DEFAULT_CHUNK_MS: u32 = 20;
 
 /// Name of the serialized custom downstream event that becomes a `mark`.
@@ -55,9 +52,7 @@ const PLAYOUT_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 struct Settings {
-    host: String,
-    port: u32,
-    path: String,
+    endpoint: Endpoint,
     call_name: Option<String>,
     chunk_ms: u32,
 }
@@ -65,9 +60,7 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            host: DEFAULT_HOST.to_owned(),
-            port: DEFAULT_PORT,
-            path: DEFAULT_PATH.to_owned(),
+            endpoint: Endpoint::default(),
             call_name: None,
             chunk_ms: DEFAULT_CHUNK_MS,
         }
@@ -356,26 +349,6 @@ impl ObjectImpl for TwilioStreamSink {
                     .default_value(DEFAULT_CHUNK_MS)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecString::builder("host")
-                    .nick("Host")
-                    .blurb("Address to listen on when there is no twiliostreamsrc to pair with")
-                    .default_value(Some(DEFAULT_HOST))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("port")
-                    .nick("Port")
-                    .blurb("TCP port to listen on when there is no twiliostreamsrc to pair with; \
-                            0 picks a free one (see bound-port)")
-                    .maximum(u16::MAX as u32)
-                    .default_value(DEFAULT_PORT)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("path")
-                    .nick("Path")
-                    .blurb("URL path to take calls on when there is no twiliostreamsrc to pair with")
-                    .default_value(Some(DEFAULT_PATH))
-                    .mutable_ready()
-                    .build(),
                 glib::ParamSpecUInt::builder("bound-port")
                     .nick("Bound port")
                     .blurb("The port this sink listens on itself, 0 when it does not listen")
@@ -398,6 +371,9 @@ impl ObjectImpl for TwilioStreamSink {
                     .read_only()
                     .build(),
             ];
+            props.extend(Endpoint::pspecs(
+                ". Only used when there is no twiliostreamsrc to pair with",
+            ));
             props.extend(counter_pspecs(SINK_COUNTERS));
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
@@ -442,12 +418,9 @@ impl ObjectImpl for TwilioStreamSink {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut settings = self.settings.lock().unwrap();
-        let string = |default: &str| {
-            value
-                .get::<Option<String>>()
-                .unwrap()
-                .unwrap_or_else(|| default.to_owned())
-        };
+        if settings.endpoint.set_property(pspec.name(), value) {
+            return;
+        }
         match pspec.name() {
             "call-name" => {
                 settings.call_name = value
@@ -456,16 +429,6 @@ impl ObjectImpl for TwilioStreamSink {
                     .filter(|n| !n.is_empty())
             }
             "chunk-duration" => settings.chunk_ms = value.get().unwrap(),
-            "host" => settings.host = string(DEFAULT_HOST),
-            "port" => settings.port = value.get().unwrap(),
-            "path" => {
-                let path = string(DEFAULT_PATH);
-                settings.path = if path.starts_with('/') {
-                    path
-                } else {
-                    format!("/{path}")
-                };
-            }
             other => unimplemented!("property {other}"),
         }
     }
@@ -474,9 +437,13 @@ impl ObjectImpl for TwilioStreamSink {
         match pspec.name() {
             "call-name" => self.settings.lock().unwrap().call_name.to_value(),
             "chunk-duration" => self.settings.lock().unwrap().chunk_ms.to_value(),
-            "host" => self.settings.lock().unwrap().host.to_value(),
-            "port" => self.settings.lock().unwrap().port.to_value(),
-            "path" => self.settings.lock().unwrap().path.to_value(),
+            "host" | "port" | "path" => self
+                .settings
+                .lock()
+                .unwrap()
+                .endpoint
+                .property(pspec.name())
+                .unwrap(),
             "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
             "connected" => self.current_call().is_some_and(|c| c.is_open()).to_value(),
             "call-sid" => self
@@ -568,29 +535,13 @@ impl BaseSinkImpl for TwilioStreamSink {
                 }
                 [] => {
                     let slot = Slot::new();
-                    let registration = server::register(
-                        &settings.host,
-                        settings.port as u16,
-                        &settings.path,
-                        slot.clone(),
-                    )
-                    .map_err(|e| {
-                        gst::error_msg!(
-                            gst::ResourceError::OpenWrite,
-                            [
-                                "Could not listen on {}:{}: {}",
-                                settings.host,
-                                settings.port,
-                                e
-                            ]
-                        )
-                    })?;
+                    let registration = settings.endpoint.register(slot.clone())?;
                     let addr = registration.local_addr();
                     gst::info!(
                         CAT,
                         imp = self,
                         "no twiliostreamsrc to pair with: listening on ws://{addr}{}",
-                        settings.path
+                        settings.endpoint.path
                     );
                     state.bound_port = addr.port() as u32;
                     state.registration = Some(registration);

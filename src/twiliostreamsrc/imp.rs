@@ -26,7 +26,7 @@ use crate::call::{
 use crate::codec::{Upsampler, g711};
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
-use crate::server::{self, Registration};
+use crate::server::{Endpoint, Registration};
 use crate::wait::{Canceller, wait};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -37,10 +37,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-const DEFAULT_HOST: &str = "127.0.0.1";
-const DEFAULT_PORT: u32 = 8080;
-const DEFAULT_PATH: &str = "/";
-
 /// Twilio's customary chunk: the latency a live source of it has at least.
 const CHUNK_DURATION: gst::ClockTime = gst::ClockTime::from_mseconds(20);
 /// Nanoseconds per 8 kHz sample.
@@ -50,23 +46,10 @@ const GAP_TOLERANCE: u64 = 80;
 /// Longest gap filled with silence (5 s); longer ones make the timestamps jump.
 const MAX_SILENCE: u64 = 5 * 8000;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Settings {
-    host: String,
-    port: u32,
-    path: String,
+    endpoint: Endpoint,
     call_name: Option<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            host: DEFAULT_HOST.to_owned(),
-            port: DEFAULT_PORT,
-            path: DEFAULT_PATH.to_owned(),
-            call_name: None,
-        }
-    }
 }
 
 /// What the src pad carries, from the negotiated caps.
@@ -448,38 +431,22 @@ impl ObjectSubclass for TwilioStreamSrc {
 impl ObjectImpl for TwilioStreamSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let mut props = vec![
-                glib::ParamSpecString::builder("host")
-                    .nick("Host")
-                    .blurb("Address to listen on for Twilio's WebSocket (0.0.0.0 for all IPv4 interfaces)")
-                    .default_value(Some(DEFAULT_HOST))
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("port")
-                    .nick("Port")
-                    .blurb("TCP port to listen on; 0 picks a free one (see bound-port). \
-                            Elements listening on the same host and port share it")
-                    .maximum(u16::MAX as u32)
-                    .default_value(DEFAULT_PORT)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecString::builder("path")
-                    .nick("Path")
-                    .blurb("URL path of the stream, as in the TwiML <Stream url>; \
-                            each element listening on it takes the next call for it")
-                    .default_value(Some(DEFAULT_PATH))
-                    .mutable_ready()
-                    .build(),
+            let mut props = Endpoint::pspecs("");
+            props.extend([
                 glib::ParamSpecString::builder("call-name")
                     .nick("Call name")
-                    .blurb("Pairs this src with the twiliostreamsink(s) of the same call-name, \
+                    .blurb(
+                        "Pairs this src with the twiliostreamsink(s) of the same call-name, \
                             in any pipeline of the process. Without it, a sink pairs with the \
-                            src of its own pipeline")
+                            src of its own pipeline",
+                    )
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("bound-port")
                     .nick("Bound port")
-                    .blurb("The port actually listened on (useful with port=0), 0 when not listening")
+                    .blurb(
+                        "The port actually listened on (useful with port=0), 0 when not listening",
+                    )
                     .maximum(u16::MAX as u32)
                     .read_only()
                     .build(),
@@ -508,7 +475,7 @@ impl ObjectImpl for TwilioStreamSrc {
                     .blurb("The <Parameter> values of the TwiML <Stream>, as string fields")
                     .read_only()
                     .build(),
-            ];
+            ]);
             props.extend(counter_pspecs(SRC_COUNTERS));
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
@@ -524,14 +491,10 @@ impl ObjectImpl for TwilioStreamSrc {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut settings = self.settings.lock().unwrap();
+        if settings.endpoint.set_property(pspec.name(), value) {
+            return;
+        }
         match pspec.name() {
-            "host" => {
-                settings.host = value
-                    .get::<Option<String>>()
-                    .unwrap()
-                    .unwrap_or_else(|| DEFAULT_HOST.to_owned())
-            }
-            "port" => settings.port = value.get().unwrap(),
             "call-name" => {
                 settings.call_name = value
                     .get::<Option<String>>()
@@ -540,17 +503,6 @@ impl ObjectImpl for TwilioStreamSrc {
                 *self.slot.lock().unwrap() = match &settings.call_name {
                     Some(name) => call::named_slot(name),
                     None => Slot::new(),
-                };
-            }
-            "path" => {
-                let path = value
-                    .get::<Option<String>>()
-                    .unwrap()
-                    .unwrap_or_else(|| DEFAULT_PATH.to_owned());
-                settings.path = if path.starts_with('/') {
-                    path
-                } else {
-                    format!("/{path}")
                 };
             }
             other => unimplemented!("property {other}"),
@@ -568,9 +520,13 @@ impl ObjectImpl for TwilioStreamSrc {
                 .to_value()
         };
         match pspec.name() {
-            "host" => self.settings.lock().unwrap().host.to_value(),
-            "port" => self.settings.lock().unwrap().port.to_value(),
-            "path" => self.settings.lock().unwrap().path.to_value(),
+            "host" | "port" | "path" => self
+                .settings
+                .lock()
+                .unwrap()
+                .endpoint
+                .property(pspec.name())
+                .unwrap(),
             "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
             "connected" => self
                 .slot()
@@ -667,26 +623,13 @@ impl BaseSrcImpl for TwilioStreamSrc {
         if let Some(call) = slot.take() {
             call.close();
         }
-        let registration =
-            server::register(&settings.host, settings.port as u16, &settings.path, slot).map_err(
-                |e| {
-                    gst::error_msg!(
-                        gst::ResourceError::OpenRead,
-                        [
-                            "Could not listen on {}:{}: {}",
-                            settings.host,
-                            settings.port,
-                            e
-                        ]
-                    )
-                },
-            )?;
+        let registration = settings.endpoint.register(slot)?;
         let addr = registration.local_addr();
         gst::info!(
             CAT,
             imp = self,
             "listening on ws://{addr}{} for Twilio",
-            settings.path
+            settings.endpoint.path
         );
         {
             let mut state = self.state.lock().unwrap();
