@@ -261,6 +261,32 @@ impl<'a> Inbound<'a> {
     }
 }
 
+/// A string borrowed from the frame when it has no escapes (serde's own
+/// `Option<Cow<str>>` always copies).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// All fields any inbound message may carry, parsed in one pass (no
 /// intermediate buffering, strings borrowed from the frame where possible);
 /// [`Inbound`] is built from it according to `event`.
@@ -271,7 +297,7 @@ struct Envelope<'a> {
     #[serde(rename = "sequenceNumber")]
     sequence_number: Option<Counter>,
     #[serde(rename = "streamSid", borrow)]
-    stream_sid: Option<Cow<'a, str>>,
+    stream_sid: Option<Text<'a>>,
     protocol: Option<String>,
     version: Option<String>,
     start: Option<StartInfo>,
@@ -298,7 +324,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Inbound<'a> {
                 let mut start: StartInfo = required(e.start, "start")?;
                 // Twilio repeats streamSid inside `start`; either place will do.
                 let stream_sid = match e.stream_sid {
-                    Some(s) => s.into_owned(),
+                    Some(s) => s.0.into_owned(),
                     None if !start.stream_sid.is_empty() => start.stream_sid.clone(),
                     None => return Err(de::Error::missing_field("streamSid")),
                 };
@@ -313,22 +339,22 @@ impl<'de: 'a, 'a> Deserialize<'de> for Inbound<'a> {
             }
             "media" => Inbound::Media {
                 sequence_number: e.sequence_number,
-                stream_sid: required(e.stream_sid, "streamSid")?,
+                stream_sid: required(e.stream_sid, "streamSid")?.0,
                 media: required(e.media, "media")?,
             },
             "dtmf" => Inbound::Dtmf {
                 sequence_number: e.sequence_number,
-                stream_sid: required(e.stream_sid, "streamSid")?.into_owned(),
+                stream_sid: required(e.stream_sid, "streamSid")?.0.into_owned(),
                 dtmf: required(e.dtmf, "dtmf")?,
             },
             "mark" => Inbound::Mark {
                 sequence_number: e.sequence_number,
-                stream_sid: required(e.stream_sid, "streamSid")?.into_owned(),
+                stream_sid: required(e.stream_sid, "streamSid")?.0.into_owned(),
                 mark: required(e.mark, "mark")?,
             },
             "stop" => Inbound::Stop {
                 sequence_number: e.sequence_number,
-                stream_sid: required(e.stream_sid, "streamSid")?.into_owned(),
+                stream_sid: required(e.stream_sid, "streamSid")?.0.into_owned(),
                 stop: e.stop.unwrap_or_default(),
             },
             other => Inbound::Unknown {
@@ -451,6 +477,13 @@ mod tests {
 
         let msg = Inbound::parse(MEDIA).unwrap();
         assert_eq!(msg.stream_sid(), Some("MZ1"));
+        assert!(matches!(
+            &msg,
+            Inbound::Media {
+                stream_sid: Cow::Borrowed(_),
+                ..
+            }
+        ));
         let Inbound::Media {
             sequence_number,
             media,
