@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use futures::{SinkExt, StreamExt};
 use gst::glib;
 use gst::prelude::*;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -39,12 +39,23 @@ pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// How many events may wait for the consuming element before further ones
-/// are dropped and counted as overruns: about 20 s of 20 ms chunks.
-const EVENT_QUEUE: usize = 1024;
+/// How many media chunks may wait for the consuming element before further
+/// ones are dropped and counted as overruns: about 20 s of 20 ms chunks.
+const MEDIA_QUEUE: usize = 1024;
+/// The same for all events together: control events (start, marks, DTMF,
+/// stop) are never dropped for media, only in a flood of them.
+const EVENT_QUEUE: usize = 8 * MEDIA_QUEUE;
+/// Outbound text waiting to be written, beyond which sends are refused: a
+/// peer that reads nothing must not grow our memory (~4 min of audio).
+const MAX_OUTBOUND: usize = 4 << 20;
+/// A write that makes no progress for this long means the peer stopped
+/// reading: the call is over.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long closing our side of the WebSocket may take before the socket is
 /// simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
+/// How long [`Call::close`] waits for the task before aborting it.
+const CLOSE_WAIT: Duration = Duration::from_millis(500);
 
 /// The counters of a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,9 +76,11 @@ pub enum Stat {
     ClearsSent,
     /// Outbound input that could not be encoded.
     OutboundTranscodeErrors,
+    /// Outbound frames dropped because the peer was not reading.
+    ChunksDropped,
 }
 
-const STAT_COUNT: usize = 13;
+const STAT_COUNT: usize = 14;
 
 /// A counter as an element shows it: a read-only `u64` property and a field
 /// of the element's `stats` structure.
@@ -186,6 +199,12 @@ pub const SINK_COUNTERS: &[Counter] = &[
         "Transcode errors",
         "Input that could not be encoded (a dangling byte of a 16-bit sample) and was dropped",
     ),
+    counter(
+        Stat::ChunksDropped,
+        "chunks-dropped",
+        "Chunks dropped",
+        "Media messages dropped because Twilio was not reading (4 MiB waiting to be sent)",
+    ),
 ];
 
 /// The read-only properties of `counters`.
@@ -278,9 +297,59 @@ pub enum CallEvent {
     Closed(String),
 }
 
-enum Command {
-    Send(String),
-    Close,
+/// The events of a call, as its consuming element receives them.
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<CallEvent>,
+    queue: Arc<EventQueue>,
+}
+
+impl Events {
+    /// The next event; None once the call's task has ended and all were read.
+    pub async fn recv(&mut self) -> Option<CallEvent> {
+        let event = self.rx.recv().await?;
+        self.queue.taken(&event);
+        Some(event)
+    }
+}
+
+/// What is waiting in an [`Events`] queue.
+#[derive(Default)]
+struct EventQueue {
+    events: AtomicUsize,
+    media: AtomicUsize,
+}
+
+impl EventQueue {
+    /// Whether `event` fits; counts it if so.
+    fn admit(&self, event: &CallEvent) -> bool {
+        let is_media = matches!(event, CallEvent::Media(_));
+        if self.events.load(Ordering::Relaxed) >= EVENT_QUEUE
+            || (is_media && self.media.load(Ordering::Relaxed) >= MEDIA_QUEUE)
+        {
+            return false;
+        }
+        self.events.fetch_add(1, Ordering::Relaxed);
+        if is_media {
+            self.media.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+
+    fn taken(&self, event: &CallEvent) {
+        self.events.fetch_sub(1, Ordering::Relaxed);
+        if matches!(event, CallEvent::Media(_)) {
+            self.media.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Why a message could not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The call has ended.
+    Closed,
+    /// Too much is waiting to be written: the peer is not reading.
+    Backlog,
 }
 
 /// Where a call's log lines go: the category and object of the element that
@@ -299,8 +368,12 @@ pub struct Call {
     path: String,
     pub stats: Stats,
     start: watch::Sender<Option<Arc<StartInfo>>>,
-    events: Mutex<Option<mpsc::Receiver<CallEvent>>>,
-    commands: mpsc::UnboundedSender<Command>,
+    events: Mutex<Option<Events>>,
+    outbound: mpsc::UnboundedSender<String>,
+    /// Bytes of outbound text not written yet.
+    outbound_bytes: AtomicUsize,
+    closing: AtomicBool,
+    close_requested: Notify,
     task: Mutex<Option<JoinHandle<()>>>,
     open: watch::Sender<bool>,
     /// Marks Twilio echoed so far.
@@ -333,23 +406,34 @@ impl Call {
         peer: SocketAddr,
         path: String,
     ) -> Arc<Call> {
-        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
+        let queue = Arc::new(EventQueue::default());
         let call = Arc::new(Call {
             id: NEXT_CALL_ID.fetch_add(1, Ordering::Relaxed),
             peer,
             path,
             stats: Stats::default(),
             start: watch::Sender::new(None),
-            events: Mutex::new(Some(events_rx)),
-            commands: commands_tx,
+            events: Mutex::new(Some(Events {
+                rx: events_rx,
+                queue: queue.clone(),
+            })),
+            outbound: outbound_tx,
+            outbound_bytes: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            close_requested: Notify::new(),
             task: Mutex::new(None),
             open: watch::Sender::new(true),
             marks_echoed: watch::Sender::new(0),
             log: Mutex::new(None),
         });
         gst::info!(CAT, "{call:?}: connected");
-        let task = tokio::spawn(serve(call.clone(), ws, commands_rx, events_tx));
+        let events = EventSender {
+            tx: events_tx,
+            queue,
+        };
+        let task = tokio::spawn(serve(call.clone(), ws, outbound_rx, events));
         *call.task.lock().unwrap() = Some(task);
         call
     }
@@ -399,7 +483,7 @@ impl Call {
     }
 
     /// Takes the event queue; only the element that consumes the call does.
-    pub fn take_events(&self) -> Option<mpsc::Receiver<CallEvent>> {
+    pub fn take_events(&self) -> Option<Events> {
         self.events.lock().unwrap().take()
     }
 
@@ -411,24 +495,64 @@ impl Call {
         });
     }
 
-    /// Queues a text message for Twilio. False once the call has ended.
-    pub fn send_text(&self, text: String) -> bool {
-        self.is_open() && self.commands.send(Command::Send(text)).is_ok()
+    /// Queues a text message for Twilio.
+    pub fn send_text(&self, text: String) -> Result<(), SendError> {
+        if !self.is_open() || self.closing.load(Ordering::Relaxed) {
+            return Err(SendError::Closed);
+        }
+        let len = text.len();
+        if self.outbound_bytes.fetch_add(len, Ordering::Relaxed) + len > MAX_OUTBOUND {
+            self.outbound_bytes.fetch_sub(len, Ordering::Relaxed);
+            return Err(SendError::Backlog);
+        }
+        self.outbound.send(text).map_err(|_| SendError::Closed)
     }
 
     /// Asks the task to close the WebSocket without waiting for it.
     pub fn request_close(&self) {
-        let _ = self.commands.send(Command::Close);
+        self.closing.store(true, Ordering::Relaxed);
+        self.close_requested.notify_one();
     }
 
-    /// Closes the WebSocket and returns once the socket is gone (within
-    /// [`CLOSE_TIMEOUT`] plus scheduling). Not for use on a runtime thread.
+    /// Closes the WebSocket. Off the runtime's threads, returns once the
+    /// socket is gone: the task closes politely within [`CLOSE_TIMEOUT`] or
+    /// is aborted after [`CLOSE_WAIT`]. On a runtime thread, it does not wait.
     pub fn close(&self) {
         self.request_close();
-        let task = self.task.lock().unwrap().take();
-        if let Some(task) = task {
+        let Some(task) = self.task.lock().unwrap().take() else {
+            return;
+        };
+        let abort = task.abort_handle();
+        crate::server::RUNTIME.spawn(async move {
+            tokio::time::sleep(CLOSE_WAIT).await;
+            abort.abort();
+        });
+        if tokio::runtime::Handle::try_current().is_err() {
             let _ = futures::executor::block_on(task);
         }
+    }
+}
+
+/// The sending side of [`Events`].
+struct EventSender {
+    tx: mpsc::UnboundedSender<CallEvent>,
+    queue: Arc<EventQueue>,
+}
+
+impl EventSender {
+    /// Queues `event` unless the queue is full (then counts an overrun).
+    fn send(&self, call: &Call, event: CallEvent) {
+        if !self.queue.admit(&event) {
+            call.stats.add(Stat::Overruns, 1);
+            call_log!(
+                call,
+                warning,
+                "pipeline is not keeping up, dropping {event:?}"
+            );
+            return;
+        }
+        // An error means nobody consumes the call any more: it is being torn down.
+        let _ = self.tx.send(event);
     }
 }
 
@@ -437,19 +561,24 @@ impl Call {
 async fn serve(
     call: Arc<Call>,
     mut ws: WebSocketStream<TcpStream>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::Sender<CallEvent>,
+    mut outbound: mpsc::UnboundedReceiver<String>,
+    events: EventSender,
 ) {
     let mut session = Session::default();
     let ended = loop {
         tokio::select! {
-            cmd = commands.recv() => match cmd {
-                Some(Command::Send(text)) => match write_batch(&mut ws, text, &mut commands).await {
-                    Ok(false) => {}
-                    Ok(true) => break None,
-                    Err(e) => break Some(format!("sending to Twilio failed: {e}")),
-                },
-                Some(Command::Close) | None => {
+            biased;
+            _ = call.close_requested.notified() => {
+                close(&mut ws).await;
+                break None;
+            }
+            text = outbound.recv() => match text {
+                Some(text) => {
+                    if let Err(e) = write_batch(&call, &mut ws, text, &mut outbound).await {
+                        break Some(e);
+                    }
+                }
+                None => {
                     close(&mut ws).await;
                     break None;
                 }
@@ -478,7 +607,7 @@ async fn serve(
         Some(reason) if !session.stopped => {
             call_log!(&call, warning, "{reason} before any stop message");
             let reason = format!("{reason} before any stop message");
-            let _ = events.try_send(CallEvent::Closed(reason));
+            events.send(&call, CallEvent::Closed(reason));
         }
         Some(reason) => call_log!(&call, info, "{reason} after stop"),
         None => call_log!(&call, info, "closed by us"),
@@ -486,27 +615,35 @@ async fn serve(
 }
 
 /// Writes `first` and everything else already queued, then flushes once.
-/// Returns whether a close request was among them (the socket is then closed).
+/// Every write must make progress within [`WRITE_TIMEOUT`].
 async fn write_batch(
+    call: &Call,
     ws: &mut WebSocketStream<TcpStream>,
     first: String,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-) -> Result<bool, tokio_tungstenite::tungstenite::Error> {
-    ws.feed(Message::text(first)).await?;
+    outbound: &mut mpsc::UnboundedReceiver<String>,
+) -> Result<(), String> {
+    let stalled = || format!("Twilio has read nothing for {} s", WRITE_TIMEOUT.as_secs());
+    let failed = |e| format!("sending to Twilio failed: {e}");
+    let mut text = first;
     loop {
-        match commands.try_recv() {
-            Ok(Command::Send(text)) => ws.feed(Message::text(text)).await?,
-            Ok(Command::Close) => {
-                ws.flush().await?;
-                close(ws).await;
-                return Ok(true);
-            }
-            Err(_) => {
-                ws.flush().await?;
-                return Ok(false);
-            }
+        let len = text.len();
+        tokio::time::timeout(WRITE_TIMEOUT, ws.feed(Message::text(text)))
+            .await
+            .map_err(|_| stalled())?
+            .map_err(failed)?;
+        call.outbound_bytes.fetch_sub(len, Ordering::Relaxed);
+        if call.closing.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match outbound.try_recv() {
+            Ok(next) => text = next,
+            Err(_) => break,
         }
     }
+    tokio::time::timeout(WRITE_TIMEOUT, ws.flush())
+        .await
+        .map_err(|_| stalled())?
+        .map_err(failed)
 }
 
 async fn close(ws: &mut WebSocketStream<TcpStream>) {
@@ -531,16 +668,8 @@ impl Session {
         call_log!(call, warning, "ignoring message: {why}");
     }
 
-    fn emit(&self, call: &Call, events: &mpsc::Sender<CallEvent>, event: CallEvent) {
-        match events.try_send(event) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(ev)) => {
-                call.stats.add(Stat::Overruns, 1);
-                call_log!(call, warning, "pipeline is not keeping up, dropping {ev:?}");
-            }
-            // Nobody consumes this call any more; it is being torn down.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+    fn emit(&self, call: &Call, events: &EventSender, event: CallEvent) {
+        events.send(call, event);
     }
 
     /// Checks the message belongs to the started stream.
@@ -561,7 +690,7 @@ impl Session {
         }
     }
 
-    fn handle(&mut self, call: &Call, text: &str, events: &mpsc::Sender<CallEvent>) {
+    fn handle(&mut self, call: &Call, text: &str, events: &EventSender) {
         let msg = match Inbound::parse(text) {
             Ok(msg) => msg,
             Err(e) => {

@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -34,6 +34,10 @@ use crate::call::{CAT, Call, Slot};
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an accepted call waits for an element to take it.
 pub const PENDING_TIMEOUT: Duration = Duration::from_secs(10);
+/// tungstenite zero-fills its read buffer before every read: the default
+/// (128 KiB) made that memset the largest cost of a call. Media messages are
+/// ~300 bytes; larger ones are still read, over several reads.
+const READ_BUFFER_SIZE: usize = 4096;
 /// Largest WebSocket message accepted (a 20 ms media message is ~300 bytes).
 pub const MAX_MESSAGE_SIZE: usize = 1 << 20;
 
@@ -53,6 +57,11 @@ pub static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
 
 static LISTENERS: LazyLock<Mutex<HashMap<SocketAddr, Weak<Listener>>>> =
     LazyLock::new(Default::default);
+
+/// Signalled whenever a listener has closed its socket.
+static LISTENER_CLOSED: Condvar = Condvar::new();
+/// Longest wait for a closing listener on the same address.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 static NEXT_REGISTRATION: AtomicU64 = AtomicU64::new(1);
 
@@ -190,15 +199,26 @@ pub fn register(host: &str, port: u16, path: &str, slot: Arc<Slot>) -> io::Resul
     })?;
     let listener = {
         let mut listeners = LISTENERS.lock().unwrap();
-        let existing = (port != 0)
-            .then(|| listeners.get(&addr).and_then(Weak::upgrade))
-            .flatten();
-        match existing {
-            Some(listener) => listener,
-            None => {
-                let listener = Listener::bind(addr)?;
-                listeners.insert(listener.addr, Arc::downgrade(&listener));
-                listener
+        loop {
+            match listeners.get(&addr).filter(|_| port != 0) {
+                Some(weak) => match weak.upgrade() {
+                    Some(listener) => break listener,
+                    // Still closing (the last element just left): wait until
+                    // its socket is gone rather than fail to bind.
+                    None => {
+                        let (guard, timeout) =
+                            LISTENER_CLOSED.wait_timeout(listeners, CLOSE_WAIT).unwrap();
+                        listeners = guard;
+                        if timeout.timed_out() {
+                            listeners.remove(&addr);
+                        }
+                    }
+                },
+                None => {
+                    let listener = Listener::bind(addr)?;
+                    listeners.insert(listener.addr, Arc::downgrade(&listener));
+                    break listener;
+                }
             }
         }
     };
@@ -263,6 +283,8 @@ impl Drop for Listener {
         {
             listeners.remove(&self.addr);
         }
+        drop(listeners);
+        LISTENER_CLOSED.notify_all();
         gst::info!(CAT, "stopped listening on {}", self.addr);
     }
 }
@@ -405,6 +427,7 @@ async fn handshake(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         }
     };
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_SIZE)
         .max_message_size(Some(MAX_MESSAGE_SIZE))
         .max_frame_size(Some(MAX_MESSAGE_SIZE));
     let accepted = tokio::time::timeout(

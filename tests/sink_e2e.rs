@@ -728,3 +728,72 @@ fn sink_properties_have_documented_defaults() {
             .can_intersect(&caps)
     );
 }
+
+#[test]
+fn a_peer_that_stops_reading_cannot_hang_the_pipeline_or_grow_memory() {
+    let mut h = sink_harness("audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved");
+    let sink = h.element().unwrap();
+    // Twilio's side: handshake and start, then never read again.
+    let url = url_of(&sink);
+    let ws = rt().block_on(async {
+        use futures::SinkExt;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
+        let start = gsttwiliostream::protocol::Inbound::Start {
+            sequence_number: None,
+            stream_sid: "MZstalled".into(),
+            start: gsttwiliostream::protocol::StartInfo {
+                account_sid: "AC1".into(),
+                stream_sid: "MZstalled".into(),
+                call_sid: "CA1".into(),
+                tracks: vec!["inbound".into()],
+                custom_parameters: Default::default(),
+                media_format: None,
+            },
+        };
+        ws.send(tokio_tungstenite::tungstenite::Message::text(
+            start.to_json(),
+        ))
+        .await
+        .unwrap();
+        ws
+    });
+    // 20 minutes of audio as fast as possible: ~13 MB of JSON, more than
+    // the socket buffers and the sink's 4 MiB backlog together.
+    let second = pcm_buffer(&vec![1000i16; 8000]);
+    for _ in 0..1200 {
+        h.push(second.copy()).unwrap();
+    }
+    let dropped = sink.property::<u64>("chunks-dropped");
+    assert!(dropped > 0, "nothing dropped: the backlog is unbounded");
+    let sent = sink.property::<u64>("chunks-sent");
+    assert_eq!(sent + dropped, 60_000);
+    // Tearing down returns although the peer never reads.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let element = sink.clone();
+    std::thread::spawn(move || tx.send(element.set_state(gst::State::Null)).unwrap());
+    rx.recv_timeout(PATIENCE)
+        .expect("NULL did not return")
+        .unwrap();
+    drop(ws);
+    drop(h);
+}
+
+#[test]
+fn a_mark_after_16khz_audio_follows_all_of_it() {
+    let mut h = sink_harness("audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved");
+    let sink = h.element().unwrap();
+    let mut call = dial(&sink, Playout::Instant);
+    h.push(pcm_buffer(&sine(500.0, 16000.0, 8000.0, 2000)))
+        .unwrap();
+    assert!(h.push_event(mark_event("m")));
+    let got = receive_until(&mut call, |got| has_mark(got, "m"));
+    let i = got
+        .iter()
+        .position(|r| matches!(r, Received::Message(Outbound::Mark { .. }, _)))
+        .unwrap();
+    // 2000 samples at 16 kHz are 1000 at 8 kHz, all sent before the mark
+    // (the downsampler delays their content by 2.6 ms, not their count).
+    assert_eq!(media_bytes(&got[..i]).len(), 1000);
+}

@@ -301,7 +301,7 @@ fn call_events_become_messages_and_downstream_events() {
     assert_eq!(
         events,
         [
-            (1, "twilio-start".to_owned(), None, None),
+            (0, "twilio-start".to_owned(), None, None),
             (4, "dtmf-event".to_owned(), Some(5), Some(true)),
             (4, "dtmf-event".to_owned(), Some(5), Some(false)),
             (6, "dtmf-event".to_owned(), Some(11), Some(true)),
@@ -605,6 +605,42 @@ fn stopping_before_any_call_returns_and_frees_the_port() {
     returns("PLAYING -> NULL again", move || {
         set_state(&p2, gst::State::Null)
     });
+}
+
+#[test]
+fn hostile_timestamps_and_chunk_numbers_cannot_break_the_stream() {
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let ulaw = vec![0x80u8; 160];
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        call.send_media(&ulaw).unwrap();
+        // Far in the future, then the largest numbers there are.
+        let mut far = call.media_message(&ulaw);
+        let mut max = call.media_message(&ulaw);
+        if let gsttwiliostream::protocol::Inbound::Media { media, .. } = &mut far {
+            media.timestamp.0 = 99_999_999_999_999;
+        }
+        if let gsttwiliostream::protocol::Inbound::Media { media, .. } = &mut max {
+            media.timestamp.0 = u64::MAX;
+            media.chunk = Some(gsttwiliostream::protocol::Counter(u64::MAX));
+        }
+        call.send(&far).unwrap();
+        call.send(&max).unwrap();
+        call.send_media(&ulaw).unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    // Every chunk, contiguous, no silence invented.
+    assert_eq!(got.samples(), vec![32124; 4 * 160]);
+    assert_contiguous(&got.buffers);
+    let src = by_name(&p, "src");
+    assert_eq!(src.property::<u64>("invalid-messages"), 2);
+    set_state(&p, gst::State::Null);
 }
 
 #[test]

@@ -22,7 +22,8 @@ use gst_base::subclass::prelude::*;
 use tokio::task::JoinHandle;
 
 use crate::call::{
-    self, Call, CallEvent, SINK_COUNTERS, Slot, Stat, Stats, counter_pspecs, find_counter,
+    self, Call, CallEvent, SINK_COUNTERS, SendError, Slot, Stat, Stats, counter_pspecs,
+    find_counter,
 };
 use crate::codec::{Downsampler, g711, resample::DOWNSAMPLER_RATES};
 use crate::messages;
@@ -118,12 +119,17 @@ impl State {
             let payload = &self.pending[sent..end];
             let mut json = String::with_capacity(64 + sid.len() + payload.len() * 4 / 3);
             protocol::write_media_json(sid, payload, &mut json);
-            if !call.send_text(json) {
-                self.pending.clear();
-                return Err(gst::FlowError::Eos);
+            match call.send_text(json) {
+                Ok(()) => {
+                    call.stats.add(Stat::ChunksSent, 1);
+                    call.stats.add(Stat::BytesSent, payload.len() as u64);
+                }
+                Err(SendError::Backlog) => call.stats.add(Stat::ChunksDropped, 1),
+                Err(SendError::Closed) => {
+                    self.pending.clear();
+                    return Err(gst::FlowError::Eos);
+                }
             }
-            call.stats.add(Stat::ChunksSent, 1);
-            call.stats.add(Stat::BytesSent, payload.len() as u64);
             sent = end;
         }
         self.pending.drain(..sent);
@@ -236,7 +242,8 @@ impl TwilioStreamSink {
             },
         }
         .to_json();
-        if !call.send_text(text) {
+        if let Err(e) = call.send_text(text) {
+            gst::warning!(CAT, imp = self, "mark {name:?} not sent: {e:?}");
             return false;
         }
         call.stats.add(Stat::MarksSent, 1);
@@ -256,7 +263,8 @@ impl TwilioStreamSink {
             return false;
         };
         drop(state);
-        if !call.send_text(Outbound::Clear { stream_sid: sid }.to_json()) {
+        if let Err(e) = call.send_text(Outbound::Clear { stream_sid: sid }.to_json()) {
+            gst::warning!(CAT, imp = self, "clear not sent: {e:?}");
             return false;
         }
         call.stats.add(Stat::ClearsSent, 1);
@@ -473,6 +481,25 @@ impl ObjectImpl for TwilioStreamSink {
 impl GstObjectImpl for TwilioStreamSink {}
 
 impl ElementImpl for TwilioStreamSink {
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            self.connect().map_err(|e| {
+                self.post_error_message(e);
+                gst::StateChangeError
+            })?;
+        }
+        let result = self.parent_change_state(transition);
+        if transition == gst::StateChange::PausedToReady
+            || (transition == gst::StateChange::ReadyToPaused && result.is_err())
+        {
+            self.disconnect();
+        }
+        result
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
@@ -512,8 +539,10 @@ impl ElementImpl for TwilioStreamSink {
     }
 }
 
-impl BaseSinkImpl for TwilioStreamSink {
-    fn start(&self) -> Result<(), gst::ErrorMessage> {
+impl TwilioStreamSink {
+    /// Finds the call's slot (pairing, or listening itself). Done on READY →
+    /// PAUSED, like the src, so that properties set in READY apply.
+    fn connect(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         let mut state = State {
             frame_bytes: settings.chunk_ms as usize * 8,
@@ -568,7 +597,9 @@ impl BaseSinkImpl for TwilioStreamSink {
         Ok(())
     }
 
-    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+    /// Undoes [`connect`](Self::connect) on PAUSED → READY: stops listening
+    /// and hangs up a call of its own.
+    fn disconnect(&self) {
         let state = std::mem::take(&mut *self.state.lock().unwrap());
         if let Some(poster) = &state.poster {
             poster.abort();
@@ -584,9 +615,10 @@ impl BaseSinkImpl for TwilioStreamSink {
         }
         // Keep the last call for the counters.
         self.state.lock().unwrap().call = state.call;
-        Ok(())
     }
+}
 
+impl BaseSinkImpl for TwilioStreamSink {
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let s = caps
             .structure(0)

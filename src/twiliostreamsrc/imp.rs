@@ -17,11 +17,10 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
-use tokio::sync::mpsc;
 
 use crate::call::{
-    self, Call, CallEvent, DtmfDigit, MediaChunk, SRC_COUNTERS, Slot, Stat, Stats, counter_pspecs,
-    find_counter,
+    self, Call, CallEvent, DtmfDigit, Events, MediaChunk, SRC_COUNTERS, Slot, Stat, Stats,
+    counter_pspecs, find_counter,
 };
 use crate::codec::{Upsampler, g711};
 use crate::messages;
@@ -45,11 +44,16 @@ const NS_PER_SAMPLE: u64 = 125_000;
 const GAP_TOLERANCE: u64 = 80;
 /// Longest gap filled with silence (5 s); longer ones make the timestamps jump.
 const MAX_SILENCE: u64 = 5 * 8000;
+/// How far `media.timestamp` may run ahead of the time that really passed
+/// since the first chunk before it is taken for garbage (10 s, in samples).
+const MAX_AHEAD: u64 = 10 * 8000;
 
 #[derive(Debug, Clone, Default)]
 struct Settings {
     endpoint: Endpoint,
     call_name: Option<String>,
+    /// Extra latency allowed for network jitter.
+    latency_ms: u32,
 }
 
 /// What the src pad carries, from the negotiated caps.
@@ -105,8 +109,13 @@ impl Output {
 struct Timing {
     /// Running time of stream position 0 (before the output delay).
     anchor: gst::ClockTime,
-    /// `media.timestamp` of the first chunk.
+    /// `media.timestamp` that position 0 stands for.
     first_ts_ms: u64,
+    /// When the first chunk arrived.
+    first_arrival: Instant,
+    /// Twilio streams both tracks: chunk numbers may count both, so only
+    /// timestamps tell gaps.
+    ignore_chunk_numbers: bool,
     /// 8 kHz samples output so far, silence included.
     position: u64,
     /// The chunk number expected next, if Twilio numbers them.
@@ -119,7 +128,7 @@ struct State {
     bound_port: u32,
     /// The call being (or last) consumed; kept after stop for the counters.
     call: Option<Arc<Call>>,
-    events: Option<mpsc::Receiver<CallEvent>>,
+    events: Option<Events>,
     start: Option<Arc<StartInfo>>,
     output: Option<Output>,
     upsampler: Upsampler,
@@ -224,12 +233,15 @@ impl TwilioStreamSrc {
 
     fn handle_start(&self, start: Arc<StartInfo>) {
         let message = messages::start(&start);
-        {
-            let mut state = self.state.lock().unwrap();
-            state.start = Some(start);
-            state
-                .pending_events
-                .push(gst::event::CustomDownstreamSticky::new(message.clone()));
+        self.state.lock().unwrap().start = Some(start);
+        // Sticky: stored on the pad, it goes out in order with the stream's
+        // other sticky events, before the next buffer (or now, if flowing).
+        let event = gst::event::CustomDownstreamSticky::new(message.clone());
+        let pad = self.obj().static_pad("src").unwrap();
+        if pad.sticky_event::<gst::event::Segment>(0).is_some() {
+            pad.push_event(event);
+        } else if pad.store_sticky_event(&event).is_err() {
+            gst::warning!(CAT, imp = self, "could not store the twilio-start event");
         }
         for name in ["call-sid", "stream-sid", "account-sid", "custom-parameters"] {
             self.obj().notify(name);
@@ -296,22 +308,53 @@ impl TwilioStreamSrc {
                 "first chunk (timestamp {} ms) anchored at {anchor}",
                 chunk.timestamp_ms
             );
+            let ignore_chunk_numbers = state
+                .start
+                .as_ref()
+                .is_some_and(|s| s.tracks.iter().any(|t| t == "outbound"));
             state.timing = Some(Timing {
                 anchor,
                 first_ts_ms: chunk.timestamp_ms,
+                first_arrival: chunk.arrival,
+                ignore_chunk_numbers,
                 position: 0,
-                next_chunk: chunk.chunk.map(|c| c + 1),
+                next_chunk: chunk.chunk.map(|c| c.saturating_add(1)),
             });
             return (0, false);
         };
 
-        let due = chunk.timestamp_ms.saturating_sub(t.first_ts_ms) * 8;
+        let mut due = chunk
+            .timestamp_ms
+            .saturating_sub(t.first_ts_ms)
+            .saturating_mul(8);
+        let elapsed = chunk.arrival.saturating_duration_since(t.first_arrival);
+        let possible = (elapsed.as_millis() as u64).saturating_mul(8) + MAX_AHEAD;
+        if due > possible {
+            // A timestamp far beyond the time that passed: keep the audio
+            // contiguous and measure later chunks from this one.
+            gst::warning!(
+                CAT,
+                imp = self,
+                "chunk {:?} claims timestamp {} ms, {} s after the first one, {:.1} s in: ignoring it",
+                chunk.chunk,
+                chunk.timestamp_ms,
+                due / 8000,
+                elapsed.as_secs_f64()
+            );
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::InvalidMessages, 1);
+            }
+            t.first_ts_ms = chunk.timestamp_ms.saturating_sub(t.position / 8);
+            due = t.position;
+        }
         let gap = due.saturating_sub(t.position);
         let skipped = match (chunk.chunk, t.next_chunk) {
-            (Some(got), Some(expected)) if got > expected => got - expected,
+            (Some(got), Some(expected)) if got > expected && !t.ignore_chunk_numbers => {
+                got - expected
+            }
             _ => 0,
         };
-        t.next_chunk = chunk.chunk.map(|c| c + 1);
+        t.next_chunk = chunk.chunk.map(|c| c.saturating_add(1));
         if due + GAP_TOLERANCE < t.position {
             gst::debug!(
                 CAT,
@@ -325,7 +368,7 @@ impl TwilioStreamSrc {
             return (0, false);
         }
         let len = chunk.ulaw.len().max(1) as u64;
-        let lost = skipped.max((gap + len / 2) / len).max(1);
+        let lost = skipped.max(gap.saturating_add(len / 2) / len).max(1);
         if let Some(call) = &state.call {
             call.stats.add(Stat::ChunksLost, lost);
         }
@@ -360,8 +403,12 @@ impl TwilioStreamSrc {
         let output = state.output.ok_or(gst::FlowError::NotNegotiated)?;
         let timing = state.timing.as_ref().expect("placed before");
         let samples = silence + ulaw.len() as u64;
-        let pts = timing.anchor + gst::ClockTime::from_nseconds(timing.position * NS_PER_SAMPLE)
-            - output.delay();
+        let pts = timing
+            .anchor
+            .saturating_add(gst::ClockTime::from_nseconds(
+                timing.position.saturating_mul(NS_PER_SAMPLE),
+            ))
+            .saturating_sub(output.delay());
         let duration = gst::ClockTime::from_nseconds(samples * NS_PER_SAMPLE);
         let offset = timing.position * output.factor();
 
@@ -430,9 +477,10 @@ impl ObjectSubclass for TwilioStreamSrc {
 
 impl ObjectImpl for TwilioStreamSrc {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let mut props = Endpoint::pspecs("");
-            props.extend([
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> =
+            LazyLock::new(|| {
+                let mut props = Endpoint::pspecs("");
+                props.extend([
                 glib::ParamSpecString::builder("call-name")
                     .nick("Call name")
                     .blurb(
@@ -441,6 +489,14 @@ impl ObjectImpl for TwilioStreamSrc {
                             src of its own pipeline",
                     )
                     .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("latency")
+                    .nick("Latency")
+                    .blurb("Extra latency in ms reported on top of one chunk, so that chunks \
+                            delayed by network jitter are still on time for a syncing sink")
+                    .maximum(10_000)
+                    .default_value(0)
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("bound-port")
                     .nick("Bound port")
@@ -476,16 +532,16 @@ impl ObjectImpl for TwilioStreamSrc {
                     .read_only()
                     .build(),
             ]);
-            props.extend(counter_pspecs(SRC_COUNTERS));
-            props.push(
-                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
-                    .nick("Statistics")
-                    .blurb("All counters of the current call in one structure")
-                    .read_only()
-                    .build(),
-            );
-            props
-        });
+                props.extend(counter_pspecs(SRC_COUNTERS));
+                props.push(
+                    glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                        .nick("Statistics")
+                        .blurb("All counters of the current call in one structure")
+                        .read_only()
+                        .build(),
+                );
+                props
+            });
         PROPERTIES.as_ref()
     }
 
@@ -495,6 +551,12 @@ impl ObjectImpl for TwilioStreamSrc {
             return;
         }
         match pspec.name() {
+            "latency" => {
+                settings.latency_ms = value.get().unwrap();
+                drop(settings);
+                let obj = self.obj();
+                let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+            }
             "call-name" => {
                 settings.call_name = value
                     .get::<Option<String>>()
@@ -534,6 +596,7 @@ impl ObjectImpl for TwilioStreamSrc {
                 .is_some_and(|c| c.is_open())
                 .to_value(),
             "call-name" => self.settings.lock().unwrap().call_name.to_value(),
+            "latency" => self.settings.lock().unwrap().latency_ms.to_value(),
             "call-sid" => sid(|s| &s.call_sid),
             "stream-sid" => sid(|s| &s.stream_sid),
             "account-sid" => sid(|s| &s.account_sid),
@@ -680,7 +743,8 @@ impl BaseSrcImpl for TwilioStreamSrc {
         match query.view_mut() {
             gst::QueryViewMut::Latency(q) => {
                 let output = self.state.lock().unwrap().output.unwrap_or(Output::Pcm16k);
-                let latency = output.latency();
+                let extra = self.settings.lock().unwrap().latency_ms;
+                let latency = output.latency() + gst::ClockTime::from_mseconds(extra as u64);
                 gst::debug!(CAT, imp = self, "latency {latency}");
                 q.set(true, latency, gst::ClockTime::NONE);
                 true

@@ -67,6 +67,8 @@ pub fn url_of(src: &gst::Element) -> String {
 #[derive(Debug, Default, Clone)]
 pub struct Collected {
     pub buffers: Vec<gst::Buffer>,
+    /// The pipeline's running time when each buffer reached the sink.
+    pub running_times: Vec<gst::ClockTime>,
     /// Custom downstream events, with the number of buffers before each.
     pub events: Vec<(usize, gst::Structure)>,
     pub eos: bool,
@@ -105,10 +107,17 @@ impl Collector {
             let eos = eos.clone();
             pad.add_probe(
                 gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-                move |_, info| {
+                move |pad, info| {
                     let mut st = state.lock().unwrap();
                     match &info.data {
-                        Some(gst::PadProbeData::Buffer(b)) => st.buffers.push(b.clone()),
+                        Some(gst::PadProbeData::Buffer(b)) => {
+                            st.buffers.push(b.clone());
+                            let now = pad
+                                .parent_element()
+                                .and_then(|e| Some(e.clock()?.time() - e.base_time()?))
+                                .unwrap_or_default();
+                            st.running_times.push(now);
+                        }
                         Some(gst::PadProbeData::Event(e)) => match e.view() {
                             gst::EventView::CustomDownstream(_)
                             | gst::EventView::CustomDownstreamSticky(_) => {
