@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub use tokio_tungstenite::tungstenite::Error as WsError;
@@ -107,7 +108,12 @@ impl TwilioCall {
         params: CallParams,
         playout: Playout,
     ) -> Result<TwilioCall, WsError> {
-        let (ws, _response) = tokio_tungstenite::connect_async(url).await?;
+        // Small frames every 20 ms: without TCP_NODELAY, Nagle's algorithm
+        // and the peer's delayed ACKs hold each one back by up to 40 ms.
+        // A small read buffer: tungstenite zero-fills it before every read.
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let (ws, _response) =
+            tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
         let ws: Ws = ws;
         let (mut write, mut read) = ws.split();
         let (out, mut outgoing) = mpsc::unbounded_channel::<Message>();

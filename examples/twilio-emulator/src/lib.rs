@@ -3,11 +3,13 @@
 //!
 //! * [`call`]: one stream, message by message ([`TwilioCall`]).
 //! * [`play`]: a scripted call: audio in real time, DTMF, hang-up.
+//! * [`load`]: a lean echo call for load tests.
 //! * [`playout`]: Twilio's playout queue: real-time playback, mark echoes, clear.
 //! * [`audio`]: tones and WAV files as 8 kHz μ-law.
 
 pub mod audio;
 pub mod call;
+pub mod load;
 pub mod play;
 pub mod playout;
 
