@@ -16,6 +16,7 @@ pub mod codec;
 pub mod messages;
 pub mod protocol;
 pub mod server;
+pub mod signature;
 mod twiliostreamsink;
 mod twiliostreamsrc;
 pub mod wait;

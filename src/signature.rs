@@ -1,0 +1,131 @@
+//! `X-Twilio-Signature` on the WebSocket upgrade: base64 of HMAC-SHA1 over
+//! the public URL (exactly as written in the TwiML, `wss://` scheme), keyed
+//! with the account's auth token. Compared in constant time.
+
+use base64::Engine as _;
+use hmac::{KeyInit, Mac};
+
+type HmacSha1 = hmac::Hmac<sha1::Sha1>;
+
+/// The signature Twilio sends for `message` (a URL, or for webhooks the URL
+/// followed by the sorted POST parameters).
+pub fn sign(auth_token: &str, message: &str) -> String {
+    let mut mac = HmacSha1::new_from_slice(auth_token.as_bytes()).expect("HMAC takes any key");
+    mac.update(message.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Whether `signature` (base64, as in the header) is Twilio's for `url` or
+/// for the same URL with the default port written out or left out.
+pub fn verify(auth_token: &str, url: &str, signature: &str) -> bool {
+    let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(signature.trim()) else {
+        return false;
+    };
+    url_forms(url).iter().any(|form| {
+        let mut mac = HmacSha1::new_from_slice(auth_token.as_bytes()).expect("HMAC takes any key");
+        mac.update(form.as_bytes());
+        // Constant time in the signature's content.
+        mac.verify_slice(&expected).is_ok()
+    })
+}
+
+/// `url` as given, plus the form with `:443` added (no port given) or
+/// removed (`:443` given), for `wss://` URLs.
+fn url_forms(url: &str) -> Vec<String> {
+    let mut forms = vec![url.to_owned()];
+    if let Some(rest) = url.strip_prefix("wss://") {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        match authority.strip_suffix(":443") {
+            Some(host) => forms.push(format!("wss://{host}{path}")),
+            None if !authority.contains(':') || authority.ends_with(']') => {
+                forms.push(format!("wss://{authority}:443{path}"))
+            }
+            None => {}
+        }
+    }
+    forms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The vectors of twilio-protocol.md (auth token 12345).
+    const TOKEN: &str = "12345";
+
+    #[test]
+    fn twilio_webhook_vector_checks_the_hmac_itself() {
+        let message = "https://mycompany.com/myapp.php?foo=1&bar=2CallSidCA1234567890ABCDECaller+14158675309Digits1234From+14158675309To+18005551212";
+        assert_eq!(sign(TOKEN, message), "RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+    }
+
+    #[test]
+    fn wss_vectors() {
+        assert_eq!(
+            sign(TOKEN, "wss://example.com/media-stream"),
+            "XFfwGS2Ev7f9qAP9MmRoMS7C724="
+        );
+        assert_eq!(
+            sign(TOKEN, "wss://example.com:443/media-stream"),
+            "55OA2CdDEK8djZDRLLS9pHUR+JI="
+        );
+        assert_eq!(
+            sign(TOKEN, "https://example.com/media-stream"),
+            "+Nt/WUHH2g+0+t2rLN3k9fNhfEw="
+        );
+    }
+
+    #[test]
+    fn both_port_forms_validate() {
+        for url in [
+            "wss://example.com/media-stream",
+            "wss://example.com:443/media-stream",
+        ] {
+            assert!(verify(TOKEN, url, "XFfwGS2Ev7f9qAP9MmRoMS7C724="), "{url}");
+            assert!(verify(TOKEN, url, "55OA2CdDEK8djZDRLLS9pHUR+JI="), "{url}");
+        }
+    }
+
+    #[test]
+    fn an_https_signature_does_not_validate_a_wss_url() {
+        assert!(!verify(
+            TOKEN,
+            "wss://example.com/media-stream",
+            "+Nt/WUHH2g+0+t2rLN3k9fNhfEw="
+        ));
+    }
+
+    #[test]
+    fn wrong_token_path_or_garbage_fail() {
+        let good = "XFfwGS2Ev7f9qAP9MmRoMS7C724=";
+        assert!(!verify("54321", "wss://example.com/media-stream", good));
+        assert!(!verify(TOKEN, "wss://example.com/other", good));
+        assert!(!verify(TOKEN, "wss://example.com:8443/media-stream", good));
+        assert!(!verify(TOKEN, "wss://example.com/media-stream", ""));
+        assert!(!verify(
+            TOKEN,
+            "wss://example.com/media-stream",
+            "not base64!"
+        ));
+        assert!(!verify(
+            TOKEN,
+            "wss://example.com/media-stream",
+            "XFfwGS2Ev7f9qAP9MmRoMS7C72="
+        ));
+    }
+
+    #[test]
+    fn url_forms_cover_the_default_port_only() {
+        assert_eq!(url_forms("wss://a.b/p"), ["wss://a.b/p", "wss://a.b:443/p"]);
+        assert_eq!(
+            url_forms("wss://a.b:443/p"),
+            ["wss://a.b:443/p", "wss://a.b/p"]
+        );
+        assert_eq!(url_forms("wss://a.b:8443/p"), ["wss://a.b:8443/p"]);
+        assert_eq!(
+            url_forms("wss://[::1]/p"),
+            ["wss://[::1]/p", "wss://[::1]:443/p"]
+        );
+        assert_eq!(url_forms("https://a.b/p"), ["https://a.b/p"]);
+    }
+}
