@@ -17,7 +17,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use twilio_emulator::{CallParams, audio, load};
+use twilio_emulator::{CallParams, Dialer, audio, load};
 
 #[derive(Parser, Debug)]
 #[command(about = "N concurrent echo calls against twiliostream, in real time")]
@@ -225,7 +225,14 @@ fn drive(args: &Args) {
                     let chunk = chunk.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(start).await;
-                        load::echo_call(&url, CallParams::default(), &chunk, frames).await
+                        load::echo_call(
+                            &Dialer::default(),
+                            &url,
+                            CallParams::default(),
+                            &chunk,
+                            frames,
+                        )
+                        .await
                     })
                 })
                 .collect();

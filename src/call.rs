@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use gst::glib;
 use gst::prelude::*;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
@@ -361,6 +361,15 @@ struct LogTarget {
 
 static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Per-call limits (from the path's element).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallConfig {
+    /// Larger text messages are counted as invalid and ignored.
+    pub max_message_size: usize,
+    /// No media for this long ends the call; zero: never.
+    pub idle_timeout: Duration,
+}
+
 /// One live call. See the module documentation.
 pub struct Call {
     id: u64,
@@ -400,12 +409,18 @@ macro_rules! call_log {
 
 impl Call {
     /// Takes over an accepted WebSocket: spawns the call's task on the
-    /// current runtime.
-    pub(crate) fn spawn(
-        ws: WebSocketStream<TcpStream>,
+    /// current runtime. `guard` lives as long as the task.
+    pub(crate) fn spawn<S, G>(
+        ws: WebSocketStream<S>,
         peer: SocketAddr,
         path: String,
-    ) -> Arc<Call> {
+        config: CallConfig,
+        guard: G,
+    ) -> Arc<Call>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        G: Send + 'static,
+    {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
         let queue = Arc::new(EventQueue::default());
@@ -433,7 +448,11 @@ impl Call {
             tx: events_tx,
             queue,
         };
-        let task = tokio::spawn(serve(call.clone(), ws, outbound_rx, events));
+        let call_task = call.clone();
+        let task = tokio::spawn(async move {
+            serve(call_task, ws, outbound_rx, events, config).await;
+            drop(guard);
+        });
         *call.task.lock().unwrap() = Some(task);
         call
     }
@@ -558,19 +577,41 @@ impl EventSender {
 
 /// The per-call task: reads, validates and dispatches Twilio's messages,
 /// writes ours, and ends when either side closes.
-async fn serve(
+async fn serve<S>(
     call: Arc<Call>,
-    mut ws: WebSocketStream<TcpStream>,
+    mut ws: WebSocketStream<S>,
     mut outbound: mpsc::UnboundedReceiver<String>,
     events: EventSender,
-) {
-    let mut session = Session::default();
+    config: CallConfig,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut session = Session {
+        max_message_size: config.max_message_size,
+        ..Session::default()
+    };
+    // The idle timer: re-armed from the last media whenever it fires.
+    let idle = config.idle_timeout;
+    let idle_timer = tokio::time::sleep(if idle.is_zero() {
+        Duration::MAX / 4
+    } else {
+        idle
+    });
+    tokio::pin!(idle_timer);
     let ended = loop {
         tokio::select! {
             biased;
             _ = call.close_requested.notified() => {
                 close(&mut ws).await;
                 break None;
+            }
+            _ = &mut idle_timer, if !idle.is_zero() => {
+                let since = session.last_media.unwrap_or(session.connected).elapsed();
+                if since >= idle {
+                    close(&mut ws).await;
+                    break Some(format!("no media from Twilio for {} s", idle.as_secs()));
+                }
+                idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - since));
             }
             text = outbound.recv() => match text {
                 Some(text) => {
@@ -616,9 +657,9 @@ async fn serve(
 
 /// Writes `first` and everything else already queued, then flushes once.
 /// Every write must make progress within [`WRITE_TIMEOUT`].
-async fn write_batch(
+async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
     call: &Call,
-    ws: &mut WebSocketStream<TcpStream>,
+    ws: &mut WebSocketStream<S>,
     first: String,
     outbound: &mut mpsc::UnboundedReceiver<String>,
 ) -> Result<(), String> {
@@ -646,7 +687,7 @@ async fn write_batch(
         .map_err(failed)
 }
 
-async fn close(ws: &mut WebSocketStream<TcpStream>) {
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) {
     let frame = CloseFrame {
         code: CloseCode::Normal,
         reason: "".into(),
@@ -655,11 +696,26 @@ async fn close(ws: &mut WebSocketStream<TcpStream>) {
 }
 
 /// What the call's task knows about the stream so far.
-#[derive(Default)]
 struct Session {
     stream_sid: Option<String>,
     stopped: bool,
     payload: Vec<u8>,
+    max_message_size: usize,
+    connected: Instant,
+    last_media: Option<Instant>,
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            stream_sid: None,
+            stopped: false,
+            payload: Vec::new(),
+            max_message_size: usize::MAX,
+            connected: Instant::now(),
+            last_media: None,
+        }
+    }
 }
 
 impl Session {
@@ -691,6 +747,17 @@ impl Session {
     }
 
     fn handle(&mut self, call: &Call, text: &str, events: &EventSender) {
+        if text.len() > self.max_message_size {
+            self.invalid(
+                call,
+                format_args!(
+                    "{} bytes, more than max-message-size ({})",
+                    text.len(),
+                    self.max_message_size
+                ),
+            );
+            return;
+        }
         let msg = match Inbound::parse(text) {
             Ok(msg) => msg,
             Err(e) => {

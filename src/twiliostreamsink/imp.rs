@@ -442,16 +442,26 @@ impl ObjectImpl for TwilioStreamSink {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(value) = self
+            .settings
+            .lock()
+            .unwrap()
+            .endpoint
+            .property(pspec.name())
+        {
+            return value;
+        }
         match pspec.name() {
             "call-name" => self.settings.lock().unwrap().call_name.to_value(),
             "chunk-duration" => self.settings.lock().unwrap().chunk_ms.to_value(),
-            "host" | "port" | "path" => self
-                .settings
+            "signature-failures" => self
+                .state
                 .lock()
                 .unwrap()
-                .endpoint
-                .property(pspec.name())
-                .unwrap(),
+                .registration
+                .as_ref()
+                .map_or(0, |r| r.signature_failures())
+                .to_value(),
             "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
             "connected" => self.current_call().is_some_and(|c| c.is_open()).to_value(),
             "call-sid" => self

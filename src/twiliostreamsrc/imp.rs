@@ -572,6 +572,15 @@ impl ObjectImpl for TwilioStreamSrc {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(value) = self
+            .settings
+            .lock()
+            .unwrap()
+            .endpoint
+            .property(pspec.name())
+        {
+            return value;
+        }
         let sid = |f: fn(&StartInfo) -> &String| {
             self.state
                 .lock()
@@ -582,13 +591,14 @@ impl ObjectImpl for TwilioStreamSrc {
                 .to_value()
         };
         match pspec.name() {
-            "host" | "port" | "path" => self
-                .settings
+            "signature-failures" => self
+                .state
                 .lock()
                 .unwrap()
-                .endpoint
-                .property(pspec.name())
-                .unwrap(),
+                .registration
+                .as_ref()
+                .map_or(0, |r| r.signature_failures())
+                .to_value(),
             "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
             "connected" => self
                 .slot()

@@ -9,18 +9,15 @@ use futures::{SinkExt, StreamExt};
 use gsttwiliostream::protocol::{
     Counter, Dtmf, Inbound, InboundMedia, Mark, MediaFormat, Outbound, StartInfo, StopInfo,
 };
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub use tokio_tungstenite::tungstenite::Error as WsError;
 
+use crate::dial::{Dialer, Stream};
 use crate::playout::{FRAME, FRAME_SAMPLES, Playback, Player, Playout};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The WebSocket is gone; nothing more can be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,13 +105,22 @@ impl TwilioCall {
         params: CallParams,
         playout: Playout,
     ) -> Result<TwilioCall, WsError> {
-        // Small frames every 20 ms: without TCP_NODELAY, Nagle's algorithm
-        // and the peer's delayed ACKs hold each one back by up to 40 ms.
-        // A small read buffer: tungstenite zero-fills it before every read.
-        let config = WebSocketConfig::default().read_buffer_size(4096);
-        let (ws, _response) =
-            tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
-        let ws: Ws = ws;
+        Self::connect_via(&Dialer::default(), url, params, playout).await
+    }
+
+    /// Like [`connect_with`](Self::connect_with), dialling with `dialer`
+    /// (signature, TLS, Unix socket).
+    pub async fn connect_via(
+        dialer: &Dialer,
+        url: &str,
+        params: CallParams,
+        playout: Playout,
+    ) -> Result<TwilioCall, WsError> {
+        let dialed = dialer.dial(url).await?;
+        Ok(crate::with_ws!(dialed, ws => Self::run(ws, params, playout)))
+    }
+
+    fn run<S: Stream>(ws: WebSocketStream<S>, params: CallParams, playout: Playout) -> TwilioCall {
         let (mut write, mut read) = ws.split();
         let (out, mut outgoing) = mpsc::unbounded_channel::<Message>();
         let writer = tokio::spawn(async move {
@@ -186,7 +192,7 @@ impl TwilioCall {
                 }
             }
         });
-        Ok(TwilioCall {
+        TwilioCall {
             params,
             out,
             received,
@@ -196,7 +202,7 @@ impl TwilioCall {
             sequence,
             chunk: 1,
             position: 0,
-        })
+        }
     }
 
     /// What the caller heard so far.

@@ -2,6 +2,7 @@
 //! `ws://` URL, for demos, tests and load tests of the twiliostream plugin.
 //!
 //! * [`call`]: one stream, message by message ([`TwilioCall`]).
+//! * [`dial`]: how to connect: signed like Twilio, `wss://`, Unix sockets.
 //! * [`play`]: a scripted call: audio in real time, DTMF, hang-up.
 //! * [`load`]: a lean echo call for load tests.
 //! * [`playout`]: Twilio's playout queue: real-time playback, mark echoes, clear.
@@ -9,10 +10,12 @@
 
 pub mod audio;
 pub mod call;
+pub mod dial;
 pub mod load;
 pub mod play;
 pub mod playout;
 
 pub use call::{CallParams, Disconnected, Received, TwilioCall};
+pub use dial::Dialer;
 pub use play::{Ending, Report, Script};
 pub use playout::{MarkEcho, Playback, Playout};

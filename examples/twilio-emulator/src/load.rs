@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use futures::{SinkExt, StreamExt};
 use tokio::time::MissedTickBehavior;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::call::CallParams;
+use crate::dial::{Dialer, Stream};
 use gsttwiliostream::protocol::{Counter, Inbound, MediaFormat, StartInfo, StopInfo};
 
 /// What one echo call measured.
@@ -29,25 +30,33 @@ pub struct EchoStats {
 
 /// Runs one call: `frames` chunks of `ulaw` (160 bytes for 20 ms) in real
 /// time, then `stop`, then waits (up to 5 s) for the rest of the echo.
-pub async fn echo_call(url: &str, params: CallParams, ulaw: &[u8], frames: usize) -> EchoStats {
+pub async fn echo_call(
+    dialer: &Dialer,
+    url: &str,
+    params: CallParams,
+    ulaw: &[u8],
+    frames: usize,
+) -> EchoStats {
     let mut stats = EchoStats::default();
-    if let Err(e) = run(url, params, ulaw, frames, &mut stats).await {
+    let result = match dialer.dial(url).await {
+        Ok(dialed) => {
+            crate::with_ws!(dialed, ws => run(ws, params, ulaw, frames, &mut stats).await)
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = result {
         stats.error = Some(e);
     }
     stats
 }
 
-async fn run(
-    url: &str,
+async fn run<S: Stream>(
+    mut ws: WebSocketStream<S>,
     params: CallParams,
     ulaw: &[u8],
     frames: usize,
     stats: &mut EchoStats,
 ) -> Result<(), String> {
-    let config = WebSocketConfig::default().read_buffer_size(4096);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-        .await
-        .map_err(|e| e.to_string())?;
     let sid = params.stream_sid.clone();
     let start = Inbound::Start {
         sequence_number: Some(Counter(1)),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use twilio_emulator::{CallParams, Ending, Script, TwilioCall, audio};
+use twilio_emulator::{CallParams, Dialer, Ending, Playout, Script, TwilioCall, audio};
 
 /// Plays Twilio's side of Media Streams calls against a WebSocket URL.
 #[derive(Parser, Debug)]
@@ -62,6 +62,18 @@ struct Args {
     /// Hang up by dropping the connection (no stop message, no close frame)
     #[arg(long)]
     drop: bool,
+
+    /// Sign the upgrade with this Twilio auth token (X-Twilio-Signature)
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+
+    /// The URL the signature is over, as in the TwiML (default: the URL dialled)
+    #[arg(long)]
+    signed_url: Option<String>,
+
+    /// For wss://: trust the certificate(s) in this PEM file instead of the web's roots
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
 
     /// Write what the caller heard (Twilio's playout of what the plugin sent)
     /// to this WAV file, 8 kHz; with several calls, call N goes to FILE-N.wav
@@ -121,6 +133,21 @@ async fn main() -> ExitCode {
         }
     );
 
+    let dialer = Dialer {
+        auth_token: args.auth_token.clone().filter(|t| !t.is_empty()),
+        signed_url: args.signed_url.clone(),
+        tls: match &args.ca_file {
+            Some(path) => match Dialer::trusting(path) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    eprintln!("twilio-emulator: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        },
+        unix_socket: None,
+    };
     let mut calls = Vec::new();
     for n in 1..=args.calls {
         let params = CallParams {
@@ -130,11 +157,13 @@ async fn main() -> ExitCode {
         };
         let url = args.url.clone();
         let script = script.clone();
+        let dialer = dialer.clone();
         calls.push(tokio::spawn(async move {
             let call_sid = params.call_sid.clone();
-            let call = TwilioCall::start(&url, params)
+            let mut call = TwilioCall::connect_via(&dialer, &url, params, Playout::RealTime)
                 .await
                 .map_err(|e| format!("call {n}: cannot connect to {url}: {e}"))?;
+            call.begin().map_err(|e| format!("call {n}: {e}"))?;
             println!("call {n}: connected, callSid {call_sid}");
             let report = twilio_emulator::play::run(call, &script)
                 .await

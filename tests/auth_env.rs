@@ -1,0 +1,43 @@
+//! The auth token from the environment (for gst-launch use), in a process
+//! of its own since it changes the environment.
+
+mod common;
+
+use common::*;
+
+use twilio_emulator::{CallParams, Dialer, Playout, TwilioCall};
+
+#[test]
+fn twilio_auth_token_from_the_environment_and_an_empty_property_disables_it() {
+    // SAFETY: this test binary has no other test and sets it before any thread reads it.
+    unsafe { std::env::set_var("TWILIO_AUTH_TOKEN", "12345") };
+    init();
+    let dial = |dialer: &Dialer, url: &str| {
+        rt().block_on(TwilioCall::connect_via(
+            dialer,
+            url,
+            CallParams::default(),
+            Playout::Instant,
+        ))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+
+    let p = pipeline("twiliostreamsrc name=src port=0 ! fakesink");
+    set_state(&p, gst::State::Playing);
+    let url = url_of(&by_name(&p, "src"));
+    assert!(dial(&Dialer::default(), &url).unwrap_err().contains("403"));
+    let signed = Dialer {
+        auth_token: Some("12345".into()),
+        signed_url: Some(url.replacen("ws://", "wss://", 1)),
+        ..Dialer::default()
+    };
+    dial(&signed, &url).expect("signed with the token from the environment");
+    set_state(&p, gst::State::Null);
+
+    // auth-token="" turns the check off despite the environment.
+    let p = pipeline("twiliostreamsrc name=src port=0 auth-token=\"\" ! fakesink");
+    set_state(&p, gst::State::Playing);
+    dial(&Dialer::default(), &url_of(&by_name(&p, "src"))).expect("no check");
+    set_state(&p, gst::State::Null);
+}

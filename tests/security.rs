@@ -1,0 +1,345 @@
+//! Ready for the public internet: only Twilio gets in (X-Twilio-Signature),
+//! wss:// with the plugin's own TLS, and limits on what a client can make it
+//! hold.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+use gst::prelude::*;
+use twilio_emulator::{CallParams, Dialer, Playout, Received, TwilioCall};
+
+const TOKEN: &str = "12345";
+
+/// An echo pipeline whose src is configured by `props` (gst-launch syntax).
+fn echo(props: &str) -> (gst::Pipeline, gst::Element) {
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 {props} ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+    ));
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    (p, src)
+}
+
+/// Dials, starts and sends one chunk; returns how the upgrade went.
+fn try_call(dialer: &Dialer, url: &str) -> Result<TwilioCall, String> {
+    rt().block_on(async {
+        let mut call =
+            TwilioCall::connect_via(dialer, url, CallParams::default(), Playout::Instant)
+                .await
+                .map_err(|e| match e {
+                    twilio_emulator::call::WsError::Http(r) => {
+                        format!("HTTP {}", r.status().as_u16())
+                    }
+                    other => other.to_string(),
+                })?;
+        call.begin().map_err(|e| e.to_string())?;
+        call.send_media(&[0xFF; 160]).map_err(|e| e.to_string())?;
+        Ok(call)
+    })
+}
+
+fn signed(token: &str, signed_url: Option<&str>) -> Dialer {
+    Dialer {
+        auth_token: Some(token.to_owned()),
+        signed_url: signed_url.map(str::to_owned),
+        ..Dialer::default()
+    }
+}
+
+fn wait_connected(src: &gst::Element) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !src.property::<bool>("connected") {
+        assert!(std::time::Instant::now() < deadline, "no call arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn only_signed_upgrades_become_calls() {
+    let (p, src) = echo(&format!("auth-token={TOKEN} path=/media-stream"));
+    let url = url_of(&src);
+
+    assert_eq!(
+        try_call(&Dialer::default(), &url).err().as_deref(),
+        Some("HTTP 403")
+    );
+    assert_eq!(
+        try_call(&signed("54321", None), &url).err().as_deref(),
+        Some("HTTP 403")
+    );
+    // Twilio signs the wss:// URL: a signature over https:// is not one.
+    let https = url.replacen("ws://", "https://", 1);
+    assert_eq!(
+        try_call(&signed(TOKEN, Some(&https)), &url)
+            .err()
+            .as_deref(),
+        Some("HTTP 403")
+    );
+    assert_eq!(src.property::<u64>("signature-failures"), 3);
+    assert!(
+        !src.property::<bool>("connected"),
+        "a refused upgrade became a call"
+    );
+
+    // Signed over the URL as the plugin sees it (wss:// + Host + path).
+    let public = url.replacen("ws://", "wss://", 1);
+    let call = try_call(&signed(TOKEN, Some(&public)), &url).expect("a signed call");
+    wait_connected(&src);
+    rt().block_on(call.close());
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn the_public_url_is_what_is_signed() {
+    let public = "wss://voice.example.com/media-stream";
+    let (p, src) = echo(&format!(
+        "auth-token={TOKEN} path=/media-stream public-url={public}"
+    ));
+    let url = url_of(&src);
+    // Signed over the address dialled: not what Twilio signs behind a proxy.
+    let dialled = url.replacen("ws://", "wss://", 1);
+    assert_eq!(
+        try_call(&signed(TOKEN, Some(&dialled)), &url)
+            .err()
+            .as_deref(),
+        Some("HTTP 403")
+    );
+    // Signed over the public URL, with or without :443.
+    let call = try_call(&signed(TOKEN, Some(public)), &url).expect("signed over the public URL");
+    wait_connected(&src);
+    rt().block_on(call.close());
+    set_state(&p, gst::State::Null);
+
+    let (p, src) = echo(&format!(
+        "auth-token={TOKEN} path=/media-stream public-url={public}"
+    ));
+    let with_port = "wss://voice.example.com:443/media-stream";
+    let call = try_call(&signed(TOKEN, Some(with_port)), &url_of(&src)).expect(":443 form");
+    wait_connected(&src);
+    rt().block_on(call.close());
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn the_auth_token_is_never_readable() {
+    init();
+    let src = gst::ElementFactory::make("twiliostreamsrc")
+        .build()
+        .unwrap();
+    let pspec = src.find_property("auth-token").unwrap();
+    assert!(pspec.flags().contains(gst::glib::ParamFlags::WRITABLE));
+    assert!(!pspec.flags().contains(gst::glib::ParamFlags::READABLE));
+    let sink = gst::ElementFactory::make("twiliostreamsink")
+        .build()
+        .unwrap();
+    assert!(
+        !sink
+            .find_property("auth-token")
+            .unwrap()
+            .flags()
+            .contains(gst::glib::ParamFlags::READABLE)
+    );
+}
+
+/// A self-signed certificate for `name`, as PEM files in `dir`.
+fn self_signed(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec![name.to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let cert_path = dir.join(format!("{name}.crt"));
+    let key_path = dir.join(format!("{name}.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+fn temp_dir(what: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("twiliostream-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_listener_speaks_wss_with_its_own_certificate() {
+    let dir = temp_dir("tls");
+    let (cert, key) = self_signed(&dir, "localhost");
+    let (p, src) = echo(&format!(
+        "tls-certificate={} tls-key={}",
+        cert.display(),
+        key.display()
+    ));
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    let port = src.property::<u32>("bound-port");
+    let url = format!("wss://localhost:{port}/");
+    let dialer = Dialer {
+        tls: Some(Dialer::trusting(&cert).unwrap()),
+        ..Dialer::default()
+    };
+    // Plain ws:// to a TLS listener does not get a call.
+    assert!(try_call(&Dialer::default(), &format!("ws://127.0.0.1:{port}/")).is_err());
+    let ulaw: Vec<u8> = (0..1600u32).map(|i| (i * 7 % 256) as u8).collect();
+    rt().block_on(async {
+        let mut call =
+            TwilioCall::connect_via(&dialer, &url, CallParams::default(), Playout::Instant)
+                .await
+                .expect("wss:// call");
+        call.begin().unwrap();
+        for chunk in ulaw.chunks(160) {
+            call.send_media(chunk).unwrap();
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    assert_eq!(got.samples(), twilio_emulator::audio::decode(&ulaw));
+    set_state(&p, gst::State::Null);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tls_files_must_exist_and_go_together() {
+    init();
+    for props in [
+        "tls-certificate=/nonexistent.crt tls-key=/nonexistent.key",
+        "tls-certificate=/nonexistent.crt",
+    ] {
+        let p = pipeline(&format!("twiliostreamsrc port=0 {props} ! fakesink"));
+        assert!(p.set_state(gst::State::Playing).is_err(), "{props}");
+        let error = drain_messages(&p.bus().unwrap())
+            .into_iter()
+            .find_map(|m| match m.view() {
+                gst::MessageView::Error(e) => Some(format!("{:?}", e.debug())),
+                _ => None,
+            })
+            .unwrap();
+        assert!(error.contains("Could not listen"), "{error}");
+        p.set_state(gst::State::Null).unwrap();
+    }
+}
+
+#[test]
+fn oversized_messages_are_counted_and_the_call_goes_on() {
+    let (p, src) = echo("max-message-size=4096");
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    let url = url_of(&src);
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        call.send_media(&[0x80; 160]).unwrap();
+        // 8 KiB of valid media JSON: over the limit, ignored.
+        call.send_media(&[0x80; 6000]).unwrap();
+        call.send_media(&[0x00; 160]).unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    let samples = got.samples();
+    // The ignored chunk leaves a gap in the timestamps: silence, counted.
+    assert_eq!(samples.len(), 160 + 6000 + 160);
+    assert!(samples[..160].iter().all(|&s| s == 32124));
+    assert!(samples[160..6160].iter().all(|&s| s == 0));
+    assert!(samples[6160..].iter().all(|&s| s == -32124));
+    assert_eq!(src.property::<u64>("invalid-messages"), 1);
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_message_beyond_sixteen_times_the_limit_closes_the_connection() {
+    let (p, src) = echo("max-message-size=4096");
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    let bus = p.bus().unwrap();
+    let url = url_of(&src);
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        call.send_media(&[0x80; 160]).unwrap();
+        call.send_text(&"x".repeat(2 << 20)).unwrap();
+        // The plugin hangs up.
+        while let Some(item) = call.recv_timeout(PATIENCE).await {
+            if matches!(item, Received::Closed(_)) {
+                break;
+            }
+        }
+    });
+    let got = collector.wait_eos();
+    assert_eq!(got.samples().len(), 160);
+    let warning = drain_messages(&bus)
+        .into_iter()
+        .find_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(format!("{:?}", w.debug())),
+            _ => None,
+        })
+        .expect("a warning");
+    assert!(warning.contains("connection error"), "{warning}");
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_call_without_media_ends_after_the_idle_timeout() {
+    let (p, src) = echo("idle-timeout=1");
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    let bus = p.bus().unwrap();
+    let url = url_of(&src);
+    let call = rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        call.send_media(&[0xFF; 160]).unwrap();
+        call
+    });
+    // Then nothing: EOS with a warning, about a second later.
+    let got = collector.wait_eos();
+    assert_eq!(got.samples().len(), 160);
+    let warning = drain_messages(&bus)
+        .into_iter()
+        .find_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(format!("{:?}", w.debug())),
+            _ => None,
+        })
+        .expect("a warning");
+    assert!(
+        warning.contains("no media from Twilio for 1 s"),
+        "{warning}"
+    );
+    rt().block_on(call.abort());
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn stalled_handshakes_time_out_and_do_not_keep_a_call_out() {
+    let (p, src) = echo("handshake-timeout=1 max-connections=8");
+    let port = src.property::<u32>("bound-port") as u16;
+    // A flood: 20 sockets that never finish (or never start) the upgrade.
+    let mut flood = Vec::new();
+    for i in 0..20 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+                .unwrap();
+        }
+        flood.push(s);
+    }
+    // A real call still gets in.
+    let call = try_call(&Dialer::default(), &url_of(&src)).expect("a call despite the flood");
+    wait_connected(&src);
+    // The stalled sockets are closed by the server within the timeout.
+    for mut s in flood {
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut buf = [0u8; 1];
+        use std::io::Read;
+        let closed = matches!(s.read(&mut buf), Ok(0) | Err(_));
+        assert!(closed, "a stalled handshake was kept open");
+    }
+    rt().block_on(call.close());
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn the_auth_token_env_variable_is_documented_and_the_property_wins() {
+    // The variable itself is tested in tests/auth_env.rs (its own process).
+    assert_eq!(gsttwiliostream::server::AUTH_TOKEN_ENV, "TWILIO_AUTH_TOKEN");
+}
