@@ -3,11 +3,13 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Debian packages the build, the tests and the demo need.
+# Debian packages the build, the tests and the demo need (nginx: the test of
+# the reverse-proxy recipe runs a real one).
 DEBIAN_PACKAGES=(
   build-essential pkg-config libglib2.0-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  nginx
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
