@@ -830,6 +830,11 @@ impl Session {
                     );
                     return;
                 }
+                self.last_media = Some(Instant::now());
+                if self.payload.is_empty() {
+                    call_log!(call, debug, "skipping an empty media chunk");
+                    return;
+                }
                 call.stats.add(Stat::ChunksReceived, 1);
                 call.stats
                     .add(Stat::BytesReceived, self.payload.len() as u64);

@@ -310,6 +310,33 @@ fn a_call_without_media_ends_after_the_idle_timeout() {
 }
 
 #[test]
+fn media_keeps_a_call_alive_past_the_idle_timeout() {
+    let (p, src) = echo("idle-timeout=1");
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    let url = url_of(&src);
+    // 2.5 s of media in real time: more than twice the idle timeout.
+    let script = twilio_emulator::Script {
+        audio: vec![0xFF; 160 * 125],
+        linger: Duration::ZERO,
+        ..Default::default()
+    };
+    rt().block_on(async {
+        let call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        twilio_emulator::play::run(call, &script).await.unwrap();
+    });
+    let got = collector.wait_eos();
+    assert_eq!(got.samples().len(), 160 * 125);
+    let warnings: Vec<_> = drain_messages(&p.bus().unwrap())
+        .into_iter()
+        .filter(|m| matches!(m.view(), gst::MessageView::Warning(_)))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
 fn stalled_handshakes_time_out_and_do_not_keep_a_call_out() {
     let (p, src) = echo("handshake-timeout=1 max-connections=8");
     let port = src.property::<u32>("bound-port") as u16;

@@ -1,0 +1,308 @@
+//! The hostile-input matrix: one test per kind of bad input, each checking
+//! the documented behaviour (README, "Bad input never costs the call").
+//! Unless said otherwise, the call goes on: a valid chunk before and a valid
+//! chunk after the bad input both come out, and nothing else does.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::SinkExt;
+use gst::prelude::*;
+use twilio_emulator::audio::decode;
+use twilio_emulator::{CallParams, TwilioCall};
+
+const BEFORE: [u8; 160] = [0x80; 160];
+const AFTER: [u8; 160] = [0x00; 160];
+
+struct Run {
+    src: gst::Element,
+    samples: Vec<i16>,
+    warnings: Vec<String>,
+}
+
+/// A call with `bad` between two valid chunks; returns what came out.
+fn around(bad: impl FnOnce(&mut TwilioCall)) -> Run {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let url = url_of(&src);
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        call.send_media(&BEFORE).unwrap();
+        bad(&mut call);
+        call.send_media(&AFTER).unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    let warnings = drain_messages(&p.bus().unwrap())
+        .into_iter()
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(format!("{} {:?}", w.error(), w.debug())),
+            _ => None,
+        })
+        .collect();
+    set_state(&p, gst::State::Null);
+    Run {
+        src,
+        samples: got.samples(),
+        warnings,
+    }
+}
+
+fn expect_call_went_on(run: &Run) {
+    let mut expected = decode(&BEFORE);
+    expected.extend(decode(&AFTER));
+    assert_eq!(run.samples, expected);
+    assert!(run.warnings.is_empty(), "{:?}", run.warnings);
+}
+
+fn invalid(run: &Run) -> u64 {
+    run.src.property::<u64>("invalid-messages")
+}
+
+fn sid(call: &TwilioCall) -> String {
+    call.params.stream_sid.clone()
+}
+
+#[test]
+fn malformed_json() {
+    let run = around(|c| c.send_text("{\"event\":\"media\",").unwrap());
+    expect_call_went_on(&run);
+    assert_eq!(invalid(&run), 1);
+}
+
+#[test]
+fn missing_required_field() {
+    let run = around(|c| {
+        let text = format!(
+            r#"{{"event":"media","streamSid":"{}","media":{{"timestamp":"0"}}}}"#,
+            sid(c)
+        );
+        c.send_text(&text).unwrap()
+    });
+    expect_call_went_on(&run);
+    assert_eq!(invalid(&run), 1);
+}
+
+#[test]
+fn bad_base64() {
+    let run = around(|c| {
+        let text = format!(
+            r#"{{"event":"media","streamSid":"{}","media":{{"timestamp":"175","payload":"!!not base64!!"}}}}"#,
+            sid(c)
+        );
+        c.send_text(&text).unwrap()
+    });
+    // Counted as a transcode error; its time slot is filled by timestamps.
+    assert_eq!(run.src.property::<u64>("transcode-errors"), 1);
+    assert_eq!(run.samples.len(), 320);
+    assert_eq!(invalid(&run), 0);
+}
+
+#[test]
+fn base64_of_odd_length() {
+    // "AAA" lacks its padding: not base64 as Twilio sends it.
+    let run = around(|c| {
+        let text = format!(
+            r#"{{"event":"media","streamSid":"{}","media":{{"timestamp":"175","payload":"AAA"}}}}"#,
+            sid(c)
+        );
+        c.send_text(&text).unwrap()
+    });
+    assert_eq!(run.src.property::<u64>("transcode-errors"), 1);
+    assert_eq!(run.samples.len(), 320);
+}
+
+#[test]
+fn payload_of_odd_byte_count_is_audio() {
+    // μ-law is a byte a sample: 159 bytes are 159 samples, nothing wrong.
+    let run = around(|c| c.send_media(&[0xFF; 159]).unwrap());
+    assert_eq!(run.samples.len(), 160 + 159 + 160);
+    assert_eq!(run.src.property::<u64>("transcode-errors"), 0);
+}
+
+#[test]
+fn empty_payload() {
+    let run = around(|c| {
+        let text = format!(
+            r#"{{"event":"media","streamSid":"{}","media":{{"timestamp":"175","payload":""}}}}"#,
+            sid(c)
+        );
+        c.send_text(&text).unwrap()
+    });
+    expect_call_went_on(&run);
+    assert_eq!(run.src.property::<u64>("chunks-received"), 2);
+}
+
+#[test]
+fn wrong_stream_sid() {
+    let run = around(|c| {
+        c.send_text(r#"{"event":"media","streamSid":"MZnotthisone","media":{"timestamp":"175","payload":"AAAA"}}"#)
+            .unwrap()
+    });
+    expect_call_went_on(&run);
+    assert_eq!(invalid(&run), 1);
+}
+
+#[test]
+fn unknown_event() {
+    let run = around(|c| c.send_text(r#"{"event":"transfer","to":"+1555"}"#).unwrap());
+    expect_call_went_on(&run);
+    assert_eq!(invalid(&run), 1);
+}
+
+#[test]
+fn binary_frame() {
+    let run = around(|c| c.send_binary(&[0xFF; 160]).unwrap());
+    expect_call_went_on(&run);
+    assert_eq!(invalid(&run), 1);
+}
+
+#[test]
+fn duplicate_start() {
+    let run = around(|c| c.begin().unwrap());
+    expect_call_went_on(&run);
+    assert_eq!(invalid(&run), 1);
+}
+
+#[test]
+fn media_before_start() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let url = url_of(&src);
+    rt().block_on(async {
+        let mut call = TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap();
+        let early = call.media_message(&[0x55; 160]);
+        call.send(&early).unwrap();
+        call.begin().unwrap();
+        call.send_media(&AFTER).unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    // The early chunk is dropped; the stream starts with the first chunk after start.
+    assert_eq!(collector.wait_eos().samples(), decode(&AFTER));
+    assert_eq!(src.property::<u64>("invalid-messages"), 1);
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn oversized_frame() {
+    // Over max-message-size (64 KiB by default): counted, ignored.
+    let run = around(|c| {
+        c.send_text(&format!(
+            "{{\"event\":\"x\",\"pad\":\"{}\"}}",
+            "a".repeat(70_000)
+        ))
+        .unwrap()
+    });
+    expect_call_went_on(&run);
+    assert_eq!(invalid(&run), 1);
+}
+
+#[test]
+fn a_second_connection_for_the_same_call() {
+    // Twilio may open a second socket for a call. Each socket is a call of
+    // its own: the first is not disturbed, the second goes to the next
+    // element free on the path.
+    let p = pipeline(
+        "twiliostreamsrc name=a port=0 path=/s ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let first = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let port = by_name(&p, "a").property::<u32>("bound-port");
+    let p2 = pipeline(&format!(
+        "twiliostreamsrc name=b port={port} path=/s ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+    ));
+    let second = Collector::attach(&by_name(&p2, "sink"));
+    set_state(&p2, gst::State::Playing);
+    let url = format!("ws://127.0.0.1:{port}/s");
+    let params = CallParams::default();
+    rt().block_on(async {
+        let mut one = TwilioCall::start(&url, params.clone()).await.unwrap();
+        one.send_media(&BEFORE).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut two = TwilioCall::start(&url, params.clone()).await.unwrap();
+        two.send_media(&AFTER).unwrap();
+        one.send_media(&BEFORE).unwrap();
+        for c in [&mut one, &mut two] {
+            c.send_stop().unwrap();
+        }
+        one.close().await;
+        two.close().await;
+    });
+    assert_eq!(
+        first.wait_eos().samples(),
+        [decode(&BEFORE), decode(&BEFORE)].concat()
+    );
+    assert_eq!(second.wait_eos().samples(), decode(&AFTER));
+    set_state(&p, gst::State::Null);
+    set_state(&p2, gst::State::Null);
+}
+
+#[test]
+fn abrupt_tcp_reset_mid_call() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let url = url_of(&src);
+    rt().block_on(async {
+        // A raw socket, so that it can be reset.
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+        let params = CallParams::default();
+        let start = gsttwiliostream::protocol::Inbound::Start {
+            sequence_number: None,
+            stream_sid: params.stream_sid.clone(),
+            start: gsttwiliostream::protocol::StartInfo {
+                account_sid: params.account_sid.clone(),
+                stream_sid: params.stream_sid.clone(),
+                call_sid: params.call_sid.clone(),
+                tracks: vec!["inbound".into()],
+                custom_parameters: Default::default(),
+                media_format: None,
+            },
+        };
+        use tokio_tungstenite::tungstenite::Message;
+        ws.send(Message::text(start.to_json())).await.unwrap();
+        let media = format!(
+            r#"{{"event":"media","streamSid":"{}","media":{{"timestamp":"0","payload":"gICAgA=="}}}}"#,
+            params.stream_sid
+        );
+        ws.send(Message::text(media)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // SO_LINGER 0: closing sends a RST instead of a FIN (and does
+        // not block: nothing is left to send).
+        if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+            #[allow(deprecated)]
+            tcp.set_linger(Some(Duration::ZERO)).unwrap();
+        }
+        drop(ws);
+    });
+    let got = collector.wait_eos();
+    assert_eq!(got.samples(), vec![32124; 4]);
+    let warning = drain_messages(&p.bus().unwrap())
+        .into_iter()
+        .find_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(format!("{:?}", w.debug())),
+            _ => None,
+        })
+        .expect("a warning");
+    assert!(warning.contains("before any stop message"), "{warning}");
+    set_state(&p, gst::State::Null);
+}
