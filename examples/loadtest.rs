@@ -226,7 +226,7 @@ fn drive(args: &Args) {
                     tokio::spawn(async move {
                         tokio::time::sleep(start).await;
                         load::echo_call(
-                            &Dialer::default(),
+                            &Dialer::from_env(),
                             &url,
                             CallParams::default(),
                             &chunk,

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use gst::prelude::*;
-use twilio_emulator::{CallParams, Ending, Script, TwilioCall, audio};
+use twilio_emulator::{CallParams, Dialer, Ending, Playout, Script, TwilioCall, audio};
 
 /// The rate the bot "speaks" at, as a typical text-to-speech engine.
 const TTS_RATE: usize = 24000;
@@ -295,9 +295,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     custom_parameters: [("caller".to_owned(), "+15550100".to_owned())].into(),
                     ..CallParams::default()
                 };
-                let call = TwilioCall::start(&url, params)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                // Signed, if TWILIO_AUTH_TOKEN makes the plugin check signatures.
+                let mut call =
+                    TwilioCall::connect_via(&Dialer::from_env(), &url, params, Playout::RealTime)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                call.begin().map_err(|e| e.to_string())?;
                 let script = Script {
                     audio: audio::encode(&audio::tone(220.0, 0.1, 15.0)),
                     dtmf: vec![(0.6, "2".to_owned()), (2.4, "#".to_owned())],

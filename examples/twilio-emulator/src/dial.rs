@@ -22,7 +22,8 @@ pub struct Dialer {
     /// Sign the upgrade with this auth token, as Twilio does.
     pub auth_token: Option<String>,
     /// The URL the signature is over (Twilio's is the TwiML `<Stream url>`);
-    /// default: the URL dialled.
+    /// default: the URL dialled, as `wss://` (what Twilio always signs, and
+    /// what the plugin assumes when it has no public URL).
     pub signed_url: Option<String>,
     /// TLS settings for `wss://`; default: the web's root certificates.
     pub tls: Option<Arc<rustls::ClientConfig>>,
@@ -37,6 +38,17 @@ pub enum Dialed {
 }
 
 impl Dialer {
+    /// A dialer that signs with `TWILIO_AUTH_TOKEN` when it is set, like the
+    /// plugin, which checks signatures then.
+    pub fn from_env() -> Dialer {
+        Dialer {
+            auth_token: std::env::var("TWILIO_AUTH_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+            ..Dialer::default()
+        }
+    }
+
     /// TLS settings that trust the certificates in `pem` (e.g. a test's
     /// self-signed one) and nothing else.
     pub fn trusting(pem: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
@@ -65,8 +77,11 @@ impl Dialer {
     pub fn request(&self, url: &str) -> Result<Request, WsError> {
         let mut request = url.into_client_request()?;
         if let Some(token) = &self.auth_token {
-            let signed = self.signed_url.as_deref().unwrap_or(url);
-            let signature = gsttwiliostream::signature::sign(token, signed);
+            let signed = match &self.signed_url {
+                Some(url) => url.clone(),
+                None => url.replacen("ws://", "wss://", 1),
+            };
+            let signature = gsttwiliostream::signature::sign(token, &signed);
             request.headers_mut().insert(
                 "X-Twilio-Signature",
                 HeaderValue::from_str(&signature).expect("base64 is a valid header value"),
