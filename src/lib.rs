@@ -24,6 +24,15 @@ pub mod wait;
 pub use twiliostreamsink::TwilioStreamSink;
 pub use twiliostreamsrc::TwilioStreamSrc;
 
+/// `audio/x-mulaw, rate=8000, channels=1`: Twilio's own format, which both
+/// elements also take and give as it is.
+fn mulaw_caps() -> gst::Caps {
+    gst::Caps::builder("audio/x-mulaw")
+        .field("rate", 8000i32)
+        .field("channels", 1i32)
+        .build()
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     twiliostreamsrc::register(plugin)?;
     twiliostreamsink::register(plugin)?;

@@ -42,13 +42,7 @@ fn around(bad: impl FnOnce(&mut TwilioCall)) -> Run {
         call.close().await;
     });
     let got = collector.wait_eos();
-    let warnings = drain_messages(&p.bus().unwrap())
-        .into_iter()
-        .filter_map(|m| match m.view() {
-            gst::MessageView::Warning(w) => Some(format!("{} {:?}", w.error(), w.debug())),
-            _ => None,
-        })
-        .collect();
+    let warnings = warnings(&p.bus().unwrap());
     set_state(&p, gst::State::Null);
     Run {
         src,
@@ -296,13 +290,7 @@ fn abrupt_tcp_reset_mid_call() {
     });
     let got = collector.wait_eos();
     assert_eq!(got.samples(), vec![32124; 4]);
-    let warning = drain_messages(&p.bus().unwrap())
-        .into_iter()
-        .find_map(|m| match m.view() {
-            gst::MessageView::Warning(w) => Some(format!("{:?}", w.debug())),
-            _ => None,
-        })
-        .expect("a warning");
+    let warning = warnings(&p.bus().unwrap()).pop().expect("a warning");
     assert!(warning.contains("before any stop message"), "{warning}");
     set_state(&p, gst::State::Null);
 }

@@ -267,13 +267,7 @@ fn a_message_beyond_sixteen_times_the_limit_closes_the_connection() {
     });
     let got = collector.wait_eos();
     assert_eq!(got.samples().len(), 160);
-    let warning = drain_messages(&bus)
-        .into_iter()
-        .find_map(|m| match m.view() {
-            gst::MessageView::Warning(w) => Some(format!("{:?}", w.debug())),
-            _ => None,
-        })
-        .expect("a warning");
+    let warning = warnings(&bus).pop().expect("a warning");
     assert!(warning.contains("connection error"), "{warning}");
     set_state(&p, gst::State::Null);
 }
@@ -294,13 +288,7 @@ fn a_call_without_media_ends_after_the_idle_timeout() {
     // Then nothing: EOS with a warning, about a second later.
     let got = collector.wait_eos();
     assert_eq!(got.samples().len(), 160);
-    let warning = drain_messages(&bus)
-        .into_iter()
-        .find_map(|m| match m.view() {
-            gst::MessageView::Warning(w) => Some(format!("{:?}", w.debug())),
-            _ => None,
-        })
-        .expect("a warning");
+    let warning = warnings(&bus).pop().expect("a warning");
     assert!(
         warning.contains("no media from Twilio for 1 s"),
         "{warning}"
@@ -328,10 +316,7 @@ fn media_keeps_a_call_alive_past_the_idle_timeout() {
     });
     let got = collector.wait_eos();
     assert_eq!(got.samples().len(), 160 * 125);
-    let warnings: Vec<_> = drain_messages(&p.bus().unwrap())
-        .into_iter()
-        .filter(|m| matches!(m.view(), gst::MessageView::Warning(_)))
-        .collect();
+    let warnings = warnings(&p.bus().unwrap());
     assert!(warnings.is_empty(), "{warnings:?}");
     set_state(&p, gst::State::Null);
 }

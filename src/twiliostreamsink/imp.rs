@@ -529,12 +529,7 @@ impl ElementImpl for TwilioStreamSink {
                 .rate_list(DOWNSAMPLER_RATES.iter().map(|&r| r as i32))
                 .channels(1)
                 .build();
-            caps.get_mut().unwrap().append(
-                gst::Caps::builder("audio/x-mulaw")
-                    .field("rate", 8000i32)
-                    .field("channels", 1i32)
-                    .build(),
-            );
+            caps.get_mut().unwrap().append(crate::mulaw_caps());
             vec![
                 gst::PadTemplate::new(
                     "sink",

@@ -666,12 +666,7 @@ impl ElementImpl for TwilioStreamSrc {
             {
                 let caps = caps.get_mut().unwrap();
                 caps.append(pcm(8000));
-                caps.append(
-                    gst::Caps::builder("audio/x-mulaw")
-                        .field("rate", 8000i32)
-                        .field("channels", 1i32)
-                        .build(),
-                );
+                caps.append(crate::mulaw_caps());
             }
             vec![
                 gst::PadTemplate::new(

@@ -177,6 +177,18 @@ pub fn drain_messages(bus: &gst::Bus) -> Vec<gst::Message> {
     std::iter::from_fn(|| bus.pop()).collect()
 }
 
+/// The WARNING messages posted so far (the bus is drained), as
+/// "error (debug)" text.
+pub fn warnings(bus: &gst::Bus) -> Vec<String> {
+    drain_messages(bus)
+        .into_iter()
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(format!("{} ({:?})", w.error(), w.debug())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The structures of element messages called `name` among `messages`.
 pub fn element_messages(messages: &[gst::Message], name: &str) -> Vec<gst::Structure> {
     messages
