@@ -26,15 +26,7 @@ fn speech() -> Vec<i16> {
 /// and deeper than either resampler under test.
 fn ideal_filter() -> Vec<f64> {
     const HALF: isize = 800;
-    let i0 = |v: f64| {
-        let (mut sum, mut term, mut k) = (1.0f64, 1.0f64, 1.0f64);
-        while term > sum * 1e-18 {
-            term *= (v / 2.0 / k).powi(2);
-            sum += term;
-            k += 1.0;
-        }
-        sum
-    };
+    let i0 = common::i0;
     (-HALF..=HALF)
         .map(|n| {
             let t = n as f64 / 2.0;

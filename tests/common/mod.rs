@@ -208,20 +208,22 @@ pub fn sine(freq: f64, rate: f64, amp: f64, len: usize) -> Vec<i16> {
         .collect()
 }
 
+/// Modified Bessel function of the first kind, order 0 (for Kaiser windows).
+pub fn i0(v: f64) -> f64 {
+    let (mut sum, mut term, mut k) = (1.0f64, 1.0f64, 1.0f64);
+    while term > sum * 1e-18 {
+        term *= (v / 2.0 / k).powi(2);
+        sum += term;
+        k += 1.0;
+    }
+    sum
+}
+
 /// An "ideal" 8 → 16 kHz interpolation: a 2001-tap Kaiser (β = 14)
 /// windowed sinc in f64, delay compensated, so output 2k is input k.
 pub fn ideal_upsample(x: &[i16]) -> Vec<f64> {
     const HALF: isize = 1000;
     let beta = 14.0;
-    let i0 = |v: f64| {
-        let (mut sum, mut term, mut k) = (1.0f64, 1.0f64, 1.0f64);
-        while term > sum * 1e-18 {
-            term *= (v / 2.0 / k).powi(2);
-            sum += term;
-            k += 1.0;
-        }
-        sum
-    };
     let taps: Vec<f64> = (-HALF..=HALF)
         .map(|n| {
             let t = n as f64 / 2.0;
