@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::f64::consts::PI;
-
 use gst_check::Harness;
 use gsttwiliostream::codec::{Downsampler, Upsampler, g711};
 
@@ -25,20 +23,7 @@ fn speech() -> Vec<i16> {
 /// A 1601-tap (at 16 kHz) Kaiser β = 14 windowed sinc at 4 kHz: far sharper
 /// and deeper than either resampler under test.
 fn ideal_filter() -> Vec<f64> {
-    const HALF: isize = 800;
-    let i0 = common::i0;
-    (-HALF..=HALF)
-        .map(|n| {
-            let t = n as f64 / 2.0;
-            let sinc = if n == 0 {
-                1.0
-            } else {
-                (PI * t).sin() / (PI * t)
-            };
-            let r = n as f64 / HALF as f64;
-            0.5 * sinc * i0(14.0 * (1.0 - r * r).sqrt()) / i0(14.0)
-        })
-        .collect()
+    common::halfband_sinc(800, 14.0)
 }
 
 /// Ideal 16 → 8 kHz, delay-compensated: output m is at input time 2m.

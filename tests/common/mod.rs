@@ -219,12 +219,10 @@ pub fn i0(v: f64) -> f64 {
     sum
 }
 
-/// An "ideal" 8 → 16 kHz interpolation: a 2001-tap Kaiser (β = 14)
-/// windowed sinc in f64, delay compensated, so output 2k is input k.
-pub fn ideal_upsample(x: &[i16]) -> Vec<f64> {
-    const HALF: isize = 1000;
-    let beta = 14.0;
-    let taps: Vec<f64> = (-HALF..=HALF)
+/// A (2·half+1)-tap Kaiser-windowed sinc with its cutoff at a quarter of
+/// the sample rate (4 kHz at 16 kHz), unit DC gain: an "ideal" reference.
+pub fn halfband_sinc(half: isize, beta: f64) -> Vec<f64> {
+    (-half..=half)
         .map(|n| {
             let t = n as f64 / 2.0;
             let sinc = if n == 0 {
@@ -232,10 +230,18 @@ pub fn ideal_upsample(x: &[i16]) -> Vec<f64> {
             } else {
                 (PI * t).sin() / (PI * t)
             };
-            let r = n as f64 / HALF as f64;
-            sinc * i0(beta * (1.0 - r * r).sqrt()) / i0(beta)
+            let r = n as f64 / half as f64;
+            0.5 * sinc * i0(beta * (1.0 - r * r).sqrt()) / i0(beta)
         })
-        .collect();
+        .collect()
+}
+
+/// An "ideal" 8 → 16 kHz interpolation: a 2001-tap Kaiser (β = 14)
+/// windowed sinc in f64, delay compensated, so output 2k is input k.
+pub fn ideal_upsample(x: &[i16]) -> Vec<f64> {
+    const HALF: isize = 1000;
+    // Gain 2 for the zero-stuffing.
+    let taps: Vec<f64> = halfband_sinc(HALF, 14.0).iter().map(|h| 2.0 * h).collect();
     let len = 2 * x.len();
     (0..len as isize)
         .map(|out| {
