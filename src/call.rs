@@ -541,13 +541,16 @@ impl Call {
         let Some(task) = self.task.lock().unwrap().take() else {
             return;
         };
-        let abort = task.abort_handle();
-        crate::server::RUNTIME.spawn(async move {
-            tokio::time::sleep(CLOSE_WAIT).await;
-            abort.abort();
+        // The watchdog ends with the task, not after the full wait.
+        let mut task = task;
+        let watchdog = crate::server::RUNTIME.spawn(async move {
+            if tokio::time::timeout(CLOSE_WAIT, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
         });
         if tokio::runtime::Handle::try_current().is_err() {
-            let _ = futures::executor::block_on(task);
+            let _ = futures::executor::block_on(watchdog);
         }
     }
 }
