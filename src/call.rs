@@ -16,6 +16,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -310,7 +311,24 @@ impl Events {
         self.queue.taken(&event);
         Some(event)
     }
+
+    /// The next event without waiting: Pending while the queue is empty,
+    /// Ready(None) once the call's task has ended and all were read.
+    pub fn try_recv(&mut self) -> Poll<Option<CallEvent>> {
+        match self.rx.try_recv() {
+            Ok(event) => {
+                self.queue.taken(&event);
+                Poll::Ready(Some(event))
+            }
+            Err(mpsc::error::TryRecvError::Empty) => Poll::Pending,
+            Err(mpsc::error::TryRecvError::Disconnected) => Poll::Ready(None),
+        }
+    }
 }
+
+/// Called on the call's own task after it queued events (and once after
+/// the last), by an element that consumes them there instead of waiting.
+pub type Consumer = Arc<dyn Fn() + Send + Sync>;
 
 /// What is waiting in an [`Events`] queue.
 #[derive(Default)]
@@ -388,6 +406,7 @@ pub struct Call {
     /// Marks Twilio echoed so far.
     marks_echoed: watch::Sender<u64>,
     log: Mutex<Option<LogTarget>>,
+    consumer: Mutex<Option<Consumer>>,
 }
 
 impl fmt::Debug for Call {
@@ -442,6 +461,7 @@ impl Call {
             open: watch::Sender::new(true),
             marks_echoed: watch::Sender::new(0),
             log: Mutex::new(None),
+            consumer: Mutex::new(None),
         });
         gst::info!(CAT, "{call:?}: connected");
         let events = EventSender {
@@ -504,6 +524,19 @@ impl Call {
     /// Takes the event queue; only the element that consumes the call does.
     pub fn take_events(&self) -> Option<Events> {
         self.events.lock().unwrap().take()
+    }
+
+    /// Has `consumer` called on the call's task whenever events were queued
+    /// (see [`Consumer`]); None stops that.
+    pub fn set_consumer(&self, consumer: Option<Consumer>) {
+        *self.consumer.lock().unwrap() = consumer;
+    }
+
+    fn notify_consumer(&self) {
+        let consumer = self.consumer.lock().unwrap().clone();
+        if let Some(consumer) = consumer {
+            consumer();
+        }
     }
 
     /// Sends further log lines about this call to `element`'s category.
@@ -628,7 +661,11 @@ async fn serve<S>(
                 }
             },
             msg = ws.next() => match msg {
-                Some(Ok(Message::Text(text))) => session.handle(&call, &text, &events),
+                Some(Ok(Message::Text(text))) => {
+                    if session.handle(&call, &text, &events) {
+                        call.notify_consumer();
+                    }
+                }
                 Some(Ok(Message::Binary(data))) => {
                     call.stats.add(Stat::InvalidMessages, 1);
                     call_log!(&call, warning, "ignoring a binary frame of {} bytes (Twilio sends text)", data.len());
@@ -656,6 +693,9 @@ async fn serve<S>(
         Some(reason) => call_log!(&call, info, "{reason} after stop"),
         None => call_log!(&call, info, "closed by us"),
     }
+    // The consumer then sees the end of the queue.
+    drop(events);
+    call.notify_consumer();
 }
 
 /// Writes `first` and everything else already queued, then flushes once.
@@ -706,6 +746,8 @@ struct Session {
     max_message_size: usize,
     connected: Instant,
     last_media: Option<Instant>,
+    /// Whether the message being handled queued an event.
+    emitted: bool,
 }
 
 impl Default for Session {
@@ -717,6 +759,7 @@ impl Default for Session {
             max_message_size: usize::MAX,
             connected: Instant::now(),
             last_media: None,
+            emitted: false,
         }
     }
 }
@@ -727,8 +770,9 @@ impl Session {
         call_log!(call, warning, "ignoring message: {why}");
     }
 
-    fn emit(&self, call: &Call, events: &EventSender, event: CallEvent) {
+    fn emit(&mut self, call: &Call, events: &EventSender, event: CallEvent) {
         events.send(call, event);
+        self.emitted = true;
     }
 
     /// Checks the message belongs to the started stream.
@@ -749,7 +793,14 @@ impl Session {
         }
     }
 
-    fn handle(&mut self, call: &Call, text: &str, events: &EventSender) {
+    /// Handles one text message; true if it queued an event.
+    fn handle(&mut self, call: &Call, text: &str, events: &EventSender) -> bool {
+        self.emitted = false;
+        self.handle_message(call, text, events);
+        self.emitted
+    }
+
+    fn handle_message(&mut self, call: &Call, text: &str, events: &EventSender) {
         if text.len() > self.max_message_size {
             self.invalid(
                 call,

@@ -67,7 +67,11 @@ fn cycle(i: usize) {
         StopAt::AfterStop,
         StopAt::AfterPauseResume,
     ][i % 5];
-    let p = pipeline("twiliostreamsrc name=src port=0 ! twiliostreamsink name=sink sync=false");
+    // Every other round of the five, the src pushes from the network threads.
+    let shared = (i / 5) % 2 == 1;
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 shared-threads={shared} ! twiliostreamsink name=sink sync=false"
+    ));
     let collector = Collector::attach(&by_name(&p, "sink"));
     set_state(&p, gst::State::Playing);
     let url = url_of(&by_name(&p, "src"));

@@ -578,6 +578,26 @@ fn echo_returns_the_callers_audio() {
 }
 
 #[test]
+fn echo_with_shared_threads_returns_the_callers_audio() {
+    // The load test's pipeline: no streaming thread at all, the network
+    // thread reads, pushes through the sink and writes.
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 shared-threads=true ! twiliostreamsink name=sink sync=false",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let url = url_of(&by_name(&p, "src"));
+    let sent = speechlike(8000, 0.3);
+    let echoed = rt().block_on(echo_call(url, sent.clone(), CallParams::default()));
+    let (corr, lag) = best_correlation(&sent, &echoed);
+    assert!(corr >= 0.99, "correlation {corr:.4} at lag {lag}");
+    assert!((35..=48).contains(&lag), "lag {lag}");
+    let sink = by_name(&p, "sink");
+    assert_eq!(sink.property::<u64>("chunks-dropped"), 0);
+    p.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
 fn two_concurrent_echo_calls_stay_apart() {
     init();
     let p1 =

@@ -11,10 +11,53 @@ use gsttwiliostream::codec::Upsampler;
 use twilio_emulator::audio::{decode, encode};
 use twilio_emulator::{CallParams, Received, TwilioCall};
 
+thread_local! {
+    /// Extra properties for the src of [`start`]: each test using it runs
+    /// once per way the src can push (see [`in_both_modes`]).
+    static SRC_PROPS: std::cell::Cell<&'static str> = const { std::cell::Cell::new("") };
+}
+
+/// Runs each test function twice: as `<name>::streaming_thread`, the src
+/// pushing from its own thread, and as `<name>::shared_threads`, pushed
+/// from the network threads.
+macro_rules! in_both_modes {
+    ($($body:ident),* $(,)?) => {$(
+        mod $body {
+            #[test]
+            fn streaming_thread() {
+                super::$body();
+            }
+            #[test]
+            fn shared_threads() {
+                super::SRC_PROPS.set("shared-threads=true");
+                super::$body();
+            }
+        }
+    )*};
+}
+
+in_both_modes!(
+    pcm_8k_is_the_g191_decode_bit_for_bit,
+    mulaw_output_is_the_payload_untouched,
+    pcm_16k_matches_an_ideal_resampler,
+    a_gap_becomes_silence_flagged_discont_and_counted,
+    a_timestamp_jump_without_a_chunk_gap_is_a_gap_too,
+    call_events_become_messages_and_downstream_events,
+    a_connection_dropped_without_stop_ends_with_a_warning_and_eos,
+    stopping_mid_call_returns_and_frees_the_port,
+    hostile_timestamps_and_chunk_numbers_cannot_break_the_stream,
+    realtime_call_timestamps_follow_twilio,
+);
+
 /// Starts `desc` (which names its src `src` and its sink `sink`), returns the
 /// pipeline, the collector on the sink and the URL of the src.
 fn start(desc: &str) -> (gst::Pipeline, Collector, String) {
-    let p = pipeline(desc);
+    let desc = desc.replacen(
+        "twiliostreamsrc name=src",
+        &format!("twiliostreamsrc name=src {}", SRC_PROPS.get()),
+        1,
+    );
+    let p = pipeline(&desc);
     let collector = Collector::attach(&by_name(&p, "sink"));
     set_state(&p, gst::State::Playing);
     let url = url_of(&by_name(&p, "src"));
@@ -41,7 +84,6 @@ fn assert_contiguous(buffers: &[gst::Buffer]) {
     }
 }
 
-#[test]
 fn pcm_8k_is_the_g191_decode_bit_for_bit() {
     let (p, collector, url) = start(
         "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
@@ -62,7 +104,6 @@ fn pcm_8k_is_the_g191_decode_bit_for_bit() {
     set_state(&p, gst::State::Null);
 }
 
-#[test]
 fn mulaw_output_is_the_payload_untouched() {
     let (p, collector, url) =
         start("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! fakesink name=sink sync=false");
@@ -74,7 +115,6 @@ fn mulaw_output_is_the_payload_untouched() {
     set_state(&p, gst::State::Null);
 }
 
-#[test]
 fn pcm_16k_matches_an_ideal_resampler() {
     // The default caps are 16 kHz S16LE.
     let (p, collector, url) =
@@ -109,7 +149,6 @@ fn pcm_16k_matches_an_ideal_resampler() {
     set_state(&p, gst::State::Null);
 }
 
-#[test]
 fn a_gap_becomes_silence_flagged_discont_and_counted() {
     let (p, collector, url) = start(
         "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
@@ -156,7 +195,6 @@ fn a_gap_becomes_silence_flagged_discont_and_counted() {
     set_state(&p, gst::State::Null);
 }
 
-#[test]
 fn a_timestamp_jump_without_a_chunk_gap_is_a_gap_too() {
     let (p, collector, url) = start(
         "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
@@ -189,7 +227,6 @@ fn a_timestamp_jump_without_a_chunk_gap_is_a_gap_too() {
     set_state(&p, gst::State::Null);
 }
 
-#[test]
 fn call_events_become_messages_and_downstream_events() {
     let (p, collector, url) = start(
         "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
@@ -343,7 +380,6 @@ fn call_events_become_messages_and_downstream_events() {
     set_state(&p, gst::State::Null);
 }
 
-#[test]
 fn a_connection_dropped_without_stop_ends_with_a_warning_and_eos() {
     let (p, collector, url) = start(
         "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
@@ -546,7 +582,6 @@ fn returns<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static
         .unwrap_or_else(|_| panic!("{what} did not return"))
 }
 
-#[test]
 fn stopping_mid_call_returns_and_frees_the_port() {
     let (p, collector, url) = start(
         "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
@@ -607,7 +642,6 @@ fn stopping_before_any_call_returns_and_frees_the_port() {
     });
 }
 
-#[test]
 fn hostile_timestamps_and_chunk_numbers_cannot_break_the_stream() {
     let (p, collector, url) = start(
         "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
@@ -643,7 +677,6 @@ fn hostile_timestamps_and_chunk_numbers_cannot_break_the_stream() {
     set_state(&p, gst::State::Null);
 }
 
-#[test]
 fn realtime_call_timestamps_follow_twilio() {
     // A short real-time call: the pipeline clock runs, buffers are placed by
     // media.timestamp, anchored near when the first chunk arrived.

@@ -8,8 +8,10 @@
 //! On the 16 kHz path the output is also shifted by the upsampler's delay, so
 //! timestamps stay true to when the caller spoke.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -25,7 +27,7 @@ use crate::call::{
 use crate::codec::{Upsampler, g711};
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
-use crate::server::{Endpoint, Registration};
+use crate::server::{Endpoint, RUNTIME, Registration};
 use crate::wait::{Canceller, wait};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -47,6 +49,9 @@ const MAX_SILENCE: u64 = 5 * 8000;
 /// How far `media.timestamp` may run ahead of the time that really passed
 /// since the first chunk before it is taken for garbage (10 s, in samples).
 const MAX_AHEAD: u64 = 10 * 8000;
+/// With `shared-threads`, a push that blocks this long (a chunk) is
+/// worth a warning.
+const SHARED_BLOCK_WARNING: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Default)]
 struct Settings {
@@ -54,6 +59,8 @@ struct Settings {
     call_name: Option<String>,
     /// Extra latency allowed for network jitter.
     latency_ms: u32,
+    /// Push from the call's network task instead of a streaming thread.
+    shared_threads: bool,
 }
 
 /// What the src pad carries, from the negotiated caps.
@@ -148,6 +155,7 @@ pub struct TwilioStreamSrc {
     /// Where calls are delivered: our own slot, or the named one while
     /// `call-name` is set (so sinks anywhere in the process can pair).
     slot: Mutex<Arc<Slot>>,
+    shared: Shared,
 }
 
 impl Default for TwilioStreamSrc {
@@ -156,6 +164,7 @@ impl Default for TwilioStreamSrc {
             settings: Default::default(),
             state: Default::default(),
             canceller: Default::default(),
+            shared: Default::default(),
             slot: Mutex::new(Slot::new()),
         }
     }
@@ -200,11 +209,22 @@ impl TwilioStreamSrc {
     /// Pushes queued serialized events, once the segment has gone out (so
     /// they keep their place among the buffers without breaking event order).
     fn push_pending_events(&self) {
-        let pad = self.obj().static_pad("src").unwrap();
+        let events = {
+            let mut state = self.state.lock().unwrap();
+            if state.pending_events.is_empty() {
+                return;
+            }
+            std::mem::take(&mut state.pending_events)
+        };
+        let pad = self.obj().src_pad().clone();
         if pad.sticky_event::<gst::event::Segment>(0).is_none() {
+            self.state
+                .lock()
+                .unwrap()
+                .pending_events
+                .splice(0..0, events);
             return;
         }
-        let events = std::mem::take(&mut self.state.lock().unwrap().pending_events);
         for event in events {
             gst::debug!(CAT, imp = self, "pushing {event:?}");
             pad.push_event(event);
@@ -222,6 +242,14 @@ impl TwilioStreamSrc {
             );
             return Err(gst::FlowError::Error);
         };
+        if self.settings.lock().unwrap().shared_threads {
+            let src = self.obj().downgrade();
+            call.set_consumer(Some(Arc::new(move || {
+                if let Some(src) = src.upgrade() {
+                    src.imp().drain_shared();
+                }
+            })));
+        }
         {
             let mut state = self.state.lock().unwrap();
             state.events = Some(events);
@@ -237,7 +265,7 @@ impl TwilioStreamSrc {
         // Sticky: stored on the pad, it goes out in order with the stream's
         // other sticky events, before the next buffer (or now, if flowing).
         let event = gst::event::CustomDownstreamSticky::new(message.clone());
-        let pad = self.obj().static_pad("src").unwrap();
+        let pad = self.obj().src_pad().clone();
         if pad.sticky_event::<gst::event::Segment>(0).is_some() {
             pad.push_event(event);
         } else if pad.store_sticky_event(&event).is_err() {
@@ -466,6 +494,166 @@ impl TwilioStreamSrc {
         self.make_buffer(&mut state, &chunk.ulaw, silence, discont)
             .map(Some)
     }
+
+    /// Turns one event of the call into what goes downstream.
+    fn process(&self, event: Option<CallEvent>) -> Result<Step, gst::FlowError> {
+        gst::trace!(CAT, imp = self, "{event:?}");
+        let tail = match event {
+            Some(CallEvent::Media(chunk)) => {
+                return Ok(self.handle_media(chunk)?.map_or(Step::Next, Step::Buffer));
+            }
+            Some(CallEvent::Start(start)) => {
+                self.handle_start(start);
+                return Ok(Step::Next);
+            }
+            Some(CallEvent::Dtmf(digit)) => {
+                self.handle_dtmf(digit);
+                return Ok(Step::Next);
+            }
+            Some(CallEvent::Mark(name)) => {
+                gst::debug!(CAT, imp = self, "mark {name:?} played");
+                self.post(messages::mark(&name));
+                return Ok(Step::Next);
+            }
+            Some(CallEvent::Stop(stop)) => {
+                gst::info!(CAT, imp = self, "stop: end of stream");
+                self.handle_end(Some(stop), None)
+            }
+            Some(CallEvent::Closed(reason)) => self.handle_end(None, Some(reason)),
+            None => self.handle_end(None, Some("the call ended".to_owned())),
+        };
+        Ok(Step::End(tail))
+    }
+
+    /// With `shared-threads`: pushes whatever the call queued, on the
+    /// calling thread (the call's task, or the streaming thread once). One
+    /// drain runs at a time; a request during it makes it go round again.
+    fn drain_shared(&self) {
+        self.shared.requested.store(true, Ordering::SeqCst);
+        while !self.shared.draining.swap(true, Ordering::SeqCst) {
+            while self.shared.requested.swap(false, Ordering::SeqCst) {
+                self.drain_once();
+            }
+            self.shared.draining.store(false, Ordering::SeqCst);
+            if !self.shared.requested.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+    }
+
+    fn drain_once(&self) {
+        let pad = self.obj().src_pad().clone();
+        while self.shared.flowing.load(Ordering::SeqCst) {
+            let event = {
+                let mut state = self.state.lock().unwrap();
+                if state.finished {
+                    return;
+                }
+                let Some(events) = state.events.as_mut() else {
+                    return;
+                };
+                match events.try_recv() {
+                    Poll::Ready(event) => event,
+                    Poll::Pending => return,
+                }
+            };
+            // The streaming thread would push the segment with the first
+            // buffer; here it goes out before anything else of ours. It is
+            // BaseSrc's own: a live source's time segment from 0 (reading
+            // that one would take the stream lock the waiting thread holds).
+            if pad.sticky_event::<gst::event::Segment>(0).is_none() {
+                let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+                pad.push_event(gst::event::Segment::new(&segment));
+            }
+            let step = self.process(event);
+            self.push_pending_events();
+            let result = match step {
+                Ok(Step::Next) => Ok(gst::FlowSuccess::Ok),
+                Ok(Step::Buffer(buffer)) => self.push_shared(&pad, buffer),
+                Ok(Step::End(tail)) => {
+                    let result =
+                        tail.map_or(Ok(gst::FlowSuccess::Ok), |b| self.push_shared(&pad, b));
+                    if result.is_ok() {
+                        pad.push_event(gst::event::Eos::new());
+                    }
+                    result
+                }
+                Err(flow) => Err(flow),
+            };
+            if let Err(flow) = result {
+                self.shared_flow_error(&pad, flow);
+                return;
+            }
+        }
+    }
+
+    /// Pushes `buffer`, warning once if downstream held the thread for long:
+    /// every call on that network thread waited as long.
+    fn push_shared(
+        &self,
+        pad: &gst::Pad,
+        mut buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.shared.discont.swap(false, Ordering::Relaxed) {
+            buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
+        }
+        let started = Instant::now();
+        let result = pad.push(buffer);
+        let took = started.elapsed();
+        if took >= SHARED_BLOCK_WARNING && !self.shared.warned.swap(true, Ordering::Relaxed) {
+            gst::element_imp_warning!(
+                self,
+                gst::CoreError::Clock,
+                ("Downstream blocked a shared network thread"),
+                [
+                    "a push took {} ms; with shared-threads=true nothing downstream may wait \
+                     (use sync=false, or a leaky queue)",
+                    took.as_millis()
+                ]
+            );
+        }
+        result
+    }
+
+    /// What the streaming thread would do when a push fails.
+    fn shared_flow_error(&self, pad: &gst::Pad, flow: gst::FlowError) {
+        if flow == gst::FlowError::Flushing {
+            gst::debug!(CAT, imp = self, "flushing: not pushing");
+            return;
+        }
+        gst::info!(CAT, imp = self, "stopping: {flow:?}");
+        self.state.lock().unwrap().finished = true;
+        if flow != gst::FlowError::Eos {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Internal data stream error."),
+                ["streaming stopped, reason {flow:?}"]
+            );
+        }
+        pad.push_event(gst::event::Eos::new());
+    }
+}
+
+/// What one event of the call turned into.
+enum Step {
+    Next,
+    Buffer(gst::Buffer),
+    /// The call ended: its last audio (the resampler's tail), then EOS.
+    End(Option<gst::Buffer>),
+}
+
+/// How a `shared-threads` src hands the call's task its pushes.
+#[derive(Default)]
+struct Shared {
+    /// PLAYING: buffers may go out.
+    flowing: AtomicBool,
+    draining: AtomicBool,
+    requested: AtomicBool,
+    /// The blocked-downstream warning was posted.
+    warned: AtomicBool,
+    /// The next buffer is the first since start: DISCONT, as BaseSrc marks it.
+    discont: AtomicBool,
 }
 
 #[glib::object_subclass]
@@ -497,6 +685,15 @@ impl ObjectImpl for TwilioStreamSrc {
                     .maximum(10_000)
                     .default_value(0)
                     .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("shared-threads")
+                    .nick("Shared threads")
+                    .blurb("Push the call's audio from the plugin's few network threads instead \
+                            of a streaming thread of this element: far less CPU per call with \
+                            hundreds of calls, but then nothing downstream may wait (no \
+                            sync=true sink, no full queue), or every call on that thread waits")
+                    .default_value(false)
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("bound-port")
                     .nick("Bound port")
@@ -557,6 +754,7 @@ impl ObjectImpl for TwilioStreamSrc {
                 let obj = self.obj();
                 let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
             }
+            "shared-threads" => settings.shared_threads = value.get().unwrap(),
             "call-name" => {
                 settings.call_name = value
                     .get::<Option<String>>()
@@ -607,6 +805,7 @@ impl ObjectImpl for TwilioStreamSrc {
                 .to_value(),
             "call-name" => self.settings.lock().unwrap().call_name.to_value(),
             "latency" => self.settings.lock().unwrap().latency_ms.to_value(),
+            "shared-threads" => self.settings.lock().unwrap().shared_threads.to_value(),
             "call-sid" => sid(|s| &s.call_sid),
             "stream-sid" => sid(|s| &s.stream_sid),
             "account-sid" => sid(|s| &s.account_sid),
@@ -680,12 +879,39 @@ impl ElementImpl for TwilioStreamSrc {
         });
         TEMPLATES.as_ref()
     }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::PlayingToPaused {
+            self.shared.flowing.store(false, Ordering::SeqCst);
+        }
+        let success = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::PausedToPlaying {
+            self.shared.flowing.store(true, Ordering::SeqCst);
+            // What the call queued while paused goes out now, from a
+            // network thread like the rest.
+            let claimed = self.state.lock().unwrap().events.is_some();
+            if claimed && self.settings.lock().unwrap().shared_threads {
+                let src = self.obj().downgrade();
+                RUNTIME.spawn(async move {
+                    if let Some(src) = src.upgrade() {
+                        src.imp().drain_shared();
+                    }
+                });
+            }
+        }
+        Ok(success)
+    }
 }
 
 impl BaseSrcImpl for TwilioStreamSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         *self.state.lock().unwrap() = State::default();
+        self.shared.warned.store(false, Ordering::Relaxed);
+        self.shared.discont.store(true, Ordering::Relaxed);
         // A call left from an earlier run must not be taken for a new one.
         let slot = self.slot();
         if let Some(call) = slot.take() {
@@ -712,6 +938,9 @@ impl BaseSrcImpl for TwilioStreamSrc {
         let (registration, events) = {
             let mut state = self.state.lock().unwrap();
             state.bound_port = 0;
+            if let Some(call) = &state.call {
+                call.set_consumer(None);
+            }
             (state.registration.take(), state.events.take())
         };
         // Stop taking calls first, then hang up the one we have.
@@ -789,6 +1018,15 @@ impl PushSrcImpl for TwilioStreamSrc {
                 self.claim(call)?;
                 continue;
             };
+            if self.settings.lock().unwrap().shared_threads {
+                // The call's task pushes from now on; this thread only waits
+                // for the element to stop.
+                state.events = Some(events);
+                drop(state);
+                self.drain_shared();
+                let _ = wait(&self.canceller, std::future::pending::<()>());
+                return Err(gst::FlowError::Flushing);
+            }
             drop(state);
 
             let event = wait(&self.canceller, events.recv());
@@ -796,36 +1034,13 @@ impl PushSrcImpl for TwilioStreamSrc {
             let Ok(event) = event else {
                 return Err(gst::FlowError::Flushing);
             };
-            gst::trace!(CAT, imp = self, "{event:?}");
-            let tail = match event {
-                Some(CallEvent::Media(chunk)) => match self.handle_media(chunk)? {
-                    Some(buffer) => return Ok(CreateSuccess::NewBuffer(buffer)),
-                    None => continue,
-                },
-                Some(CallEvent::Start(start)) => {
-                    self.handle_start(start);
-                    continue;
+            match self.process(event)? {
+                Step::Next => continue,
+                Step::Buffer(buffer) | Step::End(Some(buffer)) => {
+                    return Ok(CreateSuccess::NewBuffer(buffer));
                 }
-                Some(CallEvent::Dtmf(digit)) => {
-                    self.handle_dtmf(digit);
-                    continue;
-                }
-                Some(CallEvent::Mark(name)) => {
-                    gst::debug!(CAT, imp = self, "mark {name:?} played");
-                    self.post(messages::mark(&name));
-                    continue;
-                }
-                Some(CallEvent::Stop(stop)) => {
-                    gst::info!(CAT, imp = self, "stop: end of stream");
-                    self.handle_end(Some(stop), None)
-                }
-                Some(CallEvent::Closed(reason)) => self.handle_end(None, Some(reason)),
-                None => self.handle_end(None, Some("the call ended".to_owned())),
-            };
-            return match tail {
-                Some(buffer) => Ok(CreateSuccess::NewBuffer(buffer)),
-                None => Err(gst::FlowError::Eos),
-            };
+                Step::End(None) => return Err(gst::FlowError::Eos),
+            }
         }
     }
 }

@@ -1,0 +1,185 @@
+//! `shared-threads=true`: the src pushes from the plugin's network threads.
+//! What both modes share (audio, timing, events, teardown) runs in
+//! `src_e2e.rs` in both modes; here is what only this mode has.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use gst::prelude::*;
+use twilio_emulator::audio::decode;
+use twilio_emulator::{CallParams, TwilioCall};
+
+/// Records the name of the thread each buffer arrives on at `element`'s sink pad.
+fn record_threads(element: &gst::Element) -> Arc<Mutex<Vec<String>>> {
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let n = names.clone();
+    element
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            n.lock().unwrap().push(name);
+            gst::PadProbeReturn::Ok
+        });
+    names
+}
+
+async fn send_chunks(call: &mut TwilioCall, ulaw: &[u8]) {
+    for chunk in ulaw.chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+}
+
+#[test]
+fn buffers_come_from_the_network_threads() {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let threads = record_threads(&by_name(&p, "sink"));
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    assert!(by_name(&p, "src").property::<bool>("shared-threads"));
+    let url = url_of(&by_name(&p, "src"));
+    let ulaw: Vec<u8> = (0..3200u32).map(|i| (i * 13 % 256) as u8).collect();
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        send_chunks(&mut call, &ulaw).await;
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    assert_eq!(got.samples(), decode(&ulaw));
+    let threads = threads.lock().unwrap();
+    assert_eq!(threads.len(), 20);
+    // The plugin's runtime names its threads; BaseSrc's would be "src:src".
+    assert!(
+        threads.iter().all(|t| t == "twiliostream"),
+        "pushed from {threads:?}"
+    );
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn audio_that_arrives_while_paused_goes_out_on_resume() {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let url = url_of(&by_name(&p, "src"));
+    let ulaw: Vec<u8> = (0..1600u32).map(|i| (i * 7 % 256) as u8).collect();
+    let (first, second) = ulaw.split_at(800);
+    let mut call = rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        send_chunks(&mut call, first).await;
+        call
+    });
+    collector.wait_buffers(5);
+
+    set_state(&p, gst::State::Paused);
+    let src = by_name(&p, "src");
+    rt().block_on(async {
+        send_chunks(&mut call, second).await;
+        // Wait until the call's task has read them all (and queued them).
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while src.property::<u64>("chunks-received") < 10 {
+            assert!(std::time::Instant::now() < deadline, "chunks not read");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    assert_eq!(collector.snapshot().buffers.len(), 5, "pushed while paused");
+
+    set_state(&p, gst::State::Playing);
+    rt().block_on(async {
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    assert_eq!(got.samples(), decode(&ulaw));
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_downstream_that_blocks_gets_a_warning_and_loses_nothing() {
+    init();
+    // identity sleeps 30 ms per buffer: longer than a chunk, on the very
+    // thread that reads the call.
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 \
+         ! identity sleep-time=30000 ! fakesink name=sink sync=false",
+    );
+    let bus = p.bus().unwrap();
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let url = url_of(&by_name(&p, "src"));
+    let ulaw = vec![0x85u8; 160 * 5];
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        send_chunks(&mut call, &ulaw).await;
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    assert_eq!(got.samples(), decode(&ulaw));
+    let warnings = warnings(&bus);
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.contains("Downstream blocked a shared network thread"))
+            .count(),
+        1,
+        "{warnings:?}"
+    );
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_downstream_error_stops_the_stream_with_an_error() {
+    init();
+    // Negotiated and PLAYING, then unlinked: the first push returns
+    // not-linked, which the streaming thread would have posted as an error.
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let bus = p.bus().unwrap();
+    set_state(&p, gst::State::Playing);
+    let url = url_of(&by_name(&p, "src"));
+    let src = by_name(&p, "src");
+    let filter = src.static_pad("src").unwrap().peer().unwrap();
+    src.static_pad("src").unwrap().unlink(&filter).unwrap();
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        send_chunks(&mut call, &[0xFF; 320]).await;
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let error = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(e) = error.view() else {
+        unreachable!()
+    };
+    assert_eq!(
+        e.src().map(|s| s.name().to_string()).as_deref(),
+        Some("src")
+    );
+    assert!(
+        format!("{:?}", e.debug()).contains("NotLinked"),
+        "{:?}",
+        e.debug()
+    );
+    set_state(&p, gst::State::Null);
+}
