@@ -664,6 +664,13 @@ async fn serve<S>(
                 Some(Ok(Message::Text(text))) => {
                     if session.handle(&call, &text, &events) {
                         call.notify_consumer();
+                        // A consumer on this task (shared-threads) may have
+                        // answered already: write that now, not a turn later.
+                        if let Ok(first) = outbound.try_recv()
+                            && let Err(e) = write_batch(&call, &mut ws, first, &mut outbound).await
+                        {
+                            break Some(e);
+                        }
                     }
                 }
                 Some(Ok(Message::Binary(data))) => {
