@@ -1,9 +1,11 @@
 //! Whole-call load test: N concurrent echo calls in real time.
 //!
-//! The driver (this process) runs the Twilio emulator: N calls, each sending
-//! 50 chunks of 20 ms a second and timing the echo of every chunk. A server
-//! child process (this binary with `--serve N`) runs N echo pipelines,
-//! `twiliostreamsrc ! twiliostreamsink`, all on one port. Per N it reports
+//! The driver (this process) runs the Twilio emulator's load driver (one
+//! thread for all calls): N calls, each sending 50 chunks of 20 ms a second
+//! and timing the echo of every chunk. A server child process (this binary
+//! with `--serve N`) runs N echo pipelines, `twiliostreamsrc
+//! shared-threads=true ! twiliostreamsink sync=false`, all on one port
+//! (`--streaming-threads`, `--queue` and `--sync` change that). Per N it reports
 //! frames sent and echoed (and lost), p50/p99/max time from sending a chunk
 //! to receiving its echo, the server's CPU per call, and its RSS per idle
 //! (listening) and per active call.
@@ -17,7 +19,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use twilio_emulator::{CallParams, Dialer, audio, load};
+use twilio_emulator::{CallParams, audio, load};
 
 #[derive(Parser, Debug)]
 #[command(about = "N concurrent echo calls against twiliostream, in real time")]
@@ -36,6 +38,10 @@ struct Args {
     /// use sync=false: the caller's audio is already real-time.
     #[arg(long)]
     sync: bool,
+    /// Leave the src's default shared-threads=false: each call's audio is
+    /// pushed by a streaming thread of its own (two thread hand-offs per frame)
+    #[arg(long)]
+    streaming_threads: bool,
     /// Run the server side for N calls (used by the driver)
     #[arg(long, hide = true)]
     serve: Option<usize>,
@@ -44,7 +50,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     match args.serve {
-        Some(n) => serve(n, args.queue, args.sync),
+        Some(n) => serve(n, &args),
         None => drive(&args),
     }
 }
@@ -77,21 +83,28 @@ fn usage(pid: u32) -> (f64, u64) {
 
 // ---------------------------------------------------------------- server --
 
-fn serve(n: usize, queue: bool, sync: bool) {
+/// The server's pipeline for one call, on `port`.
+fn pipeline(args: &Args, port: u32) -> String {
+    format!(
+        "twiliostreamsrc name=src port={port} path=/echo shared-threads={} {} twiliostreamsink name=sink sync={}",
+        !args.streaming_threads,
+        if args.queue { "! queue !" } else { "!" },
+        args.sync
+    )
+}
+
+fn serve(n: usize, args: &Args) {
     gst::init().unwrap();
     gsttwiliostream::plugin_register_static().unwrap();
     let out = std::io::stdout();
     let (_, base_rss) = usage(std::process::id());
-    let link = if queue { "! queue !" } else { "!" };
     let mut pipelines = Vec::with_capacity(n);
     let mut port = 0;
     for _ in 0..n {
-        let p = gst::parse::launch(&format!(
-            "twiliostreamsrc name=src port={port} path=/echo {link} twiliostreamsink name=sink sync={sync}"
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
+        let p = gst::parse::launch(&pipeline(args, port))
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
         use gst::prelude::*;
         p.set_state(gst::State::Playing).unwrap();
         port = p.by_name("src").unwrap().property::<u32>("bound-port");
@@ -134,14 +147,17 @@ struct Server {
 }
 
 impl Server {
-    fn start(n: usize, queue: bool, sync: bool) -> (Server, u16, u64) {
+    fn start(n: usize, args: &Args) -> (Server, u16, u64) {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.arg("--serve").arg(n.to_string());
-        if queue {
-            cmd.arg("--queue");
-        }
-        if sync {
-            cmd.arg("--sync");
+        for (set, flag) in [
+            (args.queue, "--queue"),
+            (args.sync, "--sync"),
+            (args.streaming_threads, "--streaming-threads"),
+        ] {
+            if set {
+                cmd.arg(flag);
+            }
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -192,10 +208,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn drive(args: &Args) {
     let frames = (args.seconds * 50.0).round() as usize;
     println!(
-        "Load test: echo calls of {:.0} s in real time (50 chunks/s each way), server `twiliostreamsrc {}twiliostreamsink sync={}` ({} CPUs)",
+        "Load test: echo calls of {:.0} s in real time (50 chunks/s each way), server pipelines `{}` ({} CPUs)",
         args.seconds,
-        if args.queue { "! queue ! " } else { "! " },
-        args.sync,
+        pipeline(args, 0)
+            .replace(" name=src port=0 path=/echo", "")
+            .replace(" name=sink", ""),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
@@ -204,54 +221,37 @@ fn drive(args: &Args) {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &args.calls {
-        let (mut server, port, base_rss) = Server::start(n, args.queue, args.sync);
+        let (mut server, port, base_rss) = Server::start(n, args);
         let server_pid = server.child.id();
         std::thread::sleep(Duration::from_millis(500));
         let (_, idle_rss) = usage(server_pid);
-        let url = format!("ws://127.0.0.1:{port}/echo");
 
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
         let me = std::process::id();
-        let chunk = audio::encode(&audio::tone(440.0, 0.3, 0.02));
-        let results = rt.block_on(async {
-            let tasks: Vec<_> = (0..n)
-                .map(|i| {
-                    // Calls arrive spread over one second, as they would.
-                    let start = Duration::from_secs_f64(i as f64 / n as f64);
-                    let url = url.clone();
-                    let chunk = chunk.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(start).await;
-                        load::echo_call(
-                            &Dialer::from_env(),
-                            &url,
-                            CallParams::default(),
-                            &chunk,
-                            frames,
-                        )
-                        .await
-                    })
-                })
-                .collect();
-            // Measure the steady state: from 2 s in to 1 s before the end.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            let window = Duration::from_secs_f64((args.seconds - 3.0).max(1.0));
-            let (s0, _) = usage(server_pid);
-            let (e0, _) = usage(me);
-            let t0 = Instant::now();
-            tokio::time::sleep(window).await;
-            let wall = t0.elapsed().as_secs_f64();
-            let (s1, active_rss) = usage(server_pid);
-            let (e1, _) = usage(me);
-            let mut results = Vec::with_capacity(n);
-            for t in tasks {
-                results.push(t.await.unwrap());
-            }
-            (results, (s1 - s0) / wall, (e1 - e0) / wall, active_rss)
-        });
+        let load = load::Load {
+            url: format!("ws://127.0.0.1:{port}/echo"),
+            calls: n,
+            frames,
+            ulaw: audio::encode(&audio::tone(440.0, 0.3, 0.02)),
+            // Calls arrive spread over one second, as they would.
+            ramp: Duration::from_secs(1),
+        };
+        let calls = std::thread::spawn(move || load::echo_calls(&load, &CallParams::default()));
+        // Measure the steady state: from 2 s in to 1 s before the end.
+        std::thread::sleep(Duration::from_secs(2));
+        let window = Duration::from_secs_f64((args.seconds - 3.0).max(1.0));
+        let (s0, _) = usage(server_pid);
+        let (e0, _) = usage(me);
+        let t0 = Instant::now();
+        std::thread::sleep(window);
+        let wall = t0.elapsed().as_secs_f64();
+        let (s1, active_rss) = usage(server_pid);
+        let (e1, _) = usage(me);
+        let results = (
+            calls.join().expect("the load driver panicked"),
+            (s1 - s0) / wall,
+            (e1 - e0) / wall,
+            active_rss,
+        );
         let (results, server_cpu, emulator_cpu, active_rss) = results;
         let stats = server.stats();
         server.stop();

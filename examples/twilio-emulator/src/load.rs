@@ -1,18 +1,26 @@
-//! A lean echo call for load tests: one task per call owns its socket, sends
-//! a chunk every 20 ms and times each echoed frame. No playout model and no
-//! parsing beyond recognising a `media` message, so that a thousand calls
-//! cost the machine little next to what they measure.
+//! Many echo calls from one thread, for load tests.
+//!
+//! A thousand calls must cost the machine little next to what they measure,
+//! so there is no task per call and no timer per call: one thread keeps
+//! every call's next send in a heap, sends what is due, and reads whatever
+//! epoll (via mio) says is readable. The WebSocket framing is tungstenite's,
+//! on non-blocking sockets. Only `ws://` URLs.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, ErrorKind};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use futures::{SinkExt, StreamExt};
-use tokio::time::MissedTickBehavior;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocket;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::call::CallParams;
-use crate::dial::{Dialer, Stream};
 use gsttwiliostream::protocol::{Counter, Inbound, MediaFormat, StartInfo, StopInfo};
 
 /// What one echo call measured.
@@ -28,42 +36,234 @@ pub struct EchoStats {
     pub error: Option<String>,
 }
 
-/// Runs one call: `frames` chunks of `ulaw` (160 bytes for 20 ms) in real
-/// time, then `stop`, then waits (up to 5 s) for the rest of the echo.
-pub async fn echo_call(
-    dialer: &Dialer,
-    url: &str,
-    params: CallParams,
-    ulaw: &[u8],
-    frames: usize,
-) -> EchoStats {
-    let mut stats = EchoStats::default();
-    let result = match dialer.dial(url).await {
-        Ok(dialed) => {
-            crate::with_ws!(dialed, ws => run(ws, params, ulaw, frames, &mut stats).await)
-        }
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = result {
-        stats.error = Some(e);
-    }
-    stats
+/// How long a call waits for the rest of its echo after `stop`.
+const ECHO_GRACE: Duration = Duration::from_secs(5);
+
+/// The load: `calls` calls to `url`, dialled evenly over `ramp`, each
+/// sending `frames` chunks of `ulaw` (160 bytes: 20 ms) in real time, then
+/// `stop`.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub url: String,
+    pub calls: usize,
+    pub frames: usize,
+    pub ulaw: Vec<u8>,
+    pub ramp: Duration,
 }
 
-async fn run<S: Stream>(
-    mut ws: WebSocketStream<S>,
-    params: CallParams,
-    ulaw: &[u8],
-    frames: usize,
-    stats: &mut EchoStats,
-) -> Result<(), String> {
-    let sid = params.stream_sid.clone();
-    let start = Inbound::Start {
+struct Leg {
+    ws: Option<WebSocket<TcpStream>>,
+    stats: EchoStats,
+    sent_at: Vec<Instant>,
+    /// When the call started: its sends are due at `t0 + k * chunk`.
+    t0: Instant,
+    /// Once `stop` is sent: when it gives up waiting for the echo.
+    deadline: Option<Instant>,
+    done: bool,
+}
+
+/// Runs the load on the calling thread; returns each call's stats.
+pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
+    let chunk = Duration::from_secs_f64(load.ulaw.len() as f64 / 8000.0);
+    let chunk_ms = load.ulaw.len() as u64 / 8;
+    let payload = base64::engine::general_purpose::STANDARD.encode(&load.ulaw);
+    let mut poll = Poll::new().expect("epoll");
+    let mut events = Events::with_capacity(1024);
+    let start = Instant::now();
+    let mut legs: Vec<Leg> = (0..load.calls)
+        .map(|i| Leg {
+            ws: None,
+            stats: EchoStats::default(),
+            sent_at: Vec::with_capacity(load.frames),
+            t0: start + load.ramp.mul_f64(i as f64 / load.calls.max(1) as f64),
+            deadline: None,
+            done: false,
+        })
+        .collect();
+    // (when, call): the call's next step, dial or send, is due.
+    let mut due: BinaryHeap<Reverse<(Instant, usize)>> = legs
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Reverse((l.t0, i)))
+        .collect();
+    let mut open = load.calls;
+    let mut text = String::new();
+
+    while open > 0 {
+        let now = Instant::now();
+        while let Some(&Reverse((when, i))) = due.peek() {
+            if when > now {
+                break;
+            }
+            due.pop();
+            let leg = &mut legs[i];
+            if leg.done {
+                continue;
+            }
+            if leg.deadline.is_some() {
+                // The echo had its time.
+                leg.finish(&poll, None, &mut open);
+                continue;
+            }
+            let step = if leg.ws.is_none() {
+                dial(&load.url, &poll, i, params).map(|ws| leg.ws = Some(ws))
+            } else {
+                let n = leg.sent_at.len() as u64;
+                media_text(&mut text, params, n, chunk_ms, &payload);
+                leg.send(&text).map(|_| {
+                    leg.sent_at.push(Instant::now());
+                    leg.stats.sent += 1;
+                })
+            };
+            let next = step.and_then(|_| {
+                if leg.sent_at.len() < load.frames {
+                    return Ok(leg.t0 + chunk * (leg.sent_at.len() as u32 + 1));
+                }
+                leg.send(&stop_text(params, load.frames))?;
+                let deadline = Instant::now() + ECHO_GRACE;
+                leg.deadline = Some(deadline);
+                Ok(deadline)
+            });
+            match next {
+                Ok(next) => due.push(Reverse((next, i))),
+                Err(e) => leg.finish(&poll, Some(e), &mut open),
+            }
+        }
+
+        // epoll counts in milliseconds: round up rather than spin.
+        let timeout = due.peek().map(|Reverse((when, _))| {
+            let wait = when.saturating_duration_since(Instant::now());
+            Duration::from_millis(wait.as_micros().div_ceil(1000) as u64)
+        });
+        if let Err(e) = poll.poll(&mut events, timeout)
+            && e.kind() != ErrorKind::Interrupted
+        {
+            panic!("epoll: {e}");
+        }
+        for event in events.iter() {
+            let leg = &mut legs[event.token().0];
+            if leg.done {
+                continue;
+            }
+            if let Err(e) = leg.read() {
+                leg.finish(&poll, Some(e), &mut open);
+            } else if leg.deadline.is_some() && leg.stats.echoed >= leg.stats.sent {
+                leg.finish(&poll, None, &mut open);
+            }
+        }
+    }
+    legs.into_iter().map(|l| l.stats).collect()
+}
+
+impl Leg {
+    fn send(&mut self, text: &str) -> Result<(), String> {
+        let ws = self.ws.as_mut().ok_or("not connected")?;
+        match ws.send(Message::text(text)) {
+            Ok(()) => Ok(()),
+            // Buffered by tungstenite; the next send or flush writes it.
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Reads everything there is; counts and times the echoed media.
+    fn read(&mut self) -> Result<(), String> {
+        let Some(ws) = self.ws.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            match ws.read() {
+                Ok(Message::Text(text)) if text.starts_with(r#"{"event":"media""#) => {
+                    if let Some(t) = self.sent_at.get(self.stats.echoed) {
+                        self.stats
+                            .latencies_ms
+                            .push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    self.stats.echoed += 1;
+                }
+                Ok(Message::Close(_)) => return Err("the plugin closed the call".into()),
+                Ok(_) => {}
+                Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => {
+                    // Anything tungstenite still holds goes out now.
+                    return match ws.flush() {
+                        Err(tungstenite::Error::Io(e)) if e.kind() != ErrorKind::WouldBlock => {
+                            Err(e.to_string())
+                        }
+                        _ => Ok(()),
+                    };
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Ends the call (a close frame if it went well), stops watching it and
+    /// counts it off `open`.
+    fn finish(&mut self, poll: &Poll, error: Option<String>, open: &mut usize) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        *open -= 1;
+        if let Some(mut ws) = self.ws.take() {
+            let _ = poll
+                .registry()
+                .deregister(&mut SourceFd(&ws.get_ref().as_raw_fd()));
+            if error.is_none() {
+                let _ = ws.close(None);
+                let _ = ws.flush();
+            }
+        }
+        if self.stats.error.is_none() {
+            self.stats.error = error;
+        }
+    }
+}
+
+/// Connects, upgrades (blocking, it is quick on loopback), sends `start`,
+/// then watches the socket without blocking.
+fn dial(
+    url: &str,
+    poll: &Poll,
+    token: usize,
+    params: &CallParams,
+) -> Result<WebSocket<TcpStream>, String> {
+    let request = url.into_client_request().map_err(|e| e.to_string())?;
+    let uri = request.uri();
+    if uri.scheme_str() != Some("ws") {
+        return Err(format!("{url}: the load driver speaks ws:// only"));
+    }
+    let host = uri.host().ok_or("no host")?;
+    let addr = (host, uri.port_u16().unwrap_or(80))
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    // Each chunk is one small write that must leave at once.
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (mut ws, _) = tungstenite::client(request, tcp).map_err(|e| e.to_string())?;
+    ws.send(Message::text(start_text(params)))
+        .map_err(|e| e.to_string())?;
+    let tcp = ws.get_ref();
+    tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
+    poll.registry()
+        .register(
+            &mut SourceFd(&tcp.as_raw_fd()),
+            Token(token),
+            Interest::READABLE,
+        )
+        .map_err(|e: io::Error| e.to_string())?;
+    Ok(ws)
+}
+
+fn start_text(params: &CallParams) -> String {
+    Inbound::Start {
         sequence_number: Some(Counter(1)),
-        stream_sid: sid.clone(),
+        stream_sid: params.stream_sid.clone(),
         start: StartInfo {
             account_sid: params.account_sid.clone(),
-            stream_sid: sid.clone(),
+            stream_sid: params.stream_sid.clone(),
             call_sid: params.call_sid.clone(),
             tracks: params.tracks.clone(),
             custom_parameters: params.custom_parameters.clone(),
@@ -73,69 +273,32 @@ async fn run<S: Stream>(
                 channels: 1,
             }),
         },
-    };
-    let send_err = |e: tokio_tungstenite::tungstenite::Error| e.to_string();
-    ws.send(Message::text(start.to_json()))
-        .await
-        .map_err(send_err)?;
-
-    let payload = base64::engine::general_purpose::STANDARD.encode(ulaw);
-    let samples = ulaw.len() as u64;
-    let mut sent_at: Vec<Instant> = Vec::with_capacity(frames);
-    let mut ticks = tokio::time::interval(Duration::from_secs_f64(samples as f64 / 8000.0));
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let on_message = |msg: Message, sent_at: &[Instant], stats: &mut EchoStats| {
-        if let Message::Text(text) = msg
-            && text.starts_with(r#"{"event":"media""#)
-        {
-            if let Some(t) = sent_at.get(stats.echoed) {
-                stats.latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-            stats.echoed += 1;
-        }
-    };
-
-    while sent_at.len() < frames {
-        tokio::select! {
-            _ = ticks.tick() => {
-                let n = sent_at.len() as u64;
-                let text = format!(
-                    r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{sid}","media":{{"track":"inbound","chunk":"{}","timestamp":"{}","payload":"{payload}"}}}}"#,
-                    n + 2,
-                    n + 1,
-                    params.first_timestamp_ms + n * samples / 8
-                );
-                ws.send(Message::text(text)).await.map_err(send_err)?;
-                sent_at.push(Instant::now());
-                stats.sent = sent_at.len();
-            }
-            // Reading is cancel-safe: a partly read frame stays buffered.
-            msg = ws.next() => match msg {
-                Some(Ok(msg)) => on_message(msg, &sent_at, stats),
-                Some(Err(e)) => return Err(e.to_string()),
-                None => return Err("the plugin closed the call".into()),
-            },
-        }
     }
+    .to_json()
+}
 
-    let stop = Inbound::Stop {
+/// Media message `n` (from 0) of a call, as Twilio numbers and stamps it.
+fn media_text(out: &mut String, params: &CallParams, n: u64, chunk_ms: u64, payload: &str) {
+    use std::fmt::Write as _;
+    out.clear();
+    let _ = write!(
+        out,
+        r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{}","media":{{"track":"inbound","chunk":"{}","timestamp":"{}","payload":"{payload}"}}}}"#,
+        n + 2,
+        params.stream_sid,
+        n + 1,
+        params.first_timestamp_ms + n * chunk_ms
+    );
+}
+
+fn stop_text(params: &CallParams, frames: usize) -> String {
+    Inbound::Stop {
         sequence_number: Some(Counter(frames as u64 + 2)),
-        stream_sid: sid.clone(),
+        stream_sid: params.stream_sid.clone(),
         stop: StopInfo {
-            account_sid: params.account_sid,
-            call_sid: params.call_sid,
+            account_sid: params.account_sid.clone(),
+            call_sid: params.call_sid.clone(),
         },
-    };
-    ws.send(Message::text(stop.to_json()))
-        .await
-        .map_err(send_err)?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while stats.echoed < stats.sent {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Ok(Some(Ok(msg))) => on_message(msg, &sent_at, stats),
-            _ => break,
-        }
     }
-    let _ = ws.close(None).await;
-    Ok(())
+    .to_json()
 }
