@@ -634,10 +634,14 @@ async fn serve<S>(
         idle
     });
     tokio::pin!(idle_timer);
+    // One waiter for the whole call: a new one per turn of the loop would
+    // lock the Notify twice per message.
+    let close_requested = call.close_requested.notified();
+    tokio::pin!(close_requested);
     let ended = loop {
         tokio::select! {
             biased;
-            _ = call.close_requested.notified() => {
+            _ = &mut close_requested => {
                 close(&mut ws).await;
                 break None;
             }
