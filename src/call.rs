@@ -6,6 +6,10 @@
 //! them into [`CallEvent`]s; the same task writes whatever the elements send.
 //! Elements never touch the socket, and the task never waits for GStreamer:
 //! the event queue is bounded and an overflow is counted, not waited out.
+//! The one exception is opt-in: a src with `shared-threads=true` registers a
+//! [`Consumer`], and the task then runs that src's pushes (the pipeline
+//! downstream of it) itself, right after queueing, to save two thread
+//! hand-offs per chunk; such a pipeline must not block.
 //!
 //! A [`Slot`] is where a call is delivered to: a src (or a sink that runs on
 //! its own) registers one with a listener, and a sink paired with that src
