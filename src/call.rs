@@ -571,8 +571,8 @@ impl Call {
     }
 
     /// Closes the WebSocket. Off the runtime's threads, returns once the
-    /// socket is gone: the task closes politely within [`CLOSE_TIMEOUT`] or
-    /// is aborted after [`CLOSE_WAIT`]. On a runtime thread, it does not wait.
+    /// socket is gone: the task closes politely within `CLOSE_TIMEOUT` or
+    /// is aborted after `CLOSE_WAIT`. On a runtime thread, it does not wait.
     pub fn close(&self) {
         self.request_close();
         let Some(task) = self.task.lock().unwrap().take() else {
