@@ -19,7 +19,7 @@
 //! pieces of any size gives exactly what feeding it in one piece gives.
 //!
 //! Speed: every branch is a plain FIR over a contiguous stream, computed for
-//! a block of outputs at once ([`fir_add_impl`]): the inner loop runs across
+//! a block of outputs at once (`fir_add_impl`): the inner loop runs across
 //! outputs, so it vectorises without horizontal sums. On x86-64 CPUs with
 //! AVX2 and FMA, a build of each `process` for them is picked at run time.
 //! Nothing allocates once the buffers have grown to the block size.
