@@ -412,13 +412,23 @@ impl Outbound {
 /// Writes the JSON of an outbound `media` message into `out` (cleared first)
 /// without intermediate allocations: the hot path of the sink. Byte for byte
 /// what `Outbound::media(stream_sid, ulaw).to_json()` gives.
+///
+/// Into an empty `String`, it allocates exactly the message's length (for a
+/// `stream_sid` that needs no escaping), so the text becomes WebSocket bytes
+/// without a further allocation.
 pub fn write_media_json(stream_sid: &str, ulaw: &[u8], out: &mut String) {
+    const HEAD: &str = r#"{"event":"media","streamSid":"#;
+    const MIDDLE: &str = r#","media":{"payload":""#;
+    const TAIL: &str = r#""}}"#;
     out.clear();
-    out.push_str(r#"{"event":"media","streamSid":"#);
+    let quoted_sid = stream_sid.len() + 2;
+    let payload = ulaw.len().div_ceil(3) * 4;
+    out.reserve_exact(HEAD.len() + quoted_sid + MIDDLE.len() + payload + TAIL.len());
+    out.push_str(HEAD);
     write_json_str(stream_sid, out);
-    out.push_str(r#","media":{"payload":""#);
+    out.push_str(MIDDLE);
     base64::engine::general_purpose::STANDARD.encode_string(ulaw, out);
-    out.push_str(r#""}}"#);
+    out.push_str(TAIL);
 }
 
 fn write_json_str(s: &str, out: &mut String) {
@@ -683,6 +693,20 @@ mod tests {
                 write_media_json(sid, &ulaw, &mut out);
                 assert_eq!(out, Outbound::media(sid, &ulaw).to_json());
             }
+        }
+    }
+
+    #[test]
+    fn fast_media_writer_fills_a_new_string_exactly() {
+        // Length equal to capacity: the text becomes WebSocket bytes as it is.
+        for len in [0usize, 1, 2, 3, 160, 161, 8000] {
+            let mut out = String::new();
+            write_media_json(
+                "MZ18ad3ab5a668481ce02b83e7395059f0",
+                &vec![0xff; len],
+                &mut out,
+            );
+            assert_eq!(out.len(), out.capacity(), "{len} bytes of payload");
         }
     }
 

@@ -117,7 +117,7 @@ impl State {
         while self.pending.len() - sent >= frame || (all && sent < self.pending.len()) {
             let end = (sent + frame).min(self.pending.len());
             let payload = &self.pending[sent..end];
-            let mut json = String::with_capacity(64 + sid.len() + payload.len() * 4 / 3);
+            let mut json = String::new();
             protocol::write_media_json(sid, payload, &mut json);
             match call.send_text(json) {
                 Ok(()) => {
