@@ -316,6 +316,16 @@ impl Events {
         Some(event)
     }
 
+    /// Hands a media chunk's bytes back once used: the call's task decodes
+    /// the next payload into them instead of allocating.
+    pub fn recycle(&self, mut ulaw: Vec<u8>) {
+        ulaw.clear();
+        let mut spare = self.queue.spare.lock().unwrap();
+        if spare.len() < SPARE_PAYLOADS {
+            spare.push(ulaw);
+        }
+    }
+
     /// The next event without waiting: Pending while the queue is empty,
     /// Ready(None) once the call's task has ended and all were read.
     pub fn try_recv(&mut self) -> Poll<Option<CallEvent>> {
@@ -334,11 +344,16 @@ impl Events {
 /// the last), by an element that consumes them there instead of waiting.
 pub type Consumer = Arc<dyn Fn() + Send + Sync>;
 
+/// How many used payload buffers are kept for reuse (see [`Events::recycle`]).
+const SPARE_PAYLOADS: usize = 4;
+
 /// What is waiting in an [`Events`] queue.
 #[derive(Default)]
 struct EventQueue {
     events: AtomicUsize,
     media: AtomicUsize,
+    /// Payload buffers the consumer has finished with.
+    spare: Mutex<Vec<Vec<u8>>>,
 }
 
 impl EventQueue {
@@ -612,6 +627,11 @@ impl EventSender {
         }
         // An error means nobody consumes the call any more: it is being torn down.
         let _ = self.tx.send(event);
+    }
+
+    /// An empty buffer for the next payload: a recycled one if there is one.
+    fn payload_buffer(&self) -> Vec<u8> {
+        self.queue.spare.lock().unwrap().pop().unwrap_or_default()
     }
 }
 
@@ -910,7 +930,7 @@ impl Session {
                 let chunk = MediaChunk {
                     timestamp_ms: media.timestamp.0,
                     chunk: media.chunk.map(|c| c.0),
-                    ulaw: std::mem::take(&mut self.payload),
+                    ulaw: std::mem::replace(&mut self.payload, events.payload_buffer()),
                     arrival: Instant::now(),
                 };
                 self.emit(call, events, CallEvent::Media(chunk));

@@ -491,8 +491,11 @@ impl TwilioStreamSrc {
             return Err(gst::FlowError::NotNegotiated);
         }
         let (silence, discont) = self.place(&mut state, &chunk);
-        self.make_buffer(&mut state, &chunk.ulaw, silence, discont)
-            .map(Some)
+        let buffer = self.make_buffer(&mut state, &chunk.ulaw, silence, discont);
+        if let Some(events) = &state.events {
+            events.recycle(chunk.ulaw);
+        }
+        buffer.map(Some)
     }
 
     /// Turns one event of the call into what goes downstream.
