@@ -20,7 +20,11 @@ fn record_threads(element: &gst::Element) -> Arc<Mutex<Vec<String>>> {
         .static_pad("sink")
         .unwrap()
         .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            let name = std::thread::current().name().unwrap_or("").to_owned();
+            // The OS's name: GStreamer's threads have no Rust name.
+            let name = std::fs::read_to_string("/proc/thread-self/comm")
+                .unwrap_or_default()
+                .trim_end()
+                .to_owned();
             n.lock().unwrap().push(name);
             gst::PadProbeReturn::Ok
         });
@@ -109,7 +113,7 @@ fn audio_that_arrives_while_paused_goes_out_on_resume() {
 }
 
 #[test]
-fn a_downstream_that_blocks_gets_a_warning_and_loses_nothing() {
+fn a_downstream_that_blocks_gets_a_warning_and_the_streaming_thread() {
     init();
     // identity sleeps 30 ms per buffer: longer than a chunk, on the very
     // thread that reads the call.
@@ -118,6 +122,7 @@ fn a_downstream_that_blocks_gets_a_warning_and_loses_nothing() {
          ! identity sleep-time=30000 ! fakesink name=sink sync=false",
     );
     let bus = p.bus().unwrap();
+    let threads = record_threads(&by_name(&p, "sink"));
     let collector = Collector::attach(&by_name(&p, "sink"));
     set_state(&p, gst::State::Playing);
     let url = url_of(&by_name(&p, "src"));
@@ -141,6 +146,12 @@ fn a_downstream_that_blocks_gets_a_warning_and_loses_nothing() {
         1,
         "{warnings:?}"
     );
+    // The push that blocked was the last one on the network thread: the
+    // src's own streaming thread pushed the rest, in order, nothing lost.
+    let threads = threads.lock().unwrap();
+    assert_eq!(threads.len(), 5, "{threads:?}");
+    assert_eq!(threads[0], "twiliostream", "{threads:?}");
+    assert!(threads[1..].iter().all(|t| t == "src:src"), "{threads:?}");
     set_state(&p, gst::State::Null);
 }
 

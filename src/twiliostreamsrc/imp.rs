@@ -49,9 +49,9 @@ const MAX_SILENCE: u64 = 5 * 8000;
 /// How far `media.timestamp` may run ahead of the time that really passed
 /// since the first chunk before it is taken for garbage (10 s, in samples).
 const MAX_AHEAD: u64 = 10 * 8000;
-/// With `shared-threads`, a push that blocks this long (a chunk) is
-/// worth a warning.
-const SHARED_BLOCK_WARNING: Duration = Duration::from_millis(20);
+/// With `shared-threads`, a push that blocks this long (a chunk) means
+/// downstream waits: the src warns and hands pushing to its streaming thread.
+const SHARED_BLOCK_LIMIT: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Default)]
 struct Settings {
@@ -529,24 +529,44 @@ impl TwilioStreamSrc {
     }
 
     /// With `shared-threads`: pushes whatever the call queued, on the
-    /// calling thread (the call's task, or the streaming thread once). One
+    /// calling thread (the call's task, or a task of its own). One
     /// drain runs at a time; a request during it makes it go round again.
     fn drain_shared(&self) {
+        if self.shared.fallback.load(Ordering::SeqCst) {
+            return;
+        }
         self.shared.requested.store(true, Ordering::SeqCst);
         while !self.shared.draining.swap(true, Ordering::SeqCst) {
             while self.shared.requested.swap(false, Ordering::SeqCst) {
                 self.drain_once();
             }
             self.shared.draining.store(false, Ordering::SeqCst);
+            if self.shared.fallback.load(Ordering::SeqCst) {
+                // No drain runs any more: the streaming thread takes over.
+                self.shared.fallen_back.notify_one();
+                return;
+            }
             if !self.shared.requested.load(Ordering::SeqCst) {
                 break;
             }
         }
     }
 
+    /// [`Self::drain_shared`] on a network thread.
+    fn drain_shared_soon(&self) {
+        let src = self.obj().downgrade();
+        RUNTIME.spawn(async move {
+            if let Some(src) = src.upgrade() {
+                src.imp().drain_shared();
+            }
+        });
+    }
+
     fn drain_once(&self) {
         let pad = self.obj().src_pad().clone();
-        while self.shared.flowing.load(Ordering::SeqCst) {
+        while self.shared.flowing.load(Ordering::SeqCst)
+            && !self.shared.fallback.load(Ordering::SeqCst)
+        {
             let event = {
                 let mut state = self.state.lock().unwrap();
                 if state.finished {
@@ -590,8 +610,9 @@ impl TwilioStreamSrc {
         }
     }
 
-    /// Pushes `buffer`, warning once if downstream held the thread for long:
-    /// every call on that network thread waited as long.
+    /// Pushes `buffer`. If downstream held the thread for a chunk or more
+    /// (every call on that network thread waited as long), warns and falls
+    /// back to the streaming thread for the rest of the run.
     fn push_shared(
         &self,
         pad: &gst::Pad,
@@ -603,14 +624,15 @@ impl TwilioStreamSrc {
         let started = Instant::now();
         let result = pad.push(buffer);
         let took = started.elapsed();
-        if took >= SHARED_BLOCK_WARNING && !self.shared.warned.swap(true, Ordering::Relaxed) {
+        if took >= SHARED_BLOCK_LIMIT && !self.shared.fallback.swap(true, Ordering::SeqCst) {
             gst::element_imp_warning!(
                 self,
                 gst::CoreError::Clock,
                 ("Downstream blocked a shared network thread"),
                 [
                     "a push took {} ms; with shared-threads=true nothing downstream may wait \
-                     (use sync=false, or a leaky queue)",
+                     (use sync=false, or a leaky queue). Pushing from this element's \
+                     streaming thread from now on.",
                     took.as_millis()
                 ]
             );
@@ -653,8 +675,11 @@ struct Shared {
     flowing: AtomicBool,
     draining: AtomicBool,
     requested: AtomicBool,
-    /// The blocked-downstream warning was posted.
-    warned: AtomicBool,
+    /// Downstream blocked a push: the streaming thread pushes from now on
+    /// (until the element starts again).
+    fallback: AtomicBool,
+    /// Wakes the streaming thread once no drain runs after `fallback`.
+    fallen_back: tokio::sync::Notify,
     /// The next buffer is the first since start: DISCONT, as BaseSrc marks it.
     discont: AtomicBool,
 }
@@ -694,7 +719,9 @@ impl ObjectImpl for TwilioStreamSrc {
                     .blurb("Push the call's audio from the plugin's few network threads instead \
                             of a streaming thread of this element: far less CPU per call with \
                             hundreds of calls, but then nothing downstream may wait (no \
-                            sync=true sink, no full queue), or every call on that thread waits")
+                            sync=true sink, no full queue), or every call on that thread waits; \
+                            a push that waits 20 ms posts a warning and hands pushing back to \
+                            the streaming thread")
                     .default_value(false)
                     .mutable_ready()
                     .build(),
@@ -897,12 +924,7 @@ impl ElementImpl for TwilioStreamSrc {
             // network thread like the rest.
             let claimed = self.state.lock().unwrap().events.is_some();
             if claimed && self.settings.lock().unwrap().shared_threads {
-                let src = self.obj().downgrade();
-                RUNTIME.spawn(async move {
-                    if let Some(src) = src.upgrade() {
-                        src.imp().drain_shared();
-                    }
-                });
+                self.drain_shared_soon();
             }
         }
         Ok(success)
@@ -913,7 +935,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         *self.state.lock().unwrap() = State::default();
-        self.shared.warned.store(false, Ordering::Relaxed);
+        self.shared.fallback.store(false, Ordering::SeqCst);
         self.shared.discont.store(true, Ordering::Relaxed);
         // A call left from an earlier run must not be taken for a new one.
         let slot = self.slot();
@@ -1021,16 +1043,33 @@ impl PushSrcImpl for TwilioStreamSrc {
                 self.claim(call)?;
                 continue;
             };
-            if self.settings.lock().unwrap().shared_threads {
+            if self.settings.lock().unwrap().shared_threads
+                && !self.shared.fallback.load(Ordering::SeqCst)
+            {
                 // The call's task pushes from now on; this thread only waits
-                // for the element to stop.
+                // for the element to stop, or for downstream to block a push.
                 state.events = Some(events);
                 drop(state);
-                self.drain_shared();
-                let _ = wait(&self.canceller, std::future::pending::<()>());
-                return Err(gst::FlowError::Flushing);
+                // What came before this call was claimed: from a network
+                // thread too, so that every push before a fallback is.
+                self.drain_shared_soon();
+                while !self.shared.fallback.load(Ordering::SeqCst) {
+                    wait(&self.canceller, self.shared.fallen_back.notified())
+                        .map_err(|_| gst::FlowError::Flushing)?;
+                }
+                gst::info!(CAT, imp = self, "downstream blocked: pushing from here");
+                // BaseSrc flags this thread's first buffer DISCONT, though the
+                // stream goes on without a gap.
+                continue;
             }
             drop(state);
+            if self.shared.fallback.load(Ordering::SeqCst) {
+                // A drain that began before the fallback only has to see it
+                // and return: it pushes nothing more.
+                while self.shared.draining.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+            }
 
             let event = wait(&self.canceller, events.recv());
             self.state.lock().unwrap().events = Some(events);
