@@ -8,7 +8,7 @@
 //! On the 16 kHz path the output is also shifted by the upsampler's delay, so
 //! timestamps stay true to when the caller spoke.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -532,7 +532,11 @@ impl TwilioStreamSrc {
     /// calling thread (the call's task, or a task of its own). One
     /// drain runs at a time; a request during it makes it go round again.
     fn drain_shared(&self) {
-        if self.shared.fallback.load(Ordering::SeqCst) {
+        // Not (or no longer) this run's way of pushing: a drain spawned in an
+        // earlier run may come late.
+        if !self.shared.enabled.load(Ordering::SeqCst)
+            || self.shared.fallback.load(Ordering::SeqCst)
+        {
             return;
         }
         self.shared.requested.store(true, Ordering::SeqCst);
@@ -621,10 +625,16 @@ impl TwilioStreamSrc {
         if self.shared.discont.swap(false, Ordering::Relaxed) {
             buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
         }
+        let pauses = self.shared.pauses.load(Ordering::SeqCst);
         let started = Instant::now();
         let result = pad.push(buffer);
         let took = started.elapsed();
-        if took >= SHARED_BLOCK_LIMIT && !self.shared.fallback.swap(true, Ordering::SeqCst) {
+        // A push held up by a pause (the sink waits for PLAYING) or ended by
+        // a flush says nothing about downstream in PLAYING.
+        let waited = took >= SHARED_BLOCK_LIMIT
+            && result.is_ok()
+            && pauses == self.shared.pauses.load(Ordering::SeqCst);
+        if waited && !self.shared.fallback.swap(true, Ordering::SeqCst) {
             gst::element_imp_warning!(
                 self,
                 gst::CoreError::Clock,
@@ -680,6 +690,10 @@ struct Shared {
     fallback: AtomicBool,
     /// Wakes the streaming thread once no drain runs after `fallback`.
     fallen_back: tokio::sync::Notify,
+    /// This run pushes from the network threads (`shared-threads` at start).
+    enabled: AtomicBool,
+    /// PLAYING → PAUSED transitions so far.
+    pauses: AtomicU64,
     /// The next buffer is the first since start: DISCONT, as BaseSrc marks it.
     discont: AtomicBool,
 }
@@ -915,6 +929,7 @@ impl ElementImpl for TwilioStreamSrc {
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::PlayingToPaused {
+            self.shared.pauses.fetch_add(1, Ordering::SeqCst);
             self.shared.flowing.store(false, Ordering::SeqCst);
         }
         let success = self.parent_change_state(transition)?;
@@ -936,6 +951,9 @@ impl BaseSrcImpl for TwilioStreamSrc {
         let settings = self.settings.lock().unwrap().clone();
         *self.state.lock().unwrap() = State::default();
         self.shared.fallback.store(false, Ordering::SeqCst);
+        self.shared
+            .enabled
+            .store(settings.shared_threads, Ordering::SeqCst);
         self.shared.discont.store(true, Ordering::Relaxed);
         // A call left from an earlier run must not be taken for a new one.
         let slot = self.slot();
@@ -966,6 +984,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
             if let Some(call) = &state.call {
                 call.set_consumer(None);
             }
+            self.shared.enabled.store(false, Ordering::SeqCst);
             (state.registration.take(), state.events.take())
         };
         // Stop taking calls first, then hang up the one we have.
@@ -1064,10 +1083,13 @@ impl PushSrcImpl for TwilioStreamSrc {
             }
             drop(state);
             if self.shared.fallback.load(Ordering::SeqCst) {
-                // A drain that began before the fallback only has to see it
-                // and return: it pushes nothing more.
+                // A drain that began before the fallback pushes nothing more,
+                // but may still be finishing the push that blocked.
                 while self.shared.draining.load(Ordering::SeqCst) {
-                    std::thread::yield_now();
+                    if wait(&self.canceller, self.shared.fallen_back.notified()).is_err() {
+                        self.state.lock().unwrap().events = Some(events);
+                        return Err(gst::FlowError::Flushing);
+                    }
                 }
             }
 
