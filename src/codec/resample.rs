@@ -397,7 +397,7 @@ impl HalfbandDecimator {
             match input.split_first() {
                 Some((&second, rest)) => {
                     self.even.buf.push(first);
-                    self.odd.buf.push(second.f32());
+                    self.odd.buf.push(0.5 * second.f32());
                     input = rest;
                 }
                 None => {
@@ -408,7 +408,7 @@ impl HalfbandDecimator {
         }
         let pairs = input.chunks_exact(2);
         if let [last] = pairs.remainder() {
-            self.carry = Some(last.f32());
+            self.carry = Some(0.5 * last.f32());
         }
         let start = self.even.buf.len();
         self.even.buf.resize(start + pairs.len(), 0.0);
@@ -419,16 +419,17 @@ impl HalfbandDecimator {
         let odd_start = self.odd.buf.len() - pairs.len();
         let evens = self.even.buf[start..].iter_mut();
         let odds = self.odd.buf[odd_start..].iter_mut();
+        // Both branches have gain ½ (each is half the filter): it is applied
+        // here, once per sample, rather than in a pass over the output.
         for ((e, o), pair) in evens.zip(odds).zip(pairs) {
-            *e = pair[0].f32();
-            *o = pair[1].f32();
+            *e = 0.5 * pair[0].f32();
+            *o = 0.5 * pair[1].f32();
         }
         let outputs = self.even.new_samples();
         let start = out.len();
         // The delay branch: x[2m−(2K−1)] is the odd sample K pairs back.
         out.extend_from_slice(&self.odd.buf[..outputs]);
         fir_add_impl::<FMA>(&self.hb.branch, self.even.window(), &mut out[start..]);
-        out[start..].iter_mut().for_each(|v| *v *= 0.5);
         self.even.keep_history();
         self.odd.keep_history();
     }
