@@ -171,7 +171,10 @@ fn gst_pipeline(chain: &str, in_caps: &str, frames: &[Vec<u8>]) -> Measured {
 struct Row {
     what: &'static str,
     ours: Measured,
+    /// The chain, and its cost through a Harness (no thread hand-off).
     theirs: Option<(&'static str, f64)>,
+    /// Its cost as an application runs it: appsrc ! … ! appsink.
+    app: Option<f64>,
 }
 
 fn main() {
@@ -229,6 +232,7 @@ fn main() {
         what: "encode: 16 kHz S16LE -> 8 kHz μ-law",
         ours,
         theirs: Some(("audioresample ! mulawenc", enc_h.ns_per_frame)),
+        app: Some(enc_p.ns_per_frame),
     });
 
     // Decode path: μ-law -> 16 kHz S16LE.
@@ -260,6 +264,7 @@ fn main() {
         what: "decode: μ-law -> 16 kHz S16LE",
         ours,
         theirs: Some(("mulawdec ! audioresample", dec_h.ns_per_frame)),
+        app: Some(dec_p.ns_per_frame),
     });
 
     // Other input rates of the sink.
@@ -290,6 +295,7 @@ fn main() {
             what: label,
             ours,
             theirs: Some(("audioresample ! mulawenc", theirs.ns_per_frame)),
+            app: None,
         });
     }
 
@@ -312,6 +318,7 @@ fn main() {
         what: "wire in: parse media JSON + base64 decode",
         ours: wire_in,
         theirs: None,
+        app: None,
     });
 
     // Wire, outbound: build a media message with base64.
@@ -330,6 +337,7 @@ fn main() {
         what: "wire out: media JSON + base64 encode",
         ours: wire_out,
         theirs: None,
+        app: None,
     });
 
     // Whole per-frame paths.
@@ -352,6 +360,7 @@ fn main() {
         what: "whole in: JSON -> 16 kHz S16LE",
         ours,
         theirs: Some(("mulawdec ! audioresample", dec_h.ns_per_frame)),
+        app: Some(dec_p.ns_per_frame),
     });
     let mut down = Downsampler::new(16000).unwrap();
     let mut i = 0;
@@ -370,6 +379,7 @@ fn main() {
         what: "whole out: 16 kHz S16LE -> JSON",
         ours,
         theirs: Some(("audioresample ! mulawenc", enc_h.ns_per_frame)),
+        app: Some(enc_p.ns_per_frame),
     });
 
     println!();
@@ -378,38 +388,36 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
-    println!("| path | ours (ns) | allocated (B) | GStreamer chain | GStreamer (ns) | ratio |");
-    println!("|---|---:|---:|---|---:|---:|");
+    println!(
+        "| path | ours (ns) | allocated (B) | GStreamer chain | GStreamer, Harness (ns) | ratio | GStreamer, appsrc ! … ! appsink (ns) | ratio |"
+    );
+    println!("|---|---:|---:|---|---:|---:|---:|---:|");
+    let ratio = |theirs: f64, ours: f64| format!("{:.1}×", theirs / ours);
     for row in &rows {
+        let ours = row.ours.ns_per_frame;
         let alloc = row
             .ours
             .bytes_per_frame
             .map_or("-".to_owned(), |b| format!("{b:.0}"));
-        match row.theirs {
-            Some((chain, ns)) => println!(
-                "| {} | {:.0} | {} | `{}` | {:.0} | {:.1}× |",
-                row.what,
-                row.ours.ns_per_frame,
-                alloc,
-                chain,
-                ns,
-                ns / row.ours.ns_per_frame
+        let (chain, harness) = match row.theirs {
+            Some((chain, ns)) => (
+                format!("`{chain}`"),
+                format!("{ns:.0} | {}", ratio(ns, ours)),
             ),
-            None => println!(
-                "| {} | {:.0} | {} | | | |",
-                row.what, row.ours.ns_per_frame, alloc
-            ),
-        }
+            None => (String::new(), " | ".to_owned()),
+        };
+        let app = row.app.map_or(" | ".to_owned(), |ns| {
+            format!("{ns:.0} | {}", ratio(ns, ours))
+        });
+        println!(
+            "| {} | {ours:.0} | {alloc} | {chain} | {harness} | {app} |",
+            row.what
+        );
     }
     println!();
-    println!("GStreamer chains as an application runs them (appsrc ! … ! appsink, push + pull):");
     println!(
-        "  audioresample ! mulawenc: {:.0} ns/frame",
-        enc_p.ns_per_frame
-    );
-    println!(
-        "  mulawdec ! audioresample: {:.0} ns/frame",
-        dec_p.ns_per_frame
+        "Harness: buffers pushed and pulled on one thread, the chain's cost alone. \
+         appsrc ! … ! appsink: a pipeline as an application runs it (push, then pull)."
     );
     println!("Wire alone: in {wire_in_ns:.0} ns, out {wire_out_ns:.0} ns");
 }
