@@ -33,9 +33,11 @@ struct Args {
     /// Put a queue between src and sink (a second streaming thread per call)
     #[arg(long)]
     queue: bool,
-    /// Keep the sink's default sync=true: echo 20 ms after arrival, paced by
-    /// the clock (one more wake-up per frame). Without it the echo pipelines
-    /// use sync=false: the caller's audio is already real-time.
+    /// Keep the sink's default sync=true: echo one pipeline latency (~60 ms)
+    /// after arrival, paced by the clock. With shared-threads each src then
+    /// falls back to its streaming thread after its first push. Without it
+    /// the echo pipelines use sync=false: the caller's audio is already
+    /// real-time.
     #[arg(long)]
     sync: bool,
     /// Leave the src's default shared-threads=false: each call's audio is
