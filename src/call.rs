@@ -319,6 +319,10 @@ impl Events {
     /// Hands a media chunk's bytes back once used: the call's task decodes
     /// the next payload into them instead of allocating.
     pub fn recycle(&self, mut ulaw: Vec<u8>) {
+        if ulaw.capacity() > SPARE_PAYLOAD_CAPACITY {
+            // An odd, large chunk: not worth holding on to for the call.
+            return;
+        }
         ulaw.clear();
         let mut spare = self.queue.spare.lock().unwrap();
         if spare.len() < SPARE_PAYLOADS {
@@ -346,6 +350,8 @@ pub type Consumer = Arc<dyn Fn() + Send + Sync>;
 
 /// How many used payload buffers are kept for reuse (see [`Events::recycle`]).
 const SPARE_PAYLOADS: usize = 4;
+/// Larger buffers are freed, not kept: Twilio's chunks are 160 bytes.
+const SPARE_PAYLOAD_CAPACITY: usize = 4096;
 
 /// What is waiting in an [`Events`] queue.
 #[derive(Default)]
@@ -1064,6 +1070,37 @@ mod tests {
             names.dedup();
             assert_eq!(names.len(), list.len());
         }
+    }
+
+    #[test]
+    fn used_payload_buffers_come_back_for_the_next_chunk() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = Arc::new(EventQueue::default());
+        let events = Events {
+            rx,
+            queue: queue.clone(),
+        };
+        let sender = EventSender { tx, queue };
+        // Nothing handed back yet: a new, empty buffer.
+        assert_eq!(sender.payload_buffer().capacity(), 0);
+
+        let used = vec![0xffu8; 160];
+        let ptr = used.as_ptr();
+        events.recycle(used);
+        let again = sender.payload_buffer();
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), ptr, "the same allocation, reused");
+
+        // A few are kept, large ones are not.
+        for _ in 0..2 * SPARE_PAYLOADS {
+            events.recycle(Vec::with_capacity(160));
+        }
+        events.recycle(Vec::with_capacity(SPARE_PAYLOAD_CAPACITY + 1));
+        let kept: Vec<_> =
+            std::iter::from_fn(|| Some(sender.payload_buffer()).filter(|b| b.capacity() > 0))
+                .collect();
+        assert_eq!(kept.len(), SPARE_PAYLOADS);
+        assert!(kept.iter().all(|b| b.capacity() == 160));
     }
 
     #[test]
