@@ -194,3 +194,65 @@ fn a_downstream_error_stops_the_stream_with_an_error() {
     );
     set_state(&p, gst::State::Null);
 }
+
+#[test]
+fn a_push_held_up_by_a_pause_is_no_reason_to_fall_back() {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let bus = p.bus().unwrap();
+    let sink = by_name(&p, "sink");
+    let threads = record_threads(&sink);
+    let collector = Collector::attach(&sink);
+    // The first buffer stops just before the sink until the test lets it go.
+    let (arrived_tx, arrived) = std::sync::mpsc::channel::<()>();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = Mutex::new(Some(go_rx));
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            if let Some(go) = go_rx.lock().unwrap().take() {
+                arrived_tx.send(()).unwrap();
+                go.recv().unwrap();
+            }
+            gst::PadProbeReturn::Ok
+        });
+    set_state(&p, gst::State::Playing);
+    let url = url_of(&by_name(&p, "src"));
+    let ulaw: Vec<u8> = (0..800u32).map(|i| (i * 11 % 256) as u8).collect();
+    let mut call = rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        send_chunks(&mut call, &ulaw[..160]).await;
+        call
+    });
+    arrived.recv_timeout(PATIENCE).expect("the first buffer");
+
+    // Paused with that push under way: the sink prerolls on it and holds
+    // the network thread until PLAYING, far longer than a chunk.
+    set_state(&p, gst::State::Paused);
+    go.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    set_state(&p, gst::State::Playing);
+
+    rt().block_on(async {
+        send_chunks(&mut call, &ulaw[160..]).await;
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    assert_eq!(got.samples(), decode(&ulaw));
+    let warnings = warnings(&bus);
+    assert!(
+        !warnings.iter().any(|w| w.contains("Downstream blocked")),
+        "{warnings:?}"
+    );
+    let threads = threads.lock().unwrap();
+    assert!(
+        threads.iter().all(|t| t == "twiliostream"),
+        "pushed from {threads:?}"
+    );
+    set_state(&p, gst::State::Null);
+}
