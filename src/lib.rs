@@ -13,8 +13,10 @@ use gst::glib;
 
 pub mod call;
 pub mod codec;
+pub mod endpoint;
 pub mod messages;
 pub mod protocol;
+pub mod runtime;
 pub mod server;
 pub mod signature;
 mod twiliostreamsink;

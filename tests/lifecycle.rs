@@ -41,7 +41,7 @@ fn usage() -> Usage {
     Usage {
         threads: count("/proc/self/task"),
         fds: count("/proc/self/fd"),
-        tasks: gsttwiliostream::server::RUNTIME
+        tasks: gsttwiliostream::runtime::RUNTIME
             .handle()
             .metrics()
             .num_alive_tasks(),

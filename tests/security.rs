@@ -353,5 +353,8 @@ fn stalled_handshakes_time_out_and_do_not_keep_a_call_out() {
 #[test]
 fn the_auth_token_env_variable_is_documented_and_the_property_wins() {
     // The variable itself is tested in tests/auth_env.rs (its own process).
-    assert_eq!(gsttwiliostream::server::AUTH_TOKEN_ENV, "TWILIO_AUTH_TOKEN");
+    assert_eq!(
+        gsttwiliostream::endpoint::AUTH_TOKEN_ENV,
+        "TWILIO_AUTH_TOKEN"
+    );
 }

@@ -26,9 +26,11 @@ use crate::call::{
     find_counter,
 };
 use crate::codec::{Downsampler, g711, resample::DOWNSAMPLER_RATES};
+use crate::endpoint::Endpoint;
 use crate::messages;
 use crate::protocol::{self, Mark, Outbound};
-use crate::server::{Endpoint, RUNTIME, Registration};
+use crate::runtime::RUNTIME;
+use crate::server::Registration;
 use crate::wait::{Canceller, wait};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {

@@ -25,9 +25,11 @@ use crate::call::{
     counter_pspecs, find_counter,
 };
 use crate::codec::{Upsampler, g711};
+use crate::endpoint::Endpoint;
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
-use crate::server::{Endpoint, RUNTIME, Registration};
+use crate::runtime::RUNTIME;
+use crate::server::Registration;
 use crate::wait::{Canceller, wait};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {

@@ -1,0 +1,276 @@
+//! What a call tells its consuming element: [`CallEvent`]s in a bounded
+//! queue ([`Events`] to receive, [`EventSender`] for the call's task), and
+//! the reuse of media payload buffers between the two. The queue never
+//! blocks the sender: what does not fit is refused, and the task counts it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::protocol::{StartInfo, StopInfo};
+
+/// How many media chunks may wait for the consuming element before further
+/// ones are dropped and counted as overruns: about 20 s of 20 ms chunks.
+const MEDIA_QUEUE: usize = 1024;
+/// The same for all events together: control events (start, marks, DTMF,
+/// stop) are never dropped for media, only in a flood of them.
+const EVENT_QUEUE: usize = 8 * MEDIA_QUEUE;
+
+/// A DTMF digit as Twilio sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DtmfDigit(pub String);
+
+impl DtmfDigit {
+    /// The event number of GStreamer's `dtmf-event` (RFC 4733): 0–9, * = 10,
+    /// # = 11, A–D = 12–15.
+    pub fn number(&self) -> Option<i32> {
+        let mut chars = self.0.chars();
+        let c = chars.next()?;
+        if chars.next().is_some() {
+            return None;
+        }
+        match c {
+            '0'..='9' => Some(c as i32 - '0' as i32),
+            '*' => Some(10),
+            '#' => Some(11),
+            'A'..='D' => Some(12 + c as i32 - 'A' as i32),
+            'a'..='d' => Some(12 + c as i32 - 'a' as i32),
+            _ => None,
+        }
+    }
+}
+
+/// One inbound media chunk, decoded from base64.
+#[derive(Debug)]
+pub struct MediaChunk {
+    /// `media.timestamp`: milliseconds since the stream started.
+    pub timestamp_ms: u64,
+    /// `media.chunk`, when present.
+    pub chunk: Option<u64>,
+    /// Raw μ-law, 8 kHz mono.
+    pub ulaw: Vec<u8>,
+    /// When the message was read off the socket.
+    pub arrival: Instant,
+}
+
+/// What the consuming element learns from Twilio, in arrival order.
+#[derive(Debug)]
+pub enum CallEvent {
+    Start(Arc<StartInfo>),
+    Media(MediaChunk),
+    Dtmf(DtmfDigit),
+    /// A mark echoed back by Twilio: audio up to it has been played.
+    Mark(String),
+    Stop(StopInfo),
+    /// The connection ended without a `stop`; the reason is for a warning.
+    Closed(String),
+}
+
+/// The events of a call, as its consuming element receives them.
+pub struct Events {
+    rx: mpsc::UnboundedReceiver<CallEvent>,
+    queue: Arc<EventQueue>,
+}
+
+impl Events {
+    /// The next event; None once the call's task has ended and all were read.
+    pub async fn recv(&mut self) -> Option<CallEvent> {
+        let event = self.rx.recv().await?;
+        self.queue.taken(&event);
+        Some(event)
+    }
+
+    /// Hands a media chunk's bytes back once used: the call's task decodes
+    /// the next payload into them instead of allocating.
+    pub fn recycle(&self, mut ulaw: Vec<u8>) {
+        if ulaw.capacity() > SPARE_PAYLOAD_CAPACITY {
+            // An odd, large chunk: not worth holding on to for the call.
+            return;
+        }
+        ulaw.clear();
+        let mut spare = self.queue.spare.lock().unwrap();
+        if spare.len() < SPARE_PAYLOADS {
+            spare.push(ulaw);
+        }
+    }
+
+    /// The next event without waiting: Pending while the queue is empty,
+    /// Ready(None) once the call's task has ended and all were read.
+    pub fn try_recv(&mut self) -> Poll<Option<CallEvent>> {
+        match self.rx.try_recv() {
+            Ok(event) => {
+                self.queue.taken(&event);
+                Poll::Ready(Some(event))
+            }
+            Err(mpsc::error::TryRecvError::Empty) => Poll::Pending,
+            Err(mpsc::error::TryRecvError::Disconnected) => Poll::Ready(None),
+        }
+    }
+}
+
+/// Called on the call's own task after it queued events (and once after
+/// the last), by an element that consumes them there instead of waiting.
+pub type Consumer = Arc<dyn Fn() + Send + Sync>;
+
+/// A new, empty queue: the task's end and the consuming element's end.
+pub(super) fn channel() -> (EventSender, Events) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queue = Arc::new(EventQueue::default());
+    (
+        EventSender {
+            tx,
+            queue: queue.clone(),
+        },
+        Events { rx, queue },
+    )
+}
+
+/// How many used payload buffers are kept for reuse (see [`Events::recycle`]).
+const SPARE_PAYLOADS: usize = 4;
+/// Larger buffers are freed, not kept: Twilio's chunks are 160 bytes.
+const SPARE_PAYLOAD_CAPACITY: usize = 4096;
+
+/// What is waiting in an [`Events`] queue.
+#[derive(Default)]
+struct EventQueue {
+    events: AtomicUsize,
+    media: AtomicUsize,
+    /// Payload buffers the consumer has finished with.
+    spare: Mutex<Vec<Vec<u8>>>,
+}
+
+impl EventQueue {
+    /// Whether `event` fits; counts it if so.
+    fn admit(&self, event: &CallEvent) -> bool {
+        let is_media = matches!(event, CallEvent::Media(_));
+        if self.events.load(Ordering::Relaxed) >= EVENT_QUEUE
+            || (is_media && self.media.load(Ordering::Relaxed) >= MEDIA_QUEUE)
+        {
+            return false;
+        }
+        self.events.fetch_add(1, Ordering::Relaxed);
+        if is_media {
+            self.media.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+
+    fn taken(&self, event: &CallEvent) {
+        self.events.fetch_sub(1, Ordering::Relaxed);
+        if matches!(event, CallEvent::Media(_)) {
+            self.media.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The sending side of [`Events`], held by the call's task.
+pub(super) struct EventSender {
+    tx: mpsc::UnboundedSender<CallEvent>,
+    queue: Arc<EventQueue>,
+}
+
+impl EventSender {
+    /// Queues `event`; gives it back if the queue is full (an overrun).
+    pub(super) fn send(&self, event: CallEvent) -> Result<(), CallEvent> {
+        if !self.queue.admit(&event) {
+            return Err(event);
+        }
+        // An error means nobody consumes the call any more: it is being torn down.
+        let _ = self.tx.send(event);
+        Ok(())
+    }
+
+    /// An empty buffer for the next payload: a recycled one if there is one.
+    pub(super) fn payload_buffer(&self) -> Vec<u8> {
+        self.queue.spare.lock().unwrap().pop().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtmf_numbers_follow_rfc4733() {
+        let n = |d: &str| DtmfDigit(d.to_owned()).number();
+        assert_eq!(n("0"), Some(0));
+        assert_eq!(n("9"), Some(9));
+        assert_eq!(n("*"), Some(10));
+        assert_eq!(n("#"), Some(11));
+        assert_eq!(n("A"), Some(12));
+        assert_eq!(n("D"), Some(15));
+        assert_eq!(n("E"), None);
+        assert_eq!(n("12"), None);
+        assert_eq!(n(""), None);
+    }
+
+    #[test]
+    fn used_payload_buffers_come_back_for_the_next_chunk() {
+        let (sender, events) = channel();
+        // Nothing handed back yet: a new, empty buffer.
+        assert_eq!(sender.payload_buffer().capacity(), 0);
+
+        let used = vec![0xffu8; 160];
+        let ptr = used.as_ptr();
+        events.recycle(used);
+        let again = sender.payload_buffer();
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), ptr, "the same allocation, reused");
+
+        // A few are kept, large ones are not.
+        for _ in 0..2 * SPARE_PAYLOADS {
+            events.recycle(Vec::with_capacity(160));
+        }
+        events.recycle(Vec::with_capacity(SPARE_PAYLOAD_CAPACITY + 1));
+        let kept: Vec<_> =
+            std::iter::from_fn(|| Some(sender.payload_buffer()).filter(|b| b.capacity() > 0))
+                .collect();
+        assert_eq!(kept.len(), SPARE_PAYLOADS);
+        assert!(kept.iter().all(|b| b.capacity() == 160));
+    }
+
+    fn media() -> CallEvent {
+        CallEvent::Media(MediaChunk {
+            timestamp_ms: 0,
+            chunk: None,
+            ulaw: Vec::new(),
+            arrival: Instant::now(),
+        })
+    }
+
+    #[test]
+    fn a_full_media_queue_refuses_media_but_not_control_events() {
+        let (sender, mut events) = channel();
+        for _ in 0..MEDIA_QUEUE {
+            assert!(sender.send(media()).is_ok());
+        }
+        assert!(matches!(sender.send(media()), Err(CallEvent::Media(_))));
+        assert!(sender.send(CallEvent::Mark("m".into())).is_ok());
+        // Taking one makes room for one more.
+        assert!(matches!(
+            events.try_recv(),
+            Poll::Ready(Some(CallEvent::Media(_)))
+        ));
+        assert!(sender.send(media()).is_ok());
+        assert!(sender.send(media()).is_err());
+        // All events together are bounded too.
+        for _ in MEDIA_QUEUE + 1..EVENT_QUEUE {
+            assert!(sender.send(CallEvent::Mark("m".into())).is_ok());
+        }
+        assert!(matches!(
+            sender.send(CallEvent::Mark("m".into())),
+            Err(CallEvent::Mark(_))
+        ));
+        // Once the sender is gone, what was queued is still read, then None.
+        drop(sender);
+        let mut n = 0;
+        while let Poll::Ready(Some(_)) = events.try_recv() {
+            n += 1;
+        }
+        assert_eq!(n, EVENT_QUEUE);
+        assert!(matches!(events.try_recv(), Poll::Ready(None)));
+    }
+}

@@ -1,0 +1,98 @@
+//! Where a call is delivered: a [`Slot`] holds at most one call. A src (or a
+//! sink that listens on its own) registers its slot with a listener; a sink
+//! paired with that src waits on the same slot, found through the src of its
+//! pipeline or by name ([`named_slot`]), so both elements serve one call.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+
+use tokio::sync::watch;
+
+use super::Call;
+
+/// Where a call is delivered: see the module documentation.
+#[derive(Debug)]
+pub struct Slot {
+    call: watch::Sender<Option<Arc<Call>>>,
+}
+
+impl Slot {
+    pub fn new() -> Arc<Slot> {
+        Arc::new(Slot {
+            call: watch::Sender::new(None),
+        })
+    }
+
+    /// Delivers `call` if the slot is free.
+    pub(crate) fn offer(&self, call: &Arc<Call>) -> bool {
+        self.call.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(call.clone());
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    pub fn is_free(&self) -> bool {
+        self.call.borrow().is_none()
+    }
+
+    pub fn current(&self) -> Option<Arc<Call>> {
+        self.call.borrow().clone()
+    }
+
+    /// Empties the slot, returning the call it held.
+    pub fn take(&self) -> Option<Arc<Call>> {
+        let mut taken = None;
+        self.call.send_if_modified(|current| {
+            taken = current.take();
+            taken.is_some()
+        });
+        taken
+    }
+
+    /// Waits until a call is delivered.
+    pub async fn wait(&self) -> Arc<Call> {
+        let mut rx = self.call.subscribe();
+        let call = rx
+            .wait_for(Option::is_some)
+            .await
+            .expect("the sender lives in self");
+        call.clone().expect("waited for Some")
+    }
+}
+
+/// Slots shared by name, so that elements in different pipelines can pair.
+static NAMED_SLOTS: LazyLock<Mutex<HashMap<String, Weak<Slot>>>> = LazyLock::new(Default::default);
+
+/// The slot called `name`, created on first use; it lives as long as an
+/// element holds it.
+pub fn named_slot(name: &str) -> Arc<Slot> {
+    let mut slots = NAMED_SLOTS.lock().unwrap();
+    slots.retain(|_, slot| slot.strong_count() > 0);
+    if let Some(slot) = slots.get(name).and_then(Weak::upgrade) {
+        return slot;
+    }
+    let slot = Slot::new();
+    slots.insert(name.to_owned(), Arc::downgrade(&slot));
+    slot
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_slots_are_shared_while_held() {
+        let a = named_slot("x");
+        let b = named_slot("x");
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = named_slot("y");
+        assert!(!Arc::ptr_eq(&a, &c));
+        let weak = Arc::downgrade(&a);
+        drop((a, b));
+        assert!(weak.upgrade().is_none());
+    }
+}

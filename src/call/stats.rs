@@ -1,0 +1,214 @@
+//! A call's counters: [`Stat`], the atomic [`Stats`] a call holds, and how
+//! each element shows them ([`Counter`]: a read-only property and a field of
+//! its `stats` structure). Nothing here counts by itself: the call's task and
+//! the elements do.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gst::glib;
+use gst::prelude::*;
+
+/// The counters of a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    BytesReceived,
+    ChunksReceived,
+    ChunksLost,
+    /// Inbound payloads that could not be decoded (bad base64).
+    InboundTranscodeErrors,
+    InvalidMessages,
+    Overruns,
+    /// Marks Twilio echoed back (audio played up to them).
+    MarksReceived,
+    DtmfReceived,
+    BytesSent,
+    ChunksSent,
+    MarksSent,
+    ClearsSent,
+    /// Outbound input that could not be encoded.
+    OutboundTranscodeErrors,
+    /// Outbound frames dropped because the peer was not reading.
+    ChunksDropped,
+}
+
+const STAT_COUNT: usize = 14;
+
+/// A counter as an element shows it: a read-only `u64` property and a field
+/// of the element's `stats` structure.
+#[derive(Debug, Clone, Copy)]
+pub struct Counter {
+    pub stat: Stat,
+    pub name: &'static str,
+    pub nick: &'static str,
+    pub blurb: &'static str,
+}
+
+const fn counter(
+    stat: Stat,
+    name: &'static str,
+    nick: &'static str,
+    blurb: &'static str,
+) -> Counter {
+    Counter {
+        stat,
+        name,
+        nick,
+        blurb,
+    }
+}
+
+/// The counters twiliostreamsrc reports.
+pub const SRC_COUNTERS: &[Counter] = &[
+    counter(
+        Stat::BytesReceived,
+        "bytes-received",
+        "Bytes received",
+        "μ-law bytes received from Twilio (8000 per second of audio)",
+    ),
+    counter(
+        Stat::ChunksReceived,
+        "chunks-received",
+        "Chunks received",
+        "Media messages received from Twilio",
+    ),
+    counter(
+        Stat::ChunksLost,
+        "chunks-lost",
+        "Chunks lost",
+        "Media chunks missing from the stream (by chunk number or timestamp); \
+         each gap is filled with silence and flagged DISCONT",
+    ),
+    counter(
+        Stat::InboundTranscodeErrors,
+        "transcode-errors",
+        "Transcode errors",
+        "Media payloads that could not be decoded (bad base64); they are skipped",
+    ),
+    counter(
+        Stat::InvalidMessages,
+        "invalid-messages",
+        "Invalid messages",
+        "Messages ignored as invalid: malformed JSON, unknown events, binary frames, \
+         media before start, a wrong streamSid, a duplicate start",
+    ),
+    counter(
+        Stat::Overruns,
+        "overruns",
+        "Overruns",
+        "Events dropped because the pipeline did not consume them fast enough \
+         (about 20 s of audio are queued before this happens)",
+    ),
+    counter(
+        Stat::MarksReceived,
+        "marks-received",
+        "Marks received",
+        "Mark messages received from Twilio (audio played up to a mark)",
+    ),
+    counter(
+        Stat::DtmfReceived,
+        "dtmf-received",
+        "DTMF received",
+        "DTMF digits received from Twilio",
+    ),
+];
+
+/// The counters twiliostreamsink reports.
+pub const SINK_COUNTERS: &[Counter] = &[
+    counter(
+        Stat::BytesSent,
+        "bytes-sent",
+        "Bytes sent",
+        "μ-law bytes sent to Twilio (8000 per second of audio)",
+    ),
+    counter(
+        Stat::ChunksSent,
+        "chunks-sent",
+        "Chunks sent",
+        "Media messages sent to Twilio",
+    ),
+    counter(
+        Stat::MarksSent,
+        "marks-sent",
+        "Marks sent",
+        "Mark messages sent to Twilio",
+    ),
+    counter(
+        Stat::MarksReceived,
+        "marks-played",
+        "Marks played",
+        "Marks Twilio echoed back: the audio before them was played (or cleared)",
+    ),
+    counter(
+        Stat::ClearsSent,
+        "clears-sent",
+        "Clears sent",
+        "Clear messages sent to Twilio",
+    ),
+    counter(
+        Stat::OutboundTranscodeErrors,
+        "transcode-errors",
+        "Transcode errors",
+        "Input that could not be encoded (a dangling byte of a 16-bit sample) and was dropped",
+    ),
+    counter(
+        Stat::ChunksDropped,
+        "chunks-dropped",
+        "Chunks dropped",
+        "Media messages dropped because Twilio was not reading (4 MiB waiting to be sent)",
+    ),
+];
+
+/// The read-only properties of `counters`.
+pub fn counter_pspecs(counters: &[Counter]) -> impl Iterator<Item = glib::ParamSpec> + '_ {
+    counters.iter().map(|c| {
+        glib::ParamSpecUInt64::builder(c.name)
+            .nick(c.nick)
+            .blurb(c.blurb)
+            .read_only()
+            .build()
+    })
+}
+
+/// The counter called `name`, if it is one of `counters`.
+pub fn find_counter(counters: &[Counter], name: &str) -> Option<Stat> {
+    counters.iter().find(|c| c.name == name).map(|c| c.stat)
+}
+
+/// Atomic counters, one per [`Stat`].
+#[derive(Default)]
+pub struct Stats([AtomicU64; STAT_COUNT]);
+
+impl Stats {
+    pub fn add(&self, stat: Stat, n: u64) {
+        self.0[stat as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, stat: Stat) -> u64 {
+        self.0[stat as usize].load(Ordering::Relaxed)
+    }
+
+    /// A structure named `name` holding `counters` as `u64` fields (zeros
+    /// without a call).
+    pub fn structure(stats: Option<&Stats>, name: &str, counters: &[Counter]) -> gst::Structure {
+        let mut s = gst::Structure::new_empty(name);
+        for c in counters {
+            s.set(c.name, stats.map_or(0, |st| st.get(c.stat)));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_names_are_unique_per_element() {
+        for list in [SRC_COUNTERS, SINK_COUNTERS] {
+            let mut names: Vec<_> = list.iter().map(|c| c.name).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), list.len());
+        }
+    }
+}

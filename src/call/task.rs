@@ -1,0 +1,209 @@
+//! The one tokio task per connection: reads Twilio's messages and hands them
+//! to the [`Session`], applies what it returns (counters, log lines, events
+//! for the consuming element), writes what the elements send in batches,
+//! and ends the call on close, error, stalled writes or the idle timeout.
+//! It never waits for GStreamer (but see `Consumer` for shared-threads).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use super::events::{CallEvent, EventSender};
+use super::session::{Handled, Level, Session};
+use super::stats::Stat;
+use super::{Call, CallConfig, call_log};
+
+/// A write that makes no progress for this long means the peer stopped
+/// reading: the call is over.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long closing our side of the WebSocket may take before the socket is
+/// simply dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The per-call task: reads, validates and dispatches Twilio's messages,
+/// writes ours, and ends when either side closes.
+pub(super) async fn serve<S>(
+    call: Arc<Call>,
+    mut ws: WebSocketStream<S>,
+    mut outbound: mpsc::UnboundedReceiver<String>,
+    events: EventSender,
+    config: CallConfig,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut session = Session::new(config.max_message_size);
+    let connected = Instant::now();
+    let mut last_media: Option<Instant> = None;
+    // The idle timer: re-armed from the last media whenever it fires.
+    let idle = config.idle_timeout;
+    let idle_timer = tokio::time::sleep(if idle.is_zero() {
+        Duration::MAX / 4
+    } else {
+        idle
+    });
+    tokio::pin!(idle_timer);
+    // One waiter for the whole call: a new one per turn of the loop would
+    // lock the Notify twice per message.
+    let close_requested = call.close_requested.notified();
+    tokio::pin!(close_requested);
+    let ended = loop {
+        tokio::select! {
+            biased;
+            _ = &mut close_requested => {
+                close(&mut ws).await;
+                break None;
+            }
+            _ = &mut idle_timer, if !idle.is_zero() => {
+                let since = last_media.unwrap_or(connected).elapsed();
+                if since >= idle {
+                    close(&mut ws).await;
+                    break Some(format!("no media from Twilio for {} s", idle.as_secs()));
+                }
+                idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - since));
+            }
+            text = outbound.recv() => match text {
+                Some(text) => {
+                    if let Err(e) = write_batch(&call, &mut ws, text, &mut outbound).await {
+                        break Some(e);
+                    }
+                }
+                None => {
+                    close(&mut ws).await;
+                    break None;
+                }
+            },
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    let handled = session.handle(&text, || events.payload_buffer());
+                    if handled.media {
+                        last_media = Some(Instant::now());
+                    }
+                    if apply(&call, &events, handled) {
+                        call.notify_consumer();
+                        // A consumer on this task (shared-threads) may have
+                        // answered already: write that now, not a turn later.
+                        if let Ok(first) = outbound.try_recv()
+                            && let Err(e) = write_batch(&call, &mut ws, first, &mut outbound).await
+                        {
+                            break Some(e);
+                        }
+                    }
+                }
+                Some(Ok(Message::Binary(data))) => {
+                    apply(&call, &events, session.binary(data.len()));
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    break Some(match frame {
+                        Some(f) => format!("Twilio closed the WebSocket (code {}{}{})", u16::from(f.code),
+                            if f.reason.is_empty() { "" } else { ": " }, f.reason),
+                        None => "Twilio closed the WebSocket".to_owned(),
+                    });
+                }
+                Some(Ok(_)) => {} // ping/pong are answered by tungstenite
+                Some(Err(e)) => break Some(format!("connection error: {e}")),
+                None => break Some("the connection dropped".to_owned()),
+            }
+        }
+    };
+    call.open.send_replace(false);
+    match ended {
+        Some(reason) if !session.stopped() => {
+            call_log!(&call, warning, "{reason} before any stop message");
+            let reason = format!("{reason} before any stop message");
+            queue(&call, &events, CallEvent::Closed(reason));
+        }
+        Some(reason) => call_log!(&call, info, "{reason} after stop"),
+        None => call_log!(&call, info, "closed by us"),
+    }
+    // The consumer then sees the end of the queue.
+    drop(events);
+    call.notify_consumer();
+}
+
+/// Applies what the session made of a message to the call; true if it
+/// made an event (queued, or dropped as an overrun).
+fn apply(call: &Call, events: &EventSender, handled: Handled) -> bool {
+    for (stat, n) in handled.counts() {
+        call.stats.add(stat, n);
+    }
+    for note in &handled.notes {
+        match note.level {
+            Level::Trace => call_log!(call, trace, "{}", note.text),
+            Level::Debug => call_log!(call, debug, "{}", note.text),
+            Level::Info => call_log!(call, info, "{}", note.text),
+            Level::Warning => call_log!(call, warning, "{}", note.text),
+        }
+    }
+    let Some(event) = handled.event else {
+        return false;
+    };
+    match &event {
+        CallEvent::Start(start) => {
+            call.start.send_replace(Some(start.clone()));
+        }
+        CallEvent::Mark(_) => call.marks_echoed.send_modify(|n| *n += 1),
+        _ => {}
+    }
+    queue(call, events, event);
+    true
+}
+
+/// Queues `event` for the consuming element, or counts an overrun.
+fn queue(call: &Call, events: &EventSender, event: CallEvent) {
+    if let Err(event) = events.send(event) {
+        call.stats.add(Stat::Overruns, 1);
+        call_log!(
+            call,
+            warning,
+            "pipeline is not keeping up, dropping {event:?}"
+        );
+    }
+}
+
+/// Writes `first` and everything else already queued, then flushes once.
+/// Every write must make progress within [`WRITE_TIMEOUT`].
+async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
+    call: &Call,
+    ws: &mut WebSocketStream<S>,
+    first: String,
+    outbound: &mut mpsc::UnboundedReceiver<String>,
+) -> Result<(), String> {
+    let stalled = || format!("Twilio has read nothing for {} s", WRITE_TIMEOUT.as_secs());
+    let failed = |e| format!("sending to Twilio failed: {e}");
+    let mut text = first;
+    loop {
+        let len = text.len();
+        tokio::time::timeout(WRITE_TIMEOUT, ws.feed(Message::text(text)))
+            .await
+            .map_err(|_| stalled())?
+            .map_err(failed)?;
+        call.outbound_bytes.fetch_sub(len, Ordering::Relaxed);
+        if call.closing.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        match outbound.try_recv() {
+            Ok(next) => text = next,
+            Err(_) => break,
+        }
+    }
+    tokio::time::timeout(WRITE_TIMEOUT, ws.flush())
+        .await
+        .map_err(|_| stalled())?
+        .map_err(failed)
+}
+
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) {
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
+}

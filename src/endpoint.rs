@@ -1,0 +1,315 @@
+//! The listening settings both elements share ([`Endpoint`]: host, port,
+//! path, signature checking, TLS files, [`Limits`]) with their property
+//! specs and accessors. They are element settings, not server internals:
+//! [`Endpoint::register`] turns them into the server's configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+
+use crate::call::{CallConfig, Slot};
+use crate::server::{self, ListenerConfig, PathConfig, Registration, TlsFiles};
+
+/// The environment variable the auth token is read from when the
+/// `auth-token` property is not set.
+pub const AUTH_TOKEN_ENV: &str = "TWILIO_AUTH_TOKEN";
+
+/// Limits on what a listener and its calls accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message handled; larger ones are counted and ignored (up to
+    /// 16 times this, beyond which the connection is closed).
+    pub max_message_size: usize,
+    /// Time allowed for TLS and the WebSocket upgrade.
+    pub handshake_timeout: Duration,
+    /// A call with no media for this long ends; zero: never.
+    pub idle_timeout: Duration,
+    /// Connections (calls and handshakes) per listener.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 64 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// Where and how an element listens for Twilio: the properties shared by
+/// the src and the sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    /// Always starts with `/`.
+    pub path: String,
+    /// `auth-token`: None reads [`AUTH_TOKEN_ENV`]; empty disables checks.
+    pub auth_token: Option<String>,
+    /// The URL Twilio signs; None derives `wss://<Host><path>`.
+    pub public_url: Option<String>,
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+impl Default for Endpoint {
+    fn default() -> Self {
+        Endpoint {
+            host: Endpoint::DEFAULT_HOST.to_owned(),
+            port: Endpoint::DEFAULT_PORT,
+            path: Endpoint::DEFAULT_PATH.to_owned(),
+            auth_token: None,
+            public_url: None,
+            tls_certificate: None,
+            tls_key: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Endpoint {
+    pub const DEFAULT_HOST: &str = "127.0.0.1";
+    pub const DEFAULT_PORT: u16 = 8080;
+    pub const DEFAULT_PATH: &str = "/";
+
+    /// The listening properties; `when` ends each blurb (an element that
+    /// listens only sometimes says when).
+    pub fn pspecs(when: &str) -> Vec<glib::ParamSpec> {
+        let limits = Limits::default();
+        let string = |name: &str, nick: &str, blurb: String, default: Option<&str>| {
+            glib::ParamSpecString::builder(name)
+                .nick(nick)
+                .blurb(&blurb)
+                .default_value(default)
+                .mutable_ready()
+                .build()
+        };
+        let uint = |name: &str, nick: &str, blurb: String, min: u32, max: u32, default: u32| {
+            glib::ParamSpecUInt::builder(name)
+                .nick(nick)
+                .blurb(&blurb)
+                .minimum(min)
+                .maximum(max)
+                .default_value(default)
+                .mutable_ready()
+                .build()
+        };
+        vec![
+            string(
+                "host",
+                "Host",
+                format!(
+                    "Address to listen on for Twilio's WebSocket (0.0.0.0: all IPv4 interfaces){when}"
+                ),
+                Some(Self::DEFAULT_HOST),
+            ),
+            uint(
+                "port",
+                "Port",
+                format!(
+                    "TCP port to listen on; 0 picks a free one (see bound-port). \
+                     Elements listening on the same host and port share it{when}"
+                ),
+                0,
+                u16::MAX as u32,
+                Self::DEFAULT_PORT as u32,
+            ),
+            string(
+                "path",
+                "Path",
+                format!(
+                    "URL path of the stream, as in the TwiML <Stream url>; each element \
+                     listening on it takes the next call for it{when}"
+                ),
+                Some(Self::DEFAULT_PATH),
+            ),
+            glib::ParamSpecString::builder("auth-token")
+                .nick("Auth token")
+                .blurb(&format!(
+                    "Twilio auth token: the WebSocket upgrade must then carry a valid \
+                     X-Twilio-Signature, or it gets HTTP 403. Unset: the {AUTH_TOKEN_ENV} \
+                     environment variable, if set; empty: no check. Write-only{when}"
+                ))
+                .write_only()
+                .mutable_ready()
+                .build(),
+            string(
+                "public-url",
+                "Public URL",
+                format!(
+                    "The wss:// URL Twilio dials, exactly as in the TwiML (the signature is \
+                     over it). Unset: wss:// + the request's Host header + path, which is \
+                     right unless a proxy changes the Host{when}"
+                ),
+                None,
+            ),
+            string(
+                "tls-certificate",
+                "TLS certificate",
+                format!(
+                    "PEM file of the certificate chain: with tls-key set, the listener \
+                     speaks wss:// itself{when}"
+                ),
+                None,
+            ),
+            string(
+                "tls-key",
+                "TLS key",
+                format!("PEM file of the private key for tls-certificate{when}"),
+                None,
+            ),
+            uint(
+                "max-message-size",
+                "Maximum message size",
+                format!(
+                    "Largest message in bytes; larger ones are counted as invalid and \
+                     ignored (beyond 16 times this the connection is closed){when}"
+                ),
+                1024,
+                16 << 20,
+                limits.max_message_size as u32,
+            ),
+            uint(
+                "handshake-timeout",
+                "Handshake timeout",
+                format!("Seconds a client has to complete TLS and the WebSocket upgrade{when}"),
+                1,
+                3600,
+                limits.handshake_timeout.as_secs() as u32,
+            ),
+            uint(
+                "idle-timeout",
+                "Idle timeout",
+                format!(
+                    "A call with no media for this many seconds ends (a warning, then \
+                     EOS); 0: never{when}"
+                ),
+                0,
+                86400,
+                limits.idle_timeout.as_secs() as u32,
+            ),
+            uint(
+                "max-connections",
+                "Maximum connections",
+                format!(
+                    "Connections (calls and handshakes) per listener; past it a new one \
+                     evicts the oldest unfinished handshake{when}"
+                ),
+                1,
+                1 << 20,
+                limits.max_connections as u32,
+            ),
+            glib::ParamSpecUInt64::builder("signature-failures")
+                .nick("Signature failures")
+                .blurb("Handshakes refused with HTTP 403 for a missing or wrong X-Twilio-Signature")
+                .read_only()
+                .build(),
+        ]
+    }
+
+    /// Sets one of the properties; false if `name` is not one of them.
+    pub fn set_property(&mut self, name: &str, value: &glib::Value) -> bool {
+        let string = || value.get::<Option<String>>().unwrap();
+        let uint = || value.get::<u32>().unwrap();
+        match name {
+            "host" => self.host = string().unwrap_or_else(|| Self::DEFAULT_HOST.to_owned()),
+            "port" => self.port = uint() as u16,
+            "path" => {
+                let path = string().unwrap_or_else(|| Self::DEFAULT_PATH.to_owned());
+                self.path = if path.starts_with('/') {
+                    path
+                } else {
+                    format!("/{path}")
+                };
+            }
+            "auth-token" => self.auth_token = string(),
+            "public-url" => self.public_url = string().filter(|s| !s.is_empty()),
+            "tls-certificate" => self.tls_certificate = string().map(PathBuf::from),
+            "tls-key" => self.tls_key = string().map(PathBuf::from),
+            "max-message-size" => self.limits.max_message_size = uint() as usize,
+            "handshake-timeout" => self.limits.handshake_timeout = secs(uint()),
+            "idle-timeout" => self.limits.idle_timeout = secs(uint()),
+            "max-connections" => self.limits.max_connections = uint() as usize,
+            _ => return false,
+        }
+        true
+    }
+
+    /// Reads one of the properties; None if `name` is not one of them (the
+    /// auth token is never readable).
+    pub fn property(&self, name: &str) -> Option<glib::Value> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        Some(match name {
+            "host" => self.host.to_value(),
+            "port" => (self.port as u32).to_value(),
+            "path" => self.path.to_value(),
+            "public-url" => self.public_url.to_value(),
+            "tls-certificate" => path(&self.tls_certificate).to_value(),
+            "tls-key" => path(&self.tls_key).to_value(),
+            "max-message-size" => (self.limits.max_message_size as u32).to_value(),
+            "handshake-timeout" => (self.limits.handshake_timeout.as_secs() as u32).to_value(),
+            "idle-timeout" => (self.limits.idle_timeout.as_secs() as u32).to_value(),
+            "max-connections" => (self.limits.max_connections as u32).to_value(),
+            _ => return None,
+        })
+    }
+
+    /// The auth token in force: the property, else the environment.
+    fn effective_auth_token(&self) -> Option<String> {
+        self.auth_token
+            .clone()
+            .or_else(|| std::env::var(AUTH_TOKEN_ENV).ok())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// Listens (or joins the listener already there) for calls to the path.
+    pub fn register(&self, slot: Arc<Slot>) -> Result<Registration, gst::ErrorMessage> {
+        let fail = |e: String| {
+            gst::error_msg!(
+                gst::ResourceError::OpenReadWrite,
+                ["Could not listen on {}:{}: {}", self.host, self.port, e]
+            )
+        };
+        let tls = match (&self.tls_certificate, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                certificate: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => return Err(fail("tls-certificate and tls-key go together".into())),
+        };
+        let listener_config = ListenerConfig {
+            tls,
+            handshake_timeout: self.limits.handshake_timeout,
+            max_connections: self.limits.max_connections,
+        };
+        let path_config = PathConfig {
+            auth_token: self.effective_auth_token(),
+            public_url: self.public_url.clone(),
+            call: CallConfig {
+                max_message_size: self.limits.max_message_size,
+                idle_timeout: self.limits.idle_timeout,
+            },
+        };
+        server::register(
+            &self.host,
+            self.port,
+            &self.path,
+            listener_config,
+            path_config,
+            slot,
+        )
+        .map_err(|e| fail(e.to_string()))
+    }
+}
+
+fn secs(s: u32) -> Duration {
+    Duration::from_secs(s as u64)
+}

@@ -1,0 +1,100 @@
+//! The accept loop of a listener and each connection's handshake: counting
+//! connections against `max-connections` (evicting the oldest unfinished
+//! handshake when full), TCP_NODELAY, TLS when configured, all within
+//! `handshake-timeout`. What the upgrade checks is in `upgrade`.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+
+use super::paths::Shared;
+use super::registry::ListenerConfig;
+use super::upgrade::upgrade;
+use crate::call::CAT;
+
+/// Counts a connection for as long as it lives (handshake, then call).
+pub(super) struct ConnectionGuard(Arc<Shared>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(super) async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    config: ListenerConfig,
+    shared: Arc<Shared>,
+) {
+    // Handshakes in flight die with this task (and so with the listener).
+    let mut handshakes = JoinSet::new();
+    // Oldest first, for eviction when at max-connections.
+    let mut in_handshake: VecDeque<AbortHandle> = VecDeque::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if shared.connections.load(Ordering::Relaxed) >= config.max_connections {
+                        in_handshake.retain(|h| !h.is_finished());
+                        match in_handshake.pop_front() {
+                            Some(oldest) => {
+                                gst::info!(CAT, "{peer}: at {} connections, dropping the oldest unfinished handshake", config.max_connections);
+                                oldest.abort();
+                            }
+                            None => {
+                                gst::warning!(CAT, "{peer}: refused, {} calls already", config.max_connections);
+                                continue;
+                            }
+                        }
+                    }
+                    shared.connections.fetch_add(1, Ordering::Relaxed);
+                    let guard = ConnectionGuard(shared.clone());
+                    let handle = handshakes.spawn(handshake(stream, peer, tls.clone(), config.handshake_timeout, shared.clone(), guard));
+                    in_handshake.push_back(handle);
+                    if in_handshake.len() > 2 * config.max_connections {
+                        in_handshake.retain(|h| !h.is_finished());
+                    }
+                }
+                Err(e) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    gst::warning!(CAT, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
+        }
+    }
+}
+
+/// TLS (if configured) and the WebSocket upgrade, within the timeout; the
+/// call then runs in a task of its own, holding `guard`.
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    timeout: Duration,
+    shared: Arc<Shared>,
+    guard: ConnectionGuard,
+) {
+    let _ = stream.set_nodelay(true);
+    let upgraded = tokio::time::timeout(timeout, async {
+        match tls {
+            Some(acceptor) => match acceptor.accept(stream).await {
+                Ok(stream) => upgrade(stream, peer, shared, guard).await,
+                Err(e) => gst::info!(CAT, "{peer}: TLS handshake failed: {e}"),
+            },
+            None => upgrade(stream, peer, shared, guard).await,
+        }
+    })
+    .await;
+    if upgraded.is_err() {
+        gst::info!(CAT, "{peer}: handshake timed out after {timeout:?}");
+    }
+}

@@ -1,0 +1,152 @@
+//! What one listener knows of its paths: each path's configuration, the
+//! slots of the elements registered on it (oldest first), and the accepted
+//! calls that wait for a slot to free. Dispatch hands a new call to the
+//! first free slot. No sockets here: the accept loop and the registrations
+//! share this.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+
+use crate::call::{CAT, Call, CallConfig, Slot};
+
+/// What all elements on one path must agree on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathConfig {
+    pub auth_token: Option<String>,
+    pub public_url: Option<String>,
+    pub call: CallConfig,
+}
+
+pub enum Dispatch {
+    Delivered,
+    Queued,
+    NobodyListens,
+}
+
+pub struct PathEntry {
+    pub config: PathConfig,
+    /// Registered slots, oldest first.
+    waiters: Vec<(u64, Arc<Slot>)>,
+    /// Accepted calls no slot was free for, oldest first.
+    pending: VecDeque<Arc<Call>>,
+    /// Handshakes refused for their signature.
+    rejected: Arc<AtomicU64>,
+}
+
+/// What the accept loop and the registrations share.
+#[derive(Default)]
+pub struct Shared {
+    paths: Mutex<HashMap<String, PathEntry>>,
+    /// Open connections: calls and handshakes.
+    pub connections: AtomicUsize,
+}
+
+impl Shared {
+    pub fn path_config(&self, path: &str) -> Option<(PathConfig, Arc<AtomicU64>)> {
+        let paths = self.paths.lock().unwrap();
+        paths
+            .get(path)
+            .map(|e| (e.config.clone(), e.rejected.clone()))
+    }
+
+    /// Adds a registration (delivering a pending call at once if there is
+    /// one); returns the path's counter of refused signatures.
+    pub fn register(
+        &self,
+        path: &str,
+        id: u64,
+        config: PathConfig,
+        slot: Arc<Slot>,
+    ) -> io::Result<Arc<AtomicU64>> {
+        let mut paths = self.paths.lock().unwrap();
+        let entry = paths.entry(path.to_owned()).or_insert_with(|| PathEntry {
+            config: config.clone(),
+            waiters: Vec::new(),
+            pending: VecDeque::new(),
+            rejected: Arc::default(),
+        });
+        if entry.config.auth_token != config.auth_token
+            || entry.config.public_url != config.public_url
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{path} is already listened on with another auth-token or public-url"),
+            ));
+        }
+        while let Some(call) = entry.pending.pop_front() {
+            if call.is_open() && slot.offer(&call) {
+                gst::debug!(
+                    CAT,
+                    "{call:?}: was waiting, delivered to a new registration"
+                );
+                break;
+            }
+        }
+        entry.waiters.push((id, slot));
+        Ok(entry.rejected.clone())
+    }
+
+    /// Removes a registration; returns the pending calls nobody can take any more.
+    pub fn unregister(&self, path: &str, id: u64) -> Vec<Arc<Call>> {
+        let mut paths = self.paths.lock().unwrap();
+        let Some(entry) = paths.get_mut(path) else {
+            return Vec::new();
+        };
+        entry.waiters.retain(|(i, _)| *i != id);
+        if entry.waiters.is_empty() {
+            paths
+                .remove(path)
+                .map(|e| e.pending.into())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Hands `call` to the first free slot of its path, or queues it.
+    pub fn dispatch(&self, path: &str, call: &Arc<Call>) -> Dispatch {
+        let mut paths = self.paths.lock().unwrap();
+        let Some(entry) = paths.get_mut(path) else {
+            return Dispatch::NobodyListens;
+        };
+        if entry.waiters.iter().any(|(_, slot)| slot.offer(call)) {
+            gst::debug!(CAT, "{call:?}: delivered");
+            Dispatch::Delivered
+        } else {
+            gst::debug!(CAT, "{call:?}: no element free, waiting");
+            entry.pending.push_back(call.clone());
+            Dispatch::Queued
+        }
+    }
+
+    /// Removes `call` from the pending queue; true if it was still there.
+    pub fn expire(&self, path: &str, call: &Arc<Call>) -> bool {
+        let mut paths = self.paths.lock().unwrap();
+        let Some(entry) = paths.get_mut(path) else {
+            return false;
+        };
+        let before = entry.pending.len();
+        entry.pending.retain(|c| !Arc::ptr_eq(c, call));
+        entry.pending.len() != before
+    }
+
+    pub fn shutdown(&self) -> Vec<Arc<Call>> {
+        let mut paths = self.paths.lock().unwrap();
+        paths.drain().flat_map(|(_, e)| e.pending).collect()
+    }
+
+    /// The largest max-message-size of the paths, at least 64 KiB: the
+    /// frame limit has to be set before the request's path is known.
+    pub fn largest_message_size(&self) -> usize {
+        self.paths
+            .lock()
+            .unwrap()
+            .values()
+            .map(|e| e.config.call.max_message_size)
+            .max()
+            .unwrap_or(0)
+            .max(64 * 1024)
+    }
+}

@@ -1,0 +1,193 @@
+//! The process-wide registry of listeners: one [`Listener`] per address,
+//! shared by every element that listens there, each holding a
+//! [`Registration`] for its path. Binding, joining, the configuration all
+//! elements on one address must agree on, and closing the socket as soon as
+//! the last registration is gone (before the element's state change returns).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::accept::accept_loop;
+use super::paths::{PathConfig, Shared};
+use super::tls::TlsFiles;
+use crate::call::{CAT, Slot};
+use crate::runtime::RUNTIME;
+
+static LISTENERS: LazyLock<Mutex<HashMap<SocketAddr, Weak<Listener>>>> =
+    LazyLock::new(Default::default);
+
+/// Signalled whenever a listener has closed its socket.
+static LISTENER_CLOSED: Condvar = Condvar::new();
+/// Longest wait for a closing listener on the same address.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+static NEXT_REGISTRATION: AtomicU64 = AtomicU64::new(1);
+
+/// What all elements on one address must agree on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub tls: Option<TlsFiles>,
+    pub handshake_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// An element's place on a listener: keeps the listener open and receives
+/// the calls for its path through its slot. Dropping it unregisters.
+pub struct Registration {
+    listener: Arc<Listener>,
+    path: String,
+    id: u64,
+    rejected: Arc<AtomicU64>,
+}
+
+impl Registration {
+    /// The address the listener is bound to (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.addr
+    }
+
+    /// Handshakes on this path refused for a missing or wrong signature.
+    pub fn signature_failures(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let orphans = self.listener.shared.unregister(&self.path, self.id);
+        for call in orphans {
+            call.request_close();
+        }
+    }
+}
+
+/// Registers `slot` for calls to `path` on `host:port`, binding the address
+/// unless another element already listens there. Port 0 binds a free port.
+pub fn register(
+    host: &str,
+    port: u16,
+    path: &str,
+    listener_config: ListenerConfig,
+    path_config: PathConfig,
+    slot: Arc<Slot>,
+) -> io::Result<Registration> {
+    let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("{host} has no address"),
+        )
+    })?;
+    let listener = {
+        let mut listeners = LISTENERS.lock().unwrap();
+        loop {
+            match listeners.get(&addr).filter(|_| port != 0) {
+                Some(weak) => match weak.upgrade() {
+                    Some(listener) => break listener,
+                    // Still closing (the last element just left): wait until
+                    // its socket is gone rather than fail to bind.
+                    None => {
+                        let (guard, timeout) =
+                            LISTENER_CLOSED.wait_timeout(listeners, CLOSE_WAIT).unwrap();
+                        listeners = guard;
+                        if timeout.timed_out() {
+                            listeners.remove(&addr);
+                        }
+                    }
+                },
+                None => {
+                    let listener = Listener::bind(addr, listener_config.clone())?;
+                    listeners.insert(listener.addr, Arc::downgrade(&listener));
+                    break listener;
+                }
+            }
+        }
+    };
+    if listener.config != listener_config {
+        if listener.config.tls != listener_config.tls {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "already listened on with other TLS settings",
+            ));
+        }
+        gst::warning!(
+            CAT,
+            "{addr}: limits {listener_config:?} ignored, the listener has {:?}",
+            listener.config
+        );
+    }
+    let id = NEXT_REGISTRATION.fetch_add(1, Ordering::Relaxed);
+    let rejected = listener.shared.register(path, id, path_config, slot)?;
+    Ok(Registration {
+        listener,
+        path: path.to_owned(),
+        id,
+        rejected,
+    })
+}
+
+struct Listener {
+    addr: SocketAddr,
+    config: ListenerConfig,
+    shared: Arc<Shared>,
+    accept: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Listener {
+    fn bind(addr: SocketAddr, config: ListenerConfig) -> io::Result<Arc<Listener>> {
+        let tls = config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
+        // std's bind sets SO_REUSEADDR, so a port just released binds again.
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        let accept = {
+            let _guard = RUNTIME.enter();
+            let tcp = TcpListener::from_std(std_listener)?;
+            RUNTIME.spawn(accept_loop(tcp, tls, config.clone(), shared.clone()))
+        };
+        gst::info!(
+            CAT,
+            "listening on {addr}{}",
+            if config.tls.is_some() { " (TLS)" } else { "" }
+        );
+        Ok(Arc::new(Listener {
+            addr,
+            config,
+            shared,
+            accept: Mutex::new(Some(accept)),
+        }))
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(accept) = self.accept.lock().unwrap().take() {
+            accept.abort();
+            // Aborting drops the socket on a runtime thread; wait for that
+            // so the port is free when the element's state change returns.
+            if tokio::runtime::Handle::try_current().is_err() {
+                let _ = futures::executor::block_on(accept);
+            }
+        }
+        for call in self.shared.shutdown() {
+            call.request_close();
+        }
+        let mut listeners = LISTENERS.lock().unwrap();
+        if listeners
+            .get(&self.addr)
+            .is_some_and(|w| w.strong_count() == 0)
+        {
+            listeners.remove(&self.addr);
+        }
+        drop(listeners);
+        LISTENER_CLOSED.notify_all();
+        gst::info!(CAT, "stopped listening on {}", self.addr);
+    }
+}
