@@ -1,8 +1,10 @@
 //! Shared helpers of the integration tests: GStreamer set-up with the plugin
 //! registered statically, a runtime for the emulator, and collectors for what
-//! comes out of a pipeline.
+//! comes out of a pipeline. Helpers of the src's tests only live in [`src`].
 
 #![allow(dead_code)]
+
+pub mod src;
 
 use std::f64::consts::PI;
 use std::sync::{Arc, LazyLock, Mutex, Once};
