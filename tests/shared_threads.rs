@@ -1,6 +1,7 @@
 //! `shared-threads=true`: the src pushes from the plugin's network threads.
-//! What both modes share (audio, timing, events, teardown) runs in
-//! `src_e2e.rs` in both modes; here is what only this mode has.
+//! What both modes share (audio, timing, events, teardown) runs in both
+//! modes in `src_audio.rs`, `src_call_events.rs` and `src_teardown.rs`;
+//! here is what only this mode has.
 
 mod common;
 

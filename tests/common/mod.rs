@@ -1,8 +1,12 @@
 //! Shared helpers of the integration tests: GStreamer set-up with the plugin
 //! registered statically, a runtime for the emulator, and collectors for what
-//! comes out of a pipeline.
+//! comes out of a pipeline. Helpers of one element's tests only live in
+//! [`src`] and [`sink`].
 
 #![allow(dead_code)]
+
+pub mod sink;
+pub mod src;
 
 use std::f64::consts::PI;
 use std::sync::{Arc, LazyLock, Mutex, Once};

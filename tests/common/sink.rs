@@ -1,0 +1,100 @@
+//! Helpers shared by the twiliostreamsink end-to-end tests: a sink alone in a
+//! Harness, Twilio dialling it, and reading back what the sink sent (media
+//! bytes, a tone's amplitude). Assertions stay in the test files.
+
+use base64::Engine as _;
+use gst_check::Harness;
+use gsttwiliostream::protocol::Outbound;
+use twilio_emulator::{CallParams, Playout, Received, TwilioCall};
+
+use super::*;
+
+/// A sink on its own in a Harness, listening on a free port, with `caps`.
+/// (The Harness starts an element with a sink pad at once, so the properties
+/// are set before it gets there.)
+pub fn sink_harness_with(caps: &str, configure: impl FnOnce(&gst::Element)) -> Harness {
+    init();
+    let sink = gst::ElementFactory::make("twiliostreamsink")
+        .property("port", 0u32)
+        .property("sync", false)
+        .build()
+        .unwrap();
+    configure(&sink);
+    let mut h = Harness::with_element(&sink, Some("sink"), None);
+    h.set_src_caps_str(caps);
+    h.play();
+    h
+}
+
+pub fn sink_harness(caps: &str) -> Harness {
+    sink_harness_with(caps, |_| {})
+}
+
+/// Twilio dials the sink's own listener and starts the stream.
+pub fn dial(sink: &gst::Element, playout: Playout) -> TwilioCall {
+    let url = url_of(sink);
+    rt().block_on(async {
+        let mut call = TwilioCall::connect_with(&url, CallParams::default(), playout)
+            .await
+            .unwrap();
+        call.begin().unwrap();
+        call
+    })
+}
+
+pub fn pcm_buffer(samples: &[i16]) -> gst::Buffer {
+    gst::Buffer::from_mut_slice(
+        samples
+            .iter()
+            .flat_map(|s| s.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// Collects what the plugin sends until `done` says so (or the call closes).
+pub fn receive_until(
+    call: &mut TwilioCall,
+    mut done: impl FnMut(&[Received]) -> bool,
+) -> Vec<Received> {
+    rt().block_on(async {
+        let mut got = Vec::new();
+        while !done(&got) {
+            match call.recv_timeout(PATIENCE).await {
+                Some(item) => {
+                    let closed = matches!(item, Received::Closed(_));
+                    got.push(item);
+                    if closed {
+                        break;
+                    }
+                }
+                None => panic!("nothing more received; so far {got:?}"),
+            }
+        }
+        got
+    })
+}
+
+pub fn media_bytes(got: &[Received]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in got {
+        if let Received::Message(Outbound::Media { media, .. }, _) = r {
+            out.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(&media.payload)
+                    .unwrap(),
+            );
+        }
+    }
+    out
+}
+
+/// Amplitude of `freq` in `x` (8 kHz), over a whole number of its periods.
+pub fn amplitude(x: &[i16], freq: f64) -> f64 {
+    let (mut re, mut im) = (0.0, 0.0);
+    for (n, &v) in x.iter().enumerate() {
+        let ph = 2.0 * std::f64::consts::PI * freq * n as f64 / 8000.0;
+        re += v as f64 * ph.cos();
+        im += v as f64 * ph.sin();
+    }
+    2.0 * (re * re + im * im).sqrt() / x.len() as f64
+}

@@ -1,0 +1,142 @@
+//! twiliostreamsink as an element on its own listener: documented property defaults and caps,
+//! a wait for a call cancelled by a state change, and a peer that stops reading.
+
+mod common;
+
+use std::time::Duration;
+
+use common::sink::*;
+use common::*;
+use gst::prelude::*;
+
+#[test]
+fn waiting_for_a_call_is_cancelled_by_a_state_change() {
+    init();
+    let p = pipeline(
+        "audiotestsrc ! audio/x-raw,rate=16000,channels=1 ! twiliostreamsink name=sink port=0",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let port = by_name(&p, "sink").property::<u32>("bound-port") as u16;
+    assert_ne!(port, 0);
+    std::thread::sleep(Duration::from_millis(50));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p2 = p.clone();
+    std::thread::spawn(move || tx.send(p2.set_state(gst::State::Null)).unwrap());
+    rx.recv_timeout(PATIENCE)
+        .expect("NULL did not return")
+        .unwrap();
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("port still taken");
+}
+
+#[test]
+fn sink_properties_have_documented_defaults() {
+    init();
+    let sink = gst::ElementFactory::make("twiliostreamsink")
+        .build()
+        .unwrap();
+    assert_eq!(sink.property::<u32>("chunk-duration"), 20);
+    assert_eq!(sink.property::<Option<String>>("call-name"), None);
+    assert_eq!(sink.property::<String>("host"), "127.0.0.1");
+    assert_eq!(sink.property::<u32>("port"), 8080);
+    assert_eq!(sink.property::<String>("path"), "/");
+    assert!(sink.property::<bool>("sync"));
+    assert!(!sink.property::<bool>("connected"));
+    let stats = sink.property::<gst::Structure>("stats");
+    for field in [
+        "bytes-sent",
+        "chunks-sent",
+        "marks-sent",
+        "marks-played",
+        "clears-sent",
+        "transcode-errors",
+    ] {
+        assert_eq!(stats.get::<u64>(field).unwrap(), 0, "{field}");
+        assert_eq!(sink.property::<u64>(field), 0, "{field}");
+    }
+    for pspec in sink.list_properties() {
+        if pspec.owner_type() == sink.type_() {
+            assert!(!pspec.nick().is_empty(), "{}", pspec.name());
+            assert!(
+                pspec.blurb().is_some_and(|b| b.len() > 10),
+                "{}",
+                pspec.name()
+            );
+        }
+    }
+    let caps = sink.static_pad("sink").unwrap().pad_template_caps();
+    for rate in [8000, 16000, 24000, 48000] {
+        let c = gst::Caps::builder("audio/x-raw")
+            .field("format", "S16LE")
+            .field("layout", "interleaved")
+            .field("rate", rate)
+            .field("channels", 1)
+            .build();
+        assert!(c.can_intersect(&caps), "{rate}");
+    }
+    assert!(
+        gst::Caps::builder("audio/x-mulaw")
+            .field("rate", 8000)
+            .field("channels", 1)
+            .build()
+            .can_intersect(&caps)
+    );
+    assert!(
+        !gst::Caps::builder("audio/x-raw")
+            .field("format", "S16LE")
+            .field("rate", 44100)
+            .field("channels", 1)
+            .build()
+            .can_intersect(&caps)
+    );
+}
+
+#[test]
+fn a_peer_that_stops_reading_cannot_hang_the_pipeline_or_grow_memory() {
+    let mut h = sink_harness("audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved");
+    let sink = h.element().unwrap();
+    // Twilio's side: handshake and start, then never read again.
+    let url = url_of(&sink);
+    let ws = rt().block_on(async {
+        use futures::SinkExt;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
+        let start = gsttwiliostream::protocol::Inbound::Start {
+            sequence_number: None,
+            stream_sid: "MZstalled".into(),
+            start: gsttwiliostream::protocol::StartInfo {
+                account_sid: "AC1".into(),
+                stream_sid: "MZstalled".into(),
+                call_sid: "CA1".into(),
+                tracks: vec!["inbound".into()],
+                custom_parameters: Default::default(),
+                media_format: None,
+            },
+        };
+        ws.send(tokio_tungstenite::tungstenite::Message::text(
+            start.to_json(),
+        ))
+        .await
+        .unwrap();
+        ws
+    });
+    // 20 minutes of audio as fast as possible: ~13 MB of JSON, more than
+    // the socket buffers and the sink's 4 MiB backlog together.
+    let second = pcm_buffer(&vec![1000i16; 8000]);
+    for _ in 0..1200 {
+        h.push(second.copy()).unwrap();
+    }
+    let dropped = sink.property::<u64>("chunks-dropped");
+    assert!(dropped > 0, "nothing dropped: the backlog is unbounded");
+    let sent = sink.property::<u64>("chunks-sent");
+    assert_eq!(sent + dropped, 60_000);
+    // Tearing down returns although the peer never reads.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let element = sink.clone();
+    std::thread::spawn(move || tx.send(element.set_state(gst::State::Null)).unwrap());
+    rx.recv_timeout(PATIENCE)
+        .expect("NULL did not return")
+        .unwrap();
+    drop(ws);
+    drop(h);
+}

@@ -1,0 +1,200 @@
+//! twiliostreamsink end to end, paired with a twiliostreamsrc: echo calls (also with shared
+//! threads, and two at once), call-name pairing across pipelines, and the error without it.
+
+mod common;
+
+use base64::Engine as _;
+use common::sink::*;
+use common::*;
+use gst::prelude::*;
+use gsttwiliostream::protocol::Outbound;
+use twilio_emulator::audio::{decode, encode};
+use twilio_emulator::{CallParams, Playout, Received, TwilioCall};
+
+/// Correlation coefficient of `a` against `b` shifted by `lag`.
+fn correlation(a: &[f64], b: &[f64], lag: usize) -> f64 {
+    let n = a.len().min(b.len().saturating_sub(lag));
+    let (x, y) = (&a[..n], &b[lag..lag + n]);
+    let dot: f64 = x.iter().zip(y).map(|(p, q)| p * q).sum();
+    let nx: f64 = x.iter().map(|v| v * v).sum();
+    let ny: f64 = y.iter().map(|v| v * v).sum();
+    dot / (nx * ny).sqrt()
+}
+
+/// A speech-like test signal at 8 kHz: several partials, amplitude-modulated.
+fn speechlike(len: usize, seed: f64) -> Vec<i16> {
+    (0..len)
+        .map(|n| {
+            let t = n as f64 / 8000.0;
+            let env = 0.6 + 0.4 * (2.0 * std::f64::consts::PI * 3.0 * t + seed).sin();
+            let v: f64 = [
+                (310.0, 1.0),
+                (720.0, 0.6),
+                (1230.0, 0.4),
+                (2050.0, 0.25),
+                (2900.0, 0.15),
+            ]
+            .iter()
+            .map(|(f, a)| a * (2.0 * std::f64::consts::PI * (f + seed * 37.0) * t + seed * f).sin())
+            .sum();
+            (5000.0 * env * v) as i16
+        })
+        .collect()
+}
+
+/// Runs one echo call against `url`: sends `pcm`, stops, returns what
+/// came back, once the plugin hung up.
+async fn echo_call(url: String, pcm: Vec<i16>, params: CallParams) -> Vec<i16> {
+    let mut call = TwilioCall::connect_with(&url, params, Playout::Instant)
+        .await
+        .unwrap();
+    call.begin().unwrap();
+    for chunk in encode(&pcm).chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+    // The stop ends the src's stream; the sink then sends what it still
+    // holds (a partial frame, the filters' tails).
+    call.send_stop().unwrap();
+    let mut got = Vec::new();
+    while got.len() < pcm.len() {
+        match call.recv_timeout(PATIENCE).await {
+            Some(Received::Message(Outbound::Media { media, .. }, _)) => got.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(&media.payload)
+                    .unwrap(),
+            ),
+            Some(Received::Message(..)) => {}
+            other => panic!("echo stopped after {} samples: {other:?}", got.len()),
+        }
+    }
+    call.close().await;
+    decode(&got)
+}
+
+fn best_correlation(sent: &[i16], echoed: &[i16]) -> (f64, usize) {
+    let a: Vec<f64> = sent[800..].iter().map(|&v| v as f64).collect();
+    let b: Vec<f64> = echoed.iter().map(|&v| v as f64).collect();
+    (0..200)
+        .map(|lag| (correlation(&a[..a.len() - 400], &b[800..], lag), lag))
+        .fold((f64::MIN, 0), |best, c| if c.0 > best.0 { c } else { best })
+}
+
+#[test]
+fn echo_returns_the_callers_audio() {
+    init();
+    let p = pipeline("twiliostreamsrc name=src port=0 ! queue ! twiliostreamsink name=sink");
+    p.set_state(gst::State::Playing).unwrap();
+    let url = url_of(&by_name(&p, "src"));
+    let sent = speechlike(8000, 0.0);
+    let echoed = rt().block_on(echo_call(url, sent.clone(), CallParams::default()));
+    let (corr, lag) = best_correlation(&sent, &echoed);
+    assert!(corr >= 0.99, "correlation {corr:.4} at lag {lag}");
+    // The resamplers' delays, 8 → 16 → 8 kHz, about 41 samples in all.
+    assert!((35..=48).contains(&lag), "lag {lag}");
+
+    // Latency: the src's chunk + upsampler, the sink's frame + downsampler
+    // (its render-delay), and BaseSink's processing deadline.
+    let sink = by_name(&p, "sink");
+    assert_eq!(sink.property::<u64>("render-delay"), 22_562_500);
+    let deadline = sink.property::<u64>("processing-deadline");
+    let mut q = gst::query::Latency::new();
+    assert!(p.query(&mut q));
+    let (live, min, _) = q.result();
+    assert!(live);
+    assert_eq!(
+        min,
+        gst::ClockTime::from_nseconds(2 * 22_562_500 + deadline)
+    );
+    p.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn echo_with_shared_threads_returns_the_callers_audio() {
+    // The load test's pipeline: no streaming thread at all, the network
+    // thread reads, pushes through the sink and writes.
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 shared-threads=true ! twiliostreamsink name=sink sync=false",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let url = url_of(&by_name(&p, "src"));
+    let sent = speechlike(8000, 0.3);
+    let echoed = rt().block_on(echo_call(url, sent.clone(), CallParams::default()));
+    let (corr, lag) = best_correlation(&sent, &echoed);
+    assert!(corr >= 0.99, "correlation {corr:.4} at lag {lag}");
+    assert!((35..=48).contains(&lag), "lag {lag}");
+    let sink = by_name(&p, "sink");
+    assert_eq!(sink.property::<u64>("chunks-dropped"), 0);
+    p.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn two_concurrent_echo_calls_stay_apart() {
+    init();
+    let p1 =
+        pipeline("twiliostreamsrc name=src port=0 path=/echo ! queue ! twiliostreamsink name=sink");
+    p1.set_state(gst::State::Playing).unwrap();
+    let port = by_name(&p1, "src").property::<u32>("bound-port");
+    let p2 = pipeline(&format!(
+        "twiliostreamsrc name=src port={port} path=/echo ! queue ! twiliostreamsink name=sink"
+    ));
+    p2.set_state(gst::State::Playing).unwrap();
+    let url = format!("ws://127.0.0.1:{port}/echo");
+    let (a, b) = (speechlike(6000, 0.0), speechlike(6000, 1.7));
+    let (ea, eb) = rt().block_on(async {
+        let ta = tokio::spawn(echo_call(url.clone(), a.clone(), CallParams::default()));
+        let tb = tokio::spawn(echo_call(url.clone(), b.clone(), CallParams::default()));
+        (ta.await.unwrap(), tb.await.unwrap())
+    });
+    assert!(best_correlation(&a, &ea).0 >= 0.99);
+    assert!(best_correlation(&b, &eb).0 >= 0.99);
+    // And not each other's.
+    assert!(best_correlation(&a, &eb).0 < 0.5);
+    assert!(best_correlation(&b, &ea).0 < 0.5);
+    p1.set_state(gst::State::Null).unwrap();
+    p2.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn call_name_pairs_elements_across_pipelines() {
+    init();
+    let inbound = pipeline("twiliostreamsrc name=src port=0 call-name=alice ! fakesink");
+    let outbound = pipeline(
+        "audiotestsrc freq=600 volume=0.4 is-live=true samplesperbuffer=160 ! \
+         audio/x-raw,rate=8000,channels=1 ! twiliostreamsink name=sink call-name=alice",
+    );
+    outbound.set_state(gst::State::Playing).unwrap();
+    inbound.set_state(gst::State::Playing).unwrap();
+    let sink = by_name(&outbound, "sink");
+    assert_eq!(
+        sink.property::<u32>("bound-port"),
+        0,
+        "a paired sink does not listen"
+    );
+    let mut call = dial(&by_name(&inbound, "src"), Playout::Instant);
+    let got = receive_until(&mut call, |got| media_bytes(got).len() >= 4000);
+    let heard = decode(&media_bytes(&got));
+    let tone = amplitude(&heard[800..4000], 600.0);
+    assert!(tone > 0.3 * 32767.0, "600 Hz at {tone}");
+    outbound.set_state(gst::State::Null).unwrap();
+    inbound.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn two_srcs_and_no_call_name_is_a_clear_error() {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc port=0 ! fakesink  twiliostreamsrc port=0 ! fakesink \
+         audiotestsrc ! audio/x-raw,rate=8000,channels=1 ! twiliostreamsink",
+    );
+    assert!(p.set_state(gst::State::Playing).is_err());
+    let error = drain_messages(&p.bus().unwrap())
+        .into_iter()
+        .find_map(|m| match m.view() {
+            gst::MessageView::Error(e) => Some(format!("{} {:?}", e.error(), e.debug())),
+            _ => None,
+        })
+        .unwrap();
+    assert!(error.contains("set call-name"), "{error}");
+    p.set_state(gst::State::Null).unwrap();
+}
