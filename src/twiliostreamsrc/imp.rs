@@ -1,17 +1,13 @@
-//! The source element: a live PushSrc fed by one call.
-//!
-//! Timing: the first chunk's first sample is anchored at the running time the
-//! chunk arrived, minus its duration (when it started being spoken). Every
-//! later sample is placed by Twilio's `media.timestamp`, so buffers are
-//! contiguous and drift-free against Twilio's clock; a jump in the timestamp
-//! (or a skipped chunk number) is filled with silence and flagged DISCONT.
-//! On the 16 kHz path the output is also shifted by the upsampler's delay, so
-//! timestamps stay true to when the caller spoke.
+//! The source element's glue: a live PushSrc fed by one call. Here are its
+//! state, caps, latency, state changes, the call's events turned into
+//! buffers, events and messages, and the streaming thread's `create`.
+//! Elsewhere: where chunks go in time (`timeline`), the output formats and
+//! the μ-law conversion (`output`), the properties (`properties`), pushing
+//! from network threads (`shared_threads`). Those sibling files implement
+//! parts of [`TwilioStreamSrc`], hence the `pub(super)` items here.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
@@ -20,19 +16,18 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
-use crate::call::{
-    self, Call, CallEvent, DtmfDigit, Events, MediaChunk, SRC_COUNTERS, Slot, Stat, Stats,
-    counter_pspecs, find_counter,
-};
+use super::output::{Converter, Output};
+use super::properties::{self, Settings};
+use super::shared_threads::Shared;
+use super::timeline::{self, Timeline};
+use crate::call::{Call, CallEvent, DtmfDigit, Events, MediaChunk, Slot, Stat};
 use crate::codec::{Upsampler, g711};
-use crate::endpoint::Endpoint;
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
-use crate::runtime::RUNTIME;
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "twiliostreamsrc",
         gst::DebugColorFlags::empty(),
@@ -40,124 +35,32 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// Twilio's customary chunk: the latency a live source of it has at least.
-const CHUNK_DURATION: gst::ClockTime = gst::ClockTime::from_mseconds(20);
-/// Nanoseconds per 8 kHz sample.
-const NS_PER_SAMPLE: u64 = 125_000;
-/// Timestamp deviations below this (in 8 kHz samples) are rounding, not gaps.
-const GAP_TOLERANCE: u64 = 80;
-/// Longest gap filled with silence (5 s); longer ones make the timestamps jump.
-const MAX_SILENCE: u64 = 5 * 8000;
-/// How far `media.timestamp` may run ahead of the time that really passed
-/// since the first chunk before it is taken for garbage (10 s, in samples).
-const MAX_AHEAD: u64 = 10 * 8000;
-/// With `shared-threads`, a push that blocks this long (a chunk) means
-/// downstream waits: the src warns and hands pushing to its streaming thread.
-const SHARED_BLOCK_LIMIT: Duration = Duration::from_millis(20);
-
-#[derive(Debug, Clone, Default)]
-struct Settings {
-    endpoint: Endpoint,
-    call_name: Option<String>,
-    /// Extra latency allowed for network jitter.
-    latency_ms: u32,
-    /// Push from the call's network task instead of a streaming thread.
-    shared_threads: bool,
-}
-
-/// What the src pad carries, from the negotiated caps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Output {
-    Pcm16k,
-    Pcm8k,
-    Mulaw,
-}
-
-impl Output {
-    fn from_caps(caps: &gst::CapsRef) -> Option<Output> {
-        let s = caps.structure(0)?;
-        match (s.name().as_str(), s.get::<i32>("rate").ok()?) {
-            ("audio/x-raw", 16000) => Some(Output::Pcm16k),
-            ("audio/x-raw", 8000) => Some(Output::Pcm8k),
-            ("audio/x-mulaw", 8000) => Some(Output::Mulaw),
-            _ => None,
-        }
-    }
-
-    /// Output samples per 8 kHz input sample.
-    fn factor(self) -> u64 {
-        match self {
-            Output::Pcm16k => 2,
-            Output::Pcm8k | Output::Mulaw => 1,
-        }
-    }
-
-    fn bytes_per_input_sample(self) -> usize {
-        match self {
-            Output::Pcm16k => 4,
-            Output::Pcm8k => 2,
-            Output::Mulaw => 1,
-        }
-    }
-
-    /// Signal delay added by the element.
-    fn delay(self) -> gst::ClockTime {
-        match self {
-            Output::Pcm16k => gst::ClockTime::from_nseconds(Upsampler::delay_ns()),
-            Output::Pcm8k | Output::Mulaw => gst::ClockTime::ZERO,
-        }
-    }
-
-    fn latency(self) -> gst::ClockTime {
-        CHUNK_DURATION + self.delay()
-    }
-}
-
-/// Where the stream is in time.
-#[derive(Debug)]
-struct Timing {
-    /// Running time of stream position 0 (before the output delay).
-    anchor: gst::ClockTime,
-    /// `media.timestamp` that position 0 stands for.
-    first_ts_ms: u64,
-    /// When the first chunk arrived.
-    first_arrival: Instant,
-    /// Twilio streams both tracks: chunk numbers may count both, so only
-    /// timestamps tell gaps.
-    ignore_chunk_numbers: bool,
-    /// 8 kHz samples output so far, silence included.
-    position: u64,
-    /// The chunk number expected next, if Twilio numbers them.
-    next_chunk: Option<u64>,
-}
-
 #[derive(Default)]
-struct State {
-    registration: Option<Registration>,
-    bound_port: u32,
+pub(super) struct State {
+    pub(super) registration: Option<Registration>,
+    pub(super) bound_port: u32,
     /// The call being (or last) consumed; kept after stop for the counters.
-    call: Option<Arc<Call>>,
-    events: Option<Events>,
-    start: Option<Arc<StartInfo>>,
+    pub(super) call: Option<Arc<Call>>,
+    pub(super) events: Option<Events>,
+    pub(super) start: Option<Arc<StartInfo>>,
     output: Option<Output>,
-    upsampler: Upsampler,
-    timing: Option<Timing>,
+    converter: Converter,
+    /// From the first chunk on.
+    timeline: Option<Timeline>,
     /// The call ended: after the resampler tail, EOS.
-    finished: bool,
+    pub(super) finished: bool,
     /// Serialized events to push once the segment is out.
     pending_events: Vec<gst::Event>,
-    decoded: Vec<i16>,
-    upsampled: Vec<i16>,
 }
 
 pub struct TwilioStreamSrc {
-    settings: Mutex<Settings>,
-    state: Mutex<State>,
-    canceller: Mutex<Canceller>,
+    pub(super) settings: Mutex<Settings>,
+    pub(super) state: Mutex<State>,
+    pub(super) canceller: Mutex<Canceller>,
     /// Where calls are delivered: our own slot, or the named one while
     /// `call-name` is set (so sinks anywhere in the process can pair).
-    slot: Mutex<Arc<Slot>>,
-    shared: Shared,
+    pub(super) slot: Mutex<Arc<Slot>>,
+    pub(super) shared: Shared,
 }
 
 impl Default for TwilioStreamSrc {
@@ -172,36 +75,10 @@ impl Default for TwilioStreamSrc {
     }
 }
 
-/// Writes `samples` as S16LE into `out`, which is exactly twice as long.
-fn write_s16le(samples: &[i16], out: &mut [u8]) {
-    for (o, s) in out.chunks_exact_mut(2).zip(samples) {
-        o.copy_from_slice(&s.to_le_bytes());
-    }
-}
-
 impl TwilioStreamSrc {
     /// Where this src's calls are delivered; a paired sink waits on it too.
     pub(super) fn slot(&self) -> Arc<Slot> {
         self.slot.lock().unwrap().clone()
-    }
-
-    /// The call whose counters the properties show.
-    fn stats_call(&self) -> Option<Arc<Call>> {
-        self.state
-            .lock()
-            .unwrap()
-            .call
-            .clone()
-            .or_else(|| self.slot().current())
-    }
-
-    fn stats_structure(&self) -> gst::Structure {
-        let call = self.stats_call();
-        Stats::structure(
-            call.as_deref().map(|c| &c.stats),
-            "twiliostreamsrc-stats",
-            SRC_COUNTERS,
-        )
     }
 
     fn post(&self, structure: gst::Structure) {
@@ -210,7 +87,7 @@ impl TwilioStreamSrc {
 
     /// Pushes queued serialized events, once the segment has gone out (so
     /// they keep their place among the buffers without breaking event order).
-    fn push_pending_events(&self) {
+    pub(super) fn push_pending_events(&self) {
         let events = {
             let mut state = self.state.lock().unwrap();
             if state.pending_events.is_empty() {
@@ -304,7 +181,7 @@ impl TwilioStreamSrc {
 
     /// The audio still inside the upsampler, pushed out with silence.
     fn drain(&self, state: &mut State) -> Option<gst::Buffer> {
-        if state.output != Some(Output::Pcm16k) || state.timing.is_none() {
+        if state.output != Some(Output::Pcm16k) || state.timeline.is_none() {
             return None;
         }
         let silence = (Upsampler::DELAY as u64).div_ceil(2);
@@ -316,76 +193,47 @@ impl TwilioStreamSrc {
     /// whether the stream is discontinuous there.
     fn place(&self, state: &mut State, chunk: &MediaChunk) -> (u64, bool) {
         let output = state.output.expect("checked by the caller");
-        let Some(t) = state.timing.as_mut() else {
+        let placing = timeline::Chunk {
+            timestamp_ms: chunk.timestamp_ms,
+            number: chunk.chunk,
+            samples: chunk.ulaw.len() as u64,
+            arrival: chunk.arrival,
+        };
+        let Some(timeline) = state.timeline.as_mut() else {
             let obj = self.obj();
             let now = match (obj.clock(), obj.base_time()) {
                 (Some(clock), Some(base)) => clock.time().saturating_sub(base),
                 _ => gst::ClockTime::ZERO,
             };
-            let waited = gst::ClockTime::from_nseconds(
-                Instant::now()
-                    .saturating_duration_since(chunk.arrival)
-                    .as_nanos() as u64,
-            );
-            let spoken = gst::ClockTime::from_nseconds(chunk.ulaw.len() as u64 * NS_PER_SAMPLE);
-            let anchor = now
-                .saturating_sub(waited)
-                .saturating_sub(spoken)
-                .max(output.delay());
+            let waited = Instant::now().saturating_duration_since(chunk.arrival);
+            let tracks = state.start.as_ref().map_or(&[][..], |s| &s.tracks[..]);
+            let timeline = Timeline::first(&placing, now, waited, output.delay(), tracks);
             gst::debug!(
                 CAT,
                 imp = self,
-                "first chunk (timestamp {} ms) anchored at {anchor}",
-                chunk.timestamp_ms
+                "first chunk (timestamp {} ms) anchored at {}",
+                chunk.timestamp_ms,
+                timeline.anchor()
             );
-            let ignore_chunk_numbers = state
-                .start
-                .as_ref()
-                .is_some_and(|s| s.tracks.iter().any(|t| t == "outbound"));
-            state.timing = Some(Timing {
-                anchor,
-                first_ts_ms: chunk.timestamp_ms,
-                first_arrival: chunk.arrival,
-                ignore_chunk_numbers,
-                position: 0,
-                next_chunk: chunk.chunk.map(|c| c.saturating_add(1)),
-            });
+            state.timeline = Some(timeline);
             return (0, false);
         };
-
-        let mut due = chunk
-            .timestamp_ms
-            .saturating_sub(t.first_ts_ms)
-            .saturating_mul(8);
-        let elapsed = chunk.arrival.saturating_duration_since(t.first_arrival);
-        let possible = (elapsed.as_millis() as u64).saturating_mul(8) + MAX_AHEAD;
-        if due > possible {
-            // A timestamp far beyond the time that passed: keep the audio
-            // contiguous and measure later chunks from this one.
+        let placed = timeline.place(&placing);
+        if let Some(ahead) = placed.ignored_ahead {
             gst::warning!(
                 CAT,
                 imp = self,
                 "chunk {:?} claims timestamp {} ms, {} s after the first one, {:.1} s in: ignoring it",
                 chunk.chunk,
                 chunk.timestamp_ms,
-                due / 8000,
-                elapsed.as_secs_f64()
+                ahead.due / 8000,
+                ahead.elapsed.as_secs_f64()
             );
             if let Some(call) = &state.call {
                 call.stats.add(Stat::InvalidMessages, 1);
             }
-            t.first_ts_ms = chunk.timestamp_ms.saturating_sub(t.position / 8);
-            due = t.position;
         }
-        let gap = due.saturating_sub(t.position);
-        let skipped = match (chunk.chunk, t.next_chunk) {
-            (Some(got), Some(expected)) if got > expected && !t.ignore_chunk_numbers => {
-                got - expected
-            }
-            _ => 0,
-        };
-        t.next_chunk = chunk.chunk.map(|c| c.saturating_add(1));
-        if due + GAP_TOLERANCE < t.position {
+        if placed.overlap {
             gst::debug!(
                 CAT,
                 imp = self,
@@ -394,31 +242,21 @@ impl TwilioStreamSrc {
                 chunk.timestamp_ms
             );
         }
-        if gap <= GAP_TOLERANCE && skipped == 0 {
-            return (0, false);
+        if placed.lost > 0 {
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::ChunksLost, placed.lost);
+            }
+            gst::warning!(
+                CAT,
+                imp = self,
+                "gap of {} ms before chunk {:?} (timestamp {} ms): {} chunk(s) lost",
+                placed.gap / 8,
+                chunk.chunk,
+                chunk.timestamp_ms,
+                placed.lost
+            );
         }
-        let len = chunk.ulaw.len().max(1) as u64;
-        let lost = skipped.max(gap.saturating_add(len / 2) / len).max(1);
-        if let Some(call) = &state.call {
-            call.stats.add(Stat::ChunksLost, lost);
-        }
-        gst::warning!(
-            CAT,
-            imp = self,
-            "gap of {} ms before chunk {:?} (timestamp {} ms): {lost} chunk(s) lost",
-            gap / 8,
-            chunk.chunk,
-            chunk.timestamp_ms
-        );
-        if gap <= GAP_TOLERANCE {
-            (0, true)
-        } else if gap > MAX_SILENCE {
-            // Too long to fill: let the timestamps jump instead.
-            t.position += gap;
-            (0, true)
-        } else {
-            (gap, true)
-        }
+        (placed.silence, placed.discont)
     }
 
     /// A buffer of `silence` 8 kHz samples of silence followed by `ulaw`, in
@@ -431,54 +269,26 @@ impl TwilioStreamSrc {
         discont: bool,
     ) -> Result<gst::Buffer, gst::FlowError> {
         let output = state.output.ok_or(gst::FlowError::NotNegotiated)?;
-        let timing = state.timing.as_ref().expect("placed before");
+        let timeline = state.timeline.as_mut().expect("placed before");
         let samples = silence + ulaw.len() as u64;
-        let pts = timing
-            .anchor
-            .saturating_add(gst::ClockTime::from_nseconds(
-                timing.position.saturating_mul(NS_PER_SAMPLE),
-            ))
-            .saturating_sub(output.delay());
-        let duration = gst::ClockTime::from_nseconds(samples * NS_PER_SAMPLE);
-        let offset = timing.position * output.factor();
-
-        let silence = silence as usize;
+        let span = timeline.span(samples, output.factor(), output.delay());
         let mut buffer = gst::Buffer::with_size(samples as usize * output.bytes_per_input_sample())
             .map_err(|_| gst::FlowError::Error)?;
         {
             let buffer = buffer.get_mut().unwrap();
-            buffer.set_pts(pts);
-            buffer.set_duration(duration);
-            buffer.set_offset(offset);
-            buffer.set_offset_end(offset + samples * output.factor());
+            buffer.set_pts(span.pts);
+            buffer.set_duration(span.duration);
+            buffer.set_offset(span.offset);
+            buffer.set_offset_end(span.offset_end);
             if discont {
                 buffer.set_flags(gst::BufferFlags::DISCONT);
             }
             let mut map = buffer.map_writable().map_err(|_| gst::FlowError::Error)?;
-            let data = map.as_mut_slice();
-            if output == Output::Mulaw {
-                data[..silence].fill(g711::SILENCE);
-                data[silence..].copy_from_slice(ulaw);
-            } else {
-                let State {
-                    decoded,
-                    upsampled,
-                    upsampler,
-                    ..
-                } = state;
-                decoded.clear();
-                decoded.resize(samples as usize, 0);
-                g711::decode_slice(ulaw, &mut decoded[silence..]);
-                if output == Output::Pcm8k {
-                    write_s16le(decoded, data);
-                } else {
-                    upsampled.resize(2 * decoded.len(), 0);
-                    upsampler.process(decoded, upsampled);
-                    write_s16le(upsampled, data);
-                }
-            }
+            state
+                .converter
+                .write(output, silence as usize, ulaw, map.as_mut_slice());
         }
-        state.timing.as_mut().unwrap().position += samples;
+        timeline.advance(samples);
         Ok(buffer)
     }
 
@@ -501,7 +311,7 @@ impl TwilioStreamSrc {
     }
 
     /// Turns one event of the call into what goes downstream.
-    fn process(&self, event: Option<CallEvent>) -> Result<Step, gst::FlowError> {
+    pub(super) fn process(&self, event: Option<CallEvent>) -> Result<Step, gst::FlowError> {
         gst::trace!(CAT, imp = self, "{event:?}");
         let tail = match event {
             Some(CallEvent::Media(chunk)) => {
@@ -529,175 +339,14 @@ impl TwilioStreamSrc {
         };
         Ok(Step::End(tail))
     }
-
-    /// With `shared-threads`: pushes whatever the call queued, on the
-    /// calling thread (the call's task, or a task of its own). One
-    /// drain runs at a time; a request during it makes it go round again.
-    fn drain_shared(&self) {
-        // Not (or no longer) this run's way of pushing: a drain spawned in an
-        // earlier run may come late.
-        if !self.shared.enabled.load(Ordering::SeqCst)
-            || self.shared.fallback.load(Ordering::SeqCst)
-        {
-            return;
-        }
-        self.shared.requested.store(true, Ordering::SeqCst);
-        while !self.shared.draining.swap(true, Ordering::SeqCst) {
-            while self.shared.requested.swap(false, Ordering::SeqCst) {
-                self.drain_once();
-            }
-            self.shared.draining.store(false, Ordering::SeqCst);
-            if self.shared.fallback.load(Ordering::SeqCst) {
-                // No drain runs any more: the streaming thread takes over.
-                self.shared.fallen_back.notify_one();
-                return;
-            }
-            if !self.shared.requested.load(Ordering::SeqCst) {
-                break;
-            }
-        }
-    }
-
-    /// [`Self::drain_shared`] on a network thread.
-    fn drain_shared_soon(&self) {
-        let src = self.obj().downgrade();
-        RUNTIME.spawn(async move {
-            if let Some(src) = src.upgrade() {
-                src.imp().drain_shared();
-            }
-        });
-    }
-
-    fn drain_once(&self) {
-        let pad = self.obj().src_pad().clone();
-        while self.shared.flowing.load(Ordering::SeqCst)
-            && !self.shared.fallback.load(Ordering::SeqCst)
-        {
-            let event = {
-                let mut state = self.state.lock().unwrap();
-                if state.finished {
-                    return;
-                }
-                let Some(events) = state.events.as_mut() else {
-                    return;
-                };
-                match events.try_recv() {
-                    Poll::Ready(event) => event,
-                    Poll::Pending => return,
-                }
-            };
-            // The streaming thread would push the segment with the first
-            // buffer; here it goes out before anything else of ours. It is
-            // BaseSrc's own: a live source's time segment from 0 (reading
-            // that one would take the stream lock the waiting thread holds).
-            if pad.sticky_event::<gst::event::Segment>(0).is_none() {
-                let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-                pad.push_event(gst::event::Segment::new(&segment));
-            }
-            let step = self.process(event);
-            self.push_pending_events();
-            let result = match step {
-                Ok(Step::Next) => Ok(gst::FlowSuccess::Ok),
-                Ok(Step::Buffer(buffer)) => self.push_shared(&pad, buffer),
-                Ok(Step::End(tail)) => {
-                    let result =
-                        tail.map_or(Ok(gst::FlowSuccess::Ok), |b| self.push_shared(&pad, b));
-                    if result.is_ok() {
-                        pad.push_event(gst::event::Eos::new());
-                    }
-                    result
-                }
-                Err(flow) => Err(flow),
-            };
-            if let Err(flow) = result {
-                self.shared_flow_error(&pad, flow);
-                return;
-            }
-        }
-    }
-
-    /// Pushes `buffer`. If downstream held the thread for a chunk or more
-    /// (every call on that network thread waited as long), warns and falls
-    /// back to the streaming thread for the rest of the run.
-    fn push_shared(
-        &self,
-        pad: &gst::Pad,
-        mut buffer: gst::Buffer,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        if self.shared.discont.swap(false, Ordering::Relaxed) {
-            buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
-        }
-        let pauses = self.shared.pauses.load(Ordering::SeqCst);
-        let started = Instant::now();
-        let result = pad.push(buffer);
-        let took = started.elapsed();
-        // A push held up by a pause (the sink waits for PLAYING) or ended by
-        // a flush says nothing about downstream in PLAYING.
-        let waited = took >= SHARED_BLOCK_LIMIT
-            && result.is_ok()
-            && pauses == self.shared.pauses.load(Ordering::SeqCst);
-        if waited && !self.shared.fallback.swap(true, Ordering::SeqCst) {
-            gst::element_imp_warning!(
-                self,
-                gst::CoreError::Clock,
-                ("Downstream blocked a shared network thread"),
-                [
-                    "a push took {} ms; with shared-threads=true nothing downstream may wait \
-                     (use sync=false, or a leaky queue). Pushing from this element's \
-                     streaming thread from now on.",
-                    took.as_millis()
-                ]
-            );
-        }
-        result
-    }
-
-    /// What the streaming thread would do when a push fails.
-    fn shared_flow_error(&self, pad: &gst::Pad, flow: gst::FlowError) {
-        if flow == gst::FlowError::Flushing {
-            gst::debug!(CAT, imp = self, "flushing: not pushing");
-            return;
-        }
-        gst::info!(CAT, imp = self, "stopping: {flow:?}");
-        self.state.lock().unwrap().finished = true;
-        if flow != gst::FlowError::Eos {
-            gst::element_imp_error!(
-                self,
-                gst::StreamError::Failed,
-                ("Internal data stream error."),
-                ["streaming stopped, reason {flow:?}"]
-            );
-        }
-        pad.push_event(gst::event::Eos::new());
-    }
 }
 
 /// What one event of the call turned into.
-enum Step {
+pub(super) enum Step {
     Next,
     Buffer(gst::Buffer),
     /// The call ended: its last audio (the resampler's tail), then EOS.
     End(Option<gst::Buffer>),
-}
-
-/// How a `shared-threads` src hands the call's task its pushes.
-#[derive(Default)]
-struct Shared {
-    /// PLAYING: buffers may go out.
-    flowing: AtomicBool,
-    draining: AtomicBool,
-    requested: AtomicBool,
-    /// Downstream blocked a push: the streaming thread pushes from now on
-    /// (until the element starts again).
-    fallback: AtomicBool,
-    /// Wakes the streaming thread once no drain runs after `fallback`.
-    fallen_back: tokio::sync::Notify,
-    /// This run pushes from the network threads (`shared-threads` at start).
-    enabled: AtomicBool,
-    /// PLAYING → PAUSED transitions so far.
-    pauses: AtomicU64,
-    /// The next buffer is the first since start: DISCONT, as BaseSrc marks it.
-    discont: AtomicBool,
 }
 
 #[glib::object_subclass]
@@ -709,169 +358,15 @@ impl ObjectSubclass for TwilioStreamSrc {
 
 impl ObjectImpl for TwilioStreamSrc {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> =
-            LazyLock::new(|| {
-                let mut props = Endpoint::pspecs("");
-                props.extend([
-                glib::ParamSpecString::builder("call-name")
-                    .nick("Call name")
-                    .blurb(
-                        "Pairs this src with the twiliostreamsink(s) of the same call-name, \
-                            in any pipeline of the process. Without it, a sink pairs with the \
-                            src of its own pipeline",
-                    )
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("latency")
-                    .nick("Latency")
-                    .blurb("Extra latency in ms reported on top of one chunk, so that chunks \
-                            delayed by network jitter are still on time for a syncing sink")
-                    .maximum(10_000)
-                    .default_value(0)
-                    .mutable_playing()
-                    .build(),
-                glib::ParamSpecBoolean::builder("shared-threads")
-                    .nick("Shared threads")
-                    .blurb("Push the call's audio from the plugin's few network threads instead \
-                            of a streaming thread of this element: far less CPU per call with \
-                            hundreds of calls, but then nothing downstream may wait (no \
-                            sync=true sink, no full queue), or every call on that thread waits; \
-                            a push that waits 20 ms posts a warning and hands pushing back to \
-                            the streaming thread")
-                    .default_value(false)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("bound-port")
-                    .nick("Bound port")
-                    .blurb(
-                        "The port actually listened on (useful with port=0), 0 when not listening",
-                    )
-                    .maximum(u16::MAX as u32)
-                    .read_only()
-                    .build(),
-                glib::ParamSpecBoolean::builder("connected")
-                    .nick("Connected")
-                    .blurb("Whether a call is connected to this element")
-                    .read_only()
-                    .build(),
-                glib::ParamSpecString::builder("call-sid")
-                    .nick("Call SID")
-                    .blurb("callSid of the current call, from its start message")
-                    .read_only()
-                    .build(),
-                glib::ParamSpecString::builder("stream-sid")
-                    .nick("Stream SID")
-                    .blurb("streamSid of the current call, from its start message")
-                    .read_only()
-                    .build(),
-                glib::ParamSpecString::builder("account-sid")
-                    .nick("Account SID")
-                    .blurb("accountSid of the current call, from its start message")
-                    .read_only()
-                    .build(),
-                glib::ParamSpecBoxed::builder::<gst::Structure>("custom-parameters")
-                    .nick("Custom parameters")
-                    .blurb("The <Parameter> values of the TwiML <Stream>, as string fields")
-                    .read_only()
-                    .build(),
-            ]);
-                props.extend(counter_pspecs(SRC_COUNTERS));
-                props.push(
-                    glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
-                        .nick("Statistics")
-                        .blurb("All counters of the current call in one structure")
-                        .read_only()
-                        .build(),
-                );
-                props
-            });
-        PROPERTIES.as_ref()
+        properties::specs()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = self.settings.lock().unwrap();
-        if settings.endpoint.set_property(pspec.name(), value) {
-            return;
-        }
-        match pspec.name() {
-            "latency" => {
-                settings.latency_ms = value.get().unwrap();
-                drop(settings);
-                let obj = self.obj();
-                let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
-            }
-            "shared-threads" => settings.shared_threads = value.get().unwrap(),
-            "call-name" => {
-                settings.call_name = value
-                    .get::<Option<String>>()
-                    .unwrap()
-                    .filter(|n| !n.is_empty());
-                *self.slot.lock().unwrap() = match &settings.call_name {
-                    Some(name) => call::named_slot(name),
-                    None => Slot::new(),
-                };
-            }
-            other => unimplemented!("property {other}"),
-        }
+        self.write_property(value, pspec);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        if let Some(value) = self
-            .settings
-            .lock()
-            .unwrap()
-            .endpoint
-            .property(pspec.name())
-        {
-            return value;
-        }
-        let sid = |f: fn(&StartInfo) -> &String| {
-            self.state
-                .lock()
-                .unwrap()
-                .start
-                .as_deref()
-                .map(|s| f(s).clone())
-                .to_value()
-        };
-        match pspec.name() {
-            "signature-failures" => self
-                .state
-                .lock()
-                .unwrap()
-                .registration
-                .as_ref()
-                .map_or(0, |r| r.signature_failures())
-                .to_value(),
-            "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
-            "connected" => self
-                .slot()
-                .current()
-                .is_some_and(|c| c.is_open())
-                .to_value(),
-            "call-name" => self.settings.lock().unwrap().call_name.to_value(),
-            "latency" => self.settings.lock().unwrap().latency_ms.to_value(),
-            "shared-threads" => self.settings.lock().unwrap().shared_threads.to_value(),
-            "call-sid" => sid(|s| &s.call_sid),
-            "stream-sid" => sid(|s| &s.stream_sid),
-            "account-sid" => sid(|s| &s.account_sid),
-            "custom-parameters" => self
-                .state
-                .lock()
-                .unwrap()
-                .start
-                .as_deref()
-                .map(messages::custom_parameters)
-                .to_value(),
-            "stats" => self.stats_structure().to_value(),
-            name => {
-                let stat = find_counter(SRC_COUNTERS, name)
-                    .unwrap_or_else(|| unimplemented!("property {name}"));
-                self.stats_call()
-                    .map_or(0, |c| c.stats.get(stat))
-                    .to_value()
-            }
-        }
+        self.read_property(pspec)
     }
 
     fn constructed(&self) {
@@ -900,25 +395,12 @@ impl ElementImpl for TwilioStreamSrc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let pcm = |rate: i32| {
-                gst_audio::AudioCapsBuilder::new_interleaved()
-                    .format(gst_audio::AudioFormat::S16le)
-                    .rate(rate)
-                    .channels(1)
-                    .build()
-            };
-            let mut caps = pcm(16000);
-            {
-                let caps = caps.get_mut().unwrap();
-                caps.append(pcm(8000));
-                caps.append(crate::mulaw_caps());
-            }
             vec![
                 gst::PadTemplate::new(
                     "src",
                     gst::PadDirection::Src,
                     gst::PadPresence::Always,
-                    &caps,
+                    &Output::template_caps(),
                 )
                 .unwrap(),
             ]
@@ -931,18 +413,11 @@ impl ElementImpl for TwilioStreamSrc {
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::PlayingToPaused {
-            self.shared.pauses.fetch_add(1, Ordering::SeqCst);
-            self.shared.flowing.store(false, Ordering::SeqCst);
+            self.shared.pausing();
         }
         let success = self.parent_change_state(transition)?;
         if transition == gst::StateChange::PausedToPlaying {
-            self.shared.flowing.store(true, Ordering::SeqCst);
-            // What the call queued while paused goes out now, from a
-            // network thread like the rest.
-            let claimed = self.state.lock().unwrap().events.is_some();
-            if claimed && self.settings.lock().unwrap().shared_threads {
-                self.drain_shared_soon();
-            }
+            self.shared_playing();
         }
         Ok(success)
     }
@@ -952,11 +427,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         *self.state.lock().unwrap() = State::default();
-        self.shared.fallback.store(false, Ordering::SeqCst);
-        self.shared
-            .enabled
-            .store(settings.shared_threads, Ordering::SeqCst);
-        self.shared.discont.store(true, Ordering::Relaxed);
+        self.shared.start(settings.shared_threads);
         // A call left from an earlier run must not be taken for a new one.
         let slot = self.slot();
         if let Some(call) = slot.take() {
@@ -986,7 +457,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
             if let Some(call) = &state.call {
                 call.set_consumer(None);
             }
-            self.shared.enabled.store(false, Ordering::SeqCst);
+            self.shared.stop();
             (state.registration.take(), state.events.take())
         };
         // Stop taking calls first, then hang up the one we have.
@@ -1009,7 +480,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
             let mut state = self.state.lock().unwrap();
             let changed = state.output != Some(output);
             state.output = Some(output);
-            state.upsampler.reset();
+            state.converter.reset();
             changed
         };
         if changed {
@@ -1064,35 +535,20 @@ impl PushSrcImpl for TwilioStreamSrc {
                 self.claim(call)?;
                 continue;
             };
-            if self.settings.lock().unwrap().shared_threads
-                && !self.shared.fallback.load(Ordering::SeqCst)
-            {
+            if self.settings.lock().unwrap().shared_threads && !self.shared.fell_back() {
                 // The call's task pushes from now on; this thread only waits
                 // for the element to stop, or for downstream to block a push.
                 state.events = Some(events);
                 drop(state);
-                // What came before this call was claimed: from a network
-                // thread too, so that every push before a fallback is.
-                self.drain_shared_soon();
-                while !self.shared.fallback.load(Ordering::SeqCst) {
-                    wait(&self.canceller, self.shared.fallen_back.notified())
-                        .map_err(|_| gst::FlowError::Flushing)?;
-                }
-                gst::info!(CAT, imp = self, "downstream blocked: pushing from here");
+                self.wait_for_fallback()?;
                 // BaseSrc flags this thread's first buffer DISCONT, though the
                 // stream goes on without a gap.
                 continue;
             }
             drop(state);
-            if self.shared.fallback.load(Ordering::SeqCst) {
-                // A drain that began before the fallback pushes nothing more,
-                // but may still be finishing the push that blocked.
-                while self.shared.draining.load(Ordering::SeqCst) {
-                    if wait(&self.canceller, self.shared.fallen_back.notified()).is_err() {
-                        self.state.lock().unwrap().events = Some(events);
-                        return Err(gst::FlowError::Flushing);
-                    }
-                }
+            if let Err(flow) = self.wait_for_last_drain() {
+                self.state.lock().unwrap().events = Some(events);
+                return Err(flow);
             }
 
             let event = wait(&self.canceller, events.recv());

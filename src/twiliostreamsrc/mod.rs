@@ -1,4 +1,10 @@
 //! `twiliostreamsrc`: the caller's audio of a Twilio Media Streams call.
+//!
+//! The element's glue (state, caps, state changes, call events to buffers)
+//! is in `imp`; its properties in `properties`; pushing from the call's
+//! network task (`shared-threads`) in `shared_threads`. `timeline` places
+//! the chunks in time and `output` converts μ-law to the output format,
+//! both GStreamer-light and unit-tested with plain values.
 
 use std::sync::Arc;
 
@@ -9,6 +15,10 @@ use gst::subclass::prelude::*;
 use crate::call::Slot;
 
 mod imp;
+mod output;
+mod properties;
+mod shared_threads;
+mod timeline;
 
 glib::wrapper! {
     pub struct TwilioStreamSrc(ObjectSubclass<imp::TwilioStreamSrc>)

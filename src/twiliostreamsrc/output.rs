@@ -1,0 +1,218 @@
+//! What the src pad carries (16 or 8 kHz S16LE, or the call's own μ-law) and
+//! the conversion of Twilio's μ-law into it: decoding, upsampling, S16LE.
+//! Where the samples go in time is `timeline`'s business.
+
+use gst::ClockTime;
+
+use crate::codec::{Upsampler, g711};
+
+/// Twilio's customary chunk: the latency a live source of it has at least.
+const CHUNK_DURATION: ClockTime = ClockTime::from_mseconds(20);
+
+/// The output format, from the negotiated caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Pcm16k,
+    Pcm8k,
+    Mulaw,
+}
+
+impl Output {
+    pub fn from_caps(caps: &gst::CapsRef) -> Option<Output> {
+        let s = caps.structure(0)?;
+        match (s.name().as_str(), s.get::<i32>("rate").ok()?) {
+            ("audio/x-raw", 16000) => Some(Output::Pcm16k),
+            ("audio/x-raw", 8000) => Some(Output::Pcm8k),
+            ("audio/x-mulaw", 8000) => Some(Output::Mulaw),
+            _ => None,
+        }
+    }
+
+    /// The caps of every format, in order of preference.
+    pub fn template_caps() -> gst::Caps {
+        let pcm = |rate: i32| {
+            gst_audio::AudioCapsBuilder::new_interleaved()
+                .format(gst_audio::AudioFormat::S16le)
+                .rate(rate)
+                .channels(1)
+                .build()
+        };
+        let mut caps = pcm(16000);
+        {
+            let caps = caps.get_mut().unwrap();
+            caps.append(pcm(8000));
+            caps.append(crate::mulaw_caps());
+        }
+        caps
+    }
+
+    /// Output samples per 8 kHz input sample.
+    pub fn factor(self) -> u64 {
+        match self {
+            Output::Pcm16k => 2,
+            Output::Pcm8k | Output::Mulaw => 1,
+        }
+    }
+
+    pub fn bytes_per_input_sample(self) -> usize {
+        match self {
+            Output::Pcm16k => 4,
+            Output::Pcm8k => 2,
+            Output::Mulaw => 1,
+        }
+    }
+
+    /// Signal delay added by the element.
+    pub fn delay(self) -> ClockTime {
+        match self {
+            Output::Pcm16k => ClockTime::from_nseconds(Upsampler::delay_ns()),
+            Output::Pcm8k | Output::Mulaw => ClockTime::ZERO,
+        }
+    }
+
+    pub fn latency(self) -> ClockTime {
+        CHUNK_DURATION + self.delay()
+    }
+}
+
+/// Turns μ-law into the output format, keeping the upsampler's history
+/// between chunks and reusing its scratch buffers.
+#[derive(Default)]
+pub struct Converter {
+    upsampler: Upsampler,
+    decoded: Vec<i16>,
+    upsampled: Vec<i16>,
+}
+
+impl Converter {
+    /// Forgets the upsampler's history.
+    pub fn reset(&mut self) {
+        self.upsampler.reset();
+    }
+
+    /// Writes `silence` 8 kHz samples of silence followed by `ulaw` into
+    /// `out` as `output`; `out` holds exactly that many samples' bytes.
+    pub fn write(&mut self, output: Output, silence: usize, ulaw: &[u8], out: &mut [u8]) {
+        if output == Output::Mulaw {
+            out[..silence].fill(g711::SILENCE);
+            out[silence..].copy_from_slice(ulaw);
+            return;
+        }
+        let decoded = &mut self.decoded;
+        decoded.clear();
+        decoded.resize(silence + ulaw.len(), 0);
+        g711::decode_slice(ulaw, &mut decoded[silence..]);
+        if output == Output::Pcm8k {
+            write_s16le(decoded, out);
+        } else {
+            self.upsampled.resize(2 * decoded.len(), 0);
+            self.upsampler.process(decoded, &mut self.upsampled);
+            write_s16le(&self.upsampled, out);
+        }
+    }
+}
+
+/// Writes `samples` as S16LE into `out`, which is exactly twice as long.
+fn write_s16le(samples: &[i16], out: &mut [u8]) {
+    for (o, s) in out.chunks_exact_mut(2).zip(samples) {
+        o.copy_from_slice(&s.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s16le(bytes: &[u8]) -> Vec<i16> {
+        bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    }
+
+    /// Some μ-law that is not silence.
+    fn ulaw() -> Vec<u8> {
+        (0..160)
+            .map(|i| g711::encode((i * 97 % 2000) as i16 - 1000))
+            .collect()
+    }
+
+    fn convert(converter: &mut Converter, output: Output, silence: usize, ulaw: &[u8]) -> Vec<u8> {
+        let mut out = vec![0xAA; (silence + ulaw.len()) * output.bytes_per_input_sample()];
+        converter.write(output, silence, ulaw, &mut out);
+        out
+    }
+
+    #[test]
+    fn mulaw_passes_through_after_its_silence() {
+        let ulaw = ulaw();
+        let out = convert(&mut Converter::default(), Output::Mulaw, 3, &ulaw);
+        assert_eq!(out[..3], [g711::SILENCE; 3]);
+        assert_eq!(out[3..], ulaw[..]);
+    }
+
+    #[test]
+    fn pcm8k_is_the_decoded_mulaw() {
+        let ulaw = ulaw();
+        let out = s16le(&convert(&mut Converter::default(), Output::Pcm8k, 2, &ulaw));
+        assert_eq!(out[..2], [0, 0]);
+        let decoded: Vec<i16> = ulaw.iter().map(|&c| g711::decode(c)).collect();
+        assert_eq!(out[2..], decoded[..]);
+    }
+
+    #[test]
+    fn pcm16k_is_the_upsampled_decoded_mulaw_across_chunks() {
+        let ulaw = ulaw();
+        let mut converter = Converter::default();
+        let mut upsampler = Upsampler::new();
+        for silence in [0, 40, 0] {
+            let out = s16le(&convert(&mut converter, Output::Pcm16k, silence, &ulaw));
+            let mut decoded = vec![0; silence];
+            decoded.extend(ulaw.iter().map(|&c| g711::decode(c)));
+            let mut expected = vec![0; 2 * decoded.len()];
+            upsampler.process(&decoded, &mut expected);
+            assert_eq!(out, expected);
+        }
+        // Reset forgets the history, like a new upsampler.
+        converter.reset();
+        let mut fresh = Upsampler::new();
+        let mut expected = vec![0; 2 * ulaw.len()];
+        let decoded: Vec<i16> = ulaw.iter().map(|&c| g711::decode(c)).collect();
+        fresh.process(&decoded, &mut expected);
+        let out = s16le(&convert(&mut converter, Output::Pcm16k, 0, &ulaw));
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn formats_have_their_rates_delays_and_sizes() {
+        assert_eq!(Output::Pcm16k.delay(), ClockTime::from_nseconds(2_562_500));
+        assert_eq!(Output::Pcm8k.delay(), ClockTime::ZERO);
+        assert_eq!(Output::Mulaw.latency(), ClockTime::from_mseconds(20));
+        assert_eq!(
+            [Output::Pcm16k, Output::Pcm8k, Output::Mulaw]
+                .map(|o| (o.factor(), o.bytes_per_input_sample())),
+            [(2, 4), (1, 2), (1, 1)]
+        );
+    }
+
+    #[test]
+    fn caps_name_the_format() {
+        gst::init().unwrap();
+        let formats: Vec<_> = Output::template_caps()
+            .iter()
+            .map(|s| Output::from_caps(&gst::Caps::from(s.to_owned())))
+            .collect();
+        assert_eq!(
+            formats,
+            [
+                Some(Output::Pcm16k),
+                Some(Output::Pcm8k),
+                Some(Output::Mulaw)
+            ]
+        );
+        let caps = gst::Caps::builder("audio/x-raw")
+            .field("rate", 48000)
+            .build();
+        assert_eq!(Output::from_caps(&caps), None);
+    }
+}

@@ -1,0 +1,214 @@
+//! The src's properties: the settings they hold, their specs, and reading
+//! and writing them (the call's counters and start-message fields included).
+//! `imp`'s `ObjectImpl` delegates here; what the settings do is `imp`'s.
+
+use std::sync::{Arc, LazyLock};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::imp::TwilioStreamSrc;
+use crate::call::{self, Call, SRC_COUNTERS, Slot, Stats, counter_pspecs, find_counter};
+use crate::endpoint::Endpoint;
+use crate::messages;
+use crate::protocol::StartInfo;
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct Settings {
+    pub(super) endpoint: Endpoint,
+    pub(super) call_name: Option<String>,
+    /// Extra latency allowed for network jitter.
+    pub(super) latency_ms: u32,
+    /// Push from the call's network task instead of a streaming thread.
+    pub(super) shared_threads: bool,
+}
+
+/// The specs of every property.
+pub(super) fn specs() -> &'static [glib::ParamSpec] {
+    static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+        let mut props = Endpoint::pspecs("");
+        props.extend([
+            glib::ParamSpecString::builder("call-name")
+                .nick("Call name")
+                .blurb(
+                    "Pairs this src with the twiliostreamsink(s) of the same call-name, \
+                        in any pipeline of the process. Without it, a sink pairs with the \
+                        src of its own pipeline",
+                )
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("latency")
+                .nick("Latency")
+                .blurb(
+                    "Extra latency in ms reported on top of one chunk, so that chunks \
+                        delayed by network jitter are still on time for a syncing sink",
+                )
+                .maximum(10_000)
+                .default_value(0)
+                .mutable_playing()
+                .build(),
+            glib::ParamSpecBoolean::builder("shared-threads")
+                .nick("Shared threads")
+                .blurb(
+                    "Push the call's audio from the plugin's few network threads instead \
+                        of a streaming thread of this element: far less CPU per call with \
+                        hundreds of calls, but then nothing downstream may wait (no \
+                        sync=true sink, no full queue), or every call on that thread waits; \
+                        a push that waits 20 ms posts a warning and hands pushing back to \
+                        the streaming thread",
+                )
+                .default_value(false)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("bound-port")
+                .nick("Bound port")
+                .blurb("The port actually listened on (useful with port=0), 0 when not listening")
+                .maximum(u16::MAX as u32)
+                .read_only()
+                .build(),
+            glib::ParamSpecBoolean::builder("connected")
+                .nick("Connected")
+                .blurb("Whether a call is connected to this element")
+                .read_only()
+                .build(),
+            glib::ParamSpecString::builder("call-sid")
+                .nick("Call SID")
+                .blurb("callSid of the current call, from its start message")
+                .read_only()
+                .build(),
+            glib::ParamSpecString::builder("stream-sid")
+                .nick("Stream SID")
+                .blurb("streamSid of the current call, from its start message")
+                .read_only()
+                .build(),
+            glib::ParamSpecString::builder("account-sid")
+                .nick("Account SID")
+                .blurb("accountSid of the current call, from its start message")
+                .read_only()
+                .build(),
+            glib::ParamSpecBoxed::builder::<gst::Structure>("custom-parameters")
+                .nick("Custom parameters")
+                .blurb("The <Parameter> values of the TwiML <Stream>, as string fields")
+                .read_only()
+                .build(),
+        ]);
+        props.extend(counter_pspecs(SRC_COUNTERS));
+        props.push(
+            glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                .nick("Statistics")
+                .blurb("All counters of the current call in one structure")
+                .read_only()
+                .build(),
+        );
+        props
+    });
+    PROPERTIES.as_ref()
+}
+
+impl TwilioStreamSrc {
+    pub(super) fn write_property(&self, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        if settings.endpoint.set_property(pspec.name(), value) {
+            return;
+        }
+        match pspec.name() {
+            "latency" => {
+                settings.latency_ms = value.get().unwrap();
+                drop(settings);
+                let obj = self.obj();
+                let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+            }
+            "shared-threads" => settings.shared_threads = value.get().unwrap(),
+            "call-name" => {
+                settings.call_name = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .filter(|n| !n.is_empty());
+                *self.slot.lock().unwrap() = match &settings.call_name {
+                    Some(name) => call::named_slot(name),
+                    None => Slot::new(),
+                };
+            }
+            other => unimplemented!("property {other}"),
+        }
+    }
+
+    pub(super) fn read_property(&self, pspec: &glib::ParamSpec) -> glib::Value {
+        if let Some(value) = self
+            .settings
+            .lock()
+            .unwrap()
+            .endpoint
+            .property(pspec.name())
+        {
+            return value;
+        }
+        let sid = |f: fn(&StartInfo) -> &String| {
+            self.state
+                .lock()
+                .unwrap()
+                .start
+                .as_deref()
+                .map(|s| f(s).clone())
+                .to_value()
+        };
+        match pspec.name() {
+            "signature-failures" => self
+                .state
+                .lock()
+                .unwrap()
+                .registration
+                .as_ref()
+                .map_or(0, |r| r.signature_failures())
+                .to_value(),
+            "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
+            "connected" => self
+                .slot()
+                .current()
+                .is_some_and(|c| c.is_open())
+                .to_value(),
+            "call-name" => self.settings.lock().unwrap().call_name.to_value(),
+            "latency" => self.settings.lock().unwrap().latency_ms.to_value(),
+            "shared-threads" => self.settings.lock().unwrap().shared_threads.to_value(),
+            "call-sid" => sid(|s| &s.call_sid),
+            "stream-sid" => sid(|s| &s.stream_sid),
+            "account-sid" => sid(|s| &s.account_sid),
+            "custom-parameters" => self
+                .state
+                .lock()
+                .unwrap()
+                .start
+                .as_deref()
+                .map(messages::custom_parameters)
+                .to_value(),
+            "stats" => self.stats_structure().to_value(),
+            name => {
+                let stat = find_counter(SRC_COUNTERS, name)
+                    .unwrap_or_else(|| unimplemented!("property {name}"));
+                self.stats_call()
+                    .map_or(0, |c| c.stats.get(stat))
+                    .to_value()
+            }
+        }
+    }
+
+    /// The call whose counters the properties show.
+    fn stats_call(&self) -> Option<Arc<Call>> {
+        self.state
+            .lock()
+            .unwrap()
+            .call
+            .clone()
+            .or_else(|| self.slot().current())
+    }
+
+    pub(super) fn stats_structure(&self) -> gst::Structure {
+        let call = self.stats_call();
+        Stats::structure(
+            call.as_deref().map(|c| &c.stats),
+            "twiliostreamsrc-stats",
+            SRC_COUNTERS,
+        )
+    }
+}

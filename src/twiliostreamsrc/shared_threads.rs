@@ -1,0 +1,246 @@
+//! `shared-threads`: the src pushing the call's audio from the call's
+//! network task instead of its streaming thread, and the fallback to the
+//! streaming thread when downstream blocks such a push. Turning call events
+//! into buffers is `imp`'s; this file only decides where they are pushed from.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+
+use super::imp::{CAT, Step, TwilioStreamSrc};
+use crate::runtime::RUNTIME;
+use crate::wait::wait;
+
+/// With `shared-threads`, a push that blocks this long (a chunk) means
+/// downstream waits: the src warns and hands pushing to its streaming thread.
+const SHARED_BLOCK_LIMIT: Duration = Duration::from_millis(20);
+
+/// How a `shared-threads` src hands the call's task its pushes.
+#[derive(Default)]
+pub(super) struct Shared {
+    /// PLAYING: buffers may go out.
+    flowing: AtomicBool,
+    draining: AtomicBool,
+    requested: AtomicBool,
+    /// Downstream blocked a push: the streaming thread pushes from now on
+    /// (until the element starts again).
+    fallback: AtomicBool,
+    /// Wakes the streaming thread once no drain runs after `fallback`.
+    fallen_back: tokio::sync::Notify,
+    /// This run pushes from the network threads (`shared-threads` at start).
+    enabled: AtomicBool,
+    /// PLAYING → PAUSED transitions so far.
+    pauses: AtomicU64,
+    /// The next buffer is the first since start: DISCONT, as BaseSrc marks it.
+    discont: AtomicBool,
+}
+
+impl Shared {
+    /// `BaseSrc::start`: this run pushes from network threads if `enabled`.
+    pub(super) fn start(&self, enabled: bool) {
+        self.fallback.store(false, Ordering::SeqCst);
+        self.enabled.store(enabled, Ordering::SeqCst);
+        self.discont.store(true, Ordering::Relaxed);
+    }
+
+    /// `BaseSrc::stop`: late drains push nothing.
+    pub(super) fn stop(&self) {
+        self.enabled.store(false, Ordering::SeqCst);
+    }
+
+    /// Before PLAYING → PAUSED: no more pushes.
+    pub(super) fn pausing(&self) {
+        self.pauses.fetch_add(1, Ordering::SeqCst);
+        self.flowing.store(false, Ordering::SeqCst);
+    }
+
+    /// Downstream blocked a push this run: the streaming thread pushes.
+    pub(super) fn fell_back(&self) -> bool {
+        self.fallback.load(Ordering::SeqCst)
+    }
+}
+
+impl TwilioStreamSrc {
+    /// After PAUSED → PLAYING: pushes may go out again.
+    pub(super) fn shared_playing(&self) {
+        self.shared.flowing.store(true, Ordering::SeqCst);
+        // What the call queued while paused goes out now, from a
+        // network thread like the rest.
+        let claimed = self.state.lock().unwrap().events.is_some();
+        if claimed && self.settings.lock().unwrap().shared_threads {
+            self.drain_shared_soon();
+        }
+    }
+
+    /// The streaming thread of a `shared-threads` src, once it has a call:
+    /// waits until downstream blocks a push (or the element stops).
+    pub(super) fn wait_for_fallback(&self) -> Result<(), gst::FlowError> {
+        // What came before this call was claimed: from a network
+        // thread too, so that every push before a fallback is.
+        self.drain_shared_soon();
+        while !self.shared.fallback.load(Ordering::SeqCst) {
+            wait(&self.canceller, self.shared.fallen_back.notified())
+                .map_err(|_| gst::FlowError::Flushing)?;
+        }
+        gst::info!(CAT, imp = self, "downstream blocked: pushing from here");
+        Ok(())
+    }
+
+    /// The streaming thread after a fallback, before it pulls the call's events.
+    pub(super) fn wait_for_last_drain(&self) -> Result<(), gst::FlowError> {
+        if self.shared.fallback.load(Ordering::SeqCst) {
+            // A drain that began before the fallback pushes nothing more,
+            // but may still be finishing the push that blocked.
+            while self.shared.draining.load(Ordering::SeqCst) {
+                if wait(&self.canceller, self.shared.fallen_back.notified()).is_err() {
+                    return Err(gst::FlowError::Flushing);
+                }
+            }
+        }
+        Ok(())
+    }
+    /// With `shared-threads`: pushes whatever the call queued, on the
+    /// calling thread (the call's task, or a task of its own). One
+    /// drain runs at a time; a request during it makes it go round again.
+    pub(super) fn drain_shared(&self) {
+        // Not (or no longer) this run's way of pushing: a drain spawned in an
+        // earlier run may come late.
+        if !self.shared.enabled.load(Ordering::SeqCst)
+            || self.shared.fallback.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        self.shared.requested.store(true, Ordering::SeqCst);
+        while !self.shared.draining.swap(true, Ordering::SeqCst) {
+            while self.shared.requested.swap(false, Ordering::SeqCst) {
+                self.drain_once();
+            }
+            self.shared.draining.store(false, Ordering::SeqCst);
+            if self.shared.fallback.load(Ordering::SeqCst) {
+                // No drain runs any more: the streaming thread takes over.
+                self.shared.fallen_back.notify_one();
+                return;
+            }
+            if !self.shared.requested.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+    }
+
+    /// [`Self::drain_shared`] on a network thread.
+    fn drain_shared_soon(&self) {
+        let src = self.obj().downgrade();
+        RUNTIME.spawn(async move {
+            if let Some(src) = src.upgrade() {
+                src.imp().drain_shared();
+            }
+        });
+    }
+
+    fn drain_once(&self) {
+        let pad = self.obj().src_pad().clone();
+        while self.shared.flowing.load(Ordering::SeqCst)
+            && !self.shared.fallback.load(Ordering::SeqCst)
+        {
+            let event = {
+                let mut state = self.state.lock().unwrap();
+                if state.finished {
+                    return;
+                }
+                let Some(events) = state.events.as_mut() else {
+                    return;
+                };
+                match events.try_recv() {
+                    Poll::Ready(event) => event,
+                    Poll::Pending => return,
+                }
+            };
+            // The streaming thread would push the segment with the first
+            // buffer; here it goes out before anything else of ours. It is
+            // BaseSrc's own: a live source's time segment from 0 (reading
+            // that one would take the stream lock the waiting thread holds).
+            if pad.sticky_event::<gst::event::Segment>(0).is_none() {
+                let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+                pad.push_event(gst::event::Segment::new(&segment));
+            }
+            let step = self.process(event);
+            self.push_pending_events();
+            let result = match step {
+                Ok(Step::Next) => Ok(gst::FlowSuccess::Ok),
+                Ok(Step::Buffer(buffer)) => self.push_shared(&pad, buffer),
+                Ok(Step::End(tail)) => {
+                    let result =
+                        tail.map_or(Ok(gst::FlowSuccess::Ok), |b| self.push_shared(&pad, b));
+                    if result.is_ok() {
+                        pad.push_event(gst::event::Eos::new());
+                    }
+                    result
+                }
+                Err(flow) => Err(flow),
+            };
+            if let Err(flow) = result {
+                self.shared_flow_error(&pad, flow);
+                return;
+            }
+        }
+    }
+
+    /// Pushes `buffer`. If downstream held the thread for a chunk or more
+    /// (every call on that network thread waited as long), warns and falls
+    /// back to the streaming thread for the rest of the run.
+    fn push_shared(
+        &self,
+        pad: &gst::Pad,
+        mut buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.shared.discont.swap(false, Ordering::Relaxed) {
+            buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
+        }
+        let pauses = self.shared.pauses.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let result = pad.push(buffer);
+        let took = started.elapsed();
+        // A push held up by a pause (the sink waits for PLAYING) or ended by
+        // a flush says nothing about downstream in PLAYING.
+        let waited = took >= SHARED_BLOCK_LIMIT
+            && result.is_ok()
+            && pauses == self.shared.pauses.load(Ordering::SeqCst);
+        if waited && !self.shared.fallback.swap(true, Ordering::SeqCst) {
+            gst::element_imp_warning!(
+                self,
+                gst::CoreError::Clock,
+                ("Downstream blocked a shared network thread"),
+                [
+                    "a push took {} ms; with shared-threads=true nothing downstream may wait \
+                     (use sync=false, or a leaky queue). Pushing from this element's \
+                     streaming thread from now on.",
+                    took.as_millis()
+                ]
+            );
+        }
+        result
+    }
+
+    /// What the streaming thread would do when a push fails.
+    fn shared_flow_error(&self, pad: &gst::Pad, flow: gst::FlowError) {
+        if flow == gst::FlowError::Flushing {
+            gst::debug!(CAT, imp = self, "flushing: not pushing");
+            return;
+        }
+        gst::info!(CAT, imp = self, "stopping: {flow:?}");
+        self.state.lock().unwrap().finished = true;
+        if flow != gst::FlowError::Eos {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Internal data stream error."),
+                ["streaming stopped, reason {flow:?}"]
+            );
+        }
+        pad.push_event(gst::event::Eos::new());
+    }
+}

@@ -1,0 +1,460 @@
+//! Where the src puts each chunk of the caller's audio on its output timeline,
+//! with plain numbers in and plain results out: the element logs, counts and
+//! makes the buffers.
+//!
+//! The first chunk's first sample is anchored at the running time the chunk
+//! arrived, minus its duration (when it started being spoken). Every later
+//! sample is placed by Twilio's `media.timestamp`, so buffers are contiguous
+//! and drift-free against Twilio's clock; a jump in the timestamp (or a
+//! skipped chunk number) is filled with silence and flagged DISCONT, a jump
+//! too long to fill moves the timestamps on, and a timestamp implausibly far
+//! ahead is ignored. On the 16 kHz path the output is also shifted back by
+//! the upsampler's delay, so timestamps stay true to when the caller spoke.
+
+use std::time::{Duration, Instant};
+
+use gst::ClockTime;
+
+/// Nanoseconds per 8 kHz sample.
+pub const NS_PER_SAMPLE: u64 = 125_000;
+/// Timestamp deviations below this (in 8 kHz samples) are rounding, not gaps.
+const GAP_TOLERANCE: u64 = 80;
+/// Longest gap filled with silence (5 s); longer ones make the timestamps jump.
+const MAX_SILENCE: u64 = 5 * 8000;
+/// How far `media.timestamp` may run ahead of the time that really passed
+/// since the first chunk before it is taken for garbage (10 s, in samples).
+const MAX_AHEAD: u64 = 10 * 8000;
+
+/// What the timeline needs to know of a `media` chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk {
+    /// `media.timestamp`: milliseconds since the stream started.
+    pub timestamp_ms: u64,
+    /// `media.chunk`, when present.
+    pub number: Option<u64>,
+    /// Its length in 8 kHz samples.
+    pub samples: u64,
+    /// When it was read off the socket.
+    pub arrival: Instant,
+}
+
+/// Where a chunk went, for the element to act on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// 8 kHz samples of silence to output before the chunk.
+    pub silence: u64,
+    /// The stream is discontinuous before the chunk.
+    pub discont: bool,
+    /// Chunks taken for lost before this one (0: none).
+    pub lost: u64,
+    /// The gap before the chunk in 8 kHz samples (meaningful when `lost` > 0).
+    pub gap: u64,
+    /// The timestamp ran implausibly far ahead and was ignored.
+    pub ignored_ahead: Option<Ahead>,
+    /// The chunk was due before what was already played (it is kept
+    /// contiguous all the same).
+    pub overlap: bool,
+}
+
+/// An ignored far-future timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ahead {
+    /// Where it would have put the chunk: 8 kHz samples after the first one.
+    pub due: u64,
+    /// Time that really passed between the first chunk's arrival and this one's.
+    pub elapsed: Duration,
+}
+
+/// Time, duration and offsets of an output buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub pts: ClockTime,
+    pub duration: ClockTime,
+    /// In output samples.
+    pub offset: u64,
+    pub offset_end: u64,
+}
+
+/// Where the stream is in time, from its first chunk on.
+#[derive(Debug)]
+pub struct Timeline {
+    /// Running time of stream position 0 (before the output delay).
+    anchor: ClockTime,
+    /// `media.timestamp` that position 0 stands for.
+    first_ts_ms: u64,
+    /// When the first chunk arrived.
+    first_arrival: Instant,
+    /// Twilio streams both tracks: chunk numbers may count both, so only
+    /// timestamps tell gaps.
+    ignore_chunk_numbers: bool,
+    /// 8 kHz samples output so far, silence included.
+    position: u64,
+    /// The chunk number expected next, if Twilio numbers them.
+    next_chunk: Option<u64>,
+}
+
+impl Timeline {
+    /// Starts the timeline at the first chunk. Its first sample is anchored
+    /// at the running time it started being spoken: `now` (running time) less
+    /// what it `waited` since arrival, less its own length; but no earlier
+    /// than the output `delay`, which is taken off every PTS. `tracks` are
+    /// the start message's.
+    pub fn first(
+        chunk: &Chunk,
+        now: ClockTime,
+        waited: Duration,
+        delay: ClockTime,
+        tracks: &[String],
+    ) -> Timeline {
+        let waited = ClockTime::from_nseconds(waited.as_nanos() as u64);
+        let spoken = ClockTime::from_nseconds(chunk.samples * NS_PER_SAMPLE);
+        Timeline {
+            anchor: now.saturating_sub(waited).saturating_sub(spoken).max(delay),
+            first_ts_ms: chunk.timestamp_ms,
+            first_arrival: chunk.arrival,
+            ignore_chunk_numbers: tracks.iter().any(|t| t == "outbound"),
+            position: 0,
+            next_chunk: chunk.number.map(|c| c.saturating_add(1)),
+        }
+    }
+
+    /// Running time of stream position 0.
+    pub fn anchor(&self) -> ClockTime {
+        self.anchor
+    }
+
+    /// Places a chunk after the first one.
+    pub fn place(&mut self, chunk: &Chunk) -> Placement {
+        let mut placement = Placement::default();
+        let mut due = chunk
+            .timestamp_ms
+            .saturating_sub(self.first_ts_ms)
+            .saturating_mul(8);
+        let elapsed = chunk.arrival.saturating_duration_since(self.first_arrival);
+        let possible = (elapsed.as_millis() as u64).saturating_mul(8) + MAX_AHEAD;
+        if due > possible {
+            // A timestamp far beyond the time that passed: keep the audio
+            // contiguous and measure later chunks from this one.
+            placement.ignored_ahead = Some(Ahead { due, elapsed });
+            self.first_ts_ms = chunk.timestamp_ms.saturating_sub(self.position / 8);
+            due = self.position;
+        }
+        let gap = due.saturating_sub(self.position);
+        let skipped = match (chunk.number, self.next_chunk) {
+            (Some(got), Some(expected)) if got > expected && !self.ignore_chunk_numbers => {
+                got - expected
+            }
+            _ => 0,
+        };
+        self.next_chunk = chunk.number.map(|c| c.saturating_add(1));
+        placement.overlap = due + GAP_TOLERANCE < self.position;
+        if gap <= GAP_TOLERANCE && skipped == 0 {
+            return placement;
+        }
+        let len = chunk.samples.max(1);
+        placement.lost = skipped.max(gap.saturating_add(len / 2) / len).max(1);
+        placement.gap = gap;
+        placement.discont = true;
+        if gap > MAX_SILENCE {
+            // Too long to fill: let the timestamps jump instead.
+            self.position += gap;
+        } else if gap > GAP_TOLERANCE {
+            placement.silence = gap;
+        }
+        placement
+    }
+
+    /// Where a buffer of `samples` 8 kHz samples at the current position
+    /// goes, with `factor` output samples per 8 kHz one and the output
+    /// shifted back by the signal `delay` the element adds.
+    pub fn span(&self, samples: u64, factor: u64, delay: ClockTime) -> Span {
+        let pts = self
+            .anchor
+            .saturating_add(ClockTime::from_nseconds(
+                self.position.saturating_mul(NS_PER_SAMPLE),
+            ))
+            .saturating_sub(delay);
+        let offset = self.position * factor;
+        Span {
+            pts,
+            duration: ClockTime::from_nseconds(samples * NS_PER_SAMPLE),
+            offset,
+            offset_end: offset + samples * factor,
+        }
+    }
+
+    /// Moves the position past `samples` output 8 kHz samples.
+    pub fn advance(&mut self, samples: u64) {
+        self.position += samples;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: ClockTime = ClockTime::MSECOND;
+
+    /// A 20 ms chunk `ms` after `t0`, with that timestamp.
+    fn chunk(t0: Instant, ms: u64, number: Option<u64>) -> Chunk {
+        Chunk {
+            timestamp_ms: ms,
+            number,
+            samples: 160,
+            arrival: t0 + Duration::from_millis(ms),
+        }
+    }
+
+    /// A timeline whose first chunk (number 1, timestamp 0) is anchored at 1 s.
+    fn started(t0: Instant, tracks: &[&str]) -> Timeline {
+        let tracks: Vec<String> = tracks.iter().map(|t| t.to_string()).collect();
+        let first = chunk(t0, 0, Some(1));
+        let now = ClockTime::SECOND + 20 * MS;
+        let mut timeline = Timeline::first(&first, now, Duration::ZERO, ClockTime::ZERO, &tracks);
+        assert_eq!(timeline.anchor(), ClockTime::SECOND);
+        timeline.advance(160);
+        timeline
+    }
+
+    fn contiguous() -> Placement {
+        Placement::default()
+    }
+
+    #[test]
+    fn the_first_chunk_is_anchored_when_it_started_being_spoken() {
+        let t0 = Instant::now();
+        let first = chunk(t0, 12_340, Some(7));
+        let now = 5 * ClockTime::SECOND;
+        let waited = Duration::from_millis(30);
+        let timeline = Timeline::first(&first, now, waited, ClockTime::ZERO, &[]);
+        // 5 s, less 30 ms of waiting, less 20 ms of speech.
+        assert_eq!(timeline.anchor(), 4950 * MS);
+        assert_eq!(timeline.position, 0);
+        assert_eq!(timeline.first_ts_ms, 12_340);
+        assert_eq!(timeline.next_chunk, Some(8));
+    }
+
+    #[test]
+    fn the_anchor_is_no_earlier_than_the_output_delay() {
+        let t0 = Instant::now();
+        let delay = ClockTime::from_nseconds(2_562_500);
+        let timeline = Timeline::first(&chunk(t0, 0, None), 10 * MS, Duration::ZERO, delay, &[]);
+        assert_eq!(timeline.anchor(), delay);
+        // So the first PTS is 0, not negative.
+        assert_eq!(timeline.span(160, 2, delay).pts, ClockTime::ZERO);
+    }
+
+    #[test]
+    fn contiguous_chunks_follow_each_other() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &["inbound"]);
+        for n in 1..50 {
+            assert_eq!(
+                timeline.place(&chunk(t0, 20 * n, Some(n + 1))),
+                contiguous()
+            );
+            let span = timeline.span(160, 1, ClockTime::ZERO);
+            assert_eq!(span.pts, ClockTime::SECOND + 20 * n * MS);
+            timeline.advance(160);
+        }
+    }
+
+    #[test]
+    fn a_timestamp_gap_is_filled_with_silence_and_counted() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &["inbound"]);
+        // Chunks at 20..60 ms lost (numbers 2 and 3 as well).
+        let placed = timeline.place(&chunk(t0, 60, Some(4)));
+        assert_eq!(
+            placed,
+            Placement {
+                silence: 320,
+                discont: true,
+                lost: 2,
+                gap: 320,
+                ..contiguous()
+            }
+        );
+        timeline.advance(320 + 160);
+        // The chunk lands where its timestamp says.
+        assert_eq!(timeline.place(&chunk(t0, 80, Some(5))), contiguous());
+        assert_eq!(
+            timeline.span(160, 1, ClockTime::ZERO).pts,
+            ClockTime::SECOND + 80 * MS
+        );
+    }
+
+    #[test]
+    fn a_timestamp_gap_counts_chunks_of_the_chunk_s_own_length() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &["inbound"]);
+        // 100 ms missing, chunks of 40 ms: 2.5, rounded to 3.
+        let placed = timeline.place(&Chunk {
+            samples: 320,
+            ..chunk(t0, 120, None)
+        });
+        assert_eq!((placed.silence, placed.lost), (800, 3));
+    }
+
+    #[test]
+    fn a_skipped_chunk_number_without_a_timestamp_gap_is_a_discont() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &["inbound"]);
+        let placed = timeline.place(&chunk(t0, 20, Some(5)));
+        assert_eq!(
+            placed,
+            Placement {
+                discont: true,
+                lost: 3,
+                ..contiguous()
+            }
+        );
+        // Numbering goes on from the chunk that came.
+        timeline.advance(160);
+        assert_eq!(timeline.place(&chunk(t0, 40, Some(6))), contiguous());
+    }
+
+    #[test]
+    fn chunk_numbers_do_not_count_with_both_tracks() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &["inbound", "outbound"]);
+        assert_eq!(timeline.place(&chunk(t0, 20, Some(3))), contiguous());
+        // A timestamp gap still does.
+        timeline.advance(160);
+        assert_eq!(timeline.place(&chunk(t0, 60, Some(5))).lost, 1);
+    }
+
+    #[test]
+    fn a_gap_within_the_tolerance_is_rounding() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &[]);
+        // 10 ms late (80 samples): nothing to fill.
+        assert_eq!(timeline.place(&chunk(t0, 30, None)), contiguous());
+        timeline.advance(160);
+        // 11 ms late: a gap.
+        let placed = timeline.place(&chunk(t0, 51, None));
+        assert_eq!((placed.silence, placed.lost), (88, 1));
+    }
+
+    #[test]
+    fn a_gap_over_the_silence_limit_makes_the_timestamps_jump() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &[]);
+        // 6 s later, really.
+        let placed = timeline.place(&chunk(t0, 6020, None));
+        assert_eq!(
+            placed,
+            Placement {
+                silence: 0,
+                discont: true,
+                lost: 300,
+                gap: 48_000,
+                ..contiguous()
+            }
+        );
+        assert_eq!(
+            timeline.span(160, 1, ClockTime::ZERO).pts,
+            ClockTime::SECOND + 6020 * MS
+        );
+    }
+
+    #[test]
+    fn a_far_future_timestamp_is_ignored_and_later_ones_measured_from_it() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &[]);
+        // Claims an hour after the first, 20 ms in.
+        let mut liar = chunk(t0, 3_600_020, None);
+        liar.arrival = t0 + Duration::from_millis(20);
+        let placed = timeline.place(&liar);
+        assert_eq!(
+            placed,
+            Placement {
+                ignored_ahead: Some(Ahead {
+                    due: 3_600_020 * 8,
+                    elapsed: Duration::from_millis(20),
+                }),
+                ..contiguous()
+            }
+        );
+        assert_eq!(
+            timeline.span(160, 1, ClockTime::ZERO).pts,
+            ClockTime::SECOND + 20 * MS
+        );
+        timeline.advance(160);
+        let mut next = chunk(t0, 3_600_040, None);
+        next.arrival = t0 + Duration::from_millis(40);
+        assert_eq!(timeline.place(&next), contiguous());
+        assert_eq!(
+            timeline.span(160, 1, ClockTime::ZERO).pts,
+            ClockTime::SECOND + 40 * MS
+        );
+    }
+
+    #[test]
+    fn up_to_ten_seconds_ahead_is_believed() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &[]);
+        let mut ahead = chunk(t0, 10_000, None);
+        ahead.arrival = t0;
+        let placed = timeline.place(&ahead);
+        assert_eq!(placed.ignored_ahead, None);
+        assert!(placed.discont);
+    }
+
+    #[test]
+    fn an_overlap_is_kept_contiguous() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &[]);
+        for n in 1..5 {
+            timeline.place(&chunk(t0, 20 * n, None));
+            timeline.advance(160);
+        }
+        // A chunk claiming 20 ms again.
+        let placed = timeline.place(&chunk(t0, 20, None));
+        assert_eq!(
+            placed,
+            Placement {
+                overlap: true,
+                ..contiguous()
+            }
+        );
+        assert_eq!(
+            timeline.span(160, 1, ClockTime::ZERO).pts,
+            ClockTime::SECOND + 100 * MS
+        );
+    }
+
+    #[test]
+    fn spans_take_off_the_delay_and_count_output_samples() {
+        let t0 = Instant::now();
+        // 16 kHz: the upsampler delays by 2.5625 ms.
+        let delay = ClockTime::from_nseconds(2_562_500);
+        let first = chunk(t0, 0, None);
+        let mut timeline = Timeline::first(&first, ClockTime::SECOND, Duration::ZERO, delay, &[]);
+        assert_eq!(timeline.anchor(), 980 * MS);
+        let span = timeline.span(160, 2, delay);
+        assert_eq!(
+            span,
+            Span {
+                pts: 980 * MS - delay,
+                duration: 20 * MS,
+                offset: 0,
+                offset_end: 320,
+            }
+        );
+        timeline.advance(160);
+        // Silence and the chunk in one buffer.
+        let span = timeline.span(480, 2, delay);
+        assert_eq!(
+            span,
+            Span {
+                pts: 1000 * MS - delay,
+                duration: 60 * MS,
+                offset: 320,
+                offset_end: 1280,
+            }
+        );
+        // At 8 kHz, no delay and one output sample per input sample.
+        assert_eq!(timeline.span(160, 1, ClockTime::ZERO).offset, 160);
+    }
+}
