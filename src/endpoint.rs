@@ -29,6 +29,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections (calls and handshakes) per listener.
     pub max_connections: usize,
+    /// How long a started call waits for a free element of its path.
+    pub pending_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -38,6 +40,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            pending_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -99,6 +102,13 @@ impl Endpoint {
                 .maximum(max)
                 .default_value(default)
                 .mutable_ready()
+                .build()
+        };
+        let counter = |name: &str, nick: &str, blurb: &str| {
+            glib::ParamSpecUInt64::builder(name)
+                .nick(nick)
+                .blurb(blurb)
+                .read_only()
                 .build()
         };
         vec![
@@ -179,7 +189,11 @@ impl Endpoint {
             uint(
                 "handshake-timeout",
                 "Handshake timeout",
-                format!("Seconds a client has to complete TLS and the WebSocket upgrade{when}"),
+                format!(
+                    "Seconds a client has to complete TLS and the WebSocket upgrade, and then \
+                     again to send its start message: a connection becomes a call only at \
+                     start, and is closed (close code 1008) if it sends anything else first{when}"
+                ),
                 1,
                 3600,
                 limits.handshake_timeout.as_secs() as u32,
@@ -200,17 +214,43 @@ impl Endpoint {
                 "Maximum connections",
                 format!(
                     "Connections (calls and handshakes) per listener; past it a new one \
-                     evicts the oldest unfinished handshake{when}"
+                     evicts the oldest connection that is not a call yet (no start message){when}"
                 ),
                 1,
                 1 << 20,
                 limits.max_connections as u32,
             ),
-            glib::ParamSpecUInt64::builder("signature-failures")
-                .nick("Signature failures")
-                .blurb("Handshakes refused with HTTP 403 for a missing or wrong X-Twilio-Signature")
-                .read_only()
-                .build(),
+            uint(
+                "pending-timeout",
+                "Pending timeout",
+                format!(
+                    "Seconds a call (at its start message) waits for a free element on its \
+                     path, a busy one finishing or a new one starting, before it is refused \
+                     with close code 1013 (try again later); 0: refuse at once, with HTTP 503 \
+                     at the upgrade already when no element is free then{when}"
+                ),
+                0,
+                3600,
+                limits.pending_timeout.as_secs() as u32,
+            ),
+            counter(
+                "signature-failures",
+                "Signature failures",
+                "Handshakes refused with HTTP 403 for a missing or wrong X-Twilio-Signature",
+            ),
+            counter(
+                "rejected-connections",
+                "Rejected connections",
+                "Connections on this path closed before they became a call: closed early, \
+                 something other than a start message first, or no start within \
+                 handshake-timeout (health checks, probes, scanners)",
+            ),
+            counter(
+                "refused-calls",
+                "Refused calls",
+                "Calls refused because no element on this path was free (close code 1013, \
+                 or HTTP 503 with pending-timeout=0)",
+            ),
         ]
     }
 
@@ -237,6 +277,7 @@ impl Endpoint {
             "handshake-timeout" => self.limits.handshake_timeout = secs(uint()),
             "idle-timeout" => self.limits.idle_timeout = secs(uint()),
             "max-connections" => self.limits.max_connections = uint() as usize,
+            "pending-timeout" => self.limits.pending_timeout = secs(uint()),
             _ => return false,
         }
         true
@@ -257,6 +298,7 @@ impl Endpoint {
             "handshake-timeout" => (self.limits.handshake_timeout.as_secs() as u32).to_value(),
             "idle-timeout" => (self.limits.idle_timeout.as_secs() as u32).to_value(),
             "max-connections" => (self.limits.max_connections as u32).to_value(),
+            "pending-timeout" => (self.limits.pending_timeout.as_secs() as u32).to_value(),
             _ => return None,
         })
     }
@@ -277,6 +319,17 @@ impl Endpoint {
                 ["Could not listen on {}:{}: {}", self.host, self.port, e]
             )
         };
+        if let Some(c) = self.path.chars().find(|c| matches!(c, '?' | '#')) {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                [
+                    "path {:?} contains {c:?}: Twilio does not allow a query string or \
+                     fragment in the <Stream> url; pass values as <Parameter>s \
+                     (custom-parameters) instead",
+                    self.path
+                ]
+            ));
+        }
         let tls = match (&self.tls_certificate, &self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 certificate: cert.clone(),
@@ -297,6 +350,7 @@ impl Endpoint {
                 max_message_size: self.limits.max_message_size,
                 idle_timeout: self.limits.idle_timeout,
             },
+            pending_timeout: self.limits.pending_timeout,
         };
         server::register(
             &self.host,
@@ -312,4 +366,17 @@ impl Endpoint {
 
 fn secs(s: u32) -> Duration {
     Duration::from_secs(s as u64)
+}
+
+/// The read-only listener counters (`signature-failures`,
+/// `rejected-connections`, `refused-calls`) of an element's registration;
+/// None if `name` is not one of them. Zero while the element does not listen.
+pub fn listener_counter(registration: Option<&Registration>, name: &str) -> Option<glib::Value> {
+    let get = |f: fn(&Registration) -> u64| registration.map_or(0, f).to_value();
+    Some(match name {
+        "signature-failures" => get(Registration::signature_failures),
+        "rejected-connections" => get(Registration::rejected_connections),
+        "refused-calls" => get(Registration::refused_calls),
+        _ => return None,
+    })
 }

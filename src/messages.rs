@@ -76,6 +76,16 @@ pub fn stop(stop: &StopInfo, stream_sid: &str, stats: gst::Structure) -> gst::St
         .build()
 }
 
+/// `twilio-ended`: we ended the stream (closed the WebSocket); reason
+/// (`eos`, `end-stream`), stream-sid and the reporting element's stats.
+pub fn ended(reason: &str, stream_sid: &str, stats: gst::Structure) -> gst::Structure {
+    gst::Structure::builder("twilio-ended")
+        .field("reason", reason)
+        .field("stream-sid", stream_sid)
+        .field("stats", stats)
+        .build()
+}
+
 /// Posts `structure` as an element message from `element`.
 pub fn post(element: &gst::Element, structure: gst::Structure) {
     let _ = element.post_message(

@@ -169,6 +169,9 @@ fn duplicate_start() {
 
 #[test]
 fn media_before_start() {
+    // A connection becomes a call only at start: one that sends media
+    // first is closed (1008) and counted, and never reaches the src; the
+    // real call after it arrives whole.
     let p = pipeline(
         "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
     );
@@ -177,19 +180,23 @@ fn media_before_start() {
     let src = by_name(&p, "src");
     let url = url_of(&src);
     rt().block_on(async {
-        let mut call = TwilioCall::connect(&url, CallParams::default())
+        let mut probe = TwilioCall::connect(&url, CallParams::default())
             .await
             .unwrap();
-        let early = call.media_message(&[0x55; 160]);
-        call.send(&early).unwrap();
-        call.begin().unwrap();
+        let early = probe.media_message(&[0x55; 160]);
+        probe.send(&early).unwrap();
+        let closed = probe.recv_timeout(PATIENCE).await;
+        assert_eq!(closed, Some(twilio_emulator::Received::Closed(Some(1008))));
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
         call.send_media(&AFTER).unwrap();
         call.send_stop().unwrap();
         call.close().await;
     });
-    // The early chunk is dropped; the stream starts with the first chunk after start.
     assert_eq!(collector.wait_eos().samples(), decode(&AFTER));
-    assert_eq!(src.property::<u64>("invalid-messages"), 1);
+    assert_eq!(src.property::<u64>("invalid-messages"), 0);
+    assert_eq!(src.property::<u64>("rejected-connections"), 1);
     set_state(&p, gst::State::Null);
 }
 

@@ -67,6 +67,9 @@ pub enum CallEvent {
     Stop(StopInfo),
     /// The connection ended without a `stop`; the reason is for a warning.
     Closed(String),
+    /// An element ended the stream ([`Call::end`](super::Call::end)); the
+    /// reason says why (e.g. EOS, the `end-stream` signal).
+    Ended(String),
 }
 
 /// The events of a call, as its consuming element receives them.

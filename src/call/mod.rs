@@ -26,8 +26,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::protocol::StartInfo;
+use crate::protocol::{Mark, Outbound, StartInfo};
 use crate::runtime::RUNTIME;
+use session::{Handled, Session};
 
 pub mod events;
 pub mod session;
@@ -38,6 +39,7 @@ mod task;
 pub use events::{CallEvent, Consumer, DtmfDigit, Events, MediaChunk};
 pub use slot::{Slot, named_slot};
 pub use stats::{Counter, SINK_COUNTERS, SRC_COUNTERS, Stat, Stats, counter_pspecs, find_counter};
+pub(crate) use task::close as close_websocket;
 
 /// The debug category of the server and of a call not yet consumed by an
 /// element (then the element's category is used).
@@ -52,6 +54,10 @@ pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// Outbound text waiting to be written, beyond which sends are refused: a
 /// peer that reads nothing must not grow our memory (~4 min of audio).
 const MAX_OUTBOUND: usize = 4 << 20;
+/// The mark sent before a stream is ended after playout.
+pub const END_MARK: &str = "twiliostream-end";
+/// How much longer than the audio sent a wait for playout may take.
+pub const PLAYOUT_GRACE: Duration = Duration::from_secs(5);
 /// How long [`Call::close`] waits for the task before aborting it.
 const CLOSE_WAIT: Duration = Duration::from_millis(500);
 
@@ -95,6 +101,13 @@ pub struct Call {
     outbound_bytes: AtomicUsize,
     closing: AtomicBool,
     close_requested: Notify,
+    /// How our close frame says it, when not a plain normal close.
+    close_frame: Mutex<Option<(u16, String)>>,
+    /// Why an element ended the stream: told to the consumer as
+    /// [`CallEvent::Ended`] once the socket is closed.
+    ended: Mutex<Option<String>>,
+    /// Twilio has sent `stop`.
+    stopped: AtomicBool,
     task: Mutex<Option<JoinHandle<()>>>,
     open: watch::Sender<bool>,
     /// Marks Twilio echoed so far.
@@ -122,14 +135,18 @@ macro_rules! call_log {
 pub(crate) use call_log;
 
 impl Call {
-    /// Takes over an accepted WebSocket: spawns the call's task on the
+    /// Takes over a WebSocket whose `start` the `session` has just handled
+    /// (`start` is what it made of it): spawns the call's task on the
     /// current runtime. `guard` lives as long as the task.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn spawn<S, G>(
         ws: WebSocketStream<S>,
         peer: SocketAddr,
         path: String,
         config: CallConfig,
         guard: G,
+        session: Session,
+        start: Handled,
     ) -> Arc<Call>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -148,6 +165,9 @@ impl Call {
             outbound_bytes: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             close_requested: Notify::new(),
+            close_frame: Mutex::new(None),
+            ended: Mutex::new(None),
+            stopped: AtomicBool::new(false),
             task: Mutex::new(None),
             open: watch::Sender::new(true),
             marks_echoed: watch::Sender::new(0),
@@ -157,7 +177,7 @@ impl Call {
         gst::info!(CAT, "{call:?}: connected");
         let call_task = call.clone();
         let task = tokio::spawn(async move {
-            task::serve(call_task, ws, outbound_rx, events, config).await;
+            task::serve(call_task, ws, outbound_rx, events, config, session, start).await;
             drop(guard);
         });
         *call.task.lock().unwrap() = Some(task);
@@ -245,6 +265,82 @@ impl Call {
             return Err(SendError::Backlog);
         }
         self.outbound.send(text).map_err(|_| SendError::Closed)
+    }
+
+    /// Sends a `mark` named `name` after everything sent so far; returns
+    /// how many marks the call has sent, this one included (wait for that
+    /// many echoes with [`Call::marks_echoed`]). Needs `start`.
+    pub fn send_mark(&self, name: &str) -> Result<u64, SendError> {
+        let Some(start) = self.start_info() else {
+            return Err(SendError::Closed);
+        };
+        let text = Outbound::Mark {
+            stream_sid: start.stream_sid.clone(),
+            mark: Mark {
+                name: name.to_owned(),
+            },
+        }
+        .to_json();
+        self.send_text(text)?;
+        self.stats.add(Stat::MarksSent, 1);
+        Ok(self.stats.get(Stat::MarksSent))
+    }
+
+    /// The longest wait for Twilio to play what was sent: all the audio
+    /// sent so far (as if none had been played yet) plus [`PLAYOUT_GRACE`].
+    /// A peer that stops answering ends the call sooner (idle timeout).
+    pub fn playout_bound(&self) -> Duration {
+        let sent_ms = self.stats.get(Stat::BytesSent) / 8;
+        PLAYOUT_GRACE + Duration::from_millis(sent_ms)
+    }
+
+    /// Sends the mark `mark` and waits until Twilio echoes it (it has played
+    /// everything before it), at most [`playout_bound`](Self::playout_bound).
+    /// False if it did not come back in time or could not be sent.
+    pub async fn play_out(&self, mark: &str) -> bool {
+        let bound = self.playout_bound();
+        match self.send_mark(mark) {
+            Ok(sent) => tokio::time::timeout(bound, self.marks_echoed(sent))
+                .await
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Ends the stream once Twilio has played what was sent so far (see
+    /// [`play_out`](Self::play_out), with the mark [`END_MARK`]).
+    pub async fn end_after_playout(&self, why: &str) -> bool {
+        let played = self.play_out(END_MARK).await;
+        self.end(why);
+        played
+    }
+
+    /// Whether Twilio has sent `stop` (the stream is over on its side).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Ends the stream from our side: closes the WebSocket normally (on
+    /// `<Connect><Stream>` Twilio then goes on with the TwiML) and, once it
+    /// is closed, tells the consuming element with [`CallEvent::Ended`]
+    /// carrying `why`. Does not wait. False if the call had ended already.
+    pub fn end(&self, why: &str) -> bool {
+        if !self.is_open() || self.closing.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.ended
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| why.to_owned());
+        self.request_close();
+        true
+    }
+
+    /// Closes the WebSocket with `code` and `reason` in the close frame,
+    /// without waiting (e.g. 1013 when no element is free for the call).
+    pub fn refuse(&self, code: u16, reason: &str) {
+        *self.close_frame.lock().unwrap() = Some((code, reason.to_owned()));
+        self.request_close();
     }
 
     /// Asks the task to close the WebSocket without waiting for it.

@@ -165,6 +165,10 @@ impl Session {
                 if !self.check_sid(&mut out, "media", &stream_sid) {
                     return out;
                 }
+                if self.stopped {
+                    out.note(Level::Debug, format_args!("ignoring media after stop"));
+                    return out;
+                }
                 if media.track != "inbound" {
                     // With both_tracks Twilio also streams what it plays; not ours.
                     out.note(
@@ -414,5 +418,9 @@ mod tests {
         let again = s.handle(stop, Vec::new);
         assert!(again.event.is_none());
         assert_eq!(counts(&again), []);
+        // Media after stop is neither an event nor counted as received.
+        let late = s.handle(&media("MZ1", "inbound", "AAAA"), Vec::new);
+        assert!(late.event.is_none() && !late.media);
+        assert_eq!(counts(&late), []);
     }
 }

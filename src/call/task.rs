@@ -36,10 +36,12 @@ pub(super) async fn serve<S>(
     mut outbound: mpsc::UnboundedReceiver<String>,
     events: EventSender,
     config: CallConfig,
+    mut session: Session,
+    start: Handled,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut session = Session::new(config.max_message_size);
+    apply(&call, &events, start);
     let connected = Instant::now();
     let mut last_media: Option<Instant> = None;
     // The idle timer: re-armed from the last media whenever it fires.
@@ -58,13 +60,14 @@ pub(super) async fn serve<S>(
         tokio::select! {
             biased;
             _ = &mut close_requested => {
-                close(&mut ws).await;
+                let (code, reason) = call.close_frame.lock().unwrap().take().unwrap_or((1000, String::new()));
+                close(&mut ws, code, &reason).await;
                 break None;
             }
             _ = &mut idle_timer, if !idle.is_zero() => {
                 let since = last_media.unwrap_or(connected).elapsed();
                 if since >= idle {
-                    close(&mut ws).await;
+                    close(&mut ws, 1000, "").await;
                     break Some(format!("no media from Twilio for {} s", idle.as_secs()));
                 }
                 idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - since));
@@ -76,7 +79,7 @@ pub(super) async fn serve<S>(
                     }
                 }
                 None => {
-                    close(&mut ws).await;
+                    close(&mut ws, 1000, "").await;
                     break None;
                 }
             },
@@ -121,7 +124,13 @@ pub(super) async fn serve<S>(
             queue(&call, &events, CallEvent::Closed(reason));
         }
         Some(reason) => call_log!(&call, info, "{reason} after stop"),
-        None => call_log!(&call, info, "closed by us"),
+        None => {
+            call_log!(&call, info, "closed by us");
+            let ended = call.ended.lock().unwrap().take();
+            if let Some(why) = ended {
+                queue(&call, &events, CallEvent::Ended(why));
+            }
+        }
     }
     // The consumer then sees the end of the queue.
     drop(events);
@@ -150,6 +159,7 @@ fn apply(call: &Call, events: &EventSender, handled: Handled) -> bool {
             call.start.send_replace(Some(start.clone()));
         }
         CallEvent::Mark(_) => call.marks_echoed.send_modify(|n| *n += 1),
+        CallEvent::Stop(_) => call.stopped.store(true, Ordering::Relaxed),
         _ => {}
     }
     queue(call, events, event);
@@ -200,10 +210,16 @@ async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(failed)
 }
 
-async fn close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) {
+/// Sends our close frame (`code`, `reason`) and waits, briefly, for the
+/// peer's answer.
+pub(crate) async fn close<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    code: u16,
+    reason: &str,
+) {
     let frame = CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
+        code: CloseCode::from(code),
+        reason: reason.into(),
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
 }

@@ -1,7 +1,8 @@
 //! The accept loop of a listener and each connection's handshake: counting
-//! connections against `max-connections` (evicting the oldest unfinished
-//! handshake when full), TCP_NODELAY, TLS when configured, all within
-//! `handshake-timeout`. What the upgrade checks is in `upgrade`.
+//! connections against `max-connections` (evicting the oldest connection
+//! that is not a call yet when full), TCP_NODELAY, TLS when configured, the
+//! upgrade, within `handshake-timeout`. What the upgrade checks is in
+//! `upgrade`; what makes a connection a call, in `admission`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
+use super::admission::admit;
 use super::paths::Shared;
 use super::registry::ListenerConfig;
 use super::upgrade::upgrade;
@@ -73,8 +75,9 @@ pub(super) async fn accept_loop(
     }
 }
 
-/// TLS (if configured) and the WebSocket upgrade, within the timeout; the
-/// call then runs in a task of its own, holding `guard`.
+/// TLS (if configured) and the WebSocket upgrade, within `timeout`; then,
+/// within `timeout` again, the `start` that makes the connection a call.
+/// The call then runs in a task of its own, holding `guard`.
 async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
@@ -84,17 +87,25 @@ async fn handshake(
     guard: ConnectionGuard,
 ) {
     let _ = stream.set_nodelay(true);
-    let upgraded = tokio::time::timeout(timeout, async {
-        match tls {
-            Some(acceptor) => match acceptor.accept(stream).await {
-                Ok(stream) => upgrade(stream, peer, shared, guard).await,
-                Err(e) => gst::info!(CAT, "{peer}: TLS handshake failed: {e}"),
-            },
-            None => upgrade(stream, peer, shared, guard).await,
+    let deadline = tokio::time::Instant::now() + timeout;
+    let timed_out = || gst::info!(CAT, "{peer}: handshake timed out after {timeout:?}");
+    match tls {
+        Some(acceptor) => {
+            let stream = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return gst::info!(CAT, "{peer}: TLS handshake failed: {e}"),
+                Err(_) => return timed_out(),
+            };
+            match tokio::time::timeout_at(deadline, upgrade(stream, peer, &shared)).await {
+                Ok(Some(up)) => admit(up, peer, timeout, shared, guard).await,
+                Ok(None) => {}
+                Err(_) => timed_out(),
+            }
         }
-    })
-    .await;
-    if upgraded.is_err() {
-        gst::info!(CAT, "{peer}: handshake timed out after {timeout:?}");
+        None => match tokio::time::timeout_at(deadline, upgrade(stream, peer, &shared)).await {
+            Ok(Some(up)) => admit(up, peer, timeout, shared, guard).await,
+            Ok(None) => {}
+            Err(_) => timed_out(),
+        },
     }
 }

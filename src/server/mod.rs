@@ -4,24 +4,27 @@
 //! Each element registers a [`Slot`](crate::call::Slot) for a path
 //! (`registry`); every call that arrives for that path goes to the oldest
 //! registered slot that has no call yet (`paths`). A call that finds no
-//! free slot waits (up to [`PENDING_TIMEOUT`]) for an element to register,
-//! so an application can start a new pipeline per call.
+//! free slot waits (up to `pending-timeout`) for an element to register or
+//! free, so an application can start a new pipeline per call.
 //!
 //! A connection: accepted and counted against `max-connections`, TLS when
-//! the listener has a certificate (`tls`), all within `handshake-timeout`
-//! (`accept`); then the WebSocket upgrade checks the path (HTTP 404) and
-//! the `X-Twilio-Signature` (HTTP 403) and creates the call (`upgrade`).
+//! the listener has a certificate (`tls`), within `handshake-timeout`
+//! (`accept`); the WebSocket upgrade checks the path (HTTP 404), the
+//! `X-Twilio-Signature` (HTTP 403) and whether a call could wait (HTTP 503)
+//! (`upgrade`); the connection becomes a call only at its `start`
+//! message, and is then dispatched (`admission`).
 //! The element-side settings that configure all this are in
 //! [`crate::endpoint`].
 
 mod accept;
+mod admission;
 mod paths;
 mod registry;
 mod tls;
 mod upgrade;
 
+pub use admission::CLOSE_TRY_AGAIN_LATER;
 pub(crate) use paths::PathConfig;
 pub use registry::Registration;
 pub(crate) use registry::{ListenerConfig, register};
 pub(crate) use tls::TlsFiles;
-pub use upgrade::PENDING_TIMEOUT;

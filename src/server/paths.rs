@@ -6,8 +6,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::call::{CAT, Call, CallConfig, Slot};
 
@@ -17,6 +18,26 @@ pub struct PathConfig {
     pub auth_token: Option<String>,
     pub public_url: Option<String>,
     pub call: CallConfig,
+    /// How long a started call waits for a free element; zero: refused at
+    /// once (HTTP 503 at the upgrade when that is known then).
+    pub pending_timeout: Duration,
+}
+
+/// What an operator sees of a path's refusals (element properties).
+#[derive(Debug, Default)]
+pub struct PathCounters {
+    /// Upgrades refused with HTTP 403 for their signature.
+    pub signature_failures: AtomicU64,
+    /// Connections closed before they became a call (no valid `start`).
+    pub rejected_connections: AtomicU64,
+    /// Calls refused because no element was free (1013, or HTTP 503).
+    pub refused_calls: AtomicU64,
+}
+
+impl PathCounters {
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 pub enum Dispatch {
@@ -31,8 +52,7 @@ pub struct PathEntry {
     waiters: Vec<(u64, Arc<Slot>)>,
     /// Accepted calls no slot was free for, oldest first.
     pending: VecDeque<Arc<Call>>,
-    /// Handshakes refused for their signature.
-    rejected: Arc<AtomicU64>,
+    counters: Arc<PathCounters>,
 }
 
 /// What the accept loop and the registrations share.
@@ -44,28 +64,36 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn path_config(&self, path: &str) -> Option<(PathConfig, Arc<AtomicU64>)> {
+    pub fn path_config(&self, path: &str) -> Option<(PathConfig, Arc<PathCounters>)> {
         let paths = self.paths.lock().unwrap();
         paths
             .get(path)
-            .map(|e| (e.config.clone(), e.rejected.clone()))
+            .map(|e| (e.config.clone(), e.counters.clone()))
+    }
+
+    /// Whether an element registered on `path` has no call.
+    pub fn has_free_slot(&self, path: &str) -> bool {
+        let paths = self.paths.lock().unwrap();
+        paths
+            .get(path)
+            .is_some_and(|e| e.waiters.iter().any(|(_, slot)| slot.is_free()))
     }
 
     /// Adds a registration (delivering a pending call at once if there is
-    /// one); returns the path's counter of refused signatures.
+    /// one); returns the path's counters.
     pub fn register(
         &self,
         path: &str,
         id: u64,
         config: PathConfig,
         slot: Arc<Slot>,
-    ) -> io::Result<Arc<AtomicU64>> {
+    ) -> io::Result<Arc<PathCounters>> {
         let mut paths = self.paths.lock().unwrap();
         let entry = paths.entry(path.to_owned()).or_insert_with(|| PathEntry {
             config: config.clone(),
             waiters: Vec::new(),
             pending: VecDeque::new(),
-            rejected: Arc::default(),
+            counters: Arc::default(),
         });
         if entry.config.auth_token != config.auth_token
             || entry.config.public_url != config.public_url
@@ -85,7 +113,7 @@ impl Shared {
             }
         }
         entry.waiters.push((id, slot));
-        Ok(entry.rejected.clone())
+        Ok(entry.counters.clone())
     }
 
     /// Removes a registration; returns the pending calls nobody can take any more.

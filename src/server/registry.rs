@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::accept::accept_loop;
-use super::paths::{PathConfig, Shared};
+use super::paths::{PathConfig, PathCounters, Shared};
 use super::tls::TlsFiles;
 use crate::call::{CAT, Slot};
 use crate::runtime::RUNTIME;
@@ -44,7 +44,7 @@ pub struct Registration {
     listener: Arc<Listener>,
     path: String,
     id: u64,
-    rejected: Arc<AtomicU64>,
+    counters: Arc<PathCounters>,
 }
 
 impl Registration {
@@ -55,7 +55,17 @@ impl Registration {
 
     /// Handshakes on this path refused for a missing or wrong signature.
     pub fn signature_failures(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
+        self.counters.signature_failures.load(Ordering::Relaxed)
+    }
+
+    /// Connections on this path closed before they became a call.
+    pub fn rejected_connections(&self) -> u64 {
+        self.counters.rejected_connections.load(Ordering::Relaxed)
+    }
+
+    /// Calls on this path refused because no element was free.
+    pub fn refused_calls(&self) -> u64 {
+        self.counters.refused_calls.load(Ordering::Relaxed)
     }
 }
 
@@ -123,12 +133,12 @@ pub fn register(
         );
     }
     let id = NEXT_REGISTRATION.fetch_add(1, Ordering::Relaxed);
-    let rejected = listener.shared.register(path, id, path_config, slot)?;
+    let counters = listener.shared.register(path, id, path_config, slot)?;
     Ok(Registration {
         listener,
         path: path.to_owned(),
         id,
-        rejected,
+        counters,
     })
 }
 

@@ -1,25 +1,23 @@
 //! The WebSocket upgrade of one connection: the path (HTTP 404 if nobody
 //! listens on it), the `X-Twilio-Signature` (HTTP 403 if wrong or missing
-//! with an auth token), the message size limits; then the call is created
-//! and dispatched to a free element, or waits up to [`PENDING_TIMEOUT`].
+//! with an auth token), HTTP 503 when the path's elements are all busy and
+//! its calls may not wait, and the message size limits. What happens after
+//! the upgrade (the `start` message, dispatch) is in `admission`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::accept::ConnectionGuard;
-use super::paths::{Dispatch, Shared};
-use crate::call::{CAT, Call};
+use tokio_tungstenite::WebSocketStream;
+
+use super::paths::{PathConfig, PathCounters, Shared};
+use crate::call::CAT;
 use crate::signature;
 
-/// How long an accepted call waits for an element to take it.
-pub const PENDING_TIMEOUT: Duration = Duration::from_secs(10);
 /// tungstenite zero-fills its read buffer before every read: the default
 /// (128 KiB) made that memset the largest cost of a call, and at 4 KiB it
 /// still was 2 % of the load test's server. Media messages are ~300 bytes
@@ -32,15 +30,24 @@ fn reject(status: StatusCode, why: &str) -> ErrorResponse {
     response
 }
 
+/// A connection upgraded to a WebSocket on a served path.
+pub(super) struct Upgraded<S> {
+    pub ws: WebSocketStream<S>,
+    pub path: String,
+    pub config: PathConfig,
+    pub counters: Arc<PathCounters>,
+}
+
+/// The HTTP upgrade; None if it was refused or failed (logged here).
 // tungstenite's callback signature fixes the (large) error type.
 #[allow(clippy::result_large_err)]
 pub(super) async fn upgrade<S>(
     stream: S,
     peer: SocketAddr,
-    shared: Arc<Shared>,
-    guard: ConnectionGuard,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    shared: &Arc<Shared>,
+) -> Option<Upgraded<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let accepted = Arc::new(OnceLock::new());
     let callback = {
@@ -48,7 +55,7 @@ pub(super) async fn upgrade<S>(
         let shared = shared.clone();
         move |request: &Request, response: Response| {
             let path = request.uri().path();
-            let Some((config, rejected)) = shared.path_config(path) else {
+            let Some((config, counters)) = shared.path_config(path) else {
                 gst::info!(CAT, "{peer}: nobody listens on {path}, answering 404");
                 return Err(reject(
                     StatusCode::NOT_FOUND,
@@ -74,7 +81,7 @@ pub(super) async fn upgrade<S>(
                     .and_then(|h| h.to_str().ok());
                 let valid = signature.is_some_and(|s| signature::verify(token, &url, s));
                 if !valid {
-                    rejected.fetch_add(1, Ordering::Relaxed);
+                    PathCounters::count(&counters.signature_failures);
                     gst::warning!(
                         CAT,
                         "{peer}: {} X-Twilio-Signature for {url}, answering 403",
@@ -86,7 +93,19 @@ pub(super) async fn upgrade<S>(
                     ));
                 }
             }
-            let _ = accepted.set((path.to_owned(), config.call));
+            if config.pending_timeout.is_zero() && !shared.has_free_slot(path) {
+                PathCounters::count(&counters.refused_calls);
+                gst::warning!(
+                    CAT,
+                    "{peer}: every element on {path} has a call and calls may not wait \
+                     (pending-timeout=0), answering 503"
+                );
+                return Err(reject(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "every element on this path is busy\n",
+                ));
+            }
+            let _ = accepted.set((path.to_owned(), config, counters));
             Ok(response)
         }
     };
@@ -102,31 +121,17 @@ pub(super) async fn upgrade<S>(
             Ok(ws) => ws,
             Err(e) => {
                 gst::info!(CAT, "{peer}: handshake failed: {e}");
-                return;
+                return None;
             }
         };
-    let (path, config) = accepted
+    let (path, config, counters) = accepted
         .get()
         .cloned()
         .expect("set by the accepting callback");
-    let call = Call::spawn(ws, peer, path.clone(), config, guard);
-    match shared.dispatch(&path, &call) {
-        Dispatch::Delivered => return,
-        Dispatch::NobodyListens => {
-            call.request_close();
-            return;
-        }
-        Dispatch::Queued => {}
-    }
-    // Close the call if no element takes it in time.
-    tokio::spawn(async move {
-        tokio::time::sleep(PENDING_TIMEOUT).await;
-        if shared.expire(&path, &call) {
-            gst::warning!(
-                CAT,
-                "{call:?}: no element took the call in {PENDING_TIMEOUT:?}, closing"
-            );
-            call.request_close();
-        }
-    });
+    Some(Upgraded {
+        ws,
+        path,
+        config,
+        counters,
+    })
 }

@@ -326,6 +326,10 @@ impl TwilioStreamSink {
                     CallEvent::Closed(reason) => {
                         gst::element_warning!(e, gst::ResourceError::Write, ["{}", reason]);
                     }
+                    CallEvent::Ended(why) => {
+                        let stats = sink.imp().stats_structure();
+                        messages::post(&e, messages::ended(&why, &stream_sid, stats));
+                    }
                     CallEvent::Media(_) => {}
                 }
             }

@@ -24,6 +24,7 @@ use crate::call::{Call, CallEvent, DtmfDigit, Events, MediaChunk, Slot, Stat};
 use crate::codec::{Upsampler, g711};
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
+use crate::runtime::RUNTIME;
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};
 
@@ -310,6 +311,26 @@ impl TwilioStreamSrc {
         buffer.map(Some)
     }
 
+    /// The `end-stream` action signal.
+    fn end_stream(&self, after_playout: bool) -> bool {
+        let call = self.state.lock().unwrap().call.clone();
+        let Some(call) = call.filter(|c| c.is_open()) else {
+            gst::info!(CAT, imp = self, "end-stream: no call to end");
+            return false;
+        };
+        gst::info!(
+            CAT,
+            imp = self,
+            "{call:?}: ending the stream (after playout: {after_playout})"
+        );
+        if after_playout {
+            RUNTIME.spawn(async move { call.end_after_playout("end-stream").await });
+        } else {
+            call.end("end-stream");
+        }
+        true
+    }
+
     /// Turns one event of the call into what goes downstream.
     pub(super) fn process(&self, event: Option<CallEvent>) -> Result<Step, gst::FlowError> {
         gst::trace!(CAT, imp = self, "{event:?}");
@@ -335,6 +356,22 @@ impl TwilioStreamSrc {
                 self.handle_end(Some(stop), None)
             }
             Some(CallEvent::Closed(reason)) => self.handle_end(None, Some(reason)),
+            Some(CallEvent::Ended(why)) => {
+                gst::info!(CAT, imp = self, "stream ended by us ({why}): end of stream");
+                let sid = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .start
+                    .as_ref()
+                    .map(|s| s.stream_sid.clone());
+                self.post(messages::ended(
+                    &why,
+                    sid.as_deref().unwrap_or(""),
+                    self.stats_structure(),
+                ));
+                self.handle_end(None, None)
+            }
             None => self.handle_end(None, Some("the call ended".to_owned())),
         };
         Ok(Step::End(tail))
@@ -359,6 +396,29 @@ impl ObjectSubclass for TwilioStreamSrc {
 impl ObjectImpl for TwilioStreamSrc {
     fn properties() -> &'static [glib::ParamSpec] {
         properties::specs()
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            vec![
+                // Action signal: ends the stream (closes the WebSocket; on
+                // <Connect><Stream> Twilio goes on with the TwiML), with the
+                // argument TRUE only once Twilio has played what was sent.
+                // The src then posts twilio-ended and goes EOS. Returns
+                // whether there was a call to end.
+                glib::subclass::Signal::builder("end-stream")
+                    .param_types([bool::static_type()])
+                    .return_type::<bool>()
+                    .action()
+                    .class_handler(|args| {
+                        let src = args[0].get::<super::TwilioStreamSrc>().unwrap();
+                        let after_playout = args[1].get::<bool>().unwrap();
+                        Some(src.imp().end_stream(after_playout).to_value())
+                    })
+                    .build(),
+            ]
+        });
+        SIGNALS.as_ref()
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {

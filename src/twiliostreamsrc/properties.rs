@@ -10,7 +10,7 @@ use gst::subclass::prelude::*;
 
 use super::imp::TwilioStreamSrc;
 use crate::call::{self, Call, SRC_COUNTERS, Slot, Stats, counter_pspecs, find_counter};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{self, Endpoint};
 use crate::messages;
 use crate::protocol::StartInfo;
 
@@ -144,6 +144,12 @@ impl TwilioStreamSrc {
         {
             return value;
         }
+        if let Some(value) = endpoint::listener_counter(
+            self.state.lock().unwrap().registration.as_ref(),
+            pspec.name(),
+        ) {
+            return value;
+        }
         let sid = |f: fn(&StartInfo) -> &String| {
             self.state
                 .lock()
@@ -154,14 +160,6 @@ impl TwilioStreamSrc {
                 .to_value()
         };
         match pspec.name() {
-            "signature-failures" => self
-                .state
-                .lock()
-                .unwrap()
-                .registration
-                .as_ref()
-                .map_or(0, |r| r.signature_failures())
-                .to_value(),
             "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
             "connected" => self
                 .slot()

@@ -1,0 +1,136 @@
+//! When a connection becomes a call: only at a valid `start`. Until then
+//! (Twilio's `connected` may come first) it belongs to no element, posts
+//! nothing on any bus and is closed, counted as a rejected connection, if it
+//! closes, sends anything else or sends nothing within `handshake-timeout`.
+//! A started call goes to the oldest free element of its path, or waits up
+//! to `pending-timeout` for one, and is then refused with close code 1013.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::accept::ConnectionGuard;
+use super::paths::{Dispatch, PathCounters, Shared};
+use super::upgrade::Upgraded;
+use crate::call::session::{Handled, Level, Session};
+use crate::call::{CAT, Call, CallEvent, close_websocket};
+
+/// Close code for a connection that sent something other than `start`
+/// first, or nothing in time (RFC 6455 policy violation).
+const CLOSE_POLICY: u16 = 1008;
+/// Close code for a binary frame: Twilio sends only text.
+const CLOSE_UNSUPPORTED: u16 = 1003;
+/// Close code for a call no element was free for (try again later).
+pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
+
+/// Waits for `start`, then makes the connection a call and hands it to an
+/// element of its path. Runs in the connection's handshake task, so
+/// `max-connections` may evict it until `start` arrives.
+pub(super) async fn admit<S>(
+    up: Upgraded<S>,
+    peer: SocketAddr,
+    timeout: Duration,
+    shared: Arc<Shared>,
+    guard: ConnectionGuard,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Upgraded {
+        mut ws,
+        path,
+        config,
+        counters,
+    } = up;
+    let mut session = Session::new(config.call.max_message_size);
+    let start = match await_start(&mut ws, &mut session, peer, timeout).await {
+        Ok(start) => start,
+        Err(why) => {
+            PathCounters::count(&counters.rejected_connections);
+            gst::info!(
+                CAT,
+                "{peer}: connection on {path} closed, not a call: {why}"
+            );
+            return;
+        }
+    };
+    let call = Call::spawn(ws, peer, path.clone(), config.call, guard, session, start);
+    let refuse = |why: &str| {
+        PathCounters::count(&counters.refused_calls);
+        gst::warning!(CAT, "{call:?}: refused with close code 1013: {why}");
+        call.refuse(CLOSE_TRY_AGAIN_LATER, why);
+    };
+    match shared.dispatch(&path, &call) {
+        Dispatch::Delivered => return,
+        Dispatch::NobodyListens => {
+            refuse("no element serves this path any more");
+            return;
+        }
+        Dispatch::Queued => {}
+    }
+    let wait = config.pending_timeout;
+    tokio::time::sleep(wait).await;
+    if shared.expire(&path, &call) {
+        refuse(&format!(
+            "no element was free for the call within {} s, try again later",
+            wait.as_secs()
+        ));
+    }
+}
+
+/// Reads until a valid `start`; Err says why the connection is no call
+/// (after closing it with a reason where it is still open).
+async fn await_start<S>(
+    ws: &mut WebSocketStream<S>,
+    session: &mut Session,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Result<Handled, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let Ok(next) = tokio::time::timeout_at(deadline, ws.next()).await else {
+            let why = format!("no start message within {} s", timeout.as_secs());
+            close_websocket(ws, CLOSE_POLICY, &why).await;
+            return Err(why);
+        };
+        match next {
+            Some(Ok(Message::Text(text))) => {
+                let handled = session.handle(&text, Vec::new);
+                if matches!(handled.event, Some(CallEvent::Start(_))) {
+                    return Ok(handled);
+                }
+                let invalid = handled.event.is_some() || handled.counts().next().is_some();
+                for note in &handled.notes {
+                    match note.level {
+                        Level::Warning | Level::Info => gst::info!(CAT, "{peer}: {}", note.text),
+                        Level::Debug | Level::Trace => gst::debug!(CAT, "{peer}: {}", note.text),
+                    }
+                }
+                if invalid {
+                    close_websocket(ws, CLOSE_POLICY, "expected a start message").await;
+                    let shown: String = text.chars().take(60).collect();
+                    return Err(format!("sent {shown:?} before any start message"));
+                }
+            }
+            Some(Ok(Message::Binary(data))) => {
+                close_websocket(ws, CLOSE_UNSUPPORTED, "text messages only").await;
+                return Err(format!("sent a binary frame of {} bytes", data.len()));
+            }
+            Some(Ok(Message::Close(_))) => {
+                // Completes the closing handshake.
+                close_websocket(ws, 1000, "").await;
+                return Err("closed before any start message".to_owned());
+            }
+            Some(Ok(_)) => {} // ping/pong
+            Some(Err(e)) => return Err(format!("connection error before start: {e}")),
+            None => return Err("dropped before any start message".to_owned()),
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! When a connection becomes a call (at `start`), what a connection that never
+//! does gets, what a call with no free element gets, and ending a call.
+
+mod common;
+
+use common::*;
+use gst::prelude::*;
+use twilio_emulator::audio::decode;
+use twilio_emulator::call::WsError;
+use twilio_emulator::{CallParams, Received, TwilioCall};
+
+const AUDIO: [u8; 160] = [0x20; 160];
+const MORE: [u8; 160] = [0xA0; 160];
+
+fn recording(props: &str) -> (gst::Pipeline, gst::Element, Collector, String) {
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 {props} ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+    ));
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let url = url_of(&src);
+    (p, src, collector, url)
+}
+
+/// Waits for the plugin to close `call`; the close code it sent.
+async fn closed(call: &mut TwilioCall) -> Option<u16> {
+    loop {
+        match call.recv_timeout(PATIENCE).await {
+            Some(Received::Closed(code)) => return code,
+            Some(_) => continue,
+            None => panic!("not closed"),
+        }
+    }
+}
+
+/// A whole call: start, `ulaw`, stop.
+async fn real_call(url: &str, ulaw: &[u8]) {
+    let mut call = TwilioCall::start(url, CallParams::default()).await.unwrap();
+    call.send_media(ulaw).unwrap();
+    call.send_stop().unwrap();
+    call.close().await;
+}
+
+#[test]
+fn connections_that_never_start_do_not_touch_the_src() {
+    let (p, src, collector, url) = recording("");
+    rt().block_on(async {
+        // A probe that upgrades and idles: it stays open all along.
+        let idle = TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap();
+        // One that sends `connected` and closes.
+        let mut early = TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap();
+        early
+            .send_text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#)
+            .unwrap();
+        early.close().await;
+        // One that sends garbage: closed with 1008.
+        let mut garbage = TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap();
+        garbage.send_text("GET / HTTP/1.0").unwrap();
+        assert_eq!(closed(&mut garbage).await, Some(1008));
+        // Media before start is no call either.
+        let mut media_first = TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap();
+        let chunk = media_first.media_message(&MORE);
+        media_first.send(&chunk).unwrap();
+        assert_eq!(closed(&mut media_first).await, Some(1008));
+        // The real call arrives whole in the same src.
+        real_call(&url, &AUDIO).await;
+        idle.abort().await;
+    });
+    assert_eq!(collector.wait_eos().samples(), decode(&AUDIO));
+    let bus = p.bus().unwrap();
+    assert!(warnings(&bus).is_empty(), "{:?}", warnings(&bus));
+    assert_eq!(src.property::<u64>("rejected-connections"), 4);
+    assert_eq!(src.property::<u64>("invalid-messages"), 0);
+    assert_eq!(src.property::<u64>("chunks-received"), 1);
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_connection_with_no_start_in_time_is_closed_and_counted() {
+    let (p, src, collector, url) = recording("handshake-timeout=1");
+    rt().block_on(async {
+        let mut idle = TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap();
+        idle.send_text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#)
+            .unwrap();
+        assert_eq!(closed(&mut idle).await, Some(1008));
+        real_call(&url, &AUDIO).await;
+    });
+    assert_eq!(collector.wait_eos().samples(), decode(&AUDIO));
+    assert_eq!(src.property::<u64>("rejected-connections"), 1);
+    assert!(warnings(&p.bus().unwrap()).is_empty());
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn max_connections_evicts_connections_that_have_not_started() {
+    let (p, src, collector, url) = recording("max-connections=2");
+    rt().block_on(async {
+        let mut first = TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap();
+        let _second = TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap();
+        // A third connection, the real call, evicts the oldest probe.
+        let mut call = TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap();
+        assert_eq!(closed(&mut first).await, None, "dropped, no close frame");
+        call.begin().unwrap();
+        call.send_media(&AUDIO).unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    assert_eq!(collector.wait_eos().samples(), decode(&AUDIO));
+    assert_eq!(src.property::<u64>("chunks-received"), 1);
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_call_with_every_element_busy_gets_1013_and_the_busy_call_goes_on() {
+    let (p, src, collector, url) = recording("pending-timeout=1");
+    rt().block_on(async {
+        let mut busy = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        busy.send_media(&AUDIO).unwrap();
+        let mut second = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        second.send_media(&MORE).unwrap();
+        assert_eq!(closed(&mut second).await, Some(1013));
+        busy.send_media(&AUDIO).unwrap();
+        busy.send_stop().unwrap();
+        busy.close().await;
+    });
+    let mut expected = decode(&AUDIO);
+    expected.extend(decode(&AUDIO));
+    assert_eq!(collector.wait_eos().samples(), expected);
+    assert_eq!(src.property::<u64>("refused-calls"), 1);
+    assert!(warnings(&p.bus().unwrap()).is_empty());
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn with_pending_timeout_0_a_busy_path_answers_503_at_the_upgrade() {
+    let (p, src, collector, url) = recording("pending-timeout=0");
+    rt().block_on(async {
+        let mut busy = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        busy.send_media(&AUDIO).unwrap();
+        match TwilioCall::connect(&url, CallParams::default()).await {
+            Err(WsError::Http(response)) => assert_eq!(response.status(), 503),
+            Err(other) => panic!("expected HTTP 503, got {other}"),
+            Ok(_) => panic!("expected HTTP 503, the upgrade succeeded"),
+        }
+        busy.send_stop().unwrap();
+        busy.close().await;
+    });
+    assert_eq!(collector.wait_eos().samples(), decode(&AUDIO));
+    assert_eq!(src.property::<u64>("refused-calls"), 1);
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_path_with_a_query_string_is_refused() {
+    for path in ["/media?x=1", "/media#x"] {
+        let p = pipeline(&format!("twiliostreamsrc port=0 path={path} ! fakesink"));
+        assert!(p.set_state(gst::State::Playing).is_err(), "{path}");
+        let error = drain_messages(&p.bus().unwrap())
+            .into_iter()
+            .find_map(|m| match m.view() {
+                gst::MessageView::Error(e) => Some(e.debug().unwrap_or_default().to_string()),
+                _ => None,
+            })
+            .expect("an error message");
+        assert!(error.contains("query string"), "{error}");
+        set_state(&p, gst::State::Null);
+    }
+}
+
+/// The src's end-stream signal: the socket closes normally (after the
+/// final mark is echoed, with `after_playout`), twilio-ended, EOS.
+#[test]
+fn the_end_stream_signal_closes_the_call_and_the_src_goes_eos() {
+    for after_playout in [false, true] {
+        let (p, src, collector, url) = recording("");
+        let mut call = rt().block_on(async {
+            let mut call = TwilioCall::start(&url, CallParams::default())
+                .await
+                .unwrap();
+            call.send_media(&AUDIO).unwrap();
+            call
+        });
+        collector.wait_buffers(1);
+        assert!(src.emit_by_name::<bool>("end-stream", &[&after_playout]));
+        let (marks, code) = rt().block_on(async {
+            let mut marks = Vec::new();
+            loop {
+                match call.recv_timeout(PATIENCE).await {
+                    Some(Received::Message(
+                        gsttwiliostream::protocol::Outbound::Mark { mark, .. },
+                        _,
+                    )) => marks.push(mark.name),
+                    Some(Received::Closed(code)) => break (marks, code),
+                    Some(other) => panic!("{other:?}"),
+                    None => panic!("not closed"),
+                }
+            }
+        });
+        assert_eq!(code, Some(1000));
+        let expected: &[&str] = if after_playout {
+            &["twiliostream-end"]
+        } else {
+            &[]
+        };
+        assert_eq!(marks, expected);
+        assert_eq!(collector.wait_eos().samples(), decode(&AUDIO));
+        let messages = drain_messages(&p.bus().unwrap());
+        let ended = element_messages(&messages, "twilio-ended");
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].get::<String>("reason").unwrap(), "end-stream");
+        assert!(
+            messages
+                .iter()
+                .all(|m| !matches!(m.view(), gst::MessageView::Warning(_)))
+        );
+        assert!(
+            !src.emit_by_name::<bool>("end-stream", &[&false]),
+            "nothing left to end"
+        );
+        set_state(&p, gst::State::Null);
+    }
+}
