@@ -113,11 +113,15 @@ impl Framer {
             Encoding::Pcm(down) => {
                 let mut data = data;
                 self.pcm.clear();
-                if let Some(first) = self.odd_byte.take()
-                    && let Some((&second, rest)) = data.split_first()
-                {
-                    self.pcm.push(i16::from_le_bytes([first, second]));
-                    data = rest;
+                if let Some(first) = self.odd_byte.take() {
+                    match data.split_first() {
+                        Some((&second, rest)) => {
+                            self.pcm.push(i16::from_le_bytes([first, second]));
+                            data = rest;
+                        }
+                        // An empty buffer: the byte still waits.
+                        None => self.odd_byte = Some(first),
+                    }
                 }
                 let samples = data.chunks_exact(2);
                 if let [last] = samples.remainder() {
@@ -362,6 +366,8 @@ mod tests {
         assert_eq!(f.push(&bytes[3..4]).unwrap(), Pushed::default());
         assert_eq!(f.pending(), encode(&pcm[..2]));
         assert_eq!(f.push(&bytes[4..5]).unwrap(), Pushed { split_sample: true });
+        // An empty buffer in between neither loses the byte nor splits anything.
+        assert_eq!(f.push(&[]).unwrap(), Pushed::default());
         assert_eq!(f.push(&bytes[5..]).unwrap(), Pushed::default());
         assert_eq!(f.pending(), encode(&pcm));
         // New caps drop a split sample.
