@@ -10,6 +10,10 @@
 //! then. Audio is resampled to 8 kHz, encoded, and sent in `chunk-duration`
 //! frames; the sink syncs `render-delay` (one frame plus the resampler's
 //! delay) early, so every frame still leaves on time.
+//!
+//! Not here: cutting the audio into frames (`framing.rs`), the property and
+//! signal declarations (`properties.rs`), the bus messages of a call the sink
+//! took itself (`poster.rs`).
 
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -21,27 +25,24 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use tokio::task::JoinHandle;
 
-use crate::call::{
-    self, Call, CallEvent, SINK_COUNTERS, SendError, Slot, Stat, Stats, counter_pspecs,
-    find_counter,
-};
-use crate::codec::{Downsampler, g711, resample::DOWNSAMPLER_RATES};
-use crate::endpoint::Endpoint;
-use crate::messages;
+use super::framing::{Framer, Input, Take};
+use super::poster;
+use super::properties::{self, DEFAULT_CHUNK_MS};
+use crate::call::{self, Call, SINK_COUNTERS, SendError, Slot, Stat, Stats, find_counter};
+use crate::codec::resample::DOWNSAMPLER_RATES;
+use crate::endpoint::{self, Endpoint};
 use crate::protocol::{self, Mark, Outbound};
 use crate::runtime::RUNTIME;
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "twiliostreamsink",
         gst::DebugColorFlags::empty(),
         Some("Twilio Media Streams sink"),
     )
 });
-
-const DEFAULT_CHUNK_MS: u32 = 20;
 
 /// Name of the serialized custom downstream event that becomes a `mark`.
 pub const MARK_EVENT: &str = "twilio-mark";
@@ -70,13 +71,6 @@ impl Default for Settings {
     }
 }
 
-/// What the sink pad receives, from the caps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Input {
-    Pcm(u32),
-    Mulaw,
-}
-
 #[derive(Default)]
 struct State {
     /// Where the call comes from; set in start().
@@ -89,16 +83,8 @@ struct State {
     /// The call being (or last) played into, and its streamSid.
     call: Option<Arc<Call>>,
     stream_sid: Option<String>,
-    input: Option<Input>,
-    downsampler: Option<Downsampler>,
-    frame_bytes: usize,
-    /// Input as samples, and resampled to 8 kHz (scratch, reused).
-    pcm: Vec<i16>,
-    pcm8k: Vec<i16>,
-    /// μ-law not sent yet (less than a frame once render returns).
-    pending: Vec<u8>,
-    /// A byte of a 16-bit sample split across buffers.
-    odd_byte: Option<u8>,
+    /// The audio not sent yet, and how it is cut into frames.
+    framer: Framer,
 }
 
 #[derive(Default)]
@@ -109,16 +95,12 @@ pub struct TwilioStreamSink {
 }
 
 impl State {
-    /// Sends whole frames of `pending`, and with `all` the partial rest too.
-    fn send_frames(&mut self, all: bool) -> Result<(), gst::FlowError> {
+    /// Sends the pending frames (whole ones, or all) to the call, if any.
+    fn send_frames(&mut self, take: Take) -> Result<(), gst::FlowError> {
         let (Some(call), Some(sid)) = (self.call.as_ref(), self.stream_sid.as_deref()) else {
             return Ok(());
         };
-        let frame = self.frame_bytes.max(1);
-        let mut sent = 0;
-        while self.pending.len() - sent >= frame || (all && sent < self.pending.len()) {
-            let end = (sent + frame).min(self.pending.len());
-            let payload = &self.pending[sent..end];
+        let sent = self.framer.send_frames(take, |payload| {
             let mut json = String::new();
             protocol::write_media_json(sid, payload, &mut json);
             match call.send_text(json) {
@@ -127,31 +109,14 @@ impl State {
                     call.stats.add(Stat::BytesSent, payload.len() as u64);
                 }
                 Err(SendError::Backlog) => call.stats.add(Stat::ChunksDropped, 1),
-                Err(SendError::Closed) => {
-                    self.pending.clear();
-                    return Err(gst::FlowError::Eos);
-                }
+                Err(SendError::Closed) => return Err(gst::FlowError::Eos),
             }
-            sent = end;
+            Ok(())
+        });
+        if sent.is_err() {
+            self.framer.discard_pending();
         }
-        self.pending.drain(..sent);
-        Ok(())
-    }
-
-    /// Pushes the resampler's tail out with silence (at EOS).
-    fn drain_resampler(&mut self) {
-        let Some(down) = self.downsampler.as_mut().filter(|d| d.delay_ns() > 0) else {
-            return;
-        };
-        let rate = down.input_rate() as u64;
-        let zeros = (down.delay_ns() * rate).div_ceil(1_000_000_000) as usize + 6;
-        self.pcm.clear();
-        self.pcm.resize(zeros, 0);
-        self.pcm8k.clear();
-        down.process(&self.pcm, &mut self.pcm8k);
-        let start = self.pending.len();
-        self.pending.resize(start + self.pcm8k.len(), 0);
-        g711::encode_slice(&self.pcm8k, &mut self.pending[start..]);
+        sent
     }
 }
 
@@ -164,7 +129,7 @@ impl TwilioStreamSink {
             .or_else(|| state.slot.as_ref().and_then(|s| s.current()))
     }
 
-    fn stats_structure(&self) -> gst::Structure {
+    pub(super) fn stats_structure(&self) -> gst::Structure {
         let call = self.current_call();
         Stats::structure(
             call.as_deref().map(|c| &c.stats),
@@ -226,14 +191,14 @@ impl TwilioStreamSink {
     }
 
     /// Sends a `mark` after everything rendered so far. False without a call.
-    fn send_mark(&self, name: &str) -> bool {
+    pub(super) fn send_mark(&self, name: &str) -> bool {
         let mut state = self.state.lock().unwrap();
         let (Some(call), Some(sid)) = (state.call.clone(), state.stream_sid.clone()) else {
             gst::warning!(CAT, imp = self, "no call yet: mark {name:?} not sent");
             return false;
         };
         // The audio before the mark goes out first, even a partial frame.
-        if state.send_frames(true).is_err() {
+        if state.send_frames(Take::All).is_err() {
             return false;
         }
         drop(state);
@@ -254,13 +219,9 @@ impl TwilioStreamSink {
     }
 
     /// Discards audio not sent yet and sends `clear`. False without a call.
-    fn clear(&self) -> bool {
+    pub(super) fn clear(&self) -> bool {
         let mut state = self.state.lock().unwrap();
-        state.pending.clear();
-        state.odd_byte = None;
-        if let Some(down) = state.downsampler.as_mut() {
-            down.reset();
-        }
+        state.framer.clear();
         let (Some(call), Some(sid)) = (state.call.clone(), state.stream_sid.clone()) else {
             return false;
         };
@@ -294,47 +255,6 @@ impl TwilioStreamSink {
             Err(_) => gst::debug!(CAT, imp = self, "EOS: stopped waiting for playout"),
         }
     }
-
-    /// When the sink listens itself, nobody else reads the call's events:
-    /// post them as the src would.
-    fn spawn_poster(&self, slot: Arc<Slot>) -> JoinHandle<()> {
-        let element = self.obj().upcast_ref::<gst::Element>().downgrade();
-        RUNTIME.spawn(async move {
-            let call = slot.wait().await;
-            let Some(mut events) = call.take_events() else {
-                return;
-            };
-            if let Some(e) = element.upgrade() {
-                call.log_to(*CAT, &e);
-                e.notify("connected");
-            }
-            let mut stream_sid = String::new();
-            while let Some(event) = events.recv().await {
-                let Some(e) = element.upgrade() else { return };
-                let sink = e.downcast_ref::<super::TwilioStreamSink>().unwrap();
-                match event {
-                    CallEvent::Start(start) => {
-                        stream_sid = start.stream_sid.clone();
-                        messages::post(&e, messages::start(&start));
-                    }
-                    CallEvent::Dtmf(digit) => messages::post(&e, messages::dtmf(&digit)),
-                    CallEvent::Mark(name) => messages::post(&e, messages::mark(&name)),
-                    CallEvent::Stop(stop) => {
-                        let stats = sink.imp().stats_structure();
-                        messages::post(&e, messages::stop(&stop, &stream_sid, stats));
-                    }
-                    CallEvent::Closed(reason) => {
-                        gst::element_warning!(e, gst::ResourceError::Write, ["{}", reason]);
-                    }
-                    CallEvent::Ended(why) => {
-                        let stats = sink.imp().stats_structure();
-                        messages::post(&e, messages::ended(&why, &stream_sid, stats));
-                    }
-                    CallEvent::Media(_) => {}
-                }
-            }
-        })
-    }
 }
 
 #[glib::object_subclass]
@@ -346,87 +266,12 @@ impl ObjectSubclass for TwilioStreamSink {
 
 impl ObjectImpl for TwilioStreamSink {
     fn properties() -> &'static [glib::ParamSpec] {
-        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
-            let mut props = vec![
-                glib::ParamSpecString::builder("call-name")
-                    .nick("Call name")
-                    .blurb("Plays into the call of the twiliostreamsrc with the same call-name, \
-                            in any pipeline of the process. Without it, the sink pairs with the \
-                            twiliostreamsrc of its own pipeline, or listens itself if there is none")
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("chunk-duration")
-                    .nick("Chunk duration")
-                    .blurb("Milliseconds of audio per media message sent to Twilio")
-                    .minimum(1)
-                    .maximum(1000)
-                    .default_value(DEFAULT_CHUNK_MS)
-                    .mutable_ready()
-                    .build(),
-                glib::ParamSpecUInt::builder("bound-port")
-                    .nick("Bound port")
-                    .blurb("The port this sink listens on itself, 0 when it does not listen")
-                    .maximum(u16::MAX as u32)
-                    .read_only()
-                    .build(),
-                glib::ParamSpecBoolean::builder("connected")
-                    .nick("Connected")
-                    .blurb("Whether the sink has a call to play into")
-                    .read_only()
-                    .build(),
-                glib::ParamSpecString::builder("call-sid")
-                    .nick("Call SID")
-                    .blurb("callSid of the call played into")
-                    .read_only()
-                    .build(),
-                glib::ParamSpecString::builder("stream-sid")
-                    .nick("Stream SID")
-                    .blurb("streamSid of the call played into")
-                    .read_only()
-                    .build(),
-            ];
-            props.extend(Endpoint::pspecs(
-                ". Only used when there is no twiliostreamsrc to pair with",
-            ));
-            props.extend(counter_pspecs(SINK_COUNTERS));
-            props.push(
-                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
-                    .nick("Statistics")
-                    .blurb("All counters of the current call in one structure")
-                    .read_only()
-                    .build(),
-            );
-            props
-        });
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(properties::specs);
         PROPERTIES.as_ref()
     }
 
     fn signals() -> &'static [glib::subclass::Signal] {
-        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
-            vec![
-                // Action signal: sends a mark named by the argument after the
-                // audio rendered so far. Returns whether it was sent.
-                glib::subclass::Signal::builder("send-mark")
-                    .param_types([String::static_type()])
-                    .return_type::<bool>()
-                    .action()
-                    .class_handler(|args| {
-                        let sink = args[0].get::<super::TwilioStreamSink>().unwrap();
-                        let name = args[1].get::<String>().unwrap();
-                        Some(sink.imp().send_mark(&name).to_value())
-                    })
-                    .build(),
-                // Action signal: drops audio not sent yet and sends clear.
-                glib::subclass::Signal::builder("clear")
-                    .return_type::<bool>()
-                    .action()
-                    .class_handler(|args| {
-                        let sink = args[0].get::<super::TwilioStreamSink>().unwrap();
-                        Some(sink.imp().clear().to_value())
-                    })
-                    .build(),
-            ]
-        });
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(properties::signals);
         SIGNALS.as_ref()
     }
 
@@ -457,17 +302,15 @@ impl ObjectImpl for TwilioStreamSink {
         {
             return value;
         }
+        if let Some(value) = endpoint::listener_counter(
+            self.state.lock().unwrap().registration.as_ref(),
+            pspec.name(),
+        ) {
+            return value;
+        }
         match pspec.name() {
             "call-name" => self.settings.lock().unwrap().call_name.to_value(),
             "chunk-duration" => self.settings.lock().unwrap().chunk_ms.to_value(),
-            "signature-failures" => self
-                .state
-                .lock()
-                .unwrap()
-                .registration
-                .as_ref()
-                .map_or(0, |r| r.signature_failures())
-                .to_value(),
             "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
             "connected" => self.current_call().is_some_and(|c| c.is_open()).to_value(),
             "call-sid" => self
@@ -556,7 +399,7 @@ impl TwilioStreamSink {
     fn connect(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
         let mut state = State {
-            frame_bytes: settings.chunk_ms as usize * 8,
+            framer: Framer::new(settings.chunk_ms as usize * 8),
             ..State::default()
         };
         if let Some(name) = &settings.call_name {
@@ -585,7 +428,7 @@ impl TwilioStreamSink {
                     );
                     state.bound_port = addr.port() as u32;
                     state.registration = Some(registration);
-                    state.poster = Some(self.spawn_poster(slot.clone()));
+                    state.poster = Some(poster::spawn(&self.obj(), slot.clone()));
                     state.slot = Some(slot);
                 }
                 several => {
@@ -642,24 +485,16 @@ impl BaseSinkImpl for TwilioStreamSink {
                     as u32,
             ),
         };
-        let downsampler = match input {
-            Input::Pcm(rate) => Some(
-                Downsampler::new(rate)
-                    .ok_or_else(|| gst::loggable_error!(CAT, "unsupported rate {rate}"))?,
-            ),
-            Input::Mulaw => None,
-        };
-        gst::debug!(CAT, imp = self, "input {input:?} for caps {caps}");
         let delay = {
             let mut state = self.state.lock().unwrap();
-            let frame = gst::ClockTime::from_mseconds(state.frame_bytes as u64 / 8);
-            let delay = frame
-                + gst::ClockTime::from_nseconds(downsampler.as_ref().map_or(0, |d| d.delay_ns()));
-            state.input = Some(input);
-            state.downsampler = downsampler;
-            state.odd_byte = None;
-            delay
+            let framer = &mut state.framer;
+            framer
+                .set_input(input)
+                .map_err(|e| gst::loggable_error!(CAT, "unsupported rate {}", e.0))?;
+            gst::ClockTime::from_mseconds(framer.frame_bytes() as u64 / 8)
+                + gst::ClockTime::from_nseconds(framer.delay_ns())
         };
+        gst::debug!(CAT, imp = self, "input {input:?} for caps {caps}");
         // Frames leave once full: sync that much early so they leave on time.
         self.obj().set_render_delay(delay);
         Ok(())
@@ -673,45 +508,23 @@ impl BaseSinkImpl for TwilioStreamSink {
         self.ensure_call()?;
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         let mut state = self.state.lock().unwrap();
-        let state = &mut *state;
-        match state.input {
-            None => return Err(gst::FlowError::NotNegotiated),
-            Some(Input::Mulaw) => state.pending.extend_from_slice(&map),
-            Some(Input::Pcm(_)) => {
-                let mut data: &[u8] = &map;
-                state.pcm.clear();
-                if let Some(first) = state.odd_byte.take()
-                    && let Some((&second, rest)) = data.split_first()
-                {
-                    state.pcm.push(i16::from_le_bytes([first, second]));
-                    data = rest;
-                }
-                let samples = data.chunks_exact(2);
-                if let [last] = samples.remainder() {
-                    // Buffers should hold whole samples; keep the byte for the next one.
-                    state.odd_byte = Some(*last);
-                    if let Some(call) = &state.call {
-                        call.stats.add(Stat::OutboundTranscodeErrors, 1);
-                    }
-                    gst::warning!(
-                        CAT,
-                        imp = self,
-                        "buffer of {} bytes splits a sample",
-                        map.len()
-                    );
-                }
-                state
-                    .pcm
-                    .extend(samples.map(|b| i16::from_le_bytes([b[0], b[1]])));
-                state.pcm8k.clear();
-                let down = state.downsampler.as_mut().expect("set with the caps");
-                down.process(&state.pcm, &mut state.pcm8k);
-                let start = state.pending.len();
-                state.pending.resize(start + state.pcm8k.len(), 0);
-                g711::encode_slice(&state.pcm8k, &mut state.pending[start..]);
+        let pushed = state
+            .framer
+            .push(&map)
+            .map_err(|_| gst::FlowError::NotNegotiated)?;
+        if pushed.split_sample {
+            // Buffers should hold whole samples; the byte waits for the next one.
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::OutboundTranscodeErrors, 1);
             }
+            gst::warning!(
+                CAT,
+                imp = self,
+                "buffer of {} bytes splits a sample",
+                map.len()
+            );
         }
-        state.send_frames(false)?;
+        state.send_frames(Take::WholeFrames)?;
         Ok(gst::FlowSuccess::Ok)
     }
 
@@ -748,8 +561,8 @@ impl BaseSinkImpl for TwilioStreamSink {
             gst::EventView::Eos(_) => {
                 let owns_call = {
                     let mut state = self.state.lock().unwrap();
-                    state.drain_resampler();
-                    let _ = state.send_frames(true);
+                    state.framer.push_resampler_tail();
+                    let _ = state.send_frames(Take::All);
                     state.registration.is_some()
                 };
                 if owns_call {

@@ -1,10 +1,14 @@
 //! `twiliostreamsink`: plays PCM (or μ-law) into a Twilio Media Streams call,
-//! with marks and clear.
+//! with marks and clear. The element is `imp.rs`; the pure framing of its
+//! audio is `framing.rs`.
 
 use gst::glib;
 use gst::prelude::*;
 
+mod framing;
 mod imp;
+mod poster;
+mod properties;
 
 glib::wrapper! {
     pub struct TwilioStreamSink(ObjectSubclass<imp::TwilioStreamSink>)

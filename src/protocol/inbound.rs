@@ -1,15 +1,6 @@
-//! Every Twilio Media Streams message, both directions, as serde types.
-//!
-//! Inbound messages (Twilio → us) are parsed leniently: unknown fields and
-//! unknown events are accepted, counters may be JSON strings (as Twilio sends
-//! them) or numbers, and only what the plugin cannot work without is required.
-//! A missing required field is an error naming it (`missing field `payload``).
-//!
-//! Outbound messages (us → Twilio) serialise to exactly the documented shapes;
-//! Twilio rejects extra fields.
-//!
-//! Both directions also implement the other serde trait, so the Twilio
-//! emulator and the tests can play Twilio's side with the same types.
+//! Messages from Twilio: the serde types and the lenient one-pass parser
+//! ([`Inbound::parse`]). What we send is in `outbound.rs`; the types both
+//! directions share are in `mod.rs`.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -17,40 +8,9 @@ use std::fmt;
 
 use base64::Engine as _;
 use serde::de::{self, Deserializer, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-/// A counter Twilio sends as a JSON string (`"sequenceNumber":"12"`).
-/// Deserialises from a string or a number, serialises as a string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Counter(pub u64);
-
-impl Serialize for Counter {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Counter {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Counter;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a non-negative integer, as a string or a number")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Counter, E> {
-                Ok(Counter(v))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Counter, E> {
-                v.trim()
-                    .parse()
-                    .map(Counter)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
+use super::{Counter, Mark};
 
 /// `start.mediaFormat`: numbers, not strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,12 +113,6 @@ pub struct Dtmf {
 
 fn default_dtmf_track() -> String {
     "inbound_track".to_owned()
-}
-
-/// The body of a `mark` message, either direction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mark {
-    pub name: String,
 }
 
 /// The body of a `stop` message.
@@ -361,85 +315,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Inbound<'a> {
                 name: other.to_owned(),
             },
         })
-    }
-}
-
-/// The body of an outbound `media` message: nothing but the payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboundMedia {
-    pub payload: String,
-}
-
-/// A message to Twilio (bidirectional streams only). Serialises to exactly
-/// the documented shape; deserialisation (for the emulator) rejects extra
-/// fields the way Twilio does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "lowercase", deny_unknown_fields)]
-pub enum Outbound {
-    Media {
-        #[serde(rename = "streamSid")]
-        stream_sid: String,
-        media: OutboundMedia,
-    },
-    Mark {
-        #[serde(rename = "streamSid")]
-        stream_sid: String,
-        mark: Mark,
-    },
-    Clear {
-        #[serde(rename = "streamSid")]
-        stream_sid: String,
-    },
-}
-
-impl Outbound {
-    /// A `media` message carrying `ulaw` (raw μ-law bytes).
-    pub fn media(stream_sid: &str, ulaw: &[u8]) -> Self {
-        Outbound::Media {
-            stream_sid: stream_sid.to_owned(),
-            media: OutboundMedia {
-                payload: base64::engine::general_purpose::STANDARD.encode(ulaw),
-            },
-        }
-    }
-
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("serialising plain data cannot fail")
-    }
-}
-
-/// Writes the JSON of an outbound `media` message into `out` (cleared first)
-/// without intermediate allocations: the hot path of the sink. Byte for byte
-/// what `Outbound::media(stream_sid, ulaw).to_json()` gives.
-///
-/// Into an empty `String`, it allocates exactly the message's length (for a
-/// `stream_sid` that needs no escaping), so the text becomes WebSocket bytes
-/// without a further allocation.
-pub fn write_media_json(stream_sid: &str, ulaw: &[u8], out: &mut String) {
-    const HEAD: &str = r#"{"event":"media","streamSid":"#;
-    const MIDDLE: &str = r#","media":{"payload":""#;
-    const TAIL: &str = r#""}}"#;
-    out.clear();
-    let quoted_sid = stream_sid.len() + 2;
-    let payload = ulaw.len().div_ceil(3) * 4;
-    out.reserve_exact(HEAD.len() + quoted_sid + MIDDLE.len() + payload + TAIL.len());
-    out.push_str(HEAD);
-    write_json_str(stream_sid, out);
-    out.push_str(MIDDLE);
-    base64::engine::general_purpose::STANDARD.encode_string(ulaw, out);
-    out.push_str(TAIL);
-}
-
-fn write_json_str(s: &str, out: &mut String) {
-    if s.bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' || b == b' ')
-    {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        out.push_str(&serde_json::to_string(s).expect("a str always serialises"));
     }
 }
 
@@ -657,76 +532,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(msg.stream_sid(), Some("MZ9"));
-    }
-
-    #[test]
-    fn outbound_serialises_to_exactly_the_documented_shapes() {
-        assert_eq!(
-            Outbound::media("MZ1", &[0xFF, 0x7F, 0x00]).to_json(),
-            r#"{"event":"media","streamSid":"MZ1","media":{"payload":"/38A"}}"#
-        );
-        assert_eq!(
-            Outbound::Mark {
-                stream_sid: "MZ1".into(),
-                mark: Mark {
-                    name: "my label".into()
-                }
-            }
-            .to_json(),
-            r#"{"event":"mark","streamSid":"MZ1","mark":{"name":"my label"}}"#
-        );
-        assert_eq!(
-            Outbound::Clear {
-                stream_sid: "MZ1".into()
-            }
-            .to_json(),
-            r#"{"event":"clear","streamSid":"MZ1"}"#
-        );
-    }
-
-    #[test]
-    fn fast_media_writer_matches_serde() {
-        let mut out = String::new();
-        for sid in ["MZ18ad3ab5a668481ce02b83e7395059f0", "odd \"sid\"\\é", ""] {
-            for len in [0usize, 1, 2, 3, 160, 161] {
-                let ulaw: Vec<u8> = (0..len).map(|i| (i * 37) as u8).collect();
-                write_media_json(sid, &ulaw, &mut out);
-                assert_eq!(out, Outbound::media(sid, &ulaw).to_json());
-            }
-        }
-    }
-
-    #[test]
-    fn fast_media_writer_fills_a_new_string_exactly() {
-        // Length equal to capacity: the text becomes WebSocket bytes as it is.
-        for len in [0usize, 1, 2, 3, 160, 161, 8000] {
-            let mut out = String::new();
-            write_media_json(
-                "MZ18ad3ab5a668481ce02b83e7395059f0",
-                &vec![0xff; len],
-                &mut out,
-            );
-            assert_eq!(out.len(), out.capacity(), "{len} bytes of payload");
-        }
-    }
-
-    #[test]
-    fn outbound_parsing_rejects_extra_fields() {
-        assert!(
-            serde_json::from_str::<Outbound>(r#"{"event":"clear","streamSid":"MZ1","extra":1}"#)
-                .is_err()
-        );
-        assert!(
-            serde_json::from_str::<Outbound>(
-                r#"{"event":"media","streamSid":"MZ1","media":{"payload":"","track":"x"}}"#
-            )
-            .is_err()
-        );
-        assert_eq!(
-            serde_json::from_str::<Outbound>(r#"{"event":"clear","streamSid":"MZ1"}"#).unwrap(),
-            Outbound::Clear {
-                stream_sid: "MZ1".into()
-            }
-        );
     }
 }

@@ -1,0 +1,66 @@
+//! Every Twilio Media Streams message, both directions, as serde types.
+//!
+//! Inbound messages (Twilio → us) are parsed leniently: unknown fields and
+//! unknown events are accepted, counters may be JSON strings (as Twilio sends
+//! them) or numbers, and only what the plugin cannot work without is required.
+//! A missing required field is an error naming it (`missing field `payload``).
+//!
+//! Outbound messages (us → Twilio) serialise to exactly the documented shapes;
+//! Twilio rejects extra fields.
+//!
+//! Both directions also implement the other serde trait, so the Twilio
+//! emulator and the tests can play Twilio's side with the same types.
+//!
+//! Here: what both directions share ([`Counter`], [`Mark`]). Parsing Twilio's
+//! messages is in `inbound.rs`, what we send (and [`write_media_json`]) in
+//! `outbound.rs`; every type is re-exported here.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+mod inbound;
+mod outbound;
+
+pub use inbound::{Dtmf, Inbound, InboundMedia, MediaFormat, StartInfo, StopInfo};
+pub use outbound::{Outbound, OutboundMedia, write_media_json};
+
+/// A counter Twilio sends as a JSON string (`"sequenceNumber":"12"`).
+/// Deserialises from a string or a number, serialises as a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Counter(pub u64);
+
+impl Serialize for Counter {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Counter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Counter;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a non-negative integer, as a string or a number")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Counter, E> {
+                Ok(Counter(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Counter, E> {
+                v.trim()
+                    .parse()
+                    .map(Counter)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The body of a `mark` message, either direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub name: String,
+}

@@ -1,0 +1,457 @@
+//! The sink's audio path without GStreamer or a call: input bytes (S16LE at
+//! a pipeline rate, or μ-law) become 8 kHz μ-law cut into `chunk-duration`
+//! frames. Sending the frames, counting them, marks and `clear` messages are
+//! the element's (`imp.rs`).
+//!
+//! Frames are slices of one pending buffer, and the scratch buffers are
+//! reused: once they have grown, pushing and framing allocate nothing.
+
+use crate::codec::{Downsampler, g711};
+
+/// What the sink pad receives, from the caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Mono S16LE at this rate (one of the downsampler's rates).
+    Pcm(u32),
+    /// 8 kHz mono μ-law, framed as it is.
+    Mulaw,
+}
+
+/// A PCM rate the downsampler does not take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsupportedRate(pub u32);
+
+/// Input pushed before [`Framer::set_input`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotNegotiated;
+
+/// What [`Framer::push`] noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pushed {
+    /// The input ended inside a 16-bit sample: its first byte waits for the
+    /// next push. Buffers should hold whole samples.
+    pub split_sample: bool,
+}
+
+/// Which frames [`Framer::send_frames`] hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Whole frames only; the partial rest stays pending.
+    WholeFrames,
+    /// Everything pending, the partial rest as a last, shorter frame (before
+    /// a mark, at EOS).
+    All,
+}
+
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per sink, held inline as the downsampler always was"
+)]
+enum Encoding {
+    Mulaw,
+    Pcm(Downsampler),
+}
+
+/// Turns input into μ-law frames of `frame_bytes` bytes (8 per millisecond).
+#[derive(Default)]
+pub struct Framer {
+    encoding: Option<Encoding>,
+    frame_bytes: usize,
+    /// Input as samples, and resampled to 8 kHz (scratch, reused).
+    pcm: Vec<i16>,
+    pcm8k: Vec<i16>,
+    /// μ-law not handed out yet (less than a frame after `send_frames`).
+    pending: Vec<u8>,
+    /// The first byte of a 16-bit sample split across pushes.
+    odd_byte: Option<u8>,
+}
+
+impl Framer {
+    /// A framer cutting `frame_bytes` bytes of μ-law per frame (at least 1).
+    pub fn new(frame_bytes: usize) -> Self {
+        Framer {
+            frame_bytes,
+            ..Framer::default()
+        }
+    }
+
+    pub fn frame_bytes(&self) -> usize {
+        self.frame_bytes
+    }
+
+    /// Sets what the input is (from new caps). A pending split sample is
+    /// dropped; pending μ-law is kept. On error nothing changes.
+    pub fn set_input(&mut self, input: Input) -> Result<(), UnsupportedRate> {
+        let encoding = match input {
+            Input::Mulaw => Encoding::Mulaw,
+            Input::Pcm(rate) => Encoding::Pcm(Downsampler::new(rate).ok_or(UnsupportedRate(rate))?),
+        };
+        self.encoding = Some(encoding);
+        self.odd_byte = None;
+        Ok(())
+    }
+
+    /// The resampler's delay, 0 for μ-law (or before an input is set).
+    pub fn delay_ns(&self) -> u64 {
+        match &self.encoding {
+            Some(Encoding::Pcm(down)) => down.delay_ns(),
+            _ => 0,
+        }
+    }
+
+    /// μ-law not handed out yet.
+    #[cfg(test)]
+    pub fn pending(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// Converts `data` and appends it to the pending μ-law.
+    pub fn push(&mut self, data: &[u8]) -> Result<Pushed, NotNegotiated> {
+        let mut pushed = Pushed::default();
+        match self.encoding.as_mut().ok_or(NotNegotiated)? {
+            Encoding::Mulaw => self.pending.extend_from_slice(data),
+            Encoding::Pcm(down) => {
+                let mut data = data;
+                self.pcm.clear();
+                if let Some(first) = self.odd_byte.take() {
+                    match data.split_first() {
+                        Some((&second, rest)) => {
+                            self.pcm.push(i16::from_le_bytes([first, second]));
+                            data = rest;
+                        }
+                        // An empty buffer: the byte still waits.
+                        None => self.odd_byte = Some(first),
+                    }
+                }
+                let samples = data.chunks_exact(2);
+                if let [last] = samples.remainder() {
+                    self.odd_byte = Some(*last);
+                    pushed.split_sample = true;
+                }
+                self.pcm
+                    .extend(samples.map(|b| i16::from_le_bytes([b[0], b[1]])));
+                self.pcm8k.clear();
+                down.process(&self.pcm, &mut self.pcm8k);
+                encode_onto(&self.pcm8k, &mut self.pending);
+            }
+        }
+        Ok(pushed)
+    }
+
+    /// Pushes the resampler's tail out with silence, so that the last input
+    /// is pending too (at EOS). Nothing for μ-law or 8 kHz PCM.
+    pub fn push_resampler_tail(&mut self) {
+        let Some(Encoding::Pcm(down)) = self.encoding.as_mut() else {
+            return;
+        };
+        if down.delay_ns() == 0 {
+            return;
+        }
+        let rate = down.input_rate() as u64;
+        let zeros = (down.delay_ns() * rate).div_ceil(1_000_000_000) as usize + 6;
+        self.pcm.clear();
+        self.pcm.resize(zeros, 0);
+        self.pcm8k.clear();
+        down.process(&self.pcm, &mut self.pcm8k);
+        encode_onto(&self.pcm8k, &mut self.pending);
+    }
+
+    /// Hands the pending frames to `send` in order and drops them. The first
+    /// error stops it: the frame that failed and the rest stay pending.
+    pub fn send_frames<E>(
+        &mut self,
+        take: Take,
+        mut send: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let frame = self.frame_bytes.max(1);
+        let all = take == Take::All;
+        let mut sent = 0;
+        let mut result = Ok(());
+        while self.pending.len() - sent >= frame || (all && sent < self.pending.len()) {
+            let end = (sent + frame).min(self.pending.len());
+            result = send(&self.pending[sent..end]);
+            if result.is_err() {
+                break;
+            }
+            sent = end;
+        }
+        self.pending.drain(..sent);
+        result
+    }
+
+    /// Drops the pending μ-law (the call it was for is gone).
+    pub fn discard_pending(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Drops everything not handed out yet, a split sample included, and
+    /// forgets the resampler's history (a `clear`, a flush).
+    pub fn clear(&mut self) {
+        self.pending.clear();
+        self.odd_byte = None;
+        if let Some(Encoding::Pcm(down)) = self.encoding.as_mut() {
+            down.reset();
+        }
+    }
+}
+
+/// Appends `pcm` to `ulaw` as μ-law.
+fn encode_onto(pcm: &[i16], ulaw: &mut Vec<u8>) {
+    let start = ulaw.len();
+    ulaw.resize(start + pcm.len(), 0);
+    g711::encode_slice(pcm, &mut ulaw[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+
+    /// A deterministic, non-trivial signal.
+    fn signal(len: usize) -> Vec<i16> {
+        (0..len)
+            .map(|n| ((n as i64 * 7919 % 20011) - 10005) as i16 * 3)
+            .collect()
+    }
+
+    fn s16le(samples: &[i16]) -> Vec<u8> {
+        samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+    }
+
+    fn encode(pcm: &[i16]) -> Vec<u8> {
+        pcm.iter().map(|&s| g711::encode(s)).collect()
+    }
+
+    /// What the downsampler alone makes of `pcm`, as μ-law.
+    fn reference(rate: u32, pcm: &[i16]) -> Vec<u8> {
+        let mut down = Downsampler::new(rate).unwrap();
+        let mut out = Vec::new();
+        down.process(pcm, &mut out);
+        encode(&out)
+    }
+
+    fn framer(input: Input, frame_bytes: usize) -> Framer {
+        let mut f = Framer::new(frame_bytes);
+        f.set_input(input).unwrap();
+        f
+    }
+
+    fn frames(f: &mut Framer, take: Take) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        f.send_frames(take, |frame| {
+            out.push(frame.to_vec());
+            Ok::<_, Infallible>(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// Pushes `bytes` in pieces of uneven sizes (splitting samples), collecting
+    /// whole frames.
+    fn push_in_pieces(f: &mut Framer, bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        for size in [2usize, 641, 5, 322, 1001].iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, tail) = rest.split_at((*size).min(rest.len()));
+            f.push(piece).unwrap();
+            out.extend(frames(f, Take::WholeFrames));
+            rest = tail;
+        }
+        out
+    }
+
+    #[test]
+    fn pcm_is_cut_into_frames_of_its_downsampled_mulaw() {
+        for rate in [8000u32, 16000, 48000] {
+            let ratio = rate as usize / 8000;
+            // 3 frames of 160 and 100 bytes more, at 8 kHz.
+            let pcm = signal(ratio * (3 * 160 + 100));
+            let mut f = framer(Input::Pcm(rate), 160);
+            let got = push_in_pieces(&mut f, &s16le(&pcm));
+            let want = reference(rate, &pcm);
+            assert_eq!(want.len(), 580, "{rate} Hz");
+            assert_eq!(got.len(), 3, "{rate} Hz");
+            for (i, frame) in got.iter().enumerate() {
+                assert_eq!(
+                    frame[..],
+                    want[160 * i..160 * (i + 1)],
+                    "{rate} Hz frame {i}"
+                );
+            }
+            assert_eq!(f.pending(), &want[480..], "{rate} Hz");
+        }
+    }
+
+    #[test]
+    fn mulaw_is_cut_into_frames_as_it_is() {
+        let ulaw: Vec<u8> = (0..500u32).map(|i| (i * 31 % 256) as u8).collect();
+        let mut f = framer(Input::Mulaw, 160);
+        let got = push_in_pieces(&mut f, &ulaw);
+        assert_eq!(got, [&ulaw[..160], &ulaw[160..320], &ulaw[320..480]]);
+        assert_eq!(f.pending(), &ulaw[480..]);
+    }
+
+    #[test]
+    fn other_chunk_durations_set_the_frame_size() {
+        // 8 bytes per millisecond: 1 ms, 30 ms, 100 ms.
+        for frame_bytes in [8usize, 240, 800] {
+            let pcm = signal(2 * 1700);
+            let mut f = framer(Input::Pcm(16000), frame_bytes);
+            let got = push_in_pieces(&mut f, &s16le(&pcm));
+            let want = reference(16000, &pcm);
+            assert_eq!(got.len(), 1700 / frame_bytes, "{frame_bytes}");
+            assert!(got.iter().all(|fr| fr.len() == frame_bytes));
+            assert_eq!(got.concat(), want[..got.len() * frame_bytes]);
+            assert_eq!(f.pending().len(), 1700 % frame_bytes);
+        }
+    }
+
+    #[test]
+    fn all_hands_out_the_partial_frame_before_a_mark() {
+        let pcm = signal(200);
+        let mut f = framer(Input::Pcm(8000), 160);
+        f.push(&s16le(&pcm)).unwrap();
+        assert_eq!(frames(&mut f, Take::WholeFrames), [encode(&pcm[..160])]);
+        // What a mark sends first: the 40 samples left, exactly.
+        assert_eq!(frames(&mut f, Take::All), [encode(&pcm[160..])]);
+        assert!(f.pending().is_empty());
+        assert!(frames(&mut f, Take::All).is_empty());
+        // A short frame, then framing goes on from there.
+        f.push(&s16le(&pcm[..170])).unwrap();
+        assert_eq!(frames(&mut f, Take::WholeFrames), [encode(&pcm[..160])]);
+    }
+
+    #[test]
+    fn the_resampler_tail_comes_out_at_eos() {
+        // (rate, μ-law bytes of tail): enough silence to flush the delay.
+        for (rate, tail) in [(16000u32, 23usize), (24000, 22), (48000, 23)] {
+            let ratio = rate as usize / 8000;
+            let pcm = signal(ratio * 250);
+            let mut f = framer(Input::Pcm(rate), 160);
+            f.push(&s16le(&pcm)).unwrap();
+            let whole = frames(&mut f, Take::WholeFrames);
+            let delay_ns = f.delay_ns();
+            f.push_resampler_tail();
+            let rest = frames(&mut f, Take::All);
+            assert_eq!(rest.len(), 1, "{rate} Hz");
+            assert_eq!(rest[0].len(), 250 - 160 + tail, "{rate} Hz");
+            // The tail covers the delay: the last input has come out.
+            assert!(tail as u64 * 125_000 >= delay_ns, "{rate} Hz");
+            // And it is the downsampler's answer to that silence.
+            let mut padded = pcm.clone();
+            padded.resize(pcm.len() + ratio * 100, 0);
+            let want = reference(rate, &padded);
+            let got = [whole.concat(), rest.concat()].concat();
+            assert_eq!(got[..], want[..got.len()], "{rate} Hz");
+        }
+        // Nothing to flush without a resampler delay.
+        for input in [Input::Pcm(8000), Input::Mulaw] {
+            let mut f = framer(input, 160);
+            f.push(&[1, 2, 3, 4]).unwrap();
+            f.push_resampler_tail();
+            assert_eq!(f.pending().len(), if input == Input::Mulaw { 4 } else { 2 });
+        }
+    }
+
+    #[test]
+    fn a_split_sample_is_reported_and_carried_to_the_next_push() {
+        let pcm = signal(4);
+        let bytes = s16le(&pcm);
+        let mut f = framer(Input::Pcm(8000), 160);
+        assert_eq!(f.push(&bytes[..3]).unwrap(), Pushed { split_sample: true });
+        assert_eq!(f.pending(), encode(&pcm[..1]));
+        assert_eq!(f.push(&bytes[3..4]).unwrap(), Pushed::default());
+        assert_eq!(f.pending(), encode(&pcm[..2]));
+        assert_eq!(f.push(&bytes[4..5]).unwrap(), Pushed { split_sample: true });
+        // An empty buffer in between neither loses the byte nor splits anything.
+        assert_eq!(f.push(&[]).unwrap(), Pushed::default());
+        assert_eq!(f.push(&bytes[5..]).unwrap(), Pushed::default());
+        assert_eq!(f.pending(), encode(&pcm));
+        // New caps drop a split sample.
+        f.push(&bytes[..1]).unwrap();
+        f.set_input(Input::Pcm(8000)).unwrap();
+        f.push(&bytes[2..4]).unwrap();
+        assert_eq!(f.pending(), [encode(&pcm), encode(&pcm[1..2])].concat());
+    }
+
+    #[test]
+    fn clear_drops_pending_audio_and_resets_the_resampler() {
+        let pcm = signal(2 * 300);
+        let bytes = s16le(&pcm);
+        let mut f = framer(Input::Pcm(16000), 160);
+        f.push(&bytes[..501]).unwrap();
+        assert!(!f.pending().is_empty());
+        f.clear();
+        assert!(f.pending().is_empty());
+        // No history, no split byte: as from a new framer.
+        f.push(&bytes).unwrap();
+        assert_eq!(f.pending(), reference(16000, &pcm));
+    }
+
+    #[test]
+    fn input_must_be_set_and_supported() {
+        let mut f = Framer::new(160);
+        assert_eq!(f.push(&[0, 0]), Err(NotNegotiated));
+        assert_eq!(f.delay_ns(), 0);
+        assert_eq!(f.set_input(Input::Pcm(44100)), Err(UnsupportedRate(44100)));
+        assert_eq!(f.push(&[0, 0]), Err(NotNegotiated));
+        f.set_input(Input::Pcm(16000)).unwrap();
+        assert_eq!(f.delay_ns(), 2_562_500);
+        assert_eq!(f.set_input(Input::Pcm(11025)), Err(UnsupportedRate(11025)));
+        assert_eq!(f.delay_ns(), 2_562_500);
+    }
+
+    #[test]
+    fn a_failed_send_keeps_that_frame_and_the_rest() {
+        let ulaw: Vec<u8> = (0..=255).collect();
+        let mut f = framer(Input::Mulaw, 100);
+        f.push(&ulaw).unwrap();
+        let mut calls = 0;
+        let result = f.send_frames(Take::All, |_| {
+            calls += 1;
+            if calls == 2 { Err("closed") } else { Ok(()) }
+        });
+        assert_eq!(result, Err("closed"));
+        assert_eq!(f.pending(), &ulaw[100..]);
+        f.discard_pending();
+        assert!(f.pending().is_empty());
+    }
+
+    #[test]
+    fn a_zero_frame_size_sends_byte_frames() {
+        // As the element's state before it is connected.
+        let mut f = framer(Input::Mulaw, 0);
+        f.push(&[1, 2]).unwrap();
+        assert_eq!(frames(&mut f, Take::WholeFrames), [[1], [2]]);
+    }
+
+    #[test]
+    fn steady_state_reuses_its_buffers() {
+        let pcm = signal(960 * 20);
+        let bytes = s16le(&pcm);
+        let mut f = framer(Input::Pcm(48000), 160);
+        let push = |f: &mut Framer, i: usize| {
+            f.push(&bytes[1920 * (i % 10)..][..1920]).unwrap();
+            f.send_frames(Take::WholeFrames, |_| Ok::<_, Infallible>(()))
+                .unwrap();
+        };
+        for i in 0..4 {
+            push(&mut f, i);
+        }
+        let buffers = |f: &Framer| {
+            [
+                f.pcm.as_ptr() as usize,
+                f.pcm8k.as_ptr() as usize,
+                f.pending.as_ptr() as usize,
+            ]
+        };
+        let before = buffers(&f);
+        for i in 4..200 {
+            push(&mut f, i);
+        }
+        assert_eq!(buffers(&f), before);
+    }
+}
