@@ -227,10 +227,11 @@ impl Endpoint {
                     "Seconds a call (at its start message) waits for a free element on its \
                      path, a busy one finishing or a new one starting, before it is refused \
                      with close code 1013 (try again later); 0: refuse at once, with HTTP 503 \
-                     at the upgrade already when no element is free then{when}"
+                     at the upgrade already when no element is free then. At most 15: what \
+                     Twilio sends meanwhile is queued for the element{when}"
                 ),
                 0,
-                3600,
+                15,
                 limits.pending_timeout.as_secs() as u32,
             ),
             counter(

@@ -17,7 +17,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -56,7 +56,9 @@ pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const MAX_OUTBOUND: usize = 4 << 20;
 /// The mark sent before a stream is ended after playout.
 pub const END_MARK: &str = "twiliostream-end";
-/// How much longer than the audio sent a wait for playout may take.
+/// Nanoseconds per 8 kHz sample.
+const NS_PER_SAMPLE: u64 = 125_000;
+/// How much longer than the audio not yet played a wait for playout may take.
 pub const PLAYOUT_GRACE: Duration = Duration::from_secs(5);
 /// How long [`Call::close`] waits for the task before aborting it.
 const CLOSE_WAIT: Duration = Duration::from_millis(500);
@@ -108,6 +110,11 @@ pub struct Call {
     ended: Mutex<Option<String>>,
     /// Twilio has sent `stop`.
     stopped: AtomicBool,
+    /// When the call was created: the origin of `playout_end`.
+    created: Instant,
+    /// Nanoseconds after `created` when Twilio will have played all the
+    /// audio sent (see [`Call::sent_audio`]).
+    playout_end: AtomicU64,
     task: Mutex<Option<JoinHandle<()>>>,
     open: watch::Sender<bool>,
     /// Marks Twilio echoed so far.
@@ -168,6 +175,8 @@ impl Call {
             close_frame: Mutex::new(None),
             ended: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            created: Instant::now(),
+            playout_end: AtomicU64::new(0),
             task: Mutex::new(None),
             open: watch::Sender::new(true),
             marks_echoed: watch::Sender::new(0),
@@ -282,16 +291,40 @@ impl Call {
         }
         .to_json();
         self.send_text(text)?;
-        self.stats.add(Stat::MarksSent, 1);
-        Ok(self.stats.get(Stat::MarksSent))
+        Ok(self.stats.add_get(Stat::MarksSent, 1))
     }
 
-    /// The longest wait for Twilio to play what was sent: all the audio
-    /// sent so far (as if none had been played yet) plus [`PLAYOUT_GRACE`].
-    /// A peer that stops answering ends the call sooner (idle timeout).
+    /// Counts `bytes` of μ-law just sent as media (`bytes-sent`) and adds
+    /// them to the model of Twilio's playout queue: it plays what it gets
+    /// in order and in real time, from when it gets it.
+    pub fn sent_audio(&self, bytes: usize) {
+        self.stats.add(Stat::BytesSent, bytes as u64);
+        let now = self.created.elapsed().as_nanos() as u64;
+        let audio = bytes as u64 * NS_PER_SAMPLE;
+        let _ = self
+            .playout_end
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |end| {
+                Some(end.max(now) + audio)
+            });
+    }
+
+    /// Twilio emptied its playout queue (we sent `clear`).
+    pub fn cleared(&self) {
+        let now = self.created.elapsed().as_nanos() as u64;
+        self.playout_end.store(now, Ordering::Relaxed);
+    }
+
+    /// The audio sent that Twilio has not played yet, by the playout model.
+    pub fn unplayed(&self) -> Duration {
+        let now = self.created.elapsed().as_nanos() as u64;
+        Duration::from_nanos(self.playout_end.load(Ordering::Relaxed).saturating_sub(now))
+    }
+
+    /// The longest wait for Twilio to play what was sent: the audio it
+    /// has not played yet ([`unplayed`](Self::unplayed)) plus
+    /// [`PLAYOUT_GRACE`].
     pub fn playout_bound(&self) -> Duration {
-        let sent_ms = self.stats.get(Stat::BytesSent) / 8;
-        PLAYOUT_GRACE + Duration::from_millis(sent_ms)
+        self.unplayed() + PLAYOUT_GRACE
     }
 
     /// Sends the mark `mark` and waits until Twilio echoes it (it has played

@@ -183,6 +183,11 @@ impl Stats {
         self.0[stat as usize].fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Adds `n`; returns the new value.
+    pub fn add_get(&self, stat: Stat, n: u64) -> u64 {
+        self.0[stat as usize].fetch_add(n, Ordering::Relaxed) + n
+    }
+
     pub fn get(&self, stat: Stat) -> u64 {
         self.0[stat as usize].load(Ordering::Relaxed)
     }

@@ -59,27 +59,36 @@ pub(super) async fn admit<S>(
         }
     };
     let call = Call::spawn(ws, peer, path.clone(), config.call, guard, session, start);
-    let refuse = |why: &str| {
-        PathCounters::count(&counters.refused_calls);
-        gst::warning!(CAT, "{call:?}: refused with close code 1013: {why}");
-        call.refuse(CLOSE_TRY_AGAIN_LATER, why);
-    };
     match shared.dispatch(&path, &call) {
-        Dispatch::Delivered => return,
-        Dispatch::NobodyListens => {
-            refuse("no element serves this path any more");
-            return;
+        Dispatch::Delivered => {}
+        Dispatch::NobodyListens => refuse(&call, &counters, "no element serves this path any more"),
+        // A task of its own: this one (the handshake's) must end now, so that
+        // max-connections eviction never picks a call.
+        Dispatch::Queued => {
+            tokio::spawn(async move {
+                let wait = config.pending_timeout;
+                tokio::time::sleep(wait).await;
+                if shared.expire(&path, &call) {
+                    let why = format!(
+                        "no element was free for the call within {} s, try again later",
+                        wait.as_secs()
+                    );
+                    refuse(&call, &counters, &why);
+                }
+            });
         }
-        Dispatch::Queued => {}
     }
-    let wait = config.pending_timeout;
-    tokio::time::sleep(wait).await;
-    if shared.expire(&path, &call) {
-        refuse(&format!(
-            "no element was free for the call within {} s, try again later",
-            wait.as_secs()
-        ));
+}
+
+/// Closes a started call no element took with 1013 and `why`, with a
+/// WARNING, counted in `refused-calls` (unless it had ended by itself).
+pub(super) fn refuse(call: &Call, counters: &PathCounters, why: &str) {
+    if !call.is_open() {
+        return;
     }
+    PathCounters::count(&counters.refused_calls);
+    gst::warning!(CAT, "{call:?}: refused with close code 1013: {why}");
+    call.refuse(CLOSE_TRY_AGAIN_LATER, why);
 }
 
 /// Reads until a valid `start`; Err says why the connection is no call

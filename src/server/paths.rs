@@ -160,9 +160,17 @@ impl Shared {
         entry.pending.len() != before
     }
 
-    pub fn shutdown(&self) -> Vec<Arc<Call>> {
+    /// Empties the table; returns the pending calls, each with its path's
+    /// counters.
+    pub fn shutdown(&self) -> Vec<(Arc<Call>, Arc<PathCounters>)> {
         let mut paths = self.paths.lock().unwrap();
-        paths.drain().flat_map(|(_, e)| e.pending).collect()
+        paths
+            .drain()
+            .flat_map(|(_, e)| {
+                let counters = e.counters;
+                e.pending.into_iter().map(move |c| (c, counters.clone()))
+            })
+            .collect()
     }
 
     /// The largest max-message-size of the paths, at least 64 KiB: the

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::accept::accept_loop;
+use super::admission::refuse;
 use super::paths::{PathConfig, PathCounters, Shared};
 use super::tls::TlsFiles;
 use crate::call::{CAT, Slot};
@@ -73,7 +74,11 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let orphans = self.listener.shared.unregister(&self.path, self.id);
         for call in orphans {
-            call.request_close();
+            refuse(
+                &call,
+                &self.counters,
+                "no element serves this path any more",
+            );
         }
     }
 }
@@ -186,8 +191,8 @@ impl Drop for Listener {
                 let _ = futures::executor::block_on(accept);
             }
         }
-        for call in self.shared.shutdown() {
-            call.request_close();
+        for (call, counters) in self.shared.shutdown() {
+            refuse(&call, &counters, "no element serves this path any more");
         }
         let mut listeners = LISTENERS.lock().unwrap();
         if listeners

@@ -95,7 +95,7 @@ where
             }
             if config.pending_timeout.is_zero() && !shared.has_free_slot(path) {
                 PathCounters::count(&counters.refused_calls);
-                gst::warning!(
+                gst::info!(
                     CAT,
                     "{peer}: every element on {path} has a call and calls may not wait \
                      (pending-timeout=0), answering 503"

@@ -106,7 +106,7 @@ impl State {
             match call.send_text(json) {
                 Ok(()) => {
                     call.stats.add(Stat::ChunksSent, 1);
-                    call.stats.add(Stat::BytesSent, payload.len() as u64);
+                    call.sent_audio(payload.len());
                 }
                 Err(SendError::Backlog) => call.stats.add(Stat::ChunksDropped, 1),
                 Err(SendError::Closed) => return Err(gst::FlowError::Eos),
@@ -231,6 +231,7 @@ impl TwilioStreamSink {
             return false;
         }
         call.stats.add(Stat::ClearsSent, 1);
+        call.cleared();
         gst::debug!(CAT, imp = self, "clear sent");
         true
     }

@@ -325,10 +325,10 @@ impl TwilioStreamSrc {
         );
         if after_playout {
             RUNTIME.spawn(async move { call.end_after_playout("end-stream").await });
+            true
         } else {
-            call.end("end-stream");
+            call.end("end-stream")
         }
-        true
     }
 
     /// Turns one event of the call into what goes downstream.
