@@ -43,6 +43,8 @@ fn media_messages_have_exactly_the_documented_shape_and_frames() {
     let mut call = dial(&sink, Playout::Instant);
     let pcm = sine(440.0, 8000.0, 10000.0, 1000);
     h.push(pcm_buffer(&pcm)).unwrap();
+    // Before EOS: EOS ends the stream (see sink_ending.rs).
+    assert!(sink.property::<bool>("connected"));
     h.push_event(gst::event::Eos::new());
     let got = receive_until(&mut call, |got| media_bytes(got).len() >= 1000);
 
@@ -75,7 +77,6 @@ fn media_messages_have_exactly_the_documented_shape_and_frames() {
         sink.property::<Option<String>>("call-sid").as_deref(),
         Some(call.params.call_sid.as_str())
     );
-    assert!(sink.property::<bool>("connected"));
 }
 
 #[test]

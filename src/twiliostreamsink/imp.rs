@@ -11,12 +11,12 @@
 //! frames; the sink syncs `render-delay` (one frame plus the resampler's
 //! delay) early, so every frame still leaves on time.
 //!
-//! Not here: cutting the audio into frames (`framing.rs`), the property and
-//! signal declarations (`properties.rs`), the bus messages of a call the sink
-//! took itself (`poster.rs`).
+//! Not here: cutting the audio into frames (`framing.rs`), marks, clear and
+//! ending the stream at EOS or on `end-stream` (`control.rs`), the property
+//! and signal declarations (`properties.rs`), the bus messages of a call the
+//! sink took itself (`poster.rs`).
 
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
@@ -27,12 +27,11 @@ use tokio::task::JoinHandle;
 
 use super::framing::{Framer, Input, Take};
 use super::poster;
-use super::properties::{self, DEFAULT_CHUNK_MS};
+use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS};
 use crate::call::{self, Call, SINK_COUNTERS, SendError, Slot, Stat, Stats, find_counter};
 use crate::codec::resample::DOWNSAMPLER_RATES;
 use crate::endpoint::{self, Endpoint};
-use crate::protocol::{self, Mark, Outbound};
-use crate::runtime::RUNTIME;
+use crate::protocol;
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};
 
@@ -48,17 +47,14 @@ pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 pub const MARK_EVENT: &str = "twilio-mark";
 /// Name of the custom downstream event (in-band or out-of-band) that becomes a `clear`.
 pub const CLEAR_EVENT: &str = "twilio-clear";
-/// The mark a sink that took the call itself sends at EOS, to hang up only
-/// once Twilio has played everything.
-pub const EOS_MARK: &str = "twiliostream-eos";
-/// Longest wait at EOS for Twilio to play out, beyond the audio queued there.
-const PLAYOUT_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
-struct Settings {
-    endpoint: Endpoint,
-    call_name: Option<String>,
-    chunk_ms: u32,
+pub(super) struct Settings {
+    pub(super) endpoint: Endpoint,
+    pub(super) call_name: Option<String>,
+    pub(super) chunk_ms: u32,
+    /// `end-stream-on-eos`: at EOS, play out and close the WebSocket.
+    pub(super) end_stream_on_eos: bool,
 }
 
 impl Default for Settings {
@@ -67,36 +63,37 @@ impl Default for Settings {
             endpoint: Endpoint::default(),
             call_name: None,
             chunk_ms: DEFAULT_CHUNK_MS,
+            end_stream_on_eos: DEFAULT_END_STREAM_ON_EOS,
         }
     }
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     /// Where the call comes from; set in start().
-    slot: Option<Arc<Slot>>,
+    pub(super) slot: Option<Arc<Slot>>,
     /// Set when the sink listens itself (no src to pair with).
-    registration: Option<Registration>,
+    pub(super) registration: Option<Registration>,
     /// Posts the call's messages when the sink listens itself.
     poster: Option<JoinHandle<()>>,
     bound_port: u32,
     /// The call being (or last) played into, and its streamSid.
-    call: Option<Arc<Call>>,
-    stream_sid: Option<String>,
+    pub(super) call: Option<Arc<Call>>,
+    pub(super) stream_sid: Option<String>,
     /// The audio not sent yet, and how it is cut into frames.
-    framer: Framer,
+    pub(super) framer: Framer,
 }
 
 #[derive(Default)]
 pub struct TwilioStreamSink {
-    settings: Mutex<Settings>,
-    state: Mutex<State>,
-    canceller: Mutex<Canceller>,
+    pub(super) settings: Mutex<Settings>,
+    pub(super) state: Mutex<State>,
+    pub(super) canceller: Mutex<Canceller>,
 }
 
 impl State {
     /// Sends the pending frames (whole ones, or all) to the call, if any.
-    fn send_frames(&mut self, take: Take) -> Result<(), gst::FlowError> {
+    pub(super) fn send_frames(&mut self, take: Take) -> Result<(), gst::FlowError> {
         let (Some(call), Some(sid)) = (self.call.as_ref(), self.stream_sid.as_deref()) else {
             return Ok(());
         };
@@ -121,7 +118,7 @@ impl State {
 }
 
 impl TwilioStreamSink {
-    fn current_call(&self) -> Option<Arc<Call>> {
+    pub(super) fn current_call(&self) -> Option<Arc<Call>> {
         let state = self.state.lock().unwrap();
         state
             .call
@@ -157,103 +154,40 @@ impl TwilioStreamSink {
     /// Waits (cancellably) until the call has started; EOS if the call ended
     /// instead, flushing if cancelled.
     fn ensure_call(&self) -> Result<(), gst::FlowError> {
-        let slot = {
+        let adopted = {
             let state = self.state.lock().unwrap();
             match (&state.call, &state.stream_sid) {
-                (Some(call), Some(_)) if call.is_open() => return Ok(()),
-                (Some(_), Some(_)) => return Err(gst::FlowError::Eos),
-                _ => state.slot.clone().ok_or(gst::FlowError::Flushing)?,
+                (Some(call), Some(_)) => Some(call.is_open()),
+                _ => None,
             }
         };
+        // The call adopted already (every buffer: no clones), or one that
+        // can be without waiting.
+        if let Some(open) = adopted.or_else(|| self.adopt_call().map(|(c, _)| c.is_open())) {
+            return if open {
+                Ok(())
+            } else {
+                Err(gst::FlowError::Eos)
+            };
+        }
+        let slot = self
+            .state
+            .lock()
+            .unwrap()
+            .slot
+            .clone()
+            .ok_or(gst::FlowError::Flushing)?;
         gst::debug!(CAT, imp = self, "waiting for a call");
         let call = wait(&self.canceller, slot.wait()).map_err(|_| gst::FlowError::Flushing)?;
         gst::debug!(CAT, imp = self, "{call:?}: waiting for its start");
         let start = wait(&self.canceller, call.started()).map_err(|_| gst::FlowError::Flushing)?;
-        let Some(start) = start else {
+        if start.is_none() {
             gst::info!(CAT, imp = self, "{call:?} ended before it started");
             return Err(gst::FlowError::Eos);
-        };
-        gst::info!(
-            CAT,
-            imp = self,
-            "{call:?}: playing into stream {}",
-            start.stream_sid
-        );
-        {
-            let mut state = self.state.lock().unwrap();
-            state.call = Some(call);
-            state.stream_sid = Some(start.stream_sid.clone());
         }
-        for name in ["connected", "call-sid", "stream-sid"] {
-            self.obj().notify(name);
-        }
-        Ok(())
-    }
-
-    /// Sends a `mark` after everything rendered so far. False without a call.
-    pub(super) fn send_mark(&self, name: &str) -> bool {
-        let mut state = self.state.lock().unwrap();
-        let (Some(call), Some(sid)) = (state.call.clone(), state.stream_sid.clone()) else {
-            gst::warning!(CAT, imp = self, "no call yet: mark {name:?} not sent");
-            return false;
-        };
-        // The audio before the mark goes out first, even a partial frame.
-        if state.send_frames(Take::All).is_err() {
-            return false;
-        }
-        drop(state);
-        let text = Outbound::Mark {
-            stream_sid: sid,
-            mark: Mark {
-                name: name.to_owned(),
-            },
-        }
-        .to_json();
-        if let Err(e) = call.send_text(text) {
-            gst::warning!(CAT, imp = self, "mark {name:?} not sent: {e:?}");
-            return false;
-        }
-        call.stats.add(Stat::MarksSent, 1);
-        gst::debug!(CAT, imp = self, "mark {name:?} sent");
-        true
-    }
-
-    /// Discards audio not sent yet and sends `clear`. False without a call.
-    pub(super) fn clear(&self) -> bool {
-        let mut state = self.state.lock().unwrap();
-        state.framer.clear();
-        let (Some(call), Some(sid)) = (state.call.clone(), state.stream_sid.clone()) else {
-            return false;
-        };
-        drop(state);
-        if let Err(e) = call.send_text(Outbound::Clear { stream_sid: sid }.to_json()) {
-            gst::warning!(CAT, imp = self, "clear not sent: {e:?}");
-            return false;
-        }
-        call.stats.add(Stat::ClearsSent, 1);
-        call.cleared();
-        gst::debug!(CAT, imp = self, "clear sent");
-        true
-    }
-
-    /// With a call of its own, the sink hangs up when the pipeline stops:
-    /// first let Twilio play what it has queued (a mark comes back once it has).
-    fn wait_for_playout(&self) {
-        let Some(call) = self.current_call().filter(|c| c.is_open()) else {
-            return;
-        };
-        if !self.send_mark(EOS_MARK) {
-            return;
-        }
-        let sent = call.stats.get(Stat::MarksSent);
-        gst::debug!(CAT, imp = self, "EOS: waiting for Twilio to play out");
-        let waiting = RUNTIME.spawn(async move {
-            tokio::time::timeout(PLAYOUT_GRACE, call.marks_echoed(sent)).await
-        });
-        match wait(&self.canceller, waiting) {
-            Ok(Ok(Ok(()))) => gst::debug!(CAT, imp = self, "EOS: played out"),
-            Ok(_) => gst::warning!(CAT, imp = self, "EOS: Twilio did not confirm playout"),
-            Err(_) => gst::debug!(CAT, imp = self, "EOS: stopped waiting for playout"),
+        match self.adopt(call) {
+            Some((call, _)) if call.is_open() => Ok(()),
+            _ => Err(gst::FlowError::Eos),
         }
     }
 }
@@ -289,6 +223,7 @@ impl ObjectImpl for TwilioStreamSink {
                     .filter(|n| !n.is_empty())
             }
             "chunk-duration" => settings.chunk_ms = value.get().unwrap(),
+            "end-stream-on-eos" => settings.end_stream_on_eos = value.get().unwrap(),
             other => unimplemented!("property {other}"),
         }
     }
@@ -312,14 +247,22 @@ impl ObjectImpl for TwilioStreamSink {
         match pspec.name() {
             "call-name" => self.settings.lock().unwrap().call_name.to_value(),
             "chunk-duration" => self.settings.lock().unwrap().chunk_ms.to_value(),
+            "end-stream-on-eos" => self.settings.lock().unwrap().end_stream_on_eos.to_value(),
             "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
-            "connected" => self.current_call().is_some_and(|c| c.is_open()).to_value(),
-            "call-sid" => self
-                .current_call()
-                .and_then(|c| c.start_info())
-                .map(|s| s.call_sid.clone())
-                .to_value(),
-            "stream-sid" => self.state.lock().unwrap().stream_sid.to_value(),
+            // A paired sink has its src's call as soon as `start` arrived,
+            // before its first buffer.
+            "connected" => {
+                self.adopt_call();
+                self.current_call().is_some_and(|c| c.is_open()).to_value()
+            }
+            "call-sid" => {
+                self.adopt_call();
+                self.current_call()
+                    .and_then(|c| c.start_info())
+                    .map(|s| s.call_sid.clone())
+                    .to_value()
+            }
+            "stream-sid" => self.adopt_call().map(|(_, sid)| sid).to_value(),
             "stats" => self.stats_structure().to_value(),
             name => {
                 let stat = find_counter(SINK_COUNTERS, name)
@@ -448,6 +391,19 @@ impl TwilioStreamSink {
         *self.state.lock().unwrap() = state;
         if listening {
             self.obj().notify("bound-port");
+        } else {
+            let ignored = properties::listening_properties_set(&settings.endpoint);
+            if !ignored.is_empty() {
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Settings,
+                    [
+                        "{} ignored: the sink plays into the call of a twiliostreamsrc \
+                         and does not listen itself",
+                        ignored.join(", ")
+                    ]
+                );
+            }
         }
         Ok(())
     }
@@ -559,17 +515,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                 gst::debug!(CAT, imp = self, "flush: clearing");
                 self.clear();
             }
-            gst::EventView::Eos(_) => {
-                let owns_call = {
-                    let mut state = self.state.lock().unwrap();
-                    state.framer.push_resampler_tail();
-                    let _ = state.send_frames(Take::All);
-                    state.registration.is_some()
-                };
-                if owns_call {
-                    self.wait_for_playout();
-                }
-            }
+            gst::EventView::Eos(_) => self.eos(),
             _ => {}
         }
         self.parent_event(event)

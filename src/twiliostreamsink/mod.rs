@@ -1,10 +1,12 @@
 //! `twiliostreamsink`: plays PCM (or μ-law) into a Twilio Media Streams call,
-//! with marks and clear. The element is `imp.rs`; the pure framing of its
-//! audio is `framing.rs`.
+//! with marks and clear, and ends the stream at EOS. The element is
+//! `imp.rs`; what the application asks of the call (marks, clear, ending)
+//! is `control.rs`; the pure framing of its audio is `framing.rs`.
 
 use gst::glib;
 use gst::prelude::*;
 
+mod control;
 mod framing;
 mod imp;
 mod poster;

@@ -11,6 +11,8 @@ use crate::endpoint::Endpoint;
 
 /// Default of `chunk-duration`, in milliseconds.
 pub(super) const DEFAULT_CHUNK_MS: u32 = 20;
+/// Default of `end-stream-on-eos`.
+pub(super) const DEFAULT_END_STREAM_ON_EOS: bool = true;
 
 /// The property specifications, in the order `gst-inspect` lists them.
 pub(super) fn specs() -> Vec<glib::ParamSpec> {
@@ -31,6 +33,18 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .maximum(1000)
             .default_value(DEFAULT_CHUNK_MS)
             .mutable_ready()
+            .build(),
+        glib::ParamSpecBoolean::builder("end-stream-on-eos")
+            .nick("End stream on EOS")
+            .blurb(
+                "At EOS, send a final mark, wait until Twilio has played everything \
+                 (it echoes the mark; at most the audio sent plus 5 s, and a state \
+                 change stops the wait), then close the WebSocket normally, so that \
+                 Twilio goes on with the TwiML after <Connect><Stream>. Not when the \
+                 caller has already sent stop. FALSE keeps the call after EOS",
+            )
+            .default_value(DEFAULT_END_STREAM_ON_EOS)
+            .mutable_playing()
             .build(),
         glib::ParamSpecUInt::builder("bound-port")
             .nick("Bound port")
@@ -72,7 +86,8 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
 pub(super) fn signals() -> Vec<glib::subclass::Signal> {
     vec![
         // Action signal: sends a mark named by the argument after the
-        // audio rendered so far. Returns whether it was sent.
+        // audio rendered so far. Returns whether it was sent (not without a
+        // started call, nor for a name over 256 bytes JSON-escaped).
         glib::subclass::Signal::builder("send-mark")
             .param_types([String::static_type()])
             .return_type::<bool>()
@@ -81,6 +96,20 @@ pub(super) fn signals() -> Vec<glib::subclass::Signal> {
                 let sink = args[0].get::<super::TwilioStreamSink>().unwrap();
                 let name = args[1].get::<String>().unwrap();
                 Some(sink.imp().send_mark(&name).to_value())
+            })
+            .build(),
+        // Action signal: ends the stream (closes the WebSocket normally; on
+        // <Connect><Stream> Twilio goes on with the TwiML), with the argument
+        // TRUE only once Twilio has played what was sent (a final mark comes
+        // back). Does not block. Returns whether there was a call to end.
+        glib::subclass::Signal::builder("end-stream")
+            .param_types([bool::static_type()])
+            .return_type::<bool>()
+            .action()
+            .class_handler(|args| {
+                let sink = args[0].get::<super::TwilioStreamSink>().unwrap();
+                let after_playout = args[1].get::<bool>().unwrap();
+                Some(sink.imp().end_stream(after_playout).to_value())
             })
             .build(),
         // Action signal: drops audio not sent yet and sends clear.
@@ -93,4 +122,33 @@ pub(super) fn signals() -> Vec<glib::subclass::Signal> {
             })
             .build(),
     ]
+}
+
+/// The listening properties (`host`, `port`, `path`) set to other than
+/// their defaults: a paired sink does not listen, so they are ignored.
+pub(super) fn listening_properties_set(endpoint: &Endpoint) -> Vec<&'static str> {
+    let default = Endpoint::default();
+    [
+        ("host", endpoint.host != default.host),
+        ("port", endpoint.port != default.port),
+        ("path", endpoint.path != default.path),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_listening_properties_off_their_defaults_are_named() {
+        let mut endpoint = Endpoint::default();
+        assert!(listening_properties_set(&endpoint).is_empty());
+        endpoint.port = 0;
+        endpoint.path = "/bot".to_owned();
+        endpoint.limits.max_message_size = 1024;
+        assert_eq!(listening_properties_set(&endpoint), ["port", "path"]);
+    }
 }

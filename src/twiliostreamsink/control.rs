@@ -1,0 +1,240 @@
+//! What the application and the end of the stream ask of the sink's call:
+//! adopting the call (a paired sink has it as soon as its `start` arrived,
+//! before any buffer), marks (and the limit on their names), clear, and
+//! ending the stream, at EOS or on the `end-stream` action signal.
+//!
+//! Ending means: send a final mark after all the audio, wait (cancellably,
+//! at most [`Call::playout_bound`]) until Twilio echoes it, then close the
+//! WebSocket normally ([`Call::end`]), so Twilio goes on with the TwiML
+//! after `<Connect><Stream>`. A call whose caller already sent `stop` is
+//! over on Twilio's side: nothing is waited for.
+
+use std::sync::Arc;
+
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::framing::Take;
+use super::imp::{CAT, TwilioStreamSink};
+use crate::call::{Call, Stat};
+use crate::protocol::Outbound;
+use crate::runtime::RUNTIME;
+use crate::wait::wait;
+
+/// The mark sent at EOS, to end the stream (or, with `end-stream-on-eos`
+/// off, to hang up a call of the sink's own) only once Twilio has played
+/// everything.
+pub const EOS_MARK: &str = "twiliostream-eos";
+
+/// The longest mark name, in bytes once JSON-escaped (as it is sent). Twilio
+/// echoes the name back; at this length the echo fits in the smallest
+/// `max-message-size` (1024) even if Twilio escaped every non-ASCII
+/// character as `\uXXXX`, so every echo of ours is recognised.
+pub const MAX_MARK_NAME_BYTES: usize = 256;
+
+/// Length of `name` inside a JSON string, as serde_json escapes it.
+fn escaped_len(name: &str) -> usize {
+    serde_json::to_string(name).map_or(usize::MAX, |quoted| quoted.len() - 2)
+}
+
+impl TwilioStreamSink {
+    /// The call played into and its streamSid: the one adopted already, or
+    /// else the slot's current call once its `start` has arrived. Never
+    /// blocks.
+    pub(super) fn adopt_call(&self) -> Option<(Arc<Call>, String)> {
+        let current = {
+            let state = self.state.lock().unwrap();
+            if let (Some(call), Some(sid)) = (&state.call, &state.stream_sid) {
+                return Some((call.clone(), sid.clone()));
+            }
+            state.slot.as_ref()?.current()?
+        };
+        self.adopt(current)
+    }
+
+    /// Plays into `call` from now on, if it has started and the sink has no
+    /// call yet (else keeps the one it has). Tells the call's properties.
+    pub(super) fn adopt(&self, call: Arc<Call>) -> Option<(Arc<Call>, String)> {
+        let sid = call.start_info()?.stream_sid.clone();
+        {
+            let mut state = self.state.lock().unwrap();
+            if let (Some(call), Some(sid)) = (&state.call, &state.stream_sid) {
+                return Some((call.clone(), sid.clone()));
+            }
+            // None if the sink stopped meanwhile.
+            state.slot.as_ref()?;
+            state.call = Some(call.clone());
+            state.stream_sid = Some(sid.clone());
+        }
+        gst::info!(CAT, imp = self, "{call:?}: playing into stream {sid}");
+        for name in ["connected", "call-sid", "stream-sid"] {
+            self.obj().notify(name);
+        }
+        Some((call, sid))
+    }
+
+    /// Sends a `mark` after everything rendered so far (a partial frame
+    /// first). False without a started call, or for a name longer than
+    /// [`MAX_MARK_NAME_BYTES`].
+    pub(super) fn send_mark(&self, name: &str) -> bool {
+        let len = escaped_len(name);
+        if len > MAX_MARK_NAME_BYTES {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Settings,
+                [
+                    "mark name of {len} bytes not sent: at most {MAX_MARK_NAME_BYTES} \
+                     (JSON-escaped), so that Twilio's echo fits max-message-size"
+                ]
+            );
+            return false;
+        }
+        let Some((call, _)) = self.adopt_call() else {
+            gst::warning!(CAT, imp = self, "no call yet: mark {name:?} not sent");
+            return false;
+        };
+        let sent = {
+            let mut state = self.state.lock().unwrap();
+            // The audio before the mark goes out first, even a partial frame;
+            // under the lock, so no frame of a later buffer comes between.
+            if state.send_frames(Take::All).is_err() {
+                return false;
+            }
+            call.send_mark(name)
+        };
+        match sent {
+            Ok(_) => {
+                gst::debug!(CAT, imp = self, "mark {name:?} sent");
+                true
+            }
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "mark {name:?} not sent: {e:?}");
+                false
+            }
+        }
+    }
+
+    /// Discards audio not sent yet and sends `clear`. False without a
+    /// started call.
+    pub(super) fn clear(&self) -> bool {
+        let adopted = self.adopt_call();
+        self.state.lock().unwrap().framer.clear();
+        let Some((call, sid)) = adopted else {
+            return false;
+        };
+        if let Err(e) = call.send_text(Outbound::Clear { stream_sid: sid }.to_json()) {
+            gst::warning!(CAT, imp = self, "clear not sent: {e:?}");
+            return false;
+        }
+        call.stats.add(Stat::ClearsSent, 1);
+        call.cleared();
+        gst::debug!(CAT, imp = self, "clear sent");
+        true
+    }
+
+    /// The `end-stream` action signal: ends the stream now, or once Twilio
+    /// has played what was sent (the partial frame too). Does not block.
+    /// False if there was no call to end.
+    pub(super) fn end_stream(&self, after_playout: bool) -> bool {
+        let call = self
+            .adopt_call()
+            .map(|(call, _)| call)
+            .or_else(|| self.current_call());
+        let Some(call) = call.filter(|c| c.is_open()) else {
+            gst::info!(CAT, imp = self, "end-stream: no call to end");
+            return false;
+        };
+        gst::info!(
+            CAT,
+            imp = self,
+            "{call:?}: ending the stream (after playout: {after_playout})"
+        );
+        if after_playout {
+            let _ = self.state.lock().unwrap().send_frames(Take::All);
+            RUNTIME.spawn(async move { call.end_after_playout("end-stream").await });
+        } else {
+            call.end("end-stream");
+        }
+        true
+    }
+
+    /// EOS: sends what the sink still holds (the partial frame, the
+    /// resampler's tail); then, with a call Twilio has not stopped, plays
+    /// out and ends the stream (`end-stream-on-eos`), or only plays out when
+    /// the call is the sink's own (its state change hangs up).
+    pub(super) fn eos(&self) {
+        let adopted = self.adopt_call();
+        let owns_call = {
+            let mut state = self.state.lock().unwrap();
+            state.framer.push_resampler_tail();
+            let _ = state.send_frames(Take::All);
+            state.registration.is_some()
+        };
+        let Some((call, _)) = adopted.filter(|(c, _)| c.is_open() && !c.is_stopped()) else {
+            return;
+        };
+        let end = self.settings.lock().unwrap().end_stream_on_eos;
+        if end || owns_call {
+            self.play_out(call, end);
+        }
+    }
+
+    /// Sends [`EOS_MARK`] and waits until Twilio echoes it, at most
+    /// [`Call::playout_bound`], cancelled by a flush or state change; then,
+    /// if `end` (and not cancelled), ends the stream.
+    fn play_out(&self, call: Arc<Call>, end: bool) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // On the runtime (a shared-threads src pushed the EOS from the
+            // call's own task): waiting here would hold up the very task
+            // that reads the echo. Let the runtime wait instead.
+            gst::debug!(CAT, imp = self, "EOS: playing out in the background");
+            RUNTIME.spawn(async move {
+                call.play_out(EOS_MARK).await;
+                if end {
+                    call.end("eos");
+                }
+            });
+            return;
+        }
+        let bound = call.playout_bound();
+        gst::debug!(
+            CAT,
+            imp = self,
+            "EOS: waiting up to {bound:?} for Twilio to play out"
+        );
+        let waiting = RUNTIME.spawn({
+            let call = call.clone();
+            async move { call.play_out(EOS_MARK).await }
+        });
+        let abort = waiting.abort_handle();
+        match wait(&self.canceller, waiting) {
+            Ok(Ok(true)) => gst::debug!(CAT, imp = self, "EOS: played out"),
+            Ok(_) => gst::warning!(
+                CAT,
+                imp = self,
+                "EOS: Twilio did not confirm playout within {bound:?}"
+            ),
+            Err(_) => {
+                abort.abort();
+                gst::debug!(CAT, imp = self, "EOS: stopped waiting for playout");
+                return;
+            }
+        }
+        if end && call.end("eos") {
+            gst::info!(CAT, imp = self, "{call:?}: EOS, stream ended");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mark_names_are_measured_as_sent() {
+        assert_eq!(escaped_len("prompt-1"), 8);
+        assert_eq!(escaped_len("a\"b"), 4);
+        assert_eq!(escaped_len("\u{1}"), 6);
+        assert_eq!(escaped_len("é"), 2);
+    }
+}
