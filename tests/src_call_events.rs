@@ -231,16 +231,21 @@ fn a_call_waits_for_an_element_and_unknown_paths_get_404() {
     let port = by_name(&p, "src").property::<u32>("bound-port");
 
     let second = CallParams::default();
-    let (c1, mut c2) = rt().block_on(async {
+    let c1 = rt().block_on(async {
         let mut c1 = TwilioCall::start(&url, CallParams::default())
             .await
             .unwrap();
         c1.send_media(&[0x80; 160]).unwrap();
+        c1
+    });
+    // A connection becomes a call at its start: the first call must have
+    // reached the src before the second starts, or the second could take it.
+    a.wait_buffers(1);
+    let mut c2 = rt().block_on(async {
         let mut c2 = TwilioCall::start(&url, second.clone()).await.unwrap();
         c2.send_media(&[0x00; 160]).unwrap();
-        (c1, c2)
+        c2
     });
-    a.wait_buffers(1);
 
     let p2 = pipeline(&format!(
         "twiliostreamsrc name=src port={port} ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
