@@ -38,7 +38,7 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .nick("End stream on EOS")
             .blurb(
                 "At EOS, send a final mark, wait until Twilio has played everything \
-                 (it echoes the mark; at most the audio sent plus 5 s, and a state \
+                 (it echoes the mark; at most the audio it has not played yet plus 5 s, and a state \
                  change stops the wait), then close the WebSocket normally, so that \
                  Twilio goes on with the TwiML after <Connect><Stream>. Not when the \
                  caller has already sent stop. FALSE keeps the call after EOS",
