@@ -11,7 +11,8 @@
 //! a mark after each prompt and follows playback through the `twilio-mark`
 //! echoes. A key press during a prompt interrupts it (barge-in: a flush, which
 //! the sink turns into Twilio `clear`), then the bot confirms the digit; `#`
-//! says goodbye and hangs up once the goodbye has been played.
+//! says goodbye and, once it has been played, ends the stream (the
+//! `end-stream` signal), which hands the call back to the TwiML.
 //!
 //! Prompts are synthesized tones standing in for text-to-speech.
 //!
@@ -219,12 +220,23 @@ impl Bot {
                             }
                         ));
                         if self.hang_up_after.as_deref() == Some(name.as_str()) {
-                            self.say("goodbye played, hanging up");
-                            return false;
+                            // Closing the stream hands the call back to the
+                            // TwiML after <Connect><Stream> (a <Dial>, <Say>,
+                            // or the end of the call).
+                            self.say("goodbye played, ending the stream (end-stream)");
+                            let out = self.pipeline.by_name("out").unwrap();
+                            out.emit_by_name::<bool>("end-stream", &[&false]);
                         }
                     }
                     "twilio-stop" => {
                         self.say("the caller hung up");
+                        return false;
+                    }
+                    "twilio-ended" => {
+                        let reason = s.get::<String>("reason").unwrap_or_default();
+                        self.say(format!(
+                            "stream ended by the bot ({reason}): Twilio goes on with the TwiML"
+                        ));
                         return false;
                     }
                     _ => {}
