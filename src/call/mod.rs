@@ -348,6 +348,22 @@ impl Call {
         played
     }
 
+    /// What both elements' `end-stream` action signal does with their call:
+    /// [`end`](Self::end) now, or [`end_after_playout`](Self::end_after_playout)
+    /// on the runtime (never blocking the caller). False if the call had
+    /// ended already.
+    pub fn end_stream(self: Arc<Self>, after_playout: bool) -> bool {
+        if !self.is_open() || self.closing.load(Ordering::Relaxed) {
+            return false;
+        }
+        if after_playout {
+            RUNTIME.spawn(async move { self.end_after_playout("end-stream").await });
+            true
+        } else {
+            self.end("end-stream")
+        }
+    }
+
     /// Whether Twilio has sent `stop` (the stream is over on its side).
     pub fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)

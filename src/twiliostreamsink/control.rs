@@ -150,12 +150,10 @@ impl TwilioStreamSink {
             "{call:?}: ending the stream (after playout: {after_playout})"
         );
         if after_playout {
+            // The partial frame is part of what must be played first.
             let _ = self.state.lock().unwrap().send_frames(Take::All);
-            RUNTIME.spawn(async move { call.end_after_playout("end-stream").await });
-        } else {
-            call.end("end-stream");
         }
-        true
+        call.end_stream(after_playout)
     }
 
     /// EOS: sends what the sink still holds (the partial frame, the

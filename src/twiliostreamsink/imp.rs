@@ -229,19 +229,19 @@ impl ObjectImpl for TwilioStreamSink {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        if let Some(value) = self
+        // The listening settings, then the listener's counters (one lock at a time).
+        let listening = self
             .settings
             .lock()
             .unwrap()
             .endpoint
-            .property(pspec.name())
-        {
-            return value;
-        }
-        if let Some(value) = endpoint::listener_counter(
-            self.state.lock().unwrap().registration.as_ref(),
-            pspec.name(),
-        ) {
+            .property(pspec.name());
+        if let Some(value) = listening.or_else(|| {
+            endpoint::listener_counter(
+                self.state.lock().unwrap().registration.as_ref(),
+                pspec.name(),
+            )
+        }) {
             return value;
         }
         match pspec.name() {

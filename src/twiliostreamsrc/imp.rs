@@ -24,7 +24,6 @@ use crate::call::{Call, CallEvent, DtmfDigit, Events, MediaChunk, Slot, Stat};
 use crate::codec::{Upsampler, g711};
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
-use crate::runtime::RUNTIME;
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};
 
@@ -323,12 +322,7 @@ impl TwilioStreamSrc {
             imp = self,
             "{call:?}: ending the stream (after playout: {after_playout})"
         );
-        if after_playout {
-            RUNTIME.spawn(async move { call.end_after_playout("end-stream").await });
-            true
-        } else {
-            call.end("end-stream")
-        }
+        call.end_stream(after_playout)
     }
 
     /// Turns one event of the call into what goes downstream.

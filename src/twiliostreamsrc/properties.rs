@@ -135,19 +135,19 @@ impl TwilioStreamSrc {
     }
 
     pub(super) fn read_property(&self, pspec: &glib::ParamSpec) -> glib::Value {
-        if let Some(value) = self
+        // The listening settings, then the listener's counters (one lock at a time).
+        let listening = self
             .settings
             .lock()
             .unwrap()
             .endpoint
-            .property(pspec.name())
-        {
-            return value;
-        }
-        if let Some(value) = endpoint::listener_counter(
-            self.state.lock().unwrap().registration.as_ref(),
-            pspec.name(),
-        ) {
+            .property(pspec.name());
+        if let Some(value) = listening.or_else(|| {
+            endpoint::listener_counter(
+                self.state.lock().unwrap().registration.as_ref(),
+                pspec.name(),
+            )
+        }) {
             return value;
         }
         let sid = |f: fn(&StartInfo) -> &String| {
