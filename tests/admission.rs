@@ -144,11 +144,16 @@ fn max_connections_evicts_connections_that_have_not_started() {
 #[test]
 fn a_call_with_every_element_busy_gets_1013_and_the_busy_call_goes_on() {
     let (p, src, collector, url) = recording("pending-timeout=1");
-    rt().block_on(async {
+    let mut busy = rt().block_on(async {
         let mut busy = TwilioCall::start(&url, CallParams::default())
             .await
             .unwrap();
         busy.send_media(&AUDIO).unwrap();
+        busy
+    });
+    // The busy call holds the src before the second starts.
+    collector.wait_buffers(1);
+    rt().block_on(async {
         let mut second = TwilioCall::start(&url, CallParams::default())
             .await
             .unwrap();
@@ -169,11 +174,15 @@ fn a_call_with_every_element_busy_gets_1013_and_the_busy_call_goes_on() {
 #[test]
 fn with_pending_timeout_0_a_busy_path_answers_503_at_the_upgrade() {
     let (p, src, collector, url) = recording("pending-timeout=0");
-    rt().block_on(async {
+    let mut busy = rt().block_on(async {
         let mut busy = TwilioCall::start(&url, CallParams::default())
             .await
             .unwrap();
         busy.send_media(&AUDIO).unwrap();
+        busy
+    });
+    collector.wait_buffers(1);
+    rt().block_on(async {
         match TwilioCall::connect(&url, CallParams::default()).await {
             Err(WsError::Http(response)) => assert_eq!(response.status(), 503),
             Err(other) => panic!("expected HTTP 503, got {other}"),
