@@ -1,0 +1,7 @@
+//! Measures of call quality from plain numbers, no GStreamer: jitter and
+//! late chunks, the E-model's MOS, and the sender's clock skew. Where they
+//! are shown (properties, messages) is the elements' business.
+
+pub mod jitter;
+
+pub use jitter::Jitter;
