@@ -2,6 +2,7 @@
 //! late chunks, the E-model's MOS, and the sender's clock skew. Where they
 //! are shown (properties, messages) is the elements' business.
 
+pub mod emodel;
 pub mod jitter;
 
 pub use jitter::Jitter;
