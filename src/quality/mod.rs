@@ -4,5 +4,7 @@
 
 pub mod emodel;
 pub mod jitter;
+pub mod skew;
 
 pub use jitter::Jitter;
+pub use skew::SkewEstimator;
