@@ -6,8 +6,9 @@
 //! * `twiliostreamsink` plays PCM (8/16/24/48 kHz) or μ-law back into the
 //!   same call, turning events and signals into Twilio `mark` and `clear`.
 //!
-//! The modules below the elements are usable on their own: [`codec`] (G.711
-//! and the resamplers, no GStreamer) and [`protocol`] (the Twilio messages).
+//! The modules below the elements are usable on their own: [`codec`] (G.711,
+//! the resamplers and concealment, no GStreamer), [`quality`] (jitter, MOS,
+//! clock skew) and [`protocol`] (the Twilio messages).
 
 use gst::glib;
 
@@ -16,6 +17,7 @@ pub mod codec;
 pub mod endpoint;
 pub mod messages;
 pub mod protocol;
+pub mod quality;
 pub mod runtime;
 pub mod server;
 pub mod signature;

@@ -1,0 +1,534 @@
+//! Packet loss concealment for 8 kHz speech in the manner of ITU-T G.711
+//! Appendix I: pitch-period repetition from recent history, overlap-added at
+//! both edges of the loss, fading to silence 60 ms in. Finding losses and
+//! other rates are not here: conceal at 8 kHz, before any upsampling.
+
+/// Shortest pitch period searched: 5 ms (200 Hz).
+const PITCH_MIN: usize = 40;
+/// Longest pitch period searched: 15 ms (about 66 Hz).
+const PITCH_MAX: usize = 120;
+/// Audio correlated against its past to find the pitch: 20 ms.
+const CORR_LEN: usize = 160;
+/// Floor of the lagged energy in the correlation, so silence scores 0.
+const CORR_MIN_POWER: f64 = 250.0;
+/// Enough for three periods of the longest pitch and a quarter more.
+const HISTORY: usize = 3 * PITCH_MAX + PITCH_MAX / 4;
+/// Appendix I's unit of time, 10 ms: the schedule below counts in it.
+const FRAME: usize = 80;
+/// The overlap-add into the audio after a loss grows by 4 ms for each
+/// 10 ms lost beyond the first (up to `FRAME`).
+const END_OVERLAP_STEP: usize = 32;
+/// Gain lost per sample after the first 10 ms: 20 % per 10 ms.
+const FADE_PER_SAMPLE: f32 = 0.2 / FRAME as f32;
+/// Concealment is silent from here on (60 ms): 10 ms full, 50 ms fading.
+const SILENT_AFTER: usize = FRAME + 5 * FRAME;
+
+/// Where the concealer is between losses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Audio is arriving; nothing to blend.
+    Good,
+    /// Inside a loss.
+    Lost,
+    /// The first audio after a loss is being overlap-added with the
+    /// continued concealment: `done` of `len` samples so far.
+    Recovering { len: usize, done: usize },
+}
+
+/// Conceals lost stretches of one 8 kHz track (one instance per track).
+///
+/// Feed every received chunk through [`good`](Self::good) and fill every
+/// lost one with [`conceal`](Self::conceal), in stream order. Adds no delay
+/// and never allocates: all state is fixed-size. Appendix I holds output
+/// back 3.75 ms so it can overlap-add the audio just before a loss; this
+/// instead spreads the step at the loss start over the first quarter pitch
+/// period of the concealment, as a decaying offset.
+#[derive(Debug, Clone)]
+pub struct Concealer {
+    /// The most recent output, oldest first.
+    history: [f32; HISTORY],
+    /// The history as the loss began, its last quarter period overlap-added
+    /// with the quarter before one period earlier, so repeating it loops
+    /// without a step.
+    pitch_buf: [f32; HISTORY],
+    phase: Phase,
+    /// Samples concealed in the current loss (saturating).
+    lost: usize,
+    pitch: usize,
+    /// A quarter pitch period: the length of every overlap-add but the last.
+    overlap: usize,
+    /// Pitch periods being repeated: 1, then 2 after 10 ms, 3 after 20 ms.
+    periods: usize,
+    /// Read position within the repeated periods.
+    pos: usize,
+    /// While widening to more periods, the old repetition fading out:
+    /// its periods, its position, and samples of fade left.
+    widening: (usize, usize, usize),
+    /// The step between the last sample before the loss and where the
+    /// repetition starts, removed over the first `overlap` samples.
+    start_step: f32,
+}
+
+impl Default for Concealer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Concealer {
+    /// A concealer with a silent history: concealment before any good audio
+    /// is silence.
+    pub fn new() -> Self {
+        Self {
+            history: [0.0; HISTORY],
+            pitch_buf: [0.0; HISTORY],
+            phase: Phase::Good,
+            lost: 0,
+            pitch: PITCH_MIN,
+            overlap: PITCH_MIN / 4,
+            periods: 1,
+            pos: 0,
+            widening: (0, 0, 0),
+            start_step: 0.0,
+        }
+    }
+
+    /// Forgets all audio and any loss in progress (a new stream).
+    pub fn reset(&mut self) {
+        *self = Self::new();
+    }
+
+    /// Takes a received chunk. The first samples after a loss are rewritten
+    /// in place: overlap-added with the continued concealment over a quarter
+    /// pitch period, plus 4 ms per 10 ms lost beyond the first (at most
+    /// 10 ms), so the audio comes back without a step. The blend may run
+    /// on into the next chunks when this one is short.
+    pub fn good(&mut self, chunk: &mut [i16]) {
+        if self.phase == Phase::Lost {
+            let frames = self.lost.div_ceil(FRAME).max(1);
+            let len = (self.overlap + END_OVERLAP_STEP * (frames - 1)).min(FRAME);
+            self.phase = Phase::Recovering { len, done: 0 };
+        }
+        if let Phase::Recovering { len, mut done } = self.phase {
+            for s in chunk.iter_mut() {
+                if done == len {
+                    break;
+                }
+                let w = (done + 1) as f32 / (len + 1) as f32;
+                let synthetic = self.next_synthetic();
+                *s = to_i16(w * f32::from(*s) + (1.0 - w) * synthetic);
+                done += 1;
+            }
+            self.phase = if done == len {
+                Phase::Good
+            } else {
+                Phase::Recovering { len, done }
+            };
+        }
+        self.remember(chunk);
+    }
+
+    /// Fills `out` with concealment for lost audio, continuing any loss
+    /// already in progress. After 60 ms of continuous loss it is exact
+    /// silence.
+    pub fn conceal(&mut self, out: &mut [i16]) {
+        if self.phase != Phase::Lost {
+            self.begin_loss();
+        }
+        for s in out.iter_mut() {
+            if self.lost >= SILENT_AFTER {
+                *s = 0;
+                self.lost = self.lost.saturating_add(1);
+            } else {
+                *s = to_i16(self.next_synthetic());
+            }
+        }
+        self.remember(out);
+    }
+
+    /// Starts a loss: estimates the pitch and prepares the repetition.
+    fn begin_loss(&mut self) {
+        let pitch = estimate_pitch(&self.history);
+        let overlap = pitch / 4;
+        self.pitch_buf = self.history;
+        // Make the end of the history run into the period after it: the last
+        // `overlap` samples fade into those one period earlier.
+        let end = HISTORY - overlap;
+        for j in 0..overlap {
+            let w = (j + 1) as f32 / (overlap + 1) as f32;
+            self.pitch_buf[end + j] =
+                (1.0 - w) * self.history[end + j] + w * self.history[end + j - pitch];
+        }
+        // The repetition starts at one period back, which naturally follows
+        // the sample before it; what actually came before was the last one.
+        self.start_step = self.history[HISTORY - 1] - self.history[HISTORY - 1 - pitch];
+        self.pitch = pitch;
+        self.overlap = overlap;
+        self.periods = 1;
+        self.pos = 0;
+        self.widening = (0, 0, 0);
+        self.lost = 0;
+        self.phase = Phase::Lost;
+    }
+
+    /// The next concealment sample (also the one blended in after a loss).
+    fn next_synthetic(&mut self) -> f32 {
+        let k = self.lost;
+        if (k == FRAME || k == 2 * FRAME) && self.periods < 3 {
+            // Widen to one more period, starting in the oldest one at the
+            // same place in the pitch cycle, and cross-fade into it.
+            self.widening = (self.periods, self.pos, self.overlap);
+            self.periods += 1;
+            self.pos %= self.pitch;
+        }
+        let mut v = self.read_periods(self.periods, Posn::Main);
+        let (old_periods, _, left) = self.widening;
+        if left > 0 {
+            let old = self.read_periods(old_periods, Posn::Widening);
+            let w = (self.overlap - left + 1) as f32 / (self.overlap + 1) as f32;
+            v = w * v + (1.0 - w) * old;
+            self.widening.2 -= 1;
+        }
+        if k < self.overlap {
+            v += self.start_step * (self.overlap - k) as f32 / (self.overlap + 1) as f32;
+        }
+        self.lost = k.saturating_add(1);
+        v * gain(k)
+    }
+
+    /// Reads the next sample of the last `periods` pitch periods of the
+    /// pitch buffer, looping, and advances the chosen read position.
+    fn read_periods(&mut self, periods: usize, which: Posn) -> f32 {
+        let span = periods * self.pitch;
+        let pos = match which {
+            Posn::Main => &mut self.pos,
+            Posn::Widening => &mut self.widening.1,
+        };
+        let v = self.pitch_buf[HISTORY - span + *pos];
+        *pos = (*pos + 1) % span;
+        v
+    }
+
+    /// Appends output to the history.
+    fn remember(&mut self, samples: &[i16]) {
+        let n = samples.len().min(HISTORY);
+        self.history.copy_within(n.., 0);
+        for (h, &s) in self.history[HISTORY - n..]
+            .iter_mut()
+            .zip(&samples[samples.len() - n..])
+        {
+            *h = f32::from(s);
+        }
+    }
+}
+
+/// Which read position [`Concealer::read_periods`] advances.
+#[derive(Debug, Clone, Copy)]
+enum Posn {
+    Main,
+    Widening,
+}
+
+/// Gain `k` samples into a loss: 1 for 10 ms, then down 20 % per 10 ms.
+fn gain(k: usize) -> f32 {
+    if k < FRAME {
+        1.0
+    } else {
+        (1.0 - (k - FRAME) as f32 * FADE_PER_SAMPLE).max(0.0)
+    }
+}
+
+fn to_i16(v: f32) -> i16 {
+    v.round().clamp(-32768.0, 32767.0) as i16
+}
+
+/// The pitch period (in samples) that best predicts the last 20 ms of
+/// `history` from the audio one period before it: the highest normalised
+/// cross-correlation, searched coarsely on every second sample and lag,
+/// then refined around the winner. Ties go to the shortest period.
+fn estimate_pitch(history: &[f32; HISTORY]) -> usize {
+    let best_of = |lags: &mut dyn Iterator<Item = usize>, step: usize| {
+        let mut best = (f64::NEG_INFINITY, PITCH_MIN);
+        for lag in lags {
+            let score = correlation(history, lag, step);
+            if score > best.0 {
+                best = (score, lag);
+            }
+        }
+        best.1
+    };
+    let coarse = best_of(&mut (PITCH_MIN..=PITCH_MAX).step_by(2), 2);
+    let fine = coarse.saturating_sub(1).max(PITCH_MIN)..=(coarse + 1).min(PITCH_MAX);
+    best_of(&mut fine.into_iter(), 1)
+}
+
+/// Cross-correlation of the last `CORR_LEN` samples with those `lag`
+/// earlier (every `step`-th sample), divided by the root of the lagged
+/// energy: the gain-independent match of the two.
+fn correlation(history: &[f32; HISTORY], lag: usize, step: usize) -> f64 {
+    let start = HISTORY - CORR_LEN;
+    let (mut corr, mut energy) = (0.0f64, 0.0f64);
+    for i in (start..HISTORY).step_by(step) {
+        let (a, b) = (f64::from(history[i]), f64::from(history[i - lag]));
+        corr += a * b;
+        energy += b * b;
+    }
+    corr / energy.max(CORR_MIN_POWER).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::f64::consts::PI;
+
+    /// A voiced-speech-like signal: harmonics of `f0` up to 3.4 kHz with
+    /// amplitudes falling as 1/h, fixed phases, peak near `amp`.
+    fn voiced(f0: f64, len: usize, amp: f64) -> Vec<i16> {
+        let harmonics = (3400.0 / f0) as usize;
+        let norm: f64 = (1..=harmonics).map(|h| 1.0 / h as f64).sum();
+        (0..len)
+            .map(|n| {
+                let t = n as f64 / 8000.0;
+                let v: f64 = (1..=harmonics)
+                    .map(|h| (2.0 * PI * f0 * h as f64 * t + 0.7 * h as f64).sin() / h as f64)
+                    .sum();
+                (amp * v / norm * 1.8).round().clamp(-32768.0, 32767.0) as i16
+            })
+            .collect()
+    }
+
+    /// Runs `signal` through a concealer in 20 ms chunks, losing the chunks
+    /// `lost` says; returns the output.
+    fn run(signal: &[i16], chunk: usize, lost: impl Fn(usize) -> bool) -> Vec<i16> {
+        let mut plc = Concealer::new();
+        let mut out = signal.to_vec();
+        for (i, c) in out.chunks_mut(chunk).enumerate() {
+            if lost(i) {
+                plc.conceal(c);
+            } else {
+                plc.good(c);
+            }
+        }
+        out
+    }
+
+    /// SNR in dB of `test` against `reference`.
+    fn snr(reference: &[i16], test: &[i16]) -> f64 {
+        let sig: f64 = reference.iter().map(|&v| f64::from(v).powi(2)).sum();
+        let noise: f64 = reference
+            .iter()
+            .zip(test)
+            .map(|(&r, &t)| (f64::from(r) - f64::from(t)).powi(2))
+            .sum();
+        10.0 * (sig / noise).log10()
+    }
+
+    fn max_step(x: &[i16]) -> i32 {
+        x.windows(2)
+            .map(|w| (i32::from(w[1]) - i32::from(w[0])).abs())
+            .max()
+            .unwrap()
+    }
+
+    #[test]
+    fn finds_the_pitch_of_a_periodic_signal() {
+        for period in [40usize, 57, 83, 120] {
+            let x = voiced(8000.0 / period as f64, HISTORY, 8000.0);
+            let mut h = [0.0; HISTORY];
+            for (h, &v) in h.iter_mut().zip(&x) {
+                *h = f32::from(v);
+            }
+            // A whole multiple of the period predicts as well: the coarse
+            // search on every second lag may land on twice an odd period.
+            let found = estimate_pitch(&h);
+            assert!(
+                found == period || found == 2 * period,
+                "period {period}: found {found}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lost_chunk_of_a_periodic_signal_is_continued() {
+        // 200 Hz (period 40) and 130 Hz (61.5 samples: no whole period).
+        // Silence scores 0 dB. With a whole period the repetition is exact
+        // and only the fade after 10 ms differs; with 61.5 samples the
+        // repetition drifts by half a sample per period.
+        for (f0, min_snr) in [(200.0, 20.0), (130.0, 6.0)] {
+            let x = voiced(f0, 8000, 8000.0);
+            let lost = 20; // 400..420 ms
+            let y = run(&x, 160, |i| i == lost);
+            let span = lost * 160..(lost + 1) * 160;
+            let plc = snr(&x[span.clone()], &y[span.clone()]);
+            let silence = snr(&x[span.clone()], &[0; 160]);
+            assert!((silence - 0.0).abs() < 1e-9);
+            println!("{f0} Hz: concealment {plc:.1} dB");
+            assert!(plc > min_snr, "{f0} Hz: {plc:.1} dB");
+            // The audio after the loss is back to the original once the
+            // overlap-add is over (here at most 10 ms).
+            let after = (lost + 1) * 160 + FRAME..(lost + 3) * 160;
+            assert_eq!(x[after.clone()], y[after]);
+        }
+    }
+
+    #[test]
+    fn concealment_fades_to_exact_silence_after_60_ms_and_stays() {
+        let x = voiced(150.0, 20000, 12000.0);
+        // 2 s lost after 200 ms, concealed in 20 ms chunks.
+        let y = run(&x, 160, |i| (10..110).contains(&i));
+        let loss = &y[1600..1600 + 16000];
+        let peak = |r: std::ops::Range<usize>| loss[r].iter().map(|v| v.unsigned_abs()).max();
+        let full = peak(0..FRAME).unwrap();
+        assert!(full > 8000, "first 10 ms at full level: {full}");
+        // Each later 10 ms is at most the gain at its start allows.
+        for frame in 1..6 {
+            let g = gain(frame * FRAME);
+            let p = peak(frame * FRAME..(frame + 1) * FRAME).unwrap();
+            assert!(
+                f32::from(p) <= g * f32::from(full) * 1.3 + 1.0,
+                "{frame}: {p}"
+            );
+            assert!(p > 0, "not silent before 60 ms ({frame})");
+        }
+        assert!(loss[SILENT_AFTER..].iter().all(|&v| v == 0));
+        assert!(
+            loss[SILENT_AFTER - 10..SILENT_AFTER]
+                .iter()
+                .any(|&v| v != 0)
+        );
+    }
+
+    #[test]
+    fn no_step_where_the_loss_starts() {
+        // A tone whose level jumps by 8000 ten samples before the loss: a
+        // plain repetition of the period before would jump back by as much.
+        // Spread over a quarter period (at least 10 samples here), the jump
+        // adds at most 8000 / 11 to a step.
+        let mut x = voiced(180.0, 3200, 1000.0);
+        for v in &mut x[1590..] {
+            *v += 8000;
+        }
+        let natural = max_step(&x[1200..1590]);
+        let y = run(&x, 160, |i| i == 10);
+        let start = max_step(&y[1590..1640]);
+        assert!(
+            start <= natural + 8000 / 11,
+            "step at loss start {start}, signal's own {natural}"
+        );
+    }
+
+    #[test]
+    fn no_step_where_the_audio_comes_back() {
+        // A 200 Hz cosine returns phase-inverted at one of its peaks: a
+        // plain switch back would step by nearly twice the amplitude.
+        for lost_chunks in [1usize, 3] {
+            let back = 1600 + 160 * lost_chunks;
+            let x: Vec<i16> = (0..3200)
+                .map(|n| {
+                    let v = (6000.0 * (2.0 * PI * 200.0 * n as f64 / 8000.0).cos()).round();
+                    if n < back { v as i16 } else { -v as i16 }
+                })
+                .collect();
+            let natural = max_step(&x[..1600]);
+            let y = run(&x, 160, |i| (10..10 + lost_chunks).contains(&i));
+            let step = max_step(&y[back - 40..back + 120]);
+            assert!(
+                step <= natural * 3 / 2,
+                "{lost_chunks} lost: step {step}, signal's own {natural}"
+            );
+        }
+    }
+
+    #[test]
+    fn silence_conceals_to_silence() {
+        let mut plc = Concealer::new();
+        let mut out = [7i16; 333];
+        plc.conceal(&mut out);
+        assert!(out.iter().all(|&v| v == 0));
+        let x = vec![0i16; 2000];
+        let y = run(&x, 160, |i| i % 3 == 1);
+        assert!(y.iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn chunk_sizes_do_not_change_the_output() {
+        // Any split of the same good/lost pattern gives the same samples,
+        // including a recovery blend that spans several short chunks.
+        let x = voiced(110.0, 4800, 9000.0);
+        let pattern = |n: usize| (1600..1760).contains(&n) || (2400..2405).contains(&n);
+        let whole = {
+            let mut plc = Concealer::new();
+            let mut y = x.clone();
+            let mut n = 0;
+            while n < y.len() {
+                let lost = pattern(n);
+                let end = (n..y.len())
+                    .find(|&m| pattern(m) != lost)
+                    .unwrap_or(y.len());
+                if lost {
+                    plc.conceal(&mut y[n..end]);
+                } else {
+                    plc.good(&mut y[n..end]);
+                }
+                n = end;
+            }
+            y
+        };
+        for sizes in [[1usize, 7, 33, 119], [3, 5, 13, 160]] {
+            let mut plc = Concealer::new();
+            let mut y = x.clone();
+            let (mut n, mut k) = (0, 0);
+            while n < y.len() {
+                let lost = pattern(n);
+                let run_end = (n..y.len())
+                    .find(|&m| pattern(m) != lost)
+                    .unwrap_or(y.len());
+                let end = (n + sizes[k % sizes.len()]).min(run_end);
+                k += 1;
+                if lost {
+                    plc.conceal(&mut y[n..end]);
+                } else {
+                    plc.good(&mut y[n..end]);
+                }
+                n = end;
+            }
+            assert_eq!(y, whole, "sizes {sizes:?}");
+        }
+    }
+
+    #[test]
+    fn losses_shorter_than_a_pitch_period() {
+        // 120 Hz (66.7 samples): lose 1, 10 and 30 samples.
+        let x = voiced(120.0, 4000, 8000.0);
+        for lost in [1usize, 10, 30] {
+            let mut plc = Concealer::new();
+            let mut y = x.clone();
+            let (a, b) = y.split_at_mut(2000);
+            plc.good(a);
+            let (gap, rest) = b.split_at_mut(lost);
+            plc.conceal(gap);
+            plc.good(rest);
+            let span = 2000..2000 + lost;
+            let err = snr(&x[span.clone()], &y[span]);
+            assert!(err > 6.0, "{lost} lost: {err:.1} dB");
+            let natural = max_step(&x);
+            let step = max_step(&y[1990..2100]);
+            assert!(
+                step <= natural * 3 / 2,
+                "{lost} lost: step {step} vs {natural}"
+            );
+            assert_eq!(x[2200..], y[2200..]);
+        }
+    }
+
+    #[test]
+    fn reset_forgets_the_history() {
+        let mut plc = Concealer::new();
+        let mut x = voiced(150.0, 800, 8000.0);
+        plc.good(&mut x);
+        plc.reset();
+        let mut out = [1i16; 160];
+        plc.conceal(&mut out);
+        assert_eq!(out, [0; 160]);
+    }
+}
