@@ -23,7 +23,7 @@ use super::timeline::{self, Timeline};
 use crate::call::{Call, CallEvent, DtmfDigit, Events, MediaChunk, Slot, Stat};
 use crate::codec::{Upsampler, g711};
 use crate::messages;
-use crate::protocol::{StartInfo, StopInfo};
+use crate::protocol::{StartInfo, StopInfo, Track};
 use crate::runtime::RUNTIME;
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};
@@ -245,7 +245,8 @@ impl TwilioStreamSrc {
         }
         if placed.lost > 0 {
             if let Some(call) = &state.call {
-                call.stats.add(Stat::ChunksLost, placed.lost);
+                call.stats
+                    .add(Stat::ChunksLost.of_track(chunk.track), placed.lost);
             }
             gst::warning!(
                 CAT,
@@ -298,6 +299,12 @@ impl TwilioStreamSrc {
             return Ok(None);
         }
         let mut state = self.state.lock().unwrap();
+        if chunk.track != Track::Inbound {
+            if let Some(events) = &state.events {
+                events.recycle(chunk.ulaw);
+            }
+            return Ok(None);
+        }
         if state.output.is_none() {
             drop(state);
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ["No caps negotiated"]);
