@@ -19,6 +19,7 @@ mod output;
 mod properties;
 mod shared_threads;
 mod timeline;
+mod tracks;
 
 glib::wrapper! {
     pub struct TwilioStreamSrc(ObjectSubclass<imp::TwilioStreamSrc>)
