@@ -150,11 +150,6 @@ impl Aligner {
         }
     }
 
-    /// Changes how long the slower track is waited for.
-    pub fn set_max_wait(&mut self, max_wait: u64) {
-        self.max_wait = max_wait;
-    }
-
     fn end(&self, track: Track) -> u64 {
         self.position + self.lanes[track.index()].pending.len() as u64
     }
