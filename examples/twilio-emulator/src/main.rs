@@ -12,8 +12,8 @@ use twilio_emulator::{CallParams, Dialer, Ending, Playout, Script, TwilioCall, a
 /// Which tracks the emulated stream carries, as TwiML asks for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Tracks {
-    /// The caller only: <Connect><Stream>, or <Start><Stream> (bidirectional
-    /// behaviour: what the plugin sends is played to the caller)
+    /// The caller only, as <Connect><Stream> sends it (what the plugin sends
+    /// is played to the caller)
     Inbound,
     /// What the caller hears only: <Start><Stream track="outbound_track"> (one-way)
     Outbound,
