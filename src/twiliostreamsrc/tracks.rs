@@ -194,12 +194,12 @@ impl Aligner {
             due = stream_end;
         }
         let lane = &mut self.lanes[track.index()];
-        lane.started = true;
         if !ulaw.is_empty() {
             lane.chunk_len = ulaw.len() as u64;
         }
         let mut ulaw = ulaw;
         if due > end + GAP_TOLERANCE as i128 {
+            // (Before its first chunk, a track is not losing any.)
             placed.gap = (due - end) as u64;
             lane.fill(placed.gap);
         } else if due + (GAP_TOLERANCE as i128) < end {
@@ -207,6 +207,7 @@ impl Aligner {
             placed.late = late;
             ulaw = &ulaw[late as usize..];
         }
+        lane.started = true;
         lane.audio(ulaw);
         placed
     }
@@ -446,12 +447,23 @@ mod tests {
         let (frame, _, outb) = take(&mut a).unwrap();
         assert_eq!((frame.samples, frame.lost), (480, [0, 0]));
         assert_eq!(outb, vec![S; 480]);
+        // It starts 40 ms after the silence filled so far: no loss either.
+        let placed = push(&mut a, t0, Out, 160, 2);
+        assert_eq!(placed.gap, 800);
+        let (frame, _, outb) = take(&mut a).unwrap();
+        assert_eq!(
+            (frame.samples, frame.lost, frame.discont),
+            (480, [0, 0], false)
+        );
+        assert_eq!(outb, vec![S; 480]);
         // Once it has started, its gaps count.
-        push(&mut a, t0, Out, 60, 2);
-        push(&mut a, t0, Out, 120, 2);
+        push(&mut a, t0, In, 120, 1);
+        push(&mut a, t0, In, 140, 1);
+        push(&mut a, t0, In, 160, 1);
+        push(&mut a, t0, Out, 220, 2);
         let (frame, _, outb) = take(&mut a).unwrap();
         assert_eq!(frame.lost, [0, 2]);
-        assert_eq!(outb, [vec![2; 160], vec![S; 320]].concat());
+        assert_eq!(outb, [vec![S; 320], vec![2; 160]].concat());
     }
 
     #[test]
