@@ -147,6 +147,20 @@ fn wrong_stream_sid() {
 }
 
 #[test]
+fn media_of_an_unknown_track() {
+    let run = around(|c| {
+        let text = format!(
+            r#"{{"event":"media","streamSid":"{}","media":{{"track":"sideways","timestamp":"175","payload":"AAAA"}}}}"#,
+            sid(c)
+        );
+        c.send_text(&text).unwrap()
+    });
+    expect_call_went_on(&run);
+    assert_eq!(invalid(&run), 1);
+    assert_eq!(run.src.property::<u64>("chunks-received"), 2);
+}
+
+#[test]
 fn unknown_event() {
     let run = around(|c| c.send_text(r#"{"event":"transfer","to":"+1555"}"#).unwrap());
     expect_call_went_on(&run);

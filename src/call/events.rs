@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use crate::protocol::{StartInfo, StopInfo};
+use crate::protocol::{StartInfo, StopInfo, Track};
 
 /// How many media chunks may wait for the consuming element before further
 /// ones are dropped and counted as overruns: about 20 s of 20 ms chunks.
@@ -43,9 +43,11 @@ impl DtmfDigit {
     }
 }
 
-/// One inbound media chunk, decoded from base64.
+/// One media chunk from Twilio, of either track, decoded from base64.
 #[derive(Debug)]
 pub struct MediaChunk {
+    /// `media.track`: the caller's audio, or what Twilio plays to the caller.
+    pub track: Track,
     /// `media.timestamp`: milliseconds since the stream started.
     pub timestamp_ms: u64,
     /// `media.chunk`, when present.
@@ -237,6 +239,7 @@ mod tests {
 
     fn media() -> CallEvent {
         CallEvent::Media(MediaChunk {
+            track: Track::Inbound,
             timestamp_ms: 0,
             chunk: None,
             ulaw: Vec::new(),

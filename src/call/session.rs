@@ -3,7 +3,8 @@
 //!
 //! It checks what only the sequence can tell (media or marks before `start`,
 //! a wrong streamSid, a duplicate `start`, size limits) and decodes media
-//! payloads. Pure: no tokio, no socket, no call; the call's task applies
+//! payloads of both tracks (which track an element outputs is its own
+//! business; media of any track keeps the call alive). Pure: no tokio, no socket, no call; the call's task applies
 //! what [`Session::handle`] returns.
 
 use std::fmt;
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 use super::events::{CallEvent, DtmfDigit, MediaChunk};
 use super::stats::Stat;
-use crate::protocol::Inbound;
+use crate::protocol::{Inbound, Track};
 
 /// How loud a [`Note`] is, as the call's log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,14 +170,10 @@ impl Session {
                     out.note(Level::Debug, format_args!("ignoring media after stop"));
                     return out;
                 }
-                if media.track != "inbound" {
-                    // With both_tracks Twilio also streams what it plays; not ours.
-                    out.note(
-                        Level::Trace,
-                        format_args!("skipping media of track {:?}", media.track),
-                    );
+                let Some(track) = Track::from_wire(&media.track) else {
+                    out.invalid(format_args!("media of an unknown track {:?}", media.track));
                     return out;
-                }
+                };
                 if let Err(e) = media.decode_payload(&mut self.payload) {
                     out.count(Stat::InboundTranscodeErrors, 1);
                     out.note(
@@ -193,9 +190,13 @@ impl Session {
                     out.note(Level::Debug, format_args!("skipping an empty media chunk"));
                     return out;
                 }
-                out.count(Stat::ChunksReceived, 1);
-                out.count(Stat::BytesReceived, self.payload.len() as u64);
+                out.count(Stat::ChunksReceived.of_track(track), 1);
+                out.count(
+                    Stat::BytesReceived.of_track(track),
+                    self.payload.len() as u64,
+                );
                 out.event = Some(CallEvent::Media(MediaChunk {
+                    track,
                     timestamp_ms: media.timestamp.0,
                     chunk: media.chunk.map(|c| c.0),
                     ulaw: std::mem::replace(&mut self.payload, spare()),
@@ -294,11 +295,17 @@ mod tests {
         };
         assert_eq!(chunk.ulaw, [0xFF, 0x7F, 0x00]);
         assert_eq!((chunk.timestamp_ms, chunk.chunk), (140, Some(7)));
+        assert_eq!(chunk.track, Track::Inbound);
         assert!(h.media);
         assert!(h.notes.is_empty());
         let h = s.handle(&media("MZ1", "inbound", "AAAA"), Vec::new);
-        assert!(counts(&h).contains(&(Stat::ChunksReceived, 1)));
-        assert!(counts(&h).contains(&(Stat::BytesReceived, 3)));
+        assert_eq!(
+            counts(&h),
+            [
+                (Stat::InboundChunksReceived, 1),
+                (Stat::InboundBytesReceived, 3)
+            ]
+        );
         let Some(CallEvent::Media(second)) = h.event else {
             panic!("no media event")
         };
@@ -372,7 +379,36 @@ mod tests {
     }
 
     #[test]
-    fn bad_or_empty_payloads_and_other_tracks_make_no_chunk() {
+    fn outbound_media_is_a_chunk_of_its_track_and_keeps_the_call_alive() {
+        let mut s = started();
+        let h = s.handle(&media("MZ1", "outbound", "/38A"), Vec::new);
+        let Some(CallEvent::Media(chunk)) = &h.event else {
+            panic!("no media event")
+        };
+        assert_eq!(chunk.track, Track::Outbound);
+        assert_eq!(chunk.ulaw, [0xFF, 0x7F, 0x00]);
+        assert!(h.media);
+        assert_eq!(
+            counts(&h),
+            [
+                (Stat::OutboundChunksReceived, 1),
+                (Stat::OutboundBytesReceived, 3)
+            ]
+        );
+        // TwiML's spelling is taken too; a track nobody knows is invalid.
+        let h = s.handle(&media("MZ1", "outbound_track", "AAAA"), Vec::new);
+        assert!(matches!(h.event, Some(CallEvent::Media(ref c)) if c.track == Track::Outbound));
+        let h = s.handle(&media("MZ1", "sideways", "AAAA"), Vec::new);
+        assert!(h.event.is_none() && !h.media);
+        assert_eq!(counts(&h), [(Stat::InvalidMessages, 1)]);
+        assert_eq!(
+            warnings(&h),
+            [r#"ignoring message: media of an unknown track "sideways""#]
+        );
+    }
+
+    #[test]
+    fn bad_or_empty_payloads_make_no_chunk() {
         let mut s = started();
         let h = s.handle(&media("MZ1", "inbound", "!!!"), Vec::new);
         assert!(h.event.is_none() && !h.media);
@@ -383,11 +419,6 @@ mod tests {
         let h = s.handle(&media("MZ1", "inbound", ""), Vec::new);
         assert!(h.event.is_none() && h.media);
         assert_eq!(counts(&h), []);
-
-        let h = s.handle(&media("MZ1", "outbound", "AAAA"), Vec::new);
-        assert!(h.event.is_none() && !h.media);
-        assert_eq!(counts(&h), []);
-        assert_eq!(h.notes[0].level, Level::Trace);
     }
 
     #[test]

@@ -1,18 +1,25 @@
 //! A call's counters: [`Stat`], the atomic [`Stats`] a call holds, and how
 //! each element shows them ([`Counter`]: a read-only property and a field of
 //! its `stats` structure). Nothing here counts by itself: the call's task and
-//! the elements do.
+//! the elements do. What Twilio sends per track is counted per track; the
+//! totals (`chunks-received` …) are the sums.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gst::glib;
 use gst::prelude::*;
 
+use crate::protocol::Track;
+
 /// The counters of a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stat {
+    /// The sum of the inbound and outbound counts (see [`Stat::of_track`]):
+    /// never counted itself.
     BytesReceived,
+    /// A sum, like `BytesReceived`.
     ChunksReceived,
+    /// A sum, like `BytesReceived`.
     ChunksLost,
     /// Inbound payloads that could not be decoded (bad base64).
     InboundTranscodeErrors,
@@ -29,9 +36,35 @@ pub enum Stat {
     OutboundTranscodeErrors,
     /// Outbound frames dropped because the peer was not reading.
     ChunksDropped,
+    InboundBytesReceived,
+    OutboundBytesReceived,
+    InboundChunksReceived,
+    OutboundChunksReceived,
+    InboundChunksLost,
+    OutboundChunksLost,
 }
 
-const STAT_COUNT: usize = 14;
+const STAT_COUNT: usize = 20;
+
+impl Stat {
+    /// The per-track counters a total is the sum of (inbound, outbound).
+    fn parts(self) -> Option<[Stat; 2]> {
+        match self {
+            Stat::BytesReceived => Some([Stat::InboundBytesReceived, Stat::OutboundBytesReceived]),
+            Stat::ChunksReceived => {
+                Some([Stat::InboundChunksReceived, Stat::OutboundChunksReceived])
+            }
+            Stat::ChunksLost => Some([Stat::InboundChunksLost, Stat::OutboundChunksLost]),
+            _ => None,
+        }
+    }
+
+    /// The part of a total that counts `track` (`ChunksLost` of outbound:
+    /// `OutboundChunksLost`); any other counter is itself.
+    pub fn of_track(self, track: Track) -> Stat {
+        self.parts().map_or(self, |parts| parts[track.index()])
+    }
+}
 
 /// A counter as an element shows it: a read-only `u64` property and a field
 /// of the element's `stats` structure.
@@ -63,20 +96,58 @@ pub const SRC_COUNTERS: &[Counter] = &[
         Stat::BytesReceived,
         "bytes-received",
         "Bytes received",
-        "μ-law bytes received from Twilio (8000 per second of audio)",
+        "μ-law bytes received from Twilio (8000 per second of audio), of both tracks",
     ),
     counter(
         Stat::ChunksReceived,
         "chunks-received",
         "Chunks received",
-        "Media messages received from Twilio",
+        "Media messages received from Twilio, of both tracks",
     ),
     counter(
         Stat::ChunksLost,
         "chunks-lost",
         "Chunks lost",
-        "Media chunks missing from the stream (by chunk number or timestamp); \
-         each gap is filled with silence and flagged DISCONT",
+        "Media chunks missing from the track(s) this element outputs (by chunk number or \
+         timestamp); each gap is filled with silence and flagged DISCONT",
+    ),
+    counter(
+        Stat::InboundBytesReceived,
+        "inbound-bytes-received",
+        "Inbound bytes received",
+        "μ-law bytes of the inbound track (the caller) received",
+    ),
+    counter(
+        Stat::OutboundBytesReceived,
+        "outbound-bytes-received",
+        "Outbound bytes received",
+        "μ-law bytes of the outbound track (what the caller hears) received",
+    ),
+    counter(
+        Stat::InboundChunksReceived,
+        "inbound-chunks-received",
+        "Inbound chunks received",
+        "Media messages of the inbound track (the caller) received",
+    ),
+    counter(
+        Stat::OutboundChunksReceived,
+        "outbound-chunks-received",
+        "Outbound chunks received",
+        "Media messages of the outbound track (what the caller hears) received",
+    ),
+    counter(
+        Stat::InboundChunksLost,
+        "inbound-chunks-lost",
+        "Inbound chunks lost",
+        "Chunks missing from the inbound track, filled with silence (counted when \
+         this element outputs that track)",
+    ),
+    counter(
+        Stat::OutboundChunksLost,
+        "outbound-chunks-lost",
+        "Outbound chunks lost",
+        "Chunks missing from the outbound track, filled with silence (counted when \
+         this element outputs that track)",
     ),
     counter(
         Stat::InboundTranscodeErrors,
@@ -179,17 +250,25 @@ pub fn find_counter(counters: &[Counter], name: &str) -> Option<Stat> {
 pub struct Stats([AtomicU64; STAT_COUNT]);
 
 impl Stats {
+    /// Counts `n` more. A total (`ChunksLost` …) is counted by its parts:
+    /// given one, this counts its inbound part.
     pub fn add(&self, stat: Stat, n: u64) {
-        self.0[stat as usize].fetch_add(n, Ordering::Relaxed);
+        debug_assert!(stat.parts().is_none(), "{stat:?} is a sum: count a track");
+        self.0[stat.of_track(Track::Inbound) as usize].fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Adds `n`; returns the new value.
+    /// Adds `n` to a counter that is no total; returns the new value.
     pub fn add_get(&self, stat: Stat, n: u64) -> u64 {
+        debug_assert!(stat.parts().is_none(), "{stat:?} is a sum: count a track");
         self.0[stat as usize].fetch_add(n, Ordering::Relaxed) + n
     }
 
+    /// The count of `stat`; of a total, the sum of its parts.
     pub fn get(&self, stat: Stat) -> u64 {
-        self.0[stat as usize].load(Ordering::Relaxed)
+        match stat.parts() {
+            Some(parts) => parts.iter().map(|&p| self.get(p)).sum(),
+            None => self.0[stat as usize].load(Ordering::Relaxed),
+        }
     }
 
     /// A structure named `name` holding `counters` as `u64` fields (zeros
@@ -215,5 +294,27 @@ mod tests {
             names.dedup();
             assert_eq!(names.len(), list.len());
         }
+    }
+
+    #[test]
+    fn totals_are_the_sums_of_their_tracks() {
+        let stats = Stats::default();
+        stats.add(Stat::ChunksReceived.of_track(Track::Inbound), 3);
+        stats.add(Stat::ChunksReceived.of_track(Track::Outbound), 4);
+        stats.add(Stat::OutboundChunksLost, 2);
+        stats.add(Stat::DtmfReceived, 1);
+        assert_eq!(stats.get(Stat::InboundChunksReceived), 3);
+        assert_eq!(stats.get(Stat::OutboundChunksReceived), 4);
+        assert_eq!(stats.get(Stat::ChunksReceived), 7);
+        assert_eq!(stats.get(Stat::ChunksLost), 2);
+        assert_eq!(stats.get(Stat::BytesReceived), 0);
+        assert_eq!(
+            Stat::DtmfReceived.of_track(Track::Outbound),
+            Stat::DtmfReceived
+        );
+        assert_eq!(
+            Stat::BytesReceived.of_track(Track::Outbound),
+            Stat::OutboundBytesReceived
+        );
     }
 }

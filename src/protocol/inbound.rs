@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::{Counter, Mark};
+use super::{Counter, Mark, Track};
 
 /// `start.mediaFormat`: numbers, not strings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +58,15 @@ pub struct StartInfo {
         skip_serializing_if = "Option::is_none"
     )]
     pub media_format: Option<MediaFormat>,
+}
+
+impl StartInfo {
+    /// Whether `tracks` announces `track`.
+    pub fn carries(&self, track: Track) -> bool {
+        self.tracks
+            .iter()
+            .any(|t| Track::from_wire(t) == Some(track))
+    }
 }
 
 fn default_tracks() -> Vec<String> {
@@ -354,6 +363,7 @@ mod tests {
         assert_eq!(start.call_sid, "CA456");
         assert_eq!(start.stream_sid, stream_sid);
         assert_eq!(start.tracks, vec!["inbound"]);
+        assert!(start.carries(Track::Inbound) && !start.carries(Track::Outbound));
         assert_eq!(start.custom_parameters["caller"], "x");
         let fmt = start.media_format.unwrap();
         assert_eq!(fmt.sample_rate, 8000);

@@ -11,7 +11,7 @@
 //! Both directions also implement the other serde trait, so the Twilio
 //! emulator and the tests can play Twilio's side with the same types.
 //!
-//! Here: what both directions share ([`Counter`], [`Mark`]). Parsing Twilio's
+//! Here: what both directions share ([`Counter`], [`Mark`], [`Track`]). Parsing Twilio's
 //! messages is in `inbound.rs`, what we send (and [`write_media_json`]) in
 //! `outbound.rs`; every type is re-exported here.
 
@@ -63,4 +63,79 @@ impl<'de> Deserialize<'de> for Counter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
     pub name: String,
+}
+
+/// One side of a call's audio, as `media.track` and `start.tracks` name it:
+/// the caller (`inbound`) or what Twilio plays to the caller (`outbound`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Track {
+    Inbound = 0,
+    Outbound = 1,
+}
+
+impl Track {
+    /// Both tracks, in channel order.
+    pub const ALL: [Track; 2] = [Track::Inbound, Track::Outbound];
+
+    /// The track `name` stands for: `inbound` or `outbound` (as in `media`
+    /// and `start.tracks`), also with the `_track` suffix of TwiML and `dtmf`.
+    pub fn from_wire(name: &str) -> Option<Track> {
+        match name.strip_suffix("_track").unwrap_or(name) {
+            "inbound" => Some(Track::Inbound),
+            "outbound" => Some(Track::Outbound),
+            _ => None,
+        }
+    }
+
+    /// The name in `media.track`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Track::Inbound => "inbound",
+            Track::Outbound => "outbound",
+        }
+    }
+
+    /// 0 for inbound, 1 for outbound: the channel of a two-channel output.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn other(self) -> Track {
+        match self {
+            Track::Inbound => Track::Outbound,
+            Track::Outbound => Track::Inbound,
+        }
+    }
+}
+
+impl fmt::Display for Track {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks_are_named_as_twilio_names_them() {
+        for (name, track) in [
+            ("inbound", Some(Track::Inbound)),
+            ("outbound", Some(Track::Outbound)),
+            ("inbound_track", Some(Track::Inbound)),
+            ("outbound_track", Some(Track::Outbound)),
+            ("both_tracks", None),
+            ("", None),
+        ] {
+            assert_eq!(Track::from_wire(name), track, "{name}");
+        }
+        assert_eq!(
+            Track::ALL.map(|t| (t.index(), t.as_str(), t.other())),
+            [
+                (0, "inbound", Track::Outbound),
+                (1, "outbound", Track::Inbound)
+            ]
+        );
+    }
 }

@@ -1,13 +1,13 @@
 //! The source element's glue: a live PushSrc fed by one call. Here are its
 //! state, caps, latency, state changes, the call's events turned into
 //! buffers, events and messages, and the streaming thread's `create`.
-//! Elsewhere: where chunks go in time (`timeline`), the output formats and
-//! the μ-law conversion (`output`), the properties (`properties`), pushing
-//! from network threads (`shared_threads`). Those sibling files implement
+//! Elsewhere: media to buffers for the chosen track(s) (`media`), where
+//! chunks go in time (`timeline`, and `tracks` for both), the output formats
+//! and the μ-law conversion (`output`), the properties (`properties`),
+//! pushing from network threads (`shared_threads`). Those sibling files implement
 //! parts of [`TwilioStreamSrc`], hence the `pub(super)` items here.
 
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
@@ -16,12 +16,13 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
-use super::output::{Converter, Output};
-use super::properties::{self, Settings};
+use super::media::track_wait;
+use super::output::{Converter, Output, StereoConverter};
+use super::properties::{self, Settings, Tracks};
 use super::shared_threads::Shared;
-use super::timeline::{self, Timeline};
-use crate::call::{Call, CallEvent, DtmfDigit, Events, MediaChunk, Slot, Stat};
-use crate::codec::{Upsampler, g711};
+use super::timeline::Timeline;
+use super::tracks::Aligner;
+use crate::call::{Call, CallEvent, DtmfDigit, Events, Slot};
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
 use crate::server::Registration;
@@ -43,10 +44,17 @@ pub(super) struct State {
     pub(super) call: Option<Arc<Call>>,
     pub(super) events: Option<Events>,
     pub(super) start: Option<Arc<StartInfo>>,
-    output: Option<Output>,
-    converter: Converter,
+    pub(super) output: Option<Output>,
+    pub(super) converter: Converter,
     /// From the first chunk on.
-    timeline: Option<Timeline>,
+    pub(super) timeline: Option<Timeline>,
+    /// The `track` property, as this run started with it.
+    pub(super) tracks: Tracks,
+    /// The tracks the stream carries (by `start`), in channel order.
+    pub(super) carried: [bool; 2],
+    /// `track=both`: the two tracks aligned, from the first chunk on.
+    pub(super) aligner: Option<Aligner>,
+    pub(super) stereo: StereoConverter,
     /// The call ended: after the resampler tail, EOS.
     pub(super) finished: bool,
     /// Serialized events to push once the segment is out.
@@ -140,7 +148,7 @@ impl TwilioStreamSrc {
 
     fn handle_start(&self, start: Arc<StartInfo>) {
         let message = messages::start(&start);
-        self.state.lock().unwrap().start = Some(start);
+        self.state.lock().unwrap().start = Some(start.clone());
         // Sticky: stored on the pad, it goes out in order with the stream's
         // other sticky events, before the next buffer (or now, if flowing).
         let event = gst::event::CustomDownstreamSticky::new(message.clone());
@@ -154,6 +162,7 @@ impl TwilioStreamSrc {
             self.obj().notify(name);
         }
         self.post(message);
+        self.check_tracks(&start);
     }
 
     fn handle_dtmf(&self, digit: DtmfDigit) {
@@ -177,137 +186,6 @@ impl TwilioStreamSrc {
         let mut state = self.state.lock().unwrap();
         state.finished = true;
         self.drain(&mut state)
-    }
-
-    /// The audio still inside the upsampler, pushed out with silence.
-    fn drain(&self, state: &mut State) -> Option<gst::Buffer> {
-        if state.output != Some(Output::Pcm16k) || state.timeline.is_none() {
-            return None;
-        }
-        let silence = (Upsampler::DELAY as u64).div_ceil(2);
-        let zeros = vec![g711::SILENCE; silence as usize];
-        self.make_buffer(state, &zeros, 0, false).ok()
-    }
-
-    /// Places a chunk in time: returns the silence to insert before it and
-    /// whether the stream is discontinuous there.
-    fn place(&self, state: &mut State, chunk: &MediaChunk) -> (u64, bool) {
-        let output = state.output.expect("checked by the caller");
-        let placing = timeline::Chunk {
-            timestamp_ms: chunk.timestamp_ms,
-            number: chunk.chunk,
-            samples: chunk.ulaw.len() as u64,
-            arrival: chunk.arrival,
-        };
-        let Some(timeline) = state.timeline.as_mut() else {
-            let obj = self.obj();
-            let now = match (obj.clock(), obj.base_time()) {
-                (Some(clock), Some(base)) => clock.time().saturating_sub(base),
-                _ => gst::ClockTime::ZERO,
-            };
-            let waited = Instant::now().saturating_duration_since(chunk.arrival);
-            let tracks = state.start.as_ref().map_or(&[][..], |s| &s.tracks[..]);
-            let timeline = Timeline::first(&placing, now, waited, output.delay(), tracks);
-            gst::debug!(
-                CAT,
-                imp = self,
-                "first chunk (timestamp {} ms) anchored at {}",
-                chunk.timestamp_ms,
-                timeline.anchor()
-            );
-            state.timeline = Some(timeline);
-            return (0, false);
-        };
-        let placed = timeline.place(&placing);
-        if let Some(ahead) = placed.ignored_ahead {
-            gst::warning!(
-                CAT,
-                imp = self,
-                "chunk {:?} claims timestamp {} ms, {} s after the first one, {:.1} s in: ignoring it",
-                chunk.chunk,
-                chunk.timestamp_ms,
-                ahead.due / 8000,
-                ahead.elapsed.as_secs_f64()
-            );
-            if let Some(call) = &state.call {
-                call.stats.add(Stat::InvalidMessages, 1);
-            }
-        }
-        if placed.overlap {
-            gst::debug!(
-                CAT,
-                imp = self,
-                "chunk {:?} (timestamp {} ms) overlaps what was played, keeping it contiguous",
-                chunk.chunk,
-                chunk.timestamp_ms
-            );
-        }
-        if placed.lost > 0 {
-            if let Some(call) = &state.call {
-                call.stats.add(Stat::ChunksLost, placed.lost);
-            }
-            gst::warning!(
-                CAT,
-                imp = self,
-                "gap of {} ms before chunk {:?} (timestamp {} ms): {} chunk(s) lost",
-                placed.gap / 8,
-                chunk.chunk,
-                chunk.timestamp_ms,
-                placed.lost
-            );
-        }
-        (placed.silence, placed.discont)
-    }
-
-    /// A buffer of `silence` 8 kHz samples of silence followed by `ulaw`, in
-    /// the output format, at the current position.
-    fn make_buffer(
-        &self,
-        state: &mut State,
-        ulaw: &[u8],
-        silence: u64,
-        discont: bool,
-    ) -> Result<gst::Buffer, gst::FlowError> {
-        let output = state.output.ok_or(gst::FlowError::NotNegotiated)?;
-        let timeline = state.timeline.as_mut().expect("placed before");
-        let samples = silence + ulaw.len() as u64;
-        let span = timeline.span(samples, output.factor(), output.delay());
-        let mut buffer = gst::Buffer::with_size(samples as usize * output.bytes_per_input_sample())
-            .map_err(|_| gst::FlowError::Error)?;
-        {
-            let buffer = buffer.get_mut().unwrap();
-            buffer.set_pts(span.pts);
-            buffer.set_duration(span.duration);
-            buffer.set_offset(span.offset);
-            buffer.set_offset_end(span.offset_end);
-            if discont {
-                buffer.set_flags(gst::BufferFlags::DISCONT);
-            }
-            let mut map = buffer.map_writable().map_err(|_| gst::FlowError::Error)?;
-            state
-                .converter
-                .write(output, silence as usize, ulaw, map.as_mut_slice());
-        }
-        timeline.advance(samples);
-        Ok(buffer)
-    }
-
-    fn handle_media(&self, chunk: MediaChunk) -> Result<Option<gst::Buffer>, gst::FlowError> {
-        if chunk.ulaw.is_empty() {
-            return Ok(None);
-        }
-        let mut state = self.state.lock().unwrap();
-        if state.output.is_none() {
-            drop(state);
-            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["No caps negotiated"]);
-            return Err(gst::FlowError::NotNegotiated);
-        }
-        let (silence, discont) = self.place(&mut state, &chunk);
-        let buffer = self.make_buffer(&mut state, &chunk.ulaw, silence, discont);
-        if let Some(events) = &state.events {
-            events.recycle(chunk.ulaw);
-        }
-        buffer.map(Some)
     }
 
     /// The `end-stream` action signal.
@@ -440,7 +318,7 @@ impl ElementImpl for TwilioStreamSrc {
             gst::subclass::ElementMetadata::new(
                 "Twilio Media Streams source",
                 "Source/Audio/Network",
-                "Serves the WebSocket a Twilio Media Stream dials and outputs the caller's audio",
+                "Serves the WebSocket a Twilio Media Stream dials and outputs the call's audio (the caller, what the caller hears, or both)",
                 "twiliostream developers",
             )
         });
@@ -480,7 +358,11 @@ impl ElementImpl for TwilioStreamSrc {
 impl BaseSrcImpl for TwilioStreamSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        *self.state.lock().unwrap() = State::default();
+        *self.state.lock().unwrap() = State {
+            tracks: settings.track,
+            carried: [true, false],
+            ..State::default()
+        };
         self.shared.start(settings.shared_threads);
         // A call left from an earlier run must not be taken for a new one.
         let slot = self.slot();
@@ -535,6 +417,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
             let changed = state.output != Some(output);
             state.output = Some(output);
             state.converter.reset();
+            state.stereo.reset();
             changed
         };
         if changed {
@@ -544,12 +427,26 @@ impl BaseSrcImpl for TwilioStreamSrc {
         Ok(())
     }
 
+    fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
+        let caps = Output::caps(self.settings.lock().unwrap().track.channels());
+        Some(match filter {
+            Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
+            None => caps,
+        })
+    }
+
     fn query(&self, query: &mut gst::QueryRef) -> bool {
         match query.view_mut() {
             gst::QueryViewMut::Latency(q) => {
                 let output = self.state.lock().unwrap().output.unwrap_or(Output::Pcm16k);
-                let extra = self.settings.lock().unwrap().latency_ms;
-                let latency = output.latency() + gst::ClockTime::from_mseconds(extra as u64);
+                let (extra, tracks) = {
+                    let settings = self.settings.lock().unwrap();
+                    (settings.latency_ms, settings.track)
+                };
+                let mut latency = output.latency() + gst::ClockTime::from_mseconds(extra as u64);
+                if tracks == Tracks::Both {
+                    latency += track_wait();
+                }
                 gst::debug!(CAT, imp = self, "latency {latency}");
                 q.set(true, latency, gst::ClockTime::NONE);
                 true

@@ -1,10 +1,12 @@
-//! `twiliostreamsrc`: the caller's audio of a Twilio Media Streams call.
+//! `twiliostreamsrc`: the audio of a Twilio Media Streams call (the caller,
+//! what the caller hears, or both in two channels).
 //!
-//! The element's glue (state, caps, state changes, call events to buffers)
-//! is in `imp`; its properties in `properties`; pushing from the call's
-//! network task (`shared-threads`) in `shared_threads`. `timeline` places
-//! the chunks in time and `output` converts μ-law to the output format,
-//! both GStreamer-light and unit-tested with plain values.
+//! The element's glue (state, caps, state changes, call events) is in
+//! `imp`; media to buffers for the chosen `track` in `media`; its properties
+//! in `properties`; pushing from the call's network task (`shared-threads`)
+//! in `shared_threads`. `timeline` places the chunks in time, `tracks`
+//! aligns two tracks, `output` converts μ-law to the output format: all
+//! three GStreamer-light and unit-tested with plain values.
 
 use std::sync::Arc;
 
@@ -15,10 +17,12 @@ use gst::subclass::prelude::*;
 use crate::call::Slot;
 
 mod imp;
+mod media;
 mod output;
 mod properties;
 mod shared_threads;
 mod timeline;
+mod tracks;
 
 glib::wrapper! {
     pub struct TwilioStreamSrc(ObjectSubclass<imp::TwilioStreamSrc>)

@@ -1,6 +1,7 @@
-//! What the src pad carries (16 or 8 kHz S16LE, or the call's own μ-law) and
-//! the conversion of Twilio's μ-law into it: decoding, upsampling, S16LE.
-//! Where the samples go in time is `timeline`'s business.
+//! What the src pad carries (16 or 8 kHz S16LE, or the call's own μ-law; one
+//! channel, or two for `track=both`) and the conversion of Twilio's μ-law
+//! into it: decoding, upsampling, S16LE, interleaving. Where the samples go
+//! in time is `timeline`'s and `tracks`' business.
 
 use gst::ClockTime;
 
@@ -8,6 +9,9 @@ use crate::codec::{Upsampler, g711};
 
 /// Twilio's customary chunk: the latency a live source of it has at least.
 const CHUNK_DURATION: ClockTime = ClockTime::from_mseconds(20);
+/// Where the two channels of `track=both` are: front left the caller
+/// (inbound), front right what the caller hears (outbound).
+pub const STEREO_MASK: u64 = 0x3;
 
 /// The output format, from the negotiated caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,21 +32,35 @@ impl Output {
         }
     }
 
-    /// The caps of every format, in order of preference.
-    pub fn template_caps() -> gst::Caps {
+    /// The caps of every format with `channels` (1, or 2 for both tracks),
+    /// in order of preference.
+    pub fn caps(channels: u32) -> gst::Caps {
         let pcm = |rate: i32| {
-            gst_audio::AudioCapsBuilder::new_interleaved()
+            let builder = gst_audio::AudioCapsBuilder::new_interleaved()
                 .format(gst_audio::AudioFormat::S16le)
                 .rate(rate)
-                .channels(1)
-                .build()
+                .channels(channels as i32);
+            if channels == 2 {
+                builder.channel_mask(STEREO_MASK).build()
+            } else {
+                builder.build()
+            }
         };
         let mut caps = pcm(16000);
         {
             let caps = caps.get_mut().unwrap();
             caps.append(pcm(8000));
-            caps.append(crate::mulaw_caps());
+            let mut mulaw = crate::mulaw_caps();
+            mulaw.get_mut().unwrap().set("channels", channels as i32);
+            caps.append(mulaw);
         }
+        caps
+    }
+
+    /// The caps of every format, mono first (the pad template).
+    pub fn template_caps() -> gst::Caps {
+        let mut caps = Output::caps(1);
+        caps.get_mut().unwrap().append(Output::caps(2));
         caps
     }
 
@@ -54,6 +72,7 @@ impl Output {
         }
     }
 
+    /// Bytes per 8 kHz input sample, of one channel.
     pub fn bytes_per_input_sample(self) -> usize {
         match self {
             Output::Pcm16k => 4,
@@ -98,16 +117,57 @@ impl Converter {
             out[silence..].copy_from_slice(ulaw);
             return;
         }
+        write_s16le(self.pcm(output, silence, ulaw), out);
+    }
+
+    /// `silence` samples of silence and `ulaw`, decoded (and upsampled for
+    /// 16 kHz output), in this converter's scratch buffer.
+    fn pcm(&mut self, output: Output, silence: usize, ulaw: &[u8]) -> &[i16] {
         let decoded = &mut self.decoded;
         decoded.clear();
         decoded.resize(silence + ulaw.len(), 0);
         g711::decode_slice(ulaw, &mut decoded[silence..]);
         if output == Output::Pcm8k {
-            write_s16le(decoded, out);
-        } else {
-            self.upsampled.resize(2 * decoded.len(), 0);
-            self.upsampler.process(decoded, &mut self.upsampled);
-            write_s16le(&self.upsampled, out);
+            return decoded;
+        }
+        self.upsampled.resize(2 * decoded.len(), 0);
+        self.upsampler.process(decoded, &mut self.upsampled);
+        &self.upsampled
+    }
+}
+
+/// Two channels in one output (`track=both`): a [`Converter`] per channel
+/// (so one upsampler each), written as interleaved frames.
+#[derive(Default)]
+pub struct StereoConverter {
+    channels: [Converter; 2],
+}
+
+impl StereoConverter {
+    /// Forgets both upsamplers' history.
+    pub fn reset(&mut self) {
+        self.channels.iter_mut().for_each(Converter::reset);
+    }
+
+    /// Writes `silence` 8 kHz samples of silence on both channels, then
+    /// `ulaw[0]` on channel 0 beside `ulaw[1]` (as long) on channel 1, into
+    /// `out` as `output`, interleaved; `out` holds exactly that many frames.
+    pub fn write(&mut self, output: Output, silence: usize, ulaw: [&[u8]; 2], out: &mut [u8]) {
+        assert_eq!(ulaw[0].len(), ulaw[1].len(), "channels of unequal length");
+        if output == Output::Mulaw {
+            let (head, tail) = out.split_at_mut(2 * silence);
+            head.fill(g711::SILENCE);
+            for ((o, &a), &b) in tail.chunks_exact_mut(2).zip(ulaw[0]).zip(ulaw[1]) {
+                o.copy_from_slice(&[a, b]);
+            }
+            return;
+        }
+        let [left, right] = &mut self.channels;
+        let left = left.pcm(output, silence, ulaw[0]);
+        let right = right.pcm(output, silence, ulaw[1]);
+        for ((o, l), r) in out.chunks_exact_mut(4).zip(left).zip(right) {
+            o[..2].copy_from_slice(&l.to_le_bytes());
+            o[2..].copy_from_slice(&r.to_le_bytes());
         }
     }
 }
@@ -184,6 +244,31 @@ mod tests {
     }
 
     #[test]
+    fn stereo_interleaves_two_channels_each_converted_on_its_own() {
+        let ulaw = ulaw();
+        let other: Vec<u8> = ulaw.iter().rev().copied().collect();
+        for output in [Output::Pcm16k, Output::Pcm8k, Output::Mulaw] {
+            let mut stereo = StereoConverter::default();
+            let (mut left, mut right) = (Converter::default(), Converter::default());
+            for silence in [0, 40, 0] {
+                let samples = silence + ulaw.len();
+                let mut out = vec![0xAA; 2 * samples * output.bytes_per_input_sample()];
+                stereo.write(output, silence, [&ulaw, &other], &mut out);
+                let l = convert(&mut left, output, silence, &ulaw);
+                let r = convert(&mut right, output, silence, &other);
+                let width = output.bytes_per_input_sample() / output.factor() as usize;
+                let frames: Vec<_> = out.chunks_exact(2 * width).collect();
+                let expected: Vec<_> = l
+                    .chunks_exact(width)
+                    .zip(r.chunks_exact(width))
+                    .map(|(l, r)| [l, r].concat())
+                    .collect();
+                assert_eq!(frames, expected, "{output:?}");
+            }
+        }
+    }
+
+    #[test]
     fn formats_have_their_rates_delays_and_sizes() {
         assert_eq!(Output::Pcm16k.delay(), ClockTime::from_nseconds(2_562_500));
         assert_eq!(Output::Pcm8k.delay(), ClockTime::ZERO);
@@ -196,20 +281,42 @@ mod tests {
     }
 
     #[test]
-    fn caps_name_the_format() {
+    fn caps_name_the_format_and_the_channels() {
         gst::init().unwrap();
-        let formats: Vec<_> = Output::template_caps()
+        for channels in [1, 2] {
+            let caps = Output::caps(channels);
+            let formats: Vec<_> = caps
+                .iter()
+                .map(|s| {
+                    assert_eq!(s.get::<i32>("channels"), Ok(channels as i32));
+                    Output::from_caps(&gst::Caps::from(s.to_owned()))
+                })
+                .collect();
+            assert_eq!(
+                formats,
+                [
+                    Some(Output::Pcm16k),
+                    Some(Output::Pcm8k),
+                    Some(Output::Mulaw)
+                ]
+            );
+        }
+        let stereo = Output::caps(2);
+        let mask = stereo
+            .structure(0)
+            .unwrap()
+            .get::<gst::Bitmask>("channel-mask");
+        assert_eq!(mask, Ok(gst::Bitmask::new(STEREO_MASK)));
+        // The template: mono first (the default), then two channels.
+        let template: Vec<_> = Output::template_caps()
             .iter()
-            .map(|s| Output::from_caps(&gst::Caps::from(s.to_owned())))
+            .map(|s| s.to_owned())
             .collect();
-        assert_eq!(
-            formats,
-            [
-                Some(Output::Pcm16k),
-                Some(Output::Pcm8k),
-                Some(Output::Mulaw)
-            ]
-        );
+        let expected: Vec<_> = (Output::caps(1).iter())
+            .chain(Output::caps(2).iter())
+            .map(|s| s.to_owned())
+            .collect();
+        assert_eq!(template, expected);
         let caps = gst::Caps::builder("audio/x-raw")
             .field("rate", 48000)
             .build();

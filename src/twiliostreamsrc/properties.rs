@@ -12,7 +12,45 @@ use super::imp::TwilioStreamSrc;
 use crate::call::{self, Call, SRC_COUNTERS, Slot, Stats, counter_pspecs, find_counter};
 use crate::endpoint::{self, Endpoint};
 use crate::messages;
-use crate::protocol::StartInfo;
+use crate::protocol::{StartInfo, Track};
+
+/// Which of the call's tracks the src outputs (the `track` property).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstTwilioStreamSrcTrack")]
+pub enum Tracks {
+    /// The caller, mono.
+    #[default]
+    #[enum_value(name = "The inbound track (the caller), mono", nick = "inbound")]
+    Inbound = 0,
+    /// What the caller hears, mono.
+    #[enum_value(
+        name = "The outbound track (what the caller hears), mono",
+        nick = "outbound"
+    )]
+    Outbound = 1,
+    /// Both, two channels: inbound left, outbound right.
+    #[enum_value(
+        name = "Both tracks in two channels: 0 (front left) inbound, 1 (front right) outbound",
+        nick = "both"
+    )]
+    Both = 2,
+}
+
+impl Tracks {
+    /// The one track of a mono output; None for both.
+    pub fn mono(self) -> Option<Track> {
+        match self {
+            Tracks::Inbound => Some(Track::Inbound),
+            Tracks::Outbound => Some(Track::Outbound),
+            Tracks::Both => None,
+        }
+    }
+
+    pub fn channels(self) -> u32 {
+        if self == Tracks::Both { 2 } else { 1 }
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct Settings {
@@ -22,6 +60,8 @@ pub(super) struct Settings {
     pub(super) latency_ms: u32,
     /// Push from the call's network task instead of a streaming thread.
     pub(super) shared_threads: bool,
+    /// The track(s) to output.
+    pub(super) track: Tracks,
 }
 
 /// The specs of every property.
@@ -47,6 +87,19 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                 .maximum(10_000)
                 .default_value(0)
                 .mutable_playing()
+                .build(),
+            glib::ParamSpecEnum::builder::<Tracks>("track")
+                .nick("Track")
+                .blurb(
+                    "Which side of the call to output: inbound (the caller), outbound (what \
+                        the caller hears; needs <Start><Stream track=\"outbound_track\"> or \
+                        \"both_tracks\"), or both as two channels aligned by Twilio's \
+                        timestamps (channel 0 inbound, 1 outbound; waits at most 60 ms for \
+                        the slower track, which adds to the latency). A track the stream does not carry \
+                        is silence, with a warning",
+                )
+                .default_value(Tracks::Inbound)
+                .mutable_ready()
                 .build(),
             glib::ParamSpecBoolean::builder("shared-threads")
                 .nick("Shared threads")
@@ -120,6 +173,7 @@ impl TwilioStreamSrc {
                 let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
             }
             "shared-threads" => settings.shared_threads = value.get().unwrap(),
+            "track" => settings.track = value.get().unwrap(),
             "call-name" => {
                 settings.call_name = value
                     .get::<Option<String>>()
@@ -169,6 +223,7 @@ impl TwilioStreamSrc {
             "call-name" => self.settings.lock().unwrap().call_name.to_value(),
             "latency" => self.settings.lock().unwrap().latency_ms.to_value(),
             "shared-threads" => self.settings.lock().unwrap().shared_threads.to_value(),
+            "track" => self.settings.lock().unwrap().track.to_value(),
             "call-sid" => sid(|s| &s.call_sid),
             "stream-sid" => sid(|s| &s.stream_sid),
             "account-sid" => sid(|s| &s.account_sid),

@@ -18,12 +18,12 @@ use gst::ClockTime;
 /// Nanoseconds per 8 kHz sample.
 pub const NS_PER_SAMPLE: u64 = 125_000;
 /// Timestamp deviations below this (in 8 kHz samples) are rounding, not gaps.
-const GAP_TOLERANCE: u64 = 80;
+pub(super) const GAP_TOLERANCE: u64 = 80;
 /// Longest gap filled with silence (5 s); longer ones make the timestamps jump.
-const MAX_SILENCE: u64 = 5 * 8000;
+pub(super) const MAX_SILENCE: u64 = 5 * 8000;
 /// How far `media.timestamp` may run ahead of the time that really passed
 /// since the first chunk before it is taken for garbage (10 s, in samples).
-const MAX_AHEAD: u64 = 10 * 8000;
+pub(super) const MAX_AHEAD: u64 = 10 * 8000;
 
 /// What the timeline needs to know of a `media` chunk.
 #[derive(Debug, Clone, Copy)]

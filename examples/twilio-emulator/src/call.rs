@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use gsttwiliostream::protocol::{
-    Counter, Dtmf, Inbound, InboundMedia, Mark, MediaFormat, Outbound, StartInfo, StopInfo,
+    Counter, Dtmf, Inbound, InboundMedia, Mark, MediaFormat, Outbound, StartInfo, StopInfo, Track,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -37,10 +37,16 @@ pub struct CallParams {
     pub account_sid: String,
     pub call_sid: String,
     pub stream_sid: String,
+    /// `start.tracks`: `["inbound"]` (the default; a `<Connect><Stream>`),
+    /// `["outbound"]` or `["inbound","outbound"]` (a one-way `<Start><Stream>`
+    /// with `track="outbound_track"` / `"both_tracks"`).
     pub tracks: Vec<String>,
     pub custom_parameters: BTreeMap<String, String>,
     /// `media.timestamp` of the first chunk; real calls rarely start at 0.
     pub first_timestamp_ms: u64,
+    /// Number the chunks of both tracks with one `media.chunk` counter
+    /// instead of one per track (Twilio's choice is unconfirmed).
+    pub shared_chunk_counter: bool,
 }
 
 static NEXT_SID: AtomicU64 = AtomicU64::new(1);
@@ -52,6 +58,29 @@ pub fn sid(prefix: &str) -> String {
     format!("{prefix}{:016x}{:016x}", salt, n)
 }
 
+impl CallParams {
+    /// A stream of `tracks` (each as `media.track` names it), otherwise the default.
+    pub fn with_tracks(tracks: &[Track]) -> CallParams {
+        CallParams {
+            tracks: tracks.iter().map(|t| t.as_str().to_owned()).collect(),
+            ..CallParams::default()
+        }
+    }
+
+    /// Whether `start.tracks` has `track`.
+    pub fn carries(&self, track: Track) -> bool {
+        self.tracks
+            .iter()
+            .any(|t| Track::from_wire(t) == Some(track))
+    }
+
+    /// A one-way `<Start><Stream>` with the outbound track: Twilio takes
+    /// nothing back on it (error 31924).
+    pub fn unidirectional(&self) -> bool {
+        self.carries(Track::Outbound)
+    }
+}
+
 impl Default for CallParams {
     fn default() -> Self {
         CallParams {
@@ -61,6 +90,7 @@ impl Default for CallParams {
             tracks: vec!["inbound".to_owned()],
             custom_parameters: BTreeMap::new(),
             first_timestamp_ms: 155,
+            shared_chunk_counter: false,
         }
     }
 }
@@ -87,9 +117,11 @@ pub struct TwilioCall {
     playback: Arc<Mutex<Playback>>,
     /// Shared with the playout, which sends marks back.
     sequence: Arc<AtomicU64>,
-    chunk: u64,
-    /// Audio position of the next chunk, in 8 kHz samples.
-    position: u64,
+    /// `media.chunk` of each track's next chunk (only the first is used
+    /// with a shared counter).
+    chunks: [u64; 2],
+    /// Audio position of each track's next chunk, in 8 kHz samples.
+    positions: [u64; 2],
 }
 
 impl TwilioCall {
@@ -136,6 +168,7 @@ impl TwilioCall {
         let playback = Arc::new(Mutex::new(Playback::default()));
         let sequence = Arc::new(AtomicU64::new(1));
         let stream_sid = params.stream_sid.clone();
+        let unidirectional = params.unidirectional();
         let mut player = {
             let (out, sequence, stream_sid) = (out.clone(), sequence.clone(), stream_sid.clone());
             Player::new(playback.clone(), move |name: &str| {
@@ -162,6 +195,9 @@ impl TwilioCall {
                     }
                 };
                 let item = match msg {
+                    Some(Ok(Message::Text(text))) if unidirectional => Received::Invalid(format!(
+                        "a message on a one-way stream (Twilio error 31924): {text}"
+                    )),
                     Some(Ok(Message::Text(text))) => {
                         match serde_json::from_str::<Outbound>(&text) {
                             Ok(out) if out_sid(&out) != stream_sid => {
@@ -200,8 +236,8 @@ impl TwilioCall {
             writer,
             playback,
             sequence,
-            chunk: 1,
-            position: 0,
+            chunks: [1, 1],
+            positions: [0, 0],
         }
     }
 
@@ -246,48 +282,80 @@ impl TwilioCall {
         Counter(self.sequence.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// `media.timestamp` the next chunk will carry.
+    /// `media.timestamp` the next inbound chunk will carry.
     pub fn next_timestamp_ms(&self) -> u64 {
-        self.params.first_timestamp_ms + self.position / 8
+        self.next_timestamp_ms_on(Track::Inbound)
     }
 
-    /// Seconds of audio sent (or skipped) so far.
+    /// `media.timestamp` the next chunk of `track` will carry: both tracks
+    /// count from the start of the stream.
+    pub fn next_timestamp_ms_on(&self, track: Track) -> u64 {
+        self.params.first_timestamp_ms + self.positions[track.index()] / 8
+    }
+
+    /// Seconds of audio sent (or skipped) so far, on the track furthest on.
     pub fn audio_seconds(&self) -> f64 {
-        self.position as f64 / 8000.0
+        self.positions.iter().max().copied().unwrap_or(0) as f64 / 8000.0
     }
 
-    /// Sends one chunk of μ-law, numbered and timestamped in order.
+    /// Sends one chunk of the caller's μ-law, numbered and timestamped in order.
     pub fn send_media(&mut self, ulaw: &[u8]) -> Result<(), Disconnected> {
-        let msg = self.media_message(ulaw);
+        self.send_media_on(Track::Inbound, ulaw)
+    }
+
+    /// Sends one chunk of `track`, numbered and timestamped in its order.
+    pub fn send_media_on(&mut self, track: Track, ulaw: &[u8]) -> Result<(), Disconnected> {
+        let msg = self.media_message_on(track, ulaw);
         self.send(&msg)
     }
 
-    /// The `media` message the next chunk would be, advancing the counters.
+    /// The inbound `media` message the next chunk would be, advancing the counters.
     pub fn media_message(&mut self, ulaw: &[u8]) -> Inbound<'static> {
+        self.media_message_on(Track::Inbound, ulaw)
+    }
+
+    /// The `media` message of `track` the next chunk would be, advancing
+    /// the counters.
+    pub fn media_message_on(&mut self, track: Track, ulaw: &[u8]) -> Inbound<'static> {
         use base64::Engine as _;
         let msg = Inbound::Media {
             sequence_number: Some(self.next_sequence()),
             stream_sid: self.params.stream_sid.clone().into(),
             media: InboundMedia {
-                track: "inbound".into(),
-                chunk: Some(Counter(self.chunk)),
-                timestamp: Counter(self.next_timestamp_ms()),
+                track: track.as_str().into(),
+                chunk: Some(Counter(*self.chunk_counter(track))),
+                timestamp: Counter(self.next_timestamp_ms_on(track)),
                 payload: base64::engine::general_purpose::STANDARD
                     .encode(ulaw)
                     .into(),
             },
         };
-        self.chunk += 1;
-        self.position += ulaw.len() as u64;
+        *self.chunk_counter(track) += 1;
+        self.positions[track.index()] += ulaw.len() as u64;
         msg
     }
 
-    /// Advances the counters as if a chunk of `samples` was sent, without
-    /// sending it: a chunk lost on the way.
+    /// The `media.chunk` counter of `track`.
+    fn chunk_counter(&mut self, track: Track) -> &mut u64 {
+        let i = if self.params.shared_chunk_counter {
+            0
+        } else {
+            track.index()
+        };
+        &mut self.chunks[i]
+    }
+
+    /// Advances the counters as if an inbound chunk of `samples` was sent,
+    /// without sending it: a chunk lost on the way.
     pub fn lose_media(&mut self, samples: usize) {
+        self.lose_media_on(Track::Inbound, samples)
+    }
+
+    /// [`lose_media`](Self::lose_media) for a chunk of `track`.
+    pub fn lose_media_on(&mut self, track: Track, samples: usize) {
         self.sequence.fetch_add(1, Ordering::Relaxed);
-        self.chunk += 1;
-        self.position += samples as u64;
+        *self.chunk_counter(track) += 1;
+        self.positions[track.index()] += samples as u64;
     }
 
     pub fn send_dtmf(&mut self, digit: &str) -> Result<(), Disconnected> {

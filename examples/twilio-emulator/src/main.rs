@@ -5,8 +5,31 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use gsttwiliostream::protocol::Track;
 use twilio_emulator::{CallParams, Dialer, Ending, Playout, Script, TwilioCall, audio};
+
+/// Which tracks the emulated stream carries, as TwiML asks for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Tracks {
+    /// The caller only, as <Connect><Stream> sends it (what the plugin sends
+    /// is played to the caller)
+    Inbound,
+    /// What the caller hears only: <Start><Stream track="outbound_track"> (one-way)
+    Outbound,
+    /// Both, interleaved frame by frame: <Start><Stream track="both_tracks"> (one-way)
+    Both,
+}
+
+impl Tracks {
+    fn tracks(self) -> &'static [Track] {
+        match self {
+            Tracks::Inbound => &[Track::Inbound],
+            Tracks::Outbound => &[Track::Outbound],
+            Tracks::Both => &[Track::Inbound, Track::Outbound],
+        }
+    }
+}
 
 /// Plays Twilio's side of Media Streams calls against a WebSocket URL.
 #[derive(Parser, Debug)]
@@ -15,13 +38,34 @@ struct Args {
     /// WebSocket URL of the plugin, e.g. ws://127.0.0.1:8080/
     url: String,
 
+    /// The tracks of the stream: inbound (the caller), outbound (what the
+    /// caller hears) or both (one-way streams take nothing back)
+    #[arg(long = "track", value_enum, default_value_t = Tracks::Inbound)]
+    track: Tracks,
+
     /// Play this WAV file (8, 16, 24 or 48 kHz; channels are mixed to mono)
+    /// as the caller; with --track outbound, as the outbound track unless
+    /// --outbound-wav/--outbound-tone say otherwise
     #[arg(long, conflicts_with = "tone")]
     wav: Option<PathBuf>,
 
-    /// Play a sine tone of this frequency in Hz (the default: 440 Hz)
+    /// Play a sine tone of this frequency in Hz (the default: 440 Hz), as --wav
     #[arg(long)]
     tone: Option<f64>,
+
+    /// The outbound track from this WAV file (with --track outbound or both)
+    #[arg(long, conflicts_with = "outbound_tone")]
+    outbound_wav: Option<PathBuf>,
+
+    /// The outbound track as a tone of this frequency in Hz (with --track
+    /// both, the default: 660 Hz, as long and loud as the caller's tone)
+    #[arg(long)]
+    outbound_tone: Option<f64>,
+
+    /// Number the chunks of both tracks with one media.chunk counter instead
+    /// of one per track
+    #[arg(long)]
+    shared_chunk_counter: bool,
 
     /// Length of the tone in seconds
     #[arg(long, default_value_t = 3.0)]
@@ -81,6 +125,14 @@ struct Args {
     record: Option<PathBuf>,
 }
 
+/// A WAV file's audio, or a tone of `freq` Hz as long and loud as asked.
+fn read_audio(wav: Option<&std::path::Path>, freq: f64, args: &Args) -> Result<Vec<i16>, String> {
+    match wav {
+        Some(path) => audio::read_wav(path),
+        None => Ok(audio::tone(freq, args.amplitude, args.seconds)),
+    }
+}
+
 fn parse_dtmf(s: &str) -> Result<(f64, String), String> {
     let (digit, at) = s
         .split_once('@')
@@ -99,18 +151,39 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let pcm = match &args.wav {
-        Some(path) => match audio::read_wav(path) {
-            Ok(pcm) => pcm,
+    let pcm = match read_audio(args.wav.as_deref(), args.tone.unwrap_or(440.0), &args) {
+        Ok(pcm) => pcm,
+        Err(e) => {
+            eprintln!("twilio-emulator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outbound = if args.outbound_wav.is_some() || args.outbound_tone.is_some() {
+        let tone = args.outbound_tone.unwrap_or(660.0);
+        match read_audio(args.outbound_wav.as_deref(), tone, &args) {
+            Ok(pcm) => Some(pcm),
             Err(e) => {
                 eprintln!("twilio-emulator: {e}");
                 return ExitCode::FAILURE;
             }
-        },
-        None => audio::tone(args.tone.unwrap_or(440.0), args.amplitude, args.seconds),
+        }
+    } else {
+        None
     };
+    // --track outbound plays the one source given; both has two.
+    let (inbound, outbound) = match args.track {
+        Tracks::Inbound => (pcm, Vec::new()),
+        Tracks::Outbound => (Vec::new(), outbound.unwrap_or(pcm)),
+        Tracks::Both => {
+            let outbound = outbound
+                .unwrap_or_else(|| audio::tone(660.0, args.amplitude, pcm.len() as f64 / 8000.0));
+            (pcm, outbound)
+        }
+    };
+    let seconds = inbound.len().max(outbound.len()) as f64 / 8000.0;
     let script = Script {
-        audio: audio::encode(&pcm),
+        audio: audio::encode(&inbound),
+        outbound: audio::encode(&outbound),
         chunk_samples: args.chunk_ms.max(1) * 8,
         realtime: !args.fast,
         dtmf: args.dtmf.clone(),
@@ -121,11 +194,11 @@ async fn main() -> ExitCode {
             Ending::Stop
         },
     };
+    let track_names: Vec<&str> = args.track.tracks().iter().map(|t| t.as_str()).collect();
     println!(
-        "twilio-emulator: {} call(s) to {}, {:.2} s of audio each{}",
+        "twilio-emulator: {} call(s) to {}, {seconds:.2} s of audio each{}, tracks {track_names:?}",
         args.calls,
         args.url,
-        pcm.len() as f64 / 8000.0,
         if args.fast {
             ", as fast as possible"
         } else {
@@ -153,7 +226,8 @@ async fn main() -> ExitCode {
         let params = CallParams {
             custom_parameters: args.params.iter().cloned().collect(),
             first_timestamp_ms: args.first_timestamp,
-            ..CallParams::default()
+            shared_chunk_counter: args.shared_chunk_counter,
+            ..CallParams::with_tracks(args.track.tracks())
         };
         let url = args.url.clone();
         let script = script.clone();

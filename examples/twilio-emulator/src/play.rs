@@ -1,10 +1,14 @@
 //! Scripted calls: play audio (with DTMF at chosen times) into a stream in
 //! real time or as fast as possible, listen to what comes back, hang up.
+//! A stream with both tracks gets one chunk of each per frame, inbound
+//! first, on one clock, the shorter track going on in silence (Twilio
+//! streams both continuously).
 
 use std::time::Duration;
 
 use base64::Engine as _;
-use gsttwiliostream::protocol::Outbound;
+use gsttwiliostream::codec::g711;
+use gsttwiliostream::protocol::{Outbound, Track};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::call::{Disconnected, Received, TwilioCall};
@@ -19,11 +23,13 @@ pub enum Ending {
     Drop,
 }
 
-/// What to play into a call.
+/// What to play into a call: the tracks its `start.tracks` names.
 #[derive(Debug, Clone)]
 pub struct Script {
-    /// 8 kHz μ-law.
+    /// The inbound track (the caller): 8 kHz μ-law.
     pub audio: Vec<u8>,
+    /// The outbound track (what the caller hears), for a stream that has one.
+    pub outbound: Vec<u8>,
     /// Samples per media message (160 = 20 ms).
     pub chunk_samples: usize,
     /// Pace the chunks in real time, or send them as fast as possible.
@@ -39,6 +45,7 @@ impl Default for Script {
     fn default() -> Self {
         Script {
             audio: Vec::new(),
+            outbound: Vec::new(),
             chunk_samples: 160,
             realtime: true,
             dtmf: Vec::new(),
@@ -98,14 +105,38 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
     dtmf.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut dtmf = dtmf.into_iter().peekable();
 
-    for chunk in script.audio.chunks(script.chunk_samples.max(1)) {
+    let tracks: Vec<(Track, &[u8])> = [
+        (Track::Inbound, &script.audio),
+        (Track::Outbound, &script.outbound),
+    ]
+    .into_iter()
+    .filter(|(track, _)| call.params.carries(*track))
+    .map(|(track, audio)| (track, audio.as_slice()))
+    .collect();
+    let chunk_samples = script.chunk_samples.max(1);
+    let longest = tracks.iter().map(|(_, a)| a.len()).max().unwrap_or(0);
+    let mut padded = Vec::with_capacity(chunk_samples);
+    for start in (0..longest).step_by(chunk_samples) {
         if script.realtime {
             ticks.tick().await;
         }
         while let Some((_, digit)) = dtmf.next_if(|(at, _)| *at <= call.audio_seconds()) {
             call.send_dtmf(&digit)?;
         }
-        call.send_media(chunk)?;
+        let len = chunk_samples.min(longest - start);
+        for &(track, audio) in &tracks {
+            // A track that ended goes on in silence.
+            let have = audio.get(start..).unwrap_or_default();
+            let chunk = if have.len() >= len {
+                &have[..len]
+            } else {
+                padded.clear();
+                padded.extend_from_slice(have);
+                padded.resize(len, g711::SILENCE);
+                &padded[..]
+            };
+            call.send_media_on(track, chunk)?;
+        }
         report.drain(&mut call);
         if report.closed_by_plugin.is_some() {
             report.playback = call.playback();

@@ -1,0 +1,436 @@
+//! The call's media turned into buffers, for the `track` chosen.
+//!
+//! * Mono (`inbound`, `outbound`): that track's chunks, placed one by one by
+//!   the `timeline`; the other track's are dropped. If the stream does not
+//!   carry the track, the other one's chunks stand in as silence of their
+//!   length, so the output still follows the call's clock.
+//! * `both`: the two tracks aligned by `tracks` (the [`Aligner`]), one
+//!   [`Timeline`] for their shared clock, converted into two interleaved
+//!   channels.
+//!
+//! Also the warning for a track the stream lacks, and the end of the audio
+//! (what the aligner still holds, the upsamplers' tail).
+
+use std::time::Instant;
+
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::imp::{CAT, State, TwilioStreamSrc};
+use super::output::Output;
+use super::properties::Tracks;
+use super::timeline::{self, NS_PER_SAMPLE, Timeline};
+use super::tracks::{Aligner, Frame, Placed, TRACK_WAIT};
+use crate::call::{MediaChunk, Stat};
+use crate::codec::{Upsampler, g711};
+use crate::protocol::{StartInfo, Track};
+
+/// Which tracks `start` says the stream carries, in channel order. A stream
+/// that names neither is taken for the caller's (the only kind Twilio has
+/// without an outbound track).
+pub(super) fn carried(start: &StartInfo) -> [bool; 2] {
+    let [inbound, outbound] = Track::ALL.map(|t| start.carries(t));
+    [inbound || !outbound, outbound]
+}
+
+/// How long `track=both` waits at most for the slower track, added to the
+/// latency it reports.
+pub(super) fn track_wait() -> gst::ClockTime {
+    gst::ClockTime::from_nseconds(TRACK_WAIT * NS_PER_SAMPLE)
+}
+
+impl TwilioStreamSrc {
+    /// At `start`: notes which tracks the stream carries, and warns (once,
+    /// as there is one `start`) if it lacks one this src outputs.
+    pub(super) fn check_tracks(&self, start: &StartInfo) {
+        let carried = carried(start);
+        let tracks = {
+            let mut state = self.state.lock().unwrap();
+            state.carried = carried;
+            state.tracks
+        };
+        let missing: Vec<Track> = Track::ALL
+            .into_iter()
+            .filter(|t| !carried[t.index()] && tracks.mono().is_none_or(|m| m == *t))
+            .collect();
+        let Some(track) = missing.first() else {
+            return;
+        };
+        let nick = match tracks {
+            Tracks::Inbound => "inbound",
+            Tracks::Outbound => "outbound",
+            Tracks::Both => "both",
+        };
+        let has = Track::ALL
+            .into_iter()
+            .filter(|t| carried[t.index()])
+            .map(Track::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let gets = match tracks {
+            Tracks::Both => format!("gets silence in channel {} ({track})", track.index()),
+            _ => "gets silence".to_owned(),
+        };
+        gst::element_imp_warning!(
+            self,
+            gst::ResourceError::Settings,
+            ("The stream carries only [{has}]; track={nick} {gets}"),
+            [
+                "start.tracks is {:?}. <Connect><Stream> and <Start><Stream> without a \
+                 track attribute carry the caller only; use <Start><Stream \
+                 track=\"both_tracks\"> (or \"outbound_track\") for what the caller hears",
+                start.tracks
+            ]
+        );
+    }
+
+    /// A media chunk: a buffer when there is audio to push.
+    pub(super) fn handle_media(
+        &self,
+        chunk: MediaChunk,
+    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        if chunk.ulaw.is_empty() {
+            return Ok(None);
+        }
+        let mut state = self.state.lock().unwrap();
+        if state.output.is_none() {
+            drop(state);
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["No caps negotiated"]);
+            return Err(gst::FlowError::NotNegotiated);
+        }
+        let buffer = match state.tracks.mono() {
+            Some(track) => self.mono_media(&mut state, track, &chunk),
+            None => self.both_media(&mut state, &chunk),
+        };
+        if let Some(events) = &state.events {
+            events.recycle(chunk.ulaw);
+        }
+        buffer
+    }
+
+    /// `track` alone, or silence timed by the other if the stream lacks it.
+    fn mono_media(
+        &self,
+        state: &mut State,
+        track: Track,
+        chunk: &MediaChunk,
+    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        let carried = state.carried[track.index()];
+        let source = if carried { track } else { track.other() };
+        if chunk.track != source {
+            return Ok(None);
+        }
+        let (silence, discont) = self.place(state, chunk);
+        let buffer = if carried {
+            self.make_buffer(state, &chunk.ulaw, silence, discont)
+        } else {
+            self.make_buffer(state, &[], silence + chunk.ulaw.len() as u64, discont)
+        };
+        buffer.map(Some)
+    }
+
+    /// Both tracks: the chunk goes to the aligner; what both channels now
+    /// cover (or the wait gave up on) goes out.
+    fn both_media(
+        &self,
+        state: &mut State,
+        chunk: &MediaChunk,
+    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        if !state.carried[chunk.track.index()] {
+            // Not announced in start: neither waited for nor used.
+            gst::trace!(
+                CAT,
+                imp = self,
+                "ignoring media of the {} track",
+                chunk.track
+            );
+            return Ok(None);
+        }
+        if state.timeline.is_none() {
+            self.anchor(state, chunk);
+            let [inbound, outbound] = state.carried;
+            state.aligner = Some(Aligner::new(inbound, outbound, TRACK_WAIT));
+        }
+        let aligner = state.aligner.as_mut().expect("made with the timeline");
+        let placed = aligner.push(chunk.track, chunk.timestamp_ms, &chunk.ulaw, chunk.arrival);
+        let frame = aligner.next_frame();
+        self.log_placed(state, chunk, &placed);
+        // After a skipped gap, the frame after the jump goes out with the
+        // next chunk.
+        match frame {
+            Some(frame) => self.frame_buffer(state, frame, 0),
+            None => Ok(None),
+        }
+    }
+
+    fn log_placed(&self, state: &State, chunk: &MediaChunk, placed: &Placed) {
+        let track = chunk.track;
+        if let Some(ahead) = placed.ignored_ahead {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{track} chunk claims timestamp {} ms, {} s after the first one, {:.1} s in: \
+                 placing it after the track's last",
+                chunk.timestamp_ms,
+                ahead.due / 8000,
+                ahead.elapsed.as_secs_f64()
+            );
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::InvalidMessages, 1);
+            }
+        }
+        if placed.gap > 0 {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{track} track: gap of {} ms before timestamp {} ms, filled with silence",
+                placed.gap / 8,
+                chunk.timestamp_ms
+            );
+        }
+        if placed.late > 0 {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "{track} track: {} ms of the chunk at {} ms came too late, dropped",
+                placed.late / 8,
+                chunk.timestamp_ms
+            );
+        }
+        if placed.skipped > 0 {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "no media on either track for {} ms before timestamp {} ms: timestamps jump",
+                placed.skipped / 8,
+                chunk.timestamp_ms
+            );
+        }
+    }
+
+    /// A two-channel buffer of `frame` followed by `tail` samples of silence
+    /// (the upsamplers' tail at the end), at the current position.
+    fn frame_buffer(
+        &self,
+        state: &mut State,
+        frame: Frame,
+        tail: usize,
+    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        let output = state.output.ok_or(gst::FlowError::NotNegotiated)?;
+        let State {
+            aligner,
+            timeline,
+            stereo,
+            call,
+            ..
+        } = state;
+        let (Some(aligner), Some(timeline)) = (aligner.as_mut(), timeline.as_mut()) else {
+            return Ok(None);
+        };
+        for track in Track::ALL.into_iter().filter(|t| frame.lost[t.index()] > 0) {
+            let lost = frame.lost[track.index()];
+            if let Some(call) = call {
+                call.stats.add(Stat::ChunksLost.of_track(track), lost);
+            }
+            gst::debug!(CAT, imp = self, "{track} track: {lost} chunk(s) lost");
+        }
+        timeline.advance(frame.jump);
+        let samples = frame.samples + tail;
+        if samples == 0 {
+            return Ok(None);
+        }
+        let span = timeline.span(samples as u64, output.factor(), output.delay());
+        let width = 2 * output.bytes_per_input_sample();
+        let mut buffer =
+            gst::Buffer::with_size(samples * width).map_err(|_| gst::FlowError::Error)?;
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(span.pts);
+            buffer.set_duration(span.duration);
+            buffer.set_offset(span.offset);
+            buffer.set_offset_end(span.offset_end);
+            if frame.discont {
+                buffer.set_flags(gst::BufferFlags::DISCONT);
+            }
+            let mut map = buffer.map_writable().map_err(|_| gst::FlowError::Error)?;
+            let (body, rest) = map.as_mut_slice().split_at_mut(frame.samples * width);
+            let n = frame.samples;
+            let channels = [
+                &aligner.channel(Track::Inbound)[..n],
+                &aligner.channel(Track::Outbound)[..n],
+            ];
+            stereo.write(output, 0, channels, body);
+            if tail > 0 {
+                stereo.write(output, tail, [&[], &[]], rest);
+            }
+        }
+        aligner.consume(frame.samples);
+        timeline.advance(samples as u64);
+        Ok(Some(buffer))
+    }
+
+    /// The end of the audio: what the aligner still holds, and the audio
+    /// still inside the upsampler(s), pushed out with silence.
+    pub(super) fn drain(&self, state: &mut State) -> Option<gst::Buffer> {
+        state.timeline.as_ref()?;
+        let tail = match state.output {
+            Some(Output::Pcm16k) => Upsampler::DELAY.div_ceil(2),
+            _ => 0,
+        };
+        if state.tracks == Tracks::Both {
+            let frame = state.aligner.as_mut().and_then(Aligner::finish);
+            return self
+                .frame_buffer(state, frame.unwrap_or_default(), tail)
+                .ok()
+                .flatten();
+        }
+        if tail == 0 {
+            return None;
+        }
+        let zeros = vec![g711::SILENCE; tail];
+        self.make_buffer(state, &zeros, 0, false).ok()
+    }
+
+    /// Starts the timeline at the first chunk.
+    fn anchor(&self, state: &mut State, chunk: &MediaChunk) {
+        let output = state.output.expect("checked by the caller");
+        let obj = self.obj();
+        let now = match (obj.clock(), obj.base_time()) {
+            (Some(clock), Some(base)) => clock.time().saturating_sub(base),
+            _ => gst::ClockTime::ZERO,
+        };
+        let waited = Instant::now().saturating_duration_since(chunk.arrival);
+        let tracks = state.start.as_ref().map_or(&[][..], |s| &s.tracks[..]);
+        let timeline = Timeline::first(&placing(chunk), now, waited, output.delay(), tracks);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "first chunk (timestamp {} ms) anchored at {}",
+            chunk.timestamp_ms,
+            timeline.anchor()
+        );
+        state.timeline = Some(timeline);
+    }
+
+    /// Places a chunk in time: returns the silence to insert before it and
+    /// whether the stream is discontinuous there.
+    fn place(&self, state: &mut State, chunk: &MediaChunk) -> (u64, bool) {
+        let Some(timeline) = state.timeline.as_mut() else {
+            self.anchor(state, chunk);
+            return (0, false);
+        };
+        let placed = timeline.place(&placing(chunk));
+        if let Some(ahead) = placed.ignored_ahead {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "chunk {:?} claims timestamp {} ms, {} s after the first one, {:.1} s in: ignoring it",
+                chunk.chunk,
+                chunk.timestamp_ms,
+                ahead.due / 8000,
+                ahead.elapsed.as_secs_f64()
+            );
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::InvalidMessages, 1);
+            }
+        }
+        if placed.overlap {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {:?} (timestamp {} ms) overlaps what was played, keeping it contiguous",
+                chunk.chunk,
+                chunk.timestamp_ms
+            );
+        }
+        if placed.lost > 0 {
+            if let Some(call) = &state.call {
+                call.stats
+                    .add(Stat::ChunksLost.of_track(chunk.track), placed.lost);
+            }
+            gst::warning!(
+                CAT,
+                imp = self,
+                "gap of {} ms before chunk {:?} (timestamp {} ms): {} chunk(s) lost",
+                placed.gap / 8,
+                chunk.chunk,
+                chunk.timestamp_ms,
+                placed.lost
+            );
+        }
+        (placed.silence, placed.discont)
+    }
+
+    /// A buffer of `silence` 8 kHz samples of silence followed by `ulaw`, in
+    /// the output format, at the current position.
+    fn make_buffer(
+        &self,
+        state: &mut State,
+        ulaw: &[u8],
+        silence: u64,
+        discont: bool,
+    ) -> Result<gst::Buffer, gst::FlowError> {
+        let output = state.output.ok_or(gst::FlowError::NotNegotiated)?;
+        let timeline = state.timeline.as_mut().expect("placed before");
+        let samples = silence + ulaw.len() as u64;
+        let span = timeline.span(samples, output.factor(), output.delay());
+        let mut buffer = gst::Buffer::with_size(samples as usize * output.bytes_per_input_sample())
+            .map_err(|_| gst::FlowError::Error)?;
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(span.pts);
+            buffer.set_duration(span.duration);
+            buffer.set_offset(span.offset);
+            buffer.set_offset_end(span.offset_end);
+            if discont {
+                buffer.set_flags(gst::BufferFlags::DISCONT);
+            }
+            let mut map = buffer.map_writable().map_err(|_| gst::FlowError::Error)?;
+            state
+                .converter
+                .write(output, silence as usize, ulaw, map.as_mut_slice());
+        }
+        timeline.advance(samples);
+        Ok(buffer)
+    }
+}
+
+/// What the timeline needs to know of a chunk.
+fn placing(chunk: &MediaChunk) -> timeline::Chunk {
+    timeline::Chunk {
+        timestamp_ms: chunk.timestamp_ms,
+        number: chunk.chunk,
+        samples: chunk.ulaw.len() as u64,
+        arrival: chunk.arrival,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(tracks: &[&str]) -> StartInfo {
+        StartInfo {
+            account_sid: "AC1".into(),
+            stream_sid: "MZ1".into(),
+            call_sid: "CA1".into(),
+            tracks: tracks.iter().map(|t| t.to_string()).collect(),
+            custom_parameters: Default::default(),
+            media_format: None,
+        }
+    }
+
+    #[test]
+    fn a_stream_carries_the_tracks_start_names_or_else_the_caller() {
+        assert_eq!(carried(&start(&["inbound"])), [true, false]);
+        assert_eq!(carried(&start(&["outbound"])), [false, true]);
+        assert_eq!(carried(&start(&["inbound", "outbound"])), [true, true]);
+        assert_eq!(carried(&start(&[])), [true, false]);
+        assert_eq!(carried(&start(&["something"])), [true, false]);
+    }
+
+    #[test]
+    fn the_track_wait_is_60_ms() {
+        assert_eq!(track_wait(), gst::ClockTime::from_mseconds(60));
+    }
+}
