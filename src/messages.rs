@@ -6,6 +6,7 @@ use gst::prelude::*;
 
 use crate::call::DtmfDigit;
 use crate::protocol::{StartInfo, StopInfo};
+use crate::quality::Figures;
 
 /// `twilio-start`: call-sid, stream-sid, account-sid, tracks, custom-parameters.
 pub fn start(start: &StartInfo) -> gst::Structure {
@@ -83,6 +84,29 @@ pub fn ended(reason: &str, stream_sid: &str, stats: gst::Structure) -> gst::Stru
         .field("reason", reason)
         .field("stream-sid", stream_sid)
         .field("stats", stats)
+        .build()
+}
+
+/// `twilio-quality`: stream-sid, and the figures over the last `interval`
+/// and over the `call` so far.
+pub fn quality(stream_sid: &str, interval: &Figures, call: &Figures) -> gst::Structure {
+    gst::Structure::builder("twilio-quality")
+        .field("stream-sid", stream_sid)
+        .field("interval", figures("interval", interval))
+        .field("call", figures("call", call))
+        .build()
+}
+
+/// A stretch's figures: chunks-received, chunks-lost, loss-percent, jitter
+/// (ms), late-chunks, mos.
+fn figures(name: &str, f: &Figures) -> gst::Structure {
+    gst::Structure::builder(name)
+        .field("chunks-received", f.received)
+        .field("chunks-lost", f.lost)
+        .field("loss-percent", f.loss_percent)
+        .field("jitter", f.jitter_ms)
+        .field("late-chunks", f.late)
+        .field("mos", f.mos)
         .build()
 }
 

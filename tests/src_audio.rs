@@ -109,7 +109,7 @@ fn pcm_16k_matches_an_ideal_resampler() {
 
 fn a_gap_becomes_silence_flagged_discont_and_counted() {
     let (p, collector, url) = start(
-        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+        "twiliostreamsrc name=src port=0 gap-fill=silence ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
     );
     let ulaw = encode(&sine(440.0, 8000.0, 8000.0, 160 * 20));
     rt().block_on(async {
@@ -155,7 +155,7 @@ fn a_gap_becomes_silence_flagged_discont_and_counted() {
 
 fn a_timestamp_jump_without_a_chunk_gap_is_a_gap_too() {
     let (p, collector, url) = start(
-        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+        "twiliostreamsrc name=src port=0 gap-fill=silence ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
     );
     let ulaw = vec![0x80u8; 160 * 4];
     rt().block_on(async {

@@ -68,6 +68,12 @@ impl Jitter {
         self.late
     }
 
+    /// Takes the next chunk for the first one again (the timestamps jumped),
+    /// keeping the jitter and the late count.
+    pub fn rebase(&mut self) {
+        self.first_transit = None;
+    }
+
     /// Starts over (a new stream), keeping the latency.
     pub fn reset(&mut self) {
         *self = Self::new(Duration::from_nanos(self.latency_ns as u64));

@@ -16,15 +16,16 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
-use super::media::track_wait;
 use super::output::{Converter, Output, StereoConverter};
-use super::properties::{self, Settings, Tracks};
+use super::properties::{self, GapFill, Settings, Tracks};
+use super::quality::{meter, reported_latency};
 use super::shared_threads::Shared;
 use super::timeline::Timeline;
 use super::tracks::Aligner;
 use crate::call::{Call, CallEvent, DtmfDigit, Events, Slot};
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
+use crate::quality::Meter;
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};
 
@@ -55,6 +56,12 @@ pub(super) struct State {
     /// `track=both`: the two tracks aligned, from the first chunk on.
     pub(super) aligner: Option<Aligner>,
     pub(super) stereo: StereoConverter,
+    /// What fills lost audio, as this run started with it.
+    pub(super) gap_fill: GapFill,
+    /// The call's quality, measured on the chunks output.
+    pub(super) meter: Meter,
+    /// A `twilio-quality` message is due.
+    pub(super) report_due: bool,
     /// The call ended: after the resampler tail, EOS.
     pub(super) finished: bool,
     /// Serialized events to push once the segment is out.
@@ -208,7 +215,9 @@ impl TwilioStreamSrc {
         gst::trace!(CAT, imp = self, "{event:?}");
         let tail = match event {
             Some(CallEvent::Media(chunk)) => {
-                return Ok(self.handle_media(chunk)?.map_or(Step::Next, Step::Buffer));
+                let buffer = self.handle_media(chunk)?;
+                self.post_due_report();
+                return Ok(buffer.map_or(Step::Next, Step::Buffer));
             }
             Some(CallEvent::Start(start)) => {
                 self.handle_start(start);
@@ -358,11 +367,19 @@ impl ElementImpl for TwilioStreamSrc {
 impl BaseSrcImpl for TwilioStreamSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        *self.state.lock().unwrap() = State {
-            tracks: settings.track,
-            carried: [true, false],
-            ..State::default()
-        };
+        {
+            let mut state = self.state.lock().unwrap();
+            *state = State {
+                tracks: settings.track,
+                carried: [true, false],
+                gap_fill: settings.gap_fill,
+                meter: meter(settings.quality_interval),
+                ..State::default()
+            };
+            let conceal = settings.gap_fill == GapFill::Plc;
+            state.converter.set_concealment(conceal);
+            state.stereo.set_concealment(conceal);
+        }
         self.shared.start(settings.shared_threads);
         // A call left from an earlier run must not be taken for a new one.
         let slot = self.slot();
@@ -443,10 +460,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
                     let settings = self.settings.lock().unwrap();
                     (settings.latency_ms, settings.track)
                 };
-                let mut latency = output.latency() + gst::ClockTime::from_mseconds(extra as u64);
-                if tracks == Tracks::Both {
-                    latency += track_wait();
-                }
+                let latency = reported_latency(output, extra, tracks);
                 gst::debug!(CAT, imp = self, "latency {latency}");
                 q.set(true, latency, gst::ClockTime::NONE);
                 true

@@ -102,6 +102,7 @@ impl TwilioStreamSrc {
             Some(track) => self.mono_media(&mut state, track, &chunk),
             None => self.both_media(&mut state, &chunk),
         };
+        self.measure(&mut state, &chunk);
         if let Some(events) = &state.events {
             events.recycle(chunk.ulaw);
         }
@@ -259,9 +260,13 @@ impl TwilioStreamSrc {
                 &aligner.channel(Track::Inbound)[..n],
                 &aligner.channel(Track::Outbound)[..n],
             ];
-            stereo.write(output, 0, channels, body);
+            let lost = [
+                &aligner.lost_mask(Track::Inbound)[..n],
+                &aligner.lost_mask(Track::Outbound)[..n],
+            ];
+            stereo.write(output, 0, channels, lost, body);
             if tail > 0 {
-                stereo.write(output, tail, [&[], &[]], rest);
+                stereo.write(output, tail, [&[], &[]], [&[], &[]], rest);
             }
         }
         aligner.consume(frame.samples);

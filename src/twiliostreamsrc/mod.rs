@@ -4,7 +4,7 @@
 //! The element's glue (state, caps, state changes, call events) is in
 //! `imp`; media to buffers for the chosen `track` in `media`; its properties
 //! in `properties`; pushing from the call's network task (`shared-threads`)
-//! in `shared_threads`. `timeline` places the chunks in time, `tracks`
+//! in `shared_threads`; the call's quality (jitter, MOS, reports) in `quality`. `timeline` places the chunks in time, `tracks`
 //! aligns two tracks, `output` converts μ-law to the output format: all
 //! three GStreamer-light and unit-tested with plain values.
 
@@ -20,6 +20,7 @@ mod imp;
 mod media;
 mod output;
 mod properties;
+mod quality;
 mod shared_threads;
 mod timeline;
 mod tracks;

@@ -5,6 +5,7 @@
 
 use gst::ClockTime;
 
+use crate::codec::plc::Concealer;
 use crate::codec::{Upsampler, g711};
 
 /// Twilio's customary chunk: the latency a live source of it has at least.
@@ -95,38 +96,81 @@ impl Output {
 }
 
 /// Turns μ-law into the output format, keeping the upsampler's history
-/// between chunks and reusing its scratch buffers.
+/// between chunks and reusing its scratch buffers. With concealment on
+/// (`gap-fill=plc`), its [`Concealer`] sees every sample at 8 kHz before the
+/// upsampler: received audio through `good` (untouched unless it follows a
+/// loss), lost stretches filled by `conceal`. μ-law output is the call's own
+/// bytes, passed through: its gaps stay silence.
 #[derive(Default)]
 pub struct Converter {
     upsampler: Upsampler,
+    concealer: Option<Box<Concealer>>,
     decoded: Vec<i16>,
     upsampled: Vec<i16>,
 }
 
 impl Converter {
-    /// Forgets the upsampler's history.
+    /// Forgets the upsampler's history and the concealer's.
     pub fn reset(&mut self) {
         self.upsampler.reset();
+        if let Some(concealer) = &mut self.concealer {
+            concealer.reset();
+        }
+    }
+
+    /// Conceals lost stretches (`gap-fill=plc`) or leaves them silent.
+    pub fn set_concealment(&mut self, on: bool) {
+        if on != self.concealer.is_some() {
+            self.concealer = on.then(|| Box::new(Concealer::new()));
+        }
     }
 
     /// Writes `silence` 8 kHz samples of silence followed by `ulaw` into
-    /// `out` as `output`; `out` holds exactly that many samples' bytes.
+    /// `out` as `output`; `out` holds exactly that many samples' bytes. The
+    /// silence is a loss: concealed when concealment is on.
     pub fn write(&mut self, output: Output, silence: usize, ulaw: &[u8], out: &mut [u8]) {
         if output == Output::Mulaw {
             out[..silence].fill(g711::SILENCE);
             out[silence..].copy_from_slice(ulaw);
             return;
         }
-        write_s16le(self.pcm(output, silence, ulaw), out);
+        write_s16le(self.pcm(output, silence, ulaw, None), out);
     }
 
-    /// `silence` samples of silence and `ulaw`, decoded (and upsampled for
-    /// 16 kHz output), in this converter's scratch buffer.
-    fn pcm(&mut self, output: Output, silence: usize, ulaw: &[u8]) -> &[i16] {
+    /// `silence` samples and `ulaw`, decoded (and upsampled for 16 kHz
+    /// output), in this converter's scratch buffer. Without `lost`, the
+    /// silence is a loss; with it, the silence is plain (the end's tail)
+    /// and `lost` marks which samples of `ulaw` stand in for lost ones.
+    fn pcm(
+        &mut self,
+        output: Output,
+        silence: usize,
+        ulaw: &[u8],
+        lost: Option<&[bool]>,
+    ) -> &[i16] {
         let decoded = &mut self.decoded;
         decoded.clear();
         decoded.resize(silence + ulaw.len(), 0);
         g711::decode_slice(ulaw, &mut decoded[silence..]);
+        if let Some(concealer) = &mut self.concealer {
+            let (gap, audio) = decoded.split_at_mut(silence);
+            match lost {
+                None => {
+                    if !gap.is_empty() {
+                        concealer.conceal(gap);
+                    }
+                    if !audio.is_empty() {
+                        concealer.good(audio);
+                    }
+                }
+                Some(lost) => {
+                    if !gap.is_empty() {
+                        concealer.good(gap);
+                    }
+                    conceal_runs(concealer, audio, lost);
+                }
+            }
+        }
         if output == Output::Pcm8k {
             return decoded;
         }
@@ -136,23 +180,58 @@ impl Converter {
     }
 }
 
+/// Feeds `audio` to `concealer` run by run: the samples `lost` marks are
+/// concealed, the others are good.
+fn conceal_runs(concealer: &mut Concealer, audio: &mut [i16], lost: &[bool]) {
+    let mut start = 0;
+    while start < audio.len() {
+        let this = lost.get(start).copied().unwrap_or(false);
+        let len = match lost.get(start..) {
+            Some(rest) if !rest.is_empty() => rest.iter().take_while(|&&l| l == this).count(),
+            _ => audio.len() - start,
+        }
+        .min(audio.len() - start);
+        let run = &mut audio[start..start + len];
+        if this {
+            concealer.conceal(run);
+        } else {
+            concealer.good(run);
+        }
+        start += len;
+    }
+}
+
 /// Two channels in one output (`track=both`): a [`Converter`] per channel
-/// (so one upsampler each), written as interleaved frames.
+/// (so one upsampler and one concealer each), written as interleaved frames.
 #[derive(Default)]
 pub struct StereoConverter {
     channels: [Converter; 2],
 }
 
 impl StereoConverter {
-    /// Forgets both upsamplers' history.
+    /// Forgets both upsamplers' and concealers' history.
     pub fn reset(&mut self) {
         self.channels.iter_mut().for_each(Converter::reset);
+    }
+
+    /// Conceals each channel's lost stretches, or leaves them silent.
+    pub fn set_concealment(&mut self, on: bool) {
+        self.channels.iter_mut().for_each(|c| c.set_concealment(on));
     }
 
     /// Writes `silence` 8 kHz samples of silence on both channels, then
     /// `ulaw[0]` on channel 0 beside `ulaw[1]` (as long) on channel 1, into
     /// `out` as `output`, interleaved; `out` holds exactly that many frames.
-    pub fn write(&mut self, output: Output, silence: usize, ulaw: [&[u8]; 2], out: &mut [u8]) {
+    /// `lost[c]` marks the samples of `ulaw[c]` that stand in for lost ones
+    /// (concealed when concealment is on); the leading silence is plain.
+    pub fn write(
+        &mut self,
+        output: Output,
+        silence: usize,
+        ulaw: [&[u8]; 2],
+        lost: [&[bool]; 2],
+        out: &mut [u8],
+    ) {
         assert_eq!(ulaw[0].len(), ulaw[1].len(), "channels of unequal length");
         if output == Output::Mulaw {
             let (head, tail) = out.split_at_mut(2 * silence);
@@ -163,8 +242,8 @@ impl StereoConverter {
             return;
         }
         let [left, right] = &mut self.channels;
-        let left = left.pcm(output, silence, ulaw[0]);
-        let right = right.pcm(output, silence, ulaw[1]);
+        let left = left.pcm(output, silence, ulaw[0], Some(lost[0]));
+        let right = right.pcm(output, silence, ulaw[1], Some(lost[1]));
         for ((o, l), r) in out.chunks_exact_mut(4).zip(left).zip(right) {
             o[..2].copy_from_slice(&l.to_le_bytes());
             o[2..].copy_from_slice(&r.to_le_bytes());
@@ -253,7 +332,7 @@ mod tests {
             for silence in [0, 40, 0] {
                 let samples = silence + ulaw.len();
                 let mut out = vec![0xAA; 2 * samples * output.bytes_per_input_sample()];
-                stereo.write(output, silence, [&ulaw, &other], &mut out);
+                stereo.write(output, silence, [&ulaw, &other], [&[], &[]], &mut out);
                 let l = convert(&mut left, output, silence, &ulaw);
                 let r = convert(&mut right, output, silence, &other);
                 let width = output.bytes_per_input_sample() / output.factor() as usize;

@@ -52,7 +52,28 @@ impl Tracks {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+/// What fills a lost stretch of audio (the `gap-fill` property).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstTwilioStreamSrcGapFill")]
+pub enum GapFill {
+    /// Concealment (G.711 Appendix I) in PCM output.
+    #[default]
+    #[enum_value(
+        name = "Packet loss concealment: the last pitch periods repeated, fading out over 60 ms \
+                (PCM output; μ-law output keeps silence)",
+        nick = "plc"
+    )]
+    Plc = 0,
+    /// Silence.
+    #[enum_value(name = "Silence", nick = "silence")]
+    Silence = 1,
+}
+
+/// `quality-interval`'s default, in seconds.
+pub(super) const DEFAULT_QUALITY_INTERVAL: u32 = 5;
+
+#[derive(Debug, Clone)]
 pub(super) struct Settings {
     pub(super) endpoint: Endpoint,
     pub(super) call_name: Option<String>,
@@ -62,6 +83,24 @@ pub(super) struct Settings {
     pub(super) shared_threads: bool,
     /// The track(s) to output.
     pub(super) track: Tracks,
+    /// What fills lost audio.
+    pub(super) gap_fill: GapFill,
+    /// Seconds of stream time between `twilio-quality` messages (0: none).
+    pub(super) quality_interval: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            endpoint: Endpoint::default(),
+            call_name: None,
+            latency_ms: 0,
+            shared_threads: false,
+            track: Tracks::default(),
+            gap_fill: GapFill::default(),
+            quality_interval: DEFAULT_QUALITY_INTERVAL,
+        }
+    }
 }
 
 /// The specs of every property.
@@ -100,6 +139,59 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                 )
                 .default_value(Tracks::Inbound)
                 .mutable_ready()
+                .build(),
+            glib::ParamSpecEnum::builder::<GapFill>("gap-fill")
+                .nick("Gap fill")
+                .blurb(
+                    "What fills audio lost on the way (missing chunks, by chunk number or \
+                        timestamp): plc conceals it (the last pitch periods repeated, fading \
+                        to silence 60 ms in, blended back into the audio after), per track; \
+                        silence leaves it silent. μ-law output passes the call's bytes \
+                        through and keeps silence either way",
+                )
+                .default_value(GapFill::Plc)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("quality-interval")
+                .nick("Quality interval")
+                .blurb(
+                    "Post a twilio-quality element message every this many seconds of \
+                        the call's audio (by media timestamps): loss, jitter, late chunks \
+                        and MOS over the interval and over the call. 0 posts none",
+                )
+                .maximum(3600)
+                .default_value(DEFAULT_QUALITY_INTERVAL)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecDouble::builder("jitter")
+                .nick("Jitter")
+                .blurb(
+                    "Interarrival jitter of the media chunks output (RFC 3550: arrival time \
+                        against media.timestamp), in ms; with track=both the larger track's",
+                )
+                .minimum(0.0)
+                .read_only()
+                .build(),
+            glib::ParamSpecUInt64::builder("late-chunks")
+                .nick("Late chunks")
+                .blurb(
+                    "Chunks output that arrived later than the reported latency allows \
+                        (later than the first chunk's delay plus the latency): a syncing sink \
+                        gets them late. Raise latency until this stays 0",
+                )
+                .read_only()
+                .build(),
+            glib::ParamSpecDouble::builder("mos")
+                .nick("MOS")
+                .blurb(
+                    "Estimated mean opinion score of the call so far, 1.0–4.5 (ITU-T G.107 \
+                        E-model for G.711: loss %, with or without concealment, and delay \
+                        as the reported latency plus the jitter)",
+                )
+                .minimum(1.0)
+                .maximum(4.5)
+                .default_value(4.5)
+                .read_only()
                 .build(),
             glib::ParamSpecBoolean::builder("shared-threads")
                 .nick("Shared threads")
@@ -174,6 +266,8 @@ impl TwilioStreamSrc {
             }
             "shared-threads" => settings.shared_threads = value.get().unwrap(),
             "track" => settings.track = value.get().unwrap(),
+            "gap-fill" => settings.gap_fill = value.get().unwrap(),
+            "quality-interval" => settings.quality_interval = value.get().unwrap(),
             "call-name" => {
                 settings.call_name = value
                     .get::<Option<String>>()
@@ -224,6 +318,11 @@ impl TwilioStreamSrc {
             "latency" => self.settings.lock().unwrap().latency_ms.to_value(),
             "shared-threads" => self.settings.lock().unwrap().shared_threads.to_value(),
             "track" => self.settings.lock().unwrap().track.to_value(),
+            "gap-fill" => self.settings.lock().unwrap().gap_fill.to_value(),
+            "quality-interval" => self.settings.lock().unwrap().quality_interval.to_value(),
+            "jitter" => self.quality_now().jitter_ms.to_value(),
+            "late-chunks" => self.quality_now().late.to_value(),
+            "mos" => self.quality_now().mos.to_value(),
             "call-sid" => sid(|s| &s.call_sid),
             "stream-sid" => sid(|s| &s.stream_sid),
             "account-sid" => sid(|s| &s.account_sid),
@@ -256,12 +355,15 @@ impl TwilioStreamSrc {
             .or_else(|| self.slot().current())
     }
 
+    /// The counters of the call, then its quality figures.
     pub(super) fn stats_structure(&self) -> gst::Structure {
         let call = self.stats_call();
-        Stats::structure(
+        let mut s = Stats::structure(
             call.as_deref().map(|c| &c.stats),
             "twiliostreamsrc-stats",
             SRC_COUNTERS,
-        )
+        );
+        self.add_quality_fields(&mut s);
+        s
     }
 }

@@ -32,6 +32,8 @@ struct Lane {
     started: bool,
     /// μ-law from the output position on: audio and filled silence.
     pending: Vec<u8>,
+    /// Beside `pending`: which samples stand in for lost audio (to conceal).
+    lost_mask: Vec<bool>,
     /// Length of its last chunk, to count lost chunks in.
     chunk_len: u64,
     /// Silence filled since its last audio, and the chunks counted for it.
@@ -51,6 +53,7 @@ impl Lane {
             started: false,
             // Room for the wait and a few chunks: no allocation per chunk.
             pending: Vec::with_capacity(4 * TRACK_WAIT as usize),
+            lost_mask: Vec::with_capacity(4 * TRACK_WAIT as usize),
             chunk_len: DEFAULT_CHUNK,
             run: 0,
             run_counted: 0,
@@ -66,6 +69,8 @@ impl Lane {
         }
         self.pending
             .resize(self.pending.len() + n as usize, g711::SILENCE);
+        self.lost_mask
+            .resize(self.pending.len(), self.expected && self.started);
         if !(self.expected && self.started) {
             return;
         }
@@ -85,6 +90,7 @@ impl Lane {
             return;
         }
         self.pending.extend_from_slice(ulaw);
+        self.lost_mask.resize(self.pending.len(), false);
         self.run = 0;
         self.run_counted = 0;
     }
@@ -276,10 +282,17 @@ impl Aligner {
         &self.lanes[track.index()].pending
     }
 
+    /// Beside [`channel`](Self::channel): which of its samples stand in
+    /// for lost audio (silence filled after the track's first chunk).
+    pub fn lost_mask(&self, track: Track) -> &[bool] {
+        &self.lanes[track.index()].lost_mask
+    }
+
     /// Moves the output position past a frame of `samples`.
     pub fn consume(&mut self, samples: usize) {
         for lane in &mut self.lanes {
             lane.pending.drain(..samples);
+            lane.lost_mask.drain(..samples);
         }
         self.position += samples as u64;
     }

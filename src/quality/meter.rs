@@ -1,0 +1,334 @@
+//! One call's quality as the src sees it: per track jitter and late chunks
+//! (fed every chunk it outputs), chunks received and lost, and the figures
+//! a report shows (loss %, jitter, late chunks, MOS) over the call and over
+//! the interval since the last report. Reports fall due by stream time (the
+//! chunks' `media.timestamp`), so a recorded call reports the same way
+//! every time. Plain numbers in; properties and messages are the src's.
+
+use std::time::{Duration, Instant};
+
+use super::Jitter;
+use super::emodel::{self, Conditions};
+
+/// A change of transit (arrival against timestamp) this large is no jitter
+/// but a jump of the timestamps: 10 s.
+const IMPLAUSIBLE_NS: i128 = 10_000_000_000;
+
+/// The figures of a stretch of the call (the whole call, or one interval).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Figures {
+    /// Chunks of the measured track(s) received and lost.
+    pub received: u64,
+    pub lost: u64,
+    /// Lost in percent of received + lost.
+    pub loss_percent: f64,
+    /// RFC 3550 jitter in ms: the mean of the running estimate after each
+    /// chunk of the stretch (the larger track's for two).
+    pub jitter_ms: f64,
+    /// Chunks later than the reported latency allows.
+    pub late: u64,
+    /// The E-model's MOS for the stretch, 1.0–4.5.
+    pub mos: f64,
+}
+
+/// Running sums a stretch's figures come from.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    received: u64,
+    lost: u64,
+    late: u64,
+    /// Per track: the sum of the jitter estimates after each chunk (ns).
+    jitter_sum: [f64; 2],
+    chunks: [u64; 2],
+}
+
+/// See the module documentation. Tracks are indexed 0 (inbound) and 1
+/// (outbound).
+#[derive(Debug, Clone)]
+pub struct Meter {
+    jitter: [Jitter; 2],
+    /// Arrival times count from the first chunk's.
+    base: Option<Instant>,
+    call: Sums,
+    /// `call` as the current interval began.
+    interval_start: Sums,
+    /// Report every this many ms of stream time (0: never).
+    interval_ms: u64,
+    /// The stream time the next report falls due at, from the first chunk.
+    next_report_ms: Option<u64>,
+    /// Lost chunks counted outside (by the element), as last told.
+    lost: [u64; 2],
+    /// Per track: the transit of the last chunk measured, and of one that
+    /// jumped from it (if the next agrees, the timestamps moved: rebase).
+    last_transit: [Option<i128>; 2],
+    jumped: [Option<i128>; 2],
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Meter::new(Duration::ZERO, 0)
+    }
+}
+
+impl Meter {
+    /// A meter judging lateness by `latency`, due to report every
+    /// `interval_ms` of stream time (0: never).
+    pub fn new(latency: Duration, interval_ms: u64) -> Meter {
+        Meter {
+            jitter: [Jitter::new(latency), Jitter::new(latency)],
+            base: None,
+            call: Sums::default(),
+            interval_start: Sums::default(),
+            interval_ms,
+            next_report_ms: None,
+            lost: [0; 2],
+            last_transit: [None; 2],
+            jumped: [None; 2],
+        }
+    }
+
+    /// Changes the latency later chunks are judged by.
+    pub fn set_latency(&mut self, latency: Duration) {
+        self.jitter.iter_mut().for_each(|j| j.set_latency(latency));
+    }
+
+    /// A chunk of `track` stamped `timestamp_ms`, `samples` long, arrived
+    /// at `arrival`. Returns whether a report is now due: its end reaches
+    /// the next report time.
+    pub fn arrived(
+        &mut self,
+        track: usize,
+        arrival: Instant,
+        timestamp_ms: u64,
+        samples: u64,
+    ) -> bool {
+        let base = *self.base.get_or_insert(arrival);
+        let since = arrival.saturating_duration_since(base);
+        self.call.received += 1;
+        let transit = since.as_nanos() as i128 - i128::from(timestamp_ms) * 1_000_000;
+        let jitter = &mut self.jitter[track];
+        if let Some(last) = self.last_transit[track]
+            && (transit - last).abs() > IMPLAUSIBLE_NS
+        {
+            // A jump: once is a hostile or broken chunk, not measured;
+            // twice alike, the timestamps moved on and are measured anew.
+            match self.jumped[track].replace(transit) {
+                Some(jumped) if (transit - jumped).abs() <= IMPLAUSIBLE_NS => {
+                    jitter.rebase();
+                    // Reports stay as far apart in stream time.
+                    if let Some(next) = &mut self.next_report_ms {
+                        let moved = (last - transit) / 1_000_000;
+                        *next = (*next as i128 + moved).clamp(0, u64::MAX as i128) as u64;
+                    }
+                }
+                _ => return false,
+            }
+        }
+        self.jumped[track] = None;
+        self.last_transit[track] = Some(transit);
+        let late = jitter.arrived(since, timestamp_ms);
+        self.call.late += u64::from(late);
+        self.call.jitter_sum[track] += jitter.jitter_ms() * 1e6;
+        self.call.chunks[track] += 1;
+        if self.interval_ms == 0 {
+            return false;
+        }
+        let end = timestamp_ms.saturating_add(samples / 8);
+        let next = *self
+            .next_report_ms
+            .get_or_insert(timestamp_ms.saturating_add(self.interval_ms));
+        end >= next
+    }
+
+    /// The lost chunks of `track` so far, as the element counts them.
+    pub fn set_lost(&mut self, track: usize, lost: u64) {
+        self.lost[track] = lost;
+        self.call.lost = self.lost[0].saturating_add(self.lost[1]);
+    }
+
+    /// The current RFC 3550 jitter of `track`, in ms.
+    pub fn jitter_ms(&self, track: usize) -> f64 {
+        self.jitter[track].jitter_ms()
+    }
+
+    /// The call's figures so far, for a reported latency of `latency_ms`
+    /// and lost chunks concealed or not.
+    pub fn call(&self, latency_ms: f64, concealment: bool) -> Figures {
+        figures(&self.call, &Sums::default(), latency_ms, concealment)
+    }
+
+    /// The figures since the last report (or the first chunk), starting
+    /// a new interval; the next report falls due one interval on.
+    pub fn report(&mut self, latency_ms: f64, concealment: bool) -> Figures {
+        let figures = figures(&self.call, &self.interval_start, latency_ms, concealment);
+        self.interval_start = self.call;
+        if let Some(next) = &mut self.next_report_ms {
+            *next = next.saturating_add(self.interval_ms);
+        }
+        figures
+    }
+}
+
+/// The figures of `now` minus `since`.
+fn figures(now: &Sums, since: &Sums, latency_ms: f64, concealment: bool) -> Figures {
+    let received = now.received - since.received;
+    let lost = now.lost.saturating_sub(since.lost);
+    let total = received.saturating_add(lost);
+    let loss_percent = if total == 0 {
+        0.0
+    } else {
+        100.0 * lost as f64 / total as f64
+    };
+    let jitter_ms = (0..2)
+        .map(|t| {
+            let chunks = now.chunks[t] - since.chunks[t];
+            if chunks == 0 {
+                0.0
+            } else {
+                (now.jitter_sum[t] - since.jitter_sum[t]) / chunks as f64 / 1e6
+            }
+        })
+        .fold(0.0, f64::max);
+    let mos = emodel::mos(&Conditions {
+        latency_ms,
+        jitter_ms,
+        loss_percent,
+        concealment,
+    });
+    Figures {
+        received,
+        lost,
+        loss_percent,
+        jitter_ms,
+        late: now.late - since.late,
+        mos,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` chunks of 20 ms on `track` from `ms`, arriving `delay(i)` ms
+    /// after they are due (from `t0`); whether each made a report due.
+    fn feed(
+        meter: &mut Meter,
+        t0: Instant,
+        track: usize,
+        ms: u64,
+        n: u64,
+        delay: impl Fn(u64) -> u64,
+    ) -> Vec<bool> {
+        (0..n)
+            .map(|i| {
+                let ts = ms + 20 * i;
+                let at = t0 + Duration::from_millis(ts + delay(i));
+                meter.arrived(track, at, ts, 160)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn steady_chunks_have_no_jitter_no_loss_and_the_best_mos() {
+        let mut meter = Meter::new(Duration::from_millis(20), 0);
+        let due = feed(&mut meter, Instant::now(), 0, 0, 100, |_| 0);
+        assert!(due.iter().all(|d| !d), "never due with interval 0");
+        let call = meter.call(20.0, true);
+        assert_eq!((call.received, call.lost, call.late), (100, 0, 0));
+        assert_eq!(call.loss_percent, 0.0);
+        assert!(call.jitter_ms < 1e-9, "{}", call.jitter_ms);
+        assert!(
+            (call.mos
+                - emodel::mos(&Conditions {
+                    latency_ms: 20.0,
+                    jitter_ms: 0.0,
+                    loss_percent: 0.0,
+                    concealment: true,
+                }))
+            .abs()
+                < 1e-12
+        );
+        assert!(call.mos > 4.3, "{}", call.mos);
+    }
+
+    #[test]
+    fn reports_fall_due_by_stream_time_and_cover_their_interval() {
+        let mut meter = Meter::new(Duration::from_millis(20), 1000);
+        let t0 = Instant::now();
+        // 3 s of 20 ms chunks from timestamp 155, 5 lost in the second.
+        let mut reports = Vec::new();
+        for i in 0..150u64 {
+            let ts = 155 + 20 * i;
+            if (60..65).contains(&i) {
+                continue;
+            }
+            if i == 65 {
+                meter.set_lost(0, 5);
+            }
+            if meter.arrived(0, t0 + Duration::from_millis(ts), ts, 160) {
+                reports.push((i, meter.report(20.0, true)));
+            }
+        }
+        let at: Vec<u64> = reports.iter().map(|r| r.0).collect();
+        assert_eq!(at, [49, 99, 149], "due as each second is in");
+        let counts: Vec<(u64, u64)> = reports.iter().map(|r| (r.1.received, r.1.lost)).collect();
+        assert_eq!(counts, [(50, 0), (45, 5), (50, 0)]);
+        assert!((reports[1].1.loss_percent - 10.0).abs() < 1e-9);
+        assert!(reports[1].1.mos < reports[0].1.mos);
+        let call = meter.call(20.0, true);
+        assert_eq!((call.received, call.lost), (145, 5));
+        assert!((call.loss_percent - 5.0 / 1.5).abs() < 1e-9);
+        // Concealment is worth MOS with loss.
+        assert!(call.mos > meter.call(20.0, false).mos);
+    }
+
+    #[test]
+    fn jitter_and_late_chunks_per_track_the_larger_one_reported() {
+        let mut meter = Meter::new(Duration::from_millis(30), 0);
+        let t0 = Instant::now();
+        // Inbound steady, outbound every other chunk 40 ms late.
+        feed(&mut meter, t0, 0, 0, 50, |_| 0);
+        feed(
+            &mut meter,
+            t0,
+            1,
+            0,
+            50,
+            |i| if i % 2 == 1 { 40 } else { 0 },
+        );
+        assert!(meter.jitter_ms(0) < 1e-9);
+        // |D| is 40 ms every chunk: the estimate climbs towards 40.
+        assert!(meter.jitter_ms(1) > 30.0, "{}", meter.jitter_ms(1));
+        let call = meter.call(30.0, false);
+        assert_eq!(call.late, 25);
+        assert!(
+            call.jitter_ms > 20.0 && call.jitter_ms < 40.0,
+            "{}",
+            call.jitter_ms
+        );
+    }
+
+    #[test]
+    fn a_chunk_far_off_is_not_jitter_and_a_lasting_jump_is_rebased() {
+        let mut meter = Meter::new(Duration::from_millis(20), 1000);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        for i in 0..10 {
+            assert!(!meter.arrived(0, at(20 * i), 20 * i, 160));
+        }
+        // A hostile timestamp: counted, not measured, no report.
+        assert!(!meter.arrived(0, at(200), u64::MAX, 160));
+        assert!(meter.jitter_ms(0) < 1e-9);
+        // The timestamps move on by a minute and stay there.
+        for i in 10..49 {
+            assert!(!meter.arrived(0, at(20 * i), 60_000 + 20 * i, 160), "{i}");
+        }
+        assert!(
+            meter.arrived(0, at(980), 60_980, 160),
+            "due a second of audio in"
+        );
+        assert!(meter.jitter_ms(0) < 1e-9, "{}", meter.jitter_ms(0));
+        let report = meter.report(20.0, true);
+        assert_eq!((report.received, report.late), (51, 0));
+    }
+}

@@ -1,0 +1,124 @@
+//! The src's call quality: every chunk it outputs measured (jitter, late
+//! chunks) on its streaming thread, not in the call's task, which stays
+//! cheap; the figures as properties and `stats` fields; the periodic
+//! `twilio-quality` message, posted with no lock held. The measures
+//! themselves are `crate::quality`'s.
+
+use std::time::Duration;
+
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::imp::{State, TwilioStreamSrc};
+use super::media::track_wait;
+use super::output::Output;
+use super::properties::{GapFill, Tracks};
+use crate::call::{MediaChunk, Stat};
+use crate::messages;
+use crate::protocol::Track;
+use crate::quality::{Figures, Meter};
+
+/// The latency the src reports for `output`, `latency_ms` extra, `tracks`.
+pub(super) fn reported_latency(output: Output, latency_ms: u32, tracks: Tracks) -> gst::ClockTime {
+    let mut latency = output.latency() + gst::ClockTime::from_mseconds(latency_ms as u64);
+    if tracks == Tracks::Both {
+        latency += track_wait();
+    }
+    latency
+}
+
+/// A new call's meter.
+pub(super) fn meter(quality_interval: u32) -> Meter {
+    Meter::new(Duration::ZERO, u64::from(quality_interval) * 1000)
+}
+
+impl TwilioStreamSrc {
+    /// Measures a chunk of the track(s) output, after its audio was placed
+    /// (so its track's lost count is up to date); notes a report due.
+    pub(super) fn measure(&self, state: &mut State, chunk: &MediaChunk) {
+        let measured = match state.tracks.mono() {
+            Some(track) => {
+                let carried = state.carried[track.index()];
+                chunk.track == if carried { track } else { track.other() }
+            }
+            None => state.carried[chunk.track.index()],
+        };
+        if !measured || chunk.ulaw.is_empty() {
+            return;
+        }
+        let latency_ms = self.settings.lock().unwrap().latency_ms;
+        let output = state.output.unwrap_or(Output::Pcm16k);
+        state
+            .meter
+            .set_latency(reported_latency(output, latency_ms, state.tracks).into());
+        if let Some(call) = &state.call {
+            for track in Track::ALL {
+                let lost = call.stats.get(Stat::ChunksLost.of_track(track));
+                state.meter.set_lost(track.index(), lost);
+            }
+        }
+        let due = state.meter.arrived(
+            chunk.track.index(),
+            chunk.arrival,
+            chunk.timestamp_ms,
+            chunk.ulaw.len() as u64,
+        );
+        state.report_due |= due;
+    }
+
+    /// Posts `twilio-quality` if one fell due.
+    pub(super) fn post_due_report(&self) {
+        let message = {
+            let mut state = self.state.lock().unwrap();
+            if !std::mem::take(&mut state.report_due) {
+                return;
+            }
+            let (latency_ms, concealment) = self.conditions(&state);
+            let interval = state.meter.report(latency_ms, concealment);
+            let call = state.meter.call(latency_ms, concealment);
+            let sid = state.start.as_ref().map(|s| s.stream_sid.clone());
+            messages::quality(sid.as_deref().unwrap_or(""), &interval, &call)
+        };
+        messages::post(self.obj().upcast_ref(), message);
+    }
+
+    /// The reported latency in ms, and whether losses are concealed.
+    fn conditions(&self, state: &State) -> (f64, bool) {
+        let settings = self.settings.lock().unwrap();
+        let output = state.output.unwrap_or(Output::Pcm16k);
+        let latency = reported_latency(output, settings.latency_ms, state.tracks);
+        let concealment = state.gap_fill == GapFill::Plc && output != Output::Mulaw;
+        (latency.nseconds() as f64 / 1e6, concealment)
+    }
+
+    /// The call's figures so far; `jitter_ms` is the current estimate (the
+    /// larger track's).
+    pub(super) fn quality_now(&self) -> Figures {
+        let state = self.state.lock().unwrap();
+        let (latency_ms, concealment) = self.conditions(&state);
+        let mut figures = state.meter.call(latency_ms, concealment);
+        figures.jitter_ms = state.meter.jitter_ms(0).max(state.meter.jitter_ms(1));
+        figures
+    }
+
+    /// `stats`' quality fields: jitter (per track for both), late chunks,
+    /// loss % and MOS of the call so far.
+    pub(super) fn add_quality_fields(&self, s: &mut gst::Structure) {
+        let figures = self.quality_now();
+        let (both, jitter) = {
+            let state = self.state.lock().unwrap();
+            (
+                state.tracks == Tracks::Both,
+                [state.meter.jitter_ms(0), state.meter.jitter_ms(1)],
+            )
+        };
+        s.set("jitter", figures.jitter_ms);
+        if both {
+            s.set("inbound-jitter", jitter[0]);
+            s.set("outbound-jitter", jitter[1]);
+        }
+        s.set("late-chunks", figures.late);
+        s.set("loss-percent", figures.loss_percent);
+        s.set("mos", figures.mos);
+    }
+}

@@ -1,0 +1,246 @@
+//! twiliostreamsrc's call quality end to end: a lost chunk of voiced audio
+//! concealed (`gap-fill=plc`, at 8 and 16 kHz and per track) or left silent
+//! (`silence`), the audio around it untouched; `twilio-quality` reports by
+//! stream time with the loss injected, and the final figures in
+//! `twilio-stop`; in both push modes.
+
+mod common;
+
+use common::src::{in_both_modes, start};
+use common::*;
+use gst::prelude::*;
+use gsttwiliostream::protocol::Track;
+use twilio_emulator::audio::{decode, encode};
+use twilio_emulator::{CallParams, TwilioCall};
+
+in_both_modes!(
+    a_lost_chunk_is_concealed_close_to_the_signal_at_8k,
+    a_lost_chunk_is_silence_with_gap_fill_silence,
+    a_lost_chunk_is_concealed_at_16k,
+    both_tracks_conceal_the_track_that_lost_only,
+    quality_reports_follow_stream_time_and_count_the_loss,
+);
+
+/// The chunk lost: 200–220 ms.
+const LOST: usize = 10;
+/// Samples after the loss the concealment is blended into the audio:
+/// a quarter pitch period and 4 ms (at most 10 ms).
+const BLEND: usize = 80;
+
+/// A voiced sound: 100 Hz and its next two harmonics, 1 s at 8 kHz.
+fn voiced() -> Vec<i16> {
+    (0..8000)
+        .map(|n| {
+            let t = n as f64 / 8000.0;
+            let w = 2.0 * std::f64::consts::PI * 100.0 * t;
+            (6000.0 * w.sin() + 3000.0 * (2.0 * w).sin() + 1500.0 * (3.0 * w).sin()) as i16
+        })
+        .collect()
+}
+
+/// Plays `ulaw` in 20 ms chunks on `tracks` as fast as possible, losing
+/// chunk `LOST` of the inbound track, then stop.
+fn play_losing(url: &str, tracks: &[Track], ulaw: &[u8]) {
+    rt().block_on(async {
+        let mut call = TwilioCall::start(url, CallParams::with_tracks(tracks))
+            .await
+            .unwrap();
+        for (i, chunk) in ulaw.chunks(160).enumerate() {
+            for &track in tracks {
+                if i == LOST && track == Track::Inbound {
+                    call.lose_media_on(track, 160);
+                } else {
+                    call.send_media_on(track, chunk).unwrap();
+                }
+            }
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+}
+
+/// Runs one call through `desc` losing chunk `LOST`: the samples out.
+fn run(desc: &str, tracks: &[Track], ulaw: &[u8]) -> (gst::Pipeline, Vec<i16>) {
+    let (p, collector, url) = start(desc);
+    play_losing(&url, tracks, ulaw);
+    let got = collector.wait_eos();
+    (p, got.samples())
+}
+
+fn f64s(x: &[i16]) -> Vec<f64> {
+    x.iter().map(|&v| f64::from(v)).collect()
+}
+
+fn gap() -> std::ops::Range<usize> {
+    LOST * 160..(LOST + 1) * 160
+}
+
+/// Concealment at 8 kHz: the audio before the loss and after the blend is
+/// the G.191 decode bit for bit; the lost chunk is close to what was lost.
+fn assert_concealed(got: &[i16], expected: &[i16]) {
+    assert_eq!(got.len(), expected.len());
+    let gap = gap();
+    assert_eq!(got[..gap.start], expected[..gap.start], "before the loss");
+    assert_eq!(got[gap.end + BLEND..], expected[gap.end + BLEND..], "after");
+    let snr = snr_db(&f64s(&expected[gap.clone()]), &f64s(&got[gap.clone()]));
+    assert!(snr > 10.0, "concealment {snr:.1} dB from the signal");
+    let blend = snr_db(
+        &f64s(&expected[gap.end..gap.end + BLEND]),
+        &f64s(&got[gap.end..gap.end + BLEND]),
+    );
+    assert!(blend > 10.0, "the blend back {blend:.1} dB from the signal");
+}
+
+fn a_lost_chunk_is_concealed_close_to_the_signal_at_8k() {
+    let ulaw = encode(&voiced());
+    let (p, got) = run(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+        &[Track::Inbound],
+        &ulaw,
+    );
+    assert_concealed(&got, &decode(&ulaw));
+    assert_eq!(by_name(&p, "src").property::<u64>("chunks-lost"), 1);
+    set_state(&p, gst::State::Null);
+}
+
+fn a_lost_chunk_is_silence_with_gap_fill_silence() {
+    let ulaw = encode(&voiced());
+    let (p, got) = run(
+        "twiliostreamsrc name=src port=0 gap-fill=silence ! audio/x-raw,rate=8000 ! \
+         fakesink name=sink sync=false",
+        &[Track::Inbound],
+        &ulaw,
+    );
+    let mut expected = decode(&ulaw);
+    expected[gap()].fill(0);
+    assert_eq!(got, expected);
+    set_state(&p, gst::State::Null);
+}
+
+fn a_lost_chunk_is_concealed_at_16k() {
+    let ulaw = encode(&voiced());
+    let desc = |fill: &str| {
+        format!(
+            "twiliostreamsrc name=src port=0 gap-fill={fill} ! audio/x-raw,rate=16000 ! \
+             fakesink name=sink sync=false"
+        )
+    };
+    // What the lost chunk would have been: the same call with nothing lost
+    // (silence mode does not touch received audio either).
+    let (p, whole) = {
+        let (p, collector, url) = start(&desc("silence"));
+        rt().block_on(async {
+            let mut call = TwilioCall::start(&url, CallParams::default())
+                .await
+                .unwrap();
+            for chunk in ulaw.chunks(160) {
+                call.send_media(chunk).unwrap();
+            }
+            call.send_stop().unwrap();
+            call.close().await;
+        });
+        (p, collector.wait_eos().samples())
+    };
+    set_state(&p, gst::State::Null);
+    let (p, concealed) = run(&desc("plc"), &[Track::Inbound], &ulaw);
+    set_state(&p, gst::State::Null);
+    let (p, silent) = run(&desc("silence"), &[Track::Inbound], &ulaw);
+    set_state(&p, gst::State::Null);
+    // The lost 20 ms at 16 kHz, inside the upsampler's delay either side.
+    let gap = 2 * gap().start + 100..2 * gap().end;
+    let reference = f64s(&whole[gap.clone()]);
+    let snr = snr_db(&reference, &f64s(&concealed[gap.clone()]));
+    let silence = snr_db(&reference, &f64s(&silent[gap.clone()]));
+    assert!(snr > 10.0, "concealment {snr:.1} dB from the signal");
+    assert!(silence.abs() < 1.0, "silence {silence:.1} dB");
+    assert_eq!(concealed[..2 * LOST * 160], whole[..2 * LOST * 160]);
+}
+
+fn both_tracks_conceal_the_track_that_lost_only() {
+    let ulaw = encode(&voiced());
+    let (p, got) = run(
+        "twiliostreamsrc name=src port=0 track=both ! audio/x-raw,rate=8000 ! \
+         fakesink name=sink sync=false",
+        &[Track::Inbound, Track::Outbound],
+        &ulaw,
+    );
+    let inbound: Vec<i16> = got.iter().step_by(2).copied().collect();
+    let outbound: Vec<i16> = got.iter().skip(1).step_by(2).copied().collect();
+    assert_concealed(&inbound, &decode(&ulaw));
+    assert_eq!(outbound, decode(&ulaw));
+    let src = by_name(&p, "src");
+    assert_eq!(src.property::<u64>("inbound-chunks-lost"), 1);
+    let stats = src.property::<gst::Structure>("stats");
+    for field in ["inbound-jitter", "outbound-jitter", "jitter", "mos"] {
+        assert!(stats.get::<f64>(field).is_ok(), "{field} in {stats}");
+    }
+    set_state(&p, gst::State::Null);
+}
+
+/// The figures of a `twilio-quality` stretch: (received, lost, loss %).
+fn counts(s: &gst::Structure, stretch: &str) -> (u64, u64, f64) {
+    let f = s.get::<gst::Structure>(stretch).unwrap();
+    (
+        f.get("chunks-received").unwrap(),
+        f.get("chunks-lost").unwrap(),
+        f.get("loss-percent").unwrap(),
+    )
+}
+
+fn quality_reports_follow_stream_time_and_count_the_loss() {
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 quality-interval=1 latency=100 ! \
+         audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    // 3 s; chunks 60–64 (in the second second) lost.
+    let ulaw = encode(&common::sine(440.0, 8000.0, 8000.0, 3 * 8000));
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        for (i, chunk) in ulaw.chunks(160).enumerate() {
+            if (60..65).contains(&i) {
+                call.lose_media(160);
+            } else {
+                call.send_media(chunk).unwrap();
+            }
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    collector.wait_eos();
+    let messages = drain_messages(&p.bus().unwrap());
+    let reports = element_messages(&messages, "twilio-quality");
+    let intervals: Vec<_> = reports.iter().map(|r| counts(r, "interval")).collect();
+    assert_eq!(
+        intervals,
+        [(50, 0, 0.0), (45, 5, 10.0), (50, 0, 0.0)],
+        "one report per second of audio"
+    );
+    let calls: Vec<_> = reports.iter().map(|r| counts(r, "call")).collect();
+    assert_eq!(calls[2], (145, 5, 5.0 / 150.0 * 100.0));
+    let mos: Vec<f64> = reports
+        .iter()
+        .map(|r| {
+            r.get::<gst::Structure>("interval")
+                .unwrap()
+                .get("mos")
+                .unwrap()
+        })
+        .collect();
+    assert!(mos[1] < mos[0] && mos[0] <= 4.5 && mos[1] >= 1.0, "{mos:?}");
+    for r in &reports {
+        let interval = r.get::<gst::Structure>("interval").unwrap();
+        // Sent as fast as possible, well within 100 ms: none late.
+        assert_eq!(interval.get::<u64>("late-chunks").unwrap(), 0);
+        assert!(interval.get::<f64>("jitter").unwrap() >= 0.0);
+    }
+    // twilio-stop carries the call's final figures.
+    let stop = element_messages(&messages, "twilio-stop");
+    let stats = stop[0].get::<gst::Structure>("stats").unwrap();
+    assert_eq!(stats.get::<f64>("loss-percent").unwrap(), calls[2].2);
+    let src = by_name(&p, "src");
+    assert_eq!(stats.get::<f64>("mos").unwrap(), src.property::<f64>("mos"));
+    assert_eq!(src.property::<u64>("late-chunks"), 0);
+    set_state(&p, gst::State::Null);
+}
