@@ -6,16 +6,19 @@
 //! * [`play`]: a scripted call: audio in real time, DTMF, hang-up.
 //! * [`load`]: a lean echo call for load tests.
 //! * [`playout`]: Twilio's playout queue: real-time playback, mark echoes, clear.
+//! * [`impair`]: loss, jitter and clock skew on the way, from a seed.
 //! * [`audio`]: tones and WAV files as 8 kHz μ-law.
 
 pub mod audio;
 pub mod call;
 pub mod dial;
+pub mod impair;
 pub mod load;
 pub mod play;
 pub mod playout;
 
 pub use call::{CallParams, Disconnected, Received, TwilioCall};
 pub use dial::Dialer;
+pub use impair::Impairments;
 pub use play::{Ending, Report, Script};
 pub use playout::{MarkEcho, Playback, Playout};

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use gsttwiliostream::protocol::Track;
-use twilio_emulator::{CallParams, Dialer, Ending, Playout, Script, TwilioCall, audio};
+use twilio_emulator::{
+    CallParams, Dialer, Ending, Impairments, Playout, Script, TwilioCall, audio,
+};
 
 /// Which tracks the emulated stream carries, as TwiML asks for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -123,6 +125,28 @@ struct Args {
     /// to this WAV file, 8 kHz; with several calls, call N goes to FILE-N.wav
     #[arg(long)]
     record: Option<PathBuf>,
+
+    /// Lose this percentage of the chunks (not sent; numbers and
+    /// timestamps skip them, as a loss on Twilio's side would)
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+
+    /// Lose chunks in bursts of this many in a row (the rate stays --loss)
+    #[arg(long, default_value_t = 1)]
+    loss_burst: u32,
+
+    /// Send each chunk up to this many ms late (uniform at random; order
+    /// kept, as TCP keeps it). Real time only
+    #[arg(long, default_value_t = 0.0)]
+    jitter: f64,
+
+    /// The sender's clock runs this many ppm fast (negative: slow). Real time only
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    skew: f64,
+
+    /// Seed of the random loss and jitter: the same seed, the same call
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 /// A WAV file's audio, or a tone of `freq` Hz as long and loud as asked.
@@ -192,6 +216,13 @@ async fn main() -> ExitCode {
             Ending::Drop
         } else {
             Ending::Stop
+        },
+        impairments: Impairments {
+            loss_percent: args.loss.clamp(0.0, 100.0),
+            loss_burst: args.loss_burst,
+            jitter: Duration::from_secs_f64(args.jitter.max(0.0) / 1000.0),
+            skew_ppm: args.skew,
+            seed: args.seed,
         },
     };
     let track_names: Vec<&str> = args.track.tracks().iter().map(|t| t.as_str()).collect();

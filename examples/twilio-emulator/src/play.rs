@@ -2,16 +2,18 @@
 //! real time or as fast as possible, listen to what comes back, hang up.
 //! A stream with both tracks gets one chunk of each per frame, inbound
 //! first, on one clock, the shorter track going on in silence (Twilio
-//! streams both continuously).
+//! streams both continuously). [`Impairments`] lose, delay and skew the
+//! chunks on the way, reproducibly.
 
 use std::time::Duration;
 
 use base64::Engine as _;
 use gsttwiliostream::codec::g711;
 use gsttwiliostream::protocol::{Outbound, Track};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::call::{Disconnected, Received, TwilioCall};
+use crate::impair::{Impairer, Impairments};
 use crate::playout::Playback;
 
 /// How an emulated call ends.
@@ -39,6 +41,9 @@ pub struct Script {
     /// How long to keep listening after the audio before hanging up.
     pub linger: Duration,
     pub ending: Ending,
+    /// Loss, jitter and clock skew on the way (jitter and skew need
+    /// `realtime`).
+    pub impairments: Impairments,
 }
 
 impl Default for Script {
@@ -51,6 +56,7 @@ impl Default for Script {
             dtmf: Vec::new(),
             linger: Duration::from_millis(500),
             ending: Ending::Stop,
+            impairments: Impairments::default(),
         }
     }
 }
@@ -99,8 +105,12 @@ impl Report {
 pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Disconnected> {
     let mut report = Report::default();
     let chunk_time = Duration::from_secs_f64(script.chunk_samples as f64 / 8000.0);
-    let mut ticks = tokio::time::interval(chunk_time);
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    // The sender's clock (skewed) paces the chunks; each may go out late by
+    // its jitter, but never before the one ahead of it (TCP keeps order).
+    let interval = script.impairments.chunk_interval(chunk_time);
+    let mut impairer = Impairer::new(script.impairments);
+    let started = Instant::now();
+    let mut last_send = started;
     let mut dtmf = script.dtmf.clone();
     dtmf.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut dtmf = dtmf.into_iter().peekable();
@@ -116,9 +126,11 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
     let chunk_samples = script.chunk_samples.max(1);
     let longest = tracks.iter().map(|(_, a)| a.len()).max().unwrap_or(0);
     let mut padded = Vec::with_capacity(chunk_samples);
-    for start in (0..longest).step_by(chunk_samples) {
+    for (n, start) in (0..longest).step_by(chunk_samples).enumerate() {
         if script.realtime {
-            ticks.tick().await;
+            let due = started + interval * n as u32 + impairer.delay();
+            last_send = last_send.max(due);
+            tokio::time::sleep_until(last_send).await;
         }
         while let Some((_, digit)) = dtmf.next_if(|(at, _)| *at <= call.audio_seconds()) {
             call.send_dtmf(&digit)?;
@@ -135,7 +147,11 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
                 padded.resize(len, g711::SILENCE);
                 &padded[..]
             };
-            call.send_media_on(track, chunk)?;
+            if impairer.lose() {
+                call.lose_media_on(track, chunk.len());
+            } else {
+                call.send_media_on(track, chunk)?;
+            }
         }
         report.drain(&mut call);
         if report.closed_by_plugin.is_some() {

@@ -1,0 +1,154 @@
+//! Network trouble for a scripted call, reproducible from a seed: chunks
+//! lost (at random, or in bursts), sent late by a random delay (in order,
+//! as TCP keeps it), and a sender clock off by some ppm.
+
+use std::time::Duration;
+
+/// What goes wrong on the way. The default: nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Impairments {
+    /// Chunks lost, in percent (0–100).
+    pub loss_percent: f64,
+    /// Losses come in bursts of this many chunks (0 or 1: one at a time).
+    pub loss_burst: u32,
+    /// Each chunk is sent up to this much later than due (uniform).
+    pub jitter: Duration,
+    /// The sender's clock runs this many ppm fast (negative: slow): its
+    /// 20 ms chunks come every 20 ms / (1 + ppm·10⁻⁶) of real time.
+    pub skew_ppm: f64,
+    /// Seeds the random choices: the same seed, the same call.
+    pub seed: u64,
+}
+
+impl Impairments {
+    /// Real time per `chunk` of the sender's time.
+    pub fn chunk_interval(&self, chunk: Duration) -> Duration {
+        chunk.div_f64(1.0 + self.skew_ppm * 1e-6)
+    }
+}
+
+/// The random choices, chunk by chunk.
+#[derive(Debug, Clone)]
+pub struct Impairer {
+    impairments: Impairments,
+    state: u64,
+    /// Chunks of the current burst still to lose.
+    burst_left: u32,
+}
+
+impl Impairer {
+    pub fn new(impairments: Impairments) -> Impairer {
+        Impairer {
+            impairments,
+            // splitmix64 of the seed, never 0 (xorshift's fixed point).
+            state: splitmix(impairments.seed) | 1,
+            burst_left: 0,
+        }
+    }
+
+    /// A uniform number in [0, 1).
+    fn uniform(&mut self) -> f64 {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Whether the next chunk is lost: bursts start with probability
+    /// loss/burst, so the loss rate stays `loss_percent`.
+    pub fn lose(&mut self) -> bool {
+        if self.burst_left > 0 {
+            self.burst_left -= 1;
+            return true;
+        }
+        let burst = self.impairments.loss_burst.max(1);
+        let p = self.impairments.loss_percent / 100.0 / f64::from(burst);
+        if p > 0.0 && self.uniform() < p {
+            self.burst_left = burst - 1;
+            return true;
+        }
+        false
+    }
+
+    /// How late the next chunk is sent.
+    pub fn delay(&mut self) -> Duration {
+        if self.impairments.jitter.is_zero() {
+            return Duration::ZERO;
+        }
+        self.impairments.jitter.mul_f64(self.uniform())
+    }
+}
+
+fn splitmix(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn losses(impairments: Impairments, n: usize) -> Vec<bool> {
+        let mut impairer = Impairer::new(impairments);
+        (0..n).map(|_| impairer.lose()).collect()
+    }
+
+    #[test]
+    fn the_loss_rate_is_as_asked_and_the_seed_repeats_it() {
+        let random = Impairments {
+            loss_percent: 5.0,
+            seed: 7,
+            ..Default::default()
+        };
+        let lost = losses(random, 100_000);
+        let rate = lost.iter().filter(|&&l| l).count() as f64 / 1000.0;
+        assert!((rate - 5.0).abs() < 0.3, "{rate} %");
+        assert_eq!(lost, losses(random, 100_000));
+        assert_ne!(lost, losses(Impairments { seed: 8, ..random }, 100_000));
+        assert!(losses(Impairments::default(), 1000).iter().all(|&l| !l));
+    }
+
+    #[test]
+    fn bursts_lose_that_many_in_a_row() {
+        let bursty = Impairments {
+            loss_percent: 10.0,
+            loss_burst: 4,
+            seed: 1,
+            ..Default::default()
+        };
+        let lost = losses(bursty, 100_000);
+        let rate = lost.iter().filter(|&&l| l).count() as f64 / 1000.0;
+        assert!((rate - 10.0).abs() < 1.0, "{rate} %");
+        // Runs are multiples of 4 (bursts may touch).
+        let mut run = 0;
+        for &l in lost.iter().chain([false].iter()) {
+            if l {
+                run += 1;
+            } else {
+                assert_eq!(run % 4, 0, "a run of {run}");
+                run = 0;
+            }
+        }
+    }
+
+    #[test]
+    fn delays_stay_within_the_jitter_and_skew_scales_the_interval() {
+        let mut impairer = Impairer::new(Impairments {
+            jitter: Duration::from_millis(30),
+            ..Default::default()
+        });
+        let delays: Vec<Duration> = (0..1000).map(|_| impairer.delay()).collect();
+        assert!(delays.iter().all(|d| *d < Duration::from_millis(30)));
+        assert!(delays.iter().any(|d| *d > Duration::from_millis(25)));
+        let fast = Impairments {
+            skew_ppm: 1000.0,
+            ..Default::default()
+        };
+        let interval = fast.chunk_interval(Duration::from_millis(20));
+        assert!((interval.as_secs_f64() - 0.02 / 1.001).abs() < 1e-9);
+    }
+}
