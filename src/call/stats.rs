@@ -109,7 +109,7 @@ pub const SRC_COUNTERS: &[Counter] = &[
         "chunks-lost",
         "Chunks lost",
         "Media chunks missing from the track(s) this element outputs (by chunk number or \
-         timestamp); each gap is filled with silence and flagged DISCONT",
+         timestamp); each gap is concealed or silent (gap-fill) and flagged DISCONT",
     ),
     counter(
         Stat::InboundBytesReceived,
