@@ -139,14 +139,14 @@ pub const SRC_COUNTERS: &[Counter] = &[
         Stat::InboundChunksLost,
         "inbound-chunks-lost",
         "Inbound chunks lost",
-        "Chunks missing from the inbound track, filled with silence (counted when \
+        "Chunks missing from the inbound track, concealed or silent (counted when \
          this element outputs that track)",
     ),
     counter(
         Stat::OutboundChunksLost,
         "outbound-chunks-lost",
         "Outbound chunks lost",
-        "Chunks missing from the outbound track, filled with silence (counted when \
+        "Chunks missing from the outbound track, concealed or silent (counted when \
          this element outputs that track)",
     ),
     counter(
