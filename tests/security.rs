@@ -221,7 +221,7 @@ fn tls_files_must_exist_and_go_together() {
 
 #[test]
 fn oversized_messages_are_counted_and_the_call_goes_on() {
-    let (p, src) = echo("max-message-size=4096");
+    let (p, src) = echo("max-message-size=4096 gap-fill=silence");
     let collector = Collector::attach(&by_name(&p, "sink"));
     let url = url_of(&src);
     rt().block_on(async {
