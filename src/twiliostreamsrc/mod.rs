@@ -16,12 +16,14 @@ use gst::subclass::prelude::*;
 
 use crate::call::Slot;
 
+mod drift;
 mod imp;
 mod media;
 mod output;
 mod properties;
 mod shared_threads;
 mod timeline;
+mod timing;
 mod tracks;
 
 glib::wrapper! {

@@ -4,16 +4,27 @@
 //!
 //! The first chunk's first sample is anchored at the running time the chunk
 //! arrived, minus its duration (when it started being spoken). Every later
-//! sample is placed by Twilio's `media.timestamp`, so buffers are contiguous
-//! and drift-free against Twilio's clock; a jump in the timestamp (or a
-//! skipped chunk number) is filled with silence and flagged DISCONT, a jump
-//! too long to fill moves the timestamps on, and a timestamp implausibly far
-//! ahead is ignored. On the 16 kHz path the output is also shifted back by
-//! the upsampler's delay, so timestamps stay true to when the caller spoke.
+//! sample is placed by Twilio's `media.timestamp`, so buffers are contiguous;
+//! a jump in the timestamp (or a skipped chunk number) is filled with
+//! silence and flagged DISCONT, a jump too long to fill moves the timestamps
+//! on, and a timestamp implausibly far ahead is ignored. On the 16 kHz path
+//! the output is also shifted back by the upsampler's delay, so timestamps
+//! stay true to when the caller spoke.
+//!
+//! Against Twilio's clock running fast or slow, the [`Drift`] correction is
+//! added (buffer durations absorb its steps of at most 20 µs per chunk, so
+//! buffers stay exactly contiguous). After a pause the element anchors the
+//! stream anew ([`Timeline::reanchor`]). When nothing arrives, the element
+//! asks for fill ([`Timeline::fill`]) once the audio is overdue by its fill
+//! deadline; audio that then arrives for time already filled is late: it
+//! goes out after the fill (nothing is lost, the stream is measured from it
+//! on, DISCONT) and is counted ([`Placement::late`]).
 
 use std::time::{Duration, Instant};
 
 use gst::ClockTime;
+
+use super::drift::Drift;
 
 /// Nanoseconds per 8 kHz sample.
 pub const NS_PER_SAMPLE: u64 = 125_000;
@@ -54,6 +65,9 @@ pub struct Placement {
     /// The chunk was due before what was already played (it is kept
     /// contiguous all the same).
     pub overlap: bool,
+    /// 8 kHz samples of the chunk's time that had been filled already: it
+    /// came late and goes out after the fill.
+    pub late: u64,
 }
 
 /// An ignored far-future timestamp.
@@ -80,8 +94,9 @@ pub struct Span {
 pub struct Timeline {
     /// Running time of stream position 0 (before the output delay).
     anchor: ClockTime,
-    /// `media.timestamp` that position 0 stands for.
-    first_ts_ms: u64,
+    /// `media.timestamp` that position 0 stands for (negative once the
+    /// stream was measured anew after more output than timestamps).
+    first_ts_ms: i64,
     /// When the first chunk arrived.
     first_arrival: Instant,
     /// Twilio streams both tracks: chunk numbers may count both, so only
@@ -91,6 +106,14 @@ pub struct Timeline {
     position: u64,
     /// The chunk number expected next, if Twilio numbers them.
     next_chunk: Option<u64>,
+    /// Twilio's clock against ours.
+    drift: Drift,
+    /// The drift correction (ns) at the current position.
+    applied: i64,
+    /// 8 kHz samples filled since the last chunk.
+    filled: u64,
+    /// Length of the last chunk: the unit of fill.
+    chunk_len: u64,
 }
 
 impl Timeline {
@@ -106,16 +129,87 @@ impl Timeline {
         delay: ClockTime,
         tracks: &[String],
     ) -> Timeline {
-        let waited = ClockTime::from_nseconds(waited.as_nanos() as u64);
-        let spoken = ClockTime::from_nseconds(chunk.samples * NS_PER_SAMPLE);
+        let mut drift = Drift::default();
+        drift.observe(chunk.timestamp_ms, 0, chunk.samples);
         Timeline {
-            anchor: now.saturating_sub(waited).saturating_sub(spoken).max(delay),
-            first_ts_ms: chunk.timestamp_ms,
+            anchor: spoken_at(chunk, now, waited).max(delay),
+            first_ts_ms: chunk.timestamp_ms as i64,
             first_arrival: chunk.arrival,
             ignore_chunk_numbers: tracks.iter().any(|t| t == "outbound"),
             position: 0,
             next_chunk: chunk.number.map(|c| c.saturating_add(1)),
+            drift,
+            applied: 0,
+            filled: 0,
+            chunk_len: chunk.samples.max(1),
         }
+    }
+
+    /// Anchors the stream anew at `chunk` (after a pause, when the running
+    /// time stood still while Twilio's clock went on): the current position
+    /// is put at the running time the chunk started being spoken, and later
+    /// chunks are measured from this one. The position (and so the offsets)
+    /// goes on; the element flags the buffer DISCONT.
+    pub fn reanchor(&mut self, chunk: &Chunk, now: ClockTime, waited: Duration) {
+        let elapsed = ClockTime::from_nseconds(self.position.saturating_mul(NS_PER_SAMPLE));
+        self.anchor = spoken_at(chunk, now, waited).saturating_sub(elapsed);
+        self.first_ts_ms = self.measure_from(chunk);
+        self.next_chunk = chunk.number.map(|c| c.saturating_add(1));
+        self.filled = 0;
+        self.chunk_len = chunk.samples.max(1);
+        self.drift.rebase(chunk.timestamp_ms);
+        self.observe(chunk);
+        self.applied = 0;
+    }
+
+    /// Takes the arrival of a chunk for the drift estimate (every chunk
+    /// placed, and with both tracks every chunk of either).
+    pub fn observe(&mut self, chunk: &Chunk) {
+        let arrival = chunk.arrival.saturating_duration_since(self.first_arrival);
+        self.drift
+            .observe(chunk.timestamp_ms, arrival.as_nanos() as u64, chunk.samples);
+    }
+
+    /// The skew of our clock against Twilio's estimated so far (ppm).
+    pub fn skew_ppm(&self) -> f64 {
+        self.drift.skew_ppm()
+    }
+
+    /// Measures later chunks from `chunk`, placed at the current position.
+    fn measure_from(&self, chunk: &Chunk) -> i64 {
+        chunk.timestamp_ms as i64 - (self.position / 8) as i64
+    }
+
+    /// Running time of the current position (before the output delay).
+    fn now_playing(&self) -> i128 {
+        self.anchor.nseconds() as i128
+            + self.position as i128 * NS_PER_SAMPLE as i128
+            + self.applied as i128
+    }
+
+    /// The running time at which, with nothing arriving, the next chunk's
+    /// worth of audio is `deadline` overdue (it would normally have arrived
+    /// a chunk after it started being spoken).
+    pub fn fill_due(&self, deadline: ClockTime) -> ClockTime {
+        let due = self.now_playing()
+            + (self.chunk_len * NS_PER_SAMPLE) as i128
+            + deadline.nseconds() as i128;
+        ClockTime::from_nseconds(due.max(0) as u64)
+    }
+
+    /// At running time `now`, with nothing arrived: the 8 kHz samples (whole
+    /// chunks) overdue by `deadline`, to be filled now (0: none). The
+    /// element puts them out ([`Self::span`], [`Self::advance`]); the next
+    /// chunk's placement accounts for them.
+    pub fn fill(&mut self, now: ClockTime, deadline: ClockTime) -> u64 {
+        let overdue = now.nseconds() as i128 - deadline.nseconds() as i128 - self.now_playing();
+        let chunk_ns = (self.chunk_len * NS_PER_SAMPLE) as i128;
+        if overdue < chunk_ns {
+            return 0;
+        }
+        let samples = (overdue / chunk_ns) as u64 * self.chunk_len;
+        self.filled += samples;
+        samples
     }
 
     /// Running time of stream position 0.
@@ -126,9 +220,9 @@ impl Timeline {
     /// Places a chunk after the first one.
     pub fn place(&mut self, chunk: &Chunk) -> Placement {
         let mut placement = Placement::default();
-        let mut due = chunk
-            .timestamp_ms
+        let mut due = ((chunk.timestamp_ms as i64)
             .saturating_sub(self.first_ts_ms)
+            .max(0) as u64)
             .saturating_mul(8);
         let elapsed = chunk.arrival.saturating_duration_since(self.first_arrival);
         let possible = (elapsed.as_millis() as u64).saturating_mul(8) + MAX_AHEAD;
@@ -136,10 +230,21 @@ impl Timeline {
             // A timestamp far beyond the time that passed: keep the audio
             // contiguous and measure later chunks from this one.
             placement.ignored_ahead = Some(Ahead { due, elapsed });
-            self.first_ts_ms = chunk.timestamp_ms.saturating_sub(self.position / 8);
+            self.first_ts_ms = self.measure_from(chunk);
             due = self.position;
+            // Its clock is no longer the one measured: keep the correction
+            // reached in the anchor, measure again.
+            let anchor = self.anchor.nseconds() as i128 + self.applied as i128;
+            self.anchor = ClockTime::from_nseconds(anchor.max(0) as u64);
+            self.drift.reset();
+            self.applied = 0;
         }
-        let gap = due.saturating_sub(self.position);
+        self.observe(chunk);
+        self.chunk_len = chunk.samples.max(1);
+        let filled = std::mem::take(&mut self.filled);
+        // Where the chunk would go had nothing been filled.
+        let expected = self.position - filled;
+        let gap = due.saturating_sub(expected);
         let skipped = match (chunk.number, self.next_chunk) {
             (Some(got), Some(expected)) if got > expected && !self.ignore_chunk_numbers => {
                 got - expected
@@ -147,7 +252,16 @@ impl Timeline {
             _ => 0,
         };
         self.next_chunk = chunk.number.map(|c| c.saturating_add(1));
-        placement.overlap = due + GAP_TOLERANCE < self.position;
+        if filled > 0 && due + GAP_TOLERANCE < self.position {
+            // Late for time already filled: after the fill, and measured
+            // from here on.
+            placement.late = self.position - due;
+            placement.discont = true;
+            self.first_ts_ms = self.measure_from(chunk);
+            due = self.position;
+        } else {
+            placement.overlap = due + GAP_TOLERANCE < self.position;
+        }
         if gap <= GAP_TOLERANCE && skipped == 0 {
             return placement;
         }
@@ -155,29 +269,34 @@ impl Timeline {
         placement.lost = skipped.max(gap.saturating_add(len / 2) / len).max(1);
         placement.gap = gap;
         placement.discont = true;
-        if gap > MAX_SILENCE {
+        let rest = due.saturating_sub(self.position);
+        if rest > MAX_SILENCE {
             // Too long to fill: let the timestamps jump instead.
-            self.position += gap;
-        } else if gap > GAP_TOLERANCE {
-            placement.silence = gap;
+            self.position += rest;
+        } else if rest > GAP_TOLERANCE {
+            placement.silence = rest;
         }
         placement
     }
 
     /// Where a buffer of `samples` 8 kHz samples at the current position
     /// goes, with `factor` output samples per 8 kHz one and the output
-    /// shifted back by the signal `delay` the element adds.
+    /// shifted back by the signal `delay` the element adds. Its end carries
+    /// the drift correction as it is now, so the next buffer starts there.
     pub fn span(&self, samples: u64, factor: u64, delay: ClockTime) -> Span {
-        let pts = self
-            .anchor
-            .saturating_add(ClockTime::from_nseconds(
-                self.position.saturating_mul(NS_PER_SAMPLE),
-            ))
-            .saturating_sub(delay);
+        let at = |position: u64, correction: i64| {
+            let ns = self.anchor.nseconds() as i128
+                + position as i128 * NS_PER_SAMPLE as i128
+                + correction as i128
+                - delay.nseconds() as i128;
+            ns.max(0) as u64
+        };
+        let pts = at(self.position, self.applied);
+        let end = at(self.position + samples, self.drift.correction());
         let offset = self.position * factor;
         Span {
-            pts,
-            duration: ClockTime::from_nseconds(samples * NS_PER_SAMPLE),
+            pts: ClockTime::from_nseconds(pts),
+            duration: ClockTime::from_nseconds(end.saturating_sub(pts)),
             offset,
             offset_end: offset + samples * factor,
         }
@@ -186,7 +305,16 @@ impl Timeline {
     /// Moves the position past `samples` output 8 kHz samples.
     pub fn advance(&mut self, samples: u64) {
         self.position += samples;
+        self.applied = self.drift.correction();
     }
+}
+
+/// The running time `chunk` started being spoken: `now` less what it
+/// `waited` since arrival, less its own length.
+fn spoken_at(chunk: &Chunk, now: ClockTime, waited: Duration) -> ClockTime {
+    let waited = ClockTime::from_nseconds(waited.as_nanos() as u64);
+    let spoken = ClockTime::from_nseconds(chunk.samples * NS_PER_SAMPLE);
+    now.saturating_sub(waited).saturating_sub(spoken)
 }
 
 #[cfg(test)]
@@ -456,5 +584,116 @@ mod tests {
         );
         // At 8 kHz, no delay and one output sample per input sample.
         assert_eq!(timeline.span(160, 1, ClockTime::ZERO).offset, 160);
+    }
+
+    #[test]
+    fn a_reanchored_stream_goes_on_at_the_running_time_of_its_next_chunk() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &[]);
+        for n in 1..50 {
+            timeline.place(&chunk(t0, 20 * n, None));
+            timeline.advance(160);
+        }
+        // Paused at 2 s of running time for 2 s: Twilio's clock went on,
+        // the running time did not. The chunk at 3000 ms arrives at running
+        // time 2 s.
+        timeline.reanchor(
+            &chunk(t0, 3000, Some(151)),
+            2 * ClockTime::SECOND,
+            Duration::ZERO,
+        );
+        let span = timeline.span(160, 1, ClockTime::ZERO);
+        assert_eq!(span.pts, 1980 * MS);
+        assert_eq!(span.offset, 50 * 160);
+        timeline.advance(160);
+        // The next one follows on, measured from the re-anchored chunk.
+        assert_eq!(timeline.place(&chunk(t0, 3020, Some(152))), contiguous());
+        assert_eq!(timeline.span(160, 1, ClockTime::ZERO).pts, 2000 * MS);
+    }
+
+    #[test]
+    fn nothing_is_filled_before_the_deadline() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &[]);
+        let deadline = 300 * MS;
+        // Position 0 + 20 ms at running time 1.02 s; the next chunk is due
+        // by 1.04 s, and 300 ms overdue at 1.34 s.
+        assert_eq!(timeline.fill_due(deadline), 1340 * MS);
+        assert_eq!(timeline.fill(1339 * MS, deadline), 0);
+        assert_eq!(timeline.fill(1340 * MS, deadline), 160);
+        timeline.advance(160);
+        assert_eq!(timeline.fill_due(deadline), 1360 * MS);
+        // Late waking fills all that is overdue, in whole chunks.
+        assert_eq!(timeline.fill(1419 * MS, deadline), 480);
+        timeline.advance(480);
+    }
+
+    #[test]
+    fn audio_late_for_filled_time_goes_out_after_the_fill() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &[]);
+        // 400 ms of fill while nothing came.
+        let filled = timeline.fill(1420 * MS, ClockTime::ZERO);
+        assert_eq!(filled, 3200);
+        timeline.advance(filled);
+        // Then the next chunk (nothing was lost, it was only late).
+        let placed = timeline.place(&chunk(t0, 20, Some(2)));
+        assert_eq!(
+            placed,
+            Placement {
+                discont: true,
+                late: 3200,
+                ..contiguous()
+            }
+        );
+        assert_eq!(
+            timeline.span(160, 1, ClockTime::ZERO).pts,
+            ClockTime::SECOND + 420 * MS
+        );
+        timeline.advance(160);
+        // Later chunks are measured from it.
+        assert_eq!(timeline.place(&chunk(t0, 40, Some(3))), contiguous());
+        assert_eq!(
+            timeline.span(160, 1, ClockTime::ZERO).pts,
+            ClockTime::SECOND + 440 * MS
+        );
+    }
+
+    #[test]
+    fn a_real_gap_longer_than_the_fill_is_counted_and_the_rest_silenced() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &[]);
+        let filled = timeline.fill(1200 * MS, ClockTime::ZERO);
+        assert_eq!(filled, 1440);
+        timeline.advance(filled);
+        // The chunk at 300 ms: 280 ms lost, 180 ms of it filled already.
+        let placed = timeline.place(&chunk(t0, 300, Some(16)));
+        assert_eq!(
+            placed,
+            Placement {
+                silence: 800,
+                discont: true,
+                lost: 14,
+                gap: 2240,
+                ..contiguous()
+            }
+        );
+        timeline.advance(800 + 160);
+        assert_eq!(timeline.place(&chunk(t0, 320, Some(17))), contiguous());
+    }
+
+    #[test]
+    fn a_lost_stretch_within_the_fill_is_counted_and_late() {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &[]);
+        let filled = timeline.fill(1500 * MS, ClockTime::ZERO);
+        timeline.advance(filled);
+        // 100 ms lost, then the rest arrives late.
+        let placed = timeline.place(&chunk(t0, 120, Some(7)));
+        assert_eq!(
+            (placed.lost, placed.late, placed.silence),
+            (5, 4000 - 960, 0)
+        );
+        assert!(placed.discont);
     }
 }
