@@ -367,6 +367,7 @@ impl ElementImpl for TwilioStreamSrc {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::PlayingToPaused {
             self.shared.pausing();
+            self.pausing();
         }
         if transition == gst::StateChange::PausedToPlaying {
             // Before create() may run again.

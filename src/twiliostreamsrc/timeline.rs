@@ -92,8 +92,10 @@ pub struct Span {
 /// Where the stream is in time, from its first chunk on.
 #[derive(Debug)]
 pub struct Timeline {
-    /// Running time of stream position 0 (before the output delay).
-    anchor: ClockTime,
+    /// Running time (ns) of stream position 0, before the output delay;
+    /// negative when anchored anew at a position further on than the
+    /// running time.
+    anchor: i64,
     /// `media.timestamp` that position 0 stands for (negative once the
     /// stream was measured anew after more output than timestamps).
     first_ts_ms: i64,
@@ -132,8 +134,8 @@ impl Timeline {
         let mut drift = Drift::default();
         drift.observe(chunk.timestamp_ms, 0, chunk.samples);
         Timeline {
-            anchor: spoken_at(chunk, now, waited).max(delay),
-            first_ts_ms: chunk.timestamp_ms as i64,
+            anchor: spoken_at(chunk, now, waited).max(delay).nseconds() as i64,
+            first_ts_ms: chunk.timestamp_ms.min(i64::MAX as u64) as i64,
             first_arrival: chunk.arrival,
             ignore_chunk_numbers: tracks.iter().any(|t| t == "outbound"),
             position: 0,
@@ -151,8 +153,8 @@ impl Timeline {
     /// chunks are measured from this one. The position (and so the offsets)
     /// goes on; the element flags the buffer DISCONT.
     pub fn reanchor(&mut self, chunk: &Chunk, now: ClockTime, waited: Duration) {
-        let elapsed = ClockTime::from_nseconds(self.position.saturating_mul(NS_PER_SAMPLE));
-        self.anchor = spoken_at(chunk, now, waited).saturating_sub(elapsed);
+        let elapsed = self.position.saturating_mul(NS_PER_SAMPLE) as i64;
+        self.anchor = spoken_at(chunk, now, waited).nseconds() as i64 - elapsed;
         self.first_ts_ms = self.measure_from(chunk);
         self.next_chunk = chunk.number.map(|c| c.saturating_add(1));
         self.filled = 0;
@@ -177,14 +179,13 @@ impl Timeline {
 
     /// Measures later chunks from `chunk`, placed at the current position.
     fn measure_from(&self, chunk: &Chunk) -> i64 {
-        chunk.timestamp_ms as i64 - (self.position / 8) as i64
+        let ms = chunk.timestamp_ms as i128 - (self.position / 8) as i128;
+        ms.clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
     /// Running time of the current position (before the output delay).
     fn now_playing(&self) -> i128 {
-        self.anchor.nseconds() as i128
-            + self.position as i128 * NS_PER_SAMPLE as i128
-            + self.applied as i128
+        self.anchor as i128 + self.position as i128 * NS_PER_SAMPLE as i128 + self.applied as i128
     }
 
     /// The running time at which, with nothing arriving, the next chunk's
@@ -212,18 +213,16 @@ impl Timeline {
         samples
     }
 
-    /// Running time of stream position 0.
+    /// Running time of stream position 0 (0 if before).
     pub fn anchor(&self) -> ClockTime {
-        self.anchor
+        ClockTime::from_nseconds(self.anchor.max(0) as u64)
     }
 
     /// Places a chunk after the first one.
     pub fn place(&mut self, chunk: &Chunk) -> Placement {
         let mut placement = Placement::default();
-        let mut due = ((chunk.timestamp_ms as i64)
-            .saturating_sub(self.first_ts_ms)
-            .max(0) as u64)
-            .saturating_mul(8);
+        let ms = (chunk.timestamp_ms as i128 - self.first_ts_ms as i128).max(0);
+        let mut due = u64::try_from(ms).unwrap_or(u64::MAX).saturating_mul(8);
         let elapsed = chunk.arrival.saturating_duration_since(self.first_arrival);
         let possible = (elapsed.as_millis() as u64).saturating_mul(8) + MAX_AHEAD;
         if due > possible {
@@ -234,8 +233,7 @@ impl Timeline {
             due = self.position;
             // Its clock is no longer the one measured: keep the correction
             // reached in the anchor, measure again.
-            let anchor = self.anchor.nseconds() as i128 + self.applied as i128;
-            self.anchor = ClockTime::from_nseconds(anchor.max(0) as u64);
+            self.anchor += self.applied;
             self.drift.reset();
             self.applied = 0;
         }
@@ -285,10 +283,9 @@ impl Timeline {
     /// the drift correction as it is now, so the next buffer starts there.
     pub fn span(&self, samples: u64, factor: u64, delay: ClockTime) -> Span {
         let at = |position: u64, correction: i64| {
-            let ns = self.anchor.nseconds() as i128
-                + position as i128 * NS_PER_SAMPLE as i128
-                + correction as i128
-                - delay.nseconds() as i128;
+            let ns =
+                self.anchor as i128 + position as i128 * NS_PER_SAMPLE as i128 + correction as i128
+                    - delay.nseconds() as i128;
             ns.max(0) as u64
         };
         let pts = at(self.position, self.applied);

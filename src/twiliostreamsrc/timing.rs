@@ -43,6 +43,9 @@ pub(super) struct Resume {
     since: Option<Instant>,
     /// The next chunk placed anchors the stream anew.
     pending: bool,
+    /// Between PLAYING → PAUSED and the return: a `create()` under way
+    /// may still take chunks, which queued while paused as well.
+    paused: bool,
 }
 
 /// What a media chunk is to the return to PLAYING.
@@ -63,11 +66,17 @@ pub(super) enum Received {
 }
 
 impl TwilioStreamSrc {
+    /// Before PLAYING → PAUSED.
+    pub(super) fn pausing(&self) {
+        self.state.lock().unwrap().resume.paused = true;
+    }
+
     /// Before PAUSED → PLAYING (before `create()` may run again).
     pub(super) fn resuming(&self) {
         self.state.lock().unwrap().resume = Resume {
             since: Some(Instant::now()),
             pending: true,
+            paused: false,
         };
     }
 
@@ -108,11 +117,12 @@ impl TwilioStreamSrc {
     /// The streaming thread's wait for the next event of the call, up to
     /// the fill deadline when the stream is filled in time.
     pub(super) fn receive(&self, events: &mut Events) -> Result<Received, Cancelled> {
+        let deadline = self.fill_deadline();
         let timeout = {
             let state = self.state.lock().unwrap();
             match (&state.timeline, state.tracks.mono(), state.finished) {
-                (Some(timeline), Some(_), false) => {
-                    let due = timeline.fill_due(self.fill_deadline());
+                (Some(timeline), Some(_), false) if !state.resume.paused => {
+                    let due = timeline.fill_due(deadline);
                     let now = self.running_time();
                     Some(Duration::from_nanos(due.saturating_sub(now).nseconds()))
                 }
