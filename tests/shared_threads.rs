@@ -71,7 +71,7 @@ fn buffers_come_from_the_network_threads() {
 }
 
 #[test]
-fn audio_that_arrives_while_paused_goes_out_on_resume() {
+fn audio_that_arrives_while_paused_is_dropped_and_the_rest_goes_out_on_resume() {
     init();
     let p = pipeline(
         "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
@@ -104,12 +104,20 @@ fn audio_that_arrives_while_paused_goes_out_on_resume() {
     assert_eq!(collector.snapshot().buffers.len(), 5, "pushed while paused");
 
     set_state(&p, gst::State::Playing);
+    // Played now, what queued while paused would put every later buffer
+    // ahead of its PTS: it is dropped, counted, and the stream goes on
+    // from the next chunk, anchored anew (DISCONT).
+    let third: Vec<u8> = (0..800u32).map(|i| (i * 11 % 256) as u8).collect();
     rt().block_on(async {
+        send_chunks(&mut call, &third).await;
         call.send_stop().unwrap();
         call.close().await;
     });
     let got = collector.wait_eos();
-    assert_eq!(got.samples(), decode(&ulaw));
+    let expected: Vec<u8> = first.iter().chain(&third).copied().collect();
+    assert_eq!(got.samples(), decode(&expected));
+    assert!(got.buffers[5].flags().contains(gst::BufferFlags::DISCONT));
+    assert_eq!(src.property::<u64>("chunks-dropped-paused"), 5);
     set_state(&p, gst::State::Null);
 }
 

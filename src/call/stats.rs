@@ -42,9 +42,13 @@ pub enum Stat {
     OutboundChunksReceived,
     InboundChunksLost,
     OutboundChunksLost,
+    /// Media chunks that arrived while the src was PAUSED, dropped.
+    ChunksDroppedPaused,
+    /// Media chunks that arrived for time already filled.
+    ChunksFilledLate,
 }
 
-const STAT_COUNT: usize = 20;
+const STAT_COUNT: usize = 22;
 
 impl Stat {
     /// The per-track counters a total is the sum of (inbound, outbound).
@@ -168,6 +172,20 @@ pub const SRC_COUNTERS: &[Counter] = &[
         "Overruns",
         "Events dropped because the pipeline did not consume them fast enough \
          (about 20 s of audio are queued before this happens)",
+    ),
+    counter(
+        Stat::ChunksDroppedPaused,
+        "chunks-dropped-paused",
+        "Chunks dropped while paused",
+        "Media chunks that arrived while the element was PAUSED, dropped on the return to \
+         PLAYING (the stream is anchored anew at the next chunk, flagged DISCONT)",
+    ),
+    counter(
+        Stat::ChunksFilledLate,
+        "chunks-filled-late",
+        "Chunks late after fill",
+        "Media chunks that arrived for time already filled (a gap or GAP event pushed when \
+         nothing came for the fill deadline); they go out after the fill, flagged DISCONT",
     ),
     counter(
         Stat::MarksReceived,

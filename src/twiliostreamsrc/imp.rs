@@ -21,6 +21,7 @@ use super::properties::{self, GapFill, Settings, Tracks};
 use super::quality::{meter, reported_latency};
 use super::shared_threads::Shared;
 use super::timeline::Timeline;
+use super::timing::{Received, Resume};
 use super::tracks::Aligner;
 use crate::call::{Call, CallEvent, DtmfDigit, Events, Slot};
 use crate::messages;
@@ -66,6 +67,10 @@ pub(super) struct State {
     pub(super) finished: bool,
     /// Serialized events to push once the segment is out.
     pending_events: Vec<gst::Event>,
+    /// The last return to PLAYING (what queued before it is dropped).
+    pub(super) resume: Resume,
+    /// The next buffer is flagged DISCONT (the stream was anchored anew).
+    pub(super) discont: bool,
 }
 
 pub struct TwilioStreamSrc {
@@ -208,6 +213,18 @@ impl TwilioStreamSrc {
             "{call:?}: ending the stream (after playout: {after_playout})"
         );
         call.end_stream(after_playout)
+    }
+
+    /// The latency the src reports: a chunk (and the upsampler's delay),
+    /// the `latency` property, and with `track=both` the wait for the
+    /// slower track.
+    pub(super) fn latency(&self) -> gst::ClockTime {
+        let output = self.state.lock().unwrap().output.unwrap_or(Output::Pcm16k);
+        let (extra, tracks) = {
+            let settings = self.settings.lock().unwrap();
+            (settings.latency_ms, settings.track)
+        };
+        reported_latency(output, extra, tracks)
     }
 
     /// Turns one event of the call into what goes downstream.
@@ -355,6 +372,11 @@ impl ElementImpl for TwilioStreamSrc {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::PlayingToPaused {
             self.shared.pausing();
+            self.pausing();
+        }
+        if transition == gst::StateChange::PausedToPlaying {
+            // Before create() may run again.
+            self.resuming();
         }
         let success = self.parent_change_state(transition)?;
         if transition == gst::StateChange::PausedToPlaying {
@@ -455,12 +477,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
     fn query(&self, query: &mut gst::QueryRef) -> bool {
         match query.view_mut() {
             gst::QueryViewMut::Latency(q) => {
-                let output = self.state.lock().unwrap().output.unwrap_or(Output::Pcm16k);
-                let (extra, tracks) = {
-                    let settings = self.settings.lock().unwrap();
-                    (settings.latency_ms, settings.track)
-                };
-                let latency = reported_latency(output, extra, tracks);
+                let latency = self.latency();
                 gst::debug!(CAT, imp = self, "latency {latency}");
                 q.set(true, latency, gst::ClockTime::NONE);
                 true
@@ -516,10 +533,15 @@ impl PushSrcImpl for TwilioStreamSrc {
                 return Err(flow);
             }
 
-            let event = wait(&self.canceller, events.recv());
+            let received = self.receive(&mut events);
             self.state.lock().unwrap().events = Some(events);
-            let Ok(event) = event else {
-                return Err(gst::FlowError::Flushing);
+            let event = match received {
+                Ok(Received::Event(event)) => event,
+                Ok(Received::Overdue) => {
+                    self.fill_overdue();
+                    continue;
+                }
+                Err(_) => return Err(gst::FlowError::Flushing),
             };
             match self.process(event)? {
                 Step::Next => continue,

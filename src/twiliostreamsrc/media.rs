@@ -13,13 +13,13 @@
 
 use std::time::Instant;
 
-use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::imp::{CAT, State, TwilioStreamSrc};
 use super::output::Output;
 use super::properties::Tracks;
 use super::timeline::{self, NS_PER_SAMPLE, Timeline};
+use super::timing::AfterPause;
 use super::tracks::{Aligner, Frame, Placed, TRACK_WAIT};
 use crate::call::{MediaChunk, Stat};
 use crate::codec::{Upsampler, g711};
@@ -118,7 +118,7 @@ impl TwilioStreamSrc {
     ) -> Result<Option<gst::Buffer>, gst::FlowError> {
         let carried = state.carried[track.index()];
         let source = if carried { track } else { track.other() };
-        if chunk.track != source {
+        if chunk.track != source || !self.resumed(state, chunk) {
             return Ok(None);
         }
         let (silence, discont) = self.place(state, chunk);
@@ -147,10 +147,16 @@ impl TwilioStreamSrc {
             );
             return Ok(None);
         }
+        if !self.resumed(state, chunk) {
+            return Ok(None);
+        }
         if state.timeline.is_none() {
             self.anchor(state, chunk);
             let [inbound, outbound] = state.carried;
             state.aligner = Some(Aligner::new(inbound, outbound, TRACK_WAIT));
+        }
+        if let Some(timeline) = state.timeline.as_mut() {
+            timeline.observe(&placing(chunk));
         }
         let aligner = state.aligner.as_mut().expect("made with the timeline");
         let placed = aligner.push(chunk.track, chunk.timestamp_ms, &chunk.ulaw, chunk.arrival);
@@ -159,7 +165,10 @@ impl TwilioStreamSrc {
         // After a skipped gap, the frame after the jump goes out with the
         // next chunk.
         match frame {
-            Some(frame) => self.frame_buffer(state, frame, 0),
+            Some(mut frame) => {
+                frame.discont |= std::mem::take(&mut state.discont);
+                self.frame_buffer(state, frame, 0)
+            }
             None => Ok(None),
         }
     }
@@ -277,7 +286,13 @@ impl TwilioStreamSrc {
     /// The end of the audio: what the aligner still holds, and the audio
     /// still inside the upsampler(s), pushed out with silence.
     pub(super) fn drain(&self, state: &mut State) -> Option<gst::Buffer> {
-        state.timeline.as_ref()?;
+        let timeline = state.timeline.as_ref()?;
+        gst::debug!(
+            CAT,
+            imp = self,
+            "our clock against Twilio's: {:+.1} ppm",
+            timeline.skew_ppm()
+        );
         let tail = match state.output {
             Some(Output::Pcm16k) => Upsampler::DELAY.div_ceil(2),
             _ => 0,
@@ -299,11 +314,7 @@ impl TwilioStreamSrc {
     /// Starts the timeline at the first chunk.
     fn anchor(&self, state: &mut State, chunk: &MediaChunk) {
         let output = state.output.expect("checked by the caller");
-        let obj = self.obj();
-        let now = match (obj.clock(), obj.base_time()) {
-            (Some(clock), Some(base)) => clock.time().saturating_sub(base),
-            _ => gst::ClockTime::ZERO,
-        };
+        let now = self.running_time();
         let waited = Instant::now().saturating_duration_since(chunk.arrival);
         let tracks = state.start.as_ref().map_or(&[][..], |s| &s.tracks[..]);
         let timeline = Timeline::first(&placing(chunk), now, waited, output.delay(), tracks);
@@ -317,6 +328,42 @@ impl TwilioStreamSrc {
         state.timeline = Some(timeline);
     }
 
+    /// Whether a chunk of the track(s) output is placed: not if it queued
+    /// while paused; the first after a return to PLAYING anchors anew.
+    fn resumed(&self, state: &mut State, chunk: &MediaChunk) -> bool {
+        match self.after_pause(state, chunk) {
+            AfterPause::Drop => false,
+            AfterPause::Reanchor => {
+                self.reanchor(state, chunk);
+                true
+            }
+            AfterPause::Place => true,
+        }
+    }
+
+    /// The first chunk after a return to PLAYING: the stream goes on from
+    /// the running time it started being spoken (for both tracks, with the
+    /// aligner started anew at it).
+    fn reanchor(&self, state: &mut State, chunk: &MediaChunk) {
+        let now = self.running_time();
+        let waited = Instant::now().saturating_duration_since(chunk.arrival);
+        let Some(timeline) = state.timeline.as_mut() else {
+            return;
+        };
+        timeline.reanchor(&placing(chunk), now, waited);
+        if state.aligner.is_some() {
+            let [inbound, outbound] = state.carried;
+            state.aligner = Some(Aligner::new(inbound, outbound, TRACK_WAIT));
+        }
+        state.discont = true;
+        gst::debug!(
+            CAT,
+            imp = self,
+            "back to PLAYING: chunk at {} ms anchored at {now}",
+            chunk.timestamp_ms
+        );
+    }
+
     /// Places a chunk in time: returns the silence to insert before it and
     /// whether the stream is discontinuous there.
     fn place(&self, state: &mut State, chunk: &MediaChunk) -> (u64, bool) {
@@ -324,7 +371,25 @@ impl TwilioStreamSrc {
             self.anchor(state, chunk);
             return (0, false);
         };
+        if std::mem::take(&mut state.discont) {
+            // Anchored anew at this chunk.
+            return (0, true);
+        }
         let placed = timeline.place(&placing(chunk));
+        if placed.late > 0 {
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::ChunksFilledLate, 1);
+            }
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {:?} (timestamp {} ms) came {} ms after its time was filled: \
+                 it goes out after the fill",
+                chunk.chunk,
+                chunk.timestamp_ms,
+                placed.late / 8
+            );
+        }
         if let Some(ahead) = placed.ignored_ahead {
             gst::warning!(
                 CAT,

@@ -16,6 +16,7 @@ use gst::subclass::prelude::*;
 
 use crate::call::Slot;
 
+mod drift;
 mod imp;
 mod media;
 mod output;
@@ -23,6 +24,7 @@ mod properties;
 mod quality;
 mod shared_threads;
 mod timeline;
+mod timing;
 mod tracks;
 
 glib::wrapper! {

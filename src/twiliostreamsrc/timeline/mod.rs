@@ -1,0 +1,318 @@
+//! Where the src puts each chunk of the caller's audio on its output timeline,
+//! with plain numbers in and plain results out: the element logs, counts and
+//! makes the buffers.
+//!
+//! The first chunk's first sample is anchored at the running time the chunk
+//! arrived, minus its duration (when it started being spoken). Every later
+//! sample is placed by Twilio's `media.timestamp`, so buffers are contiguous;
+//! a jump in the timestamp (or a skipped chunk number) is filled with
+//! silence and flagged DISCONT, a jump too long to fill moves the timestamps
+//! on, and a timestamp implausibly far ahead is ignored. On the 16 kHz path
+//! the output is also shifted back by the upsampler's delay, so timestamps
+//! stay true to when the caller spoke.
+//!
+//! Against Twilio's clock running fast or slow, the [`Drift`] correction is
+//! added (buffer durations absorb its steps of at most 20 µs per chunk, so
+//! buffers stay exactly contiguous). After a pause the element anchors the
+//! stream anew ([`Timeline::reanchor`]). When nothing arrives, the element
+//! asks for fill ([`Timeline::fill`]) once the audio is overdue by its fill
+//! deadline; audio that then arrives for time already filled is late: it
+//! goes out after the fill (nothing is lost, the stream is measured from it
+//! on, DISCONT) and is counted ([`Placement::late`]).
+
+use std::time::{Duration, Instant};
+
+use gst::ClockTime;
+
+use super::drift::Drift;
+
+/// Nanoseconds per 8 kHz sample.
+pub const NS_PER_SAMPLE: u64 = 125_000;
+/// Timestamp deviations below this (in 8 kHz samples) are rounding, not gaps.
+pub(super) const GAP_TOLERANCE: u64 = 80;
+/// Longest gap filled with silence (5 s); longer ones make the timestamps jump.
+pub(super) const MAX_SILENCE: u64 = 5 * 8000;
+/// How far `media.timestamp` may run ahead of the time that really passed
+/// since the first chunk before it is taken for garbage (10 s, in samples).
+pub(super) const MAX_AHEAD: u64 = 10 * 8000;
+
+/// What the timeline needs to know of a `media` chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk {
+    /// `media.timestamp`: milliseconds since the stream started.
+    pub timestamp_ms: u64,
+    /// `media.chunk`, when present.
+    pub number: Option<u64>,
+    /// Its length in 8 kHz samples.
+    pub samples: u64,
+    /// When it was read off the socket.
+    pub arrival: Instant,
+}
+
+/// Where a chunk went, for the element to act on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// 8 kHz samples of silence to output before the chunk.
+    pub silence: u64,
+    /// The stream is discontinuous before the chunk.
+    pub discont: bool,
+    /// Chunks taken for lost before this one (0: none).
+    pub lost: u64,
+    /// The gap before the chunk in 8 kHz samples (meaningful when `lost` > 0).
+    pub gap: u64,
+    /// The timestamp ran implausibly far ahead and was ignored.
+    pub ignored_ahead: Option<Ahead>,
+    /// The chunk was due before what was already played (it is kept
+    /// contiguous all the same).
+    pub overlap: bool,
+    /// 8 kHz samples of the chunk's time that had been filled already: it
+    /// came late and goes out after the fill.
+    pub late: u64,
+}
+
+/// An ignored far-future timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ahead {
+    /// Where it would have put the chunk: 8 kHz samples after the first one.
+    pub due: u64,
+    /// Time that really passed between the first chunk's arrival and this one's.
+    pub elapsed: Duration,
+}
+
+/// Time, duration and offsets of an output buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub pts: ClockTime,
+    pub duration: ClockTime,
+    /// In output samples.
+    pub offset: u64,
+    pub offset_end: u64,
+}
+
+/// Where the stream is in time, from its first chunk on.
+#[derive(Debug)]
+pub struct Timeline {
+    /// Running time (ns) of stream position 0, before the output delay;
+    /// negative when anchored anew at a position further on than the
+    /// running time.
+    anchor: i64,
+    /// `media.timestamp` that position 0 stands for (negative once the
+    /// stream was measured anew after more output than timestamps).
+    first_ts_ms: i64,
+    /// When the first chunk arrived.
+    first_arrival: Instant,
+    /// Twilio streams both tracks: chunk numbers may count both, so only
+    /// timestamps tell gaps.
+    ignore_chunk_numbers: bool,
+    /// 8 kHz samples output so far, silence included.
+    position: u64,
+    /// The chunk number expected next, if Twilio numbers them.
+    next_chunk: Option<u64>,
+    /// Twilio's clock against ours.
+    drift: Drift,
+    /// The drift correction (ns) at the current position.
+    applied: i64,
+    /// 8 kHz samples filled since the last chunk.
+    filled: u64,
+    /// Length of the last chunk: the unit of fill.
+    chunk_len: u64,
+}
+
+impl Timeline {
+    /// Starts the timeline at the first chunk. Its first sample is anchored
+    /// at the running time it started being spoken: `now` (running time) less
+    /// what it `waited` since arrival, less its own length; but no earlier
+    /// than the output `delay`, which is taken off every PTS. `tracks` are
+    /// the start message's.
+    pub fn first(
+        chunk: &Chunk,
+        now: ClockTime,
+        waited: Duration,
+        delay: ClockTime,
+        tracks: &[String],
+    ) -> Timeline {
+        let mut drift = Drift::default();
+        drift.observe(chunk.timestamp_ms, 0, chunk.samples);
+        Timeline {
+            anchor: spoken_at(chunk, now, waited).max(delay).nseconds() as i64,
+            first_ts_ms: chunk.timestamp_ms.min(i64::MAX as u64) as i64,
+            first_arrival: chunk.arrival,
+            ignore_chunk_numbers: tracks.iter().any(|t| t == "outbound"),
+            position: 0,
+            next_chunk: chunk.number.map(|c| c.saturating_add(1)),
+            drift,
+            applied: 0,
+            filled: 0,
+            chunk_len: chunk.samples.max(1),
+        }
+    }
+
+    /// Anchors the stream anew at `chunk` (after a pause, when the running
+    /// time stood still while Twilio's clock went on): the current position
+    /// is put at the running time the chunk started being spoken, and later
+    /// chunks are measured from this one. The position (and so the offsets)
+    /// goes on; the element flags the buffer DISCONT.
+    pub fn reanchor(&mut self, chunk: &Chunk, now: ClockTime, waited: Duration) {
+        let elapsed = self.position.saturating_mul(NS_PER_SAMPLE) as i64;
+        self.anchor = spoken_at(chunk, now, waited).nseconds() as i64 - elapsed;
+        self.first_ts_ms = self.measure_from(chunk);
+        self.next_chunk = chunk.number.map(|c| c.saturating_add(1));
+        self.filled = 0;
+        self.chunk_len = chunk.samples.max(1);
+        self.drift.rebase(chunk.timestamp_ms);
+        self.observe(chunk);
+        self.applied = 0;
+    }
+
+    /// Takes the arrival of a chunk for the drift estimate (every chunk
+    /// placed, and with both tracks every chunk of either).
+    pub fn observe(&mut self, chunk: &Chunk) {
+        let arrival = chunk.arrival.saturating_duration_since(self.first_arrival);
+        self.drift
+            .observe(chunk.timestamp_ms, arrival.as_nanos() as u64, chunk.samples);
+    }
+
+    /// The skew of our clock against Twilio's estimated so far (ppm).
+    pub fn skew_ppm(&self) -> f64 {
+        self.drift.skew_ppm()
+    }
+
+    /// Measures later chunks from `chunk`, placed at the current position.
+    fn measure_from(&self, chunk: &Chunk) -> i64 {
+        let ms = chunk.timestamp_ms as i128 - (self.position / 8) as i128;
+        ms.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+
+    /// Running time of the current position (before the output delay).
+    fn now_playing(&self) -> i128 {
+        self.anchor as i128 + self.position as i128 * NS_PER_SAMPLE as i128 + self.applied as i128
+    }
+
+    /// The running time at which, with nothing arriving, the next chunk's
+    /// worth of audio is `deadline` overdue (it would normally have arrived
+    /// a chunk after it started being spoken).
+    pub fn fill_due(&self, deadline: ClockTime) -> ClockTime {
+        let due = self.now_playing()
+            + (self.chunk_len * NS_PER_SAMPLE) as i128
+            + deadline.nseconds() as i128;
+        ClockTime::from_nseconds(due.max(0) as u64)
+    }
+
+    /// At running time `now`, with nothing arrived: the 8 kHz samples (whole
+    /// chunks) overdue by `deadline`, to be filled now (0: none). The
+    /// element puts them out ([`Self::span`], [`Self::advance`]); the next
+    /// chunk's placement accounts for them.
+    pub fn fill(&mut self, now: ClockTime, deadline: ClockTime) -> u64 {
+        let overdue = now.nseconds() as i128 - deadline.nseconds() as i128 - self.now_playing();
+        let chunk_ns = (self.chunk_len * NS_PER_SAMPLE) as i128;
+        if overdue < chunk_ns {
+            return 0;
+        }
+        let samples = (overdue / chunk_ns) as u64 * self.chunk_len;
+        self.filled += samples;
+        samples
+    }
+
+    /// Running time of stream position 0 (0 if before).
+    pub fn anchor(&self) -> ClockTime {
+        ClockTime::from_nseconds(self.anchor.max(0) as u64)
+    }
+
+    /// Places a chunk after the first one.
+    pub fn place(&mut self, chunk: &Chunk) -> Placement {
+        let mut placement = Placement::default();
+        let ms = (chunk.timestamp_ms as i128 - self.first_ts_ms as i128).max(0);
+        let mut due = u64::try_from(ms).unwrap_or(u64::MAX).saturating_mul(8);
+        let elapsed = chunk.arrival.saturating_duration_since(self.first_arrival);
+        let possible = (elapsed.as_millis() as u64).saturating_mul(8) + MAX_AHEAD;
+        if due > possible {
+            // A timestamp far beyond the time that passed: keep the audio
+            // contiguous and measure later chunks from this one.
+            placement.ignored_ahead = Some(Ahead { due, elapsed });
+            self.first_ts_ms = self.measure_from(chunk);
+            due = self.position;
+            // Its clock is no longer the one measured: keep the correction
+            // reached in the anchor, measure again.
+            self.anchor += self.applied;
+            self.drift.reset();
+            self.applied = 0;
+        }
+        self.observe(chunk);
+        self.chunk_len = chunk.samples.max(1);
+        let filled = std::mem::take(&mut self.filled);
+        // Where the chunk would go had nothing been filled.
+        let expected = self.position - filled;
+        let gap = due.saturating_sub(expected);
+        let skipped = match (chunk.number, self.next_chunk) {
+            (Some(got), Some(expected)) if got > expected && !self.ignore_chunk_numbers => {
+                got - expected
+            }
+            _ => 0,
+        };
+        self.next_chunk = chunk.number.map(|c| c.saturating_add(1));
+        if filled > 0 && due + GAP_TOLERANCE < self.position {
+            // Late for time already filled: after the fill, and measured
+            // from here on.
+            placement.late = self.position - due;
+            placement.discont = true;
+            self.first_ts_ms = self.measure_from(chunk);
+            due = self.position;
+        } else {
+            placement.overlap = due + GAP_TOLERANCE < self.position;
+        }
+        if gap <= GAP_TOLERANCE && skipped == 0 {
+            return placement;
+        }
+        let len = chunk.samples.max(1);
+        placement.lost = skipped.max(gap.saturating_add(len / 2) / len).max(1);
+        placement.gap = gap;
+        placement.discont = true;
+        let rest = due.saturating_sub(self.position);
+        if rest > MAX_SILENCE {
+            // Too long to fill: let the timestamps jump instead.
+            self.position += rest;
+        } else if rest > GAP_TOLERANCE {
+            placement.silence = rest;
+        }
+        placement
+    }
+
+    /// Where a buffer of `samples` 8 kHz samples at the current position
+    /// goes, with `factor` output samples per 8 kHz one and the output
+    /// shifted back by the signal `delay` the element adds. Its end carries
+    /// the drift correction as it is now, so the next buffer starts there.
+    pub fn span(&self, samples: u64, factor: u64, delay: ClockTime) -> Span {
+        let at = |position: u64, correction: i64| {
+            let ns =
+                self.anchor as i128 + position as i128 * NS_PER_SAMPLE as i128 + correction as i128
+                    - delay.nseconds() as i128;
+            ns.max(0) as u64
+        };
+        let pts = at(self.position, self.applied);
+        let end = at(self.position + samples, self.drift.correction());
+        let offset = self.position * factor;
+        Span {
+            pts: ClockTime::from_nseconds(pts),
+            duration: ClockTime::from_nseconds(end.saturating_sub(pts)),
+            offset,
+            offset_end: offset + samples * factor,
+        }
+    }
+
+    /// Moves the position past `samples` output 8 kHz samples.
+    pub fn advance(&mut self, samples: u64) {
+        self.position += samples;
+        self.applied = self.drift.correction();
+    }
+}
+
+/// The running time `chunk` started being spoken: `now` less what it
+/// `waited` since arrival, less its own length.
+fn spoken_at(chunk: &Chunk, now: ClockTime, waited: Duration) -> ClockTime {
+    let waited = ClockTime::from_nseconds(waited.as_nanos() as u64);
+    let spoken = ClockTime::from_nseconds(chunk.samples * NS_PER_SAMPLE);
+    now.saturating_sub(waited).saturating_sub(spoken)
+}
+
+#[cfg(test)]
+mod tests;

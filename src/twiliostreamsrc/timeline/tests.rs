@@ -1,0 +1,379 @@
+//! The timeline's unit tests: placement, gaps, re-anchoring, fill and late audio.
+
+use super::*;
+
+const MS: ClockTime = ClockTime::MSECOND;
+
+/// A 20 ms chunk `ms` after `t0`, with that timestamp.
+fn chunk(t0: Instant, ms: u64, number: Option<u64>) -> Chunk {
+    Chunk {
+        timestamp_ms: ms,
+        number,
+        samples: 160,
+        arrival: t0 + Duration::from_millis(ms),
+    }
+}
+
+/// A timeline whose first chunk (number 1, timestamp 0) is anchored at 1 s.
+fn started(t0: Instant, tracks: &[&str]) -> Timeline {
+    let tracks: Vec<String> = tracks.iter().map(|t| t.to_string()).collect();
+    let first = chunk(t0, 0, Some(1));
+    let now = ClockTime::SECOND + 20 * MS;
+    let mut timeline = Timeline::first(&first, now, Duration::ZERO, ClockTime::ZERO, &tracks);
+    assert_eq!(timeline.anchor(), ClockTime::SECOND);
+    timeline.advance(160);
+    timeline
+}
+
+fn contiguous() -> Placement {
+    Placement::default()
+}
+
+#[test]
+fn the_first_chunk_is_anchored_when_it_started_being_spoken() {
+    let t0 = Instant::now();
+    let first = chunk(t0, 12_340, Some(7));
+    let now = 5 * ClockTime::SECOND;
+    let waited = Duration::from_millis(30);
+    let timeline = Timeline::first(&first, now, waited, ClockTime::ZERO, &[]);
+    // 5 s, less 30 ms of waiting, less 20 ms of speech.
+    assert_eq!(timeline.anchor(), 4950 * MS);
+    assert_eq!(timeline.position, 0);
+    assert_eq!(timeline.first_ts_ms, 12_340);
+    assert_eq!(timeline.next_chunk, Some(8));
+}
+
+#[test]
+fn the_anchor_is_no_earlier_than_the_output_delay() {
+    let t0 = Instant::now();
+    let delay = ClockTime::from_nseconds(2_562_500);
+    let timeline = Timeline::first(&chunk(t0, 0, None), 10 * MS, Duration::ZERO, delay, &[]);
+    assert_eq!(timeline.anchor(), delay);
+    // So the first PTS is 0, not negative.
+    assert_eq!(timeline.span(160, 2, delay).pts, ClockTime::ZERO);
+}
+
+#[test]
+fn contiguous_chunks_follow_each_other() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    for n in 1..50 {
+        assert_eq!(
+            timeline.place(&chunk(t0, 20 * n, Some(n + 1))),
+            contiguous()
+        );
+        let span = timeline.span(160, 1, ClockTime::ZERO);
+        assert_eq!(span.pts, ClockTime::SECOND + 20 * n * MS);
+        timeline.advance(160);
+    }
+}
+
+#[test]
+fn a_timestamp_gap_is_filled_with_silence_and_counted() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    // Chunks at 20..60 ms lost (numbers 2 and 3 as well).
+    let placed = timeline.place(&chunk(t0, 60, Some(4)));
+    assert_eq!(
+        placed,
+        Placement {
+            silence: 320,
+            discont: true,
+            lost: 2,
+            gap: 320,
+            ..contiguous()
+        }
+    );
+    timeline.advance(320 + 160);
+    // The chunk lands where its timestamp says.
+    assert_eq!(timeline.place(&chunk(t0, 80, Some(5))), contiguous());
+    assert_eq!(
+        timeline.span(160, 1, ClockTime::ZERO).pts,
+        ClockTime::SECOND + 80 * MS
+    );
+}
+
+#[test]
+fn a_timestamp_gap_counts_chunks_of_the_chunk_s_own_length() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    // 100 ms missing, chunks of 40 ms: 2.5, rounded to 3.
+    let placed = timeline.place(&Chunk {
+        samples: 320,
+        ..chunk(t0, 120, None)
+    });
+    assert_eq!((placed.silence, placed.lost), (800, 3));
+}
+
+#[test]
+fn a_skipped_chunk_number_without_a_timestamp_gap_is_a_discont() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    let placed = timeline.place(&chunk(t0, 20, Some(5)));
+    assert_eq!(
+        placed,
+        Placement {
+            discont: true,
+            lost: 3,
+            ..contiguous()
+        }
+    );
+    // Numbering goes on from the chunk that came.
+    timeline.advance(160);
+    assert_eq!(timeline.place(&chunk(t0, 40, Some(6))), contiguous());
+}
+
+#[test]
+fn chunk_numbers_do_not_count_with_both_tracks() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound", "outbound"]);
+    assert_eq!(timeline.place(&chunk(t0, 20, Some(3))), contiguous());
+    // A timestamp gap still does.
+    timeline.advance(160);
+    assert_eq!(timeline.place(&chunk(t0, 60, Some(5))).lost, 1);
+}
+
+#[test]
+fn a_gap_within_the_tolerance_is_rounding() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &[]);
+    // 10 ms late (80 samples): nothing to fill.
+    assert_eq!(timeline.place(&chunk(t0, 30, None)), contiguous());
+    timeline.advance(160);
+    // 11 ms late: a gap.
+    let placed = timeline.place(&chunk(t0, 51, None));
+    assert_eq!((placed.silence, placed.lost), (88, 1));
+}
+
+#[test]
+fn a_gap_over_the_silence_limit_makes_the_timestamps_jump() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &[]);
+    // 6 s later, really.
+    let placed = timeline.place(&chunk(t0, 6020, None));
+    assert_eq!(
+        placed,
+        Placement {
+            silence: 0,
+            discont: true,
+            lost: 300,
+            gap: 48_000,
+            ..contiguous()
+        }
+    );
+    assert_eq!(
+        timeline.span(160, 1, ClockTime::ZERO).pts,
+        ClockTime::SECOND + 6020 * MS
+    );
+}
+
+#[test]
+fn a_far_future_timestamp_is_ignored_and_later_ones_measured_from_it() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &[]);
+    // Claims an hour after the first, 20 ms in.
+    let mut liar = chunk(t0, 3_600_020, None);
+    liar.arrival = t0 + Duration::from_millis(20);
+    let placed = timeline.place(&liar);
+    assert_eq!(
+        placed,
+        Placement {
+            ignored_ahead: Some(Ahead {
+                due: 3_600_020 * 8,
+                elapsed: Duration::from_millis(20),
+            }),
+            ..contiguous()
+        }
+    );
+    assert_eq!(
+        timeline.span(160, 1, ClockTime::ZERO).pts,
+        ClockTime::SECOND + 20 * MS
+    );
+    timeline.advance(160);
+    let mut next = chunk(t0, 3_600_040, None);
+    next.arrival = t0 + Duration::from_millis(40);
+    assert_eq!(timeline.place(&next), contiguous());
+    assert_eq!(
+        timeline.span(160, 1, ClockTime::ZERO).pts,
+        ClockTime::SECOND + 40 * MS
+    );
+}
+
+#[test]
+fn up_to_ten_seconds_ahead_is_believed() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &[]);
+    let mut ahead = chunk(t0, 10_000, None);
+    ahead.arrival = t0;
+    let placed = timeline.place(&ahead);
+    assert_eq!(placed.ignored_ahead, None);
+    assert!(placed.discont);
+}
+
+#[test]
+fn an_overlap_is_kept_contiguous() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &[]);
+    for n in 1..5 {
+        timeline.place(&chunk(t0, 20 * n, None));
+        timeline.advance(160);
+    }
+    // A chunk claiming 20 ms again.
+    let placed = timeline.place(&chunk(t0, 20, None));
+    assert_eq!(
+        placed,
+        Placement {
+            overlap: true,
+            ..contiguous()
+        }
+    );
+    assert_eq!(
+        timeline.span(160, 1, ClockTime::ZERO).pts,
+        ClockTime::SECOND + 100 * MS
+    );
+}
+
+#[test]
+fn spans_take_off_the_delay_and_count_output_samples() {
+    let t0 = Instant::now();
+    // 16 kHz: the upsampler delays by 2.5625 ms.
+    let delay = ClockTime::from_nseconds(2_562_500);
+    let first = chunk(t0, 0, None);
+    let mut timeline = Timeline::first(&first, ClockTime::SECOND, Duration::ZERO, delay, &[]);
+    assert_eq!(timeline.anchor(), 980 * MS);
+    let span = timeline.span(160, 2, delay);
+    assert_eq!(
+        span,
+        Span {
+            pts: 980 * MS - delay,
+            duration: 20 * MS,
+            offset: 0,
+            offset_end: 320,
+        }
+    );
+    timeline.advance(160);
+    // Silence and the chunk in one buffer.
+    let span = timeline.span(480, 2, delay);
+    assert_eq!(
+        span,
+        Span {
+            pts: 1000 * MS - delay,
+            duration: 60 * MS,
+            offset: 320,
+            offset_end: 1280,
+        }
+    );
+    // At 8 kHz, no delay and one output sample per input sample.
+    assert_eq!(timeline.span(160, 1, ClockTime::ZERO).offset, 160);
+}
+
+#[test]
+fn a_reanchored_stream_goes_on_at_the_running_time_of_its_next_chunk() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &[]);
+    for n in 1..50 {
+        timeline.place(&chunk(t0, 20 * n, None));
+        timeline.advance(160);
+    }
+    // Paused at 2 s of running time for 2 s: Twilio's clock went on,
+    // the running time did not. The chunk at 3000 ms arrives at running
+    // time 2 s.
+    timeline.reanchor(
+        &chunk(t0, 3000, Some(151)),
+        2 * ClockTime::SECOND,
+        Duration::ZERO,
+    );
+    let span = timeline.span(160, 1, ClockTime::ZERO);
+    assert_eq!(span.pts, 1980 * MS);
+    assert_eq!(span.offset, 50 * 160);
+    timeline.advance(160);
+    // The next one follows on, measured from the re-anchored chunk.
+    assert_eq!(timeline.place(&chunk(t0, 3020, Some(152))), contiguous());
+    assert_eq!(timeline.span(160, 1, ClockTime::ZERO).pts, 2000 * MS);
+}
+
+#[test]
+fn nothing_is_filled_before_the_deadline() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &[]);
+    let deadline = 300 * MS;
+    // Position 0 + 20 ms at running time 1.02 s; the next chunk is due
+    // by 1.04 s, and 300 ms overdue at 1.34 s.
+    assert_eq!(timeline.fill_due(deadline), 1340 * MS);
+    assert_eq!(timeline.fill(1339 * MS, deadline), 0);
+    assert_eq!(timeline.fill(1340 * MS, deadline), 160);
+    timeline.advance(160);
+    assert_eq!(timeline.fill_due(deadline), 1360 * MS);
+    // Late waking fills all that is overdue, in whole chunks.
+    assert_eq!(timeline.fill(1419 * MS, deadline), 480);
+    timeline.advance(480);
+}
+
+#[test]
+fn audio_late_for_filled_time_goes_out_after_the_fill() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &[]);
+    // 400 ms of fill while nothing came.
+    let filled = timeline.fill(1420 * MS, ClockTime::ZERO);
+    assert_eq!(filled, 3200);
+    timeline.advance(filled);
+    // Then the next chunk (nothing was lost, it was only late).
+    let placed = timeline.place(&chunk(t0, 20, Some(2)));
+    assert_eq!(
+        placed,
+        Placement {
+            discont: true,
+            late: 3200,
+            ..contiguous()
+        }
+    );
+    assert_eq!(
+        timeline.span(160, 1, ClockTime::ZERO).pts,
+        ClockTime::SECOND + 420 * MS
+    );
+    timeline.advance(160);
+    // Later chunks are measured from it.
+    assert_eq!(timeline.place(&chunk(t0, 40, Some(3))), contiguous());
+    assert_eq!(
+        timeline.span(160, 1, ClockTime::ZERO).pts,
+        ClockTime::SECOND + 440 * MS
+    );
+}
+
+#[test]
+fn a_real_gap_longer_than_the_fill_is_counted_and_the_rest_silenced() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &[]);
+    let filled = timeline.fill(1200 * MS, ClockTime::ZERO);
+    assert_eq!(filled, 1440);
+    timeline.advance(filled);
+    // The chunk at 300 ms: 280 ms lost, 180 ms of it filled already.
+    let placed = timeline.place(&chunk(t0, 300, Some(16)));
+    assert_eq!(
+        placed,
+        Placement {
+            silence: 800,
+            discont: true,
+            lost: 14,
+            gap: 2240,
+            ..contiguous()
+        }
+    );
+    timeline.advance(800 + 160);
+    assert_eq!(timeline.place(&chunk(t0, 320, Some(17))), contiguous());
+}
+
+#[test]
+fn a_lost_stretch_within_the_fill_is_counted_and_late() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &[]);
+    let filled = timeline.fill(1500 * MS, ClockTime::ZERO);
+    timeline.advance(filled);
+    // 100 ms lost, then the rest arrives late.
+    let placed = timeline.place(&chunk(t0, 120, Some(7)));
+    assert_eq!(
+        (placed.lost, placed.late, placed.silence),
+        (5, 4000 - 960, 0)
+    );
+    assert!(placed.discont);
+}

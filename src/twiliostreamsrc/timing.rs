@@ -1,0 +1,176 @@
+//! The src's timing glue around the [`Timeline`](super::timeline::Timeline):
+//! the return to PLAYING after a pause, and the fill pushed when nothing
+//! arrives for the fill deadline.
+//!
+//! * **Pause.** A live BaseSrc does not run `create()` in PAUSED, and the
+//!   running time stands still while Twilio's clock goes on. On the return
+//!   to PLAYING, the media chunks that arrived before it are dropped
+//!   (counted in `chunks-dropped-paused`: played late, they would put every
+//!   later buffer ahead of its PTS by the pause) and the stream is anchored
+//!   anew at the next chunk: its first sample at the running time it started
+//!   being spoken, flagged DISCONT. The same holds for a call that arrived
+//!   while PAUSED, and for both push modes.
+//! * **Fill deadline.** With the streaming thread pushing and a mono
+//!   `track`, when nothing arrives until the audio is
+//!   [`fill_deadline`](TwilioStreamSrc::fill_deadline) overdue, a GAP event
+//!   goes out for the overdue time (a chunk at a time while it lasts), so
+//!   downstream does not wait for the next chunk to learn of the gap. Audio
+//!   that then arrives for time already filled goes out after the fill
+//!   (counted in `chunks-filled-late`, DISCONT). With `shared-threads` and
+//!   with `track=both` a gap is filled when the next chunk arrives.
+
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+
+use super::imp::{CAT, State, TwilioStreamSrc};
+use crate::call::{CallEvent, Events, MediaChunk, Stat};
+use crate::runtime::RUNTIME;
+use crate::wait::{Cancelled, wait};
+
+/// The fill deadline is never shorter than this: Twilio's delivery is
+/// bursty (some 230 ms without a chunk, nothing lost, is normal at TwiML
+/// boundaries), and audio that is merely late must not be overtaken by fill.
+pub(super) const MIN_FILL_DEADLINE: gst::ClockTime = gst::ClockTime::from_mseconds(300);
+
+/// The return to PLAYING, as media placement sees it.
+#[derive(Debug, Default)]
+pub(super) struct Resume {
+    /// When the element last went to PLAYING: earlier chunks queued while
+    /// paused.
+    since: Option<Instant>,
+    /// The next chunk placed anchors the stream anew.
+    pending: bool,
+    /// Between PLAYING → PAUSED and the return: a `create()` under way
+    /// may still take chunks, which queued while paused as well.
+    paused: bool,
+}
+
+/// What a media chunk is to the return to PLAYING.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AfterPause {
+    /// It queued while paused: dropped.
+    Drop,
+    /// The first after the return with a timeline running: anchor anew.
+    Reanchor,
+    Place,
+}
+
+/// What waiting on the call's queue gave.
+pub(super) enum Received {
+    Event(Option<CallEvent>),
+    /// The fill deadline passed with nothing.
+    Overdue,
+}
+
+impl TwilioStreamSrc {
+    /// Before PLAYING → PAUSED.
+    pub(super) fn pausing(&self) {
+        self.state.lock().unwrap().resume.paused = true;
+    }
+
+    /// Before PAUSED → PLAYING (before `create()` may run again).
+    pub(super) fn resuming(&self) {
+        self.state.lock().unwrap().resume = Resume {
+            since: Some(Instant::now()),
+            pending: true,
+            paused: false,
+        };
+    }
+
+    /// A media chunk against the last return to PLAYING.
+    pub(super) fn after_pause(&self, state: &mut State, chunk: &MediaChunk) -> AfterPause {
+        if state
+            .resume
+            .since
+            .is_some_and(|since| chunk.arrival < since)
+        {
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::ChunksDroppedPaused, 1);
+            }
+            gst::trace!(CAT, imp = self, "dropping a chunk that came while paused");
+            return AfterPause::Drop;
+        }
+        if std::mem::take(&mut state.resume.pending) && state.timeline.is_some() {
+            return AfterPause::Reanchor;
+        }
+        AfterPause::Place
+    }
+
+    /// The pipeline's running time now.
+    pub(super) fn running_time(&self) -> gst::ClockTime {
+        let obj = self.obj();
+        match (obj.clock(), obj.base_time()) {
+            (Some(clock), Some(base)) => clock.time().saturating_sub(base),
+            _ => gst::ClockTime::ZERO,
+        }
+    }
+
+    /// How overdue audio is before a gap is filled without waiting for the
+    /// next chunk: the reported latency, and at least [`MIN_FILL_DEADLINE`].
+    pub(super) fn fill_deadline(&self) -> gst::ClockTime {
+        self.latency().max(MIN_FILL_DEADLINE)
+    }
+
+    /// The streaming thread's wait for the next event of the call, up to
+    /// the fill deadline when the stream is filled in time.
+    pub(super) fn receive(&self, events: &mut Events) -> Result<Received, Cancelled> {
+        let deadline = self.fill_deadline();
+        let timeout = {
+            let state = self.state.lock().unwrap();
+            match (&state.timeline, state.tracks.mono(), state.finished) {
+                (Some(timeline), Some(_), false) if !state.resume.paused => {
+                    let due = timeline.fill_due(deadline);
+                    let now = self.running_time();
+                    Some(Duration::from_nanos(due.saturating_sub(now).nseconds()))
+                }
+                _ => None,
+            }
+        };
+        let Some(timeout) = timeout else {
+            return wait(&self.canceller, events.recv()).map(Received::Event);
+        };
+        // The timer is the runtime's; the wait is this thread's.
+        let _runtime = RUNTIME.enter();
+        let received = wait(
+            &self.canceller,
+            tokio::time::timeout(timeout, events.recv()),
+        )?;
+        Ok(received.map_or(Received::Overdue, Received::Event))
+    }
+
+    /// The fill deadline passed: a GAP event for the time overdue.
+    pub(super) fn fill_overdue(&self) {
+        let deadline = self.fill_deadline();
+        let now = self.running_time();
+        let gap = {
+            let mut state = self.state.lock().unwrap();
+            let Some(output) = state.output else {
+                return;
+            };
+            let Some(timeline) = state.timeline.as_mut() else {
+                return;
+            };
+            let samples = timeline.fill(now, deadline);
+            if samples == 0 {
+                return;
+            }
+            let span = timeline.span(samples, output.factor(), output.delay());
+            timeline.advance(samples);
+            span
+        };
+        gst::debug!(
+            CAT,
+            imp = self,
+            "nothing came: gap of {} from {} (at {now})",
+            gap.duration,
+            gap.pts
+        );
+        let event = gst::event::Gap::builder(gap.pts)
+            .duration(gap.duration)
+            .build();
+        self.obj().src_pad().push_event(event);
+    }
+}

@@ -1,0 +1,233 @@
+//! twiliostreamsrc's timing end to end, in real time: after a pause the
+//! buffers are on time again (in both push modes, and through the echo
+//! pipeline), and a long silence of the network is filled by the fill
+//! deadline, without losing the audio that was merely late.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::src::{in_both_modes, start};
+use common::*;
+use gst::prelude::*;
+use twilio_emulator::audio::{decode, encode};
+use twilio_emulator::{CallParams, Playout, Received, TwilioCall};
+
+in_both_modes!(after_a_pause_buffers_are_on_time_again);
+
+/// Generous, but a tenth of what the flaw gives (the 2 s of the pause).
+const ON_TIME: gst::ClockTime = gst::ClockTime::from_mseconds(200);
+
+/// Sends `chunks` chunks of `chunk` every 20 ms (real time), then stop.
+async fn play_realtime(mut call: TwilioCall, chunks: usize, chunk: Vec<u8>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for _ in 0..chunks {
+        tick.tick().await;
+        call.send_media(&chunk).unwrap();
+    }
+    call.send_stop().unwrap();
+    call.close().await;
+}
+
+fn after_a_pause_buffers_are_on_time_again() {
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let call = rt().block_on(TwilioCall::start(&url, CallParams::default()));
+    // 4.5 s of audio in real time; a 2 s pause after 1 s.
+    let player = rt().spawn(play_realtime(call.unwrap(), 225, vec![0x55; 160]));
+    collector.wait_buffers(50);
+    set_state(&p, gst::State::Paused);
+    std::thread::sleep(Duration::from_secs(2));
+    let before = collector.snapshot().buffers.len();
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let resumed = src.clock().unwrap().time() - src.base_time().unwrap();
+    let got = collector.wait_eos();
+    rt().block_on(player).unwrap();
+
+    // A buffer made before the pause may still go out first; the stream
+    // then goes on anchored anew.
+    let anew = (before..got.buffers.len())
+        .find(|&i| got.buffers[i].flags().contains(gst::BufferFlags::DISCONT))
+        .expect("no DISCONT after the pause");
+    assert!(anew <= before + 1, "anchored anew only at buffer {anew}");
+    assert!(
+        got.buffers.len() - anew >= 40,
+        "{} buffers after",
+        got.buffers.len() - anew
+    );
+    assert!(
+        got.running_times[anew] < resumed + gst::ClockTime::SECOND,
+        "first at {}",
+        got.running_times[anew]
+    );
+    for i in anew..got.buffers.len() {
+        let (pts, at) = (got.buffers[i].pts().unwrap(), got.running_times[i]);
+        // Pushed about a chunk after its PTS, as before the pause (without
+        // the re-anchoring: 2 s before it).
+        let off = if at > pts { at - pts } else { pts - at };
+        assert!(
+            off < ON_TIME,
+            "PTS {pts} arrived at {at} (resumed at {resumed})"
+        );
+    }
+    // What queued while paused (about 100 chunks) was dropped and counted.
+    let dropped = src.property::<u64>("chunks-dropped-paused");
+    assert!((50..=130).contains(&dropped), "{dropped} dropped");
+    assert_eq!(src.property::<u64>("chunks-lost"), 0);
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn the_echo_is_in_time_again_after_a_pause() {
+    init();
+    let p = pipeline("twiliostreamsrc name=src port=0 ! queue ! twiliostreamsink name=sink");
+    p.set_state(gst::State::Playing).unwrap();
+    let url = url_of(&by_name(&p, "src"));
+    let silence = vec![0xFFu8; 160];
+    let tone = encode(&sine(1000.0, 8000.0, 16000.0, 160));
+    let resumed = Arc::new(AtomicBool::new(false));
+    let caller = {
+        let resumed = resumed.clone();
+        rt().spawn(async move {
+            let mut call = TwilioCall::connect_with(&url, CallParams::default(), Playout::Instant)
+                .await
+                .unwrap();
+            call.begin().unwrap();
+            // Silence in real time until 500 ms after the resume, then a
+            // tone chunk: how long until it comes back?
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut resumed_at = None;
+            let mut sent_at = None;
+            let mut heard = None;
+            for _ in 0..400 {
+                tick.tick().await;
+                if resumed.load(Ordering::SeqCst) && resumed_at.is_none() {
+                    resumed_at = Some(Instant::now());
+                }
+                let send_tone = sent_at.is_none()
+                    && resumed_at.is_some_and(|r| r.elapsed() >= Duration::from_millis(500));
+                if send_tone {
+                    call.send_media(&tone).unwrap();
+                    sent_at = Some(Instant::now());
+                } else {
+                    call.send_media(&silence).unwrap();
+                }
+                // Listen until the next tick.
+                while let Some(received) = call.recv_timeout(Duration::from_millis(15)).await {
+                    if let Received::Message(
+                        gsttwiliostream::protocol::Outbound::Media { media, .. },
+                        _,
+                    ) = received
+                    {
+                        use base64::Engine as _;
+                        let ulaw = base64::engine::general_purpose::STANDARD
+                            .decode(&media.payload)
+                            .unwrap();
+                        let loud = decode(&ulaw).iter().any(|v| v.abs() > 4000);
+                        if loud && sent_at.is_some() && heard.is_none() {
+                            heard = Some(Instant::now());
+                        }
+                    }
+                }
+                if heard.is_some() {
+                    break;
+                }
+            }
+            call.send_stop().unwrap();
+            call.close().await;
+            heard.zip(sent_at).map(|(h, s)| h - s)
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    set_state(&p, gst::State::Paused);
+    std::thread::sleep(Duration::from_secs(2));
+    p.set_state(gst::State::Playing).unwrap();
+    resumed.store(true, Ordering::SeqCst);
+    let delay = rt()
+        .block_on(caller)
+        .unwrap()
+        .expect("the tone never came back");
+    // A chunk, the src's and the sink's latency: some 70 ms. Without the
+    // re-anchoring, the 2 s of the pause.
+    assert!(delay < Duration::from_millis(200), "echo after {delay:?}");
+    assert!(by_name(&p, "src").property::<u64>("chunks-dropped-paused") >= 50);
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_network_silence_is_filled_by_the_deadline_and_late_audio_kept() {
+    init();
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    // GAP events: (pts, duration, running time at the sink).
+    let gaps = Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let gaps = gaps.clone();
+        let pad = by_name(&p, "sink").static_pad("sink").unwrap();
+        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data
+                && let gst::EventView::Gap(gap) = e.view()
+            {
+                let (pts, duration) = gap.get();
+                let element = pad.parent_element().unwrap();
+                let now = element.clock().unwrap().time() - element.base_time().unwrap();
+                gaps.lock().unwrap().push((pts, duration.unwrap(), now));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let ulaw: Vec<u8> = (0..40 * 160u32).map(|i| (i * 13 % 256) as u8).collect();
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for (n, chunk) in ulaw.chunks(160).enumerate() {
+            if n == 20 {
+                // The network holds the rest back 1.5 s; nothing is lost.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            tick.tick().await;
+            call.send_media(chunk).unwrap();
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    let src = by_name(&p, "src");
+    // No audio lost, and the late chunk counted.
+    assert_eq!(got.samples(), decode(&ulaw));
+    assert_eq!(src.property::<u64>("chunks-lost"), 0);
+    assert_eq!(src.property::<u64>("chunks-filled-late"), 1);
+    let gaps = gaps.lock().unwrap().clone();
+    assert!(!gaps.is_empty(), "no GAP event");
+    let deadline = gst::ClockTime::from_mseconds(300);
+    let chunk = gst::ClockTime::from_mseconds(20);
+    // Each gap went out once its time was the deadline overdue, not when
+    // the audio came back 1.5 s later.
+    for &(pts, duration, at) in &gaps {
+        assert!(at >= pts + deadline, "gap at {pts} out at {at}: too early");
+        assert!(
+            at < pts + duration + deadline + chunk + ON_TIME,
+            "gap at {pts} ({duration}) out only at {at}"
+        );
+    }
+    let filled: gst::ClockTime = gaps.iter().map(|g| g.1).sum();
+    assert!(filled >= gst::ClockTime::SECOND, "filled {filled}");
+    // The late audio went out after the fill, flagged, and the stream is
+    // contiguous around it.
+    let late = &got.buffers[20];
+    assert!(late.flags().contains(gst::BufferFlags::DISCONT));
+    let (last_pts, last_duration, _) = *gaps.last().unwrap();
+    assert_eq!(late.pts().unwrap(), last_pts + last_duration);
+    assert_eq!(
+        got.buffers[21].pts().unwrap(),
+        late.pts().unwrap() + late.duration().unwrap()
+    );
+    set_state(&p, gst::State::Null);
+}
