@@ -192,7 +192,8 @@ impl Endpoint {
                 format!(
                     "Seconds a client has to complete TLS and the WebSocket upgrade, and then \
                      again to send its start message: a connection becomes a call only at \
-                     start, and is closed (close code 1008) if it sends anything else first{when}"
+                     start, and is closed (close code 1008, 1003 for a binary frame) if it sends \
+                     anything else first{when}"
                 ),
                 1,
                 3600,

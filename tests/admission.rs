@@ -84,6 +84,12 @@ fn connections_that_never_start_do_not_touch_the_src() {
         let chunk = media_first.media_message(&MORE);
         media_first.send(&chunk).unwrap();
         assert_eq!(closed(&mut media_first).await, Some(1008));
+        // A start without a streamSid is no call either.
+        let mut no_sid = TwilioCall::connect(&url, CallParams::default()).await.unwrap();
+        no_sid
+            .send_text(r#"{"event":"start","streamSid":"","start":{"accountSid":"AC1","callSid":"CA1","streamSid":""}}"#)
+            .unwrap();
+        assert_eq!(closed(&mut no_sid).await, Some(1008));
         // The real call arrives whole in the same src.
         real_call(&url, &AUDIO).await;
         idle.abort().await;
@@ -92,7 +98,7 @@ fn connections_that_never_start_do_not_touch_the_src() {
     let bus = p.bus().unwrap();
     assert!(warnings(&bus).is_empty(), "{:?}", warnings(&bus));
     // The idle probe counts once the server has seen it go.
-    counter_reaches(&src, "rejected-connections", 4);
+    counter_reaches(&src, "rejected-connections", 5);
     assert_eq!(src.property::<u64>("invalid-messages"), 0);
     assert_eq!(src.property::<u64>("chunks-received"), 1);
     set_state(&p, gst::State::Null);

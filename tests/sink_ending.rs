@@ -154,8 +154,10 @@ fn eos_ends_a_lone_sinks_call_once_twilio_played_everything() {
     assert_eq!(marks(&got), [EOS_MARK]);
     assert_ended_after_playout(&call, &got, &sink);
 
-    // The sink took the call, so it says it ended it; EOS follows.
-    let messages = messages_until(&bus, |m| has_eos(m) && has_element(m, "twilio-ended"));
+    // The sink took the call, so it says it ended it; EOS follows (an
+    // application that quits at EOS has seen twilio-ended).
+    let messages = messages_until(&bus, has_eos);
+    assert!(has_element(&messages, "twilio-ended"), "{messages:?}");
     let ended = &element_messages(&messages, "twilio-ended")[0];
     assert_eq!(ended.get::<String>("reason").unwrap(), "eos");
     assert_eq!(
@@ -428,5 +430,47 @@ fn a_paired_sink_warns_that_its_listening_properties_are_ignored() {
     let bus = p.bus().unwrap();
     set_state(&p, gst::State::Paused);
     assert!(warnings(&bus).is_empty());
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn send_mark_with_no_name_is_refused_not_a_crash() {
+    let (p, sp, _app, sink) = appsrc_pair("");
+    let bus = p.bus().unwrap();
+    let _call = start_call(&bus, &by_name(&p, "src"), Playout::Instant);
+    assert!(!sink.emit_by_name::<bool>("send-mark", &[&None::<String>]));
+    // The sink works on.
+    assert!(sink.emit_by_name::<bool>("send-mark", &[&"after"]));
+    set_state(&sp, gst::State::Null);
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_sink_on_a_one_way_stream_warns_that_twilio_rejects_its_audio() {
+    let (p, sp, app, _sink) = appsrc_pair("");
+    let bus = p.bus().unwrap();
+    let url = url_of(&by_name(&p, "src"));
+    let _call = rt().block_on(async {
+        let params = CallParams {
+            tracks: vec!["inbound".to_owned(), "outbound".to_owned()],
+            ..CallParams::default()
+        };
+        TwilioCall::start(&url, params).await.unwrap()
+    });
+    messages_until(&bus, |m| has_element(m, "twilio-start"));
+    push(&app, &[0; 160]);
+    let warnings = messages_until(&sp.bus().unwrap(), |m| {
+        m.iter()
+            .any(|m| matches!(m.view(), gst::MessageView::Warning(_)))
+    });
+    let text = warnings
+        .iter()
+        .find_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(text.contains("one-way"), "{text}");
+    set_state(&sp, gst::State::Null);
     set_state(&p, gst::State::Null);
 }

@@ -134,6 +134,14 @@ impl Session {
             Inbound::Start {
                 stream_sid, start, ..
             } => {
+                if stream_sid.is_empty() || start.stream_sid != stream_sid {
+                    out.invalid(format_args!(
+                        "start with streamSid {stream_sid:?} and start.streamSid {:?}: \
+                         they must be one and not empty",
+                        start.stream_sid
+                    ));
+                    return out;
+                }
                 if let Some(ours) = &self.stream_sid {
                     out.invalid(format_args!(
                         "duplicate start (streamSid {stream_sid:?}, already {ours:?})"
@@ -335,6 +343,19 @@ mod tests {
             warnings(&h),
             [r#"ignoring message: media for streamSid "MZ2", this stream is "MZ1""#]
         );
+    }
+
+    #[test]
+    fn a_start_with_an_empty_or_two_stream_sids_is_invalid() {
+        for text in [
+            START.replacen(r#""streamSid":"MZ1""#, r#""streamSid":"""#, 2),
+            START.replacen(r#""streamSid":"MZ1""#, r#""streamSid":"MZ2""#, 1),
+        ] {
+            let mut s = Session::new(64 * 1024);
+            let h = s.handle(&text, Vec::new);
+            assert!(h.event.is_none(), "{text}");
+            assert_eq!(counts(&h), [(Stat::InvalidMessages, 1)]);
+        }
     }
 
     #[test]

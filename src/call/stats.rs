@@ -163,15 +163,17 @@ pub const SRC_COUNTERS: &[Counter] = &[
         Stat::InvalidMessages,
         "invalid-messages",
         "Invalid messages",
-        "Messages ignored as invalid: malformed JSON, unknown events, binary frames, \
-         media before start, a wrong streamSid, a duplicate start",
+        "Messages of a started call ignored as invalid: malformed JSON, unknown events, \
+         binary frames, a wrong streamSid, a duplicate start, an unknown track (before \
+         start, anything but connected makes the connection no call: rejected-connections)",
     ),
     counter(
         Stat::Overruns,
         "overruns",
         "Overruns",
-        "Events dropped because the pipeline did not consume them fast enough \
-         (about 20 s of audio are queued before this happens)",
+        "Media chunks dropped because the pipeline did not consume them fast enough \
+         (1024 chunks wait first: about 20 s of one track, 10 s of two); control events \
+         are kept",
     ),
     counter(
         Stat::ChunksDroppedPaused,

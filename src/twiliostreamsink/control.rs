@@ -67,6 +67,22 @@ impl TwilioStreamSink {
             state.stream_sid = Some(sid.clone());
         }
         gst::info!(CAT, imp = self, "{call:?}: playing into stream {sid}");
+        let tracks = call
+            .start_info()
+            .map(|s| s.tracks.clone())
+            .unwrap_or_default();
+        if tracks.iter().any(|t| t == "outbound") {
+            // Only <Start><Stream> (one-way) streams carry the outbound track.
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Failed,
+                ("This stream is one-way: Twilio rejects audio sent on it"),
+                [
+                    "the stream carries {tracks:?}, as a <Start><Stream> does; Twilio answers \
+                     media sent on it with error 31924. Use <Connect><Stream> to talk"
+                ]
+            );
+        }
         for name in ["connected", "call-sid", "stream-sid"] {
             self.obj().notify(name);
         }
@@ -220,9 +236,22 @@ impl TwilioStreamSink {
         }
         if end && call.end("eos") {
             gst::info!(CAT, imp = self, "{call:?}: EOS, stream ended");
+            // A sink with a call of its own posts the call's messages from
+            // a task: let it post the EOS mark and twilio-ended before the
+            // pipeline's EOS does (bounded, cancellable).
+            let poster = self.state.lock().unwrap().poster.take();
+            if let Some(poster) = poster {
+                let posted = RUNTIME.spawn(async move {
+                    let _ = tokio::time::timeout(POSTER_DRAIN, poster).await;
+                });
+                let _ = wait(&self.canceller, posted);
+            }
         }
     }
 }
+
+/// How long EOS waits for the call's last messages to be posted.
+const POSTER_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

@@ -75,7 +75,7 @@ pub(super) struct State {
     /// Set when the sink listens itself (no src to pair with).
     pub(super) registration: Option<Registration>,
     /// Posts the call's messages when the sink listens itself.
-    poster: Option<JoinHandle<()>>,
+    pub(super) poster: Option<JoinHandle<()>>,
     bound_port: u32,
     /// The call being (or last) played into, and its streamSid.
     pub(super) call: Option<Arc<Call>>,

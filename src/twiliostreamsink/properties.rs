@@ -94,8 +94,15 @@ pub(super) fn signals() -> Vec<glib::subclass::Signal> {
             .action()
             .class_handler(|args| {
                 let sink = args[0].get::<super::TwilioStreamSink>().unwrap();
-                let name = args[1].get::<String>().unwrap();
-                Some(sink.imp().send_mark(&name).to_value())
+                // A NULL name is refused, never a panic across the C boundary.
+                let sent = match args[1].get::<Option<String>>().ok().flatten() {
+                    Some(name) => sink.imp().send_mark(&name),
+                    None => {
+                        gst::warning!(super::imp::CAT, obj = sink, "send-mark: no name (NULL)");
+                        false
+                    }
+                };
+                Some(sent.to_value())
             })
             .build(),
         // Action signal: ends the stream (closes the WebSocket normally; on
