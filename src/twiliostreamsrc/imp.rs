@@ -154,6 +154,9 @@ impl TwilioStreamSrc {
             state.events = Some(events);
             state.call = Some(call);
         }
+        if self.settings.lock().unwrap().shared_threads {
+            self.spawn_fill_timer();
+        }
         self.obj().notify("connected");
         Ok(())
     }

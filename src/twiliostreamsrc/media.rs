@@ -326,6 +326,7 @@ impl TwilioStreamSrc {
             timeline.anchor()
         );
         state.timeline = Some(timeline);
+        self.fill_timer_rearm();
     }
 
     /// Whether a chunk of the track(s) output is placed: not if it queued
@@ -356,6 +357,7 @@ impl TwilioStreamSrc {
             state.aligner = Some(Aligner::new(inbound, outbound, TRACK_WAIT));
         }
         state.discont = true;
+        self.fill_timer_rearm();
         gst::debug!(
             CAT,
             imp = self,

@@ -2,7 +2,16 @@
 //! network task instead of its streaming thread, and the fallback to the
 //! streaming thread when downstream blocks such a push. Turning call events
 //! into buffers is `imp`'s; this file only decides where they are pushed from.
+//!
+//! With nothing arriving no network task runs for the call, so each claimed
+//! call gets one timer task on the runtime that sleeps until the audio is
+//! the fill deadline overdue and then pushes the fill (a GAP event, see
+//! `timing`), under the same rules as a drain: only while flowing, not
+//! after a fallback, never during a drain. It wakes about once per fill
+//! deadline while chunks come (the due time only moves later as they do),
+//! not once per chunk.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -37,6 +46,10 @@ pub(super) struct Shared {
     pauses: AtomicU64,
     /// The next buffer is the first since start: DISCONT, as BaseSrc marks it.
     discont: AtomicBool,
+    /// Starts and stops so far: a fill timer ends when its run is over.
+    runs: AtomicU64,
+    /// Wakes the fill timer: flowing again, a fallback, a stop.
+    timer: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -45,17 +58,27 @@ impl Shared {
         self.fallback.store(false, Ordering::SeqCst);
         self.enabled.store(enabled, Ordering::SeqCst);
         self.discont.store(true, Ordering::Relaxed);
+        self.runs.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// `BaseSrc::stop`: late drains push nothing.
+    /// `BaseSrc::stop`: late drains push nothing, the fill timer ends.
     pub(super) fn stop(&self) {
         self.enabled.store(false, Ordering::SeqCst);
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        self.timer.notify_one();
     }
 
     /// Before PLAYING → PAUSED: no more pushes.
     pub(super) fn pausing(&self) {
         self.pauses.fetch_add(1, Ordering::SeqCst);
         self.flowing.store(false, Ordering::SeqCst);
+    }
+
+    /// Pushes may go out from the network threads now.
+    fn pushing(&self) -> bool {
+        self.enabled.load(Ordering::SeqCst)
+            && self.flowing.load(Ordering::SeqCst)
+            && !self.fallback.load(Ordering::SeqCst)
     }
 
     /// Downstream blocked a push this run: the streaming thread pushes.
@@ -68,6 +91,7 @@ impl TwilioStreamSrc {
     /// After PAUSED → PLAYING: pushes may go out again.
     pub(super) fn shared_playing(&self) {
         self.shared.flowing.store(true, Ordering::SeqCst);
+        self.shared.timer.notify_one();
         // What the call queued while paused goes out now, from a
         // network thread like the rest.
         let claimed = self.state.lock().unwrap().events.is_some();
@@ -141,6 +165,70 @@ impl TwilioStreamSrc {
         });
     }
 
+    /// With `shared-threads`, at claiming a call: the call's fill timer, on
+    /// the runtime, for the rest of this run.
+    pub(super) fn spawn_fill_timer(&self) {
+        let src = self.obj().downgrade();
+        let timer = self.shared.timer.clone();
+        let run = self.shared.runs.load(Ordering::SeqCst);
+        RUNTIME.spawn(async move {
+            loop {
+                let woken = timer.notified();
+                tokio::pin!(woken);
+                // Registered before looking, so no wake-up is missed.
+                woken.as_mut().enable();
+                let wait = {
+                    let Some(src) = src.upgrade() else { return };
+                    let imp = src.imp();
+                    if imp.shared.runs.load(Ordering::SeqCst) != run {
+                        return;
+                    }
+                    if imp.state.lock().unwrap().finished {
+                        return;
+                    }
+                    imp.shared.pushing().then(|| imp.fill_wait()).flatten()
+                };
+                let Some(wait) = wait else {
+                    woken.await;
+                    continue;
+                };
+                tokio::select! {
+                    _ = woken => continue,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                if let Some(src) = src.upgrade()
+                    && src.imp().shared.runs.load(Ordering::SeqCst) == run
+                {
+                    src.imp().fill_shared();
+                }
+            }
+        });
+    }
+
+    /// The stream was anchored (anew): the fill is due from a new time.
+    pub(super) fn fill_timer_rearm(&self) {
+        self.shared.timer.notify_one();
+    }
+
+    /// The fill timer's turn: the fill, unless a drain runs (it pushes
+    /// what came, and the timer looks again after it).
+    fn fill_shared(&self) {
+        if !self.shared.pushing() || self.shared.draining.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // (What is no longer overdue, a chunk having come, is not filled.)
+        if self.fill_wait().is_some() {
+            self.fill_overdue();
+        }
+        self.shared.draining.store(false, Ordering::SeqCst);
+        if self.shared.fallback.load(Ordering::SeqCst) {
+            self.shared.fallen_back.notify_one();
+        } else if self.shared.requested.load(Ordering::SeqCst) {
+            // A chunk came during the fill: its drain gave way to this.
+            self.drain_shared();
+        }
+    }
+
     fn drain_once(&self) {
         let pad = self.obj().src_pad().clone();
         while self.shared.flowing.load(Ordering::SeqCst)
@@ -210,6 +298,7 @@ impl TwilioStreamSrc {
             && result.is_ok()
             && pauses == self.shared.pauses.load(Ordering::SeqCst);
         if waited && !self.shared.fallback.swap(true, Ordering::SeqCst) {
+            self.shared.timer.notify_one();
             gst::element_imp_warning!(
                 self,
                 gst::CoreError::Clock,

@@ -10,14 +10,17 @@
 //!   anew at the next chunk: its first sample at the running time it started
 //!   being spoken, flagged DISCONT. The same holds for a call that arrived
 //!   while PAUSED, and for both push modes.
-//! * **Fill deadline.** With the streaming thread pushing and a mono
-//!   `track`, when nothing arrives until the audio is
+//! * **Fill deadline.** With a mono `track`, when nothing arrives until
+//!   the audio is
 //!   [`fill_deadline`](TwilioStreamSrc::fill_deadline) overdue, a GAP event
 //!   goes out for the overdue time (a chunk at a time while it lasts), so
 //!   downstream does not wait for the next chunk to learn of the gap. Audio
 //!   that then arrives for time already filled goes out after the fill
-//!   (counted in `chunks-filled-late`, DISCONT). With `shared-threads` and
-//!   with `track=both` a gap is filled when the next chunk arrives.
+//!   (counted in `chunks-filled-late`, DISCONT). The streaming thread
+//!   waits for it ([`receive`](TwilioStreamSrc::receive)); with
+//!   `shared-threads` the call's fill timer on the runtime does
+//!   (`shared_threads`). With `track=both` a gap is filled when the next
+//!   chunk arrives.
 
 use std::time::{Duration, Instant};
 
@@ -117,19 +120,7 @@ impl TwilioStreamSrc {
     /// The streaming thread's wait for the next event of the call, up to
     /// the fill deadline when the stream is filled in time.
     pub(super) fn receive(&self, events: &mut Events) -> Result<Received, Cancelled> {
-        let deadline = self.fill_deadline();
-        let timeout = {
-            let state = self.state.lock().unwrap();
-            match (&state.timeline, state.tracks.mono(), state.finished) {
-                (Some(timeline), Some(_), false) if !state.resume.paused => {
-                    let due = timeline.fill_due(deadline);
-                    let now = self.running_time();
-                    Some(Duration::from_nanos(due.saturating_sub(now).nseconds()))
-                }
-                _ => None,
-            }
-        };
-        let Some(timeout) = timeout else {
+        let Some(timeout) = self.fill_wait() else {
             return wait(&self.canceller, events.recv()).map(Received::Event);
         };
         // The timer is the runtime's; the wait is this thread's.
@@ -139,6 +130,22 @@ impl TwilioStreamSrc {
             tokio::time::timeout(timeout, events.recv()),
         )?;
         Ok(received.map_or(Received::Overdue, Received::Event))
+    }
+
+    /// How long from now until the audio is the fill deadline overdue, if
+    /// the stream is being filled in time (a timeline runs, the call goes
+    /// on, not paused).
+    pub(super) fn fill_wait(&self) -> Option<Duration> {
+        let deadline = self.fill_deadline();
+        let state = self.state.lock().unwrap();
+        match (&state.timeline, state.tracks.mono(), state.finished) {
+            (Some(timeline), Some(_), false) if !state.resume.paused => {
+                let due = timeline.fill_due(deadline);
+                let now = self.running_time();
+                Some(Duration::from_nanos(due.saturating_sub(now).nseconds()))
+            }
+            _ => None,
+        }
     }
 
     /// The fill deadline passed: a GAP event for the time overdue.
