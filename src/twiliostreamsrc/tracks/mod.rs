@@ -1,0 +1,302 @@
+//! `track=both`: the caller's and the callee's chunks on one clock. Both
+//! tracks' `media.timestamp` count from the start of the stream, so each
+//! chunk has one place on a shared axis of 8 kHz samples; the [`Aligner`]
+//! keeps what each track has from the output position on, and hands out
+//! frames both tracks cover, sample for sample. What a track lacks is
+//! silence in that track only: a timestamp jump at once, a track that falls
+//! behind once the other is `max_wait` samples ahead (so the output never
+//! waits longer for the slower track). Lost chunks are counted per track.
+//!
+//! Plain numbers in, plain results out: the element converts, timestamps
+//! (one `Timeline`: anchor, spans) and counts. Chunk numbers are not used
+//! (they may count both tracks); gaps are told by timestamps, per track.
+
+use std::time::Instant;
+
+use super::timeline::{Ahead, GAP_TOLERANCE, MAX_AHEAD, MAX_SILENCE};
+use crate::codec::g711;
+use crate::protocol::Track;
+
+/// How long the slower track is waited for by default, in 8 kHz samples
+/// (60 ms: three of Twilio's 20 ms frames).
+pub const TRACK_WAIT: u64 = 480;
+/// The chunk length assumed for counting lost chunks before one arrived.
+const DEFAULT_CHUNK: u64 = 160;
+
+/// One track's samples from the output position on.
+#[derive(Debug)]
+struct Lane {
+    /// `start.tracks` announced it: it is waited for, and its gaps count.
+    expected: bool,
+    /// A chunk of it has arrived (silence before that is not a loss).
+    started: bool,
+    /// μ-law from the output position on: audio and filled silence.
+    pending: Vec<u8>,
+    /// Beside `pending`: which samples stand in for lost audio (to conceal).
+    lost_mask: Vec<bool>,
+    /// Length of its last chunk, to count lost chunks in.
+    chunk_len: u64,
+    /// Silence filled since its last audio, and the chunks counted for it.
+    run: u64,
+    run_counted: u64,
+    /// Chunks counted lost and not yet reported in a [`Frame`].
+    lost: u64,
+    /// A run of silence began to count since the last frame: the next
+    /// frame is DISCONT (once per run, as the mono output flags a gap once).
+    discont: bool,
+}
+
+impl Lane {
+    fn new(expected: bool) -> Lane {
+        Lane {
+            expected,
+            started: false,
+            // Room for the wait and a few chunks: no allocation per chunk.
+            pending: Vec::with_capacity(4 * TRACK_WAIT as usize),
+            lost_mask: Vec::with_capacity(4 * TRACK_WAIT as usize),
+            chunk_len: DEFAULT_CHUNK,
+            run: 0,
+            run_counted: 0,
+            lost: 0,
+            discont: false,
+        }
+    }
+
+    /// Appends `n` samples of silence, counting the chunks they stand for.
+    fn fill(&mut self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.pending
+            .resize(self.pending.len() + n as usize, g711::SILENCE);
+        self.lost_mask
+            .resize(self.pending.len(), self.expected && self.started);
+        if !(self.expected && self.started) {
+            return;
+        }
+        self.run += n;
+        // Rounded to whole chunks: a run of half a chunk or more is one.
+        let counted = (self.run + self.chunk_len / 2) / self.chunk_len;
+        if counted > self.run_counted {
+            self.discont |= self.run_counted == 0;
+            self.lost += counted - self.run_counted;
+            self.run_counted = counted;
+        }
+    }
+
+    /// Appends audio: a run of silence ends.
+    fn audio(&mut self, ulaw: &[u8]) {
+        if ulaw.is_empty() {
+            return;
+        }
+        self.pending.extend_from_slice(ulaw);
+        self.lost_mask.resize(self.pending.len(), false);
+        self.run = 0;
+        self.run_counted = 0;
+    }
+}
+
+/// Where a chunk went, for the element to log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placed {
+    /// Silence put before it in its track (a timestamp gap), in samples.
+    pub gap: u64,
+    /// Its first samples came too late (their time was output or filled
+    /// already) and were dropped.
+    pub late: u64,
+    /// Its timestamp ran implausibly far ahead: it was placed right after
+    /// its track's last sample instead.
+    pub ignored_ahead: Option<Ahead>,
+    /// Both tracks had nothing for this long (samples, over 5 s): the
+    /// output skips it instead of filling it.
+    pub skipped: u64,
+}
+
+/// What may go out now: the first `samples` of both channels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Frame {
+    pub samples: usize,
+    /// Samples the timestamps jump before this frame (a skipped gap).
+    pub jump: u64,
+    /// Chunks counted lost since the last frame, per track (channel order).
+    pub lost: [u64; 2],
+    /// Silence stands in for lost chunks, or the timestamps jump.
+    pub discont: bool,
+}
+
+/// The two tracks, aligned. See the module documentation.
+#[derive(Debug)]
+pub struct Aligner {
+    lanes: [Lane; 2],
+    /// `media.timestamp` of axis position 0: the first chunk's.
+    origin_ms: Option<u64>,
+    first_arrival: Option<Instant>,
+    /// Samples of stream-wide gaps skipped: taken off every later position.
+    skipped: u64,
+    /// Axis position of the first pending sample of both lanes.
+    position: u64,
+    /// A skipped gap not yet output: (position it is at, samples).
+    jump: Option<(u64, u64)>,
+    max_wait: u64,
+}
+
+impl Aligner {
+    /// An aligner for a stream announcing `inbound` and `outbound` tracks
+    /// (a track it does not announce is silence, neither waited for nor
+    /// counted), waiting at most `max_wait` samples for the slower one.
+    pub fn new(inbound: bool, outbound: bool, max_wait: u64) -> Aligner {
+        Aligner {
+            lanes: [Lane::new(inbound), Lane::new(outbound)],
+            origin_ms: None,
+            first_arrival: None,
+            skipped: 0,
+            position: 0,
+            jump: None,
+            max_wait,
+        }
+    }
+
+    fn end(&self, track: Track) -> u64 {
+        self.position + self.lanes[track.index()].pending.len() as u64
+    }
+
+    /// Places a chunk of `track` by its timestamp.
+    pub fn push(
+        &mut self,
+        track: Track,
+        timestamp_ms: u64,
+        ulaw: &[u8],
+        arrival: Instant,
+    ) -> Placed {
+        let mut placed = Placed::default();
+        let origin = *self.origin_ms.get_or_insert(timestamp_ms);
+        let first_arrival = *self.first_arrival.get_or_insert(arrival);
+        let end = self.end(track) as i128;
+        // Where its timestamp puts it (before a skipped gap: raw).
+        let raw = (timestamp_ms as i128 - origin as i128) * 8;
+        let elapsed = arrival.saturating_duration_since(first_arrival);
+        let possible = elapsed.as_millis() as i128 * 8 + MAX_AHEAD as i128;
+        let mut due = raw - self.skipped as i128;
+        if raw > possible {
+            placed.ignored_ahead = Some(Ahead {
+                due: raw.min(u64::MAX as i128) as u64,
+                elapsed,
+            });
+            due = end;
+        }
+        let stream_end = self.end(Track::Inbound).max(self.end(Track::Outbound)) as i128;
+        if due > stream_end + MAX_SILENCE as i128 && self.jump.is_none() {
+            // Both tracks had nothing for over 5 s: skip that time (the
+            // timestamps jump) rather than fill it.
+            let skip = (due - stream_end) as u64;
+            placed.skipped = skip;
+            self.skipped += skip;
+            self.jump = Some((stream_end as u64, skip));
+            for lane in self.lanes.iter_mut().filter(|l| l.expected && l.started) {
+                let counted = (skip + lane.chunk_len / 2) / lane.chunk_len;
+                lane.lost += counted;
+                lane.discont |= counted > 0;
+            }
+            due = stream_end;
+        }
+        let lane = &mut self.lanes[track.index()];
+        if !ulaw.is_empty() {
+            lane.chunk_len = ulaw.len() as u64;
+        }
+        let mut ulaw = ulaw;
+        if due > end + GAP_TOLERANCE as i128 {
+            // (Before its first chunk, a track is not losing any.)
+            placed.gap = (due - end) as u64;
+            lane.fill(placed.gap);
+        } else if due + (GAP_TOLERANCE as i128) < end {
+            let late = ((end - due) as u64).min(ulaw.len() as u64);
+            placed.late = late;
+            ulaw = &ulaw[late as usize..];
+        }
+        lane.started = true;
+        lane.audio(ulaw);
+        placed
+    }
+
+    /// The next frame that may go out, if any. A track more than `max_wait`
+    /// behind the other (or not announced) is first filled with silence up
+    /// to that bound.
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        let lead = self.end(Track::Inbound).max(self.end(Track::Outbound));
+        for track in Track::ALL {
+            let end = self.end(track);
+            let lane = &mut self.lanes[track.index()];
+            let until = if lane.expected {
+                lead.saturating_sub(self.max_wait)
+            } else {
+                lead
+            };
+            lane.fill(until.saturating_sub(end));
+        }
+        let ready = self.end(Track::Inbound).min(self.end(Track::Outbound)) - self.position;
+        let (samples, jump) = match self.jump {
+            Some((at, skip)) if at == self.position => {
+                self.jump = None;
+                (ready, skip)
+            }
+            Some((at, _)) => (ready.min(at - self.position), 0),
+            None => (ready, 0),
+        };
+        if samples == 0 && jump == 0 {
+            return None;
+        }
+        Some(self.frame(samples as usize, jump))
+    }
+
+    /// Everything left, both tracks filled with silence to the longer one
+    /// (a jump still to come is not made: the end follows on).
+    pub fn finish(&mut self) -> Option<Frame> {
+        let lead = self.end(Track::Inbound).max(self.end(Track::Outbound));
+        for track in Track::ALL {
+            let end = self.end(track);
+            self.lanes[track.index()].fill(lead - end);
+        }
+        self.jump = None;
+        let samples = (lead - self.position) as usize;
+        let lost = self.lanes.iter().any(|l| l.lost > 0);
+        (samples > 0 || lost).then(|| self.frame(samples, 0))
+    }
+
+    fn frame(&mut self, samples: usize, jump: u64) -> Frame {
+        let mut frame = Frame {
+            samples,
+            jump,
+            discont: jump > 0,
+            ..Frame::default()
+        };
+        for (i, lane) in self.lanes.iter_mut().enumerate() {
+            frame.lost[i] = std::mem::take(&mut lane.lost);
+            frame.discont |= std::mem::take(&mut lane.discont);
+        }
+        frame
+    }
+
+    /// The μ-law of `track` from the output position on; a frame's channel
+    /// is its first `samples`.
+    pub fn channel(&self, track: Track) -> &[u8] {
+        &self.lanes[track.index()].pending
+    }
+
+    /// Beside [`channel`](Self::channel): which of its samples stand in
+    /// for lost audio (silence filled after the track's first chunk).
+    pub fn lost_mask(&self, track: Track) -> &[bool] {
+        &self.lanes[track.index()].lost_mask
+    }
+
+    /// Moves the output position past a frame of `samples`.
+    pub fn consume(&mut self, samples: usize) {
+        for lane in &mut self.lanes {
+            lane.pending.drain(..samples);
+            lane.lost_mask.drain(..samples);
+        }
+        self.position += samples as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests;

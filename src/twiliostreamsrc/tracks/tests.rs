@@ -1,0 +1,310 @@
+//! The aligner's unit tests: alignment, per-track gaps and losses, the wait, the end, the fill.
+
+use super::*;
+use std::time::Duration;
+
+use Track::{Inbound as In, Outbound as Out};
+
+/// An aligner for both tracks, and the time of its first chunk.
+fn both() -> (Aligner, Instant) {
+    (Aligner::new(true, true, TRACK_WAIT), Instant::now())
+}
+
+/// A 20 ms chunk of `fill` at `ms` (arriving then, after `t0`).
+fn push(a: &mut Aligner, t0: Instant, track: Track, ms: u64, fill: u8) -> Placed {
+    let arrival = t0 + Duration::from_millis(ms);
+    a.push(track, 1000 + ms, &[fill; 160], arrival)
+}
+
+/// Takes the next frame's two channels out.
+fn take(a: &mut Aligner) -> Option<(Frame, Vec<u8>, Vec<u8>)> {
+    let frame = a.next_frame()?;
+    let n = frame.samples;
+    let channels = (a.channel(In)[..n].to_vec(), a.channel(Out)[..n].to_vec());
+    a.consume(n);
+    Some((frame, channels.0, channels.1))
+}
+
+const S: u8 = g711::SILENCE;
+
+#[test]
+fn interleaved_tracks_come_out_frame_by_frame_aligned() {
+    let (mut a, t0) = both();
+    for n in 0..10 {
+        assert_eq!(push(&mut a, t0, In, 20 * n, n as u8), Placed::default());
+        // The inbound chunk waits for its outbound half.
+        assert_eq!(a.next_frame(), None);
+        push(&mut a, t0, Out, 20 * n, 100 + n as u8);
+        let (frame, inb, outb) = take(&mut a).unwrap();
+        assert_eq!(
+            frame,
+            Frame {
+                samples: 160,
+                ..Frame::default()
+            }
+        );
+        assert_eq!((inb, outb), (vec![n as u8; 160], vec![100 + n as u8; 160]));
+    }
+}
+
+#[test]
+fn a_track_delivered_late_is_aligned_by_its_timestamps() {
+    let (mut a, t0) = both();
+    // The outbound track arrives two chunks behind: within the wait.
+    push(&mut a, t0, In, 0, 1);
+    push(&mut a, t0, In, 20, 2);
+    push(&mut a, t0, In, 40, 3);
+    assert_eq!(a.next_frame(), None);
+    push(&mut a, t0, Out, 0, 11);
+    let (_, inb, outb) = take(&mut a).unwrap();
+    assert_eq!((inb, outb), (vec![1; 160], vec![11; 160]));
+    push(&mut a, t0, Out, 20, 12);
+    push(&mut a, t0, Out, 40, 13);
+    let (frame, inb, outb) = take(&mut a).unwrap();
+    assert_eq!(frame.samples, 320);
+    assert_eq!(inb, [vec![2; 160], vec![3; 160]].concat());
+    assert_eq!(outb, [vec![12; 160], vec![13; 160]].concat());
+    assert_eq!(frame.lost, [0, 0]);
+}
+
+#[test]
+fn a_gap_in_one_track_is_silence_in_that_track_only_and_counted() {
+    let (mut a, t0) = both();
+    let mut inbound = Vec::new();
+    let mut outbound = Vec::new();
+    let mut lost = [0, 0];
+    let mut disconts = Vec::new();
+    for n in 0..10u64 {
+        push(&mut a, t0, In, 20 * n, 1);
+        // Outbound chunks 3, 4 and 5 are lost.
+        if !(3..6).contains(&n) {
+            let placed = push(&mut a, t0, Out, 20 * n, 2);
+            assert_eq!(placed.gap, if n == 6 { 480 } else { 0 });
+        }
+        while let Some((frame, i, o)) = take(&mut a) {
+            inbound.extend(i);
+            outbound.extend(o);
+            lost = [lost[0] + frame.lost[0], lost[1] + frame.lost[1]];
+            if frame.discont {
+                disconts.push(n);
+            }
+        }
+    }
+    assert_eq!(inbound, vec![1; 1600]);
+    let mut expected = vec![2; 1600];
+    expected[480..960].fill(S);
+    assert_eq!(outbound, expected);
+    assert_eq!(lost, [0, 3]);
+    assert_eq!(disconts, [6]);
+}
+
+#[test]
+fn the_slower_track_is_waited_for_at_most_max_wait() {
+    let (mut a, t0) = both();
+    push(&mut a, t0, Out, 0, 2);
+    push(&mut a, t0, In, 0, 1);
+    take(&mut a).unwrap();
+    // The outbound track stops; inbound goes on.
+    for n in 1..=3 {
+        push(&mut a, t0, In, 20 * n, 1);
+        assert_eq!(a.next_frame(), None, "within the wait");
+    }
+    push(&mut a, t0, In, 80, 1);
+    // 80 ms ahead now: 20 ms go out, with silence for outbound.
+    let (frame, inb, outb) = take(&mut a).unwrap();
+    assert_eq!(
+        (frame.samples, frame.lost, frame.discont),
+        (160, [0, 1], true)
+    );
+    assert_eq!((inb, outb), (vec![1; 160], vec![S; 160]));
+    // It stays at most the wait behind.
+    push(&mut a, t0, In, 100, 1);
+    let (frame, _, _) = take(&mut a).unwrap();
+    assert_eq!(
+        (frame.samples, frame.lost, frame.discont),
+        (160, [0, 1], false)
+    );
+    assert_eq!(a.end(In) - a.position, TRACK_WAIT);
+    // The outbound track comes back late: what was filled is dropped,
+    // the rest lands where its timestamp says.
+    let placed = push(&mut a, t0, Out, 40, 2);
+    assert_eq!(placed.late, 160);
+    assert_eq!(a.next_frame(), None);
+    let placed = push(&mut a, t0, Out, 60, 2);
+    assert_eq!(placed, Placed::default());
+    let (frame, inb, outb) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [0, 0]));
+    assert_eq!((inb, outb), (vec![1; 160], vec![2; 160]));
+}
+
+#[test]
+fn a_track_the_stream_does_not_carry_is_silence_at_once() {
+    let mut a = Aligner::new(true, false, TRACK_WAIT);
+    let t0 = Instant::now();
+    push(&mut a, t0, In, 0, 1);
+    let (frame, inb, outb) = take(&mut a).unwrap();
+    // Neither waited for nor counted.
+    assert_eq!(
+        (frame.samples, frame.lost, frame.discont),
+        (160, [0, 0], false)
+    );
+    assert_eq!((inb, outb), (vec![1; 160], vec![S; 160]));
+}
+
+#[test]
+fn silence_before_a_track_starts_is_not_a_loss() {
+    let (mut a, t0) = both();
+    for n in 0..6 {
+        push(&mut a, t0, In, 20 * n, 1);
+    }
+    let (frame, _, outb) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (480, [0, 0]));
+    assert_eq!(outb, vec![S; 480]);
+    // It starts 40 ms after the silence filled so far: no loss either.
+    let placed = push(&mut a, t0, Out, 160, 2);
+    assert_eq!(placed.gap, 800);
+    let (frame, _, outb) = take(&mut a).unwrap();
+    assert_eq!(
+        (frame.samples, frame.lost, frame.discont),
+        (480, [0, 0], false)
+    );
+    assert_eq!(outb, vec![S; 480]);
+    // Once it has started, its gaps count.
+    push(&mut a, t0, In, 120, 1);
+    push(&mut a, t0, In, 140, 1);
+    push(&mut a, t0, In, 160, 1);
+    push(&mut a, t0, Out, 220, 2);
+    let (frame, _, outb) = take(&mut a).unwrap();
+    assert_eq!(frame.lost, [0, 2]);
+    assert_eq!(outb, [vec![S; 320], vec![2; 160]].concat());
+}
+
+#[test]
+fn rounding_within_the_tolerance_is_no_gap() {
+    let (mut a, t0) = both();
+    push(&mut a, t0, In, 0, 1);
+    push(&mut a, t0, Out, 0, 2);
+    take(&mut a).unwrap();
+    // 10 ms off either way: contiguous.
+    assert_eq!(push(&mut a, t0, In, 30, 1), Placed::default());
+    assert_eq!(push(&mut a, t0, Out, 10, 2), Placed::default());
+    let (frame, _, _) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [0, 0]));
+}
+
+#[test]
+fn a_duplicate_chunk_is_dropped() {
+    let (mut a, t0) = both();
+    push(&mut a, t0, In, 0, 1);
+    push(&mut a, t0, Out, 0, 2);
+    let placed = push(&mut a, t0, In, 0, 9);
+    assert_eq!(placed.late, 160);
+    let (_, inb, _) = take(&mut a).unwrap();
+    assert_eq!(inb, vec![1; 160]);
+    assert_eq!(a.next_frame(), None);
+}
+
+#[test]
+fn a_long_stream_wide_gap_is_skipped_not_filled() {
+    let (mut a, t0) = both();
+    push(&mut a, t0, In, 0, 1);
+    push(&mut a, t0, Out, 0, 2);
+    take(&mut a).unwrap();
+    // Nothing on either track for 6 s.
+    let placed = push(&mut a, t0, In, 6020, 1);
+    assert_eq!(placed.skipped, 6000 * 8);
+    assert_eq!(placed.gap, 0);
+    push(&mut a, t0, Out, 6020, 2);
+    let (frame, inb, outb) = take(&mut a).unwrap();
+    assert_eq!(
+        frame,
+        Frame {
+            samples: 160,
+            jump: 48_000,
+            lost: [300, 300],
+            discont: true,
+        }
+    );
+    assert_eq!((inb, outb), (vec![1; 160], vec![2; 160]));
+    // And the tracks go on from there.
+    push(&mut a, t0, In, 6040, 1);
+    push(&mut a, t0, Out, 6040, 2);
+    assert_eq!(take(&mut a).unwrap().0.samples, 160);
+}
+
+#[test]
+fn what_came_before_a_skip_goes_out_before_the_jump() {
+    let (mut a, t0) = both();
+    push(&mut a, t0, In, 0, 1);
+    push(&mut a, t0, In, 20, 1);
+    push(&mut a, t0, Out, 0, 2);
+    // Outbound's 20 ms never come; 6 s later both go on.
+    let placed = push(&mut a, t0, In, 6040, 1);
+    assert_eq!(placed.skipped, 6000 * 8);
+    let (frame, inb, outb) = take(&mut a).unwrap();
+    assert_eq!(
+        (frame.samples, frame.jump, frame.lost),
+        (160, 0, [300, 300])
+    );
+    assert_eq!((inb, outb), (vec![1; 160], vec![2; 160]));
+    assert_eq!(a.next_frame(), None, "outbound's 20 ms are waited for");
+    let placed = push(&mut a, t0, Out, 6040, 2);
+    assert_eq!(placed.gap, 160);
+    let (frame, inb, outb) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.jump, frame.lost), (160, 0, [0, 1]));
+    assert_eq!((inb, outb), (vec![1; 160], vec![S; 160]));
+    let (frame, inb, outb) = take(&mut a).unwrap();
+    assert_eq!(
+        (frame.samples, frame.jump, frame.lost),
+        (160, 6000 * 8, [0, 0])
+    );
+    assert_eq!((inb, outb), (vec![1; 160], vec![2; 160]));
+}
+
+#[test]
+fn far_future_timestamps_stay_contiguous() {
+    let (mut a, t0) = both();
+    push(&mut a, t0, In, 0, 1);
+    push(&mut a, t0, Out, 0, 2);
+    take(&mut a).unwrap();
+    for ms in [3_600_000, u64::MAX / 2] {
+        let placed = a.push(In, ms, &[1; 160], t0 + Duration::from_millis(20));
+        assert!(placed.ignored_ahead.is_some());
+        assert_eq!((placed.gap, placed.skipped), (0, 0));
+    }
+    push(&mut a, t0, Out, 20, 2);
+    let (frame, inb, outb) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [0, 0]));
+    assert_eq!((inb, outb), (vec![1; 160], vec![2; 160]));
+    // Timestamps before the first chunk's are simply late.
+    let placed = a.push(Out, 0, &[2; 160], t0);
+    assert_eq!(placed.late, 160);
+}
+
+#[test]
+fn finish_pads_the_shorter_track() {
+    let (mut a, t0) = both();
+    push(&mut a, t0, In, 0, 1);
+    push(&mut a, t0, Out, 0, 2);
+    push(&mut a, t0, In, 20, 1);
+    take(&mut a).unwrap();
+    let frame = a.finish().unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [0, 1]));
+    assert_eq!(a.channel(Out)[..160], [S; 160]);
+    a.consume(160);
+    assert_eq!(a.finish(), None);
+}
+
+#[test]
+fn chunks_of_other_lengths_are_counted_in_their_own_length() {
+    let (mut a, t0) = both();
+    a.push(In, 1000, &[1; 320], t0);
+    a.push(Out, 1000, &[2; 320], t0);
+    take(&mut a).unwrap();
+    // 100 ms missing from the outbound track, chunks of 40 ms: 2.5 → 3.
+    a.push(In, 1040, &[1; 1120], t0);
+    a.push(Out, 1140, &[2; 320], t0);
+    let (frame, _, outb) = take(&mut a).unwrap();
+    assert_eq!(frame.lost, [0, 3]);
+    assert_eq!(outb[..800], [S; 800]);
+}
