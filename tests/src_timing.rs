@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 use common::src::{in_both_modes, start};
 use common::*;
 use gst::prelude::*;
+use gsttwiliostream::protocol::Track;
 use twilio_emulator::audio::{decode, encode};
 use twilio_emulator::{CallParams, Playout, Received, TwilioCall};
 
 in_both_modes!(
     after_a_pause_buffers_are_on_time_again,
-    a_network_silence_is_filled_by_the_deadline_and_late_audio_kept
+    a_network_silence_is_filled_by_the_deadline_and_late_audio_kept,
+    both_tracks_silent_are_filled_by_the_deadline_and_late_audio_kept,
 );
 
 /// Generous, but a tenth of what the flaw gives (the 2 s of the pause).
@@ -161,51 +163,98 @@ fn the_echo_is_in_time_again_after_a_pause() {
     set_state(&p, gst::State::Null);
 }
 
+/// GAP events reaching the sink: (pts, duration, running time then).
+type Gaps = Arc<std::sync::Mutex<Vec<(gst::ClockTime, gst::ClockTime, gst::ClockTime)>>>;
+
+fn gaps_at_sink(p: &gst::Pipeline) -> Gaps {
+    let gaps = Gaps::default();
+    let seen = gaps.clone();
+    let pad = by_name(p, "sink").static_pad("sink").unwrap();
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
+        if let Some(gst::PadProbeData::Event(e)) = &info.data
+            && let gst::EventView::Gap(gap) = e.view()
+        {
+            let (pts, duration) = gap.get();
+            let element = pad.parent_element().unwrap();
+            let now = element.clock().unwrap().time() - element.base_time().unwrap();
+            seen.lock().unwrap().push((pts, duration.unwrap(), now));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    gaps
+}
+
+/// Plays 40 chunks of each of `tracks` in real time, the network holding
+/// the second half back 1.5 s (nothing lost), then stop.
+fn play_with_a_stall(url: &str, params: CallParams, tracks: &[(Track, &[u8])]) {
+    rt().block_on(async {
+        let mut call = TwilioCall::start(url, params).await.unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for n in 0..40 {
+            if n == 20 {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            tick.tick().await;
+            for (track, ulaw) in tracks {
+                call.send_media_on(*track, &ulaw[n * 160..][..160]).unwrap();
+            }
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+}
+
 fn a_network_silence_is_filled_by_the_deadline_and_late_audio_kept() {
     init();
     let (p, collector, url) = start(
         "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
     );
-    // GAP events: (pts, duration, running time at the sink).
-    let gaps = Arc::new(std::sync::Mutex::new(Vec::new()));
-    {
-        let gaps = gaps.clone();
-        let pad = by_name(&p, "sink").static_pad("sink").unwrap();
-        pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
-            if let Some(gst::PadProbeData::Event(e)) = &info.data
-                && let gst::EventView::Gap(gap) = e.view()
-            {
-                let (pts, duration) = gap.get();
-                let element = pad.parent_element().unwrap();
-                let now = element.clock().unwrap().time() - element.base_time().unwrap();
-                gaps.lock().unwrap().push((pts, duration.unwrap(), now));
-            }
-            gst::PadProbeReturn::Ok
-        });
-    }
+    let gaps = gaps_at_sink(&p);
     let ulaw: Vec<u8> = (0..40 * 160u32).map(|i| (i * 13 % 256) as u8).collect();
-    rt().block_on(async {
-        let mut call = TwilioCall::start(&url, CallParams::default())
-            .await
-            .unwrap();
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        for (n, chunk) in ulaw.chunks(160).enumerate() {
-            if n == 20 {
-                // The network holds the rest back 1.5 s; nothing is lost.
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-            }
-            tick.tick().await;
-            call.send_media(chunk).unwrap();
-        }
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    play_with_a_stall(&url, CallParams::default(), &[(Track::Inbound, &ulaw)]);
     let got = collector.wait_eos();
     let src = by_name(&p, "src");
     // No audio lost, and the late chunk counted.
     assert_eq!(got.samples(), decode(&ulaw));
     assert_eq!(src.property::<u64>("chunks-lost"), 0);
     assert_eq!(src.property::<u64>("chunks-filled-late"), 1);
+    check_filled_in_time(&gaps, &got);
+    set_state(&p, gst::State::Null);
+}
+
+/// `track=both`: neither track comes for 1.5 s; both channels are filled
+/// (GAP events) by the deadline, and the late audio of both goes after it.
+fn both_tracks_silent_are_filled_by_the_deadline_and_late_audio_kept() {
+    init();
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 track=both ! audio/x-raw,rate=8000 \
+         ! fakesink name=sink sync=false",
+    );
+    let gaps = gaps_at_sink(&p);
+    let inbound: Vec<u8> = (0..40 * 160u32).map(|i| (i * 13 % 256) as u8).collect();
+    let outbound: Vec<u8> = (0..40 * 160u32).map(|i| (i * 97 + 5) as u8).collect();
+    let params = CallParams::with_tracks(&[Track::Inbound, Track::Outbound]);
+    let tracks = [
+        (Track::Inbound, &inbound[..]),
+        (Track::Outbound, &outbound[..]),
+    ];
+    play_with_a_stall(&url, params, &tracks);
+    let got = collector.wait_eos();
+    let src = by_name(&p, "src");
+    let samples = got.samples();
+    let left: Vec<i16> = samples.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = samples.iter().skip(1).step_by(2).copied().collect();
+    assert_eq!((left, right), (decode(&inbound), decode(&outbound)));
+    assert_eq!(src.property::<u64>("chunks-lost"), 0);
+    // The first late chunk moves both tracks on; the other's follows it.
+    assert_eq!(src.property::<u64>("chunks-filled-late"), 1);
+    check_filled_in_time(&gaps, &got);
+    set_state(&p, gst::State::Null);
+}
+
+/// The GAPs went out in time, and the audio held back (buffer 20 on) after
+/// them, contiguous.
+fn check_filled_in_time(gaps: &Gaps, got: &Collected) {
     let gaps = gaps.lock().unwrap().clone();
     assert!(!gaps.is_empty(), "no GAP event");
     let deadline = gst::ClockTime::from_mseconds(300);
@@ -231,5 +280,4 @@ fn a_network_silence_is_filled_by_the_deadline_and_late_audio_kept() {
         got.buffers[21].pts().unwrap(),
         late.pts().unwrap() + late.duration().unwrap()
     );
-    set_state(&p, gst::State::Null);
 }

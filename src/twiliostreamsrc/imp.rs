@@ -66,7 +66,7 @@ pub(super) struct State {
     /// The call ended: after the resampler tail, EOS.
     pub(super) finished: bool,
     /// Serialized events to push once the segment is out.
-    pending_events: Vec<gst::Event>,
+    pub(super) pending_events: Vec<gst::Event>,
     /// The last return to PLAYING (what queued before it is dropped).
     pub(super) resume: Resume,
     /// The next buffer is flagged DISCONT (the stream was anchored anew).
@@ -540,10 +540,11 @@ impl PushSrcImpl for TwilioStreamSrc {
             self.state.lock().unwrap().events = Some(events);
             let event = match received {
                 Ok(Received::Event(event)) => event,
-                Ok(Received::Overdue) => {
-                    self.fill_overdue();
-                    continue;
-                }
+                Ok(Received::Overdue) => match self.fill_overdue() {
+                    // (Its GAP goes out at the next turn.)
+                    Some(held) => return Ok(CreateSuccess::NewBuffer(held)),
+                    None => continue,
+                },
                 Err(_) => return Err(gst::FlowError::Flushing),
             };
             match self.process(event)? {

@@ -198,6 +198,19 @@ impl TwilioStreamSrc {
                 chunk.timestamp_ms
             );
         }
+        if placed.after_fill > 0 {
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::ChunksFilledLate, 1);
+            }
+            gst::debug!(
+                CAT,
+                imp = self,
+                "{track} track: the chunk at {} ms came {} ms after its time was filled: \
+                 it goes out after the fill",
+                chunk.timestamp_ms,
+                placed.after_fill / 8
+            );
+        }
         if placed.late > 0 {
             gst::debug!(
                 CAT,
@@ -220,7 +233,7 @@ impl TwilioStreamSrc {
 
     /// A two-channel buffer of `frame` followed by `tail` samples of silence
     /// (the upsamplers' tail at the end), at the current position.
-    fn frame_buffer(
+    pub(super) fn frame_buffer(
         &self,
         state: &mut State,
         frame: Frame,

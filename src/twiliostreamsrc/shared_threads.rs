@@ -217,8 +217,14 @@ impl TwilioStreamSrc {
             return;
         }
         // (What is no longer overdue, a chunk having come, is not filled.)
-        if self.fill_wait().is_some() {
-            self.fill_overdue();
+        if self.fill_wait().is_some()
+            && let Some(held) = self.fill_overdue()
+        {
+            let pad = self.obj().src_pad().clone();
+            match self.push_shared(&pad, held) {
+                Ok(_) => self.push_pending_events(),
+                Err(flow) => self.shared_flow_error(&pad, flow),
+            }
         }
         self.shared.draining.store(false, Ordering::SeqCst);
         if self.shared.fallback.load(Ordering::SeqCst) {

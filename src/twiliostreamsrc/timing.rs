@@ -10,8 +10,7 @@
 //!   anew at the next chunk: its first sample at the running time it started
 //!   being spoken, flagged DISCONT. The same holds for a call that arrived
 //!   while PAUSED, and for both push modes.
-//! * **Fill deadline.** With a mono `track`, when nothing arrives until
-//!   the audio is
+//! * **Fill deadline.** When nothing arrives until the audio is
 //!   [`fill_deadline`](TwilioStreamSrc::fill_deadline) overdue, a GAP event
 //!   goes out for the overdue time (a chunk at a time while it lasts), so
 //!   downstream does not wait for the next chunk to learn of the gap. Audio
@@ -19,8 +18,9 @@
 //!   (counted in `chunks-filled-late`, DISCONT). The streaming thread
 //!   waits for it ([`receive`](TwilioStreamSrc::receive)); with
 //!   `shared-threads` the call's fill timer on the runtime does
-//!   (`shared_threads`). With `track=both` a gap is filled when the next
-//!   chunk arrives.
+//!   (`shared_threads`). With `track=both` what the aligner holds goes out
+//!   first (the wait for the slower track given up), then the GAP covers
+//!   both channels; late audio of either track goes after it.
 
 use std::time::{Duration, Instant};
 
@@ -138,8 +138,8 @@ impl TwilioStreamSrc {
     pub(super) fn fill_wait(&self) -> Option<Duration> {
         let deadline = self.fill_deadline();
         let state = self.state.lock().unwrap();
-        match (&state.timeline, state.tracks.mono(), state.finished) {
-            (Some(timeline), Some(_), false) if !state.resume.paused => {
+        match (&state.timeline, state.finished) {
+            (Some(timeline), false) if !state.resume.paused => {
                 let due = timeline.fill_due(deadline);
                 let now = self.running_time();
                 Some(Duration::from_nanos(due.saturating_sub(now).nseconds()))
@@ -148,26 +148,33 @@ impl TwilioStreamSrc {
         }
     }
 
-    /// The fill deadline passed: a GAP event for the time overdue.
-    pub(super) fn fill_overdue(&self) {
+    /// The fill deadline passed: a GAP event for the time overdue. With
+    /// `track=both`, what the aligner held comes first: returned as a
+    /// buffer for the caller to push, the GAP queued after it.
+    pub(super) fn fill_overdue(&self) -> Option<gst::Buffer> {
         let deadline = self.fill_deadline();
         let now = self.running_time();
-        let gap = {
-            let mut state = self.state.lock().unwrap();
-            let Some(output) = state.output else {
-                return;
-            };
-            let Some(timeline) = state.timeline.as_mut() else {
-                return;
-            };
-            let samples = timeline.fill(now, deadline);
-            if samples == 0 {
-                return;
+        let mut state = self.state.lock().unwrap();
+        let output = state.output?;
+        let timeline = state.timeline.as_mut()?;
+        let mut samples = timeline.fill(now, deadline);
+        if samples == 0 {
+            return None;
+        }
+        let mut held = None;
+        if let Some(aligner) = state.aligner.as_mut() {
+            if let Some(frame) = aligner.flush() {
+                samples = samples.saturating_sub(frame.samples as u64 + frame.jump);
+                held = self.frame_buffer(&mut state, frame, 0).ok().flatten();
             }
-            let span = timeline.span(samples, output.factor(), output.delay());
-            timeline.advance(samples);
-            span
-        };
+            let aligner = state.aligner.as_mut().expect("there");
+            if samples == 0 || !aligner.fill(samples) {
+                return held;
+            }
+        }
+        let timeline = state.timeline.as_mut().expect("there");
+        let gap = timeline.span(samples, output.factor(), output.delay());
+        timeline.advance(samples);
         gst::debug!(
             CAT,
             imp = self,
@@ -178,6 +185,12 @@ impl TwilioStreamSrc {
         let event = gst::event::Gap::builder(gap.pts)
             .duration(gap.duration)
             .build();
+        if held.is_some() {
+            state.pending_events.push(event);
+            return held;
+        }
+        drop(state);
         self.obj().src_pad().push_event(event);
+        None
     }
 }

@@ -7,6 +7,16 @@
 //! behind once the other is `max_wait` samples ahead (so the output never
 //! waits longer for the slower track). Lost chunks are counted per track.
 //!
+//! When nothing arrives for the fill deadline, the element [`flush`]es what
+//! is held (the slower track's wait given up) and [`fill`]s the time past
+//! it (a GAP downstream). Audio that then arrives for time already filled
+//! is late: it goes after the fill, and both tracks are measured from it on
+//! (nothing is lost, as with one track); what is really missing still
+//! counts as lost.
+//!
+//! [`flush`]: Aligner::flush
+//! [`fill`]: Aligner::fill
+//!
 //! Plain numbers in, plain results out: the element converts, timestamps
 //! (one `Timeline`: anchor, spans) and counts. Chunk numbers are not used
 //! (they may count both tracks); gaps are told by timestamps, per track.
@@ -44,6 +54,8 @@ struct Lane {
     /// A run of silence began to count since the last frame: the next
     /// frame is DISCONT (once per run, as the mono output flags a gap once).
     discont: bool,
+    /// Samples filled by the fill deadline since its last audio.
+    filled: u64,
 }
 
 impl Lane {
@@ -59,14 +71,12 @@ impl Lane {
             run_counted: 0,
             lost: 0,
             discont: false,
+            filled: 0,
         }
     }
 
     /// Appends `n` samples of silence, counting the chunks they stand for.
     fn fill(&mut self, n: u64) {
-        if n == 0 {
-            return;
-        }
         self.pending
             .resize(self.pending.len() + n as usize, g711::SILENCE);
         self.lost_mask
@@ -110,6 +120,9 @@ pub struct Placed {
     /// Both tracks had nothing for this long (samples, over 5 s): the
     /// output skips it instead of filling it.
     pub skipped: u64,
+    /// Samples of its time that had been filled already (nothing came for
+    /// the fill deadline): it goes out after the fill, kept whole.
+    pub after_fill: u64,
 }
 
 /// What may go out now: the first `samples` of both channels.
@@ -133,6 +146,9 @@ pub struct Aligner {
     first_arrival: Option<Instant>,
     /// Samples of stream-wide gaps skipped: taken off every later position.
     skipped: u64,
+    /// Samples late audio was moved on by, after a fill: added to every
+    /// later position.
+    shifted: u64,
     /// Axis position of the first pending sample of both lanes.
     position: u64,
     /// A skipped gap not yet output: (position it is at, samples).
@@ -150,6 +166,7 @@ impl Aligner {
             origin_ms: None,
             first_arrival: None,
             skipped: 0,
+            shifted: 0,
             position: 0,
             jump: None,
             max_wait,
@@ -176,7 +193,7 @@ impl Aligner {
         let raw = (timestamp_ms as i128 - origin as i128) * 8;
         let elapsed = arrival.saturating_duration_since(first_arrival);
         let possible = elapsed.as_millis() as i128 * 8 + MAX_AHEAD as i128;
-        let mut due = raw - self.skipped as i128;
+        let mut due = raw - self.skipped as i128 + self.shifted as i128;
         if raw > possible {
             placed.ignored_ahead = Some(Ahead {
                 due: raw.min(u64::MAX as i128) as u64,
@@ -203,6 +220,30 @@ impl Aligner {
         if !ulaw.is_empty() {
             lane.chunk_len = ulaw.len() as u64;
         }
+        let filled = std::mem::take(&mut lane.filled);
+        if filled > 0 && lane.started {
+            // Where it would go had nothing been filled: what lies between
+            // is lost (counted when the run is).
+            let expected = end - filled as i128;
+            if due + (GAP_TOLERANCE as i128) < end {
+                // Late for time filled already: after the fill, and both
+                // tracks measured from here on.
+                let late = (end - due) as u64;
+                placed.after_fill = late;
+                lane.run += (due - expected).max(0) as u64;
+                lane.discont = true;
+                self.shifted += late;
+                due = end;
+                for lane in &mut self.lanes {
+                    lane.filled = lane.filled.saturating_sub(late);
+                }
+            } else {
+                lane.run += filled;
+            }
+        }
+        let lane = &mut self.lanes[track.index()];
+        // Counts what a fill left (the gap below adds to it).
+        lane.fill(0);
         let mut ulaw = ulaw;
         if due > end + GAP_TOLERANCE as i128 {
             // (Before its first chunk, a track is not losing any.)
@@ -260,6 +301,33 @@ impl Aligner {
         let samples = (lead - self.position) as usize;
         let lost = self.lanes.iter().any(|l| l.lost > 0);
         (samples > 0 || lost).then(|| self.frame(samples, 0))
+    }
+
+    /// Nothing arrived for the fill deadline: everything held, the slower
+    /// track filled with silence to the leading one (its wait given up, as
+    /// at the end), up to a skipped gap.
+    pub fn flush(&mut self) -> Option<Frame> {
+        let lead = self.end(Track::Inbound).max(self.end(Track::Outbound));
+        for track in Track::ALL {
+            let end = self.end(track);
+            self.lanes[track.index()].fill(lead - end);
+        }
+        self.next_frame()
+    }
+
+    /// After a [`flush`](Self::flush) that emptied both tracks: the output
+    /// moves on by `samples` that neither track had (the element sends a
+    /// GAP); audio coming for them later goes after them. False (nothing
+    /// done) if a track still holds samples.
+    pub fn fill(&mut self, samples: u64) -> bool {
+        if self.lanes.iter().any(|l| !l.pending.is_empty()) {
+            return false;
+        }
+        self.position += samples;
+        for lane in &mut self.lanes {
+            lane.filled += samples;
+        }
+        true
     }
 
     fn frame(&mut self, samples: usize, jump: u64) -> Frame {

@@ -308,3 +308,76 @@ fn chunks_of_other_lengths_are_counted_in_their_own_length() {
     assert_eq!(frame.lost, [0, 3]);
     assert_eq!(outb[..800], [S; 800]);
 }
+
+/// Both tracks for the first 100 ms, all taken out.
+fn both_until_100ms() -> (Aligner, Instant) {
+    let (mut a, t0) = both();
+    for ms in (0..100).step_by(20) {
+        push(&mut a, t0, In, ms, 1);
+        push(&mut a, t0, Out, ms, 2);
+    }
+    while take(&mut a).is_some() {}
+    (a, t0)
+}
+
+#[test]
+fn late_audio_of_both_tracks_goes_whole_after_a_fill() {
+    let (mut a, t0) = both_until_100ms();
+    // Nothing came: nothing held, 300 ms filled.
+    assert_eq!(a.flush(), None);
+    assert!(a.fill(2400));
+    // The audio from 100 ms on arrives late: after the fill, nothing lost.
+    assert_eq!(push(&mut a, t0, In, 100, 3).after_fill, 2400);
+    assert_eq!(push(&mut a, t0, Out, 100, 4).after_fill, 0);
+    let (frame, inbound, outbound) = take(&mut a).unwrap();
+    assert_eq!(
+        (frame.samples, frame.lost, frame.discont),
+        (160, [0, 0], true)
+    );
+    assert_eq!((inbound, outbound), (vec![3; 160], vec![4; 160]));
+    // Later chunks follow on, measured from there.
+    push(&mut a, t0, In, 120, 5);
+    push(&mut a, t0, Out, 120, 6);
+    let (frame, inbound, _) = take(&mut a).unwrap();
+    assert_eq!(
+        (frame.samples, frame.lost, frame.discont),
+        (160, [0, 0], false)
+    );
+    assert_eq!(inbound, vec![5; 160]);
+}
+
+#[test]
+fn chunks_really_missing_around_a_fill_count_as_lost() {
+    let (mut a, t0) = both_until_100ms();
+    assert!(a.fill(2400));
+    // The chunks at 100 and 120 ms never come; 140 ms comes late.
+    assert_eq!(push(&mut a, t0, In, 140, 3).after_fill, 2080);
+    push(&mut a, t0, Out, 140, 4);
+    let (frame, inbound, outbound) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [2, 2]));
+    assert_eq!((inbound, outbound), (vec![3; 160], vec![4; 160]));
+
+    // Audio lost for longer than the fill: silence to its time, all lost.
+    let (mut a, t0) = both_until_100ms();
+    assert!(a.fill(2400));
+    assert_eq!(push(&mut a, t0, In, 600, 3).after_fill, 0);
+    push(&mut a, t0, Out, 600, 4);
+    let (frame, inbound, _) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (1600 + 160, [25, 25]));
+    assert_eq!(inbound[..1600], [S; 1600]);
+    assert_eq!(inbound[1600..], [3; 160]);
+}
+
+#[test]
+fn a_flush_gives_up_the_wait_for_the_slower_track() {
+    let (mut a, t0) = both_until_100ms();
+    push(&mut a, t0, In, 100, 3);
+    assert_eq!(take(&mut a), None);
+    // Held until a flush; then nothing is held and the time can be filled.
+    assert!(!a.fill(160));
+    let frame = a.flush().unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [0, 1]));
+    assert_eq!(a.channel(Out)[..160], [S; 160]);
+    a.consume(160);
+    assert!(a.fill(2400));
+}
