@@ -47,6 +47,18 @@ fn counter_reaches(src: &gst::Element, counter: &str, n: u64) {
     }
 }
 
+/// A call that has started and whose first chunk reached the src, so that
+/// the src is busy with it before anything else starts.
+fn busy_call(url: &str, collector: &Collector) -> TwilioCall {
+    let busy = rt().block_on(async {
+        let mut busy = TwilioCall::start(url, CallParams::default()).await.unwrap();
+        busy.send_media(&AUDIO).unwrap();
+        busy
+    });
+    collector.wait_buffers(1);
+    busy
+}
+
 /// A whole call: start, `ulaw`, stop.
 async fn real_call(url: &str, ulaw: &[u8]) {
     let mut call = TwilioCall::start(url, CallParams::default()).await.unwrap();
@@ -150,15 +162,7 @@ fn max_connections_evicts_connections_that_have_not_started() {
 #[test]
 fn a_call_with_every_element_busy_gets_1013_and_the_busy_call_goes_on() {
     let (p, src, collector, url) = recording("pending-timeout=1");
-    let mut busy = rt().block_on(async {
-        let mut busy = TwilioCall::start(&url, CallParams::default())
-            .await
-            .unwrap();
-        busy.send_media(&AUDIO).unwrap();
-        busy
-    });
-    // The busy call holds the src before the second starts.
-    collector.wait_buffers(1);
+    let mut busy = busy_call(&url, &collector);
     rt().block_on(async {
         let mut second = TwilioCall::start(&url, CallParams::default())
             .await
@@ -180,14 +184,7 @@ fn a_call_with_every_element_busy_gets_1013_and_the_busy_call_goes_on() {
 #[test]
 fn with_pending_timeout_0_a_busy_path_answers_503_at_the_upgrade() {
     let (p, src, collector, url) = recording("pending-timeout=0");
-    let mut busy = rt().block_on(async {
-        let mut busy = TwilioCall::start(&url, CallParams::default())
-            .await
-            .unwrap();
-        busy.send_media(&AUDIO).unwrap();
-        busy
-    });
-    collector.wait_buffers(1);
+    let mut busy = busy_call(&url, &collector);
     rt().block_on(async {
         match TwilioCall::connect(&url, CallParams::default()).await {
             Err(WsError::Http(response)) => assert_eq!(response.status(), 503),
