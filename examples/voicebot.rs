@@ -257,7 +257,11 @@ impl Bot {
 fn stats(element: &gst::Element) -> String {
     let s = element.property::<gst::Structure>("stats");
     s.iter()
-        .map(|(k, v)| format!("{k}={}", v.get::<u64>().unwrap_or_default()))
+        .map(|(k, v)| match (v.get::<u64>(), v.get::<f64>()) {
+            (Ok(n), _) => format!("{k}={n}"),
+            (_, Ok(x)) => format!("{k}={x:.2}"),
+            _ => format!("{k}={v:?}"),
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
