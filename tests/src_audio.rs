@@ -5,10 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::src::{in_both_modes, start};
+use common::src::{assert_contiguous, assert_matches_ideal_upsampling, in_both_modes, start};
 use common::*;
 use gst::prelude::*;
-use gsttwiliostream::codec::Upsampler;
 use twilio_emulator::audio::{decode, encode};
 use twilio_emulator::{CallParams, TwilioCall};
 
@@ -32,14 +31,6 @@ fn play(url: &str, params: CallParams, ulaw: &[u8]) {
         call.send_stop().unwrap();
         call.close().await;
     });
-}
-
-fn assert_contiguous(buffers: &[gst::Buffer]) {
-    for pair in buffers.windows(2) {
-        let end = pair[0].pts().unwrap() + pair[0].duration().unwrap();
-        assert_eq!(pair[1].pts().unwrap(), end, "timestamps are not contiguous");
-        assert_eq!(pair[1].offset(), pair[0].offset_end());
-    }
 }
 
 fn pcm_8k_is_the_g191_decode_bit_for_bit() {
@@ -93,11 +84,7 @@ fn pcm_16k_matches_an_ideal_resampler() {
     // All the audio, plus the filter's tail flushed at the end.
     assert_eq!(ours.len(), 2 * ulaw.len() + 42);
     let ideal = ideal_upsample(&decode(&ulaw));
-    let d = Upsampler::DELAY;
-    let range = 1000..ideal.len() - 1000;
-    let ours: Vec<f64> = range.clone().map(|n| ours[n + d] as f64).collect();
-    let snr = snr_db(&ideal[range], &ours);
-    assert!(snr >= 50.0, "SNR {snr:.1} dB");
+    assert_matches_ideal_upsampling(&ideal, &ours);
 
     // The delay is compensated in the timestamps: buffers are contiguous and
     // the stream starts DELAY samples before the first chunk's anchor.

@@ -354,8 +354,14 @@ impl Call {
     /// ended already.
     pub fn end_stream(self: Arc<Self>, after_playout: bool) -> bool {
         if !self.is_open() || self.closing.load(Ordering::Relaxed) {
+            call_log!(&self, info, "end-stream: the call has ended already");
             return false;
         }
+        call_log!(
+            &self,
+            info,
+            "ending the stream (after playout: {after_playout})"
+        );
         if after_playout {
             RUNTIME.spawn(async move { self.end_after_playout("end-stream").await });
             true

@@ -156,16 +156,11 @@ impl TwilioStreamSink {
             .adopt_call()
             .map(|(call, _)| call)
             .or_else(|| self.current_call());
-        let Some(call) = call.filter(|c| c.is_open()) else {
+        let Some(call) = call else {
             gst::info!(CAT, imp = self, "end-stream: no call to end");
             return false;
         };
-        gst::info!(
-            CAT,
-            imp = self,
-            "{call:?}: ending the stream (after playout: {after_playout})"
-        );
-        if after_playout {
+        if after_playout && call.is_open() {
             // The partial frame is part of what must be played first.
             let _ = self.state.lock().unwrap().send_frames(Take::All);
         }

@@ -206,15 +206,10 @@ impl TwilioStreamSrc {
     /// The `end-stream` action signal.
     fn end_stream(&self, after_playout: bool) -> bool {
         let call = self.state.lock().unwrap().call.clone();
-        let Some(call) = call.filter(|c| c.is_open()) else {
+        let Some(call) = call else {
             gst::info!(CAT, imp = self, "end-stream: no call to end");
             return false;
         };
-        gst::info!(
-            CAT,
-            imp = self,
-            "{call:?}: ending the stream (after playout: {after_playout})"
-        );
         call.end_stream(after_playout)
     }
 

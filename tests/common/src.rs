@@ -1,6 +1,8 @@
 //! Helpers shared by the twiliostreamsrc end-to-end tests: starting a
 //! pipeline around a listening src, and running a test once per way the src
-//! can push ([`in_both_modes`]). Assertions stay in the test files.
+//! can push ([`in_both_modes`]), and the checks the audio tests of one and of
+//! two tracks share (contiguous buffers, the 16 kHz output against an ideal
+//! resampler).
 
 use super::*;
 
@@ -46,4 +48,25 @@ pub fn start(desc: &str) -> (gst::Pipeline, Collector, String) {
     set_state(&p, gst::State::Playing);
     let url = url_of(&by_name(&p, "src"));
     (p, collector, url)
+}
+
+/// Buffers follow each other without a gap or an overlap, in time and in
+/// offsets.
+pub fn assert_contiguous(buffers: &[gst::Buffer]) {
+    for pair in buffers.windows(2) {
+        let end = pair[0].pts().unwrap() + pair[0].duration().unwrap();
+        assert_eq!(pair[1].pts().unwrap(), end, "timestamps are not contiguous");
+        assert_eq!(pair[1].offset(), pair[0].offset_end());
+    }
+}
+
+/// The 16 kHz output `ours` matches `ideal` (an ideal upsampling of the same
+/// 8 kHz audio) to 50 dB, once the upsampler's delay is taken off and the
+/// edges (where the ideal filter has no history) are left out.
+pub fn assert_matches_ideal_upsampling(ideal: &[f64], ours: &[i16]) {
+    let d = gsttwiliostream::codec::Upsampler::DELAY;
+    let range = 1000..ideal.len() - 1000;
+    let ours: Vec<f64> = range.clone().map(|n| ours[n + d] as f64).collect();
+    let snr = snr_db(&ideal[range], &ours);
+    assert!(snr >= 50.0, "SNR {snr:.1} dB");
 }
