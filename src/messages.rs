@@ -4,7 +4,7 @@
 
 use gst::prelude::*;
 
-use crate::call::DtmfDigit;
+use crate::call::{Cleared, DtmfDigit};
 use crate::protocol::{StartInfo, StopInfo};
 use crate::quality::Figures;
 
@@ -63,6 +63,20 @@ pub fn dtmf_events(digit: &DtmfDigit) -> Option<[gst::Event; 2]> {
 pub fn mark(name: &str) -> gst::Structure {
     gst::Structure::builder("twilio-mark")
         .field("name", name)
+        .build()
+}
+
+/// `twilio-clear`: a clear was sent (`reason`: `signal`, `event` or
+/// `flush`); `played`, the running time in the outbound stream up to which
+/// the caller heard it (NONE if no audio was ever sent), and `dropped`, the
+/// audio sent and never heard, by the model of Twilio's queue (corrected by
+/// echoed marks).
+pub fn cleared(reason: &str, stream_sid: &str, cleared: &Cleared) -> gst::Structure {
+    gst::Structure::builder("twilio-clear")
+        .field("reason", reason)
+        .field("stream-sid", stream_sid)
+        .field("played", cleared.played.map(gst::ClockTime::from_nseconds))
+        .field("dropped", gst::ClockTime::from_nseconds(cleared.dropped))
         .build()
 }
 

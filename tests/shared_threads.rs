@@ -122,7 +122,7 @@ fn audio_that_arrives_while_paused_is_dropped_and_the_rest_goes_out_on_resume() 
 }
 
 #[test]
-fn a_downstream_that_blocks_gets_a_warning_and_the_streaming_thread() {
+fn a_downstream_that_blocks_gets_the_streaming_thread_without_a_warning() {
     init();
     // identity sleeps 30 ms per buffer: longer than a chunk, on the very
     // thread that reads the call.
@@ -146,15 +146,10 @@ fn a_downstream_that_blocks_gets_a_warning_and_the_streaming_thread() {
     });
     let got = collector.wait_eos();
     assert_eq!(got.samples(), decode(&ulaw));
+    // The default way: a fallback is expected (a sink syncing to the
+    // clock), so it is logged, not posted.
     let warnings = warnings(&bus);
-    assert_eq!(
-        warnings
-            .iter()
-            .filter(|w| w.contains("Downstream blocked a shared network thread"))
-            .count(),
-        1,
-        "{warnings:?}"
-    );
+    assert!(warnings.is_empty(), "{warnings:?}");
     // The push that blocked was the last one on the network thread: the
     // src's own streaming thread pushed the rest, in order, nothing lost.
     let threads = threads.lock().unwrap();

@@ -124,16 +124,27 @@ fn a_lone_sink_plays_a_file_into_a_call() {
 }
 
 #[test]
-fn without_sync_audio_goes_out_as_fast_as_it_arrives() {
-    let mut h = sink_harness("audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved");
-    let sink = h.element().unwrap();
-    let mut call = dial(&sink, Playout::RealTime);
-    h.push(pcm_buffer(&vec![1000; 16000])).unwrap();
-    receive_until(&mut call, |got| media_bytes(got).len() >= 16000);
-    // All two seconds are in Twilio's queue before much could be played.
-    assert!(
-        call.playback().max_queued > 12000,
-        "queue {}",
-        call.playback().max_queued
-    );
+fn a_source_faster_than_real_time_is_paced_by_max_lead() {
+    for (lead_ms, frames_over) in [(100u64, 2u64), (500, 2)] {
+        let mut h =
+            sink_harness("audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved");
+        let sink = h.element().unwrap();
+        sink.set_property("max-lead", lead_ms as u32);
+        let mut call = dial(&sink, Playout::RealTime);
+        // Two seconds at once: the sink takes them without waiting.
+        h.push(pcm_buffer(&vec![1000; 8000])).unwrap();
+        h.push(pcm_buffer(&vec![1000; 8000])).unwrap();
+        receive_until(&mut call, |got| media_bytes(got).len() >= 16000);
+        // Twilio never held more than the lead, plus the frame that went
+        // out just under it and the 20 ms its playout steps by.
+        let max_queued = call.playback().max_queued as u64;
+        assert!(
+            max_queued <= 8 * (lead_ms + 20 * frames_over),
+            "lead {lead_ms} ms: Twilio held {max_queued} samples"
+        );
+        assert!(
+            max_queued >= 8 * lead_ms,
+            "lead {lead_ms} ms: Twilio held only {max_queued} samples"
+        );
+    }
 }

@@ -179,8 +179,9 @@ fn a_mark_arrives_exactly_after_the_audio_before_it() {
 fn clear_drops_queued_audio_and_echoes_pending_marks() {
     let mut h = sink_harness("audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved");
     let sink = h.element().unwrap();
+    // A lead of 10 s: all 4 s of audio reach Twilio's queue at once.
+    sink.set_property("max-lead", 10_000u32);
     let mut call = dial(&sink, Playout::RealTime);
-    // sync=false: 4 s of audio reach Twilio's queue at once.
     h.push(pcm_buffer(&sine(300.0, 8000.0, 8000.0, 16000)))
         .unwrap();
     assert!(h.push_event(mark_event("first-half")));

@@ -82,30 +82,46 @@ fn best_correlation(sent: &[i16], echoed: &[i16]) -> (f64, usize) {
 #[test]
 fn echo_returns_the_callers_audio() {
     init();
-    let p = pipeline("twiliostreamsrc name=src port=0 ! queue ! twiliostreamsink name=sink");
-    p.set_state(gst::State::Playing).unwrap();
-    let url = url_of(&by_name(&p, "src"));
-    let sent = speechlike(8000, 0.0);
-    let echoed = rt().block_on(echo_call(url, sent.clone(), CallParams::default()));
-    let (corr, lag) = best_correlation(&sent, &echoed);
-    assert!(corr >= 0.99, "correlation {corr:.4} at lag {lag}");
-    // The resamplers' delays, 8 → 16 → 8 kHz, about 41 samples in all.
-    assert!((35..=48).contains(&lag), "lag {lag}");
+    // The default (the call's writer paces), and BaseSink's sync for those
+    // who set it.
+    for sync in [false, true] {
+        let p = pipeline(&format!(
+            "twiliostreamsrc name=src port=0 ! queue ! twiliostreamsink name=sink sync={sync}"
+        ));
+        p.set_state(gst::State::Playing).unwrap();
+        let url = url_of(&by_name(&p, "src"));
+        let sent = speechlike(8000, 0.0);
+        let echoed = rt().block_on(echo_call(url, sent.clone(), CallParams::default()));
+        let (corr, lag) = best_correlation(&sent, &echoed);
+        assert!(
+            corr >= 0.99,
+            "sync={sync}: correlation {corr:.4} at lag {lag}"
+        );
+        // The resamplers' delays, 8 → 16 → 8 kHz, about 41 samples in all.
+        assert!((35..=48).contains(&lag), "sync={sync}: lag {lag}");
 
-    // Latency: the src's chunk + upsampler, the sink's frame + downsampler
-    // (its render-delay), and BaseSink's processing deadline.
-    let sink = by_name(&p, "sink");
-    assert_eq!(sink.property::<u64>("render-delay"), 22_562_500);
-    let deadline = sink.property::<u64>("processing-deadline");
-    let mut q = gst::query::Latency::new();
-    assert!(p.query(&mut q));
-    let (live, min, _) = q.result();
-    assert!(live);
-    assert_eq!(
-        min,
-        gst::ClockTime::from_nseconds(2 * 22_562_500 + deadline)
-    );
-    p.set_state(gst::State::Null).unwrap();
+        let sink = by_name(&p, "sink");
+        assert_eq!(sink.property::<u64>("render-delay"), 22_562_500);
+        let mut q = gst::query::Latency::new();
+        assert!(p.query(&mut q));
+        let (live, min, _) = q.result();
+        if sync {
+            // Latency: the src's chunk + upsampler, the sink's frame +
+            // downsampler (its render-delay), and BaseSink's processing
+            // deadline.
+            let deadline = sink.property::<u64>("processing-deadline");
+            assert!(live);
+            assert_eq!(
+                min,
+                gst::ClockTime::from_nseconds(2 * 22_562_500 + deadline)
+            );
+        } else {
+            // Not syncing, the sink waits for no latency: an echo leaves
+            // as soon as it is ready.
+            assert!(!live, "{min}");
+        }
+        p.set_state(gst::State::Null).unwrap();
+    }
 }
 
 #[test]

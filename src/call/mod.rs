@@ -28,9 +28,11 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::protocol::{Mark, Outbound, StartInfo};
 use crate::runtime::RUNTIME;
+pub use outbox::{Cleared, Outgoing};
 use session::{Handled, Session};
 
 pub mod events;
+pub mod outbox;
 pub mod session;
 pub mod slot;
 pub mod stats;
@@ -56,8 +58,9 @@ pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const MAX_OUTBOUND: usize = 4 << 20;
 /// The mark sent before a stream is ended after playout.
 pub const END_MARK: &str = "twiliostream-end";
-/// Nanoseconds per 8 kHz sample.
-const NS_PER_SAMPLE: u64 = 125_000;
+/// The lead a call's writer keeps in Twilio's queue until an element sets
+/// one (see [`outbox`]).
+pub const DEFAULT_LEAD: Duration = Duration::from_millis(100);
 /// How much longer than the audio not yet played a wait for playout may take.
 pub const PLAYOUT_GRACE: Duration = Duration::from_secs(5);
 /// How long [`Call::close`] waits for the task before aborting it.
@@ -81,6 +84,13 @@ struct LogTarget {
 
 static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
 
+/// What the call's writer is asked to do (see [`outbox`]).
+pub(crate) enum Request {
+    Send(Outgoing),
+    /// A `clear` (its message): `done` learns what it found, on the call's task.
+    Clear(String, Box<dyn FnOnce(Cleared) + Send>),
+}
+
 /// Per-call limits (from the path's element).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallConfig {
@@ -98,9 +108,15 @@ pub struct Call {
     pub stats: Stats,
     start: watch::Sender<Option<Arc<StartInfo>>>,
     events: Mutex<Option<Events>>,
-    outbound: mpsc::UnboundedSender<String>,
+    outbound: mpsc::UnboundedSender<Request>,
     /// Bytes of outbound text not written yet.
     outbound_bytes: AtomicUsize,
+    /// Audio (ns) handed to the writer and not written (nor dropped) yet.
+    queued_audio: AtomicU64,
+    /// The lead the writer keeps in Twilio's queue (ns).
+    lead: AtomicU64,
+    /// Wakes senders waiting for the writer to take audio.
+    room: Notify,
     closing: AtomicBool,
     close_requested: Notify,
     /// How our close frame says it, when not a plain normal close.
@@ -110,10 +126,10 @@ pub struct Call {
     ended: Mutex<Option<String>>,
     /// Twilio has sent `stop`.
     stopped: AtomicBool,
-    /// When the call was created: the origin of `playout_end`.
+    /// When the call was created: the origin of the writer's times.
     created: Instant,
     /// Nanoseconds after `created` when Twilio will have played all the
-    /// audio sent (see [`Call::sent_audio`]).
+    /// audio written, by the writer's model (see [`outbox`]).
     playout_end: AtomicU64,
     task: Mutex<Option<JoinHandle<()>>>,
     open: watch::Sender<bool>,
@@ -170,6 +186,9 @@ impl Call {
             events: Mutex::new(Some(events_rx)),
             outbound: outbound_tx,
             outbound_bytes: AtomicUsize::new(0),
+            queued_audio: AtomicU64::new(0),
+            lead: AtomicU64::new(DEFAULT_LEAD.as_nanos() as u64),
+            room: Notify::new(),
             closing: AtomicBool::new(false),
             close_requested: Notify::new(),
             close_frame: Mutex::new(None),
@@ -263,17 +282,31 @@ impl Call {
         });
     }
 
-    /// Queues a text message for Twilio.
-    pub fn send_text(&self, text: String) -> Result<(), SendError> {
+    /// Queues a message for Twilio; media and marks wait their turn in the
+    /// writer's pacing (see [`outbox`]).
+    pub fn send(&self, item: Outgoing) -> Result<(), SendError> {
         if !self.is_open() || self.closing.load(Ordering::Relaxed) {
             return Err(SendError::Closed);
         }
-        let len = text.len();
+        let (len, audio) = match &item {
+            Outgoing::Media { text, samples, .. } => {
+                (text.len(), *samples as u64 * outbox::NS_PER_SAMPLE)
+            }
+            Outgoing::Mark(text) | Outgoing::Text(text) => (text.len(), 0),
+        };
         if self.outbound_bytes.fetch_add(len, Ordering::Relaxed) + len > MAX_OUTBOUND {
             self.outbound_bytes.fetch_sub(len, Ordering::Relaxed);
             return Err(SendError::Backlog);
         }
-        self.outbound.send(text).map_err(|_| SendError::Closed)
+        self.queued_audio.fetch_add(audio, Ordering::Relaxed);
+        self.outbound
+            .send(Request::Send(item))
+            .map_err(|_| SendError::Closed)
+    }
+
+    /// Queues a text message for Twilio, in order with the rest.
+    pub fn send_text(&self, text: String) -> Result<(), SendError> {
+        self.send(Outgoing::Text(text))
     }
 
     /// Sends a `mark` named `name` after everything sent so far; returns
@@ -290,34 +323,74 @@ impl Call {
             },
         }
         .to_json();
-        self.send_text(text)?;
+        self.send(Outgoing::Mark(text))?;
         Ok(self.stats.add_get(Stat::MarksSent, 1))
     }
 
-    /// Counts `bytes` of μ-law just sent as media (`bytes-sent`) and adds
-    /// them to the model of Twilio's playout queue: it plays what it gets
-    /// in order and in real time, from when it gets it.
-    pub fn sent_audio(&self, bytes: usize) {
-        self.stats.add(Stat::BytesSent, bytes as u64);
-        let now = self.created.elapsed().as_nanos() as u64;
-        let audio = bytes as u64 * NS_PER_SAMPLE;
-        let _ = self
-            .playout_end
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |end| {
-                Some(end.max(now) + audio)
-            });
+    /// Sends `clear`: the writer drops the media it has not written, Twilio
+    /// what it has not played. `done` is told, on the call's task, what the
+    /// caller heard and what was dropped. Needs `start`.
+    pub fn clear(&self, done: impl FnOnce(Cleared) + Send + 'static) -> Result<(), SendError> {
+        let Some(start) = self.start_info() else {
+            return Err(SendError::Closed);
+        };
+        if !self.is_open() || self.closing.load(Ordering::Relaxed) {
+            return Err(SendError::Closed);
+        }
+        let text = Outbound::Clear {
+            stream_sid: start.stream_sid.clone(),
+        }
+        .to_json();
+        self.outbound_bytes.fetch_add(text.len(), Ordering::Relaxed);
+        self.outbound
+            .send(Request::Clear(text, Box::new(done)))
+            .map_err(|_| SendError::Closed)?;
+        self.stats.add(Stat::ClearsSent, 1);
+        Ok(())
     }
 
-    /// Twilio emptied its playout queue (we sent `clear`).
-    pub fn cleared(&self) {
-        let now = self.created.elapsed().as_nanos() as u64;
-        self.playout_end.store(now, Ordering::Relaxed);
+    /// Sets the lead the writer keeps in Twilio's queue.
+    pub fn set_lead(&self, lead: Duration) {
+        self.lead.store(lead.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// The audio sent that Twilio has not played yet, by the playout model.
+    /// Audio handed to the writer and not written yet.
+    pub fn queued_audio(&self) -> Duration {
+        Duration::from_nanos(self.queued_audio.load(Ordering::Relaxed))
+    }
+
+    /// Waits until at most `max` of audio waits in the writer, or the call
+    /// is closing.
+    pub async fn room(&self, max: Duration) {
+        let max = max.as_nanos() as u64;
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so no wake-up is missed.
+            notified.as_mut().enable();
+            if self.queued_audio.load(Ordering::Relaxed) <= max
+                || !self.is_open()
+                || self.closing.load(Ordering::Relaxed)
+            {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Nanoseconds since the call was created: the writer's clock.
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.created.elapsed().as_nanos() as u64
+    }
+
+    /// The audio sent that Twilio has not played yet: what waits in the
+    /// writer and, by the model, in Twilio's queue.
     pub fn unplayed(&self) -> Duration {
-        let now = self.created.elapsed().as_nanos() as u64;
-        Duration::from_nanos(self.playout_end.load(Ordering::Relaxed).saturating_sub(now))
+        let queued = self
+            .playout_end
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.now_ns());
+        Duration::from_nanos(queued + self.queued_audio.load(Ordering::Relaxed))
     }
 
     /// The longest wait for Twilio to play what was sent: the audio it

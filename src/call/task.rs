@@ -1,6 +1,7 @@
 //! The one tokio task per connection: reads Twilio's messages and hands them
 //! to the [`Session`], applies what it returns (counters, log lines, events
 //! for the consuming element), writes what the elements send in batches,
+//! paced by the [`Outbox`] (Twilio's queue is kept to the call's lead),
 //! and ends the call on close, error, stalled writes or the idle timeout.
 //! It never waits for GStreamer (but see `Consumer` for shared-threads).
 
@@ -17,9 +18,10 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::events::{CallEvent, EventSender};
+use super::outbox::Outbox;
 use super::session::{Handled, Level, Session};
 use super::stats::Stat;
-use super::{Call, CallConfig, call_log};
+use super::{Call, CallConfig, Request, call_log};
 
 /// A write that makes no progress for this long means the peer stopped
 /// reading: the call is over.
@@ -33,7 +35,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 pub(super) async fn serve<S>(
     call: Arc<Call>,
     mut ws: WebSocketStream<S>,
-    mut outbound: mpsc::UnboundedReceiver<String>,
+    mut outbound: mpsc::UnboundedReceiver<Request>,
     events: EventSender,
     config: CallConfig,
     mut session: Session,
@@ -56,6 +58,14 @@ pub(super) async fn serve<S>(
     // lock the Notify twice per message.
     let close_requested = call.close_requested.notified();
     tokio::pin!(close_requested);
+    let mut writer = Writer {
+        outbox: Outbox::new(call.lead.load(Ordering::Relaxed)),
+        texts: Vec::new(),
+        next: None,
+    };
+    // Wakes the writer when a frame held back may go out.
+    let pace = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(pace);
     let ended = loop {
         tokio::select! {
             biased;
@@ -72,9 +82,10 @@ pub(super) async fn serve<S>(
                 }
                 idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - since));
             }
-            text = outbound.recv() => match text {
-                Some(text) => {
-                    if let Err(e) = write_batch(&call, &mut ws, text, &mut outbound).await {
+            request = outbound.recv() => match request {
+                Some(request) => {
+                    writer.take(&call, request, &mut outbound);
+                    if let Err(e) = writer.write(&call, &mut ws, &mut pace).await {
                         break Some(e);
                     }
                 }
@@ -83,20 +94,30 @@ pub(super) async fn serve<S>(
                     break None;
                 }
             },
+            _ = &mut pace, if writer.next.is_some() => {
+                if let Err(e) = writer.write(&call, &mut ws, &mut pace).await {
+                    break Some(e);
+                }
+            }
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(text))) => {
                     let handled = session.handle(&text, || events.payload_buffer());
                     if handled.media {
                         last_media = Some(Instant::now());
                     }
+                    if matches!(handled.event, Some(CallEvent::Mark(_))) {
+                        writer.outbox.mark_echoed(call.now_ns());
+                        call.playout_end.store(writer.outbox.playout_end(), Ordering::Relaxed);
+                    }
                     if apply(&call, &events, handled) {
                         call.notify_consumer();
                         // A consumer on this task (shared-threads) may have
                         // answered already: write that now, not a turn later.
-                        if let Ok(first) = outbound.try_recv()
-                            && let Err(e) = write_batch(&call, &mut ws, first, &mut outbound).await
-                        {
-                            break Some(e);
+                        if let Ok(first) = outbound.try_recv() {
+                            writer.take(&call, first, &mut outbound);
+                            if let Err(e) = writer.write(&call, &mut ws, &mut pace).await {
+                                break Some(e);
+                            }
                         }
                     }
                 }
@@ -178,36 +199,93 @@ fn queue(call: &Call, events: &EventSender, event: CallEvent) {
     }
 }
 
-/// Writes `first` and everything else already queued, then flushes once.
-/// Every write must make progress within [`WRITE_TIMEOUT`].
-async fn write_batch<S: AsyncRead + AsyncWrite + Unpin>(
-    call: &Call,
-    ws: &mut WebSocketStream<S>,
-    first: String,
-    outbound: &mut mpsc::UnboundedReceiver<String>,
-) -> Result<(), String> {
-    let stalled = || format!("Twilio has read nothing for {} s", WRITE_TIMEOUT.as_secs());
-    let failed = |e| format!("sending to Twilio failed: {e}");
-    let mut text = first;
-    loop {
-        let len = text.len();
-        tokio::time::timeout(WRITE_TIMEOUT, ws.feed(Message::text(text)))
-            .await
-            .map_err(|_| stalled())?
-            .map_err(failed)?;
-        call.outbound_bytes.fetch_sub(len, Ordering::Relaxed);
-        if call.closing.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        match outbound.try_recv() {
-            Ok(next) => text = next,
-            Err(_) => break,
+/// The writing half of the task: what elements asked to send, paced.
+struct Writer {
+    outbox: Outbox,
+    /// What is due now (scratch, reused).
+    texts: Vec<String>,
+    /// When a frame held back is due, if one is.
+    next: Option<u64>,
+}
+
+impl Writer {
+    /// Takes `first` and every request already queued into the outbox.
+    fn take(
+        &mut self,
+        call: &Call,
+        first: Request,
+        outbound: &mut mpsc::UnboundedReceiver<Request>,
+    ) {
+        let mut request = first;
+        loop {
+            match request {
+                Request::Send(item) => self.outbox.push(item),
+                Request::Clear(text, done) => {
+                    let now = call.now_ns();
+                    let cleared = self.outbox.clear(now, text);
+                    // The frames not written are dropped: no longer queued.
+                    call.queued_audio
+                        .fetch_sub(cleared.unwritten, Ordering::Relaxed);
+                    call.playout_end.store(now, Ordering::Relaxed);
+                    call.room.notify_waiters();
+                    done(cleared);
+                }
+            }
+            match outbound.try_recv() {
+                Ok(next) => request = next,
+                Err(_) => break,
+            }
         }
     }
-    tokio::time::timeout(WRITE_TIMEOUT, ws.flush())
-        .await
-        .map_err(|_| stalled())?
-        .map_err(failed)
+
+    /// Writes what is due and flushes once; re-arms `pace` for what waits.
+    /// Every write must make progress within [`WRITE_TIMEOUT`].
+    async fn write<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        call: &Call,
+        ws: &mut WebSocketStream<S>,
+        pace: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> Result<(), String> {
+        self.outbox.set_lead(call.lead.load(Ordering::Relaxed));
+        let (mut chunks, mut samples) = (0u64, 0u64);
+        self.next = self.outbox.due(call.now_ns(), &mut self.texts, |n| {
+            chunks += 1;
+            samples += n as u64;
+        });
+        if let Some(at) = self.next {
+            pace.as_mut()
+                .reset(tokio::time::Instant::from_std(call.created) + Duration::from_nanos(at));
+        }
+        if self.texts.is_empty() {
+            return Ok(());
+        }
+        if chunks > 0 {
+            call.stats.add(Stat::ChunksSent, chunks);
+            call.stats.add(Stat::BytesSent, samples);
+            call.queued_audio
+                .fetch_sub(samples * super::outbox::NS_PER_SAMPLE, Ordering::Relaxed);
+            call.playout_end
+                .store(self.outbox.playout_end(), Ordering::Relaxed);
+            call.room.notify_waiters();
+        }
+        let stalled = || format!("Twilio has read nothing for {} s", WRITE_TIMEOUT.as_secs());
+        let failed = |e| format!("sending to Twilio failed: {e}");
+        for text in self.texts.drain(..) {
+            let len = text.len();
+            tokio::time::timeout(WRITE_TIMEOUT, ws.feed(Message::text(text)))
+                .await
+                .map_err(|_| stalled())?
+                .map_err(failed)?;
+            call.outbound_bytes.fetch_sub(len, Ordering::Relaxed);
+            if call.closing.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+        }
+        tokio::time::timeout(WRITE_TIMEOUT, ws.flush())
+            .await
+            .map_err(|_| stalled())?
+            .map_err(failed)
+    }
 }
 
 /// Sends our close frame (`code`, `reason`) and waits, briefly, for the

@@ -16,8 +16,8 @@ use gst::subclass::prelude::*;
 
 use super::framing::Take;
 use super::imp::{CAT, TwilioStreamSink};
-use crate::call::{Call, Stat};
-use crate::protocol::Outbound;
+use crate::call::Call;
+use crate::messages;
 use crate::runtime::RUNTIME;
 use crate::wait::wait;
 
@@ -66,6 +66,8 @@ impl TwilioStreamSink {
             state.call = Some(call.clone());
             state.stream_sid = Some(sid.clone());
         }
+        let lead = self.settings.lock().unwrap().max_lead_ms;
+        call.set_lead(std::time::Duration::from_millis(lead as u64));
         gst::info!(CAT, imp = self, "{call:?}: playing into stream {sid}");
         let tracks = call
             .start_info()
@@ -130,21 +132,27 @@ impl TwilioStreamSink {
         }
     }
 
-    /// Discards audio not sent yet and sends `clear`. False without a
-    /// started call.
-    pub(super) fn clear(&self) -> bool {
+    /// Discards audio not sent yet and sends `clear`; `twilio-clear` (with
+    /// `reason`) then says what the caller heard. False without a started
+    /// call.
+    pub(super) fn clear(&self, reason: &'static str) -> bool {
         let adopted = self.adopt_call();
         self.state.lock().unwrap().framer.clear();
         let Some((call, sid)) = adopted else {
             return false;
         };
-        if let Err(e) = call.send_text(Outbound::Clear { stream_sid: sid }.to_json()) {
+        let sink = self.obj().downgrade();
+        let posted = call.clear(move |cleared| {
+            // On the call's task: no lock of ours is held.
+            if let Some(sink) = sink.upgrade() {
+                gst::debug!(CAT, obj = sink, "{reason}: clear sent, {cleared:?}");
+                messages::post(sink.upcast_ref(), messages::cleared(reason, &sid, &cleared));
+            }
+        });
+        if let Err(e) = posted {
             gst::warning!(CAT, imp = self, "clear not sent: {e:?}");
             return false;
         }
-        call.stats.add(Stat::ClearsSent, 1);
-        call.cleared();
-        gst::debug!(CAT, imp = self, "clear sent");
         true
     }
 

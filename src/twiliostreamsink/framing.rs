@@ -64,6 +64,8 @@ pub struct Framer {
     pending: Vec<u8>,
     /// The first byte of a 16-bit sample split across pushes.
     odd_byte: Option<u8>,
+    /// Samples handed out so far: the index of the first pending one.
+    emitted: u64,
 }
 
 impl Framer {
@@ -103,6 +105,12 @@ impl Framer {
     #[cfg(test)]
     pub fn pending(&self) -> &[u8] {
         &self.pending
+    }
+
+    /// The index of the next sample [`push`](Self::push) will produce
+    /// (samples handed out and pending so far).
+    pub fn produced(&self) -> u64 {
+        self.emitted + self.pending.len() as u64
     }
 
     /// Converts `data` and appends it to the pending μ-law.
@@ -156,12 +164,13 @@ impl Framer {
         encode_onto(&self.pcm8k, &mut self.pending);
     }
 
-    /// Hands the pending frames to `send` in order and drops them. The first
-    /// error stops it: the frame that failed and the rest stay pending.
+    /// Hands the pending frames to `send` in order, with the index of
+    /// each one's first sample, and drops them. The first error stops it:
+    /// the frame that failed and the rest stay pending.
     pub fn send_frames<E>(
         &mut self,
         take: Take,
-        mut send: impl FnMut(&[u8]) -> Result<(), E>,
+        mut send: impl FnMut(u64, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let frame = self.frame_bytes.max(1);
         let all = take == Take::All;
@@ -169,13 +178,14 @@ impl Framer {
         let mut result = Ok(());
         while self.pending.len() - sent >= frame || (all && sent < self.pending.len()) {
             let end = (sent + frame).min(self.pending.len());
-            result = send(&self.pending[sent..end]);
+            result = send(self.emitted + sent as u64, &self.pending[sent..end]);
             if result.is_err() {
                 break;
             }
             sent = end;
         }
         self.pending.drain(..sent);
+        self.emitted += sent as u64;
         result
     }
 
@@ -238,7 +248,7 @@ mod tests {
 
     fn frames(f: &mut Framer, take: Take) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        f.send_frames(take, |frame| {
+        f.send_frames(take, |_, frame| {
             out.push(frame.to_vec());
             Ok::<_, Infallible>(())
         })
@@ -405,12 +415,38 @@ mod tests {
     }
 
     #[test]
+    fn frames_carry_the_index_of_their_first_sample() {
+        let mut f = framer(Input::Mulaw, 160);
+        f.push(&[0x55; 400]).unwrap();
+        assert_eq!(f.produced(), 400);
+        let mut starts = Vec::new();
+        f.send_frames(Take::WholeFrames, |start, frame| {
+            starts.push((start, frame.len()));
+            Ok::<_, Infallible>(())
+        })
+        .unwrap();
+        assert_eq!(starts, [(0, 160), (160, 160)]);
+        // A clear drops the 80 pending samples: they were never handed out.
+        f.clear();
+        assert_eq!(f.produced(), 320);
+        f.push(&[0x55; 100]).unwrap();
+        starts.clear();
+        f.send_frames(Take::All, |start, frame| {
+            starts.push((start, frame.len()));
+            Ok::<_, Infallible>(())
+        })
+        .unwrap();
+        assert_eq!(starts, [(320, 100)]);
+        assert_eq!(f.produced(), 420);
+    }
+
+    #[test]
     fn a_failed_send_keeps_that_frame_and_the_rest() {
         let ulaw: Vec<u8> = (0..=255).collect();
         let mut f = framer(Input::Mulaw, 100);
         f.push(&ulaw).unwrap();
         let mut calls = 0;
-        let result = f.send_frames(Take::All, |_| {
+        let result = f.send_frames(Take::All, |_, _| {
             calls += 1;
             if calls == 2 { Err("closed") } else { Ok(()) }
         });
@@ -435,7 +471,7 @@ mod tests {
         let mut f = framer(Input::Pcm(48000), 160);
         let push = |f: &mut Framer, i: usize| {
             f.push(&bytes[1920 * (i % 10)..][..1920]).unwrap();
-            f.send_frames(Take::WholeFrames, |_| Ok::<_, Infallible>(()))
+            f.send_frames(Take::WholeFrames, |_, _| Ok::<_, Infallible>(()))
                 .unwrap();
         };
         for i in 0..4 {

@@ -7,9 +7,14 @@
 //!
 //! Buffers wait in `prepare()` until the call has started, so a file played
 //! into a call prerolls only once somebody is on the line and its clock starts
-//! then. Audio is resampled to 8 kHz, encoded, and sent in `chunk-duration`
-//! frames; the sink syncs `render-delay` (one frame plus the resampler's
-//! delay) early, so every frame still leaves on time.
+//! then. Audio is resampled to 8 kHz, encoded, and handed to the call in
+//! `chunk-duration` frames, each with the running time of its first sample.
+//! The call's writer paces them by its model of Twilio's queue (`max-lead`),
+//! so by default the sink does not sync to the clock (`sync=false`): a
+//! source faster than real time is held back only when more than
+//! [`MAX_QUEUED`] waits in the writer. With `sync=true` the sink syncs
+//! `render-delay` (one frame plus the resampler's delay) early, so every
+//! frame still leaves on time.
 //!
 //! Not here: cutting the audio into frames (`framing.rs`), marks, clear and
 //! ending the stream at EOS or on `end-stream` (`control.rs`), the property
@@ -27,8 +32,10 @@ use tokio::task::JoinHandle;
 
 use super::framing::{Framer, Input, Take};
 use super::poster;
-use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS};
-use crate::call::{self, Call, SINK_COUNTERS, SendError, Slot, Stat, Stats, find_counter};
+use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS, DEFAULT_MAX_LEAD_MS};
+use crate::call::{
+    self, Call, Outgoing, SINK_COUNTERS, SendError, Slot, Stat, Stats, find_counter,
+};
 use crate::codec::resample::DOWNSAMPLER_RATES;
 use crate::endpoint::{self, Endpoint};
 use crate::protocol;
@@ -47,6 +54,11 @@ pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 pub const MARK_EVENT: &str = "twilio-mark";
 /// Name of the custom downstream event (in-band or out-of-band) that becomes a `clear`.
 pub const CLEAR_EVENT: &str = "twilio-clear";
+/// Audio waiting in the call's writer beyond which `render()` waits for it
+/// to be written: a source faster than real time is held back here.
+pub const MAX_QUEUED: std::time::Duration = std::time::Duration::from_secs(1);
+/// Nanoseconds per 8 kHz sample.
+const NS_PER_SAMPLE: u64 = 125_000;
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -55,6 +67,7 @@ pub(super) struct Settings {
     pub(super) chunk_ms: u32,
     /// `end-stream-on-eos`: at EOS, play out and close the WebSocket.
     pub(super) end_stream_on_eos: bool,
+    pub(super) max_lead_ms: u32,
 }
 
 impl Default for Settings {
@@ -64,6 +77,7 @@ impl Default for Settings {
             call_name: None,
             chunk_ms: DEFAULT_CHUNK_MS,
             end_stream_on_eos: DEFAULT_END_STREAM_ON_EOS,
+            max_lead_ms: DEFAULT_MAX_LEAD_MS,
         }
     }
 }
@@ -82,6 +96,11 @@ pub(super) struct State {
     pub(super) stream_sid: Option<String>,
     /// The audio not sent yet, and how it is cut into frames.
     pub(super) framer: Framer,
+    /// The segment of the buffers rendered, for their running times.
+    pub(super) segment: gst::FormattedSegment<gst::ClockTime>,
+    /// The framer's sample index and the running time (ns) of the last
+    /// buffer with a timestamp: the running time of every frame.
+    pub(super) anchor: (u64, u64),
 }
 
 #[derive(Default)]
@@ -97,14 +116,19 @@ impl State {
         let (Some(call), Some(sid)) = (self.call.as_ref(), self.stream_sid.as_deref()) else {
             return Ok(());
         };
-        let sent = self.framer.send_frames(take, |payload| {
+        let (anchor_sample, anchor_time) = self.anchor;
+        let sent = self.framer.send_frames(take, |start, payload| {
             let mut json = String::new();
             protocol::write_media_json(sid, payload, &mut json);
-            match call.send_text(json) {
-                Ok(()) => {
-                    call.stats.add(Stat::ChunksSent, 1);
-                    call.sent_audio(payload.len());
-                }
+            let offset = start as i64 - anchor_sample as i64;
+            let running_time = (anchor_time as i64 + offset * NS_PER_SAMPLE as i64).max(0) as u64;
+            let media = Outgoing::Media {
+                text: json,
+                samples: payload.len() as u32,
+                running_time,
+            };
+            match call.send(media) {
+                Ok(()) => {}
                 Err(SendError::Backlog) => call.stats.add(Stat::ChunksDropped, 1),
                 Err(SendError::Closed) => return Err(gst::FlowError::Eos),
             }
@@ -224,6 +248,14 @@ impl ObjectImpl for TwilioStreamSink {
             }
             "chunk-duration" => settings.chunk_ms = value.get().unwrap(),
             "end-stream-on-eos" => settings.end_stream_on_eos = value.get().unwrap(),
+            "max-lead" => {
+                settings.max_lead_ms = value.get().unwrap();
+                let lead = std::time::Duration::from_millis(settings.max_lead_ms as u64);
+                drop(settings);
+                if let Some(call) = self.state.lock().unwrap().call.as_ref() {
+                    call.set_lead(lead);
+                }
+            }
             other => unimplemented!("property {other}"),
         }
     }
@@ -248,6 +280,7 @@ impl ObjectImpl for TwilioStreamSink {
             "call-name" => self.settings.lock().unwrap().call_name.to_value(),
             "chunk-duration" => self.settings.lock().unwrap().chunk_ms.to_value(),
             "end-stream-on-eos" => self.settings.lock().unwrap().end_stream_on_eos.to_value(),
+            "max-lead" => self.settings.lock().unwrap().max_lead_ms.to_value(),
             "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
             // A paired sink has its src's call as soon as `start` arrived,
             // before its first buffer.
@@ -276,8 +309,8 @@ impl ObjectImpl for TwilioStreamSink {
 
     fn constructed(&self) {
         self.parent_constructed();
-        // Real time by default: Twilio's queue stays short and clear is immediate.
-        self.obj().set_sync(true);
+        // The call's writer paces (max-lead): no clock wait per buffer.
+        self.obj().set_sync(false);
     }
 }
 
@@ -465,6 +498,14 @@ impl BaseSinkImpl for TwilioStreamSink {
         self.ensure_call()?;
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         let mut state = self.state.lock().unwrap();
+        if let Some(time) = state.segment.to_running_time(buffer.pts()) {
+            // The resampler's output lags its input by its delay.
+            let delay = state.framer.delay_ns();
+            state.anchor = (
+                state.framer.produced(),
+                time.nseconds().saturating_sub(delay),
+            );
+        }
         let pushed = state
             .framer
             .push(&map)
@@ -482,6 +523,18 @@ impl BaseSinkImpl for TwilioStreamSink {
             );
         }
         state.send_frames(Take::WholeFrames)?;
+        let call = state.call.clone();
+        drop(state);
+        drop(map);
+        // Faster than real time: wait here for the writer, not on the clock.
+        // Never on a network thread (a shared-threads push), which the
+        // writer itself may need.
+        if let Some(call) = call
+            && call.queued_audio() > MAX_QUEUED
+            && tokio::runtime::Handle::try_current().is_err()
+        {
+            wait(&self.canceller, call.room(MAX_QUEUED)).map_err(|_| gst::FlowError::Flushing)?;
+        }
         Ok(gst::FlowSuccess::Ok)
     }
 
@@ -509,11 +562,16 @@ impl BaseSinkImpl for TwilioStreamSink {
             | gst::EventView::CustomBothOob(_)
                 if name.as_deref() == Some(CLEAR_EVENT) =>
             {
-                self.clear();
+                self.clear("event");
             }
             gst::EventView::FlushStart(_) => {
                 gst::debug!(CAT, imp = self, "flush: clearing");
-                self.clear();
+                self.clear("flush");
+            }
+            gst::EventView::Segment(e) => {
+                if let Ok(segment) = e.segment().clone().downcast::<gst::ClockTime>() {
+                    self.state.lock().unwrap().segment = segment;
+                }
             }
             gst::EventView::Eos(_) => self.eos(),
             _ => {}

@@ -13,6 +13,8 @@ use crate::endpoint::Endpoint;
 pub(super) const DEFAULT_CHUNK_MS: u32 = 20;
 /// Default of `end-stream-on-eos`.
 pub(super) const DEFAULT_END_STREAM_ON_EOS: bool = true;
+/// Default of `max-lead`, in milliseconds.
+pub(super) const DEFAULT_MAX_LEAD_MS: u32 = crate::call::DEFAULT_LEAD.as_millis() as u32;
 
 /// The property specifications, in the order `gst-inspect` lists them.
 pub(super) fn specs() -> Vec<glib::ParamSpec> {
@@ -33,6 +35,20 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .maximum(1000)
             .default_value(DEFAULT_CHUNK_MS)
             .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("max-lead")
+            .nick("Maximum lead")
+            .blurb(
+                "Milliseconds of audio Twilio may hold unplayed. The sink sends a frame \
+                 once Twilio's queue, as modelled (audio sent minus what it has played \
+                 since, in real time), holds less: a source faster than real time is \
+                 paced without clock waits, a clear drops at most this much in Twilio, \
+                 and an echo goes out at once. Raise it on a jittery path to Twilio",
+            )
+            .minimum(20)
+            .maximum(60_000)
+            .default_value(DEFAULT_MAX_LEAD_MS)
+            .mutable_playing()
             .build(),
         glib::ParamSpecBoolean::builder("end-stream-on-eos")
             .nick("End stream on EOS")
@@ -119,13 +135,14 @@ pub(super) fn signals() -> Vec<glib::subclass::Signal> {
                 Some(sink.imp().end_stream(after_playout).to_value())
             })
             .build(),
-        // Action signal: drops audio not sent yet and sends clear.
+        // Action signal: drops audio not sent yet and sends clear; posts
+        // twilio-clear (what the caller heard, what was dropped).
         glib::subclass::Signal::builder("clear")
             .return_type::<bool>()
             .action()
             .class_handler(|args| {
                 let sink = args[0].get::<super::TwilioStreamSink>().unwrap();
-                Some(sink.imp().clear().to_value())
+                Some(sink.imp().clear("signal").to_value())
             })
             .build(),
     ]

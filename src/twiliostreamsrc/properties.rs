@@ -14,6 +14,9 @@ use crate::endpoint::{self, Endpoint};
 use crate::messages;
 use crate::protocol::{StartInfo, Track};
 
+/// Default of `shared-threads`: push from the network threads.
+pub(super) const DEFAULT_SHARED_THREADS: bool = true;
+
 /// Which of the call's tracks the src outputs (the `track` property).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, glib::Enum)]
 #[repr(u32)]
@@ -95,7 +98,7 @@ impl Default for Settings {
             endpoint: Endpoint::default(),
             call_name: None,
             latency_ms: 0,
-            shared_threads: false,
+            shared_threads: DEFAULT_SHARED_THREADS,
             track: Tracks::default(),
             gap_fill: GapFill::default(),
             quality_interval: DEFAULT_QUALITY_INTERVAL,
@@ -196,14 +199,14 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
             glib::ParamSpecBoolean::builder("shared-threads")
                 .nick("Shared threads")
                 .blurb(
-                    "Push the call's audio from the plugin's few network threads instead \
-                        of a streaming thread of this element: far less CPU per call with \
-                        hundreds of calls, but then nothing downstream may wait (no \
-                        sync=true sink, no full queue), or every call on that thread waits; \
-                        a push that waits 20 ms posts a warning and hands pushing back to \
-                        the streaming thread",
+                    "Push the call's audio from the plugin's few network threads, as it \
+                        arrives, instead of from a streaming thread of this element: far \
+                        less CPU and latency per call. A push that holds a network thread \
+                        20 ms or more (downstream waits: a sink syncing to the clock, a full \
+                        queue) hands pushing to the streaming thread for the rest of the \
+                        run. FALSE always pushes from the streaming thread",
                 )
-                .default_value(false)
+                .default_value(DEFAULT_SHARED_THREADS)
                 .mutable_ready()
                 .build(),
             glib::ParamSpecUInt::builder("bound-port")

@@ -305,16 +305,13 @@ impl TwilioStreamSrc {
             && pauses == self.shared.pauses.load(Ordering::SeqCst);
         if waited && !self.shared.fallback.swap(true, Ordering::SeqCst) {
             self.shared.timer.notify_one();
-            gst::element_imp_warning!(
-                self,
-                gst::CoreError::Clock,
-                ("Downstream blocked a shared network thread"),
-                [
-                    "a push took {} ms; with shared-threads=true nothing downstream may wait \
-                     (use sync=false, or a leaky queue). Pushing from this element's \
-                     streaming thread from now on.",
-                    took.as_millis()
-                ]
+            // Expected with a sink that syncs to the clock: not a warning.
+            gst::info!(
+                CAT,
+                imp = self,
+                "downstream held a network thread for {} ms: pushing from this element's \
+                 streaming thread from now on",
+                took.as_millis()
             );
         }
         result

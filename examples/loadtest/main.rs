@@ -1,0 +1,351 @@
+//! Whole-call load test: N concurrent echo calls in real time, against the
+//! plugin's echo pipelines and against the floor, in one run.
+//!
+//! The driver (this process) runs the Twilio emulator's load driver (one
+//! thread for all calls): N calls, each sending 50 chunks of 20 ms a second
+//! and timing the echo of every chunk. For each server kind in turn, a
+//! server child process (this binary with `--serve N --server KIND`) runs N
+//! echo pipelines on one port, or the floor: a bare tokio-tungstenite echo
+//! doing the JSON and base64 work and nothing else (`floor.rs`). On a
+//! machine with two CPUs or more the server is pinned to the last one and
+//! the driver to the first (`taskset`), so the server's CPU is one core's.
+//!
+//! Per N and kind it reports frames sent and echoed (and lost), p50/p99/max
+//! time from sending a chunk to receiving its echo, the server's CPU per
+//! echoed frame and its ratio to the floor's in the same run, CPU per call,
+//! RSS per idle (listening) and per active call, and what the server
+//! allocates per echoed frame. The ratios hold when the machine's speed
+//! drifts between runs; the absolute figures do not.
+//!
+//! ```sh
+//! cargo run --release --example loadtest -- --calls 200
+//! cargo run --release --example loadtest -- --calls 1000 --servers default --no-pin
+//! ```
+
+mod floor;
+mod heap;
+mod serve;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use twilio_emulator::{CallParams, audio, load};
+
+/// What serves the echo calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    /// A bare tokio-tungstenite echo, JSON + base64 only: the floor.
+    Floor,
+    /// `twiliostreamsrc ! twiliostreamsink`, all defaults.
+    Default,
+    /// `twiliostreamsrc ! queue ! twiliostreamsink`, all defaults.
+    Queue,
+    /// μ-law through, no transcoding, no quality reports.
+    Tuned,
+    /// The streaming threads and the clock, as before pacing in the writer:
+    /// `shared-threads=false ! queue ! sync=true`.
+    Streaming,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "N concurrent echo calls against twiliostream and the floor, in real time")]
+struct Args {
+    /// Numbers of concurrent calls to run, one after the other
+    #[arg(long, value_delimiter = ',', default_value = "200")]
+    calls: Vec<usize>,
+    /// Seconds of audio per call
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// The servers to run, in this order, for each number of calls
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "floor,default,queue,tuned"
+    )]
+    servers: Vec<Kind>,
+    /// Do not pin the server and the driver to CPUs of their own
+    #[arg(long)]
+    no_pin: bool,
+    /// Run the server side for N calls (used by the driver)
+    #[arg(long, hide = true)]
+    serve: Option<usize>,
+    /// The server kind to run with --serve (used by the driver)
+    #[arg(long, hide = true, value_enum, default_value = "default")]
+    server: Kind,
+}
+
+fn main() {
+    let args = Args::parse();
+    match args.serve {
+        Some(n) => serve::serve(n, args.server),
+        None => drive(&args),
+    }
+}
+
+/// CPU seconds (user + system) and RSS in KiB of a process, from /proc.
+fn usage(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (cpu, rss)
+}
+
+// ---------------------------------------------------------------- driver --
+
+struct Server {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    /// Starts the server for `n` calls of `kind`, on CPU `cpu` if given.
+    fn start(n: usize, kind: Kind, cpu: Option<usize>) -> (Server, u16, u64) {
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = match cpu {
+            Some(cpu) => {
+                let mut cmd = Command::new("taskset");
+                cmd.args(["-c", &cpu.to_string()]).arg(exe);
+                cmd
+            }
+            None => Command::new(exe),
+        };
+        cmd.arg("--serve").arg(n.to_string());
+        cmd.arg("--server")
+            .arg(kind.to_possible_value().unwrap().get_name());
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cannot start the server");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let mut words = line.split_whitespace().skip(1);
+        let port = words.next().and_then(|p| p.parse().ok()).expect("no port");
+        let base_rss = words.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        (
+            Server {
+                child,
+                stdin,
+                stdout,
+            },
+            port,
+            base_rss,
+        )
+    }
+
+    /// The server's answer to `command`: the numbers of its reply line.
+    fn ask(&mut self, command: &str) -> Vec<u64> {
+        writeln!(self.stdin, "{command}").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    }
+
+    fn stop(mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.child.wait();
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The CPUs the server and the driver are pinned to, if they are.
+fn pinning(args: &Args) -> Option<(usize, usize)> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (!args.no_pin && cpus >= 2).then_some((cpus - 1, 0))
+}
+
+/// What one server kind measured for N calls.
+struct Row {
+    kind: Kind,
+    sent: usize,
+    echoed: usize,
+    lat: Vec<f64>,
+    /// Server CPU seconds per second, over the window.
+    server_cpu: f64,
+    emulator_cpu: f64,
+    /// Server CPU per echoed frame, µs.
+    per_frame_us: f64,
+    idle_rss: u64,
+    active_rss: u64,
+    allocs_per_frame: f64,
+    bytes_per_frame: f64,
+    trouble: Option<String>,
+}
+
+fn run(n: usize, kind: Kind, args: &Args) -> Row {
+    let frames = (args.seconds * 50.0).round() as usize;
+    let (mut server, port, base_rss) = Server::start(n, kind, pinning(args).map(|p| p.0));
+    let server_pid = server.child.id();
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, idle_rss) = usage(server_pid);
+
+    let me = std::process::id();
+    let load = load::Load {
+        url: format!("ws://127.0.0.1:{port}/echo"),
+        calls: n,
+        frames,
+        ulaw: audio::encode(&audio::tone(440.0, 0.3, 0.02)),
+        // Calls arrive spread over one second, as they would.
+        ramp: Duration::from_secs(1),
+    };
+    let calls = std::thread::spawn(move || load::echo_calls(&load, &CallParams::default()));
+    // Measure the steady state: from 2 s in to 1 s before the end.
+    std::thread::sleep(Duration::from_secs(2));
+    let window = Duration::from_secs_f64((args.seconds - 3.0).max(1.0));
+    let heap0 = server.ask("heap");
+    let (s0, _) = usage(server_pid);
+    let (e0, _) = usage(me);
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let wall = t0.elapsed().as_secs_f64();
+    let (s1, active_rss) = usage(server_pid);
+    let (e1, _) = usage(me);
+    let heap1 = server.ask("heap");
+    let results = calls.join().expect("the load driver panicked");
+    // Per echoed frame (a chunk in and its echo out), over the window.
+    let delta = |i: usize| heap1[i].saturating_sub(heap0[i]) as f64;
+    let frames_in_window = delta(2).max(1.0);
+    let stats = server.ask("stats");
+    server.stop();
+
+    let sent: usize = results.iter().map(|r| r.sent).sum();
+    let echoed: usize = results.iter().map(|r| r.echoed.min(r.sent)).sum();
+    let errors: Vec<&String> = results.iter().filter_map(|r| r.error.as_ref()).collect();
+    let invalid = stats.get(3).copied().unwrap_or(0);
+    let mut lat: Vec<f64> = results
+        .iter()
+        .flat_map(|r| r.latencies_ms.iter().copied())
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let trouble = (!errors.is_empty()
+        || invalid > 0
+        || stats.get(1..3).is_some_and(|s| s.iter().any(|&v| v > 0)))
+    .then(|| {
+        format!(
+            "{} call error(s) {:?}; server: {invalid} invalid message(s), chunks-lost {}, overruns {}",
+            errors.len(),
+            errors.first(),
+            stats.get(1).unwrap_or(&0),
+            stats.get(2).unwrap_or(&0)
+        )
+    });
+    Row {
+        kind,
+        sent,
+        echoed,
+        lat,
+        server_cpu: (s1 - s0) / wall,
+        emulator_cpu: (e1 - e0) / wall,
+        per_frame_us: (s1 - s0) * 1e6 / frames_in_window,
+        idle_rss: idle_rss.saturating_sub(base_rss) / n as u64,
+        active_rss: active_rss.saturating_sub(base_rss) / n as u64,
+        allocs_per_frame: delta(0) / frames_in_window,
+        bytes_per_frame: delta(1) / frames_in_window,
+        trouble,
+    }
+}
+
+fn drive(args: &Args) {
+    let pin = pinning(args);
+    if let Some((_, driver_cpu)) = pin {
+        // Every thread of the driver, and those it starts later.
+        let pinned = Command::new("taskset")
+            .args([
+                "-a",
+                "-cp",
+                &driver_cpu.to_string(),
+                &std::process::id().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            pinned,
+            "taskset failed: install util-linux, or pass --no-pin"
+        );
+    }
+    println!(
+        "Load test: echo calls of {:.0} s in real time (50 chunks/s each way), {} CPUs, {}",
+        args.seconds,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        match pin {
+            Some((server, driver)) =>
+                format!("server pinned to CPU {server}, driver to CPU {driver}"),
+            None => "not pinned".to_owned(),
+        }
+    );
+    for &kind in &args.servers {
+        println!("- {:?}: {}", kind, serve::describe(kind));
+    }
+    println!();
+    println!(
+        "| calls | server | frames sent | echoed | lost | p50 ms | p99 ms | max ms | CPU/frame | vs floor | server CPU/call | server CPU | driver CPU | RSS/idle call | RSS/active call | allocs/frame | bytes/frame |"
+    );
+    println!(
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for &n in &args.calls {
+        let mut floor_us = None;
+        for &kind in &args.servers {
+            let row = run(n, kind, args);
+            if kind == Kind::Floor {
+                floor_us = Some(row.per_frame_us);
+            }
+            let ratio = floor_us.map_or("".to_owned(), |f| format!("{:.2}×", row.per_frame_us / f));
+            println!(
+                "| {n} | {:?} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} µs | {ratio} | {:.2} % | {:.0} % | {:.0} % | {} KiB | {} KiB | {:.1} | {:.0} |",
+                row.kind,
+                row.sent,
+                row.echoed,
+                row.sent - row.echoed,
+                percentile(&row.lat, 0.5),
+                percentile(&row.lat, 0.99),
+                row.lat.last().copied().unwrap_or(f64::NAN),
+                row.per_frame_us,
+                100.0 * row.server_cpu / n as f64,
+                100.0 * row.server_cpu,
+                100.0 * row.emulator_cpu,
+                row.idle_rss,
+                row.active_rss,
+                row.allocs_per_frame,
+                row.bytes_per_frame,
+            );
+            if let Some(trouble) = row.trouble {
+                println!("|   | {trouble} | | | | | | | | | | | | | | | |");
+            }
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The server side (this binary with `--serve N --server KIND`, a child of
+//! the driver): N echo pipelines of the plugin on one port, or the bare
+//! floor. It answers the driver's questions on stdin/stdout, one line each:
+//! `heap` (allocations, bytes, frames received so far) and `stats` (the
+//! calls' counters). Anything else stops it.
+
+use std::io::Write;
+
+use gst::prelude::*;
+
+use crate::{Kind, floor, heap, usage};
+
+/// The server's pipeline for one call, on `port`.
+pub fn pipeline(kind: Kind, port: u32) -> String {
+    let (src, between, sink) = match kind {
+        Kind::Default => ("", "!", ""),
+        Kind::Queue => ("", "! queue !", ""),
+        Kind::Tuned => (" quality-interval=0", "! audio/x-mulaw !", ""),
+        Kind::Streaming => (" shared-threads=false", "! queue !", " sync=true"),
+        Kind::Floor => unreachable!("the floor runs no pipeline"),
+    };
+    format!(
+        "twiliostreamsrc name=src port={port} path=/echo{src} {between} twiliostreamsink name=sink{sink}"
+    )
+}
+
+/// What the driver prints for `kind`.
+pub fn describe(kind: Kind) -> String {
+    match kind {
+        Kind::Floor => "bare tokio-tungstenite echo, JSON + base64 (the floor)".to_owned(),
+        kind => format!(
+            "`{}`",
+            pipeline(kind, 0)
+                .replace(" name=src port=0 path=/echo", "")
+                .replace(" name=sink", "")
+        ),
+    }
+}
+
+pub fn serve(n: usize, kind: Kind) {
+    let out = std::io::stdout();
+    let (_, base_rss) = usage(std::process::id());
+    if kind == Kind::Floor {
+        // As many workers as the plugin's runtime would have.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(
+                std::thread::available_parallelism()
+                    .map(|n| n.get().min(4))
+                    .unwrap_or(2),
+            )
+            .enable_all()
+            .build()
+            .unwrap();
+        let port = floor::serve(&runtime);
+        writeln!(out.lock(), "READY {port} {base_rss}").unwrap();
+        answer(&out, || {
+            let frames = floor::FRAMES.load(std::sync::atomic::Ordering::Relaxed);
+            [frames, 0, 0, 0, frames]
+        });
+        return;
+    }
+    gst::init().unwrap();
+    gsttwiliostream::plugin_register_static().unwrap();
+    let mut pipelines = Vec::with_capacity(n);
+    let mut port = 0;
+    for _ in 0..n {
+        let p = gst::parse::launch(&pipeline(kind, port))
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        p.set_state(gst::State::Playing).unwrap();
+        port = p.by_name("src").unwrap().property::<u32>("bound-port");
+        pipelines.push(p);
+    }
+    writeln!(out.lock(), "READY {port} {base_rss}").unwrap();
+    let elements: Vec<(gst::Element, gst::Element)> = pipelines
+        .iter()
+        .map(|p| (p.by_name("src").unwrap(), p.by_name("sink").unwrap()))
+        .collect();
+    answer(&out, || {
+        let mut totals = [0u64; 5];
+        for (src, sink) in &elements {
+            totals[0] += src.property::<u64>("chunks-received");
+            totals[1] += src.property::<u64>("chunks-lost");
+            totals[2] += src.property::<u64>("overruns");
+            totals[3] += src.property::<u64>("invalid-messages");
+            totals[4] += sink.property::<u64>("chunks-sent");
+        }
+        totals
+    });
+    for p in &pipelines {
+        p.set_state(gst::State::Null).unwrap();
+    }
+}
+
+/// Answers the driver until it says stop. `counters` gives frames
+/// received, lost, overruns, invalid messages and frames sent.
+fn answer(out: &std::io::Stdout, counters: impl Fn() -> [u64; 5]) {
+    for line in std::io::stdin().lines() {
+        let Ok(line) = line else { break };
+        match line.trim() {
+            "heap" => {
+                // The allocation counters first: what reading the
+                // properties allocates falls in the next interval (and is
+                // far below its noise).
+                let (calls, bytes) = heap::allocated();
+                let frames = counters()[0];
+                writeln!(out.lock(), "HEAP {calls} {bytes} {frames}").unwrap();
+            }
+            "stats" => {
+                let t = counters().map(|v| v.to_string()).join(" ");
+                writeln!(out.lock(), "STATS {t}").unwrap();
+            }
+            _ => break,
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! What the call's writer sends to Twilio, and when (pure: times are
+//! nanoseconds since the call began, given by the caller).
+//!
+//! Twilio plays the media it gets in order and in real time, from when it
+//! gets it, and holds what it has not played yet: a `clear` drops that. So
+//! the writer keeps Twilio's queue short. It holds the frames an element
+//! hands it, writes one only while the model of Twilio's queue (audio
+//! written minus audio played since, at 8000 samples a second) is under
+//! the lead, and otherwise says when to look again. An echo goes out at
+//! once (the queue is empty when it comes), a source faster than real time
+//! is paced without any clock wait, and a `clear` finds at most the lead in
+//! Twilio's queue.
+//!
+//! The same model says, at a `clear`, how much of the outbound stream the
+//! caller heard: each written frame keeps the running time of its first
+//! sample. An echoed mark corrects the model: Twilio played the audio before
+//! it no earlier than the echo came, so the rest plays no earlier than that
+//! plus its length.
+
+use std::collections::VecDeque;
+
+/// Nanoseconds per 8 kHz sample.
+pub const NS_PER_SAMPLE: u64 = 125_000;
+/// Written frames kept past the played position, for marks that correct
+/// the model later (about 2 s of 20 ms frames).
+const KEEP_PLAYED_NS: u64 = 2_000_000_000;
+
+/// Something an element asks the writer to send.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A `media` message carrying `samples` samples (8 kHz) whose first is
+    /// at `running_time` (ns) in the outbound stream.
+    Media {
+        text: String,
+        samples: u32,
+        running_time: u64,
+    },
+    /// A `mark`: written once all media before it is.
+    Mark(String),
+    /// Any other message, in order with the rest.
+    Text(String),
+}
+
+/// What a `clear` found, by the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cleared {
+    /// Running time (ns) in the outbound stream up to which the caller
+    /// heard it; the running time after the last frame when all was heard.
+    /// None if no media was ever written.
+    pub played: Option<u64>,
+    /// Audio (ns) sent to the writer and never heard: what Twilio held plus
+    /// what had not been written yet.
+    pub dropped: u64,
+    /// Of `dropped`, what was still waiting here (never written).
+    pub unwritten: u64,
+}
+
+/// A written frame that may not be played yet.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    /// Audio written before it (ns).
+    position: u64,
+    running_time: u64,
+    duration: u64,
+}
+
+/// The model of Twilio's playout queue.
+#[derive(Debug, Default)]
+struct Model {
+    /// Audio written so far (ns of audio).
+    written: u64,
+    /// When Twilio will have played all of it (ns since the call began).
+    end: u64,
+    spans: VecDeque<Span>,
+    /// Marks written and not echoed yet: the audio written before each, or
+    /// None for a mark a `clear` flushes (its echo says nothing of playout).
+    marks: VecDeque<Option<u64>>,
+}
+
+impl Model {
+    fn unplayed(&self, now: u64) -> u64 {
+        self.end.saturating_sub(now)
+    }
+
+    /// Audio (ns) Twilio has played by `now`.
+    fn played(&self, now: u64) -> u64 {
+        self.written - self.unplayed(now).min(self.written)
+    }
+
+    fn write_audio(&mut self, now: u64, duration: u64, running_time: u64) {
+        let played = self.played(now);
+        while self
+            .spans
+            .front()
+            .is_some_and(|s| s.position + s.duration + KEEP_PLAYED_NS <= played)
+        {
+            self.spans.pop_front();
+        }
+        self.spans.push_back(Span {
+            position: self.written,
+            running_time,
+            duration,
+        });
+        self.written += duration;
+        self.end = self.end.max(now) + duration;
+    }
+
+    /// The running time at audio position `position`.
+    fn running_time_at(&self, position: u64) -> Option<u64> {
+        let last = self.spans.back()?;
+        if position >= last.position + last.duration {
+            return Some(last.running_time + last.duration);
+        }
+        // Spans are in position order: the last one starting at or before.
+        let i = self
+            .spans
+            .partition_point(|s| s.position <= position)
+            .saturating_sub(1);
+        let span = self.spans[i];
+        Some(span.running_time + position.saturating_sub(span.position))
+    }
+}
+
+/// The writer's queue and its model of Twilio's. See the module docs.
+#[derive(Debug)]
+pub struct Outbox {
+    pending: VecDeque<Outgoing>,
+    /// Audio waiting in `pending` (ns).
+    pending_audio: u64,
+    lead: u64,
+    model: Model,
+}
+
+impl Outbox {
+    /// An empty outbox keeping at most `lead` ns in Twilio's queue (and
+    /// writing the next frame as soon as it holds less).
+    pub fn new(lead: u64) -> Self {
+        Outbox {
+            pending: VecDeque::new(),
+            pending_audio: 0,
+            lead,
+            model: Model::default(),
+        }
+    }
+
+    pub fn set_lead(&mut self, lead: u64) {
+        self.lead = lead;
+    }
+
+    pub fn push(&mut self, item: Outgoing) {
+        if let Outgoing::Media { samples, .. } = &item {
+            self.pending_audio += *samples as u64 * NS_PER_SAMPLE;
+        }
+        self.pending.push_back(item);
+    }
+
+    /// Audio waiting to be written (ns).
+    pub fn pending_audio(&self) -> u64 {
+        self.pending_audio
+    }
+
+    /// Audio written that Twilio has not played by `now` (ns).
+    pub fn unplayed(&self, now: u64) -> u64 {
+        self.model.unplayed(now)
+    }
+
+    /// When Twilio will have played everything written (ns since the call began).
+    pub fn playout_end(&self) -> u64 {
+        self.model.end
+    }
+
+    /// Moves what may be written at `now` into `out`, in order: everything
+    /// up to the first frame that must wait for Twilio's queue to shrink.
+    /// Calls `written` with the samples of each frame taken. Returns when
+    /// to look again, if something waits.
+    pub fn due(
+        &mut self,
+        now: u64,
+        out: &mut Vec<String>,
+        mut written: impl FnMut(u32),
+    ) -> Option<u64> {
+        while let Some(front) = self.pending.front() {
+            if let Outgoing::Media { .. } = front
+                && self.model.unplayed(now) >= self.lead
+            {
+                return Some(self.model.end - self.lead + 1);
+            }
+            match self.pending.pop_front() {
+                Some(Outgoing::Media {
+                    text,
+                    samples,
+                    running_time,
+                }) => {
+                    let duration = samples as u64 * NS_PER_SAMPLE;
+                    self.pending_audio -= duration;
+                    self.model.write_audio(now, duration, running_time);
+                    written(samples);
+                    out.push(text);
+                }
+                Some(Outgoing::Mark(text)) => {
+                    self.model.marks.push_back(Some(self.model.written));
+                    out.push(text);
+                }
+                Some(Outgoing::Text(text)) => out.push(text),
+                None => {}
+            }
+        }
+        None
+    }
+
+    /// Twilio echoed the oldest mark not echoed yet, at `now`.
+    pub fn mark_echoed(&mut self, now: u64) {
+        if let Some(Some(position)) = self.model.marks.pop_front() {
+            let rest = self.model.written - position;
+            self.model.end = self.model.end.max(now + rest);
+        }
+    }
+
+    /// A `clear` (its message is `text`) at `now`: drops the frames not
+    /// written yet (marks among them stay, and go out before the clear,
+    /// so Twilio echoes them), empties the model's queue, and says what
+    /// the caller heard and what was dropped.
+    pub fn clear(&mut self, now: u64, text: String) -> Cleared {
+        let unplayed = self.model.unplayed(now);
+        let played = self.model.played(now);
+        let cleared = Cleared {
+            played: self.model.running_time_at(played),
+            dropped: unplayed + self.pending_audio,
+            unwritten: self.pending_audio,
+        };
+        self.pending
+            .retain(|item| !matches!(item, Outgoing::Media { .. }));
+        self.pending_audio = 0;
+        // Every mark written or waiting is echoed by the clear, not by playout.
+        for mark in &mut self.model.marks {
+            *mark = None;
+        }
+        let waiting_marks = self
+            .pending
+            .iter()
+            .filter(|i| matches!(i, Outgoing::Mark(_)))
+            .count();
+        self.pending.push_back(Outgoing::Text(text));
+        // Written now, before the clear: those echoes say nothing either.
+        self.model.marks.extend((0..waiting_marks).map(|_| None));
+        for item in &mut self.pending {
+            if let Outgoing::Mark(text) = item {
+                *item = Outgoing::Text(std::mem::take(text));
+            }
+        }
+        // Twilio's queue is empty; what it played stays played.
+        self.model.written = played;
+        self.model.end = now;
+        self.model.spans.retain(|s| s.position < played);
+        if let Some(last) = self.model.spans.back_mut() {
+            last.duration = last.duration.min(played - last.position);
+        }
+        cleared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn media(n: u32, running_time: u64) -> Outgoing {
+        Outgoing::Media {
+            text: format!("m{n}@{}", running_time / MS),
+            samples: 160,
+            running_time,
+        }
+    }
+
+    /// Pushes `frames` frames of 20 ms from running time `from`.
+    fn push_frames(o: &mut Outbox, frames: u32, from: u64) {
+        for i in 0..frames {
+            o.push(media(i, from + i as u64 * 20 * MS));
+        }
+    }
+
+    fn due(o: &mut Outbox, now: u64) -> (Vec<String>, Option<u64>) {
+        let mut out = Vec::new();
+        let next = o.due(now, &mut out, |_| {});
+        (out, next)
+    }
+
+    #[test]
+    fn frames_go_out_while_twilio_holds_less_than_the_lead() {
+        let mut o = Outbox::new(100 * MS);
+        push_frames(&mut o, 50, 0);
+        assert_eq!(o.pending_audio(), 1000 * MS);
+        let (out, next) = due(&mut o, 0);
+        // 0, 20, 40, 60, 80 ms queued: the fifth brings it to 100 ms.
+        assert_eq!(out.len(), 5);
+        assert_eq!(next, Some(1));
+        assert_eq!(o.unplayed(0), 100 * MS);
+        assert_eq!(o.pending_audio(), 900 * MS);
+        // 10 ms later Twilio holds 90 ms: one more frame.
+        let (out, next) = due(&mut o, 10 * MS);
+        assert_eq!(out, ["m5@100"]);
+        assert_eq!(next, Some(20 * MS + 1));
+        // Nothing is due before then.
+        assert!(due(&mut o, 20 * MS).0.is_empty());
+        assert_eq!(due(&mut o, 20 * MS + 1).0.len(), 1);
+    }
+
+    #[test]
+    fn a_real_time_stream_goes_out_at_once() {
+        let mut o = Outbox::new(100 * MS);
+        for i in 0..100u64 {
+            o.push(media(i as u32, i * 20 * MS));
+            let (out, next) = due(&mut o, i * 20 * MS);
+            assert_eq!(out.len(), 1, "frame {i}");
+            assert_eq!(next, None);
+            assert_eq!(o.unplayed(i * 20 * MS), 20 * MS);
+        }
+    }
+
+    #[test]
+    fn marks_and_text_keep_their_place_behind_media() {
+        let mut o = Outbox::new(40 * MS);
+        push_frames(&mut o, 3, 0);
+        o.push(Outgoing::Mark("mark".into()));
+        o.push(Outgoing::Text("text".into()));
+        let (out, _) = due(&mut o, 0);
+        assert_eq!(out, ["m0@0", "m1@20"]);
+        let (out, next) = due(&mut o, 40 * MS);
+        assert_eq!(out, ["m2@40", "mark", "text"]);
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn clear_reports_what_was_heard_and_dropped() {
+        let mut o = Outbox::new(100 * MS);
+        // A prompt from running time 5 s, 1 s long.
+        push_frames(&mut o, 50, 5000 * MS);
+        let mut now = 0;
+        while now < 330 * MS {
+            due(&mut o, now);
+            now += 10 * MS;
+        }
+        // At 330 ms: 330 ms played, 100 ms (minus what is under way) held.
+        let cleared = o.clear(330 * MS, "clear".into());
+        assert_eq!(cleared.played, Some(5330 * MS));
+        assert_eq!(cleared.dropped, 1000 * MS - 330 * MS);
+        assert_eq!(cleared.unwritten, 1000 * MS - 420 * MS);
+        assert_eq!(o.pending_audio(), 0);
+        assert_eq!(o.unplayed(330 * MS), 0);
+        let (out, next) = due(&mut o, 330 * MS);
+        assert_eq!(out, ["clear"]);
+        assert_eq!(next, None);
+        // The next prompt, from 9 s, is written at once and reported from there.
+        push_frames(&mut o, 10, 9000 * MS);
+        assert_eq!(due(&mut o, 400 * MS).0.len(), 5);
+        let cleared = o.clear(450 * MS, "clear".into());
+        assert_eq!(cleared.played, Some(9050 * MS));
+        assert_eq!(cleared.dropped, 150 * MS);
+    }
+
+    #[test]
+    fn everything_heard_reports_the_end_of_the_last_frame() {
+        let mut o = Outbox::new(100 * MS);
+        push_frames(&mut o, 3, 700 * MS);
+        due(&mut o, 0);
+        let cleared = o.clear(500 * MS, "clear".into());
+        assert_eq!(cleared.played, Some(760 * MS));
+        assert_eq!(cleared.dropped, 0);
+        let mut fresh = Outbox::new(100 * MS);
+        assert_eq!(fresh.clear(0, "c".into()).played, None);
+    }
+
+    #[test]
+    fn a_late_mark_echo_moves_the_model_later() {
+        let mut o = Outbox::new(1000 * MS);
+        push_frames(&mut o, 5, 0);
+        o.push(Outgoing::Mark("half".into()));
+        push_frames(&mut o, 5, 100 * MS);
+        due(&mut o, 0);
+        assert_eq!(o.playout_end(), 200 * MS);
+        // Twilio reached the mark (100 ms of audio) only at 150 ms.
+        o.mark_echoed(150 * MS);
+        assert_eq!(o.playout_end(), 250 * MS);
+        let cleared = o.clear(200 * MS, "clear".into());
+        assert_eq!(cleared.played, Some(150 * MS));
+        assert_eq!(cleared.dropped, 50 * MS);
+        // An early echo never moves it earlier.
+        let mut o = Outbox::new(1000 * MS);
+        push_frames(&mut o, 5, 0);
+        o.push(Outgoing::Mark("end".into()));
+        due(&mut o, 0);
+        o.mark_echoed(50 * MS);
+        assert_eq!(o.playout_end(), 100 * MS);
+    }
+
+    #[test]
+    fn marks_a_clear_flushes_correct_nothing() {
+        let mut o = Outbox::new(40 * MS);
+        push_frames(&mut o, 2, 0);
+        o.push(Outgoing::Mark("written".into()));
+        push_frames(&mut o, 5, 40 * MS);
+        o.push(Outgoing::Mark("waiting".into()));
+        push_frames(&mut o, 1, 140 * MS);
+        let (out, _) = due(&mut o, 0);
+        assert_eq!(out, ["m0@0", "m1@20", "written"]);
+        o.clear(10 * MS, "clear".into());
+        let (out, _) = due(&mut o, 10 * MS);
+        // The waiting mark goes out before the clear, its media does not.
+        assert_eq!(out, ["waiting", "clear"]);
+        // Both echoes arrive at once; the model stays empty.
+        o.mark_echoed(11 * MS);
+        o.mark_echoed(11 * MS);
+        assert_eq!(o.unplayed(11 * MS), 0);
+        push_frames(&mut o, 1, 500 * MS);
+        due(&mut o, 20 * MS);
+        assert_eq!(o.playout_end(), 40 * MS);
+    }
+
+    #[test]
+    fn underruns_restart_the_queue_from_the_next_write() {
+        let mut o = Outbox::new(100 * MS);
+        push_frames(&mut o, 1, 0);
+        due(&mut o, 0);
+        push_frames(&mut o, 1, 20 * MS);
+        due(&mut o, 500 * MS);
+        assert_eq!(o.playout_end(), 520 * MS);
+        let cleared = o.clear(510 * MS, "c".into());
+        assert_eq!(cleared.played, Some(30 * MS));
+    }
+}
