@@ -229,6 +229,8 @@ fn clear_drops_queued_audio_and_echoes_pending_marks() {
 fn serialized_events_flushes_and_the_signal_each_send_one_clear() {
     let mut h = sink_harness("audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved");
     let sink = h.element().unwrap();
+    let bus = gst::Bus::new();
+    sink.set_bus(Some(&bus));
     let mut call = dial(&sink, Playout::Instant);
     h.push(pcm_buffer(&[0; 160])).unwrap();
     let clears = |call: &mut TwilioCall, n: usize| {
@@ -261,6 +263,18 @@ fn serialized_events_flushes_and_the_signal_each_send_one_clear() {
         )
     );
     assert_eq!(sink.property::<u64>("clears-sent"), 3);
+    // Each says what made it.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut reasons = Vec::new();
+    while reasons.len() < 3 && std::time::Instant::now() < deadline {
+        reasons.extend(
+            element_messages(&drain_messages(&bus), "twilio-clear")
+                .iter()
+                .map(|s| s.get::<String>("reason").unwrap()),
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(reasons, ["event", "flush", "signal"]);
 }
 
 #[test]

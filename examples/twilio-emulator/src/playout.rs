@@ -44,6 +44,8 @@ pub struct Playback {
     pub clears: usize,
     /// Samples a `clear` dropped before they were played.
     pub cleared_samples: usize,
+    /// For each `clear`: samples played in all when it came, and samples it dropped.
+    pub clear_points: Vec<(usize, usize)>,
     /// The most audio ever queued at once, in samples.
     pub max_queued: usize,
 }
@@ -110,6 +112,8 @@ impl<E: FnMut(&str)> Player<E> {
                     let mut playback = self.playback.lock().unwrap();
                     playback.clears += 1;
                     playback.cleared_samples += self.queued;
+                    let played = playback.played.len();
+                    playback.clear_points.push((played, self.queued));
                 }
                 self.queued = 0;
                 for item in dropped {
@@ -217,6 +221,7 @@ mod tests {
                 .all(|m| m.cleared && m.played_samples == 160)
         );
         assert_eq!(pb.cleared_samples, 480);
+        assert_eq!(pb.clear_points, [(160, 480)]);
         p.play(None);
         assert_eq!(playback.lock().unwrap().played.len(), 160);
     }
