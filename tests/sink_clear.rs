@@ -48,7 +48,7 @@ fn clear_says_how_much_of_each_prompt_the_caller_heard() {
     p.set_state(gst::State::Playing).unwrap();
     let (app, sink) = (by_name(&p, "app"), by_name(&p, "sink"));
     let bus = p.bus().unwrap();
-    let mut call = dial(&sink, Playout::RealTime);
+    let call = dial(&sink, Playout::RealTime);
     let mut played_before = 0;
     // Prompts of one second at running times 0, 10 s and 20 s, cleared
     // after different times, by the signal and by the event.
