@@ -82,7 +82,8 @@ struct Args {
     #[arg(long)]
     shared_chunk_counter: bool,
 
-    /// Length of the tone in seconds
+    /// Length of the tone in seconds; --say and --wav audio shorter than
+    /// this goes on in silence up to it
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
 
@@ -195,6 +196,8 @@ async fn main() -> ExitCode {
     .map(|pcm| {
         let mut lead = vec![0; (args.audio_at.max(0.0) * 8000.0).round() as usize];
         lead.extend(pcm);
+        let at_least = (args.seconds.max(0.0) * 8000.0).round() as usize;
+        lead.resize(lead.len().max(at_least), 0);
         lead
     });
     let pcm = match pcm {
