@@ -339,10 +339,10 @@ impl ElementImpl for TwilioStreamSink {
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
-                "Twilio Media Streams sink",
+                "Twilio Media Streams Sink",
                 "Sink/Audio/Network",
-                "Plays audio into a Twilio Media Streams call, with marks and clear",
-                "twiliostream developers",
+                "Plays audio into a phone call through Twilio Media Streams, with marks and clear",
+                "The twiliostream developers",
             )
         });
         Some(&*METADATA)

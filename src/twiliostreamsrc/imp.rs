@@ -340,10 +340,10 @@ impl ElementImpl for TwilioStreamSrc {
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
-                "Twilio Media Streams source",
+                "Twilio Media Streams Source",
                 "Source/Audio/Network",
-                "Serves the WebSocket a Twilio Media Stream dials and outputs the call's audio (the caller, what the caller hears, or both)",
-                "twiliostream developers",
+                "Receives a phone call's audio from Twilio Media Streams on the WebSocket Twilio dials",
+                "The twiliostream developers",
             )
         });
         Some(&*METADATA)

@@ -8,6 +8,7 @@
 //! * [`playout`]: Twilio's playout queue: real-time playback, mark echoes, clear.
 //! * [`impair`]: loss, jitter and clock skew on the way, from a seed.
 //! * [`audio`]: tones and WAV files as 8 kHz μ-law.
+//! * [`speech`]: a spoken caller, from text (espeak).
 
 pub mod audio;
 pub mod call;
@@ -16,6 +17,7 @@ pub mod impair;
 pub mod load;
 pub mod play;
 pub mod playout;
+pub mod speech;
 
 pub use call::{CallParams, Disconnected, Received, TwilioCall};
 pub use dial::Dialer;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use gsttwiliostream::protocol::Track;
 use twilio_emulator::{
-    CallParams, Dialer, Ending, Impairments, Playout, Script, TwilioCall, audio,
+    CallParams, Dialer, Ending, Impairments, Playout, Script, TwilioCall, audio, speech,
 };
 
 /// Which tracks the emulated stream carries, as TwiML asks for them.
@@ -55,6 +55,19 @@ struct Args {
     #[arg(long)]
     tone: Option<f64>,
 
+    /// Speak this text as the caller (espeak-ng, through GStreamer's espeak
+    /// element), as --wav
+    #[arg(long, conflicts_with_all = ["wav", "tone"])]
+    say: Option<String>,
+
+    /// The espeak voice of --say
+    #[arg(long, default_value = speech::CALLER_VOICE)]
+    voice: String,
+
+    /// Seconds of silence before the caller's audio (--wav, --tone or --say)
+    #[arg(long, default_value_t = 0.0)]
+    audio_at: f64,
+
     /// The outbound track from this WAV file (with --track outbound or both)
     #[arg(long, conflicts_with = "outbound_tone")]
     outbound_wav: Option<PathBuf>,
@@ -69,7 +82,8 @@ struct Args {
     #[arg(long)]
     shared_chunk_counter: bool,
 
-    /// Length of the tone in seconds
+    /// Length of the tone in seconds; --say and --wav audio shorter than
+    /// this goes on in silence up to it
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
 
@@ -175,7 +189,18 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let pcm = match read_audio(args.wav.as_deref(), args.tone.unwrap_or(440.0), &args) {
+    let pcm = match &args.say {
+        Some(text) => speech::speak(text, &args.voice),
+        None => read_audio(args.wav.as_deref(), args.tone.unwrap_or(440.0), &args),
+    }
+    .map(|pcm| {
+        let mut lead = vec![0; (args.audio_at.max(0.0) * 8000.0).round() as usize];
+        lead.extend(pcm);
+        let at_least = (args.seconds.max(0.0) * 8000.0).round() as usize;
+        lead.resize(lead.len().max(at_least), 0);
+        lead
+    });
+    let pcm = match pcm {
         Ok(pcm) => pcm,
         Err(e) => {
             eprintln!("twilio-emulator: {e}");

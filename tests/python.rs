@@ -1,0 +1,175 @@
+//! `examples/python/voicebot.py` as a Python developer runs it: Debian's
+//! Python with python3-gi, the plugin as `scripts/install` installs it (into
+//! a throwaway HOME: no `GST_PLUGIN_PATH`, so the install is what is tested
+//! too). The test is the caller, through the emulator: it listens, speaks
+//! (espeak-ng) during the menu, presses 2 during the answer, then #.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::installed::{Home, repo};
+use twilio_emulator::{CallParams, Dialer, Ending, Playout, Script, TwilioCall, audio, speech};
+
+/// Debian's Python, which python3-gi is for (a pyenv or venv `python3`
+/// first on the PATH has no `gi`).
+fn python() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// The bot's stdout, line by line, as it comes.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+#[test]
+fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_back() {
+    let home = Home::new("python");
+    // No silent skip: CI must have PyGObject and GStreamer's GIR data.
+    let check = home
+        .command(python())
+        .args([
+            "-c",
+            "import gi; gi.require_version('Gst', '1.0'); from gi.repository import Gst",
+        ])
+        .output()
+        .expect("run python3");
+    assert!(
+        check.status.success(),
+        "{} cannot import gi.repository.Gst: install python3-gi and gir1.2-gstreamer-1.0 \
+         (scripts/lib.sh's set-up does):\n{}",
+        python(),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    home.install(&[]);
+
+    // The caller: 4.5 s of listening, a sentence, silence; keys at 10 and 12 s.
+    let mut caller = vec![0i16; 36000];
+    caller.extend(
+        speech::speak(
+            "Hi, I would like to book a table for two, please.",
+            speech::CALLER_VOICE,
+        )
+        .unwrap(),
+    );
+    caller.resize(16 * 8000, 0);
+
+    let mut bot = home
+        .command(python())
+        .arg(repo().join("examples/python/voicebot.py"))
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the Python bot");
+    let lines = lines_of(&mut bot);
+    let mut transcript = String::new();
+    let url = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| {
+                let _ = bot.kill();
+                panic!("the bot did not start listening:\n{transcript}")
+            });
+        transcript += &line;
+        transcript.push('\n');
+        if let Some((_, url)) = line.split_once("listening on ") {
+            break url.to_owned();
+        }
+    };
+
+    let report = common::rt().block_on(async {
+        let params = CallParams {
+            custom_parameters: [("caller".to_owned(), "+15550100".to_owned())].into(),
+            ..CallParams::default()
+        };
+        let mut call = TwilioCall::connect_via(&Dialer::default(), &url, params, Playout::RealTime)
+            .await
+            .unwrap();
+        call.begin().unwrap();
+        let script = Script {
+            audio: audio::encode(&caller),
+            dtmf: vec![(10.0, "2".to_owned()), (12.0, "#".to_owned())],
+            linger: Duration::from_secs(10),
+            ending: Ending::Stop,
+            ..Script::default()
+        };
+        twilio_emulator::play::run(call, &script).await.unwrap()
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        while let Ok(line) = lines.try_recv() {
+            transcript += &line;
+            transcript.push('\n');
+        }
+        if let Some(status) = bot.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = bot.kill();
+            panic!("the bot did not exit after the call:\n{transcript}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The last lines, written before the exit.
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+        transcript += &line;
+        transcript.push('\n');
+    }
+    println!("{transcript}");
+    assert!(status.success(), "the bot failed: {status}\n{transcript}");
+
+    // Twilio's side: nothing it would reject; the bot hung up normally.
+    assert!(report.invalid.is_empty(), "{:?}", report.invalid);
+    assert_eq!(report.closed_by_plugin, Some(Some(1000)));
+
+    // Barge-in on speech during the menu, and on the key during the answer:
+    // one `clear` each, and `twilio-clear` reports what the caller heard.
+    for line in [
+        "the caller started speaking",
+        "barge-in (the caller speaks): stopping ['menu']",
+        "the caller stopped speaking",
+        "saying \"heard-you\"",
+        "the caller pressed 2",
+        "barge-in (key 2): stopping ['heard-you']",
+        "the caller pressed #",
+        "mark \"goodbye\" came back: played to the end",
+        "goodbye played, ending the stream (end-stream)",
+        "stream ended by the bot (end-stream)",
+        "clears-sent=2",
+        "dtmf-received=2",
+    ] {
+        assert!(transcript.contains(line), "no {line:?} in:\n{transcript}");
+    }
+    assert_eq!(report.playback.clears, 2);
+    let echoed: Vec<(&str, bool)> = report
+        .playback
+        .marks
+        .iter()
+        .map(|m| (m.name.as_str(), m.cleared))
+        .collect();
+    assert_eq!(
+        echoed,
+        [("greeting", false), ("digit-2", false), ("goodbye", false)],
+        "the interrupted prompts' marks were never sent (send-mark follows a whole prompt)"
+    );
+
+    // And what the caller heard is speech, not silence.
+    let heard = audio::decode(&report.playback.played);
+    let rms = (heard.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / heard.len() as f64).sqrt();
+    assert!(rms > 1000.0, "rms {rms}");
+}
