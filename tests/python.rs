@@ -36,6 +36,25 @@ fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
+/// `name`'s seconds in a transcript line `… heard 1.23 s of "name" …`.
+fn heard_of(transcript: &str, name: &str) -> Option<f64> {
+    let line = transcript
+        .lines()
+        .find(|l| l.contains(&format!(" s of \"{name}\"")))?;
+    let (_, rest) = line.split_once("the caller heard ")?;
+    rest.split_once(" s of")?.0.parse().ok()
+}
+
+/// `"name" (3.08 s)`: a prompt's length as the bot announced it.
+fn length_of(transcript: &str, name: &str) -> f64 {
+    let line = transcript
+        .lines()
+        .find(|l| l.contains(&format!("saying \"{name}\" (")))
+        .unwrap_or_else(|| panic!("the bot never said {name:?}:\n{transcript}"));
+    let (_, rest) = line.split_once(&format!("saying \"{name}\" (")).unwrap();
+    rest.split_once(" s)").unwrap().0.parse().unwrap()
+}
+
 #[test]
 fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_back() {
     let home = Home::new("python");
@@ -166,6 +185,30 @@ fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_ba
         echoed,
         [("greeting", false), ("digit-2", false), ("goodbye", false)],
         "the interrupted prompts' marks were never sent (send-mark follows a whole prompt)"
+    );
+
+    // What the sink says the caller heard of the interrupted prompts agrees
+    // with what the emulated Twilio played: all of it is the three whole
+    // prompts plus those parts.
+    let menu = heard_of(&transcript, "menu").expect("no twilio-clear report for the menu");
+    let answer = heard_of(&transcript, "heard-you").expect("no report for the answer");
+    assert!(
+        menu > 0.0 && menu < length_of(&transcript, "menu"),
+        "{menu}"
+    );
+    assert!(
+        answer > 0.0 && answer < length_of(&transcript, "heard-you"),
+        "{answer}"
+    );
+    let whole = ["greeting", "digit-2", "goodbye"]
+        .map(|n| length_of(&transcript, n))
+        .iter()
+        .sum::<f64>();
+    let played = report.playback.played.len() as f64 / 8000.0;
+    assert!(
+        (played - (whole + menu + answer)).abs() < 0.3,
+        "played {played:.2} s, the bot's account {:.2} s",
+        whole + menu + answer
     );
 
     // And what the caller heard is speech, not silence.
