@@ -17,6 +17,7 @@ pub mod codec;
 pub mod endpoint;
 pub mod messages;
 pub mod protocol;
+pub mod provider;
 pub mod quality;
 pub mod runtime;
 pub mod server;

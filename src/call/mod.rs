@@ -26,7 +26,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::protocol::{Mark, Outbound, StartInfo};
+use crate::codec::{ByteOrder, WireFormat};
+use crate::protocol::StartInfo;
+use crate::protocol::dialect::{Choice, Dialect};
 use crate::runtime::RUNTIME;
 use session::{Handled, Session};
 
@@ -56,8 +58,6 @@ pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const MAX_OUTBOUND: usize = 4 << 20;
 /// The mark sent before a stream is ended after playout.
 pub const END_MARK: &str = "twiliostream-end";
-/// Nanoseconds per 8 kHz sample.
-const NS_PER_SAMPLE: u64 = 125_000;
 /// How much longer than the audio not yet played a wait for playout may take.
 pub const PLAYOUT_GRACE: Duration = Duration::from_secs(5);
 /// How long [`Call::close`] waits for the task before aborting it.
@@ -88,6 +88,10 @@ pub struct CallConfig {
     pub max_message_size: usize,
     /// No media for this long ends the call; zero: never.
     pub idle_timeout: Duration,
+    /// The provider's dialect, or `auto`.
+    pub dialect: Choice,
+    /// L16's byte order (the provider does not say it).
+    pub l16_order: ByteOrder,
 }
 
 /// One live call. See the module documentation.
@@ -95,6 +99,10 @@ pub struct Call {
     id: u64,
     peer: SocketAddr,
     path: String,
+    /// The provider's spelling of the protocol, known at `start`.
+    dialect: &'static dyn Dialect,
+    /// The audio on the wire, both ways, from `start`.
+    format: WireFormat,
     pub stats: Stats,
     start: watch::Sender<Option<Arc<StartInfo>>>,
     events: Mutex<Option<Events>>,
@@ -165,6 +173,8 @@ impl Call {
             id: NEXT_CALL_ID.fetch_add(1, Ordering::Relaxed),
             peer,
             path,
+            dialect: session.dialect(),
+            format: session.format(),
             stats: Stats::default(),
             start: watch::Sender::new(None),
             events: Mutex::new(Some(events_rx)),
@@ -199,6 +209,16 @@ impl Call {
 
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The provider's dialect: how messages to it are written.
+    pub fn dialect(&self) -> &'static dyn Dialect {
+        self.dialect
+    }
+
+    /// The call's audio on the wire (both directions).
+    pub fn format(&self) -> WireFormat {
+        self.format
     }
 
     /// Whether the WebSocket is still open.
@@ -283,29 +303,30 @@ impl Call {
         let Some(start) = self.start_info() else {
             return Err(SendError::Closed);
         };
-        let text = Outbound::Mark {
-            stream_sid: start.stream_sid.clone(),
-            mark: Mark {
-                name: name.to_owned(),
-            },
-        }
-        .to_json();
+        let text = self.dialect.mark(&start.stream_sid, name);
         self.send_text(text)?;
         Ok(self.stats.add_get(Stat::MarksSent, 1))
     }
 
-    /// Counts `bytes` of μ-law just sent as media (`bytes-sent`) and adds
-    /// them to the model of Twilio's playout queue: it plays what it gets
-    /// in order and in real time, from when it gets it.
+    /// Counts `bytes` of audio in the call's format just sent as media
+    /// (`bytes-sent`) and adds them to the model of Twilio's playout
+    /// queue: it plays what it gets in order and in real time, from when it
+    /// gets it.
     pub fn sent_audio(&self, bytes: usize) {
         self.stats.add(Stat::BytesSent, bytes as u64);
         let now = self.created.elapsed().as_nanos() as u64;
-        let audio = bytes as u64 * NS_PER_SAMPLE;
+        let audio = self.audio_ns(bytes);
         let _ = self
             .playout_end
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |end| {
                 Some(end.max(now) + audio)
             });
+    }
+
+    /// How long `bytes` of the call's format play: what a media frame of
+    /// them adds to the playout queue.
+    pub fn audio_ns(&self, bytes: usize) -> u64 {
+        self.format.duration_ns(bytes)
     }
 
     /// Twilio emptied its playout queue (we sent `clear`).

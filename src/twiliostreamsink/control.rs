@@ -17,7 +17,6 @@ use gst::subclass::prelude::*;
 use super::framing::Take;
 use super::imp::{CAT, TwilioStreamSink};
 use crate::call::{Call, Stat};
-use crate::protocol::Outbound;
 use crate::runtime::RUNTIME;
 use crate::wait::wait;
 
@@ -138,7 +137,7 @@ impl TwilioStreamSink {
         let Some((call, sid)) = adopted else {
             return false;
         };
-        if let Err(e) = call.send_text(Outbound::Clear { stream_sid: sid }.to_json()) {
+        if let Err(e) = call.send_text(call.dialect().clear(&sid)) {
             gst::warning!(CAT, imp = self, "clear not sent: {e:?}");
             return false;
         }

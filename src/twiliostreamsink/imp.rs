@@ -31,7 +31,6 @@ use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS};
 use crate::call::{self, Call, SINK_COUNTERS, SendError, Slot, Stat, Stats, find_counter};
 use crate::codec::resample::DOWNSAMPLER_RATES;
 use crate::endpoint::{self, Endpoint};
-use crate::protocol;
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};
 
@@ -99,7 +98,7 @@ impl State {
         };
         let sent = self.framer.send_frames(take, |payload| {
             let mut json = String::new();
-            protocol::write_media_json(sid, payload, &mut json);
+            call.dialect().write_media(sid, payload, &mut json);
             match call.send_text(json) {
                 Ok(()) => {
                     call.stats.add(Stat::ChunksSent, 1);
