@@ -43,7 +43,7 @@ mod rational;
 mod upsampler;
 
 pub use downsampler::Downsampler;
-pub use rational::{RATES, Resampler};
+pub use rational::{RATES, Resampler, delay_ns};
 pub use upsampler::Upsampler;
 
 /// Supported input rates of [`Downsampler`].

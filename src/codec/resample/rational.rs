@@ -4,7 +4,7 @@
 //! kHz) through a polyphase FIR (`Polyphase`) whose low-pass is designed
 //! for the pair to the same bar, scaled to the band (`rational_lowpass`).
 
-use super::filter_design::rational_lowpass;
+use super::filter_design::{rational_half_length, rational_lowpass};
 use super::fir::to_i16;
 use super::{Downsampler, Upsampler};
 
@@ -117,6 +117,25 @@ enum Kind {
     Poly(Polyphase),
 }
 
+/// The delay of a [`Resampler`] from `from` to `to`, in nanoseconds,
+/// without making one; None for a pair it does not take.
+pub fn delay_ns(from: u32, to: u32) -> Option<u64> {
+    if !RATES.contains(&from) || !RATES.contains(&to) {
+        return None;
+    }
+    Some(match (from, to) {
+        _ if from == to => 0,
+        (8000, 16000) => Upsampler::delay_ns(),
+        (_, 8000) => Downsampler::new(from)?.delay_ns(),
+        _ => {
+            let g = gcd(from, to);
+            let (up, down) = ((to / g) as usize, (from / g) as usize);
+            let half = rational_half_length(from, to, up, down);
+            half as u64 * 1_000_000_000 / (from as u64 * up as u64)
+        }
+    })
+}
+
 /// A stateful, anti-aliased converter from one rate of [`RATES`] to another.
 pub struct Resampler {
     from: u32,
@@ -151,12 +170,6 @@ impl Resampler {
             Kind::Down(down) => down.delay_ns(),
             Kind::Poly(poly) => poly.delay_ns(self.from),
         }
-    }
-
-    /// Output samples still inside the filter: what pushing that much
-    /// silence at the end brings out.
-    pub fn tail(&self) -> usize {
-        (self.delay_ns() * self.from as u64).div_ceil(1_000_000_000) as usize
     }
 
     /// Converts `input` and appends the result to `output`. Any number of
@@ -317,10 +330,14 @@ mod tests {
                 "{from} → {to}: peak at {peak}, expected {expected}"
             );
         }
-        assert_eq!(
-            Resampler::new(8000, 16000).unwrap().delay_ns(),
-            Upsampler::delay_ns()
-        );
+        for from in RATES {
+            for to in RATES {
+                let r = Resampler::new(from, to).unwrap();
+                assert_eq!(delay_ns(from, to), Some(r.delay_ns()), "{from} → {to}");
+            }
+        }
+        assert_eq!(delay_ns(8000, 16000), Some(Upsampler::delay_ns()));
+        assert_eq!(delay_ns(8000, 44100), None);
     }
 
     #[test]
