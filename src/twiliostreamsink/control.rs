@@ -64,8 +64,17 @@ impl TwilioStreamSink {
             state.slot.as_ref()?;
             state.call = Some(call.clone());
             state.stream_sid = Some(sid.clone());
+            let min_ticks = call.dialect().min_frame_ms() as usize * 8;
+            state.framer.set_target(call.format(), min_ticks);
         }
-        gst::info!(CAT, imp = self, "{call:?}: playing into stream {sid}");
+        gst::info!(
+            CAT,
+            imp = self,
+            "{call:?}: playing into stream {sid} ({}, {} dialect)",
+            call.format(),
+            call.dialect().name()
+        );
+        self.update_render_delay();
         let tracks = call
             .start_info()
             .map(|s| s.tracks.clone())

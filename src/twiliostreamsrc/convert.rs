@@ -180,7 +180,8 @@ impl StereoConverter {
                 gap.fill(output.wire.silence());
                 audio.copy_from_slice(&wire[c][..audio.len()]);
             } else {
-                let pcm = self.channels[c].pcm(output, silence, wire[c], Some(lost[c]), half / width);
+                let pcm =
+                    self.channels[c].pcm(output, silence, wire[c], Some(lost[c]), half / width);
                 write_samples(output.encoding, pcm, bytes);
             }
         }

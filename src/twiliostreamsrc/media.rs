@@ -154,8 +154,9 @@ impl TwilioStreamSrc {
         if state.timeline.is_none() {
             self.anchor(state, chunk);
             let [inbound, outbound] = state.carried;
-            state.aligner =
-                Some(Aligner::new(inbound, outbound, TRACK_WAIT).with_silence(state.format.silence()));
+            state.aligner = Some(
+                Aligner::new(inbound, outbound, TRACK_WAIT).with_silence(state.format.silence()),
+            );
         }
         if let Some(timeline) = state.timeline.as_mut() {
             timeline.observe(&placing(chunk, state.format));
@@ -367,8 +368,9 @@ impl TwilioStreamSrc {
         timeline.reanchor(&placing(chunk, state.format), now, waited);
         if state.aligner.is_some() {
             let [inbound, outbound] = state.carried;
-            state.aligner =
-                Some(Aligner::new(inbound, outbound, TRACK_WAIT).with_silence(state.format.silence()));
+            state.aligner = Some(
+                Aligner::new(inbound, outbound, TRACK_WAIT).with_silence(state.format.silence()),
+            );
         }
         state.discont = true;
         self.fill_timer_rearm();

@@ -32,7 +32,10 @@ impl TwilioStreamSrc {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
-                ("track=both takes 8 kHz G.711 calls only; this call carries {}", format),
+                (
+                    "track=both takes 8 kHz G.711 calls only; this call carries {}",
+                    format
+                ),
                 ["Use track=inbound or track=outbound for an L16 call"]
             );
             return Err(gst::FlowError::NotNegotiated);

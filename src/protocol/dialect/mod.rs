@@ -42,6 +42,11 @@ pub trait Dialect: Send + Sync + fmt::Debug {
 
     /// The JSON of a `clear`.
     fn clear(&self, stream_sid: &str) -> String;
+
+    /// The shortest media frame the provider takes, in milliseconds.
+    fn min_frame_ms(&self) -> u32 {
+        0
+    }
 }
 
 /// The `dialect` property: one provider, or detected per call.

@@ -187,6 +187,11 @@ impl Dialect for Telnyx {
     fn clear(&self, _stream_sid: &str) -> String {
         r#"{"event":"clear"}"#.to_owned()
     }
+
+    /// RTP-mode chunks are 20 ms to 30 s.
+    fn min_frame_ms(&self) -> u32 {
+        20
+    }
 }
 
 #[cfg(test)]
