@@ -111,6 +111,7 @@ impl Framer {
     }
 
     /// The call's format, which frames are in.
+    #[cfg(test)]
     pub fn target(&self) -> WireFormat {
         self.target
     }
