@@ -353,6 +353,7 @@ impl Endpoint {
         };
         let path_config = PathConfig {
             auth_token: self.effective_auth_token(),
+            bearer_token: self.provider.bearer_token.clone(),
             public_url: self.public_url.clone(),
             call: CallConfig {
                 max_message_size: self.limits.max_message_size,

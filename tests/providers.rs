@@ -11,6 +11,7 @@ use base64::Engine as _;
 use common::sink::*;
 use common::src::{assert_contiguous, in_both_modes, start};
 use common::*;
+use gst::glib;
 use gst::prelude::*;
 use gsttwiliostream::codec::{ByteOrder, Resampler, WireFormat, alaw};
 use gsttwiliostream::protocol::Outbound;
@@ -284,6 +285,56 @@ fn a_fixed_dialect_refuses_another_providers_start() {
     });
     // Not a start in Twilio's spelling: no call, closed as a policy violation.
     assert_eq!(closed, Some(Received::Closed(Some(1008))));
-    assert_eq!(src.property::<u64>("rejected-connections"), 1);
+    // Counted once the server is done with the connection.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while src.property::<u64>("rejected-connections") != 1 {
+        assert!(std::time::Instant::now() < deadline, "not counted");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    set_state(&p, gst::State::Null);
+}
+
+/// Dials `url` with `dialer` as SignalWire; the HTTP status of a refusal.
+fn signalwire_dial(dialer: &twilio_emulator::Dialer, url: &str) -> Result<(), Option<u16>> {
+    rt().block_on(async {
+        let params = CallParams::of(Provider::SignalWire, WireFormat::PCMU);
+        match TwilioCall::connect_via(dialer, url, params, Playout::Instant).await {
+            Ok(mut call) => {
+                call.begin().unwrap();
+                call.close().await;
+                Ok(())
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(Some(response.status().as_u16()))
+            }
+            Err(_) => Err(None),
+        }
+    })
+}
+
+#[test]
+fn signalwire_bearer_token_is_checked_on_the_upgrade() {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 auth-token=\"\" auth-bearer-token=s3cret ! fakesink",
+    );
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let url = url_of(&src);
+    let with = |token: Option<&str>| twilio_emulator::Dialer {
+        bearer_token: token.map(str::to_owned),
+        ..twilio_emulator::Dialer::default()
+    };
+    assert_eq!(signalwire_dial(&with(None), &url), Err(Some(403)));
+    assert_eq!(signalwire_dial(&with(Some("s3cre")), &url), Err(Some(403)));
+    assert_eq!(
+        signalwire_dial(&with(Some("s3cret!")), &url),
+        Err(Some(403))
+    );
+    assert_eq!(src.property::<u64>("signature-failures"), 3);
+    assert_eq!(signalwire_dial(&with(Some("s3cret")), &url), Ok(()));
+    // Write-only: never read back.
+    let pspec = src.find_property("auth-bearer-token").unwrap();
+    assert!(!pspec.flags().contains(glib::ParamFlags::READABLE));
     set_state(&p, gst::State::Null);
 }

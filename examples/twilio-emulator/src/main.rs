@@ -86,6 +86,11 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Dialect::Twilio)]
     dialect: Dialect,
 
+    /// Send Authorization: Bearer TOKEN on the upgrade, as SignalWire does
+    /// with <Stream authBearerToken="TOKEN">
+    #[arg(long)]
+    bearer_token: Option<String>,
+
     /// The codec streamed both ways: pcmu, pcma, l16-8k, l16-16k, l16-24k
     /// (Twilio itself streams pcmu only)
     #[arg(long, value_enum, default_value_t = CodecArg::Pcmu)]
@@ -308,6 +313,7 @@ async fn main() -> ExitCode {
             None => None,
         },
         unix_socket: None,
+        bearer_token: args.bearer_token.clone().filter(|t| !t.is_empty()),
     };
     let mut calls = Vec::new();
     for n in 1..=args.calls {
