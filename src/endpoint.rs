@@ -11,6 +11,7 @@ use gst::glib;
 use gst::prelude::*;
 
 use crate::call::{CallConfig, Slot};
+use crate::provider::Provider;
 use crate::server::{self, ListenerConfig, PathConfig, Registration, TlsFiles};
 
 /// The environment variable the auth token is read from when the
@@ -60,6 +61,8 @@ pub struct Endpoint {
     pub tls_certificate: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub limits: Limits,
+    /// Dialect, L16 byte order, bearer token (`provider.rs`).
+    pub provider: Provider,
 }
 
 impl Default for Endpoint {
@@ -73,6 +76,7 @@ impl Default for Endpoint {
             tls_certificate: None,
             tls_key: None,
             limits: Limits::default(),
+            provider: Provider::default(),
         }
     }
 }
@@ -111,7 +115,7 @@ impl Endpoint {
                 .read_only()
                 .build()
         };
-        vec![
+        let mut specs = vec![
             string(
                 "host",
                 "Host",
@@ -253,7 +257,9 @@ impl Endpoint {
                 "Calls refused because no element on this path was free (close code 1013, \
                  or HTTP 503 with pending-timeout=0)",
             ),
-        ]
+        ];
+        specs.extend(Provider::pspecs(when));
+        specs
     }
 
     /// Sets one of the properties; false if `name` is not one of them.
@@ -280,7 +286,7 @@ impl Endpoint {
             "idle-timeout" => self.limits.idle_timeout = secs(uint()),
             "max-connections" => self.limits.max_connections = uint() as usize,
             "pending-timeout" => self.limits.pending_timeout = secs(uint()),
-            _ => return false,
+            _ => return self.provider.set_property(name, value),
         }
         true
     }
@@ -301,7 +307,7 @@ impl Endpoint {
             "idle-timeout" => (self.limits.idle_timeout.as_secs() as u32).to_value(),
             "max-connections" => (self.limits.max_connections as u32).to_value(),
             "pending-timeout" => (self.limits.pending_timeout.as_secs() as u32).to_value(),
-            _ => return None,
+            _ => return self.provider.property(name),
         })
     }
 
@@ -347,10 +353,13 @@ impl Endpoint {
         };
         let path_config = PathConfig {
             auth_token: self.effective_auth_token(),
+            bearer_token: self.provider.bearer_token.clone(),
             public_url: self.public_url.clone(),
             call: CallConfig {
                 max_message_size: self.limits.max_message_size,
                 idle_timeout: self.limits.idle_timeout,
+                dialect: self.provider.dialect.into(),
+                l16_order: self.provider.l16_order.into(),
             },
             pending_timeout: self.limits.pending_timeout,
         };

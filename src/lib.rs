@@ -2,9 +2,10 @@
 //! pipeline through Twilio Media Streams.
 //!
 //! * `twiliostreamsrc` serves the WebSocket Twilio dials and outputs the
-//!   caller's audio (16 kHz or 8 kHz S16LE, or the μ-law as it came).
-//! * `twiliostreamsink` plays PCM (8/16/24/48 kHz) or μ-law back into the
-//!   same call, turning events and signals into Twilio `mark` and `clear`.
+//!   caller's audio (16 kHz or 8 kHz S16LE, or the μ-law as it came; A-law
+//!   and wideband L16 from SignalWire and Telnyx calls).
+//! * `twiliostreamsink` plays PCM (8/16/24/48 kHz), μ-law or A-law back
+//!   into the same call, turning events and signals into `mark` and `clear`.
 //!
 //! The modules below the elements are usable on their own: [`codec`] (G.711,
 //! the resamplers and concealment, no GStreamer), [`quality`] (jitter, MOS,
@@ -17,6 +18,7 @@ pub mod codec;
 pub mod endpoint;
 pub mod messages;
 pub mod protocol;
+pub mod provider;
 pub mod quality;
 pub mod runtime;
 pub mod server;

@@ -1,6 +1,7 @@
 //! `X-Twilio-Signature` on the WebSocket upgrade: base64 of HMAC-SHA1 over
 //! the public URL (exactly as written in the TwiML, `wss://` scheme), keyed
-//! with the account's auth token. Compared in constant time.
+//! with the account's auth token. Compared in constant time. Also
+//! SignalWire's `Authorization: Bearer` token ([`verify_bearer`]).
 
 use base64::Engine as _;
 use hmac::{KeyInit, Mac};
@@ -27,6 +28,26 @@ pub fn verify(auth_token: &str, url: &str, signature: &str) -> bool {
         // Constant time in the signature's content.
         mac.verify_slice(&expected).is_ok()
     })
+}
+
+/// Whether `authorization` (the header's value) is `Bearer <token>`. Both
+/// tokens are compared as HMACs of one key, so the time taken does not
+/// depend on where they differ (nor much on their lengths).
+pub fn verify_bearer(token: &str, authorization: &str) -> bool {
+    let value = authorization.trim();
+    let Some((scheme, given)) = value.split_once(' ') else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return false;
+    }
+    let digest = |s: &str| {
+        let mut mac = HmacSha1::new_from_slice(b"twiliostream bearer").expect("any key");
+        mac.update(s.as_bytes());
+        mac
+    };
+    let expected = digest(token).finalize().into_bytes();
+    digest(given.trim()).verify_slice(&expected).is_ok()
 }
 
 /// `url` as given, plus the form with `:443` added (no port given) or
@@ -127,5 +148,23 @@ mod tests {
             ["wss://[::1]/p", "wss://[::1]:443/p"]
         );
         assert_eq!(url_forms("https://a.b/p"), ["https://a.b/p"]);
+    }
+
+    #[test]
+    fn bearer_tokens_must_match_exactly() {
+        let token = "PT1234abcd";
+        assert!(verify_bearer(token, "Bearer PT1234abcd"));
+        assert!(verify_bearer(token, "bearer PT1234abcd "));
+        for wrong in [
+            "",
+            "Bearer",
+            "Bearer ",
+            "Bearer PT1234abc",
+            "Bearer PT1234abcde",
+            "Basic PT1234abcd",
+            "PT1234abcd",
+        ] {
+            assert!(!verify_bearer(token, wrong), "{wrong:?}");
+        }
     }
 }

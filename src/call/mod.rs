@@ -26,7 +26,9 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::protocol::{Mark, Outbound, StartInfo};
+use crate::codec::{ByteOrder, WireFormat};
+use crate::protocol::StartInfo;
+use crate::protocol::dialect::{Choice, Dialect};
 use crate::runtime::RUNTIME;
 pub use outbox::{Cleared, Outgoing};
 use session::{Handled, Session};
@@ -98,6 +100,10 @@ pub struct CallConfig {
     pub max_message_size: usize,
     /// No media for this long ends the call; zero: never.
     pub idle_timeout: Duration,
+    /// The provider's dialect, or `auto`.
+    pub dialect: Choice,
+    /// L16's byte order (the provider does not say it).
+    pub l16_order: ByteOrder,
 }
 
 /// One live call. See the module documentation.
@@ -105,6 +111,10 @@ pub struct Call {
     id: u64,
     peer: SocketAddr,
     path: String,
+    /// The provider's spelling of the protocol, known at `start`.
+    dialect: &'static dyn Dialect,
+    /// The audio on the wire, both ways, from `start`.
+    format: WireFormat,
     pub stats: Stats,
     start: watch::Sender<Option<Arc<StartInfo>>>,
     events: Mutex<Option<Events>>,
@@ -181,6 +191,8 @@ impl Call {
             id: NEXT_CALL_ID.fetch_add(1, Ordering::Relaxed),
             peer,
             path,
+            dialect: session.dialect(),
+            format: session.format(),
             stats: Stats::default(),
             start: watch::Sender::new(None),
             events: Mutex::new(Some(events_rx)),
@@ -218,6 +230,16 @@ impl Call {
 
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// The provider's dialect: how messages to it are written.
+    pub fn dialect(&self) -> &'static dyn Dialect {
+        self.dialect
+    }
+
+    /// The call's audio on the wire (both directions).
+    pub fn format(&self) -> WireFormat {
+        self.format
     }
 
     /// Whether the WebSocket is still open.
@@ -289,9 +311,7 @@ impl Call {
             return Err(SendError::Closed);
         }
         let (len, audio) = match &item {
-            Outgoing::Media { text, samples, .. } => {
-                (text.len(), *samples as u64 * outbox::NS_PER_SAMPLE)
-            }
+            Outgoing::Media { text, duration, .. } => (text.len(), *duration),
             Outgoing::Mark(text) | Outgoing::Text(text) => (text.len(), 0),
         };
         if self.outbound_bytes.fetch_add(len, Ordering::Relaxed) + len > MAX_OUTBOUND {
@@ -316,15 +336,14 @@ impl Call {
         let Some(start) = self.start_info() else {
             return Err(SendError::Closed);
         };
-        let text = Outbound::Mark {
-            stream_sid: start.stream_sid.clone(),
-            mark: Mark {
-                name: name.to_owned(),
-            },
-        }
-        .to_json();
+        let text = self.dialect.mark(&start.stream_sid, name);
         self.send(Outgoing::Mark(text))?;
         Ok(self.stats.add_get(Stat::MarksSent, 1))
+    }
+
+    /// How long `bytes` of the call's format play.
+    pub fn audio_ns(&self, bytes: usize) -> u64 {
+        self.format.duration_ns(bytes)
     }
 
     /// Sends `clear`: the writer drops the media it has not written, Twilio
@@ -337,10 +356,7 @@ impl Call {
         if !self.is_open() || self.closing.load(Ordering::Relaxed) {
             return Err(SendError::Closed);
         }
-        let text = Outbound::Clear {
-            stream_sid: start.stream_sid.clone(),
-        }
-        .to_json();
+        let text = self.dialect.clear(&start.stream_sid);
         self.outbound_bytes.fetch_add(text.len(), Ordering::Relaxed);
         self.outbound
             .send(Request::Clear(text, Box::new(done)))

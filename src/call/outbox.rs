@@ -19,8 +19,6 @@
 
 use std::collections::VecDeque;
 
-/// Nanoseconds per 8 kHz sample.
-pub const NS_PER_SAMPLE: u64 = 125_000;
 /// Written frames kept past the played position, for marks that correct
 /// the model later (about 2 s of 20 ms frames).
 const KEEP_PLAYED_NS: u64 = 2_000_000_000;
@@ -28,11 +26,13 @@ const KEEP_PLAYED_NS: u64 = 2_000_000_000;
 /// Something an element asks the writer to send.
 #[derive(Debug)]
 pub enum Outgoing {
-    /// A `media` message carrying `samples` samples (8 kHz) whose first is
-    /// at `running_time` (ns) in the outbound stream.
+    /// A `media` message carrying `bytes` bytes of audio that play for
+    /// `duration` (ns), whose first sample is at `running_time` (ns) in the
+    /// outbound stream.
     Media {
         text: String,
-        samples: u32,
+        bytes: u32,
+        duration: u64,
         running_time: u64,
     },
     /// A `mark`: written once all media before it is.
@@ -148,8 +148,8 @@ impl Outbox {
     }
 
     pub fn push(&mut self, item: Outgoing) {
-        if let Outgoing::Media { samples, .. } = &item {
-            self.pending_audio += *samples as u64 * NS_PER_SAMPLE;
+        if let Outgoing::Media { duration, .. } = &item {
+            self.pending_audio += duration;
         }
         self.pending.push_back(item);
     }
@@ -171,13 +171,13 @@ impl Outbox {
 
     /// Moves what may be written at `now` into `out`, in order: everything
     /// up to the first frame that must wait for Twilio's queue to shrink.
-    /// Calls `written` with the samples of each frame taken. Returns when
-    /// to look again, if something waits.
+    /// Calls `written` with the bytes and duration of each frame taken.
+    /// Returns when to look again, if something waits.
     pub fn due(
         &mut self,
         now: u64,
         out: &mut Vec<String>,
-        mut written: impl FnMut(u32),
+        mut written: impl FnMut(u32, u64),
     ) -> Option<u64> {
         while let Some(front) = self.pending.front() {
             if let Outgoing::Media { .. } = front
@@ -188,13 +188,13 @@ impl Outbox {
             match self.pending.pop_front() {
                 Some(Outgoing::Media {
                     text,
-                    samples,
+                    bytes,
+                    duration,
                     running_time,
                 }) => {
-                    let duration = samples as u64 * NS_PER_SAMPLE;
                     self.pending_audio -= duration;
                     self.model.write_audio(now, duration, running_time);
-                    written(samples);
+                    written(bytes, duration);
                     out.push(text);
                 }
                 Some(Outgoing::Mark(text)) => {
@@ -268,7 +268,8 @@ mod tests {
     fn media(n: u32, running_time: u64) -> Outgoing {
         Outgoing::Media {
             text: format!("m{n}@{}", running_time / MS),
-            samples: 160,
+            bytes: 160,
+            duration: 20 * MS,
             running_time,
         }
     }
@@ -282,7 +283,7 @@ mod tests {
 
     fn due(o: &mut Outbox, now: u64) -> (Vec<String>, Option<u64>) {
         let mut out = Vec::new();
-        let next = o.due(now, &mut out, |_| {});
+        let next = o.due(now, &mut out, |_, _| {});
         (out, next)
     }
 

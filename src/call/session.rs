@@ -13,6 +13,8 @@ use std::time::Instant;
 
 use super::events::{CallEvent, DtmfDigit, MediaChunk};
 use super::stats::Stat;
+use crate::codec::{ByteOrder, WireFormat};
+use crate::protocol::dialect::{self, Choice, Dialect, Twilio};
 use crate::protocol::{Inbound, Track};
 
 /// How loud a [`Note`] is, as the call's log line.
@@ -76,6 +78,12 @@ pub struct Session {
     /// The next payload is decoded into this (a recycled buffer).
     payload: Vec<u8>,
     max_message_size: usize,
+    /// The provider's spelling: fixed, or detected at `start`.
+    dialect: Option<&'static dyn Dialect>,
+    /// L16's byte order, which `start` does not say.
+    l16_order: ByteOrder,
+    /// The call's audio, from `start`.
+    format: WireFormat,
 }
 
 impl Session {
@@ -87,7 +95,28 @@ impl Session {
             stopped: false,
             payload: Vec::new(),
             max_message_size,
+            dialect: None,
+            l16_order: ByteOrder::default(),
+            format: WireFormat::PCMU,
         }
+    }
+
+    /// Parses in `choice`'s dialect (`auto`: the one `start` looks like),
+    /// taking L16 in `l16_order`.
+    pub fn with_dialect(mut self, choice: Choice, l16_order: ByteOrder) -> Session {
+        self.dialect = choice.fixed();
+        self.l16_order = l16_order;
+        self
+    }
+
+    /// The dialect, once fixed or detected (Twilio's until then).
+    pub fn dialect(&self) -> &'static dyn Dialect {
+        self.dialect.unwrap_or(&Twilio)
+    }
+
+    /// The call's wire format, from `start` (8 kHz μ-law until then).
+    pub fn format(&self) -> WireFormat {
+        self.format
     }
 
     /// Whether Twilio has sent `stop`.
@@ -118,7 +147,11 @@ impl Session {
             ));
             return out;
         }
-        let msg = match Inbound::parse(text) {
+        let dialect = match self.dialect {
+            Some(fixed) => fixed,
+            None => dialect::detect(text).unwrap_or(&Twilio),
+        };
+        let msg = match dialect.parse(text) {
             Ok(msg) => msg,
             Err(e) => {
                 let shown: String = text.chars().take(120).collect();
@@ -148,23 +181,37 @@ impl Session {
                     ));
                     return out;
                 }
-                if let Some(fmt) = start
-                    .media_format
-                    .as_ref()
-                    .filter(|f| !f.is_mulaw_8k_mono())
-                {
+                let format = match &start.media_format {
+                    None => Ok(WireFormat::PCMU),
+                    Some(f) => WireFormat::parse(&f.encoding, f.sample_rate, self.l16_order),
+                };
+                let format = match format {
+                    Ok(format) => format,
+                    Err(e) => {
+                        out.invalid(format_args!("start announces an {e}"));
+                        return out;
+                    }
+                };
+                if let Some(f) = start.media_format.as_ref().filter(|f| f.channels != 1) {
                     out.note(
                         Level::Warning,
-                        format_args!("unexpected media format {fmt:?}, treating it as 8 kHz μ-law"),
+                        format_args!(
+                            "start announces {} channels; each media chunk is taken as one track's mono audio",
+                            f.channels
+                        ),
                     );
                 }
                 out.note(
                     Level::Info,
                     format_args!(
-                        "start: streamSid {stream_sid}, callSid {}, tracks {:?}",
-                        start.call_sid, start.tracks
+                        "start ({} dialect, {format}): streamSid {stream_sid}, callSid {}, tracks {:?}",
+                        dialect.name(),
+                        start.call_sid,
+                        start.tracks
                     ),
                 );
+                self.dialect = Some(dialect);
+                self.format = format;
                 self.stream_sid = Some(stream_sid);
                 out.event = Some(CallEvent::Start(Arc::new(start)));
             }
@@ -235,6 +282,20 @@ impl Session {
                     self.stopped = true;
                     out.event = Some(CallEvent::Stop(stop));
                 }
+            }
+            Inbound::Error(e) => out.note(
+                Level::Warning,
+                format_args!(
+                    "{} reports error {} {}: {}",
+                    dialect.name(),
+                    e.code,
+                    e.title,
+                    e.detail
+                ),
+            ),
+            // SignalWire acknowledges our clear.
+            Inbound::Unknown { name } if name == "clear" && self.stream_sid.is_some() => {
+                out.note(Level::Debug, format_args!("clear acknowledged"))
             }
             Inbound::Unknown { name } => out.invalid(format_args!("unknown event {name:?}")),
         }
@@ -474,5 +535,87 @@ mod tests {
         let late = s.handle(&media("MZ1", "inbound", "AAAA"), Vec::new);
         assert!(late.event.is_none() && !late.media);
         assert_eq!(counts(&late), []);
+    }
+
+    const TELNYX_START: &str = r#"{"event":"start","sequence_number":"1","start":{"user_id":"u1","call_control_id":"v3:c1","media_format":{"encoding":"PCMA","sample_rate":8000,"channels":1}},"stream_id":"S1"}"#;
+
+    #[test]
+    fn auto_detects_the_dialect_at_start_and_keeps_it() {
+        let mut s = Session::new(64 * 1024);
+        assert_eq!(s.dialect().name(), "twilio");
+        let h = s.handle(r#"{"event":"connected","version":"1.0.0"}"#, Vec::new);
+        assert_eq!(counts(&h), []);
+        let h = s.handle(TELNYX_START, Vec::new);
+        assert!(matches!(h.event, Some(CallEvent::Start(ref st)) if st.call_sid == "v3:c1"));
+        assert_eq!(s.dialect().name(), "telnyx");
+        assert_eq!(s.format(), WireFormat::PCMA);
+        assert!(
+            h.notes[0]
+                .text
+                .starts_with("start (telnyx dialect, PCMA@8000)")
+        );
+        let h = s.handle(
+            r#"{"event":"media","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"1dU="},"stream_id":"S1"}"#,
+            Vec::new,
+        );
+        let Some(CallEvent::Media(chunk)) = h.event else {
+            panic!("no media event")
+        };
+        assert_eq!(chunk.ulaw, [0xD5, 0xD5]);
+    }
+
+    #[test]
+    fn a_fixed_dialect_reads_only_its_own_spelling() {
+        let mut s = Session::new(64 * 1024).with_dialect(Choice::Twilio, ByteOrder::Big);
+        let h = s.handle(TELNYX_START, Vec::new);
+        assert!(h.event.is_none());
+        assert!(
+            warnings(&h)[0].contains("missing field `accountSid`"),
+            "{:?}",
+            h.notes
+        );
+        let mut s = Session::new(64 * 1024).with_dialect(Choice::SignalWire, ByteOrder::Little);
+        let h = s.handle(
+            &START
+                .replace("audio/x-mulaw", "audio/x-L16")
+                .replace("8000", "24000"),
+            Vec::new,
+        );
+        assert!(matches!(h.event, Some(CallEvent::Start(_))));
+        assert_eq!(s.format(), WireFormat::l16(24000, ByteOrder::Little));
+        assert_eq!(s.dialect().name(), "signalwire");
+        // SignalWire acknowledges a clear: no warning, no count.
+        let h = s.handle(r#"{"event":"clear","streamSid":"MZ1"}"#, Vec::new);
+        assert_eq!(counts(&h), []);
+        assert!(warnings(&h).is_empty());
+    }
+
+    #[test]
+    fn a_start_in_a_format_we_cannot_carry_is_refused_with_its_name() {
+        let mut s = Session::new(64 * 1024);
+        let h = s.handle(&START.replace("audio/x-mulaw", "audio/opus"), Vec::new);
+        assert!(h.event.is_none());
+        assert_eq!(counts(&h), [(Stat::InvalidMessages, 1)]);
+        assert_eq!(
+            warnings(&h),
+            [
+                r#"ignoring message: start announces an unsupported media format "audio/opus" at 8000 Hz"#
+            ]
+        );
+    }
+
+    #[test]
+    fn provider_errors_are_warnings() {
+        let mut s = Session::new(64 * 1024);
+        s.handle(TELNYX_START, Vec::new);
+        let h = s.handle(
+            r#"{"event":"error","stream_id":"S1","payload":{"code":100004,"title":"invalid_media","detail":"bad payload"}}"#,
+            Vec::new,
+        );
+        assert_eq!(counts(&h), []);
+        assert_eq!(
+            warnings(&h),
+            ["telnyx reports error 100004 invalid_media: bad payload"]
+        );
     }
 }

@@ -43,7 +43,11 @@ pub(super) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    apply(&call, &events, start);
+    // An element may have claimed the call before its task began: tell a
+    // consumer on the network threads (shared-threads) that `start` is queued.
+    if apply(&call, &events, start) {
+        call.notify_consumer();
+    }
     let connected = Instant::now();
     let mut last_media: Option<Instant> = None;
     // The idle timer: re-armed from the last media whenever it fires.
@@ -221,6 +225,9 @@ impl Writer {
             match request {
                 Request::Send(item) => self.outbox.push(item),
                 Request::Clear(text, done) => {
+                    // What may go out at once goes before the clear, as if
+                    // the writer had run between the two requests.
+                    self.collect(call);
                     let now = call.now_ns();
                     let cleared = self.outbox.clear(now, text);
                     // The frames not written are dropped: no longer queued.
@@ -238,6 +245,26 @@ impl Writer {
         }
     }
 
+    /// Moves what is due now from the outbox to `texts`, counting the
+    /// frames as sent.
+    fn collect(&mut self, call: &Call) {
+        self.outbox.set_lead(call.lead.load(Ordering::Relaxed));
+        let (mut chunks, mut bytes, mut audio) = (0u64, 0u64, 0u64);
+        self.next = self.outbox.due(call.now_ns(), &mut self.texts, |b, d| {
+            chunks += 1;
+            bytes += b as u64;
+            audio += d;
+        });
+        if chunks > 0 {
+            call.stats.add(Stat::ChunksSent, chunks);
+            call.stats.add(Stat::BytesSent, bytes);
+            call.queued_audio.fetch_sub(audio, Ordering::Relaxed);
+            call.playout_end
+                .store(self.outbox.playout_end(), Ordering::Relaxed);
+            call.room.notify_waiters();
+        }
+    }
+
     /// Writes what is due and flushes once; re-arms `pace` for what waits.
     /// Every write must make progress within [`WRITE_TIMEOUT`].
     async fn write<S: AsyncRead + AsyncWrite + Unpin>(
@@ -246,27 +273,13 @@ impl Writer {
         ws: &mut WebSocketStream<S>,
         pace: &mut std::pin::Pin<&mut tokio::time::Sleep>,
     ) -> Result<(), String> {
-        self.outbox.set_lead(call.lead.load(Ordering::Relaxed));
-        let (mut chunks, mut samples) = (0u64, 0u64);
-        self.next = self.outbox.due(call.now_ns(), &mut self.texts, |n| {
-            chunks += 1;
-            samples += n as u64;
-        });
+        self.collect(call);
         if let Some(at) = self.next {
             pace.as_mut()
                 .reset(tokio::time::Instant::from_std(call.created) + Duration::from_nanos(at));
         }
         if self.texts.is_empty() {
             return Ok(());
-        }
-        if chunks > 0 {
-            call.stats.add(Stat::ChunksSent, chunks);
-            call.stats.add(Stat::BytesSent, samples);
-            call.queued_audio
-                .fetch_sub(samples * super::outbox::NS_PER_SAMPLE, Ordering::Relaxed);
-            call.playout_end
-                .store(self.outbox.playout_end(), Ordering::Relaxed);
-            call.room.notify_waiters();
         }
         let stalled = || format!("Twilio has read nothing for {} s", WRITE_TIMEOUT.as_secs());
         let failed = |e| format!("sending to Twilio failed: {e}");

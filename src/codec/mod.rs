@@ -1,9 +1,15 @@
-//! Pure DSP, no GStreamer: G.711 μ-law, the resamplers between 8 kHz
-//! telephone audio and pipeline rates, and packet loss concealment.
+//! Pure DSP, no GStreamer: G.711 μ-law and A-law, L16, the call's wire
+//! format, the resamplers between telephone audio and pipeline rates, and
+//! packet loss concealment.
 
+pub mod alaw;
+pub mod format;
 pub mod g711;
+pub mod l16;
 pub mod plc;
 pub mod resample;
 
+pub use format::{Codec, WireFormat};
+pub use l16::ByteOrder;
 pub use plc::Concealer;
-pub use resample::{Downsampler, Upsampler};
+pub use resample::{Downsampler, Resampler, Upsampler};

@@ -16,9 +16,23 @@ use super::{Counter, Mark, Track};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaFormat {
     pub encoding: String,
-    #[serde(rename = "sampleRate")]
+    /// Telnyx spells it `sample_rate`.
+    #[serde(rename = "sampleRate", alias = "sample_rate")]
     pub sample_rate: u32,
+    #[serde(default = "one")]
     pub channels: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// An `error` event from the provider (Telnyx): what it refused of ours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderError {
+    pub code: String,
+    pub title: String,
+    pub detail: String,
 }
 
 impl MediaFormat {
@@ -179,6 +193,9 @@ pub enum Inbound<'a> {
         #[serde(default)]
         stop: StopInfo,
     },
+    /// The provider reports an error (Telnyx's `error` event).
+    #[serde(skip_serializing)]
+    Error(ProviderError),
     /// An event this version does not know; tolerated.
     #[serde(skip_serializing)]
     Unknown { name: String },
@@ -199,6 +216,7 @@ impl<'a> Inbound<'a> {
             Inbound::Dtmf { .. } => "dtmf",
             Inbound::Mark { .. } => "mark",
             Inbound::Stop { .. } => "stop",
+            Inbound::Error(_) => "error",
             Inbound::Unknown { name } => name,
         }
     }
@@ -206,7 +224,7 @@ impl<'a> Inbound<'a> {
     /// The top-level `streamSid`, absent only on `connected` and unknown events.
     pub fn stream_sid(&self) -> Option<&str> {
         match self {
-            Inbound::Connected { .. } | Inbound::Unknown { .. } => None,
+            Inbound::Connected { .. } | Inbound::Unknown { .. } | Inbound::Error(_) => None,
             Inbound::Start { stream_sid, .. }
             | Inbound::Dtmf { stream_sid, .. }
             | Inbound::Mark { stream_sid, .. }
@@ -219,6 +237,7 @@ impl<'a> Inbound<'a> {
     pub fn to_json(&self) -> String {
         match self {
             Inbound::Unknown { name } => serde_json::json!({ "event": name }).to_string(),
+            Inbound::Error(e) => serde_json::json!({ "event": "error", "payload": e }).to_string(),
             known => serde_json::to_string(known).expect("serialising plain data cannot fail"),
         }
     }
@@ -226,7 +245,7 @@ impl<'a> Inbound<'a> {
 
 /// A string borrowed from the frame when it has no escapes (serde's own
 /// `Option<Cow<str>>` always copies).
-struct Text<'a>(Cow<'a, str>);
+pub(in crate::protocol) struct Text<'a>(pub Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

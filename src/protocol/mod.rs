@@ -11,6 +11,8 @@
 //! Both directions also implement the other serde trait, so the Twilio
 //! emulator and the tests can play Twilio's side with the same types.
 //!
+//! Other providers' spellings of the same protocol are `dialect/`'s.
+//!
 //! Here: what both directions share ([`Counter`], [`Mark`], [`Track`]). Parsing Twilio's
 //! messages is in `inbound.rs`, what we send (and [`write_media_json`]) in
 //! `outbound.rs`; every type is re-exported here.
@@ -20,10 +22,13 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+pub mod dialect;
 mod inbound;
 mod outbound;
 
-pub use inbound::{Dtmf, Inbound, InboundMedia, MediaFormat, StartInfo, StopInfo};
+pub use dialect::Dialect;
+use inbound::Text;
+pub use inbound::{Dtmf, Inbound, InboundMedia, MediaFormat, ProviderError, StartInfo, StopInfo};
 pub use outbound::{Outbound, OutboundMedia, write_media_json};
 
 /// A counter Twilio sends as a JSON string (`"sequenceNumber":"12"`).

@@ -46,7 +46,8 @@ pub(super) async fn admit<S>(
         config,
         counters,
     } = up;
-    let mut session = Session::new(config.call.max_message_size);
+    let mut session = Session::new(config.call.max_message_size)
+        .with_dialect(config.call.dialect, config.call.l16_order);
     let start = match await_start(&mut ws, &mut session, peer, timeout).await {
         Ok(start) => start,
         Err(why) => {

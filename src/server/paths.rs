@@ -16,6 +16,8 @@ use crate::call::{CAT, Call, CallConfig, Slot};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathConfig {
     pub auth_token: Option<String>,
+    /// SignalWire's `Authorization: Bearer` token.
+    pub bearer_token: Option<String>,
     pub public_url: Option<String>,
     pub call: CallConfig,
     /// How long a started call waits for a free element; zero: refused at
@@ -96,11 +98,15 @@ impl Shared {
             counters: Arc::default(),
         });
         if entry.config.auth_token != config.auth_token
+            || entry.config.bearer_token != config.bearer_token
             || entry.config.public_url != config.public_url
         {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
-                format!("{path} is already listened on with another auth-token or public-url"),
+                format!(
+                    "{path} is already listened on with another auth-token, \
+                     auth-bearer-token or public-url"
+                ),
             ));
         }
         while let Some(call) = entry.pending.pop_front() {

@@ -30,6 +30,50 @@ fn reject(status: StatusCode, why: &str) -> ErrorResponse {
     response
 }
 
+/// Checks the upgrade's credentials against what the path asks for: a
+/// valid `X-Twilio-Signature` with an auth token, `Authorization: Bearer`
+/// with a bearer token (SignalWire); with both, either will do.
+fn authorized(request: &Request, path: &str, config: &PathConfig) -> Result<(), String> {
+    let header = |name: &str| request.headers().get(name).and_then(|h| h.to_str().ok());
+    let mut failures = Vec::new();
+    if let Some(token) = &config.auth_token {
+        let url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => {
+                let host = header("host").unwrap_or_default();
+                let target = request.uri().path_and_query().map_or(path, |p| p.as_str());
+                format!("wss://{host}{target}")
+            }
+        };
+        let signature = header("x-twilio-signature");
+        if signature.is_some_and(|s| signature::verify(token, &url, s)) {
+            return Ok(());
+        }
+        failures.push(format!(
+            "{} X-Twilio-Signature for {url}",
+            if signature.is_some() { "wrong" } else { "no" }
+        ));
+    }
+    if let Some(token) = &config.bearer_token {
+        let authorization = header("authorization");
+        if authorization.is_some_and(|a| signature::verify_bearer(token, a)) {
+            return Ok(());
+        }
+        failures.push(format!(
+            "{} Authorization bearer token",
+            if authorization.is_some() {
+                "wrong"
+            } else {
+                "no"
+            }
+        ));
+    }
+    match failures.is_empty() {
+        true => Ok(()),
+        false => Err(failures.join(" and ")),
+    }
+}
+
 /// A connection upgraded to a WebSocket on a served path.
 pub(super) struct Upgraded<S> {
     pub ws: WebSocketStream<S>,
@@ -62,36 +106,10 @@ where
                     "no stream is served on this path\n",
                 ));
             };
-            if let Some(token) = &config.auth_token {
-                let url = match &config.public_url {
-                    Some(url) => url.clone(),
-                    None => {
-                        let host = request
-                            .headers()
-                            .get("host")
-                            .and_then(|h| h.to_str().ok())
-                            .unwrap_or_default();
-                        let target = request.uri().path_and_query().map_or(path, |p| p.as_str());
-                        format!("wss://{host}{target}")
-                    }
-                };
-                let signature = request
-                    .headers()
-                    .get("x-twilio-signature")
-                    .and_then(|h| h.to_str().ok());
-                let valid = signature.is_some_and(|s| signature::verify(token, &url, s));
-                if !valid {
-                    PathCounters::count(&counters.signature_failures);
-                    gst::warning!(
-                        CAT,
-                        "{peer}: {} X-Twilio-Signature for {url}, answering 403",
-                        if signature.is_some() { "wrong" } else { "no" }
-                    );
-                    return Err(reject(
-                        StatusCode::FORBIDDEN,
-                        "invalid X-Twilio-Signature\n",
-                    ));
-                }
+            if let Err(why) = authorized(request, path, &config) {
+                PathCounters::count(&counters.signature_failures);
+                gst::warning!(CAT, "{peer}: {why}, answering 403");
+                return Err(reject(StatusCode::FORBIDDEN, &format!("{why}\n")));
             }
             if config.pending_timeout.is_zero() && !shared.has_free_slot(path) {
                 PathCounters::count(&counters.refused_calls);

@@ -65,10 +65,19 @@ impl TwilioStreamSink {
             state.slot.as_ref()?;
             state.call = Some(call.clone());
             state.stream_sid = Some(sid.clone());
+            let min_ticks = call.dialect().min_frame_ms() as usize * 8;
+            state.framer.set_target(call.format(), min_ticks);
         }
         let lead = self.settings.lock().unwrap().max_lead_ms;
         call.set_lead(std::time::Duration::from_millis(lead as u64));
-        gst::info!(CAT, imp = self, "{call:?}: playing into stream {sid}");
+        gst::info!(
+            CAT,
+            imp = self,
+            "{call:?}: playing into stream {sid} ({}, {} dialect)",
+            call.format(),
+            call.dialect().name()
+        );
+        self.update_render_delay();
         let tracks = call
             .start_info()
             .map(|s| s.tracks.clone())

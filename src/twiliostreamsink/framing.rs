@@ -1,23 +1,27 @@
 //! The sink's audio path without GStreamer or a call: input bytes (S16LE at
-//! a pipeline rate, or μ-law) become 8 kHz μ-law cut into `chunk-duration`
-//! frames. Sending the frames, counting them, marks and `clear` messages are
-//! the element's (`imp.rs`).
+//! a pipeline rate, μ-law or A-law) become the call's format (μ-law by
+//! default; A-law or L16 at 8/16/24 kHz when the call carries it), cut into
+//! `chunk-duration` frames. Sending the frames, counting them, marks and
+//! `clear` messages are the element's (`imp.rs`).
 //!
 //! Frames are slices of one pending buffer, and the scratch buffers are
 //! reused: once they have grown, pushing and framing allocate nothing.
 
-use crate::codec::{Downsampler, g711};
+use crate::codec::resample::RATES;
+use crate::codec::{Resampler, WireFormat, alaw, g711};
 
 /// What the sink pad receives, from the caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
-    /// Mono S16LE at this rate (one of the downsampler's rates).
+    /// Mono S16LE at this rate (one of the resampler's rates).
     Pcm(u32),
-    /// 8 kHz mono μ-law, framed as it is.
+    /// 8 kHz mono μ-law; framed as it is for a μ-law call.
     Mulaw,
+    /// 8 kHz mono A-law; framed as it is for an A-law call.
+    Alaw,
 }
 
-/// A PCM rate the downsampler does not take.
+/// A PCM rate the resampler does not take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnsupportedRate(pub u32);
 
@@ -39,28 +43,35 @@ pub enum Take {
     /// Whole frames only; the partial rest stays pending.
     WholeFrames,
     /// Everything pending, the partial rest as a last, shorter frame (before
-    /// a mark, at EOS).
+    /// a mark, at EOS), padded with silence to the provider's minimum.
     All,
 }
 
+/// Input to the call's format: bytes as they are, or through PCM.
 #[allow(
     clippy::large_enum_variant,
     reason = "one per sink, held inline as the downsampler always was"
 )]
 enum Encoding {
-    Mulaw,
-    Pcm(Downsampler),
+    /// G.711 input in the call's own codec.
+    Passthrough,
+    /// Decoded (if G.711) to PCM at `rate`, resampled, encoded.
+    Pcm { input: Input, resampler: Resampler },
 }
 
-/// Turns input into μ-law frames of `frame_bytes` bytes (8 per millisecond).
-#[derive(Default)]
+/// Turns input into frames of `frame_ticks` ticks (125 µs) of the call's
+/// format.
 pub struct Framer {
+    input: Option<Input>,
+    target: WireFormat,
     encoding: Option<Encoding>,
-    frame_bytes: usize,
-    /// Input as samples, and resampled to 8 kHz (scratch, reused).
+    frame_ticks: usize,
+    /// Shorter last frames are padded to this many ticks.
+    min_ticks: usize,
+    /// Input as samples, and resampled to the call's rate (scratch, reused).
     pcm: Vec<i16>,
     pcm8k: Vec<i16>,
-    /// μ-law not handed out yet (less than a frame after `send_frames`).
+    /// Encoded audio not handed out yet (less than a frame after `send_frames`).
     pending: Vec<u8>,
     /// The first byte of a 16-bit sample split across pushes.
     odd_byte: Option<u8>,
@@ -68,57 +79,138 @@ pub struct Framer {
     emitted: u64,
 }
 
+impl Default for Framer {
+    fn default() -> Self {
+        Framer::new(0)
+    }
+}
+
 impl Framer {
-    /// A framer cutting `frame_bytes` bytes of μ-law per frame (at least 1).
-    pub fn new(frame_bytes: usize) -> Self {
+    /// A framer cutting `frame_ticks` ticks per frame (8 per millisecond;
+    /// as many μ-law bytes), for a μ-law call until [`set_target`](Self::set_target).
+    pub fn new(frame_ticks: usize) -> Self {
         Framer {
-            frame_bytes,
-            ..Framer::default()
+            input: None,
+            target: WireFormat::PCMU,
+            encoding: None,
+            frame_ticks,
+            min_ticks: 0,
+            pcm: Vec::new(),
+            pcm8k: Vec::new(),
+            pending: Vec::new(),
+            odd_byte: None,
+            emitted: 0,
         }
     }
 
+    /// Bytes per whole frame of the call's format.
     pub fn frame_bytes(&self) -> usize {
-        self.frame_bytes
+        self.frame_ticks * self.target.bytes_per_tick()
+    }
+
+    /// How long a whole frame plays, in milliseconds.
+    pub fn frame_ms(&self) -> u64 {
+        self.frame_ticks as u64 / 8
+    }
+
+    /// The call's format, which frames are in.
+    #[cfg(test)]
+    pub fn target(&self) -> WireFormat {
+        self.target
     }
 
     /// Sets what the input is (from new caps). A pending split sample is
-    /// dropped; pending μ-law is kept. On error nothing changes.
+    /// dropped; pending audio is kept. On error nothing changes.
     pub fn set_input(&mut self, input: Input) -> Result<(), UnsupportedRate> {
-        let encoding = match input {
-            Input::Mulaw => Encoding::Mulaw,
-            Input::Pcm(rate) => Encoding::Pcm(Downsampler::new(rate).ok_or(UnsupportedRate(rate))?),
-        };
-        self.encoding = Some(encoding);
+        if let Input::Pcm(rate) = input
+            && !RATES.contains(&rate)
+        {
+            return Err(UnsupportedRate(rate));
+        }
+        self.input = Some(input);
+        self.encoding = Some(self.encoding_for(input));
         self.odd_byte = None;
         Ok(())
     }
 
-    /// The resampler's delay, 0 for μ-law (or before an input is set).
+    /// Sets the call's format, and the provider's shortest frame in ticks
+    /// (frames are made at least that long). Pending audio is dropped.
+    pub fn set_target(&mut self, target: WireFormat, min_ticks: usize) {
+        self.target = target;
+        self.min_ticks = min_ticks;
+        self.frame_ticks = self.frame_ticks.max(min_ticks);
+        self.pending.clear();
+        if let Some(input) = self.input {
+            self.encoding = Some(self.encoding_for(input));
+        }
+    }
+
+    fn encoding_for(&self, input: Input) -> Encoding {
+        let own = match input {
+            Input::Mulaw => self.target == WireFormat::PCMU,
+            Input::Alaw => self.target == WireFormat::PCMA,
+            Input::Pcm(_) => false,
+        };
+        if own {
+            return Encoding::Passthrough;
+        }
+        let rate = match input {
+            Input::Pcm(rate) => rate,
+            Input::Mulaw | Input::Alaw => 8000,
+        };
+        Encoding::Pcm {
+            input,
+            resampler: Resampler::new(rate, self.target.rate).expect("supported rates"),
+        }
+    }
+
+    /// The resampler's delay, 0 without one (or before an input is set).
     pub fn delay_ns(&self) -> u64 {
         match &self.encoding {
-            Some(Encoding::Pcm(down)) => down.delay_ns(),
+            Some(Encoding::Pcm { resampler, .. }) => resampler.delay_ns(),
             _ => 0,
         }
     }
 
-    /// μ-law not handed out yet.
+    /// Encoded audio not handed out yet.
     #[cfg(test)]
     pub fn pending(&self) -> &[u8] {
         &self.pending
     }
 
-    /// The index of the next sample [`push`](Self::push) will produce
-    /// (samples handed out and pending so far).
+    /// The index, in ticks, of the next audio [`push`](Self::push) will
+    /// produce (ticks handed out and pending so far).
     pub fn produced(&self) -> u64 {
-        self.emitted + self.pending.len() as u64
+        self.emitted + (self.pending.len() / self.target.bytes_per_tick()) as u64
     }
 
-    /// Converts `data` and appends it to the pending μ-law.
+    /// Converts `data` and appends it to the pending audio.
     pub fn push(&mut self, data: &[u8]) -> Result<Pushed, NotNegotiated> {
         let mut pushed = Pushed::default();
+        let target = self.target;
         match self.encoding.as_mut().ok_or(NotNegotiated)? {
-            Encoding::Mulaw => self.pending.extend_from_slice(data),
-            Encoding::Pcm(down) => {
+            Encoding::Passthrough => self.pending.extend_from_slice(data),
+            Encoding::Pcm {
+                input: Input::Mulaw,
+                resampler,
+            } => {
+                self.pcm.clear();
+                self.pcm.extend(data.iter().map(|&c| g711::decode(c)));
+                self.pcm8k.clear();
+                resampler.process(&self.pcm, &mut self.pcm8k);
+                target.encode(&self.pcm8k, &mut self.pending);
+            }
+            Encoding::Pcm {
+                input: Input::Alaw,
+                resampler,
+            } => {
+                self.pcm.clear();
+                self.pcm.extend(data.iter().map(|&c| alaw::decode(c)));
+                self.pcm8k.clear();
+                resampler.process(&self.pcm, &mut self.pcm8k);
+                target.encode(&self.pcm8k, &mut self.pending);
+            }
+            Encoding::Pcm { resampler, .. } => {
                 let mut data = data;
                 self.pcm.clear();
                 if let Some(first) = self.odd_byte.take() {
@@ -139,57 +231,72 @@ impl Framer {
                 self.pcm
                     .extend(samples.map(|b| i16::from_le_bytes([b[0], b[1]])));
                 self.pcm8k.clear();
-                down.process(&self.pcm, &mut self.pcm8k);
-                encode_onto(&self.pcm8k, &mut self.pending);
+                resampler.process(&self.pcm, &mut self.pcm8k);
+                target.encode(&self.pcm8k, &mut self.pending);
             }
         }
         Ok(pushed)
     }
 
     /// Pushes the resampler's tail out with silence, so that the last input
-    /// is pending too (at EOS). Nothing for μ-law or 8 kHz PCM.
+    /// is pending too (at EOS). Nothing without a resampler delay.
     pub fn push_resampler_tail(&mut self) {
-        let Some(Encoding::Pcm(down)) = self.encoding.as_mut() else {
+        let Some(Encoding::Pcm { resampler, .. }) = self.encoding.as_mut() else {
             return;
         };
-        if down.delay_ns() == 0 {
+        if resampler.delay_ns() == 0 {
             return;
         }
-        let rate = down.input_rate() as u64;
-        let zeros = (down.delay_ns() * rate).div_ceil(1_000_000_000) as usize + 6;
+        let rate = resampler.rates().0 as u64;
+        let zeros = (resampler.delay_ns() * rate).div_ceil(1_000_000_000) as usize + 6;
         self.pcm.clear();
         self.pcm.resize(zeros, 0);
         self.pcm8k.clear();
-        down.process(&self.pcm, &mut self.pcm8k);
-        encode_onto(&self.pcm8k, &mut self.pending);
+        resampler.process(&self.pcm, &mut self.pcm8k);
+        self.target.encode(&self.pcm8k, &mut self.pending);
     }
 
-    /// Hands the pending frames to `send` in order, with the index of
-    /// each one's first sample, and drops them. The first error stops it:
+    /// Hands the pending frames to `send` in order, with the index (in
+    /// ticks) of each one's first sample, and drops them. The first error stops it:
     /// the frame that failed and the rest stay pending.
     pub fn send_frames<E>(
         &mut self,
         take: Take,
         mut send: impl FnMut(u64, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let frame = self.frame_bytes.max(1);
+        let width = self.target.bytes_per_tick();
+        let frame = self.frame_bytes().max(width);
         let all = take == Take::All;
+        if all {
+            // Whole ticks only, and at least the provider's minimum.
+            let partial = self.pending.len() % frame;
+            let short = (self.min_ticks * width).saturating_sub(partial);
+            if partial > 0 && short > 0 {
+                let silence = self.target.silence();
+                self.pending.resize(self.pending.len() + short, silence);
+            }
+            let odd = self.pending.len() % width;
+            self.pending.truncate(self.pending.len() - odd);
+        }
         let mut sent = 0;
         let mut result = Ok(());
         while self.pending.len() - sent >= frame || (all && sent < self.pending.len()) {
             let end = (sent + frame).min(self.pending.len());
-            result = send(self.emitted + sent as u64, &self.pending[sent..end]);
+            result = send(
+                self.emitted + (sent / width) as u64,
+                &self.pending[sent..end],
+            );
             if result.is_err() {
                 break;
             }
             sent = end;
         }
         self.pending.drain(..sent);
-        self.emitted += sent as u64;
+        self.emitted += (sent / width) as u64;
         result
     }
 
-    /// Drops the pending μ-law (the call it was for is gone).
+    /// Drops the pending audio (the call it was for is gone).
     pub fn discard_pending(&mut self) {
         self.pending.clear();
     }
@@ -199,22 +306,16 @@ impl Framer {
     pub fn clear(&mut self) {
         self.pending.clear();
         self.odd_byte = None;
-        if let Some(Encoding::Pcm(down)) = self.encoding.as_mut() {
-            down.reset();
+        if let Some(Encoding::Pcm { resampler, .. }) = self.encoding.as_mut() {
+            resampler.reset();
         }
     }
-}
-
-/// Appends `pcm` to `ulaw` as μ-law.
-fn encode_onto(pcm: &[i16], ulaw: &mut Vec<u8>) {
-    let start = ulaw.len();
-    ulaw.resize(start + pcm.len(), 0);
-    g711::encode_slice(pcm, &mut ulaw[start..]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::Downsampler;
     use std::convert::Infallible;
 
     /// A deterministic, non-trivial signal.
@@ -489,5 +590,79 @@ mod tests {
             push(&mut f, i);
         }
         assert_eq!(buffers(&f), before);
+    }
+
+    #[test]
+    fn the_calls_codec_and_rate_set_the_frames() {
+        use crate::codec::ByteOrder;
+        let pcm = signal(3 * 580);
+        // 48 kHz PCM into each format: the resampler's output, encoded, in
+        // frames of 20 ms (160 ticks) of that format.
+        for target in [
+            WireFormat::PCMA,
+            WireFormat::l16(8000, ByteOrder::Big),
+            WireFormat::l16(16000, ByteOrder::Little),
+            WireFormat::l16(24000, ByteOrder::Big),
+        ] {
+            let mut f = framer(Input::Pcm(24000), 160);
+            f.set_target(target, 0);
+            assert_eq!(f.target(), target);
+            assert_eq!(f.frame_bytes(), 160 * target.bytes_per_tick(), "{target}");
+            let got = push_in_pieces(&mut f, &s16le(&pcm));
+            let mut resampled = Vec::new();
+            Resampler::new(24000, target.rate)
+                .unwrap()
+                .process(&pcm, &mut resampled);
+            let mut want = Vec::new();
+            target.encode(&resampled, &mut want);
+            assert_eq!(got.len(), want.len() / f.frame_bytes(), "{target}");
+            assert_eq!(got.concat(), want[..got.concat().len()], "{target}");
+        }
+    }
+
+    #[test]
+    fn g711_input_passes_through_into_its_own_codec_and_is_transcoded_otherwise() {
+        let alaw_bytes: Vec<u8> = (0..=255).collect();
+        let mut f = framer(Input::Alaw, 160);
+        f.set_target(WireFormat::PCMA, 0);
+        f.push(&alaw_bytes).unwrap();
+        assert_eq!(f.pending(), alaw_bytes);
+        // A-law into a μ-law call: decoded and encoded again.
+        let mut f = framer(Input::Alaw, 160);
+        f.push(&alaw_bytes).unwrap();
+        let want: Vec<u8> = alaw_bytes
+            .iter()
+            .map(|&c| g711::encode(alaw::decode(c)))
+            .collect();
+        assert_eq!(f.pending(), want);
+        // μ-law into a 16 kHz L16 call: decoded and upsampled.
+        let ulaw: Vec<u8> = (0..160u32).map(|i| (i * 7) as u8).collect();
+        let target = WireFormat::l16(16000, crate::codec::ByteOrder::Big);
+        let mut f = framer(Input::Mulaw, 160);
+        f.set_target(target, 0);
+        f.push(&ulaw).unwrap();
+        let decoded: Vec<i16> = ulaw.iter().map(|&c| g711::decode(c)).collect();
+        let mut up = Vec::new();
+        Resampler::new(8000, 16000)
+            .unwrap()
+            .process(&decoded, &mut up);
+        let mut want = Vec::new();
+        target.encode(&up, &mut want);
+        assert_eq!(f.pending(), want);
+    }
+
+    #[test]
+    fn a_provider_minimum_lengthens_frames_and_pads_the_last() {
+        let mut f = framer(Input::Mulaw, 80);
+        // Telnyx: at least 20 ms.
+        f.set_target(WireFormat::PCMA, 160);
+        assert_eq!(f.frame_bytes(), 160);
+        f.push(&[0xFF; 200]).unwrap();
+        let got = frames(&mut f, Take::All);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].len(), 160);
+        // 40 bytes of audio, then A-law silence up to 20 ms.
+        assert_eq!(got[1].len(), 160);
+        assert!(got[1][40..].iter().all(|&b| b == alaw::SILENCE));
     }
 }

@@ -36,9 +36,8 @@ use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS, DEFAU
 use crate::call::{
     self, Call, Outgoing, SINK_COUNTERS, SendError, Slot, Stat, Stats, find_counter,
 };
-use crate::codec::resample::DOWNSAMPLER_RATES;
+use crate::codec::resample::RATES;
 use crate::endpoint::{self, Endpoint};
-use crate::protocol;
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};
 
@@ -119,12 +118,13 @@ impl State {
         let (anchor_sample, anchor_time) = self.anchor;
         let sent = self.framer.send_frames(take, |start, payload| {
             let mut json = String::new();
-            protocol::write_media_json(sid, payload, &mut json);
+            call.dialect().write_media(sid, payload, &mut json);
             let offset = start as i64 - anchor_sample as i64;
             let running_time = (anchor_time as i64 + offset * NS_PER_SAMPLE as i64).max(0) as u64;
             let media = Outgoing::Media {
                 text: json,
-                samples: payload.len() as u32,
+                bytes: payload.len() as u32,
+                duration: call.audio_ns(payload.len()),
                 running_time,
             };
             match call.send(media) {
@@ -142,6 +142,17 @@ impl State {
 }
 
 impl TwilioStreamSink {
+    /// Frames leave once full: sync that much (and the resampler's delay)
+    /// early so they leave on time. Set by the caps and the call's format.
+    pub(super) fn update_render_delay(&self) {
+        let delay = {
+            let state = self.state.lock().unwrap();
+            gst::ClockTime::from_mseconds(state.framer.frame_ms())
+                + gst::ClockTime::from_nseconds(state.framer.delay_ns())
+        };
+        self.obj().set_render_delay(delay);
+    }
+
     pub(super) fn current_call(&self) -> Option<Arc<Call>> {
         let state = self.state.lock().unwrap();
         state
@@ -352,10 +363,16 @@ impl ElementImpl for TwilioStreamSink {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
             let mut caps = gst_audio::AudioCapsBuilder::new_interleaved()
                 .format(gst_audio::AudioFormat::S16le)
-                .rate_list(DOWNSAMPLER_RATES.iter().map(|&r| r as i32))
+                .rate_list(RATES.iter().map(|&r| r as i32))
                 .channels(1)
                 .build();
             caps.get_mut().unwrap().append(crate::mulaw_caps());
+            caps.get_mut().unwrap().append(
+                gst::Caps::builder("audio/x-alaw")
+                    .field("rate", 8000i32)
+                    .field("channels", 1i32)
+                    .build(),
+            );
             vec![
                 gst::PadTemplate::new(
                     "sink",
@@ -469,24 +486,21 @@ impl BaseSinkImpl for TwilioStreamSink {
             .ok_or_else(|| gst::loggable_error!(CAT, "empty caps"))?;
         let input = match s.name().as_str() {
             "audio/x-mulaw" => Input::Mulaw,
+            "audio/x-alaw" => Input::Alaw,
             _ => Input::Pcm(
                 s.get::<i32>("rate")
                     .map_err(|_| gst::loggable_error!(CAT, "no rate in {caps}"))?
                     as u32,
             ),
         };
-        let delay = {
-            let mut state = self.state.lock().unwrap();
-            let framer = &mut state.framer;
-            framer
-                .set_input(input)
-                .map_err(|e| gst::loggable_error!(CAT, "unsupported rate {}", e.0))?;
-            gst::ClockTime::from_mseconds(framer.frame_bytes() as u64 / 8)
-                + gst::ClockTime::from_nseconds(framer.delay_ns())
-        };
+        self.state
+            .lock()
+            .unwrap()
+            .framer
+            .set_input(input)
+            .map_err(|e| gst::loggable_error!(CAT, "unsupported rate {}", e.0))?;
         gst::debug!(CAT, imp = self, "input {input:?} for caps {caps}");
-        // Frames leave once full: sync that much early so they leave on time.
-        self.obj().set_render_delay(delay);
+        self.update_render_delay();
         Ok(())
     }
 

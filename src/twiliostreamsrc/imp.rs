@@ -16,7 +16,8 @@ use gst_base::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
-use super::output::{Converter, Output, StereoConverter};
+use super::convert::{Converter, StereoConverter};
+use super::output::Output;
 use super::properties::{self, GapFill, Settings, Tracks};
 use super::quality::{meter, reported_latency};
 use super::shared_threads::Shared;
@@ -24,6 +25,7 @@ use super::timeline::Timeline;
 use super::timing::{Received, Resume};
 use super::tracks::Aligner;
 use crate::call::{Call, CallEvent, DtmfDigit, Events, Slot};
+use crate::codec::WireFormat;
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
 use crate::quality::Meter;
@@ -46,6 +48,8 @@ pub(super) struct State {
     pub(super) call: Option<Arc<Call>>,
     pub(super) events: Option<Events>,
     pub(super) start: Option<Arc<StartInfo>>,
+    /// The call's audio on the wire (8 kHz μ-law until its `start`).
+    pub(super) format: WireFormat,
     pub(super) output: Option<Output>,
     pub(super) converter: Converter,
     /// From the first chunk on.
@@ -217,7 +221,7 @@ impl TwilioStreamSrc {
     /// the `latency` property, and with `track=both` the wait for the
     /// slower track.
     pub(super) fn latency(&self) -> gst::ClockTime {
-        let output = self.state.lock().unwrap().output.unwrap_or(Output::Pcm16k);
+        let output = self.state.lock().unwrap().output.unwrap_or_default();
         let (extra, tracks) = {
             let settings = self.settings.lock().unwrap();
             (settings.latency_ms, settings.track)
@@ -236,6 +240,7 @@ impl TwilioStreamSrc {
             }
             Some(CallEvent::Start(start)) => {
                 self.handle_start(start);
+                self.follow_call_format()?;
                 return Ok(Step::Next);
             }
             Some(CallEvent::Dtmf(digit)) => {
@@ -446,7 +451,8 @@ impl BaseSrcImpl for TwilioStreamSrc {
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let output = Output::from_caps(caps)
+        let format = self.state.lock().unwrap().format;
+        let output = Output::from_caps(caps, format)
             .ok_or_else(|| gst::loggable_error!(CAT, "unsupported caps {caps}"))?;
         gst::debug!(CAT, imp = self, "output {output:?} for caps {caps}");
         let changed = {
@@ -465,7 +471,8 @@ impl BaseSrcImpl for TwilioStreamSrc {
     }
 
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
-        let caps = Output::caps(self.settings.lock().unwrap().track.channels());
+        let format = self.state.lock().unwrap().format;
+        let caps = Output::caps(self.settings.lock().unwrap().track.channels(), format);
         Some(match filter {
             Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
             None => caps,

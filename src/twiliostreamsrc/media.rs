@@ -22,7 +22,7 @@ use super::timeline::{self, NS_PER_SAMPLE, Timeline};
 use super::timing::AfterPause;
 use super::tracks::{Aligner, Frame, Placed, TRACK_WAIT};
 use crate::call::{MediaChunk, Stat};
-use crate::codec::{Upsampler, g711};
+use crate::codec::WireFormat;
 use crate::protocol::{StartInfo, Track};
 
 /// Which tracks `start` says the stream carries, in channel order. A stream
@@ -125,7 +125,8 @@ impl TwilioStreamSrc {
         let buffer = if carried {
             self.make_buffer(state, &chunk.ulaw, silence, discont)
         } else {
-            self.make_buffer(state, &[], silence + chunk.ulaw.len() as u64, discont)
+            let ticks = state.format.ticks(chunk.ulaw.len());
+            self.make_buffer(state, &[], silence + ticks, discont)
         };
         buffer.map(Some)
     }
@@ -153,10 +154,12 @@ impl TwilioStreamSrc {
         if state.timeline.is_none() {
             self.anchor(state, chunk);
             let [inbound, outbound] = state.carried;
-            state.aligner = Some(Aligner::new(inbound, outbound, TRACK_WAIT));
+            state.aligner = Some(
+                Aligner::new(inbound, outbound, TRACK_WAIT).with_silence(state.format.silence()),
+            );
         }
         if let Some(timeline) = state.timeline.as_mut() {
-            timeline.observe(&placing(chunk));
+            timeline.observe(&placing(chunk, state.format));
         }
         let aligner = state.aligner.as_mut().expect("made with the timeline");
         let placed = aligner.push(chunk.track, chunk.timestamp_ms, &chunk.ulaw, chunk.arrival);
@@ -306,10 +309,7 @@ impl TwilioStreamSrc {
             "our clock against Twilio's: {:+.1} ppm",
             timeline.skew_ppm()
         );
-        let tail = match state.output {
-            Some(Output::Pcm16k) => Upsampler::DELAY.div_ceil(2),
-            _ => 0,
-        };
+        let tail = state.output.map_or(0, Output::tail_ticks);
         if state.tracks == Tracks::Both {
             let frame = state.aligner.as_mut().and_then(Aligner::finish);
             return self
@@ -320,7 +320,7 @@ impl TwilioStreamSrc {
         if tail == 0 {
             return None;
         }
-        let zeros = vec![g711::SILENCE; tail];
+        let zeros = vec![state.format.silence(); tail * state.format.bytes_per_tick()];
         self.make_buffer(state, &zeros, 0, false).ok()
     }
 
@@ -330,7 +330,8 @@ impl TwilioStreamSrc {
         let now = self.running_time();
         let waited = Instant::now().saturating_duration_since(chunk.arrival);
         let tracks = state.start.as_ref().map_or(&[][..], |s| &s.tracks[..]);
-        let timeline = Timeline::first(&placing(chunk), now, waited, output.delay(), tracks);
+        let placing = placing(chunk, state.format);
+        let timeline = Timeline::first(&placing, now, waited, output.delay(), tracks);
         gst::debug!(
             CAT,
             imp = self,
@@ -364,10 +365,12 @@ impl TwilioStreamSrc {
         let Some(timeline) = state.timeline.as_mut() else {
             return;
         };
-        timeline.reanchor(&placing(chunk), now, waited);
+        timeline.reanchor(&placing(chunk, state.format), now, waited);
         if state.aligner.is_some() {
             let [inbound, outbound] = state.carried;
-            state.aligner = Some(Aligner::new(inbound, outbound, TRACK_WAIT));
+            state.aligner = Some(
+                Aligner::new(inbound, outbound, TRACK_WAIT).with_silence(state.format.silence()),
+            );
         }
         state.discont = true;
         self.fill_timer_rearm();
@@ -390,7 +393,7 @@ impl TwilioStreamSrc {
             // Anchored anew at this chunk.
             return (0, true);
         }
-        let placed = timeline.place(&placing(chunk));
+        let placed = timeline.place(&placing(chunk, state.format));
         if placed.late > 0 {
             if let Some(call) = &state.call {
                 call.stats.add(Stat::ChunksFilledLate, 1);
@@ -446,18 +449,18 @@ impl TwilioStreamSrc {
         (placed.silence, placed.discont)
     }
 
-    /// A buffer of `silence` 8 kHz samples of silence followed by `ulaw`, in
-    /// the output format, at the current position.
+    /// A buffer of `silence` ticks (8 kHz samples) of silence followed by
+    /// `wire` (the call's bytes), in the output format, at the current position.
     fn make_buffer(
         &self,
         state: &mut State,
-        ulaw: &[u8],
+        wire: &[u8],
         silence: u64,
         discont: bool,
     ) -> Result<gst::Buffer, gst::FlowError> {
         let output = state.output.ok_or(gst::FlowError::NotNegotiated)?;
         let timeline = state.timeline.as_mut().expect("placed before");
-        let samples = silence + ulaw.len() as u64;
+        let samples = silence + state.format.ticks(wire.len());
         let span = timeline.span(samples, output.factor(), output.delay());
         let mut buffer = gst::Buffer::with_size(samples as usize * output.bytes_per_input_sample())
             .map_err(|_| gst::FlowError::Error)?;
@@ -473,19 +476,19 @@ impl TwilioStreamSrc {
             let mut map = buffer.map_writable().map_err(|_| gst::FlowError::Error)?;
             state
                 .converter
-                .write(output, silence as usize, ulaw, map.as_mut_slice());
+                .write(output, silence as usize, wire, map.as_mut_slice());
         }
         timeline.advance(samples);
         Ok(buffer)
     }
 }
 
-/// What the timeline needs to know of a chunk.
-fn placing(chunk: &MediaChunk) -> timeline::Chunk {
+/// What the timeline needs to know of a chunk in `format`.
+fn placing(chunk: &MediaChunk, format: WireFormat) -> timeline::Chunk {
     timeline::Chunk {
         timestamp_ms: chunk.timestamp_ms,
         number: chunk.chunk,
-        samples: chunk.ulaw.len() as u64,
+        samples: format.ticks(chunk.ulaw.len()),
         arrival: chunk.arrival,
     }
 }

@@ -16,6 +16,7 @@ use gst::subclass::prelude::*;
 
 use crate::call::Slot;
 
+mod convert;
 mod drift;
 mod imp;
 mod media;
@@ -26,6 +27,7 @@ mod shared_threads;
 mod timeline;
 mod timing;
 mod tracks;
+mod wire;
 
 glib::wrapper! {
     pub struct TwilioStreamSrc(ObjectSubclass<imp::TwilioStreamSrc>)

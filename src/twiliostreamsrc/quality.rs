@@ -47,7 +47,7 @@ impl TwilioStreamSrc {
             return;
         }
         let latency_ms = self.settings.lock().unwrap().latency_ms;
-        let output = state.output.unwrap_or(Output::Pcm16k);
+        let output = state.output.unwrap_or_default();
         state
             .meter
             .set_latency(reported_latency(output, latency_ms, state.tracks).into());
@@ -61,7 +61,7 @@ impl TwilioStreamSrc {
             chunk.track.index(),
             chunk.arrival,
             chunk.timestamp_ms,
-            chunk.ulaw.len() as u64,
+            state.format.ticks(chunk.ulaw.len()),
         );
         state.report_due |= due;
     }
@@ -85,9 +85,9 @@ impl TwilioStreamSrc {
     /// The reported latency in ms, and whether losses are concealed.
     fn conditions(&self, state: &State) -> (f64, bool) {
         let settings = self.settings.lock().unwrap();
-        let output = state.output.unwrap_or(Output::Pcm16k);
+        let output = state.output.unwrap_or_default();
         let latency = reported_latency(output, settings.latency_ms, state.tracks);
-        let concealment = state.gap_fill == GapFill::Plc && output != Output::Mulaw;
+        let concealment = state.gap_fill == GapFill::Plc && output.conceals();
         (latency.nseconds() as f64 / 1e6, concealment)
     }
 

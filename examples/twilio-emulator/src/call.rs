@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use gsttwiliostream::protocol::{
-    Counter, Dtmf, Inbound, InboundMedia, Mark, MediaFormat, Outbound, StartInfo, StopInfo, Track,
+    Counter, Dtmf, Inbound, InboundMedia, Mark, Outbound, StartInfo, StopInfo, Track,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -16,8 +16,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub use tokio_tungstenite::tungstenite::Error as WsError;
 
+use gsttwiliostream::codec::WireFormat;
+
 use crate::dial::{Dialer, Stream};
 use crate::playout::{FRAME, FRAME_SAMPLES, Playback, Player, Playout};
+use crate::provider::Provider;
 
 /// The WebSocket is gone; nothing more can be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +50,10 @@ pub struct CallParams {
     /// Number the chunks of both tracks with one `media.chunk` counter
     /// instead of one per track (Twilio's choice is unconfirmed).
     pub shared_chunk_counter: bool,
+    /// Whose side is played (Twilio unless told).
+    pub provider: Provider,
+    /// The audio on the wire, both ways (8 kHz μ-law unless told).
+    pub format: WireFormat,
 }
 
 static NEXT_SID: AtomicU64 = AtomicU64::new(1);
@@ -64,6 +71,18 @@ impl CallParams {
         CallParams {
             tracks: tracks.iter().map(|t| t.as_str().to_owned()).collect(),
             ..CallParams::default()
+        }
+    }
+
+    /// A Twilio-like stream of `provider` carrying `format`, with ids in
+    /// its style.
+    pub fn of(provider: Provider, format: WireFormat) -> CallParams {
+        let params = CallParams::default();
+        CallParams {
+            stream_sid: crate::provider::stream_id(provider, &params.stream_sid),
+            provider,
+            format,
+            ..params
         }
     }
 
@@ -91,6 +110,8 @@ impl Default for CallParams {
             custom_parameters: BTreeMap::new(),
             first_timestamp_ms: 155,
             shared_chunk_counter: false,
+            provider: Provider::Twilio,
+            format: WireFormat::PCMU,
         }
     }
 }
@@ -169,6 +190,8 @@ impl TwilioCall {
         let sequence = Arc::new(AtomicU64::new(1));
         let stream_sid = params.stream_sid.clone();
         let unidirectional = params.unidirectional();
+        let provider = params.provider;
+        let width = params.format.bytes_per_tick();
         let mut player = {
             let (out, sequence, stream_sid) = (out.clone(), sequence.clone(), stream_sid.clone());
             Player::new(playback.clone(), move |name: &str| {
@@ -179,7 +202,7 @@ impl TwilioCall {
                         name: name.to_owned(),
                     },
                 };
-                let _ = out.send(Message::text(echo.to_json()));
+                let _ = out.send(Message::text(provider.text(&echo)));
             })
         };
         let (tx, received) = mpsc::unbounded_channel();
@@ -190,7 +213,7 @@ impl TwilioCall {
                 let msg = tokio::select! {
                     msg = read.next() => msg,
                     _ = ticks.tick(), if playout == Playout::RealTime => {
-                        player.play(Some(FRAME_SAMPLES));
+                        player.play(Some(FRAME_SAMPLES * width));
                         continue;
                     }
                 };
@@ -198,21 +221,16 @@ impl TwilioCall {
                     Some(Ok(Message::Text(text))) if unidirectional => Received::Invalid(format!(
                         "a message on a one-way stream (Twilio error 31924): {text}"
                     )),
-                    Some(Ok(Message::Text(text))) => {
-                        match serde_json::from_str::<Outbound>(&text) {
-                            Ok(out) if out_sid(&out) != stream_sid => {
-                                Received::Invalid(format!("wrong streamSid in {text}"))
+                    Some(Ok(Message::Text(text))) => match provider.read(&text, &stream_sid) {
+                        Ok(out) => {
+                            player.take(&out);
+                            if playout == Playout::Instant {
+                                player.play(None);
                             }
-                            Ok(out) => {
-                                player.take(&out);
-                                if playout == Playout::Instant {
-                                    player.play(None);
-                                }
-                                Received::Message(out, text.to_string())
-                            }
-                            Err(e) => Received::Invalid(format!("{e}: {text}")),
+                            Received::Message(out, text.to_string())
                         }
-                    }
+                        Err(e) => Received::Invalid(e),
+                    },
                     Some(Ok(Message::Binary(b))) => {
                         Received::Invalid(format!("binary frame of {} bytes", b.len()))
                     }
@@ -268,11 +286,7 @@ impl TwilioCall {
                 call_sid: self.params.call_sid.clone(),
                 tracks: self.params.tracks.clone(),
                 custom_parameters: self.params.custom_parameters.clone(),
-                media_format: Some(MediaFormat {
-                    encoding: "audio/x-mulaw".to_owned(),
-                    sample_rate: 8000,
-                    channels: 1,
-                }),
+                media_format: Some(self.params.provider.media_format(self.params.format)),
             },
         };
         self.send(&start)
@@ -298,7 +312,8 @@ impl TwilioCall {
         self.positions.iter().max().copied().unwrap_or(0) as f64 / 8000.0
     }
 
-    /// Sends one chunk of the caller's μ-law, numbered and timestamped in order.
+    /// Sends one chunk of the caller's audio (in the stream's format),
+    /// numbered and timestamped in order.
     pub fn send_media(&mut self, ulaw: &[u8]) -> Result<(), Disconnected> {
         self.send_media_on(Track::Inbound, ulaw)
     }
@@ -331,7 +346,7 @@ impl TwilioCall {
             },
         };
         *self.chunk_counter(track) += 1;
-        self.positions[track.index()] += ulaw.len() as u64;
+        self.positions[track.index()] += self.params.format.ticks(ulaw.len());
         msg
     }
 
@@ -394,8 +409,10 @@ impl TwilioCall {
         self.send(&msg)
     }
 
+    /// Sends `msg` spelled as the stream's provider spells it.
     pub fn send(&mut self, msg: &Inbound<'_>) -> Result<(), Disconnected> {
-        self.send_text(&msg.to_json())
+        let text = self.params.provider.text(msg);
+        self.send_text(&text)
     }
 
     /// Sends any text frame (for malformed-input tests).
@@ -443,13 +460,5 @@ impl TwilioCall {
         self.reader.abort();
         let _ = self.writer.await;
         let _ = self.reader.await;
-    }
-}
-
-fn out_sid(out: &Outbound) -> &str {
-    match out {
-        Outbound::Media { stream_sid, .. }
-        | Outbound::Mark { stream_sid, .. }
-        | Outbound::Clear { stream_sid } => stream_sid,
     }
 }

@@ -29,6 +29,9 @@ pub struct Dialer {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Connect to this Unix socket instead of the URL's host and port.
     pub unix_socket: Option<PathBuf>,
+    /// Send `Authorization: Bearer` with this token, as SignalWire does
+    /// with the `<Stream authBearerToken>`.
+    pub bearer_token: Option<String>,
 }
 
 /// A connected WebSocket, over TCP or a Unix socket.
@@ -86,6 +89,11 @@ impl Dialer {
                 "X-Twilio-Signature",
                 HeaderValue::from_str(&signature).expect("base64 is a valid header value"),
             );
+        }
+        if let Some(token) = &self.bearer_token {
+            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|e| WsError::HttpFormat(e.into()))?;
+            request.headers_mut().insert("Authorization", value);
         }
         Ok(request)
     }

@@ -7,6 +7,7 @@
 //! * [`load`]: a lean echo call for load tests.
 //! * [`playout`]: Twilio's playout queue: real-time playback, mark echoes, clear.
 //! * [`impair`]: loss, jitter and clock skew on the way, from a seed.
+//! * [`provider`]: Twilio, SignalWire or Telnyx, and the codec streamed.
 //! * [`audio`]: tones and WAV files as 8 kHz μ-law.
 //! * [`speech`]: a spoken caller, from text (espeak).
 
@@ -17,6 +18,7 @@ pub mod impair;
 pub mod load;
 pub mod play;
 pub mod playout;
+pub mod provider;
 pub mod speech;
 
 pub use call::{CallParams, Disconnected, Received, TwilioCall};
@@ -24,3 +26,4 @@ pub use dial::Dialer;
 pub use impair::Impairments;
 pub use play::{Ending, Report, Script};
 pub use playout::{MarkEcho, Playback, Playout};
+pub use provider::Provider;

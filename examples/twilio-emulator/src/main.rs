@@ -6,10 +6,53 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use gsttwiliostream::codec::{Resampler, WireFormat};
 use gsttwiliostream::protocol::Track;
 use twilio_emulator::{
-    CallParams, Dialer, Ending, Impairments, Playout, Script, TwilioCall, audio, speech,
+    CallParams, Dialer, Ending, Impairments, Playout, Provider, Script, TwilioCall, audio,
+    provider, speech,
 };
+
+/// Whose Media Streams protocol the emulator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Dialect {
+    Twilio,
+    /// Twilio's messages, UUID ids, L16 as audio/x-L16
+    Signalwire,
+    /// snake_case, stream_id, codec names; takes media/mark/clear without an id
+    Telnyx,
+}
+
+/// The stream's codec, both ways (L16 big-endian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CodecArg {
+    Pcmu,
+    Pcma,
+    #[value(name = "l16-8k")]
+    L16_8k,
+    #[value(name = "l16-16k")]
+    L16_16k,
+    #[value(name = "l16-24k")]
+    L16_24k,
+}
+
+impl CodecArg {
+    fn format(self) -> WireFormat {
+        let name = self.to_possible_value().expect("no skipped values");
+        provider::codec(name.get_name()).expect("every --codec is known")
+    }
+}
+
+/// `pcm` (8 kHz) in `format`: resampled to its rate, encoded.
+fn encode_as(format: WireFormat, pcm: &[i16]) -> Vec<u8> {
+    let mut resampled = Vec::new();
+    Resampler::new(8000, format.rate)
+        .expect("telephone rates")
+        .process(pcm, &mut resampled);
+    let mut out = Vec::new();
+    format.encode(&resampled, &mut out);
+    out
+}
 
 /// Which tracks the emulated stream carries, as TwiML asks for them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -39,6 +82,20 @@ impl Tracks {
 struct Args {
     /// WebSocket URL of the plugin, e.g. ws://127.0.0.1:8080/
     url: String,
+
+    /// Whose protocol to speak: twilio, signalwire or telnyx
+    #[arg(long, value_enum, default_value_t = Dialect::Twilio)]
+    dialect: Dialect,
+
+    /// Send Authorization: Bearer TOKEN on the upgrade, as SignalWire does
+    /// with <Stream authBearerToken="TOKEN">
+    #[arg(long)]
+    bearer_token: Option<String>,
+
+    /// The codec streamed both ways: pcmu, pcma, l16-8k, l16-16k, l16-24k
+    /// (Twilio itself streams pcmu only)
+    #[arg(long, value_enum, default_value_t = CodecArg::Pcmu)]
+    codec: CodecArg,
 
     /// The tracks of the stream: inbound (the caller), outbound (what the
     /// caller hears) or both (one-way streams take nothing back)
@@ -230,9 +287,15 @@ async fn main() -> ExitCode {
         }
     };
     let seconds = inbound.len().max(outbound.len()) as f64 / 8000.0;
+    let format = args.codec.format();
+    let provider = match args.dialect {
+        Dialect::Twilio => Provider::Twilio,
+        Dialect::Signalwire => Provider::SignalWire,
+        Dialect::Telnyx => Provider::Telnyx,
+    };
     let script = Script {
-        audio: audio::encode(&inbound),
-        outbound: audio::encode(&outbound),
+        audio: encode_as(format, &inbound),
+        outbound: encode_as(format, &outbound),
         chunk_samples: args.chunk_ms.max(1) * 8,
         realtime: !args.fast,
         dtmf: args.dtmf.clone(),
@@ -276,6 +339,7 @@ async fn main() -> ExitCode {
             None => None,
         },
         unix_socket: None,
+        bearer_token: args.bearer_token.clone().filter(|t| !t.is_empty()),
     };
     let mut calls = Vec::new();
     for n in 1..=args.calls {
@@ -283,7 +347,8 @@ async fn main() -> ExitCode {
             custom_parameters: args.params.iter().cloned().collect(),
             first_timestamp_ms: args.first_timestamp,
             shared_chunk_counter: args.shared_chunk_counter,
-            ..CallParams::with_tracks(args.track.tracks())
+            tracks: CallParams::with_tracks(args.track.tracks()).tracks,
+            ..CallParams::of(provider, format)
         };
         let url = args.url.clone();
         let script = script.clone();
@@ -309,11 +374,11 @@ async fn main() -> ExitCode {
                 println!(
                     "call {n}: received {} media message(s) ({:.2} s of audio), {} mark(s) {:?}, {} clear(s), {:.2} s played{}",
                     report.media_messages,
-                    report.media.len() as f64 / 8000.0,
+                    format.duration_ns(report.media.len()) as f64 / 1e9,
                     report.marks.len(),
                     report.marks,
                     report.clears,
-                    report.playback.played.len() as f64 / 8000.0,
+                    format.duration_ns(report.playback.played.len()) as f64 / 1e9,
                     match report.closed_by_plugin {
                         Some(code) => format!(", closed by the plugin (code {code:?})"),
                         None => String::new(),
@@ -324,14 +389,14 @@ async fn main() -> ExitCode {
                         "call {n}: mark {:?} echoed at {:.3} s, after {:.3} s of audio played{}",
                         m.name,
                         m.at.as_secs_f64(),
-                        m.played_samples as f64 / 8000.0,
+                        format.duration_ns(m.played_samples) as f64 / 1e9,
                         if m.cleared { " (flushed by clear)" } else { "" }
                     );
                 }
                 if report.playback.clears > 0 {
                     println!(
                         "call {n}: clear dropped {:.3} s of queued audio",
-                        report.playback.cleared_samples as f64 / 8000.0
+                        format.duration_ns(report.playback.cleared_samples) as f64 / 1e9
                     );
                 }
                 if let Some(path) = &args.record {
@@ -343,11 +408,12 @@ async fn main() -> ExitCode {
                             path.file_stem().unwrap_or_default().to_string_lossy()
                         ))
                     };
-                    let heard = audio::decode(&report.playback.played);
-                    match audio::write_wav(&path, &heard, 8000) {
+                    let mut heard = Vec::new();
+                    format.decode(&report.playback.played, &mut heard);
+                    match audio::write_wav(&path, &heard, format.rate) {
                         Ok(()) => println!(
                             "call {n}: what the caller heard ({:.2} s): {}",
-                            heard.len() as f64 / 8000.0,
+                            heard.len() as f64 / format.rate as f64,
                             path.display()
                         ),
                         Err(e) => {

@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use gsttwiliostream::codec::g711;
 use gsttwiliostream::protocol::{Outbound, Track};
 use tokio::time::Instant;
 
@@ -28,11 +27,12 @@ pub enum Ending {
 /// What to play into a call: the tracks its `start.tracks` names.
 #[derive(Debug, Clone)]
 pub struct Script {
-    /// The inbound track (the caller): 8 kHz μ-law.
+    /// The inbound track (the caller), in the stream's format (8 kHz
+    /// μ-law unless the call's params say otherwise).
     pub audio: Vec<u8>,
     /// The outbound track (what the caller hears), for a stream that has one.
     pub outbound: Vec<u8>,
-    /// Samples per media message (160 = 20 ms).
+    /// Ticks (8 kHz samples, 125 µs) per media message (160 = 20 ms).
     pub chunk_samples: usize,
     /// Pace the chunks in real time, or send them as fast as possible.
     pub realtime: bool,
@@ -123,7 +123,9 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
     .filter(|(track, _)| call.params.carries(*track))
     .map(|(track, audio)| (track, audio.as_slice()))
     .collect();
-    let chunk_samples = script.chunk_samples.max(1);
+    let width = call.params.format.bytes_per_tick();
+    let silence = call.params.format.silence();
+    let chunk_samples = script.chunk_samples.max(1) * width;
     let longest = tracks.iter().map(|(_, a)| a.len()).max().unwrap_or(0);
     let mut padded = Vec::with_capacity(chunk_samples);
     for (n, start) in (0..longest).step_by(chunk_samples).enumerate() {
@@ -144,11 +146,11 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
             } else {
                 padded.clear();
                 padded.extend_from_slice(have);
-                padded.resize(len, g711::SILENCE);
+                padded.resize(len, silence);
                 &padded[..]
             };
             if impairer.lose() {
-                call.lose_media_on(track, chunk.len());
+                call.lose_media_on(track, chunk.len() / width);
             } else {
                 call.send_media_on(track, chunk)?;
             }

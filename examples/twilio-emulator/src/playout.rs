@@ -28,6 +28,7 @@ pub enum Playout {
 pub struct MarkEcho {
     pub name: String,
     /// Samples played (8 kHz) when the mark was echoed.
+    /// (Bytes of the stream's format; μ-law: samples.)
     pub played_samples: usize,
     /// Time since the call connected.
     pub at: Duration,

@@ -25,6 +25,11 @@
 //! Nothing allocates once the buffers have grown to the block size.
 //! Arithmetic is `f32`, far below the 16-bit quantisation floor.
 //!
+//! * [`Resampler`], any of 8/16/24/48 kHz to any other: the two above where
+//!   they fit, otherwise (wideband L16 calls: 8 → 24, 16 ↔ 24, 48 → 16/24
+//!   kHz) a polyphase FIR designed per pair to the same bar scaled to the
+//!   band (flat to 85 % of half the lower rate, ≥ 95 dB down from 115 %).
+//!
 //! Where things live: the filters' design in `filter_design.rs`, the FIR
 //! kernels, their AVX2 + FMA builds and the sample buffers they run over in
 //! `fir.rs`, then [`Upsampler`] and [`Downsampler`] (with its decimating
@@ -34,9 +39,11 @@ mod filter_design;
 mod fir;
 
 mod downsampler;
+mod rational;
 mod upsampler;
 
 pub use downsampler::Downsampler;
+pub use rational::{RATES, Resampler, delay_ns};
 pub use upsampler::Upsampler;
 
 /// Supported input rates of [`Downsampler`].

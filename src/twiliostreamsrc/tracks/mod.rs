@@ -44,6 +44,8 @@ struct Lane {
     pending: Vec<u8>,
     /// Beside `pending`: which samples stand in for lost audio (to conceal).
     lost_mask: Vec<bool>,
+    /// The byte of silence in the call's codec.
+    silence: u8,
     /// Length of its last chunk, to count lost chunks in.
     chunk_len: u64,
     /// Silence filled since its last audio, and the chunks counted for it.
@@ -66,6 +68,7 @@ impl Lane {
             // Room for the wait and a few chunks: no allocation per chunk.
             pending: Vec::with_capacity(4 * TRACK_WAIT as usize),
             lost_mask: Vec::with_capacity(4 * TRACK_WAIT as usize),
+            silence: g711::SILENCE,
             chunk_len: DEFAULT_CHUNK,
             run: 0,
             run_counted: 0,
@@ -78,7 +81,7 @@ impl Lane {
     /// Appends `n` samples of silence, counting the chunks they stand for.
     fn fill(&mut self, n: u64) {
         self.pending
-            .resize(self.pending.len() + n as usize, g711::SILENCE);
+            .resize(self.pending.len() + n as usize, self.silence);
         self.lost_mask
             .resize(self.pending.len(), self.expected && self.started);
         if !(self.expected && self.started) {
@@ -171,6 +174,13 @@ impl Aligner {
             jump: None,
             max_wait,
         }
+    }
+
+    /// Fills silence with `byte` (the call's codec's silence; μ-law's
+    /// unless told).
+    pub fn with_silence(mut self, byte: u8) -> Aligner {
+        self.lanes.iter_mut().for_each(|l| l.silence = byte);
+        self
     }
 
     fn end(&self, track: Track) -> u64 {

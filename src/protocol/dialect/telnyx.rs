@@ -1,0 +1,286 @@
+//! Telnyx (Call Control `streaming_start`, TeXML `<Stream>`): Twilio's flow
+//! in snake_case. `stream_id` in place of `streamSid`, `sequence_number`,
+//! `start.media_format {encoding, sample_rate, channels}` with codec names
+//! (`PCMU`, `PCMA`, `L16`, …), `start.call_control_id` for the call, an
+//! `error` event, and no stream id in what we send: `{"event":"media",
+//! "media":{"payload"}}`, `mark`, `clear`. Telnyx does not guarantee the
+//! order of media events; the session's reorder window puts them back.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde::de::Error as _;
+
+use super::Dialect;
+use crate::protocol::{
+    Counter, Dtmf, Inbound, InboundMedia, Mark, MediaFormat, ProviderError, StartInfo, StopInfo,
+    Text,
+};
+
+/// Telnyx media streaming.
+#[derive(Debug, Clone, Copy)]
+pub struct Telnyx;
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    sequence_number: Option<Counter>,
+    #[serde(borrow)]
+    stream_id: Option<Text<'a>>,
+    version: Option<String>,
+    start: Option<Start>,
+    #[serde(borrow)]
+    media: Option<InboundMedia<'a>>,
+    dtmf: Option<TelnyxDtmf>,
+    mark: Option<Mark>,
+    stop: Option<Stop>,
+    payload: Option<ErrorPayload>,
+}
+
+#[derive(Deserialize)]
+struct Start {
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    call_control_id: String,
+    #[serde(default)]
+    call_session_id: String,
+    tracks: Option<Vec<String>>,
+    #[serde(default)]
+    custom_parameters: BTreeMap<String, serde_json::Value>,
+    media_format: Option<MediaFormat>,
+}
+
+#[derive(Deserialize)]
+struct TelnyxDtmf {
+    digit: String,
+}
+
+#[derive(Deserialize, Default)]
+struct Stop {
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    call_control_id: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorPayload {
+    #[serde(default)]
+    code: serde_json::Value,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    detail: String,
+}
+
+fn required<T>(value: Option<T>, field: &'static str) -> Result<T, serde_json::Error> {
+    value.ok_or_else(|| serde_json::Error::missing_field(field))
+}
+
+impl Dialect for Telnyx {
+    fn name(&self) -> &'static str {
+        "telnyx"
+    }
+
+    fn parse<'a>(&self, text: &'a str) -> Result<Inbound<'a>, serde_json::Error> {
+        let e: Envelope<'a> = serde_json::from_str(text)?;
+        let sid = |e: Option<Text<'a>>| required(e, "stream_id").map(|t| t.0);
+        Ok(match &*e.event {
+            "connected" => Inbound::Connected {
+                protocol: None,
+                version: e.version,
+            },
+            "start" => {
+                let start = required(e.start, "start")?;
+                let stream_sid = sid(e.stream_id)?.into_owned();
+                // The call: its Call Control id, else the session's.
+                let call_sid = if start.call_control_id.is_empty() {
+                    start.call_session_id
+                } else {
+                    start.call_control_id
+                };
+                Inbound::Start {
+                    sequence_number: e.sequence_number,
+                    stream_sid: stream_sid.clone(),
+                    start: StartInfo {
+                        account_sid: start.user_id,
+                        stream_sid,
+                        call_sid,
+                        tracks: start.tracks.unwrap_or_else(|| vec!["inbound".to_owned()]),
+                        custom_parameters: start
+                            .custom_parameters
+                            .into_iter()
+                            .map(|(k, v)| match v {
+                                serde_json::Value::String(s) => (k, s),
+                                other => (k, other.to_string()),
+                            })
+                            .collect(),
+                        media_format: start.media_format,
+                    },
+                }
+            }
+            "media" => Inbound::Media {
+                sequence_number: e.sequence_number,
+                stream_sid: sid(e.stream_id)?,
+                media: required(e.media, "media")?,
+            },
+            "dtmf" => Inbound::Dtmf {
+                sequence_number: e.sequence_number,
+                stream_sid: sid(e.stream_id)?.into_owned(),
+                dtmf: Dtmf {
+                    track: "inbound_track".to_owned(),
+                    digit: required(e.dtmf, "dtmf")?.digit,
+                },
+            },
+            "mark" => Inbound::Mark {
+                sequence_number: e.sequence_number,
+                stream_sid: sid(e.stream_id)?.into_owned(),
+                mark: required(e.mark, "mark")?,
+            },
+            "stop" => {
+                let stop = e.stop.unwrap_or_default();
+                Inbound::Stop {
+                    sequence_number: e.sequence_number,
+                    stream_sid: sid(e.stream_id)?.into_owned(),
+                    stop: StopInfo {
+                        account_sid: stop.user_id,
+                        call_sid: stop.call_control_id,
+                    },
+                }
+            }
+            "error" => {
+                let p = required(e.payload, "payload")?;
+                Inbound::Error(ProviderError {
+                    code: match p.code {
+                        serde_json::Value::String(s) => s,
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string(),
+                    },
+                    title: p.title,
+                    detail: p.detail,
+                })
+            }
+            other => Inbound::Unknown {
+                name: other.to_owned(),
+            },
+        })
+    }
+
+    fn write_media(&self, _stream_sid: &str, payload: &[u8], out: &mut String) {
+        const HEAD: &str = r#"{"event":"media","media":{"payload":""#;
+        const TAIL: &str = r#""}}"#;
+        out.clear();
+        out.reserve_exact(HEAD.len() + payload.len().div_ceil(3) * 4 + TAIL.len());
+        out.push_str(HEAD);
+        base64::engine::general_purpose::STANDARD.encode_string(payload, out);
+        out.push_str(TAIL);
+    }
+
+    fn mark(&self, _stream_sid: &str, name: &str) -> String {
+        serde_json::json!({"event": "mark", "mark": {"name": name}}).to_string()
+    }
+
+    fn clear(&self, _stream_sid: &str) -> String {
+        r#"{"event":"clear"}"#.to_owned()
+    }
+
+    /// RTP-mode chunks are 20 ms to 30 s.
+    fn min_frame_ms(&self) -> u32 {
+        20
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const START: &str = r#"{"event":"start","sequence_number":"1","start":{"user_id":"3e6f995f","call_control_id":"v3:abc","call_session_id":"s1","from":"+13122010094","to":"+13122123456","tags":["t"],"client_state":"aGk=","media_format":{"encoding":"L16","sample_rate":16000,"channels":1}},"stream_id":"32de0dea-53cb-4b21-89a4-9282a42c6d2b"}"#;
+
+    #[test]
+    fn documented_messages_become_the_common_ones() {
+        let Inbound::Start {
+            sequence_number,
+            stream_sid,
+            start,
+        } = Telnyx.parse(START).unwrap()
+        else {
+            panic!("not a start")
+        };
+        assert_eq!(sequence_number, Some(Counter(1)));
+        assert_eq!(stream_sid, "32de0dea-53cb-4b21-89a4-9282a42c6d2b");
+        assert_eq!(start.stream_sid, stream_sid);
+        assert_eq!(start.call_sid, "v3:abc");
+        assert_eq!(start.account_sid, "3e6f995f");
+        assert_eq!(start.tracks, ["inbound"]);
+        assert_eq!(
+            start.media_format,
+            Some(MediaFormat {
+                encoding: "L16".into(),
+                sample_rate: 16000,
+                channels: 1
+            })
+        );
+
+        let media = r#"{"event":"media","sequence_number":"4","media":{"track":"inbound","chunk":"2","timestamp":"5","payload":"AAEC"},"stream_id":"S"}"#;
+        let Inbound::Media {
+            stream_sid, media, ..
+        } = Telnyx.parse(media).unwrap()
+        else {
+            panic!("not media")
+        };
+        assert!(matches!(stream_sid, Cow::Borrowed("S")));
+        assert_eq!(
+            (media.chunk, media.timestamp),
+            (Some(Counter(2)), Counter(5))
+        );
+        assert!(matches!(media.payload, Cow::Borrowed("AAEC")));
+
+        let dtmf = r##"{"event":"dtmf","stream_id":"S","occurred_at":"2022-01-01T00:00:00Z","sequence_number":"5","dtmf":{"digit":"#"}}"##;
+        assert!(
+            matches!(Telnyx.parse(dtmf).unwrap(), Inbound::Dtmf { dtmf, .. } if dtmf.digit == "#")
+        );
+        let stop = r#"{"event":"stop","sequence_number":"9","stop":{"user_id":"u","call_control_id":"v3:abc"},"stream_id":"S"}"#;
+        assert!(
+            matches!(Telnyx.parse(stop).unwrap(), Inbound::Stop { stop, .. } if stop.call_sid == "v3:abc")
+        );
+        let error = r#"{"event":"error","sequence_number":"3","stream_id":"S","payload":{"code":100003,"title":"malformed_frame","detail":"The received frame was not formed correctly"}}"#;
+        assert_eq!(
+            Telnyx.parse(error).unwrap(),
+            Inbound::Error(ProviderError {
+                code: "100003".into(),
+                title: "malformed_frame".into(),
+                detail: "The received frame was not formed correctly".into()
+            })
+        );
+        assert!(matches!(
+            Telnyx
+                .parse(r#"{"event":"connected","version":"1.0.0"}"#)
+                .unwrap(),
+            Inbound::Connected { .. }
+        ));
+        let err = Telnyx
+            .parse(r#"{"event":"media","media":{"timestamp":"0","payload":""}}"#)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("missing field `stream_id`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn writes_without_a_stream_id() {
+        let mut out = String::new();
+        Telnyx.write_media("S", &[0xFF, 0x7F, 0x00], &mut out);
+        assert_eq!(out, r#"{"event":"media","media":{"payload":"/38A"}}"#);
+        assert_eq!(out.len(), out.capacity());
+        assert_eq!(
+            Telnyx.mark("S", "say \"hi\""),
+            r#"{"event":"mark","mark":{"name":"say \"hi\""}}"#
+        );
+        assert_eq!(Telnyx.clear("S"), r#"{"event":"clear"}"#);
+    }
+}

@@ -1,0 +1,420 @@
+//! The call's audio turned into the output format ([`Output`]): the wire
+//! bytes passed through when the output is the call's own format, else
+//! decoded (μ-law, A-law, L16), concealed where lost (8 kHz calls),
+//! resampled to the output rate and written (S16LE/BE, μ-law, A-law); two
+//! channels interleaved for `track=both`. Where the samples go in time is
+//! `timeline`'s and `tracks`' business.
+
+use crate::codec::plc::Concealer;
+use crate::codec::{Resampler, alaw, g711};
+
+use super::output::{Encoding, Output};
+
+/// Turns the call's bytes into the output format, keeping the resampler's
+/// history between chunks and reusing its scratch buffers. With
+/// concealment on (`gap-fill=plc`) and an 8 kHz call, its [`Concealer`]
+/// sees every sample at 8 kHz before the resampler: received audio through
+/// `good` (untouched unless it follows a loss), lost stretches filled by
+/// `conceal`. Output in the call's own format is its bytes, passed through:
+/// gaps stay silence.
+#[derive(Default)]
+pub struct Converter {
+    resampler: Option<Resampler>,
+    concealer: Option<Box<Concealer>>,
+    decoded: Vec<i16>,
+    resampled: Vec<i16>,
+}
+
+impl Converter {
+    /// Forgets the resampler's history and the concealer's.
+    pub fn reset(&mut self) {
+        if let Some(resampler) = &mut self.resampler {
+            resampler.reset();
+        }
+        if let Some(concealer) = &mut self.concealer {
+            concealer.reset();
+        }
+    }
+
+    /// Conceals lost stretches (`gap-fill=plc`) or leaves them silent.
+    pub fn set_concealment(&mut self, on: bool) {
+        if on != self.concealer.is_some() {
+            self.concealer = on.then(|| Box::new(Concealer::new()));
+        }
+    }
+
+    /// Writes `silence` ticks (125 µs) of silence followed by `wire` (the
+    /// call's bytes, whole ticks) into `out` as `output`; `out` holds
+    /// exactly that many ticks' bytes. The silence is a loss: concealed
+    /// when concealment is on.
+    pub fn write(&mut self, output: Output, silence: usize, wire: &[u8], out: &mut [u8]) {
+        if output.passthrough() {
+            let width = output.wire.bytes_per_tick();
+            let (gap, audio) = out.split_at_mut(silence * width);
+            gap.fill(output.wire.silence());
+            audio.copy_from_slice(&wire[..audio.len()]);
+            return;
+        }
+        let samples = out.len() / output.sample_bytes();
+        let pcm = self.pcm(output, silence, wire, None, samples);
+        write_samples(output.encoding, pcm, out);
+    }
+
+    /// `silence` ticks and `wire`, decoded (and resampled to the output
+    /// rate), `samples` long, in this converter's scratch buffer. Without
+    /// `lost`, the silence is a loss; with it, the silence is plain (the
+    /// end's tail) and `lost` marks which ticks of `wire` stand in for lost
+    /// ones.
+    fn pcm(
+        &mut self,
+        output: Output,
+        silence: usize,
+        wire: &[u8],
+        lost: Option<&[bool]>,
+        samples: usize,
+    ) -> &[i16] {
+        let format = output.wire;
+        let lead = silence * format.samples_per_tick();
+        let decoded = &mut self.decoded;
+        format.decode(wire, &mut self.resampled);
+        decoded.clear();
+        decoded.resize(lead, 0);
+        decoded.extend_from_slice(&self.resampled);
+        if let Some(concealer) = self.concealer.as_mut().filter(|_| output.conceals()) {
+            let (gap, audio) = decoded.split_at_mut(lead);
+            match lost {
+                None => {
+                    if !gap.is_empty() {
+                        concealer.conceal(gap);
+                    }
+                    if !audio.is_empty() {
+                        concealer.good(audio);
+                    }
+                }
+                Some(lost) => {
+                    if !gap.is_empty() {
+                        concealer.good(gap);
+                    }
+                    conceal_runs(concealer, audio, lost);
+                }
+            }
+        }
+        let rates = (format.rate, output.rate);
+        if self.resampler.as_ref().is_none_or(|r| r.rates() != rates) {
+            self.resampler = Resampler::new(rates.0, rates.1);
+        }
+        let resampler = self.resampler.as_mut().expect("the rates are supported");
+        self.resampled.clear();
+        resampler.process(&self.decoded, &mut self.resampled);
+        // Whole ticks in give whole ticks out; anything else is a bug, but
+        // the buffer keeps its size.
+        debug_assert_eq!(self.resampled.len(), samples, "{rates:?}");
+        self.resampled.resize(samples, 0);
+        &self.resampled
+    }
+}
+
+/// Feeds `audio` to `concealer` run by run: the samples `lost` marks are
+/// concealed, the others are good.
+fn conceal_runs(concealer: &mut Concealer, audio: &mut [i16], lost: &[bool]) {
+    let mut start = 0;
+    while start < audio.len() {
+        let this = lost.get(start).copied().unwrap_or(false);
+        let len = match lost.get(start..) {
+            Some(rest) if !rest.is_empty() => rest.iter().take_while(|&&l| l == this).count(),
+            _ => audio.len() - start,
+        }
+        .min(audio.len() - start);
+        let run = &mut audio[start..start + len];
+        if this {
+            concealer.conceal(run);
+        } else {
+            concealer.good(run);
+        }
+        start += len;
+    }
+}
+
+/// Two channels in one output (`track=both`): a [`Converter`] per channel
+/// (so one resampler and one concealer each), written as interleaved frames.
+#[derive(Default)]
+pub struct StereoConverter {
+    channels: [Converter; 2],
+    /// One channel's bytes (scratch).
+    channel: [Vec<u8>; 2],
+}
+
+impl StereoConverter {
+    /// Forgets both resamplers' and concealers' history.
+    pub fn reset(&mut self) {
+        self.channels.iter_mut().for_each(Converter::reset);
+    }
+
+    /// Conceals each channel's lost stretches, or leaves them silent.
+    pub fn set_concealment(&mut self, on: bool) {
+        self.channels.iter_mut().for_each(|c| c.set_concealment(on));
+    }
+
+    /// Writes `silence` ticks of silence on both channels, then `wire[0]`
+    /// on channel 0 beside `wire[1]` (as long) on channel 1, into `out` as
+    /// `output`, interleaved; `out` holds exactly that many frames.
+    /// `lost[c]` marks the ticks of `wire[c]` that stand in for lost ones
+    /// (concealed when concealment is on); the leading silence is plain.
+    pub fn write(
+        &mut self,
+        output: Output,
+        silence: usize,
+        wire: [&[u8]; 2],
+        lost: [&[bool]; 2],
+        out: &mut [u8],
+    ) {
+        assert_eq!(wire[0].len(), wire[1].len(), "channels of unequal length");
+        let width = output.sample_bytes();
+        let half = out.len() / 2;
+        for c in 0..2 {
+            let bytes = &mut self.channel[c];
+            bytes.clear();
+            bytes.resize(half, 0);
+            if output.passthrough() {
+                let (gap, audio) = bytes.split_at_mut(silence * output.wire.bytes_per_tick());
+                gap.fill(output.wire.silence());
+                audio.copy_from_slice(&wire[c][..audio.len()]);
+            } else {
+                let pcm =
+                    self.channels[c].pcm(output, silence, wire[c], Some(lost[c]), half / width);
+                write_samples(output.encoding, pcm, bytes);
+            }
+        }
+        let [left, right] = &self.channel;
+        for ((o, l), r) in out
+            .chunks_exact_mut(2 * width)
+            .zip(left.chunks_exact(width))
+            .zip(right.chunks_exact(width))
+        {
+            o[..width].copy_from_slice(l);
+            o[width..].copy_from_slice(r);
+        }
+    }
+}
+
+/// Writes `samples` in `encoding` into `out`, exactly as long.
+fn write_samples(encoding: Encoding, samples: &[i16], out: &mut [u8]) {
+    match encoding {
+        Encoding::S16le => {
+            for (o, s) in out.chunks_exact_mut(2).zip(samples) {
+                o.copy_from_slice(&s.to_le_bytes());
+            }
+        }
+        Encoding::S16be => {
+            for (o, s) in out.chunks_exact_mut(2).zip(samples) {
+                o.copy_from_slice(&s.to_be_bytes());
+            }
+        }
+        Encoding::Mulaw => {
+            for (o, &s) in out.iter_mut().zip(samples) {
+                *o = g711::encode(s);
+            }
+        }
+        Encoding::Alaw => {
+            for (o, &s) in out.iter_mut().zip(samples) {
+                *o = alaw::encode(s);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{ByteOrder, Upsampler, WireFormat, l16};
+
+    fn s16le(bytes: &[u8]) -> Vec<i16> {
+        bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    }
+
+    fn output(encoding: Encoding, rate: u32, wire: WireFormat) -> Output {
+        Output {
+            encoding,
+            rate,
+            wire,
+        }
+    }
+
+    fn pcm16k() -> Output {
+        output(Encoding::S16le, 16000, WireFormat::PCMU)
+    }
+
+    fn pcm8k() -> Output {
+        output(Encoding::S16le, 8000, WireFormat::PCMU)
+    }
+
+    fn mulaw() -> Output {
+        output(Encoding::Mulaw, 8000, WireFormat::PCMU)
+    }
+
+    /// Some speech-like samples that are not silence.
+    fn samples(n: usize) -> Vec<i16> {
+        (0..n).map(|i| (i * 97 % 2000) as i16 - 1000).collect()
+    }
+
+    /// Some μ-law that is not silence.
+    fn ulaw() -> Vec<u8> {
+        samples(160).into_iter().map(g711::encode).collect()
+    }
+
+    fn convert(converter: &mut Converter, output: Output, silence: usize, wire: &[u8]) -> Vec<u8> {
+        let ticks = silence + output.wire.ticks(wire.len()) as usize;
+        let mut out = vec![0xAA; ticks * output.bytes_per_input_sample()];
+        converter.write(output, silence, wire, &mut out);
+        out
+    }
+
+    #[test]
+    fn mulaw_passes_through_after_its_silence() {
+        let ulaw = ulaw();
+        let out = convert(&mut Converter::default(), mulaw(), 3, &ulaw);
+        assert_eq!(out[..3], [g711::SILENCE; 3]);
+        assert_eq!(out[3..], ulaw[..]);
+    }
+
+    #[test]
+    fn pcm8k_is_the_decoded_mulaw() {
+        let ulaw = ulaw();
+        let out = s16le(&convert(&mut Converter::default(), pcm8k(), 2, &ulaw));
+        assert_eq!(out[..2], [0, 0]);
+        let decoded: Vec<i16> = ulaw.iter().map(|&c| g711::decode(c)).collect();
+        assert_eq!(out[2..], decoded[..]);
+    }
+
+    #[test]
+    fn pcm16k_is_the_upsampled_decoded_mulaw_across_chunks() {
+        let ulaw = ulaw();
+        let mut converter = Converter::default();
+        let mut upsampler = Upsampler::new();
+        for silence in [0, 40, 0] {
+            let out = s16le(&convert(&mut converter, pcm16k(), silence, &ulaw));
+            let mut decoded = vec![0; silence];
+            decoded.extend(ulaw.iter().map(|&c| g711::decode(c)));
+            let mut expected = vec![0; 2 * decoded.len()];
+            upsampler.process(&decoded, &mut expected);
+            assert_eq!(out, expected);
+        }
+        // Reset forgets the history, like a new upsampler.
+        converter.reset();
+        let mut fresh = Upsampler::new();
+        let mut expected = vec![0; 2 * ulaw.len()];
+        let decoded: Vec<i16> = ulaw.iter().map(|&c| g711::decode(c)).collect();
+        fresh.process(&decoded, &mut expected);
+        let out = s16le(&convert(&mut converter, pcm16k(), 0, &ulaw));
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn alaw_calls_decode_bit_exact_and_pass_through_as_alaw() {
+        let alaw: Vec<u8> = samples(160).into_iter().map(alaw::encode).collect();
+        let wire = WireFormat::PCMA;
+        let out = s16le(&convert(
+            &mut Converter::default(),
+            output(Encoding::S16le, 8000, wire),
+            2,
+            &alaw,
+        ));
+        let decoded: Vec<i16> = alaw.iter().map(|&c| alaw::decode(c)).collect();
+        assert_eq!(out[..2], [0, 0]);
+        assert_eq!(out[2..], decoded[..]);
+        let raw = convert(
+            &mut Converter::default(),
+            output(Encoding::Alaw, 8000, wire),
+            2,
+            &alaw,
+        );
+        assert_eq!(raw[..2], [alaw::SILENCE; 2]);
+        assert_eq!(raw[2..], alaw[..]);
+        // μ-law wanted from an A-law call: transcoded through PCM.
+        let ulaw = convert(
+            &mut Converter::default(),
+            output(Encoding::Mulaw, 8000, wire),
+            0,
+            &alaw,
+        );
+        let expected: Vec<u8> = decoded.iter().map(|&s| g711::encode(s)).collect();
+        assert_eq!(ulaw, expected);
+    }
+
+    #[test]
+    fn wideband_l16_keeps_its_samples_at_its_own_rate() {
+        let pcm = samples(320);
+        for order in [ByteOrder::Big, ByteOrder::Little] {
+            let wire = WireFormat::l16(16000, order);
+            let mut bytes = Vec::new();
+            l16::encode(order, &pcm, &mut bytes);
+            let out = s16le(&convert(
+                &mut Converter::default(),
+                output(Encoding::S16le, 16000, wire),
+                1,
+                &bytes,
+            ));
+            assert_eq!(out[..2], [0, 0], "{order:?}");
+            assert_eq!(out[2..], pcm[..], "{order:?}: bit for bit");
+        }
+    }
+
+    #[test]
+    fn other_rates_go_through_the_resampler() {
+        let pcm = samples(480);
+        let wire = WireFormat::l16(24000, ByteOrder::Big);
+        let mut bytes = Vec::new();
+        l16::encode(ByteOrder::Big, &pcm, &mut bytes);
+        for rate in [16000, 8000] {
+            let mut converter = Converter::default();
+            let mut resampler = Resampler::new(24000, rate).unwrap();
+            for _ in 0..3 {
+                let out = s16le(&convert(
+                    &mut converter,
+                    output(Encoding::S16le, rate, wire),
+                    0,
+                    &bytes,
+                ));
+                let mut expected = Vec::new();
+                resampler.process(&pcm, &mut expected);
+                assert_eq!(out, expected, "24000 → {rate}");
+            }
+        }
+        // And big-endian output of the call's own bytes.
+        let raw = convert(
+            &mut Converter::default(),
+            output(Encoding::S16be, 24000, wire),
+            0,
+            &bytes,
+        );
+        assert_eq!(raw, bytes);
+    }
+
+    #[test]
+    fn stereo_interleaves_two_channels_each_converted_on_its_own() {
+        let ulaw = ulaw();
+        let other: Vec<u8> = ulaw.iter().rev().copied().collect();
+        for output in [pcm16k(), pcm8k(), mulaw()] {
+            let mut stereo = StereoConverter::default();
+            let (mut left, mut right) = (Converter::default(), Converter::default());
+            for silence in [0, 40, 0] {
+                let samples = silence + ulaw.len();
+                let mut out = vec![0xAA; 2 * samples * output.bytes_per_input_sample()];
+                stereo.write(output, silence, [&ulaw, &other], [&[], &[]], &mut out);
+                let l = convert(&mut left, output, silence, &ulaw);
+                let r = convert(&mut right, output, silence, &other);
+                let width = output.sample_bytes();
+                let frames: Vec<_> = out.chunks_exact(2 * width).collect();
+                let expected: Vec<_> = l
+                    .chunks_exact(width)
+                    .zip(r.chunks_exact(width))
+                    .map(|(l, r)| [l, r].concat())
+                    .collect();
+                assert_eq!(frames, expected, "{output:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The call's own format, once its `start` tells it: the src converts from
+//! it, and its caps grow with it. The pad was negotiated before the call
+//! (S16LE at 16 kHz unless downstream asks otherwise); at `start` the src
+//! switches to what the call carries without resampling or transcoding
+//! when downstream takes that too: S16LE at the call's own rate for
+//! wideband L16 output as PCM, the call's own bytes for raw output.
+//! Otherwise it keeps the negotiated format and converts.
+
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+
+use super::imp::{CAT, TwilioStreamSrc};
+use super::output::{Encoding, Output};
+use super::properties::Tracks;
+
+impl TwilioStreamSrc {
+    /// At `start`: takes the call's format, and renegotiates to it where
+    /// downstream agrees. An error for what the src cannot output.
+    pub(super) fn follow_call_format(&self) -> Result<(), gst::FlowError> {
+        let (format, output, tracks) = {
+            let mut state = self.state.lock().unwrap();
+            let Some(call) = &state.call else {
+                return Ok(());
+            };
+            let format = call.format();
+            state.format = format;
+            (format, state.output, state.tracks)
+        };
+        gst::info!(CAT, imp = self, "the call carries {format}");
+        if tracks == Tracks::Both && format.bytes_per_tick() != 1 {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                (
+                    "track=both takes 8 kHz G.711 calls only; this call carries {}",
+                    format
+                ),
+                ["Use track=inbound or track=outbound for an L16 call"]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        }
+        let Some(output) = output else {
+            // Not negotiated yet: the caps offered now prefer the call's.
+            return Ok(());
+        };
+        let current = output.for_wire(format);
+        let wanted = match current.encoding {
+            Encoding::S16le if format.rate > 8000 && current.rate != format.rate => Some(Output {
+                rate: format.rate,
+                ..current
+            }),
+            Encoding::Mulaw | Encoding::Alaw | Encoding::S16be if !current.passthrough() => {
+                Some(Output::own(format))
+            }
+            _ => None,
+        };
+        let delay_before = output.delay();
+        {
+            let mut state = self.state.lock().unwrap();
+            state.output = Some(current);
+        }
+        if let Some(wanted) = wanted {
+            let caps = wanted.caps_with(tracks.channels());
+            let pad = self.obj().src_pad().clone();
+            if pad.peer_query_caps(Some(&caps)).is_empty() {
+                gst::debug!(CAT, imp = self, "downstream refuses {caps}: converting");
+            } else if let Err(e) = self.obj().set_caps(&caps) {
+                gst::warning!(CAT, imp = self, "could not switch to {caps}: {e}");
+            } else {
+                gst::info!(CAT, imp = self, "switched to the call's own {caps}");
+                return Ok(());
+            }
+        }
+        if current.delay() != delay_before {
+            let obj = self.obj();
+            let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,340 @@
+//! The providers that copied Twilio's protocol, end to end over real
+//! loopback WebSockets with the emulator playing each: SignalWire's
+//! wideband L16 and Telnyx's A-law into the src (bit for bit where nothing
+//! is resampled, our resampler's output where something is, renegotiation
+//! to a call's own rate), DTMF, and the sink's wire shape per dialect byte
+//! for byte, with marks and clear.
+
+mod common;
+
+use base64::Engine as _;
+use common::sink::*;
+use common::src::{assert_contiguous, in_both_modes, start};
+use common::*;
+use gst::glib;
+use gst::prelude::*;
+use gsttwiliostream::codec::{ByteOrder, Resampler, WireFormat, alaw};
+use gsttwiliostream::protocol::Outbound;
+use twilio_emulator::{CallParams, Playout, Provider, Received, TwilioCall};
+
+in_both_modes!(
+    signalwire_l16_16k_comes_out_bit_for_bit,
+    l16_24k_switches_to_its_own_rate_when_downstream_takes_it,
+    l16_24k_is_resampled_when_downstream_wants_16k,
+    telnyx_alaw_decodes_bit_exact_with_its_dtmf,
+    telnyx_alaw_raw_output_is_the_payload_untouched,
+);
+
+/// Plays `wire` (bytes of `params.format`) in 20 ms chunks as fast as
+/// possible, a DTMF digit after the first, then stop.
+fn play(url: &str, params: CallParams, wire: &[u8]) {
+    let chunk = 160 * params.format.bytes_per_tick();
+    rt().block_on(async {
+        let mut call = TwilioCall::start(url, params).await.unwrap();
+        for (i, c) in wire.chunks(chunk).enumerate() {
+            call.send_media(c).unwrap();
+            if i == 0 {
+                call.send_dtmf("7").unwrap();
+            }
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+}
+
+fn l16(format: WireFormat, pcm: &[i16]) -> Vec<u8> {
+    let mut out = Vec::new();
+    format.encode(pcm, &mut out);
+    out
+}
+
+fn negotiated(p: &gst::Pipeline) -> (String, i32) {
+    let caps = by_name(p, "sink")
+        .static_pad("sink")
+        .unwrap()
+        .current_caps()
+        .unwrap();
+    let s = caps.structure(0).unwrap();
+    let format = s
+        .get::<&str>("format")
+        .unwrap_or(s.name().as_str())
+        .to_owned();
+    (format, s.get::<i32>("rate").unwrap())
+}
+
+fn signalwire_l16_16k_comes_out_bit_for_bit() {
+    let (p, collector, url) =
+        start("twiliostreamsrc name=src port=0 ! fakesink name=sink sync=false");
+    let format = WireFormat::l16(16000, ByteOrder::Big);
+    let pcm = sine(1000.0, 16000.0, 12000.0, 16000);
+    play(
+        &url,
+        CallParams::of(Provider::SignalWire, format),
+        &l16(format, &pcm),
+    );
+    let got = collector.wait_eos();
+    assert_eq!(negotiated(&p), ("S16LE".to_owned(), 16000));
+    // Its own samples: no resampler, so no tail either.
+    assert_eq!(got.samples(), pcm);
+    assert_eq!(got.buffers.len(), 50);
+    assert_contiguous(&got.buffers);
+    set_state(&p, gst::State::Null);
+}
+
+fn l16_24k_switches_to_its_own_rate_when_downstream_takes_it() {
+    let (p, collector, url) =
+        start("twiliostreamsrc name=src port=0 ! fakesink name=sink sync=false");
+    let format = WireFormat::l16(24000, ByteOrder::Big);
+    let pcm = sine(3000.0, 24000.0, 12000.0, 24000);
+    play(
+        &url,
+        CallParams::of(Provider::SignalWire, format),
+        &l16(format, &pcm),
+    );
+    let got = collector.wait_eos();
+    assert_eq!(negotiated(&p), ("S16LE".to_owned(), 24000));
+    assert_eq!(got.samples(), pcm);
+    assert_contiguous(&got.buffers);
+    set_state(&p, gst::State::Null);
+}
+
+fn l16_24k_is_resampled_when_downstream_wants_16k() {
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=16000 ! fakesink name=sink sync=false",
+    );
+    let format = WireFormat::l16(24000, ByteOrder::Big);
+    let pcm = sine(3000.0, 24000.0, 12000.0, 24000);
+    play(
+        &url,
+        CallParams::of(Provider::SignalWire, format),
+        &l16(format, &pcm),
+    );
+    let got = collector.wait_eos();
+    assert_eq!(negotiated(&p), ("S16LE".to_owned(), 16000));
+    // The resampler held to the bar (codec::resample's tests), and its tail.
+    let mut resampler = Resampler::new(24000, 16000).unwrap();
+    let mut expected = Vec::new();
+    resampler.process(&pcm, &mut expected);
+    let ours = got.samples();
+    assert_eq!(ours[..expected.len()], expected[..]);
+    let tail_ticks = (resampler.delay_ns()).div_ceil(125_000) as usize;
+    assert_eq!(ours.len(), expected.len() + 2 * tail_ticks);
+    assert_contiguous(&got.buffers);
+    set_state(&p, gst::State::Null);
+}
+
+fn telnyx_alaw_decodes_bit_exact_with_its_dtmf() {
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let bus = p.bus().unwrap();
+    // Every A-law code, many times over, in a scrambled order.
+    let codes: Vec<u8> = (0..8000u32).map(|i| (i * 97 % 256) as u8).collect();
+    play(
+        &url,
+        CallParams::of(Provider::Telnyx, WireFormat::PCMA),
+        &codes,
+    );
+    let got = collector.wait_eos();
+    let decoded: Vec<i16> = codes.iter().map(|&c| alaw::decode(c)).collect();
+    assert_eq!(got.samples(), decoded);
+    assert_contiguous(&got.buffers);
+    let src = by_name(&p, "src");
+    assert!(
+        src.property::<Option<String>>("call-sid")
+            .is_some_and(|s| s.starts_with("CA")),
+        "Telnyx's call_control_id is the call"
+    );
+    let messages = drain_messages(&bus);
+    let dtmf = element_messages(&messages, "twilio-dtmf");
+    assert_eq!(dtmf.len(), 1);
+    assert_eq!(dtmf[0].get::<&str>("digit").unwrap(), "7");
+    set_state(&p, gst::State::Null);
+}
+
+fn telnyx_alaw_raw_output_is_the_payload_untouched() {
+    let (p, collector, url) =
+        start("twiliostreamsrc name=src port=0 ! audio/x-alaw ! fakesink name=sink sync=false");
+    let codes: Vec<u8> = (0..4000u32).map(|i| (i * 31 % 256) as u8).collect();
+    play(
+        &url,
+        CallParams::of(Provider::Telnyx, WireFormat::PCMA),
+        &codes,
+    );
+    let got = collector.wait_eos();
+    assert_eq!(got.bytes(), codes);
+    set_state(&p, gst::State::Null);
+}
+
+/// Dials the sink as `provider` streaming `format`.
+fn dial_as(sink: &gst::Element, provider: Provider, format: WireFormat) -> TwilioCall {
+    let url = url_of(sink);
+    rt().block_on(async {
+        let params = CallParams::of(provider, format);
+        let mut call = TwilioCall::connect_with(&url, params, Playout::Instant)
+            .await
+            .unwrap();
+        call.begin().unwrap();
+        call
+    })
+}
+
+fn texts(got: &[Received]) -> Vec<String> {
+    got.iter()
+        .map(|r| match r {
+            Received::Message(_, text) => text.clone(),
+            other => panic!("not a valid message: {other:?}"),
+        })
+        .collect()
+}
+
+fn mark_event(name: &str) -> gst::Event {
+    gst::event::CustomDownstream::new(
+        gst::Structure::builder("twilio-mark")
+            .field("name", name)
+            .build(),
+    )
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn telnyx_gets_alaw_media_marks_and_clear_without_a_stream_id() {
+    let mut h = sink_harness("audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved");
+    let sink = h.element().unwrap();
+    let mut call = dial_as(&sink, Provider::Telnyx, WireFormat::PCMA);
+    let pcm = sine(440.0, 8000.0, 10000.0, 400);
+    h.push(pcm_buffer(&pcm)).unwrap();
+    assert!(h.push_event(mark_event("said")));
+    assert!(h.push_event(gst::event::CustomDownstreamOob::new(
+        gst::Structure::builder("twilio-clear").build()
+    )));
+    let got = receive_until(&mut call, |got| {
+        got.iter()
+            .any(|r| matches!(r, Received::Message(Outbound::Clear { .. }, _)))
+    });
+    let coded: Vec<u8> = pcm.iter().map(|&s| alaw::encode(s)).collect();
+    // Two whole 20 ms frames, then the rest before the mark, padded with
+    // A-law silence to Telnyx's 20 ms minimum.
+    let mut last = coded[320..].to_vec();
+    last.resize(160, alaw::SILENCE);
+    assert_eq!(
+        texts(&got),
+        [
+            format!(
+                r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
+                b64(&coded[..160])
+            ),
+            format!(
+                r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
+                b64(&coded[160..320])
+            ),
+            format!(
+                r#"{{"event":"media","media":{{"payload":"{}"}}}}"#,
+                b64(&last)
+            ),
+            r#"{"event":"mark","mark":{"name":"said"}}"#.to_owned(),
+            r#"{"event":"clear"}"#.to_owned(),
+        ]
+    );
+    // Twilio's semantics: the mark came back (played or cleared).
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while call.playback().marks.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "mark not echoed");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(call.playback().marks[0].name, "said");
+}
+
+#[test]
+fn signalwire_gets_l16_at_the_calls_rate_in_twilios_shape() {
+    let mut h = sink_harness("audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved");
+    let sink = h.element().unwrap();
+    let format = WireFormat::l16(16000, ByteOrder::Big);
+    let mut call = dial_as(&sink, Provider::SignalWire, format);
+    let pcm = sine(1000.0, 16000.0, 10000.0, 640);
+    h.push(pcm_buffer(&pcm)).unwrap();
+    let got = receive_until(&mut call, |got| media_bytes(got).len() >= 1280);
+    let sid = &call.params.stream_sid;
+    assert_eq!(sid.len(), 36, "a UUID");
+    // Same rate: the samples as they came, big-endian, 20 ms per frame.
+    let wire = l16(format, &pcm);
+    assert_eq!(
+        texts(&got),
+        [&wire[..640], &wire[640..]].map(|frame| format!(
+            r#"{{"event":"media","streamSid":"{sid}","media":{{"payload":"{}"}}}}"#,
+            b64(frame)
+        ))
+    );
+    assert_eq!(sink.property::<u64>("bytes-sent"), 1280);
+}
+
+#[test]
+fn a_fixed_dialect_refuses_another_providers_start() {
+    init();
+    let p = pipeline("twiliostreamsrc name=src port=0 dialect=twilio ! fakesink name=sink");
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let url = url_of(&src);
+    let closed = rt().block_on(async {
+        let params = CallParams::of(Provider::Telnyx, WireFormat::PCMU);
+        let mut call = TwilioCall::start(&url, params).await.unwrap();
+        call.recv_timeout(PATIENCE).await
+    });
+    // Not a start in Twilio's spelling: no call, closed as a policy violation.
+    assert_eq!(closed, Some(Received::Closed(Some(1008))));
+    // Counted once the server is done with the connection.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while src.property::<u64>("rejected-connections") != 1 {
+        assert!(std::time::Instant::now() < deadline, "not counted");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    set_state(&p, gst::State::Null);
+}
+
+/// Dials `url` with `dialer` as SignalWire; the HTTP status of a refusal.
+fn signalwire_dial(dialer: &twilio_emulator::Dialer, url: &str) -> Result<(), Option<u16>> {
+    rt().block_on(async {
+        let params = CallParams::of(Provider::SignalWire, WireFormat::PCMU);
+        match TwilioCall::connect_via(dialer, url, params, Playout::Instant).await {
+            Ok(mut call) => {
+                call.begin().unwrap();
+                call.close().await;
+                Ok(())
+            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(Some(response.status().as_u16()))
+            }
+            Err(_) => Err(None),
+        }
+    })
+}
+
+#[test]
+fn signalwire_bearer_token_is_checked_on_the_upgrade() {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 auth-token=\"\" auth-bearer-token=s3cret ! fakesink",
+    );
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let url = url_of(&src);
+    let with = |token: Option<&str>| twilio_emulator::Dialer {
+        bearer_token: token.map(str::to_owned),
+        ..twilio_emulator::Dialer::default()
+    };
+    assert_eq!(signalwire_dial(&with(None), &url), Err(Some(403)));
+    assert_eq!(signalwire_dial(&with(Some("s3cre")), &url), Err(Some(403)));
+    assert_eq!(
+        signalwire_dial(&with(Some("s3cret!")), &url),
+        Err(Some(403))
+    );
+    assert_eq!(src.property::<u64>("signature-failures"), 3);
+    assert_eq!(signalwire_dial(&with(Some("s3cret")), &url), Ok(()));
+    // Write-only: never read back.
+    let pspec = src.find_property("auth-bearer-token").unwrap();
+    assert!(!pspec.flags().contains(glib::ParamFlags::READABLE));
+    set_state(&p, gst::State::Null);
+}
