@@ -181,7 +181,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// The CPUs the server and the driver are pinned to, if they are.
+/// The CPUs the server and the driver are pinned to, if they are. Asked
+/// once, before the driver pins itself (it then sees one CPU).
 fn pinning(args: &Args) -> Option<(usize, usize)> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     (!args.no_pin && cpus >= 2).then_some((cpus - 1, 0))
@@ -205,9 +206,10 @@ struct Row {
     trouble: Option<String>,
 }
 
-fn run(n: usize, kind: Kind, args: &Args) -> Row {
+/// Runs `n` calls against a server of `kind`, on CPU `cpu` if given.
+fn run(n: usize, kind: Kind, args: &Args, cpu: Option<usize>) -> Row {
     let frames = (args.seconds * 50.0).round() as usize;
-    let (mut server, port, base_rss) = Server::start(n, kind, pinning(args).map(|p| p.0));
+    let (mut server, port, base_rss) = Server::start(n, kind, cpu);
     let server_pid = server.child.id();
     std::thread::sleep(Duration::from_millis(500));
     let (_, idle_rss) = usage(server_pid);
@@ -279,6 +281,7 @@ fn run(n: usize, kind: Kind, args: &Args) -> Row {
 }
 
 fn drive(args: &Args) {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let pin = pinning(args);
     if let Some((_, driver_cpu)) = pin {
         // Every thread of the driver, and those it starts later.
@@ -300,7 +303,7 @@ fn drive(args: &Args) {
     println!(
         "Load test: echo calls of {:.0} s in real time (50 chunks/s each way), {} CPUs, {}",
         args.seconds,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpus,
         match pin {
             Some((server, driver)) =>
                 format!("server pinned to CPU {server}, driver to CPU {driver}"),
@@ -320,7 +323,7 @@ fn drive(args: &Args) {
     for &n in &args.calls {
         let mut floor_us = None;
         for &kind in &args.servers {
-            let row = run(n, kind, args);
+            let row = run(n, kind, args, pin.map(|(server, _)| server));
             if kind == Kind::Floor {
                 floor_us = Some(row.per_frame_us);
             }
