@@ -491,6 +491,7 @@ impl Call {
     pub fn request_close(&self) {
         self.closing.store(true, Ordering::Relaxed);
         self.close_requested.notify_one();
+        self.room.notify_waiters();
     }
 
     /// Closes the WebSocket. Off the runtime's threads, returns once the

@@ -53,6 +53,8 @@ pub struct Cleared {
     pub dropped: u64,
     /// Of `dropped`, what was still waiting here (never written).
     pub unwritten: u64,
+    /// The text bytes of the media dropped here.
+    pub unwritten_bytes: usize,
 }
 
 /// A written frame that may not be played yet.
@@ -223,10 +225,19 @@ impl Outbox {
     pub fn clear(&mut self, now: u64, text: String) -> Cleared {
         let unplayed = self.model.unplayed(now);
         let played = self.model.played(now);
+        let unwritten_bytes = self
+            .pending
+            .iter()
+            .map(|item| match item {
+                Outgoing::Media { text, .. } => text.len(),
+                _ => 0,
+            })
+            .sum();
         let cleared = Cleared {
             played: self.model.running_time_at(played),
             dropped: unplayed + self.pending_audio,
             unwritten: self.pending_audio,
+            unwritten_bytes,
         };
         self.pending
             .retain(|item| !matches!(item, Outgoing::Media { .. }));
@@ -347,6 +358,11 @@ mod tests {
         assert_eq!(cleared.played, Some(5330 * MS));
         assert_eq!(cleared.dropped, 1000 * MS - 330 * MS);
         assert_eq!(cleared.unwritten, 1000 * MS - 420 * MS);
+        // 29 frames of text "m<i>@<ms>" were dropped unwritten.
+        let texts: usize = (21..50u64)
+            .map(|i| format!("m{i}@{}", 5000 + i * 20).len())
+            .sum();
+        assert_eq!(cleared.unwritten_bytes, texts);
         assert_eq!(o.pending_audio(), 0);
         assert_eq!(o.unplayed(330 * MS), 0);
         let (out, next) = due(&mut o, 330 * MS);

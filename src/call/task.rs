@@ -142,6 +142,8 @@ pub(super) async fn serve<S>(
         }
     };
     call.open.send_replace(false);
+    // A sender waiting for the writer must not wait for a closed call.
+    call.room.notify_waiters();
     match ended {
         Some(reason) if !session.stopped() => {
             call_log!(&call, warning, "{reason} before any stop message");
@@ -233,6 +235,8 @@ impl Writer {
                     // The frames not written are dropped: no longer queued.
                     call.queued_audio
                         .fetch_sub(cleared.unwritten, Ordering::Relaxed);
+                    call.outbound_bytes
+                        .fetch_sub(cleared.unwritten_bytes, Ordering::Relaxed);
                     call.playout_end.store(now, Ordering::Relaxed);
                     call.room.notify_waiters();
                     done(cleared);
