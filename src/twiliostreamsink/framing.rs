@@ -191,21 +191,15 @@ impl Framer {
         match self.encoding.as_mut().ok_or(NotNegotiated)? {
             Encoding::Passthrough => self.pending.extend_from_slice(data),
             Encoding::Pcm {
-                input: Input::Mulaw,
+                input: input @ (Input::Mulaw | Input::Alaw),
                 resampler,
             } => {
+                let decode = match input {
+                    Input::Mulaw => g711::decode,
+                    _ => alaw::decode,
+                };
                 self.pcm.clear();
-                self.pcm.extend(data.iter().map(|&c| g711::decode(c)));
-                self.pcm8k.clear();
-                resampler.process(&self.pcm, &mut self.pcm8k);
-                target.encode(&self.pcm8k, &mut self.pending);
-            }
-            Encoding::Pcm {
-                input: Input::Alaw,
-                resampler,
-            } => {
-                self.pcm.clear();
-                self.pcm.extend(data.iter().map(|&c| alaw::decode(c)));
+                self.pcm.extend(data.iter().map(|&c| decode(c)));
                 self.pcm8k.clear();
                 resampler.process(&self.pcm, &mut self.pcm8k);
                 target.encode(&self.pcm8k, &mut self.pending);
