@@ -166,3 +166,55 @@ fn a_source_faster_than_real_time_waits_in_render_and_tears_down() {
     drop(pusher.join().unwrap());
     drop(ws);
 }
+
+#[test]
+fn pausing_while_the_writer_holds_the_source_back_resumes_and_loses_nothing() {
+    init();
+    let p = pipeline(
+        "appsrc name=app format=time caps=audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved \
+         ! twiliostreamsink name=sink port=0",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let (app, sink) = (by_name(&p, "app"), by_name(&p, "sink"));
+    let mut call = common::sink::dial(&sink, twilio_emulator::Playout::RealTime);
+    // Three seconds at once: render() waits for the writer after one.
+    for i in 0..150u64 {
+        let mut buffer = pcm_buffer(&[(i as i16) * 100; 160]);
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(20 * i));
+        let ret = app.emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
+        assert_eq!(ret, gst::FlowReturn::Ok);
+    }
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while sink.property::<u64>("chunks-sent") < 10 {
+        assert!(std::time::Instant::now() < deadline, "nothing sent");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Paused while render() waits: the state change completes, and so does
+    // the way back to PLAYING.
+    p.set_state(gst::State::Paused).unwrap();
+    let (paused, state, _) = p.state(gst::ClockTime::from_seconds(PATIENCE.as_secs()));
+    assert_eq!(
+        (paused, state),
+        (Ok(gst::StateChangeSuccess::Success), gst::State::Paused)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    p.set_state(gst::State::Playing).unwrap();
+    let (playing, state, _) = p.state(gst::ClockTime::from_seconds(PATIENCE.as_secs()));
+    assert_eq!(
+        (playing, state),
+        (Ok(gst::StateChangeSuccess::Success), gst::State::Playing)
+    );
+    // Every frame goes out, in order.
+    let got = common::sink::receive_until(&mut call, |got| {
+        common::sink::media_bytes(got).len() >= 150 * 160
+    });
+    let frames: Vec<u8> = common::sink::media_bytes(&got);
+    let expected: Vec<u8> = (0..150i16)
+        .flat_map(|i| std::iter::repeat_n(gsttwiliostream::codec::g711::encode(i * 100), 160))
+        .collect();
+    assert_eq!(frames, expected);
+    p.set_state(gst::State::Null).unwrap();
+}

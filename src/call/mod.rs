@@ -312,7 +312,7 @@ impl Call {
         }
         let (len, audio) = match &item {
             Outgoing::Media { text, duration, .. } => (text.len(), *duration),
-            Outgoing::Mark(text) | Outgoing::Text(text) => (text.len(), 0),
+            Outgoing::Mark { text, .. } | Outgoing::Text(text) => (text.len(), 0),
         };
         if self.outbound_bytes.fetch_add(len, Ordering::Relaxed) + len > MAX_OUTBOUND {
             self.outbound_bytes.fetch_sub(len, Ordering::Relaxed);
@@ -337,7 +337,10 @@ impl Call {
             return Err(SendError::Closed);
         };
         let text = self.dialect.mark(&start.stream_sid, name);
-        self.send(Outgoing::Mark(text))?;
+        self.send(Outgoing::Mark {
+            name: name.to_owned(),
+            text,
+        })?;
         Ok(self.stats.add_get(Stat::MarksSent, 1))
     }
 
@@ -365,8 +368,10 @@ impl Call {
         Ok(())
     }
 
-    /// Sets the lead the writer keeps in Twilio's queue.
+    /// Sets the lead the writer keeps in Twilio's queue (at least 1 ms: with
+    /// none, nothing could ever be written).
     pub fn set_lead(&self, lead: Duration) {
+        let lead = lead.max(Duration::from_millis(1));
         self.lead.store(lead.as_nanos() as u64, Ordering::Relaxed);
     }
 

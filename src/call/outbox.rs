@@ -35,8 +35,9 @@ pub enum Outgoing {
         duration: u64,
         running_time: u64,
     },
-    /// A `mark`: written once all media before it is.
-    Mark(String),
+    /// A `mark` named `name` (its message is `text`): written once all
+    /// media before it is.
+    Mark { name: String, text: String },
     /// Any other message, in order with the rest.
     Text(String),
 }
@@ -74,9 +75,10 @@ struct Model {
     /// When Twilio will have played all of it (ns since the call began).
     end: u64,
     spans: VecDeque<Span>,
-    /// Marks written and not echoed yet: the audio written before each, or
-    /// None for a mark a `clear` flushes (its echo says nothing of playout).
-    marks: VecDeque<Option<u64>>,
+    /// Marks written and not echoed yet, by name: the audio written before
+    /// each, or None for a mark a `clear` flushes (its echo says nothing of
+    /// playout).
+    marks: VecDeque<(String, Option<u64>)>,
 }
 
 impl Model {
@@ -199,8 +201,8 @@ impl Outbox {
                     written(bytes, duration);
                     out.push(text);
                 }
-                Some(Outgoing::Mark(text)) => {
-                    self.model.marks.push_back(Some(self.model.written));
+                Some(Outgoing::Mark { name, text }) => {
+                    self.model.marks.push_back((name, Some(self.model.written)));
                     out.push(text);
                 }
                 Some(Outgoing::Text(text)) => out.push(text),
@@ -210,9 +212,20 @@ impl Outbox {
         None
     }
 
-    /// Twilio echoed the oldest mark not echoed yet, at `now`.
-    pub fn mark_echoed(&mut self, now: u64) {
-        if let Some(Some(position)) = self.model.marks.pop_front() {
+    /// Twilio echoed the mark `name` at `now`. Marks are echoed in the
+    /// order they were sent: older ones not echoed are forgotten, and a
+    /// name never sent (or echoed already) changes nothing.
+    pub fn mark_echoed(&mut self, name: &str, now: u64) {
+        let Some(i) = self.model.marks.iter().position(|(n, _)| n == name) else {
+            return;
+        };
+        let position = self
+            .model
+            .marks
+            .drain(..=i)
+            .next_back()
+            .and_then(|(_, p)| p);
+        if let Some(position) = position {
             let rest = self.model.written - position;
             self.model.end = self.model.end.max(now + rest);
         }
@@ -243,19 +256,14 @@ impl Outbox {
             .retain(|item| !matches!(item, Outgoing::Media { .. }));
         self.pending_audio = 0;
         // Every mark written or waiting is echoed by the clear, not by playout.
-        for mark in &mut self.model.marks {
-            *mark = None;
+        for (_, position) in &mut self.model.marks {
+            *position = None;
         }
-        let waiting_marks = self
-            .pending
-            .iter()
-            .filter(|i| matches!(i, Outgoing::Mark(_)))
-            .count();
         self.pending.push_back(Outgoing::Text(text));
         // Written now, before the clear: those echoes say nothing either.
-        self.model.marks.extend((0..waiting_marks).map(|_| None));
         for item in &mut self.pending {
-            if let Outgoing::Mark(text) = item {
+            if let Outgoing::Mark { name, text } = item {
+                self.model.marks.push_back((std::mem::take(name), None));
                 *item = Outgoing::Text(std::mem::take(text));
             }
         }
@@ -275,6 +283,13 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+
+    fn mark(name: &str) -> Outgoing {
+        Outgoing::Mark {
+            name: name.to_owned(),
+            text: name.to_owned(),
+        }
+    }
 
     fn media(n: u32, running_time: u64) -> Outgoing {
         Outgoing::Media {
@@ -334,7 +349,7 @@ mod tests {
     fn marks_and_text_keep_their_place_behind_media() {
         let mut o = Outbox::new(40 * MS);
         push_frames(&mut o, 3, 0);
-        o.push(Outgoing::Mark("mark".into()));
+        o.push(mark("mark"));
         o.push(Outgoing::Text("text".into()));
         let (out, _) = due(&mut o, 0);
         assert_eq!(out, ["m0@0", "m1@20"]);
@@ -392,12 +407,12 @@ mod tests {
     fn a_late_mark_echo_moves_the_model_later() {
         let mut o = Outbox::new(1000 * MS);
         push_frames(&mut o, 5, 0);
-        o.push(Outgoing::Mark("half".into()));
+        o.push(mark("half"));
         push_frames(&mut o, 5, 100 * MS);
         due(&mut o, 0);
         assert_eq!(o.playout_end(), 200 * MS);
         // Twilio reached the mark (100 ms of audio) only at 150 ms.
-        o.mark_echoed(150 * MS);
+        o.mark_echoed("half", 150 * MS);
         assert_eq!(o.playout_end(), 250 * MS);
         let cleared = o.clear(200 * MS, "clear".into());
         assert_eq!(cleared.played, Some(150 * MS));
@@ -405,19 +420,40 @@ mod tests {
         // An early echo never moves it earlier.
         let mut o = Outbox::new(1000 * MS);
         push_frames(&mut o, 5, 0);
-        o.push(Outgoing::Mark("end".into()));
+        o.push(mark("end"));
         due(&mut o, 0);
-        o.mark_echoed(50 * MS);
+        o.mark_echoed("end", 50 * MS);
         assert_eq!(o.playout_end(), 100 * MS);
+    }
+
+    #[test]
+    fn echoes_are_matched_by_name() {
+        let mut o = Outbox::new(1000 * MS);
+        push_frames(&mut o, 5, 0);
+        o.push(mark("a"));
+        push_frames(&mut o, 5, 100 * MS);
+        o.push(mark("b"));
+        push_frames(&mut o, 5, 200 * MS);
+        due(&mut o, 0);
+        assert_eq!(o.playout_end(), 300 * MS);
+        // A stranger's name and a lost echo of "a": "b" (200 ms in) still
+        // corrects the model.
+        o.mark_echoed("stranger", 100 * MS);
+        assert_eq!(o.playout_end(), 300 * MS);
+        o.mark_echoed("b", 250 * MS);
+        assert_eq!(o.playout_end(), 350 * MS);
+        // "a" comes late: forgotten already, it changes nothing.
+        o.mark_echoed("a", 400 * MS);
+        assert_eq!(o.playout_end(), 350 * MS);
     }
 
     #[test]
     fn marks_a_clear_flushes_correct_nothing() {
         let mut o = Outbox::new(40 * MS);
         push_frames(&mut o, 2, 0);
-        o.push(Outgoing::Mark("written".into()));
+        o.push(mark("written"));
         push_frames(&mut o, 5, 40 * MS);
-        o.push(Outgoing::Mark("waiting".into()));
+        o.push(mark("waiting"));
         push_frames(&mut o, 1, 140 * MS);
         let (out, _) = due(&mut o, 0);
         assert_eq!(out, ["m0@0", "m1@20", "written"]);
@@ -426,8 +462,8 @@ mod tests {
         // The waiting mark goes out before the clear, its media does not.
         assert_eq!(out, ["waiting", "clear"]);
         // Both echoes arrive at once; the model stays empty.
-        o.mark_echoed(11 * MS);
-        o.mark_echoed(11 * MS);
+        o.mark_echoed("written", 11 * MS);
+        o.mark_echoed("waiting", 11 * MS);
         assert_eq!(o.unplayed(11 * MS), 0);
         push_frames(&mut o, 1, 500 * MS);
         due(&mut o, 20 * MS);

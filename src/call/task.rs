@@ -109,8 +109,8 @@ pub(super) async fn serve<S>(
                     if handled.media {
                         last_media = Some(Instant::now());
                     }
-                    if matches!(handled.event, Some(CallEvent::Mark(_))) {
-                        writer.outbox.mark_echoed(call.now_ns());
+                    if let Some(CallEvent::Mark(name)) = &handled.event {
+                        writer.outbox.mark_echoed(name, call.now_ns());
                         call.playout_end.store(writer.outbox.playout_end(), Ordering::Relaxed);
                     }
                     if apply(&call, &events, handled) {
@@ -262,9 +262,10 @@ impl Writer {
         if chunks > 0 {
             call.stats.add(Stat::ChunksSent, chunks);
             call.stats.add(Stat::BytesSent, bytes);
-            call.queued_audio.fetch_sub(audio, Ordering::Relaxed);
+            // The model first: unplayed() never misses the batch between.
             call.playout_end
                 .store(self.outbox.playout_end(), Ordering::Relaxed);
+            call.queued_audio.fetch_sub(audio, Ordering::Relaxed);
             call.room.notify_waiters();
         }
     }

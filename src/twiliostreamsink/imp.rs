@@ -547,7 +547,11 @@ impl BaseSinkImpl for TwilioStreamSink {
             && call.queued_audio() > MAX_QUEUED
             && tokio::runtime::Handle::try_current().is_err()
         {
-            wait(&self.canceller, call.room(MAX_QUEUED)).map_err(|_| gst::FlowError::Flushing)?;
+            // A pause cancels the wait (unlock()): as BaseSink asks, wait
+            // for PLAYING again (or a flush) and go on waiting.
+            while wait(&self.canceller, call.room(MAX_QUEUED)).is_err() {
+                self.obj().wait_preroll()?;
+            }
         }
         Ok(gst::FlowSuccess::Ok)
     }
