@@ -84,6 +84,52 @@ impl TwilioStreamSrc {
         );
     }
 
+    /// A media chunk through the reorder window: the buffers of the chunks
+    /// it lets out (none while it waits for a missing one).
+    pub(super) fn reorder_media(
+        &self,
+        chunk: MediaChunk,
+    ) -> Result<Vec<gst::Buffer>, gst::FlowError> {
+        let (chunk_no, timestamp_ms) = (chunk.chunk, chunk.timestamp_ms);
+        let pushed = {
+            let mut state = self.state.lock().unwrap();
+            let pushed = state.reorder.push(chunk);
+            if let Some(call) = &state.call {
+                call.stats
+                    .add(Stat::ChunksReordered, pushed.reordered as u64);
+                call.stats.add(Stat::ChunksTooLate, pushed.too_late as u64);
+            }
+            pushed
+        };
+        if pushed.reordered {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {chunk_no:?} (timestamp {timestamp_ms} ms) came out of order: put back in place"
+            );
+        }
+        if pushed.too_late {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {chunk_no:?} (timestamp {timestamp_ms} ms) came after its place was given up, or twice: dropped"
+            );
+        }
+        self.released_media()
+    }
+
+    /// The buffers of the chunks the reorder window has let out; at the
+    /// end of the call (`flush`), of every chunk it held.
+    pub(super) fn released_media(&self) -> Result<Vec<gst::Buffer>, gst::FlowError> {
+        let mut buffers = Vec::new();
+        loop {
+            let Some(chunk) = self.state.lock().unwrap().reorder.pop() else {
+                return Ok(buffers);
+            };
+            buffers.extend(self.handle_media(chunk)?);
+        }
+    }
+
     /// A media chunk: a buffer when there is audio to push.
     pub(super) fn handle_media(
         &self,

@@ -4,7 +4,8 @@
 //! switches to what the call carries without resampling or transcoding
 //! when downstream takes that too: S16LE at the call's own rate for
 //! wideband L16 output as PCM, the call's own bytes for raw output.
-//! Otherwise it keeps the negotiated format and converts.
+//! Otherwise it keeps the negotiated format and converts. A call whose
+//! provider may send media out of order (Telnyx) gets the reorder window.
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -13,6 +14,7 @@ use gst_base::prelude::*;
 use super::imp::{CAT, TwilioStreamSrc};
 use super::output::{Encoding, Output};
 use super::properties::Tracks;
+use super::reorder::Reorder;
 
 impl TwilioStreamSrc {
     /// At `start`: takes the call's format, and renegotiates to it where
@@ -24,7 +26,13 @@ impl TwilioStreamSrc {
                 return Ok(());
             };
             let format = call.format();
+            let window = if call.dialect().unordered_media() {
+                state.reorder_window
+            } else {
+                0
+            };
             state.format = format;
+            state.reorder = Reorder::new(window, format);
             (format, state.output, state.tracks)
         };
         gst::info!(CAT, imp = self, "the call carries {format}");
