@@ -168,6 +168,15 @@ impl TwilioStreamSrc {
             return Ok(None);
         }
         let (silence, discont) = self.place(state, chunk);
+        if state.format.is_compressed() {
+            return self.compressed_buffer(
+                state,
+                carried.then_some(&chunk.ulaw[..]),
+                chunk,
+                silence,
+                discont,
+            );
+        }
         let buffer = if carried {
             self.make_buffer(state, &chunk.ulaw, silence, discont)
         } else {
@@ -175,6 +184,41 @@ impl TwilioStreamSrc {
             self.make_buffer(state, &[], silence + ticks, discont)
         };
         buffer.map(Some)
+    }
+
+    /// A G.722 or Opus payload as it came, after `silence` ticks of gap
+    /// (no bytes are silence: the time is skipped, DISCONT); a track the
+    /// stream lacks (`payload` None) skips its time.
+    fn compressed_buffer(
+        &self,
+        state: &mut State,
+        payload: Option<&[u8]>,
+        chunk: &MediaChunk,
+        silence: u64,
+        discont: bool,
+    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        let output = state.output.ok_or(gst::FlowError::NotNegotiated)?;
+        let ticks = state.format.payload_ticks(&chunk.ulaw);
+        let timeline = state.timeline.as_mut().expect("placed before");
+        timeline.advance(silence);
+        let Some(payload) = payload else {
+            timeline.advance(ticks);
+            return Ok(None);
+        };
+        let span = timeline.span(ticks, output.factor(), output.delay());
+        let mut buffer = gst::Buffer::from_slice(payload.to_vec());
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(span.pts);
+            buffer.set_duration(span.duration);
+            buffer.set_offset(span.offset);
+            buffer.set_offset_end(span.offset_end);
+            if discont || silence > 0 {
+                buffer.set_flags(gst::BufferFlags::DISCONT);
+            }
+        }
+        timeline.advance(ticks);
+        Ok(Some(buffer))
     }
 
     /// Both tracks: the chunk goes to the aligner; what both channels now
@@ -534,7 +578,7 @@ fn placing(chunk: &MediaChunk, format: WireFormat) -> timeline::Chunk {
     timeline::Chunk {
         timestamp_ms: chunk.timestamp_ms,
         number: chunk.chunk,
-        samples: format.ticks(chunk.ulaw.len()),
+        samples: format.payload_ticks(&chunk.ulaw),
         arrival: chunk.arrival,
     }
 }

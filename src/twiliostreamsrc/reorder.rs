@@ -127,7 +127,7 @@ impl Reorder {
 
 impl Lane {
     fn release(&mut self, chunk: MediaChunk, format: WireFormat, ready: &mut VecDeque<MediaChunk>) {
-        let duration_ms = format.ticks(chunk.ulaw.len()) / 8;
+        let duration_ms = format.payload_ticks(&chunk.ulaw) / 8;
         self.last = Some(Released {
             number: chunk.chunk,
             timestamp_ms: chunk.timestamp_ms,

@@ -3,8 +3,10 @@
 //! (S16LE at 16 kHz unless downstream asks otherwise); at `start` the src
 //! switches to what the call carries without resampling or transcoding
 //! when downstream takes that too: S16LE at the call's own rate for
-//! wideband L16 output as PCM, the call's own bytes for raw output.
-//! Otherwise it keeps the negotiated format and converts. A call whose
+//! wideband L16 output as PCM, the call's own bytes for raw output, a
+//! G.722 or Opus call's payloads for its decoder. Otherwise it keeps the
+//! negotiated format and converts (an error for G.722 and Opus, which are
+//! passed through only, and for their caps on another call). A call whose
 //! provider may send media out of order (Telnyx) gets the reorder window.
 
 use gst::prelude::*;
@@ -36,7 +38,7 @@ impl TwilioStreamSrc {
             (format, state.output, state.tracks)
         };
         gst::info!(CAT, imp = self, "the call carries {format}");
-        if tracks == Tracks::Both && format.bytes_per_tick() != 1 {
+        if tracks == Tracks::Both && !format.is_g711() {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
@@ -58,6 +60,7 @@ impl TwilioStreamSrc {
                 rate: format.rate,
                 ..current
             }),
+            _ if format.is_compressed() && !current.passthrough() => Some(Output::own(format)),
             Encoding::Mulaw | Encoding::Alaw | Encoding::S16be if !current.passthrough() => {
                 Some(Output::own(format))
             }
@@ -79,6 +82,18 @@ impl TwilioStreamSrc {
                 gst::info!(CAT, imp = self, "switched to the call's own {caps}");
                 return Ok(());
             }
+        }
+        if !current.fits(format) {
+            let caps = current.caps_with(1);
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("The call carries {}, the src outputs {}", format, caps),
+                ["G.722 and Opus calls are passed through as they came: put \
+                     avdec_g722 (audio/G722) or opusdec (audio/x-opus) after the src; \
+                     those caps take no other call"]
+            );
+            return Err(gst::FlowError::NotNegotiated);
         }
         if current.delay() != delay_before {
             let obj = self.obj();
