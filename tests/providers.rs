@@ -15,7 +15,7 @@ use gst::glib;
 use gst::prelude::*;
 use gsttwiliostream::codec::{ByteOrder, Resampler, WireFormat, alaw};
 use gsttwiliostream::protocol::Outbound;
-use twilio_emulator::{CallParams, Playout, Provider, Received, TwilioCall};
+use twilio_emulator::{CallParams, Impairments, Playout, Provider, Received, Script, TwilioCall};
 
 in_both_modes!(
     signalwire_l16_16k_comes_out_bit_for_bit,
@@ -23,6 +23,8 @@ in_both_modes!(
     l16_24k_is_resampled_when_downstream_wants_16k,
     telnyx_alaw_decodes_bit_exact_with_its_dtmf,
     telnyx_alaw_raw_output_is_the_payload_untouched,
+    telnyx_media_out_of_order_comes_out_in_order,
+    without_the_reorder_window_swapped_media_stays_swapped,
 );
 
 /// Plays `wire` (bytes of `params.format`) in 20 ms chunks as fast as
@@ -164,6 +166,68 @@ fn telnyx_alaw_raw_output_is_the_payload_untouched() {
     let got = collector.wait_eos();
     assert_eq!(got.bytes(), codes);
     set_state(&p, gst::State::Null);
+}
+
+/// Plays `codes` (8 kHz A-law) as a Telnyx call, every 4th chunk sent
+/// after the one that follows it; returns the src's output and its counters
+/// (reordered, too late, lost).
+fn play_swapped(window: u32, codes: &[u8]) -> (common::Collected, [u64; 3]) {
+    let (p, collector, url) = start(&format!(
+        "twiliostreamsrc name=src port=0 reorder-window={window} ! audio/x-raw,rate=8000 ! \
+         fakesink name=sink sync=false"
+    ));
+    let script = Script {
+        audio: codes.to_vec(),
+        realtime: false,
+        linger: std::time::Duration::ZERO,
+        impairments: Impairments {
+            swap_every: 4,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    rt().block_on(async {
+        let call = TwilioCall::start(&url, CallParams::of(Provider::Telnyx, WireFormat::PCMA))
+            .await
+            .unwrap();
+        twilio_emulator::play::run(call, &script).await.unwrap();
+    });
+    let got = collector.wait_eos();
+    let src = by_name(&p, "src");
+    let counts =
+        ["chunks-reordered", "chunks-too-late", "chunks-lost"].map(|c| src.property::<u64>(c));
+    set_state(&p, gst::State::Null);
+    (got, counts)
+}
+
+/// A-law codes, every chunk of 160 different from its neighbours.
+fn distinct_chunks(chunks: usize) -> Vec<u8> {
+    (0..chunks * 160)
+        .map(|i| (i * 97 % 251 + i / 160) as u8)
+        .collect()
+}
+
+fn telnyx_media_out_of_order_comes_out_in_order() {
+    let codes = distinct_chunks(40);
+    let (got, [reordered, too_late, lost]) = play_swapped(3, &codes);
+    let decoded: Vec<i16> = codes.iter().map(|&c| alaw::decode(c)).collect();
+    assert_eq!(got.samples(), decoded);
+    assert_contiguous(&got.buffers);
+    // Chunks 3, 7, …, 35 (from 0) came after the next one; 39, the last,
+    // had none to follow, so it came in order.
+    assert_eq!((reordered, too_late, lost), (9, 0, 0));
+}
+
+fn without_the_reorder_window_swapped_media_stays_swapped() {
+    let codes = distinct_chunks(40);
+    let (got, [reordered, too_late, _]) = play_swapped(0, &codes);
+    let decoded: Vec<i16> = codes.iter().map(|&c| alaw::decode(c)).collect();
+    // The timeline takes each swapped chunk's place for a gap: the audio
+    // differs from the first swap on.
+    let samples = got.samples();
+    assert_eq!(samples[..3 * 160], decoded[..3 * 160]);
+    assert_ne!(samples[3 * 160..4 * 160], decoded[3 * 160..4 * 160]);
+    assert_eq!((reordered, too_late), (0, 0));
 }
 
 /// Dials the sink as `provider` streaming `format`.

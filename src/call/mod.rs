@@ -344,9 +344,9 @@ impl Call {
         Ok(self.stats.add_get(Stat::MarksSent, 1))
     }
 
-    /// How long `bytes` of the call's format play.
-    pub fn audio_ns(&self, bytes: usize) -> u64 {
-        self.format.duration_ns(bytes)
+    /// How long one media `payload` of the call's format plays.
+    pub fn audio_ns(&self, payload: &[u8]) -> u64 {
+        self.format.payload_ns(payload)
     }
 
     /// Sends `clear`: the writer drops the media it has not written, Twilio

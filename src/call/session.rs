@@ -593,15 +593,19 @@ mod tests {
     #[test]
     fn a_start_in_a_format_we_cannot_carry_is_refused_with_its_name() {
         let mut s = Session::new(64 * 1024);
-        let h = s.handle(&START.replace("audio/x-mulaw", "audio/opus"), Vec::new);
+        let h = s.handle(&START.replace("audio/x-mulaw", "AMR-WB"), Vec::new);
         assert!(h.event.is_none());
         assert_eq!(counts(&h), [(Stat::InvalidMessages, 1)]);
         assert_eq!(
             warnings(&h),
             [
-                r#"ignoring message: start announces an unsupported media format "audio/opus" at 8000 Hz"#
+                r#"ignoring message: start announces an unsupported media format "AMR-WB" at 8000 Hz"#
             ]
         );
+        // Opus and G.722 are carried (passed through).
+        let h = s.handle(&START.replace("audio/x-mulaw", "OPUS"), Vec::new);
+        assert!(matches!(h.event, Some(CallEvent::Start(_))));
+        assert_eq!(s.format(), WireFormat::OPUS);
     }
 
     #[test]

@@ -46,9 +46,14 @@ pub enum Stat {
     ChunksDroppedPaused,
     /// Media chunks that arrived for time already filled.
     ChunksFilledLate,
+    /// Media chunks put back in order by the src's reorder window.
+    ChunksReordered,
+    /// Media chunks that came after the reorder window gave up their place
+    /// (or twice), dropped.
+    ChunksTooLate,
 }
 
-const STAT_COUNT: usize = 22;
+const STAT_COUNT: usize = 24;
 
 impl Stat {
     /// The per-track counters a total is the sum of (inbound, outbound).
@@ -188,6 +193,20 @@ pub const SRC_COUNTERS: &[Counter] = &[
         "Chunks late after fill",
         "Media chunks that arrived for time already filled (a gap or GAP event pushed when \
          nothing came for the fill deadline); they go out after the fill, flagged DISCONT",
+    ),
+    counter(
+        Stat::ChunksReordered,
+        "chunks-reordered",
+        "Chunks reordered",
+        "Media chunks of a Telnyx call that came after a later chunk of their track and were \
+         put back in order by the reorder window",
+    ),
+    counter(
+        Stat::ChunksTooLate,
+        "chunks-too-late",
+        "Chunks too late to reorder",
+        "Media chunks of a Telnyx call that came after the reorder window had given up their \
+         place (their time was already counted lost and filled), or twice: dropped",
     ),
     counter(
         Stat::MarksReceived,

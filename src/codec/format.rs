@@ -3,13 +3,16 @@
 //! conversions between its bytes and linear 16-bit samples at its rate.
 //!
 //! Time on the wire is counted in ticks of 125 µs (one 8 kHz sample): every
-//! format here has a whole number of bytes per tick, so the src's timeline
-//! places any of them the way it places μ-law.
+//! sample format here has a whole number of bytes per tick, so the src's
+//! timeline places any of them the way it places μ-law. G.722 and Opus are
+//! compressed: passed through to GStreamer's decoders, never decoded here.
+//! G.722 is 64 kbit/s, a byte per tick; an Opus packet's TOC says how long
+//! it plays ([`WireFormat::payload_ticks`]).
 
 use std::fmt;
 
 use super::l16::{self, ByteOrder};
-use super::{alaw, g711};
+use super::{alaw, g711, opus};
 
 /// Nanoseconds per tick (one 8 kHz sample period).
 pub const NS_PER_TICK: u64 = 125_000;
@@ -23,6 +26,10 @@ pub enum Codec {
     Pcma,
     /// Linear 16-bit PCM.
     L16(ByteOrder),
+    /// G.722 at 64 kbit/s (16 kHz audio), passed through.
+    G722,
+    /// Opus packets, passed through.
+    Opus,
 }
 
 /// A call's audio on the wire: a codec at a sample rate, mono.
@@ -62,6 +69,16 @@ impl WireFormat {
     };
     /// The rates L16 may have.
     pub const L16_RATES: [u32; 3] = [8000, 16000, 24000];
+    /// G.722: 16 kHz audio in 64 kbit/s.
+    pub const G722: WireFormat = WireFormat {
+        codec: Codec::G722,
+        rate: 16000,
+    };
+    /// Opus, at its 48 kHz clock.
+    pub const OPUS: WireFormat = WireFormat {
+        codec: Codec::Opus,
+        rate: 48000,
+    };
 
     /// L16 at `rate` in `order`.
     pub const fn l16(rate: u32, order: ByteOrder) -> WireFormat {
@@ -73,8 +90,10 @@ impl WireFormat {
 
     /// The format a `start` message announces: `encoding` as Twilio and
     /// SignalWire (`audio/x-mulaw`, `audio/x-L16`) or Telnyx (`PCMU`,
-    /// `L16`) spell it, case-insensitive. L16 takes `l16_order`, which the
-    /// message does not say.
+    /// `L16`, `G722`, `OPUS`) spell it, case-insensitive. L16 takes
+    /// `l16_order`, which the message does not say. G.722 may be announced
+    /// at its RTP clock (8000) or its audio rate (16000), Opus at any of its
+    /// rates: both are kept at their own.
     pub fn parse(encoding: &str, rate: u32, l16_order: ByteOrder) -> Result<Self, Unsupported> {
         let name = encoding.trim().to_ascii_lowercase();
         let name = name.strip_prefix("audio/").unwrap_or(&name);
@@ -83,10 +102,14 @@ impl WireFormat {
             "mulaw" | "pcmu" | "ulaw" | "basic" => WireFormat::PCMU,
             "alaw" | "pcma" => WireFormat::PCMA,
             "l16" => WireFormat::l16(rate, l16_order),
+            "g722" => WireFormat::G722,
+            "opus" => WireFormat::OPUS,
             _ => return Err(Unsupported(format!("{encoding:?} at {rate} Hz"))),
         };
         let rate_ok = match format.codec {
             Codec::L16(_) => WireFormat::L16_RATES.contains(&rate),
+            Codec::G722 => [0, 8000, 16000].contains(&rate),
+            Codec::Opus => [0, 8000, 12000, 16000, 24000, 48000].contains(&rate),
             // G.711 is 8 kHz; a start that omits the rate means that too.
             Codec::Pcmu | Codec::Pcma => rate == 8000 || rate == 0,
         };
@@ -96,12 +119,32 @@ impl WireFormat {
         Ok(format)
     }
 
-    /// Bytes per 125 µs tick.
+    /// Bytes per 125 µs tick (Opus: 1, as a stand-in; its packets say
+    /// their own duration).
     pub const fn bytes_per_tick(self) -> usize {
         match self.codec {
-            Codec::Pcmu | Codec::Pcma => 1,
+            Codec::Pcmu | Codec::Pcma | Codec::G722 | Codec::Opus => 1,
             Codec::L16(_) => 2 * (self.rate / 8000) as usize,
         }
+    }
+
+    /// Compressed (G.722, Opus): passed through, never decoded here.
+    pub const fn is_compressed(self) -> bool {
+        matches!(self.codec, Codec::G722 | Codec::Opus)
+    }
+
+    /// How long one media payload plays, in ticks: whole ticks of its bytes,
+    /// or an Opus packet's duration (0 if it has none).
+    pub fn payload_ticks(self, payload: &[u8]) -> u64 {
+        match self.codec {
+            Codec::Opus => opus::packet_ticks(payload).unwrap_or(0),
+            _ => self.ticks(payload.len()),
+        }
+    }
+
+    /// How long one media payload plays, in ns.
+    pub fn payload_ns(self, payload: &[u8]) -> u64 {
+        self.payload_ticks(payload) * NS_PER_TICK
     }
 
     /// Samples per tick (1, 2 or 3).
@@ -119,12 +162,13 @@ impl WireFormat {
         (bytes / self.bytes_per_tick()) as u64
     }
 
-    /// The byte that, repeated, is digital silence in this format.
+    /// The byte that, repeated, is digital silence in this format (none
+    /// for a compressed one: 0, never written).
     pub const fn silence(self) -> u8 {
         match self.codec {
             Codec::Pcmu => g711::SILENCE,
             Codec::Pcma => alaw::SILENCE,
-            Codec::L16(_) => 0,
+            Codec::L16(_) | Codec::G722 | Codec::Opus => 0,
         }
     }
 
@@ -134,7 +178,8 @@ impl WireFormat {
     }
 
     /// Decodes the whole ticks of `bytes` into `out` (cleared first), as
-    /// samples at [`rate`](Self::rate).
+    /// samples at [`rate`](Self::rate). A compressed format decodes to
+    /// nothing: it is passed through.
     pub fn decode(self, bytes: &[u8], out: &mut Vec<i16>) {
         let whole = self.ticks(bytes.len()) as usize * self.bytes_per_tick();
         let bytes = &bytes[..whole];
@@ -150,15 +195,18 @@ impl WireFormat {
             Codec::L16(order) => {
                 l16::decode(order, bytes, out);
             }
+            Codec::G722 | Codec::Opus => out.clear(),
         }
     }
 
-    /// Appends `samples` (at [`rate`](Self::rate)) to `out`, encoded.
+    /// Appends `samples` (at [`rate`](Self::rate)) to `out`, encoded (a
+    /// compressed format appends nothing: the sink passes it through).
     pub fn encode(self, samples: &[i16], out: &mut Vec<u8>) {
         match self.codec {
             Codec::Pcmu => out.extend(samples.iter().map(|&s| g711::encode(s))),
             Codec::Pcma => out.extend(samples.iter().map(|&s| alaw::encode(s))),
             Codec::L16(order) => l16::encode(order, samples, out),
+            Codec::G722 | Codec::Opus => {}
         }
     }
 }
@@ -170,6 +218,8 @@ impl fmt::Display for WireFormat {
             Codec::Pcma => write!(f, "PCMA@{}", self.rate),
             Codec::L16(ByteOrder::Big) => write!(f, "L16@{} (big-endian)", self.rate),
             Codec::L16(ByteOrder::Little) => write!(f, "L16@{} (little-endian)", self.rate),
+            Codec::G722 => write!(f, "G722@{}", self.rate),
+            Codec::Opus => write!(f, "OPUS@{}", self.rate),
         }
     }
 }
@@ -189,6 +239,10 @@ mod tests {
             ("audio/x-L16", 16000, WireFormat::l16(16000, big)),
             ("L16", 24000, WireFormat::l16(24000, big)),
             ("l16", 8000, WireFormat::l16(8000, big)),
+            ("G722", 8000, WireFormat::G722),
+            ("g722", 16000, WireFormat::G722),
+            ("OPUS", 48000, WireFormat::OPUS),
+            ("opus", 16000, WireFormat::OPUS),
         ] {
             assert_eq!(
                 WireFormat::parse(encoding, rate, big),
@@ -203,8 +257,9 @@ mod tests {
         for (encoding, rate) in [
             ("audio/x-mulaw", 16000),
             ("L16", 44100),
-            ("OPUS", 48000),
-            ("G722", 16000),
+            ("OPUS", 44100),
+            ("G722", 24000),
+            ("AMR-WB", 16000),
             ("", 8000),
         ] {
             let err = WireFormat::parse(encoding, rate, big).unwrap_err();
@@ -238,6 +293,23 @@ mod tests {
     }
 
     #[test]
+    fn compressed_payloads_play_as_long_as_their_bytes_or_packets_say() {
+        // G.722: 160 bytes are 20 ms of 16 kHz audio.
+        assert!(WireFormat::G722.is_compressed() && WireFormat::OPUS.is_compressed());
+        assert_eq!(WireFormat::G722.payload_ticks(&[0; 160]), 160);
+        assert_eq!(WireFormat::G722.payload_ns(&[0; 160]), 20_000_000);
+        // Opus: CELT FB 20 ms, one frame, whatever its size.
+        assert_eq!(WireFormat::OPUS.payload_ticks(&[31 << 3, 1, 2, 3]), 160);
+        assert_eq!(WireFormat::OPUS.payload_ticks(&[]), 0);
+        assert_eq!(WireFormat::PCMU.payload_ticks(&[0; 80]), 80);
+        assert!(!WireFormat::PCMA.is_compressed());
+        let mut out = vec![1];
+        WireFormat::OPUS.decode(&[1, 2, 3], &mut out);
+        assert!(out.is_empty());
+        assert_eq!(WireFormat::OPUS.to_string(), "OPUS@48000");
+    }
+
+    #[test]
     fn decode_and_encode_are_the_codecs() {
         let samples: Vec<i16> = (0..480).map(|i| (i * 131 % 60000 - 30000) as i16).collect();
         for format in [
@@ -259,7 +331,7 @@ mod tests {
                     .iter()
                     .map(|&s| alaw::decode(alaw::encode(s)))
                     .collect(),
-                Codec::L16(_) => samples.clone(),
+                Codec::L16(_) | Codec::G722 | Codec::Opus => samples.clone(),
             };
             assert_eq!(back, expected, "{format}");
         }

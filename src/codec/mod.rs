@@ -1,11 +1,12 @@
-//! Pure DSP, no GStreamer: G.711 μ-law and A-law, L16, the call's wire
-//! format, the resamplers between telephone audio and pipeline rates, and
+//! Pure DSP, no GStreamer: G.711 μ-law and A-law, L16, Opus packet
+//! durations, the call's wire format, the resamplers between telephone audio and pipeline rates, and
 //! packet loss concealment.
 
 pub mod alaw;
 pub mod format;
 pub mod g711;
 pub mod l16;
+pub mod opus;
 pub mod plc;
 pub mod resample;
 

@@ -1,7 +1,9 @@
 //! The sink's audio path without GStreamer or a call: input bytes (S16LE at
 //! a pipeline rate, μ-law or A-law) become the call's format (μ-law by
 //! default; A-law or L16 at 8/16/24 kHz when the call carries it), cut into
-//! `chunk-duration` frames. Sending the frames, counting them, marks and
+//! `chunk-duration` frames. G.722 and Opus input pass through to a call in
+//! the same codec only: G.722 bytes cut into frames like G.711, each Opus
+//! packet a frame of its own. Sending the frames, counting them, marks and
 //! `clear` messages are the element's (`imp.rs`).
 //!
 //! Frames are slices of one pending buffer, and the scratch buffers are
@@ -19,15 +21,25 @@ pub enum Input {
     Mulaw,
     /// 8 kHz mono A-law; framed as it is for an A-law call.
     Alaw,
+    /// G.722 (64 kbit/s): for a G.722 call only, framed as it is.
+    G722,
+    /// Opus packets: for an Opus call only, one frame each.
+    Opus,
 }
 
 /// A PCM rate the resampler does not take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnsupportedRate(pub u32);
 
-/// Input pushed before [`Framer::set_input`].
+/// Why [`Framer::push`] took nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotNegotiated;
+pub enum NotNegotiated {
+    /// Input pushed before [`Framer::set_input`].
+    NoInput,
+    /// Compressed input for a call in another codec, or input the call's
+    /// compressed codec cannot be made from: nothing converts them.
+    Mismatch(Input, WireFormat),
+}
 
 /// What [`Framer::push`] noticed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,8 +65,12 @@ pub enum Take {
     reason = "one per sink, held inline as the downsampler always was"
 )]
 enum Encoding {
-    /// G.711 input in the call's own codec.
+    /// G.711 or G.722 input in the call's own codec.
     Passthrough,
+    /// Opus packets for an Opus call: each pushed one is a frame.
+    Packets,
+    /// Nothing converts this input to the call's codec.
+    Mismatch,
     /// Decoded (if G.711) to PCM at `rate`, resampled, encoded.
     Pcm { input: Input, resampler: Resampler },
 }
@@ -73,6 +89,8 @@ pub struct Framer {
     pcm8k: Vec<i16>,
     /// Encoded audio not handed out yet (less than a frame after `send_frames`).
     pending: Vec<u8>,
+    /// With Opus, where each pending packet ends in `pending`.
+    packet_ends: Vec<usize>,
     /// The first byte of a 16-bit sample split across pushes.
     odd_byte: Option<u8>,
     /// Samples handed out so far: the index of the first pending one.
@@ -98,6 +116,7 @@ impl Framer {
             pcm: Vec::new(),
             pcm8k: Vec::new(),
             pending: Vec::new(),
+            packet_ends: Vec::new(),
             odd_byte: None,
             emitted: 0,
         }
@@ -140,6 +159,7 @@ impl Framer {
         self.min_ticks = min_ticks;
         self.frame_ticks = self.frame_ticks.max(min_ticks);
         self.pending.clear();
+        self.packet_ends.clear();
         if let Some(input) = self.input {
             self.encoding = Some(self.encoding_for(input));
         }
@@ -149,7 +169,9 @@ impl Framer {
         let own = match input {
             Input::Mulaw => self.target == WireFormat::PCMU,
             Input::Alaw => self.target == WireFormat::PCMA,
-            Input::Pcm(_) => false,
+            Input::G722 => self.target == WireFormat::G722,
+            Input::Opus if self.target == WireFormat::OPUS => return Encoding::Packets,
+            Input::Opus | Input::Pcm(_) => false,
         };
         if own {
             return Encoding::Passthrough;
@@ -157,7 +179,11 @@ impl Framer {
         let rate = match input {
             Input::Pcm(rate) => rate,
             Input::Mulaw | Input::Alaw => 8000,
+            Input::G722 | Input::Opus => return Encoding::Mismatch,
         };
+        if self.target.is_compressed() {
+            return Encoding::Mismatch;
+        }
         Encoding::Pcm {
             input,
             resampler: Resampler::new(rate, self.target.rate).expect("supported rates"),
@@ -181,15 +207,39 @@ impl Framer {
     /// The index, in ticks, of the next audio [`push`](Self::push) will
     /// produce (ticks handed out and pending so far).
     pub fn produced(&self) -> u64 {
-        self.emitted + (self.pending.len() / self.target.bytes_per_tick()) as u64
+        self.emitted + self.pending_ticks(&self.pending)
+    }
+
+    /// How long pending `bytes` play, in ticks (Opus: packet by packet).
+    fn pending_ticks(&self, bytes: &[u8]) -> u64 {
+        if self.target.codec != crate::codec::Codec::Opus {
+            return (bytes.len() / self.target.bytes_per_tick()) as u64;
+        }
+        let mut start = 0;
+        let mut ticks = 0;
+        for &end in self.packet_ends.iter().take_while(|&&e| e <= bytes.len()) {
+            ticks += self.target.payload_ticks(&bytes[start..end]);
+            start = end;
+        }
+        ticks
     }
 
     /// Converts `data` and appends it to the pending audio.
     pub fn push(&mut self, data: &[u8]) -> Result<Pushed, NotNegotiated> {
         let mut pushed = Pushed::default();
         let target = self.target;
-        match self.encoding.as_mut().ok_or(NotNegotiated)? {
+        match self.encoding.as_mut().ok_or(NotNegotiated::NoInput)? {
             Encoding::Passthrough => self.pending.extend_from_slice(data),
+            Encoding::Packets => {
+                if !data.is_empty() {
+                    self.pending.extend_from_slice(data);
+                    self.packet_ends.push(self.pending.len());
+                }
+            }
+            Encoding::Mismatch => {
+                let input = self.input.ok_or(NotNegotiated::NoInput)?;
+                return Err(NotNegotiated::Mismatch(input, target));
+            }
             Encoding::Pcm {
                 input: input @ (Input::Mulaw | Input::Alaw),
                 resampler,
@@ -258,10 +308,13 @@ impl Framer {
         take: Take,
         mut send: impl FnMut(u64, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
+        if matches!(self.encoding, Some(Encoding::Packets)) {
+            return self.send_packets(send);
+        }
         let width = self.target.bytes_per_tick();
         let frame = self.frame_bytes().max(width);
         let all = take == Take::All;
-        if all {
+        if all && !self.target.is_compressed() {
             // Whole ticks only, and at least the provider's minimum.
             let partial = self.pending.len() % frame;
             let short = (self.min_ticks * width).saturating_sub(partial);
@@ -269,6 +322,8 @@ impl Framer {
                 let silence = self.target.silence();
                 self.pending.resize(self.pending.len() + short, silence);
             }
+        }
+        if all {
             let odd = self.pending.len() % width;
             self.pending.truncate(self.pending.len() - odd);
         }
@@ -290,15 +345,41 @@ impl Framer {
         result
     }
 
+    /// [`Self::send_frames`] for Opus: each packet as it came.
+    fn send_packets<E>(
+        &mut self,
+        mut send: impl FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut start = 0;
+        let mut sent = 0;
+        let mut result = Ok(());
+        for &end in &self.packet_ends {
+            let packet = &self.pending[start..end];
+            result = send(self.emitted, packet);
+            if result.is_err() {
+                break;
+            }
+            self.emitted += self.target.payload_ticks(packet);
+            start = end;
+            sent += 1;
+        }
+        self.pending.drain(..start);
+        self.packet_ends.drain(..sent);
+        self.packet_ends.iter_mut().for_each(|e| *e -= start);
+        result
+    }
+
     /// Drops the pending audio (the call it was for is gone).
     pub fn discard_pending(&mut self) {
         self.pending.clear();
+        self.packet_ends.clear();
     }
 
     /// Drops everything not handed out yet, a split sample included, and
     /// forgets the resampler's history (a `clear`, a flush).
     pub fn clear(&mut self) {
         self.pending.clear();
+        self.packet_ends.clear();
         self.odd_byte = None;
         if let Some(Encoding::Pcm { resampler, .. }) = self.encoding.as_mut() {
             resampler.reset();
@@ -499,14 +580,71 @@ mod tests {
     #[test]
     fn input_must_be_set_and_supported() {
         let mut f = Framer::new(160);
-        assert_eq!(f.push(&[0, 0]), Err(NotNegotiated));
+        assert_eq!(f.push(&[0, 0]), Err(NotNegotiated::NoInput));
         assert_eq!(f.delay_ns(), 0);
         assert_eq!(f.set_input(Input::Pcm(44100)), Err(UnsupportedRate(44100)));
-        assert_eq!(f.push(&[0, 0]), Err(NotNegotiated));
+        assert_eq!(f.push(&[0, 0]), Err(NotNegotiated::NoInput));
         f.set_input(Input::Pcm(16000)).unwrap();
         assert_eq!(f.delay_ns(), 2_562_500);
         assert_eq!(f.set_input(Input::Pcm(11025)), Err(UnsupportedRate(11025)));
         assert_eq!(f.delay_ns(), 2_562_500);
+    }
+
+    #[test]
+    fn g722_is_cut_into_20_ms_frames_and_opus_goes_packet_by_packet() {
+        let mut f = Framer::new(160);
+        f.set_input(Input::G722).unwrap();
+        f.set_target(WireFormat::G722, 160);
+        let g722: Vec<u8> = (0..400u32).map(|i| (i * 7) as u8).collect();
+        f.push(&g722).unwrap();
+        assert_eq!(
+            frames(&mut f, Take::WholeFrames),
+            [&g722[..160], &g722[160..320]]
+        );
+        // The end: the rest as it is, no padding (no byte is G.722 silence).
+        assert_eq!(frames(&mut f, Take::All), [&g722[320..]]);
+
+        let mut f = Framer::new(160);
+        f.set_input(Input::Opus).unwrap();
+        f.set_target(WireFormat::OPUS, 160);
+        // CELT FB 20 ms and 10 ms packets of different sizes.
+        let packets: [&[u8]; 3] = [&[31 << 3, 1, 2], &[30 << 3, 3], &[31 << 3, 4, 5, 6, 7]];
+        for p in packets {
+            f.push(p).unwrap();
+        }
+        assert_eq!(f.produced(), 160 + 80 + 160);
+        let mut sent = Vec::new();
+        f.send_frames(Take::WholeFrames, |start, frame| {
+            sent.push((start, frame.to_vec()));
+            Ok::<_, Infallible>(())
+        })
+        .unwrap();
+        let expected: Vec<(u64, Vec<u8>)> = [0, 160, 240]
+            .into_iter()
+            .zip(packets.map(<[u8]>::to_vec))
+            .collect();
+        assert_eq!(sent, expected);
+        assert_eq!(f.produced(), 400);
+    }
+
+    #[test]
+    fn compressed_input_takes_only_its_own_call_and_such_calls_nothing_else() {
+        let mut f = framer(Input::G722, 160);
+        assert_eq!(
+            f.push(&[1, 2]),
+            Err(NotNegotiated::Mismatch(Input::G722, WireFormat::PCMU))
+        );
+        f.set_target(WireFormat::OPUS, 160);
+        assert_eq!(
+            f.push(&[1, 2]),
+            Err(NotNegotiated::Mismatch(Input::G722, WireFormat::OPUS))
+        );
+        f.set_input(Input::Pcm(16000)).unwrap();
+        assert_eq!(
+            f.push(&[1, 2]),
+            Err(NotNegotiated::Mismatch(Input::Pcm(16000), WireFormat::OPUS))
+        );
+        assert!(f.pending().is_empty());
     }
 
     #[test]

@@ -30,7 +30,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use tokio::task::JoinHandle;
 
-use super::framing::{Framer, Input, Take};
+use super::framing::{Framer, Input, NotNegotiated, Take};
 use super::poster;
 use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS, DEFAULT_MAX_LEAD_MS};
 use crate::call::{
@@ -124,7 +124,7 @@ impl State {
             let media = Outgoing::Media {
                 text: json,
                 bytes: payload.len() as u32,
-                duration: call.audio_ns(payload.len()),
+                duration: call.audio_ns(payload),
                 running_time,
             };
             match call.send(media) {
@@ -373,6 +373,19 @@ impl ElementImpl for TwilioStreamSink {
                     .field("channels", 1i32)
                     .build(),
             );
+            // Passed through to a call in the same codec.
+            caps.get_mut().unwrap().append(
+                gst::Caps::builder("audio/G722")
+                    .field("rate", 16000i32)
+                    .field("channels", 1i32)
+                    .build(),
+            );
+            caps.get_mut().unwrap().append(
+                gst::Caps::builder("audio/x-opus")
+                    .field("channel-mapping-family", 0i32)
+                    .field("channels", 1i32)
+                    .build(),
+            );
             vec![
                 gst::PadTemplate::new(
                     "sink",
@@ -487,6 +500,8 @@ impl BaseSinkImpl for TwilioStreamSink {
         let input = match s.name().as_str() {
             "audio/x-mulaw" => Input::Mulaw,
             "audio/x-alaw" => Input::Alaw,
+            "audio/G722" => Input::G722,
+            "audio/x-opus" => Input::Opus,
             _ => Input::Pcm(
                 s.get::<i32>("rate")
                     .map_err(|_| gst::loggable_error!(CAT, "no rate in {caps}"))?
@@ -510,6 +525,10 @@ impl BaseSinkImpl for TwilioStreamSink {
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         self.ensure_call()?;
+        if buffer.flags().contains(gst::BufferFlags::HEADER) {
+            // An encoder's stream headers (opusenc's OpusHead, OpusTags): no audio.
+            return Ok(gst::FlowSuccess::Ok);
+        }
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         let mut state = self.state.lock().unwrap();
         if let Some(time) = state.segment.to_running_time(buffer.pts()) {
@@ -520,10 +539,24 @@ impl BaseSinkImpl for TwilioStreamSink {
                 time.nseconds().saturating_sub(delay),
             );
         }
-        let pushed = state
-            .framer
-            .push(&map)
-            .map_err(|_| gst::FlowError::NotNegotiated)?;
+        let pushed = match state.framer.push(&map) {
+            Ok(pushed) => pushed,
+            Err(NotNegotiated::Mismatch(input, call)) => {
+                drop(state);
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Format,
+                    ("Input {:?} cannot be sent into a {} call", input, call),
+                    [
+                        "G.722 and Opus input pass through to a call in the same codec \
+                         only, and a G.722 or Opus call takes nothing else: encode \
+                         (avenc_g722, opusenc) for such calls, send PCM to the others"
+                    ]
+                );
+                return Err(gst::FlowError::NotNegotiated);
+            }
+            Err(NotNegotiated::NoInput) => return Err(gst::FlowError::NotNegotiated),
+        };
         if pushed.split_sample {
             // Buffers should hold whole samples; the byte waits for the next one.
             if let Some(call) = &state.call {

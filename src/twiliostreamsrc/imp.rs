@@ -20,6 +20,7 @@ use super::convert::{Converter, StereoConverter};
 use super::output::Output;
 use super::properties::{self, GapFill, Settings, Tracks};
 use super::quality::{meter, reported_latency};
+use super::reorder::Reorder;
 use super::shared_threads::Shared;
 use super::timeline::Timeline;
 use super::timing::{Received, Resume};
@@ -75,6 +76,10 @@ pub(super) struct State {
     pub(super) resume: Resume,
     /// The next buffer is flagged DISCONT (the stream was anchored anew).
     pub(super) discont: bool,
+    /// The `reorder-window` property, as this run started with it.
+    pub(super) reorder_window: u32,
+    /// Media put back in order (Telnyx), before the timeline.
+    pub(super) reorder: Reorder,
 }
 
 pub struct TwilioStreamSrc {
@@ -232,11 +237,19 @@ impl TwilioStreamSrc {
     /// Turns one event of the call into what goes downstream.
     pub(super) fn process(&self, event: Option<CallEvent>) -> Result<Step, gst::FlowError> {
         gst::trace!(CAT, imp = self, "{event:?}");
+        if matches!(
+            event,
+            None | Some(CallEvent::Stop(_) | CallEvent::Closed(_) | CallEvent::Ended(_))
+        ) {
+            // What the reorder window holds goes out before the end.
+            self.state.lock().unwrap().reorder.flush();
+        }
+        let mut buffers = self.released_media()?;
         let tail = match event {
             Some(CallEvent::Media(chunk)) => {
-                let buffer = self.handle_media(chunk)?;
+                buffers.extend(self.reorder_media(chunk)?);
                 self.post_due_report();
-                return Ok(buffer.map_or(Step::Next, Step::Buffer));
+                return Ok(Step::Buffers(buffers));
             }
             Some(CallEvent::Start(start)) => {
                 self.handle_start(start);
@@ -275,16 +288,30 @@ impl TwilioStreamSrc {
             }
             None => self.handle_end(None, Some("the call ended".to_owned())),
         };
-        Ok(Step::End(tail))
+        buffers.extend(tail);
+        Ok(Step::End(buffers))
     }
 }
 
 /// What one event of the call turned into.
 pub(super) enum Step {
     Next,
-    Buffer(gst::Buffer),
-    /// The call ended: its last audio (the resampler's tail), then EOS.
-    End(Option<gst::Buffer>),
+    /// Audio to push (none while the reorder window waits).
+    Buffers(Vec<gst::Buffer>),
+    /// The call ended: its last audio (what the reorder window held, the
+    /// resampler's tail), then EOS.
+    End(Vec<gst::Buffer>),
+}
+
+impl Step {
+    /// The buffers, as `create()` returns them.
+    pub(super) fn created(buffers: Vec<gst::Buffer>) -> Option<CreateSuccess> {
+        match <[gst::Buffer; 1]>::try_from(buffers) {
+            Ok([buffer]) => Some(CreateSuccess::NewBuffer(buffer)),
+            Err(buffers) if buffers.is_empty() => None,
+            Err(buffers) => Some(CreateSuccess::NewBufferList(buffers.into_iter().collect())),
+        }
+    }
 }
 
 #[glib::object_subclass]
@@ -398,6 +425,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
                 tracks: settings.track,
                 carried: [true, false],
                 gap_fill: settings.gap_fill,
+                reorder_window: settings.reorder_window,
                 meter: meter(settings.quality_interval),
                 ..State::default()
             };
@@ -551,10 +579,11 @@ impl PushSrcImpl for TwilioStreamSrc {
             };
             match self.process(event)? {
                 Step::Next => continue,
-                Step::Buffer(buffer) | Step::End(Some(buffer)) => {
-                    return Ok(CreateSuccess::NewBuffer(buffer));
-                }
-                Step::End(None) => return Err(gst::FlowError::Eos),
+                Step::Buffers(buffers) => match Step::created(buffers) {
+                    Some(created) => return Ok(created),
+                    None => continue,
+                },
+                Step::End(buffers) => return Step::created(buffers).ok_or(gst::FlowError::Eos),
             }
         }
     }

@@ -84,6 +84,52 @@ impl TwilioStreamSrc {
         );
     }
 
+    /// A media chunk through the reorder window: the buffers of the chunks
+    /// it lets out (none while it waits for a missing one).
+    pub(super) fn reorder_media(
+        &self,
+        chunk: MediaChunk,
+    ) -> Result<Vec<gst::Buffer>, gst::FlowError> {
+        let (chunk_no, timestamp_ms) = (chunk.chunk, chunk.timestamp_ms);
+        let pushed = {
+            let mut state = self.state.lock().unwrap();
+            let pushed = state.reorder.push(chunk);
+            if let Some(call) = &state.call {
+                call.stats
+                    .add(Stat::ChunksReordered, pushed.reordered as u64);
+                call.stats.add(Stat::ChunksTooLate, pushed.too_late as u64);
+            }
+            pushed
+        };
+        if pushed.reordered {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {chunk_no:?} (timestamp {timestamp_ms} ms) came out of order: put back in place"
+            );
+        }
+        if pushed.too_late {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {chunk_no:?} (timestamp {timestamp_ms} ms) came after its place was given up, or twice: dropped"
+            );
+        }
+        self.released_media()
+    }
+
+    /// The buffers of the chunks the reorder window has let out; at the
+    /// end of the call (`flush`), of every chunk it held.
+    pub(super) fn released_media(&self) -> Result<Vec<gst::Buffer>, gst::FlowError> {
+        let mut buffers = Vec::new();
+        loop {
+            let Some(chunk) = self.state.lock().unwrap().reorder.pop() else {
+                return Ok(buffers);
+            };
+            buffers.extend(self.handle_media(chunk)?);
+        }
+    }
+
     /// A media chunk: a buffer when there is audio to push.
     pub(super) fn handle_media(
         &self,
@@ -122,6 +168,15 @@ impl TwilioStreamSrc {
             return Ok(None);
         }
         let (silence, discont) = self.place(state, chunk);
+        if state.format.is_compressed() {
+            return self.compressed_buffer(
+                state,
+                carried.then_some(&chunk.ulaw[..]),
+                chunk,
+                silence,
+                discont,
+            );
+        }
         let buffer = if carried {
             self.make_buffer(state, &chunk.ulaw, silence, discont)
         } else {
@@ -129,6 +184,41 @@ impl TwilioStreamSrc {
             self.make_buffer(state, &[], silence + ticks, discont)
         };
         buffer.map(Some)
+    }
+
+    /// A G.722 or Opus payload as it came, after `silence` ticks of gap
+    /// (no bytes are silence: the time is skipped, DISCONT); a track the
+    /// stream lacks (`payload` None) skips its time.
+    fn compressed_buffer(
+        &self,
+        state: &mut State,
+        payload: Option<&[u8]>,
+        chunk: &MediaChunk,
+        silence: u64,
+        discont: bool,
+    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        let output = state.output.ok_or(gst::FlowError::NotNegotiated)?;
+        let ticks = state.format.payload_ticks(&chunk.ulaw);
+        let timeline = state.timeline.as_mut().expect("placed before");
+        timeline.advance(silence);
+        let Some(payload) = payload else {
+            timeline.advance(ticks);
+            return Ok(None);
+        };
+        let span = timeline.span(ticks, output.factor(), output.delay());
+        let mut buffer = gst::Buffer::from_slice(payload.to_vec());
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(span.pts);
+            buffer.set_duration(span.duration);
+            buffer.set_offset(span.offset);
+            buffer.set_offset_end(span.offset_end);
+            if discont || silence > 0 {
+                buffer.set_flags(gst::BufferFlags::DISCONT);
+            }
+        }
+        timeline.advance(ticks);
+        Ok(Some(buffer))
     }
 
     /// Both tracks: the chunk goes to the aligner; what both channels now
@@ -488,7 +578,7 @@ fn placing(chunk: &MediaChunk, format: WireFormat) -> timeline::Chunk {
     timeline::Chunk {
         timestamp_ms: chunk.timestamp_ms,
         number: chunk.chunk,
-        samples: format.ticks(chunk.ulaw.len()),
+        samples: format.payload_ticks(&chunk.ulaw),
         arrival: chunk.arrival,
     }
 }

@@ -23,6 +23,7 @@ mod media;
 mod output;
 mod properties;
 mod quality;
+mod reorder;
 mod shared_threads;
 mod timeline;
 mod timing;

@@ -1,6 +1,7 @@
 //! What the src pad carries: S16LE at 16, 8 or 24 kHz, or a call's raw
 //! bytes (μ-law, A-law, big-endian L16), one channel or two for
-//! `track=both`; and what that means beside the call's own format (rates,
+//! `track=both`; or, mono, a G.722 or Opus call's payloads as they came
+//! (`audio/G722`, `audio/x-opus`), for `avdec_g722` / `opusdec`; and what that means beside the call's own format (rates,
 //! delay, latency, whether it passes the wire bytes through). Converting
 //! is `convert.rs`'s.
 
@@ -24,6 +25,10 @@ pub enum Encoding {
     S16be,
     Mulaw,
     Alaw,
+    /// `audio/G722` (the call's own, passed through).
+    G722,
+    /// `audio/x-opus` (the call's own packets, passed through).
+    Opus,
 }
 
 /// The output format (from the negotiated caps) beside the call's format.
@@ -58,6 +63,8 @@ impl Output {
             },
             "audio/x-mulaw" => Encoding::Mulaw,
             "audio/x-alaw" => Encoding::Alaw,
+            "audio/G722" => Encoding::G722,
+            "audio/x-opus" => Encoding::Opus,
             _ => return None,
         };
         let output = Output {
@@ -72,6 +79,23 @@ impl Output {
         match self.encoding {
             Encoding::Mulaw | Encoding::Alaw => self.rate == 8000,
             Encoding::S16le | Encoding::S16be => PCM_RATES.contains(&self.rate),
+            Encoding::G722 => self.rate == WireFormat::G722.rate,
+            Encoding::Opus => self.rate == WireFormat::OPUS.rate,
+        }
+    }
+
+    /// Compressed output: only the call's own payloads, passed through.
+    pub fn compressed(self) -> bool {
+        matches!(self.encoding, Encoding::G722 | Encoding::Opus)
+    }
+
+    /// Whether this output can be made from a call in `wire`: a compressed
+    /// call passes through only, compressed output takes only its own call.
+    pub fn fits(self, wire: WireFormat) -> bool {
+        let own = Output::own(wire);
+        match (self.compressed(), wire.is_compressed()) {
+            (false, false) => true,
+            _ => self.encoding == own.encoding && self.rate == own.rate,
         }
     }
 
@@ -82,6 +106,8 @@ impl Output {
             Codec::Pcma => Encoding::Alaw,
             Codec::L16(ByteOrder::Little) => Encoding::S16le,
             Codec::L16(ByteOrder::Big) => Encoding::S16be,
+            Codec::G722 => Encoding::G722,
+            Codec::Opus => Encoding::Opus,
         };
         Output {
             encoding,
@@ -105,6 +131,11 @@ impl Output {
         let builder = match self.encoding {
             Encoding::Mulaw => gst::Caps::builder("audio/x-mulaw"),
             Encoding::Alaw => gst::Caps::builder("audio/x-alaw"),
+            Encoding::G722 => gst::Caps::builder("audio/G722"),
+            // Mono, no header: opusdec's RTP-style input.
+            Encoding::Opus => {
+                gst::Caps::builder("audio/x-opus").field("channel-mapping-family", 0i32)
+            }
             Encoding::S16le | Encoding::S16be => {
                 let format = if self.encoding == Encoding::S16le {
                     "S16LE"
@@ -131,8 +162,15 @@ impl Output {
     /// Every format with `channels` (1, or 2 for both tracks), in order of
     /// preference for a call in `wire`: S16LE at the call's own rate when
     /// it is wideband, then at 16, 8 and 24 kHz; then the call's own bytes,
-    /// then the other raw formats.
+    /// then the other raw formats; mono, the compressed ones last. A
+    /// compressed call: its own caps only.
     pub fn caps(channels: u32, wire: WireFormat) -> gst::Caps {
+        if wire.is_compressed() {
+            return match channels {
+                1 => Output::own(wire).caps_with(1),
+                _ => gst::Caps::new_empty(),
+            };
+        }
         let pcm = |rate| Output {
             encoding: Encoding::S16le,
             rate,
@@ -157,6 +195,12 @@ impl Output {
                 rate,
                 wire,
             });
+        }
+        if channels == 1 {
+            order.extend([WireFormat::G722, WireFormat::OPUS].map(|w| Output {
+                wire,
+                ..Output::own(w)
+            }));
         }
         let mut caps = gst::Caps::new_empty();
         let mut seen: Vec<(Encoding, u32)> = Vec::new();
@@ -192,13 +236,13 @@ impl Output {
     pub fn sample_bytes(self) -> usize {
         match self.encoding {
             Encoding::S16le | Encoding::S16be => 2,
-            Encoding::Mulaw | Encoding::Alaw => 1,
+            Encoding::Mulaw | Encoding::Alaw | Encoding::G722 | Encoding::Opus => 1,
         }
     }
 
     /// Signal delay added by the element: the resampler's, if any.
     pub fn delay(self) -> ClockTime {
-        if self.wire.rate == self.rate {
+        if self.wire.rate == self.rate || self.compressed() {
             return ClockTime::ZERO;
         }
         ClockTime::from_nseconds(resample::delay_ns(self.wire.rate, self.rate).unwrap_or(0))
@@ -269,6 +313,10 @@ mod tests {
         let mulaw = WireFormat::PCMU;
         for channels in [1, 2] {
             let caps = Output::caps(channels, mulaw);
+            let compressed: &[_] = match channels {
+                1 => &[(Encoding::G722, 16000), (Encoding::Opus, 48000)],
+                _ => &[],
+            };
             let formats: Vec<_> = caps
                 .iter()
                 .map(|s| {
@@ -289,8 +337,24 @@ mod tests {
                     (Encoding::S16be, 16000),
                     (Encoding::S16be, 24000),
                 ]
+                .iter()
+                .chain(compressed)
+                .copied()
+                .collect::<Vec<_>>()
             );
         }
+        // A compressed call: its own caps, mono, for its decoder.
+        let opus = Output::caps(1, WireFormat::OPUS);
+        assert_eq!(
+            opus.to_string(),
+            "audio/x-opus, channel-mapping-family=(int)0, rate=(int)48000, channels=(int)1"
+        );
+        assert!(Output::caps(2, WireFormat::G722).is_empty());
+        let g722 = Output::from_caps(&Output::caps(1, WireFormat::G722), WireFormat::G722).unwrap();
+        assert!(g722.passthrough() && g722.fits(WireFormat::G722));
+        assert!(!g722.fits(mulaw) && !g722.for_wire(WireFormat::OPUS).fits(WireFormat::OPUS));
+        assert!(!out(Encoding::S16le, 16000, WireFormat::G722).fits(WireFormat::G722));
+        assert!(out(Encoding::S16le, 16000, mulaw).fits(mulaw));
         let stereo = Output::caps(2, mulaw);
         let mask = stereo
             .structure(0)

@@ -9,6 +9,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::imp::TwilioStreamSrc;
+use super::reorder;
 use crate::call::{self, Call, SRC_COUNTERS, Slot, Stats, counter_pspecs, find_counter};
 use crate::endpoint::{self, Endpoint};
 use crate::messages;
@@ -90,6 +91,8 @@ pub(super) struct Settings {
     pub(super) gap_fill: GapFill,
     /// Seconds of stream time between `twilio-quality` messages (0: none).
     pub(super) quality_interval: u32,
+    /// Chunks held per track behind a gap in Telnyx media (0: off).
+    pub(super) reorder_window: u32,
 }
 
 impl Default for Settings {
@@ -102,6 +105,7 @@ impl Default for Settings {
             track: Tracks::default(),
             gap_fill: GapFill::default(),
             quality_interval: DEFAULT_QUALITY_INTERVAL,
+            reorder_window: reorder::DEFAULT_WINDOW,
         }
     }
 }
@@ -153,6 +157,21 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                         through and keeps silence either way",
                 )
                 .default_value(GapFill::Plc)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("reorder-window")
+                .nick("Reorder window")
+                .blurb(
+                    "Telnyx does not guarantee the order of media: up to this many chunks \
+                        (20 ms each) per track are held behind a missing one, and put back in \
+                        order when it comes (chunks-reordered); then it is given up as lost, \
+                        and if it still comes it is dropped (chunks-too-late). Media in order \
+                        is never held. Held chunks come out up to this much later: add it to \
+                        latency for a syncing sink. 0 turns it off. Twilio and SignalWire \
+                        calls arrive in order and are not reordered",
+                )
+                .maximum(50)
+                .default_value(reorder::DEFAULT_WINDOW)
                 .mutable_ready()
                 .build(),
             glib::ParamSpecUInt::builder("quality-interval")
@@ -271,6 +290,7 @@ impl TwilioStreamSrc {
             "track" => settings.track = value.get().unwrap(),
             "gap-fill" => settings.gap_fill = value.get().unwrap(),
             "quality-interval" => settings.quality_interval = value.get().unwrap(),
+            "reorder-window" => settings.reorder_window = value.get().unwrap(),
             "call-name" => {
                 settings.call_name = value
                     .get::<Option<String>>()
@@ -323,6 +343,7 @@ impl TwilioStreamSrc {
             "track" => self.settings.lock().unwrap().track.to_value(),
             "gap-fill" => self.settings.lock().unwrap().gap_fill.to_value(),
             "quality-interval" => self.settings.lock().unwrap().quality_interval.to_value(),
+            "reorder-window" => self.settings.lock().unwrap().reorder_window.to_value(),
             "jitter" => self.quality_now().jitter_ms.to_value(),
             "late-chunks" => self.quality_now().late.to_value(),
             "mos" => self.quality_now().mos.to_value(),

@@ -61,7 +61,7 @@ impl TwilioStreamSrc {
             chunk.track.index(),
             chunk.arrival,
             chunk.timestamp_ms,
-            state.format.ticks(chunk.ulaw.len()),
+            state.format.payload_ticks(&chunk.ulaw),
         );
         state.report_due |= due;
     }

@@ -265,10 +265,9 @@ impl TwilioStreamSrc {
             self.push_pending_events();
             let result = match step {
                 Ok(Step::Next) => Ok(gst::FlowSuccess::Ok),
-                Ok(Step::Buffer(buffer)) => self.push_shared(&pad, buffer),
-                Ok(Step::End(tail)) => {
-                    let result =
-                        tail.map_or(Ok(gst::FlowSuccess::Ok), |b| self.push_shared(&pad, b));
+                Ok(Step::Buffers(buffers)) => self.push_all(&pad, buffers),
+                Ok(Step::End(buffers)) => {
+                    let result = self.push_all(&pad, buffers);
                     if result.is_ok() {
                         pad.push_event(gst::event::Eos::new());
                     }
@@ -281,6 +280,17 @@ impl TwilioStreamSrc {
                 return;
             }
         }
+    }
+
+    /// Pushes `buffers` in turn, up to the first failure.
+    fn push_all(
+        &self,
+        pad: &gst::Pad,
+        buffers: Vec<gst::Buffer>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        buffers
+            .into_iter()
+            .try_fold(gst::FlowSuccess::Ok, |_, b| self.push_shared(pad, b))
     }
 
     /// Pushes `buffer`. If downstream held the thread for a chunk or more

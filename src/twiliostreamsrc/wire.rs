@@ -3,8 +3,11 @@
 //! (S16LE at 16 kHz unless downstream asks otherwise); at `start` the src
 //! switches to what the call carries without resampling or transcoding
 //! when downstream takes that too: S16LE at the call's own rate for
-//! wideband L16 output as PCM, the call's own bytes for raw output.
-//! Otherwise it keeps the negotiated format and converts.
+//! wideband L16 output as PCM, the call's own bytes for raw output, a
+//! G.722 or Opus call's payloads for its decoder. Otherwise it keeps the
+//! negotiated format and converts (an error for G.722 and Opus, which are
+//! passed through only, and for their caps on another call). A call whose
+//! provider may send media out of order (Telnyx) gets the reorder window.
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -13,6 +16,7 @@ use gst_base::prelude::*;
 use super::imp::{CAT, TwilioStreamSrc};
 use super::output::{Encoding, Output};
 use super::properties::Tracks;
+use super::reorder::Reorder;
 
 impl TwilioStreamSrc {
     /// At `start`: takes the call's format, and renegotiates to it where
@@ -24,11 +28,17 @@ impl TwilioStreamSrc {
                 return Ok(());
             };
             let format = call.format();
+            let window = if call.dialect().unordered_media() {
+                state.reorder_window
+            } else {
+                0
+            };
             state.format = format;
+            state.reorder = Reorder::new(window, format);
             (format, state.output, state.tracks)
         };
         gst::info!(CAT, imp = self, "the call carries {format}");
-        if tracks == Tracks::Both && format.bytes_per_tick() != 1 {
+        if tracks == Tracks::Both && !format.is_g711() {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Format,
@@ -50,6 +60,7 @@ impl TwilioStreamSrc {
                 rate: format.rate,
                 ..current
             }),
+            _ if format.is_compressed() && !current.passthrough() => Some(Output::own(format)),
             Encoding::Mulaw | Encoding::Alaw | Encoding::S16be if !current.passthrough() => {
                 Some(Output::own(format))
             }
@@ -71,6 +82,18 @@ impl TwilioStreamSrc {
                 gst::info!(CAT, imp = self, "switched to the call's own {caps}");
                 return Ok(());
             }
+        }
+        if !current.fits(format) {
+            let caps = current.caps_with(1);
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("The call carries {}, the src outputs {}", format, caps),
+                ["G.722 and Opus calls are passed through as they came: put \
+                     avdec_g722 (audio/G722) or opusdec (audio/x-opus) after the src; \
+                     those caps take no other call"]
+            );
+            return Err(gst::FlowError::NotNegotiated);
         }
         if current.delay() != delay_before {
             let obj = self.obj();

@@ -346,7 +346,7 @@ impl TwilioCall {
             },
         };
         *self.chunk_counter(track) += 1;
-        self.positions[track.index()] += self.params.format.ticks(ulaw.len());
+        self.positions[track.index()] += self.params.format.payload_ticks(ulaw);
         msg
     }
 

@@ -1,6 +1,7 @@
 //! Network trouble for a scripted call, reproducible from a seed: chunks
 //! lost (at random, or in bursts), sent late by a random delay (in order,
-//! as TCP keeps it), and a sender clock off by some ppm.
+//! as TCP keeps it), a sender clock off by some ppm, and chunks sent after
+//! the next one (Telnyx does not guarantee the order of its media).
 
 use std::time::Duration;
 
@@ -16,6 +17,9 @@ pub struct Impairments {
     /// The sender's clock runs this many ppm fast (negative: slow): its
     /// 20 ms chunks come every 20 ms / (1 + ppm·10⁻⁶) of real time.
     pub skew_ppm: f64,
+    /// Every this many chunks, one is sent after the chunk that follows it
+    /// (0: none).
+    pub swap_every: u32,
     /// Seeds the random choices: the same seed, the same call.
     pub seed: u64,
 }
@@ -70,6 +74,13 @@ impl Impairer {
             return true;
         }
         false
+    }
+
+    /// Whether chunk `n` (from 0) of a track is held back and sent after
+    /// chunk `n + 1`: chunks `swap_every − 1`, `2·swap_every − 1`, …
+    pub fn swapped(&self, n: usize) -> bool {
+        let every = self.impairments.swap_every as usize;
+        every > 0 && (n + 1).is_multiple_of(every)
     }
 
     /// How late the next chunk is sent.
@@ -133,6 +144,18 @@ mod tests {
                 run = 0;
             }
         }
+    }
+
+    #[test]
+    fn every_nth_chunk_is_swapped_with_the_next() {
+        let impairer = Impairer::new(Impairments {
+            swap_every: 3,
+            ..Default::default()
+        });
+        let swapped: Vec<usize> = (0..10).filter(|&n| impairer.swapped(n)).collect();
+        assert_eq!(swapped, [2, 5, 8]);
+        let none = Impairer::new(Impairments::default());
+        assert!((0..10).all(|n| !none.swapped(n)));
     }
 
     #[test]

@@ -215,6 +215,11 @@ struct Args {
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     skew: f64,
 
+    /// Every this many chunks, send one after the chunk that follows it
+    /// (out of order, as Telnyx may); 0: never
+    #[arg(long, default_value_t = 0)]
+    swap: u32,
+
     /// Seed of the random loss and jitter: the same seed, the same call
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -310,6 +315,7 @@ async fn main() -> ExitCode {
             loss_burst: args.loss_burst,
             jitter: Duration::from_secs_f64(args.jitter.max(0.0) / 1000.0),
             skew_ppm: args.skew,
+            swap_every: args.swap,
             seed: args.seed,
         },
     };

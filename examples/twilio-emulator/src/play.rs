@@ -2,13 +2,13 @@
 //! real time or as fast as possible, listen to what comes back, hang up.
 //! A stream with both tracks gets one chunk of each per frame, inbound
 //! first, on one clock, the shorter track going on in silence (Twilio
-//! streams both continuously). [`Impairments`] lose, delay and skew the
-//! chunks on the way, reproducibly.
+//! streams both continuously). [`Impairments`] lose, delay, skew and swap
+//! the chunks on the way, reproducibly.
 
 use std::time::Duration;
 
 use base64::Engine as _;
-use gsttwiliostream::protocol::{Outbound, Track};
+use gsttwiliostream::protocol::{Inbound, Outbound, Track};
 use tokio::time::Instant;
 
 use crate::call::{Disconnected, Received, TwilioCall};
@@ -128,6 +128,8 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
     let chunk_samples = script.chunk_samples.max(1) * width;
     let longest = tracks.iter().map(|(_, a)| a.len()).max().unwrap_or(0);
     let mut padded = Vec::with_capacity(chunk_samples);
+    // Per track, a chunk held back to go after the next one.
+    let mut held: [Option<Inbound<'static>>; 2] = [None, None];
     for (n, start) in (0..longest).step_by(chunk_samples).enumerate() {
         if script.realtime {
             let due = started + interval * n as u32 + impairer.delay();
@@ -151,8 +153,16 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
             };
             if impairer.lose() {
                 call.lose_media_on(track, chunk.len() / width);
-            } else {
-                call.send_media_on(track, chunk)?;
+                continue;
+            }
+            let message = call.media_message_on(track, chunk);
+            if impairer.swapped(n) {
+                held[track.index()] = Some(message);
+                continue;
+            }
+            call.send(&message)?;
+            if let Some(late) = held[track.index()].take() {
+                call.send(&late)?;
             }
         }
         report.drain(&mut call);
@@ -160,6 +170,9 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
             report.playback = call.playback();
             return Ok(report);
         }
+    }
+    for late in held.iter().flatten() {
+        call.send(late)?;
     }
     for (_, digit) in dtmf {
         call.send_dtmf(&digit)?;

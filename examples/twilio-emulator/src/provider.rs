@@ -27,6 +27,8 @@ impl Provider {
             (Provider::Telnyx, Codec::Pcmu) => "PCMU",
             (Provider::Telnyx, Codec::Pcma) => "PCMA",
             (Provider::Telnyx, Codec::L16(_)) => "L16",
+            (_, Codec::G722) => "G722",
+            (_, Codec::Opus) => "OPUS",
             (_, Codec::Pcmu) => "audio/x-mulaw",
             (_, Codec::Pcma) => "audio/x-alaw",
             (_, Codec::L16(_)) => "audio/x-L16",

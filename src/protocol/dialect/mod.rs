@@ -47,6 +47,11 @@ pub trait Dialect: Send + Sync + fmt::Debug {
     fn min_frame_ms(&self) -> u32 {
         0
     }
+
+    /// Whether media may arrive out of order (the src then reorders it).
+    fn unordered_media(&self) -> bool {
+        false
+    }
 }
 
 /// The `dialect` property: one provider, or detected per call.

@@ -192,6 +192,11 @@ impl Dialect for Telnyx {
     fn min_frame_ms(&self) -> u32 {
         20
     }
+
+    /// "The order of events is not guaranteed."
+    fn unordered_media(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

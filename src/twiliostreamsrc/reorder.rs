@@ -1,0 +1,365 @@
+//! Telnyx's media put back in order before the timeline (Telnyx: "the order
+//! of events is not guaranteed"). Pure: chunks in, chunks out in order.
+//!
+//! Per track, a chunk that follows the last one released (next `chunk`
+//! number, or a timestamp where the last one ended) goes out at once, with
+//! any held chunks it makes contiguous: media that arrives in order is never
+//! delayed. A chunk after a gap is held, ordered by `chunk` (by `timestamp`
+//! when a chunk has no number), until the missing one comes or more than
+//! `window` chunks wait behind the gap: then the gap is given up (the
+//! timeline counts it lost and fills it) and the held chunks go out. A
+//! chunk that comes after its place was given up, or a duplicate, is
+//! dropped and counted too late. At the end of the call everything held
+//! goes out.
+
+use std::collections::VecDeque;
+
+use crate::call::MediaChunk;
+use crate::codec::WireFormat;
+
+/// `reorder-window`'s default, in chunks (60 ms of 20 ms chunks).
+pub const DEFAULT_WINDOW: u32 = 3;
+
+/// Timestamps within this (ms) of where the last chunk ended are contiguous.
+const TIMESTAMP_TOLERANCE_MS: u64 = 5;
+
+/// What became of a chunk pushed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// It came after a later chunk of its track and was put back before it.
+    pub reordered: bool,
+    /// It came after its place was given up, or twice: dropped.
+    pub too_late: bool,
+}
+
+/// The window over both tracks.
+#[derive(Debug, Default)]
+pub struct Reorder {
+    window: usize,
+    format: WireFormat,
+    lanes: [Lane; 2],
+    ready: VecDeque<MediaChunk>,
+}
+
+/// Where a track's released audio has got to.
+#[derive(Debug, Clone, Copy)]
+struct Released {
+    number: Option<u64>,
+    timestamp_ms: u64,
+    end_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct Lane {
+    last: Option<Released>,
+    /// Chunks behind a gap, in order.
+    held: Vec<MediaChunk>,
+}
+
+impl Reorder {
+    /// A window holding at most `window` chunks per track behind a gap
+    /// (0: off, every chunk goes out as it comes), for chunks in `format`.
+    pub fn new(window: u32, format: WireFormat) -> Reorder {
+        Reorder {
+            window: window as usize,
+            format,
+            ..Reorder::default()
+        }
+    }
+
+    /// Takes a chunk; what is ready goes out through [`Self::pop`].
+    pub fn push(&mut self, chunk: MediaChunk) -> Pushed {
+        if self.window == 0 {
+            self.ready.push_back(chunk);
+            return Pushed::default();
+        }
+        let format = self.format;
+        let lane = &mut self.lanes[chunk.track.index()];
+        let Some(last) = lane.last else {
+            // The first chunk of the track starts it.
+            lane.release(chunk, format, &mut self.ready);
+            lane.release_contiguous(format, &mut self.ready);
+            return Pushed::default();
+        };
+        if !after(&chunk, &last) || lane.held.iter().any(|h| same(h, &chunk)) {
+            return Pushed {
+                too_late: true,
+                ..Pushed::default()
+            };
+        }
+        let reordered = lane.held.first().is_some_and(|h| before(&chunk, h));
+        let at = lane.held.partition_point(|h| before(h, &chunk));
+        lane.held.insert(at, chunk);
+        lane.release_contiguous(format, &mut self.ready);
+        if lane.held.len() > self.window {
+            // Wait no longer for the gap: what is held goes out after it.
+            let first = lane.held.remove(0);
+            lane.release(first, format, &mut self.ready);
+            lane.release_contiguous(format, &mut self.ready);
+        }
+        Pushed {
+            reordered,
+            too_late: false,
+        }
+    }
+
+    /// The next chunk in order, if one is ready.
+    pub fn pop(&mut self) -> Option<MediaChunk> {
+        self.ready.pop_front()
+    }
+
+    /// The end of the call: every held chunk becomes ready, in order.
+    pub fn flush(&mut self) {
+        let format = self.format;
+        for lane in &mut self.lanes {
+            for chunk in std::mem::take(&mut lane.held) {
+                lane.release(chunk, format, &mut self.ready);
+            }
+        }
+    }
+
+    /// Chunks held behind gaps, of both tracks.
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        self.lanes.iter().map(|l| l.held.len()).sum()
+    }
+}
+
+impl Lane {
+    fn release(&mut self, chunk: MediaChunk, format: WireFormat, ready: &mut VecDeque<MediaChunk>) {
+        let duration_ms = format.payload_ticks(&chunk.ulaw) / 8;
+        self.last = Some(Released {
+            number: chunk.chunk,
+            timestamp_ms: chunk.timestamp_ms,
+            end_ms: chunk.timestamp_ms + duration_ms,
+        });
+        ready.push_back(chunk);
+    }
+
+    /// Releases the held chunks that now follow the last one released.
+    fn release_contiguous(&mut self, format: WireFormat, ready: &mut VecDeque<MediaChunk>) {
+        while let (Some(first), Some(last)) = (self.held.first(), self.last) {
+            if !follows(first, &last) {
+                break;
+            }
+            let first = self.held.remove(0);
+            self.release(first, format, ready);
+        }
+    }
+}
+
+/// `chunk` is the one right after `last`: the next number, or (numbers
+/// aside, e.g. one counter shared by both tracks) where `last` ended.
+fn follows(chunk: &MediaChunk, last: &Released) -> bool {
+    let next_number = matches!((chunk.chunk, last.number), (Some(n), Some(l)) if n == l + 1);
+    next_number || chunk.timestamp_ms.abs_diff(last.end_ms) <= TIMESTAMP_TOLERANCE_MS
+}
+
+/// `chunk` belongs after what was released up to `last`.
+fn after(chunk: &MediaChunk, last: &Released) -> bool {
+    match (chunk.chunk, last.number) {
+        (Some(n), Some(l)) => n > l,
+        _ => chunk.timestamp_ms > last.timestamp_ms,
+    }
+}
+
+/// `a` goes before `b`: by chunk number when both have one, else by timestamp.
+fn before(a: &MediaChunk, b: &MediaChunk) -> bool {
+    match (a.chunk, b.chunk) {
+        (Some(x), Some(y)) => x < y,
+        _ => a.timestamp_ms < b.timestamp_ms,
+    }
+}
+
+fn same(a: &MediaChunk, b: &MediaChunk) -> bool {
+    !before(a, b) && !before(b, a)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::protocol::Track;
+
+    /// Chunk `n` of `track`: 20 ms at timestamp 20·(n−1), its bytes all `n`.
+    fn chunk(track: Track, n: u64) -> MediaChunk {
+        MediaChunk {
+            track,
+            timestamp_ms: (n - 1) * 20,
+            chunk: Some(n),
+            ulaw: vec![n as u8; 160],
+            arrival: Instant::now(),
+        }
+    }
+
+    fn inbound(n: u64) -> MediaChunk {
+        chunk(Track::Inbound, n)
+    }
+
+    fn unnumbered(n: u64) -> MediaChunk {
+        MediaChunk {
+            chunk: None,
+            ..inbound(n)
+        }
+    }
+
+    fn popped(reorder: &mut Reorder) -> Vec<u64> {
+        std::iter::from_fn(|| reorder.pop())
+            .map(|c| c.ulaw[0] as u64)
+            .collect()
+    }
+
+    /// Pushes chunks `order` one by one; what each push let out.
+    fn run(window: u32, order: impl IntoIterator<Item = MediaChunk>) -> (Vec<Vec<u64>>, Counts) {
+        let mut reorder = Reorder::new(window, WireFormat::default());
+        let mut counts = Counts::default();
+        let out = order
+            .into_iter()
+            .map(|c| {
+                counts.add(reorder.push(c));
+                popped(&mut reorder)
+            })
+            .collect();
+        (out, counts)
+    }
+
+    #[derive(Debug, Default, PartialEq)]
+    struct Counts {
+        reordered: u32,
+        too_late: u32,
+    }
+
+    impl Counts {
+        fn add(&mut self, pushed: Pushed) {
+            self.reordered += pushed.reordered as u32;
+            self.too_late += pushed.too_late as u32;
+        }
+    }
+
+    #[test]
+    fn chunks_in_order_go_out_at_once() {
+        let (out, counts) = run(3, (1..=6).map(inbound));
+        assert_eq!(out, [[1], [2], [3], [4], [5], [6]]);
+        assert_eq!(counts, Counts::default());
+    }
+
+    #[test]
+    fn a_swapped_pair_goes_out_in_order_when_the_first_comes() {
+        let (out, counts) = run(3, [1, 3, 2, 4, 6, 5, 7].map(inbound));
+        let expected: [&[u64]; 7] = [&[1], &[], &[2, 3], &[4], &[], &[5, 6], &[7]];
+        assert_eq!(out, expected);
+        assert_eq!(
+            counts,
+            Counts {
+                reordered: 2,
+                too_late: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_real_loss_is_given_up_after_the_window() {
+        let (out, counts) = run(3, [1, 2, 4, 5, 6, 7, 8].map(inbound));
+        let expected: [&[u64]; 7] = [&[1], &[2], &[], &[], &[], &[4, 5, 6, 7], &[8]];
+        assert_eq!(out, expected);
+        assert_eq!(counts, Counts::default());
+    }
+
+    #[test]
+    fn a_chunk_later_than_the_window_is_dropped_as_too_late() {
+        let (out, counts) = run(2, [1, 3, 4, 5, 2, 6].map(inbound));
+        let expected: [&[u64]; 6] = [&[1], &[], &[], &[3, 4, 5], &[], &[6]];
+        assert_eq!(out, expected);
+        assert_eq!(
+            counts,
+            Counts {
+                reordered: 0,
+                too_late: 1
+            }
+        );
+    }
+
+    #[test]
+    fn duplicates_are_dropped_whether_released_or_held() {
+        let (out, counts) = run(3, [1, 1, 3, 3, 2, 2, 4].map(inbound));
+        let expected: [&[u64]; 7] = [&[1], &[], &[], &[], &[2, 3], &[], &[4]];
+        assert_eq!(out, expected);
+        assert_eq!(
+            counts,
+            Counts {
+                reordered: 1,
+                too_late: 3
+            }
+        );
+    }
+
+    #[test]
+    fn a_window_of_zero_passes_everything_as_it_comes() {
+        let (out, counts) = run(0, [2, 1, 1, 3].map(inbound));
+        assert_eq!(out, [[2], [1], [1], [3]]);
+        assert_eq!(counts, Counts::default());
+    }
+
+    #[test]
+    fn without_chunk_numbers_timestamps_order_the_chunks() {
+        let (out, counts) = run(3, [1, 3, 2, 4, 2].map(unnumbered));
+        let expected: [&[u64]; 5] = [&[1], &[], &[2, 3], &[4], &[]];
+        assert_eq!(out, expected);
+        assert_eq!(
+            counts,
+            Counts {
+                reordered: 1,
+                too_late: 1
+            }
+        );
+    }
+
+    #[test]
+    fn contiguous_timestamps_release_across_a_counter_shared_by_tracks() {
+        // Chunk numbers counted over both tracks: each track's skip by one,
+        // its timestamps follow on.
+        let order = [1, 2, 3, 4, 5, 6].map(|n| {
+            let track = if n % 2 == 1 {
+                Track::Inbound
+            } else {
+                Track::Outbound
+            };
+            MediaChunk {
+                timestamp_ms: (n - 1) / 2 * 20,
+                ..chunk(track, n)
+            }
+        });
+        let (out, counts) = run(3, order);
+        assert_eq!(out, [[1], [2], [3], [4], [5], [6]]);
+        assert_eq!(counts, Counts::default());
+    }
+
+    #[test]
+    fn each_track_waits_for_its_own_gap() {
+        let order = [
+            chunk(Track::Inbound, 1),
+            chunk(Track::Outbound, 1),
+            chunk(Track::Inbound, 3),
+            chunk(Track::Outbound, 2),
+            chunk(Track::Inbound, 2),
+        ];
+        let (out, counts) = run(3, order);
+        let expected: [&[u64]; 5] = [&[1], &[1], &[], &[2], &[2, 3]];
+        assert_eq!(out, expected);
+        assert_eq!(counts.reordered, 1);
+    }
+
+    #[test]
+    fn the_end_lets_out_what_is_held_in_order() {
+        let mut reorder = Reorder::new(3, WireFormat::default());
+        for n in [1, 4, 3] {
+            reorder.push(inbound(n));
+        }
+        assert_eq!(popped(&mut reorder), [1]);
+        assert_eq!(reorder.held(), 2);
+        reorder.flush();
+        assert_eq!(popped(&mut reorder), [3, 4]);
+        assert_eq!(reorder.held(), 0);
+    }
+}

@@ -1,0 +1,252 @@
+//! G.722 and Opus calls (Telnyx), passed through end to end over real
+//! loopback WebSockets: the src puts out each payload as it came, with the
+//! caps GStreamer's decoders take (opusdec after it gives what it gives for
+//! the packets themselves, sample for sample); the sink sends encoded input
+//! into a call of the same codec (each Opus packet a message, G.722 in 20 ms
+//! frames); a codec that cannot be made is an error, not noise.
+
+mod common;
+
+use base64::Engine as _;
+use common::sink::*;
+use common::src::{assert_contiguous, in_both_modes, start};
+use common::*;
+use gst::prelude::*;
+use gsttwiliostream::codec::WireFormat;
+use gsttwiliostream::protocol::Outbound;
+use twilio_emulator::{CallParams, Playout, Provider, Received, TwilioCall};
+
+in_both_modes!(
+    opus_packets_come_out_one_buffer_each,
+    opusdec_after_the_src_decodes_the_calls_packets,
+    g722_comes_out_as_it_came,
+);
+
+/// `n` 20 ms Opus packets of a 440 Hz tone, as opusenc makes them (its
+/// stream headers left out).
+fn opus_packets(n: usize) -> Vec<Vec<u8>> {
+    let p = pipeline(&format!(
+        "audiotestsrc num-buffers={n} samplesperbuffer=960 freq=440 volume=0.3 ! \
+         audio/x-raw,rate=48000,channels=1 ! opusenc frame-size=20 ! fakesink name=sink"
+    ));
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let got = collector.wait_eos();
+    set_state(&p, gst::State::Null);
+    let packets: Vec<Vec<u8>> = got
+        .buffers
+        .iter()
+        .filter(|b| !b.flags().contains(gst::BufferFlags::HEADER))
+        .map(|b| b.map_readable().unwrap().to_vec())
+        .collect();
+    assert!(packets.len() >= n - 1, "{} packets", packets.len());
+    packets
+}
+
+/// A Telnyx call streaming `format` sends `payloads`, one message each, then stop.
+fn play(url: &str, format: WireFormat, payloads: &[Vec<u8>]) {
+    rt().block_on(async {
+        let params = CallParams::of(Provider::Telnyx, format);
+        let mut call = TwilioCall::start(url, params).await.unwrap();
+        for payload in payloads {
+            call.send_media(payload).unwrap();
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+}
+
+fn sink_caps(p: &gst::Pipeline) -> gst::Caps {
+    by_name(p, "sink")
+        .static_pad("sink")
+        .unwrap()
+        .current_caps()
+        .unwrap()
+}
+
+fn opus_packets_come_out_one_buffer_each() {
+    let (p, collector, url) =
+        start("twiliostreamsrc name=src port=0 ! audio/x-opus ! fakesink name=sink sync=false");
+    let packets = opus_packets(25);
+    play(&url, WireFormat::OPUS, &packets);
+    let got = collector.wait_eos();
+    let buffers: Vec<Vec<u8>> = got
+        .buffers
+        .iter()
+        .map(|b| b.map_readable().unwrap().to_vec())
+        .collect();
+    assert_eq!(buffers, packets);
+    assert!(
+        got.buffers
+            .iter()
+            .all(|b| b.duration() == Some(gst::ClockTime::from_mseconds(20)))
+    );
+    assert_contiguous(&got.buffers);
+    assert_eq!(
+        sink_caps(&p).to_string(),
+        "audio/x-opus, channel-mapping-family=(int)0, rate=(int)48000, channels=(int)1"
+    );
+    set_state(&p, gst::State::Null);
+}
+
+/// What opusdec makes of `packets` on its own, 20 ms apart.
+fn opusdec_alone(packets: &[Vec<u8>]) -> Vec<i16> {
+    init();
+    let mut h = gst_check::Harness::new("opusdec");
+    h.set_src_caps_str("audio/x-opus,channel-mapping-family=0,rate=48000,channels=1");
+    h.set_sink_caps_str("audio/x-raw,format=S16LE,rate=48000,channels=1");
+    h.play();
+    for (i, packet) in packets.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_slice(packet.clone());
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(20 * i as u64));
+        b.set_duration(gst::ClockTime::from_mseconds(20));
+        h.push(buffer).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let mut out = Vec::new();
+    while let Some(buffer) = h.try_pull() {
+        let map = buffer.map_readable().unwrap();
+        out.extend(
+            map.chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]])),
+        );
+    }
+    out
+}
+
+fn opusdec_after_the_src_decodes_the_calls_packets() {
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 ! opusdec ! \
+         audio/x-raw,format=S16LE,rate=48000,channels=1 ! fakesink name=sink sync=false",
+    );
+    let packets = opus_packets(25);
+    play(&url, WireFormat::OPUS, &packets);
+    let got = collector.wait_eos().samples();
+    let alone = opusdec_alone(&packets);
+    assert_eq!(got.len(), 960 * packets.len());
+    assert_eq!(got, alone);
+    // The tone, not silence.
+    assert!(got.iter().map(|&s| s.unsigned_abs()).max().unwrap() > 3000);
+    set_state(&p, gst::State::Null);
+}
+
+fn g722_comes_out_as_it_came() {
+    let (p, collector, url) =
+        start("twiliostreamsrc name=src port=0 ! audio/G722 ! fakesink name=sink sync=false");
+    let frames: Vec<Vec<u8>> = (0..10u32)
+        .map(|f| (0..160u32).map(|i| (i * 13 + f * 7) as u8).collect())
+        .collect();
+    play(&url, WireFormat::G722, &frames);
+    let got = collector.wait_eos();
+    assert_eq!(got.bytes(), frames.concat());
+    assert_eq!(got.buffers.len(), 10);
+    assert!(
+        got.buffers
+            .iter()
+            .all(|b| b.duration() == Some(gst::ClockTime::from_mseconds(20)))
+    );
+    assert_contiguous(&got.buffers);
+    assert_eq!(
+        sink_caps(&p).to_string(),
+        "audio/G722, rate=(int)16000, channels=(int)1"
+    );
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn opus_output_refuses_a_call_of_another_codec() {
+    let (p, _collector, url) =
+        start("twiliostreamsrc name=src port=0 ! audio/x-opus ! fakesink name=sink sync=false");
+    play(&url, WireFormat::PCMA, &[vec![0xD5; 160]]);
+    let bus = p.bus().unwrap();
+    let error = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Error])
+        .expect("an error");
+    let gst::MessageView::Error(error) = error.view() else {
+        unreachable!()
+    };
+    assert_eq!(
+        error.error().to_string(),
+        "The call carries PCMA@8000, the src outputs audio/x-opus, channel-mapping-family=(int)0, \
+         rate=(int)48000, channels=(int)1"
+    );
+    set_state(&p, gst::State::Null);
+}
+
+/// The sink dialled by a Telnyx call streaming `format`.
+fn dial_telnyx(sink: &gst::Element, format: WireFormat) -> TwilioCall {
+    let url = url_of(sink);
+    rt().block_on(async {
+        let params = CallParams::of(Provider::Telnyx, format);
+        let mut call = TwilioCall::connect_with(&url, params, Playout::Instant)
+            .await
+            .unwrap();
+        call.begin().unwrap();
+        call
+    })
+}
+
+fn payloads(got: &[Received]) -> Vec<Vec<u8>> {
+    got.iter()
+        .filter_map(|r| match r {
+            Received::Message(Outbound::Media { media, .. }, _) => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(&media.payload)
+                    .unwrap(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_sink_sends_each_opus_packet_as_a_message() {
+    let mut h = sink_harness("audio/x-opus,channel-mapping-family=0,channels=1");
+    let sink = h.element().unwrap();
+    let mut call = dial_telnyx(&sink, WireFormat::OPUS);
+    let mut header =
+        gst::Buffer::from_slice(b"OpusHead\x01\x01\x38\x01\x80\xbb\0\0\0\0\0".to_vec());
+    header
+        .get_mut()
+        .unwrap()
+        .set_flags(gst::BufferFlags::HEADER);
+    h.push(header).unwrap();
+    let packets = opus_packets(5);
+    for packet in &packets {
+        h.push(gst::Buffer::from_slice(packet.clone())).unwrap();
+    }
+    let got = receive_until(&mut call, |got| payloads(got).len() >= packets.len());
+    assert_eq!(payloads(&got), packets);
+    assert_eq!(sink.property::<u64>("chunks-sent"), packets.len() as u64);
+}
+
+#[test]
+fn the_sink_sends_g722_in_20_ms_frames() {
+    let mut h = sink_harness("audio/G722,rate=16000,channels=1");
+    let sink = h.element().unwrap();
+    let mut call = dial_telnyx(&sink, WireFormat::G722);
+    let g722: Vec<u8> = (0..400u32).map(|i| (i * 31 % 256) as u8).collect();
+    h.push(gst::Buffer::from_slice(g722[..150].to_vec()))
+        .unwrap();
+    h.push(gst::Buffer::from_slice(g722[150..].to_vec()))
+        .unwrap();
+    h.push_event(gst::event::Eos::new());
+    let got = receive_until(&mut call, |got| payloads(got).len() >= 3);
+    // The last, short frame goes as it is: no byte is G.722 silence.
+    assert_eq!(
+        payloads(&got),
+        [&g722[..160], &g722[160..320], &g722[320..]]
+    );
+}
+
+#[test]
+fn g722_input_into_a_call_of_another_codec_is_an_error() {
+    let mut h = sink_harness("audio/G722,rate=16000,channels=1");
+    let sink = h.element().unwrap();
+    let _call = dial_telnyx(&sink, WireFormat::PCMU);
+    assert_eq!(
+        h.push(gst::Buffer::from_slice(vec![0u8; 160])),
+        Err(gst::FlowError::NotNegotiated)
+    );
+}
