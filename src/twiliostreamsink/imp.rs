@@ -1,9 +1,4 @@
-//! The sink element: PCM in, μ-law `media` messages out, marks and clear.
-//!
-//! Finding the call, in this order: the src with the same `call-name`; else
-//! the one twiliostreamsrc of the sink's own pipeline; else the sink listens
-//! itself (host, port, path) and takes the next call, posting the call's
-//! messages the way the src would.
+//! The sink element: PCM (or the call's own codec) in, `media` messages in the call's codec out, marks and clear.
 //!
 //! Buffers wait in `prepare()` until the call has started, so a file played
 //! into a call prerolls only once somebody is on the line and its clock starts
@@ -16,7 +11,7 @@
 //! `render-delay` (one frame plus the resampler's delay) early, so every
 //! frame still leaves on time.
 //!
-//! Not here: cutting the audio into frames (`framing.rs`), marks, clear and
+//! Not here: finding the call (`pairing.rs`), cutting the audio into frames (`framing/`), marks, clear and
 //! ending the stream at EOS or on `end-stream` (`control.rs`), the property
 //! and signal declarations (`properties.rs`), the bus messages of a call the
 //! sink took itself (`poster.rs`).
@@ -31,11 +26,8 @@ use gst_base::subclass::prelude::*;
 use tokio::task::JoinHandle;
 
 use super::framing::{Framer, Input, NotNegotiated, Take};
-use super::poster;
 use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS, DEFAULT_MAX_LEAD_MS};
-use crate::call::{
-    self, Call, Outgoing, SINK_COUNTERS, SendError, Slot, Stat, Stats, find_counter,
-};
+use crate::call::{Call, Outgoing, SINK_COUNTERS, SendError, Slot, Stat, Stats, find_counter};
 use crate::codec::resample::RATES;
 use crate::endpoint::{self, Endpoint};
 use crate::server::Registration;
@@ -89,7 +81,7 @@ pub(super) struct State {
     pub(super) registration: Option<Registration>,
     /// Posts the call's messages when the sink listens itself.
     pub(super) poster: Option<JoinHandle<()>>,
-    bound_port: u32,
+    pub(super) bound_port: u32,
     /// The call being (or last) played into, and its streamSid.
     pub(super) call: Option<Arc<Call>>,
     pub(super) stream_sid: Option<String>,
@@ -168,62 +160,6 @@ impl TwilioStreamSink {
             "twiliostreamsink-stats",
             SINK_COUNTERS,
         )
-    }
-
-    /// The twiliostreamsrc elements of the sink's top-level bin.
-    fn srcs_in_pipeline(&self) -> Vec<crate::TwilioStreamSrc> {
-        let mut top: gst::Object = self.obj().clone().upcast();
-        while let Some(parent) = top.parent() {
-            top = parent;
-        }
-        let Ok(bin) = top.downcast::<gst::Bin>() else {
-            return Vec::new();
-        };
-        bin.iterate_recurse()
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter_map(|e| e.downcast::<crate::TwilioStreamSrc>().ok())
-            .collect()
-    }
-
-    /// Waits (cancellably) until the call has started; EOS if the call ended
-    /// instead, flushing if cancelled.
-    fn ensure_call(&self) -> Result<(), gst::FlowError> {
-        let adopted = {
-            let state = self.state.lock().unwrap();
-            match (&state.call, &state.stream_sid) {
-                (Some(call), Some(_)) => Some(call.is_open()),
-                _ => None,
-            }
-        };
-        // The call adopted already (every buffer: no clones), or one that
-        // can be without waiting.
-        if let Some(open) = adopted.or_else(|| self.adopt_call().map(|(c, _)| c.is_open())) {
-            return if open {
-                Ok(())
-            } else {
-                Err(gst::FlowError::Eos)
-            };
-        }
-        let slot = self
-            .state
-            .lock()
-            .unwrap()
-            .slot
-            .clone()
-            .ok_or(gst::FlowError::Flushing)?;
-        gst::debug!(CAT, imp = self, "waiting for a call");
-        let call = wait(&self.canceller, slot.wait()).map_err(|_| gst::FlowError::Flushing)?;
-        gst::debug!(CAT, imp = self, "{call:?}: waiting for its start");
-        let start = wait(&self.canceller, call.started()).map_err(|_| gst::FlowError::Flushing)?;
-        if start.is_none() {
-            gst::info!(CAT, imp = self, "{call:?} ended before it started");
-            return Err(gst::FlowError::Eos);
-        }
-        match self.adopt(call) {
-            Some((call, _)) if call.is_open() => Ok(()),
-            _ => Err(gst::FlowError::Eos),
-        }
     }
 }
 
@@ -397,98 +333,6 @@ impl ElementImpl for TwilioStreamSink {
             ]
         });
         TEMPLATES.as_ref()
-    }
-}
-
-impl TwilioStreamSink {
-    /// Finds the call's slot (pairing, or listening itself). Done on READY →
-    /// PAUSED, like the src, so that properties set in READY apply.
-    fn connect(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
-        let mut state = State {
-            framer: Framer::new(settings.chunk_ms as usize * 8),
-            ..State::default()
-        };
-        if let Some(name) = &settings.call_name {
-            gst::info!(
-                CAT,
-                imp = self,
-                "pairing with the src of call-name {name:?}"
-            );
-            state.slot = Some(call::named_slot(name));
-        } else {
-            let srcs = self.srcs_in_pipeline();
-            match srcs.as_slice() {
-                [src] => {
-                    gst::info!(CAT, imp = self, "pairing with {}", src.name());
-                    state.slot = Some(src.slot());
-                }
-                [] => {
-                    let slot = Slot::new();
-                    let registration = settings.endpoint.register(slot.clone())?;
-                    let addr = registration.local_addr();
-                    gst::info!(
-                        CAT,
-                        imp = self,
-                        "no twiliostreamsrc to pair with: listening on ws://{addr}{}",
-                        settings.endpoint.path
-                    );
-                    state.bound_port = addr.port() as u32;
-                    state.registration = Some(registration);
-                    state.poster = Some(poster::spawn(&self.obj(), slot.clone()));
-                    state.slot = Some(slot);
-                }
-                several => {
-                    return Err(gst::error_msg!(
-                        gst::ResourceError::Settings,
-                        [
-                            "{} twiliostreamsrc elements in this pipeline: set call-name on the \
-                             sink and on the src it should play into",
-                            several.len()
-                        ]
-                    ));
-                }
-            }
-        }
-        let listening = state.registration.is_some();
-        *self.state.lock().unwrap() = state;
-        if listening {
-            self.obj().notify("bound-port");
-        } else {
-            let ignored = properties::listening_properties_set(&settings.endpoint);
-            if !ignored.is_empty() {
-                gst::element_imp_warning!(
-                    self,
-                    gst::ResourceError::Settings,
-                    [
-                        "{} ignored: the sink plays into the call of a twiliostreamsrc \
-                         and does not listen itself",
-                        ignored.join(", ")
-                    ]
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Undoes [`connect`](Self::connect) on PAUSED → READY: stops listening
-    /// and hangs up a call of its own.
-    fn disconnect(&self) {
-        let state = std::mem::take(&mut *self.state.lock().unwrap());
-        if let Some(poster) = &state.poster {
-            poster.abort();
-        }
-        // A call the sink took itself is hung up; a src's call is the src's.
-        if let Some(registration) = state.registration {
-            drop(registration);
-            if let Some(call) = state.slot.as_ref().and_then(|s| s.take()) {
-                gst::info!(CAT, imp = self, "{call:?}: closing");
-                call.close();
-            }
-            self.obj().notify("bound-port");
-        }
-        // Keep the last call for the counters.
-        self.state.lock().unwrap().call = state.call;
     }
 }
 

@@ -9,6 +9,7 @@ use gst::prelude::*;
 mod control;
 mod framing;
 mod imp;
+mod pairing;
 mod poster;
 mod properties;
 

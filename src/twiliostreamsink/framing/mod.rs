@@ -1,0 +1,391 @@
+//! The sink's audio path without GStreamer or a call: input bytes (S16LE at
+//! a pipeline rate, μ-law or A-law) become the call's format (μ-law by
+//! default; A-law or L16 at 8/16/24 kHz when the call carries it), cut into
+//! `chunk-duration` frames. G.722 and Opus input pass through to a call in
+//! the same codec only: G.722 bytes cut into frames like G.711, each Opus
+//! packet a frame of its own. Sending the frames, counting them, marks and
+//! `clear` messages are the element's (`imp.rs`).
+//!
+//! Frames are slices of one pending buffer, and the scratch buffers are
+//! reused: once they have grown, pushing and framing allocate nothing.
+
+use crate::codec::resample::RATES;
+use crate::codec::{Resampler, WireFormat, alaw, g711};
+
+/// What the sink pad receives, from the caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Mono S16LE at this rate (one of the resampler's rates).
+    Pcm(u32),
+    /// 8 kHz mono μ-law; framed as it is for a μ-law call.
+    Mulaw,
+    /// 8 kHz mono A-law; framed as it is for an A-law call.
+    Alaw,
+    /// G.722 (64 kbit/s): for a G.722 call only, framed as it is.
+    G722,
+    /// Opus packets: for an Opus call only, one frame each.
+    Opus,
+}
+
+/// A PCM rate the resampler does not take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsupportedRate(pub u32);
+
+/// Why [`Framer::push`] took nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotNegotiated {
+    /// Input pushed before [`Framer::set_input`].
+    NoInput,
+    /// Compressed input for a call in another codec, or input the call's
+    /// compressed codec cannot be made from: nothing converts them.
+    Mismatch(Input, WireFormat),
+}
+
+/// What [`Framer::push`] noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pushed {
+    /// The input ended inside a 16-bit sample: its first byte waits for the
+    /// next push. Buffers should hold whole samples.
+    pub split_sample: bool,
+}
+
+/// Which frames [`Framer::send_frames`] hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Whole frames only; the partial rest stays pending.
+    WholeFrames,
+    /// Everything pending, the partial rest as a last, shorter frame (before
+    /// a mark, at EOS), padded with silence to the provider's minimum.
+    All,
+}
+
+/// Input to the call's format: bytes as they are, or through PCM.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per sink, held inline as the downsampler always was"
+)]
+enum Encoding {
+    /// G.711 or G.722 input in the call's own codec.
+    Passthrough,
+    /// Opus packets for an Opus call: each pushed one is a frame.
+    Packets,
+    /// Nothing converts this input to the call's codec.
+    Mismatch,
+    /// Decoded (if G.711) to PCM at `rate`, resampled, encoded.
+    Pcm { input: Input, resampler: Resampler },
+}
+
+/// Turns input into frames of `frame_ticks` ticks (125 µs) of the call's
+/// format.
+pub struct Framer {
+    input: Option<Input>,
+    target: WireFormat,
+    encoding: Option<Encoding>,
+    frame_ticks: usize,
+    /// Shorter last frames are padded to this many ticks.
+    min_ticks: usize,
+    /// Input as samples, and resampled to the call's rate (scratch, reused).
+    pcm: Vec<i16>,
+    pcm8k: Vec<i16>,
+    /// Encoded audio not handed out yet (less than a frame after `send_frames`).
+    pending: Vec<u8>,
+    /// With Opus, where each pending packet ends in `pending`.
+    packet_ends: Vec<usize>,
+    /// The first byte of a 16-bit sample split across pushes.
+    odd_byte: Option<u8>,
+    /// Samples handed out so far: the index of the first pending one.
+    emitted: u64,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        Framer::new(0)
+    }
+}
+
+impl Framer {
+    /// A framer cutting `frame_ticks` ticks per frame (8 per millisecond;
+    /// as many μ-law bytes), for a μ-law call until [`set_target`](Self::set_target).
+    pub fn new(frame_ticks: usize) -> Self {
+        Framer {
+            input: None,
+            target: WireFormat::PCMU,
+            encoding: None,
+            frame_ticks,
+            min_ticks: 0,
+            pcm: Vec::new(),
+            pcm8k: Vec::new(),
+            pending: Vec::new(),
+            packet_ends: Vec::new(),
+            odd_byte: None,
+            emitted: 0,
+        }
+    }
+
+    /// Bytes per whole frame of the call's format.
+    pub fn frame_bytes(&self) -> usize {
+        self.frame_ticks * self.target.bytes_per_tick()
+    }
+
+    /// How long a whole frame plays, in milliseconds.
+    pub fn frame_ms(&self) -> u64 {
+        self.frame_ticks as u64 / 8
+    }
+
+    /// The call's format, which frames are in.
+    #[cfg(test)]
+    pub fn target(&self) -> WireFormat {
+        self.target
+    }
+
+    /// Sets what the input is (from new caps). A pending split sample is
+    /// dropped; pending audio is kept. On error nothing changes.
+    pub fn set_input(&mut self, input: Input) -> Result<(), UnsupportedRate> {
+        if let Input::Pcm(rate) = input
+            && !RATES.contains(&rate)
+        {
+            return Err(UnsupportedRate(rate));
+        }
+        self.input = Some(input);
+        self.encoding = Some(self.encoding_for(input));
+        self.odd_byte = None;
+        Ok(())
+    }
+
+    /// Sets the call's format, and the provider's shortest frame in ticks
+    /// (frames are made at least that long). Pending audio is dropped.
+    pub fn set_target(&mut self, target: WireFormat, min_ticks: usize) {
+        self.target = target;
+        self.min_ticks = min_ticks;
+        self.frame_ticks = self.frame_ticks.max(min_ticks);
+        self.pending.clear();
+        self.packet_ends.clear();
+        if let Some(input) = self.input {
+            self.encoding = Some(self.encoding_for(input));
+        }
+    }
+
+    fn encoding_for(&self, input: Input) -> Encoding {
+        let own = match input {
+            Input::Mulaw => self.target == WireFormat::PCMU,
+            Input::Alaw => self.target == WireFormat::PCMA,
+            Input::G722 => self.target == WireFormat::G722,
+            Input::Opus if self.target == WireFormat::OPUS => return Encoding::Packets,
+            Input::Opus | Input::Pcm(_) => false,
+        };
+        if own {
+            return Encoding::Passthrough;
+        }
+        let rate = match input {
+            Input::Pcm(rate) => rate,
+            Input::Mulaw | Input::Alaw => 8000,
+            Input::G722 | Input::Opus => return Encoding::Mismatch,
+        };
+        if self.target.is_compressed() {
+            return Encoding::Mismatch;
+        }
+        Encoding::Pcm {
+            input,
+            resampler: Resampler::new(rate, self.target.rate).expect("supported rates"),
+        }
+    }
+
+    /// The resampler's delay, 0 without one (or before an input is set).
+    pub fn delay_ns(&self) -> u64 {
+        match &self.encoding {
+            Some(Encoding::Pcm { resampler, .. }) => resampler.delay_ns(),
+            _ => 0,
+        }
+    }
+
+    /// Encoded audio not handed out yet.
+    #[cfg(test)]
+    pub fn pending(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// The index, in ticks, of the next audio [`push`](Self::push) will
+    /// produce (ticks handed out and pending so far).
+    pub fn produced(&self) -> u64 {
+        self.emitted + self.pending_ticks(&self.pending)
+    }
+
+    /// How long pending `bytes` play, in ticks (Opus: packet by packet).
+    fn pending_ticks(&self, bytes: &[u8]) -> u64 {
+        if self.target.codec != crate::codec::Codec::Opus {
+            return (bytes.len() / self.target.bytes_per_tick()) as u64;
+        }
+        let mut start = 0;
+        let mut ticks = 0;
+        for &end in self.packet_ends.iter().take_while(|&&e| e <= bytes.len()) {
+            ticks += self.target.payload_ticks(&bytes[start..end]);
+            start = end;
+        }
+        ticks
+    }
+
+    /// Converts `data` and appends it to the pending audio.
+    pub fn push(&mut self, data: &[u8]) -> Result<Pushed, NotNegotiated> {
+        let mut pushed = Pushed::default();
+        let target = self.target;
+        match self.encoding.as_mut().ok_or(NotNegotiated::NoInput)? {
+            Encoding::Passthrough => self.pending.extend_from_slice(data),
+            Encoding::Packets => {
+                if !data.is_empty() {
+                    self.pending.extend_from_slice(data);
+                    self.packet_ends.push(self.pending.len());
+                }
+            }
+            Encoding::Mismatch => {
+                let input = self.input.ok_or(NotNegotiated::NoInput)?;
+                return Err(NotNegotiated::Mismatch(input, target));
+            }
+            Encoding::Pcm {
+                input: input @ (Input::Mulaw | Input::Alaw),
+                resampler,
+            } => {
+                let decode = match input {
+                    Input::Mulaw => g711::decode,
+                    _ => alaw::decode,
+                };
+                self.pcm.clear();
+                self.pcm.extend(data.iter().map(|&c| decode(c)));
+                self.pcm8k.clear();
+                resampler.process(&self.pcm, &mut self.pcm8k);
+                target.encode(&self.pcm8k, &mut self.pending);
+            }
+            Encoding::Pcm { resampler, .. } => {
+                let mut data = data;
+                self.pcm.clear();
+                if let Some(first) = self.odd_byte.take() {
+                    match data.split_first() {
+                        Some((&second, rest)) => {
+                            self.pcm.push(i16::from_le_bytes([first, second]));
+                            data = rest;
+                        }
+                        // An empty buffer: the byte still waits.
+                        None => self.odd_byte = Some(first),
+                    }
+                }
+                let samples = data.chunks_exact(2);
+                if let [last] = samples.remainder() {
+                    self.odd_byte = Some(*last);
+                    pushed.split_sample = true;
+                }
+                self.pcm
+                    .extend(samples.map(|b| i16::from_le_bytes([b[0], b[1]])));
+                self.pcm8k.clear();
+                resampler.process(&self.pcm, &mut self.pcm8k);
+                target.encode(&self.pcm8k, &mut self.pending);
+            }
+        }
+        Ok(pushed)
+    }
+
+    /// Pushes the resampler's tail out with silence, so that the last input
+    /// is pending too (at EOS). Nothing without a resampler delay.
+    pub fn push_resampler_tail(&mut self) {
+        let Some(Encoding::Pcm { resampler, .. }) = self.encoding.as_mut() else {
+            return;
+        };
+        if resampler.delay_ns() == 0 {
+            return;
+        }
+        let rate = resampler.rates().0 as u64;
+        let zeros = (resampler.delay_ns() * rate).div_ceil(1_000_000_000) as usize + 6;
+        self.pcm.clear();
+        self.pcm.resize(zeros, 0);
+        self.pcm8k.clear();
+        resampler.process(&self.pcm, &mut self.pcm8k);
+        self.target.encode(&self.pcm8k, &mut self.pending);
+    }
+
+    /// Hands the pending frames to `send` in order, with the index (in
+    /// ticks) of each one's first sample, and drops them. The first error stops it:
+    /// the frame that failed and the rest stay pending.
+    pub fn send_frames<E>(
+        &mut self,
+        take: Take,
+        mut send: impl FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if matches!(self.encoding, Some(Encoding::Packets)) {
+            return self.send_packets(send);
+        }
+        let width = self.target.bytes_per_tick();
+        let frame = self.frame_bytes().max(width);
+        let all = take == Take::All;
+        if all && !self.target.is_compressed() {
+            // Whole ticks only, and at least the provider's minimum.
+            let partial = self.pending.len() % frame;
+            let short = (self.min_ticks * width).saturating_sub(partial);
+            if partial > 0 && short > 0 {
+                let silence = self.target.silence();
+                self.pending.resize(self.pending.len() + short, silence);
+            }
+        }
+        if all {
+            let odd = self.pending.len() % width;
+            self.pending.truncate(self.pending.len() - odd);
+        }
+        let mut sent = 0;
+        let mut result = Ok(());
+        while self.pending.len() - sent >= frame || (all && sent < self.pending.len()) {
+            let end = (sent + frame).min(self.pending.len());
+            result = send(
+                self.emitted + (sent / width) as u64,
+                &self.pending[sent..end],
+            );
+            if result.is_err() {
+                break;
+            }
+            sent = end;
+        }
+        self.pending.drain(..sent);
+        self.emitted += (sent / width) as u64;
+        result
+    }
+
+    /// [`Self::send_frames`] for Opus: each packet as it came.
+    fn send_packets<E>(
+        &mut self,
+        mut send: impl FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut start = 0;
+        let mut sent = 0;
+        let mut result = Ok(());
+        for &end in &self.packet_ends {
+            let packet = &self.pending[start..end];
+            result = send(self.emitted, packet);
+            if result.is_err() {
+                break;
+            }
+            self.emitted += self.target.payload_ticks(packet);
+            start = end;
+            sent += 1;
+        }
+        self.pending.drain(..start);
+        self.packet_ends.drain(..sent);
+        self.packet_ends.iter_mut().for_each(|e| *e -= start);
+        result
+    }
+
+    /// Drops the pending audio (the call it was for is gone).
+    pub fn discard_pending(&mut self) {
+        self.pending.clear();
+        self.packet_ends.clear();
+    }
+
+    /// Drops everything not handed out yet, a split sample included, and
+    /// forgets the resampler's history (a `clear`, a flush).
+    pub fn clear(&mut self) {
+        self.pending.clear();
+        self.packet_ends.clear();
+        self.odd_byte = None;
+        if let Some(Encoding::Pcm { resampler, .. }) = self.encoding.as_mut() {
+            resampler.reset();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,410 @@
+//! The framer's tests, with plain values.
+
+use super::*;
+use crate::codec::Downsampler;
+use std::convert::Infallible;
+
+/// A deterministic, non-trivial signal.
+fn signal(len: usize) -> Vec<i16> {
+    (0..len)
+        .map(|n| ((n as i64 * 7919 % 20011) - 10005) as i16 * 3)
+        .collect()
+}
+
+fn s16le(samples: &[i16]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+fn encode(pcm: &[i16]) -> Vec<u8> {
+    pcm.iter().map(|&s| g711::encode(s)).collect()
+}
+
+/// What the downsampler alone makes of `pcm`, as μ-law.
+fn reference(rate: u32, pcm: &[i16]) -> Vec<u8> {
+    let mut down = Downsampler::new(rate).unwrap();
+    let mut out = Vec::new();
+    down.process(pcm, &mut out);
+    encode(&out)
+}
+
+fn framer(input: Input, frame_bytes: usize) -> Framer {
+    let mut f = Framer::new(frame_bytes);
+    f.set_input(input).unwrap();
+    f
+}
+
+fn frames(f: &mut Framer, take: Take) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    f.send_frames(take, |_, frame| {
+        out.push(frame.to_vec());
+        Ok::<_, Infallible>(())
+    })
+    .unwrap();
+    out
+}
+
+/// Pushes `bytes` in pieces of uneven sizes (splitting samples), collecting
+/// whole frames.
+fn push_in_pieces(f: &mut Framer, bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    for size in [2usize, 641, 5, 322, 1001].iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (piece, tail) = rest.split_at((*size).min(rest.len()));
+        f.push(piece).unwrap();
+        out.extend(frames(f, Take::WholeFrames));
+        rest = tail;
+    }
+    out
+}
+
+#[test]
+fn pcm_is_cut_into_frames_of_its_downsampled_mulaw() {
+    for rate in [8000u32, 16000, 48000] {
+        let ratio = rate as usize / 8000;
+        // 3 frames of 160 and 100 bytes more, at 8 kHz.
+        let pcm = signal(ratio * (3 * 160 + 100));
+        let mut f = framer(Input::Pcm(rate), 160);
+        let got = push_in_pieces(&mut f, &s16le(&pcm));
+        let want = reference(rate, &pcm);
+        assert_eq!(want.len(), 580, "{rate} Hz");
+        assert_eq!(got.len(), 3, "{rate} Hz");
+        for (i, frame) in got.iter().enumerate() {
+            assert_eq!(
+                frame[..],
+                want[160 * i..160 * (i + 1)],
+                "{rate} Hz frame {i}"
+            );
+        }
+        assert_eq!(f.pending(), &want[480..], "{rate} Hz");
+    }
+}
+
+#[test]
+fn mulaw_is_cut_into_frames_as_it_is() {
+    let ulaw: Vec<u8> = (0..500u32).map(|i| (i * 31 % 256) as u8).collect();
+    let mut f = framer(Input::Mulaw, 160);
+    let got = push_in_pieces(&mut f, &ulaw);
+    assert_eq!(got, [&ulaw[..160], &ulaw[160..320], &ulaw[320..480]]);
+    assert_eq!(f.pending(), &ulaw[480..]);
+}
+
+#[test]
+fn other_chunk_durations_set_the_frame_size() {
+    // 8 bytes per millisecond: 1 ms, 30 ms, 100 ms.
+    for frame_bytes in [8usize, 240, 800] {
+        let pcm = signal(2 * 1700);
+        let mut f = framer(Input::Pcm(16000), frame_bytes);
+        let got = push_in_pieces(&mut f, &s16le(&pcm));
+        let want = reference(16000, &pcm);
+        assert_eq!(got.len(), 1700 / frame_bytes, "{frame_bytes}");
+        assert!(got.iter().all(|fr| fr.len() == frame_bytes));
+        assert_eq!(got.concat(), want[..got.len() * frame_bytes]);
+        assert_eq!(f.pending().len(), 1700 % frame_bytes);
+    }
+}
+
+#[test]
+fn all_hands_out_the_partial_frame_before_a_mark() {
+    let pcm = signal(200);
+    let mut f = framer(Input::Pcm(8000), 160);
+    f.push(&s16le(&pcm)).unwrap();
+    assert_eq!(frames(&mut f, Take::WholeFrames), [encode(&pcm[..160])]);
+    // What a mark sends first: the 40 samples left, exactly.
+    assert_eq!(frames(&mut f, Take::All), [encode(&pcm[160..])]);
+    assert!(f.pending().is_empty());
+    assert!(frames(&mut f, Take::All).is_empty());
+    // A short frame, then framing goes on from there.
+    f.push(&s16le(&pcm[..170])).unwrap();
+    assert_eq!(frames(&mut f, Take::WholeFrames), [encode(&pcm[..160])]);
+}
+
+#[test]
+fn the_resampler_tail_comes_out_at_eos() {
+    // (rate, μ-law bytes of tail): enough silence to flush the delay.
+    for (rate, tail) in [(16000u32, 23usize), (24000, 22), (48000, 23)] {
+        let ratio = rate as usize / 8000;
+        let pcm = signal(ratio * 250);
+        let mut f = framer(Input::Pcm(rate), 160);
+        f.push(&s16le(&pcm)).unwrap();
+        let whole = frames(&mut f, Take::WholeFrames);
+        let delay_ns = f.delay_ns();
+        f.push_resampler_tail();
+        let rest = frames(&mut f, Take::All);
+        assert_eq!(rest.len(), 1, "{rate} Hz");
+        assert_eq!(rest[0].len(), 250 - 160 + tail, "{rate} Hz");
+        // The tail covers the delay: the last input has come out.
+        assert!(tail as u64 * 125_000 >= delay_ns, "{rate} Hz");
+        // And it is the downsampler's answer to that silence.
+        let mut padded = pcm.clone();
+        padded.resize(pcm.len() + ratio * 100, 0);
+        let want = reference(rate, &padded);
+        let got = [whole.concat(), rest.concat()].concat();
+        assert_eq!(got[..], want[..got.len()], "{rate} Hz");
+    }
+    // Nothing to flush without a resampler delay.
+    for input in [Input::Pcm(8000), Input::Mulaw] {
+        let mut f = framer(input, 160);
+        f.push(&[1, 2, 3, 4]).unwrap();
+        f.push_resampler_tail();
+        assert_eq!(f.pending().len(), if input == Input::Mulaw { 4 } else { 2 });
+    }
+}
+
+#[test]
+fn a_split_sample_is_reported_and_carried_to_the_next_push() {
+    let pcm = signal(4);
+    let bytes = s16le(&pcm);
+    let mut f = framer(Input::Pcm(8000), 160);
+    assert_eq!(f.push(&bytes[..3]).unwrap(), Pushed { split_sample: true });
+    assert_eq!(f.pending(), encode(&pcm[..1]));
+    assert_eq!(f.push(&bytes[3..4]).unwrap(), Pushed::default());
+    assert_eq!(f.pending(), encode(&pcm[..2]));
+    assert_eq!(f.push(&bytes[4..5]).unwrap(), Pushed { split_sample: true });
+    // An empty buffer in between neither loses the byte nor splits anything.
+    assert_eq!(f.push(&[]).unwrap(), Pushed::default());
+    assert_eq!(f.push(&bytes[5..]).unwrap(), Pushed::default());
+    assert_eq!(f.pending(), encode(&pcm));
+    // New caps drop a split sample.
+    f.push(&bytes[..1]).unwrap();
+    f.set_input(Input::Pcm(8000)).unwrap();
+    f.push(&bytes[2..4]).unwrap();
+    assert_eq!(f.pending(), [encode(&pcm), encode(&pcm[1..2])].concat());
+}
+
+#[test]
+fn clear_drops_pending_audio_and_resets_the_resampler() {
+    let pcm = signal(2 * 300);
+    let bytes = s16le(&pcm);
+    let mut f = framer(Input::Pcm(16000), 160);
+    f.push(&bytes[..501]).unwrap();
+    assert!(!f.pending().is_empty());
+    f.clear();
+    assert!(f.pending().is_empty());
+    // No history, no split byte: as from a new framer.
+    f.push(&bytes).unwrap();
+    assert_eq!(f.pending(), reference(16000, &pcm));
+}
+
+#[test]
+fn input_must_be_set_and_supported() {
+    let mut f = Framer::new(160);
+    assert_eq!(f.push(&[0, 0]), Err(NotNegotiated::NoInput));
+    assert_eq!(f.delay_ns(), 0);
+    assert_eq!(f.set_input(Input::Pcm(44100)), Err(UnsupportedRate(44100)));
+    assert_eq!(f.push(&[0, 0]), Err(NotNegotiated::NoInput));
+    f.set_input(Input::Pcm(16000)).unwrap();
+    assert_eq!(f.delay_ns(), 2_562_500);
+    assert_eq!(f.set_input(Input::Pcm(11025)), Err(UnsupportedRate(11025)));
+    assert_eq!(f.delay_ns(), 2_562_500);
+}
+
+#[test]
+fn g722_is_cut_into_20_ms_frames_and_opus_goes_packet_by_packet() {
+    let mut f = Framer::new(160);
+    f.set_input(Input::G722).unwrap();
+    f.set_target(WireFormat::G722, 160);
+    let g722: Vec<u8> = (0..400u32).map(|i| (i * 7) as u8).collect();
+    f.push(&g722).unwrap();
+    assert_eq!(
+        frames(&mut f, Take::WholeFrames),
+        [&g722[..160], &g722[160..320]]
+    );
+    // The end: the rest as it is, no padding (no byte is G.722 silence).
+    assert_eq!(frames(&mut f, Take::All), [&g722[320..]]);
+
+    let mut f = Framer::new(160);
+    f.set_input(Input::Opus).unwrap();
+    f.set_target(WireFormat::OPUS, 160);
+    // CELT FB 20 ms and 10 ms packets of different sizes.
+    let packets: [&[u8]; 3] = [&[31 << 3, 1, 2], &[30 << 3, 3], &[31 << 3, 4, 5, 6, 7]];
+    for p in packets {
+        f.push(p).unwrap();
+    }
+    assert_eq!(f.produced(), 160 + 80 + 160);
+    let mut sent = Vec::new();
+    f.send_frames(Take::WholeFrames, |start, frame| {
+        sent.push((start, frame.to_vec()));
+        Ok::<_, Infallible>(())
+    })
+    .unwrap();
+    let expected: Vec<(u64, Vec<u8>)> = [0, 160, 240]
+        .into_iter()
+        .zip(packets.map(<[u8]>::to_vec))
+        .collect();
+    assert_eq!(sent, expected);
+    assert_eq!(f.produced(), 400);
+}
+
+#[test]
+fn compressed_input_takes_only_its_own_call_and_such_calls_nothing_else() {
+    let mut f = framer(Input::G722, 160);
+    assert_eq!(
+        f.push(&[1, 2]),
+        Err(NotNegotiated::Mismatch(Input::G722, WireFormat::PCMU))
+    );
+    f.set_target(WireFormat::OPUS, 160);
+    assert_eq!(
+        f.push(&[1, 2]),
+        Err(NotNegotiated::Mismatch(Input::G722, WireFormat::OPUS))
+    );
+    f.set_input(Input::Pcm(16000)).unwrap();
+    assert_eq!(
+        f.push(&[1, 2]),
+        Err(NotNegotiated::Mismatch(Input::Pcm(16000), WireFormat::OPUS))
+    );
+    assert!(f.pending().is_empty());
+}
+
+#[test]
+fn frames_carry_the_index_of_their_first_sample() {
+    let mut f = framer(Input::Mulaw, 160);
+    f.push(&[0x55; 400]).unwrap();
+    assert_eq!(f.produced(), 400);
+    let mut starts = Vec::new();
+    f.send_frames(Take::WholeFrames, |start, frame| {
+        starts.push((start, frame.len()));
+        Ok::<_, Infallible>(())
+    })
+    .unwrap();
+    assert_eq!(starts, [(0, 160), (160, 160)]);
+    // A clear drops the 80 pending samples: they were never handed out.
+    f.clear();
+    assert_eq!(f.produced(), 320);
+    f.push(&[0x55; 100]).unwrap();
+    starts.clear();
+    f.send_frames(Take::All, |start, frame| {
+        starts.push((start, frame.len()));
+        Ok::<_, Infallible>(())
+    })
+    .unwrap();
+    assert_eq!(starts, [(320, 100)]);
+    assert_eq!(f.produced(), 420);
+}
+
+#[test]
+fn a_failed_send_keeps_that_frame_and_the_rest() {
+    let ulaw: Vec<u8> = (0..=255).collect();
+    let mut f = framer(Input::Mulaw, 100);
+    f.push(&ulaw).unwrap();
+    let mut calls = 0;
+    let result = f.send_frames(Take::All, |_, _| {
+        calls += 1;
+        if calls == 2 { Err("closed") } else { Ok(()) }
+    });
+    assert_eq!(result, Err("closed"));
+    assert_eq!(f.pending(), &ulaw[100..]);
+    f.discard_pending();
+    assert!(f.pending().is_empty());
+}
+
+#[test]
+fn a_zero_frame_size_sends_byte_frames() {
+    // As the element's state before it is connected.
+    let mut f = framer(Input::Mulaw, 0);
+    f.push(&[1, 2]).unwrap();
+    assert_eq!(frames(&mut f, Take::WholeFrames), [[1], [2]]);
+}
+
+#[test]
+fn steady_state_reuses_its_buffers() {
+    let pcm = signal(960 * 20);
+    let bytes = s16le(&pcm);
+    let mut f = framer(Input::Pcm(48000), 160);
+    let push = |f: &mut Framer, i: usize| {
+        f.push(&bytes[1920 * (i % 10)..][..1920]).unwrap();
+        f.send_frames(Take::WholeFrames, |_, _| Ok::<_, Infallible>(()))
+            .unwrap();
+    };
+    for i in 0..4 {
+        push(&mut f, i);
+    }
+    let buffers = |f: &Framer| {
+        [
+            f.pcm.as_ptr() as usize,
+            f.pcm8k.as_ptr() as usize,
+            f.pending.as_ptr() as usize,
+        ]
+    };
+    let before = buffers(&f);
+    for i in 4..200 {
+        push(&mut f, i);
+    }
+    assert_eq!(buffers(&f), before);
+}
+
+#[test]
+fn the_calls_codec_and_rate_set_the_frames() {
+    use crate::codec::ByteOrder;
+    let pcm = signal(3 * 580);
+    // 48 kHz PCM into each format: the resampler's output, encoded, in
+    // frames of 20 ms (160 ticks) of that format.
+    for target in [
+        WireFormat::PCMA,
+        WireFormat::l16(8000, ByteOrder::Big),
+        WireFormat::l16(16000, ByteOrder::Little),
+        WireFormat::l16(24000, ByteOrder::Big),
+    ] {
+        let mut f = framer(Input::Pcm(24000), 160);
+        f.set_target(target, 0);
+        assert_eq!(f.target(), target);
+        assert_eq!(f.frame_bytes(), 160 * target.bytes_per_tick(), "{target}");
+        let got = push_in_pieces(&mut f, &s16le(&pcm));
+        let mut resampled = Vec::new();
+        Resampler::new(24000, target.rate)
+            .unwrap()
+            .process(&pcm, &mut resampled);
+        let mut want = Vec::new();
+        target.encode(&resampled, &mut want);
+        assert_eq!(got.len(), want.len() / f.frame_bytes(), "{target}");
+        assert_eq!(got.concat(), want[..got.concat().len()], "{target}");
+    }
+}
+
+#[test]
+fn g711_input_passes_through_into_its_own_codec_and_is_transcoded_otherwise() {
+    let alaw_bytes: Vec<u8> = (0..=255).collect();
+    let mut f = framer(Input::Alaw, 160);
+    f.set_target(WireFormat::PCMA, 0);
+    f.push(&alaw_bytes).unwrap();
+    assert_eq!(f.pending(), alaw_bytes);
+    // A-law into a μ-law call: decoded and encoded again.
+    let mut f = framer(Input::Alaw, 160);
+    f.push(&alaw_bytes).unwrap();
+    let want: Vec<u8> = alaw_bytes
+        .iter()
+        .map(|&c| g711::encode(alaw::decode(c)))
+        .collect();
+    assert_eq!(f.pending(), want);
+    // μ-law into a 16 kHz L16 call: decoded and upsampled.
+    let ulaw: Vec<u8> = (0..160u32).map(|i| (i * 7) as u8).collect();
+    let target = WireFormat::l16(16000, crate::codec::ByteOrder::Big);
+    let mut f = framer(Input::Mulaw, 160);
+    f.set_target(target, 0);
+    f.push(&ulaw).unwrap();
+    let decoded: Vec<i16> = ulaw.iter().map(|&c| g711::decode(c)).collect();
+    let mut up = Vec::new();
+    Resampler::new(8000, 16000)
+        .unwrap()
+        .process(&decoded, &mut up);
+    let mut want = Vec::new();
+    target.encode(&up, &mut want);
+    assert_eq!(f.pending(), want);
+}
+
+#[test]
+fn a_provider_minimum_lengthens_frames_and_pads_the_last() {
+    let mut f = framer(Input::Mulaw, 80);
+    // Telnyx: at least 20 ms.
+    f.set_target(WireFormat::PCMA, 160);
+    assert_eq!(f.frame_bytes(), 160);
+    f.push(&[0xFF; 200]).unwrap();
+    let got = frames(&mut f, Take::All);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].len(), 160);
+    // 40 bytes of audio, then A-law silence up to 20 ms.
+    assert_eq!(got[1].len(), 160);
+    assert!(got[1][40..].iter().all(|&b| b == alaw::SILENCE));
+}
