@@ -5,13 +5,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian packages the build, the tests and the demo need (nginx: the test of
 # the reverse-proxy recipe runs a real one; espeak: the bots and the emulated
-# caller speak; python3-gi and the GIR data: examples/python/voicebot.py).
+# caller speak; libav: avdec_g722 after the src in tests/compressed.rs;
+# python3-gi and the GIR data: examples/python/voicebot.py).
 DEBIAN_PACKAGES=(
   build-essential pkg-config libglib2.0-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   nginx
   gstreamer1.0-espeak
+  gstreamer1.0-libav
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
 )
 

@@ -20,6 +20,7 @@ in_both_modes!(
     opus_packets_come_out_one_buffer_each,
     opusdec_after_the_src_decodes_the_calls_packets,
     g722_comes_out_as_it_came,
+    avdec_g722_after_the_src_decodes_the_calls_audio,
 );
 
 /// `n` 20 ms Opus packets of a 440 Hz tone, as opusenc makes them (its
@@ -151,6 +152,59 @@ fn g722_comes_out_as_it_came() {
         sink_caps(&p).to_string(),
         "audio/G722, rate=(int)16000, channels=(int)1"
     );
+    set_state(&p, gst::State::Null);
+}
+
+/// `frames` 20 ms G.722 frames (160 bytes) of a 440 Hz tone at 16 kHz, as
+/// avenc_g722 (FFmpeg, `gstreamer1.0-libav`) makes them.
+fn g722_frames(frames: usize) -> Vec<Vec<u8>> {
+    let p = pipeline(&format!(
+        "audiotestsrc num-buffers={frames} samplesperbuffer=320 freq=440 volume=0.3 ! \
+         audio/x-raw,format=S16LE,rate=16000,channels=1 ! avenc_g722 ! fakesink name=sink"
+    ));
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let bytes = collector.wait_eos().bytes();
+    set_state(&p, gst::State::Null);
+    assert!(bytes.len() >= 160 * (frames - 1), "{} bytes", bytes.len());
+    bytes.chunks_exact(160).map(<[u8]>::to_vec).collect()
+}
+
+/// What avdec_g722 makes of `bytes` on its own.
+fn avdec_g722_alone(bytes: &[u8]) -> Vec<i16> {
+    init();
+    let mut h = gst_check::Harness::new_parse("avdec_g722 ! audioconvert");
+    h.set_src_caps_str("audio/G722,rate=16000,channels=1");
+    h.set_sink_caps_str("audio/x-raw,format=S16LE,rate=16000,channels=1");
+    h.play();
+    let mut buffer = gst::Buffer::from_slice(bytes.to_vec());
+    buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
+    h.push(buffer).unwrap();
+    h.push_event(gst::event::Eos::new());
+    let mut out = Vec::new();
+    while let Some(buffer) = h.try_pull() {
+        let map = buffer.map_readable().unwrap();
+        out.extend(
+            map.chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]])),
+        );
+    }
+    out
+}
+
+fn avdec_g722_after_the_src_decodes_the_calls_audio() {
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 ! avdec_g722 ! audioconvert ! \
+         audio/x-raw,format=S16LE,rate=16000,channels=1 ! fakesink name=sink sync=false",
+    );
+    let frames = g722_frames(25);
+    play(&url, WireFormat::G722, &frames);
+    let got = collector.wait_eos().samples();
+    let alone = avdec_g722_alone(&frames.concat());
+    assert_eq!(got.len(), 320 * frames.len());
+    assert_eq!(got, alone);
+    // The tone, not silence.
+    assert!(got.iter().map(|&s| s.unsigned_abs()).max().unwrap() > 3000);
     set_state(&p, gst::State::Null);
 }
 

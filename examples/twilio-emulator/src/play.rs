@@ -104,6 +104,15 @@ impl Report {
 /// Plays `script` into a started call and hangs up.
 pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Disconnected> {
     let mut report = Report::default();
+    // A send that fails because the plugin has just closed the call (its
+    // close frame not seen yet) ends the script as that close does.
+    macro_rules! send {
+        ($sent:expr) => {
+            if $sent.is_err() {
+                return closed(call, report).await;
+            }
+        };
+    }
     let chunk_time = Duration::from_secs_f64(script.chunk_samples as f64 / 8000.0);
     // The sender's clock (skewed) paces the chunks; each may go out late by
     // its jitter, but never before the one ahead of it (TCP keeps order).
@@ -137,7 +146,7 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
             tokio::time::sleep_until(last_send).await;
         }
         while let Some((_, digit)) = dtmf.next_if(|(at, _)| *at <= call.audio_seconds()) {
-            call.send_dtmf(&digit)?;
+            send!(call.send_dtmf(&digit));
         }
         let len = chunk_samples.min(longest - start);
         for &(track, audio) in &tracks {
@@ -160,9 +169,9 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
                 held[track.index()] = Some(message);
                 continue;
             }
-            call.send(&message)?;
+            send!(call.send(&message));
             if let Some(late) = held[track.index()].take() {
-                call.send(&late)?;
+                send!(call.send(&late));
             }
         }
         report.drain(&mut call);
@@ -172,10 +181,10 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
         }
     }
     for late in held.iter().flatten() {
-        call.send(late)?;
+        send!(call.send(late));
     }
     for (_, digit) in dtmf {
-        call.send_dtmf(&digit)?;
+        send!(call.send_dtmf(&digit));
     }
 
     let deadline = Instant::now() + script.linger;
@@ -194,5 +203,18 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
         }
         Ending::Drop => call.abort().await,
     }
+    Ok(report)
+}
+
+/// The call's connection is gone: what it received until then, if the
+/// plugin closed it; else the call was lost.
+async fn closed(mut call: TwilioCall, mut report: Report) -> Result<Report, Disconnected> {
+    while let Ok(Some(item)) = tokio::time::timeout(Duration::from_secs(1), call.recv()).await {
+        report.take(item);
+    }
+    if report.closed_by_plugin.is_none() {
+        return Err(Disconnected);
+    }
+    report.playback = call.playback();
     Ok(report)
 }
