@@ -105,7 +105,7 @@ pub const SRC_COUNTERS: &[Counter] = &[
         Stat::BytesReceived,
         "bytes-received",
         "Bytes received",
-        "μ-law bytes received from Twilio (8000 per second of audio), of both tracks",
+        "Audio bytes received, in the call's codec (μ-law from Twilio: 8000 per second of audio), of both tracks",
     ),
     counter(
         Stat::ChunksReceived,
@@ -124,13 +124,13 @@ pub const SRC_COUNTERS: &[Counter] = &[
         Stat::InboundBytesReceived,
         "inbound-bytes-received",
         "Inbound bytes received",
-        "μ-law bytes of the inbound track (the caller) received",
+        "Audio bytes of the inbound track (the caller) received, in the call's codec",
     ),
     counter(
         Stat::OutboundBytesReceived,
         "outbound-bytes-received",
         "Outbound bytes received",
-        "μ-law bytes of the outbound track (what the caller hears) received",
+        "Audio bytes of the outbound track (what the caller hears) received, in the call's codec",
     ),
     counter(
         Stat::InboundChunksReceived,
@@ -228,7 +228,7 @@ pub const SINK_COUNTERS: &[Counter] = &[
         Stat::BytesSent,
         "bytes-sent",
         "Bytes sent",
-        "μ-law bytes sent to Twilio (8000 per second of audio)",
+        "Audio bytes sent, in the call's codec (μ-law to Twilio: 8000 per second of audio)",
     ),
     counter(
         Stat::ChunksSent,

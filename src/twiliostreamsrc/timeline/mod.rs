@@ -238,6 +238,9 @@ impl Timeline {
             self.applied = 0;
         }
         self.observe(chunk);
+        // Lost chunks are counted in the longer of this chunk and the one
+        // before: a short chunk after a gap must not make it many.
+        let unit = self.chunk_len.max(chunk.samples).max(1);
         self.chunk_len = chunk.samples.max(1);
         let filled = std::mem::take(&mut self.filled);
         // Where the chunk would go had nothing been filled.
@@ -263,8 +266,7 @@ impl Timeline {
         if gap <= GAP_TOLERANCE && skipped == 0 {
             return placement;
         }
-        let len = chunk.samples.max(1);
-        placement.lost = skipped.max(gap.saturating_add(len / 2) / len).max(1);
+        placement.lost = skipped.max(gap.saturating_add(unit / 2) / unit).max(1);
         placement.gap = gap;
         placement.discont = true;
         let rest = due.saturating_sub(self.position);

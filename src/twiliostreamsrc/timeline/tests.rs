@@ -106,6 +106,19 @@ fn a_timestamp_gap_counts_chunks_of_the_chunk_s_own_length() {
 }
 
 #[test]
+fn a_short_chunk_after_a_gap_does_not_multiply_the_loss() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    // 100 ms missing, then a chunk of 7 samples: five 20 ms chunks lost,
+    // not 114 of its own length.
+    let placed = timeline.place(&Chunk {
+        samples: 7,
+        ..chunk(t0, 120, None)
+    });
+    assert_eq!((placed.silence, placed.lost), (800, 5));
+}
+
+#[test]
 fn a_skipped_chunk_number_without_a_timestamp_gap_is_a_discont() {
     let t0 = Instant::now();
     let mut timeline = started(t0, &["inbound"]);
