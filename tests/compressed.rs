@@ -90,15 +90,16 @@ fn opus_packets_come_out_one_buffer_each() {
     set_state(&p, gst::State::Null);
 }
 
-/// What opusdec makes of `packets` on its own, 20 ms apart.
-fn opusdec_alone(packets: &[Vec<u8>]) -> Vec<i16> {
+/// What `decoder` (a launch line) makes of `buffers` on its own, as S16LE
+/// mono at `rate`: each buffer 20 ms after the one before.
+fn decoded_alone(decoder: &str, caps: &str, rate: u32, buffers: &[Vec<u8>]) -> Vec<i16> {
     init();
-    let mut h = gst_check::Harness::new("opusdec");
-    h.set_src_caps_str("audio/x-opus,channel-mapping-family=0,rate=48000,channels=1");
-    h.set_sink_caps_str("audio/x-raw,format=S16LE,rate=48000,channels=1");
+    let mut h = gst_check::Harness::new_parse(decoder);
+    h.set_src_caps_str(caps);
+    h.set_sink_caps_str(&format!("audio/x-raw,format=S16LE,rate={rate},channels=1"));
     h.play();
-    for (i, packet) in packets.iter().enumerate() {
-        let mut buffer = gst::Buffer::from_slice(packet.clone());
+    for (i, bytes) in buffers.iter().enumerate() {
+        let mut buffer = gst::Buffer::from_slice(bytes.clone());
         let b = buffer.get_mut().unwrap();
         b.set_pts(gst::ClockTime::from_mseconds(20 * i as u64));
         b.set_duration(gst::ClockTime::from_mseconds(20));
@@ -114,6 +115,16 @@ fn opusdec_alone(packets: &[Vec<u8>]) -> Vec<i16> {
         );
     }
     out
+}
+
+/// What opusdec makes of `packets` on its own.
+fn opusdec_alone(packets: &[Vec<u8>]) -> Vec<i16> {
+    decoded_alone(
+        "opusdec",
+        "audio/x-opus,channel-mapping-family=0,rate=48000,channels=1",
+        48000,
+        packets,
+    )
 }
 
 fn opusdec_after_the_src_decodes_the_calls_packets() {
@@ -170,26 +181,14 @@ fn g722_frames(frames: usize) -> Vec<Vec<u8>> {
     bytes.chunks_exact(160).map(<[u8]>::to_vec).collect()
 }
 
-/// What avdec_g722 makes of `bytes` on its own.
-fn avdec_g722_alone(bytes: &[u8]) -> Vec<i16> {
-    init();
-    let mut h = gst_check::Harness::new_parse("avdec_g722 ! audioconvert");
-    h.set_src_caps_str("audio/G722,rate=16000,channels=1");
-    h.set_sink_caps_str("audio/x-raw,format=S16LE,rate=16000,channels=1");
-    h.play();
-    let mut buffer = gst::Buffer::from_slice(bytes.to_vec());
-    buffer.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
-    h.push(buffer).unwrap();
-    h.push_event(gst::event::Eos::new());
-    let mut out = Vec::new();
-    while let Some(buffer) = h.try_pull() {
-        let map = buffer.map_readable().unwrap();
-        out.extend(
-            map.chunks_exact(2)
-                .map(|c| i16::from_le_bytes([c[0], c[1]])),
-        );
-    }
-    out
+/// What avdec_g722 makes of `frames` on its own.
+fn avdec_g722_alone(frames: &[Vec<u8>]) -> Vec<i16> {
+    decoded_alone(
+        "avdec_g722 ! audioconvert",
+        "audio/G722,rate=16000,channels=1",
+        16000,
+        frames,
+    )
 }
 
 fn avdec_g722_after_the_src_decodes_the_calls_audio() {
@@ -200,7 +199,7 @@ fn avdec_g722_after_the_src_decodes_the_calls_audio() {
     let frames = g722_frames(25);
     play(&url, WireFormat::G722, &frames);
     let got = collector.wait_eos().samples();
-    let alone = avdec_g722_alone(&frames.concat());
+    let alone = avdec_g722_alone(&frames);
     assert_eq!(got.len(), 320 * frames.len());
     assert_eq!(got, alone);
     // The tone, not silence.
