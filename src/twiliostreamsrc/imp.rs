@@ -22,6 +22,7 @@ use super::properties::{self, GapFill, Settings, Tracks};
 use super::quality::{meter, reported_latency};
 use super::reorder::Reorder;
 use super::shared_threads::Shared;
+use super::step::Step;
 use super::timeline::Timeline;
 use super::timing::{Received, Resume};
 use super::tracks::Aligner;
@@ -290,27 +291,6 @@ impl TwilioStreamSrc {
         };
         buffers.extend(tail);
         Ok(Step::End(buffers))
-    }
-}
-
-/// What one event of the call turned into.
-pub(super) enum Step {
-    Next,
-    /// Audio to push (none while the reorder window waits).
-    Buffers(Vec<gst::Buffer>),
-    /// The call ended: its last audio (what the reorder window held, the
-    /// resampler's tail), then EOS.
-    End(Vec<gst::Buffer>),
-}
-
-impl Step {
-    /// The buffers, as `create()` returns them.
-    pub(super) fn created(buffers: Vec<gst::Buffer>) -> Option<CreateSuccess> {
-        match <[gst::Buffer; 1]>::try_from(buffers) {
-            Ok([buffer]) => Some(CreateSuccess::NewBuffer(buffer)),
-            Err(buffers) if buffers.is_empty() => None,
-            Err(buffers) => Some(CreateSuccess::NewBufferList(buffers.into_iter().collect())),
-        }
     }
 }
 

@@ -18,6 +18,7 @@ use gst::subclass::prelude::*;
 use super::imp::{CAT, State, TwilioStreamSrc};
 use super::output::Output;
 use super::properties::Tracks;
+use super::step::Buffers;
 use super::timeline::{self, NS_PER_SAMPLE, Timeline};
 use super::timing::AfterPause;
 use super::tracks::{Aligner, Frame, Placed, TRACK_WAIT};
@@ -86,10 +87,7 @@ impl TwilioStreamSrc {
 
     /// A media chunk through the reorder window: the buffers of the chunks
     /// it lets out (none while it waits for a missing one).
-    pub(super) fn reorder_media(
-        &self,
-        chunk: MediaChunk,
-    ) -> Result<Vec<gst::Buffer>, gst::FlowError> {
+    pub(super) fn reorder_media(&self, chunk: MediaChunk) -> Result<Buffers, gst::FlowError> {
         let (chunk_no, timestamp_ms) = (chunk.chunk, chunk.timestamp_ms);
         let pushed = {
             let mut state = self.state.lock().unwrap();
@@ -120,8 +118,8 @@ impl TwilioStreamSrc {
 
     /// The buffers of the chunks the reorder window has let out; at the
     /// end of the call (`flush`), of every chunk it held.
-    pub(super) fn released_media(&self) -> Result<Vec<gst::Buffer>, gst::FlowError> {
-        let mut buffers = Vec::new();
+    pub(super) fn released_media(&self) -> Result<Buffers, gst::FlowError> {
+        let mut buffers = Buffers::default();
         loop {
             let Some(chunk) = self.state.lock().unwrap().reorder.pop() else {
                 return Ok(buffers);

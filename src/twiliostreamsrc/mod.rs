@@ -25,6 +25,7 @@ mod properties;
 mod quality;
 mod reorder;
 mod shared_threads;
+mod step;
 mod timeline;
 mod timing;
 mod tracks;

@@ -20,7 +20,8 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 
-use super::imp::{CAT, Step, TwilioStreamSrc};
+use super::imp::{CAT, TwilioStreamSrc};
+use super::step::{Buffers, Step};
 use crate::runtime::RUNTIME;
 use crate::wait::wait;
 
@@ -286,7 +287,7 @@ impl TwilioStreamSrc {
     fn push_all(
         &self,
         pad: &gst::Pad,
-        buffers: Vec<gst::Buffer>,
+        buffers: Buffers,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         buffers
             .into_iter()
