@@ -92,6 +92,9 @@ pub(super) struct State {
     /// The framer's sample index and the running time (ns) of the last
     /// buffer with a timestamp: the running time of every frame.
     pub(super) anchor: (u64, u64),
+    /// Between flush-start and flush-stop: a render already past BaseSink's
+    /// own check sends nothing after the flush's clear.
+    pub(super) flushing: bool,
 }
 
 #[derive(Default)]
@@ -375,6 +378,9 @@ impl BaseSinkImpl for TwilioStreamSink {
         }
         let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
         let mut state = self.state.lock().unwrap();
+        if state.flushing {
+            return Err(gst::FlowError::Flushing);
+        }
         if let Some(time) = state.segment.to_running_time(buffer.pts()) {
             // The resampler's output lags its input by its delay.
             let delay = state.framer.delay_ns();
@@ -461,8 +467,10 @@ impl BaseSinkImpl for TwilioStreamSink {
             }
             gst::EventView::FlushStart(_) => {
                 gst::debug!(CAT, imp = self, "flush: clearing");
+                self.state.lock().unwrap().flushing = true;
                 self.clear("flush");
             }
+            gst::EventView::FlushStop(_) => self.state.lock().unwrap().flushing = false,
             gst::EventView::Segment(e) => {
                 if let Ok(segment) = e.segment().clone().downcast::<gst::ClockTime>() {
                     self.state.lock().unwrap().segment = segment;
