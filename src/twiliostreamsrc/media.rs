@@ -184,41 +184,6 @@ impl TwilioStreamSrc {
         buffer.map(Some)
     }
 
-    /// A G.722 or Opus payload as it came, after `silence` ticks of gap
-    /// (no bytes are silence: the time is skipped, DISCONT); a track the
-    /// stream lacks (`payload` None) skips its time.
-    fn compressed_buffer(
-        &self,
-        state: &mut State,
-        payload: Option<&[u8]>,
-        chunk: &MediaChunk,
-        silence: u64,
-        discont: bool,
-    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
-        let output = state.output.ok_or(gst::FlowError::NotNegotiated)?;
-        let ticks = state.format.payload_ticks(&chunk.ulaw);
-        let timeline = state.timeline.as_mut().expect("placed before");
-        timeline.advance(silence);
-        let Some(payload) = payload else {
-            timeline.advance(ticks);
-            return Ok(None);
-        };
-        let span = timeline.span(ticks, output.factor(), output.delay());
-        let mut buffer = gst::Buffer::from_slice(payload.to_vec());
-        {
-            let buffer = buffer.get_mut().unwrap();
-            buffer.set_pts(span.pts);
-            buffer.set_duration(span.duration);
-            buffer.set_offset(span.offset);
-            buffer.set_offset_end(span.offset_end);
-            if discont || silence > 0 {
-                buffer.set_flags(gst::BufferFlags::DISCONT);
-            }
-        }
-        timeline.advance(ticks);
-        Ok(Some(buffer))
-    }
-
     /// Both tracks: the chunk goes to the aligner; what both channels now
     /// cover (or the wait gave up on) goes out.
     fn both_media(

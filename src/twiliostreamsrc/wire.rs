@@ -8,15 +8,17 @@
 //! negotiated format and converts (an error for G.722 and Opus, which are
 //! passed through only, and for their caps on another call). A call whose
 //! provider may send media out of order (Telnyx) gets the reorder window.
+//! G.722 and Opus payloads become buffers here, as they came.
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 
-use super::imp::{CAT, TwilioStreamSrc};
+use super::imp::{CAT, State, TwilioStreamSrc};
 use super::output::{Encoding, Output};
 use super::properties::Tracks;
 use super::reorder::Reorder;
+use crate::call::MediaChunk;
 
 impl TwilioStreamSrc {
     /// At `start`: takes the call's format, and renegotiates to it where
@@ -100,5 +102,42 @@ impl TwilioStreamSrc {
             let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
         }
         Ok(())
+    }
+}
+
+impl TwilioStreamSrc {
+    /// A G.722 or Opus payload as it came, after `silence` ticks of gap
+    /// (no bytes are silence: the time is skipped, DISCONT); a track the
+    /// stream lacks (`payload` None) skips its time.
+    pub(super) fn compressed_buffer(
+        &self,
+        state: &mut State,
+        payload: Option<&[u8]>,
+        chunk: &MediaChunk,
+        silence: u64,
+        discont: bool,
+    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        let output = state.output.ok_or(gst::FlowError::NotNegotiated)?;
+        let ticks = state.format.payload_ticks(&chunk.ulaw);
+        let timeline = state.timeline.as_mut().expect("placed before");
+        timeline.advance(silence);
+        let Some(payload) = payload else {
+            timeline.advance(ticks);
+            return Ok(None);
+        };
+        let span = timeline.span(ticks, output.factor(), output.delay());
+        let mut buffer = gst::Buffer::from_slice(payload.to_vec());
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(span.pts);
+            buffer.set_duration(span.duration);
+            buffer.set_offset(span.offset);
+            buffer.set_offset_end(span.offset_end);
+            if discont || silence > 0 {
+                buffer.set_flags(gst::BufferFlags::DISCONT);
+            }
+        }
+        timeline.advance(ticks);
+        Ok(Some(buffer))
     }
 }
