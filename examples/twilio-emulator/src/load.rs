@@ -49,6 +49,9 @@ pub struct Load {
     pub frames: usize,
     pub ulaw: Vec<u8>,
     pub ramp: Duration,
+    /// Poll without sleeping (a core of its own, busy): a server's echo
+    /// then never has to wake this thread's idle CPU (see the load test).
+    pub spin: bool,
 }
 
 struct Leg {
@@ -130,11 +133,16 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
             }
         }
 
-        // epoll counts in milliseconds: round up rather than spin.
-        let timeout = due.peek().map(|Reverse((when, _))| {
-            let wait = when.saturating_duration_since(Instant::now());
-            Duration::from_millis(wait.as_micros().div_ceil(1000) as u64)
-        });
+        // epoll counts in milliseconds: round up rather than spin, unless
+        // spinning is asked for.
+        let timeout = if load.spin {
+            Some(Duration::ZERO)
+        } else {
+            due.peek().map(|Reverse((when, _))| {
+                let wait = when.saturating_duration_since(Instant::now());
+                Duration::from_millis(wait.as_micros().div_ceil(1000) as u64)
+            })
+        };
         if let Err(e) = poll.poll(&mut events, timeout)
             && e.kind() != ErrorKind::Interrupted
         {
