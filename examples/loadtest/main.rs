@@ -73,6 +73,11 @@ struct Args {
     /// own CPU, so that no echo has to wake that CPU: see `spin`)
     #[arg(long)]
     idle_driver: bool,
+    /// Run each server under this command, for profiling (e.g.
+    /// "valgrind --tool=callgrind": instructions per frame do not drift
+    /// with the VM's speed as CPU time does)
+    #[arg(long, default_value = "")]
+    server_wrapper: String,
     /// Run the server side for N calls (used by the driver)
     #[arg(long, hide = true)]
     serve: Option<usize>,
@@ -125,12 +130,17 @@ struct Server {
 
 impl Server {
     /// Starts the server for `n` calls of `kind`, on CPU `cpu` if given.
-    fn start(n: usize, kind: Kind, cpu: Option<usize>) -> (Server, u16, u64) {
+    fn start(n: usize, kind: Kind, cpu: Option<usize>, wrapper: &str) -> (Server, u16, u64) {
         let exe = std::env::current_exe().unwrap();
-        let mut cmd = match cpu {
-            Some(cpu) => {
-                let mut cmd = Command::new("taskset");
-                cmd.args(["-c", &cpu.to_string()]).arg(exe);
+        let mut words: Vec<String> = match cpu {
+            Some(cpu) => vec!["taskset".into(), "-c".into(), cpu.to_string()],
+            None => Vec::new(),
+        };
+        words.extend(wrapper.split_whitespace().map(str::to_owned));
+        let mut cmd = match words.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(exe);
                 cmd
             }
             None => Command::new(exe),
@@ -224,7 +234,7 @@ struct Row {
 /// Runs `n` calls against a server of `kind`, on CPU `cpu` if given.
 fn run(n: usize, kind: Kind, args: &Args, cpu: Option<usize>) -> Row {
     let frames = (args.seconds * 50.0).round() as usize;
-    let (mut server, port, base_rss) = Server::start(n, kind, cpu);
+    let (mut server, port, base_rss) = Server::start(n, kind, cpu, &args.server_wrapper);
     let server_pid = server.child.id();
     std::thread::sleep(Duration::from_millis(500));
     let (_, idle_rss) = usage(server_pid);

@@ -86,6 +86,12 @@ struct LogTarget {
 
 static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
 
+thread_local! {
+    /// The id of the call whose task runs its consumer on this thread
+    /// (0: none; ids start at 1).
+    static ON_TASK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 /// What the call's writer is asked to do (see [`outbox`]).
 pub(crate) enum Request {
     Send(Outgoing),
@@ -119,6 +125,9 @@ pub struct Call {
     start: watch::Sender<Option<Arc<StartInfo>>>,
     events: Mutex<Option<Events>>,
     outbound: mpsc::UnboundedSender<Request>,
+    /// Requests made on the call's own task while it runs its consumer
+    /// (see [`Call::run_consumer`]): taken right after, with no wake-up.
+    on_task: Mutex<Vec<Request>>,
     /// Bytes of outbound text not written yet.
     outbound_bytes: AtomicUsize,
     /// Audio (ns) handed to the writer and not written (nor dropped) yet.
@@ -197,6 +206,7 @@ impl Call {
             start: watch::Sender::new(None),
             events: Mutex::new(Some(events_rx)),
             outbound: outbound_tx,
+            on_task: Mutex::new(Vec::new()),
             outbound_bytes: AtomicUsize::new(0),
             queued_audio: AtomicU64::new(0),
             lead: AtomicU64::new(DEFAULT_LEAD.as_nanos() as u64),
@@ -296,6 +306,33 @@ impl Call {
         }
     }
 
+    /// [`notify_consumer`](Self::notify_consumer) on the call's own task:
+    /// what the consumer's pipeline asks this call to send meanwhile is
+    /// queued for the task to take when it returns (into `taken`, swapped
+    /// with the queue so that both keep their capacity), instead of waking
+    /// the task that is already running.
+    pub(super) fn run_consumer(&self, taken: &mut Vec<Request>) {
+        struct Restore(u64);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                ON_TASK.set(self.0);
+            }
+        }
+        let _restore = Restore(ON_TASK.replace(self.id));
+        self.notify_consumer();
+        drop(_restore);
+        std::mem::swap(taken, &mut *self.on_task.lock().unwrap());
+    }
+
+    /// Hands `request` to the call's writer.
+    fn dispatch(&self, request: Request) -> Result<(), SendError> {
+        if ON_TASK.get() == self.id {
+            self.on_task.lock().unwrap().push(request);
+            return Ok(());
+        }
+        self.outbound.send(request).map_err(|_| SendError::Closed)
+    }
+
     /// Sends further log lines about this call to `element`'s category.
     pub fn log_to(&self, cat: gst::DebugCategory, element: &gst::Element) {
         *self.log.lock().unwrap() = Some(LogTarget {
@@ -319,9 +356,7 @@ impl Call {
             return Err(SendError::Backlog);
         }
         self.queued_audio.fetch_add(audio, Ordering::Relaxed);
-        self.outbound
-            .send(Request::Send(item))
-            .map_err(|_| SendError::Closed)
+        self.dispatch(Request::Send(item))
     }
 
     /// Queues a text message for Twilio, in order with the rest.
@@ -361,9 +396,7 @@ impl Call {
         }
         let text = self.dialect.clear(&start.stream_sid);
         self.outbound_bytes.fetch_add(text.len(), Ordering::Relaxed);
-        self.outbound
-            .send(Request::Clear(text, Box::new(done)))
-            .map_err(|_| SendError::Closed)?;
+        self.dispatch(Request::Clear(text, Box::new(done)))?;
         self.stats.add(Stat::ClearsSent, 1);
         Ok(())
     }

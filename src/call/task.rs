@@ -43,11 +43,6 @@ pub(super) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    // An element may have claimed the call before its task began: tell a
-    // consumer on the network threads (shared-threads) that `start` is queued.
-    if apply(&call, &events, start) {
-        call.notify_consumer();
-    }
     let connected = Instant::now();
     let mut last_media: Option<Instant> = None;
     // The idle timer: re-armed from the last media whenever it fires.
@@ -70,76 +65,89 @@ pub(super) async fn serve<S>(
     // Wakes the writer when a frame held back may go out.
     let pace = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(pace);
-    let ended = loop {
-        tokio::select! {
-            biased;
-            _ = &mut close_requested => {
-                let (code, reason) = call.close_frame.lock().unwrap().take().unwrap_or((1000, String::new()));
-                close(&mut ws, code, &reason).await;
-                break None;
-            }
-            _ = &mut idle_timer, if !idle.is_zero() => {
-                let since = last_media.unwrap_or(connected).elapsed();
-                if since >= idle {
-                    close(&mut ws, 1000, "").await;
-                    break Some(format!("no media from Twilio for {} s", idle.as_secs()));
+    // What the consumer asked to send while the task ran it (scratch).
+    let mut on_task = Vec::new();
+    // An element may have claimed the call before its task began: tell a
+    // consumer on the network threads (shared-threads) that `start` is queued.
+    let mut failed = None;
+    if apply(&call, &events, start) {
+        call.run_consumer(&mut on_task);
+        if writer.take(&call, on_task.drain(..), &mut outbound) {
+            failed = writer.write(&call, &mut ws, &mut pace).await.err();
+        }
+    }
+    let ended = match failed {
+        Some(e) => Some(e),
+        None => loop {
+            tokio::select! {
+                biased;
+                _ = &mut close_requested => {
+                    let (code, reason) = call.close_frame.lock().unwrap().take().unwrap_or((1000, String::new()));
+                    close(&mut ws, code, &reason).await;
+                    break None;
                 }
-                idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - since));
-            }
-            request = outbound.recv() => match request {
-                Some(request) => {
-                    writer.take(&call, request, &mut outbound);
+                _ = &mut idle_timer, if !idle.is_zero() => {
+                    let since = last_media.unwrap_or(connected).elapsed();
+                    if since >= idle {
+                        close(&mut ws, 1000, "").await;
+                        break Some(format!("no media from Twilio for {} s", idle.as_secs()));
+                    }
+                    idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - since));
+                }
+                request = outbound.recv() => match request {
+                    Some(request) => {
+                        writer.take(&call, on_task.drain(..).chain(Some(request)), &mut outbound);
+                        if let Err(e) = writer.write(&call, &mut ws, &mut pace).await {
+                            break Some(e);
+                        }
+                    }
+                    None => {
+                        close(&mut ws, 1000, "").await;
+                        break None;
+                    }
+                },
+                _ = &mut pace, if writer.next.is_some() => {
                     if let Err(e) = writer.write(&call, &mut ws, &mut pace).await {
                         break Some(e);
                     }
                 }
-                None => {
-                    close(&mut ws, 1000, "").await;
-                    break None;
-                }
-            },
-            _ = &mut pace, if writer.next.is_some() => {
-                if let Err(e) = writer.write(&call, &mut ws, &mut pace).await {
-                    break Some(e);
-                }
-            }
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(text))) => {
-                    let handled = session.handle(&text, || events.payload_buffer());
-                    if handled.media {
-                        last_media = Some(Instant::now());
-                    }
-                    if let Some(CallEvent::Mark(name)) = &handled.event {
-                        writer.outbox.mark_echoed(name, call.now_ns());
-                        call.playout_end.store(writer.outbox.playout_end(), Ordering::Relaxed);
-                    }
-                    if apply(&call, &events, handled) {
-                        call.notify_consumer();
-                        // A consumer on this task (shared-threads) may have
-                        // answered already: write that now, not a turn later.
-                        if let Ok(first) = outbound.try_recv() {
-                            writer.take(&call, first, &mut outbound);
-                            if let Err(e) = writer.write(&call, &mut ws, &mut pace).await {
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        let handled = session.handle(&text, || events.payload_buffer());
+                        if handled.media {
+                            last_media = Some(Instant::now());
+                        }
+                        if let Some(CallEvent::Mark(name)) = &handled.event {
+                            writer.outbox.mark_echoed(name, call.now_ns());
+                            call.playout_end.store(writer.outbox.playout_end(), Ordering::Relaxed);
+                        }
+                        if apply(&call, &events, handled) {
+                            call.run_consumer(&mut on_task);
+                            // A consumer on this task (shared-threads) may have
+                            // answered already: write that now, not a turn later.
+                            if writer.take(&call, on_task.drain(..), &mut outbound)
+                                && let Err(e) = writer.write(&call, &mut ws, &mut pace).await
+                            {
                                 break Some(e);
                             }
                         }
                     }
+                    Some(Ok(Message::Binary(data))) => {
+                        apply(&call, &events, session.binary(data.len()));
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        break Some(match frame {
+                            Some(f) => format!("Twilio closed the WebSocket (code {}{}{})", u16::from(f.code),
+                                if f.reason.is_empty() { "" } else { ": " }, f.reason),
+                            None => "Twilio closed the WebSocket".to_owned(),
+                        });
+                    }
+                    Some(Ok(_)) => {} // ping/pong are answered by tungstenite
+                    Some(Err(e)) => break Some(format!("connection error: {e}")),
+                    None => break Some("the connection dropped".to_owned()),
                 }
-                Some(Ok(Message::Binary(data))) => {
-                    apply(&call, &events, session.binary(data.len()));
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    break Some(match frame {
-                        Some(f) => format!("Twilio closed the WebSocket (code {}{}{})", u16::from(f.code),
-                            if f.reason.is_empty() { "" } else { ": " }, f.reason),
-                        None => "Twilio closed the WebSocket".to_owned(),
-                    });
-                }
-                Some(Ok(_)) => {} // ping/pong are answered by tungstenite
-                Some(Err(e)) => break Some(format!("connection error: {e}")),
-                None => break Some("the connection dropped".to_owned()),
             }
-        }
+        },
     };
     call.open.send_replace(false);
     // A sender waiting for the writer must not wait for a closed call.
@@ -215,15 +223,18 @@ struct Writer {
 }
 
 impl Writer {
-    /// Takes `first` and every request already queued into the outbox.
+    /// Takes `first` and every request already queued into the outbox;
+    /// false if there were none.
     fn take(
         &mut self,
         call: &Call,
-        first: Request,
+        first: impl IntoIterator<Item = Request>,
         outbound: &mut mpsc::UnboundedReceiver<Request>,
-    ) {
-        let mut request = first;
-        loop {
+    ) -> bool {
+        let queued = std::iter::from_fn(|| outbound.try_recv().ok());
+        let mut any = false;
+        for request in first.into_iter().chain(queued) {
+            any = true;
             match request {
                 Request::Send(item) => self.outbox.push(item),
                 Request::Clear(text, done) => {
@@ -242,11 +253,8 @@ impl Writer {
                     done(cleared);
                 }
             }
-            match outbound.try_recv() {
-                Ok(next) => request = next,
-                Err(_) => break,
-            }
         }
+        any
     }
 
     /// Moves what is due now from the outbox to `texts`, counting the
