@@ -128,6 +128,10 @@ pub struct Call {
     /// Requests made on the call's own task while it runs its consumer
     /// (see [`Call::run_consumer`]): taken right after, with no wake-up.
     on_task: Mutex<Vec<Request>>,
+    /// Requests sent through the channel and not taken by the writer yet:
+    /// while there are any, the task's own go through the channel too, so
+    /// that none overtakes an earlier one from another thread.
+    in_channel: AtomicUsize,
     /// Bytes of outbound text not written yet.
     outbound_bytes: AtomicUsize,
     /// Audio (ns) handed to the writer and not written (nor dropped) yet.
@@ -207,6 +211,7 @@ impl Call {
             events: Mutex::new(Some(events_rx)),
             outbound: outbound_tx,
             on_task: Mutex::new(Vec::new()),
+            in_channel: AtomicUsize::new(0),
             outbound_bytes: AtomicUsize::new(0),
             queued_audio: AtomicU64::new(0),
             lead: AtomicU64::new(DEFAULT_LEAD.as_nanos() as u64),
@@ -324,13 +329,26 @@ impl Call {
         std::mem::swap(taken, &mut *self.on_task.lock().unwrap());
     }
 
-    /// Hands `request` to the call's writer.
+    /// Hands `request` to the call's writer, in order with every request
+    /// made before it on any thread.
     fn dispatch(&self, request: Request) -> Result<(), SendError> {
-        if ON_TASK.get() == self.id {
+        // The count cannot fall while the task runs its consumer (only the
+        // task takes from the channel), so once a request of the task went
+        // to the channel, the rest of that run's do too.
+        if ON_TASK.get() == self.id && self.in_channel.load(Ordering::SeqCst) == 0 {
             self.on_task.lock().unwrap().push(request);
             return Ok(());
         }
-        self.outbound.send(request).map_err(|_| SendError::Closed)
+        self.in_channel.fetch_add(1, Ordering::SeqCst);
+        self.outbound.send(request).map_err(|_| {
+            self.in_channel.fetch_sub(1, Ordering::SeqCst);
+            SendError::Closed
+        })
+    }
+
+    /// The writer took `n` requests from the channel.
+    pub(super) fn taken_from_channel(&self, n: usize) {
+        self.in_channel.fetch_sub(n, Ordering::SeqCst);
     }
 
     /// Sends further log lines about this call to `element`'s category.
@@ -553,3 +571,6 @@ impl Call {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -96,7 +96,8 @@ pub(super) async fn serve<S>(
                 }
                 request = outbound.recv() => match request {
                     Some(request) => {
-                        writer.take(&call, on_task.drain(..).chain(Some(request)), &mut outbound);
+                        call.taken_from_channel(1);
+                    writer.take(&call, on_task.drain(..).chain(Some(request)), &mut outbound);
                         if let Err(e) = writer.write(&call, &mut ws, &mut pace).await {
                             break Some(e);
                         }
@@ -223,15 +224,20 @@ struct Writer {
 }
 
 impl Writer {
-    /// Takes `first` and every request already queued into the outbox;
-    /// false if there were none.
+    /// Takes `first` (what the call's consumer sent on its task, or one
+    /// request the caller received and counted) and every request queued
+    /// in the channel into the outbox; false if there were none.
     fn take(
         &mut self,
         call: &Call,
         first: impl IntoIterator<Item = Request>,
         outbound: &mut mpsc::UnboundedReceiver<Request>,
     ) -> bool {
-        let queued = std::iter::from_fn(|| outbound.try_recv().ok());
+        let queued = std::iter::from_fn(|| {
+            let request = outbound.try_recv().ok()?;
+            call.taken_from_channel(1);
+            Some(request)
+        });
         let mut any = false;
         for request in first.into_iter().chain(queued) {
             any = true;

@@ -1,0 +1,82 @@
+//! The order in which a call's writer sends what it is asked to, wherever
+//! the request comes from (a real task over an in-memory WebSocket).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use super::*;
+
+const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ1","start":{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
+const MEDIA: &str = r#"{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"AAAA"}}"#;
+
+/// A call over an in-memory socket, started; and Twilio's end of it.
+async fn call() -> (Arc<Call>, WebSocketStream<tokio::io::DuplexStream>) {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let ws = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
+    let twilio = WebSocketStream::from_raw_socket(theirs, Role::Client, None).await;
+    let mut session = Session::new(1 << 16);
+    let start = session.handle(START, Vec::new);
+    let config = CallConfig {
+        max_message_size: 1 << 16,
+        idle_timeout: Duration::ZERO,
+        dialect: Choice::Auto,
+        l16_order: ByteOrder::Big,
+    };
+    let peer = "127.0.0.1:1".parse().unwrap();
+    let call = Call::spawn(ws, peer, "/".to_owned(), config, (), session, start);
+    (call, twilio)
+}
+
+/// The next text message Twilio's end receives.
+async fn next_text(twilio: &mut WebSocketStream<tokio::io::DuplexStream>) -> String {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), twilio.next())
+            .await
+            .expect("nothing sent")
+            .expect("closed")
+            .expect("read failed");
+        if let Message::Text(text) = msg {
+            return text.to_string();
+        }
+    }
+}
+
+/// A request the application made before the consumer on the call's task
+/// made one goes out first: the task's own requests (taken without a
+/// wake-up) never overtake one waiting in the channel.
+#[test]
+fn a_request_from_another_thread_is_not_overtaken_by_the_tasks_own() {
+    RUNTIME.block_on(async {
+        let (call, mut twilio) = call().await;
+        let fired = Arc::new(AtomicBool::new(false));
+        let weak = Arc::downgrade(&call);
+        call.set_consumer(Some(Arc::new(move || {
+            let Some(call) = weak.upgrade() else { return };
+            // Once, for the media (not for `start`).
+            if call.stats.get(Stat::ChunksReceived) == 0 || fired.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            // The application, on a thread of its own, then the pipeline
+            // on the call's task.
+            let app = call.clone();
+            std::thread::spawn(move || app.send_text("first".to_owned()).unwrap())
+                .join()
+                .unwrap();
+            call.send_text("second".to_owned()).unwrap();
+            // With nothing waiting in the channel, the task's own go
+            // straight to the writer, in order.
+            call.send_text("third".to_owned()).unwrap();
+        })));
+        twilio.send(Message::text(MEDIA)).await.unwrap();
+        assert_eq!(next_text(&mut twilio).await, "first");
+        assert_eq!(next_text(&mut twilio).await, "second");
+        assert_eq!(next_text(&mut twilio).await, "third");
+        call.close();
+    });
+}
