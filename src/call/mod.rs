@@ -323,9 +323,9 @@ impl Call {
                 ON_TASK.set(self.0);
             }
         }
-        let _restore = Restore(ON_TASK.replace(self.id));
+        let restore = Restore(ON_TASK.replace(self.id));
         self.notify_consumer();
-        drop(_restore);
+        drop(restore);
         std::mem::swap(taken, &mut *self.on_task.lock().unwrap());
     }
 
@@ -346,9 +346,9 @@ impl Call {
         })
     }
 
-    /// The writer took `n` requests from the channel.
-    pub(super) fn taken_from_channel(&self, n: usize) {
-        self.in_channel.fetch_sub(n, Ordering::SeqCst);
+    /// The writer took a request from the channel.
+    pub(super) fn taken_from_channel(&self) {
+        self.in_channel.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Sends further log lines about this call to `element`'s category.

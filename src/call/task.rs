@@ -96,8 +96,8 @@ pub(super) async fn serve<S>(
                 }
                 request = outbound.recv() => match request {
                     Some(request) => {
-                        call.taken_from_channel(1);
-                    writer.take(&call, on_task.drain(..).chain(Some(request)), &mut outbound);
+                        call.taken_from_channel();
+                        writer.take(&call, Some(request), &mut outbound);
                         if let Err(e) = writer.write(&call, &mut ws, &mut pace).await {
                             break Some(e);
                         }
@@ -235,7 +235,7 @@ impl Writer {
     ) -> bool {
         let queued = std::iter::from_fn(|| {
             let request = outbound.try_recv().ok()?;
-            call.taken_from_channel(1);
+            call.taken_from_channel();
             Some(request)
         });
         let mut any = false;
