@@ -261,6 +261,9 @@ impl ObjectImpl for TwilioStreamSink {
         self.parent_constructed();
         // The call's writer paces (max-lead): no clock wait per buffer.
         self.obj().set_sync(false);
+        // Keeping the last buffer costs a lock and two reference counts per
+        // buffer, for a snapshot that audio has little use for.
+        self.obj().set_enable_last_sample(false);
     }
 }
 

@@ -152,12 +152,11 @@ impl TwilioStreamSrc {
             return Err(gst::FlowError::Error);
         };
         if self.settings.lock().unwrap().shared_threads {
-            let src = self.obj().downgrade();
-            call.set_consumer(Some(Arc::new(move || {
-                if let Some(src) = src.upgrade() {
-                    src.imp().drain_shared();
-                }
-            })));
+            // A strong reference: upgrading a weak one per chunk takes
+            // GLib's global weak-ref lock. `stop` drops the consumer, which
+            // ends the cycle (element → call → consumer → element).
+            let src = self.obj().clone();
+            call.set_consumer(Some(Arc::new(move || src.imp().drain_shared())));
         }
         {
             let mut state = self.state.lock().unwrap();
@@ -505,6 +504,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
     }
 
     fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.shared.flushed();
         self.canceller.lock().unwrap().reset();
         Ok(())
     }

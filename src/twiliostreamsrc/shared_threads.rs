@@ -51,6 +51,9 @@ pub(super) struct Shared {
     runs: AtomicU64,
     /// Wakes the fill timer: flowing again, a fallback, a stop.
     timer: Arc<tokio::sync::Notify>,
+    /// The pad was seen holding its segment this run (and no flush since):
+    /// spares a look at the pad's sticky events, under its lock, per chunk.
+    segment_out: AtomicBool,
 }
 
 impl Shared {
@@ -59,7 +62,14 @@ impl Shared {
         self.fallback.store(false, Ordering::SeqCst);
         self.enabled.store(enabled, Ordering::SeqCst);
         self.discont.store(true, Ordering::Relaxed);
+        self.segment_out.store(false, Ordering::SeqCst);
         self.runs.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A flush ended (`BaseSrc::unlock_stop`): it may have taken the
+    /// pad's segment, so look at the pad again.
+    pub(super) fn flushed(&self) {
+        self.segment_out.store(false, Ordering::SeqCst);
     }
 
     /// `BaseSrc::stop`: late drains push nothing, the fill timer ends.
@@ -237,7 +247,8 @@ impl TwilioStreamSrc {
     }
 
     fn drain_once(&self) {
-        let pad = self.obj().src_pad().clone();
+        let obj = self.obj();
+        let pad = obj.src_pad();
         while self.shared.flowing.load(Ordering::SeqCst)
             && !self.shared.fallback.load(Ordering::SeqCst)
         {
@@ -258,17 +269,20 @@ impl TwilioStreamSrc {
             // buffer; here it goes out before anything else of ours. It is
             // BaseSrc's own: a live source's time segment from 0 (reading
             // that one would take the stream lock the waiting thread holds).
-            if pad.sticky_event::<gst::event::Segment>(0).is_none() {
-                let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-                pad.push_event(gst::event::Segment::new(&segment));
+            if !self.shared.segment_out.load(Ordering::SeqCst) {
+                if pad.sticky_event::<gst::event::Segment>(0).is_none() {
+                    let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+                    pad.push_event(gst::event::Segment::new(&segment));
+                }
+                self.shared.segment_out.store(true, Ordering::SeqCst);
             }
             let step = self.process(event);
             self.push_pending_events();
             let result = match step {
                 Ok(Step::Next) => Ok(gst::FlowSuccess::Ok),
-                Ok(Step::Buffers(buffers)) => self.push_all(&pad, buffers),
+                Ok(Step::Buffers(buffers)) => self.push_all(pad, buffers),
                 Ok(Step::End(buffers)) => {
-                    let result = self.push_all(&pad, buffers);
+                    let result = self.push_all(pad, buffers);
                     if result.is_ok() {
                         pad.push_event(gst::event::Eos::new());
                     }
@@ -277,7 +291,7 @@ impl TwilioStreamSrc {
                 Err(flow) => Err(flow),
             };
             if let Err(flow) = result {
-                self.shared_flow_error(&pad, flow);
+                self.shared_flow_error(pad, flow);
                 return;
             }
         }
