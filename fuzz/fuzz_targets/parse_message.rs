@@ -1,5 +1,6 @@
-//! Any text frame: parsing never panics, and whatever parses survives the
-//! checks the server applies (base64 decode) and a JSON round trip.
+//! Any text frame: parsing never panics, the media fast path agrees with
+//! serde, and whatever parses survives the checks the server applies (base64
+//! decode) and a JSON round trip.
 
 #![no_main]
 
@@ -10,7 +11,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(msg) = Inbound::parse(text) {
+    // The media fast path answers only as serde would.
+    let parsed = Inbound::parse(text);
+    match (&parsed, Inbound::parse_with_serde(text)) {
+        (Ok(fast), Ok(serde)) => assert_eq!(fast, &serde),
+        (Err(_), Err(_)) => {}
+        (fast, serde) => panic!("fast path {fast:?} but serde {serde:?}"),
+    }
+    if let Ok(msg) = parsed {
         let _ = msg.event();
         let _ = msg.stream_sid();
         if let Inbound::Media { media, stream_sid, .. } = &msg {

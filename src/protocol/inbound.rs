@@ -202,8 +202,18 @@ pub enum Inbound<'a> {
 }
 
 impl<'a> Inbound<'a> {
-    /// Parses one text frame.
+    /// Parses one text frame: a `media` message in Twilio's plain shape
+    /// on a fast path of its own (`fast.rs`), the rest with serde.
     pub fn parse(text: &'a str) -> Result<Self, serde_json::Error> {
+        match super::fast::media(text) {
+            Some(media) => Ok(media),
+            None => Self::parse_with_serde(text),
+        }
+    }
+
+    /// [`Inbound::parse`] without the fast path: what it must agree with.
+    #[doc(hidden)]
+    pub fn parse_with_serde(text: &'a str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(text)
     }
 

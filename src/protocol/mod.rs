@@ -23,6 +23,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub mod dialect;
+mod fast;
 mod inbound;
 mod outbound;
 
