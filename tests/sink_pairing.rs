@@ -125,6 +125,28 @@ fn echo_returns_the_callers_audio() {
 }
 
 #[test]
+fn an_echo_far_ahead_of_real_time_through_a_queue_does_not_deadlock() {
+    // 3 s of audio at once: the writer paces it at real time, so more than
+    // the sink's 1 s limit waits in it and the sink holds the queue's
+    // thread; the queue fills and the src's push, on the call's own task,
+    // waits for it. That task is also the writer the sink waits for: the
+    // sink must not wait while the task is held in a push.
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! queue max-size-buffers=4 max-size-time=0 \
+         max-size-bytes=0 ! twiliostreamsink name=sink",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let url = url_of(&by_name(&p, "src"));
+    let sent = speechlike(24000, 0.0);
+    let echoed = rt().block_on(echo_call(url, sent.clone(), CallParams::default()));
+    let (corr, lag) = best_correlation(&sent, &echoed);
+    assert!(corr >= 0.99, "correlation {corr:.4} at lag {lag}");
+    assert_eq!(by_name(&p, "sink").property::<u64>("chunks-dropped"), 0);
+    p.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
 fn echo_with_shared_threads_returns_the_callers_audio() {
     // The load test's pipeline: no streaming thread at all, the network
     // thread reads, pushes through the sink and writes.

@@ -140,6 +140,12 @@ pub struct Call {
     lead: AtomicU64,
     /// Wakes senders waiting for the writer to take audio.
     room: Notify,
+    /// Senders waiting in [`Call::room`].
+    room_waiters: AtomicUsize,
+    /// The task is running its consumer: its writer does not run until
+    /// the consumer returns, so nobody may wait for the writer meanwhile
+    /// (the consumer's push may be waiting for them: see [`Call::room`]).
+    in_consumer: AtomicBool,
     closing: AtomicBool,
     close_requested: Notify,
     /// How our close frame says it, when not a plain normal close.
@@ -216,6 +222,8 @@ impl Call {
             queued_audio: AtomicU64::new(0),
             lead: AtomicU64::new(DEFAULT_LEAD.as_nanos() as u64),
             room: Notify::new(),
+            room_waiters: AtomicUsize::new(0),
+            in_consumer: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             close_requested: Notify::new(),
             close_frame: Mutex::new(None),
@@ -324,7 +332,12 @@ impl Call {
             }
         }
         let restore = Restore(ON_TASK.replace(self.id));
+        self.in_consumer.store(true, Ordering::SeqCst);
+        if self.room_waiters.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
         self.notify_consumer();
+        self.in_consumer.store(false, Ordering::SeqCst);
         drop(restore);
         std::mem::swap(taken, &mut *self.on_task.lock().unwrap());
     }
@@ -432,8 +445,19 @@ impl Call {
     }
 
     /// Waits until at most `max` of audio waits in the writer, or the call
-    /// is closing.
+    /// is closing, or the call's task is running its consumer: then the
+    /// writer cannot run until the consumer returns, and the consumer's
+    /// push may be waiting for this sender (a full `queue` between a
+    /// shared-threads src and a sink waiting here): the sender goes on.
     pub async fn room(&self, max: Duration) {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.room_waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.room_waiters);
         let max = max.as_nanos() as u64;
         loop {
             let notified = self.room.notified();
@@ -443,6 +467,7 @@ impl Call {
             if self.queued_audio.load(Ordering::Relaxed) <= max
                 || !self.is_open()
                 || self.closing.load(Ordering::Relaxed)
+                || self.in_consumer.load(Ordering::SeqCst)
             {
                 return;
             }
@@ -560,14 +585,19 @@ impl Call {
         };
         // The watchdog ends with the task, not after the full wait.
         let mut task = task;
-        let watchdog = RUNTIME.spawn(async move {
+        let (done, ended) = std::sync::mpsc::channel::<()>();
+        RUNTIME.spawn(async move {
             if tokio::time::timeout(CLOSE_WAIT, &mut task).await.is_err() {
                 task.abort();
                 let _ = task.await;
             }
+            drop(done);
         });
         if tokio::runtime::Handle::try_current().is_err() {
-            let _ = futures::executor::block_on(watchdog);
+            // Bounded without the runtime's help: a runtime whose every
+            // thread is held by a downstream that blocks for good (see the
+            // README's fallback rule) must not hang a state change too.
+            let _ = ended.recv_timeout(CLOSE_WAIT + CLOSE_WAIT);
         }
     }
 }
