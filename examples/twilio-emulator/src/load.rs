@@ -4,7 +4,9 @@
 //! so there is no task per call and no timer per call: one thread keeps
 //! every call's next send in a heap, sends what is due, and reads whatever
 //! epoll (via mio) says is readable. The WebSocket framing is tungstenite's,
-//! on non-blocking sockets. Only `ws://` URLs.
+//! on non-blocking sockets, handshakes included: a call waiting for the
+//! server's upgrade answer holds up no other call's sends or reads. Only
+//! `ws://` URLs.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -17,8 +19,10 @@ use base64::Engine as _;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::MidHandshake;
+use tokio_tungstenite::tungstenite::handshake::client::ClientHandshake;
 use tokio_tungstenite::tungstenite::protocol::{WebSocket, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::{self, HandshakeError, Message};
 
 use crate::call::CallParams;
 use gsttwiliostream::protocol::{Counter, Inbound, MediaFormat, StartInfo, StopInfo};
@@ -38,6 +42,8 @@ pub struct EchoStats {
 
 /// How long a call waits for the rest of its echo after `stop`.
 const ECHO_GRACE: Duration = Duration::from_secs(5);
+/// How long a call waits for the server to answer its upgrade.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The load: `calls` calls to `url`, dialled evenly over `ramp`, each
 /// sending `frames` chunks of `ulaw` (160 bytes: 20 ms) in real time, then
@@ -54,14 +60,23 @@ pub struct Load {
     pub spin: bool,
 }
 
+/// A handshake waiting for the server's answer.
+type Handshake = MidHandshake<ClientHandshake<TcpStream>>;
+
 struct Leg {
     ws: Option<WebSocket<TcpStream>>,
+    /// Dialled, upgrade not answered yet.
+    handshake: Option<Handshake>,
     stats: EchoStats,
     sent_at: Vec<Instant>,
-    /// When the call started: its sends are due at `t0 + k * chunk`.
+    /// When the call is dialled; then when its `start` went out: its sends
+    /// are due at `t0 + k * chunk`.
     t0: Instant,
     /// Once `stop` is sent: when it gives up waiting for the echo.
     deadline: Option<Instant>,
+    /// When its next step is due: an entry of the heap for another time
+    /// is stale (a handshake's timeout, once answered).
+    next: Instant,
     done: bool,
 }
 
@@ -76,10 +91,12 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
     let mut legs: Vec<Leg> = (0..load.calls)
         .map(|i| Leg {
             ws: None,
+            handshake: None,
             stats: EchoStats::default(),
             sent_at: Vec::with_capacity(load.frames),
             t0: start + load.ramp.mul_f64(i as f64 / load.calls.max(1) as f64),
             deadline: None,
+            next: start + load.ramp.mul_f64(i as f64 / load.calls.max(1) as f64),
             done: false,
         })
         .collect();
@@ -100,7 +117,15 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
             }
             due.pop();
             let leg = &mut legs[i];
-            if leg.done {
+            if leg.done || when != leg.next {
+                continue;
+            }
+            if leg.handshake.is_some() {
+                let e = format!(
+                    "no answer to the upgrade in {} s",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                );
+                leg.finish(&poll, Some(e), &mut open);
                 continue;
             }
             if leg.deadline.is_some() {
@@ -108,9 +133,15 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
                 leg.finish(&poll, None, &mut open);
                 continue;
             }
-            let step = if leg.ws.is_none() {
-                dial(&load.url, &poll, i, params).map(|ws| leg.ws = Some(ws))
-            } else {
+            if leg.ws.is_none() {
+                // Sends are due once the upgrade is answered (below).
+                match dial(&load.url, &poll, i) {
+                    Ok(handshake) => leg.handshaking(handshake, params, &mut due, i),
+                    Err(e) => leg.finish(&poll, Some(e), &mut open),
+                }
+                continue;
+            }
+            let step = {
                 let n = leg.sent_at.len() as u64;
                 media_text(&mut text, params, n, chunk_ms, &payload);
                 leg.send(&text).map(|_| {
@@ -128,7 +159,10 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
                 Ok(deadline)
             });
             match next {
-                Ok(next) => due.push(Reverse((next, i))),
+                Ok(next) => {
+                    leg.next = next;
+                    due.push(Reverse((next, i)));
+                }
                 Err(e) => leg.finish(&poll, Some(e), &mut open),
             }
         }
@@ -149,8 +183,21 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
             panic!("epoll: {e}");
         }
         for event in events.iter() {
-            let leg = &mut legs[event.token().0];
+            let i = event.token().0;
+            let leg = &mut legs[i];
             if leg.done {
+                continue;
+            }
+            if let Some(handshake) = leg.handshake.take() {
+                match handshake.handshake() {
+                    Ok((ws, _)) => leg.connected(ws, params, &mut due, i),
+                    Err(HandshakeError::Interrupted(handshake)) => {
+                        leg.handshake = Some(handshake);
+                    }
+                    Err(HandshakeError::Failure(e)) => {
+                        leg.finish(&poll, Some(e.to_string()), &mut open);
+                    }
+                }
                 continue;
             }
             if let Err(e) = leg.read() {
@@ -164,6 +211,42 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
 }
 
 impl Leg {
+    /// Where `dial` left the call: connected, or waiting for the answer.
+    fn handshaking(
+        &mut self,
+        handshake: Result<WebSocket<TcpStream>, Handshake>,
+        params: &CallParams,
+        due: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+        i: usize,
+    ) {
+        match handshake {
+            Ok(ws) => self.connected(ws, params, due, i),
+            Err(handshake) => {
+                self.handshake = Some(handshake);
+                // Not answered by then: the call fails (see the due loop).
+                self.next = Instant::now() + HANDSHAKE_TIMEOUT;
+                due.push(Reverse((self.next, i)));
+            }
+        }
+    }
+
+    /// The upgrade was answered: `start` goes out, and the call's audio
+    /// is due from now.
+    fn connected(
+        &mut self,
+        ws: WebSocket<TcpStream>,
+        params: &CallParams,
+        due: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+        i: usize,
+    ) {
+        self.ws = Some(ws);
+        // A failed send shows up as the next one's error.
+        let _ = self.send(&start_text(params));
+        self.t0 = Instant::now();
+        self.next = self.t0;
+        due.push(Reverse((self.t0, i)));
+    }
+
     fn send(&mut self, text: &str) -> Result<(), String> {
         let ws = self.ws.as_mut().ok_or("not connected")?;
         match ws.send(Message::text(text)) {
@@ -213,6 +296,11 @@ impl Leg {
         }
         self.done = true;
         *open -= 1;
+        if let Some(handshake) = self.handshake.take() {
+            let _ = poll
+                .registry()
+                .deregister(&mut SourceFd(&handshake.get_ref().get_ref().as_raw_fd()));
+        }
         if let Some(mut ws) = self.ws.take() {
             let _ = poll
                 .registry()
@@ -228,14 +316,14 @@ impl Leg {
     }
 }
 
-/// Connects, upgrades (blocking, it is quick on loopback), sends `start`,
-/// then watches the socket without blocking.
+/// Connects (loopback: at once), then starts the upgrade without blocking
+/// and watches the socket: the connected WebSocket, or the handshake that
+/// waits for the server's answer.
 fn dial(
     url: &str,
     poll: &Poll,
     token: usize,
-    params: &CallParams,
-) -> Result<WebSocket<TcpStream>, String> {
+) -> Result<Result<WebSocket<TcpStream>, Handshake>, String> {
     let request = url.into_client_request().map_err(|e| e.to_string())?;
     let uri = request.uri();
     if uri.scheme_str() != Some("ws") {
@@ -250,14 +338,6 @@ fn dial(
     let tcp = TcpStream::connect(addr).map_err(|e| e.to_string())?;
     // Each chunk is one small write that must leave at once.
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    // tungstenite zero-fills its read buffer before every read: the default
-    // 128 KiB made that memset an eighth of the driver's CPU.
-    let config = WebSocketConfig::default().read_buffer_size(4096);
-    let (mut ws, _) = tungstenite::client::client_with_config(request, tcp, Some(config))
-        .map_err(|e| e.to_string())?;
-    ws.send(Message::text(start_text(params)))
-        .map_err(|e| e.to_string())?;
-    let tcp = ws.get_ref();
     tcp.set_nonblocking(true).map_err(|e| e.to_string())?;
     poll.registry()
         .register(
@@ -266,7 +346,14 @@ fn dial(
             Interest::READABLE,
         )
         .map_err(|e: io::Error| e.to_string())?;
-    Ok(ws)
+    // tungstenite zero-fills its read buffer before every read: the default
+    // 128 KiB made that memset an eighth of the driver's CPU.
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    match tungstenite::client::client_with_config(request, tcp, Some(config)) {
+        Ok((ws, _)) => Ok(Ok(ws)),
+        Err(HandshakeError::Interrupted(handshake)) => Ok(Err(handshake)),
+        Err(HandshakeError::Failure(e)) => Err(e.to_string()),
+    }
 }
 
 fn start_text(params: &CallParams) -> String {
