@@ -67,6 +67,9 @@ pub const DEFAULT_LEAD: Duration = Duration::from_millis(100);
 pub const PLAYOUT_GRACE: Duration = Duration::from_secs(5);
 /// How long [`Call::close`] waits for the task before aborting it.
 const CLOSE_WAIT: Duration = Duration::from_millis(500);
+/// A consumer run this long is held up downstream (as a shared-threads
+/// src's fallback rule judges a push): senders stop waiting for the writer.
+const CONSUMER_HELD: Duration = Duration::from_millis(20);
 
 /// Why a message could not be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,10 +145,11 @@ pub struct Call {
     room: Notify,
     /// Senders waiting in [`Call::room`].
     room_waiters: AtomicUsize,
-    /// The task is running its consumer: its writer does not run until
-    /// the consumer returns, so nobody may wait for the writer meanwhile
-    /// (the consumer's push may be waiting for them: see [`Call::room`]).
-    in_consumer: AtomicBool,
+    /// When (`now_ns() + 1`) the task began running its consumer, or 0:
+    /// its writer does not run until the consumer returns, so nobody may
+    /// wait long for the writer meanwhile (the consumer's push may be
+    /// waiting for them: see [`Call::room`]).
+    consumer_since: AtomicU64,
     closing: AtomicBool,
     close_requested: Notify,
     /// How our close frame says it, when not a plain normal close.
@@ -223,7 +227,7 @@ impl Call {
             lead: AtomicU64::new(DEFAULT_LEAD.as_nanos() as u64),
             room: Notify::new(),
             room_waiters: AtomicUsize::new(0),
-            in_consumer: AtomicBool::new(false),
+            consumer_since: AtomicU64::new(0),
             closing: AtomicBool::new(false),
             close_requested: Notify::new(),
             close_frame: Mutex::new(None),
@@ -332,12 +336,13 @@ impl Call {
             }
         }
         let restore = Restore(ON_TASK.replace(self.id));
-        self.in_consumer.store(true, Ordering::SeqCst);
+        self.consumer_since
+            .store(self.now_ns() + 1, Ordering::SeqCst);
         if self.room_waiters.load(Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
         }
         self.notify_consumer();
-        self.in_consumer.store(false, Ordering::SeqCst);
+        self.consumer_since.store(0, Ordering::SeqCst);
         drop(restore);
         std::mem::swap(taken, &mut *self.on_task.lock().unwrap());
     }
@@ -445,10 +450,13 @@ impl Call {
     }
 
     /// Waits until at most `max` of audio waits in the writer, or the call
-    /// is closing, or the call's task is running its consumer: then the
-    /// writer cannot run until the consumer returns, and the consumer's
-    /// push may be waiting for this sender (a full `queue` between a
-    /// shared-threads src and a sink waiting here): the sender goes on.
+    /// is closing, or the call's task has run its consumer for
+    /// [`CONSUMER_HELD`]: then the writer cannot run until the consumer
+    /// returns, and the consumer's push may be waiting for this sender (a
+    /// full `queue` between a shared-threads src and a sink waiting here),
+    /// so the sender goes on. A shorter consumer run (the usual: a push
+    /// takes microseconds) is waited out with a plain sleep, since the
+    /// runtime's timers may be held up too. Off the runtime only.
     pub async fn room(&self, max: Duration) {
         struct Waiting<'a>(&'a AtomicUsize);
         impl Drop for Waiting<'_> {
@@ -467,9 +475,18 @@ impl Call {
             if self.queued_audio.load(Ordering::Relaxed) <= max
                 || !self.is_open()
                 || self.closing.load(Ordering::Relaxed)
-                || self.in_consumer.load(Ordering::SeqCst)
             {
                 return;
+            }
+            let since = self.consumer_since.load(Ordering::SeqCst);
+            if since != 0 {
+                let running = (self.now_ns() + 1).saturating_sub(since);
+                let held = CONSUMER_HELD.as_nanos() as u64;
+                if running >= held {
+                    return;
+                }
+                std::thread::sleep(Duration::from_nanos(held - running));
+                continue;
             }
             notified.await;
         }
