@@ -153,6 +153,7 @@ pub(super) async fn serve<S>(
     call.open.send_replace(false);
     // A sender waiting for the writer must not wait for a closed call.
     call.room.notify_waiters();
+    writer.settle_clears(&call, &mut outbound);
     match ended {
         Some(reason) if !session.stopped() => {
             call_log!(&call, warning, "{reason} before any stop message");
@@ -263,6 +264,19 @@ impl Writer {
         any
     }
 
+    /// The call is over: a clear asked for before it ended, and not taken
+    /// yet, still learns what the caller heard (by the model, at the end);
+    /// nothing more is written. Later requests fail to send.
+    fn settle_clears(&mut self, call: &Call, outbound: &mut mpsc::UnboundedReceiver<Request>) {
+        outbound.close();
+        while let Ok(request) = outbound.try_recv() {
+            call.taken_from_channel();
+            if let Request::Clear(_, done) = request {
+                done(self.outbox.clear(call.now_ns(), String::new()));
+            }
+        }
+    }
+
     /// Moves what is due now from the outbox to `texts`, counting the
     /// frames as sent.
     fn collect(&mut self, call: &Call) {
@@ -344,4 +358,63 @@ pub(crate) async fn close<S: AsyncRead + AsyncWrite + Unpin>(
         reason: reason.into(),
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::super::Cleared;
+    use super::super::outbox::Outgoing;
+    use super::*;
+    use crate::runtime::RUNTIME;
+
+    const MS: u64 = 1_000_000;
+
+    /// A clear still in the channel when the call ends (Twilio hung up
+    /// between the writer's last look and the end) learns what the caller
+    /// heard: here nothing, and the one frame never written is dropped.
+    #[test]
+    fn a_clear_left_when_the_call_ends_still_says_what_was_heard() {
+        RUNTIME.block_on(async {
+            let (call, _twilio) = super::super::tests::call().await;
+            let mut writer = Writer {
+                outbox: Outbox::new(100 * MS),
+                texts: Vec::new(),
+                next: None,
+            };
+            let text = r#"{"event":"media"}"#.to_owned();
+            let bytes = text.len();
+            writer.outbox.push(Outgoing::Media {
+                text,
+                bytes: 160,
+                duration: 20 * MS,
+                running_time: 5000 * MS,
+            });
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let got = Arc::new(Mutex::new(None));
+            let g = got.clone();
+            call.in_channel.fetch_add(1, Ordering::SeqCst);
+            let clear = Request::Clear(
+                "clear".into(),
+                Box::new(move |cleared| *g.lock().unwrap() = Some(cleared)),
+            );
+            assert!(tx.send(clear).is_ok());
+            writer.settle_clears(&call, &mut rx);
+            assert_eq!(
+                *got.lock().unwrap(),
+                Some(Cleared {
+                    played: None,
+                    dropped: 20 * MS,
+                    unwritten: 20 * MS,
+                    unwritten_bytes: bytes,
+                })
+            );
+            assert_eq!(call.in_channel.load(Ordering::SeqCst), 0);
+            // Nothing is taken after the end: later requests fail to send.
+            let late = Request::Send(Outgoing::Text("late".into()));
+            assert!(tx.send(late).is_err());
+            call.close();
+        });
+    }
 }
