@@ -432,6 +432,19 @@ async fn main() -> ExitCode {
                     println!("call {n}: Twilio would reject: {why}");
                     failed = true;
                 }
+                // The plugin ends a call it accepted with 1000 (end-stream,
+                // EOS, idle); anything else is a refusal (1003, 1008, 1013)
+                // or a dropped connection.
+                if report
+                    .closed_by_plugin
+                    .is_some_and(|code| code != Some(1000))
+                {
+                    eprintln!(
+                        "twilio-emulator: call {n}: refused or dropped by the plugin (close code {:?})",
+                        report.closed_by_plugin.flatten()
+                    );
+                    failed = true;
+                }
             }
             Err(e) => {
                 eprintln!("twilio-emulator: {e}");
