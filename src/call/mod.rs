@@ -335,15 +335,26 @@ impl Call {
                 ON_TASK.set(self.0);
             }
         }
-        let restore = Restore(ON_TASK.replace(self.id));
-        self.consumer_since
-            .store(self.now_ns() + 1, Ordering::SeqCst);
-        if self.room_waiters.load(Ordering::SeqCst) > 0 {
-            self.room.notify_waiters();
+        /// Clears `consumer_since` however the consumer returns.
+        struct Ran<'a>(&'a AtomicU64);
+        impl Drop for Ran<'_> {
+            fn drop(&mut self) {
+                self.0.store(0, Ordering::SeqCst);
+            }
         }
-        self.notify_consumer();
-        self.consumer_since.store(0, Ordering::SeqCst);
-        drop(restore);
+        let consumer = self.consumer.lock().unwrap().clone();
+        if let Some(consumer) = consumer {
+            let restore = Restore(ON_TASK.replace(self.id));
+            self.consumer_since
+                .store(self.now_ns() + 1, Ordering::SeqCst);
+            let ran = Ran(&self.consumer_since);
+            if self.room_waiters.load(Ordering::SeqCst) > 0 {
+                self.room.notify_waiters();
+            }
+            consumer();
+            drop(ran);
+            drop(restore);
+        }
         std::mem::swap(taken, &mut *self.on_task.lock().unwrap());
     }
 
@@ -455,8 +466,11 @@ impl Call {
     /// returns, and the consumer's push may be waiting for this sender (a
     /// full `queue` between a shared-threads src and a sink waiting here),
     /// so the sender goes on. A shorter consumer run (the usual: a push
-    /// takes microseconds) is waited out with a plain sleep, since the
-    /// runtime's timers may be held up too. Off the runtime only.
+    /// takes microseconds) is waited out with plain sleeps of at most 2 ms,
+    /// since the runtime's timers may be held up too. A consumer held for
+    /// good (a downstream that never returns, which the README warns of)
+    /// lets senders go on until the writer's byte limit drops frames.
+    /// Off the runtime only.
     pub async fn room(&self, max: Duration) {
         struct Waiting<'a>(&'a AtomicUsize);
         impl Drop for Waiting<'_> {
@@ -485,7 +499,20 @@ impl Call {
                 if running >= held {
                     return;
                 }
-                std::thread::sleep(Duration::from_nanos(held - running));
+                // In slices, each followed by a turn of the executor, so
+                // that a flush or state change (`wait`'s abort) is seen.
+                let slice = (held - running).min(2_000_000);
+                std::thread::sleep(Duration::from_nanos(slice));
+                let mut turned = false;
+                std::future::poll_fn(|cx| {
+                    if std::mem::replace(&mut turned, true) {
+                        std::task::Poll::Ready(())
+                    } else {
+                        cx.waker().wake_by_ref();
+                        std::task::Poll::Pending
+                    }
+                })
+                .await;
                 continue;
             }
             notified.await;
@@ -593,8 +620,11 @@ impl Call {
     }
 
     /// Closes the WebSocket. Off the runtime's threads, returns once the
-    /// socket is gone: the task closes politely within `CLOSE_TIMEOUT` or
-    /// is aborted after `CLOSE_WAIT`. On a runtime thread, it does not wait.
+    /// socket is gone (the task closes politely within `CLOSE_TIMEOUT` or
+    /// is aborted after `CLOSE_WAIT`), or after twice `CLOSE_WAIT` if the
+    /// runtime cannot run the task (every thread of it held downstream):
+    /// the task then ends whenever it runs again. On a runtime thread, it
+    /// does not wait.
     pub fn close(&self) {
         self.request_close();
         let Some(task) = self.task.lock().unwrap().take() else {

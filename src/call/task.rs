@@ -172,6 +172,10 @@ pub(super) async fn serve<S>(
     // The consumer then sees the end of the queue.
     drop(events);
     call.notify_consumer();
+    // It has no more to do: this also ends the reference cycle of a
+    // consumer holding its element (whose state holds the call) should the
+    // element never be stopped.
+    call.set_consumer(None);
 }
 
 /// Applies what the session made of a message to the call; true if it

@@ -270,11 +270,11 @@ impl TwilioStreamSrc {
             // BaseSrc's own: a live source's time segment from 0 (reading
             // that one would take the stream lock the waiting thread holds).
             if !self.shared.segment_out.load(Ordering::SeqCst) {
-                if pad.sticky_event::<gst::event::Segment>(0).is_none() {
+                let out = pad.sticky_event::<gst::event::Segment>(0).is_some() || {
                     let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-                    pad.push_event(gst::event::Segment::new(&segment));
-                }
-                self.shared.segment_out.store(true, Ordering::SeqCst);
+                    pad.push_event(gst::event::Segment::new(&segment))
+                };
+                self.shared.segment_out.store(out, Ordering::SeqCst);
             }
             let step = self.process(event);
             self.push_pending_events();
@@ -345,6 +345,9 @@ impl TwilioStreamSrc {
     /// What the streaming thread would do when a push fails.
     fn shared_flow_error(&self, pad: &gst::Pad, flow: gst::FlowError) {
         if flow == gst::FlowError::Flushing {
+            // The flush may end by taking the pad's segment (flush-stop
+            // goes out after unlock_stop): look at the pad again.
+            self.shared.flushed();
             gst::debug!(CAT, imp = self, "flushing: not pushing");
             return;
         }
