@@ -177,25 +177,19 @@ impl WireFormat {
         matches!(self.codec, Codec::Pcmu | Codec::Pcma)
     }
 
-    /// Decodes the whole ticks of `bytes` into `out` (cleared first), as
-    /// samples at [`rate`](Self::rate). A compressed format decodes to
-    /// nothing: it is passed through.
+    /// Appends the whole ticks of `bytes` to `out`, decoded to samples at
+    /// [`rate`](Self::rate). A compressed format decodes to nothing: it is
+    /// passed through.
     pub fn decode(self, bytes: &[u8], out: &mut Vec<i16>) {
         let whole = self.ticks(bytes.len()) as usize * self.bytes_per_tick();
         let bytes = &bytes[..whole];
         match self.codec {
-            Codec::Pcmu => {
-                out.clear();
-                out.extend(bytes.iter().map(|&c| g711::decode(c)));
-            }
-            Codec::Pcma => {
-                out.clear();
-                out.extend(bytes.iter().map(|&c| alaw::decode(c)));
-            }
+            Codec::Pcmu => out.extend(bytes.iter().map(|&c| g711::decode(c))),
+            Codec::Pcma => out.extend(bytes.iter().map(|&c| alaw::decode(c))),
             Codec::L16(order) => {
-                l16::decode(order, bytes, out);
+                out.extend(bytes.chunks_exact(2).map(|p| order.read([p[0], p[1]])));
             }
-            Codec::G722 | Codec::Opus => out.clear(),
+            Codec::G722 | Codec::Opus => {}
         }
     }
 
@@ -305,7 +299,7 @@ mod tests {
         assert!(!WireFormat::PCMA.is_compressed());
         let mut out = vec![1];
         WireFormat::OPUS.decode(&[1, 2, 3], &mut out);
-        assert!(out.is_empty());
+        assert_eq!(out, [1], "nothing appended");
         assert_eq!(WireFormat::OPUS.to_string(), "OPUS@48000");
     }
 

@@ -9,6 +9,7 @@ pub mod l16;
 pub mod opus;
 pub mod plc;
 pub mod resample;
+pub mod scratch;
 
 pub use format::{Codec, WireFormat};
 pub use l16::ByteOrder;

@@ -45,8 +45,11 @@ enum Phase {
 /// period of the concealment, as a decaying offset.
 #[derive(Debug, Clone)]
 pub struct Concealer {
-    /// The most recent output, oldest first.
-    history: [f32; HISTORY],
+    /// The most recent output, as a ring whose oldest sample is at `head`:
+    /// each chunk overwrites only its own length, in as few cache lines as
+    /// it can (this is the concealer's only work on a chunk after no loss).
+    history: [i16; HISTORY],
+    head: usize,
     /// The history as the loss began, its last quarter period overlap-added
     /// with the quarter before one period earlier, so repeating it loops
     /// without a step.
@@ -80,7 +83,8 @@ impl Concealer {
     /// is silence.
     pub fn new() -> Self {
         Self {
-            history: [0.0; HISTORY],
+            history: [0; HISTORY],
+            head: 0,
             pitch_buf: [0.0; HISTORY],
             phase: Phase::Good,
             lost: 0,
@@ -148,20 +152,20 @@ impl Concealer {
 
     /// Starts a loss: estimates the pitch and prepares the repetition.
     fn begin_loss(&mut self) {
-        let pitch = estimate_pitch(&self.history);
+        let history = self.history();
+        let pitch = estimate_pitch(&history);
         let overlap = pitch / 4;
-        self.pitch_buf = self.history;
+        self.pitch_buf = history;
         // Make the end of the history run into the period after it: the last
         // `overlap` samples fade into those one period earlier.
         let end = HISTORY - overlap;
         for j in 0..overlap {
             let w = (j + 1) as f32 / (overlap + 1) as f32;
-            self.pitch_buf[end + j] =
-                (1.0 - w) * self.history[end + j] + w * self.history[end + j - pitch];
+            self.pitch_buf[end + j] = (1.0 - w) * history[end + j] + w * history[end + j - pitch];
         }
         // The repetition starts at one period back, which naturally follows
         // the sample before it; what actually came before was the last one.
-        self.start_step = self.history[HISTORY - 1] - self.history[HISTORY - 1 - pitch];
+        self.start_step = history[HISTORY - 1] - history[HISTORY - 1 - pitch];
         self.pitch = pitch;
         self.overlap = overlap;
         self.periods = 1;
@@ -211,14 +215,23 @@ impl Concealer {
 
     /// Appends output to the history.
     fn remember(&mut self, samples: &[i16]) {
-        let n = samples.len().min(HISTORY);
-        self.history.copy_within(n.., 0);
-        for (h, &s) in self.history[HISTORY - n..]
-            .iter_mut()
-            .zip(&samples[samples.len() - n..])
-        {
-            *h = f32::from(s);
+        let mut rest = &samples[samples.len() - samples.len().min(HISTORY)..];
+        while !rest.is_empty() {
+            let n = rest.len().min(HISTORY - self.head);
+            self.history[self.head..self.head + n].copy_from_slice(&rest[..n]);
+            self.head = (self.head + n) % HISTORY;
+            rest = &rest[n..];
         }
+    }
+
+    /// The history, oldest first.
+    fn history(&self) -> [f32; HISTORY] {
+        let (newer, older) = self.history.split_at(self.head);
+        let mut out = [0.0; HISTORY];
+        for (o, &s) in out.iter_mut().zip(older.iter().chain(newer)) {
+            *o = f32::from(s);
+        }
+        out
     }
 }
 

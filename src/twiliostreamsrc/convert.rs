@@ -6,12 +6,14 @@
 //! `timeline`'s and `tracks`' business.
 
 use crate::codec::plc::Concealer;
+use crate::codec::scratch::{self, Scratch};
 use crate::codec::{Resampler, alaw, g711};
 
 use super::output::{Encoding, Output};
 
 /// Turns the call's bytes into the output format, keeping the resampler's
-/// history between chunks and reusing its scratch buffers. With
+/// history between chunks (its work buffers are the thread's, see
+/// `codec::scratch`). With
 /// concealment on (`gap-fill=plc`) and an 8 kHz call, its [`Concealer`]
 /// sees every sample at 8 kHz before the resampler: received audio through
 /// `good` (untouched unless it follows a loss), lost stretches filled by
@@ -21,8 +23,6 @@ use super::output::{Encoding, Output};
 pub struct Converter {
     resampler: Option<Resampler>,
     concealer: Option<Box<Concealer>>,
-    decoded: Vec<i16>,
-    resampled: Vec<i16>,
 }
 
 impl Converter {
@@ -57,14 +57,13 @@ impl Converter {
         }
         let samples = out.len() / output.sample_bytes();
         let pcm = self.pcm(output, silence, wire, None, samples);
-        write_samples(output.encoding, pcm, out);
+        write_samples(output.encoding, &pcm, out);
     }
 
     /// `silence` ticks and `wire`, decoded (and resampled to the output
-    /// rate), `samples` long, in this converter's scratch buffer. Without
-    /// `lost`, the silence is a loss; with it, the silence is plain (the
-    /// end's tail) and `lost` marks which ticks of `wire` stand in for lost
-    /// ones.
+    /// rate), `samples` long, in a scratch buffer. Without `lost`, the
+    /// silence is a loss; with it, the silence is plain (the end's tail)
+    /// and `lost` marks which ticks of `wire` stand in for lost ones.
     fn pcm(
         &mut self,
         output: Output,
@@ -72,14 +71,12 @@ impl Converter {
         wire: &[u8],
         lost: Option<&[bool]>,
         samples: usize,
-    ) -> &[i16] {
+    ) -> Scratch<i16> {
         let format = output.wire;
         let lead = silence * format.samples_per_tick();
-        let decoded = &mut self.decoded;
-        format.decode(wire, &mut self.resampled);
-        decoded.clear();
+        let mut decoded = scratch::i16s();
         decoded.resize(lead, 0);
-        decoded.extend_from_slice(&self.resampled);
+        format.decode(wire, &mut decoded);
         if let Some(concealer) = self.concealer.as_mut().filter(|_| output.conceals()) {
             let (gap, audio) = decoded.split_at_mut(lead);
             match lost {
@@ -104,13 +101,13 @@ impl Converter {
             self.resampler = Resampler::new(rates.0, rates.1);
         }
         let resampler = self.resampler.as_mut().expect("the rates are supported");
-        self.resampled.clear();
-        resampler.process(&self.decoded, &mut self.resampled);
+        let mut resampled = scratch::i16s();
+        resampler.process(&decoded, &mut resampled);
         // Whole ticks in give whole ticks out; anything else is a bug, but
         // the buffer keeps its size.
-        debug_assert_eq!(self.resampled.len(), samples, "{rates:?}");
-        self.resampled.resize(samples, 0);
-        &self.resampled
+        debug_assert_eq!(resampled.len(), samples, "{rates:?}");
+        resampled.resize(samples, 0);
+        resampled
     }
 }
 
@@ -182,7 +179,7 @@ impl StereoConverter {
             } else {
                 let pcm =
                     self.channels[c].pcm(output, silence, wire[c], Some(lost[c]), half / width);
-                write_samples(output.encoding, pcm, bytes);
+                write_samples(output.encoding, &pcm, bytes);
             }
         }
         let [left, right] = &self.channel;

@@ -6,6 +6,7 @@ use super::filter_design::{
     HALFBAND_16K, HALFBAND_48K, Halfband, THIRD_BRANCH, THIRD_TAPS, THIRDBAND_24K,
 };
 use super::fir::{History, Sample, fir_add_impl, multiversion, to_i16};
+use crate::codec::scratch;
 
 /// A half-band 2:1 decimator, as a stage of [`Downsampler`].
 struct HalfbandDecimator {
@@ -43,11 +44,12 @@ impl HalfbandDecimator {
     #[inline(always)]
     fn process<T: Sample, const FMA: bool>(&mut self, input: &[T], out: &mut Vec<f32>) {
         let mut input = input;
+        let (mut even, mut odd) = (self.even.open(), self.odd.open());
         if let Some(first) = self.carry.take() {
             match input.split_first() {
                 Some((&second, rest)) => {
-                    self.even.buf.push(first);
-                    self.odd.buf.push(0.5 * second.f32());
+                    even.buf.push(first);
+                    odd.buf.push(0.5 * second.f32());
                     input = rest;
                 }
                 None => {
@@ -60,28 +62,18 @@ impl HalfbandDecimator {
         if let [last] = pairs.remainder() {
             self.carry = Some(0.5 * last.f32());
         }
-        let start = self.even.buf.len();
-        self.even.buf.resize(start + pairs.len(), 0.0);
-        self.odd.buf.resize(
-            start - self.even.history + self.odd.history + pairs.len(),
-            0.0,
-        );
-        let odd_start = self.odd.buf.len() - pairs.len();
-        let evens = self.even.buf[start..].iter_mut();
-        let odds = self.odd.buf[odd_start..].iter_mut();
         // Both branches have gain ½ (each is half the filter): it is applied
         // here, once per sample, rather than in a pass over the output.
-        for ((e, o), pair) in evens.zip(odds).zip(pairs) {
-            *e = 0.5 * pair[0].f32();
-            *o = 0.5 * pair[1].f32();
-        }
-        let outputs = self.even.new_samples();
+        even.buf
+            .extend(pairs.clone().map(|pair| 0.5 * pair[0].f32()));
+        odd.buf.extend(pairs.map(|pair| 0.5 * pair[1].f32()));
+        let outputs = even.new_samples();
         let start = out.len();
         // The delay branch: x[2m−(2K−1)] is the odd sample K pairs back.
-        out.extend_from_slice(&self.odd.buf[..outputs]);
-        fir_add_impl::<FMA>(&self.hb.branch, self.even.window(), &mut out[start..]);
-        self.even.keep_history();
-        self.odd.keep_history();
+        out.extend_from_slice(&odd.window()[..outputs]);
+        fir_add_impl::<FMA>(&self.hb.branch, even.window(), &mut out[start..]);
+        self.even.close(even);
+        self.odd.close(odd);
     }
 }
 
@@ -118,6 +110,8 @@ impl ThirdDecimator {
     #[inline(always)]
     fn process<T: Sample, const FMA: bool>(&mut self, input: &[T], out: &mut Vec<f32>) {
         let mut input = input;
+        let [b0, b1, b2] = &self.branches;
+        let mut windows = [b0.open(), b1.open(), b2.open()];
         if !self.carry.is_empty() {
             let take = (3 - self.carry.len()).min(input.len());
             self.carry.extend(input[..take].iter().map(|s| s.f32()));
@@ -125,34 +119,28 @@ impl ThirdDecimator {
             if self.carry.len() < 3 {
                 return;
             }
-            for (b, &v) in self.branches.iter_mut().zip(&self.carry) {
-                b.buf.push(v);
+            for (w, &v) in windows.iter_mut().zip(&self.carry) {
+                w.buf.push(v);
             }
             self.carry.clear();
         }
         let groups = input.chunks_exact(3);
         self.carry
             .extend(groups.remainder().iter().map(|s| s.f32()));
-        let start = self.branches[0].buf.len();
-        for b in &mut self.branches {
-            b.buf.resize(start + groups.len(), 0.0);
+        for (k, w) in windows.iter_mut().enumerate() {
+            w.buf.extend(groups.clone().map(|group| group[k].f32()));
         }
-        let [b0, b1, b2] = &mut self.branches;
-        let dests = b0.buf[start..]
-            .iter_mut()
-            .zip(&mut b1.buf[start..])
-            .zip(&mut b2.buf[start..]);
-        for (((d0, d1), d2), group) in dests.zip(groups) {
-            *d0 = group[0].f32();
-            *d1 = group[1].f32();
-            *d2 = group[2].f32();
-        }
-        let outputs = self.branches[0].new_samples();
+        let outputs = windows[0].new_samples();
         let start = out.len();
         out.resize(start + outputs, 0.0);
-        for (branch, taps) in self.branches.iter_mut().zip(THIRDBAND_24K.iter()) {
-            fir_add_impl::<FMA>(taps, branch.window(), &mut out[start..]);
-            branch.keep_history();
+        for ((branch, taps), window) in self
+            .branches
+            .iter_mut()
+            .zip(THIRDBAND_24K.iter())
+            .zip(windows)
+        {
+            fir_add_impl::<FMA>(taps, window.window(), &mut out[start..]);
+            branch.close(window);
         }
     }
 }
@@ -161,14 +149,13 @@ enum Stages {
     Passthrough,
     Halfband(HalfbandDecimator),
     Third(ThirdDecimator),
-    HalfbandThird(HalfbandDecimator, ThirdDecimator, Vec<f32>),
+    HalfbandThird(HalfbandDecimator, ThirdDecimator),
 }
 
 /// Any supported rate → 8 kHz, anti-aliased.
 pub struct Downsampler {
     rate: u32,
     stages: Stages,
-    out: Vec<f32>,
 }
 
 impl Downsampler {
@@ -178,18 +165,12 @@ impl Downsampler {
             8000 => Stages::Passthrough,
             16000 => Stages::Halfband(HalfbandDecimator::new(&HALFBAND_16K)),
             24000 => Stages::Third(ThirdDecimator::new()),
-            48000 => Stages::HalfbandThird(
-                HalfbandDecimator::new(&HALFBAND_48K),
-                ThirdDecimator::new(),
-                Vec::new(),
-            ),
+            48000 => {
+                Stages::HalfbandThird(HalfbandDecimator::new(&HALFBAND_48K), ThirdDecimator::new())
+            }
             _ => return None,
         };
-        Some(Downsampler {
-            rate,
-            stages,
-            out: Vec::new(),
-        })
+        Some(Downsampler { rate, stages })
     }
 
     pub fn input_rate(&self) -> u32 {
@@ -203,7 +184,7 @@ impl Downsampler {
             Stages::Passthrough => 0,
             Stages::Halfband(hb) => ns(hb.delay(), 16000),
             Stages::Third(t) => ns(t.delay(), 24000),
-            Stages::HalfbandThird(hb, t, _) => ns(hb.delay(), 48000) + ns(t.delay(), 24000),
+            Stages::HalfbandThird(hb, t) => ns(hb.delay(), 48000) + ns(t.delay(), 24000),
         }
     }
 
@@ -220,22 +201,18 @@ impl Downsampler {
             output.extend_from_slice(input);
             return;
         }
-        self.out.clear();
+        let mut out = scratch::f32s();
         match &mut self.stages {
             Stages::Passthrough => unreachable!(),
-            Stages::Halfband(hb) => hb.process::<_, FMA>(input, &mut self.out),
-            Stages::Third(t) => t.process::<_, FMA>(input, &mut self.out),
-            Stages::HalfbandThird(hb, t, mid) => {
-                mid.clear();
-                hb.process::<_, FMA>(input, mid);
-                t.process::<_, FMA>(mid.as_slice(), &mut self.out);
+            Stages::Halfband(hb) => hb.process::<_, FMA>(input, &mut out),
+            Stages::Third(t) => t.process::<_, FMA>(input, &mut out),
+            Stages::HalfbandThird(hb, t) => {
+                let mut mid = scratch::f32s();
+                hb.process::<_, FMA>(input, &mut mid);
+                t.process::<_, FMA>(mid.as_slice(), &mut out);
             }
         }
-        let start = output.len();
-        output.resize(start + self.out.len(), 0);
-        for (o, &v) in output[start..].iter_mut().zip(&self.out) {
-            *o = to_i16(v);
-        }
+        output.extend(out.iter().map(|&v| to_i16(v)));
     }
 
     /// Forgets all past input, as if newly created.
@@ -244,7 +221,7 @@ impl Downsampler {
             Stages::Passthrough => {}
             Stages::Halfband(hb) => hb.reset(),
             Stages::Third(t) => t.reset(),
-            Stages::HalfbandThird(hb, t, _) => {
+            Stages::HalfbandThird(hb, t) => {
                 hb.reset();
                 t.reset();
             }

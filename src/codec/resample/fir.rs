@@ -1,7 +1,9 @@
 //! The hot loops: a FIR computed for a block of outputs at once, its
 //! AVX2 + FMA build picked at run time (`multiversion!`), the f32 ↔ i16
-//! conversions, and the [`History`] buffer a FIR runs over. No filter
+//! conversions, and the [`History`] a FIR carries between blocks. No filter
 //! design (`filter_design.rs`) and no resampling logic here.
+
+use crate::codec::scratch::{self, Scratch};
 
 /// Outputs computed together, held in registers across the taps: 64 keep
 /// eight AVX accumulators busy (enough to hide the FMA latency); 32 and 8
@@ -136,34 +138,49 @@ pub(super) fn append<T: Sample>(dest: &mut Vec<f32>, input: &[T]) {
     }
 }
 
-/// A stream's most recent samples: `history` past ones, then the new ones.
-/// After a block is processed, the last `history` samples move to the front.
-/// It never reallocates once it has seen the largest block.
+/// A stream's last `history` samples, kept between blocks: all a FIR of
+/// `history + 1` taps needs to carry on. A block runs over a [`Window`]
+/// (the history, then the new samples) in a buffer of the thread's scratch
+/// pool, so a call's own state is these few samples (see `codec::scratch`).
 pub(super) struct History {
-    pub(super) buf: Vec<f32>,
-    pub(super) history: usize,
+    tail: Vec<f32>,
 }
 
 impl History {
     pub(super) fn new(history: usize) -> Self {
         History {
-            buf: vec![0.0; history],
-            history,
+            tail: vec![0.0; history],
         }
     }
 
     pub(super) fn reset(&mut self) {
-        self.buf.clear();
-        self.buf.resize(self.history, 0.0);
+        self.tail.fill(0.0);
     }
 
-    /// Keeps the last `history` samples for the next block.
-    pub(super) fn keep_history(&mut self) {
-        let from = self.buf.len() - self.history;
-        self.buf.copy_within(from.., 0);
-        self.buf.truncate(self.history);
+    /// A window holding the history, for the new samples to be appended.
+    pub(super) fn open(&self) -> Window {
+        let mut buf = scratch::f32s();
+        buf.extend_from_slice(&self.tail);
+        Window {
+            buf,
+            history: self.tail.len(),
+        }
     }
 
+    /// Keeps the last samples of `window` for the next block.
+    pub(super) fn close(&mut self, window: Window) {
+        let from = window.buf.len() - self.tail.len();
+        self.tail.copy_from_slice(&window.buf[from..]);
+    }
+}
+
+/// The history of a [`History`] and the samples appended to it.
+pub(super) struct Window {
+    pub(super) buf: Scratch<f32>,
+    history: usize,
+}
+
+impl Window {
     /// The new samples, with the history before them: what a FIR of
     /// `history + 1` taps needs for one output per new sample.
     pub(super) fn window(&self) -> &[f32] {

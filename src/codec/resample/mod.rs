@@ -22,7 +22,10 @@
 //! a block of outputs at once (`fir_add_impl`): the inner loop runs across
 //! outputs, so it vectorises without horizontal sums. On x86-64 CPUs with
 //! AVX2 and FMA, a build of each `process` for them is picked at run time.
-//! Nothing allocates once the buffers have grown to the block size.
+//! A resampler keeps only its filters' last samples; each block is worked
+//! in the thread's scratch buffers (`codec::scratch`), which stay in cache
+//! from one call's chunk to the next. Nothing allocates once they have
+//! grown to the block size.
 //! Arithmetic is `f32`, far below the 16-bit quantisation floor.
 //!
 //! * [`Resampler`], any of 8/16/24/48 kHz to any other: the two above where

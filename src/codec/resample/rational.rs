@@ -112,7 +112,7 @@ fn gcd(a: u32, b: u32) -> u32 {
 )]
 enum Kind {
     Same,
-    Up(Upsampler, Vec<i16>),
+    Up(Upsampler),
     Down(Downsampler),
     Poly(Polyphase),
 }
@@ -151,7 +151,7 @@ impl Resampler {
         }
         let kind = match (from, to) {
             _ if from == to => Kind::Same,
-            (8000, 16000) => Kind::Up(Upsampler::new(), Vec::new()),
+            (8000, 16000) => Kind::Up(Upsampler::new()),
             (_, 8000) => Kind::Down(Downsampler::new(from)?),
             _ => Kind::Poly(Polyphase::new(from, to)),
         };
@@ -178,10 +178,10 @@ impl Resampler {
     pub fn process(&mut self, input: &[i16], output: &mut Vec<i16>) {
         match &mut self.kind {
             Kind::Same => output.extend_from_slice(input),
-            Kind::Up(up, scratch) => {
-                scratch.resize(2 * input.len(), 0);
-                up.process(input, scratch);
-                output.extend_from_slice(scratch);
+            Kind::Up(up) => {
+                let start = output.len();
+                output.resize(start + 2 * input.len(), 0);
+                up.process(input, &mut output[start..]);
             }
             Kind::Down(down) => down.process(input, output),
             Kind::Poly(poly) => poly.process(input, output),
@@ -192,7 +192,7 @@ impl Resampler {
     pub fn reset(&mut self) {
         match &mut self.kind {
             Kind::Same => {}
-            Kind::Up(up, _) => up.reset(),
+            Kind::Up(up) => up.reset(),
             Kind::Down(down) => down.reset(),
             Kind::Poly(poly) => poly.reset(),
         }

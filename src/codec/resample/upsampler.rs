@@ -3,13 +3,12 @@
 
 use super::filter_design::HALFBAND_16K;
 use super::fir::{History, append, fir_add_impl, multiversion, to_i16};
+use crate::codec::scratch;
 
 /// 8 kHz → 16 kHz half-band interpolator.
 pub struct Upsampler {
-    /// Input samples, with the FIR branch's history.
+    /// The FIR branch's history of input samples.
     hist: History,
-    /// FIR branch outputs (scratch).
-    fir: Vec<f32>,
 }
 
 impl Default for Upsampler {
@@ -28,7 +27,6 @@ impl Upsampler {
         debug_assert_eq!(2 * hb.centre_delay() - 1, Self::DELAY);
         Upsampler {
             hist: History::new(hb.branch.len() - 1),
-            fir: Vec::new(),
         }
     }
 
@@ -48,19 +46,19 @@ impl Upsampler {
         assert_eq!(output.len(), 2 * input.len(), "upsampler: output length");
         let hb = &*HALFBAND_16K;
         let n = input.len();
-        append(&mut self.hist.buf, input);
-        self.fir.clear();
-        self.fir.resize(n, 0.0);
-        fir_add_impl::<FMA>(&hb.branch, self.hist.window(), &mut self.fir);
+        let mut x = self.hist.open();
+        append(&mut x.buf, input);
+        let mut fir = scratch::f32s();
+        fir.resize(n, 0.0);
+        fir_add_impl::<FMA>(&hb.branch, x.window(), &mut fir);
         // The window of output m ends at input m; its centre branch is the
-        // input K−1 samples back, at this offset into the buffer.
-        let centre = &self.hist.buf[hb.centre_delay()..hb.centre_delay() + n];
-        let fir = &self.fir[..n];
-        for m in 0..n {
-            output[2 * m] = to_i16(fir[m]);
-            output[2 * m + 1] = to_i16(centre[m]);
+        // input K−1 samples back, at this offset into the window.
+        let centre = &x.window()[hb.centre_delay()..hb.centre_delay() + n];
+        for ((pair, &f), &c) in output.chunks_exact_mut(2).zip(fir.iter()).zip(centre) {
+            pair[0] = to_i16(f);
+            pair[1] = to_i16(c);
         }
-        self.hist.keep_history();
+        self.hist.close(x);
     }
 
     /// Forgets all past input, as if newly created.

@@ -10,7 +10,7 @@
 //! reused: once they have grown, pushing and framing allocate nothing.
 
 use crate::codec::resample::RATES;
-use crate::codec::{Resampler, WireFormat, alaw, g711};
+use crate::codec::{Resampler, WireFormat, alaw, g711, scratch};
 
 /// What the sink pad receives, from the caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,9 +84,6 @@ pub struct Framer {
     frame_ticks: usize,
     /// Shorter last frames are padded to this many ticks.
     min_ticks: usize,
-    /// Input as samples, and resampled to the call's rate (scratch, reused).
-    pcm: Vec<i16>,
-    pcm8k: Vec<i16>,
     /// Encoded audio not handed out yet (less than a frame after `send_frames`).
     pending: Vec<u8>,
     /// With Opus, where each pending packet ends in `pending`.
@@ -113,8 +110,6 @@ impl Framer {
             encoding: None,
             frame_ticks,
             min_ticks: 0,
-            pcm: Vec::new(),
-            pcm8k: Vec::new(),
             pending: Vec::new(),
             packet_ends: Vec::new(),
             odd_byte: None,
@@ -248,19 +243,19 @@ impl Framer {
                     Input::Mulaw => g711::decode,
                     _ => alaw::decode,
                 };
-                self.pcm.clear();
-                self.pcm.extend(data.iter().map(|&c| decode(c)));
-                self.pcm8k.clear();
-                resampler.process(&self.pcm, &mut self.pcm8k);
-                target.encode(&self.pcm8k, &mut self.pending);
+                let mut pcm = scratch::i16s();
+                pcm.extend(data.iter().map(|&c| decode(c)));
+                let mut pcm8k = scratch::i16s();
+                resampler.process(&pcm, &mut pcm8k);
+                target.encode(&pcm8k, &mut self.pending);
             }
             Encoding::Pcm { resampler, .. } => {
                 let mut data = data;
-                self.pcm.clear();
+                let mut pcm = scratch::i16s();
                 if let Some(first) = self.odd_byte.take() {
                     match data.split_first() {
                         Some((&second, rest)) => {
-                            self.pcm.push(i16::from_le_bytes([first, second]));
+                            pcm.push(i16::from_le_bytes([first, second]));
                             data = rest;
                         }
                         // An empty buffer: the byte still waits.
@@ -272,11 +267,10 @@ impl Framer {
                     self.odd_byte = Some(*last);
                     pushed.split_sample = true;
                 }
-                self.pcm
-                    .extend(samples.map(|b| i16::from_le_bytes([b[0], b[1]])));
-                self.pcm8k.clear();
-                resampler.process(&self.pcm, &mut self.pcm8k);
-                target.encode(&self.pcm8k, &mut self.pending);
+                pcm.extend(samples.map(|b| i16::from_le_bytes([b[0], b[1]])));
+                let mut pcm8k = scratch::i16s();
+                resampler.process(&pcm, &mut pcm8k);
+                target.encode(&pcm8k, &mut self.pending);
             }
         }
         Ok(pushed)
@@ -293,11 +287,11 @@ impl Framer {
         }
         let rate = resampler.rates().0 as u64;
         let zeros = (resampler.delay_ns() * rate).div_ceil(1_000_000_000) as usize + 6;
-        self.pcm.clear();
-        self.pcm.resize(zeros, 0);
-        self.pcm8k.clear();
-        resampler.process(&self.pcm, &mut self.pcm8k);
-        self.target.encode(&self.pcm8k, &mut self.pending);
+        let mut pcm = scratch::i16s();
+        pcm.resize(zeros, 0);
+        let mut pcm8k = scratch::i16s();
+        resampler.process(&pcm, &mut pcm8k);
+        self.target.encode(&pcm8k, &mut self.pending);
     }
 
     /// Hands the pending frames to `send` in order, with the index (in

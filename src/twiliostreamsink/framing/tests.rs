@@ -321,12 +321,15 @@ fn steady_state_reuses_its_buffers() {
     for i in 0..4 {
         push(&mut f, i);
     }
+    // Its own buffer, and the thread's scratch buffers it works in.
     let buffers = |f: &Framer| {
-        [
-            f.pcm.as_ptr() as usize,
-            f.pcm8k.as_ptr() as usize,
-            f.pending.as_ptr() as usize,
-        ]
+        let (a, b) = (scratch::i16s(), scratch::i16s());
+        let (c, d) = (scratch::f32s(), scratch::f32s());
+        let mut scratch = [a.as_ptr() as usize, b.as_ptr() as usize];
+        scratch.sort();
+        let mut work = [c.as_ptr() as usize, d.as_ptr() as usize];
+        work.sort();
+        (f.pending.as_ptr() as usize, scratch, work)
     };
     let before = buffers(&f);
     for i in 4..200 {
