@@ -3,12 +3,12 @@
 //! the reuse of media payload buffers between the two. The queue never
 //! blocks the sender: what does not fit is refused, and the task counts it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::protocol::{StartInfo, StopInfo, Track};
 
@@ -76,16 +76,23 @@ pub enum CallEvent {
 
 /// The events of a call, as its consuming element receives them.
 pub struct Events {
-    rx: mpsc::UnboundedReceiver<CallEvent>,
     queue: Arc<EventQueue>,
 }
 
 impl Events {
     /// The next event; None once the call's task has ended and all were read.
     pub async fn recv(&mut self) -> Option<CallEvent> {
-        let event = self.rx.recv().await?;
-        self.queue.taken(&event);
-        Some(event)
+        let queue = self.queue.clone();
+        loop {
+            // Registered before looking, so no event is missed.
+            let woken = queue.arrived.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if let Poll::Ready(event) = self.try_recv() {
+                return event;
+            }
+            woken.await;
+        }
     }
 
     /// Hands a media chunk's bytes back once used: the call's task decodes
@@ -96,22 +103,25 @@ impl Events {
             return;
         }
         ulaw.clear();
-        let mut spare = self.queue.spare.lock().unwrap();
-        if spare.len() < SPARE_PAYLOADS {
-            spare.push(ulaw);
+        let mut queue = self.queue.lock();
+        if queue.spare.len() < SPARE_PAYLOADS {
+            queue.spare.push(ulaw);
         }
     }
 
     /// The next event without waiting: Pending while the queue is empty,
     /// Ready(None) once the call's task has ended and all were read.
     pub fn try_recv(&mut self) -> Poll<Option<CallEvent>> {
-        match self.rx.try_recv() {
-            Ok(event) => {
-                self.queue.taken(&event);
+        let mut queue = self.queue.lock();
+        match queue.events.pop_front() {
+            Some(event) => {
+                if matches!(event, CallEvent::Media(_)) {
+                    queue.media -= 1;
+                }
                 Poll::Ready(Some(event))
             }
-            Err(mpsc::error::TryRecvError::Empty) => Poll::Pending,
-            Err(mpsc::error::TryRecvError::Disconnected) => Poll::Ready(None),
+            None if queue.closed => Poll::Ready(None),
+            None => Poll::Pending,
         }
     }
 }
@@ -122,14 +132,12 @@ pub type Consumer = Arc<dyn Fn() + Send + Sync>;
 
 /// A new, empty queue: the task's end and the consuming element's end.
 pub(super) fn channel() -> (EventSender, Events) {
-    let (tx, rx) = mpsc::unbounded_channel();
     let queue = Arc::new(EventQueue::default());
     (
         EventSender {
-            tx,
             queue: queue.clone(),
         },
-        Events { rx, queue },
+        Events { queue },
     )
 }
 
@@ -138,59 +146,67 @@ const SPARE_PAYLOADS: usize = 4;
 /// Larger buffers are freed, not kept: Twilio's chunks are 160 bytes.
 const SPARE_PAYLOAD_CAPACITY: usize = 4096;
 
-/// What is waiting in an [`Events`] queue.
+/// A call's events between its task and its consumer: one lock for the
+/// queue, its counts and the spare payload buffers, so that a chunk costs
+/// a few uncontended locks of one cache line (this runs for every chunk of
+/// every call).
 #[derive(Default)]
 struct EventQueue {
-    events: AtomicUsize,
-    media: AtomicUsize,
+    state: Mutex<Queued>,
+    /// Wakes a consumer waiting in [`Events::recv`].
+    arrived: Notify,
+}
+
+#[derive(Default)]
+struct Queued {
+    events: VecDeque<CallEvent>,
+    /// How many of `events` are media.
+    media: usize,
+    /// The sender is gone: nothing more will come.
+    closed: bool,
     /// Payload buffers the consumer has finished with.
-    spare: Mutex<Vec<Vec<u8>>>,
+    spare: Vec<Vec<u8>>,
 }
 
 impl EventQueue {
-    /// Whether `event` fits; counts it if so.
-    fn admit(&self, event: &CallEvent) -> bool {
-        let is_media = matches!(event, CallEvent::Media(_));
-        if self.events.load(Ordering::Relaxed) >= EVENT_QUEUE
-            || (is_media && self.media.load(Ordering::Relaxed) >= MEDIA_QUEUE)
-        {
-            return false;
-        }
-        self.events.fetch_add(1, Ordering::Relaxed);
-        if is_media {
-            self.media.fetch_add(1, Ordering::Relaxed);
-        }
-        true
-    }
-
-    fn taken(&self, event: &CallEvent) {
-        self.events.fetch_sub(1, Ordering::Relaxed);
-        if matches!(event, CallEvent::Media(_)) {
-            self.media.fetch_sub(1, Ordering::Relaxed);
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        // A panic while holding it leaves the queue consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// The sending side of [`Events`], held by the call's task.
 pub(super) struct EventSender {
-    tx: mpsc::UnboundedSender<CallEvent>,
     queue: Arc<EventQueue>,
 }
 
 impl EventSender {
     /// Queues `event`; gives it back if the queue is full (an overrun).
     pub(super) fn send(&self, event: CallEvent) -> Result<(), CallEvent> {
-        if !self.queue.admit(&event) {
-            return Err(event);
+        {
+            let mut queue = self.queue.lock();
+            let is_media = matches!(event, CallEvent::Media(_));
+            if queue.events.len() >= EVENT_QUEUE || (is_media && queue.media >= MEDIA_QUEUE) {
+                return Err(event);
+            }
+            queue.media += usize::from(is_media);
+            queue.events.push_back(event);
         }
-        // An error means nobody consumes the call any more: it is being torn down.
-        let _ = self.tx.send(event);
+        // Without a waiter this stores a permit once and is then a load.
+        self.queue.arrived.notify_one();
         Ok(())
     }
 
     /// An empty buffer for the next payload: a recycled one if there is one.
     pub(super) fn payload_buffer(&self) -> Vec<u8> {
-        self.queue.spare.lock().unwrap().pop().unwrap_or_default()
+        self.queue.lock().spare.pop().unwrap_or_default()
+    }
+}
+
+impl Drop for EventSender {
+    fn drop(&mut self) {
+        self.queue.lock().closed = true;
+        self.queue.arrived.notify_one();
     }
 }
 
