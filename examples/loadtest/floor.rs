@@ -10,6 +10,10 @@
 //! for `media` decode the base64 payload and answer with a `media` message
 //! carrying it encoded again (one write and flush each, as a plain server
 //! would). The caller's close ends the connection.
+//!
+//! The `gst-floor` server is the same echo, each chunk also pushed through
+//! a GStreamer pad into a sink (`handoff.rs`): what GStreamer's hand-off
+//! adds to the floor, with nothing of the plugin.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::handoff::Handoff;
 
 /// Media messages received, by all connections.
 pub static FRAMES: AtomicU64 = AtomicU64::new(0);
@@ -54,8 +60,9 @@ struct OutMedia<'a> {
 }
 
 /// Binds a port on 127.0.0.1 and serves echo connections on `runtime`;
-/// returns the port.
-pub fn serve(runtime: &tokio::runtime::Runtime) -> u16 {
+/// returns the port. With `handoff`, each chunk also goes through a
+/// GStreamer pad into a sink (the `gst-floor` server, see `handoff.rs`).
+pub fn serve(runtime: &tokio::runtime::Runtime, handoff: bool) -> u16 {
     let listener = runtime
         .block_on(TcpListener::bind("127.0.0.1:0"))
         .expect("cannot bind");
@@ -63,13 +70,13 @@ pub fn serve(runtime: &tokio::runtime::Runtime) -> u16 {
     runtime.spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let _ = tcp.set_nodelay(true);
-            tokio::spawn(echo(tcp));
+            tokio::spawn(echo(tcp, handoff));
         }
     });
     port
 }
 
-async fn echo(tcp: tokio::net::TcpStream) {
+async fn echo(tcp: tokio::net::TcpStream, handoff: bool) {
     // The plugin's read buffer: tungstenite's default (128 KiB) is zeroed
     // before every read, which would make the floor a third dearer.
     let config = WebSocketConfig::default().read_buffer_size(1024);
@@ -81,6 +88,8 @@ async fn echo(tcp: tokio::net::TcpStream) {
     // Reused for every message: the one allocation per echo is the text
     // handed to tungstenite, as in the plugin.
     let (mut audio, mut payload) = (Vec::new(), String::new());
+    let handoff = handoff.then(Handoff::new);
+    let mut pts = 0;
     while let Some(Ok(msg)) = ws.next().await {
         let Message::Text(text) = msg else {
             if msg.is_close() {
@@ -98,6 +107,10 @@ async fn echo(tcp: tokio::net::TcpStream) {
                 audio.clear();
                 if b64.decode_vec(media.payload, &mut audio).is_err() {
                     continue;
+                }
+                if let Some(handoff) = &handoff {
+                    handoff.push(&audio, pts);
+                    pts += audio.len() as u64 * 125_000;
                 }
                 payload.clear();
                 b64.encode_string(&audio, &mut payload);

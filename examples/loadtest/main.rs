@@ -6,7 +6,8 @@
 //! and timing the echo of every chunk. For each server kind in turn, a
 //! server child process (this binary with `--serve N --server KIND`) runs N
 //! echo pipelines on one port, or the floor: a bare tokio-tungstenite echo
-//! doing the JSON and base64 work and nothing else (`floor.rs`). On a
+//! doing the JSON and base64 work and nothing else (`floor.rs`), or the
+//! floor with one GStreamer hand-off per chunk (`gst-floor`, `handoff.rs`). On a
 //! machine with two CPUs or more the server is pinned to the last one and
 //! the driver to the first (`taskset`), so the server's CPU is one core's.
 //!
@@ -23,6 +24,7 @@
 //! ```
 
 mod floor;
+mod handoff;
 mod heap;
 mod serve;
 
@@ -38,6 +40,9 @@ use twilio_emulator::{CallParams, audio, load};
 pub enum Kind {
     /// A bare tokio-tungstenite echo, JSON + base64 only: the floor.
     Floor,
+    /// The floor plus one GStreamer buffer per chunk, pushed from a pad
+    /// into a fakesink: what GStreamer's hand-off alone costs.
+    GstFloor,
     /// `twiliostreamsrc ! twiliostreamsink`, all defaults.
     Default,
     /// `twiliostreamsrc ! queue ! twiliostreamsink`, all defaults.

@@ -17,7 +17,7 @@ pub fn pipeline(kind: Kind, port: u32) -> String {
         Kind::Queue => ("", "! queue !", ""),
         Kind::Tuned => (" quality-interval=0", "! audio/x-mulaw !", ""),
         Kind::Streaming => (" shared-threads=false", "! queue !", " sync=true"),
-        Kind::Floor => unreachable!("the floor runs no pipeline"),
+        Kind::Floor | Kind::GstFloor => unreachable!("the floors run no pipeline"),
     };
     format!(
         "twiliostreamsrc name=src port={port} path=/echo{src} {between} twiliostreamsink name=sink{sink}"
@@ -28,6 +28,9 @@ pub fn pipeline(kind: Kind, port: u32) -> String {
 pub fn describe(kind: Kind) -> String {
     match kind {
         Kind::Floor => "bare tokio-tungstenite echo, JSON + base64 (the floor)".to_owned(),
+        Kind::GstFloor => {
+            "the floor, each chunk also pushed from a pad into `fakesink sync=false`".to_owned()
+        }
         kind => format!(
             "`{}`",
             pipeline(kind, 0)
@@ -40,7 +43,10 @@ pub fn describe(kind: Kind) -> String {
 pub fn serve(n: usize, kind: Kind) {
     let out = std::io::stdout();
     let (_, base_rss) = usage(std::process::id());
-    if kind == Kind::Floor {
+    if matches!(kind, Kind::Floor | Kind::GstFloor) {
+        if kind == Kind::GstFloor {
+            gst::init().unwrap();
+        }
         // As many workers as the plugin's runtime would have.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(
@@ -51,7 +57,7 @@ pub fn serve(n: usize, kind: Kind) {
             .enable_all()
             .build()
             .unwrap();
-        let port = floor::serve(&runtime);
+        let port = floor::serve(&runtime, kind == Kind::GstFloor);
         writeln!(out.lock(), "READY {port} {base_rss}").unwrap();
         answer(&out, || {
             let frames = floor::FRAMES.load(std::sync::atomic::Ordering::Relaxed);

@@ -1,0 +1,57 @@
+//! What GStreamer alone costs per chunk, for the `gst-floor` server: the
+//! floor's echo, plus each chunk's μ-law put in a buffer and pushed from
+//! a pad into a `fakesink` (a BaseSink, as `twiliostreamsink` is) on the
+//! network thread. No codec, none of the plugin: one buffer allocation
+//! and one pad-to-sink hand-off per chunk, the least any pipeline pays.
+
+use gst::prelude::*;
+
+/// One call's pad and the pipeline of the sink it pushes into.
+pub struct Handoff {
+    pipeline: gst::Pipeline,
+    pad: gst::Pad,
+}
+
+impl Handoff {
+    pub fn new() -> Self {
+        let pipeline = gst::Pipeline::new();
+        let sink = gst::ElementFactory::make("fakesink")
+            .property("sync", false)
+            .property("async", false)
+            .property("enable-last-sample", false)
+            .build()
+            .unwrap();
+        pipeline.add(&sink).unwrap();
+        let pad = gst::Pad::builder(gst::PadDirection::Src).build();
+        pad.link(&sink.static_pad("sink").unwrap()).unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        pad.set_active(true).unwrap();
+        pad.push_event(gst::event::StreamStart::new("handoff"));
+        let caps = gst::Caps::builder("audio/x-mulaw")
+            .field("rate", 8000i32)
+            .field("channels", 1i32)
+            .build();
+        pad.push_event(gst::event::Caps::new(&caps));
+        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        pad.push_event(gst::event::Segment::new(&segment));
+        Handoff { pipeline, pad }
+    }
+
+    /// Pushes `ulaw` as the buffer at `pts_ns`.
+    pub fn push(&self, ulaw: &[u8], pts_ns: u64) {
+        let mut buffer = gst::Buffer::with_size(ulaw.len()).unwrap();
+        {
+            let buffer = buffer.get_mut().unwrap();
+            buffer.set_pts(gst::ClockTime::from_nseconds(pts_ns));
+            buffer.copy_from_slice(0, ulaw).unwrap();
+        }
+        let _ = self.pad.push(buffer);
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        let _ = self.pad.set_active(false);
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
