@@ -258,17 +258,51 @@ fn a_message_beyond_sixteen_times_the_limit_closes_the_connection() {
             .unwrap();
         call.send_media(&[0x80; 160]).unwrap();
         call.send_text(&"x".repeat(2 << 20)).unwrap();
-        // The plugin hangs up.
+        // The plugin hangs up, saying why (RFC 6455: message too big).
+        let mut closed = None;
         while let Some(item) = call.recv_timeout(PATIENCE).await {
-            if matches!(item, Received::Closed(_)) {
+            if let Received::Closed(code) = item {
+                closed = Some(code);
                 break;
             }
         }
+        assert_eq!(closed, Some(Some(1009)));
     });
     let got = collector.wait_eos();
     assert_eq!(got.samples().len(), 160);
     let warning = warnings(&bus).pop().expect("a warning");
-    assert!(warning.contains("connection error"), "{warning}");
+    assert!(warning.contains("too big to read"), "{warning}");
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_message_too_big_before_start_is_closed_with_1009() {
+    let (p, src) = echo("max-message-size=4096");
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    let url = url_of(&src);
+    rt().block_on(async {
+        // Not a call yet: closed, counted, and the element never sees it.
+        let mut probe = TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap();
+        probe.send_text(&"x".repeat(2 << 20)).unwrap();
+        let mut closed = None;
+        while let Some(item) = probe.recv_timeout(PATIENCE).await {
+            if let Received::Closed(code) = item {
+                closed = Some(code);
+                break;
+            }
+        }
+        assert_eq!(closed, Some(Some(1009)));
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        call.send_media(&[0x80; 160]).unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    assert_eq!(collector.wait_eos().samples().len(), 160);
+    assert_eq!(src.property::<u64>("rejected-connections"), 1);
     set_state(&p, gst::State::Null);
 }
 

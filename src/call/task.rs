@@ -13,9 +13,9 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::events::{CallEvent, EventSender};
 use super::outbox::Outbox;
@@ -29,6 +29,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long closing our side of the WebSocket may take before the socket is
 /// simply dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Close code for a message too big to read (RFC 6455).
+pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 
 /// The per-call task: reads, validates and dispatches Twilio's messages,
 /// writes ours, and ends when either side closes.
@@ -144,6 +146,10 @@ pub(super) async fn serve<S>(
                         });
                     }
                     Some(Ok(_)) => {} // ping/pong are answered by tungstenite
+                    Some(Err(WsError::Capacity(e))) => {
+                        close(&mut ws, CLOSE_TOO_BIG, "message too big").await;
+                        break Some(format!("Twilio sent a message too big to read ({e}), closed with 1009"));
+                    }
                     Some(Err(e)) => break Some(format!("connection error: {e}")),
                     None => break Some("the connection dropped".to_owned()),
                 }

@@ -12,13 +12,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::accept::ConnectionGuard;
 use super::paths::{Dispatch, PathCounters, Shared};
 use super::upgrade::Upgraded;
 use crate::call::session::{Handled, Level, Session};
-use crate::call::{CAT, Call, CallEvent, close_websocket};
+use crate::call::{CAT, CLOSE_TOO_BIG, Call, CallEvent, close_websocket};
 
 /// Close code for a connection that sent something other than `start`
 /// first, or nothing in time (RFC 6455 policy violation).
@@ -139,6 +139,12 @@ where
                 return Err("closed before any start message".to_owned());
             }
             Some(Ok(_)) => {} // ping/pong
+            Some(Err(WsError::Capacity(e))) => {
+                close_websocket(ws, CLOSE_TOO_BIG, "message too big").await;
+                return Err(format!(
+                    "sent a message too big to read ({e}), closed with 1009"
+                ));
+            }
             Some(Err(e)) => return Err(format!("connection error before start: {e}")),
             None => return Err("dropped before any start message".to_owned()),
         }
