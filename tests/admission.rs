@@ -148,7 +148,11 @@ fn max_connections_evicts_connections_that_have_not_started() {
         let mut call = TwilioCall::connect(&url, CallParams::default())
             .await
             .unwrap();
-        assert_eq!(closed(&mut first).await, None, "dropped, no close frame");
+        assert_eq!(
+            closed(&mut first).await,
+            Some(1013),
+            "told to try again later"
+        );
         call.begin().unwrap();
         call.send_media(&AUDIO).unwrap();
         call.send_stop().unwrap();
@@ -156,6 +160,7 @@ fn max_connections_evicts_connections_that_have_not_started() {
     });
     assert_eq!(collector.wait_eos().samples(), decode(&AUDIO));
     assert_eq!(src.property::<u64>("chunks-received"), 1);
+    assert_eq!(src.property::<u64>("rejected-connections"), 1);
     set_state(&p, gst::State::Null);
 }
 

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
@@ -37,18 +38,20 @@ pub(super) async fn accept_loop(
 ) {
     // Handshakes in flight die with this task (and so with the listener).
     let mut handshakes = JoinSet::new();
-    // Oldest first, for eviction when at max-connections.
-    let mut in_handshake: VecDeque<AbortHandle> = VecDeque::new();
+    // Oldest first, for eviction when at max-connections: each task, and
+    // how to tell it that it is evicted.
+    let mut in_handshake: VecDeque<(AbortHandle, Arc<Notify>)> = VecDeque::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     if shared.connections.load(Ordering::Relaxed) >= config.max_connections {
-                        in_handshake.retain(|h| !h.is_finished());
+                        in_handshake.retain(|(h, _)| !h.is_finished());
                         match in_handshake.pop_front() {
-                            Some(oldest) => {
-                                gst::info!(CAT, "{peer}: at {} connections, dropping the oldest unfinished handshake", config.max_connections);
-                                oldest.abort();
+                            Some((_, evict)) => {
+                                gst::info!(CAT, "{peer}: at {} connections, evicting the oldest connection that is not a call", config.max_connections);
+                                // A permit: the task sees it at its next wait.
+                                evict.notify_one();
                             }
                             None => {
                                 gst::warning!(CAT, "{peer}: refused, {} calls already", config.max_connections);
@@ -58,10 +61,11 @@ pub(super) async fn accept_loop(
                     }
                     shared.connections.fetch_add(1, Ordering::Relaxed);
                     let guard = ConnectionGuard(shared.clone());
-                    let handle = handshakes.spawn(handshake(stream, peer, tls.clone(), config.handshake_timeout, shared.clone(), guard));
-                    in_handshake.push_back(handle);
+                    let evict = Arc::new(Notify::new());
+                    let handle = handshakes.spawn(handshake(stream, peer, tls.clone(), config.handshake_timeout, shared.clone(), guard, evict.clone()));
+                    in_handshake.push_back((handle, evict));
                     if in_handshake.len() > 2 * config.max_connections {
-                        in_handshake.retain(|h| !h.is_finished());
+                        in_handshake.retain(|(h, _)| !h.is_finished());
                     }
                 }
                 Err(e) => {
@@ -77,7 +81,8 @@ pub(super) async fn accept_loop(
 
 /// TLS (if configured) and the WebSocket upgrade, within `timeout`; then,
 /// within `timeout` again, the `start` that makes the connection a call.
-/// The call then runs in a task of its own, holding `guard`.
+/// The call then runs in a task of its own, holding `guard`. `evicted`
+/// ends it early: dropped before the upgrade, closed with 1013 after it.
 async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
@@ -85,27 +90,43 @@ async fn handshake(
     timeout: Duration,
     shared: Arc<Shared>,
     guard: ConnectionGuard,
+    evicted: Arc<Notify>,
 ) {
     let _ = stream.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + timeout;
     let timed_out = || gst::info!(CAT, "{peer}: handshake timed out after {timeout:?}");
+    let dropped = || gst::info!(CAT, "{peer}: evicted in its handshake (max-connections)");
     match tls {
         Some(acceptor) => {
-            let stream = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+            let accepted = tokio::select! {
+                accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => accepted,
+                _ = evicted.notified() => return dropped(),
+            };
+            let stream = match accepted {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => return gst::info!(CAT, "{peer}: TLS handshake failed: {e}"),
                 Err(_) => return timed_out(),
             };
-            match tokio::time::timeout_at(deadline, upgrade(stream, peer, &shared)).await {
-                Ok(Some(up)) => admit(up, peer, timeout, shared, guard).await,
+            let upgraded = tokio::select! {
+                upgraded = tokio::time::timeout_at(deadline, upgrade(stream, peer, &shared)) => upgraded,
+                _ = evicted.notified() => return dropped(),
+            };
+            match upgraded {
+                Ok(Some(up)) => admit(up, peer, timeout, shared, guard, evicted).await,
                 Ok(None) => {}
                 Err(_) => timed_out(),
             }
         }
-        None => match tokio::time::timeout_at(deadline, upgrade(stream, peer, &shared)).await {
-            Ok(Some(up)) => admit(up, peer, timeout, shared, guard).await,
-            Ok(None) => {}
-            Err(_) => timed_out(),
-        },
+        None => {
+            let upgraded = tokio::select! {
+                upgraded = tokio::time::timeout_at(deadline, upgrade(stream, peer, &shared)) => upgraded,
+                _ = evicted.notified() => return dropped(),
+            };
+            match upgraded {
+                Ok(Some(up)) => admit(up, peer, timeout, shared, guard, evicted).await,
+                Ok(None) => {}
+                Err(_) => timed_out(),
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
@@ -37,6 +38,7 @@ pub(super) async fn admit<S>(
     timeout: Duration,
     shared: Arc<Shared>,
     guard: ConnectionGuard,
+    evicted: Arc<Notify>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -48,7 +50,7 @@ pub(super) async fn admit<S>(
     } = up;
     let mut session = Session::new(config.call.max_message_size)
         .with_dialect(config.call.dialect, config.call.l16_order);
-    let start = match await_start(&mut ws, &mut session, peer, timeout).await {
+    let start = match await_start(&mut ws, &mut session, peer, timeout, &evicted).await {
         Ok(start) => start,
         Err(why) => {
             PathCounters::count(&counters.rejected_connections);
@@ -99,13 +101,24 @@ async fn await_start<S>(
     session: &mut Session,
     peer: SocketAddr,
     timeout: Duration,
+    evicted: &Notify,
 ) -> Result<Handled, String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let deadline = tokio::time::Instant::now() + timeout;
+    let evicted = evicted.notified();
+    tokio::pin!(evicted);
     loop {
-        let Ok(next) = tokio::time::timeout_at(deadline, ws.next()).await else {
+        let next = tokio::select! {
+            next = tokio::time::timeout_at(deadline, ws.next()) => next,
+            _ = &mut evicted => {
+                let why = "the listener is at max-connections, try again later";
+                close_websocket(ws, CLOSE_TRY_AGAIN_LATER, why).await;
+                return Err(format!("evicted: {why}"));
+            }
+        };
+        let Ok(next) = next else {
             let why = format!("no start message within {} s", timeout.as_secs());
             close_websocket(ws, CLOSE_POLICY, &why).await;
             return Err(why);
