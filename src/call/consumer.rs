@@ -56,9 +56,7 @@ impl Call {
             self.consumer_since
                 .store(self.now_ns() + 1, Ordering::SeqCst);
             let ran = Ran(&self.consumer_since);
-            if self.room_waiters.load(Ordering::SeqCst) > 0 {
-                self.room.notify_waiters();
-            }
+            self.wake_room_waiters();
             consumer();
             drop(ran);
             drop(restore);
@@ -88,6 +86,14 @@ impl Call {
         self.in_channel.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// Wakes the senders waiting in [`room`](Self::room), if any: most of
+    /// the time none is, and `notify_waiters` would take a lock.
+    pub(super) fn wake_room_waiters(&self) {
+        if self.room_waiters.load(Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
+    }
+
     /// Waits until at most `max` of audio waits in the writer, or the call
     /// is closing, or the call's task has run its consumer for
     /// [`CONSUMER_HELD`]: then the writer cannot run until the consumer
@@ -114,7 +120,9 @@ impl Call {
             tokio::pin!(notified);
             // Registered before looking, so no wake-up is missed.
             notified.as_mut().enable();
-            if self.queued_audio.load(Ordering::Relaxed) <= max
+            // SeqCst, as the writer's decrease and its look at
+            // `room_waiters` (`wake_room_waiters`): no wake-up is lost.
+            if self.queued_audio.load(Ordering::SeqCst) <= max
                 || !self.is_open()
                 || self.closing.load(Ordering::Relaxed)
             {

@@ -244,7 +244,12 @@ impl Writer {
         first: impl IntoIterator<Item = Request>,
         outbound: &mut mpsc::UnboundedReceiver<Request>,
     ) -> bool {
+        // Most turns nothing waits in the channel: its count (in a line
+        // the senders touch anyway) says so without reading the channel.
         let queued = std::iter::from_fn(|| {
+            if call.in_channel.load(Ordering::SeqCst) == 0 {
+                return None;
+            }
             let request = outbound.try_recv().ok()?;
             call.taken_from_channel();
             Some(request)
@@ -303,8 +308,8 @@ impl Writer {
             // The model first: unplayed() never misses the batch between.
             call.playout_end
                 .store(self.outbox.playout_end(), Ordering::Relaxed);
-            call.queued_audio.fetch_sub(audio, Ordering::Relaxed);
-            call.room.notify_waiters();
+            call.queued_audio.fetch_sub(audio, Ordering::SeqCst);
+            call.wake_room_waiters();
         }
     }
 
