@@ -71,6 +71,12 @@ struct Args {
         default_value = "floor,default,queue,tuned"
     )]
     servers: Vec<Kind>,
+    /// Run the list of servers this many times over (per number of calls)
+    /// and end with each kind's median ratio to the floor run before it:
+    /// this VM's speed drifts by a fifth within seconds, so one run's ratio
+    /// is not to be trusted
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Do not pin the server and the driver to CPUs of their own
     #[arg(long)]
     no_pin: bool,
@@ -359,10 +365,23 @@ fn drive(args: &Args) {
     );
     for &n in &args.calls {
         let mut floor_us = None;
-        for &kind in &args.servers {
+        // Each kind's ratios to the floor, one per round.
+        let mut ratios: Vec<(Kind, Vec<f64>)> = Vec::new();
+        let servers = args
+            .servers
+            .iter()
+            .cycle()
+            .take(args.servers.len() * args.rounds.max(1));
+        for &kind in servers {
             let row = run(n, kind, args, pin.map(|(server, _)| server));
             if kind == Kind::Floor {
                 floor_us = Some(row.per_frame_us);
+            }
+            if let Some(f) = floor_us.filter(|_| kind != Kind::Floor) {
+                match ratios.iter_mut().find(|(k, _)| *k == kind) {
+                    Some((_, r)) => r.push(row.per_frame_us / f),
+                    None => ratios.push((kind, vec![row.per_frame_us / f])),
+                }
             }
             let ratio = floor_us.map_or("".to_owned(), |f| format!("{:.2}×", row.per_frame_us / f));
             println!(
@@ -386,6 +405,27 @@ fn drive(args: &Args) {
             if let Some(trouble) = row.trouble {
                 println!("|   | {trouble} | | | | | | | | | | | | | | | |");
             }
+        }
+        if args.rounds > 1 {
+            println!();
+            println!("| calls | server | rounds | median vs floor | lowest | highest |");
+            println!("|---:|---|---:|---:|---:|---:|");
+            for (kind, mut r) in ratios {
+                r.sort_by(f64::total_cmp);
+                let mid = r.len() / 2;
+                let median = if r.len() % 2 == 1 {
+                    r[mid]
+                } else {
+                    (r[mid - 1] + r[mid]) / 2.0
+                };
+                println!(
+                    "| {n} | {kind:?} | {} | {median:.2}× | {:.2}× | {:.2}× |",
+                    r.len(),
+                    r[0],
+                    r[r.len() - 1]
+                );
+            }
+            println!();
         }
     }
 }
