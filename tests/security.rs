@@ -246,6 +246,17 @@ fn oversized_messages_are_counted_and_the_call_goes_on() {
     set_state(&p, gst::State::Null);
 }
 
+/// Reads until the plugin closes: Some(its close code, if it sent a
+/// frame), or None if it did not close within `PATIENCE`.
+async fn close_code(call: &mut TwilioCall) -> Option<Option<u16>> {
+    while let Some(item) = call.recv_timeout(PATIENCE).await {
+        if let Received::Closed(code) = item {
+            return Some(code);
+        }
+    }
+    None
+}
+
 #[test]
 fn a_message_beyond_sixteen_times_the_limit_closes_the_connection() {
     let (p, src) = echo("max-message-size=4096");
@@ -259,14 +270,7 @@ fn a_message_beyond_sixteen_times_the_limit_closes_the_connection() {
         call.send_media(&[0x80; 160]).unwrap();
         call.send_text(&"x".repeat(2 << 20)).unwrap();
         // The plugin hangs up, saying why (RFC 6455: message too big).
-        let mut closed = None;
-        while let Some(item) = call.recv_timeout(PATIENCE).await {
-            if let Received::Closed(code) = item {
-                closed = Some(code);
-                break;
-            }
-        }
-        assert_eq!(closed, Some(Some(1009)));
+        assert_eq!(close_code(&mut call).await, Some(Some(1009)));
     });
     let got = collector.wait_eos();
     assert_eq!(got.samples().len(), 160);
@@ -286,14 +290,7 @@ fn a_message_too_big_before_start_is_closed_with_1009() {
             .await
             .unwrap();
         probe.send_text(&"x".repeat(2 << 20)).unwrap();
-        let mut closed = None;
-        while let Some(item) = probe.recv_timeout(PATIENCE).await {
-            if let Received::Closed(code) = item {
-                closed = Some(code);
-                break;
-            }
-        }
-        assert_eq!(closed, Some(Some(1009)));
+        assert_eq!(close_code(&mut probe).await, Some(Some(1009)));
         let mut call = TwilioCall::start(&url, CallParams::default())
             .await
             .unwrap();

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinSet};
@@ -94,39 +95,49 @@ async fn handshake(
 ) {
     let _ = stream.set_nodelay(true);
     let deadline = tokio::time::Instant::now() + timeout;
-    let timed_out = || gst::info!(CAT, "{peer}: handshake timed out after {timeout:?}");
-    let dropped = || gst::info!(CAT, "{peer}: evicted in its handshake (max-connections)");
-    match tls {
-        Some(acceptor) => {
-            let accepted = tokio::select! {
-                accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => accepted,
-                _ = evicted.notified() => return dropped(),
-            };
-            let stream = match accepted {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return gst::info!(CAT, "{peer}: TLS handshake failed: {e}"),
-                Err(_) => return timed_out(),
-            };
-            let upgraded = tokio::select! {
-                upgraded = tokio::time::timeout_at(deadline, upgrade(stream, peer, &shared)) => upgraded,
-                _ = evicted.notified() => return dropped(),
-            };
-            match upgraded {
-                Ok(Some(up)) => admit(up, peer, timeout, shared, guard, evicted).await,
-                Ok(None) => {}
-                Err(_) => timed_out(),
-            }
+    let Some(acceptor) = tls else {
+        return upgrade_then_admit(stream, peer, deadline, timeout, shared, guard, evicted).await;
+    };
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => accepted,
+        _ = evicted.notified() => return evicted_early(peer),
+    };
+    match accepted {
+        Ok(Ok(stream)) => {
+            upgrade_then_admit(stream, peer, deadline, timeout, shared, guard, evicted).await
         }
-        None => {
-            let upgraded = tokio::select! {
-                upgraded = tokio::time::timeout_at(deadline, upgrade(stream, peer, &shared)) => upgraded,
-                _ = evicted.notified() => return dropped(),
-            };
-            match upgraded {
-                Ok(Some(up)) => admit(up, peer, timeout, shared, guard, evicted).await,
-                Ok(None) => {}
-                Err(_) => timed_out(),
-            }
-        }
+        Ok(Err(e)) => gst::info!(CAT, "{peer}: TLS handshake failed: {e}"),
+        Err(_) => timed_out(peer, timeout),
     }
+}
+
+/// The upgrade, by `deadline`, on the (TLS or plain) stream; then `admit`.
+async fn upgrade_then_admit<S>(
+    stream: S,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    shared: Arc<Shared>,
+    guard: ConnectionGuard,
+    evicted: Arc<Notify>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let upgraded = tokio::select! {
+        upgraded = tokio::time::timeout_at(deadline, upgrade(stream, peer, &shared)) => upgraded,
+        _ = evicted.notified() => return evicted_early(peer),
+    };
+    match upgraded {
+        Ok(Some(up)) => admit(up, peer, timeout, shared, guard, evicted).await,
+        Ok(None) => {}
+        Err(_) => timed_out(peer, timeout),
+    }
+}
+
+fn timed_out(peer: SocketAddr, timeout: Duration) {
+    gst::info!(CAT, "{peer}: handshake timed out after {timeout:?}");
+}
+
+fn evicted_early(peer: SocketAddr) {
+    gst::info!(CAT, "{peer}: evicted in its handshake (max-connections)");
 }
