@@ -111,12 +111,16 @@ where
     tokio::pin!(evicted);
     loop {
         let next = tokio::select! {
-            next = tokio::time::timeout_at(deadline, ws.next()) => next,
+            // The eviction first: the accept loop has already let in the
+            // connection this one makes room for, so a `start` that came
+            // meanwhile must not make it a call (one over max-connections).
+            biased;
             _ = &mut evicted => {
                 let why = "the listener is at max-connections, try again later";
                 close_websocket(ws, CLOSE_TRY_AGAIN_LATER, why).await;
                 return Err(format!("evicted: {why}"));
             }
+            next = tokio::time::timeout_at(deadline, ws.next()) => next,
         };
         let Ok(next) = next else {
             let why = format!("no start message within {} s", timeout.as_secs());
@@ -161,5 +165,43 @@ where
             Some(Err(e)) => return Err(format!("connection error before start: {e}")),
             None => return Err("dropped before any start message".to_owned()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    use super::*;
+    use crate::runtime::RUNTIME;
+
+    const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ1","start":{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
+
+    /// Evicted while its `start` waits unread (it came as the accept loop
+    /// chose it): the connection is closed with 1013, not made a call, as
+    /// the connection it made room for is already in. Several times, as
+    /// `select!` would otherwise pick either at random.
+    #[test]
+    fn an_evicted_connection_whose_start_came_meanwhile_is_no_call() {
+        RUNTIME.block_on(async {
+            for _ in 0..16 {
+                let (ours, theirs) = tokio::io::duplex(1 << 16);
+                let mut ws = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
+                let mut twilio = WebSocketStream::from_raw_socket(theirs, Role::Client, None).await;
+                twilio.send(Message::text(START)).await.unwrap();
+                let evicted = Notify::new();
+                evicted.notify_one();
+                let mut session = Session::new(1 << 16);
+                let peer = "127.0.0.1:1".parse().unwrap();
+                let timeout = Duration::from_secs(5);
+                let got = await_start(&mut ws, &mut session, peer, timeout, &evicted).await;
+                assert!(
+                    matches!(&got, Err(why) if why.starts_with("evicted")),
+                    "{:?}",
+                    got.map(|_| "a call")
+                );
+            }
+        });
     }
 }
