@@ -82,6 +82,9 @@ pub struct Events {
 impl Events {
     /// The next event; None once the call's task has ended and all were read.
     pub async fn recv(&mut self) -> Option<CallEvent> {
+        // A turn of the scheduler now and then, as a channel's receive
+        // would: a long queue does not hold a runtime thread.
+        tokio::task::coop::consume_budget().await;
         let queue = self.queue.clone();
         loop {
             // Registered before looking, so no event is missed.
@@ -126,6 +129,15 @@ impl Events {
     }
 }
 
+impl Drop for Events {
+    fn drop(&mut self) {
+        let mut queue = self.queue.lock();
+        queue.unread = true;
+        queue.events.clear();
+        queue.media = 0;
+    }
+}
+
 /// Called on the call's own task after it queued events (and once after
 /// the last), by an element that consumes them there instead of waiting.
 pub type Consumer = Arc<dyn Fn() + Send + Sync>;
@@ -164,6 +176,8 @@ struct Queued {
     media: usize,
     /// The sender is gone: nothing more will come.
     closed: bool,
+    /// The receiver is gone: what comes is dropped.
+    unread: bool,
     /// Payload buffers the consumer has finished with.
     spare: Vec<Vec<u8>>,
 }
@@ -185,6 +199,10 @@ impl EventSender {
     pub(super) fn send(&self, event: CallEvent) -> Result<(), CallEvent> {
         {
             let mut queue = self.queue.lock();
+            if queue.unread {
+                // Nobody consumes the call any more: it is being torn down.
+                return Ok(());
+            }
             let is_media = matches!(event, CallEvent::Media(_));
             if queue.events.len() >= EVENT_QUEUE || (is_media && queue.media >= MEDIA_QUEUE) {
                 return Err(event);
@@ -251,6 +269,19 @@ mod tests {
                 .collect();
         assert_eq!(kept.len(), SPARE_PAYLOADS);
         assert!(kept.iter().all(|b| b.capacity() == 160));
+    }
+
+    #[test]
+    fn events_for_a_receiver_that_is_gone_are_dropped() {
+        let (sender, events) = channel();
+        assert!(sender.send(media()).is_ok());
+        drop(events);
+        assert!(sender.queue.lock().events.is_empty());
+        // Accepted and dropped: nothing piles up for nobody.
+        for _ in 0..2 * MEDIA_QUEUE {
+            assert!(sender.send(media()).is_ok());
+        }
+        assert!(sender.queue.lock().events.is_empty());
     }
 
     fn media() -> CallEvent {
