@@ -477,7 +477,9 @@ impl Call {
 
     /// Asks the task to close the WebSocket without waiting for it.
     pub fn request_close(&self) {
-        self.closing.store(true, Ordering::Relaxed);
+        // Before the notification: the task polls its waiter only once it
+        // sees this (`task::serve`).
+        self.closing.store(true, Ordering::SeqCst);
         self.close_requested.notify_one();
         self.room.notify_waiters();
     }

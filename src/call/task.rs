@@ -56,9 +56,10 @@ pub(super) async fn serve<S>(
     });
     tokio::pin!(idle_timer);
     // One waiter for the whole call: a new one per turn of the loop would
-    // lock the Notify twice per message.
+    // lock the Notify twice per message (see `close_asked` for polling it).
     let close_requested = call.close_requested.notified();
     tokio::pin!(close_requested);
+    let mut close_registered = false;
     let mut writer = Writer {
         outbox: Outbox::new(call.lead.load(Ordering::Relaxed)),
         texts: Vec::new(),
@@ -83,7 +84,7 @@ pub(super) async fn serve<S>(
         None => loop {
             tokio::select! {
                 biased;
-                _ = &mut close_requested => {
+                _ = close_asked(&call, close_requested.as_mut(), &mut close_registered) => {
                     let (code, reason) = call.close_frame.lock().unwrap().take().unwrap_or((1000, String::new()));
                     close(&mut ws, code, &reason).await;
                     break None;
@@ -182,6 +183,25 @@ pub(super) async fn serve<S>(
     // consumer holding its element (whose state holds the call) should the
     // element never be stopped.
     call.set_consumer(None);
+}
+
+/// `close_requested`, polled only when it can be ready: polling a waiting
+/// `Notified` takes the Notify's lock, on every turn of the task. Once
+/// polled (which registers the task's waker with the Notify), it is left
+/// alone until `closing` says a close was asked for: the request sets
+/// that, then notifies, which wakes the task through that registration.
+fn close_asked<'a>(
+    call: &'a Call,
+    mut close_requested: std::pin::Pin<&'a mut tokio::sync::futures::Notified<'_>>,
+    registered: &'a mut bool,
+) -> impl Future<Output = ()> + 'a {
+    std::future::poll_fn(move |cx| {
+        if *registered && !call.closing.load(Ordering::SeqCst) {
+            return std::task::Poll::Pending;
+        }
+        *registered = true;
+        close_requested.as_mut().poll(cx)
+    })
 }
 
 /// Applies what the session made of a message to the call; true if it
