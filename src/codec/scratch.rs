@@ -15,6 +15,10 @@ use std::thread::LocalKey;
 /// Buffers a thread keeps for reuse, per sample type; more than the
 /// deepest nesting of them (the 48 kHz downsampler: about six).
 const KEPT: usize = 16;
+/// Larger buffers (samples) are freed, not kept: an odd, long buffer (a
+/// whole sentence pushed at once) would otherwise stay with the thread.
+/// A 20 ms chunk at 48 kHz is 960 samples.
+const KEPT_CAPACITY: usize = 16384;
 
 thread_local! {
     static F32: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
@@ -52,6 +56,9 @@ pub fn i16s() -> Scratch<i16> {
 impl<T: 'static> Drop for Scratch<T> {
     fn drop(&mut self) {
         let mut buf = std::mem::take(&mut self.buf);
+        if buf.capacity() > KEPT_CAPACITY {
+            return;
+        }
         buf.clear();
         let _ = self.pool.try_with(|p| {
             let mut p = p.borrow_mut();
@@ -93,6 +100,17 @@ mod tests {
         let mut c = f32s();
         c.push(2.0);
         assert_ne!(b.as_ptr(), c.as_ptr());
+    }
+
+    #[test]
+    fn a_very_large_buffer_is_not_kept() {
+        let mut big = f32s();
+        big.resize(KEPT_CAPACITY + 1, 0.0);
+        let ptr = big.as_ptr();
+        drop(big);
+        let next = f32s();
+        assert_ne!(next.as_ptr(), ptr);
+        assert!(next.capacity() <= KEPT_CAPACITY);
     }
 
     #[test]
