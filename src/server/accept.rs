@@ -63,7 +63,14 @@ pub(super) async fn accept_loop(
                     shared.connections.fetch_add(1, Ordering::Relaxed);
                     let guard = ConnectionGuard(shared.clone());
                     let evict = Arc::new(Notify::new());
-                    let handle = handshakes.spawn(handshake(stream, peer, tls.clone(), config.handshake_timeout, shared.clone(), guard, evict.clone()));
+                    let arriving = Arriving {
+                        peer,
+                        timeout: config.handshake_timeout,
+                        shared: shared.clone(),
+                        guard,
+                        evicted: evict.clone(),
+                    };
+                    let handle = handshakes.spawn(handshake(stream, tls.clone(), arriving));
                     in_handshake.push_back((handle, evict));
                     if in_handshake.len() > 2 * config.max_connections {
                         in_handshake.retain(|(h, _)| !h.is_finished());
@@ -80,61 +87,58 @@ pub(super) async fn accept_loop(
     }
 }
 
-/// TLS (if configured) and the WebSocket upgrade, within `timeout`; then,
-/// within `timeout` again, the `start` that makes the connection a call.
-/// The call then runs in a task of its own, holding `guard`. `evicted`
-/// ends it early: dropped before the upgrade, closed with 1013 after it.
-async fn handshake(
-    stream: TcpStream,
-    peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    timeout: Duration,
-    shared: Arc<Shared>,
-    guard: ConnectionGuard,
-    evicted: Arc<Notify>,
-) {
+/// A connection that is no call yet, on its way through the handshake
+/// and the wait for `start`.
+pub(super) struct Arriving {
+    pub(super) peer: SocketAddr,
+    /// For TLS and the upgrade together, then again for `start`.
+    pub(super) timeout: Duration,
+    pub(super) shared: Arc<Shared>,
+    /// Counts it against max-connections; the call takes it over.
+    pub(super) guard: ConnectionGuard,
+    /// Notified when max-connections evicts it: dropped before the
+    /// upgrade, closed with 1013 after it.
+    pub(super) evicted: Arc<Notify>,
+}
+
+/// TLS (if configured) and the WebSocket upgrade, within the timeout; then,
+/// within it again, the `start` that makes the connection a call. The
+/// call then runs in a task of its own, holding the guard.
+async fn handshake(stream: TcpStream, tls: Option<TlsAcceptor>, arriving: Arriving) {
     let _ = stream.set_nodelay(true);
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = tokio::time::Instant::now() + arriving.timeout;
     let Some(acceptor) = tls else {
-        return upgrade_then_admit(stream, peer, deadline, timeout, shared, guard, evicted).await;
+        return upgrade_then_admit(stream, deadline, arriving).await;
     };
     let accepted = tokio::select! {
         accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => accepted,
-        _ = evicted.notified() => return evicted_early(peer),
+        _ = arriving.evicted.notified() => return evicted_early(arriving.peer),
     };
     match accepted {
-        Ok(Ok(stream)) => {
-            upgrade_then_admit(stream, peer, deadline, timeout, shared, guard, evicted).await
-        }
-        Ok(Err(e)) => gst::info!(CAT, "{peer}: TLS handshake failed: {e}"),
-        Err(_) => timed_out(peer, timeout),
+        Ok(Ok(stream)) => upgrade_then_admit(stream, deadline, arriving).await,
+        Ok(Err(e)) => gst::info!(CAT, "{}: TLS handshake failed: {e}", arriving.peer),
+        Err(_) => timed_out(&arriving),
     }
 }
 
 /// The upgrade, by `deadline`, on the (TLS or plain) stream; then `admit`.
-async fn upgrade_then_admit<S>(
-    stream: S,
-    peer: SocketAddr,
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-    shared: Arc<Shared>,
-    guard: ConnectionGuard,
-    evicted: Arc<Notify>,
-) where
+async fn upgrade_then_admit<S>(stream: S, deadline: tokio::time::Instant, arriving: Arriving)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let upgraded = tokio::select! {
-        upgraded = tokio::time::timeout_at(deadline, upgrade(stream, peer, &shared)) => upgraded,
-        _ = evicted.notified() => return evicted_early(peer),
+        upgraded = tokio::time::timeout_at(deadline, upgrade(stream, arriving.peer, &arriving.shared)) => upgraded,
+        _ = arriving.evicted.notified() => return evicted_early(arriving.peer),
     };
     match upgraded {
-        Ok(Some(up)) => admit(up, peer, timeout, shared, guard, evicted).await,
+        Ok(Some(up)) => admit(up, arriving).await,
         Ok(None) => {}
-        Err(_) => timed_out(peer, timeout),
+        Err(_) => timed_out(&arriving),
     }
 }
 
-fn timed_out(peer: SocketAddr, timeout: Duration) {
+fn timed_out(arriving: &Arriving) {
+    let Arriving { peer, timeout, .. } = arriving;
     gst::info!(CAT, "{peer}: handshake timed out after {timeout:?}");
 }
 

@@ -6,7 +6,6 @@
 //! to `pending-timeout` for one, and is then refused with close code 1013.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -15,8 +14,8 @@ use tokio::sync::Notify;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::accept::ConnectionGuard;
-use super::paths::{Dispatch, PathCounters, Shared};
+use super::accept::Arriving;
+use super::paths::{Dispatch, PathCounters};
 use super::upgrade::Upgraded;
 use crate::call::session::{Handled, Level, Session};
 use crate::call::{CAT, CLOSE_TOO_BIG, Call, CallEvent, close_websocket};
@@ -32,16 +31,17 @@ pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 /// Waits for `start`, then makes the connection a call and hands it to an
 /// element of its path. Runs in the connection's handshake task, so
 /// `max-connections` may evict it until `start` arrives.
-pub(super) async fn admit<S>(
-    up: Upgraded<S>,
-    peer: SocketAddr,
-    timeout: Duration,
-    shared: Arc<Shared>,
-    guard: ConnectionGuard,
-    evicted: Arc<Notify>,
-) where
+pub(super) async fn admit<S>(up: Upgraded<S>, arriving: Arriving)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Arriving {
+        peer,
+        timeout,
+        shared,
+        guard,
+        evicted,
+    } = arriving;
     let Upgraded {
         mut ws,
         path,
