@@ -37,7 +37,7 @@ pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 pub(super) async fn serve<S>(
     call: Arc<Call>,
     mut ws: WebSocketStream<S>,
-    mut outbound: mpsc::UnboundedReceiver<Request>,
+    outbound: mpsc::UnboundedReceiver<Request>,
     events: EventSender,
     config: CallConfig,
     mut session: Session,
@@ -70,6 +70,10 @@ pub(super) async fn serve<S>(
     tokio::pin!(pace);
     // What the consumer asked to send while the task ran it (scratch).
     let mut on_task = Vec::new();
+    let mut outbound = Outbound {
+        rx: outbound,
+        registered: false,
+    };
     // An element may have claimed the call before its task began: tell a
     // consumer on the network threads (shared-threads) that `start` is queued.
     let mut failed = None;
@@ -97,7 +101,7 @@ pub(super) async fn serve<S>(
                     }
                     idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - since));
                 }
-                request = outbound.recv() => match request {
+                request = outbound.recv(&call) => match request {
                     Some(request) => {
                         call.taken_from_channel();
                         writer.take(&call, Some(request), &mut outbound);
@@ -262,18 +266,9 @@ impl Writer {
         &mut self,
         call: &Call,
         first: impl IntoIterator<Item = Request>,
-        outbound: &mut mpsc::UnboundedReceiver<Request>,
+        outbound: &mut Outbound,
     ) -> bool {
-        // Most turns nothing waits in the channel: its count (in a line
-        // the senders touch anyway) says so without reading the channel.
-        let queued = std::iter::from_fn(|| {
-            if call.in_channel.load(Ordering::SeqCst) == 0 {
-                return None;
-            }
-            let request = outbound.try_recv().ok()?;
-            call.taken_from_channel();
-            Some(request)
-        });
+        let queued = std::iter::from_fn(|| outbound.try_recv(call));
         let mut any = false;
         for request in first.into_iter().chain(queued) {
             any = true;
@@ -302,9 +297,9 @@ impl Writer {
     /// The call is over: a clear asked for before it ended, and not taken
     /// yet, still learns what the caller heard (by the model, at the end);
     /// nothing more is written. Later requests fail to send.
-    fn settle_clears(&mut self, call: &Call, outbound: &mut mpsc::UnboundedReceiver<Request>) {
-        outbound.close();
-        while let Ok(request) = outbound.try_recv() {
+    fn settle_clears(&mut self, call: &Call, outbound: &mut Outbound) {
+        outbound.rx.close();
+        while let Ok(request) = outbound.rx.try_recv() {
             call.taken_from_channel();
             if let Request::Clear(_, done) = request {
                 done(self.outbox.clear(call.now_ns(), String::new()));
@@ -369,6 +364,47 @@ impl Writer {
     }
 }
 
+/// The channel of requests from elements on other threads. Most turns of
+/// the task it is empty, and reading it touches the channel's lines (cold
+/// at hundreds of calls): its count, in a line the senders touch anyway,
+/// says when there is something to read, once the task's waker is
+/// registered with the channel for a send to wake it.
+struct Outbound {
+    rx: mpsc::UnboundedReceiver<Request>,
+    /// The task's waker is registered, and no request sent since has been
+    /// taken: a send wakes the task (and raises the count).
+    registered: bool,
+}
+
+impl Outbound {
+    /// The next request; pending while the channel is empty.
+    fn recv<'a>(&'a mut self, call: &'a Call) -> impl Future<Output = Option<Request>> + 'a {
+        std::future::poll_fn(move |cx| {
+            if self.registered && call.in_channel.load(Ordering::SeqCst) == 0 {
+                return std::task::Poll::Pending;
+            }
+            // Out of tokio's budget, recv is pending without registering.
+            let budget = tokio::task::coop::has_budget_remaining();
+            let polled = self.rx.poll_recv(cx);
+            // A send wakes the task once: after a request is taken, the
+            // waker must be registered again.
+            self.registered = polled.is_pending() && budget;
+            polled
+        })
+    }
+
+    /// A request waiting in the channel, if there is one.
+    fn try_recv(&mut self, call: &Call) -> Option<Request> {
+        if call.in_channel.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let request = self.rx.try_recv().ok()?;
+        self.registered = false;
+        call.taken_from_channel();
+        Some(request)
+    }
+}
+
 /// `write`, given [`WRITE_TIMEOUT`] to finish. A write almost always
 /// finishes at once: the timer (a clock read and a timer entry) is only
 /// set up when it does not.
@@ -426,7 +462,7 @@ mod tests {
                 duration: 20 * MS,
                 running_time: 5000 * MS,
             });
-            let (tx, mut rx) = mpsc::unbounded_channel();
+            let (tx, rx) = mpsc::unbounded_channel();
             let got = Arc::new(Mutex::new(None));
             let g = got.clone();
             call.in_channel.fetch_add(1, Ordering::SeqCst);
@@ -435,7 +471,11 @@ mod tests {
                 Box::new(move |cleared| *g.lock().unwrap() = Some(cleared)),
             );
             assert!(tx.send(clear).is_ok());
-            writer.settle_clears(&call, &mut rx);
+            let mut outbound = Outbound {
+                rx,
+                registered: false,
+            };
+            writer.settle_clears(&call, &mut outbound);
             assert_eq!(
                 *got.lock().unwrap(),
                 Some(Cleared {

@@ -137,6 +137,34 @@ impl State {
 }
 
 impl TwilioStreamSink {
+    /// Input the call cannot take: the error, posted.
+    #[cold]
+    #[inline(never)]
+    fn mismatch(&self, input: Input, call: crate::codec::WireFormat) -> gst::FlowError {
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Format,
+            ("Input {:?} cannot be sent into a {} call", input, call),
+            [
+                "G.722 and Opus input pass through to a call in the same codec \
+                 only, and a G.722 or Opus call takes nothing else: encode \
+                 (avenc_g722, opusenc) for such calls, send PCM to the others"
+            ]
+        );
+        gst::FlowError::NotNegotiated
+    }
+
+    /// A buffer that splits a sample: counted and told; the byte waits
+    /// for the next one (buffers should hold whole samples).
+    #[cold]
+    #[inline(never)]
+    fn split_sample(&self, state: &State, len: usize) {
+        if let Some(call) = &state.call {
+            call.stats.add(Stat::OutboundTranscodeErrors, 1);
+        }
+        gst::warning!(CAT, imp = self, "buffer of {len} bytes splits a sample");
+    }
+
     /// Frames leave once full: sync that much (and the resampler's delay)
     /// early so they leave on time. Set by the caps and the call's format.
     pub(super) fn update_render_delay(&self) {
@@ -396,31 +424,12 @@ impl BaseSinkImpl for TwilioStreamSink {
             Ok(pushed) => pushed,
             Err(NotNegotiated::Mismatch(input, call)) => {
                 drop(state);
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Format,
-                    ("Input {:?} cannot be sent into a {} call", input, call),
-                    [
-                        "G.722 and Opus input pass through to a call in the same codec \
-                         only, and a G.722 or Opus call takes nothing else: encode \
-                         (avenc_g722, opusenc) for such calls, send PCM to the others"
-                    ]
-                );
-                return Err(gst::FlowError::NotNegotiated);
+                return Err(self.mismatch(input, call));
             }
             Err(NotNegotiated::NoInput) => return Err(gst::FlowError::NotNegotiated),
         };
         if pushed.split_sample {
-            // Buffers should hold whole samples; the byte waits for the next one.
-            if let Some(call) = &state.call {
-                call.stats.add(Stat::OutboundTranscodeErrors, 1);
-            }
-            gst::warning!(
-                CAT,
-                imp = self,
-                "buffer of {} bytes splits a sample",
-                map.len()
-            );
+            self.split_sample(&state, map.len());
         }
         state.send_frames(Take::WholeFrames)?;
         let call = state.call.clone();

@@ -237,6 +237,21 @@ impl TwilioStreamSrc {
     /// Turns one event of the call into what goes downstream.
     pub(super) fn process(&self, event: Option<CallEvent>) -> Result<Step, gst::FlowError> {
         gst::trace!(CAT, imp = self, "{event:?}");
+        match event {
+            Some(CallEvent::Media(chunk)) => {
+                let mut buffers = self.released_media()?;
+                buffers.extend(self.reorder_media(chunk)?);
+                self.post_due_report();
+                Ok(Step::Buffers(buffers))
+            }
+            event => self.process_other(event),
+        }
+    }
+
+    /// [`process`](Self::process) for all but media, out of line: the
+    /// media path stays short.
+    #[inline(never)]
+    fn process_other(&self, event: Option<CallEvent>) -> Result<Step, gst::FlowError> {
         if matches!(
             event,
             None | Some(CallEvent::Stop(_) | CallEvent::Closed(_) | CallEvent::Ended(_))

@@ -99,21 +99,28 @@ impl TwilioStreamSrc {
             }
             pushed
         };
-        if pushed.reordered {
+        if pushed.reordered || pushed.too_late {
+            self.note_reordered(chunk_no, timestamp_ms, pushed.reordered);
+        }
+        self.released_media()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn note_reordered(&self, chunk_no: Option<u64>, timestamp_ms: u64, reordered: bool) {
+        if reordered {
             gst::debug!(
                 CAT,
                 imp = self,
                 "chunk {chunk_no:?} (timestamp {timestamp_ms} ms) came out of order: put back in place"
             );
-        }
-        if pushed.too_late {
+        } else {
             gst::debug!(
                 CAT,
                 imp = self,
                 "chunk {chunk_no:?} (timestamp {timestamp_ms} ms) came after its place was given up, or twice: dropped"
             );
         }
-        self.released_media()
     }
 
     /// The buffers of the chunks the reorder window has let out; at the
@@ -186,6 +193,7 @@ impl TwilioStreamSrc {
 
     /// Both tracks: the chunk goes to the aligner; what both channels now
     /// cover (or the wait gave up on) goes out.
+    #[inline(never)]
     fn both_media(
         &self,
         state: &mut State,
@@ -229,6 +237,7 @@ impl TwilioStreamSrc {
         }
     }
 
+    #[inline(never)]
     fn log_placed(&self, state: &State, chunk: &MediaChunk, placed: &Placed) {
         let track = chunk.track;
         if let Some(ahead) = placed.ignored_ahead {
@@ -289,6 +298,7 @@ impl TwilioStreamSrc {
 
     /// A two-channel buffer of `frame` followed by `tail` samples of silence
     /// (the upsamplers' tail at the end), at the current position.
+    #[inline(never)]
     pub(super) fn frame_buffer(
         &self,
         state: &mut State,
@@ -354,6 +364,7 @@ impl TwilioStreamSrc {
 
     /// The end of the audio: what the aligner still holds, and the audio
     /// still inside the upsampler(s), pushed out with silence.
+    #[inline(never)]
     pub(super) fn drain(&self, state: &mut State) -> Option<gst::Buffer> {
         let timeline = state.timeline.as_ref()?;
         gst::debug!(
@@ -378,6 +389,7 @@ impl TwilioStreamSrc {
     }
 
     /// Starts the timeline at the first chunk.
+    #[inline(never)]
     fn anchor(&self, state: &mut State, chunk: &MediaChunk) {
         let output = state.output.expect("checked by the caller");
         let now = self.running_time();
@@ -412,6 +424,7 @@ impl TwilioStreamSrc {
     /// The first chunk after a return to PLAYING: the stream goes on from
     /// the running time it started being spoken (for both tracks, with the
     /// aligner started anew at it).
+    #[inline(never)]
     fn reanchor(&self, state: &mut State, chunk: &MediaChunk) {
         let now = self.running_time();
         let waited = Instant::now().saturating_duration_since(chunk.arrival);
@@ -447,6 +460,17 @@ impl TwilioStreamSrc {
             return (0, true);
         }
         let placed = timeline.place(&placing(chunk, state.format));
+        if placed.late > 0 || placed.ignored_ahead.is_some() || placed.overlap || placed.lost > 0 {
+            self.note_placed(state, chunk, &placed);
+        }
+        (placed.silence, placed.discont)
+    }
+
+    /// What `place` found worth counting or telling, out of line: the usual
+    /// chunk has nothing to tell.
+    #[cold]
+    #[inline(never)]
+    fn note_placed(&self, state: &State, chunk: &MediaChunk, placed: &timeline::Placement) {
         if placed.late > 0 {
             if let Some(call) = &state.call {
                 call.stats.add(Stat::ChunksFilledLate, 1);
@@ -499,7 +523,6 @@ impl TwilioStreamSrc {
                 placed.lost
             );
         }
-        (placed.silence, placed.discont)
     }
 
     /// A buffer of `silence` ticks (8 kHz samples) of silence followed by

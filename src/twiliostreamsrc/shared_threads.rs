@@ -270,11 +270,7 @@ impl TwilioStreamSrc {
             // BaseSrc's own: a live source's time segment from 0 (reading
             // that one would take the stream lock the waiting thread holds).
             if !self.shared.segment_out.load(Ordering::SeqCst) {
-                let out = pad.sticky_event::<gst::event::Segment>(0).is_some() || {
-                    let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-                    pad.push_event(gst::event::Segment::new(&segment))
-                };
-                self.shared.segment_out.store(out, Ordering::SeqCst);
+                self.segment_out(pad);
             }
             let step = self.process(event);
             self.push_pending_events();
@@ -295,6 +291,16 @@ impl TwilioStreamSrc {
                 return;
             }
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn segment_out(&self, pad: &gst::Pad) {
+        let out = pad.sticky_event::<gst::event::Segment>(0).is_some() || {
+            let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+            pad.push_event(gst::event::Segment::new(&segment))
+        };
+        self.shared.segment_out.store(out, Ordering::SeqCst);
     }
 
     /// Pushes `buffers` in turn, up to the first failure.
@@ -343,6 +349,8 @@ impl TwilioStreamSrc {
     }
 
     /// What the streaming thread would do when a push fails.
+    #[cold]
+    #[inline(never)]
     fn shared_flow_error(&self, pad: &gst::Pad, flow: gst::FlowError) {
         if flow == gst::FlowError::Flushing {
             // The flush may end by taking the pad's segment (flush-stop
