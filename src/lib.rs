@@ -16,6 +16,7 @@ use gst::glib;
 pub mod call;
 pub mod codec;
 pub mod endpoint;
+mod hot_objects;
 pub mod messages;
 pub mod protocol;
 pub mod provider;

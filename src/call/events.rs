@@ -215,6 +215,16 @@ impl EventSender {
         Ok(())
     }
 
+    /// Asks for the queue's lines to be brought into the cache (see
+    /// [`hot`](super::hot)).
+    pub(super) fn prefetch(&self) {
+        let queue: &EventQueue = &self.queue;
+        super::hot::prefetch(
+            queue as *const EventQueue as usize,
+            std::mem::size_of::<EventQueue>(),
+        );
+    }
+
     /// An empty buffer for the next payload: a recycled one if there is one.
     pub(super) fn payload_buffer(&self) -> Vec<u8> {
         self.queue.lock().spare.pop().unwrap_or_default()

@@ -35,6 +35,7 @@ use session::{Handled, Session};
 
 mod consumer;
 pub mod events;
+pub mod hot;
 pub mod outbox;
 pub mod session;
 pub mod slot;
@@ -42,6 +43,7 @@ pub mod stats;
 mod task;
 
 pub use events::{CallEvent, Consumer, DtmfDigit, Events, MediaChunk};
+pub use hot::HotPart;
 pub use slot::{Slot, named_slot};
 pub use stats::{Counter, SINK_COUNTERS, SRC_COUNTERS, Stat, Stats, counter_pspecs, find_counter};
 pub(crate) use task::{CLOSE_TOO_BIG, close as close_websocket};
@@ -162,6 +164,8 @@ pub struct Call {
     marks_echoed: watch::Sender<u64>,
     log: Mutex<Option<LogTarget>>,
     consumer: Mutex<Option<Consumer>>,
+    /// Where the elements keep the state each chunk touches (see [`hot`]).
+    pub hot: hot::Hot,
 }
 
 impl fmt::Debug for Call {
@@ -228,6 +232,7 @@ impl Call {
             created: Instant::now(),
             playout_end: AtomicU64::new(0),
             task: Mutex::new(None),
+            hot: hot::Hot::default(),
             open: watch::Sender::new(true),
             marks_echoed: watch::Sender::new(0),
             log: Mutex::new(None),
@@ -295,6 +300,13 @@ impl Call {
     /// Waits until the WebSocket is closed.
     pub async fn closed(&self) {
         let _ = self.open.subscribe().wait_for(|open| !open).await;
+    }
+
+    /// Asks for the call's own lines and the ranges its elements
+    /// registered to be brought into the cache (see [`hot`]).
+    pub(crate) fn prefetch(&self) {
+        hot::prefetch(self as *const Call as usize, std::mem::size_of::<Call>());
+        self.hot.fetch();
     }
 
     /// Takes the event queue; only the element that consumes the call does.

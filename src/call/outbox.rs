@@ -147,6 +147,23 @@ impl Outbox {
         }
     }
 
+    /// Asks for the lines the next frame touches to be brought into the
+    /// cache (see `call::hot`): where it will wait, and the playout
+    /// model's oldest and newest spans.
+    pub fn prefetch(&self) {
+        let next = self.pending.as_slices().0.as_ptr() as usize;
+        super::hot::prefetch(next, 2 * std::mem::size_of::<Outgoing>());
+        let (front, back) = self.model.spans.as_slices();
+        super::hot::prefetch(front.as_ptr() as usize, std::mem::size_of::<Span>());
+        let last = back.last().or(front.last());
+        if let Some(last) = last {
+            super::hot::prefetch(
+                last as *const Span as usize,
+                2 * std::mem::size_of::<Span>(),
+            );
+        }
+    }
+
     pub fn set_lead(&mut self, lead: u64) {
         self.lead = lead;
     }

@@ -121,6 +121,11 @@ pub(super) async fn serve<S>(
                 }
                 msg = ws.next() => match msg {
                     Some(Ok(Message::Text(text))) => {
+                        // What handling it touches is fetched while the
+                        // message is parsed (see `hot`).
+                        call.prefetch();
+                        events.prefetch();
+                        writer.outbox.prefetch();
                         let handled = session.handle(&text, || events.payload_buffer());
                         if handled.media {
                             last_media = Some(Instant::now());

@@ -97,6 +97,15 @@ impl Concealer {
         }
     }
 
+    /// Where the state a chunk after no loss touches lies (address,
+    /// bytes): the history ring and its head. For prefetching.
+    pub fn hot_range(&self) -> (usize, usize) {
+        let start = self.history.as_ptr() as usize;
+        let head = &self.head as *const usize as usize;
+        let end = (start + std::mem::size_of_val(&self.history)).max(head + 8);
+        (start, end.saturating_sub(start))
+    }
+
     /// Forgets all audio and any loss in progress (a new stream).
     pub fn reset(&mut self) {
         *self = Self::new();

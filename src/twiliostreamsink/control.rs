@@ -16,7 +16,7 @@ use gst::subclass::prelude::*;
 
 use super::framing::Take;
 use super::imp::{CAT, TwilioStreamSink};
-use crate::call::Call;
+use crate::call::{Call, HotPart};
 use crate::messages;
 use crate::runtime::RUNTIME;
 use crate::wait::wait;
@@ -64,6 +64,13 @@ impl TwilioStreamSink {
             // None if the sink stopped meanwhile.
             state.slot.as_ref()?;
             state.call = Some(call.clone());
+            crate::hot_objects::register(
+                &call,
+                self,
+                HotPart::Sink,
+                gst_base::prelude::BaseSinkExtManual::sink_pad(&*self.obj()),
+                HotPart::SinkPad,
+            );
             state.stream_sid = Some(sid.clone());
             let min_ticks = call.dialect().min_frame_ms() as usize * 8;
             state.framer.set_target(call.format(), min_ticks);

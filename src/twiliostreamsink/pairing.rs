@@ -157,6 +157,9 @@ impl TwilioStreamSink {
             }
             self.obj().notify("bound-port");
         }
+        if let Some(call) = &state.call {
+            call.hot.clear(&crate::call::HotPart::SINK);
+        }
         // Keep the last call for the counters.
         self.state.lock().unwrap().call = state.call;
     }

@@ -43,6 +43,12 @@ impl Converter {
         }
     }
 
+    /// Where the concealer's per-chunk state lies (address, bytes), if
+    /// there is a concealer: for prefetching (see `call::hot`).
+    pub fn hot_range(&self) -> (usize, usize) {
+        self.concealer.as_ref().map_or((0, 0), |c| c.hot_range())
+    }
+
     /// Writes `silence` ticks (125 µs) of silence followed by `wire` (the
     /// call's bytes, whole ticks) into `out` as `output`; `out` holds
     /// exactly that many ticks' bytes. The silence is a loss: concealed

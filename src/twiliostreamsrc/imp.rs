@@ -26,7 +26,7 @@ use super::step::Step;
 use super::timeline::Timeline;
 use super::timing::{Received, Resume};
 use super::tracks::Aligner;
-use crate::call::{Call, CallEvent, DtmfDigit, Events, Slot};
+use crate::call::{Call, CallEvent, DtmfDigit, Events, HotPart, Slot};
 use crate::codec::WireFormat;
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
@@ -161,6 +161,14 @@ impl TwilioStreamSrc {
         {
             let mut state = self.state.lock().unwrap();
             state.events = Some(events);
+            crate::hot_objects::register(
+                &call,
+                self,
+                HotPart::Src,
+                self.obj().src_pad(),
+                HotPart::SrcPad,
+            );
+            crate::hot_objects::register_downstream(&call, self.obj().src_pad());
             state.call = Some(call);
         }
         if self.settings.lock().unwrap().shared_threads {
@@ -456,6 +464,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
             state.bound_port = 0;
             if let Some(call) = &state.call {
                 call.set_consumer(None);
+                call.hot.clear(&HotPart::SRC);
             }
             self.shared.stop();
             (state.registration.take(), state.events.take())

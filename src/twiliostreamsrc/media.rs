@@ -22,7 +22,7 @@ use super::step::Buffers;
 use super::timeline::{self, NS_PER_SAMPLE, Timeline};
 use super::timing::AfterPause;
 use super::tracks::{Aligner, Frame, Placed, TRACK_WAIT};
-use crate::call::{MediaChunk, Stat};
+use crate::call::{HotPart, MediaChunk, Stat};
 use crate::codec::WireFormat;
 use crate::protocol::{StartInfo, Track};
 
@@ -555,6 +555,10 @@ impl TwilioStreamSrc {
                 .write(output, silence as usize, wire, map.as_mut_slice());
         }
         timeline.advance(samples);
+        if let Some(call) = &state.call {
+            let (addr, len) = state.converter.hot_range();
+            call.hot.set(HotPart::SrcBuffers, addr, len);
+        }
         Ok(buffer)
     }
 }
