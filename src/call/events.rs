@@ -218,9 +218,8 @@ impl EventSender {
     /// Asks for the queue's lines to be brought into the cache (see
     /// [`hot`](super::hot)).
     pub(super) fn prefetch(&self) {
-        let queue: &EventQueue = &self.queue;
         super::hot::prefetch(
-            queue as *const EventQueue as usize,
+            Arc::as_ptr(&self.queue) as usize,
             std::mem::size_of::<EventQueue>(),
         );
     }

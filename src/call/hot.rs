@@ -57,11 +57,15 @@ impl HotPart {
 pub struct Hot([(AtomicUsize, AtomicUsize); RANGES]);
 
 impl Hot {
-    /// Registers `len` bytes at `addr` as `part`'s (0 bytes: none).
+    /// Registers `len` bytes at `addr` as `part`'s (0 bytes: none). The
+    /// same range again writes nothing: the task reads these lines on
+    /// every message, from another thread at times.
     pub fn set(&self, part: HotPart, addr: usize, len: usize) {
         let (a, l) = &self.0[part as usize];
-        a.store(addr, Ordering::Relaxed);
-        l.store(len, Ordering::Relaxed);
+        if a.load(Ordering::Relaxed) != addr || l.load(Ordering::Relaxed) != len {
+            a.store(addr, Ordering::Relaxed);
+            l.store(len, Ordering::Relaxed);
+        }
     }
 
     /// Forgets `parts` (an element let go of the call).

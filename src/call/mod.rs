@@ -35,7 +35,7 @@ use session::{Handled, Session};
 
 mod consumer;
 pub mod events;
-pub mod hot;
+pub(crate) mod hot;
 pub mod outbox;
 pub mod session;
 pub mod slot;
@@ -43,7 +43,7 @@ pub mod stats;
 mod task;
 
 pub use events::{CallEvent, Consumer, DtmfDigit, Events, MediaChunk};
-pub use hot::HotPart;
+pub(crate) use hot::HotPart;
 pub use slot::{Slot, named_slot};
 pub use stats::{Counter, SINK_COUNTERS, SRC_COUNTERS, Stat, Stats, counter_pspecs, find_counter};
 pub(crate) use task::{CLOSE_TOO_BIG, close as close_websocket};
@@ -165,7 +165,7 @@ pub struct Call {
     log: Mutex<Option<LogTarget>>,
     consumer: Mutex<Option<Consumer>>,
     /// Where the elements keep the state each chunk touches (see [`hot`]).
-    pub hot: hot::Hot,
+    pub(crate) hot: hot::Hot,
 }
 
 impl fmt::Debug for Call {

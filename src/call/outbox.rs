@@ -148,11 +148,9 @@ impl Outbox {
     }
 
     /// Asks for the lines the next frame touches to be brought into the
-    /// cache (see `call::hot`): where it will wait, and the playout
-    /// model's oldest and newest spans.
+    /// cache (see `call::hot`): the playout model's oldest and newest
+    /// spans, where the frame is accounted for.
     pub fn prefetch(&self) {
-        let next = self.pending.as_slices().0.as_ptr() as usize;
-        super::hot::prefetch(next, 2 * std::mem::size_of::<Outgoing>());
         let (front, back) = self.model.spans.as_slices();
         super::hot::prefetch(front.as_ptr() as usize, std::mem::size_of::<Span>());
         let last = back.last().or(front.last());

@@ -374,6 +374,13 @@ impl Writer {
 /// at hundreds of calls): its count, in a line the senders touch anyway,
 /// says when there is something to read, once the task's waker is
 /// registered with the channel for a send to wake it.
+///
+/// This rests on the waker registered being the one that stays current:
+/// it is the task's own (`serve` is the task, never moved to another), and
+/// tokio's receive registers it unless it returns at once or is out of
+/// budget (checked). A send takes the registered waker to wake the task;
+/// senders raise the count before sending, and taking a request (here or
+/// in `Writer::take`) forgets the registration.
 struct Outbound {
     rx: mpsc::UnboundedReceiver<Request>,
     /// The task's waker is registered, and no request sent since has been
@@ -494,6 +501,62 @@ mod tests {
             // Nothing is taken after the end: later requests fail to send.
             let late = Request::Send(Outgoing::Text("late".into()));
             assert!(tx.send(late).is_err());
+            call.close();
+        });
+    }
+
+    /// The channel is read only when its count says a request waits, and a
+    /// request sent (counted) after the task registered wakes the task.
+    #[test]
+    fn the_channel_is_read_when_counted_and_a_send_wakes_the_task() {
+        RUNTIME.block_on(async {
+            let (call, _twilio) = super::super::tests::call().await;
+            let (tx, rx) = mpsc::unbounded_channel();
+            let mut outbound = Outbound {
+                rx,
+                registered: false,
+            };
+            let text = |t: &str| Request::Send(Outgoing::Text(t.into()));
+            assert!(futures::poll!(outbound.recv(&call)).is_pending());
+            assert!(outbound.registered);
+            // Not counted: not read.
+            assert!(tx.send(text("uncounted")).is_ok());
+            assert!(futures::poll!(outbound.recv(&call)).is_pending());
+            call.in_channel.fetch_add(1, Ordering::SeqCst);
+            match futures::poll!(outbound.recv(&call)) {
+                std::task::Poll::Ready(Some(Request::Send(Outgoing::Text(t)))) => {
+                    assert_eq!(t, "uncounted")
+                }
+                _ => panic!("the counted request was not read"),
+            }
+            assert!(!outbound.registered);
+            call.taken_from_channel();
+
+            // On a task of its own: registered, then woken by the send.
+            let (polled_tx, polled) = tokio::sync::oneshot::channel();
+            let waiter = {
+                let call = call.clone();
+                tokio::spawn(async move {
+                    let mut polled_tx = Some(polled_tx);
+                    let mut recv = std::pin::pin!(outbound.recv(&call));
+                    std::future::poll_fn(|cx| {
+                        let poll = recv.as_mut().poll(cx);
+                        if let Some(tx) = polled_tx.take() {
+                            let _ = tx.send(poll.is_pending());
+                        }
+                        poll
+                    })
+                    .await
+                    .map(|r| matches!(r, Request::Send(Outgoing::Text(t)) if t == "woken"))
+                })
+            };
+            assert_eq!(polled.await, Ok(true), "the first poll was pending");
+            call.in_channel.fetch_add(1, Ordering::SeqCst);
+            assert!(tx.send(text("woken")).is_ok());
+            // A lost wake-up fails here instead of hanging.
+            let got = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+            assert_eq!(got.ok().and_then(Result::ok), Some(Some(true)));
+            call.taken_from_channel();
             call.close();
         });
     }

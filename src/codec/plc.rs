@@ -100,10 +100,12 @@ impl Concealer {
     /// Where the state a chunk after no loss touches lies (address,
     /// bytes): the history ring and its head. For prefetching.
     pub fn hot_range(&self) -> (usize, usize) {
-        let start = self.history.as_ptr() as usize;
+        let history = self.history.as_ptr() as usize;
         let head = &self.head as *const usize as usize;
-        let end = (start + std::mem::size_of_val(&self.history)).max(head + 8);
-        (start, end.saturating_sub(start))
+        let start = history.min(head);
+        let end = (history + std::mem::size_of_val(&self.history))
+            .max(head + std::mem::size_of::<usize>());
+        (start, end - start)
     }
 
     /// Forgets all audio and any loss in progress (a new stream).

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 
 use super::framing::Take;
 use super::imp::{CAT, TwilioStreamSink};
@@ -68,7 +69,7 @@ impl TwilioStreamSink {
                 &call,
                 self,
                 HotPart::Sink,
-                gst_base::prelude::BaseSinkExtManual::sink_pad(&*self.obj()),
+                self.obj().sink_pad(),
                 HotPart::SinkPad,
             );
             state.stream_sid = Some(sid.clone());

@@ -158,17 +158,12 @@ impl TwilioStreamSrc {
             let src = self.obj().clone();
             call.set_consumer(Some(Arc::new(move || src.imp().drain_shared())));
         }
+        let pad = self.obj().src_pad().clone();
+        crate::hot_objects::register(&call, self, HotPart::Src, &pad, HotPart::SrcPad);
+        crate::hot_objects::register_downstream(&call, &pad);
         {
             let mut state = self.state.lock().unwrap();
             state.events = Some(events);
-            crate::hot_objects::register(
-                &call,
-                self,
-                HotPart::Src,
-                self.obj().src_pad(),
-                HotPart::SrcPad,
-            );
-            crate::hot_objects::register_downstream(&call, self.obj().src_pad());
             state.call = Some(call);
         }
         if self.settings.lock().unwrap().shared_threads {
@@ -269,6 +264,7 @@ impl TwilioStreamSrc {
         }
         let mut buffers = self.released_media()?;
         let tail = match event {
+            // Media takes `process`'s own path; the same here.
             Some(CallEvent::Media(chunk)) => {
                 buffers.extend(self.reorder_media(chunk)?);
                 self.post_due_report();
