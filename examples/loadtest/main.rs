@@ -16,11 +16,14 @@
 //! echoed frame and its ratio to the floor's in the same run, CPU per call,
 //! RSS per idle (listening) and per active call, and what the server
 //! allocates per echoed frame. The ratios hold when the machine's speed
-//! drifts between runs; the absolute figures do not.
+//! drifts between runs; the absolute figures do not. `--side-by-side` runs
+//! each kind at the same time as a floor of its own (both on the server
+//! CPU, each with the N calls), for a ratio over the same seconds.
 //!
 //! ```sh
 //! cargo run --release --example loadtest -- --calls 200
 //! cargo run --release --example loadtest -- --calls 1000 --servers default --no-pin
+//! cargo run --release --example loadtest -- --calls 200 --side-by-side --rounds 3
 //! ```
 
 mod floor;
@@ -77,6 +80,11 @@ struct Args {
     /// is not to be trusted
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Run each server at the same time as a floor server of its own, both
+    /// on the server CPU, each with the N calls: the ratio is then of CPU
+    /// over the same seconds, which the VM's drift does not move
+    #[arg(long)]
+    side_by_side: bool,
     /// Do not pin the server and the driver to CPUs of their own
     #[arg(long)]
     no_pin: bool,
@@ -244,16 +252,29 @@ struct Row {
 
 /// Runs `n` calls against a server of `kind`, on CPU `cpu` if given.
 fn run(n: usize, kind: Kind, args: &Args, cpu: Option<usize>) -> Row {
+    run_together(n, &[kind], args, cpu).remove(0)
+}
+
+/// Runs `n` calls against a server of each of `kinds`, all at the same
+/// time (the calls dialled in turn), on CPU `cpu` if given: one row each,
+/// measured over the same seconds.
+fn run_together(n: usize, kinds: &[Kind], args: &Args, cpu: Option<usize>) -> Vec<Row> {
     let frames = (args.seconds * 50.0).round() as usize;
-    let (mut server, port, base_rss) = Server::start(n, kind, cpu, &args.server_wrapper);
-    let server_pid = server.child.id();
+    let mut servers: Vec<(Server, u16, u64)> = kinds
+        .iter()
+        .map(|&kind| Server::start(n, kind, cpu, &args.server_wrapper))
+        .collect();
+    let pids: Vec<u32> = servers.iter().map(|(s, _, _)| s.child.id()).collect();
     std::thread::sleep(Duration::from_millis(500));
-    let (_, idle_rss) = usage(server_pid);
+    let idle_rss: Vec<u64> = pids.iter().map(|&pid| usage(pid).1).collect();
 
     let me = std::process::id();
     let load = load::Load {
-        url: format!("ws://127.0.0.1:{port}/echo"),
-        calls: n,
+        urls: servers
+            .iter()
+            .map(|(_, port, _)| format!("ws://127.0.0.1:{port}/echo"))
+            .collect(),
+        calls: n * kinds.len(),
         frames,
         ulaw: audio::encode(&audio::tone(440.0, 0.3, 0.02)),
         // Calls arrive spread over one second, as they would.
@@ -264,56 +285,87 @@ fn run(n: usize, kind: Kind, args: &Args, cpu: Option<usize>) -> Row {
     // Measure the steady state: from 2 s in to 1 s before the end.
     std::thread::sleep(Duration::from_secs(2));
     let window = Duration::from_secs_f64((args.seconds - 3.0).max(1.0));
-    let heap0 = server.ask("heap");
-    let (s0, _) = usage(server_pid);
+    let heap0: Vec<Vec<u64>> = servers.iter_mut().map(|(s, _, _)| s.ask("heap")).collect();
+    let s0: Vec<f64> = pids.iter().map(|&pid| usage(pid).0).collect();
     let (e0, _) = usage(me);
     let t0 = Instant::now();
     std::thread::sleep(window);
     let wall = t0.elapsed().as_secs_f64();
-    let (s1, active_rss) = usage(server_pid);
+    let s1: Vec<(f64, u64)> = pids.iter().map(|&pid| usage(pid)).collect();
     let (e1, _) = usage(me);
-    let heap1 = server.ask("heap");
+    let heap1: Vec<Vec<u64>> = servers.iter_mut().map(|(s, _, _)| s.ask("heap")).collect();
     let results = calls.join().expect("the load driver panicked");
-    // Per echoed frame (a chunk in and its echo out), over the window.
-    let delta = |i: usize| heap1[i].saturating_sub(heap0[i]) as f64;
-    let frames_in_window = delta(2).max(1.0);
-    let stats = server.ask("stats");
-    server.stop();
+    let mut rows = Vec::new();
+    for (k, (mut server, _, base_rss)) in servers.into_iter().enumerate() {
+        let stats = server.ask("stats");
+        server.stop();
+        // This server's calls: every kinds.len()-th, from the k-th.
+        let mine = || results.iter().skip(k).step_by(kinds.len());
+        // Per echoed frame (a chunk in and its echo out), over the window.
+        let delta = |i: usize| heap1[k][i].saturating_sub(heap0[k][i]) as f64;
+        let frames_in_window = delta(2).max(1.0);
+        let sent: usize = mine().map(|r| r.sent).sum();
+        let echoed: usize = mine().map(|r| r.echoed.min(r.sent)).sum();
+        let errors: Vec<&String> = mine().filter_map(|r| r.error.as_ref()).collect();
+        let invalid = stats.get(3).copied().unwrap_or(0);
+        let mut lat: Vec<f64> = mine()
+            .flat_map(|r| r.latencies_ms.iter().copied())
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        let trouble = (!errors.is_empty()
+            || invalid > 0
+            || stats.get(1..3).is_some_and(|s| s.iter().any(|&v| v > 0)))
+        .then(|| {
+            format!(
+                "{} call error(s) {:?}; server: {invalid} invalid message(s), chunks-lost {}, overruns {}",
+                errors.len(),
+                errors.first(),
+                stats.get(1).unwrap_or(&0),
+                stats.get(2).unwrap_or(&0)
+            )
+        });
+        let (cpu1, active_rss) = s1[k];
+        rows.push(Row {
+            kind: kinds[k],
+            sent,
+            echoed,
+            lat,
+            server_cpu: (cpu1 - s0[k]) / wall,
+            emulator_cpu: (e1 - e0) / wall,
+            per_frame_us: (cpu1 - s0[k]) * 1e6 / frames_in_window,
+            idle_rss: idle_rss[k].saturating_sub(base_rss) / n as u64,
+            active_rss: active_rss.saturating_sub(base_rss) / n as u64,
+            allocs_per_frame: delta(0) / frames_in_window,
+            bytes_per_frame: delta(1) / frames_in_window,
+            trouble,
+        });
+    }
+    rows
+}
 
-    let sent: usize = results.iter().map(|r| r.sent).sum();
-    let echoed: usize = results.iter().map(|r| r.echoed.min(r.sent)).sum();
-    let errors: Vec<&String> = results.iter().filter_map(|r| r.error.as_ref()).collect();
-    let invalid = stats.get(3).copied().unwrap_or(0);
-    let mut lat: Vec<f64> = results
-        .iter()
-        .flat_map(|r| r.latencies_ms.iter().copied())
-        .collect();
-    lat.sort_by(f64::total_cmp);
-    let trouble = (!errors.is_empty()
-        || invalid > 0
-        || stats.get(1..3).is_some_and(|s| s.iter().any(|&v| v > 0)))
-    .then(|| {
-        format!(
-            "{} call error(s) {:?}; server: {invalid} invalid message(s), chunks-lost {}, overruns {}",
-            errors.len(),
-            errors.first(),
-            stats.get(1).unwrap_or(&0),
-            stats.get(2).unwrap_or(&0)
-        )
-    });
-    Row {
-        kind,
-        sent,
-        echoed,
-        lat,
-        server_cpu: (s1 - s0) / wall,
-        emulator_cpu: (e1 - e0) / wall,
-        per_frame_us: (s1 - s0) * 1e6 / frames_in_window,
-        idle_rss: idle_rss.saturating_sub(base_rss) / n as u64,
-        active_rss: active_rss.saturating_sub(base_rss) / n as u64,
-        allocs_per_frame: delta(0) / frames_in_window,
-        bytes_per_frame: delta(1) / frames_in_window,
-        trouble,
+/// One row of the table; `floor_us`: the floor's CPU per frame to compare.
+fn print_row(n: usize, row: &Row, floor_us: Option<f64>) {
+    let ratio = floor_us.map_or("".to_owned(), |f| format!("{:.2}×", row.per_frame_us / f));
+    println!(
+        "| {n} | {:?} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} µs | {ratio} | {:.2} % | {:.0} % | {:.0} % | {} KiB | {} KiB | {:.1} | {:.0} |",
+        row.kind,
+        row.sent,
+        row.echoed,
+        row.sent - row.echoed,
+        percentile(&row.lat, 0.5),
+        percentile(&row.lat, 0.99),
+        row.lat.last().copied().unwrap_or(f64::NAN),
+        row.per_frame_us,
+        100.0 * row.server_cpu / n as f64,
+        100.0 * row.server_cpu,
+        100.0 * row.emulator_cpu,
+        row.idle_rss,
+        row.active_rss,
+        row.allocs_per_frame,
+        row.bytes_per_frame,
+    );
+    if let Some(trouble) = &row.trouble {
+        println!("|   | {trouble} | | | | | | | | | | | | | | | |");
     }
 }
 
@@ -373,38 +425,32 @@ fn drive(args: &Args) {
             .cycle()
             .take(args.servers.len() * args.rounds.max(1));
         for &kind in servers {
-            let row = run(n, kind, args, pin.map(|(server, _)| server));
-            if kind == Kind::Floor {
-                floor_us = Some(row.per_frame_us);
-            }
+            let cpu = pin.map(|(server, _)| server);
+            let row = if args.side_by_side {
+                if kind == Kind::Floor {
+                    // Each kind runs beside a floor of its own.
+                    continue;
+                }
+                let mut rows = run_together(n, &[Kind::Floor, kind], args, cpu);
+                let row = rows.pop().unwrap();
+                let floor = rows.pop().unwrap();
+                floor_us = Some(floor.per_frame_us);
+                print_row(n, &floor, floor_us);
+                row
+            } else {
+                let row = run(n, kind, args, cpu);
+                if kind == Kind::Floor {
+                    floor_us = Some(row.per_frame_us);
+                }
+                row
+            };
             if let Some(f) = floor_us.filter(|_| kind != Kind::Floor) {
                 match ratios.iter_mut().find(|(k, _)| *k == kind) {
                     Some((_, r)) => r.push(row.per_frame_us / f),
                     None => ratios.push((kind, vec![row.per_frame_us / f])),
                 }
             }
-            let ratio = floor_us.map_or("".to_owned(), |f| format!("{:.2}×", row.per_frame_us / f));
-            println!(
-                "| {n} | {:?} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} µs | {ratio} | {:.2} % | {:.0} % | {:.0} % | {} KiB | {} KiB | {:.1} | {:.0} |",
-                row.kind,
-                row.sent,
-                row.echoed,
-                row.sent - row.echoed,
-                percentile(&row.lat, 0.5),
-                percentile(&row.lat, 0.99),
-                row.lat.last().copied().unwrap_or(f64::NAN),
-                row.per_frame_us,
-                100.0 * row.server_cpu / n as f64,
-                100.0 * row.server_cpu,
-                100.0 * row.emulator_cpu,
-                row.idle_rss,
-                row.active_rss,
-                row.allocs_per_frame,
-                row.bytes_per_frame,
-            );
-            if let Some(trouble) = row.trouble {
-                println!("|   | {trouble} | | | | | | | | | | | | | | | |");
-            }
+            print_row(n, &row, floor_us);
         }
         if args.rounds > 1 {
             println!();

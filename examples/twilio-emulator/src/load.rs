@@ -45,12 +45,12 @@ const ECHO_GRACE: Duration = Duration::from_secs(5);
 /// How long a call waits for the server to answer its upgrade.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The load: `calls` calls to `url`, dialled evenly over `ramp`, each
-/// sending `frames` chunks of `ulaw` (160 bytes: 20 ms) in real time, then
-/// `stop`.
+/// The load: `calls` calls, call i to `urls[i % urls.len()]`, dialled
+/// evenly over `ramp`, each sending `frames` chunks of `ulaw` (160 bytes:
+/// 20 ms) in real time, then `stop`.
 #[derive(Debug, Clone)]
 pub struct Load {
-    pub url: String,
+    pub urls: Vec<String>,
     pub calls: usize,
     pub frames: usize,
     pub ulaw: Vec<u8>,
@@ -135,7 +135,7 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
             }
             if leg.ws.is_none() {
                 // Sends are due once the upgrade is answered (below).
-                match dial(&load.url, &poll, i) {
+                match dial(&load.urls[i % load.urls.len()], &poll, i) {
                     Ok(handshake) => leg.handshaking(handshake, params, &mut due, i),
                     Err(e) => leg.finish(&poll, Some(e), &mut open),
                 }
