@@ -352,6 +352,31 @@ fn media_keeps_a_call_alive_past_the_idle_timeout() {
     set_state(&p, gst::State::Null);
 }
 
+/// A load balancer's health check (plain HTTP, no upgrade) gets an HTTP
+/// answer, not an empty reply, and takes nothing from the calls.
+#[test]
+fn a_plain_http_request_is_answered_426() {
+    use std::io::Read;
+    let (p, src) = echo("");
+    let port = src.property::<u32>("bound-port") as u16;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nUser-Agent: ELB-HealthChecker/2.0\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+        "{answer:?}"
+    );
+    assert!(answer.contains("\r\nUpgrade: websocket\r\n"), "{answer:?}");
+    // A real call still gets in.
+    let call = try_call(&Dialer::default(), &url_of(&src)).expect("a call after the check");
+    wait_connected(&src);
+    rt().block_on(call.close());
+    set_state(&p, gst::State::Null);
+}
+
 #[test]
 fn stalled_handshakes_time_out_and_do_not_keep_a_call_out() {
     let (p, src) = echo("handshake-timeout=1 max-connections=8");

@@ -18,6 +18,7 @@
 
 mod accept;
 mod admission;
+mod http;
 mod paths;
 mod registry;
 mod tls;

@@ -1,5 +1,5 @@
-//! The WebSocket upgrade of one connection: the path (HTTP 404 if nobody
-//! listens on it), the `X-Twilio-Signature` (HTTP 403 if wrong or missing
+//! The WebSocket upgrade of one connection: a plain HTTP request answered
+//! 426 (`http`), the path (HTTP 404 if nobody listens on it), the `X-Twilio-Signature` (HTTP 403 if wrong or missing
 //! with an auth token), HTTP 503 when the path's elements are all busy and
 //! its calls may not wait, and the message size limits. What happens after
 //! the upgrade (the `start` message, dispatch) is in `admission`.
@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use tokio_tungstenite::WebSocketStream;
 
+use super::http::{Prefixed, read_head};
 use super::paths::{PathConfig, PathCounters, Shared};
 use crate::call::CAT;
 use crate::signature;
@@ -89,10 +90,24 @@ pub(super) async fn upgrade<S>(
     stream: S,
     peer: SocketAddr,
     shared: &Arc<Shared>,
-) -> Option<Upgraded<S>>
+) -> Option<Upgraded<Prefixed<S>>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let stream = match read_head(stream).await {
+        Ok(Some(stream)) => stream,
+        Ok(None) => {
+            gst::info!(
+                CAT,
+                "{peer}: not a WebSocket request: answered 426, or gone"
+            );
+            return None;
+        }
+        Err(e) => {
+            gst::info!(CAT, "{peer}: reading the request failed: {e}");
+            return None;
+        }
+    };
     let accepted = Arc::new(OnceLock::new());
     let callback = {
         let accepted = accepted.clone();
