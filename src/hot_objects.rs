@@ -43,8 +43,8 @@ pub(crate) fn register_downstream(call: &Call, src_pad: &gst::Pad) {
         return;
     };
     if element.is::<crate::TwilioStreamSink>() {
-        call.hot.set(HotPart::Downstream, 0, 0);
-        call.hot.set(HotPart::DownstreamPad, 0, 0);
+        call.hot
+            .clear(&[HotPart::Downstream, HotPart::DownstreamPad]);
         return;
     }
     let size = instance_size(element.type_());

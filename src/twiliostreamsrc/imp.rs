@@ -26,7 +26,7 @@ use super::step::Step;
 use super::timeline::Timeline;
 use super::timing::{Received, Resume};
 use super::tracks::Aligner;
-use crate::call::{Call, CallEvent, DtmfDigit, Events, HotPart, Slot};
+use crate::call::{Call, CallEvent, DtmfDigit, Events, HotPart, MediaChunk, Slot};
 use crate::codec::WireFormat;
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
@@ -241,20 +241,27 @@ impl TwilioStreamSrc {
     pub(super) fn process(&self, event: Option<CallEvent>) -> Result<Step, gst::FlowError> {
         gst::trace!(CAT, imp = self, "{event:?}");
         match event {
-            Some(CallEvent::Media(chunk)) => {
-                let mut buffers = self.released_media()?;
-                buffers.extend(self.reorder_media(chunk)?);
-                self.post_due_report();
-                Ok(Step::Buffers(buffers))
-            }
+            Some(CallEvent::Media(chunk)) => self.process_media(chunk),
             event => self.process_other(event),
         }
+    }
+
+    /// A media chunk: what the reorder window lets out with it.
+    fn process_media(&self, chunk: MediaChunk) -> Result<Step, gst::FlowError> {
+        let mut buffers = self.released_media()?;
+        buffers.extend(self.reorder_media(chunk)?);
+        self.post_due_report();
+        Ok(Step::Buffers(buffers))
     }
 
     /// [`process`](Self::process) for all but media, out of line: the
     /// media path stays short.
     #[inline(never)]
     fn process_other(&self, event: Option<CallEvent>) -> Result<Step, gst::FlowError> {
+        let event = match event {
+            Some(CallEvent::Media(chunk)) => return self.process_media(chunk),
+            event => event,
+        };
         if matches!(
             event,
             None | Some(CallEvent::Stop(_) | CallEvent::Closed(_) | CallEvent::Ended(_))
@@ -264,12 +271,8 @@ impl TwilioStreamSrc {
         }
         let mut buffers = self.released_media()?;
         let tail = match event {
-            // Media takes `process`'s own path; the same here.
-            Some(CallEvent::Media(chunk)) => {
-                buffers.extend(self.reorder_media(chunk)?);
-                self.post_due_report();
-                return Ok(Step::Buffers(buffers));
-            }
+            // Taken by `process_media` above.
+            Some(CallEvent::Media(_)) => return Ok(Step::Buffers(buffers)),
             Some(CallEvent::Start(start)) => {
                 self.handle_start(start);
                 self.follow_call_format()?;

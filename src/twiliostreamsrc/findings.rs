@@ -1,0 +1,153 @@
+//! What placing a chunk found (out of order, too late, a gap, a jump),
+//! counted and told: out of line, since the usual chunk has nothing to
+//! tell.
+
+use gst::subclass::prelude::*;
+
+use super::imp::{CAT, State, TwilioStreamSrc};
+use super::timeline;
+use super::tracks::Placed;
+use crate::call::{MediaChunk, Stat};
+
+impl TwilioStreamSrc {
+    #[cold]
+    #[inline(never)]
+    pub(super) fn note_reordered(&self, chunk_no: Option<u64>, timestamp_ms: u64, reordered: bool) {
+        if reordered {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {chunk_no:?} (timestamp {timestamp_ms} ms) came out of order: put back in place"
+            );
+        } else {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {chunk_no:?} (timestamp {timestamp_ms} ms) came after its place was given up, or twice: dropped"
+            );
+        }
+    }
+
+    #[inline(never)]
+    pub(super) fn log_placed(&self, state: &State, chunk: &MediaChunk, placed: &Placed) {
+        let track = chunk.track;
+        if let Some(ahead) = placed.ignored_ahead {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{track} chunk claims timestamp {} ms, {} s after the first one, {:.1} s in: \
+                 placing it after the track's last",
+                chunk.timestamp_ms,
+                ahead.due / 8000,
+                ahead.elapsed.as_secs_f64()
+            );
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::InvalidMessages, 1);
+            }
+        }
+        if placed.gap > 0 {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{track} track: gap of {} ms before timestamp {} ms, filled with silence",
+                placed.gap / 8,
+                chunk.timestamp_ms
+            );
+        }
+        if placed.after_fill > 0 {
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::ChunksFilledLate, 1);
+            }
+            gst::debug!(
+                CAT,
+                imp = self,
+                "{track} track: the chunk at {} ms came {} ms after its time was filled: \
+                 it goes out after the fill",
+                chunk.timestamp_ms,
+                placed.after_fill / 8
+            );
+        }
+        if placed.late > 0 {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "{track} track: {} ms of the chunk at {} ms came too late, dropped",
+                placed.late / 8,
+                chunk.timestamp_ms
+            );
+        }
+        if placed.skipped > 0 {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "no media on either track for {} ms before timestamp {} ms: timestamps jump",
+                placed.skipped / 8,
+                chunk.timestamp_ms
+            );
+        }
+    }
+
+    /// What `place` found worth counting or telling, out of line: the usual
+    /// chunk has nothing to tell.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn note_placed(
+        &self,
+        state: &State,
+        chunk: &MediaChunk,
+        placed: &timeline::Placement,
+    ) {
+        if placed.late > 0 {
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::ChunksFilledLate, 1);
+            }
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {:?} (timestamp {} ms) came {} ms after its time was filled: \
+                 it goes out after the fill",
+                chunk.chunk,
+                chunk.timestamp_ms,
+                placed.late / 8
+            );
+        }
+        if let Some(ahead) = placed.ignored_ahead {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "chunk {:?} claims timestamp {} ms, {} s after the first one, {:.1} s in: ignoring it",
+                chunk.chunk,
+                chunk.timestamp_ms,
+                ahead.due / 8000,
+                ahead.elapsed.as_secs_f64()
+            );
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::InvalidMessages, 1);
+            }
+        }
+        if placed.overlap {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {:?} (timestamp {} ms) overlaps what was played, keeping it contiguous",
+                chunk.chunk,
+                chunk.timestamp_ms
+            );
+        }
+        if placed.lost > 0 {
+            if let Some(call) = &state.call {
+                call.stats
+                    .add(Stat::ChunksLost.of_track(chunk.track), placed.lost);
+            }
+            gst::warning!(
+                CAT,
+                imp = self,
+                "gap of {} ms before chunk {:?} (timestamp {} ms): {} chunk(s) lost",
+                placed.gap / 8,
+                chunk.chunk,
+                chunk.timestamp_ms,
+                placed.lost
+            );
+        }
+    }
+}
