@@ -197,7 +197,7 @@ impl WireFormat {
     /// compressed format appends nothing: the sink passes it through).
     pub fn encode(self, samples: &[i16], out: &mut Vec<u8>) {
         match self.codec {
-            Codec::Pcmu => out.extend(samples.iter().map(|&s| g711::encode(s))),
+            Codec::Pcmu => g711::encode_extend(samples, out),
             Codec::Pcma => out.extend(samples.iter().map(|&s| alaw::encode(s))),
             Codec::L16(order) => l16::encode(order, samples, out),
             Codec::G722 | Codec::Opus => {}

@@ -4,7 +4,8 @@
 //! The encoder follows G.191: the 16-bit input is truncated to 14 bits and then
 //! companded. GStreamer's `mulawenc` and CPython's `audioop.lin2ulaw` round a
 //! few hundred negative inputs differently; decoding is the same everywhere.
-//! Both directions are table look-ups built at compile time.
+//! Decoding is a table look-up built at compile time; encoding is computed
+//! (see [`encode`]).
 
 /// The μ-law code of digital silence (+0).
 pub const SILENCE: u8 = 0xFF;
@@ -16,11 +17,25 @@ pub fn decode(code: u8) -> i16 {
 }
 
 /// Encodes one linear 16-bit PCM sample to μ-law.
-#[inline]
+///
+/// Computed rather than looked up: a 16 KiB table is cold at every frame
+/// when a core serves hundreds of calls, and this form (no branches, no
+/// variable shifts) vectorises over a slice. G.191 biases the magnitude,
+/// then takes its segment (the position of its leading one) and the four
+/// bits after that one: exactly the exponent and the top of the mantissa
+/// of the magnitude as an `f32`.
+#[inline(always)]
 pub fn encode(sample: i16) -> u8 {
-    // Only the top 14 bits take part (G.191 truncates the input); indexing the
-    // table by them in two's complement keeps positive and negative inputs apart.
-    ENCODE_TABLE[((sample >> 2) as u16 & 0x3FFF) as usize]
+    let s = sample as i32;
+    // 0 for positive inputs, -1 for negative: G.191 folds these by one's complement.
+    let sign = s >> 31;
+    let magnitude = (((s ^ sign) >> 2) + 33).min(0x1FFF);
+    // Exponent e (5..=12 for 33..=8191) and the 4 bits below the leading
+    // one, as e·16 + bits: G.191's code is (12 − e)·16 + (15 − bits),
+    // inverted as μ-law stores it.
+    let top = ((magnitude as f32).to_bits() >> 19) as i32;
+    let code = (127 + 12) * 16 + 15 - top;
+    (code | (!sign & 0x80)) as u8
 }
 
 /// Decodes `codes` into `out`, which must be as long.
@@ -39,6 +54,13 @@ pub fn encode_slice(samples: &[i16], out: &mut [u8]) {
     }
 }
 
+/// Appends the μ-law codes of `samples` to `out`.
+pub fn encode_extend(samples: &[i16], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + samples.len(), 0);
+    encode_slice(samples, &mut out[start..]);
+}
+
 /// G.191 `ulaw_expand` for one code.
 const fn expand(code: u8) -> i16 {
     let negative = code < 0x80;
@@ -51,39 +73,11 @@ const fn expand(code: u8) -> i16 {
     (if negative { -magnitude } else { magnitude }) as i16
 }
 
-/// G.191 `ulaw_compress` for one sample.
-const fn compress(sample: i16) -> u8 {
-    // One's complement of negative inputs, 14-bit truncation, then the bias of 33.
-    let folded = if sample < 0 { !sample } else { sample };
-    let mut magnitude = (folded >> 2) as i32 + 33;
-    if magnitude > 0x1FFF {
-        magnitude = 0x1FFF;
-    }
-    // Segment 1..=8: one more than the bit length of the magnitude above bit 6.
-    let segment = 33 - ((magnitude >> 6) as u32).leading_zeros() as i32;
-    let high = 8 - segment;
-    let low = 0x0F - ((magnitude >> segment) & 0x0F);
-    let code = ((high << 4) | low) as u8;
-    if sample >= 0 { code | 0x80 } else { code }
-}
-
 static DECODE_TABLE: [i16; 256] = {
     let mut table = [0i16; 256];
     let mut i = 0;
     while i < 256 {
         table[i] = expand(i as u8);
-        i += 1;
-    }
-    table
-};
-
-static ENCODE_TABLE: [u8; 1 << 14] = {
-    let mut table = [0u8; 1 << 14];
-    let mut i = 0;
-    while i < (1 << 14) {
-        // Sign-extend the 14-bit index back to the sample it stands for.
-        let top14 = ((i as i16) << 2) >> 2;
-        table[i] = compress(top14 << 2);
         i += 1;
     }
     table
