@@ -61,8 +61,8 @@ pub(super) struct State {
     /// The tracks the stream carries (by `start`), in channel order.
     pub(super) carried: [bool; 2],
     /// `track=both`: the two tracks aligned, from the first chunk on.
-    pub(super) aligner: Option<Aligner>,
-    pub(super) stereo: StereoConverter,
+    pub(super) aligner: Option<Box<Aligner>>,
+    pub(super) stereo: Box<StereoConverter>,
     /// What fills lost audio, as this run started with it.
     pub(super) gap_fill: GapFill,
     /// The call's quality, measured on the chunks output.

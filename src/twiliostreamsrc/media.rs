@@ -197,9 +197,9 @@ impl TwilioStreamSrc {
         if state.timeline.is_none() {
             self.anchor(state, chunk);
             let [inbound, outbound] = state.carried;
-            state.aligner = Some(
+            state.aligner = Some(Box::new(
                 Aligner::new(inbound, outbound, TRACK_WAIT).with_silence(state.format.silence()),
-            );
+            ));
         }
         if let Some(timeline) = state.timeline.as_mut() {
             timeline.observe(&placing(chunk, state.format));
@@ -298,7 +298,7 @@ impl TwilioStreamSrc {
         );
         let tail = state.output.map_or(0, Output::tail_ticks);
         if state.tracks == Tracks::Both {
-            let frame = state.aligner.as_mut().and_then(Aligner::finish);
+            let frame = state.aligner.as_deref_mut().and_then(Aligner::finish);
             return self
                 .frame_buffer(state, frame.unwrap_or_default(), tail)
                 .ok()
@@ -357,9 +357,9 @@ impl TwilioStreamSrc {
         timeline.reanchor(&placing(chunk, state.format), now, waited);
         if state.aligner.is_some() {
             let [inbound, outbound] = state.carried;
-            state.aligner = Some(
+            state.aligner = Some(Box::new(
                 Aligner::new(inbound, outbound, TRACK_WAIT).with_silence(state.format.silence()),
-            );
+            ));
         }
         state.discont = true;
         self.fill_timer_rearm();
