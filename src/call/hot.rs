@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Ranges a call keeps.
-const RANGES: usize = 7;
+const RANGES: usize = 8;
 /// The most of one range fetched (lines past it are left to the code).
 const MAX_RANGE: usize = 8192;
 
@@ -27,7 +27,7 @@ pub enum HotPart {
     Src = 0,
     /// Its pad.
     SrcPad = 1,
-    /// Its concealer's history.
+    /// Its concealer: the fields a chunk reads first.
     SrcBuffers = 2,
     /// The src's downstream element, when not ours (a queue, a capsfilter).
     Downstream = 3,
@@ -37,14 +37,17 @@ pub enum HotPart {
     Sink = 5,
     /// Its pad.
     SinkPad = 6,
+    /// The part of the src's concealer history the next chunk overwrites.
+    SrcHistory = 7,
 }
 
 impl HotPart {
     /// What a src registers.
-    pub const SRC: [HotPart; 5] = [
+    pub const SRC: [HotPart; 6] = [
         HotPart::Src,
         HotPart::SrcPad,
         HotPart::SrcBuffers,
+        HotPart::SrcHistory,
         HotPart::Downstream,
         HotPart::DownstreamPad,
     ];

@@ -44,16 +44,10 @@ enum Phase {
 /// instead spreads the step at the loss start over the first quarter pitch
 /// period of the concealment, as a decaying offset.
 #[derive(Debug, Clone)]
+#[repr(C)] // what a chunk after no loss touches first: see `hot_ranges`
 pub struct Concealer {
-    /// The most recent output, as a ring whose oldest sample is at `head`:
-    /// each chunk overwrites only its own length, in as few cache lines as
-    /// it can (this is the concealer's only work on a chunk after no loss).
-    history: [i16; HISTORY],
+    /// Where the next sample goes in `history` (its oldest sample).
     head: usize,
-    /// The history as the loss began, its last quarter period overlap-added
-    /// with the quarter before one period earlier, so repeating it loops
-    /// without a step.
-    pitch_buf: [f32; HISTORY],
     phase: Phase,
     /// Samples concealed in the current loss (saturating).
     lost: usize,
@@ -70,6 +64,14 @@ pub struct Concealer {
     /// The step between the last sample before the loss and where the
     /// repetition starts, removed over the first `overlap` samples.
     start_step: f32,
+    /// The most recent output, as a ring whose oldest sample is at `head`:
+    /// each chunk overwrites only its own length, in as few cache lines as
+    /// it can (this is the concealer's only work on a chunk after no loss).
+    history: [i16; HISTORY],
+    /// The history as the loss began, its last quarter period overlap-added
+    /// with the quarter before one period earlier, so repeating it loops
+    /// without a step.
+    pitch_buf: [f32; HISTORY],
 }
 
 impl Default for Concealer {
@@ -97,15 +99,21 @@ impl Concealer {
         }
     }
 
-    /// Where the state a chunk after no loss touches lies (address,
-    /// bytes): the history ring and its head. For prefetching.
-    pub fn hot_range(&self) -> (usize, usize) {
+    /// Where the state the next chunk of `next` samples touches lies
+    /// after no loss (address, bytes), for prefetching: the fields before
+    /// the history (with the start of the history, should the chunk wrap
+    /// around the ring), and the part of the history it overwrites. Not
+    /// the pitch buffer, which only a loss reads.
+    pub fn hot_ranges(&self, next: usize) -> [(usize, usize); 2] {
+        let this = self as *const Self as usize;
         let history = self.history.as_ptr() as usize;
-        let head = &self.head as *const usize as usize;
-        let start = history.min(head);
-        let end = (history + std::mem::size_of_val(&self.history))
-            .max(head + std::mem::size_of::<usize>());
-        (start, end - start)
+        let sample = std::mem::size_of::<i16>();
+        let wrapped = (self.head + next).saturating_sub(HISTORY).min(self.head);
+        let ahead = next.min(HISTORY - self.head);
+        [
+            (this, history - this + wrapped * sample),
+            (history + self.head * sample, ahead * sample),
+        ]
     }
 
     /// Forgets all audio and any loss in progress (a new stream).
@@ -304,6 +312,32 @@ fn correlation(history: &[f32; HISTORY], lag: usize, step: usize) -> f64 {
 mod tests {
     use super::*;
     use std::f64::consts::PI;
+
+    /// The ranges a chunk's prefetch covers hold `head`, `phase` and every
+    /// ring position the chunk writes (wrapping around the ring too), and
+    /// none of the pitch buffer.
+    #[test]
+    fn hot_ranges_cover_what_a_good_chunk_writes_and_not_the_pitch_buffer() {
+        let within = |(a, len): (usize, usize), p: usize, n: usize| a <= p && p + n <= a + len;
+        let mut c = Concealer::new();
+        let mut wrapped = false;
+        // Heads 0, 160, 320 (wraps), 90, 250, 20 (wraps)...
+        for _ in 0..8 {
+            let [fields, history] = c.hot_ranges(160);
+            assert!(within(fields, &c.head as *const usize as usize, 8));
+            assert!(within(fields, &c.phase as *const Phase as usize, 1));
+            let ring = c.history.as_ptr() as usize;
+            for i in 0..160 {
+                let p = ring + 2 * ((c.head + i) % HISTORY);
+                assert!(within(fields, p, 2) || within(history, p, 2), "sample {i}");
+            }
+            wrapped |= c.head + 160 > HISTORY;
+            let pitch = c.pitch_buf.as_ptr() as usize;
+            assert!(fields.0 + fields.1 <= pitch && history.0 + history.1 <= pitch);
+            c.good(&mut [100; 160]);
+        }
+        assert!(wrapped);
+    }
 
     /// A voiced-speech-like signal: harmonics of `f0` up to 3.4 kHz with
     /// amplitudes falling as 1/h, fixed phases, peak near `amp`.

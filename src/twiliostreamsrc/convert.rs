@@ -43,10 +43,13 @@ impl Converter {
         }
     }
 
-    /// Where the concealer's per-chunk state lies (address, bytes), if
-    /// there is a concealer: for prefetching (see `call::hot`).
-    pub fn hot_range(&self) -> (usize, usize) {
-        self.concealer.as_ref().map_or((0, 0), |c| c.hot_range())
+    /// Where the concealer's state for a next chunk of `next` samples
+    /// lies (address, bytes; two ranges), if there is a concealer: for
+    /// prefetching (see `call::hot`).
+    pub fn hot_ranges(&self, next: usize) -> [(usize, usize); 2] {
+        self.concealer
+            .as_ref()
+            .map_or([(0, 0); 2], |c| c.hot_ranges(next))
     }
 
     /// Writes `silence` ticks (125 µs) of silence followed by `wire` (the

@@ -420,8 +420,10 @@ impl TwilioStreamSrc {
         }
         timeline.advance(samples);
         if let Some(call) = &state.call {
-            let (addr, len) = state.converter.hot_range();
-            call.hot.set(HotPart::SrcBuffers, addr, len);
+            // The next chunk is most likely as long as this one.
+            let [fields, history] = state.converter.hot_ranges(samples as usize);
+            call.hot.set(HotPart::SrcBuffers, fields.0, fields.1);
+            call.hot.set(HotPart::SrcHistory, history.0, history.1);
         }
         Ok(buffer)
     }
