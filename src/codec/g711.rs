@@ -88,7 +88,7 @@ mod tests {
     use super::*;
 
     /// A literal transcription of the G.191 `ulaw_compress` loop, kept
-    /// deliberately naive so the table-driven encoder is checked against the
+    /// deliberately naive so the computed encoder is checked against the
     /// algorithm as published rather than against itself.
     fn g191_compress(linbuf: i16) -> u8 {
         let mut absno: i16 = if linbuf < 0 {

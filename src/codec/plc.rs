@@ -321,7 +321,7 @@ mod tests {
         let within = |(a, len): (usize, usize), p: usize, n: usize| a <= p && p + n <= a + len;
         let mut c = Concealer::new();
         let mut wrapped = false;
-        // Heads 0, 160, 320 (wraps), 90, 250, 20 (wraps)...
+        // Heads 0, 160, 320 (wraps), 90, 250 (wraps), 20...
         for _ in 0..8 {
             let [fields, history] = c.hot_ranges(160);
             assert!(within(fields, &c.head as *const usize as usize, 8));
@@ -337,6 +337,11 @@ mod tests {
             c.good(&mut [100; 160]);
         }
         assert!(wrapped);
+        // A chunk longer than the ring: all of it, in two ranges that meet.
+        let [fields, history] = c.hot_ranges(10 * HISTORY);
+        let ring = c.history.as_ptr() as usize;
+        assert_eq!(fields.0 + fields.1, history.0);
+        assert_eq!(history.0 + history.1, ring + 2 * HISTORY);
     }
 
     /// A voiced-speech-like signal: harmonics of `f0` up to 3.4 kHz with

@@ -30,8 +30,9 @@ pub const MAX_SLEW_PPM: f64 = 1000.0;
 /// local arrival time (running time, or any clock that does not jump). The
 /// estimate is the arrival time a chunk would have had with the least
 /// network delay seen, so it sits a little before most arrivals. One
-/// allocation, when made: the window minima are a fixed ring, kept out of
-/// line (a window closes every 10 s; what each chunk touches stays small).
+/// allocation per estimator (and per reset): the window minima are a fixed
+/// ring, kept out of line (once a line is fitted, after 20 s, a chunk
+/// reads them only when a window closes, every 10 s).
 #[derive(Debug, Clone)]
 pub struct SkewEstimator {
     /// The first (sender, local) pair; everything else is relative to it.

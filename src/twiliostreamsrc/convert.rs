@@ -44,12 +44,13 @@ impl Converter {
     }
 
     /// Where the concealer's state for a next chunk of `next` samples
-    /// lies (address, bytes; two ranges), if there is a concealer: for
-    /// prefetching (see `call::hot`).
-    pub fn hot_ranges(&self, next: usize) -> [(usize, usize); 2] {
-        self.concealer
-            .as_ref()
-            .map_or([(0, 0); 2], |c| c.hot_ranges(next))
+    /// lies (address, bytes; two ranges), if a concealer runs on `output`:
+    /// for prefetching (see `call::hot`).
+    pub fn hot_ranges(&self, output: Output, next: usize) -> [(usize, usize); 2] {
+        match &self.concealer {
+            Some(concealer) if output.conceals() => concealer.hot_ranges(next),
+            _ => [(0, 0); 2],
+        }
     }
 
     /// Writes `silence` ticks (125 µs) of silence followed by `wire` (the

@@ -420,8 +420,9 @@ impl TwilioStreamSrc {
         }
         timeline.advance(samples);
         if let Some(call) = &state.call {
-            // The next chunk is most likely as long as this one.
-            let [fields, history] = state.converter.hot_ranges(samples as usize);
+            // The next chunk is most likely as long as this one's audio.
+            let next = state.format.ticks(wire.len()) as usize;
+            let [fields, history] = state.converter.hot_ranges(output, next);
             call.hot.set(HotPart::SrcBuffers, fields.0, fields.1);
             call.hot.set(HotPart::SrcHistory, history.0, history.1);
         }
