@@ -20,6 +20,7 @@ in_both_modes!(
     tracks_delivered_apart_are_aligned_by_their_timestamps,
     a_gap_in_one_track_is_silence_in_its_channel_only,
     a_track_that_stops_is_not_waited_for,
+    a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it,
 );
 
 const BOTH: &str = "twiliostreamsrc name=src port=0 track=both";
@@ -168,27 +169,32 @@ fn both_mulaw_is_the_two_payloads_interleaved() {
     set_state(&p, gst::State::Null);
 }
 
-fn tracks_delivered_apart_are_aligned_by_their_timestamps() {
-    let (p, collector, url) = start(&format!(
-        "{BOTH} ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
-    ));
-    let (inbound, outbound) = (scrambled(8000, 3), scrambled(8000, 77));
+/// Sends the outbound track `behind` chunks after the inbound one, with
+/// the timestamps of its audio, then stop.
+fn play_apart(url: &str, inbound: &[u8], outbound: &[u8], behind: usize) {
     rt().block_on(async {
-        let mut call = TwilioCall::start(&url, both_tracks()).await.unwrap();
-        // The outbound track is sent two chunks behind the inbound one
-        // (within the 60 ms wait), with the timestamps of its audio.
+        let mut call = TwilioCall::start(url, both_tracks()).await.unwrap();
         let chunks: Vec<_> = inbound.chunks(160).zip(outbound.chunks(160)).collect();
-        for n in 0..chunks.len() + 2 {
+        for n in 0..chunks.len() + behind {
             if let Some((i, _)) = chunks.get(n) {
                 call.send_media_on(Track::Inbound, i).unwrap();
             }
-            if let Some((_, o)) = n.checked_sub(2).and_then(|m| chunks.get(m)) {
+            if let Some((_, o)) = n.checked_sub(behind).and_then(|m| chunks.get(m)) {
                 call.send_media_on(Track::Outbound, o).unwrap();
             }
         }
         call.send_stop().unwrap();
         call.close().await;
     });
+}
+
+fn tracks_delivered_apart_are_aligned_by_their_timestamps() {
+    let (p, collector, url) = start(&format!(
+        "{BOTH} ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+    ));
+    let (inbound, outbound) = (scrambled(8000, 3), scrambled(8000, 77));
+    // Two chunks behind: within the default 60 ms wait.
+    play_apart(&url, &inbound, &outbound, 2);
     let got = collector.wait_eos();
     let (left, right) = split(&got.samples());
     assert_eq!(left, decode(&inbound));
@@ -286,4 +292,38 @@ fn a_track_that_stops_is_not_waited_for() {
     assert_eq!(counter(&src, "outbound-chunks-lost"), 45);
     assert_eq!(counter(&src, "inbound-chunks-lost"), 0);
     set_state(&p, gst::State::Null);
+}
+
+/// Five chunks (100 ms) behind: past the default wait, the slower channel
+/// is filled with silence and its chunks are lost; with `track-wait=120`
+/// every sample is in its place, and the latency reported says so.
+fn a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it() {
+    let (inbound, outbound) = (scrambled(8000, 5), scrambled(8000, 91));
+    let run = |wait: &str| {
+        let (p, collector, url) = start(&format!(
+            "{BOTH} gap-fill=silence {wait} ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+        ));
+        play_apart(&url, &inbound, &outbound, 5);
+        let got = collector.wait_eos();
+        let src = by_name(&p, "src");
+        let lost = counter(&src, "outbound-chunks-lost");
+        assert_eq!(counter(&src, "inbound-chunks-lost"), 0);
+        let mut query = gst::query::Latency::new();
+        assert!(src.static_pad("src").unwrap().query(&mut query));
+        set_state(&p, gst::State::Null);
+        let (left, right) = split(&got.samples());
+        (left, right, lost, query.result().1)
+    };
+
+    let (left, right, lost, latency) = run("");
+    assert_eq!(left, decode(&inbound));
+    assert_ne!(right, decode(&outbound), "the default wait keeps it all");
+    assert!(lost > 0);
+    assert_eq!(latency, gst::ClockTime::from_mseconds(20 + 60));
+
+    let (left, right, lost, latency) = run("track-wait=120");
+    assert_eq!(left, decode(&inbound));
+    assert_eq!(right, decode(&outbound));
+    assert_eq!(lost, 0);
+    assert_eq!(latency, gst::ClockTime::from_mseconds(20 + 120));
 }

@@ -79,6 +79,8 @@ pub(super) struct State {
     pub(super) discont: bool,
     /// The `reorder-window` property, as this run started with it.
     pub(super) reorder_window: u32,
+    /// The `track-wait` property (ms), as this run started with it.
+    pub(super) track_wait_ms: u32,
     /// Media put back in order (Telnyx), before the timeline.
     pub(super) reorder: Reorder,
 }
@@ -230,11 +232,11 @@ impl TwilioStreamSrc {
     /// slower track.
     pub(super) fn latency(&self) -> gst::ClockTime {
         let output = self.state.lock().unwrap().output.unwrap_or_default();
-        let (extra, tracks) = {
+        let (extra, tracks, wait) = {
             let settings = self.settings.lock().unwrap();
-            (settings.latency_ms, settings.track)
+            (settings.latency_ms, settings.track, settings.track_wait_ms)
         };
-        reported_latency(output, extra, tracks)
+        reported_latency(output, extra, tracks, wait)
     }
 
     /// Turns one event of the call into what goes downstream.
@@ -427,6 +429,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
                 carried: [true, false],
                 gap_fill: settings.gap_fill,
                 reorder_window: settings.reorder_window,
+                track_wait_ms: settings.track_wait_ms,
                 meter: meter(settings.quality_interval),
                 ..State::default()
             };

@@ -19,9 +19,9 @@ use super::imp::{CAT, State, TwilioStreamSrc};
 use super::output::Output;
 use super::properties::Tracks;
 use super::step::Buffers;
-use super::timeline::{self, NS_PER_SAMPLE, Timeline};
+use super::timeline::{self, Timeline};
 use super::timing::AfterPause;
-use super::tracks::{Aligner, Frame, TRACK_WAIT};
+use super::tracks::{Aligner, Frame};
 use crate::call::{HotPart, MediaChunk, Stat};
 use crate::codec::WireFormat;
 use crate::protocol::{StartInfo, Track};
@@ -34,10 +34,10 @@ pub(super) fn carried(start: &StartInfo) -> [bool; 2] {
     [inbound || !outbound, outbound]
 }
 
-/// How long `track=both` waits at most for the slower track, added to the
-/// latency it reports.
-pub(super) fn track_wait() -> gst::ClockTime {
-    gst::ClockTime::from_nseconds(TRACK_WAIT * NS_PER_SAMPLE)
+/// How long `track=both` waits at most for the slower track (`track-wait`,
+/// ms), added to the latency it reports.
+pub(super) fn track_wait(ms: u32) -> gst::ClockTime {
+    gst::ClockTime::from_mseconds(u64::from(ms))
 }
 
 impl TwilioStreamSrc {
@@ -198,7 +198,8 @@ impl TwilioStreamSrc {
             self.anchor(state, chunk);
             let [inbound, outbound] = state.carried;
             state.aligner = Some(Box::new(
-                Aligner::new(inbound, outbound, TRACK_WAIT).with_silence(state.format.silence()),
+                Aligner::new(inbound, outbound, u64::from(state.track_wait_ms) * 8)
+                    .with_silence(state.format.silence()),
             ));
         }
         if let Some(timeline) = state.timeline.as_mut() {
@@ -358,7 +359,8 @@ impl TwilioStreamSrc {
         if state.aligner.is_some() {
             let [inbound, outbound] = state.carried;
             state.aligner = Some(Box::new(
-                Aligner::new(inbound, outbound, TRACK_WAIT).with_silence(state.format.silence()),
+                Aligner::new(inbound, outbound, u64::from(state.track_wait_ms) * 8)
+                    .with_silence(state.format.silence()),
             ));
         }
         state.discont = true;
@@ -465,7 +467,15 @@ mod tests {
     }
 
     #[test]
-    fn the_track_wait_is_60_ms() {
-        assert_eq!(track_wait(), gst::ClockTime::from_mseconds(60));
+    fn the_default_track_wait_is_60_ms() {
+        use super::super::properties::DEFAULT_TRACK_WAIT_MS;
+        assert_eq!(
+            track_wait(DEFAULT_TRACK_WAIT_MS),
+            gst::ClockTime::from_mseconds(60)
+        );
+        assert_eq!(
+            u64::from(DEFAULT_TRACK_WAIT_MS) * 8,
+            super::super::tracks::TRACK_WAIT
+        );
     }
 }

@@ -76,6 +76,8 @@ pub enum GapFill {
 
 /// `quality-interval`'s default, in seconds.
 pub(super) const DEFAULT_QUALITY_INTERVAL: u32 = 5;
+/// Default of `track-wait`, ms.
+pub(super) const DEFAULT_TRACK_WAIT_MS: u32 = (super::tracks::TRACK_WAIT / 8) as u32;
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -93,6 +95,9 @@ pub(super) struct Settings {
     pub(super) quality_interval: u32,
     /// Chunks held per track behind a gap in Telnyx media (0: off).
     pub(super) reorder_window: u32,
+    /// With `track=both`: ms of the faster track's audio the slower one is
+    /// waited for.
+    pub(super) track_wait_ms: u32,
 }
 
 impl Default for Settings {
@@ -106,6 +111,7 @@ impl Default for Settings {
             gap_fill: GapFill::default(),
             quality_interval: DEFAULT_QUALITY_INTERVAL,
             reorder_window: reorder::DEFAULT_WINDOW,
+            track_wait_ms: DEFAULT_TRACK_WAIT_MS,
         }
     }
 }
@@ -157,6 +163,21 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                         through and keeps silence either way",
                 )
                 .default_value(GapFill::Plc)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("track-wait")
+                .nick("Track wait")
+                .blurb(
+                    "With track=both, in ms: how far the faster track may run ahead \
+                        (in its own audio) while the slower one is waited for; then the \
+                        slower track's channel is filled with silence up to there (counted \
+                        lost) and what of it comes later is dropped. Added to the latency \
+                        the src reports. Raise it when one track arrives further behind the \
+                        other than that; lower it for less latency",
+                )
+                .minimum(20)
+                .maximum(1000)
+                .default_value(DEFAULT_TRACK_WAIT_MS)
                 .mutable_ready()
                 .build(),
             glib::ParamSpecUInt::builder("reorder-window")
@@ -291,6 +312,12 @@ impl TwilioStreamSrc {
             "gap-fill" => settings.gap_fill = value.get().unwrap(),
             "quality-interval" => settings.quality_interval = value.get().unwrap(),
             "reorder-window" => settings.reorder_window = value.get().unwrap(),
+            "track-wait" => {
+                settings.track_wait_ms = value.get().unwrap();
+                drop(settings);
+                let obj = self.obj();
+                let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+            }
             "call-name" => {
                 settings.call_name = value
                     .get::<Option<String>>()
@@ -344,6 +371,7 @@ impl TwilioStreamSrc {
             "gap-fill" => self.settings.lock().unwrap().gap_fill.to_value(),
             "quality-interval" => self.settings.lock().unwrap().quality_interval.to_value(),
             "reorder-window" => self.settings.lock().unwrap().reorder_window.to_value(),
+            "track-wait" => self.settings.lock().unwrap().track_wait_ms.to_value(),
             "jitter" => self.quality_now().jitter_ms.to_value(),
             "late-chunks" => self.quality_now().late.to_value(),
             "mos" => self.quality_now().mos.to_value(),

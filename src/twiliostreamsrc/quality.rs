@@ -19,10 +19,15 @@ use crate::protocol::Track;
 use crate::quality::{Figures, Meter};
 
 /// The latency the src reports for `output`, `latency_ms` extra, `tracks`.
-pub(super) fn reported_latency(output: Output, latency_ms: u32, tracks: Tracks) -> gst::ClockTime {
+pub(super) fn reported_latency(
+    output: Output,
+    latency_ms: u32,
+    tracks: Tracks,
+    track_wait_ms: u32,
+) -> gst::ClockTime {
     let mut latency = output.latency() + gst::ClockTime::from_mseconds(latency_ms as u64);
     if tracks == Tracks::Both {
-        latency += track_wait();
+        latency += track_wait(track_wait_ms);
     }
     latency
 }
@@ -48,9 +53,9 @@ impl TwilioStreamSrc {
         }
         let latency_ms = self.settings.lock().unwrap().latency_ms;
         let output = state.output.unwrap_or_default();
-        state
-            .meter
-            .set_latency(reported_latency(output, latency_ms, state.tracks).into());
+        state.meter.set_latency(
+            reported_latency(output, latency_ms, state.tracks, state.track_wait_ms).into(),
+        );
         if let Some(call) = &state.call {
             for track in Track::ALL {
                 let lost = call.stats.get(Stat::ChunksLost.of_track(track));
@@ -86,7 +91,12 @@ impl TwilioStreamSrc {
     fn conditions(&self, state: &State) -> (f64, bool) {
         let settings = self.settings.lock().unwrap();
         let output = state.output.unwrap_or_default();
-        let latency = reported_latency(output, settings.latency_ms, state.tracks);
+        let latency = reported_latency(
+            output,
+            settings.latency_ms,
+            state.tracks,
+            state.track_wait_ms,
+        );
         let concealment = state.gap_fill == GapFill::Plc && output.conceals();
         (latency.nseconds() as f64 / 1e6, concealment)
     }

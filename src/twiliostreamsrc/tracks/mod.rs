@@ -27,8 +27,8 @@ use super::timeline::{Ahead, GAP_TOLERANCE, MAX_AHEAD, MAX_SILENCE};
 use crate::codec::g711;
 use crate::protocol::Track;
 
-/// How long the slower track is waited for by default, in 8 kHz samples
-/// (60 ms: three of Twilio's 20 ms frames).
+/// How long the slower track is waited for by default (`track-wait`), in
+/// 8 kHz samples (60 ms: three of Twilio's 20 ms frames).
 pub const TRACK_WAIT: u64 = 480;
 /// The chunk length assumed for counting lost chunks before one arrived.
 const DEFAULT_CHUNK: u64 = 160;
