@@ -204,9 +204,11 @@ pub const SRC_COUNTERS: &[Counter] = &[
     counter(
         Stat::ChunksTooLate,
         "chunks-too-late",
-        "Chunks too late to reorder",
-        "Media chunks of a Telnyx call that came after the reorder window had given up their \
-         place (their time was already counted lost and filled), or twice: dropped",
+        "Chunks too late",
+        "Media chunks that came after their place was given up (their time already filled, \
+         and counted lost once their track had started): of a Telnyx call after the reorder \
+         window, with track=both after track-wait; or twice. Dropped (what of them came too \
+         late)",
     ),
     counter(
         Stat::MarksReceived,

@@ -68,10 +68,14 @@ impl TwilioStreamSrc {
             );
         }
         if placed.late > 0 {
+            if let Some(call) = &state.call {
+                call.stats.add(Stat::ChunksTooLate, 1);
+            }
             gst::debug!(
                 CAT,
                 imp = self,
-                "{track} track: {} ms of the chunk at {} ms came too late, dropped",
+                "{track} track: {} ms of the chunk at {} ms came after track-wait gave \
+                 up its time, dropped",
                 placed.late / 8,
                 chunk.timestamp_ms
             );

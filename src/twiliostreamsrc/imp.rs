@@ -231,10 +231,19 @@ impl TwilioStreamSrc {
     /// the `latency` property, and with `track=both` the wait for the
     /// slower track.
     pub(super) fn latency(&self) -> gst::ClockTime {
-        let output = self.state.lock().unwrap().output.unwrap_or_default();
+        let (output, run) = {
+            let state = self.state.lock().unwrap();
+            // Once negotiated, the tracks and wait this run started with.
+            let run = state
+                .output
+                .is_some()
+                .then_some((state.tracks, state.track_wait_ms));
+            (state.output.unwrap_or_default(), run)
+        };
         let (extra, tracks, wait) = {
             let settings = self.settings.lock().unwrap();
-            (settings.latency_ms, settings.track, settings.track_wait_ms)
+            let (tracks, wait) = run.unwrap_or((settings.track, settings.track_wait_ms));
+            (settings.latency_ms, tracks, wait)
         };
         reported_latency(output, extra, tracks, wait)
     }

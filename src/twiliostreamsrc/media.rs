@@ -40,6 +40,11 @@ pub(super) fn track_wait(ms: u32) -> gst::ClockTime {
     gst::ClockTime::from_mseconds(u64::from(ms))
 }
 
+/// `track-wait` in the aligner's ticks (125 µs: 8 kHz samples).
+fn track_wait_ticks(ms: u32) -> u64 {
+    u64::from(ms) * 8
+}
+
 impl TwilioStreamSrc {
     /// At `start`: notes which tracks the stream carries, and warns (once,
     /// as there is one `start`) if it lacks one this src outputs.
@@ -198,7 +203,7 @@ impl TwilioStreamSrc {
             self.anchor(state, chunk);
             let [inbound, outbound] = state.carried;
             state.aligner = Some(Box::new(
-                Aligner::new(inbound, outbound, u64::from(state.track_wait_ms) * 8)
+                Aligner::new(inbound, outbound, track_wait_ticks(state.track_wait_ms))
                     .with_silence(state.format.silence()),
             ));
         }
@@ -359,7 +364,7 @@ impl TwilioStreamSrc {
         if state.aligner.is_some() {
             let [inbound, outbound] = state.carried;
             state.aligner = Some(Box::new(
-                Aligner::new(inbound, outbound, u64::from(state.track_wait_ms) * 8)
+                Aligner::new(inbound, outbound, track_wait_ticks(state.track_wait_ms))
                     .with_silence(state.format.silence()),
             ));
         }
@@ -474,7 +479,7 @@ mod tests {
             gst::ClockTime::from_mseconds(60)
         );
         assert_eq!(
-            u64::from(DEFAULT_TRACK_WAIT_MS) * 8,
+            track_wait_ticks(DEFAULT_TRACK_WAIT_MS),
             super::super::tracks::TRACK_WAIT
         );
     }

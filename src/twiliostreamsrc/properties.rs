@@ -146,9 +146,9 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                     "Which side of the call to output: inbound (the caller), outbound (what \
                         the caller hears; needs <Start><Stream track=\"outbound_track\"> or \
                         \"both_tracks\"), or both as two channels aligned by Twilio's \
-                        timestamps (channel 0 inbound, 1 outbound; waits at most 60 ms for \
-                        the slower track, which adds to the latency). A track the stream does not carry \
-                        is silence, with a warning",
+                        timestamps (channel 0 inbound, 1 outbound; waits at most track-wait \
+                        for the slower track, which adds to the latency). A track the stream \
+                        does not carry is silence, with a warning",
                 )
                 .default_value(Tracks::Inbound)
                 .mutable_ready()
@@ -171,9 +171,9 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                     "With track=both, in ms: how far the faster track may run ahead \
                         (in its own audio) while the slower one is waited for; then the \
                         slower track's channel is filled with silence up to there (counted \
-                        lost) and what of it comes later is dropped. Added to the latency \
-                        the src reports. Raise it when one track arrives further behind the \
-                        other than that; lower it for less latency",
+                        lost once the track has started) and what of it comes later is \
+                        dropped (chunks-too-late). Added to the latency the src reports. \
+                        Raise it when chunks-too-late rises; lower it for less latency",
                 )
                 .minimum(20)
                 .maximum(1000)
@@ -312,12 +312,7 @@ impl TwilioStreamSrc {
             "gap-fill" => settings.gap_fill = value.get().unwrap(),
             "quality-interval" => settings.quality_interval = value.get().unwrap(),
             "reorder-window" => settings.reorder_window = value.get().unwrap(),
-            "track-wait" => {
-                settings.track_wait_ms = value.get().unwrap();
-                drop(settings);
-                let obj = self.obj();
-                let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
-            }
+            "track-wait" => settings.track_wait_ms = value.get().unwrap(),
             "call-name" => {
                 settings.call_name = value
                     .get::<Option<String>>()

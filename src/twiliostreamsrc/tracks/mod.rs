@@ -61,13 +61,14 @@ struct Lane {
 }
 
 impl Lane {
-    fn new(expected: bool) -> Lane {
+    fn new(expected: bool, max_wait: u64) -> Lane {
+        // Room for the wait and a few chunks: no allocation per chunk.
+        let room = (max_wait + 4 * TRACK_WAIT) as usize;
         Lane {
             expected,
             started: false,
-            // Room for the wait and a few chunks: no allocation per chunk.
-            pending: Vec::with_capacity(4 * TRACK_WAIT as usize),
-            lost_mask: Vec::with_capacity(4 * TRACK_WAIT as usize),
+            pending: Vec::with_capacity(room),
+            lost_mask: Vec::with_capacity(room),
             silence: g711::SILENCE,
             chunk_len: DEFAULT_CHUNK,
             run: 0,
@@ -165,7 +166,7 @@ impl Aligner {
     /// counted), waiting at most `max_wait` samples for the slower one.
     pub fn new(inbound: bool, outbound: bool, max_wait: u64) -> Aligner {
         Aligner {
-            lanes: [Lane::new(inbound), Lane::new(outbound)],
+            lanes: [Lane::new(inbound, max_wait), Lane::new(outbound, max_wait)],
             origin_ms: None,
             first_arrival: None,
             skipped: 0,
