@@ -295,7 +295,11 @@ impl Stats {
     /// given one, this counts its inbound part.
     pub fn add(&self, stat: Stat, n: u64) {
         debug_assert!(stat.parts().is_none(), "{stat:?} is a sum: count a track");
-        self.0[stat.of_track(Track::Inbound) as usize].fetch_add(n, Ordering::Relaxed);
+        // Callers count what may be nothing on every chunk (reordered, too
+        // late): a locked add of 0 would still serialise the CPU.
+        if n != 0 {
+            self.0[stat.of_track(Track::Inbound) as usize].fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Adds `n` to a counter that is no total; returns the new value.
