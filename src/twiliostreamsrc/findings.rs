@@ -41,9 +41,7 @@ impl TwilioStreamSrc {
                 ahead.due / 8000,
                 ahead.elapsed.as_secs_f64()
             );
-            if let Some(call) = &state.call {
-                call.stats.add(Stat::InvalidMessages, 1);
-            }
+            count(state, Stat::InvalidMessages, 1);
         }
         if placed.gap > 0 {
             gst::warning!(
@@ -55,9 +53,7 @@ impl TwilioStreamSrc {
             );
         }
         if placed.after_fill > 0 {
-            if let Some(call) = &state.call {
-                call.stats.add(Stat::ChunksFilledLate, 1);
-            }
+            count(state, Stat::ChunksFilledLate, 1);
             gst::debug!(
                 CAT,
                 imp = self,
@@ -68,9 +64,7 @@ impl TwilioStreamSrc {
             );
         }
         if placed.late > 0 {
-            if let Some(call) = &state.call {
-                call.stats.add(Stat::ChunksTooLate, 1);
-            }
+            count(state, Stat::ChunksTooLate, 1);
             gst::debug!(
                 CAT,
                 imp = self,
@@ -102,9 +96,7 @@ impl TwilioStreamSrc {
         placed: &timeline::Placement,
     ) {
         if placed.late > 0 {
-            if let Some(call) = &state.call {
-                call.stats.add(Stat::ChunksFilledLate, 1);
-            }
+            count(state, Stat::ChunksFilledLate, 1);
             gst::debug!(
                 CAT,
                 imp = self,
@@ -125,9 +117,7 @@ impl TwilioStreamSrc {
                 ahead.due / 8000,
                 ahead.elapsed.as_secs_f64()
             );
-            if let Some(call) = &state.call {
-                call.stats.add(Stat::InvalidMessages, 1);
-            }
+            count(state, Stat::InvalidMessages, 1);
         }
         if placed.overlap {
             gst::debug!(
@@ -139,10 +129,7 @@ impl TwilioStreamSrc {
             );
         }
         if placed.lost > 0 {
-            if let Some(call) = &state.call {
-                call.stats
-                    .add(Stat::ChunksLost.of_track(chunk.track), placed.lost);
-            }
+            count(state, Stat::ChunksLost.of_track(chunk.track), placed.lost);
             gst::warning!(
                 CAT,
                 imp = self,
@@ -153,5 +140,12 @@ impl TwilioStreamSrc {
                 placed.lost
             );
         }
+    }
+}
+
+/// Adds `n` to the call's counter `stat`, if the src has a call.
+fn count(state: &State, stat: Stat, n: u64) {
+    if let Some(call) = &state.call {
+        call.stats.add(stat, n);
     }
 }

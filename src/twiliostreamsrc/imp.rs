@@ -19,7 +19,7 @@ use gst_base::subclass::prelude::*;
 use super::convert::{Converter, StereoConverter};
 use super::output::Output;
 use super::properties::{self, GapFill, Settings, Tracks};
-use super::quality::{meter, reported_latency};
+use super::quality::meter;
 use super::reorder::Reorder;
 use super::shared_threads::Shared;
 use super::step::Step;
@@ -225,27 +225,6 @@ impl TwilioStreamSrc {
             return false;
         };
         call.end_stream(after_playout)
-    }
-
-    /// The latency the src reports: a chunk (and the upsampler's delay),
-    /// the `latency` property, and with `track=both` the wait for the
-    /// slower track.
-    pub(super) fn latency(&self) -> gst::ClockTime {
-        let (output, run) = {
-            let state = self.state.lock().unwrap();
-            // Once negotiated, the tracks and wait this run started with.
-            let run = state
-                .output
-                .is_some()
-                .then_some((state.tracks, state.track_wait_ms));
-            (state.output.unwrap_or_default(), run)
-        };
-        let (extra, tracks, wait) = {
-            let settings = self.settings.lock().unwrap();
-            let (tracks, wait) = run.unwrap_or((settings.track, settings.track_wait_ms));
-            (settings.latency_ms, tracks, wait)
-        };
-        reported_latency(output, extra, tracks, wait)
     }
 
     /// Turns one event of the call into what goes downstream.

@@ -38,6 +38,27 @@ pub(super) fn meter(quality_interval: u32) -> Meter {
 }
 
 impl TwilioStreamSrc {
+    /// The latency the src reports: a chunk (and the upsampler's delay),
+    /// the `latency` property, and with `track=both` the wait for the
+    /// slower track.
+    pub(super) fn latency(&self) -> gst::ClockTime {
+        let (output, run) = {
+            let state = self.state.lock().unwrap();
+            // Once negotiated, the tracks and wait this run started with.
+            let run = state
+                .output
+                .is_some()
+                .then_some((state.tracks, state.track_wait_ms));
+            (state.output.unwrap_or_default(), run)
+        };
+        let (extra, tracks, wait) = {
+            let settings = self.settings.lock().unwrap();
+            let (tracks, wait) = run.unwrap_or((settings.track, settings.track_wait_ms));
+            (settings.latency_ms, tracks, wait)
+        };
+        reported_latency(output, extra, tracks, wait)
+    }
+
     /// Measures a chunk of the track(s) output, after its audio was placed
     /// (so its track's lost count is up to date); notes a report due.
     pub(super) fn measure(&self, state: &mut State, chunk: &MediaChunk) {
