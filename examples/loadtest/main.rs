@@ -12,7 +12,10 @@
 //! the driver to the first (`taskset`), so the server's CPU is one core's.
 //!
 //! Per N and kind it reports frames sent and echoed (and lost), p50/p99/max
-//! time from sending a chunk to receiving its echo, the server's CPU per
+//! time from sending a chunk to receiving its echo, p50/p99 time from
+//! sending it to when Twilio would start playing its echo (heard: a frame
+//! plays after the one before it, so a backlog is heard whether it waits in
+//! a pacing server or in Twilio's queue), the server's CPU per
 //! echoed frame and its ratio to the floor's in the same run, CPU per call,
 //! RSS per idle (listening) and per active call, and what the server
 //! allocates per echoed frame. The ratios hold when the machine's speed
@@ -238,6 +241,8 @@ struct Row {
     sent: usize,
     echoed: usize,
     lat: Vec<f64>,
+    /// Sorted: when the caller would hear each echo (`EchoStats::heard_ms`).
+    heard: Vec<f64>,
     /// Server CPU seconds per second, over the window.
     server_cpu: f64,
     emulator_cpu: f64,
@@ -312,6 +317,8 @@ fn run_together(n: usize, kinds: &[Kind], args: &Args, cpu: Option<usize>) -> Ve
             .flat_map(|r| r.latencies_ms.iter().copied())
             .collect();
         lat.sort_by(f64::total_cmp);
+        let mut heard: Vec<f64> = mine().flat_map(|r| r.heard_ms.iter().copied()).collect();
+        heard.sort_by(f64::total_cmp);
         let trouble = (!errors.is_empty()
             || invalid > 0
             || stats.get(1..3).is_some_and(|s| s.iter().any(|&v| v > 0)))
@@ -330,6 +337,7 @@ fn run_together(n: usize, kinds: &[Kind], args: &Args, cpu: Option<usize>) -> Ve
             sent,
             echoed,
             lat,
+            heard,
             server_cpu: (cpu1 - s0[k]) / wall,
             emulator_cpu: (e1 - e0) / wall,
             per_frame_us: (cpu1 - s0[k]) * 1e6 / frames_in_window,
@@ -347,7 +355,7 @@ fn run_together(n: usize, kinds: &[Kind], args: &Args, cpu: Option<usize>) -> Ve
 fn print_row(n: usize, row: &Row, floor_us: Option<f64>) {
     let ratio = floor_us.map_or("".to_owned(), |f| format!("{:.2}×", row.per_frame_us / f));
     println!(
-        "| {n} | {:?} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} µs | {ratio} | {:.2} % | {:.0} % | {:.0} % | {} KiB | {} KiB | {:.1} | {:.0} |",
+        "| {n} | {:?} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} µs | {ratio} | {:.2} % | {:.0} % | {:.0} % | {} KiB | {} KiB | {:.1} | {:.0} |",
         row.kind,
         row.sent,
         row.echoed,
@@ -355,6 +363,8 @@ fn print_row(n: usize, row: &Row, floor_us: Option<f64>) {
         percentile(&row.lat, 0.5),
         percentile(&row.lat, 0.99),
         row.lat.last().copied().unwrap_or(f64::NAN),
+        percentile(&row.heard, 0.5),
+        percentile(&row.heard, 0.99),
         row.per_frame_us,
         100.0 * row.server_cpu / n as f64,
         100.0 * row.server_cpu,
@@ -365,7 +375,7 @@ fn print_row(n: usize, row: &Row, floor_us: Option<f64>) {
         row.bytes_per_frame,
     );
     if let Some(trouble) = &row.trouble {
-        println!("|   | {trouble} | | | | | | | | | | | | | | | |");
+        println!("|   | {trouble} | | | | | | | | | | | | | | | | | |");
     }
 }
 
@@ -410,10 +420,10 @@ fn drive(args: &Args) {
     }
     println!();
     println!(
-        "| calls | server | frames sent | echoed | lost | p50 ms | p99 ms | max ms | CPU/frame | vs floor | server CPU/call | server CPU | driver CPU | RSS/idle call | RSS/active call | allocs/frame | bytes/frame |"
+        "| calls | server | frames sent | echoed | lost | p50 ms | p99 ms | max ms | heard p50 ms | heard p99 ms | CPU/frame | vs floor | server CPU/call | server CPU | driver CPU | RSS/idle call | RSS/active call | allocs/frame | bytes/frame |"
     );
     println!(
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for &n in &args.calls {
         let mut floor_us = None;

@@ -36,6 +36,12 @@ pub struct EchoStats {
     pub echoed: usize,
     /// Time from sending chunk k to receiving echoed frame k, in ms.
     pub latencies_ms: Vec<f64>,
+    /// Time from sending chunk k to when Twilio would start playing echoed
+    /// frame k, in ms: each frame plays for its 20 ms, after the one
+    /// before it, and not before it arrives. What the caller hears, and
+    /// the same for a server that paces (the echo waits in its writer)
+    /// and one that does not (it would wait in Twilio's queue).
+    pub heard_ms: Vec<f64>,
     /// Why the call ended early, if it did.
     pub error: Option<String>,
 }
@@ -74,6 +80,10 @@ struct Leg {
     t0: Instant,
     /// Once `stop` is sent: when it gives up waiting for the echo.
     deadline: Option<Instant>,
+    /// When Twilio would have played out the echo received so far.
+    played_until: Option<Instant>,
+    /// A chunk's duration.
+    chunk: Duration,
     /// When its next step is due: an entry of the heap for another time
     /// is stale (a handshake's timeout, once answered).
     next: Instant,
@@ -96,6 +106,8 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
             sent_at: Vec::with_capacity(load.frames),
             t0: start + load.ramp.mul_f64(i as f64 / load.calls.max(1) as f64),
             deadline: None,
+            played_until: None,
+            chunk,
             next: start + load.ramp.mul_f64(i as f64 / load.calls.max(1) as f64),
             done: false,
         })
@@ -265,10 +277,12 @@ impl Leg {
         loop {
             match ws.read() {
                 Ok(Message::Text(text)) if text.starts_with(r#"{"event":"media""#) => {
-                    if let Some(t) = self.sent_at.get(self.stats.echoed) {
-                        self.stats
-                            .latencies_ms
-                            .push(t.elapsed().as_secs_f64() * 1000.0);
+                    if let Some(&sent) = self.sent_at.get(self.stats.echoed) {
+                        let now = Instant::now();
+                        let plays = plays_at(&mut self.played_until, now, self.chunk);
+                        let ms = |t: Instant| t.duration_since(sent).as_secs_f64() * 1000.0;
+                        self.stats.latencies_ms.push(ms(now));
+                        self.stats.heard_ms.push(ms(plays));
                     }
                     self.stats.echoed += 1;
                 }
@@ -356,6 +370,14 @@ fn dial(
     }
 }
 
+/// When Twilio starts playing a frame of `chunk` that arrives `now`: at
+/// once, or when what it holds (`played_until`) is played out.
+fn plays_at(played_until: &mut Option<Instant>, now: Instant, chunk: Duration) -> Instant {
+    let plays = played_until.map_or(now, |t| t.max(now));
+    *played_until = Some(plays + chunk);
+    plays
+}
+
 fn start_text(params: &CallParams) -> String {
     Inbound::Start {
         sequence_number: Some(Counter(1)),
@@ -400,4 +422,27 @@ fn stop_text(params: &CallParams, frames: usize) -> String {
         },
     }
     .to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_heard_one_frame_after_another_and_a_gap_resets() {
+        let t = Instant::now();
+        let ms = |n: u64| Duration::from_millis(n);
+        let mut played = None;
+        // On time: heard as it comes.
+        assert_eq!(plays_at(&mut played, t, ms(20)), t);
+        assert_eq!(plays_at(&mut played, t + ms(20), ms(20)), t + ms(20));
+        // Three frames at once, 60 ms late: each waits for the one before.
+        let late = t + ms(100);
+        assert_eq!(plays_at(&mut played, late, ms(20)), late);
+        assert_eq!(plays_at(&mut played, late, ms(20)), late + ms(20));
+        assert_eq!(plays_at(&mut played, late, ms(20)), late + ms(40));
+        // After Twilio ran dry, the next plays when it comes.
+        let after = t + ms(500);
+        assert_eq!(plays_at(&mut played, after, ms(20)), after);
+    }
 }
