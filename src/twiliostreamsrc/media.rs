@@ -288,6 +288,7 @@ impl TwilioStreamSrc {
         }
         aligner.consume(frame.samples);
         timeline.advance(samples as u64);
+        self.ran_to(timeline);
         Ok(Some(buffer))
     }
 
@@ -333,6 +334,7 @@ impl TwilioStreamSrc {
             chunk.timestamp_ms,
             timeline.anchor()
         );
+        self.ran_to(&timeline);
         state.timeline = Some(timeline);
         self.fill_timer_rearm();
     }
@@ -361,6 +363,7 @@ impl TwilioStreamSrc {
             return;
         };
         timeline.reanchor(&placing(chunk, state.format), now, waited);
+        self.ran_to(timeline);
         if state.aligner.is_some() {
             let [inbound, outbound] = state.carried;
             state.aligner = Some(Box::new(
@@ -426,6 +429,7 @@ impl TwilioStreamSrc {
                 .write(output, silence as usize, wire, map.as_mut_slice());
         }
         timeline.advance(samples);
+        self.ran_to(timeline);
         if let Some(call) = &state.call {
             // The next chunk is most likely as long as this one's audio.
             let next = state.format.ticks(wire.len()) as usize;

@@ -29,6 +29,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 
 use super::imp::{CAT, State, TwilioStreamSrc};
+use super::shared_threads::FillLook;
 use crate::call::{CallEvent, Events, MediaChunk, Stat};
 use crate::runtime::RUNTIME;
 use crate::wait::{Cancelled, wait};
@@ -136,13 +137,24 @@ impl TwilioStreamSrc {
     /// the stream is being filled in time (a timeline runs, the call goes
     /// on, not paused).
     pub(super) fn fill_wait(&self) -> Option<Duration> {
+        self.fill_look().map(|look| look.wait)
+    }
+
+    /// [`Self::fill_wait`], with the running time and the time of the
+    /// look, for the fill timer of `shared-threads`.
+    pub(super) fn fill_look(&self) -> Option<FillLook> {
         let deadline = self.fill_deadline();
         let state = self.state.lock().unwrap();
         match (&state.timeline, state.finished) {
             (Some(timeline), false) if !state.resume.paused => {
                 let due = timeline.fill_due(deadline);
                 let now = self.running_time();
-                Some(Duration::from_nanos(due.saturating_sub(now).nseconds()))
+                Some(FillLook {
+                    wait: Duration::from_nanos(due.saturating_sub(now).nseconds()),
+                    running: now.nseconds(),
+                    at: tokio::time::Instant::now(),
+                    deadline: deadline.nseconds(),
+                })
             }
             _ => None,
         }
@@ -175,6 +187,7 @@ impl TwilioStreamSrc {
         let timeline = state.timeline.as_mut().expect("there");
         let gap = timeline.span(samples, output.factor(), output.delay());
         timeline.advance(samples);
+        self.ran_to(timeline);
         gst::debug!(
             CAT,
             imp = self,
