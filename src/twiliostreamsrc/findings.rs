@@ -119,6 +119,27 @@ impl TwilioStreamSrc {
             );
             count(state, Stat::InvalidMessages, 1);
         }
+        if placed.stale {
+            count(state, Stat::ChunksTooLate, 1);
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {:?} (timestamp {} ms) is for time already played (sent twice, or \
+                 after the next one): dropped",
+                chunk.chunk,
+                chunk.timestamp_ms
+            );
+        }
+        if let Some(number) = placed.ignored_number {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "chunk number {number} (timestamp {} ms) skips more chunks than the time \
+                 that passed holds: not counting them lost",
+                chunk.timestamp_ms
+            );
+            count(state, Stat::InvalidMessages, 1);
+        }
         if placed.overlap {
             gst::debug!(
                 CAT,

@@ -159,7 +159,9 @@ impl TwilioStreamSrc {
         if chunk.track != source || !self.resumed(state, chunk) {
             return Ok(None);
         }
-        let (silence, discont) = self.place(state, chunk);
+        let Some((silence, discont)) = self.place(state, chunk) else {
+            return Ok(None);
+        };
         if state.format.is_compressed() {
             return self.compressed_buffer(
                 state,
@@ -382,21 +384,28 @@ impl TwilioStreamSrc {
     }
 
     /// Places a chunk in time: returns the silence to insert before it and
-    /// whether the stream is discontinuous there.
-    fn place(&self, state: &mut State, chunk: &MediaChunk) -> (u64, bool) {
+    /// whether the stream is discontinuous there; None if the chunk's time
+    /// was played already (it is dropped).
+    fn place(&self, state: &mut State, chunk: &MediaChunk) -> Option<(u64, bool)> {
         let Some(timeline) = state.timeline.as_mut() else {
             self.anchor(state, chunk);
-            return (0, false);
+            return Some((0, false));
         };
         if std::mem::take(&mut state.discont) {
             // Anchored anew at this chunk.
-            return (0, true);
+            return Some((0, true));
         }
         let placed = timeline.place(&placing(chunk, state.format));
-        if placed.late > 0 || placed.ignored_ahead.is_some() || placed.overlap || placed.lost > 0 {
+        if placed.late > 0
+            || placed.ignored_ahead.is_some()
+            || placed.overlap
+            || placed.lost > 0
+            || placed.stale
+            || placed.ignored_number.is_some()
+        {
             self.note_placed(state, chunk, &placed);
         }
-        (placed.silence, placed.discont)
+        (!placed.stale).then_some((placed.silence, placed.discont))
     }
 
     /// A buffer of `silence` ticks (8 kHz samples) of silence followed by

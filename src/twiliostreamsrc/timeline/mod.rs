@@ -32,6 +32,9 @@ pub const NS_PER_SAMPLE: u64 = 125_000;
 pub(super) const GAP_TOLERANCE: u64 = 80;
 /// Longest gap filled with silence (5 s); longer ones make the timestamps jump.
 pub(super) const MAX_SILENCE: u64 = 5 * 8000;
+/// How far behind the stream a chunk whose time all went out may be to be
+/// taken for a duplicate or a chunk come after its successor (1 s).
+pub(super) const MAX_STALE: u64 = 8000;
 /// How far `media.timestamp` may run ahead of the time that really passed
 /// since the first chunk before it is taken for garbage (10 s, in samples).
 pub(super) const MAX_AHEAD: u64 = 10 * 8000;
@@ -65,6 +68,14 @@ pub struct Placement {
     /// The chunk was due before what was already played (it is kept
     /// contiguous all the same).
     pub overlap: bool,
+    /// The chunk's time was all played already (a duplicate, or a chunk
+    /// come after the next one): it is dropped, and placing it changed
+    /// nothing.
+    pub stale: bool,
+    /// Its chunk number ran further ahead than the time that passed allows
+    /// (`Some(number)`): taken for garbage, not for lost chunks, and later
+    /// numbers are measured from it.
+    pub ignored_number: Option<u64>,
     /// 8 kHz samples of the chunk's time that had been filled already: it
     /// came late and goes out after the fill.
     pub late: u64,
@@ -116,6 +127,9 @@ pub struct Timeline {
     filled: u64,
     /// Length of the last chunk: the unit of fill.
     chunk_len: u64,
+    /// Length of the longest chunk so far: the unit in which a gap counts
+    /// lost chunks (short chunks must not make one gap many).
+    unit: u64,
 }
 
 impl Timeline {
@@ -144,6 +158,7 @@ impl Timeline {
             applied: 0,
             filled: 0,
             chunk_len: chunk.samples.max(1),
+            unit: chunk.samples.max(1),
         }
     }
 
@@ -238,20 +253,36 @@ impl Timeline {
             self.applied = 0;
         }
         self.observe(chunk);
-        // Lost chunks are counted in the longer of this chunk and the one
-        // before: a short chunk after a gap must not make it many.
-        let unit = self.chunk_len.max(chunk.samples).max(1);
+        // Where the chunk would go had nothing been filled.
+        let expected = self.position - self.filled;
+        if self.is_stale(chunk, expected) {
+            // All of its time went out already: sent twice, or after the
+            // chunk that follows it. Playing it now would put it out of
+            // place and the rest of the stream later.
+            placement.stale = true;
+            return placement;
+        }
+        // Lost chunks are counted in chunks of the longest length seen: a
+        // short chunk (before or after a gap) must not make it many.
+        self.unit = self.unit.max(chunk.samples);
+        let unit = self.unit;
         self.chunk_len = chunk.samples.max(1);
         let filled = std::mem::take(&mut self.filled);
-        // Where the chunk would go had nothing been filled.
-        let expected = self.position - filled;
         let gap = due.saturating_sub(expected);
-        let skipped = match (chunk.number, self.next_chunk) {
+        let mut skipped = match (chunk.number, self.next_chunk) {
             (Some(got), Some(expected)) if got > expected && !self.ignore_chunk_numbers => {
                 got - expected
             }
             _ => 0,
         };
+        if skipped.saturating_mul(unit) > possible.saturating_sub(expected) {
+            // More chunks skipped than the time that passed could hold
+            // (noted once per message: not again with its timestamp).
+            if placement.ignored_ahead.is_none() {
+                placement.ignored_number = chunk.number;
+            }
+            skipped = 0;
+        }
         self.next_chunk = chunk.number.map(|c| c.saturating_add(1));
         if filled > 0 && due + GAP_TOLERANCE < self.position {
             // Late for time already filled: after the fill, and measured
@@ -277,6 +308,23 @@ impl Timeline {
             placement.silence = rest;
         }
         placement
+    }
+
+    /// Whether all of `chunk`'s time went out already, a little before
+    /// `expected` (where the next chunk goes): within [`MAX_STALE`], and not
+    /// numbered as a new chunk. Further back, or numbered on, it is a
+    /// timestamp gone backwards instead, and kept (an overlap).
+    fn is_stale(&self, chunk: &Chunk, expected: u64) -> bool {
+        let due = (chunk.timestamp_ms as i128 - self.first_ts_ms as i128) * 8;
+        let end = due + chunk.samples as i128;
+        let numbered_on = match (chunk.number, self.next_chunk) {
+            (Some(got), Some(next)) => got >= next && !self.ignore_chunk_numbers,
+            _ => false,
+        };
+        chunk.samples > 0
+            && end <= expected as i128
+            && due >= expected as i128 - MAX_STALE as i128
+            && !numbered_on
     }
 
     /// Where a buffer of `samples` 8 kHz samples at the current position

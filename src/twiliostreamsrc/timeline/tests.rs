@@ -137,6 +137,85 @@ fn a_skipped_chunk_number_without_a_timestamp_gap_is_a_discont() {
 }
 
 #[test]
+fn short_chunks_in_a_row_do_not_make_a_gap_many() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    // Chunks of 1 and then 2 samples, 20 ms apart: each leaves 19.9 ms
+    // unsent, one chunk's worth of 20 ms chunks, not 80 of their own.
+    let short = |ms, number, samples| Chunk {
+        samples,
+        ..chunk(t0, ms, Some(number))
+    };
+    assert_eq!(timeline.place(&short(20, 2, 1)).lost, 0);
+    timeline.advance(1);
+    assert_eq!(timeline.place(&short(40, 3, 2)).lost, 1);
+    timeline.advance(159 + 2);
+    assert_eq!(timeline.place(&chunk(t0, 60, Some(4))).lost, 1);
+}
+
+#[test]
+fn a_chunk_number_beyond_the_time_passed_counts_nothing_lost() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    // 60 ms in, chunk 1000: 998 chunks (20 s) cannot have been skipped.
+    let placed = timeline.place(&chunk(t0, 20, Some(1000)));
+    assert_eq!(
+        placed,
+        Placement {
+            ignored_number: Some(1000),
+            ..contiguous()
+        }
+    );
+    // Numbers go on from it.
+    timeline.advance(160);
+    assert_eq!(timeline.place(&chunk(t0, 40, Some(1001))), contiguous());
+    timeline.advance(160);
+    let placed = timeline.place(&chunk(t0, 60, Some(1 << 40)));
+    assert_eq!((placed.lost, placed.ignored_number), (0, Some(1 << 40)));
+}
+
+#[test]
+fn a_chunk_whose_time_was_played_is_dropped_and_changes_nothing() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    assert_eq!(timeline.place(&chunk(t0, 20, Some(2))), contiguous());
+    timeline.advance(160);
+    // Chunk 2 again: stale, and chunk 3 follows as if it never came.
+    let placed = timeline.place(&chunk(t0, 20, Some(2)));
+    assert_eq!(
+        placed,
+        Placement {
+            stale: true,
+            ..contiguous()
+        }
+    );
+    assert_eq!(timeline.place(&chunk(t0, 40, Some(3))), contiguous());
+    timeline.advance(160);
+    // 5 before 4: 4 is lost by then, and when it comes it is stale.
+    assert_eq!(timeline.place(&chunk(t0, 80, Some(5))).lost, 1);
+    timeline.advance(320);
+    assert!(timeline.place(&chunk(t0, 60, Some(4))).stale);
+    assert_eq!(timeline.place(&chunk(t0, 100, Some(6))), contiguous());
+    timeline.advance(160);
+    // Numbered as the next chunk, its timestamp gone back: kept.
+    let placed = timeline.place(&chunk(t0, 100, Some(7)));
+    assert!(!placed.stale && placed.overlap);
+}
+
+#[test]
+fn a_chunk_far_behind_is_a_timestamp_gone_back_and_kept() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &[]);
+    for n in 1..100 {
+        timeline.place(&chunk(t0, 20 * n, None));
+        timeline.advance(160);
+    }
+    // 2 s in, a chunk claiming 20 ms: further back than a duplicate.
+    let placed = timeline.place(&chunk(t0, 20, None));
+    assert!(!placed.stale && placed.overlap);
+}
+
+#[test]
 fn chunk_numbers_do_not_count_with_both_tracks() {
     let t0 = Instant::now();
     let mut timeline = started(t0, &["inbound", "outbound"]);
@@ -224,15 +303,17 @@ fn up_to_ten_seconds_ahead_is_believed() {
 }
 
 #[test]
-fn an_overlap_is_kept_contiguous() {
+fn a_partial_overlap_is_kept_contiguous() {
     let t0 = Instant::now();
     let mut timeline = started(t0, &[]);
     for n in 1..5 {
         timeline.place(&chunk(t0, 20 * n, None));
         timeline.advance(160);
     }
-    // A chunk claiming 20 ms again.
-    let placed = timeline.place(&chunk(t0, 20, None));
+    // A chunk claiming 85 ms, 15 ms before the end of what went out: part
+    // of its time is still to come (a chunk all of whose time went out is
+    // dropped instead: see below).
+    let placed = timeline.place(&chunk(t0, 85, None));
     assert_eq!(
         placed,
         Placement {
