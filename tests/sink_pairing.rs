@@ -193,6 +193,28 @@ fn two_concurrent_echo_calls_stay_apart() {
     p2.set_state(gst::State::Null).unwrap();
 }
 
+/// The README's two calls on one port, in one pipeline, with one caller:
+/// the idle pair's sink has nothing to play, and with `async=false` it does
+/// not hold the pipeline (and so the busy pair's sink) out of PLAYING.
+#[test]
+fn two_pairs_in_one_pipeline_echo_with_one_caller() {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=a port=0 path=/echo call-name=a ! twiliostreamsink call-name=a async=false \
+         twiliostreamsrc name=b path=/echo call-name=b ! twiliostreamsink call-name=b async=false",
+    );
+    // Both on one port, as in the README (there 8080).
+    by_name(&p, "a").set_state(gst::State::Paused).unwrap();
+    let port = by_name(&p, "a").property::<u32>("bound-port");
+    by_name(&p, "b").set_property("port", port);
+    p.set_state(gst::State::Playing).unwrap();
+    let url = format!("ws://127.0.0.1:{port}/echo");
+    let a = speechlike(6000, 0.0);
+    let echoed = rt().block_on(echo_call(url, a.clone(), CallParams::default()));
+    assert!(best_correlation(&a, &echoed).0 >= 0.99);
+    p.set_state(gst::State::Null).unwrap();
+}
+
 #[test]
 fn call_name_pairs_elements_across_pipelines() {
     init();

@@ -265,7 +265,7 @@ def main():
         sys.exit("twiliostreamsrc not found: install the plugin with scripts/install")
     pipeline = Gst.parse_launch(
         f"twiliostreamsrc name=in host={args.host} port={args.port} path={args.path} "
-        "! queue ! level interval=20000000 ! fakesink sync=false "
+        "! queue ! level interval=20000000 ! fakesink sync=false async=false "
         "appsrc name=tts format=time is-live=true "
         f"caps=audio/x-raw,format=S16LE,rate={RATE},channels=1,layout=interleaved "
         "! twiliostreamsink name=out sync=false"

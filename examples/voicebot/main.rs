@@ -96,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let pipeline = gst::parse::launch(&format!(
         "twiliostreamsrc name=in host={} port={port} path={} \
-            ! queue ! level interval=20000000 ! fakesink sync=false \
+            ! queue ! level interval=20000000 ! fakesink sync=false async=false \
          appsrc name=tts format=time is-live=true \
             caps=audio/x-raw,format=S16LE,rate={},channels=1,layout=interleaved \
          ! queue ! twiliostreamsink name=out",
