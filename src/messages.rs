@@ -29,7 +29,7 @@ pub fn custom_parameters(start: &StartInfo) -> gst::Structure {
     s
 }
 
-/// `twilio-dtmf`: digit, and number when it is a DTMF digit.
+/// `twilio-dtmf`: digit, and its number (the session passes on keys only).
 pub fn dtmf(digit: &DtmfDigit) -> gst::Structure {
     let mut s = gst::Structure::builder("twilio-dtmf").field("digit", &digit.0);
     if let Some(number) = digit.number() {

@@ -261,9 +261,14 @@ impl Session {
             Inbound::Dtmf {
                 stream_sid, dtmf, ..
             } => {
-                if self.check_sid(&mut out, "dtmf", &stream_sid) {
+                let digit = DtmfDigit(dtmf.digit);
+                if !self.check_sid(&mut out, "dtmf", &stream_sid) {
+                } else if digit.number().is_none() {
+                    // Not a key of a phone's keypad: nothing to tell.
+                    out.invalid(format_args!("dtmf of an unknown digit {:?}", digit.0));
+                } else {
                     out.count(Stat::DtmfReceived, 1);
-                    out.event = Some(CallEvent::Dtmf(DtmfDigit(dtmf.digit)));
+                    out.event = Some(CallEvent::Dtmf(digit));
                 }
             }
             Inbound::Mark {

@@ -190,6 +190,15 @@ fn control_events_are_counted_and_stop_comes_once() {
     );
     assert!(matches!(h.event, Some(CallEvent::Dtmf(ref d)) if d.0 == "#"));
     assert_eq!(counts(&h), [(Stat::DtmfReceived, 1)]);
+    // Not a key: invalid, nothing posted.
+    for digit in ["Z", "", "12"] {
+        let h = s.handle(
+            &format!(r#"{{"event":"dtmf","streamSid":"MZ1","dtmf":{{"digit":"{digit}"}}}}"#),
+            Vec::new,
+        );
+        assert!(h.event.is_none(), "{digit:?}");
+        assert_eq!(counts(&h), [(Stat::InvalidMessages, 1)], "{digit:?}");
+    }
 
     let h = s.handle(
         r#"{"event":"mark","streamSid":"MZ1","mark":{"name":"greeting"}}"#,
