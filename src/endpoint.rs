@@ -271,11 +271,13 @@ impl Endpoint {
             "port" => self.port = uint() as u16,
             "path" => {
                 let path = string().unwrap_or_else(|| Self::DEFAULT_PATH.to_owned());
-                self.path = if path.starts_with('/') {
+                let path = if path.starts_with('/') {
                     path
                 } else {
                     format!("/{path}")
                 };
+                // As a request names it (a space or `ü` percent-encoded).
+                self.path = server::canonical_path(&path);
             }
             "auth-token" => self.auth_token = string(),
             "public-url" => self.public_url = string().filter(|s| !s.is_empty()),

@@ -414,3 +414,27 @@ fn the_auth_token_env_variable_is_documented_and_the_property_wins() {
         "TWILIO_AUTH_TOKEN"
     );
 }
+
+/// A path that needs percent-encoding is reached however either side
+/// wrote it: the element's `path` as typed (`/äb c`), the request as a
+/// client encodes it (lower- or upper-case escapes); a signed request is
+/// verified against the URL as sent.
+#[test]
+fn a_path_that_needs_encoding_is_reached_as_requests_name_it() {
+    init();
+    let (p, src) = echo(r#"path="/äb c" auth-token=12345"#);
+    assert_eq!(src.property::<String>("path"), "/%C3%A4b%20c");
+    let port = src.property::<u32>("bound-port");
+    for sent in ["/%C3%A4b%20c", "/%c3%a4b%20c"] {
+        let url = format!("ws://127.0.0.1:{port}{sent}");
+        let call = try_call(&signed(TOKEN, None), &url).expect(sent);
+        drop(call);
+    }
+    // Another path still gets a 404.
+    let url = format!("ws://127.0.0.1:{port}/%C3%A4b");
+    assert_eq!(
+        try_call(&signed(TOKEN, None), &url).err().as_deref(),
+        Some("HTTP 404")
+    );
+    set_state(&p, gst::State::Null);
+}

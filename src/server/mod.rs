@@ -25,7 +25,7 @@ mod tls;
 mod upgrade;
 
 pub use admission::CLOSE_TRY_AGAIN_LATER;
-pub(crate) use paths::PathConfig;
+pub(crate) use paths::{PathConfig, canonical_path};
 pub use registry::Registration;
 pub(crate) use registry::{ListenerConfig, register};
 pub(crate) use tls::TlsFiles;

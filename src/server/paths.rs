@@ -192,3 +192,54 @@ impl Shared {
             .max(64 * 1024)
     }
 }
+
+/// `path` as a URL path is sent, so that the path an element is given and
+/// the path a request names compare equal however each was written: what a
+/// path may not hold as it is (a space, anything not ASCII) percent-encoded
+/// (UTF-8), and the hex digits of escapes upper-case. `/ünï` and
+/// `/%c3%bcn%C3%AF` are both `/%C3%BCn%C3%AF`.
+pub fn canonical_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let escape = b == b'%'
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        if escape {
+            out.push('%');
+            out.push(bytes[i + 1].to_ascii_uppercase() as char);
+            out.push(bytes[i + 2].to_ascii_uppercase() as char);
+            i += 3;
+            continue;
+        }
+        // RFC 3986: unreserved, sub-delims, ':', '@' and the '/' between segments.
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::canonical_path;
+
+    #[test]
+    fn paths_compare_as_they_are_sent() {
+        assert_eq!(canonical_path("/ünï"), "/%C3%BCn%C3%AF");
+        assert_eq!(canonical_path("/%c3%bcn%C3%af"), "/%C3%BCn%C3%AF");
+        assert_eq!(canonical_path("/a b"), "/a%20b");
+        assert_eq!(canonical_path("/a%20b"), "/a%20b");
+        // What a path may hold stays as it is; a lone % is escaped.
+        assert_eq!(
+            canonical_path("/twilio/v1-echo_~.x;y=1@a:b"),
+            "/twilio/v1-echo_~.x;y=1@a:b"
+        );
+        assert_eq!(canonical_path("/100%"), "/100%25");
+    }
+}

@@ -113,7 +113,11 @@ where
         let accepted = accepted.clone();
         let shared = shared.clone();
         move |request: &Request, response: Response| {
-            let path = request.uri().path();
+            // The signature covers the URL as sent; elements are found by
+            // the canonical form (escapes upper-case) their paths have.
+            let sent = request.uri().path();
+            let canonical = super::canonical_path(sent);
+            let path = canonical.as_str();
             let Some((config, counters)) = shared.path_config(path) else {
                 gst::info!(CAT, "{peer}: nobody listens on {path}, answering 404");
                 return Err(reject(
@@ -121,7 +125,7 @@ where
                     "no stream is served on this path\n",
                 ));
             };
-            if let Err(why) = authorized(request, path, &config) {
+            if let Err(why) = authorized(request, sent, &config) {
                 PathCounters::count(&counters.signature_failures);
                 gst::warning!(CAT, "{peer}: {why}, answering 403");
                 return Err(reject(StatusCode::FORBIDDEN, &format!("{why}\n")));
