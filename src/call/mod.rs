@@ -145,6 +145,8 @@ pub struct Call {
     /// waiting for them: see [`Call::room`]).
     consumer_since: AtomicU64,
     closing: AtomicBool,
+    /// `end-stream` asked to end after the playout: a second asks nothing.
+    ending_after_playout: AtomicBool,
     close_requested: Notify,
     /// How our close frame says it, when not a plain normal close.
     close_frame: Mutex<Option<(u16, String)>>,
@@ -225,6 +227,7 @@ impl Call {
             room_waiters: AtomicUsize::new(0),
             consumer_since: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            ending_after_playout: AtomicBool::new(false),
             close_requested: Notify::new(),
             close_frame: Mutex::new(None),
             ended: Mutex::new(None),
@@ -440,7 +443,7 @@ impl Call {
     /// What both elements' `end-stream` action signal does with their call:
     /// [`end`](Self::end) now, or [`end_after_playout`](Self::end_after_playout)
     /// on the runtime (never blocking the caller). False if the call had
-    /// ended already.
+    /// ended already, or is already ending after the playout.
     pub fn end_stream(self: Arc<Self>, after_playout: bool) -> bool {
         if !self.is_open() || self.closing.load(Ordering::Relaxed) {
             call_log!(&self, info, "end-stream: the call has ended already");
@@ -452,6 +455,10 @@ impl Call {
             "ending the stream (after playout: {after_playout})"
         );
         if after_playout {
+            if self.ending_after_playout.swap(true, Ordering::SeqCst) {
+                call_log!(&self, info, "end-stream: already ending after the playout");
+                return false;
+            }
             RUNTIME.spawn(async move { self.end_after_playout("end-stream").await });
             true
         } else {
