@@ -304,6 +304,9 @@ impl TwilioStreamSrc {
             "latency" => {
                 settings.latency_ms = value.get().unwrap();
                 drop(settings);
+                // The fill deadline follows the latency: the fill timer
+                // looks again.
+                self.fill_timer_rearm();
                 let obj = self.obj();
                 let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
             }

@@ -15,7 +15,9 @@
 //!   apart), the timer converts the running time at which the audio placed
 //!   so far runs out ([`Shared::runs_out`], stored with each chunk) to a
 //!   time of its own from the last look: a wake that finds the due time
-//!   moved later sleeps on without a lock or a clock read.
+//!   moved later sleeps on without the element's locks or a clock read
+//!   (upgrading the timer's weak reference to the element takes GLib's
+//!   global weak-reference read lock, briefly).
 //! - Its wakes fall on a grid of [`FILL_GRID`], so that many calls' wakes
 //!   share one wake-up of the runtime (a fill is at most that much later).
 

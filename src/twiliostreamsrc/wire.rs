@@ -123,6 +123,7 @@ impl TwilioStreamSrc {
         timeline.advance(silence);
         let Some(payload) = payload else {
             timeline.advance(ticks);
+            self.ran_to(timeline);
             return Ok(None);
         };
         let span = timeline.span(ticks, output.factor(), output.delay());
@@ -138,6 +139,7 @@ impl TwilioStreamSrc {
             }
         }
         timeline.advance(ticks);
+        self.ran_to(timeline);
         Ok(Some(buffer))
     }
 }

@@ -283,7 +283,12 @@ impl Timeline {
             }
             skipped = 0;
         }
-        self.next_chunk = chunk.number.map(|c| c.saturating_add(1));
+        // Only forward: a chunk kept from behind must not make the next one
+        // count chunks it skipped.
+        self.next_chunk = match (chunk.number, self.next_chunk) {
+            (Some(got), Some(next)) => Some(next.max(got.saturating_add(1))),
+            (got, next) => got.map(|c| c.saturating_add(1)).or(next),
+        };
         if filled > 0 && due + GAP_TOLERANCE < self.position {
             // Late for time already filled: after the fill, and measured
             // from here on.

@@ -471,3 +471,18 @@ fn a_lost_stretch_within_the_fill_is_counted_and_late() {
     );
     assert!(placed.discont);
 }
+
+#[test]
+fn a_numbered_chunk_kept_from_far_behind_does_not_make_the_next_lost() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    for n in 1..100 {
+        timeline.place(&chunk(t0, 20 * n, Some(n + 1)));
+        timeline.advance(160);
+    }
+    // Chunk 2 again, 2 s late: kept (a timestamp gone back, not a
+    // duplicate by this window), and numbering does not go back with it.
+    assert!(timeline.place(&chunk(t0, 20, Some(2))).overlap);
+    timeline.advance(160);
+    assert_eq!(timeline.place(&chunk(t0, 2000, Some(101))).lost, 0);
+}

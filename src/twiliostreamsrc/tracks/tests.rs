@@ -381,3 +381,31 @@ fn a_flush_gives_up_the_wait_for_the_slower_track() {
     a.consume(160);
     assert!(a.fill(2400));
 }
+
+#[test]
+fn a_short_chunk_after_a_gap_counts_it_in_the_track_s_longest_chunks() {
+    let (mut a, t0) = both();
+    let mut lost = [0, 0];
+    let mut drain = |a: &mut Aligner| {
+        while let Some((frame, _, _)) = take(a) {
+            lost = [lost[0] + frame.lost[0], lost[1] + frame.lost[1]];
+        }
+    };
+    for n in 0..8u64 {
+        push(&mut a, t0, In, 20 * n, 1);
+        // Outbound: chunks 2 and 3 missing, then a chunk of 2 samples.
+        match n {
+            2 | 3 => {}
+            4 => {
+                a.push(Out, 1000 + 80, &[2; 2], t0 + Duration::from_millis(80));
+            }
+            _ => {
+                push(&mut a, t0, Out, 20 * n, 2);
+            }
+        }
+        drain(&mut a);
+    }
+    // Two 20 ms chunks, not 160 of 2 samples; the short chunk's missing
+    // rest (19.75 ms) one more.
+    assert_eq!(lost, [0, 3]);
+}
