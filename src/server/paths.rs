@@ -214,8 +214,10 @@ pub fn canonical_path(path: &str) -> String {
             i += 3;
             continue;
         }
-        // RFC 3986: unreserved, sub-delims, ':', '@' and the '/' between segments.
-        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) {
+        // RFC 3986: unreserved, sub-delims, ':', '@' and the '/' between
+        // segments; '?' and '#' too, which end a path (an element refuses
+        // a path holding them).
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?#".contains(&b) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -241,5 +243,7 @@ mod canonical_tests {
             "/twilio/v1-echo_~.x;y=1@a:b"
         );
         assert_eq!(canonical_path("/100%"), "/100%25");
+        // Left for the element to refuse.
+        assert_eq!(canonical_path("/media?x=1#y"), "/media?x=1#y");
     }
 }
