@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
 use gst::prelude::*;
 use twilio_emulator::audio::decode;
 use twilio_emulator::{CallParams, TwilioCall};
@@ -268,6 +268,23 @@ fn a_second_connection_for_the_same_call() {
     set_state(&p2, gst::State::Null);
 }
 
+/// `start` of an inbound-only call, for a client of the test's own.
+fn start_json(params: &CallParams) -> String {
+    gsttwiliostream::protocol::Inbound::Start {
+        sequence_number: None,
+        stream_sid: params.stream_sid.clone(),
+        start: gsttwiliostream::protocol::StartInfo {
+            account_sid: params.account_sid.clone(),
+            stream_sid: params.stream_sid.clone(),
+            call_sid: params.call_sid.clone(),
+            tracks: vec!["inbound".into()],
+            custom_parameters: Default::default(),
+            media_format: None,
+        },
+    }
+    .to_json()
+}
+
 #[test]
 fn abrupt_tcp_reset_mid_call() {
     let p = pipeline(
@@ -281,20 +298,8 @@ fn abrupt_tcp_reset_mid_call() {
         // A raw socket, so that it can be reset.
         let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
         let params = CallParams::default();
-        let start = gsttwiliostream::protocol::Inbound::Start {
-            sequence_number: None,
-            stream_sid: params.stream_sid.clone(),
-            start: gsttwiliostream::protocol::StartInfo {
-                account_sid: params.account_sid.clone(),
-                stream_sid: params.stream_sid.clone(),
-                call_sid: params.call_sid.clone(),
-                tracks: vec!["inbound".into()],
-                custom_parameters: Default::default(),
-                media_format: None,
-            },
-        };
         use tokio_tungstenite::tungstenite::Message;
-        ws.send(Message::text(start.to_json())).await.unwrap();
+        ws.send(Message::text(start_json(&params))).await.unwrap();
         let media = format!(
             r#"{{"event":"media","streamSid":"{}","media":{{"timestamp":"0","payload":"gICAgA=="}}}}"#,
             params.stream_sid
@@ -313,5 +318,48 @@ fn abrupt_tcp_reset_mid_call() {
     assert_eq!(got.samples(), vec![32124; 4]);
     let warning = warnings(&p.bus().unwrap()).pop().expect("a warning");
     assert!(warning.contains("before any stop message"), "{warning}");
+    set_state(&p, gst::State::Null);
+}
+
+/// A text frame that is not UTF-8 breaks the WebSocket protocol: the call
+/// ends with close code 1007 (RFC 6455), said in the close frame, not by
+/// dropping the connection; the audio before it went out.
+#[test]
+fn text_that_is_not_utf8_is_closed_with_1007() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let url = url_of(&by_name(&p, "src"));
+    let code = rt().block_on(async {
+        use tokio::io::AsyncWriteExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+        let params = CallParams::default();
+        ws.send(Message::text(start_json(&params))).await.unwrap();
+        let media = format!(
+            r#"{{"event":"media","streamSid":"{}","media":{{"timestamp":"0","payload":"gICAgA=="}}}}"#,
+            params.stream_sid
+        );
+        ws.send(Message::text(media)).await.unwrap();
+        // FIN + text, masked (a zero key), 2 bytes that are not UTF-8.
+        let frame = [0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe];
+        if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() {
+            tcp.write_all(&frame).await.unwrap();
+        }
+        loop {
+            match tokio::time::timeout(PATIENCE, ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    break frame.map(|f| u16::from(f.code));
+                }
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(code, Some(1007));
+    let got = collector.wait_eos();
+    assert_eq!(got.samples(), vec![32124; 4]);
     set_state(&p, gst::State::Null);
 }

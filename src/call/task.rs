@@ -31,6 +31,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 /// Close code for a message too big to read (RFC 6455).
 pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: a text frame that is not UTF-8 (RFC 6455, 7.4.1).
+const CLOSE_INVALID_DATA: u16 = 1007;
+/// Close code: the peer broke the WebSocket protocol (RFC 6455, 7.4.1).
+const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 
 /// The per-call task: reads, validates and dispatches Twilio's messages,
 /// writes ours, and ends when either side closes.
@@ -159,6 +163,16 @@ pub(super) async fn serve<S>(
                     Some(Err(WsError::Capacity(e))) => {
                         close(&mut ws, CLOSE_TOO_BIG, "message too big").await;
                         break Some(format!("Twilio sent a message too big to read ({e}), closed with 1009"));
+                    }
+                    Some(Err(WsError::Utf8(e))) => {
+                        // RFC 6455: a text frame that is not UTF-8 fails
+                        // the connection, with 1007.
+                        close(&mut ws, CLOSE_INVALID_DATA, "text that is not UTF-8").await;
+                        break Some(format!("Twilio sent text that is not UTF-8 ({e}), closed with 1007"));
+                    }
+                    Some(Err(WsError::Protocol(e))) => {
+                        close(&mut ws, CLOSE_PROTOCOL_ERROR, "WebSocket protocol error").await;
+                        break Some(format!("WebSocket protocol error ({e}), closed with 1002"));
                     }
                     Some(Err(e)) => break Some(format!("connection error: {e}")),
                     None => break Some("the connection dropped".to_owned()),
