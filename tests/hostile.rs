@@ -268,9 +268,16 @@ fn a_second_connection_for_the_same_call() {
     set_state(&p2, gst::State::Null);
 }
 
-/// `start` of an inbound-only call, for a client of the test's own.
-fn start_json(params: &CallParams) -> String {
-    gsttwiliostream::protocol::Inbound::Start {
+type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A call from a client of the test's own (its socket within reach):
+/// `start` of an inbound-only call, then one chunk of 4 samples.
+async fn raw_call(url: &str) -> RawWs {
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let params = CallParams::default();
+    let start = gsttwiliostream::protocol::Inbound::Start {
         sequence_number: None,
         stream_sid: params.stream_sid.clone(),
         start: gsttwiliostream::protocol::StartInfo {
@@ -281,8 +288,14 @@ fn start_json(params: &CallParams) -> String {
             custom_parameters: Default::default(),
             media_format: None,
         },
-    }
-    .to_json()
+    };
+    ws.send(Message::text(start.to_json())).await.unwrap();
+    let media = format!(
+        r#"{{"event":"media","streamSid":"{}","media":{{"timestamp":"0","payload":"gICAgA=="}}}}"#,
+        params.stream_sid
+    );
+    ws.send(Message::text(media)).await.unwrap();
+    ws
 }
 
 #[test]
@@ -296,15 +309,7 @@ fn abrupt_tcp_reset_mid_call() {
     let url = url_of(&src);
     rt().block_on(async {
         // A raw socket, so that it can be reset.
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
-        let params = CallParams::default();
-        use tokio_tungstenite::tungstenite::Message;
-        ws.send(Message::text(start_json(&params))).await.unwrap();
-        let media = format!(
-            r#"{{"event":"media","streamSid":"{}","media":{{"timestamp":"0","payload":"gICAgA=="}}}}"#,
-            params.stream_sid
-        );
-        ws.send(Message::text(media)).await.unwrap();
+        let ws = raw_call(&url).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         // SO_LINGER 0: closing sends a RST instead of a FIN (and does
         // not block: nothing is left to send).
@@ -335,14 +340,7 @@ fn text_that_is_not_utf8_is_closed_with_1007() {
     let code = rt().block_on(async {
         use tokio::io::AsyncWriteExt;
         use tokio_tungstenite::tungstenite::Message;
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
-        let params = CallParams::default();
-        ws.send(Message::text(start_json(&params))).await.unwrap();
-        let media = format!(
-            r#"{{"event":"media","streamSid":"{}","media":{{"timestamp":"0","payload":"gICAgA=="}}}}"#,
-            params.stream_sid
-        );
-        ws.send(Message::text(media)).await.unwrap();
+        let mut ws = raw_call(&url).await;
         // FIN + text, masked (a zero key), 2 bytes that are not UTF-8.
         let frame = [0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe];
         if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() {
