@@ -46,10 +46,9 @@ struct Lane {
     lost_mask: Vec<bool>,
     /// The byte of silence in the call's codec.
     silence: u8,
-    /// The length to count lost chunks in: its longest chunk so far.
+    /// The length to count lost chunks in: its longest chunk so far (a
+    /// short chunk must not make one gap many).
     chunk_len: u64,
-    /// The longest chunk of this track so far (0: none yet).
-    longest: u64,
     /// Silence filled since its last audio, and the chunks counted for it.
     run: u64,
     run_counted: u64,
@@ -73,7 +72,6 @@ impl Lane {
             lost_mask: Vec::with_capacity(room),
             silence: g711::SILENCE,
             chunk_len: DEFAULT_CHUNK,
-            longest: 0,
             run: 0,
             run_counted: 0,
             lost: 0,
@@ -232,10 +230,9 @@ impl Aligner {
         }
         let lane = &mut self.lanes[track.index()];
         if !ulaw.is_empty() {
-            // Lost chunks count in the longest length seen: short chunks
-            // must not make one gap many.
-            lane.longest = lane.longest.max(ulaw.len() as u64);
-            lane.chunk_len = lane.longest;
+            // The first chunk replaces the default, even a shorter one.
+            let longest = if lane.started { lane.chunk_len } else { 0 };
+            lane.chunk_len = longest.max(ulaw.len() as u64);
         }
         let filled = std::mem::take(&mut lane.filled);
         if filled > 0 && lane.started {
