@@ -171,7 +171,10 @@ fn telnyx_alaw_raw_output_is_the_payload_untouched() {
 /// Plays `codes` (8 kHz A-law) as a Telnyx call, every 4th chunk sent
 /// after the one that follows it; returns the src's output and its counters
 /// (reordered, too late, lost).
-fn play_swapped(window: u32, codes: &[u8]) -> (common::Collected, [u64; 3]) {
+/// Plays `codes` as a Telnyx A-law call, every fourth chunk swapped with
+/// the next: what came out, the counts of chunks reordered, too late and
+/// lost, and the call's loss in percent (`stats`).
+fn play_swapped(window: u32, codes: &[u8]) -> (common::Collected, [u64; 3], f64) {
     let (p, collector, url) = start(&format!(
         "twiliostreamsrc name=src port=0 reorder-window={window} ! audio/x-raw,rate=8000 ! \
          fakesink name=sink sync=false"
@@ -196,8 +199,12 @@ fn play_swapped(window: u32, codes: &[u8]) -> (common::Collected, [u64; 3]) {
     let src = by_name(&p, "src");
     let counts =
         ["chunks-reordered", "chunks-too-late", "chunks-lost"].map(|c| src.property::<u64>(c));
+    let loss = src
+        .property::<gst::Structure>("stats")
+        .get::<f64>("loss-percent")
+        .unwrap();
     set_state(&p, gst::State::Null);
-    (got, counts)
+    (got, counts, loss)
 }
 
 /// A-law codes, every chunk of 160 different from its neighbours.
@@ -209,18 +216,19 @@ fn distinct_chunks(chunks: usize) -> Vec<u8> {
 
 fn telnyx_media_out_of_order_comes_out_in_order() {
     let codes = distinct_chunks(40);
-    let (got, [reordered, too_late, lost]) = play_swapped(3, &codes);
+    let (got, [reordered, too_late, lost], loss) = play_swapped(3, &codes);
     let decoded: Vec<i16> = codes.iter().map(|&c| alaw::decode(c)).collect();
     assert_eq!(got.samples(), decoded);
     assert_contiguous(&got.buffers);
     // Chunks 3, 7, …, 35 (from 0) came after the next one; 39, the last,
     // had none to follow, so it came in order.
     assert_eq!((reordered, too_late, lost), (9, 0, 0));
+    assert_eq!(loss, 0.0);
 }
 
 fn without_the_reorder_window_a_chunk_after_its_successor_is_dropped() {
     let codes = distinct_chunks(40);
-    let (got, [reordered, too_late, lost]) = play_swapped(0, &codes);
+    let (got, [reordered, too_late, lost], loss) = play_swapped(0, &codes);
     let decoded: Vec<i16> = codes.iter().map(|&c| alaw::decode(c)).collect();
     // The timeline takes each swapped chunk's place for a gap (lost,
     // concealed, and the concealment merged into the next chunk), and drops
@@ -233,6 +241,9 @@ fn without_the_reorder_window_a_chunk_after_its_successor_is_dropped() {
     assert_eq!(samples[5 * 160..7 * 160], decoded[5 * 160..7 * 160]);
     assert_contiguous(&got.buffers);
     assert_eq!((reordered, too_late, lost), (0, 9, 9));
+    // Each swapped chunk is lost once, not also received when it comes
+    // too late: 9 of 40.
+    assert_eq!(loss, 9.0 / 40.0 * 100.0);
 }
 
 /// Dials the sink as `provider` streaming `format`.

@@ -69,6 +69,9 @@ pub(super) struct State {
     pub(super) meter: Meter,
     /// A `twilio-quality` message is due.
     pub(super) report_due: bool,
+    /// The chunk being handled was dropped whole (its time already went
+    /// out): the quality meter does not count it as received.
+    pub(super) chunk_dropped: bool,
     /// The call ended: after the resampler tail, EOS.
     pub(super) finished: bool,
     /// Serialized events to push once the segment is out.

@@ -214,6 +214,7 @@ impl TwilioStreamSrc {
         }
         let aligner = state.aligner.as_mut().expect("made with the timeline");
         let placed = aligner.push(chunk.track, chunk.timestamp_ms, &chunk.ulaw, chunk.arrival);
+        state.chunk_dropped = placed.late >= chunk.ulaw.len() as u64;
         let frame = aligner.next_frame();
         self.log_placed(state, chunk, &placed);
         // After a skipped gap, the frame after the jump goes out with the
@@ -405,6 +406,7 @@ impl TwilioStreamSrc {
         {
             self.note_placed(state, chunk, &placed);
         }
+        state.chunk_dropped = placed.stale;
         (!placed.stale).then_some((placed.silence, placed.discont))
     }
 

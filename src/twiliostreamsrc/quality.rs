@@ -69,7 +69,10 @@ impl TwilioStreamSrc {
             }
             None => state.carried[chunk.track.index()],
         };
-        if !measured || chunk.ulaw.is_empty() {
+        // A chunk dropped whole came again, or after its time was given
+        // up (counted lost then): received once, or lost, not both.
+        let dropped = std::mem::take(&mut state.chunk_dropped);
+        if !measured || chunk.ulaw.is_empty() || dropped {
             return;
         }
         let latency_ms = self.settings.lock().unwrap().latency_ms;
