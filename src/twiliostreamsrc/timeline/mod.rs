@@ -101,6 +101,50 @@ pub struct Span {
 }
 
 /// Where the stream is in time, from its first chunk on.
+/// Chunks a [`LossUnit`] remembers its longest length over, about: a
+/// second of 20 ms chunks.
+const LOSS_UNIT_WINDOW: u32 = 50;
+
+/// The length a gap's lost chunks are counted in (8 kHz samples): the
+/// longest chunk of the last 50 to 100, so that a short payload before or
+/// after a gap does not make it many lost chunks, and one long payload
+/// does not make later gaps count few for the rest of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LossUnit {
+    /// The longest of the last window and the current one.
+    longest: u64,
+    /// The longest of the current window.
+    window: u64,
+    /// Chunks seen in the current window.
+    seen: u32,
+}
+
+impl LossUnit {
+    pub fn new(first: u64) -> LossUnit {
+        LossUnit {
+            longest: first.max(1),
+            window: first,
+            seen: 1,
+        }
+    }
+
+    /// A chunk of `len` samples came.
+    pub fn see(&mut self, len: u64) {
+        self.longest = self.longest.max(len);
+        self.window = self.window.max(len);
+        self.seen += 1;
+        if self.seen >= LOSS_UNIT_WINDOW {
+            self.longest = self.window.max(1);
+            self.window = 0;
+            self.seen = 0;
+        }
+    }
+
+    pub fn get(&self) -> u64 {
+        self.longest
+    }
+}
+
 #[derive(Debug)]
 pub struct Timeline {
     /// Running time (ns) of stream position 0, before the output delay;
@@ -127,9 +171,8 @@ pub struct Timeline {
     filled: u64,
     /// Length of the last chunk: the unit of fill.
     chunk_len: u64,
-    /// Length of the longest chunk so far: the unit in which a gap counts
-    /// lost chunks (short chunks must not make one gap many).
-    unit: u64,
+    /// The unit in which a gap counts lost chunks.
+    unit: LossUnit,
 }
 
 impl Timeline {
@@ -158,7 +201,7 @@ impl Timeline {
             applied: 0,
             filled: 0,
             chunk_len: chunk.samples.max(1),
-            unit: chunk.samples.max(1),
+            unit: LossUnit::new(chunk.samples),
         }
     }
 
@@ -262,10 +305,8 @@ impl Timeline {
             placement.stale = true;
             return placement;
         }
-        // Lost chunks are counted in chunks of the longest length seen: a
-        // short chunk (before or after a gap) must not make it many.
-        self.unit = self.unit.max(chunk.samples);
-        let unit = self.unit;
+        self.unit.see(chunk.samples);
+        let unit = self.unit.get();
         self.chunk_len = chunk.samples.max(1);
         let filled = std::mem::take(&mut self.filled);
         let gap = due.saturating_sub(expected);

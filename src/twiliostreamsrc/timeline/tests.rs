@@ -154,6 +154,51 @@ fn short_chunks_in_a_row_do_not_make_a_gap_many() {
 }
 
 #[test]
+fn one_long_chunk_coarsens_the_count_for_a_second_at_most() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    // A 100 ms chunk, then 20 ms ones for 2 s.
+    let long = Chunk {
+        samples: 800,
+        ..chunk(t0, 20, Some(2))
+    };
+    assert_eq!(timeline.place(&long), contiguous());
+    timeline.advance(800);
+    let (mut ms, mut number) = (120, 3);
+    for _ in 0..100 {
+        assert_eq!(timeline.place(&chunk(t0, ms, Some(number))), contiguous());
+        timeline.advance(160);
+        (ms, number) = (ms + 20, number + 1);
+    }
+    // 100 ms missing: five 20 ms chunks lost, not one 100 ms chunk.
+    let placed = timeline.place(&chunk(t0, ms + 100, None));
+    assert_eq!((placed.silence, placed.lost), (800, 5));
+}
+
+#[test]
+fn the_loss_unit_is_the_longest_of_the_last_50_to_100_chunks() {
+    let mut unit = LossUnit::new(160);
+    unit.see(800);
+    for _ in 0..47 {
+        unit.see(160);
+    }
+    // 49 seen in the first window, the long one among them.
+    assert_eq!(unit.get(), 800);
+    unit.see(160);
+    // The window closed: its longest stays for the next one.
+    assert_eq!(unit.get(), 800);
+    for _ in 0..49 {
+        unit.see(160);
+        assert_eq!(unit.get(), 800);
+    }
+    unit.see(160);
+    assert_eq!(unit.get(), 160);
+    // A short chunk never lowers it below the window's longest.
+    unit.see(1);
+    assert_eq!(unit.get(), 160);
+}
+
+#[test]
 fn a_chunk_number_beyond_the_time_passed_counts_nothing_lost() {
     let t0 = Instant::now();
     let mut timeline = started(t0, &["inbound"]);

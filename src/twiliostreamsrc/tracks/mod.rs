@@ -23,7 +23,7 @@
 
 use std::time::Instant;
 
-use super::timeline::{Ahead, GAP_TOLERANCE, MAX_AHEAD, MAX_SILENCE};
+use super::timeline::{Ahead, GAP_TOLERANCE, LossUnit, MAX_AHEAD, MAX_SILENCE};
 use crate::codec::g711;
 use crate::protocol::Track;
 
@@ -46,9 +46,8 @@ struct Lane {
     lost_mask: Vec<bool>,
     /// The byte of silence in the call's codec.
     silence: u8,
-    /// The length to count lost chunks in: its longest chunk so far (a
-    /// short chunk must not make one gap many).
-    chunk_len: u64,
+    /// The length to count lost chunks in (see [`LossUnit`]).
+    unit: LossUnit,
     /// Silence filled since its last audio, and the chunks counted for it.
     run: u64,
     run_counted: u64,
@@ -71,7 +70,7 @@ impl Lane {
             pending: Vec::with_capacity(room),
             lost_mask: Vec::with_capacity(room),
             silence: g711::SILENCE,
-            chunk_len: DEFAULT_CHUNK,
+            unit: LossUnit::new(DEFAULT_CHUNK),
             run: 0,
             run_counted: 0,
             lost: 0,
@@ -91,7 +90,8 @@ impl Lane {
         }
         self.run += n;
         // Rounded to whole chunks: a run of half a chunk or more is one.
-        let counted = (self.run + self.chunk_len / 2) / self.chunk_len;
+        let unit = self.unit.get();
+        let counted = (self.run + unit / 2) / unit;
         if counted > self.run_counted {
             self.discont |= self.run_counted == 0;
             self.lost += counted - self.run_counted;
@@ -222,7 +222,8 @@ impl Aligner {
             self.skipped += skip;
             self.jump = Some((stream_end as u64, skip));
             for lane in self.lanes.iter_mut().filter(|l| l.expected && l.started) {
-                let counted = (skip + lane.chunk_len / 2) / lane.chunk_len;
+                let unit = lane.unit.get();
+                let counted = (skip + unit / 2) / unit;
                 lane.lost += counted;
                 lane.discont |= counted > 0;
             }
@@ -231,8 +232,12 @@ impl Aligner {
         let lane = &mut self.lanes[track.index()];
         if !ulaw.is_empty() {
             // The first chunk replaces the default, even a shorter one.
-            let longest = if lane.started { lane.chunk_len } else { 0 };
-            lane.chunk_len = longest.max(ulaw.len() as u64);
+            let len = ulaw.len() as u64;
+            if lane.started {
+                lane.unit.see(len);
+            } else {
+                lane.unit = LossUnit::new(len);
+            }
         }
         let filled = std::mem::take(&mut lane.filled);
         if filled > 0 && lane.started {
