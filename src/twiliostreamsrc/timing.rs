@@ -137,24 +137,30 @@ impl TwilioStreamSrc {
     /// the stream is being filled in time (a timeline runs, the call goes
     /// on, not paused).
     pub(super) fn fill_wait(&self) -> Option<Duration> {
-        self.fill_look().map(|look| look.wait)
+        self.fill_times().map(|(wait, _, _)| wait)
     }
 
     /// [`Self::fill_wait`], with the running time and the time of the
     /// look, for the fill timer of `shared-threads`.
     pub(super) fn fill_look(&self) -> Option<FillLook> {
+        self.fill_times().map(|(wait, running, deadline)| FillLook {
+            wait,
+            running: running.nseconds(),
+            at: tokio::time::Instant::now(),
+            deadline: deadline.nseconds(),
+        })
+    }
+
+    /// The wait until the fill is due, the running time and the deadline.
+    fn fill_times(&self) -> Option<(Duration, gst::ClockTime, gst::ClockTime)> {
         let deadline = self.fill_deadline();
         let state = self.state.lock().unwrap();
         match (&state.timeline, state.finished) {
             (Some(timeline), false) if !state.resume.paused => {
                 let due = timeline.fill_due(deadline);
                 let now = self.running_time();
-                Some(FillLook {
-                    wait: Duration::from_nanos(due.saturating_sub(now).nseconds()),
-                    running: now.nseconds(),
-                    at: tokio::time::Instant::now(),
-                    deadline: deadline.nseconds(),
-                })
+                let wait = Duration::from_nanos(due.saturating_sub(now).nseconds());
+                Some((wait, now, deadline))
             }
             _ => None,
         }
