@@ -260,3 +260,39 @@ fn a_push_held_up_by_a_pause_is_no_reason_to_fall_back() {
     );
     set_state(&p, gst::State::Null);
 }
+
+#[test]
+fn num_buffers_is_honoured_by_pushing_from_the_streaming_thread() {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 num-buffers=5 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let threads = record_threads(&by_name(&p, "sink"));
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    assert!(by_name(&p, "src").property::<bool>("shared-threads"));
+    let url = url_of(&by_name(&p, "src"));
+    let ulaw: Vec<u8> = (0..3200u32).map(|i| (i * 13 % 256) as u8).collect();
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        send_chunks(&mut call, &ulaw).await;
+        // The src is at EOS after 5 buffers: the call stays open until the
+        // pipeline stops.
+        let got = collector.wait_eos();
+        assert_eq!(got.buffers.len(), 5);
+        assert_eq!(got.samples(), decode(&ulaw[..5 * 160]));
+        call.close().await;
+    });
+    assert!(
+        threads
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|name| !name.starts_with("twiliostream")),
+        "{:?}",
+        threads.lock().unwrap()
+    );
+    set_state(&p, gst::State::Null);
+}

@@ -156,7 +156,7 @@ impl TwilioStreamSrc {
             );
             return Err(gst::FlowError::Error);
         };
-        if self.settings.lock().unwrap().shared_threads {
+        if self.shared.enabled() {
             // A strong reference: upgrading a weak one per chunk takes
             // GLib's global weak-ref lock. `stop` drops the consumer, which
             // ends the cycle (element → call → consumer → element).
@@ -171,7 +171,7 @@ impl TwilioStreamSrc {
             state.events = Some(events);
             state.call = Some(call);
         }
-        if self.settings.lock().unwrap().shared_threads {
+        if self.shared.enabled() {
             self.spawn_fill_timer();
         }
         self.obj().notify("connected");
@@ -428,7 +428,17 @@ impl BaseSrcImpl for TwilioStreamSrc {
             state.converter.set_concealment(conceal);
             state.stereo.set_concealment(conceal);
         }
-        self.shared.start(settings.shared_threads);
+        // BaseSrc counts `num-buffers` in its own loop: a run that sets it
+        // pushes from the streaming thread.
+        let limited = self.obj().num_buffers() >= 0;
+        if settings.shared_threads && limited {
+            gst::info!(
+                CAT,
+                imp = self,
+                "num-buffers is set: pushing from the streaming thread"
+            );
+        }
+        self.shared.start(settings.shared_threads && !limited);
         // A call left from an earlier run must not be taken for a new one.
         let slot = self.slot();
         if let Some(call) = slot.take() {
@@ -547,7 +557,7 @@ impl PushSrcImpl for TwilioStreamSrc {
                 self.claim(call)?;
                 continue;
             };
-            if self.settings.lock().unwrap().shared_threads && !self.shared.fell_back() {
+            if self.shared.enabled() && !self.shared.fell_back() {
                 // The call's task pushes from now on; this thread only waits
                 // for the element to stop, or for downstream to block a push.
                 state.events = Some(events);

@@ -116,6 +116,11 @@ impl Shared {
             && !self.fallback.load(Ordering::SeqCst)
     }
 
+    /// This run pushes from the network threads (until a fallback).
+    pub(super) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::SeqCst)
+    }
+
     /// Downstream blocked a push this run: the streaming thread pushes.
     pub(super) fn fell_back(&self) -> bool {
         self.fallback.load(Ordering::SeqCst)
@@ -130,7 +135,7 @@ impl TwilioStreamSrc {
         // What the call queued while paused goes out now, from a
         // network thread like the rest.
         let claimed = self.state.lock().unwrap().events.is_some();
-        if claimed && self.settings.lock().unwrap().shared_threads {
+        if claimed && self.shared.enabled() {
             self.drain_shared_soon();
         }
     }
