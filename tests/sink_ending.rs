@@ -17,16 +17,6 @@ const PCM_8K: &str = "audio/x-raw,format=S16LE,rate=8000,channels=1,layout=inter
 const EOS_MARK: &str = "twiliostream-eos";
 const END_MARK: &str = "twiliostream-end";
 
-/// The names of the marks among `got`, in order.
-fn marks(got: &[Received]) -> Vec<String> {
-    got.iter()
-        .filter_map(|r| match r {
-            Received::Message(Outbound::Mark { mark, .. }, _) => Some(mark.name.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Everything the plugin sends until it closes the WebSocket.
 fn until_closed(call: &mut TwilioCall) -> Vec<Received> {
     let got = receive_until(call, |_| false);
@@ -35,28 +25,6 @@ fn until_closed(call: &mut TwilioCall) -> Vec<Received> {
         "not closed: {got:?}"
     );
     got
-}
-
-/// Pops bus messages until `done` says so; all of them.
-fn messages_until(bus: &gst::Bus, done: impl Fn(&[gst::Message]) -> bool) -> Vec<gst::Message> {
-    let mut messages = Vec::new();
-    while !done(&messages) {
-        let msg = bus
-            .timed_pop(gst::ClockTime::from_seconds(PATIENCE.as_secs()))
-            .unwrap_or_else(|| panic!("no more messages; so far {messages:?}"));
-        messages.push(msg);
-    }
-    messages
-}
-
-fn has_eos(messages: &[gst::Message]) -> bool {
-    messages
-        .iter()
-        .any(|m| matches!(m.view(), gst::MessageView::Eos(_)))
-}
-
-fn has_element(messages: &[gst::Message], name: &str) -> bool {
-    !element_messages(messages, name).is_empty()
 }
 
 fn no_warnings_or_errors(messages: &[gst::Message]) {

@@ -290,12 +290,14 @@ impl Call {
     }
 
     /// Waits until Twilio has echoed `n` marks in all (they come back in
-    /// the order they were sent), or the call ended.
+    /// the order they were sent), or stopped the stream (it plays no more),
+    /// or the call ended.
     pub async fn marks_echoed(&self, n: u64) {
         let mut echoed = self.marks_echoed.subscribe();
         let mut open = self.open.subscribe();
         tokio::select! {
-            _ = echoed.wait_for(|&count| count >= n) => {}
+            // `stop` notifies this watch too (see `task::apply`).
+            _ = echoed.wait_for(|&count| count >= n || self.is_stopped()) => {}
             _ = open.wait_for(|open| !open) => {}
         }
     }

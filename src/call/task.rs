@@ -249,7 +249,11 @@ fn apply(call: &Call, events: &EventSender, handled: Handled) -> bool {
             call.start.send_replace(Some(start.clone()));
         }
         CallEvent::Mark(_) => call.marks_echoed.send_modify(|n| *n += 1),
-        CallEvent::Stop(_) => call.stopped.store(true, Ordering::Relaxed),
+        CallEvent::Stop(_) => {
+            call.stopped.store(true, Ordering::Relaxed);
+            // Twilio plays no more: whoever waits for a mark's echo stops.
+            call.marks_echoed.send_modify(|_| {});
+        }
         _ => {}
     }
     queue(call, events, event);

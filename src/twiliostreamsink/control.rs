@@ -195,8 +195,10 @@ impl TwilioStreamSink {
     /// EOS: sends what the sink still holds (the partial frame, the
     /// resampler's tail); then, with a call Twilio has not stopped, plays
     /// out and ends the stream (`end-stream-on-eos`), or only plays out when
-    /// the call is the sink's own (its state change hangs up).
-    pub(super) fn eos(&self) {
+    /// the call is the sink's own (its state change hangs up). False if a
+    /// flush or a stop came meanwhile: the EOS is dropped, as BaseSink
+    /// drops what comes while it flushes.
+    pub(super) fn eos(&self) -> bool {
         let adopted = self.adopt_call();
         let owns_call = {
             let mut state = self.state.lock().unwrap();
@@ -204,19 +206,44 @@ impl TwilioStreamSink {
             let _ = state.send_frames(Take::All);
             state.registration.is_some()
         };
+        if adopted.is_none() && owns_call {
+            self.stop_listening();
+        }
         let Some((call, _)) = adopted.filter(|(c, _)| c.is_open() && !c.is_stopped()) else {
-            return;
+            return true;
         };
         let end = self.settings.lock().unwrap().end_stream_on_eos;
         if end || owns_call {
-            self.play_out(call, end);
+            return self.play_out(call, end);
         }
+        true
     }
 
-    /// Sends [`EOS_MARK`] and waits until Twilio echoes it, at most
-    /// [`Call::playout_bound`], cancelled by a flush or state change; then,
-    /// if `end` (and not cancelled), ends the stream.
-    fn play_out(&self, call: Arc<Call>, end: bool) {
+    /// EOS before any call, in a sink that listens itself: no call is taken
+    /// any more (one that came and has not started is hung up), until the
+    /// sink starts again; else the next caller would hear nothing, for good.
+    fn stop_listening(&self) {
+        let (registration, held) = {
+            let mut state = self.state.lock().unwrap();
+            let held = state.slot.as_ref().and_then(|s| s.take());
+            state.bound_port = 0;
+            (state.registration.take(), held)
+        };
+        gst::info!(CAT, imp = self, "EOS before any call: no longer listening");
+        drop(registration);
+        if let Some(call) = held {
+            call.close();
+        }
+        self.obj().notify("bound-port");
+    }
+
+    /// Sends [`EOS_MARK`] and waits until Twilio echoes it (or stops the
+    /// stream), at most [`Call::playout_bound`]; then, if `end`, ends the
+    /// stream. A pause suspends the wait until PLAYING (as BaseSink's own
+    /// waits do); a flush or a stop of the element ends it and the stream is
+    /// not ended: false, the EOS is dropped. A flush's `clear` makes Twilio
+    /// echo the mark at once: that is no playout either.
+    fn play_out(&self, call: Arc<Call>, end: bool) -> bool {
         if tokio::runtime::Handle::try_current().is_ok() {
             // On the runtime (a shared-threads src pushed the EOS from the
             // call's own task): waiting here would hold up the very task
@@ -224,11 +251,11 @@ impl TwilioStreamSink {
             gst::debug!(CAT, imp = self, "EOS: playing out in the background");
             RUNTIME.spawn(async move {
                 call.play_out(EOS_MARK).await;
-                if end {
+                if end && !call.is_stopped() {
                     call.end("eos");
                 }
             });
-            return;
+            return true;
         }
         let bound = call.playout_bound();
         gst::debug!(
@@ -236,23 +263,40 @@ impl TwilioStreamSink {
             imp = self,
             "EOS: waiting up to {bound:?} for Twilio to play out"
         );
-        let waiting = RUNTIME.spawn({
+        let mut waiting = RUNTIME.spawn({
             let call = call.clone();
             async move { call.play_out(EOS_MARK).await }
         });
-        let abort = waiting.abort_handle();
-        match wait(&self.canceller, waiting) {
-            Ok(Ok(true)) => gst::debug!(CAT, imp = self, "EOS: played out"),
-            Ok(_) => gst::warning!(
+        let played = loop {
+            match wait(&self.canceller, &mut waiting) {
+                Ok(played) => break played.unwrap_or(false),
+                // A pause: wait for PLAYING again (the wait goes on), or
+                // for the flush or stop that makes this fail.
+                Err(_) => {
+                    if self.obj().wait_preroll().is_err() {
+                        waiting.abort();
+                        gst::debug!(CAT, imp = self, "EOS: flushing, the stream goes on");
+                        return false;
+                    }
+                }
+            }
+        };
+        if self.state.lock().unwrap().flushing {
+            gst::debug!(CAT, imp = self, "EOS: a flush came, the stream goes on");
+            return false;
+        }
+        if call.is_stopped() {
+            gst::debug!(CAT, imp = self, "EOS: Twilio stopped the stream meanwhile");
+            return true;
+        }
+        if played {
+            gst::debug!(CAT, imp = self, "EOS: played out");
+        } else {
+            gst::warning!(
                 CAT,
                 imp = self,
                 "EOS: Twilio did not confirm playout within {bound:?}"
-            ),
-            Err(_) => {
-                abort.abort();
-                gst::debug!(CAT, imp = self, "EOS: stopped waiting for playout");
-                return;
-            }
+            );
         }
         if end && call.end("eos") {
             gst::info!(CAT, imp = self, "{call:?}: EOS, stream ended");
@@ -267,6 +311,7 @@ impl TwilioStreamSink {
                 let _ = wait(&self.canceller, posted);
             }
         }
+        true
     }
 }
 

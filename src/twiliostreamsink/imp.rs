@@ -488,7 +488,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                     self.state.lock().unwrap().segment = segment;
                 }
             }
-            gst::EventView::Eos(_) => self.eos(),
+            gst::EventView::Eos(_) if !self.eos() => return false,
             _ => {}
         }
         self.parent_event(event)

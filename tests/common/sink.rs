@@ -98,3 +98,35 @@ pub fn amplitude(x: &[i16], freq: f64) -> f64 {
     }
     2.0 * (re * re + im * im).sqrt() / x.len() as f64
 }
+
+/// The names of the marks among `got`, in order.
+pub fn marks(got: &[Received]) -> Vec<String> {
+    got.iter()
+        .filter_map(|r| match r {
+            Received::Message(Outbound::Mark { mark, .. }, _) => Some(mark.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Pops bus messages until `done` says so; all of them.
+pub fn messages_until(bus: &gst::Bus, done: impl Fn(&[gst::Message]) -> bool) -> Vec<gst::Message> {
+    let mut messages = Vec::new();
+    while !done(&messages) {
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_seconds(PATIENCE.as_secs()))
+            .unwrap_or_else(|| panic!("no more messages; so far {messages:?}"));
+        messages.push(msg);
+    }
+    messages
+}
+
+pub fn has_eos(messages: &[gst::Message]) -> bool {
+    messages
+        .iter()
+        .any(|m| matches!(m.view(), gst::MessageView::Eos(_)))
+}
+
+pub fn has_element(messages: &[gst::Message], name: &str) -> bool {
+    !element_messages(messages, name).is_empty()
+}

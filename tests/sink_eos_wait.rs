@@ -1,0 +1,163 @@
+//! twiliostreamsink end to end, what may come while it waits at EOS for
+//! Twilio to play everything out: a flush (barge-in: the EOS is dropped and
+//! the call goes on), a pause (the wait goes on once PLAYING again),
+//! Twilio's `stop` (EOS goes through, nothing to end); and an EOS before any
+//! call (a sink that listens itself stops taking calls).
+
+mod common;
+
+use common::sink::*;
+use common::*;
+use gst::prelude::*;
+use gsttwiliostream::protocol::Outbound;
+use twilio_emulator::{Playout, Received, TwilioCall};
+
+const EOS_MARK: &str = "twiliostream-eos";
+
+/// A sink listening itself, fed by an appsrc at 8 kHz.
+fn appsrc_sink() -> (gst::Pipeline, gst::Element, gst::Element) {
+    let p = pipeline(
+        "appsrc name=app format=time \
+         caps=audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved ! \
+         twiliostreamsink name=sink port=0 sync=false",
+    );
+    set_state(&p, gst::State::Playing);
+    let (app, sink) = (by_name(&p, "app"), by_name(&p, "sink"));
+    (p, app, sink)
+}
+
+fn push(app: &gst::Element, samples: &[i16]) {
+    let ret = app.emit_by_name::<gst::FlowReturn>("push-buffer", &[&pcm_buffer(samples)]);
+    assert_eq!(ret, gst::FlowReturn::Ok);
+}
+
+fn end_of_stream(app: &gst::Element) {
+    let ret = app.emit_by_name::<gst::FlowReturn>("end-of-stream", &[]);
+    assert_eq!(ret, gst::FlowReturn::Ok);
+}
+
+fn is_eos_mark(r: &Received) -> bool {
+    matches!(r, Received::Message(Outbound::Mark { mark, .. }, _) if mark.name == EOS_MARK)
+}
+
+/// Twilio dials `sink`, which plays `seconds` of a tone and reaches EOS;
+/// returns once the EOS mark is on the wire (the sink waits for its echo),
+/// with what came so far.
+fn eos_waiting(
+    app: &gst::Element,
+    sink: &gst::Element,
+    seconds: usize,
+) -> (TwilioCall, Vec<Received>) {
+    let mut call = dial(sink, Playout::RealTime);
+    push(app, &sine(440.0, 8000.0, 8000.0, seconds * 8000));
+    end_of_stream(app);
+    let got = receive_until(&mut call, |got| got.iter().any(is_eos_mark));
+    (call, got)
+}
+
+fn eos_count(messages: &[gst::Message]) -> usize {
+    messages
+        .iter()
+        .filter(|m| matches!(m.view(), gst::MessageView::Eos(_)))
+        .count()
+}
+
+#[test]
+fn a_flush_during_the_eos_wait_drops_that_eos_and_the_call_goes_on() {
+    init();
+    let (p, app, sink) = appsrc_sink();
+    let bus = p.bus().unwrap();
+    let (mut call, _) = eos_waiting(&app, &sink, 2);
+    // A flush from upstream (a seek, a barge-in): it becomes a clear, which
+    // makes Twilio echo the EOS mark at once (as it echoes every mark a
+    // clear drops). Sent to the sink's pad: an appsrc flushed after its
+    // end-of-stream would send EOS again.
+    let pad = sink.static_pad("sink").unwrap();
+    assert!(pad.send_event(gst::event::FlushStart::new()));
+    assert!(pad.send_event(gst::event::FlushStop::new(false)));
+    let mut messages = messages_until(&bus, |m| has_element(m, "twilio-clear"));
+    let got = receive_until(&mut call, |got| {
+        got.iter()
+            .any(|r| matches!(r, Received::Message(Outbound::Clear { .. }, _)))
+    });
+    assert!(!got.contains(&Received::Closed(Some(1000))), "{got:?}");
+    // The call is still on: the application ends it when it wants.
+    assert!(sink.emit_by_name::<bool>("end-stream", &[&false]));
+    let got = receive_until(&mut call, |_| false);
+    assert_eq!(got.last(), Some(&Received::Closed(Some(1000))));
+    messages.extend(messages_until(&bus, |m| has_element(m, "twilio-ended")));
+    messages.extend(drain_messages(&bus));
+    // No EOS message for the flushed stream, and not ended at its EOS.
+    assert_eq!(eos_count(&messages), 0, "{messages:?}");
+    let ended = element_messages(&messages, "twilio-ended");
+    assert_eq!(ended[0].get::<String>("reason").unwrap(), "end-stream");
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_pause_during_the_eos_wait_holds_it_until_playing() {
+    init();
+    let (p, app, sink) = appsrc_sink();
+    let bus = p.bus().unwrap();
+    let (mut call, mut got) = eos_waiting(&app, &sink, 1);
+    set_state(&p, gst::State::Paused);
+    set_state(&p, gst::State::Playing);
+    // The wait went on: the call ends once Twilio played everything.
+    got.extend(receive_until(&mut call, |_| false));
+    assert_eq!(got.last(), Some(&Received::Closed(Some(1000))));
+    let sent = media_bytes(&got).len();
+    assert_eq!(sent, 8000);
+    assert_eq!(
+        call.playback().played.len(),
+        sent,
+        "closed before the playout"
+    );
+    let mut messages = messages_until(&bus, has_eos);
+    messages.extend(drain_messages(&bus));
+    assert_eq!(eos_count(&messages), 1);
+    let ended = element_messages(&messages, "twilio-ended");
+    assert_eq!(ended[0].get::<String>("reason").unwrap(), "eos");
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn twilios_stop_during_the_eos_wait_lets_eos_through_with_nothing_to_end() {
+    init();
+    let (p, app, sink) = appsrc_sink();
+    let bus = p.bus().unwrap();
+    // 3 s queued at Twilio, which stops the stream (the caller hung up)
+    // and keeps the socket open.
+    let (mut call, _) = eos_waiting(&app, &sink, 3);
+    call.send_stop().unwrap();
+    // (The sink posts its own call's messages from a task: in any order
+    // with the EOS.)
+    let messages = messages_until(&bus, |m| has_eos(m) && has_element(m, "twilio-stop"));
+    // The call is over on Twilio's side: the sink does not end it.
+    assert!(!has_element(&messages, "twilio-ended"), "{messages:?}");
+    assert!(
+        call.try_recv()
+            .is_none_or(|r| r != Received::Closed(Some(1000))),
+        "closed a stopped call"
+    );
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn eos_before_any_call_stops_listening_until_started_again() {
+    init();
+    let (p, app, sink) = appsrc_sink();
+    let bus = p.bus().unwrap();
+    let url = url_of(&sink);
+    end_of_stream(&app);
+    messages_until(&bus, has_eos);
+    // Nothing to play: no caller is taken into silence.
+    assert_eq!(sink.property::<u32>("bound-port"), 0);
+    assert!(!sink.property::<bool>("connected"));
+    let refused = rt().block_on(TwilioCall::start(&url, Default::default()));
+    assert!(refused.is_err());
+    // Started again, it listens again.
+    set_state(&p, gst::State::Ready);
+    set_state(&p, gst::State::Playing);
+    assert_ne!(sink.property::<u32>("bound-port"), 0);
+    set_state(&p, gst::State::Null);
+}
