@@ -260,7 +260,8 @@ pub const SINK_COUNTERS: &[Counter] = &[
         Stat::OutboundTranscodeErrors,
         "transcode-errors",
         "Transcode errors",
-        "Input that could not be encoded (a dangling byte of a 16-bit sample) and was dropped",
+        "Input buffers that split a 16-bit sample (raw audio should hold whole samples; \
+         the odd byte waits for the next buffer)",
     ),
     counter(
         Stat::ChunksDropped,

@@ -117,6 +117,7 @@ impl TwilioStreamSink {
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::Settings,
+                ("Mark name too long: not sent"),
                 [
                     "mark name of {len} bytes not sent: at most {MAX_MARK_NAME_BYTES} \
                      (JSON-escaped), so that Twilio's echo fits max-message-size"
