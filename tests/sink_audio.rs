@@ -148,3 +148,29 @@ fn a_source_faster_than_real_time_is_paced_by_max_lead() {
         );
     }
 }
+
+#[test]
+fn a_buffer_longer_than_the_writer_holds_goes_out_whole_and_paced() {
+    init();
+    // 45 s in one buffer, in 1 ms frames: about 6 MB of messages, past the
+    // writer's 4 MiB limit had they gone to it at once.
+    let p = pipeline(
+        "appsrc name=app format=time \
+         caps=audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved ! \
+         twiliostreamsink name=sink port=0 chunk-duration=1",
+    );
+    set_state(&p, gst::State::Playing);
+    let (app, sink) = (by_name(&p, "app"), by_name(&p, "sink"));
+    let mut call = dial(&sink, Playout::RealTime);
+    let tone = sine(440.0, 8000.0, 8000.0, 45 * 8000);
+    let ret = app.emit_by_name::<gst::FlowReturn>("push-buffer", &[&pcm_buffer(&tone)]);
+    assert_eq!(ret, gst::FlowReturn::Ok);
+    // The first 2 s come in order, and nothing was dropped on the way.
+    let got = receive_until(&mut call, |got| media_bytes(got).len() >= 2 * 8000);
+    assert_eq!(sink.property::<u64>("chunks-dropped"), 0);
+    let sent = media_bytes(&got);
+    let expected = twilio_emulator::audio::encode(&tone[..sent.len()]);
+    assert_eq!(sent, expected);
+    // Stopping does not wait for the rest.
+    set_state(&p, gst::State::Null);
+}

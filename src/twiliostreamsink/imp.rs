@@ -48,6 +48,9 @@ pub const CLEAR_EVENT: &str = "twilio-clear";
 /// Audio waiting in the call's writer beyond which `render()` waits for it
 /// to be written: a source faster than real time is held back here.
 pub const MAX_QUEUED: std::time::Duration = std::time::Duration::from_secs(1);
+/// Frames `render()` hands the writer at a time, waiting for room between
+/// batches: a buffer of minutes stays within the writer's byte limit.
+const BATCH_FRAMES: usize = 50;
 /// Nanoseconds per 8 kHz sample.
 const NS_PER_SAMPLE: u64 = 125_000;
 
@@ -431,24 +434,42 @@ impl BaseSinkImpl for TwilioStreamSink {
         if pushed.split_sample {
             self.split_sample(&state, map.len());
         }
-        state.send_frames(Take::WholeFrames)?;
-        let call = state.call.clone();
-        drop(state);
         drop(map);
         // Faster than real time: wait here for the writer, not on the clock.
         // Never on a network thread (a shared-threads push), which the
-        // writer itself may need.
-        if let Some(call) = call
-            && call.queued_audio() > MAX_QUEUED
-            && tokio::runtime::Handle::try_current().is_err()
-        {
-            // A pause cancels the wait (unlock()): as BaseSink asks, wait
-            // for PLAYING again (or a flush) and go on waiting.
-            while wait(&self.canceller, call.room(MAX_QUEUED)).is_err() {
-                self.obj().wait_preroll()?;
+        // writer itself may need. A long buffer goes to the writer a batch
+        // at a time, each once there is room for it: all at once, it could
+        // pass the writer's byte limit and be dropped.
+        let may_wait = tokio::runtime::Handle::try_current().is_err();
+        let take = if may_wait {
+            Take::AtMost(BATCH_FRAMES)
+        } else {
+            Take::WholeFrames
+        };
+        loop {
+            state.send_frames(take)?;
+            // (Without a call nothing went: nothing to wait for.)
+            let call = state.call.clone();
+            let more = call.is_some() && state.framer.whole_frame_pending();
+            drop(state);
+            if let Some(call) = call
+                && may_wait
+                && call.queued_audio() > MAX_QUEUED
+            {
+                // A pause cancels the wait (unlock()): as BaseSink asks,
+                // wait for PLAYING again (or a flush) and go on waiting.
+                while wait(&self.canceller, call.room(MAX_QUEUED)).is_err() {
+                    self.obj().wait_preroll()?;
+                }
+            }
+            if !more {
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            state = self.state.lock().unwrap();
+            if state.flushing {
+                return Err(gst::FlowError::Flushing);
             }
         }
-        Ok(gst::FlowSuccess::Ok)
     }
 
     fn event(&self, event: gst::Event) -> bool {

@@ -54,6 +54,8 @@ pub struct Pushed {
 pub enum Take {
     /// Whole frames only; the partial rest stays pending.
     WholeFrames,
+    /// At most this many whole frames; the rest stays pending.
+    AtMost(usize),
     /// Everything pending, the partial rest as a last, shorter frame (before
     /// a mark, at EOS), padded with silence to the provider's minimum.
     All,
@@ -321,9 +323,15 @@ impl Framer {
             let odd = self.pending.len() % width;
             self.pending.truncate(self.pending.len() - odd);
         }
+        let limit = match take {
+            Take::AtMost(n) => n.saturating_mul(frame),
+            _ => usize::MAX,
+        };
         let mut sent = 0;
         let mut result = Ok(());
-        while self.pending.len() - sent >= frame || (all && sent < self.pending.len()) {
+        while (self.pending.len() - sent >= frame && sent < limit)
+            || (all && sent < self.pending.len())
+        {
             let end = (sent + frame).min(self.pending.len());
             result = send(
                 self.emitted + (sent / width) as u64,
@@ -361,6 +369,12 @@ impl Framer {
         self.packet_ends.drain(..sent);
         self.packet_ends.iter_mut().for_each(|e| *e -= start);
         result
+    }
+
+    /// A whole frame is pending (one [`Take::AtMost`] left).
+    pub fn whole_frame_pending(&self) -> bool {
+        !matches!(self.encoding, Some(Encoding::Packets))
+            && self.pending.len() >= self.frame_bytes().max(self.target.bytes_per_tick())
     }
 
     /// Drops the pending audio (the call it was for is gone).

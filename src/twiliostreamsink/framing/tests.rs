@@ -411,3 +411,19 @@ fn a_provider_minimum_lengthens_frames_and_pads_the_last() {
     assert_eq!(got[1].len(), 160);
     assert!(got[1][40..].iter().all(|&b| b == alaw::SILENCE));
 }
+
+#[test]
+fn at_most_n_frames_leaves_the_rest_pending() {
+    let mut f = framer(Input::Pcm(8000), 160);
+    let pcm = signal(1000);
+    f.push(&s16le(&pcm)).unwrap();
+    let first = frames(&mut f, Take::AtMost(2));
+    assert_eq!(first.len(), 2);
+    assert!(f.whole_frame_pending());
+    let rest = frames(&mut f, Take::AtMost(10));
+    assert_eq!(rest.len(), 4);
+    assert!(!f.whole_frame_pending());
+    // In order, and the partial frame still waits.
+    assert_eq!([first, rest].concat().concat(), encode(&pcm[..960]));
+    assert_eq!(f.pending().len(), 40);
+}
