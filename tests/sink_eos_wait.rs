@@ -2,7 +2,7 @@
 //! Twilio to play everything out: a flush (barge-in: the EOS is dropped and
 //! the call goes on), a pause (the wait goes on once PLAYING again),
 //! Twilio's `stop` (EOS goes through, nothing to end); and an EOS before any
-//! call (a sink that listens itself stops taking calls).
+//! call (a sink that listens itself takes no call until a flush).
 
 mod common;
 
@@ -14,13 +14,13 @@ use twilio_emulator::{Playout, Received, TwilioCall};
 
 const EOS_MARK: &str = "twiliostream-eos";
 
-/// A sink listening itself, fed by an appsrc at 8 kHz.
-fn appsrc_sink() -> (gst::Pipeline, gst::Element, gst::Element) {
-    let p = pipeline(
+/// A sink listening itself (with `props`), fed by an appsrc at 8 kHz.
+fn appsrc_sink(props: &str) -> (gst::Pipeline, gst::Element, gst::Element) {
+    let p = pipeline(&format!(
         "appsrc name=app format=time \
          caps=audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved ! \
-         twiliostreamsink name=sink port=0 sync=false",
-    );
+         twiliostreamsink name=sink port=0 sync=false {props}"
+    ));
     set_state(&p, gst::State::Playing);
     let (app, sink) = (by_name(&p, "app"), by_name(&p, "sink"));
     (p, app, sink)
@@ -65,7 +65,7 @@ fn eos_count(messages: &[gst::Message]) -> usize {
 #[test]
 fn a_flush_during_the_eos_wait_drops_that_eos_and_the_call_goes_on() {
     init();
-    let (p, app, sink) = appsrc_sink();
+    let (p, app, sink) = appsrc_sink("");
     let bus = p.bus().unwrap();
     let (mut call, _) = eos_waiting(&app, &sink, 2);
     // A flush from upstream (a seek, a barge-in): it becomes a clear, which
@@ -97,7 +97,7 @@ fn a_flush_during_the_eos_wait_drops_that_eos_and_the_call_goes_on() {
 #[test]
 fn a_pause_during_the_eos_wait_holds_it_until_playing() {
     init();
-    let (p, app, sink) = appsrc_sink();
+    let (p, app, sink) = appsrc_sink("");
     let bus = p.bus().unwrap();
     let (mut call, mut got) = eos_waiting(&app, &sink, 1);
     set_state(&p, gst::State::Paused);
@@ -123,7 +123,7 @@ fn a_pause_during_the_eos_wait_holds_it_until_playing() {
 #[test]
 fn twilios_stop_during_the_eos_wait_lets_eos_through_with_nothing_to_end() {
     init();
-    let (p, app, sink) = appsrc_sink();
+    let (p, app, sink) = appsrc_sink("");
     let bus = p.bus().unwrap();
     // 3 s queued at Twilio, which stops the stream (the caller hung up)
     // and keeps the socket open.
@@ -143,21 +143,24 @@ fn twilios_stop_during_the_eos_wait_lets_eos_through_with_nothing_to_end() {
 }
 
 #[test]
-fn eos_before_any_call_stops_listening_until_started_again() {
+fn eos_before_any_call_takes_no_call_until_a_flush() {
     init();
-    let (p, app, sink) = appsrc_sink();
+    // Refused at once rather than after 10 s, when no element is free.
+    let (p, app, sink) = appsrc_sink("pending-timeout=0");
     let bus = p.bus().unwrap();
     let url = url_of(&sink);
     end_of_stream(&app);
     messages_until(&bus, has_eos);
-    // Nothing to play: no caller is taken into silence.
-    assert_eq!(sink.property::<u32>("bound-port"), 0);
-    assert!(!sink.property::<bool>("connected"));
+    // Nothing to play: no caller is taken into silence (HTTP 503).
     let refused = rt().block_on(TwilioCall::start(&url, Default::default()));
     assert!(refused.is_err());
-    // Started again, it listens again.
-    set_state(&p, gst::State::Ready);
-    set_state(&p, gst::State::Playing);
-    assert_ne!(sink.property::<u32>("bound-port"), 0);
+    assert!(!sink.property::<bool>("connected"));
+    // A flush starts the stream over: a call is taken again.
+    let pad = sink.static_pad("sink").unwrap();
+    assert!(pad.send_event(gst::event::FlushStart::new()));
+    assert!(pad.send_event(gst::event::FlushStop::new(true)));
+    let _call = dial(&sink, Playout::RealTime);
+    messages_until(&bus, |m| has_element(m, "twilio-start"));
+    assert!(sink.property::<bool>("connected"));
     set_state(&p, gst::State::Null);
 }

@@ -4,6 +4,7 @@
 //! pipeline or by name ([`named_slot`]), so both elements serve one call.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use tokio::sync::watch;
@@ -14,19 +15,23 @@ use super::Call;
 #[derive(Debug)]
 pub struct Slot {
     call: watch::Sender<Option<Arc<Call>>>,
+    /// Takes no call (see [`close`](Self::close)); read and written under
+    /// the watch's lock, so that no offer slips past a close.
+    closed: AtomicBool,
 }
 
 impl Slot {
     pub fn new() -> Arc<Slot> {
         Arc::new(Slot {
             call: watch::Sender::new(None),
+            closed: AtomicBool::new(false),
         })
     }
 
     /// Delivers `call` if the slot is free.
     pub(crate) fn offer(&self, call: &Arc<Call>) -> bool {
         self.call.send_if_modified(|current| {
-            if current.is_none() {
+            if current.is_none() && !self.closed.load(Ordering::Relaxed) {
                 *current = Some(call.clone());
                 true
             } else {
@@ -36,7 +41,27 @@ impl Slot {
     }
 
     pub fn is_free(&self) -> bool {
-        self.call.borrow().is_none()
+        self.call.borrow().is_none() && !self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Takes no more calls until [`reopen`](Self::reopen) (its element has
+    /// nothing to play them); returns the call it held, if any.
+    pub fn close(&self) -> Option<Arc<Call>> {
+        let mut taken = None;
+        self.call.send_if_modified(|current| {
+            self.closed.store(true, Ordering::Relaxed);
+            taken = current.take();
+            taken.is_some()
+        });
+        taken
+    }
+
+    /// Takes calls again after [`close`](Self::close).
+    pub fn reopen(&self) {
+        self.call.send_if_modified(|_| {
+            self.closed.store(false, Ordering::Relaxed);
+            false
+        });
     }
 
     pub fn current(&self) -> Option<Arc<Call>> {

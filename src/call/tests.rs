@@ -80,3 +80,23 @@ fn a_request_from_another_thread_is_not_overtaken_by_the_tasks_own() {
         call.close();
     });
 }
+
+/// A closed slot takes no call and is not free, until reopened; closing
+/// hands back the call it held.
+#[test]
+fn a_closed_slot_takes_no_call_until_reopened() {
+    RUNTIME.block_on(async {
+        let (call, _twilio) = call().await;
+        let slot = Slot::new();
+        assert!(slot.offer(&call));
+        let held = slot.close().expect("the call it held");
+        assert!(Arc::ptr_eq(&held, &call));
+        assert!(!slot.is_free());
+        assert!(!slot.offer(&call));
+        assert!(slot.current().is_none());
+        slot.reopen();
+        assert!(slot.is_free());
+        assert!(slot.offer(&call));
+        assert!(slot.close().is_some());
+    });
+}

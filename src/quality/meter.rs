@@ -102,9 +102,33 @@ impl Meter {
         timestamp_ms: u64,
         samples: u64,
     ) -> bool {
+        self.measure(track, arrival, timestamp_ms, samples, true)
+    }
+
+    /// [`arrived`](Self::arrived), for a chunk the element dropped whole
+    /// (sent twice, or after its time was given up, and counted lost then):
+    /// measured for jitter and lateness, not counted received.
+    pub fn arrived_dropped(
+        &mut self,
+        track: usize,
+        arrival: Instant,
+        timestamp_ms: u64,
+        samples: u64,
+    ) -> bool {
+        self.measure(track, arrival, timestamp_ms, samples, false)
+    }
+
+    fn measure(
+        &mut self,
+        track: usize,
+        arrival: Instant,
+        timestamp_ms: u64,
+        samples: u64,
+        received: bool,
+    ) -> bool {
         let base = *self.base.get_or_insert(arrival);
         let since = arrival.saturating_duration_since(base);
-        self.call.received += 1;
+        self.call.received += u64::from(received);
         let transit = since.as_nanos() as i128 - i128::from(timestamp_ms) * 1_000_000;
         let jitter = &mut self.jitter[track];
         if let Some(last) = self.last_transit[track]
@@ -226,6 +250,19 @@ mod tests {
                 meter.arrived(track, at, ts, 160)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_dropped_chunk_counts_late_and_jittery_but_not_received() {
+        let t0 = Instant::now();
+        let mut meter = Meter::new(Duration::from_millis(20), 0);
+        feed(&mut meter, t0, 0, 0, 10, |_| 0);
+        meter.set_lost(0, 1);
+        // Chunk 4 again, 200 ms after its time.
+        meter.arrived_dropped(0, t0 + Duration::from_millis(280), 80, 160);
+        let call = meter.call(20.0, true);
+        assert_eq!((call.received, call.lost, call.late), (10, 1, 1));
+        assert!(meter.jitter_ms(0) > 0.0);
     }
 
     #[test]

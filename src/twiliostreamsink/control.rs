@@ -208,7 +208,7 @@ impl TwilioStreamSink {
             state.registration.is_some()
         };
         if adopted.is_none() && owns_call {
-            self.stop_listening();
+            self.refuse_calls();
         }
         let Some((call, _)) = adopted.filter(|(c, _)| c.is_open() && !c.is_stopped()) else {
             return true;
@@ -220,22 +220,19 @@ impl TwilioStreamSink {
         true
     }
 
-    /// EOS before any call, in a sink that listens itself: no call is taken
-    /// any more (one that came and has not started is hung up), until the
-    /// sink starts again; else the next caller would hear nothing, for good.
-    fn stop_listening(&self) {
-        let (registration, held) = {
-            let mut state = self.state.lock().unwrap();
-            let held = state.slot.as_ref().and_then(|s| s.take());
-            state.bound_port = 0;
-            (state.registration.take(), held)
+    /// EOS before any call, in a sink that listens itself: it takes no call
+    /// (one that came and has not started is hung up) until a flush or a
+    /// new start; else the next caller would hear nothing, for good. Later
+    /// calls are refused as when the sink holds a call (`pending-timeout`).
+    fn refuse_calls(&self) {
+        let slot = self.state.lock().unwrap().slot.clone();
+        let Some(slot) = slot else {
+            return;
         };
-        gst::info!(CAT, imp = self, "EOS before any call: no longer listening");
-        drop(registration);
-        if let Some(call) = held {
+        gst::info!(CAT, imp = self, "EOS before any call: taking no call");
+        if let Some(call) = slot.close() {
             call.close();
         }
-        self.obj().notify("bound-port");
     }
 
     /// Sends [`EOS_MARK`] and waits until Twilio echoes it (or stops the

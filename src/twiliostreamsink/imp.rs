@@ -440,21 +440,23 @@ impl BaseSinkImpl for TwilioStreamSink {
         // writer itself may need. A long buffer goes to the writer a batch
         // at a time, each once there is room for it: all at once, it could
         // pass the writer's byte limit and be dropped.
-        let may_wait = tokio::runtime::Handle::try_current().is_err();
-        let take = if may_wait {
-            Take::AtMost(BATCH_FRAMES)
-        } else {
-            Take::WholeFrames
-        };
+        let on_runtime = || tokio::runtime::Handle::try_current().is_ok();
         loop {
-            state.send_frames(take)?;
-            // (Without a call nothing went: nothing to wait for.)
+            let before = state.framer.pending_bytes();
+            state.send_frames(Take::AtMost(BATCH_FRAMES))?;
             let call = state.call.clone();
-            let more = call.is_some() && state.framer.whole_frame_pending();
+            // (Only when frames went: a sink without its call's streamSid
+            // sends nothing, and must not spin.)
+            let mut more =
+                state.framer.pending_bytes() < before && state.framer.whole_frame_pending();
+            if more && on_runtime() {
+                state.send_frames(Take::WholeFrames)?;
+                more = false;
+            }
             drop(state);
             if let Some(call) = call
-                && may_wait
                 && call.queued_audio() > MAX_QUEUED
+                && !on_runtime()
             {
                 // A pause cancels the wait (unlock()): as BaseSink asks,
                 // wait for PLAYING again (or a flush) and go on waiting.
@@ -503,7 +505,17 @@ impl BaseSinkImpl for TwilioStreamSink {
                 self.state.lock().unwrap().flushing = true;
                 self.clear("flush");
             }
-            gst::EventView::FlushStop(_) => self.state.lock().unwrap().flushing = false,
+            gst::EventView::FlushStop(_) => {
+                let mut state = self.state.lock().unwrap();
+                state.flushing = false;
+                // After an EOS that came before any call (see `eos`), the
+                // stream starts over: a call may come for it.
+                if state.registration.is_some()
+                    && let Some(slot) = &state.slot
+                {
+                    slot.reopen();
+                }
+            }
             gst::EventView::Segment(e) => {
                 if let Ok(segment) = e.segment().clone().downcast::<gst::ClockTime>() {
                     self.state.lock().unwrap().segment = segment;

@@ -69,10 +69,8 @@ impl TwilioStreamSrc {
             }
             None => state.carried[chunk.track.index()],
         };
-        // A chunk dropped whole came again, or after its time was given
-        // up (counted lost then): received once, or lost, not both.
         let dropped = std::mem::take(&mut state.chunk_dropped);
-        if !measured || chunk.ulaw.is_empty() || dropped {
+        if !measured || chunk.ulaw.is_empty() {
             return;
         }
         let latency_ms = self.settings.lock().unwrap().latency_ms;
@@ -86,12 +84,15 @@ impl TwilioStreamSrc {
                 state.meter.set_lost(track.index(), lost);
             }
         }
-        let due = state.meter.arrived(
-            chunk.track.index(),
-            chunk.arrival,
-            chunk.timestamp_ms,
-            state.format.payload_ticks(&chunk.ulaw),
-        );
+        let (track, ticks) = (chunk.track.index(), state.format.payload_ticks(&chunk.ulaw));
+        // A chunk dropped whole came again, or after its time was given up
+        // (counted lost then): received once, or lost, not both; its
+        // lateness counts all the same.
+        let due = if dropped {
+            (state.meter).arrived_dropped(track, chunk.arrival, chunk.timestamp_ms, ticks)
+        } else {
+            (state.meter).arrived(track, chunk.arrival, chunk.timestamp_ms, ticks)
+        };
         state.report_due |= due;
     }
 

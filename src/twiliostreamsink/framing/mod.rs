@@ -201,6 +201,11 @@ impl Framer {
         &self.pending
     }
 
+    /// Bytes of encoded audio not handed out yet.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The index, in ticks, of the next audio [`push`](Self::push) will
     /// produce (ticks handed out and pending so far).
     pub fn produced(&self) -> u64 {

@@ -100,7 +100,6 @@ pub struct Span {
     pub offset_end: u64,
 }
 
-/// Where the stream is in time, from its first chunk on.
 /// Chunks a [`LossUnit`] remembers its longest length over, about: a
 /// second of 20 ms chunks.
 const LOSS_UNIT_WINDOW: u32 = 50;
@@ -145,6 +144,7 @@ impl LossUnit {
     }
 }
 
+/// Where the stream is in time, from its first chunk on.
 #[derive(Debug)]
 pub struct Timeline {
     /// Running time (ns) of stream position 0, before the output delay;
