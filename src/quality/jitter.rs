@@ -10,8 +10,9 @@ use std::time::Duration;
 /// running mean of how much consecutive transits differ,
 /// `J += (|D| - J) / 16`. A chunk is late when it arrives more than the
 /// latency after it was due, where due is where the first chunk's arrival
-/// and timestamp put it (a sender clock that drifts moves that mapping by
-/// its drift: 0.36 s an hour at 100 ppm).
+/// and timestamp put it, moved by the drift correction the src applies to
+/// its timestamps (a sender clock 100 ppm slow would otherwise make every
+/// chunk late after a while: 0.36 s an hour), as a syncing sink sees it.
 #[derive(Debug, Clone)]
 pub struct Jitter {
     latency_ns: i128,
@@ -41,19 +42,21 @@ impl Jitter {
     }
 
     /// Takes a chunk stamped `timestamp_ms` that arrived at `arrival` (since
-    /// any fixed reference, the same for every chunk). Returns whether it
-    /// was late.
-    pub fn arrived(&mut self, arrival: Duration, timestamp_ms: u64) -> bool {
+    /// any fixed reference, the same for every chunk), when the src moves
+    /// its timestamps by `correction_ns` for the sender's clock drift.
+    /// Returns whether it was late.
+    pub fn arrived(&mut self, arrival: Duration, timestamp_ms: u64, correction_ns: i64) -> bool {
         let transit = arrival.as_nanos() as i128 - i128::from(timestamp_ms) * 1_000_000;
+        let due_transit = transit - i128::from(correction_ns);
         let Some(first) = self.first_transit else {
-            self.first_transit = Some(transit);
+            self.first_transit = Some(due_transit);
             self.last_transit = transit;
             return false;
         };
         let d = (transit - self.last_transit).abs() as f64;
         self.jitter_ns += (d - self.jitter_ns) / 16.0;
         self.last_transit = transit;
-        let late = transit - first > self.latency_ns;
+        let late = due_transit - first > self.latency_ns;
         self.late += u64::from(late);
         late
     }
@@ -95,9 +98,32 @@ mod tests {
                 let ts = 155 + 20 * i as u64;
                 let delay = Duration::from_micros((delay * 1e3).round() as u64);
                 let arrival = Duration::from_secs(3) + Duration::from_millis(ts) + delay;
-                j.arrived(arrival, ts)
+                j.arrived(arrival, ts, 0)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_slow_sender_is_judged_where_the_drift_correction_puts_it() {
+        // 500 ppm slow: chunk i (timestamp 20 i ms) arrives 10 µs later
+        // per chunk than the one before would have it; after 100 s, 50 ms.
+        let run = |corrected: bool| {
+            let mut j = Jitter::new(20 * MS);
+            (0..5000u64)
+                .filter(|&i| {
+                    let ts = 20 * i;
+                    let drift_ns = (ts * 1_000_000) as f64 * 500e-6;
+                    let arrival = Duration::from_secs(3)
+                        + Duration::from_millis(ts)
+                        + Duration::from_nanos(drift_ns as u64);
+                    j.arrived(arrival, ts, if corrected { drift_ns as i64 } else { 0 })
+                })
+                .count()
+        };
+        // As the src corrects its timestamps, none is late at a syncing
+        // sink; judged by the uncorrected mapping, those after 40 s were.
+        assert_eq!(run(true), 0);
+        assert_eq!(run(false), 2999);
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub struct Meter {
     /// jumped from it (if the next agrees, the timestamps moved: rebase).
     last_transit: [Option<i128>; 2],
     jumped: [Option<i128>; 2],
+    /// The src's drift correction of its timestamps (ns), as last told.
+    correction_ns: i64,
 }
 
 impl Default for Meter {
@@ -84,6 +86,7 @@ impl Meter {
             lost: [0; 2],
             last_transit: [None; 2],
             jumped: [None; 2],
+            correction_ns: 0,
         }
     }
 
@@ -150,7 +153,7 @@ impl Meter {
         }
         self.jumped[track] = None;
         self.last_transit[track] = Some(transit);
-        let late = jitter.arrived(since, timestamp_ms);
+        let late = jitter.arrived(since, timestamp_ms, self.correction_ns);
         self.call.late += u64::from(late);
         self.call.jitter_sum[track] += jitter.jitter_ms() * 1e6;
         self.call.chunks[track] += 1;
@@ -162,6 +165,12 @@ impl Meter {
             .next_report_ms
             .get_or_insert(timestamp_ms.saturating_add(self.interval_ms));
         end >= next
+    }
+
+    /// How far the src moves its timestamps for the sender's clock drift
+    /// (ns): lateness is judged where a syncing sink sees the chunks.
+    pub fn set_correction(&mut self, ns: i64) {
+        self.correction_ns = ns;
     }
 
     /// The lost chunks of `track` so far, as the element counts them.

@@ -44,7 +44,9 @@ impl TwilioStreamSrc {
             count(state, Stat::InvalidMessages, 1);
         }
         if placed.gap > 0 {
-            gst::warning!(
+            // Loss is call life: counted (chunks-lost, twilio-quality), not
+            // a warning per chunk.
+            gst::debug!(
                 CAT,
                 imp = self,
                 "{track} track: gap of {} ms before timestamp {} ms, filled with silence",
@@ -100,9 +102,9 @@ impl TwilioStreamSrc {
             gst::debug!(
                 CAT,
                 imp = self,
-                "chunk {:?} (timestamp {} ms) came {} ms after its time was filled: \
+                "chunk {} (timestamp {} ms) came {} ms after its time was filled: \
                  it goes out after the fill",
-                chunk.chunk,
+                Numbered(chunk.chunk),
                 chunk.timestamp_ms,
                 placed.late / 8
             );
@@ -111,8 +113,8 @@ impl TwilioStreamSrc {
             gst::warning!(
                 CAT,
                 imp = self,
-                "chunk {:?} claims timestamp {} ms, {} s after the first one, {:.1} s in: ignoring it",
-                chunk.chunk,
+                "chunk {} claims timestamp {} ms, {} s after the first one, {:.1} s in: ignoring it",
+                Numbered(chunk.chunk),
                 chunk.timestamp_ms,
                 ahead.due / 8000,
                 ahead.elapsed.as_secs_f64()
@@ -124,9 +126,9 @@ impl TwilioStreamSrc {
             gst::debug!(
                 CAT,
                 imp = self,
-                "chunk {:?} (timestamp {} ms) is for time already played (sent twice, or \
+                "chunk {} (timestamp {} ms) is for time already played (sent twice, or \
                  after the next one): dropped",
-                chunk.chunk,
+                Numbered(chunk.chunk),
                 chunk.timestamp_ms
             );
         }
@@ -144,19 +146,20 @@ impl TwilioStreamSrc {
             gst::debug!(
                 CAT,
                 imp = self,
-                "chunk {:?} (timestamp {} ms) overlaps what was played, keeping it contiguous",
-                chunk.chunk,
+                "chunk {} (timestamp {} ms) overlaps what was played, keeping it contiguous",
+                Numbered(chunk.chunk),
                 chunk.timestamp_ms
             );
         }
         if placed.lost > 0 {
             count(state, Stat::ChunksLost.of_track(chunk.track), placed.lost);
-            gst::warning!(
+            // Counted; a warning per lost chunk would flood a call's log.
+            gst::debug!(
                 CAT,
                 imp = self,
-                "gap of {} ms before chunk {:?} (timestamp {} ms): {} chunk(s) lost",
+                "gap of {} ms before chunk {} (timestamp {} ms): {} chunk(s) lost",
                 placed.gap / 8,
-                chunk.chunk,
+                Numbered(chunk.chunk),
                 chunk.timestamp_ms,
                 placed.lost
             );
@@ -168,5 +171,18 @@ impl TwilioStreamSrc {
 fn count(state: &State, stat: Stat, n: u64) {
     if let Some(call) = &state.call {
         call.stats.add(stat, n);
+    }
+}
+
+/// A chunk's number as logged: the number, or "-" when the provider sends
+/// none.
+struct Numbered(Option<u64>);
+
+impl std::fmt::Display for Numbered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("-"),
+        }
     }
 }

@@ -84,6 +84,10 @@ impl TwilioStreamSrc {
                 state.meter.set_lost(track.index(), lost);
             }
         }
+        if let Some(timeline) = &state.timeline {
+            let correction = timeline.correction_ns();
+            state.meter.set_correction(correction);
+        }
         let (track, ticks) = (chunk.track.index(), state.format.payload_ticks(&chunk.ulaw));
         // A chunk dropped whole came again, or after its time was given up
         // (counted lost then): received once, or lost, not both; its

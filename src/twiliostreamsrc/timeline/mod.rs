@@ -395,6 +395,12 @@ impl Timeline {
         }
     }
 
+    /// How far the timestamps are moved for the sender's clock drift now
+    /// (ns, see [`Drift`]).
+    pub fn correction_ns(&self) -> i64 {
+        self.drift.correction()
+    }
+
     /// Moves the position past `samples` output 8 kHz samples.
     pub fn advance(&mut self, samples: u64) {
         self.position += samples;
