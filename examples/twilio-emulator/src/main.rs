@@ -184,7 +184,8 @@ struct Args {
     #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
 
-    /// The URL the signature is over, as in the TwiML (default: the URL dialled)
+    /// The URL the signature is over, as in the TwiML (default: the URL
+    /// dialled, as wss://: what Twilio signs)
     #[arg(long)]
     signed_url: Option<String>,
 
@@ -193,7 +194,8 @@ struct Args {
     ca_file: Option<PathBuf>,
 
     /// Write what the caller heard (Twilio's playout of what the plugin sent)
-    /// to this WAV file, 8 kHz; with several calls, call N goes to FILE-N.wav
+    /// to this WAV file, at the call's rate (8 kHz for μ-law); with several
+    /// calls, call N goes to FILE-N.wav
     #[arg(long)]
     record: Option<PathBuf>,
 
