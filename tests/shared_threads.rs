@@ -13,8 +13,11 @@ use gst::prelude::*;
 use twilio_emulator::audio::decode;
 use twilio_emulator::{CallParams, TwilioCall};
 
+/// The names of the threads buffers arrived on, in order.
+type Threads = Arc<Mutex<Vec<String>>>;
+
 /// Records the name of the thread each buffer arrives on at `element`'s sink pad.
-fn record_threads(element: &gst::Element) -> Arc<Mutex<Vec<String>>> {
+fn record_threads(element: &gst::Element) -> Threads {
     let names = Arc::new(Mutex::new(Vec::new()));
     let n = names.clone();
     element
@@ -38,18 +41,26 @@ async fn send_chunks(call: &mut TwilioCall, ulaw: &[u8]) {
     }
 }
 
-#[test]
-fn buffers_come_from_the_network_threads() {
+/// An echo-less pipeline of a src with `props` into a fakesink at 8 kHz,
+/// PLAYING: the pipeline, the threads buffers came on, the collector,
+/// the src's URL and 20 chunks of distinct μ-law.
+fn recording(props: &str) -> (gst::Pipeline, Threads, Collector, String, Vec<u8>) {
     init();
-    let p = pipeline(
-        "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
-    );
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 {props} ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+    ));
     let threads = record_threads(&by_name(&p, "sink"));
     let collector = Collector::attach(&by_name(&p, "sink"));
     set_state(&p, gst::State::Playing);
     assert!(by_name(&p, "src").property::<bool>("shared-threads"));
     let url = url_of(&by_name(&p, "src"));
     let ulaw: Vec<u8> = (0..3200u32).map(|i| (i * 13 % 256) as u8).collect();
+    (p, threads, collector, url, ulaw)
+}
+
+#[test]
+fn buffers_come_from_the_network_threads() {
+    let (p, threads, collector, url, ulaw) = recording("shared-threads=true");
     rt().block_on(async {
         let mut call = TwilioCall::start(&url, CallParams::default())
             .await
@@ -263,16 +274,7 @@ fn a_push_held_up_by_a_pause_is_no_reason_to_fall_back() {
 
 #[test]
 fn num_buffers_is_honoured_by_pushing_from_the_streaming_thread() {
-    init();
-    let p = pipeline(
-        "twiliostreamsrc name=src port=0 num-buffers=5 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
-    );
-    let threads = record_threads(&by_name(&p, "sink"));
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    set_state(&p, gst::State::Playing);
-    assert!(by_name(&p, "src").property::<bool>("shared-threads"));
-    let url = url_of(&by_name(&p, "src"));
-    let ulaw: Vec<u8> = (0..3200u32).map(|i| (i * 13 % 256) as u8).collect();
+    let (p, threads, collector, url, ulaw) = recording("num-buffers=5");
     rt().block_on(async {
         let mut call = TwilioCall::start(&url, CallParams::default())
             .await

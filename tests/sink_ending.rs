@@ -75,16 +75,6 @@ fn appsrc_pair(sink_props: &str) -> (gst::Pipeline, gst::Pipeline, gst::Element,
     (src, sink, app, element)
 }
 
-fn push(app: &gst::Element, samples: &[i16]) {
-    let ret = app.emit_by_name::<gst::FlowReturn>("push-buffer", &[&pcm_buffer(samples)]);
-    assert_eq!(ret, gst::FlowReturn::Ok);
-}
-
-fn end_of_stream(app: &gst::Element) {
-    let ret = app.emit_by_name::<gst::FlowReturn>("end-of-stream", &[]);
-    assert_eq!(ret, gst::FlowReturn::Ok);
-}
-
 /// What was sent ends with the EOS mark and a normal close, and Twilio had
 /// played all the audio (and echoed the mark) before the close.
 fn assert_ended_after_playout(call: &TwilioCall, got: &[Received], sink: &gst::Element) {

@@ -26,16 +26,6 @@ fn appsrc_sink(props: &str) -> (gst::Pipeline, gst::Element, gst::Element) {
     (p, app, sink)
 }
 
-fn push(app: &gst::Element, samples: &[i16]) {
-    let ret = app.emit_by_name::<gst::FlowReturn>("push-buffer", &[&pcm_buffer(samples)]);
-    assert_eq!(ret, gst::FlowReturn::Ok);
-}
-
-fn end_of_stream(app: &gst::Element) {
-    let ret = app.emit_by_name::<gst::FlowReturn>("end-of-stream", &[]);
-    assert_eq!(ret, gst::FlowReturn::Ok);
-}
-
 fn is_eos_mark(r: &Received) -> bool {
     matches!(r, Received::Message(Outbound::Mark { mark, .. }, _) if mark.name == EOS_MARK)
 }

@@ -130,3 +130,14 @@ pub fn has_eos(messages: &[gst::Message]) -> bool {
 pub fn has_element(messages: &[gst::Message], name: &str) -> bool {
     !element_messages(messages, name).is_empty()
 }
+
+/// Pushes `samples` into an appsrc (its caps say they are S16LE).
+pub fn push(app: &gst::Element, samples: &[i16]) {
+    let ret = app.emit_by_name::<gst::FlowReturn>("push-buffer", &[&pcm_buffer(samples)]);
+    assert_eq!(ret, gst::FlowReturn::Ok);
+}
+
+pub fn end_of_stream(app: &gst::Element) {
+    let ret = app.emit_by_name::<gst::FlowReturn>("end-of-stream", &[]);
+    assert_eq!(ret, gst::FlowReturn::Ok);
+}
