@@ -167,6 +167,13 @@ impl Meter {
         end >= next
     }
 
+    /// The src anchored its stream anew (after a pause): lateness is
+    /// judged from the next chunk on, and the drift correction restarts.
+    pub fn reanchored(&mut self) {
+        self.jitter.iter_mut().for_each(Jitter::rebase);
+        self.correction_ns = 0;
+    }
+
     /// How far the src moves its timestamps for the sender's clock drift
     /// (ns): lateness is judged where a syncing sink sees the chunks.
     pub fn set_correction(&mut self, ns: i64) {
@@ -259,6 +266,23 @@ mod tests {
                 meter.arrived(track, at, ts, 160)
             })
             .collect()
+    }
+
+    #[test]
+    fn after_a_reanchor_lateness_is_judged_from_the_next_chunk() {
+        let t0 = Instant::now();
+        let mut meter = Meter::new(Duration::from_millis(20), 0);
+        feed(&mut meter, t0, 0, 0, 10, |_| 0);
+        // A slow sender: the chunks come 50 ms after their timestamps say,
+        // and the src's timestamps are corrected by as much.
+        meter.set_correction(50_000_000);
+        feed(&mut meter, t0, 0, 200, 10, |_| 50);
+        assert_eq!(meter.call(20.0, true).late, 0);
+        // A pause: the src anchors anew and its correction starts from 0,
+        // where the sink now meets the chunks.
+        meter.reanchored();
+        feed(&mut meter, t0, 0, 1400, 10, |_| 50);
+        assert_eq!(meter.call(20.0, true).late, 0);
     }
 
     #[test]

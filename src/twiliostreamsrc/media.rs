@@ -367,6 +367,8 @@ impl TwilioStreamSrc {
         };
         timeline.reanchor(&placing(chunk, state.format), now, waited);
         self.ran_to(timeline);
+        // A syncing sink meets the chunks from the new anchor on.
+        state.meter.reanchored();
         if state.aligner.is_some() {
             let [inbound, outbound] = state.carried;
             state.aligner = Some(Box::new(
