@@ -154,3 +154,28 @@ fn eos_before_any_call_takes_no_call_until_a_flush() {
     assert!(sink.property::<bool>("connected"));
     set_state(&p, gst::State::Null);
 }
+
+#[test]
+fn a_call_waiting_while_no_call_is_taken_gets_the_sink_after_a_flush() {
+    init();
+    let (p, app, sink) = appsrc_sink("pending-timeout=15");
+    let bus = p.bus().unwrap();
+    let url = url_of(&sink);
+    end_of_stream(&app);
+    messages_until(&bus, |m| has_eos(m));
+    // It starts, and waits for an element (up to pending-timeout). Nothing
+    // tells the caller it is waiting: half a second lets the server queue
+    // it (a server slower than that hands it over at the flush directly,
+    // and this test then shows less, never fails).
+    let _call = rt()
+        .block_on(TwilioCall::start(&url, Default::default()))
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pad = sink.static_pad("sink").unwrap();
+    assert!(pad.send_event(gst::event::FlushStart::new()));
+    assert!(pad.send_event(gst::event::FlushStop::new(true)));
+    // The flush frees the sink: the waiting call is delivered at once.
+    messages_until(&bus, |m| has_element(m, "twilio-start"));
+    assert!(sink.property::<bool>("connected"));
+    set_state(&p, gst::State::Null);
+}

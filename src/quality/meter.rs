@@ -281,6 +281,7 @@ mod tests {
         // A pause: the src anchors anew and its correction starts from 0,
         // where the sink now meets the chunks.
         meter.reanchored();
+        meter.set_correction(0);
         feed(&mut meter, t0, 0, 1400, 10, |_| 50);
         assert_eq!(meter.call(20.0, true).late, 0);
     }

@@ -109,17 +109,19 @@ impl Shared {
                 ),
             ));
         }
-        while let Some(call) = entry.pending.pop_front() {
-            if call.is_open() && slot.offer(&call) {
-                gst::debug!(
-                    CAT,
-                    "{call:?}: was waiting, delivered to a new registration"
-                );
-                break;
-            }
-        }
+        deliver_pending(entry, &slot);
         entry.waiters.push((id, slot));
         Ok(entry.counters.clone())
+    }
+
+    /// Opens `slot`, registered on `path`, to calls again after
+    /// [`Slot::close`], delivering the oldest waiting call at once.
+    pub fn reopen(&self, path: &str, slot: &Slot) {
+        let mut paths = self.paths.lock().unwrap();
+        slot.reopen();
+        if let Some(entry) = paths.get_mut(path) {
+            deliver_pending(entry, slot);
+        }
     }
 
     /// Removes a registration; returns the pending calls nobody can take any more.
@@ -225,6 +227,20 @@ pub fn canonical_path(path: &str) -> String {
         i += 1;
     }
     out
+}
+
+/// Hands `slot`, if free, the oldest pending call still open (the closed
+/// ones are dropped from the queue on the way).
+fn deliver_pending(entry: &mut PathEntry, slot: &Slot) {
+    while slot.is_free() {
+        let Some(call) = entry.pending.pop_front() else {
+            return;
+        };
+        if call.is_open() && slot.offer(&call) {
+            gst::debug!(CAT, "{call:?}: was waiting, delivered to a free element");
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -68,6 +68,13 @@ impl Registration {
     pub fn refused_calls(&self) -> u64 {
         self.counters.refused_calls.load(Ordering::Relaxed)
     }
+
+    /// Opens `slot` (this registration's) to calls again after
+    /// [`Slot::close`](crate::call::Slot::close); a call waiting for an
+    /// element is delivered at once.
+    pub fn reopen(&self, slot: &crate::call::Slot) {
+        self.listener.shared.reopen(&self.path, slot);
+    }
 }
 
 impl Drop for Registration {

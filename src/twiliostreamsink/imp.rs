@@ -509,11 +509,15 @@ impl BaseSinkImpl for TwilioStreamSink {
                 let mut state = self.state.lock().unwrap();
                 state.flushing = false;
                 // After an EOS that came before any call (see `eos`), the
-                // stream starts over: a call may come for it.
-                if state.registration.is_some()
-                    && let Some(slot) = &state.slot
-                {
-                    slot.reopen();
+                // stream starts over: a call may come for it, with a poster
+                // for its messages (the last one may have ended with a call
+                // hung up at that EOS).
+                if let (Some(registration), Some(slot)) = (&state.registration, &state.slot) {
+                    let slot = slot.clone();
+                    registration.reopen(&slot);
+                    if state.poster.as_ref().is_none_or(|p| p.is_finished()) {
+                        state.poster = Some(super::poster::spawn(&self.obj(), slot));
+                    }
                 }
             }
             gst::EventView::Segment(e) => {
