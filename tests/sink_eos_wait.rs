@@ -162,7 +162,7 @@ fn a_call_waiting_while_no_call_is_taken_gets_the_sink_after_a_flush() {
     let bus = p.bus().unwrap();
     let url = url_of(&sink);
     end_of_stream(&app);
-    messages_until(&bus, |m| has_eos(m));
+    messages_until(&bus, has_eos);
     // It starts, and waits for an element (up to pending-timeout). Nothing
     // tells the caller it is waiting: half a second lets the server queue
     // it (a server slower than that hands it over at the flush directly,
