@@ -531,3 +531,35 @@ fn a_numbered_chunk_kept_from_far_behind_does_not_make_the_next_lost() {
     timeline.advance(160);
     assert_eq!(timeline.place(&chunk(t0, 2000, Some(101))).lost, 0);
 }
+
+#[test]
+fn a_meter_told_the_correction_finds_a_slow_senders_chunks_on_time() {
+    use crate::quality::Meter;
+    // 400 ppm slow, 2 minutes: by the end its chunks come 48 ms after the
+    // first chunk's mapping puts them, more than the 20 ms latency.
+    let run = |told: bool| {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &["inbound"]);
+        let mut meter = Meter::new(Duration::from_millis(20), 0);
+        meter.arrived(0, t0, 0, 160);
+        for i in 1..6000u64 {
+            let ts = 20 * i;
+            let arrival = t0 + Duration::from_nanos((ts as f64 * 1e6 * (1.0 + 400e-6)) as u64);
+            let chunk = Chunk {
+                timestamp_ms: ts,
+                number: Some(i + 1),
+                samples: 160,
+                arrival,
+            };
+            assert_eq!(timeline.place(&chunk), contiguous());
+            timeline.advance(160);
+            if told {
+                meter.set_correction(timeline.correction_ns());
+            }
+            meter.arrived(0, arrival, ts, 160);
+        }
+        meter.call(20.0, true).late
+    };
+    assert_eq!(run(true), 0);
+    assert!(run(false) > 3000);
+}
