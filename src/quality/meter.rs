@@ -108,20 +108,11 @@ impl Meter {
         self.measure(track, arrival, timestamp_ms, samples, true)
     }
 
-    /// [`arrived`](Self::arrived), for a chunk the element dropped whole
-    /// (sent twice, or after its time was given up, and counted lost then):
-    /// measured for jitter and lateness, not counted received.
-    pub fn arrived_dropped(
-        &mut self,
-        track: usize,
-        arrival: Instant,
-        timestamp_ms: u64,
-        samples: u64,
-    ) -> bool {
-        self.measure(track, arrival, timestamp_ms, samples, false)
-    }
-
-    fn measure(
+    /// [`arrived`](Self::arrived); with `received` false, for a chunk the
+    /// element dropped whole (sent twice, or after its time was given up,
+    /// and counted lost then): measured for jitter and lateness, not
+    /// counted received.
+    pub fn measure(
         &mut self,
         track: usize,
         arrival: Instant,
@@ -293,7 +284,7 @@ mod tests {
         feed(&mut meter, t0, 0, 0, 10, |_| 0);
         meter.set_lost(0, 1);
         // Chunk 4 again, 200 ms after its time.
-        meter.arrived_dropped(0, t0 + Duration::from_millis(280), 80, 160);
+        meter.measure(0, t0 + Duration::from_millis(280), 80, 160, false);
         let call = meter.call(20.0, true);
         assert_eq!((call.received, call.lost, call.late), (10, 1, 1));
         assert!(meter.jitter_ms(0) > 0.0);

@@ -201,6 +201,7 @@ impl Shared {
 /// (UTF-8), and the hex digits of escapes upper-case. `/ünï` and
 /// `/%c3%bcn%C3%AF` are both `/%C3%BCn%C3%AF`.
 pub fn canonical_path(path: &str) -> String {
+    use std::fmt::Write as _;
     let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
     let mut i = 0;
@@ -222,7 +223,7 @@ pub fn canonical_path(path: &str) -> String {
         if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?#".contains(&b) {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
         i += 1;
     }

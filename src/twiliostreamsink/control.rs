@@ -221,9 +221,10 @@ impl TwilioStreamSink {
     }
 
     /// EOS before any call, in a sink that listens itself: it takes no call
-    /// (one that came and has not started is hung up) until a flush or a
-    /// new start; else the next caller would hear nothing, for good. Later
-    /// calls are refused as when the sink holds a call (`pending-timeout`).
+    /// (one that reached it just as EOS came is hung up) until a flush
+    /// reopens it or a new start; else the next caller would hear nothing,
+    /// for good. Later calls wait or are refused as when the sink holds a
+    /// call (`pending-timeout`).
     fn refuse_calls(&self) {
         let slot = self.state.lock().unwrap().slot.clone();
         let Some(slot) = slot else {

@@ -92,11 +92,7 @@ impl TwilioStreamSrc {
         // A chunk dropped whole came again, or after its time was given up
         // (counted lost then): received once, or lost, not both; its
         // lateness counts all the same.
-        let due = if dropped {
-            (state.meter).arrived_dropped(track, chunk.arrival, chunk.timestamp_ms, ticks)
-        } else {
-            (state.meter).arrived(track, chunk.arrival, chunk.timestamp_ms, ticks)
-        };
+        let due = (state.meter).measure(track, chunk.arrival, chunk.timestamp_ms, ticks, !dropped);
         state.report_due |= due;
     }
 
