@@ -164,7 +164,10 @@ fn a_mark_arrives_exactly_after_the_audio_before_it() {
         [("prompt-1".to_owned(), 1000), ("prompt-2".to_owned(), 1480)]
     );
     assert!(playback.marks.iter().all(|m| !m.cleared));
-    let names: Vec<String> = element_messages(&drain_messages(&bus), "twilio-mark")
+    // The counter moves on the network task; the sink posts each echo
+    // from its own thread, so the messages may follow a little later.
+    let messages = messages_until(&bus, |m| element_messages(m, "twilio-mark").len() == 2);
+    let names: Vec<String> = element_messages(&messages, "twilio-mark")
         .iter()
         .map(|s| s.get::<String>("name").unwrap())
         .collect();
