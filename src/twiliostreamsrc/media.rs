@@ -28,8 +28,12 @@ use crate::protocol::{StartInfo, Track};
 
 /// Which tracks `start` says the stream carries, in channel order. A stream
 /// that names neither is taken for the caller's (the only kind Twilio has
-/// without an outbound track).
+/// without an outbound track); one that announces no tracks at all
+/// (Telnyx's, whose `stream_track` is chosen elsewhere) may carry either.
 pub(super) fn carried(start: &StartInfo) -> [bool; 2] {
+    if start.tracks.is_empty() {
+        return [true, true];
+    }
     let [inbound, outbound] = Track::ALL.map(|t| start.carries(t));
     [inbound || !outbound, outbound]
 }
@@ -484,7 +488,8 @@ mod tests {
         assert_eq!(carried(&start(&["inbound"])), [true, false]);
         assert_eq!(carried(&start(&["outbound"])), [false, true]);
         assert_eq!(carried(&start(&["inbound", "outbound"])), [true, true]);
-        assert_eq!(carried(&start(&[])), [true, false]);
+        // Telnyx announces none: either may come.
+        assert_eq!(carried(&start(&[])), [true, true]);
         assert_eq!(carried(&start(&["something"])), [true, false]);
     }
 

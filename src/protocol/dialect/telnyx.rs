@@ -110,7 +110,10 @@ impl Dialect for Telnyx {
                         account_sid: start.user_id,
                         stream_sid,
                         call_sid,
-                        tracks: start.tracks.unwrap_or_else(|| vec!["inbound".to_owned()]),
+                        // Telnyx names no tracks (`stream_track` is chosen
+                        // when streaming starts): none announced, either may
+                        // come.
+                        tracks: start.tracks.unwrap_or_default(),
                         custom_parameters: start
                             .custom_parameters
                             .into_iter()
@@ -220,7 +223,7 @@ mod tests {
         assert_eq!(start.stream_sid, stream_sid);
         assert_eq!(start.call_sid, "v3:abc");
         assert_eq!(start.account_sid, "3e6f995f");
-        assert_eq!(start.tracks, ["inbound"]);
+        assert!(start.tracks.is_empty(), "Telnyx announces no tracks");
         assert_eq!(
             start.media_format,
             Some(MediaFormat {

@@ -156,8 +156,8 @@ pub struct Timeline {
     first_ts_ms: i64,
     /// When the first chunk arrived.
     first_arrival: Instant,
-    /// Twilio streams both tracks: chunk numbers may count both, so only
-    /// timestamps tell gaps.
+    /// The stream may carry both tracks (announced, or no tracks announced
+    /// at all): chunk numbers may count both, so only timestamps tell gaps.
     ignore_chunk_numbers: bool,
     /// 8 kHz samples output so far, silence included.
     position: u64,
@@ -194,7 +194,7 @@ impl Timeline {
             anchor: spoken_at(chunk, now, waited).max(delay).nseconds() as i64,
             first_ts_ms: chunk.timestamp_ms.min(i64::MAX as u64) as i64,
             first_arrival: chunk.arrival,
-            ignore_chunk_numbers: tracks.iter().any(|t| t == "outbound"),
+            ignore_chunk_numbers: tracks.is_empty() || tracks.iter().any(|t| t == "outbound"),
             position: 0,
             next_chunk: chunk.number.map(|c| c.saturating_add(1)),
             drift,

@@ -250,7 +250,7 @@ fn a_chunk_whose_time_was_played_is_dropped_and_changes_nothing() {
 #[test]
 fn a_chunk_far_behind_is_a_timestamp_gone_back_and_kept() {
     let t0 = Instant::now();
-    let mut timeline = started(t0, &[]);
+    let mut timeline = started(t0, &["inbound"]);
     for n in 1..100 {
         timeline.place(&chunk(t0, 20 * n, None));
         timeline.advance(160);
@@ -273,7 +273,7 @@ fn chunk_numbers_do_not_count_with_both_tracks() {
 #[test]
 fn a_gap_within_the_tolerance_is_rounding() {
     let t0 = Instant::now();
-    let mut timeline = started(t0, &[]);
+    let mut timeline = started(t0, &["inbound"]);
     // 10 ms late (80 samples): nothing to fill.
     assert_eq!(timeline.place(&chunk(t0, 30, None)), contiguous());
     timeline.advance(160);
@@ -285,7 +285,7 @@ fn a_gap_within_the_tolerance_is_rounding() {
 #[test]
 fn a_gap_over_the_silence_limit_makes_the_timestamps_jump() {
     let t0 = Instant::now();
-    let mut timeline = started(t0, &[]);
+    let mut timeline = started(t0, &["inbound"]);
     // 6 s later, really.
     let placed = timeline.place(&chunk(t0, 6020, None));
     assert_eq!(
@@ -307,7 +307,7 @@ fn a_gap_over_the_silence_limit_makes_the_timestamps_jump() {
 #[test]
 fn a_far_future_timestamp_is_ignored_and_later_ones_measured_from_it() {
     let t0 = Instant::now();
-    let mut timeline = started(t0, &[]);
+    let mut timeline = started(t0, &["inbound"]);
     // Claims an hour after the first, 20 ms in.
     let mut liar = chunk(t0, 3_600_020, None);
     liar.arrival = t0 + Duration::from_millis(20);
@@ -339,7 +339,7 @@ fn a_far_future_timestamp_is_ignored_and_later_ones_measured_from_it() {
 #[test]
 fn up_to_ten_seconds_ahead_is_believed() {
     let t0 = Instant::now();
-    let mut timeline = started(t0, &[]);
+    let mut timeline = started(t0, &["inbound"]);
     let mut ahead = chunk(t0, 10_000, None);
     ahead.arrival = t0;
     let placed = timeline.place(&ahead);
@@ -350,7 +350,7 @@ fn up_to_ten_seconds_ahead_is_believed() {
 #[test]
 fn a_partial_overlap_is_kept_contiguous() {
     let t0 = Instant::now();
-    let mut timeline = started(t0, &[]);
+    let mut timeline = started(t0, &["inbound"]);
     for n in 1..5 {
         timeline.place(&chunk(t0, 20 * n, None));
         timeline.advance(160);
@@ -409,7 +409,7 @@ fn spans_take_off_the_delay_and_count_output_samples() {
 #[test]
 fn a_reanchored_stream_goes_on_at_the_running_time_of_its_next_chunk() {
     let t0 = Instant::now();
-    let mut timeline = started(t0, &[]);
+    let mut timeline = started(t0, &["inbound"]);
     for n in 1..50 {
         timeline.place(&chunk(t0, 20 * n, None));
         timeline.advance(160);
@@ -434,7 +434,7 @@ fn a_reanchored_stream_goes_on_at_the_running_time_of_its_next_chunk() {
 #[test]
 fn nothing_is_filled_before_the_deadline() {
     let t0 = Instant::now();
-    let mut timeline = started(t0, &[]);
+    let mut timeline = started(t0, &["inbound"]);
     let deadline = 300 * MS;
     // Position 0 + 20 ms at running time 1.02 s; the next chunk is due
     // by 1.04 s, and 300 ms overdue at 1.34 s.
@@ -451,7 +451,7 @@ fn nothing_is_filled_before_the_deadline() {
 #[test]
 fn audio_late_for_filled_time_goes_out_after_the_fill() {
     let t0 = Instant::now();
-    let mut timeline = started(t0, &[]);
+    let mut timeline = started(t0, &["inbound"]);
     // 400 ms of fill while nothing came.
     let filled = timeline.fill(1420 * MS, ClockTime::ZERO);
     assert_eq!(filled, 3200);
@@ -482,7 +482,7 @@ fn audio_late_for_filled_time_goes_out_after_the_fill() {
 #[test]
 fn a_real_gap_longer_than_the_fill_is_counted_and_the_rest_silenced() {
     let t0 = Instant::now();
-    let mut timeline = started(t0, &[]);
+    let mut timeline = started(t0, &["inbound"]);
     let filled = timeline.fill(1200 * MS, ClockTime::ZERO);
     assert_eq!(filled, 1440);
     timeline.advance(filled);
@@ -505,7 +505,7 @@ fn a_real_gap_longer_than_the_fill_is_counted_and_the_rest_silenced() {
 #[test]
 fn a_lost_stretch_within_the_fill_is_counted_and_late() {
     let t0 = Instant::now();
-    let mut timeline = started(t0, &[]);
+    let mut timeline = started(t0, &["inbound"]);
     let filled = timeline.fill(1500 * MS, ClockTime::ZERO);
     timeline.advance(filled);
     // 100 ms lost, then the rest arrives late.
