@@ -9,14 +9,20 @@ use common::src::{assert_contiguous, in_both_modes, start};
 use common::*;
 use gst::prelude::*;
 use gsttwiliostream::codec::{WireFormat, alaw};
-use gsttwiliostream::protocol::Track;
+use gsttwiliostream::protocol::{Counter, Inbound, Track};
 use twilio_emulator::{CallParams, Provider, TwilioCall};
 
 in_both_modes!(
     telnyx_both_tracks_come_out_in_their_channels,
     telnyx_outbound_track_alone_comes_out,
     telnyx_inbound_alone_leaves_a_silent_channel_with_track_both,
+    a_chunk_number_far_off_loses_nothing,
+    a_chunk_counter_that_restarts_loses_nothing,
+    a_pause_behind_a_lost_chunk_does_not_delay_the_rest,
 );
+
+const PCM8K: &str = "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! \
+                     fakesink name=sink sync=false";
 
 /// A Telnyx A-law call carrying `tracks` (its `start` names none).
 fn telnyx(tracks: &[Track]) -> CallParams {
@@ -125,5 +131,117 @@ fn telnyx_inbound_alone_leaves_a_silent_channel_with_track_both() {
     assert_contiguous(&got.buffers);
     // A track that never came is not lost audio.
     assert_eq!(by_name(&p, "src").property::<u64>("chunks-lost"), 0);
+    set_state(&p, gst::State::Null);
+}
+
+/// Chunk `i` of `codes` (from 0), as the next media message, its chunk
+/// number replaced by `number`.
+fn renumbered(call: &mut TwilioCall, chunk: &[u8], number: u64) -> Inbound<'static> {
+    let mut msg = call.media_message_on(Track::Inbound, chunk);
+    if let Inbound::Media { media, .. } = &mut msg {
+        media.chunk = Some(Counter(number));
+    }
+    msg
+}
+
+/// Plays 100 distinct chunks, chunk `i` (from 0) numbered `number(i)`;
+/// what came out and the counts of invalid messages, chunks too late and
+/// lost.
+fn play_numbered(number: impl Fn(u64) -> u64) -> (Vec<i16>, Vec<i16>, [u64; 3]) {
+    let (p, collector, url) = start(PCM8K);
+    let codes = distinct_chunks(100, 3);
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, telnyx(&[Track::Inbound]))
+            .await
+            .unwrap();
+        for (i, c) in codes.chunks(160).enumerate() {
+            let msg = renumbered(&mut call, c, number(i as u64));
+            call.send(&msg).unwrap();
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    assert_contiguous(&got.buffers);
+    let src = by_name(&p, "src");
+    let counts =
+        ["invalid-messages", "chunks-too-late", "chunks-lost"].map(|c| src.property::<u64>(c));
+    set_state(&p, gst::State::Null);
+    (got.samples(), decoded(&codes), counts)
+}
+
+fn a_chunk_number_far_off_loses_nothing() {
+    // Chunk 51 (from 1) claims to be chunk 1000000, its timestamp right.
+    let (got, sent, counts) = play_numbered(|i| if i == 50 { 1_000_000 } else { i + 1 });
+    assert_eq!(got, sent);
+    assert_eq!(counts, [1, 0, 0], "invalid, too late, lost");
+}
+
+fn a_chunk_counter_that_restarts_loses_nothing() {
+    let (got, sent, counts) = play_numbered(|i| if i < 50 { i + 1 } else { i - 49 });
+    assert_eq!(got, sent);
+    assert_eq!(counts, [1, 0, 0], "invalid, too late, lost");
+}
+
+fn a_pause_behind_a_lost_chunk_does_not_delay_the_rest() {
+    // (Silence for the lost chunk: concealment would blend into the next.)
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 gap-fill=silence ! audio/x-raw,rate=8000 ! \
+         fakesink name=sink sync=false",
+    );
+    let codes = distinct_chunks(30, 1);
+    let chunks: Vec<&[u8]> = codes.chunks(160).collect();
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, telnyx(&[Track::Inbound]))
+            .await
+            .unwrap();
+        for c in &chunks[..20] {
+            call.send_media(c).unwrap();
+        }
+        // Chunk 21 is lost; 22 and 23 wait behind it in the reorder window.
+        call.lose_media(160);
+        for c in &chunks[21..23] {
+            call.send_media(c).unwrap();
+        }
+        // Then nothing for 2 s (a provider quiet when idle), its timestamps
+        // going on; the fill deadline passes meanwhile.
+        call.lose_media(16000);
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        for c in &chunks[23..] {
+            call.send_media(c).unwrap();
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    // Everything but chunk 21, in place: the last chunk ends where its
+    // timestamp says (30 chunks and the 2 s), not later by the pause.
+    let first = got.buffers.first().unwrap().pts().unwrap();
+    let last = got.buffers.last().unwrap();
+    let end = last.pts().unwrap() + last.duration().unwrap() - first;
+    let expected = gst::ClockTime::from_mseconds(30 * 20 + 2000);
+    assert!(
+        end.nseconds().abs_diff(expected.nseconds()) < 100_000_000,
+        "the stream ends at {end}, its timestamps at {expected}"
+    );
+    // Every chunk but the lost one, once, in order (between them what
+    // stands in for chunk 21 and the pause).
+    let samples = got.samples();
+    let mut from = 0;
+    for (i, chunk) in chunks.iter().enumerate().filter(|&(i, _)| i != 20) {
+        let chunk = decoded(chunk);
+        let at = samples[from..]
+            .windows(160)
+            .position(|w| w == chunk)
+            .unwrap_or_else(|| panic!("chunk {} missing or out of order", i + 1));
+        from += at + 160;
+        assert!(
+            !samples[from..].windows(160).any(|w| w == chunk),
+            "chunk {} twice",
+            i + 1
+        );
+    }
+    let src = by_name(&p, "src");
+    assert_eq!(src.property::<u64>("chunks-too-late"), 0);
     set_state(&p, gst::State::Null);
 }

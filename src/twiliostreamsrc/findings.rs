@@ -5,6 +5,7 @@
 use gst::subclass::prelude::*;
 
 use super::imp::{CAT, State, TwilioStreamSrc};
+use super::reorder::Pushed;
 use super::timeline;
 use super::tracks::Placed;
 use crate::call::{MediaChunk, Stat};
@@ -12,18 +13,28 @@ use crate::call::{MediaChunk, Stat};
 impl TwilioStreamSrc {
     #[cold]
     #[inline(never)]
-    pub(super) fn note_reordered(&self, chunk_no: Option<u64>, timestamp_ms: u64, reordered: bool) {
-        if reordered {
-            gst::debug!(
+    pub(super) fn note_reordered(&self, chunk_no: Option<u64>, timestamp_ms: u64, pushed: Pushed) {
+        if let Some(number) = pushed.implausible_number {
+            gst::warning!(
                 CAT,
                 imp = self,
-                "chunk {chunk_no:?} (timestamp {timestamp_ms} ms) came out of order: put back in place"
+                "chunk number {number} does not fit its timestamp ({timestamp_ms} ms): \
+                 placing the chunk by its timestamp, numbering on from it"
             );
-        } else {
+        }
+        if pushed.reordered {
             gst::debug!(
                 CAT,
                 imp = self,
-                "chunk {chunk_no:?} (timestamp {timestamp_ms} ms) came after its place was given up, or twice: dropped"
+                "chunk {} (timestamp {timestamp_ms} ms) came out of order: put back in place",
+                Numbered(chunk_no)
+            );
+        } else if pushed.too_late {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "chunk {} (timestamp {timestamp_ms} ms) came after its place was given up, or twice: dropped",
+                Numbered(chunk_no)
             );
         }
     }

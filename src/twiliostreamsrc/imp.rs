@@ -577,9 +577,9 @@ impl PushSrcImpl for TwilioStreamSrc {
             self.state.lock().unwrap().events = Some(events);
             let event = match received {
                 Ok(Received::Event(event)) => event,
-                Ok(Received::Overdue) => match self.fill_overdue() {
-                    // (Its GAP goes out at the next turn.)
-                    Some(held) => return Ok(CreateSuccess::NewBuffer(held)),
+                Ok(Received::Overdue) => match Step::created(self.fill_overdue()?) {
+                    // (A GAP queued goes out at the next turn.)
+                    Some(created) => return Ok(created),
                     None => continue,
                 },
                 Err(_) => return Err(gst::FlowError::Flushing),

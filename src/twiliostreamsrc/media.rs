@@ -105,11 +105,15 @@ impl TwilioStreamSrc {
                 call.stats
                     .add(Stat::ChunksReordered, pushed.reordered as u64);
                 call.stats.add(Stat::ChunksTooLate, pushed.too_late as u64);
+                call.stats.add(
+                    Stat::InvalidMessages,
+                    pushed.implausible_number.is_some() as u64,
+                );
             }
             pushed
         };
-        if pushed.reordered || pushed.too_late {
-            self.note_reordered(chunk_no, timestamp_ms, pushed.reordered);
+        if pushed.reordered || pushed.too_late || pushed.implausible_number.is_some() {
+            self.note_reordered(chunk_no, timestamp_ms, pushed);
         }
         self.released_media()
     }

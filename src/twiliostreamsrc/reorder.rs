@@ -9,8 +9,14 @@
 //! `window` chunks wait behind the gap: then the gap is given up (the
 //! timeline counts it lost and fills it) and the held chunks go out. A
 //! chunk that comes after its place was given up, or a duplicate, is
-//! dropped and counted too late. At the end of the call everything held
-//! goes out.
+//! dropped and counted too late. At the end of the call, or when the
+//! audio held is overdue (the src's fill deadline), everything held goes
+//! out.
+//!
+//! A chunk number that contradicts its timestamp (it goes back while the
+//! timestamp goes on, or skips far more than the time that passed: a
+//! counter restarted or broken) is not believed: that chunk is placed by
+//! its timestamp, and later ones are numbered from it.
 
 use std::collections::VecDeque;
 
@@ -23,6 +29,10 @@ pub const DEFAULT_WINDOW: u32 = 3;
 /// Timestamps within this (ms) of where the last chunk ended are contiguous.
 const TIMESTAMP_TOLERANCE_MS: u64 = 5;
 
+/// How much further (ms of audio) a chunk number may skip than twice the
+/// time that passed (a counter shared by both tracks counts twice as fast).
+const NUMBER_SLACK_MS: i128 = 1000;
+
 /// What became of a chunk pushed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pushed {
@@ -30,6 +40,8 @@ pub struct Pushed {
     pub reordered: bool,
     /// It came after its place was given up, or twice: dropped.
     pub too_late: bool,
+    /// Its chunk number, not believed (see the module's doc).
+    pub implausible_number: Option<u64>,
 }
 
 /// The window over both tracks.
@@ -68,11 +80,12 @@ impl Reorder {
     }
 
     /// Takes a chunk; what is ready goes out through [`Self::pop`].
-    pub fn push(&mut self, chunk: MediaChunk) -> Pushed {
+    pub fn push(&mut self, mut chunk: MediaChunk) -> Pushed {
         if self.window == 0 {
             self.ready.push_back(chunk);
             return Pushed::default();
         }
+        let mut implausible_number = None;
         let format = self.format;
         let lane = &mut self.lanes[chunk.track.index()];
         let Some(last) = lane.last else {
@@ -81,9 +94,13 @@ impl Reorder {
             lane.release_contiguous(format, &mut self.ready);
             return Pushed::default();
         };
+        if !plausible(&chunk, &last) {
+            implausible_number = chunk.chunk.take();
+        }
         if !after(&chunk, &last) || lane.held.iter().any(|h| same(h, &chunk)) {
             return Pushed {
                 too_late: true,
+                implausible_number,
                 ..Pushed::default()
             };
         }
@@ -100,6 +117,7 @@ impl Reorder {
         Pushed {
             reordered,
             too_late: false,
+            implausible_number,
         }
     }
 
@@ -108,14 +126,19 @@ impl Reorder {
         self.ready.pop_front()
     }
 
-    /// The end of the call: every held chunk becomes ready, in order.
-    pub fn flush(&mut self) {
+    /// The end of the call, or the held audio is overdue: every held chunk
+    /// becomes ready, in order (the gaps before them are given up). True if
+    /// any was held.
+    pub fn flush(&mut self) -> bool {
         let format = self.format;
+        let mut any = false;
         for lane in &mut self.lanes {
             for chunk in std::mem::take(&mut lane.held) {
                 lane.release(chunk, format, &mut self.ready);
+                any = true;
             }
         }
+        any
     }
 
     /// Chunks held behind gaps, of both tracks.
@@ -153,6 +176,19 @@ impl Lane {
 fn follows(chunk: &MediaChunk, last: &Released) -> bool {
     let next_number = matches!((chunk.chunk, last.number), (Some(n), Some(l)) if n == l + 1);
     next_number || chunk.timestamp_ms.abs_diff(last.end_ms) <= TIMESTAMP_TOLERANCE_MS
+}
+
+/// Whether `chunk`'s number agrees with its timestamp, next to `last`:
+/// both move the same way, the number not by far more than the time.
+fn plausible(chunk: &MediaChunk, last: &Released) -> bool {
+    let (Some(n), Some(l)) = (chunk.chunk, last.number) else {
+        return true;
+    };
+    let unit = i128::from(last.end_ms.saturating_sub(last.timestamp_ms).max(1));
+    let by_number = (i128::from(n) - i128::from(l)) * unit;
+    let by_time = i128::from(chunk.timestamp_ms) - i128::from(last.timestamp_ms);
+    let opposite = by_number.signum() * by_time.signum() < 0;
+    !opposite && by_number.abs() <= 2 * by_time.abs() + NUMBER_SLACK_MS
 }
 
 /// `chunk` belongs after what was released up to `last`.
@@ -228,12 +264,22 @@ mod tests {
     struct Counts {
         reordered: u32,
         too_late: u32,
+        implausible: Vec<u64>,
     }
 
     impl Counts {
         fn add(&mut self, pushed: Pushed) {
             self.reordered += pushed.reordered as u32;
             self.too_late += pushed.too_late as u32;
+            self.implausible.extend(pushed.implausible_number);
+        }
+    }
+
+    /// Chunk `n` (timestamp and bytes) numbered `number`.
+    fn numbered(n: u64, number: u64) -> MediaChunk {
+        MediaChunk {
+            chunk: Some(number),
+            ..inbound(n)
         }
     }
 
@@ -253,7 +299,8 @@ mod tests {
             counts,
             Counts {
                 reordered: 2,
-                too_late: 0
+                too_late: 0,
+                ..Counts::default()
             }
         );
     }
@@ -275,7 +322,8 @@ mod tests {
             counts,
             Counts {
                 reordered: 0,
-                too_late: 1
+                too_late: 1,
+                ..Counts::default()
             }
         );
     }
@@ -289,7 +337,8 @@ mod tests {
             counts,
             Counts {
                 reordered: 1,
-                too_late: 3
+                too_late: 3,
+                ..Counts::default()
             }
         );
     }
@@ -310,7 +359,8 @@ mod tests {
             counts,
             Counts {
                 reordered: 1,
-                too_late: 1
+                too_late: 1,
+                ..Counts::default()
             }
         );
     }
@@ -348,6 +398,83 @@ mod tests {
         let expected: [&[u64]; 5] = [&[1], &[1], &[], &[2], &[2, 3]];
         assert_eq!(out, expected);
         assert_eq!(counts.reordered, 1);
+    }
+
+    #[test]
+    fn a_number_far_ahead_of_its_timestamp_is_not_believed() {
+        // Chunk 4 says it is chunk 1000000: placed by its timestamp, and
+        // the chunks after it are not too late.
+        let order = [
+            numbered(1, 1),
+            numbered(2, 2),
+            numbered(3, 3),
+            numbered(4, 1_000_000),
+        ]
+        .into_iter()
+        .chain((5..=8).map(inbound));
+        let (out, counts) = run(3, order);
+        assert_eq!(out.concat(), (1..=8).collect::<Vec<_>>());
+        assert!(out.iter().all(|o| o.len() == 1), "nothing held: {out:?}");
+        assert_eq!(
+            counts,
+            Counts {
+                implausible: vec![1_000_000],
+                ..Counts::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_counter_that_restarts_is_followed_from_there() {
+        // Chunks 1..=50, then numbered from 1 again with timestamps going on.
+        let order = (1..=50)
+            .map(inbound)
+            .chain((51..=60).map(|n| numbered(n, n - 50)));
+        let (out, counts) = run(3, order);
+        assert_eq!(out.concat(), (1..=60).collect::<Vec<_>>());
+        assert_eq!(counts.too_late, 0);
+        assert_eq!(counts.implausible, [1], "only the first restarted number");
+    }
+
+    #[test]
+    fn numbers_going_on_through_a_silence_are_believed() {
+        // Nothing sent for 10 s (a provider quiet when idle): the next number,
+        // timestamps far on. It follows at once.
+        let later = |n: u64| MediaChunk {
+            timestamp_ms: 10_000 + n * 20,
+            ..inbound(n)
+        };
+        let (out, counts) = run(3, [inbound(1), inbound(2), inbound(3), later(4), later(5)]);
+        assert_eq!(out, [[1], [2], [3], [4], [5]]);
+        assert_eq!(counts, Counts::default());
+    }
+
+    #[test]
+    fn a_real_gap_with_a_counter_shared_by_tracks_is_believed() {
+        // A counter over both tracks: one track's numbers skip twice as
+        // fast as its time, 3 s lost.
+        let order = [1u64, 3, 5, 305].map(|n| MediaChunk {
+            timestamp_ms: (n - 1) / 2 * 20,
+            ..inbound(n)
+        });
+        let (_, counts) = run(3, order);
+        assert_eq!(counts, Counts::default());
+    }
+
+    #[test]
+    fn overdue_held_chunks_go_out_and_their_gap_is_given_up() {
+        let mut reorder = Reorder::new(3, WireFormat::default());
+        for n in [1, 3, 4] {
+            reorder.push(inbound(n));
+        }
+        assert_eq!(popped(&mut reorder), [1]);
+        assert!(reorder.flush());
+        assert_eq!(popped(&mut reorder), [3, 4]);
+        assert!(!reorder.flush(), "nothing held any more");
+        // Chunk 2, should it still come, is too late.
+        assert!(reorder.push(inbound(2)).too_late);
+        assert!(!reorder.push(inbound(5)).too_late);
+        assert_eq!(popped(&mut reorder), [5]);
     }
 
     #[test]

@@ -274,11 +274,12 @@ impl TwilioStreamSrc {
             return;
         }
         // (What is no longer overdue, a chunk having come, is not filled.)
-        if self.fill_wait().is_some()
-            && let Some(held) = self.fill_overdue()
-        {
+        if self.fill_wait().is_some() {
             let pad = self.obj().src_pad().clone();
-            match self.push_shared(&pad, held) {
+            match self
+                .fill_overdue()
+                .and_then(|held| self.push_all(&pad, held))
+            {
                 Ok(_) => self.push_pending_events(),
                 Err(flow) => self.shared_flow_error(&pad, flow),
             }

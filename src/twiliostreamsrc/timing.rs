@@ -30,6 +30,7 @@ use gst_base::prelude::*;
 
 use super::imp::{CAT, State, TwilioStreamSrc};
 use super::shared_threads::FillLook;
+use super::step::Buffers;
 use crate::call::{CallEvent, Events, MediaChunk, Stat};
 use crate::runtime::RUNTIME;
 use crate::wait::{Cancelled, wait};
@@ -166,10 +167,23 @@ impl TwilioStreamSrc {
         }
     }
 
-    /// The fill deadline passed: a GAP event for the time overdue. With
-    /// `track=both`, what the aligner held comes first: returned as a
-    /// buffer for the caller to push, the GAP queued after it.
-    pub(super) fn fill_overdue(&self) -> Option<gst::Buffer> {
+    /// The fill deadline passed. What the reorder window holds behind a
+    /// gap goes out first, the gap given up (the fill then looks again, as
+    /// its chunks may cover the time); else [`Self::fill_gap`]. Returned
+    /// for the caller to push.
+    pub(super) fn fill_overdue(&self) -> Result<Buffers, gst::FlowError> {
+        if self.state.lock().unwrap().reorder.flush() {
+            return self.released_media();
+        }
+        let mut buffers = Buffers::default();
+        buffers.extend(self.fill_gap());
+        Ok(buffers)
+    }
+
+    /// A GAP event for the time overdue. With `track=both`, what the
+    /// aligner held comes first: returned as a buffer for the caller to
+    /// push, the GAP queued after it.
+    fn fill_gap(&self) -> Option<gst::Buffer> {
         let deadline = self.fill_deadline();
         let now = self.running_time();
         let mut state = self.state.lock().unwrap();
