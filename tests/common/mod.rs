@@ -177,6 +177,22 @@ impl Collector {
     }
 }
 
+/// Waits (up to PATIENCE) until the u64 property `counter` of `element`
+/// reads `n`: for counters that move on another thread than what the test
+/// saw happen (e.g. `rejected-connections`, counted once the server is done
+/// with the connection, after its close frame went out).
+pub fn counter_reaches(element: &gst::Element, counter: &str, n: u64) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while element.property::<u64>(counter) != n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{counter} is {}, not {n}",
+            element.property::<u64>(counter)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Element messages of `name` posted so far (the bus is drained).
 pub fn drain_messages(bus: &gst::Bus) -> Vec<gst::Message> {
     std::iter::from_fn(|| bus.pop()).collect()
