@@ -124,11 +124,14 @@ fn a_clear_before_any_audio_reports_nothing_played() {
     let _call = dial(&sink, Playout::RealTime);
     let bus = gst::Bus::new();
     sink.set_bus(Some(&bus));
+    // The call reaches the sink before its task has applied `start`: it is
+    // `connected` then, but with no streamSid yet `clear` refuses it.
     let deadline = Instant::now() + PATIENCE;
-    while !sink.property::<bool>("connected") {
+    while sink.property::<Option<String>>("stream-sid").is_none() {
         assert!(Instant::now() < deadline, "no call");
         std::thread::sleep(Duration::from_millis(5));
     }
+    assert!(sink.property::<bool>("connected"));
     assert!(sink.emit_by_name::<bool>("clear", &[]));
     let report = twilio_clear(&bus);
     assert_eq!(
