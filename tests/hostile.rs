@@ -248,10 +248,15 @@ fn a_second_connection_for_the_same_call() {
     set_state(&p2, gst::State::Playing);
     let url = format!("ws://127.0.0.1:{port}/s");
     let params = CallParams::default();
-    rt().block_on(async {
+    let mut one = rt().block_on(async {
         let mut one = TwilioCall::start(&url, params.clone()).await.unwrap();
         one.send_media(&BEFORE).unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        one
+    });
+    // A socket becomes a call at its start, given to the oldest free src:
+    // the first must be a's before the second starts.
+    first.wait_buffers(1);
+    rt().block_on(async {
         let mut two = TwilioCall::start(&url, params.clone()).await.unwrap();
         two.send_media(&AFTER).unwrap();
         one.send_media(&BEFORE).unwrap();
