@@ -76,16 +76,20 @@ impl<E: FnMut(&str)> Player<E> {
         }
     }
 
+    /// Records the echo, then sends it: whoever learns of it from the
+    /// plugin (a counter, a bus message) finds it in the playback already.
     fn echo(&mut self, name: String, cleared: bool) {
+        {
+            let mut playback = self.playback.lock().unwrap();
+            let played_samples = playback.played.len();
+            playback.marks.push(MarkEcho {
+                name: name.clone(),
+                played_samples,
+                at: self.started.elapsed(),
+                cleared,
+            });
+        }
         (self.echo)(&name);
-        let mut playback = self.playback.lock().unwrap();
-        let played_samples = playback.played.len();
-        playback.marks.push(MarkEcho {
-            name,
-            played_samples,
-            at: self.started.elapsed(),
-            cleared,
-        });
     }
 
     /// Takes one message from the plugin.
