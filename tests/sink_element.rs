@@ -148,8 +148,11 @@ fn a_source_faster_than_real_time_waits_in_render_and_tears_down() {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let sent_ms = sink.property::<u64>("chunks-sent") * 20;
+    // Pushes first: both only grow, and the writer sends on while the test
+    // reads (read the other way round, a test thread held between the two
+    // reads would see the pushes of a later moment).
     let pushed_ms = pushes.load(std::sync::atomic::Ordering::SeqCst) as u64 * 1000;
+    let sent_ms = sink.property::<u64>("chunks-sent") * 20;
     assert!(
         pushed_ms <= sent_ms + 1000 + 1000,
         "{pushed_ms} ms taken for {sent_ms} ms sent"
