@@ -97,12 +97,10 @@ fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_ba
     let lines = lines_of(&mut bot);
     let mut transcript = String::new();
     let url = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| {
-                let _ = bot.kill();
-                panic!("the bot did not start listening:\n{transcript}")
-            });
+        let line = lines.recv_timeout(common::PATIENCE).unwrap_or_else(|_| {
+            let _ = bot.kill();
+            panic!("the bot did not start listening:\n{transcript}")
+        });
         transcript += &line;
         transcript.push('\n');
         if let Some((_, url)) = line.split_once("listening on ") {
@@ -129,7 +127,7 @@ fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_ba
         twilio_emulator::play::run(call, &script).await.unwrap()
     });
 
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + common::PATIENCE;
     let status = loop {
         while let Ok(line) = lines.try_recv() {
             transcript += &line;
@@ -144,8 +142,9 @@ fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_ba
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    // The last lines, written before the exit.
-    while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+    // The last lines, written before the exit: all of them once the reader
+    // reaches the end of the pipe (a second's wait could leave some out).
+    while let Ok(line) = lines.recv_timeout(common::PATIENCE) {
         transcript += &line;
         transcript.push('\n');
     }
