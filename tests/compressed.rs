@@ -214,7 +214,10 @@ fn opus_output_refuses_a_call_of_another_codec() {
     play(&url, WireFormat::PCMA, &[vec![0xD5; 160]]);
     let bus = p.bus().unwrap();
     let error = bus
-        .timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Error])
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(PATIENCE.as_secs()),
+            &[gst::MessageType::Error],
+        )
         .expect("an error");
     let gst::MessageView::Error(error) = error.view() else {
         unreachable!()

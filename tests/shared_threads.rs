@@ -193,7 +193,10 @@ fn a_downstream_error_stops_the_stream_with_an_error() {
         call.close().await;
     });
     let error = bus
-        .timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Error])
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(PATIENCE.as_secs()),
+            &[gst::MessageType::Error],
+        )
         .expect("an error message");
     let gst::MessageView::Error(e) = error.view() else {
         unreachable!()
