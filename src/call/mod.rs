@@ -208,6 +208,12 @@ impl Call {
     {
         let (events, events_rx) = events::channel();
         let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
+        // Known from the moment the call is: an element it is delivered to
+        // (`connected`) has its streamSid before the task first runs.
+        let start_info = match &start.event {
+            Some(CallEvent::Start(info)) => Some(info.clone()),
+            _ => None,
+        };
         let call = Arc::new(Call {
             id: NEXT_CALL_ID.fetch_add(1, Ordering::Relaxed),
             peer,
@@ -215,7 +221,7 @@ impl Call {
             dialect: session.dialect(),
             format: session.format(),
             stats: Stats::default(),
-            start: watch::Sender::new(None),
+            start: watch::Sender::new(start_info),
             events: Mutex::new(Some(events_rx)),
             outbound: outbound_tx,
             on_task: Mutex::new(Vec::new()),

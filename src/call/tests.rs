@@ -33,6 +33,23 @@ pub(super) async fn call() -> (Arc<Call>, WebSocketStream<tokio::io::DuplexStrea
     (call, twilio)
 }
 
+/// The call's `start` is known as soon as the call is, before its task
+/// first runs: an element that has the call has its streamSid.
+#[test]
+fn start_is_known_before_the_task_runs() {
+    // One thread: the task spawned cannot run until this one waits.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (call, _twilio) = call().await;
+        let start = call.start_info().expect("start known at once");
+        assert_eq!((&*start.stream_sid, &*start.call_sid), ("MZ1", "CA1"));
+        call.close();
+    });
+}
+
 /// The next text message Twilio's end receives.
 async fn next_text(twilio: &mut WebSocketStream<tokio::io::DuplexStream>) -> String {
     loop {
