@@ -161,13 +161,76 @@ fn a_downstream_that_blocks_gets_the_streaming_thread_without_a_warning() {
     // clock), so it is logged, not posted.
     let warnings = warnings(&bus);
     assert!(warnings.is_empty(), "{warnings:?}");
-    // The push that blocked was the last one on the network thread: the
-    // src's own streaming thread pushed the rest, in order, nothing lost.
+    // The second push that blocked in a row was the last one on the
+    // network thread: the src's own streaming thread pushed the rest, in
+    // order, nothing lost.
     let threads = threads.lock().unwrap();
     assert_eq!(threads.len(), 5, "{threads:?}");
-    assert_eq!(threads[0], "twiliostream", "{threads:?}");
-    assert!(threads[1..].iter().all(|t| t == "src:src"), "{threads:?}");
+    assert_eq!(threads[..2], ["twiliostream"; 2], "{threads:?}");
+    assert!(threads[2..].iter().all(|t| t == "src:src"), "{threads:?}");
     set_state(&p, gst::State::Null);
+}
+
+/// Plays 20 chunks into a src whose downstream sleeps `sleeps[i]` ms in
+/// the push of buffer `i`: the threads each buffer came on.
+fn pushed_from_with_sleeps(sleeps: &'static [(usize, u64)]) -> Vec<String> {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 \
+         ! fakesink name=sink sync=false",
+    );
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let n = names.clone();
+    by_name(&p, "sink").static_pad("sink").unwrap().add_probe(
+        gst::PadProbeType::BUFFER,
+        move |_, _| {
+            let name = std::fs::read_to_string("/proc/thread-self/comm").unwrap_or_default();
+            let mut names = n.lock().unwrap();
+            if let Some(&(_, ms)) = sleeps.iter().find(|(i, _)| *i == names.len()) {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            names.push(name.trim_end().to_owned());
+            gst::PadProbeReturn::Ok
+        },
+    );
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let url = url_of(&by_name(&p, "src"));
+    let ulaw: Vec<u8> = (0..3200u32).map(|i| (i * 13 % 256) as u8).collect();
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        send_chunks(&mut call, &ulaw).await;
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    assert_eq!(collector.wait_eos().samples(), decode(&ulaw));
+    set_state(&p, gst::State::Null);
+    let names = names.lock().unwrap().clone();
+    assert_eq!(names.len(), 20);
+    names
+}
+
+#[test]
+fn one_slow_push_is_not_a_blocking_downstream() {
+    // As when the network thread is preempted on a busy machine: pushing
+    // stays on the network threads.
+    let threads = pushed_from_with_sleeps(&[(3, 30)]);
+    assert!(
+        threads.iter().all(|t| t == "twiliostream"),
+        "pushed from {threads:?}"
+    );
+}
+
+#[test]
+fn two_slow_pushes_in_a_row_or_one_long_one_hand_over_the_pushing() {
+    let threads = pushed_from_with_sleeps(&[(3, 30), (4, 30)]);
+    assert_eq!(threads[..5], ["twiliostream"; 5], "{threads:?}");
+    assert!(threads[5..].iter().all(|t| t == "src:src"), "{threads:?}");
+    let threads = pushed_from_with_sleeps(&[(3, 250)]);
+    assert_eq!(threads[..4], ["twiliostream"; 4], "{threads:?}");
+    assert!(threads[4..].iter().all(|t| t == "src:src"), "{threads:?}");
 }
 
 #[test]

@@ -36,9 +36,13 @@ use super::timeline::Timeline;
 use crate::runtime::RUNTIME;
 use crate::wait::wait;
 
-/// With `shared-threads`, a push that blocks this long (a chunk) means
-/// downstream waits: the src warns and hands pushing to its streaming thread.
+/// With `shared-threads`, two pushes in a row that block this long (a
+/// chunk) mean downstream waits: the src hands pushing to its streaming
+/// thread. One alone may be the thread preempted on a busy machine.
 const SHARED_BLOCK_LIMIT: Duration = Duration::from_millis(20);
+
+/// One push that blocks this long is downstream waiting, not preemption.
+const SHARED_BLOCK_LONG: Duration = Duration::from_millis(200);
 
 /// The fill timer wakes on multiples of this (from the process's first
 /// timer): the wakes of all calls' timers coincide in fewer wake-ups.
@@ -61,6 +65,8 @@ pub(super) struct Shared {
     fallback: AtomicBool,
     /// Wakes the streaming thread once no drain runs after `fallback`.
     fallen_back: tokio::sync::Notify,
+    /// The last push held the thread [`SHARED_BLOCK_LIMIT`] or more.
+    slow_push: AtomicBool,
     /// This run pushes from the network threads (`shared-threads` at start).
     enabled: AtomicBool,
     /// PLAYING → PAUSED transitions so far.
@@ -83,6 +89,7 @@ impl Shared {
     /// `BaseSrc::start`: this run pushes from network threads if `enabled`.
     pub(super) fn start(&self, enabled: bool) {
         self.fallback.store(false, Ordering::SeqCst);
+        self.slow_push.store(false, Ordering::Relaxed);
         self.enabled.store(enabled, Ordering::SeqCst);
         self.discont.store(true, Ordering::Relaxed);
         self.segment_out.store(false, Ordering::SeqCst);
@@ -362,8 +369,9 @@ impl TwilioStreamSrc {
     }
 
     /// Pushes `buffer`. If downstream held the thread for a chunk or more
-    /// (every call on that network thread waited as long), warns and falls
-    /// back to the streaming thread for the rest of the run.
+    /// twice in a row, or once for [`SHARED_BLOCK_LONG`] (every call on that
+    /// network thread waited as long), falls back to the streaming thread
+    /// for the rest of the run.
     fn push_shared(
         &self,
         pad: &gst::Pad,
@@ -378,9 +386,17 @@ impl TwilioStreamSrc {
         let took = started.elapsed();
         // A push held up by a pause (the sink waits for PLAYING) or ended by
         // a flush says nothing about downstream in PLAYING.
-        let waited = took >= SHARED_BLOCK_LIMIT
+        let slow = took >= SHARED_BLOCK_LIMIT
             && result.is_ok()
             && pauses == self.shared.pauses.load(Ordering::SeqCst);
+        let waited = if slow {
+            self.shared.slow_push.swap(true, Ordering::Relaxed) || took >= SHARED_BLOCK_LONG
+        } else {
+            if self.shared.slow_push.load(Ordering::Relaxed) {
+                self.shared.slow_push.store(false, Ordering::Relaxed);
+            }
+            false
+        };
         if waited && !self.shared.fallback.swap(true, Ordering::SeqCst) {
             self.shared.timer.notify_one();
             // Expected with a sink that syncs to the clock: not a warning.
