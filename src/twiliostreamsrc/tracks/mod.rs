@@ -17,13 +17,24 @@
 //! [`flush`]: Aligner::flush
 //! [`fill`]: Aligner::fill
 //!
+//! A step in one track's timestamps (its chunks go on in real time, their
+//! timestamps moved) is not a gap: that track is measured anew from the
+//! chunk, which follows its last audio, and the other track is untouched.
+//! A step ahead is told from lost chunks by when the chunk arrives: more
+//! than the wait ahead of where the audio of both tracks has reached in real
+//! time since their last chunks (lost chunks leave a gap in real time too).
+//! A step back is told from a chunk sent twice by the next chunk: a chunk
+//! before what its track already holds is kept back; if the next one
+//! follows it, also behind, the timestamps stepped back and both are kept;
+//! otherwise it is dropped, as a duplicate.
+//!
 //! Plain numbers in, plain results out: the element converts, timestamps
 //! (one `Timeline`: anchor, spans) and counts. Chunk numbers are not used
 //! (they may count both tracks); gaps are told by timestamps, per track.
 
 use std::time::Instant;
 
-use super::timeline::{Ahead, GAP_TOLERANCE, LossUnit, MAX_AHEAD, MAX_SILENCE};
+use super::timeline::{Ahead, GAP_TOLERANCE, LossUnit, MAX_AHEAD, MAX_SILENCE, NS_PER_SAMPLE};
 use crate::codec::g711;
 use crate::protocol::Track;
 
@@ -58,6 +69,28 @@ struct Lane {
     discont: bool,
     /// Samples filled by the fill deadline since its last audio.
     filled: u64,
+    /// Samples added to where its timestamps put it: how far it was moved
+    /// when measured anew (a step in its timestamps, or one far ahead).
+    offset: i128,
+    /// Axis position after its last audio, and when that audio arrived:
+    /// where it has reached in real time.
+    audio_end: u64,
+    last_arrival: Option<Instant>,
+    /// A chunk behind its audio, until the next one tells what it is.
+    held: Option<Held>,
+    /// Held chunks dropped without a chunk to report it (at a flush or the
+    /// end), not yet reported in a [`Frame`].
+    too_late: u64,
+}
+
+/// A chunk that lies before what its track already holds: sent twice, or
+/// the first after the track's timestamps stepped back.
+#[derive(Debug)]
+struct Held {
+    /// Where its timestamp put it on the axis.
+    due: i128,
+    ulaw: Vec<u8>,
+    arrival: Instant,
 }
 
 impl Lane {
@@ -76,7 +109,19 @@ impl Lane {
             lost: 0,
             discont: false,
             filled: 0,
+            offset: 0,
+            audio_end: 0,
+            last_arrival: None,
+            held: None,
+            too_late: 0,
         }
+    }
+
+    /// Where its audio would have reached by `now` had it gone on in real
+    /// time since its last chunk (None before its first).
+    fn reach(&self, now: Instant) -> Option<i128> {
+        let since = now.saturating_duration_since(self.last_arrival?);
+        Some(self.audio_end as i128 + (since.as_nanos() / u128::from(NS_PER_SAMPLE)) as i128)
     }
 
     /// Appends `n` samples of silence, counting the chunks they stand for.
@@ -128,6 +173,16 @@ pub struct Placed {
     /// Samples of its time that had been filled already (nothing came for
     /// the fill deadline): it goes out after the fill, kept whole.
     pub after_fill: u64,
+    /// Its track's timestamps stepped by this many samples (ahead or back)
+    /// at this chunk: the track was measured anew, the chunk follows its
+    /// last audio; nothing of it was lost.
+    pub step: Option<i64>,
+    /// It lies before what its track holds: kept back until the track's
+    /// next chunk tells a chunk sent twice from a step back.
+    pub held: bool,
+    /// Samples of the chunk kept back before it that were dropped: it was
+    /// not the start of a step (sent twice, or out of place).
+    pub held_dropped: u64,
 }
 
 /// What may go out now: the first `samples` of both channels.
@@ -140,6 +195,9 @@ pub struct Frame {
     pub lost: [u64; 2],
     /// Silence stands in for lost chunks, or the timestamps jump.
     pub discont: bool,
+    /// Chunks kept back and then dropped (see [`Placed::held`]) since the
+    /// last frame, when no chunk's [`Placed`] told it (a flush, the end).
+    pub too_late: u64,
 }
 
 /// The two tracks, aligned. See the module documentation.
@@ -198,21 +256,107 @@ impl Aligner {
         arrival: Instant,
     ) -> Placed {
         let mut placed = Placed::default();
+        let mut due = self.due(track, timestamp_ms, arrival, &mut placed);
+        let i = track.index();
+        if let Some(held) = self.lanes[i].held.take() {
+            let held_end = held.due + held.ulaw.len() as i128;
+            if self.behind(track, due, ulaw) && (due - held_end).abs() <= GAP_TOLERANCE as i128 {
+                // Two chunks in a row behind its audio, the second after the
+                // first: the timestamps stepped back. Both follow its audio.
+                let step = held.due - self.end(track) as i128;
+                self.lanes[i].offset -= step;
+                due -= step;
+                placed.step = Some(step as i64);
+                self.place(track, held.due - step, &held.ulaw, held.arrival);
+            } else {
+                // Sent twice (or out of place): what its track holds
+                // already is dropped.
+                let released = self.place(track, held.due, &held.ulaw, held.arrival);
+                placed.held_dropped = released.late;
+            }
+        }
+        if placed.step.is_none() {
+            if self.behind(track, due, ulaw) {
+                self.lanes[i].held = Some(Held {
+                    due,
+                    ulaw: ulaw.to_vec(),
+                    arrival,
+                });
+                placed.held = true;
+                return placed;
+            }
+            if let Some(step) = self.stepped_ahead(track, due, ulaw.len(), arrival) {
+                self.lanes[i].offset -= step;
+                due -= step;
+                placed.step = Some(step as i64);
+            }
+        }
+        let found = self.place(track, due, ulaw, arrival);
+        Placed {
+            step: placed.step,
+            held_dropped: placed.held_dropped,
+            ignored_ahead: placed.ignored_ahead,
+            ..found
+        }
+    }
+
+    /// Where `track`'s chunk at `timestamp_ms` goes on the axis; one far
+    /// ahead of the time that passed goes right after the track's last
+    /// sample, and the track is measured from it.
+    fn due(
+        &mut self,
+        track: Track,
+        timestamp_ms: u64,
+        arrival: Instant,
+        placed: &mut Placed,
+    ) -> i128 {
         let origin = *self.origin_ms.get_or_insert(timestamp_ms);
         let first_arrival = *self.first_arrival.get_or_insert(arrival);
-        let end = self.end(track) as i128;
+        let lane = &self.lanes[track.index()];
         // Where its timestamp puts it (before a skipped gap: raw).
-        let raw = (timestamp_ms as i128 - origin as i128) * 8;
+        let raw = (timestamp_ms as i128 - origin as i128) * 8 + lane.offset;
         let elapsed = arrival.saturating_duration_since(first_arrival);
         let possible = elapsed.as_millis() as i128 * 8 + MAX_AHEAD as i128;
-        let mut due = raw - self.skipped as i128 + self.shifted as i128;
-        if raw > possible {
-            placed.ignored_ahead = Some(Ahead {
-                due: raw.min(u64::MAX as i128) as u64,
-                elapsed,
-            });
-            due = end;
+        let due = raw - self.skipped as i128 + self.shifted as i128;
+        if raw <= possible {
+            return due;
         }
+        placed.ignored_ahead = Some(Ahead {
+            due: raw.min(u64::MAX as i128) as u64,
+            elapsed,
+        });
+        let end = self.end(track) as i128;
+        self.lanes[track.index()].offset += end - due;
+        end
+    }
+
+    /// Whether a chunk due at `due` lies before the audio its track holds
+    /// (or has output): a chunk sent twice, or a step back.
+    fn behind(&self, track: Track, due: i128, ulaw: &[u8]) -> bool {
+        let lane = &self.lanes[track.index()];
+        lane.started && !ulaw.is_empty() && due + (GAP_TOLERANCE as i128) < lane.audio_end as i128
+    }
+
+    /// A gap before a chunk due at `due` that is a step in the track's
+    /// timestamps, not lost chunks: the chunk (of `len` samples) arrived
+    /// more than the wait ahead of where both tracks' audio has reached in
+    /// real time. The step, in samples.
+    fn stepped_ahead(&self, track: Track, due: i128, len: usize, arrival: Instant) -> Option<i128> {
+        let lane = &self.lanes[track.index()];
+        let end = self.end(track) as i128;
+        if !lane.started || due <= end + GAP_TOLERANCE as i128 {
+            return None;
+        }
+        let other = &self.lanes[track.other().index()];
+        let other = other.expected.then(|| other.reach(arrival)).flatten();
+        let reached = lane.reach(arrival).max(other)?;
+        (due + len as i128 - reached > self.max_wait as i128).then_some(due - end)
+    }
+
+    /// Places a chunk of `track` at `due` on the axis.
+    fn place(&mut self, track: Track, mut due: i128, ulaw: &[u8], arrival: Instant) -> Placed {
+        let mut placed = Placed::default();
+        let end = self.end(track) as i128;
         let stream_end = self.end(Track::Inbound).max(self.end(Track::Outbound)) as i128;
         if due > stream_end + MAX_SILENCE as i128 && self.jump.is_none() {
             // Both tracks had nothing for over 5 s: skip that time (the
@@ -260,6 +404,7 @@ impl Aligner {
                 lane.run += filled;
             }
         }
+        let position = self.position;
         let lane = &mut self.lanes[track.index()];
         // Counts what a fill left (the gap below adds to it).
         lane.fill(0);
@@ -275,7 +420,22 @@ impl Aligner {
         }
         lane.started = true;
         lane.audio(ulaw);
+        if !ulaw.is_empty() {
+            lane.audio_end = position + lane.pending.len() as u64;
+            lane.last_arrival = Some(arrival);
+        }
         placed
+    }
+
+    /// Drops the chunks kept back (nothing followed them; what they add
+    /// after their track's audio goes in), to be reported as too late.
+    fn release_held(&mut self) {
+        for track in Track::ALL {
+            if let Some(held) = self.lanes[track.index()].held.take() {
+                let released = self.place(track, held.due, &held.ulaw, held.arrival);
+                self.lanes[track.index()].too_late += u64::from(released.late > 0);
+            }
+        }
     }
 
     /// The next frame that may go out, if any. A track more than `max_wait`
@@ -302,7 +462,7 @@ impl Aligner {
             Some((at, _)) => (ready.min(at - self.position), 0),
             None => (ready, 0),
         };
-        if samples == 0 && jump == 0 {
+        if samples == 0 && jump == 0 && self.lanes.iter().all(|l| l.too_late == 0) {
             return None;
         }
         Some(self.frame(samples as usize, jump))
@@ -311,6 +471,7 @@ impl Aligner {
     /// Everything left, both tracks filled with silence to the longer one
     /// (a jump still to come is not made: the end follows on).
     pub fn finish(&mut self) -> Option<Frame> {
+        self.release_held();
         let lead = self.end(Track::Inbound).max(self.end(Track::Outbound));
         for track in Track::ALL {
             let end = self.end(track);
@@ -318,14 +479,15 @@ impl Aligner {
         }
         self.jump = None;
         let samples = (lead - self.position) as usize;
-        let lost = self.lanes.iter().any(|l| l.lost > 0);
-        (samples > 0 || lost).then(|| self.frame(samples, 0))
+        let told = self.lanes.iter().any(|l| l.lost > 0 || l.too_late > 0);
+        (samples > 0 || told).then(|| self.frame(samples, 0))
     }
 
     /// Nothing arrived for the fill deadline: everything held, the slower
     /// track filled with silence to the leading one (its wait given up, as
     /// at the end), up to a skipped gap.
     pub fn flush(&mut self) -> Option<Frame> {
+        self.release_held();
         let lead = self.end(Track::Inbound).max(self.end(Track::Outbound));
         for track in Track::ALL {
             let end = self.end(track);
@@ -359,8 +521,15 @@ impl Aligner {
         for (i, lane) in self.lanes.iter_mut().enumerate() {
             frame.lost[i] = std::mem::take(&mut lane.lost);
             frame.discont |= std::mem::take(&mut lane.discont);
+            frame.too_late += std::mem::take(&mut lane.too_late);
         }
         frame
+    }
+
+    /// How far `track` was moved, in ms, by measuring it anew: its
+    /// timestamps plus this are on the other track's clock again.
+    pub fn offset_ms(&self, track: Track) -> i64 {
+        (self.lanes[track.index()].offset / 8).clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
     /// The μ-law of `track` from the output position on; a frame's channel

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use Track::{Inbound as In, Outbound as Out};
 
+/// Steps in one track's timestamps, in scripted calls.
+mod steps;
+
 /// An aligner for both tracks, and the time of its first chunk.
 fn both() -> (Aligner, Instant) {
     (Aligner::new(true, true, TRACK_WAIT), Instant::now())
@@ -197,11 +200,23 @@ fn a_duplicate_chunk_is_dropped() {
     let (mut a, t0) = both();
     push(&mut a, t0, In, 0, 1);
     push(&mut a, t0, Out, 0, 2);
+    // Behind the track's audio: kept back until the next chunk.
     let placed = push(&mut a, t0, In, 0, 9);
-    assert_eq!(placed.late, 160);
+    assert!(placed.held);
     let (_, inb, _) = take(&mut a).unwrap();
     assert_eq!(inb, vec![1; 160]);
     assert_eq!(a.next_frame(), None);
+    // The next one follows the track's audio, not it: it was sent twice.
+    let placed = push(&mut a, t0, In, 20, 3);
+    assert_eq!((placed.held_dropped, placed.step), (160, None));
+    push(&mut a, t0, Out, 20, 2);
+    let (frame, inb, _) = take(&mut a).unwrap();
+    assert_eq!((frame.lost, frame.too_late), ([0, 0], 0));
+    assert_eq!(inb, vec![3; 160]);
+    // One sent twice at the end is dropped then, and told in the frame.
+    assert!(push(&mut a, t0, Out, 20, 9).held);
+    let frame = a.finish().unwrap();
+    assert_eq!((frame.samples, frame.too_late), (0, 1));
 }
 
 #[test]
@@ -223,6 +238,7 @@ fn a_long_stream_wide_gap_is_skipped_not_filled() {
             jump: 48_000,
             lost: [300, 300],
             discont: true,
+            too_late: 0,
         }
     );
     assert_eq!((inb, outb), (vec![1; 160], vec![2; 160]));
@@ -276,9 +292,17 @@ fn far_future_timestamps_stay_contiguous() {
     let (frame, inb, outb) = take(&mut a).unwrap();
     assert_eq!((frame.samples, frame.lost), (160, [0, 0]));
     assert_eq!((inb, outb), (vec![1; 160], vec![2; 160]));
-    // Timestamps before the first chunk's are simply late.
-    let placed = a.push(Out, 0, &[2; 160], t0);
-    assert_eq!(placed.late, 160);
+    // Measured anew: the chunks after them follow on, not ignored.
+    let placed = a.push(
+        In,
+        u64::MAX / 2 + 20,
+        &[1; 160],
+        t0 + Duration::from_millis(40),
+    );
+    assert_eq!(placed, Placed::default());
+    // A timestamp before the first chunk's, alone, is dropped.
+    assert!(a.push(Out, 0, &[2; 160], t0).held);
+    assert_eq!(push(&mut a, t0, Out, 40, 2).held_dropped, 160);
 }
 
 #[test]

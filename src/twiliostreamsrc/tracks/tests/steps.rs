@@ -1,0 +1,218 @@
+//! Steps in one track's timestamps: that track measured anew, nothing of
+//! either lost; told from lost chunks, chunks sent twice and jitter.
+
+use super::*;
+
+/// A chunk of a scripted call: `track`'s chunk `n` (filled with `n`, or
+/// 100 + `n` for outbound) at timestamp `ts` ms, arriving `at` ms in.
+struct Sent {
+    at: u64,
+    track: Track,
+    n: u64,
+    ts: u64,
+}
+
+/// `chunks` of each track in real time, each at its time (inbound first).
+fn steady(chunks: u64) -> Vec<Sent> {
+    (0..chunks)
+        .flat_map(|n| Track::ALL.map(|track| (n, track)))
+        .map(|(n, track)| Sent {
+            at: 20 * n,
+            track,
+            n,
+            ts: 20 * n,
+        })
+        .collect()
+}
+
+fn fill_of(track: Track, n: u64) -> u8 {
+    (n + if track == In { 0 } else { 100 }) as u8
+}
+
+/// What came out of a scripted call.
+#[derive(Debug, Default)]
+struct Out2 {
+    channels: [Vec<u8>; 2],
+    lost: [u64; 2],
+    /// Chunks dropped, whole or in part, as the element counts them.
+    too_late: u64,
+    /// (track, chunk, step in samples) where a track was measured anew.
+    steps: Vec<(Track, u64, i64)>,
+    /// Each track's timestamps to the clock they are placed on, at the end.
+    offsets_ms: [i64; 2],
+}
+
+/// Plays `sent` in order of arrival, taking every frame out, then the end.
+fn play(mut sent: Vec<Sent>) -> Out2 {
+    let (mut a, t0) = both();
+    let mut out = Out2::default();
+    let take_all = |a: &mut Aligner, out: &mut Out2, frame: Option<Frame>| {
+        let mut frame = frame;
+        while let Some(f) = frame {
+            for track in Track::ALL {
+                let ch = &a.channel(track)[..f.samples];
+                out.channels[track.index()].extend_from_slice(ch);
+                out.lost[track.index()] += f.lost[track.index()];
+            }
+            out.too_late += f.too_late;
+            a.consume(f.samples);
+            frame = a.next_frame();
+        }
+    };
+    sent.sort_by_key(|s| s.at);
+    for s in sent {
+        let arrival = t0 + Duration::from_millis(s.at);
+        let placed = a.push(s.track, 1000 + s.ts, &[fill_of(s.track, s.n); 160], arrival);
+        if let Some(step) = placed.step {
+            out.steps.push((s.track, s.n, step));
+        }
+        out.too_late += u64::from(placed.late > 0) + u64::from(placed.held_dropped > 0);
+        let frame = a.next_frame();
+        take_all(&mut a, &mut out, frame);
+    }
+    let frame = a.finish();
+    take_all(&mut a, &mut out, frame);
+    out.offsets_ms = Track::ALL.map(|t| a.offset_ms(t));
+    out
+}
+
+/// `track`'s chunks 0..`chunks` one after the other, silence for `lost`.
+fn whole(track: Track, chunks: u64, lost: std::ops::Range<u64>) -> Vec<u8> {
+    (0..chunks)
+        .flat_map(|n| {
+            [if lost.contains(&n) {
+                S
+            } else {
+                fill_of(track, n)
+            }; 160]
+        })
+        .collect()
+}
+
+/// Steps `track`'s timestamps by `ms` from chunk `from` on.
+fn step(sent: &mut [Sent], track: Track, from: u64, ms: i64) {
+    for s in sent.iter_mut().filter(|s| s.track == track && s.n >= from) {
+        s.ts = s.ts.checked_add_signed(ms).unwrap();
+    }
+}
+
+#[test]
+fn a_small_step_back_in_one_track_loses_nothing_of_either() {
+    let mut sent = steady(60);
+    step(&mut sent, In, 30, -400);
+    let out = play(sent);
+    // Told by the chunk after the first behind: both follow the audio.
+    assert_eq!(out.steps, [(In, 31, -3200)]);
+    assert_eq!(out.offsets_ms, [400, 0]);
+    assert_eq!(out.channels[0], whole(In, 60, 0..0));
+    assert_eq!(out.channels[1], whole(Out, 60, 0..0));
+    assert_eq!((out.lost, out.too_late), ([0, 0], 0));
+}
+
+#[test]
+fn a_small_step_ahead_in_one_track_loses_nothing_of_either() {
+    let mut sent = steady(60);
+    step(&mut sent, In, 30, 400);
+    let out = play(sent);
+    assert_eq!(out.steps, [(In, 30, 3200)]);
+    assert_eq!(out.offsets_ms, [-400, 0]);
+    // In real time: as long as the call, the other track whole.
+    assert_eq!(out.channels[0], whole(In, 60, 0..0));
+    assert_eq!(out.channels[1], whole(Out, 60, 0..0));
+    assert_eq!((out.lost, out.too_late), ([0, 0], 0));
+}
+
+#[test]
+fn a_big_step_ahead_in_one_track_is_no_gap_and_no_skip() {
+    // 3 s (filled as a gap before), 6 s (skipped as a stream-wide gap
+    // before), 60 s (beyond the plausible: ignored, measured anew too).
+    for ms in [3_000, 6_000, 60_000] {
+        let mut sent = steady(60);
+        step(&mut sent, Out, 30, ms);
+        let out = play(sent);
+        if ms < 60_000 {
+            assert_eq!(out.steps, [(Out, 30, ms * 8)], "{ms}");
+        }
+        assert_eq!(out.channels[0], whole(In, 60, 0..0), "{ms}");
+        assert_eq!(out.channels[1], whole(Out, 60, 0..0), "{ms}");
+        assert_eq!((out.lost, out.too_late), ([0, 0], 0), "{ms}");
+    }
+}
+
+#[test]
+fn both_tracks_stepping_are_each_measured_anew() {
+    // At different times, either way.
+    let mut sent = steady(60);
+    step(&mut sent, In, 20, -400);
+    step(&mut sent, Out, 40, 1000);
+    let out = play(sent);
+    assert_eq!(out.steps, [(In, 21, -3200), (Out, 40, 8000)]);
+    assert_eq!(out.offsets_ms, [400, -1000]);
+    assert_eq!(out.channels[0], whole(In, 60, 0..0));
+    assert_eq!(out.channels[1], whole(Out, 60, 0..0));
+    assert_eq!((out.lost, out.too_late), ([0, 0], 0));
+
+    // Both at once, by as much: still no gap (no time passed for it).
+    let mut sent = steady(60);
+    step(&mut sent, In, 30, 400);
+    step(&mut sent, Out, 30, 400);
+    let out = play(sent);
+    assert_eq!(out.steps, [(In, 30, 3200), (Out, 30, 3200)]);
+    assert_eq!(out.channels[0], whole(In, 60, 0..0));
+    assert_eq!(out.channels[1], whole(Out, 60, 0..0));
+    assert_eq!((out.lost, out.too_late), ([0, 0], 0));
+}
+
+#[test]
+fn after_a_step_jitter_loss_and_duplicates_are_told_as_before() {
+    let mut sent = steady(60);
+    step(&mut sent, In, 10, 400);
+    let inbound =
+        |sent: &[Sent], n: u64| sent.iter().position(|s| s.track == In && s.n == n).unwrap();
+    // Chunks 20 and 21 come in a burst with 22.
+    for n in [20, 21] {
+        let i = inbound(&sent, n);
+        sent[i].at = 440;
+    }
+    // Chunk 29 comes 40 ms late, 30–32 never.
+    let i = inbound(&sent, 29);
+    sent[i].at += 40;
+    sent.retain(|s| !(s.track == In && (30..33).contains(&s.n)));
+    // Chunk 40 is sent twice.
+    let i = inbound(&sent, 40);
+    let twice = Sent { at: 805, ..sent[i] };
+    sent.push(twice);
+    // Chunks 45–50 carry timestamps up to 8 ms off.
+    for n in 45..51 {
+        let i = inbound(&sent, n);
+        sent[i].ts = if n % 2 == 0 {
+            sent[i].ts + 8
+        } else {
+            sent[i].ts - 8
+        };
+    }
+    let out = play(sent);
+    assert_eq!(out.steps, [(In, 10, 3200)]);
+    assert_eq!(out.channels[0], whole(In, 60, 30..33));
+    assert_eq!(out.channels[1], whole(Out, 60, 0..0));
+    assert_eq!((out.lost, out.too_late), ([3, 0], 1));
+}
+
+#[test]
+fn chunks_lost_in_real_time_are_a_gap_not_a_step() {
+    // Both tracks lose 200 ms at once; later the outbound track stops and
+    // the inbound one loses 100 ms.
+    let mut sent = steady(60);
+    sent.retain(|s| !(20..30).contains(&s.n));
+    sent.retain(|s| !(s.track == Out && s.n >= 40));
+    sent.retain(|s| !(s.track == In && (50..55).contains(&s.n)));
+    let out = play(sent);
+    assert_eq!(out.steps, []);
+    let mut inbound = whole(In, 60, 20..30);
+    inbound[50 * 160..55 * 160].fill(S);
+    assert_eq!(out.channels[0], inbound);
+    let mut outbound = whole(Out, 60, 20..30);
+    outbound[40 * 160..].fill(S);
+    assert_eq!(out.channels[1], outbound);
+    assert_eq!(out.lost, [15, 30]);
+}
