@@ -87,6 +87,39 @@ impl TwilioStreamSrc {
                 chunk.timestamp_ms
             );
         }
+        if let Some(step) = placed.step {
+            // Once per step: the chunks after it follow on.
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{track} track: its timestamps stepped {} by {} ms at timestamp {} ms: \
+                 measured anew from there, its audio goes on after its last (nothing \
+                 lost); the {} track is untouched",
+                if step > 0 { "ahead" } else { "back" },
+                step.unsigned_abs() / 8,
+                chunk.timestamp_ms,
+                track.other()
+            );
+        }
+        if placed.held {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "{track} track: the chunk at {} ms lies before the track's audio: kept \
+                 back until the next one tells a chunk sent twice from a step back",
+                chunk.timestamp_ms
+            );
+        }
+        if placed.held_dropped > 0 {
+            count(state, Stat::ChunksTooLate, 1);
+            gst::debug!(
+                CAT,
+                imp = self,
+                "{track} track: the chunk kept back was sent twice or out of place: \
+                 {} ms of it dropped",
+                placed.held_dropped / 8
+            );
+        }
         if placed.skipped > 0 {
             gst::warning!(
                 CAT,

@@ -217,13 +217,20 @@ impl TwilioStreamSrc {
                     .with_silence(state.format.silence()),
             ));
         }
-        if let Some(timeline) = state.timeline.as_mut() {
-            timeline.observe(&placing(chunk, state.format));
-        }
         let aligner = state.aligner.as_mut().expect("made with the timeline");
         let placed = aligner.push(chunk.track, chunk.timestamp_ms, &chunk.ulaw, chunk.arrival);
-        state.chunk_dropped = placed.late >= chunk.ulaw.len() as u64;
         let frame = aligner.next_frame();
+        // The clock is measured by the track's timestamps as placed (after
+        // a step, measured anew).
+        let offset_ms = aligner.offset_ms(chunk.track);
+        if let Some(timeline) = state.timeline.as_mut() {
+            timeline.observe(&timeline::Chunk {
+                timestamp_ms: chunk.timestamp_ms.saturating_add_signed(offset_ms),
+                ..placing(chunk, state.format)
+            });
+        }
+        // (One kept back counts as dropped: most often it was sent twice.)
+        state.chunk_dropped = placed.held || placed.late >= chunk.ulaw.len() as u64;
         self.log_placed(state, chunk, &placed);
         // After a skipped gap, the frame after the jump goes out with the
         // next chunk.
@@ -262,6 +269,17 @@ impl TwilioStreamSrc {
                 call.stats.add(Stat::ChunksLost.of_track(track), lost);
             }
             gst::debug!(CAT, imp = self, "{track} track: {lost} chunk(s) lost");
+        }
+        if frame.too_late > 0 {
+            if let Some(call) = call {
+                call.stats.add(Stat::ChunksTooLate, frame.too_late);
+            }
+            gst::debug!(
+                CAT,
+                imp = self,
+                "{} chunk(s) kept back were sent twice or out of place: dropped",
+                frame.too_late
+            );
         }
         timeline.advance(frame.jump);
         let samples = frame.samples + tail;
