@@ -1,15 +1,15 @@
 //! twiliostreamsrc `track=both` end to end: the caller and what the caller
 //! hears in two channels, aligned by `media.timestamp` (8 kHz bit for bit,
 //! 16 kHz against an ideal resampler, μ-law untouched), a gap in one track
-//! only, a track that stops (the output does not wait for it), in both push
-//! modes. The single-track choices are in `src_track_choice.rs`.
+//! only, a track that stops (the output does not wait for it), a step in
+//! one track's timestamps (costs neither channel), in both push modes. The single-track choices are in `src_track_choice.rs`.
 
 mod common;
 
 use common::src::{assert_contiguous, assert_matches_ideal_upsampling, in_both_modes, start};
 use common::*;
 use gst::prelude::*;
-use gsttwiliostream::protocol::Track;
+use gsttwiliostream::protocol::{Inbound, Track};
 use twilio_emulator::audio::{decode, encode};
 use twilio_emulator::{CallParams, TwilioCall};
 
@@ -21,6 +21,7 @@ in_both_modes!(
     a_gap_in_one_track_is_silence_in_its_channel_only,
     a_track_that_stops_is_not_waited_for,
     a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it,
+    a_step_in_one_track_s_timestamps_costs_neither_channel,
 );
 
 const BOTH: &str = "twiliostreamsrc name=src port=0 track=both";
@@ -328,4 +329,47 @@ fn a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it
     assert_eq!(right, decode(&outbound));
     assert_eq!(too_late, 0);
     assert_eq!(reported, gst::ClockTime::from_mseconds(20 + 120));
+}
+
+/// The inbound track's timestamps step back 400 ms at its 16th chunk and
+/// ahead 3 s at its 36th, the audio going on: each time that track is
+/// measured anew, and the outbound track is untouched. Both channels come
+/// out whole, sample for sample, nothing counted lost or too late.
+fn a_step_in_one_track_s_timestamps_costs_neither_channel() {
+    let (p, collector, url) = start(&format!(
+        "{BOTH} gap-fill=silence ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+    ));
+    let (inbound, outbound) = (scrambled(8000, 11), scrambled(8000, 57));
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, both_tracks()).await.unwrap();
+        for (n, (i, o)) in inbound.chunks(160).zip(outbound.chunks(160)).enumerate() {
+            let mut message = call.media_message_on(Track::Inbound, i);
+            if let Inbound::Media { media, .. } = &mut message {
+                let step = match n {
+                    0..15 => 0,
+                    15..35 => -400,
+                    _ => 2600,
+                };
+                media.timestamp.0 = media.timestamp.0.checked_add_signed(step).unwrap();
+            }
+            call.send(&message).unwrap();
+            call.send_media_on(Track::Outbound, o).unwrap();
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    let (left, right) = split(&got.samples());
+    assert_eq!(
+        right,
+        decode(&outbound),
+        "the outbound channel is untouched"
+    );
+    assert_eq!(left, decode(&inbound), "the inbound channel goes on");
+    assert_contiguous(&got.buffers);
+    let src = by_name(&p, "src");
+    for name in ["chunks-lost", "chunks-too-late", "invalid-messages"] {
+        assert_eq!(counter(&src, name), 0, "{name}");
+    }
+    set_state(&p, gst::State::Null);
 }
