@@ -294,6 +294,7 @@ async fn raw_call(url: &str) -> RawWs {
             tracks: vec!["inbound".into()],
             custom_parameters: Default::default(),
             media_format: None,
+            tracks_unannounced: false,
         },
     };
     ws.send(Message::text(start.to_json())).await.unwrap();

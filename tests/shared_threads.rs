@@ -41,6 +41,16 @@ async fn send_chunks(call: &mut TwilioCall, ulaw: &[u8]) {
     }
 }
 
+/// One call to `url`: `ulaw` in 20 ms chunks as fast as they go, then stop.
+fn play(url: &str, ulaw: &[u8]) {
+    rt().block_on(async {
+        let mut call = TwilioCall::start(url, CallParams::default()).await.unwrap();
+        send_chunks(&mut call, ulaw).await;
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+}
+
 /// An echo-less pipeline of a src with `props` into a fakesink at 8 kHz,
 /// PLAYING: the pipeline, the threads buffers came on, the collector,
 /// the src's URL and 20 chunks of distinct μ-law.
@@ -61,14 +71,7 @@ fn recording(props: &str) -> (gst::Pipeline, Threads, Collector, String, Vec<u8>
 #[test]
 fn buffers_come_from_the_network_threads() {
     let (p, threads, collector, url, ulaw) = recording("shared-threads=true");
-    rt().block_on(async {
-        let mut call = TwilioCall::start(&url, CallParams::default())
-            .await
-            .unwrap();
-        send_chunks(&mut call, &ulaw).await;
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    play(&url, &ulaw);
     let got = collector.wait_eos();
     assert_eq!(got.samples(), decode(&ulaw));
     let threads = threads.lock().unwrap();
@@ -197,14 +200,7 @@ fn pushed_from_with_sleeps(sleeps: &'static [(usize, u64)]) -> Vec<String> {
     set_state(&p, gst::State::Playing);
     let url = url_of(&by_name(&p, "src"));
     let ulaw: Vec<u8> = (0..3200u32).map(|i| (i * 13 % 256) as u8).collect();
-    rt().block_on(async {
-        let mut call = TwilioCall::start(&url, CallParams::default())
-            .await
-            .unwrap();
-        send_chunks(&mut call, &ulaw).await;
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    play(&url, &ulaw);
     assert_eq!(collector.wait_eos().samples(), decode(&ulaw));
     set_state(&p, gst::State::Null);
     let names = names.lock().unwrap().clone();

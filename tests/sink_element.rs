@@ -130,6 +130,7 @@ fn a_source_faster_than_real_time_waits_in_render_and_tears_down() {
                 tracks: vec!["inbound".into()],
                 custom_parameters: Default::default(),
                 media_format: None,
+                tracks_unannounced: false,
             },
         };
         ws.send(tokio_tungstenite::tungstenite::Message::text(

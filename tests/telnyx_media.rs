@@ -16,6 +16,7 @@ in_both_modes!(
     telnyx_both_tracks_come_out_in_their_channels,
     telnyx_outbound_track_alone_comes_out,
     telnyx_inbound_alone_leaves_a_silent_channel_with_track_both,
+    telnyx_outbound_asked_of_an_inbound_stream_is_silence_with_a_warning,
     a_chunk_number_far_off_loses_nothing,
     a_chunk_counter_that_restarts_loses_nothing,
     a_pause_behind_a_lost_chunk_does_not_delay_the_rest,
@@ -131,6 +132,37 @@ fn telnyx_inbound_alone_leaves_a_silent_channel_with_track_both() {
     assert_contiguous(&got.buffers);
     // A track that never came is not lost audio.
     assert_eq!(by_name(&p, "src").property::<u64>("chunks-lost"), 0);
+    set_state(&p, gst::State::Null);
+}
+
+fn telnyx_outbound_asked_of_an_inbound_stream_is_silence_with_a_warning() {
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 track=outbound ! audio/x-raw,rate=8000 ! \
+         fakesink name=sink sync=false",
+    );
+    let bus = p.bus().unwrap();
+    let inbound = distinct_chunks(30, 2);
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, telnyx(&[Track::Inbound]))
+            .await
+            .unwrap();
+        for i in inbound.chunks(160) {
+            call.send_media_on(Track::Inbound, i).unwrap();
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    // Once the inbound track ran track-wait (60 ms: 3 chunks) ahead with no
+    // outbound audio, silence timed by it.
+    assert_eq!(got.samples(), vec![0; 28 * 160]);
+    assert_contiguous(&got.buffers);
+    let warnings = warnings(&bus);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("track=outbound gets silence"),
+        "{warnings:?}"
+    );
     set_state(&p, gst::State::Null);
 }
 

@@ -72,6 +72,11 @@ pub struct StartInfo {
         skip_serializing_if = "Option::is_none"
     )]
     pub media_format: Option<MediaFormat>,
+    /// The `start` names no tracks at all (Telnyx's: its `stream_track` is
+    /// chosen when streaming starts): `tracks` is empty, and either track
+    /// may come.
+    #[serde(skip)]
+    pub tracks_unannounced: bool,
 }
 
 impl StartInfo {

@@ -143,7 +143,7 @@ mod tests {
                         now,
                         Duration::ZERO,
                         ClockTime::ZERO,
-                        &[],
+                        false,
                     ))
                 }
             };

@@ -60,6 +60,9 @@ pub(super) struct State {
     pub(super) tracks: Tracks,
     /// The tracks the stream carries (by `start`), in channel order.
     pub(super) carried: [bool; 2],
+    /// One track output from a stream whose `start` named none: ticks of
+    /// the other track seen before any of it (None once that is decided).
+    pub(super) unseen: Option<u64>,
     /// `track=both`: the two tracks aligned, from the first chunk on.
     pub(super) aligner: Option<Box<Aligner>>,
     pub(super) stereo: Box<StereoConverter>,

@@ -31,7 +31,7 @@ use crate::protocol::{StartInfo, Track};
 /// without an outbound track); one that announces no tracks at all
 /// (Telnyx's, whose `stream_track` is chosen elsewhere) may carry either.
 pub(super) fn carried(start: &StartInfo) -> [bool; 2] {
-    if start.tracks.is_empty() {
+    if start.tracks_unannounced {
         return [true, true];
     }
     let [inbound, outbound] = Track::ALL.map(|t| start.carries(t));
@@ -57,8 +57,21 @@ impl TwilioStreamSrc {
         let tracks = {
             let mut state = self.state.lock().unwrap();
             state.carried = carried;
+            // Whether the one track output comes is seen from the media.
+            state.unseen = (start.tracks_unannounced && state.tracks.mono().is_some()).then_some(0);
             state.tracks
         };
+        let detail = format!(
+            "start.tracks is {:?}. <Connect><Stream> and <Start><Stream> without a track \
+             attribute carry the caller only; use <Start><Stream track=\"both_tracks\"> (or \
+             \"outbound_track\") for what the caller hears",
+            start.tracks
+        );
+        self.warn_missing(carried, tracks, &detail);
+    }
+
+    /// Warns if the stream lacks a track this src outputs (`carried`).
+    fn warn_missing(&self, carried: [bool; 2], tracks: Tracks, detail: &str) {
         let missing: Vec<Track> = Track::ALL
             .into_iter()
             .filter(|t| !carried[t.index()] && tracks.mono().is_none_or(|m| m == *t))
@@ -85,12 +98,7 @@ impl TwilioStreamSrc {
             self,
             gst::ResourceError::Settings,
             ("The stream carries only [{has}]; track={nick} {gets}"),
-            [
-                "start.tracks is {:?}. <Connect><Stream> and <Start><Stream> without a \
-                 track attribute carry the caller only; use <Start><Stream \
-                 track=\"both_tracks\"> (or \"outbound_track\") for what the caller hears",
-                start.tracks
-            ]
+            ["{detail}"]
         );
     }
 
@@ -144,6 +152,7 @@ impl TwilioStreamSrc {
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ["No caps negotiated"]);
             return Err(gst::FlowError::NotNegotiated);
         }
+        let carried = state.carried;
         let buffer = match state.tracks.mono() {
             Some(track) => self.mono_media(&mut state, track, &chunk),
             None => self.both_media(&mut state, &chunk),
@@ -151,6 +160,15 @@ impl TwilioStreamSrc {
         self.measure(&mut state, &chunk);
         if let Some(events) = &state.events {
             events.recycle(chunk.ulaw);
+        }
+        if state.carried != carried {
+            let (now, tracks, wait) = (state.carried, state.tracks, state.track_wait_ms);
+            drop(state);
+            let detail = format!(
+                "the stream's start names no tracks (Telnyx's stream_track), and only the \
+                 other track came for track-wait ({wait} ms)"
+            );
+            self.warn_missing(now, tracks, &detail);
         }
         buffer
     }
@@ -162,6 +180,21 @@ impl TwilioStreamSrc {
         track: Track,
         chunk: &MediaChunk,
     ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        if let Some(seen) = state.unseen {
+            if chunk.track == track {
+                state.unseen = None;
+            } else {
+                // Tracks unannounced, and only the other one so far: once it
+                // ran track-wait ahead, the stream is taken to lack `track`.
+                let seen = seen + state.format.ticks(chunk.ulaw.len());
+                if seen < track_wait_ticks(state.track_wait_ms) {
+                    state.unseen = Some(seen);
+                    return Ok(None);
+                }
+                state.unseen = None;
+                state.carried[track.index()] = false;
+            }
+        }
         let carried = state.carried[track.index()];
         let source = if carried { track } else { track.other() };
         if chunk.track != source || !self.resumed(state, chunk) {
@@ -353,9 +386,11 @@ impl TwilioStreamSrc {
         let output = state.output.expect("checked by the caller");
         let now = self.running_time();
         let waited = Instant::now().saturating_duration_since(chunk.arrival);
-        let tracks = state.start.as_ref().map_or(&[][..], |s| &s.tracks[..]);
+        // Chunk numbers may count both tracks if the stream may carry the
+        // outbound one.
+        let both_tracks = state.start.as_ref().is_some_and(|s| carried(s)[1]);
         let placing = placing(chunk, state.format);
-        let timeline = Timeline::first(&placing, now, waited, output.delay(), tracks);
+        let timeline = Timeline::first(&placing, now, waited, output.delay(), both_tracks);
         gst::debug!(
             CAT,
             imp = self,
@@ -502,6 +537,7 @@ mod tests {
             tracks: tracks.iter().map(|t| t.to_string()).collect(),
             custom_parameters: Default::default(),
             media_format: None,
+            tracks_unannounced: false,
         }
     }
 
@@ -510,8 +546,13 @@ mod tests {
         assert_eq!(carried(&start(&["inbound"])), [true, false]);
         assert_eq!(carried(&start(&["outbound"])), [false, true]);
         assert_eq!(carried(&start(&["inbound", "outbound"])), [true, true]);
+        assert_eq!(carried(&start(&[])), [true, false]);
         // Telnyx announces none: either may come.
-        assert_eq!(carried(&start(&[])), [true, true]);
+        let telnyx = StartInfo {
+            tracks_unannounced: true,
+            ..start(&[])
+        };
+        assert_eq!(carried(&telnyx), [true, true]);
         assert_eq!(carried(&start(&["something"])), [true, false]);
     }
 

@@ -64,6 +64,8 @@ struct Released {
 #[derive(Debug, Default)]
 struct Lane {
     last: Option<Released>,
+    /// A number was disbelieved against `last` (told once).
+    doubted: bool,
     /// Chunks behind a gap, in order.
     held: Vec<MediaChunk>,
 }
@@ -95,7 +97,12 @@ impl Reorder {
             return Pushed::default();
         };
         if !plausible(&chunk, &last) {
-            implausible_number = chunk.chunk.take();
+            let number = chunk.chunk.take();
+            // Told once per contradiction: the chunks held behind a gap are
+            // all measured against the same last one.
+            if !std::mem::replace(&mut lane.doubted, true) {
+                implausible_number = number;
+            }
         }
         if !after(&chunk, &last) || lane.held.iter().any(|h| same(h, &chunk)) {
             return Pushed {
@@ -151,6 +158,7 @@ impl Reorder {
 impl Lane {
     fn release(&mut self, chunk: MediaChunk, format: WireFormat, ready: &mut VecDeque<MediaChunk>) {
         let duration_ms = format.payload_ticks(&chunk.ulaw) / 8;
+        self.doubted = false;
         self.last = Some(Released {
             number: chunk.chunk,
             timestamp_ms: chunk.timestamp_ms,
@@ -178,8 +186,10 @@ fn follows(chunk: &MediaChunk, last: &Released) -> bool {
     next_number || chunk.timestamp_ms.abs_diff(last.end_ms) <= TIMESTAMP_TOLERANCE_MS
 }
 
-/// Whether `chunk`'s number agrees with its timestamp, next to `last`:
-/// both move the same way, the number not by far more than the time.
+/// Whether `chunk`'s number may be believed, next to `last`: not if it goes
+/// back while the timestamp goes on (a counter restarted), nor if it skips
+/// far more than the time that passed. (Going on while the timestamp goes
+/// back is the timestamps stepping back: the numbers keep the order.)
 fn plausible(chunk: &MediaChunk, last: &Released) -> bool {
     let (Some(n), Some(l)) = (chunk.chunk, last.number) else {
         return true;
@@ -187,8 +197,8 @@ fn plausible(chunk: &MediaChunk, last: &Released) -> bool {
     let unit = i128::from(last.end_ms.saturating_sub(last.timestamp_ms).max(1));
     let by_number = (i128::from(n) - i128::from(l)) * unit;
     let by_time = i128::from(chunk.timestamp_ms) - i128::from(last.timestamp_ms);
-    let opposite = by_number.signum() * by_time.signum() < 0;
-    !opposite && by_number.abs() <= 2 * by_time.abs() + NUMBER_SLACK_MS
+    let restarted = by_number < 0 && by_time > 0;
+    !restarted && by_number <= 2 * by_time.abs() + NUMBER_SLACK_MS
 }
 
 /// `chunk` belongs after what was released up to `last`.
@@ -434,6 +444,38 @@ mod tests {
         assert_eq!(out.concat(), (1..=60).collect::<Vec<_>>());
         assert_eq!(counts.too_late, 0);
         assert_eq!(counts.implausible, [1], "only the first restarted number");
+    }
+
+    #[test]
+    fn timestamps_stepping_back_keep_the_order_of_the_numbers() {
+        // Numbers go on by one; at chunk 30 the timestamps step back 400 ms.
+        let order = (1..=60).map(|n| MediaChunk {
+            timestamp_ms: if n < 30 {
+                (n - 1) * 20
+            } else {
+                (n - 1) * 20 - 400
+            },
+            ..inbound(n)
+        });
+        let (out, counts) = run(3, order);
+        assert_eq!(out.concat(), (1..=60).collect::<Vec<_>>());
+        assert!(out.iter().all(|o| o.len() == 1), "nothing held: {out:?}");
+        assert_eq!(counts, Counts::default());
+    }
+
+    #[test]
+    fn a_restart_behind_a_gap_is_told_once() {
+        // 1..=10, chunk 11 lost, then numbered from 1 again.
+        let order = (1..=10)
+            .map(inbound)
+            .chain((12..=16).map(|n| numbered(n, n - 10)));
+        let (out, counts) = run(3, order);
+        assert_eq!(
+            out.concat(),
+            [(1..=10).collect::<Vec<_>>(), (12..=16).collect()].concat()
+        );
+        assert_eq!(counts.implausible.len(), 1, "{counts:?}");
+        assert_eq!(counts.too_late, 0);
     }
 
     #[test]

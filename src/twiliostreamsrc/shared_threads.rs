@@ -283,6 +283,10 @@ impl TwilioStreamSrc {
         // (What is no longer overdue, a chunk having come, is not filled.)
         if self.fill_wait().is_some() {
             let pad = self.obj().src_pad().clone();
+            // As in a drain: after a flush, the segment before anything.
+            if !self.shared.segment_out.load(Ordering::SeqCst) {
+                self.segment_out(&pad);
+            }
             match self
                 .fill_overdue()
                 .and_then(|held| self.push_all(&pad, held))

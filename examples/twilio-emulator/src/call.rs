@@ -287,6 +287,7 @@ impl TwilioCall {
                 tracks: self.params.tracks.clone(),
                 custom_parameters: self.params.custom_parameters.clone(),
                 media_format: Some(self.params.provider.media_format(self.params.format)),
+                tracks_unannounced: false,
             },
         };
         self.send(&start)

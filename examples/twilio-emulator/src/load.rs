@@ -393,6 +393,7 @@ fn start_text(params: &CallParams) -> String {
                 sample_rate: 8000,
                 channels: 1,
             }),
+            tracks_unannounced: false,
         },
     }
     .to_json()

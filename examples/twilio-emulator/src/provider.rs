@@ -180,6 +180,7 @@ mod tests {
                 tracks: vec!["inbound".into()],
                 custom_parameters: Default::default(),
                 media_format: Some(Provider::Telnyx.media_format(WireFormat::PCMA)),
+                tracks_unannounced: false,
             },
         };
         let text = Provider::Telnyx.text(&start);

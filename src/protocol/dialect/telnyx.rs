@@ -110,9 +110,7 @@ impl Dialect for Telnyx {
                         account_sid: start.user_id,
                         stream_sid,
                         call_sid,
-                        // Telnyx names no tracks (`stream_track` is chosen
-                        // when streaming starts): none announced, either may
-                        // come.
+                        tracks_unannounced: start.tracks.is_none(),
                         tracks: start.tracks.unwrap_or_default(),
                         custom_parameters: start
                             .custom_parameters
@@ -224,6 +222,7 @@ mod tests {
         assert_eq!(start.call_sid, "v3:abc");
         assert_eq!(start.account_sid, "3e6f995f");
         assert!(start.tracks.is_empty(), "Telnyx announces no tracks");
+        assert!(start.tracks_unannounced);
         assert_eq!(
             start.media_format,
             Some(MediaFormat {

@@ -179,14 +179,14 @@ impl Timeline {
     /// Starts the timeline at the first chunk. Its first sample is anchored
     /// at the running time it started being spoken: `now` (running time) less
     /// what it `waited` since arrival, less its own length; but no earlier
-    /// than the output `delay`, which is taken off every PTS. `tracks` are
-    /// the start message's.
+    /// than the output `delay`, which is taken off every PTS. `both_tracks`:
+    /// the stream may carry both (chunk numbers may then count both).
     pub fn first(
         chunk: &Chunk,
         now: ClockTime,
         waited: Duration,
         delay: ClockTime,
-        tracks: &[String],
+        both_tracks: bool,
     ) -> Timeline {
         let mut drift = Drift::default();
         drift.observe(chunk.timestamp_ms, 0, chunk.samples);
@@ -194,7 +194,7 @@ impl Timeline {
             anchor: spoken_at(chunk, now, waited).max(delay).nseconds() as i64,
             first_ts_ms: chunk.timestamp_ms.min(i64::MAX as u64) as i64,
             first_arrival: chunk.arrival,
-            ignore_chunk_numbers: tracks.is_empty() || tracks.iter().any(|t| t == "outbound"),
+            ignore_chunk_numbers: both_tracks,
             position: 0,
             next_chunk: chunk.number.map(|c| c.saturating_add(1)),
             drift,

@@ -16,10 +16,10 @@ fn chunk(t0: Instant, ms: u64, number: Option<u64>) -> Chunk {
 
 /// A timeline whose first chunk (number 1, timestamp 0) is anchored at 1 s.
 fn started(t0: Instant, tracks: &[&str]) -> Timeline {
-    let tracks: Vec<String> = tracks.iter().map(|t| t.to_string()).collect();
+    let both = tracks.contains(&"outbound");
     let first = chunk(t0, 0, Some(1));
     let now = ClockTime::SECOND + 20 * MS;
-    let mut timeline = Timeline::first(&first, now, Duration::ZERO, ClockTime::ZERO, &tracks);
+    let mut timeline = Timeline::first(&first, now, Duration::ZERO, ClockTime::ZERO, both);
     assert_eq!(timeline.anchor(), ClockTime::SECOND);
     timeline.advance(160);
     timeline
@@ -35,7 +35,7 @@ fn the_first_chunk_is_anchored_when_it_started_being_spoken() {
     let first = chunk(t0, 12_340, Some(7));
     let now = 5 * ClockTime::SECOND;
     let waited = Duration::from_millis(30);
-    let timeline = Timeline::first(&first, now, waited, ClockTime::ZERO, &[]);
+    let timeline = Timeline::first(&first, now, waited, ClockTime::ZERO, false);
     // 5 s, less 30 ms of waiting, less 20 ms of speech.
     assert_eq!(timeline.anchor(), 4950 * MS);
     assert_eq!(timeline.position, 0);
@@ -47,7 +47,7 @@ fn the_first_chunk_is_anchored_when_it_started_being_spoken() {
 fn the_anchor_is_no_earlier_than_the_output_delay() {
     let t0 = Instant::now();
     let delay = ClockTime::from_nseconds(2_562_500);
-    let timeline = Timeline::first(&chunk(t0, 0, None), 10 * MS, Duration::ZERO, delay, &[]);
+    let timeline = Timeline::first(&chunk(t0, 0, None), 10 * MS, Duration::ZERO, delay, false);
     assert_eq!(timeline.anchor(), delay);
     // So the first PTS is 0, not negative.
     assert_eq!(timeline.span(160, 2, delay).pts, ClockTime::ZERO);
@@ -378,7 +378,7 @@ fn spans_take_off_the_delay_and_count_output_samples() {
     // 16 kHz: the upsampler delays by 2.5625 ms.
     let delay = ClockTime::from_nseconds(2_562_500);
     let first = chunk(t0, 0, None);
-    let mut timeline = Timeline::first(&first, ClockTime::SECOND, Duration::ZERO, delay, &[]);
+    let mut timeline = Timeline::first(&first, ClockTime::SECOND, Duration::ZERO, delay, false);
     assert_eq!(timeline.anchor(), 980 * MS);
     let span = timeline.span(160, 2, delay);
     assert_eq!(
