@@ -21,6 +21,9 @@ in_both_modes!(
     opusdec_after_the_src_decodes_the_calls_packets,
     g722_comes_out_as_it_came,
     avdec_g722_after_the_src_decodes_the_calls_audio,
+    opus_echo_sends_back_each_packet_as_it_came,
+    opus_echo_through_a_queue_sends_back_each_packet_as_it_came,
+    g722_echo_sends_back_each_frame_as_it_came,
 );
 
 /// `n` 20 ms Opus packets of a 440 Hz tone, as opusenc makes them (its
@@ -204,6 +207,80 @@ fn avdec_g722_after_the_src_decodes_the_calls_audio() {
     assert_eq!(got, alone);
     // The tone, not silence.
     assert!(got.iter().map(|&s| s.unsigned_abs()).max().unwrap() > 3000);
+    set_state(&p, gst::State::Null);
+}
+
+/// A Telnyx call streaming `format` into `twiliostreamsrc ! {between}
+/// twiliostreamsink` sends `payloads`: what comes back, payload for payload.
+fn echo(between: &str, format: WireFormat, payloads_in: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let (p, _collector, url) = start(&format!(
+        "twiliostreamsrc name=src port=0 ! {between} twiliostreamsink name=sink"
+    ));
+    let mut call = rt().block_on(async {
+        let params = CallParams::of(Provider::Telnyx, format);
+        let mut call = TwilioCall::connect_with(&url, params, Playout::Instant)
+            .await
+            .unwrap();
+        call.begin().unwrap();
+        call
+    });
+    for payload in payloads_in {
+        call.send_media(payload).unwrap();
+    }
+    let bus = p.bus().unwrap();
+    let error = || bus.pop_filtered(&[gst::MessageType::Error]);
+    let got = receive_until(&mut call, |got| {
+        if let Some(error) = error() {
+            set_state(&p, gst::State::Null);
+            panic!("{error:?}");
+        }
+        payloads(got).len() >= payloads_in.len()
+    });
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    set_state(&p, gst::State::Null);
+    payloads(&got)
+}
+
+/// The src switches to the call's own caps at `start` (not to PCM at the
+/// call's 48 kHz, which it cannot output), which the sink takes.
+fn opus_echo_sends_back_each_packet_as_it_came() {
+    let packets = opus_packets(25);
+    assert_eq!(echo("", WireFormat::OPUS, &packets), packets);
+}
+
+fn opus_echo_through_a_queue_sends_back_each_packet_as_it_came() {
+    let packets = opus_packets(25);
+    assert_eq!(echo("queue !", WireFormat::OPUS, &packets), packets);
+}
+
+fn g722_echo_sends_back_each_frame_as_it_came() {
+    let frames = g722_frames(25);
+    assert_eq!(echo("queue !", WireFormat::G722, &frames), frames);
+}
+
+/// Downstream that takes raw audio only: the first error names the call's
+/// codec and the output, as the README says; no warning before it.
+#[test]
+fn an_opus_call_into_raw_audio_only_is_the_documented_error() {
+    let (p, _collector, url) =
+        start("twiliostreamsrc name=src port=0 ! audio/x-raw ! fakesink name=sink sync=false");
+    play(&url, WireFormat::OPUS, &opus_packets(3));
+    let bus = p.bus().unwrap();
+    let first = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Error, gst::MessageType::Warning],
+        )
+        .expect("an error");
+    let gst::MessageView::Error(error) = first.view() else {
+        panic!("not an error first: {first:?}")
+    };
+    assert_eq!(
+        error.error().to_string(),
+        "The call carries OPUS@48000, the src outputs audio/x-raw, format=(string)S16LE, \
+         layout=(string)interleaved, rate=(int)16000, channels=(int)1"
+    );
     set_state(&p, gst::State::Null);
 }
 

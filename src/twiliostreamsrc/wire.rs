@@ -57,12 +57,14 @@ impl TwilioStreamSrc {
             return Ok(());
         };
         let current = output.for_wire(format);
+        // A compressed call is passed through only: its own caps (never PCM
+        // at its rate: Opus's 48 kHz is no PCM output).
         let wanted = match current.encoding {
+            _ if format.is_compressed() => (!current.passthrough()).then(|| Output::own(format)),
             Encoding::S16le if format.rate > 8000 && current.rate != format.rate => Some(Output {
                 rate: format.rate,
                 ..current
             }),
-            _ if format.is_compressed() && !current.passthrough() => Some(Output::own(format)),
             Encoding::Mulaw | Encoding::Alaw | Encoding::S16be if !current.passthrough() => {
                 Some(Output::own(format))
             }
