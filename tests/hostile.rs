@@ -369,3 +369,56 @@ fn text_that_is_not_utf8_is_closed_with_1007() {
     assert_eq!(got.samples(), vec![32124; 4]);
     set_state(&p, gst::State::Null);
 }
+
+/// Twilio closes with `code` on `ws`: the reply it gets before the end of
+/// the connection (RFC 6455 5.5.1: a close frame, its code echoed).
+async fn close_answered(ws: &mut RawWs, code: u16) -> Option<u16> {
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let frame = CloseFrame {
+        code: code.into(),
+        reason: "bye".into(),
+    };
+    ws.send(Message::Close(Some(frame))).await.unwrap();
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame before the end: {other:?}"),
+        }
+    }
+}
+
+/// Twilio's close frame mid-call is answered with a close frame before the
+/// connection ends; the audio before it went out.
+#[test]
+fn a_close_from_twilio_is_answered() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let url = url_of(&by_name(&p, "src"));
+    let code = rt().block_on(async {
+        let mut ws = raw_call(&url).await;
+        collector.wait_buffers(1);
+        close_answered(&mut ws, 4000).await
+    });
+    assert_eq!(code, Some(4000));
+    assert_eq!(collector.wait_eos().samples(), vec![32124; 4]);
+    set_state(&p, gst::State::Null);
+}
+
+/// So is one before any `start`.
+#[test]
+fn a_close_before_start_is_answered() {
+    let p = pipeline("twiliostreamsrc name=src port=0 ! fakesink name=sink sync=false");
+    set_state(&p, gst::State::Playing);
+    let url = url_of(&by_name(&p, "src"));
+    let code = rt().block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        close_answered(&mut ws, 4000).await
+    });
+    assert_eq!(code, Some(4000));
+    set_state(&p, gst::State::Null);
+}

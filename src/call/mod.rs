@@ -46,7 +46,7 @@ pub use events::{CallEvent, Consumer, DtmfDigit, Events, MediaChunk};
 pub(crate) use hot::HotPart;
 pub use slot::{Slot, named_slot};
 pub use stats::{Counter, SINK_COUNTERS, SRC_COUNTERS, Stat, Stats, counter_pspecs, find_counter};
-pub(crate) use task::{CLOSE_TOO_BIG, close as close_websocket};
+pub(crate) use task::{CLOSE_TOO_BIG, answer_close, close as close_websocket};
 
 /// The debug category of the server and of a call not yet consumed by an
 /// element (then the element's category is used).

@@ -153,6 +153,7 @@ pub(super) async fn serve<S>(
                         apply(&call, &events, session.binary(data.len()));
                     }
                     Some(Ok(Message::Close(frame))) => {
+                        answer_close(&mut ws).await;
                         break Some(match frame {
                             Some(f) => format!("Twilio closed the WebSocket (code {}{}{})", u16::from(f.code),
                                 if f.reason.is_empty() { "" } else { ": " }, f.reason),
@@ -459,6 +460,14 @@ pub(crate) async fn close<S: AsyncRead + AsyncWrite + Unpin>(
         reason: reason.into(),
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
+}
+
+/// After the peer's close: sends the reply tungstenite queued when it read
+/// it (the peer's code echoed, RFC 6455 5.5.1), within [`CLOSE_TIMEOUT`]
+/// for a peer that does not read. (`close` would not: no frame may be
+/// sent once the peer closed, so it fails before flushing.)
+pub(crate) async fn answer_close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
 }
 
 #[cfg(test)]

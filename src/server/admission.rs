@@ -18,7 +18,7 @@ use super::accept::Arriving;
 use super::paths::{Dispatch, PathCounters};
 use super::upgrade::Upgraded;
 use crate::call::session::{Handled, Level, Session};
-use crate::call::{CAT, CLOSE_TOO_BIG, Call, CallEvent, close_websocket};
+use crate::call::{CAT, CLOSE_TOO_BIG, Call, CallEvent, answer_close, close_websocket};
 
 /// Close code for a connection that sent something other than `start`
 /// first, or nothing in time (RFC 6455 policy violation).
@@ -152,7 +152,7 @@ where
             }
             Some(Ok(Message::Close(_))) => {
                 // Completes the closing handshake.
-                close_websocket(ws, 1000, "").await;
+                answer_close(ws).await;
                 return Err("closed before any start message".to_owned());
             }
             Some(Ok(_)) => {} // ping/pong
