@@ -193,11 +193,56 @@ fn in_an_echo_the_callers_stop_ends_it_with_no_extra_wait() {
     // No final mark: nothing to wait for once Twilio stopped the stream.
     assert_eq!(sink.property::<u64>("marks-sent"), 0);
     assert!(!has_element(&messages, "twilio-ended"));
-    let got = receive_until(&mut call, |got| media_bytes(got).len() >= 8000);
-    assert!(marks(&got).is_empty());
-    assert!(!got.iter().any(|r| matches!(r, Received::Closed(_))));
+    // Nor is the call ended: Twilio ends it.
+    std::iter::from_fn(|| call.try_recv()).for_each(|r| {
+        assert!(
+            matches!(r, Received::Message(Outbound::Media { .. }, _)),
+            "{r:?}"
+        )
+    });
     rt().block_on(call.close());
     set_state(&p, gst::State::Null);
+}
+
+/// From Twilio's `stop` on, nothing is sent (it plays nothing more): media
+/// rendered, a mark, a clear; the media is counted as dropped, and the sink
+/// takes its buffers without an error.
+#[test]
+fn after_twilios_stop_the_sink_sends_nothing_more() {
+    let p = pipeline(&format!(
+        "appsrc name=app format=time caps={PCM_8K} ! \
+         twiliostreamsink name=sink port=0 sync=false max-lead=60000"
+    ));
+    let bus = p.bus().unwrap();
+    set_state(&p, gst::State::Playing);
+    let (app, sink) = (by_name(&p, "app"), by_name(&p, "sink"));
+    let mut call = dial(&sink, Playout::Instant);
+    let tone = sine(440.0, 8000.0, 8000.0, 1600);
+    push(&app, &tone[..800]);
+    let before = receive_until(&mut call, |got| media_bytes(got).len() >= 800);
+    call.send_stop().unwrap();
+    messages_until(&bus, |m| has_element(m, "twilio-stop"));
+    // Five more frames: each is sent or dropped, at once (the lead is long).
+    push(&app, &tone[800..]);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let counted = || sink.property::<u64>("chunks-sent") + sink.property::<u64>("chunks-dropped");
+    while counted() < 10 {
+        assert!(std::time::Instant::now() < deadline, "{} frames", counted());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(sink.property::<u64>("chunks-sent"), 5);
+    assert_eq!(sink.property::<u64>("chunks-dropped"), 5);
+    assert!(sink.emit_by_name::<bool>("send-mark", &[&"late"]));
+    assert!(sink.emit_by_name::<bool>("clear", &[]));
+    // The clear's report comes from the writer, after it took the mark.
+    let messages = messages_until(&bus, |m| has_element(m, "twilio-clear"));
+    no_warnings_or_errors(&messages);
+    set_state(&p, gst::State::Null);
+    // Only the close.
+    let after = until_closed(&mut call);
+    assert_eq!(after.len(), 1, "sent after stop: {after:?}");
+    assert_eq!(media_bytes(&before).len(), 800);
+    assert_eq!(sink.property::<u64>("bytes-sent"), 800);
 }
 
 #[test]

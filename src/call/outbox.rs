@@ -58,6 +58,19 @@ pub struct Cleared {
     pub unwritten_bytes: usize,
 }
 
+/// What [`Outbox::drop_pending`] dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Unsent {
+    /// Messages of every kind.
+    pub messages: u64,
+    /// Of them, media frames.
+    pub media: u64,
+    /// The audio (ns) of those frames.
+    pub audio: u64,
+    /// The text bytes of all of them.
+    pub text_bytes: usize,
+}
+
 /// A written frame that may not be played yet.
 #[derive(Debug, Clone, Copy)]
 struct Span {
@@ -227,6 +240,25 @@ impl Outbox {
         None
     }
 
+    /// Drops everything not written yet (after Twilio's `stop`: it plays
+    /// nothing more), and says what.
+    pub fn drop_pending(&mut self) -> Unsent {
+        let mut unsent = Unsent::default();
+        for item in self.pending.drain(..) {
+            unsent.messages += 1;
+            unsent.text_bytes += match item {
+                Outgoing::Media { text, duration, .. } => {
+                    unsent.media += 1;
+                    unsent.audio += duration;
+                    text.len()
+                }
+                Outgoing::Mark { text, .. } | Outgoing::Text(text) => text.len(),
+            };
+        }
+        self.pending_audio = 0;
+        unsent
+    }
+
     /// Twilio echoed the mark `name` at `now`. Marks are echoed in the
     /// order they were sent: older ones not echoed are forgotten, and a
     /// name never sent (or echoed already) changes nothing.
@@ -371,6 +403,28 @@ mod tests {
         let (out, next) = due(&mut o, 40 * MS);
         assert_eq!(out, ["m2@40", "mark", "text"]);
         assert_eq!(next, None);
+    }
+
+    #[test]
+    fn drop_pending_drops_only_what_is_not_written() {
+        let mut o = Outbox::new(40 * MS);
+        push_frames(&mut o, 3, 0);
+        o.push(mark("mark"));
+        let (out, _) = due(&mut o, 0);
+        assert_eq!(out, ["m0@0", "m1@20"]);
+        assert_eq!(
+            o.drop_pending(),
+            Unsent {
+                messages: 2,
+                media: 1,
+                audio: 20 * MS,
+                text_bytes: "m2@40".len() + "mark".len(),
+            }
+        );
+        assert_eq!(o.pending_audio(), 0);
+        assert_eq!(due(&mut o, 100 * MS), (vec![], None));
+        // What was written is still modelled.
+        assert_eq!(o.unplayed(0), 40 * MS);
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub enum Stat {
     ClearsSent,
     /// Outbound input that could not be encoded.
     OutboundTranscodeErrors,
-    /// Outbound frames dropped because the peer was not reading.
+    /// Outbound frames dropped because the peer was not reading, or not
+    /// sent after its `stop`.
     ChunksDropped,
     InboundBytesReceived,
     OutboundBytesReceived,
@@ -267,7 +268,8 @@ pub const SINK_COUNTERS: &[Counter] = &[
         Stat::ChunksDropped,
         "chunks-dropped",
         "Chunks dropped",
-        "Media messages dropped because Twilio was not reading (4 MiB waiting to be sent)",
+        "Media messages dropped because Twilio was not reading (4 MiB waiting to be sent), \
+         or not sent after its stop",
     ),
 ];
 

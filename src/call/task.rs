@@ -332,8 +332,12 @@ impl Writer {
     }
 
     /// Moves what is due now from the outbox to `texts`, counting the
-    /// frames as sent.
+    /// frames as sent; nothing once Twilio sent `stop`.
     fn collect(&mut self, call: &Call) {
+        if call.is_stopped() {
+            self.next = None;
+            return self.drop_after_stop(call);
+        }
         self.outbox.set_lead(call.lead.load(Ordering::Relaxed));
         let (mut chunks, mut bytes, mut audio) = (0u64, 0u64, 0u64);
         self.next = self.outbox.due(call.now_ns(), &mut self.texts, |b, d| {
@@ -350,6 +354,28 @@ impl Writer {
             call.queued_audio.fetch_sub(audio, Ordering::SeqCst);
             call.wake_room_waiters();
         }
+    }
+
+    /// Twilio sent `stop`: it plays nothing more, so what waits (media,
+    /// marks, clears) is dropped unsent, the media counted as dropped.
+    #[cold]
+    fn drop_after_stop(&mut self, call: &Call) {
+        let unsent = self.outbox.drop_pending();
+        if unsent.messages == 0 {
+            return;
+        }
+        call.outbound_bytes
+            .fetch_sub(unsent.text_bytes, Ordering::Relaxed);
+        call.queued_audio.fetch_sub(unsent.audio, Ordering::SeqCst);
+        call.stats.add(Stat::ChunksDropped, unsent.media);
+        call.wake_room_waiters();
+        call_log!(
+            call,
+            debug,
+            "Twilio sent stop: not sending {} messages ({} media)",
+            unsent.messages,
+            unsent.media
+        );
     }
 
     /// Writes what is due and flushes once; re-arms `pace` for what waits.
