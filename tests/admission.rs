@@ -154,6 +154,60 @@ fn max_connections_evicts_connections_that_have_not_started() {
     set_state(&p, gst::State::Null);
 }
 
+/// A Telnyx `start` announcing `encoding` at `rate`, from a client of the
+/// test's own: the close frame the plugin answers with (code, reason).
+async fn start_closed(url: &str, encoding: &str, rate: u32) -> (u16, String) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let start = format!(
+        r#"{{"event":"start","sequence_number":"1","start":{{"call_control_id":"v3:x","media_format":{{"encoding":"{encoding}","sample_rate":{rate},"channels":1}}}},"stream_id":"32de0dea"}}"#
+    );
+    ws.send(Message::text(start)).await.unwrap();
+    match tokio::time::timeout(PATIENCE, ws.next()).await {
+        Ok(Some(Ok(Message::Close(Some(frame))))) => {
+            (u16::from(frame.code), frame.reason.to_string())
+        }
+        other => panic!("no close frame: {other:?}"),
+    }
+}
+
+/// A `start` of a format the plugin cannot carry is no call: closed with
+/// 1008 and a reason naming the format (cut to the 123 bytes a close frame
+/// holds), not as if it were no `start`.
+#[test]
+fn a_start_of_an_unsupported_format_is_closed_naming_it() {
+    let (p, src, collector, url) = recording("");
+    let long = "X".repeat(200);
+    let got = rt().block_on(async {
+        let mut got = Vec::new();
+        for (encoding, rate) in [
+            ("AMR-WB", 16000),
+            ("PCMA", 16000),
+            ("L16", 44100),
+            (&long, 8000),
+        ] {
+            got.push(start_closed(&url, encoding, rate).await);
+        }
+        real_call(&url, &AUDIO).await;
+        got
+    });
+    let refused = |format: &str| (1008, format!("unsupported media format {format}"));
+    let cut = format!(r#"unsupported media format "{long}"#)[..123].to_owned();
+    assert_eq!(
+        got,
+        [
+            refused(r#""AMR-WB" at 16000 Hz"#),
+            refused(r#""PCMA" at 16000 Hz"#),
+            refused(r#""L16" at 44100 Hz"#),
+            (1008, cut),
+        ]
+    );
+    assert_eq!(collector.wait_eos().samples(), decode(&AUDIO));
+    counter_reaches(&src, "rejected-connections", 4);
+    set_state(&p, gst::State::Null);
+}
+
 #[test]
 fn a_call_with_every_element_busy_gets_1013_and_the_busy_call_goes_on() {
     let (p, src, collector, url) = recording("pending-timeout=1");

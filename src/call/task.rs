@@ -481,9 +481,14 @@ pub(crate) async fn close<S: AsyncRead + AsyncWrite + Unpin>(
     code: u16,
     reason: &str,
 ) {
+    // A close frame's reason is at most 123 bytes (RFC 6455 5.5).
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
     let frame = CloseFrame {
         code: CloseCode::from(code),
-        reason: reason.into(),
+        reason: reason[..end].into(),
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
 }

@@ -140,6 +140,10 @@ where
                         Level::Debug | Level::Trace => gst::debug!(CAT, "{peer}: {}", note.text),
                     }
                 }
+                if let Some(unsupported) = handled.unsupported {
+                    close_websocket(ws, CLOSE_POLICY, &unsupported.to_string()).await;
+                    return Err(format!("sent a start of an {unsupported}"));
+                }
                 if invalid {
                     close_websocket(ws, CLOSE_POLICY, "expected a start message").await;
                     let shown: String = text.chars().take(60).collect();
@@ -202,6 +206,36 @@ mod tests {
                     got.map(|_| "a call")
                 );
             }
+        });
+    }
+
+    /// A `start` of a format the plugin cannot carry is no call, and says
+    /// so: in the close frame's reason (1008) and in what is logged.
+    #[test]
+    fn a_start_of_an_unsupported_format_is_closed_naming_it() {
+        RUNTIME.block_on(async {
+            let (ours, theirs) = tokio::io::duplex(1 << 16);
+            let mut ws = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
+            let mut twilio = WebSocketStream::from_raw_socket(theirs, Role::Client, None).await;
+            let amr = START.replace("audio/x-mulaw", "AMR-WB");
+            twilio.send(Message::text(amr)).await.unwrap();
+            let mut session = Session::new(1 << 16);
+            let peer = "127.0.0.1:1".parse().unwrap();
+            let timeout = Duration::from_secs(5);
+            let got = await_start(&mut ws, &mut session, peer, timeout, &Notify::new()).await;
+            assert_eq!(
+                got.map(|_| "a call"),
+                Err(r#"sent a start of an unsupported media format "AMR-WB" at 8000 Hz"#.into())
+            );
+            drop(ws);
+            let Some(Ok(Message::Close(Some(frame)))) = twilio.next().await else {
+                panic!("no close frame");
+            };
+            assert_eq!(u16::from(frame.code), 1008);
+            assert_eq!(
+                frame.reason.as_str(),
+                r#"unsupported media format "AMR-WB" at 8000 Hz"#
+            );
         });
     }
 }

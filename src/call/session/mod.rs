@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::events::{CallEvent, DtmfDigit, MediaChunk};
 use super::stats::Stat;
-use crate::codec::{ByteOrder, WireFormat};
+use crate::codec::{ByteOrder, Unsupported, WireFormat};
 use crate::protocol::dialect::{self, Choice, Dialect, Twilio};
 use crate::protocol::{Inbound, Track};
 
@@ -44,6 +44,8 @@ pub struct Handled {
     pub notes: Vec<Note>,
     /// A media message with a valid payload arrived: the idle clock restarts.
     pub media: bool,
+    /// A `start` of a media format the plugin cannot carry: no call.
+    pub unsupported: Option<Unsupported>,
 }
 
 impl Handled {
@@ -189,6 +191,7 @@ impl Session {
                     Ok(format) => format,
                     Err(e) => {
                         out.invalid(format_args!("start announces an {e}"));
+                        out.unsupported = Some(e);
                         return out;
                     }
                 };
