@@ -12,14 +12,18 @@ use serde::{Deserialize, Serialize};
 
 use super::{Counter, Mark, Track};
 
-/// `start.mediaFormat`: numbers, not strings.
+/// `start.mediaFormat`: numbers (taken from strings too, as counters are).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaFormat {
     pub encoding: String,
     /// Telnyx spells it `sample_rate`.
-    #[serde(rename = "sampleRate", alias = "sample_rate")]
+    #[serde(
+        rename = "sampleRate",
+        alias = "sample_rate",
+        deserialize_with = "super::number_or_string"
+    )]
     pub sample_rate: u32,
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "super::number_or_string")]
     pub channels: u32,
 }
 
@@ -519,6 +523,39 @@ mod tests {
         assert_eq!(sequence_number, Some(Counter(7)));
         assert_eq!(media.chunk, Some(Counter(3)));
         assert_eq!(media.timestamp, Counter(60));
+    }
+
+    #[test]
+    fn media_format_numbers_may_be_strings_too() {
+        let start = |format: &str| {
+            let text = format!(
+                r#"{{"event":"start","streamSid":"MZ1","start":{{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"mediaFormat":{format}}}}}"#
+            );
+            match Inbound::parse(&text) {
+                Ok(Inbound::Start { start, .. }) => Ok(start.media_format.unwrap()),
+                Ok(other) => panic!("not a start: {other:?}"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let mulaw = MediaFormat {
+            encoding: "audio/x-mulaw".into(),
+            sample_rate: 8000,
+            channels: 1,
+        };
+        for format in [
+            r#"{"encoding":"audio/x-mulaw","sampleRate":"8000","channels":"1"}"#,
+            r#"{"encoding":"audio/x-mulaw","sampleRate":" 8000","channels":1}"#,
+            r#"{"encoding":"audio/x-mulaw","sampleRate":8000}"#,
+        ] {
+            assert_eq!(start(format), Ok(mulaw.clone()), "{format}");
+        }
+        for format in [
+            r#"{"encoding":"audio/x-mulaw","sampleRate":"8 kHz"}"#,
+            r#"{"encoding":"audio/x-mulaw","sampleRate":4294967296}"#,
+            r#"{"encoding":"audio/x-mulaw","sampleRate":-8000}"#,
+        ] {
+            assert!(start(format).is_err(), "{format}");
+        }
     }
 
     #[test]

@@ -65,6 +65,13 @@ impl<'de> Deserialize<'de> for Counter {
     }
 }
 
+/// A `u32` field given as a number or, like a [`Counter`], as a string.
+fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let Counter(n) = Counter::deserialize(d)?;
+    u32::try_from(n)
+        .map_err(|_| de::Error::invalid_value(de::Unexpected::Unsigned(n), &"a 32-bit number"))
+}
+
 /// The body of a `mark` message, either direction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
