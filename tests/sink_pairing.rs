@@ -42,8 +42,12 @@ fn speechlike(len: usize, seed: f64) -> Vec<i16> {
         .collect()
 }
 
-/// Runs one echo call against `url`: sends `pcm`, stops, returns what
-/// came back, once the plugin hung up.
+/// The end of an echo the sink holds until EOS (its partial frame, the
+/// filters' delay): after the caller's stop, it is never sent.
+const HELD: usize = 200;
+
+/// Runs one echo call against `url`: sends `pcm`, returns what came back
+/// (all but the last [`HELD`] samples at least), then stops.
 async fn echo_call(url: String, pcm: Vec<i16>, params: CallParams) -> Vec<i16> {
     let mut call = TwilioCall::connect_with(&url, params, Playout::Instant)
         .await
@@ -52,11 +56,8 @@ async fn echo_call(url: String, pcm: Vec<i16>, params: CallParams) -> Vec<i16> {
     for chunk in encode(&pcm).chunks(160) {
         call.send_media(chunk).unwrap();
     }
-    // The stop ends the src's stream; the sink then sends what it still
-    // holds (a partial frame, the filters' tails).
-    call.send_stop().unwrap();
     let mut got = Vec::new();
-    while got.len() < pcm.len() {
+    while got.len() < pcm.len() - HELD {
         match call.recv_timeout(PATIENCE).await {
             Some(Received::Message(Outbound::Media { media, .. }, _)) => got.extend(
                 base64::engine::general_purpose::STANDARD
@@ -67,6 +68,7 @@ async fn echo_call(url: String, pcm: Vec<i16>, params: CallParams) -> Vec<i16> {
             other => panic!("echo stopped after {} samples: {other:?}", got.len()),
         }
     }
+    call.send_stop().unwrap();
     call.close().await;
     decode(&got)
 }

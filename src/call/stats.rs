@@ -34,8 +34,7 @@ pub enum Stat {
     ClearsSent,
     /// Outbound input that could not be encoded.
     OutboundTranscodeErrors,
-    /// Outbound frames dropped because the peer was not reading, or not
-    /// sent after its `stop`.
+    /// Outbound frames dropped because the peer was not reading.
     ChunksDropped,
     InboundBytesReceived,
     OutboundBytesReceived,
@@ -268,8 +267,7 @@ pub const SINK_COUNTERS: &[Counter] = &[
         Stat::ChunksDropped,
         "chunks-dropped",
         "Chunks dropped",
-        "Media messages dropped because Twilio was not reading (4 MiB waiting to be sent), \
-         or not sent after its stop",
+        "Media messages dropped because Twilio was not reading (4 MiB waiting to be sent)",
     ),
 ];
 

@@ -357,7 +357,9 @@ impl Writer {
     }
 
     /// Twilio sent `stop`: it plays nothing more, so what waits (media,
-    /// marks, clears) is dropped unsent, the media counted as dropped.
+    /// marks, clears) is dropped unsent, logged (not in `chunks-dropped`,
+    /// which says Twilio did not keep up: an echo's tail would count in
+    /// every call).
     #[cold]
     fn drop_after_stop(&mut self, call: &Call) {
         let unsent = self.outbox.drop_pending();
@@ -367,7 +369,6 @@ impl Writer {
         call.outbound_bytes
             .fetch_sub(unsent.text_bytes, Ordering::Relaxed);
         call.queued_audio.fetch_sub(unsent.audio, Ordering::SeqCst);
-        call.stats.add(Stat::ChunksDropped, unsent.media);
         call.wake_room_waiters();
         call_log!(
             call,
