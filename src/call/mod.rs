@@ -33,6 +33,7 @@ use crate::runtime::RUNTIME;
 pub use outbox::{Cleared, Outgoing};
 use session::{Handled, Session};
 
+mod closing;
 mod consumer;
 pub mod events;
 pub(crate) mod hot;
@@ -42,11 +43,11 @@ pub mod slot;
 pub mod stats;
 mod task;
 
+pub(crate) use closing::{CLOSE_TOO_BIG, answer_close, close as close_websocket};
 pub use events::{CallEvent, Consumer, DtmfDigit, Events, MediaChunk};
 pub(crate) use hot::HotPart;
 pub use slot::{Slot, named_slot};
 pub use stats::{Counter, SINK_COUNTERS, SRC_COUNTERS, Stat, Stats, counter_pspecs, find_counter};
-pub(crate) use task::{CLOSE_TOO_BIG, answer_close, close as close_websocket};
 
 /// The debug category of the server and of a call not yet consumed by an
 /// element (then the element's category is used).

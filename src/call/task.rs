@@ -13,10 +13,11 @@ use futures::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use super::closing::{
+    CLOSE_INVALID_DATA, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, answer_close, close,
+};
 use super::events::{CallEvent, EventSender};
 use super::outbox::Outbox;
 use super::session::{Handled, Level, Session};
@@ -26,15 +27,6 @@ use super::{Call, CallConfig, Request, call_log};
 /// A write that makes no progress for this long means the peer stopped
 /// reading: the call is over.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long closing our side of the WebSocket may take before the socket is
-/// simply dropped.
-const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
-/// Close code for a message too big to read (RFC 6455).
-pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
-/// Close code: a text frame that is not UTF-8 (RFC 6455, 7.4.1).
-const CLOSE_INVALID_DATA: u16 = 1007;
-/// Close code: the peer broke the WebSocket protocol (RFC 6455, 7.4.1).
-const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 
 /// The per-call task: reads, validates and dispatches Twilio's messages,
 /// writes ours, and ends when either side closes.
@@ -473,33 +465,6 @@ async fn within_write_timeout<F: Future + Unpin>(
         return Ok(done);
     }
     tokio::time::timeout(WRITE_TIMEOUT, write).await
-}
-
-/// Sends our close frame (`code`, `reason`) and waits, briefly, for the
-/// peer's answer.
-pub(crate) async fn close<S: AsyncRead + AsyncWrite + Unpin>(
-    ws: &mut WebSocketStream<S>,
-    code: u16,
-    reason: &str,
-) {
-    // A close frame's reason is at most 123 bytes (RFC 6455 5.5).
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason[..end].into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
-}
-
-/// After the peer's close: sends the reply tungstenite queued when it read
-/// it (the peer's code echoed, RFC 6455 5.5.1), within [`CLOSE_TIMEOUT`]
-/// for a peer that does not read. (`close` would not: no frame may be
-/// sent once the peer closed, so it fails before flushing.)
-pub(crate) async fn answer_close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
 }
 
 #[cfg(test)]
