@@ -44,6 +44,25 @@ fn decoded(codes: &[u8]) -> Vec<i16> {
     codes.iter().map(|&c| alaw::decode(c)).collect()
 }
 
+/// A Telnyx call carrying `tracks`, each with its audio: 20 ms of each in
+/// turn, as fast as they go, then stop.
+fn play(url: &str, tracks: &[(Track, &[u8])]) {
+    let params = telnyx(&tracks.iter().map(|&(t, _)| t).collect::<Vec<_>>());
+    rt().block_on(async {
+        let mut call = TwilioCall::start(url, params).await.unwrap();
+        let chunks = tracks.iter().map(|(_, a)| a.len().div_ceil(160)).max();
+        for i in 0..chunks.unwrap_or(0) {
+            for &(track, audio) in tracks {
+                if let Some(chunk) = audio.chunks(160).nth(i) {
+                    call.send_media_on(track, chunk).unwrap();
+                }
+            }
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+}
+
 /// Two interleaved channels apart.
 fn split(frames: &[i16]) -> (Vec<i16>, Vec<i16>) {
     let left = frames.iter().step_by(2).copied().collect();
@@ -58,17 +77,10 @@ fn telnyx_both_tracks_come_out_in_their_channels() {
     );
     let bus = p.bus().unwrap();
     let (inbound, outbound) = (distinct_chunks(50, 0), distinct_chunks(50, 77));
-    rt().block_on(async {
-        let mut call = TwilioCall::start(&url, telnyx(&[Track::Inbound, Track::Outbound]))
-            .await
-            .unwrap();
-        for (i, o) in inbound.chunks(160).zip(outbound.chunks(160)) {
-            call.send_media_on(Track::Inbound, i).unwrap();
-            call.send_media_on(Track::Outbound, o).unwrap();
-        }
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    play(
+        &url,
+        &[(Track::Inbound, &inbound), (Track::Outbound, &outbound)],
+    );
     let got = collector.wait_eos();
     let (left, right) = split(&got.samples());
     assert_eq!(left, decoded(&inbound));
@@ -88,16 +100,7 @@ fn telnyx_outbound_track_alone_comes_out() {
          fakesink name=sink sync=false",
     );
     let outbound = distinct_chunks(30, 5);
-    rt().block_on(async {
-        let mut call = TwilioCall::start(&url, telnyx(&[Track::Outbound]))
-            .await
-            .unwrap();
-        for o in outbound.chunks(160) {
-            call.send_media_on(Track::Outbound, o).unwrap();
-        }
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    play(&url, &[(Track::Outbound, &outbound)]);
     let got = collector.wait_eos();
     assert_eq!(got.samples(), decoded(&outbound));
     set_state(&p, gst::State::Null);
@@ -109,16 +112,7 @@ fn telnyx_inbound_alone_leaves_a_silent_channel_with_track_both() {
          fakesink name=sink sync=false",
     );
     let inbound = distinct_chunks(30, 9);
-    rt().block_on(async {
-        let mut call = TwilioCall::start(&url, telnyx(&[Track::Inbound]))
-            .await
-            .unwrap();
-        for i in inbound.chunks(160) {
-            call.send_media_on(Track::Inbound, i).unwrap();
-        }
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    play(&url, &[(Track::Inbound, &inbound)]);
     let got = collector.wait_eos();
     let (left, right) = split(&got.samples());
     assert_eq!(left, decoded(&inbound));
@@ -142,16 +136,7 @@ fn telnyx_outbound_asked_of_an_inbound_stream_is_silence_with_a_warning() {
     );
     let bus = p.bus().unwrap();
     let inbound = distinct_chunks(30, 2);
-    rt().block_on(async {
-        let mut call = TwilioCall::start(&url, telnyx(&[Track::Inbound]))
-            .await
-            .unwrap();
-        for i in inbound.chunks(160) {
-            call.send_media_on(Track::Inbound, i).unwrap();
-        }
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    play(&url, &[(Track::Inbound, &inbound)]);
     let got = collector.wait_eos();
     // Once the inbound track ran track-wait (60 ms: 3 chunks) ahead with no
     // outbound audio, silence timed by it.
