@@ -347,22 +347,13 @@ fn text_that_is_not_utf8_is_closed_with_1007() {
     let url = url_of(&by_name(&p, "src"));
     let code = rt().block_on(async {
         use tokio::io::AsyncWriteExt;
-        use tokio_tungstenite::tungstenite::Message;
         let mut ws = raw_call(&url).await;
         // FIN + text, masked (a zero key), 2 bytes that are not UTF-8.
         let frame = [0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe];
         if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() {
             tcp.write_all(&frame).await.unwrap();
         }
-        loop {
-            match tokio::time::timeout(PATIENCE, ws.next()).await {
-                Ok(Some(Ok(Message::Close(frame)))) => {
-                    break frame.map(|f| u16::from(f.code));
-                }
-                Ok(Some(Ok(_))) => continue,
-                other => panic!("no close frame: {other:?}"),
-            }
-        }
+        next_close(&mut ws).await
     });
     assert_eq!(code, Some(1007));
     let got = collector.wait_eos();
@@ -380,6 +371,12 @@ async fn close_answered(ws: &mut RawWs, code: u16) -> Option<u16> {
         reason: "bye".into(),
     };
     ws.send(Message::Close(Some(frame))).await.unwrap();
+    next_close(ws).await
+}
+
+/// The code of the close frame that comes next on `ws` (before its end).
+async fn next_close(ws: &mut RawWs) -> Option<u16> {
+    use tokio_tungstenite::tungstenite::Message;
     loop {
         match tokio::time::timeout(PATIENCE, ws.next()).await {
             Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
