@@ -20,9 +20,11 @@
 //! A step in one track's timestamps (its chunks go on in real time, their
 //! timestamps moved) is not a gap: that track is measured anew from the
 //! chunk, which follows its last audio, and the other track is untouched.
-//! A step ahead is told from lost chunks by when the chunk arrives: more
-//! than the wait ahead of where the audio of both tracks has reached in real
-//! time since their last chunks (lost chunks leave a gap in real time too).
+//! A step ahead is told from lost chunks by when the chunk arrives: ahead
+//! of where the audio of both tracks has reached in real time since their
+//! last chunks (lost chunks leave a gap in real time too) by more than the
+//! wait less a chunk, so that a step taken for a gap never leaves its track
+//! leading by more than the wait (which would starve the other track).
 //! A step back is told from a chunk sent twice by the next chunk: a chunk
 //! before what its track already holds is kept back; if the next one
 //! follows it, also behind, the timestamps stepped back and both are kept;
@@ -338,9 +340,12 @@ impl Aligner {
     }
 
     /// A gap before a chunk due at `due` that is a step in the track's
-    /// timestamps, not lost chunks: the chunk (of `len` samples) arrived
-    /// more than the wait ahead of where both tracks' audio has reached in
-    /// real time. The step, in samples.
+    /// timestamps, not lost chunks: the chunk (of `len` samples) ends more
+    /// than the wait less its length ahead of where both tracks' audio has
+    /// reached in real time. (Taken for a gap, the track would lead by
+    /// that and its chunk, and a lead past the wait starves the other
+    /// track; below a wait of two chunks, half the wait is left to jitter.)
+    /// The step, in samples.
     fn stepped_ahead(&self, track: Track, due: i128, len: usize, arrival: Instant) -> Option<i128> {
         let lane = &self.lanes[track.index()];
         let end = self.end(track) as i128;
@@ -350,7 +355,9 @@ impl Aligner {
         let other = &self.lanes[track.other().index()];
         let other = other.expected.then(|| other.reach(arrival)).flatten();
         let reached = lane.reach(arrival).max(other)?;
-        (due + len as i128 - reached > self.max_wait as i128).then_some(due - end)
+        let (len, wait) = (len as i128, self.max_wait as i128);
+        let bound = (wait - len).max(wait / 2);
+        (due + len - reached > bound).then_some(due - end)
     }
 
     /// Places a chunk of `track` at `due` on the axis.

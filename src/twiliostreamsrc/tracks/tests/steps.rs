@@ -43,8 +43,13 @@ struct Out2 {
 }
 
 /// Plays `sent` in order of arrival, taking every frame out, then the end.
-fn play(mut sent: Vec<Sent>) -> Out2 {
-    let (mut a, t0) = both();
+fn play(sent: Vec<Sent>) -> Out2 {
+    play_with(Aligner::new(true, true, TRACK_WAIT), sent)
+}
+
+/// [`play`] on `a`.
+fn play_with(mut a: Aligner, mut sent: Vec<Sent>) -> Out2 {
+    let t0 = Instant::now();
     let mut out = Out2::default();
     let take_all = |a: &mut Aligner, out: &mut Out2, frame: Option<Frame>| {
         let mut frame = frame;
@@ -215,4 +220,64 @@ fn chunks_lost_in_real_time_are_a_gap_not_a_step() {
     outbound[40 * 160..].fill(S);
     assert_eq!(out.channels[1], outbound);
     assert_eq!(out.lost, [15, 30]);
+}
+
+/// The sent chunk of `track` numbered `n`.
+fn chunk(sent: &mut [Sent], track: Track, n: u64) -> &mut Sent {
+    sent.iter_mut()
+        .find(|s| s.track == track && s.n == n)
+        .unwrap()
+}
+
+/// `steady`, with `first`'s chunk arriving first in each tick.
+fn steady_first(chunks: u64, first: Track) -> Vec<Sent> {
+    let mut sent = steady(chunks);
+    if first == Out {
+        sent.chunks_mut(2).for_each(|tick| tick.swap(0, 1));
+    }
+    sent
+}
+
+#[test]
+fn a_step_ahead_by_less_than_the_wait_does_not_starve_the_other_track() {
+    // The stepping track's chunk first in each tick: had the step been
+    // taken for a gap, it would lead by the step and a chunk, more than
+    // the wait, and the other track's chunks would come too late.
+    for (track, ms) in [(In, 55), (In, 60), (Out, 55), (Out, 60)] {
+        let mut sent = steady_first(60, track);
+        step(&mut sent, track, 30, ms);
+        let out = play(sent);
+        assert_eq!(out.steps, [(track, 30, ms * 8)], "{track} {ms}");
+        let mut offsets = [0, 0];
+        offsets[track.index()] = -ms;
+        assert_eq!(out.offsets_ms, offsets, "{track} {ms}");
+        assert_eq!(out.channels[0], whole(In, 60, 0..0), "{track} {ms}");
+        assert_eq!(out.channels[1], whole(Out, 60, 0..0), "{track} {ms}");
+        assert_eq!((out.lost, out.too_late), ([0, 0], 0), "{track} {ms}");
+    }
+    // A lead of the step and a chunk within the wait is a gap: two chunks.
+    let mut sent = steady_first(60, In);
+    step(&mut sent, In, 30, 40);
+    let out = play(sent);
+    assert_eq!(out.steps, []);
+    let mut inbound = whole(In, 30, 0..0);
+    inbound.extend([S; 320]);
+    inbound.extend(&whole(In, 60, 0..0)[30 * 160..]);
+    assert_eq!(out.channels[0], inbound);
+    assert_eq!(out.channels[1][..60 * 160], whole(Out, 60, 0..0));
+    assert_eq!((out.lost[0], out.too_late), (2, 0));
+}
+
+#[test]
+fn with_a_short_wait_a_loss_arriving_early_is_still_a_gap() {
+    // track-wait 20 ms: one chunk. The chunk after the loss comes 5 ms
+    // early: no room left for a step below the wait, but jitter is no step.
+    let mut sent = steady(60);
+    sent.retain(|s| !(s.track == In && (30..33).contains(&s.n)));
+    chunk(&mut sent, In, 33).at -= 5;
+    let out = play_with(Aligner::new(true, true, 160), sent);
+    assert_eq!(out.steps, []);
+    assert_eq!(out.channels[0], whole(In, 60, 30..33));
+    assert_eq!(out.channels[1], whole(Out, 60, 0..0));
+    assert_eq!((out.lost, out.too_late), ([3, 0], 0));
 }
