@@ -447,14 +447,17 @@ impl Aligner {
 
     /// The next frame that may go out, if any. A track more than `max_wait`
     /// behind the other (or not announced) is first filled with silence up
-    /// to that bound.
+    /// to that bound (past a chunk kept back: it may be the track's next
+    /// audio, after a step back).
     pub fn next_frame(&mut self) -> Option<Frame> {
         let lead = self.end(Track::Inbound).max(self.end(Track::Outbound));
         for track in Track::ALL {
             let end = self.end(track);
             let lane = &mut self.lanes[track.index()];
+            // A chunk kept back may be the track's next audio: waited for.
+            let held = lane.held.as_ref().map_or(0, |h| h.ulaw.len() as u64);
             let until = if lane.expected {
-                lead.saturating_sub(self.max_wait)
+                lead.saturating_sub(self.max_wait + held)
             } else {
                 lead
             };

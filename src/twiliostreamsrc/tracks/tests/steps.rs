@@ -281,3 +281,20 @@ fn with_a_short_wait_a_loss_arriving_early_is_still_a_gap() {
     assert_eq!(out.channels[1], whole(Out, 60, 0..0));
     assert_eq!((out.lost, out.too_late), ([3, 0], 0));
 }
+
+#[test]
+fn a_step_back_in_the_track_behind_is_measured_from_its_audio() {
+    // The outbound track arrives 50 ms behind the inbound one: its chunk
+    // kept back for a tick does not let the wait fill its channel.
+    let mut sent = steady(60);
+    sent.iter_mut()
+        .filter(|s| s.track == Out)
+        .for_each(|s| s.at += 50);
+    step(&mut sent, Out, 30, -400);
+    let out = play(sent);
+    assert_eq!(out.steps, [(Out, 31, -3200)]);
+    assert_eq!(out.offsets_ms, [0, 400]);
+    assert_eq!(out.channels[0], whole(In, 60, 0..0));
+    assert_eq!(out.channels[1], whole(Out, 60, 0..0));
+    assert_eq!((out.lost, out.too_late), ([0, 0], 0));
+}
