@@ -25,6 +25,9 @@
 //! last chunks (lost chunks leave a gap in real time too) by more than the
 //! wait less a chunk, so that a step taken for a gap never leaves its track
 //! leading by more than the wait (which would starve the other track).
+//! Without the other track's audio, the track's own furthest reach of the
+//! last 2 s stands in for it, so that a burst of late chunks and then a
+//! loss is no step.
 //! A step back is told from a chunk sent twice by the next chunk: a chunk
 //! before what its track already holds is kept back; if the next one
 //! follows it, also behind, the timestamps stepped back and both are kept;
@@ -34,7 +37,7 @@
 //! (one `Timeline`: anchor, spans) and counts. Chunk numbers are not used
 //! (they may count both tracks); gaps are told by timestamps, per track.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::timeline::{Ahead, GAP_TOLERANCE, LossUnit, MAX_AHEAD, MAX_SILENCE, NS_PER_SAMPLE};
 use crate::codec::g711;
@@ -45,6 +48,10 @@ use crate::protocol::Track;
 pub const TRACK_WAIT: u64 = 480;
 /// The chunk length assumed for counting lost chunks before one arrived.
 const DEFAULT_CHUNK: u64 = 160;
+/// How long the chunk that reached furthest in real time stands for its
+/// track's reach when the other track has none (longer than a burst after
+/// a stall, far shorter than the clocks take to drift apart).
+const REACH_MEMORY: Duration = Duration::from_secs(2);
 
 /// One track's samples from the output position on.
 #[derive(Debug)]
@@ -78,6 +85,9 @@ struct Lane {
     /// where it has reached in real time.
     audio_end: u64,
     last_arrival: Option<Instant>,
+    /// The chunk that reached furthest in real time lately: (its arrival,
+    /// the axis position after it).
+    best: Option<(Instant, u64)>,
     /// A chunk behind its audio, until the next one tells what it is.
     held: Option<Held>,
     /// Held chunks dropped without a chunk to report it (at a flush or the
@@ -114,6 +124,7 @@ impl Lane {
             offset: 0,
             audio_end: 0,
             last_arrival: None,
+            best: None,
             held: None,
             too_late: 0,
         }
@@ -124,6 +135,30 @@ impl Lane {
     fn reach(&self, now: Instant) -> Option<i128> {
         let since = now.saturating_duration_since(self.last_arrival?);
         Some(self.audio_end as i128 + (since.as_nanos() / u128::from(NS_PER_SAMPLE)) as i128)
+    }
+
+    /// Where its audio has reached by `now` by the chunk that reached
+    /// furthest lately: chunks that came late (a burst after a stall) do not
+    /// hold it back.
+    fn best_reach(&self, now: Instant) -> Option<i128> {
+        let (at, end) = self.best?;
+        let since = now.saturating_duration_since(at);
+        let best = end as i128 + (since.as_nanos() / u128::from(NS_PER_SAMPLE)) as i128;
+        self.reach(now).max(Some(best))
+    }
+
+    /// Its audio reached `audio_end` at `arrival`: remembered as its best
+    /// reach if it is further than the one remembered (or that is old).
+    fn reached(&mut self, arrival: Instant) {
+        let fresh = self
+            .best
+            .filter(|&(at, _)| arrival.saturating_duration_since(at) < REACH_MEMORY);
+        let best = fresh.and_then(|(at, end)| {
+            let since = arrival.saturating_duration_since(at);
+            let reach = end + (since.as_nanos() / u128::from(NS_PER_SAMPLE)) as u64;
+            (reach > self.audio_end).then_some((at, end))
+        });
+        self.best = best.or(Some((arrival, self.audio_end)));
     }
 
     /// Appends `n` samples of silence, counting the chunks they stand for.
@@ -345,7 +380,9 @@ impl Aligner {
     /// reached in real time. (Taken for a gap, the track would lead by
     /// that and its chunk, and a lead past the wait starves the other
     /// track; below a wait of two chunks, half the wait is left to jitter.)
-    /// The step, in samples.
+    /// Without the other track's reach, the track's own best lately stands
+    /// in (a burst of late chunks then a loss is no step). The step, in
+    /// samples.
     fn stepped_ahead(&self, track: Track, due: i128, len: usize, arrival: Instant) -> Option<i128> {
         let lane = &self.lanes[track.index()];
         let end = self.end(track) as i128;
@@ -353,8 +390,10 @@ impl Aligner {
             return None;
         }
         let other = &self.lanes[track.other().index()];
-        let other = other.expected.then(|| other.reach(arrival)).flatten();
-        let reached = lane.reach(arrival).max(other)?;
+        let reached = match other.expected.then(|| other.reach(arrival)).flatten() {
+            Some(other) => lane.reach(arrival).map_or(other, |own| own.max(other)),
+            None => lane.best_reach(arrival)?,
+        };
         let (len, wait) = (len as i128, self.max_wait as i128);
         let bound = (wait - len).max(wait / 2);
         (due + len - reached > bound).then_some(due - end)
@@ -430,6 +469,7 @@ impl Aligner {
         if !ulaw.is_empty() {
             lane.audio_end = position + lane.pending.len() as u64;
             lane.last_arrival = Some(arrival);
+            lane.reached(arrival);
         }
         placed
     }

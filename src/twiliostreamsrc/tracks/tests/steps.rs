@@ -298,3 +298,22 @@ fn a_step_back_in_the_track_behind_is_measured_from_its_audio() {
     assert_eq!(out.channels[1], whole(Out, 60, 0..0));
     assert_eq!((out.lost, out.too_late), ([0, 0], 0));
 }
+
+#[test]
+fn a_late_burst_then_a_loss_without_the_other_track_is_no_step() {
+    // The outbound track never starts; inbound chunks 27–29 come 80 ms
+    // late in a burst with 33, and 30–32 never come.
+    let mut sent = steady(60);
+    sent.retain(|s| s.track == In && !(30..33).contains(&s.n));
+    for n in 27..30 {
+        chunk(&mut sent, In, n).at = 659;
+    }
+    for (inbound, outbound) in [(true, true), (true, false)] {
+        let sent = sent.iter().map(|s| Sent { ..*s }).collect();
+        let out = play_with(Aligner::new(inbound, outbound, TRACK_WAIT), sent);
+        assert_eq!(out.steps, [], "{outbound}");
+        assert_eq!(out.channels[0], whole(In, 60, 30..33), "{outbound}");
+        assert_eq!(out.channels[1], [S; 60 * 160], "{outbound}");
+        assert_eq!((out.lost, out.too_late), ([3, 0], 0), "{outbound}");
+    }
+}
