@@ -105,8 +105,18 @@ impl TwilioStreamSrc {
             gst::debug!(
                 CAT,
                 imp = self,
-                "{track} track: the chunk at {} ms lies before the track's audio: kept \
-                 back until the next one tells a chunk sent twice from a step back",
+                "{track} track: the chunk at {} ms lies over the track's audio with other \
+                 bytes: kept back until the next one tells a step back from a chunk out \
+                 of place",
+                chunk.timestamp_ms
+            );
+        }
+        if placed.twice {
+            count(state, Stat::ChunksTooLate, 1);
+            gst::debug!(
+                CAT,
+                imp = self,
+                "{track} track: the chunk at {} ms was sent twice: dropped",
                 chunk.timestamp_ms
             );
         }
@@ -115,8 +125,7 @@ impl TwilioStreamSrc {
             gst::debug!(
                 CAT,
                 imp = self,
-                "{track} track: the chunk kept back was sent twice or out of place: \
-                 {} ms of it dropped",
+                "{track} track: the chunk kept back was out of place: {} ms of it dropped",
                 placed.held_dropped / 8
             );
         }

@@ -262,8 +262,8 @@ impl TwilioStreamSrc {
                 ..placing(chunk, state.format)
             });
         }
-        // (One kept back counts as dropped: most often it was sent twice.)
-        state.chunk_dropped = placed.held || placed.late >= chunk.ulaw.len() as u64;
+        // (One kept back counts as dropped: most often it is out of place.)
+        state.chunk_dropped = placed.held || placed.twice || placed.late >= chunk.ulaw.len() as u64;
         self.log_placed(state, chunk, &placed);
         // After a skipped gap, the frame after the jump goes out with the
         // next chunk.

@@ -28,15 +28,23 @@
 //! Without the other track's audio, the track's own furthest reach of the
 //! last 2 s stands in for it, so that a burst of late chunks and then a
 //! loss is no step.
-//! A step back is told from a chunk sent twice by the next chunk: a chunk
-//! before what its track already holds is kept back; if the next one
-//! follows it, also behind, the timestamps stepped back and both are kept;
-//! otherwise it is dropped, as a duplicate.
+//!
+//! A chunk before its track's audio is told by its bytes (a hash of the
+//! track's last 16 chunks): the same bytes where the track had them, it was
+//! sent twice and is dropped; where the track has silence only (filled for
+//! a gap or the wait), it is late audio, dropped as such. Over audio with
+//! other bytes (or before what is remembered), it is kept back: if the next
+//! chunk follows it, the timestamps stepped back and both go on after the
+//! track's audio; otherwise it is dropped, out of place. (Chunks all of one
+//! byte, as digital silence, cannot tell a step back within what is
+//! remembered from chunks sent twice: they are dropped as such, and the
+//! track stays that much late.)
 //!
 //! Plain numbers in, plain results out: the element converts, timestamps
 //! (one `Timeline`: anchor, spans) and counts. Chunk numbers are not used
 //! (they may count both tracks); gaps are told by timestamps, per track.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use super::timeline::{Ahead, GAP_TOLERANCE, LossUnit, MAX_AHEAD, MAX_SILENCE, NS_PER_SAMPLE};
@@ -48,6 +56,9 @@ use crate::protocol::Track;
 pub const TRACK_WAIT: u64 = 480;
 /// The chunk length assumed for counting lost chunks before one arrived.
 const DEFAULT_CHUNK: u64 = 160;
+/// How many of a track's last chunks are remembered to tell a chunk sent
+/// twice (320 ms of Twilio's 20 ms chunks).
+const HEARD: usize = 16;
 /// How long the chunk that reached furthest in real time stands for its
 /// track's reach when the other track has none (longer than a burst after
 /// a stall, far shorter than the clocks take to drift apart).
@@ -88,6 +99,9 @@ struct Lane {
     /// The chunk that reached furthest in real time lately: (its arrival,
     /// the axis position after it).
     best: Option<(Instant, u64)>,
+    /// Its last chunks of audio, oldest overwritten first.
+    heard: [Option<Heard>; HEARD],
+    heard_next: usize,
     /// A chunk behind its audio, until the next one tells what it is.
     held: Option<Held>,
     /// Held chunks dropped without a chunk to report it (at a flush or the
@@ -95,8 +109,42 @@ struct Lane {
     too_late: u64,
 }
 
-/// A chunk that lies before what its track already holds: sent twice, or
-/// the first after the track's timestamps stepped back.
+/// A chunk of audio a track got: where, and a hash of its bytes.
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    /// Where it was placed on the axis (its timestamp's place, unless the
+    /// track was measured anew at it).
+    due: i128,
+    /// The axis span of its samples that went in as audio.
+    start: i128,
+    end: i128,
+    hash: u64,
+}
+
+/// What a chunk before its track's audio is.
+#[derive(Debug, PartialEq, Eq)]
+enum Behind {
+    /// It is not.
+    No,
+    /// The same bytes at the same place as a chunk the track got: dropped.
+    Twice,
+    /// It lies where the track has silence only (filled for a gap or the
+    /// wait): late audio, placed as such.
+    Late,
+    /// It lies over audio of the track with other bytes (or before what is
+    /// remembered): the first after a step back, or out of place.
+    Unsure,
+}
+
+/// A hash of a chunk's bytes.
+fn hash(ulaw: &[u8]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    ulaw.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A chunk that lies over what its track already holds, with other bytes:
+/// the first after the track's timestamps stepped back, or out of place.
 #[derive(Debug)]
 struct Held {
     /// Where its timestamp put it on the axis.
@@ -125,6 +173,8 @@ impl Lane {
             audio_end: 0,
             last_arrival: None,
             best: None,
+            heard: [None; HEARD],
+            heard_next: 0,
             held: None,
             too_late: 0,
         }
@@ -159,6 +209,12 @@ impl Lane {
             (reach > self.audio_end).then_some((at, end))
         });
         self.best = best.or(Some((arrival, self.audio_end)));
+    }
+
+    /// Remembers a chunk of audio (see [`Heard`]).
+    fn heard(&mut self, heard: Heard) {
+        self.heard[self.heard_next] = Some(heard);
+        self.heard_next = (self.heard_next + 1) % HEARD;
     }
 
     /// Appends `n` samples of silence, counting the chunks they stand for.
@@ -214,11 +270,14 @@ pub struct Placed {
     /// at this chunk: the track was measured anew, the chunk follows its
     /// last audio; nothing of it was lost.
     pub step: Option<i64>,
-    /// It lies before what its track holds: kept back until the track's
-    /// next chunk tells a chunk sent twice from a step back.
+    /// It lies over audio its track holds, with other bytes: kept back
+    /// until the track's next chunk tells a step back from a chunk out of
+    /// place.
     pub held: bool,
+    /// The same bytes where its track had them: sent twice, dropped.
+    pub twice: bool,
     /// Samples of the chunk kept back before it that were dropped: it was
-    /// not the start of a step (sent twice, or out of place).
+    /// not the start of a step (out of place).
     pub held_dropped: u64,
 }
 
@@ -297,9 +356,9 @@ impl Aligner {
         let i = track.index();
         if let Some(held) = self.lanes[i].held.take() {
             let held_end = held.due + held.ulaw.len() as i128;
-            if self.behind(track, due, ulaw) && (due - held_end).abs() <= GAP_TOLERANCE as i128 {
-                // Two chunks in a row behind its audio, the second after the
-                // first: the timestamps stepped back. Both follow its audio.
+            if !ulaw.is_empty() && (due - held_end).abs() <= GAP_TOLERANCE as i128 {
+                // One over its audio with other bytes, the next after it:
+                // the timestamps stepped back. Both follow its audio.
                 let step = held.due - self.end(track) as i128;
                 self.lanes[i].offset -= step;
                 due -= step;
@@ -313,14 +372,21 @@ impl Aligner {
             }
         }
         if placed.step.is_none() {
-            if self.behind(track, due, ulaw) {
-                self.lanes[i].held = Some(Held {
-                    due,
-                    ulaw: ulaw.to_vec(),
-                    arrival,
-                });
-                placed.held = true;
-                return placed;
+            match self.behind(track, due, ulaw) {
+                Behind::Twice => {
+                    placed.twice = true;
+                    return placed;
+                }
+                Behind::Unsure => {
+                    self.lanes[i].held = Some(Held {
+                        due,
+                        ulaw: ulaw.to_vec(),
+                        arrival,
+                    });
+                    placed.held = true;
+                    return placed;
+                }
+                Behind::Late | Behind::No => {}
             }
             if let Some(step) = self.stepped_ahead(track, due, ulaw.len(), arrival) {
                 self.lanes[i].offset -= step;
@@ -367,11 +433,29 @@ impl Aligner {
         end
     }
 
-    /// Whether a chunk due at `due` lies before the audio its track holds
-    /// (or has output): a chunk sent twice, or a step back.
-    fn behind(&self, track: Track, due: i128, ulaw: &[u8]) -> bool {
+    /// What a chunk due at `due` is if it lies before the audio its track
+    /// holds (or has output): a chunk sent twice, late audio, or a step
+    /// back.
+    fn behind(&self, track: Track, due: i128, ulaw: &[u8]) -> Behind {
         let lane = &self.lanes[track.index()];
-        lane.started && !ulaw.is_empty() && due + (GAP_TOLERANCE as i128) < lane.audio_end as i128
+        let tolerance = GAP_TOLERANCE as i128;
+        if !lane.started || ulaw.is_empty() || due + tolerance >= lane.audio_end as i128 {
+            return Behind::No;
+        }
+        let heard = || lane.heard.iter().flatten();
+        let (hash, end) = (hash(ulaw), due + ulaw.len() as i128);
+        if heard().any(|h| h.due == due && h.end == end && h.hash == hash) {
+            return Behind::Twice;
+        }
+        let remembered = heard().map(|h| h.start).min();
+        // (Timestamps a little off overlap the audio beside it a little.)
+        let over_audio: i128 = heard()
+            .map(|h| (h.end.min(end) - h.start.max(due)).max(0))
+            .sum();
+        match remembered {
+            Some(from) if due >= from && over_audio <= tolerance => Behind::Late,
+            _ => Behind::Unsure,
+        }
     }
 
     /// A gap before a chunk due at `due` that is a step in the track's
@@ -454,6 +538,7 @@ impl Aligner {
         let lane = &mut self.lanes[track.index()];
         // Counts what a fill left (the gap below adds to it).
         lane.fill(0);
+        let whole = ulaw;
         let mut ulaw = ulaw;
         if due > end + GAP_TOLERANCE as i128 {
             // (Before its first chunk, a track is not losing any.)
@@ -470,6 +555,12 @@ impl Aligner {
             lane.audio_end = position + lane.pending.len() as u64;
             lane.last_arrival = Some(arrival);
             lane.reached(arrival);
+            lane.heard(Heard {
+                due,
+                start: due + placed.late as i128,
+                end: lane.audio_end as i128,
+                hash: hash(whole),
+            });
         }
         placed
     }

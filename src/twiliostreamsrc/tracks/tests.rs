@@ -199,21 +199,27 @@ fn rounding_within_the_tolerance_is_no_gap() {
 fn a_duplicate_chunk_is_dropped() {
     let (mut a, t0) = both();
     push(&mut a, t0, In, 0, 1);
+    push(&mut a, t0, In, 20, 3);
     push(&mut a, t0, Out, 0, 2);
-    // Behind the track's audio: kept back until the next chunk.
+    // The same bytes where the track had them: dropped at once.
+    let placed = push(&mut a, t0, In, 0, 1);
+    assert_eq!((placed.twice, placed.held), (true, false));
+    // Other bytes over the track's audio: kept back until the next chunk.
     let placed = push(&mut a, t0, In, 0, 9);
     assert!(placed.held);
     let (_, inb, _) = take(&mut a).unwrap();
     assert_eq!(inb, vec![1; 160]);
     assert_eq!(a.next_frame(), None);
-    // The next one follows the track's audio, not it: it was sent twice.
-    let placed = push(&mut a, t0, In, 20, 3);
+    // The next one follows the track's audio, not it: it was out of place.
+    // (One following it would have told a step back.)
+    let placed = push(&mut a, t0, In, 40, 4);
     assert_eq!((placed.held_dropped, placed.step), (160, None));
     push(&mut a, t0, Out, 20, 2);
+    push(&mut a, t0, Out, 40, 2);
     let (frame, inb, _) = take(&mut a).unwrap();
     assert_eq!((frame.lost, frame.too_late), ([0, 0], 0));
-    assert_eq!(inb, vec![3; 160]);
-    // One sent twice at the end is dropped then, and told in the frame.
+    assert_eq!(inb, [[3; 160], [4; 160]].concat());
+    // One kept back at the end is dropped then, and told in the frame.
     assert!(push(&mut a, t0, Out, 20, 9).held);
     let frame = a.finish().unwrap();
     assert_eq!((frame.samples, frame.too_late), (0, 1));

@@ -71,7 +71,8 @@ fn play_with(mut a: Aligner, mut sent: Vec<Sent>) -> Out2 {
         if let Some(step) = placed.step {
             out.steps.push((s.track, s.n, step));
         }
-        out.too_late += u64::from(placed.late > 0) + u64::from(placed.held_dropped > 0);
+        out.too_late +=
+            u64::from(placed.late > 0 || placed.twice) + u64::from(placed.held_dropped > 0);
         let frame = a.next_frame();
         take_all(&mut a, &mut out, frame);
     }
@@ -280,6 +281,58 @@ fn with_a_short_wait_a_loss_arriving_early_is_still_a_gap() {
     assert_eq!(out.channels[0], whole(In, 60, 30..33));
     assert_eq!(out.channels[1], whole(Out, 60, 0..0));
     assert_eq!((out.lost, out.too_late), ([3, 0], 0));
+}
+
+#[test]
+fn a_late_pair_in_filled_silence_is_late_audio_not_a_step() {
+    // Chunks 6 and 7 come after 8 (no reorder window): their time was
+    // filled as a gap; they are dropped, the track stays where it was.
+    let mut sent = steady(60);
+    for (n, at) in [(6, 161), (7, 162)] {
+        chunk(&mut sent, In, n).at = at;
+    }
+    let out = play(sent);
+    assert_eq!(out.steps, []);
+    assert_eq!(out.offsets_ms, [0, 0]);
+    assert_eq!(out.channels[0], whole(In, 60, 6..8));
+    assert_eq!(out.channels[1], whole(Out, 60, 0..0));
+    assert_eq!((out.lost, out.too_late), ([2, 0], 2));
+}
+
+#[test]
+fn chunks_sent_twice_are_dropped_by_their_bytes_not_taken_for_a_step() {
+    // Chunks 28 and 29 sent again after 29: both equal what the track
+    // holds there.
+    let mut sent = steady(60);
+    for (n, at) in [(28, 581), (29, 582)] {
+        sent.push(Sent {
+            at,
+            track: In,
+            n,
+            ts: 20 * n,
+        });
+    }
+    let out = play(sent);
+    assert_eq!(out.steps, []);
+    assert_eq!(out.offsets_ms, [0, 0]);
+    assert_eq!(out.channels[0], whole(In, 60, 0..0));
+    assert_eq!(out.channels[1], whole(Out, 60, 0..0));
+    assert_eq!((out.lost, out.too_late), ([0, 0], 2));
+}
+
+#[test]
+fn a_step_back_by_a_chunk_or_so_is_told_by_the_bytes() {
+    // The first chunk after it lies where the track had other audio.
+    for ms in [20, 30] {
+        let mut sent = steady(60);
+        step(&mut sent, In, 30, -ms);
+        let out = play(sent);
+        assert_eq!(out.steps, [(In, 31, -ms * 8)], "{ms}");
+        assert_eq!(out.offsets_ms, [ms, 0], "{ms}");
+        assert_eq!(out.channels[0], whole(In, 60, 0..0), "{ms}");
+        assert_eq!(out.channels[1], whole(Out, 60, 0..0), "{ms}");
+        assert_eq!((out.lost, out.too_late), ([0, 0], 0), "{ms}");
+    }
 }
 
 #[test]
