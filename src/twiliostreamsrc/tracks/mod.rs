@@ -44,210 +44,17 @@
 //! (one `Timeline`: anchor, spans) and counts. Chunk numbers are not used
 //! (they may count both tracks); gaps are told by timestamps, per track.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::timeline::{Ahead, GAP_TOLERANCE, LossUnit, MAX_AHEAD, MAX_SILENCE, NS_PER_SAMPLE};
-use crate::codec::g711;
+use super::timeline::{Ahead, GAP_TOLERANCE, LossUnit, MAX_AHEAD, MAX_SILENCE};
 use crate::protocol::Track;
+use lane::{Behind, Heard, Held, Lane, hash};
+
+mod lane;
 
 /// How long the slower track is waited for by default (`track-wait`), in
 /// 8 kHz samples (60 ms: three of Twilio's 20 ms frames).
 pub const TRACK_WAIT: u64 = 480;
-/// The chunk length assumed for counting lost chunks before one arrived.
-const DEFAULT_CHUNK: u64 = 160;
-/// How many of a track's last chunks are remembered to tell a chunk sent
-/// twice (320 ms of Twilio's 20 ms chunks).
-const HEARD: usize = 16;
-/// How long the chunk that reached furthest in real time stands for its
-/// track's reach when the other track has none (longer than a burst after
-/// a stall, far shorter than the clocks take to drift apart).
-const REACH_MEMORY: Duration = Duration::from_secs(2);
-
-/// One track's samples from the output position on.
-#[derive(Debug)]
-struct Lane {
-    /// `start.tracks` announced it: it is waited for, and its gaps count.
-    expected: bool,
-    /// A chunk of it has arrived (silence before that is not a loss).
-    started: bool,
-    /// μ-law from the output position on: audio and filled silence.
-    pending: Vec<u8>,
-    /// Beside `pending`: which samples stand in for lost audio (to conceal).
-    lost_mask: Vec<bool>,
-    /// The byte of silence in the call's codec.
-    silence: u8,
-    /// The length to count lost chunks in (see [`LossUnit`]).
-    unit: LossUnit,
-    /// Silence filled since its last audio, and the chunks counted for it.
-    run: u64,
-    run_counted: u64,
-    /// Chunks counted lost and not yet reported in a [`Frame`].
-    lost: u64,
-    /// A run of silence began to count since the last frame: the next
-    /// frame is DISCONT (once per run, as the mono output flags a gap once).
-    discont: bool,
-    /// Samples filled by the fill deadline since its last audio.
-    filled: u64,
-    /// Samples added to where its timestamps put it: how far it was moved
-    /// when measured anew (a step in its timestamps, or one far ahead).
-    offset: i128,
-    /// Axis position after its last audio, and when that audio arrived:
-    /// where it has reached in real time.
-    audio_end: u64,
-    last_arrival: Option<Instant>,
-    /// The chunk that reached furthest in real time lately: (its arrival,
-    /// the axis position after it).
-    best: Option<(Instant, u64)>,
-    /// Its last chunks of audio, oldest overwritten first.
-    heard: [Option<Heard>; HEARD],
-    heard_next: usize,
-    /// A chunk behind its audio, until the next one tells what it is.
-    held: Option<Held>,
-    /// Held chunks dropped without a chunk to report it (at a flush or the
-    /// end), not yet reported in a [`Frame`].
-    too_late: u64,
-}
-
-/// A chunk of audio a track got: where, and a hash of its bytes.
-#[derive(Debug, Clone, Copy)]
-struct Heard {
-    /// Where it was placed on the axis (its timestamp's place, unless the
-    /// track was measured anew at it).
-    due: i128,
-    /// The axis span of its samples that went in as audio.
-    start: i128,
-    end: i128,
-    hash: u64,
-}
-
-/// What a chunk before its track's audio is.
-#[derive(Debug, PartialEq, Eq)]
-enum Behind {
-    /// It is not.
-    No,
-    /// The same bytes at the same place as a chunk the track got: dropped.
-    Twice,
-    /// It lies where the track has silence only (filled for a gap or the
-    /// wait): late audio, placed as such.
-    Late,
-    /// It lies over audio of the track with other bytes (or before what is
-    /// remembered): the first after a step back, or out of place.
-    Unsure,
-}
-
-/// A hash of a chunk's bytes.
-fn hash(ulaw: &[u8]) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    ulaw.hash(&mut hasher);
-    hasher.finish()
-}
-
-/// A chunk that lies over what its track already holds, with other bytes:
-/// the first after the track's timestamps stepped back, or out of place.
-#[derive(Debug)]
-struct Held {
-    /// Where its timestamp put it on the axis.
-    due: i128,
-    ulaw: Vec<u8>,
-    arrival: Instant,
-}
-
-impl Lane {
-    fn new(expected: bool, max_wait: u64) -> Lane {
-        // Room for the wait and a few chunks: no allocation per chunk.
-        let room = (max_wait + 4 * TRACK_WAIT) as usize;
-        Lane {
-            expected,
-            started: false,
-            pending: Vec::with_capacity(room),
-            lost_mask: Vec::with_capacity(room),
-            silence: g711::SILENCE,
-            unit: LossUnit::new(DEFAULT_CHUNK),
-            run: 0,
-            run_counted: 0,
-            lost: 0,
-            discont: false,
-            filled: 0,
-            offset: 0,
-            audio_end: 0,
-            last_arrival: None,
-            best: None,
-            heard: [None; HEARD],
-            heard_next: 0,
-            held: None,
-            too_late: 0,
-        }
-    }
-
-    /// Where its audio would have reached by `now` had it gone on in real
-    /// time since its last chunk (None before its first).
-    fn reach(&self, now: Instant) -> Option<i128> {
-        let since = now.saturating_duration_since(self.last_arrival?);
-        Some(self.audio_end as i128 + (since.as_nanos() / u128::from(NS_PER_SAMPLE)) as i128)
-    }
-
-    /// Where its audio has reached by `now` by the chunk that reached
-    /// furthest lately: chunks that came late (a burst after a stall) do not
-    /// hold it back.
-    fn best_reach(&self, now: Instant) -> Option<i128> {
-        let (at, end) = self.best?;
-        let since = now.saturating_duration_since(at);
-        let best = end as i128 + (since.as_nanos() / u128::from(NS_PER_SAMPLE)) as i128;
-        self.reach(now).max(Some(best))
-    }
-
-    /// Its audio reached `audio_end` at `arrival`: remembered as its best
-    /// reach if it is further than the one remembered (or that is old).
-    fn reached(&mut self, arrival: Instant) {
-        let fresh = self
-            .best
-            .filter(|&(at, _)| arrival.saturating_duration_since(at) < REACH_MEMORY);
-        let best = fresh.and_then(|(at, end)| {
-            let since = arrival.saturating_duration_since(at);
-            let reach = end + (since.as_nanos() / u128::from(NS_PER_SAMPLE)) as u64;
-            (reach > self.audio_end).then_some((at, end))
-        });
-        self.best = best.or(Some((arrival, self.audio_end)));
-    }
-
-    /// Remembers a chunk of audio (see [`Heard`]).
-    fn heard(&mut self, heard: Heard) {
-        self.heard[self.heard_next] = Some(heard);
-        self.heard_next = (self.heard_next + 1) % HEARD;
-    }
-
-    /// Appends `n` samples of silence, counting the chunks they stand for.
-    fn fill(&mut self, n: u64) {
-        self.pending
-            .resize(self.pending.len() + n as usize, self.silence);
-        self.lost_mask
-            .resize(self.pending.len(), self.expected && self.started);
-        if !(self.expected && self.started) {
-            return;
-        }
-        self.run += n;
-        // Rounded to whole chunks: a run of half a chunk or more is one.
-        let unit = self.unit.get();
-        let counted = (self.run + unit / 2) / unit;
-        if counted > self.run_counted {
-            self.discont |= self.run_counted == 0;
-            self.lost += counted - self.run_counted;
-            self.run_counted = counted;
-        }
-    }
-
-    /// Appends audio: a run of silence ends.
-    fn audio(&mut self, ulaw: &[u8]) {
-        if ulaw.is_empty() {
-            return;
-        }
-        self.pending.extend_from_slice(ulaw);
-        self.lost_mask.resize(self.pending.len(), false);
-        self.run = 0;
-        self.run_counted = 0;
-    }
-}
 
 /// Where a chunk went, for the element to log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -372,7 +179,7 @@ impl Aligner {
             }
         }
         if placed.step.is_none() {
-            match self.behind(track, due, ulaw) {
+            match self.lanes[i].behind(due, ulaw) {
                 Behind::Twice => {
                     placed.twice = true;
                     return placed;
@@ -431,31 +238,6 @@ impl Aligner {
         let end = self.end(track) as i128;
         self.lanes[track.index()].offset += end - due;
         end
-    }
-
-    /// What a chunk due at `due` is if it lies before the audio its track
-    /// holds (or has output): a chunk sent twice, late audio, or a step
-    /// back.
-    fn behind(&self, track: Track, due: i128, ulaw: &[u8]) -> Behind {
-        let lane = &self.lanes[track.index()];
-        let tolerance = GAP_TOLERANCE as i128;
-        if !lane.started || ulaw.is_empty() || due + tolerance >= lane.audio_end as i128 {
-            return Behind::No;
-        }
-        let heard = || lane.heard.iter().flatten();
-        let (hash, end) = (hash(ulaw), due + ulaw.len() as i128);
-        if heard().any(|h| h.due == due && h.end == end && h.hash == hash) {
-            return Behind::Twice;
-        }
-        let remembered = heard().map(|h| h.start).min();
-        // (Timestamps a little off overlap the audio beside it a little.)
-        let over_audio: i128 = heard()
-            .map(|h| (h.end.min(end) - h.start.max(due)).max(0))
-            .sum();
-        match remembered {
-            Some(from) if due >= from && over_audio <= tolerance => Behind::Late,
-            _ => Behind::Unsure,
-        }
     }
 
     /// A gap before a chunk due at `due` that is a step in the track's

@@ -1,6 +1,7 @@
 //! The aligner's unit tests: alignment, per-track gaps and losses, the wait, the end, the fill.
 
 use super::*;
+use crate::codec::g711;
 use std::time::Duration;
 
 use Track::{Inbound as In, Outbound as Out};
