@@ -2,7 +2,8 @@
 //! hears in two channels, aligned by `media.timestamp` (8 kHz bit for bit,
 //! 16 kHz against an ideal resampler, μ-law untouched), a gap in one track
 //! only, a track that stops (the output does not wait for it), a step in
-//! one track's timestamps (costs neither channel), in both push modes. The single-track choices are in `src_track_choice.rs`.
+//! one track's timestamps (costs neither channel), chunks sent twice or late
+//! (no step), in both push modes. The single-track choices are in `src_track_choice.rs`.
 
 mod common;
 
@@ -22,6 +23,7 @@ in_both_modes!(
     a_track_that_stops_is_not_waited_for,
     a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it,
     a_step_in_one_track_s_timestamps_costs_neither_channel,
+    chunks_sent_twice_or_late_move_neither_track,
 );
 
 const BOTH: &str = "twiliostreamsrc name=src port=0 track=both";
@@ -371,5 +373,58 @@ fn a_step_in_one_track_s_timestamps_costs_neither_channel() {
     for name in ["chunks-lost", "chunks-too-late", "invalid-messages"] {
         assert_eq!(counter(&src, name), 0, "{name}");
     }
+    set_state(&p, gst::State::Null);
+}
+
+/// Inbound chunks 10 and 11 sent again after 11, outbound chunk 20 twice,
+/// inbound chunks 30 and 31 after 32 (their time filled as a gap): the
+/// copies and the late pair are dropped and counted, and neither track is
+/// taken to have stepped.
+fn chunks_sent_twice_or_late_move_neither_track() {
+    let (p, collector, url) = start(&format!(
+        "{BOTH} gap-fill=silence ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+    ));
+    let (inbound, outbound) = (scrambled(8000, 23), scrambled(8000, 71));
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, both_tracks()).await.unwrap();
+        let mut kept = Vec::new();
+        for (n, (i, o)) in inbound.chunks(160).zip(outbound.chunks(160)).enumerate() {
+            let message = call.media_message_on(Track::Inbound, i);
+            if n != 30 && n != 31 {
+                call.send(&message).unwrap();
+            }
+            kept.push(message);
+            let again = match n {
+                11 => 10..12,
+                32 => 30..32,
+                _ => 0..0,
+            };
+            for message in &kept[again] {
+                call.send(message).unwrap();
+            }
+            let message = call.media_message_on(Track::Outbound, o);
+            call.send(&message).unwrap();
+            if n == 20 {
+                call.send(&message).unwrap();
+            }
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    let (left, right) = split(&got.samples());
+    let mut expected = decode(&inbound);
+    expected[30 * 160..32 * 160].fill(0);
+    assert_eq!(left, expected, "the inbound channel stays in place");
+    assert_eq!(
+        right,
+        decode(&outbound),
+        "the outbound channel is untouched"
+    );
+    assert_contiguous(&got.buffers);
+    let src = by_name(&p, "src");
+    assert_eq!(counter(&src, "chunks-too-late"), 5);
+    assert_eq!(counter(&src, "inbound-chunks-lost"), 2);
+    assert_eq!(counter(&src, "outbound-chunks-lost"), 0);
     set_state(&p, gst::State::Null);
 }
