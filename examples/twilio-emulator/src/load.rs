@@ -46,14 +46,15 @@ pub struct EchoStats {
     pub error: Option<String>,
 }
 
-/// How long a call waits for the rest of its echo after `stop`.
+/// How long a call waits for the rest of its echo after its last chunk,
+/// before it sends `stop` (after which nothing is played any more).
 const ECHO_GRACE: Duration = Duration::from_secs(5);
 /// How long a call waits for the server to answer its upgrade.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The load: `calls` calls, call i to `urls[i % urls.len()]`, dialled
 /// evenly over `ramp`, each sending `frames` chunks of `ulaw` (160 bytes:
-/// 20 ms) in real time, then `stop`.
+/// 20 ms) in real time, then `stop` once the echo came (or had its time).
 #[derive(Debug, Clone)]
 pub struct Load {
     pub urls: Vec<String>,
@@ -78,7 +79,8 @@ struct Leg {
     /// When the call is dialled; then when its `start` went out: its sends
     /// are due at `t0 + k * chunk`.
     t0: Instant,
-    /// Once `stop` is sent: when it gives up waiting for the echo.
+    /// Once the last chunk is sent: when it gives up waiting for the echo
+    /// (and sends `stop`).
     deadline: Option<Instant>,
     /// When Twilio would have played out the echo received so far.
     played_until: Option<Instant>,
@@ -142,7 +144,7 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
             }
             if leg.deadline.is_some() {
                 // The echo had its time.
-                leg.finish(&poll, None, &mut open);
+                leg.hang_up(&poll, params, load.frames, &mut open);
                 continue;
             }
             if leg.ws.is_none() {
@@ -161,14 +163,14 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
                     leg.stats.sent += 1;
                 })
             };
-            let next = step.and_then(|_| {
+            let next = step.map(|_| {
                 if leg.sent_at.len() < load.frames {
-                    return Ok(leg.t0 + chunk * (leg.sent_at.len() as u32 + 1));
+                    return leg.t0 + chunk * (leg.sent_at.len() as u32 + 1);
                 }
-                leg.send(&stop_text(params, load.frames))?;
+                // As a caller still on the line: `stop` once the echo came.
                 let deadline = Instant::now() + ECHO_GRACE;
                 leg.deadline = Some(deadline);
-                Ok(deadline)
+                deadline
             });
             match next {
                 Ok(next) => {
@@ -179,6 +181,11 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
             }
         }
 
+        if open == 0 {
+            // The last call ended above (its echo had its time): nothing is
+            // due any more, and no event will come.
+            break;
+        }
         // epoll counts in milliseconds: round up rather than spin, unless
         // spinning is asked for.
         let timeout = if load.spin {
@@ -215,7 +222,7 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
             if let Err(e) = leg.read() {
                 leg.finish(&poll, Some(e), &mut open);
             } else if leg.deadline.is_some() && leg.stats.echoed >= leg.stats.sent {
-                leg.finish(&poll, None, &mut open);
+                leg.hang_up(&poll, params, load.frames, &mut open);
             }
         }
     }
@@ -300,6 +307,13 @@ impl Leg {
                 Err(e) => return Err(e.to_string()),
             }
         }
+    }
+
+    /// The echo came, or had its time: `stop` (the call is over), then the
+    /// end of the call.
+    fn hang_up(&mut self, poll: &Poll, params: &CallParams, frames: usize, open: &mut usize) {
+        let sent = self.send(&stop_text(params, frames));
+        self.finish(poll, sent.err(), open);
     }
 
     /// Ends the call (a close frame if it went well), stops watching it and
