@@ -3,33 +3,13 @@
 //! directions share are in `mod.rs`.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::{Counter, Mark, Track};
-
-/// `start.mediaFormat`: numbers (taken from strings too, as counters are).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MediaFormat {
-    pub encoding: String,
-    /// Telnyx spells it `sample_rate`.
-    #[serde(
-        rename = "sampleRate",
-        alias = "sample_rate",
-        deserialize_with = "super::number_or_string"
-    )]
-    pub sample_rate: u32,
-    #[serde(default = "one", deserialize_with = "super::number_or_string")]
-    pub channels: u32,
-}
-
-fn one() -> u32 {
-    1
-}
+use super::{Counter, Mark, StartInfo};
 
 /// An `error` event from the provider (Telnyx): what it refused of ours.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,75 +17,6 @@ pub struct ProviderError {
     pub code: String,
     pub title: String,
     pub detail: String,
-}
-
-impl MediaFormat {
-    /// Whether this is the only format Media Streams carries: 8 kHz mono μ-law.
-    pub fn is_mulaw_8k_mono(&self) -> bool {
-        self.encoding == "audio/x-mulaw" && self.sample_rate == 8000 && self.channels == 1
-    }
-}
-
-/// The body of a `start` message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StartInfo {
-    #[serde(rename = "accountSid")]
-    pub account_sid: String,
-    #[serde(
-        rename = "streamSid",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
-    pub stream_sid: String,
-    #[serde(rename = "callSid")]
-    pub call_sid: String,
-    #[serde(default = "default_tracks")]
-    pub tracks: Vec<String>,
-    /// `<Parameter>` values from the TwiML. Non-string JSON values are
-    /// accepted and kept in their JSON text form.
-    #[serde(
-        rename = "customParameters",
-        default,
-        deserialize_with = "string_map",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
-    pub custom_parameters: BTreeMap<String, String>,
-    #[serde(
-        rename = "mediaFormat",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub media_format: Option<MediaFormat>,
-    /// The `start` names no tracks at all (Telnyx's: its `stream_track` is
-    /// chosen when streaming starts): `tracks` is empty, and either track
-    /// may come.
-    #[serde(skip)]
-    pub tracks_unannounced: bool,
-}
-
-impl StartInfo {
-    /// Whether `tracks` announces `track`.
-    pub fn carries(&self, track: Track) -> bool {
-        self.tracks
-            .iter()
-            .any(|t| Track::from_wire(t) == Some(track))
-    }
-}
-
-fn default_tracks() -> Vec<String> {
-    vec!["inbound".to_owned()]
-}
-
-fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    let raw = Option::<BTreeMap<String, serde_json::Value>>::deserialize(d)?;
-    Ok(raw
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| match v {
-            serde_json::Value::String(s) => (k, s),
-            other => (k, other.to_string()),
-        })
-        .collect())
 }
 
 /// The body of a `media` message from Twilio.
@@ -368,6 +279,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Inbound<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{MediaFormat, Track};
 
     const CONNECTED: &str = r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#;
     const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","start":{"accountSid":"AC123","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0","callSid":"CA456","tracks":["inbound"],"customParameters":{"caller":"x"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;

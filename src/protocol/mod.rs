@@ -26,11 +26,13 @@ pub mod dialect;
 mod fast;
 mod inbound;
 mod outbound;
+mod start;
 
 pub use dialect::Dialect;
 use inbound::Text;
-pub use inbound::{Dtmf, Inbound, InboundMedia, MediaFormat, ProviderError, StartInfo, StopInfo};
+pub use inbound::{Dtmf, Inbound, InboundMedia, ProviderError, StopInfo};
 pub use outbound::{Outbound, OutboundMedia, write_media_json};
+pub use start::{MediaFormat, StartInfo};
 
 /// A counter Twilio sends as a JSON string (`"sequenceNumber":"12"`).
 /// Deserialises from a string or a number, serialises as a string.

@@ -1,0 +1,96 @@
+//! The body of a `start` message: the call's ids, its tracks, its custom
+//! parameters and its media format, as every dialect reads them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::Track;
+
+/// `start.mediaFormat`: numbers (taken from strings too, as counters are).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaFormat {
+    pub encoding: String,
+    /// Telnyx spells it `sample_rate`.
+    #[serde(
+        rename = "sampleRate",
+        alias = "sample_rate",
+        deserialize_with = "super::number_or_string"
+    )]
+    pub sample_rate: u32,
+    #[serde(default = "one", deserialize_with = "super::number_or_string")]
+    pub channels: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl MediaFormat {
+    /// Whether this is the only format Media Streams carries: 8 kHz mono μ-law.
+    pub fn is_mulaw_8k_mono(&self) -> bool {
+        self.encoding == "audio/x-mulaw" && self.sample_rate == 8000 && self.channels == 1
+    }
+}
+
+/// The body of a `start` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartInfo {
+    #[serde(rename = "accountSid")]
+    pub account_sid: String,
+    #[serde(
+        rename = "streamSid",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub stream_sid: String,
+    #[serde(rename = "callSid")]
+    pub call_sid: String,
+    #[serde(default = "default_tracks")]
+    pub tracks: Vec<String>,
+    /// `<Parameter>` values from the TwiML. Non-string JSON values are
+    /// accepted and kept in their JSON text form.
+    #[serde(
+        rename = "customParameters",
+        default,
+        deserialize_with = "string_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub custom_parameters: BTreeMap<String, String>,
+    #[serde(
+        rename = "mediaFormat",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub media_format: Option<MediaFormat>,
+    /// The `start` names no tracks at all (Telnyx's: its `stream_track` is
+    /// chosen when streaming starts): `tracks` is empty, and either track
+    /// may come.
+    #[serde(skip)]
+    pub tracks_unannounced: bool,
+}
+
+impl StartInfo {
+    /// Whether `tracks` announces `track`.
+    pub fn carries(&self, track: Track) -> bool {
+        self.tracks
+            .iter()
+            .any(|t| Track::from_wire(t) == Some(track))
+    }
+}
+
+fn default_tracks() -> Vec<String> {
+    vec!["inbound".to_owned()]
+}
+
+fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = Option::<BTreeMap<String, serde_json::Value>>::deserialize(d)?;
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect())
+}
