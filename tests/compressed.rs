@@ -216,14 +216,7 @@ fn echo(between: &str, format: WireFormat, payloads_in: &[Vec<u8>]) -> Vec<Vec<u
     let (p, _collector, url) = start(&format!(
         "twiliostreamsrc name=src port=0 ! {between} twiliostreamsink name=sink"
     ));
-    let mut call = rt().block_on(async {
-        let params = CallParams::of(Provider::Telnyx, format);
-        let mut call = TwilioCall::connect_with(&url, params, Playout::Instant)
-            .await
-            .unwrap();
-        call.begin().unwrap();
-        call
-    });
+    let mut call = telnyx_call(&url, format);
     for payload in payloads_in {
         call.send_media(payload).unwrap();
     }
@@ -309,10 +302,14 @@ fn opus_output_refuses_a_call_of_another_codec() {
 
 /// The sink dialled by a Telnyx call streaming `format`.
 fn dial_telnyx(sink: &gst::Element, format: WireFormat) -> TwilioCall {
-    let url = url_of(sink);
+    telnyx_call(&url_of(sink), format)
+}
+
+/// A Telnyx call streaming `format` to `url`, started, its playout instant.
+fn telnyx_call(url: &str, format: WireFormat) -> TwilioCall {
     rt().block_on(async {
         let params = CallParams::of(Provider::Telnyx, format);
-        let mut call = TwilioCall::connect_with(&url, params, Playout::Instant)
+        let mut call = TwilioCall::connect_with(url, params, Playout::Instant)
             .await
             .unwrap();
         call.begin().unwrap();
