@@ -7,11 +7,16 @@ mod common;
 
 use std::time::Duration;
 
+use common::src::start;
 use common::*;
 use futures::{SinkExt, StreamExt};
 use gst::prelude::*;
 use twilio_emulator::audio::decode;
 use twilio_emulator::{CallParams, TwilioCall};
+
+/// A listening src into a fakesink at 8 kHz.
+const PCM8K: &str =
+    "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false";
 
 const BEFORE: [u8; 160] = [0x80; 160];
 const AFTER: [u8; 160] = [0x00; 160];
@@ -24,13 +29,8 @@ struct Run {
 
 /// A call with `bad` between two valid chunks; returns what came out.
 fn around(bad: impl FnOnce(&mut TwilioCall)) -> Run {
-    let p = pipeline(
-        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
-    );
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    set_state(&p, gst::State::Playing);
+    let (p, collector, url) = start(PCM8K);
     let src = by_name(&p, "src");
-    let url = url_of(&src);
     rt().block_on(async {
         let mut call = TwilioCall::start(&url, CallParams::default())
             .await
@@ -186,13 +186,8 @@ fn media_before_start() {
     // A connection becomes a call only at start: one that sends media
     // first is closed (1008) and counted, and never reaches the src; the
     // real call after it arrives whole.
-    let p = pipeline(
-        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
-    );
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    set_state(&p, gst::State::Playing);
+    let (p, collector, url) = start(PCM8K);
     let src = by_name(&p, "src");
-    let url = url_of(&src);
     rt().block_on(async {
         let mut probe = TwilioCall::connect(&url, CallParams::default())
             .await
@@ -308,13 +303,7 @@ async fn raw_call(url: &str) -> RawWs {
 
 #[test]
 fn abrupt_tcp_reset_mid_call() {
-    let p = pipeline(
-        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
-    );
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    set_state(&p, gst::State::Playing);
-    let src = by_name(&p, "src");
-    let url = url_of(&src);
+    let (p, collector, url) = start(PCM8K);
     rt().block_on(async {
         // A raw socket, so that it can be reset.
         let ws = raw_call(&url).await;
@@ -339,12 +328,7 @@ fn abrupt_tcp_reset_mid_call() {
 /// dropping the connection; the audio before it went out.
 #[test]
 fn text_that_is_not_utf8_is_closed_with_1007() {
-    let p = pipeline(
-        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
-    );
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    set_state(&p, gst::State::Playing);
-    let url = url_of(&by_name(&p, "src"));
+    let (p, collector, url) = start(PCM8K);
     let code = rt().block_on(async {
         use tokio::io::AsyncWriteExt;
         let mut ws = raw_call(&url).await;
@@ -390,12 +374,7 @@ async fn next_close(ws: &mut RawWs) -> Option<u16> {
 /// connection ends; the audio before it went out.
 #[test]
 fn a_close_from_twilio_is_answered() {
-    let p = pipeline(
-        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
-    );
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    set_state(&p, gst::State::Playing);
-    let url = url_of(&by_name(&p, "src"));
+    let (p, collector, url) = start(PCM8K);
     let code = rt().block_on(async {
         let mut ws = raw_call(&url).await;
         collector.wait_buffers(1);
