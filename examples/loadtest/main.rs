@@ -60,6 +60,22 @@ pub enum Kind {
     Streaming,
 }
 
+/// `load::Arrival` as a command-line choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ArrivalArg {
+    Random,
+    Lockstep,
+}
+
+impl From<ArrivalArg> for load::Arrival {
+    fn from(arrival: ArrivalArg) -> Self {
+        match arrival {
+            ArrivalArg::Random => load::Arrival::Random,
+            ArrivalArg::Lockstep => load::Arrival::Lockstep,
+        }
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(about = "N concurrent echo calls against twiliostream and the floor, in real time")]
 struct Args {
@@ -88,6 +104,13 @@ struct Args {
     /// over the same seconds, which the VM's drift does not move
     #[arg(long)]
     side_by_side: bool,
+    /// When the calls are dialled within their first second, which sets
+    /// when in each 20 ms a call sends: `random` as independent callers
+    /// dial (the server wakes for most chunks), or `lockstep`, one every
+    /// 1/N s, so that with 200 calls per server the chunks come in 8 bunches
+    /// (one wake-up handles each bunch: a cheaper floor, and higher ratios)
+    #[arg(long, value_enum, default_value = "random")]
+    arrival: ArrivalArg,
     /// Do not pin the server and the driver to CPUs of their own
     #[arg(long)]
     no_pin: bool,
@@ -282,8 +305,9 @@ fn run_together(n: usize, kinds: &[Kind], args: &Args, cpu: Option<usize>) -> Ve
         calls: n * kinds.len(),
         frames,
         ulaw: audio::encode(&audio::tone(440.0, 0.3, 0.02)),
-        // Calls arrive spread over one second, as they would.
+        // Calls arrive over one second, at moments as `--arrival` says.
         ramp: Duration::from_secs(1),
+        arrival: args.arrival.into(),
         spin: spin(args, cpu.is_some()),
     };
     let calls = std::thread::spawn(move || load::echo_calls(&load, &CallParams::default()));
@@ -400,8 +424,12 @@ fn drive(args: &Args) {
         );
     }
     println!(
-        "Load test: echo calls of {:.0} s in real time (50 chunks/s each way), {} CPUs, {}",
+        "Load test: echo calls of {:.0} s in real time (50 chunks/s each way), dialled {}, {} CPUs, {}",
         args.seconds,
+        match args.arrival {
+            ArrivalArg::Random => "at random moments",
+            ArrivalArg::Lockstep => "in lockstep",
+        },
         cpus,
         match pin {
             Some((server, driver)) => format!(

@@ -92,7 +92,8 @@ impl Impairer {
     }
 }
 
-fn splitmix(seed: u64) -> u64 {
+/// splitmix64: a well-mixed 64-bit value from any seed.
+pub(crate) fn splitmix(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

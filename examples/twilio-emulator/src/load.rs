@@ -52,8 +52,36 @@ const ECHO_GRACE: Duration = Duration::from_secs(5);
 /// How long a call waits for the server to answer its upgrade.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// When within the ramp each call is dialled. That sets the call's phase:
+/// the moment in every chunk's time at which it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// At moments drawn at random (from a fixed seed: the same every run),
+    /// as independent callers dial: phases spread over the chunk's time, a
+    /// few close together by chance. A server then wakes for most chunks.
+    Random,
+    /// One every `ramp / calls`: with 400 calls over a second that is every
+    /// 2.5 ms, so 8 phases of 50 calls that send together, and a server
+    /// handles a phase's chunks in one wake-up. No real callers dial so.
+    Lockstep,
+}
+
+impl Arrival {
+    /// When call `i` of `calls` is dialled, from the start of the ramp.
+    pub fn dial_at(self, ramp: Duration, i: usize, calls: usize) -> Duration {
+        match self {
+            Arrival::Random => {
+                // The top 53 bits as a fraction in [0, 1).
+                let unit = (crate::impair::splitmix(i as u64) >> 11) as f64 / (1u64 << 53) as f64;
+                ramp.mul_f64(unit)
+            }
+            Arrival::Lockstep => ramp.mul_f64(i as f64 / calls.max(1) as f64),
+        }
+    }
+}
+
 /// The load: `calls` calls, call i to `urls[i % urls.len()]`, dialled
-/// evenly over `ramp`, each sending `frames` chunks of `ulaw` (160 bytes:
+/// over `ramp` as `arrival` says, each sending `frames` chunks of `ulaw` (160 bytes:
 /// 20 ms) in real time, then `stop` once the echo came (or had its time).
 #[derive(Debug, Clone)]
 pub struct Load {
@@ -62,6 +90,7 @@ pub struct Load {
     pub frames: usize,
     pub ulaw: Vec<u8>,
     pub ramp: Duration,
+    pub arrival: Arrival,
     /// Poll without sleeping (a core of its own, busy): a server's echo
     /// then never has to wake this thread's idle CPU (see the load test).
     pub spin: bool,
@@ -101,16 +130,17 @@ pub fn echo_calls(load: &Load, params: &CallParams) -> Vec<EchoStats> {
     let mut events = Events::with_capacity(1024);
     let start = Instant::now();
     let mut legs: Vec<Leg> = (0..load.calls)
-        .map(|i| Leg {
+        .map(|i| start + load.arrival.dial_at(load.ramp, i, load.calls))
+        .map(|dial| Leg {
             ws: None,
             handshake: None,
             stats: EchoStats::default(),
             sent_at: Vec::with_capacity(load.frames),
-            t0: start + load.ramp.mul_f64(i as f64 / load.calls.max(1) as f64),
+            t0: dial,
             deadline: None,
             played_until: None,
             chunk,
-            next: start + load.ramp.mul_f64(i as f64 / load.calls.max(1) as f64),
+            next: dial,
             done: false,
         })
         .collect();
@@ -459,5 +489,39 @@ mod tests {
         // After Twilio ran dry, the next plays when it comes.
         let after = t + ms(500);
         assert_eq!(plays_at(&mut played, after, ms(20)), after);
+    }
+
+    /// Where in a 20 ms chunk each of 400 calls dialled over a second sends,
+    /// in 2.5 ms bins.
+    fn phases(arrival: Arrival) -> [usize; 8] {
+        let mut bins = [0; 8];
+        for i in 0..400 {
+            let at = arrival.dial_at(Duration::from_secs(1), i, 400);
+            assert!(at < Duration::from_secs(1));
+            let phase = at.as_micros() % 20_000;
+            bins[(phase / 2500) as usize] += 1;
+            if arrival == Arrival::Lockstep {
+                assert_eq!(phase % 2500, 0, "call {i}");
+            }
+        }
+        bins
+    }
+
+    #[test]
+    fn random_arrivals_spread_the_phases_and_lockstep_ones_bunch_them() {
+        // Lockstep: 8 phases of 50 calls, every call on a 2.5 ms mark.
+        assert_eq!(phases(Arrival::Lockstep), [50; 8]);
+        // Random: every bin near its 50 (binomial, sd 6.6), none on the marks.
+        let random = phases(Arrival::Random);
+        assert!(random.iter().all(|&n| (25..=75).contains(&n)), "{random:?}");
+        let on_marks = (0..400)
+            .filter(|&i| {
+                let at = Arrival::Random.dial_at(Duration::from_secs(1), i, 400);
+                at.as_micros() % 2500 == 0
+            })
+            .count();
+        assert!(on_marks <= 2, "{on_marks}");
+        // The same every run.
+        assert_eq!(random, phases(Arrival::Random));
     }
 }
