@@ -64,6 +64,12 @@ pub struct Meter {
     jumped: [Option<i128>; 2],
     /// The src's drift correction of its timestamps (ns), as last told.
     correction_ns: i64,
+    /// Per track: ms added to its timestamps to undo the steps in them the
+    /// src measured its track anew at (see [`Meter::stepped`]).
+    moved_ms: [i64; 2],
+    /// Per track: a chunk kept back (arrival, timestamp, samples) until the
+    /// next tells whether the timestamps stepped (see [`Meter::hold`]).
+    held: [Option<(Instant, u64, u64)>; 2],
 }
 
 impl Default for Meter {
@@ -87,6 +93,8 @@ impl Meter {
             last_transit: [None; 2],
             jumped: [None; 2],
             correction_ns: 0,
+            moved_ms: [0; 2],
+            held: [None; 2],
         }
     }
 
@@ -120,6 +128,9 @@ impl Meter {
         samples: u64,
         received: bool,
     ) -> bool {
+        // On the track's measure before its steps: a step is no jump.
+        let moved = i128::from(timestamp_ms) + i128::from(self.moved_ms[track]);
+        let timestamp_ms = moved.clamp(0, u64::MAX.into()) as u64;
         let base = *self.base.get_or_insert(arrival);
         let since = arrival.saturating_duration_since(base);
         self.call.received += u64::from(received);
@@ -160,9 +171,49 @@ impl Meter {
 
     /// The src anchored its stream anew (after a pause): lateness is
     /// judged from the next chunk on, and the drift correction restarts.
+    /// A chunk held is forgotten (the src dropped it with its aligner).
     pub fn reanchored(&mut self) {
         self.jitter.iter_mut().for_each(Jitter::rebase);
         self.correction_ns = 0;
+        self.held = [None; 2];
+    }
+
+    /// The timestamps of `track` stepped by `by_ms` (negative: back) at the
+    /// chunk measured next, and the src measured the track anew there (its
+    /// audio follows on): that chunk and later ones are judged as placed,
+    /// so the step is neither lateness nor jitter, and a chunk late after
+    /// it still counts.
+    pub fn stepped(&mut self, track: usize, by_ms: i64) {
+        self.moved_ms[track] = self.moved_ms[track].saturating_sub(by_ms);
+    }
+
+    /// A chunk of `track` the src keeps back until the track's next one
+    /// tells whether the timestamps stepped back there: measured at
+    /// [`release`](Self::release), after any [`stepped`](Self::stepped)
+    /// the next one brings. One still held is measured as dropped first.
+    /// Returns whether a report is now due.
+    pub fn hold(
+        &mut self,
+        track: usize,
+        arrival: Instant,
+        timestamp_ms: u64,
+        samples: u64,
+    ) -> bool {
+        let due = self.release(track, false);
+        self.held[track] = Some((arrival, timestamp_ms, samples));
+        due
+    }
+
+    /// The chunk of `track` held, if any, was placed (`kept`) or dropped:
+    /// measured now, on the track's measure as it is now. Returns whether
+    /// a report is now due.
+    pub fn release(&mut self, track: usize, kept: bool) -> bool {
+        match self.held[track].take() {
+            Some((arrival, timestamp_ms, samples)) => {
+                self.measure(track, arrival, timestamp_ms, samples, kept)
+            }
+            None => false,
+        }
     }
 
     /// How far the src moves its timestamps for the sender's clock drift
@@ -392,5 +443,82 @@ mod tests {
         assert!(meter.jitter_ms(0) < 1e-9, "{}", meter.jitter_ms(0));
         let report = meter.report(20.0, true);
         assert_eq!((report.received, report.late), (51, 0));
+    }
+
+    /// 20 chunks on time, then the timestamps step by `step_ms` at chunk
+    /// 20 (told or not), 50 more on time, chunk `late_at` (if any) 300 ms
+    /// late; latency 100 ms. The call's late chunks and jitter.
+    fn stepping(step_ms: i64, told: bool, late_at: Option<u64>) -> (u64, f64) {
+        let t0 = Instant::now();
+        let mut meter = Meter::new(Duration::from_millis(100), 0);
+        for i in 0..70u64 {
+            let delay = if Some(i) == late_at { 300 } else { 0 };
+            let at = t0 + Duration::from_millis(20 * i + delay);
+            let stamped = if i < 20 { 0 } else { step_ms };
+            let ts = (1000 + 20 * i).checked_add_signed(stamped).unwrap();
+            if i == 20 && told {
+                meter.stepped(0, step_ms);
+            }
+            meter.arrived(0, at, ts, 160);
+        }
+        let call = meter.call(100.0, true);
+        (call.late, call.jitter_ms)
+    }
+
+    #[test]
+    fn after_a_step_told_on_time_chunks_are_neither_late_nor_jitter() {
+        // Untold, a step back makes every later chunk late by it, and either
+        // way the step is one 400 ms difference of transit: 25 ms of jitter.
+        let (late, jitter) = stepping(-400, false, None);
+        assert_eq!(late, 50);
+        assert!(jitter > 5.0, "{jitter}");
+        assert!(stepping(400, false, None).1 > 5.0);
+        for step in [-400, 400, -30] {
+            assert_eq!(stepping(step, true, None), (0, 0.0), "{step} ms");
+        }
+    }
+
+    #[test]
+    fn a_chunk_late_after_a_step_still_counts() {
+        for step in [-400, 400] {
+            let (late, jitter) = stepping(step, true, Some(40));
+            assert_eq!(late, 1, "{step} ms");
+            assert!(jitter > 0.0);
+            // At the step itself too.
+            assert_eq!(stepping(step, true, Some(20)).0, 1, "{step} ms");
+        }
+    }
+
+    #[test]
+    fn a_chunk_held_is_measured_when_the_next_tells_what_it_was() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut meter = Meter::new(Duration::from_millis(100), 0);
+        for i in 0..20 {
+            meter.arrived(1, at(20 * i), 20 * i, 160);
+        }
+        // Chunk 20 stamped 400 ms back, held; chunk 21 follows it: a step.
+        meter.hold(1, at(400), 0, 160);
+        meter.stepped(1, -400);
+        meter.release(1, true);
+        for i in 21..40 {
+            meter.arrived(1, at(20 * i), 20 * i - 400, 160);
+        }
+        let call = meter.call(100.0, true);
+        assert_eq!((call.received, call.late), (40, 0));
+        assert_eq!(meter.jitter_ms(1), 0.0);
+        // One held and dropped (out of place, 400 ms back): late, not
+        // received; the chunks around it are not.
+        meter.hold(1, at(800), 0, 160);
+        meter.release(1, false);
+        meter.arrived(1, at(820), 420, 160);
+        let call = meter.call(100.0, true);
+        assert_eq!((call.received, call.late), (41, 1));
+        // Held again before a release: the first is measured as dropped.
+        meter.hold(1, at(840), 0, 160);
+        meter.hold(1, at(860), 0, 160);
+        meter.reanchored();
+        assert!(!meter.release(1, true));
+        assert_eq!(meter.call(100.0, true).late, 2);
     }
 }
