@@ -19,6 +19,12 @@
 //! deadline; audio that then arrives for time already filled is late: it
 //! goes out after the fill (nothing is lost, the stream is measured from it
 //! on, DISCONT) and is counted ([`Placement::late`]).
+//!
+//! A chunk stamped before what was played (by less than [`MAX_AHEAD`]) is
+//! kept, after it; if the next chunk follows it, the timestamps stepped
+//! back there: later chunks are measured from that one (nothing lost, the
+//! drift estimate goes on by the timestamps before the step), and the
+//! step is told ([`Placement::step_ms`]).
 
 use std::time::{Duration, Instant};
 
@@ -79,6 +85,13 @@ pub struct Placement {
     /// 8 kHz samples of the chunk's time that had been filled already: it
     /// came late and goes out after the fill.
     pub late: u64,
+    /// Kept over what was played (an `overlap` by less than [`MAX_AHEAD`]):
+    /// it goes out this many 8 kHz samples after its timestamp's place.
+    pub behind: u64,
+    /// The timestamps stepped by this many ms (negative: back) at the chunk
+    /// before, kept over what was played, which this one follows: later
+    /// chunks are measured from here.
+    pub step_ms: Option<i64>,
 }
 
 /// An ignored far-future timestamp.
@@ -173,6 +186,12 @@ pub struct Timeline {
     chunk_len: u64,
     /// The unit in which a gap counts lost chunks.
     unit: LossUnit,
+    /// ms added to the timestamps to undo the steps back measured anew at:
+    /// the drift is estimated by them.
+    stepped_ms: i64,
+    /// Where (8 kHz samples, by its timestamp) the last chunk kept over
+    /// what was played ends: if the next one starts there, a step back.
+    kept_behind: Option<i128>,
 }
 
 impl Timeline {
@@ -202,6 +221,8 @@ impl Timeline {
             filled: 0,
             chunk_len: chunk.samples.max(1),
             unit: LossUnit::new(chunk.samples),
+            stepped_ms: 0,
+            kept_behind: None,
         }
     }
 
@@ -217,9 +238,35 @@ impl Timeline {
         self.next_chunk = chunk.number.map(|c| c.saturating_add(1));
         self.filled = 0;
         self.chunk_len = chunk.samples.max(1);
+        self.kept_behind = None;
+        let chunk = self.unstepped(chunk);
         self.drift.rebase(chunk.timestamp_ms);
-        self.observe(chunk);
+        self.observe(&chunk);
         self.applied = 0;
+    }
+
+    /// `chunk` with the steps back measured anew at undone.
+    fn unstepped(&self, chunk: &Chunk) -> Chunk {
+        Chunk {
+            timestamp_ms: chunk.timestamp_ms.saturating_add_signed(self.stepped_ms),
+            ..*chunk
+        }
+    }
+
+    /// Whether `chunk` starts where the last one kept over what was played
+    /// ends (its `due` there): then the timestamps stepped back, and this
+    /// one is measured from, at the current position. The step in ms.
+    fn stepped_back(&mut self, chunk: &Chunk) -> Option<i64> {
+        let end = self.kept_behind.take()?;
+        let due = (chunk.timestamp_ms as i128 - self.first_ts_ms as i128) * 8;
+        if (due - end).abs() > GAP_TOLERANCE as i128 {
+            return None;
+        }
+        let before = self.first_ts_ms;
+        self.first_ts_ms = self.measure_from(chunk);
+        let step = self.first_ts_ms.saturating_sub(before);
+        self.stepped_ms = self.stepped_ms.saturating_sub(step);
+        Some(step)
     }
 
     /// Takes the arrival of a chunk for the drift estimate (every chunk
@@ -278,7 +325,10 @@ impl Timeline {
 
     /// Places a chunk after the first one.
     pub fn place(&mut self, chunk: &Chunk) -> Placement {
-        let mut placement = Placement::default();
+        let mut placement = Placement {
+            step_ms: self.stepped_back(chunk),
+            ..Placement::default()
+        };
         let ms = (chunk.timestamp_ms as i128 - self.first_ts_ms as i128).max(0);
         let mut due = u64::try_from(ms).unwrap_or(u64::MAX).saturating_mul(8);
         let elapsed = chunk.arrival.saturating_duration_since(self.first_arrival);
@@ -295,7 +345,7 @@ impl Timeline {
             self.drift.reset();
             self.applied = 0;
         }
-        self.observe(chunk);
+        self.observe(&self.unstepped(chunk));
         // Where the chunk would go had nothing been filled.
         let expected = self.position - self.filled;
         if self.is_stale(chunk, expected) {
@@ -339,6 +389,13 @@ impl Timeline {
             due = self.position;
         } else {
             placement.overlap = due + GAP_TOLERANCE < self.position;
+            // By its timestamp (before the clamp of `due` at the start).
+            let due = (chunk.timestamp_ms as i128 - self.first_ts_ms as i128) * 8;
+            let behind = self.position as i128 - due;
+            if placement.overlap && behind <= MAX_AHEAD as i128 {
+                placement.behind = behind as u64;
+                self.kept_behind = Some(due + chunk.samples as i128);
+            }
         }
         if gap <= GAP_TOLERANCE && skipped == 0 {
             return placement;

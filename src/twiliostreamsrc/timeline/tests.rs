@@ -363,6 +363,8 @@ fn a_partial_overlap_is_kept_contiguous() {
         placed,
         Placement {
             overlap: true,
+            // Out 15 ms after its timestamp's place.
+            behind: 120,
             ..contiguous()
         }
     );
@@ -562,4 +564,64 @@ fn a_meter_told_the_correction_finds_a_slow_senders_chunks_on_time() {
     };
     assert_eq!(run(true), 0);
     assert!(run(false) > 3000);
+}
+
+#[test]
+fn a_step_back_is_measured_anew_at_the_chunk_that_follows_the_first() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    for n in 1..20 {
+        assert_eq!(
+            timeline.place(&chunk(t0, 20 * n, Some(n + 1))),
+            contiguous()
+        );
+        timeline.advance(160);
+    }
+    // Chunk 21 stamped 400 ms back: kept, after what was played.
+    let back = |n: u64| Chunk {
+        timestamp_ms: 20 * n - 400,
+        ..chunk(t0, 20 * n, Some(n + 1))
+    };
+    let placed = timeline.place(&back(20));
+    assert_eq!(
+        (placed.overlap, placed.behind, placed.step_ms),
+        (true, 3200, None)
+    );
+    timeline.advance(160);
+    // The next follows it: a step, measured anew, nothing lost.
+    let placed = timeline.place(&back(21));
+    assert_eq!(
+        placed,
+        Placement {
+            step_ms: Some(-400),
+            ..contiguous()
+        }
+    );
+    timeline.advance(160);
+    assert_eq!(timeline.place(&back(22)), contiguous());
+    timeline.advance(160);
+    // A gap after the step is one again: silence for chunk 24.
+    let placed = timeline.place(&back(24));
+    assert_eq!(
+        (placed.lost, placed.silence, placed.step_ms),
+        (1, 160, None)
+    );
+}
+
+#[test]
+fn one_chunk_stamped_back_is_no_step() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    for n in 1..20 {
+        timeline.place(&chunk(t0, 20 * n, Some(n + 1)));
+        timeline.advance(160);
+    }
+    let placed = timeline.place(&Chunk {
+        timestamp_ms: 0,
+        ..chunk(t0, 400, Some(21))
+    });
+    assert_eq!((placed.overlap, placed.behind), (true, 3200));
+    timeline.advance(160);
+    // Chunk 22 where its timestamp says: no step, nothing lost.
+    assert_eq!(timeline.place(&chunk(t0, 420, Some(22))), contiguous());
 }
