@@ -9,7 +9,8 @@ mod common;
 use common::src::{in_both_modes, start};
 use common::*;
 use gst::prelude::*;
-use gsttwiliostream::protocol::Track;
+use gsttwiliostream::protocol::{Inbound, Track};
+use std::time::Duration;
 use twilio_emulator::audio::{decode, encode};
 use twilio_emulator::{CallParams, TwilioCall};
 
@@ -19,6 +20,8 @@ in_both_modes!(
     a_lost_chunk_is_concealed_at_16k,
     both_tracks_conceal_the_track_that_lost_only,
     quality_reports_follow_stream_time_and_count_the_loss,
+    after_a_step_back_on_time_chunks_are_not_late,
+    after_a_step_back_in_one_of_both_tracks_on_time_chunks_are_not_late,
 );
 
 /// The chunk lost: 200–220 ms.
@@ -243,4 +246,74 @@ fn quality_reports_follow_stream_time_and_count_the_loss() {
     assert_eq!(stats.get::<f64>("mos").unwrap(), src.property::<f64>("mos"));
     assert_eq!(src.property::<u64>("late-chunks"), 0);
     set_state(&p, gst::State::Null);
+}
+
+/// Plays 2 s of a tone on `tracks` in real time (a chunk of each every
+/// 20 ms), the inbound track's timestamps stepped 400 ms back from its
+/// 31st chunk on, then stop. The src's `late-chunks` and `twilio-stop`'s.
+fn play_stepping_back(desc: &str, tracks: &[Track]) -> (u64, u64) {
+    let (p, collector, url) = start(desc);
+    let ulaw = encode(&common::sine(440.0, 8000.0, 8000.0, 2 * 8000));
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::with_tracks(tracks))
+            .await
+            .unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for (n, chunk) in ulaw.chunks(160).enumerate() {
+            tick.tick().await;
+            for &track in tracks {
+                let mut message = call.media_message_on(track, chunk);
+                if let Inbound::Media { media, .. } = &mut message
+                    && track == Track::Inbound
+                    && n >= 30
+                {
+                    media.timestamp.0 -= 400;
+                }
+                call.send(&message).unwrap();
+            }
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    collector.wait_eos();
+    let messages = drain_messages(&p.bus().unwrap());
+    let stop = element_messages(&messages, "twilio-stop");
+    let stats = stop[0].get::<gst::Structure>("stats").unwrap();
+    let src = by_name(&p, "src");
+    let late = (
+        src.property("late-chunks"),
+        stats.get("late-chunks").unwrap(),
+    );
+    for name in ["chunks-lost", "chunks-too-late"] {
+        assert_eq!(src_counter(&src, name), 0, "{name}");
+    }
+    set_state(&p, gst::State::Null);
+    late
+}
+
+fn src_counter(src: &gst::Element, name: &str) -> u64 {
+    src.property::<gst::Structure>("stats").get(name).unwrap()
+}
+
+/// Chunks sent in real time, judged against a reported latency of 300 ms:
+/// without the step taken into account each of the 70 after it would be
+/// 400 ms late; on time, none is (a chunk would have to be held up 300 ms).
+fn after_a_step_back_on_time_chunks_are_not_late() {
+    let late = play_stepping_back(
+        "twiliostreamsrc name=src port=0 latency=280 ! audio/x-raw,rate=8000 ! \
+         fakesink name=sink sync=false",
+        &[Track::Inbound],
+    );
+    assert_eq!(late, (0, 0));
+}
+
+/// The same with `track=both`, the outbound track untouched: 20 ms, 220 ms
+/// and the 60 ms track-wait reported.
+fn after_a_step_back_in_one_of_both_tracks_on_time_chunks_are_not_late() {
+    let late = play_stepping_back(
+        "twiliostreamsrc name=src port=0 track=both latency=220 ! audio/x-raw,rate=8000 ! \
+         fakesink name=sink sync=false",
+        &[Track::Inbound, Track::Outbound],
+    );
+    assert_eq!(late, (0, 0));
 }

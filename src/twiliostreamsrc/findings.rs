@@ -195,6 +195,18 @@ impl TwilioStreamSrc {
             );
             count(state, Stat::InvalidMessages, 1);
         }
+        if let Some(step) = placed.step_ms {
+            // Once per step: the chunks after it follow on.
+            gst::warning!(
+                CAT,
+                imp = self,
+                "timestamps stepped back by {} ms before chunk {} (timestamp {} ms): \
+                 measured anew from there, the audio goes on after the last (nothing lost)",
+                step.unsigned_abs(),
+                Numbered(chunk.chunk),
+                chunk.timestamp_ms
+            );
+        }
         if placed.overlap {
             gst::debug!(
                 CAT,

@@ -19,7 +19,7 @@ use gst_base::subclass::prelude::*;
 use super::convert::{Converter, StereoConverter};
 use super::output::Output;
 use super::properties::{self, GapFill, Settings, Tracks};
-use super::quality::meter;
+use super::quality::{Placing, meter};
 use super::reorder::Reorder;
 use super::shared_threads::Shared;
 use super::step::Step;
@@ -75,6 +75,8 @@ pub(super) struct State {
     /// The chunk being handled was dropped whole (its time already went
     /// out): the quality meter does not count it as received.
     pub(super) chunk_dropped: bool,
+    /// What placing the chunk being handled tells the quality meter.
+    pub(super) placing: Placing,
     /// The call ended: after the resampler tail, EOS.
     pub(super) finished: bool,
     /// Serialized events to push once the segment is out.

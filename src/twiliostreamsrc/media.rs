@@ -18,6 +18,7 @@ use gst::subclass::prelude::*;
 use super::imp::{CAT, State, TwilioStreamSrc};
 use super::output::Output;
 use super::properties::Tracks;
+use super::quality::Placing;
 use super::step::Buffers;
 use super::timeline::{self, Timeline};
 use super::timing::AfterPause;
@@ -251,6 +252,7 @@ impl TwilioStreamSrc {
             ));
         }
         let aligner = state.aligner.as_mut().expect("made with the timeline");
+        let offset_before = aligner.offset_ms(chunk.track);
         let placed = aligner.push(chunk.track, chunk.timestamp_ms, &chunk.ulaw, chunk.arrival);
         let frame = aligner.next_frame();
         // The clock is measured by the track's timestamps as placed (after
@@ -262,8 +264,14 @@ impl TwilioStreamSrc {
                 ..placing(chunk, state.format)
             });
         }
-        // (One kept back counts as dropped: most often it is out of place.)
-        state.chunk_dropped = placed.held || placed.twice || placed.late >= chunk.ulaw.len() as u64;
+        state.chunk_dropped = placed.twice || placed.late >= chunk.ulaw.len() as u64;
+        state.placing = Placing {
+            step_ms: placed.step.map(|_| offset_before - offset_ms),
+            behind_ms: 0,
+            held: placed.held,
+            // Whatever was kept back, this chunk settled it.
+            released: Some(placed.step.is_some() || placed.held_dropped == 0),
+        };
         self.log_placed(state, chunk, &placed);
         // After a skipped gap, the frame after the jump goes out with the
         // next chunk.
@@ -368,6 +376,7 @@ impl TwilioStreamSrc {
         let tail = state.output.map_or(0, Output::tail_ticks);
         if state.tracks == Tracks::Both {
             let frame = state.aligner.as_deref_mut().and_then(Aligner::finish);
+            self.release_held(state);
             return self
                 .frame_buffer(state, frame.unwrap_or_default(), tail)
                 .ok()
@@ -466,10 +475,16 @@ impl TwilioStreamSrc {
             || placed.lost > 0
             || placed.stale
             || placed.ignored_number.is_some()
+            || placed.step_ms.is_some()
         {
             self.note_placed(state, chunk, &placed);
         }
         state.chunk_dropped = placed.stale;
+        state.placing = Placing {
+            step_ms: placed.step_ms,
+            behind_ms: placed.behind / 8,
+            ..Placing::default()
+        };
         (!placed.stale).then_some((placed.silence, placed.discont))
     }
 

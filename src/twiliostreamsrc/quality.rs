@@ -32,6 +32,24 @@ pub(super) fn reported_latency(
     latency
 }
 
+/// What placing the chunk being handled tells the quality meter, beside
+/// whether it was dropped (`State::chunk_dropped`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Placing {
+    /// Its track's timestamps stepped by this many ms (negative: back) at
+    /// it, and the track was measured anew.
+    pub(super) step_ms: Option<i64>,
+    /// It went out this many ms after its timestamp's place (kept over what
+    /// was played): measured there.
+    pub(super) behind_ms: u64,
+    /// It was kept back (`track=both`): measured once the track's next
+    /// chunk tells whether it started a step.
+    pub(super) held: bool,
+    /// The chunk its track kept back before it was placed (`Some(true)`)
+    /// or dropped.
+    pub(super) released: Option<bool>,
+}
+
 /// A new call's meter.
 pub(super) fn meter(quality_interval: u32) -> Meter {
     Meter::new(Duration::ZERO, u64::from(quality_interval) * 1000)
@@ -70,6 +88,7 @@ impl TwilioStreamSrc {
             None => state.carried[chunk.track.index()],
         };
         let dropped = std::mem::take(&mut state.chunk_dropped);
+        let placing = std::mem::take(&mut state.placing);
         if !measured || chunk.ulaw.is_empty() {
             return;
         }
@@ -89,11 +108,32 @@ impl TwilioStreamSrc {
             state.meter.set_correction(correction);
         }
         let (track, ticks) = (chunk.track.index(), state.format.payload_ticks(&chunk.ulaw));
-        // A chunk dropped whole came again, or after its time was given up
-        // (counted lost then): received once, or lost, not both; its
-        // lateness counts all the same.
-        let due = (state.meter).measure(track, chunk.arrival, chunk.timestamp_ms, ticks, !dropped);
+        let meter = &mut state.meter;
+        // A step is no lateness nor jitter: the track is judged as placed.
+        if let Some(step) = placing.step_ms {
+            meter.stepped(track, step);
+        }
+        let mut due = placing
+            .released
+            .is_some_and(|kept| meter.release(track, kept));
+        let timestamp_ms = chunk.timestamp_ms.saturating_add(placing.behind_ms);
+        due |= if placing.held {
+            meter.hold(track, chunk.arrival, timestamp_ms, ticks)
+        } else {
+            // A chunk dropped whole came again, or after its time was given
+            // up (counted lost then): received once, or lost, not both; its
+            // lateness counts all the same.
+            meter.measure(track, chunk.arrival, timestamp_ms, ticks, !dropped)
+        };
         state.report_due |= due;
+    }
+
+    /// The chunks the aligner kept back were dropped (a flush): measured
+    /// as such.
+    pub(super) fn release_held(&self, state: &mut State) {
+        for track in Track::ALL {
+            state.report_due |= state.meter.release(track.index(), false);
+        }
     }
 
     /// Posts `twilio-quality` if one fell due.

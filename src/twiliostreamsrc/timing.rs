@@ -195,7 +195,9 @@ impl TwilioStreamSrc {
         }
         let mut held = None;
         if let Some(aligner) = state.aligner.as_mut() {
-            if let Some(frame) = aligner.flush() {
+            let frame = aligner.flush();
+            self.release_held(&mut state);
+            if let Some(frame) = frame {
                 samples = samples.saturating_sub(frame.samples as u64 + frame.jump);
                 held = self.frame_buffer(&mut state, frame, 0).ok().flatten();
             }
