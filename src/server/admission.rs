@@ -50,10 +50,12 @@ where
     } = up;
     let mut session = Session::new(config.call.max_message_size)
         .with_dialect(config.call.dialect, config.call.l16_order);
-    let start = match await_start(&mut ws, &mut session, peer, timeout, &evicted).await {
+    // Counted before the connection is closed: a client that sees the close
+    // then reads the counter that counts it.
+    let rejected = || PathCounters::count(&counters.rejected_connections);
+    let start = match await_start(&mut ws, &mut session, peer, timeout, &evicted, rejected).await {
         Ok(start) => start,
         Err(why) => {
-            PathCounters::count(&counters.rejected_connections);
             gst::info!(
                 CAT,
                 "{peer}: connection on {path} closed, not a call: {why}"
@@ -95,13 +97,15 @@ pub(super) fn refuse(call: &Call, counters: &PathCounters, why: &str) {
 }
 
 /// Reads until a valid `start`; Err says why the connection is no call
-/// (after closing it with a reason where it is still open).
+/// (after calling `rejected`, then closing it with a reason where it is
+/// still open).
 async fn await_start<S>(
     ws: &mut WebSocketStream<S>,
     session: &mut Session,
     peer: SocketAddr,
     timeout: Duration,
     evicted: &Notify,
+    rejected: impl Fn(),
 ) -> Result<Handled, String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -117,6 +121,7 @@ where
             biased;
             _ = &mut evicted => {
                 let why = "the listener is at max-connections, try again later";
+                rejected();
                 close_websocket(ws, CLOSE_TRY_AGAIN_LATER, why).await;
                 return Err(format!("evicted: {why}"));
             }
@@ -124,6 +129,7 @@ where
         };
         let Ok(next) = next else {
             let why = format!("no start message within {} s", timeout.as_secs());
+            rejected();
             close_websocket(ws, CLOSE_POLICY, &why).await;
             return Err(why);
         };
@@ -141,33 +147,44 @@ where
                     }
                 }
                 if let Some(unsupported) = handled.unsupported {
+                    rejected();
                     close_websocket(ws, CLOSE_POLICY, &unsupported.to_string()).await;
                     return Err(format!("sent a start of an {unsupported}"));
                 }
                 if invalid {
+                    rejected();
                     close_websocket(ws, CLOSE_POLICY, "expected a start message").await;
                     let shown: String = text.chars().take(60).collect();
                     return Err(format!("sent {shown:?} before any start message"));
                 }
             }
             Some(Ok(Message::Binary(data))) => {
+                rejected();
                 close_websocket(ws, CLOSE_UNSUPPORTED, "text messages only").await;
                 return Err(format!("sent a binary frame of {} bytes", data.len()));
             }
             Some(Ok(Message::Close(_))) => {
                 // Completes the closing handshake.
+                rejected();
                 answer_close(ws).await;
                 return Err("closed before any start message".to_owned());
             }
             Some(Ok(_)) => {} // ping/pong
             Some(Err(WsError::Capacity(e))) => {
+                rejected();
                 close_websocket(ws, CLOSE_TOO_BIG, "message too big").await;
                 return Err(format!(
                     "sent a message too big to read ({e}), closed with 1009"
                 ));
             }
-            Some(Err(e)) => return Err(format!("connection error before start: {e}")),
-            None => return Err("dropped before any start message".to_owned()),
+            Some(Err(e)) => {
+                rejected();
+                return Err(format!("connection error before start: {e}"));
+            }
+            None => {
+                rejected();
+                return Err("dropped before any start message".to_owned());
+            }
         }
     }
 }
@@ -199,7 +216,7 @@ mod tests {
                 let mut session = Session::new(1 << 16);
                 let peer = "127.0.0.1:1".parse().unwrap();
                 let timeout = Duration::from_secs(5);
-                let got = await_start(&mut ws, &mut session, peer, timeout, &evicted).await;
+                let got = await_start(&mut ws, &mut session, peer, timeout, &evicted, || {}).await;
                 assert!(
                     matches!(&got, Err(why) if why.starts_with("evicted")),
                     "{:?}",
@@ -222,7 +239,8 @@ mod tests {
             let mut session = Session::new(1 << 16);
             let peer = "127.0.0.1:1".parse().unwrap();
             let timeout = Duration::from_secs(5);
-            let got = await_start(&mut ws, &mut session, peer, timeout, &Notify::new()).await;
+            let got =
+                await_start(&mut ws, &mut session, peer, timeout, &Notify::new(), || {}).await;
             assert_eq!(
                 got.map(|_| "a call"),
                 Err(r#"sent a start of an unsupported media format "AMR-WB" at 8000 Hz"#.into())
@@ -236,6 +254,73 @@ mod tests {
                 frame.reason.as_str(),
                 r#"unsupported media format "AMR-WB" at 8000 Hz"#
             );
+        });
+    }
+
+    /// Our side of a test connection, noting when it first writes.
+    struct Noted {
+        inner: tokio::io::DuplexStream,
+        log: std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>,
+    }
+
+    impl tokio::io::AsyncRead for Noted {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Noted {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.log.lock().unwrap().push("written");
+            std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A connection that is no call is counted before its close frame goes
+    /// out: a client that saw the close reads a counter that counts it.
+    #[test]
+    fn a_rejected_connection_is_counted_before_it_is_closed() {
+        RUNTIME.block_on(async {
+            let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let (ours, theirs) = tokio::io::duplex(1 << 16);
+            let ours = Noted { inner: ours, log: log.clone() };
+            let mut ws = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
+            let mut twilio = WebSocketStream::from_raw_socket(theirs, Role::Client, None).await;
+            let media = r#"{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"/w=="}}"#;
+            twilio.send(Message::text(media)).await.unwrap();
+            let mut session = Session::new(1 << 16);
+            let peer = "127.0.0.1:1".parse().unwrap();
+            let timeout = Duration::from_secs(5);
+            let counted = || log.lock().unwrap().push("counted");
+            let got = await_start(&mut ws, &mut session, peer, timeout, &Notify::new(), counted).await;
+            assert!(got.is_err(), "{:?}", got.map(|_| "a call"));
+            let Some(Ok(Message::Close(Some(frame)))) = twilio.next().await else {
+                panic!("no close frame");
+            };
+            assert_eq!(u16::from(frame.code), 1008);
+            let log = log.lock().unwrap();
+            assert_eq!(log.first(), Some(&"counted"), "{log:?}");
+            assert_eq!(log.iter().filter(|&&e| e == "counted").count(), 1, "{log:?}");
         });
     }
 }
