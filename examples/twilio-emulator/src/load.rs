@@ -501,7 +501,7 @@ mod tests {
             let phase = at.as_micros() % 20_000;
             bins[(phase / 2500) as usize] += 1;
             if arrival == Arrival::Lockstep {
-                assert_eq!(phase % 2500, 0, "call {i}");
+                assert!(phase.is_multiple_of(2500), "call {i}");
             }
         }
         bins
@@ -517,7 +517,7 @@ mod tests {
         let on_marks = (0..400)
             .filter(|&i| {
                 let at = Arrival::Random.dial_at(Duration::from_secs(1), i, 400);
-                at.as_micros() % 2500 == 0
+                at.as_micros().is_multiple_of(2500)
             })
             .count();
         assert!(on_marks <= 2, "{on_marks}");
