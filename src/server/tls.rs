@@ -6,6 +6,8 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 /// The PEM files of a listener's certificate chain and private key.
@@ -16,26 +18,126 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
+    /// The acceptor, or an error naming the property and file at fault and
+    /// what the file should hold.
     pub fn acceptor(&self) -> io::Result<TlsAcceptor> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let invalid = |what: &str, path: &PathBuf, e: &dyn std::fmt::Display| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{what} {}: {e}", path.display()),
-            )
-        };
+        let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
+        let (cert, key) = (self.certificate.display(), self.key.display());
         let certs = CertificateDer::pem_file_iter(&self.certificate)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| invalid("certificate", &self.certificate, &e))?;
-        let key =
-            PrivateKeyDer::from_pem_file(&self.key).map_err(|e| invalid("key", &self.key, &e))?;
+            .map_err(|e| invalid(format!("tls-certificate {cert}: {}", pem_error(&e))))?;
+        if certs.is_empty() {
+            return Err(invalid(format!(
+                "tls-certificate {cert} holds no PEM certificate \
+                 (-----BEGIN CERTIFICATE-----)"
+            )));
+        }
+        let private_key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| match e {
+            pem::Error::NoItemsFound => invalid(format!(
+                "tls-key {key} holds no PEM private key \
+                 (-----BEGIN PRIVATE KEY-----, or RSA or EC PRIVATE KEY)"
+            )),
+            e => invalid(format!("tls-key {key}: {}", pem_error(&e))),
+        })?;
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|e| invalid("TLS configuration with", &self.certificate, &e))?;
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, private_key))
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => invalid(
+                format!("tls-key {key} is not the private key of tls-certificate {cert}"),
+            ),
+            e => invalid(format!("tls-certificate {cert} with tls-key {key}: {e}")),
+        })?;
         Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// A PEM file's error, with an unreadable file's reason as the OS gives it.
+fn pem_error(e: &pem::Error) -> String {
+    match e {
+        pem::Error::Io(e) => e.to_string(),
+        e => format!("not a valid PEM file ({e:?})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Writes `files` (name, contents) into a fresh folder of this test.
+    fn folder(test: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("twiliostream-tls-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, contents) in files {
+            std::fs::write(dir.join(name), contents).unwrap();
+        }
+        dir
+    }
+
+    fn error(dir: &Path, certificate: &str, key: &str) -> String {
+        let files = TlsFiles {
+            certificate: dir.join(certificate),
+            key: dir.join(key),
+        };
+        match files.acceptor() {
+            Ok(_) => panic!("{certificate} and {key} were accepted"),
+            Err(e) => e.to_string().replace(&format!("{}/", dir.display()), ""),
+        }
+    }
+
+    fn pair() -> (String, String) {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        (c.cert.pem(), c.signing_key.serialize_pem())
+    }
+
+    #[test]
+    fn a_matching_pair_is_accepted() {
+        let (cert, key) = pair();
+        let dir = folder("ok", &[("cert.pem", &cert), ("key.pem", &key)]);
+        let files = TlsFiles {
+            certificate: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        assert!(files.acceptor().is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_property_and_what_the_file_lacks() {
+        let (cert, key) = pair();
+        let (_, other_key) = pair();
+        let dir = folder(
+            "bad",
+            &[
+                ("cert.pem", &cert),
+                ("key.pem", &key),
+                ("other-key.pem", &other_key),
+            ],
+        );
+        // The two files given the wrong way round.
+        assert_eq!(
+            error(&dir, "key.pem", "cert.pem"),
+            "tls-certificate key.pem holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        );
+        assert_eq!(
+            error(&dir, "cert.pem", "cert.pem"),
+            "tls-key cert.pem holds no PEM private key \
+             (-----BEGIN PRIVATE KEY-----, or RSA or EC PRIVATE KEY)"
+        );
+        assert_eq!(
+            error(&dir, "cert.pem", "other-key.pem"),
+            "tls-key other-key.pem is not the private key of tls-certificate cert.pem"
+        );
+        assert!(
+            error(&dir, "cert.pem", "missing.pem")
+                .starts_with("tls-key missing.pem: No such file or directory"),
+            "{}",
+            error(&dir, "cert.pem", "missing.pem")
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
