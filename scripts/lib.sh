@@ -2,6 +2,10 @@
 # Sourced, not run.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Where cargo puts what it builds (a relative CARGO_TARGET_DIR is taken from
+# ROOT, where the scripts run cargo).
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+[[ $TARGET == /* ]] || TARGET="$ROOT/$TARGET"
 
 # Debian packages the build, the tests and the demo need (nginx: the test of
 # the reverse-proxy recipe runs a real one; espeak: the bots and the emulated
@@ -44,9 +48,9 @@ setup() {
 # Copies the built plugin (profile $1: debug or release) into a folder of its
 # own and points GStreamer at it, with a throwaway registry.
 use_plugin() {
-  local dir="$ROOT/target/gst-plugins/$1"
+  local dir="$TARGET/gst-plugins/$1"
   mkdir -p "$dir"
-  cp "$ROOT/target/$1/libgsttwiliostream.so" "$dir/"
+  cp "$TARGET/$1/libgsttwiliostream.so" "$dir/"
   export GST_PLUGIN_PATH="$dir"
   export GST_REGISTRY="$dir/registry.bin"
 }
