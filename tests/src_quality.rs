@@ -249,9 +249,10 @@ fn quality_reports_follow_stream_time_and_count_the_loss() {
 }
 
 /// Plays 2 s of a tone on `tracks` in real time (a chunk of each every
-/// 20 ms), the inbound track's timestamps stepped 400 ms back from its
-/// 31st chunk on, then stop. The src's `late-chunks` and `twilio-stop`'s.
-fn play_stepping_back(desc: &str, tracks: &[Track]) -> (u64, u64) {
+/// 20 ms), the inbound track's chunk `n` stamped `shift(n)` ms off, then
+/// stop. The src's `late-chunks`, `twilio-stop`'s, and the src's
+/// `chunks-lost` and `chunks-too-late`.
+fn play_shifted(desc: &str, tracks: &[Track], shift: impl Fn(usize) -> i64) -> [u64; 4] {
     let (p, collector, url) = start(desc);
     let ulaw = encode(&common::sine(440.0, 8000.0, 8000.0, 2 * 8000));
     rt().block_on(async {
@@ -265,9 +266,9 @@ fn play_stepping_back(desc: &str, tracks: &[Track]) -> (u64, u64) {
                 let mut message = call.media_message_on(track, chunk);
                 if let Inbound::Media { media, .. } = &mut message
                     && track == Track::Inbound
-                    && n >= 30
                 {
-                    media.timestamp.0 -= 400;
+                    let stamped = media.timestamp.0.checked_add_signed(shift(n));
+                    media.timestamp.0 = stamped.unwrap();
                 }
                 call.send(&message).unwrap();
             }
@@ -280,40 +281,46 @@ fn play_stepping_back(desc: &str, tracks: &[Track]) -> (u64, u64) {
     let stop = element_messages(&messages, "twilio-stop");
     let stats = stop[0].get::<gst::Structure>("stats").unwrap();
     let src = by_name(&p, "src");
-    let late = (
+    let counts = [
         src.property("late-chunks"),
         stats.get("late-chunks").unwrap(),
-    );
-    for name in ["chunks-lost", "chunks-too-late"] {
-        assert_eq!(src_counter(&src, name), 0, "{name}");
-    }
+        src_counter(&src, "chunks-lost"),
+        src_counter(&src, "chunks-too-late"),
+    ];
     set_state(&p, gst::State::Null);
-    late
+    counts
 }
 
 fn src_counter(src: &gst::Element, name: &str) -> u64 {
     src.property::<gst::Structure>("stats").get(name).unwrap()
 }
 
-/// Chunks sent in real time, judged against a reported latency of 300 ms:
-/// without the step taken into account each of the 70 after it would be
-/// 400 ms late; on time, none is (a chunk would have to be held up 300 ms).
-fn after_a_step_back_on_time_chunks_are_not_late() {
-    let late = play_stepping_back(
-        "twiliostreamsrc name=src port=0 latency=280 ! audio/x-raw,rate=8000 ! \
-         fakesink name=sink sync=false",
-        &[Track::Inbound],
-    );
-    assert_eq!(late, (0, 0));
+/// The inbound track's timestamps stepped 1 s back from its 51st chunk on.
+fn stepping_back(n: usize) -> i64 {
+    if n >= 50 { -1000 } else { 0 }
 }
 
-/// The same with `track=both`, the outbound track untouched: 20 ms, 220 ms
+/// Chunks sent in real time, judged against a reported latency of 700 ms:
+/// without the step taken into account each of the 50 after it would be
+/// 1 s late; on time, none is (a chunk would have to be held up 700 ms).
+fn after_a_step_back_on_time_chunks_are_not_late() {
+    let counts = play_shifted(
+        "twiliostreamsrc name=src port=0 latency=680 ! audio/x-raw,rate=8000 ! \
+         fakesink name=sink sync=false",
+        &[Track::Inbound],
+        stepping_back,
+    );
+    assert_eq!(counts, [0; 4], "late, late at stop, lost, too late");
+}
+
+/// The same with `track=both`, the outbound track untouched: 20 ms, 620 ms
 /// and the 60 ms track-wait reported.
 fn after_a_step_back_in_one_of_both_tracks_on_time_chunks_are_not_late() {
-    let late = play_stepping_back(
-        "twiliostreamsrc name=src port=0 track=both latency=220 ! audio/x-raw,rate=8000 ! \
+    let counts = play_shifted(
+        "twiliostreamsrc name=src port=0 track=both latency=620 ! audio/x-raw,rate=8000 ! \
          fakesink name=sink sync=false",
         &[Track::Inbound, Track::Outbound],
+        stepping_back,
     );
-    assert_eq!(late, (0, 0));
+    assert_eq!(counts, [0; 4], "late, late at stop, lost, too late");
 }
