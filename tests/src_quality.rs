@@ -2,7 +2,8 @@
 //! concealed (`gap-fill=plc`, at 8 and 16 kHz and per track) or left silent
 //! (`silence`), the audio around it untouched; `twilio-quality` reports by
 //! stream time with the loss injected, and the final figures in
-//! `twilio-stop`; in both push modes.
+//! `twilio-stop`; `late-chunks` after steps in the timestamps; in both
+//! push modes.
 
 mod common;
 
@@ -22,6 +23,7 @@ in_both_modes!(
     quality_reports_follow_stream_time_and_count_the_loss,
     after_a_step_back_on_time_chunks_are_not_late,
     after_a_step_back_in_one_of_both_tracks_on_time_chunks_are_not_late,
+    a_chunk_dropped_before_a_step_ahead_is_judged_by_its_own_timestamp,
 );
 
 /// The chunk lost: 200–220 ms.
@@ -323,4 +325,23 @@ fn after_a_step_back_in_one_of_both_tracks_on_time_chunks_are_not_late() {
         stepping_back,
     );
     assert_eq!(counts, [0; 4], "late, late at stop, lost, too late");
+}
+
+/// `track=both`: the inbound track's 51st chunk stamped 60 ms back (over
+/// its audio with other bytes: kept back, then dropped, out of place), the
+/// chunks after it 1 s ahead (a step: its audio goes on). The one dropped
+/// is judged by its own timestamp, 60 ms off, not by the step's 1 s.
+fn a_chunk_dropped_before_a_step_ahead_is_judged_by_its_own_timestamp() {
+    let counts = play_shifted(
+        "twiliostreamsrc name=src port=0 track=both latency=620 ! audio/x-raw,rate=8000 ! \
+         fakesink name=sink sync=false",
+        &[Track::Inbound, Track::Outbound],
+        |n| match n {
+            50 => -60,
+            51.. => 1000,
+            _ => 0,
+        },
+    );
+    // (The track one chunk short of the other at the end: one lost.)
+    assert_eq!(counts, [0, 0, 1, 1], "late, late at stop, lost, too late");
 }

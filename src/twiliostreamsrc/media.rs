@@ -269,8 +269,9 @@ impl TwilioStreamSrc {
             step_ms: placed.step.map(|_| offset_before - offset_ms),
             behind_ms: 0,
             held: placed.held,
-            // Whatever was kept back, this chunk settled it.
-            released: Some(placed.step.is_some() || placed.held_dropped == 0),
+            // Whatever was kept back, this chunk settled it: placed (the
+            // start of a step back) or dropped (even if this one steps ahead).
+            released: Some(placed.held_dropped == 0),
         };
         self.log_placed(state, chunk, &placed);
         // After a skipped gap, the frame after the jump goes out with the

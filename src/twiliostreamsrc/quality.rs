@@ -109,13 +109,14 @@ impl TwilioStreamSrc {
         }
         let (track, ticks) = (chunk.track.index(), state.format.payload_ticks(&chunk.ulaw));
         let meter = &mut state.meter;
+        // One kept back and dropped was out of place: judged by the track's
+        // measure before a step this chunk brings; one placed, after it.
+        let mut due = placing.released == Some(false) && meter.release(track, false);
         // A step is no lateness nor jitter: the track is judged as placed.
         if let Some(step) = placing.step_ms {
             meter.stepped(track, step);
         }
-        let mut due = placing
-            .released
-            .is_some_and(|kept| meter.release(track, kept));
+        due |= placing.released == Some(true) && meter.release(track, true);
         let timestamp_ms = chunk.timestamp_ms.saturating_add(placing.behind_ms);
         due |= if placing.held {
             meter.hold(track, chunk.arrival, timestamp_ms, ticks)
