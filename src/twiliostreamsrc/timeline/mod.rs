@@ -24,7 +24,8 @@
 //! kept, after it; if the next chunk follows it, the timestamps stepped
 //! back there: later chunks are measured from that one (nothing lost, the
 //! drift estimate goes on by the timestamps before the step), and the
-//! step is told ([`Placement::step_ms`]).
+//! step is told ([`Placement::step_ms`]). Chunks numbered before the one
+//! expected came late instead: they start no step.
 
 use std::time::{Duration, Instant};
 
@@ -85,8 +86,9 @@ pub struct Placement {
     /// 8 kHz samples of the chunk's time that had been filled already: it
     /// came late and goes out after the fill.
     pub late: u64,
-    /// Kept over what was played (an `overlap` by less than [`MAX_AHEAD`]):
-    /// it goes out this many 8 kHz samples after its timestamp's place.
+    /// Kept over what was played (an `overlap` by less than [`MAX_AHEAD`],
+    /// not numbered as an earlier chunk): it goes out this many 8 kHz
+    /// samples after its timestamp's place.
     pub behind: u64,
     /// The timestamps stepped by this many ms (negative: back) at the chunk
     /// before, kept over what was played, which this one follows: later
@@ -258,6 +260,10 @@ impl Timeline {
     /// one is measured from, at the current position. The step in ms.
     fn stepped_back(&mut self, chunk: &Chunk) -> Option<i64> {
         let end = self.kept_behind.take()?;
+        if self.numbered_on(chunk) == Some(false) {
+            // An earlier chunk come late: no new audio.
+            return None;
+        }
         let due = (chunk.timestamp_ms as i128 - self.first_ts_ms as i128) * 8;
         if (due - end).abs() > GAP_TOLERANCE as i128 {
             return None;
@@ -325,6 +331,7 @@ impl Timeline {
 
     /// Places a chunk after the first one.
     pub fn place(&mut self, chunk: &Chunk) -> Placement {
+        let earlier = self.numbered_on(chunk) == Some(false);
         let mut placement = Placement {
             step_ms: self.stepped_back(chunk),
             ..Placement::default()
@@ -389,12 +396,16 @@ impl Timeline {
             due = self.position;
         } else {
             placement.overlap = due + GAP_TOLERANCE < self.position;
-            // By its timestamp (before the clamp of `due` at the start).
-            let due = (chunk.timestamp_ms as i128 - self.first_ts_ms as i128) * 8;
-            let behind = self.position as i128 - due;
-            if placement.overlap && behind <= MAX_AHEAD as i128 {
-                placement.behind = behind as u64;
-                self.kept_behind = Some(due + chunk.samples as i128);
+            // New audio stamped back (not an earlier chunk come late): it
+            // may start a step back, and is measured where it goes out.
+            if placement.overlap && !earlier {
+                // By its timestamp (before the clamp of `due` at the start).
+                let due = (chunk.timestamp_ms as i128 - self.first_ts_ms as i128) * 8;
+                let behind = self.position as i128 - due;
+                if behind <= MAX_AHEAD as i128 {
+                    placement.behind = behind as u64;
+                    self.kept_behind = Some(due + chunk.samples as i128);
+                }
             }
         }
         if gap <= GAP_TOLERANCE && skipped == 0 {
@@ -420,14 +431,20 @@ impl Timeline {
     fn is_stale(&self, chunk: &Chunk, expected: u64) -> bool {
         let due = (chunk.timestamp_ms as i128 - self.first_ts_ms as i128) * 8;
         let end = due + chunk.samples as i128;
-        let numbered_on = match (chunk.number, self.next_chunk) {
-            (Some(got), Some(next)) => got >= next && !self.ignore_chunk_numbers,
-            _ => false,
-        };
         chunk.samples > 0
             && end <= expected as i128
             && due >= expected as i128 - MAX_STALE as i128
-            && !numbered_on
+            && self.numbered_on(chunk) != Some(true)
+    }
+
+    /// Whether `chunk`'s number is the one expected or past it (a new
+    /// chunk), or before it (an earlier one come late); None when the
+    /// chunks are not numbered or their numbers may count both tracks.
+    fn numbered_on(&self, chunk: &Chunk) -> Option<bool> {
+        match (chunk.number, self.next_chunk) {
+            (Some(got), Some(next)) if !self.ignore_chunk_numbers => Some(got >= next),
+            _ => None,
+        }
     }
 
     /// Where a buffer of `samples` 8 kHz samples at the current position

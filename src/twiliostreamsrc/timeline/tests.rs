@@ -625,3 +625,33 @@ fn one_chunk_stamped_back_is_no_step() {
     // Chunk 22 where its timestamp says: no step, nothing lost.
     assert_eq!(timeline.place(&chunk(t0, 420, Some(22))), contiguous());
 }
+
+#[test]
+fn earlier_chunks_come_late_over_a_second_are_no_step() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    // Chunks 6 and 7 (100 and 120 ms) missing: silence.
+    for n in (1..100).filter(|n| ![5, 6].contains(n)) {
+        let placed = timeline.place(&chunk(t0, 20 * n, Some(n + 1)));
+        timeline.advance(placed.silence + 160);
+    }
+    // They come 2 s on, out of order, numbered as such: kept (over 1 s
+    // back), judged by their timestamps, no step.
+    let late = |n: u64| Chunk {
+        arrival: t0 + Duration::from_secs(2),
+        ..chunk(t0, 20 * (n - 1), Some(n))
+    };
+    for n in [6, 7] {
+        let placed = timeline.place(&late(n));
+        assert_eq!(
+            (placed.overlap, placed.behind, placed.step_ms),
+            (true, 0, None),
+            "chunk {n}"
+        );
+        timeline.advance(160);
+    }
+    // Chunk 101 where its timestamp says, 40 ms before what went out:
+    // kept, no silence, nothing lost (not 1.9 s of both after a step).
+    let placed = timeline.place(&chunk(t0, 2000, Some(101)));
+    assert_eq!((placed.overlap, placed.silence, placed.lost), (true, 0, 0));
+}
