@@ -24,6 +24,7 @@ in_both_modes!(
     after_a_step_back_on_time_chunks_are_not_late,
     after_a_step_back_in_one_of_both_tracks_on_time_chunks_are_not_late,
     a_chunk_dropped_before_a_step_ahead_is_judged_by_its_own_timestamp,
+    timestamps_back_home_after_a_step_back_are_no_gap,
 );
 
 /// The chunk lost: 200–220 ms.
@@ -311,6 +312,18 @@ fn after_a_step_back_on_time_chunks_are_not_late() {
          fakesink name=sink sync=false",
         &[Track::Inbound],
         stepping_back,
+    );
+    assert_eq!(counts, [0; 4], "late, late at stop, lost, too late");
+}
+
+/// One track: its timestamps 1 s back for chunks 51–75, then home again:
+/// no gap (no second of silence, no 50 chunks lost), none late.
+fn timestamps_back_home_after_a_step_back_are_no_gap() {
+    let counts = play_shifted(
+        "twiliostreamsrc name=src port=0 latency=680 ! audio/x-raw,rate=8000 ! \
+         fakesink name=sink sync=false",
+        &[Track::Inbound],
+        |n| if (50..75).contains(&n) { -1000 } else { 0 },
     );
     assert_eq!(counts, [0; 4], "late, late at stop, lost, too late");
 }

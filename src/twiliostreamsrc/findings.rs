@@ -200,8 +200,9 @@ impl TwilioStreamSrc {
             gst::warning!(
                 CAT,
                 imp = self,
-                "timestamps stepped back by {} ms before chunk {} (timestamp {} ms): \
+                "timestamps stepped {} by {} ms before chunk {} (timestamp {} ms): \
                  measured anew from there, the audio goes on after the last (nothing lost)",
+                if step > 0 { "ahead (home)" } else { "back" },
                 step.unsigned_abs(),
                 Numbered(chunk.chunk),
                 chunk.timestamp_ms

@@ -25,7 +25,9 @@
 //! back there: later chunks are measured from that one (nothing lost, the
 //! drift estimate goes on by the timestamps before the step), and the
 //! step is told ([`Placement::step_ms`]). Chunks numbered before the one
-//! expected came late instead: they start no step.
+//! expected came late instead: they start no step. A chunk where the
+//! timestamps before such steps put it (a jump ahead by them, no chunk
+//! number skipped) is no gap: they stepped home, and measure it again.
 
 use std::time::{Duration, Instant};
 
@@ -90,9 +92,10 @@ pub struct Placement {
     /// not numbered as an earlier chunk): it goes out this many 8 kHz
     /// samples after its timestamp's place.
     pub behind: u64,
-    /// The timestamps stepped by this many ms (negative: back) at the chunk
-    /// before, kept over what was played, which this one follows: later
-    /// chunks are measured from here.
+    /// The timestamps stepped by this many ms: back at the chunk before,
+    /// kept over what was played, which this one follows; or ahead, home
+    /// to where they were before steps back. Later chunks are measured
+    /// from here.
     pub step_ms: Option<i64>,
 }
 
@@ -275,6 +278,31 @@ impl Timeline {
         Some(step)
     }
 
+    /// Whether `chunk` starts where the timestamps before the steps back
+    /// measured anew at put the stream (by the current ones, after a gap),
+    /// no chunk number skipped: they stepped home, and measure the stream
+    /// again. The step in ms.
+    fn stepped_home(&mut self, chunk: &Chunk) -> Option<i64> {
+        if self.stepped_ms == 0 || self.filled > 0 {
+            return None;
+        }
+        if let (Some(got), Some(next)) = (chunk.number, self.next_chunk)
+            && got > next
+            && !self.ignore_chunk_numbers
+        {
+            return None;
+        }
+        let home = self.first_ts_ms.saturating_add(self.stepped_ms);
+        let due = (chunk.timestamp_ms as i128 - home as i128) * 8;
+        let (position, tolerance) = (self.position as i128, GAP_TOLERANCE as i128);
+        let current = due + self.stepped_ms as i128 * 8;
+        if (due - position).abs() > tolerance || current <= position + tolerance {
+            return None;
+        }
+        self.first_ts_ms = home;
+        Some(std::mem::take(&mut self.stepped_ms))
+    }
+
     /// Takes the arrival of a chunk for the drift estimate (every chunk
     /// placed, and with both tracks every chunk of either).
     pub fn observe(&mut self, chunk: &Chunk) {
@@ -333,7 +361,9 @@ impl Timeline {
     pub fn place(&mut self, chunk: &Chunk) -> Placement {
         let earlier = self.numbered_on(chunk) == Some(false);
         let mut placement = Placement {
-            step_ms: self.stepped_back(chunk),
+            step_ms: self
+                .stepped_back(chunk)
+                .or_else(|| self.stepped_home(chunk)),
             ..Placement::default()
         };
         let ms = (chunk.timestamp_ms as i128 - self.first_ts_ms as i128).max(0);
