@@ -168,6 +168,21 @@ fn unknown_event() {
 }
 
 #[test]
+fn a_mark_name_holding_u0000() {
+    // Posted, it would be cut to "greeting": a name the bot may have sent.
+    let run = around(|c| {
+        let text = format!(
+            r#"{{"event":"mark","streamSid":"{}","mark":{{"name":"greeting\u0000x"}}}}"#,
+            sid(c)
+        );
+        c.send_text(&text).unwrap()
+    });
+    expect_call_went_on(&run);
+    assert_eq!(invalid(&run), 1);
+    assert_eq!(run.src.property::<u64>("marks-received"), 0);
+}
+
+#[test]
 fn binary_frame() {
     let run = around(|c| c.send_binary(&[0xFF; 160]).unwrap());
     expect_call_went_on(&run);
@@ -342,6 +357,70 @@ fn text_that_is_not_utf8_is_closed_with_1007() {
     assert_eq!(code, Some(1007));
     let got = collector.wait_eos();
     assert_eq!(got.samples(), vec![32124; 4]);
+    set_state(&p, gst::State::Null);
+}
+
+/// U+0000 in what is posted (ids, custom parameters, a close frame's
+/// reason): GLib's strings end there, and a debug build of glib-rs panics
+/// on one, which ended the call's task. Each comes out as U+FFFD.
+#[test]
+fn u0000_in_the_ids_parameters_and_close_reason() {
+    let (p, collector, url) = start(PCM8K);
+    let params = CallParams {
+        call_sid: "CA\0nul".into(),
+        custom_parameters: [("na\0me".into(), "va\0lue".into())].into(),
+        ..Default::default()
+    };
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, params).await.unwrap();
+        call.send_media(&BEFORE).unwrap();
+        collector.wait_buffers(1);
+        call.send_media(&AFTER).unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    assert_eq!(
+        collector.wait_eos().samples(),
+        [decode(&BEFORE), decode(&AFTER)].concat()
+    );
+    let messages = drain_messages(&p.bus().unwrap());
+    let started = element_messages(&messages, "twilio-start");
+    assert_eq!(started.len(), 1);
+    assert_eq!(
+        started[0].get::<String>("call-sid").unwrap(),
+        "CA\u{FFFD}nul"
+    );
+    let params = started[0]
+        .get::<gst::Structure>("custom-parameters")
+        .unwrap();
+    assert_eq!(
+        params.get::<String>("na\u{FFFD}me").unwrap(),
+        "va\u{FFFD}lue"
+    );
+    let stopped = element_messages(&messages, "twilio-stop");
+    assert_eq!(
+        stopped[0].get::<String>("call-sid").unwrap(),
+        "CA\u{FFFD}nul"
+    );
+    set_state(&p, gst::State::Null);
+
+    // A close frame's reason, in the WARNING that the call ended before stop.
+    let (p, collector, url) = start(PCM8K);
+    rt().block_on(async {
+        use tokio_tungstenite::tungstenite::Message;
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        let mut ws = raw_call(&url).await;
+        collector.wait_buffers(1);
+        let frame = CloseFrame {
+            code: 4000.into(),
+            reason: "by\0e".into(),
+        };
+        ws.send(Message::Close(Some(frame))).await.unwrap();
+        assert_eq!(next_close(&mut ws).await, Some(4000));
+    });
+    assert_eq!(collector.wait_eos().samples(), vec![32124; 4]);
+    let warning = warnings(&p.bus().unwrap()).pop().expect("a warning");
+    assert!(warning.contains("code 4000: by\u{FFFD}e"), "{warning}");
     set_state(&p, gst::State::Null);
 }
 

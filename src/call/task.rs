@@ -148,7 +148,9 @@ pub(super) async fn serve<S>(
                         answer_close(&mut ws).await;
                         break Some(match frame {
                             Some(f) => format!("Twilio closed the WebSocket (code {}{}{})", u16::from(f.code),
-                                if f.reason.is_empty() { "" } else { ": " }, f.reason),
+                                if f.reason.is_empty() { "" } else { ": " },
+                                // Posted in a warning: GLib's strings end at a U+0000.
+                                f.reason.replace('\0', "\u{FFFD}")),
                             None => "Twilio closed the WebSocket".to_owned(),
                         });
                     }

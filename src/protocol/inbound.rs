@@ -67,6 +67,14 @@ pub struct StopInfo {
     pub call_sid: String,
 }
 
+impl StopInfo {
+    /// Each U+0000 in the ids as U+FFFD: see [`super::replace_nul`].
+    pub fn replace_nul(&mut self) {
+        super::replace_nul(&mut self.account_sid);
+        super::replace_nul(&mut self.call_sid);
+    }
+}
+
 /// A message from Twilio.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "lowercase")]

@@ -34,6 +34,15 @@ pub use inbound::{Dtmf, Inbound, InboundMedia, ProviderError, StopInfo};
 pub use outbound::{Outbound, OutboundMedia, write_media_json};
 pub use start::{MediaFormat, StartInfo};
 
+/// `s` with each U+0000 replaced by U+FFFD (no copy when there is none).
+/// GLib's strings end at a U+0000, and a debug build of glib-rs panics on
+/// one: what the peer sends that is only reported goes through this first.
+pub fn replace_nul(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{FFFD}");
+    }
+}
+
 /// A counter Twilio sends as a JSON string (`"sequenceNumber":"12"`).
 /// Deserialises from a string or a number, serialises as a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

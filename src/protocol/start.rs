@@ -71,6 +71,33 @@ pub struct StartInfo {
 }
 
 impl StartInfo {
+    /// Each U+0000 in what is only reported (the ids, track names, custom
+    /// parameters' names and values) as U+FFFD: see [`super::replace_nul`].
+    pub fn replace_nul(&mut self) {
+        for s in [
+            &mut self.account_sid,
+            &mut self.stream_sid,
+            &mut self.call_sid,
+        ] {
+            super::replace_nul(s);
+        }
+        self.tracks.iter_mut().for_each(super::replace_nul);
+        if self
+            .custom_parameters
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            self.custom_parameters = std::mem::take(&mut self.custom_parameters)
+                .into_iter()
+                .map(|(mut k, mut v)| {
+                    super::replace_nul(&mut k);
+                    super::replace_nul(&mut v);
+                    (k, v)
+                })
+                .collect();
+        }
+    }
+
     /// Whether `tracks` announces `track`.
     pub fn carries(&self, track: Track) -> bool {
         self.tracks

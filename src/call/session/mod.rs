@@ -167,16 +167,24 @@ impl Session {
                 format_args!("connected: protocol {protocol:?}, version {version:?}"),
             ),
             Inbound::Start {
-                stream_sid, start, ..
+                stream_sid,
+                mut start,
+                ..
             } => {
-                if stream_sid.is_empty() || start.stream_sid != stream_sid {
+                // Sent back in every message of ours: it must be one we can
+                // write as Twilio wrote it (JSON escapes it; GLib could not).
+                if stream_sid.is_empty()
+                    || start.stream_sid != stream_sid
+                    || stream_sid.contains('\0')
+                {
                     out.invalid(format_args!(
                         "start with streamSid {stream_sid:?} and start.streamSid {:?}: \
-                         they must be one and not empty",
+                         they must be one, not empty, without U+0000",
                         start.stream_sid
                     ));
                     return out;
                 }
+                start.replace_nul();
                 if let Some(ours) = &self.stream_sid {
                     out.invalid(format_args!(
                         "duplicate start (streamSid {stream_sid:?}, already {ours:?})"
@@ -277,17 +285,25 @@ impl Session {
             Inbound::Mark {
                 stream_sid, mark, ..
             } => {
-                if self.check_sid(&mut out, "mark", &stream_sid) {
+                if !self.check_sid(&mut out, "mark", &stream_sid) {
+                } else if mark.name.contains('\0') {
+                    // No mark of ours holds one (a GLib string cannot), and
+                    // posted it would be cut there, maybe to a name we did send.
+                    out.invalid(format_args!("mark {:?}: a name with U+0000", mark.name));
+                } else {
                     out.count(Stat::MarksReceived, 1);
                     out.event = Some(CallEvent::Mark(mark.name));
                 }
             }
             Inbound::Stop {
-                stream_sid, stop, ..
+                stream_sid,
+                mut stop,
+                ..
             } => {
                 if self.check_sid(&mut out, "stop", &stream_sid) && !self.stopped {
                     out.note(Level::Info, format_args!("stop"));
                     self.stopped = true;
+                    stop.replace_nul();
                     out.event = Some(CallEvent::Stop(stop));
                 }
             }
