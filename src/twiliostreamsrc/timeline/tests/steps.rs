@@ -93,23 +93,33 @@ fn earlier_chunks_come_late_over_a_second_are_no_step() {
     assert_eq!((placed.overlap, placed.silence, placed.lost), (true, 0, 0));
 }
 
-#[test]
-fn timestamps_back_home_after_a_step_back_are_no_gap() {
-    let t0 = Instant::now();
+/// Chunk `n + 1`, stamped 400 ms before its time.
+fn back(t0: Instant, n: u64) -> Chunk {
+    Chunk {
+        timestamp_ms: 20 * n - 400,
+        ..chunk(t0, 20 * n, Some(n + 1))
+    }
+}
+
+/// Chunks 2–20 on time, then 21–30 stamped 400 ms back: a step, measured
+/// anew.
+fn stepped_back(t0: Instant) -> Timeline {
     let mut timeline = started(t0, &["inbound"]);
     for n in 1..20 {
         timeline.place(&chunk(t0, 20 * n, Some(n + 1)));
         timeline.advance(160);
     }
-    // Chunks 21–30 stamped 400 ms back: a step, measured anew.
-    let back = |n: u64| Chunk {
-        timestamp_ms: 20 * n - 400,
-        ..chunk(t0, 20 * n, Some(n + 1))
-    };
     for n in 20..30 {
-        timeline.place(&back(n));
+        timeline.place(&back(t0, n));
         timeline.advance(160);
     }
+    timeline
+}
+
+#[test]
+fn timestamps_back_home_after_a_step_back_are_no_gap() {
+    let t0 = Instant::now();
+    let mut timeline = stepped_back(t0);
     // Chunk 31 stamped where it was before: home, not 400 ms of silence.
     let placed = timeline.place(&chunk(t0, 600, Some(31)));
     assert_eq!(
@@ -126,21 +136,9 @@ fn timestamps_back_home_after_a_step_back_are_no_gap() {
 #[test]
 fn chunks_lost_as_long_as_a_step_back_are_a_gap() {
     let t0 = Instant::now();
-    let mut timeline = started(t0, &["inbound"]);
-    for n in 1..20 {
-        timeline.place(&chunk(t0, 20 * n, Some(n + 1)));
-        timeline.advance(160);
-    }
-    let back = |n: u64| Chunk {
-        timestamp_ms: 20 * n - 400,
-        ..chunk(t0, 20 * n, Some(n + 1))
-    };
-    for n in 20..30 {
-        timeline.place(&back(n));
-        timeline.advance(160);
-    }
+    let mut timeline = stepped_back(t0);
     // Chunks 31–50 lost: chunk 51 400 ms on, its number skipping 20.
-    let placed = timeline.place(&back(50));
+    let placed = timeline.place(&back(t0, 50));
     assert_eq!(
         (placed.lost, placed.silence, placed.step_ms),
         (20, 3200, None)
