@@ -388,7 +388,8 @@ async fn main() -> ExitCode {
                     report.clears,
                     format.duration_ns(report.playback.played.len()) as f64 / 1e9,
                     match report.closed_by_plugin {
-                        Some(code) => format!(", closed by the plugin (code {code:?})"),
+                        Some(Some(code)) => format!(", closed by the plugin (code {code})"),
+                        Some(None) => ", closed by the plugin (no close code)".to_owned(),
                         None => String::new(),
                     }
                 );
