@@ -226,7 +226,7 @@ impl TwilioStreamSrc {
     }
 
     /// The `end-stream` action signal.
-    fn end_stream(&self, after_playout: bool) -> bool {
+    pub(super) fn end_stream(&self, after_playout: bool) -> bool {
         let call = self.state.lock().unwrap().call.clone();
         let Some(call) = call else {
             gst::info!(CAT, imp = self, "end-stream: no call to end");
@@ -326,25 +326,7 @@ impl ObjectImpl for TwilioStreamSrc {
     }
 
     fn signals() -> &'static [glib::subclass::Signal] {
-        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
-            vec![
-                // Action signal: ends the stream (closes the WebSocket; on
-                // <Connect><Stream> Twilio goes on with the TwiML), with the
-                // argument TRUE only once Twilio has played what was sent.
-                // The src then posts twilio-ended and goes EOS. Returns
-                // whether there was a call to end.
-                glib::subclass::Signal::builder("end-stream")
-                    .param_types([bool::static_type()])
-                    .return_type::<bool>()
-                    .action()
-                    .class_handler(|args| {
-                        let src = args[0].get::<super::TwilioStreamSrc>().unwrap();
-                        let after_playout = args[1].get::<bool>().unwrap();
-                        Some(src.imp().end_stream(after_playout).to_value())
-                    })
-                    .build(),
-            ]
-        });
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(properties::signals);
         SIGNALS.as_ref()
     }
 

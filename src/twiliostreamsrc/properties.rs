@@ -116,6 +116,27 @@ impl Default for Settings {
     }
 }
 
+/// The src's action signals.
+pub(super) fn signals() -> Vec<glib::subclass::Signal> {
+    vec![
+        // Action signal: ends the stream (closes the WebSocket; on
+        // <Connect><Stream> Twilio goes on with the TwiML), with the
+        // argument TRUE only once Twilio has played what was sent.
+        // The src then posts twilio-ended and goes EOS. Returns
+        // whether there was a call to end.
+        glib::subclass::Signal::builder("end-stream")
+            .param_types([bool::static_type()])
+            .return_type::<bool>()
+            .action()
+            .class_handler(|args| {
+                let src = args[0].get::<super::TwilioStreamSrc>().unwrap();
+                let after_playout = args[1].get::<bool>().unwrap();
+                Some(src.imp().end_stream(after_playout).to_value())
+            })
+            .build(),
+    ]
+}
+
 /// The specs of every property.
 pub(super) fn specs() -> &'static [glib::ParamSpec] {
     static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
