@@ -298,6 +298,12 @@ fn src_counter(src: &gst::Element, name: &str) -> u64 {
     src.property::<gst::Structure>("stats").get(name).unwrap()
 }
 
+/// The step tests' pipelines: one track against a reported 700 ms; both,
+/// against 20 ms, 620 ms and the 60 ms track-wait.
+const STEP_MONO: &str = "twiliostreamsrc name=src port=0 latency=680 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false";
+const STEP_BOTH: &str = "twiliostreamsrc name=src port=0 track=both latency=620 ! \
+     audio/x-raw,rate=8000 ! fakesink name=sink sync=false";
+
 /// The inbound track's timestamps stepped 1 s back from its 51st chunk on.
 fn stepping_back(n: usize) -> i64 {
     if n >= 50 { -1000 } else { 0 }
@@ -307,36 +313,23 @@ fn stepping_back(n: usize) -> i64 {
 /// without the step taken into account each of the 50 after it would be
 /// 1 s late; on time, none is (a chunk would have to be held up 700 ms).
 fn after_a_step_back_on_time_chunks_are_not_late() {
-    let counts = play_shifted(
-        "twiliostreamsrc name=src port=0 latency=680 ! audio/x-raw,rate=8000 ! \
-         fakesink name=sink sync=false",
-        &[Track::Inbound],
-        stepping_back,
-    );
+    let counts = play_shifted(STEP_MONO, &[Track::Inbound], stepping_back);
     assert_eq!(counts, [0; 4], "late, late at stop, lost, too late");
 }
 
 /// One track: its timestamps 1 s back for chunks 51–75, then home again:
 /// no gap (no second of silence, no 50 chunks lost), none late.
 fn timestamps_back_home_after_a_step_back_are_no_gap() {
-    let counts = play_shifted(
-        "twiliostreamsrc name=src port=0 latency=680 ! audio/x-raw,rate=8000 ! \
-         fakesink name=sink sync=false",
-        &[Track::Inbound],
-        |n| if (50..75).contains(&n) { -1000 } else { 0 },
-    );
+    let counts = play_shifted(STEP_MONO, &[Track::Inbound], |n| {
+        if (50..75).contains(&n) { -1000 } else { 0 }
+    });
     assert_eq!(counts, [0; 4], "late, late at stop, lost, too late");
 }
 
 /// The same with `track=both`, the outbound track untouched: 20 ms, 620 ms
 /// and the 60 ms track-wait reported.
 fn after_a_step_back_in_one_of_both_tracks_on_time_chunks_are_not_late() {
-    let counts = play_shifted(
-        "twiliostreamsrc name=src port=0 track=both latency=620 ! audio/x-raw,rate=8000 ! \
-         fakesink name=sink sync=false",
-        &[Track::Inbound, Track::Outbound],
-        stepping_back,
-    );
+    let counts = play_shifted(STEP_BOTH, &[Track::Inbound, Track::Outbound], stepping_back);
     assert_eq!(counts, [0; 4], "late, late at stop, lost, too late");
 }
 
@@ -345,16 +338,11 @@ fn after_a_step_back_in_one_of_both_tracks_on_time_chunks_are_not_late() {
 /// chunks after it 1 s ahead (a step: its audio goes on). The one dropped
 /// is judged by its own timestamp, 60 ms off, not by the step's 1 s.
 fn a_chunk_dropped_before_a_step_ahead_is_judged_by_its_own_timestamp() {
-    let counts = play_shifted(
-        "twiliostreamsrc name=src port=0 track=both latency=620 ! audio/x-raw,rate=8000 ! \
-         fakesink name=sink sync=false",
-        &[Track::Inbound, Track::Outbound],
-        |n| match n {
-            50 => -60,
-            51.. => 1000,
-            _ => 0,
-        },
-    );
+    let counts = play_shifted(STEP_BOTH, &[Track::Inbound, Track::Outbound], |n| match n {
+        50 => -60,
+        51.. => 1000,
+        _ => 0,
+    });
     // (The track one chunk short of the other at the end: one lost.)
     assert_eq!(counts, [0, 0, 1, 1], "late, late at stop, lost, too late");
 }
