@@ -1,6 +1,7 @@
 //! twiliostreamsrc's call quality end to end: a lost chunk of voiced audio
-//! concealed (`gap-fill=plc`, at 8 and 16 kHz and per track) or left silent
-//! (`silence`), the audio around it untouched; `twilio-quality` reports by
+//! concealed (`gap-fill=plc`, at 8 and 16 kHz, in the call's own μ-law and
+//! per track) or left silent (`silence`), the audio around it untouched;
+//! `twilio-quality` reports by
 //! stream time with the loss injected, and the final figures in
 //! `twilio-stop`; `late-chunks` after steps in the timestamps; in both
 //! push modes.
@@ -19,6 +20,7 @@ in_both_modes!(
     a_lost_chunk_is_concealed_close_to_the_signal_at_8k,
     a_lost_chunk_is_silence_with_gap_fill_silence,
     a_lost_chunk_is_concealed_at_16k,
+    a_lost_chunk_is_concealed_in_the_calls_own_mulaw,
     both_tracks_conceal_the_track_that_lost_only,
     quality_reports_follow_stream_time_and_count_the_loss,
     after_a_step_back_on_time_chunks_are_not_late,
@@ -160,6 +162,27 @@ fn a_lost_chunk_is_concealed_at_16k() {
     assert!(snr > 10.0, "concealment {snr:.1} dB from the signal");
     assert!(silence.abs() < 1.0, "silence {silence:.1} dB");
     assert_eq!(concealed[..2 * LOST * 160], whole[..2 * LOST * 160]);
+}
+
+fn a_lost_chunk_is_concealed_in_the_calls_own_mulaw() {
+    let ulaw = encode(&voiced());
+    for fill in ["plc", "silence"] {
+        let (p, collector, url) = start(&format!(
+            "twiliostreamsrc name=src port=0 gap-fill={fill} ! audio/x-mulaw ! \
+             fakesink name=sink sync=false"
+        ));
+        play_losing(&url, &[Track::Inbound], &ulaw);
+        let got = collector.wait_eos().bytes();
+        if fill == "plc" {
+            // Byte for byte but where the loss and the blend are encoded.
+            assert_concealed(&decode(&got), &decode(&ulaw));
+        } else {
+            let mut expected = ulaw.clone();
+            expected[gap()].fill(0xFF);
+            assert_eq!(got, expected);
+        }
+        set_state(&p, gst::State::Null);
+    }
 }
 
 fn both_tracks_conceal_the_track_that_lost_only() {

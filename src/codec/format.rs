@@ -193,6 +193,17 @@ impl WireFormat {
         }
     }
 
+    /// Writes one sample encoded into `out`: one tick's bytes of an 8 kHz
+    /// format (a compressed format writes nothing).
+    pub fn encode_sample(self, sample: i16, out: &mut [u8]) {
+        match self.codec {
+            Codec::Pcmu => out[0] = g711::encode(sample),
+            Codec::Pcma => out[0] = alaw::encode(sample),
+            Codec::L16(order) => out[..2].copy_from_slice(&order.write(sample)),
+            Codec::G722 | Codec::Opus => {}
+        }
+    }
+
     /// Appends `samples` (at [`rate`](Self::rate)) to `out`, encoded (a
     /// compressed format appends nothing: the sink passes it through).
     pub fn encode(self, samples: &[i16], out: &mut Vec<u8>) {

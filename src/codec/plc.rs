@@ -116,6 +116,12 @@ impl Concealer {
         ]
     }
 
+    /// No loss in progress or being blended into the audio: the next
+    /// received chunk goes through [`good`](Self::good) untouched.
+    pub fn settled(&self) -> bool {
+        self.phase == Phase::Good
+    }
+
     /// Forgets all audio and any loss in progress (a new stream).
     pub fn reset(&mut self) {
         *self = Self::new();

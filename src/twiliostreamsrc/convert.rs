@@ -1,6 +1,7 @@
 //! The call's audio turned into the output format ([`Output`]): the wire
-//! bytes passed through when the output is the call's own format, else
-//! decoded (μ-law, A-law, L16), concealed where lost (8 kHz calls),
+//! bytes passed through when the output is the call's own format (a loss
+//! concealed in them), else decoded (μ-law, A-law, L16), concealed where
+//! lost (8 kHz calls),
 //! resampled to the output rate and written (S16LE/BE, μ-law, A-law); two
 //! channels interleaved for `track=both`. Where the samples go in time is
 //! `timeline`'s and `tracks`' business.
@@ -17,8 +18,9 @@ use super::output::{Encoding, Output};
 /// concealment on (`gap-fill=plc`) and an 8 kHz call, its [`Concealer`]
 /// sees every sample at 8 kHz before the resampler: received audio through
 /// `good` (untouched unless it follows a loss), lost stretches filled by
-/// `conceal`. Output in the call's own format is its bytes, passed through:
-/// gaps stay silence.
+/// `conceal`. Output in the call's own format is its bytes, passed through;
+/// with concealment, what was lost and the blend after it are encoded
+/// into them (the rest stays byte for byte).
 #[derive(Default)]
 pub struct Converter {
     resampler: Option<Resampler>,
@@ -59,10 +61,7 @@ impl Converter {
     /// when concealment is on.
     pub fn write(&mut self, output: Output, silence: usize, wire: &[u8], out: &mut [u8]) {
         if output.passthrough() {
-            let width = output.wire.bytes_per_tick();
-            let (gap, audio) = out.split_at_mut(silence * width);
-            gap.fill(output.wire.silence());
-            audio.copy_from_slice(&wire[..audio.len()]);
+            self.pass(output, silence, wire, None, out);
             return;
         }
         let samples = out.len() / output.sample_bytes();
@@ -88,23 +87,7 @@ impl Converter {
         decoded.resize(lead, 0);
         format.decode(wire, &mut decoded);
         if let Some(concealer) = self.concealer.as_mut().filter(|_| output.conceals()) {
-            let (gap, audio) = decoded.split_at_mut(lead);
-            match lost {
-                None => {
-                    if !gap.is_empty() {
-                        concealer.conceal(gap);
-                    }
-                    if !audio.is_empty() {
-                        concealer.good(audio);
-                    }
-                }
-                Some(lost) => {
-                    if !gap.is_empty() {
-                        concealer.good(gap);
-                    }
-                    conceal_runs(concealer, audio, lost);
-                }
-            }
+            feed(concealer, &mut decoded, lead, lost);
         }
         let rates = (format.rate, output.rate);
         if self.resampler.as_ref().is_none_or(|r| r.rates() != rates) {
@@ -118,6 +101,77 @@ impl Converter {
         debug_assert_eq!(resampled.len(), samples, "{rates:?}");
         resampled.resize(samples, 0);
         resampled
+    }
+
+    /// Writes the call's own bytes (`output` is its format) after `silence`
+    /// ticks of silence into `out`, as [`write`](Self::write) or
+    /// [`StereoConverter::write`] (`lost`) say. With concealment on, the
+    /// concealer hears every sample; what it changes (the loss, the blend
+    /// after it) is encoded into the bytes, the rest stays as it came.
+    fn pass(
+        &mut self,
+        output: Output,
+        silence: usize,
+        wire: &[u8],
+        lost: Option<&[bool]>,
+        out: &mut [u8],
+    ) {
+        let format = output.wire;
+        let width = format.bytes_per_tick();
+        let (gap, audio) = out.split_at_mut(silence * width);
+        gap.fill(format.silence());
+        audio.copy_from_slice(&wire[..audio.len()]);
+        let Some(concealer) = self.concealer.as_mut().filter(|_| output.conceals()) else {
+            return;
+        };
+        // 8 kHz: a tick is a sample.
+        let mut pcm = scratch::i16s();
+        pcm.resize(silence, 0);
+        format.decode(audio, &mut pcm);
+        let loss = match lost {
+            None => silence > 0,
+            Some(lost) => lost.contains(&true),
+        };
+        if !loss && concealer.settled() {
+            // Nothing to change: the concealer only remembers the audio.
+            feed(concealer, &mut pcm, silence, lost);
+            return;
+        }
+        let mut before = scratch::i16s();
+        before.extend_from_slice(&pcm);
+        feed(concealer, &mut pcm, silence, lost);
+        for ((now, was), bytes) in pcm
+            .iter()
+            .zip(before.iter())
+            .zip(out.chunks_exact_mut(width))
+        {
+            if now != was {
+                format.encode_sample(*now, bytes);
+            }
+        }
+    }
+}
+
+/// Feeds `pcm` to `concealer`: its first `lead` samples are a loss
+/// (concealed) without `lost`, else plain silence (the end's tail) with
+/// `lost` marking which of the rest stand in for lost samples.
+fn feed(concealer: &mut Concealer, pcm: &mut [i16], lead: usize, lost: Option<&[bool]>) {
+    let (gap, audio) = pcm.split_at_mut(lead);
+    match lost {
+        None => {
+            if !gap.is_empty() {
+                concealer.conceal(gap);
+            }
+            if !audio.is_empty() {
+                concealer.good(audio);
+            }
+        }
+        Some(lost) => {
+            if !gap.is_empty() {
+                concealer.good(gap);
+            }
+            conceal_runs(concealer, audio, lost);
+        }
     }
 }
 
@@ -183,9 +237,7 @@ impl StereoConverter {
             bytes.clear();
             bytes.resize(half, 0);
             if output.passthrough() {
-                let (gap, audio) = bytes.split_at_mut(silence * output.wire.bytes_per_tick());
-                gap.fill(output.wire.silence());
-                audio.copy_from_slice(&wire[c][..audio.len()]);
+                self.channels[c].pass(output, silence, wire[c], Some(lost[c]), bytes);
             } else {
                 let pcm =
                     self.channels[c].pcm(output, silence, wire[c], Some(lost[c]), half / width);
@@ -288,6 +340,156 @@ mod tests {
         let out = convert(&mut Converter::default(), mulaw(), 3, &ulaw);
         assert_eq!(out[..3], [g711::SILENCE; 3]);
         assert_eq!(out[3..], ulaw[..]);
+    }
+
+    /// A voiced sound: 100 Hz and its next two harmonics, at 8 kHz.
+    fn voiced(n: usize) -> Vec<i16> {
+        (0..n)
+            .map(|i| {
+                let w = 2.0 * std::f64::consts::PI * 100.0 * i as f64 / 8000.0;
+                (6000.0 * w.sin() + 3000.0 * (2.0 * w).sin() + 1500.0 * (3.0 * w).sin()) as i16
+            })
+            .collect()
+    }
+
+    /// `samples` (8 kHz) in `wire`'s format and back: what survives it.
+    fn through(wire: WireFormat, samples: &[i16]) -> Vec<i16> {
+        let mut bytes = Vec::new();
+        wire.encode(samples, &mut bytes);
+        let mut decoded = Vec::new();
+        wire.decode(&bytes, &mut decoded);
+        decoded
+    }
+
+    /// The wire formats at 8 kHz, whose own bytes can be concealed.
+    fn narrowband() -> [WireFormat; 4] {
+        [
+            WireFormat::PCMU,
+            WireFormat::PCMA,
+            WireFormat::l16(8000, ByteOrder::Little),
+            WireFormat::l16(8000, ByteOrder::Big),
+        ]
+    }
+
+    #[test]
+    fn own_bytes_are_concealed_where_lost_and_kept_elsewhere() {
+        // Chunk 1 of 5 is lost: the next one comes after 160 ticks of gap.
+        let pcm = voiced(800);
+        for wire in narrowband() {
+            let mut bytes = Vec::new();
+            wire.encode(&pcm, &mut bytes);
+            let width = wire.bytes_per_tick();
+            let chunks: Vec<&[u8]> = bytes.chunks(160 * width).collect();
+            let (own, decoded) = (Output::own(wire), pcm8k_of(wire));
+            let (mut pass, mut pcm8k) = (Converter::default(), Converter::default());
+            pass.set_concealment(true);
+            pcm8k.set_concealment(true);
+            let (mut got, mut reference) = (Vec::new(), Vec::new());
+            for (i, chunk) in chunks.iter().enumerate().filter(|(i, _)| *i != 1) {
+                let silence = if i == 2 { 160 } else { 0 };
+                got.extend(convert(&mut pass, own, silence, chunk));
+                reference.extend(s16le(&convert(&mut pcm8k, decoded, silence, chunk)));
+            }
+            // What PCM output conceals, in the call's own bytes.
+            let mut heard = Vec::new();
+            wire.decode(&got, &mut heard);
+            assert_eq!(heard, through(wire, &reference), "{wire}");
+            // Only the loss and the blend after it (at most 10 ms) changed.
+            let mut kept = bytes.clone();
+            kept[160 * width..320 * width].fill(wire.silence());
+            let changed = got.iter().zip(&kept).position(|(g, k)| g != k);
+            let last = got.iter().zip(&kept).rposition(|(g, k)| g != k);
+            let (changed, last) = (changed.unwrap() / width, last.unwrap() / width);
+            assert!((160..170).contains(&changed), "{wire}: from {changed}");
+            assert!((320..400).contains(&last), "{wire}: to {last}");
+            let gap = &heard[160..320];
+            let snr = snr_db(&pcm[160..320], gap);
+            assert!(
+                snr > 10.0,
+                "{wire}: concealment {snr:.1} dB from the signal"
+            );
+        }
+    }
+
+    #[test]
+    fn own_bytes_stay_silent_where_lost_without_concealment() {
+        let pcm = voiced(320);
+        for wire in narrowband() {
+            let mut bytes = Vec::new();
+            wire.encode(&pcm, &mut bytes);
+            let width = wire.bytes_per_tick();
+            let mut converter = Converter::default();
+            converter.set_concealment(false);
+            let first = convert(&mut converter, Output::own(wire), 0, &bytes[..160 * width]);
+            let next = convert(
+                &mut converter,
+                Output::own(wire),
+                160,
+                &bytes[160 * width..],
+            );
+            assert_eq!(first, bytes[..160 * width], "{wire}");
+            assert!(
+                next[..160 * width].iter().all(|&b| b == wire.silence()),
+                "{wire}"
+            );
+            assert_eq!(next[160 * width..], bytes[160 * width..], "{wire}");
+        }
+    }
+
+    #[test]
+    fn both_channels_of_own_bytes_conceal_the_ticks_marked_lost() {
+        // Channel 0's second 20 ms stands in for a lost chunk (as the
+        // aligner marks it: silence bytes); channel 1 lost nothing.
+        let pcm = voiced(480);
+        for wire in narrowband() {
+            let mut bytes = Vec::new();
+            wire.encode(&pcm, &mut bytes);
+            let width = wire.bytes_per_tick();
+            let mut holed = bytes.clone();
+            holed[160 * width..320 * width].fill(wire.silence());
+            let mut lost = vec![false; 480];
+            lost[160..320].fill(true);
+            let (own, decoded) = (Output::own(wire), pcm8k_of(wire));
+            let (mut pass, mut pcm8k) = (StereoConverter::default(), StereoConverter::default());
+            pass.set_concealment(true);
+            pcm8k.set_concealment(true);
+            let mut got = vec![0; 2 * bytes.len()];
+            pass.write(own, 0, [&holed, &bytes], [&lost, &[]], &mut got);
+            let mut reference = vec![0; 2 * 480 * 2];
+            pcm8k.write(decoded, 0, [&holed, &bytes], [&lost, &[]], &mut reference);
+            let reference = s16le(&reference);
+            let frames: Vec<&[u8]> = got.chunks_exact(2 * width).collect();
+            for c in 0..2 {
+                let channel: Vec<u8> = frames
+                    .iter()
+                    .flat_map(|f| f[c * width..(c + 1) * width].to_vec())
+                    .collect();
+                let mut heard = Vec::new();
+                wire.decode(&channel, &mut heard);
+                let expected: Vec<i16> = reference.iter().skip(c).step_by(2).copied().collect();
+                assert_eq!(heard, through(wire, &expected), "{wire}, channel {c}");
+            }
+            let right: Vec<u8> = frames.iter().flat_map(|f| f[width..].to_vec()).collect();
+            assert_eq!(right, bytes, "{wire}: channel 1 as it came");
+        }
+    }
+
+    /// The signal-to-noise ratio of `test` against `reference`, in dB.
+    fn snr_db(reference: &[i16], test: &[i16]) -> f64 {
+        let power = |x: &mut dyn Iterator<Item = f64>| x.map(|v| v * v).sum::<f64>();
+        let signal = power(&mut reference.iter().map(|&r| f64::from(r)));
+        let noise = power(
+            &mut reference
+                .iter()
+                .zip(test)
+                .map(|(&r, &t)| f64::from(r) - f64::from(t)),
+        );
+        10.0 * (signal / noise.max(1.0)).log10()
+    }
+
+    /// S16LE at 8 kHz decoded from a call in `wire`.
+    fn pcm8k_of(wire: WireFormat) -> Output {
+        output(Encoding::S16le, 8000, wire)
     }
 
     #[test]

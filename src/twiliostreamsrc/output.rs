@@ -253,10 +253,11 @@ impl Output {
         self.delay().nseconds().div_ceil(125_000) as usize
     }
 
-    /// Whether lost audio can be concealed: PCM decoded from an 8 kHz call
-    /// (the concealer works at 8 kHz; the call's own bytes pass as they came).
+    /// Whether lost audio can be concealed: an 8 kHz call (the concealer
+    /// works at 8 kHz), decoded or in its own bytes (the concealment encoded
+    /// into them).
     pub fn conceals(self) -> bool {
-        self.wire.rate == 8000 && !self.passthrough()
+        self.wire.rate == 8000 && !self.wire.is_compressed()
     }
 
     pub fn latency(self) -> ClockTime {
@@ -301,6 +302,8 @@ mod tests {
         let wide = WireFormat::l16(16000, ByteOrder::Little);
         let own = out(Encoding::S16le, 16000, wide);
         assert!(own.passthrough() && !own.conceals());
+        assert!(out(Encoding::Mulaw, 8000, mulaw).conceals());
+        assert!(out(Encoding::Alaw, 8000, WireFormat::PCMA).conceals());
         assert_eq!(own.delay(), ClockTime::ZERO);
         assert_eq!(out(Encoding::S16le, 16000, mulaw).tail_ticks(), 21);
         assert!(out(Encoding::S16le, 8000, WireFormat::PCMA).conceals());

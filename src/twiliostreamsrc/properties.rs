@@ -180,8 +180,9 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                     "What fills audio lost on the way (missing chunks, by chunk number or \
                         timestamp): plc conceals it (the last pitch periods repeated, fading \
                         to silence 60 ms in, blended back into the audio after), per track; \
-                        silence leaves it silent. μ-law output passes the call's bytes \
-                        through and keeps silence either way",
+                        silence leaves it silent. Output in an 8 kHz call's own bytes (μ-law, \
+                        A-law) is concealed too: only the loss and the blend after it \
+                        are encoded anew",
                 )
                 .default_value(GapFill::Plc)
                 .mutable_ready()
