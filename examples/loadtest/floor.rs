@@ -13,7 +13,8 @@
 //!
 //! The `gst-floor` server is the same echo, each chunk also pushed through
 //! a GStreamer pad into a sink (`handoff.rs`): what GStreamer's hand-off
-//! adds to the floor, with nothing of the plugin.
+//! adds to the floor, with nothing of the plugin. `gst-floor2` pushes it
+//! through a capsfilter first: two hand-offs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -60,9 +61,10 @@ struct OutMedia<'a> {
 }
 
 /// Binds a port on 127.0.0.1 and serves echo connections on `runtime`;
-/// returns the port. With `handoff`, each chunk also goes through a
-/// GStreamer pad into a sink (the `gst-floor` server, see `handoff.rs`).
-pub fn serve(runtime: &tokio::runtime::Runtime, handoff: bool) -> u16 {
+/// returns the port. With `handoffs` (1 or 2), each chunk also goes
+/// through a GStreamer pad into a sink, directly or through a capsfilter
+/// (the `gst-floor` servers, see `handoff.rs`).
+pub fn serve(runtime: &tokio::runtime::Runtime, handoffs: usize) -> u16 {
     let listener = runtime
         .block_on(TcpListener::bind("127.0.0.1:0"))
         .expect("cannot bind");
@@ -70,13 +72,13 @@ pub fn serve(runtime: &tokio::runtime::Runtime, handoff: bool) -> u16 {
     runtime.spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let _ = tcp.set_nodelay(true);
-            tokio::spawn(echo(tcp, handoff));
+            tokio::spawn(echo(tcp, handoffs));
         }
     });
     port
 }
 
-async fn echo(tcp: tokio::net::TcpStream, handoff: bool) {
+async fn echo(tcp: tokio::net::TcpStream, handoffs: usize) {
     // The plugin's read buffer: tungstenite's default (128 KiB) is zeroed
     // before every read, which would make the floor a third dearer.
     let config = WebSocketConfig::default().read_buffer_size(1024);
@@ -88,7 +90,7 @@ async fn echo(tcp: tokio::net::TcpStream, handoff: bool) {
     // Reused for every message: the one allocation per echo is the text
     // handed to tungstenite, as in the plugin.
     let (mut audio, mut payload) = (Vec::new(), String::new());
-    let handoff = handoff.then(Handoff::new);
+    let handoff = (handoffs > 0).then(|| Handoff::new(handoffs == 2));
     let mut pts = 0;
     while let Some(Ok(msg)) = ws.next().await {
         let Message::Text(text) = msg else {

@@ -3,6 +3,8 @@
 //! a pad into a `fakesink` (a BaseSink, as `twiliostreamsink` is) on the
 //! network thread. No codec, none of the plugin: one buffer allocation
 //! and one pad-to-sink hand-off per chunk, the least any pipeline pays.
+//! Or through a `capsfilter` first (`gst-floor2`): the least a pipeline
+//! with caps between its elements pays.
 
 use gst::prelude::*;
 
@@ -13,7 +15,8 @@ pub struct Handoff {
 }
 
 impl Handoff {
-    pub fn new() -> Self {
+    /// Into a fakesink, through a capsfilter first with `filter`.
+    pub fn new(filter: bool) -> Self {
         let pipeline = gst::Pipeline::new();
         let sink = gst::ElementFactory::make("fakesink")
             .property("sync", false)
@@ -22,15 +25,24 @@ impl Handoff {
             .build()
             .unwrap();
         pipeline.add(&sink).unwrap();
-        let pad = gst::Pad::builder(gst::PadDirection::Src).build();
-        pad.link(&sink.static_pad("sink").unwrap()).unwrap();
-        pipeline.set_state(gst::State::Playing).unwrap();
-        pad.set_active(true).unwrap();
-        pad.push_event(gst::event::StreamStart::new("handoff"));
         let caps = gst::Caps::builder("audio/x-mulaw")
             .field("rate", 8000i32)
             .field("channels", 1i32)
             .build();
+        let mut first = sink.clone();
+        if filter {
+            first = gst::ElementFactory::make("capsfilter")
+                .property("caps", &caps)
+                .build()
+                .unwrap();
+            pipeline.add(&first).unwrap();
+            first.link(&sink).unwrap();
+        }
+        let pad = gst::Pad::builder(gst::PadDirection::Src).build();
+        pad.link(&first.static_pad("sink").unwrap()).unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        pad.set_active(true).unwrap();
+        pad.push_event(gst::event::StreamStart::new("handoff"));
         pad.push_event(gst::event::Caps::new(&caps));
         let segment = gst::FormattedSegment::<gst::ClockTime>::new();
         pad.push_event(gst::event::Segment::new(&segment));

@@ -7,7 +7,8 @@
 //! server child process (this binary with `--serve N --server KIND`) runs N
 //! echo pipelines on one port, or the floor: a bare tokio-tungstenite echo
 //! doing the JSON and base64 work and nothing else (`floor.rs`), or the
-//! floor with one GStreamer hand-off per chunk (`gst-floor`, `handoff.rs`). On a
+//! floor with one GStreamer hand-off per chunk (`gst-floor`, `handoff.rs`;
+//! `gst-floor2`: two, through a capsfilter). On a
 //! machine with two CPUs or more the server is pinned to the last one and
 //! the driver to the first (`taskset`), so the server's CPU is one core's.
 //!
@@ -49,6 +50,9 @@ pub enum Kind {
     /// The floor plus one GStreamer buffer per chunk, pushed from a pad
     /// into a fakesink: what GStreamer's hand-off alone costs.
     GstFloor,
+    /// As `gst-floor`, through a capsfilter first: the two hand-offs that
+    /// `tuned` makes (its caps are a capsfilter between src and sink).
+    GstFloor2,
     /// `twiliostreamsrc ! twiliostreamsink`, all defaults.
     Default,
     /// `twiliostreamsrc ! queue ! twiliostreamsink`, all defaults.

@@ -17,7 +17,9 @@ pub fn pipeline(kind: Kind, port: u32) -> String {
         Kind::Queue => ("", "! queue !", ""),
         Kind::Tuned => (" quality-interval=0", "! audio/x-mulaw !", ""),
         Kind::Streaming => (" shared-threads=false", "! queue !", " sync=true"),
-        Kind::Floor | Kind::GstFloor => unreachable!("the floors run no pipeline"),
+        Kind::Floor | Kind::GstFloor | Kind::GstFloor2 => {
+            unreachable!("the floors run no pipeline")
+        }
     };
     format!(
         "twiliostreamsrc name=src port={port} path=/echo{src} {between} twiliostreamsink name=sink{sink}"
@@ -31,6 +33,9 @@ pub fn describe(kind: Kind) -> String {
         Kind::GstFloor => {
             "the floor, each chunk also pushed from a pad into `fakesink sync=false`".to_owned()
         }
+        Kind::GstFloor2 => "the floor, each chunk also pushed from a pad through \
+            `capsfilter` into `fakesink sync=false`"
+            .to_owned(),
         kind => format!(
             "`{}`",
             pipeline(kind, 0)
@@ -43,8 +48,13 @@ pub fn describe(kind: Kind) -> String {
 pub fn serve(n: usize, kind: Kind) {
     let out = std::io::stdout();
     let (_, base_rss) = usage(std::process::id());
-    if matches!(kind, Kind::Floor | Kind::GstFloor) {
-        if kind == Kind::GstFloor {
+    if matches!(kind, Kind::Floor | Kind::GstFloor | Kind::GstFloor2) {
+        let handoffs = match kind {
+            Kind::GstFloor => 1,
+            Kind::GstFloor2 => 2,
+            _ => 0,
+        };
+        if handoffs > 0 {
             gst::init().unwrap();
         }
         // As many workers as the plugin's runtime would have.
@@ -57,7 +67,7 @@ pub fn serve(n: usize, kind: Kind) {
             .enable_all()
             .build()
             .unwrap();
-        let port = floor::serve(&runtime, kind == Kind::GstFloor);
+        let port = floor::serve(&runtime, handoffs);
         writeln!(out.lock(), "READY {port} {base_rss}").unwrap();
         answer(&out, || {
             let frames = floor::FRAMES.load(std::sync::atomic::Ordering::Relaxed);
