@@ -11,8 +11,9 @@ const PITCH_MAX: usize = 120;
 const CORR_LEN: usize = 160;
 /// Floor of the lagged energy in the correlation, so silence scores 0.
 const CORR_MIN_POWER: f64 = 250.0;
-/// Enough for three periods of the longest pitch and a quarter more.
-const HISTORY: usize = 3 * PITCH_MAX + PITCH_MAX / 4;
+/// Enough for three periods of the longest pitch and a quarter more: all
+/// of the past a loss is concealed from.
+pub const HISTORY: usize = 3 * PITCH_MAX + PITCH_MAX / 4;
 /// Appendix I's unit of time, 10 ms: the schedule below counts in it.
 const FRAME: usize = 80;
 /// The overlap-add into the audio after a loss grows by 4 ms for each

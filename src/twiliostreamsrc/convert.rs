@@ -6,7 +6,7 @@
 //! channels interleaved for `track=both`. Where the samples go in time is
 //! `timeline`'s and `tracks`' business.
 
-use crate::codec::plc::Concealer;
+use crate::codec::plc::{self, Concealer};
 use crate::codec::scratch::{self, Scratch};
 use crate::codec::{Resampler, alaw, g711};
 
@@ -25,6 +25,10 @@ use super::output::{Encoding, Output};
 pub struct Converter {
     resampler: Option<Resampler>,
     concealer: Option<Box<Concealer>>,
+    /// The call's own bytes passed through since the concealer last heard
+    /// any (the latest of them): it hears them only when a loss needs its
+    /// history, so audio that follows no loss costs a copy, not a decode.
+    unheard: Vec<u8>,
 }
 
 impl Converter {
@@ -36,12 +40,14 @@ impl Converter {
         if let Some(concealer) = &mut self.concealer {
             concealer.reset();
         }
+        self.unheard.clear();
     }
 
     /// Conceals lost stretches (`gap-fill=plc`) or leaves them silent.
     pub fn set_concealment(&mut self, on: bool) {
         if on != self.concealer.is_some() {
             self.concealer = on.then(|| Box::new(Concealer::new()));
+            self.unheard.clear();
         }
     }
 
@@ -50,6 +56,8 @@ impl Converter {
     /// for prefetching (see `call::hot`).
     pub fn hot_ranges(&self, output: Output, next: usize) -> [(usize, usize); 2] {
         match &self.concealer {
+            // Passed through after no loss, the next chunk goes to `unheard`.
+            Some(concealer) if output.passthrough() && concealer.settled() => [(0, 0); 2],
             Some(concealer) if output.conceals() => concealer.hot_ranges(next),
             _ => [(0, 0); 2],
         }
@@ -106,8 +114,9 @@ impl Converter {
     /// Writes the call's own bytes (`output` is its format) after `silence`
     /// ticks of silence into `out`, as [`write`](Self::write) or
     /// [`StereoConverter::write`] (`lost`) say. With concealment on, the
-    /// concealer hears every sample; what it changes (the loss, the blend
-    /// after it) is encoded into the bytes, the rest stays as it came.
+    /// concealer hears every sample (those after no loss once a loss needs
+    /// them); what it changes (the loss, the blend after it) is encoded into
+    /// the bytes, the rest stays as it came.
     fn pass(
         &mut self,
         output: Output,
@@ -125,18 +134,33 @@ impl Converter {
             return;
         };
         // 8 kHz: a tick is a sample.
-        let mut pcm = scratch::i16s();
-        pcm.resize(silence, 0);
-        format.decode(audio, &mut pcm);
+        let history = plc::HISTORY * width;
         let loss = match lost {
             None => silence > 0,
             Some(lost) => lost.contains(&true),
         };
         if !loss && concealer.settled() {
-            // Nothing to change: the concealer only remembers the audio.
-            feed(concealer, &mut pcm, silence, lost);
+            // Nothing to change: kept for when a loss needs it (plain
+            // silence ahead of it too: it is what was played).
+            let unheard = &mut self.unheard;
+            unheard.extend_from_slice(gap);
+            unheard.extend_from_slice(audio);
+            if unheard.len() > 2 * history {
+                unheard.drain(..unheard.len() - history);
+            }
             return;
         }
+        let mut pcm = scratch::i16s();
+        if !self.unheard.is_empty() {
+            // Settled: it only remembers them.
+            let from = self.unheard.len().saturating_sub(history);
+            format.decode(&self.unheard[from..], &mut pcm);
+            concealer.good(&mut pcm);
+            self.unheard.clear();
+            pcm.clear();
+        }
+        pcm.resize(silence, 0);
+        format.decode(audio, &mut pcm);
         let mut before = scratch::i16s();
         before.extend_from_slice(&pcm);
         feed(concealer, &mut pcm, silence, lost);
@@ -373,41 +397,56 @@ mod tests {
 
     #[test]
     fn own_bytes_are_concealed_where_lost_and_kept_elsewhere() {
-        // Chunk 1 of 5 is lost: the next one comes after 160 ticks of gap.
-        let pcm = voiced(800);
-        for wire in narrowband() {
-            let mut bytes = Vec::new();
-            wire.encode(&pcm, &mut bytes);
-            let width = wire.bytes_per_tick();
-            let chunks: Vec<&[u8]> = bytes.chunks(160 * width).collect();
-            let (own, decoded) = (Output::own(wire), pcm8k_of(wire));
-            let (mut pass, mut pcm8k) = (Converter::default(), Converter::default());
-            pass.set_concealment(true);
-            pcm8k.set_concealment(true);
-            let (mut got, mut reference) = (Vec::new(), Vec::new());
-            for (i, chunk) in chunks.iter().enumerate().filter(|(i, _)| *i != 1) {
-                let silence = if i == 2 { 160 } else { 0 };
-                got.extend(convert(&mut pass, own, silence, chunk));
-                reference.extend(s16le(&convert(&mut pcm8k, decoded, silence, chunk)));
+        // Chunks of 20 ms, some lost: the next one comes after 160 ticks of
+        // gap. Lost early (little history), and late, twice (the history
+        // kept over many chunks, then over one after the blend).
+        let pcm = voiced(12 * 160);
+        for losses in [&[1][..], &[6, 9]] {
+            for wire in narrowband() {
+                let mut bytes = Vec::new();
+                wire.encode(&pcm, &mut bytes);
+                let width = wire.bytes_per_tick();
+                let chunks: Vec<&[u8]> = bytes.chunks(160 * width).collect();
+                let (own, decoded) = (Output::own(wire), pcm8k_of(wire));
+                let (mut pass, mut pcm8k) = (Converter::default(), Converter::default());
+                pass.set_concealment(true);
+                pcm8k.set_concealment(true);
+                let (mut got, mut reference) = (Vec::new(), Vec::new());
+                let mut kept = bytes.clone();
+                for (i, chunk) in chunks.iter().enumerate() {
+                    if losses.contains(&i) {
+                        kept[i * 160 * width..(i + 1) * 160 * width].fill(wire.silence());
+                        continue;
+                    }
+                    let silence = if losses.contains(&(i.wrapping_sub(1))) {
+                        160
+                    } else {
+                        0
+                    };
+                    got.extend(convert(&mut pass, own, silence, chunk));
+                    reference.extend(s16le(&convert(&mut pcm8k, decoded, silence, chunk)));
+                }
+                // What PCM output conceals, in the call's own bytes.
+                let mut heard = Vec::new();
+                wire.decode(&got, &mut heard);
+                assert_eq!(heard, through(wire, &reference), "{wire} {losses:?}");
+                // Only the losses and the blends after them (at most 10 ms)
+                // changed.
+                for (t, (g, k)) in got.chunks(width).zip(kept.chunks(width)).enumerate() {
+                    let near = losses
+                        .iter()
+                        .any(|&l| (l * 160..(l + 1) * 160 + 80).contains(&t));
+                    assert!(g == k || near, "{wire} {losses:?}: tick {t} changed");
+                }
+                for &l in losses {
+                    let gap = l * 160..(l + 1) * 160;
+                    let snr = snr_db(&pcm[gap.clone()], &heard[gap]);
+                    assert!(
+                        snr > 10.0,
+                        "{wire}: concealment {snr:.1} dB from the signal"
+                    );
+                }
             }
-            // What PCM output conceals, in the call's own bytes.
-            let mut heard = Vec::new();
-            wire.decode(&got, &mut heard);
-            assert_eq!(heard, through(wire, &reference), "{wire}");
-            // Only the loss and the blend after it (at most 10 ms) changed.
-            let mut kept = bytes.clone();
-            kept[160 * width..320 * width].fill(wire.silence());
-            let changed = got.iter().zip(&kept).position(|(g, k)| g != k);
-            let last = got.iter().zip(&kept).rposition(|(g, k)| g != k);
-            let (changed, last) = (changed.unwrap() / width, last.unwrap() / width);
-            assert!((160..170).contains(&changed), "{wire}: from {changed}");
-            assert!((320..400).contains(&last), "{wire}: to {last}");
-            let gap = &heard[160..320];
-            let snr = snr_db(&pcm[160..320], gap);
-            assert!(
-                snr > 10.0,
-                "{wire}: concealment {snr:.1} dB from the signal"
-            );
         }
     }
 
