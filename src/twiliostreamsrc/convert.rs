@@ -1,10 +1,9 @@
 //! The call's audio turned into the output format ([`Output`]): the wire
 //! bytes passed through when the output is the call's own format (a loss
 //! concealed in them), else decoded (μ-law, A-law, L16), concealed where
-//! lost (8 kHz calls),
-//! resampled to the output rate and written (S16LE/BE, μ-law, A-law); two
-//! channels interleaved for `track=both`. Where the samples go in time is
-//! `timeline`'s and `tracks`' business.
+//! lost (8 kHz calls), resampled to the output rate and written (S16LE/BE,
+//! μ-law, A-law); two channels interleaved for `track=both`. Where the
+//! samples go in time is `timeline`'s and `tracks`' business.
 
 use crate::codec::plc::{self, Concealer};
 use crate::codec::scratch::{self, Scratch};
