@@ -34,6 +34,9 @@ use std::time::{Duration, Instant};
 use gst::ClockTime;
 
 use super::drift::Drift;
+pub(super) use reach::Reach;
+
+mod reach;
 
 /// Nanoseconds per 8 kHz sample.
 pub const NS_PER_SAMPLE: u64 = 125_000;

@@ -3,21 +3,17 @@
 //! tell a chunk sent twice or late from a step back).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::TRACK_WAIT;
 use crate::codec::g711;
-use crate::twiliostreamsrc::timeline::{GAP_TOLERANCE, LossUnit, NS_PER_SAMPLE};
+use crate::twiliostreamsrc::timeline::{GAP_TOLERANCE, LossUnit, Reach};
 
 /// The chunk length assumed for counting lost chunks before one arrived.
 const DEFAULT_CHUNK: u64 = 160;
 /// How many of a track's last chunks are remembered to tell a chunk sent
 /// twice (320 ms of Twilio's 20 ms chunks).
 const HEARD: usize = 16;
-/// How long the chunk that reached furthest in real time stands for its
-/// track's reach when the other track has none (longer than a burst after
-/// a stall, far shorter than the clocks take to drift apart).
-const REACH_MEMORY: Duration = Duration::from_secs(2);
 
 /// One track's samples from the output position on.
 #[derive(Debug)]
@@ -47,13 +43,10 @@ pub(super) struct Lane {
     /// Samples added to where its timestamps put it: how far it was moved
     /// when measured anew (a step in its timestamps, or one far ahead).
     pub(super) offset: i128,
-    /// Axis position after its last audio, and when that audio arrived:
-    /// where it has reached in real time.
+    /// Axis position after its last audio.
     pub(super) audio_end: u64,
-    pub(super) last_arrival: Option<Instant>,
-    /// The chunk that reached furthest in real time lately: (its arrival,
-    /// the axis position after it).
-    best: Option<(Instant, u64)>,
+    /// Where its audio has reached in real time.
+    real_time: Reach,
     /// Its last chunks of audio, oldest overwritten first.
     heard: [Option<Heard>; HEARD],
     heard_next: usize,
@@ -126,8 +119,7 @@ impl Lane {
             filled: 0,
             offset: 0,
             audio_end: 0,
-            last_arrival: None,
-            best: None,
+            real_time: Reach::default(),
             heard: [None; HEARD],
             heard_next: 0,
             held: None,
@@ -138,32 +130,19 @@ impl Lane {
     /// Where its audio would have reached by `now` had it gone on in real
     /// time since its last chunk (None before its first).
     pub(super) fn reach(&self, now: Instant) -> Option<i128> {
-        let since = now.saturating_duration_since(self.last_arrival?);
-        Some(self.audio_end as i128 + (since.as_nanos() / u128::from(NS_PER_SAMPLE)) as i128)
+        self.real_time.last(now)
     }
 
     /// Where its audio has reached by `now` by the chunk that reached
     /// furthest lately: chunks that came late (a burst after a stall) do not
     /// hold it back.
     pub(super) fn best_reach(&self, now: Instant) -> Option<i128> {
-        let (at, end) = self.best?;
-        let since = now.saturating_duration_since(at);
-        let best = end as i128 + (since.as_nanos() / u128::from(NS_PER_SAMPLE)) as i128;
-        self.reach(now).max(Some(best))
+        self.real_time.best(now)
     }
 
-    /// Its audio reached `audio_end` at `arrival`: remembered as its best
-    /// reach if it is further than the one remembered (or that is old).
+    /// Its audio reached `audio_end` at `arrival`.
     pub(super) fn reached(&mut self, arrival: Instant) {
-        let fresh = self
-            .best
-            .filter(|&(at, _)| arrival.saturating_duration_since(at) < REACH_MEMORY);
-        let best = fresh.and_then(|(at, end)| {
-            let since = arrival.saturating_duration_since(at);
-            let reach = end + (since.as_nanos() / u128::from(NS_PER_SAMPLE)) as u64;
-            (reach > self.audio_end).then_some((at, end))
-        });
-        self.best = best.or(Some((arrival, self.audio_end)));
+        self.real_time.reached(arrival, self.audio_end);
     }
 
     /// Remembers a chunk of audio (see [`Heard`]).

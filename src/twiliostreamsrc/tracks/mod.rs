@@ -335,7 +335,6 @@ impl Aligner {
         lane.audio(ulaw);
         if !ulaw.is_empty() {
             lane.audio_end = position + lane.pending.len() as u64;
-            lane.last_arrival = Some(arrival);
             lane.reached(arrival);
             lane.heard(Heard {
                 due,
