@@ -153,11 +153,18 @@ fn a_timestamp_jump_without_a_chunk_gap_is_a_gap_too() {
         for chunk in ulaw.chunks(160) {
             msgs.push(call.media_message(chunk));
         }
-        // Chunk numbers stay consecutive, but the last chunk is 100 ms late.
+        // Chunk numbers stay consecutive, but the sender pauses 200 ms
+        // (within the 300 ms fill deadline) before the last chunk, stamped
+        // 100 ms late: a gap. (Sent with the others at once it would be a
+        // step ahead, see src_quality; the pause outlasts the jump so that
+        // the chunks before it read late do not make it look shorter.)
         if let gsttwiliostream::protocol::Inbound::Media { media, .. } = &mut msgs[3] {
             media.timestamp.0 += 100;
         }
-        for m in &msgs {
+        for (i, m) in msgs.iter().enumerate() {
+            if i == 3 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             call.send(m).unwrap();
         }
         call.send_stop().unwrap();

@@ -3,12 +3,12 @@
 //! per track) or left silent (`silence`), the audio around it untouched;
 //! `twilio-quality` reports by
 //! stream time with the loss injected, and the final figures in
-//! `twilio-stop`; `late-chunks` after steps in the timestamps; in both
-//! push modes.
+//! `twilio-stop`; `late-chunks` after steps in the timestamps (and one
+//! track's audio across a step ahead); in both push modes.
 
 mod common;
 
-use common::src::{in_both_modes, start};
+use common::src::{assert_contiguous, in_both_modes, start};
 use common::*;
 use gst::prelude::*;
 use gsttwiliostream::protocol::{Inbound, Track};
@@ -27,6 +27,7 @@ in_both_modes!(
     after_a_step_back_in_one_of_both_tracks_on_time_chunks_are_not_late,
     a_chunk_dropped_before_a_step_ahead_is_judged_by_its_own_timestamp,
     timestamps_back_home_after_a_step_back_are_no_gap,
+    a_step_ahead_is_no_gap_and_adds_no_latency,
 );
 
 /// The chunk lost: 200–220 ms.
@@ -274,13 +275,27 @@ fn quality_reports_follow_stream_time_and_count_the_loss() {
     set_state(&p, gst::State::Null);
 }
 
-/// Plays 2 s of a tone on `tracks` in real time (a chunk of each every
+/// The step tests' call: 2 s of a tone.
+fn step_tone() -> Vec<u8> {
+    encode(&common::sine(440.0, 8000.0, 8000.0, 2 * 8000))
+}
+
+/// Plays [`step_tone`] on `tracks` in real time (a chunk of each every
 /// 20 ms), the inbound track's chunk `n` stamped `shift(n)` ms off, then
 /// stop. The src's `late-chunks`, `twilio-stop`'s, and the src's
 /// `chunks-lost` and `chunks-too-late`.
 fn play_shifted(desc: &str, tracks: &[Track], shift: impl Fn(usize) -> i64) -> [u64; 4] {
+    play_shifted_out(desc, tracks, shift).0
+}
+
+/// [`play_shifted`], and what reached the sink.
+fn play_shifted_out(
+    desc: &str,
+    tracks: &[Track],
+    shift: impl Fn(usize) -> i64,
+) -> ([u64; 4], Collected) {
     let (p, collector, url) = start(desc);
-    let ulaw = encode(&common::sine(440.0, 8000.0, 8000.0, 2 * 8000));
+    let ulaw = step_tone();
     rt().block_on(async {
         let mut call = TwilioCall::start(&url, CallParams::with_tracks(tracks))
             .await
@@ -302,7 +317,7 @@ fn play_shifted(desc: &str, tracks: &[Track], shift: impl Fn(usize) -> i64) -> [
         call.send_stop().unwrap();
         call.close().await;
     });
-    collector.wait_eos();
+    let got = collector.wait_eos();
     let messages = drain_messages(&p.bus().unwrap());
     let stop = element_messages(&messages, "twilio-stop");
     let stats = stop[0].get::<gst::Structure>("stats").unwrap();
@@ -314,7 +329,7 @@ fn play_shifted(desc: &str, tracks: &[Track], shift: impl Fn(usize) -> i64) -> [
         src_counter(&src, "chunks-too-late"),
     ];
     set_state(&p, gst::State::Null);
-    counts
+    (counts, got)
 }
 
 fn src_counter(src: &gst::Element, name: &str) -> u64 {
@@ -347,6 +362,27 @@ fn timestamps_back_home_after_a_step_back_are_no_gap() {
         if (50..75).contains(&n) { -1000 } else { 0 }
     });
     assert_eq!(counts, [0; 4], "late, late at stop, lost, too late");
+}
+
+/// One track: its timestamps 1 s ahead from its 51st chunk on, the chunks
+/// still sent in real time and numbered on: a step, measured anew. The
+/// audio goes on as sent (no second of silence or concealment, none lost),
+/// its buffers 2 s long in all (the output no later in running time), none
+/// late.
+fn a_step_ahead_is_no_gap_and_adds_no_latency() {
+    let stepping_ahead = |n: usize| if n >= 50 { 1000 } else { 0 };
+    let (counts, got) = play_shifted_out(STEP_MONO, &[Track::Inbound], stepping_ahead);
+    assert_eq!(counts, [0; 4], "late, late at stop, lost, too late");
+    assert_eq!(got.samples(), decode(&step_tone()));
+    assert_contiguous(&got.buffers);
+    let first = got.buffers[0].pts().unwrap();
+    let last = got.buffers.last().unwrap();
+    let end = last.pts().unwrap() + last.duration().unwrap();
+    assert_eq!(end - first, gst::ClockTime::from_seconds(2));
+    let discont = got.buffers[1..]
+        .iter()
+        .filter(|b| b.flags().contains(gst::BufferFlags::DISCONT));
+    assert_eq!(discont.count(), 0, "DISCONT after the first buffer");
 }
 
 /// The same with `track=both`, the outbound track untouched: 20 ms, 620 ms

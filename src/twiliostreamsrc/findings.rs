@@ -202,7 +202,7 @@ impl TwilioStreamSrc {
                 imp = self,
                 "timestamps stepped {} by {} ms before chunk {} (timestamp {} ms): \
                  measured anew from there, the audio goes on after the last (nothing lost)",
-                if step > 0 { "ahead (home)" } else { "back" },
+                if step > 0 { "ahead" } else { "back" },
                 step.unsigned_abs(),
                 Numbered(chunk.chunk),
                 chunk.timestamp_ms

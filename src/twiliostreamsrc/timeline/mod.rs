@@ -28,6 +28,16 @@
 //! expected came late instead: they start no step. A chunk where the
 //! timestamps before such steps put it (a jump ahead by them, no chunk
 //! number skipped) is no gap: they stepped home, and measure it again.
+//!
+//! A jump ahead is a step as well when the chunk is numbered as the one
+//! expected (none lost), nothing was filled since the last chunk, and it
+//! ends more than [`STEP_TOLERANCE`] beyond where the audio has reached in
+//! real time ([`Reach`]: the time that passed does not account for the
+//! jump, so the sender did not pause): measured from likewise, nothing
+//! lost, told as a step. Without chunk numbers (or when they may count
+//! both tracks) a step ahead cannot be told from lost chunks: it is a gap.
+//! A jump implausibly far ahead ([`MAX_AHEAD`]) is ignored as garbage, not
+//! taken for a step.
 
 use std::time::{Duration, Instant};
 
@@ -50,6 +60,14 @@ pub(super) const MAX_STALE: u64 = 8000;
 /// How far `media.timestamp` may run ahead of the time that really passed
 /// since the first chunk before it is taken for garbage (10 s, in samples).
 pub(super) const MAX_AHEAD: u64 = 10 * 8000;
+/// How far (8 kHz samples) a chunk numbered next, after a jump in the
+/// timestamps, may end beyond where the audio has reached in real time
+/// ([`Reach::best`]) and still be taken for one after a pause: 40 ms, as
+/// `track=both` allows by default (its wait less a chunk). A chunk arrives
+/// that much before the best of the last 2 s only if the network's delay
+/// fell by as much; coming late makes a jump look more like a pause, never
+/// less, so a step is never taken for jitter's sake.
+pub(super) const STEP_TOLERANCE: u64 = 320;
 
 /// What the timeline needs to know of a `media` chunk.
 #[derive(Debug, Clone, Copy)]
@@ -96,8 +114,9 @@ pub struct Placement {
     /// samples after its timestamp's place.
     pub behind: u64,
     /// The timestamps stepped by this many ms: back at the chunk before,
-    /// kept over what was played, which this one follows; or ahead, home
-    /// to where they were before steps back. Later chunks are measured
+    /// kept over what was played, which this one follows; or ahead, at
+    /// this one (home to where they were before steps back, or further
+    /// than the time that passed, numbered on). Later chunks are measured
     /// from here.
     pub step_ms: Option<i64>,
 }
@@ -194,12 +213,15 @@ pub struct Timeline {
     chunk_len: u64,
     /// The unit in which a gap counts lost chunks.
     unit: LossUnit,
-    /// ms added to the timestamps to undo the steps back measured anew at:
-    /// the drift is estimated by them.
+    /// ms added to the timestamps to undo the steps measured anew at: the
+    /// drift is estimated by them.
     stepped_ms: i64,
     /// Where (8 kHz samples, by its timestamp) the last chunk kept over
     /// what was played ends: if the next one starts there, a step back.
     kept_behind: Option<i128>,
+    /// Where the output has reached in real time: what tells a step ahead
+    /// from a pause.
+    reach: Reach,
 }
 
 impl Timeline {
@@ -217,6 +239,8 @@ impl Timeline {
     ) -> Timeline {
         let mut drift = Drift::default();
         drift.observe(chunk.timestamp_ms, 0, chunk.samples);
+        let mut reach = Reach::default();
+        reach.reached(chunk.arrival, chunk.samples);
         Timeline {
             anchor: spoken_at(chunk, now, waited).max(delay).nseconds() as i64,
             first_ts_ms: chunk.timestamp_ms.min(i64::MAX as u64) as i64,
@@ -231,6 +255,7 @@ impl Timeline {
             unit: LossUnit::new(chunk.samples),
             stepped_ms: 0,
             kept_behind: None,
+            reach,
         }
     }
 
@@ -247,13 +272,17 @@ impl Timeline {
         self.filled = 0;
         self.chunk_len = chunk.samples.max(1);
         self.kept_behind = None;
+        // The time that stood still is no measure of the audio's.
+        self.reach = Reach::default();
+        self.reach
+            .reached(chunk.arrival, self.position + chunk.samples);
         let chunk = self.unstepped(chunk);
         self.drift.rebase(chunk.timestamp_ms);
         self.observe(&chunk);
         self.applied = 0;
     }
 
-    /// `chunk` with the steps back measured anew at undone.
+    /// `chunk` with the steps measured anew at undone.
     fn unstepped(&self, chunk: &Chunk) -> Chunk {
         Chunk {
             timestamp_ms: chunk.timestamp_ms.saturating_add_signed(self.stepped_ms),
@@ -304,6 +333,32 @@ impl Timeline {
         }
         self.first_ts_ms = home;
         Some(std::mem::take(&mut self.stepped_ms))
+    }
+
+    /// Whether `chunk`, due `due` by its timestamp, is a step ahead in the
+    /// timestamps, its chunks going on in real time: a jump past the
+    /// current position with nothing filled, numbered as the chunk
+    /// expected (no chunk lost), and ending further than
+    /// [`STEP_TOLERANCE`] beyond where the audio has reached in real time
+    /// (the time that passed does not account for it: no pause). Then it
+    /// is measured from, at the current position. The step in ms.
+    fn stepped_ahead(&mut self, chunk: &Chunk, due: u64) -> Option<i64> {
+        let next = chunk.number.is_some() && chunk.number == self.next_chunk;
+        if !next || self.ignore_chunk_numbers || self.filled > 0 {
+            return None;
+        }
+        if due <= self.position + GAP_TOLERANCE {
+            return None;
+        }
+        let reached = self.reach.best(chunk.arrival)?;
+        if i128::from(due + chunk.samples) - reached <= i128::from(STEP_TOLERANCE) {
+            return None;
+        }
+        let before = self.first_ts_ms;
+        self.first_ts_ms = self.measure_from(chunk);
+        let step = self.first_ts_ms.saturating_sub(before);
+        self.stepped_ms = self.stepped_ms.saturating_sub(step);
+        Some(step)
     }
 
     /// Takes the arrival of a chunk for the drift estimate (every chunk
@@ -384,7 +439,13 @@ impl Timeline {
             self.anchor += self.applied;
             self.drift.reset();
             self.applied = 0;
+        } else if placement.step_ms.is_none()
+            && let Some(step) = self.stepped_ahead(chunk, due)
+        {
+            placement.step_ms = Some(step);
+            due = self.position;
         }
+        // (A step undone: the drift estimate goes on continuously.)
         self.observe(&self.unstepped(chunk));
         // Where the chunk would go had nothing been filled.
         let expected = self.position - self.filled;
@@ -441,19 +502,20 @@ impl Timeline {
                 }
             }
         }
-        if gap <= GAP_TOLERANCE && skipped == 0 {
-            return placement;
+        if gap > GAP_TOLERANCE || skipped > 0 {
+            placement.lost = skipped.max(gap.saturating_add(unit / 2) / unit).max(1);
+            placement.gap = gap;
+            placement.discont = true;
+            let rest = due.saturating_sub(self.position);
+            if rest > MAX_SILENCE {
+                // Too long to fill: let the timestamps jump instead.
+                self.position += rest;
+            } else if rest > GAP_TOLERANCE {
+                placement.silence = rest;
+            }
         }
-        placement.lost = skipped.max(gap.saturating_add(unit / 2) / unit).max(1);
-        placement.gap = gap;
-        placement.discont = true;
-        let rest = due.saturating_sub(self.position);
-        if rest > MAX_SILENCE {
-            // Too long to fill: let the timestamps jump instead.
-            self.position += rest;
-        } else if rest > GAP_TOLERANCE {
-            placement.silence = rest;
-        }
+        let end = self.position + placement.silence + chunk.samples;
+        self.reach.reached(chunk.arrival, end);
         placement
     }
 

@@ -1,5 +1,6 @@
-//! A step in one track's timestamps: measured anew where it is one, and
-//! told from a chunk stamped back, late old chunks and a real gap.
+//! A step in one track's timestamps, back or ahead: measured anew where it
+//! is one, and told from a chunk stamped back, late old chunks, a pause and
+//! a real gap.
 
 use super::*;
 
@@ -143,4 +144,246 @@ fn chunks_lost_as_long_as_a_step_back_are_a_gap() {
         (placed.lost, placed.silence, placed.step_ms),
         (20, 3200, None)
     );
+}
+
+/// Chunk `n + 1`, on time, stamped `ms` off its time.
+fn shifted(t0: Instant, n: u64, ms: i64) -> Chunk {
+    Chunk {
+        timestamp_ms: (20 * n).checked_add_signed(ms).unwrap(),
+        ..chunk(t0, 20 * n, Some(n + 1))
+    }
+}
+
+/// Chunks 2–20 on time.
+fn on_time(t0: Instant, tracks: &[&str]) -> Timeline {
+    let mut timeline = started(t0, tracks);
+    for n in 1..20 {
+        timeline.place(&chunk(t0, 20 * n, Some(n + 1)));
+        timeline.advance(160);
+    }
+    timeline
+}
+
+/// The PTS of the chunk about to go out.
+fn pts(timeline: &Timeline) -> ClockTime {
+    timeline.span(160, 1, ClockTime::ZERO).pts
+}
+
+#[test]
+fn a_step_ahead_numbered_on_in_time_is_measured_anew() {
+    let t0 = Instant::now();
+    let mut timeline = on_time(t0, &["inbound"]);
+    // Chunk 21 numbered on, arriving a chunk after 20, stamped 400 ms on:
+    // a step, not 400 ms of silence.
+    let placed = timeline.place(&shifted(t0, 20, 400));
+    assert_eq!(
+        placed,
+        Placement {
+            step_ms: Some(400),
+            ..contiguous()
+        }
+    );
+    // Where it was spoken: the output runs no later.
+    assert_eq!(pts(&timeline), ClockTime::SECOND + 400 * MS);
+    timeline.advance(160);
+    for n in 21..30 {
+        assert_eq!(timeline.place(&shifted(t0, n, 400)), contiguous());
+        assert_eq!(pts(&timeline), ClockTime::SECOND + 20 * n * MS);
+        timeline.advance(160);
+    }
+    // A gap after the step is one again: silence for chunk 31.
+    let placed = timeline.place(&shifted(t0, 31, 400));
+    assert_eq!(
+        (placed.lost, placed.silence, placed.step_ms),
+        (1, 160, None)
+    );
+}
+
+#[test]
+fn only_a_jump_the_time_passed_does_not_account_for_is_a_step() {
+    let t0 = Instant::now();
+    // Chunk 21 stamped 400 ms on, arriving `later` ms after its time,
+    // numbered `number`, on a stream of `tracks`.
+    let place = |later: u64, number: Option<u64>, tracks: &[&str]| {
+        let mut timeline = on_time(t0, tracks);
+        timeline.place(&Chunk {
+            number,
+            arrival: t0 + Duration::from_millis(400 + later),
+            ..shifted(t0, 20, 400)
+        })
+    };
+    let gap = Placement {
+        silence: 3200,
+        discont: true,
+        lost: 20,
+        gap: 3200,
+        ..contiguous()
+    };
+    let step = Placement {
+        step_ms: Some(400),
+        ..contiguous()
+    };
+    assert_eq!(place(0, Some(21), &["inbound"]), step);
+    // The sender paused 400 ms: the arrival jumps too.
+    assert_eq!(place(400, Some(21), &["inbound"]), gap);
+    // Arriving up to 40 ms before the time that passed puts it (a network
+    // faster by as much) is still a pause; earlier, a step.
+    assert_eq!(place(360, Some(21), &["inbound"]), gap);
+    assert_eq!(place(359, Some(21), &["inbound"]), step);
+    // Chunks 21–40 lost: numbers skipped.
+    assert_eq!(place(0, Some(41), &["inbound"]), gap);
+    // Without chunk numbers, or numbers that may count both tracks, a
+    // step cannot be told from a loss.
+    assert_eq!(place(0, None, &["inbound"]), gap);
+    assert_eq!(place(0, Some(21), &["inbound", "outbound"]), gap);
+}
+
+#[test]
+fn a_jump_ahead_after_a_fill_or_beyond_the_plausible_is_no_step() {
+    let t0 = Instant::now();
+    let mut timeline = on_time(t0, &["inbound"]);
+    // 200 ms filled (nothing came), then chunk 21 stamped 400 ms on: the
+    // rest of the gap is silence, as before.
+    let filled = timeline.fill(1610 * MS, ClockTime::ZERO);
+    assert_eq!(filled, 1600);
+    timeline.advance(filled);
+    let placed = timeline.place(&shifted(t0, 20, 400));
+    assert_eq!(
+        (placed.lost, placed.silence, placed.step_ms),
+        (20, 1600, None)
+    );
+    timeline.advance(1600 + 160);
+    // A minute on (beyond 10 s past the time that passed): ignored as
+    // garbage, measured anew, not a step.
+    let placed = timeline.place(&shifted(t0, 21, 60_400));
+    assert!(placed.ignored_ahead.is_some());
+    assert_eq!((placed.lost, placed.step_ms), (0, None));
+    timeline.advance(160);
+    // And the next 400 ms step is one.
+    assert_eq!(timeline.place(&shifted(t0, 22, 60_800)).step_ms, Some(400));
+}
+
+#[test]
+fn a_burst_of_late_chunks_then_a_pause_is_a_gap_not_a_step() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    for n in 1..20 {
+        // Chunks 11–20 held up, in a burst at 460 ms.
+        let arrival = t0 + Duration::from_millis(if n >= 10 { 460 } else { 20 * n });
+        timeline.place(&Chunk {
+            arrival,
+            ..chunk(t0, 20 * n, Some(n + 1))
+        });
+        timeline.advance(160);
+    }
+    // The sender paused 200 ms (numbered on): where the audio has reached
+    // in real time is told by chunk 10, not by the late chunk 20.
+    let placed = timeline.place(&Chunk {
+        arrival: t0 + Duration::from_millis(600),
+        ..shifted(t0, 20, 200)
+    });
+    assert_eq!(
+        (placed.lost, placed.silence, placed.step_ms),
+        (10, 1600, None)
+    );
+    timeline.advance(1600 + 160);
+    // A step after it is one.
+    let placed = timeline.place(&Chunk {
+        arrival: t0 + Duration::from_millis(620),
+        ..shifted(t0, 21, 600)
+    });
+    assert_eq!(placed.step_ms, Some(400));
+}
+
+#[test]
+fn a_step_ahead_then_back_home_is_two_steps() {
+    let t0 = Instant::now();
+    let mut timeline = on_time(t0, &["inbound"]);
+    assert_eq!(timeline.place(&shifted(t0, 20, 400)).step_ms, Some(400));
+    timeline.advance(160);
+    for n in 21..30 {
+        timeline.place(&shifted(t0, n, 400));
+        timeline.advance(160);
+    }
+    // Chunk 31 stamped where it belonged before: kept after what went
+    // out; chunk 32 follows it: the step back.
+    let placed = timeline.place(&shifted(t0, 30, 0));
+    assert_eq!((placed.behind, placed.step_ms), (3200, None));
+    timeline.advance(160);
+    assert_eq!(
+        timeline.place(&shifted(t0, 31, 0)),
+        Placement {
+            step_ms: Some(-400),
+            ..contiguous()
+        }
+    );
+    assert_eq!(pts(&timeline), ClockTime::SECOND + 620 * MS);
+    assert_eq!(timeline.stepped_ms, 0);
+}
+
+#[test]
+fn a_step_ahead_past_home_after_a_step_back_is_measured_anew() {
+    let t0 = Instant::now();
+    let mut timeline = stepped_back(t0);
+    // Chunk 31 stamped 600 ms on from the step back, 200 past home: a
+    // step ahead, though not home.
+    let placed = timeline.place(&shifted(t0, 30, 200));
+    assert_eq!(
+        placed,
+        Placement {
+            step_ms: Some(600),
+            ..contiguous()
+        }
+    );
+    assert_eq!(timeline.stepped_ms, -200);
+    timeline.advance(160);
+    assert_eq!(timeline.place(&shifted(t0, 31, 200)), contiguous());
+    assert_eq!(pts(&timeline), ClockTime::SECOND + 620 * MS);
+}
+
+#[test]
+fn a_step_ahead_keeps_the_drift_estimate_and_the_output_timing() {
+    // 400 ppm slow, a minute; with a 400 ms step ahead at 30 s or not.
+    let run = |step: i64| {
+        let t0 = Instant::now();
+        let mut timeline = started(t0, &["inbound"]);
+        let mut steps = vec![];
+        for i in 1..3000u64 {
+            let ts = 20 * i;
+            let late = (ts as f64 * 1e6 * 400e-6) as u64;
+            let chunk = Chunk {
+                timestamp_ms: if i >= 1500 {
+                    ts.saturating_add_signed(step)
+                } else {
+                    ts
+                },
+                number: Some(i + 1),
+                samples: 160,
+                arrival: t0 + Duration::from_millis(ts) + Duration::from_nanos(late),
+            };
+            let placed = timeline.place(&chunk);
+            steps.extend(placed.step_ms);
+            assert_eq!(
+                Placement {
+                    step_ms: None,
+                    ..placed
+                },
+                contiguous()
+            );
+            timeline.advance(160);
+        }
+        (
+            steps,
+            timeline.skew_ppm(),
+            timeline.correction_ns(),
+            pts(&timeline),
+        )
+    };
+    let (steps, skew, correction, end) = run(400);
+    assert_eq!(steps, [400]);
+    assert_eq!((skew, correction, end), {
+        let (_, skew, correction, end) = run(0);
+        (skew, correction, end)
+    });
+    assert!(correction.abs() > 10_000_000, "{correction} ns");
 }
