@@ -1,8 +1,9 @@
 //! twiliostreamsink end to end, what may come while it waits at EOS for
 //! Twilio to play everything out: a flush (barge-in: the EOS is dropped and
 //! the call goes on), a pause (the wait goes on once PLAYING again),
-//! Twilio's `stop` (EOS goes through, nothing to end); and an EOS before any
-//! call (a sink that listens itself takes no call until a flush).
+//! Twilio's `stop` (EOS goes through, nothing to end, after `twilio-stop`);
+//! and an EOS before any call (a sink that listens itself takes no call
+//! until a flush).
 
 mod common;
 
@@ -121,9 +122,9 @@ fn twilios_stop_during_the_eos_wait_lets_eos_through_with_nothing_to_end() {
     // and keeps the socket open.
     let (mut call, _) = eos_waiting(&app, &sink, 3);
     call.send_stop().unwrap();
-    // (The sink posts its own call's messages from a task: in any order
-    // with the EOS.)
-    let messages = messages_until(&bus, |m| has_eos(m) && has_element(m, "twilio-stop"));
+    // The stop is posted first, as a src posts it.
+    let messages = messages_until(&bus, has_eos);
+    assert!(has_element(&messages, "twilio-stop"), "{messages:?}");
     // The call is over on Twilio's side: the sink does not end it.
     assert!(!has_element(&messages, "twilio-ended"), "{messages:?}");
     assert!(
@@ -179,5 +180,36 @@ fn a_call_waiting_while_no_call_is_taken_gets_the_sink_after_a_flush() {
     // The flush frees the sink: the waiting call is delivered at once.
     messages_until(&bus, |m| has_element(m, "twilio-start"));
     assert!(sink.property::<bool>("connected"));
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_lone_sinks_twilio_stop_is_posted_before_its_eos() {
+    init();
+    let (p, app, sink) = appsrc_sink("");
+    let bus = p.bus().unwrap();
+    // The sink posts its call's messages from a task: hold that task at the
+    // key press, so that the `stop` behind it is not posted yet when EOS
+    // comes.
+    bus.set_sync_handler(|_, msg| {
+        if msg.structure().is_some_and(|s| s.name() == "twilio-dtmf") {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        gst::BusSyncReply::Pass
+    });
+    let mut call = dial(&sink, Playout::RealTime);
+    call.send_dtmf("1").unwrap();
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while sink.property::<bool>("connected") {
+        assert!(std::time::Instant::now() < deadline, "the call stays open");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The caller hung up while the file played: its source runs out.
+    end_of_stream(&app);
+    let messages = messages_until(&bus, has_eos);
+    // As from a src: an application that quits at EOS has seen the stop.
+    assert!(has_element(&messages, "twilio-stop"), "{messages:?}");
     set_state(&p, gst::State::Null);
 }

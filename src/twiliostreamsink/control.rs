@@ -207,17 +207,40 @@ impl TwilioStreamSink {
             let _ = state.send_frames(Take::All);
             state.registration.is_some()
         };
-        if adopted.is_none() && owns_call {
-            self.refuse_calls();
-        }
-        let Some((call, _)) = adopted.filter(|(c, _)| c.is_open() && !c.is_stopped()) else {
+        let Some((call, _)) = adopted else {
+            if owns_call {
+                self.refuse_calls();
+            }
             return true;
         };
+        if !call.is_open() || call.is_stopped() {
+            self.await_call_over();
+            return true;
+        }
         let end = self.settings.lock().unwrap().end_stream_on_eos;
         if end || owns_call {
             return self.play_out(call, end);
         }
         true
+    }
+
+    /// At EOS, a call of the sink's own that Twilio stopped (or that ended
+    /// without `stop`): lets its poster post that first (bounded,
+    /// cancellable), as a src posts `twilio-stop` before its EOS; an
+    /// application that quits at EOS would miss it, and `gst-launch-1.0 -m`
+    /// with it.
+    fn await_call_over(&self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        let over = match &self.state.lock().unwrap().poster {
+            Some(poster) => poster.call_over(),
+            None => return,
+        };
+        let posted = RUNTIME.spawn(async move {
+            let _ = tokio::time::timeout(POSTER_DRAIN, over).await;
+        });
+        let _ = wait(&self.canceller, posted);
     }
 
     /// EOS before any call, in a sink that listens itself: it takes no call
@@ -286,6 +309,7 @@ impl TwilioStreamSink {
         }
         if call.is_stopped() {
             gst::debug!(CAT, imp = self, "EOS: Twilio stopped the stream meanwhile");
+            self.await_call_over();
             return true;
         }
         if played {
@@ -305,7 +329,7 @@ impl TwilioStreamSink {
             let poster = self.state.lock().unwrap().poster.take();
             if let Some(poster) = poster {
                 let posted = RUNTIME.spawn(async move {
-                    let _ = tokio::time::timeout(POSTER_DRAIN, poster).await;
+                    let _ = tokio::time::timeout(POSTER_DRAIN, poster.finished()).await;
                 });
                 let _ = wait(&self.canceller, posted);
             }

@@ -23,7 +23,6 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
-use tokio::task::JoinHandle;
 
 use super::framing::{Framer, Input, NotNegotiated, Take};
 use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS, DEFAULT_MAX_LEAD_MS};
@@ -83,7 +82,7 @@ pub(super) struct State {
     /// Set when the sink listens itself (no src to pair with).
     pub(super) registration: Option<Registration>,
     /// Posts the call's messages when the sink listens itself.
-    pub(super) poster: Option<JoinHandle<()>>,
+    pub(super) poster: Option<super::poster::Poster>,
     pub(super) bound_port: u32,
     /// The call being (or last) played into, and its streamSid.
     pub(super) call: Option<Arc<Call>>,

@@ -1,11 +1,13 @@
 //! When the sink listens itself, nobody else reads the call's events: a task
-//! posts them as bus messages, the way the src would. Playing
-//! audio into the call is `imp.rs`'s.
+//! posts them as bus messages, the way the src would, and tells when it has
+//! posted the end of the call (so that EOS can follow it, as the src's
+//! does). Playing audio into the call is `imp.rs`'s.
 
 use std::sync::Arc;
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::imp::CAT;
@@ -13,11 +15,44 @@ use crate::call::{CallEvent, Slot};
 use crate::messages;
 use crate::runtime::RUNTIME;
 
+/// The task posting a call's messages.
+pub(super) struct Poster {
+    task: JoinHandle<()>,
+    /// True once the end of the call on Twilio's side (`twilio-stop`, or the
+    /// warning of a connection that ended without one) is posted.
+    over: watch::Receiver<bool>,
+}
+
+impl Poster {
+    pub(super) fn abort(&self) {
+        self.task.abort();
+    }
+
+    pub(super) fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits until the end of the call is posted, or there is nothing more
+    /// to post.
+    pub(super) fn call_over(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut over = self.over.clone();
+        async move {
+            let _ = over.wait_for(|&over| over).await;
+        }
+    }
+
+    /// Waits until every message of the call is posted.
+    pub(super) async fn finished(self) {
+        let _ = self.task.await;
+    }
+}
+
 /// Waits for the call of `slot` and posts its events from `sink` until the
 /// call ends or the sink is gone.
-pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> JoinHandle<()> {
+pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> Poster {
     let element = sink.upcast_ref::<gst::Element>().downgrade();
-    RUNTIME.spawn(async move {
+    let (over_tx, over) = watch::channel(false);
+    let task = RUNTIME.spawn(async move {
         let call = slot.wait().await;
         let Some(mut events) = call.take_events() else {
             return;
@@ -40,9 +75,11 @@ pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> JoinHand
                 CallEvent::Stop(stop) => {
                     let stats = sink.imp().stats_structure();
                     messages::post(&e, messages::stop(&stop, &stream_sid, stats));
+                    over_tx.send_replace(true);
                 }
                 CallEvent::Closed(reason) => {
                     gst::element_warning!(e, gst::ResourceError::Write, ["{}", reason]);
+                    over_tx.send_replace(true);
                 }
                 CallEvent::Ended(why) => {
                     let stats = sink.imp().stats_structure();
@@ -51,5 +88,6 @@ pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> JoinHand
                 CallEvent::Media(_) => {}
             }
         }
-    })
+    });
+    Poster { task, over }
 }
