@@ -1,6 +1,7 @@
 //! Telnyx's media into the src, end to end over real loopback WebSockets:
 //! tracks its `start` does not name, chunk numbers that do not follow its
-//! timestamps, and a pause behind a lost chunk in the reorder window.
+//! timestamps, and a pause behind a lost chunk in the reorder window (one
+//! track, and both: the wait for the slower track outlasts the window).
 //! (Out-of-order media and the window itself: `providers.rs`.)
 
 mod common;
@@ -20,6 +21,7 @@ in_both_modes!(
     a_chunk_number_far_off_loses_nothing,
     a_chunk_counter_that_restarts_loses_nothing,
     a_pause_behind_a_lost_chunk_does_not_delay_the_rest,
+    with_both_tracks_a_lost_chunk_costs_only_itself,
 );
 
 const PCM8K: &str = "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! \
@@ -260,5 +262,58 @@ fn a_pause_behind_a_lost_chunk_does_not_delay_the_rest() {
     }
     let src = by_name(&p, "src");
     assert_eq!(src.property::<u64>("chunks-too-late"), 0);
+    set_state(&p, gst::State::Null);
+}
+
+fn with_both_tracks_a_lost_chunk_costs_only_itself() {
+    // The chunks after a lost one wait in the reorder window; the aligner
+    // must wait for them as long, or it fills their time and drops them.
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 track=both gap-fill=silence ! \
+         audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let (inbound, outbound) = (distinct_chunks(50, 0), distinct_chunks(50, 77));
+    rt().block_on(async {
+        let params = telnyx(&[Track::Inbound, Track::Outbound]);
+        let mut call = TwilioCall::start(&url, params).await.unwrap();
+        for (i, (a, b)) in inbound.chunks(160).zip(outbound.chunks(160)).enumerate() {
+            call.send_media_on(Track::Inbound, a).unwrap();
+            match i {
+                20 => call.lose_media_on(Track::Outbound, 160),
+                _ => call.send_media_on(Track::Outbound, b).unwrap(),
+            }
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    let (left, right) = split(&got.samples());
+    assert_eq!(left, decoded(&inbound));
+    let mut heard = decoded(&outbound);
+    heard[20 * 160..21 * 160].fill(alaw::decode(alaw::SILENCE));
+    let differs = right.iter().zip(&heard).position(|(r, h)| r != h);
+    assert!(
+        right.len() == heard.len() && differs.is_none(),
+        "what the caller hears: chunk 21 alone lost; {} samples, first wrong at {differs:?}",
+        right.len()
+    );
+    let src = by_name(&p, "src");
+    let counts = [
+        "outbound-chunks-lost",
+        "inbound-chunks-lost",
+        "chunks-too-late",
+    ]
+    .map(|c| src.property::<u64>(c));
+    assert_eq!(counts, [1, 0, 0], "outbound lost, inbound lost, too late");
+    // The wait (100 ms for the default window of 3) is in the latency.
+    let mut latency = gst::query::Latency::new();
+    assert!(src.query(&mut latency));
+    let (live, min, _) = latency.result();
+    assert!(live);
+    assert_eq!(
+        min,
+        gst::ClockTime::from_mseconds(20 + 100),
+        "a chunk and the wait"
+    );
     set_state(&p, gst::State::Null);
 }

@@ -195,7 +195,9 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                         slower track's channel is filled with silence up to there (counted \
                         lost once the track has started) and what of it comes later is \
                         dropped (chunks-too-late). Added to the latency the src reports. \
-                        Raise it when chunks-too-late rises; lower it for less latency",
+                        Raise it when chunks-too-late rises; lower it for less latency. \
+                        A call reordered (reorder-window) waits at least that window \
+                        and 2 chunks more",
                 )
                 .minimum(20)
                 .maximum(1000)

@@ -26,6 +26,19 @@ use crate::codec::WireFormat;
 /// `reorder-window`'s default, in chunks (60 ms of 20 ms chunks).
 pub const DEFAULT_WINDOW: u32 = 3;
 
+/// With `track=both`, the least wait for the slower track (ms) under a
+/// reorder `window`: the window gives a missing chunk up when the chunk
+/// `window + 1` after it comes, while the other track is that far ahead
+/// and a chunk more; a shorter wait fills the time of the chunks it held,
+/// and they are dropped when it lets them out (each loss would cost the
+/// chunk after it too). 0 without a window.
+pub fn both_tracks_wait_ms(window: u32) -> u32 {
+    match window {
+        0 => 0,
+        w => (w + 2) * 20,
+    }
+}
+
 /// Timestamps within this (ms) of where the last chunk ended are contiguous.
 const TIMESTAMP_TOLERANCE_MS: u64 = 5;
 

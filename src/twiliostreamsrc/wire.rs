@@ -17,14 +17,15 @@ use gst_base::prelude::*;
 use super::imp::{CAT, State, TwilioStreamSrc};
 use super::output::{Encoding, Output};
 use super::properties::Tracks;
-use super::reorder::Reorder;
+use super::reorder::{self, Reorder};
 use crate::call::MediaChunk;
 
 impl TwilioStreamSrc {
     /// At `start`: takes the call's format, and renegotiates to it where
     /// downstream agrees. An error for what the src cannot output.
     pub(super) fn follow_call_format(&self) -> Result<(), gst::FlowError> {
-        let (format, output, tracks) = {
+        let asked = self.settings.lock().unwrap().track_wait_ms;
+        let (format, output, tracks, waits) = {
             let mut state = self.state.lock().unwrap();
             let Some(call) = &state.call else {
                 return Ok(());
@@ -37,9 +38,26 @@ impl TwilioStreamSrc {
             };
             state.format = format;
             state.reorder = Reorder::new(window, format);
-            (format, state.output, state.tracks)
+            // (The aligner is made with it at the first chunk.)
+            let before = state.track_wait_ms;
+            state.track_wait_ms = match state.tracks {
+                Tracks::Both => asked.max(reorder::both_tracks_wait_ms(window)),
+                _ => asked,
+            };
+            let waits = (state.track_wait_ms != before).then_some((asked, state.track_wait_ms));
+            (format, state.output, state.tracks, waits)
         };
         gst::info!(CAT, imp = self, "the call carries {format}");
+        if let Some((asked, waits)) = waits {
+            gst::info!(
+                CAT,
+                imp = self,
+                "track-wait {asked} ms is shorter than the reorder window holds chunks: \
+                 waiting {waits} ms for the slower track"
+            );
+            let obj = self.obj();
+            let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+        }
         if tracks == Tracks::Both && !format.is_g711() {
             gst::element_imp_error!(
                 self,
