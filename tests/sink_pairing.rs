@@ -260,3 +260,47 @@ fn two_srcs_and_no_call_name_is_a_clear_error() {
     assert!(error.contains("set call-name"), "{error}");
     p.set_state(gst::State::Null).unwrap();
 }
+
+/// Two sinks playing into one call would interleave their frames (each
+/// stream cut up and stretched): the second is an error naming the first,
+/// and the first plays on.
+#[test]
+fn a_second_sink_on_one_call_is_an_error_and_the_first_plays_on() {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 call-name=both ! fakesink \
+         audiotestsrc freq=600 volume=0.4 is-live=true samplesperbuffer=160 ! \
+         audio/x-raw,rate=8000,channels=1 ! twiliostreamsink name=first call-name=both async=false",
+    );
+    let second = pipeline(
+        "audiotestsrc freq=1500 volume=0.4 is-live=true samplesperbuffer=160 ! \
+         audio/x-raw,rate=8000,channels=1 ! twiliostreamsink name=second call-name=both async=false",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let mut call = dial(&by_name(&p, "src"), Playout::Instant);
+    // The first is playing before the second is started.
+    receive_until(&mut call, |got| media_bytes(got).len() >= 800);
+    second.set_state(gst::State::Playing).unwrap();
+    let bus = second.bus().unwrap();
+    let error = bus
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error])
+        .expect("an error from the second sink");
+    let gst::MessageView::Error(e) = error.view() else {
+        unreachable!()
+    };
+    let text = e.error().to_string();
+    assert!(
+        text.contains("first already plays into stream")
+            && text.contains("one twiliostreamsink per call"),
+        "{text}"
+    );
+    assert_eq!(error.src().unwrap().name(), "second");
+    second.set_state(gst::State::Null).unwrap();
+    // Nothing of the second's 1500 Hz: only the first's 600 Hz goes out.
+    let got = receive_until(&mut call, |got| media_bytes(got).len() >= 8000);
+    let heard = decode(&media_bytes(&got));
+    let tail = &heard[heard.len() - 4000..];
+    assert!(amplitude(tail, 600.0) > 0.3 * 32767.0);
+    assert!(amplitude(tail, 1500.0) < 0.01 * 32767.0);
+    p.set_state(gst::State::Null).unwrap();
+}

@@ -169,6 +169,8 @@ pub struct Call {
     consumer: Mutex<Option<Consumer>>,
     /// Where the elements keep the state each chunk touches (see [`hot`]).
     pub(crate) hot: hot::Hot,
+    /// The one sink that plays into the call: an id of its own and its name.
+    sender: Mutex<Option<(usize, String)>>,
 }
 
 impl fmt::Debug for Call {
@@ -247,6 +249,7 @@ impl Call {
             marks_echoed: watch::Sender::new(0),
             log: Mutex::new(None),
             consumer: Mutex::new(None),
+            sender: Mutex::new(None),
         });
         gst::info!(CAT, "{call:?}: connected");
         let call_task = call.clone();
@@ -392,6 +395,29 @@ impl Call {
         self.dispatch(Request::Clear(text, Box::new(done)))?;
         self.stats.add(Stat::ClearsSent, 1);
         Ok(())
+    }
+
+    /// Makes the sink `id` (named `name`) the one that plays into the call,
+    /// if no other is: two streams' frames interleaved would play each cut
+    /// up and stretched, and a clear from either would drop both. Else the
+    /// name of the one that is.
+    pub fn claim_sender(&self, id: usize, name: &str) -> Result<(), String> {
+        let mut sender = self.sender.lock().unwrap();
+        match &*sender {
+            Some((holder, other)) if *holder != id => Err(other.clone()),
+            _ => {
+                *sender = Some((id, name.to_owned()));
+                Ok(())
+            }
+        }
+    }
+
+    /// The sink `id` no longer plays into the call: another may.
+    pub fn release_sender(&self, id: usize) {
+        let mut sender = self.sender.lock().unwrap();
+        if sender.as_ref().is_some_and(|(holder, _)| *holder == id) {
+            *sender = None;
+        }
     }
 
     /// Sets the lead the writer keeps in Twilio's queue (at least 1 ms: with

@@ -117,3 +117,24 @@ fn a_closed_slot_takes_no_call_until_reopened() {
         assert!(slot.close().is_some());
     });
 }
+
+/// One sink plays into a call: a second is told which one does, until the
+/// first lets go; claiming again is no conflict.
+#[test]
+fn one_sink_at_a_time_sends_into_a_call() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (call, _twilio) = call().await;
+        assert_eq!(call.claim_sender(1, "sink0"), Ok(()));
+        assert_eq!(call.claim_sender(1, "sink0"), Ok(()));
+        assert_eq!(call.claim_sender(2, "sink1"), Err("sink0".to_owned()));
+        call.release_sender(2);
+        assert_eq!(call.claim_sender(2, "sink1"), Err("sink0".to_owned()));
+        call.release_sender(1);
+        assert_eq!(call.claim_sender(2, "sink1"), Ok(()));
+        call.close();
+    });
+}

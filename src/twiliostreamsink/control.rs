@@ -39,6 +39,11 @@ fn escaped_len(name: &str) -> usize {
 }
 
 impl TwilioStreamSink {
+    /// Who this sink is to [`Call::claim_sender`]: its object's address.
+    pub(super) fn sender_id(&self) -> usize {
+        self.obj().as_ptr() as usize
+    }
+
     /// The call played into and its streamSid: the one adopted already, or
     /// else the slot's current call once its `start` has arrived. Never
     /// blocks.
@@ -57,6 +62,31 @@ impl TwilioStreamSink {
     /// call yet (else keeps the one it has). Tells the call's properties.
     pub(super) fn adopt(&self, call: Arc<Call>) -> Option<(Arc<Call>, String)> {
         let sid = call.start_info()?.stream_sid.clone();
+        {
+            let state = self.state.lock().unwrap();
+            if let (Some(call), Some(sid)) = (&state.call, &state.stream_sid) {
+                return Some((call.clone(), sid.clone()));
+            }
+            if state.refused {
+                return None;
+            }
+        }
+        if let Err(other) = call.claim_sender(self.sender_id(), &self.obj().name()) {
+            self.state.lock().unwrap().refused = true;
+            gst::element_imp_error!(
+                self,
+                gst::ResourceError::Busy,
+                (
+                    "{} already plays into stream {sid}: one twiliostreamsink per call",
+                    other
+                ),
+                [
+                    "Twilio plays one stream of audio: mix the sources first (audiomixer) \
+                     and link that to one sink"
+                ]
+            );
+            return None;
+        }
         {
             let mut state = self.state.lock().unwrap();
             if let (Some(call), Some(sid)) = (&state.call, &state.stream_sid) {

@@ -97,6 +97,8 @@ pub(super) struct State {
     /// Between flush-start and flush-stop: a render already past BaseSink's
     /// own check sends nothing after the flush's clear.
     pub(super) flushing: bool,
+    /// Another sink plays into the call: this one errored, and sends nothing.
+    pub(super) refused: bool,
 }
 
 #[derive(Default)]

@@ -43,6 +43,9 @@ impl TwilioStreamSink {
         };
         // The call adopted already (every buffer: no clones), or one that
         // can be without waiting.
+        if self.state.lock().unwrap().refused {
+            return Err(gst::FlowError::Error);
+        }
         if let Some(open) = adopted.or_else(|| self.adopt_call().map(|(c, _)| c.is_open())) {
             return if open {
                 Ok(())
@@ -67,6 +70,7 @@ impl TwilioStreamSink {
         }
         match self.adopt(call) {
             Some((call, _)) if call.is_open() => Ok(()),
+            _ if self.state.lock().unwrap().refused => Err(gst::FlowError::Error),
             _ => Err(gst::FlowError::Eos),
         }
     }
@@ -159,6 +163,7 @@ impl TwilioStreamSink {
         }
         if let Some(call) = &state.call {
             call.hot.clear(&crate::call::HotPart::SINK);
+            call.release_sender(self.sender_id());
         }
         // Keep the last call for the counters.
         self.state.lock().unwrap().call = state.call;

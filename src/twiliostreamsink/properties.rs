@@ -24,7 +24,8 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .blurb(
                 "Plays into the call of the twiliostreamsrc with the same call-name, \
                  in any pipeline of the process. Without it, the sink pairs with the \
-                 twiliostreamsrc of its own pipeline, or listens itself if there is none",
+                 twiliostreamsrc of its own pipeline, or listens itself if there is none. \
+                 One sink plays into a call: a second is an error",
             )
             .mutable_ready()
             .build(),

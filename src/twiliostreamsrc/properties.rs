@@ -145,7 +145,7 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
             glib::ParamSpecString::builder("call-name")
                 .nick("Call name")
                 .blurb(
-                    "Pairs this src with the twiliostreamsink(s) of the same call-name, \
+                    "Pairs this src with the twiliostreamsink of the same call-name (one per call), \
                         in any pipeline of the process. Without it, a sink pairs with the \
                         src of its own pipeline",
                 )
