@@ -174,3 +174,45 @@ fn a_buffer_longer_than_the_writer_holds_goes_out_whole_and_paced() {
     // Stopping does not wait for the rest.
     set_state(&p, gst::State::Null);
 }
+
+/// PLAYING → PAUSED stops the audio: the writer holds what the sink gave
+/// it, Twilio plays out only what it held (the lead), and PLAYING again
+/// goes on where it stopped, nothing lost.
+#[test]
+fn pausing_the_sink_pauses_the_call_and_playing_goes_on() {
+    init();
+    let p = pipeline(
+        "appsrc name=app format=time \
+         caps=audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved ! \
+         twiliostreamsink name=sink port=0 async=false",
+    );
+    set_state(&p, gst::State::Playing);
+    let (app, sink) = (by_name(&p, "app"), by_name(&p, "sink"));
+    let mut call = dial(&sink, Playout::RealTime);
+    // 2 s at once: the writer paces it to real time.
+    let tone = sine(440.0, 8000.0, 8000.0, 2 * 8000);
+    let ret = app.emit_by_name::<gst::FlowReturn>("push-buffer", &[&pcm_buffer(&tone)]);
+    assert_eq!(ret, gst::FlowReturn::Ok);
+    let first = receive_until(&mut call, |got| !media_bytes(got).is_empty());
+    let began = std::time::Instant::now();
+    let mut got = receive_until(&mut call, |got| media_bytes(got).len() >= 4000);
+    set_state(&p, gst::State::Paused);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    set_state(&p, gst::State::Playing);
+    got.extend(receive_until(&mut call, |more| {
+        media_bytes(&first).len() + media_bytes(&got).len() + media_bytes(more).len() >= 2 * 8000
+    }));
+    // Without the pause the last frame would come about 1.9 s after the
+    // first (the lead ahead of real time); the pause adds its 1.5 s less
+    // the lead Twilio played out meanwhile.
+    let took = began.elapsed();
+    assert!(took >= std::time::Duration::from_millis(2900), "{took:?}");
+    let mut sent = media_bytes(&first);
+    sent.extend(media_bytes(&got));
+    assert_eq!(
+        sent,
+        twilio_emulator::audio::encode(&tone),
+        "all of it, once, in order"
+    );
+    set_state(&p, gst::State::Null);
+}

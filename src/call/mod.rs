@@ -95,6 +95,8 @@ pub(crate) enum Request {
     Send(Outgoing),
     /// A `clear` (its message): `done` learns what it found, on the call's task.
     Clear(String, Box<dyn FnOnce(Cleared) + Send>),
+    /// The writer is to look at what waits (a pause ended).
+    Wake,
 }
 
 /// Per-call limits (from the path's element).
@@ -171,6 +173,8 @@ pub struct Call {
     pub(crate) hot: hot::Hot,
     /// The one sink that plays into the call: an id of its own and its name.
     sender: Mutex<Option<(usize, String)>>,
+    /// Its sink is paused: the writer holds the media.
+    writer_paused: AtomicBool,
 }
 
 impl fmt::Debug for Call {
@@ -250,6 +254,7 @@ impl Call {
             log: Mutex::new(None),
             consumer: Mutex::new(None),
             sender: Mutex::new(None),
+            writer_paused: AtomicBool::new(false),
         });
         gst::info!(CAT, "{call:?}: connected");
         let call_task = call.clone();
@@ -410,6 +415,19 @@ impl Call {
                 Ok(())
             }
         }
+    }
+
+    /// The sink playing into the call paused (PLAYING → PAUSED) or plays
+    /// again: while paused, the writer sends no media (Twilio plays out
+    /// what it holds, at most the lead), and then goes on where it was.
+    pub fn pause_writer(&self, paused: bool) {
+        if self.writer_paused.swap(paused, Ordering::SeqCst) && !paused {
+            let _ = self.dispatch(Request::Wake);
+        }
+    }
+
+    pub(crate) fn writer_paused(&self) -> bool {
+        self.writer_paused.load(Ordering::Relaxed)
     }
 
     /// The sink `id` no longer plays into the call: another may.

@@ -145,6 +145,8 @@ pub struct Outbox {
     /// Audio waiting in `pending` (ns).
     pending_audio: u64,
     lead: u64,
+    /// The sink is paused: no media goes out (what Twilio holds plays on).
+    paused: bool,
     model: Model,
 }
 
@@ -156,6 +158,7 @@ impl Outbox {
             pending: VecDeque::new(),
             pending_audio: 0,
             lead,
+            paused: false,
             model: Model::default(),
         }
     }
@@ -177,6 +180,12 @@ impl Outbox {
 
     pub fn set_lead(&mut self, lead: u64) {
         self.lead = lead;
+    }
+
+    /// Holds the media (and what follows it) while `paused`; a mark or a
+    /// clear with no media before it still goes out.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
     }
 
     pub fn push(&mut self, item: Outgoing) {
@@ -202,7 +211,8 @@ impl Outbox {
     }
 
     /// Moves what may be written at `now` into `out`, in order: everything
-    /// up to the first frame that must wait for Twilio's queue to shrink.
+    /// up to the first frame that must wait for Twilio's queue to shrink
+    /// (or for the pause to end: then no time to look again is given).
     /// Calls `written` with the bytes and duration of each frame taken.
     /// Returns when to look again, if something waits.
     pub fn due(
@@ -212,10 +222,13 @@ impl Outbox {
         mut written: impl FnMut(u32, u64),
     ) -> Option<u64> {
         while let Some(front) = self.pending.front() {
-            if let Outgoing::Media { .. } = front
-                && self.model.unplayed(now) >= self.lead
-            {
-                return Some(self.model.end - self.lead + 1);
+            if let Outgoing::Media { .. } = front {
+                if self.paused {
+                    return None;
+                }
+                if self.model.unplayed(now) >= self.lead {
+                    return Some(self.model.end - self.lead + 1);
+                }
             }
             match self.pending.pop_front() {
                 Some(Outgoing::Media {
@@ -378,6 +391,28 @@ mod tests {
         // Nothing is due before then.
         assert!(due(&mut o, 20 * MS).0.is_empty());
         assert_eq!(due(&mut o, 20 * MS + 1).0.len(), 1);
+    }
+
+    #[test]
+    fn paused_media_waits_and_goes_on_from_where_it_was() {
+        let mut o = Outbox::new(100 * MS);
+        push_frames(&mut o, 10, 0);
+        assert_eq!(due(&mut o, 0).0.len(), 5);
+        o.set_paused(true);
+        // Nothing more, and no time to look again: the pause ends it.
+        assert_eq!(due(&mut o, 500 * MS), (vec![], None));
+        // A clear goes out at once; what it found: all of it written played.
+        o.push(mark("before"));
+        let cleared = o.clear(600 * MS, "clear".into());
+        assert_eq!(cleared.played, Some(100 * MS));
+        assert_eq!(cleared.unwritten, 100 * MS);
+        assert_eq!(due(&mut o, 600 * MS).0, ["before", "clear"]);
+        // Media after it waits for the pause to end, then goes on.
+        push_frames(&mut o, 2, 200 * MS);
+        o.push(mark("after"));
+        assert_eq!(due(&mut o, 700 * MS), (vec![], None));
+        o.set_paused(false);
+        assert_eq!(due(&mut o, 700 * MS).0, ["m0@200", "m1@220", "after"]);
     }
 
     #[test]

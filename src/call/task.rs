@@ -292,6 +292,7 @@ impl Writer {
             any = true;
             match request {
                 Request::Send(item) => self.outbox.push(item),
+                Request::Wake => {}
                 Request::Clear(text, done) => {
                     // What may go out at once goes before the clear, as if
                     // the writer had run between the two requests.
@@ -333,6 +334,7 @@ impl Writer {
             return self.drop_after_stop(call);
         }
         self.outbox.set_lead(call.lead.load(Ordering::Relaxed));
+        self.outbox.set_paused(call.writer_paused());
         let (mut chunks, mut bytes, mut audio) = (0u64, 0u64, 0u64);
         self.next = self.outbox.due(call.now_ns(), &mut self.texts, |b, d| {
             chunks += 1;

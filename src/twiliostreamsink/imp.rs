@@ -312,7 +312,13 @@ impl ElementImpl for TwilioStreamSink {
                 gst::StateChangeError
             })?;
         }
+        if transition == gst::StateChange::PausedToPlaying {
+            self.pause_call(false);
+        }
         let result = self.parent_change_state(transition);
+        if transition == gst::StateChange::PlayingToPaused {
+            self.pause_call(true);
+        }
         if transition == gst::StateChange::PausedToReady
             || (transition == gst::StateChange::ReadyToPaused && result.is_err())
         {

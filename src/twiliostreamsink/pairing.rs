@@ -145,6 +145,16 @@ impl TwilioStreamSink {
         Ok(())
     }
 
+    /// PLAYING → PAUSED holds the call's audio in its writer (Twilio plays
+    /// out what it has, at most the lead); PAUSED → PLAYING goes on.
+    pub(super) fn pause_call(&self, paused: bool) {
+        let call = self.state.lock().unwrap().call.clone();
+        if let Some(call) = call {
+            gst::debug!(CAT, imp = self, "{call:?}: paused {paused}");
+            call.pause_writer(paused);
+        }
+    }
+
     /// Undoes [`connect`](Self::connect) on PAUSED → READY: stops listening
     /// and hangs up a call of its own.
     pub(super) fn disconnect(&self) {
@@ -163,6 +173,8 @@ impl TwilioStreamSink {
         }
         if let Some(call) = &state.call {
             call.hot.clear(&crate::call::HotPart::SINK);
+            // A src's call goes on: whoever plays into it next is not held.
+            call.pause_writer(false);
             call.release_sender(self.sender_id());
         }
         // Keep the last call for the counters.
