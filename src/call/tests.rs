@@ -33,15 +33,19 @@ pub(super) async fn call() -> (Arc<Call>, WebSocketStream<tokio::io::DuplexStrea
     (call, twilio)
 }
 
+/// A runtime of one thread: a task spawned cannot run until this one waits.
+fn one_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The call's `start` is known as soon as the call is, before its task
 /// first runs: an element that has the call has its streamSid.
 #[test]
 fn start_is_known_before_the_task_runs() {
-    // One thread: the task spawned cannot run until this one waits.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = one_thread();
     runtime.block_on(async {
         let (call, _twilio) = call().await;
         let start = call.start_info().expect("start known at once");
@@ -122,10 +126,7 @@ fn a_closed_slot_takes_no_call_until_reopened() {
 /// first lets go; claiming again is no conflict.
 #[test]
 fn one_sink_at_a_time_sends_into_a_call() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = one_thread();
     runtime.block_on(async {
         let (call, _twilio) = call().await;
         assert_eq!(call.claim_sender(1, "sink0"), Ok(()));

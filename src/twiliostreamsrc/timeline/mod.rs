@@ -303,11 +303,7 @@ impl Timeline {
         if (due - end).abs() > GAP_TOLERANCE as i128 {
             return None;
         }
-        let before = self.first_ts_ms;
-        self.first_ts_ms = self.measure_from(chunk);
-        let step = self.first_ts_ms.saturating_sub(before);
-        self.stepped_ms = self.stepped_ms.saturating_sub(step);
-        Some(step)
+        Some(self.step_to(chunk))
     }
 
     /// Whether `chunk` starts where the timestamps before the steps back
@@ -335,6 +331,17 @@ impl Timeline {
         Some(std::mem::take(&mut self.stepped_ms))
     }
 
+    /// The timestamps stepped at `chunk`: it is measured from, at the
+    /// current position, and the steps are remembered (for a step home).
+    /// The step in ms.
+    fn step_to(&mut self, chunk: &Chunk) -> i64 {
+        let before = self.first_ts_ms;
+        self.first_ts_ms = self.measure_from(chunk);
+        let step = self.first_ts_ms.saturating_sub(before);
+        self.stepped_ms = self.stepped_ms.saturating_sub(step);
+        step
+    }
+
     /// Whether `chunk`, due `due` by its timestamp, is a step ahead in the
     /// timestamps, its chunks going on in real time: a jump past the
     /// current position with nothing filled, numbered as the chunk
@@ -354,11 +361,7 @@ impl Timeline {
         if i128::from(due + chunk.samples) - reached <= i128::from(STEP_TOLERANCE) {
             return None;
         }
-        let before = self.first_ts_ms;
-        self.first_ts_ms = self.measure_from(chunk);
-        let step = self.first_ts_ms.saturating_sub(before);
-        self.stepped_ms = self.stepped_ms.saturating_sub(step);
-        Some(step)
+        Some(self.step_to(chunk))
     }
 
     /// Takes the arrival of a chunk for the drift estimate (every chunk
