@@ -3,7 +3,7 @@
 //! `track=both`; or, mono, a G.722 or Opus call's payloads as they came
 //! (`audio/G722`, `audio/x-opus`), for `avdec_g722` / `opusdec`; and what that means beside the call's own format (rates,
 //! delay, latency, whether it passes the wire bytes through). Converting
-//! is `convert.rs`'s.
+//! is `convert`'s.
 
 use gst::ClockTime;
 
