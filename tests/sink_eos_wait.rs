@@ -1,6 +1,7 @@
 //! twiliostreamsink end to end, what may come while it waits at EOS for
 //! Twilio to play everything out: a flush (barge-in: the EOS is dropped and
-//! the call goes on), a pause (the wait goes on once PLAYING again),
+//! the call goes on), a pause (the wait goes on once PLAYING again, however
+//! long the pause: the writer held the audio),
 //! Twilio's `stop` (EOS goes through, nothing to end, after `twilio-stop`);
 //! and an EOS before any call (a sink that listens itself takes no call
 //! until a flush).
@@ -211,5 +212,35 @@ fn a_lone_sinks_twilio_stop_is_posted_before_its_eos() {
     let messages = messages_until(&bus, has_eos);
     // As from a src: an application that quits at EOS has seen the stop.
     assert!(has_element(&messages, "twilio-stop"), "{messages:?}");
+    set_state(&p, gst::State::Null);
+}
+
+/// A pause longer than the playout bound's grace while EOS waits: the
+/// writer holds the audio (and the EOS mark behind it) meanwhile, so the
+/// wait must not run out then; back in PLAYING, everything is played out
+/// before the stream is ended.
+#[test]
+fn a_long_pause_during_the_eos_wait_loses_no_audio() {
+    init();
+    let (p, app, sink) = appsrc_sink("");
+    let mut call = dial(&sink, Playout::RealTime);
+    push(&app, &sine(440.0, 8000.0, 8000.0, 8000));
+    end_of_stream(&app);
+    // Rendered (the EOS comes right after it): most of the second still
+    // waits in the writer.
+    let mut got = receive_until(&mut call, |got| !media_bytes(got).is_empty());
+    set_state(&p, gst::State::Paused);
+    let grace = gsttwiliostream::call::PLAYOUT_GRACE;
+    std::thread::sleep(grace + std::time::Duration::from_secs(2));
+    set_state(&p, gst::State::Playing);
+    got.extend(receive_until(&mut call, |_| false));
+    assert_eq!(got.last(), Some(&Received::Closed(Some(1000))));
+    let sent = media_bytes(&got).len();
+    assert_eq!(sent, 8000, "the held audio went out");
+    assert_eq!(
+        call.playback().played.len(),
+        sent,
+        "closed before the playout"
+    );
     set_state(&p, gst::State::Null);
 }

@@ -175,6 +175,9 @@ pub struct Call {
     sender: Mutex<Option<(usize, String)>>,
     /// Its sink is paused: the writer holds the media.
     writer_paused: AtomicBool,
+    /// How many times it was paused: a wait for the playout that a pause
+    /// came into does not count the pause.
+    writer_pauses: AtomicU64,
 }
 
 impl fmt::Debug for Call {
@@ -255,6 +258,7 @@ impl Call {
             consumer: Mutex::new(None),
             sender: Mutex::new(None),
             writer_paused: AtomicBool::new(false),
+            writer_pauses: AtomicU64::new(0),
         });
         gst::info!(CAT, "{call:?}: connected");
         let call_task = call.clone();
@@ -421,6 +425,9 @@ impl Call {
     /// again: while paused, the writer sends no media (Twilio plays out
     /// what it holds, at most the lead), and then goes on where it was.
     pub fn pause_writer(&self, paused: bool) {
+        if paused {
+            self.writer_pauses.fetch_add(1, Ordering::SeqCst);
+        }
         if self.writer_paused.swap(paused, Ordering::SeqCst) && !paused {
             let _ = self.dispatch(Request::Wake);
         }
@@ -473,15 +480,27 @@ impl Call {
     }
 
     /// Sends the mark `mark` and waits until Twilio echoes it (it has played
-    /// everything before it), at most [`playout_bound`](Self::playout_bound).
-    /// False if it did not come back in time or could not be sent.
+    /// everything before it), at most [`playout_bound`](Self::playout_bound)
+    /// of the writer's time unpaused (a paused sink's writer holds the audio
+    /// and the mark: after a pause the wait goes on, bounded anew). False if
+    /// it did not come back in time or could not be sent.
     pub async fn play_out(&self, mark: &str) -> bool {
-        let bound = self.playout_bound();
-        match self.send_mark(mark) {
-            Ok(sent) => tokio::time::timeout(bound, self.marks_echoed(sent))
+        let mut bound = self.playout_bound();
+        let Ok(sent) = self.send_mark(mark) else {
+            return false;
+        };
+        loop {
+            let pauses = self.writer_pauses.load(Ordering::SeqCst);
+            if tokio::time::timeout(bound, self.marks_echoed(sent))
                 .await
-                .is_ok(),
-            Err(_) => false,
+                .is_ok()
+            {
+                return true;
+            }
+            if !self.writer_paused() && self.writer_pauses.load(Ordering::SeqCst) == pauses {
+                return false;
+            }
+            bound = self.playout_bound();
         }
     }
 
