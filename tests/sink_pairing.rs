@@ -304,3 +304,40 @@ fn a_second_sink_on_one_call_is_an_error_and_the_first_plays_on() {
     assert!(amplitude(tail, 1500.0) < 0.01 * 32767.0);
     p.set_state(gst::State::Null).unwrap();
 }
+
+/// A sink refused for a call another plays into sends nothing into it,
+/// and does not end it either: its `end-stream` finds no call of its own.
+#[test]
+fn a_refused_sinks_end_stream_leaves_the_call_to_the_first() {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 call-name=refused ! fakesink \
+         audiotestsrc freq=600 volume=0.4 is-live=true samplesperbuffer=160 ! \
+         audio/x-raw,rate=8000,channels=1 ! twiliostreamsink name=first call-name=refused async=false",
+    );
+    let second = pipeline(
+        "audiotestsrc freq=1500 volume=0.4 is-live=true samplesperbuffer=160 ! \
+         audio/x-raw,rate=8000,channels=1 ! twiliostreamsink name=second call-name=refused async=false",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let mut call = dial(&by_name(&p, "src"), Playout::Instant);
+    receive_until(&mut call, |got| media_bytes(got).len() >= 800);
+    second.set_state(gst::State::Playing).unwrap();
+    second
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(10), &[gst::MessageType::Error])
+        .expect("an error from the second sink");
+    let sink = by_name(&second, "second");
+    for after_playout in [false, true] {
+        assert!(!sink.emit_by_name::<bool>("end-stream", &[&after_playout]));
+    }
+    // The first plays on: the call is not closed.
+    let got = receive_until(&mut call, |got| media_bytes(got).len() >= 8000);
+    assert!(
+        !got.iter().any(|r| matches!(r, Received::Closed(_))),
+        "the call was ended"
+    );
+    second.set_state(gst::State::Null).unwrap();
+    p.set_state(gst::State::Null).unwrap();
+}

@@ -206,12 +206,20 @@ impl TwilioStreamSink {
 
     /// The `end-stream` action signal: ends the stream now, or once Twilio
     /// has played what was sent (the partial frame too). Does not block.
-    /// False if there was no call to end.
+    /// False if there was no call to end, or another sink plays into it.
     pub(super) fn end_stream(&self, after_playout: bool) -> bool {
-        let call = self
-            .adopt_call()
-            .map(|(call, _)| call)
-            .or_else(|| self.current_call());
+        let call = match self.adopt_call() {
+            Some((call, _)) => Some(call),
+            None if self.state.lock().unwrap().refused => {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "end-stream: another sink plays into the call"
+                );
+                return false;
+            }
+            None => self.current_call(),
+        };
         let Some(call) = call else {
             gst::info!(CAT, imp = self, "end-stream: no call to end");
             return false;
