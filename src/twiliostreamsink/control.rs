@@ -62,17 +62,36 @@ impl TwilioStreamSink {
     /// call yet (else keeps the one it has). Tells the call's properties.
     pub(super) fn adopt(&self, call: Arc<Call>) -> Option<(Arc<Call>, String)> {
         let sid = call.start_info()?.stream_sid.clone();
-        {
-            let state = self.state.lock().unwrap();
+        let name = self.obj().name();
+        let claimed = {
+            let mut state = self.state.lock().unwrap();
             if let (Some(call), Some(sid)) = (&state.call, &state.stream_sid) {
                 return Some((call.clone(), sid.clone()));
             }
-            if state.refused {
+            // None if refused already, or if the sink stopped meanwhile.
+            if state.refused || state.slot.is_none() {
                 return None;
             }
-        }
-        if let Err(other) = call.claim_sender(self.sender_id(), &self.obj().name()) {
-            self.state.lock().unwrap().refused = true;
+            // Claimed and adopted under one lock: a stop (`disconnect`),
+            // which takes the state, finds the call it claimed to let go of.
+            let claimed = call.claim_sender(self.sender_id(), &name);
+            state.refused = claimed.is_err();
+            if claimed.is_ok() {
+                state.call = Some(call.clone());
+                crate::hot_objects::register(
+                    &call,
+                    self,
+                    HotPart::Sink,
+                    self.obj().sink_pad(),
+                    HotPart::SinkPad,
+                );
+                state.stream_sid = Some(sid.clone());
+                let min_ticks = call.dialect().min_frame_ms() as usize * 8;
+                state.framer.set_target(call.format(), min_ticks);
+            }
+            claimed
+        };
+        if let Err(other) = claimed {
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::Busy,
@@ -86,25 +105,6 @@ impl TwilioStreamSink {
                 ]
             );
             return None;
-        }
-        {
-            let mut state = self.state.lock().unwrap();
-            if let (Some(call), Some(sid)) = (&state.call, &state.stream_sid) {
-                return Some((call.clone(), sid.clone()));
-            }
-            // None if the sink stopped meanwhile.
-            state.slot.as_ref()?;
-            state.call = Some(call.clone());
-            crate::hot_objects::register(
-                &call,
-                self,
-                HotPart::Sink,
-                self.obj().sink_pad(),
-                HotPart::SinkPad,
-            );
-            state.stream_sid = Some(sid.clone());
-            let min_ticks = call.dialect().min_frame_ms() as usize * 8;
-            state.framer.set_target(call.format(), min_ticks);
         }
         let lead = self.settings.lock().unwrap().max_lead_ms;
         call.set_lead(std::time::Duration::from_millis(lead as u64));
