@@ -341,3 +341,50 @@ fn a_refused_sinks_end_stream_leaves_the_call_to_the_first() {
     second.set_state(gst::State::Null).unwrap();
     p.set_state(gst::State::Null).unwrap();
 }
+
+/// Reading a sink's properties does not make it the call's sink: a sink
+/// that only looked is refused once it plays, not the one that played.
+#[test]
+fn a_sink_that_only_reads_the_call_does_not_claim_it() {
+    init();
+    let p = pipeline("twiliostreamsrc name=src port=0 call-name=look ! fakesink");
+    let sink_pipeline = |name: &str| {
+        pipeline(&format!(
+            "appsrc name=app format=time is-live=true \
+             caps=audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved ! \
+             twiliostreamsink name={name} call-name=look async=false"
+        ))
+    };
+    let (player, looker) = (sink_pipeline("player"), sink_pipeline("looker"));
+    for q in [&p, &player, &looker] {
+        q.set_state(gst::State::Playing).unwrap();
+    }
+    let mut call = dial(&by_name(&p, "src"), Playout::Instant);
+    let looking = by_name(&looker, "looker");
+    let sid = (0..200)
+        .find_map(|_| {
+            let sid = looking.property::<Option<String>>("stream-sid");
+            sid.or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                None
+            })
+        })
+        .expect("the looker sees the call's streamSid");
+    assert!(looking.property::<bool>("connected"));
+    push(&by_name(&player, "app"), &vec![1000; 1600]);
+    let got = receive_until(&mut call, |got| media_bytes(got).len() >= 1600);
+    assert_eq!(media_bytes(&got).len(), 1600);
+    assert!(
+        drain_messages(&player.bus().unwrap())
+            .iter()
+            .all(|m| m.type_() != gst::MessageType::Error),
+        "the sink that played was refused"
+    );
+    assert_eq!(
+        by_name(&player, "player").property::<Option<String>>("stream-sid"),
+        Some(sid)
+    );
+    for q in [&looker, &player, &p] {
+        q.set_state(gst::State::Null).unwrap();
+    }
+}

@@ -156,7 +156,11 @@ impl TwilioStreamSink {
             return false;
         }
         let Some((call, _)) = self.adopt_call() else {
-            gst::warning!(CAT, imp = self, "no call yet: mark {name:?} not sent");
+            let why = match self.state.lock().unwrap().refused {
+                true => "another sink plays into the call",
+                false => "no call yet",
+            };
+            gst::warning!(CAT, imp = self, "{why}: mark {name:?} not sent");
             return false;
         };
         let sent = {

@@ -180,8 +180,13 @@ impl TwilioStreamSink {
         self.obj().set_render_delay(delay);
     }
 
+    /// The call adopted, or the one the sink would adopt (a refused sink
+    /// has none: its counters are not another sink's).
     pub(super) fn current_call(&self) -> Option<Arc<Call>> {
         let state = self.state.lock().unwrap();
+        if state.refused {
+            return None;
+        }
         state
             .call
             .clone()
@@ -265,19 +270,19 @@ impl ObjectImpl for TwilioStreamSink {
             "max-lead" => self.settings.lock().unwrap().max_lead_ms.to_value(),
             "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
             // A paired sink has its src's call as soon as `start` arrived,
-            // before its first buffer.
-            "connected" => {
-                self.adopt_call();
-                self.current_call().is_some_and(|c| c.is_open()).to_value()
-            }
-            "call-sid" => {
-                self.adopt_call();
-                self.current_call()
-                    .and_then(|c| c.start_info())
-                    .map(|s| s.call_sid.clone())
-                    .to_value()
-            }
-            "stream-sid" => self.adopt_call().map(|(_, sid)| sid).to_value(),
+            // before its first buffer. Reading does not adopt it: only a
+            // sink that plays claims the call (one sink per call).
+            "connected" => self.current_call().is_some_and(|c| c.is_open()).to_value(),
+            "call-sid" => self
+                .current_call()
+                .and_then(|c| c.start_info())
+                .map(|s| s.call_sid.clone())
+                .to_value(),
+            "stream-sid" => self
+                .current_call()
+                .and_then(|c| c.start_info())
+                .map(|s| s.stream_sid.clone())
+                .to_value(),
             "stats" => self.stats_structure().to_value(),
             name => {
                 let stat = find_counter(SINK_COUNTERS, name)

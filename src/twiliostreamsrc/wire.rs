@@ -49,12 +49,14 @@ impl TwilioStreamSrc {
         };
         gst::info!(CAT, imp = self, "the call carries {format}");
         if let Some((asked, waits)) = waits {
-            gst::info!(
-                CAT,
-                imp = self,
-                "track-wait {asked} ms is shorter than the reorder window holds chunks: \
-                 waiting {waits} ms for the slower track"
-            );
+            if waits > asked {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "track-wait {asked} ms is shorter than the reorder window holds chunks: \
+                     waiting {waits} ms for the slower track"
+                );
+            }
             let obj = self.obj();
             let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
         }
