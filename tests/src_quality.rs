@@ -21,6 +21,7 @@ in_both_modes!(
     a_lost_chunk_is_silence_with_gap_fill_silence,
     a_lost_chunk_is_concealed_at_16k,
     a_lost_chunk_is_concealed_in_the_calls_own_mulaw,
+    a_loss_past_the_fill_deadline_is_not_concealed_late,
     both_tracks_conceal_the_track_that_lost_only,
     quality_reports_follow_stream_time_and_count_the_loss,
     after_a_step_back_on_time_chunks_are_not_late,
@@ -182,6 +183,60 @@ fn a_lost_chunk_is_concealed_in_the_calls_own_mulaw() {
             expected[gap()].fill(0xFF);
             assert_eq!(got, expected);
         }
+        set_state(&p, gst::State::Null);
+    }
+}
+
+/// 400 ms lost (20 chunk numbers skipped), the sender quiet meanwhile: the
+/// fill deadline (300 ms) sends a GAP for the first of it; the rest comes
+/// with the next chunk. It is silence, as the GAP was: not a concealment
+/// of the audio before the loss, starting that late.
+fn a_loss_past_the_fill_deadline_is_not_concealed_late() {
+    for output in ["audio/x-raw,rate=8000", "audio/x-mulaw"] {
+        let (p, collector, url) = start(&format!(
+            "twiliostreamsrc name=src port=0 ! {output} ! fakesink name=sink sync=false"
+        ));
+        let ulaw = encode(&voiced());
+        rt().block_on(async {
+            let mut call = TwilioCall::start(&url, CallParams::default())
+                .await
+                .unwrap();
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for (n, chunk) in ulaw.chunks(160).take(30).enumerate() {
+                if n == 20 {
+                    call.lose_media(20 * 160);
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                }
+                tick.tick().await;
+                call.send_media(chunk).unwrap();
+            }
+            call.send_stop().unwrap();
+            call.close().await;
+        });
+        let got = collector.wait_eos();
+        let first = got.buffers[0].pts().unwrap();
+        let lost =
+            first + gst::ClockTime::from_mseconds(400)..first + gst::ClockTime::from_mseconds(800);
+        let silence = if output.contains("mulaw") { 0xFF } else { 0 };
+        let width = if output.contains("mulaw") { 1 } else { 2 };
+        let mut heard = 0;
+        for buffer in &got.buffers {
+            let pts = buffer.pts().unwrap();
+            let map = buffer.map_readable().unwrap();
+            for (i, sample) in map.chunks_exact(width).enumerate() {
+                let at = pts + gst::ClockTime::from_nseconds(i as u64 * 125_000);
+                if lost.contains(&at) {
+                    heard += 1;
+                    assert!(
+                        sample.iter().all(|&b| b == silence),
+                        "{output}: {sample:?} at {} ms into the loss",
+                        (at - lost.start).mseconds()
+                    );
+                }
+            }
+        }
+        // The loss's time was partly a GAP, the rest in a buffer.
+        assert!((800..3200).contains(&heard), "{output}: {heard} samples");
         set_state(&p, gst::State::Null);
     }
 }

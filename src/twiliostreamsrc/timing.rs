@@ -206,6 +206,12 @@ impl TwilioStreamSrc {
                 return held;
             }
         }
+        // The concealer hears the GAP's silence: a loss found after it is
+        // not concealed from the audio before it, that late.
+        match state.aligner.is_some() {
+            true => state.stereo.skipped(output, samples as usize),
+            false => state.converter.skipped(output, samples as usize),
+        }
         let timeline = state.timeline.as_mut().expect("there");
         let gap = timeline.span(samples, output.factor(), output.delay());
         timeline.advance(samples);

@@ -7,7 +7,7 @@
 
 use crate::codec::plc::{self, Concealer};
 use crate::codec::scratch::{self, Scratch};
-use crate::codec::{Resampler, alaw, g711};
+use crate::codec::{Resampler, WireFormat, alaw, g711};
 
 use super::output::{Encoding, Output};
 
@@ -60,6 +60,23 @@ impl Converter {
             Some(concealer) if output.conceals() => concealer.hot_ranges(next),
             _ => [(0, 0); 2],
         }
+    }
+
+    /// `ticks` went out as silence without being written (a GAP event, at
+    /// the fill deadline): the concealer hears that silence. A loss found
+    /// after it then conceals from silence, not from the audio before the
+    /// GAP (a burst of it that late, after the silence), and audio that
+    /// only came late follows it untouched.
+    pub fn skipped(&mut self, output: Output, ticks: usize) {
+        let Some(concealer) = self.concealer.as_mut().filter(|_| output.conceals()) else {
+            return;
+        };
+        hear(concealer, &mut self.unheard, output.wire);
+        let mut pcm = scratch::i16s();
+        // Enough to end any blend and fill the history.
+        let samples = ticks * output.wire.samples_per_tick();
+        pcm.resize(samples.min(2 * plc::HISTORY), 0);
+        concealer.good(&mut pcm);
     }
 
     /// Writes `silence` ticks (125 µs) of silence followed by `wire` (the
@@ -149,15 +166,8 @@ impl Converter {
             }
             return;
         }
+        hear(concealer, &mut self.unheard, format);
         let mut pcm = scratch::i16s();
-        if !self.unheard.is_empty() {
-            // Settled: it only remembers them.
-            let from = self.unheard.len().saturating_sub(history);
-            format.decode(&self.unheard[from..], &mut pcm);
-            concealer.good(&mut pcm);
-            self.unheard.clear();
-            pcm.clear();
-        }
         pcm.resize(silence, 0);
         format.decode(audio, &mut pcm);
         let mut before = scratch::i16s();
@@ -173,6 +183,21 @@ impl Converter {
             }
         }
     }
+}
+
+/// Lets `concealer` hear the call's bytes passed through that it has not
+/// (`unheard`, after no loss: settled, it only remembers them).
+fn hear(concealer: &mut Concealer, unheard: &mut Vec<u8>, format: WireFormat) {
+    if unheard.is_empty() {
+        return;
+    }
+    let from = unheard
+        .len()
+        .saturating_sub(plc::HISTORY * format.bytes_per_tick());
+    let mut pcm = scratch::i16s();
+    format.decode(&unheard[from..], &mut pcm);
+    concealer.good(&mut pcm);
+    unheard.clear();
 }
 
 /// Feeds `pcm` to `concealer`: its first `lead` samples are a loss
@@ -237,6 +262,14 @@ impl StereoConverter {
     /// Conceals each channel's lost stretches, or leaves them silent.
     pub fn set_concealment(&mut self, on: bool) {
         self.channels.iter_mut().for_each(|c| c.set_concealment(on));
+    }
+
+    /// `ticks` of both channels went out as silence without being written
+    /// (see [`Converter::skipped`]).
+    pub fn skipped(&mut self, output: Output, ticks: usize) {
+        self.channels
+            .iter_mut()
+            .for_each(|c| c.skipped(output, ticks));
     }
 
     /// Writes `silence` ticks of silence on both channels, then `wire[0]`

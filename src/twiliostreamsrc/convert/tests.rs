@@ -359,3 +359,41 @@ fn stereo_interleaves_two_channels_each_converted_on_its_own() {
         }
     }
 }
+
+#[test]
+fn after_skipped_silence_a_loss_is_silent_and_late_audio_untouched() {
+    // 20 ms of audio, then 100 ms that went out as a GAP (silence).
+    let pcm = voiced(480);
+    for wire in narrowband() {
+        let mut bytes = Vec::new();
+        wire.encode(&pcm, &mut bytes);
+        let width = wire.bytes_per_tick();
+        for own in [Output::own(wire), pcm8k_of(wire)] {
+            let fresh = || {
+                let mut c = Converter::default();
+                c.set_concealment(true);
+                convert(&mut c, own, 0, &bytes[..160 * width]);
+                c.skipped(own, 800);
+                c
+            };
+            // The loss the next chunk shows is concealed from that silence.
+            let out = convert(&mut fresh(), own, 160, &bytes[160 * width..320 * width]);
+            let mut heard = Vec::new();
+            match own.passthrough() {
+                true => wire.decode(&out, &mut heard),
+                false => heard = s16le(&out),
+            }
+            assert!(heard[..160].iter().all(|&s| s == heard[0]), "{own:?}");
+            assert!(heard[0].abs() <= 8, "{own:?}: {}", heard[0]);
+            // Audio that only came late follows the silence untouched.
+            let late = convert(&mut fresh(), own, 0, &bytes[160 * width..320 * width]);
+            let plain = convert(
+                &mut Converter::default(),
+                own,
+                0,
+                &bytes[160 * width..320 * width],
+            );
+            assert_eq!(late, plain, "{own:?}");
+        }
+    }
+}
