@@ -38,14 +38,13 @@ impl TwilioStreamSink {
             let state = self.state.lock().unwrap();
             match (&state.call, &state.stream_sid) {
                 (Some(call), Some(_)) => Some(call.is_open()),
+                // Another sink plays into the call (an ERROR said so).
+                _ if state.refused => return Err(gst::FlowError::Error),
                 _ => None,
             }
         };
-        // The call adopted already (every buffer: no clones), or one that
-        // can be without waiting.
-        if self.state.lock().unwrap().refused {
-            return Err(gst::FlowError::Error);
-        }
+        // The call adopted already (every buffer: no clones, one lock), or
+        // one that can be without waiting.
         if let Some(open) = adopted.or_else(|| self.adopt_call().map(|(c, _)| c.is_open())) {
             return if open {
                 Ok(())
