@@ -215,6 +215,40 @@ fn a_lone_sinks_twilio_stop_is_posted_before_its_eos() {
     set_state(&p, gst::State::Null);
 }
 
+/// A pause while the lone sink waits at EOS for its poster's `twilio-stop`
+/// holds that wait until PLAYING again: the stop still comes first.
+#[test]
+fn a_pause_while_waiting_for_twilio_stop_keeps_it_before_the_eos() {
+    init();
+    let (p, app, sink) = appsrc_sink("async=false");
+    let bus = p.bus().unwrap();
+    // Hold the poster at the key press (see the test above), longer.
+    bus.set_sync_handler(|_, msg| {
+        if msg.structure().is_some_and(|s| s.name() == "twilio-dtmf") {
+            std::thread::sleep(std::time::Duration::from_millis(1200));
+        }
+        gst::BusSyncReply::Pass
+    });
+    let mut call = dial(&sink, Playout::RealTime);
+    call.send_dtmf("1").unwrap();
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while sink.property::<bool>("connected") {
+        assert!(std::time::Instant::now() < deadline, "the call stays open");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    end_of_stream(&app);
+    // The sink waits for the poster now; a short pause, and on.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    set_state(&p, gst::State::Paused);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    set_state(&p, gst::State::Playing);
+    let messages = messages_until(&bus, has_eos);
+    assert!(has_element(&messages, "twilio-stop"), "{messages:?}");
+    set_state(&p, gst::State::Null);
+}
+
 /// A pause longer than the playout bound's grace while EOS waits: the
 /// writer holds the audio (and the EOS mark behind it) meanwhile, so the
 /// wait must not run out then; back in PLAYING, everything is played out

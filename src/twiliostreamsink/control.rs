@@ -279,10 +279,17 @@ impl TwilioStreamSink {
             Some(poster) => poster.call_over(),
             None => return,
         };
-        let posted = RUNTIME.spawn(async move {
+        let mut posted = RUNTIME.spawn(async move {
             let _ = tokio::time::timeout(POSTER_DRAIN, over).await;
         });
-        let _ = wait(&self.canceller, posted);
+        // A pause suspends the wait until PLAYING, as in `play_out`; a
+        // flush or a stop ends it.
+        while wait(&self.canceller, &mut posted).is_err() {
+            if self.obj().wait_preroll().is_err() {
+                posted.abort();
+                return;
+            }
+        }
     }
 
     /// EOS before any call, in a sink that listens itself: it takes no call
