@@ -1,7 +1,7 @@
 //! What concealment buys on real speech: 5 % of the 20 ms μ-law chunks of a
 //! spoken prompt are lost (single chunks, at random), and the output with
 //! `plc` and with silence in their place is compared with the undamaged
-//! decode. The concealer's own behaviour is unit-tested in src/codec/plc.rs.
+//! decode. The concealer's own behaviour is unit-tested in src/codec/plc/tests.rs.
 
 use std::f64::consts::PI;
 use std::sync::LazyLock;

@@ -184,17 +184,20 @@ fn a_call_waiting_while_no_call_is_taken_gets_the_sink_after_a_flush() {
     set_state(&p, gst::State::Null);
 }
 
-#[test]
-fn a_lone_sinks_twilio_stop_is_posted_before_its_eos() {
+/// A lone sink (`props`) whose caller pressed a key, sent `stop` and hung
+/// up, its poster held at the key press for `hold_ms` (the sink posts its
+/// call's messages from a task), so that the `stop` behind it is not posted
+/// yet when EOS comes; the call is closed. The pipeline, its appsrc, its bus.
+fn hung_up_with_the_stop_held(
+    props: &str,
+    hold_ms: u64,
+) -> (gst::Pipeline, gst::Element, gst::Bus) {
     init();
-    let (p, app, sink) = appsrc_sink("");
+    let (p, app, sink) = appsrc_sink(props);
     let bus = p.bus().unwrap();
-    // The sink posts its call's messages from a task: hold that task at the
-    // key press, so that the `stop` behind it is not posted yet when EOS
-    // comes.
-    bus.set_sync_handler(|_, msg| {
+    bus.set_sync_handler(move |_, msg| {
         if msg.structure().is_some_and(|s| s.name() == "twilio-dtmf") {
-            std::thread::sleep(std::time::Duration::from_millis(500));
+            std::thread::sleep(std::time::Duration::from_millis(hold_ms));
         }
         gst::BusSyncReply::Pass
     });
@@ -207,6 +210,12 @@ fn a_lone_sinks_twilio_stop_is_posted_before_its_eos() {
         assert!(std::time::Instant::now() < deadline, "the call stays open");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    (p, app, bus)
+}
+
+#[test]
+fn a_lone_sinks_twilio_stop_is_posted_before_its_eos() {
+    let (p, app, bus) = hung_up_with_the_stop_held("", 500);
     // The caller hung up while the file played: its source runs out.
     end_of_stream(&app);
     let messages = messages_until(&bus, has_eos);
@@ -219,25 +228,7 @@ fn a_lone_sinks_twilio_stop_is_posted_before_its_eos() {
 /// holds that wait until PLAYING again: the stop still comes first.
 #[test]
 fn a_pause_while_waiting_for_twilio_stop_keeps_it_before_the_eos() {
-    init();
-    let (p, app, sink) = appsrc_sink("async=false");
-    let bus = p.bus().unwrap();
-    // Hold the poster at the key press (see the test above), longer.
-    bus.set_sync_handler(|_, msg| {
-        if msg.structure().is_some_and(|s| s.name() == "twilio-dtmf") {
-            std::thread::sleep(std::time::Duration::from_millis(1200));
-        }
-        gst::BusSyncReply::Pass
-    });
-    let mut call = dial(&sink, Playout::RealTime);
-    call.send_dtmf("1").unwrap();
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while sink.property::<bool>("connected") {
-        assert!(std::time::Instant::now() < deadline, "the call stays open");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let (p, app, bus) = hung_up_with_the_stop_held("async=false", 1200);
     end_of_stream(&app);
     // The sink waits for the poster now; a short pause, and on.
     std::thread::sleep(std::time::Duration::from_millis(200));
