@@ -57,16 +57,9 @@ pub fn serve(n: usize, kind: Kind) {
         if handoffs > 0 {
             gst::init().unwrap();
         }
-        // As many workers as the plugin's runtime would have.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(
-                std::thread::available_parallelism()
-                    .map(|n| n.get().min(4))
-                    .unwrap_or(2),
-            )
-            .enable_all()
-            .build()
-            .unwrap();
+        // Configured as the plugin's runtime is: as many workers, the same
+        // wait before they sleep (TWILIOSTREAM_BATCH_WAIT_US).
+        let runtime = gsttwiliostream::runtime::builder().build().unwrap();
         let port = floor::serve(&runtime, handoffs);
         writeln!(out.lock(), "READY {port} {base_rss}").unwrap();
         answer(&out, || {
