@@ -12,9 +12,17 @@
 //! network, and takes what came meanwhile in one wake-up. A thread that
 //! slept longer than that (few calls) sleeps at once: no extra wake-up
 //! where there is nothing to gather.
+//!
+//! Nor does a thread wait while work is handed in from outside the runtime
+//! (a `queue`'s thread or an application's sending to a call: see
+//! [`woken_from_outside`]). tokio wakes a sleeping thread for such work,
+//! but one that is waiting here counts as awake, and when the wait ends it
+//! sleeps without looking for work handed in meanwhile: that work would
+//! wait for the next network event.
 
 use std::cell::Cell;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
@@ -35,6 +43,27 @@ pub const DEFAULT_BATCH_WAIT: Duration = Duration::from_millis(1);
 
 /// The longest wait [`BATCH_WAIT_ENV`] may ask for (a chunk's duration).
 pub const MAX_BATCH_WAIT: Duration = Duration::from_millis(20);
+
+/// After work came from outside the runtime, how long its threads do not
+/// wait before they sleep.
+const OUTSIDE_QUIET: Duration = Duration::from_millis(50);
+
+/// Work handed to the runtime's tasks from other threads, counted.
+static WOKEN_FROM_OUTSIDE: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Whether this thread is one of a runtime's built by [`builder`].
+    static ON_RUNTIME: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Says that a task of the runtime is being handed work (woken) from this
+/// thread: when this is not a runtime thread, the runtime's threads stop
+/// waiting before they sleep for a while (see the module's doc).
+pub fn woken_from_outside() {
+    if !ON_RUNTIME.get() {
+        WOKEN_FROM_OUTSIDE.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// The runtime every listener and call runs on: up to four worker threads
 /// (fewer on smaller machines), however many calls there are.
@@ -57,10 +86,14 @@ pub fn builder() -> tokio::runtime::Builder {
                 .map(|n| n.get().min(4))
                 .unwrap_or(2),
         )
-        .enable_all();
+        .enable_all()
+        .on_thread_start(|| ON_RUNTIME.set(true));
     if !wait.is_zero() {
         builder
-            .on_thread_park(move || Waker::with(|w| w.before_park(wait)))
+            .on_thread_park(move || {
+                let outside = WOKEN_FROM_OUTSIDE.load(Ordering::Relaxed);
+                Waker::with(|w| w.before_park(wait, outside));
+            })
             .on_thread_unpark(|| Waker::with(Waker::after_unpark));
     }
     builder
@@ -84,17 +117,24 @@ pub fn batch_wait(value: Option<&str>) -> Duration {
     }
 }
 
-/// One runtime thread's sleeps: when it last went to sleep and how long
-/// its last sleep lasted.
+/// One runtime thread's sleeps: when it last went to sleep, how long its
+/// last sleep lasted, and the work from outside it last saw.
 #[derive(Debug, Clone, Copy)]
 struct Waker {
     asleep_since: Option<Instant>,
     last_sleep: Duration,
+    outside_seen: u64,
+    quiet_until: Option<Instant>,
 }
 
 thread_local! {
     static WAKER: Cell<Waker> = const {
-        Cell::new(Waker { asleep_since: None, last_sleep: Duration::MAX })
+        Cell::new(Waker {
+            asleep_since: None,
+            last_sleep: Duration::MAX,
+            outside_seen: 0,
+            quiet_until: None,
+        })
     };
 }
 
@@ -107,12 +147,22 @@ impl Waker {
         });
     }
 
-    /// Out of work: wait first if the thread woke soon after its last sleep.
-    fn before_park(&mut self, wait: Duration) {
-        if gathers(self.last_sleep, wait) {
-            std::thread::sleep(wait);
+    /// Out of work: wait first if the thread woke soon after its last
+    /// sleep and no work came from outside lately (`outside`: the count of
+    /// [`woken_from_outside`]).
+    fn before_park(&mut self, wait: Duration, outside: u64) {
+        let now = Instant::now();
+        if outside != self.outside_seen {
+            self.outside_seen = outside;
+            self.quiet_until = Some(now + OUTSIDE_QUIET);
         }
-        self.asleep_since = Some(Instant::now());
+        let quiet = self.quiet_until.is_some_and(|until| now < until);
+        self.asleep_since = Some(if gathers(self.last_sleep, wait, quiet) {
+            std::thread::sleep(wait);
+            Instant::now()
+        } else {
+            now
+        });
     }
 
     fn after_unpark(&mut self) {
@@ -123,9 +173,10 @@ impl Waker {
 }
 
 /// Whether a thread whose last sleep lasted `last_sleep` waits `wait`
-/// before it sleeps again: only when work comes more often than `wait`.
-fn gathers(last_sleep: Duration, wait: Duration) -> bool {
-    last_sleep < wait
+/// before it sleeps again: only when work comes more often than `wait`,
+/// and not while work comes from outside the runtime (`outside_lately`).
+fn gathers(last_sleep: Duration, wait: Duration, outside_lately: bool) -> bool {
+    last_sleep < wait && !outside_lately
 }
 
 #[cfg(test)]
@@ -145,33 +196,71 @@ mod tests {
     #[test]
     fn only_a_thread_woken_soon_waits() {
         let wait = Duration::from_millis(1);
-        assert!(gathers(Duration::from_micros(60), wait));
-        assert!(gathers(Duration::ZERO, wait));
-        assert!(!gathers(wait, wait));
-        assert!(!gathers(Duration::from_millis(19), wait));
+        assert!(gathers(Duration::from_micros(60), wait, false));
+        assert!(gathers(Duration::ZERO, wait, false));
+        assert!(!gathers(wait, wait, false));
+        assert!(!gathers(Duration::from_millis(19), wait, false));
         // A thread that never slept yet does not wait.
-        assert!(!gathers(Duration::MAX, wait));
+        assert!(!gathers(Duration::MAX, wait, false));
+        // Nor while work comes from outside.
+        assert!(!gathers(Duration::from_micros(60), wait, true));
+    }
+
+    /// Work handed in from a thread of the runtime is not counted as from
+    /// outside it; from any other thread it is.
+    #[test]
+    fn work_from_outside_the_runtime_is_counted() {
+        let runtime = builder().worker_threads(1).build().unwrap();
+        let before = WOKEN_FROM_OUTSIDE.load(Ordering::Relaxed);
+        runtime
+            .block_on(runtime.spawn(async { woken_from_outside() }))
+            .unwrap();
+        // Other tests may count meanwhile: only this thread's own call is
+        // certain to count.
+        woken_from_outside();
+        let after = WOKEN_FROM_OUTSIDE.load(Ordering::Relaxed);
+        assert!(after > before);
+        assert!(!ON_RUNTIME.get());
+        assert!(
+            runtime
+                .block_on(runtime.spawn(async { ON_RUNTIME.get() }))
+                .unwrap()
+        );
     }
 
     /// The hooks themselves keep each thread's last sleep: after a long one
-    /// the thread parks at once, after a short one it waits first.
+    /// the thread parks at once, after a short one it waits first, unless
+    /// work came from outside since its last park.
     #[test]
     fn the_hooks_keep_each_threads_last_sleep() {
         std::thread::spawn(|| {
             let wait = Duration::from_millis(200);
             let last_sleep = || WAKER.with(Cell::get).last_sleep;
-            Waker::with(|w| w.before_park(wait));
+            let park = |outside| {
+                let t = Instant::now();
+                Waker::with(|w| w.before_park(wait, outside));
+                let waited = t.elapsed() >= wait;
+                Waker::with(Waker::after_unpark);
+                waited
+            };
+            Waker::with(|w| w.before_park(wait, 0));
             std::thread::sleep(Duration::from_millis(250));
             Waker::with(Waker::after_unpark);
             assert!(last_sleep() >= Duration::from_millis(250));
-            assert!(!gathers(last_sleep(), wait));
+            assert!(!gathers(last_sleep(), wait, false));
             // Woken at once this time: the next park waits.
-            Waker::with(|w| w.before_park(wait));
-            Waker::with(Waker::after_unpark);
-            assert!(gathers(last_sleep(), wait), "{:?}", last_sleep());
+            park(0);
+            assert!(gathers(last_sleep(), wait, false), "{:?}", last_sleep());
+            assert!(park(0));
+            // Work from outside: no wait for OUTSIDE_QUIET.
             let t = Instant::now();
-            Waker::with(|w| w.before_park(wait));
-            assert!(t.elapsed() >= wait);
+            let waited = park(1);
+            if t.elapsed() < OUTSIDE_QUIET {
+                assert!(!waited);
+            }
+            std::thread::sleep(OUTSIDE_QUIET);
+            park(1);
+            assert!(park(1));
         })
         .join()
         .unwrap();
