@@ -92,7 +92,9 @@ pub fn builder() -> tokio::runtime::Builder {
         builder
             .on_thread_park(move || {
                 let outside = WOKEN_FROM_OUTSIDE.load(Ordering::Relaxed);
-                Waker::with(|w| w.before_park(wait, outside));
+                Waker::with(|w| {
+                    w.before_park(wait, outside);
+                });
             })
             .on_thread_unpark(|| Waker::with(Waker::after_unpark));
     }
@@ -149,20 +151,22 @@ impl Waker {
 
     /// Out of work: wait first if the thread woke soon after its last
     /// sleep and no work came from outside lately (`outside`: the count of
-    /// [`woken_from_outside`]).
-    fn before_park(&mut self, wait: Duration, outside: u64) {
+    /// [`woken_from_outside`]). Returns whether it waited.
+    fn before_park(&mut self, wait: Duration, outside: u64) -> bool {
         let now = Instant::now();
         if outside != self.outside_seen {
             self.outside_seen = outside;
             self.quiet_until = Some(now + OUTSIDE_QUIET);
         }
         let quiet = self.quiet_until.is_some_and(|until| now < until);
-        self.asleep_since = Some(if gathers(self.last_sleep, wait, quiet) {
+        let waits = gathers(self.last_sleep, wait, quiet);
+        self.asleep_since = Some(if waits {
             std::thread::sleep(wait);
             Instant::now()
         } else {
             now
         });
+        waits
     }
 
     fn after_unpark(&mut self) {
@@ -237,29 +241,26 @@ mod tests {
             let wait = Duration::from_millis(200);
             let last_sleep = || WAKER.with(Cell::get).last_sleep;
             let park = |outside| {
-                let t = Instant::now();
-                Waker::with(|w| w.before_park(wait, outside));
-                let waited = t.elapsed() >= wait;
+                let mut waited = false;
+                Waker::with(|w| waited = w.before_park(wait, outside));
                 Waker::with(Waker::after_unpark);
                 waited
             };
-            Waker::with(|w| w.before_park(wait, 0));
+            Waker::with(|w| {
+                w.before_park(wait, 0);
+            });
             std::thread::sleep(Duration::from_millis(250));
             Waker::with(Waker::after_unpark);
             assert!(last_sleep() >= Duration::from_millis(250));
             assert!(!gathers(last_sleep(), wait, false));
             // Woken at once this time: the next park waits.
-            park(0);
+            assert!(!park(0));
             assert!(gathers(last_sleep(), wait, false), "{:?}", last_sleep());
             assert!(park(0));
-            // Work from outside: no wait for OUTSIDE_QUIET.
-            let t = Instant::now();
-            let waited = park(1);
-            if t.elapsed() < OUTSIDE_QUIET {
-                assert!(!waited);
-            }
+            // Work from outside: no wait, however short the last sleep,
+            // until OUTSIDE_QUIET has passed.
+            assert!(!park(1));
             std::thread::sleep(OUTSIDE_QUIET);
-            park(1);
             assert!(park(1));
         })
         .join()
