@@ -16,9 +16,11 @@
 //! Nor does a thread wait while work is handed in from outside the runtime
 //! (a `queue`'s thread or an application's sending to a call: see
 //! [`woken_from_outside`]). tokio wakes a sleeping thread for such work,
-//! but one that is waiting here counts as awake, and when the wait ends it
-//! sleeps without looking for work handed in meanwhile: that work would
-//! wait for the next network event.
+//! but not while one is waiting here (it counts as awake): the work waits
+//! for the end of that wait, when tokio's last thread looking for work
+//! looks once more before it sleeps (or, with several threads, until a
+//! busy one is done with what it runs). A queue's frame would so wait
+//! twice, once when it is read and once when it is handed back.
 
 use std::cell::Cell;
 use std::sync::LazyLock;
@@ -78,7 +80,11 @@ pub static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
 /// (from [`BATCH_WAIT_ENV`]). Public so that a comparison (the load test's
 /// bare echo) can run on a runtime configured alike.
 pub fn builder() -> tokio::runtime::Builder {
-    let wait = batch_wait(std::env::var(BATCH_WAIT_ENV).ok().as_deref());
+    builder_waiting(batch_wait(std::env::var(BATCH_WAIT_ENV).ok().as_deref()))
+}
+
+/// [`builder`] with its threads waiting `wait` before they sleep.
+fn builder_waiting(wait: Duration) -> tokio::runtime::Builder {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder
         .worker_threads(
@@ -230,6 +236,37 @@ mod tests {
                 .block_on(runtime.spawn(async { ON_RUNTIME.get() }))
                 .unwrap()
         );
+    }
+
+    /// A thread that waits before it sleeps is not woken for work handed
+    /// in from outside meanwhile, but takes it when its wait ends: tokio's
+    /// last thread to stop looking for work looks once more before it
+    /// sleeps. Here nothing else (no socket, no timer) would wake it.
+    #[test]
+    fn work_handed_in_during_a_wait_runs_when_the_wait_ends() {
+        let wait = Duration::from_millis(300);
+        for workers in [1, 2] {
+            let runtime = builder_waiting(wait)
+                .worker_threads(workers)
+                .build()
+                .unwrap();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+            let (done_tx, done) = std::sync::mpsc::channel();
+            runtime.spawn(async move {
+                while rx.recv().await.is_some() {
+                    done_tx.send(()).unwrap();
+                }
+            });
+            let bound = wait + Duration::from_secs(2);
+            // Woken soon after their last sleep, the threads wait before
+            // the next: the third hand-over comes during such a wait.
+            for pause in [Duration::ZERO, Duration::from_millis(5), wait / 3] {
+                std::thread::sleep(pause);
+                tx.send(()).unwrap();
+                done.recv_timeout(bound)
+                    .unwrap_or_else(|_| panic!("{workers} threads: lost"));
+            }
+        }
     }
 
     /// The hooks themselves keep each thread's last sleep: after a long one

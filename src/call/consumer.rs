@@ -75,8 +75,9 @@ impl Call {
             return Ok(());
         }
         self.in_channel.fetch_add(1, Ordering::SeqCst);
-        // A queue's or an application's thread: the runtime's threads must
-        // not wait before they sleep (see `runtime`), or this would wait.
+        // A queue's or an application's thread: the runtime's threads do
+        // not wait before they sleep for a while (see `runtime`), or this
+        // would wait for the end of such a wait.
         crate::runtime::woken_from_outside();
         self.outbound.send(request).map_err(|_| {
             self.in_channel.fetch_sub(1, Ordering::SeqCst);
