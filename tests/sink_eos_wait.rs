@@ -114,6 +114,38 @@ fn a_pause_during_the_eos_wait_holds_it_until_playing() {
     set_state(&p, gst::State::Null);
 }
 
+/// The EOS comes after the pause (the order `a_pause_during_…` leaves to
+/// chance): the sink must not wait for the audio its paused writer holds
+/// before PAUSED is complete, or PLAYING never comes back. The pipeline
+/// reaches PAUSED with the EOS, and once PLAYING everything plays out.
+#[test]
+fn an_eos_after_a_pause_waits_for_playing_and_loses_no_audio() {
+    init();
+    let (p, app, sink) = appsrc_sink("");
+    let mut call = dial(&sink, Playout::RealTime);
+    push(&app, &sine(440.0, 8000.0, 8000.0, 8000));
+    let mut got = receive_until(&mut call, |got| !media_bytes(got).is_empty());
+    set_state(&p, gst::State::Paused);
+    end_of_stream(&app);
+    let (done, state, _) = p.state(gst::ClockTime::from_seconds(5));
+    assert_eq!(
+        (done, state),
+        (Ok(gst::StateChangeSuccess::Success), gst::State::Paused),
+        "the EOS did not complete PAUSED"
+    );
+    set_state(&p, gst::State::Playing);
+    got.extend(receive_until(&mut call, |_| false));
+    assert_eq!(got.last(), Some(&Received::Closed(Some(1000))));
+    let sent = media_bytes(&got).len();
+    assert_eq!(sent, 8000, "the held audio went out");
+    assert_eq!(
+        call.playback().played.len(),
+        sent,
+        "closed before the playout"
+    );
+    set_state(&p, gst::State::Null);
+}
+
 #[test]
 fn twilios_stop_during_the_eos_wait_lets_eos_through_with_nothing_to_end() {
     init();

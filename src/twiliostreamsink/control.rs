@@ -241,7 +241,7 @@ impl TwilioStreamSink {
     /// the call is the sink's own (its state change hangs up). False if a
     /// flush or a stop came meanwhile: the EOS is dropped, as BaseSink
     /// drops what comes while it flushes.
-    pub(super) fn eos(&self) -> bool {
+    pub(super) fn eos(&self, event: &gst::Event) -> bool {
         let adopted = self.adopt_call();
         let owns_call = {
             let mut state = self.state.lock().unwrap();
@@ -261,9 +261,29 @@ impl TwilioStreamSink {
         }
         let end = self.settings.lock().unwrap().end_stream_on_eos;
         if end || owns_call {
-            return self.play_out(call, end);
+            return self.play_out(call, end, event);
         }
         true
+    }
+
+    /// BaseSink's preroll on `event` (`gst_base_sink_do_preroll`, which the
+    /// bindings leave out): nothing in PLAYING; after a change to PAUSED,
+    /// commits that state and blocks until PLAYING, a flush or a stop
+    /// (then an error). With BaseSink's preroll lock held, as in `event()`.
+    fn preroll(&self, event: &gst::Event) -> Result<gst::FlowSuccess, gst::FlowError> {
+        use gst::glib::translate::{FromGlib, ToGlibPtr};
+        let obj = self.obj();
+        let sink: &gst_base::BaseSink = obj.upcast_ref();
+        // SAFETY: both pointers are valid for the call, which only reads the
+        // event (to see whether it is a buffer to preroll) and keeps no
+        // reference to it.
+        let ret = unsafe {
+            gst::FlowReturn::from_glib(gst_base::ffi::gst_base_sink_do_preroll(
+                sink.to_glib_none().0,
+                event.as_ptr() as *mut gst::ffi::GstMiniObject,
+            ))
+        };
+        ret.into_result()
     }
 
     /// At EOS, a call of the sink's own that Twilio stopped (or that ended
@@ -314,7 +334,7 @@ impl TwilioStreamSink {
     /// waits do); a flush or a stop of the element ends it and the stream is
     /// not ended: false, the EOS is dropped. A flush's `clear` makes Twilio
     /// echo the mark at once: that is no playout either.
-    fn play_out(&self, call: Arc<Call>, end: bool) -> bool {
+    fn play_out(&self, call: Arc<Call>, end: bool, event: &gst::Event) -> bool {
         if tokio::runtime::Handle::try_current().is_ok() {
             // On the runtime (a shared-threads src pushed the EOS from the
             // call's own task): waiting here would hold up the very task
@@ -327,6 +347,15 @@ impl TwilioStreamSink {
                 }
             });
             return true;
+        }
+        // An EOS that comes after a pause (PLAYING → PAUSED before it got
+        // here) would wait for audio the paused writer holds, under the
+        // preroll lock BaseSink holds while a serialized event is handled,
+        // so PLAYING could not come back: complete PAUSED with it and wait
+        // for PLAYING first, as BaseSink would with the EOS.
+        if self.preroll(event).is_err() {
+            gst::debug!(CAT, imp = self, "EOS: flushing, the stream goes on");
+            return false;
         }
         let bound = call.playout_bound();
         gst::debug!(

@@ -537,7 +537,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                     self.state.lock().unwrap().segment = segment;
                 }
             }
-            gst::EventView::Eos(_) if !self.eos() => return false,
+            gst::EventView::Eos(_) if !self.eos(&event) => return false,
             _ => {}
         }
         self.parent_event(event)
