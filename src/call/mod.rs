@@ -43,6 +43,7 @@ pub mod session;
 pub mod slot;
 pub mod stats;
 mod task;
+mod writer;
 
 pub(crate) use closing::{CLOSE_TOO_BIG, answer_close, close as close_websocket};
 pub use events::{CallEvent, Consumer, DtmfDigit, Events, MediaChunk};

@@ -1,15 +1,18 @@
 //! The one tokio task per connection: reads Twilio's messages and hands them
 //! to the [`Session`], applies what it returns (counters, log lines, events
 //! for the consuming element), writes what the elements send in batches,
-//! paced by the [`Outbox`] (Twilio's queue is kept to the call's lead),
-//! and ends the call on close, error, stalled writes or the idle timeout.
+//! paced by the `Outbox` (Twilio's queue is kept to the call's lead) and
+//! written by the [`Writer`] without holding up the reads, and ends the
+//! call on close, error, stalled writes or the idle timeout.
 //! It never waits for GStreamer (but see `Consumer` for shared-threads).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
@@ -19,14 +22,10 @@ use super::closing::{
     CLOSE_INVALID_DATA, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, answer_close, close,
 };
 use super::events::{CallEvent, EventSender};
-use super::outbox::Outbox;
 use super::session::{Handled, Level, Session};
 use super::stats::Stat;
+use super::writer::Writer;
 use super::{Call, CallConfig, Request, call_log};
-
-/// A write that makes no progress for this long means the peer stopped
-/// reading: the call is over.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The per-call task: reads, validates and dispatches Twilio's messages,
 /// writes ours, and ends when either side closes.
@@ -56,14 +55,13 @@ pub(super) async fn serve<S>(
     let close_requested = call.close_requested.notified();
     tokio::pin!(close_requested);
     let mut close_registered = false;
-    let mut writer = Writer {
-        outbox: Outbox::new(call.lead.load(Ordering::Relaxed)),
-        texts: Vec::new(),
-        next: None,
-    };
+    let mut writer = Writer::new(call.lead.load(Ordering::Relaxed));
     // Wakes the writer when a frame held back may go out.
     let pace = tokio::time::sleep(Duration::MAX / 4);
     tokio::pin!(pace);
+    // The deadline of a write in progress (see `Writer::poll_write`).
+    let stall = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(stall);
     // What the consumer asked to send while the task ran it (scratch).
     let mut on_task = Vec::new();
     let mut outbound = Outbound {
@@ -76,7 +74,7 @@ pub(super) async fn serve<S>(
     if apply(&call, &events, start) {
         call.run_consumer(&mut on_task);
         if writer.take(&call, on_task.drain(..), &mut outbound) {
-            failed = writer.write(&call, &mut ws, &mut pace).await.err();
+            failed = writer.write(&call, &mut ws, &mut pace).err();
         }
     }
     let ended = match failed {
@@ -101,7 +99,7 @@ pub(super) async fn serve<S>(
                     Some(request) => {
                         call.taken_from_channel();
                         writer.take(&call, Some(request), &mut outbound);
-                        if let Err(e) = writer.write(&call, &mut ws, &mut pace).await {
+                        if let Err(e) = writer.write(&call, &mut ws, &mut pace) {
                             break Some(e);
                         }
                     }
@@ -110,13 +108,21 @@ pub(super) async fn serve<S>(
                         break None;
                     }
                 },
-                _ = &mut pace, if writer.next.is_some() => {
-                    if let Err(e) = writer.write(&call, &mut ws, &mut pace).await {
+                _ = &mut pace, if writer.next.is_some() && !writer.busy() => {
+                    if let Err(e) = writer.write(&call, &mut ws, &mut pace) {
                         break Some(e);
                     }
                 }
-                msg = ws.next() => match msg {
-                    Some(Ok(Message::Text(text))) => {
+                // Reads go on while a write waits for the peer to read.
+                io = read_or_write(&call, &mut ws, &mut writer, stall.as_mut()) => match io {
+                    Io::Wrote(Err(e)) => break Some(e),
+                    // What fell due while it waited goes now.
+                    Io::Wrote(Ok(())) => {
+                        if let Err(e) = writer.write(&call, &mut ws, &mut pace) {
+                            break Some(e);
+                        }
+                    }
+                    Io::Read(Some(Ok(Message::Text(text)))) => {
                         // What handling it touches is fetched while the
                         // message is parsed (see `hot`).
                         call.prefetch();
@@ -135,16 +141,16 @@ pub(super) async fn serve<S>(
                             // A consumer on this task (shared-threads) may have
                             // answered already: write that now, not a turn later.
                             if writer.take(&call, on_task.drain(..), &mut outbound)
-                                && let Err(e) = writer.write(&call, &mut ws, &mut pace).await
+                                && let Err(e) = writer.write(&call, &mut ws, &mut pace)
                             {
                                 break Some(e);
                             }
                         }
                     }
-                    Some(Ok(Message::Binary(data))) => {
+                    Io::Read(Some(Ok(Message::Binary(data)))) => {
                         apply(&call, &events, session.binary(data.len()));
                     }
-                    Some(Ok(Message::Close(frame))) => {
+                    Io::Read(Some(Ok(Message::Close(frame)))) => {
                         answer_close(&mut ws).await;
                         break Some(match frame {
                             Some(f) => format!("Twilio closed the WebSocket (code {}{}{})", u16::from(f.code),
@@ -154,23 +160,23 @@ pub(super) async fn serve<S>(
                             None => "Twilio closed the WebSocket".to_owned(),
                         });
                     }
-                    Some(Ok(_)) => {} // ping/pong are answered by tungstenite
-                    Some(Err(WsError::Capacity(e))) => {
+                    Io::Read(Some(Ok(_))) => {} // ping/pong are answered by tungstenite
+                    Io::Read(Some(Err(WsError::Capacity(e)))) => {
                         close(&mut ws, CLOSE_TOO_BIG, "message too big").await;
                         break Some(format!("Twilio sent a message too big to read ({e}), closed with 1009"));
                     }
-                    Some(Err(WsError::Utf8(e))) => {
+                    Io::Read(Some(Err(WsError::Utf8(e)))) => {
                         // RFC 6455: a text frame that is not UTF-8 fails
                         // the connection, with 1007.
                         close(&mut ws, CLOSE_INVALID_DATA, "text that is not UTF-8").await;
                         break Some(format!("Twilio sent text that is not UTF-8 ({e}), closed with 1007"));
                     }
-                    Some(Err(WsError::Protocol(e))) => {
+                    Io::Read(Some(Err(WsError::Protocol(e)))) => {
                         close(&mut ws, CLOSE_PROTOCOL_ERROR, "WebSocket protocol error").await;
                         break Some(format!("WebSocket protocol error ({e}), closed with 1002"));
                     }
-                    Some(Err(e)) => break Some(format!("connection error: {e}")),
-                    None => break Some("the connection dropped".to_owned()),
+                    Io::Read(Some(Err(e))) => break Some(format!("connection error: {e}")),
+                    Io::Read(None) => break Some("the connection dropped".to_owned()),
                 }
             }
         },
@@ -201,6 +207,33 @@ pub(super) async fn serve<S>(
     // consumer holding its element (whose state holds the call) should the
     // element never be stopped.
     call.set_consumer(None);
+}
+
+/// What [`read_or_write`] did.
+enum Io {
+    /// The write in progress is done (or failed).
+    Wrote(Result<(), String>),
+    /// What the socket read.
+    Read(Option<Result<Message, WsError>>),
+}
+
+/// Goes on with the writer's write in progress, if there is one, and reads
+/// the socket meanwhile: a peer that reads slowly, or stopped reading,
+/// does not keep its own messages (media, `stop`, marks) from being read.
+fn read_or_write<'a, S: AsyncRead + AsyncWrite + Unpin>(
+    call: &'a Call,
+    ws: &'a mut WebSocketStream<S>,
+    writer: &'a mut Writer,
+    mut stall: Pin<&'a mut tokio::time::Sleep>,
+) -> impl Future<Output = Io> + 'a {
+    std::future::poll_fn(move |cx| {
+        if writer.busy()
+            && let Poll::Ready(done) = writer.poll_write(call, ws, &mut stall, cx)
+        {
+            return Poll::Ready(Io::Wrote(done));
+        }
+        ws.poll_next_unpin(cx).map(Io::Read)
+    })
 }
 
 /// `close_requested`, polled only when it can be ready: polling a waiting
@@ -267,150 +300,6 @@ fn queue(call: &Call, events: &EventSender, event: CallEvent) {
     }
 }
 
-/// The writing half of the task: what elements asked to send, paced.
-struct Writer {
-    outbox: Outbox,
-    /// What is due now (scratch, reused).
-    texts: Vec<String>,
-    /// When a frame held back is due, if one is.
-    next: Option<u64>,
-}
-
-impl Writer {
-    /// Takes `first` (what the call's consumer sent on its task, or one
-    /// request the caller received and counted) and every request queued
-    /// in the channel into the outbox; false if there were none.
-    fn take(
-        &mut self,
-        call: &Call,
-        first: impl IntoIterator<Item = Request>,
-        outbound: &mut Outbound,
-    ) -> bool {
-        let queued = std::iter::from_fn(|| outbound.try_recv(call));
-        let mut any = false;
-        for request in first.into_iter().chain(queued) {
-            any = true;
-            match request {
-                Request::Send(item) => self.outbox.push(item),
-                Request::Wake => {}
-                Request::Clear(text, done) => {
-                    // What may go out at once goes before the clear, as if
-                    // the writer had run between the two requests.
-                    self.collect(call);
-                    let now = call.now_ns();
-                    let cleared = self.outbox.clear(now, text);
-                    // The frames not written are dropped: no longer queued.
-                    call.queued_audio
-                        .fetch_sub(cleared.unwritten, Ordering::Relaxed);
-                    call.outbound_bytes
-                        .fetch_sub(cleared.unwritten_bytes, Ordering::Relaxed);
-                    call.playout_end.store(now, Ordering::Relaxed);
-                    call.room.notify_waiters();
-                    done(cleared);
-                }
-            }
-        }
-        any
-    }
-
-    /// The call is over: a clear asked for before it ended, and not taken
-    /// yet, still learns what the caller heard (by the model, at the end);
-    /// nothing more is written. Later requests fail to send.
-    fn settle_clears(&mut self, call: &Call, outbound: &mut Outbound) {
-        outbound.rx.close();
-        while let Ok(request) = outbound.rx.try_recv() {
-            call.taken_from_channel();
-            if let Request::Clear(_, done) = request {
-                done(self.outbox.clear(call.now_ns(), String::new()));
-            }
-        }
-    }
-
-    /// Moves what is due now from the outbox to `texts`, counting the
-    /// frames as sent; nothing once Twilio sent `stop`.
-    fn collect(&mut self, call: &Call) {
-        if call.is_stopped() {
-            self.next = None;
-            return self.drop_after_stop(call);
-        }
-        self.outbox.set_lead(call.lead.load(Ordering::Relaxed));
-        self.outbox.set_paused(call.writer_paused());
-        let (mut chunks, mut bytes, mut audio) = (0u64, 0u64, 0u64);
-        self.next = self.outbox.due(call.now_ns(), &mut self.texts, |b, d| {
-            chunks += 1;
-            bytes += b as u64;
-            audio += d;
-        });
-        if chunks > 0 {
-            call.stats.add(Stat::ChunksSent, chunks);
-            call.stats.add(Stat::BytesSent, bytes);
-            // The model first: unplayed() never misses the batch between.
-            call.playout_end
-                .store(self.outbox.playout_end(), Ordering::Relaxed);
-            call.queued_audio.fetch_sub(audio, Ordering::SeqCst);
-            call.wake_room_waiters();
-        }
-    }
-
-    /// Twilio sent `stop`: it plays nothing more, so what waits (media,
-    /// marks, clears) is dropped unsent, logged (not in `chunks-dropped`,
-    /// which says Twilio did not keep up: an echo's tail would count in
-    /// every call).
-    #[cold]
-    fn drop_after_stop(&mut self, call: &Call) {
-        let unsent = self.outbox.drop_pending();
-        if unsent.messages == 0 {
-            return;
-        }
-        call.outbound_bytes
-            .fetch_sub(unsent.text_bytes, Ordering::Relaxed);
-        call.queued_audio.fetch_sub(unsent.audio, Ordering::SeqCst);
-        call.wake_room_waiters();
-        call_log!(
-            call,
-            debug,
-            "Twilio sent stop: not sending {} messages ({} media)",
-            unsent.messages,
-            unsent.media
-        );
-    }
-
-    /// Writes what is due and flushes once; re-arms `pace` for what waits.
-    /// Every write must make progress within [`WRITE_TIMEOUT`].
-    async fn write<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        call: &Call,
-        ws: &mut WebSocketStream<S>,
-        pace: &mut std::pin::Pin<&mut tokio::time::Sleep>,
-    ) -> Result<(), String> {
-        self.collect(call);
-        if let Some(at) = self.next {
-            pace.as_mut()
-                .reset(tokio::time::Instant::from_std(call.created) + Duration::from_nanos(at));
-        }
-        if self.texts.is_empty() {
-            return Ok(());
-        }
-        let stalled = || format!("Twilio has read nothing for {} s", WRITE_TIMEOUT.as_secs());
-        let failed = |e| format!("sending to Twilio failed: {e}");
-        for text in self.texts.drain(..) {
-            let len = text.len();
-            within_write_timeout(ws.feed(Message::text(text)))
-                .await
-                .map_err(|_| stalled())?
-                .map_err(failed)?;
-            call.outbound_bytes.fetch_sub(len, Ordering::Relaxed);
-            if call.closing.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-        }
-        within_write_timeout(ws.flush())
-            .await
-            .map_err(|_| stalled())?
-            .map_err(failed)
-    }
-}
-
 /// The channel of requests from elements on other threads. Most turns of
 /// the task it is empty, and reading it touches the channel's lines (cold
 /// at hundreds of calls): its count, in a line the senders touch anyway,
@@ -423,8 +312,8 @@ impl Writer {
 /// budget (checked). A send takes the registered waker to wake the task;
 /// senders raise the count before sending, and taking a request (here or
 /// in `Writer::take`) forgets the registration.
-struct Outbound {
-    rx: mpsc::UnboundedReceiver<Request>,
+pub(super) struct Outbound {
+    pub(super) rx: mpsc::UnboundedReceiver<Request>,
     /// The task's waker is registered, and no request sent since has been
     /// taken: a send wakes the task (and raises the count).
     registered: bool,
@@ -448,7 +337,7 @@ impl Outbound {
     }
 
     /// A request waiting in the channel, if there is one.
-    fn try_recv(&mut self, call: &Call) -> Option<Request> {
+    pub(super) fn try_recv(&mut self, call: &Call) -> Option<Request> {
         if call.in_channel.load(Ordering::SeqCst) == 0 {
             return None;
         }
@@ -457,18 +346,6 @@ impl Outbound {
         call.taken_from_channel();
         Some(request)
     }
-}
-
-/// `write`, given [`WRITE_TIMEOUT`] to finish. A write almost always
-/// finishes at once: the timer (a clock read and a timer entry) is only
-/// set up when it does not.
-async fn within_write_timeout<F: Future + Unpin>(
-    mut write: F,
-) -> Result<F::Output, tokio::time::error::Elapsed> {
-    if let Some(done) = (&mut write).now_or_never() {
-        return Ok(done);
-    }
-    tokio::time::timeout(WRITE_TIMEOUT, write).await
 }
 
 #[cfg(test)]
@@ -489,11 +366,7 @@ mod tests {
     fn a_clear_left_when_the_call_ends_still_says_what_was_heard() {
         RUNTIME.block_on(async {
             let (call, _twilio) = super::super::tests::call().await;
-            let mut writer = Writer {
-                outbox: Outbox::new(100 * MS),
-                texts: Vec::new(),
-                next: None,
-            };
+            let mut writer = Writer::new(100 * MS);
             let text = r#"{"event":"media"}"#.to_owned();
             let bytes = text.len();
             writer.outbox.push(Outgoing::Media {
