@@ -168,3 +168,57 @@ fn a_peer_that_stops_reading_is_still_heard() {
     );
     drop(rt().block_on(talker).unwrap());
 }
+
+/// A peer that floods pings and reads nothing: each ping read makes a pong
+/// that cannot be written. They must not pile up without bound in the
+/// call's memory: once its write buffer is full, a pong waiting is replaced
+/// by the next (the last ping is still answered). (Most of the pongs that
+/// do come back waited in the kernel's buffers: on loopback up to 4 MiB,
+/// Linux's default `tcp_wmem` maximum, about 33,000 pongs.)
+#[test]
+fn unread_pongs_do_not_pile_up() {
+    const PINGS: usize = 300_000;
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let url = url_of(&src);
+    let mut peer = rt().block_on(async {
+        let mut peer = Peer::dial(&url, CallParams::default()).await;
+        peer.media([0xff, 0xff]).await.unwrap();
+        let ping = Message::Ping(vec![7u8; 125].into());
+        for i in 0..PINGS {
+            peer.ws.feed(ping.clone()).await.unwrap();
+            if i % 1000 == 0 {
+                peer.ws.flush().await.unwrap();
+            }
+        }
+        peer.ws
+            .feed(Message::Ping(b"last".to_vec().into()))
+            .await
+            .unwrap();
+        peer.media([0xff, 0xff]).await.unwrap();
+        peer
+    });
+    // Every ping was read once the media after them was.
+    assert_eq!(wait_counter(&src, "chunks-received", 2, PATIENCE), 2);
+    let pongs = rt().block_on(async {
+        use futures::StreamExt;
+        let mut pongs = 0usize;
+        loop {
+            match tokio::time::timeout(PATIENCE, peer.ws.next()).await {
+                Ok(Some(Ok(Message::Pong(data)))) => {
+                    pongs += 1;
+                    if &data[..] == b"last" {
+                        return pongs;
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                other => panic!("{other:?} after {pongs} pongs"),
+            }
+        }
+    });
+    assert!(pongs < PINGS / 3, "{pongs} pongs for {PINGS} pings");
+    set_state(&p, gst::State::Null);
+}

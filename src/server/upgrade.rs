@@ -24,6 +24,13 @@ use crate::signature;
 /// still was 2 % of the load test's server. Media messages are ~300 bytes
 /// (one read holds three); larger ones are still read, over several reads.
 const READ_BUFFER_SIZE: usize = 1024;
+/// What tungstenite may hold unwritten. Our own messages take at most its
+/// write buffer (128 KiB) plus one message (the largest, 1 s of 24 kHz L16,
+/// is 64 KiB): the writer hands over the next only once a blocked write is
+/// out. The rest is for the pongs it answers pings with while reading: a
+/// peer that pings and reads nothing would otherwise grow this buffer by
+/// each ping's size for good. Full, tungstenite keeps the latest pong only.
+const MAX_WRITE_BUFFER: usize = 1 << 20;
 
 fn reject(status: StatusCode, why: &str) -> ErrorResponse {
     let mut response = ErrorResponse::new(Some(why.to_owned()));
@@ -149,6 +156,7 @@ where
     let hard_limit = Some(16 * shared.largest_message_size());
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_SIZE)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit);
     let ws =
