@@ -47,6 +47,20 @@ fn eos_waiting(
     (call, got)
 }
 
+/// Receives the rest of the call: it must end normally (1000) after
+/// `bytes` of audio in all, every byte of it played before the close.
+fn all_played_then_closed(call: &mut TwilioCall, mut got: Vec<Received>, bytes: usize) {
+    got.extend(receive_until(call, |_| false));
+    assert_eq!(got.last(), Some(&Received::Closed(Some(1000))));
+    let sent = media_bytes(&got).len();
+    assert_eq!(sent, bytes, "the held audio went out");
+    assert_eq!(
+        call.playback().played.len(),
+        sent,
+        "closed before the playout"
+    );
+}
+
 fn eos_count(messages: &[gst::Message]) -> usize {
     messages
         .iter()
@@ -124,7 +138,7 @@ fn an_eos_after_a_pause_waits_for_playing_and_loses_no_audio() {
     let (p, app, sink) = appsrc_sink("");
     let mut call = dial(&sink, Playout::RealTime);
     push(&app, &sine(440.0, 8000.0, 8000.0, 8000));
-    let mut got = receive_until(&mut call, |got| !media_bytes(got).is_empty());
+    let got = receive_until(&mut call, |got| !media_bytes(got).is_empty());
     set_state(&p, gst::State::Paused);
     end_of_stream(&app);
     let (done, state, _) = p.state(gst::ClockTime::from_seconds(5));
@@ -134,15 +148,7 @@ fn an_eos_after_a_pause_waits_for_playing_and_loses_no_audio() {
         "the EOS did not complete PAUSED"
     );
     set_state(&p, gst::State::Playing);
-    got.extend(receive_until(&mut call, |_| false));
-    assert_eq!(got.last(), Some(&Received::Closed(Some(1000))));
-    let sent = media_bytes(&got).len();
-    assert_eq!(sent, 8000, "the held audio went out");
-    assert_eq!(
-        call.playback().played.len(),
-        sent,
-        "closed before the playout"
-    );
+    all_played_then_closed(&mut call, got, 8000);
     set_state(&p, gst::State::Null);
 }
 
@@ -285,19 +291,11 @@ fn a_long_pause_during_the_eos_wait_loses_no_audio() {
     end_of_stream(&app);
     // Rendered (the EOS comes right after it): most of the second still
     // waits in the writer.
-    let mut got = receive_until(&mut call, |got| !media_bytes(got).is_empty());
+    let got = receive_until(&mut call, |got| !media_bytes(got).is_empty());
     set_state(&p, gst::State::Paused);
     let grace = gsttwiliostream::call::PLAYOUT_GRACE;
     std::thread::sleep(grace + std::time::Duration::from_secs(2));
     set_state(&p, gst::State::Playing);
-    got.extend(receive_until(&mut call, |_| false));
-    assert_eq!(got.last(), Some(&Received::Closed(Some(1000))));
-    let sent = media_bytes(&got).len();
-    assert_eq!(sent, 8000, "the held audio went out");
-    assert_eq!(
-        call.playback().played.len(),
-        sent,
-        "closed before the playout"
-    );
+    all_played_then_closed(&mut call, got, 8000);
     set_state(&p, gst::State::Null);
 }
