@@ -98,6 +98,13 @@ impl Events {
         }
     }
 
+    /// A look at this queue that stays with the call once it is taken.
+    pub(super) fn backlog(&self) -> Backlog {
+        Backlog {
+            queue: self.queue.clone(),
+        }
+    }
+
     /// Hands a media chunk's bytes back once used: the call's task decodes
     /// the next payload into them instead of allocating.
     pub fn recycle(&self, mut ulaw: Vec<u8>) {
@@ -141,6 +148,20 @@ impl Drop for Events {
 /// Called on the call's own task after it queued events (and once after
 /// the last), by an element that consumes them there instead of waiting.
 pub type Consumer = Arc<dyn Fn() + Send + Sync>;
+
+/// The call's own look at its queue (see [`Backlog::end_unread`]).
+pub(super) struct Backlog {
+    queue: Arc<EventQueue>,
+}
+
+impl Backlog {
+    /// The consumer has yet to read the call's last event: the task is
+    /// still queuing, or events wait, and the consumer has not let go.
+    pub(super) fn end_unread(&self) -> bool {
+        let queue = self.queue.lock();
+        !queue.unread && (!queue.closed || !queue.events.is_empty())
+    }
+}
 
 /// A new, empty queue: the task's end and the consuming element's end.
 pub(super) fn channel() -> (EventSender, Events) {
@@ -291,6 +312,30 @@ mod tests {
             assert!(sender.send(media()).is_ok());
         }
         assert!(sender.queue.lock().events.is_empty());
+    }
+
+    #[test]
+    fn the_end_is_unread_until_the_consumer_read_the_last_event_or_let_go() {
+        let (sender, mut events) = channel();
+        let backlog = events.backlog();
+        assert!(backlog.end_unread(), "the task may still queue");
+        assert!(sender.send(media()).is_ok());
+        assert!(sender.send(CallEvent::Ended("eos".into())).is_ok());
+        drop(sender);
+        assert!(backlog.end_unread(), "the end waits in the queue");
+        assert!(events.try_recv().is_ready());
+        assert!(backlog.end_unread());
+        assert!(matches!(
+            events.try_recv(),
+            Poll::Ready(Some(CallEvent::Ended(_)))
+        ));
+        assert!(!backlog.end_unread(), "all read");
+
+        let (sender, events) = channel();
+        let backlog = events.backlog();
+        assert!(sender.send(media()).is_ok());
+        drop(events);
+        assert!(!backlog.end_unread(), "nobody will read it");
     }
 
     fn media() -> CallEvent {

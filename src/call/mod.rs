@@ -126,6 +126,8 @@ pub struct Call {
     pub stats: Stats,
     start: watch::Sender<Option<Arc<StartInfo>>>,
     events: Mutex<Option<Events>>,
+    /// Whether the consumer of `events` has read them all.
+    backlog: events::Backlog,
     outbound: mpsc::UnboundedSender<Request>,
     /// Requests made on the call's own task while it runs its consumer
     /// (see [`Call::run_consumer`]): taken right after, with no wake-up.
@@ -234,6 +236,7 @@ impl Call {
             format: session.format(),
             stats: Stats::default(),
             start: watch::Sender::new(start_info),
+            backlog: events_rx.backlog(),
             events: Mutex::new(Some(events_rx)),
             outbound: outbound_tx,
             on_task: Mutex::new(Vec::new()),
@@ -437,6 +440,14 @@ impl Call {
         } else {
             self.end("end-stream")
         }
+    }
+
+    /// An element took the call's events and has yet to read the last of
+    /// them (the call's end, which it posts before its EOS). A paired sink
+    /// fed by that element does not answer its buffers with EOS meanwhile:
+    /// the element would stop pushing, and never read (nor post) the end.
+    pub fn end_unread(&self) -> bool {
+        self.events.lock().unwrap().is_none() && self.backlog.end_unread()
     }
 
     /// Whether Twilio has sent `stop` (the stream is over on its side).

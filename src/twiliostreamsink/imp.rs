@@ -129,6 +129,9 @@ impl State {
             match call.send(media) {
                 Ok(()) => {}
                 Err(SendError::Backlog) => call.stats.add(Stat::ChunksDropped, 1),
+                // Dropped, as after `stop`, until the call's consumer has
+                // read its end (see `Call::end_unread`).
+                Err(SendError::Closed) if call.end_unread() => {}
                 Err(SendError::Closed) => return Err(gst::FlowError::Eos),
             }
             Ok(())

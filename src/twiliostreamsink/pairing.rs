@@ -37,7 +37,10 @@ impl TwilioStreamSink {
         let adopted = {
             let state = self.state.lock().unwrap();
             match (&state.call, &state.stream_sid) {
-                (Some(call), Some(_)) => Some(call.is_open()),
+                // A call that ended takes buffers (dropping them) until its
+                // consumer has read its end: EOS from here would stop a src
+                // upstream before it posts that end.
+                (Some(call), Some(_)) => Some(call.is_open() || call.end_unread()),
                 // Another sink plays into the call (an ERROR said so).
                 _ if state.refused => return Err(gst::FlowError::Error),
                 _ => None,
@@ -45,7 +48,10 @@ impl TwilioStreamSink {
         };
         // The call adopted already (every buffer: no clones, one lock), or
         // one that can be without waiting.
-        if let Some(open) = adopted.or_else(|| self.adopt_call().map(|(c, _)| c.is_open())) {
+        if let Some(open) = adopted.or_else(|| {
+            self.adopt_call()
+                .map(|(c, _)| c.is_open() || c.end_unread())
+        }) {
             return if open {
                 Ok(())
             } else {
