@@ -318,3 +318,121 @@ fn the_end_stream_signal_closes_the_call_and_the_src_goes_eos() {
         set_state(&p, gst::State::Null);
     }
 }
+
+/// What the plugin logs (DEBUG, category `twiliostream`) of calls that
+/// wait for a free element; watched from the first use on.
+fn waiting_log() -> &'static (std::sync::Mutex<Vec<String>>, std::sync::Condvar) {
+    static LOGGED: std::sync::LazyLock<(std::sync::Mutex<Vec<String>>, std::sync::Condvar)> =
+        std::sync::LazyLock::new(|| {
+            init();
+            if std::env::var_os("GST_DEBUG").is_none() {
+                // The lines are for the test, not for its output.
+                gst::log::remove_default_log_function();
+            }
+            gst::log::set_threshold_for_name("twiliostream", gst::DebugLevel::Debug);
+            gst::log::add_log_function(|cat, _, _, _, _, _, msg| {
+                let text = msg.get().map(|m| m.to_string()).unwrap_or_default();
+                if cat.name() == "twiliostream" && text.contains("no element free, waiting") {
+                    let (lines, cvar) = waiting_log();
+                    lines.lock().unwrap().push(text);
+                    cvar.notify_all();
+                }
+            });
+            Default::default()
+        });
+    &LOGGED
+}
+
+/// Waits until the call on `path` waits for a free element: its `start`
+/// is handled, it is no handshake any more. (Call [`waiting_log`] before
+/// the call starts.)
+fn wait_until_waiting(path: &str) {
+    let (lines, cvar) = waiting_log();
+    let suffix = format!(" on {path}: no element free, waiting");
+    let (_lines, timeout) = cvar
+        .wait_timeout_while(lines.lock().unwrap(), PATIENCE, |l| {
+            !l.iter().any(|t| t.ends_with(&suffix))
+        })
+        .unwrap();
+    assert!(!timeout.timed_out(), "the call on {path} never waited");
+}
+
+/// A free TCP port to listen on with a fixed `port`.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One pipeline serving calls in a row on a fixed port: a call that comes
+/// while it is busy waits, and the pipeline, cycled through READY (or NULL)
+/// after the first call's EOS, takes it. (Before, its path stopped being
+/// served at READY and the waiting call got 1013 at once.)
+#[test]
+fn a_waiting_call_is_taken_by_its_pipeline_cycled_after_the_busy_call() {
+    waiting_log();
+    for between in [gst::State::Ready, gst::State::Null] {
+        let port = free_port();
+        let path = format!("/cycled-{between:?}");
+        let (p, src, collector, url) = recording(&format!("port={port} path={path}"));
+        let mut busy = busy_call(&url, &collector);
+        let mut waiting = rt().block_on(async {
+            let mut waiting = TwilioCall::start(&url, CallParams::default())
+                .await
+                .unwrap();
+            waiting.send_media(&MORE).unwrap();
+            waiting
+        });
+        wait_until_waiting(&path);
+        busy.send_stop().unwrap();
+        assert_eq!(collector.wait_eos().samples(), decode(&AUDIO));
+        rt().block_on(busy.close());
+        // What the application does at EOS.
+        set_state(&p, between);
+        let collector = Collector::attach(&by_name(&p, "sink"));
+        set_state(&p, gst::State::Playing);
+        assert_eq!(url_of(&src), url);
+        counter_reaches(&src, "chunks-dropped-paused", 1);
+        rt().block_on(async {
+            waiting.send_media(&AUDIO).unwrap();
+            waiting.send_stop().unwrap();
+            waiting.close().await;
+        });
+        assert_eq!(
+            collector.wait_eos().samples(),
+            decode(&AUDIO),
+            "{between:?}"
+        );
+        assert_eq!(src.property::<u64>("refused-calls"), 0);
+        set_state(&p, gst::State::Null);
+    }
+}
+
+/// A call waiting when its path's last element stops, on a fixed port,
+/// with nothing listening there again, is refused when its pending-timeout
+/// runs out.
+#[test]
+fn a_waiting_call_whose_path_is_not_served_again_gets_1013_in_time() {
+    waiting_log();
+    let port = free_port();
+    let (p, _src, collector, url) = recording(&format!(
+        "port={port} path=/not-served-again pending-timeout=1"
+    ));
+    let busy = busy_call(&url, &collector);
+    let mut waiting = rt().block_on(async {
+        let mut waiting = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        waiting.send_media(&MORE).unwrap();
+        waiting
+    });
+    wait_until_waiting("/not-served-again");
+    set_state(&p, gst::State::Null);
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+    rt().block_on(async {
+        assert_eq!(closed(&mut waiting).await, Some(1013));
+        busy.abort().await;
+    });
+}

@@ -70,6 +70,7 @@ impl Shared {
         let paths = self.paths.lock().unwrap();
         paths
             .get(path)
+            .filter(|e| !e.waiters.is_empty())
             .map(|e| (e.config.clone(), e.counters.clone()))
     }
 
@@ -82,14 +83,16 @@ impl Shared {
     }
 
     /// Adds a registration (delivering a pending call at once if there is
-    /// one); returns the path's counters.
+    /// one); returns the path's counters, and the calls that waited for an
+    /// element on a path left with other auth settings than this one's
+    /// (admitted under those, they are for nobody now).
     pub fn register(
         &self,
         path: &str,
         id: u64,
         config: PathConfig,
         slot: Arc<Slot>,
-    ) -> io::Result<Arc<PathCounters>> {
+    ) -> io::Result<(Arc<PathCounters>, Vec<Arc<Call>>)> {
         let mut paths = self.paths.lock().unwrap();
         let entry = paths.entry(path.to_owned()).or_insert_with(|| PathEntry {
             config: config.clone(),
@@ -97,10 +100,18 @@ impl Shared {
             pending: VecDeque::new(),
             counters: Arc::default(),
         });
-        if entry.config.auth_token != config.auth_token
-            || entry.config.bearer_token != config.bearer_token
-            || entry.config.public_url != config.public_url
-        {
+        let same_auth = entry.config.auth_token == config.auth_token
+            && entry.config.bearer_token == config.bearer_token
+            && entry.config.public_url == config.public_url;
+        let mut stale = Vec::new();
+        if entry.waiters.is_empty() {
+            // Only calls waiting for a new element kept the path: its
+            // settings are the new element's.
+            if !same_auth {
+                stale = entry.pending.drain(..).collect();
+            }
+            entry.config = config.clone();
+        } else if !same_auth {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
                 format!(
@@ -111,7 +122,7 @@ impl Shared {
         }
         deliver_pending(entry, &slot);
         entry.waiters.push((id, slot));
-        Ok(entry.counters.clone())
+        Ok((entry.counters.clone(), stale))
     }
 
     /// Opens `slot`, registered on `path`, to calls again after
@@ -124,14 +135,21 @@ impl Shared {
         }
     }
 
-    /// Removes a registration; returns the pending calls nobody can take any more.
-    pub fn unregister(&self, path: &str, id: u64) -> Vec<Arc<Call>> {
+    /// Removes a registration; returns the pending calls nobody can take
+    /// any more. With `keep_pending` (a listener on a fixed port), calls
+    /// waiting when the last element leaves wait on for the rest of their
+    /// `pending-timeout`, for an element that registers on the path anew
+    /// (a pipeline cycled through READY between calls).
+    pub fn unregister(&self, path: &str, id: u64, keep_pending: bool) -> Vec<Arc<Call>> {
         let mut paths = self.paths.lock().unwrap();
         let Some(entry) = paths.get_mut(path) else {
             return Vec::new();
         };
         entry.waiters.retain(|(i, _)| *i != id);
-        if entry.waiters.is_empty() {
+        if entry.waiters.is_empty() && keep_pending && !entry.pending.is_empty() {
+            gst::debug!(CAT, "{path}: no element left, its waiting calls wait on");
+            Vec::new()
+        } else if entry.waiters.is_empty() {
             paths
                 .remove(path)
                 .map(|e| e.pending.into())
@@ -165,7 +183,11 @@ impl Shared {
         };
         let before = entry.pending.len();
         entry.pending.retain(|c| !Arc::ptr_eq(c, call));
-        entry.pending.len() != before
+        let expired = entry.pending.len() != before;
+        if entry.waiters.is_empty() && entry.pending.is_empty() {
+            paths.remove(path);
+        }
+        expired
     }
 
     /// Empties the table; returns the pending calls, each with its path's

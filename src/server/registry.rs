@@ -31,6 +31,12 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 static NEXT_REGISTRATION: AtomicU64 = AtomicU64::new(1);
 
+/// The path tables of fixed addresses, alive while a call, a handshake or
+/// a waiting call of theirs is: a listener bound there again (a pipeline
+/// cycled through READY or NULL between calls) takes them over, so the
+/// calls waiting for an element are offered to its elements.
+static TABLES: LazyLock<Mutex<HashMap<SocketAddr, Weak<Shared>>>> = LazyLock::new(Default::default);
+
 /// What all elements on one address must agree on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {
@@ -79,7 +85,10 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let orphans = self.listener.shared.unregister(&self.path, self.id);
+        let orphans = self
+            .listener
+            .shared
+            .unregister(&self.path, self.id, self.listener.fixed);
         for call in orphans {
             refuse(
                 &call,
@@ -124,7 +133,7 @@ pub fn register(
                     }
                 },
                 None => {
-                    let listener = Listener::bind(addr, listener_config.clone())?;
+                    let listener = Listener::bind(addr, port != 0, listener_config.clone())?;
                     listeners.insert(listener.addr, Arc::downgrade(&listener));
                     break listener;
                 }
@@ -145,7 +154,14 @@ pub fn register(
         );
     }
     let id = NEXT_REGISTRATION.fetch_add(1, Ordering::Relaxed);
-    let counters = listener.shared.register(path, id, path_config, slot)?;
+    let (counters, stale) = listener.shared.register(path, id, path_config, slot)?;
+    for call in stale {
+        refuse(
+            &call,
+            &counters,
+            "the path is served again with other auth settings",
+        );
+    }
     Ok(Registration {
         listener,
         path: path.to_owned(),
@@ -156,19 +172,32 @@ pub fn register(
 
 struct Listener {
     addr: SocketAddr,
+    /// Bound to the port asked for (not 0): its path table outlives it.
+    fixed: bool,
     config: ListenerConfig,
     shared: Arc<Shared>,
     accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Listener {
-    fn bind(addr: SocketAddr, config: ListenerConfig) -> io::Result<Arc<Listener>> {
+    fn bind(addr: SocketAddr, fixed: bool, config: ListenerConfig) -> io::Result<Arc<Listener>> {
         let tls = config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
         // std's bind sets SO_REUSEADDR, so a port just released binds again.
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
-        let shared = Arc::new(Shared::default());
+        let shared = if fixed {
+            let mut tables = TABLES.lock().unwrap();
+            tables.retain(|_, table| table.strong_count() > 0);
+            let shared = tables
+                .get(&addr)
+                .and_then(Weak::upgrade)
+                .unwrap_or_default();
+            tables.insert(addr, Arc::downgrade(&shared));
+            shared
+        } else {
+            Arc::new(Shared::default())
+        };
         let accept = {
             let _guard = RUNTIME.enter();
             let tcp = TcpListener::from_std(std_listener)?;
@@ -181,6 +210,7 @@ impl Listener {
         );
         Ok(Arc::new(Listener {
             addr,
+            fixed,
             config,
             shared,
             accept: Mutex::new(Some(accept)),
@@ -198,8 +228,12 @@ impl Drop for Listener {
                 let _ = futures::executor::block_on(accept);
             }
         }
-        for (call, counters) in self.shared.shutdown() {
-            refuse(&call, &counters, "no element serves this path any more");
+        // On a fixed port, waiting calls wait on for a listener bound
+        // there again (see `TABLES`).
+        if !self.fixed {
+            for (call, counters) in self.shared.shutdown() {
+                refuse(&call, &counters, "no element serves this path any more");
+            }
         }
         let mut listeners = LISTENERS.lock().unwrap();
         if listeners
