@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod app;
 pub mod installed;
 pub mod sink;
 pub mod src;

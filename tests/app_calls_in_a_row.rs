@@ -1,0 +1,301 @@
+//! An application that embeds the elements in one long-running process
+//! and serves calls one after another with one pipeline, as the README
+//! has it: READY (or NULL) at each call's EOS, then PLAYING again. Every
+//! call's audio comes out right (byte for byte, or the same as the first
+//! call's through the resamplers), counters start from zero, and the
+//! pipelines the README shows (echo, queue, recorder, a sink alone, the
+//! voice bot) all take call after call.
+
+mod common;
+
+use common::app::*;
+use common::sink::*;
+use common::*;
+use gst::prelude::*;
+use twilio_emulator::{CallParams, Playout, Received, TwilioCall};
+
+/// The README's way to serve calls one after another with one pipeline:
+/// after each call's EOS, back to `between` and to PLAYING. Every call's
+/// echo is its own audio, byte for byte, and the counters are the call's.
+/// (`app_long_life.rs` checks that threads, tasks and memory stay flat.)
+fn one_pipeline_many_calls(desc: &str, between: gst::State, calls: usize) {
+    let p = pipeline(desc);
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    let bus = p.bus().unwrap();
+    for n in 0..calls {
+        set_bounded(&p, gst::State::Playing);
+        let url = url_of(&src);
+        let chunks = 5 + n % 3;
+        let echoed = echo_call(&url, n, chunks);
+        if echoed != pattern(n, chunks) {
+            panic!(
+                "call {n}: echoed {} of {} bytes; src {}; sink {}",
+                echoed.len(),
+                chunks * 160,
+                src.property::<gst::Structure>("stats"),
+                sink.property::<gst::Structure>("stats")
+            );
+        }
+        wait_eos(&bus);
+        assert_eq!(
+            src.property::<u64>("chunks-received"),
+            chunks as u64,
+            "call {n}"
+        );
+        assert_eq!(
+            sink.property::<u64>("bytes-sent"),
+            (chunks * 160) as u64,
+            "call {n}"
+        );
+        set_bounded(&p, between);
+    }
+    set_bounded(&p, gst::State::Null);
+}
+
+const ECHO: &str = "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink";
+const ECHO_QUEUE: &str =
+    "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! queue ! twiliostreamsink name=sink";
+
+#[test]
+fn one_echo_pipeline_serves_calls_in_a_row_through_ready() {
+    one_pipeline_many_calls(ECHO, gst::State::Ready, 40);
+}
+
+#[test]
+fn one_echo_pipeline_serves_calls_in_a_row_through_null() {
+    // A fixed port: the listener is bound anew for every call.
+    let desc = ECHO.replace("port=0", &format!("port={}", free_port()));
+    one_pipeline_many_calls(&desc, gst::State::Null, 40);
+}
+
+#[test]
+fn one_queued_echo_pipeline_serves_calls_in_a_row() {
+    one_pipeline_many_calls(ECHO_QUEUE, gst::State::Ready, 40);
+}
+
+#[test]
+fn streaming_thread_echo_serves_calls_in_a_row() {
+    one_pipeline_many_calls(
+        "twiliostreamsrc name=src port=0 shared-threads=false ! audio/x-mulaw ! twiliostreamsink name=sink",
+        gst::State::Ready,
+        40,
+    );
+}
+
+/// The recorder: `twiliostreamsrc ! audio/x-mulaw ! wavenc ! filesink`,
+/// one file per call, location changed in NULL.
+#[test]
+fn one_recorder_records_calls_in_a_row() {
+    let dir = std::env::temp_dir().join(format!("embed-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p =
+        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! wavenc ! filesink name=file");
+    let src = by_name(&p, "src");
+    let file = by_name(&p, "file");
+    let bus = p.bus().unwrap();
+    for n in 0..30 {
+        let path = dir.join(format!("call-{n}.wav"));
+        file.set_property("location", path.to_str().unwrap());
+        set_bounded(&p, gst::State::Playing);
+        let url = url_of(&src);
+        let chunks = 3 + n % 4;
+        let sent = pattern(n, chunks);
+        rt().block_on(async {
+            let mut call = TwilioCall::connect_with(&url, CallParams::default(), Playout::Instant)
+                .await
+                .unwrap();
+            call.begin().unwrap();
+            for c in sent.chunks(160) {
+                call.send_media(c).unwrap();
+            }
+            call.send_stop().unwrap();
+            call.close().await;
+        });
+        wait_eos(&bus);
+        // NULL: wavenc writes its header again in PAUSED → READY (not ours).
+        set_bounded(&p, gst::State::Null);
+        let wav = std::fs::read(&path).unwrap();
+        // 44-byte header for 8-bit μ-law? wavenc writes a fmt chunk of 18
+        // bytes for non-PCM: find the data chunk.
+        let data = wav.windows(4).position(|w| w == b"data").unwrap() + 8;
+        assert_eq!(&wav[data..], &sent[..], "call {n}");
+    }
+    set_bounded(&p, gst::State::Null);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Through the default 16 kHz PCM (upsampler in the src, downsampler in the
+/// sink), the same caller audio gives the same echo on every call: nothing
+/// of one call's filters or timeline leaks into the next.
+fn same_echo_every_call(desc: &str, between: gst::State, mid_call_stop_every: usize) {
+    let p = pipeline(desc);
+    let src = by_name(&p, "src");
+    let bus = p.bus().unwrap();
+    let sent = tones(25);
+    let mut first: Option<Vec<u8>> = None;
+    for n in 0..12 {
+        set_bounded(&p, gst::State::Playing);
+        let url = url_of(&src);
+        if mid_call_stop_every > 0 && n % mid_call_stop_every == 1 {
+            // A call cut short by the application: NULL mid-call.
+            let mut call = rt().block_on(async {
+                let mut call =
+                    TwilioCall::connect_with(&url, CallParams::default(), Playout::Instant)
+                        .await
+                        .unwrap();
+                call.begin().unwrap();
+                call
+            });
+            for chunk in sent[..1600].chunks(160) {
+                call.send_media(chunk).unwrap();
+            }
+            receive_until(&mut call, |got| media_bytes(got).len() >= 800);
+            set_bounded(&p, gst::State::Null);
+            rt().block_on(call.abort());
+            let _ = drain_messages(&bus);
+            continue;
+        }
+        let mut call = rt().block_on(async {
+            let mut call = TwilioCall::connect_with(&url, CallParams::default(), Playout::Instant)
+                .await
+                .unwrap();
+            call.begin().unwrap();
+            call
+        });
+        for chunk in sent.chunks(160) {
+            call.send_media(chunk).unwrap();
+        }
+        // All but the last frame (held back by the filters' delays) comes
+        // back before `stop`; nothing is sent after it.
+        let got = receive_until(&mut call, |got| media_bytes(got).len() >= sent.len() - 160);
+        call.send_stop().unwrap();
+        wait_eos(&bus);
+        rt().block_on(call.close());
+        let echoed = media_bytes(&got);
+        match &first {
+            None => {
+                first = Some(echoed);
+            }
+            Some(f) => assert_eq!(&echoed, f, "call {n}: echo differs from the first"),
+        }
+        set_bounded(&p, between);
+    }
+    set_bounded(&p, gst::State::Null);
+}
+
+#[test]
+fn pcm_echo_is_the_same_on_every_call_through_ready() {
+    same_echo_every_call(
+        "twiliostreamsrc name=src port=0 ! twiliostreamsink name=sink",
+        gst::State::Ready,
+        0,
+    );
+}
+
+#[test]
+fn pcm_echo_is_the_same_on_every_call_with_calls_cut_short() {
+    same_echo_every_call(
+        "twiliostreamsrc name=src port=0 ! queue ! twiliostreamsink name=sink",
+        gst::State::Ready,
+        3,
+    );
+}
+
+#[test]
+fn pcm_echo_is_the_same_on_every_call_streaming_thread() {
+    same_echo_every_call(
+        "twiliostreamsrc name=src port=0 shared-threads=false ! twiliostreamsink name=sink",
+        gst::State::Null,
+        4,
+    );
+}
+
+/// A sink that listens itself (`appsrc ! twiliostreamsink`), reused for
+/// call after call: READY between them, each call gets exactly what was
+/// pushed for it, ended after playout with `twilio-ended`.
+#[test]
+fn a_lone_sink_plays_call_after_call() {
+    let p = pipeline(
+        "appsrc name=in format=time caps=audio/x-mulaw,rate=8000,channels=1 \
+         ! twiliostreamsink name=sink port=0",
+    );
+    let app = by_name(&p, "in");
+    let sink = by_name(&p, "sink");
+    let bus = p.bus().unwrap();
+    for n in 0..30 {
+        set_bounded(&p, gst::State::Playing);
+        let url = url_of(&sink);
+        let data = pattern(n, 3 + n % 3);
+        let mut call = rt().block_on(async {
+            let mut call = TwilioCall::connect_with(&url, CallParams::default(), Playout::Instant)
+                .await
+                .unwrap();
+            call.begin().unwrap();
+            call
+        });
+        let ret = app.emit_by_name::<gst::FlowReturn>(
+            "push-buffer",
+            &[&gst::Buffer::from_slice(data.clone())],
+        );
+        assert_eq!(ret, gst::FlowReturn::Ok);
+        end_of_stream(&app);
+        let got = receive_until(&mut call, |_| false);
+        assert_eq!(media_bytes(&got), data, "call {n}");
+        assert_eq!(got.last(), Some(&Received::Closed(Some(1000))));
+        let messages = wait_eos(&bus);
+        assert!(has_element(&messages, "twilio-ended"), "call {n}");
+        assert_eq!(sink.property::<u64>("bytes-sent"), data.len() as u64);
+        rt().block_on(call.close());
+        set_bounded(&p, gst::State::Ready);
+    }
+    set_bounded(&p, gst::State::Null);
+}
+
+/// The voice bot's pipeline (README "Python"), reused for call after call:
+/// each call hears its prompt exactly, the bot ends it with `end-stream`
+/// after playout, the app cycles through READY; counters keep the last
+/// call's values in READY and start from zero on the next.
+#[test]
+fn the_voice_bot_pipeline_serves_calls_in_a_row() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! queue ! level interval=20000000 ! fakesink sync=false async=false \
+         appsrc name=tts format=time is-live=true caps=audio/x-mulaw,rate=8000,channels=1 \
+         ! queue ! twiliostreamsink name=sink",
+    );
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    let tts = by_name(&p, "tts");
+    let bus = p.bus().unwrap();
+    for n in 0..25 {
+        set_bounded(&p, gst::State::Playing);
+        assert_eq!(src.property::<u64>("chunks-received"), 0);
+        assert_eq!(sink.property::<u64>("bytes-sent"), 0);
+        let mut call = start_call(&url_of(&src), 3);
+        let prompt = pattern(n, 4);
+        let ret = tts.emit_by_name::<gst::FlowReturn>(
+            "push-buffer",
+            &[&gst::Buffer::from_slice(prompt.clone())],
+        );
+        assert_eq!(ret, gst::FlowReturn::Ok);
+        let got = receive_until(&mut call, |got| media_bytes(got).len() >= prompt.len());
+        assert_eq!(media_bytes(&got), prompt, "call {n}");
+        assert!(sink.emit_by_name::<bool>("end-stream", &[&true]));
+        let rest = receive_until(&mut call, |_| false);
+        assert_eq!(rest.last(), Some(&Received::Closed(Some(1000))));
+        // The src's branch ends; the appsrc's does not: wait for the
+        // message, not for the pipeline's EOS.
+        let messages = messages_until(&bus, |m| has_element(m, "twilio-ended"));
+        assert!(
+            !messages
+                .iter()
+                .any(|m| matches!(m.view(), gst::MessageView::Error(_))),
+            "call {n}: {messages:?}"
+        );
+        rt().block_on(call.close());
+        set_bounded(&p, gst::State::Ready);
+        assert_eq!(src.property::<u64>("chunks-received"), 3, "kept in READY");
+        assert_eq!(sink.property::<u64>("bytes-sent"), prompt.len() as u64);
+    }
+    set_bounded(&p, gst::State::Null);
+}
