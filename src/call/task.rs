@@ -64,10 +64,7 @@ pub(super) async fn serve<S>(
     tokio::pin!(stall);
     // What the consumer asked to send while the task ran it (scratch).
     let mut on_task = Vec::new();
-    let mut outbound = Outbound {
-        rx: outbound,
-        registered: false,
-    };
+    let mut outbound = Outbound { rx: outbound };
     // An element may have claimed the call before its task began: tell a
     // consumer on the network threads (shared-threads) that `start` is queued.
     let mut failed = None;
@@ -95,7 +92,7 @@ pub(super) async fn serve<S>(
                     }
                     idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - since));
                 }
-                request = outbound.recv(&call) => match request {
+                request = outbound.recv() => match request {
                     Some(request) => {
                         call.taken_from_channel();
                         writer.take(&call, Some(request), &mut outbound);
@@ -300,40 +297,22 @@ fn queue(call: &Call, events: &EventSender, event: CallEvent) {
     }
 }
 
-/// The channel of requests from elements on other threads. Most turns of
-/// the task it is empty, and reading it touches the channel's lines (cold
-/// at hundreds of calls): its count, in a line the senders touch anyway,
-/// says when there is something to read, once the task's waker is
-/// registered with the channel for a send to wake it.
-///
-/// This rests on the waker registered being the one that stays current:
-/// it is the task's own (`serve` is the task, never moved to another), and
-/// tokio's receive registers it unless it returns at once or is out of
-/// budget (checked). A send takes the registered waker to wake the task;
-/// senders raise the count before sending, and taking a request (here or
-/// in `Writer::take`) forgets the registration.
+/// The channel of requests from elements on other threads. Its count, in
+/// a line the senders touch anyway, says when `try_recv` has something to
+/// read. `recv` polls the channel on every turn of the task: it cannot know
+/// that the task's waker is still registered there, since a send's wake
+/// may land after its request was taken (by `try_recv`) and the waker
+/// registered again, and take that registration with it; trusting a flag
+/// then lost the next send's wake-up, and the call's audio stalled until
+/// something else woke the task.
 pub(super) struct Outbound {
     pub(super) rx: mpsc::UnboundedReceiver<Request>,
-    /// The task's waker is registered, and no request sent since has been
-    /// taken: a send wakes the task (and raises the count).
-    registered: bool,
 }
 
 impl Outbound {
     /// The next request; pending while the channel is empty.
-    fn recv<'a>(&'a mut self, call: &'a Call) -> impl Future<Output = Option<Request>> + 'a {
-        std::future::poll_fn(move |cx| {
-            if self.registered && call.in_channel.load(Ordering::SeqCst) == 0 {
-                return std::task::Poll::Pending;
-            }
-            // Out of tokio's budget, recv is pending without registering.
-            let budget = tokio::task::coop::has_budget_remaining();
-            let polled = self.rx.poll_recv(cx);
-            // A send wakes the task once: after a request is taken, the
-            // waker must be registered again.
-            self.registered = polled.is_pending() && budget;
-            polled
-        })
+    fn recv(&mut self) -> impl Future<Output = Option<Request>> + '_ {
+        std::future::poll_fn(move |cx| self.rx.poll_recv(cx))
     }
 
     /// A request waiting in the channel, if there is one.
@@ -342,7 +321,6 @@ impl Outbound {
             return None;
         }
         let request = self.rx.try_recv().ok()?;
-        self.registered = false;
         call.taken_from_channel();
         Some(request)
     }
@@ -384,10 +362,7 @@ mod tests {
                 Box::new(move |cleared| *g.lock().unwrap() = Some(cleared)),
             );
             assert!(tx.send(clear).is_ok());
-            let mut outbound = Outbound {
-                rx,
-                registered: false,
-            };
+            let mut outbound = Outbound { rx };
             writer.settle_clears(&call, &mut outbound);
             assert_eq!(
                 *got.lock().unwrap(),
@@ -406,40 +381,37 @@ mod tests {
         });
     }
 
-    /// The channel is read only when its count says a request waits, and a
-    /// request sent (counted) after the task registered wakes the task.
+    /// `try_recv` reads the channel only when its count says a request
+    /// waits; `recv` reads it on every poll, and a send wakes the task that
+    /// waits in it, even after a request was taken by `try_recv` meanwhile.
     #[test]
     fn the_channel_is_read_when_counted_and_a_send_wakes_the_task() {
         RUNTIME.block_on(async {
             let (call, _twilio) = super::super::tests::call().await;
             let (tx, rx) = mpsc::unbounded_channel();
-            let mut outbound = Outbound {
-                rx,
-                registered: false,
-            };
+            let mut outbound = Outbound { rx };
             let text = |t: &str| Request::Send(Outgoing::Text(t.into()));
-            assert!(futures::poll!(outbound.recv(&call)).is_pending());
-            assert!(outbound.registered);
-            // Not counted: not read.
+            assert!(futures::poll!(outbound.recv()).is_pending());
+            // Not counted: not read by try_recv, read by recv.
             assert!(tx.send(text("uncounted")).is_ok());
-            assert!(futures::poll!(outbound.recv(&call)).is_pending());
-            call.in_channel.fetch_add(1, Ordering::SeqCst);
-            match futures::poll!(outbound.recv(&call)) {
+            assert!(outbound.try_recv(&call).is_none());
+            match futures::poll!(outbound.recv()) {
                 std::task::Poll::Ready(Some(Request::Send(Outgoing::Text(t)))) => {
                     assert_eq!(t, "uncounted")
                 }
-                _ => panic!("the counted request was not read"),
+                _ => panic!("the request was not read"),
             }
-            assert!(!outbound.registered);
-            call.taken_from_channel();
+            // Counted: taken by try_recv.
+            call.in_channel.fetch_add(1, Ordering::SeqCst);
+            assert!(tx.send(text("counted")).is_ok());
+            assert!(outbound.try_recv(&call).is_some());
 
             // On a task of its own: registered, then woken by the send.
             let (polled_tx, polled) = tokio::sync::oneshot::channel();
             let waiter = {
-                let call = call.clone();
                 tokio::spawn(async move {
                     let mut polled_tx = Some(polled_tx);
-                    let mut recv = std::pin::pin!(outbound.recv(&call));
+                    let mut recv = std::pin::pin!(outbound.recv());
                     std::future::poll_fn(|cx| {
                         let poll = recv.as_mut().poll(cx);
                         if let Some(tx) = polled_tx.take() {
