@@ -130,3 +130,40 @@ fn a_dropped_connection_is_warned_of_though_audio_was_on_its_way() {
     );
     stop(&p);
 }
+
+/// A sink fed by another branch than its src's (paired by `call-name`):
+/// once the src has read the call's end (`stop`) and the socket is
+/// closed, the sink answers with EOS, though events came after `stop`
+/// (a DTMF digit) that the src, at its EOS, never reads.
+#[test]
+fn a_sink_fed_elsewhere_gets_eos_though_events_came_after_stop() {
+    let p = pipeline("twiliostreamsrc name=src port=0 call-name=after-stop ! fakesink");
+    let src = by_name(&p, "src");
+    set_state(&p, gst::State::Playing);
+    let mut h = sink_harness_with(
+        "audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved",
+        |sink| sink.set_property("call-name", "after-stop"),
+    );
+    let mut call = call_with_media(&src, 2);
+    h.push(pcm_buffer(&[0; 160])).unwrap();
+    receive_until(&mut call, |got| !media_bytes(got).is_empty());
+    call.send_stop().unwrap();
+    call.send_dtmf("1").unwrap();
+    rt().block_on(call.close());
+    let messages = until_eos(&p);
+    assert!(has_element(&messages, "twilio-stop"), "{messages:?}");
+    wait_disconnected(&src);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match h.push(pcm_buffer(&[0; 160])) {
+            Err(gst::FlowError::Eos) => break,
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "the sink takes buffers of a closed call for good"
+            ),
+            Err(e) => panic!("{e:?}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    stop(&p);
+}

@@ -125,8 +125,12 @@ impl Events {
         let mut queue = self.queue.lock();
         match queue.events.pop_front() {
             Some(event) => {
-                if matches!(event, CallEvent::Media(_)) {
-                    queue.media -= 1;
+                match event {
+                    CallEvent::Media(_) => queue.media -= 1,
+                    CallEvent::Stop(_) | CallEvent::Closed(_) | CallEvent::Ended(_) => {
+                        queue.end_read = true
+                    }
+                    _ => {}
                 }
                 Poll::Ready(Some(event))
             }
@@ -155,11 +159,12 @@ pub(super) struct Backlog {
 }
 
 impl Backlog {
-    /// The consumer has yet to read the call's last event: the task is
-    /// still queuing, or events wait, and the consumer has not let go.
+    /// The consumer has yet to read the call's end: the task is still
+    /// queuing, or events wait, and the consumer has neither let go nor
+    /// taken an event that ends the call (a src reads nothing after it).
     pub(super) fn end_unread(&self) -> bool {
         let queue = self.queue.lock();
-        !queue.unread && (!queue.closed || !queue.events.is_empty())
+        !queue.unread && !queue.end_read && (!queue.closed || !queue.events.is_empty())
     }
 }
 
@@ -199,6 +204,8 @@ struct Queued {
     closed: bool,
     /// The receiver is gone: what comes is dropped.
     unread: bool,
+    /// The receiver took a `Stop`, `Closed` or `Ended`.
+    end_read: bool,
     /// Payload buffers the consumer has finished with.
     spare: Vec<Vec<u8>>,
 }
@@ -315,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn the_end_is_unread_until_the_consumer_read_the_last_event_or_let_go() {
+    fn the_end_is_unread_until_the_consumer_read_it_or_let_go() {
         let (sender, mut events) = channel();
         let backlog = events.backlog();
         assert!(backlog.end_unread(), "the task may still queue");
@@ -330,6 +337,16 @@ mod tests {
             Poll::Ready(Some(CallEvent::Ended(_)))
         ));
         assert!(!backlog.end_unread(), "all read");
+
+        // A src reads nothing after `stop`: what comes later stays unread.
+        let (sender, mut events) = channel();
+        let backlog = events.backlog();
+        assert!(sender.send(CallEvent::Stop(StopInfo::default())).is_ok());
+        assert!(sender.send(CallEvent::Dtmf(DtmfDigit("1".into()))).is_ok());
+        drop(sender);
+        assert!(backlog.end_unread());
+        assert!(events.try_recv().is_ready());
+        assert!(!backlog.end_unread(), "the end was read");
 
         let (sender, events) = channel();
         let backlog = events.backlog();

@@ -442,8 +442,8 @@ impl Call {
         }
     }
 
-    /// An element took the call's events and has yet to read the last of
-    /// them (the call's end, which it posts before its EOS). A paired sink
+    /// An element took the call's events and has yet to read the call's
+    /// end (`stop`, or the socket's end), which it posts before its EOS. A paired sink
     /// fed by that element does not answer its buffers with EOS meanwhile:
     /// the element would stop pushing, and never read (nor post) the end.
     pub fn end_unread(&self) -> bool {
