@@ -436,3 +436,42 @@ fn a_waiting_call_whose_path_is_not_served_again_gets_1013_in_time() {
         busy.abort().await;
     });
 }
+
+/// A call waiting on a fixed port when its pipeline stops came in without
+/// TLS: an element listening there again with TLS does not take it (as
+/// one with another auth-token does not), it gets 1013 at once.
+#[test]
+fn a_waiting_call_is_not_taken_by_a_listener_back_with_other_tls_settings() {
+    waiting_log();
+    let dir = std::env::temp_dir().join(format!("twiliostream-tls-back-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.join("c.crt"), dir.join("c.key"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let port = free_port();
+    let (p, _src, collector, url) =
+        recording(&format!("port={port} path=/tls-back pending-timeout=15"));
+    let busy = busy_call(&url, &collector);
+    let mut waiting = rt().block_on(async {
+        let mut waiting = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        waiting.send_media(&MORE).unwrap();
+        waiting
+    });
+    wait_until_waiting("/tls-back");
+    set_state(&p, gst::State::Null);
+    let (p2, src2, _collector2, _) = recording(&format!(
+        "port={port} path=/tls-back tls-certificate={} tls-key={}",
+        cert_path.display(),
+        key_path.display()
+    ));
+    rt().block_on(async {
+        assert_eq!(closed(&mut waiting).await, Some(1013));
+        busy.abort().await;
+    });
+    assert!(!src2.property::<bool>("connected"));
+    set_state(&p2, gst::State::Null);
+    let _ = std::fs::remove_dir_all(&dir);
+}

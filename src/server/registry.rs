@@ -33,9 +33,12 @@ static NEXT_REGISTRATION: AtomicU64 = AtomicU64::new(1);
 
 /// The path tables of fixed addresses, alive while a call, a handshake or
 /// a waiting call of theirs is: a listener bound there again (a pipeline
-/// cycled through READY or NULL between calls) takes them over, so the
-/// calls waiting for an element are offered to its elements.
-static TABLES: LazyLock<Mutex<HashMap<SocketAddr, Weak<Shared>>>> = LazyLock::new(Default::default);
+/// cycled through READY or NULL between calls) with the same TLS settings
+/// takes them over, so the calls waiting for an element are offered to its
+/// elements. (With other ones, the calls that came in under the old are
+/// refused.)
+type Table = (Weak<Shared>, Option<TlsFiles>);
+static TABLES: LazyLock<Mutex<HashMap<SocketAddr, Table>>> = LazyLock::new(Default::default);
 
 /// What all elements on one address must agree on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,12 +191,25 @@ impl Listener {
         let addr = std_listener.local_addr()?;
         let shared = if fixed {
             let mut tables = TABLES.lock().unwrap();
-            tables.retain(|_, table| table.strong_count() > 0);
-            let shared = tables
+            tables.retain(|_, (table, _)| table.strong_count() > 0);
+            let old = tables
                 .get(&addr)
-                .and_then(Weak::upgrade)
-                .unwrap_or_default();
-            tables.insert(addr, Arc::downgrade(&shared));
+                .and_then(|(table, tls)| Some((table.upgrade()?, tls == &config.tls)));
+            let shared = match old {
+                Some((shared, true)) => shared,
+                Some((other, false)) => {
+                    for (call, counters) in other.shutdown() {
+                        refuse(
+                            &call,
+                            &counters,
+                            "the address is listened on again with other TLS settings",
+                        );
+                    }
+                    Arc::default()
+                }
+                None => Arc::default(),
+            };
+            tables.insert(addr, (Arc::downgrade(&shared), config.tls.clone()));
             shared
         } else {
             Arc::new(Shared::default())
