@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::app::free_port;
 use common::*;
 use gst::prelude::*;
 use twilio_emulator::audio::decode;
@@ -355,15 +356,6 @@ fn wait_until_waiting(path: &str) {
         })
         .unwrap();
     assert!(!timeout.timed_out(), "the call on {path} never waited");
-}
-
-/// A free TCP port to listen on with a fixed `port`.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One pipeline serving calls in a row on a fixed port: a call that comes

@@ -116,8 +116,8 @@ fn one_recorder_records_calls_in_a_row() {
         // NULL: wavenc writes its header again in PAUSED → READY (not ours).
         set_bounded(&p, gst::State::Null);
         let wav = std::fs::read(&path).unwrap();
-        // 44-byte header for 8-bit μ-law? wavenc writes a fmt chunk of 18
-        // bytes for non-PCM: find the data chunk.
+        // Not the 44-byte header of PCM (μ-law's fmt chunk is longer):
+        // the samples follow the data chunk's id and size.
         let data = wav.windows(4).position(|w| w == b"data").unwrap() + 8;
         assert_eq!(&wav[data..], &sent[..], "call {n}");
     }

@@ -10,6 +10,7 @@ mod common;
 
 use std::sync::mpsc;
 
+use common::app::wait_eos;
 use common::sink::*;
 use common::*;
 use gst::prelude::*;
@@ -64,12 +65,7 @@ fn wait_disconnected(src: &gst::Element) {
 
 /// The bus until EOS (or an ERROR, which fails).
 fn until_eos(p: &gst::Pipeline) -> Vec<gst::Message> {
-    messages_until(&p.bus().unwrap(), |m| {
-        if let Some(gst::MessageView::Error(e)) = m.last().map(|m| m.view()) {
-            panic!("ERROR {} ({:?})", e.error(), e.debug());
-        }
-        has_eos(m)
-    })
+    wait_eos(&p.bus().unwrap())
 }
 
 fn stop(p: &gst::Pipeline) {
