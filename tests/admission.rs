@@ -467,3 +467,33 @@ fn a_waiting_call_is_not_taken_by_a_listener_back_with_other_tls_settings() {
     set_state(&p2, gst::State::Null);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A call waiting on a fixed port when its pipeline stops was admitted
+/// without a signature: an element back on its path with an auth-token
+/// does not take it, it gets 1013 at once, counted by that element.
+#[test]
+fn a_waiting_call_is_not_taken_by_an_element_back_with_an_auth_token() {
+    waiting_log();
+    let port = free_port();
+    let (p, _src, collector, url) =
+        recording(&format!("port={port} path=/auth-back pending-timeout=15"));
+    let busy = busy_call(&url, &collector);
+    let mut waiting = rt().block_on(async {
+        let mut waiting = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        waiting.send_media(&MORE).unwrap();
+        waiting
+    });
+    wait_until_waiting("/auth-back");
+    set_state(&p, gst::State::Null);
+    let (p2, src2, _collector2, _) =
+        recording(&format!("port={port} path=/auth-back auth-token=secret"));
+    rt().block_on(async {
+        assert_eq!(closed(&mut waiting).await, Some(1013));
+        busy.abort().await;
+    });
+    assert!(!src2.property::<bool>("connected"));
+    assert_eq!(src2.property::<u64>("refused-calls"), 1);
+    set_state(&p2, gst::State::Null);
+}
