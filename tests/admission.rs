@@ -358,6 +358,18 @@ fn wait_until_waiting(path: &str) {
     assert!(!timeout.timed_out(), "the call on {path} never waited");
 }
 
+/// A call started on `url` (whose element is busy) that sent a chunk and
+/// waits for a free element on `path`.
+fn waiting_call(url: &str, path: &str) -> TwilioCall {
+    let waiting = rt().block_on(async {
+        let mut waiting = TwilioCall::start(url, CallParams::default()).await.unwrap();
+        waiting.send_media(&MORE).unwrap();
+        waiting
+    });
+    wait_until_waiting(path);
+    waiting
+}
+
 /// One pipeline serving calls in a row on a fixed port: a call that comes
 /// while it is busy waits, and the pipeline, cycled through READY (or NULL)
 /// after the first call's EOS, takes it. (Before, its path stopped being
@@ -370,14 +382,7 @@ fn a_waiting_call_is_taken_by_its_pipeline_cycled_after_the_busy_call() {
         let path = format!("/cycled-{between:?}");
         let (p, src, collector, url) = recording(&format!("port={port} path={path}"));
         let mut busy = busy_call(&url, &collector);
-        let mut waiting = rt().block_on(async {
-            let mut waiting = TwilioCall::start(&url, CallParams::default())
-                .await
-                .unwrap();
-            waiting.send_media(&MORE).unwrap();
-            waiting
-        });
-        wait_until_waiting(&path);
+        let mut waiting = waiting_call(&url, &path);
         busy.send_stop().unwrap();
         assert_eq!(collector.wait_eos().samples(), decode(&AUDIO));
         rt().block_on(busy.close());
@@ -413,14 +418,7 @@ fn a_waiting_call_whose_path_is_not_served_again_gets_1013_in_time() {
         "port={port} path=/not-served-again pending-timeout=1"
     ));
     let busy = busy_call(&url, &collector);
-    let mut waiting = rt().block_on(async {
-        let mut waiting = TwilioCall::start(&url, CallParams::default())
-            .await
-            .unwrap();
-        waiting.send_media(&MORE).unwrap();
-        waiting
-    });
-    wait_until_waiting("/not-served-again");
+    let mut waiting = waiting_call(&url, "/not-served-again");
     set_state(&p, gst::State::Null);
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
     rt().block_on(async {
@@ -445,14 +443,7 @@ fn a_waiting_call_is_not_taken_by_a_listener_back_with_other_tls_settings() {
     let (p, _src, collector, url) =
         recording(&format!("port={port} path=/tls-back pending-timeout=15"));
     let busy = busy_call(&url, &collector);
-    let mut waiting = rt().block_on(async {
-        let mut waiting = TwilioCall::start(&url, CallParams::default())
-            .await
-            .unwrap();
-        waiting.send_media(&MORE).unwrap();
-        waiting
-    });
-    wait_until_waiting("/tls-back");
+    let mut waiting = waiting_call(&url, "/tls-back");
     set_state(&p, gst::State::Null);
     let (p2, src2, _collector2, _) = recording(&format!(
         "port={port} path=/tls-back tls-certificate={} tls-key={}",
@@ -478,14 +469,7 @@ fn a_waiting_call_is_not_taken_by_an_element_back_with_an_auth_token() {
     let (p, _src, collector, url) =
         recording(&format!("port={port} path=/auth-back pending-timeout=15"));
     let busy = busy_call(&url, &collector);
-    let mut waiting = rt().block_on(async {
-        let mut waiting = TwilioCall::start(&url, CallParams::default())
-            .await
-            .unwrap();
-        waiting.send_media(&MORE).unwrap();
-        waiting
-    });
-    wait_until_waiting("/auth-back");
+    let mut waiting = waiting_call(&url, "/auth-back");
     set_state(&p, gst::State::Null);
     let (p2, src2, _collector2, _) =
         recording(&format!("port={port} path=/auth-back auth-token=secret"));

@@ -156,13 +156,7 @@ fn same_echo_every_call(desc: &str, between: gst::State, mid_call_stop_every: us
             let _ = drain_messages(&bus);
             continue;
         }
-        let mut call = rt().block_on(async {
-            let mut call = TwilioCall::connect_with(&url, CallParams::default(), Playout::Instant)
-                .await
-                .unwrap();
-            call.begin().unwrap();
-            call
-        });
+        let mut call = instant_call(&url);
         for chunk in sent.chunks(160) {
             call.send_media(chunk).unwrap();
         }
@@ -227,13 +221,7 @@ fn a_lone_sink_plays_call_after_call() {
         set_bounded(&p, gst::State::Playing);
         let url = url_of(&sink);
         let data = pattern(n, 3 + n % 3);
-        let mut call = rt().block_on(async {
-            let mut call = TwilioCall::connect_with(&url, CallParams::default(), Playout::Instant)
-                .await
-                .unwrap();
-            call.begin().unwrap();
-            call
-        });
+        let mut call = instant_call(&url);
         let ret = app.emit_by_name::<gst::FlowReturn>(
             "push-buffer",
             &[&gst::Buffer::from_slice(data.clone())],

@@ -28,16 +28,6 @@ fn tasks() -> usize {
         .num_alive_tasks()
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn one_pipeline_takes_hundreds_of_calls_and_leaks_nothing() {
     let port = free_port();

@@ -65,13 +65,7 @@ fn actions_from_a_sync_handler(src_props: &str) {
     }
     set_bounded(&p, gst::State::Playing);
     let url = url_of(&src);
-    let mut call = rt().block_on(async {
-        let mut call = TwilioCall::connect_with(&url, CallParams::default(), Playout::Instant)
-            .await
-            .unwrap();
-        call.begin().unwrap();
-        call
-    });
+    let mut call = instant_call(&url);
     let mut steps = Vec::new();
     let deadline = Instant::now() + PATIENCE;
     while !steps.iter().any(|s| s == "ended") {

@@ -39,17 +39,23 @@ pub fn pattern(call: usize, chunks: usize) -> Vec<u8> {
         .collect()
 }
 
-/// One echo call through `src`'s listener: `chunks` chunks of `pattern`,
-/// all echoed back, then `stop`. Returns the bytes echoed.
-pub fn echo_call(url: &str, n: usize, chunks: usize) -> Vec<u8> {
-    let sent = pattern(n, chunks);
-    let mut call = rt().block_on(async {
+/// A call started on `url` whose audio Twilio "plays" at once (no
+/// real-time playout): what the sink sends comes back as fast as it goes.
+pub fn instant_call(url: &str) -> TwilioCall {
+    rt().block_on(async {
         let mut call = TwilioCall::connect_with(url, CallParams::default(), Playout::Instant)
             .await
             .unwrap();
         call.begin().unwrap();
         call
-    });
+    })
+}
+
+/// One echo call through `src`'s listener: `chunks` chunks of `pattern`,
+/// all echoed back, then `stop`. Returns the bytes echoed.
+pub fn echo_call(url: &str, n: usize, chunks: usize) -> Vec<u8> {
+    let sent = pattern(n, chunks);
+    let mut call = instant_call(url);
     for chunk in sent.chunks(160) {
         call.send_media(chunk).unwrap();
     }

@@ -290,3 +290,14 @@ pub fn snr_db(reference: &[f64], test: &[f64]) -> f64 {
         .sum();
     10.0 * (signal / noise).log10()
 }
+
+/// This process's resident memory, KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
