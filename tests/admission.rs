@@ -433,12 +433,8 @@ fn a_waiting_call_whose_path_is_not_served_again_gets_1013_in_time() {
 #[test]
 fn a_waiting_call_is_not_taken_by_a_listener_back_with_other_tls_settings() {
     waiting_log();
-    let dir = std::env::temp_dir().join(format!("twiliostream-tls-back-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (dir.join("c.crt"), dir.join("c.key"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let dir = temp_dir("tls-back");
+    let (cert_path, key_path) = self_signed(&dir, "localhost");
     let port = free_port();
     let (p, _src, collector, url) =
         recording(&format!("port={port} path=/tls-back pending-timeout=15"));
