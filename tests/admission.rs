@@ -321,8 +321,9 @@ fn the_end_stream_signal_closes_the_call_and_the_src_goes_eos() {
 }
 
 /// What the plugin logs (DEBUG, category `twiliostream`) of calls that
-/// wait for a free element; watched from the first use on.
-fn waiting_log() -> &'static (std::sync::Mutex<Vec<String>>, std::sync::Condvar) {
+/// wait for a free element and of connections accepted; watched from the
+/// first use on.
+fn debug_log() -> &'static (std::sync::Mutex<Vec<String>>, std::sync::Condvar) {
     static LOGGED: std::sync::LazyLock<(std::sync::Mutex<Vec<String>>, std::sync::Condvar)> =
         std::sync::LazyLock::new(|| {
             init();
@@ -333,8 +334,9 @@ fn waiting_log() -> &'static (std::sync::Mutex<Vec<String>>, std::sync::Condvar)
             gst::log::set_threshold_for_name("twiliostream", gst::DebugLevel::Debug);
             gst::log::add_log_function(|cat, _, _, _, _, _, msg| {
                 let text = msg.get().map(|m| m.to_string()).unwrap_or_default();
-                if cat.name() == "twiliostream" && text.contains("no element free, waiting") {
-                    let (lines, cvar) = waiting_log();
+                let watched = ["no element free, waiting", ": accepted"];
+                if cat.name() == "twiliostream" && watched.iter().any(|w| text.contains(w)) {
+                    let (lines, cvar) = debug_log();
                     lines.lock().unwrap().push(text);
                     cvar.notify_all();
                 }
@@ -344,18 +346,22 @@ fn waiting_log() -> &'static (std::sync::Mutex<Vec<String>>, std::sync::Condvar)
     &LOGGED
 }
 
-/// Waits until the call on `path` waits for a free element: its `start`
-/// is handled, it is no handshake any more. (Call [`waiting_log`] before
-/// the call starts.)
-fn wait_until_waiting(path: &str) {
-    let (lines, cvar) = waiting_log();
-    let suffix = format!(" on {path}: no element free, waiting");
+/// Waits until the plugin logged a line ending with `suffix` (call
+/// [`debug_log`] before what logs it).
+fn wait_until_logged(suffix: &str) {
+    let (lines, cvar) = debug_log();
     let (_lines, timeout) = cvar
         .wait_timeout_while(lines.lock().unwrap(), PATIENCE, |l| {
-            !l.iter().any(|t| t.ends_with(&suffix))
+            !l.iter().any(|t| t.ends_with(suffix))
         })
         .unwrap();
-    assert!(!timeout.timed_out(), "the call on {path} never waited");
+    assert!(!timeout.timed_out(), "never logged: ...{suffix}");
+}
+
+/// Waits until the call on `path` waits for a free element: its `start`
+/// is handled, it is no handshake any more.
+fn wait_until_waiting(path: &str) {
+    wait_until_logged(&format!(" on {path}: no element free, waiting"));
 }
 
 /// A call started on `url` (whose element is busy) that sent a chunk and
@@ -376,7 +382,7 @@ fn waiting_call(url: &str, path: &str) -> TwilioCall {
 /// served at READY and the waiting call got 1013 at once.)
 #[test]
 fn a_waiting_call_is_taken_by_its_pipeline_cycled_after_the_busy_call() {
-    waiting_log();
+    debug_log();
     for between in [gst::State::Ready, gst::State::Null] {
         let port = free_port();
         let path = format!("/cycled-{between:?}");
@@ -412,7 +418,7 @@ fn a_waiting_call_is_taken_by_its_pipeline_cycled_after_the_busy_call() {
 /// runs out.
 #[test]
 fn a_waiting_call_whose_path_is_not_served_again_gets_1013_in_time() {
-    waiting_log();
+    debug_log();
     let port = free_port();
     let (p, _src, collector, url) = recording(&format!(
         "port={port} path=/not-served-again pending-timeout=1"
@@ -432,7 +438,7 @@ fn a_waiting_call_whose_path_is_not_served_again_gets_1013_in_time() {
 /// one with another auth-token does not), it gets 1013 at once.
 #[test]
 fn a_waiting_call_is_not_taken_by_a_listener_back_with_other_tls_settings() {
-    waiting_log();
+    debug_log();
     let dir = temp_dir("tls-back");
     let (cert_path, key_path) = self_signed(&dir, "localhost");
     let port = free_port();
@@ -460,7 +466,7 @@ fn a_waiting_call_is_not_taken_by_a_listener_back_with_other_tls_settings() {
 /// does not take it, it gets 1013 at once, counted by that element.
 #[test]
 fn a_waiting_call_is_not_taken_by_an_element_back_with_an_auth_token() {
-    waiting_log();
+    debug_log();
     let port = free_port();
     let (p, _src, collector, url) =
         recording(&format!("port={port} path=/auth-back pending-timeout=15"));
@@ -476,4 +482,72 @@ fn a_waiting_call_is_not_taken_by_an_element_back_with_an_auth_token() {
     assert!(!src2.property::<bool>("connected"));
     assert_eq!(src2.property::<u64>("refused-calls"), 1);
     set_state(&p2, gst::State::Null);
+}
+
+/// A connection upgraded but not yet started when its element stops (a
+/// port of the system's choosing, so nothing can listen there again) is
+/// answered as any connection to a path no element serves: its `start`
+/// gets 1013. (Before, the stop dropped it without a close frame.)
+#[test]
+fn a_connection_not_yet_started_when_the_element_stops_gets_1013_at_start() {
+    let (p, _src, _collector, url) = recording("path=/stopping");
+    let mut probe = rt().block_on(async {
+        TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap()
+    });
+    set_state(&p, gst::State::Null);
+    rt().block_on(async {
+        probe.begin().unwrap();
+        assert_eq!(closed(&mut probe).await, Some(1013));
+    });
+}
+
+/// On a fixed port, a connection upgraded but not yet started while its
+/// pipeline is cycled through NULL is the call of the pipeline back there.
+#[test]
+fn a_connection_not_yet_started_is_the_call_of_its_pipeline_cycled_meanwhile() {
+    let port = free_port();
+    let (p, src, _collector, url) = recording(&format!("port={port} path=/cycled-early"));
+    let mut probe = rt().block_on(async {
+        TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap()
+    });
+    set_state(&p, gst::State::Null);
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    rt().block_on(async {
+        probe.begin().unwrap();
+        probe.send_media(&AUDIO).unwrap();
+        probe.send_stop().unwrap();
+        probe.close().await;
+    });
+    assert_eq!(collector.wait_eos().samples(), decode(&AUDIO));
+    assert_eq!(src.property::<u64>("rejected-connections"), 0);
+    set_state(&p, gst::State::Null);
+}
+
+/// A connection in the middle of its HTTP request when the element stops
+/// gets an HTTP answer, not a dropped socket: 404, nobody serves the path.
+#[test]
+fn a_request_half_sent_when_the_element_stops_is_answered_404() {
+    use std::io::{Read, Write};
+    let (p, _src, _collector, url) = recording("path=/half-sent");
+    let addr = url.trim_start_matches("ws://").split('/').next().unwrap();
+    debug_log();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /half-sent HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    wait_until_logged(&format!("{}: accepted", s.local_addr().unwrap()));
+    set_state(&p, gst::State::Null);
+    s.write_all(
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer:?}");
 }

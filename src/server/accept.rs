@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::admit;
@@ -37,52 +37,60 @@ pub(super) async fn accept_loop(
     config: ListenerConfig,
     shared: Arc<Shared>,
 ) {
-    // Handshakes in flight die with this task (and so with the listener).
-    let mut handshakes = JoinSet::new();
+    // Handshakes are tasks of their own, not this one's: when the listener
+    // stops (this task is aborted), each still ends with an answer, an HTTP
+    // 404 or a close frame, or is made a call of a listener bound here again
+    // (`registry::TABLES`), within its `handshake-timeout`.
     // Oldest first, for eviction when at max-connections: each task, and
     // how to tell it that it is evicted.
     let mut in_handshake: VecDeque<(AbortHandle, Arc<Notify>)> = VecDeque::new();
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    if shared.connections.load(Ordering::Relaxed) >= config.max_connections {
-                        in_handshake.retain(|(h, _)| !h.is_finished());
-                        match in_handshake.pop_front() {
-                            Some((_, evict)) => {
-                                gst::info!(CAT, "{peer}: at {} connections, evicting the oldest connection that is not a call", config.max_connections);
-                                // A permit: the task sees it at its next wait.
-                                evict.notify_one();
-                            }
-                            None => {
-                                gst::warning!(CAT, "{peer}: refused, {} calls already", config.max_connections);
-                                continue;
-                            }
-                        }
-                    }
-                    shared.connections.fetch_add(1, Ordering::Relaxed);
-                    let guard = ConnectionGuard(shared.clone());
-                    let evict = Arc::new(Notify::new());
-                    let arriving = Arriving {
-                        peer,
-                        timeout: config.handshake_timeout,
-                        shared: shared.clone(),
-                        guard,
-                        evicted: evict.clone(),
-                    };
-                    let handle = handshakes.spawn(handshake(stream, tls.clone(), arriving));
-                    in_handshake.push_back((handle, evict));
-                    if in_handshake.len() > 2 * config.max_connections {
-                        in_handshake.retain(|(h, _)| !h.is_finished());
-                    }
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Typically out of file descriptors: back off instead of spinning.
+                gst::warning!(CAT, "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if shared.connections.load(Ordering::Relaxed) >= config.max_connections {
+            in_handshake.retain(|(h, _)| !h.is_finished());
+            match in_handshake.pop_front() {
+                Some((_, evict)) => {
+                    gst::info!(
+                        CAT,
+                        "{peer}: at {} connections, evicting the oldest connection that is not a call",
+                        config.max_connections
+                    );
+                    // A permit: the task sees it at its next wait.
+                    evict.notify_one();
                 }
-                Err(e) => {
-                    // Typically out of file descriptors: back off instead of spinning.
-                    gst::warning!(CAT, "accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                None => {
+                    gst::warning!(
+                        CAT,
+                        "{peer}: refused, {} calls already",
+                        config.max_connections
+                    );
+                    continue;
                 }
-            },
-            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
+            }
+        }
+        gst::debug!(CAT, "{peer}: accepted");
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        let guard = ConnectionGuard(shared.clone());
+        let evict = Arc::new(Notify::new());
+        let arriving = Arriving {
+            peer,
+            timeout: config.handshake_timeout,
+            shared: shared.clone(),
+            guard,
+            evicted: evict.clone(),
+        };
+        let handle = tokio::spawn(handshake(stream, tls.clone(), arriving));
+        in_handshake.push_back((handle.abort_handle(), evict));
+        if in_handshake.len() > 2 * config.max_connections {
+            in_handshake.retain(|(h, _)| !h.is_finished());
         }
     }
 }
