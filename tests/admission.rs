@@ -551,3 +551,28 @@ fn a_request_half_sent_when_the_element_stops_is_answered_404() {
     let _ = s.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer:?}");
 }
+
+/// On a fixed port, connections idle in their handshake while the pipeline
+/// is cycled through NULL count against max-connections of the listener
+/// back there, which evicts them as its own: a call coming then is let in.
+#[test]
+fn idle_connections_from_before_a_cycle_are_evicted_for_a_call_after_it() {
+    let port = free_port();
+    let (p, _src, _collector, url) = recording(&format!(
+        "port={port} path=/evict-cycled max-connections=2 handshake-timeout=60"
+    ));
+    let mut idle = rt().block_on(async {
+        let first = TwilioCall::connect(&url, CallParams::default()).await;
+        let second = TwilioCall::connect(&url, CallParams::default()).await;
+        [first.unwrap(), second.unwrap()]
+    });
+    set_state(&p, gst::State::Null);
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    rt().block_on(async {
+        real_call(&url, &AUDIO).await;
+        assert_eq!(closed(&mut idle[0]).await, Some(1013));
+    });
+    assert_eq!(collector.wait_eos().samples(), decode(&AUDIO));
+    set_state(&p, gst::State::Null);
+}

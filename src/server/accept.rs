@@ -4,7 +4,6 @@
 //! upgrade, within `handshake-timeout`. What the upgrade checks is in
 //! `upgrade`; what makes a connection a call, in `admission`.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,7 +12,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
-use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::admission::admit;
@@ -40,10 +38,8 @@ pub(super) async fn accept_loop(
     // Handshakes are tasks of their own, not this one's: when the listener
     // stops (this task is aborted), each still ends with an answer, an HTTP
     // 404 or a close frame, or is made a call of a listener bound here again
-    // (`registry::TABLES`), within its `handshake-timeout`.
-    // Oldest first, for eviction when at max-connections: each task, and
-    // how to tell it that it is evicted.
-    let mut in_handshake: VecDeque<(AbortHandle, Arc<Notify>)> = VecDeque::new();
+    // (`registry::TABLES`), within its `handshake-timeout`; that listener
+    // evicts them as its own (`Shared::handshakes`).
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -55,8 +51,12 @@ pub(super) async fn accept_loop(
             }
         };
         if shared.connections.load(Ordering::Relaxed) >= config.max_connections {
-            in_handshake.retain(|(h, _)| !h.is_finished());
-            match in_handshake.pop_front() {
+            let oldest = {
+                let mut handshakes = shared.handshakes.lock().unwrap();
+                handshakes.retain(|(h, _)| !h.is_finished());
+                handshakes.pop_front()
+            };
+            match oldest {
                 Some((_, evict)) => {
                     gst::info!(
                         CAT,
@@ -88,10 +88,12 @@ pub(super) async fn accept_loop(
             evicted: evict.clone(),
         };
         let handle = tokio::spawn(handshake(stream, tls.clone(), arriving));
-        in_handshake.push_back((handle.abort_handle(), evict));
-        if in_handshake.len() > 2 * config.max_connections {
-            in_handshake.retain(|(h, _)| !h.is_finished());
+        let mut handshakes = shared.handshakes.lock().unwrap();
+        handshakes.push_back((handle.abort_handle(), evict));
+        if handshakes.len() > 2 * config.max_connections {
+            handshakes.retain(|(h, _)| !h.is_finished());
         }
+        drop(handshakes);
     }
 }
 

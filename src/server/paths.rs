@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
 use crate::call::{CAT, Call, CallConfig, Slot};
 
 /// What all elements on one path must agree on.
@@ -63,6 +66,12 @@ pub struct Shared {
     paths: Mutex<HashMap<String, PathEntry>>,
     /// Open connections: calls and handshakes.
     pub connections: AtomicUsize,
+    /// The handshakes' tasks, oldest first, each with how to tell it that
+    /// max-connections evicts it. Here rather than in the accept loop: a
+    /// listener bound again on a fixed port (`registry::TABLES`) counts the
+    /// handshakes that came in under the one before, and must be able to
+    /// evict them too.
+    pub handshakes: Mutex<VecDeque<(AbortHandle, Arc<Notify>)>>,
 }
 
 impl Shared {
