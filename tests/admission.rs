@@ -576,3 +576,29 @@ fn idle_connections_from_before_a_cycle_are_evicted_for_a_call_after_it() {
     assert_eq!(collector.wait_eos().samples(), decode(&AUDIO));
     set_state(&p, gst::State::Null);
 }
+
+/// On a fixed port, a connection upgraded without a signature while its
+/// pipeline was stopped is no call of an element back on its path with an
+/// auth-token (as a waiting call is not): its `start` gets 1013, counted
+/// by that element.
+#[test]
+fn a_connection_upgraded_unsigned_is_not_the_call_of_an_element_back_with_an_auth_token() {
+    let port = free_port();
+    let (p, _src, _collector, url) = recording(&format!("port={port} path=/auth-early"));
+    let mut probe = rt().block_on(async {
+        TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap()
+    });
+    set_state(&p, gst::State::Null);
+    let (p2, src2, _collector2, _) =
+        recording(&format!("port={port} path=/auth-early auth-token=secret"));
+    rt().block_on(async {
+        probe.begin().unwrap();
+        probe.send_media(&AUDIO).unwrap();
+        assert_eq!(closed(&mut probe).await, Some(1013));
+    });
+    assert!(!src2.property::<bool>("connected"));
+    assert_eq!(src2.property::<u64>("refused-calls"), 1);
+    set_state(&p2, gst::State::Null);
+}

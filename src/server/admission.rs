@@ -64,9 +64,16 @@ where
         }
     };
     let call = Call::spawn(ws, peer, path.clone(), config.call, guard, session, start);
-    match shared.dispatch(&path, &call) {
+    match shared.dispatch(&path, &config, &call) {
         Dispatch::Delivered => {}
         Dispatch::NobodyListens => refuse(&call, &counters, "no element serves this path any more"),
+        // Upgraded before its element stopped; an element on a fixed port
+        // again takes it only with the same credentials asked for.
+        Dispatch::OtherAuth(now) => refuse(
+            &call,
+            &now,
+            "the path is served again with other auth settings",
+        ),
         // A task of its own: this one (the handshake's) must end now, so that
         // max-connections eviction never picks a call.
         Dispatch::Queued => {

@@ -49,6 +49,9 @@ pub enum Dispatch {
     Delivered,
     Queued,
     NobodyListens,
+    /// The path is served again, with other auth settings than those the
+    /// call was upgraded under; the path's counters now.
+    OtherAuth(Arc<PathCounters>),
 }
 
 pub struct PathEntry {
@@ -109,9 +112,7 @@ impl Shared {
             pending: VecDeque::new(),
             counters: Arc::default(),
         });
-        let same_auth = entry.config.auth_token == config.auth_token
-            && entry.config.bearer_token == config.bearer_token
-            && entry.config.public_url == config.public_url;
+        let same_auth = same_auth(&entry.config, &config);
         let mut stale = Vec::new();
         if entry.waiters.is_empty() {
             // Only calls waiting for a new element kept the path: its
@@ -168,12 +169,17 @@ impl Shared {
         }
     }
 
-    /// Hands `call` to the first free slot of its path, or queues it.
-    pub fn dispatch(&self, path: &str, call: &Arc<Call>) -> Dispatch {
+    /// Hands `call`, upgraded under `admitted` (its path's settings then),
+    /// to the first free slot of its path, or queues it.
+    pub fn dispatch(&self, path: &str, admitted: &PathConfig, call: &Arc<Call>) -> Dispatch {
         let mut paths = self.paths.lock().unwrap();
         let Some(entry) = paths.get_mut(path) else {
             return Dispatch::NobodyListens;
         };
+        // Its elements all stopped since, and others serve it now.
+        if !same_auth(&entry.config, admitted) {
+            return Dispatch::OtherAuth(entry.counters.clone());
+        }
         if entry.waiters.iter().any(|(_, slot)| slot.offer(call)) {
             gst::debug!(CAT, "{call:?}: delivered");
             Dispatch::Delivered
@@ -259,6 +265,12 @@ pub fn canonical_path(path: &str) -> String {
         i += 1;
     }
     out
+}
+
+/// Whether a call admitted under `a` may be one of `b`'s: the same
+/// credentials asked for.
+fn same_auth(a: &PathConfig, b: &PathConfig) -> bool {
+    a.auth_token == b.auth_token && a.bearer_token == b.bearer_token && a.public_url == b.public_url
 }
 
 /// Hands `slot`, if free, the oldest pending call still open (the closed
