@@ -61,11 +61,12 @@ impl Tracks {
 #[repr(u32)]
 #[enum_type(name = "GstTwilioStreamSrcGapFill")]
 pub enum GapFill {
-    /// Concealment (G.711 Appendix I) in PCM output.
+    /// Concealment (G.711 Appendix I style), in PCM and in the call's own
+    /// 8 kHz format alike.
     #[default]
     #[enum_value(
         name = "Packet loss concealment: the last pitch periods repeated, fading out over 60 ms \
-                (PCM output; μ-law output keeps silence)",
+                (8 kHz calls, in any output format)",
         nick = "plc"
     )]
     Plc = 0,

@@ -195,7 +195,7 @@ struct Args {
 
     /// Write what the caller heard (Twilio's playout of what the plugin sent)
     /// to this WAV file, at the call's rate (8 kHz for μ-law); with several
-    /// calls, call N goes to FILE-N.wav
+    /// calls, call N goes to STEM-N.wav beside it (heard.wav: heard-1.wav, ...)
     #[arg(long)]
     record: Option<PathBuf>,
 
