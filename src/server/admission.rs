@@ -53,7 +53,18 @@ where
     // Counted before the connection is closed: a client that sees the close
     // then reads the counter that counts it.
     let rejected = || PathCounters::count(&counters.rejected_connections);
-    let start = match await_start(&mut ws, &mut session, peer, timeout, &evicted, rejected).await {
+    let gone = shared.shut_down();
+    let start = match await_start(
+        &mut ws,
+        &mut session,
+        peer,
+        timeout,
+        &evicted,
+        gone,
+        rejected,
+    )
+    .await
+    {
         Ok(start) => start,
         Err(why) => {
             gst::info!(
@@ -112,6 +123,7 @@ async fn await_start<S>(
     peer: SocketAddr,
     timeout: Duration,
     evicted: &Notify,
+    gone: impl Future<Output = ()>,
     rejected: impl Fn(),
 ) -> Result<Handled, String>
 where
@@ -120,6 +132,7 @@ where
     let deadline = tokio::time::Instant::now() + timeout;
     let evicted = evicted.notified();
     tokio::pin!(evicted);
+    tokio::pin!(gone);
     loop {
         let next = tokio::select! {
             // The eviction first: the accept loop has already let in the
@@ -131,6 +144,13 @@ where
                 rejected();
                 close_websocket(ws, CLOSE_TRY_AGAIN_LATER, why).await;
                 return Err(format!("evicted: {why}"));
+            }
+            // The listener stopped on a port of the system's choosing: no
+            // element can serve this connection any more.
+            _ = &mut gone => {
+                let why = "no element serves this path any more, try again later";
+                close_websocket(ws, CLOSE_TRY_AGAIN_LATER, why).await;
+                return Err(format!("its listener stopped: {why}"));
             }
             next = tokio::time::timeout_at(deadline, ws.next()) => next,
         };
@@ -198,6 +218,8 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::future::pending;
+
     use futures::SinkExt;
     use tokio_tungstenite::tungstenite::protocol::Role;
 
@@ -223,7 +245,16 @@ mod tests {
                 let mut session = Session::new(1 << 16);
                 let peer = "127.0.0.1:1".parse().unwrap();
                 let timeout = Duration::from_secs(5);
-                let got = await_start(&mut ws, &mut session, peer, timeout, &evicted, || {}).await;
+                let got = await_start(
+                    &mut ws,
+                    &mut session,
+                    peer,
+                    timeout,
+                    &evicted,
+                    pending(),
+                    || {},
+                )
+                .await;
                 assert!(
                     matches!(&got, Err(why) if why.starts_with("evicted")),
                     "{:?}",
@@ -246,8 +277,16 @@ mod tests {
             let mut session = Session::new(1 << 16);
             let peer = "127.0.0.1:1".parse().unwrap();
             let timeout = Duration::from_secs(5);
-            let got =
-                await_start(&mut ws, &mut session, peer, timeout, &Notify::new(), || {}).await;
+            let got = await_start(
+                &mut ws,
+                &mut session,
+                peer,
+                timeout,
+                &Notify::new(),
+                pending(),
+                || {},
+            )
+            .await;
             assert_eq!(
                 got.map(|_| "a call"),
                 Err(r#"sent a start of an unsupported media format "AMR-WB" at 8000 Hz"#.into())
@@ -319,7 +358,7 @@ mod tests {
             let peer = "127.0.0.1:1".parse().unwrap();
             let timeout = Duration::from_secs(5);
             let counted = || log.lock().unwrap().push("counted");
-            let got = await_start(&mut ws, &mut session, peer, timeout, &Notify::new(), counted).await;
+            let got = await_start(&mut ws, &mut session, peer, timeout, &Notify::new(), pending(), counted).await;
             assert!(got.is_err(), "{:?}", got.map(|_| "a call"));
             let Some(Ok(Message::Close(Some(frame)))) = twilio.next().await else {
                 panic!("no close frame");

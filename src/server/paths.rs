@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,6 +75,10 @@ pub struct Shared {
     /// handshakes that came in under the one before, and must be able to
     /// evict them too.
     pub handshakes: Mutex<VecDeque<(AbortHandle, Arc<Notify>)>>,
+    /// Set, and notified, when the table is shut down: no element can
+    /// serve its connections any more.
+    shut: AtomicBool,
+    shut_down: Notify,
 }
 
 impl Shared {
@@ -209,6 +213,8 @@ impl Shared {
     /// counters.
     pub fn shutdown(&self) -> Vec<(Arc<Call>, Arc<PathCounters>)> {
         let mut paths = self.paths.lock().unwrap();
+        self.shut.store(true, Ordering::SeqCst);
+        self.shut_down.notify_waiters();
         paths
             .drain()
             .flat_map(|(_, e)| {
@@ -216,6 +222,17 @@ impl Shared {
                 e.pending.into_iter().map(move |c| (c, counters.clone()))
             })
             .collect()
+    }
+
+    /// Completes once the table is shut down (at once if it is already).
+    pub async fn shut_down(&self) {
+        let notified = self.shut_down.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read: a shutdown in between wakes it.
+        notified.as_mut().enable();
+        if !self.shut.load(Ordering::SeqCst) {
+            notified.await;
+        }
     }
 
     /// The largest max-message-size of the paths, at least 64 KiB: the
