@@ -16,7 +16,6 @@
 //! and signal declarations (`properties.rs`), the bus messages of a call the
 //! sink took itself (`poster.rs`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
@@ -107,12 +106,6 @@ pub struct TwilioStreamSink {
     pub(super) settings: Mutex<Settings>,
     pub(super) state: Mutex<State>,
     pub(super) canceller: Mutex<Canceller>,
-    /// On from the start of PLAYING → PAUSED to the start of PAUSED →
-    /// PLAYING (or READY → PAUSED): a buffer a network thread brings
-    /// meanwhile is dropped, not prerolled (see `prepare`). Not on at the
-    /// first PAUSED: a live pipeline's sink reaches PLAYING only with its
-    /// first buffer.
-    pub(super) paused: AtomicBool,
 }
 
 impl State {
@@ -328,14 +321,7 @@ impl ElementImpl for TwilioStreamSink {
             })?;
         }
         if transition == gst::StateChange::PausedToPlaying {
-            self.paused.store(false, Ordering::SeqCst);
             self.pause_call(false);
-        }
-        if transition == gst::StateChange::ReadyToPaused {
-            self.paused.store(false, Ordering::SeqCst);
-        }
-        if transition == gst::StateChange::PlayingToPaused {
-            self.paused.store(true, Ordering::SeqCst);
         }
         let result = self.parent_change_state(transition);
         if transition == gst::StateChange::PlayingToPaused {
@@ -430,22 +416,6 @@ impl BaseSinkImpl for TwilioStreamSink {
     }
 
     fn prepare(&self, _buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        // BaseSink would now wait in PAUSED for PLAYING (preroll), holding the
-        // thread. A src pushing from a network thread (shared-threads) drops
-        // what comes while it is paused, but the sink pauses first (a bin
-        // changes its sinks' state before their upstream), so a chunk on its
-        // way may still come: dropped here, else every call on that thread
-        // would wait for this pipeline's PLAYING. Read under BaseSink's
-        // preroll lock, which PLAYING → PAUSED takes after setting the flag.
-        // (CustomSuccess is what BaseSink calls a dropped buffer.)
-        if self.paused.load(Ordering::SeqCst) && crate::runtime::on_runtime() {
-            gst::debug!(
-                CAT,
-                imp = self,
-                "paused: a buffer from a network thread dropped"
-            );
-            return Ok(gst::FlowSuccess::CustomSuccess);
-        }
         self.ensure_call().map(|_| gst::FlowSuccess::Ok)
     }
 
