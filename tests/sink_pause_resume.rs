@@ -1,0 +1,50 @@
+//! A call's echo goes on after PLAYING -> PAUSED -> PLAYING (a hold): every
+//! chunk sent after the resume comes back, and the sink is PLAYING with
+//! nothing pending. (A sink that dropped buffers from the network threads
+//! while paused lost its preroll for good: a bin sets no state on a sink
+//! waiting for one, so nothing was echoed again.)
+
+mod common;
+
+use common::app::*;
+use common::sink::*;
+use common::*;
+use gst::prelude::*;
+
+#[test]
+fn the_echo_goes_on_after_a_pause() {
+    let p =
+        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
+    let src = by_name(&p, "src");
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&[0x20; 160]).unwrap();
+    receive_until(&mut call, |got| media_bytes(got).len() >= 160);
+    set_bounded(&p, gst::State::Paused);
+    set_bounded(&p, gst::State::Playing);
+    let sent = pattern(1, 10);
+    for chunk in sent.chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+    let got = media_bytes(&receive_until(&mut call, |got| {
+        let b = media_bytes(got);
+        b.windows(160).any(|w| w == &sent[sent.len() - 160..])
+    }));
+    let echoed: Vec<usize> = (0..10)
+        .filter(|i| got.windows(160).any(|w| w == &sent[i * 160..(i + 1) * 160]))
+        .collect();
+    assert_eq!(
+        echoed,
+        (0..10).collect::<Vec<_>>(),
+        "chunks echoed after PLAYING"
+    );
+    let sink = by_name(&p, "sink");
+    let (_, cur, pending) = sink.state(gst::ClockTime::from_seconds(5));
+    assert_eq!(
+        (cur, pending),
+        (gst::State::Playing, gst::State::VoidPending)
+    );
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    set_bounded(&p, gst::State::Null);
+}
