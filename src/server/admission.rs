@@ -77,7 +77,7 @@ where
     let call = Call::spawn(ws, peer, path.clone(), config.call, guard, session, start);
     match shared.dispatch(&path, &config, &call) {
         Dispatch::Delivered => {}
-        Dispatch::NobodyListens => refuse(&call, &counters, "no element serves this path any more"),
+        Dispatch::NobodyListens => refuse(&call, &counters, NOBODY_SERVES),
         // Upgraded before its element stopped; an element on a fixed port
         // again takes it only with the same credentials asked for.
         Dispatch::OtherAuth(now) => refuse(
@@ -102,6 +102,10 @@ where
         }
     }
 }
+
+/// Why a call or a connection is closed when its element stopped and none
+/// took its place.
+pub(super) const NOBODY_SERVES: &str = "no element serves this path any more";
 
 /// Closes a started call no element took with 1013 and `why`, with a
 /// WARNING, counted in `refused-calls` (unless it had ended by itself).
@@ -148,9 +152,8 @@ where
             // The listener stopped on a port of the system's choosing: no
             // element can serve this connection any more.
             _ = &mut gone => {
-                let why = "no element serves this path any more, try again later";
-                close_websocket(ws, CLOSE_TRY_AGAIN_LATER, why).await;
-                return Err(format!("its listener stopped: {why}"));
+                close_websocket(ws, CLOSE_TRY_AGAIN_LATER, NOBODY_SERVES).await;
+                return Err(format!("its listener stopped: {NOBODY_SERVES}"));
             }
             next = tokio::time::timeout_at(deadline, ws.next()) => next,
         };

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::accept::accept_loop;
-use super::admission::refuse;
+use super::admission::{NOBODY_SERVES, refuse};
 use super::paths::{PathConfig, PathCounters, Shared};
 use super::tls::TlsFiles;
 use crate::call::{CAT, Slot};
@@ -93,11 +93,7 @@ impl Drop for Registration {
             .shared
             .unregister(&self.path, self.id, self.listener.fixed);
         for call in orphans {
-            refuse(
-                &call,
-                &self.counters,
-                "no element serves this path any more",
-            );
+            refuse(&call, &self.counters, NOBODY_SERVES);
         }
     }
 }
@@ -248,7 +244,7 @@ impl Drop for Listener {
         // there again (see `TABLES`).
         if !self.fixed {
             for (call, counters) in self.shared.shutdown() {
-                refuse(&call, &counters, "no element serves this path any more");
+                refuse(&call, &counters, NOBODY_SERVES);
             }
         }
         let mut listeners = LISTENERS.lock().unwrap();
