@@ -276,13 +276,20 @@ impl TwilioStreamSrc {
         self.log_placed(state, chunk, &placed);
         // After a skipped gap, the frame after the jump goes out with the
         // next chunk.
-        match frame {
+        let buffer = match frame {
             Some(mut frame) => {
                 frame.discont |= std::mem::take(&mut state.discont);
                 self.frame_buffer(state, frame, 0)
             }
             None => Ok(None),
+        };
+        // What is held for the other track came: the fill is due past it.
+        let held = state.aligner.as_ref().map_or(0, |a| a.held());
+        if let Some(timeline) = state.timeline.as_mut() {
+            timeline.hold(held);
+            self.ran_to(timeline);
         }
+        buffer
     }
 
     /// A two-channel buffer of `frame` followed by `tail` samples of silence
@@ -359,6 +366,7 @@ impl TwilioStreamSrc {
         }
         aligner.consume(frame.samples);
         timeline.advance(samples as u64);
+        timeline.hold(aligner.held());
         self.ran_to(timeline);
         Ok(Some(buffer))
     }

@@ -18,9 +18,10 @@
 //!   (counted in `chunks-filled-late`, DISCONT). The streaming thread
 //!   waits for it ([`receive`](TwilioStreamSrc::receive)); with
 //!   `shared-threads` the call's fill timer on the runtime does
-//!   (`shared_threads`). With `track=both` what the aligner holds goes out
-//!   first (the wait for the slower track given up), then the GAP covers
-//!   both channels; late audio of either track goes after it.
+//!   (`shared_threads`). With `track=both` the deadline counts past what
+//!   the aligner holds (audio that came, waiting for the other track); then
+//!   that goes out first (the wait for the slower track given up), and the
+//!   GAP covers both channels; late audio of either track goes after it.
 
 use std::time::{Duration, Instant};
 

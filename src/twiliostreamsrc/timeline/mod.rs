@@ -15,10 +15,11 @@
 //! added (buffer durations absorb its steps of at most 20 µs per chunk, so
 //! buffers stay exactly contiguous). After a pause the element anchors the
 //! stream anew ([`Timeline::reanchor`]). When nothing arrives, the element
-//! asks for fill ([`Timeline::fill`]) once the audio is overdue by its fill
-//! deadline; audio that then arrives for time already filled is late: it
-//! goes out after the fill (nothing is lost, the stream is measured from it
-//! on, DISCONT) and is counted ([`Placement::late`]).
+//! asks for fill ([`Timeline::fill`]) once the audio (with what it holds
+//! back, [`Timeline::hold`]) is overdue by its fill deadline; audio that then
+//! arrives for time already filled is late: it goes out after the fill
+//! (nothing is lost, the stream is measured from it on, DISCONT) and is
+//! counted ([`Placement::late`]).
 //!
 //! A chunk stamped before what was played (by less than [`MAX_AHEAD`]) is
 //! kept, after it; if the next chunk follows it, the timestamps stepped
@@ -211,6 +212,8 @@ pub struct Timeline {
     filled: u64,
     /// Length of the last chunk: the unit of fill.
     chunk_len: u64,
+    /// Samples after the position held back (see [`Self::hold`]).
+    held: u64,
     /// The unit in which a gap counts lost chunks.
     unit: LossUnit,
     /// ms added to the timestamps to undo the steps measured anew at: the
@@ -252,6 +255,7 @@ impl Timeline {
             applied: 0,
             filled: 0,
             chunk_len: chunk.samples.max(1),
+            held: 0,
             unit: LossUnit::new(chunk.samples),
             stepped_ms: 0,
             kept_behind: None,
@@ -271,6 +275,7 @@ impl Timeline {
         self.next_chunk = chunk.number.map(|c| c.saturating_add(1));
         self.filled = 0;
         self.chunk_len = chunk.samples.max(1);
+        self.held = 0;
         self.kept_behind = None;
         // The time that stood still is no measure of the audio's.
         self.reach = Reach::default();
@@ -389,28 +394,39 @@ impl Timeline {
     }
 
     /// The running time at which, with nothing arriving, the next chunk's
-    /// worth of audio is `deadline` overdue (it would normally have arrived
-    /// a chunk after it started being spoken).
+    /// worth of audio after what is held is `deadline` overdue (it would
+    /// normally have arrived a chunk after it started being spoken).
     pub fn fill_due(&self, deadline: ClockTime) -> ClockTime {
         let due = self.now_playing()
-            + (self.chunk_len * NS_PER_SAMPLE) as i128
+            + ((self.held + self.chunk_len) * NS_PER_SAMPLE) as i128
             + deadline.nseconds() as i128;
         ClockTime::from_nseconds(due.max(0) as u64)
     }
 
-    /// At running time `now`, with nothing arrived: the 8 kHz samples (whole
-    /// chunks) overdue by `deadline`, to be filled now (0: none). The
-    /// element puts them out ([`Self::span`], [`Self::advance`]); the next
-    /// chunk's placement accounts for them.
+    /// At running time `now`, with nothing arrived: the 8 kHz samples
+    /// overdue by `deadline`, to be put out now (0: none): what is held,
+    /// then the whole chunks to fill after it. The element puts them out
+    /// ([`Self::span`], [`Self::advance`]); the next chunk's placement
+    /// accounts for them.
     pub fn fill(&mut self, now: ClockTime, deadline: ClockTime) -> u64 {
-        let overdue = now.nseconds() as i128 - deadline.nseconds() as i128 - self.now_playing();
+        let overdue = now.nseconds() as i128
+            - deadline.nseconds() as i128
+            - self.now_playing()
+            - (self.held * NS_PER_SAMPLE) as i128;
         let chunk_ns = (self.chunk_len * NS_PER_SAMPLE) as i128;
         if overdue < chunk_ns {
             return 0;
         }
-        let samples = (overdue / chunk_ns) as u64 * self.chunk_len;
+        let samples = self.held + (overdue / chunk_ns) as u64 * self.chunk_len;
         self.filled += samples;
         samples
+    }
+
+    /// `samples` after the position came and are held back (`track=both`
+    /// waiting for the slower track): the fill is due past them. (After a
+    /// fill, the position is as overdue as the deadline allows.)
+    pub fn hold(&mut self, samples: u64) {
+        self.held = samples;
     }
 
     /// Running time of stream position 0 (0 if before).

@@ -453,6 +453,19 @@ fn nothing_is_filled_before_the_deadline() {
 }
 
 #[test]
+fn audio_held_back_is_not_filled_over() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound", "outbound"]);
+    let deadline = 300 * MS;
+    // A chunk of one track came and is held for the other's: the fill is
+    // due a chunk after it (not at 1.34 s), and puts it out first.
+    timeline.hold(160);
+    assert_eq!(timeline.fill_due(deadline), 1360 * MS);
+    assert_eq!(timeline.fill(1359 * MS, deadline), 0);
+    assert_eq!(timeline.fill(1360 * MS, deadline), 320);
+}
+
+#[test]
 fn audio_late_for_filled_time_goes_out_after_the_fill() {
     let t0 = Instant::now();
     let mut timeline = started(t0, &["inbound"]);

@@ -7,13 +7,15 @@
 //! behind once the other is `max_wait` samples ahead (so the output never
 //! waits longer for the slower track). Lost chunks are counted per track.
 //!
-//! When nothing arrives for the fill deadline, the element [`flush`]es what
-//! is held (the slower track's wait given up) and [`fill`]s the time past
-//! it (a GAP downstream). Audio that then arrives for time already filled
-//! is late: it goes after the fill, and both tracks are measured from it on
+//! When nothing arrives for the fill deadline (counted past what is
+//! [`held`]: it came), the element [`flush`]es what is held (the slower
+//! track's wait given up) and [`fill`]s the time past it (a GAP
+//! downstream). Audio that then arrives for time already filled is late:
+//! it goes after the fill, and both tracks are measured from it on
 //! (nothing is lost, as with one track); what is really missing still
 //! counts as lost.
 //!
+//! [`held`]: Aligner::held
 //! [`flush`]: Aligner::flush
 //! [`fill`]: Aligner::fill
 //!
@@ -452,6 +454,16 @@ impl Aligner {
     /// timestamps plus this are on the other track's clock again.
     pub fn offset_ms(&self, track: Track) -> i64 {
         (self.lanes[track.index()].offset / 8).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+
+    /// Samples past the output position the leading track holds: audio
+    /// that came, waiting for the other track (the fill is due past it).
+    pub fn held(&self) -> u64 {
+        self.lanes
+            .iter()
+            .map(|l| l.pending.len() as u64)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The μ-law of `track` from the output position on; a frame's channel

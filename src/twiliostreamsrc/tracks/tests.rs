@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use Track::{Inbound as In, Outbound as Out};
 
+/// The fill deadline around the aligner, as the element runs it.
+mod fill;
 /// Steps in one track's timestamps, in scripted calls.
 mod steps;
 
