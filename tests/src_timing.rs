@@ -19,27 +19,8 @@ use twilio_emulator::{CallParams, Playout, Received, TwilioCall};
 in_both_modes!(
     after_a_pause_buffers_are_on_time_again,
     a_network_silence_is_filled_by_the_deadline_and_late_audio_kept,
+    both_tracks_silent_are_filled_by_the_deadline_and_late_audio_kept,
 );
-
-/// Depends on timing: about 1 run in 6 on this VM (as far back as 0b7dbc5),
-/// the outbound track's late audio comes back with 200 samples from the
-/// stall's end on that differ from what was sent, while the inbound track's
-/// are exact. The two tracks' first late chunks are two messages, and a fill
-/// tick between them treats the second differently. Not understood yet:
-/// ignored so that CI measures the rest, kept to be fixed.
-mod both_tracks_silent_are_filled_by_the_deadline_and_late_audio_kept {
-    #[test]
-    #[ignore = "timing-dependent (about 1 run in 6): the outbound track's first late samples differ"]
-    fn streaming_thread() {
-        super::both_tracks_silent_are_filled_by_the_deadline_and_late_audio_kept();
-    }
-    #[test]
-    #[ignore = "timing-dependent (about 1 run in 6): the outbound track's first late samples differ"]
-    fn shared_threads() {
-        crate::common::src::SRC_PROPS.set("shared-threads=true");
-        super::both_tracks_silent_are_filled_by_the_deadline_and_late_audio_kept();
-    }
-}
 
 /// Generous, but a tenth of what the flaw gives (the 2 s of the pause).
 const ON_TIME: gst::ClockTime = gst::ClockTime::from_mseconds(200);
@@ -243,6 +224,9 @@ fn a_network_silence_is_filled_by_the_deadline_and_late_audio_kept() {
 
 /// `track=both`: neither track comes for 1.5 s; both channels are filled
 /// (GAP events) by the deadline, and the late audio of both goes after it.
+/// The two tracks' first late chunks are two messages: the fill deadline
+/// counts past the first, held for the second (the stall left the output
+/// as overdue as the deadline allows, so a fill was due within a chunk).
 fn both_tracks_silent_are_filled_by_the_deadline_and_late_audio_kept() {
     init();
     let (p, collector, url) = start(
