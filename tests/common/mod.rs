@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod installed;
+pub mod peer;
 pub mod sink;
 pub mod src;
 

@@ -1,0 +1,195 @@
+//! The sink's call control against a Twilio that plays at exactly 8000
+//! samples a second (`common::peer`), and against odd peers: what
+//! `twilio-clear` says the caller heard and what it dropped, at awkward
+//! moments (right after the audio starts, mid-prompt, with a full lead,
+//! right after an echoed mark, twice in a row, while paused, after
+//! `stop`); the EOS wait with a peer that echoes late, never, a name it
+//! was never sent, or out of order.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::peer::{Bot, Echo, Peer, Report};
+use common::*;
+use gst::prelude::*;
+
+/// How far a report may be from the exact peer: scheduling on loopback
+/// (the model counts from the write, the peer from the arrival).
+const TOLERANCE: Duration = Duration::from_millis(15);
+
+fn ms(samples: f64) -> Duration {
+    Duration::from_secs_f64(samples / 8000.0)
+}
+
+/// The report of the last clear against what the peer really played of a
+/// prompt of `total` from running time `start` (nothing played before it).
+/// What was still upstream of the sink at the clear is not the sink's to
+/// drop: it plays after the clear, and is waited for.
+fn agrees(what: &str, report: Report, bot: &Bot, peer: &Peer, start: Duration, total: Duration) {
+    let st = peer.wait_for("clear", |st| !st.clears.is_empty());
+    let clear = *st.clears.last().unwrap();
+    bot.taken();
+    let mut media = st.media.len();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = peer.state().media.len();
+        if now == media {
+            break;
+        }
+        media = now;
+    }
+    let after = ms((media - clear.received) as f64);
+    let heard = ms(clear.played);
+    let reported = report.played.expect("audio was sent").saturating_sub(start);
+    assert!(
+        reported.abs_diff(heard) <= TOLERANCE,
+        "{what}: reported {reported:?} heard, the peer played {heard:?}"
+    );
+    let dropped = total.saturating_sub(heard + after);
+    assert!(
+        report.dropped.abs_diff(dropped) <= TOLERANCE,
+        "{what}: reported {:?} dropped, the peer dropped {:?} of {total:?} \
+         ({after:?} came after the clear)",
+        report.dropped,
+        dropped
+    );
+}
+
+#[test]
+fn clear_right_after_the_first_frame_arrives() {
+    init();
+    let bot = Bot::new("");
+    let peer = bot.dial(Echo::OnPlayout {
+        late: Duration::ZERO,
+    });
+    bot.prompt(3000, 1000);
+    peer.wait_for("media", |st| !st.media.is_empty());
+    let report = bot.clear();
+    agrees(
+        "right after the start",
+        report,
+        &bot,
+        &peer,
+        Duration::from_secs(3),
+        Duration::from_secs(1),
+    );
+}
+
+#[test]
+fn clear_mid_prompt_and_with_a_full_lead() {
+    init();
+    for (lead_ms, after_ms) in [(100u32, 730u64), (1000, 410), (20, 250)] {
+        let bot = Bot::new(&format!("max-lead={lead_ms}"));
+        let peer = bot.dial(Echo::OnPlayout {
+            late: Duration::ZERO,
+        });
+        bot.prompt(0, 2000);
+        let first = peer.wait_for("media", |st| !st.media.is_empty()).received[0].0;
+        std::thread::sleep(
+            (first + Duration::from_millis(after_ms)).saturating_duration_since(Instant::now()),
+        );
+        let report = bot.clear();
+        let st = peer.wait_for("clear", |st| !st.clears.is_empty());
+        // The lead is what the peer held, no more.
+        let held = ms(st.clears[0].dropped);
+        assert!(
+            held <= Duration::from_millis(lead_ms as u64) + TOLERANCE,
+            "lead {lead_ms} ms: the peer held {held:?}"
+        );
+        agrees(
+            &format!("lead {lead_ms} ms, {after_ms} ms in"),
+            report,
+            &bot,
+            &peer,
+            Duration::ZERO,
+            Duration::from_secs(2),
+        );
+    }
+}
+
+#[test]
+fn clear_right_after_an_echoed_mark() {
+    init();
+    let bot = Bot::new("");
+    let peer = bot.dial(Echo::OnPlayout {
+        late: Duration::ZERO,
+    });
+    bot.prompt(0, 500);
+    bot.mark("half");
+    bot.prompt(500, 1000);
+    let st = peer.wait_for("echo", |st| !st.echoes.is_empty());
+    assert_eq!(st.marks, [("half".to_owned(), 4000)]);
+    let report = bot.clear();
+    agrees(
+        "after the echo",
+        report,
+        &bot,
+        &peer,
+        Duration::ZERO,
+        Duration::from_millis(1500),
+    );
+}
+
+#[test]
+fn a_second_clear_right_after_the_first_finds_nothing_more() {
+    init();
+    let bot = Bot::new("");
+    let peer = bot.dial(Echo::OnPlayout {
+        late: Duration::ZERO,
+    });
+    bot.prompt(0, 1000);
+    bot.taken();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(bot.sink.emit_by_name::<bool>("clear", &[]));
+    assert!(bot.sink.emit_by_name::<bool>("clear", &[]));
+    let (first, second) = (bot.report(), bot.report());
+    let st = peer.wait_for("two clears", |st| st.clears.len() == 2);
+    let clear = st.clears[0];
+    let heard = ms(clear.played);
+    let reported = first.played.unwrap();
+    assert!(
+        reported.abs_diff(heard) <= TOLERANCE,
+        "{reported:?} against {heard:?}"
+    );
+    // Dropped: what the peer held and what the writer had not sent.
+    let dropped = Duration::from_secs(1) - heard;
+    assert!(
+        first.dropped.abs_diff(dropped) <= TOLERANCE,
+        "{first:?} against {dropped:?}"
+    );
+    // Nothing was played or dropped between them.
+    assert_eq!(second.dropped, Duration::ZERO, "{second:?}");
+    assert_eq!(second.played, first.played, "{first:?} then {second:?}");
+    assert!(st.clears[1].dropped < 1.0, "{:?}", st.clears[1]);
+}
+
+/// Paused: the writer holds the media, Twilio plays out what it has; a
+/// clear still goes out and reports all that as heard, the held audio as
+/// dropped.
+#[test]
+fn clear_while_paused() {
+    init();
+    let bot = Bot::new("");
+    let peer = bot.dial(Echo::OnPlayout {
+        late: Duration::ZERO,
+    });
+    bot.prompt(0, 1000);
+    bot.taken();
+    peer.wait_for("media", |st| st.media.len() >= 1600);
+    set_state(&bot.p, gst::State::Paused);
+    std::thread::sleep(Duration::from_millis(400));
+    let report = bot.clear();
+    let st = peer.wait_for("clear", |st| !st.clears.is_empty());
+    // Twilio had played out everything it got before the clear.
+    assert!(st.clears[0].dropped < 1.0, "{:?}", st.clears[0]);
+    set_state(&bot.p, gst::State::Playing);
+    agrees(
+        "paused",
+        report,
+        &bot,
+        &peer,
+        Duration::ZERO,
+        Duration::from_secs(1),
+    );
+}

@@ -1,0 +1,108 @@
+//! The sink's EOS wait and marks against peers that do not behave like
+//! Twilio: echoes that come late, never, twice, of a name never sent, or
+//! only for the last mark; a socket closed or a pipeline stopped while the
+//! sink waits. Whatever the peer does, the wait is bounded as the README
+//! says (the audio not played yet plus 5 s), and the stream ends only once
+//! the caller heard everything when the echo of the sink's own mark says so.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::peer::{Bot, Echo, Peer};
+use common::*;
+use gst::prelude::*;
+
+const EOS_MARK: &str = "twiliostream-eos";
+const GRACE: Duration = gsttwiliostream::call::PLAYOUT_GRACE;
+
+fn eos(bot: &Bot) {
+    let ret = bot
+        .app
+        .emit_by_name::<gst::FlowReturn>("end-of-stream", &[]);
+    assert_eq!(ret, gst::FlowReturn::Ok);
+}
+
+/// Waits for the pipeline's EOS message; when it came.
+fn eos_message(bot: &Bot) -> Instant {
+    let msg = bot
+        .bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(PATIENCE.as_secs()),
+            &[gst::MessageType::Eos],
+        )
+        .expect("no EOS message");
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)));
+    Instant::now()
+}
+
+fn has_eos_mark(peer: &Peer) -> Instant {
+    let st = peer.wait_for("EOS mark", |st| st.marks.iter().any(|(n, _)| n == EOS_MARK));
+    let i = st
+        .received
+        .iter()
+        .position(|(_, t)| t.contains(EOS_MARK))
+        .unwrap();
+    st.received[i].0
+}
+
+#[test]
+fn a_peer_that_never_echoes_holds_eos_for_the_playout_plus_the_grace() {
+    init();
+    let bot = Bot::new("");
+    let peer = bot.dial(Echo::Never);
+    bot.prompt(0, 1000);
+    eos(&bot);
+    has_eos_mark(&peer);
+    let st = peer.wait_for("close", |st| st.closed.is_some());
+    let (closed_at, code) = st.closed.unwrap();
+    assert_eq!(code, Some(1000));
+    // The bound: the audio not played yet at EOS, plus the grace. So the
+    // stream ends the grace after the playout.
+    let after = closed_at.saturating_duration_since(st.playout_end().unwrap());
+    assert!(
+        after >= GRACE - Duration::from_millis(300) && after <= GRACE + Duration::from_millis(500),
+        "closed {after:?} after the playout ended"
+    );
+    let eos_at = eos_message(&bot);
+    assert!(eos_at >= closed_at);
+}
+
+#[test]
+fn the_peer_closing_the_socket_during_the_eos_wait_lets_eos_through() {
+    init();
+    let bot = Bot::new("");
+    let peer = bot.dial(Echo::Never);
+    bot.prompt(0, 1000);
+    eos(&bot);
+    has_eos_mark(&peer);
+    let closed_at = Instant::now();
+    peer.close();
+    let eos_at = eos_message(&bot);
+    assert!(
+        eos_at - closed_at < Duration::from_secs(2),
+        "EOS {:?} after the close",
+        eos_at - closed_at
+    );
+}
+
+#[test]
+fn stopping_the_pipeline_during_the_eos_wait_does_not_hang() {
+    init();
+    let bot = Bot::new("");
+    let peer = bot.dial(Echo::Never);
+    bot.prompt(0, 1000);
+    eos(&bot);
+    has_eos_mark(&peer);
+    for state in [gst::State::Ready, gst::State::Null] {
+        let t = Instant::now();
+        set_state(&bot.p, state);
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{state:?} took {:?}",
+            t.elapsed()
+        );
+    }
+    // The sink hung up its own call.
+    peer.wait_for("close", |st| st.closed.is_some());
+}
