@@ -164,6 +164,36 @@ fn a_second_clear_right_after_the_first_finds_nothing_more() {
     assert!(st.clears[1].dropped < 1.0, "{:?}", st.clears[1]);
 }
 
+/// A partial frame inside the sink is audio sent to the sink and never
+/// heard: `dropped` counts it. With `chunk-duration=1000` it is up to a
+/// second.
+#[test]
+fn dropped_counts_the_partial_frame_the_sink_held() {
+    init();
+    let bot = Bot::new("chunk-duration=1000 max-lead=5000");
+    let peer = bot.dial(Echo::OnPlayout {
+        late: Duration::ZERO,
+    });
+    // 1.5 s: one frame of a second goes out, half a second waits for more.
+    bot.prompt(0, 1500);
+    bot.taken();
+    let first = peer.wait_for("media", |st| !st.media.is_empty()).received[0].0;
+    std::thread::sleep(
+        (first + Duration::from_millis(200)).saturating_duration_since(Instant::now()),
+    );
+    let report = bot.clear();
+    let st = peer.wait_for("clear", |st| !st.clears.is_empty());
+    assert_eq!(st.media.len(), 8000);
+    agrees(
+        "partial frame",
+        report,
+        &bot,
+        &peer,
+        Duration::ZERO,
+        Duration::from_millis(1500),
+    );
+}
+
 /// Paused: the writer holds the media, Twilio plays out what it has; a
 /// clear still goes out and reports all that as heard, the held audio as
 /// dropped.

@@ -185,16 +185,22 @@ impl TwilioStreamSink {
     }
 
     /// Discards audio not sent yet and sends `clear`; `twilio-clear` (with
-    /// `reason`) then says what the caller heard. False without a started
-    /// call.
+    /// `reason`) then says what the caller heard, and what was dropped: the
+    /// partial frame the sink held too. False without a started call.
     pub(super) fn clear(&self, reason: &'static str) -> bool {
         let adopted = self.adopt_call();
-        self.state.lock().unwrap().framer.clear();
+        let held = {
+            let mut state = self.state.lock().unwrap();
+            let held = state.framer.pending_ns();
+            state.framer.clear();
+            held
+        };
         let Some((call, sid)) = adopted else {
             return false;
         };
         let sink = self.obj().downgrade();
-        let posted = call.clear(move |cleared| {
+        let posted = call.clear(move |mut cleared| {
+            cleared.dropped += held;
             // On the call's task: no lock of ours is held.
             if let Some(sink) = sink.upgrade() {
                 gst::debug!(CAT, obj = sink, "{reason}: clear sent, {cleared:?}");

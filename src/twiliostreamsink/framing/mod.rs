@@ -206,6 +206,11 @@ impl Framer {
         self.pending.len()
     }
 
+    /// How long the pending audio plays (ns).
+    pub fn pending_ns(&self) -> u64 {
+        self.pending_ticks(&self.pending) * 125_000
+    }
+
     /// The index, in ticks, of the next audio [`push`](Self::push) will
     /// produce (ticks handed out and pending so far).
     pub fn produced(&self) -> u64 {

@@ -363,6 +363,10 @@ fn the_calls_codec_and_rate_set_the_frames() {
         target.encode(&resampled, &mut want);
         assert_eq!(got.len(), want.len() / f.frame_bytes(), "{target}");
         assert_eq!(got.concat(), want[..got.concat().len()], "{target}");
+        // What waits, in time: 1740 samples at 24 kHz are 580 ticks, 100 left.
+        let left = f.pending_bytes() / target.bytes_per_tick();
+        assert_eq!(f.pending_ns(), left as u64 * 125_000, "{target}");
+        assert_eq!(left, 100, "{target}");
     }
 }
 
