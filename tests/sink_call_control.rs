@@ -11,6 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::peer::{Bot, Echo, Peer, Report};
+use common::sink::*;
 use common::*;
 use gst::prelude::*;
 
@@ -222,4 +223,39 @@ fn clear_while_paused() {
         Duration::ZERO,
         Duration::from_secs(1),
     );
+}
+
+/// After Twilio's `stop` the sink sends nothing more (Twilio plays
+/// nothing more): a clear then is refused, as after the call's end, and
+/// neither counted as sent nor reported as if it had reached Twilio (with
+/// a playout the model made up after the stop); a mark likewise.
+#[test]
+fn a_clear_after_stop_is_refused() {
+    init();
+    let bot = Bot::new("");
+    let peer = bot.dial(Echo::OnPlayout {
+        late: Duration::ZERO,
+    });
+    bot.prompt(0, 1000);
+    bot.taken();
+    peer.wait_for("media", |st| st.media.len() >= 1600);
+    peer.stop();
+    let deadline = Instant::now() + PATIENCE;
+    while !has_element(&drain_messages(&bot.bus), "twilio-stop") {
+        assert!(Instant::now() < deadline, "no twilio-stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!bot.sink.emit_by_name::<bool>("clear", &[]));
+    assert!(!bot.sink.emit_by_name::<bool>("send-mark", &[&"late"]));
+    // A flush after it is no clear either.
+    let pad = bot.sink.static_pad("sink").unwrap();
+    assert!(pad.send_event(gst::event::FlushStart::new()));
+    assert!(pad.send_event(gst::event::FlushStop::new(false)));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(peer.state().texts_of("clear").is_empty());
+    assert_eq!(bot.sink.property::<u64>("clears-sent"), 0);
+    assert_eq!(bot.sink.property::<u64>("marks-sent"), 0);
+    assert!(peer.state().texts_of("mark").is_empty());
+    let reports = element_messages(&drain_messages(&bot.bus), "twilio-clear");
+    assert!(reports.is_empty(), "{reports:?}");
 }

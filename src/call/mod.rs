@@ -376,11 +376,15 @@ impl Call {
 
     /// Sends a `mark` named `name` after everything sent so far; returns
     /// how many marks the call has sent, this one included (wait for that
-    /// many echoes with [`Call::marks_echoed`]). Needs `start`.
+    /// many echoes with [`Call::marks_echoed`]). Needs `start`; refused
+    /// once Twilio has sent `stop` (it echoes nothing more).
     pub fn send_mark(&self, name: &str) -> Result<u64, SendError> {
         let Some(start) = self.start_info() else {
             return Err(SendError::Closed);
         };
+        if self.is_stopped() {
+            return Err(SendError::Closed);
+        }
         let text = self.dialect.mark(&start.stream_sid, name);
         self.send(Outgoing::Mark {
             name: name.to_owned(),
@@ -396,12 +400,13 @@ impl Call {
 
     /// Sends `clear`: the writer drops the media it has not written, Twilio
     /// what it has not played. `done` is told, on the call's task, what the
-    /// caller heard and what was dropped. Needs `start`.
+    /// caller heard and what was dropped. Needs `start`; refused once Twilio
+    /// has sent `stop` (it plays nothing more, and nothing more is sent).
     pub fn clear(&self, done: impl FnOnce(Cleared) + Send + 'static) -> Result<(), SendError> {
         let Some(start) = self.start_info() else {
             return Err(SendError::Closed);
         };
-        if !self.is_open() || self.closing.load(Ordering::Relaxed) {
+        if !self.is_open() || self.closing.load(Ordering::Relaxed) || self.is_stopped() {
             return Err(SendError::Closed);
         }
         let text = self.dialect.clear(&start.stream_sid);
