@@ -68,6 +68,69 @@ fn a_peer_that_never_echoes_holds_eos_for_the_playout_plus_the_grace() {
     assert!(eos_at >= closed_at);
 }
 
+/// An echo of a name the sink never sent (or a second echo of a mark) is
+/// not the echo of the EOS mark: the stream is not ended before Twilio
+/// played everything.
+#[test]
+fn a_strangers_echo_does_not_end_the_eos_wait() {
+    init();
+    for stranger in ["never-sent", "prompt"] {
+        // A long lead: a second queued at Twilio when the EOS mark goes.
+        let bot = Bot::new("max-lead=1000");
+        let peer = bot.dial(Echo::OnPlayout {
+            late: Duration::ZERO,
+        });
+        bot.mark("prompt");
+        bot.prompt(0, 2000);
+        eos(&bot);
+        has_eos_mark(&peer);
+        // "prompt" was echoed at once (nothing was queued before it);
+        // this is a second echo.
+        peer.echo(stranger);
+        let st = peer.wait_for("close", |st| st.closed.is_some());
+        let (closed_at, _) = st.closed.unwrap();
+        let playout_end = st.playout_end().unwrap();
+        assert!(
+            closed_at >= playout_end,
+            "{stranger:?}: closed {:?} before the playout ended",
+            playout_end - closed_at
+        );
+    }
+}
+
+/// Echoes of earlier marks lost, the EOS mark's echoed: Twilio echoes in
+/// order, so the caller heard everything; the stream ends then, not at the
+/// bound.
+#[test]
+fn lost_echoes_of_earlier_marks_do_not_hold_the_eos_wait() {
+    init();
+    let bot = Bot::new("");
+    let peer = bot.dial(Echo::Never);
+    bot.mark("a");
+    bot.prompt(0, 500);
+    bot.mark("b");
+    bot.prompt(500, 500);
+    eos(&bot);
+    has_eos_mark(&peer);
+    // Played out: the peer echoes the last mark only, then b and a (out
+    // of order, after it).
+    let st = peer.wait_for("playout", |st| {
+        st.playout_end().is_some_and(|end| Instant::now() >= end)
+    });
+    assert_eq!(st.media.len(), 8000);
+    let echoed_at = Instant::now();
+    peer.echo(EOS_MARK);
+    let st = peer.wait_for("close", |st| st.closed.is_some());
+    let waited = st.closed.unwrap().0 - echoed_at;
+    assert!(
+        waited < Duration::from_secs(1),
+        "closed {waited:?} after the echo"
+    );
+    peer.echo("b");
+    peer.echo("a");
+    eos_message(&bot);
+}
+
 #[test]
 fn the_peer_closing_the_socket_during_the_eos_wait_lets_eos_through() {
     init();

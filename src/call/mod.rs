@@ -169,7 +169,8 @@ pub struct Call {
     playout_end: AtomicU64,
     task: Mutex<Option<JoinHandle<()>>>,
     open: watch::Sender<bool>,
-    /// Marks Twilio echoed so far.
+    /// Marks sent that Twilio's echoes account for so far
+    /// ([`outbox::Outbox::marks_echoed`]).
     marks_echoed: watch::Sender<u64>,
     log: Mutex<Option<LogTarget>>,
     consumer: Mutex<Option<Consumer>>,
@@ -313,9 +314,10 @@ impl Call {
         }
     }
 
-    /// Waits until Twilio has echoed `n` marks in all (they come back in
-    /// the order they were sent), or stopped the stream (it plays no more),
-    /// or the call ended.
+    /// Waits until Twilio has echoed the `n`th mark sent, or a later one
+    /// (they come back in the order they were sent; echoes of names never
+    /// sent do not count), or stopped the stream (it plays no more), or the
+    /// call ended.
     pub async fn marks_echoed(&self, n: u64) {
         let mut echoed = self.marks_echoed.subscribe();
         let mut open = self.open.subscribe();

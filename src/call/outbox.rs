@@ -92,6 +92,9 @@ struct Model {
     /// each, or None for a mark a `clear` flushes (its echo says nothing of
     /// playout).
     marks: VecDeque<(String, Option<u64>)>,
+    /// Marks written that an echo accounted for: its own, or a later one's
+    /// (echoes come in the order the marks were sent).
+    echoed: u64,
 }
 
 impl Model {
@@ -272,13 +275,21 @@ impl Outbox {
         unsent
     }
 
+    /// Marks written that Twilio's echoes account for, in the order they
+    /// were written: the `n`th mark has been echoed once this is `n`.
+    pub fn marks_echoed(&self) -> u64 {
+        self.model.echoed
+    }
+
     /// Twilio echoed the mark `name` at `now`. Marks are echoed in the
-    /// order they were sent: older ones not echoed are forgotten, and a
-    /// name never sent (or echoed already) changes nothing.
+    /// order they were sent: older ones not echoed are forgotten (and
+    /// count as echoed), and a name never sent (or echoed already) changes
+    /// nothing.
     pub fn mark_echoed(&mut self, name: &str, now: u64) {
         let Some(i) = self.model.marks.iter().position(|(n, _)| n == name) else {
             return;
         };
+        self.model.echoed += i as u64 + 1;
         let position = self
             .model
             .marks
@@ -541,14 +552,17 @@ mod tests {
         due(&mut o, 0);
         assert_eq!(o.playout_end(), 300 * MS);
         // A stranger's name and a lost echo of "a": "b" (200 ms in) still
-        // corrects the model.
+        // corrects the model, and accounts for both marks.
         o.mark_echoed("stranger", 100 * MS);
         assert_eq!(o.playout_end(), 300 * MS);
+        assert_eq!(o.marks_echoed(), 0);
         o.mark_echoed("b", 250 * MS);
         assert_eq!(o.playout_end(), 350 * MS);
+        assert_eq!(o.marks_echoed(), 2);
         // "a" comes late: forgotten already, it changes nothing.
         o.mark_echoed("a", 400 * MS);
         assert_eq!(o.playout_end(), 350 * MS);
+        assert_eq!(o.marks_echoed(), 2);
     }
 
     #[test]
@@ -569,6 +583,7 @@ mod tests {
         o.mark_echoed("written", 11 * MS);
         o.mark_echoed("waiting", 11 * MS);
         assert_eq!(o.unplayed(11 * MS), 0);
+        assert_eq!(o.marks_echoed(), 2);
         push_frames(&mut o, 1, 500 * MS);
         due(&mut o, 20 * MS);
         assert_eq!(o.playout_end(), 40 * MS);

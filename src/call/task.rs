@@ -132,6 +132,10 @@ pub(super) async fn serve<S>(
                         if let Some(CallEvent::Mark(name)) = &handled.event {
                             writer.outbox.mark_echoed(name, call.now_ns());
                             call.playout_end.store(writer.outbox.playout_end(), Ordering::Relaxed);
+                            // Only an echo of a mark sent counts (a stranger's
+                            // name, or a second echo, says nothing).
+                            let echoed = writer.outbox.marks_echoed();
+                            call.marks_echoed.send_if_modified(|n| std::mem::replace(n, echoed) != echoed);
                         }
                         if apply(&call, &events, handled) {
                             call.run_consumer(&mut on_task);
@@ -273,7 +277,6 @@ fn apply(call: &Call, events: &EventSender, handled: Handled) -> bool {
         CallEvent::Start(start) => {
             call.start.send_replace(Some(start.clone()));
         }
-        CallEvent::Mark(_) => call.marks_echoed.send_modify(|n| *n += 1),
         CallEvent::Stop(_) => {
             call.stopped.store(true, Ordering::Relaxed);
             // Twilio plays no more: whoever waits for a mark's echo stops.
