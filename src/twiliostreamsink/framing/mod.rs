@@ -135,13 +135,18 @@ impl Framer {
         self.target
     }
 
-    /// Sets what the input is (from new caps). A pending split sample is
-    /// dropped; pending audio is kept. On error nothing changes.
+    /// Sets what the input is (from new caps). The same input again (caps
+    /// that differ in nothing the framer uses) changes nothing: the
+    /// resampler's history goes on. Another drops a pending split sample
+    /// and starts anew; pending audio is kept. On error nothing changes.
     pub fn set_input(&mut self, input: Input) -> Result<(), UnsupportedRate> {
         if let Input::Pcm(rate) = input
             && !RATES.contains(&rate)
         {
             return Err(UnsupportedRate(rate));
+        }
+        if self.input == Some(input) && self.encoding.is_some() {
+            return Ok(());
         }
         self.input = Some(input);
         self.encoding = Some(self.encoding_for(input));

@@ -167,8 +167,9 @@ fn a_split_sample_is_reported_and_carried_to_the_next_push() {
     assert_eq!(f.push(&[]).unwrap(), Pushed::default());
     assert_eq!(f.push(&bytes[5..]).unwrap(), Pushed::default());
     assert_eq!(f.pending(), encode(&pcm));
-    // New caps drop a split sample.
+    // Caps of another format drop a split sample (here there and back).
     f.push(&bytes[..1]).unwrap();
+    f.set_input(Input::Mulaw).unwrap();
     f.set_input(Input::Pcm(8000)).unwrap();
     f.push(&bytes[2..4]).unwrap();
     assert_eq!(f.pending(), [encode(&pcm), encode(&pcm[1..2])].concat());
@@ -430,4 +431,18 @@ fn at_most_n_frames_leaves_the_rest_pending() {
     // In order, and the partial frame still waits.
     assert_eq!([first, rest].concat().concat(), encode(&pcm[..960]));
     assert_eq!(f.pending().len(), 40);
+}
+
+#[test]
+fn the_same_input_again_keeps_the_resamplers_history() {
+    let pcm = signal(3200);
+    let bytes = s16le(&pcm);
+    let mut f = framer(Input::Pcm(16000), 160);
+    f.push(&bytes[..3001]).unwrap();
+    // Caps again, of the same format: the split sample and the filter's
+    // history carry on, as if nothing came between.
+    f.set_input(Input::Pcm(16000)).unwrap();
+    f.push(&bytes[3001..]).unwrap();
+    let got = frames(&mut f, Take::All).concat();
+    assert_eq!(got, reference(16000, &pcm));
 }

@@ -1,0 +1,100 @@
+//! The sink fed oddly: buffers of odd sizes, empty ones, discontinuities,
+//! GAP events and the same format's caps sent again mid-stream change
+//! nothing in what Twilio gets; a change of rate mid-stream (a known hole).
+
+mod common;
+
+use common::sink::*;
+use common::*;
+use gst::prelude::*;
+use twilio_emulator::Playout;
+
+const PCM_16K: &str = "audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved";
+
+/// What Twilio gets for `feed`'s input, through a sink with `caps`.
+fn sent(caps: &str, feed: impl FnOnce(&mut gst_check::Harness)) -> Vec<u8> {
+    let mut h = sink_harness(caps);
+    let sink = h.element().unwrap();
+    let mut call = dial(&sink, Playout::Instant);
+    feed(&mut h);
+    assert!(sink.emit_by_name::<bool>("end-stream", &[&true]));
+    media_bytes(&receive_until(&mut call, |_| false))
+}
+
+#[test]
+fn odd_buffers_empty_ones_gaps_and_the_same_caps_again_change_nothing() {
+    let pcm = sine(440.0, 16000.0, 8000.0, 16000);
+    let reference = sent(PCM_16K, |h| {
+        h.push(pcm_buffer(&pcm)).unwrap();
+    });
+    assert_eq!(reference.len(), 8000);
+    let odd = sent(PCM_16K, |h| {
+        let mut at = 0;
+        for (k, len) in [1usize, 0, 333, 4097, 0, 2, 5000, 1]
+            .iter()
+            .cycle()
+            .enumerate()
+        {
+            if at >= pcm.len() {
+                break;
+            }
+            let end = (at + len).min(pcm.len());
+            let mut buffer = pcm_buffer(&pcm[at..end]);
+            if k % 3 == 0 {
+                buffer
+                    .get_mut()
+                    .unwrap()
+                    .set_flags(gst::BufferFlags::DISCONT);
+            }
+            h.push(buffer).unwrap();
+            at = end;
+            if k == 5 {
+                h.push_event(gst::event::Gap::builder(gst::ClockTime::from_seconds(1)).build());
+            }
+            if k == 9 {
+                // The same format, said again (a field more).
+                h.set_src_caps_str(&format!("{PCM_16K},channel-mask=(bitmask)0x0"));
+            }
+        }
+    });
+    assert_eq!(odd.len(), reference.len());
+    let first_diff = odd.iter().zip(&reference).position(|(a, b)| a != b);
+    assert_eq!(
+        first_diff, None,
+        "the audio differs from sample {first_diff:?} on"
+    );
+}
+
+/// 16 kHz, then 48 kHz: the 8 kHz tone should go on without a hole. The
+/// first resampler's last 2.6 ms (its delay) are lost at the change, and
+/// the new one starts from silence: 2.6 ms of near silence, the count of
+/// samples kept. Flushing the old tail and skipping the new one's warm-up
+/// would close it.
+#[test]
+#[ignore = "known: a rate change mid-stream leaves a hole of the resampler's delay (2.6 ms)"]
+fn a_rate_change_mid_stream_leaves_no_hole() {
+    let a = sine(1000.0, 16000.0, 8000.0, 16000);
+    let b: Vec<i16> = (0..48000)
+        .map(|n| {
+            (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * (1.0 + n as f64 / 48000.0)).sin())
+                .round() as i16
+        })
+        .collect();
+    let out = sent(PCM_16K, |h| {
+        h.push(pcm_buffer(&a)).unwrap();
+        h.set_src_caps_str("audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved");
+        h.push(pcm_buffer(&b)).unwrap();
+    });
+    let pcm = twilio_emulator::audio::decode(&out);
+    // Every 1 ms (8 samples) after the filter's start holds the tone.
+    let quiet: Vec<usize> = pcm[40..pcm.len() - 40]
+        .chunks(8)
+        .enumerate()
+        .filter(|(_, c)| c.iter().map(|&s| s.unsigned_abs()).max().unwrap() < 4000)
+        .map(|(i, _)| 40 + 8 * i)
+        .collect();
+    assert!(
+        quiet.is_empty(),
+        "a hole at samples {quiet:?} (the change at 8000)"
+    );
+}
