@@ -259,3 +259,44 @@ fn a_clear_after_stop_is_refused() {
     let reports = element_messages(&drain_messages(&bot.bus), "twilio-clear");
     assert!(reports.is_empty(), "{reports:?}");
 }
+
+/// Echoes that take a while to come back (a Twilio far away): an echo
+/// arrives the way back's time after Twilio played its mark. Taken for
+/// the moment Twilio played it, the model thinks Twilio is behind by that
+/// much at every echo and holds the audio back as long: the caller hears
+/// gaps (0.5 s in 3 s with echoes 150 ms late and the 100 ms lead), and a
+/// clear reports less heard than was.
+#[test]
+fn late_echoes_neither_starve_the_caller_nor_skew_the_report() {
+    init();
+    for late_ms in [150u64, 300] {
+        let bot = Bot::new("");
+        let peer = bot.dial(Echo::OnPlayout {
+            late: Duration::from_millis(late_ms),
+        });
+        for k in 0..10 {
+            bot.prompt(200 * k, 200);
+            bot.mark(&format!("m{k}"));
+        }
+        bot.prompt(2000, 1000);
+        let first = peer.wait_for("media", |st| !st.media.is_empty()).received[0].0;
+        std::thread::sleep(
+            (first + Duration::from_millis(2600)).saturating_duration_since(Instant::now()),
+        );
+        let report = bot.clear();
+        let st = peer.wait_for("clear", |st| !st.clears.is_empty());
+        assert!(
+            st.underruns() < Duration::from_millis(5),
+            "echoes {late_ms} ms late: the caller heard {:?} of gaps",
+            st.underruns()
+        );
+        agrees(
+            &format!("echoes {late_ms} ms late"),
+            report,
+            &bot,
+            &peer,
+            Duration::ZERO,
+            Duration::from_secs(3),
+        );
+    }
+}

@@ -13,9 +13,15 @@
 //!
 //! The same model says, at a `clear`, how much of the outbound stream the
 //! caller heard: each written frame keeps the running time of its first
-//! sample. An echoed mark corrects the model: Twilio played the audio before
-//! it no earlier than the echo came, so the rest plays no earlier than that
-//! plus its length.
+//! sample. An echoed mark corrects the model when Twilio is behind it. An
+//! echo comes back a round trip after the model's moment for its mark (the
+//! frames' way there, the echo's way back) when Twilio is on time: the
+//! quickest echo so far measures that. One that takes longer says Twilio
+//! played the mark no earlier than its arrival less that round trip, so the
+//! rest plays no earlier than that plus its length. (Taking the arrival
+//! itself for the moment, the model would think Twilio behind by the round
+//! trip at every echo and hold the audio back as long: gaps for the caller
+//! once the round trip passes the lead.)
 
 use std::collections::VecDeque;
 
@@ -89,9 +95,12 @@ struct Model {
     end: u64,
     spans: VecDeque<Span>,
     /// Marks written and not echoed yet, by name: the audio written before
-    /// each, or None for a mark a `clear` flushes (its echo says nothing of
-    /// playout).
-    marks: VecDeque<(String, Option<u64>)>,
+    /// each and when the model said Twilio would reach it, or None for a
+    /// mark a `clear` flushes (its echo says nothing of playout).
+    marks: VecDeque<(String, Option<(u64, u64)>)>,
+    /// The quickest an echo came back after the model's moment for its
+    /// mark (ns): the round trip to Twilio, with Twilio on time.
+    round_trip: Option<u64>,
     /// Marks written that an echo accounted for: its own, or a later one's
     /// (echoes come in the order the marks were sent).
     echoed: u64,
@@ -246,7 +255,10 @@ impl Outbox {
                     out.push(text);
                 }
                 Some(Outgoing::Mark { name, text }) => {
-                    self.model.marks.push_back((name, Some(self.model.written)));
+                    let reach = self.model.end.max(now);
+                    self.model
+                        .marks
+                        .push_back((name, Some((self.model.written, reach))));
                     out.push(text);
                 }
                 Some(Outgoing::Text(text)) => out.push(text),
@@ -281,7 +293,8 @@ impl Outbox {
         self.model.echoed
     }
 
-    /// Twilio echoed the mark `name` at `now`. Marks are echoed in the
+    /// Twilio echoed the mark `name` at `now`: the model moves later if
+    /// Twilio is behind it (see the module docs). Marks are echoed in the
     /// order they were sent: older ones not echoed are forgotten (and
     /// count as echoed), and a name never sent (or echoed already) changes
     /// nothing.
@@ -290,15 +303,18 @@ impl Outbox {
             return;
         };
         self.model.echoed += i as u64 + 1;
-        let position = self
+        let written = self
             .model
             .marks
             .drain(..=i)
             .next_back()
-            .and_then(|(_, p)| p);
-        if let Some(position) = position {
+            .and_then(|(_, w)| w);
+        if let Some((position, reach)) = written {
+            let took = now.saturating_sub(reach);
+            let round_trip = self.model.round_trip.map_or(took, |r| r.min(took));
+            self.model.round_trip = Some(round_trip);
             let rest = self.model.written - position;
-            self.model.end = self.model.end.max(now + rest);
+            self.model.end = self.model.end.max(now - round_trip + rest);
         }
     }
 
@@ -519,18 +535,24 @@ mod tests {
     }
 
     #[test]
-    fn a_late_mark_echo_moves_the_model_later() {
+    fn an_echo_slower_than_the_round_trip_moves_the_model_later() {
         let mut o = Outbox::new(1000 * MS);
         push_frames(&mut o, 5, 0);
-        o.push(mark("half"));
+        o.push(mark("a"));
         push_frames(&mut o, 5, 100 * MS);
+        o.push(mark("b"));
+        push_frames(&mut o, 5, 200 * MS);
         due(&mut o, 0);
-        assert_eq!(o.playout_end(), 200 * MS);
-        // Twilio reached the mark (100 ms of audio) only at 150 ms.
-        o.mark_echoed("half", 150 * MS);
-        assert_eq!(o.playout_end(), 250 * MS);
-        let cleared = o.clear(200 * MS, "clear".into());
-        assert_eq!(cleared.played, Some(150 * MS));
+        assert_eq!(o.playout_end(), 300 * MS);
+        // "a" (100 ms of audio) comes back 30 ms after the model reached
+        // it: the round trip, no news.
+        o.mark_echoed("a", 130 * MS);
+        assert_eq!(o.playout_end(), 300 * MS);
+        // "b" takes 80 ms: Twilio reached it only at 250 ms.
+        o.mark_echoed("b", 280 * MS);
+        assert_eq!(o.playout_end(), 350 * MS);
+        let cleared = o.clear(300 * MS, "clear".into());
+        assert_eq!(cleared.played, Some(250 * MS));
         assert_eq!(cleared.dropped, 50 * MS);
         // An early echo never moves it earlier.
         let mut o = Outbox::new(1000 * MS);
@@ -542,8 +564,47 @@ mod tests {
     }
 
     #[test]
+    fn echoes_a_round_trip_late_leave_the_model_and_the_pacing_alone() {
+        // Every echo comes back 150 ms after Twilio played its mark, the
+        // lead is 100 ms: the writer goes on at the pace of real time.
+        let mut o = Outbox::new(100 * MS);
+        let mut now = 0;
+        let mut written = 0;
+        for k in 0..50u64 {
+            push_frames(&mut o, 1, k * 20 * MS);
+            o.push(mark(&format!("m{k}")));
+        }
+        let mut echoes = VecDeque::new();
+        while now <= 1000 * MS {
+            let (out, _) = due(&mut o, now);
+            for text in out {
+                match text.strip_prefix('m').and_then(|t| t.split_once('@')) {
+                    Some(_) => written += 1,
+                    // A mark: echoed once what was written before it played.
+                    None => echoes.push_back((text, (written * 20 * MS).max(now) + 150 * MS)),
+                }
+            }
+            while echoes.front().is_some_and(|(_, at)| *at <= now) {
+                let (name, _) = echoes.pop_front().unwrap();
+                o.mark_echoed(&name, now);
+            }
+            // Twilio never holds less than a frame: no gap.
+            assert!(
+                written * 20 * MS >= now,
+                "at {now} ns only {written} frames"
+            );
+            now += MS;
+        }
+        assert!(o.marks_echoed() > 40);
+    }
+
+    #[test]
     fn echoes_are_matched_by_name() {
         let mut o = Outbox::new(1000 * MS);
+        // A first mark, echoed at once: no round trip.
+        o.push(mark("start"));
+        due(&mut o, 0);
+        o.mark_echoed("start", 0);
         push_frames(&mut o, 5, 0);
         o.push(mark("a"));
         push_frames(&mut o, 5, 100 * MS);
@@ -555,14 +616,14 @@ mod tests {
         // corrects the model, and accounts for both marks.
         o.mark_echoed("stranger", 100 * MS);
         assert_eq!(o.playout_end(), 300 * MS);
-        assert_eq!(o.marks_echoed(), 0);
+        assert_eq!(o.marks_echoed(), 1);
         o.mark_echoed("b", 250 * MS);
         assert_eq!(o.playout_end(), 350 * MS);
-        assert_eq!(o.marks_echoed(), 2);
+        assert_eq!(o.marks_echoed(), 3);
         // "a" comes late: forgotten already, it changes nothing.
         o.mark_echoed("a", 400 * MS);
         assert_eq!(o.playout_end(), 350 * MS);
-        assert_eq!(o.marks_echoed(), 2);
+        assert_eq!(o.marks_echoed(), 3);
     }
 
     #[test]
