@@ -10,6 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::peer::{Bot, Echo, Peer};
+use common::sink::{has_element, messages_until};
 use common::*;
 use gst::prelude::*;
 
@@ -168,4 +169,28 @@ fn stopping_the_pipeline_during_the_eos_wait_does_not_hang() {
     }
     // The sink hung up its own call.
     peer.wait_for("close", |st| st.closed.is_some());
+}
+
+/// A clear (the signal, not a flush) while EOS waits: Twilio echoes the
+/// EOS mark at once, nothing is left to play, and the stream ends then
+/// (a flush instead drops the EOS and keeps the call: sink_eos_wait.rs).
+#[test]
+fn a_clear_during_the_eos_wait_ends_the_stream_at_once() {
+    init();
+    let bot = Bot::new("max-lead=1000");
+    let peer = bot.dial(Echo::OnPlayout {
+        late: Duration::ZERO,
+    });
+    bot.prompt(0, 3000);
+    eos(&bot);
+    has_eos_mark(&peer);
+    assert!(bot.sink.emit_by_name::<bool>("clear", &[]));
+    let st = peer.wait_for("close", |st| st.closed.is_some());
+    let (closed_at, code) = st.closed.unwrap();
+    assert_eq!(code, Some(1000));
+    assert!(closed_at - st.clears[0].at < Duration::from_secs(1));
+    let messages = messages_until(&bot.bus, |m| has_element(m, "twilio-ended"));
+    let ended = element_messages(&messages, "twilio-ended");
+    assert_eq!(ended[0].get::<String>("reason").unwrap(), "eos");
+    eos_message(&bot);
 }
