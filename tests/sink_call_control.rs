@@ -300,3 +300,36 @@ fn late_echoes_neither_starve_the_caller_nor_skew_the_report() {
         );
     }
 }
+
+/// Two prompts with a jump in their timestamps between them (sync=false
+/// closes the gap up) and no mark between: the partial frame before the
+/// jump goes out on its own, so that no frame straddles it, timed as the
+/// second prompt (with chunk-duration=1000 a clear half a second before
+/// the jump reported a running time in the second prompt).
+#[test]
+fn no_frame_straddles_a_jump_in_the_timestamps() {
+    init();
+    let bot = Bot::new("chunk-duration=1000 max-lead=5000");
+    let peer = bot.dial(Echo::OnPlayout {
+        late: Duration::ZERO,
+    });
+    bot.prompt(0, 1500);
+    bot.prompt(10_000, 1000);
+    bot.taken();
+    let first = peer.wait_for("media", |st| !st.media.is_empty()).received[0].0;
+    std::thread::sleep(
+        (first + Duration::from_millis(1200)).saturating_duration_since(Instant::now()),
+    );
+    let report = bot.clear();
+    let st = peer.wait_for("clear", |st| !st.clears.is_empty());
+    let heard = ms(st.clears[0].played);
+    let played = report.played.unwrap();
+    assert!(
+        played.abs_diff(heard) <= TOLERANCE,
+        "reported running time {played:?}; the caller was {heard:?} into the first prompt"
+    );
+    // The first prompt's last half second went as a frame of its own.
+    let sizes: Vec<usize> = st.texts_of("media").iter().map(String::len).collect();
+    assert_eq!(sizes.len(), 3, "{sizes:?}");
+    assert!(sizes[1] < sizes[0], "{sizes:?}");
+}

@@ -52,6 +52,9 @@ pub const MAX_QUEUED: std::time::Duration = std::time::Duration::from_secs(1);
 const BATCH_FRAMES: usize = 50;
 /// Nanoseconds per 8 kHz sample.
 const NS_PER_SAMPLE: u64 = 125_000;
+/// A buffer's running time this far (ns) from where the audio before it
+/// ends is a jump: the partial frame before it goes out on its own.
+const JUMP_NS: i64 = 10_000_000;
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -432,11 +435,17 @@ impl BaseSinkImpl for TwilioStreamSink {
         }
         if let Some(time) = state.segment.to_running_time(buffer.pts()) {
             // The resampler's output lags its input by its delay.
-            let delay = state.framer.delay_ns();
-            state.anchor = (
-                state.framer.produced(),
-                time.nseconds().saturating_sub(delay),
-            );
+            let time = time.nseconds().saturating_sub(state.framer.delay_ns());
+            // A jump in the timestamps (closed up: no clock wait): the
+            // partial frame goes out first, timed as the audio before it
+            // rather than as this buffer.
+            let (sample, at) = state.anchor;
+            let produced = state.framer.produced();
+            let expected = at as i64 + (produced as i64 - sample as i64) * NS_PER_SAMPLE as i64;
+            if state.framer.pending_bytes() > 0 && (time as i64 - expected).abs() > JUMP_NS {
+                state.send_frames(Take::All)?;
+            }
+            state.anchor = (state.framer.produced(), time);
         }
         let pushed = match state.framer.push(&map) {
             Ok(pushed) => pushed,
