@@ -1,0 +1,296 @@
+//! The outbox's unit tests: pacing, pausing, clear's report, marks.
+
+use super::*;
+
+const MS: u64 = 1_000_000;
+
+fn mark(name: &str) -> Outgoing {
+    Outgoing::Mark {
+        name: name.to_owned(),
+        text: name.to_owned(),
+    }
+}
+
+fn media(n: u32, running_time: u64) -> Outgoing {
+    Outgoing::Media {
+        text: format!("m{n}@{}", running_time / MS),
+        bytes: 160,
+        duration: 20 * MS,
+        running_time,
+    }
+}
+
+/// Pushes `frames` frames of 20 ms from running time `from`.
+fn push_frames(o: &mut Outbox, frames: u32, from: u64) {
+    for i in 0..frames {
+        o.push(media(i, from + i as u64 * 20 * MS));
+    }
+}
+
+fn due(o: &mut Outbox, now: u64) -> (Vec<String>, Option<u64>) {
+    let mut out = Vec::new();
+    let next = o.due(now, &mut out, |_, _| {});
+    (out, next)
+}
+
+#[test]
+fn frames_go_out_while_twilio_holds_less_than_the_lead() {
+    let mut o = Outbox::new(100 * MS);
+    push_frames(&mut o, 50, 0);
+    assert_eq!(o.pending_audio(), 1000 * MS);
+    let (out, next) = due(&mut o, 0);
+    // 0, 20, 40, 60, 80 ms queued: the fifth brings it to 100 ms.
+    assert_eq!(out.len(), 5);
+    assert_eq!(next, Some(1));
+    assert_eq!(o.unplayed(0), 100 * MS);
+    assert_eq!(o.pending_audio(), 900 * MS);
+    // 10 ms later Twilio holds 90 ms: one more frame.
+    let (out, next) = due(&mut o, 10 * MS);
+    assert_eq!(out, ["m5@100"]);
+    assert_eq!(next, Some(20 * MS + 1));
+    // Nothing is due before then.
+    assert!(due(&mut o, 20 * MS).0.is_empty());
+    assert_eq!(due(&mut o, 20 * MS + 1).0.len(), 1);
+}
+
+#[test]
+fn paused_media_waits_and_goes_on_from_where_it_was() {
+    let mut o = Outbox::new(100 * MS);
+    push_frames(&mut o, 10, 0);
+    assert_eq!(due(&mut o, 0).0.len(), 5);
+    o.set_paused(true);
+    // Nothing more, and no time to look again: the pause ends it.
+    assert_eq!(due(&mut o, 500 * MS), (vec![], None));
+    // A clear goes out at once; what it found: all of it written played.
+    o.push(mark("before"));
+    let cleared = o.clear(600 * MS, "clear".into());
+    assert_eq!(cleared.played, Some(100 * MS));
+    assert_eq!(cleared.unwritten, 100 * MS);
+    assert_eq!(due(&mut o, 600 * MS).0, ["before", "clear"]);
+    // Media after it waits for the pause to end, then goes on.
+    push_frames(&mut o, 2, 200 * MS);
+    o.push(mark("after"));
+    assert_eq!(due(&mut o, 700 * MS), (vec![], None));
+    o.set_paused(false);
+    assert_eq!(due(&mut o, 700 * MS).0, ["m0@200", "m1@220", "after"]);
+}
+
+#[test]
+fn a_real_time_stream_goes_out_at_once() {
+    let mut o = Outbox::new(100 * MS);
+    for i in 0..100u64 {
+        o.push(media(i as u32, i * 20 * MS));
+        let (out, next) = due(&mut o, i * 20 * MS);
+        assert_eq!(out.len(), 1, "frame {i}");
+        assert_eq!(next, None);
+        assert_eq!(o.unplayed(i * 20 * MS), 20 * MS);
+    }
+}
+
+#[test]
+fn marks_and_text_keep_their_place_behind_media() {
+    let mut o = Outbox::new(40 * MS);
+    push_frames(&mut o, 3, 0);
+    o.push(mark("mark"));
+    o.push(Outgoing::Text("text".into()));
+    let (out, _) = due(&mut o, 0);
+    assert_eq!(out, ["m0@0", "m1@20"]);
+    let (out, next) = due(&mut o, 40 * MS);
+    assert_eq!(out, ["m2@40", "mark", "text"]);
+    assert_eq!(next, None);
+}
+
+#[test]
+fn drop_pending_drops_only_what_is_not_written() {
+    let mut o = Outbox::new(40 * MS);
+    push_frames(&mut o, 3, 0);
+    o.push(mark("mark"));
+    let (out, _) = due(&mut o, 0);
+    assert_eq!(out, ["m0@0", "m1@20"]);
+    assert_eq!(
+        o.drop_pending(),
+        Unsent {
+            messages: 2,
+            media: 1,
+            audio: 20 * MS,
+            text_bytes: "m2@40".len() + "mark".len(),
+        }
+    );
+    assert_eq!(o.pending_audio(), 0);
+    assert_eq!(due(&mut o, 100 * MS), (vec![], None));
+    // What was written is still modelled.
+    assert_eq!(o.unplayed(0), 40 * MS);
+}
+
+#[test]
+fn clear_reports_what_was_heard_and_dropped() {
+    let mut o = Outbox::new(100 * MS);
+    // A prompt from running time 5 s, 1 s long.
+    push_frames(&mut o, 50, 5000 * MS);
+    let mut now = 0;
+    while now < 330 * MS {
+        due(&mut o, now);
+        now += 10 * MS;
+    }
+    // At 330 ms: 330 ms played, 100 ms (minus what is under way) held.
+    let cleared = o.clear(330 * MS, "clear".into());
+    assert_eq!(cleared.played, Some(5330 * MS));
+    assert_eq!(cleared.dropped, 1000 * MS - 330 * MS);
+    assert_eq!(cleared.unwritten, 1000 * MS - 420 * MS);
+    // 29 frames of text "m<i>@<ms>" were dropped unwritten.
+    let texts: usize = (21..50u64)
+        .map(|i| format!("m{i}@{}", 5000 + i * 20).len())
+        .sum();
+    assert_eq!(cleared.unwritten_bytes, texts);
+    assert_eq!(o.pending_audio(), 0);
+    assert_eq!(o.unplayed(330 * MS), 0);
+    let (out, next) = due(&mut o, 330 * MS);
+    assert_eq!(out, ["clear"]);
+    assert_eq!(next, None);
+    // The next prompt, from 9 s, is written at once and reported from there.
+    push_frames(&mut o, 10, 9000 * MS);
+    assert_eq!(due(&mut o, 400 * MS).0.len(), 5);
+    let cleared = o.clear(450 * MS, "clear".into());
+    assert_eq!(cleared.played, Some(9050 * MS));
+    assert_eq!(cleared.dropped, 150 * MS);
+}
+
+#[test]
+fn everything_heard_reports_the_end_of_the_last_frame() {
+    let mut o = Outbox::new(100 * MS);
+    push_frames(&mut o, 3, 700 * MS);
+    due(&mut o, 0);
+    let cleared = o.clear(500 * MS, "clear".into());
+    assert_eq!(cleared.played, Some(760 * MS));
+    assert_eq!(cleared.dropped, 0);
+    let mut fresh = Outbox::new(100 * MS);
+    assert_eq!(fresh.clear(0, "c".into()).played, None);
+}
+
+#[test]
+fn an_echo_slower_than_the_round_trip_moves_the_model_later() {
+    let mut o = Outbox::new(1000 * MS);
+    push_frames(&mut o, 5, 0);
+    o.push(mark("a"));
+    push_frames(&mut o, 5, 100 * MS);
+    o.push(mark("b"));
+    push_frames(&mut o, 5, 200 * MS);
+    due(&mut o, 0);
+    assert_eq!(o.playout_end(), 300 * MS);
+    // "a" (100 ms of audio) comes back 30 ms after the model reached
+    // it: the round trip, no news.
+    o.mark_echoed("a", 130 * MS);
+    assert_eq!(o.playout_end(), 300 * MS);
+    // "b" takes 80 ms: Twilio reached it only at 250 ms.
+    o.mark_echoed("b", 280 * MS);
+    assert_eq!(o.playout_end(), 350 * MS);
+    let cleared = o.clear(300 * MS, "clear".into());
+    assert_eq!(cleared.played, Some(250 * MS));
+    assert_eq!(cleared.dropped, 50 * MS);
+    // An early echo never moves it earlier.
+    let mut o = Outbox::new(1000 * MS);
+    push_frames(&mut o, 5, 0);
+    o.push(mark("end"));
+    due(&mut o, 0);
+    o.mark_echoed("end", 50 * MS);
+    assert_eq!(o.playout_end(), 100 * MS);
+}
+
+#[test]
+fn echoes_a_round_trip_late_leave_the_model_and_the_pacing_alone() {
+    // Every echo comes back 150 ms after Twilio played its mark, the
+    // lead is 100 ms: the writer goes on at the pace of real time.
+    let mut o = Outbox::new(100 * MS);
+    let mut now = 0;
+    let mut written = 0;
+    for k in 0..50u64 {
+        push_frames(&mut o, 1, k * 20 * MS);
+        o.push(mark(&format!("m{k}")));
+    }
+    let mut echoes = VecDeque::new();
+    while now <= 1000 * MS {
+        let (out, _) = due(&mut o, now);
+        for text in out {
+            match text.strip_prefix('m').and_then(|t| t.split_once('@')) {
+                Some(_) => written += 1,
+                // A mark: echoed once what was written before it played.
+                None => echoes.push_back((text, (written * 20 * MS).max(now) + 150 * MS)),
+            }
+        }
+        while echoes.front().is_some_and(|(_, at)| *at <= now) {
+            let (name, _) = echoes.pop_front().unwrap();
+            o.mark_echoed(&name, now);
+        }
+        // Twilio never holds less than a frame: no gap.
+        assert!(
+            written * 20 * MS >= now,
+            "at {now} ns only {written} frames"
+        );
+        now += MS;
+    }
+    assert!(o.marks_echoed() > 40);
+}
+
+#[test]
+fn echoes_are_matched_by_name() {
+    let mut o = Outbox::new(1000 * MS);
+    // A first mark, echoed at once: no round trip.
+    o.push(mark("start"));
+    due(&mut o, 0);
+    o.mark_echoed("start", 0);
+    push_frames(&mut o, 5, 0);
+    o.push(mark("a"));
+    push_frames(&mut o, 5, 100 * MS);
+    o.push(mark("b"));
+    push_frames(&mut o, 5, 200 * MS);
+    due(&mut o, 0);
+    assert_eq!(o.playout_end(), 300 * MS);
+    // A stranger's name and a lost echo of "a": "b" (200 ms in) still
+    // corrects the model, and accounts for both marks.
+    o.mark_echoed("stranger", 100 * MS);
+    assert_eq!(o.playout_end(), 300 * MS);
+    assert_eq!(o.marks_echoed(), 1);
+    o.mark_echoed("b", 250 * MS);
+    assert_eq!(o.playout_end(), 350 * MS);
+    assert_eq!(o.marks_echoed(), 3);
+    // "a" comes late: forgotten already, it changes nothing.
+    o.mark_echoed("a", 400 * MS);
+    assert_eq!(o.playout_end(), 350 * MS);
+    assert_eq!(o.marks_echoed(), 3);
+}
+
+#[test]
+fn marks_a_clear_flushes_correct_nothing() {
+    let mut o = Outbox::new(40 * MS);
+    push_frames(&mut o, 2, 0);
+    o.push(mark("written"));
+    push_frames(&mut o, 5, 40 * MS);
+    o.push(mark("waiting"));
+    push_frames(&mut o, 1, 140 * MS);
+    let (out, _) = due(&mut o, 0);
+    assert_eq!(out, ["m0@0", "m1@20", "written"]);
+    o.clear(10 * MS, "clear".into());
+    let (out, _) = due(&mut o, 10 * MS);
+    // The waiting mark goes out before the clear, its media does not.
+    assert_eq!(out, ["waiting", "clear"]);
+    // Both echoes arrive at once; the model stays empty.
+    o.mark_echoed("written", 11 * MS);
+    o.mark_echoed("waiting", 11 * MS);
+    assert_eq!(o.unplayed(11 * MS), 0);
+    assert_eq!(o.marks_echoed(), 2);
+    push_frames(&mut o, 1, 500 * MS);
+    due(&mut o, 20 * MS);
+    assert_eq!(o.playout_end(), 40 * MS);
+}
+
+#[test]
+fn underruns_restart_the_queue_from_the_next_write() {
+    let mut o = Outbox::new(100 * MS);
+    push_frames(&mut o, 1, 0);
+    due(&mut o, 0);
+    push_frames(&mut o, 1, 20 * MS);
+    due(&mut o, 500 * MS);
+    assert_eq!(o.playout_end(), 520 * MS);
+    let cleared = o.clear(510 * MS, "c".into());
+    assert_eq!(cleared.played, Some(30 * MS));
+}
