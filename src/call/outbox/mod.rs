@@ -13,15 +13,21 @@
 //!
 //! The same model says, at a `clear`, how much of the outbound stream the
 //! caller heard: each written frame keeps the running time of its first
-//! sample. An echoed mark corrects the model when Twilio is behind it. An
-//! echo comes back a round trip after the model's moment for its mark (the
-//! frames' way there, the echo's way back) when Twilio is on time: the
-//! quickest echo so far measures that. One that takes longer says Twilio
-//! played the mark no earlier than its arrival less that round trip, so the
-//! rest plays no earlier than that plus its length. (Taking the arrival
-//! itself for the moment, the model would think Twilio behind by the round
-//! trip at every echo and hold the audio back as long: gaps for the caller
-//! once the round trip passes the lead.)
+//! sample. An echoed mark corrects the model when Twilio is behind it. Kept
+//! beside it, the model without corrections (Twilio playing each frame from
+//! its write) gives each mark the moment Twilio would reach it. An echo
+//! comes back a round trip after Twilio reached its mark (the frames' way
+//! there, the echo's way back): the quickest echo so far, counted from that
+//! moment, is the round trip. An echo that took longer says Twilio reached
+//! its mark that much later: the rest plays from then. Each echo sets the
+//! correction anew, so one held up on its way back is undone by the next,
+//! and the model is never earlier than without corrections (Twilio cannot
+//! play what it has not got). (Taking an echo's arrival for the moment its
+//! mark was reached, the model would think Twilio behind by the round trip
+//! at every echo and hold the audio back as long: gaps for the caller once
+//! the round trip passes the lead. Counting from the corrected model, each
+//! correction would shorten the round trip measured, and jitter would
+//! ratchet the model later and later.)
 
 use std::collections::VecDeque;
 
@@ -93,13 +99,15 @@ struct Model {
     written: u64,
     /// When Twilio will have played all of it (ns since the call began).
     end: u64,
+    /// When, without the echoes' corrections (see the module docs).
+    base_end: u64,
     spans: VecDeque<Span>,
     /// Marks written and not echoed yet, by name: the audio written before
-    /// each and when the model said Twilio would reach it, or None for a
-    /// mark a `clear` flushes (its echo says nothing of playout).
+    /// each and when, without corrections, Twilio would reach it; or None
+    /// for a mark a `clear` flushes (its echo says nothing of playout).
     marks: VecDeque<(String, Option<(u64, u64)>)>,
-    /// The quickest an echo came back after the model's moment for its
-    /// mark (ns): the round trip to Twilio, with Twilio on time.
+    /// The quickest an echo came back after the moment, without
+    /// corrections, for its mark (ns): the round trip to Twilio.
     round_trip: Option<u64>,
     /// Marks written that an echo accounted for: its own, or a later one's
     /// (echoes come in the order the marks were sent).
@@ -132,6 +140,7 @@ impl Model {
         });
         self.written += duration;
         self.end = self.end.max(now) + duration;
+        self.base_end = self.base_end.max(now) + duration;
     }
 
     /// The running time at audio position `position`.
@@ -255,7 +264,7 @@ impl Outbox {
                     out.push(text);
                 }
                 Some(Outgoing::Mark { name, text }) => {
-                    let reach = self.model.end.max(now);
+                    let reach = self.model.base_end.max(now);
                     self.model
                         .marks
                         .push_back((name, Some((self.model.written, reach))));
@@ -314,7 +323,7 @@ impl Outbox {
             let round_trip = self.model.round_trip.map_or(took, |r| r.min(took));
             self.model.round_trip = Some(round_trip);
             let rest = self.model.written - position;
-            self.model.end = self.model.end.max(now - round_trip + rest);
+            self.model.end = self.model.base_end.max(now - round_trip + rest);
         }
     }
 
@@ -357,6 +366,7 @@ impl Outbox {
         // Twilio's queue is empty; what it played stays played.
         self.model.written = played;
         self.model.end = now;
+        self.model.base_end = now;
         self.model.spans.retain(|s| s.position < played);
         if let Some(last) = self.model.spans.back_mut() {
             last.duration = last.duration.min(played - last.position);

@@ -294,3 +294,103 @@ fn underruns_restart_the_queue_from_the_next_write() {
     let cleared = o.clear(510 * MS, "c".into());
     assert_eq!(cleared.played, Some(30 * MS));
 }
+
+/// A call on a path to Twilio and back: frames reach Twilio `there(t)`
+/// after they are written at `t` (in order) and play from then; the
+/// echo of a mark comes back `back(k)` after Twilio reached it (in order:
+/// one TCP stream). A mark follows every `every`th of 600 frames of 20 ms.
+/// What the caller heard as gaps (after the first frame), and the largest
+/// error of what a clear would report (the model's playout against
+/// Twilio's, the clear on its way as long as a frame) from `from` on.
+fn over_a_path(
+    lead: u64,
+    every: u64,
+    there: impl Fn(u64) -> u64,
+    back: impl Fn(u64) -> u64,
+    from: u64,
+) -> (u64, u64) {
+    let mut o = Outbox::new(lead);
+    for k in 0..600u64 {
+        o.push(media(k as u32, k * 20 * MS));
+        if k % every == every - 1 {
+            o.push(mark(&format!("k{k}")));
+        }
+    }
+    let (mut on_the_way, mut echoes) = (VecDeque::new(), VecDeque::new());
+    let (mut twilio_end, mut gaps, mut error, mut marks) = (0u64, 0, 0, 0);
+    let mut now = 0;
+    while now < 11_000 * MS {
+        for text in due(&mut o, now).0 {
+            let last = on_the_way.back().map_or(0, |(_, at)| *at);
+            on_the_way.push_back((text, (now + there(now)).max(last)));
+        }
+        while on_the_way.front().is_some_and(|(_, at)| *at <= now) {
+            let (text, _) = on_the_way.pop_front().unwrap();
+            if text.contains('@') {
+                if twilio_end > 0 && twilio_end < now {
+                    gaps += now - twilio_end;
+                }
+                twilio_end = twilio_end.max(now) + 20 * MS;
+            } else {
+                let last = echoes.back().map_or(0, |(_, at)| *at);
+                echoes.push_back((text, (twilio_end.max(now) + back(marks)).max(last)));
+                marks += 1;
+            }
+        }
+        while echoes.front().is_some_and(|(_, at)| *at <= now) {
+            o.mark_echoed(&echoes.pop_front().unwrap().0, now);
+        }
+        if now >= from && now < 10_000 * MS {
+            let twilio = twilio_end.saturating_sub(there(now));
+            error = error.max(o.playout_end().abs_diff(twilio));
+        }
+        now += MS;
+    }
+    (gaps / MS, error / MS)
+}
+
+#[test]
+fn jitter_on_the_way_back_neither_starves_twilio_nor_ratchets_the_model() {
+    // Echoes 130 or 170 ms late in turn, a mark every 200 ms or every
+    // frame: the round trip is 130 ms, the 40 more of every other echo
+    // undone by the next.
+    for every in [10, 1] {
+        let jitter = |k: u64| {
+            if k.is_multiple_of(2) {
+                130 * MS
+            } else {
+                170 * MS
+            }
+        };
+        let (gaps, error) = over_a_path(100 * MS, every, |_| 0, jitter, 0);
+        assert_eq!(gaps, 0, "a mark every {every} frames");
+        assert!(error <= 40, "a mark every {every} frames: {error} ms off");
+    }
+}
+
+#[test]
+fn an_echo_held_up_on_the_way_back_is_undone_by_the_next() {
+    // Every seventh echo 250 ms later than the round trip of 150 ms.
+    let spikes = |k: u64| if k % 7 == 3 { 400 * MS } else { 150 * MS };
+    let (gaps, error) = over_a_path(100 * MS, 10, |_| 0, spikes, 0);
+    assert_eq!(gaps, 0);
+    assert!(error <= 50, "{error} ms off");
+}
+
+#[test]
+fn a_stall_on_the_way_there_is_corrected() {
+    // 30 ms each way; from 2 s to 2.3 s, frames wait on the way and reach
+    // Twilio together at 2.33 s: it is behind the model from then on.
+    let stall = |t: u64| {
+        if (2000 * MS..2300 * MS).contains(&t) {
+            2330 * MS - t
+        } else {
+            30 * MS
+        }
+    };
+    // With no echo the model would stay ahead of Twilio.
+    let (_, error) = over_a_path(100 * MS, 10, stall, |_| 100_000 * MS, 3000 * MS);
+    assert!(error >= 150, "{error} ms off with no echo");
+    let (_, error) = over_a_path(100 * MS, 10, stall, |_| 30 * MS, 3000 * MS);
+    assert!(error <= 40, "{error} ms off after the stall");
+}
