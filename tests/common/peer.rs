@@ -367,7 +367,8 @@ impl Bot {
         }
     }
 
-    /// Waits until the sink has taken everything pushed.
+    /// Waits until the appsrc's queue is empty (the last buffer may still
+    /// be in the sink's render).
     pub fn taken(&self) {
         let deadline = Instant::now() + PATIENCE;
         while self.app.property::<u64>("current-level-bytes") > 0 {
@@ -384,11 +385,14 @@ impl Bot {
         assert!(self.app.send_event(gst::event::CustomDownstream::new(s)));
     }
 
+    /// Emits `clear`; its `twilio-clear` report.
     pub fn clear(&self) -> Report {
         assert!(self.sink.emit_by_name::<bool>("clear", &[]));
         self.report()
     }
 
+    /// The next `twilio-clear` on the bus (other element messages before
+    /// it are dropped).
     pub fn report(&self) -> Report {
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
@@ -419,6 +423,7 @@ impl Drop for Bot {
     }
 }
 
+/// A `twilio-clear` message's figures.
 #[derive(Debug, Clone, Copy)]
 pub struct Report {
     pub played: Option<Duration>,
