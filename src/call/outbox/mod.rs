@@ -35,6 +35,11 @@ use std::collections::VecDeque;
 /// the model later (about 2 s of 20 ms frames).
 const KEEP_PLAYED_NS: u64 = 2_000_000_000;
 
+/// Marks kept waiting for their echo: beyond, the oldest is forgotten
+/// (counted as echoed), so that a peer that never echoes does not make the
+/// list grow for the whole call (over a minute of a mark every frame).
+const MAX_AWAITED_MARKS: usize = 4096;
+
 /// Something an element asks the writer to send.
 #[derive(Debug)]
 pub enum Outgoing {
@@ -115,6 +120,15 @@ struct Model {
 }
 
 impl Model {
+    /// A mark written: it waits for its echo (see [`MAX_AWAITED_MARKS`]).
+    fn await_echo(&mut self, name: String, written: Option<(u64, u64)>) {
+        if self.marks.len() == MAX_AWAITED_MARKS {
+            self.marks.pop_front();
+            self.echoed += 1;
+        }
+        self.marks.push_back((name, written));
+    }
+
     fn unplayed(&self, now: u64) -> u64 {
         self.end.saturating_sub(now)
     }
@@ -265,9 +279,8 @@ impl Outbox {
                 }
                 Some(Outgoing::Mark { name, text }) => {
                     let reach = self.model.base_end.max(now);
-                    self.model
-                        .marks
-                        .push_back((name, Some((self.model.written, reach))));
+                    let written = self.model.written;
+                    self.model.await_echo(name, Some((written, reach)));
                     out.push(text);
                 }
                 Some(Outgoing::Text(text)) => out.push(text),
@@ -359,7 +372,7 @@ impl Outbox {
         // Written now, before the clear: those echoes say nothing either.
         for item in &mut self.pending {
             if let Outgoing::Mark { name, text } = item {
-                self.model.marks.push_back((std::mem::take(name), None));
+                self.model.await_echo(std::mem::take(name), None);
                 *item = Outgoing::Text(std::mem::take(text));
             }
         }

@@ -260,6 +260,24 @@ fn echoes_are_matched_by_name() {
 }
 
 #[test]
+fn a_peer_that_never_echoes_keeps_a_bounded_list() {
+    let mut o = Outbox::new(1000 * MS);
+    let n = MAX_AWAITED_MARKS as u64 + 10;
+    for i in 0..n {
+        o.push(mark(&format!("m{i}")));
+    }
+    due(&mut o, 0);
+    assert_eq!(o.model.marks.len(), MAX_AWAITED_MARKS);
+    // The ten oldest are forgotten, as echoed.
+    assert_eq!(o.marks_echoed(), 10);
+    o.mark_echoed("m9", MS);
+    assert_eq!(o.marks_echoed(), 10, "forgotten already");
+    o.mark_echoed(&format!("m{}", n - 1), MS);
+    assert_eq!(o.marks_echoed(), n);
+    assert!(o.model.marks.is_empty());
+}
+
+#[test]
 fn marks_a_clear_flushes_correct_nothing() {
     let mut o = Outbox::new(40 * MS);
     push_frames(&mut o, 2, 0);
