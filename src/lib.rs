@@ -20,6 +20,7 @@ mod hot_objects;
 pub mod messages;
 pub mod protocol;
 pub mod provider;
+mod push_gate;
 pub mod quality;
 pub mod runtime;
 pub mod server;

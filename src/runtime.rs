@@ -58,6 +58,12 @@ thread_local! {
     static ON_RUNTIME: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Whether this thread is one of a runtime's built by [`builder`] (a
+/// network thread).
+pub fn on_runtime() -> bool {
+    ON_RUNTIME.get()
+}
+
 /// Says that a task of the runtime is being handed work (woken) from this
 /// thread: when this is not a runtime thread, the runtime's threads stop
 /// waiting before they sleep for a while (see the module's doc).

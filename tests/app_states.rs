@@ -319,15 +319,12 @@ fn properties_changed_between_calls() {
 /// One pipeline paused mid-call (a hold) must not hold up another call's
 /// echo in the same process: pushes go out on shared network threads.
 ///
-/// Fails about 1 run in 15 (B's echo stalls for the whole hold): a bin
-/// pauses its sinks before their sources, so a chunk on its way from a
-/// network thread can reach the paused sink, which prerolls it and holds
-/// that thread until PLAYING (README, "Pausing" under "Threads"). Dropping
-/// such a buffer in the sink's `prepare` was tried and reverted: BaseSink
-/// calls `prepare` from its preroll, aborts the state change when it drops,
-/// and the sink then never plays again (`tests/sink_pause_resume.rs`).
+/// A bin pauses its sinks before their sources, so a chunk could be on its
+/// way from a network thread as the sink paused; prerolled, it held that
+/// thread, and B's echo with it, for the whole hold (about 1 run in 15,
+/// before the sink held its src's pushes while it pauses: `push_gate.rs`;
+/// `tests/sink_paused_push.rs` makes that moment happen every time).
 #[test]
-#[ignore = "known: a chunk in flight at PLAYING -> PAUSED holds its network thread until PLAYING"]
 fn a_paused_pipeline_does_not_stall_another_call() {
     let port = free_port();
     let a = pipeline(&format!(

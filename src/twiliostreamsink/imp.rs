@@ -102,6 +102,11 @@ pub(super) struct State {
     pub(super) flushing: bool,
     /// Another sink plays into the call: this one errored, and sends nothing.
     pub(super) refused: bool,
+    /// The srcs that pushed into this sink from a network thread
+    /// (`shared-threads`), and those whose pushes it holds while paused
+    /// (`pairing.rs`, `hold_feeders`).
+    pub(super) feeders: Vec<crate::TwilioStreamSrc>,
+    pub(super) holding: Vec<crate::TwilioStreamSrc>,
 }
 
 #[derive(Default)]
@@ -112,6 +117,13 @@ pub struct TwilioStreamSink {
 }
 
 impl State {
+    /// Keeps the src pushing on this thread from a network thread, if any.
+    pub(super) fn note_feeder(&mut self) {
+        if crate::push_gate::pusher() != 0 && !self.feeders.iter().any(|f| f.is_pushing()) {
+            self.feeders.extend(crate::TwilioStreamSrc::pushing());
+        }
+    }
+
     /// Sends the pending frames (whole ones, or all) to the call, if any.
     pub(super) fn send_frames(&mut self, take: Take) -> Result<(), gst::FlowError> {
         let (Some(call), Some(sid)) = (self.call.as_ref(), self.stream_sid.as_deref()) else {
@@ -326,7 +338,9 @@ impl ElementImpl for TwilioStreamSink {
         if transition == gst::StateChange::PausedToPlaying {
             self.pause_call(false);
         }
-        let result = self.parent_change_state(transition);
+        // PLAYING ↔ PAUSED hold the pushes of the srcs that feed the sink
+        // from a network thread (`pairing.rs`).
+        let result = self.change_base_state(transition);
         if transition == gst::StateChange::PlayingToPaused {
             self.pause_call(true);
         }
@@ -433,6 +447,7 @@ impl BaseSinkImpl for TwilioStreamSink {
         if state.flushing {
             return Err(gst::FlowError::Flushing);
         }
+        state.note_feeder();
         if let Some(time) = state.segment.to_running_time(buffer.pts()) {
             // The resampler's output lags its input by its delay.
             let time = time.nseconds().saturating_sub(state.framer.delay_ns());
@@ -499,6 +514,8 @@ impl BaseSinkImpl for TwilioStreamSink {
     }
 
     fn event(&self, event: gst::Event) -> bool {
+        // (A GAP prerolls as a buffer does.)
+        self.state.lock().unwrap().note_feeder();
         let name = event.structure().map(|s| s.name().to_string());
         match event.view() {
             gst::EventView::CustomDownstream(_) if name.as_deref() == Some(MARK_EVENT) => {

@@ -3,7 +3,9 @@
 //! itself (host, port, path) and takes the next call, posting the call's
 //! messages the way the src would. Done on READY → PAUSED (`connect`) and
 //! undone on PAUSED → READY (`disconnect`); `ensure_call` waits, cancellably,
-//! for the call's `start` before the first buffer.
+//! for the call's `start` before the first buffer. Pausing: the call's
+//! writer with the sink (`pause_call`), and the pushes of the srcs that
+//! feed the sink from a network thread (`change_base_state`, `push_gate.rs`).
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -12,6 +14,7 @@ use super::framing::Framer;
 use super::imp::{CAT, State, TwilioStreamSink};
 use super::{poster, properties};
 use crate::call::{self, Slot};
+use crate::push_gate::PAUSE_WAIT;
 use crate::wait::wait;
 
 impl TwilioStreamSink {
@@ -160,9 +163,106 @@ impl TwilioStreamSink {
         }
     }
 
+    /// BaseSink's state change. Around PLAYING ↔ PAUSED: the sink holds
+    /// the pushes of the srcs that feed it from a network thread from
+    /// before BaseSink pauses until after it plays (`hold_feeders`). While
+    /// it holds, nothing comes to preroll, so both changes complete at
+    /// once, as with `async=false`: waiting for a buffer (ASYNC), a bin
+    /// would never hand the sink the PAUSED → PLAYING that ends the hold.
+    pub(super) fn change_base_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        let sync = match transition {
+            gst::StateChange::PlayingToPaused => self.hold_feeders(),
+            gst::StateChange::PausedToPlaying => !self.state.lock().unwrap().holding.is_empty(),
+            _ => false,
+        };
+        let result = if sync {
+            let was = self.set_async_enabled(false);
+            let result = self.parent_change_state(transition);
+            self.set_async_enabled(was);
+            result
+        } else {
+            self.parent_change_state(transition)
+        };
+        if transition == gst::StateChange::PausedToPlaying {
+            // Only now: what came before PLAYING would be prerolled.
+            self.release_feeders();
+        }
+        result
+    }
+
+    /// BaseSink's `async` setting, without the property's notification
+    /// (the sink turns it off for a moment). The setting it had.
+    fn set_async_enabled(&self, enabled: bool) -> bool {
+        use gst::glib::translate::{FromGlib, IntoGlib, ToGlibPtr};
+        let obj = self.obj();
+        let sink: &gst_base::BaseSink = obj.upcast_ref();
+        let sink: *mut gst_base::ffi::GstBaseSink = sink.to_glib_none().0;
+        // SAFETY: the pointer is valid for both calls, which take the
+        // object's lock.
+        unsafe {
+            let was = bool::from_glib(gst_base::ffi::gst_base_sink_is_async_enabled(sink));
+            gst_base::ffi::gst_base_sink_set_async_enabled(sink, enabled.into_glib());
+            was
+        }
+    }
+
+    /// Before PLAYING → PAUSED: holds the pushes of the srcs that push into
+    /// this sink from a network thread (`shared-threads`), and waits
+    /// (bounded) for those under way. A bin pauses its sinks first: a
+    /// buffer such a src pushed after BaseSink paused would be prerolled,
+    /// and the network thread held until PLAYING, with every call on it.
+    /// Whether it holds any.
+    fn hold_feeders(&self) -> bool {
+        let (new, holding) = {
+            let mut state = self.state.lock().unwrap();
+            let state = &mut *state;
+            let new: Vec<_> = state
+                .feeders
+                .iter()
+                .filter(|f| !state.holding.contains(f))
+                .cloned()
+                .collect();
+            state.holding.extend(new.iter().cloned());
+            (new, !state.holding.is_empty())
+        };
+        for src in new {
+            if src.hold_pushes() {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "waiting for a push under way from {}",
+                    src.name()
+                );
+                if !src.settle_pushes(PAUSE_WAIT) {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "a push from {} still under way after {} ms: pausing anyway (it may \
+                         wait here until PLAYING)",
+                        src.name(),
+                        PAUSE_WAIT.as_millis()
+                    );
+                }
+            }
+        }
+        holding
+    }
+
+    /// After PAUSED → PLAYING, or when the sink stops: the srcs it held go on.
+    pub(super) fn release_feeders(&self) {
+        let holding = std::mem::take(&mut self.state.lock().unwrap().holding);
+        for src in holding {
+            src.release_pushes();
+        }
+    }
+
     /// Undoes [`connect`](Self::connect) on PAUSED → READY: stops listening
     /// and hangs up a call of its own.
     pub(super) fn disconnect(&self) {
+        self.release_feeders();
         let state = std::mem::take(&mut *self.state.lock().unwrap());
         if let Some(poster) = &state.poster {
             poster.abort();

@@ -42,6 +42,41 @@ impl TwilioStreamSrc {
     pub(crate) fn slot(&self) -> Arc<Slot> {
         self.imp().slot()
     }
+
+    /// The src whose push from a network thread is under way on this
+    /// thread (`shared-threads`), if any: a sink learns who feeds it.
+    pub(crate) fn pushing() -> Option<TwilioStreamSrc> {
+        let address = crate::push_gate::pusher();
+        if address == 0 {
+            return None;
+        }
+        // SAFETY: the address is that of a src whose push is under way on
+        // this thread: it holds a borrow of itself until the push returns.
+        let object: glib::Object =
+            unsafe { glib::translate::from_glib_none(address as *mut glib::gobject_ffi::GObject) };
+        object.downcast().ok()
+    }
+
+    /// Whether this src's push is the one under way on this thread.
+    pub(crate) fn is_pushing(&self) -> bool {
+        crate::push_gate::pusher() == self.as_ptr() as usize
+    }
+
+    /// A sink it pushes into pauses: its pushes from the network threads
+    /// are held back. Whether one is under way (see `settle_pushes`).
+    pub(crate) fn hold_pushes(&self) -> bool {
+        self.imp().hold_pushes()
+    }
+
+    /// Waits up to `bound` for a push under way; false if it still is.
+    pub(crate) fn settle_pushes(&self, bound: std::time::Duration) -> bool {
+        self.imp().settle_pushes(bound)
+    }
+
+    /// Ends a `hold_pushes`.
+    pub(crate) fn release_pushes(&self) {
+        self.imp().release_pushes()
+    }
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

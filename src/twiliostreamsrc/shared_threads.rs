@@ -20,6 +20,12 @@
 //!   global weak-reference read lock, briefly).
 //! - Its wakes fall on a grid of [`FILL_GRID`], so that many calls' wakes
 //!   share one wake-up of the runtime (a fill is at most that much later).
+//!
+//! Every push from a network thread (a drain, a fill) passes the src's
+//! [`PushGate`] (`push_gate.rs`): while a sink it feeds on that thread
+//! pauses, nothing is pushed (the call's events wait in its queue, the fill
+//! timer sleeps), and the last such sink to play again resumes the src
+//! ([`TwilioStreamSrc::release_pushes`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +39,7 @@ use gst_base::prelude::*;
 use super::imp::{CAT, TwilioStreamSrc};
 use super::step::{Buffers, Step};
 use super::timeline::Timeline;
+use crate::push_gate::{self, PushGate, Pusher, Pushing};
 use crate::runtime::RUNTIME;
 use crate::wait::wait;
 
@@ -83,6 +90,9 @@ pub(super) struct Shared {
     /// Running time (ns) at which the audio placed so far runs out (0: none
     /// yet), for the fill timer.
     runs_out: AtomicU64,
+    /// What every push from a network thread passes: held while a sink it
+    /// feeds pauses.
+    pub(super) gate: PushGate,
 }
 
 impl Shared {
@@ -135,6 +145,35 @@ impl Shared {
 }
 
 impl TwilioStreamSrc {
+    /// A push from a network thread begins, unless a sink downstream
+    /// pauses (`push_gate.rs`); a sink it reaches learns who pushes.
+    fn push_begins(&self) -> Option<(Pushing<'_>, Pusher)> {
+        let pushing = self.shared.gate.enter()?;
+        Some((pushing, push_gate::pushing_as(self.obj().as_ptr() as usize)))
+    }
+
+    /// A sink this src pushes into from a network thread pauses: see
+    /// [`PushGate::hold`].
+    pub(super) fn hold_pushes(&self) -> bool {
+        self.shared.gate.hold()
+    }
+
+    /// [`PushGate::settle`].
+    pub(super) fn settle_pushes(&self, bound: Duration) -> bool {
+        self.shared.gate.settle(bound)
+    }
+
+    /// That sink plays again (or stops): once none holds the pushes, what
+    /// the call queued meanwhile goes out, and the fill timer looks again.
+    /// Spawns, never blocks (a sink's state change calls it).
+    pub(super) fn release_pushes(&self) {
+        if self.shared.gate.release() && self.shared.enabled() {
+            gst::debug!(CAT, imp = self, "no sink holds the pushes: going on");
+            self.drain_shared_soon();
+            self.shared.timer.notify_one();
+        }
+    }
+
     /// After PAUSED → PLAYING: pushes may go out again.
     pub(super) fn shared_playing(&self) {
         self.shared.flowing.store(true, Ordering::SeqCst);
@@ -185,6 +224,10 @@ impl TwilioStreamSrc {
         {
             return;
         }
+        // A sink downstream pauses: the events wait in the call's queue.
+        let Some(_pushing) = self.push_begins() else {
+            return;
+        };
         self.shared.requested.store(true, Ordering::SeqCst);
         while !self.shared.draining.swap(true, Ordering::SeqCst) {
             while self.shared.requested.swap(false, Ordering::SeqCst) {
@@ -233,7 +276,10 @@ impl TwilioStreamSrc {
                     if imp.state.lock().unwrap().finished {
                         return;
                     }
-                    imp.shared.pushing().then(|| imp.fill_look()).flatten()
+                    // (Held, the gate's release wakes the timer.)
+                    (imp.shared.pushing() && !imp.shared.gate.holding())
+                        .then(|| imp.fill_look())
+                        .flatten()
                 };
                 let Some(look) = look else {
                     woken.await;
@@ -277,7 +323,13 @@ impl TwilioStreamSrc {
     /// The fill timer's turn: the fill, unless a drain runs (it pushes
     /// what came, and the timer looks again after it).
     fn fill_shared(&self) {
-        if !self.shared.pushing() || self.shared.draining.swap(true, Ordering::SeqCst) {
+        if !self.shared.pushing() {
+            return;
+        }
+        let Some(_pushing) = self.push_begins() else {
+            return;
+        };
+        if self.shared.draining.swap(true, Ordering::SeqCst) {
             return;
         }
         // (What is no longer overdue, a chunk having come, is not filled.)
@@ -307,8 +359,10 @@ impl TwilioStreamSrc {
     fn drain_once(&self) {
         let obj = self.obj();
         let pad = obj.src_pad();
+        // (A sink that pauses meanwhile stops the drain at the next event.)
         while self.shared.flowing.load(Ordering::SeqCst)
             && !self.shared.fallback.load(Ordering::SeqCst)
+            && !self.shared.gate.holding()
         {
             let event = {
                 let mut state = self.state.lock().unwrap();
