@@ -13,8 +13,22 @@ use gst::prelude::*;
 
 #[test]
 fn the_echo_goes_on_after_a_pause() {
-    let p =
-        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
+    echo_after_a_pause(
+        "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink",
+    );
+}
+
+/// Behind a `queue` the sink renders on the queue's thread: it holds no
+/// pushes of the src (`push_gate.rs`), and pauses as any BaseSink does.
+#[test]
+fn the_echo_goes_on_after_a_pause_behind_a_queue() {
+    echo_after_a_pause(
+        "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! queue ! twiliostreamsink name=sink",
+    );
+}
+
+fn echo_after_a_pause(desc: &str) {
+    let p = pipeline(desc);
     let src = by_name(&p, "src");
     set_bounded(&p, gst::State::Playing);
     let mut call = instant_call(&url_of(&src));
