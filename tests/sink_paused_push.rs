@@ -48,12 +48,14 @@ fn on_log(sink: &gst::Element, text: &'static str, hook: impl Fn() + Send + Sync
 
 /// Waits until every one of `chunks` came back.
 fn wait_until_echoed(call: &mut twilio_emulator::TwilioCall, chunks: &[&[u8]]) {
-    receive_until(call, |got| {
+    let echoed = |got: &[twilio_emulator::Received]| {
         let bytes = media_bytes(got);
         chunks
             .iter()
             .all(|c| bytes.windows(c.len()).any(|w| w == *c))
-    });
+    };
+    let got = receive_until(call, echoed);
+    assert!(echoed(&got), "the call closed before the echo");
 }
 
 #[test]
@@ -263,6 +265,40 @@ fn a_pipeline_stops_while_its_sink_holds_the_pushes() {
     let mut call = instant_call(&url_of(&src));
     call.send_media(&FIRST).unwrap();
     wait_until_echoed(&mut call, &[&FIRST]);
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    set_bounded(&p, gst::State::Null);
+}
+
+/// A flush into a sink that holds its src (a flushing seek, a barge-in)
+/// does not leave it waiting for a buffer that cannot come: back in
+/// PLAYING, it plays again and lets the src go on.
+#[test]
+fn a_flush_while_the_sink_holds_its_src() {
+    let p =
+        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    sink.set_state(gst::State::Paused).unwrap();
+    let pad = sink.static_pad("sink").unwrap();
+    assert!(pad.send_event(gst::event::FlushStart::new()));
+    assert!(pad.send_event(gst::event::FlushStop::new(false)));
+    sink.set_state(gst::State::Playing).unwrap();
+    let after = pattern(6, 3);
+    for chunk in after.chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+    let chunks: Vec<&[u8]> = after.chunks(160).collect();
+    wait_until_echoed(&mut call, &chunks);
+    let (_, cur, pending) = sink.state(gst::ClockTime::from_seconds(5));
+    assert_eq!(
+        (cur, pending),
+        (gst::State::Playing, gst::State::VoidPending)
+    );
     call.send_stop().unwrap();
     rt().block_on(call.close());
     set_bounded(&p, gst::State::Null);

@@ -569,7 +569,11 @@ impl BaseSinkImpl for TwilioStreamSink {
             gst::EventView::Eos(_) if !self.eos(&event) => return false,
             _ => {}
         }
-        self.parent_event(event)
+        let flush = matches!(
+            event.view(),
+            gst::EventView::FlushStart(_) | gst::EventView::FlushStop(_)
+        );
+        self.not_async_if(flush && self.holds_feeders(), || self.parent_event(event))
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {

@@ -175,21 +175,33 @@ impl TwilioStreamSink {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         let sync = match transition {
             gst::StateChange::PlayingToPaused => self.hold_feeders(),
-            gst::StateChange::PausedToPlaying => !self.state.lock().unwrap().holding.is_empty(),
+            gst::StateChange::PausedToPlaying => self.holds_feeders(),
             _ => false,
         };
-        let result = if sync {
-            let was = self.set_async_enabled(false);
-            let result = self.parent_change_state(transition);
-            self.set_async_enabled(was);
-            result
-        } else {
-            self.parent_change_state(transition)
-        };
+        let result = self.not_async_if(sync, || self.parent_change_state(transition));
         if transition == gst::StateChange::PausedToPlaying {
             // Only now: what came before PLAYING would be prerolled.
             self.release_feeders();
         }
+        result
+    }
+
+    /// Whether the sink holds pushes (from PLAYING → PAUSED on).
+    pub(super) fn holds_feeders(&self) -> bool {
+        !self.state.lock().unwrap().holding.is_empty()
+    }
+
+    /// Runs `f` (a call into BaseSink) with its `async` off if `off`. Also
+    /// for a flush while the sink holds: with `async` on, BaseSink would
+    /// lose its state (ASYNC, waiting for a buffer to preroll) and a bin
+    /// would not hand it the PAUSED → PLAYING that ends the hold.
+    pub(super) fn not_async_if<R>(&self, off: bool, f: impl FnOnce() -> R) -> R {
+        if !off {
+            return f();
+        }
+        let was = self.set_async_enabled(false);
+        let result = f();
+        self.set_async_enabled(was);
         result
     }
 
