@@ -1,0 +1,376 @@
+//! Hostile cases around a twiliostreamsink holding the pushes of the srcs
+//! that feed it from a network thread while it pauses (`push_gate.rs`):
+//! state changes in unusual orders, relinks, a tee, the call's end.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::app::*;
+use common::sink::*;
+use common::*;
+use gst::prelude::*;
+
+const FIRST: [u8; 160] = [0x20; 160];
+
+/// Waits until every one of `chunks` came back.
+fn wait_until_echoed(call: &mut twilio_emulator::TwilioCall, chunks: &[&[u8]]) {
+    let echoed = |got: &[twilio_emulator::Received]| {
+        let bytes = media_bytes(got);
+        chunks
+            .iter()
+            .all(|c| bytes.windows(c.len()).any(|w| w == *c))
+    };
+    let got = receive_until(call, echoed);
+    assert!(echoed(&got), "the call closed before the echo");
+}
+
+/// Sends `n` chunks of a fresh pattern and waits for all of them back.
+fn echo_round(call: &mut twilio_emulator::TwilioCall, n: usize) {
+    let sent = pattern(n, 3);
+    for chunk in sent.chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+    let chunks: Vec<&[u8]> = sent.chunks(160).collect();
+    wait_until_echoed(call, &chunks);
+}
+
+fn assert_playing(element: &gst::Element) {
+    let (_, cur, pending) = element.state(gst::ClockTime::from_seconds(5));
+    assert_eq!(
+        (cur, pending),
+        (gst::State::Playing, gst::State::VoidPending),
+        "{}",
+        element.name()
+    );
+}
+
+fn set_element_bounded(element: &gst::Element, state: gst::State) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let e = element.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(e.set_state(state));
+    });
+    rx.recv_timeout(PATIENCE)
+        .unwrap_or_else(|_| panic!("deadlock: {state:?} on {} did not return", element.name()))
+        .unwrap_or_else(|e| panic!("{state:?}: {e}"));
+}
+
+/// Counts the buffers reaching `element`'s sink pad.
+fn count_buffers(element: &gst::Element) -> Arc<AtomicUsize> {
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    element
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            n2.fetch_add(1, Ordering::SeqCst);
+            gst::PadProbeReturn::Ok
+        });
+    n
+}
+
+fn wait_count(n: &AtomicUsize, at_least: usize, what: &str) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while n.load(Ordering::SeqCst) < at_least {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {} buffers, not {at_least}",
+            n.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Pauses and plays the pipeline many times in a row, with chunks on
+/// their way throughout; the echo goes on after, the call's end comes.
+#[test]
+fn many_fast_pauses_then_the_echo_and_the_end() {
+    let p =
+        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    for round in 0..40 {
+        call.send_media(&pattern(100 + round, 1)).unwrap();
+        set_bounded(&p, gst::State::Paused);
+        call.send_media(&pattern(200 + round, 1)).unwrap();
+        set_bounded(&p, gst::State::Playing);
+    }
+    echo_round(&mut call, 1);
+    assert_playing(&sink);
+    call.send_stop().unwrap();
+    let bus = p.bus().unwrap();
+    let messages = wait_eos(&bus);
+    assert!(has_element(&messages, "twilio-stop"));
+    rt().block_on(call.close());
+    set_bounded(&p, gst::State::Null);
+}
+
+/// The sink paused alone, then the whole pipeline paused and played (the
+/// sink goes PAUSED → PAUSED, then PLAYING): the echo goes on.
+#[test]
+fn sink_paused_alone_then_the_pipeline_paused_and_played() {
+    let p =
+        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    set_element_bounded(&sink, gst::State::Paused);
+    call.send_media(&pattern(1, 2)).unwrap();
+    set_bounded(&p, gst::State::Paused);
+    set_bounded(&p, gst::State::Playing);
+    echo_round(&mut call, 2);
+    assert_playing(&sink);
+    assert_playing(p.upcast_ref());
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    set_bounded(&p, gst::State::Null);
+}
+
+/// The pipeline paused, then its sink alone played (its src still
+/// PAUSED), then the pipeline played: the echo goes on.
+#[test]
+fn pipeline_paused_then_the_sink_alone_played_then_the_pipeline() {
+    let p =
+        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    set_bounded(&p, gst::State::Paused);
+    set_element_bounded(&sink, gst::State::Playing);
+    call.send_media(&pattern(1, 2)).unwrap();
+    set_element_bounded(&src, gst::State::Playing);
+    set_bounded(&p, gst::State::Playing);
+    echo_round(&mut call, 3);
+    assert_playing(&sink);
+    // And a pause of the src alone, then back.
+    set_element_bounded(&src, gst::State::Paused);
+    set_element_bounded(&src, gst::State::Playing);
+    echo_round(&mut call, 4);
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    set_bounded(&p, gst::State::Null);
+}
+
+/// A src feeding the sink and a fakesink through a tee, with no queue:
+/// pauses of the pipeline and of the sink alone; both branches get the
+/// audio after.
+#[test]
+fn a_tee_into_the_sink_and_a_fakesink() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! tee name=t ! twiliostreamsink name=sink \
+         t. ! fakesink name=fk sync=false async=false",
+    );
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    let fk = count_buffers(&by_name(&p, "fk"));
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    for round in 0..5 {
+        set_bounded(&p, gst::State::Paused);
+        set_bounded(&p, gst::State::Playing);
+        let before = fk.load(Ordering::SeqCst);
+        echo_round(&mut call, 10 + round);
+        wait_count(&fk, before + 3, "fakesink after a pause");
+    }
+    set_element_bounded(&sink, gst::State::Paused);
+    let sent = pattern(20, 3);
+    for chunk in sent.chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+    set_element_bounded(&sink, gst::State::Playing);
+    let chunks: Vec<&[u8]> = sent.chunks(160).collect();
+    wait_until_echoed(&mut call, &chunks);
+    assert_playing(&sink);
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    set_bounded(&p, gst::State::Null);
+}
+
+/// The call ends while the whole pipeline is paused: on PLAYING, its end
+/// (twilio-stop, EOS) comes.
+#[test]
+fn the_call_ends_while_the_pipeline_is_paused() {
+    let p =
+        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
+    let src = by_name(&p, "src");
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    set_bounded(&p, gst::State::Paused);
+    call.send_media(&pattern(1, 2)).unwrap();
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    let bus = p.bus().unwrap();
+    set_bounded(&p, gst::State::Playing);
+    let messages = wait_eos(&bus);
+    assert!(has_element(&messages, "twilio-stop"));
+    set_bounded(&p, gst::State::Null);
+}
+
+/// The pipeline paused from a bus sync handler on the network thread, at
+/// a DTMF key (posted during the src's push): no hang, and the echo goes
+/// on once the application plays it again.
+#[test]
+fn paused_from_a_sync_handler_on_the_network_thread() {
+    let p =
+        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    let bus = p.bus().unwrap();
+    let (paused, pause_done) = std::sync::mpsc::channel::<gst::StateChangeReturn>();
+    let paused = std::sync::Mutex::new(paused);
+    {
+        let weak = p.downgrade();
+        bus.set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Element(e) = msg.view()
+                && e.structure().is_some_and(|s| s.name() == "twilio-dtmf")
+                && let Some(p) = weak.upgrade()
+            {
+                let ret = p.set_state(gst::State::Paused).into();
+                let _ = paused.lock().unwrap().send(ret);
+            }
+            gst::BusSyncReply::Pass
+        });
+    }
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    call.send_dtmf("5").unwrap();
+    call.send_media(&pattern(1, 1)).unwrap();
+    let ret = pause_done.recv_timeout(PATIENCE).expect("paused");
+    assert_ne!(ret, gst::StateChangeReturn::Failure);
+    // The network thread reads on.
+    call.send_text("not json").unwrap();
+    counter_reaches(&src, "invalid-messages", 1);
+    set_bounded(&p, gst::State::Playing);
+    echo_round(&mut call, 2);
+    assert_playing(&sink);
+    bus.unset_sync_handler();
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    set_bounded(&p, gst::State::Null);
+}
+
+/// As above, at `twilio-quality`, which the src posts between taking a
+/// chunk and pushing it: that chunk must not be pushed into the paused
+/// sink (it would hold the network thread until PLAYING).
+#[test]
+#[ignore = "known limit (README, Pausing): the chunk goes into the paused sink"]
+fn paused_from_a_sync_handler_at_a_quality_report() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 quality-interval=1 ! audio/x-mulaw ! \
+         twiliostreamsink name=sink",
+    );
+    let src = by_name(&p, "src");
+    let bus = p.bus().unwrap();
+    let (paused, pause_done) = std::sync::mpsc::channel::<gst::StateChangeReturn>();
+    let paused = std::sync::Mutex::new(paused);
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    {
+        let weak = p.downgrade();
+        let armed = armed.clone();
+        bus.set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Element(e) = msg.view()
+                && e.structure().is_some_and(|s| s.name() == "twilio-quality")
+                && armed.swap(false, Ordering::SeqCst)
+                && let Some(p) = weak.upgrade()
+            {
+                let ret = p.set_state(gst::State::Paused).into();
+                let _ = paused.lock().unwrap().send(ret);
+            }
+            gst::BusSyncReply::Pass
+        });
+    }
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    // A second of the call's audio: the report is due.
+    for chunk in pattern(1, 55).chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+    let ret = pause_done.recv_timeout(PATIENCE).expect("paused");
+    assert_ne!(ret, gst::StateChangeReturn::Failure);
+    // The network thread reads on.
+    call.send_text("not json").unwrap();
+    counter_reaches(&src, "invalid-messages", 1);
+    set_bounded(&p, gst::State::Playing);
+    echo_round(&mut call, 2);
+    bus.unset_sync_handler();
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    set_bounded(&p, gst::State::Null);
+}
+
+/// An EOS the application sends while the sink holds its src (pipeline
+/// paused, or the sink alone): the pipeline's EOS comes once it plays.
+#[test]
+fn an_application_eos_while_held() {
+    for sink_alone in [false, true] {
+        let p = pipeline(
+            "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink",
+        );
+        let src = by_name(&p, "src");
+        let sink = by_name(&p, "sink");
+        set_bounded(&p, gst::State::Playing);
+        let mut call = instant_call(&url_of(&src));
+        call.send_media(&FIRST).unwrap();
+        wait_until_echoed(&mut call, &[&FIRST]);
+        if sink_alone {
+            set_element_bounded(&sink, gst::State::Paused);
+        } else {
+            set_bounded(&p, gst::State::Paused);
+        }
+        assert!(p.send_event(gst::event::Eos::new()));
+        if sink_alone {
+            set_element_bounded(&sink, gst::State::Playing);
+        } else {
+            set_bounded(&p, gst::State::Playing);
+        }
+        wait_eos(&p.bus().unwrap());
+        rt().block_on(call.abort());
+        set_bounded(&p, gst::State::Null);
+    }
+}
+
+/// `shared-threads=false`: the sink learns no src and holds nothing; a
+/// pause and its return go as they always did.
+#[test]
+fn pauses_with_the_streaming_thread_pushing() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 shared-threads=false ! audio/x-mulaw ! \
+         twiliostreamsink name=sink",
+    );
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    for round in 0..5 {
+        set_bounded(&p, gst::State::Paused);
+        set_bounded(&p, gst::State::Playing);
+        echo_round(&mut call, 30 + round);
+    }
+    assert_playing(&sink);
+    call.send_stop().unwrap();
+    wait_eos(&p.bus().unwrap());
+    rt().block_on(call.close());
+    set_bounded(&p, gst::State::Null);
+}
