@@ -222,6 +222,98 @@ fn the_call_ends_while_the_pipeline_is_paused() {
     set_bounded(&p, gst::State::Null);
 }
 
+/// A src once fed the sink, then was relinked to a fakesink (the sink
+/// unlinked): pausing the sink must not hold that src, whose audio goes
+/// to the fakesink now.
+#[test]
+fn a_sink_paused_after_a_relink_does_not_hold_its_former_src() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! identity name=id ! \
+         twiliostreamsink name=sink fakesink name=fk sync=false async=false",
+    );
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    let id = by_name(&p, "id");
+    let fk_el = by_name(&p, "fk");
+    let fk = count_buffers(&fk_el);
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    // Relinked while idle: id → fakesink.
+    let (done, relinked) = std::sync::mpsc::channel();
+    {
+        let (sink_pad, fk_pad) = (
+            sink.static_pad("sink").unwrap(),
+            fk_el.static_pad("sink").unwrap(),
+        );
+        let done = std::sync::Mutex::new(done);
+        id.static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::IDLE, move |pad, _| {
+                pad.unlink(&sink_pad).unwrap();
+                pad.link(&fk_pad).unwrap();
+                let _ = done.lock().unwrap().send(());
+                gst::PadProbeReturn::Remove
+            });
+    }
+    relinked.recv_timeout(PATIENCE).expect("relinked");
+    call.send_media(&pattern(1, 1)).unwrap();
+    wait_count(&fk, 1, "fakesink after the relink");
+    // The sink is fed by nothing now; pausing it holds nothing.
+    sink.set_state(gst::State::Paused).unwrap();
+    for chunk in pattern(2, 3).chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+    wait_count(&fk, 4, "fakesink while the former sink is paused");
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    set_bounded(&p, gst::State::Null);
+}
+
+/// Src and sink each inside a bin, linked through ghost pads: the sink
+/// paused alone still finds (and holds) its src, and loses nothing.
+#[test]
+fn a_sink_in_a_bin_paused_alone_holds_its_src_through_ghost_pads() {
+    init();
+    let p = gst::Pipeline::new();
+    let a = gst::parse::bin_from_description(
+        "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! identity",
+        true,
+    )
+    .unwrap();
+    let b =
+        gst::parse::bin_from_description("identity ! twiliostreamsink name=sink", true).unwrap();
+    p.add_many([&a, &b]).unwrap();
+    a.link(&b).unwrap();
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    set_element_bounded(&sink, gst::State::Paused);
+    let sent = pattern(3, 5);
+    for chunk in sent.chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+    // The network thread reads on: nothing waits in the paused sink.
+    call.send_text("not json").unwrap();
+    counter_reaches(&src, "invalid-messages", 1);
+    // Held, nothing came to preroll: the sink stays PAUSED.
+    let (_, cur, pending) = sink.state(gst::ClockTime::ZERO);
+    assert_eq!(
+        (cur, pending),
+        (gst::State::Paused, gst::State::VoidPending)
+    );
+    set_element_bounded(&sink, gst::State::Playing);
+    let chunks: Vec<&[u8]> = sent.chunks(160).collect();
+    wait_until_echoed(&mut call, &chunks);
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    set_bounded(&p, gst::State::Null);
+}
+
 /// The pipeline paused from a bus sync handler on the network thread, at
 /// a DTMF key (posted during the src's push): no hang, and the echo goes
 /// on once the application plays it again.

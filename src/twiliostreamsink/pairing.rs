@@ -228,9 +228,15 @@ impl TwilioStreamSink {
     /// and the network thread held until PLAYING, with every call on it.
     /// Whether it holds any.
     fn hold_feeders(&self) -> bool {
+        // A src relinked elsewhere since it pushed here feeds another
+        // branch now: holding it would stop that branch while this sink
+        // pauses. It is forgotten (it is learned again if it comes back).
+        let feeders = self.state.lock().unwrap().feeders.clone();
+        let gone: Vec<_> = feeders.into_iter().filter(|f| !self.fed_by(f)).collect();
         let (new, holding) = {
             let mut state = self.state.lock().unwrap();
             let state = &mut *state;
+            state.feeders.retain(|f| !gone.contains(f));
             let new: Vec<_> = state
                 .feeders
                 .iter()
@@ -261,6 +267,28 @@ impl TwilioStreamSink {
             }
         }
         holding
+    }
+
+    /// Whether `src` is upstream of the sink's pad, through any elements
+    /// and bins (ghost pads lead to their targets).
+    fn fed_by(&self, src: &crate::TwilioStreamSrc) -> bool {
+        let src: &gst::Element = src.upcast_ref();
+        let obj = self.obj();
+        let pad = gst_base::prelude::BaseSinkExtManual::sink_pad(&*obj);
+        let mut pads: Vec<gst::Pad> = pad.peer().into_iter().collect();
+        // (A bound on the walk, in case of a loop: then the src is held.)
+        for _ in 0..1024 {
+            let Some(pad) = pads.pop() else {
+                return false;
+            };
+            if pad.parent_element().as_ref() == Some(src) {
+                return true;
+            }
+            for link in pad.iterate_internal_links().into_iter().flatten() {
+                pads.extend(link.peer());
+            }
+        }
+        true
     }
 
     /// After PAUSED → PLAYING, or when the sink stops: the srcs it held go on.
