@@ -271,6 +271,44 @@ fn a_sink_paused_after_a_relink_does_not_hold_its_former_src() {
     set_bounded(&p, gst::State::Null);
 }
 
+/// A sink paused alone (holding its src), then stopped alone: the
+/// pipeline's bus gets no ASYNC_DONE for an ASYNC_START never posted.
+#[test]
+fn a_held_sink_stopped_alone_posts_no_stray_async_done() {
+    let p =
+        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    let bus = p.bus().unwrap();
+    // The bin handles its children's ASYNC messages: have it forward them.
+    p.set_property("message-forward", true);
+    drain_messages(&bus);
+    set_element_bounded(&sink, gst::State::Paused);
+    set_element_bounded(&sink, gst::State::Null);
+    let stray: Vec<_> = drain_messages(&bus)
+        .into_iter()
+        .filter_map(|m| {
+            let s = m.structure()?;
+            if s.name() != "GstBinForwarded" {
+                return None;
+            }
+            let inner = s.get::<gst::Message>("message").ok()?;
+            let async_msg = matches!(
+                inner.view(),
+                gst::MessageView::AsyncDone(_) | gst::MessageView::AsyncStart(_)
+            );
+            (async_msg && inner.src().is_some_and(|s| s == &sink)).then_some(inner)
+        })
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    rt().block_on(call.abort());
+    set_bounded(&p, gst::State::Null);
+}
+
 /// Src and sink each inside a bin, linked through ghost pads: the sink
 /// paused alone still finds (and holds) its src, and loses nothing.
 #[test]

@@ -166,16 +166,21 @@ impl TwilioStreamSink {
     /// BaseSink's state change. Around PLAYING ↔ PAUSED: the sink holds
     /// the pushes of the srcs that feed it from a network thread from
     /// before BaseSink pauses until after it plays (`hold_feeders`). While
-    /// it holds, nothing comes to preroll, so both changes complete at
-    /// once, as with `async=false`: waiting for a buffer (ASYNC), a bin
-    /// would never hand the sink the PAUSED → PLAYING that ends the hold.
+    /// it holds, nothing comes to preroll, so both changes (and PAUSED →
+    /// READY) complete at once, as with `async=false`: waiting for a buffer
+    /// (ASYNC), a bin would never hand the sink the PAUSED → PLAYING that
+    /// ends the hold.
     pub(super) fn change_base_state(
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         let sync = match transition {
             gst::StateChange::PlayingToPaused => self.hold_feeders(),
-            gst::StateChange::PausedToPlaying => self.holds_feeders(),
+            // (Async on, BaseSink would post an ASYNC_DONE, and a state
+            // change to PAUSED, for the ASYNC_START it never posted.)
+            gst::StateChange::PausedToPlaying | gst::StateChange::PausedToReady => {
+                self.holds_feeders()
+            }
             _ => false,
         };
         let result = self.not_async_if(sync, || self.parent_change_state(transition));
