@@ -352,6 +352,89 @@ fn a_sink_in_a_bin_paused_alone_holds_its_src_through_ghost_pads() {
     set_bounded(&p, gst::State::Null);
 }
 
+/// A flush into a held sink while it goes PAUSED → PLAYING on another
+/// thread: each turns BaseSink's `async` off for a moment. However they
+/// interleave, the application's setting is what remains.
+#[test]
+fn a_flush_racing_the_return_to_playing_keeps_the_async_setting() {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::mpsc::{Receiver, channel};
+    let p =
+        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    set_element_bounded(&sink, gst::State::Paused);
+    assert!(sink.property::<bool>("async"));
+
+    // Each thread stops, once, at a log line of its own inside BaseSink
+    // (no lock of the sink held there), until the test lets it go on.
+    let (playing_in, playing_at) = channel::<()>();
+    let (playing_go, playing_wait) = channel::<()>();
+    let (flush_in, flush_at) = channel::<()>();
+    let (flush_go, flush_wait) = channel::<()>();
+    let stop =
+        |armed: &AtomicBool, at: &Mutex<std::sync::mpsc::Sender<()>>, go: &Mutex<Receiver<()>>| {
+            if armed.swap(false, Ordering::SeqCst) {
+                let _ = at.lock().unwrap().send(());
+                let _ = go.lock().unwrap().recv_timeout(PATIENCE);
+            }
+        };
+    {
+        let armed = (AtomicBool::new(true), AtomicBool::new(true));
+        let playing = (Mutex::new(playing_in), Mutex::new(playing_wait));
+        let flush = (Mutex::new(flush_in), Mutex::new(flush_wait));
+        let target = sink.as_ptr() as usize;
+        gst::log::remove_default_log_function();
+        gst::log::set_threshold_for_name("GST_STATES", gst::DebugLevel::Log);
+        gst::log::set_threshold_for_name("basesink", gst::DebugLevel::Debug);
+        gst::log::add_log_function(move |cat, _, _, _, _, object, message| {
+            if object.is_none_or(|o| o.as_ptr() as usize != target) {
+                return;
+            }
+            let Some(text) = message.get() else { return };
+            if cat.name() == "GST_STATES"
+                && text.starts_with("default handler tries setting state from PAUSED to PLAYING")
+            {
+                stop(&armed.0, &playing.0, &playing.1);
+            } else if cat.name() == "basesink" && text.starts_with("flush-start") {
+                stop(&armed.1, &flush.0, &flush.1);
+            }
+        });
+    }
+    // PAUSED → PLAYING turns async off and stops inside BaseSink...
+    let to_playing = {
+        let sink = sink.clone();
+        std::thread::spawn(move || sink.set_state(gst::State::Playing))
+    };
+    playing_at
+        .recv_timeout(PATIENCE)
+        .expect("PLAYING under way");
+    // ...a flush (the sink still holds) turns it off too and stops...
+    let flushing = {
+        let pad = sink.static_pad("sink").unwrap();
+        std::thread::spawn(move || pad.send_event(gst::event::FlushStart::new()))
+    };
+    flush_at.recv_timeout(PATIENCE).expect("flush under way");
+    // ...PLAYING completes first, then the flush.
+    playing_go.send(()).unwrap();
+    to_playing.join().unwrap().unwrap();
+    flush_go.send(()).unwrap();
+    assert!(flushing.join().unwrap());
+    let pad = sink.static_pad("sink").unwrap();
+    assert!(pad.send_event(gst::event::FlushStop::new(false)));
+    assert!(
+        sink.property::<bool>("async"),
+        "the sink's async setting was lost"
+    );
+    rt().block_on(call.abort());
+    set_bounded(&p, gst::State::Null);
+}
+
 /// The pipeline paused from a bus sync handler on the network thread, at
 /// a DTMF key (posted during the src's push): no hang, and the echo goes
 /// on once the application plays it again.

@@ -114,6 +114,10 @@ pub struct TwilioStreamSink {
     pub(super) settings: Mutex<Settings>,
     pub(super) state: Mutex<State>,
     pub(super) canceller: Mutex<Canceller>,
+    /// While BaseSink's `async` is turned off (`pairing.rs`,
+    /// `not_async_if`): by how many calls at once (a state change and a
+    /// flush may overlap), and the setting the first one found.
+    pub(super) async_off: Mutex<(usize, bool)>,
 }
 
 impl State {

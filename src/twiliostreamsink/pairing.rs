@@ -200,13 +200,25 @@ impl TwilioStreamSink {
     /// for a flush while the sink holds: with `async` on, BaseSink would
     /// lose its state (ASYNC, waiting for a buffer to preroll) and a bin
     /// would not hand it the PAUSED → PLAYING that ends the hold.
+    /// Calls may overlap (a flush on one thread, a state change on
+    /// another): the last to finish restores what the first found.
     pub(super) fn not_async_if<R>(&self, off: bool, f: impl FnOnce() -> R) -> R {
         if !off {
             return f();
         }
-        let was = self.set_async_enabled(false);
+        {
+            let mut turned_off = self.async_off.lock().unwrap();
+            if turned_off.0 == 0 {
+                turned_off.1 = self.set_async_enabled(false);
+            }
+            turned_off.0 += 1;
+        }
         let result = f();
-        self.set_async_enabled(was);
+        let mut turned_off = self.async_off.lock().unwrap();
+        turned_off.0 -= 1;
+        if turned_off.0 == 0 {
+            self.set_async_enabled(turned_off.1);
+        }
         result
     }
 
