@@ -587,3 +587,43 @@ fn pauses_with_the_streaming_thread_pushing() {
     rt().block_on(call.close());
     set_bounded(&p, gst::State::Null);
 }
+
+/// A sink paused alone (holding its src), removed from the pipeline and
+/// stopped: its src goes on, into the fakesink that replaces it.
+#[test]
+fn a_held_sink_removed_and_stopped_lets_its_src_go() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! identity name=id ! \
+         twiliostreamsink name=sink",
+    );
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    let id = by_name(&p, "id");
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&FIRST).unwrap();
+    wait_until_echoed(&mut call, &[&FIRST]);
+    set_element_bounded(&sink, gst::State::Paused);
+    for chunk in pattern(1, 3).chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+    // Replaced, then stopped (which ends its hold).
+    p.remove(&sink).unwrap();
+    let fk = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("async", false)
+        .build()
+        .unwrap();
+    let buffers = count_buffers(&fk);
+    p.add(&fk).unwrap();
+    id.link(&fk).unwrap();
+    fk.sync_state_with_parent().unwrap();
+    set_element_bounded(&sink, gst::State::Null);
+    for chunk in pattern(2, 3).chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+    // What waited while the sink held, and what came after.
+    wait_count(&buffers, 6, "fakesink after the held sink left");
+    rt().block_on(call.abort());
+    set_bounded(&p, gst::State::Null);
+}
