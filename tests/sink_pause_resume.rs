@@ -7,15 +7,13 @@
 mod common;
 
 use common::app::*;
+use common::echo::*;
 use common::sink::*;
 use common::*;
-use gst::prelude::*;
 
 #[test]
 fn the_echo_goes_on_after_a_pause() {
-    echo_after_a_pause(
-        "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink",
-    );
+    echo_after_a_pause(ECHO);
 }
 
 /// Behind a `queue` the sink renders on the queue's thread: it holds no
@@ -52,13 +50,6 @@ fn echo_after_a_pause(desc: &str) {
         (0..10).collect::<Vec<_>>(),
         "chunks echoed after PLAYING"
     );
-    let sink = by_name(&p, "sink");
-    let (_, cur, pending) = sink.state(gst::ClockTime::from_seconds(5));
-    assert_eq!(
-        (cur, pending),
-        (gst::State::Playing, gst::State::VoidPending)
-    );
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    assert_playing(&by_name(&p, "sink"));
+    hang_up(call, &p);
 }

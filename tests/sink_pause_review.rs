@@ -5,45 +5,20 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
 
 use common::app::*;
+use common::echo::*;
 use common::sink::*;
 use common::*;
 use gst::prelude::*;
 
-const FIRST: [u8; 160] = [0x20; 160];
-
-/// Waits until every one of `chunks` came back.
-fn wait_until_echoed(call: &mut twilio_emulator::TwilioCall, chunks: &[&[u8]]) {
-    let echoed = |got: &[twilio_emulator::Received]| {
-        let bytes = media_bytes(got);
-        chunks
-            .iter()
-            .all(|c| bytes.windows(c.len()).any(|w| w == *c))
-    };
-    let got = receive_until(call, echoed);
-    assert!(echoed(&got), "the call closed before the echo");
-}
-
 /// Sends `n` chunks of a fresh pattern and waits for all of them back.
 fn echo_round(call: &mut twilio_emulator::TwilioCall, n: usize) {
     let sent = pattern(n, 3);
-    for chunk in sent.chunks(160) {
-        call.send_media(chunk).unwrap();
-    }
-    let chunks: Vec<&[u8]> = sent.chunks(160).collect();
-    wait_until_echoed(call, &chunks);
-}
-
-fn assert_playing(element: &gst::Element) {
-    let (_, cur, pending) = element.state(gst::ClockTime::from_seconds(5));
-    assert_eq!(
-        (cur, pending),
-        (gst::State::Playing, gst::State::VoidPending),
-        "{}",
-        element.name()
-    );
+    send_chunks(call, &sent);
+    wait_until_all_echoed(call, &sent);
 }
 
 fn set_element_bounded(element: &gst::Element, state: gst::State) {
@@ -55,6 +30,53 @@ fn set_element_bounded(element: &gst::Element, state: gst::State) {
     rx.recv_timeout(PATIENCE)
         .unwrap_or_else(|_| panic!("deadlock: {state:?} on {} did not return", element.name()))
         .unwrap_or_else(|e| panic!("{state:?}: {e}"));
+}
+
+/// Twilio's `stop`, then the pipeline's EOS (its messages), the close,
+/// the pipeline stopped.
+fn hang_up_at_eos(mut call: twilio_emulator::TwilioCall, p: &gst::Pipeline) -> Vec<gst::Message> {
+    call.send_stop().unwrap();
+    let messages = wait_eos(&p.bus().unwrap());
+    rt().block_on(call.close());
+    set_bounded(p, gst::State::Null);
+    messages
+}
+
+/// Has `p` pause itself from its bus's sync handler (on the thread that
+/// posts) at the first element message called `name`; what that
+/// `set_state` returned comes on the receiver.
+fn pause_at_first(p: &gst::Pipeline, name: &'static str) -> Receiver<gst::StateChangeReturn> {
+    let (paused, pause_done) = std::sync::mpsc::channel::<gst::StateChangeReturn>();
+    let paused = std::sync::Mutex::new(paused);
+    let armed = AtomicBool::new(true);
+    let weak = p.downgrade();
+    p.bus().unwrap().set_sync_handler(move |_, msg| {
+        if let gst::MessageView::Element(e) = msg.view()
+            && e.structure().is_some_and(|s| s.name() == name)
+            && armed.swap(false, Ordering::SeqCst)
+            && let Some(p) = weak.upgrade()
+        {
+            let ret = p.set_state(gst::State::Paused).into();
+            let _ = paused.lock().unwrap().send(ret);
+        }
+        gst::BusSyncReply::Pass
+    });
+    pause_done
+}
+
+/// The pause of [`pause_at_first`] did not fail, the call's network thread
+/// reads on, and once `p` plays again the echo goes on.
+fn paused_then_played(
+    p: &gst::Pipeline,
+    src: &gst::Element,
+    call: &mut twilio_emulator::TwilioCall,
+    pause_done: &Receiver<gst::StateChangeReturn>,
+) {
+    let ret = pause_done.recv_timeout(PATIENCE).expect("paused");
+    assert_ne!(ret, gst::StateChangeReturn::Failure);
+    assert_reads_on(call, src);
+    set_bounded(p, gst::State::Playing);
+    echo_round(call, 2);
 }
 
 /// Counts the buffers reaching `element`'s sink pad.
@@ -87,14 +109,8 @@ fn wait_count(n: &AtomicUsize, at_least: usize, what: &str) {
 /// their way throughout; the echo goes on after, the call's end comes.
 #[test]
 fn many_fast_pauses_then_the_echo_and_the_end() {
-    let p =
-        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
-    let src = by_name(&p, "src");
-    let sink = by_name(&p, "sink");
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let (p, src, sink) = echo_pipeline(ECHO);
+    let mut call = echoing_call(&p, &src);
     for round in 0..40 {
         call.send_media(&pattern(100 + round, 1)).unwrap();
         set_bounded(&p, gst::State::Paused);
@@ -103,26 +119,16 @@ fn many_fast_pauses_then_the_echo_and_the_end() {
     }
     echo_round(&mut call, 1);
     assert_playing(&sink);
-    call.send_stop().unwrap();
-    let bus = p.bus().unwrap();
-    let messages = wait_eos(&bus);
+    let messages = hang_up_at_eos(call, &p);
     assert!(has_element(&messages, "twilio-stop"));
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
 }
 
 /// The sink paused alone, then the whole pipeline paused and played (the
 /// sink goes PAUSED → PAUSED, then PLAYING): the echo goes on.
 #[test]
 fn sink_paused_alone_then_the_pipeline_paused_and_played() {
-    let p =
-        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
-    let src = by_name(&p, "src");
-    let sink = by_name(&p, "sink");
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let (p, src, sink) = echo_pipeline(ECHO);
+    let mut call = echoing_call(&p, &src);
     set_element_bounded(&sink, gst::State::Paused);
     call.send_media(&pattern(1, 2)).unwrap();
     set_bounded(&p, gst::State::Paused);
@@ -130,23 +136,15 @@ fn sink_paused_alone_then_the_pipeline_paused_and_played() {
     echo_round(&mut call, 2);
     assert_playing(&sink);
     assert_playing(p.upcast_ref());
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    hang_up(call, &p);
 }
 
 /// The pipeline paused, then its sink alone played (its src still
 /// PAUSED), then the pipeline played: the echo goes on.
 #[test]
 fn pipeline_paused_then_the_sink_alone_played_then_the_pipeline() {
-    let p =
-        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
-    let src = by_name(&p, "src");
-    let sink = by_name(&p, "sink");
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let (p, src, sink) = echo_pipeline(ECHO);
+    let mut call = echoing_call(&p, &src);
     set_bounded(&p, gst::State::Paused);
     set_element_bounded(&sink, gst::State::Playing);
     call.send_media(&pattern(1, 2)).unwrap();
@@ -158,9 +156,7 @@ fn pipeline_paused_then_the_sink_alone_played_then_the_pipeline() {
     set_element_bounded(&src, gst::State::Paused);
     set_element_bounded(&src, gst::State::Playing);
     echo_round(&mut call, 4);
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    hang_up(call, &p);
 }
 
 /// A src feeding the sink and a fakesink through a tee, with no queue:
@@ -172,13 +168,9 @@ fn a_tee_into_the_sink_and_a_fakesink() {
         "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! tee name=t ! twiliostreamsink name=sink \
          t. ! fakesink name=fk sync=false async=false",
     );
-    let src = by_name(&p, "src");
-    let sink = by_name(&p, "sink");
+    let (src, sink) = (by_name(&p, "src"), by_name(&p, "sink"));
     let fk = count_buffers(&by_name(&p, "fk"));
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let mut call = echoing_call(&p, &src);
     for round in 0..5 {
         set_bounded(&p, gst::State::Paused);
         set_bounded(&p, gst::State::Playing);
@@ -188,29 +180,19 @@ fn a_tee_into_the_sink_and_a_fakesink() {
     }
     set_element_bounded(&sink, gst::State::Paused);
     let sent = pattern(20, 3);
-    for chunk in sent.chunks(160) {
-        call.send_media(chunk).unwrap();
-    }
+    send_chunks(&mut call, &sent);
     set_element_bounded(&sink, gst::State::Playing);
-    let chunks: Vec<&[u8]> = sent.chunks(160).collect();
-    wait_until_echoed(&mut call, &chunks);
+    wait_until_all_echoed(&mut call, &sent);
     assert_playing(&sink);
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    hang_up(call, &p);
 }
 
 /// The call ends while the whole pipeline is paused: on PLAYING, its end
 /// (twilio-stop, EOS) comes.
 #[test]
 fn the_call_ends_while_the_pipeline_is_paused() {
-    let p =
-        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
-    let src = by_name(&p, "src");
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let (p, src, _) = echo_pipeline(ECHO);
+    let mut call = echoing_call(&p, &src);
     set_bounded(&p, gst::State::Paused);
     call.send_media(&pattern(1, 2)).unwrap();
     call.send_stop().unwrap();
@@ -236,10 +218,7 @@ fn a_sink_paused_after_a_relink_does_not_hold_its_former_src() {
     let id = by_name(&p, "id");
     let fk_el = by_name(&p, "fk");
     let fk = count_buffers(&fk_el);
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let mut call = echoing_call(&p, &src);
     // Relinked while idle: id → fakesink.
     let (done, relinked) = std::sync::mpsc::channel();
     {
@@ -262,27 +241,17 @@ fn a_sink_paused_after_a_relink_does_not_hold_its_former_src() {
     wait_count(&fk, 1, "fakesink after the relink");
     // The sink is fed by nothing now; pausing it holds nothing.
     sink.set_state(gst::State::Paused).unwrap();
-    for chunk in pattern(2, 3).chunks(160) {
-        call.send_media(chunk).unwrap();
-    }
+    send_chunks(&mut call, &pattern(2, 3));
     wait_count(&fk, 4, "fakesink while the former sink is paused");
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    hang_up(call, &p);
 }
 
 /// A sink paused alone (holding its src), then stopped alone: the
 /// pipeline's bus gets no ASYNC_DONE for an ASYNC_START never posted.
 #[test]
 fn a_held_sink_stopped_alone_posts_no_stray_async_done() {
-    let p =
-        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
-    let src = by_name(&p, "src");
-    let sink = by_name(&p, "sink");
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let (p, src, sink) = echo_pipeline(ECHO);
+    let call = echoing_call(&p, &src);
     let bus = p.bus().unwrap();
     // The bin handles its children's ASYNC messages: have it forward them.
     p.set_property("message-forward", true);
@@ -305,8 +274,7 @@ fn a_held_sink_stopped_alone_posts_no_stray_async_done() {
         })
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
-    rt().block_on(call.abort());
-    set_bounded(&p, gst::State::Null);
+    drop_call(call, &p);
 }
 
 /// Src and sink each inside a bin, linked through ghost pads: the sink
@@ -326,18 +294,12 @@ fn a_sink_in_a_bin_paused_alone_holds_its_src_through_ghost_pads() {
     a.link(&b).unwrap();
     let src = by_name(&p, "src");
     let sink = by_name(&p, "sink");
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let mut call = echoing_call(&p, &src);
     set_element_bounded(&sink, gst::State::Paused);
     let sent = pattern(3, 5);
-    for chunk in sent.chunks(160) {
-        call.send_media(chunk).unwrap();
-    }
+    send_chunks(&mut call, &sent);
     // The network thread reads on: nothing waits in the paused sink.
-    call.send_text("not json").unwrap();
-    counter_reaches(&src, "invalid-messages", 1);
+    assert_reads_on(&mut call, &src);
     // Held, nothing came to preroll: the sink stays PAUSED.
     let (_, cur, pending) = sink.state(gst::ClockTime::ZERO);
     assert_eq!(
@@ -345,11 +307,8 @@ fn a_sink_in_a_bin_paused_alone_holds_its_src_through_ghost_pads() {
         (gst::State::Paused, gst::State::VoidPending)
     );
     set_element_bounded(&sink, gst::State::Playing);
-    let chunks: Vec<&[u8]> = sent.chunks(160).collect();
-    wait_until_echoed(&mut call, &chunks);
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    wait_until_all_echoed(&mut call, &sent);
+    hang_up(call, &p);
 }
 
 /// A flush into a held sink while it goes PAUSED → PLAYING on another
@@ -358,16 +317,9 @@ fn a_sink_in_a_bin_paused_alone_holds_its_src_through_ghost_pads() {
 #[test]
 fn a_flush_racing_the_return_to_playing_keeps_the_async_setting() {
     use std::sync::Mutex;
-    use std::sync::atomic::AtomicBool;
-    use std::sync::mpsc::{Receiver, channel};
-    let p =
-        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
-    let src = by_name(&p, "src");
-    let sink = by_name(&p, "sink");
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    use std::sync::mpsc::channel;
+    let (p, src, sink) = echo_pipeline(ECHO);
+    let call = echoing_call(&p, &src);
     set_element_bounded(&sink, gst::State::Paused);
     assert!(sink.property::<bool>("async"));
 
@@ -431,8 +383,7 @@ fn a_flush_racing_the_return_to_playing_keeps_the_async_setting() {
         sink.property::<bool>("async"),
         "the sink's async setting was lost"
     );
-    rt().block_on(call.abort());
-    set_bounded(&p, gst::State::Null);
+    drop_call(call, &p);
 }
 
 /// The pipeline paused from a bus sync handler on the network thread, at
@@ -440,44 +391,16 @@ fn a_flush_racing_the_return_to_playing_keeps_the_async_setting() {
 /// on once the application plays it again.
 #[test]
 fn paused_from_a_sync_handler_on_the_network_thread() {
-    let p =
-        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
-    let src = by_name(&p, "src");
-    let sink = by_name(&p, "sink");
+    let (p, src, sink) = echo_pipeline(ECHO);
     let bus = p.bus().unwrap();
-    let (paused, pause_done) = std::sync::mpsc::channel::<gst::StateChangeReturn>();
-    let paused = std::sync::Mutex::new(paused);
-    {
-        let weak = p.downgrade();
-        bus.set_sync_handler(move |_, msg| {
-            if let gst::MessageView::Element(e) = msg.view()
-                && e.structure().is_some_and(|s| s.name() == "twilio-dtmf")
-                && let Some(p) = weak.upgrade()
-            {
-                let ret = p.set_state(gst::State::Paused).into();
-                let _ = paused.lock().unwrap().send(ret);
-            }
-            gst::BusSyncReply::Pass
-        });
-    }
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let pause_done = pause_at_first(&p, "twilio-dtmf");
+    let mut call = echoing_call(&p, &src);
     call.send_dtmf("5").unwrap();
     call.send_media(&pattern(1, 1)).unwrap();
-    let ret = pause_done.recv_timeout(PATIENCE).expect("paused");
-    assert_ne!(ret, gst::StateChangeReturn::Failure);
-    // The network thread reads on.
-    call.send_text("not json").unwrap();
-    counter_reaches(&src, "invalid-messages", 1);
-    set_bounded(&p, gst::State::Playing);
-    echo_round(&mut call, 2);
+    paused_then_played(&p, &src, &mut call, &pause_done);
     assert_playing(&sink);
     bus.unset_sync_handler();
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    hang_up(call, &p);
 }
 
 /// As above, at `twilio-quality`, which the src posts between taking a
@@ -492,43 +415,13 @@ fn paused_from_a_sync_handler_at_a_quality_report() {
     );
     let src = by_name(&p, "src");
     let bus = p.bus().unwrap();
-    let (paused, pause_done) = std::sync::mpsc::channel::<gst::StateChangeReturn>();
-    let paused = std::sync::Mutex::new(paused);
-    let armed = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    {
-        let weak = p.downgrade();
-        let armed = armed.clone();
-        bus.set_sync_handler(move |_, msg| {
-            if let gst::MessageView::Element(e) = msg.view()
-                && e.structure().is_some_and(|s| s.name() == "twilio-quality")
-                && armed.swap(false, Ordering::SeqCst)
-                && let Some(p) = weak.upgrade()
-            {
-                let ret = p.set_state(gst::State::Paused).into();
-                let _ = paused.lock().unwrap().send(ret);
-            }
-            gst::BusSyncReply::Pass
-        });
-    }
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let pause_done = pause_at_first(&p, "twilio-quality");
+    let mut call = echoing_call(&p, &src);
     // A second of the call's audio: the report is due.
-    for chunk in pattern(1, 55).chunks(160) {
-        call.send_media(chunk).unwrap();
-    }
-    let ret = pause_done.recv_timeout(PATIENCE).expect("paused");
-    assert_ne!(ret, gst::StateChangeReturn::Failure);
-    // The network thread reads on.
-    call.send_text("not json").unwrap();
-    counter_reaches(&src, "invalid-messages", 1);
-    set_bounded(&p, gst::State::Playing);
-    echo_round(&mut call, 2);
+    send_chunks(&mut call, &pattern(1, 55));
+    paused_then_played(&p, &src, &mut call, &pause_done);
     bus.unset_sync_handler();
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    hang_up(call, &p);
 }
 
 /// An EOS the application sends while the sink holds its src (pipeline
@@ -536,15 +429,8 @@ fn paused_from_a_sync_handler_at_a_quality_report() {
 #[test]
 fn an_application_eos_while_held() {
     for sink_alone in [false, true] {
-        let p = pipeline(
-            "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink",
-        );
-        let src = by_name(&p, "src");
-        let sink = by_name(&p, "sink");
-        set_bounded(&p, gst::State::Playing);
-        let mut call = instant_call(&url_of(&src));
-        call.send_media(&FIRST).unwrap();
-        wait_until_echoed(&mut call, &[&FIRST]);
+        let (p, src, sink) = echo_pipeline(ECHO);
+        let call = echoing_call(&p, &src);
         if sink_alone {
             set_element_bounded(&sink, gst::State::Paused);
         } else {
@@ -557,8 +443,7 @@ fn an_application_eos_while_held() {
             set_bounded(&p, gst::State::Playing);
         }
         wait_eos(&p.bus().unwrap());
-        rt().block_on(call.abort());
-        set_bounded(&p, gst::State::Null);
+        drop_call(call, &p);
     }
 }
 
@@ -572,20 +457,14 @@ fn pauses_with_the_streaming_thread_pushing() {
     );
     let src = by_name(&p, "src");
     let sink = by_name(&p, "sink");
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let mut call = echoing_call(&p, &src);
     for round in 0..5 {
         set_bounded(&p, gst::State::Paused);
         set_bounded(&p, gst::State::Playing);
         echo_round(&mut call, 30 + round);
     }
     assert_playing(&sink);
-    call.send_stop().unwrap();
-    wait_eos(&p.bus().unwrap());
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    hang_up_at_eos(call, &p);
 }
 
 /// A sink paused alone (holding its src), removed from the pipeline and
@@ -599,14 +478,9 @@ fn a_held_sink_removed_and_stopped_lets_its_src_go() {
     let src = by_name(&p, "src");
     let sink = by_name(&p, "sink");
     let id = by_name(&p, "id");
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let mut call = echoing_call(&p, &src);
     set_element_bounded(&sink, gst::State::Paused);
-    for chunk in pattern(1, 3).chunks(160) {
-        call.send_media(chunk).unwrap();
-    }
+    send_chunks(&mut call, &pattern(1, 3));
     // Replaced, then stopped (which ends its hold).
     p.remove(&sink).unwrap();
     let fk = gst::ElementFactory::make("fakesink")
@@ -619,11 +493,8 @@ fn a_held_sink_removed_and_stopped_lets_its_src_go() {
     id.link(&fk).unwrap();
     fk.sync_state_with_parent().unwrap();
     set_element_bounded(&sink, gst::State::Null);
-    for chunk in pattern(2, 3).chunks(160) {
-        call.send_media(chunk).unwrap();
-    }
+    send_chunks(&mut call, &pattern(2, 3));
     // What waited while the sink held, and what came after.
     wait_count(&buffers, 6, "fakesink after the held sink left");
-    rt().block_on(call.abort());
-    set_bounded(&p, gst::State::Null);
+    drop_call(call, &p);
 }

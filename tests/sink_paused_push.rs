@@ -24,11 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use common::app::*;
+use common::echo::*;
 use common::sink::*;
 use common::*;
 use gst::prelude::*;
-
-const FIRST: [u8; 160] = [0x20; 160];
 
 /// Calls `hook` on the thread that logs, whenever `sink` logs a line
 /// containing `text` (at DEBUG or above).
@@ -44,18 +43,6 @@ fn on_log(sink: &gst::Element, text: &'static str, hook: impl Fn() + Send + Sync
             hook();
         }
     });
-}
-
-/// Waits until every one of `chunks` came back.
-fn wait_until_echoed(call: &mut twilio_emulator::TwilioCall, chunks: &[&[u8]]) {
-    let echoed = |got: &[twilio_emulator::Received]| {
-        let bytes = media_bytes(got);
-        chunks
-            .iter()
-            .all(|c| bytes.windows(c.len()).any(|w| w == *c))
-    };
-    let got = receive_until(call, echoed);
-    assert!(echoed(&got), "the call closed before the echo");
 }
 
 #[test]
@@ -118,10 +105,7 @@ fn a_push_under_way_when_the_pipeline_pauses_goes_in_before_the_sink_pauses() {
             let _ = into_sink.lock().unwrap().recv_timeout(PATIENCE);
         });
     }
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let mut call = echoing_call(&p, &src);
 
     call.send_media(&held).unwrap();
     reached
@@ -132,8 +116,7 @@ fn a_push_under_way_when_the_pipeline_pauses_goes_in_before_the_sink_pauses() {
     let _ = go.send(());
     // Had the chunk been prerolled, the call's task would wait in the sink
     // until PLAYING and read nothing more.
-    call.send_text("not json").unwrap();
-    counter_reaches(&src, "invalid-messages", 1);
+    assert_reads_on(&mut call, &src);
     assert!(
         waited.load(Ordering::SeqCst),
         "the sink waited for the push"
@@ -141,67 +124,40 @@ fn a_push_under_way_when_the_pipeline_pauses_goes_in_before_the_sink_pauses() {
 
     set_bounded(&p, gst::State::Playing);
     let after = pattern(2, 3);
-    for chunk in after.chunks(160) {
-        call.send_media(chunk).unwrap();
-    }
+    send_chunks(&mut call, &after);
     // The held chunk went in before the pause (its echo waited in the
     // writer); what comes after PLAYING is echoed.
     let chunks: Vec<&[u8]> = std::iter::once(held.as_slice())
         .chain(after.chunks(160))
         .collect();
     wait_until_echoed(&mut call, &chunks);
-    let (_, cur, pending) = sink.state(gst::ClockTime::from_seconds(5));
-    assert_eq!(
-        (cur, pending),
-        (gst::State::Playing, gst::State::VoidPending)
-    );
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    assert_playing(&sink);
+    hang_up(call, &p);
 }
 
 #[test]
 fn a_sink_paused_alone_holds_its_src_and_loses_nothing() {
-    let p =
-        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
-    let src = by_name(&p, "src");
-    let sink = by_name(&p, "sink");
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let (p, src, sink) = echo_pipeline(ECHO);
+    let mut call = echoing_call(&p, &src);
 
     sink.set_state(gst::State::Paused).unwrap();
     let sent = pattern(3, 10);
-    for chunk in sent.chunks(160) {
-        call.send_media(chunk).unwrap();
-    }
+    send_chunks(&mut call, &sent);
     // The network thread reads on: nothing waits in the paused sink.
-    call.send_text("not json").unwrap();
-    counter_reaches(&src, "invalid-messages", 1);
-    let (_, cur, pending) = sink.state(gst::ClockTime::ZERO);
-    assert_eq!(
-        (cur, pending),
-        (gst::State::Paused, gst::State::VoidPending)
-    );
+    assert_reads_on(&mut call, &src);
+    assert_paused_now(&sink);
 
     sink.set_state(gst::State::Playing).unwrap();
-    let chunks: Vec<&[u8]> = sent.chunks(160).collect();
-    wait_until_echoed(&mut call, &chunks);
+    wait_until_all_echoed(&mut call, &sent);
     assert_eq!(src.property::<u64>("chunks-dropped-paused"), 0);
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    hang_up(call, &p);
 }
 
 /// A call that ends while its sink is paused alone ends when the sink plays
 /// again: what it sent is pushed (counted), then `twilio-stop` and EOS.
 #[test]
 fn a_call_ended_while_its_sink_is_paused_ends_when_it_plays() {
-    let p =
-        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
-    let src = by_name(&p, "src");
-    let sink = by_name(&p, "sink");
+    let (p, src, sink) = echo_pipeline(ECHO);
     let buffers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     {
         let buffers = buffers.clone();
@@ -212,14 +168,9 @@ fn a_call_ended_while_its_sink_is_paused_ends_when_it_plays() {
                 gst::PadProbeReturn::Ok
             });
     }
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let mut call = echoing_call(&p, &src);
     sink.set_state(gst::State::Paused).unwrap();
-    for chunk in pattern(4, 3).chunks(160) {
-        call.send_media(chunk).unwrap();
-    }
+    send_chunks(&mut call, &pattern(4, 3));
     call.send_stop().unwrap();
     rt().block_on(call.close());
     let bus = p.bus().unwrap();
@@ -243,31 +194,17 @@ fn a_call_ended_while_its_sink_is_paused_ends_when_it_plays() {
 /// A pipeline stopped while its sink holds the src's pushes stops at once.
 #[test]
 fn a_pipeline_stops_while_its_sink_holds_the_pushes() {
-    let p =
-        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
-    let src = by_name(&p, "src");
-    let sink = by_name(&p, "sink");
-    set_bounded(&p, gst::State::Playing);
+    let (p, src, sink) = echo_pipeline(ECHO);
+    let mut call = echoing_call(&p, &src);
     let port = src.property::<u32>("bound-port") as u16;
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
     sink.set_state(gst::State::Paused).unwrap();
-    for chunk in pattern(5, 3).chunks(160) {
-        call.send_media(chunk).unwrap();
-    }
-    call.send_text("not json").unwrap();
-    counter_reaches(&src, "invalid-messages", 1);
+    send_chunks(&mut call, &pattern(5, 3));
+    assert_reads_on(&mut call, &src);
     set_bounded(&p, gst::State::Null);
     assert!(port_is_free(port));
     // Started again, the sink is fed and holds anew.
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    let call = echoing_call(&p, &src);
+    hang_up(call, &p);
 }
 
 /// A flush into a sink that holds its src (a flushing seek, a barge-in)
@@ -275,31 +212,16 @@ fn a_pipeline_stops_while_its_sink_holds_the_pushes() {
 /// PLAYING, it plays again and lets the src go on.
 #[test]
 fn a_flush_while_the_sink_holds_its_src() {
-    let p =
-        pipeline("twiliostreamsrc name=src port=0 ! audio/x-mulaw ! twiliostreamsink name=sink");
-    let src = by_name(&p, "src");
-    let sink = by_name(&p, "sink");
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let (p, src, sink) = echo_pipeline(ECHO);
+    let mut call = echoing_call(&p, &src);
     sink.set_state(gst::State::Paused).unwrap();
     let pad = sink.static_pad("sink").unwrap();
     assert!(pad.send_event(gst::event::FlushStart::new()));
     assert!(pad.send_event(gst::event::FlushStop::new(false)));
     sink.set_state(gst::State::Playing).unwrap();
     let after = pattern(6, 3);
-    for chunk in after.chunks(160) {
-        call.send_media(chunk).unwrap();
-    }
-    let chunks: Vec<&[u8]> = after.chunks(160).collect();
-    wait_until_echoed(&mut call, &chunks);
-    let (_, cur, pending) = sink.state(gst::ClockTime::from_seconds(5));
-    assert_eq!(
-        (cur, pending),
-        (gst::State::Playing, gst::State::VoidPending)
-    );
-    call.send_stop().unwrap();
-    rt().block_on(call.close());
-    set_bounded(&p, gst::State::Null);
+    send_chunks(&mut call, &after);
+    wait_until_all_echoed(&mut call, &after);
+    assert_playing(&sink);
+    hang_up(call, &p);
 }

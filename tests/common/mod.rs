@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod echo;
 pub mod installed;
 pub mod peer;
 pub mod sink;
