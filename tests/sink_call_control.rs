@@ -29,7 +29,7 @@ fn ms(samples: f64) -> Duration {
 /// What was still upstream of the sink at the clear is not the sink's to
 /// drop: it plays after the clear, and is waited for.
 fn agrees(what: &str, report: Report, bot: &Bot, peer: &Peer, start: Duration, total: Duration) {
-    let st = peer.wait_for("clear", |st| !st.clears.is_empty());
+    let st = peer.wait_clear();
     let clear = *st.clears.last().unwrap();
     bot.taken();
     let mut media = st.media.len();
@@ -58,13 +58,15 @@ fn agrees(what: &str, report: Report, bot: &Bot, peer: &Peer, start: Duration, t
     );
 }
 
+/// [`agrees`] for a prompt from running time 0.
+fn agrees_from_the_start(what: &str, report: Report, bot: &Bot, peer: &Peer, total: Duration) {
+    agrees(what, report, bot, peer, Duration::ZERO, total);
+}
+
 #[test]
 fn clear_right_after_the_first_frame_arrives() {
     init();
-    let bot = Bot::new("");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
+    let (bot, peer) = Bot::with_peer("");
     bot.prompt(3000, 1000);
     peer.wait_for("media", |st| !st.media.is_empty());
     let report = bot.clear();
@@ -82,29 +84,22 @@ fn clear_right_after_the_first_frame_arrives() {
 fn clear_mid_prompt_and_with_a_full_lead() {
     init();
     for (lead_ms, after_ms) in [(100u32, 730u64), (1000, 410), (20, 250)] {
-        let bot = Bot::new(&format!("max-lead={lead_ms}"));
-        let peer = bot.dial(Echo::OnPlayout {
-            late: Duration::ZERO,
-        });
+        let (bot, peer) = Bot::with_peer(&format!("max-lead={lead_ms}"));
         bot.prompt(0, 2000);
-        let first = peer.wait_for("media", |st| !st.media.is_empty()).received[0].0;
-        std::thread::sleep(
-            (first + Duration::from_millis(after_ms)).saturating_duration_since(Instant::now()),
-        );
+        peer.sleep_past_the_first_frame(Duration::from_millis(after_ms));
         let report = bot.clear();
-        let st = peer.wait_for("clear", |st| !st.clears.is_empty());
+        let st = peer.wait_clear();
         // The lead is what the peer held, no more.
         let held = ms(st.clears[0].dropped);
         assert!(
             held <= Duration::from_millis(lead_ms as u64) + TOLERANCE,
             "lead {lead_ms} ms: the peer held {held:?}"
         );
-        agrees(
+        agrees_from_the_start(
             &format!("lead {lead_ms} ms, {after_ms} ms in"),
             report,
             &bot,
             &peer,
-            Duration::ZERO,
             Duration::from_secs(2),
         );
     }
@@ -113,22 +108,18 @@ fn clear_mid_prompt_and_with_a_full_lead() {
 #[test]
 fn clear_right_after_an_echoed_mark() {
     init();
-    let bot = Bot::new("");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
+    let (bot, peer) = Bot::with_peer("");
     bot.prompt(0, 500);
     bot.mark("half");
     bot.prompt(500, 1000);
     let st = peer.wait_for("echo", |st| !st.echoes.is_empty());
     assert_eq!(st.marks, [("half".to_owned(), 4000)]);
     let report = bot.clear();
-    agrees(
+    agrees_from_the_start(
         "after the echo",
         report,
         &bot,
         &peer,
-        Duration::ZERO,
         Duration::from_millis(1500),
     );
 }
@@ -136,10 +127,7 @@ fn clear_right_after_an_echoed_mark() {
 #[test]
 fn a_second_clear_right_after_the_first_finds_nothing_more() {
     init();
-    let bot = Bot::new("");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
+    let (bot, peer) = Bot::with_peer("");
     bot.prompt(0, 1000);
     bot.taken();
     std::thread::sleep(Duration::from_millis(300));
@@ -172,26 +160,19 @@ fn a_second_clear_right_after_the_first_finds_nothing_more() {
 #[test]
 fn dropped_counts_the_partial_frame_the_sink_held() {
     init();
-    let bot = Bot::new("chunk-duration=1000 max-lead=5000");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
+    let (bot, peer) = Bot::with_peer("chunk-duration=1000 max-lead=5000");
     // 1.5 s: one frame of a second goes out, half a second waits for more.
     bot.prompt(0, 1500);
     bot.taken();
-    let first = peer.wait_for("media", |st| !st.media.is_empty()).received[0].0;
-    std::thread::sleep(
-        (first + Duration::from_millis(200)).saturating_duration_since(Instant::now()),
-    );
+    peer.sleep_past_the_first_frame(Duration::from_millis(200));
     let report = bot.clear();
-    let st = peer.wait_for("clear", |st| !st.clears.is_empty());
+    let st = peer.wait_clear();
     assert_eq!(st.media.len(), 8000);
-    agrees(
+    agrees_from_the_start(
         "partial frame",
         report,
         &bot,
         &peer,
-        Duration::ZERO,
         Duration::from_millis(1500),
     );
 }
@@ -202,28 +183,16 @@ fn dropped_counts_the_partial_frame_the_sink_held() {
 #[test]
 fn clear_while_paused() {
     init();
-    let bot = Bot::new("");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
-    bot.prompt(0, 1000);
-    bot.taken();
-    peer.wait_for("media", |st| st.media.len() >= 1600);
+    let (bot, peer) = Bot::with_peer("");
+    bot.a_second_reaching(&peer, 1600);
     set_state(&bot.p, gst::State::Paused);
     std::thread::sleep(Duration::from_millis(400));
     let report = bot.clear();
-    let st = peer.wait_for("clear", |st| !st.clears.is_empty());
+    let st = peer.wait_clear();
     // Twilio had played out everything it got before the clear.
     assert!(st.clears[0].dropped < 1.0, "{:?}", st.clears[0]);
     set_state(&bot.p, gst::State::Playing);
-    agrees(
-        "paused",
-        report,
-        &bot,
-        &peer,
-        Duration::ZERO,
-        Duration::from_secs(1),
-    );
+    agrees_from_the_start("paused", report, &bot, &peer, Duration::from_secs(1));
 }
 
 /// After Twilio's `stop` the sink sends nothing more (Twilio plays
@@ -233,13 +202,8 @@ fn clear_while_paused() {
 #[test]
 fn a_clear_after_stop_is_refused() {
     init();
-    let bot = Bot::new("");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
-    bot.prompt(0, 1000);
-    bot.taken();
-    peer.wait_for("media", |st| st.media.len() >= 1600);
+    let (bot, peer) = Bot::with_peer("");
+    bot.a_second_reaching(&peer, 1600);
     peer.stop();
     let deadline = Instant::now() + PATIENCE;
     while !has_element(&drain_messages(&bot.bus), "twilio-stop") {
@@ -280,23 +244,19 @@ fn late_echoes_neither_starve_the_caller_nor_skew_the_report() {
             bot.mark(&format!("m{k}"));
         }
         bot.prompt(2000, 1000);
-        let first = peer.wait_for("media", |st| !st.media.is_empty()).received[0].0;
-        std::thread::sleep(
-            (first + Duration::from_millis(2600)).saturating_duration_since(Instant::now()),
-        );
+        peer.sleep_past_the_first_frame(Duration::from_millis(2600));
         let report = bot.clear();
-        let st = peer.wait_for("clear", |st| !st.clears.is_empty());
+        let st = peer.wait_clear();
         assert!(
             st.underruns() < Duration::from_millis(20),
             "echoes {late_ms} ms late: the caller heard {:?} of gaps",
             st.underruns()
         );
-        agrees(
+        agrees_from_the_start(
             &format!("echoes {late_ms} ms late"),
             report,
             &bot,
             &peer,
-            Duration::ZERO,
             Duration::from_secs(3),
         );
     }
@@ -310,19 +270,13 @@ fn late_echoes_neither_starve_the_caller_nor_skew_the_report() {
 #[test]
 fn no_frame_straddles_a_jump_in_the_timestamps() {
     init();
-    let bot = Bot::new("chunk-duration=1000 max-lead=5000");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
+    let (bot, peer) = Bot::with_peer("chunk-duration=1000 max-lead=5000");
     bot.prompt(0, 1500);
     bot.prompt(10_000, 1000);
     bot.taken();
-    let first = peer.wait_for("media", |st| !st.media.is_empty()).received[0].0;
-    std::thread::sleep(
-        (first + Duration::from_millis(1200)).saturating_duration_since(Instant::now()),
-    );
+    peer.sleep_past_the_first_frame(Duration::from_millis(1200));
     let report = bot.clear();
-    let st = peer.wait_for("clear", |st| !st.clears.is_empty());
+    let st = peer.wait_clear();
     let heard = ms(st.clears[0].played);
     let played = report.played.unwrap();
     assert!(

@@ -27,10 +27,7 @@ fn mark_text(sid: &str, name: &str) -> String {
 #[test]
 fn hard_names_are_sent_as_exact_json_and_echoed_back() {
     init();
-    let bot = Bot::new("");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
+    let (bot, peer) = Bot::with_peer("");
     peer.wait_for("start", |_| true);
     let names = [
         "quote\"d",
@@ -127,13 +124,8 @@ fn a_thousand_marks_each_after_exactly_its_audio() {
 #[test]
 fn a_mark_after_a_clear_comes_back_at_once() {
     init();
-    let bot = Bot::new("");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
-    bot.prompt(0, 1000);
-    bot.taken();
-    peer.wait_for("media", |st| st.media.len() >= 800);
+    let (bot, peer) = Bot::with_peer("");
+    bot.a_second_reaching(&peer, 800);
     bot.clear();
     assert!(send_mark(&bot.sink, "after"));
     let st = peer.wait_for("echo", |st| st.echoes.iter().any(|e| e.name == "after"));
@@ -214,40 +206,28 @@ fn end_stream_at_odd_times() {
     peer.wait_for("media", |st| !st.media.is_empty());
     assert!(bot.sink.emit_by_name::<bool>("end-stream", &[&false]));
     assert!(!bot.sink.emit_by_name::<bool>("end-stream", &[&false]));
-    assert_eq!(
-        peer.wait_for("close", |st| st.closed.is_some())
-            .closed
-            .unwrap()
-            .1,
-        Some(1000)
-    );
+    assert_eq!(peer.wait_closed().closed.unwrap().1, Some(1000));
     drop(bot);
 
     // After the playout, then now: the second ends it now.
-    let bot = Bot::new("");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
+    let (bot, peer) = Bot::with_peer("");
     bot.prompt(0, 1000);
     bot.taken();
     peer.wait_for("media", |st| !st.media.is_empty());
     assert!(bot.sink.emit_by_name::<bool>("end-stream", &[&true]));
     assert!(bot.sink.emit_by_name::<bool>("end-stream", &[&false]));
-    let st = peer.wait_for("close", |st| st.closed.is_some());
+    let st = peer.wait_closed();
     assert!(st.closed.unwrap().0 < st.playout_end().unwrap());
     drop(bot);
 
     // After the playout, with a clear right behind it: the clear flushes
     // the end mark, whose echo ends the stream at once.
-    let bot = Bot::new("");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
+    let (bot, peer) = Bot::with_peer("");
     bot.prompt(0, 1000);
     bot.taken();
     assert!(bot.sink.emit_by_name::<bool>("end-stream", &[&true]));
     let report = bot.clear();
-    let st = peer.wait_for("close", |st| st.closed.is_some());
+    let st = peer.wait_closed();
     assert!(!st.clears.is_empty());
     assert!(
         st.closed.unwrap().0 - st.clears[0].at < Duration::from_secs(1),
@@ -256,14 +236,11 @@ fn end_stream_at_odd_times() {
     drop(bot);
 
     // A clear, then end after the playout: nothing is left to play.
-    let bot = Bot::new("");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
+    let (bot, peer) = Bot::with_peer("");
     bot.prompt(0, 1000);
     bot.taken();
     bot.clear();
     assert!(bot.sink.emit_by_name::<bool>("end-stream", &[&true]));
-    let st = peer.wait_for("close", |st| st.closed.is_some());
+    let st = peer.wait_closed();
     assert!(st.closed.unwrap().0 - st.clears[0].at < Duration::from_secs(1));
 }

@@ -47,15 +47,22 @@ fn has_eos_mark(peer: &Peer) -> Instant {
     st.received[i].0
 }
 
-#[test]
-fn a_peer_that_never_echoes_holds_eos_for_the_playout_plus_the_grace() {
+/// A second of prompt, then EOS, to a peer that never echoes: once the
+/// sink sent its EOS mark.
+fn a_second_then_eos_to_a_silent_peer() -> (Bot, Peer) {
     init();
     let bot = Bot::new("");
     let peer = bot.dial(Echo::Never);
     bot.prompt(0, 1000);
     eos(&bot);
     has_eos_mark(&peer);
-    let st = peer.wait_for("close", |st| st.closed.is_some());
+    (bot, peer)
+}
+
+#[test]
+fn a_peer_that_never_echoes_holds_eos_for_the_playout_plus_the_grace() {
+    let (bot, peer) = a_second_then_eos_to_a_silent_peer();
+    let st = peer.wait_closed();
     let (closed_at, code) = st.closed.unwrap();
     assert_eq!(code, Some(1000));
     // The bound: the audio not played yet at EOS, plus the grace. So the
@@ -77,10 +84,7 @@ fn a_strangers_echo_does_not_end_the_eos_wait() {
     init();
     for stranger in ["never-sent", "prompt"] {
         // A long lead: a second queued at Twilio when the EOS mark goes.
-        let bot = Bot::new("max-lead=1000");
-        let peer = bot.dial(Echo::OnPlayout {
-            late: Duration::ZERO,
-        });
+        let (bot, peer) = Bot::with_peer("max-lead=1000");
         bot.mark("prompt");
         bot.prompt(0, 2000);
         eos(&bot);
@@ -88,7 +92,7 @@ fn a_strangers_echo_does_not_end_the_eos_wait() {
         // "prompt" was echoed at once (nothing was queued before it);
         // this is a second echo.
         peer.echo(stranger);
-        let st = peer.wait_for("close", |st| st.closed.is_some());
+        let st = peer.wait_closed();
         let (closed_at, _) = st.closed.unwrap();
         let playout_end = st.playout_end().unwrap();
         assert!(
@@ -121,7 +125,7 @@ fn lost_echoes_of_earlier_marks_do_not_hold_the_eos_wait() {
     assert_eq!(st.media.len(), 8000);
     let echoed_at = Instant::now();
     peer.echo(EOS_MARK);
-    let st = peer.wait_for("close", |st| st.closed.is_some());
+    let st = peer.wait_closed();
     let waited = st.closed.unwrap().0 - echoed_at;
     assert!(
         waited < Duration::from_secs(1),
@@ -134,12 +138,7 @@ fn lost_echoes_of_earlier_marks_do_not_hold_the_eos_wait() {
 
 #[test]
 fn the_peer_closing_the_socket_during_the_eos_wait_lets_eos_through() {
-    init();
-    let bot = Bot::new("");
-    let peer = bot.dial(Echo::Never);
-    bot.prompt(0, 1000);
-    eos(&bot);
-    has_eos_mark(&peer);
+    let (bot, peer) = a_second_then_eos_to_a_silent_peer();
     let closed_at = Instant::now();
     peer.close();
     let eos_at = eos_message(&bot);
@@ -152,12 +151,7 @@ fn the_peer_closing_the_socket_during_the_eos_wait_lets_eos_through() {
 
 #[test]
 fn stopping_the_pipeline_during_the_eos_wait_does_not_hang() {
-    init();
-    let bot = Bot::new("");
-    let peer = bot.dial(Echo::Never);
-    bot.prompt(0, 1000);
-    eos(&bot);
-    has_eos_mark(&peer);
+    let (bot, peer) = a_second_then_eos_to_a_silent_peer();
     for state in [gst::State::Ready, gst::State::Null] {
         let t = Instant::now();
         set_state(&bot.p, state);
@@ -168,7 +162,7 @@ fn stopping_the_pipeline_during_the_eos_wait_does_not_hang() {
         );
     }
     // The sink hung up its own call.
-    peer.wait_for("close", |st| st.closed.is_some());
+    peer.wait_closed();
 }
 
 /// A clear (the signal, not a flush) while EOS waits: Twilio echoes the
@@ -177,15 +171,12 @@ fn stopping_the_pipeline_during_the_eos_wait_does_not_hang() {
 #[test]
 fn a_clear_during_the_eos_wait_ends_the_stream_at_once() {
     init();
-    let bot = Bot::new("max-lead=1000");
-    let peer = bot.dial(Echo::OnPlayout {
-        late: Duration::ZERO,
-    });
+    let (bot, peer) = Bot::with_peer("max-lead=1000");
     bot.prompt(0, 3000);
     eos(&bot);
     has_eos_mark(&peer);
     assert!(bot.sink.emit_by_name::<bool>("clear", &[]));
-    let st = peer.wait_for("close", |st| st.closed.is_some());
+    let st = peer.wait_closed();
     let (closed_at, code) = st.closed.unwrap();
     assert_eq!(code, Some(1000));
     assert!(closed_at - st.clears[0].at < Duration::from_secs(1));

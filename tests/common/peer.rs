@@ -304,6 +304,22 @@ impl Peer {
         self.state.lock().unwrap().clone()
     }
 
+    /// Waits until the sink's first frame arrived, then until `after` past it.
+    pub fn sleep_past_the_first_frame(&self, after: Duration) {
+        let first = self.wait_for("media", |st| !st.media.is_empty()).received[0].0;
+        std::thread::sleep((first + after).saturating_duration_since(Instant::now()));
+    }
+
+    /// Waits for the first `clear`; the state then.
+    pub fn wait_clear(&self) -> PeerState {
+        self.wait_for("clear", |st| !st.clears.is_empty())
+    }
+
+    /// Waits until the socket closed; the state then.
+    pub fn wait_closed(&self) -> PeerState {
+        self.wait_for("close", |st| st.closed.is_some())
+    }
+
     /// Waits (up to PATIENCE) until `done` holds; the state then.
     pub fn wait_for(&self, what: &str, done: impl Fn(&PeerState) -> bool) -> PeerState {
         let deadline = Instant::now() + PATIENCE;
@@ -353,6 +369,16 @@ impl Bot {
         Peer::dial(&url_of(&self.sink), echo)
     }
 
+    /// A Bot of `props` and a peer on its call that echoes each mark as
+    /// its playout reaches it, at once.
+    pub fn with_peer(props: &str) -> (Bot, Peer) {
+        let bot = Bot::new(props);
+        let peer = bot.dial(Echo::OnPlayout {
+            late: Duration::ZERO,
+        });
+        (bot, peer)
+    }
+
     /// Pushes `ms` of a tone in 20 ms buffers from running time `start_ms`.
     pub fn prompt(&self, start_ms: u64, ms: u64) {
         for i in 0..ms / 20 {
@@ -365,6 +391,14 @@ impl Bot {
                 .emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
             assert_eq!(ret, gst::FlowReturn::Ok);
         }
+    }
+
+    /// Pushes a second of tone from running time 0 and waits until the
+    /// sink took it and `bytes` of it reached `peer`.
+    pub fn a_second_reaching(&self, peer: &Peer, bytes: usize) {
+        self.prompt(0, 1000);
+        self.taken();
+        peer.wait_for("media", |st| st.media.len() >= bytes);
     }
 
     /// Waits until the appsrc's queue is empty (the last buffer may still
