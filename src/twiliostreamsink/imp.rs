@@ -454,7 +454,7 @@ impl BaseSinkImpl for TwilioStreamSink {
         state.note_feeder();
         if let Some(time) = state.segment.to_running_time(buffer.pts()) {
             // The resampler's output lags its input by its delay.
-            let time = time.nseconds().saturating_sub(state.framer.delay_ns());
+            let time = time.nseconds().saturating_sub(state.framer.lag_ns());
             // A jump in the timestamps (closed up: no clock wait): the
             // partial frame goes out first, timed as the audio before it
             // rather than as this buffer.

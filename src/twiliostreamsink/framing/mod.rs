@@ -74,7 +74,100 @@ enum Encoding {
     /// Nothing converts this input to the call's codec.
     Mismatch,
     /// Decoded (if G.711) to PCM at `rate`, resampled, encoded.
-    Pcm { input: Input, resampler: Resampler },
+    Pcm { input: Input, stage: Stage },
+}
+
+/// A resampler and the samples it has taken and made, so that its tail can
+/// be flushed to the sample and a warm-up skipped.
+struct Stage {
+    resampler: Resampler,
+    /// Input samples taken.
+    taken: u64,
+    /// Output samples made, skipped ones included.
+    made: u64,
+    /// Output samples still to drop: the warm-up of a resampler started
+    /// mid-stream, whose output goes on from where the last one's ended.
+    skip: usize,
+}
+
+impl Stage {
+    fn new(resampler: Resampler) -> Self {
+        Stage {
+            resampler,
+            taken: 0,
+            made: 0,
+            skip: 0,
+        }
+    }
+
+    /// Output samples covering `ns`, rounded up.
+    fn out_samples(&self, ns: u64) -> u64 {
+        (ns * self.resampler.rates().1 as u64).div_ceil(1_000_000_000)
+    }
+
+    /// Has the first output samples, the delay's worth (rounded up),
+    /// dropped: input at t then comes out where the audio before this
+    /// resampler ended, plus t (to within a sample).
+    fn skip_warm_up(&mut self) {
+        self.skip = self.out_samples(self.resampler.delay_ns()) as usize;
+    }
+
+    /// How much later than its input the next output sample comes out (ns):
+    /// the delay less the warm-up still to skip.
+    fn lag_ns(&self) -> u64 {
+        let (_, to) = self.resampler.rates();
+        let skip_ns = self.skip as u64 * 1_000_000_000 / to as u64;
+        self.resampler.delay_ns().saturating_sub(skip_ns)
+    }
+
+    /// Resamples `input`, appending to `output` all but the warm-up to skip.
+    fn process(&mut self, input: &[i16], output: &mut Vec<i16>) {
+        let start = output.len();
+        self.resampler.process(input, output);
+        self.taken += input.len() as u64;
+        self.made += (output.len() - start) as u64;
+        if self.skip > 0 {
+            let skipped = self.skip.min(output.len() - start);
+            output.drain(start..start + skipped);
+            self.skip -= skipped;
+        }
+    }
+
+    /// Pushes silence through so that the last input comes out. `exact`
+    /// keeps no more than that: the output ends where the input did plus
+    /// the delay (rounded up to a sample); otherwise a few samples of the
+    /// filter's answer to the silence follow.
+    fn flush(&mut self, exact: bool, output: &mut Vec<i16>) {
+        let delay = self.resampler.delay_ns() as u128;
+        // Exact: nothing taken, nothing held back (its warm-up only).
+        if delay == 0 || (exact && self.taken == 0) {
+            return;
+        }
+        let (from, to) = self.resampler.rates();
+        let (from, to) = (from as u128, to as u128);
+        // Output samples up to the last input's, delayed: ⌈(taken/from + delay)·to⌉.
+        let total = (self.taken as u128 * to * 1_000_000_000 + delay * to * from)
+            .div_ceil(from * 1_000_000_000);
+        let wanted = total.saturating_sub(self.made as u128) as usize;
+        let skip = self.skip;
+        let zeros = (delay * from).div_ceil(1_000_000_000) as usize + 6;
+        let mut pcm = scratch::i16s();
+        pcm.resize(zeros, 0);
+        let start = output.len();
+        self.process(&pcm, output);
+        if exact {
+            let kept = wanted.saturating_sub(skip - self.skip);
+            output.truncate(start + kept.min(output.len() - start));
+        }
+    }
+
+    /// Forgets all past input, as if new (a warm-up to come is not skipped).
+    fn reset(&mut self) {
+        self.resampler.reset();
+        self.taken = 0;
+        self.made = 0;
+        self.skip = 0;
+    }
 }
 
 /// Turns input into frames of `frame_ticks` ticks (125 µs) of the call's
@@ -138,7 +231,10 @@ impl Framer {
     /// Sets what the input is (from new caps). The same input again (caps
     /// that differ in nothing the framer uses) changes nothing: the
     /// resampler's history goes on. Another drops a pending split sample
-    /// and starts anew; pending audio is kept. On error nothing changes.
+    /// and goes on without a hole: the last resampler's tail (the input its
+    /// delay holds back) joins the pending audio, and a new resampler's
+    /// warm-up is skipped, so its output follows on. On error nothing
+    /// changes.
     pub fn set_input(&mut self, input: Input) -> Result<(), UnsupportedRate> {
         if let Input::Pcm(rate) = input
             && !RATES.contains(&rate)
@@ -148,8 +244,16 @@ impl Framer {
         if self.input == Some(input) && self.encoding.is_some() {
             return Ok(());
         }
+        let changed = self.encoding.is_some();
+        self.flush(true);
         self.input = Some(input);
-        self.encoding = Some(self.encoding_for(input));
+        let mut encoding = self.encoding_for(input);
+        if let Encoding::Pcm { stage, .. } = &mut encoding
+            && changed
+        {
+            stage.skip_warm_up();
+        }
+        self.encoding = Some(encoding);
         self.odd_byte = None;
         Ok(())
     }
@@ -188,14 +292,24 @@ impl Framer {
         }
         Encoding::Pcm {
             input,
-            resampler: Resampler::new(rate, self.target.rate).expect("supported rates"),
+            stage: Stage::new(Resampler::new(rate, self.target.rate).expect("supported rates")),
         }
     }
 
     /// The resampler's delay, 0 without one (or before an input is set).
     pub fn delay_ns(&self) -> u64 {
         match &self.encoding {
-            Some(Encoding::Pcm { resampler, .. }) => resampler.delay_ns(),
+            Some(Encoding::Pcm { stage, .. }) => stage.resampler.delay_ns(),
+            _ => 0,
+        }
+    }
+
+    /// How much later than the next input pushed its output comes out
+    /// (ns): the resampler's delay, less the warm-up still to skip after a
+    /// change of input.
+    pub fn lag_ns(&self) -> u64 {
+        match &self.encoding {
+            Some(Encoding::Pcm { stage, .. }) => stage.lag_ns(),
             _ => 0,
         }
     }
@@ -254,7 +368,7 @@ impl Framer {
             }
             Encoding::Pcm {
                 input: input @ (Input::Mulaw | Input::Alaw),
-                resampler,
+                stage,
             } => {
                 let decode = match input {
                     Input::Mulaw => g711::decode,
@@ -263,10 +377,10 @@ impl Framer {
                 let mut pcm = scratch::i16s();
                 pcm.extend(data.iter().map(|&c| decode(c)));
                 let mut pcm8k = scratch::i16s();
-                resampler.process(&pcm, &mut pcm8k);
+                stage.process(&pcm, &mut pcm8k);
                 target.encode(&pcm8k, &mut self.pending);
             }
-            Encoding::Pcm { resampler, .. } => {
+            Encoding::Pcm { stage, .. } => {
                 let mut data = data;
                 let mut pcm = scratch::i16s();
                 if let Some(first) = self.odd_byte.take() {
@@ -286,7 +400,7 @@ impl Framer {
                 }
                 pcm.extend(samples.map(|b| i16::from_le_bytes([b[0], b[1]])));
                 let mut pcm8k = scratch::i16s();
-                resampler.process(&pcm, &mut pcm8k);
+                stage.process(&pcm, &mut pcm8k);
                 target.encode(&pcm8k, &mut self.pending);
             }
         }
@@ -296,18 +410,16 @@ impl Framer {
     /// Pushes the resampler's tail out with silence, so that the last input
     /// is pending too (at EOS). Nothing without a resampler delay.
     pub fn push_resampler_tail(&mut self) {
-        let Some(Encoding::Pcm { resampler, .. }) = self.encoding.as_mut() else {
+        self.flush(false);
+    }
+
+    /// Pushes the resampler's tail out; `exact`: to the sample, no more.
+    fn flush(&mut self, exact: bool) {
+        let Some(Encoding::Pcm { stage, .. }) = self.encoding.as_mut() else {
             return;
         };
-        if resampler.delay_ns() == 0 {
-            return;
-        }
-        let rate = resampler.rates().0 as u64;
-        let zeros = (resampler.delay_ns() * rate).div_ceil(1_000_000_000) as usize + 6;
-        let mut pcm = scratch::i16s();
-        pcm.resize(zeros, 0);
         let mut pcm8k = scratch::i16s();
-        resampler.process(&pcm, &mut pcm8k);
+        stage.flush(exact, &mut pcm8k);
         self.target.encode(&pcm8k, &mut self.pending);
     }
 
@@ -404,8 +516,8 @@ impl Framer {
         self.pending.clear();
         self.packet_ends.clear();
         self.odd_byte = None;
-        if let Some(Encoding::Pcm { resampler, .. }) = self.encoding.as_mut() {
-            resampler.reset();
+        if let Some(Encoding::Pcm { stage, .. }) = self.encoding.as_mut() {
+            stage.reset();
         }
     }
 }

@@ -446,3 +446,69 @@ fn the_same_input_again_keeps_the_resamplers_history() {
     let got = frames(&mut f, Take::All).concat();
     assert_eq!(got, reference(16000, &pcm));
 }
+
+/// A 1 kHz tone at `rate`, from sample `from` of that rate on.
+fn tone(rate: u32, from: usize, len: usize) -> Vec<i16> {
+    (from..from + len)
+        .map(|n| {
+            let t = n as f64 / rate as f64;
+            (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()).round() as i16
+        })
+        .collect()
+}
+
+/// What a resampler alone makes of `pcm` followed by enough silence to
+/// flush it, as 8 kHz samples.
+fn resampled(rate: u32, pcm: &[i16]) -> Vec<i16> {
+    let mut r = Resampler::new(rate, 8000).unwrap();
+    let mut out = Vec::new();
+    r.process(pcm, &mut out);
+    r.process(&vec![0; rate as usize / 100], &mut out);
+    out
+}
+
+#[test]
+fn a_change_of_rate_flushes_the_old_tail_and_skips_the_new_warm_up() {
+    // 62.5 ms at 16 kHz, 50 ms at 48 kHz, 20 ms as μ-law: one tone.
+    let a = tone(16000, 0, 1000);
+    let b = tone(48000, 3000, 2400);
+    let c: Vec<u8> = tone(8000, 900, 160)
+        .iter()
+        .map(|&s| g711::encode(s))
+        .collect();
+    let mut f = framer(Input::Pcm(16000), 160);
+    f.push(&s16le(&a)).unwrap();
+    // The delays in 8 kHz samples, rounded up: 20.5 and 21.2.
+    let d1 = f.delay_ns().div_ceil(125_000) as usize;
+    f.set_input(Input::Pcm(48000)).unwrap();
+    let d2 = f.delay_ns().div_ceil(125_000) as usize;
+    assert_eq!((d1, d2), (21, 22));
+    // The first part has come out whole, its delay included; the next
+    // input comes out right after it (within a sample).
+    assert_eq!(f.produced(), (500 + d1) as u64);
+    assert!(f.lag_ns() < 125_000);
+    f.push(&s16le(&b)).unwrap();
+    // The second less what its filter holds: no warm-up of its own.
+    assert_eq!(f.produced(), (500 + d1 + 400 - d2) as u64);
+    assert_eq!(f.lag_ns(), f.delay_ns());
+    f.set_input(Input::Mulaw).unwrap();
+    // All of it: the input's 112.5 ms and the first delay, no more.
+    assert_eq!(f.produced(), (500 + d1 + 400) as u64);
+    f.push(&c).unwrap();
+    let want = [
+        encode(&resampled(16000, &a)[..500 + d1]),
+        encode(&resampled(48000, &b)[d2..d2 + 400]),
+        c,
+    ]
+    .concat();
+    let got = frames(&mut f, Take::All).concat();
+    assert_eq!(got.len(), want.len());
+    let first_diff = got.iter().zip(&want).position(|(a, b)| a != b);
+    assert_eq!(first_diff, None, "differs from sample {first_diff:?} on");
+    // No hole: every millisecond after the warm-up holds the tone.
+    let pcm: Vec<i16> = got.iter().map(|&c| g711::decode(c)).collect();
+    for (i, ms) in pcm[d1 + 8..].chunks_exact(8).enumerate() {
+        let peak = ms.iter().map(|s| s.unsigned_abs()).max().unwrap();
+        assert!(peak > 6000, "a hole at {} ms: {ms:?}", i + 3);
+    }
+}
