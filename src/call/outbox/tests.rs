@@ -167,16 +167,22 @@ fn everything_heard_reports_the_end_of_the_last_frame() {
     assert_eq!(fresh.clear(0, "c".into()).played, None);
 }
 
+/// 300 ms of audio written at 0, with the mark "a" after 100 ms and "b"
+/// after 200 ms.
+fn marks_a_and_b_in_300_ms(o: &mut Outbox) {
+    push_frames(o, 5, 0);
+    o.push(mark("a"));
+    push_frames(o, 5, 100 * MS);
+    o.push(mark("b"));
+    push_frames(o, 5, 200 * MS);
+    due(o, 0);
+    assert_eq!(o.playout_end(), 300 * MS);
+}
+
 #[test]
 fn an_echo_slower_than_the_round_trip_moves_the_model_later() {
     let mut o = Outbox::new(1000 * MS);
-    push_frames(&mut o, 5, 0);
-    o.push(mark("a"));
-    push_frames(&mut o, 5, 100 * MS);
-    o.push(mark("b"));
-    push_frames(&mut o, 5, 200 * MS);
-    due(&mut o, 0);
-    assert_eq!(o.playout_end(), 300 * MS);
+    marks_a_and_b_in_300_ms(&mut o);
     // "a" (100 ms of audio) comes back 30 ms after the model reached
     // it: the round trip, no news.
     o.mark_echoed("a", 130 * MS);
@@ -238,13 +244,7 @@ fn echoes_are_matched_by_name() {
     o.push(mark("start"));
     due(&mut o, 0);
     o.mark_echoed("start", 0);
-    push_frames(&mut o, 5, 0);
-    o.push(mark("a"));
-    push_frames(&mut o, 5, 100 * MS);
-    o.push(mark("b"));
-    push_frames(&mut o, 5, 200 * MS);
-    due(&mut o, 0);
-    assert_eq!(o.playout_end(), 300 * MS);
+    marks_a_and_b_in_300_ms(&mut o);
     // A stranger's name and a lost echo of "a": "b" (200 ms in) still
     // corrects the model, and accounts for both marks.
     o.mark_echoed("stranger", 100 * MS);
