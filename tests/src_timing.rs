@@ -186,6 +186,11 @@ fn gaps_at_sink(p: &gst::Pipeline) -> Gaps {
 
 /// Plays 40 chunks of each of `tracks` in real time, the network holding
 /// the second half back 1.5 s (nothing lost), then stop.
+///
+/// The held half arrives in one write, as after a real stall: the first
+/// late chunk leaves the output as overdue as the fill deadline allows, so
+/// the next one must be there within a chunk, or it is filled late too.
+/// Sent one by one, a loaded machine could spread them further apart.
 fn play_with_a_stall(url: &str, params: CallParams, tracks: &[(Track, &[u8])]) {
     rt().block_on(async {
         let mut call = TwilioCall::start(url, params).await.unwrap();
@@ -193,12 +198,14 @@ fn play_with_a_stall(url: &str, params: CallParams, tracks: &[(Track, &[u8])]) {
         for n in 0..40 {
             if n == 20 {
                 tokio::time::sleep(Duration::from_millis(1500)).await;
+                call.hold();
             }
             tick.tick().await;
             for (track, ulaw) in tracks {
                 call.send_media_on(*track, &ulaw[n * 160..][..160]).unwrap();
             }
         }
+        call.release().unwrap();
         call.send_stop().unwrap();
         call.close().await;
     });

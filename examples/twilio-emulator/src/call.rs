@@ -127,11 +127,19 @@ pub enum Received {
     Closed(Option<u16>),
 }
 
+/// What the writer task sends: a message, or several in one write.
+enum Outgoing {
+    One(Message),
+    Together(Vec<Message>),
+}
+
 /// Twilio's side of one Media Stream.
 pub struct TwilioCall {
     pub params: CallParams,
     /// To the writer task, which owns the sending half of the socket.
-    out: mpsc::UnboundedSender<Message>,
+    out: mpsc::UnboundedSender<Outgoing>,
+    /// What is sent while held (see [`hold`](Self::hold)).
+    held: Option<Vec<Message>>,
     received: mpsc::UnboundedReceiver<Received>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
@@ -175,11 +183,19 @@ impl TwilioCall {
 
     fn run<S: Stream>(ws: WebSocketStream<S>, params: CallParams, playout: Playout) -> TwilioCall {
         let (mut write, mut read) = ws.split();
-        let (out, mut outgoing) = mpsc::unbounded_channel::<Message>();
+        let (out, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
         let writer = tokio::spawn(async move {
-            while let Some(msg) = outgoing.recv().await {
-                let close = matches!(msg, Message::Close(_));
-                if write.send(msg).await.is_err() || close {
+            while let Some(next) = outgoing.recv().await {
+                let msgs = match next {
+                    Outgoing::One(msg) => vec![msg],
+                    Outgoing::Together(msgs) => msgs,
+                };
+                let close = msgs.iter().any(|m| matches!(m, Message::Close(_)));
+                let mut sent = Ok(());
+                for msg in msgs {
+                    sent = sent.and(write.feed(msg).await);
+                }
+                if sent.and(write.flush().await).is_err() || close {
                     break;
                 }
             }
@@ -202,7 +218,7 @@ impl TwilioCall {
                         name: name.to_owned(),
                     },
                 };
-                let _ = out.send(Message::text(provider.text(&echo)));
+                let _ = out.send(Outgoing::One(Message::text(provider.text(&echo))));
             })
         };
         let (tx, received) = mpsc::unbounded_channel();
@@ -249,6 +265,7 @@ impl TwilioCall {
         TwilioCall {
             params,
             out,
+            held: None,
             received,
             reader,
             writer,
@@ -418,14 +435,40 @@ impl TwilioCall {
 
     /// Sends any text frame (for malformed-input tests).
     pub fn send_text(&mut self, text: &str) -> Result<(), Disconnected> {
-        self.out.send(Message::text(text)).map_err(|_| Disconnected)
+        self.push(Message::text(text))
     }
 
     /// Sends a binary frame, which Twilio never does.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), Disconnected> {
+        self.push(Message::binary(data.to_vec()))
+    }
+
+    /// Holds what is sent from now on until [`release`](Self::release),
+    /// as a network that stalls holds it back.
+    pub fn hold(&mut self) {
+        self.held.get_or_insert_with(Vec::new);
+    }
+
+    /// Sends what was held in one write, as a stalled network delivers it
+    /// at once: the plugin finds it all there, not spread over the writer
+    /// task's turns.
+    pub fn release(&mut self) -> Result<(), Disconnected> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
         self.out
-            .send(Message::binary(data.to_vec()))
+            .send(Outgoing::Together(held))
             .map_err(|_| Disconnected)
+    }
+
+    fn push(&mut self, msg: Message) -> Result<(), Disconnected> {
+        match &mut self.held {
+            Some(held) => {
+                held.push(msg);
+                Ok(())
+            }
+            None => self.out.send(Outgoing::One(msg)).map_err(|_| Disconnected),
+        }
     }
 
     /// The next thing received from the plugin, or None once the connection
@@ -449,7 +492,8 @@ impl TwilioCall {
 
     /// Ends the stream the way Twilio does: close frame, then the socket.
     pub async fn close(mut self) {
-        let _ = self.out.send(Message::Close(None));
+        let _ = self.release();
+        let _ = self.out.send(Outgoing::One(Message::Close(None)));
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.writer).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.reader).await;
         self.reader.abort();
