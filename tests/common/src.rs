@@ -14,7 +14,8 @@ thread_local! {
 
 /// Runs each test function twice: as `<name>::streaming_thread`, the src
 /// pushing from its own thread, and as `<name>::shared_threads`, pushed
-/// from the network threads. (Allowed unused, like the rest of `common`:
+/// from the network threads (the default; each sets the property, so
+/// neither depends on it). (Allowed unused, like the rest of `common`:
 /// not every test binary that includes it runs src tests.)
 #[allow(unused_macros)]
 macro_rules! in_both_modes {
@@ -22,6 +23,7 @@ macro_rules! in_both_modes {
         mod $body {
             #[test]
             fn streaming_thread() {
+                $crate::common::src::SRC_PROPS.set("shared-threads=false");
                 super::$body();
             }
             #[test]
