@@ -323,7 +323,7 @@ impl TwilioStreamSrc {
     /// The fill timer's turn: the fill, unless a drain runs (it pushes
     /// what came, and the timer looks again after it).
     fn fill_shared(&self) {
-        if !self.shared.pushing() {
+        if !self.shared.pushing() || self.bin_leaving_playing() {
             return;
         }
         let Some(_pushing) = self.push_begins() else {
@@ -363,6 +363,7 @@ impl TwilioStreamSrc {
         while self.shared.flowing.load(Ordering::SeqCst)
             && !self.shared.fallback.load(Ordering::SeqCst)
             && !self.shared.gate.holding()
+            && !self.bin_leaving_playing()
         {
             let event = {
                 let mut state = self.state.lock().unwrap();
@@ -403,6 +404,24 @@ impl TwilioStreamSrc {
                 return;
             }
         }
+    }
+
+    /// A bin of this src leaves PLAYING (its pending state is set first):
+    /// a sink it paused before the src would hold a push, this network
+    /// thread with it (the call's reads, other calls' tasks), until it
+    /// plays. The events wait in the queue for `shared_playing`.
+    fn bin_leaving_playing(&self) -> bool {
+        let mut bin = self.obj().parent().and_downcast::<gst::Element>();
+        while let Some(b) = bin {
+            let pending = b.pending_state();
+            if b.current_state() == gst::State::Playing
+                && (gst::State::Null..=gst::State::Paused).contains(&pending)
+            {
+                return true;
+            }
+            bin = b.parent().and_downcast();
+        }
+        false
     }
 
     #[cold]
