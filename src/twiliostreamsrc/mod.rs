@@ -18,6 +18,7 @@ use crate::call::Slot;
 
 mod convert;
 mod drift;
+mod fill_timer;
 mod findings;
 mod imp;
 mod media;

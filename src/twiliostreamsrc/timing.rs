@@ -29,8 +29,8 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 
+use super::fill_timer::FillLook;
 use super::imp::{CAT, State, TwilioStreamSrc};
-use super::shared_threads::FillLook;
 use super::step::Buffers;
 use crate::call::{CallEvent, Events, MediaChunk, Stat};
 use crate::runtime::RUNTIME;
