@@ -5,15 +5,18 @@
 //! that has just paused is prerolled there: BaseSink holds the pushing
 //! thread until PLAYING, and a network thread held runs no other call. So
 //! such a src has a [`PushGate`]: every push from a network thread passes
-//! it ([`PushGate::enter`]) and, while it lasts, names the src in a
-//! thread-local ([`pushing_as`]), so that a sink rendering on that thread
-//! learns which srcs feed it ([`pusher`]). On PLAYING → PAUSED such a sink,
-//! before BaseSink pauses, [`holds`](PushGate::hold) their gates and waits
+//! it ([`PushGate::enter`]; a drain passes it at each buffer, as a sink
+//! may pause between two, from a bus sync handler on that very thread),
+//! and the src names itself in a thread-local while it drains
+//! ([`pushing_as`]), so that a sink rendering on that thread learns which
+//! srcs feed it ([`pusher`]). On PLAYING → PAUSED such a sink, before
+//! BaseSink pauses, [`holds`](PushGate::hold) their gates and waits
 //! (briefly, bounded: [`PushGate::settle`]) for the pushes already past
-//! them; the srcs then leave what comes in the call's queue until no sink
-//! holds them ([`PushGate::release`] says when to go on). A sink behind a
-//! `queue` renders on the queue's thread, learns no src and holds nothing:
-//! the push into the queue does not wait for it.
+//! them; the srcs then leave what comes in the call's queue, and keep what
+//! they made but could not push, until no sink holds them
+//! ([`PushGate::release`] says when to go on). A sink behind a `queue`
+//! renders on the queue's thread, learns no src and holds nothing: the
+//! push into the queue does not wait for it.
 //!
 //! Lock-free, and inside the src's own state: a push touches no other
 //! cache line.

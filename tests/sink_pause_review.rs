@@ -407,7 +407,6 @@ fn paused_from_a_sync_handler_on_the_network_thread() {
 /// chunk and pushing it: that chunk must not be pushed into the paused
 /// sink (it would hold the network thread until PLAYING).
 #[test]
-#[ignore = "known limit (README, Pausing): the chunk goes into the paused sink"]
 fn paused_from_a_sync_handler_at_a_quality_report() {
     let p = pipeline(
         "twiliostreamsrc name=src port=0 quality-interval=1 ! audio/x-mulaw ! \

@@ -22,7 +22,7 @@ use super::properties::{self, GapFill, Settings, Tracks};
 use super::quality::{Placing, meter};
 use super::reorder::Reorder;
 use super::shared_threads::Shared;
-use super::step::Step;
+use super::step::{Out, Step};
 use super::timeline::Timeline;
 use super::timing::{Received, Resume};
 use super::tracks::Aligner;
@@ -91,6 +91,9 @@ pub(super) struct State {
     pub(super) track_wait_ms: u32,
     /// Media put back in order (Telnyx), before the timeline.
     pub(super) reorder: Reorder,
+    /// What a drain made but did not push, a sink having paused meanwhile
+    /// (`shared_threads`): it goes out first when pushes go on.
+    pub(super) held: Vec<Out>,
 }
 
 pub struct TwilioStreamSrc {
@@ -457,6 +460,8 @@ impl BaseSrcImpl for TwilioStreamSrc {
                 call.hot.clear(&HotPart::SRC);
             }
             self.shared.stop();
+            // Dropped with the call's queue.
+            state.held.clear();
             (state.registration.take(), state.events.take())
         };
         // Stop taking calls first, then hang up the one we have.
@@ -531,6 +536,10 @@ impl PushSrcImpl for TwilioStreamSrc {
     ) -> Result<CreateSuccess, gst::FlowError> {
         loop {
             self.push_pending_events();
+            // After a fallback: what a drain held back goes first.
+            if let Some(created) = self.held_created()? {
+                return Ok(created);
+            }
             let mut state = self.state.lock().unwrap();
             if state.finished {
                 return Err(gst::FlowError::Eos);

@@ -4,11 +4,20 @@
 //! into buffers is `imp`'s; this file only decides where they are pushed from.
 //! The fill timer, which pushes the fill when nothing comes, is `fill_timer`'s.
 //!
-//! Every push from a network thread (a drain, a fill) passes the src's
-//! [`PushGate`] (`push_gate.rs`): while a sink it feeds on that thread
-//! pauses, nothing is pushed (the call's events wait in its queue, the fill
-//! timer sleeps), and the last such sink to play again resumes the src
-//! ([`TwilioStreamSrc::release_pushes`]).
+//! Every push from a network thread passes the src's [`PushGate`]
+//! (`push_gate.rs`): each buffer (and EOS) a drain pushes, and a fill as a
+//! whole. While a sink it feeds on that thread pauses, nothing is pushed:
+//! the call's events wait in its queue, the fill timer sleeps, and what a
+//! drain made but had not pushed yet is kept in the src's state
+//! ([`Out`], `held`). A sink may pause in the middle of a drain, from a bus
+//! sync handler on this very thread, at a message the src posts while it
+//! turns an event into buffers (`twilio-quality`, `twilio-stop`): the
+//! buffers of that event are then kept, not pushed into the paused sink.
+//! The last such sink to play again resumes the src
+//! ([`TwilioStreamSrc::release_pushes`]): what was kept goes out first, in
+//! order, then the call's events (a fill waits for it; after a fallback the
+//! streaming thread pushes it first). A stop drops it, as it drops the
+//! call's queue.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,9 +27,10 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
+use gst_base::subclass::base_src::CreateSuccess;
 
 use super::imp::{CAT, TwilioStreamSrc};
-use super::step::{Buffers, Step};
+use super::step::{Buffers, Out, Step};
 use crate::push_gate::{self, PushGate, Pusher, Pushing};
 use crate::runtime::RUNTIME;
 use crate::wait::wait;
@@ -118,8 +128,9 @@ impl Shared {
 }
 
 impl TwilioStreamSrc {
-    /// A push from a network thread begins, unless a sink downstream
-    /// pauses (`push_gate.rs`); a sink it reaches learns who pushes.
+    /// A fill from a network thread begins (it passes the gate as one
+    /// push), unless a sink downstream pauses (`push_gate.rs`); a sink it
+    /// reaches learns who pushes.
     fn push_begins(&self) -> Option<(Pushing<'_>, Pusher)> {
         let pushing = self.shared.gate.enter()?;
         Some((pushing, push_gate::pushing_as(self.obj().as_ptr() as usize)))
@@ -198,9 +209,11 @@ impl TwilioStreamSrc {
             return;
         }
         // A sink downstream pauses: the events wait in the call's queue.
-        let Some(_pushing) = self.push_begins() else {
+        // (The gate is passed again at each push: see `push_out`.)
+        if self.shared.gate.holding() {
             return;
-        };
+        }
+        let _named = push_gate::pushing_as(self.obj().as_ptr() as usize);
         self.shared.requested.store(true, Ordering::SeqCst);
         while !self.shared.draining.swap(true, Ordering::SeqCst) {
             while self.shared.requested.swap(false, Ordering::SeqCst) {
@@ -229,19 +242,23 @@ impl TwilioStreamSrc {
     }
 
     /// The fill timer's turn: the fill, unless a drain runs (it pushes
-    /// what came, and the timer looks again after it).
+    /// what came, and the timer looks again after it), or has buffers a
+    /// pause held back to push first.
     pub(super) fn fill_shared(&self) {
         if !self.shared.pushing() || self.bin_leaving_playing() {
             return;
         }
-        let Some(_pushing) = self.push_begins() else {
+        let Some(pushing) = self.push_begins() else {
             return;
         };
         if self.shared.draining.swap(true, Ordering::SeqCst) {
             return;
         }
-        // (What is no longer overdue, a chunk having come, is not filled.)
-        if self.fill_wait().is_some() {
+        if !self.state.lock().unwrap().held.is_empty() {
+            // Older than the fill: the drain pushes them, the timer looks again.
+            self.shared.requested.store(true, Ordering::SeqCst);
+        } else if self.fill_wait().is_some() {
+            // (What is no longer overdue, a chunk having come, is not filled.)
             let pad = self.obj().src_pad().clone();
             // As in a drain: after a flush, the segment before anything.
             if !self.shared.segment_out.load(Ordering::SeqCst) {
@@ -256,6 +273,7 @@ impl TwilioStreamSrc {
             }
         }
         self.shared.draining.store(false, Ordering::SeqCst);
+        drop(pushing);
         if self.shared.fallback.load(Ordering::SeqCst) {
             self.shared.fallen_back.notify_one();
         } else if self.shared.requested.load(Ordering::SeqCst) {
@@ -267,25 +285,29 @@ impl TwilioStreamSrc {
     fn drain_once(&self) {
         let obj = self.obj();
         let pad = obj.src_pad();
-        // (A sink that pauses meanwhile stops the drain at the next event.)
+        // (A sink that pauses meanwhile stops the drain at the next push:
+        // the rest is held back, and the drain ends.)
         while self.shared.flowing.load(Ordering::SeqCst)
             && !self.shared.fallback.load(Ordering::SeqCst)
             && !self.shared.gate.holding()
             && !self.bin_leaving_playing()
         {
-            let event = {
-                let mut state = self.state.lock().unwrap();
-                if state.finished {
-                    return;
-                }
+            let mut state = self.state.lock().unwrap();
+            let held = std::mem::take(&mut state.held);
+            let event = if !held.is_empty() {
+                None
+            } else if state.finished {
+                return;
+            } else {
                 let Some(events) = state.events.as_mut() else {
                     return;
                 };
                 match events.try_recv() {
-                    Poll::Ready(event) => event,
+                    Poll::Ready(event) => Some(event),
                     Poll::Pending => return,
                 }
             };
+            drop(state);
             // The streaming thread would push the segment with the first
             // buffer; here it goes out before anything else of ours. It is
             // BaseSrc's own: a live source's time segment from 0 (reading
@@ -293,18 +315,26 @@ impl TwilioStreamSrc {
             if !self.shared.segment_out.load(Ordering::SeqCst) {
                 self.segment_out(pad);
             }
+            // What a pause held back goes before the call's next event.
+            let Some(event) = event else {
+                if let Err(flow) = self.push_out(pad, held) {
+                    self.shared_flow_error(pad, flow);
+                    return;
+                }
+                continue;
+            };
             let step = self.process(event);
             self.push_pending_events();
             let result = match step {
-                Ok(Step::Next) => Ok(gst::FlowSuccess::Ok),
-                Ok(Step::Buffers(buffers)) => self.push_all(pad, buffers),
-                Ok(Step::End(buffers)) => {
-                    let result = self.push_all(pad, buffers);
-                    if result.is_ok() {
-                        pad.push_event(gst::event::Eos::new());
-                    }
-                    result
+                Ok(Step::Next) => Ok(()),
+                Ok(Step::Buffers(buffers)) => {
+                    self.push_out(pad, buffers.into_iter().map(Out::Buffer))
                 }
+                Ok(Step::End(buffers)) => self.push_out(
+                    pad,
+                    (buffers.into_iter().map(Out::Buffer))
+                        .chain([Out::Event(gst::event::Eos::new())]),
+                ),
                 Err(flow) => Err(flow),
             };
             if let Err(flow) = result {
@@ -340,6 +370,77 @@ impl TwilioStreamSrc {
             pad.push_event(gst::event::Segment::new(&segment))
         };
         self.shared.segment_out.store(out, Ordering::SeqCst);
+    }
+
+    /// A drain's pushes: `out` in turn, up to the first failure, each past
+    /// the gate. From the first a sink's hold stops, the rest is kept
+    /// (`held`) for the drain that goes on after the hold: a sink may pause
+    /// in the middle of a drain, from a bus sync handler at a message the
+    /// src posted on this thread.
+    fn push_out(
+        &self,
+        pad: &gst::Pad,
+        out: impl IntoIterator<Item = Out>,
+    ) -> Result<(), gst::FlowError> {
+        let mut out = out.into_iter();
+        while let Some(next) = out.next() {
+            let Some(_pushing) = self.shared.gate.enter() else {
+                self.hold_back(std::iter::once(next).chain(out));
+                return Ok(());
+            };
+            match next {
+                Out::Buffer(buffer) => {
+                    self.push_shared(pad, buffer)?;
+                }
+                Out::Event(event) => {
+                    pad.push_event(event);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps `out`, held back by a sink's hold, to go out before anything
+    /// the src makes next.
+    #[cold]
+    #[inline(never)]
+    fn hold_back(&self, out: impl Iterator<Item = Out>) {
+        let mut state = self.state.lock().unwrap();
+        let before = state.held.len();
+        state.held.splice(0..0, out);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "a sink holds the pushes: {} kept back",
+            state.held.len() - before
+        );
+    }
+
+    /// After a fallback, on the streaming thread: what a drain held back,
+    /// before the call's next event (None once there is none).
+    pub(super) fn held_created(&self) -> Result<Option<CreateSuccess>, gst::FlowError> {
+        if !self.shared.fell_back() || self.state.lock().unwrap().held.is_empty() {
+            return Ok(None);
+        }
+        self.wait_for_last_drain()?;
+        loop {
+            let next = {
+                let mut state = self.state.lock().unwrap();
+                if state.held.is_empty() {
+                    return Ok(None);
+                }
+                state.held.remove(0)
+            };
+            match next {
+                Out::Buffer(buffer) => return Ok(Some(CreateSuccess::NewBuffer(buffer))),
+                Out::Event(event) if event.type_() == gst::EventType::Eos => {
+                    return Err(gst::FlowError::Eos);
+                }
+                Out::Event(event) => {
+                    self.obj().src_pad().push_event(event);
+                }
+            }
+        }
     }
 
     /// Pushes `buffers` in turn, up to the first failure.
@@ -417,6 +518,7 @@ impl TwilioStreamSrc {
                 ["streaming stopped, reason {flow:?}"]
             );
         }
-        pad.push_event(gst::event::Eos::new());
+        // (Past the gate: the error's sync handler may pause a sink.)
+        let _ = self.push_out(pad, [Out::Event(gst::event::Eos::new())]);
     }
 }

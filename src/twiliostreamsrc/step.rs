@@ -14,6 +14,14 @@ pub(super) enum Step {
     End(Buffers),
 }
 
+/// One thing a drain pushes (`shared_threads`): kept in order, with the
+/// rest, when a sink's hold stops it.
+pub(super) enum Out {
+    Buffer(gst::Buffer),
+    /// EOS after the call's last audio.
+    Event(gst::Event),
+}
+
 /// The buffers one event makes: almost always one, which then takes no
 /// allocation (the rest only when the reorder window lets out several).
 #[derive(Default)]
