@@ -14,24 +14,6 @@ use common::sink::*;
 use common::*;
 use gst::prelude::*;
 
-/// Sends `n` chunks of a fresh pattern and waits for all of them back.
-fn echo_round(call: &mut twilio_emulator::TwilioCall, n: usize) {
-    let sent = pattern(n, 3);
-    send_chunks(call, &sent);
-    wait_until_all_echoed(call, &sent);
-}
-
-fn set_element_bounded(element: &gst::Element, state: gst::State) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let e = element.clone();
-    std::thread::spawn(move || {
-        let _ = tx.send(e.set_state(state));
-    });
-    rx.recv_timeout(PATIENCE)
-        .unwrap_or_else(|_| panic!("deadlock: {state:?} on {} did not return", element.name()))
-        .unwrap_or_else(|e| panic!("{state:?}: {e}"));
-}
-
 /// Twilio's `stop`, then the pipeline's EOS (its messages), the close,
 /// the pipeline stopped.
 fn hang_up_at_eos(mut call: twilio_emulator::TwilioCall, p: &gst::Pipeline) -> Vec<gst::Message> {
@@ -40,43 +22,6 @@ fn hang_up_at_eos(mut call: twilio_emulator::TwilioCall, p: &gst::Pipeline) -> V
     rt().block_on(call.close());
     set_bounded(p, gst::State::Null);
     messages
-}
-
-/// Has `p` pause itself from its bus's sync handler (on the thread that
-/// posts) at the first element message called `name`; what that
-/// `set_state` returned comes on the receiver.
-fn pause_at_first(p: &gst::Pipeline, name: &'static str) -> Receiver<gst::StateChangeReturn> {
-    let (paused, pause_done) = std::sync::mpsc::channel::<gst::StateChangeReturn>();
-    let paused = std::sync::Mutex::new(paused);
-    let armed = AtomicBool::new(true);
-    let weak = p.downgrade();
-    p.bus().unwrap().set_sync_handler(move |_, msg| {
-        if let gst::MessageView::Element(e) = msg.view()
-            && e.structure().is_some_and(|s| s.name() == name)
-            && armed.swap(false, Ordering::SeqCst)
-            && let Some(p) = weak.upgrade()
-        {
-            let ret = p.set_state(gst::State::Paused).into();
-            let _ = paused.lock().unwrap().send(ret);
-        }
-        gst::BusSyncReply::Pass
-    });
-    pause_done
-}
-
-/// The pause of [`pause_at_first`] did not fail, the call's network thread
-/// reads on, and once `p` plays again the echo goes on.
-fn paused_then_played(
-    p: &gst::Pipeline,
-    src: &gst::Element,
-    call: &mut twilio_emulator::TwilioCall,
-    pause_done: &Receiver<gst::StateChangeReturn>,
-) {
-    let ret = pause_done.recv_timeout(PATIENCE).expect("paused");
-    assert_ne!(ret, gst::StateChangeReturn::Failure);
-    assert_reads_on(call, src);
-    set_bounded(p, gst::State::Playing);
-    echo_round(call, 2);
 }
 
 /// Counts the buffers reaching `element`'s sink pad.
@@ -384,43 +329,6 @@ fn a_flush_racing_the_return_to_playing_keeps_the_async_setting() {
         "the sink's async setting was lost"
     );
     drop_call(call, &p);
-}
-
-/// The pipeline paused from a bus sync handler on the network thread, at
-/// a DTMF key (posted during the src's push): no hang, and the echo goes
-/// on once the application plays it again.
-#[test]
-fn paused_from_a_sync_handler_on_the_network_thread() {
-    let (p, src, sink) = echo_pipeline(ECHO);
-    let bus = p.bus().unwrap();
-    let pause_done = pause_at_first(&p, "twilio-dtmf");
-    let mut call = echoing_call(&p, &src);
-    call.send_dtmf("5").unwrap();
-    call.send_media(&pattern(1, 1)).unwrap();
-    paused_then_played(&p, &src, &mut call, &pause_done);
-    assert_playing(&sink);
-    bus.unset_sync_handler();
-    hang_up(call, &p);
-}
-
-/// As above, at `twilio-quality`, which the src posts between taking a
-/// chunk and pushing it: that chunk must not be pushed into the paused
-/// sink (it would hold the network thread until PLAYING).
-#[test]
-fn paused_from_a_sync_handler_at_a_quality_report() {
-    let p = pipeline(
-        "twiliostreamsrc name=src port=0 quality-interval=1 ! audio/x-mulaw ! \
-         twiliostreamsink name=sink",
-    );
-    let src = by_name(&p, "src");
-    let bus = p.bus().unwrap();
-    let pause_done = pause_at_first(&p, "twilio-quality");
-    let mut call = echoing_call(&p, &src);
-    // A second of the call's audio: the report is due.
-    send_chunks(&mut call, &pattern(1, 55));
-    paused_then_played(&p, &src, &mut call, &pause_done);
-    bus.unset_sync_handler();
-    hang_up(call, &p);
 }
 
 /// An EOS the application sends while the sink holds its src (pipeline

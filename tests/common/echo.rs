@@ -98,3 +98,23 @@ pub fn drop_call(call: TwilioCall, p: &gst::Pipeline) {
     rt().block_on(call.abort());
     set_bounded(p, gst::State::Null);
 }
+
+/// Sends `n` chunks of a fresh pattern and waits for all of them back.
+pub fn echo_round(call: &mut TwilioCall, n: usize) {
+    let sent = pattern(n, 3);
+    send_chunks(call, &sent);
+    wait_until_all_echoed(call, &sent);
+}
+
+/// Sets `state` on `element` alone from another thread, failing (instead
+/// of hanging) if that does not return.
+pub fn set_element_bounded(element: &gst::Element, state: gst::State) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let e = element.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(e.set_state(state));
+    });
+    rx.recv_timeout(PATIENCE)
+        .unwrap_or_else(|_| panic!("deadlock: {state:?} on {} did not return", element.name()))
+        .unwrap_or_else(|e| panic!("{state:?}: {e}"));
+}
