@@ -351,8 +351,9 @@ impl TwilioStreamSrc {
     fn bin_leaving_playing(&self) -> bool {
         let mut bin = self.obj().parent().and_downcast::<gst::Element>();
         while let Some(b) = bin {
-            let pending = b.pending_state();
-            if b.current_state() == gst::State::Playing
+            // One look (one lock) for both.
+            let (_, current, pending) = b.state(gst::ClockTime::ZERO);
+            if current == gst::State::Playing
                 && (gst::State::Null..=gst::State::Paused).contains(&pending)
             {
                 return true;
@@ -419,9 +420,11 @@ impl TwilioStreamSrc {
     /// After a fallback, on the streaming thread: what a drain held back,
     /// before the call's next event (None once there is none).
     pub(super) fn held_created(&self) -> Result<Option<CreateSuccess>, gst::FlowError> {
-        if !self.shared.fell_back() || self.state.lock().unwrap().held.is_empty() {
+        if !self.shared.fell_back() {
             return Ok(None);
         }
+        // The drain whose push fell back may still hold back the rest of
+        // that push: wait for it before looking.
         self.wait_for_last_drain()?;
         loop {
             let next = {
