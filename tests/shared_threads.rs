@@ -360,3 +360,106 @@ fn num_buffers_is_honoured_by_pushing_from_the_streaming_thread() {
     );
     set_state(&p, gst::State::Null);
 }
+
+/// How a test flushes the pipeline while PLAYING.
+#[derive(Clone, Copy)]
+enum FlushBy {
+    /// `gst_element_send_event` on the pipeline: the bin gives it to the src.
+    Pipeline,
+    /// Upstream from the sink's pad, as a downstream element would.
+    SinkPad,
+}
+
+/// Plays a call, flushes while PLAYING, then blocks one push 250 ms (a
+/// fallback when `shared`): the rest of the call still comes out, from the
+/// streaming thread.
+fn flush_then_fall_back(by: FlushBy, shared: bool) {
+    init();
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 shared-threads={shared} ! audio/x-raw,rate=8000 \
+         ! fakesink name=sink sync=false",
+    ));
+    let sink = by_name(&p, "sink");
+    let threads = record_threads(&sink);
+    // Buffer 8 (the third after the flush) holds the network thread 250 ms.
+    let seen = Arc::new(Mutex::new(0usize));
+    let s = seen.clone();
+    sink.static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let mut seen = s.lock().unwrap();
+            *seen += 1;
+            if *seen == 8 {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let collector = Collector::attach(&sink);
+    set_state(&p, gst::State::Playing);
+    let url = url_of(&by_name(&p, "src"));
+    let ulaw: Vec<u8> = (0..3200u32).map(|i| (i * 13 % 256) as u8).collect();
+    let (before, after) = ulaw.split_at(5 * 160);
+    let mut call = rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        send_chunks(&mut call, before).await;
+        call
+    });
+    collector.wait_buffers(5);
+
+    let (start, stop) = (
+        gst::event::FlushStart::new(),
+        gst::event::FlushStop::new(true),
+    );
+    match by {
+        FlushBy::Pipeline => {
+            assert!(p.send_event(start));
+            assert!(p.send_event(stop));
+        }
+        FlushBy::SinkPad => {
+            let pad = sink.static_pad("sink").unwrap();
+            assert!(pad.push_event(start));
+            assert!(pad.push_event(stop));
+        }
+    }
+
+    rt().block_on(async {
+        send_chunks(&mut call, after).await;
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    assert_eq!(got.samples(), decode(&ulaw));
+    // The push of buffer 8 fell back: the streaming thread pushed the rest.
+    let threads = threads.lock().unwrap();
+    assert_eq!(threads.len(), 20, "{threads:?}");
+    let fell_back = if shared { 8 } else { 0 };
+    assert_eq!(
+        threads[..fell_back],
+        ["twiliostream"; 8][..fell_back],
+        "{threads:?}"
+    );
+    assert!(
+        threads[fell_back..].iter().all(|t| t == "src:src"),
+        "{threads:?}"
+    );
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn a_fallback_after_a_flush_of_the_pipeline_still_pushes_the_call() {
+    flush_then_fall_back(FlushBy::Pipeline, true);
+}
+
+#[test]
+fn a_fallback_after_a_flush_from_downstream_still_pushes_the_call() {
+    flush_then_fall_back(FlushBy::SinkPad, true);
+}
+
+#[test]
+fn without_shared_threads_a_flush_from_downstream_leaves_the_streaming_thread_running() {
+    // (The streaming thread pushes everything: BaseSrc paused it at the
+    // flush-start, and nothing would come out after the flush.)
+    flush_then_fall_back(FlushBy::SinkPad, false);
+}

@@ -17,6 +17,7 @@ use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
 use super::convert::{Converter, StereoConverter};
+use super::flush::Flush;
 use super::output::Output;
 use super::properties::{self, GapFill, Settings, Tracks};
 use super::quality::{Placing, meter};
@@ -104,6 +105,7 @@ pub struct TwilioStreamSrc {
     /// `call-name` is set (so sinks anywhere in the process can pair).
     pub(super) slot: Mutex<Arc<Slot>>,
     pub(super) shared: Shared,
+    pub(super) flush: Flush,
 }
 
 impl Default for TwilioStreamSrc {
@@ -113,6 +115,7 @@ impl Default for TwilioStreamSrc {
             state: Default::default(),
             canceller: Default::default(),
             shared: Default::default(),
+            flush: Default::default(),
             slot: Mutex::new(Slot::new()),
         }
     }
@@ -515,6 +518,18 @@ impl BaseSrcImpl for TwilioStreamSrc {
             }
             _ => BaseSrcImplExt::parent_query(self, query),
         }
+    }
+
+    fn event(&self, event: &gst::Event) -> bool {
+        let flush_stop = event.type_() == gst::EventType::FlushStop;
+        if event.type_() == gst::EventType::FlushStart {
+            self.flush_starts();
+        }
+        let handled = self.parent_event(event);
+        if flush_stop {
+            self.flush_stopped();
+        }
+        handled
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {

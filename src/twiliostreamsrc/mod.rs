@@ -4,7 +4,8 @@
 //! The element's glue (state, caps, state changes, call events) is in
 //! `imp`; media to buffers for the chosen `track` in `media`; its properties
 //! in `properties`; pushing from the call's network task (`shared-threads`)
-//! in `shared_threads`; the call's quality (jitter, MOS, reports) in `quality`. `timeline` places the chunks in time, `tracks`
+//! in `shared_threads`; the streaming thread after a flush from downstream in
+//! `flush`; the call's quality (jitter, MOS, reports) in `quality`. `timeline` places the chunks in time, `tracks`
 //! aligns two tracks, `output` converts μ-law to the output format: all
 //! three GStreamer-light and unit-tested with plain values.
 
@@ -20,6 +21,7 @@ mod convert;
 mod drift;
 mod fill_timer;
 mod findings;
+mod flush;
 mod imp;
 mod media;
 mod output;

@@ -1,0 +1,62 @@
+//! A flush from downstream while PLAYING: FLUSH_START and FLUSH_STOP that
+//! reach the src pad (from a downstream element, or sent on a pad) rather
+//! than the element. BaseSrc (1.22) pauses its streaming thread at such a
+//! flush-start (`create` returns FLUSHING) and restarts it only after a
+//! flush sent to the element, so without this the call's audio would stop:
+//! for good without `shared-threads`, at the first fallback with it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gst::glib::translate::from_glib_none;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+
+use super::imp::{CAT, TwilioStreamSrc};
+
+/// A flush-start reached the src pad and its flush-stop has not yet.
+#[derive(Default)]
+pub(super) struct Flush(AtomicBool);
+
+impl TwilioStreamSrc {
+    /// `BaseSrc::event`'s flush events, before BaseSrc handles them.
+    pub(super) fn flush_starts(&self) {
+        self.flush.0.store(true, Ordering::SeqCst);
+    }
+
+    /// After BaseSrc handled a flush-stop: the streaming thread goes on
+    /// where BaseSrc paused it, in PLAYING. (Only after a flush-start, which
+    /// made `create` return: the loop then lets go of the stream lock.)
+    pub(super) fn flush_stopped(&self) {
+        if !self.flush.0.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let obj = self.obj();
+        let pad = obj.src_pad();
+        // As BaseSrc does for a flush sent to the element: under the stream
+        // lock, so that a loop still pausing has paused.
+        let _stream = pad.stream_lock();
+        if pad.mode() != gst::PadMode::Push
+            || pad.task_state() != gst::TaskState::Paused
+            || obj.current_state() != gst::State::Playing
+        {
+            return;
+        }
+        let task: Option<gst::Task> = {
+            let _lock = pad.object_lock();
+            // SAFETY: the pad's task, read under the pad's object lock as
+            // GST_PAD_TASK is; a new reference is taken.
+            unsafe { from_glib_none((*pad.as_ptr()).task) }
+        };
+        if let Some(task) = task {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "flushed from downstream: streaming thread goes on"
+            );
+            if let Err(err) = task.start() {
+                gst::warning!(CAT, imp = self, "streaming thread not restarted: {err}");
+            }
+        }
+    }
+}
