@@ -11,6 +11,7 @@ use gst::glib::translate::from_glib_none;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
 
 use super::imp::{CAT, TwilioStreamSrc};
 
@@ -19,15 +20,24 @@ use super::imp::{CAT, TwilioStreamSrc};
 pub(super) struct Flush(AtomicBool);
 
 impl TwilioStreamSrc {
-    /// `BaseSrc::event`'s flush events, before BaseSrc handles them.
-    pub(super) fn flush_starts(&self) {
-        self.flush.0.store(true, Ordering::SeqCst);
+    /// `BaseSrc::event`: BaseSrc's handling, with a flush's streaming
+    /// thread going on after its flush-stop.
+    pub(super) fn event_seeing_flushes(&self, event: &gst::Event) -> bool {
+        let flush_stop = event.type_() == gst::EventType::FlushStop;
+        if event.type_() == gst::EventType::FlushStart {
+            self.flush.0.store(true, Ordering::SeqCst);
+        }
+        let handled = self.parent_event(event);
+        if flush_stop {
+            self.flush_stopped();
+        }
+        handled
     }
 
     /// After BaseSrc handled a flush-stop: the streaming thread goes on
     /// where BaseSrc paused it, in PLAYING. (Only after a flush-start, which
     /// made `create` return: the loop then lets go of the stream lock.)
-    pub(super) fn flush_stopped(&self) {
+    fn flush_stopped(&self) {
         if !self.flush.0.swap(false, Ordering::SeqCst) {
             return;
         }

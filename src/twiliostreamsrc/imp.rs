@@ -521,15 +521,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
     }
 
     fn event(&self, event: &gst::Event) -> bool {
-        let flush_stop = event.type_() == gst::EventType::FlushStop;
-        if event.type_() == gst::EventType::FlushStart {
-            self.flush_starts();
-        }
-        let handled = self.parent_event(event);
-        if flush_stop {
-            self.flush_stopped();
-        }
-        handled
+        self.event_seeing_flushes(event)
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
