@@ -175,7 +175,8 @@ impl Lane {
         self.last = Some(Released {
             number: chunk.chunk,
             timestamp_ms: chunk.timestamp_ms,
-            end_ms: chunk.timestamp_ms + duration_ms,
+            // The peer's timestamp may be anything up to u64::MAX.
+            end_ms: chunk.timestamp_ms.saturating_add(duration_ms),
         });
         ready.push_back(chunk);
     }
@@ -195,7 +196,8 @@ impl Lane {
 /// `chunk` is the one right after `last`: the next number, or (numbers
 /// aside, e.g. one counter shared by both tracks) where `last` ended.
 fn follows(chunk: &MediaChunk, last: &Released) -> bool {
-    let next_number = matches!((chunk.chunk, last.number), (Some(n), Some(l)) if n == l + 1);
+    let next_number =
+        matches!((chunk.chunk, last.number), (Some(n), Some(l)) if l.checked_add(1) == Some(n));
     next_number || chunk.timestamp_ms.abs_diff(last.end_ms) <= TIMESTAMP_TOLERANCE_MS
 }
 
@@ -304,6 +306,27 @@ mod tests {
             chunk: Some(number),
             ..inbound(n)
         }
+    }
+
+    /// Timestamps and numbers at the top of their range (a peer's, not
+    /// Telnyx's) are taken without overflowing.
+    #[test]
+    fn counters_at_the_end_of_their_range_do_not_overflow() {
+        let at = |timestamp_ms, number| MediaChunk {
+            timestamp_ms,
+            chunk: Some(number),
+            ..inbound(1)
+        };
+        let (out, _) = run(
+            3,
+            [
+                at(u64::MAX, u64::MAX - 1),
+                at(u64::MAX - 10, u64::MAX),
+                at(0, 0),
+                at(u64::MAX, 1),
+            ],
+        );
+        assert_eq!(out[0], [1]);
     }
 
     #[test]
