@@ -2,6 +2,9 @@
 //! queue ([`Events`] to receive, [`EventSender`] for the call's task), and
 //! the reuse of media payload buffers between the two. The queue never
 //! blocks the sender: what does not fit is refused, and the task counts it.
+//! It is bounded in bytes as well as in events: a message may be up to
+//! `max-message-size`, and a peer may send them faster than a paused or
+//! blocked element reads.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -18,6 +21,11 @@ const MEDIA_QUEUE: usize = 1024;
 /// The same for all events together: control events (start, marks, DTMF,
 /// stop) are never dropped for media, only in a flood of them.
 const EVENT_QUEUE: usize = 8 * MEDIA_QUEUE;
+/// How many bytes of media payloads may wait: about 87 s of the widest
+/// format (24 kHz L16), so only chunks far larger than a provider's meet it.
+const MEDIA_BYTES: usize = 4 << 20;
+/// The same for all events together (mark names, digits, payloads).
+const EVENT_BYTES: usize = 2 * MEDIA_BYTES;
 
 /// A DTMF digit as Twilio sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +82,19 @@ pub enum CallEvent {
     Ended(String),
 }
 
+impl CallEvent {
+    /// The bytes it holds that the peer chose the size of. A `start`, a
+    /// `stop` and the end come once per call: they weigh nothing.
+    fn weight(&self) -> usize {
+        match self {
+            CallEvent::Media(chunk) => chunk.ulaw.len(),
+            CallEvent::Mark(name) => name.len(),
+            CallEvent::Dtmf(digit) => digit.0.len(),
+            _ => 0,
+        }
+    }
+}
+
 /// The events of a call, as its consuming element receives them.
 pub struct Events {
     queue: Arc<EventQueue>,
@@ -125,8 +146,13 @@ impl Events {
         let mut queue = self.queue.lock();
         match queue.events.pop_front() {
             Some(event) => {
+                let weight = event.weight();
+                queue.bytes -= weight;
                 match event {
-                    CallEvent::Media(_) => queue.media -= 1,
+                    CallEvent::Media(_) => {
+                        queue.media -= 1;
+                        queue.media_bytes -= weight;
+                    }
                     CallEvent::Stop(_) | CallEvent::Closed(_) | CallEvent::Ended(_) => {
                         queue.end_read = true
                     }
@@ -146,6 +172,8 @@ impl Drop for Events {
         queue.unread = true;
         queue.events.clear();
         queue.media = 0;
+        queue.media_bytes = 0;
+        queue.bytes = 0;
     }
 }
 
@@ -200,6 +228,9 @@ struct Queued {
     events: VecDeque<CallEvent>,
     /// How many of `events` are media.
     media: usize,
+    /// The [weight](CallEvent::weight) of `events`, and of the media among them.
+    bytes: usize,
+    media_bytes: usize,
     /// The sender is gone: nothing more will come.
     closed: bool,
     /// The receiver is gone: what comes is dropped.
@@ -232,10 +263,21 @@ impl EventSender {
                 return Ok(());
             }
             let is_media = matches!(event, CallEvent::Media(_));
-            if queue.events.len() >= EVENT_QUEUE || (is_media && queue.media >= MEDIA_QUEUE) {
+            let weight = event.weight();
+            // An event always fits an empty queue, however large.
+            let too_heavy = |held: usize, limit| held > 0 && held + weight > limit;
+            if queue.events.len() >= EVENT_QUEUE
+                || too_heavy(queue.bytes, EVENT_BYTES)
+                || (is_media
+                    && (queue.media >= MEDIA_QUEUE || too_heavy(queue.media_bytes, MEDIA_BYTES)))
+            {
                 return Err(event);
             }
             queue.media += usize::from(is_media);
+            queue.bytes += weight;
+            if is_media {
+                queue.media_bytes += weight;
+            }
             queue.events.push_back(event);
         }
         // Without a waiter this stores a permit once and is then a load.
@@ -356,13 +398,49 @@ mod tests {
     }
 
     fn media() -> CallEvent {
+        media_of(0)
+    }
+
+    fn media_of(bytes: usize) -> CallEvent {
         CallEvent::Media(MediaChunk {
             track: Track::Inbound,
             timestamp_ms: 0,
             chunk: None,
-            ulaw: Vec::new(),
+            ulaw: vec![0xff; bytes],
             arrival: Instant::now(),
         })
+    }
+
+    /// Large messages fill the queue by their bytes before their count:
+    /// media up to `MEDIA_BYTES`, everything up to `EVENT_BYTES`; one
+    /// event always fits an empty queue; taking one makes room again.
+    #[test]
+    fn the_queue_is_bounded_in_bytes() {
+        let (sender, mut events) = channel();
+        let big = 48 << 10;
+        let fit = MEDIA_BYTES / big;
+        for _ in 0..fit {
+            assert!(sender.send(media_of(big)).is_ok());
+        }
+        assert!(sender.send(media_of(big)).is_err());
+        let mark = |n| CallEvent::Mark("m".repeat(n));
+        assert!(sender.send(mark(big)).is_ok());
+        for _ in 1..(EVENT_BYTES - fit * big) / big {
+            assert!(sender.send(mark(big)).is_ok());
+        }
+        assert!(sender.send(mark(big)).is_err());
+        assert!(sender.send(mark(1)).is_ok(), "what is left still fits");
+        assert!(events.try_recv().is_ready());
+        assert!(sender.send(media_of(big)).is_ok());
+        drop(events);
+
+        let (sender, mut events) = channel();
+        assert!(sender.send(mark(EVENT_BYTES + 1)).is_ok());
+        assert!(sender.send(mark(1)).is_err());
+        assert!(events.try_recv().is_ready());
+        assert!(sender.send(media_of(MEDIA_BYTES + 1)).is_ok());
+        assert!(sender.send(media_of(1)).is_err());
+        assert!(sender.send(mark(1)).is_ok());
     }
 
     #[test]

@@ -1,0 +1,111 @@
+//! Floods from a started call that nothing reads yet (it waits for a free
+//! element): what waits is bounded in bytes, not only in events, so a call
+//! cannot make the process hold gigabytes with messages of up to
+//! `max-message-size` each. (A src that reads them posts each mark on the
+//! bus: that is the application's to read.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use gst::prelude::*;
+use tokio_tungstenite::tungstenite::Message;
+use twilio_emulator::CallParams;
+
+/// A Twilio call of the test's own socket: `start`, then `texts`, each
+/// sent (awaited) before the next is made.
+async fn raw_call(url: &str) -> (RawWs, CallParams) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let params = CallParams::default();
+    let start = gsttwiliostream::protocol::Inbound::Start {
+        sequence_number: None,
+        stream_sid: params.stream_sid.clone(),
+        start: gsttwiliostream::protocol::StartInfo {
+            account_sid: params.account_sid.clone(),
+            stream_sid: params.stream_sid.clone(),
+            call_sid: params.call_sid.clone(),
+            tracks: vec!["inbound".into()],
+            custom_parameters: Default::default(),
+            media_format: None,
+            tracks_unannounced: false,
+        },
+    };
+    ws.send(Message::text(start.to_json())).await.unwrap();
+    (ws, params)
+}
+
+type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Sends `n` copies of `text` on `ws`, each awaited, then a ping: its
+/// pong says the call read them all.
+async fn flood(ws: &mut RawWs, text: &str, n: usize) {
+    for _ in 0..n {
+        ws.send(Message::text(text.to_owned())).await.unwrap();
+    }
+    ws.send(Message::Ping(b"read?".to_vec().into()))
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await {
+            Ok(Some(Ok(Message::Pong(_)))) => break,
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no pong: {other:?}"),
+        }
+    }
+}
+
+/// `n` copies of the message `text(streamSid)` from a call that waits for
+/// the busy src: what waits stays far below what they weigh (about 50 MB
+/// of media, 500 MB of marks).
+fn flood_while_waiting(text: impl Fn(&str) -> String, n: usize) {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 idle-timeout=0 pending-timeout=15 ! \
+         fakesink name=sink sync=false",
+    );
+    let src = by_name(&p, "src");
+    set_state(&p, gst::State::Playing);
+    let url = url_of(&src);
+    rt().block_on(async {
+        let (_busy, _) = raw_call(&url).await;
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while !src.property::<bool>("connected") {
+            assert!(std::time::Instant::now() < deadline, "no call");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (mut waiting, params) = raw_call(&url).await;
+        let before = rss_kib();
+        flood(&mut waiting, &text(&params.stream_sid), n).await;
+        let grown = rss_kib().saturating_sub(before);
+        assert!(
+            grown < 32 * 1024,
+            "{} MiB more resident after the flood",
+            grown / 1024
+        );
+    });
+    set_state(&p, gst::State::Null);
+}
+
+/// One test (run alone in its binary): the resident memory it measures is
+/// the whole process's.
+#[test]
+fn floods_of_a_waiting_call_are_bounded_in_bytes() {
+    // Marks of names just under the 64 KiB message limit.
+    let name = "x".repeat(60_000);
+    flood_while_waiting(
+        |sid| format!(r#"{{"event":"mark","streamSid":"{sid}","mark":{{"name":"{name}"}}}}"#),
+        8192,
+    );
+    // Media chunks of 6 s each, just under the limit.
+    let payload = "////".repeat(16_000);
+    flood_while_waiting(
+        |sid| {
+            format!(
+                r#"{{"event":"media","streamSid":"{sid}","media":{{"timestamp":"0","payload":"{payload}"}}}}"#
+            )
+        },
+        1100,
+    );
+}
