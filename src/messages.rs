@@ -21,12 +21,47 @@ pub fn start(start: &StartInfo) -> gst::Structure {
 }
 
 /// The TwiML `<Parameter>`s as a `custom-parameters` structure of strings.
+/// GStreamer keeps a field's name (a GQuark) for the life of the process,
+/// so names it does not know yet are taken up to [`NEW_NAMES_BUDGET`] for
+/// the process: beyond, a peer's made-up names are left out (a WARNING).
 pub fn custom_parameters(start: &StartInfo) -> gst::Structure {
     let mut s = gst::Structure::new_empty("custom-parameters");
+    let mut left_out = 0;
     for (name, value) in &start.custom_parameters {
-        s.set(name.as_str(), value);
+        if internable(name) {
+            s.set(name.as_str(), value);
+        } else {
+            left_out += 1;
+        }
+    }
+    if left_out > 0 {
+        gst::warning!(
+            crate::call::CAT,
+            "call {}: {left_out} custom parameters left out: the process has taken \
+             {NEW_NAMES_BUDGET} bytes of parameter names GStreamer keeps for good",
+            start.call_sid
+        );
     }
     s
+}
+
+/// Bytes of parameter names new to GStreamer that a process takes.
+pub const NEW_NAMES_BUDGET: usize = 64 << 10;
+
+/// Whether `name` may be a field name: GStreamer knows it already, or it
+/// fits what is left of the budget (which it then takes).
+fn internable(name: &str) -> bool {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static TAKEN: AtomicUsize = AtomicUsize::new(0);
+    if gst::glib::Quark::try_from_str(name).is_some() {
+        return true;
+    }
+    let cost = name.len().max(1);
+    TAKEN
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |taken| {
+            (taken + cost <= NEW_NAMES_BUDGET).then_some(taken + cost)
+        })
+        .is_ok()
 }
 
 /// `twilio-dtmf`: digit, and its number (the session passes on keys only).

@@ -169,3 +169,49 @@ fn both_tracks_with_counters_at_the_end_of_their_range() {
         assert!(!samples.is_empty());
     }
 }
+
+/// GStreamer keeps a structure's field names (GQuarks) for the life of the
+/// process: `custom-parameters` names a peer makes up would pile up, call
+/// after call. New names are interned up to a budget (64 KiB for the
+/// process); beyond it they are left out of the structure. Names known
+/// already (here `caller`) are always kept.
+#[test]
+fn made_up_parameter_names_do_not_pile_up_for_the_process() {
+    let names: Vec<String> = (0..2000)
+        .map(|i| format!("made-up-{}-{i:05}-{}", std::process::id(), "x".repeat(64)))
+        .collect();
+    let mut custom_parameters: std::collections::BTreeMap<String, String> =
+        names.iter().map(|n| (n.clone(), "v".to_owned())).collect();
+    custom_parameters.insert("caller".into(), "+15550100".into());
+    let params = CallParams {
+        custom_parameters,
+        ..CallParams::default()
+    };
+    let (p, collector, url) =
+        start("twiliostreamsrc name=src port=0 max-message-size=1048576 ! fakesink name=sink");
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, params).await.unwrap();
+        call.send_media(&LAST).unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    collector.wait_eos();
+    let messages = drain_messages(&p.bus().unwrap());
+    set_state(&p, gst::State::Null);
+    let started = element_messages(&messages, "twilio-start");
+    let posted = started[0]
+        .get::<gst::Structure>("custom-parameters")
+        .unwrap();
+    assert_eq!(posted.get::<String>("caller").unwrap(), "+15550100");
+    let interned = names
+        .iter()
+        .filter(|n| gst::glib::Quark::try_from_str(n).is_some())
+        .count();
+    let budget = (64 << 10) / names[0].len();
+    assert!(
+        interned <= budget,
+        "{interned} made-up names kept for good (of {})",
+        names.len()
+    );
+    assert!(posted.n_fields() <= budget + 1);
+}
