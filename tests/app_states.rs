@@ -4,7 +4,8 @@
 //! from a bus sync handler (on a network thread), a branch removed and
 //! added while its pipeline plays, pipelines sharing a port by path and by
 //! `call-name`, properties changed between calls, one pipeline on hold
-//! beside another's call. Every wait is bounded.
+//! beside another's call, the src alone restarted mid-call. Every wait is
+//! bounded.
 
 mod common;
 
@@ -398,4 +399,41 @@ fn a_paused_pipeline_does_not_stall_another_call() {
     );
     set_bounded(&a, gst::State::Null);
     set_bounded(&b, gst::State::Null);
+}
+
+/// The src alone restarted mid-call (its path changed in NULL, then synced
+/// with its PLAYING pipeline), the sink left PLAYING: the src's next call
+/// echoes. (The sink kept the first call, over, and answered the next
+/// call's audio with EOS: the pipeline ended, the caller heard nothing.)
+#[test]
+fn the_src_alone_restarted_with_a_new_path_and_its_next_call_echoes() {
+    for props in ["", "shared-threads=false"] {
+        let p = pipeline(&format!(
+            "twiliostreamsrc name=src port=0 {props} ! audio/x-mulaw ! twiliostreamsink name=sink"
+        ));
+        let (src, sink) = (by_name(&p, "src"), by_name(&p, "sink"));
+        set_bounded(&p, gst::State::Playing);
+        let mut first = start_call(&url_of(&src), 2);
+        receive_until(&mut first, |got| media_bytes(got).len() >= 320);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = src.clone();
+        std::thread::spawn(move || {
+            s.set_state(gst::State::Null).unwrap();
+            s.set_property("path", "/next");
+            let _ = tx.send(s.sync_state_with_parent());
+        });
+        rx.recv_timeout(PATIENCE)
+            .expect("src restart hung")
+            .unwrap();
+        let got = receive_until(&mut first, |_| false);
+        assert!(matches!(got.last(), Some(Received::Closed(_))));
+        let url = url_of(&src);
+        assert!(url.ends_with("/next"), "{url}");
+        let echoed = echo_call(&url, 7, 5);
+        assert_eq!(echoed, pattern(7, 5), "{props}");
+        assert_eq!(sink.property::<u64>("chunks-sent"), 5, "{props}");
+        let messages = wait_eos(&p.bus().unwrap());
+        assert!(has_element(&messages, "twilio-stop"), "{props}");
+        set_bounded(&p, gst::State::Null);
+    }
 }

@@ -48,13 +48,19 @@ impl TwilioStreamSink {
     /// else the slot's current call once its `start` has arrived. Never
     /// blocks.
     pub(super) fn adopt_call(&self) -> Option<(Arc<Call>, String)> {
-        let current = {
+        let held = {
             let state = self.state.lock().unwrap();
-            if let (Some(call), Some(sid)) = (&state.call, &state.stream_sid) {
-                return Some((call.clone(), sid.clone()));
+            match (&state.call, &state.stream_sid) {
+                (Some(call), Some(sid)) => Some((call.clone(), sid.clone())),
+                _ => None,
             }
-            state.slot.as_ref()?.current()?
         };
+        if let Some((call, sid)) = held
+            && (call.is_open() || !self.let_go_of_ended_call())
+        {
+            return Some((call, sid));
+        }
+        let current = self.state.lock().unwrap().slot.as_ref()?.current()?;
         self.adopt(current)
     }
 

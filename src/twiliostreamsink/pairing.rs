@@ -7,6 +7,8 @@
 //! writer with the sink (`pause_call`), and the pushes of the srcs that
 //! feed the sink from a network thread (`change_base_state`, `push_gate.rs`).
 
+use std::sync::Arc;
+
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
@@ -49,6 +51,11 @@ impl TwilioStreamSink {
                 _ => None,
             }
         };
+        // A call over, its src started again alone with another: that one.
+        let adopted = match adopted {
+            Some(false) if self.let_go_of_ended_call() => None,
+            other => other,
+        };
         // The call adopted already (every buffer: no clones, one lock), or
         // one that can be without waiting.
         if let Some(open) = adopted.or_else(|| {
@@ -81,6 +88,35 @@ impl TwilioStreamSink {
             _ if self.state.lock().unwrap().refused => Err(gst::FlowError::Error),
             _ => Err(gst::FlowError::Eos),
         }
+    }
+
+    /// The call played into is over and the slot holds another: the src
+    /// was started again alone (its bin and this sink played on) and took
+    /// it. Lets go of the old call as a stop would, so that the next one
+    /// is adopted; true if so. (A sink listening itself takes one call per
+    /// start: it keeps the old one.)
+    pub(super) fn let_go_of_ended_call(&self) -> bool {
+        let mut state = self.state.lock().unwrap();
+        let (Some(old), None) = (&state.call, &state.registration) else {
+            return false;
+        };
+        let next = state.slot.as_ref().and_then(|slot| slot.current());
+        if old.is_open() || next.is_none_or(|next| Arc::ptr_eq(&next, old)) {
+            return false;
+        }
+        let old = state.call.take().expect("looked at above");
+        state.stream_sid = None;
+        // Its partial frame and the resampler's history were for that call.
+        state.framer.clear();
+        drop(state);
+        old.hot.clear(&crate::call::HotPart::SINK);
+        old.release_sender(self.sender_id());
+        gst::info!(
+            CAT,
+            imp = self,
+            "{old:?} is over and the src has another call: letting go"
+        );
+        true
     }
 
     /// Finds the call's slot (pairing, or listening itself). Done on READY →
