@@ -15,6 +15,7 @@ use gst::glib;
 
 pub mod call;
 pub mod codec;
+mod contain;
 pub mod endpoint;
 mod hot_objects;
 pub mod messages;

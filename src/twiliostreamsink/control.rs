@@ -207,10 +207,13 @@ impl TwilioStreamSink {
         let sink = self.obj().downgrade();
         let posted = call.clear(move |mut cleared| {
             cleared.dropped += held;
-            // On the call's task: no lock of ours is held.
+            // On the call's task: no lock of ours is held, and a panic
+            // must not end the task (`contain.rs`).
             if let Some(sink) = sink.upgrade() {
-                gst::debug!(CAT, obj = sink, "{reason}: clear sent, {cleared:?}");
-                messages::post(sink.upcast_ref(), messages::cleared(reason, &sid, &cleared));
+                crate::contain::contained(sink.imp(), || {
+                    gst::debug!(CAT, obj = sink, "{reason}: clear sent, {cleared:?}");
+                    messages::post(sink.upcast_ref(), messages::cleared(reason, &sid, &cleared));
+                });
             }
         });
         if let Err(e) = posted {

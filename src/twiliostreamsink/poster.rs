@@ -65,7 +65,9 @@ pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> Poster {
         while let Some(event) = events.recv().await {
             let Some(e) = element.upgrade() else { return };
             let sink = e.downcast_ref::<super::TwilioStreamSink>().unwrap();
-            match event {
+            // A panic is contained (`contain.rs`); the sink, panicked, will
+            // not stop: the call it took is hung up here.
+            let posted = crate::contain::contained(sink.imp(), || match event {
                 CallEvent::Start(start) => {
                     stream_sid = start.stream_sid.clone();
                     messages::post(&e, messages::start(&start));
@@ -86,6 +88,11 @@ pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> Poster {
                     messages::post(&e, messages::ended(&why, &stream_sid, stats));
                 }
                 CallEvent::Media(_) => {}
+            });
+            if posted.is_none() {
+                gst::error!(CAT, obj = e, "panicked: closing the call");
+                call.close();
+                return;
             }
         }
     });

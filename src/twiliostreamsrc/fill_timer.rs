@@ -50,17 +50,11 @@ impl TwilioStreamSrc {
                 woken.as_mut().enable();
                 let look = {
                     let Some(src) = src.upgrade() else { return };
-                    let imp = src.imp();
-                    if imp.shared.runs.load(Ordering::SeqCst) != run {
-                        return;
+                    // (None: the run is over, or the src panicked.)
+                    match src.imp().on_network(|imp| imp.timer_look(run)) {
+                        Some(Some(look)) => look,
+                        _ => return,
                     }
-                    if imp.state.lock().unwrap().finished {
-                        return;
-                    }
-                    // (Held, the gate's release wakes the timer.)
-                    (imp.shared.pushing() && !imp.shared.gate.holding())
-                        .then(|| imp.fill_look())
-                        .flatten()
                 };
                 let Some(look) = look else {
                     woken.await;
@@ -83,10 +77,24 @@ impl TwilioStreamSrc {
                 if let Some(src) = src.upgrade()
                     && src.imp().shared.runs.load(Ordering::SeqCst) == run
                 {
-                    src.imp().fill_shared();
+                    src.imp().on_network(Self::fill_shared);
                 }
             }
         });
+    }
+
+    /// The fill timer's look: None once its run is over (or the call), else
+    /// the look at the clock, if the fill may be pushed now.
+    fn timer_look(&self, run: u64) -> Option<Option<FillLook>> {
+        if self.shared.runs.load(Ordering::SeqCst) != run || self.state.lock().unwrap().finished {
+            return None;
+        }
+        // (Held, the gate's release wakes the timer.)
+        Some(
+            (self.shared.pushing() && !self.shared.gate.holding())
+                .then(|| self.fill_look())
+                .flatten(),
+        )
     }
 
     /// The timeline placed audio up to `timeline`'s position: the fill
@@ -122,7 +130,7 @@ impl FillLook {
         if runs_out == 0 || self.at.elapsed() > CLOCK_TRUSTED {
             return None;
         }
-        let ahead = (runs_out + self.deadline).checked_sub(self.running)?;
+        let ahead = (runs_out.checked_add(self.deadline)?).checked_sub(self.running)?;
         Some(self.at + Duration::from_nanos(ahead))
     }
 }

@@ -168,11 +168,8 @@ impl TwilioStreamSrc {
             return Err(gst::FlowError::Error);
         };
         if self.shared.enabled() {
-            // A strong reference: upgrading a weak one per chunk takes
-            // GLib's global weak-ref lock. `stop` drops the consumer, which
-            // ends the cycle (element → call → consumer → element).
-            let src = self.obj().clone();
-            call.set_consumer(Some(Arc::new(move || src.imp().drain_shared())));
+            // (`stop` drops it: it holds the element.)
+            call.set_consumer(Some(self.network_consumer()));
         }
         let pad = self.obj().src_pad().clone();
         crate::hot_objects::register(&call, self, HotPart::Src, &pad, HotPart::SrcPad);

@@ -25,6 +25,7 @@ mod flush;
 mod imp;
 mod media;
 mod output;
+mod panicked;
 mod properties;
 mod quality;
 mod reorder;

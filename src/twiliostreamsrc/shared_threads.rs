@@ -76,7 +76,16 @@ pub(super) struct Shared {
     /// What every push from a network thread passes: held while a sink it
     /// feeds pauses.
     pub(super) gate: PushGate,
+    /// The src panicked and stopped on its own (`panicked.rs`).
+    pub(super) stopped_after_panic: AtomicBool,
 }
+
+/// Tests only: the src at this address (0: none) panics in its next drain,
+/// holding its state's lock, as an overflow in turning a chunk into buffers
+/// would (`panicked.rs`).
+#[cfg(test)]
+pub(super) static PANIC_IN_DRAIN: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
 
 impl Shared {
     /// `BaseSrc::start`: this run pushes from network threads if `enabled`.
@@ -236,7 +245,7 @@ impl TwilioStreamSrc {
         let src = self.obj().downgrade();
         RUNTIME.spawn(async move {
             if let Some(src) = src.upgrade() {
-                src.imp().drain_shared();
+                src.imp().on_network(Self::drain_shared);
             }
         });
     }
@@ -293,6 +302,13 @@ impl TwilioStreamSrc {
             && !self.bin_leaving_playing()
         {
             let mut state = self.state.lock().unwrap();
+            #[cfg(test)]
+            if PANIC_IN_DRAIN
+                .compare_exchange(obj.as_ptr() as usize, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                panic!("a drain panicked (test)");
+            }
             let held = std::mem::take(&mut state.held);
             let event = if !held.is_empty() {
                 None
