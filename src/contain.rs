@@ -8,6 +8,9 @@ use std::sync::atomic::Ordering;
 
 use gst::subclass::prelude::*;
 
+/// The close code of a call whose element panicked: internal error.
+pub(crate) const CLOSE_PANICKED: u16 = 1011;
+
 /// Runs `f`, element code of `imp`'s, on a network thread. None at once,
 /// posting nothing, if the element has panicked before (here or in a vfunc:
 /// its state may be poisoned). A panic in `f` marks the element panicked,

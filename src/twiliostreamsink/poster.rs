@@ -91,6 +91,7 @@ pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> Poster {
             });
             if posted.is_none() {
                 gst::error!(CAT, obj = e, "panicked: closing the call");
+                call.refuse(crate::contain::CLOSE_PANICKED, "internal error");
                 call.close();
                 return;
             }

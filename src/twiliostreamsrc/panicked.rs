@@ -14,9 +14,7 @@ use gst::subclass::prelude::*;
 
 use super::imp::{CAT, TwilioStreamSrc};
 use crate::call::{Consumer, HotPart};
-
-/// The close code a call gets from a src that panicked: internal error.
-const CLOSE_PANICKED: u16 = 1011;
+use crate::contain::CLOSE_PANICKED;
 
 impl TwilioStreamSrc {
     /// The call's consumer: drains on the call's task. A strong reference:
