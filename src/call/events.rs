@@ -264,8 +264,10 @@ impl EventSender {
             }
             let is_media = matches!(event, CallEvent::Media(_));
             let weight = event.weight();
-            // An event always fits an empty queue, however large.
-            let too_heavy = |held: usize, limit| held > 0 && held + weight > limit;
+            // An event always fits an empty queue, however large; one that
+            // weighs nothing (a `stop`, the end) always fits: after a
+            // message larger than the limit, the queue holds more than it.
+            let too_heavy = |held: usize, limit| weight > 0 && held > 0 && held + weight > limit;
             if queue.events.len() >= EVENT_QUEUE
                 || too_heavy(queue.bytes, EVENT_BYTES)
                 || (is_media
@@ -441,6 +443,34 @@ mod tests {
         assert!(sender.send(media_of(MEDIA_BYTES + 1)).is_ok());
         assert!(sender.send(media_of(1)).is_err());
         assert!(sender.send(mark(1)).is_ok());
+    }
+
+    /// A `stop` or the end, which weigh nothing, still fit behind one
+    /// message heavier than the whole queue may be (`max-message-size`
+    /// goes up to 16 MiB): the call's end is not lost as an overrun.
+    #[test]
+    fn the_end_fits_behind_a_message_heavier_than_the_queue() {
+        let (sender, mut events) = channel();
+        assert!(
+            sender
+                .send(CallEvent::Mark("m".repeat(EVENT_BYTES + 1)))
+                .is_ok()
+        );
+        assert!(sender.send(CallEvent::Mark("m".into())).is_err());
+        let stop = CallEvent::Stop(StopInfo {
+            account_sid: "AC".into(),
+            call_sid: "CA".into(),
+        });
+        assert!(sender.send(stop).is_ok());
+        assert!(sender.send(CallEvent::Closed("gone".into())).is_ok());
+        assert!(matches!(
+            events.try_recv(),
+            Poll::Ready(Some(CallEvent::Mark(_)))
+        ));
+        assert!(matches!(
+            events.try_recv(),
+            Poll::Ready(Some(CallEvent::Stop(_)))
+        ));
     }
 
     #[test]
