@@ -437,3 +437,65 @@ fn the_src_alone_restarted_with_a_new_path_and_its_next_call_echoes() {
         set_bounded(&p, gst::State::Null);
     }
 }
+
+/// The first call's end (its `stop`: the src's EOS) still on its way to
+/// the sink, behind a queue, when the src alone was restarted and took
+/// its next call: that EOS ends the first call's stream, not the next
+/// call. (The sink, following the src, adopted the next call at that EOS,
+/// played it out and ended it: Twilio went on with the TwiML.)
+#[test]
+fn the_first_calls_eos_late_does_not_end_the_src_next_call() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! audio/x-mulaw ! queue ! twiliostreamsink name=sink",
+    );
+    let (src, sink) = (by_name(&p, "src"), by_name(&p, "sink"));
+    // The first EOS waits at the sink's pad until the next call started.
+    let (at_eos, eos_reached) = std::sync::mpsc::channel();
+    let (go, go_on) = std::sync::mpsc::channel::<()>();
+    let go_on = std::sync::Mutex::new(Some(go_on));
+    sink.static_pad("sink").unwrap().add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data
+                && e.type_() == gst::EventType::Eos
+                && let Some(go_on) = go_on.lock().unwrap().take()
+            {
+                let _ = at_eos.send(());
+                let _ = go_on.recv_timeout(PATIENCE);
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    set_bounded(&p, gst::State::Playing);
+    let mut first = start_call(&url_of(&src), 2);
+    receive_until(&mut first, |got| media_bytes(got).len() >= 320);
+    first.send_stop().unwrap();
+    eos_reached
+        .recv_timeout(PATIENCE)
+        .expect("no EOS after stop");
+    rt().block_on(first.close());
+    let s = src.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        s.set_state(gst::State::Null).unwrap();
+        let _ = tx.send(s.sync_state_with_parent());
+    });
+    rx.recv_timeout(PATIENCE)
+        .expect("src restart hung")
+        .unwrap();
+    let mut next = instant_call(&url_of(&src));
+    let deadline = Instant::now() + PATIENCE;
+    while !src.property::<bool>("connected") {
+        assert!(Instant::now() < deadline, "the next call did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    go.send(()).unwrap();
+    // The sink has taken the EOS (a play-out waits for its mark's echo).
+    wait_eos(&p.bus().unwrap());
+    let got: Vec<Received> = std::iter::from_fn(|| next.try_recv()).collect();
+    assert!(
+        marks(&got).is_empty() && !got.iter().any(|r| matches!(r, Received::Closed(_))),
+        "the first call's EOS ended the next call: {got:?}"
+    );
+    set_bounded(&p, gst::State::Null);
+}

@@ -257,7 +257,14 @@ impl TwilioStreamSink {
     /// flush or a stop came meanwhile: the EOS is dropped, as BaseSink
     /// drops what comes while it flushes.
     pub(super) fn eos(&self, event: &gst::Event) -> bool {
-        let adopted = self.adopt_call();
+        // The call played into, even one over: this EOS ends the stream
+        // that fed it. The src's next call, started while the EOS was on its
+        // way (behind a queue), is not this stream's to end.
+        let held = {
+            let state = self.state.lock().unwrap();
+            state.call.clone().zip(state.stream_sid.clone())
+        };
+        let adopted = held.or_else(|| self.adopt_call());
         let owns_call = {
             let mut state = self.state.lock().unwrap();
             state.framer.push_resampler_tail();
