@@ -23,27 +23,34 @@ pub fn start(start: &StartInfo) -> gst::Structure {
 /// The TwiML `<Parameter>`s as a `custom-parameters` structure of strings.
 /// GStreamer keeps a field's name (a GQuark) for the life of the process,
 /// so names it does not know yet are taken up to [`NEW_NAMES_BUDGET`] for
-/// the process: beyond, a peer's made-up names are left out (a WARNING).
+/// the process: beyond, a parameter comes as a `name=value` string in the
+/// array [`LEFT_OUT`] instead (a WARNING), so nothing is lost.
 pub fn custom_parameters(start: &StartInfo) -> gst::Structure {
     let mut s = gst::Structure::new_empty("custom-parameters");
-    let mut left_out = 0;
+    let mut left_out = Vec::new();
     for (name, value) in &start.custom_parameters {
-        if internable(name) {
+        if name != LEFT_OUT && internable(name) {
             s.set(name.as_str(), value);
         } else {
-            left_out += 1;
+            left_out.push(format!("{name}={value}"));
         }
     }
-    if left_out > 0 {
+    if !left_out.is_empty() {
         gst::warning!(
             crate::call::CAT,
-            "call {}: {left_out} custom parameters left out: the process has taken \
+            "call {}: {} custom parameters in {LEFT_OUT}: the process has taken \
              {NEW_NAMES_BUDGET} bytes of parameter names GStreamer keeps for good",
-            start.call_sid
+            start.call_sid,
+            left_out.len()
         );
+        s.set(LEFT_OUT, gst::Array::new(left_out));
     }
     s
 }
+
+/// The field of `custom-parameters` holding, as `name=value` strings, the
+/// parameters whose names could not be field names (and one named so).
+pub const LEFT_OUT: &str = "left-out";
 
 /// Bytes of parameter names new to GStreamer that a process takes.
 pub const NEW_NAMES_BUDGET: usize = 64 << 10;
