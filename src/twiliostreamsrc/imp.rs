@@ -102,8 +102,9 @@ pub struct TwilioStreamSrc {
     pub(super) state: Mutex<State>,
     pub(super) canceller: Mutex<Canceller>,
     /// Where calls are delivered: our own slot, or the named one while
-    /// `call-name` is set (so sinks anywhere in the process can pair).
-    pub(super) slot: Mutex<Arc<Slot>>,
+    /// `call-name` is set (so sinks anywhere in the process can pair),
+    /// with the name it is for.
+    pub(super) slot: Mutex<(Option<String>, Arc<Slot>)>,
     pub(super) shared: Shared,
     pub(super) flush: Flush,
 }
@@ -116,7 +117,7 @@ impl Default for TwilioStreamSrc {
             canceller: Default::default(),
             shared: Default::default(),
             flush: Default::default(),
-            slot: Mutex::new(Slot::new()),
+            slot: Mutex::new((None, Slot::new())),
         }
     }
 }
@@ -124,7 +125,7 @@ impl Default for TwilioStreamSrc {
 impl TwilioStreamSrc {
     /// Where this src's calls are delivered; a paired sink waits on it too.
     pub(super) fn slot(&self) -> Arc<Slot> {
-        self.slot.lock().unwrap().clone()
+        self.slot.lock().unwrap().1.clone()
     }
 
     fn post(&self, structure: gst::Structure) {
@@ -471,6 +472,8 @@ impl BaseSrcImpl for TwilioStreamSrc {
             gst::info!(CAT, imp = self, "{call:?}: closing");
             call.close();
         }
+        // A `call-name` set while started applies from now on.
+        self.follow_call_name();
         self.obj().notify("bound-port");
         self.obj().notify("connected");
         Ok(())

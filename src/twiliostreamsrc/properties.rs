@@ -346,10 +346,10 @@ impl TwilioStreamSrc {
                     .get::<Option<String>>()
                     .unwrap()
                     .filter(|n| !n.is_empty());
-                *self.slot.lock().unwrap() = match &settings.call_name {
-                    Some(name) => call::named_slot(name),
-                    None => Slot::new(),
-                };
+                drop(settings);
+                if self.state.lock().unwrap().registration.is_none() {
+                    self.follow_call_name();
+                }
             }
             other => unimplemented!("property {other}"),
         }
@@ -417,6 +417,21 @@ impl TwilioStreamSrc {
                     .map_or(0, |c| c.stats.get(stat))
                     .to_value()
             }
+        }
+    }
+
+    /// Takes the slot of `call-name` as set, if it changed. Not while
+    /// started: the running call came to the slot it has, which `stop`
+    /// hangs up before it takes the new one.
+    pub(super) fn follow_call_name(&self) {
+        let name = self.settings.lock().unwrap().call_name.clone();
+        let mut slot = self.slot.lock().unwrap();
+        if slot.0 != name {
+            let new = match &name {
+                Some(name) => call::named_slot(name),
+                None => Slot::new(),
+            };
+            *slot = (name, new);
         }
     }
 
