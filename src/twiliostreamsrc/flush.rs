@@ -4,6 +4,7 @@
 //! flush-start (`create` returns FLUSHING) and restarts it only after a
 //! flush sent to the element, so without this the call's audio would stop:
 //! for good without `shared-threads`, at the first fallback with it.
+//! And a seek sent to the element, refused as the pad refuses one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -32,6 +33,19 @@ impl TwilioStreamSrc {
             self.flush_stopped();
         }
         handled
+    }
+
+    /// `Element::send_event`: a seek is refused, as the src pad refuses
+    /// one (a live call has nowhere to seek to). BaseSrc would carry it
+    /// out all the same: a flushing seek flushes the pipeline (a `clear`
+    /// from a paired sink), a non-flushing one waits for the streaming
+    /// thread to pause, which with `shared-threads` it never does mid-call.
+    pub(super) fn send_event_refusing_seeks(&self, event: gst::Event) -> bool {
+        if event.type_() == gst::EventType::Seek {
+            gst::debug!(CAT, imp = self, "refusing a seek: a live call");
+            return false;
+        }
+        self.parent_send_event(event)
     }
 
     /// After BaseSrc handled a flush-stop: the streaming thread goes on

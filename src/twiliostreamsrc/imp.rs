@@ -381,6 +381,10 @@ impl ElementImpl for TwilioStreamSrc {
         TEMPLATES.as_ref()
     }
 
+    fn send_event(&self, event: gst::Event) -> bool {
+        self.send_event_refusing_seeks(event)
+    }
+
     fn change_state(
         &self,
         transition: gst::StateChange,
