@@ -74,6 +74,7 @@ impl TwilioStreamSrc {
             .slot
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .1
             .clone();
         for call in call.into_iter().chain(slot.take()) {
             // Ends the cycle element → call → consumer → element too.
