@@ -17,6 +17,7 @@ use gst_base::prelude::*;
 
 use super::framing::Take;
 use super::imp::{CAT, TwilioStreamSink};
+use super::pairing::Ended;
 use crate::call::{Call, HotPart};
 use crate::messages;
 use crate::runtime::RUNTIME;
@@ -56,7 +57,7 @@ impl TwilioStreamSink {
             }
         };
         if let Some((call, sid)) = held
-            && (call.is_open() || !self.let_go_of_ended_call())
+            && (call.is_open() || self.let_go_of_ended_call() != Ended::LetGo)
         {
             return Some((call, sid));
         }
@@ -84,6 +85,7 @@ impl TwilioStreamSink {
             state.refused = claimed.is_err();
             if claimed.is_ok() {
                 state.call = Some(call.clone());
+                state.next_stream = false;
                 crate::hot_objects::register(
                     &call,
                     self,

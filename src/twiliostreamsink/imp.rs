@@ -102,6 +102,10 @@ pub(super) struct State {
     pub(super) flushing: bool,
     /// Another sink plays into the call: this one errored, and sends nothing.
     pub(super) refused: bool,
+    /// A STREAM_START came since the call played into was over: the src's
+    /// next stream, which may take the sink to the src's next call
+    /// (`pairing.rs`, `let_go_of_ended_call`).
+    pub(super) next_stream: bool,
     /// The srcs that pushed into this sink from a network thread
     /// (`shared-threads`), and those whose pushes it holds while paused
     /// (`pairing.rs`, `hold_feeders`).
@@ -441,7 +445,9 @@ impl BaseSinkImpl for TwilioStreamSink {
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        self.ensure_call()?;
+        if !self.ensure_call()? {
+            return Ok(gst::FlowSuccess::Ok);
+        }
         if buffer.flags().contains(gst::BufferFlags::HEADER) {
             // An encoder's stream headers (opusenc's OpusHead, OpusTags): no audio.
             return Ok(gst::FlowSuccess::Ok);
@@ -526,7 +532,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                 match event.structure().and_then(|s| s.get::<String>("name").ok()) {
                     Some(mark) => {
                         // Serialized: all audio before it was rendered.
-                        if self.ensure_call().is_ok() {
+                        if self.ensure_call() == Ok(true) {
                             self.send_mark(&mark);
                         }
                     }
@@ -565,6 +571,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                     }
                 }
             }
+            gst::EventView::StreamStart(_) => self.stream_started(),
             gst::EventView::Segment(e) => {
                 if let Ok(segment) = e.segment().clone().downcast::<gst::ClockTime>() {
                     self.state.lock().unwrap().segment = segment;

@@ -19,6 +19,19 @@ use crate::call::{self, Slot};
 use crate::push_gate::PAUSE_WAIT;
 use crate::wait::wait;
 
+/// What a paired sink whose call is over does when the slot holds
+/// another call (`let_go_of_ended_call`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// Keeps its call: still open, no other call, or listening itself.
+    Kept,
+    /// No stream has started since the call's end: what comes is that
+    /// call's, still on its way (behind a queue). Dropped.
+    OldStream,
+    /// Let go of it: the next call is adopted.
+    LetGo,
+}
+
 impl TwilioStreamSink {
     /// The twiliostreamsrc elements of the sink's top-level bin.
     fn srcs_in_pipeline(&self) -> Vec<crate::TwilioStreamSrc> {
@@ -37,8 +50,9 @@ impl TwilioStreamSink {
     }
 
     /// Waits (cancellably) until the call has started; EOS if the call ended
-    /// instead, flushing if cancelled.
-    pub(super) fn ensure_call(&self) -> Result<(), gst::FlowError> {
+    /// instead, flushing if cancelled. False: the buffer (or mark) is of the
+    /// stream of a call over, while the src has its next call: dropped.
+    pub(super) fn ensure_call(&self) -> Result<bool, gst::FlowError> {
         let adopted = {
             let state = self.state.lock().unwrap();
             match (&state.call, &state.stream_sid) {
@@ -51,9 +65,18 @@ impl TwilioStreamSink {
                 _ => None,
             }
         };
-        // A call over, its src started again alone with another: that one.
+        // A call over, its src started again alone with another: that one,
+        // from the start of its stream on (what comes before is the old
+        // call's, still on its way: not for the next caller's ears).
         let adopted = match adopted {
-            Some(false) if self.let_go_of_ended_call() => None,
+            Some(false) => match self.let_go_of_ended_call() {
+                Ended::LetGo => None,
+                Ended::OldStream => {
+                    gst::debug!(CAT, imp = self, "the ended call's stream: dropped");
+                    return Ok(false);
+                }
+                Ended::Kept => Some(false),
+            },
             other => other,
         };
         // The call adopted already (every buffer: no clones, one lock), or
@@ -63,7 +86,7 @@ impl TwilioStreamSink {
                 .map(|(c, _)| c.is_open() || c.end_unread())
         }) {
             return if open {
-                Ok(())
+                Ok(true)
             } else {
                 Err(gst::FlowError::Eos)
             };
@@ -84,7 +107,7 @@ impl TwilioStreamSink {
             return Err(gst::FlowError::Eos);
         }
         match self.adopt(call) {
-            Some((call, _)) if call.is_open() => Ok(()),
+            Some((call, _)) if call.is_open() => Ok(true),
             _ if self.state.lock().unwrap().refused => Err(gst::FlowError::Error),
             _ => Err(gst::FlowError::Eos),
         }
@@ -92,20 +115,25 @@ impl TwilioStreamSink {
 
     /// The call played into is over and the slot holds another: the src
     /// was started again alone (its bin and this sink played on) and took
-    /// it. Lets go of the old call as a stop would, so that the next one
-    /// is adopted; true if so. (A sink listening itself takes one call per
+    /// it. Once the src's new stream has started here (its STREAM_START:
+    /// `stream_started`), lets go of the old call as a stop would, so that
+    /// the next one is adopted. (A sink listening itself takes one call per
     /// start: it keeps the old one.)
-    pub(super) fn let_go_of_ended_call(&self) -> bool {
+    pub(super) fn let_go_of_ended_call(&self) -> Ended {
         let mut state = self.state.lock().unwrap();
         let (Some(old), None) = (&state.call, &state.registration) else {
-            return false;
+            return Ended::Kept;
         };
         let next = state.slot.as_ref().and_then(|slot| slot.current());
         if old.is_open() || next.is_none_or(|next| Arc::ptr_eq(&next, old)) {
-            return false;
+            return Ended::Kept;
+        }
+        if !state.next_stream {
+            return Ended::OldStream;
         }
         let old = state.call.take().expect("looked at above");
         state.stream_sid = None;
+        state.next_stream = false;
         // Its partial frame and the resampler's history were for that call.
         state.framer.clear();
         drop(state);
@@ -116,7 +144,18 @@ impl TwilioStreamSink {
             imp = self,
             "{old:?} is over and the src has another call: letting go"
         );
-        true
+        Ended::LetGo
+    }
+
+    /// A STREAM_START (serialized: after every buffer before it). Once the
+    /// call played into is over, a stream starting is the src's next run:
+    /// from here on the sink may follow it to its next call.
+    pub(super) fn stream_started(&self) {
+        let mut state = self.state.lock().unwrap();
+        if state.call.as_ref().is_some_and(|call| !call.is_open()) {
+            gst::debug!(CAT, imp = self, "a stream starts after the call's end");
+            state.next_stream = true;
+        }
     }
 
     /// Finds the call's slot (pairing, or listening itself). Done on READY →
