@@ -1,11 +1,7 @@
-//! The source element's glue: a live PushSrc fed by one call. Here are its
-//! state, caps, latency, state changes, the call's events turned into
-//! buffers, events and messages, and the streaming thread's `create`.
-//! Elsewhere: media to buffers for the chosen track(s) (`media`), where
-//! chunks go in time (`timeline`, and `tracks` for both), the output formats
-//! and the μ-law conversion (`output`), the properties (`properties`),
-//! pushing from network threads (`shared_threads`). Those sibling files implement
-//! parts of [`TwilioStreamSrc`], hence the `pub(super)` items here.
+//! The source element's glue: a live PushSrc fed by one call. Its state,
+//! caps, latency, state changes, the call's events turned into buffers,
+//! events and messages, and `create`. The sibling files (ARCHITECTURE.md)
+//! implement the rest of [`TwilioStreamSrc`], hence the `pub(super)` items.
 
 use std::sync::{Arc, LazyLock, Mutex};
 
