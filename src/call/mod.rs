@@ -525,4 +525,4 @@ impl Call {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

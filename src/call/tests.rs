@@ -16,7 +16,7 @@ const START: &str = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ1","
 const MEDIA: &str = r#"{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"AAAA"}}"#;
 
 /// A call over an in-memory socket, started; and Twilio's end of it.
-pub(super) async fn call() -> (Arc<Call>, WebSocketStream<tokio::io::DuplexStream>) {
+pub(crate) async fn call() -> (Arc<Call>, WebSocketStream<tokio::io::DuplexStream>) {
     let (ours, theirs) = tokio::io::duplex(1 << 16);
     let ws = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
     let twilio = WebSocketStream::from_raw_socket(theirs, Role::Client, None).await;

@@ -57,7 +57,7 @@ impl TwilioStreamSink {
             }
         };
         if let Some((call, sid)) = held
-            && (call.is_open() || self.let_go_of_ended_call() != Ended::LetGo)
+            && (call.is_open() || self.let_go_of_ended_call(&call) != Ended::LetGo)
         {
             return Some((call, sid));
         }

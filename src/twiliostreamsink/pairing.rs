@@ -15,7 +15,7 @@ use gst::subclass::prelude::*;
 use super::framing::Framer;
 use super::imp::{CAT, State, TwilioStreamSink};
 use super::{poster, properties};
-use crate::call::{self, Slot};
+use crate::call::{self, Call, Slot};
 use crate::push_gate::PAUSE_WAIT;
 use crate::wait::wait;
 
@@ -53,31 +53,32 @@ impl TwilioStreamSink {
     /// instead, flushing if cancelled. False: the buffer (or mark) is of the
     /// stream of a call over, while the src has its next call: dropped.
     pub(super) fn ensure_call(&self) -> Result<bool, gst::FlowError> {
-        let adopted = {
+        let (adopted, over) = {
             let state = self.state.lock().unwrap();
             match (&state.call, &state.stream_sid) {
                 // A call that ended takes buffers (dropping them) until its
                 // consumer has read its end: EOS from here would stop a src
                 // upstream before it posts that end.
-                (Some(call), Some(_)) => Some(call.is_open() || call.end_unread()),
+                (Some(call), Some(_)) => {
+                    let open = call.is_open() || call.end_unread();
+                    // (Cloned only once over: not per buffer.)
+                    (Some(open), (!open).then(|| call.clone()))
+                }
                 // Another sink plays into the call (an ERROR said so).
                 _ if state.refused => return Err(gst::FlowError::Error),
-                _ => None,
+                _ => (None, None),
             }
         };
         // A call over, its src started again alone with another: that one,
         // from the start of its stream on (what comes before is the old
         // call's, still on its way: not for the next caller's ears).
-        let adopted = match adopted {
-            Some(false) => match self.let_go_of_ended_call() {
-                Ended::LetGo => None,
-                Ended::OldStream => {
-                    gst::debug!(CAT, imp = self, "the ended call's stream: dropped");
-                    return Ok(false);
-                }
-                Ended::Kept => Some(false),
-            },
-            other => other,
+        let adopted = match over.map(|old| self.let_go_of_ended_call(&old)) {
+            Some(Ended::LetGo) => None,
+            Some(Ended::OldStream) => {
+                gst::debug!(CAT, imp = self, "the ended call's stream: dropped");
+                return Ok(false);
+            }
+            Some(Ended::Kept) | None => adopted,
         };
         // The call adopted already (every buffer: no clones, one lock), or
         // one that can be without waiting.
@@ -118,9 +119,19 @@ impl TwilioStreamSink {
     /// it. Once the src's new stream has started here (its STREAM_START:
     /// `stream_started`), lets go of the old call as a stop would, so that
     /// the next one is adopted. (A sink listening itself takes one call per
-    /// start: it keeps the old one.)
-    pub(super) fn let_go_of_ended_call(&self) -> Ended {
+    /// start: it keeps the old one.) `seen` is the call over as the caller
+    /// saw it: if another thread (a signal's, the streaming thread) let go
+    /// of it meanwhile, LetGo too, so that the caller looks again rather
+    /// than end the stream or use that call.
+    pub(super) fn let_go_of_ended_call(&self, seen: &Arc<Call>) -> Ended {
         let mut state = self.state.lock().unwrap();
+        if !state
+            .call
+            .as_ref()
+            .is_some_and(|call| Arc::ptr_eq(call, seen))
+        {
+            return Ended::LetGo;
+        }
         let (Some(old), None) = (&state.call, &state.registration) else {
             return Ended::Kept;
         };
@@ -418,3 +429,6 @@ impl TwilioStreamSink {
         self.state.lock().unwrap().call = state.call;
     }
 }
+
+#[cfg(test)]
+mod tests;
