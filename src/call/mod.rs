@@ -403,7 +403,9 @@ impl Call {
     /// Sends `clear`: the writer drops the media it has not written, Twilio
     /// what it has not played. `done` is told, on the call's task, what the
     /// caller heard and what was dropped. Needs `start`; refused once Twilio
-    /// has sent `stop` (it plays nothing more, and nothing more is sent).
+    /// has sent `stop` (it plays nothing more, and nothing more is sent),
+    /// and while 8 MiB wait unwritten (a peer that reads slowly: media and
+    /// marks are refused from 4 MiB on).
     pub fn clear(&self, done: impl FnOnce(Cleared) + Send + 'static) -> Result<(), SendError> {
         let Some(start) = self.start_info() else {
             return Err(SendError::Closed);
@@ -412,7 +414,14 @@ impl Call {
             return Err(SendError::Closed);
         }
         let text = self.dialect.clear(&start.stream_sid);
-        self.outbound_bytes.fetch_add(text.len(), Ordering::Relaxed);
+        // Bounded, so that clears asked for in a loop for a peer that reads
+        // slowly do not pile up; above media's and marks' bound, so that a
+        // barge-in finds room even when they filled theirs.
+        let len = text.len();
+        if self.outbound_bytes.fetch_add(len, Ordering::Relaxed) + len > 2 * MAX_OUTBOUND {
+            self.outbound_bytes.fetch_sub(len, Ordering::Relaxed);
+            return Err(SendError::Backlog);
+        }
         self.dispatch(Request::Clear(text, Box::new(done)))?;
         self.stats.add(Stat::ClearsSent, 1);
         Ok(())
