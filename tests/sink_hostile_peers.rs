@@ -73,3 +73,42 @@ fn clears_for_a_peer_that_reads_slowly_are_bounded() {
     assert!(!sink.emit_by_name::<bool>("clear", &[]));
     let _ = p.set_state(gst::State::Null);
 }
+
+/// Hostile echoes before and among the audio (names never sent, echoed
+/// twice, out of order, early, long): `twilio-clear`'s figures stay within
+/// what was pushed, and the call goes on.
+#[test]
+fn hostile_echoes_keep_clear_figures_within_what_was_sent() {
+    use common::peer::{Bot, Echo};
+    init();
+    let bot = Bot::new("max-lead=1000");
+    let peer = bot.dial(Echo::Never);
+    peer.echo("never-sent");
+    peer.echo(&"x".repeat(60_000));
+    bot.mark("a");
+    bot.prompt(0, 500);
+    bot.mark("b");
+    bot.prompt(500, 500);
+    bot.mark("c");
+    bot.taken();
+    peer.wait_for("marks", |st| st.marks.len() == 3);
+    // Early, out of order, twice.
+    for name in ["c", "a", "b", "c", "a"] {
+        peer.echo(name);
+    }
+    for i in 0..2000 {
+        peer.echo(&format!("stranger-{i}"));
+    }
+    // Every echo read (each counts in marks-played) before the clear.
+    counter_reaches(&bot.sink, "marks-played", 2 + 5 + 2000);
+    let report = bot.clear();
+    let pushed = Duration::from_secs(1);
+    assert!(report.played.is_some_and(|p| p <= pushed), "{report:?}");
+    assert!(report.dropped <= pushed, "{report:?}");
+    assert!(
+        report.played.unwrap() + report.dropped <= pushed + Duration::from_millis(1),
+        "{report:?}"
+    );
+    assert!(bot.sink.property::<bool>("connected"));
+    assert!(peer.state().closed.is_none());
+}
