@@ -172,6 +172,9 @@ pub struct Call {
     /// Marks sent that Twilio's echoes account for so far
     /// ([`outbox::Outbox::marks_echoed`]).
     marks_echoed: watch::Sender<u64>,
+    /// Held while a mark is sent and numbered, so that marks sent from
+    /// several threads are numbered in the order the writer gets them.
+    marks_order: Mutex<()>,
     log: Mutex<Option<LogTarget>>,
     consumer: Mutex<Option<Consumer>>,
     /// Where the elements keep the state each chunk touches (see [`hot`]).
@@ -260,6 +263,7 @@ impl Call {
             hot: hot::Hot::default(),
             open: watch::Sender::new(true),
             marks_echoed: watch::Sender::new(0),
+            marks_order: Mutex::new(()),
             log: Mutex::new(None),
             consumer: Mutex::new(None),
             sender: Mutex::new(None),
@@ -388,6 +392,9 @@ impl Call {
             return Err(SendError::Closed);
         }
         let text = self.dialect.mark(&start.stream_sid, name);
+        // A wait for this mark's echo must not be met by an earlier one's:
+        // numbered in the writer's order (sending never blocks).
+        let _order = self.marks_order.lock().unwrap();
         self.send(Outgoing::Mark {
             name: name.to_owned(),
             text,

@@ -139,3 +139,40 @@ fn one_sink_at_a_time_sends_into_a_call() {
         call.close();
     });
 }
+
+/// Marks sent from several threads at once are numbered in the order they
+/// go out: a wait for one's echo (`play_out`, the EOS's) is never met by
+/// the echo of a mark sent before it.
+#[test]
+fn marks_sent_at_once_are_numbered_in_the_order_they_go_out() {
+    const THREADS: usize = 4;
+    const EACH: usize = 1000;
+    RUNTIME.block_on(async {
+        let (call, mut twilio) = call().await;
+        let senders: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let call = call.clone();
+                std::thread::spawn(move || {
+                    (0..EACH)
+                        .map(|i| {
+                            let name = format!("{t}-{i}");
+                            let number = call.send_mark(&name).unwrap();
+                            (name, number)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut numbers = std::collections::HashMap::new();
+        for sender in senders {
+            numbers.extend(sender.join().unwrap());
+        }
+        for k in 1..=(THREADS * EACH) as u64 {
+            let text = next_text(&mut twilio).await;
+            let message: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let name = message["mark"]["name"].as_str().unwrap();
+            assert_eq!(numbers[name], k, "mark {name} went out as number {k}");
+        }
+        call.close();
+    });
+}
