@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw::{self, RawWs};
 use common::src::start;
 use common::*;
 use futures::{SinkExt, StreamExt};
@@ -285,29 +286,11 @@ fn a_second_connection_for_the_same_call() {
     set_state(&p2, gst::State::Null);
 }
 
-type RawWs =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// A call from a client of the test's own (its socket within reach):
 /// `start` of an inbound-only call, then one chunk of 4 samples.
 async fn raw_call(url: &str) -> RawWs {
     use tokio_tungstenite::tungstenite::Message;
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let params = CallParams::default();
-    let start = gsttwiliostream::protocol::Inbound::Start {
-        sequence_number: None,
-        stream_sid: params.stream_sid.clone(),
-        start: gsttwiliostream::protocol::StartInfo {
-            account_sid: params.account_sid.clone(),
-            stream_sid: params.stream_sid.clone(),
-            call_sid: params.call_sid.clone(),
-            tracks: vec!["inbound".into()],
-            custom_parameters: Default::default(),
-            media_format: None,
-            tracks_unannounced: false,
-        },
-    };
-    ws.send(Message::text(start.to_json())).await.unwrap();
+    let (mut ws, params) = raw::started_call(url).await;
     let media = format!(
         r#"{{"event":"media","streamSid":"{}","media":{{"timestamp":"0","payload":"gICAgA=="}}}}"#,
         params.stream_sid

@@ -8,36 +8,11 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw::{self, RawWs};
 use common::*;
 use futures::{SinkExt, StreamExt};
 use gst::prelude::*;
 use tokio_tungstenite::tungstenite::Message;
-use twilio_emulator::CallParams;
-
-/// A Twilio call of the test's own socket: `start`, then `texts`, each
-/// sent (awaited) before the next is made.
-async fn raw_call(url: &str) -> (RawWs, CallParams) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let params = CallParams::default();
-    let start = gsttwiliostream::protocol::Inbound::Start {
-        sequence_number: None,
-        stream_sid: params.stream_sid.clone(),
-        start: gsttwiliostream::protocol::StartInfo {
-            account_sid: params.account_sid.clone(),
-            stream_sid: params.stream_sid.clone(),
-            call_sid: params.call_sid.clone(),
-            tracks: vec!["inbound".into()],
-            custom_parameters: Default::default(),
-            media_format: None,
-            tracks_unannounced: false,
-        },
-    };
-    ws.send(Message::text(start.to_json())).await.unwrap();
-    (ws, params)
-}
-
-type RawWs =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Sends `n` copies of `text` on `ws`, each awaited, then a ping: its
 /// pong says the call read them all.
@@ -69,13 +44,13 @@ fn flood_while_waiting(text: impl Fn(&str) -> String, n: usize) {
     set_state(&p, gst::State::Playing);
     let url = url_of(&src);
     rt().block_on(async {
-        let (_busy, _) = raw_call(&url).await;
+        let (_busy, _) = raw::started_call(&url).await;
         let deadline = std::time::Instant::now() + PATIENCE;
         while !src.property::<bool>("connected") {
             assert!(std::time::Instant::now() < deadline, "no call");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let (mut waiting, params) = raw_call(&url).await;
+        let (mut waiting, params) = raw::started_call(&url).await;
         let before = rss_kib();
         flood(&mut waiting, &text(&params.stream_sid), n).await;
         let grown = rss_kib().saturating_sub(before);

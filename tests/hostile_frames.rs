@@ -8,18 +8,15 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw::{self, RawWs};
 use common::*;
 use futures::{SinkExt, StreamExt};
 use gst::prelude::*;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
-use twilio_emulator::CallParams;
 
 const PCM8K: &str =
     "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false";
-
-type RawWs =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const TEXT: u8 = 0x1;
 const CONTINUATION: u8 = 0x0;
@@ -66,22 +63,7 @@ async fn write_raw(ws: &mut RawWs, bytes: &[u8]) {
 
 /// A started call on a socket of the test's own.
 async fn raw_call(url: &str) -> (RawWs, String) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let params = CallParams::default();
-    let start = gsttwiliostream::protocol::Inbound::Start {
-        sequence_number: None,
-        stream_sid: params.stream_sid.clone(),
-        start: gsttwiliostream::protocol::StartInfo {
-            account_sid: params.account_sid.clone(),
-            stream_sid: params.stream_sid.clone(),
-            call_sid: params.call_sid.clone(),
-            tracks: vec!["inbound".into()],
-            custom_parameters: Default::default(),
-            media_format: None,
-            tracks_unannounced: false,
-        },
-    };
-    ws.send(Message::text(start.to_json())).await.unwrap();
+    let (ws, params) = raw::started_call(url).await;
     (ws, params.stream_sid)
 }
 

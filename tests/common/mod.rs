@@ -9,6 +9,7 @@ pub mod app;
 pub mod echo;
 pub mod installed;
 pub mod peer;
+pub mod raw;
 pub mod sink;
 pub mod src;
 

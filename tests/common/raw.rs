@@ -1,0 +1,31 @@
+//! A call from a WebSocket client of the test's own, its socket within
+//! reach (to write odd frames, flood, or reset it).
+
+use futures::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+use twilio_emulator::CallParams;
+
+pub type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to `url` and sends the `start` of an inbound-only call with
+/// the default [`CallParams`], which it returns.
+pub async fn started_call(url: &str) -> (RawWs, CallParams) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let params = CallParams::default();
+    let start = gsttwiliostream::protocol::Inbound::Start {
+        sequence_number: None,
+        stream_sid: params.stream_sid.clone(),
+        start: gsttwiliostream::protocol::StartInfo {
+            account_sid: params.account_sid.clone(),
+            stream_sid: params.stream_sid.clone(),
+            call_sid: params.call_sid.clone(),
+            tracks: vec!["inbound".into()],
+            custom_parameters: Default::default(),
+            media_format: None,
+            tracks_unannounced: false,
+        },
+    };
+    ws.send(Message::text(start.to_json())).await.unwrap();
+    (ws, params)
+}
