@@ -416,16 +416,7 @@ fn the_src_alone_restarted_with_a_new_path_and_its_next_call_echoes() {
         set_bounded(&p, gst::State::Playing);
         let mut first = start_call(&url_of(&src), 2);
         receive_until(&mut first, |got| media_bytes(got).len() >= 320);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let s = src.clone();
-        std::thread::spawn(move || {
-            s.set_state(gst::State::Null).unwrap();
-            s.set_property("path", "/next");
-            let _ = tx.send(s.sync_state_with_parent());
-        });
-        rx.recv_timeout(PATIENCE)
-            .expect("src restart hung")
-            .unwrap();
+        restart_alone(&src, Some("/next"));
         let got = receive_until(&mut first, |_| false);
         assert!(matches!(got.last(), Some(Received::Closed(_))));
         let url = url_of(&src);
@@ -475,15 +466,7 @@ fn the_first_calls_eos_late_does_not_end_the_src_next_call() {
         .recv_timeout(PATIENCE)
         .expect("no EOS after stop");
     rt().block_on(first.close());
-    let s = src.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        s.set_state(gst::State::Null).unwrap();
-        let _ = tx.send(s.sync_state_with_parent());
-    });
-    rx.recv_timeout(PATIENCE)
-        .expect("src restart hung")
-        .unwrap();
+    restart_alone(&src, None);
     let mut next = instant_call(&url_of(&src));
     let deadline = Instant::now() + PATIENCE;
     while !src.property::<bool>("connected") {
@@ -540,15 +523,7 @@ fn the_first_calls_audio_left_in_a_queue_never_reaches_the_next_caller() {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-        let s = src.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            s.set_state(gst::State::Null).unwrap();
-            let _ = tx.send(s.sync_state_with_parent());
-        });
-        rx.recv_timeout(PATIENCE)
-            .expect("src restart hung")
-            .unwrap();
+        restart_alone(&src, None);
         rt().block_on(first.close());
         let mut next = instant_call(&url_of(&src));
         for _ in 0..5 {
@@ -572,4 +547,21 @@ fn the_first_calls_audio_left_in_a_queue_never_reaches_the_next_caller() {
         wait_eos(&p.bus().unwrap());
         set_bounded(&p, gst::State::Null);
     }
+}
+
+/// Stops the src alone and starts it again with its pipeline (on `path`
+/// if given), as an application changing its path does; bounded.
+fn restart_alone(src: &gst::Element, path: Option<&'static str>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s = src.clone();
+    std::thread::spawn(move || {
+        s.set_state(gst::State::Null).unwrap();
+        if let Some(path) = path {
+            s.set_property("path", path);
+        }
+        let _ = tx.send(s.sync_state_with_parent());
+    });
+    rx.recv_timeout(PATIENCE)
+        .expect("src restart hung")
+        .unwrap();
 }
