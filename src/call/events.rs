@@ -164,6 +164,27 @@ impl Events {
             None => Poll::Pending,
         }
     }
+
+    /// Puts `event`, just taken by [`Self::try_recv`], back in front, as
+    /// if it had not been taken: for a consumer that finds it cannot use
+    /// it yet.
+    pub fn put_back(&mut self, event: CallEvent) {
+        let weight = event.weight();
+        let mut queue = self.queue.lock();
+        queue.bytes += weight;
+        match event {
+            CallEvent::Media(_) => {
+                queue.media += 1;
+                queue.media_bytes += weight;
+            }
+            // The consumer reads nothing after an end: this one was the first.
+            CallEvent::Stop(_) | CallEvent::Closed(_) | CallEvent::Ended(_) => {
+                queue.end_read = false
+            }
+            _ => {}
+        }
+        queue.events.push_front(event);
+    }
 }
 
 impl Drop for Events {
@@ -350,6 +371,42 @@ mod tests {
                 .collect();
         assert_eq!(kept.len(), SPARE_PAYLOADS);
         assert!(kept.iter().all(|b| b.capacity() == 160));
+    }
+
+    #[test]
+    fn an_event_put_back_is_as_if_never_taken() {
+        let (sender, mut events) = channel();
+        let backlog = events.backlog();
+        assert!(sender.send(media_of(160)).is_ok());
+        assert!(sender.send(media_of(20)).is_ok());
+        assert!(sender.send(CallEvent::Stop(StopInfo::default())).is_ok());
+        drop(sender);
+        let counts = |events: &Events| {
+            let q = events.queue.lock();
+            (q.events.len(), q.media, q.bytes, q.media_bytes)
+        };
+        let before = counts(&events);
+        assert_eq!(before, (3, 2, 180, 180));
+        let Poll::Ready(Some(first)) = events.try_recv() else {
+            panic!("media waits");
+        };
+        events.put_back(first);
+        assert_eq!(counts(&events), before);
+        let mut sizes = vec![];
+        while let Poll::Ready(Some(CallEvent::Media(chunk))) = events.try_recv() {
+            sizes.push(chunk.ulaw.len());
+        }
+        assert_eq!(sizes, [160, 20], "in their order");
+        // (The loop took the stop.)
+        assert!(!backlog.end_unread());
+        events.put_back(CallEvent::Stop(StopInfo::default()));
+        assert!(backlog.end_unread(), "the end is unread again");
+        assert!(matches!(
+            events.try_recv(),
+            Poll::Ready(Some(CallEvent::Stop(_)))
+        ));
+        assert!(!backlog.end_unread());
+        assert!(matches!(events.try_recv(), Poll::Ready(None)));
     }
 
     #[test]

@@ -31,6 +31,7 @@ use gst_base::subclass::base_src::CreateSuccess;
 
 use super::imp::{CAT, TwilioStreamSrc};
 use super::step::{Buffers, Out, Step};
+use crate::call::CallEvent;
 use crate::push_gate::{self, PushGate, Pusher, Pushing};
 use crate::runtime::RUNTIME;
 use crate::wait::wait;
@@ -299,7 +300,6 @@ impl TwilioStreamSrc {
         while self.shared.flowing.load(Ordering::SeqCst)
             && !self.shared.fallback.load(Ordering::SeqCst)
             && !self.shared.gate.holding()
-            && !self.bin_leaving_playing()
         {
             let mut state = self.state.lock().unwrap();
             #[cfg(test)]
@@ -324,6 +324,11 @@ impl TwilioStreamSrc {
                 }
             };
             drop(state);
+            // Looked at only with something to push: it costs a few locks.
+            if self.bin_leaving_playing() {
+                self.put_back(held, event);
+                return;
+            }
             // The streaming thread would push the segment with the first
             // buffer; here it goes out before anything else of ours. It is
             // BaseSrc's own: a live source's time segment from 0 (reading
@@ -357,6 +362,18 @@ impl TwilioStreamSrc {
                 self.shared_flow_error(pad, flow);
                 return;
             }
+        }
+    }
+
+    /// What a drain took but cannot push yet, back where it was.
+    #[cold]
+    #[inline(never)]
+    fn put_back(&self, held: Vec<Out>, event: Option<Option<CallEvent>>) {
+        let mut state = self.state.lock().unwrap();
+        // (Only a drain adds to `held`, and this one is the only drain.)
+        state.held.splice(0..0, held);
+        if let (Some(event), Some(events)) = (event.flatten(), state.events.as_mut()) {
+            events.put_back(event);
         }
     }
 
