@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use gst::prelude::*;
 use gst_check::Harness;
+use gsttwiliostream::protocol::Track;
 use twilio_emulator::{CallParams, TwilioCall};
 
 fn harness() -> Harness {
@@ -146,4 +147,47 @@ fn a_busy_port_is_a_clear_error() {
         "{error}"
     );
     p.set_state(gst::State::Null).unwrap();
+}
+
+/// `track` and `track-wait` apply when the src starts: set while it runs
+/// (their flags say READY), they change neither the caps it offers nor the
+/// wait its call gets, which the latency it reports shows.
+#[test]
+fn track_and_track_wait_set_while_running_wait_for_the_next_start() {
+    init();
+    let src = gst::ElementFactory::make("twiliostreamsrc")
+        .property("port", 0u32)
+        .property_from_str("track", "both")
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&src, None, Some("src"));
+    h.play();
+    src.set_property_from_str("track", "inbound");
+    src.set_property("track-wait", 500u32);
+    let caps = src.static_pad("src").unwrap().query_caps(None);
+    assert!(!caps.is_empty());
+    for s in caps.iter() {
+        assert_eq!(s.get::<i32>("channels").unwrap(), 2, "{caps}");
+    }
+    let url = url_of(&src);
+    let _call = rt().block_on(async {
+        let params = CallParams::with_tracks(&[Track::Inbound, Track::Outbound]);
+        let mut call = TwilioCall::start(&url, params).await.unwrap();
+        for _ in 0..3 {
+            call.send_media_on(Track::Inbound, &[0xFF; 160]).unwrap();
+            call.send_media_on(Track::Outbound, &[0xFF; 160]).unwrap();
+        }
+        call
+    });
+    let buffer = h.pull().unwrap();
+    let caps = h.sinkpad().unwrap().current_caps().unwrap();
+    assert_eq!(
+        caps.structure(0).unwrap().get::<i32>("channels").unwrap(),
+        2
+    );
+    assert!(buffer.size() > 0);
+    let mut q = gst::query::Latency::new();
+    assert!(src.static_pad("src").unwrap().query(&mut q));
+    // A chunk, the upsampler's 2.5625 ms and the default 60 ms wait.
+    assert_eq!(q.result().1, gst::ClockTime::from_nseconds(82_562_500));
 }

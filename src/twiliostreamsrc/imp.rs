@@ -500,8 +500,14 @@ impl BaseSrcImpl for TwilioStreamSrc {
     }
 
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
-        let format = self.state.lock().unwrap().format;
-        let caps = Output::caps(self.settings.lock().unwrap().track.channels(), format);
+        // Started, the tracks this run started with; else the property's.
+        let (format, run) = {
+            let state = self.state.lock().unwrap();
+            let run = state.registration.is_some().then_some(state.tracks);
+            (state.format, run)
+        };
+        let tracks = run.unwrap_or_else(|| self.settings.lock().unwrap().track);
+        let caps = Output::caps(tracks.channels(), format);
         Some(match filter {
             Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
             None => caps,

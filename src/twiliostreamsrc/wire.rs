@@ -24,9 +24,10 @@ impl TwilioStreamSrc {
     /// At `start`: takes the call's format, and renegotiates to it where
     /// downstream agrees. An error for what the src cannot output.
     pub(super) fn follow_call_format(&self) -> Result<(), gst::FlowError> {
-        let asked = self.settings.lock().unwrap().track_wait_ms;
         let (format, output, tracks, waits) = {
             let mut state = self.state.lock().unwrap();
+            // As this run started with it (raising it again changes nothing).
+            let asked = state.track_wait_ms;
             let Some(call) = &state.call else {
                 return Ok(());
             };
@@ -39,24 +40,20 @@ impl TwilioStreamSrc {
             state.format = format;
             state.reorder = Reorder::new(window, format);
             // (The aligner is made with it at the first chunk.)
-            let before = state.track_wait_ms;
-            state.track_wait_ms = match state.tracks {
-                Tracks::Both => asked.max(reorder::both_tracks_wait_ms(window)),
-                _ => asked,
-            };
-            let waits = (state.track_wait_ms != before).then_some((asked, state.track_wait_ms));
+            if state.tracks == Tracks::Both {
+                state.track_wait_ms = asked.max(reorder::both_tracks_wait_ms(window));
+            }
+            let waits = (state.track_wait_ms != asked).then_some((asked, state.track_wait_ms));
             (format, state.output, state.tracks, waits)
         };
         gst::info!(CAT, imp = self, "the call carries {format}");
         if let Some((asked, waits)) = waits {
-            if waits > asked {
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "track-wait {asked} ms is shorter than the reorder window holds chunks: \
-                     waiting {waits} ms for the slower track"
-                );
-            }
+            gst::info!(
+                CAT,
+                imp = self,
+                "track-wait {asked} ms is shorter than the reorder window holds chunks: \
+                 waiting {waits} ms for the slower track"
+            );
             let obj = self.obj();
             let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
         }
