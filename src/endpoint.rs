@@ -242,7 +242,8 @@ impl Endpoint {
             counter(
                 "signature-failures",
                 "Signature failures",
-                "Handshakes refused with HTTP 403 for a missing or wrong X-Twilio-Signature",
+                "Handshakes refused with HTTP 403 for a missing or wrong X-Twilio-Signature \
+                 or bearer token (auth-bearer-token)",
             ),
             counter(
                 "rejected-connections",

@@ -169,16 +169,17 @@ pub const SRC_COUNTERS: &[Counter] = &[
         "invalid-messages",
         "Invalid messages",
         "Messages of a started call ignored as invalid: malformed JSON, unknown events, \
-         binary frames, a wrong streamSid, a duplicate start, an unknown track (before \
-         start, anything but connected makes the connection no call: rejected-connections)",
+         binary frames, a wrong streamSid, a duplicate start, an unknown track; also media \
+         whose timestamp or chunk number is impossible (the audio is kept). Before \
+         start, anything but connected makes the connection no call: rejected-connections",
     ),
     counter(
         Stat::Overruns,
         "overruns",
         "Overruns",
-        "Media chunks dropped because the pipeline did not consume them fast enough \
-         (1024 chunks wait first: about 20 s of one track, 10 s of two); control events \
-         are kept",
+        "Call events dropped because the pipeline did not take them fast enough: media \
+         once 1024 chunks (about 20 s of one track, 10 s of two) or 4 MiB of payloads \
+         wait; control events (start, marks, DTMF) only in a flood (8192 events or 8 MiB)",
     ),
     counter(
         Stat::ChunksDroppedPaused,

@@ -182,7 +182,7 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                         timestamp): plc conceals it (the last pitch periods repeated, fading \
                         to silence 60 ms in, blended back into the audio after), per track; \
                         silence leaves it silent. Output in an 8 kHz call's own bytes (μ-law, \
-                        A-law) is concealed too: only the loss and the blend after it \
+                        A-law, L16) is concealed too: only the loss and the blend after it \
                         are encoded anew",
                 )
                 .default_value(GapFill::Plc)
@@ -243,8 +243,9 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
             glib::ParamSpecUInt64::builder("late-chunks")
                 .nick("Late chunks")
                 .blurb(
-                    "Chunks output that arrived later than the reported latency allows \
-                        (later than the first chunk's delay plus the latency): a syncing sink \
+                    "Media chunks of the track(s) output that arrived later than the \
+                        reported latency allows (later than the first chunk's delay plus the \
+                        latency), those then dropped as too late included: a syncing sink \
                         gets them late. Raise latency until this stays 0",
                 )
                 .read_only()
@@ -266,10 +267,11 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                 .blurb(
                     "Push the call's audio from the plugin's few network threads, as it \
                         arrives, instead of from a streaming thread of this element: far \
-                        less CPU and latency per call. A push that holds a network thread \
-                        20 ms or more (downstream waits: a sink syncing to the clock, a full \
-                        queue) hands pushing to the streaming thread for the rest of the \
-                        run. FALSE always pushes from the streaming thread",
+                        less CPU and latency per call. Two pushes in a row that hold a \
+                        network thread 20 ms or more each, or one 200 ms or more (downstream \
+                        waits: a sink syncing to the clock, a full queue), hand pushing to \
+                        the streaming thread for the rest of the run. FALSE always pushes \
+                        from the streaming thread",
                 )
                 .default_value(DEFAULT_SHARED_THREADS)
                 .mutable_ready()
@@ -302,7 +304,11 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                 .build(),
             glib::ParamSpecBoxed::builder::<gst::Structure>("custom-parameters")
                 .nick("Custom parameters")
-                .blurb("The <Parameter> values of the TwiML <Stream>, as string fields")
+                .blurb(
+                    "The <Parameter> values of the TwiML <Stream>, as string fields (past the \
+                        process's budget for new field names, as name=value strings in the \
+                        array field left-out)",
+                )
                 .read_only()
                 .build(),
         ]);
@@ -310,7 +316,10 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
         props.push(
             glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                 .nick("Statistics")
-                .blurb("All counters of the current call in one structure")
+                .blurb(
+                    "All counters of the current (or last) call in one structure, with \
+                        jitter, late-chunks, loss-percent and mos",
+                )
                 .read_only()
                 .build(),
         );
