@@ -313,6 +313,40 @@ fn a_call_without_media_ends_after_the_idle_timeout() {
     set_state(&p, gst::State::Null);
 }
 
+/// The timer fires during the media and is re-armed from the last chunk,
+/// more than once: the call still ends one timeout after the media stops.
+#[test]
+fn a_call_ends_after_the_idle_timeout_once_its_media_stops() {
+    let (p, src) = echo("idle-timeout=2");
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    let bus = p.bus().unwrap();
+    let url = url_of(&src);
+    let sent = rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        // 3 s of a chunk every 100 ms: the timer fires past its first
+        // deadline with media 100 ms old, however slow the machine.
+        let mut sent = 0;
+        while sent < 30 {
+            call.send_media(&[0xFF; 160]).unwrap();
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (call, sent)
+    });
+    let (call, sent) = sent;
+    let got = collector.wait_eos();
+    assert_eq!(got.samples().len(), sent * 160);
+    let warning = warnings(&bus).pop().expect("a warning");
+    assert!(
+        warning.contains("no media from Twilio for 2 s"),
+        "{warning}"
+    );
+    rt().block_on(call.abort());
+    set_state(&p, gst::State::Null);
+}
+
 #[test]
 fn media_keeps_a_call_alive_past_the_idle_timeout() {
     let (p, src) = echo("idle-timeout=1");

@@ -50,6 +50,7 @@ pub(super) async fn serve<S>(
         idle
     });
     tokio::pin!(idle_timer);
+    let mut idle_registered = false;
     // One waiter for the whole call: a new one per turn of the loop would
     // lock the Notify twice per message (see `close_asked` for polling it).
     let close_requested = call.close_requested.notified();
@@ -84,13 +85,14 @@ pub(super) async fn serve<S>(
                     close(&mut ws, code, &reason).await;
                     break None;
                 }
-                _ = &mut idle_timer, if !idle.is_zero() => {
+                _ = idle_due(idle_timer.as_mut(), &mut idle_registered), if !idle.is_zero() => {
                     let since = last_media.unwrap_or(connected).elapsed();
                     if since >= idle {
                         close(&mut ws, 1000, "").await;
                         break Some(format!("no media from Twilio for {} s", idle.as_secs()));
                     }
                     idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - since));
+                    idle_registered = false;
                 }
                 request = outbound.recv() => match request {
                     Some(request) => {
@@ -253,6 +255,25 @@ fn close_asked<'a>(
         }
         *registered = true;
         close_requested.as_mut().poll(cx)
+    })
+}
+
+/// The idle timer, polled only once it fired: registered once per
+/// deadline, as the task's waker stays the same, so the turns of the loop
+/// in between cost a load instead of a poll and a waker's registration
+/// (`close_asked` does the same for the close request).
+fn idle_due<'a>(
+    mut timer: std::pin::Pin<&'a mut tokio::time::Sleep>,
+    registered: &'a mut bool,
+) -> impl Future<Output = ()> + 'a {
+    std::future::poll_fn(move |cx| {
+        if *registered && !timer.is_elapsed() {
+            return std::task::Poll::Pending;
+        }
+        *registered = true;
+        // Unconstrained: a poll that the task's budget turned away would
+        // register nothing, and a fired timer would wake nobody.
+        std::pin::pin!(tokio::task::unconstrained(timer.as_mut())).poll(cx)
     })
 }
 
