@@ -409,6 +409,47 @@ mod tests {
         assert!(matches!(events.try_recv(), Poll::Ready(None)));
     }
 
+    /// The sender queues more and ends while the consumer holds an event:
+    /// put back, it still comes first, and the call's end stays unread
+    /// until the consumer takes it.
+    #[test]
+    fn an_event_put_back_goes_before_what_came_meanwhile() {
+        let (sender, mut events) = channel();
+        let backlog = events.backlog();
+        assert!(sender.send(media_of(160)).is_ok());
+        let Poll::Ready(Some(first)) = events.try_recv() else {
+            panic!("media waits");
+        };
+        assert!(sender.send(media_of(20)).is_ok());
+        assert!(sender.send(CallEvent::Closed("gone".into())).is_ok());
+        drop(sender);
+        events.put_back(first);
+        {
+            let q = events.queue.lock();
+            assert_eq!(
+                (q.events.len(), q.media, q.bytes, q.media_bytes),
+                (3, 2, 180, 180)
+            );
+        }
+        let mut taken = vec![];
+        for _ in 0..3 {
+            assert!(backlog.end_unread(), "until the end is taken");
+            let Poll::Ready(Some(event)) = events.try_recv() else {
+                panic!("three wait");
+            };
+            taken.push(event);
+        }
+        assert!(matches!(
+            taken.as_slice(),
+            [CallEvent::Media(a), CallEvent::Media(b), CallEvent::Closed(_)]
+                if a.ulaw.len() == 160 && b.ulaw.len() == 20
+        ));
+        assert!(!backlog.end_unread());
+        // Closed and read: the same answer however often it is asked.
+        assert!(matches!(events.try_recv(), Poll::Ready(None)));
+        assert!(matches!(events.try_recv(), Poll::Ready(None)));
+    }
+
     #[test]
     fn events_for_a_receiver_that_is_gone_are_dropped() {
         let (sender, events) = channel();
