@@ -12,9 +12,9 @@
 //! frame still leaves on time.
 //!
 //! Not here: finding the call (`pairing.rs`), cutting the audio into frames (`framing/`), marks, clear and
-//! ending the stream at EOS or on `end-stream` (`control.rs`), the property
-//! and signal declarations (`properties.rs`), the bus messages of a call the
-//! sink took itself (`poster.rs`).
+//! ending the stream at EOS or on `end-stream` (`control.rs`), the property,
+//! signal and pad template declarations (`properties.rs`), the bus messages
+//! of a call the sink took itself (`poster.rs`).
 
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -27,7 +27,6 @@ use gst_base::subclass::prelude::*;
 use super::framing::{Framer, Input, NotNegotiated, Take};
 use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS, DEFAULT_MAX_LEAD_MS};
 use crate::call::{Call, Outgoing, SINK_COUNTERS, SendError, Slot, Stat, Stats, find_counter};
-use crate::codec::resample::RATES;
 use crate::endpoint::{self, Endpoint};
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};
@@ -373,43 +372,7 @@ impl ElementImpl for TwilioStreamSink {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let mut caps = gst_audio::AudioCapsBuilder::new_interleaved()
-                .format(gst_audio::AudioFormat::S16le)
-                .rate_list(RATES.iter().map(|&r| r as i32))
-                .channels(1)
-                .build();
-            caps.get_mut().unwrap().append(crate::mulaw_caps());
-            caps.get_mut().unwrap().append(
-                gst::Caps::builder("audio/x-alaw")
-                    .field("rate", 8000i32)
-                    .field("channels", 1i32)
-                    .build(),
-            );
-            // Passed through to a call in the same codec.
-            caps.get_mut().unwrap().append(
-                gst::Caps::builder("audio/G722")
-                    .field("rate", 16000i32)
-                    .field("channels", 1i32)
-                    .build(),
-            );
-            caps.get_mut().unwrap().append(
-                gst::Caps::builder("audio/x-opus")
-                    .field("channel-mapping-family", 0i32)
-                    .field("channels", 1i32)
-                    .build(),
-            );
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .unwrap(),
-            ]
-        });
-        TEMPLATES.as_ref()
+        properties::pad_templates()
     }
 }
 

@@ -1,12 +1,15 @@
 //! The sink's GObject interface as declared: its properties and action
-//! signals with their documentation. Reading and writing the properties and
+//! signals with their documentation, its pad template. Reading and writing the properties and
 //! acting on the signals is `imp.rs`'s.
+
+use std::sync::LazyLock;
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use crate::call::{SINK_COUNTERS, counter_pspecs};
+use crate::codec::resample::RATES;
 use crate::endpoint::Endpoint;
 
 /// Default of `chunk-duration`, in milliseconds.
@@ -161,6 +164,48 @@ pub(super) fn listening_properties_set(endpoint: &Endpoint) -> Vec<&'static str>
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))
     .collect()
+}
+
+/// The sink pad's template: PCM at the rates the resampler takes, G.711,
+/// and G.722 and Opus passed through to calls in their codec.
+pub(super) fn pad_templates() -> &'static [gst::PadTemplate] {
+    static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+        let mut caps = gst_audio::AudioCapsBuilder::new_interleaved()
+            .format(gst_audio::AudioFormat::S16le)
+            .rate_list(RATES.iter().map(|&r| r as i32))
+            .channels(1)
+            .build();
+        caps.get_mut().unwrap().append(crate::mulaw_caps());
+        caps.get_mut().unwrap().append(
+            gst::Caps::builder("audio/x-alaw")
+                .field("rate", 8000i32)
+                .field("channels", 1i32)
+                .build(),
+        );
+        // Passed through to a call in the same codec.
+        caps.get_mut().unwrap().append(
+            gst::Caps::builder("audio/G722")
+                .field("rate", 16000i32)
+                .field("channels", 1i32)
+                .build(),
+        );
+        caps.get_mut().unwrap().append(
+            gst::Caps::builder("audio/x-opus")
+                .field("channel-mapping-family", 0i32)
+                .field("channels", 1i32)
+                .build(),
+        );
+        vec![
+            gst::PadTemplate::new(
+                "sink",
+                gst::PadDirection::Sink,
+                gst::PadPresence::Always,
+                &caps,
+            )
+            .unwrap(),
+        ]
+    });
+    TEMPLATES.as_ref()
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
-use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
 use super::convert::{Converter, StereoConverter};
@@ -21,7 +20,7 @@ use super::reorder::Reorder;
 use super::shared_threads::Shared;
 use super::step::{Out, Step};
 use super::timeline::Timeline;
-use super::timing::{Received, Resume};
+use super::timing::Resume;
 use super::tracks::Aligner;
 use crate::call::{Call, CallEvent, DtmfDigit, Events, HotPart, MediaChunk, Slot};
 use crate::codec::WireFormat;
@@ -29,7 +28,7 @@ use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
 use crate::quality::Meter;
 use crate::server::Registration;
-use crate::wait::{Canceller, wait};
+use crate::wait::Canceller;
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -153,7 +152,7 @@ impl TwilioStreamSrc {
         }
     }
 
-    fn claim(&self, call: Arc<Call>) -> Result<(), gst::FlowError> {
+    pub(super) fn claim(&self, call: Arc<Call>) -> Result<(), gst::FlowError> {
         gst::info!(CAT, imp = self, "{call:?}: taking the call");
         call.log_to(*CAT, self.obj().upcast_ref());
         let Some(events) = call.take_events() else {
@@ -539,68 +538,5 @@ impl BaseSrcImpl for TwilioStreamSrc {
         self.shared.flushed();
         self.canceller.lock().unwrap().reset();
         Ok(())
-    }
-}
-
-impl PushSrcImpl for TwilioStreamSrc {
-    fn create(
-        &self,
-        _buffer: Option<&mut gst::BufferRef>,
-    ) -> Result<CreateSuccess, gst::FlowError> {
-        loop {
-            self.push_pending_events();
-            // After a fallback: what a drain held back goes first.
-            if let Some(created) = self.held_created()? {
-                return Ok(created);
-            }
-            let mut state = self.state.lock().unwrap();
-            if state.finished {
-                return Err(gst::FlowError::Eos);
-            }
-            let Some(mut events) = state.events.take() else {
-                drop(state);
-                gst::debug!(CAT, imp = self, "waiting for a call");
-                let slot = self.slot();
-                let call =
-                    wait(&self.canceller, slot.wait()).map_err(|_| gst::FlowError::Flushing)?;
-                self.claim(call)?;
-                continue;
-            };
-            if self.shared.enabled() && !self.shared.fell_back() {
-                // The call's task pushes from now on; this thread only waits
-                // for the element to stop, or for downstream to block a push.
-                state.events = Some(events);
-                drop(state);
-                self.wait_for_fallback()?;
-                // BaseSrc flags this thread's first buffer DISCONT, though the
-                // stream goes on without a gap.
-                continue;
-            }
-            drop(state);
-            if let Err(flow) = self.wait_for_last_drain() {
-                self.state.lock().unwrap().events = Some(events);
-                return Err(flow);
-            }
-
-            let received = self.receive(&mut events);
-            self.state.lock().unwrap().events = Some(events);
-            let event = match received {
-                Ok(Received::Event(event)) => event,
-                Ok(Received::Overdue) => match Step::created(self.fill_overdue()?) {
-                    // (A GAP queued goes out at the next turn.)
-                    Some(created) => return Ok(created),
-                    None => continue,
-                },
-                Err(_) => return Err(gst::FlowError::Flushing),
-            };
-            match self.process(event)? {
-                Step::Next => continue,
-                Step::Buffers(buffers) => match Step::created(buffers) {
-                    Some(created) => return Ok(created),
-                    None => continue,
-                },
-                Step::End(buffers) => return Step::created(buffers).ok_or(gst::FlowError::Eos),
-            }
-        }
     }
 }

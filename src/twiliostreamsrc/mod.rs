@@ -2,7 +2,7 @@
 //! what the caller hears, or both in two channels).
 //!
 //! The element's glue (state, caps, state changes, call events) is in
-//! `imp`; media to buffers for the chosen `track` in `media`; its properties
+//! `imp`, its streaming thread's `create` in `create`; media to buffers for the chosen `track` in `media`; its properties
 //! in `properties`; pushing from the call's network task (`shared-threads`)
 //! in `shared_threads`; the streaming thread after a flush from downstream in
 //! `flush`; the call's quality (jitter, MOS, reports) in `quality`. `timeline` places the chunks in time, `tracks`
@@ -18,6 +18,7 @@ use gst::subclass::prelude::*;
 use crate::call::Slot;
 
 mod convert;
+mod create;
 mod drift;
 mod fill_timer;
 mod findings;

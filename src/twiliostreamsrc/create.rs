@@ -1,0 +1,81 @@
+//! The streaming thread's `create()`: it waits for a call and claims it;
+//! with `shared-threads` it then only waits for a fallback (the call's task
+//! pushes), otherwise (or after one) it waits for the call's events and
+//! turns each into buffers.
+
+use gst_base::subclass::base_src::CreateSuccess;
+use gst_base::subclass::prelude::*;
+
+use super::imp::{CAT, TwilioStreamSrc};
+use super::step::Step;
+use super::timing::Received;
+use crate::wait::wait;
+
+impl PushSrcImpl for TwilioStreamSrc {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
+        self.create_next()
+    }
+}
+
+impl TwilioStreamSrc {
+    fn create_next(&self) -> Result<CreateSuccess, gst::FlowError> {
+        loop {
+            self.push_pending_events();
+            // After a fallback: what a drain held back goes first.
+            if let Some(created) = self.held_created()? {
+                return Ok(created);
+            }
+            let mut state = self.state.lock().unwrap();
+            if state.finished {
+                return Err(gst::FlowError::Eos);
+            }
+            let Some(mut events) = state.events.take() else {
+                drop(state);
+                gst::debug!(CAT, imp = self, "waiting for a call");
+                let slot = self.slot();
+                let call =
+                    wait(&self.canceller, slot.wait()).map_err(|_| gst::FlowError::Flushing)?;
+                self.claim(call)?;
+                continue;
+            };
+            if self.shared.enabled() && !self.shared.fell_back() {
+                // The call's task pushes from now on; this thread only waits
+                // for the element to stop, or for downstream to block a push.
+                state.events = Some(events);
+                drop(state);
+                self.wait_for_fallback()?;
+                // BaseSrc flags this thread's first buffer DISCONT, though the
+                // stream goes on without a gap.
+                continue;
+            }
+            drop(state);
+            if let Err(flow) = self.wait_for_last_drain() {
+                self.state.lock().unwrap().events = Some(events);
+                return Err(flow);
+            }
+
+            let received = self.receive(&mut events);
+            self.state.lock().unwrap().events = Some(events);
+            let event = match received {
+                Ok(Received::Event(event)) => event,
+                Ok(Received::Overdue) => match Step::created(self.fill_overdue()?) {
+                    // (A GAP queued goes out at the next turn.)
+                    Some(created) => return Ok(created),
+                    None => continue,
+                },
+                Err(_) => return Err(gst::FlowError::Flushing),
+            };
+            match self.process(event)? {
+                Step::Next => continue,
+                Step::Buffers(buffers) => match Step::created(buffers) {
+                    Some(created) => return Ok(created),
+                    None => continue,
+                },
+                Step::End(buffers) => return Step::created(buffers).ok_or(gst::FlowError::Eos),
+            }
+        }
+    }
+}
