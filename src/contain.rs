@@ -1,25 +1,79 @@
-//! Element code the plugin's network threads run outside GStreamer's vfuncs
-//! (a `shared-threads` src's drains and fill timer, a sink's poster and the
-//! callback of its `clear`): a panic there is contained as gstreamer-rs
-//! contains one in a vfunc, so that it never ends the call's task (its reads,
-//! its close) nor reaches the other calls on that thread.
+//! A panic in element code, caught as gstreamer-rs catches one in a vfunc,
+//! and the element then stopped by its own code, since its state changes
+//! will not run (a panicked element's return at once). On the plugin's
+//! network threads (a `shared-threads` src's drains and fill timer, a
+//! sink's poster and the callback of its `clear`) this keeps the panic from
+//! ending the call's task (its reads, its close) or reaching the other calls
+//! on that thread; in a vfunc, it stops the element as well.
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 
+use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 /// The close code of a call whose element panicked: internal error.
 pub(crate) const CLOSE_PANICKED: u16 = 1011;
 
-/// Runs `f`, element code of `imp`'s, on a network thread. None at once,
-/// posting nothing, if the element has panicked before (here or in a vfunc:
-/// its state may be poisoned). A panic in `f` marks the element panicked,
-/// as `gst::panic_to_error!` does (its vfuncs return their fallbacks from
-/// then on), posts an ERROR message naming the panic, and gives None.
-/// Free when nothing panics: one relaxed load and an unwinding landing pad.
-pub(crate) fn contained<E: ElementImpl, R>(imp: &E, f: impl FnOnce() -> R) -> Option<R> {
+/// Runs `f`, element code of `imp`'s. None at once if the element has
+/// panicked before (here or in a vfunc: its state may be poisoned), after
+/// `stop`, the element's own stop (it runs once). A panic in `f` marks the
+/// element panicked, as `gst::panic_to_error!` does (its vfuncs return
+/// their fallbacks from then on), posts an ERROR message naming the panic,
+/// runs `stop`, and gives None. Free when nothing panics: one relaxed load
+/// and an unwinding landing pad.
+pub(crate) fn contained<E: ElementImpl, R>(
+    imp: &E,
+    f: impl FnOnce() -> R,
+    stop: impl FnOnce(),
+) -> Option<R> {
     if imp.panicked().load(Ordering::Relaxed) {
+        stop();
         return None;
     }
-    imp.catch_panic(|| None, |_| Some(f()))
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(done) => Some(done),
+        Err(panic) => {
+            panicked(imp, panic, stop);
+            None
+        }
+    }
 }
+
+#[cold]
+#[inline(never)]
+fn panicked<E: ElementImpl>(imp: &E, panic: Box<dyn Any + Send>, stop: impl FnOnce()) {
+    // Held until `stop` has run: told of the panic, the application may
+    // drop the element at once, and it must not be disposed of before
+    // `stop` has taken what it needs of it.
+    let element: gst::Element = imp.obj().clone().upcast();
+    imp.panicked().store(true, Ordering::Relaxed);
+    let cause = (panic.downcast_ref::<&str>().copied())
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+    let text = match cause {
+        Some(cause) => format!("Panicked: {cause}"),
+        None => "Panicked".to_owned(),
+    };
+    let error = gst::message::Error::builder(gst::LibraryError::Failed, &text)
+        .src(&element)
+        .build();
+    let _ = element.post_message(error);
+    stop();
+}
+
+/// What gstreamer-rs returns from a state change of a panicked element:
+/// success downwards (never failed), failure upwards.
+pub(crate) fn state_change_fallback(
+    transition: gst::StateChange,
+) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+    match transition {
+        gst::StateChange::PlayingToPaused
+        | gst::StateChange::PausedToReady
+        | gst::StateChange::ReadyToNull => Ok(gst::StateChangeSuccess::Success),
+        _ => Err(gst::StateChangeError),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod peer;

@@ -210,9 +210,9 @@ impl TwilioStreamSink {
         let posted = call.clear(move |mut cleared| {
             cleared.dropped += held;
             // On the call's task: no lock of ours is held, and a panic
-            // must not end the task (`contain.rs`).
+            // must not end the task (`panicked.rs`).
             if let Some(sink) = sink.upgrade() {
-                crate::contain::contained(sink.imp(), || {
+                sink.imp().on_network(|| {
                     gst::debug!(CAT, obj = sink, "{reason}: clear sent, {cleared:?}");
                     messages::post(sink.upcast_ref(), messages::cleared(reason, &sid, &cleared));
                 });

@@ -14,7 +14,8 @@
 //! Not here: finding the call (`pairing.rs`), cutting the audio into frames (`framing/`), marks, clear and
 //! ending the stream at EOS or on `end-stream` (`control.rs`), the property,
 //! signal and pad template declarations (`properties.rs`), the bus messages
-//! of a call the sink took itself (`poster.rs`).
+//! of a call the sink took itself (`poster.rs`), what a panic does
+//! (`panicked.rs`).
 
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -121,6 +122,8 @@ pub struct TwilioStreamSink {
     /// `not_async_if`): by how many calls at once (a state change and a
     /// flush may overlap), and the setting the first one found.
     pub(super) async_off: Mutex<(usize, bool)>,
+    /// The sink panicked and stopped on its own (`panicked.rs`).
+    pub(super) stopped_after_panic: std::sync::atomic::AtomicBool,
 }
 
 impl State {
@@ -336,27 +339,32 @@ impl ElementImpl for TwilioStreamSink {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        if transition == gst::StateChange::ReadyToPaused {
-            self.connect().map_err(|e| {
-                self.post_error_message(e);
-                gst::StateChangeError
-            })?;
-        }
-        if transition == gst::StateChange::PausedToPlaying {
-            self.pause_call(false);
-        }
-        // PLAYING ↔ PAUSED hold the pushes of the srcs that feed the sink
-        // from a network thread (`pairing.rs`).
-        let result = self.change_base_state(transition);
-        if transition == gst::StateChange::PlayingToPaused {
-            self.pause_call(true);
-        }
-        if transition == gst::StateChange::PausedToReady
-            || (transition == gst::StateChange::ReadyToPaused && result.is_err())
-        {
-            self.disconnect();
-        }
-        result
+        self.stopping_on_panic(
+            || crate::contain::state_change_fallback(transition),
+            || {
+                if transition == gst::StateChange::ReadyToPaused {
+                    self.connect().map_err(|e| {
+                        self.post_error_message(e);
+                        gst::StateChangeError
+                    })?;
+                }
+                if transition == gst::StateChange::PausedToPlaying {
+                    self.pause_call(false);
+                }
+                // PLAYING ↔ PAUSED hold the pushes of the srcs that feed the sink
+                // from a network thread (`pairing.rs`).
+                let result = self.change_base_state(transition);
+                if transition == gst::StateChange::PlayingToPaused {
+                    self.pause_call(true);
+                }
+                if transition == gst::StateChange::PausedToReady
+                    || (transition == gst::StateChange::ReadyToPaused && result.is_err())
+                {
+                    self.disconnect();
+                }
+                result
+            },
+        )
     }
 
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
@@ -378,176 +386,201 @@ impl ElementImpl for TwilioStreamSink {
 
 impl BaseSinkImpl for TwilioStreamSink {
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let s = caps
-            .structure(0)
-            .ok_or_else(|| gst::loggable_error!(CAT, "empty caps"))?;
-        let input = match s.name().as_str() {
-            "audio/x-mulaw" => Input::Mulaw,
-            "audio/x-alaw" => Input::Alaw,
-            "audio/G722" => Input::G722,
-            "audio/x-opus" => Input::Opus,
-            _ => Input::Pcm(
-                s.get::<i32>("rate")
-                    .map_err(|_| gst::loggable_error!(CAT, "no rate in {caps}"))?
-                    as u32,
-            ),
-        };
-        self.state
-            .lock()
-            .unwrap()
-            .framer
-            .set_input(input)
-            .map_err(|e| gst::loggable_error!(CAT, "unsupported rate {}", e.0))?;
-        gst::debug!(CAT, imp = self, "input {input:?} for caps {caps}");
-        self.update_render_delay();
-        Ok(())
+        self.stopping_on_panic(
+            || Err(gst::loggable_error!(CAT, "panicked")),
+            || {
+                let s = caps
+                    .structure(0)
+                    .ok_or_else(|| gst::loggable_error!(CAT, "empty caps"))?;
+                let input = match s.name().as_str() {
+                    "audio/x-mulaw" => Input::Mulaw,
+                    "audio/x-alaw" => Input::Alaw,
+                    "audio/G722" => Input::G722,
+                    "audio/x-opus" => Input::Opus,
+                    _ => Input::Pcm(
+                        s.get::<i32>("rate")
+                            .map_err(|_| gst::loggable_error!(CAT, "no rate in {caps}"))?
+                            as u32,
+                    ),
+                };
+                self.state
+                    .lock()
+                    .unwrap()
+                    .framer
+                    .set_input(input)
+                    .map_err(|e| gst::loggable_error!(CAT, "unsupported rate {}", e.0))?;
+                gst::debug!(CAT, imp = self, "input {input:?} for caps {caps}");
+                self.update_render_delay();
+                Ok(())
+            },
+        )
     }
 
     fn prepare(&self, _buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        self.ensure_call().map(|_| gst::FlowSuccess::Ok)
+        self.stopping_on_panic(
+            || Err(gst::FlowError::Error),
+            || self.ensure_call().map(|_| gst::FlowSuccess::Ok),
+        )
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        if !self.ensure_call()? {
-            return Ok(gst::FlowSuccess::Ok);
-        }
-        if buffer.flags().contains(gst::BufferFlags::HEADER) {
-            // An encoder's stream headers (opusenc's OpusHead, OpusTags): no audio.
-            return Ok(gst::FlowSuccess::Ok);
-        }
-        let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-        let mut state = self.state.lock().unwrap();
-        if state.flushing {
-            return Err(gst::FlowError::Flushing);
-        }
-        state.note_feeder();
-        if let Some(time) = state.segment.to_running_time(buffer.pts()) {
-            // The resampler's output lags its input by its delay.
-            let time = time.nseconds().saturating_sub(state.framer.lag_ns());
-            // A jump in the timestamps (closed up: no clock wait): the
-            // partial frame goes out first, timed as the audio before it
-            // rather than as this buffer.
-            let (sample, at) = state.anchor;
-            let produced = state.framer.produced();
-            let expected = at as i64 + (produced as i64 - sample as i64) * NS_PER_SAMPLE as i64;
-            if state.framer.pending_bytes() > 0 && (time as i64 - expected).abs() > JUMP_NS {
-                state.send_frames(Take::All)?;
-            }
-            state.anchor = (state.framer.produced(), time);
-        }
-        let pushed = match state.framer.push(&map) {
-            Ok(pushed) => pushed,
-            Err(NotNegotiated::Mismatch(input, call)) => {
-                drop(state);
-                return Err(self.mismatch(input, call));
-            }
-            Err(NotNegotiated::NoInput) => return Err(gst::FlowError::NotNegotiated),
-        };
-        if pushed.split_sample {
-            self.split_sample(&state, map.len());
-        }
-        drop(map);
-        // Faster than real time: wait here for the writer, not on the clock.
-        // Never on a network thread (a shared-threads push), which the
-        // writer itself may need. A long buffer goes to the writer a batch
-        // at a time, each once there is room for it: all at once, it could
-        // pass the writer's byte limit and be dropped.
-        let on_runtime = || tokio::runtime::Handle::try_current().is_ok();
-        loop {
-            let before = state.framer.pending_bytes();
-            state.send_frames(Take::AtMost(BATCH_FRAMES))?;
-            let call = state.call.clone();
-            // (Only when frames went: a sink without its call's streamSid
-            // sends nothing, and must not spin.)
-            let mut more =
-                state.framer.pending_bytes() < before && state.framer.whole_frame_pending();
-            if more && on_runtime() {
-                state.send_frames(Take::WholeFrames)?;
-                more = false;
-            }
-            drop(state);
-            if let Some(call) = call
-                && call.queued_audio() > MAX_QUEUED
-                && !on_runtime()
-            {
-                // A pause cancels the wait (unlock()): as BaseSink asks,
-                // wait for PLAYING again (or a flush) and go on waiting.
-                while wait(&self.canceller, call.room(MAX_QUEUED)).is_err() {
-                    self.obj().wait_preroll()?;
+        self.stopping_on_panic(
+            || Err(gst::FlowError::Error),
+            || {
+                if !self.ensure_call()? {
+                    return Ok(gst::FlowSuccess::Ok);
                 }
-            }
-            if !more {
-                return Ok(gst::FlowSuccess::Ok);
-            }
-            state = self.state.lock().unwrap();
-            if state.flushing {
-                return Err(gst::FlowError::Flushing);
-            }
-        }
+                if buffer.flags().contains(gst::BufferFlags::HEADER) {
+                    // An encoder's stream headers (opusenc's OpusHead, OpusTags): no audio.
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                let mut state = self.state.lock().unwrap();
+                #[cfg(test)]
+                if super::panicked::asked(&super::panicked::PANIC_IN_RENDER, self) {
+                    panic!("render panicked (test)");
+                }
+                if state.flushing {
+                    return Err(gst::FlowError::Flushing);
+                }
+                state.note_feeder();
+                if let Some(time) = state.segment.to_running_time(buffer.pts()) {
+                    // The resampler's output lags its input by its delay.
+                    let time = time.nseconds().saturating_sub(state.framer.lag_ns());
+                    // A jump in the timestamps (closed up: no clock wait): the
+                    // partial frame goes out first, timed as the audio before it
+                    // rather than as this buffer.
+                    let (sample, at) = state.anchor;
+                    let produced = state.framer.produced();
+                    let expected =
+                        at as i64 + (produced as i64 - sample as i64) * NS_PER_SAMPLE as i64;
+                    if state.framer.pending_bytes() > 0 && (time as i64 - expected).abs() > JUMP_NS
+                    {
+                        state.send_frames(Take::All)?;
+                    }
+                    state.anchor = (state.framer.produced(), time);
+                }
+                let pushed = match state.framer.push(&map) {
+                    Ok(pushed) => pushed,
+                    Err(NotNegotiated::Mismatch(input, call)) => {
+                        drop(state);
+                        return Err(self.mismatch(input, call));
+                    }
+                    Err(NotNegotiated::NoInput) => return Err(gst::FlowError::NotNegotiated),
+                };
+                if pushed.split_sample {
+                    self.split_sample(&state, map.len());
+                }
+                drop(map);
+                // Faster than real time: wait here for the writer, not on the clock.
+                // Never on a network thread (a shared-threads push), which the
+                // writer itself may need. A long buffer goes to the writer a batch
+                // at a time, each once there is room for it: all at once, it could
+                // pass the writer's byte limit and be dropped.
+                let on_runtime = || tokio::runtime::Handle::try_current().is_ok();
+                loop {
+                    let before = state.framer.pending_bytes();
+                    state.send_frames(Take::AtMost(BATCH_FRAMES))?;
+                    let call = state.call.clone();
+                    // (Only when frames went: a sink without its call's streamSid
+                    // sends nothing, and must not spin.)
+                    let mut more =
+                        state.framer.pending_bytes() < before && state.framer.whole_frame_pending();
+                    if more && on_runtime() {
+                        state.send_frames(Take::WholeFrames)?;
+                        more = false;
+                    }
+                    drop(state);
+                    if let Some(call) = call
+                        && call.queued_audio() > MAX_QUEUED
+                        && !on_runtime()
+                    {
+                        // A pause cancels the wait (unlock()): as BaseSink asks,
+                        // wait for PLAYING again (or a flush) and go on waiting.
+                        while wait(&self.canceller, call.room(MAX_QUEUED)).is_err() {
+                            self.obj().wait_preroll()?;
+                        }
+                    }
+                    if !more {
+                        return Ok(gst::FlowSuccess::Ok);
+                    }
+                    state = self.state.lock().unwrap();
+                    if state.flushing {
+                        return Err(gst::FlowError::Flushing);
+                    }
+                }
+            },
+        )
     }
 
     fn event(&self, event: gst::Event) -> bool {
-        // (A GAP prerolls as a buffer does.)
-        self.state.lock().unwrap().note_feeder();
-        let name = event.structure().map(|s| s.name().to_string());
-        match event.view() {
-            gst::EventView::CustomDownstream(_) if name.as_deref() == Some(MARK_EVENT) => {
-                match event.structure().and_then(|s| s.get::<String>("name").ok()) {
-                    Some(mark) => {
-                        // Serialized: all audio before it was rendered.
-                        if self.ensure_call() == Ok(true) {
-                            self.send_mark(&mark);
+        self.stopping_on_panic(
+            || false,
+            || {
+                // (A GAP prerolls as a buffer does.)
+                self.state.lock().unwrap().note_feeder();
+                let name = event.structure().map(|s| s.name().to_string());
+                match event.view() {
+                    gst::EventView::CustomDownstream(_) if name.as_deref() == Some(MARK_EVENT) => {
+                        match event.structure().and_then(|s| s.get::<String>("name").ok()) {
+                            Some(mark) => {
+                                // Serialized: all audio before it was rendered.
+                                if self.ensure_call() == Ok(true) {
+                                    self.send_mark(&mark);
+                                }
+                            }
+                            None => gst::warning!(
+                                CAT,
+                                imp = self,
+                                "{MARK_EVENT} event without a string field 'name'"
+                            ),
                         }
                     }
-                    None => gst::warning!(
-                        CAT,
-                        imp = self,
-                        "{MARK_EVENT} event without a string field 'name'"
-                    ),
-                }
-            }
-            gst::EventView::CustomDownstream(_)
-            | gst::EventView::CustomDownstreamOob(_)
-            | gst::EventView::CustomBoth(_)
-            | gst::EventView::CustomBothOob(_)
-                if name.as_deref() == Some(CLEAR_EVENT) =>
-            {
-                self.clear("event");
-            }
-            gst::EventView::FlushStart(_) => {
-                gst::debug!(CAT, imp = self, "flush: clearing");
-                self.state.lock().unwrap().flushing = true;
-                self.clear("flush");
-            }
-            gst::EventView::FlushStop(_) => {
-                let mut state = self.state.lock().unwrap();
-                state.flushing = false;
-                // After an EOS that came before any call (see `eos`), the
-                // stream starts over: a call may come for it, with a poster
-                // for its messages (the last one may have ended with a call
-                // hung up at that EOS).
-                if let (Some(registration), Some(slot)) = (&state.registration, &state.slot) {
-                    let slot = slot.clone();
-                    registration.reopen(&slot);
-                    if state.poster.as_ref().is_none_or(|p| p.is_finished()) {
-                        state.poster = Some(super::poster::spawn(&self.obj(), slot));
+                    gst::EventView::CustomDownstream(_)
+                    | gst::EventView::CustomDownstreamOob(_)
+                    | gst::EventView::CustomBoth(_)
+                    | gst::EventView::CustomBothOob(_)
+                        if name.as_deref() == Some(CLEAR_EVENT) =>
+                    {
+                        self.clear("event");
                     }
+                    gst::EventView::FlushStart(_) => {
+                        gst::debug!(CAT, imp = self, "flush: clearing");
+                        self.state.lock().unwrap().flushing = true;
+                        self.clear("flush");
+                    }
+                    gst::EventView::FlushStop(_) => {
+                        let mut state = self.state.lock().unwrap();
+                        state.flushing = false;
+                        // After an EOS that came before any call (see `eos`), the
+                        // stream starts over: a call may come for it, with a poster
+                        // for its messages (the last one may have ended with a call
+                        // hung up at that EOS).
+                        if let (Some(registration), Some(slot)) = (&state.registration, &state.slot)
+                        {
+                            let slot = slot.clone();
+                            registration.reopen(&slot);
+                            if state.poster.as_ref().is_none_or(|p| p.is_finished()) {
+                                state.poster = Some(super::poster::spawn(&self.obj(), slot));
+                            }
+                        }
+                    }
+                    gst::EventView::StreamStart(_) => self.stream_started(),
+                    gst::EventView::Segment(e) => {
+                        if let Ok(segment) = e.segment().clone().downcast::<gst::ClockTime>() {
+                            self.state.lock().unwrap().segment = segment;
+                        }
+                    }
+                    gst::EventView::Eos(_) if !self.eos(&event) => return false,
+                    _ => {}
                 }
-            }
-            gst::EventView::StreamStart(_) => self.stream_started(),
-            gst::EventView::Segment(e) => {
-                if let Ok(segment) = e.segment().clone().downcast::<gst::ClockTime>() {
-                    self.state.lock().unwrap().segment = segment;
-                }
-            }
-            gst::EventView::Eos(_) if !self.eos(&event) => return false,
-            _ => {}
-        }
-        let flush = matches!(
-            event.view(),
-            gst::EventView::FlushStart(_) | gst::EventView::FlushStop(_)
-        );
-        self.not_async_if(flush && self.holds_feeders(), || self.parent_event(event))
+                let flush = matches!(
+                    event.view(),
+                    gst::EventView::FlushStart(_) | gst::EventView::FlushStop(_)
+                );
+                self.not_async_if(flush && self.holds_feeders(), || self.parent_event(event))
+            },
+        )
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {

@@ -10,6 +10,7 @@ mod control;
 mod framing;
 mod imp;
 mod pairing;
+mod panicked;
 mod poster;
 mod properties;
 

@@ -310,7 +310,7 @@ impl TwilioStreamSink {
 
     /// BaseSink's `async` setting, without the property's notification
     /// (the sink turns it off for a moment). The setting it had.
-    fn set_async_enabled(&self, enabled: bool) -> bool {
+    pub(super) fn set_async_enabled(&self, enabled: bool) -> bool {
         use gst::glib::translate::{FromGlib, IntoGlib, ToGlibPtr};
         let obj = self.obj();
         let sink: &gst_base::BaseSink = obj.upcast_ref();

@@ -65,9 +65,8 @@ pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> Poster {
         while let Some(event) = events.recv().await {
             let Some(e) = element.upgrade() else { return };
             let sink = e.downcast_ref::<super::TwilioStreamSink>().unwrap();
-            // A panic is contained (`contain.rs`); the sink, panicked, will
-            // not stop: the call it took is hung up here.
-            let posted = crate::contain::contained(sink.imp(), || match event {
+            // A panic is contained, and the sink stops (`panicked.rs`).
+            let posted = sink.imp().on_network(|| match event {
                 CallEvent::Start(start) => {
                     stream_sid = start.stream_sid.clone();
                     messages::post(&e, messages::start(&start));
@@ -90,9 +89,6 @@ pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> Poster {
                 CallEvent::Media(_) => {}
             });
             if posted.is_none() {
-                gst::error!(CAT, obj = e, "panicked: closing the call");
-                call.refuse(crate::contain::CLOSE_PANICKED, "internal error");
-                call.close();
                 return;
             }
         }

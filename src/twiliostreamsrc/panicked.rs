@@ -31,11 +31,7 @@ impl TwilioStreamSrc {
     /// `f` on a network thread, unless the element has panicked (None, and
     /// the src stops if it has not yet: see the module documentation).
     pub(super) fn on_network<R>(&self, f: impl FnOnce(&Self) -> R) -> Option<R> {
-        let done = crate::contain::contained(self, || f(self));
-        if done.is_none() {
-            self.stop_after_panic();
-        }
-        done
+        crate::contain::contained(self, || f(self), || self.stop_after_panic())
     }
 
     /// What `stop` would do, once, without trusting the state's lock (a
