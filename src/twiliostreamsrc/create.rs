@@ -3,6 +3,11 @@
 //! pushes), otherwise (or after one) it waits for the call's events and
 //! turns each into buffers.
 
+#[cfg(test)]
+use std::sync::atomic::Ordering::SeqCst;
+
+#[cfg(test)]
+use gst::prelude::*;
 use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
@@ -11,12 +16,18 @@ use super::step::Step;
 use super::timing::Received;
 use crate::wait::wait;
 
+/// Tests only: the src at this address (0: none) panics in its next
+/// `create()`, holding its state's lock (`panicked.rs`).
+#[cfg(test)]
+pub(super) static PANIC_IN_CREATE: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 impl PushSrcImpl for TwilioStreamSrc {
     fn create(
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
-        self.create_next()
+        self.stopping_on_panic(|| Err(gst::FlowError::Error), || self.create_next())
     }
 }
 
@@ -29,6 +40,13 @@ impl TwilioStreamSrc {
                 return Ok(created);
             }
             let mut state = self.state.lock().unwrap();
+            #[cfg(test)]
+            if PANIC_IN_CREATE
+                .compare_exchange(self.obj().as_ptr() as usize, 0, SeqCst, SeqCst)
+                .is_ok()
+            {
+                panic!("create panicked (test)");
+            }
             if state.finished {
                 return Err(gst::FlowError::Eos);
             }

@@ -377,26 +377,31 @@ impl ElementImpl for TwilioStreamSrc {
     }
 
     fn send_event(&self, event: gst::Event) -> bool {
-        self.send_event_refusing_seeks(event)
+        self.stopping_on_panic(|| false, || self.send_event_refusing_seeks(event))
     }
 
     fn change_state(
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        if transition == gst::StateChange::PlayingToPaused {
-            self.shared.pausing();
-            self.pausing();
-        }
-        if transition == gst::StateChange::PausedToPlaying {
-            // Before create() may run again.
-            self.resuming();
-        }
-        let success = self.parent_change_state(transition)?;
-        if transition == gst::StateChange::PausedToPlaying {
-            self.shared_playing();
-        }
-        Ok(success)
+        self.stopping_on_panic(
+            || crate::contain::state_change_fallback(transition),
+            || {
+                if transition == gst::StateChange::PlayingToPaused {
+                    self.shared.pausing();
+                    self.pausing();
+                }
+                if transition == gst::StateChange::PausedToPlaying {
+                    // Before create() may run again.
+                    self.resuming();
+                }
+                let success = self.parent_change_state(transition)?;
+                if transition == gst::StateChange::PausedToPlaying {
+                    self.shared_playing();
+                }
+                Ok(success)
+            },
+        )
     }
 }
 
@@ -479,54 +484,69 @@ impl BaseSrcImpl for TwilioStreamSrc {
     }
 
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
-        let format = self.state.lock().unwrap().format;
-        let output = Output::from_caps(caps, format)
-            .ok_or_else(|| gst::loggable_error!(CAT, "unsupported caps {caps}"))?;
-        gst::debug!(CAT, imp = self, "output {output:?} for caps {caps}");
-        let changed = {
-            let mut state = self.state.lock().unwrap();
-            let changed = state.output != Some(output);
-            state.output = Some(output);
-            state.converter.reset();
-            state.stereo.reset();
-            changed
-        };
-        if changed {
-            let obj = self.obj();
-            let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
-        }
-        Ok(())
+        self.stopping_on_panic(
+            || Err(gst::loggable_error!(CAT, "panicked")),
+            || {
+                let format = self.state.lock().unwrap().format;
+                let output = Output::from_caps(caps, format)
+                    .ok_or_else(|| gst::loggable_error!(CAT, "unsupported caps {caps}"))?;
+                gst::debug!(CAT, imp = self, "output {output:?} for caps {caps}");
+                let changed = {
+                    let mut state = self.state.lock().unwrap();
+                    let changed = state.output != Some(output);
+                    state.output = Some(output);
+                    state.converter.reset();
+                    state.stereo.reset();
+                    changed
+                };
+                if changed {
+                    let obj = self.obj();
+                    let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+                }
+                Ok(())
+            },
+        )
     }
 
     fn caps(&self, filter: Option<&gst::Caps>) -> Option<gst::Caps> {
-        // Started, the tracks this run started with; else the property's.
-        let (format, run) = {
-            let state = self.state.lock().unwrap();
-            let run = state.registration.is_some().then_some(state.tracks);
-            (state.format, run)
-        };
-        let tracks = run.unwrap_or_else(|| self.settings.lock().unwrap().track);
-        let caps = Output::caps(tracks.channels(), format);
-        Some(match filter {
-            Some(filter) => filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
-            None => caps,
-        })
+        self.stopping_on_panic(
+            || None,
+            || {
+                // Started, the tracks this run started with; else the property's.
+                let (format, run) = {
+                    let state = self.state.lock().unwrap();
+                    let run = state.registration.is_some().then_some(state.tracks);
+                    (state.format, run)
+                };
+                let tracks = run.unwrap_or_else(|| self.settings.lock().unwrap().track);
+                let caps = Output::caps(tracks.channels(), format);
+                Some(match filter {
+                    Some(filter) => {
+                        filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First)
+                    }
+                    None => caps,
+                })
+            },
+        )
     }
 
     fn query(&self, query: &mut gst::QueryRef) -> bool {
-        match query.view_mut() {
-            gst::QueryViewMut::Latency(q) => {
-                let latency = self.latency();
-                gst::debug!(CAT, imp = self, "latency {latency}");
-                q.set(true, latency, gst::ClockTime::NONE);
-                true
-            }
-            _ => BaseSrcImplExt::parent_query(self, query),
-        }
+        self.stopping_on_panic(
+            || false,
+            || match query.view_mut() {
+                gst::QueryViewMut::Latency(q) => {
+                    let latency = self.latency();
+                    gst::debug!(CAT, imp = self, "latency {latency}");
+                    q.set(true, latency, gst::ClockTime::NONE);
+                    true
+                }
+                _ => BaseSrcImplExt::parent_query(self, query),
+            },
+        )
     }
 
     fn event(&self, event: &gst::Event) -> bool {
-        self.event_seeing_flushes(event)
+        self.stopping_on_panic(|| false, || self.event_seeing_flushes(event))
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {

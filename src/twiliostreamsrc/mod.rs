@@ -2,7 +2,8 @@
 //! what the caller hears, or both in two channels).
 //!
 //! The element's glue (state, caps, state changes, call events) is in
-//! `imp`, its streaming thread's `create` in `create`; media to buffers for the chosen `track` in `media`; its properties
+//! `imp`, its streaming thread's `create` in `create`; what a panic does in
+//! `panicked`; media to buffers for the chosen `track` in `media`; its properties
 //! in `properties`; pushing from the call's network task (`shared-threads`)
 //! in `shared_threads`; the streaming thread after a flush from downstream in
 //! `flush`; the call's quality (jitter, MOS, reports) in `quality`. `timeline` places the chunks in time, `tracks`

@@ -1,16 +1,19 @@
-//! `shared-threads`: the src's code on the plugin's network threads (the
-//! call's consumer, a drain spawned on its own, the fill timer) runs through
-//! [`TwilioStreamSrc::on_network`], so that a panic there is contained
-//! (`crate::contain`): ERROR on the bus, the element marked panicked, and the
-//! src stops on its own, since its `stop` will not run (a panicked element's
-//! state changes return at once): the call is closed (1011), the listener
-//! let go of, the streaming thread's wait ended. The call's task, and the
-//! other calls on its thread, go on.
+//! A panic in the src's code stops the src on its own, since its `stop` will
+//! not run (a panicked element's state changes return at once): the call is
+//! closed (1011), the listener let go of, the streaming thread's wait ended
+//! and its task stopped. On the plugin's network threads (`shared-threads`:
+//! the call's consumer, a drain spawned on its own, the fill timer) the code
+//! runs through [`TwilioStreamSrc::on_network`], a vfunc's body through
+//! [`TwilioStreamSrc::stopping_on_panic`]: either way the panic is caught
+//! (`crate::contain`), ERROR on the bus, the element marked panicked; the
+//! call's task, and the other calls on its thread, go on.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
+use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 
 use super::imp::{CAT, TwilioStreamSrc};
 use crate::call::{Consumer, HotPart};
@@ -34,8 +37,21 @@ impl TwilioStreamSrc {
         crate::contain::contained(self, || f(self), || self.stop_after_panic())
     }
 
+    /// `f`, the body of a vfunc, as gstreamer-rs runs one (a panic marks
+    /// the element panicked, posts the ERROR naming it, and `fallback`, the
+    /// vfunc's, is returned), but the src stops too (see the module
+    /// documentation) before the vfunc returns.
+    pub(super) fn stopping_on_panic<R>(
+        &self,
+        fallback: impl FnOnce() -> R,
+        f: impl FnOnce() -> R,
+    ) -> R {
+        crate::contain::contained(self, f, || self.stop_after_panic()).unwrap_or_else(fallback)
+    }
+
     /// What `stop` would do, once, without trusting the state's lock (a
-    /// panic may have poisoned it). Never blocks (a network thread).
+    /// panic may have poisoned it). Never blocks on a network thread; on
+    /// another (a vfunc's), closing the call takes as long as `stop`'s.
     #[cold]
     #[inline(never)]
     fn stop_after_panic(&self) {
@@ -78,6 +94,26 @@ impl TwilioStreamSrc {
             call.hot.clear(&HotPart::SRC);
             call.refuse(CLOSE_PANICKED, "internal error");
             call.close();
+        }
+        self.stop_streaming_task();
+    }
+
+    /// Stops the streaming thread's task, as the pad's deactivation would:
+    /// left running or paused, it is joined when the pad is finalized,
+    /// which hangs if the loop pauses it meanwhile (as it does once
+    /// `create` returns an error). From a thread of its own, which waits
+    /// for the loop's turn to end: never the streaming thread itself, nor a
+    /// network thread.
+    fn stop_streaming_task(&self) {
+        let src = self.obj().clone();
+        let stop = move || {
+            let _ = src.src_pad().stop_task();
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("twiliostreamsrc-panicked".to_owned())
+            .spawn(stop)
+        {
+            gst::warning!(CAT, imp = self, "no thread to stop the task: {e}");
         }
     }
 }

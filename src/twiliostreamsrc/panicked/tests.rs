@@ -1,14 +1,18 @@
-//! A panic in a drain on a network thread, made by the test-only trigger
-//! (`shared_threads::PANIC_IN_DRAIN`): contained to its element.
+//! A panic in the src, made by the test-only triggers: in a drain on a
+//! network thread (`shared_threads::PANIC_IN_DRAIN`), contained to its
+//! element; in `create()` (`create::PANIC_IN_CREATE`), a vfunc's.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 
+use super::super::create::PANIC_IN_CREATE;
 use super::super::shared_threads::PANIC_IN_DRAIN;
 use crate::codec::g711;
-use crate::contain::peer::{Caller, next_message, panic_posted, pipeline, stops, url};
+use crate::contain::peer::{
+    Caller, address, next_message, panic_posted, pipeline, released, stops, url,
+};
 
 /// A PLAYING pipeline of a src (`shared-threads` as given) into a fakesink
 /// at 8 kHz: the pipeline, its src, the bytes that reached the sink.
@@ -67,4 +71,23 @@ fn a_panic_on_a_network_thread_stays_in_its_element() {
     assert!(stops(&pa), "A's pipeline did not stop");
     assert!(stops(&pb), "B's pipeline did not stop");
     assert_eq!(call_b.closed(), Some(1000));
+}
+
+/// Without `shared-threads`, a panic in `create()` (gstreamer-rs catches
+/// it, and no state change of the src runs again): the src stops on its
+/// own all the same, while the element lives on.
+#[test]
+fn a_panic_in_create_closes_the_call_and_lets_go_of_the_port() {
+    let (pipeline, src, _) = recording(false);
+    let listening = address(&src);
+    let mut call = Caller::start(&url(&src), 3);
+
+    // The chunk's create() returns; the next one panics.
+    PANIC_IN_CREATE.store(src.as_ptr() as usize, Ordering::SeqCst);
+    call.media(&[0x55; 160]);
+    panic_posted(&pipeline, &src, "create panicked (test)");
+    assert_eq!(call.closed(), Some(1011));
+    assert!(released(&listening), "{listening:?} is still listened on");
+
+    assert!(stops(&pipeline), "the pipeline did not stop");
 }
