@@ -51,13 +51,9 @@ pub(super) async fn accept_loop(
             }
         };
         if shared.connections.load(Ordering::Relaxed) >= config.max_connections {
-            let oldest = {
-                let mut handshakes = shared.handshakes.lock().unwrap();
-                handshakes.retain(|(h, _)| !h.is_finished());
-                handshakes.pop_front()
-            };
+            let oldest = shared.handshakes.lock().unwrap().take_oldest();
             match oldest {
-                Some((_, evict)) => {
+                Some(evict) => {
                     gst::info!(
                         CAT,
                         "{peer}: at {} connections, evicting the oldest connection that is not a call",
@@ -79,21 +75,17 @@ pub(super) async fn accept_loop(
         gst::debug!(CAT, "{peer}: accepted");
         shared.connections.fetch_add(1, Ordering::Relaxed);
         let guard = ConnectionGuard(shared.clone());
-        let evict = Arc::new(Notify::new());
+        // Only the task holds it: queued (as a `Weak`) before it can end.
+        let evicted = Arc::new(Notify::new());
+        shared.handshakes.lock().unwrap().push(&evicted);
         let arriving = Arriving {
             peer,
             timeout: config.handshake_timeout,
             shared: shared.clone(),
             guard,
-            evicted: evict.clone(),
+            evicted,
         };
-        let handle = tokio::spawn(handshake(stream, tls.clone(), arriving));
-        let mut handshakes = shared.handshakes.lock().unwrap();
-        handshakes.push_back((handle.abort_handle(), evict));
-        if handshakes.len() > 2 * config.max_connections {
-            handshakes.retain(|(h, _)| !h.is_finished());
-        }
-        drop(handshakes);
+        tokio::spawn(handshake(stream, tls.clone(), arriving));
     }
 }
 
@@ -107,7 +99,8 @@ pub(super) struct Arriving {
     /// Counts it against max-connections; the call takes it over.
     pub(super) guard: ConnectionGuard,
     /// Notified when max-connections evicts it: dropped before the
-    /// upgrade, closed with 1013 after it.
+    /// upgrade, closed with 1013 after it. Held until the handshake's task
+    /// ends: `Shared::handshakes` tells those under way by it.
     pub(super) evicted: Arc<Notify>,
 }
 

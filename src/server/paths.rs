@@ -7,11 +7,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio::task::AbortHandle;
 
 use crate::call::{CAT, Call, CallConfig, Slot};
 
@@ -69,16 +68,48 @@ pub struct Shared {
     paths: Mutex<HashMap<String, PathEntry>>,
     /// Open connections: calls and handshakes.
     pub connections: AtomicUsize,
-    /// The handshakes' tasks, oldest first, each with how to tell it that
-    /// max-connections evicts it. Here rather than in the accept loop: a
-    /// listener bound again on a fixed port (`registry::TABLES`) counts the
-    /// handshakes that came in under the one before, and must be able to
-    /// evict them too.
-    pub handshakes: Mutex<VecDeque<(AbortHandle, Arc<Notify>)>>,
+    /// The handshakes under way, so that max-connections can evict the
+    /// oldest. Here rather than in the accept loop: a listener bound again
+    /// on a fixed port (`registry::TABLES`) counts the handshakes that came
+    /// in under the one before, and must be able to evict them too.
+    pub handshakes: Mutex<Handshakes>,
     /// Set, and notified, when the table is shut down: no element can
     /// serve its connections any more.
     shut: AtomicBool,
     shut_down: Notify,
+}
+
+/// The handshakes under way, oldest first: each as a `Weak` of how to
+/// tell it that max-connections evicts it, which its task holds until it
+/// ends. Nothing of a handshake that ended is kept (a handle to its task
+/// would keep the task's memory, 13 KB in a release build, for as long as
+/// the listener lives), and what is left of those (their dead `Weak`s) is
+/// swept out whenever the queue has doubled since the last sweep.
+#[derive(Default)]
+pub struct Handshakes {
+    queue: VecDeque<Weak<Notify>>,
+    /// The length at which the queue is swept next.
+    sweep_at: usize,
+}
+
+impl Handshakes {
+    /// The least length swept at: sweeps a short queue seldom.
+    const LEAST_SWEEP: usize = 16;
+
+    /// A new handshake, whose task holds `evict`.
+    pub fn push(&mut self, evict: &Arc<Notify>) {
+        if self.queue.len() >= self.sweep_at {
+            self.queue.retain(|h| h.strong_count() > 0);
+            self.sweep_at = (2 * self.queue.len()).max(Self::LEAST_SWEEP);
+        }
+        self.queue.push_back(Arc::downgrade(evict));
+    }
+
+    /// Takes out the oldest handshake still under way (and those that
+    /// ended before it).
+    pub fn take_oldest(&mut self) -> Option<Arc<Notify>> {
+        std::iter::from_fn(|| self.queue.pop_front()).find_map(|h| h.upgrade())
+    }
 }
 
 impl Shared {
@@ -301,6 +332,33 @@ fn deliver_pending(entry: &mut PathEntry, slot: &Slot) {
             gst::debug!(CAT, "{call:?}: was waiting, delivered to a free element");
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod handshakes_tests {
+    use super::*;
+
+    /// Handshakes that ended are not kept: the queue stays within twice
+    /// those under way (or the least length swept at), and the oldest
+    /// under way is the one evicted.
+    #[test]
+    fn only_handshakes_under_way_are_kept() {
+        let mut handshakes = Handshakes::default();
+        let lasting: Vec<Arc<Notify>> = (0..5).map(|_| Arc::default()).collect();
+        for (i, evict) in lasting.iter().enumerate() {
+            handshakes.push(evict);
+            for _ in 0..1000 * i {
+                handshakes.push(&Arc::default());
+                assert!(handshakes.queue.len() <= 2 * (i + 1) + Handshakes::LEAST_SWEEP);
+            }
+        }
+        for evict in &lasting {
+            let oldest = handshakes.take_oldest().unwrap();
+            assert!(Arc::ptr_eq(&oldest, evict));
+        }
+        assert!(handshakes.take_oldest().is_none());
+        assert!(handshakes.queue.is_empty());
     }
 }
 

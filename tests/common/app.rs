@@ -9,16 +9,19 @@ use super::sink::*;
 use super::*;
 
 /// Sets `state` on another thread, failing (instead of hanging) if that
-/// does not return.
+/// does not return. The thread is gone when this returns (tests count
+/// the process's threads).
 pub fn set_bounded(p: &gst::Pipeline, state: gst::State) -> gst::StateChangeSuccess {
     let (tx, rx) = std::sync::mpsc::channel();
     let p2 = p.clone();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let _ = tx.send(p2.set_state(state));
     });
-    rx.recv_timeout(PATIENCE)
-        .unwrap_or_else(|_| panic!("deadlock: {state:?} did not return"))
-        .unwrap_or_else(|e| panic!("{state:?}: {e}"))
+    let result = rx
+        .recv_timeout(PATIENCE)
+        .unwrap_or_else(|_| panic!("deadlock: {state:?} did not return"));
+    thread.join().unwrap();
+    result.unwrap_or_else(|e| panic!("{state:?}: {e}"))
 }
 
 /// Waits for the pipeline's EOS (or fails on an ERROR), returning the
