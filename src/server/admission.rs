@@ -6,6 +6,7 @@
 //! to `pending-timeout` for one, and is then refused with close code 1013.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -88,9 +89,16 @@ where
         // A task of its own: this one (the handshake's) must end now, so that
         // max-connections eviction never picks a call.
         Dispatch::Queued => {
+            // A Weak: taken and ended before the timeout, the call is freed
+            // then, not kept until the timeout.
+            let waiting = Arc::downgrade(&call);
+            drop(call);
             tokio::spawn(async move {
                 let wait = config.pending_timeout;
                 tokio::time::sleep(wait).await;
+                let Some(call) = waiting.upgrade() else {
+                    return;
+                };
                 if shared.expire(&path, &call) {
                     let why = format!(
                         "no element was free for the call within {} s, try again later",
