@@ -460,3 +460,21 @@ fn a_chunk_dropped_before_a_step_ahead_is_judged_by_its_own_timestamp() {
     // (The track one chunk short of the other at the end: one lost.)
     assert_eq!(counts, [0, 0, 1, 1], "late, late at stop, lost, too late");
 }
+
+/// gst-inspect's default for `mos` is what a new src reads: the estimate
+/// for its reported latency with nothing lost, below the ceiling of 4.5.
+#[test]
+fn a_new_src_reads_the_declared_default_mos() {
+    init();
+    let src = gst::ElementFactory::make("twiliostreamsrc")
+        .build()
+        .unwrap();
+    let pspec = src.find_property("mos").unwrap();
+    let declared = pspec.default_value().get::<f64>().unwrap();
+    assert_eq!(src.property::<f64>("mos"), declared);
+    assert!(declared > 4.0 && declared < 4.5, "{declared}");
+    // A different latency gives a different estimate, so the default is
+    // computed, not a constant that happens to match.
+    src.set_property("latency", 400u32);
+    assert!(src.property::<f64>("mos") < declared);
+}

@@ -259,7 +259,7 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                 )
                 .minimum(1.0)
                 .maximum(4.5)
-                .default_value(4.5)
+                .default_value(super::quality::default_mos())
                 .read_only()
                 .build(),
             glib::ParamSpecBoolean::builder("shared-threads")

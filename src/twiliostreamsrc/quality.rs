@@ -12,7 +12,7 @@ use gst::subclass::prelude::*;
 use super::imp::{State, TwilioStreamSrc};
 use super::media::track_wait;
 use super::output::Output;
-use super::properties::{GapFill, Tracks};
+use super::properties::{GapFill, Settings, Tracks};
 use crate::call::{MediaChunk, Stat};
 use crate::messages;
 use crate::protocol::Track;
@@ -53,6 +53,23 @@ pub(super) struct Placing {
 /// A new call's meter.
 pub(super) fn meter(quality_interval: u32) -> Meter {
     Meter::new(Duration::ZERO, u64::from(quality_interval) * 1000)
+}
+
+/// The reported latency in ms with `latency_ms` extra, and whether losses
+/// are concealed.
+fn conditions(latency_ms: u32, state: &State) -> (f64, bool) {
+    let output = state.output.unwrap_or_default();
+    let latency = reported_latency(output, latency_ms, state.tracks, state.track_wait_ms);
+    let concealment = state.gap_fill == GapFill::Plc && output.conceals();
+    (latency.nseconds() as f64 / 1e6, concealment)
+}
+
+/// What `mos` reads on a new src, every property at its default: the
+/// property's declared default, so that gst-inspect shows it.
+pub(super) fn default_mos() -> f64 {
+    let state = State::default();
+    let (latency_ms, concealment) = conditions(Settings::default().latency_ms, &state);
+    state.meter.call(latency_ms, concealment).mos
 }
 
 impl TwilioStreamSrc {
@@ -155,16 +172,7 @@ impl TwilioStreamSrc {
 
     /// The reported latency in ms, and whether losses are concealed.
     fn conditions(&self, state: &State) -> (f64, bool) {
-        let settings = self.settings.lock().unwrap();
-        let output = state.output.unwrap_or_default();
-        let latency = reported_latency(
-            output,
-            settings.latency_ms,
-            state.tracks,
-            state.track_wait_ms,
-        );
-        let concealment = state.gap_fill == GapFill::Plc && output.conceals();
-        (latency.nseconds() as f64 / 1e6, concealment)
+        conditions(self.settings.lock().unwrap().latency_ms, state)
     }
 
     /// The call's figures so far; `jitter_ms` is the current estimate (the
