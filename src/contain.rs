@@ -32,6 +32,18 @@ pub(crate) fn contained<E: ElementImpl, R>(
         stop();
         return None;
     }
+    contained_vfunc(imp, f, stop)
+}
+
+/// As [`contained`], for the body of a vfunc: gstreamer-rs's trampoline
+/// has just found the element not panicked (else the body is not called),
+/// so the flag is not read again. Reading it is a look-up in the
+/// instance's data, a cache miss per call with many calls.
+pub(crate) fn contained_vfunc<E: ElementImpl, R>(
+    imp: &E,
+    f: impl FnOnce() -> R,
+    stop: impl FnOnce(),
+) -> Option<R> {
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(done) => Some(done),
         Err(panic) => {

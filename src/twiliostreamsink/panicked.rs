@@ -64,7 +64,8 @@ impl TwilioStreamSink {
         fallback: impl FnOnce() -> R,
         f: impl FnOnce() -> R,
     ) -> R {
-        crate::contain::contained(self, f, || self.stop_after_panic()).unwrap_or_else(fallback)
+        crate::contain::contained_vfunc(self, f, || self.stop_after_panic())
+            .unwrap_or_else(fallback)
     }
 
     /// What PAUSED → READY would do, once, without trusting the state's lock

@@ -46,7 +46,8 @@ impl TwilioStreamSrc {
         fallback: impl FnOnce() -> R,
         f: impl FnOnce() -> R,
     ) -> R {
-        crate::contain::contained(self, f, || self.stop_after_panic()).unwrap_or_else(fallback)
+        crate::contain::contained_vfunc(self, f, || self.stop_after_panic())
+            .unwrap_or_else(fallback)
     }
 
     /// What `stop` would do, once, without trusting the state's lock (a
