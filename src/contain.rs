@@ -74,6 +74,14 @@ fn panicked<E: ElementImpl>(imp: &E, panic: Box<dyn Any + Send>, stop: impl FnOn
     stop();
 }
 
+/// Tests only: whether `trigger` names `imp`'s element (and names none from
+/// now on): the test-only panic triggers hold an element's address.
+#[cfg(test)]
+pub(crate) fn asked<E: ElementImpl>(trigger: &std::sync::atomic::AtomicUsize, imp: &E) -> bool {
+    let address = imp.obj().as_ptr() as usize;
+    (trigger.compare_exchange(address, 0, Ordering::SeqCst, Ordering::SeqCst)).is_ok()
+}
+
 /// What gstreamer-rs returns from a state change of a panicked element:
 /// success downwards (never failed), failure upwards.
 pub(crate) fn state_change_fallback(

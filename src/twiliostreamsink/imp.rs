@@ -20,15 +20,14 @@
 use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
-use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::framing::{Framer, Input, NotNegotiated, Take};
 use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS, DEFAULT_MAX_LEAD_MS};
-use crate::call::{Call, Outgoing, SINK_COUNTERS, SendError, Slot, Stat, Stats, find_counter};
-use crate::endpoint::{self, Endpoint};
+use crate::call::{Call, Outgoing, SendError, Slot, Stat};
+use crate::endpoint::Endpoint;
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};
 
@@ -207,28 +206,6 @@ impl TwilioStreamSink {
         };
         self.obj().set_render_delay(delay);
     }
-
-    /// The call adopted, or the one the sink would adopt (a refused sink
-    /// has none: its counters are not another sink's).
-    pub(super) fn current_call(&self) -> Option<Arc<Call>> {
-        let state = self.state.lock().unwrap();
-        if state.refused {
-            return None;
-        }
-        state
-            .call
-            .clone()
-            .or_else(|| state.slot.as_ref().and_then(|s| s.current()))
-    }
-
-    pub(super) fn stats_structure(&self) -> gst::Structure {
-        let call = self.current_call();
-        Stats::structure(
-            call.as_deref().map(|c| &c.stats),
-            "twiliostreamsink-stats",
-            SINK_COUNTERS,
-        )
-    }
 }
 
 #[glib::object_subclass]
@@ -250,76 +227,11 @@ impl ObjectImpl for TwilioStreamSink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = self.settings.lock().unwrap();
-        if settings.endpoint.set_property(pspec.name(), value) {
-            return;
-        }
-        match pspec.name() {
-            "call-name" => {
-                settings.call_name = value
-                    .get::<Option<String>>()
-                    .unwrap()
-                    .filter(|n| !n.is_empty())
-            }
-            "chunk-duration" => settings.chunk_ms = value.get().unwrap(),
-            "end-stream-on-eos" => settings.end_stream_on_eos = value.get().unwrap(),
-            "max-lead" => {
-                settings.max_lead_ms = value.get().unwrap();
-                let lead = std::time::Duration::from_millis(settings.max_lead_ms as u64);
-                drop(settings);
-                if let Some(call) = self.state.lock().unwrap().call.as_ref() {
-                    call.set_lead(lead);
-                }
-            }
-            other => unimplemented!("property {other}"),
-        }
+        self.write_property(value, pspec);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        // The listening settings, then the listener's counters (one lock at a time).
-        let listening = self
-            .settings
-            .lock()
-            .unwrap()
-            .endpoint
-            .property(pspec.name());
-        if let Some(value) = listening.or_else(|| {
-            endpoint::listener_counter(
-                self.state.lock().unwrap().registration.as_ref(),
-                pspec.name(),
-            )
-        }) {
-            return value;
-        }
-        match pspec.name() {
-            "call-name" => self.settings.lock().unwrap().call_name.to_value(),
-            "chunk-duration" => self.settings.lock().unwrap().chunk_ms.to_value(),
-            "end-stream-on-eos" => self.settings.lock().unwrap().end_stream_on_eos.to_value(),
-            "max-lead" => self.settings.lock().unwrap().max_lead_ms.to_value(),
-            "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
-            // A paired sink has its src's call as soon as `start` arrived,
-            // before its first buffer. Reading does not adopt it: only a
-            // sink that plays claims the call (one sink per call).
-            "connected" => self.current_call().is_some_and(|c| c.is_open()).to_value(),
-            "call-sid" => self
-                .current_call()
-                .and_then(|c| c.start_info())
-                .map(|s| s.call_sid.clone())
-                .to_value(),
-            "stream-sid" => self
-                .current_call()
-                .and_then(|c| c.start_info())
-                .map(|s| s.stream_sid.clone())
-                .to_value(),
-            "stats" => self.stats_structure().to_value(),
-            name => {
-                let stat = find_counter(SINK_COUNTERS, name)
-                    .unwrap_or_else(|| unimplemented!("property {name}"));
-                self.current_call()
-                    .map_or(0, |c| c.stats.get(stat))
-                    .to_value()
-            }
-        }
+        self.read_property(pspec)
     }
 
     fn constructed(&self) {
@@ -584,12 +496,22 @@ impl BaseSinkImpl for TwilioStreamSink {
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
-        self.canceller.lock().unwrap().cancel();
-        Ok(())
+        self.stopping_on_panic(
+            || Ok(()),
+            || {
+                self.canceller.lock().unwrap().cancel();
+                Ok(())
+            },
+        )
     }
 
     fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.canceller.lock().unwrap().reset();
-        Ok(())
+        self.stopping_on_panic(
+            || Ok(()),
+            || {
+                self.canceller.lock().unwrap().reset();
+                Ok(())
+            },
+        )
     }
 }

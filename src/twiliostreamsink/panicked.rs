@@ -15,8 +15,6 @@ use std::sync::PoisonError;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 
-#[cfg(test)]
-use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
@@ -33,12 +31,8 @@ pub(super) static PANIC_ON_NETWORK: AtomicUsize = AtomicUsize::new(0);
 #[cfg(test)]
 pub(super) static PANIC_IN_RENDER: AtomicUsize = AtomicUsize::new(0);
 
-/// Tests only: whether `trigger` names `sink` (and names none from now on).
 #[cfg(test)]
-pub(super) fn asked(trigger: &AtomicUsize, sink: &TwilioStreamSink) -> bool {
-    let address = sink.obj().as_ptr() as usize;
-    (trigger.compare_exchange(address, 0, Ordering::SeqCst, Ordering::SeqCst)).is_ok()
-}
+pub(super) use crate::contain::asked;
 
 impl TwilioStreamSink {
     /// `f` on a network thread, unless the element has panicked (None, and

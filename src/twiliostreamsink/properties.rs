@@ -1,16 +1,17 @@
-//! The sink's GObject interface as declared: its properties and action
-//! signals with their documentation, its pad template. Reading and writing the properties and
-//! acting on the signals is `imp.rs`'s.
+//! The sink's GObject interface: its properties and action signals with
+//! their documentation, its pad template, and reading and writing the
+//! properties. Acting on the signals is `imp.rs`'s.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use crate::call::{SINK_COUNTERS, counter_pspecs};
+use super::imp::TwilioStreamSink;
+use crate::call::{Call, SINK_COUNTERS, Stats, counter_pspecs, find_counter};
 use crate::codec::resample::RATES;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{self, Endpoint};
 
 /// Default of `chunk-duration`, in milliseconds.
 pub(super) const DEFAULT_CHUNK_MS: u32 = 20;
@@ -206,6 +207,103 @@ pub(super) fn pad_templates() -> &'static [gst::PadTemplate] {
         ]
     });
     TEMPLATES.as_ref()
+}
+
+impl TwilioStreamSink {
+    pub(super) fn write_property(&self, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        if settings.endpoint.set_property(pspec.name(), value) {
+            return;
+        }
+        match pspec.name() {
+            "call-name" => {
+                settings.call_name = value
+                    .get::<Option<String>>()
+                    .unwrap()
+                    .filter(|n| !n.is_empty())
+            }
+            "chunk-duration" => settings.chunk_ms = value.get().unwrap(),
+            "end-stream-on-eos" => settings.end_stream_on_eos = value.get().unwrap(),
+            "max-lead" => {
+                settings.max_lead_ms = value.get().unwrap();
+                let lead = std::time::Duration::from_millis(settings.max_lead_ms as u64);
+                drop(settings);
+                if let Some(call) = self.state.lock().unwrap().call.as_ref() {
+                    call.set_lead(lead);
+                }
+            }
+            other => unimplemented!("property {other}"),
+        }
+    }
+
+    pub(super) fn read_property(&self, pspec: &glib::ParamSpec) -> glib::Value {
+        // The listening settings, then the listener's counters (one lock at a time).
+        let listening = self
+            .settings
+            .lock()
+            .unwrap()
+            .endpoint
+            .property(pspec.name());
+        if let Some(value) = listening.or_else(|| {
+            endpoint::listener_counter(
+                self.state.lock().unwrap().registration.as_ref(),
+                pspec.name(),
+            )
+        }) {
+            return value;
+        }
+        match pspec.name() {
+            "call-name" => self.settings.lock().unwrap().call_name.to_value(),
+            "chunk-duration" => self.settings.lock().unwrap().chunk_ms.to_value(),
+            "end-stream-on-eos" => self.settings.lock().unwrap().end_stream_on_eos.to_value(),
+            "max-lead" => self.settings.lock().unwrap().max_lead_ms.to_value(),
+            "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
+            // A paired sink has its src's call as soon as `start` arrived,
+            // before its first buffer. Reading does not adopt it: only a
+            // sink that plays claims the call (one sink per call).
+            "connected" => self.current_call().is_some_and(|c| c.is_open()).to_value(),
+            "call-sid" => self
+                .current_call()
+                .and_then(|c| c.start_info())
+                .map(|s| s.call_sid.clone())
+                .to_value(),
+            "stream-sid" => self
+                .current_call()
+                .and_then(|c| c.start_info())
+                .map(|s| s.stream_sid.clone())
+                .to_value(),
+            "stats" => self.stats_structure().to_value(),
+            name => {
+                let stat = find_counter(SINK_COUNTERS, name)
+                    .unwrap_or_else(|| unimplemented!("property {name}"));
+                self.current_call()
+                    .map_or(0, |c| c.stats.get(stat))
+                    .to_value()
+            }
+        }
+    }
+
+    /// The call adopted, or the one the sink would adopt (a refused sink
+    /// has none: its counters are not another sink's).
+    pub(super) fn current_call(&self) -> Option<Arc<Call>> {
+        let state = self.state.lock().unwrap();
+        if state.refused {
+            return None;
+        }
+        state
+            .call
+            .clone()
+            .or_else(|| state.slot.as_ref().and_then(|s| s.current()))
+    }
+
+    pub(super) fn stats_structure(&self) -> gst::Structure {
+        let call = self.current_call();
+        Stats::structure(
+            call.as_deref().map(|c| &c.stats),
+            "twiliostreamsink-stats",
+            SINK_COUNTERS,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -407,82 +407,12 @@ impl ElementImpl for TwilioStreamSrc {
 
 impl BaseSrcImpl for TwilioStreamSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
-        {
-            let mut state = self.state.lock().unwrap();
-            *state = State {
-                tracks: settings.track,
-                carried: [true, false],
-                gap_fill: settings.gap_fill,
-                reorder_window: settings.reorder_window,
-                track_wait_ms: settings.track_wait_ms,
-                meter: meter(settings.quality_interval),
-                ..State::default()
-            };
-            let conceal = settings.gap_fill == GapFill::Plc;
-            state.converter.set_concealment(conceal);
-            state.stereo.set_concealment(conceal);
-        }
-        // BaseSrc counts `num-buffers` in its own loop: a run that sets it
-        // pushes from the streaming thread.
-        let limited = self.obj().num_buffers() >= 0;
-        if settings.shared_threads && limited {
-            gst::info!(
-                CAT,
-                imp = self,
-                "num-buffers is set: pushing from the streaming thread"
-            );
-        }
-        self.shared.start(settings.shared_threads && !limited);
-        // A call left from an earlier run must not be taken for a new one.
-        let slot = self.slot();
-        if let Some(call) = slot.take() {
-            call.close();
-        }
-        let registration = settings.endpoint.register(slot)?;
-        let addr = registration.local_addr();
-        gst::info!(
-            CAT,
-            imp = self,
-            "listening on ws://{addr}{} for Twilio",
-            settings.endpoint.path
-        );
-        {
-            let mut state = self.state.lock().unwrap();
-            state.bound_port = addr.port() as u32;
-            state.registration = Some(registration);
-        }
-        self.obj().notify("bound-port");
-        Ok(())
+        self.stopping_on_panic(super::panicked::start_fallback, || self.start_listening())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        let (registration, events) = {
-            let mut state = self.state.lock().unwrap();
-            state.bound_port = 0;
-            if let Some(call) = &state.call {
-                call.set_consumer(None);
-                call.hot.clear(&HotPart::SRC);
-            }
-            self.shared.stop();
-            // Dropped with the call's queue.
-            state.held.clear();
-            (state.registration.take(), state.events.take())
-        };
-        // Stop taking calls first, then hang up the one we have.
-        drop(registration);
-        drop(events);
-        if let Some(call) = self.slot().take() {
-            gst::info!(CAT, imp = self, "{call:?}: closing");
-            call.close();
-        }
-        // A `call-name` set while started applies from now on.
-        self.follow_call_name();
-        self.obj().notify("bound-port");
-        self.obj().notify("connected");
-        Ok(())
+        self.stopping_on_panic(|| Ok(()), || self.stop_listening())
     }
-
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         self.stopping_on_panic(
             || Err(gst::loggable_error!(CAT, "panicked")),
@@ -550,13 +480,112 @@ impl BaseSrcImpl for TwilioStreamSrc {
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
-        self.canceller.lock().unwrap().cancel();
-        Ok(())
+        self.stopping_on_panic(
+            || Ok(()),
+            || {
+                self.canceller.lock().unwrap().cancel();
+                Ok(())
+            },
+        )
     }
 
     fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.shared.flushed();
-        self.canceller.lock().unwrap().reset();
+        self.stopping_on_panic(
+            || Ok(()),
+            || {
+                self.shared.flushed();
+                self.canceller.lock().unwrap().reset();
+                Ok(())
+            },
+        )
+    }
+}
+
+impl TwilioStreamSrc {
+    /// `start`'s body: the run's state from the settings, and the listener.
+    fn start_listening(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        {
+            let mut state = self.state.lock().unwrap();
+            *state = State {
+                tracks: settings.track,
+                carried: [true, false],
+                gap_fill: settings.gap_fill,
+                reorder_window: settings.reorder_window,
+                track_wait_ms: settings.track_wait_ms,
+                meter: meter(settings.quality_interval),
+                ..State::default()
+            };
+            let conceal = settings.gap_fill == GapFill::Plc;
+            state.converter.set_concealment(conceal);
+            state.stereo.set_concealment(conceal);
+        }
+        // BaseSrc counts `num-buffers` in its own loop: a run that sets it
+        // pushes from the streaming thread.
+        let limited = self.obj().num_buffers() >= 0;
+        if settings.shared_threads && limited {
+            gst::info!(
+                CAT,
+                imp = self,
+                "num-buffers is set: pushing from the streaming thread"
+            );
+        }
+        self.shared.start(settings.shared_threads && !limited);
+        // A call left from an earlier run must not be taken for a new one.
+        let slot = self.slot();
+        if let Some(call) = slot.take() {
+            call.close();
+        }
+        let registration = settings.endpoint.register(slot)?;
+        let addr = registration.local_addr();
+        gst::info!(
+            CAT,
+            imp = self,
+            "listening on ws://{addr}{} for Twilio",
+            settings.endpoint.path
+        );
+        {
+            let mut state = self.state.lock().unwrap();
+            state.bound_port = addr.port() as u32;
+            state.registration = Some(registration);
+        }
+        #[cfg(test)]
+        if crate::contain::asked(&super::panicked::PANIC_IN_START, self) {
+            panic!("start panicked (test)");
+        }
+        self.obj().notify("bound-port");
+        Ok(())
+    }
+
+    /// `stop`'s body: the listener let go of, the call hung up.
+    fn stop_listening(&self) -> Result<(), gst::ErrorMessage> {
+        let (registration, events) = {
+            let mut state = self.state.lock().unwrap();
+            #[cfg(test)]
+            if crate::contain::asked(&super::panicked::PANIC_IN_STOP, self) {
+                panic!("stop panicked (test)");
+            }
+            state.bound_port = 0;
+            if let Some(call) = &state.call {
+                call.set_consumer(None);
+                call.hot.clear(&HotPart::SRC);
+            }
+            self.shared.stop();
+            // Dropped with the call's queue.
+            state.held.clear();
+            (state.registration.take(), state.events.take())
+        };
+        // Stop taking calls first, then hang up the one we have.
+        drop(registration);
+        drop(events);
+        if let Some(call) = self.slot().take() {
+            gst::info!(CAT, imp = self, "{call:?}: closing");
+            call.close();
+        }
+        // A `call-name` set while started applies from now on.
+        self.follow_call_name();
+        self.obj().notify("bound-port");
+        self.obj().notify("connected");
         Ok(())
     }
 }

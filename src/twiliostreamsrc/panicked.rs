@@ -19,6 +19,25 @@ use super::imp::{CAT, TwilioStreamSrc};
 use crate::call::{Consumer, HotPart};
 use crate::contain::CLOSE_PANICKED;
 
+/// Tests only: the src at this address (0: none) panics in its next
+/// `start`, once it listens.
+#[cfg(test)]
+pub(super) static PANIC_IN_START: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+/// Tests only: the same in its next `stop`, holding its state's lock.
+#[cfg(test)]
+pub(super) static PANIC_IN_STOP: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// What `start` returns after a panic in it: an error (gstreamer-rs posts
+/// it, after the panic's own ERROR).
+pub(super) fn start_fallback() -> Result<(), gst::ErrorMessage> {
+    Err(gst::error_msg!(
+        gst::CoreError::StateChange,
+        ["Panicked while starting"]
+    ))
+}
+
 impl TwilioStreamSrc {
     /// The call's consumer: drains on the call's task. A strong reference:
     /// upgrading a weak one per chunk takes GLib's global weak-ref lock.
@@ -33,8 +52,20 @@ impl TwilioStreamSrc {
 
     /// `f` on a network thread, unless the element has panicked (None, and
     /// the src stops if it has not yet: see the module documentation).
+    ///
+    /// Every vfunc of the src runs its body through [`stopping_on_panic`],
+    /// so any panic of its code has run [`stop_after_panic`], which sets
+    /// `stopped_after_panic`: that flag, in the state the drain works with,
+    /// is read here per chunk, not the element's panicked flag (a look-up
+    /// in the instance's data, a cache miss per chunk with many calls).
+    ///
+    /// [`stopping_on_panic`]: Self::stopping_on_panic
+    /// [`stop_after_panic`]: Self::stop_after_panic
     pub(super) fn on_network<R>(&self, f: impl FnOnce(&Self) -> R) -> Option<R> {
-        crate::contain::contained(self, || f(self), || self.stop_after_panic())
+        if self.shared.stopped_after_panic.load(Ordering::Relaxed) {
+            return None;
+        }
+        crate::contain::contained_vfunc(self, || f(self), || self.stop_after_panic())
     }
 
     /// `f`, the body of a vfunc, as gstreamer-rs runs one (a panic marks

@@ -1,6 +1,7 @@
 //! A panic in the src, made by the test-only triggers: in a drain on a
 //! network thread (`shared_threads::PANIC_IN_DRAIN`), contained to its
-//! element; in `create()` (`create::PANIC_IN_CREATE`), a vfunc's.
+//! element; in `create()` (`create::PANIC_IN_CREATE`), `start` and `stop`
+//! (`panicked::PANIC_IN_START`, `PANIC_IN_STOP`), vfuncs'.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -8,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use gst::prelude::*;
 
 use super::super::create::PANIC_IN_CREATE;
+use super::super::panicked::{PANIC_IN_START, PANIC_IN_STOP};
 use super::super::shared_threads::PANIC_IN_DRAIN;
 use crate::codec::g711;
 use crate::contain::peer::{
-    Caller, address, next_message, panic_posted, pipeline, released, stops, url,
+    Caller, PATIENCE, address, next_message, panic_posted, pipeline, released, stops, url,
 };
 
 /// A PLAYING pipeline of a src (`shared-threads` as given) into a fakesink
@@ -89,5 +91,52 @@ fn a_panic_in_create_closes_the_call_and_lets_go_of_the_port() {
     assert_eq!(call.closed(), Some(1011));
     assert!(released(&listening), "{listening:?} is still listened on");
 
+    assert!(stops(&pipeline), "the pipeline did not stop");
+}
+
+/// A panic in `stop`, in both push modes: the src stops on its own (left to
+/// gstreamer-rs, it would go on listening, the call open, and the state
+/// change would fail).
+#[test]
+fn a_panic_in_stop_closes_the_call_and_lets_go_of_the_port() {
+    for shared_threads in [true, false] {
+        let (pipeline, src, bytes) = recording(shared_threads);
+        let listening = address(&src);
+        let mut call = Caller::start(&url(&src), 4);
+        call.media(&[0x55; 160]);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while bytes.lock().unwrap().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the chunk did not come"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+
+        PANIC_IN_STOP.store(src.as_ptr() as usize, Ordering::SeqCst);
+        // READY, not NULL: the bus is not flushed there.
+        assert_eq!(
+            pipeline.set_state(gst::State::Ready),
+            Ok(gst::StateChangeSuccess::Success),
+            "shared-threads={shared_threads}"
+        );
+        panic_posted(&pipeline, &src, "stop panicked (test)");
+        assert_eq!(call.closed(), Some(1011));
+        assert!(released(&listening), "{listening:?} is still listened on");
+        assert!(stops(&pipeline), "the pipeline did not stop");
+    }
+}
+
+/// A panic in `start` once the src listens: the port is let go of.
+#[test]
+fn a_panic_in_start_lets_go_of_the_port() {
+    let pipeline = pipeline("twiliostreamsrc name=src port=0 ! fakesink");
+    let src = pipeline.by_name("src").unwrap();
+    PANIC_IN_START.store(src.as_ptr() as usize, Ordering::SeqCst);
+    assert!(pipeline.set_state(gst::State::Playing).is_err());
+    panic_posted(&pipeline, &src, "start panicked (test)");
+    let listening = address(&src);
+    assert_ne!(listening.1, 0, "the src did not listen");
+    assert!(released(&listening), "{listening:?} is still listened on");
     assert!(stops(&pipeline), "the pipeline did not stop");
 }
