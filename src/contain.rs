@@ -20,8 +20,8 @@ pub(crate) const CLOSE_PANICKED: u16 = 1011;
 /// panicked before (here or in a vfunc: its state may be poisoned), after
 /// `stop`, the element's own stop (it runs once). A panic in `f` marks the
 /// element panicked, as `gst::panic_to_error!` does (its vfuncs return
-/// their fallbacks from then on), posts an ERROR message naming the panic,
-/// runs `stop`, and gives None. Free when nothing panics: one relaxed load
+/// their fallbacks from then on), runs `stop`, posts an ERROR message
+/// naming the panic, and gives None. Free when nothing panics: one relaxed load
 /// and an unwinding landing pad.
 pub(crate) fn contained<E: ElementImpl, R>(
     imp: &E,
@@ -56,9 +56,9 @@ pub(crate) fn contained_vfunc<E: ElementImpl, R>(
 #[cold]
 #[inline(never)]
 fn panicked<E: ElementImpl>(imp: &E, panic: Box<dyn Any + Send>, stop: impl FnOnce()) {
-    // Held until `stop` has run: told of the panic, the application may
-    // drop the element at once, and it must not be disposed of before
-    // `stop` has taken what it needs of it.
+    // Held until the ERROR is posted: `stop` may let go of what kept the
+    // element alive on a network thread, and told of the panic, the
+    // application may drop it at once.
     let element: gst::Element = imp.obj().clone().upcast();
     imp.panicked().store(true, Ordering::Relaxed);
     let cause = (panic.downcast_ref::<&str>().copied())
@@ -67,11 +67,14 @@ fn panicked<E: ElementImpl>(imp: &E, panic: Box<dyn Any + Send>, stop: impl FnOn
         Some(cause) => format!("Panicked: {cause}"),
         None => "Panicked".to_owned(),
     };
+    // Stopped first: a sync handler told of the panic finds the element
+    // stopped, its locks no longer poisoned (a property read there would
+    // otherwise panic where it cannot unwind, aborting the process).
+    stop();
     let error = gst::message::Error::builder(gst::LibraryError::Failed, &text)
         .src(&element)
         .build();
     let _ = element.post_message(error);
-    stop();
 }
 
 /// Tests only: whether `trigger` names `imp`'s element (and names none from

@@ -64,16 +64,23 @@ impl TwilioStreamSink {
 
     /// What PAUSED → READY would do, once, without trusting the state's lock
     /// (a panic may have poisoned it). Never blocks on a network thread; on
-    /// another (a vfunc's), closing the call takes as long as there.
+    /// another (a vfunc's), closing the call takes as long as there. The
+    /// locks' poison is cleared: what reads them from now on (a property,
+    /// a paired src) would panic, where a panic aborts.
     #[cold]
     #[inline(never)]
     fn stop_after_panic(&self) {
+        self.settings.clear_poison();
+        self.state.clear_poison();
+        self.canceller.clear_poison();
+        self.async_off.clear_poison();
         if self.stopped_after_panic.swap(true, Ordering::SeqCst) {
             return;
         }
         gst::error!(CAT, imp = self, "panicked: closing the call");
         let (registration, poster, slot, call, holding) = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.bound_port = 0;
             (
                 state.registration.take(),
                 state.poster.take(),

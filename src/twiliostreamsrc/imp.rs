@@ -549,11 +549,11 @@ impl TwilioStreamSrc {
             state.bound_port = addr.port() as u32;
             state.registration = Some(registration);
         }
+        self.obj().notify("bound-port");
         #[cfg(test)]
         if crate::contain::asked(&super::panicked::PANIC_IN_START, self) {
             panic!("start panicked (test)");
         }
-        self.obj().notify("bound-port");
         Ok(())
     }
 

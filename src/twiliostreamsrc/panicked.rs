@@ -84,9 +84,15 @@ impl TwilioStreamSrc {
     /// What `stop` would do, once, without trusting the state's lock (a
     /// panic may have poisoned it). Never blocks on a network thread; on
     /// another (a vfunc's), closing the call takes as long as `stop`'s.
+    /// The locks' poison is cleared: what reads them from now on (a
+    /// property, a paired sink) would panic, where a panic aborts.
     #[cold]
     #[inline(never)]
     fn stop_after_panic(&self) {
+        self.settings.clear_poison();
+        self.state.clear_poison();
+        self.canceller.clear_poison();
+        self.slot.clear_poison();
         if self.shared.stopped_after_panic.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -105,6 +111,7 @@ impl TwilioStreamSrc {
             .cancel();
         let (registration, events, call) = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.bound_port = 0;
             state.held.clear();
             (
                 state.registration.take(),

@@ -108,6 +108,10 @@ fn a_panic_in_render_closes_the_call_and_lets_go_of_the_port() {
     panic_posted(&pipeline, &sink, "render panicked (test)");
     assert_eq!(call.closed(), Some(1011));
     assert!(released(&listening), "{listening:?} is still listened on");
+    // Its properties read on its state, poisoned by the panic.
+    assert_eq!(sink.property::<u32>("bound-port"), 0);
+    let _ = sink.property::<bool>("connected");
+    let _ = sink.property::<gst::Structure>("stats");
 
     assert!(stops(&pipeline), "the pipeline did not stop");
 }

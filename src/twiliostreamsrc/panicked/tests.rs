@@ -113,6 +113,18 @@ fn a_panic_in_stop_closes_the_call_and_lets_go_of_the_port() {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
 
+        // Told of the panic in a sync handler, the application finds the
+        // src stopped, and its properties (on its poisoned state) readable.
+        let (told, seen) = std::sync::mpsc::channel();
+        let watched = src.clone();
+        let bus = pipeline.bus().unwrap();
+        bus.set_sync_handler(move |_, message| {
+            if message.type_() == gst::MessageType::Error {
+                let stats = watched.property::<gst::Structure>("stats");
+                let _ = told.send((watched.property::<u32>("bound-port"), stats));
+            }
+            gst::BusSyncReply::Pass
+        });
         PANIC_IN_STOP.store(src.as_ptr() as usize, Ordering::SeqCst);
         // READY, not NULL: the bus is not flushed there.
         assert_eq!(
@@ -121,8 +133,14 @@ fn a_panic_in_stop_closes_the_call_and_lets_go_of_the_port() {
             "shared-threads={shared_threads}"
         );
         panic_posted(&pipeline, &src, "stop panicked (test)");
+        let (port, stats) = seen.recv_timeout(PATIENCE).unwrap();
+        assert_eq!(port, 0, "still listening when told");
+        assert_eq!(stats.get::<u64>("chunks-received"), Ok(1), "{stats}");
+        bus.unset_sync_handler();
         assert_eq!(call.closed(), Some(1011));
         assert!(released(&listening), "{listening:?} is still listened on");
+        assert_eq!(src.property::<u32>("bound-port"), 0);
+        assert!(src.property::<f64>("mos") > 4.0);
         assert!(stops(&pipeline), "the pipeline did not stop");
     }
 }
@@ -132,11 +150,22 @@ fn a_panic_in_stop_closes_the_call_and_lets_go_of_the_port() {
 fn a_panic_in_start_lets_go_of_the_port() {
     let pipeline = pipeline("twiliostreamsrc name=src port=0 ! fakesink");
     let src = pipeline.by_name("src").unwrap();
+    let listening = Arc::new(Mutex::new(None));
+    let noted = listening.clone();
+    src.connect_notify(Some("bound-port"), move |src, _| {
+        noted.lock().unwrap().get_or_insert(address(src));
+    });
     PANIC_IN_START.store(src.as_ptr() as usize, Ordering::SeqCst);
     assert!(pipeline.set_state(gst::State::Playing).is_err());
     panic_posted(&pipeline, &src, "start panicked (test)");
-    let listening = address(&src);
+    let listening = listening
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the src did not listen");
     assert_ne!(listening.1, 0, "the src did not listen");
     assert!(released(&listening), "{listening:?} is still listened on");
+    // Not listening: its port reads 0.
+    assert_eq!(src.property::<u32>("bound-port"), 0);
     assert!(stops(&pipeline), "the pipeline did not stop");
 }
