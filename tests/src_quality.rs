@@ -478,3 +478,25 @@ fn a_new_src_reads_the_declared_default_mos() {
     src.set_property("latency", 400u32);
     assert!(src.property::<f64>("mos") < declared);
 }
+
+/// Before a run, `mos` is the estimate for the latency the src would
+/// report, which with `track=both` counts the wait for the slower track:
+/// as much as that wait added to `latency`.
+#[test]
+fn before_a_run_mos_counts_the_track_wait_of_track_both() {
+    init();
+    let both = gst::ElementFactory::make("twiliostreamsrc")
+        .property_from_str("track", "both")
+        .build()
+        .unwrap();
+    let wait = both.property::<u32>("track-wait");
+    assert!(wait > 0);
+    let waiting = gst::ElementFactory::make("twiliostreamsrc")
+        .property("latency", wait)
+        .build()
+        .unwrap();
+    let mos = both.property::<f64>("mos");
+    assert_eq!(mos, waiting.property::<f64>("mos"));
+    let pspec = both.find_property("mos").unwrap();
+    assert!(mos < pspec.default_value().get::<f64>().unwrap(), "{mos}");
+}

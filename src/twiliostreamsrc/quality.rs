@@ -55,21 +55,25 @@ pub(super) fn meter(quality_interval: u32) -> Meter {
     Meter::new(Duration::ZERO, u64::from(quality_interval) * 1000)
 }
 
-/// The reported latency in ms with `latency_ms` extra, and whether losses
-/// are concealed.
-fn conditions(latency_ms: u32, state: &State) -> (f64, bool) {
-    let output = state.output.unwrap_or_default();
-    let latency = reported_latency(output, latency_ms, state.tracks, state.track_wait_ms);
-    let concealment = state.gap_fill == GapFill::Plc && output.conceals();
+/// The reported latency in ms for `output` and a run's settings, and
+/// whether losses are concealed.
+fn conditions(
+    output: Output,
+    latency_ms: u32,
+    (tracks, track_wait_ms, gap_fill): (Tracks, u32, GapFill),
+) -> (f64, bool) {
+    let latency = reported_latency(output, latency_ms, tracks, track_wait_ms);
+    let concealment = gap_fill == GapFill::Plc && output.conceals();
     (latency.nseconds() as f64 / 1e6, concealment)
 }
 
 /// What `mos` reads on a new src, every property at its default: the
 /// property's declared default, so that gst-inspect shows it.
 pub(super) fn default_mos() -> f64 {
-    let state = State::default();
-    let (latency_ms, concealment) = conditions(Settings::default().latency_ms, &state);
-    state.meter.call(latency_ms, concealment).mos
+    let s = Settings::default();
+    let run = (s.track, s.track_wait_ms, s.gap_fill);
+    let (latency_ms, concealment) = conditions(Output::default(), s.latency_ms, run);
+    Meter::default().call(latency_ms, concealment).mos
 }
 
 impl TwilioStreamSrc {
@@ -170,9 +174,16 @@ impl TwilioStreamSrc {
         messages::post(self.obj().upcast_ref(), message);
     }
 
-    /// The reported latency in ms, and whether losses are concealed.
+    /// The reported latency in ms, and whether losses are concealed: once
+    /// negotiated, for the run as it started (as `latency` reports it);
+    /// before, for the properties as they are.
     fn conditions(&self, state: &State) -> (f64, bool) {
-        conditions(self.settings.lock().unwrap().latency_ms, state)
+        let settings = self.settings.lock().unwrap();
+        let run = match state.output {
+            Some(_) => (state.tracks, state.track_wait_ms, state.gap_fill),
+            None => (settings.track, settings.track_wait_ms, settings.gap_fill),
+        };
+        conditions(state.output.unwrap_or_default(), settings.latency_ms, run)
     }
 
     /// The call's figures so far; `jitter_ms` is the current estimate (the
