@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::handoff::Handoff;
+use crate::handoff::{Between, Handoff};
 
 /// Media messages received, by all connections.
 pub static FRAMES: AtomicU64 = AtomicU64::new(0);
@@ -62,11 +62,23 @@ struct OutMedia<'a> {
     payload: &'a str,
 }
 
+/// What each chunk goes through besides the echo (see `handoff.rs`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Nothing: the floor.
+    Nothing,
+    /// A pad into a fakesink (`gst-floor`).
+    Pad,
+    /// A pad through a capsfilter into a fakesink (`gst-floor2`).
+    Capsfilter,
+    /// A pad through a queue into a fakesink, the echo sent once the
+    /// buffer reached the sink (`gst-floor-queue`).
+    Queue,
+}
+
 /// Binds a port on 127.0.0.1 and serves echo connections on `runtime`;
-/// returns the port. With `handoffs` (1 or 2), each chunk also goes
-/// through a GStreamer pad into a sink, directly or through a capsfilter
-/// (the `gst-floor` servers, see `handoff.rs`).
-pub fn serve(runtime: &tokio::runtime::Runtime, handoffs: usize) -> u16 {
+/// returns the port.
+pub fn serve(runtime: &tokio::runtime::Runtime, via: Via) -> u16 {
     let listener = runtime
         .block_on(TcpListener::bind("127.0.0.1:0"))
         .expect("cannot bind");
@@ -74,13 +86,44 @@ pub fn serve(runtime: &tokio::runtime::Runtime, handoffs: usize) -> u16 {
     runtime.spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let _ = tcp.set_nodelay(true);
-            tokio::spawn(echo(tcp, handoffs));
+            tokio::spawn(echo(tcp, via));
         }
     });
     port
 }
 
-async fn echo(tcp: tokio::net::TcpStream, handoffs: usize) {
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Reused for every message: the one allocation per echo is the text
+/// handed to tungstenite, as in the plugin.
+#[derive(Default)]
+struct Echo {
+    sid: String,
+    audio: Vec<u8>,
+    payload: String,
+}
+
+impl Echo {
+    /// Sends `audio` back as a `media` message.
+    async fn send(&mut self, ws: &mut Ws, audio: &[u8]) -> bool {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        self.payload.clear();
+        b64.encode_string(audio, &mut self.payload);
+        let out = Out {
+            event: "media",
+            stream_sid: &self.sid,
+            media: OutMedia {
+                payload: &self.payload,
+            },
+        };
+        let mut json = Vec::with_capacity(self.payload.len() + self.sid.len() + 64);
+        serde_json::to_writer(&mut json, &out).unwrap();
+        let text = String::from_utf8(json).unwrap();
+        ws.send(Message::text(text)).await.is_ok()
+    }
+}
+
+async fn echo(tcp: tokio::net::TcpStream, via: Via) {
     // The plugin's read buffer: tungstenite's default (128 KiB) is zeroed
     // before every read, which would make the floor a third dearer.
     let config = WebSocketConfig::default().read_buffer_size(1024);
@@ -88,13 +131,33 @@ async fn echo(tcp: tokio::net::TcpStream, handoffs: usize) {
         return;
     };
     let b64 = base64::engine::general_purpose::STANDARD;
-    let mut sid = String::new();
-    // Reused for every message: the one allocation per echo is the text
-    // handed to tungstenite, as in the plugin.
-    let (mut audio, mut payload) = (Vec::new(), String::new());
-    let handoff = (handoffs > 0).then(|| Handoff::new(handoffs == 2));
+    let mut echo = Echo::default();
+    let (queued, mut reached_sink) = tokio::sync::mpsc::unbounded_channel();
+    let handoff = match via {
+        Via::Nothing => None,
+        Via::Pad => Some(Handoff::new(Between::Nothing)),
+        Via::Capsfilter => Some(Handoff::new(Between::Capsfilter)),
+        Via::Queue => Some(Handoff::new(Between::Queue(queued))),
+    };
     let mut pts = 0;
-    while let Some(Ok(msg)) = ws.next().await {
+    loop {
+        // The other servers do not poll the channel: the floor's loop is
+        // exactly a plain echo's.
+        let msg = if via == Via::Queue {
+            tokio::select! {
+                msg = ws.next() => msg,
+                Some(buffer) = reached_sink.recv() => {
+                    let map = buffer.map_readable().unwrap();
+                    if !echo.send(&mut ws, &map).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            ws.next().await
+        };
+        let Some(Ok(msg)) = msg else { break };
         let Message::Text(text) = msg else {
             if msg.is_close() {
                 break;
@@ -105,30 +168,22 @@ async fn echo(tcp: tokio::net::TcpStream, handoffs: usize) {
             continue;
         };
         match (msg.event, msg.media) {
-            ("start", _) => sid = msg.stream_sid.unwrap_or_default().to_owned(),
+            ("start", _) => echo.sid = msg.stream_sid.unwrap_or_default().to_owned(),
             ("media", Some(media)) => {
                 FRAMES.fetch_add(1, Ordering::Relaxed);
+                let mut audio = std::mem::take(&mut echo.audio);
                 audio.clear();
-                if b64.decode_vec(media.payload, &mut audio).is_err() {
-                    continue;
+                if b64.decode_vec(media.payload, &mut audio).is_ok() {
+                    if let Some(handoff) = &handoff {
+                        handoff.push(&audio, pts);
+                        pts += audio.len() as u64 * 125_000;
+                    }
+                    // Through a queue, the echo goes once the buffer is out.
+                    if via != Via::Queue && !echo.send(&mut ws, &audio).await {
+                        break;
+                    }
                 }
-                if let Some(handoff) = &handoff {
-                    handoff.push(&audio, pts);
-                    pts += audio.len() as u64 * 125_000;
-                }
-                payload.clear();
-                b64.encode_string(&audio, &mut payload);
-                let out = Out {
-                    event: "media",
-                    stream_sid: &sid,
-                    media: OutMedia { payload: &payload },
-                };
-                let mut json = Vec::with_capacity(payload.len() + sid.len() + 64);
-                serde_json::to_writer(&mut json, &out).unwrap();
-                let text = String::from_utf8(json).unwrap();
-                if ws.send(Message::text(text)).await.is_err() {
-                    break;
-                }
+                echo.audio = audio;
             }
             // After `stop` the caller closes: as the plugin, wait for that.
             _ => {}

@@ -4,9 +4,21 @@
 //! network thread. No codec, none of the plugin: one buffer allocation
 //! and one pad-to-sink hand-off per chunk, the least any pipeline pays.
 //! Or through a `capsfilter` first (`gst-floor2`): the least a pipeline
-//! with caps between its elements pays.
+//! with caps between its elements pays. Or through a `queue`
+//! (`gst-floor-queue`), the buffer handed back from the sink, on the
+//! queue's thread, to the connection's task, which only then sends the
+//! echo: the two thread hand-offs per chunk that `queue` makes.
 
 use gst::prelude::*;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What stands between the pad and the fakesink.
+pub enum Between {
+    Nothing,
+    Capsfilter,
+    /// A `queue`; each buffer, as it reaches the sink, goes to the sender.
+    Queue(UnboundedSender<gst::Buffer>),
+}
 
 /// One call's pad and the pipeline of the sink it pushes into.
 pub struct Handoff {
@@ -15,8 +27,8 @@ pub struct Handoff {
 }
 
 impl Handoff {
-    /// Into a fakesink, through a capsfilter first with `filter`.
-    pub fn new(filter: bool) -> Self {
+    /// Into a fakesink, through what `between` says.
+    pub fn new(between: Between) -> Self {
         let pipeline = gst::Pipeline::new();
         let sink = gst::ElementFactory::make("fakesink")
             .property("sync", false)
@@ -29,12 +41,28 @@ impl Handoff {
             .field("rate", 8000i32)
             .field("channels", 1i32)
             .build();
-        let mut first = sink.clone();
-        if filter {
-            first = gst::ElementFactory::make("capsfilter")
+        let first = match between {
+            Between::Nothing => sink.clone(),
+            Between::Capsfilter => gst::ElementFactory::make("capsfilter")
                 .property("caps", &caps)
                 .build()
-                .unwrap();
+                .unwrap(),
+            Between::Queue(echo) => {
+                // A probe, not fakesink's handoff signal: a signal emission
+                // per buffer would be a cost of this rig, not of the queue.
+                sink.static_pad("sink").unwrap().add_probe(
+                    gst::PadProbeType::BUFFER,
+                    move |_, info| {
+                        if let Some(buffer) = info.buffer() {
+                            let _ = echo.send(buffer.clone());
+                        }
+                        gst::PadProbeReturn::Ok
+                    },
+                );
+                gst::ElementFactory::make("queue").build().unwrap()
+            }
+        };
+        if first != sink {
             pipeline.add(&first).unwrap();
             first.link(&sink).unwrap();
         }

@@ -8,7 +8,8 @@
 //! echo pipelines on one port, or the floor: a bare tokio-tungstenite echo
 //! doing the JSON and base64 work and nothing else (`floor.rs`), or the
 //! floor with one GStreamer hand-off per chunk (`gst-floor`, `handoff.rs`;
-//! `gst-floor2`: two, through a capsfilter). On a
+//! `gst-floor2`: two, through a capsfilter; `gst-floor-queue`: through a
+//! queue, echoed from the sink's thread). On a
 //! machine with two CPUs or more the server is pinned to the last one and
 //! the driver to the first (`taskset`), so the server's CPU is one core's.
 //!
@@ -53,6 +54,9 @@ pub enum Kind {
     /// As `gst-floor`, through a capsfilter first: the two hand-offs that
     /// `tuned` makes (its caps are a capsfilter between src and sink).
     GstFloor2,
+    /// As `gst-floor`, through a queue, the echo sent once the buffer
+    /// reached the sink: the two thread hand-offs that `queue` makes.
+    GstFloorQueue,
     /// `twiliostreamsrc ! twiliostreamsink`, all defaults.
     Default,
     /// `twiliostreamsrc ! queue ! twiliostreamsink`, all defaults.

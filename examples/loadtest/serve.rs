@@ -17,7 +17,7 @@ pub fn pipeline(kind: Kind, port: u32) -> String {
         Kind::Queue => ("", "! queue !", ""),
         Kind::Tuned => (" quality-interval=0", "! audio/x-mulaw !", ""),
         Kind::Streaming => (" shared-threads=false", "! queue !", " sync=true"),
-        Kind::Floor | Kind::GstFloor | Kind::GstFloor2 => {
+        Kind::Floor | Kind::GstFloor | Kind::GstFloor2 | Kind::GstFloorQueue => {
             unreachable!("the floors run no pipeline")
         }
     };
@@ -36,6 +36,9 @@ pub fn describe(kind: Kind) -> String {
         Kind::GstFloor2 => "the floor, each chunk also pushed from a pad through \
             `capsfilter` into `fakesink sync=false`"
             .to_owned(),
+        Kind::GstFloorQueue => "the floor, each chunk also pushed from a pad through \
+            `queue` into `fakesink sync=false`, echoed once it reached the sink"
+            .to_owned(),
         kind => format!(
             "`{}`",
             pipeline(kind, 0)
@@ -48,19 +51,21 @@ pub fn describe(kind: Kind) -> String {
 pub fn serve(n: usize, kind: Kind) {
     let out = std::io::stdout();
     let (_, base_rss) = usage(std::process::id());
-    if matches!(kind, Kind::Floor | Kind::GstFloor | Kind::GstFloor2) {
-        let handoffs = match kind {
-            Kind::GstFloor => 1,
-            Kind::GstFloor2 => 2,
-            _ => 0,
-        };
-        if handoffs > 0 {
+    let via = match kind {
+        Kind::Floor => Some(floor::Via::Nothing),
+        Kind::GstFloor => Some(floor::Via::Pad),
+        Kind::GstFloor2 => Some(floor::Via::Capsfilter),
+        Kind::GstFloorQueue => Some(floor::Via::Queue),
+        _ => None,
+    };
+    if let Some(via) = via {
+        if via != floor::Via::Nothing {
             gst::init().unwrap();
         }
         // Configured as the plugin's runtime is: as many workers, the same
         // wait before they sleep (TWILIOSTREAM_BATCH_WAIT_US).
         let runtime = gsttwiliostream::runtime::builder().build().unwrap();
-        let port = floor::serve(&runtime, handoffs);
+        let port = floor::serve(&runtime, via);
         writeln!(out.lock(), "READY {port} {base_rss}").unwrap();
         answer(&out, || {
             let frames = floor::FRAMES.load(std::sync::atomic::Ordering::Relaxed);
