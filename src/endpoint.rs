@@ -382,6 +382,21 @@ fn secs(s: u32) -> Duration {
     Duration::from_secs(s as u64)
 }
 
+/// The value of a listening property of an element: its [`Endpoint`]
+/// setting (`endpoint` gives it from the element's settings), else one of
+/// the listener's counters (`registration`, from its state); None for the
+/// element's own properties. One of the two locks at a time.
+pub fn listening_property<S, T>(
+    name: &str,
+    settings: &std::sync::Mutex<S>,
+    endpoint: fn(&S) -> &Endpoint,
+    state: &std::sync::Mutex<T>,
+    registration: fn(&T) -> Option<&Registration>,
+) -> Option<glib::Value> {
+    let setting = endpoint(&settings.lock().unwrap()).property(name);
+    setting.or_else(|| listener_counter(registration(&state.lock().unwrap()), name))
+}
+
 /// The read-only listener counters (`signature-failures`,
 /// `rejected-connections`, `refused-calls`) of an element's registration;
 /// None if `name` is not one of them. Zero while the element does not listen.

@@ -365,19 +365,13 @@ impl TwilioStreamSrc {
     }
 
     pub(super) fn read_property(&self, pspec: &glib::ParamSpec) -> glib::Value {
-        // The listening settings, then the listener's counters (one lock at a time).
-        let listening = self
-            .settings
-            .lock()
-            .unwrap()
-            .endpoint
-            .property(pspec.name());
-        if let Some(value) = listening.or_else(|| {
-            endpoint::listener_counter(
-                self.state.lock().unwrap().registration.as_ref(),
-                pspec.name(),
-            )
-        }) {
+        if let Some(value) = endpoint::listening_property(
+            pspec.name(),
+            &self.settings,
+            |s| &s.endpoint,
+            &self.state,
+            |s| s.registration.as_ref(),
+        ) {
             return value;
         }
         let sid = |f: fn(&StartInfo) -> &String| {
