@@ -5,7 +5,8 @@
 //! listener of its own is let go of, its poster ends, and BaseSink flushes
 //! for good. On the plugin's network threads (the poster, the callback of
 //! `clear`) the code runs through [`TwilioStreamSink::on_network`], a
-//! vfunc's body through [`TwilioStreamSink::stopping_on_panic`]: either way
+//! vfunc's body (or a property's, or an action signal's) through
+//! [`TwilioStreamSink::stopping_on_panic`]: either way
 //! the panic is caught (`crate::contain`), ERROR on the bus, the element
 //! marked panicked; the call's task, and the other calls on its thread, go
 //! on.
@@ -30,6 +31,9 @@ pub(super) static PANIC_ON_NETWORK: AtomicUsize = AtomicUsize::new(0);
 /// Tests only: the same in its next `render()`.
 #[cfg(test)]
 pub(super) static PANIC_IN_RENDER: AtomicUsize = AtomicUsize::new(0);
+/// Tests only: the same in its next property read.
+#[cfg(test)]
+pub(super) static PANIC_IN_PROPERTY: AtomicUsize = AtomicUsize::new(0);
 
 #[cfg(test)]
 pub(super) use crate::contain::asked;
@@ -52,7 +56,11 @@ impl TwilioStreamSink {
     /// `f`, the body of a vfunc, as gstreamer-rs runs one (a panic marks
     /// the element panicked, posts the ERROR naming it, and `fallback`, the
     /// vfunc's, is returned), but the sink stops too (see the module
-    /// documentation) before the vfunc returns.
+    /// documentation) before the vfunc returns. Also what GLib calls with
+    /// no way to unwind (a property's read or write, an action signal),
+    /// which runs even after a panic: its locks are no longer poisoned
+    /// once the sink has stopped, and a read that meets one poisoned
+    /// meanwhile gives the property's default.
     pub(super) fn stopping_on_panic<R>(
         &self,
         fallback: impl FnOnce() -> R,

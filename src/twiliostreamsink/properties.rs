@@ -117,7 +117,10 @@ pub(super) fn signals() -> Vec<glib::subclass::Signal> {
                 let sink = args[0].get::<super::TwilioStreamSink>().unwrap();
                 // A NULL name is refused, never a panic across the C boundary.
                 let sent = match args[1].get::<Option<String>>().ok().flatten() {
-                    Some(name) => sink.imp().send_mark(&name),
+                    Some(name) => {
+                        let imp = sink.imp();
+                        imp.stopping_on_panic(|| false, || imp.send_mark(&name))
+                    }
                     None => {
                         gst::warning!(super::imp::CAT, obj = sink, "send-mark: no name (NULL)");
                         false
@@ -137,7 +140,9 @@ pub(super) fn signals() -> Vec<glib::subclass::Signal> {
             .class_handler(|args| {
                 let sink = args[0].get::<super::TwilioStreamSink>().unwrap();
                 let after_playout = args[1].get::<bool>().unwrap();
-                Some(sink.imp().end_stream(after_playout).to_value())
+                let imp = sink.imp();
+                let ended = imp.stopping_on_panic(|| false, || imp.end_stream(after_playout));
+                Some(ended.to_value())
             })
             .build(),
         // Action signal: drops audio not sent yet and sends clear; posts
@@ -147,7 +152,11 @@ pub(super) fn signals() -> Vec<glib::subclass::Signal> {
             .action()
             .class_handler(|args| {
                 let sink = args[0].get::<super::TwilioStreamSink>().unwrap();
-                Some(sink.imp().clear("signal").to_value())
+                let imp = sink.imp();
+                Some(
+                    imp.stopping_on_panic(|| false, || imp.clear("signal"))
+                        .to_value(),
+                )
             })
             .build(),
     ]
@@ -237,6 +246,11 @@ impl TwilioStreamSink {
     }
 
     pub(super) fn read_property(&self, pspec: &glib::ParamSpec) -> glib::Value {
+        #[cfg(test)]
+        if super::panicked::asked(&super::panicked::PANIC_IN_PROPERTY, self) {
+            let _poisoned = self.state.lock();
+            panic!("a property read panicked (test)");
+        }
         if let Some(value) = endpoint::listening_property(
             pspec.name(),
             &self.settings,

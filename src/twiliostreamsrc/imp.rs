@@ -329,12 +329,18 @@ impl ObjectImpl for TwilioStreamSrc {
         SIGNALS.as_ref()
     }
 
+    // GLib calls these with no way to unwind: a panic would abort the
+    // process, every call in it (after a panic elsewhere, a lock they take
+    // may be poisoned). Caught, it stops the element as in a vfunc.
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        self.write_property(value, pspec);
+        self.stopping_on_panic(|| (), || self.write_property(value, pspec));
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        self.read_property(pspec)
+        self.stopping_on_panic(
+            || pspec.default_value().clone(),
+            || self.read_property(pspec),
+        )
     }
 
     fn constructed(&self) {

@@ -71,7 +71,11 @@ impl TwilioStreamSrc {
     /// `f`, the body of a vfunc, as gstreamer-rs runs one (a panic marks
     /// the element panicked, posts the ERROR naming it, and `fallback`, the
     /// vfunc's, is returned), but the src stops too (see the module
-    /// documentation) before the vfunc returns.
+    /// documentation) before the vfunc returns. Also what GLib calls with
+    /// no way to unwind (a property's read or write, the action signal),
+    /// which runs even after a panic: its locks are no longer poisoned
+    /// once the src has stopped, and a read that meets one poisoned
+    /// meanwhile gives the property's default.
     pub(super) fn stopping_on_panic<R>(
         &self,
         fallback: impl FnOnce() -> R,

@@ -132,7 +132,9 @@ pub(super) fn signals() -> Vec<glib::subclass::Signal> {
             .class_handler(|args| {
                 let src = args[0].get::<super::TwilioStreamSrc>().unwrap();
                 let after_playout = args[1].get::<bool>().unwrap();
-                Some(src.imp().end_stream(after_playout).to_value())
+                let imp = src.imp();
+                let ended = imp.stopping_on_panic(|| false, || imp.end_stream(after_playout));
+                Some(ended.to_value())
             })
             .build(),
     ]

@@ -1,13 +1,14 @@
 //! A panic in the sink, made by the test-only triggers: on a network thread
 //! (`panicked::PANIC_ON_NETWORK`), contained to its element; in `render()`
-//! (`panicked::PANIC_IN_RENDER`), a vfunc's. Either way the sink stops on
-//! its own.
+//! (`panicked::PANIC_IN_RENDER`), a vfunc's; in a property read
+//! (`panicked::PANIC_IN_PROPERTY`), which GLib cannot unwind from. Either
+//! way the sink stops on its own.
 
 use std::sync::atomic::Ordering;
 
 use gst::prelude::*;
 
-use super::{PANIC_IN_RENDER, PANIC_ON_NETWORK};
+use super::{PANIC_IN_PROPERTY, PANIC_IN_RENDER, PANIC_ON_NETWORK};
 use crate::contain::peer::{
     Caller, address, next_message, panic_posted, pipeline, released, stops, url,
 };
@@ -108,10 +109,35 @@ fn a_panic_in_render_closes_the_call_and_lets_go_of_the_port() {
     panic_posted(&pipeline, &sink, "render panicked (test)");
     assert_eq!(call.closed(), Some(1011));
     assert!(released(&listening), "{listening:?} is still listened on");
-    // Its properties read on its state, poisoned by the panic.
+    // Its properties read on its state, poisoned by the panic (a read
+    // that meets the lock poisoned again by another thread that met it,
+    // before that one's panic is caught, gives the default: no abort).
     assert_eq!(sink.property::<u32>("bound-port"), 0);
-    let _ = sink.property::<bool>("connected");
-    let _ = sink.property::<gst::Structure>("stats");
+    let _ = sink.property_value("connected");
+    let _ = sink.property_value("stats");
+
+    assert!(stops(&pipeline), "the pipeline did not stop");
+}
+
+/// A panic in a property read (GLib's trampoline cannot unwind: the
+/// process would abort): the read gives the property's default, and the
+/// sink stops as after any panic, readable from then on.
+#[test]
+fn a_panic_in_a_property_read_gives_the_default_and_stops_the_sink() {
+    let (pipeline, sink) = listening();
+    let listening = address(&sink);
+    let mut call = Caller::start(&url(&sink), 15);
+    call.media(&[0xff; 160]);
+
+    PANIC_IN_PROPERTY.store(sink.as_ptr() as usize, Ordering::SeqCst);
+    assert_eq!(sink.property::<u32>("bound-port"), 0, "the default");
+    panic_posted(&pipeline, &sink, "a property read panicked (test)");
+    assert_eq!(call.closed(), Some(1011));
+    assert!(released(&listening), "{listening:?} is still listened on");
+    // Read again: the lock the panic poisoned is usable.
+    let stats = sink.property::<gst::Structure>("stats");
+    assert_eq!(stats.name(), "twiliostreamsink-stats");
+    assert_eq!(sink.property::<u32>("bound-port"), 0, "not listening");
 
     assert!(stops(&pipeline), "the pipeline did not stop");
 }
