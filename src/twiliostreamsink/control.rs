@@ -226,7 +226,8 @@ impl TwilioStreamSink {
     }
 
     /// The `end-stream` action signal: ends the stream now, or once Twilio
-    /// has played what was sent (the partial frame too). Does not block.
+    /// has played what was sent (the partial frame and the resampler's
+    /// tail too). Does not block.
     /// False if there was no call to end, or another sink plays into it.
     pub(super) fn end_stream(&self, after_playout: bool) -> bool {
         let call = match self.adopt_call() {
@@ -246,8 +247,11 @@ impl TwilioStreamSink {
             return false;
         };
         if after_playout && call.is_open() {
-            // The partial frame is part of what must be played first.
-            let _ = self.state.lock().unwrap().send_frames(Take::All);
+            // The partial frame and the resampler's tail are part of what
+            // must be played first.
+            let mut state = self.state.lock().unwrap();
+            state.framer.push_resampler_tail();
+            let _ = state.send_frames(Take::All);
         }
         call.end_stream(after_playout)
     }

@@ -6,6 +6,13 @@
 //! packet a frame of its own. Sending the frames, counting them, marks and
 //! `clear` messages are the element's (`imp.rs`).
 //!
+//! What goes out is as long as what came in: a resampler's warm-up stands
+//! for the tail its delay holds back, so frames (and marks) fall where the
+//! input's samples do. A change of input flushes the old resampler's tail
+//! and skips the new one's warm-up; where that puts the output ahead of
+//! the input (into pass-through, or a shorter delay), what is ahead is
+//! held back as the delay was (`Framer::set_input`).
+//!
 //! Frames are slices of one pending buffer, and the scratch buffers are
 //! reused: once they have grown, pushing and framing allocate nothing.
 
@@ -133,14 +140,13 @@ impl Stage {
         }
     }
 
-    /// Pushes silence through so that the last input comes out. `exact`
-    /// keeps no more than that: the output ends where the input did plus
-    /// the delay (rounded up to a sample); otherwise a few samples of the
-    /// filter's answer to the silence follow.
-    fn flush(&mut self, exact: bool, output: &mut Vec<i16>) {
+    /// Pushes silence through so that the last input comes out, and no
+    /// more: the output ends where the input did plus the delay (rounded up
+    /// to a sample).
+    fn flush(&mut self, output: &mut Vec<i16>) {
         let delay = self.resampler.delay_ns() as u128;
-        // Exact: nothing taken, nothing held back (its warm-up only).
-        if delay == 0 || (exact && self.taken == 0) {
+        // Nothing taken (or flushed already), nothing held back.
+        if delay == 0 || self.taken == 0 {
             return;
         }
         let (from, to) = self.resampler.rates();
@@ -155,10 +161,11 @@ impl Stage {
         pcm.resize(zeros, 0);
         let start = output.len();
         self.process(&pcm, output);
-        if exact {
-            let kept = wanted.saturating_sub(skip - self.skip);
-            output.truncate(start + kept.min(output.len() - start));
-        }
+        let kept = wanted.saturating_sub(skip - self.skip);
+        output.truncate(start + kept.min(output.len() - start));
+        // The silence is no input: a second flush adds nothing.
+        self.taken = 0;
+        self.made = 0;
     }
 
     /// Forgets all past input, as if new (a warm-up to come is not skipped).
@@ -187,6 +194,11 @@ pub struct Framer {
     odd_byte: Option<u8>,
     /// Samples handed out so far: the index of the first pending one.
     emitted: u64,
+    /// The input taken since the count was last made level (a clear, the
+    /// call's format, the end), and the output (`emitted` and pending) then,
+    /// in periods of 48 kHz (every rate here divides it).
+    input_units: u64,
+    base_units: u64,
 }
 
 impl Default for Framer {
@@ -209,6 +221,8 @@ impl Framer {
             packet_ends: Vec::new(),
             odd_byte: None,
             emitted: 0,
+            input_units: 0,
+            base_units: 0,
         }
     }
 
@@ -233,7 +247,10 @@ impl Framer {
     /// resampler's history goes on. Another drops a pending split sample
     /// and goes on without a hole: the last resampler's tail (the input its
     /// delay holds back) joins the pending audio, and a new resampler's
-    /// warm-up is skipped, so its output follows on. On error nothing
+    /// warm-up is skipped, so its output follows on. Where the tail puts the
+    /// output ahead of the input (no warm-up, or a shorter one, makes up
+    /// for it) that much waits at the end of the pending audio, as the
+    /// delay did, until the input catches up or ends. On error nothing
     /// changes.
     pub fn set_input(&mut self, input: Input) -> Result<(), UnsupportedRate> {
         if let Input::Pcm(rate) = input
@@ -245,7 +262,7 @@ impl Framer {
             return Ok(());
         }
         let changed = self.encoding.is_some();
-        self.flush(true);
+        self.flush();
         self.input = Some(input);
         let mut encoding = self.encoding_for(input);
         if let Encoding::Pcm { stage, .. } = &mut encoding
@@ -266,9 +283,49 @@ impl Framer {
         self.frame_ticks = self.frame_ticks.max(min_ticks);
         self.pending.clear();
         self.packet_ends.clear();
+        self.level();
         if let Some(input) = self.input {
             self.encoding = Some(self.encoding_for(input));
         }
+    }
+
+    /// 48 kHz periods per sample of the call's format.
+    fn units_per_sample(&self) -> u64 {
+        (48_000 / self.target.rate) as u64
+    }
+
+    /// Bytes per sample of the call's format.
+    fn sample_bytes(&self) -> usize {
+        (self.target.bytes_per_tick() / self.target.samples_per_tick()).max(1)
+    }
+
+    /// The output so far (handed out and pending), in 48 kHz periods.
+    fn output_units(&self) -> u64 {
+        self.emitted * 6 + self.bytes_units(self.pending.len())
+    }
+
+    /// How long `bytes` of the call's format play, in 48 kHz periods.
+    fn bytes_units(&self, bytes: usize) -> u64 {
+        (bytes * 6 / self.target.bytes_per_tick()) as u64
+    }
+
+    /// By how many whole samples the output is ahead of the input: a
+    /// resampler's tail flushed at a change, while nothing makes up for it.
+    fn ahead_samples(&self) -> usize {
+        let output = self.output_units().saturating_sub(self.base_units);
+        (output.saturating_sub(self.input_units) / self.units_per_sample()) as usize
+    }
+
+    /// Counts input and output as level from here (nothing ahead).
+    fn level(&mut self) {
+        self.input_units = 0;
+        self.base_units = self.output_units();
+    }
+
+    /// Pending bytes that may go before the end: those not ahead of the input.
+    fn sendable(&self) -> usize {
+        let held = self.ahead_samples() * self.sample_bytes();
+        self.pending.len().saturating_sub(held)
     }
 
     fn encoding_for(&self, input: Input) -> Encoding {
@@ -354,8 +411,12 @@ impl Framer {
     pub fn push(&mut self, data: &[u8]) -> Result<Pushed, NotNegotiated> {
         let mut pushed = Pushed::default();
         let target = self.target;
+        let units = self.bytes_units(data.len());
         match self.encoding.as_mut().ok_or(NotNegotiated::NoInput)? {
-            Encoding::Passthrough => self.pending.extend_from_slice(data),
+            Encoding::Passthrough => {
+                self.pending.extend_from_slice(data);
+                self.input_units += units;
+            }
             Encoding::Packets => {
                 if !data.is_empty() {
                     self.pending.extend_from_slice(data);
@@ -376,6 +437,7 @@ impl Framer {
                 };
                 let mut pcm = scratch::i16s();
                 pcm.extend(data.iter().map(|&c| decode(c)));
+                self.input_units += 6 * pcm.len() as u64;
                 let mut pcm8k = scratch::i16s();
                 stage.process(&pcm, &mut pcm8k);
                 target.encode(&pcm8k, &mut self.pending);
@@ -399,6 +461,8 @@ impl Framer {
                     pushed.split_sample = true;
                 }
                 pcm.extend(samples.map(|b| i16::from_le_bytes([b[0], b[1]])));
+                let (rate, _) = stage.resampler.rates();
+                self.input_units += (48_000 / rate) as u64 * pcm.len() as u64;
                 let mut pcm8k = scratch::i16s();
                 stage.process(&pcm, &mut pcm8k);
                 target.encode(&pcm8k, &mut self.pending);
@@ -407,19 +471,21 @@ impl Framer {
         Ok(pushed)
     }
 
-    /// Pushes the resampler's tail out with silence, so that the last input
-    /// is pending too (at EOS). Nothing without a resampler delay.
+    /// The end of the input (EOS, `end-stream`): pushes the resampler's
+    /// tail out with silence, to the sample, so that the last input is
+    /// pending too, and lets all of it go (nothing waits for more input).
     pub fn push_resampler_tail(&mut self) {
-        self.flush(false);
+        self.flush();
+        self.level();
     }
 
-    /// Pushes the resampler's tail out; `exact`: to the sample, no more.
-    fn flush(&mut self, exact: bool) {
+    /// Pushes the resampler's tail out, to the sample.
+    fn flush(&mut self) {
         let Some(Encoding::Pcm { stage, .. }) = self.encoding.as_mut() else {
             return;
         };
         let mut pcm8k = scratch::i16s();
-        stage.flush(exact, &mut pcm8k);
+        stage.flush(&mut pcm8k);
         self.target.encode(&pcm8k, &mut self.pending);
     }
 
@@ -437,18 +503,26 @@ impl Framer {
         let width = self.target.bytes_per_tick();
         let frame = self.frame_bytes().max(width);
         let all = take == Take::All;
+        // What is ahead of the input waits, as in a resampler's delay.
+        let mut end = self.sendable();
         if all && !self.target.is_compressed() {
             // Whole ticks only, and at least the provider's minimum.
-            let partial = self.pending.len() % frame;
+            let partial = end % frame;
             let short = (self.min_ticks * width).saturating_sub(partial);
             if partial > 0 && short > 0 {
-                let silence = self.target.silence();
-                self.pending.resize(self.pending.len() + short, silence);
+                let silence = std::iter::repeat_n(self.target.silence(), short);
+                self.pending.splice(end..end, silence);
+                // Taken as input: nothing after it waits for it.
+                self.input_units += self.bytes_units(short);
+                end += short;
             }
         }
         if all {
-            let odd = self.pending.len() % width;
-            self.pending.truncate(self.pending.len() - odd);
+            let odd = end % width;
+            if end == self.pending.len() {
+                self.pending.truncate(end - odd);
+            }
+            end -= odd;
         }
         let limit = match take {
             Take::AtMost(n) => n.saturating_mul(frame),
@@ -456,18 +530,16 @@ impl Framer {
         };
         let mut sent = 0;
         let mut result = Ok(());
-        while (self.pending.len() - sent >= frame && sent < limit)
-            || (all && sent < self.pending.len())
-        {
-            let end = (sent + frame).min(self.pending.len());
+        while (end - sent >= frame && sent < limit) || (all && sent < end) {
+            let stop = (sent + frame).min(end);
             result = send(
                 self.emitted + (sent / width) as u64,
-                &self.pending[sent..end],
+                &self.pending[sent..stop],
             );
             if result.is_err() {
                 break;
             }
-            sent = end;
+            sent = stop;
         }
         self.pending.drain(..sent);
         self.emitted += (sent / width) as u64;
@@ -501,13 +573,14 @@ impl Framer {
     /// A whole frame is pending (one [`Take::AtMost`] left).
     pub fn whole_frame_pending(&self) -> bool {
         !matches!(self.encoding, Some(Encoding::Packets))
-            && self.pending.len() >= self.frame_bytes().max(self.target.bytes_per_tick())
+            && self.sendable() >= self.frame_bytes().max(self.target.bytes_per_tick())
     }
 
     /// Drops the pending audio (the call it was for is gone).
     pub fn discard_pending(&mut self) {
         self.pending.clear();
         self.packet_ends.clear();
+        self.level();
     }
 
     /// Drops everything not handed out yet, a split sample included, and
@@ -516,6 +589,7 @@ impl Framer {
         self.pending.clear();
         self.packet_ends.clear();
         self.odd_byte = None;
+        self.level();
         if let Some(Encoding::Pcm { stage, .. }) = self.encoding.as_mut() {
             stage.reset();
         }

@@ -123,14 +123,16 @@ fn all_hands_out_the_partial_frame_before_a_mark() {
 
 #[test]
 fn the_resampler_tail_comes_out_at_eos() {
-    // (rate, μ-law bytes of tail): enough silence to flush the delay.
-    for (rate, tail) in [(16000u32, 23usize), (24000, 22), (48000, 23)] {
+    // (rate, μ-law bytes of tail): the delay, rounded up, no more.
+    for (rate, tail) in [(16000u32, 21usize), (24000, 20), (48000, 22)] {
         let ratio = rate as usize / 8000;
         let pcm = signal(ratio * 250);
         let mut f = framer(Input::Pcm(rate), 160);
         f.push(&s16le(&pcm)).unwrap();
         let whole = frames(&mut f, Take::WholeFrames);
         let delay_ns = f.delay_ns();
+        f.push_resampler_tail();
+        // A second time (end-stream, then EOS), nothing more.
         f.push_resampler_tail();
         let rest = frames(&mut f, Take::All);
         assert_eq!(rest.len(), 1, "{rate} Hz");
@@ -501,7 +503,13 @@ fn a_change_of_rate_flushes_the_old_tail_and_skips_the_new_warm_up() {
         c,
     ]
     .concat();
+    // What is ahead of the input (the first delay) waits for more input
+    // or the end, as that resampler's delay did.
     let got = frames(&mut f, Take::All).concat();
+    assert_eq!(got[..], want[..1060]);
+    assert_eq!(f.pending_bytes(), d1);
+    f.push_resampler_tail();
+    let got = [got, frames(&mut f, Take::All).concat()].concat();
     assert_eq!(got.len(), want.len());
     let first_diff = got.iter().zip(&want).position(|(a, b)| a != b);
     assert_eq!(first_diff, None, "differs from sample {first_diff:?} on");
@@ -511,4 +519,49 @@ fn a_change_of_rate_flushes_the_old_tail_and_skips_the_new_warm_up() {
         let peak = ms.iter().map(|s| s.unsigned_abs()).max().unwrap();
         assert!(peak > 6000, "a hole at {} ms: {ms:?}", i + 3);
     }
+}
+
+#[test]
+fn a_tail_flushed_at_a_change_waits_at_the_end_as_the_delay_did() {
+    let pcm = signal(2 * 170);
+    let ulaw: Vec<u8> = (0..480u32).map(|i| (i * 31 % 256) as u8).collect();
+    let mut f = framer(Input::Pcm(16000), 160);
+    f.push(&s16le(&pcm)).unwrap();
+    assert_eq!(frames(&mut f, Take::WholeFrames).len(), 1);
+    f.set_input(Input::Mulaw).unwrap();
+    // 170 in, 170 + 21 out: the tail is ahead of the input.
+    assert_eq!(f.produced(), 170 + 21);
+    // Before a mark: as much as came in, the rest waits.
+    assert_eq!(frames(&mut f, Take::All).concat().len(), 10);
+    assert_eq!(f.pending_bytes(), 21);
+    // 20 ms frames of μ-law make a whole frame each, as the PCM did.
+    for chunk in ulaw.chunks(160) {
+        f.push(chunk).unwrap();
+        let sent = frames(&mut f, Take::WholeFrames);
+        assert_eq!(sent.len(), 1);
+        assert!(!f.whole_frame_pending());
+    }
+    assert_eq!(f.produced(), 650 + 21);
+    // Back to PCM: its warm-up makes up for the tail, nothing waits.
+    f.set_input(Input::Pcm(16000)).unwrap();
+    f.push(&s16le(&pcm)).unwrap();
+    assert_eq!(f.produced(), 820);
+    // A clear, and the count starts level again.
+    f.set_input(Input::Mulaw).unwrap();
+    f.clear();
+    f.push(&ulaw[..160]).unwrap();
+    assert_eq!(frames(&mut f, Take::All).concat(), &ulaw[..160]);
+    // Padding to a provider's minimum is no tail: nothing waits for it.
+    let mut f = framer(Input::Pcm(8000), 160);
+    f.set_target(WireFormat::PCMA, 160);
+    f.push(&s16le(&pcm[..200])).unwrap();
+    assert_eq!(frames(&mut f, Take::All).concat().len(), 320);
+    f.push(&s16le(&pcm[..160])).unwrap();
+    assert_eq!(frames(&mut f, Take::WholeFrames).len(), 1);
+    // The end lets all of it go.
+    let mut f = framer(Input::Pcm(16000), 160);
+    f.push(&s16le(&pcm)).unwrap();
+    f.set_input(Input::Mulaw).unwrap();
+    f.push_resampler_tail();
+    assert_eq!(frames(&mut f, Take::All).concat().len(), 191);
 }
