@@ -47,10 +47,15 @@ fn sent(
     let mut call = dial_as(&sink, params);
     feed(&mut h);
     assert!(sink.emit_by_name::<bool>("end-stream", &[&true]));
-    let got = receive_until(&mut call, |_| false);
+    decoded(format, &receive_until(&mut call, |_| false))
+}
+
+/// The audio in `got`, decoded, and how many samples of it came before
+/// each mark the test sent.
+fn decoded(format: WireFormat, got: &[Received]) -> (Vec<i16>, Vec<usize>) {
     let mut pcm = Vec::new();
     let mut marks = Vec::new();
-    for r in &got {
+    for r in got {
         match r {
             // (Not the plugin's own, `twiliostream-end`.)
             Received::Message(Outbound::Mark { mark, .. }, _)
@@ -226,4 +231,29 @@ fn mulaw_and_pcm_in_turn_into_an_l16_call_are_the_input_sample_for_sample() {
     assert_eq!(want.len() - got.len(), want.len() % 2);
     assert_same(&got, &want[..got.len()]);
     assert_eq!(marks, [1610, 4830]);
+}
+
+/// A clear, then caps of another rate: the new resampler starts afresh
+/// (no tail before it, nothing to skip), as after a clear alone.
+#[test]
+fn a_clear_then_another_rate_starts_afresh() {
+    let a = sine(440.0, 16000.0, 8000.0, 1600);
+    let b = sine(700.0, 48000.0, 8000.0, 4800);
+    let mut h = sink_harness(PCM_16K);
+    let sink = h.element().unwrap();
+    let mut call = dial_as(&sink, CallParams::default());
+    h.push(pcm_buffer(&a)).unwrap();
+    assert!(sink.emit_by_name::<bool>("clear", &[]));
+    h.set_src_caps_str("audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved");
+    h.push(pcm_buffer(&b)).unwrap();
+    mark(&mut h, "b");
+    let got = receive_until(&mut call, |got| marks(got).contains(&"b".to_owned()));
+    let cleared = got
+        .iter()
+        .position(|r| matches!(r, Received::Message(Outbound::Clear { .. }, _)))
+        .unwrap();
+    let (after, at) = decoded(WireFormat::PCMU, &got[cleared..]);
+    // As long as the input, the warm-up first, as for a stream's start.
+    assert_same(&after, &through_mulaw(&resampled(48000, 8000, &b)[..800]));
+    assert_eq!(at, [800]);
 }

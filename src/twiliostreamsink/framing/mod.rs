@@ -64,7 +64,8 @@ pub enum Take {
     /// At most this many whole frames; the rest stays pending.
     AtMost(usize),
     /// Everything pending, the partial rest as a last, shorter frame (before
-    /// a mark, at EOS), padded with silence to the provider's minimum.
+    /// a mark, at EOS), padded with silence to the provider's minimum; all
+    /// but what is ahead of the input (see [`Framer::set_input`]).
     All,
 }
 
@@ -250,8 +251,9 @@ impl Framer {
     /// warm-up is skipped, so its output follows on. Where the tail puts the
     /// output ahead of the input (no warm-up, or a shorter one, makes up
     /// for it) that much waits at the end of the pending audio, as the
-    /// delay did, until the input catches up or ends. On error nothing
-    /// changes.
+    /// delay did, until the input catches up or ends. With no input since
+    /// a clear, a new resampler starts afresh, its warm-up kept. On error
+    /// nothing changes.
     pub fn set_input(&mut self, input: Input) -> Result<(), UnsupportedRate> {
         if let Input::Pcm(rate) = input
             && !RATES.contains(&rate)
@@ -261,7 +263,8 @@ impl Framer {
         if self.input == Some(input) && self.encoding.is_some() {
             return Ok(());
         }
-        let changed = self.encoding.is_some();
+        // Input since a clear (or the start) goes on: skip the warm-up.
+        let changed = self.encoding.is_some() && self.input_units > 0;
         self.flush();
         self.input = Some(input);
         let mut encoding = self.encoding_for(input);

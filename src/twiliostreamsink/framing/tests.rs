@@ -565,3 +565,15 @@ fn a_tail_flushed_at_a_change_waits_at_the_end_as_the_delay_did() {
     f.push_resampler_tail();
     assert_eq!(frames(&mut f, Take::All).concat().len(), 191);
 }
+
+#[test]
+fn after_a_clear_a_new_resampler_keeps_its_warm_up() {
+    let pcm = signal(6 * 300);
+    let mut f = framer(Input::Pcm(16000), 160);
+    f.push(&s16le(&pcm[..1000])).unwrap();
+    f.clear();
+    f.set_input(Input::Pcm(48000)).unwrap();
+    f.push(&s16le(&pcm)).unwrap();
+    // As a new framer's: as long as the input, warm-up first.
+    assert_eq!(f.pending(), reference(48000, &pcm));
+}
