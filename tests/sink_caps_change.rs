@@ -225,12 +225,34 @@ fn mulaw_and_pcm_in_turn_into_an_l16_call_are_the_input_sample_for_sample() {
     let u = warm_up(8000, 16000);
     let decoded: Vec<i16> = ulaw.iter().map(|&x| g711::decode(x)).collect();
     let up = resampled(8000, 16000, &decoded);
-    let want = [&up[..1610 + u], &b[..], &up[u..1610 + u]].concat();
-    // (The stream ends in whole ticks of 125 µs: an odd last sample, of
-    // the warm-up's mirror, is left out.)
-    assert_eq!(want.len() - got.len(), want.len() % 2);
-    assert_same(&got, &want[..got.len()]);
+    let mut want = [&up[..1610 + u], &b[..], &up[u..1610 + u]].concat();
+    // (The stream ends in whole ticks of 125 µs: 2 samples at 16 kHz.)
+    want.resize(want.len().next_multiple_of(2), 0);
+    assert_same(&got, &want);
     assert_eq!(marks, [1610, 4830]);
+}
+
+/// Into a 24 kHz L16 call (3 samples a 125 µs tick): samples that make no
+/// whole tick before a mark wait for the next frame, and the end pads the
+/// last tick with silence; none is dropped.
+#[test]
+fn samples_short_of_a_tick_before_a_mark_are_not_dropped() {
+    let l16 = WireFormat::l16(24000, ByteOrder::Big);
+    let pcm = sine(440.0, 24000.0, 8000.0, 424);
+    let (got, marks) = sent(
+        "audio/x-raw,format=S16LE,rate=24000,channels=1,layout=interleaved",
+        l16,
+        |h| {
+            h.push(pcm_buffer(&pcm[..161])).unwrap();
+            mark(h, "a");
+            h.push(pcm_buffer(&pcm[161..324])).unwrap();
+            mark(h, "b");
+            h.push(pcm_buffer(&pcm[324..])).unwrap();
+        },
+    );
+    assert_same(&got, &[&pcm[..], &[0, 0]].concat());
+    // The first mark half a tick early (2 samples wait), the second exact.
+    assert_eq!(marks, [159, 324]);
 }
 
 /// A clear, then caps of another rate: the new resampler starts afresh

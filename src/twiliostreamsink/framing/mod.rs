@@ -64,8 +64,9 @@ pub enum Take {
     /// At most this many whole frames; the rest stays pending.
     AtMost(usize),
     /// Everything pending, the partial rest as a last, shorter frame (before
-    /// a mark, at EOS), padded with silence to the provider's minimum; all
-    /// but what is ahead of the input (see [`Framer::set_input`]).
+    /// a mark, at EOS), padded with silence to the provider's minimum; in
+    /// whole ticks (samples short of one wait), all but what is ahead of
+    /// the input (see [`Framer::set_input`]).
     All,
 }
 
@@ -479,6 +480,14 @@ impl Framer {
     /// pending too, and lets all of it go (nothing waits for more input).
     pub fn push_resampler_tail(&mut self) {
         self.flush();
+        if !self.target.is_compressed() {
+            // Whole ticks: the last one padded with silence.
+            let whole = self
+                .pending
+                .len()
+                .next_multiple_of(self.target.bytes_per_tick());
+            self.pending.resize(whole, self.target.silence());
+        }
         self.level();
     }
 
@@ -521,11 +530,8 @@ impl Framer {
             }
         }
         if all {
-            let odd = end % width;
-            if end == self.pending.len() {
-                self.pending.truncate(end - odd);
-            }
-            end -= odd;
+            // Whole ticks: samples short of one wait for the next frame.
+            end -= end % width;
         }
         let limit = match take {
             Take::AtMost(n) => n.saturating_mul(frame),

@@ -577,3 +577,18 @@ fn after_a_clear_a_new_resampler_keeps_its_warm_up() {
     // As a new framer's: as long as the input, warm-up first.
     assert_eq!(f.pending(), reference(48000, &pcm));
 }
+
+#[test]
+fn samples_short_of_a_tick_wait_and_the_end_pads_the_last() {
+    use crate::codec::ByteOrder;
+    let target = WireFormat::l16(16000, ByteOrder::Little);
+    let pcm = signal(7);
+    let mut f = framer(Input::Pcm(16000), 160);
+    f.set_target(target, 0);
+    f.push(&s16le(&pcm)).unwrap();
+    // 3 ticks before a mark; the 7th sample waits.
+    assert_eq!(frames(&mut f, Take::All).concat(), s16le(&pcm[..6]));
+    assert_eq!(f.pending(), s16le(&pcm[6..]));
+    f.push_resampler_tail();
+    assert_eq!(f.pending(), s16le(&[pcm[6], 0]));
+}
