@@ -123,8 +123,7 @@ struct Peer {
     too_late: u64,
     reordered: u64,
     /// Whether a chunk of a wild timestamp or number is still to be sent
-    /// (one a call; off until the timeline measures the chunks after it
-    /// anew: see the report of the soak).
+    /// (one a call).
     wild: bool,
     frames: Vec<Frame>,
 }
@@ -143,7 +142,7 @@ impl Peer {
             received: 0,
             too_late: 0,
             reordered: 0,
-            wild: false,
+            wild: true,
             frames: Vec::new(),
         }
     }

@@ -476,6 +476,9 @@ impl Timeline {
                 if behind <= MAX_AHEAD as i128 {
                     placement.behind = behind as u64;
                     self.kept_behind = Some(due + chunk.samples as i128);
+                } else {
+                    // Too far back for a step: measured from here on.
+                    self.first_ts_ms = self.measure_from(chunk);
                 }
             }
         }
