@@ -29,6 +29,9 @@
 //! expected came late instead: they start no step. A chunk where the
 //! timestamps before such steps put it (a jump ahead by them, no chunk
 //! number skipped) is no gap: they stepped home, and measure it again.
+//! Stamped further back (e.g. the sender's clock again after one
+//! timestamp of garbage far ahead), it is kept after what was played and
+//! later chunks are measured from it, without a step.
 //!
 //! A jump ahead is a step as well when the chunk is numbered as the one
 //! expected (none lost), nothing was filled since the last chunk, and it

@@ -387,3 +387,27 @@ fn a_step_ahead_keeps_the_drift_estimate_and_the_output_timing() {
     });
     assert!(correction.abs() > 10_000_000, "{correction} ns");
 }
+
+/// One chunk of a timestamp far ahead (garbage), then the sender's own
+/// clock again, over 10 s back: no step, but measured from there, so that
+/// a chunk sent twice is told again, and a lost one is a gap.
+#[test]
+fn after_one_far_future_timestamp_the_senders_clock_is_measured_again() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    let wild = Chunk {
+        timestamp_ms: 3_600_020,
+        ..chunk(t0, 20, Some(2))
+    };
+    assert!(timeline.place(&wild).ignored_ahead.is_some());
+    timeline.advance(160);
+    let placed = timeline.place(&chunk(t0, 40, Some(3)));
+    assert_eq!((placed.overlap, placed.step_ms), (true, None));
+    timeline.advance(160);
+    assert_eq!(timeline.place(&chunk(t0, 60, Some(4))), contiguous());
+    timeline.advance(160);
+    assert!(timeline.place(&chunk(t0, 60, Some(4))).stale);
+    // Chunk 5 lost: 6 comes after a gap of one.
+    let placed = timeline.place(&chunk(t0, 100, Some(6)));
+    assert_eq!((placed.lost, placed.silence), (1, 160));
+}

@@ -1,0 +1,195 @@
+//! A whole call against a hostile peer, seeded: between the chunks of a
+//! known signal (some of them lost on the way, some sent twice), thousands
+//! of messages drawn by a PRNG from mutations of the provider's own (fields
+//! removed, wrong types, numbers out of range, escapes, duplicate keys,
+//! unknown events, odd marks and keys, a second `start`, `stop`s that are
+//! no stop, bad base64, binary and empty frames), and valid chunks spelled
+//! in every way JSON allows. Per README ("Bad input never costs the call"):
+//! the call goes on to its `stop`, nothing posts an ERROR, each counter
+//! counts what it says, and the audio comes out sample for sample, lost
+//! chunks as silence in their place. Also through a paired sink: the echo
+//! is the audio, byte for byte.
+//!
+//! Timing plays no part: the fill deadline (`latency=5000`) is far beyond
+//! the time a call takes, and the peer sends far ahead of real time.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod draw;
+mod peer;
+
+use common::sink::{media_bytes, receive_until};
+use common::*;
+use gst::prelude::*;
+use peer::{CHUNK, Effect, Frame, Peer};
+use twilio_emulator::{CallParams, Playout, Provider, TwilioCall};
+
+fn params(provider: Provider) -> CallParams {
+    CallParams::of(provider, gsttwiliostream::codec::WireFormat::PCMU)
+}
+
+fn send_all(call: &mut TwilioCall, frames: &[Frame]) {
+    for f in frames {
+        match f {
+            Frame::Text(t) => call.send_text(t).unwrap(),
+            Frame::Binary(b) => call.send_binary(b).unwrap(),
+        }
+    }
+}
+
+fn errors(messages: &[gst::Message]) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The soak of one seeded call from `provider` into a src at 8 kHz.
+fn soak(seed: u64, provider: Provider, props: &str) {
+    let desc = format!(
+        "twiliostreamsrc name=src port=0 latency=5000 gap-fill=silence {props} ! \
+         audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+    );
+    let p = pipeline(&desc);
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let params = params(provider);
+    let mut peer = Peer::new(seed, provider, &params.stream_sid);
+    peer.play(300, 10);
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url_of(&src), params).await.unwrap();
+        send_all(&mut call, &peer.frames);
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    let messages = drain_messages(&p.bus().unwrap());
+    set_state(&p, gst::State::Null);
+    let context = format!("seed {seed}, {provider:?}, {props}");
+    assert_eq!(errors(&messages), Vec::<String>::new(), "{context}");
+    assert_eq!(
+        element_messages(&messages, "twilio-stop").len(),
+        1,
+        "{context}"
+    );
+    let counter = |name: &str| src.property::<u64>(name);
+    let expected = [
+        ("invalid-messages", peer.count(Effect::Invalid)),
+        ("transcode-errors", peer.count(Effect::Transcode)),
+        ("chunks-received", peer.received),
+        ("bytes-received", peer.received * CHUNK as u64),
+        ("chunks-lost", peer.lost()),
+        ("chunks-too-late", peer.too_late),
+        ("chunks-reordered", peer.reordered),
+    ];
+    for (name, n) in expected {
+        assert_eq!(counter(name), n, "{name}: {context}");
+    }
+    let marks: Vec<String> = element_messages(&messages, "twilio-mark")
+        .iter()
+        .map(|s| s.get::<String>("name").unwrap())
+        .collect();
+    let sent_marks: Vec<String> = peer
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Mark(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(marks, sent_marks, "{context}");
+    let digits: Vec<String> = element_messages(&messages, "twilio-dtmf")
+        .iter()
+        .map(|s| s.get::<String>("digit").unwrap())
+        .collect();
+    let sent_digits: Vec<String> = peer
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Dtmf(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, sent_digits, "{context}");
+    assert_eq!(counter("marks-received"), marks.len() as u64);
+    assert_eq!(counter("dtmf-received"), digits.len() as u64);
+    let samples = got.samples();
+    let want = peer.expected_pcm();
+    if samples != want {
+        let first = samples.iter().zip(&want).position(|(a, b)| a != b);
+        panic!(
+            "{context}: {} samples out, {} expected; first difference at {first:?}",
+            samples.len(),
+            want.len()
+        );
+    }
+    common::src::assert_contiguous(&got.buffers);
+    assert_eq!(got.buffers[0].offset(), 0);
+}
+
+#[test]
+fn a_hostile_twilio_call_keeps_its_audio_and_counts() {
+    for seed in 1..=3 {
+        soak(seed, Provider::Twilio, "");
+    }
+    soak(4, Provider::Twilio, "shared-threads=false");
+}
+
+#[test]
+fn a_hostile_signalwire_call_keeps_its_audio_and_counts() {
+    soak(11, Provider::SignalWire, "");
+}
+
+#[test]
+fn a_hostile_telnyx_call_keeps_its_audio_and_counts() {
+    soak(21, Provider::Telnyx, "");
+    soak(22, Provider::Telnyx, "shared-threads=false");
+}
+
+/// The same through a paired sink: what comes back is the signal, lost
+/// chunks as μ-law silence, byte for byte.
+#[test]
+fn a_hostile_call_echoed_by_a_paired_sink() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 latency=5000 gap-fill=silence ! audio/x-mulaw ! \
+         twiliostreamsink name=sink",
+    );
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let params = params(Provider::Twilio);
+    let mut peer = Peer::new(31, Provider::Twilio, &params.stream_sid);
+    peer.play(150, 10);
+    let want = peer.expected_ulaw();
+    let mut call = rt().block_on(async {
+        let mut call = TwilioCall::connect_with(&url_of(&src), params, Playout::Instant)
+            .await
+            .unwrap();
+        call.begin().unwrap();
+        call
+    });
+    send_all(&mut call, &peer.frames);
+    let got = receive_until(&mut call, |got| media_bytes(got).len() >= want.len());
+    let echoed = media_bytes(&got);
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    let messages = common::app::wait_eos(&p.bus().unwrap());
+    set_state(&p, gst::State::Null);
+    assert_eq!(errors(&messages), Vec::<String>::new());
+    assert_eq!(
+        src.property::<u64>("invalid-messages"),
+        peer.count(Effect::Invalid)
+    );
+    assert_eq!(src.property::<u64>("chunks-lost"), peer.lost());
+    if echoed != want {
+        let first = echoed.iter().zip(&want).position(|(a, b)| a != b);
+        panic!(
+            "{} bytes echoed, {} expected; first difference at {first:?}",
+            echoed.len(),
+            want.len()
+        );
+    }
+}
