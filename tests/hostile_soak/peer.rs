@@ -106,9 +106,6 @@ pub struct Peer {
     pub received: u64,
     pub too_late: u64,
     pub reordered: u64,
-    /// Whether a chunk of a wild timestamp or number is still to be sent
-    /// (one a call).
-    pub wild: bool,
     pub frames: Vec<Frame>,
 }
 
@@ -126,7 +123,6 @@ impl Peer {
             received: 0,
             too_late: 0,
             reordered: 0,
-            wild: true,
             frames: Vec::new(),
         }
     }
@@ -309,8 +305,7 @@ impl Peer {
             match self.rng.below(100) {
                 0..4 => self.lost_chunk(),
                 4..6 if !previous_lost => self.swapped_pair(),
-                6..8 if !previous_lost && self.wild => {
-                    self.wild = false;
+                6..8 if !previous_lost => {
                     self.wild_chunk();
                     self.valid_chunk();
                 }

@@ -42,6 +42,10 @@
 //! both tracks) a step ahead cannot be told from lost chunks: it is a gap.
 //! A jump implausibly far ahead ([`MAX_AHEAD`]) is ignored as garbage, not
 //! taken for a step.
+//!
+//! A chunk number skipping more than the time that passed holds is garbage
+//! too ([`Placement::ignored_number`]): numbers count from it, or again
+//! from the next chunk numbered back where its timestamp puts it.
 
 use std::time::{Duration, Instant};
 
@@ -456,8 +460,12 @@ impl Timeline {
             skipped = 0;
         }
         // Only forward: a chunk kept from behind must not make the next one
-        // count chunks it skipped.
+        // count chunks it skipped. But a chunk numbered back that goes where
+        // the next one does (its timestamp not before it) is new audio: the
+        // numbers went back (after one wild number), and count from it.
+        let in_place = due + GAP_TOLERANCE >= expected;
         self.next_chunk = match (chunk.number, self.next_chunk) {
+            (Some(got), Some(_)) if earlier && in_place => Some(got.saturating_add(1)),
             (Some(got), Some(next)) => Some(next.max(got.saturating_add(1))),
             (got, next) => got.map(|c| c.saturating_add(1)).or(next),
         };

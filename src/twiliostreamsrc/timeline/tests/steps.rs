@@ -411,3 +411,37 @@ fn after_one_far_future_timestamp_the_senders_clock_is_measured_again() {
     let placed = timeline.place(&chunk(t0, 100, Some(6)));
     assert_eq!((placed.lost, placed.silence), (1, 160));
 }
+
+/// One chunk of a wild number, then the sender's own numbers again (in
+/// place by their timestamps): counted from those, so that a second wild
+/// number is told again, not taken for lost chunks, and a step back is a
+/// step, not chunks come late.
+#[test]
+fn after_one_wild_chunk_number_the_senders_numbers_count_again() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    let placed = timeline.place(&chunk(t0, 20, Some(1_000_002)));
+    assert_eq!(placed.ignored_number, Some(1_000_002));
+    timeline.advance(160);
+    for n in 2..20 {
+        assert_eq!(
+            timeline.place(&chunk(t0, 20 * n, Some(n + 1))),
+            contiguous()
+        );
+        timeline.advance(160);
+    }
+    let placed = timeline.place(&chunk(t0, 400, Some(1_000_021)));
+    assert_eq!((placed.lost, placed.ignored_number), (0, Some(1_000_021)));
+    timeline.advance(160);
+    assert_eq!(timeline.place(&chunk(t0, 420, Some(22))), contiguous());
+    timeline.advance(160);
+    // Stamped 200 ms back, numbered on, twice: a step.
+    let back = |n: u64| Chunk {
+        timestamp_ms: 20 * n - 200,
+        ..chunk(t0, 20 * n, Some(n + 1))
+    };
+    let placed = timeline.place(&back(22));
+    assert_eq!((placed.stale, placed.overlap), (false, true));
+    timeline.advance(160);
+    assert_eq!(timeline.place(&back(23)).step_ms, Some(-200));
+}
