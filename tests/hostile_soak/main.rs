@@ -152,16 +152,15 @@ fn a_hostile_telnyx_call_keeps_its_audio_and_counts() {
 
 /// The same through a paired sink: what comes back is the signal, lost
 /// chunks as μ-law silence, byte for byte.
-#[test]
-fn a_hostile_call_echoed_by_a_paired_sink() {
+fn echo(seed: u64, provider: Provider) {
     let p = pipeline(
         "twiliostreamsrc name=src port=0 latency=5000 gap-fill=silence ! audio/x-mulaw ! \
          twiliostreamsink name=sink",
     );
     set_state(&p, gst::State::Playing);
     let src = by_name(&p, "src");
-    let params = params(Provider::Twilio);
-    let mut peer = Peer::new(31, Provider::Twilio, &params.stream_sid);
+    let params = params(provider);
+    let mut peer = Peer::new(seed, provider, &params.stream_sid);
     peer.play(150, 10);
     let want = peer.expected_ulaw();
     let mut call = rt().block_on(async {
@@ -187,9 +186,15 @@ fn a_hostile_call_echoed_by_a_paired_sink() {
     if echoed != want {
         let first = echoed.iter().zip(&want).position(|(a, b)| a != b);
         panic!(
-            "{} bytes echoed, {} expected; first difference at {first:?}",
+            "{provider:?}: {} bytes echoed, {} expected; first difference at {first:?}",
             echoed.len(),
             want.len()
         );
     }
+}
+
+#[test]
+fn a_hostile_call_echoed_by_a_paired_sink() {
+    echo(31, Provider::Twilio);
+    echo(32, Provider::Telnyx);
 }

@@ -290,14 +290,15 @@ impl Peer {
         self.effects.push(effect);
     }
 
-    /// A call of `chunks` places: 25 clean chunks, then each place lost
-    /// (4%) or sent, after `per_chunk` hostile messages on average; a
-    /// chunk sent twice now and then.
+    /// A call of `chunks` places: 25 clean chunks, then after `per_chunk`
+    /// hostile messages on average each place lost (4%), sent after the
+    /// next (2% of pairs), with a wild timestamp or number (2%) or plainly;
+    /// a chunk sent twice now and then; then 4 clean chunks.
     pub fn play(&mut self, chunks: usize, per_chunk: usize) {
         for _ in 0..25 {
             self.valid_chunk();
         }
-        while self.timeline.len() < chunks - 1 {
+        while self.timeline.len() < chunks - 4 {
             for _ in 0..self.rng.below(2 * per_chunk + 1) {
                 self.hostile();
             }
@@ -315,7 +316,10 @@ impl Peer {
                 self.resend();
             }
         }
-        self.valid_chunk();
+        // The last ones in order: nothing held back at the end.
+        for _ in 0..4 {
+            self.valid_chunk();
+        }
     }
 
     /// The 8 kHz samples that must come out (gap-fill=silence).
