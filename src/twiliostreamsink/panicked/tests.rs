@@ -10,7 +10,7 @@ use gst::prelude::*;
 
 use super::{PANIC_IN_PROPERTY, PANIC_IN_RENDER, PANIC_ON_NETWORK};
 use crate::contain::peer::{
-    Caller, address, next_message, panic_posted, pipeline, released, stops, url,
+    Caller, PATIENCE, address, next_message, panic_posted, pipeline, released, stops, url,
 };
 
 /// A PLAYING echo: a src into the sink paired with it, μ-law passed
@@ -135,8 +135,18 @@ fn a_panic_in_a_property_read_gives_the_default_and_stops_the_sink() {
     panic_posted(&pipeline, &sink, "a property read panicked (test)");
     assert_eq!(call.closed(), Some(1011));
     assert!(released(&listening), "{listening:?} is still listened on");
-    // Read again: the lock the panic poisoned is usable.
-    let stats = sink.property::<gst::Structure>("stats");
+    // Read again: the lock the panic poisoned is usable once every thread
+    // that met it poisoned (the streaming thread's `render`, which then
+    // poisons it again as it panics) has stopped the sink, clearing it.
+    // Until then a read may give the default: never an abort.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let stats = loop {
+        if let Ok(Some(stats)) = sink.property_value("stats").get::<Option<gst::Structure>>() {
+            break stats;
+        }
+        assert!(std::time::Instant::now() < deadline, "stats never read");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     assert_eq!(stats.name(), "twiliostreamsink-stats");
     assert_eq!(sink.property::<u32>("bound-port"), 0, "not listening");
 
