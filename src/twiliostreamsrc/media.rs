@@ -260,13 +260,17 @@ impl TwilioStreamSrc {
         let offset_ms = aligner.offset_ms(chunk.track);
         if let Some(timeline) = state.timeline.as_mut() {
             timeline.observe(&timeline::Chunk {
-                timestamp_ms: chunk.timestamp_ms.saturating_add_signed(offset_ms),
+                timestamp_ms: (i128::from(chunk.timestamp_ms) + offset_ms).clamp(0, u64::MAX.into())
+                    as u64,
                 ..placing(chunk, state.format)
             });
         }
         state.chunk_dropped = placed.twice || placed.late >= chunk.ulaw.len() as u64;
         state.placing = Placing {
-            step_ms: placed.step.map(|_| offset_before - offset_ms),
+            // (Beyond an i64 only from a timestamp near u64::MAX.)
+            step_ms: placed.step.map(|_| {
+                (offset_before - offset_ms).clamp(i64::MIN.into(), i64::MAX.into()) as i64
+            }),
             behind_ms: 0,
             held: placed.held,
             // Whatever was kept back, this chunk settled it: placed (the

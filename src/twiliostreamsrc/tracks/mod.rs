@@ -77,7 +77,8 @@ pub struct Placed {
     pub after_fill: u64,
     /// Its track's timestamps stepped by this many samples (ahead or back)
     /// at this chunk: the track was measured anew, the chunk follows its
-    /// last audio; nothing of it was lost.
+    /// last audio; nothing of it was lost. (Saturated: back from a
+    /// timestamp near `u64::MAX`, it is more than an i64.)
     pub step: Option<i64>,
     /// It lies over audio its track holds, with other bytes: kept back
     /// until the track's next chunk tells a step back from a chunk out of
@@ -171,7 +172,7 @@ impl Aligner {
                 let step = held.due - self.end(track) as i128;
                 self.lanes[i].offset -= step;
                 due -= step;
-                placed.step = Some(step as i64);
+                placed.step = Some(saturate(step));
                 self.place(track, held.due - step, &held.ulaw, held.arrival);
             } else {
                 // Sent twice (or out of place): what its track holds
@@ -200,7 +201,7 @@ impl Aligner {
             if let Some(step) = self.stepped_ahead(track, due, ulaw.len(), arrival) {
                 self.lanes[i].offset -= step;
                 due -= step;
-                placed.step = Some(step as i64);
+                placed.step = Some(saturate(step));
             }
         }
         let found = self.place(track, due, ulaw, arrival);
@@ -451,9 +452,10 @@ impl Aligner {
     }
 
     /// How far `track` was moved, in ms, by measuring it anew: its
-    /// timestamps plus this are on the other track's clock again.
-    pub fn offset_ms(&self, track: Track) -> i64 {
-        (self.lanes[track.index()].offset / 8).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    /// timestamps plus this are on the other track's clock again. (Beyond
+    /// an i64: a timestamp past `i64::MAX` ms moves it that far.)
+    pub fn offset_ms(&self, track: Track) -> i128 {
+        self.lanes[track.index()].offset / 8
     }
 
     /// Samples past the output position the leading track holds: audio
@@ -486,6 +488,11 @@ impl Aligner {
         }
         self.position += samples as u64;
     }
+}
+
+/// `samples` as an i64, saturated.
+fn saturate(samples: i128) -> i64 {
+    samples.clamp(i64::MIN.into(), i64::MAX.into()) as i64
 }
 
 #[cfg(test)]

@@ -315,6 +315,27 @@ fn far_future_timestamps_stay_contiguous() {
 }
 
 #[test]
+fn a_timestamp_past_i64_max_ms_moves_its_track_in_full() {
+    // How far such a chunk moves its track does not fit an i64 of ms:
+    // clamped, the element misplaced its time and, at the step back that
+    // follows, overflowed taking the offsets apart (a panic: the call
+    // ended with an ERROR).
+    let (mut a, t0) = both();
+    push(&mut a, t0, In, 0, 1);
+    push(&mut a, t0, Out, 0, 2);
+    let ms = u64::MAX - 7;
+    let placed = a.push(In, ms, &[3; 160], t0 + Duration::from_millis(20));
+    assert!(placed.ignored_ahead.is_some());
+    // Placed after the track's last: 20 ms in on the stream's clock.
+    assert_eq!(i128::from(ms) + a.offset_ms(In), 1020);
+    // The next ones on the old measure: a step back, to where it was.
+    assert!(push(&mut a, t0, In, 40, 4).held);
+    let placed = push(&mut a, t0, In, 60, 5);
+    assert!(placed.step.is_some_and(|step| step < 0), "{placed:?}");
+    assert_eq!(a.offset_ms(In), 0);
+}
+
+#[test]
 fn finish_pads_the_shorter_track() {
     let (mut a, t0) = both();
     push(&mut a, t0, In, 0, 1);

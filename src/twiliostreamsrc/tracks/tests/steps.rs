@@ -39,7 +39,7 @@ struct Out2 {
     /// (track, chunk, step in samples) where a track was measured anew.
     steps: Vec<(Track, u64, i64)>,
     /// Each track's timestamps to the clock they are placed on, at the end.
-    offsets_ms: [i64; 2],
+    offsets_ms: [i128; 2],
 }
 
 /// Plays `sent` in order of arrival, taking every frame out, then the end.
@@ -250,7 +250,7 @@ fn a_step_ahead_by_less_than_the_wait_does_not_starve_the_other_track() {
         let out = play(sent);
         assert_eq!(out.steps, [(track, 30, ms * 8)], "{track} {ms}");
         let mut offsets = [0, 0];
-        offsets[track.index()] = -ms;
+        offsets[track.index()] = -i128::from(ms);
         assert_eq!(out.offsets_ms, offsets, "{track} {ms}");
         assert_eq!(out.channels[0], whole(In, 60, 0..0), "{track} {ms}");
         assert_eq!(out.channels[1], whole(Out, 60, 0..0), "{track} {ms}");
@@ -328,7 +328,7 @@ fn a_step_back_by_a_chunk_or_so_is_told_by_the_bytes() {
         step(&mut sent, In, 30, -ms);
         let out = play(sent);
         assert_eq!(out.steps, [(In, 31, -ms * 8)], "{ms}");
-        assert_eq!(out.offsets_ms, [ms, 0], "{ms}");
+        assert_eq!(out.offsets_ms, [ms.into(), 0], "{ms}");
         assert_eq!(out.channels[0], whole(In, 60, 0..0), "{ms}");
         assert_eq!(out.channels[1], whole(Out, 60, 0..0), "{ms}");
         assert_eq!((out.lost, out.too_late), ([0, 0], 0), "{ms}");
