@@ -13,6 +13,7 @@
 //! Timing plays no part: the fill deadline (`latency=5000`) is far beyond
 //! the time a call takes, and the peer sends far ahead of real time.
 
+mod both;
 #[path = "../common/mod.rs"]
 mod common;
 mod draw;
@@ -70,12 +71,7 @@ fn soak(seed: u64, provider: Provider, props: &str) {
     let messages = drain_messages(&p.bus().unwrap());
     set_state(&p, gst::State::Null);
     let context = format!("seed {seed}, {provider:?}, {props}");
-    assert_eq!(errors(&messages), Vec::<String>::new(), "{context}");
-    assert_eq!(
-        element_messages(&messages, "twilio-stop").len(),
-        1,
-        "{context}"
-    );
+    assert_events(&src, &peer, &messages, &context);
     let counter = |name: &str| src.property::<u64>(name);
     let expected = [
         ("invalid-messages", peer.count(Effect::Invalid)),
@@ -89,7 +85,22 @@ fn soak(seed: u64, provider: Provider, props: &str) {
     for (name, n) in expected {
         assert_eq!(counter(name), n, "{name}: {context}");
     }
-    let marks: Vec<String> = element_messages(&messages, "twilio-mark")
+    assert_samples(&got.samples(), &peer.expected_pcm(), &context);
+    common::src::assert_contiguous(&got.buffers);
+    assert_eq!(got.buffers[0].offset(), 0);
+}
+
+/// The call went on to its `stop` without an ERROR, and its marks and
+/// DTMF came out in order, counted.
+fn assert_events(src: &gst::Element, peer: &Peer, messages: &[gst::Message], context: &str) {
+    assert_eq!(errors(messages), Vec::<String>::new(), "{context}");
+    assert_eq!(
+        element_messages(messages, "twilio-stop").len(),
+        1,
+        "{context}"
+    );
+    let counter = |name: &str| src.property::<u64>(name);
+    let marks: Vec<String> = element_messages(messages, "twilio-mark")
         .iter()
         .map(|s| s.get::<String>("name").unwrap())
         .collect();
@@ -102,7 +113,7 @@ fn soak(seed: u64, provider: Provider, props: &str) {
         })
         .collect();
     assert_eq!(marks, sent_marks, "{context}");
-    let digits: Vec<String> = element_messages(&messages, "twilio-dtmf")
+    let digits: Vec<String> = element_messages(messages, "twilio-dtmf")
         .iter()
         .map(|s| s.get::<String>("digit").unwrap())
         .collect();
@@ -115,20 +126,19 @@ fn soak(seed: u64, provider: Provider, props: &str) {
         })
         .collect();
     assert_eq!(digits, sent_digits, "{context}");
-    assert_eq!(counter("marks-received"), marks.len() as u64);
-    assert_eq!(counter("dtmf-received"), digits.len() as u64);
-    let samples = got.samples();
-    let want = peer.expected_pcm();
+    assert_eq!(counter("marks-received"), marks.len() as u64, "{context}");
+    assert_eq!(counter("dtmf-received"), digits.len() as u64, "{context}");
+}
+
+fn assert_samples(samples: &[i16], want: &[i16], context: &str) {
     if samples != want {
-        let first = samples.iter().zip(&want).position(|(a, b)| a != b);
+        let first = samples.iter().zip(want).position(|(a, b)| a != b);
         panic!(
             "{context}: {} samples out, {} expected; first difference at {first:?}",
             samples.len(),
             want.len()
         );
     }
-    common::src::assert_contiguous(&got.buffers);
-    assert_eq!(got.buffers[0].offset(), 0);
 }
 
 #[test]
@@ -137,6 +147,14 @@ fn a_hostile_twilio_call_keeps_its_audio_and_counts() {
         soak(seed, Provider::Twilio, "");
     }
     soak(4, Provider::Twilio, "shared-threads=false");
+}
+
+#[test]
+fn a_hostile_call_on_both_tracks_keeps_each_channel_and_counts() {
+    for seed in 41..=43 {
+        both::soak(seed, "");
+    }
+    both::soak(44, "shared-threads=false");
 }
 
 #[test]

@@ -87,7 +87,11 @@ impl Spelling {
     }
 
     pub fn media(&self, sid: &str, ts: u64, chunk: u64, payload: &str) -> Value {
-        let media = json!({"track": "inbound", "chunk": chunk.to_string(),
+        self.media_on("inbound", sid, ts, chunk, payload)
+    }
+
+    pub fn media_on(&self, track: &str, sid: &str, ts: u64, chunk: u64, payload: &str) -> Value {
+        let media = json!({"track": track, "chunk": chunk.to_string(),
             "timestamp": ts.to_string(), "payload": payload});
         self.envelope("media", json!(sid), Some(("media", media)))
     }
@@ -150,8 +154,29 @@ impl Peer {
         let ulaw = self.next_chunk();
         let (ts, chunk) = self.place();
         let payload = base64::engine::general_purpose::STANDARD.encode(&ulaw);
-        let mut v = self.spelling.media(&self.sid, ts, chunk, &payload);
-        let text = match self.rng.below(9) {
+        let v = self.spelling.media(&self.sid, ts, chunk, &payload);
+        let text = self.spelled(v, "inbound");
+        self.received += 1;
+        self.frames.push(Frame::Text(text.clone()));
+        self.timeline.push(Some(ulaw));
+        self.texts.push(Some(text));
+    }
+
+    /// A valid media message of `track` in a spelling drawn at random.
+    pub fn spelled(&mut self, mut v: Value, track: &str) -> String {
+        let (ts, chunk) = (
+            v["media"]["timestamp"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+            v["media"]["chunk"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
+        match self.rng.below(9) {
             0 => {
                 v["media"]["timestamp"] = json!(ts);
                 v["media"]["chunk"] = json!(chunk);
@@ -186,11 +211,14 @@ impl Peer {
                 v.to_string()
             }
             5 => {
-                v["media"]["track"] = json!("inbound_track");
+                v["media"]["track"] = json!(format!("{track}_track"));
                 v.to_string()
             }
             6 => {
-                v["media"].as_object_mut().unwrap().remove("track");
+                // (A media message without a track is the caller's.)
+                if track == "inbound" {
+                    v["media"].as_object_mut().unwrap().remove("track");
+                }
                 // Keys in the other order.
                 let m = v.as_object().unwrap();
                 let parts: Vec<String> = m
@@ -204,11 +232,7 @@ impl Peer {
                 json!({"timestamp": "2024", "eventType": "media", "rawEvent": v}).to_string()
             }
             _ => v.to_string(),
-        };
-        self.received += 1;
-        self.frames.push(Frame::Text(text.clone()));
-        self.timeline.push(Some(ulaw));
-        self.texts.push(Some(text));
+        }
     }
 
     /// A chunk of the signal in its place, with `ts` or `chunk` changed.
