@@ -77,6 +77,27 @@ fn panicked<E: ElementImpl>(imp: &E, panic: Box<dyn Any + Send>, stop: impl FnOn
     let _ = element.post_message(error);
 }
 
+/// An element whose code runs contained: how it stops on its own after a
+/// panic, since its state changes will not run again.
+pub(crate) trait Containing: ElementImpl {
+    /// What the element's own stop would do, once, without trusting its
+    /// locks (the panic may have poisoned them; their poison is cleared,
+    /// as what reads them from now on, a property or a paired element,
+    /// would panic where a panic aborts). Never blocks on a network thread.
+    fn stop_after_panic(&self);
+
+    /// `f`, the body of a vfunc, as gstreamer-rs runs one (a panic marks
+    /// the element panicked, posts the ERROR naming it, and `fallback`, the
+    /// vfunc's, is returned), but the element stops too before the vfunc
+    /// returns. Also what GLib calls with no way to unwind (a property's
+    /// read or write, an action signal), which runs even after a panic:
+    /// the locks are no longer poisoned once the element has stopped, and
+    /// a read that meets one poisoned meanwhile gives the default.
+    fn stopping_on_panic<R>(&self, fallback: impl FnOnce() -> R, f: impl FnOnce() -> R) -> R {
+        contained_vfunc(self, f, || self.stop_after_panic()).unwrap_or_else(fallback)
+    }
+}
+
 /// Tests only: whether `trigger` names `imp`'s element (and names none from
 /// now on): the test-only panic triggers hold an element's address.
 #[cfg(test)]

@@ -27,6 +27,7 @@ use gst_base::subclass::prelude::*;
 use super::framing::{Framer, Input, NotNegotiated, Take};
 use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS, DEFAULT_MAX_LEAD_MS};
 use crate::call::{Call, Outgoing, SendError, Slot, Stat};
+use crate::contain::Containing as _;
 use crate::endpoint::Endpoint;
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};

@@ -6,7 +6,7 @@
 //! for good. On the plugin's network threads (the poster, the callback of
 //! `clear`) the code runs through [`TwilioStreamSink::on_network`], a
 //! vfunc's body (or a property's, or an action signal's) through
-//! [`TwilioStreamSink::stopping_on_panic`]: either way
+//! [`Containing::stopping_on_panic`]: either way
 //! the panic is caught (`crate::contain`), ERROR on the bus, the element
 //! marked panicked; the call's task, and the other calls on its thread, go
 //! on.
@@ -21,7 +21,7 @@ use gst_base::subclass::prelude::*;
 
 use super::imp::{CAT, TwilioStreamSink};
 use crate::call::HotPart;
-use crate::contain::CLOSE_PANICKED;
+use crate::contain::{CLOSE_PANICKED, Containing};
 
 /// Tests only: the sink at this address (0: none) panics in its next code
 /// on a network thread (its poster's message, or its clear's callback),
@@ -53,28 +53,32 @@ impl TwilioStreamSink {
         crate::contain::contained(self, f, || self.stop_after_panic())
     }
 
-    /// `f`, the body of a vfunc, as gstreamer-rs runs one (a panic marks
-    /// the element panicked, posts the ERROR naming it, and `fallback`, the
-    /// vfunc's, is returned), but the sink stops too (see the module
-    /// documentation) before the vfunc returns. Also what GLib calls with
-    /// no way to unwind (a property's read or write, an action signal),
-    /// which runs even after a panic: its locks are no longer poisoned
-    /// once the sink has stopped, and a read that meets one poisoned
-    /// meanwhile gives the property's default.
-    pub(super) fn stopping_on_panic<R>(
-        &self,
-        fallback: impl FnOnce() -> R,
-        f: impl FnOnce() -> R,
-    ) -> R {
-        crate::contain::contained_vfunc(self, f, || self.stop_after_panic())
-            .unwrap_or_else(fallback)
+    /// BaseSink may hold a streaming thread until PLAYING (prerolled), which
+    /// the panicked sink will not reach, nor READY, which would let it go:
+    /// its pipeline could not stop. It flushes for good instead (what comes
+    /// is refused, FLUSHING), from a thread of its own: a streaming thread
+    /// in `render` holds BaseSink's lock until it returns, and a network
+    /// thread never waits for GStreamer.
+    fn flush_base_sink(&self) {
+        let sink = self.obj().clone();
+        let flush = move || {
+            let imp = sink.imp();
+            // (With `async` on, BaseSink would lose its state.)
+            imp.set_async_enabled(false);
+            imp.parent_event(gst::event::FlushStart::new());
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("twiliostreamsink-panicked".to_owned())
+            .spawn(flush)
+        {
+            gst::warning!(CAT, imp = self, "no thread to flush: {e}");
+        }
     }
+}
 
-    /// What PAUSED → READY would do, once, without trusting the state's lock
-    /// (a panic may have poisoned it). Never blocks on a network thread; on
-    /// another (a vfunc's), closing the call takes as long as there. The
-    /// locks' poison is cleared: what reads them from now on (a property,
-    /// a paired src) would panic, where a panic aborts.
+/// As PAUSED → READY would; on a vfunc's thread, closing the call takes
+/// as long as there.
+impl Containing for TwilioStreamSink {
     #[cold]
     #[inline(never)]
     fn stop_after_panic(&self) {
@@ -127,28 +131,6 @@ impl TwilioStreamSink {
             src.release_pushes();
         }
         self.flush_base_sink();
-    }
-
-    /// BaseSink may hold a streaming thread until PLAYING (prerolled), which
-    /// the panicked sink will not reach, nor READY, which would let it go:
-    /// its pipeline could not stop. It flushes for good instead (what comes
-    /// is refused, FLUSHING), from a thread of its own: a streaming thread
-    /// in `render` holds BaseSink's lock until it returns, and a network
-    /// thread never waits for GStreamer.
-    fn flush_base_sink(&self) {
-        let sink = self.obj().clone();
-        let flush = move || {
-            let imp = sink.imp();
-            // (With `async` on, BaseSink would lose its state.)
-            imp.set_async_enabled(false);
-            imp.parent_event(gst::event::FlushStart::new());
-        };
-        if let Err(e) = std::thread::Builder::new()
-            .name("twiliostreamsink-panicked".to_owned())
-            .spawn(flush)
-        {
-            gst::warning!(CAT, imp = self, "no thread to flush: {e}");
-        }
     }
 }
 

@@ -11,6 +11,7 @@ use gst::subclass::prelude::*;
 use super::imp::TwilioStreamSink;
 use crate::call::{Call, SINK_COUNTERS, Stats, counter_pspecs, find_counter};
 use crate::codec::resample::RATES;
+use crate::contain::Containing as _;
 use crate::endpoint::{self, Endpoint};
 
 /// Default of `chunk-duration`, in milliseconds.

@@ -14,6 +14,7 @@ use gst_base::subclass::prelude::*;
 use super::imp::{CAT, TwilioStreamSrc};
 use super::step::Step;
 use super::timing::Received;
+use crate::contain::Containing as _;
 use crate::wait::wait;
 
 /// Tests only: the src at this address (0: none) panics in its next

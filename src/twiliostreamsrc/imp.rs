@@ -24,6 +24,7 @@ use super::timing::Resume;
 use super::tracks::Aligner;
 use crate::call::{Call, CallEvent, DtmfDigit, Events, HotPart, MediaChunk, Slot};
 use crate::codec::WireFormat;
+use crate::contain::Containing as _;
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
 use crate::quality::Meter;

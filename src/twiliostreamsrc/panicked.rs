@@ -4,7 +4,7 @@
 //! and its task stopped. On the plugin's network threads (`shared-threads`:
 //! the call's consumer, a drain spawned on its own, the fill timer) the code
 //! runs through [`TwilioStreamSrc::on_network`], a vfunc's body through
-//! [`TwilioStreamSrc::stopping_on_panic`]: either way the panic is caught
+//! [`Containing::stopping_on_panic`]: either way the panic is caught
 //! (`crate::contain`), ERROR on the bus, the element marked panicked; the
 //! call's task, and the other calls on its thread, go on.
 
@@ -17,7 +17,7 @@ use gst_base::prelude::*;
 
 use super::imp::{CAT, TwilioStreamSrc};
 use crate::call::{Consumer, HotPart};
-use crate::contain::CLOSE_PANICKED;
+use crate::contain::{CLOSE_PANICKED, Containing};
 
 /// Tests only: the src at this address (0: none) panics in its next
 /// `start`, once it listens.
@@ -68,28 +68,29 @@ impl TwilioStreamSrc {
         crate::contain::contained_vfunc(self, || f(self), || self.stop_after_panic())
     }
 
-    /// `f`, the body of a vfunc, as gstreamer-rs runs one (a panic marks
-    /// the element panicked, posts the ERROR naming it, and `fallback`, the
-    /// vfunc's, is returned), but the src stops too (see the module
-    /// documentation) before the vfunc returns. Also what GLib calls with
-    /// no way to unwind (a property's read or write, the action signal),
-    /// which runs even after a panic: its locks are no longer poisoned
-    /// once the src has stopped, and a read that meets one poisoned
-    /// meanwhile gives the property's default.
-    pub(super) fn stopping_on_panic<R>(
-        &self,
-        fallback: impl FnOnce() -> R,
-        f: impl FnOnce() -> R,
-    ) -> R {
-        crate::contain::contained_vfunc(self, f, || self.stop_after_panic())
-            .unwrap_or_else(fallback)
+    /// Stops the streaming thread's task, as the pad's deactivation would:
+    /// left running or paused, it is joined when the pad is finalized,
+    /// which hangs if the loop pauses it meanwhile (as it does once
+    /// `create` returns an error). From a thread of its own, which waits
+    /// for the loop's turn to end: never the streaming thread itself, nor a
+    /// network thread.
+    fn stop_streaming_task(&self) {
+        let src = self.obj().clone();
+        let stop = move || {
+            let _ = src.src_pad().stop_task();
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("twiliostreamsrc-panicked".to_owned())
+            .spawn(stop)
+        {
+            gst::warning!(CAT, imp = self, "no thread to stop the task: {e}");
+        }
     }
+}
 
-    /// What `stop` would do, once, without trusting the state's lock (a
-    /// panic may have poisoned it). Never blocks on a network thread; on
-    /// another (a vfunc's), closing the call takes as long as `stop`'s.
-    /// The locks' poison is cleared: what reads them from now on (a
-    /// property, a paired sink) would panic, where a panic aborts.
+/// As `stop` would, from any thread; on a vfunc's, closing the call takes
+/// as long as in `stop`.
+impl Containing for TwilioStreamSrc {
     #[cold]
     #[inline(never)]
     fn stop_after_panic(&self) {
@@ -139,25 +140,6 @@ impl TwilioStreamSrc {
             call.close();
         }
         self.stop_streaming_task();
-    }
-
-    /// Stops the streaming thread's task, as the pad's deactivation would:
-    /// left running or paused, it is joined when the pad is finalized,
-    /// which hangs if the loop pauses it meanwhile (as it does once
-    /// `create` returns an error). From a thread of its own, which waits
-    /// for the loop's turn to end: never the streaming thread itself, nor a
-    /// network thread.
-    fn stop_streaming_task(&self) {
-        let src = self.obj().clone();
-        let stop = move || {
-            let _ = src.src_pad().stop_task();
-        };
-        if let Err(e) = std::thread::Builder::new()
-            .name("twiliostreamsrc-panicked".to_owned())
-            .spawn(stop)
-        {
-            gst::warning!(CAT, imp = self, "no thread to stop the task: {e}");
-        }
     }
 }
 

@@ -11,6 +11,7 @@ use gst::subclass::prelude::*;
 use super::imp::TwilioStreamSrc;
 use super::reorder;
 use crate::call::{self, Call, SRC_COUNTERS, Slot, Stats, counter_pspecs, find_counter};
+use crate::contain::Containing as _;
 use crate::endpoint::{self, Endpoint};
 use crate::messages;
 use crate::protocol::{StartInfo, Track};
