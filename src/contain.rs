@@ -17,7 +17,7 @@ use gst::subclass::prelude::*;
 pub(crate) const CLOSE_PANICKED: u16 = 1011;
 
 /// Runs `f`, element code of `imp`'s. None at once if the element has
-/// panicked before (here or in a vfunc: its state may be poisoned), after
+/// panicked before (here or in a vfunc: its state may be half-updated), after
 /// `stop`, the element's own stop (it runs once). A panic in `f` marks the
 /// element panicked, as `gst::panic_to_error!` does (its vfuncs return
 /// their fallbacks from then on), runs `stop`, posts an ERROR message
@@ -67,9 +67,10 @@ fn panicked<E: ElementImpl>(imp: &E, panic: Box<dyn Any + Send>, stop: impl FnOn
         Some(cause) => format!("Panicked: {cause}"),
         None => "Panicked".to_owned(),
     };
+    #[cfg(test)]
+    on_caught(imp);
     // Stopped first: a sync handler told of the panic finds the element
-    // stopped, its locks no longer poisoned (a property read there would
-    // otherwise panic where it cannot unwind, aborting the process).
+    // stopped.
     stop();
     let error = gst::message::Error::builder(gst::LibraryError::Failed, &text)
         .src(&element)
@@ -81,18 +82,18 @@ fn panicked<E: ElementImpl>(imp: &E, panic: Box<dyn Any + Send>, stop: impl FnOn
 /// panic, since its state changes will not run again.
 pub(crate) trait Containing: ElementImpl {
     /// What the element's own stop would do, once, without trusting its
-    /// locks (the panic may have poisoned them; their poison is cleared,
-    /// as what reads them from now on, a property or a paired element,
-    /// would panic where a panic aborts). Never blocks on a network thread.
+    /// state (the panic may have left it half-updated, its locks poisoned:
+    /// they are taken all the same, see `crate::lock`). Never blocks on a
+    /// network thread.
     fn stop_after_panic(&self);
 
     /// `f`, the body of a vfunc, as gstreamer-rs runs one (a panic marks
     /// the element panicked, posts the ERROR naming it, and `fallback`, the
     /// vfunc's, is returned), but the element stops too before the vfunc
     /// returns. Also what GLib calls with no way to unwind (a property's
-    /// read or write, an action signal), which runs even after a panic:
-    /// the locks are no longer poisoned once the element has stopped, and
-    /// a read that meets one poisoned meanwhile gives the default.
+    /// read or write, an action signal), which runs even after a panic,
+    /// on the values the panic left (a read that panics itself gives the
+    /// default).
     fn stopping_on_panic<R>(&self, fallback: impl FnOnce() -> R, f: impl FnOnce() -> R) -> R {
         contained_vfunc(self, f, || self.stop_after_panic()).unwrap_or_else(fallback)
     }
@@ -104,6 +105,29 @@ pub(crate) trait Containing: ElementImpl {
 pub(crate) fn asked<E: ElementImpl>(trigger: &std::sync::atomic::AtomicUsize, imp: &E) -> bool {
     let address = imp.obj().as_ptr() as usize;
     (trigger.compare_exchange(address, 0, Ordering::SeqCst, Ordering::SeqCst)).is_ok()
+}
+
+/// Tests only: `(element, f)`: `f` runs once as a panic of `element`'s is
+/// caught, before the element stops (its locks as the panic left them).
+#[cfg(test)]
+#[allow(clippy::type_complexity)]
+pub(crate) static ON_CAUGHT: std::sync::Mutex<Option<(usize, Box<dyn FnOnce() + Send>)>> =
+    std::sync::Mutex::new(None);
+
+#[cfg(test)]
+fn on_caught<E: ElementImpl>(imp: &E) {
+    let address = imp.obj().as_ptr() as usize;
+    let f = {
+        let mut hook = ON_CAUGHT.lock().unwrap();
+        match hook.take() {
+            Some((element, f)) if element == address => f,
+            other => {
+                *hook = other;
+                return;
+            }
+        }
+    };
+    f();
 }
 
 /// What gstreamer-rs returns from a state change of a panicked element:

@@ -11,6 +11,7 @@ use gst::glib;
 use gst::prelude::*;
 
 use crate::call::{CallConfig, Slot};
+use crate::lock::Locked;
 use crate::provider::Provider;
 use crate::server::{self, ListenerConfig, PathConfig, Registration, TlsFiles};
 
@@ -393,8 +394,8 @@ pub fn listening_property<S, T>(
     state: &std::sync::Mutex<T>,
     registration: fn(&T) -> Option<&Registration>,
 ) -> Option<glib::Value> {
-    let setting = endpoint(&settings.lock().unwrap()).property(name);
-    setting.or_else(|| listener_counter(registration(&state.lock().unwrap()), name))
+    let setting = endpoint(&settings.locked()).property(name);
+    setting.or_else(|| listener_counter(registration(&state.locked()), name))
 }
 
 /// The read-only listener counters (`signature-failures`,

@@ -18,6 +18,7 @@ pub mod codec;
 mod contain;
 pub mod endpoint;
 mod hot_objects;
+mod lock;
 pub mod messages;
 pub mod protocol;
 pub mod provider;

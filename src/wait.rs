@@ -11,6 +11,8 @@ use std::sync::Mutex;
 
 use futures::future::{AbortHandle, Abortable};
 
+use crate::lock::Locked;
+
 /// The waiting side's state: whether it is flushing, and the wait in progress.
 #[derive(Debug, Default)]
 pub struct Canceller {
@@ -40,14 +42,14 @@ pub struct Cancelled;
 pub fn wait<F: Future>(canceller: &Mutex<Canceller>, fut: F) -> Result<F::Output, Cancelled> {
     let (handle, registration) = AbortHandle::new_pair();
     {
-        let mut c = canceller.lock().unwrap();
+        let mut c = canceller.locked();
         if c.flushing {
             return Err(Cancelled);
         }
         c.current = Some(handle);
     }
     let result = futures::executor::block_on(Abortable::new(fut, registration));
-    canceller.lock().unwrap().current = None;
+    canceller.locked().current = None;
     result.map_err(|_| Cancelled)
 }
 

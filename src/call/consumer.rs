@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use super::{Call, Consumer, Request, SendError};
 
+use crate::lock::Locked;
+
 /// A consumer run this long is held up downstream (as a shared-threads
 /// src's fallback rule judges a push): senders stop waiting for the writer.
 const CONSUMER_HELD: Duration = Duration::from_millis(20);
@@ -21,11 +23,11 @@ impl Call {
     /// Has `consumer` called on the call's task whenever events were queued
     /// (see [`Consumer`]); None stops that.
     pub fn set_consumer(&self, consumer: Option<Consumer>) {
-        *self.consumer.lock().unwrap() = consumer;
+        *self.consumer.locked() = consumer;
     }
 
     pub(super) fn notify_consumer(&self) {
-        let consumer = self.consumer.lock().unwrap().clone();
+        let consumer = self.consumer.locked().clone();
         if let Some(consumer) = consumer {
             consumer();
         }
@@ -50,7 +52,7 @@ impl Call {
                 self.0.store(0, Ordering::SeqCst);
             }
         }
-        let consumer = self.consumer.lock().unwrap().clone();
+        let consumer = self.consumer.locked().clone();
         if let Some(consumer) = consumer {
             let restore = Restore(ON_TASK.replace(self.id));
             self.consumer_since
@@ -61,7 +63,7 @@ impl Call {
             drop(ran);
             drop(restore);
         }
-        std::mem::swap(taken, &mut *self.on_task.lock().unwrap());
+        std::mem::swap(taken, &mut *self.on_task.locked());
     }
 
     /// Hands `request` to the call's writer, in order with every request
@@ -71,7 +73,7 @@ impl Call {
         // task takes from the channel), so once a request of the task went
         // to the channel, the rest of that run's do too.
         if ON_TASK.get() == self.id && self.in_channel.load(Ordering::SeqCst) == 0 {
-            self.on_task.lock().unwrap().push(request);
+            self.on_task.locked().push(request);
             return Ok(());
         }
         self.in_channel.fetch_add(1, Ordering::SeqCst);

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
+use crate::lock::Locked;
 use crate::protocol::{StartInfo, StopInfo, Track};
 
 /// How many media chunks may wait for the consuming element before further
@@ -264,8 +265,8 @@ struct Queued {
 
 impl EventQueue {
     fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
-        // A panic while holding it leaves the queue consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        // (A panic while holding it leaves the queue consistent.)
+        self.state.locked()
     }
 }
 

@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::codec::{ByteOrder, WireFormat};
+use crate::lock::Locked;
 use crate::protocol::StartInfo;
 use crate::protocol::dialect::{Choice, Dialect};
 use crate::runtime::RUNTIME;
@@ -197,7 +198,7 @@ impl fmt::Debug for Call {
 macro_rules! call_log {
     ($call:expr, $level:ident, $($args:tt)*) => {{
         let call: &$crate::call::Call = $call;
-        let target = call.log.lock().unwrap().as_ref().map(|t| (t.cat, t.element.upgrade()));
+        let target = $crate::lock::Locked::locked(&call.log).as_ref().map(|t| (t.cat, t.element.upgrade()));
         match target {
             Some((cat, Some(element))) => gst::$level!(cat, obj = element, "call {}: {}", call.id, format_args!($($args)*)),
             _ => gst::$level!($crate::call::CAT, "call {}: {}", call.id, format_args!($($args)*)),
@@ -276,7 +277,7 @@ impl Call {
             task::serve(call_task, ws, outbound_rx, events, config, session, start).await;
             drop(guard);
         });
-        *call.task.lock().unwrap() = Some(task);
+        *call.task.locked() = Some(task);
         call
     }
 
@@ -346,12 +347,12 @@ impl Call {
 
     /// Takes the event queue; only the element that consumes the call does.
     pub fn take_events(&self) -> Option<Events> {
-        self.events.lock().unwrap().take()
+        self.events.locked().take()
     }
 
     /// Sends further log lines about this call to `element`'s category.
     pub fn log_to(&self, cat: gst::DebugCategory, element: &gst::Element) {
-        *self.log.lock().unwrap() = Some(LogTarget {
+        *self.log.locked() = Some(LogTarget {
             cat,
             element: element.downgrade(),
         });
@@ -394,7 +395,7 @@ impl Call {
         let text = self.dialect.mark(&start.stream_sid, name);
         // A wait for this mark's echo must not be met by an earlier one's:
         // numbered in the writer's order (sending never blocks).
-        let _order = self.marks_order.lock().unwrap();
+        let _order = self.marks_order.locked();
         self.send(Outgoing::Mark {
             name: name.to_owned(),
             text,
@@ -470,7 +471,7 @@ impl Call {
     /// fed by that element does not answer its buffers with EOS meanwhile:
     /// the element would stop pushing, and never read (nor post) the end.
     pub fn end_unread(&self) -> bool {
-        self.events.lock().unwrap().is_none() && self.backlog.end_unread()
+        self.events.locked().is_none() && self.backlog.end_unread()
     }
 
     /// Whether Twilio has sent `stop` (the stream is over on its side).
@@ -486,10 +487,7 @@ impl Call {
         if !self.is_open() || self.closing.load(Ordering::Relaxed) {
             return false;
         }
-        self.ended
-            .lock()
-            .unwrap()
-            .get_or_insert_with(|| why.to_owned());
+        self.ended.locked().get_or_insert_with(|| why.to_owned());
         self.request_close();
         true
     }
@@ -497,7 +495,7 @@ impl Call {
     /// Closes the WebSocket with `code` and `reason` in the close frame,
     /// without waiting (e.g. 1013 when no element is free for the call).
     pub fn refuse(&self, code: u16, reason: &str) {
-        *self.close_frame.lock().unwrap() = Some((code, reason.to_owned()));
+        *self.close_frame.locked() = Some((code, reason.to_owned()));
         self.request_close();
     }
 
@@ -518,7 +516,7 @@ impl Call {
     /// does not wait.
     pub fn close(&self) {
         self.request_close();
-        let Some(task) = self.task.lock().unwrap().take() else {
+        let Some(task) = self.task.locked().take() else {
             return;
         };
         // The watchdog ends with the task, not after the full wait.

@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use super::{Call, END_MARK, PLAYOUT_GRACE, Request};
 
+use crate::lock::Locked;
+
 impl Call {
     /// Makes the sink `id` (named `name`) the one that plays into the call,
     /// if no other is: two streams' frames interleaved would play each cut
     /// up and stretched, and a clear from either would drop both. Else the
     /// name of the one that is.
     pub fn claim_sender(&self, id: usize, name: &str) -> Result<(), String> {
-        let mut sender = self.sender.lock().unwrap();
+        let mut sender = self.sender.locked();
         match &*sender {
             Some((holder, other)) if *holder != id => Err(other.clone()),
             _ => {
@@ -41,7 +43,7 @@ impl Call {
 
     /// The sink `id` no longer plays into the call: another may.
     pub fn release_sender(&self, id: usize) {
-        let mut sender = self.sender.lock().unwrap();
+        let mut sender = self.sender.locked();
         if sender.as_ref().is_some_and(|(holder, _)| *holder == id) {
             *sender = None;
         }

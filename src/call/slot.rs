@@ -11,6 +11,8 @@ use tokio::sync::watch;
 
 use super::Call;
 
+use crate::lock::Locked;
+
 /// Where a call is delivered: see the module documentation.
 #[derive(Debug)]
 pub struct Slot {
@@ -95,7 +97,7 @@ static NAMED_SLOTS: LazyLock<Mutex<HashMap<String, Weak<Slot>>>> = LazyLock::new
 /// The slot called `name`, created on first use; it lives as long as an
 /// element holds it.
 pub fn named_slot(name: &str) -> Arc<Slot> {
-    let mut slots = NAMED_SLOTS.lock().unwrap();
+    let mut slots = NAMED_SLOTS.locked();
     slots.retain(|_, slot| slot.strong_count() > 0);
     if let Some(slot) = slots.get(name).and_then(Weak::upgrade) {
         return slot;

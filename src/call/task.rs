@@ -27,6 +27,8 @@ use super::stats::Stat;
 use super::writer::Writer;
 use super::{Call, CallConfig, Request, call_log};
 
+use crate::lock::Locked;
+
 /// The per-call task: reads, validates and dispatches Twilio's messages,
 /// writes ours, and ends when either side closes.
 pub(super) async fn serve<S>(
@@ -81,7 +83,7 @@ pub(super) async fn serve<S>(
             tokio::select! {
                 biased;
                 _ = close_asked(&call, close_requested.as_mut(), &mut close_registered) => {
-                    let (code, reason) = call.close_frame.lock().unwrap().take().unwrap_or((1000, String::new()));
+                    let (code, reason) = call.close_frame.locked().take().unwrap_or((1000, String::new()));
                     close(&mut ws, code, &reason).await;
                     break None;
                 }
@@ -197,7 +199,7 @@ pub(super) async fn serve<S>(
         Some(reason) => call_log!(&call, info, "{reason} after stop"),
         None => {
             call_log!(&call, info, "closed by us");
-            let ended = call.ended.lock().unwrap().take();
+            let ended = call.ended.locked().take();
             if let Some(why) = ended {
                 queue(&call, &events, CallEvent::Ended(why));
             }

@@ -19,6 +19,7 @@ use super::paths::Shared;
 use super::registry::ListenerConfig;
 use super::upgrade::upgrade;
 use crate::call::CAT;
+use crate::lock::Locked;
 
 /// Counts a connection for as long as it lives (handshake, then call).
 pub(super) struct ConnectionGuard(Arc<Shared>);
@@ -51,7 +52,7 @@ pub(super) async fn accept_loop(
             }
         };
         if shared.connections.load(Ordering::Relaxed) >= config.max_connections {
-            let oldest = shared.handshakes.lock().unwrap().take_oldest();
+            let oldest = shared.handshakes.locked().take_oldest();
             match oldest {
                 Some(evict) => {
                     gst::info!(
@@ -77,7 +78,7 @@ pub(super) async fn accept_loop(
         let guard = ConnectionGuard(shared.clone());
         // Only the task holds it: queued (as a `Weak`) before it can end.
         let evicted = Arc::new(Notify::new());
-        shared.handshakes.lock().unwrap().push(&evicted);
+        shared.handshakes.locked().push(&evicted);
         let arriving = Arriving {
             peer,
             timeout: config.handshake_timeout,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::call::{CAT, Call, CallConfig, Slot};
+use crate::lock::Locked;
 
 /// What all elements on one path must agree on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +115,7 @@ impl Handshakes {
 
 impl Shared {
     pub fn path_config(&self, path: &str) -> Option<(PathConfig, Arc<PathCounters>)> {
-        let paths = self.paths.lock().unwrap();
+        let paths = self.paths.locked();
         paths
             .get(path)
             .filter(|e| !e.waiters.is_empty())
@@ -123,7 +124,7 @@ impl Shared {
 
     /// Whether an element registered on `path` has no call.
     pub fn has_free_slot(&self, path: &str) -> bool {
-        let paths = self.paths.lock().unwrap();
+        let paths = self.paths.locked();
         paths
             .get(path)
             .is_some_and(|e| e.waiters.iter().any(|(_, slot)| slot.is_free()))
@@ -140,7 +141,7 @@ impl Shared {
         config: PathConfig,
         slot: Arc<Slot>,
     ) -> io::Result<(Arc<PathCounters>, Vec<Arc<Call>>)> {
-        let mut paths = self.paths.lock().unwrap();
+        let mut paths = self.paths.locked();
         let entry = paths.entry(path.to_owned()).or_insert_with(|| PathEntry {
             config: config.clone(),
             waiters: Vec::new(),
@@ -173,7 +174,7 @@ impl Shared {
     /// Opens `slot`, registered on `path`, to calls again after
     /// [`Slot::close`], delivering the oldest waiting call at once.
     pub fn reopen(&self, path: &str, slot: &Slot) {
-        let mut paths = self.paths.lock().unwrap();
+        let mut paths = self.paths.locked();
         slot.reopen();
         if let Some(entry) = paths.get_mut(path) {
             deliver_pending(entry, slot);
@@ -186,7 +187,7 @@ impl Shared {
     /// `pending-timeout`, for an element that registers on the path anew
     /// (a pipeline cycled through READY between calls).
     pub fn unregister(&self, path: &str, id: u64, keep_pending: bool) -> Vec<Arc<Call>> {
-        let mut paths = self.paths.lock().unwrap();
+        let mut paths = self.paths.locked();
         let Some(entry) = paths.get_mut(path) else {
             return Vec::new();
         };
@@ -207,7 +208,7 @@ impl Shared {
     /// Hands `call`, upgraded under `admitted` (its path's settings then),
     /// to the first free slot of its path, or queues it.
     pub fn dispatch(&self, path: &str, admitted: &PathConfig, call: &Arc<Call>) -> Dispatch {
-        let mut paths = self.paths.lock().unwrap();
+        let mut paths = self.paths.locked();
         let Some(entry) = paths.get_mut(path) else {
             return Dispatch::NobodyListens;
         };
@@ -227,7 +228,7 @@ impl Shared {
 
     /// Removes `call` from the pending queue; true if it was still there.
     pub fn expire(&self, path: &str, call: &Arc<Call>) -> bool {
-        let mut paths = self.paths.lock().unwrap();
+        let mut paths = self.paths.locked();
         let Some(entry) = paths.get_mut(path) else {
             return false;
         };
@@ -243,7 +244,7 @@ impl Shared {
     /// Empties the table; returns the pending calls, each with its path's
     /// counters.
     pub fn shutdown(&self) -> Vec<(Arc<Call>, Arc<PathCounters>)> {
-        let mut paths = self.paths.lock().unwrap();
+        let mut paths = self.paths.locked();
         self.shut.store(true, Ordering::SeqCst);
         self.shut_down.notify_waiters();
         paths
@@ -270,8 +271,7 @@ impl Shared {
     /// frame limit has to be set before the request's path is known.
     pub fn largest_message_size(&self) -> usize {
         self.paths
-            .lock()
-            .unwrap()
+            .locked()
             .values()
             .map(|e| e.config.call.max_message_size)
             .max()

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, LazyLock, Mutex, Weak};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -19,6 +19,7 @@ use super::admission::{NOBODY_SERVES, refuse};
 use super::paths::{PathConfig, PathCounters, Shared};
 use super::tls::TlsFiles;
 use crate::call::{CAT, Slot};
+use crate::lock::Locked;
 use crate::runtime::RUNTIME;
 
 static LISTENERS: LazyLock<Mutex<HashMap<SocketAddr, Weak<Listener>>>> =
@@ -115,7 +116,7 @@ pub fn register(
         )
     })?;
     let listener = {
-        let mut listeners = LISTENERS.lock().unwrap();
+        let mut listeners = LISTENERS.locked();
         loop {
             match listeners.get(&addr).filter(|_| port != 0) {
                 Some(weak) => match weak.upgrade() {
@@ -123,8 +124,9 @@ pub fn register(
                     // Still closing (the last element just left): wait until
                     // its socket is gone rather than fail to bind.
                     None => {
-                        let (guard, timeout) =
-                            LISTENER_CLOSED.wait_timeout(listeners, CLOSE_WAIT).unwrap();
+                        let (guard, timeout) = LISTENER_CLOSED
+                            .wait_timeout(listeners, CLOSE_WAIT)
+                            .unwrap_or_else(PoisonError::into_inner);
                         listeners = guard;
                         if timeout.timed_out() {
                             listeners.remove(&addr);
@@ -186,7 +188,7 @@ impl Listener {
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let shared = if fixed {
-            let mut tables = TABLES.lock().unwrap();
+            let mut tables = TABLES.locked();
             tables.retain(|_, (table, _)| table.strong_count() > 0);
             let old = tables
                 .get(&addr)
@@ -232,7 +234,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Some(accept) = self.accept.lock().unwrap().take() {
+        if let Some(accept) = self.accept.locked().take() {
             accept.abort();
             // Aborting drops the socket on a runtime thread; wait for that
             // so the port is free when the element's state change returns.
@@ -247,7 +249,7 @@ impl Drop for Listener {
                 refuse(&call, &counters, NOBODY_SERVES);
             }
         }
-        let mut listeners = LISTENERS.lock().unwrap();
+        let mut listeners = LISTENERS.locked();
         if listeners
             .get(&self.addr)
             .is_some_and(|w| w.strong_count() == 0)

@@ -19,6 +19,7 @@ use super::framing::Take;
 use super::imp::{CAT, TwilioStreamSink};
 use super::pairing::Ended;
 use crate::call::{Call, HotPart};
+use crate::lock::Locked;
 use crate::messages;
 use crate::runtime::RUNTIME;
 use crate::wait::wait;
@@ -50,7 +51,7 @@ impl TwilioStreamSink {
     /// blocks.
     pub(super) fn adopt_call(&self) -> Option<(Arc<Call>, String)> {
         let held = {
-            let state = self.state.lock().unwrap();
+            let state = self.state.locked();
             match (&state.call, &state.stream_sid) {
                 (Some(call), Some(sid)) => Some((call.clone(), sid.clone())),
                 _ => None,
@@ -61,7 +62,7 @@ impl TwilioStreamSink {
         {
             return Some((call, sid));
         }
-        let current = self.state.lock().unwrap().slot.as_ref()?.current()?;
+        let current = self.state.locked().slot.as_ref()?.current()?;
         self.adopt(current)
     }
 
@@ -71,7 +72,7 @@ impl TwilioStreamSink {
         let sid = call.start_info()?.stream_sid.clone();
         let name = self.obj().name();
         let claimed = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             if let (Some(call), Some(sid)) = (&state.call, &state.stream_sid) {
                 return Some((call.clone(), sid.clone()));
             }
@@ -114,7 +115,7 @@ impl TwilioStreamSink {
             );
             return None;
         }
-        let lead = self.settings.lock().unwrap().max_lead_ms;
+        let lead = self.settings.locked().max_lead_ms;
         call.set_lead(std::time::Duration::from_millis(lead as u64));
         gst::info!(
             CAT,
@@ -164,7 +165,7 @@ impl TwilioStreamSink {
             return false;
         }
         let Some((call, _)) = self.adopt_call() else {
-            let why = match self.state.lock().unwrap().refused {
+            let why = match self.state.locked().refused {
                 true => "another sink plays into the call",
                 false => "no call yet",
             };
@@ -172,7 +173,7 @@ impl TwilioStreamSink {
             return false;
         };
         let sent = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             // The audio before the mark goes out first, even a partial frame;
             // under the lock, so no frame of a later buffer comes between.
             if state.send_frames(Take::All).is_err() {
@@ -198,7 +199,7 @@ impl TwilioStreamSink {
     pub(super) fn clear(&self, reason: &'static str) -> bool {
         let adopted = self.adopt_call();
         let held = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             let held = state.framer.pending_ns();
             state.framer.clear();
             held
@@ -232,7 +233,7 @@ impl TwilioStreamSink {
     pub(super) fn end_stream(&self, after_playout: bool) -> bool {
         let call = match self.adopt_call() {
             Some((call, _)) => Some(call),
-            None if self.state.lock().unwrap().refused => {
+            None if self.state.locked().refused => {
                 gst::info!(
                     CAT,
                     imp = self,
@@ -249,7 +250,7 @@ impl TwilioStreamSink {
         if after_playout && call.is_open() {
             // The partial frame and the resampler's tail are part of what
             // must be played first.
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             state.framer.push_resampler_tail();
             let _ = state.send_frames(Take::All);
         }
@@ -267,12 +268,12 @@ impl TwilioStreamSink {
         // that fed it. The src's next call, started while the EOS was on its
         // way (behind a queue), is not this stream's to end.
         let held = {
-            let state = self.state.lock().unwrap();
+            let state = self.state.locked();
             state.call.clone().zip(state.stream_sid.clone())
         };
         let adopted = held.or_else(|| self.adopt_call());
         let owns_call = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             state.framer.push_resampler_tail();
             let _ = state.send_frames(Take::All);
             state.registration.is_some()
@@ -287,7 +288,7 @@ impl TwilioStreamSink {
             self.await_call_over();
             return true;
         }
-        let end = self.settings.lock().unwrap().end_stream_on_eos;
+        let end = self.settings.locked().end_stream_on_eos;
         if end || owns_call {
             return self.play_out(call, end, event);
         }
@@ -323,7 +324,7 @@ impl TwilioStreamSink {
         if tokio::runtime::Handle::try_current().is_ok() {
             return;
         }
-        let over = match &self.state.lock().unwrap().poster {
+        let over = match &self.state.locked().poster {
             Some(poster) => poster.call_over(),
             None => return,
         };
@@ -346,7 +347,7 @@ impl TwilioStreamSink {
     /// for good. Later calls wait or are refused as when the sink holds a
     /// call (`pending-timeout`).
     fn refuse_calls(&self) {
-        let slot = self.state.lock().unwrap().slot.clone();
+        let slot = self.state.locked().slot.clone();
         let Some(slot) = slot else {
             return;
         };
@@ -409,7 +410,7 @@ impl TwilioStreamSink {
                 }
             }
         };
-        if self.state.lock().unwrap().flushing {
+        if self.state.locked().flushing {
             gst::debug!(CAT, imp = self, "EOS: a flush came, the stream goes on");
             return false;
         }
@@ -432,7 +433,7 @@ impl TwilioStreamSink {
             // A sink with a call of its own posts the call's messages from
             // a task: let it post the EOS mark and twilio-ended before the
             // pipeline's EOS does (bounded, cancellable).
-            let poster = self.state.lock().unwrap().poster.take();
+            let poster = self.state.locked().poster.take();
             if let Some(poster) = poster {
                 let posted = RUNTIME.spawn(async move {
                     let _ = tokio::time::timeout(POSTER_DRAIN, poster.finished()).await;

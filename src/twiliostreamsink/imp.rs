@@ -29,6 +29,7 @@ use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS, DEFAU
 use crate::call::{Call, Outgoing, SendError, Slot, Stat};
 use crate::contain::Containing as _;
 use crate::endpoint::Endpoint;
+use crate::lock::Locked;
 use crate::server::Registration;
 use crate::wait::{Canceller, wait};
 
@@ -201,7 +202,7 @@ impl TwilioStreamSink {
     /// early so they leave on time. Set by the caps and the call's format.
     pub(super) fn update_render_delay(&self) {
         let delay = {
-            let state = self.state.lock().unwrap();
+            let state = self.state.locked();
             gst::ClockTime::from_mseconds(state.framer.frame_ms())
                 + gst::ClockTime::from_nseconds(state.framer.delay_ns())
         };
@@ -228,8 +229,9 @@ impl ObjectImpl for TwilioStreamSink {
     }
 
     // GLib calls these with no way to unwind: a panic would abort the
-    // process, every call in it (after a panic elsewhere, a lock they take
-    // may be poisoned). Caught, it stops the element as in a vfunc.
+    // process, every call in it. Caught, it stops the element as in a
+    // vfunc. (A lock a panic elsewhere poisoned is taken all the same:
+    // `crate::lock`.)
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         self.stopping_on_panic(|| (), || self.write_property(value, pspec));
     }
@@ -323,8 +325,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                     ),
                 };
                 self.state
-                    .lock()
-                    .unwrap()
+                    .locked()
                     .framer
                     .set_input(input)
                     .map_err(|e| gst::loggable_error!(CAT, "unsupported rate {}", e.0))?;
@@ -354,7 +355,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                let mut state = self.state.lock().unwrap();
+                let mut state = self.state.locked();
                 #[cfg(test)]
                 if super::panicked::asked(&super::panicked::PANIC_IN_RENDER, self) {
                     panic!("render panicked (test)");
@@ -423,7 +424,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                     if !more {
                         return Ok(gst::FlowSuccess::Ok);
                     }
-                    state = self.state.lock().unwrap();
+                    state = self.state.locked();
                     if state.flushing {
                         return Err(gst::FlowError::Flushing);
                     }
@@ -437,7 +438,7 @@ impl BaseSinkImpl for TwilioStreamSink {
             || false,
             || {
                 // (A GAP prerolls as a buffer does.)
-                self.state.lock().unwrap().note_feeder();
+                self.state.locked().note_feeder();
                 let name = event.structure().map(|s| s.name().to_string());
                 match event.view() {
                     gst::EventView::CustomDownstream(_) if name.as_deref() == Some(MARK_EVENT) => {
@@ -465,11 +466,11 @@ impl BaseSinkImpl for TwilioStreamSink {
                     }
                     gst::EventView::FlushStart(_) => {
                         gst::debug!(CAT, imp = self, "flush: clearing");
-                        self.state.lock().unwrap().flushing = true;
+                        self.state.locked().flushing = true;
                         self.clear("flush");
                     }
                     gst::EventView::FlushStop(_) => {
-                        let mut state = self.state.lock().unwrap();
+                        let mut state = self.state.locked();
                         state.flushing = false;
                         // After an EOS that came before any call (see `eos`), the
                         // stream starts over: a call may come for it, with a poster
@@ -487,7 +488,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                     gst::EventView::StreamStart(_) => self.stream_started(),
                     gst::EventView::Segment(e) => {
                         if let Ok(segment) = e.segment().clone().downcast::<gst::ClockTime>() {
-                            self.state.lock().unwrap().segment = segment;
+                            self.state.locked().segment = segment;
                         }
                     }
                     gst::EventView::Eos(_) if !self.eos(&event) => return false,
@@ -506,7 +507,7 @@ impl BaseSinkImpl for TwilioStreamSink {
         self.stopping_on_panic(
             || Ok(()),
             || {
-                self.canceller.lock().unwrap().cancel();
+                self.canceller.locked().cancel();
                 Ok(())
             },
         )
@@ -516,7 +517,7 @@ impl BaseSinkImpl for TwilioStreamSink {
         self.stopping_on_panic(
             || Ok(()),
             || {
-                self.canceller.lock().unwrap().reset();
+                self.canceller.locked().reset();
                 Ok(())
             },
         )

@@ -16,6 +16,7 @@ use super::framing::Framer;
 use super::imp::{CAT, State, TwilioStreamSink};
 use super::{poster, properties};
 use crate::call::{self, Call, Slot};
+use crate::lock::Locked;
 use crate::push_gate::PAUSE_WAIT;
 use crate::wait::wait;
 
@@ -54,7 +55,7 @@ impl TwilioStreamSink {
     /// stream of a call over, while the src has its next call: dropped.
     pub(super) fn ensure_call(&self) -> Result<bool, gst::FlowError> {
         let (adopted, over) = {
-            let state = self.state.lock().unwrap();
+            let state = self.state.locked();
             match (&state.call, &state.stream_sid) {
                 // A call that ended takes buffers (dropping them) until its
                 // consumer has read its end: EOS from here would stop a src
@@ -94,8 +95,7 @@ impl TwilioStreamSink {
         }
         let slot = self
             .state
-            .lock()
-            .unwrap()
+            .locked()
             .slot
             .clone()
             .ok_or(gst::FlowError::Flushing)?;
@@ -109,7 +109,7 @@ impl TwilioStreamSink {
         }
         match self.adopt(call) {
             Some((call, _)) if call.is_open() => Ok(true),
-            _ if self.state.lock().unwrap().refused => Err(gst::FlowError::Error),
+            _ if self.state.locked().refused => Err(gst::FlowError::Error),
             _ => Err(gst::FlowError::Eos),
         }
     }
@@ -124,7 +124,7 @@ impl TwilioStreamSink {
     /// of it meanwhile, LetGo too, so that the caller looks again rather
     /// than end the stream or use that call.
     pub(super) fn let_go_of_ended_call(&self, seen: &Arc<Call>) -> Ended {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.locked();
         if !state
             .call
             .as_ref()
@@ -162,7 +162,7 @@ impl TwilioStreamSink {
     /// call played into is over, a stream starting is the src's next run:
     /// from here on the sink may follow it to its next call.
     pub(super) fn stream_started(&self) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.locked();
         if state.call.as_ref().is_some_and(|call| !call.is_open()) {
             gst::debug!(CAT, imp = self, "a stream starts after the call's end");
             state.next_stream = true;
@@ -172,7 +172,7 @@ impl TwilioStreamSink {
     /// Finds the call's slot (pairing, or listening itself). Done on READY →
     /// PAUSED, like the src, so that properties set in READY apply.
     pub(super) fn connect(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = self.settings.locked().clone();
         let mut state = State {
             framer: Framer::new(settings.chunk_ms as usize * 8),
             ..State::default()
@@ -219,7 +219,7 @@ impl TwilioStreamSink {
             }
         }
         let listening = state.registration.is_some();
-        *self.state.lock().unwrap() = state;
+        *self.state.locked() = state;
         if listening {
             self.obj().notify("bound-port");
         } else {
@@ -242,7 +242,7 @@ impl TwilioStreamSink {
     /// PLAYING → PAUSED holds the call's audio in its writer (Twilio plays
     /// out what it has, at most the lead); PAUSED → PLAYING goes on.
     pub(super) fn pause_call(&self, paused: bool) {
-        let call = self.state.lock().unwrap().call.clone();
+        let call = self.state.locked().call.clone();
         if let Some(call) = call {
             gst::debug!(CAT, imp = self, "{call:?}: paused {paused}");
             call.pause_writer(paused);
@@ -279,7 +279,7 @@ impl TwilioStreamSink {
 
     /// Whether the sink holds pushes (from PLAYING → PAUSED on).
     pub(super) fn holds_feeders(&self) -> bool {
-        !self.state.lock().unwrap().holding.is_empty()
+        !self.state.locked().holding.is_empty()
     }
 
     /// Runs `f` (a call into BaseSink) with its `async` off if `off`. Also
@@ -293,14 +293,14 @@ impl TwilioStreamSink {
             return f();
         }
         {
-            let mut turned_off = self.async_off.lock().unwrap();
+            let mut turned_off = self.async_off.locked();
             if turned_off.0 == 0 {
                 turned_off.1 = self.set_async_enabled(false);
             }
             turned_off.0 += 1;
         }
         let result = f();
-        let mut turned_off = self.async_off.lock().unwrap();
+        let mut turned_off = self.async_off.locked();
         turned_off.0 -= 1;
         if turned_off.0 == 0 {
             self.set_async_enabled(turned_off.1);
@@ -334,10 +334,10 @@ impl TwilioStreamSink {
         // A src relinked elsewhere since it pushed here feeds another
         // branch now: holding it would stop that branch while this sink
         // pauses. It is forgotten (it is learned again if it comes back).
-        let feeders = self.state.lock().unwrap().feeders.clone();
+        let feeders = self.state.locked().feeders.clone();
         let gone: Vec<_> = feeders.into_iter().filter(|f| !self.fed_by(f)).collect();
         let (new, holding) = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             let state = &mut *state;
             state.feeders.retain(|f| !gone.contains(f));
             let new: Vec<_> = state
@@ -396,7 +396,7 @@ impl TwilioStreamSink {
 
     /// After PAUSED → PLAYING, or when the sink stops: the srcs it held go on.
     pub(super) fn release_feeders(&self) {
-        let holding = std::mem::take(&mut self.state.lock().unwrap().holding);
+        let holding = std::mem::take(&mut self.state.locked().holding);
         for src in holding {
             src.release_pushes();
         }
@@ -406,7 +406,7 @@ impl TwilioStreamSink {
     /// and hangs up a call of its own.
     pub(super) fn disconnect(&self) {
         self.release_feeders();
-        let state = std::mem::take(&mut *self.state.lock().unwrap());
+        let state = std::mem::take(&mut *self.state.locked());
         if let Some(poster) = &state.poster {
             poster.abort();
         }
@@ -426,7 +426,7 @@ impl TwilioStreamSink {
             call.release_sender(self.sender_id());
         }
         // Keep the last call for the counters.
-        self.state.lock().unwrap().call = state.call;
+        self.state.locked().call = state.call;
     }
 }
 

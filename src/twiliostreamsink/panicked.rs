@@ -11,7 +11,6 @@
 //! marked panicked; the call's task, and the other calls on its thread, go
 //! on.
 
-use std::sync::PoisonError;
 #[cfg(test)]
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
@@ -22,6 +21,7 @@ use gst_base::subclass::prelude::*;
 use super::imp::{CAT, TwilioStreamSink};
 use crate::call::HotPart;
 use crate::contain::{CLOSE_PANICKED, Containing};
+use crate::lock::Locked;
 
 /// Tests only: the sink at this address (0: none) panics in its next code
 /// on a network thread (its poster's message, or its clear's callback),
@@ -82,16 +82,12 @@ impl Containing for TwilioStreamSink {
     #[cold]
     #[inline(never)]
     fn stop_after_panic(&self) {
-        self.settings.clear_poison();
-        self.state.clear_poison();
-        self.canceller.clear_poison();
-        self.async_off.clear_poison();
         if self.stopped_after_panic.swap(true, Ordering::SeqCst) {
             return;
         }
         gst::error!(CAT, imp = self, "panicked: closing the call");
         let (registration, poster, slot, call, holding) = {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = self.state.locked();
             state.bound_port = 0;
             (
                 state.registration.take(),
@@ -116,10 +112,7 @@ impl Containing for TwilioStreamSink {
             // Nothing waits but for a call or its start: that ends. (The
             // call played into ends the other waits as it closes: cancelled,
             // they would wait for PLAYING, and try again at once.)
-            self.canceller
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .cancel();
+            self.canceller.locked().cancel();
         }
         for call in call.into_iter().chain(own) {
             call.hot.clear(&HotPart::SINK);

@@ -13,6 +13,7 @@ use crate::call::{Call, SINK_COUNTERS, Stats, counter_pspecs, find_counter};
 use crate::codec::resample::RATES;
 use crate::contain::Containing as _;
 use crate::endpoint::{self, Endpoint};
+use crate::lock::Locked;
 
 /// Default of `chunk-duration`, in milliseconds.
 pub(super) const DEFAULT_CHUNK_MS: u32 = 20;
@@ -221,7 +222,7 @@ pub(super) fn pad_templates() -> &'static [gst::PadTemplate] {
 
 impl TwilioStreamSink {
     pub(super) fn write_property(&self, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = self.settings.lock().unwrap();
+        let mut settings = self.settings.locked();
         if settings.endpoint.set_property(pspec.name(), value) {
             return;
         }
@@ -238,7 +239,7 @@ impl TwilioStreamSink {
                 settings.max_lead_ms = value.get().unwrap();
                 let lead = std::time::Duration::from_millis(settings.max_lead_ms as u64);
                 drop(settings);
-                if let Some(call) = self.state.lock().unwrap().call.as_ref() {
+                if let Some(call) = self.state.locked().call.as_ref() {
                     call.set_lead(lead);
                 }
             }
@@ -262,11 +263,11 @@ impl TwilioStreamSink {
             return value;
         }
         match pspec.name() {
-            "call-name" => self.settings.lock().unwrap().call_name.to_value(),
-            "chunk-duration" => self.settings.lock().unwrap().chunk_ms.to_value(),
-            "end-stream-on-eos" => self.settings.lock().unwrap().end_stream_on_eos.to_value(),
-            "max-lead" => self.settings.lock().unwrap().max_lead_ms.to_value(),
-            "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
+            "call-name" => self.settings.locked().call_name.to_value(),
+            "chunk-duration" => self.settings.locked().chunk_ms.to_value(),
+            "end-stream-on-eos" => self.settings.locked().end_stream_on_eos.to_value(),
+            "max-lead" => self.settings.locked().max_lead_ms.to_value(),
+            "bound-port" => self.state.locked().bound_port.to_value(),
             // A paired sink has its src's call as soon as `start` arrived,
             // before its first buffer. Reading does not adopt it: only a
             // sink that plays claims the call (one sink per call).
@@ -295,7 +296,7 @@ impl TwilioStreamSink {
     /// The call adopted, or the one the sink would adopt (a refused sink
     /// has none: its counters are not another sink's).
     pub(super) fn current_call(&self) -> Option<Arc<Call>> {
-        let state = self.state.lock().unwrap();
+        let state = self.state.locked();
         if state.refused {
             return None;
         }

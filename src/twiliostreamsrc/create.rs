@@ -15,6 +15,7 @@ use super::imp::{CAT, TwilioStreamSrc};
 use super::step::Step;
 use super::timing::Received;
 use crate::contain::Containing as _;
+use crate::lock::Locked;
 use crate::wait::wait;
 
 /// Tests only: the src at this address (0: none) panics in its next
@@ -40,7 +41,7 @@ impl TwilioStreamSrc {
             if let Some(created) = self.held_created()? {
                 return Ok(created);
             }
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             #[cfg(test)]
             if PANIC_IN_CREATE
                 .compare_exchange(self.obj().as_ptr() as usize, 0, SeqCst, SeqCst)
@@ -72,12 +73,12 @@ impl TwilioStreamSrc {
             }
             drop(state);
             if let Err(flow) = self.wait_for_last_drain() {
-                self.state.lock().unwrap().events = Some(events);
+                self.state.locked().events = Some(events);
                 return Err(flow);
             }
 
             let received = self.receive(&mut events);
-            self.state.lock().unwrap().events = Some(events);
+            self.state.locked().events = Some(events);
             let event = match received {
                 Ok(Received::Event(event)) => event,
                 Ok(Received::Overdue) => match Step::created(self.fill_overdue()?) {

@@ -24,6 +24,7 @@ use gst::subclass::prelude::*;
 
 use super::imp::TwilioStreamSrc;
 use super::timeline::Timeline;
+use crate::lock::Locked;
 use crate::runtime::RUNTIME;
 
 /// The fill timer wakes on multiples of this (from the process's first
@@ -86,7 +87,7 @@ impl TwilioStreamSrc {
     /// The fill timer's look: None once its run is over (or the call), else
     /// the look at the clock, if the fill may be pushed now.
     fn timer_look(&self, run: u64) -> Option<Option<FillLook>> {
-        if self.shared.runs.load(Ordering::SeqCst) != run || self.state.lock().unwrap().finished {
+        if self.shared.runs.load(Ordering::SeqCst) != run || self.state.locked().finished {
             return None;
         }
         // (Held, the gate's release wakes the timer.)

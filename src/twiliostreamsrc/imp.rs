@@ -25,6 +25,7 @@ use super::tracks::Aligner;
 use crate::call::{Call, CallEvent, DtmfDigit, Events, HotPart, MediaChunk, Slot};
 use crate::codec::WireFormat;
 use crate::contain::Containing as _;
+use crate::lock::Locked;
 use crate::messages;
 use crate::protocol::{StartInfo, StopInfo};
 use crate::quality::Meter;
@@ -121,7 +122,7 @@ impl Default for TwilioStreamSrc {
 impl TwilioStreamSrc {
     /// Where this src's calls are delivered; a paired sink waits on it too.
     pub(super) fn slot(&self) -> Arc<Slot> {
-        self.slot.lock().unwrap().1.clone()
+        self.slot.locked().1.clone()
     }
 
     fn post(&self, structure: gst::Structure) {
@@ -132,7 +133,7 @@ impl TwilioStreamSrc {
     /// they keep their place among the buffers without breaking event order).
     pub(super) fn push_pending_events(&self) {
         let events = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             if state.pending_events.is_empty() {
                 return;
             }
@@ -140,11 +141,7 @@ impl TwilioStreamSrc {
         };
         let pad = self.obj().src_pad().clone();
         if pad.sticky_event::<gst::event::Segment>(0).is_none() {
-            self.state
-                .lock()
-                .unwrap()
-                .pending_events
-                .splice(0..0, events);
+            self.state.locked().pending_events.splice(0..0, events);
             return;
         }
         for event in events {
@@ -172,7 +169,7 @@ impl TwilioStreamSrc {
         crate::hot_objects::register(&call, self, HotPart::Src, &pad, HotPart::SrcPad);
         crate::hot_objects::register_downstream(&call, &pad);
         {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             state.events = Some(events);
             state.call = Some(call);
         }
@@ -185,7 +182,7 @@ impl TwilioStreamSrc {
 
     fn handle_start(&self, start: Arc<StartInfo>) {
         let message = messages::start(&start);
-        self.state.lock().unwrap().start = Some(start.clone());
+        self.state.locked().start = Some(start.clone());
         // Sticky: stored on the pad, it goes out in order with the stream's
         // other sticky events, before the next buffer (or now, if flowing).
         let event = gst::event::CustomDownstreamSticky::new(message.clone());
@@ -205,14 +202,14 @@ impl TwilioStreamSrc {
     fn handle_dtmf(&self, digit: DtmfDigit) {
         gst::info!(CAT, imp = self, "DTMF {:?}", digit.0);
         match messages::dtmf_events(&digit) {
-            Some(events) => self.state.lock().unwrap().pending_events.extend(events),
+            Some(events) => self.state.locked().pending_events.extend(events),
             None => gst::warning!(CAT, imp = self, "{:?} is not a DTMF digit", digit.0),
         }
         self.post(messages::dtmf(&digit));
     }
 
     fn handle_end(&self, stop: Option<StopInfo>, reason: Option<String>) -> Option<gst::Buffer> {
-        let start = self.state.lock().unwrap().start.clone();
+        let start = self.state.locked().start.clone();
         if let Some(stop) = stop {
             let sid = start.as_ref().map(|s| s.stream_sid.as_str()).unwrap_or("");
             self.post(messages::stop(&stop, sid, self.stats_structure()));
@@ -220,14 +217,14 @@ impl TwilioStreamSrc {
         if let Some(reason) = reason {
             gst::element_imp_warning!(self, gst::ResourceError::Read, ["{}", reason]);
         }
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.locked();
         state.finished = true;
         self.drain(&mut state)
     }
 
     /// The `end-stream` action signal.
     pub(super) fn end_stream(&self, after_playout: bool) -> bool {
-        let call = self.state.lock().unwrap().call.clone();
+        let call = self.state.locked().call.clone();
         let Some(call) = call else {
             gst::info!(CAT, imp = self, "end-stream: no call to end");
             return false;
@@ -265,7 +262,7 @@ impl TwilioStreamSrc {
             None | Some(CallEvent::Stop(_) | CallEvent::Closed(_) | CallEvent::Ended(_))
         ) {
             // What the reorder window holds goes out before the end.
-            self.state.lock().unwrap().reorder.flush();
+            self.state.locked().reorder.flush();
         }
         let mut buffers = self.released_media()?;
         let tail = match event {
@@ -294,8 +291,7 @@ impl TwilioStreamSrc {
                 gst::info!(CAT, imp = self, "stream ended by us ({why}): end of stream");
                 let sid = self
                     .state
-                    .lock()
-                    .unwrap()
+                    .locked()
                     .start
                     .as_ref()
                     .map(|s| s.stream_sid.clone());
@@ -331,8 +327,9 @@ impl ObjectImpl for TwilioStreamSrc {
     }
 
     // GLib calls these with no way to unwind: a panic would abort the
-    // process, every call in it (after a panic elsewhere, a lock they take
-    // may be poisoned). Caught, it stops the element as in a vfunc.
+    // process, every call in it. Caught, it stops the element as in a
+    // vfunc. (A lock a panic elsewhere poisoned is taken all the same:
+    // `crate::lock`.)
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         self.stopping_on_panic(|| (), || self.write_property(value, pspec));
     }
@@ -424,12 +421,12 @@ impl BaseSrcImpl for TwilioStreamSrc {
         self.stopping_on_panic(
             || Err(gst::loggable_error!(CAT, "panicked")),
             || {
-                let format = self.state.lock().unwrap().format;
+                let format = self.state.locked().format;
                 let output = Output::from_caps(caps, format)
                     .ok_or_else(|| gst::loggable_error!(CAT, "unsupported caps {caps}"))?;
                 gst::debug!(CAT, imp = self, "output {output:?} for caps {caps}");
                 let changed = {
-                    let mut state = self.state.lock().unwrap();
+                    let mut state = self.state.locked();
                     let changed = state.output != Some(output);
                     state.output = Some(output);
                     state.converter.reset();
@@ -451,11 +448,11 @@ impl BaseSrcImpl for TwilioStreamSrc {
             || {
                 // Started, the tracks this run started with; else the property's.
                 let (format, run) = {
-                    let state = self.state.lock().unwrap();
+                    let state = self.state.locked();
                     let run = state.registration.is_some().then_some(state.tracks);
                     (state.format, run)
                 };
-                let tracks = run.unwrap_or_else(|| self.settings.lock().unwrap().track);
+                let tracks = run.unwrap_or_else(|| self.settings.locked().track);
                 let caps = Output::caps(tracks.channels(), format);
                 Some(match filter {
                     Some(filter) => {
@@ -490,7 +487,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
         self.stopping_on_panic(
             || Ok(()),
             || {
-                self.canceller.lock().unwrap().cancel();
+                self.canceller.locked().cancel();
                 Ok(())
             },
         )
@@ -501,7 +498,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
             || Ok(()),
             || {
                 self.shared.flushed();
-                self.canceller.lock().unwrap().reset();
+                self.canceller.locked().reset();
                 Ok(())
             },
         )
@@ -511,9 +508,9 @@ impl BaseSrcImpl for TwilioStreamSrc {
 impl TwilioStreamSrc {
     /// `start`'s body: the run's state from the settings, and the listener.
     fn start_listening(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
+        let settings = self.settings.locked().clone();
         {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             *state = State {
                 tracks: settings.track,
                 carried: [true, false],
@@ -552,7 +549,7 @@ impl TwilioStreamSrc {
             settings.endpoint.path
         );
         {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             state.bound_port = addr.port() as u32;
             state.registration = Some(registration);
         }
@@ -567,7 +564,7 @@ impl TwilioStreamSrc {
     /// `stop`'s body: the listener let go of, the call hung up.
     fn stop_listening(&self) -> Result<(), gst::ErrorMessage> {
         let (registration, events) = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             #[cfg(test)]
             if crate::contain::asked(&super::panicked::PANIC_IN_STOP, self) {
                 panic!("stop panicked (test)");

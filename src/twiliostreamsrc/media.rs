@@ -25,6 +25,7 @@ use super::timing::AfterPause;
 use super::tracks::{Aligner, Frame};
 use crate::call::{HotPart, MediaChunk, Stat};
 use crate::codec::WireFormat;
+use crate::lock::Locked;
 use crate::protocol::{StartInfo, Track};
 
 /// Which tracks `start` says the stream carries, in channel order. A stream
@@ -56,7 +57,7 @@ impl TwilioStreamSrc {
     pub(super) fn check_tracks(&self, start: &StartInfo) {
         let carried = carried(start);
         let tracks = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             state.carried = carried;
             // Whether the one track output comes is seen from the media.
             state.unseen = (start.tracks_unannounced && state.tracks.mono().is_some()).then_some(0);
@@ -108,7 +109,7 @@ impl TwilioStreamSrc {
     pub(super) fn reorder_media(&self, chunk: MediaChunk) -> Result<Buffers, gst::FlowError> {
         let (chunk_no, timestamp_ms) = (chunk.chunk, chunk.timestamp_ms);
         let pushed = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             let pushed = state.reorder.push(chunk);
             if let Some(call) = &state.call {
                 call.stats
@@ -132,7 +133,7 @@ impl TwilioStreamSrc {
     pub(super) fn released_media(&self) -> Result<Buffers, gst::FlowError> {
         let mut buffers = Buffers::default();
         loop {
-            let Some(chunk) = self.state.lock().unwrap().reorder.pop() else {
+            let Some(chunk) = self.state.locked().reorder.pop() else {
                 return Ok(buffers);
             };
             buffers.extend(self.handle_media(chunk)?);
@@ -147,7 +148,7 @@ impl TwilioStreamSrc {
         if chunk.ulaw.is_empty() {
             return Ok(None);
         }
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.locked();
         if state.output.is_none() {
             drop(state);
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ["No caps negotiated"]);

@@ -8,8 +8,8 @@
 //! (`crate::contain`), ERROR on the bus, the element marked panicked; the
 //! call's task, and the other calls on its thread, go on.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -18,6 +18,7 @@ use gst_base::prelude::*;
 use super::imp::{CAT, TwilioStreamSrc};
 use crate::call::{Consumer, HotPart};
 use crate::contain::{CLOSE_PANICKED, Containing};
+use crate::lock::Locked;
 
 /// Tests only: the src at this address (0: none) panics in its next
 /// `start`, once it listens.
@@ -94,10 +95,6 @@ impl Containing for TwilioStreamSrc {
     #[cold]
     #[inline(never)]
     fn stop_after_panic(&self) {
-        self.settings.clear_poison();
-        self.state.clear_poison();
-        self.canceller.clear_poison();
-        self.slot.clear_poison();
         if self.shared.stopped_after_panic.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -110,12 +107,9 @@ impl Containing for TwilioStreamSrc {
         self.shared.stop();
         // The streaming thread waits for a fallback (or a call): it goes,
         // and create() is not called again.
-        self.canceller
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .cancel();
+        self.canceller.locked().cancel();
         let (registration, events, call) = {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = self.state.locked();
             state.bound_port = 0;
             state.held.clear();
             (
@@ -126,12 +120,7 @@ impl Containing for TwilioStreamSrc {
         };
         drop(registration);
         drop(events);
-        let slot = self
-            .slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .1
-            .clone();
+        let slot = self.slot.locked().1.clone();
         for call in call.into_iter().chain(slot.take()) {
             // Ends the cycle element → call → consumer → element too.
             call.set_consumer(None);

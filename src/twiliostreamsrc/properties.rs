@@ -13,6 +13,7 @@ use super::reorder;
 use crate::call::{self, Call, SRC_COUNTERS, Slot, Stats, counter_pspecs, find_counter};
 use crate::contain::Containing as _;
 use crate::endpoint::{self, Endpoint};
+use crate::lock::Locked;
 use crate::messages;
 use crate::protocol::{StartInfo, Track};
 
@@ -333,7 +334,7 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
 
 impl TwilioStreamSrc {
     pub(super) fn write_property(&self, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = self.settings.lock().unwrap();
+        let mut settings = self.settings.locked();
         if settings.endpoint.set_property(pspec.name(), value) {
             return;
         }
@@ -359,7 +360,7 @@ impl TwilioStreamSrc {
                     .unwrap()
                     .filter(|n| !n.is_empty());
                 drop(settings);
-                if self.state.lock().unwrap().registration.is_none() {
+                if self.state.locked().registration.is_none() {
                     self.follow_call_name();
                 }
             }
@@ -379,28 +380,27 @@ impl TwilioStreamSrc {
         }
         let sid = |f: fn(&StartInfo) -> &String| {
             self.state
-                .lock()
-                .unwrap()
+                .locked()
                 .start
                 .as_deref()
                 .map(|s| f(s).clone())
                 .to_value()
         };
         match pspec.name() {
-            "bound-port" => self.state.lock().unwrap().bound_port.to_value(),
+            "bound-port" => self.state.locked().bound_port.to_value(),
             "connected" => self
                 .slot()
                 .current()
                 .is_some_and(|c| c.is_open())
                 .to_value(),
-            "call-name" => self.settings.lock().unwrap().call_name.to_value(),
-            "latency" => self.settings.lock().unwrap().latency_ms.to_value(),
-            "shared-threads" => self.settings.lock().unwrap().shared_threads.to_value(),
-            "track" => self.settings.lock().unwrap().track.to_value(),
-            "gap-fill" => self.settings.lock().unwrap().gap_fill.to_value(),
-            "quality-interval" => self.settings.lock().unwrap().quality_interval.to_value(),
-            "reorder-window" => self.settings.lock().unwrap().reorder_window.to_value(),
-            "track-wait" => self.settings.lock().unwrap().track_wait_ms.to_value(),
+            "call-name" => self.settings.locked().call_name.to_value(),
+            "latency" => self.settings.locked().latency_ms.to_value(),
+            "shared-threads" => self.settings.locked().shared_threads.to_value(),
+            "track" => self.settings.locked().track.to_value(),
+            "gap-fill" => self.settings.locked().gap_fill.to_value(),
+            "quality-interval" => self.settings.locked().quality_interval.to_value(),
+            "reorder-window" => self.settings.locked().reorder_window.to_value(),
+            "track-wait" => self.settings.locked().track_wait_ms.to_value(),
             "jitter" => self.quality_now().jitter_ms.to_value(),
             "late-chunks" => self.quality_now().late.to_value(),
             "mos" => self.quality_now().mos.to_value(),
@@ -409,8 +409,7 @@ impl TwilioStreamSrc {
             "account-sid" => sid(|s| &s.account_sid),
             "custom-parameters" => self
                 .state
-                .lock()
-                .unwrap()
+                .locked()
                 .start
                 .as_deref()
                 .map(messages::custom_parameters)
@@ -430,8 +429,8 @@ impl TwilioStreamSrc {
     /// started: the running call came to the slot it has, which `stop`
     /// hangs up before it takes the new one.
     pub(super) fn follow_call_name(&self) {
-        let name = self.settings.lock().unwrap().call_name.clone();
-        let mut slot = self.slot.lock().unwrap();
+        let name = self.settings.locked().call_name.clone();
+        let mut slot = self.slot.locked();
         if slot.0 != name {
             let new = match &name {
                 Some(name) => call::named_slot(name),
@@ -444,8 +443,7 @@ impl TwilioStreamSrc {
     /// The call whose counters the properties show.
     fn stats_call(&self) -> Option<Arc<Call>> {
         self.state
-            .lock()
-            .unwrap()
+            .locked()
             .call
             .clone()
             .or_else(|| self.slot().current())

@@ -14,6 +14,7 @@ use super::media::track_wait;
 use super::output::Output;
 use super::properties::{GapFill, Settings, Tracks};
 use crate::call::{MediaChunk, Stat};
+use crate::lock::Locked;
 use crate::messages;
 use crate::protocol::Track;
 use crate::quality::{Figures, Meter};
@@ -82,7 +83,7 @@ impl TwilioStreamSrc {
     /// slower track.
     pub(super) fn latency(&self) -> gst::ClockTime {
         let (output, run) = {
-            let state = self.state.lock().unwrap();
+            let state = self.state.locked();
             // Once negotiated, the tracks and wait this run started with.
             let run = state
                 .output
@@ -91,7 +92,7 @@ impl TwilioStreamSrc {
             (state.output.unwrap_or_default(), run)
         };
         let (extra, tracks, wait) = {
-            let settings = self.settings.lock().unwrap();
+            let settings = self.settings.locked();
             let (tracks, wait) = run.unwrap_or((settings.track, settings.track_wait_ms));
             (settings.latency_ms, tracks, wait)
         };
@@ -113,7 +114,7 @@ impl TwilioStreamSrc {
         if !measured || chunk.ulaw.is_empty() {
             return;
         }
-        let latency_ms = self.settings.lock().unwrap().latency_ms;
+        let latency_ms = self.settings.locked().latency_ms;
         let output = state.output.unwrap_or_default();
         state.meter.set_latency(
             reported_latency(output, latency_ms, state.tracks, state.track_wait_ms).into(),
@@ -161,7 +162,7 @@ impl TwilioStreamSrc {
     /// Posts `twilio-quality` if one fell due.
     pub(super) fn post_due_report(&self) {
         let message = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             if !std::mem::take(&mut state.report_due) {
                 return;
             }
@@ -178,7 +179,7 @@ impl TwilioStreamSrc {
     /// negotiated, for the run as it started (as `latency` reports it);
     /// before, for the properties as they are.
     fn conditions(&self, state: &State) -> (f64, bool) {
-        let settings = self.settings.lock().unwrap();
+        let settings = self.settings.locked();
         let run = match state.output {
             Some(_) => (state.tracks, state.track_wait_ms, state.gap_fill),
             None => (settings.track, settings.track_wait_ms, settings.gap_fill),
@@ -189,7 +190,7 @@ impl TwilioStreamSrc {
     /// The call's figures so far; `jitter_ms` is the current estimate (the
     /// larger track's).
     pub(super) fn quality_now(&self) -> Figures {
-        let state = self.state.lock().unwrap();
+        let state = self.state.locked();
         let (latency_ms, concealment) = self.conditions(&state);
         let mut figures = state.meter.call(latency_ms, concealment);
         figures.jitter_ms = state.meter.jitter_ms(0).max(state.meter.jitter_ms(1));
@@ -201,7 +202,7 @@ impl TwilioStreamSrc {
     pub(super) fn add_quality_fields(&self, s: &mut gst::Structure) {
         let figures = self.quality_now();
         let (both, jitter) = {
-            let state = self.state.lock().unwrap();
+            let state = self.state.locked();
             (
                 state.tracks == Tracks::Both,
                 [state.meter.jitter_ms(0), state.meter.jitter_ms(1)],

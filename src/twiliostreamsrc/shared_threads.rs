@@ -32,6 +32,7 @@ use gst_base::subclass::base_src::CreateSuccess;
 use super::imp::{CAT, TwilioStreamSrc};
 use super::step::{Buffers, Out, Step};
 use crate::call::CallEvent;
+use crate::lock::Locked;
 use crate::push_gate::{self, PushGate, Pusher, Pushing};
 use crate::runtime::RUNTIME;
 use crate::wait::wait;
@@ -174,7 +175,7 @@ impl TwilioStreamSrc {
         self.shared.timer.notify_one();
         // What the call queued while paused goes out now, from a
         // network thread like the rest.
-        let claimed = self.state.lock().unwrap().events.is_some();
+        let claimed = self.state.locked().events.is_some();
         if claimed && self.shared.enabled() {
             self.drain_shared_soon();
         }
@@ -264,7 +265,7 @@ impl TwilioStreamSrc {
         if self.shared.draining.swap(true, Ordering::SeqCst) {
             return;
         }
-        if !self.state.lock().unwrap().held.is_empty() {
+        if !self.state.locked().held.is_empty() {
             // Older than the fill: the drain pushes them, the timer looks again.
             self.shared.requested.store(true, Ordering::SeqCst);
         } else if self.fill_wait().is_some() {
@@ -301,7 +302,7 @@ impl TwilioStreamSrc {
             && !self.shared.fallback.load(Ordering::SeqCst)
             && !self.shared.gate.holding()
         {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             #[cfg(test)]
             if PANIC_IN_DRAIN
                 .compare_exchange(obj.as_ptr() as usize, 0, Ordering::SeqCst, Ordering::SeqCst)
@@ -369,7 +370,7 @@ impl TwilioStreamSrc {
     #[cold]
     #[inline(never)]
     fn put_back(&self, held: Vec<Out>, event: Option<Option<CallEvent>>) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.locked();
         // (Only a drain adds to `held`, and this one is the only drain.)
         state.held.splice(0..0, held);
         if let (Some(event), Some(events)) = (event.flatten(), state.events.as_mut()) {
@@ -439,7 +440,7 @@ impl TwilioStreamSrc {
     #[cold]
     #[inline(never)]
     fn hold_back(&self, out: impl Iterator<Item = Out>) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.locked();
         let before = state.held.len();
         state.held.splice(0..0, out);
         gst::debug!(
@@ -461,7 +462,7 @@ impl TwilioStreamSrc {
         self.wait_for_last_drain()?;
         loop {
             let next = {
-                let mut state = self.state.lock().unwrap();
+                let mut state = self.state.locked();
                 if state.held.is_empty() {
                     return Ok(None);
                 }
@@ -545,7 +546,7 @@ impl TwilioStreamSrc {
             return;
         }
         gst::info!(CAT, imp = self, "stopping: {flow:?}");
-        self.state.lock().unwrap().finished = true;
+        self.state.locked().finished = true;
         if flow != gst::FlowError::Eos {
             gst::element_imp_error!(
                 self,

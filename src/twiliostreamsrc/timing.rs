@@ -33,6 +33,7 @@ use super::fill_timer::FillLook;
 use super::imp::{CAT, State, TwilioStreamSrc};
 use super::step::Buffers;
 use crate::call::{CallEvent, Events, MediaChunk, Stat};
+use crate::lock::Locked;
 use crate::runtime::RUNTIME;
 use crate::wait::{Cancelled, wait};
 
@@ -74,12 +75,12 @@ pub(super) enum Received {
 impl TwilioStreamSrc {
     /// Before PLAYING → PAUSED.
     pub(super) fn pausing(&self) {
-        self.state.lock().unwrap().resume.paused = true;
+        self.state.locked().resume.paused = true;
     }
 
     /// Before PAUSED → PLAYING (before `create()` may run again).
     pub(super) fn resuming(&self) {
-        self.state.lock().unwrap().resume = Resume {
+        self.state.locked().resume = Resume {
             since: Some(Instant::now()),
             pending: true,
             paused: false,
@@ -156,7 +157,7 @@ impl TwilioStreamSrc {
     /// The wait until the fill is due, the running time and the deadline.
     fn fill_times(&self) -> Option<(Duration, gst::ClockTime, gst::ClockTime)> {
         let deadline = self.fill_deadline();
-        let state = self.state.lock().unwrap();
+        let state = self.state.locked();
         match (&state.timeline, state.finished) {
             (Some(timeline), false) if !state.resume.paused => {
                 let due = timeline.fill_due(deadline);
@@ -173,7 +174,7 @@ impl TwilioStreamSrc {
     /// its chunks may cover the time); else [`Self::fill_gap`]. Returned
     /// for the caller to push.
     pub(super) fn fill_overdue(&self) -> Result<Buffers, gst::FlowError> {
-        if self.state.lock().unwrap().reorder.flush() {
+        if self.state.locked().reorder.flush() {
             return self.released_media();
         }
         let mut buffers = Buffers::default();
@@ -187,7 +188,7 @@ impl TwilioStreamSrc {
     fn fill_gap(&self) -> Option<gst::Buffer> {
         let deadline = self.fill_deadline();
         let now = self.running_time();
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state.locked();
         let output = state.output?;
         let timeline = state.timeline.as_mut()?;
         let mut samples = timeline.fill(now, deadline);

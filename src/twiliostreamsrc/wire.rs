@@ -19,13 +19,14 @@ use super::output::{Encoding, Output};
 use super::properties::Tracks;
 use super::reorder::{self, Reorder};
 use crate::call::MediaChunk;
+use crate::lock::Locked;
 
 impl TwilioStreamSrc {
     /// At `start`: takes the call's format, and renegotiates to it where
     /// downstream agrees. An error for what the src cannot output.
     pub(super) fn follow_call_format(&self) -> Result<(), gst::FlowError> {
         let (format, output, tracks, waits) = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             // As this run started with it (raising it again changes nothing).
             let asked = state.track_wait_ms;
             let Some(call) = &state.call else {
@@ -89,7 +90,7 @@ impl TwilioStreamSrc {
         };
         let delay_before = output.delay();
         {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state.locked();
             state.output = Some(current);
         }
         if let Some(wanted) = wanted {

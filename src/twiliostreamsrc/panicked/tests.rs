@@ -12,6 +12,7 @@ use super::super::create::PANIC_IN_CREATE;
 use super::super::panicked::{PANIC_IN_START, PANIC_IN_STOP};
 use super::super::shared_threads::PANIC_IN_DRAIN;
 use crate::codec::g711;
+use crate::contain::ON_CAUGHT;
 use crate::contain::peer::{
     Caller, PATIENCE, address, next_message, panic_posted, pipeline, released, stops, url,
 };
@@ -143,6 +144,58 @@ fn a_panic_in_stop_closes_the_call_and_lets_go_of_the_port() {
         assert!(src.property::<f64>("mos") > 4.0);
         assert!(stops(&pipeline), "the pipeline did not stop");
     }
+}
+
+/// Read on another thread while a panic that poisoned the src's state is
+/// being caught, before the src has stopped: its properties give their
+/// last values (a lock a panic poisoned is taken all the same), not their
+/// defaults, and nothing panics again.
+#[test]
+fn a_read_while_a_panic_is_caught_gives_the_last_values() {
+    let (pipeline, src, bytes) = recording(false);
+    let listening = address(&src);
+    let mut call = Caller::start(&url(&src), 5);
+    call.media(&[0x55; 160]);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while bytes.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chunk did not come"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+
+    let (told, seen) = std::sync::mpsc::channel();
+    let watched = src.clone();
+    let read = move || {
+        let reader = std::thread::spawn(move || {
+            let port = watched.property::<u32>("bound-port");
+            let stats = watched.property::<Option<gst::Structure>>("stats");
+            (port, stats)
+        });
+        let _ = told.send(reader.join().unwrap());
+    };
+    *ON_CAUGHT.lock().unwrap() = Some((src.as_ptr() as usize, Box::new(read)));
+    // `stop` panics holding the src's state.
+    PANIC_IN_STOP.store(src.as_ptr() as usize, Ordering::SeqCst);
+    assert_eq!(
+        pipeline.set_state(gst::State::Ready),
+        Ok(gst::StateChangeSuccess::Success)
+    );
+    let (port, stats) = seen.recv_timeout(PATIENCE).expect("not read");
+    assert_eq!(port, listening.1 as u32, "still listening then");
+    let stats = stats.expect("no stats");
+    assert_eq!(stats.get::<u64>("chunks-received"), Ok(1), "{stats}");
+    // The one panic, `stop`'s: the read did not panic.
+    let error = next_message(&pipeline, &[gst::MessageType::Error]);
+    let gst::MessageView::Error(error) = error.view() else {
+        unreachable!()
+    };
+    assert!(error.error().to_string().contains("stop panicked (test)"));
+    assert_eq!(call.closed(), Some(1011));
+    assert!(released(&listening), "{listening:?} is still listened on");
+    assert_eq!(src.property::<u32>("bound-port"), 0);
+    assert!(stops(&pipeline), "the pipeline did not stop");
 }
 
 /// A panic in `start` once the src listens: the port is let go of.
