@@ -249,7 +249,8 @@ impl Endpoint {
             counter(
                 "rejected-connections",
                 "Rejected connections",
-                "Connections on this path closed before they became a call: closed early, \
+                "Connections on this path closed before they became a call: an upgrade \
+                 request that cannot be upgraded (HTTP 400, 426 or 431), closed early, \
                  something other than a start message first, or no start within \
                  handshake-timeout (health checks, probes, scanners)",
             ),

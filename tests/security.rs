@@ -396,6 +396,62 @@ fn a_plain_http_request_is_answered_426() {
     set_state(&p, gst::State::Null);
 }
 
+/// An upgrade request that cannot be upgraded (tungstenite closes those
+/// without a word) gets an HTTP error saying why, counted as a rejected
+/// connection of the path it asked for; a path nobody serves counts nowhere.
+#[test]
+fn an_upgrade_request_that_cannot_be_upgraded_gets_an_http_error() {
+    use std::io::Read;
+    let (p, src) = echo("path=/media");
+    let port = src.property::<u32>("bound-port") as u16;
+    let head = |line: &str, version: &str, key: &str| {
+        format!(
+            "{line}\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: {version}\r\n{key}\r\n"
+        )
+    };
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let bad = "400 Bad Request\r\n";
+    let cases = [
+        (head("GET /media HTTP/1.0", "13", key), bad),
+        (head("POST /media HTTP/1.1", "13", key), bad),
+        (head("GET /media?x=1 HTTP/1.1", "13", ""), bad),
+        (
+            head(
+                "GET /media HTTP/1.1",
+                "13",
+                "Sec-WebSocket-Key: c2hvcnQ=\r\n",
+            ),
+            bad,
+        ),
+        (
+            head("GET /media HTTP/1.1", "8", key),
+            "426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n",
+        ),
+        (head("GET /elsewhere HTTP/1.0", "13", key), bad),
+    ];
+    for (request, status) in &cases {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        let expected = format!("HTTP/1.1 {status}");
+        assert!(answer.starts_with(&expected), "{request:?}: {answer:?}");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        let length = format!("\r\nContent-Length: {}\r\n", body.len());
+        assert!(format!("{head}\r\n").contains(&length), "{answer:?}");
+        assert!(body.len() > 1 && body.ends_with('\n'), "{answer:?}");
+    }
+    counter_reaches(&src, "rejected-connections", cases.len() as u64 - 1);
+    // A real call still gets in.
+    let call = try_call(&Dialer::default(), &url_of(&src)).expect("a call after them");
+    wait_connected(&src);
+    rt().block_on(call.close());
+    assert_eq!(src.property::<u64>("rejected-connections"), 5);
+    set_state(&p, gst::State::Null);
+}
+
 #[test]
 fn stalled_handshakes_time_out_and_do_not_keep_a_call_out() {
     let (p, src) = echo("handshake-timeout=1 max-connections=8");

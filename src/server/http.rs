@@ -1,16 +1,23 @@
-//! A connection's HTTP request head, read before tungstenite sees it. A
-//! plain HTTP request (a load balancer's health check, a browser) gets an
-//! HTTP answer, 426 Upgrade Required: tungstenite, given a request it
-//! cannot upgrade, closes without any. An upgrade request goes on to
-//! tungstenite with the bytes already read put back in front ([`Prefixed`]).
+//! A connection's HTTP request head, read before tungstenite sees it:
+//! tungstenite, given a request it cannot upgrade, closes without an
+//! answer. A plain HTTP request (a load balancer's health check, a browser)
+//! gets 426 Upgrade Required; an upgrade request tungstenite would refuse
+//! (HTTP/1.0, no `Connection: Upgrade`, a missing or malformed
+//! `Sec-WebSocket-Key`, a method other than GET, a head over 16 KiB) gets
+//! 400 (431 for the length), and one for another WebSocket version 426 with
+//! `Sec-WebSocket-Version: 13`. The rest goes on to tungstenite with the
+//! bytes already read put back in front ([`Prefixed`]).
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::handshake::machine::TryParse;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, create_response};
 
-/// A longer head is left to tungstenite (which refuses it).
+/// A longer head is refused (431).
 const MAX_HEAD: usize = 16 * 1024;
 
 /// The answer to a plain HTTP request.
@@ -27,11 +34,13 @@ a Twilio Media Streams WebSocket endpoint: upgrade me\n";
 enum Head {
     /// Not a whole head yet.
     Partial,
-    /// A request asking for `Upgrade: websocket`, or a head too long to
-    /// judge: tungstenite's.
-    Upgrade,
+    /// A whole request head asking for `Upgrade: websocket`, this long
+    /// with its blank line.
+    Upgrade(usize),
     /// A whole request head that asks for no WebSocket.
     Plain,
+    /// No end of the head within [`MAX_HEAD`] bytes.
+    TooLong,
 }
 
 /// Looks for the end of a request head as its bytes come in, each byte
@@ -57,19 +66,23 @@ impl HeadScan {
             // The last three bytes may start the blank line.
             self.from = buf.len().saturating_sub(3).max(self.from);
             return if buf.len() >= MAX_HEAD {
-                Head::Upgrade
+                Head::TooLong
             } else {
                 Head::Partial
             };
         };
-        classify_head(&buf[..self.from + at])
+        let end = self.from + at;
+        match is_upgrade(&buf[..end]) {
+            true => Head::Upgrade(end + 4),
+            false => Head::Plain,
+        }
     }
 }
 
 /// A whole request head (without its blank line): whether it asks for a
 /// WebSocket.
-fn classify_head(head: &[u8]) -> Head {
-    let upgrade = head.split(|&b| b == b'\n').skip(1).any(|line| {
+fn is_upgrade(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             return false;
         };
@@ -78,38 +91,140 @@ fn classify_head(head: &[u8]) -> Head {
             && value
                 .split(|&b| b == b',')
                 .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"websocket"))
-    });
-    if upgrade { Head::Upgrade } else { Head::Plain }
+    })
 }
 
-/// Reads the request head of `stream`: the stream with it put back if it
-/// asks for a WebSocket; None once a plain request was answered (or the
-/// peer left first).
-pub(super) async fn read_head<S>(mut stream: S) -> io::Result<Option<Prefixed<S>>>
+/// An upgrade request that cannot be upgraded.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Refusal {
+    /// The status line's code and reason phrase.
+    status: &'static str,
+    /// Why, the answer's body (a line).
+    pub why: String,
+    /// The request's path, without its query, as sent (if it has one).
+    pub path: Option<String>,
+}
+
+const BAD_REQUEST: &str = "400 Bad Request";
+const WRONG_VERSION: &str = "426 Upgrade Required";
+const TOO_LONG: &str = "431 Request Header Fields Too Large";
+
+impl Refusal {
+    fn new(status: &'static str, why: impl Into<String>, head: &[u8]) -> Self {
+        Refusal {
+            status,
+            why: why.into(),
+            path: request_path(head),
+        }
+    }
+
+    /// The HTTP answer, closing the connection.
+    fn answer(&self) -> Vec<u8> {
+        let version = match self.status {
+            WRONG_VERSION => "Sec-WebSocket-Version: 13\r\n",
+            _ => "",
+        };
+        format!(
+            "HTTP/1.1 {}\r\n{version}Connection: close\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\n\r\n{}\n",
+            self.status,
+            self.why.len() + 1,
+            self.why
+        )
+        .into_bytes()
+    }
+}
+
+/// The path of a request line (`GET /path?query HTTP/1.1`), if it has one.
+fn request_path(head: &[u8]) -> Option<String> {
+    let line = head.split(|&b| b == b'\n').next()?;
+    let target = line.split(|&b| b == b' ').nth(1)?;
+    let path = target.split(|&b| b == b'?' || b == b'#').next()?;
+    let path = std::str::from_utf8(path).ok()?;
+    path.starts_with('/').then(|| path.to_owned())
+}
+
+/// Why tungstenite would refuse to upgrade the request `head` (with its
+/// blank line), `early` bytes already sent after it: the checks of its
+/// handshake, made here to answer them (it answers none).
+fn refusal(head: &[u8], early: usize) -> Option<Refusal> {
+    let refuse = |status, why: String| Some(Refusal::new(status, why, head));
+    let request = match Request::try_parse(head) {
+        // httparse also ends a head at a bare "\n\n": tungstenite takes
+        // what follows for data sent early.
+        Ok(Some((len, request))) if len == head.len() => request,
+        Ok(_) => return refuse(BAD_REQUEST, "malformed request head".into()),
+        Err(WsError::Protocol(why)) => return refuse(BAD_REQUEST, why.to_string()),
+        Err(e) => return refuse(BAD_REQUEST, format!("malformed request: {e}")),
+    };
+    match create_response(&request) {
+        Ok(_) if early > 0 => refuse(
+            BAD_REQUEST,
+            "data sent before the upgrade was answered".into(),
+        ),
+        Ok(_) => None,
+        Err(WsError::Protocol(ProtocolError::MissingSecWebSocketVersionHeader))
+            if request.headers().contains_key("sec-websocket-version") =>
+        {
+            refuse(WRONG_VERSION, "only WebSocket version 13 is served".into())
+        }
+        Err(WsError::Protocol(why)) => refuse(BAD_REQUEST, why.to_string()),
+        Err(e) => refuse(BAD_REQUEST, format!("malformed request: {e}")),
+    }
+}
+
+/// What a connection's request head turned out to be.
+pub(super) enum Arrival<S> {
+    /// An upgrade for tungstenite, the head put back in front.
+    Upgrade(Prefixed<S>),
+    /// A plain request, answered 426.
+    Plain,
+    /// An upgrade request that cannot be upgraded, answered with an error.
+    Refused(Refusal),
+    /// Gone before its head was whole.
+    Gone,
+}
+
+/// Reads the request head of `stream` and answers it if it cannot be
+/// upgraded.
+pub(super) async fn read_head<S>(mut stream: S) -> io::Result<Arrival<S>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = Vec::with_capacity(1024);
     let mut scan = HeadScan::default();
     loop {
-        match scan.classify(&buf) {
-            Head::Partial => {}
-            Head::Upgrade => {
-                return Ok(Some(Prefixed {
-                    prefix: buf,
-                    pos: 0,
-                    inner: stream,
-                }));
-            }
+        let refused = match scan.classify(&buf) {
+            Head::Partial => None,
+            Head::Upgrade(len) => match refusal(&buf[..len], buf.len() - len) {
+                None => {
+                    return Ok(Arrival::Upgrade(Prefixed {
+                        prefix: buf,
+                        pos: 0,
+                        inner: stream,
+                    }));
+                }
+                refused => refused,
+            },
             Head::Plain => {
                 stream.write_all(NOT_AN_UPGRADE).await?;
                 stream.shutdown().await?;
-                return Ok(None);
+                return Ok(Arrival::Plain);
             }
+            Head::TooLong => Some(Refusal::new(
+                TOO_LONG,
+                format!("the request head is over {MAX_HEAD} bytes"),
+                &buf,
+            )),
+        };
+        if let Some(refusal) = refused {
+            stream.write_all(&refusal.answer()).await?;
+            stream.shutdown().await?;
+            return Ok(Arrival::Refused(refusal));
         }
         buf.reserve(1024);
         if stream.read_buf(&mut buf).await? == 0 {
-            return Ok(None);
+            return Ok(Arrival::Gone);
         }
     }
 }
@@ -177,6 +292,65 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 mod tests {
     use super::*;
 
+    const UPGRADE: &[u8] = b"GET /s?x=1 HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\
+        Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+    /// `UPGRADE` with `from` replaced by `to`.
+    fn edited(from: &str, to: &str) -> Vec<u8> {
+        let text = std::str::from_utf8(UPGRADE).unwrap();
+        assert!(text.contains(from));
+        text.replacen(from, to, 1).into_bytes()
+    }
+
+    /// What `head` is refused with: status, and the path to count it on.
+    fn refused(head: &[u8]) -> Option<(&'static str, Option<String>)> {
+        refusal(head, 0).map(|r| (r.status, r.path))
+    }
+
+    #[test]
+    fn upgrades_tungstenite_would_refuse_are_told() {
+        assert_eq!(refused(UPGRADE), None);
+        assert_eq!(refusal(UPGRADE, 1).unwrap().status, BAD_REQUEST);
+        let path = Some("/s".to_owned());
+        for (from, to) in [
+            ("HTTP/1.1", "HTTP/1.0"),
+            ("GET", "POST"),
+            ("keep-alive, Upgrade", "keep-alive"),
+            ("Upgrade: websocket", "Upgrade: h2c, websocket"),
+            ("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""),
+            ("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25jZQ"),
+            ("dGhlIHNhbXBsZSBub25jZQ==", "not base64 at all, at all!"),
+            ("Sec-WebSocket-Version: 13\r\n", ""),
+            ("Host: x", "Bad Header: x"),
+        ] {
+            let head = edited(from, to);
+            assert_eq!(refused(&head), Some((BAD_REQUEST, path.clone())), "{to}");
+        }
+        for version in ["8", "14", "13, 8"] {
+            let head = edited("Version: 13", &format!("Version: {version}"));
+            assert_eq!(refused(&head), Some((WRONG_VERSION, path.clone())));
+        }
+        assert_eq!(
+            refused(&edited("GET", "OPTIONS")),
+            Some((BAD_REQUEST, path))
+        );
+        let no_path = edited("GET /s?x=1", "OPTIONS *");
+        assert_eq!(refused(&no_path), Some((BAD_REQUEST, None)));
+    }
+
+    #[test]
+    fn a_refusal_says_why_and_its_length() {
+        let head = edited("Version: 13", "Version: 8");
+        let answer = String::from_utf8(refusal(&head, 0).unwrap().answer()).unwrap();
+        assert_eq!(
+            answer,
+            "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n\
+             Connection: close\r\nContent-Type: text/plain\r\nContent-Length: 36\r\n\r\n\
+             only WebSocket version 13 is served\n"
+        );
+    }
+
     /// `buf` judged whole, at once.
     fn classify(buf: &[u8]) -> Head {
         HeadScan::default().classify(buf)
@@ -186,10 +360,10 @@ mod tests {
     fn heads_are_told_apart() {
         let upgrade =
             b"GET /s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\n\r\n";
-        assert_eq!(classify(upgrade), Head::Upgrade);
+        assert_eq!(classify(upgrade), Head::Upgrade(upgrade.len()));
         assert_eq!(classify(&upgrade[..upgrade.len() - 2]), Head::Partial);
         let listed = b"GET / HTTP/1.1\r\nupgrade : h2c, websocket\r\n\r\n";
-        assert_eq!(classify(listed), Head::Upgrade);
+        assert_eq!(classify(listed), Head::Upgrade(listed.len()));
         let health =
             b"GET /health HTTP/1.1\r\nHost: x\r\nUser-Agent: ELB-HealthChecker/2.0\r\n\r\n";
         assert_eq!(classify(health), Head::Plain);
@@ -200,7 +374,9 @@ mod tests {
             classify(b"GET /Upgrade:websocket HTTP/1.1\r\n\r\n"),
             Head::Plain
         );
-        assert_eq!(classify(&vec![b'a'; MAX_HEAD]), Head::Upgrade);
+        assert_eq!(classify(&vec![b'a'; MAX_HEAD]), Head::TooLong);
+        let early = [upgrade.as_slice(), b"\x81"].concat();
+        assert_eq!(classify(&early), Head::Upgrade(upgrade.len()));
         assert_eq!(classify(b""), Head::Partial);
     }
 
@@ -244,16 +420,15 @@ mod tests {
     #[test]
     fn what_was_read_is_read_again_first() {
         crate::runtime::RUNTIME.block_on(async {
-            let (mut client, server) = tokio::io::duplex(64);
-            client
-                .write_all(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\nrest")
-                .await
-                .unwrap();
+            let (mut client, server) = tokio::io::duplex(1024);
+            client.write_all(UPGRADE).await.unwrap();
             drop(client);
-            let mut stream = read_head(server).await.unwrap().expect("an upgrade");
+            let Arrival::Upgrade(mut stream) = read_head(server).await.unwrap() else {
+                panic!("not an upgrade")
+            };
             let mut all = Vec::new();
             stream.read_to_end(&mut all).await.unwrap();
-            assert_eq!(all, b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\nrest");
+            assert_eq!(all, UPGRADE);
         });
     }
 
@@ -265,7 +440,7 @@ mod tests {
                 .write_all(b"GET /health HTTP/1.1\r\n\r\n")
                 .await
                 .unwrap();
-            assert!(read_head(server).await.unwrap().is_none());
+            assert!(matches!(read_head(server).await.unwrap(), Arrival::Plain));
             let mut answer = Vec::new();
             client.read_to_end(&mut answer).await.unwrap();
             assert_eq!(answer, NOT_AN_UPGRADE);

@@ -1,5 +1,6 @@
 //! The WebSocket upgrade of one connection: a plain HTTP request answered
-//! 426 (`http`), the path (HTTP 404 if nobody listens on it), the `X-Twilio-Signature` (HTTP 403 if wrong or missing
+//! 426, one that cannot be upgraded 400 (`http`; counted as a rejected
+//! connection on a served path), the path (HTTP 404 if nobody listens on it), the `X-Twilio-Signature` (HTTP 403 if wrong or missing
 //! with an auth token), HTTP 503 when the path's elements are all busy and
 //! its calls may not wait, and the message size limits. What happens after
 //! the upgrade (the `start` message, dispatch) is in `admission`.
@@ -14,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use tokio_tungstenite::WebSocketStream;
 
-use super::http::{Prefixed, read_head};
+use super::http::{Arrival, Prefixed, read_head};
 use super::paths::{PathConfig, PathCounters, Shared};
 use crate::call::CAT;
 use crate::signature;
@@ -102,12 +103,27 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let stream = match read_head(stream).await {
-        Ok(Some(stream)) => stream,
-        Ok(None) => {
+        Ok(Arrival::Upgrade(stream)) => stream,
+        Ok(Arrival::Plain) => {
+            gst::info!(CAT, "{peer}: not a WebSocket request: answered 426");
+            return None;
+        }
+        Ok(Arrival::Refused(refusal)) => {
+            let path = refusal.path.as_deref().map(super::canonical_path);
+            let served = path.as_deref().and_then(|path| shared.path_config(path));
+            if let Some((_, counters)) = served {
+                PathCounters::count(&counters.rejected_connections);
+            }
             gst::info!(
                 CAT,
-                "{peer}: not a WebSocket request: answered 426, or gone"
+                "{peer}: an upgrade request for {} that cannot be upgraded: {}",
+                path.as_deref().unwrap_or("no path"),
+                refusal.why
             );
+            return None;
+        }
+        Ok(Arrival::Gone) => {
+            gst::info!(CAT, "{peer}: gone before its request was whole");
             return None;
         }
         Err(e) => {
