@@ -240,6 +240,8 @@ async fn close_code(call: &mut TwilioCall) -> Option<Option<u16>> {
     None
 }
 
+/// Closed beyond 16 times the path's own `max-message-size`, however small
+/// (the limit was once 16 times 64 KiB at least).
 #[test]
 fn a_message_beyond_sixteen_times_the_limit_closes_the_connection() {
     let (p, src) = echo("max-message-size=4096");
@@ -251,12 +253,16 @@ fn a_message_beyond_sixteen_times_the_limit_closes_the_connection() {
             .await
             .unwrap();
         call.send_media(&[0x80; 160]).unwrap();
-        call.send_text(&"x".repeat(2 << 20)).unwrap();
+        // 16 times: too big for the call, ignored, not for the connection.
+        call.send_text(&"x".repeat(16 * 4096)).unwrap();
+        call.send_media(&[0x80; 160]).unwrap();
+        call.send_text(&"x".repeat(16 * 4096 + 1)).unwrap();
         // The plugin hangs up, saying why (RFC 6455: message too big).
         assert_eq!(close_code(&mut call).await, Some(Some(1009)));
     });
     let got = collector.wait_eos();
-    assert_eq!(got.samples().len(), 160);
+    assert_eq!(got.samples().len(), 320);
+    assert_eq!(src.property::<u64>("invalid-messages"), 1);
     let warning = warnings(&bus).pop().expect("a warning");
     assert!(warning.contains("too big to read"), "{warning}");
     set_state(&p, gst::State::Null);

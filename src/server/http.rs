@@ -175,8 +175,9 @@ fn refusal(head: &[u8], early: usize) -> Option<Refusal> {
 
 /// What a connection's request head turned out to be.
 pub(super) enum Arrival<S> {
-    /// An upgrade for tungstenite, the head put back in front.
-    Upgrade(Prefixed<S>),
+    /// An upgrade for tungstenite, the head put back in front, and the
+    /// path it asks for (as sent, without a query), if it has one.
+    Upgrade(Prefixed<S>, Option<String>),
     /// A plain request, answered 426.
     Plain,
     /// An upgrade request that cannot be upgraded, answered with an error.
@@ -198,11 +199,13 @@ where
             Head::Partial => None,
             Head::Upgrade(len) => match refusal(&buf[..len], buf.len() - len) {
                 None => {
-                    return Ok(Arrival::Upgrade(Prefixed {
+                    let path = request_path(&buf[..len]);
+                    let stream = Prefixed {
                         prefix: buf,
                         pos: 0,
                         inner: stream,
-                    }));
+                    };
+                    return Ok(Arrival::Upgrade(stream, path));
                 }
                 refused => refused,
             },
@@ -423,12 +426,13 @@ mod tests {
             let (mut client, server) = tokio::io::duplex(1024);
             client.write_all(UPGRADE).await.unwrap();
             drop(client);
-            let Arrival::Upgrade(mut stream) = read_head(server).await.unwrap() else {
+            let Arrival::Upgrade(mut stream, path) = read_head(server).await.unwrap() else {
                 panic!("not an upgrade")
             };
             let mut all = Vec::new();
             stream.read_to_end(&mut all).await.unwrap();
             assert_eq!(all, UPGRADE);
+            assert_eq!(path.as_deref(), Some("/s"));
         });
     }
 

@@ -268,7 +268,7 @@ impl Shared {
     }
 
     /// The largest max-message-size of the paths, at least 64 KiB: the
-    /// frame limit has to be set before the request's path is known.
+    /// frame limit of a request for a path that is not served.
     pub fn largest_message_size(&self) -> usize {
         self.paths
             .locked()

@@ -102,8 +102,8 @@ pub(super) async fn upgrade<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let stream = match read_head(stream).await {
-        Ok(Arrival::Upgrade(stream)) => stream,
+    let (stream, sent_path) = match read_head(stream).await {
+        Ok(Arrival::Upgrade(stream, path)) => (stream, path),
         Ok(Arrival::Plain) => {
             gst::info!(CAT, "{peer}: not a WebSocket request: answered 426");
             return None;
@@ -169,7 +169,15 @@ where
             Ok(response)
         }
     };
-    let hard_limit = Some(16 * shared.largest_message_size());
+    // The path's own limit; a path nobody serves gets its 404 anyway.
+    let message_size = sent_path
+        .as_deref()
+        .and_then(|path| shared.path_config(&super::canonical_path(path)))
+        .map_or_else(
+            || shared.largest_message_size(),
+            |(config, _)| config.call.max_message_size,
+        );
+    let hard_limit = Some(16 * message_size);
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_SIZE)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
