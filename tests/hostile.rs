@@ -321,6 +321,26 @@ fn abrupt_tcp_reset_mid_call() {
     set_state(&p, gst::State::Null);
 }
 
+/// A connection closed (a FIN) with no close frame is said to have
+/// dropped, not taken for a protocol error answered with 1002.
+#[test]
+fn a_tcp_close_without_a_close_frame_mid_call() {
+    let (p, collector, url) = start(PCM8K);
+    rt().block_on(async {
+        let ws = raw_call(&url).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(ws);
+    });
+    let got = collector.wait_eos();
+    assert_eq!(got.samples(), vec![32124; 4]);
+    let warning = warnings(&p.bus().unwrap()).pop().expect("a warning");
+    assert!(
+        warning.contains("the connection dropped without a close frame before any stop message"),
+        "{warning}"
+    );
+    set_state(&p, gst::State::Null);
+}
+
 /// A text frame that is not UTF-8 breaks the WebSocket protocol: the call
 /// ends with close code 1007 (RFC 6455), said in the close frame, not by
 /// dropping the connection; the audio before it went out.

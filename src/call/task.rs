@@ -16,6 +16,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::closing::{
@@ -175,6 +176,11 @@ pub(super) async fn serve<S>(
                         // the connection, with 1007.
                         close(&mut ws, CLOSE_INVALID_DATA, "text that is not UTF-8").await;
                         break Some(format!("Twilio sent text that is not UTF-8 ({e}), closed with 1007"));
+                    }
+                    // tungstenite's name for a TCP close (FIN) with no
+                    // close frame: a drop, not a protocol error to answer.
+                    Io::Read(Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)))) => {
+                        break Some("the connection dropped without a close frame".to_owned());
                     }
                     Io::Read(Some(Err(WsError::Protocol(e)))) => {
                         close(&mut ws, CLOSE_PROTOCOL_ERROR, "WebSocket protocol error").await;
