@@ -61,9 +61,7 @@ fn panicked<E: ElementImpl>(imp: &E, panic: Box<dyn Any + Send>, stop: impl FnOn
     // application may drop it at once.
     let element: gst::Element = imp.obj().clone().upcast();
     imp.panicked().store(true, Ordering::Relaxed);
-    let cause = (panic.downcast_ref::<&str>().copied())
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str));
-    let text = match cause {
+    let text = match cause(panic.as_ref()) {
         Some(cause) => format!("Panicked: {cause}"),
         None => "Panicked".to_owned(),
     };
@@ -76,6 +74,12 @@ fn panicked<E: ElementImpl>(imp: &E, panic: Box<dyn Any + Send>, stop: impl FnOn
         .src(&element)
         .build();
     let _ = element.post_message(error);
+}
+
+/// What a panic said, if it said it in text (as `panic!` does).
+pub(crate) fn cause(panic: &(dyn Any + Send)) -> Option<&str> {
+    (panic.downcast_ref::<&str>().copied())
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
 }
 
 /// An element whose code runs contained: how it stops on its own after a

@@ -44,6 +44,8 @@ pub mod session;
 pub mod slot;
 pub mod stats;
 mod task;
+#[cfg(test)]
+pub(crate) use task::PANIC_TEXT;
 mod writer;
 
 pub(crate) use closing::{CLOSE_TOO_BIG, answer_close, close as close_websocket};

@@ -6,13 +6,14 @@
 //! call on close, error, stalled writes or the idle timeout.
 //! It never waits for GStreamer (but see `Consumer` for shared-threads).
 
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
@@ -28,6 +29,7 @@ use super::stats::Stat;
 use super::writer::Writer;
 use super::{Call, CallConfig, Request, call_log};
 
+use crate::contain::CLOSE_PANICKED;
 use crate::lock::Locked;
 
 /// The per-call task: reads, validates and dispatches Twilio's messages,
@@ -43,159 +45,38 @@ pub(super) async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let connected = Instant::now();
-    let mut last_media: Option<Instant> = None;
-    // The idle timer: re-armed from the last media whenever it fires.
-    let idle = config.idle_timeout;
-    let idle_timer = tokio::time::sleep(if idle.is_zero() {
-        Duration::MAX / 4
-    } else {
-        idle
-    });
-    tokio::pin!(idle_timer);
-    let mut idle_registered = false;
-    // One waiter for the whole call: a new one per turn of the loop would
-    // lock the Notify twice per message (see `close_asked` for polling it).
-    let close_requested = call.close_requested.notified();
-    tokio::pin!(close_requested);
-    let mut close_registered = false;
     let mut writer = Writer::new(call.lead.load(Ordering::Relaxed));
-    // Wakes the writer when a frame held back may go out.
-    let pace = tokio::time::sleep(Duration::MAX / 4);
-    tokio::pin!(pace);
-    // The deadline of a write in progress (see `Writer::poll_write`).
-    let stall = tokio::time::sleep(Duration::MAX / 4);
-    tokio::pin!(stall);
-    // What the consumer asked to send while the task ran it (scratch).
-    let mut on_task = Vec::new();
     let mut outbound = Outbound { rx: outbound };
-    // An element may have claimed the call before its task began: tell a
-    // consumer on the network threads (shared-threads) that `start` is queued.
-    let mut failed = None;
-    if apply(&call, &events, start) {
-        call.run_consumer(&mut on_task);
-        if writer.take(&call, on_task.drain(..), &mut outbound) {
-            failed = writer.write(&call, &mut ws, &mut pace).err();
+    let turns = turns(
+        &call,
+        &mut ws,
+        (&mut writer, &mut outbound),
+        &events,
+        &config,
+        &mut session,
+        start,
+    );
+    // A panic in the call's own code is caught here, not by tokio: left to
+    // tokio, the socket would be dropped without a close frame, and the
+    // call would still look open, its consumer never told of the end (a
+    // shared-threads src would wait for it for good). It ends as an
+    // internal error instead, as a panicked element's call does.
+    let ended = match AssertUnwindSafe(turns).catch_unwind().await {
+        Ok(ended) => ended,
+        Err(panic) => {
+            let cause = crate::contain::cause(panic.as_ref())
+                .unwrap_or("?")
+                .to_owned();
+            Some(panicked(&call, &mut ws, cause).await)
         }
-    }
-    let ended = match failed {
-        Some(e) => Some(e),
-        None => loop {
-            tokio::select! {
-                biased;
-                _ = close_asked(&call, close_requested.as_mut(), &mut close_registered) => {
-                    let (code, reason) = call.close_frame.locked().take().unwrap_or((1000, String::new()));
-                    close(&mut ws, code, &reason).await;
-                    break None;
-                }
-                _ = idle_due(idle_timer.as_mut(), &mut idle_registered), if !idle.is_zero() => {
-                    let since = last_media.unwrap_or(connected).elapsed();
-                    if since >= idle {
-                        close(&mut ws, 1000, "").await;
-                        break Some(format!("no media from Twilio for {} s", idle.as_secs()));
-                    }
-                    idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - since));
-                    idle_registered = false;
-                }
-                request = outbound.recv() => match request {
-                    Some(request) => {
-                        call.taken_from_channel();
-                        writer.take(&call, Some(request), &mut outbound);
-                        if let Err(e) = writer.write(&call, &mut ws, &mut pace) {
-                            break Some(e);
-                        }
-                    }
-                    None => {
-                        close(&mut ws, 1000, "").await;
-                        break None;
-                    }
-                },
-                _ = &mut pace, if writer.next.is_some() && !writer.busy() => {
-                    if let Err(e) = writer.write(&call, &mut ws, &mut pace) {
-                        break Some(e);
-                    }
-                }
-                // Reads go on while a write waits for the peer to read.
-                io = read_or_write(&call, &mut ws, &mut writer, stall.as_mut()) => match io {
-                    Io::Wrote(Err(e)) => break Some(e),
-                    // What fell due while it waited goes now.
-                    Io::Wrote(Ok(())) => {
-                        if let Err(e) = writer.write(&call, &mut ws, &mut pace) {
-                            break Some(e);
-                        }
-                    }
-                    Io::Read(Some(Ok(Message::Text(text)))) => {
-                        // What handling it touches is fetched while the
-                        // message is parsed (see `hot`).
-                        call.prefetch();
-                        events.prefetch();
-                        writer.outbox.prefetch();
-                        let handled = session.handle(&text, || events.payload_buffer());
-                        if handled.media {
-                            last_media = Some(Instant::now());
-                        }
-                        if let Some(CallEvent::Mark(name)) = &handled.event {
-                            writer.outbox.mark_echoed(name, call.now_ns());
-                            call.playout_end.store(writer.outbox.playout_end(), Ordering::Relaxed);
-                            // Only an echo of a mark sent counts (a stranger's
-                            // name, or a second echo, says nothing).
-                            let echoed = writer.outbox.marks_echoed();
-                            call.marks_echoed.send_if_modified(|n| std::mem::replace(n, echoed) != echoed);
-                        }
-                        if apply(&call, &events, handled) {
-                            call.run_consumer(&mut on_task);
-                            // A consumer on this task (shared-threads) may have
-                            // answered already: write that now, not a turn later.
-                            if writer.take(&call, on_task.drain(..), &mut outbound)
-                                && let Err(e) = writer.write(&call, &mut ws, &mut pace)
-                            {
-                                break Some(e);
-                            }
-                        }
-                    }
-                    Io::Read(Some(Ok(Message::Binary(data)))) => {
-                        apply(&call, &events, session.binary(data.len()));
-                    }
-                    Io::Read(Some(Ok(Message::Close(frame)))) => {
-                        answer_close(&mut ws).await;
-                        break Some(match frame {
-                            Some(f) => format!("Twilio closed the WebSocket (code {}{}{})", u16::from(f.code),
-                                if f.reason.is_empty() { "" } else { ": " },
-                                // Posted in a warning: GLib's strings end at a U+0000.
-                                f.reason.replace('\0', "\u{FFFD}")),
-                            None => "Twilio closed the WebSocket".to_owned(),
-                        });
-                    }
-                    Io::Read(Some(Ok(_))) => {} // ping/pong are answered by tungstenite
-                    Io::Read(Some(Err(WsError::Capacity(e)))) => {
-                        close(&mut ws, CLOSE_TOO_BIG, "message too big").await;
-                        break Some(format!("Twilio sent a message too big to read ({e}), closed with 1009"));
-                    }
-                    Io::Read(Some(Err(WsError::Utf8(e)))) => {
-                        // RFC 6455: a text frame that is not UTF-8 fails
-                        // the connection, with 1007.
-                        close(&mut ws, CLOSE_INVALID_DATA, "text that is not UTF-8").await;
-                        break Some(format!("Twilio sent text that is not UTF-8 ({e}), closed with 1007"));
-                    }
-                    // tungstenite's name for a TCP close (FIN) with no
-                    // close frame: a drop, not a protocol error to answer.
-                    Io::Read(Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)))) => {
-                        break Some("the connection dropped without a close frame".to_owned());
-                    }
-                    Io::Read(Some(Err(WsError::Protocol(e)))) => {
-                        close(&mut ws, CLOSE_PROTOCOL_ERROR, "WebSocket protocol error").await;
-                        break Some(format!("WebSocket protocol error ({e}), closed with 1002"));
-                    }
-                    Io::Read(Some(Err(e))) => break Some(format!("connection error: {e}")),
-                    Io::Read(None) => break Some("the connection dropped".to_owned()),
-                }
-            }
-        },
     };
     call.open.send_replace(false);
     // A sender waiting for the writer must not wait for a closed call.
     call.room.notify_waiters();
-    writer.settle_clears(&call, &mut outbound);
+    // (After a panic the outbox may be half-updated: should it panic again,
+    // the clears waiting go unanswered, the rest of the end goes on.)
+    let settled = || writer.settle_clears(&call, &mut outbound);
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(settled));
     match ended {
         Some(reason) if !session.stopped() => {
             call_log!(&call, warning, "{reason} before any stop message");
@@ -218,6 +99,189 @@ pub(super) async fn serve<S>(
     // consumer holding its element (whose state holds the call) should the
     // element never be stopped.
     call.set_consumer(None);
+}
+
+/// After a panic in the call's turns: the WebSocket closed as an internal
+/// error (1011, as a panicked element's call), and why the call ended.
+#[cold]
+async fn panicked<S>(call: &Call, ws: &mut WebSocketStream<S>, cause: String) -> String
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    call_log!(call, error, "the call's task panicked: {cause}");
+    close(ws, CLOSE_PANICKED, "internal error").await;
+    format!("internal error (the call's task panicked: {cause}), closed with 1011")
+}
+
+/// Tests only: a text message from Twilio that makes the call's task panic
+/// as it reads it.
+#[cfg(test)]
+pub(crate) const PANIC_TEXT: &str = "the call's task panics (test)";
+
+/// The call's turns until it ends: why, if not closed by us.
+async fn turns<S>(
+    call: &Arc<Call>,
+    ws: &mut WebSocketStream<S>,
+    (writer, outbound): (&mut Writer, &mut Outbound),
+    events: &EventSender,
+    config: &CallConfig,
+    session: &mut Session,
+    start: Handled,
+) -> Option<String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let connected = Instant::now();
+    let mut last_media: Option<Instant> = None;
+    // The idle timer: re-armed from the last media whenever it fires.
+    let idle = config.idle_timeout;
+    let idle_timer = tokio::time::sleep(if idle.is_zero() {
+        Duration::MAX / 4
+    } else {
+        idle
+    });
+    tokio::pin!(idle_timer);
+    let mut idle_registered = false;
+    // One waiter for the whole call: a new one per turn of the loop would
+    // lock the Notify twice per message (see `close_asked` for polling it).
+    let close_requested = call.close_requested.notified();
+    tokio::pin!(close_requested);
+    let mut close_registered = false;
+    // Wakes the writer when a frame held back may go out.
+    let pace = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(pace);
+    // The deadline of a write in progress (see `Writer::poll_write`).
+    let stall = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(stall);
+    // What the consumer asked to send while the task ran it (scratch).
+    let mut on_task = Vec::new();
+    // An element may have claimed the call before its task began: tell a
+    // consumer on the network threads (shared-threads) that `start` is queued.
+    let mut failed = None;
+    if apply(call, events, start) {
+        call.run_consumer(&mut on_task);
+        if writer.take(call, on_task.drain(..), outbound) {
+            failed = writer.write(call, ws, &mut pace).err();
+        }
+    }
+    match failed {
+        Some(e) => Some(e),
+        None => loop {
+            tokio::select! {
+                biased;
+                _ = close_asked(call, close_requested.as_mut(), &mut close_registered) => {
+                    let (code, reason) = call.close_frame.locked().take().unwrap_or((1000, String::new()));
+                    close(ws, code, &reason).await;
+                    break None;
+                }
+                _ = idle_due(idle_timer.as_mut(), &mut idle_registered), if !idle.is_zero() => {
+                    let since = last_media.unwrap_or(connected).elapsed();
+                    if since >= idle {
+                        close(ws, 1000, "").await;
+                        break Some(format!("no media from Twilio for {} s", idle.as_secs()));
+                    }
+                    idle_timer.as_mut().reset(tokio::time::Instant::now() + (idle - since));
+                    idle_registered = false;
+                }
+                request = outbound.recv() => match request {
+                    Some(request) => {
+                        call.taken_from_channel();
+                        writer.take(call, Some(request), outbound);
+                        if let Err(e) = writer.write(call, ws, &mut pace) {
+                            break Some(e);
+                        }
+                    }
+                    None => {
+                        close(ws, 1000, "").await;
+                        break None;
+                    }
+                },
+                _ = &mut pace, if writer.next.is_some() && !writer.busy() => {
+                    if let Err(e) = writer.write(call, ws, &mut pace) {
+                        break Some(e);
+                    }
+                }
+                // Reads go on while a write waits for the peer to read.
+                io = read_or_write(call, ws, writer, stall.as_mut()) => match io {
+                    Io::Wrote(Err(e)) => break Some(e),
+                    // What fell due while it waited goes now.
+                    Io::Wrote(Ok(())) => {
+                        if let Err(e) = writer.write(call, ws, &mut pace) {
+                            break Some(e);
+                        }
+                    }
+                    Io::Read(Some(Ok(Message::Text(text)))) => {
+                        #[cfg(test)]
+                        if text.as_str() == PANIC_TEXT {
+                            panic!("{PANIC_TEXT}");
+                        }
+                        // What handling it touches is fetched while the
+                        // message is parsed (see `hot`).
+                        call.prefetch();
+                        events.prefetch();
+                        writer.outbox.prefetch();
+                        let handled = session.handle(&text, || events.payload_buffer());
+                        if handled.media {
+                            last_media = Some(Instant::now());
+                        }
+                        if let Some(CallEvent::Mark(name)) = &handled.event {
+                            writer.outbox.mark_echoed(name, call.now_ns());
+                            call.playout_end.store(writer.outbox.playout_end(), Ordering::Relaxed);
+                            // Only an echo of a mark sent counts (a stranger's
+                            // name, or a second echo, says nothing).
+                            let echoed = writer.outbox.marks_echoed();
+                            call.marks_echoed.send_if_modified(|n| std::mem::replace(n, echoed) != echoed);
+                        }
+                        if apply(call, events, handled) {
+                            call.run_consumer(&mut on_task);
+                            // A consumer on this task (shared-threads) may have
+                            // answered already: write that now, not a turn later.
+                            if writer.take(call, on_task.drain(..), outbound)
+                                && let Err(e) = writer.write(call, ws, &mut pace)
+                            {
+                                break Some(e);
+                            }
+                        }
+                    }
+                    Io::Read(Some(Ok(Message::Binary(data)))) => {
+                        apply(call, events, session.binary(data.len()));
+                    }
+                    Io::Read(Some(Ok(Message::Close(frame)))) => {
+                        answer_close(ws).await;
+                        break Some(match frame {
+                            Some(f) => format!("Twilio closed the WebSocket (code {}{}{})", u16::from(f.code),
+                                if f.reason.is_empty() { "" } else { ": " },
+                                // Posted in a warning: GLib's strings end at a U+0000.
+                                f.reason.replace('\0', "\u{FFFD}")),
+                            None => "Twilio closed the WebSocket".to_owned(),
+                        });
+                    }
+                    Io::Read(Some(Ok(_))) => {} // ping/pong are answered by tungstenite
+                    Io::Read(Some(Err(WsError::Capacity(e)))) => {
+                        close(ws, CLOSE_TOO_BIG, "message too big").await;
+                        break Some(format!("Twilio sent a message too big to read ({e}), closed with 1009"));
+                    }
+                    Io::Read(Some(Err(WsError::Utf8(e)))) => {
+                        // RFC 6455: a text frame that is not UTF-8 fails
+                        // the connection, with 1007.
+                        close(ws, CLOSE_INVALID_DATA, "text that is not UTF-8").await;
+                        break Some(format!("Twilio sent text that is not UTF-8 ({e}), closed with 1007"));
+                    }
+                    // tungstenite's name for a TCP close (FIN) with no
+                    // close frame: a drop, not a protocol error to answer.
+                    Io::Read(Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)))) => {
+                        break Some("the connection dropped without a close frame".to_owned());
+                    }
+                    Io::Read(Some(Err(WsError::Protocol(e)))) => {
+                        close(ws, CLOSE_PROTOCOL_ERROR, "WebSocket protocol error").await;
+                        break Some(format!("WebSocket protocol error ({e}), closed with 1002"));
+                    }
+                    Io::Read(Some(Err(e))) => break Some(format!("connection error: {e}")),
+                    Io::Read(None) => break Some("the connection dropped".to_owned()),
+                }
+            }
+        },
+    }
 }
 
 /// What [`read_or_write`] did.

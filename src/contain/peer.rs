@@ -96,6 +96,11 @@ impl Caller {
         TWILIO.block_on(self.send(text));
     }
 
+    /// A text message as it is.
+    pub(crate) fn text(&mut self, text: &str) {
+        TWILIO.block_on(self.send(text.to_owned()));
+    }
+
     pub(crate) fn stop(&mut self) {
         self.sequence += 1;
         let text = format!(
@@ -173,6 +178,22 @@ pub(crate) fn panic_posted(pipeline: &gst::Pipeline, element: &gst::Element, pan
             return;
         }
         eprintln!("before the panic's ERROR: {text}");
+    }
+}
+
+/// Waits for a WARNING from `element` naming `text` (in its message or
+/// its debug text) on `pipeline`'s bus.
+pub(crate) fn warned(pipeline: &gst::Pipeline, element: &gst::Element, text: &str) {
+    loop {
+        let message = next_message(pipeline, &[gst::MessageType::Warning]);
+        let gst::MessageView::Warning(warning) = message.view() else {
+            unreachable!()
+        };
+        let said = format!("{} ({:?})", warning.error(), warning.debug());
+        if message.src() == Some(element.upcast_ref()) && said.contains(text) {
+            return;
+        }
+        eprintln!("before the WARNING: {said}");
     }
 }
 

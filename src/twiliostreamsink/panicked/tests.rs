@@ -2,7 +2,8 @@
 //! (`panicked::PANIC_ON_NETWORK`), contained to its element; in `render()`
 //! (`panicked::PANIC_IN_RENDER`), a vfunc's; in a property read
 //! (`panicked::PANIC_IN_PROPERTY`), which GLib cannot unwind from. Either
-//! way the sink stops on its own.
+//! way the sink stops on its own. And a panic in the task of a call the
+//! sink took itself (`call::PANIC_TEXT`), no element's code.
 
 use std::sync::atomic::Ordering;
 
@@ -10,7 +11,7 @@ use gst::prelude::*;
 
 use super::{PANIC_IN_PROPERTY, PANIC_IN_RENDER, PANIC_ON_NETWORK};
 use crate::contain::peer::{
-    Caller, address, next_message, panic_posted, pipeline, released, stops, url,
+    Caller, address, next_message, panic_posted, pipeline, released, stops, url, warned,
 };
 
 /// A PLAYING echo: a src into the sink paired with it, μ-law passed
@@ -138,5 +139,19 @@ fn a_panic_in_a_property_read_gives_the_default_and_stops_the_sink() {
     assert_eq!(stats.name(), "twiliostreamsink-stats");
     assert_eq!(sink.property::<u32>("bound-port"), 0, "not listening");
 
+    assert!(stops(&pipeline), "the pipeline did not stop");
+}
+
+/// A panic in the task of the sink's own call: the call ends as an
+/// internal error (1011), and the sink posts that end as a WARNING. Left to
+/// tokio, the socket was dropped without a close frame, and the call still
+/// looked open to the sink.
+#[test]
+fn a_panic_in_the_task_of_its_own_call_ends_the_call() {
+    let (pipeline, sink) = listening();
+    let mut call = Caller::start(&url(&sink), 16);
+    call.text(crate::call::PANIC_TEXT);
+    warned(&pipeline, &sink, "the call's task panicked");
+    assert_eq!(call.closed(), Some(1011));
     assert!(stops(&pipeline), "the pipeline did not stop");
 }

@@ -1,7 +1,8 @@
 //! A panic in the src, made by the test-only triggers: in a drain on a
 //! network thread (`shared_threads::PANIC_IN_DRAIN`), contained to its
 //! element; in `create()` (`create::PANIC_IN_CREATE`), `start` and `stop`
-//! (`panicked::PANIC_IN_START`, `PANIC_IN_STOP`), vfuncs'.
+//! (`panicked::PANIC_IN_START`, `PANIC_IN_STOP`), vfuncs'; in the call's
+//! own task (`call::PANIC_TEXT`), no element's code.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use super::super::shared_threads::PANIC_IN_DRAIN;
 use crate::codec::g711;
 use crate::contain::ON_CAUGHT;
 use crate::contain::peer::{
-    Caller, PATIENCE, address, next_message, panic_posted, pipeline, released, stops, url,
+    Caller, PATIENCE, address, next_message, panic_posted, pipeline, released, stops, url, warned,
 };
 
 /// A PLAYING pipeline of a src (`shared-threads` as given) into a fakesink
@@ -221,4 +222,22 @@ fn a_panic_in_start_lets_go_of_the_port() {
     // Not listening: its port reads 0.
     assert_eq!(src.property::<u32>("bound-port"), 0);
     assert!(stops(&pipeline), "the pipeline did not stop");
+}
+
+/// A panic in the call's own task, in both push modes: the call ends as an
+/// internal error (1011) and the src reads that end (WARNING, EOS). Left to
+/// tokio, the socket was dropped without a close frame, and a
+/// shared-threads src, never told of the end, waited for it for good.
+#[test]
+fn a_panic_in_the_calls_task_ends_the_call() {
+    for shared_threads in [true, false] {
+        let (pipeline, src, _) = recording(shared_threads);
+        let mut call = Caller::start(&url(&src), 6 + u32::from(shared_threads));
+        call.media(&[0x55; 160]);
+        call.text(crate::call::PANIC_TEXT);
+        warned(&pipeline, &src, "the call's task panicked");
+        next_message(&pipeline, &[gst::MessageType::Eos]);
+        assert_eq!(call.closed(), Some(1011));
+        assert!(stops(&pipeline), "the pipeline did not stop");
+    }
 }
