@@ -155,3 +155,19 @@ fn a_panic_in_the_task_of_its_own_call_ends_the_call() {
     assert_eq!(call.closed(), Some(1011));
     assert!(stops(&pipeline), "the pipeline did not stop");
 }
+
+/// The same in an echo's call: the src reads the end (WARNING, EOS), the
+/// sink playing into the call waits for it no more, and the pipeline ends.
+#[test]
+fn a_panic_in_the_task_of_an_echos_call_ends_the_echo() {
+    let (pipeline, src, _) = echo();
+    let mut call = Caller::start(&url(&src), 17);
+    let ulaw = [0x55; 160];
+    call.media(&ulaw);
+    assert_eq!(call.received(ulaw.len()), ulaw);
+    call.text(crate::call::PANIC_TEXT);
+    warned(&pipeline, &src, "the call's task panicked");
+    next_message(&pipeline, &[gst::MessageType::Eos]);
+    assert_eq!(call.closed(), Some(1011));
+    assert!(stops(&pipeline), "the pipeline did not stop");
+}
