@@ -10,6 +10,7 @@ pub mod echo;
 pub mod installed;
 pub mod peer;
 pub mod raw;
+pub mod rng;
 pub mod sink;
 pub mod src;
 

@@ -73,6 +73,8 @@ pub struct PeerState {
     pub marks: Vec<(String, usize)>,
     /// μ-law received, in order.
     pub media: Vec<u8>,
+    /// The most the queue held unplayed, just after a frame arrived.
+    pub most_queued: Duration,
     queue_end: Option<Instant>,
     /// Marks to echo: name, when, flushed by a clear.
     pending: VecDeque<(String, Instant, bool)>,
@@ -90,6 +92,7 @@ impl PeerState {
             echoes: Vec::new(),
             marks: Vec::new(),
             media: Vec::new(),
+            most_queued: Duration::ZERO,
             queue_end: None,
             pending: VecDeque::new(),
         }
@@ -146,6 +149,7 @@ impl PeerState {
             _ => self.segments.push(Segment { start, samples }),
         }
         self.queue_end = Some(end);
+        self.most_queued = self.most_queued.max(end - now);
     }
 
     fn take_clear(&mut self, now: Instant, late: Duration) {

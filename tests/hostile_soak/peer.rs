@@ -7,30 +7,7 @@ use serde_json::{Value, json};
 use twilio_emulator::Provider;
 use twilio_emulator::audio::decode;
 
-/// splitmix64: the test's own PRNG, so that a seed is a call.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    pub fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
+pub use crate::common::rng::Rng;
 
 /// A frame the peer sends.
 pub enum Frame {
@@ -118,7 +95,7 @@ pub const CHUNK: usize = 160;
 impl Peer {
     pub fn new(seed: u64, provider: Provider, sid: &str) -> Peer {
         Peer {
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             spelling: Spelling::of(provider),
             sid: sid.to_owned(),
             timeline: Vec::new(),

@@ -1,0 +1,47 @@
+//! The sink's side of a call, seeded: an application pushes audio into a
+//! twiliostreamsink in bursts and in real time, in buffers of any size,
+//! in each input format, and places marks and clears (signal, event,
+//! flush) among it, then ends (EOS, `end-stream`, or NULL anywhere). A
+//! Twilio of the test's own (`common::peer`: it plays at exactly 8000
+//! samples a second, echoes marks on playout, maybe late) records what it
+//! got. Per README ("Marks and clear", "Ending the stream", "Pacing"):
+//!
+//! * every μ-law byte is the encoding of the input, in order, nothing
+//!   twice; between two clears, what arrived is the start of that
+//!   segment's audio (a fresh resampler's output), so nothing from before
+//!   a clear follows it; a segment not cut short arrives whole;
+//! * marks arrive in order, each where it was placed (to within the
+//!   resampler's delay), their echoes posted as `twilio-mark`, counted;
+//! * each `twilio-clear` says what the peer really played (±40 ms), and
+//!   `played` + `dropped` is the segment's audio;
+//! * the peer's queue never held more than `max-lead` and a frame;
+//! * EOS is posted only after the playout; NULL anywhere returns.
+//!
+//! Time enters only as real waits on conditions (and a real-time source's
+//! pace): every wait is bounded by PATIENCE, which only a hang reaches.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod run;
+mod script;
+
+use run::soak;
+
+/// The seeds: 1 to 6, or `OUTBOUND_SOAK_SEEDS` (`N` or `A..B`) to
+/// reproduce one or to search further.
+fn seeds() -> std::ops::Range<u64> {
+    let Ok(s) = std::env::var("OUTBOUND_SOAK_SEEDS") else {
+        return 1..7;
+    };
+    match s.split_once("..") {
+        Some((a, b)) => a.parse().unwrap()..b.parse().unwrap(),
+        None => s.parse().map(|n| n..n + 1).unwrap(),
+    }
+}
+
+#[test]
+fn seeded_scripts_reach_twilio_as_the_readme_says() {
+    for seed in seeds() {
+        soak(seed);
+    }
+}

@@ -1,0 +1,464 @@
+//! One seed's run: the script played into an appsrc → twiliostreamsink
+//! pipeline, the peer's record, and the checks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+use crate::common::app::set_bounded;
+use crate::common::peer::{Echo, Peer, PeerState};
+use crate::common::sink::messages_until;
+use crate::common::*;
+use crate::script::{ClearBy, Finish, Script, Step};
+
+const NS: u64 = 1_000_000_000;
+/// The resampler's delay, at most (README "Marks and clear"): 2.7 ms.
+const MARK_SLACK: usize = 22;
+/// `twilio-clear`'s `played` against the peer (README: within 40 ms).
+const PLAYED_SLACK: u64 = 40_000_000;
+/// See the queue's check: as `tests/sink_call_control.rs`'s tolerance, the
+/// scheduling of a loaded machine (on a quiet one the peer never held more
+/// than a frame past the lead, to the millisecond).
+const QUEUE_SLACK_MS: u64 = 30;
+/// `played` + `dropped` against the segment's audio: the resampler's
+/// delay (input it holds is not yet audio) and rounding.
+const SUM_SLACK: u64 = 3_000_000;
+
+struct Run {
+    p: gst::Pipeline,
+    app: gst::Element,
+    sink: gst::Element,
+    bus: gst::Bus,
+    peer: Peer,
+    /// Sync events sent, and seen at the sink's pad (all rendered before).
+    syncs: u64,
+    synced: Arc<AtomicU64>,
+}
+
+impl Run {
+    fn new(script: &Script, late: Duration) -> Run {
+        let p = pipeline(&format!(
+            "appsrc name=app format=time ! twiliostreamsink name=sink port=0 max-lead={}",
+            script.max_lead
+        ));
+        let (app, sink) = (by_name(&p, "app"), by_name(&p, "sink"));
+        let synced = Arc::new(AtomicU64::new(0));
+        let seen = synced.clone();
+        sink.static_pad("sink").unwrap().add_probe(
+            gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                let Some(gst::PadProbeData::Event(e)) = &info.data else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                // The sink ignores it.
+                if let Some(s) = e.structure().filter(|s| s.name() == "soak-sync") {
+                    seen.store(s.get::<u64>("n").unwrap(), Ordering::SeqCst);
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+        set_state(&p, gst::State::Playing);
+        let bus = p.bus().unwrap();
+        let peer = Peer::dial(&url_of(&sink), Echo::OnPlayout { late });
+        let deadline = Instant::now() + PATIENCE;
+        while !sink.property::<bool>("connected") {
+            assert!(Instant::now() < deadline, "no call");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Run {
+            p,
+            app,
+            sink,
+            bus,
+            peer,
+            syncs: 0,
+            synced,
+        }
+    }
+
+    /// Waits until the sink has rendered everything pushed so far.
+    fn sync(&mut self) {
+        self.syncs += 1;
+        let s = gst::Structure::builder("soak-sync")
+            .field("n", self.syncs)
+            .build();
+        assert!(self.app.send_event(gst::event::CustomDownstream::new(s)));
+        let deadline = Instant::now() + PATIENCE;
+        while self.synced.load(Ordering::SeqCst) < self.syncs {
+            assert!(Instant::now() < deadline, "the sink took nothing");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn event(&self, name: &str, mark: Option<&str>) {
+        let mut s = gst::Structure::builder(name);
+        if let Some(m) = mark {
+            s = s.field("name", m);
+        }
+        let event = gst::event::CustomDownstream::new(s.build());
+        assert!(self.app.send_event(event));
+    }
+
+    fn step(&mut self, step: &Step, rate: &mut u64, sample_bytes: &mut usize) {
+        match step {
+            Step::Caps(input) => {
+                self.app.set_property("caps", input.caps());
+                *rate = match input {
+                    crate::script::Input::Pcm(r) => *r as u64,
+                    crate::script::Input::Mulaw => 8000,
+                };
+                *sample_bytes = match input {
+                    crate::script::Input::Pcm(_) => 2,
+                    crate::script::Input::Mulaw => 1,
+                };
+            }
+            Step::Audio {
+                buffers,
+                pts,
+                realtime,
+            } => {
+                let began = Instant::now();
+                let mut bytes = 0;
+                for b in buffers {
+                    let mut buffer = gst::Buffer::from_mut_slice(b.clone());
+                    let at = (bytes / *sample_bytes) as u64 * NS / *rate;
+                    buffer
+                        .get_mut()
+                        .unwrap()
+                        .set_pts(gst::ClockTime::from_nseconds(pts + at));
+                    let ret = self
+                        .app
+                        .emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
+                    assert_eq!(ret, gst::FlowReturn::Ok);
+                    bytes += b.len();
+                    if *realtime {
+                        let end = (bytes / *sample_bytes) as u64 * NS / *rate;
+                        let due = began + Duration::from_nanos(end);
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    }
+                }
+            }
+            Step::MarkEvent(name) => self.event("twilio-mark", Some(name)),
+            Step::MarkSignal(name) => {
+                self.sync();
+                assert!(self.sink.emit_by_name::<bool>("send-mark", &[name]));
+            }
+            Step::Clear(ClearBy::Signal) => {
+                self.sync();
+                assert!(self.sink.emit_by_name::<bool>("clear", &[]));
+            }
+            Step::Clear(ClearBy::Event) => self.event("twilio-clear", None),
+            Step::Pause { ms, during } => {
+                self.sync();
+                set_bounded(&self.p, gst::State::Paused);
+                if let Some(step) = during {
+                    self.step(step, rate, sample_bytes);
+                }
+                std::thread::sleep(Duration::from_millis(*ms));
+                set_bounded(&self.p, gst::State::Playing);
+            }
+            Step::Lead(ms) => self.sink.set_property("max-lead", *ms),
+            Step::Clear(ClearBy::Flush) => {
+                self.sync();
+                assert!(self.app.send_event(gst::event::FlushStart::new()));
+                assert!(self.app.send_event(gst::event::FlushStop::new(false)));
+            }
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.p.set_state(gst::State::Null);
+    }
+}
+
+/// Runs the script of `seed` and checks what the peer got.
+pub fn soak(seed: u64) {
+    let script = Script::draw(seed, 2000);
+    let mut rng = crate::common::rng::Rng::new(seed ^ 0x5eed);
+    let late = Duration::from_millis(*rng.pick(&[0, 0, 40, 200]));
+    let ctx = format!(
+        "seed {seed} (max-lead {}, echoes {late:?} late, end {:?})",
+        script.max_lead, script.end
+    );
+    eprintln!("{ctx}");
+    let mut run = Run::new(&script, late);
+    let (mut rate, mut sample_bytes) = (8000, 2);
+    for (i, step) in script.steps.iter().enumerate() {
+        if let Finish::Null {
+            at,
+            during_eos: false,
+        } = script.end
+            && at == i
+        {
+            set_bounded(&run.p, gst::State::Null);
+            let st = run.peer.state();
+            check_media(&script, &st, false, &ctx);
+            check_marks(&script, &st, false, &ctx);
+            return;
+        }
+        if std::env::var_os("OUTBOUND_SOAK_TRACE").is_some() {
+            eprintln!("seed {seed} step {i}: {}", brief(step));
+        }
+        run.step(step, &mut rate, &mut sample_bytes);
+    }
+    let complete = match script.end {
+        Finish::Eos => {
+            assert!(
+                run.app
+                    .emit_by_name::<gst::FlowReturn>("end-of-stream", &[])
+                    == gst::FlowReturn::Ok
+            );
+            let messages = messages_until(&run.bus, |m| {
+                if let Some(gst::MessageView::Error(e)) = m.last().map(|m| m.view()) {
+                    panic!("{ctx}: ERROR {} ({:?})", e.error(), e.debug());
+                }
+                matches!(m.last().map(|m| m.view()), Some(gst::MessageView::Eos(_)))
+            });
+            let eos_at = Instant::now();
+            let st = run.peer.wait_closed();
+            let end = st.playout_end().expect("audio was played");
+            assert!(
+                eos_at >= end,
+                "{ctx}: EOS {:?} before the playout's end",
+                end - eos_at
+            );
+            assert_eq!(
+                st.marks.last().map(|m| (m.0.as_str(), m.1)),
+                Some(("twiliostream-eos", st.media.len())),
+                "{ctx}"
+            );
+            Some((messages, st))
+        }
+        Finish::EndStream { after_playout } => {
+            run.sync();
+            assert!(
+                run.sink
+                    .emit_by_name::<bool>("end-stream", &[&after_playout])
+            );
+            let st = run.peer.wait_closed();
+            if after_playout {
+                let closed = st.closed.unwrap().0;
+                assert!(
+                    closed >= st.playout_end().unwrap_or(closed),
+                    "{ctx}: closed before the playout's end"
+                );
+            }
+            let messages = messages_until(&run.bus, |m| {
+                !element_messages(m, "twilio-ended").is_empty()
+            });
+            after_playout.then_some((messages, st))
+        }
+        Finish::Null { .. } => {
+            assert!(
+                run.app
+                    .emit_by_name::<gst::FlowReturn>("end-of-stream", &[])
+                    == gst::FlowReturn::Ok
+            );
+            run.peer.wait_for("the EOS mark", |st| {
+                st.marks.iter().any(|m| m.0 == "twiliostream-eos")
+            });
+            set_bounded(&run.p, gst::State::Null);
+            None
+        }
+    };
+    let st = run.peer.state();
+    check_media(&script, &st, complete.is_some(), &ctx);
+    check_marks(&script, &st, complete.is_some(), &ctx);
+    // A frame past the lead, and the peer's own lateness: it counts from
+    // a frame's arrival, the writer's model from its write, so a frame
+    // read late after an underrun starts the peer's playout that much later.
+    let lead = Duration::from_millis(script.most_lead as u64 + 20 + QUEUE_SLACK_MS);
+    eprintln!(
+        "{ctx}: most queued {:?} (max-lead + a frame + slack {lead:?}), {} clears",
+        st.most_queued,
+        st.clears.len()
+    );
+    assert!(
+        st.most_queued <= lead,
+        "{ctx}: the peer held {:?}",
+        st.most_queued
+    );
+    assert!(st.invalid.is_empty(), "{ctx}: {:?}", st.invalid);
+    if let Some((messages, st)) = complete {
+        check_reports(&script, &st, &messages, &ctx);
+        check_counters(&script, &run.sink, &st, &messages, &ctx);
+    }
+    set_bounded(&run.p, gst::State::Null);
+}
+
+/// A step, its buffers only counted.
+fn brief(step: &Step) -> String {
+    match step {
+        Step::Audio {
+            buffers,
+            pts,
+            realtime,
+        } => format!(
+            "{} buffers, {} bytes from {pts} ns{}",
+            buffers.len(),
+            buffers.iter().map(Vec::len).sum::<usize>(),
+            if *realtime { " in real time" } else { "" }
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Where each segment's audio begins and ends in what the peer got.
+fn cuts(st: &PeerState) -> Vec<(usize, usize)> {
+    let mut ends: Vec<usize> = st.clears.iter().map(|c| c.received).collect();
+    ends.push(st.media.len());
+    let mut from = 0;
+    ends.into_iter()
+        .map(|end| {
+            let cut = (from, end);
+            from = end;
+            cut
+        })
+        .collect()
+}
+
+fn check_media(script: &Script, st: &PeerState, complete: bool, ctx: &str) {
+    let cuts = cuts(st);
+    assert!(
+        cuts.len() <= script.segments.len(),
+        "{ctx}: more clears than asked for"
+    );
+    if complete {
+        assert_eq!(cuts.len(), script.segments.len(), "{ctx}: clears");
+    }
+    for (k, (&(from, to), seg)) in cuts.iter().zip(&script.segments).enumerate() {
+        let got = &st.media[from..to];
+        let want = seg.expected();
+        let first = got.iter().zip(&want).position(|(a, b)| a != b);
+        assert!(
+            got.len() <= want.len() && first.is_none(),
+            "{ctx}: segment {k} ({:?}, {:?}): {} bytes got, {} in all; first difference at {first:?}",
+            seg.input,
+            seg.ended_by,
+            got.len(),
+            want.len()
+        );
+        if complete && seg.ended_by.is_none() {
+            assert_eq!(got.len(), want.len(), "{ctx}: the last segment cut short");
+        }
+    }
+}
+
+fn check_marks(script: &Script, st: &PeerState, complete: bool, ctx: &str) {
+    let cuts = cuts(st);
+    let ours = |n: &str| n == "twiliostream-eos" || n == "twiliostream-end";
+    let got: Vec<&(String, usize)> = st.marks.iter().filter(|m| !ours(&m.0)).collect();
+    let placed: Vec<(usize, &String, usize)> = script
+        .segments
+        .iter()
+        .enumerate()
+        .flat_map(|(k, seg)| seg.marks.iter().map(move |(name, n)| (k, name, *n)))
+        .collect();
+    // Every mark goes out, in order (a clear drops none: those among the
+    // audio it drops go out before it); NULL may cut the list short.
+    let names: Vec<&String> = got.iter().map(|m| &m.0).collect();
+    let want: Vec<&String> = placed.iter().map(|m| m.1).take(got.len()).collect();
+    assert_eq!(names, want, "{ctx}: marks");
+    if complete {
+        assert_eq!(got.len(), placed.len(), "{ctx}: marks");
+    }
+    for ((name, before), (k, _, n)) in got.iter().map(|m| (&m.0, m.1)).zip(&placed) {
+        let Some(&(from, to)) = cuts.get(*k) else {
+            panic!("{ctx}: mark {name:?} of segment {k} came after its clear");
+        };
+        let seg = &script.segments[*k];
+        let want = from + seg.out_at(*n);
+        // Where its audio was cleared before it went out, at the clear.
+        let cleared = seg.ended_by.is_some() && before == to && want + MARK_SLACK > to;
+        assert!(
+            (from..=to).contains(&before) && (before.abs_diff(want) <= MARK_SLACK || cleared),
+            "{ctx}: mark {name:?} after {before} bytes, placed at {want} (segment {k}: {from}..{to})"
+        );
+    }
+}
+
+fn check_reports(script: &Script, st: &PeerState, messages: &[gst::Message], ctx: &str) {
+    let reports = element_messages(messages, "twilio-clear");
+    assert_eq!(
+        reports.len(),
+        st.clears.len(),
+        "{ctx}: twilio-clear messages"
+    );
+    let mut before = 0.0;
+    let mut last: Option<u64> = None;
+    for (k, (r, clear)) in reports.iter().zip(&st.clears).enumerate() {
+        let seg = &script.segments[k];
+        assert_eq!(
+            r.get::<String>("reason").unwrap(),
+            seg.ended_by.unwrap().reason(),
+            "{ctx}"
+        );
+        let played = r
+            .get::<Option<gst::ClockTime>>("played")
+            .unwrap()
+            .map(|t| t.nseconds());
+        let dropped = r.get::<gst::ClockTime>("dropped").unwrap().nseconds();
+        let h = clear.played - before;
+        before = clear.played;
+        let want = seg.running_time(h);
+        let what = format!(
+            "{ctx}: clear {k}: played {played:?} dropped {dropped}, the peer played {h:.0} samples of a segment of {} ns from {}",
+            seg.duration(),
+            seg.pts
+        );
+        if std::env::var_os("OUTBOUND_SOAK_TRACE").is_some() {
+            eprintln!("{what}");
+        }
+        match played {
+            Some(p) if p + PLAYED_SLACK >= seg.pts => {
+                assert!(p.abs_diff(want) <= PLAYED_SLACK, "{what}");
+                let within = seg.audio_before(p);
+                assert!(
+                    (within + dropped).abs_diff(seg.duration()) <= SUM_SLACK,
+                    "{what}"
+                );
+            }
+            // Nothing of this segment heard, by the model: where the last
+            // report left off, exactly (nothing played since).
+            _ => {
+                assert!(h < 320.0, "{what}");
+                assert_eq!(played, last, "{what}: the last report said {last:?}");
+                assert!(dropped.abs_diff(seg.duration()) <= SUM_SLACK, "{what}");
+            }
+        }
+        last = played;
+    }
+}
+
+fn check_counters(
+    script: &Script,
+    sink: &gst::Element,
+    st: &PeerState,
+    messages: &[gst::Message],
+    ctx: &str,
+) {
+    let echoed: Vec<String> = element_messages(messages, "twilio-mark")
+        .iter()
+        .map(|s| s.get::<String>("name").unwrap())
+        .collect();
+    let peer_echoed: Vec<String> = st.echoes.iter().map(|e| e.name.clone()).collect();
+    assert_eq!(echoed, peer_echoed, "{ctx}: twilio-mark messages");
+    let stats = sink.property::<gst::Structure>("stats");
+    let want = [
+        ("bytes-sent", st.media.len() as u64),
+        ("chunks-sent", st.texts_of("media").len() as u64),
+        ("marks-sent", st.marks.len() as u64),
+        ("clears-sent", st.clears.len() as u64),
+        ("marks-played", echoed.len() as u64),
+        ("transcode-errors", script.splits),
+        ("chunks-dropped", 0),
+    ];
+    for (name, n) in want {
+        assert_eq!(stats.get::<u64>(name).unwrap(), n, "{ctx}: stats {name}");
+        assert_eq!(sink.property::<u64>(name), n, "{ctx}: {name}");
+    }
+}
