@@ -27,15 +27,17 @@ mod script;
 
 use run::soak;
 
-/// The seeds: 1 to 6, or `OUTBOUND_SOAK_SEEDS` (`N` or `A..B`) to
-/// reproduce one or to search further.
-fn seeds() -> std::ops::Range<u64> {
+/// The seeds: six whose scripts end in each way (EOS, EOS while paused,
+/// `end-stream` after the playout and at once, NULL mid-script and while
+/// the EOS waits), each with clears of every kind; or `OUTBOUND_SOAK_SEEDS`
+/// (`N` or `A..B`) to reproduce one or to search further.
+fn seeds() -> Vec<u64> {
     let Ok(s) = std::env::var("OUTBOUND_SOAK_SEEDS") else {
-        return 1..7;
+        return vec![1, 6, 15, 16, 19, 31];
     };
     match s.split_once("..") {
-        Some((a, b)) => a.parse().unwrap()..b.parse().unwrap(),
-        None => s.parse().map(|n| n..n + 1).unwrap(),
+        Some((a, b)) => (a.parse().unwrap()..b.parse().unwrap()).collect(),
+        None => vec![s.parse().unwrap()],
     }
 }
 

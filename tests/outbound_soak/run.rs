@@ -18,10 +18,12 @@ const NS: u64 = 1_000_000_000;
 const MARK_SLACK: usize = 22;
 /// `twilio-clear`'s `played` against the peer (README: within 40 ms).
 const PLAYED_SLACK: u64 = 40_000_000;
-/// See the queue's check: as `tests/sink_call_control.rs`'s tolerance, the
-/// scheduling of a loaded machine (on a quiet one the peer never held more
-/// than a frame past the lead, to the millisecond).
-const QUEUE_SLACK_MS: u64 = 30;
+/// See the queue's check: the peer's scheduling on a loaded machine (on a
+/// quiet one it never held more than a frame past the lead, to the
+/// millisecond; with two other builds on two cores, 34 ms more). The
+/// exact bound is the outbox's unit tests'; this catches a writer that
+/// does not pace.
+const QUEUE_SLACK_MS: u64 = 60;
 /// `played` + `dropped` against the segment's audio: the resampler's
 /// delay (input it holds is not yet audio) and rounding.
 const SUM_SLACK: u64 = 3_000_000;
@@ -150,6 +152,11 @@ impl Run {
                 assert!(self.sink.emit_by_name::<bool>("clear", &[]));
             }
             Step::Clear(ClearBy::Event) => self.event("twilio-clear", None),
+            Step::Clear(ClearBy::OobEvent) => {
+                self.sync();
+                let s = gst::Structure::new_empty("twilio-clear");
+                assert!(self.app.send_event(gst::event::CustomDownstreamOob::new(s)));
+            }
             Step::Pause { ms, during } => {
                 self.sync();
                 set_bounded(&self.p, gst::State::Paused);
@@ -206,26 +213,44 @@ pub fn soak(seed: u64) {
         run.step(step, &mut rate, &mut sample_bytes);
     }
     let complete = match script.end {
-        Finish::Eos => {
+        Finish::Eos { paused_ms } => {
+            let mut messages = Vec::new();
+            if paused_ms.is_some() {
+                run.sync();
+                set_bounded(&run.p, gst::State::Paused);
+            }
             assert!(
                 run.app
                     .emit_by_name::<gst::FlowReturn>("end-of-stream", &[])
                     == gst::FlowReturn::Ok
             );
-            let messages = messages_until(&run.bus, |m| {
+            if let Some(ms) = paused_ms {
+                // The EOS waits for PLAYING (README "Ending the stream").
+                std::thread::sleep(Duration::from_millis(ms));
+                messages.extend(std::iter::from_fn(|| run.bus.pop()));
+                assert!(
+                    !messages
+                        .iter()
+                        .any(|m| matches!(m.view(), gst::MessageView::Eos(_))),
+                    "{ctx}: EOS while paused"
+                );
+                set_bounded(&run.p, gst::State::Playing);
+            }
+            messages.extend(messages_until(&run.bus, |m| {
                 if let Some(gst::MessageView::Error(e)) = m.last().map(|m| m.view()) {
                     panic!("{ctx}: ERROR {} ({:?})", e.error(), e.debug());
                 }
                 matches!(m.last().map(|m| m.view()), Some(gst::MessageView::Eos(_)))
-            });
+            }));
             let eos_at = Instant::now();
             let st = run.peer.wait_closed();
-            let end = st.playout_end().expect("audio was played");
-            assert!(
-                eos_at >= end,
-                "{ctx}: EOS {:?} before the playout's end",
-                end - eos_at
-            );
+            if let Some(end) = st.playout_end() {
+                assert!(
+                    eos_at >= end,
+                    "{ctx}: EOS {:?} before the playout's end",
+                    end - eos_at
+                );
+            }
             assert_eq!(
                 st.marks.last().map(|m| (m.0.as_str(), m.1)),
                 Some(("twiliostream-eos", st.media.len())),

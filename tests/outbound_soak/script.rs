@@ -50,6 +50,8 @@ impl Input {
 pub enum ClearBy {
     Signal,
     Event,
+    /// The event out of band, once the sink has taken what came before.
+    OobEvent,
     Flush,
 }
 
@@ -57,7 +59,7 @@ impl ClearBy {
     pub fn reason(self) -> &'static str {
         match self {
             ClearBy::Signal => "signal",
-            ClearBy::Event => "event",
+            ClearBy::Event | ClearBy::OobEvent => "event",
             ClearBy::Flush => "flush",
         }
     }
@@ -89,7 +91,10 @@ pub enum Step {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
-    Eos,
+    /// EOS, maybe while paused for `paused_ms` (it waits for PLAYING).
+    Eos {
+        paused_ms: Option<u64>,
+    },
     EndStream {
         after_playout: bool,
     },
@@ -275,7 +280,12 @@ impl Script {
                     });
                 }
                 7 | 8 => {
-                    let by = *rng.pick(&[ClearBy::Signal, ClearBy::Event, ClearBy::Flush]);
+                    let by = *rng.pick(&[
+                        ClearBy::Signal,
+                        ClearBy::Event,
+                        ClearBy::OobEvent,
+                        ClearBy::Flush,
+                    ]);
                     steps.push(Step::Clear(by));
                     seg.ended_by = Some(by);
                     if carry.take().is_some() {
@@ -325,7 +335,10 @@ impl Script {
         }
         segments.push(seg);
         let end = match rng.below(10) {
-            0..=5 => Finish::Eos,
+            0..=4 => Finish::Eos { paused_ms: None },
+            5 => Finish::Eos {
+                paused_ms: Some(rng.between(10, 300) as u64),
+            },
             6 => Finish::EndStream {
                 after_playout: true,
             },
