@@ -16,14 +16,52 @@ use crate::script::{ClearBy, Finish, Script, Step};
 const NS: u64 = 1_000_000_000;
 /// The resampler's delay, at most (README "Marks and clear"): 2.7 ms.
 const MARK_SLACK: usize = 22;
-/// `twilio-clear`'s `played` against the peer (README: within 40 ms).
+/// `twilio-clear`'s `played` against the peer (README: within 40 ms), the
+/// peer's lateness added (see [`Lateness`]).
 const PLAYED_SLACK: u64 = 40_000_000;
-/// See the queue's check: the peer's scheduling on a loaded machine (on a
-/// quiet one it never held more than a frame past the lead, to the
-/// millisecond; with two other builds on two cores, 34 ms more). The
-/// exact bound is the outbox's unit tests'; this catches a writer that
-/// does not pace.
-const QUEUE_SLACK_MS: u64 = 60;
+/// The queue's bound past `max-lead` and a frame: rounding and the
+/// loopback, the peer's lateness added (see [`Lateness`]). On a quiet
+/// machine the peer never held more than a frame past the lead, to the
+/// millisecond; the exact bound is the outbox's unit tests'.
+const QUEUE_SLACK: u64 = 10_000_000;
+
+/// How late the peer's runtime woke at worst during a run (a 1 ms timer's
+/// overshoot). The peer counts playout from when it read a frame, the
+/// writer's model from the write: after an underrun, a frame read that
+/// late starts the peer's playout that much later, so it plays less than
+/// the model says and holds more. On a loaded machine (load 5 on two
+/// cores) that reached 50 ms.
+struct Lateness {
+    worst: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Lateness {
+    fn start() -> Lateness {
+        let worst = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (w, s) = (worst.clone(), stop.clone());
+        rt().spawn(async move {
+            while !s.load(Ordering::SeqCst) {
+                let t = Instant::now();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let over = t.elapsed().saturating_sub(Duration::from_millis(1));
+                w.fetch_max(over.as_nanos() as u64, Ordering::SeqCst);
+            }
+        });
+        Lateness { worst, stop }
+    }
+
+    fn worst(&self) -> u64 {
+        self.worst.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Lateness {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
 /// `played` + `dropped` against the segment's audio: the resampler's
 /// delay (input it holds is not yet audio) and rounding.
 const SUM_SLACK: u64 = 3_000_000;
@@ -151,6 +189,9 @@ impl Run {
                 self.sync();
                 assert!(self.sink.emit_by_name::<bool>("clear", &[]));
             }
+            Step::Clear(ClearBy::Racing) => {
+                assert!(self.sink.emit_by_name::<bool>("clear", &[]));
+            }
             Step::Clear(ClearBy::Event) => self.event("twilio-clear", None),
             Step::Clear(ClearBy::OobEvent) => {
                 self.sync();
@@ -192,6 +233,7 @@ pub fn soak(seed: u64) {
         script.max_lead, script.end
     );
     eprintln!("{ctx}");
+    let lateness = Lateness::start();
     let mut run = Run::new(&script, late);
     let (mut rate, mut sample_bytes) = (8000, 2);
     for (i, step) in script.steps.iter().enumerate() {
@@ -203,8 +245,9 @@ pub fn soak(seed: u64) {
         {
             set_bounded(&run.p, gst::State::Null);
             let st = run.peer.state();
-            check_media(&script, &st, false, &ctx);
-            check_marks(&script, &st, false, &ctx);
+            let script = &as_the_sink_saw_it(&script, &st, &ctx);
+            check_media(script, &st, false, &ctx);
+            check_marks(script, &st, false, &ctx);
             return;
         }
         if std::env::var_os("OUTBOUND_SOAK_TRACE").is_some() {
@@ -291,16 +334,18 @@ pub fn soak(seed: u64) {
         }
     };
     let st = run.peer.state();
-    check_media(&script, &st, complete.is_some(), &ctx);
-    check_marks(&script, &st, complete.is_some(), &ctx);
-    // A frame past the lead, and the peer's own lateness: it counts from
-    // a frame's arrival, the writer's model from its write, so a frame
-    // read late after an underrun starts the peer's playout that much later.
-    let lead = Duration::from_millis(script.most_lead as u64 + 20 + QUEUE_SLACK_MS);
+    let script = &as_the_sink_saw_it(&script, &st, &ctx);
+    check_media(script, &st, complete.is_some(), &ctx);
+    check_marks(script, &st, complete.is_some(), &ctx);
+    let late = lateness.worst();
+    let lead = Duration::from_millis(script.most_lead as u64 + 20)
+        + Duration::from_nanos(QUEUE_SLACK + late);
     eprintln!(
-        "{ctx}: most queued {:?} (max-lead + a frame + slack {lead:?}), {} clears",
+        "{ctx}: most queued {:?} (max-lead + a frame + slack {lead:?}), {} clears, \
+         the peer up to {:?} late",
         st.most_queued,
-        st.clears.len()
+        st.clears.len(),
+        Duration::from_nanos(late)
     );
     assert!(
         st.most_queued <= lead,
@@ -309,8 +354,8 @@ pub fn soak(seed: u64) {
     );
     assert!(st.invalid.is_empty(), "{ctx}: {:?}", st.invalid);
     if let Some((messages, st)) = complete {
-        check_reports(&script, &st, &messages, &ctx);
-        check_counters(&script, &run.sink, &st, &messages, &ctx);
+        check_reports(script, &st, &messages, PLAYED_SLACK + late, &ctx);
+        check_counters(script, &run.sink, &st, &messages, &ctx);
     }
     set_bounded(&run.p, gst::State::Null);
 }
@@ -329,6 +374,58 @@ fn brief(step: &Step) -> String {
             if *realtime { " in real time" } else { "" }
         ),
         other => format!("{other:?}"),
+    }
+}
+
+/// The script's segments as the sink took them: a racing clear cut its
+/// segment where the sink had got to, found from what Twilio got after it
+/// (the rest went into the next segment, as it is: μ-law).
+fn as_the_sink_saw_it(script: &Script, st: &PeerState, ctx: &str) -> Script {
+    let cuts = cuts(st);
+    let mut segments = script.segments.clone();
+    for k in 0..segments.len() - 1 {
+        if segments[k].ended_by != Some(ClearBy::Racing) {
+            continue;
+        }
+        let (Some(&(from, to)), Some(&(next_from, next_to))) = (cuts.get(k), cuts.get(k + 1))
+        else {
+            break;
+        };
+        let after = &st.media[next_from..next_to];
+        let next = segments[k + 1].clone();
+        let seg = &mut segments[k];
+        // Nothing came after it: the cut is anywhere past what came before,
+        // and the next segment begins somewhere in what this one held
+        // (a racing clear next finds where).
+        let p = match after.is_empty() {
+            true => Some(to - from),
+            false => (to - from..=seg.ulaw.len()).find(|&p| {
+                let want = seg.ulaw[p..].iter().chain(&next.ulaw);
+                after.len() <= seg.ulaw.len() - p + next.ulaw.len()
+                    && after.iter().eq(want.take(after.len()))
+            }),
+        };
+        let p = p.unwrap_or_else(|| {
+            panic!(
+                "{ctx}: after racing clear {k}, {} bytes of no continuation",
+                after.len()
+            )
+        });
+        let mut rest = seg.split_off(p);
+        rest.append(&next);
+        if after.is_empty() {
+            seg.cut_known = false;
+            rest.cut_known = false;
+        }
+        segments[k + 1] = rest;
+    }
+    Script {
+        max_lead: script.max_lead,
+        most_lead: script.most_lead,
+        steps: Vec::new(),
+        end: script.end,
+        segments,
+        splits: script.splits,
     }
 }
 
@@ -399,6 +496,9 @@ fn check_marks(script: &Script, st: &PeerState, complete: bool, ctx: &str) {
         let want = from + seg.out_at(*n);
         // Where its audio was cleared before it went out, at the clear.
         let cleared = seg.ended_by.is_some() && before == to && want + MARK_SLACK > to;
+        if !seg.cut_known {
+            continue;
+        }
         assert!(
             (from..=to).contains(&before) && (before.abs_diff(want) <= MARK_SLACK || cleared),
             "{ctx}: mark {name:?} after {before} bytes, placed at {want} (segment {k}: {from}..{to})"
@@ -406,7 +506,13 @@ fn check_marks(script: &Script, st: &PeerState, complete: bool, ctx: &str) {
     }
 }
 
-fn check_reports(script: &Script, st: &PeerState, messages: &[gst::Message], ctx: &str) {
+fn check_reports(
+    script: &Script,
+    st: &PeerState,
+    messages: &[gst::Message],
+    slack: u64,
+    ctx: &str,
+) {
     let reports = element_messages(messages, "twilio-clear");
     assert_eq!(
         reports.len(),
@@ -439,8 +545,9 @@ fn check_reports(script: &Script, st: &PeerState, messages: &[gst::Message], ctx
             eprintln!("{what}");
         }
         match played {
-            Some(p) if p + PLAYED_SLACK >= seg.pts => {
-                assert!(p.abs_diff(want) <= PLAYED_SLACK, "{what}");
+            _ if !seg.cut_known => {}
+            Some(p) if p + slack >= seg.pts => {
+                assert!(p.abs_diff(want) <= slack, "{what}");
                 let within = seg.audio_before(p);
                 assert!(
                     (within + dropped).abs_diff(seg.duration()) <= SUM_SLACK,
@@ -450,7 +557,7 @@ fn check_reports(script: &Script, st: &PeerState, messages: &[gst::Message], ctx
             // Nothing of this segment heard, by the model: where the last
             // report left off, exactly (nothing played since).
             _ => {
-                assert!(h < 320.0, "{what}");
+                assert!(h * 125_000.0 < slack as f64, "{what}");
                 assert_eq!(played, last, "{what}: the last report said {last:?}");
                 assert!(dropped.abs_diff(seg.duration()) <= SUM_SLACK, "{what}");
             }

@@ -53,12 +53,15 @@ pub enum ClearBy {
     /// The event out of band, once the sink has taken what came before.
     OobEvent,
     Flush,
+    /// The signal at once, wherever the sink is (μ-law input only: what
+    /// the sink had not taken plays after it, as it is).
+    Racing,
 }
 
 impl ClearBy {
     pub fn reason(self) -> &'static str {
         match self {
-            ClearBy::Signal => "signal",
+            ClearBy::Signal | ClearBy::Racing => "signal",
             ClearBy::Event | ClearBy::OobEvent => "event",
             ClearBy::Flush => "flush",
         }
@@ -120,9 +123,57 @@ pub struct Segment {
     /// Where its running time jumps: input samples before, running time.
     pub pieces: Vec<(usize, u64)>,
     pub ended_by: Option<ClearBy>,
+    /// False where a racing clear's cut could not be found (nothing came
+    /// after it): its duration and running times are not known.
+    pub cut_known: bool,
 }
 
 impl Segment {
+    pub fn new(input: Input, pts: u64) -> Segment {
+        Segment {
+            input,
+            pts,
+            samples: Vec::new(),
+            ulaw: Vec::new(),
+            marks: Vec::new(),
+            pieces: Vec::new(),
+            ended_by: None,
+            cut_known: true,
+        }
+    }
+
+    /// Splits it at input sample `p` (μ-law only): it keeps what came
+    /// before, and returns the rest.
+    pub fn split_off(&mut self, p: usize) -> Segment {
+        let mut tail = Segment::new(self.input, self.running_time(p as f64));
+        tail.samples = self.samples.split_off(p);
+        tail.ulaw = self.ulaw.split_off(p);
+        tail.pieces.push((0, tail.pts));
+        tail.pieces.extend(
+            self.pieces
+                .iter()
+                .filter(|q| q.0 > p)
+                .map(|&(n, t)| (n - p, t)),
+        );
+        self.pieces.retain(|q| q.0 < p);
+        tail
+    }
+
+    /// Puts `rest` after this segment's audio (the same format).
+    pub fn append(&mut self, rest: &Segment) {
+        let n = self.samples.len();
+        if n == 0 {
+            self.pts = rest.pts;
+        }
+        self.samples.extend(&rest.samples);
+        self.ulaw.extend(&rest.ulaw);
+        self.pieces
+            .extend(rest.pieces.iter().map(|&(m, t)| (m + n, t)));
+        self.marks
+            .extend(rest.marks.iter().map(|(name, m)| (name.clone(), m + n)));
+        self.ended_by = rest.ended_by;
+    }
+
     /// Its input's duration (ns).
     pub fn duration(&self) -> u64 {
         self.samples.len() as u64 * 1_000_000_000 / self.input.rate()
@@ -195,113 +246,152 @@ pub struct Script {
     pub splits: u64,
 }
 
+/// The script as it is drawn.
+struct Draw {
+    rng: Rng,
+    steps: Vec<Step>,
+    segments: Vec<Segment>,
+    splits: u64,
+    pts: u64,
+    /// PCM bytes pushed since the segment began (a clear drops a split
+    /// sample's first byte: input after it starts afresh), and the second
+    /// byte of its last sample when that waits for the next step.
+    pushed: usize,
+    carry: Option<u8>,
+    seg: Segment,
+}
+
+impl Draw {
+    /// About `ms` of audio in buffers of any size, maybe after a jump in
+    /// the timestamps, in real time or not (drawn unless `realtime`).
+    fn audio(&mut self, ms: u64, realtime: Option<bool>) {
+        let rng = &mut self.rng;
+        let seg = &mut self.seg;
+        let input = seg.input;
+        // Any number of samples, not only whole milliseconds.
+        let n = (ms * input.rate() / 1000) as usize + rng.below(7);
+        // Sometimes a jump in the timestamps: a gap the sink closes up (a
+        // frame may straddle one of 10 ms or less).
+        if rng.chance(15) {
+            self.pts += rng.between(1, 400) as u64 * 1_000_000;
+        }
+        seg.pieces.push((seg.samples.len(), self.pts));
+        let samples: Vec<i16> = (0..n).map(|_| signal(rng)).collect();
+        let mut bytes: Vec<u8> = match input {
+            Input::Pcm(_) => self
+                .carry
+                .take()
+                .into_iter()
+                .chain(samples.iter().flat_map(|s| s.to_le_bytes()))
+                .collect(),
+            Input::Mulaw => samples.iter().map(|&s| g711::encode(s)).collect(),
+        };
+        if matches!(input, Input::Pcm(_)) && rng.chance(25) {
+            self.carry = bytes.pop();
+        }
+        let mut buffers = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let most = (input.rate() as usize / 20) * input.sample_bytes();
+            let mut len = match rng.below(4) {
+                0 => rng.between(1, 8),
+                _ => rng.between(1, most),
+            };
+            len = len.min(bytes.len() - at);
+            if matches!(input, Input::Pcm(_)) {
+                self.pushed += len;
+                self.splits += self.pushed as u64 % 2;
+            }
+            buffers.push(bytes[at..at + len].to_vec());
+            at += len;
+        }
+        if input == Input::Mulaw {
+            seg.ulaw.extend(&bytes);
+        }
+        seg.samples.extend(&samples);
+        let realtime = realtime.unwrap_or_else(|| rng.chance(30));
+        self.steps.push(Step::Audio {
+            buffers,
+            pts: self.pts,
+            realtime,
+        });
+        self.pts += n as u64 * 1_000_000_000 / input.rate();
+    }
+
+    /// Ends the segment with a clear; the next in the format drawn, or
+    /// in the same.
+    fn clear(&mut self, by: ClearBy, same_format: bool) {
+        self.steps.push(Step::Clear(by));
+        self.end_segment(by, same_format);
+    }
+
+    /// Ends the segment (its clear's step pushed already).
+    fn end_segment(&mut self, by: ClearBy, same_format: bool) {
+        self.seg.ended_by = Some(by);
+        if self.carry.take().is_some() {
+            self.seg.samples.pop();
+        }
+        self.pushed = 0;
+        let next = match same_format {
+            true => Segment::new(self.seg.input, self.pts),
+            false => new_segment(&mut self.rng, &mut self.steps, self.pts),
+        };
+        self.segments.push(std::mem::replace(&mut self.seg, next));
+    }
+}
+
 impl Script {
     /// The script of `seed`: about `audio_ms` of audio in all.
     pub fn draw(seed: u64, audio_ms: u64) -> Script {
         let mut rng = Rng::new(seed);
         let max_lead = *rng.pick(&[20, 60, 100, 100, 250]);
         let mut steps = Vec::new();
-        let mut segments = Vec::new();
-        let mut splits = 0;
-        let mut pts = 0u64;
+        let seg = new_segment(&mut rng, &mut steps, 0);
+        let mut d = Draw {
+            rng,
+            steps,
+            segments: Vec::new(),
+            splits: 0,
+            pts: 0,
+            pushed: 0,
+            carry: None,
+            seg,
+        };
         let mut total_ms = 0;
         let mut marks = 0;
-        // PCM bytes pushed since the segment began (a clear drops a split
-        // sample's first byte: input after it starts afresh), and the
-        // second byte of its last sample when that waits for the next step.
-        let mut pushed = 0;
-        let mut carry: Option<u8> = None;
-        let mut seg = new_segment(&mut rng, &mut steps, pts);
         let mut most_lead = max_lead;
         while total_ms < audio_ms {
-            match rng.below(12) {
+            match d.rng.below(12) {
                 0..=4 => {
-                    let ms = rng.between(5, 400) as u64;
+                    let ms = d.rng.between(5, 400) as u64;
                     total_ms += ms;
-                    let input = seg.input;
-                    // Any number of samples, not only whole milliseconds.
-                    let n = (ms * input.rate() / 1000) as usize + rng.below(7);
-                    // Sometimes a jump in the timestamps: a gap the sink
-                    // closes up (a frame may straddle one of 10 ms or less).
-                    if rng.chance(15) {
-                        pts += rng.between(1, 400) as u64 * 1_000_000;
-                    }
-                    seg.pieces.push((seg.samples.len(), pts));
-                    let samples: Vec<i16> = (0..n).map(|_| signal(&mut rng)).collect();
-                    let mut bytes: Vec<u8> = match input {
-                        Input::Pcm(_) => carry
-                            .take()
-                            .into_iter()
-                            .chain(samples.iter().flat_map(|s| s.to_le_bytes()))
-                            .collect(),
-                        Input::Mulaw => samples.iter().map(|&s| g711::encode(s)).collect(),
-                    };
-                    if matches!(input, Input::Pcm(_)) && rng.chance(25) {
-                        carry = bytes.pop();
-                    }
-                    let mut buffers = Vec::new();
-                    let mut at = 0;
-                    while at < bytes.len() {
-                        let most = (input.rate() as usize / 20) * input.sample_bytes();
-                        let mut len = match rng.below(4) {
-                            0 => rng.between(1, 8),
-                            _ => rng.between(1, most),
-                        };
-                        len = len.min(bytes.len() - at);
-                        if matches!(input, Input::Pcm(_)) {
-                            pushed += len;
-                            splits += pushed as u64 % 2;
-                        }
-                        buffers.push(bytes[at..at + len].to_vec());
-                        at += len;
-                    }
-                    match input {
-                        Input::Pcm(_) => seg.samples.extend(&samples),
-                        Input::Mulaw => {
-                            seg.ulaw.extend(&bytes);
-                            seg.samples.extend(&samples);
-                        }
-                    }
-                    let realtime = rng.chance(30);
-                    steps.push(Step::Audio {
-                        buffers,
-                        pts,
-                        realtime,
-                    });
-                    pts += n as u64 * 1_000_000_000 / input.rate();
+                    d.audio(ms, None);
                 }
                 5 | 6 => {
                     marks += 1;
-                    let name = mark_name(&mut rng, marks);
-                    seg.marks.push((name.clone(), seg.samples.len()));
-                    steps.push(match rng.below(2) {
+                    let name = mark_name(&mut d.rng, marks);
+                    d.seg.marks.push((name.clone(), d.seg.samples.len()));
+                    d.steps.push(match d.rng.below(2) {
                         0 => Step::MarkEvent(name),
                         _ => Step::MarkSignal(name),
                     });
                 }
                 7 | 8 => {
-                    let by = *rng.pick(&[
+                    let by = *d.rng.pick(&[
                         ClearBy::Signal,
                         ClearBy::Event,
                         ClearBy::OobEvent,
                         ClearBy::Flush,
                     ]);
-                    steps.push(Step::Clear(by));
-                    seg.ended_by = Some(by);
-                    if carry.take().is_some() {
-                        seg.samples.pop();
-                    }
-                    pushed = 0;
-                    segments.push(seg);
-                    seg = new_segment(&mut rng, &mut steps, pts);
+                    d.clear(by, false);
                 }
                 9 => {
-                    let ms = rng.between(10, 300) as u64;
-                    let during = match rng.below(3) {
+                    let ms = d.rng.between(10, 300) as u64;
+                    let during = match d.rng.below(3) {
                         0 => {
                             marks += 1;
-                            let name = mark_name(&mut rng, marks);
-                            seg.marks.push((name.clone(), seg.samples.len()));
+                            let name = mark_name(&mut d.rng, marks);
+                            d.seg.marks.push((name.clone(), d.seg.samples.len()));
                             Some(Box::new(Step::MarkSignal(name)))
                         }
                         1 => Some(Box::new(Step::Clear(ClearBy::Signal))),
@@ -310,30 +400,46 @@ impl Script {
                     let cleared = during
                         .as_deref()
                         .is_some_and(|d| matches!(d, Step::Clear(_)));
-                    steps.push(Step::Pause { ms, during });
+                    d.steps.push(Step::Pause { ms, during });
                     if cleared {
-                        seg.ended_by = Some(ClearBy::Signal);
-                        if carry.take().is_some() {
-                            seg.samples.pop();
-                        }
-                        pushed = 0;
-                        segments.push(seg);
-                        seg = new_segment(&mut rng, &mut steps, pts);
+                        d.end_segment(ClearBy::Signal, false);
                     }
                 }
                 10 => {
-                    let lead = *rng.pick(&[20, 40, 100, 300]);
+                    let lead = *d.rng.pick(&[20, 40, 100, 300]);
                     most_lead = most_lead.max(lead);
-                    steps.push(Step::Lead(lead));
+                    d.steps.push(Step::Lead(lead));
+                }
+                11 => {
+                    // A barge-in while the sink waits for the writer: more
+                    // than a second ahead, the clear comes at once (no
+                    // wait for the sink to take what came before), so
+                    // where it cuts is found from what Twilio got. In a
+                    // μ-law segment of no marks of its own.
+                    if d.seg.input != Input::Mulaw || !d.seg.marks.is_empty() {
+                        d.clear(ClearBy::Signal, true);
+                        if d.seg.input != Input::Mulaw {
+                            d.seg.input = Input::Mulaw;
+                            d.steps.push(Step::Caps(Input::Mulaw));
+                        }
+                    }
+                    let ms = d.rng.between(1000, 1500) as u64;
+                    total_ms += ms;
+                    d.audio(ms, Some(false));
+                    d.clear(ClearBy::Racing, true);
+                    let ms = d.rng.between(20, 200) as u64;
+                    d.audio(ms, None);
                 }
                 _ => {}
             }
         }
-        if carry.is_some() {
+        if d.carry.is_some() {
             // Never completed: the sink drops it at the end.
-            seg.samples.pop();
+            d.seg.samples.pop();
         }
-        segments.push(seg);
+        d.segments.push(d.seg);
+        let steps = d.steps.len();
+        let mut rng = d.rng;
         let end = match rng.below(10) {
             0..=4 => Finish::Eos { paused_ms: None },
             5 => Finish::Eos {
@@ -346,21 +452,21 @@ impl Script {
                 after_playout: false,
             },
             8 => Finish::Null {
-                at: rng.below(steps.len()),
+                at: rng.below(steps),
                 during_eos: false,
             },
             _ => Finish::Null {
-                at: steps.len(),
+                at: steps,
                 during_eos: true,
             },
         };
         Script {
             max_lead,
             most_lead,
-            steps,
+            steps: d.steps,
             end,
-            segments,
-            splits,
+            segments: d.segments,
+            splits: d.splits,
         }
     }
 }
@@ -384,15 +490,7 @@ fn new_segment(rng: &mut Rng, steps: &mut Vec<Step>, pts: u64) -> Segment {
     if last != Some(input) {
         steps.push(Step::Caps(input));
     }
-    Segment {
-        input,
-        pts,
-        samples: Vec::new(),
-        ulaw: Vec::new(),
-        marks: Vec::new(),
-        pieces: Vec::new(),
-        ended_by: None,
-    }
+    Segment::new(input, pts)
 }
 
 /// Noise: every stretch of it tells where it came from.
