@@ -24,6 +24,7 @@
 //! The two timing bounds (`played`, the queue) widen by the peer's own
 //! measured lateness, which a loaded machine adds.
 
+mod checks;
 #[path = "../common/mod.rs"]
 mod common;
 mod run;

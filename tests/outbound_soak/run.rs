@@ -7,15 +7,14 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
+use crate::checks::*;
 use crate::common::app::set_bounded;
-use crate::common::peer::{Echo, Peer, PeerState};
+use crate::common::peer::{Echo, Peer};
 use crate::common::sink::messages_until;
 use crate::common::*;
 use crate::script::{ClearBy, Finish, Script, Step};
 
 const NS: u64 = 1_000_000_000;
-/// The resampler's delay, at most (README "Marks and clear"): 2.7 ms.
-const MARK_SLACK: usize = 22;
 /// `twilio-clear`'s `played` against the peer (README: within 40 ms), the
 /// peer's lateness added (see [`Lateness`]).
 const PLAYED_SLACK: u64 = 40_000_000;
@@ -62,9 +61,6 @@ impl Drop for Lateness {
         self.stop.store(true, Ordering::SeqCst);
     }
 }
-/// `played` + `dropped` against the segment's audio: the resampler's
-/// delay (input it holds is not yet audio) and rounding.
-const SUM_SLACK: u64 = 3_000_000;
 
 struct Run {
     p: gst::Pipeline,
@@ -374,223 +370,5 @@ fn brief(step: &Step) -> String {
             if *realtime { " in real time" } else { "" }
         ),
         other => format!("{other:?}"),
-    }
-}
-
-/// The script's segments as the sink took them: a racing clear cut its
-/// segment where the sink had got to, found from what Twilio got after it
-/// (the rest went into the next segment, as it is: μ-law).
-fn as_the_sink_saw_it(script: &Script, st: &PeerState, ctx: &str) -> Script {
-    let cuts = cuts(st);
-    let mut segments = script.segments.clone();
-    for k in 0..segments.len() - 1 {
-        if segments[k].ended_by != Some(ClearBy::Racing) {
-            continue;
-        }
-        let (Some(&(from, to)), Some(&(next_from, next_to))) = (cuts.get(k), cuts.get(k + 1))
-        else {
-            break;
-        };
-        let after = &st.media[next_from..next_to];
-        let next = segments[k + 1].clone();
-        let seg = &mut segments[k];
-        // Nothing came after it: the cut is anywhere past what came before,
-        // and the next segment begins somewhere in what this one held
-        // (a racing clear next finds where).
-        let p = match after.is_empty() {
-            true => Some(to - from),
-            false => (to - from..=seg.ulaw.len()).find(|&p| {
-                let want = seg.ulaw[p..].iter().chain(&next.ulaw);
-                after.len() <= seg.ulaw.len() - p + next.ulaw.len()
-                    && after.iter().eq(want.take(after.len()))
-            }),
-        };
-        let p = p.unwrap_or_else(|| {
-            panic!(
-                "{ctx}: after racing clear {k}, {} bytes of no continuation",
-                after.len()
-            )
-        });
-        let mut rest = seg.split_off(p);
-        rest.append(&next);
-        if after.is_empty() {
-            seg.cut_known = false;
-            rest.cut_known = false;
-        }
-        segments[k + 1] = rest;
-    }
-    Script {
-        max_lead: script.max_lead,
-        most_lead: script.most_lead,
-        steps: Vec::new(),
-        end: script.end,
-        segments,
-        splits: script.splits,
-    }
-}
-
-/// Where each segment's audio begins and ends in what the peer got.
-fn cuts(st: &PeerState) -> Vec<(usize, usize)> {
-    let mut ends: Vec<usize> = st.clears.iter().map(|c| c.received).collect();
-    ends.push(st.media.len());
-    let mut from = 0;
-    ends.into_iter()
-        .map(|end| {
-            let cut = (from, end);
-            from = end;
-            cut
-        })
-        .collect()
-}
-
-fn check_media(script: &Script, st: &PeerState, complete: bool, ctx: &str) {
-    let cuts = cuts(st);
-    assert!(
-        cuts.len() <= script.segments.len(),
-        "{ctx}: more clears than asked for"
-    );
-    if complete {
-        assert_eq!(cuts.len(), script.segments.len(), "{ctx}: clears");
-    }
-    for (k, (&(from, to), seg)) in cuts.iter().zip(&script.segments).enumerate() {
-        let got = &st.media[from..to];
-        let want = seg.expected();
-        let first = got.iter().zip(&want).position(|(a, b)| a != b);
-        assert!(
-            got.len() <= want.len() && first.is_none(),
-            "{ctx}: segment {k} ({:?}, {:?}): {} bytes got, {} in all; first difference at {first:?}",
-            seg.input,
-            seg.ended_by,
-            got.len(),
-            want.len()
-        );
-        if complete && seg.ended_by.is_none() {
-            assert_eq!(got.len(), want.len(), "{ctx}: the last segment cut short");
-        }
-    }
-}
-
-fn check_marks(script: &Script, st: &PeerState, complete: bool, ctx: &str) {
-    let cuts = cuts(st);
-    let ours = |n: &str| n == "twiliostream-eos" || n == "twiliostream-end";
-    let got: Vec<&(String, usize)> = st.marks.iter().filter(|m| !ours(&m.0)).collect();
-    let placed: Vec<(usize, &String, usize)> = script
-        .segments
-        .iter()
-        .enumerate()
-        .flat_map(|(k, seg)| seg.marks.iter().map(move |(name, n)| (k, name, *n)))
-        .collect();
-    // Every mark goes out, in order (a clear drops none: those among the
-    // audio it drops go out before it); NULL may cut the list short.
-    let names: Vec<&String> = got.iter().map(|m| &m.0).collect();
-    let want: Vec<&String> = placed.iter().map(|m| m.1).take(got.len()).collect();
-    assert_eq!(names, want, "{ctx}: marks");
-    if complete {
-        assert_eq!(got.len(), placed.len(), "{ctx}: marks");
-    }
-    for ((name, before), (k, _, n)) in got.iter().map(|m| (&m.0, m.1)).zip(&placed) {
-        let Some(&(from, to)) = cuts.get(*k) else {
-            panic!("{ctx}: mark {name:?} of segment {k} came after its clear");
-        };
-        let seg = &script.segments[*k];
-        let want = from + seg.out_at(*n);
-        // Where its audio was cleared before it went out, at the clear.
-        let cleared = seg.ended_by.is_some() && before == to && want + MARK_SLACK > to;
-        if !seg.cut_known {
-            continue;
-        }
-        assert!(
-            (from..=to).contains(&before) && (before.abs_diff(want) <= MARK_SLACK || cleared),
-            "{ctx}: mark {name:?} after {before} bytes, placed at {want} (segment {k}: {from}..{to})"
-        );
-    }
-}
-
-fn check_reports(
-    script: &Script,
-    st: &PeerState,
-    messages: &[gst::Message],
-    slack: u64,
-    ctx: &str,
-) {
-    let reports = element_messages(messages, "twilio-clear");
-    assert_eq!(
-        reports.len(),
-        st.clears.len(),
-        "{ctx}: twilio-clear messages"
-    );
-    let mut before = 0.0;
-    let mut last: Option<u64> = None;
-    for (k, (r, clear)) in reports.iter().zip(&st.clears).enumerate() {
-        let seg = &script.segments[k];
-        assert_eq!(
-            r.get::<String>("reason").unwrap(),
-            seg.ended_by.unwrap().reason(),
-            "{ctx}"
-        );
-        let played = r
-            .get::<Option<gst::ClockTime>>("played")
-            .unwrap()
-            .map(|t| t.nseconds());
-        let dropped = r.get::<gst::ClockTime>("dropped").unwrap().nseconds();
-        let h = clear.played - before;
-        before = clear.played;
-        let want = seg.running_time(h);
-        let what = format!(
-            "{ctx}: clear {k}: played {played:?} dropped {dropped}, the peer played {h:.0} samples of a segment of {} ns from {}",
-            seg.duration(),
-            seg.pts
-        );
-        if std::env::var_os("OUTBOUND_SOAK_TRACE").is_some() {
-            eprintln!("{what}");
-        }
-        match played {
-            _ if !seg.cut_known => {}
-            Some(p) if p + slack >= seg.pts => {
-                assert!(p.abs_diff(want) <= slack, "{what}");
-                let within = seg.audio_before(p);
-                assert!(
-                    (within + dropped).abs_diff(seg.duration()) <= SUM_SLACK,
-                    "{what}"
-                );
-            }
-            // Nothing of this segment heard, by the model: where the last
-            // report left off, exactly (nothing played since).
-            _ => {
-                assert!(h * 125_000.0 < slack as f64, "{what}");
-                assert_eq!(played, last, "{what}: the last report said {last:?}");
-                assert!(dropped.abs_diff(seg.duration()) <= SUM_SLACK, "{what}");
-            }
-        }
-        last = played;
-    }
-}
-
-fn check_counters(
-    script: &Script,
-    sink: &gst::Element,
-    st: &PeerState,
-    messages: &[gst::Message],
-    ctx: &str,
-) {
-    let echoed: Vec<String> = element_messages(messages, "twilio-mark")
-        .iter()
-        .map(|s| s.get::<String>("name").unwrap())
-        .collect();
-    let peer_echoed: Vec<String> = st.echoes.iter().map(|e| e.name.clone()).collect();
-    assert_eq!(echoed, peer_echoed, "{ctx}: twilio-mark messages");
-    let stats = sink.property::<gst::Structure>("stats");
-    let want = [
-        ("bytes-sent", st.media.len() as u64),
-        ("chunks-sent", st.texts_of("media").len() as u64),
-        ("marks-sent", st.marks.len() as u64),
-        ("clears-sent", st.clears.len() as u64),
-        ("marks-played", echoed.len() as u64),
-        ("transcode-errors", script.splits),
-        ("chunks-dropped", 0),
-    ];
-    for (name, n) in want {
-        assert_eq!(stats.get::<u64>(name).unwrap(), n, "{ctx}: stats {name}");
-        assert_eq!(sink.property::<u64>(name), n, "{ctx}: {name}");
     }
 }
