@@ -47,6 +47,13 @@ pub fn as_the_sink_saw_it(script: &Script, st: &PeerState, ctx: &str) -> Script 
                 after.len()
             )
         });
+        if std::env::var_os("OUTBOUND_SOAK_TRACE").is_some() {
+            let n = seg.ulaw.len();
+            eprintln!(
+                "{ctx}: racing clear {k} cut at {p} of {n} bytes ({} after)",
+                after.len()
+            );
+        }
         let mut rest = seg.split_off(p);
         rest.append(&next);
         if after.is_empty() {

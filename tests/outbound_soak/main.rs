@@ -14,8 +14,9 @@
 //!   resampler's delay), their echoes posted as `twilio-mark`, counted;
 //! * each `twilio-clear` says what the peer really played (±40 ms), and
 //!   `played` + `dropped` is the segment's audio, also for a clear that
-//!   races the sink (while it waits for the writer, what it had not taken
-//!   plays after the clear: where the clear cut is found from the bytes);
+//!   races the sink (before it took a burst, or while its render waits for
+//!   the writer; what it had not taken plays after the clear: where the
+//!   clear cut is found from the bytes);
 //! * the peer's queue never held more than `max-lead` and a frame;
 //! * EOS is posted only after the playout; NULL anywhere returns.
 //!
@@ -34,11 +35,11 @@ use run::soak;
 
 /// The seeds: seven whose scripts end in each way (EOS, EOS while paused,
 /// `end-stream` after the playout and at once, NULL mid-script and while
-/// the EOS waits), each with clears of every kind; or `OUTBOUND_SOAK_SEEDS`
+/// the EOS waits), with clears of every kind among them; or `OUTBOUND_SOAK_SEEDS`
 /// (`N` or `A..B`) to reproduce one or to search further.
 fn seeds() -> Vec<u64> {
     let Ok(s) = std::env::var("OUTBOUND_SOAK_SEEDS") else {
-        return vec![4, 6, 7, 12, 13, 15, 34];
+        return vec![6, 12, 13, 15, 24, 25, 27];
     };
     match s.split_once("..") {
         Some((a, b)) => (a.parse().unwrap()..b.parse().unwrap()).collect(),

@@ -185,6 +185,13 @@ impl Run {
                 self.sync();
                 assert!(self.sink.emit_by_name::<bool>("clear", &[]));
             }
+            Step::AwaitTaken { queued_at_most } => {
+                let deadline = Instant::now() + PATIENCE;
+                while self.app.property::<u64>("current-level-bytes") > *queued_at_most {
+                    assert!(Instant::now() < deadline, "the sink took nothing");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
             Step::Clear(ClearBy::Racing) => {
                 assert!(self.sink.emit_by_name::<bool>("clear", &[]));
             }

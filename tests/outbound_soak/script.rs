@@ -90,6 +90,10 @@ pub enum Step {
     },
     /// `max-lead` set anew.
     Lead(u32),
+    /// Waits until the appsrc holds at most this many bytes.
+    AwaitTaken {
+        queued_at_most: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -426,6 +430,14 @@ impl Script {
                     let ms = d.rng.between(1000, 1500) as u64;
                     total_ms += ms;
                     d.audio(ms, Some(false));
+                    // At once (the sink may have taken nothing yet), or
+                    // once it took a second: its render then waits.
+                    if d.rng.chance(50) {
+                        let burst = (ms * 8) as usize;
+                        d.steps.push(Step::AwaitTaken {
+                            queued_at_most: (burst - 8000) as u64,
+                        });
+                    }
                     d.clear(ClearBy::Racing, true);
                     let ms = d.rng.between(20, 200) as u64;
                     d.audio(ms, None);
