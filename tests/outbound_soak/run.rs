@@ -185,6 +185,7 @@ impl Run {
                 self.sync();
                 assert!(self.sink.emit_by_name::<bool>("clear", &[]));
             }
+            Step::Sync => self.sync(),
             Step::AwaitTaken { queued_at_most } => {
                 let deadline = Instant::now() + PATIENCE;
                 while self.app.property::<u64>("current-level-bytes") > *queued_at_most {

@@ -90,6 +90,8 @@ pub enum Step {
     },
     /// `max-lead` set anew.
     Lead(u32),
+    /// Waits until the sink has taken everything before.
+    Sync,
     /// Waits until the appsrc holds at most this many bytes.
     AwaitTaken {
         queued_at_most: u64,
@@ -429,6 +431,9 @@ impl Script {
                     }
                     let ms = d.rng.between(1000, 1500) as u64;
                     total_ms += ms;
+                    // It races the burst only: events before it (a clear
+                    // serialized behind audio) reach the sink first.
+                    d.steps.push(Step::Sync);
                     d.audio(ms, Some(false));
                     // At once (the sink may have taken nothing yet), or
                     // once it took a second: its render then waits.
