@@ -187,7 +187,7 @@ impl Segment {
 
     /// The running time of its 8 kHz output sample `out`.
     pub fn running_time(&self, out: f64) -> u64 {
-        let n = out * self.input.rate() as f64 / 8000.0;
+        let n = out.max(0.0) * self.input.rate() as f64 / 8000.0;
         let &(before, pts) = self
             .pieces
             .iter()
