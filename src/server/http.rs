@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::machine::TryParse;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, create_response};
+use tokio_tungstenite::tungstenite::http::Uri;
 
 /// A longer head is refused (431).
 const MAX_HEAD: usize = 16 * 1024;
@@ -135,12 +136,14 @@ impl Refusal {
     }
 }
 
-/// The path of a request line (`GET /path?query HTTP/1.1`), if it has one.
+/// The path of a request line (`GET /path?query HTTP/1.1`), if it has one:
+/// as tungstenite's callback finds it (`Uri::path`), of an absolute-form
+/// target (`GET wss://host/path`) too.
 fn request_path(head: &[u8]) -> Option<String> {
     let line = head.split(|&b| b == b'\n').next()?;
     let target = line.split(|&b| b == b' ').nth(1)?;
-    let path = target.split(|&b| b == b'?' || b == b'#').next()?;
-    let path = std::str::from_utf8(path).ok()?;
+    let uri = Uri::try_from(target).ok()?;
+    let path = uri.path();
     path.starts_with('/').then(|| path.to_owned())
 }
 
@@ -418,6 +421,30 @@ mod tests {
             .position(|w| w == b"\r\n\r\n")
             .unwrap();
         assert_eq!(NOT_AN_UPGRADE.len() - split - 4, 54);
+    }
+
+    /// The path is the one tungstenite's callback finds (`Uri::path`), for
+    /// an absolute-form target too: the limit and the counters are its.
+    #[test]
+    fn the_path_is_the_one_tungstenite_sees() {
+        let absolute = edited("GET /s?x=1", "GET http://x:80/s?x=1");
+        assert_eq!(refused(&absolute), None);
+        assert_eq!(request_path(&absolute).as_deref(), Some("/s"));
+        let refused_absolute = edited("HTTP/1.1", "HTTP/1.0");
+        let refused_absolute =
+            String::from_utf8(refused_absolute)
+                .unwrap()
+                .replacen("GET /s", "GET wss://x/s", 1);
+        assert_eq!(
+            refused(refused_absolute.as_bytes()),
+            Some((BAD_REQUEST, Some("/s".to_owned())))
+        );
+        assert_eq!(request_path(UPGRADE).as_deref(), Some("/s"));
+        assert_eq!(
+            request_path(&edited("/s?x=1", "/s#f")).as_deref(),
+            Some("/s")
+        );
+        assert_eq!(request_path(&edited("GET /s?x=1", "OPTIONS *")), None);
     }
 
     #[test]
