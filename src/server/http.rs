@@ -138,13 +138,18 @@ impl Refusal {
 
 /// The path of a request line (`GET /path?query HTTP/1.1`), if it has one:
 /// as tungstenite's callback finds it (`Uri::path`), of an absolute-form
-/// target (`GET wss://host/path`) too.
+/// target (`GET wss://host/path`) too; one no URI (refused then), as sent.
 fn request_path(head: &[u8]) -> Option<String> {
     let line = head.split(|&b| b == b'\n').next()?;
     let target = line.split(|&b| b == b' ').nth(1)?;
-    let uri = Uri::try_from(target).ok()?;
-    let path = uri.path();
-    path.starts_with('/').then(|| path.to_owned())
+    let path = match Uri::try_from(target) {
+        Ok(uri) => uri.path().to_owned(),
+        Err(_) => {
+            let path = target.split(|&b| b == b'?' || b == b'#').next()?;
+            std::str::from_utf8(path).ok()?.to_owned()
+        }
+    };
+    path.starts_with('/').then_some(path)
 }
 
 /// Why tungstenite would refuse to upgrade the request `head` (with its
@@ -445,6 +450,9 @@ mod tests {
             Some("/s")
         );
         assert_eq!(request_path(&edited("GET /s?x=1", "OPTIONS *")), None);
+        // Not a URI: as sent (tungstenite refuses it).
+        let raw = b"GET /s\xc3\xa9?x HTTP/1.1\r\n\r\n";
+        assert_eq!(request_path(raw).as_deref(), Some("/s\u{e9}"));
     }
 
     #[test]
