@@ -45,7 +45,7 @@ pub mod slot;
 pub mod stats;
 mod task;
 #[cfg(test)]
-pub(crate) use task::PANIC_TEXT;
+pub(crate) use task::{PANIC_TEXT, PANIC_TWICE_TEXT};
 mod writer;
 
 pub(crate) use closing::{CLOSE_TOO_BIG, answer_close, close as close_websocket};

@@ -109,14 +109,29 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     call_log!(call, error, "the call's task panicked: {cause}");
-    close(ws, CLOSE_PANICKED, "internal error").await;
-    format!("internal error (the call's task panicked: {cause}), closed with 1011")
+    // The socket's own code may be what panicked, and panic again: the
+    // call then ends all the same, its socket dropped.
+    let closing = async {
+        #[cfg(test)]
+        if cause == PANIC_TWICE_TEXT {
+            panic!("closing after: {cause}");
+        }
+        close(ws, CLOSE_PANICKED, "internal error").await;
+    };
+    match AssertUnwindSafe(closing).catch_unwind().await {
+        Ok(()) => format!("internal error (the call's task panicked: {cause}), closed with 1011"),
+        Err(_) => format!("internal error (the call's task panicked: {cause}, its close too)"),
+    }
 }
 
 /// Tests only: a text message from Twilio that makes the call's task panic
 /// as it reads it.
 #[cfg(test)]
 pub(crate) const PANIC_TEXT: &str = "the call's task panics (test)";
+
+/// Tests only: as [`PANIC_TEXT`], and closing the WebSocket then panics too.
+#[cfg(test)]
+pub(crate) const PANIC_TWICE_TEXT: &str = "the call's task panics, its close too (test)";
 
 /// The call's turns until it ends: why, if not closed by us.
 async fn turns<S>(
@@ -212,8 +227,8 @@ where
                     }
                     Io::Read(Some(Ok(Message::Text(text)))) => {
                         #[cfg(test)]
-                        if text.as_str() == PANIC_TEXT {
-                            panic!("{PANIC_TEXT}");
+                        if [PANIC_TEXT, PANIC_TWICE_TEXT].contains(&text.as_str()) {
+                            panic!("{}", text.as_str());
                         }
                         // What handling it touches is fetched while the
                         // message is parsed (see `hot`).

@@ -241,3 +241,18 @@ fn a_panic_in_the_calls_task_ends_the_call() {
         assert!(stops(&pipeline), "the pipeline did not stop");
     }
 }
+
+/// The same when closing the WebSocket after the panic panics too (the
+/// socket's own code may be what panicked): the src still reads the end.
+#[test]
+fn a_panic_in_the_calls_task_and_in_its_close_ends_the_call() {
+    for shared_threads in [true, false] {
+        let (pipeline, src, _) = recording(shared_threads);
+        let mut call = Caller::start(&url(&src), 8 + u32::from(shared_threads));
+        call.media(&[0x55; 160]);
+        call.text(crate::call::PANIC_TWICE_TEXT);
+        warned(&pipeline, &src, "the call's task panicked");
+        next_message(&pipeline, &[gst::MessageType::Eos]);
+        assert!(stops(&pipeline), "the pipeline did not stop");
+    }
+}
