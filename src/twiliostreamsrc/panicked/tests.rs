@@ -96,6 +96,18 @@ fn a_panic_in_create_closes_the_call_and_lets_go_of_the_port() {
     assert!(stops(&pipeline), "the pipeline did not stop");
 }
 
+/// Waits (bounded) until the recording has the call's first chunk.
+fn first_chunk_recorded(bytes: &Mutex<Vec<u8>>) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while bytes.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chunk did not come"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// A panic in `stop`, in both push modes: the src stops on its own (left to
 /// gstreamer-rs, it would go on listening, the call open, and the state
 /// change would fail).
@@ -106,14 +118,7 @@ fn a_panic_in_stop_closes_the_call_and_lets_go_of_the_port() {
         let listening = address(&src);
         let mut call = Caller::start(&url(&src), 4);
         call.media(&[0x55; 160]);
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while bytes.lock().unwrap().is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the chunk did not come"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        first_chunk_recorded(&bytes);
 
         // Told of the panic in a sync handler, the application finds the
         // src stopped, and its properties (on its poisoned state) readable.
@@ -157,14 +162,7 @@ fn a_read_while_a_panic_is_caught_gives_the_last_values() {
     let listening = address(&src);
     let mut call = Caller::start(&url(&src), 5);
     call.media(&[0x55; 160]);
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while bytes.lock().unwrap().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the chunk did not come"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    first_chunk_recorded(&bytes);
 
     let (told, seen) = std::sync::mpsc::channel();
     let watched = src.clone();
