@@ -81,6 +81,10 @@ impl TwilioStreamSink {
             }
             Some(Ended::Kept) | None => adopted,
         };
+        #[cfg(test)]
+        if adopted.is_none() && super::panicked::asked(&super::panicked::PANIC_BEFORE_CALL, self) {
+            panic!("the sink panicked before taking its call (test)");
+        }
         // The call adopted already (every buffer: no clones, one lock), or
         // one that can be without waiting.
         if let Some(open) = adopted.or_else(|| {

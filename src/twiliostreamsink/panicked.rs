@@ -1,7 +1,7 @@
 //! A panic in the sink's code stops the sink on its own, since its state
 //! changes will not run (a panicked element's return at once): the call it
-//! plays into (its own, or its src's) is closed (1011), which ends its
-//! waits on the call (a wait for a call, without one, is cancelled); a
+//! plays into (its own, or its src's, even one it had not taken yet) is
+//! closed (1011), which ends its waits on the call (a wait for a call, without one, is cancelled); a
 //! listener of its own is let go of, its poster ends, and BaseSink flushes
 //! for good. On the plugin's network threads (the poster, the callback of
 //! `clear`) the code runs through [`TwilioStreamSink::on_network`], a
@@ -15,6 +15,7 @@
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 
+use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
@@ -34,6 +35,10 @@ pub(super) static PANIC_IN_RENDER: AtomicUsize = AtomicUsize::new(0);
 /// Tests only: the same in its next property read.
 #[cfg(test)]
 pub(super) static PANIC_IN_PROPERTY: AtomicUsize = AtomicUsize::new(0);
+/// Tests only: the same as it looks for a call to take (`ensure_call`,
+/// before it has one).
+#[cfg(test)]
+pub(super) static PANIC_BEFORE_CALL: AtomicUsize = AtomicUsize::new(0);
 
 #[cfg(test)]
 pub(super) use crate::contain::asked;
@@ -86,7 +91,7 @@ impl Containing for TwilioStreamSink {
             return;
         }
         gst::error!(CAT, imp = self, "panicked: closing the call");
-        let (registration, poster, slot, call, holding) = {
+        let (registration, poster, slot, call, holding, refused) = {
             let mut state = self.state.locked();
             state.bound_port = 0;
             (
@@ -96,12 +101,19 @@ impl Containing for TwilioStreamSink {
                 state.slot.take(),
                 state.call.clone(),
                 std::mem::take(&mut state.holding),
+                state.refused,
             )
         };
         // (From within the poster, it ends as it returns.)
         if let Some(poster) = poster {
             poster.abort();
         }
+        // A src's call the sink was to play into and had not taken yet,
+        // unless another sink plays into it: claimed, so that none will.
+        let pending = (registration.is_none() && call.is_none() && !refused)
+            .then(|| slot.as_ref().and_then(|slot| slot.current()))
+            .flatten()
+            .filter(|c| c.claim_sender(self.sender_id(), &self.obj().name()).is_ok());
         // A call the sink took itself: no other comes, the listener goes.
         let own = registration
             .is_some()
@@ -114,7 +126,7 @@ impl Containing for TwilioStreamSink {
             // they would wait for PLAYING, and try again at once.)
             self.canceller.locked().cancel();
         }
-        for call in call.into_iter().chain(own) {
+        for call in call.into_iter().chain(own).chain(pending) {
             call.hot.clear(&HotPart::SINK);
             call.refuse(CLOSE_PANICKED, "internal error");
             call.close();

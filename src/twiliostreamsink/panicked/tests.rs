@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use gst::prelude::*;
 
-use super::{PANIC_IN_PROPERTY, PANIC_IN_RENDER, PANIC_ON_NETWORK};
+use super::{PANIC_BEFORE_CALL, PANIC_IN_PROPERTY, PANIC_IN_RENDER, PANIC_ON_NETWORK};
 use crate::contain::peer::{
     Caller, address, next_message, panic_posted, pipeline, released, stops, url, warned,
 };
@@ -168,6 +168,25 @@ fn a_panic_in_the_task_of_an_echos_call_ends_the_echo() {
     call.text(crate::call::PANIC_TEXT);
     warned(&pipeline, &src, "the call's task panicked");
     next_message(&pipeline, &[gst::MessageType::Eos]);
+    assert_eq!(call.closed(), Some(1011));
+    assert!(stops(&pipeline), "the pipeline did not stop");
+}
+
+/// A paired sink that panics before it takes the src's call (as it looks
+/// for it): that call, which it would have played into, is closed as an
+/// internal error, as after a panic once it has taken it. It stayed open,
+/// the caller hearing nothing, until the application stopped the pipeline.
+#[test]
+fn a_panic_before_taking_the_srcs_call_closes_that_call() {
+    let (pipeline, src, sink) = echo();
+    PANIC_BEFORE_CALL.store(sink.as_ptr() as usize, Ordering::SeqCst);
+    let mut call = Caller::start(&url(&src), 18);
+    call.media(&[0x55; 160]);
+    panic_posted(
+        &pipeline,
+        &sink,
+        "the sink panicked before taking its call (test)",
+    );
     assert_eq!(call.closed(), Some(1011));
     assert!(stops(&pipeline), "the pipeline did not stop");
 }
