@@ -228,29 +228,30 @@ fn a_panic_in_start_lets_go_of_the_port() {
 /// shared-threads src, never told of the end, waited for it for good.
 #[test]
 fn a_panic_in_the_calls_task_ends_the_call() {
-    for shared_threads in [true, false] {
-        let (pipeline, src, _) = recording(shared_threads);
-        let mut call = Caller::start(&url(&src), 6 + u32::from(shared_threads));
-        call.media(&[0x55; 160]);
-        call.text(crate::call::PANIC_TEXT);
-        warned(&pipeline, &src, "the call's task panicked");
-        next_message(&pipeline, &[gst::MessageType::Eos]);
-        assert_eq!(call.closed(), Some(1011));
-        assert!(stops(&pipeline), "the pipeline did not stop");
-    }
+    calls_task_panics(crate::call::PANIC_TEXT, 6, true);
 }
 
 /// The same when closing the WebSocket after the panic panics too (the
-/// socket's own code may be what panicked): the src still reads the end.
+/// socket's own code may be what panicked): the src still reads the end,
+/// the socket dropped rather than closed.
 #[test]
 fn a_panic_in_the_calls_task_and_in_its_close_ends_the_call() {
+    calls_task_panics(crate::call::PANIC_TWICE_TEXT, 8, false);
+}
+
+/// A call whose task panics at `text`, in both push modes (`sid`, `sid`+1);
+/// `closes`: the WebSocket is closed with 1011 (else it may be dropped).
+fn calls_task_panics(text: &str, sid: u32, closes: bool) {
     for shared_threads in [true, false] {
         let (pipeline, src, _) = recording(shared_threads);
-        let mut call = Caller::start(&url(&src), 8 + u32::from(shared_threads));
+        let mut call = Caller::start(&url(&src), sid + u32::from(shared_threads));
         call.media(&[0x55; 160]);
-        call.text(crate::call::PANIC_TWICE_TEXT);
+        call.text(text);
         warned(&pipeline, &src, "the call's task panicked");
         next_message(&pipeline, &[gst::MessageType::Eos]);
+        if closes {
+            assert_eq!(call.closed(), Some(1011));
+        }
         assert!(stops(&pipeline), "the pipeline did not stop");
     }
 }
