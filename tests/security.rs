@@ -458,6 +458,53 @@ fn an_upgrade_request_that_cannot_be_upgraded_gets_an_http_error() {
     set_state(&p, gst::State::Null);
 }
 
+/// A client still sending when it is refused (a request's body, data sent
+/// before the answer) gets the answer and then the end of the connection,
+/// not a reset: the server reads and drops what follows before it closes.
+#[test]
+fn a_refused_client_still_sending_gets_the_answer_not_a_reset() {
+    use std::io::Read;
+    let (p, src) = echo("path=/media");
+    let port = src.property::<u32>("bound-port") as u16;
+    let body = vec![b'x'; 64 * 1024];
+    let requests = [
+        // A health check with a body: 426.
+        (
+            "POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 65536\r\n\r\n",
+            "HTTP/1.1 426 ",
+        ),
+        // An upgrade over HTTP/1.0 (nginx without proxy_http_version 1.1),
+        // its client sending on: 400.
+        (
+            "GET /media HTTP/1.0\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            "HTTP/1.1 400 ",
+        ),
+    ];
+    for (head, status) in requests {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.write_all(&[head.as_bytes(), &body].concat()).unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(status), "{head:?}: {answer:?}");
+        // A client still sending its body as the answer comes: closed with
+        // data unread, the server's socket would be reset, and those sends
+        // fail (a proxy would report the reset, not the answer).
+        for k in 0..32 {
+            let sent = s.write_all(&body[..4096]);
+            assert!(
+                sent.is_ok(),
+                "{head:?}: send {k} after the answer: {sent:?}"
+            );
+        }
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    counter_reaches(&src, "rejected-connections", 1);
+    set_state(&p, gst::State::Null);
+}
+
 #[test]
 fn stalled_handshakes_time_out_and_do_not_keep_a_call_out() {
     let (p, src) = echo("handshake-timeout=1 max-connections=8");

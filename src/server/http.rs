@@ -5,12 +5,15 @@
 //! (HTTP/1.0, no `Connection: Upgrade`, a missing or malformed
 //! `Sec-WebSocket-Key`, a method other than GET, a head over 16 KiB) gets
 //! 400 (431 for the length), and one for another WebSocket version 426 with
-//! `Sec-WebSocket-Version: 13`. The rest goes on to tungstenite with the
-//! bytes already read put back in front ([`Prefixed`]).
+//! `Sec-WebSocket-Version: 13`; what such a client still sends is then read
+//! and dropped before the close, so that it sees the answer, not a reset.
+//! An upgrade goes on to tungstenite with the bytes already read put back
+//! in front ([`Prefixed`]).
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
@@ -20,6 +23,11 @@ use tokio_tungstenite::tungstenite::http::Uri;
 
 /// A longer head is refused (431).
 const MAX_HEAD: usize = 16 * 1024;
+
+/// After an HTTP answer, how much of what the client still sends is read
+/// and dropped, and for how long, before the connection is closed.
+const LINGER_BYTES: usize = 256 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
 
 /// The answer to a plain HTTP request.
 const NOT_AN_UPGRADE: &[u8] = b"HTTP/1.1 426 Upgrade Required\r\n\
@@ -218,8 +226,7 @@ where
                 refused => refused,
             },
             Head::Plain => {
-                stream.write_all(NOT_AN_UPGRADE).await?;
-                stream.shutdown().await?;
+                answer_and_linger(&mut stream, NOT_AN_UPGRADE).await;
                 return Ok(Arrival::Plain);
             }
             Head::TooLong => Some(Refusal::new(
@@ -229,8 +236,8 @@ where
             )),
         };
         if let Some(refusal) = refused {
-            stream.write_all(&refusal.answer()).await?;
-            stream.shutdown().await?;
+            // Refused (and counted) whether or not the answer reached it.
+            answer_and_linger(&mut stream, &refusal.answer()).await;
             return Ok(Arrival::Refused(refusal));
         }
         buf.reserve(1024);
@@ -238,6 +245,32 @@ where
             return Ok(Arrival::Gone);
         }
     }
+}
+
+/// Writes an HTTP answer that ends the connection, shuts our side, and
+/// then reads and drops what the client still sends (a body, data sent
+/// early) until it closes, within [`LINGER_BYTES`] and [`LINGER_TIME`]: a
+/// socket closed with data unread is reset, and a client still sending
+/// would then get the reset, not the answer. Errors end it quietly: the
+/// client is gone.
+async fn answer_and_linger<S>(stream: &mut S, answer: &[u8])
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if stream.write_all(answer).await.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
 /// A stream whose first bytes were read already: they are read again
@@ -479,6 +512,8 @@ mod tests {
                 .write_all(b"GET /health HTTP/1.1\r\n\r\n")
                 .await
                 .unwrap();
+            // Done sending: the server's linger ends at once.
+            client.shutdown().await.unwrap();
             assert!(matches!(read_head(server).await.unwrap(), Arrival::Plain));
             let mut answer = Vec::new();
             client.read_to_end(&mut answer).await.unwrap();
