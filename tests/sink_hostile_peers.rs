@@ -12,43 +12,57 @@ use futures::{SinkExt, StreamExt};
 use gst::prelude::*;
 use tokio_tungstenite::tungstenite::Message;
 
-/// Dials `url` as Twilio (`start`, μ-law 8 kHz), then reads one message
-/// every 10 ms: the writer always makes some progress (so it never
-/// stalls), far slower than it is asked to write.
-fn slow_reader(url: &str) {
-    let url = url.to_owned();
+/// Dials `sink` as Twilio (`start`, μ-law 8 kHz), then reads as many
+/// messages as it is told to, each time: the test lets it read in steps
+/// tied to how much it asked the sink to write, not to the clock, so that
+/// the peer reads far less than it is sent and yet the writer keeps making
+/// progress (its stall timeout is 10 s) however slow the machine is.
+fn slow_reader(sink: &gst::Element) -> tokio::sync::mpsc::UnboundedSender<usize> {
+    let url = url_of(sink);
+    let port = sink.property::<u32>("bound-port") as u16;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
     rt().spawn(async move {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        // A small receive buffer of its own (no autotuning): the kernel
+        // lets the sender go on after each read of a few KiB, not only once
+        // hundreds of KiB are free.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(64 * 1024).unwrap();
+        let tcp = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
         let sid = "MZ00000000000000000000000000000000";
         let start = format!(
             r#"{{"event":"start","sequenceNumber":"1","streamSid":"{sid}","start":{{"accountSid":"AC0","streamSid":"{sid}","callSid":"CA0","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#
         );
         ws.send(Message::text(start)).await.unwrap();
-        loop {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            match ws.next().await {
-                Some(Ok(_)) => {}
-                _ => break,
+        while let Some(messages) = rx.recv().await {
+            for _ in 0..messages {
+                match ws.next().await {
+                    Some(Ok(_)) => {}
+                    _ => return,
+                }
             }
         }
     });
+    tx
 }
 
 /// Clears of about 70 bytes each, asked for far faster than the peer
 /// reads: once 8 MiB wait unsent (beyond what the sockets' buffers took),
-/// a clear is refused, as a mark is at 4 MiB; the call stays up.
+/// a clear is refused, as a mark is at 4 MiB; the call stays up. (The
+/// peer sends no media: `idle-timeout` is off, or a machine slow enough
+/// to take 10 s over the clears would end the call for its silence.)
 #[test]
 fn clears_for_a_peer_that_reads_slowly_are_bounded() {
     init();
     let p = pipeline(
         "appsrc name=app format=time caps=audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved \
-         ! twiliostreamsink name=sink port=0",
+         ! twiliostreamsink name=sink port=0 idle-timeout=0",
     );
     set_state(&p, gst::State::Playing);
     // Nothing reads the bus here: its twilio-clear messages must not pile up.
     p.bus().unwrap().set_flushing(true);
     let sink = by_name(&p, "sink");
-    slow_reader(&url_of(&sink));
+    let reader = slow_reader(&sink);
     let deadline = Instant::now() + PATIENCE;
     while !sink.property::<bool>("connected") {
         assert!(Instant::now() < deadline, "no call");
@@ -62,6 +76,12 @@ fn clears_for_a_peer_that_reads_slowly_are_bounded() {
             break;
         }
         accepted += 1;
+        // Per 10 000 clears (700 KB), the peer reads 3000 (210 KB): more
+        // than tungstenite's 128 KiB write buffer, which the writer must
+        // flush whole before it goes on.
+        if accepted.is_multiple_of(10_000) {
+            reader.send(3000).unwrap();
+        }
     }
     assert!(
         accepted < 600_000,
