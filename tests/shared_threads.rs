@@ -54,10 +54,15 @@ fn play(url: &str, ulaw: &[u8]) {
 /// An echo-less pipeline of a src with `props` into a fakesink at 8 kHz,
 /// PLAYING: the pipeline, the threads buffers came on, the collector,
 /// the src's URL and 20 chunks of distinct μ-law.
+///
+/// Here and below the sink has `async=false`, so the pipeline plays at once
+/// and the network threads push from the first chunk on: into a sink that
+/// still prerolls, the streaming thread pushes until the pipeline plays
+/// (see the last test).
 fn recording(props: &str) -> (gst::Pipeline, Threads, Collector, String, Vec<u8>) {
     init();
     let p = pipeline(&format!(
-        "twiliostreamsrc name=src port=0 {props} ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+        "twiliostreamsrc name=src port=0 {props} ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false async=false"
     ));
     let threads = record_threads(&by_name(&p, "sink"));
     let collector = Collector::attach(&by_name(&p, "sink"));
@@ -142,7 +147,7 @@ fn a_downstream_that_blocks_gets_the_streaming_thread_without_a_warning() {
     // thread that reads the call.
     let p = pipeline(
         "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 \
-         ! identity sleep-time=30000 ! fakesink name=sink sync=false",
+         ! identity sleep-time=30000 ! fakesink name=sink sync=false async=false",
     );
     let bus = p.bus().unwrap();
     let threads = record_threads(&by_name(&p, "sink"));
@@ -180,7 +185,7 @@ fn pushed_from_with_sleeps(sleeps: &'static [(usize, u64)]) -> Vec<String> {
     init();
     let p = pipeline(
         "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 \
-         ! fakesink name=sink sync=false",
+         ! fakesink name=sink sync=false async=false",
     );
     let names = Arc::new(Mutex::new(Vec::new()));
     let n = names.clone();
@@ -235,7 +240,7 @@ fn a_downstream_error_stops_the_stream_with_an_error() {
     // Negotiated and PLAYING, then unlinked: the first push returns
     // not-linked, which the streaming thread would have posted as an error.
     let p = pipeline(
-        "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+        "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false async=false",
     );
     let bus = p.bus().unwrap();
     set_state(&p, gst::State::Playing);
@@ -276,7 +281,7 @@ fn a_downstream_error_stops_the_stream_with_an_error() {
 fn a_push_held_up_by_a_pause_is_no_reason_to_fall_back() {
     init();
     let p = pipeline(
-        "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+        "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false async=false",
     );
     let bus = p.bus().unwrap();
     let sink = by_name(&p, "sink");
@@ -377,7 +382,7 @@ fn flush_then_fall_back(by: FlushBy, shared: bool) {
     init();
     let p = pipeline(&format!(
         "twiliostreamsrc name=src port=0 shared-threads={shared} ! audio/x-raw,rate=8000 \
-         ! fakesink name=sink sync=false",
+         ! fakesink name=sink sync=false async=false",
     ));
     let sink = by_name(&p, "sink");
     let threads = record_threads(&sink);
@@ -462,4 +467,85 @@ fn without_shared_threads_a_flush_from_downstream_leaves_the_streaming_thread_ru
     // (The streaming thread pushes everything: BaseSrc paused it at the
     // flush-start, and nothing would come out after the flush.)
     flush_then_fall_back(FlushBy::SinkPad, false);
+}
+
+/// The plugin's network threads: as many as its runtime has (`runtime.rs`).
+fn network_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().min(4))
+        .unwrap_or(2)
+}
+
+#[test]
+fn sinks_still_prerolling_hold_no_network_thread_and_every_call_flows() {
+    init();
+    // One call more than there are network threads, each into a sink of
+    // its own (async=true, the default: the live pipeline goes on to
+    // PLAYING only once every sink has had a buffer). A first buffer pushed
+    // from a network thread would wait in its sink's preroll for the others,
+    // holding that thread: the last call would find none left to read it.
+    let n = network_threads() + 1;
+    let desc: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "twiliostreamsrc name=src{i} port=0 path=/{i} shared-threads=true \
+                 ! audio/x-raw,rate=8000 ! fakesink name=sink{i} sync=false"
+            )
+        })
+        .collect();
+    let p = pipeline(&desc.join(" "));
+    let sinks: Vec<_> = (0..n).map(|i| by_name(&p, &format!("sink{i}"))).collect();
+    let threads: Vec<_> = sinks.iter().map(record_threads).collect();
+    let collectors: Vec<_> = sinks.iter().map(Collector::attach).collect();
+    set_state(&p, gst::State::Playing);
+    let ulaw: Vec<Vec<u8>> = (0..n as u32)
+        .map(|c| {
+            (0..3200u32)
+                .map(|i| ((i * 13 + c * 71) % 256) as u8)
+                .collect()
+        })
+        .collect();
+
+    // One call after the other, each one's first chunks in its sink before
+    // the next call comes.
+    let mut calls = Vec::new();
+    for i in 0..n {
+        let url = url_of(&by_name(&p, &format!("src{i}")));
+        let mut call = rt()
+            .block_on(async {
+                tokio::time::timeout(PATIENCE, TwilioCall::start(&url, CallParams::default())).await
+            })
+            .unwrap_or_else(|_| panic!("call {i} not answered: no network thread free"))
+            .unwrap();
+        rt().block_on(send_chunks(&mut call, &ulaw[i][..800]));
+        collectors[i].wait_buffers(1);
+        calls.push(call);
+    }
+    // Every sink has prerolled: the pipeline plays.
+    let (_, state, _) = p.state(gst::ClockTime::try_from(PATIENCE).unwrap());
+    assert_eq!(state, gst::State::Playing);
+
+    rt().block_on(async {
+        for (call, ulaw) in calls.iter_mut().zip(&ulaw) {
+            send_chunks(call, &ulaw[800..]).await;
+            call.send_stop().unwrap();
+        }
+        for call in calls {
+            call.close().await;
+        }
+    });
+    for i in 0..n {
+        let got = collectors[i].wait_eos();
+        assert_eq!(got.samples(), decode(&ulaw[i]), "call {i}");
+        // The network threads push again once the pipeline plays: all of
+        // what came then but the first chunk (the streaming thread may
+        // have been waiting for it).
+        let threads = threads[i].lock().unwrap();
+        assert_eq!(threads.len(), 20, "call {i}: {threads:?}");
+        assert!(
+            threads[6..].iter().all(|t| t == "twiliostream"),
+            "call {i}: pushed from {threads:?}"
+        );
+    }
+    set_state(&p, gst::State::Null);
 }

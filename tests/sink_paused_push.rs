@@ -169,6 +169,8 @@ fn a_call_ended_while_its_sink_is_paused_ends_when_it_plays() {
             });
     }
     let mut call = echoing_call(&p, &src);
+    // (The call's first chunks, echoed already.)
+    let before = buffers.load(Ordering::SeqCst);
     sink.set_state(gst::State::Paused).unwrap();
     send_chunks(&mut call, &pattern(4, 3));
     call.send_stop().unwrap();
@@ -184,8 +186,8 @@ fn a_call_ended_while_its_sink_is_paused_ends_when_it_plays() {
     let messages = wait_eos(&bus);
     assert!(has_element(&messages, "twilio-stop"));
     assert_eq!(
-        buffers.load(Ordering::SeqCst),
-        4,
+        buffers.load(Ordering::SeqCst) - before,
+        3,
         "every chunk reached the sink"
     );
     set_bounded(&p, gst::State::Null);

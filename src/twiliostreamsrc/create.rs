@@ -1,7 +1,7 @@
 //! The streaming thread's `create()`: it waits for a call and claims it;
 //! with `shared-threads` it then only waits for a fallback (the call's task
-//! pushes), otherwise (or after one) it waits for the call's events and
-//! turns each into buffers.
+//! pushes), otherwise (or after one, or until the pipeline plays) it waits
+//! for the call's events and turns each into buffers.
 
 #[cfg(test)]
 use std::sync::atomic::Ordering::SeqCst;
@@ -29,7 +29,14 @@ impl PushSrcImpl for TwilioStreamSrc {
         &self,
         _buffer: Option<&mut gst::BufferRef>,
     ) -> Result<CreateSuccess, gst::FlowError> {
-        self.stopping_on_panic(|| Err(gst::FlowError::Error), || self.create_next())
+        self.stopping_on_panic(
+            || Err(gst::FlowError::Error),
+            || {
+                let created = self.create_next()?;
+                self.created_on_streaming_thread();
+                Ok(created)
+            },
+        )
     }
 }
 
@@ -41,6 +48,8 @@ impl TwilioStreamSrc {
             if let Some(created) = self.held_created()? {
                 return Ok(created);
             }
+            // Pushing until the pipeline plays: it may now.
+            self.hand_back_once_playing();
             let mut state = self.state.locked();
             #[cfg(test)]
             if PANIC_IN_CREATE
@@ -61,9 +70,10 @@ impl TwilioStreamSrc {
                 self.claim(call)?;
                 continue;
             };
-            if self.shared.enabled() && !self.shared.fell_back() {
+            if self.shared.enabled() && !self.shared.streaming() {
                 // The call's task pushes from now on; this thread only waits
-                // for the element to stop, or for downstream to block a push.
+                // for the element to stop, for downstream to block a push, or
+                // for a push to find the pipeline not PLAYING yet.
                 state.events = Some(events);
                 drop(state);
                 self.wait_for_fallback()?;
@@ -77,7 +87,7 @@ impl TwilioStreamSrc {
                 return Err(flow);
             }
 
-            let received = self.receive(&mut events);
+            let received = self.receive(&mut events, self.look_for_playing());
             self.state.locked().events = Some(events);
             let event = match received {
                 Ok(Received::Event(event)) => event,
@@ -86,6 +96,8 @@ impl TwilioStreamSrc {
                     Some(created) => return Ok(created),
                     None => continue,
                 },
+                // (The top of the loop looks whether the pipeline plays.)
+                Ok(Received::Look) => continue,
                 Err(_) => return Err(gst::FlowError::Flushing),
             };
             match self.process(event)? {

@@ -5,7 +5,8 @@
 //! `imp`, its streaming thread's `create` in `create`; what a panic does in
 //! `panicked`; media to buffers for the chosen `track` in `media`; its properties
 //! in `properties`; pushing from the call's network task (`shared-threads`)
-//! in `shared_threads`; the streaming thread after a flush from downstream in
+//! in `shared_threads`, and by the streaming thread until the pipeline plays
+//! in `until_playing`; the streaming thread after a flush from downstream in
 //! `flush`; the call's quality (jitter, MOS, reports) in `quality`. `timeline` places the chunks in time, `tracks`
 //! aligns two tracks, `output` converts μ-law to the output format: all
 //! three GStreamer-light and unit-tested with plain values.
@@ -36,6 +37,7 @@ mod step;
 mod timeline;
 mod timing;
 mod tracks;
+mod until_playing;
 mod wire;
 
 glib::wrapper! {

@@ -31,6 +31,7 @@ use gst_base::subclass::base_src::CreateSuccess;
 
 use super::imp::{CAT, TwilioStreamSrc};
 use super::step::{Buffers, Out, Step};
+use super::until_playing::Bins;
 use crate::call::CallEvent;
 use crate::lock::Locked;
 use crate::push_gate::{self, PushGate, Pusher, Pushing};
@@ -55,8 +56,12 @@ pub(super) struct Shared {
     /// Downstream blocked a push: the streaming thread pushes from now on
     /// (until the element starts again).
     fallback: AtomicBool,
-    /// Wakes the streaming thread once no drain runs after `fallback`.
-    fallen_back: tokio::sync::Notify,
+    /// A bin of the src was not PLAYING yet at a push: the streaming
+    /// thread pushes until it is (`until_playing.rs`).
+    pub(super) until_playing: AtomicBool,
+    /// Wakes the streaming thread once no drain runs after `fallback` (or
+    /// `until_playing`).
+    pub(super) fallen_back: tokio::sync::Notify,
     /// The last push held the thread [`SHARED_BLOCK_LIMIT`] or more.
     slow_push: AtomicBool,
     /// This run pushes from the network threads (`shared-threads` at start).
@@ -64,7 +69,7 @@ pub(super) struct Shared {
     /// PLAYING → PAUSED transitions so far.
     pauses: AtomicU64,
     /// The next buffer is the first since start: DISCONT, as BaseSrc marks it.
-    discont: AtomicBool,
+    pub(super) discont: AtomicBool,
     /// Starts and stops so far: a fill timer ends when its run is over.
     pub(super) runs: AtomicU64,
     /// Wakes the fill timer: flowing again, a fallback, a stop.
@@ -93,6 +98,7 @@ impl Shared {
     /// `BaseSrc::start`: this run pushes from network threads if `enabled`.
     pub(super) fn start(&self, enabled: bool) {
         self.fallback.store(false, Ordering::SeqCst);
+        self.until_playing.store(false, Ordering::SeqCst);
         self.slow_push.store(false, Ordering::Relaxed);
         self.enabled.store(enabled, Ordering::SeqCst);
         self.discont.store(true, Ordering::Relaxed);
@@ -124,7 +130,7 @@ impl Shared {
     pub(super) fn pushing(&self) -> bool {
         self.enabled.load(Ordering::SeqCst)
             && self.flowing.load(Ordering::SeqCst)
-            && !self.fallback.load(Ordering::SeqCst)
+            && !self.streaming()
     }
 
     /// This run pushes from the network threads (until a fallback).
@@ -135,6 +141,12 @@ impl Shared {
     /// Downstream blocked a push this run: the streaming thread pushes.
     pub(super) fn fell_back(&self) -> bool {
         self.fallback.load(Ordering::SeqCst)
+    }
+
+    /// The streaming thread pushes, for the rest of the run (a fallback)
+    /// or until the src's bins play (`until_playing.rs`).
+    pub(super) fn streaming(&self) -> bool {
+        self.fallback.load(Ordering::SeqCst) || self.until_playing.load(Ordering::SeqCst)
     }
 }
 
@@ -181,23 +193,33 @@ impl TwilioStreamSrc {
         }
     }
 
-    /// The streaming thread of a `shared-threads` src, once it has a call:
-    /// waits until downstream blocks a push (or the element stops).
+    /// The streaming thread of a `shared-threads` src, once it has a call
+    /// (or its bins play again): waits until downstream blocks a push, or a
+    /// push finds a bin not PLAYING yet (or the element stops).
     pub(super) fn wait_for_fallback(&self) -> Result<(), gst::FlowError> {
-        // What came before this call was claimed: from a network
-        // thread too, so that every push before a fallback is.
+        // What came before this call was claimed (or while this thread
+        // pushed): from a network thread too, so that every push before a
+        // fallback is.
         self.drain_shared_soon();
-        while !self.shared.fallback.load(Ordering::SeqCst) {
+        while !self.shared.streaming() {
             wait(&self.canceller, self.shared.fallen_back.notified())
                 .map_err(|_| gst::FlowError::Flushing)?;
         }
-        gst::info!(CAT, imp = self, "downstream blocked: pushing from here");
+        if self.shared.fell_back() {
+            gst::info!(CAT, imp = self, "downstream blocked: pushing from here");
+        } else {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "not PLAYING yet: pushing from here until then"
+            );
+        }
         Ok(())
     }
 
     /// The streaming thread after a fallback, before it pulls the call's events.
     pub(super) fn wait_for_last_drain(&self) -> Result<(), gst::FlowError> {
-        if self.shared.fallback.load(Ordering::SeqCst) {
+        if self.shared.streaming() {
             // A drain that began before the fallback pushes nothing more,
             // but may still be finishing the push that blocked.
             while self.shared.draining.load(Ordering::SeqCst) {
@@ -214,9 +236,7 @@ impl TwilioStreamSrc {
     pub(super) fn drain_shared(&self) {
         // Not (or no longer) this run's way of pushing: a drain spawned in an
         // earlier run may come late.
-        if !self.shared.enabled.load(Ordering::SeqCst)
-            || self.shared.fallback.load(Ordering::SeqCst)
-        {
+        if !self.shared.enabled.load(Ordering::SeqCst) || self.shared.streaming() {
             return;
         }
         // A sink downstream pauses: the events wait in the call's queue.
@@ -231,7 +251,7 @@ impl TwilioStreamSrc {
                 self.drain_once();
             }
             self.shared.draining.store(false, Ordering::SeqCst);
-            if self.shared.fallback.load(Ordering::SeqCst) {
+            if self.shared.streaming() {
                 // No drain runs any more: the streaming thread takes over.
                 self.shared.fallen_back.notify_one();
                 return;
@@ -256,13 +276,25 @@ impl TwilioStreamSrc {
     /// what came, and the timer looks again after it), or has buffers a
     /// pause held back to push first.
     pub(super) fn fill_shared(&self) {
-        if !self.shared.pushing() || self.bin_leaving_playing() {
+        if !self.shared.pushing() {
             return;
+        }
+        match self.bins() {
+            Bins::Playing => {}
+            Bins::Leaving => return,
+            // (The GAP would preroll a sink: the streaming thread fills.)
+            Bins::NotYetPlaying => return self.until_playing(),
         }
         let Some(pushing) = self.push_begins() else {
             return;
         };
         if self.shared.draining.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if self.shared.streaming() {
+            // The streaming thread took over since the look above.
+            self.shared.draining.store(false, Ordering::SeqCst);
+            self.shared.fallen_back.notify_one();
             return;
         }
         if !self.state.locked().held.is_empty() {
@@ -285,7 +317,7 @@ impl TwilioStreamSrc {
         }
         self.shared.draining.store(false, Ordering::SeqCst);
         drop(pushing);
-        if self.shared.fallback.load(Ordering::SeqCst) {
+        if self.shared.streaming() {
             self.shared.fallen_back.notify_one();
         } else if self.shared.requested.load(Ordering::SeqCst) {
             // A chunk came during the fill: its drain gave way to this.
@@ -299,7 +331,7 @@ impl TwilioStreamSrc {
         // (A sink that pauses meanwhile stops the drain at the next push:
         // the rest is held back, and the drain ends.)
         while self.shared.flowing.load(Ordering::SeqCst)
-            && !self.shared.fallback.load(Ordering::SeqCst)
+            && !self.shared.streaming()
             && !self.shared.gate.holding()
         {
             let mut state = self.state.locked();
@@ -326,9 +358,13 @@ impl TwilioStreamSrc {
             };
             drop(state);
             // Looked at only with something to push: it costs a few locks.
-            if self.bin_leaving_playing() {
-                self.put_back(held, event);
-                return;
+            match self.bins() {
+                Bins::Playing => {}
+                Bins::Leaving => return self.put_back(held, event),
+                Bins::NotYetPlaying => {
+                    self.put_back(held, event);
+                    return self.until_playing();
+                }
             }
             // The streaming thread would push the segment with the first
             // buffer; here it goes out before anything else of ours. It is
@@ -376,25 +412,6 @@ impl TwilioStreamSrc {
         if let (Some(event), Some(events)) = (event.flatten(), state.events.as_mut()) {
             events.put_back(event);
         }
-    }
-
-    /// A bin of this src leaves PLAYING (its pending state is set first):
-    /// a sink it paused before the src would hold a push, this network
-    /// thread with it (the call's reads, other calls' tasks), until it
-    /// plays. The events wait in the queue for `shared_playing`.
-    fn bin_leaving_playing(&self) -> bool {
-        let mut bin = self.obj().parent().and_downcast::<gst::Element>();
-        while let Some(b) = bin {
-            // One look (one lock) for both.
-            let (_, current, pending) = b.state(gst::ClockTime::ZERO);
-            if current == gst::State::Playing
-                && (gst::State::Null..=gst::State::Paused).contains(&pending)
-            {
-                return true;
-            }
-            bin = b.parent().and_downcast();
-        }
-        false
     }
 
     #[cold]
@@ -454,7 +471,7 @@ impl TwilioStreamSrc {
     /// After a fallback, on the streaming thread: what a drain held back,
     /// before the call's next event (None once there is none).
     pub(super) fn held_created(&self) -> Result<Option<CreateSuccess>, gst::FlowError> {
-        if !self.shared.fell_back() {
+        if !self.shared.streaming() {
             return Ok(None);
         }
         // The drain whose push fell back may still hold back the rest of

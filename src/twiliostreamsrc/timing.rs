@@ -70,6 +70,8 @@ pub(super) enum Received {
     Event(Option<CallEvent>),
     /// The fill deadline passed with nothing.
     Overdue,
+    /// `look` passed with nothing (before the fill deadline).
+    Look,
 }
 
 impl TwilioStreamSrc {
@@ -122,10 +124,18 @@ impl TwilioStreamSrc {
     }
 
     /// The streaming thread's wait for the next event of the call, up to
-    /// the fill deadline when the stream is filled in time.
-    pub(super) fn receive(&self, events: &mut Events) -> Result<Received, Cancelled> {
-        let Some(timeout) = self.fill_wait() else {
-            return wait(&self.canceller, events.recv()).map(Received::Event);
+    /// the fill deadline when the stream is filled in time, and up to
+    /// `look` if given.
+    pub(super) fn receive(
+        &self,
+        events: &mut Events,
+        look: Option<Duration>,
+    ) -> Result<Received, Cancelled> {
+        let (timeout, expired) = match (self.fill_wait(), look) {
+            (Some(fill), Some(look)) if look < fill => (look, Received::Look),
+            (Some(fill), _) => (fill, Received::Overdue),
+            (None, Some(look)) => (look, Received::Look),
+            (None, None) => return wait(&self.canceller, events.recv()).map(Received::Event),
         };
         // The timer is the runtime's; the wait is this thread's.
         let _runtime = RUNTIME.enter();
@@ -133,7 +143,7 @@ impl TwilioStreamSrc {
             &self.canceller,
             tokio::time::timeout(timeout, events.recv()),
         )?;
-        Ok(received.map_or(Received::Overdue, Received::Event))
+        Ok(received.map_or(expired, Received::Event))
     }
 
     /// How long from now until the audio is the fill deadline overdue, if

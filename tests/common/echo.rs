@@ -23,12 +23,43 @@ pub fn echo_pipeline(desc: &str) -> (gst::Pipeline, gst::Element, gst::Element) 
     (p, src, sink)
 }
 
-/// Plays `p` and starts a call through `src` whose [`FIRST`] chunk came back.
+/// Plays `p` and starts a call through `src` whose [`FIRST`] chunk came
+/// back, with `shared-threads` pushed from a network thread. (Until the
+/// pipeline plays, the src's streaming thread pushes; a sink learns which
+/// src feeds it, to hold it when it pauses, from a network thread's push:
+/// FIRST is sent again until one comes so.)
 pub fn echoing_call(p: &gst::Pipeline, src: &gst::Element) -> TwilioCall {
     set_bounded(p, gst::State::Playing);
+    let network = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pad = src.static_pad("src").unwrap();
+    let seen = network.clone();
+    let probe = pad
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            // The OS's name of the thread: the plugin's runtime names its own.
+            let name = std::fs::read_to_string("/proc/thread-self/comm").unwrap_or_default();
+            if name.trim_end() == "twiliostream" {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            gst::PadProbeReturn::Ok
+        })
+        .unwrap();
     let mut call = instant_call(&url_of(src));
-    call.send_media(&FIRST).unwrap();
-    wait_until_echoed(&mut call, &[&FIRST]);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        call.send_media(&FIRST).unwrap();
+        // (One echo per chunk, in order: this one's sink has rendered it.)
+        wait_until_echoed(&mut call, &[&FIRST]);
+        if network.load(std::sync::atomic::Ordering::SeqCst)
+            || !src.property::<bool>("shared-threads")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no chunk pushed from a network thread"
+        );
+    }
+    pad.remove_probe(probe);
     call
 }
 
