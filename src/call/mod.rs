@@ -47,6 +47,7 @@ mod task;
 #[cfg(test)]
 pub(crate) use task::{PANIC_TEXT, PANIC_TWICE_TEXT};
 mod writer;
+pub(crate) use writer::Written;
 
 pub(crate) use closing::{CLOSE_TOO_BIG, answer_close, close as close_websocket};
 pub use events::{CallEvent, Consumer, DtmfDigit, Events, MediaChunk};
@@ -224,7 +225,7 @@ impl Call {
         start: Handled,
     ) -> Arc<Call>
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Written + Unpin + Send + 'static,
         G: Send + 'static,
     {
         let (events, events_rx) = events::channel();

@@ -26,7 +26,7 @@ use super::closing::{
 use super::events::{CallEvent, EventSender};
 use super::session::{Handled, Level, Session};
 use super::stats::Stat;
-use super::writer::Writer;
+use super::writer::{Writer, Written};
 use super::{Call, CallConfig, Request, call_log};
 
 use crate::contain::CLOSE_PANICKED;
@@ -43,7 +43,7 @@ pub(super) async fn serve<S>(
     mut session: Session,
     start: Handled,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Written + Unpin,
 {
     let mut writer = Writer::new(call.lead.load(Ordering::Relaxed));
     let mut outbound = Outbound { rx: outbound };
@@ -144,7 +144,7 @@ async fn turns<S>(
     start: Handled,
 ) -> Option<String>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Written + Unpin,
 {
     let connected = Instant::now();
     let mut last_media: Option<Instant> = None;
@@ -310,7 +310,7 @@ enum Io {
 /// Goes on with the writer's write in progress, if there is one, and reads
 /// the socket meanwhile: a peer that reads slowly, or stopped reading,
 /// does not keep its own messages (media, `stop`, marks) from being read.
-fn read_or_write<'a, S: AsyncRead + AsyncWrite + Unpin>(
+fn read_or_write<'a, S: AsyncRead + AsyncWrite + Written + Unpin>(
     call: &'a Call,
     ws: &'a mut WebSocketStream<S>,
     writer: &'a mut Writer,

@@ -18,6 +18,7 @@ const MEDIA: &str = r#"{"event":"media","sequenceNumber":"2","streamSid":"MZ1","
 /// A call over an in-memory socket, started; and Twilio's end of it.
 pub(crate) async fn call() -> (Arc<Call>, WebSocketStream<tokio::io::DuplexStream>) {
     let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let ours = crate::server::Prefixed::new(ours);
     let ws = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
     let twilio = WebSocketStream::from_raw_socket(theirs, Role::Client, None).await;
     let mut session = Session::new(1 << 16);
@@ -31,6 +32,43 @@ pub(crate) async fn call() -> (Arc<Call>, WebSocketStream<tokio::io::DuplexStrea
     let peer = "127.0.0.1:1".parse().unwrap();
     let call = Call::spawn(ws, peer, "/".to_owned(), config, (), session, start);
     (call, twilio)
+}
+
+/// Twilio reads slowly but steadily (a 1 KB message every 200 ms, 5 KB/s)
+/// behind a backlog that fills the socket: the writer hands tungstenite
+/// no new text for longer than its stall timeout (tungstenite flushes its
+/// whole 128 KiB buffer first, 26 s at that pace), but the socket takes
+/// bytes all the while, which is progress: the call stays open. In virtual
+/// time (a paused clock).
+#[test]
+fn a_peer_reading_slowly_but_steadily_keeps_the_call() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (call, twilio) = call().await;
+        // Twilio's end takes 1 KiB from the socket at a time, as it reads.
+        let small = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(1024);
+        let mut twilio =
+            WebSocketStream::from_raw_socket(twilio.into_inner(), Role::Client, Some(small)).await;
+        // 600 KB: beyond the socket's 64 KiB and tungstenite's 128 KiB.
+        let texts: Vec<String> = (0..600)
+            .map(|i| format!("{i:04}{}", "x".repeat(1020)))
+            .collect();
+        for text in &texts {
+            call.send_text(text.clone()).unwrap();
+        }
+        // 30 s of reading, twice the stall timeout and more.
+        for text in texts.iter().take(150) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(&next_text(&mut twilio).await, text);
+        }
+        assert!(call.is_open(), "the call ended though Twilio kept reading");
+        call.close();
+    });
 }
 
 /// A runtime of one thread: a task spawned cannot run until this one waits.

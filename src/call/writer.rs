@@ -25,6 +25,16 @@ use super::{Call, Request, call_log};
 /// reading: the call is over.
 pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A stream that counts the bytes the socket has taken from it: the
+/// writer's stall timeout looks at them, since a text is handed over only
+/// once tungstenite has flushed what it buffered (128 KiB at a time), which
+/// a peer reading slowly but steadily can take longer than the timeout to
+/// read.
+pub(crate) trait Written {
+    /// Bytes written so far.
+    fn written(&self) -> u64;
+}
+
 /// See the module documentation.
 pub(super) struct Writer {
     pub(super) outbox: Outbox,
@@ -35,8 +45,10 @@ pub(super) struct Writer {
     /// Texts were handed to the socket and not flushed yet.
     unflushed: bool,
     /// The write in progress has a deadline set (in the task's `stall`
-    /// timer): no progress since it was set.
+    /// timer): no text handed over since it was set.
     stall_armed: bool,
+    /// The socket's [`Written`] count when the deadline was set.
+    written_at_arming: u64,
     /// When a frame held back is due, if one is.
     pub(super) next: Option<u64>,
 }
@@ -50,6 +62,7 @@ impl Writer {
             fed: 0,
             unflushed: false,
             stall_armed: false,
+            written_at_arming: 0,
             next: None,
         }
     }
@@ -199,8 +212,9 @@ impl Writer {
 
     /// Goes on with the write in progress: Ready once it is done (or
     /// failed, or made no progress for [`WRITE_TIMEOUT`], by `stall`, which
-    /// is set when it first waits after progress).
-    pub(super) fn poll_write<S: AsyncRead + AsyncWrite + Unpin>(
+    /// is set when it first waits after progress). Progress is a text
+    /// handed over, or any byte the socket took.
+    pub(super) fn poll_write<S: AsyncRead + AsyncWrite + Written + Unpin>(
         &mut self,
         call: &Call,
         ws: &mut WebSocketStream<S>,
@@ -210,8 +224,11 @@ impl Writer {
         if let Poll::Ready(done) = self.poll_feed(call, ws, cx) {
             return Poll::Ready(done);
         }
-        if !self.stall_armed {
+        // Bytes went out since the deadline was set: a new one.
+        let written = ws.get_ref().written();
+        if !self.stall_armed || written != self.written_at_arming {
             self.stall_armed = true;
+            self.written_at_arming = written;
             stall
                 .as_mut()
                 .reset(tokio::time::Instant::now() + WRITE_TIMEOUT);

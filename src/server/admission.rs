@@ -19,7 +19,7 @@ use super::accept::Arriving;
 use super::paths::{Dispatch, PathCounters};
 use super::upgrade::Upgraded;
 use crate::call::session::{Handled, Level, Session};
-use crate::call::{CAT, CLOSE_TOO_BIG, Call, CallEvent, answer_close, close_websocket};
+use crate::call::{CAT, CLOSE_TOO_BIG, Call, CallEvent, Written, answer_close, close_websocket};
 
 /// Close code for a connection that sent something other than `start`
 /// first, or nothing in time (RFC 6455 policy violation).
@@ -34,7 +34,7 @@ pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 /// `max-connections` may evict it until `start` arrives.
 pub(super) async fn admit<S>(up: Upgraded<S>, arriving: Arriving)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Written + Unpin + Send + 'static,
 {
     let Arriving {
         peer,

@@ -21,6 +21,8 @@ use tokio_tungstenite::tungstenite::handshake::machine::TryParse;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, create_response};
 use tokio_tungstenite::tungstenite::http::Uri;
 
+use crate::call::Written;
+
 /// A longer head is refused (431).
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -220,6 +222,7 @@ where
                         prefix: buf,
                         pos: 0,
                         inner: stream,
+                        written: 0,
                     };
                     return Ok(Arrival::Upgrade(stream, path));
                 }
@@ -274,11 +277,31 @@ where
 }
 
 /// A stream whose first bytes were read already: they are read again
-/// first. Writes go straight through.
+/// first. Writes go straight through, counted (see [`Written`]).
 pub struct Prefixed<S> {
     prefix: Vec<u8>,
     pos: usize,
     inner: S,
+    written: u64,
+}
+
+impl<S> Prefixed<S> {
+    /// A stream with nothing read ahead.
+    #[cfg(test)]
+    pub(crate) fn new(inner: S) -> Self {
+        Prefixed {
+            prefix: Vec::new(),
+            pos: 0,
+            inner,
+            written: 0,
+        }
+    }
+}
+
+impl<S> Written for Prefixed<S> {
+    fn written(&self) -> u64 {
+        self.written
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
@@ -308,7 +331,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.written += n as u64;
+        }
+        polled
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -324,7 +352,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.written += n as u64;
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {

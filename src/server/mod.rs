@@ -25,6 +25,8 @@ mod tls;
 mod upgrade;
 
 pub use admission::CLOSE_TRY_AGAIN_LATER;
+#[cfg(test)]
+pub(crate) use http::Prefixed;
 pub(crate) use paths::{PathConfig, canonical_path};
 pub use registry::Registration;
 pub(crate) use registry::{ListenerConfig, register};
