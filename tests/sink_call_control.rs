@@ -14,6 +14,7 @@ use common::peer::{Bot, Echo, Peer, Report};
 use common::sink::*;
 use common::*;
 use gst::prelude::*;
+use twilio_emulator::Provider;
 
 /// How far a report may be from the exact peer: scheduling on loopback
 /// (the model counts from the write, the peer from the arrival; on a
@@ -287,4 +288,40 @@ fn no_frame_straddles_a_jump_in_the_timestamps() {
     let sizes: Vec<usize> = st.texts_of("media").iter().map(String::len).collect();
     assert_eq!(sizes.len(), 3, "{sizes:?}");
     assert!(sizes[1] < sizes[0], "{sizes:?}");
+}
+
+/// Telnyx takes frames of 20 ms at least: a shorter one (before a mark)
+/// is padded with silence. The silence is no audio of the stream: a clear
+/// drops none of it (README: `dropped` is "audio sent to the sink and
+/// never heard"). 40 pieces of 5 ms, each followed by a mark, cleared at
+/// once: 200 ms of audio in 800 ms of frames (`dropped` said ~780 ms).
+#[test]
+fn a_provider_minimums_padding_is_not_dropped_audio() {
+    use gsttwiliostream::codec::WireFormat;
+    init();
+    let bot = Bot::new("max-lead=20");
+    let url = url_of(&bot.sink);
+    let _peer = Peer::dial_as(&url, Echo::Never, Provider::Telnyx, WireFormat::PCMA);
+    for i in 0..40u64 {
+        let mut buffer = pcm_buffer(&sine(300.0, 8000.0, 6000.0, 40));
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(5 * i));
+        b.set_duration(gst::ClockTime::from_mseconds(5));
+        let ret = bot
+            .app
+            .emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
+        assert_eq!(ret, gst::FlowReturn::Ok);
+        bot.mark(&format!("m{i}"));
+    }
+    // After all of it (a serialized event).
+    let clear = gst::Structure::new_empty("twilio-clear");
+    assert!(bot.app.send_event(gst::event::CustomDownstream::new(clear)));
+    let report = bot.report();
+    let played = report.played.unwrap_or_default();
+    let all = played + report.dropped;
+    assert!(
+        all.abs_diff(Duration::from_millis(200)) <= Duration::from_millis(3),
+        "played {played:?} + dropped {:?}: 200 ms of audio",
+        report.dropped
+    );
 }

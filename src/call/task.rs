@@ -462,6 +462,7 @@ mod tests {
                 text,
                 bytes: 160,
                 duration: 20 * MS,
+                padding: 0,
                 running_time: 5000 * MS,
             });
             let (tx, rx) = mpsc::unbounded_channel();

@@ -141,7 +141,7 @@ impl State {
             return Ok(());
         };
         let (anchor_sample, anchor_time) = self.anchor;
-        let sent = self.framer.send_frames(take, |start, payload| {
+        let sent = self.framer.send_frames(take, |start, payload, padding| {
             let mut json = String::new();
             call.dialect().write_media(sid, payload, &mut json);
             let offset = start as i64 - anchor_sample as i64;
@@ -150,6 +150,8 @@ impl State {
                 text: json,
                 bytes: payload.len() as u32,
                 duration: call.audio_ns(payload),
+                padding: call.audio_ns(payload)
+                    - call.audio_ns(&payload[..payload.len() - padding]),
                 running_time,
             };
             match call.send(media) {

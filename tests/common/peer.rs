@@ -14,6 +14,10 @@ use futures::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
+use gsttwiliostream::codec::WireFormat;
+use gsttwiliostream::protocol::{Inbound, Outbound};
+use twilio_emulator::Provider;
+
 use super::sink::pcm_buffer;
 use super::*;
 
@@ -71,8 +75,12 @@ pub struct PeerState {
     pub echoes: Vec<Echoed>,
     /// Each mark received, with the media bytes received before it.
     pub marks: Vec<(String, usize)>,
-    /// μ-law received, in order.
+    /// Audio bytes received (μ-law for Twilio), in order.
     pub media: Vec<u8>,
+    /// Bytes of each `media` message, in order.
+    pub frames: Vec<usize>,
+    /// Bytes per 8 kHz sample of the call's format.
+    pub width: usize,
     /// The most the queue held unplayed, just after a frame arrived.
     pub most_queued: Duration,
     queue_end: Option<Instant>,
@@ -92,6 +100,8 @@ impl PeerState {
             echoes: Vec::new(),
             marks: Vec::new(),
             media: Vec::new(),
+            frames: Vec::new(),
+            width: 1,
             most_queued: Duration::ZERO,
             queue_end: None,
             pending: VecDeque::new(),
@@ -179,6 +189,7 @@ impl PeerState {
 /// See the module documentation.
 pub struct Peer {
     pub sid: String,
+    provider: Provider,
     out: mpsc::UnboundedSender<Message>,
     state: Arc<Mutex<PeerState>>,
 }
@@ -186,7 +197,14 @@ pub struct Peer {
 impl Peer {
     /// Connects to `url` and sends `connected` and `start` (μ-law 8 kHz).
     pub fn dial(url: &str, echo: Echo) -> Peer {
-        let sid = twilio_emulator::call::sid("MZ");
+        Peer::dial_as(url, echo, Provider::Twilio, WireFormat::PCMU)
+    }
+
+    /// Connects to `url` as `provider` and sends `connected` and a `start`
+    /// announcing `format`, in its spelling. What the sink sends must have
+    /// exactly that provider's shape (else it is `invalid`).
+    pub fn dial_as(url: &str, echo: Echo, provider: Provider, format: WireFormat) -> Peer {
+        let sid = twilio_emulator::provider::stream_id(provider, &twilio_emulator::call::sid("MZ"));
         let (ws, _) = rt()
             .block_on(tokio_tungstenite::connect_async(url))
             .unwrap();
@@ -200,7 +218,9 @@ impl Peer {
                 }
             }
         });
-        let state = Arc::new(Mutex::new(PeerState::new()));
+        let mut st = PeerState::new();
+        st.width = format.bytes_per_tick();
+        let state = Arc::new(Mutex::new(st));
         {
             let (state, out, sid) = (state.clone(), out.clone(), sid.clone());
             rt().spawn(async move {
@@ -218,7 +238,7 @@ impl Peer {
                         _ = sleep, if due.is_some() => {
                             let mut st = state.lock().unwrap();
                             let (name, _, cleared) = st.pending.pop_front().unwrap();
-                            let _ = out.send(Message::text(echo_text(&sid, &name)));
+                            let _ = out.send(Message::text(echo_text(provider, &sid, &name)));
                             st.echoes.push(Echoed { name, at: Instant::now(), cleared });
                             continue;
                         }
@@ -229,24 +249,25 @@ impl Peer {
                         Some(Ok(Message::Text(text))) => {
                             let text = text.to_string();
                             st.received.push((now, text.clone()));
-                            let v: serde_json::Value = match serde_json::from_str(&text) {
-                                Ok(v) => v,
+                            let msg = match provider.read(&text, &sid) {
+                                Ok(msg) => msg,
                                 Err(e) => {
-                                    st.invalid.push(format!("not JSON ({e}): {text}"));
+                                    st.invalid.push(e);
                                     continue;
                                 }
                             };
-                            match v["event"].as_str() {
-                                Some("media") => {
-                                    let payload = v["media"]["payload"].as_str().unwrap_or("");
-                                    let ulaw = base64::engine::general_purpose::STANDARD
-                                        .decode(payload)
+                            match msg {
+                                Outbound::Media { media, .. } => {
+                                    let bytes = base64::engine::general_purpose::STANDARD
+                                        .decode(&media.payload)
                                         .unwrap();
-                                    st.take_media(now, ulaw.len());
-                                    st.media.extend(ulaw);
+                                    let width = st.width;
+                                    st.take_media(now, bytes.len() / width);
+                                    st.frames.push(bytes.len());
+                                    st.media.extend(bytes);
                                 }
-                                Some("mark") => {
-                                    let name = v["mark"]["name"].as_str().unwrap().to_owned();
+                                Outbound::Mark { mark, .. } => {
+                                    let name = mark.name;
                                     let before = st.media.len();
                                     st.marks.push((name.clone(), before));
                                     if echo != Echo::Never {
@@ -254,8 +275,7 @@ impl Peer {
                                         st.pending.push_back((name, reach + late, false));
                                     }
                                 }
-                                Some("clear") => st.take_clear(now, late),
-                                _ => st.invalid.push(text),
+                                Outbound::Clear { .. } => st.take_clear(now, late),
                             }
                         }
                         Some(Ok(Message::Close(frame))) => {
@@ -274,10 +294,18 @@ impl Peer {
                 }
             });
         }
-        let peer = Peer { sid, out, state };
+        let peer = Peer {
+            sid,
+            provider,
+            out,
+            state,
+        };
         peer.send(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#);
-        peer.send(&format!(
-            r#"{{"event":"start","sequenceNumber":"1","streamSid":"{sid}","start":{{"accountSid":"AC0","streamSid":"{sid}","callSid":"CA0","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#,
+        let f = provider.media_format(format);
+        peer.send_spelled(&format!(
+            r#"{{"event":"start","sequenceNumber":"1","streamSid":"{sid}","start":{{"accountSid":"AC0","streamSid":"{sid}","callSid":"CA0","tracks":["inbound"],"customParameters":{{}},"mediaFormat":{{"encoding":"{}","sampleRate":{},"channels":1}}}}}}"#,
+            f.encoding,
+            f.sample_rate,
             sid = peer.sid
         ));
         peer
@@ -287,13 +315,18 @@ impl Peer {
         let _ = self.out.send(Message::text(text.to_owned()));
     }
 
+    /// Sends Twilio's message `text` in the provider's spelling.
+    fn send_spelled(&self, text: &str) {
+        self.send(&spelled(self.provider, text));
+    }
+
     /// Echoes the mark `name` now (whether it was sent or not).
     pub fn echo(&self, name: &str) {
-        self.send(&echo_text(&self.sid, name));
+        self.send(&echo_text(self.provider, &self.sid, name));
     }
 
     pub fn stop(&self) {
-        self.send(&format!(
+        self.send_spelled(&format!(
             r#"{{"event":"stop","sequenceNumber":"9","streamSid":"{}","stop":{{"accountSid":"AC0","callSid":"CA0"}}}}"#,
             self.sid
         ));
@@ -338,14 +371,20 @@ impl Peer {
     }
 }
 
-fn echo_text(sid: &str, name: &str) -> String {
-    serde_json::json!({
+/// Twilio's message `text` in `provider`'s spelling.
+fn spelled(provider: Provider, text: &str) -> String {
+    provider.text(&Inbound::parse(text).unwrap())
+}
+
+fn echo_text(provider: Provider, sid: &str, name: &str) -> String {
+    let text = serde_json::json!({
         "event": "mark",
         "sequenceNumber": "2",
         "streamSid": sid,
         "mark": { "name": name },
     })
-    .to_string()
+    .to_string();
+    spelled(provider, &text)
 }
 
 /// An application's pipeline: an appsrc (time) into a sink that listens

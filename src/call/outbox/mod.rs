@@ -45,11 +45,14 @@ const MAX_AWAITED_MARKS: usize = 4096;
 pub enum Outgoing {
     /// A `media` message carrying `bytes` bytes of audio that play for
     /// `duration` (ns), whose first sample is at `running_time` (ns) in the
-    /// outbound stream.
+    /// outbound stream. Its last `padding` (ns) is silence a provider's
+    /// shortest frame added: played, but no audio of the stream (a clear
+    /// does not count it as dropped, nor as heard).
     Media {
         text: String,
         bytes: u32,
         duration: u64,
+        padding: u64,
         running_time: u64,
     },
     /// A `mark` named `name` (its message is `text`): written once all
@@ -67,7 +70,7 @@ pub struct Cleared {
     /// None if no media was ever written.
     pub played: Option<u64>,
     /// Audio (ns) sent to the writer and never heard: what Twilio held plus
-    /// what had not been written yet.
+    /// what had not been written yet (padding left out).
     pub dropped: u64,
     /// Of `dropped`, what was still waiting here (never written).
     pub unwritten: u64,
@@ -95,6 +98,8 @@ struct Span {
     position: u64,
     running_time: u64,
     duration: u64,
+    /// Of `duration`, the audio before its padding.
+    audio: u64,
 }
 
 /// The model of Twilio's playout queue.
@@ -138,7 +143,18 @@ impl Model {
         self.written - self.unplayed(now).min(self.written)
     }
 
-    fn write_audio(&mut self, now: u64, duration: u64, running_time: u64) {
+    /// Padding (ns) written after audio position `played`: not heard yet.
+    fn unplayed_padding(&self, played: u64) -> u64 {
+        self.spans
+            .iter()
+            .map(|s| {
+                let (from, to) = (s.position + s.audio, s.position + s.duration);
+                to.saturating_sub(from.max(played))
+            })
+            .sum()
+    }
+
+    fn write_audio(&mut self, now: u64, duration: u64, padding: u64, running_time: u64) {
         let played = self.played(now);
         while self
             .spans
@@ -151,6 +167,7 @@ impl Model {
             position: self.written,
             running_time,
             duration,
+            audio: duration.saturating_sub(padding),
         });
         self.written += duration;
         self.end = self.end.max(now) + duration;
@@ -161,7 +178,7 @@ impl Model {
     fn running_time_at(&self, position: u64) -> Option<u64> {
         let last = self.spans.back()?;
         if position >= last.position + last.duration {
-            return Some(last.running_time + last.duration);
+            return Some(last.running_time + last.audio);
         }
         // Spans are in position order: the last one starting at or before.
         let i = self
@@ -169,7 +186,8 @@ impl Model {
             .partition_point(|s| s.position <= position)
             .saturating_sub(1);
         let span = self.spans[i];
-        Some(span.running_time + position.saturating_sub(span.position))
+        // Into its padding: heard up to the end of its audio.
+        Some(span.running_time + position.saturating_sub(span.position).min(span.audio))
     }
 }
 
@@ -224,8 +242,11 @@ impl Outbox {
     }
 
     pub fn push(&mut self, item: Outgoing) {
-        if let Outgoing::Media { duration, .. } = &item {
-            self.pending_audio += duration;
+        if let Outgoing::Media {
+            duration, padding, ..
+        } = &item
+        {
+            self.pending_audio += duration - padding;
         }
         self.pending.push_back(item);
     }
@@ -270,10 +291,11 @@ impl Outbox {
                     text,
                     bytes,
                     duration,
+                    padding,
                     running_time,
                 }) => {
-                    self.pending_audio -= duration;
-                    self.model.write_audio(now, duration, running_time);
+                    self.pending_audio -= duration - padding;
+                    self.model.write_audio(now, duration, padding, running_time);
                     written(bytes, duration);
                     out.push(text);
                 }
@@ -297,9 +319,14 @@ impl Outbox {
         for item in self.pending.drain(..) {
             unsent.messages += 1;
             unsent.text_bytes += match item {
-                Outgoing::Media { text, duration, .. } => {
+                Outgoing::Media {
+                    text,
+                    duration,
+                    padding,
+                    ..
+                } => {
                     unsent.media += 1;
-                    unsent.audio += duration;
+                    unsent.audio += duration - padding;
                     text.len()
                 }
                 Outgoing::Mark { text, .. } | Outgoing::Text(text) => text.len(),
@@ -355,9 +382,10 @@ impl Outbox {
                 _ => 0,
             })
             .sum();
+        let unplayed_audio = unplayed.saturating_sub(self.model.unplayed_padding(played));
         let cleared = Cleared {
             played: self.model.running_time_at(played),
-            dropped: unplayed + self.pending_audio,
+            dropped: unplayed_audio + self.pending_audio,
             unwritten: self.pending_audio,
             unwritten_bytes,
         };
@@ -383,6 +411,7 @@ impl Outbox {
         self.model.spans.retain(|s| s.position < played);
         if let Some(last) = self.model.spans.back_mut() {
             last.duration = last.duration.min(played - last.position);
+            last.audio = last.audio.min(last.duration);
         }
         cleared
     }

@@ -16,6 +16,7 @@ fn media(n: u32, running_time: u64) -> Outgoing {
         text: format!("m{n}@{}", running_time / MS),
         bytes: 160,
         duration: 20 * MS,
+        padding: 0,
         running_time,
     }
 }
@@ -153,6 +154,27 @@ fn clear_reports_what_was_heard_and_dropped() {
     let cleared = o.clear(450 * MS, "clear".into());
     assert_eq!(cleared.played, Some(9050 * MS));
     assert_eq!(cleared.dropped, 150 * MS);
+}
+
+/// Frames of 20 ms holding 5 ms of audio, the rest a provider's padding:
+/// heard up to the audio's end within a frame, and only audio dropped.
+#[test]
+fn padding_is_neither_heard_nor_dropped_audio() {
+    let mut o = Outbox::new(20 * MS);
+    for i in 0..10 {
+        let mut m = media(i, i as u64 * 5 * MS);
+        if let Outgoing::Media { padding, .. } = &mut m {
+            *padding = 15 * MS;
+        }
+        o.push(m);
+    }
+    assert_eq!(o.pending_audio(), 50 * MS);
+    // Written: the first frame; 12 ms into it, 2 ms of padding heard.
+    assert_eq!(due(&mut o, 0).0.len(), 1);
+    let cleared = o.clear(12 * MS, "clear".into());
+    assert_eq!(cleared.played, Some(5 * MS));
+    assert_eq!(cleared.dropped, 45 * MS);
+    assert_eq!(cleared.unwritten, 45 * MS);
 }
 
 #[test]

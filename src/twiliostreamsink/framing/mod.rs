@@ -410,21 +410,23 @@ impl Framer {
     }
 
     /// Hands the pending frames to `send` in order, with the index (in
-    /// ticks) of each one's first sample, and drops them. The first error stops it:
+    /// ticks) of each one's first sample and the bytes of silence padding
+    /// its end (see [`Take::All`]), and drops them. The first error stops it:
     /// the frame that failed and the rest stay pending.
     pub fn send_frames<E>(
         &mut self,
         take: Take,
-        mut send: impl FnMut(u64, &[u8]) -> Result<(), E>,
+        mut send: impl FnMut(u64, &[u8], usize) -> Result<(), E>,
     ) -> Result<(), E> {
         if matches!(self.encoding, Some(Encoding::Packets)) {
-            return self.send_packets(send);
+            return self.send_packets(|start, packet| send(start, packet, 0));
         }
         let width = self.target.bytes_per_tick();
         let frame = self.frame_bytes().max(width);
         let all = take == Take::All;
         // What is ahead of the input waits, as in a resampler's delay.
         let mut end = self.sendable();
+        let mut padding = 0;
         if all && !self.target.is_compressed() {
             // Whole ticks only, and at least the provider's minimum.
             let partial = end % frame;
@@ -435,6 +437,7 @@ impl Framer {
                 // Taken as input: nothing after it waits for it.
                 self.input_units += self.bytes_units(short);
                 end += short;
+                padding = short;
             }
         }
         if all {
@@ -452,6 +455,7 @@ impl Framer {
             result = send(
                 self.emitted + (sent / width) as u64,
                 &self.pending[sent..stop],
+                if stop == end { padding } else { 0 },
             );
             if result.is_err() {
                 break;

@@ -35,7 +35,7 @@ fn framer(input: Input, frame_bytes: usize) -> Framer {
 
 fn frames(f: &mut Framer, take: Take) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    f.send_frames(take, |_, frame| {
+    f.send_frames(take, |_, frame, _| {
         out.push(frame.to_vec());
         Ok::<_, Infallible>(())
     })
@@ -228,7 +228,7 @@ fn g722_is_cut_into_20_ms_frames_and_opus_goes_packet_by_packet() {
     }
     assert_eq!(f.produced(), 160 + 80 + 160);
     let mut sent = Vec::new();
-    f.send_frames(Take::WholeFrames, |start, frame| {
+    f.send_frames(Take::WholeFrames, |start, frame, _| {
         sent.push((start, frame.to_vec()));
         Ok::<_, Infallible>(())
     })
@@ -267,7 +267,7 @@ fn frames_carry_the_index_of_their_first_sample() {
     f.push(&[0x55; 400]).unwrap();
     assert_eq!(f.produced(), 400);
     let mut starts = Vec::new();
-    f.send_frames(Take::WholeFrames, |start, frame| {
+    f.send_frames(Take::WholeFrames, |start, frame, _| {
         starts.push((start, frame.len()));
         Ok::<_, Infallible>(())
     })
@@ -278,7 +278,7 @@ fn frames_carry_the_index_of_their_first_sample() {
     assert_eq!(f.produced(), 320);
     f.push(&[0x55; 100]).unwrap();
     starts.clear();
-    f.send_frames(Take::All, |start, frame| {
+    f.send_frames(Take::All, |start, frame, _| {
         starts.push((start, frame.len()));
         Ok::<_, Infallible>(())
     })
@@ -293,7 +293,7 @@ fn a_failed_send_keeps_that_frame_and_the_rest() {
     let mut f = framer(Input::Mulaw, 100);
     f.push(&ulaw).unwrap();
     let mut calls = 0;
-    let result = f.send_frames(Take::All, |_, _| {
+    let result = f.send_frames(Take::All, |_, _, _| {
         calls += 1;
         if calls == 2 { Err("closed") } else { Ok(()) }
     });
@@ -318,7 +318,7 @@ fn steady_state_reuses_its_buffers() {
     let mut f = framer(Input::Pcm(48000), 160);
     let push = |f: &mut Framer, i: usize| {
         f.push(&bytes[1920 * (i % 10)..][..1920]).unwrap();
-        f.send_frames(Take::WholeFrames, |_, _| Ok::<_, Infallible>(()))
+        f.send_frames(Take::WholeFrames, |_, _, _| Ok::<_, Infallible>(()))
             .unwrap();
     };
     for i in 0..4 {
@@ -411,12 +411,17 @@ fn a_provider_minimum_lengthens_frames_and_pads_the_last() {
     f.set_target(WireFormat::PCMA, 160);
     assert_eq!(f.frame_bytes(), 160);
     f.push(&[0xFF; 200]).unwrap();
-    let got = frames(&mut f, Take::All);
+    let mut got = Vec::new();
+    f.send_frames(Take::All, |_, frame, padding| {
+        got.push((frame.to_vec(), padding));
+        Ok::<_, Infallible>(())
+    })
+    .unwrap();
     assert_eq!(got.len(), 2);
-    assert_eq!(got[0].len(), 160);
-    // 40 bytes of audio, then A-law silence up to 20 ms.
-    assert_eq!(got[1].len(), 160);
-    assert!(got[1][40..].iter().all(|&b| b == alaw::SILENCE));
+    assert_eq!((got[0].0.len(), got[0].1), (160, 0));
+    // 40 bytes of audio, then A-law silence up to 20 ms: said to be padding.
+    assert_eq!((got[1].0.len(), got[1].1), (160, 120));
+    assert!(got[1].0[40..].iter().all(|&b| b == alaw::SILENCE));
 }
 
 #[test]
