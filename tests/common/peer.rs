@@ -77,8 +77,8 @@ pub struct PeerState {
     pub marks: Vec<(String, usize)>,
     /// Audio bytes received (μ-law for Twilio), in order.
     pub media: Vec<u8>,
-    /// Bytes of each `media` message, in order.
-    pub frames: Vec<usize>,
+    /// Bytes of each `media` message, and when it arrived, in order.
+    pub frames: Vec<(usize, Instant)>,
     /// Bytes per 8 kHz sample of the call's format.
     pub width: usize,
     /// The most the queue held unplayed, just after a frame arrived.
@@ -263,7 +263,7 @@ impl Peer {
                                         .unwrap();
                                     let width = st.width;
                                     st.take_media(now, bytes.len() / width);
-                                    st.frames.push(bytes.len());
+                                    st.frames.push((bytes.len(), now));
                                     st.media.extend(bytes);
                                 }
                                 Outbound::Mark { mark, .. } => {

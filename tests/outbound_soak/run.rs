@@ -9,10 +9,11 @@ use gst::prelude::*;
 
 use crate::checks::*;
 use crate::common::app::set_bounded;
-use crate::common::peer::{Echo, Peer};
-use crate::common::sink::messages_until;
+use crate::common::peer::{Echo, Peer, PeerState};
+use crate::common::sink::{has_element, messages_until};
 use crate::common::*;
 use crate::script::{ClearBy, Finish, Script, Step};
+use crate::variant::{Clock, Padding, check_on_time, unpad};
 
 const NS: u64 = 1_000_000_000;
 /// `twilio-clear`'s `played` against the peer (README: within 40 ms), the
@@ -71,13 +72,17 @@ struct Run {
     /// Sync events sent, and seen at the sink's pad (all rendered before).
     syncs: u64,
     synced: Arc<AtomicU64>,
+    clock: Clock,
+    sampling: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Run {
-    fn new(script: &Script, late: Duration) -> Run {
+    fn new(script: &Script) -> Run {
+        let v = &script.variant;
         let p = pipeline(&format!(
-            "appsrc name=app format=time ! twiliostreamsink name=sink port=0 max-lead={}",
-            script.max_lead
+            "appsrc name=app format=time ! twiliostreamsink name=sink port=0 max-lead={} {}",
+            script.max_lead,
+            v.props()
         ));
         let (app, sink) = (by_name(&p, "app"), by_name(&p, "sink"));
         let synced = Arc::new(AtomicU64::new(0));
@@ -97,11 +102,24 @@ impl Run {
         );
         set_state(&p, gst::State::Playing);
         let bus = p.bus().unwrap();
-        let peer = Peer::dial(&url_of(&sink), Echo::OnPlayout { late });
+        let peer = Peer::dial_as(&url_of(&sink), v.echo, v.provider, v.format);
         let deadline = Instant::now() + PATIENCE;
         while !sink.property::<bool>("connected") {
             assert!(Instant::now() < deadline, "no call");
             std::thread::sleep(Duration::from_millis(1));
+        }
+        let clock = Clock::default();
+        let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        {
+            let (p, clock, sampling) = (p.clone(), clock.clone(), sampling.clone());
+            std::thread::spawn(move || {
+                while sampling.load(Ordering::SeqCst) {
+                    if let Some(t) = p.current_running_time() {
+                        clock.lock().unwrap().push((Instant::now(), t.nseconds()));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
         }
         Run {
             p,
@@ -111,6 +129,8 @@ impl Run {
             peer,
             syncs: 0,
             synced,
+            clock,
+            sampling,
         }
     }
 
@@ -141,14 +161,8 @@ impl Run {
         match step {
             Step::Caps(input) => {
                 self.app.set_property("caps", input.caps());
-                *rate = match input {
-                    crate::script::Input::Pcm(r) => *r as u64,
-                    crate::script::Input::Mulaw => 8000,
-                };
-                *sample_bytes = match input {
-                    crate::script::Input::Pcm(_) => 2,
-                    crate::script::Input::Mulaw => 1,
-                };
+                *rate = input.rate();
+                *sample_bytes = input.sample_bytes();
             }
             Step::Audio {
                 buffers,
@@ -223,22 +237,36 @@ impl Run {
 
 impl Drop for Run {
     fn drop(&mut self) {
+        self.sampling.store(false, Ordering::SeqCst);
         let _ = self.p.set_state(gst::State::Null);
     }
 }
 
 /// Runs the script of `seed` and checks what the peer got.
 pub fn soak(seed: u64) {
-    let script = Script::draw(seed, 2000);
-    let mut rng = crate::common::rng::Rng::new(seed ^ 0x5eed);
-    let late = Duration::from_millis(*rng.pick(&[0, 0, 40, 200]));
+    let v = crate::variant::Variant::draw(seed);
+    // A peer that never echoes holds the EOS (or the end after the
+    // playout) for 5 s past the playout, and a syncing sink takes the
+    // script in real time: shorter scripts then.
+    let audio_ms = match (v.echo, v.stop_at_eos, v.sync) {
+        (Echo::Never, false, _) => 600,
+        (_, _, true) => 1000,
+        _ => 2000,
+    };
+    let script = Script::draw(seed, audio_ms, v);
     let ctx = format!(
-        "seed {seed} (max-lead {}, echoes {late:?} late, end {:?})",
-        script.max_lead, script.end
+        "seed {seed} (max-lead {}, {:?} {}, {}, echoes {:?}{}, end {:?})",
+        script.max_lead,
+        v.provider,
+        v.format,
+        v.props(),
+        v.echo,
+        if v.stop_at_eos { ", stop at EOS" } else { "" },
+        script.end
     );
     eprintln!("{ctx}");
     let lateness = Lateness::start();
-    let mut run = Run::new(&script, late);
+    let mut run = Run::new(&script);
     let (mut rate, mut sample_bytes) = (8000, 2);
     for (i, step) in script.steps.iter().enumerate() {
         if let Finish::Null {
@@ -248,7 +276,7 @@ pub fn soak(seed: u64) {
             && at == i
         {
             set_bounded(&run.p, gst::State::Null);
-            let st = run.peer.state();
+            let (st, _) = observed(&script, &run.peer.state());
             let script = &as_the_sink_saw_it(&script, &st, &ctx);
             check_media(script, &st, false, &ctx);
             check_marks(script, &st, false, &ctx);
@@ -283,6 +311,13 @@ pub fn soak(seed: u64) {
                 );
                 set_bounded(&run.p, gst::State::Playing);
             }
+            if v.stop_at_eos {
+                // Twilio's `stop` ends the wait for the echo.
+                run.peer.wait_for("the EOS mark", |st| {
+                    st.marks.iter().any(|m| m.0 == "twiliostream-eos")
+                });
+                run.peer.stop();
+            }
             messages.extend(messages_until(&run.bus, |m| {
                 if let Some(gst::MessageView::Error(e)) = m.last().map(|m| m.view()) {
                     panic!("{ctx}: ERROR {} ({:?})", e.error(), e.debug());
@@ -290,20 +325,35 @@ pub fn soak(seed: u64) {
                 matches!(m.last().map(|m| m.view()), Some(gst::MessageView::Eos(_)))
             }));
             let eos_at = Instant::now();
-            let st = run.peer.wait_closed();
-            if let Some(end) = st.playout_end() {
-                assert!(
-                    eos_at >= end,
-                    "{ctx}: EOS {:?} before the playout's end",
-                    end - eos_at
-                );
-            }
+            let st = match v.stop_at_eos {
+                // Nothing to end: the socket stays until the sink stops.
+                true => {
+                    assert!(
+                        has_element(&messages, "twilio-stop"),
+                        "{ctx}: no twilio-stop"
+                    );
+                    assert!(!has_element(&messages, "twilio-ended"), "{ctx}: ended");
+                    run.peer.state()
+                }
+                // With no echo, once the bound after the playout passed.
+                false => {
+                    let st = run.peer.wait_closed();
+                    let end = st.playout_end().unwrap_or(eos_at);
+                    assert!(
+                        eos_at >= end,
+                        "{ctx}: EOS {:?} before the playout's end",
+                        end - eos_at
+                    );
+                    assert_eq!(st.closed.unwrap().1, Some(1000), "{ctx}: the close");
+                    st
+                }
+            };
             assert_eq!(
                 st.marks.last().map(|m| (m.0.as_str(), m.1)),
                 Some(("twiliostream-eos", st.media.len())),
                 "{ctx}"
             );
-            Some((messages, st))
+            Some(messages)
         }
         Finish::EndStream { after_playout } => {
             run.sync();
@@ -312,6 +362,7 @@ pub fn soak(seed: u64) {
                     .emit_by_name::<bool>("end-stream", &[&after_playout])
             );
             let st = run.peer.wait_closed();
+            assert_eq!(st.closed.unwrap().1, Some(1000), "{ctx}: the close");
             if after_playout {
                 let closed = st.closed.unwrap().0;
                 assert!(
@@ -322,7 +373,7 @@ pub fn soak(seed: u64) {
             let messages = messages_until(&run.bus, |m| {
                 !element_messages(m, "twilio-ended").is_empty()
             });
-            after_playout.then_some((messages, st))
+            after_playout.then_some(messages)
         }
         Finish::Null { .. } => {
             assert!(
@@ -337,12 +388,16 @@ pub fn soak(seed: u64) {
             None
         }
     };
-    let st = run.peer.state();
+    let raw = run.peer.state();
+    let (st, padding) = observed(&script, &raw);
     let script = &as_the_sink_saw_it(&script, &st, &ctx);
     check_media(script, &st, complete.is_some(), &ctx);
     check_marks(script, &st, complete.is_some(), &ctx);
+    if v.sync {
+        check_on_time(script, &raw, &cuts(&raw), &padding, &run.clock, &ctx);
+    }
     let late = lateness.worst();
-    let lead = Duration::from_millis(script.most_lead as u64 + 20)
+    let lead = Duration::from_millis((script.most_lead + v.frame_ms()) as u64)
         + Duration::from_nanos(QUEUE_SLACK + late);
     eprintln!(
         "{ctx}: most queued {:?} (max-lead + a frame + slack {lead:?}), {} clears, \
@@ -357,11 +412,25 @@ pub fn soak(seed: u64) {
         st.most_queued
     );
     assert!(st.invalid.is_empty(), "{ctx}: {:?}", st.invalid);
-    if let Some((messages, st)) = complete {
-        check_reports(script, &st, &messages, PLAYED_SLACK + late, &ctx);
-        check_counters(script, &run.sink, &st, &messages, &ctx);
+    if let Some(messages) = complete {
+        // What the peer played of segment k, in samples, without padding.
+        let (raw_cuts, w) = (cuts(&raw), raw.width);
+        let heard = |k: usize, h: f64| {
+            let from = raw_cuts[k].0;
+            let at = from + h.floor() as usize * w;
+            ((padding.unpadded(at) - padding.unpadded(from)) / w) as f64 + h.fract()
+        };
+        check_reports(script, &st, &messages, PLAYED_SLACK + late, heard, &ctx);
+        check_counters(script, &run.sink, &raw, &messages, &ctx);
     }
     set_bounded(&run.p, gst::State::Null);
+}
+
+/// What the peer got, the padding of short frames taken off (Telnyx).
+fn observed(script: &Script, raw: &PeerState) -> (PeerState, Padding) {
+    let format = script.variant.format;
+    let wants: Vec<Vec<u8>> = script.segments.iter().map(|s| s.expected(format)).collect();
+    unpad(&script.variant, raw, &cuts(raw), &wants)
 }
 
 /// A step, its buffers only counted.

@@ -4,15 +4,17 @@
 //! event and by flush, a format chosen anew where a clear leaves the sink
 //! nothing to carry over, and an end (EOS, `end-stream`, or NULL anywhere).
 
-use gsttwiliostream::codec::{Resampler, g711};
+use gsttwiliostream::codec::{Codec, Resampler, WireFormat, alaw, g711};
 
 use crate::common::rng::Rng;
+use crate::variant::Variant;
 
 /// What the sink takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
     Pcm(u32),
     Mulaw,
+    Alaw,
 }
 
 impl Input {
@@ -24,25 +26,39 @@ impl Input {
                 .field("channels", 1i32)
                 .field("layout", "interleaved")
                 .build(),
-            Input::Mulaw => gst::Caps::builder("audio/x-mulaw")
-                .field("rate", 8000i32)
-                .field("channels", 1i32)
-                .build(),
+            Input::Mulaw | Input::Alaw => {
+                let name = match self {
+                    Input::Mulaw => "audio/x-mulaw",
+                    _ => "audio/x-alaw",
+                };
+                gst::Caps::builder(name)
+                    .field("rate", 8000i32)
+                    .field("channels", 1i32)
+                    .build()
+            }
         }
     }
 
-    fn rate(self) -> u64 {
+    pub fn rate(self) -> u64 {
         match self {
             Input::Pcm(rate) => rate as u64,
-            Input::Mulaw => 8000,
+            Input::Mulaw | Input::Alaw => 8000,
         }
     }
 
-    fn sample_bytes(self) -> usize {
+    pub fn sample_bytes(self) -> usize {
         match self {
             Input::Pcm(_) => 2,
-            Input::Mulaw => 1,
+            Input::Mulaw | Input::Alaw => 1,
         }
+    }
+
+    /// G.711 input the call's own codec: its bytes go out as they are.
+    fn passes_to(self, format: WireFormat) -> bool {
+        matches!(
+            (self, format.codec),
+            (Input::Mulaw, Codec::Pcmu) | (Input::Alaw, Codec::Pcma)
+        )
     }
 }
 
@@ -53,8 +69,9 @@ pub enum ClearBy {
     /// The event out of band, once the sink has taken what came before.
     OobEvent,
     Flush,
-    /// The signal at once, wherever the sink is (μ-law input only: what
-    /// the sink had not taken plays after it, as it is).
+    /// The signal at once, wherever the sink is (G.711 input to an 8 kHz
+    /// call only: what the sink had not taken plays after it, sample for
+    /// sample).
     Racing,
 }
 
@@ -120,10 +137,10 @@ pub struct Segment {
     pub input: Input,
     /// Running time of its first sample (ns).
     pub pts: u64,
-    /// Its input, as samples (μ-law bytes decoded: the sink sends them as
-    /// they are, so only their count matters).
+    /// Its input, as samples (G.711 input: before encoding; its bytes are
+    /// `g711`).
     pub samples: Vec<i16>,
-    pub ulaw: Vec<u8>,
+    pub g711: Vec<u8>,
     /// Marks placed in it: name, input samples before it.
     pub marks: Vec<(String, usize)>,
     /// Where its running time jumps: input samples before, running time.
@@ -140,7 +157,7 @@ impl Segment {
             input,
             pts,
             samples: Vec::new(),
-            ulaw: Vec::new(),
+            g711: Vec::new(),
             marks: Vec::new(),
             pieces: Vec::new(),
             ended_by: None,
@@ -148,12 +165,12 @@ impl Segment {
         }
     }
 
-    /// Splits it at input sample `p` (μ-law only): it keeps what came
+    /// Splits it at input sample `p` (G.711 only): it keeps what came
     /// before, and returns the rest.
     pub fn split_off(&mut self, p: usize) -> Segment {
         let mut tail = Segment::new(self.input, self.running_time(p as f64));
         tail.samples = self.samples.split_off(p);
-        tail.ulaw = self.ulaw.split_off(p);
+        tail.g711 = self.g711.split_off(p);
         tail.pieces.push((0, tail.pts));
         tail.pieces.extend(
             self.pieces
@@ -172,7 +189,7 @@ impl Segment {
             self.pts = rest.pts;
         }
         self.samples.extend(&rest.samples);
-        self.ulaw.extend(&rest.ulaw);
+        self.g711.extend(&rest.g711);
         self.pieces
             .extend(rest.pieces.iter().map(|&(m, t)| (m + n, t)));
         self.marks
@@ -219,29 +236,43 @@ impl Segment {
         (n as u64 * 8000 / self.input.rate()) as usize
     }
 
-    /// All Twilio gets of it when nothing cuts it short: a fresh
-    /// resampler's output (its warm-up kept), the tail flushed to the
-    /// sample, μ-law encoded; μ-law input as it came.
-    pub fn expected(&self) -> Vec<u8> {
-        let Input::Pcm(rate) = self.input else {
-            return self.ulaw.clone();
+    /// All the call gets of it when nothing cuts it short: a fresh
+    /// resampler's output at the call's rate (its warm-up kept), the tail
+    /// flushed to the sample (and to a whole 8 kHz tick), encoded in the
+    /// call's format; G.711 input in
+    /// the call's own codec as it came (in another: decoded first).
+    pub fn expected(&self, format: WireFormat) -> Vec<u8> {
+        if self.input.passes_to(format) {
+            return self.g711.clone();
+        }
+        let samples: Vec<i16> = match self.input {
+            Input::Pcm(_) => self.samples.clone(),
+            Input::Mulaw => self.g711.iter().map(|&c| g711::decode(c)).collect(),
+            Input::Alaw => self.g711.iter().map(|&c| alaw::decode(c)).collect(),
         };
-        let mut r = Resampler::new(rate, 8000).unwrap();
+        let rate = self.input.rate() as u32;
+        let to = format.rate as u128;
+        let mut r = Resampler::new(rate, format.rate).unwrap();
         let mut out = Vec::new();
-        r.process(&self.samples, &mut out);
+        r.process(&samples, &mut out);
         let delay = r.delay_ns() as u128;
-        if delay > 0 && !self.samples.is_empty() {
+        if delay > 0 && !samples.is_empty() {
             let from = rate as u128;
-            let total = (self.samples.len() as u128 * 8000 * 1_000_000_000 + delay * 8000 * from)
+            let total = (samples.len() as u128 * to * 1_000_000_000 + delay * to * from)
                 .div_ceil(from * 1_000_000_000) as usize;
             r.process(&vec![0; rate as usize / 100], &mut out);
             out.truncate(total);
         }
-        out.iter().map(|&s| g711::encode(s)).collect()
+        // The end in whole ticks, the last one padded with silence.
+        out.resize(out.len().next_multiple_of(format.samples_per_tick()), 0);
+        let mut bytes = Vec::new();
+        format.encode(&out, &mut bytes);
+        bytes
     }
 }
 
 pub struct Script {
+    pub variant: Variant,
     pub max_lead: u32,
     /// The largest `max-lead` set in the script.
     pub most_lead: u32,
@@ -291,6 +322,7 @@ impl Draw {
                 .chain(samples.iter().flat_map(|s| s.to_le_bytes()))
                 .collect(),
             Input::Mulaw => samples.iter().map(|&s| g711::encode(s)).collect(),
+            Input::Alaw => samples.iter().map(|&s| alaw::encode(s)).collect(),
         };
         if matches!(input, Input::Pcm(_)) && rng.chance(25) {
             self.carry = bytes.pop();
@@ -311,8 +343,8 @@ impl Draw {
             buffers.push(bytes[at..at + len].to_vec());
             at += len;
         }
-        if input == Input::Mulaw {
-            seg.ulaw.extend(&bytes);
+        if matches!(input, Input::Mulaw | Input::Alaw) {
+            seg.g711.extend(&bytes);
         }
         seg.samples.extend(&samples);
         let realtime = realtime.unwrap_or_else(|| rng.chance(30));
@@ -348,7 +380,7 @@ impl Draw {
 
 impl Script {
     /// The script of `seed`: about `audio_ms` of audio in all.
-    pub fn draw(seed: u64, audio_ms: u64) -> Script {
+    pub fn draw(seed: u64, audio_ms: u64, variant: Variant) -> Script {
         let mut rng = Rng::new(seed);
         let max_lead = *rng.pick(&[20, 60, 100, 100, 250]);
         let mut steps = Vec::new();
@@ -421,12 +453,20 @@ impl Script {
                     // than a second ahead, the clear comes at once (no
                     // wait for the sink to take what came before), so
                     // where it cuts is found from what Twilio got. In a
-                    // μ-law segment of no marks of its own.
-                    if d.seg.input != Input::Mulaw || !d.seg.marks.is_empty() {
+                    // G.711 segment of no marks of its own, to a call
+                    // that takes it sample for sample.
+                    if !variant.racing_clears() {
+                        continue;
+                    }
+                    let g711 = match variant.format.codec {
+                        Codec::Pcma => Input::Alaw,
+                        _ => Input::Mulaw,
+                    };
+                    if d.seg.input != g711 || !d.seg.marks.is_empty() {
                         d.clear(ClearBy::Signal, true);
-                        if d.seg.input != Input::Mulaw {
-                            d.seg.input = Input::Mulaw;
-                            d.steps.push(Step::Caps(Input::Mulaw));
+                        if d.seg.input != g711 {
+                            d.seg.input = g711;
+                            d.steps.push(Step::Caps(g711));
                         }
                     }
                     let ms = d.rng.between(1000, 1500) as u64;
@@ -478,6 +518,7 @@ impl Script {
             },
         };
         Script {
+            variant,
             max_lead,
             most_lead,
             steps: d.steps,
@@ -502,6 +543,7 @@ fn new_segment(rng: &mut Rng, steps: &mut Vec<Step>, pts: u64) -> Segment {
             Input::Pcm(24000),
             Input::Pcm(48000),
             Input::Mulaw,
+            Input::Alaw,
         ]),
     };
     if last != Some(input) {
