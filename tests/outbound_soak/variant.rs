@@ -190,10 +190,12 @@ pub type Clock = Arc<Mutex<Vec<(Instant, u64)>>>;
 
 /// With `sync=true` each buffer is rendered at its running time, less
 /// `render-delay` (a frame and the resampler's delay) and BaseSink's
-/// `processing-deadline` (20 ms): no frame reaches the peer before its
-/// first sample's running time less those (README "Pacing"), and 10 ms. `raw` is what the peer got, `cuts` where each segment's
-/// bytes are in it; the running time when a frame arrived is the first
-/// sample after (an upper bound: a pause only loosens it).
+/// `processing-deadline` (20 ms): no frame reaches the peer before the
+/// running time of the buffer its first sample came in (at most 50 ms
+/// before it) less those (README "Pacing"), and 10 ms.
+/// `raw` is what the peer got, `cuts` where each segment's bytes are in
+/// it; the running time when a frame arrived is the first sample after (an
+/// upper bound: a pause only loosens it).
 pub fn check_on_time(
     script: &Script,
     raw: &PeerState,
@@ -204,20 +206,18 @@ pub fn check_on_time(
 ) {
     let clock = clock.lock().unwrap().clone();
     let w = raw.width;
-    let ahead = (script.variant.frame_ms() as u64 + 3 + 20 + 10) * 1_000_000;
+    let ahead = (script.variant.frame_ms() as u64 + 3 + 20 + 50 + 10) * 1_000_000;
     let mut at = 0;
     for &(len, arrived) in &raw.frames {
-        let k = cuts.iter().position(|c| c.0 <= at && at < c.1);
         let b = at;
         at += len;
-        let Some(seg) = k.map(|k| (k, &script.segments[k])) else {
+        let Some(k) = cuts.iter().position(|c| c.0 <= b && b < c.1) else {
             continue;
         };
-        let (k, seg) = seg;
+        let (seg, from) = (&script.segments[k], cuts[k].0);
         if !seg.cut_known {
             continue;
         }
-        let from = cuts[k].0;
         let ticks = (padding.unpadded(b) - padding.unpadded(from)) / w;
         let t = seg.running_time(ticks as f64);
         let Some(&(_, now)) = clock.iter().find(|c| c.0 >= arrived) else {
