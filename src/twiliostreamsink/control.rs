@@ -198,12 +198,12 @@ impl TwilioStreamSink {
     /// partial frame the sink held too. False without a started call.
     pub(super) fn clear(&self, reason: &'static str) -> bool {
         let adopted = self.adopt_call();
-        let held = {
-            let mut state = self.state.locked();
-            let held = state.framer.pending_ns();
-            state.framer.clear();
-            held
-        };
+        // Held until the clear is queued (queuing never blocks): a render in
+        // between would send frames of later input ahead of the clear, with
+        // a hole where the partial frame dropped here was.
+        let mut state = self.state.locked();
+        let held = state.framer.pending_ns();
+        state.framer.clear();
         let Some((call, sid)) = adopted else {
             return false;
         };
@@ -219,6 +219,7 @@ impl TwilioStreamSink {
                 });
             }
         });
+        drop(state);
         if let Err(e) = posted {
             gst::warning!(CAT, imp = self, "clear not sent: {e:?}");
             return false;
