@@ -549,3 +549,58 @@ fn sinks_still_prerolling_hold_no_network_thread_and_every_call_flows() {
     }
     set_state(&p, gst::State::Null);
 }
+
+#[test]
+fn a_sink_added_mid_call_gets_the_streaming_thread_and_no_discont() {
+    init();
+    // The call flows from the network threads; a sink added to the tee
+    // (async=true) puts the pipeline back to PAUSED until it prerolls: the
+    // streaming thread pushes meanwhile. The stream goes on without a gap:
+    // only the first buffer of the run is DISCONT, though BaseSrc marks
+    // the first its streaming thread pushes.
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 \
+         ! tee name=t ! fakesink name=sink sync=false async=false",
+    );
+    let sink = by_name(&p, "sink");
+    let threads = record_threads(&sink);
+    let collector = Collector::attach(&sink);
+    set_state(&p, gst::State::Playing);
+    let url = url_of(&by_name(&p, "src"));
+    let ulaw: Vec<u8> = (0..3200u32).map(|i| (i * 13 % 256) as u8).collect();
+    let (before, after) = ulaw.split_at(5 * 160);
+    let mut call = rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        send_chunks(&mut call, before).await;
+        call
+    });
+    collector.wait_buffers(5);
+
+    let added = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .build()
+        .unwrap();
+    p.add(&added).unwrap();
+    let tee_pad = by_name(&p, "t").request_pad_simple("src_%u").unwrap();
+    tee_pad.link(&added.static_pad("sink").unwrap()).unwrap();
+    added.sync_state_with_parent().unwrap();
+
+    rt().block_on(async {
+        send_chunks(&mut call, after).await;
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    assert_eq!(got.samples(), decode(&ulaw));
+    let threads = threads.lock().unwrap();
+    // (The premise: the first chunk after the sink came from the streaming thread.)
+    assert_eq!(threads[5], "src:src", "{threads:?}");
+    let discont: Vec<usize> = (got.buffers.iter().enumerate())
+        .filter(|(_, b)| b.flags().contains(gst::BufferFlags::DISCONT))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(discont, [0], "{threads:?}");
+    set_state(&p, gst::State::Null);
+}

@@ -33,7 +33,7 @@ impl PushSrcImpl for TwilioStreamSrc {
             || Err(gst::FlowError::Error),
             || {
                 let created = self.create_next()?;
-                self.created_on_streaming_thread();
+                self.created_on_streaming_thread(&created);
                 Ok(created)
             },
         )
@@ -77,8 +77,9 @@ impl TwilioStreamSrc {
                 state.events = Some(events);
                 drop(state);
                 self.wait_for_fallback()?;
-                // BaseSrc flags this thread's first buffer DISCONT, though the
-                // stream goes on without a gap.
+                // (BaseSrc flags this thread's first buffer DISCONT, though the
+                // stream goes on without a gap: see
+                // `created_on_streaming_thread`.)
                 continue;
             }
             drop(state);

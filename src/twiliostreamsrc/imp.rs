@@ -498,6 +498,9 @@ impl BaseSrcImpl for TwilioStreamSrc {
             || Ok(()),
             || {
                 self.shared.flushed();
+                self.shared
+                    .base_discont
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 self.canceller.locked().reset();
                 Ok(())
             },

@@ -70,6 +70,9 @@ pub(super) struct Shared {
     pauses: AtomicU64,
     /// The next buffer is the first since start: DISCONT, as BaseSrc marks it.
     pub(super) discont: AtomicBool,
+    /// BaseSrc marks the next buffer its streaming thread pushes DISCONT
+    /// (since start, or a flush or a return to PLAYING: `unlock_stop`).
+    pub(super) base_discont: AtomicBool,
     /// Starts and stops so far: a fill timer ends when its run is over.
     pub(super) runs: AtomicU64,
     /// Wakes the fill timer: flowing again, a fallback, a stop.
@@ -102,6 +105,7 @@ impl Shared {
         self.slow_push.store(false, Ordering::Relaxed);
         self.enabled.store(enabled, Ordering::SeqCst);
         self.discont.store(true, Ordering::Relaxed);
+        self.base_discont.store(true, Ordering::SeqCst);
         self.segment_out.store(false, Ordering::SeqCst);
         self.runs_out.store(0, Ordering::Relaxed);
         self.runs.fetch_add(1, Ordering::SeqCst);

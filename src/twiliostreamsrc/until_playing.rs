@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::base_src::CreateSuccess;
 
 use super::imp::{CAT, TwilioStreamSrc};
 
@@ -94,9 +96,52 @@ impl TwilioStreamSrc {
             .then_some(LOOK)
     }
 
-    /// The streaming thread made a buffer: BaseSrc marks the first of the
-    /// run DISCONT, so a network thread's first is not.
-    pub(super) fn created_on_streaming_thread(&self) {
-        self.shared.discont.store(false, Ordering::Relaxed);
+    /// The streaming thread made `created`, which BaseSrc marks DISCONT if
+    /// it is the first its thread pushes since start (or a flush, or a
+    /// return to PLAYING). The first of the run is (a network thread's first
+    /// is not marked after it); but after network threads pushed, the
+    /// stream goes on without a gap (a hand-over): the mark is taken off as
+    /// the buffer goes out, unless the src marked it itself.
+    pub(super) fn created_on_streaming_thread(&self, created: &CreateSuccess) {
+        let first_of_run = self.shared.discont.swap(false, Ordering::Relaxed);
+        if !self.shared.base_discont.swap(false, Ordering::SeqCst)
+            || first_of_run
+            || !self.shared.enabled()
+        {
+            return;
+        }
+        let (first, made) = match created {
+            CreateSuccess::NewBuffer(buffer) => (Some(buffer.as_ref()), buffer.as_ptr() as usize),
+            CreateSuccess::NewBufferList(list) => (list.get(0), list.as_ptr() as usize),
+            _ => return,
+        };
+        if first.is_some_and(|b| !b.flags().contains(gst::BufferFlags::DISCONT)) {
+            self.unmark_discont(made);
+        }
+    }
+
+    /// Takes BaseSrc's DISCONT off `made` (a buffer or list, by address) as
+    /// it goes out; the probe goes with the first push, whatever it is.
+    #[cold]
+    #[inline(never)]
+    fn unmark_discont(&self, made: usize) {
+        let pad = self.obj().src_pad().clone();
+        pad.add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+            move |_, info| {
+                match &mut info.data {
+                    Some(gst::PadProbeData::Buffer(buffer)) if buffer.as_ptr() as usize == made => {
+                        buffer.make_mut().unset_flags(gst::BufferFlags::DISCONT);
+                    }
+                    Some(gst::PadProbeData::BufferList(list)) if list.as_ptr() as usize == made => {
+                        if let Some(first) = list.make_mut().get_mut(0) {
+                            first.unset_flags(gst::BufferFlags::DISCONT);
+                        }
+                    }
+                    _ => {}
+                }
+                gst::PadProbeReturn::Remove
+            },
+        );
     }
 }
