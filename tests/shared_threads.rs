@@ -16,6 +16,12 @@ use twilio_emulator::{CallParams, TwilioCall};
 /// The names of the threads buffers arrived on, in order.
 type Threads = Arc<Mutex<Vec<String>>>;
 
+/// Every buffer of `threads` came from the plugin's network threads (its
+/// runtime names them; BaseSrc's streaming thread would be "src:src").
+fn all_from_network(threads: &[String]) -> bool {
+    threads.iter().all(|t| t == "twiliostream")
+}
+
 /// Records the name of the thread each buffer arrives on at `element`'s sink pad.
 fn record_threads(element: &gst::Element) -> Threads {
     let names = Arc::new(Mutex::new(Vec::new()));
@@ -81,11 +87,7 @@ fn buffers_come_from_the_network_threads() {
     assert_eq!(got.samples(), decode(&ulaw));
     let threads = threads.lock().unwrap();
     assert_eq!(threads.len(), 20);
-    // The plugin's runtime names its threads; BaseSrc's would be "src:src".
-    assert!(
-        threads.iter().all(|t| t == "twiliostream"),
-        "pushed from {threads:?}"
-    );
+    assert!(all_from_network(&threads), "pushed from {threads:?}");
     set_state(&p, gst::State::Null);
 }
 
@@ -218,10 +220,7 @@ fn one_slow_push_is_not_a_blocking_downstream() {
     // As when the network thread is preempted on a busy machine: pushing
     // stays on the network threads.
     let threads = pushed_from_with_sleeps(&[(3, 30)]);
-    assert!(
-        threads.iter().all(|t| t == "twiliostream"),
-        "pushed from {threads:?}"
-    );
+    assert!(all_from_network(&threads), "pushed from {threads:?}");
 }
 
 #[test]
@@ -332,10 +331,7 @@ fn a_push_held_up_by_a_pause_is_no_reason_to_fall_back() {
         "{warnings:?}"
     );
     let threads = threads.lock().unwrap();
-    assert!(
-        threads.iter().all(|t| t == "twiliostream"),
-        "pushed from {threads:?}"
-    );
+    assert!(all_from_network(&threads), "pushed from {threads:?}");
     set_state(&p, gst::State::Null);
 }
 
@@ -543,7 +539,7 @@ fn sinks_still_prerolling_hold_no_network_thread_and_every_call_flows() {
         let threads = threads[i].lock().unwrap();
         assert_eq!(threads.len(), 20, "call {i}: {threads:?}");
         assert!(
-            threads[6..].iter().all(|t| t == "twiliostream"),
+            all_from_network(&threads[6..]),
             "call {i}: pushed from {threads:?}"
         );
     }
