@@ -343,6 +343,10 @@ impl Endpoint {
                 ]
             ));
         }
+        if let Some(url) = &self.public_url {
+            crate::signature::check_public_url(url)
+                .map_err(|why| gst::error_msg!(gst::ResourceError::Settings, ["{}", why]))?;
+        }
         let tls = match (&self.tls_certificate, &self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 certificate: cert.clone(),

@@ -50,6 +50,34 @@ pub fn verify_bearer(token: &str, authorization: &str) -> bool {
     digest(given.trim()).verify_slice(&expected).is_ok()
 }
 
+/// Why `url` (the `public-url` property) cannot be what Twilio signs, if
+/// it cannot: Twilio dials only `wss://` URLs with a host and no query
+/// string, and signs the URL with that scheme (an `https://` form of it
+/// never matches), so any other form would refuse every call.
+pub fn check_public_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .get(..6)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("wss://"))
+        .map(|_| &url[6..])
+        .ok_or_else(|| {
+            format!(
+                "public-url {url:?} is not a wss:// URL: Twilio dials only wss:// and signs \
+                 the URL with that scheme (write it as in the TwiML, wss://host/path)"
+            )
+        })?;
+    if url.contains(['?', '#']) {
+        return Err(format!(
+            "public-url {url:?} holds a query string or fragment, which Twilio does not \
+             allow in the <Stream> url"
+        ));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(format!("public-url {url:?} names no host"));
+    }
+    Ok(())
+}
+
 /// `url` as given, plus the form with `:443` added (no port given) or
 /// removed (`:443` given), for `wss://` URLs.
 fn url_forms(url: &str) -> Vec<String> {
@@ -148,6 +176,32 @@ mod tests {
             ["wss://[::1]/p", "wss://[::1]:443/p"]
         );
         assert_eq!(url_forms("https://a.b/p"), ["https://a.b/p"]);
+    }
+
+    #[test]
+    fn public_urls_must_be_what_twilio_signs() {
+        for url in [
+            "wss://example.com/media-stream",
+            "wss://example.com:443/media-stream",
+            "WSS://example.com/media-stream",
+            "wss://[::1]:8443/",
+            "wss://example.com",
+        ] {
+            assert_eq!(check_public_url(url), Ok(()), "{url}");
+        }
+        for (url, why) in [
+            ("https://example.com/media-stream", "not a wss:// URL"),
+            ("ws://example.com/media-stream", "not a wss:// URL"),
+            ("example.com/media-stream", "not a wss:// URL"),
+            ("wss:/", "not a wss:// URL"),
+            ("wss://example.com/media-stream?a=1", "query string"),
+            ("wss://example.com/media-stream#a", "query string"),
+            ("wss:///media-stream", "no host"),
+            ("wss://", "no host"),
+        ] {
+            let err = check_public_url(url).unwrap_err();
+            assert!(err.contains(why), "{url}: {err}");
+        }
     }
 
     #[test]

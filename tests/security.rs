@@ -123,6 +123,56 @@ fn the_public_url_is_what_is_signed() {
     set_state(&p, gst::State::Null);
 }
 
+/// Twilio dials only wss:// URLs without a query and signs them with that
+/// scheme: a `public-url` of another form can never match a real
+/// signature, so the element refuses to start, saying why, rather than
+/// answer every call with HTTP 403. Both elements, as the sink listens too.
+#[test]
+fn a_public_url_twilio_cannot_sign_is_refused() {
+    init();
+    for element in ["twiliostreamsrc", "twiliostreamsink"] {
+        for (url, why) in [
+            ("https://voice.example.com/media", "wss://"),
+            ("ws://voice.example.com/media", "wss://"),
+            ("voice.example.com/media", "wss://"),
+            ("wss://voice.example.com/media?x=1", "query string"),
+            ("wss://voice.example.com/media#x", "query string"),
+            ("wss:///media", "host"),
+        ] {
+            let desc = match element {
+                "twiliostreamsrc" => format!("twiliostreamsrc port=0 public-url={url} ! fakesink"),
+                _ => format!("audiotestsrc ! twiliostreamsink port=0 public-url={url}"),
+            };
+            let p = pipeline(&desc);
+            assert!(p.set_state(gst::State::Playing).is_err(), "{element} {url}");
+            let error = drain_messages(&p.bus().unwrap())
+                .into_iter()
+                .find_map(|m| match m.view() {
+                    gst::MessageView::Error(e) => Some(e.debug().unwrap_or_default().to_string()),
+                    _ => None,
+                })
+                .expect("an error message");
+            assert!(
+                error.contains("public-url") && error.contains(why),
+                "{element} {url}: {error}"
+            );
+            set_state(&p, gst::State::Null);
+        }
+    }
+    // The forms Twilio signs are taken, with and without the port.
+    for url in [
+        "wss://voice.example.com/media",
+        "wss://voice.example.com:443/media",
+        "WSS://voice.example.com/media",
+    ] {
+        let p = pipeline(&format!(
+            "twiliostreamsrc port=0 public-url={url} ! fakesink"
+        ));
+        set_state(&p, gst::State::Playing);
+        set_state(&p, gst::State::Null);
+    }
+}
+
 #[test]
 fn the_auth_token_is_never_readable() {
     init();
