@@ -418,3 +418,46 @@ fn signalwire_bearer_token_is_checked_on_the_upgrade() {
     assert!(!pspec.flags().contains(glib::ParamFlags::READABLE));
     set_state(&p, gst::State::Null);
 }
+
+/// SignalWire acknowledges a `clear` with a `clear` of its own (the
+/// emulator sends one after the marks it flushed): the src takes it
+/// quietly, not as an invalid message, and the call goes on.
+#[test]
+fn signalwire_acknowledges_a_clear_and_the_call_goes_on() {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 dialect=signalwire ! queue ! twiliostreamsink name=sink",
+    );
+    set_state(&p, gst::State::Playing);
+    let (src, sink) = (by_name(&p, "src"), by_name(&p, "sink"));
+    let url = url_of(&src);
+    rt().block_on(async {
+        let params = CallParams::of(Provider::SignalWire, WireFormat::PCMU);
+        let mut call = TwilioCall::connect_with(&url, params, Playout::Instant)
+            .await
+            .unwrap();
+        call.begin().unwrap();
+        call.send_media(&[0xFF; 160]).unwrap();
+        // The echo's first chunk back: the sink plays into the call.
+        while !matches!(
+            call.recv_timeout(PATIENCE).await,
+            Some(Received::Message(Outbound::Media { .. }, _))
+        ) {}
+        assert!(sink.emit_by_name::<bool>("clear", &[]));
+        loop {
+            match call.recv_timeout(PATIENCE).await {
+                Some(Received::Message(Outbound::Clear { .. }, _)) => break,
+                Some(Received::Message(..)) => {}
+                other => panic!("no clear: {other:?}"),
+            }
+        }
+        // Messages are handled in order: once the digit after the
+        // acknowledgement is counted, the acknowledgement was handled.
+        call.send_dtmf("5").unwrap();
+        counter_reaches(&src, "dtmf-received", 1);
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    assert_eq!(src.property::<u64>("invalid-messages"), 0);
+    set_state(&p, gst::State::Null);
+}

@@ -222,6 +222,7 @@ impl TwilioCall {
             })
         };
         let (tx, received) = mpsc::unbounded_channel();
+        let (ack_out, ack_sequence) = (out.clone(), sequence.clone());
         let reader = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(FRAME);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -240,6 +241,12 @@ impl TwilioCall {
                     Some(Ok(Message::Text(text))) => match provider.read(&text, &stream_sid) {
                         Ok(out) => {
                             player.take(&out);
+                            if let Outbound::Clear { .. } = out {
+                                let n = ack_sequence.fetch_add(1, Ordering::Relaxed);
+                                if let Some(ack) = provider.clear_ack(&stream_sid, n) {
+                                    let _ = ack_out.send(Outgoing::One(Message::text(ack)));
+                                }
+                            }
                             if playout == Playout::Instant {
                                 player.play(None);
                             }
@@ -290,10 +297,7 @@ impl TwilioCall {
 
     /// Sends `connected` and `start`.
     pub fn begin(&mut self) -> Result<(), Disconnected> {
-        self.send(&Inbound::Connected {
-            protocol: Some("Call".to_owned()),
-            version: Some("1.0.0".to_owned()),
-        })?;
+        self.send(&self.params.provider.connected())?;
         let start = Inbound::Start {
             sequence_number: Some(self.next_sequence()),
             stream_sid: self.params.stream_sid.clone(),

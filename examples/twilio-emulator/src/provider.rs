@@ -40,6 +40,35 @@ impl Provider {
         }
     }
 
+    /// The `connected` message this provider opens with: SignalWire's
+    /// version is `0.2.0`, Telnyx's names no protocol.
+    pub fn connected(self) -> Inbound<'static> {
+        let (protocol, version) = match self {
+            Provider::Twilio => (Some("Call"), "1.0.0"),
+            Provider::SignalWire => (Some("Call"), "0.2.0"),
+            Provider::Telnyx => (None, "1.0.0"),
+        };
+        Inbound::Connected {
+            protocol: protocol.map(str::to_owned),
+            version: Some(version.to_owned()),
+        }
+    }
+
+    /// What this provider sends back for a `clear` (after the marks it
+    /// flushed): SignalWire acknowledges it with a `clear` event (its
+    /// exact fields are not documented: Twilio's spelling, as for the
+    /// rest); the others send nothing.
+    pub fn clear_ack(self, stream_sid: &str, sequence_number: u64) -> Option<String> {
+        (self == Provider::SignalWire).then(|| {
+            json!({
+                "event": "clear",
+                "sequenceNumber": sequence_number.to_string(),
+                "streamSid": stream_sid,
+            })
+            .to_string()
+        })
+    }
+
     /// The text of `msg` as this provider sends it.
     pub fn text(self, msg: &Inbound) -> String {
         let json = msg.to_json();
@@ -121,6 +150,12 @@ fn telnyx(mut m: Map<String, Value>) -> Map<String, Value> {
                 "stop".into(),
                 json!({"user_id": stop["accountSid"], "call_control_id": stop["callSid"]}),
             );
+        }
+        // `{event, version}` only.
+        Some("connected") => {
+            if let Some(version) = m.remove("version") {
+                out.insert("version".into(), version);
+            }
         }
         Some("dtmf") => {
             let dtmf = m.remove("dtmf").unwrap_or_default();
@@ -214,8 +249,38 @@ mod tests {
             })
         );
         assert_eq!(
+            Provider::Telnyx.text(&Provider::Twilio.connected()),
+            r#"{"event":"connected","version":"1.0.0"}"#
+        );
+        assert_eq!(
             stream_id(Provider::SignalWire, "MZ0123456789abcdef0123456789abcdef"),
             "01234567-89ab-cdef-0123-456789abcdef"
         );
+    }
+
+    #[test]
+    fn each_provider_opens_and_acknowledges_as_documented() {
+        for (provider, text) in [
+            (
+                Provider::Twilio,
+                r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#,
+            ),
+            (
+                Provider::SignalWire,
+                r#"{"event":"connected","protocol":"Call","version":"0.2.0"}"#,
+            ),
+            (
+                Provider::Telnyx,
+                r#"{"event":"connected","version":"1.0.0"}"#,
+            ),
+        ] {
+            assert_eq!(provider.text(&provider.connected()), text, "{provider:?}");
+        }
+        assert_eq!(
+            Provider::SignalWire.clear_ack("S1", 7).as_deref(),
+            Some(r#"{"event":"clear","sequenceNumber":"7","streamSid":"S1"}"#)
+        );
+        assert_eq!(Provider::Twilio.clear_ack("S1", 7), None);
+        assert_eq!(Provider::Telnyx.clear_ack("S1", 7), None);
     }
 }
