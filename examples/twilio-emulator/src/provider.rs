@@ -84,6 +84,17 @@ impl Provider {
     /// What the plugin sent, read as Twilio's message after checking it has
     /// exactly the provider's shape; `stream_sid` is the stream's.
     pub fn read(self, text: &str, stream_sid: &str) -> Result<Outbound, String> {
+        let out = self.read_shape(text, stream_sid)?;
+        if let Outbound::Media { media, .. } = &out {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(&media.payload)
+                .map_err(|e| format!("a payload that is not base64 ({e}): {text}"))?;
+        }
+        Ok(out)
+    }
+
+    fn read_shape(self, text: &str, stream_sid: &str) -> Result<Outbound, String> {
         if self != Provider::Telnyx {
             let out: Outbound = serde_json::from_str(text).map_err(|e| format!("{e}: {text}"))?;
             return match out_sid(&out) == stream_sid {
@@ -282,5 +293,26 @@ mod tests {
         );
         assert_eq!(Provider::Twilio.clear_ack("S1", 7), None);
         assert_eq!(Provider::Telnyx.clear_ack("S1", 7), None);
+    }
+
+    #[test]
+    fn a_payload_that_is_not_base64_is_refused() {
+        assert!(
+            Provider::Twilio
+                .read(
+                    r#"{"event":"media","streamSid":"S1","media":{"payload":"/38A"}}"#,
+                    "S1"
+                )
+                .is_ok()
+        );
+        for payload in ["/38", "***=", "/38A="] {
+            let twilio = format!(
+                r#"{{"event":"media","streamSid":"S1","media":{{"payload":"{payload}"}}}}"#
+            );
+            let err = Provider::Twilio.read(&twilio, "S1").unwrap_err();
+            assert!(err.contains("not base64"), "{err}");
+            let telnyx = format!(r#"{{"event":"media","media":{{"payload":"{payload}"}}}}"#);
+            assert!(Provider::Telnyx.read(&telnyx, "S1").is_err(), "{telnyx}");
+        }
     }
 }
