@@ -215,7 +215,7 @@ pub const SRC_COUNTERS: &[Counter] = &[
         Stat::MarksReceived,
         "marks-received",
         "Marks received",
-        "Mark messages received from Twilio (audio played up to a mark)",
+        "Mark messages received from Twilio (marks echoed: played, or flushed by a clear)",
     ),
     counter(
         Stat::DtmfReceived,
