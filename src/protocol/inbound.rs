@@ -3,6 +3,7 @@
 //! directions share are in `mod.rs`.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
@@ -221,6 +222,14 @@ struct Envelope<'a> {
     protocol: Option<String>,
     version: Option<String>,
     start: Option<StartInfo>,
+    /// Somleng (a Twilio clone) sends `start`'s custom parameters beside
+    /// it, not in it.
+    #[serde(
+        rename = "customParameters",
+        default,
+        deserialize_with = "super::start::string_map"
+    )]
+    custom_parameters: BTreeMap<String, String>,
     #[serde(borrow)]
     media: Option<InboundMedia<'a>>,
     dtmf: Option<Dtmf>,
@@ -250,6 +259,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Inbound<'a> {
                 };
                 if start.stream_sid.is_empty() {
                     start.stream_sid = stream_sid.clone();
+                }
+                if start.custom_parameters.is_empty() {
+                    start.custom_parameters = e.custom_parameters;
                 }
                 Inbound::Start {
                     sequence_number: e.sequence_number,
@@ -524,6 +536,30 @@ mod tests {
         assert!(err.contains("soon"), "{err}");
         assert!(Inbound::parse("{not json").is_err());
         assert!(Inbound::parse("[1,2]").is_err());
+    }
+
+    #[test]
+    fn custom_parameters_may_come_beside_start() {
+        // Somleng's spelling: customParameters at the top level.
+        let msg = Inbound::parse(
+            r#"{"event":"start","streamSid":"MZ9","customParameters":{"caller":"x","n":1},"start":{"accountSid":"AC1","callSid":"CA1","streamSid":"MZ9"}}"#,
+        )
+        .unwrap();
+        let Inbound::Start { start, .. } = msg else {
+            panic!("not a start")
+        };
+        assert_eq!(start.custom_parameters["caller"], "x");
+        assert_eq!(start.custom_parameters["n"], "1");
+        // Twilio's place wins when both are there.
+        let msg = Inbound::parse(
+            r#"{"event":"start","streamSid":"MZ9","customParameters":{"a":"top"},"start":{"accountSid":"AC1","callSid":"CA1","customParameters":{"a":"in"}}}"#,
+        )
+        .unwrap();
+        let Inbound::Start { start, .. } = msg else {
+            panic!("not a start")
+        };
+        assert_eq!(start.custom_parameters.len(), 1);
+        assert_eq!(start.custom_parameters["a"], "in");
     }
 
     #[test]

@@ -110,7 +110,9 @@ fn default_tracks() -> Vec<String> {
     vec!["inbound".to_owned()]
 }
 
-fn string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+pub(super) fn string_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     let raw = Option::<BTreeMap<String, serde_json::Value>>::deserialize(d)?;
     Ok(raw
         .unwrap_or_default()
