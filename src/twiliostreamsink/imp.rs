@@ -107,6 +107,9 @@ pub(super) struct State {
     /// next stream, which may take the sink to the src's next call
     /// (`pairing.rs`, `let_go_of_ended_call`).
     pub(super) next_stream: bool,
+    /// BaseSink took an EOS: until a flush or a new start it drops
+    /// everything, a STREAM_START too (`pairing.rs`, `restart_after_eos`).
+    pub(super) ended: bool,
     /// The srcs that pushed into this sink from a network thread
     /// (`shared-threads`), and those whose pushes it holds while paused
     /// (`pairing.rs`, `hold_feeders`).
@@ -252,6 +255,19 @@ impl ObjectImpl for TwilioStreamSink {
         // Keeping the last buffer costs a lock and two reference counts per
         // buffer, for a snapshot that audio has little use for.
         self.obj().set_enable_last_sample(false);
+        // (BaseSink drops a STREAM_START after EOS before `event()`.)
+        let weak = self.obj().downgrade();
+        self.obj()
+            .sink_pad()
+            .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
+                if let Some(gst::PadProbeData::Event(event)) = &info.data
+                    && event.type_() == gst::EventType::StreamStart
+                    && let Some(sink) = weak.upgrade()
+                {
+                    sink.imp().restart_after_eos(pad);
+                }
+                gst::PadProbeReturn::Ok
+            });
     }
 }
 
@@ -474,6 +490,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                     gst::EventView::FlushStop(_) => {
                         let mut state = self.state.locked();
                         state.flushing = false;
+                        state.ended = false;
                         // After an EOS that came before any call (see `eos`), the
                         // stream starts over: a call may come for it, with a poster
                         // for its messages (the last one may have ended with a call
@@ -500,7 +517,13 @@ impl BaseSinkImpl for TwilioStreamSink {
                     event.view(),
                     gst::EventView::FlushStart(_) | gst::EventView::FlushStop(_)
                 );
-                self.not_async_if(flush && self.holds_feeders(), || self.parent_event(event))
+                let eos = event.type_() == gst::EventType::Eos;
+                let taken =
+                    self.not_async_if(flush && self.holds_feeders(), || self.parent_event(event));
+                if eos && taken {
+                    self.state.locked().ended = true;
+                }
+                taken
             },
         )
     }

@@ -16,6 +16,7 @@ use super::framing::Framer;
 use super::imp::{CAT, State, TwilioStreamSink};
 use super::{poster, properties};
 use crate::call::{self, Call, Slot};
+use crate::contain::Containing;
 use crate::lock::Locked;
 use crate::push_gate::PAUSE_WAIT;
 use crate::wait::wait;
@@ -171,6 +172,39 @@ impl TwilioStreamSink {
             gst::debug!(CAT, imp = self, "a stream starts after the call's end");
             state.next_stream = true;
         }
+    }
+
+    /// A STREAM_START on its way in after the sink's EOS: a paired sink
+    /// whose call is over follows its src's next stream (the src alone
+    /// restarted after its call ended), but BaseSink would drop that
+    /// stream, its STREAM_START first (an error upstream). A flush of the
+    /// sink's own pad ends the EOS, as a new start would. (On the pad's
+    /// streaming thread, holding its stream lock: the flush-stop takes it
+    /// again.) A sink that listens itself takes one call per start.
+    pub(super) fn restart_after_eos(&self, pad: &gst::Pad) {
+        self.stopping_on_panic(
+            || (),
+            || {
+                {
+                    let mut state = self.state.locked();
+                    let follows = state.ended
+                        && state.slot.is_some()
+                        && state.registration.is_none()
+                        && state.call.as_ref().is_none_or(|call| !call.is_open());
+                    if !follows {
+                        return;
+                    }
+                    state.ended = false;
+                }
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "a stream starts after EOS: flushing the EOS"
+                );
+                pad.send_event(gst::event::FlushStart::new());
+                pad.send_event(gst::event::FlushStop::new(false));
+            },
+        )
     }
 
     /// Finds the call's slot (pairing, or listening itself). Done on READY →
