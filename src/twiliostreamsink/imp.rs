@@ -110,6 +110,8 @@ pub(super) struct State {
     /// BaseSink took an EOS: until a flush or a new start it drops
     /// everything, a STREAM_START too (`pairing.rs`, `restart_after_eos`).
     pub(super) ended: bool,
+    /// `ended` set a probe for the next STREAM_START that has not fired.
+    pub(super) eos_probe: bool,
     /// The srcs that pushed into this sink from a network thread
     /// (`shared-threads`), and those whose pushes it holds while paused
     /// (`pairing.rs`, `hold_feeders`).
@@ -255,19 +257,6 @@ impl ObjectImpl for TwilioStreamSink {
         // Keeping the last buffer costs a lock and two reference counts per
         // buffer, for a snapshot that audio has little use for.
         self.obj().set_enable_last_sample(false);
-        // (BaseSink drops a STREAM_START after EOS before `event()`.)
-        let weak = self.obj().downgrade();
-        self.obj()
-            .sink_pad()
-            .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
-                if let Some(gst::PadProbeData::Event(event)) = &info.data
-                    && event.type_() == gst::EventType::StreamStart
-                    && let Some(sink) = weak.upgrade()
-                {
-                    sink.imp().restart_after_eos(pad);
-                }
-                gst::PadProbeReturn::Ok
-            });
     }
 }
 
@@ -521,7 +510,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                 let taken =
                     self.not_async_if(flush && self.holds_feeders(), || self.parent_event(event));
                 if eos && taken {
-                    self.state.locked().ended = true;
+                    self.ended();
                 }
                 taken
             },

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 
 use super::framing::Framer;
 use super::imp::{CAT, State, TwilioStreamSink};
@@ -174,19 +175,48 @@ impl TwilioStreamSink {
         }
     }
 
-    /// A STREAM_START on its way in after the sink's EOS: a paired sink
-    /// whose call is over follows its src's next stream (the src alone
-    /// restarted after its call ended), but BaseSink would drop that
-    /// stream, its STREAM_START first (an error upstream). A flush of the
-    /// sink's own pad ends the EOS, as a new start would. (On the pad's
-    /// streaming thread, holding its stream lock: the flush-stop takes it
-    /// again.) A sink that listens itself takes one call per start.
-    pub(super) fn restart_after_eos(&self, pad: &gst::Pad) {
+    /// BaseSink took an EOS. A paired sink follows its src's next stream
+    /// (the src alone restarted after its call ended), but BaseSink drops
+    /// everything after an EOS, that stream's STREAM_START first (before
+    /// `event()`; an error upstream): a one-shot probe looks for that
+    /// STREAM_START (set only now, so that no buffer pays for a probe on the
+    /// pad). A sink that listens itself takes one call per start.
+    pub(super) fn ended(&self) {
+        let mut state = self.state.locked();
+        state.ended = true;
+        if state.slot.is_none() || state.registration.is_some() || state.eos_probe {
+            return;
+        }
+        state.eos_probe = true;
+        drop(state);
+        let weak = self.obj().downgrade();
+        self.obj()
+            .sink_pad()
+            .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
+                let Some(gst::PadProbeData::Event(event)) = &info.data else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                if event.type_() != gst::EventType::StreamStart {
+                    return gst::PadProbeReturn::Ok;
+                }
+                if let Some(sink) = weak.upgrade() {
+                    sink.imp().restart_after_eos(pad);
+                }
+                gst::PadProbeReturn::Remove
+            });
+    }
+
+    /// A STREAM_START on its way in after the sink's EOS (the probe set by
+    /// `ended`): a paired sink whose call is over flushes its own pad, which
+    /// ends the EOS as a new start would. (On the pad's streaming thread,
+    /// holding its stream lock: the flush-stop takes it again.)
+    fn restart_after_eos(&self, pad: &gst::Pad) {
         self.stopping_on_panic(
             || (),
             || {
                 {
                     let mut state = self.state.locked();
+                    state.eos_probe = false;
                     let follows = state.ended
                         && state.slot.is_some()
                         && state.registration.is_none()
