@@ -332,6 +332,26 @@ impl Peer {
         ));
     }
 
+    /// Sends a chunk of the caller's audio (in the call's format), chunk
+    /// number `chunk` (from 1) at `timestamp_ms`: for a peer that dialled
+    /// a src.
+    pub fn send_media(&self, audio: &[u8], chunk: u64, timestamp_ms: u64) {
+        let payload = base64::engine::general_purpose::STANDARD.encode(audio);
+        self.send_spelled(&format!(
+            r#"{{"event":"media","sequenceNumber":"{}","streamSid":"{}","media":{{"track":"inbound","chunk":"{chunk}","timestamp":"{timestamp_ms}","payload":"{payload}"}}}}"#,
+            chunk + 1,
+            self.sid
+        ));
+    }
+
+    /// Sends a DTMF key.
+    pub fn send_dtmf(&self, digit: char) {
+        self.send_spelled(&format!(
+            r#"{{"event":"dtmf","streamSid":"{}","dtmf":{{"track":"inbound_track","digit":"{digit}"}}}}"#,
+            self.sid
+        ));
+    }
+
     /// Closes the WebSocket (a normal close frame).
     pub fn close(&self) {
         let _ = self.out.send(Message::Close(None));
