@@ -29,6 +29,11 @@
 //!   passed; closed 1000); Twilio's `stop` instead of the echo lets it
 //!   through at once; NULL anywhere returns.
 //!
+//! The same sink paired with a src in an echo (`echo`, `echo_checks`):
+//! the peer dials the src and hears its own random audio come back in the
+//! call, with marks and clears among it, the pipeline maybe paused
+//! mid-call; see `echo`.
+//!
 //! Time enters only as real waits on conditions (and a real-time source's
 //! pace): every wait is bounded by PATIENCE, which only a hang reaches.
 //! The two timing bounds (`played`, the queue) widen by the peer's own
@@ -37,6 +42,8 @@
 mod checks;
 #[path = "../common/mod.rs"]
 mod common;
+mod echo;
+mod echo_checks;
 mod run;
 mod script;
 mod variant;
@@ -66,5 +73,31 @@ fn seeds() -> Vec<u64> {
 fn seeded_scripts_reach_twilio_as_the_readme_says() {
     for seed in seeds() {
         soak(seed);
+    }
+}
+
+/// The echo's seeds (`echo`), or `OUTBOUND_SOAK_SEEDS` as above.
+fn echo_seeds(default: &[u64]) -> Vec<u64> {
+    match std::env::var("OUTBOUND_SOAK_SEEDS") {
+        Ok(_) => seeds(),
+        Err(_) => default.to_vec(),
+    }
+}
+
+/// Telnyx A-law ended after the playout, SignalWire L16 (little-endian)
+/// ended by an EOS.
+#[test]
+fn seeded_echoes_come_back_as_the_readme_says() {
+    for seed in echo_seeds(&[2, 4]) {
+        echo::echo_soak(seed, false);
+    }
+}
+
+/// Twilio paused thrice (once with 5 chunks and a mark meanwhile), ended
+/// after the playout.
+#[test]
+fn seeded_echoes_paused_mid_call_come_back_as_the_readme_says() {
+    for seed in echo_seeds(&[11]) {
+        echo::echo_soak(seed, true);
     }
 }

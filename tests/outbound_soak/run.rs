@@ -31,13 +31,13 @@ const QUEUE_SLACK: u64 = 10_000_000;
 /// late starts the peer's playout that much later, so it plays less than
 /// the model says and holds more. On a loaded machine (load 5 on two
 /// cores) that reached 50 ms.
-struct Lateness {
+pub struct Lateness {
     worst: Arc<AtomicU64>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Lateness {
-    fn start() -> Lateness {
+    pub fn start() -> Lateness {
         let worst = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (w, s) = (worst.clone(), stop.clone());
@@ -52,7 +52,7 @@ impl Lateness {
         Lateness { worst, stop }
     }
 
-    fn worst(&self) -> u64 {
+    pub fn worst(&self) -> u64 {
         self.worst.load(Ordering::SeqCst)
     }
 }
