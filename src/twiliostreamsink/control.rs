@@ -435,12 +435,20 @@ impl TwilioStreamSink {
             // a task: let it post the EOS mark and twilio-ended before the
             // pipeline's EOS does (bounded, cancellable).
             let poster = self.state.locked().poster.take();
-            if let Some(poster) = poster {
-                let posted = RUNTIME.spawn(async move {
+            let posted = match poster {
+                Some(poster) => RUNTIME.spawn(async move {
                     let _ = tokio::time::timeout(POSTER_DRAIN, poster.finished()).await;
-                });
-                let _ = wait(&self.canceller, posted);
-            }
+                }),
+                // A paired sink: its src posts them as it reads the call's
+                // end, after its own EOS too (it reads on for the messages).
+                None => RUNTIME.spawn(async move {
+                    let until = tokio::time::Instant::now() + POSTER_DRAIN;
+                    while call.end_unread() && tokio::time::Instant::now() < until {
+                        tokio::time::sleep(END_READ_LOOK).await;
+                    }
+                }),
+            };
+            let _ = wait(&self.canceller, posted);
         }
         true
     }
@@ -448,6 +456,9 @@ impl TwilioStreamSink {
 
 /// How long EOS waits for the call's last messages to be posted.
 const POSTER_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How often a paired sink's EOS looks whether its src read the call's end.
+const END_READ_LOOK: std::time::Duration = std::time::Duration::from_millis(2);
 
 #[cfg(test)]
 mod tests {

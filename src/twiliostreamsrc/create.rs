@@ -58,7 +58,7 @@ impl TwilioStreamSrc {
             {
                 panic!("create panicked (test)");
             }
-            if state.finished {
+            if state.finished || state.after_eos {
                 return Err(gst::FlowError::Eos);
             }
             let Some(mut events) = state.events.take() else {

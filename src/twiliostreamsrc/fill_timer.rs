@@ -87,7 +87,11 @@ impl TwilioStreamSrc {
     /// The fill timer's look: None once its run is over (or the call), else
     /// the look at the clock, if the fill may be pushed now.
     fn timer_look(&self, run: u64) -> Option<Option<FillLook>> {
-        if self.shared.runs.load(Ordering::SeqCst) != run || self.state.locked().finished {
+        let ended = {
+            let state = self.state.locked();
+            state.finished || state.after_eos
+        };
+        if self.shared.runs.load(Ordering::SeqCst) != run || ended {
             return None;
         }
         // (Held, the gate's release wakes the timer.)

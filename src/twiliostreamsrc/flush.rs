@@ -45,7 +45,14 @@ impl TwilioStreamSrc {
             gst::debug!(CAT, imp = self, "refusing a seek: a live call");
             return false;
         }
-        self.parent_send_event(event)
+        let eos = event.type_() == gst::EventType::Eos;
+        let sent = self.parent_send_event(event);
+        if eos && sent {
+            // The stream ends, not the call (a paired sink plays out and
+            // ends it): its messages are still posted (`after_eos.rs`).
+            self.read_after_eos();
+        }
+        sent
     }
 
     /// After BaseSrc handled a flush-stop: the streaming thread goes on

@@ -77,6 +77,10 @@ pub(super) struct State {
     pub(super) placing: Placing,
     /// The call ended: after the resampler tail, EOS.
     pub(super) finished: bool,
+    /// The stream ended before the call (an EOS sent to the element, or
+    /// downstream's): the call's events are read for their messages alone
+    /// (`after_eos.rs`).
+    pub(super) after_eos: bool,
     /// Serialized events to push once the segment is out.
     pub(super) pending_events: Vec<gst::Event>,
     /// The last return to PLAYING (what queued before it is dropped).
@@ -125,7 +129,7 @@ impl TwilioStreamSrc {
         self.slot.locked().1.clone()
     }
 
-    fn post(&self, structure: gst::Structure) {
+    pub(super) fn post(&self, structure: gst::Structure) {
         messages::post(self.obj().upcast_ref(), structure);
     }
 

@@ -19,6 +19,7 @@ use gst::subclass::prelude::*;
 
 use crate::call::Slot;
 
+mod after_eos;
 mod convert;
 mod create;
 mod drift;

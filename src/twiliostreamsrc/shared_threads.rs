@@ -51,8 +51,8 @@ const SHARED_BLOCK_LONG: Duration = Duration::from_millis(200);
 pub(super) struct Shared {
     /// PLAYING: buffers may go out.
     flowing: AtomicBool,
-    draining: AtomicBool,
-    requested: AtomicBool,
+    pub(super) draining: AtomicBool,
+    pub(super) requested: AtomicBool,
     /// Downstream blocked a push: the streaming thread pushes from now on
     /// (until the element starts again).
     fallback: AtomicBool,
@@ -351,6 +351,9 @@ impl TwilioStreamSrc {
                 None
             } else if state.finished {
                 return;
+            } else if state.after_eos {
+                drop(state);
+                return self.post_queued();
             } else {
                 let Some(events) = state.events.as_mut() else {
                     return;
@@ -567,8 +570,12 @@ impl TwilioStreamSrc {
             return;
         }
         gst::info!(CAT, imp = self, "stopping: {flow:?}");
-        self.state.locked().finished = true;
-        if flow != gst::FlowError::Eos {
+        if flow == gst::FlowError::Eos {
+            // Downstream ended the stream, not the call: its messages are
+            // still posted.
+            self.read_after_eos();
+        } else {
+            self.state.locked().finished = true;
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,

@@ -169,7 +169,7 @@ impl TwilioStreamSrc {
         let deadline = self.fill_deadline();
         let state = self.state.locked();
         match (&state.timeline, state.finished) {
-            (Some(timeline), false) if !state.resume.paused => {
+            (Some(timeline), false) if !state.resume.paused && !state.after_eos => {
                 let due = timeline.fill_due(deadline);
                 let now = self.running_time();
                 let wait = Duration::from_nanos(due.saturating_sub(now).nseconds());

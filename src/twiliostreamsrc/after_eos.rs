@@ -1,0 +1,108 @@
+//! The stream ended before its call: an EOS sent to the element (an
+//! application's `send_event(eos)` on the pipeline), or downstream answering
+//! a push with EOS. Nothing more is pushed, but the call goes on (a paired
+//! sink plays out, then ends it) and what it brings is still the
+//! application's to hear: the src reads the call's events on a network
+//! thread for their messages alone (`twilio-mark`, `twilio-dtmf`,
+//! `twilio-stop`, `twilio-ended`, the WARNING of a dropped call), until the
+//! call's end. One reader at a time: the drains' own flags
+//! (`shared_threads.rs`), so that a drain under way finishes first and its
+//! messages keep their order.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+
+use gst::subclass::prelude::*;
+
+use super::imp::{CAT, TwilioStreamSrc};
+use crate::call::CallEvent;
+use crate::lock::Locked;
+use crate::messages;
+use crate::runtime::RUNTIME;
+
+impl TwilioStreamSrc {
+    /// The stream has ended (or is ending) by an EOS while the call is on:
+    /// from now on the call's events are read for their messages only.
+    pub(super) fn read_after_eos(&self) {
+        let call = {
+            let mut state = self.state.locked();
+            if state.after_eos || state.finished || state.events.is_none() {
+                return;
+            }
+            state.after_eos = true;
+            state.call.clone()
+        };
+        let Some(call) = call else {
+            return;
+        };
+        gst::debug!(
+            CAT,
+            imp = self,
+            "{call:?}: the stream ended before the call: posting its messages only"
+        );
+        let src = self.obj().clone();
+        // (Replaces a shared-threads src's drains: `stop` drops it.)
+        call.set_consumer(Some(Arc::new(move || {
+            src.imp().on_network(Self::post_after_eos);
+        })));
+        // What was queued already.
+        let src = self.obj().downgrade();
+        RUNTIME.spawn(async move {
+            if let Some(src) = src.upgrade() {
+                src.imp().on_network(Self::post_after_eos);
+            }
+        });
+    }
+
+    /// Posts the messages of what the call queued, unless a drain (or
+    /// another reader) runs: that one goes round again and posts them.
+    pub(super) fn post_after_eos(&self) {
+        let shared = &self.shared;
+        shared.requested.store(true, Ordering::SeqCst);
+        while !shared.draining.swap(true, Ordering::SeqCst) {
+            while shared.requested.swap(false, Ordering::SeqCst) {
+                self.post_queued();
+            }
+            shared.draining.store(false, Ordering::SeqCst);
+            // (A streaming thread may wait for the last drain to end.)
+            shared.fallen_back.notify_one();
+            if !shared.requested.load(Ordering::SeqCst) {
+                break;
+            }
+        }
+    }
+
+    /// Each event the call queued, read for its message, until the queue
+    /// is empty or the call's end was read.
+    pub(super) fn post_queued(&self) {
+        loop {
+            let event = {
+                let mut state = self.state.locked();
+                if state.finished {
+                    return;
+                }
+                let Some(events) = state.events.as_mut() else {
+                    return;
+                };
+                match events.try_recv() {
+                    Poll::Ready(event) => event,
+                    Poll::Pending => return,
+                }
+            };
+            match event {
+                // (Received and counted by the call; nothing is pushed.)
+                Some(CallEvent::Media(_)) => {}
+                Some(CallEvent::Dtmf(digit)) => self.post(messages::dtmf(&digit)),
+                Some(CallEvent::Mark(name)) => self.post(messages::mark(&name)),
+                // The stop, the close, our own end or the task's: their
+                // messages, and the src is finished (what that would push
+                // goes nowhere).
+                end => {
+                    let _ = self.process(end);
+                    self.state.locked().pending_events.clear();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! An application that ends an echo with an EOS event on the pipeline (the
+//! usual way to stop a GStreamer pipeline cleanly): the src's stream ends
+//! at once, the paired sink plays out and ends the call, and the call's
+//! last messages (the marks Twilio echoes during that playout, the EOS
+//! mark, `twilio-ended`) are still posted, before the pipeline's EOS.
+
+mod common;
+
+use common::app::{pattern, wait_eos};
+use common::sink::*;
+use common::*;
+use gst::prelude::*;
+use twilio_emulator::{CallParams, Received, TwilioCall};
+
+fn marks(messages: &[gst::Message]) -> Vec<String> {
+    element_messages(messages, "twilio-mark")
+        .iter()
+        .map(|s| s.get::<String>("name").unwrap())
+        .collect()
+}
+
+fn eos_event_keeps_the_calls_messages(between: &str, src_props: &str) {
+    init();
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 {src_props} ! audio/x-mulaw {between} twiliostreamsink name=sink"
+    ));
+    let (src, sink) = (by_name(&p, "src"), by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    // Twilio plays what it gets in real time: the marks come back during
+    // the sink's playout at EOS.
+    let mut call = rt().block_on(async {
+        let mut call = TwilioCall::connect_with(
+            &url_of(&src),
+            CallParams::default(),
+            twilio_emulator::Playout::RealTime,
+        )
+        .await
+        .unwrap();
+        call.begin().unwrap();
+        call
+    });
+    let sent = pattern(1, 10);
+    for chunk in sent.chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+    receive_until(&mut call, |got| media_bytes(got).len() >= sent.len());
+    assert!(sink.emit_by_name::<bool>("send-mark", &[&"after-echo"]));
+    assert!(p.send_event(gst::event::Eos::new()));
+
+    let bus = p.bus().unwrap();
+    let before_eos = wait_eos(&bus);
+    assert_eq!(
+        marks(&before_eos),
+        ["after-echo", "twiliostream-eos"],
+        "{between} {src_props}: marks posted before EOS"
+    );
+    let ended = element_messages(&before_eos, "twilio-ended");
+    assert_eq!(ended.len(), 1, "{between} {src_props}: {before_eos:?}");
+    assert_eq!(ended[0].get::<String>("reason").unwrap(), "eos");
+    // Twilio was told the stream ended normally, after it played it all.
+    let got = receive_until(&mut call, |got| {
+        matches!(got.last(), Some(Received::Closed(_)))
+    });
+    assert!(
+        matches!(got.last(), Some(Received::Closed(Some(1000)))),
+        "{got:?}"
+    );
+    set_state(&p, gst::State::Null);
+}
+
+#[test]
+fn an_eos_event_keeps_the_calls_last_messages() {
+    eos_event_keeps_the_calls_messages("!", "");
+}
+
+#[test]
+fn the_same_through_a_queue() {
+    eos_event_keeps_the_calls_messages("! queue !", "");
+}
+
+#[test]
+fn the_same_from_the_streaming_thread() {
+    eos_event_keeps_the_calls_messages("! queue !", "shared-threads=false");
+}
