@@ -459,15 +459,10 @@ pub fn echo_soak(seed: u64, pauses: bool) {
             let eos_at = Instant::now();
             let st = run.peer.wait_closed();
             assert_eq!(st.closed.unwrap().1, Some(1000), "{ctx}: the close");
-            // An EOS sent to the pipeline ends the src's stream before the
-            // call: the src then posts neither `twilio-ended` nor the
-            // `twilio-mark` of echoes during the playout before the EOS (at
-            // times later, at times never; README "Ending the stream" says
-            // it does: a known defect, not fixed yet).
+            // (An EOS sent to the pipeline ends the src's stream before the
+            // call: the src still posts the call's last messages.)
             let ended = element_messages(&messages, "twilio-ended");
-            if script.end != EchoEnd::Eos {
-                assert_eq!(ended.len(), 1, "{ctx}: twilio-ended");
-            }
+            assert_eq!(ended.len(), 1, "{ctx}: twilio-ended");
             if after_playout {
                 let end = st.playout_end().unwrap_or(eos_at);
                 assert!(eos_at >= end, "{ctx}: EOS before the playout's end");
