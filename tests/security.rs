@@ -145,13 +145,7 @@ fn a_public_url_twilio_cannot_sign_is_refused() {
             };
             let p = pipeline(&desc);
             assert!(p.set_state(gst::State::Playing).is_err(), "{element} {url}");
-            let error = drain_messages(&p.bus().unwrap())
-                .into_iter()
-                .find_map(|m| match m.view() {
-                    gst::MessageView::Error(e) => Some(e.debug().unwrap_or_default().to_string()),
-                    _ => None,
-                })
-                .expect("an error message");
+            let error = first_error_debug(&p.bus().unwrap()).expect("an error message");
             assert!(
                 error.contains("public-url") && error.contains(why),
                 "{element} {url}: {error}"

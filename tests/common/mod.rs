@@ -203,6 +203,16 @@ pub fn drain_messages(bus: &gst::Bus) -> Vec<gst::Message> {
     std::iter::from_fn(|| bus.pop()).collect()
 }
 
+/// The debug text of the first ERROR posted so far (the bus is drained).
+pub fn first_error_debug(bus: &gst::Bus) -> Option<String> {
+    drain_messages(bus)
+        .into_iter()
+        .find_map(|m| match m.view() {
+            gst::MessageView::Error(e) => Some(e.debug().unwrap_or_default().to_string()),
+            _ => None,
+        })
+}
+
 /// The WARNING messages posted so far (the bus is drained), as
 /// "error (debug)" text.
 pub fn warnings(bus: &gst::Bus) -> Vec<String> {

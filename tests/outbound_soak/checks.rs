@@ -232,19 +232,14 @@ pub fn check_counters(
     messages: &[gst::Message],
     ctx: &str,
 ) {
-    let echoed: Vec<String> = element_messages(messages, "twilio-mark")
-        .iter()
-        .map(|s| s.get::<String>("name").unwrap())
-        .collect();
-    let peer_echoed: Vec<String> = st.echoes.iter().map(|e| e.name.clone()).collect();
-    assert_eq!(echoed, peer_echoed, "{ctx}: twilio-mark messages");
+    check_mark_messages(messages, st, ctx);
     let stats = sink.property::<gst::Structure>("stats");
     let want = [
         ("bytes-sent", st.media.len() as u64),
         ("chunks-sent", st.texts_of("media").len() as u64),
         ("marks-sent", st.marks.len() as u64),
         ("clears-sent", st.clears.len() as u64),
-        ("marks-played", echoed.len() as u64),
+        ("marks-played", st.echoes.len() as u64),
         ("transcode-errors", script.splits),
         ("chunks-dropped", 0),
     ];
@@ -252,4 +247,14 @@ pub fn check_counters(
         assert_eq!(stats.get::<u64>(name).unwrap(), n, "{ctx}: stats {name}");
         assert_eq!(sink.property::<u64>(name), n, "{ctx}: {name}");
     }
+}
+
+/// A `twilio-mark` message for each echo the peer sent, in its order.
+pub fn check_mark_messages(messages: &[gst::Message], st: &PeerState, ctx: &str) {
+    let echoed: Vec<String> = element_messages(messages, "twilio-mark")
+        .iter()
+        .map(|s| s.get::<String>("name").unwrap())
+        .collect();
+    let peer_echoed: Vec<String> = st.echoes.iter().map(|e| e.name.clone()).collect();
+    assert_eq!(echoed, peer_echoed, "{ctx}: twilio-mark messages");
 }

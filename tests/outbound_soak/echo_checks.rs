@@ -204,12 +204,7 @@ pub fn check(
     let Some(messages) = messages else {
         return;
     };
-    let echoed: Vec<String> = element_messages(messages, "twilio-mark")
-        .iter()
-        .map(|s| s.get::<String>("name").unwrap())
-        .collect();
-    let peer_echoed: Vec<String> = st.echoes.iter().map(|e| e.name.clone()).collect();
-    assert_eq!(echoed, peer_echoed, "{ctx}: twilio-mark messages");
+    crate::checks::check_mark_messages(messages, st, ctx);
     let reports = element_messages(messages, "twilio-clear");
     assert_eq!(st.clears.len(), rec.clears, "{ctx}: clears at the peer");
     assert_eq!(reports.len(), rec.clears, "{ctx}: twilio-clear messages");
