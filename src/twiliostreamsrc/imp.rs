@@ -223,10 +223,6 @@ impl TwilioStreamSrc {
         }
         let mut state = self.state.locked();
         state.finished = true;
-        // Its messages are out: a paired sink's EOS may go on.
-        if let Some(events) = &state.events {
-            events.end_handled();
-        }
         self.drain(&mut state)
     }
 
