@@ -82,3 +82,42 @@ fn the_same_through_a_queue() {
 fn the_same_from_the_streaming_thread() {
     eos_event_keeps_the_calls_messages("! queue !", "shared-threads=false");
 }
+
+/// The application sends EOS and goes to NULL at once, without waiting for
+/// the pipeline's EOS: the state change returns (the sink's playout and its
+/// wait for the src end with it), the call is closed.
+fn eos_then_null_at_once(between: &str, src_props: &str) {
+    init();
+    for round in 0..4 {
+        let p = pipeline(&format!(
+            "twiliostreamsrc name=src port=0 {src_props} ! audio/x-mulaw {between} twiliostreamsink name=sink"
+        ));
+        let src = by_name(&p, "src");
+        set_state(&p, gst::State::Playing);
+        let mut call = common::app::instant_call(&url_of(&src));
+        let sent = pattern(round, 5);
+        for chunk in sent.chunks(160) {
+            call.send_media(chunk).unwrap();
+        }
+        receive_until(&mut call, |got| media_bytes(got).len() >= sent.len());
+        if round % 2 == 1 {
+            call.send_stop().unwrap();
+        }
+        assert!(p.send_event(gst::event::Eos::new()));
+        set_state(&p, gst::State::Null);
+        let got = receive_until(&mut call, |got| {
+            matches!(got.last(), Some(Received::Closed(_)))
+        });
+        assert!(matches!(got.last(), Some(Received::Closed(_))), "{got:?}");
+    }
+}
+
+#[test]
+fn eos_then_null_at_once_returns() {
+    eos_then_null_at_once("! queue !", "");
+}
+
+#[test]
+fn eos_then_null_at_once_returns_from_the_streaming_thread() {
+    eos_then_null_at_once("! queue !", "shared-threads=false");
+}
