@@ -41,6 +41,20 @@ fn record_threads(element: &gst::Element) -> Threads {
     names
 }
 
+/// 3200 bytes of μ-law (20 chunks) that differ from chunk to chunk.
+fn test_ulaw() -> Vec<u8> {
+    (0..3200u32).map(|i| (i * 13 % 256) as u8).collect()
+}
+
+/// A call started on `url` that has sent `ulaw`.
+fn call_sending(url: &str, ulaw: &[u8]) -> TwilioCall {
+    rt().block_on(async {
+        let mut call = TwilioCall::start(url, CallParams::default()).await.unwrap();
+        send_chunks(&mut call, ulaw).await;
+        call
+    })
+}
+
 async fn send_chunks(call: &mut TwilioCall, ulaw: &[u8]) {
     for chunk in ulaw.chunks(160) {
         call.send_media(chunk).unwrap();
@@ -75,7 +89,7 @@ fn recording(props: &str) -> (gst::Pipeline, Threads, Collector, String, Vec<u8>
     set_state(&p, gst::State::Playing);
     assert!(by_name(&p, "src").property::<bool>("shared-threads"));
     let url = url_of(&by_name(&p, "src"));
-    let ulaw: Vec<u8> = (0..3200u32).map(|i| (i * 13 % 256) as u8).collect();
+    let ulaw = test_ulaw();
     (p, threads, collector, url, ulaw)
 }
 
@@ -206,7 +220,7 @@ fn pushed_from_with_sleeps(sleeps: &'static [(usize, u64)]) -> Vec<String> {
     let collector = Collector::attach(&by_name(&p, "sink"));
     set_state(&p, gst::State::Playing);
     let url = url_of(&by_name(&p, "src"));
-    let ulaw: Vec<u8> = (0..3200u32).map(|i| (i * 13 % 256) as u8).collect();
+    let ulaw = test_ulaw();
     play(&url, &ulaw);
     assert_eq!(collector.wait_eos().samples(), decode(&ulaw));
     set_state(&p, gst::State::Null);
@@ -398,15 +412,9 @@ fn flush_then_fall_back(by: FlushBy, shared: bool) {
     let collector = Collector::attach(&sink);
     set_state(&p, gst::State::Playing);
     let url = url_of(&by_name(&p, "src"));
-    let ulaw: Vec<u8> = (0..3200u32).map(|i| (i * 13 % 256) as u8).collect();
+    let ulaw = test_ulaw();
     let (before, after) = ulaw.split_at(5 * 160);
-    let mut call = rt().block_on(async {
-        let mut call = TwilioCall::start(&url, CallParams::default())
-            .await
-            .unwrap();
-        send_chunks(&mut call, before).await;
-        call
-    });
+    let mut call = call_sending(&url, before);
     collector.wait_buffers(5);
 
     let (start, stop) = (
@@ -563,15 +571,9 @@ fn a_sink_added_mid_call_gets_the_streaming_thread_and_no_discont() {
     let collector = Collector::attach(&sink);
     set_state(&p, gst::State::Playing);
     let url = url_of(&by_name(&p, "src"));
-    let ulaw: Vec<u8> = (0..3200u32).map(|i| (i * 13 % 256) as u8).collect();
+    let ulaw = test_ulaw();
     let (before, after) = ulaw.split_at(5 * 160);
-    let mut call = rt().block_on(async {
-        let mut call = TwilioCall::start(&url, CallParams::default())
-            .await
-            .unwrap();
-        send_chunks(&mut call, before).await;
-        call
-    });
+    let mut call = call_sending(&url, before);
     collector.wait_buffers(5);
 
     let added = gst::ElementFactory::make("fakesink")

@@ -77,9 +77,7 @@ pub(super) struct State {
     pub(super) placing: Placing,
     /// The call ended: after the resampler tail, EOS.
     pub(super) finished: bool,
-    /// The stream ended before the call (an EOS sent to the element, or
-    /// downstream's): the call's events are read for their messages alone
-    /// (`after_eos.rs`).
+    /// The stream ended before the call: its messages alone (`after_eos.rs`).
     pub(super) after_eos: bool,
     /// Serialized events to push once the segment is out.
     pub(super) pending_events: Vec<gst::Event>,
