@@ -10,8 +10,8 @@
 //! A connection: accepted and counted against `max-connections`, TLS when
 //! the listener has a certificate (`tls`), within `handshake-timeout`
 //! (`accept`); the WebSocket upgrade checks the path (HTTP 404), the
-//! `X-Twilio-Signature` (HTTP 403) and whether a call could wait (HTTP 503)
-//! (`upgrade`); the connection becomes a call only at its `start`
+//! `X-Twilio-Signature` (HTTP 403) and whether a call could wait (HTTP 503),
+//! and answers a subprotocol it speaks (`upgrade`, `subprotocol`); the connection becomes a call only at its `start`
 //! message, and is then dispatched (`admission`).
 //! The element-side settings that configure all this are in
 //! [`crate::endpoint`].
@@ -21,6 +21,7 @@ mod admission;
 mod http;
 mod paths;
 mod registry;
+mod subprotocol;
 mod tls;
 mod upgrade;
 

@@ -1,16 +1,19 @@
 //! The WebSocket upgrade of one connection: a plain HTTP request answered
 //! 426, one that cannot be upgraded 400 (`http`; counted as a rejected
-//! connection on a served path), the path (HTTP 404 if nobody listens on it), the `X-Twilio-Signature` (HTTP 403 if wrong or missing
-//! with an auth token), HTTP 503 when the path's elements are all busy and
-//! its calls may not wait, and the message size limits. What happens after
-//! the upgrade (the `start` message, dispatch) is in `admission`.
+//! connection on a served path), the path (HTTP 404 if nobody listens on
+//! it), the `X-Twilio-Signature` (HTTP 403 if wrong or missing with an auth
+//! token), HTTP 503 when the path's elements are all busy and its calls may
+//! not wait, the subprotocol answered (`subprotocol`), and the message size
+//! limits. What happens after the upgrade (the `start` message, dispatch)
+//! is in `admission`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use tokio_tungstenite::WebSocketStream;
@@ -135,7 +138,7 @@ where
     let callback = {
         let accepted = accepted.clone();
         let shared = shared.clone();
-        move |request: &Request, response: Response| {
+        move |request: &Request, mut response: Response| {
             // The signature covers the URL as sent; elements are found by
             // the canonical form (escapes upper-case) their paths have.
             let sent = request.uri().path();
@@ -164,6 +167,20 @@ where
                     StatusCode::SERVICE_UNAVAILABLE,
                     "every element on this path is busy\n",
                 ));
+            }
+            let offered = request.headers().get_all(SEC_WEBSOCKET_PROTOCOL);
+            let offered = offered.iter().map(HeaderValue::as_bytes);
+            match super::subprotocol::select(offered, config.call.dialect) {
+                Some(name) => {
+                    gst::debug!(CAT, "{peer}: answering subprotocol {name}");
+                    if let Ok(value) = HeaderValue::from_str(name) {
+                        response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
+                    }
+                }
+                None if request.headers().contains_key(SEC_WEBSOCKET_PROTOCOL) => {
+                    gst::debug!(CAT, "{peer}: no subprotocol offered is one we speak");
+                }
+                None => {}
             }
             let _ = accepted.set((path.to_owned(), config, counters));
             Ok(response)
