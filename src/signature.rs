@@ -1,6 +1,7 @@
 //! `X-Twilio-Signature` on the WebSocket upgrade: base64 of HMAC-SHA1 over
-//! the public URL (exactly as written in the TwiML, `wss://` scheme), keyed
-//! with the account's auth token. Compared in constant time. Also
+//! the public URL (as written in the TwiML, `wss://` scheme; the scheme and
+//! host in any case, with or without `:443`), keyed with the account's
+//! auth token. Compared in constant time. Also
 //! SignalWire's `Authorization: Bearer` token ([`verify_bearer`]).
 
 use base64::Engine as _;
@@ -78,21 +79,63 @@ pub fn check_public_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `url` as given, plus the form with `:443` added (no port given) or
-/// removed (`:443` given), for `wss://` URLs.
+/// The forms of `url` a signature may be over: `url` as given and with its
+/// scheme and host in lower case (RFC 3986 §6.2.2.1: both are
+/// case-insensitive; whether Twilio keeps the TwiML's case is unconfirmed,
+/// and its own validators sign the lower-cased form), each also with
+/// `:443` added (no port given) or removed (`:443` given) for `wss://`
+/// URLs, in any case.
 fn url_forms(url: &str) -> Vec<String> {
-    let mut forms = vec![url.to_owned()];
-    if let Some(rest) = url.strip_prefix("wss://") {
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        match authority.strip_suffix(":443") {
-            Some(host) => forms.push(format!("wss://{host}{path}")),
-            None if !authority.contains(':') || authority.ends_with(']') => {
-                forms.push(format!("wss://{authority}:443{path}"))
+    let mut forms: Vec<String> = Vec::new();
+    for base in [url.to_owned(), lower_scheme_and_host(url)] {
+        for form in port_forms(base) {
+            if !forms.contains(&form) {
+                forms.push(form);
             }
-            None => {}
         }
     }
     forms
+}
+
+/// `url` split as scheme (with `://`), userinfo (with `@`), host and port,
+/// and the rest (from the path on); None without a `://`.
+fn split_url(url: &str) -> Option<(&str, &str, &str, &str)> {
+    let after_scheme = url.find("://")? + 3;
+    let (scheme, rest) = url.split_at(after_scheme);
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (userinfo, host) = authority.split_at(authority.rfind('@').map_or(0, |at| at + 1));
+    Some((scheme, userinfo, host, path))
+}
+
+/// `url` with its scheme and host (with the port) in ASCII lower case.
+fn lower_scheme_and_host(url: &str) -> String {
+    match split_url(url) {
+        Some((scheme, userinfo, host, path)) => format!(
+            "{}{userinfo}{}{path}",
+            scheme.to_ascii_lowercase(),
+            host.to_ascii_lowercase()
+        ),
+        None => url.to_owned(),
+    }
+}
+
+/// `url`, plus for a `wss://` URL (scheme in any case) the form with
+/// `:443` added (no port given) or removed (`:443` given).
+fn port_forms(url: String) -> Vec<String> {
+    let other = match split_url(&url) {
+        Some((scheme, userinfo, host, path)) if scheme.eq_ignore_ascii_case("wss://") => {
+            match host.strip_suffix(":443") {
+                Some(bare) => Some(format!("{scheme}{userinfo}{bare}{path}")),
+                // No port: a name, or an IPv6 address in brackets.
+                None if !host.contains(':') || host.ends_with(']') => {
+                    Some(format!("{scheme}{userinfo}{host}:443{path}"))
+                }
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    std::iter::once(url).chain(other).collect()
 }
 
 #[cfg(test)]
@@ -176,6 +219,50 @@ mod tests {
             ["wss://[::1]/p", "wss://[::1]:443/p"]
         );
         assert_eq!(url_forms("https://a.b/p"), ["https://a.b/p"]);
+        assert_eq!(
+            url_forms("wss://u:Pw@a.b/p"),
+            ["wss://u:Pw@a.b/p", "wss://u:Pw@a.b:443/p"]
+        );
+    }
+
+    #[test]
+    fn scheme_and_host_are_taken_in_any_case() {
+        assert_eq!(
+            url_forms("WSS://Voice.Example.COM/Media"),
+            [
+                "WSS://Voice.Example.COM/Media",
+                "WSS://Voice.Example.COM:443/Media",
+                "wss://voice.example.com/Media",
+                "wss://voice.example.com:443/Media",
+            ]
+        );
+        assert_eq!(
+            url_forms("Wss://U@A.b:443/p"),
+            [
+                "Wss://U@A.b:443/p",
+                "Wss://U@A.b/p",
+                "wss://U@a.b:443/p",
+                "wss://U@a.b/p"
+            ]
+        );
+        // Twilio's vectors, signed over the lower-case URL with and
+        // without :443, validate the same URL in any case, both ways.
+        for url in [
+            "WSS://example.com/media-stream",
+            "wss://EXAMPLE.com/media-stream",
+            "Wss://Example.Com:443/media-stream",
+        ] {
+            assert!(verify(TOKEN, url, "XFfwGS2Ev7f9qAP9MmRoMS7C724="), "{url}");
+            assert!(verify(TOKEN, url, "55OA2CdDEK8djZDRLLS9pHUR+JI="), "{url}");
+        }
+        // The path is case-sensitive; an https signature stays refused.
+        let good = "XFfwGS2Ev7f9qAP9MmRoMS7C724=";
+        assert!(!verify(TOKEN, "wss://example.com/Media-Stream", good));
+        assert!(!verify(
+            TOKEN,
+            "WSS://example.com/media-stream",
+            "+Nt/WUHH2g+0+t2rLN3k9fNhfEw="
+        ));
     }
 
     #[test]
