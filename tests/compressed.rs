@@ -351,22 +351,39 @@ fn the_sink_sends_each_opus_packet_as_a_message() {
     assert_eq!(sink.property::<u64>("chunks-sent"), packets.len() as u64);
 }
 
+/// G.722 goes out in 20 ms frames; the last, short one (at EOS) is padded
+/// to Telnyx's 20 ms with the code that decodes to silence soonest: after
+/// a tone, FFmpeg's decoder plays it below −40 dBFS within 6 ms.
 #[test]
-fn the_sink_sends_g722_in_20_ms_frames() {
+fn the_sink_sends_g722_in_20_ms_frames_the_last_one_padded() {
     let mut h = sink_harness("audio/G722,rate=16000,channels=1");
     let sink = h.element().unwrap();
     let mut call = dial_telnyx(&sink, WireFormat::G722);
-    let g722: Vec<u8> = (0..400u32).map(|i| (i * 31 % 256) as u8).collect();
+    let g722 = g722_frames(5).concat()[..730].to_vec();
     h.push(gst::Buffer::from_slice(g722[..150].to_vec()))
         .unwrap();
     h.push(gst::Buffer::from_slice(g722[150..].to_vec()))
         .unwrap();
     h.push_event(gst::event::Eos::new());
-    let got = receive_until(&mut call, |got| payloads(got).len() >= 3);
-    // The last, short frame goes as it is: no byte is G.722 silence.
-    assert_eq!(
-        payloads(&got),
-        [&g722[..160], &g722[160..320], &g722[320..]]
+    let got = payloads(&receive_until(&mut call, |got| payloads(got).len() >= 5));
+    let mut last = g722[640..].to_vec();
+    last.resize(160, 0xFF);
+    let expected: Vec<&[u8]> = vec![
+        &g722[..160],
+        &g722[160..320],
+        &g722[320..480],
+        &g722[480..640],
+        &last,
+    ];
+    assert_eq!(got, expected);
+    let decoded = avdec_g722_alone(&got);
+    let loudest = |samples: &[i16]| samples.iter().map(|s| s.unsigned_abs()).max().unwrap();
+    // Two samples a byte: the tone until the cut, silence 6 ms after it.
+    assert!(loudest(&decoded[1000..1460]) > 3000);
+    assert!(
+        loudest(&decoded[1460 + 96..]) < 328,
+        "{:?}",
+        &decoded[1460..]
     );
 }
 

@@ -11,7 +11,7 @@ pub mod plc;
 pub mod resample;
 pub mod scratch;
 
-pub use format::{Codec, Unsupported, WireFormat};
+pub use format::{Codec, G722_PADDING, Unsupported, WireFormat};
 pub use l16::ByteOrder;
 pub use plc::Concealer;
 pub use resample::{Downsampler, Resampler, Upsampler};

@@ -65,7 +65,8 @@ pub enum Take {
     /// At most this many whole frames; the rest stays pending.
     AtMost(usize),
     /// Everything pending, the partial rest as a last, shorter frame (before
-    /// a mark, at EOS), padded with silence to the provider's minimum; in
+    /// a mark, at EOS), padded with silence to the provider's minimum (G.722:
+    /// with the code that decodes to silence soonest; Opus: not at all); in
     /// whole ticks (samples short of one wait), all but what is ahead of
     /// the input (see [`Framer::set_input`]).
     All,
@@ -427,12 +428,12 @@ impl Framer {
         // What is ahead of the input waits, as in a resampler's delay.
         let mut end = self.sendable();
         let mut padding = 0;
-        if all && !self.target.is_compressed() {
+        if all && let Some(pad) = self.target.padding() {
             // Whole ticks only, and at least the provider's minimum.
             let partial = end % frame;
             let short = (self.min_ticks * width).saturating_sub(partial);
             if partial > 0 && short > 0 {
-                let silence = std::iter::repeat_n(self.target.silence(), short);
+                let silence = std::iter::repeat_n(pad, short);
                 self.pending.splice(end..end, silence);
                 // Taken as input: nothing after it waits for it.
                 self.input_units += self.bytes_units(short);

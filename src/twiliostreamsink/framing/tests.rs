@@ -215,8 +215,21 @@ fn g722_is_cut_into_20_ms_frames_and_opus_goes_packet_by_packet() {
         frames(&mut f, Take::WholeFrames),
         [&g722[..160], &g722[160..320]]
     );
-    // The end: the rest as it is, no padding (no byte is G.722 silence).
-    assert_eq!(frames(&mut f, Take::All), [&g722[320..]]);
+    // The end: the rest padded to the provider's 20 ms with the code that
+    // decodes to silence soonest.
+    let mut last = g722[320..].to_vec();
+    last.resize(160, crate::codec::G722_PADDING);
+    assert_eq!(frames(&mut f, Take::All), [last]);
+    assert_eq!(f.produced(), 480);
+    // Without a minimum, the rest goes as it is.
+    let mut f = Framer::new(160);
+    f.set_input(Input::G722).unwrap();
+    f.set_target(WireFormat::G722, 0);
+    f.push(&g722).unwrap();
+    assert_eq!(
+        frames(&mut f, Take::All),
+        [&g722[..160], &g722[160..320], &g722[320..]]
+    );
 
     let mut f = Framer::new(160);
     f.set_input(Input::Opus).unwrap();
