@@ -398,6 +398,15 @@ impl BaseSinkImpl for TwilioStreamSink {
                 if pushed.split_sample {
                     self.split_sample(&state, map.len());
                 }
+                if let Some(ticks) = pushed.short_packet {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "Opus packets of {} ms: Telnyx takes media of 20 ms or more \
+                         (opusenc frame-size=20); sent as they are",
+                        ticks as f64 / 8.0
+                    );
+                }
                 drop(map);
                 // Faster than real time: wait here for the writer, not on the clock.
                 // Never on a network thread (a shared-threads push), which the

@@ -55,6 +55,9 @@ pub struct Pushed {
     /// The input ended inside a 16-bit sample: its first byte waits for the
     /// next push. Buffers should hold whole samples.
     pub split_sample: bool,
+    /// An Opus packet played shorter than the provider's shortest media
+    /// (its length, in ticks): sent as it is, told once per call.
+    pub short_packet: Option<u64>,
 }
 
 /// Which frames [`Framer::send_frames`] hands out.
@@ -103,6 +106,8 @@ pub struct Framer {
     packet_ends: Vec<usize>,
     /// The first byte of a 16-bit sample split across pushes.
     odd_byte: Option<u8>,
+    /// A short Opus packet was told (see [`Pushed::short_packet`]).
+    short_packet_told: bool,
     /// Samples handed out so far: the index of the first pending one.
     emitted: u64,
     /// The input taken since the count was last made level (a clear, the
@@ -131,6 +136,7 @@ impl Framer {
             pending: Vec::new(),
             packet_ends: Vec::new(),
             odd_byte: None,
+            short_packet_told: false,
             emitted: 0,
             input_units: 0,
             base_units: 0,
@@ -194,6 +200,7 @@ impl Framer {
         self.target = target;
         self.min_ticks = min_ticks;
         self.frame_ticks = self.frame_ticks.max(min_ticks);
+        self.short_packet_told = false;
         self.pending.clear();
         self.packet_ends.clear();
         self.level();
@@ -331,6 +338,11 @@ impl Framer {
                 self.input_units += units;
             }
             Encoding::Packets => {
+                let ticks = target.payload_ticks(data);
+                if (1..self.min_ticks as u64).contains(&ticks) && !self.short_packet_told {
+                    self.short_packet_told = true;
+                    pushed.short_packet = Some(ticks);
+                }
                 if !data.is_empty() {
                     self.pending.extend_from_slice(data);
                     self.packet_ends.push(self.pending.len());
@@ -518,6 +530,8 @@ impl Framer {
     }
 }
 
+#[cfg(test)]
+mod compressed_tests;
 mod stage;
 #[cfg(test)]
 mod tests;

@@ -27,13 +27,13 @@ fn reference(rate: u32, pcm: &[i16]) -> Vec<u8> {
     encode(&out)
 }
 
-fn framer(input: Input, frame_bytes: usize) -> Framer {
+pub(super) fn framer(input: Input, frame_bytes: usize) -> Framer {
     let mut f = Framer::new(frame_bytes);
     f.set_input(input).unwrap();
     f
 }
 
-fn frames(f: &mut Framer, take: Take) -> Vec<Vec<u8>> {
+pub(super) fn frames(f: &mut Framer, take: Take) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     f.send_frames(take, |_, frame, _| {
         out.push(frame.to_vec());
@@ -160,11 +160,23 @@ fn a_split_sample_is_reported_and_carried_to_the_next_push() {
     let pcm = signal(4);
     let bytes = s16le(&pcm);
     let mut f = framer(Input::Pcm(8000), 160);
-    assert_eq!(f.push(&bytes[..3]).unwrap(), Pushed { split_sample: true });
+    assert_eq!(
+        f.push(&bytes[..3]).unwrap(),
+        Pushed {
+            split_sample: true,
+            ..Pushed::default()
+        }
+    );
     assert_eq!(f.pending(), encode(&pcm[..1]));
     assert_eq!(f.push(&bytes[3..4]).unwrap(), Pushed::default());
     assert_eq!(f.pending(), encode(&pcm[..2]));
-    assert_eq!(f.push(&bytes[4..5]).unwrap(), Pushed { split_sample: true });
+    assert_eq!(
+        f.push(&bytes[4..5]).unwrap(),
+        Pushed {
+            split_sample: true,
+            ..Pushed::default()
+        }
+    );
     // An empty buffer in between neither loses the byte nor splits anything.
     assert_eq!(f.push(&[]).unwrap(), Pushed::default());
     assert_eq!(f.push(&bytes[5..]).unwrap(), Pushed::default());
@@ -202,76 +214,6 @@ fn input_must_be_set_and_supported() {
     assert_eq!(f.delay_ns(), 2_562_500);
     assert_eq!(f.set_input(Input::Pcm(11025)), Err(UnsupportedRate(11025)));
     assert_eq!(f.delay_ns(), 2_562_500);
-}
-
-#[test]
-fn g722_is_cut_into_20_ms_frames_and_opus_goes_packet_by_packet() {
-    let mut f = Framer::new(160);
-    f.set_input(Input::G722).unwrap();
-    f.set_target(WireFormat::G722, 160);
-    let g722: Vec<u8> = (0..400u32).map(|i| (i * 7) as u8).collect();
-    f.push(&g722).unwrap();
-    assert_eq!(
-        frames(&mut f, Take::WholeFrames),
-        [&g722[..160], &g722[160..320]]
-    );
-    // The end: the rest padded to the provider's 20 ms with the code that
-    // decodes to silence soonest.
-    let mut last = g722[320..].to_vec();
-    last.resize(160, crate::codec::G722_PADDING);
-    assert_eq!(frames(&mut f, Take::All), [last]);
-    assert_eq!(f.produced(), 480);
-    // Without a minimum, the rest goes as it is.
-    let mut f = Framer::new(160);
-    f.set_input(Input::G722).unwrap();
-    f.set_target(WireFormat::G722, 0);
-    f.push(&g722).unwrap();
-    assert_eq!(
-        frames(&mut f, Take::All),
-        [&g722[..160], &g722[160..320], &g722[320..]]
-    );
-
-    let mut f = Framer::new(160);
-    f.set_input(Input::Opus).unwrap();
-    f.set_target(WireFormat::OPUS, 160);
-    // CELT FB 20 ms and 10 ms packets of different sizes.
-    let packets: [&[u8]; 3] = [&[31 << 3, 1, 2], &[30 << 3, 3], &[31 << 3, 4, 5, 6, 7]];
-    for p in packets {
-        f.push(p).unwrap();
-    }
-    assert_eq!(f.produced(), 160 + 80 + 160);
-    let mut sent = Vec::new();
-    f.send_frames(Take::WholeFrames, |start, frame, _| {
-        sent.push((start, frame.to_vec()));
-        Ok::<_, Infallible>(())
-    })
-    .unwrap();
-    let expected: Vec<(u64, Vec<u8>)> = [0, 160, 240]
-        .into_iter()
-        .zip(packets.map(<[u8]>::to_vec))
-        .collect();
-    assert_eq!(sent, expected);
-    assert_eq!(f.produced(), 400);
-}
-
-#[test]
-fn compressed_input_takes_only_its_own_call_and_such_calls_nothing_else() {
-    let mut f = framer(Input::G722, 160);
-    assert_eq!(
-        f.push(&[1, 2]),
-        Err(NotNegotiated::Mismatch(Input::G722, WireFormat::PCMU))
-    );
-    f.set_target(WireFormat::OPUS, 160);
-    assert_eq!(
-        f.push(&[1, 2]),
-        Err(NotNegotiated::Mismatch(Input::G722, WireFormat::OPUS))
-    );
-    f.set_input(Input::Pcm(16000)).unwrap();
-    assert_eq!(
-        f.push(&[1, 2]),
-        Err(NotNegotiated::Mismatch(Input::Pcm(16000), WireFormat::OPUS))
-    );
-    assert!(f.pending().is_empty());
 }
 
 #[test]
