@@ -32,7 +32,18 @@ impl PushSrcImpl for TwilioStreamSrc {
         self.stopping_on_panic(
             || Err(gst::FlowError::Error),
             || {
-                let created = self.create_next()?;
+                // An EOS sent to the element ends the stream here, at the
+                // first turn after it (`app_eos.rs`: it woke the waits).
+                // What this turn made meanwhile is dropped, as BaseSrc
+                // drops it at its own pending EOS.
+                if self.eos_asked() {
+                    return Err(self.end_as_asked());
+                }
+                let created = self.create_next();
+                if self.eos_asked() {
+                    return Err(self.end_as_asked());
+                }
+                let created = created?;
                 self.created_on_streaming_thread(&created);
                 Ok(created)
             },

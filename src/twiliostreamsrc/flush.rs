@@ -46,7 +46,8 @@ impl TwilioStreamSrc {
             return false;
         }
         let eos = event.type_() == gst::EventType::Eos;
-        let sent = self.parent_send_event(event);
+        // (An EOS in push mode: `app_eos.rs`, without BaseSrc's wait.)
+        let sent = (eos && self.take_eos(&event)) || self.parent_send_event(event);
         if eos && sent {
             // The stream ends, not the call (a paired sink plays out and
             // ends it): its messages are still posted (`after_eos.rs`).

@@ -11,6 +11,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use super::app_eos::AppEos;
 use super::convert::{Converter, StereoConverter};
 use super::flush::Flush;
 use super::output::Output;
@@ -106,6 +107,7 @@ pub struct TwilioStreamSrc {
     pub(super) slot: Mutex<(Option<String>, Arc<Slot>)>,
     pub(super) shared: Shared,
     pub(super) flush: Flush,
+    pub(super) app_eos: AppEos,
 }
 
 impl Default for TwilioStreamSrc {
@@ -116,6 +118,7 @@ impl Default for TwilioStreamSrc {
             canceller: Default::default(),
             shared: Default::default(),
             flush: Default::default(),
+            app_eos: Default::default(),
             slot: Mutex::new((None, Slot::new())),
         }
     }
@@ -486,13 +489,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
     }
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
-        self.stopping_on_panic(
-            || Ok(()),
-            || {
-                self.canceller.locked().cancel();
-                Ok(())
-            },
-        )
+        self.stopping_on_panic(|| Ok(()), || self.unlock_create())
     }
 
     fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
@@ -503,8 +500,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
                 self.shared
                     .base_discont
                     .store(true, std::sync::atomic::Ordering::SeqCst);
-                self.canceller.locked().reset();
-                Ok(())
+                self.unlock_create_stop()
             },
         )
     }

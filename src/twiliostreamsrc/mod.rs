@@ -7,7 +7,8 @@
 //! in `properties`; pushing from the call's network task (`shared-threads`)
 //! in `shared_threads`, and by the streaming thread until the pipeline plays
 //! in `until_playing`; the streaming thread after a flush from downstream in
-//! `flush`; the call's quality (jitter, MOS, reports) in `quality`. `timeline` places the chunks in time, `tracks`
+//! `flush`; an EOS sent to the element, taken without BaseSrc's wait, in
+//! `app_eos`; the call's quality (jitter, MOS, reports) in `quality`. `timeline` places the chunks in time, `tracks`
 //! aligns two tracks, `output` converts μ-law to the output format: all
 //! three GStreamer-light and unit-tested with plain values.
 
@@ -20,6 +21,7 @@ use gst::subclass::prelude::*;
 use crate::call::Slot;
 
 mod after_eos;
+mod app_eos;
 mod convert;
 mod create;
 mod drift;

@@ -1,0 +1,100 @@
+//! An EOS event sent to the element (an application's `send_event(eos)` on
+//! the pipeline) while it streams. BaseSrc (1.22) would flush the streaming
+//! thread and wait for the pad's stream lock, and `gst_element_send_event`
+//! holds the pipeline's state lock meanwhile: a sink still prerolling the
+//! src's first buffer holds that thread until PLAYING, which cannot come
+//! then (GStreamer's own live sources hang the same way). So the src takes
+//! the EOS itself and returns at once: it marks it and wakes `create`, as
+//! `unlock` does; `create` then ends the stream with EOS, which BaseSrc's
+//! loop pushes after what went out before, with the event's seqnum. As
+//! BaseSrc drops its pending EOS, a flush drops one not carried out yet.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+
+use super::imp::{CAT, TwilioStreamSrc};
+use crate::lock::Locked;
+
+/// An EOS sent to the element, for `create` to carry out.
+#[derive(Default)]
+pub(super) struct AppEos {
+    /// Asked for, and no flush since. (Set and cleared under the
+    /// canceller's lock, with `seqnum`: `unlock_stop` leaves the wake in
+    /// place.)
+    asked: AtomicBool,
+    /// The event's seqnum, for the EOS BaseSrc pushes (taken then).
+    seqnum: Mutex<Option<gst::Seqnum>>,
+}
+
+impl TwilioStreamSrc {
+    /// Takes `event` (an EOS) to end the stream from the streaming thread,
+    /// without waiting for it. Only in push mode: otherwise BaseSrc's way
+    /// has no thread to wait for.
+    pub(super) fn take_eos(&self, event: &gst::Event) -> bool {
+        if self.obj().src_pad().mode() != gst::PadMode::Push {
+            return false;
+        }
+        {
+            let mut canceller = self.canceller.locked();
+            *self.app_eos.seqnum.locked() = Some(event.seqnum());
+            self.app_eos.asked.store(true, Ordering::SeqCst);
+            canceller.cancel();
+        }
+        gst::debug!(CAT, imp = self, "EOS: the streaming thread ends the stream");
+        true
+    }
+
+    /// An EOS was sent to the element: `create` ends the stream.
+    pub(super) fn eos_asked(&self) -> bool {
+        self.app_eos.asked.load(Ordering::SeqCst)
+    }
+
+    /// `create`'s end at an EOS sent to the element: the stream ends, not
+    /// the call (`after_eos.rs`), and the EOS BaseSrc pushes for this
+    /// return carries the event's seqnum.
+    pub(super) fn end_as_asked(&self) -> gst::FlowError {
+        self.read_after_eos();
+        if let Some(seqnum) = self.app_eos.seqnum.locked().take() {
+            // (Nothing in it can panic.)
+            self.obj()
+                .src_pad()
+                .add_probe(
+                    gst::PadProbeType::EVENT_DOWNSTREAM,
+                    move |_, info| match &mut info.data {
+                        Some(gst::PadProbeData::Event(event))
+                            if event.type_() == gst::EventType::Eos =>
+                        {
+                            event.make_mut().set_seqnum(seqnum);
+                            gst::PadProbeReturn::Remove
+                        }
+                        _ => gst::PadProbeReturn::Ok,
+                    },
+                );
+        }
+        gst::FlowError::Eos
+    }
+
+    /// `BaseSrc::unlock` (a flush, or a stop): `create` returns, and an
+    /// EOS not carried out yet is dropped.
+    pub(super) fn unlock_create(&self) -> Result<(), gst::ErrorMessage> {
+        let mut canceller = self.canceller.locked();
+        self.app_eos.asked.store(false, Ordering::SeqCst);
+        *self.app_eos.seqnum.locked() = None;
+        canceller.cancel();
+        Ok(())
+    }
+
+    /// `BaseSrc::unlock_stop`: `create` may wait again, unless an EOS was
+    /// sent since the flush began (it still wakes `create`).
+    pub(super) fn unlock_create_stop(&self) -> Result<(), gst::ErrorMessage> {
+        let mut canceller = self.canceller.locked();
+        if !self.app_eos.asked.load(Ordering::SeqCst) {
+            canceller.reset();
+        }
+        Ok(())
+    }
+}
