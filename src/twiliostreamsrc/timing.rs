@@ -2,7 +2,8 @@
 //! the return to PLAYING after a pause, and the fill pushed when nothing
 //! arrives for the fill deadline.
 //!
-//! * **Pause.** A live BaseSrc does not run `create()` in PAUSED, and the
+//! * **Pause.** A live BaseSrc does not call `create()` in PAUSED (one
+//!   under way goes on, and what it takes then is dropped), and the
 //!   running time stands still while Twilio's clock goes on. On the return
 //!   to PLAYING, the media chunks that arrived before it are dropped
 //!   (counted in `chunks-dropped-paused`: played late, they would put every
@@ -89,12 +90,16 @@ impl TwilioStreamSrc {
         };
     }
 
-    /// A media chunk against the last return to PLAYING.
+    /// A media chunk against the last return to PLAYING. One taken while
+    /// paused queued while paused too: a `create()` under way when the
+    /// element paused goes on waiting (BaseSrc 1.22 does not unlock it
+    /// then), and BaseSrc would push what it made once PLAYING again.
     pub(super) fn after_pause(&self, state: &mut State, chunk: &MediaChunk) -> AfterPause {
-        if state
-            .resume
-            .since
-            .is_some_and(|since| chunk.arrival < since)
+        if state.resume.paused
+            || state
+                .resume
+                .since
+                .is_some_and(|since| chunk.arrival < since)
         {
             if let Some(call) = &state.call {
                 call.stats.add(Stat::ChunksDroppedPaused, 1);
