@@ -7,7 +7,12 @@
 //! number (not used with two tracks: a plain chunk), timestamps stepping
 //! back over the track's audio (measured anew, nothing lost). Chunk numbers count
 //! per track or across both (which Twilio does is unconfirmed). Between
-//! them, the same hostile messages as the one-track soak.
+//! them, the same hostile messages as the one-track soak. With steps ahead
+//! (README "Steps"): timestamps stepping ahead far beyond the wait less a
+//! chunk (measured anew, the audio following on, nothing lost), or within
+//! it (a gap: silence of its length, counted lost in whole chunks), and a
+//! track running ahead of the other, past the wait (the other channel
+//! filled, what comes for that time dropped as too late).
 
 use base64::Engine as _;
 use gst::prelude::*;
@@ -18,25 +23,90 @@ use crate::common::{self, *};
 use crate::peer::{CHUNK, Effect, Frame, Peer};
 
 const TRACKS: [&str; 2] = ["inbound", "outbound"];
+/// The default `track-wait` (60 ms), in samples.
+const WAIT: usize = 480;
+/// How far (samples) a chunk may lie from where its track has reached and
+/// still be placed there (timestamps a little off).
+const TOLERANCE: usize = 80;
 
 /// What one track sent, and must come out of its channel.
 #[derive(Default)]
 pub struct Lane {
-    /// Each place's bytes, or None if lost (silence).
+    /// Each place's bytes, or None if lost (silence of a chunk).
     pub timeline: Vec<Option<Vec<u8>>>,
+    /// Silence of a gap (samples) before the place it names: a step ahead
+    /// in its timestamps too small to be told from lost audio.
+    gaps: Vec<(usize, usize)>,
+    /// Samples at the start of the place it names that came after the
+    /// wait gave up their time: dropped, silence.
+    cut: Vec<(usize, usize)>,
     /// The plain chunks' texts as sent, by place (for resending).
     texts: Vec<Option<String>>,
     pub received: u64,
+    pub bytes: u64,
     /// Chunks that must come plainly next: after a timestamp far ahead,
     /// the first is kept back until the second tells a step back.
     plain: usize,
-    /// How far its timestamps stepped back in all (ms).
-    shift_ms: u64,
+    /// The timestamp of its next chunk (ms).
+    ts: u64,
+    /// Steps ahead taken.
+    steps_ahead: usize,
 }
 
 impl Lane {
+    /// Chunks counted lost: each run of silence rounded to whole chunks.
     pub fn lost(&self) -> u64 {
-        self.timeline.iter().filter(|c| c.is_none()).count() as u64
+        let channel = self.channel();
+        let runs = channel.split(Option::is_some).map(|run| run.len());
+        runs.map(|run| (run + CHUNK / 2) / CHUNK).sum::<usize>() as u64
+    }
+
+    /// Its length in samples, silence included.
+    fn samples(&self) -> usize {
+        let places = self
+            .timeline
+            .iter()
+            .map(|c| c.as_ref().map_or(CHUNK, Vec::len));
+        places.sum::<usize>() + self.gaps.iter().map(|g| g.1).sum::<usize>()
+    }
+
+    /// Where the src's audio of it ends at most (samples): a lost chunk
+    /// last, or one kept back (after a timestamp far ahead), is not in yet.
+    fn src_end(&self) -> usize {
+        let lost_last = self.timeline.last().is_some_and(Option::is_none);
+        self.samples() - CHUNK * usize::from(lost_last) - CHUNK * usize::from(self.plain > 0)
+    }
+
+    /// Its μ-law bytes, None for silence (what was lost).
+    fn channel(&self) -> Vec<Option<u8>> {
+        let mut gaps = self.gaps.iter().peekable();
+        let mut cut = self.cut.iter().peekable();
+        let mut out = Vec::new();
+        for (i, c) in self.timeline.iter().enumerate() {
+            while let Some((_, g)) = gaps.next_if(|g| g.0 == i) {
+                out.resize(out.len() + g, None);
+            }
+            let cut = cut.next_if(|c| c.0 == i).map_or(0, |c| c.1);
+            match c {
+                Some(ulaw) => {
+                    out.resize(out.len() + cut, None);
+                    out.extend(ulaw[cut..].iter().copied().map(Some));
+                }
+                None => out.resize(out.len() + CHUNK, None),
+            }
+        }
+        out
+    }
+
+    /// Its samples at 8 kHz, silence for what was lost.
+    fn pcm(&self) -> Vec<i16> {
+        let channel = self.channel();
+        let ulaw: Vec<u8> = channel.iter().map(|b| b.unwrap_or(0xff)).collect();
+        let pcm = decode(&ulaw);
+        pcm.iter()
+            .zip(&channel)
+            .map(|(&s, b)| if b.is_some() { s } else { 0 })
+            .collect()
     }
 }
 
@@ -45,6 +115,9 @@ pub struct Both {
     pub lanes: [Lane; 2],
     /// One `media.chunk` counter for both tracks (else one per track).
     shared_numbers: bool,
+    /// Steps ahead in the tracks' timestamps, above the threshold and
+    /// below it (gaps), among the other perturbations.
+    pub steps_ahead: bool,
     numbered: u64,
     pub too_late: u64,
 }
@@ -57,6 +130,7 @@ impl Both {
             peer,
             lanes: [Lane::default(), Lane::default()],
             shared_numbers,
+            steps_ahead: false,
             numbered: 0,
             too_late: 0,
         }
@@ -73,8 +147,20 @@ impl Both {
     /// The next chunk of track `t` in its place (ts, number changed if
     /// told), spelled plainly or in any valid way: its text.
     fn chunk(&mut self, t: usize, ts: Option<u64>, number: Option<u64>, spell: bool) -> String {
+        self.chunk_of(t, CHUNK, ts, number, spell)
+    }
+
+    /// [`chunk`](Self::chunk) of `len` samples.
+    fn chunk_of(
+        &mut self,
+        t: usize,
+        len: usize,
+        ts: Option<u64>,
+        number: Option<u64>,
+        spell: bool,
+    ) -> String {
         let n = self.lanes[t].timeline.len();
-        let ulaw: Vec<u8> = (0..CHUNK)
+        let ulaw: Vec<u8> = (0..len)
             .map(|i| {
                 let noise = self.peer.rng.next() as usize & 7;
                 (((n * CHUNK + i) * (37 + 22 * t) + 90 * t + noise) % 251) as u8
@@ -85,7 +171,7 @@ impl Both {
         let v = self.peer.spelling.media_on(
             TRACKS[t],
             &self.peer.sid,
-            ts.unwrap_or(n as u64 * 20 - self.lanes[t].shift_ms),
+            ts.unwrap_or(self.lanes[t].ts),
             number.unwrap_or(chunk),
             &payload,
         );
@@ -94,7 +180,9 @@ impl Both {
             false => v.to_string(),
         };
         let lane = &mut self.lanes[t];
+        lane.ts += len as u64 / 8;
         lane.received += 1;
+        lane.bytes += len as u64;
         lane.timeline.push(Some(ulaw));
         lane.texts.push(Some(text.clone()));
         text
@@ -105,13 +193,19 @@ impl Both {
     }
 
     fn valid(&mut self, t: usize) {
-        let text = self.chunk(t, None, None, true);
+        self.valid_of(t, CHUNK);
+    }
+
+    /// A plain chunk of `len` samples, in any valid spelling.
+    fn valid_of(&mut self, t: usize, len: usize) {
+        let text = self.chunk_of(t, len, None, None, true);
         self.send(text);
         self.lanes[t].plain = self.lanes[t].plain.saturating_sub(1);
     }
 
     fn lost(&mut self, t: usize) {
         self.number(t);
+        self.lanes[t].ts += 20;
         self.lanes[t].timeline.push(None);
         self.lanes[t].texts.push(None);
     }
@@ -132,7 +226,7 @@ impl Both {
     /// A timestamp far ahead (invalid, placed after the track's last) or
     /// a wild chunk number (unused with two tracks).
     fn wild(&mut self, t: usize) {
-        let ts = self.lanes[t].timeline.len() as u64 * 20 - self.lanes[t].shift_ms;
+        let ts = self.lanes[t].ts;
         let text = match self.peer.rng.below(3) {
             0 => self.chunk(t, Some(ts + 1_000_000_000), None, false),
             1 => {
@@ -156,12 +250,83 @@ impl Both {
     /// the step; both go on after the track's audio, nothing lost.
     fn stepped_back(&mut self, t: usize) {
         let lane = &mut self.lanes[t];
-        lane.shift_ms += 20 * (1 + self.peer.rng.below(3)) as u64;
+        lane.ts -= 20 * (1 + self.peer.rng.below(3)) as u64;
         // Earlier chunks sent again would be on the old measure.
         lane.texts.iter_mut().for_each(|text| *text = None);
         let text = self.chunk(t, None, None, false);
         self.send(text);
         self.lanes[t].plain = 1;
+    }
+
+    /// The track's timestamps step ahead far beyond the wait less a chunk
+    /// past where both tracks have reached (0.5 to 3 s: a stall of the src,
+    /// which is time that passed, cannot make it less): the track is
+    /// measured anew and its audio follows on; a chunk lost just before is
+    /// part of the step, no silence. Nothing lost.
+    fn stepped_ahead(&mut self, t: usize) {
+        let lead = self.lanes[1 - t]
+            .samples()
+            .saturating_sub(self.lanes[t].src_end())
+            / 8;
+        let ms = self.peer.rng.between(500 + lead, 3000) as u64;
+        let lane = &mut self.lanes[t];
+        if lane.timeline.last().is_some_and(Option::is_none) {
+            lane.timeline.pop();
+            lane.texts.pop();
+        }
+        lane.ts += ms;
+        lane.steps_ahead += 1;
+        // Earlier chunks sent again would be on the old measure.
+        lane.texts.iter_mut().for_each(|text| *text = None);
+        self.valid(t);
+    }
+
+    /// The track's timestamps step ahead by 11 ms (past the tolerance) up
+    /// to a chunk past the other track's audio: within the wait less a
+    /// chunk of where both have reached, a gap, silence of its length.
+    fn gap(&mut self, t: usize) {
+        let lead = self.lanes[1 - t]
+            .src_end()
+            .saturating_sub(self.lanes[t].samples())
+            / 8;
+        let ms = self.peer.rng.between(11, 20 + lead);
+        let lane = &mut self.lanes[t];
+        lane.ts += ms as u64;
+        lane.gaps.push((lane.timeline.len(), ms * 8));
+        self.valid(t);
+    }
+
+    /// Track `t` runs 1 to 8 chunks ahead before the other sends its own:
+    /// once it leads by more than the wait, the other channel is filled
+    /// with silence up to the wait behind it (lost), and what of the other
+    /// track comes for that time is dropped (too late; the rest of a chunk
+    /// goes in).
+    fn run_ahead(&mut self, t: usize) {
+        let o = 1 - t;
+        let k = self.peer.rng.between(1, 8);
+        let (a, b) = (self.lanes[t].samples(), self.lanes[o].samples());
+        let given_up = (a + k * CHUNK).saturating_sub(WAIT);
+        // (A chunk at most the tolerance late is placed whole, after the
+        // silence: the track would be that much later from there on.)
+        if given_up > b && (1..=TOLERANCE).contains(&((given_up - b) % CHUNK)) {
+            return self.valid(t);
+        }
+        for _ in 0..k {
+            self.valid(t);
+        }
+        while self.lanes[o].samples() <= given_up {
+            let start = self.lanes[o].samples();
+            self.valid(o);
+            let lane = &mut self.lanes[o];
+            let n = lane.timeline.len() - 1;
+            if start < given_up {
+                self.too_late += 1;
+                match given_up - start {
+                    late if late >= CHUNK => lane.timeline[n] = None,
+                    late => lane.cut.push((n, late)),
+                }
+            }
+        }
     }
 
     /// A plain chunk of 5 to 40 places back sent again: dropped (its bytes
@@ -174,14 +339,17 @@ impl Both {
         let back = 5 + self.peer.rng.below(35);
         if let Some(text) = self.lanes[t].texts[n - back].clone() {
             self.send(text);
-            self.lanes[t].received += 1;
+            let lane = &mut self.lanes[t];
+            lane.received += 1;
+            lane.bytes += lane.timeline[n - back].as_ref().map_or(CHUNK, Vec::len) as u64;
             self.too_late += 1;
         }
     }
 
     /// One step of track `t`: hostile messages, then a chunk lost (4%),
-    /// swapped with the next (2%), wild (2%) or plain, now and then one
-    /// sent again.
+    /// swapped with the next (2%), wild (2%), stepped back (2%), with steps
+    /// ahead: stepped ahead (3%), a gap (4%), run ahead (3%); or plain, now
+    /// and then one sent again.
     fn step(&mut self, t: usize, per_chunk: usize) {
         for _ in 0..self.peer.rng.below(per_chunk + 1) {
             let (frame, effect) = self.peer.draw();
@@ -193,14 +361,29 @@ impl Both {
         let quiet = lane.plain == 0 && !lane.timeline.last().is_some_and(Option::is_none);
         // (A step back lies over audio only: over silence, it is late.)
         let n = lane.timeline.len();
+        // (A gap lies before the place it names, a cut at its start.)
+        let near =
+            |silence: &[(usize, usize)], back| silence.last().is_some_and(|&(at, _)| at + back > n);
+        let gap_near = near(&lane.gaps, 3) || near(&lane.cut, 4);
         let over_audio = lane.plain == 0
             && lane.timeline[n - 3..].iter().all(Option::is_some)
-            && lane.shift_ms + 60 < n as u64 * 20;
-        match self.peer.rng.below(100) {
+            && !gap_near
+            && lane.ts > 60;
+        // (A loss just before a step ahead is part of it; before a gap, the
+        // two could read as a step.)
+        let ahead = self.steps_ahead && lane.plain == 0;
+        let other = &self.lanes[1 - t];
+        let both_quiet =
+            quiet && other.plain == 0 && !other.timeline.last().is_some_and(Option::is_none);
+        let r = self.peer.rng.below(100);
+        match r {
             0..4 if quiet => self.lost(t),
             4..6 if quiet => self.swapped(t),
             6..8 if quiet => self.wild(t),
             8..10 if over_audio => self.stepped_back(t),
+            10..13 if ahead => self.stepped_ahead(t),
+            13..17 if ahead && quiet => self.gap(t),
+            17..20 if ahead && both_quiet => self.run_ahead(t),
             _ => self.valid(t),
         }
         if self.peer.rng.chance(3) {
@@ -209,16 +392,18 @@ impl Both {
     }
 
     /// A call of `chunks` places per track: 25 clean of each, then the
-    /// track that is behind (either when level) takes a step, then 4 clean
-    /// of each.
+    /// track that is behind (either when level) takes a step, then clean
+    /// chunks (the last of the track behind shorter) until each has at
+    /// least 4 more and they end level.
     pub fn play(&mut self, chunks: usize, per_chunk: usize) {
         for _ in 0..25 {
             self.valid(0);
             self.valid(1);
         }
         let len = |b: &Both, t: usize| b.lanes[t].timeline.len();
+        let samples = |b: &Both, t: usize| b.lanes[t].samples();
         while len(self, 0).min(len(self, 1)) < chunks - 4 {
-            let t = match len(self, 0).cmp(&len(self, 1)) {
+            let t = match samples(self, 0).cmp(&samples(self, 1)) {
                 std::cmp::Ordering::Less => 0,
                 std::cmp::Ordering::Greater => 1,
                 _ => self.peer.rng.below(2),
@@ -226,32 +411,29 @@ impl Both {
             self.step(t, per_chunk);
         }
         // (Still in step: a track more than track-wait ahead would cost
-        // the other its audio.)
-        while len(self, 0).min(len(self, 1)) < chunks {
-            for t in [0, 1] {
-                if len(self, t) < chunks {
-                    self.valid(t);
-                }
+        // the other its audio. At the end, the shorter one would be padded.)
+        loop {
+            let (a, b) = (samples(self, 0), samples(self, 1));
+            if a == b && len(self, 0).min(len(self, 1)) >= chunks {
+                break;
             }
+            let short = a.abs_diff(b);
+            let len = if short == 0 { CHUNK } else { short.min(CHUNK) };
+            self.valid_of(usize::from(b < a), len);
         }
     }
 
     /// The two channels' 8 kHz samples, interleaved.
     pub fn expected_pcm(&self) -> Vec<i16> {
-        let channel = |lane: &Lane| -> Vec<i16> {
-            lane.timeline
-                .iter()
-                .flat_map(|c| c.as_deref().map_or(vec![0; CHUNK], decode))
-                .collect()
-        };
-        let (a, b) = (channel(&self.lanes[0]), channel(&self.lanes[1]));
+        let (a, b) = (self.lanes[0].pcm(), self.lanes[1].pcm());
         assert_eq!(a.len(), b.len());
         a.iter().zip(&b).flat_map(|(x, y)| [*x, *y]).collect()
     }
 }
 
-/// The soak of one seeded `both_tracks` Twilio call into a src at 8 kHz.
-pub fn soak(seed: u64, props: &str) {
+/// The soak of one seeded `both_tracks` Twilio call into a src at 8 kHz
+/// (with steps ahead if told).
+pub fn soak(seed: u64, props: &str, steps_ahead: bool) {
     let desc = format!(
         "twiliostreamsrc name=src port=0 latency=5000 gap-fill=silence track=both {props} ! \
          audio/x-raw,rate=8000,channels=2 ! fakesink name=sink sync=false"
@@ -265,6 +447,7 @@ pub fn soak(seed: u64, props: &str) {
         ..crate::params(Provider::Twilio)
     };
     let mut both = Both::new(seed, &params.stream_sid);
+    both.steps_ahead = steps_ahead;
     both.play(300, 10);
     rt().block_on(async {
         let mut call = TwilioCall::start(&url_of(&src), params).await.unwrap();
@@ -276,10 +459,16 @@ pub fn soak(seed: u64, props: &str) {
     let messages = drain_messages(&p.bus().unwrap());
     set_state(&p, gst::State::Null);
     let context = format!(
-        "seed {seed}, both tracks, shared numbers {}, {props}",
+        "seed {seed}, both tracks, shared numbers {}, steps ahead {steps_ahead}, {props}",
         both.shared_numbers
     );
     crate::assert_events(&src, &both.peer, &messages, &context);
+    if steps_ahead {
+        // (The perturbations this soak is for did happen.)
+        let [a, b] = &both.lanes;
+        let took = |f: fn(&Lane) -> usize| f(a) + f(b) > 0;
+        assert!(took(|l| l.steps_ahead) && took(|l| l.gaps.len()) && took(|l| l.cut.len()));
+    }
     let [inbound, outbound] = &both.lanes;
     let counter = |name: &str| src.property::<u64>(name);
     let received = inbound.received + outbound.received;
@@ -287,7 +476,7 @@ pub fn soak(seed: u64, props: &str) {
         ("invalid-messages", both.peer.count(Effect::Invalid)),
         ("transcode-errors", both.peer.count(Effect::Transcode)),
         ("chunks-received", received),
-        ("bytes-received", received * CHUNK as u64),
+        ("bytes-received", inbound.bytes + outbound.bytes),
         ("inbound-chunks-received", inbound.received),
         ("outbound-chunks-received", outbound.received),
         ("chunks-lost", inbound.lost() + outbound.lost()),

@@ -152,9 +152,31 @@ fn a_hostile_twilio_call_keeps_its_audio_and_counts() {
 #[test]
 fn a_hostile_call_on_both_tracks_keeps_each_channel_and_counts() {
     for seed in 41..=43 {
-        both::soak(seed, "");
+        both::soak(seed, "", false);
     }
-    both::soak(44, "shared-threads=false");
+    both::soak(44, "shared-threads=false", false);
+}
+
+/// `HOSTILE_SOAK_SEEDS` (`N` or `A..B`) to reproduce one or search further.
+fn seeds(default: &[u64]) -> Vec<u64> {
+    let Ok(s) = std::env::var("HOSTILE_SOAK_SEEDS") else {
+        return default.to_vec();
+    };
+    match s.split_once("..") {
+        Some((a, b)) => (a.parse().unwrap()..b.parse().unwrap()).collect(),
+        None => vec![s.parse().unwrap()],
+    }
+}
+
+/// Steps ahead in either track's timestamps, above the threshold (the
+/// track measured anew, its audio following on) and below it (a gap),
+/// among the perturbations above (README "Both sides of the call": Steps).
+#[test]
+fn steps_ahead_on_a_hostile_call_on_both_tracks_keep_each_channel_and_count() {
+    for seed in seeds(&[0, 1, 2]) {
+        both::soak(seed, "", true);
+    }
+    both::soak(3, "shared-threads=false", true);
 }
 
 #[test]
