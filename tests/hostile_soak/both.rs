@@ -288,12 +288,15 @@ impl Both {
     /// The track's timestamps step ahead by 11 ms (past the tolerance) up
     /// to a chunk past the other track's audio: within the wait less a
     /// chunk of where both have reached, a gap, silence of its length.
+    /// (Measured from the other track: the track's own reach leaves out
+    /// what an earlier gap put its audio ahead of real time, and here,
+    /// sent far ahead of real time, every gap does.)
     fn gap(&mut self, t: usize) {
-        let lead = self.lanes[1 - t]
-            .src_end()
-            .saturating_sub(self.lanes[t].samples())
-            / 8;
-        let ms = self.peer.rng.between(11, 20 + lead);
+        let room = (CHUNK + self.lanes[1 - t].src_end()).saturating_sub(self.lanes[t].samples());
+        if room < 11 * 8 {
+            return self.valid(t);
+        }
+        let ms = self.peer.rng.between(11, room / 8);
         let lane = &mut self.lanes[t];
         lane.ts += ms as u64;
         lane.gaps.push((lane.timeline.len(), ms * 8));
@@ -313,8 +316,10 @@ impl Both {
         let (a, b) = (self.lanes[t].samples(), self.lanes[o].samples());
         let given_up = (a + k * CHUNK).saturating_sub(WAIT);
         let lead_ms = (a + k * CHUNK).saturating_sub(b) / 8;
+        // (A gap up to a chunk past the leading track's audio.)
+        let room = (CHUNK + a + k * CHUNK).saturating_sub(b) / 8;
         let (gap_ms, far) = match self.peer.rng.below(4) {
-            0 => (self.peer.rng.between(11, 20 + lead_ms), false),
+            0 if room >= 11 => (self.peer.rng.between(11, room), false),
             1 => (0, true),
             _ => (0, false),
         };
@@ -412,9 +417,13 @@ impl Both {
             && other.plain == 0
             && !other.resent
             && !other.timeline.last().is_some_and(Option::is_none);
+        // (Sent far ahead of real time, every gap leaves its track's audio
+        // ahead of it, which its reach then leaves out: a lost chunk is a
+        // gap, not a step, only as far as the other track's audio reaches.)
+        let lossy = quiet && other.src_end() >= lane.samples();
         match self.peer.rng.below(100) {
-            0..4 if quiet => self.lost(t),
-            4..6 if quiet => self.swapped(t),
+            0..4 if lossy => self.lost(t),
+            4..6 if lossy => self.swapped(t),
             6..8 if quiet => self.wild(t),
             8..10 if over_audio => self.stepped_back(t),
             10..13 if ahead => self.stepped_ahead(t),
