@@ -47,6 +47,10 @@ pub(super) struct Lane {
     pub(super) audio_end: u64,
     /// Where its audio has reached in real time.
     real_time: Reach,
+    /// Samples its audio runs ahead of real time since a step ahead taken
+    /// for a gap (its chunk came before its time): taken off its reach, so
+    /// that such steps do not add up to a lead past the wait.
+    pub(super) early: i128,
     /// Its last chunks of audio, oldest overwritten first.
     heard: [Option<Heard>; HEARD],
     heard_next: usize,
@@ -120,6 +124,7 @@ impl Lane {
             offset: 0,
             audio_end: 0,
             real_time: Reach::default(),
+            early: 0,
             heard: [None; HEARD],
             heard_next: 0,
             held: None,

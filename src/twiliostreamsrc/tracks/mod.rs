@@ -26,8 +26,10 @@
 //! of where the audio of both tracks has reached in real time since their
 //! last chunks (lost chunks leave a gap in real time too) by more than the
 //! wait less a chunk, so that a step taken for a gap never leaves its track
-//! leading by more than the wait (which would starve the other track).
-//! Without the other track's audio, the track's own furthest reach of the
+//! leading by more than the wait (which would starve the other track). A
+//! track's own reach counts without what such a gap put it ahead of real
+//! time, or two of them would add up to more. Without the other track's
+//! audio, the track's own furthest reach of the
 //! last 2 s stands in for it, so that a burst of late chunks and then a
 //! loss is no step.
 //!
@@ -198,10 +200,16 @@ impl Aligner {
                 }
                 Behind::Late | Behind::No => {}
             }
-            if let Some(step) = self.stepped_ahead(track, due, ulaw.len(), arrival) {
-                self.lanes[i].offset -= step;
-                due -= step;
-                placed.step = Some(saturate(step));
+            match self.stepped_ahead(track, due, ulaw.len(), arrival) {
+                Jump::Step(step) => {
+                    self.lanes[i].offset -= step;
+                    due -= step;
+                    placed.step = Some(saturate(step));
+                }
+                Jump::Gap => {
+                    self.lanes[i].early = self.early(track, due + ulaw.len() as i128, arrival)
+                }
+                Jump::No => {}
             }
         }
         let found = self.place(track, due, ulaw, arrival);
@@ -250,22 +258,43 @@ impl Aligner {
     /// that and its chunk, and a lead past the wait starves the other
     /// track; below a wait of two chunks, half the wait is left to jitter.)
     /// Without the other track's reach, the track's own best lately stands
-    /// in (a burst of late chunks then a loss is no step). The step, in
-    /// samples.
-    fn stepped_ahead(&self, track: Track, due: i128, len: usize, arrival: Instant) -> Option<i128> {
+    /// in (a burst of late chunks then a loss is no step). The track's own
+    /// reach counts without what an earlier step taken for a gap put it
+    /// ahead of real time: two such steps would add up to a lead past the
+    /// wait.
+    fn stepped_ahead(&self, track: Track, due: i128, len: usize, arrival: Instant) -> Jump {
         let lane = &self.lanes[track.index()];
         let end = self.end(track) as i128;
         if !lane.started || due <= end + GAP_TOLERANCE as i128 {
-            return None;
+            return Jump::No;
         }
         let other = &self.lanes[track.other().index()];
+        let own = |reach: Option<i128>| reach.map(|r| r - lane.early);
         let reached = match other.expected.then(|| other.reach(arrival)).flatten() {
-            Some(other) => lane.reach(arrival).map_or(other, |own| own.max(other)),
-            None => lane.best_reach(arrival)?,
+            Some(other) => own(lane.reach(arrival)).map_or(other, |own| own.max(other)),
+            None => match own(lane.best_reach(arrival)) {
+                Some(reached) => reached,
+                None => return Jump::No,
+            },
         };
         let (len, wait) = (len as i128, self.max_wait as i128);
         let bound = (wait - len).max(wait / 2);
-        (due + len - reached > bound).then_some(due - end)
+        match due + len - reached > bound {
+            true => Jump::Step(due - end),
+            false => Jump::Gap,
+        }
+    }
+
+    /// How far `track`'s audio, ending at `end` after a gap, runs ahead of
+    /// real time: of where both tracks have reached by the chunks that
+    /// reached furthest lately (a chunk after a loss in a burst after a
+    /// stall comes with the time that passed, not ahead of it).
+    fn early(&self, track: Track, end: i128, arrival: Instant) -> i128 {
+        let lane = &self.lanes[track.index()];
+        let other = &self.lanes[track.other().index()];
+        let own = lane.best_reach(arrival).map(|r| r - lane.early);
+        let other = other.expected.then(|| other.best_reach(arrival)).flatten();
+        own.max(other).map_or(0, |reached| (end - reached).max(0))
     }
 
     /// Places a chunk of `track` at `due` on the axis.
@@ -488,6 +517,16 @@ impl Aligner {
         }
         self.position += samples as u64;
     }
+}
+
+/// A gap before a chunk, told by [`Aligner::stepped_ahead`].
+enum Jump {
+    /// No gap.
+    No,
+    /// A step in the timestamps: by this many samples.
+    Step(i128),
+    /// Lost chunks.
+    Gap,
 }
 
 /// `samples` as an i64, saturated.

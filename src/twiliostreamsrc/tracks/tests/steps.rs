@@ -370,3 +370,26 @@ fn a_late_burst_then_a_loss_without_the_other_track_is_no_step() {
         assert_eq!((out.lost, out.too_late), ([3, 0], 0), "{outbound}");
     }
 }
+
+#[test]
+fn steps_ahead_taken_for_gaps_do_not_add_up_to_a_lead_past_the_wait() {
+    // Both tracks in real time; the inbound timestamps step 30 ms ahead
+    // twice. The first is below the wait less a chunk: a gap, and the
+    // track runs 30 ms ahead of real time. The second, 60 ms ahead of real
+    // time in all, is a step: taken for a gap too, the inbound track would
+    // lead by 60 ms and a chunk, and the outbound chunks would come after
+    // the wait gave up their time, for the rest of the call.
+    let mut sent = steady(80);
+    step(&mut sent, In, 20, 30);
+    step(&mut sent, In, 40, 30);
+    let out = play(sent);
+    assert_eq!(out.steps, [(In, 40, 240)]);
+    let mut inbound = whole(In, 20, 0..0);
+    inbound.extend([S; 240]);
+    inbound.extend(&whole(In, 80, 0..0)[20 * 160..]);
+    assert_eq!(out.channels[0], inbound);
+    // The outbound track whole (at the end, padded to the inbound one).
+    assert_eq!(out.channels[1][..80 * 160], whole(Out, 80, 0..0));
+    assert_eq!(out.channels[1][80 * 160..], [S; 240]);
+    assert_eq!((out.lost, out.too_late), ([2, 2], 0));
+}
