@@ -29,22 +29,6 @@ use common::sink::*;
 use common::*;
 use gst::prelude::*;
 
-/// Calls `hook` on the thread that logs, whenever `sink` logs a line
-/// containing `text` (at DEBUG or above).
-fn on_log(sink: &gst::Element, text: &'static str, hook: impl Fn() + Send + Sync + 'static) {
-    gst::log::remove_default_log_function();
-    gst::log::set_threshold_for_name("twiliostreamsink", gst::DebugLevel::Debug);
-    let sink = sink.as_ptr() as usize;
-    gst::log::add_log_function(move |cat, _, _, _, _, object, message| {
-        if cat.name() == "twiliostreamsink"
-            && object.is_some_and(|o| o.as_ptr() as usize == sink)
-            && message.get().is_some_and(|m| m.contains(text))
-        {
-            hook();
-        }
-    });
-}
-
 #[test]
 fn a_push_under_way_when_the_pipeline_pauses_goes_in_before_the_sink_pauses() {
     let p = pipeline(

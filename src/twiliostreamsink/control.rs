@@ -286,8 +286,7 @@ impl TwilioStreamSink {
             return true;
         };
         if !call.is_open() || call.is_stopped() {
-            self.await_call_over();
-            return true;
+            return self.await_call_over();
         }
         let end = self.settings.locked().end_stream_on_eos;
         if end || owns_call {
@@ -320,15 +319,20 @@ impl TwilioStreamSink {
     /// without `stop`): lets its poster post that first (bounded,
     /// cancellable), as a src posts `twilio-stop` before its EOS; an
     /// application that quits at EOS would miss it, and `gst-launch-1.0 -m`
-    /// with it.
-    fn await_call_over(&self) {
+    /// with it. False if a flush or a stop ended the wait: the EOS is
+    /// dropped, as in `play_out`. (Handed on, it would reach BaseSink's own
+    /// preroll wait, which waits before it looks at `flushing`: the flush's
+    /// one wake-up already went to the `wait_preroll` here, so it would wait
+    /// for good, holding the stream lock that deactivating the pad takes.)
+    fn await_call_over(&self) -> bool {
         if tokio::runtime::Handle::try_current().is_ok() {
-            return;
+            return true;
         }
         let over = match &self.state.locked().poster {
             Some(poster) => poster.call_over(),
-            None => return,
+            None => return true,
         };
+        gst::debug!(CAT, imp = self, "EOS: waiting for the call's last messages");
         let mut posted = RUNTIME.spawn(async move {
             let _ = tokio::time::timeout(POSTER_DRAIN, over).await;
         });
@@ -337,9 +341,11 @@ impl TwilioStreamSink {
         while wait(&self.canceller, &mut posted).is_err() {
             if self.obj().wait_preroll().is_err() {
                 posted.abort();
-                return;
+                gst::debug!(CAT, imp = self, "EOS: flushing, the stream goes on");
+                return false;
             }
         }
+        true
     }
 
     /// EOS before any call, in a sink that listens itself: it takes no call
@@ -417,8 +423,7 @@ impl TwilioStreamSink {
         }
         if call.is_stopped() {
             gst::debug!(CAT, imp = self, "EOS: Twilio stopped the stream meanwhile");
-            self.await_call_over();
-            return true;
+            return self.await_call_over();
         }
         if played {
             gst::debug!(CAT, imp = self, "EOS: played out");

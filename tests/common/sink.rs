@@ -141,3 +141,19 @@ pub fn end_of_stream(app: &gst::Element) {
     let ret = app.emit_by_name::<gst::FlowReturn>("end-of-stream", &[]);
     assert_eq!(ret, gst::FlowReturn::Ok);
 }
+
+/// Calls `hook` on the thread that logs, whenever `sink` logs a line
+/// containing `text` (at DEBUG or above).
+pub fn on_log(sink: &gst::Element, text: &'static str, hook: impl Fn() + Send + Sync + 'static) {
+    gst::log::remove_default_log_function();
+    gst::log::set_threshold_for_name("twiliostreamsink", gst::DebugLevel::Debug);
+    let sink = sink.as_ptr() as usize;
+    gst::log::add_log_function(move |cat, _, _, _, _, object, message| {
+        if cat.name() == "twiliostreamsink"
+            && object.is_some_and(|o| o.as_ptr() as usize == sink)
+            && message.get().is_some_and(|m| m.contains(text))
+        {
+            hook();
+        }
+    });
+}
