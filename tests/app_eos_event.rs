@@ -121,3 +121,56 @@ fn eos_then_null_at_once_returns() {
 fn eos_then_null_at_once_returns_from_the_streaming_thread() {
     eos_then_null_at_once("! queue !", "shared-threads=false");
 }
+
+/// The caller hangs up (`stop`) just as the application sends EOS: the sink
+/// lets the EOS through at once (nothing to play out), but not before the
+/// src has posted `twilio-stop`, read after its own EOS (an application
+/// that quits at EOS would miss it). Once per call, and no `twilio-ended`.
+fn stop_as_eos_is_sent(between: &str, src_props: &str) {
+    init();
+    for n in 0..8 {
+        let p = pipeline(&format!(
+            "twiliostreamsrc name=src port=0 {src_props} ! audio/x-mulaw {between} twiliostreamsink"
+        ));
+        let src = by_name(&p, "src");
+        set_state(&p, gst::State::Playing);
+        let mut call = common::app::instant_call(&url_of(&src));
+        let sent = pattern(n, 5);
+        for chunk in sent.chunks(160) {
+            call.send_media(chunk).unwrap();
+        }
+        receive_until(&mut call, |got| media_bytes(got).len() >= sent.len());
+        call.send_stop().unwrap();
+        assert!(p.send_event(gst::event::Eos::new()));
+        let before_eos = wait_eos(&p.bus().unwrap());
+        let stops = element_messages(&before_eos, "twilio-stop").len();
+        let ended = element_messages(&before_eos, "twilio-ended").len();
+        assert_eq!(
+            (stops, ended),
+            (1, 0),
+            "{between} {src_props} call {n}: {before_eos:?}"
+        );
+        rt().block_on(call.close());
+        set_state(&p, gst::State::Null);
+    }
+}
+
+#[test]
+fn a_stop_as_eos_is_sent_is_posted_before_eos() {
+    stop_as_eos_is_sent("! queue !", "");
+}
+
+#[test]
+fn the_same_from_the_streaming_thread_too() {
+    stop_as_eos_is_sent("! queue !", "shared-threads=false");
+}
+
+#[test]
+fn a_stop_as_eos_is_sent_without_a_queue() {
+    stop_as_eos_is_sent("!", "");
+}
+
+#[test]
+fn a_stop_as_eos_is_sent_without_a_queue_from_the_streaming_thread() {
+    stop_as_eos_is_sent("!", "shared-threads=false");
+}

@@ -10,6 +10,7 @@ mod common;
 
 use std::sync::{Mutex, mpsc};
 
+use common::peer::{Echo, Peer};
 use common::sink::*;
 use common::*;
 use gst::prelude::*;
@@ -32,6 +33,13 @@ fn hold_twilio_stop(bus: &gst::Bus) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
         gst::BusSyncReply::Pass
     });
     (held, release)
+}
+
+/// Each test holds a network thread in its sync handler: one at a time,
+/// or together they would hold every thread of the plugin's runtime.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A channel told each time `sink` logs [`WAITING`].
@@ -61,6 +69,7 @@ fn null_returns_while_held(p: &gst::Pipeline, release: mpsc::Sender<()>) {
 /// A sink listening itself: its poster posts the call's `twilio-stop`.
 #[test]
 fn a_lone_sink_stopped_while_its_eos_waits_for_twilio_stop() {
+    let _one = one_at_a_time();
     init();
     let p = pipeline(
         "appsrc name=app format=time \
@@ -79,4 +88,152 @@ fn a_lone_sink_stopped_while_its_eos_waits_for_twilio_stop() {
     end_of_stream(&app);
     waiting.recv_timeout(PATIENCE).expect("the EOS waits");
     null_returns_while_held(&p, release);
+}
+
+/// An echo (`between` the elements, the src with `src_props`) ended by an
+/// EOS event, whose caller hangs up as the EOS is on its way to the sink
+/// (held at the sink's pad until then): the src reads that `stop` after
+/// its EOS, and the sink, finding the call stopped, waits for the src to
+/// post `twilio-stop`. The pipeline, once the bus's sync handler (which
+/// `hold` installs) holds that `twilio-stop`, and what the sink logs.
+fn echo_stopped_after_its_eos(
+    between: &str,
+    src_props: &str,
+    hold: impl FnOnce(&gst::Bus) -> mpsc::Receiver<()>,
+) -> (gst::Pipeline, mpsc::Receiver<()>) {
+    init();
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 {src_props} ! audio/x-mulaw {between} \
+         twiliostreamsink name=sink"
+    ));
+    let (src, sink) = (by_name(&p, "src"), by_name(&p, "sink"));
+    let held = hold(&p.bus().unwrap());
+    let waiting = waiting_log(&sink);
+    let (go, eos_held) = mpsc::channel::<()>();
+    let eos_held = Mutex::new(eos_held);
+    sink.static_pad("sink").unwrap().add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| match info.event().map(|e| e.type_()) {
+            Some(gst::EventType::Eos) => {
+                let _ = eos_held.lock().unwrap().recv_timeout(PATIENCE);
+                gst::PadProbeReturn::Remove
+            }
+            _ => gst::PadProbeReturn::Ok,
+        },
+    );
+    set_state(&p, gst::State::Playing);
+    let peer = Peer::dial(&url_of(&src), Echo::Never);
+    for n in 0..5 {
+        peer.send_media(&[0x55; 160], n + 1, n * 20);
+    }
+    peer.wait_for("the echo", |st| !st.media.is_empty());
+    assert!(p.send_event(gst::event::Eos::new()));
+    peer.stop();
+    held.recv_timeout(PATIENCE).expect("twilio-stop posted");
+    go.send(()).unwrap();
+    (p, waiting)
+}
+
+fn paired_sink_stopped_while_its_eos_waits(between: &str, src_props: &str) {
+    let _one = one_at_a_time();
+    let mut release = None;
+    let (p, waiting) = echo_stopped_after_its_eos(between, src_props, |bus| {
+        let (held, go) = hold_twilio_stop(bus);
+        release = Some(go);
+        held
+    });
+    waiting.recv_timeout(PATIENCE).expect("the EOS waits");
+    null_returns_while_held(&p, release.unwrap());
+}
+
+#[test]
+fn a_paired_sink_stopped_while_its_eos_waits_for_twilio_stop() {
+    paired_sink_stopped_while_its_eos_waits("!", "");
+}
+
+#[test]
+fn the_same_through_a_queue() {
+    paired_sink_stopped_while_its_eos_waits("! queue !", "");
+}
+
+#[test]
+fn the_same_from_the_streaming_thread() {
+    paired_sink_stopped_while_its_eos_waits("!", "shared-threads=false");
+}
+
+#[test]
+fn the_same_from_the_streaming_thread_through_a_queue() {
+    paired_sink_stopped_while_its_eos_waits("! queue !", "shared-threads=false");
+}
+
+/// The application's sync handler holds `twilio-stop` (on the src's
+/// thread) until the sink waits for it, or until the pipeline's EOS comes
+/// without that wait: the sink must wait, and the stop come first.
+fn a_held_twilio_stop_comes_before_eos(between: &str, src_props: &str) {
+    let _one = one_at_a_time();
+    let (eos_tx, eos) = mpsc::channel::<()>();
+    let (release, released) = mpsc::channel::<()>();
+    let (p, waiting) = echo_stopped_after_its_eos(between, src_props, move |bus| {
+        let (held_tx, held) = mpsc::channel();
+        let (held_tx, released, eos_tx) = (
+            Mutex::new(held_tx),
+            Mutex::new(released),
+            Mutex::new(eos_tx),
+        );
+        bus.set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Eos(_) = msg.view() {
+                let _ = eos_tx.lock().unwrap().send(());
+            } else if msg.structure().is_some_and(|s| s.name() == "twilio-stop") {
+                let _ = held_tx.lock().unwrap().send(());
+                let _ = released.lock().unwrap().recv_timeout(PATIENCE);
+            }
+            gst::BusSyncReply::Pass
+        });
+        held
+    });
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let sink_waited = loop {
+        if waiting.try_recv().is_ok() {
+            break true;
+        }
+        if eos.try_recv().is_ok() {
+            break false;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "neither a wait nor EOS"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    release.send(()).unwrap();
+    let before_eos = common::app::wait_eos(&p.bus().unwrap());
+    set_state(&p, gst::State::Null);
+    assert!(sink_waited, "{between} {src_props}: EOS before twilio-stop");
+    let stops = element_messages(&before_eos, "twilio-stop").len();
+    let ended = element_messages(&before_eos, "twilio-ended").len();
+    assert_eq!(
+        (stops, ended),
+        (1, 0),
+        "{between} {src_props}: {before_eos:?}"
+    );
+}
+
+#[test]
+fn a_held_twilio_stop_still_comes_before_eos() {
+    a_held_twilio_stop_comes_before_eos("!", "");
+}
+
+#[test]
+fn a_held_twilio_stop_through_a_queue() {
+    a_held_twilio_stop_comes_before_eos("! queue !", "");
+}
+
+#[test]
+fn a_held_twilio_stop_from_the_streaming_thread() {
+    a_held_twilio_stop_comes_before_eos("!", "shared-threads=false");
+}
+
+#[test]
+fn a_held_twilio_stop_from_the_streaming_thread_through_a_queue() {
+    a_held_twilio_stop_comes_before_eos("! queue !", "shared-threads=false");
 }

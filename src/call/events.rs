@@ -155,7 +155,7 @@ impl Events {
                         queue.media_bytes -= weight;
                     }
                     CallEvent::Stop(_) | CallEvent::Closed(_) | CallEvent::Ended(_) => {
-                        queue.end_read = true
+                        queue.end_taken = true
                     }
                     _ => {}
                 }
@@ -164,6 +164,14 @@ impl Events {
             None if queue.closed => Poll::Ready(None),
             None => Poll::Pending,
         }
+    }
+
+    /// The consumer has handled the call's end (`stop`, `Closed`, `Ended`,
+    /// or the queue's end) and posted its messages: see
+    /// [`Backlog::end_unread`]. (Not at its `try_recv`: a paired sink's EOS
+    /// that waits for the end would then beat the end's messages.)
+    pub fn end_handled(&self) {
+        self.queue.lock().end_read = true;
     }
 
     /// Puts `event`, just taken by [`Self::try_recv`], back in front, as
@@ -180,7 +188,7 @@ impl Events {
             }
             // The consumer reads nothing after an end: this one was the first.
             CallEvent::Stop(_) | CallEvent::Closed(_) | CallEvent::Ended(_) => {
-                queue.end_read = false
+                queue.end_taken = false
             }
             _ => {}
         }
@@ -211,10 +219,12 @@ pub(super) struct Backlog {
 impl Backlog {
     /// The consumer has yet to read the call's end: the task is still
     /// queuing, or events wait, and the consumer has neither let go nor
-    /// taken an event that ends the call (a src reads nothing after it).
+    /// handled (and posted) the call's end (a src reads nothing after it).
     pub(super) fn end_unread(&self) -> bool {
         let queue = self.queue.lock();
-        !queue.unread && !queue.end_read && (!queue.closed || !queue.events.is_empty())
+        !queue.unread
+            && !queue.end_read
+            && (!queue.closed || !queue.events.is_empty() || queue.end_taken)
     }
 }
 
@@ -257,8 +267,10 @@ struct Queued {
     closed: bool,
     /// The receiver is gone: what comes is dropped.
     unread: bool,
-    /// The receiver took a `Stop`, `Closed` or `Ended`.
+    /// The receiver handled the end ([`Events::end_handled`]).
     end_read: bool,
+    /// The receiver took a `Stop`, `Closed` or `Ended` (and is handling it).
+    end_taken: bool,
     /// Payload buffers the consumer has finished with.
     spare: Vec<Vec<u8>>,
 }

@@ -470,7 +470,7 @@ impl Call {
     }
 
     /// An element took the call's events and has yet to read the call's
-    /// end (`stop`, or the socket's end), which it posts before its EOS. A paired sink
+    /// end (`stop`, or the socket's end) and post it, before its EOS. A paired sink
     /// fed by that element does not answer its buffers with EOS meanwhile:
     /// the element would stop pushing, and never read (nor post) the end.
     pub fn end_unread(&self) -> bool {

@@ -286,7 +286,7 @@ impl TwilioStreamSink {
             return true;
         };
         if !call.is_open() || call.is_stopped() {
-            return self.await_call_over();
+            return self.await_call_over(&call);
         }
         let end = self.settings.locked().end_stream_on_eos;
         if end || owns_call {
@@ -315,27 +315,29 @@ impl TwilioStreamSink {
         ret.into_result()
     }
 
-    /// At EOS, a call of the sink's own that Twilio stopped (or that ended
-    /// without `stop`): lets its poster post that first (bounded,
-    /// cancellable), as a src posts `twilio-stop` before its EOS; an
-    /// application that quits at EOS would miss it, and `gst-launch-1.0 -m`
-    /// with it. False if a flush or a stop ended the wait: the EOS is
+    /// At EOS, a call that Twilio stopped (or that ended without `stop`):
+    /// lets its `twilio-stop` be posted first (bounded, cancellable), as a
+    /// src posts it before its EOS; an application that quits at EOS would
+    /// miss it, and `gst-launch-1.0 -m` with it. The sink's own poster posts
+    /// it; a paired sink's src, once it reads the call's end (an EOS event
+    /// sent to the src beats that read: the src reads on for the messages,
+    /// `after_eos.rs`). False if a flush or a stop ended the wait: the EOS is
     /// dropped, as in `play_out`. (Handed on, it would reach BaseSink's own
     /// preroll wait, which waits before it looks at `flushing`: the flush's
     /// one wake-up already went to the `wait_preroll` here, so it would wait
     /// for good, holding the stream lock that deactivating the pad takes.)
-    fn await_call_over(&self) -> bool {
+    fn await_call_over(&self, call: &Arc<Call>) -> bool {
         if tokio::runtime::Handle::try_current().is_ok() {
             return true;
         }
-        let over = match &self.state.locked().poster {
-            Some(poster) => poster.call_over(),
-            None => return true,
-        };
+        let poster = self.state.locked().poster.as_ref().map(|p| p.call_over());
         gst::debug!(CAT, imp = self, "EOS: waiting for the call's last messages");
-        let mut posted = RUNTIME.spawn(async move {
-            let _ = tokio::time::timeout(POSTER_DRAIN, over).await;
-        });
+        let mut posted = match poster {
+            Some(over) => RUNTIME.spawn(async move {
+                let _ = tokio::time::timeout(POSTER_DRAIN, over).await;
+            }),
+            None => RUNTIME.spawn(end_read(call.clone())),
+        };
         // A pause suspends the wait until PLAYING, as in `play_out`; a
         // flush or a stop ends it.
         while wait(&self.canceller, &mut posted).is_err() {
@@ -423,7 +425,7 @@ impl TwilioStreamSink {
         }
         if call.is_stopped() {
             gst::debug!(CAT, imp = self, "EOS: Twilio stopped the stream meanwhile");
-            return self.await_call_over();
+            return self.await_call_over(&call);
         }
         if played {
             gst::debug!(CAT, imp = self, "EOS: played out");
@@ -446,12 +448,7 @@ impl TwilioStreamSink {
                 }),
                 // A paired sink: its src posts them as it reads the call's
                 // end, after its own EOS too (it reads on for the messages).
-                None => RUNTIME.spawn(async move {
-                    let until = tokio::time::Instant::now() + POSTER_DRAIN;
-                    while call.end_unread() && tokio::time::Instant::now() < until {
-                        tokio::time::sleep(END_READ_LOOK).await;
-                    }
-                }),
+                None => RUNTIME.spawn(end_read(call)),
             };
             let _ = wait(&self.canceller, posted);
         }
@@ -464,6 +461,15 @@ const POSTER_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How often a paired sink's EOS looks whether its src read the call's end.
 const END_READ_LOOK: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Until the element consuming `call` has read its end and posted its
+/// messages ([`Call::end_unread`]), at most [`POSTER_DRAIN`].
+async fn end_read(call: Arc<Call>) {
+    let until = tokio::time::Instant::now() + POSTER_DRAIN;
+    while call.end_unread() && tokio::time::Instant::now() < until {
+        tokio::time::sleep(END_READ_LOOK).await;
+    }
+}
 
 #[cfg(test)]
 mod tests {

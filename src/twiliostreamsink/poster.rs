@@ -65,6 +65,10 @@ pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> Poster {
         while let Some(event) = events.recv().await {
             let Some(e) = element.upgrade() else { return };
             let sink = e.downcast_ref::<super::TwilioStreamSink>().unwrap();
+            let end = matches!(
+                event,
+                CallEvent::Stop(_) | CallEvent::Closed(_) | CallEvent::Ended(_)
+            );
             // A panic is contained, and the sink stops (`panicked.rs`).
             let posted = sink.imp().on_network(|| match event {
                 CallEvent::Start(start) => {
@@ -90,6 +94,10 @@ pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> Poster {
             });
             if posted.is_none() {
                 return;
+            }
+            if end {
+                // Posted: the sink may answer its buffers with EOS.
+                events.end_handled();
             }
         }
     });

@@ -224,6 +224,8 @@ impl TwilioStreamSrc {
         }
         let mut state = self.state.locked();
         state.finished = true;
+        // Its messages are out: a paired sink's EOS may go on.
+        state.events.iter().for_each(|events| events.end_handled());
         self.drain(&mut state)
     }
 

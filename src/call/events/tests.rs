@@ -64,14 +64,15 @@ fn an_event_put_back_is_as_if_never_taken() {
         sizes.push(chunk.ulaw.len());
     }
     assert_eq!(sizes, [160, 20], "in their order");
-    // (The loop took the stop.)
-    assert!(!backlog.end_unread());
+    // (The loop took the stop: unread until the consumer handled it.)
+    assert!(backlog.end_unread());
     events.put_back(CallEvent::Stop(StopInfo::default()));
     assert!(backlog.end_unread(), "the end is unread again");
     assert!(matches!(
         events.try_recv(),
         Poll::Ready(Some(CallEvent::Stop(_)))
     ));
+    events.end_handled();
     assert!(!backlog.end_unread());
     assert!(matches!(events.try_recv(), Poll::Ready(None)));
 }
@@ -106,6 +107,8 @@ fn an_event_put_back_goes_before_what_came_meanwhile() {
         };
         taken.push(event);
     }
+    assert!(backlog.end_unread(), "until it is handled");
+    events.end_handled();
     assert!(matches!(
         taken.as_slice(),
         [CallEvent::Media(a), CallEvent::Media(b), CallEvent::Closed(_)]
@@ -145,6 +148,8 @@ fn the_end_is_unread_until_the_consumer_read_it_or_let_go() {
         events.try_recv(),
         Poll::Ready(Some(CallEvent::Ended(_)))
     ));
+    assert!(backlog.end_unread(), "taken, its messages not posted yet");
+    events.end_handled();
     assert!(!backlog.end_unread(), "all read");
 
     // A src reads nothing after `stop`: what comes later stays unread.
@@ -155,6 +160,7 @@ fn the_end_is_unread_until_the_consumer_read_it_or_let_go() {
     drop(sender);
     assert!(backlog.end_unread());
     assert!(events.try_recv().is_ready());
+    events.end_handled();
     assert!(!backlog.end_unread(), "the end was read");
 
     let (sender, events) = channel();
