@@ -123,9 +123,11 @@ fn eos_then_null_at_once_returns_from_the_streaming_thread() {
 }
 
 /// The caller hangs up (`stop`) just as the application sends EOS: the sink
-/// lets the EOS through at once (nothing to play out), but not before the
-/// src has posted `twilio-stop`, read after its own EOS (an application
-/// that quits at EOS would miss it). Once per call, and no `twilio-ended`.
+/// has nothing to play out, but lets the EOS through only once the src has
+/// posted `twilio-stop`, which it may read after its own EOS (an
+/// application that quits at EOS would miss it). Once per call, and no
+/// `twilio-ended`. (Whether the stop comes before or after the src's EOS
+/// is chance: `sink_eos_held.rs` holds it there.)
 fn stop_as_eos_is_sent(between: &str, src_props: &str) {
     init();
     for n in 0..8 {
@@ -161,7 +163,7 @@ fn a_stop_as_eos_is_sent_is_posted_before_eos() {
 }
 
 #[test]
-fn the_same_from_the_streaming_thread_too() {
+fn a_stop_as_eos_is_sent_from_the_streaming_thread() {
     stop_as_eos_is_sent("! queue !", "shared-threads=false");
 }
 
