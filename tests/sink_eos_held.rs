@@ -53,7 +53,10 @@ fn waiting_log(sink: &gst::Element) -> mpsc::Receiver<()> {
 }
 
 /// Takes `p` to NULL while the sink's EOS waits (the `twilio-stop` it
-/// waits for held), then lets the stop go: the state change must return.
+/// waits for held), then lets the stop go: the state change must return,
+/// the EOS dropped, as README says of a stop during the EOS wait (not
+/// posted once the wait ran out: the pipeline has `message-forward` on, to
+/// show the sink's own EOS message).
 fn null_returns_while_held(p: &gst::Pipeline, release: mpsc::Sender<()>) {
     let (done_tx, done) = mpsc::channel();
     let p2 = p.clone();
@@ -64,6 +67,14 @@ fn null_returns_while_held(p: &gst::Pipeline, release: mpsc::Sender<()>) {
     let _ = release.send(());
     let result = result.expect("deadlock: NULL did not return while the EOS waited");
     result.expect("NULL");
+    let messages = drain_messages(&p.bus().unwrap());
+    let eos = messages.iter().any(|m| {
+        m.structure()
+            .filter(|s| s.name() == "GstBinForwarded")
+            .and_then(|s| s.get::<gst::Message>("message").ok())
+            .is_some_and(|m| m.type_() == gst::MessageType::Eos)
+    });
+    assert!(!eos, "the sink posted its EOS: {messages:?}");
 }
 
 /// A sink listening itself: its poster posts the call's `twilio-stop`.
@@ -76,6 +87,8 @@ fn a_lone_sink_stopped_while_its_eos_waits_for_twilio_stop() {
          caps=audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved ! \
          twiliostreamsink name=sink port=0 sync=false",
     );
+    p.set_property("message-forward", true);
+    p.set_auto_flush_bus(false);
     let (app, sink) = (by_name(&p, "app"), by_name(&p, "sink"));
     let (held, release) = hold_twilio_stop(&p.bus().unwrap());
     let waiting = waiting_log(&sink);
@@ -106,6 +119,8 @@ fn echo_stopped_after_its_eos(
         "twiliostreamsrc name=src port=0 {src_props} ! audio/x-mulaw {between} \
          twiliostreamsink name=sink"
     ));
+    p.set_property("message-forward", true);
+    p.set_auto_flush_bus(false);
     let (src, sink) = (by_name(&p, "src"), by_name(&p, "sink"));
     let held = hold(&p.bus().unwrap());
     let waiting = waiting_log(&sink);

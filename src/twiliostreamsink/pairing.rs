@@ -337,6 +337,14 @@ impl TwilioStreamSink {
             }
             _ => false,
         };
+        if sync && transition != gst::StateChange::PausedToPlaying {
+            // Turning `async` off takes BaseSink's preroll lock, which an
+            // EOS waiting in `event()` holds (for the playout, or the
+            // call's twilio-stop): end that wait first, as BaseSink's
+            // unlock would (its unlock_stop follows), or the state change
+            // would wait for the wait's bound.
+            self.canceller.locked().cancel();
+        }
         let result = self.not_async_if(sync, || self.parent_change_state(transition));
         if transition == gst::StateChange::PausedToPlaying {
             // Only now: what came before PLAYING would be prerolled.
