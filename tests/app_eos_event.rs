@@ -83,23 +83,29 @@ fn the_same_from_the_streaming_thread() {
     eos_event_keeps_the_calls_messages("! queue !", "shared-threads=false");
 }
 
+/// A μ-law echo (`between` the src and the sink) playing, with a call whose
+/// first 100 ms (`pattern(n, 5)`) came back.
+fn echoing(between: &str, src_props: &str, n: usize) -> (gst::Pipeline, TwilioCall) {
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 {src_props} ! audio/x-mulaw {between} twiliostreamsink"
+    ));
+    set_state(&p, gst::State::Playing);
+    let mut call = common::app::instant_call(&url_of(&by_name(&p, "src")));
+    let sent = pattern(n, 5);
+    for chunk in sent.chunks(160) {
+        call.send_media(chunk).unwrap();
+    }
+    receive_until(&mut call, |got| media_bytes(got).len() >= sent.len());
+    (p, call)
+}
+
 /// The application sends EOS and goes to NULL at once, without waiting for
 /// the pipeline's EOS: the state change returns (the sink's playout and its
 /// wait for the src end with it), the call is closed.
 fn eos_then_null_at_once(between: &str, src_props: &str) {
     init();
     for round in 0..4 {
-        let p = pipeline(&format!(
-            "twiliostreamsrc name=src port=0 {src_props} ! audio/x-mulaw {between} twiliostreamsink name=sink"
-        ));
-        let src = by_name(&p, "src");
-        set_state(&p, gst::State::Playing);
-        let mut call = common::app::instant_call(&url_of(&src));
-        let sent = pattern(round, 5);
-        for chunk in sent.chunks(160) {
-            call.send_media(chunk).unwrap();
-        }
-        receive_until(&mut call, |got| media_bytes(got).len() >= sent.len());
+        let (p, mut call) = echoing(between, src_props, round);
         if round % 2 == 1 {
             call.send_stop().unwrap();
         }
@@ -131,17 +137,7 @@ fn eos_then_null_at_once_returns_from_the_streaming_thread() {
 fn stop_as_eos_is_sent(between: &str, src_props: &str) {
     init();
     for n in 0..8 {
-        let p = pipeline(&format!(
-            "twiliostreamsrc name=src port=0 {src_props} ! audio/x-mulaw {between} twiliostreamsink"
-        ));
-        let src = by_name(&p, "src");
-        set_state(&p, gst::State::Playing);
-        let mut call = common::app::instant_call(&url_of(&src));
-        let sent = pattern(n, 5);
-        for chunk in sent.chunks(160) {
-            call.send_media(chunk).unwrap();
-        }
-        receive_until(&mut call, |got| media_bytes(got).len() >= sent.len());
+        let (p, mut call) = echoing(between, src_props, n);
         call.send_stop().unwrap();
         assert!(p.send_event(gst::event::Eos::new()));
         let before_eos = wait_eos(&p.bus().unwrap());
