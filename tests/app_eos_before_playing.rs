@@ -124,3 +124,54 @@ fn eos_while_paused() {
 }
 
 in_both_modes!(eos_while_paused);
+
+/// An EOS sent to the element whose push is refused (the element stopped
+/// while its streaming thread pushed it): a later EOS of the element's own
+/// (the next call's end, after a restart) carries a seqnum of its own, not
+/// the application's old one.
+fn refused_eos_leaves_no_seqnum_behind() {
+    init();
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 {} ! audio/x-mulaw ! fakesink name=sink sync=false",
+        SRC_PROPS.get()
+    ));
+    let src = by_name(&p, "src");
+    let eos_seqnum = eos_seqnum_at(&by_name(&p, "sink"));
+    // Holds the first EOS on the src's pad until the stop flushes it.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let first = std::sync::atomic::AtomicBool::new(true);
+    src.static_pad("src").unwrap().add_probe(
+        gst::PadProbeType::BLOCK | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| match &info.data {
+            Some(gst::PadProbeData::Event(e))
+                if e.type_() == gst::EventType::Eos
+                    && first.swap(false, std::sync::atomic::Ordering::SeqCst) =>
+            {
+                let _ = held_tx.send(());
+                gst::PadProbeReturn::Ok
+            }
+            _ => gst::PadProbeReturn::Pass,
+        },
+    );
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&pattern(1, 1)).unwrap();
+    let eos = gst::event::Eos::new();
+    let seqnum = eos.seqnum();
+    assert!(send_bounded(&p, eos));
+    held_rx.recv_timeout(PATIENCE).expect("the EOS was pushed");
+    set_bounded(&p, gst::State::Ready);
+    assert_eq!(*eos_seqnum.lock().unwrap(), None, "the premise");
+    rt().block_on(call.close());
+
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&pattern(2, 1)).unwrap();
+    call.send_stop().unwrap();
+    wait_eos(&p.bus().unwrap());
+    let own = eos_seqnum.lock().unwrap().expect("an EOS reached the sink");
+    assert_ne!(own, seqnum, "the call's end carries the old EOS's seqnum");
+    set_bounded(&p, gst::State::Null);
+}
+
+in_both_modes!(refused_eos_leaves_no_seqnum_behind);

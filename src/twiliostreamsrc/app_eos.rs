@@ -9,8 +9,8 @@
 //! loop pushes after what went out before, with the event's seqnum. As
 //! BaseSrc drops its pending EOS, a flush drops one not carried out yet.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -28,6 +28,10 @@ pub(super) struct AppEos {
     asked: AtomicBool,
     /// The event's seqnum, for the EOS BaseSrc pushes (taken then).
     seqnum: Mutex<Option<gst::Seqnum>>,
+    /// The probe that puts that seqnum on BaseSrc's EOS, until it has: a
+    /// push refused (the element stopping meanwhile) would leave it for a
+    /// later EOS of the element's own.
+    probe: Arc<Mutex<Option<gst::PadProbeId>>>,
 }
 
 impl TwilioStreamSrc {
@@ -59,32 +63,46 @@ impl TwilioStreamSrc {
     pub(super) fn end_as_asked(&self) -> gst::FlowError {
         self.read_after_eos();
         if let Some(seqnum) = self.app_eos.seqnum.locked().take() {
-            // (Nothing in it can panic.)
-            self.obj()
-                .src_pad()
-                .add_probe(
-                    gst::PadProbeType::EVENT_DOWNSTREAM,
-                    move |_, info| match &mut info.data {
-                        Some(gst::PadProbeData::Event(event))
-                            if event.type_() == gst::EventType::Eos =>
-                        {
-                            event.make_mut().set_seqnum(seqnum);
-                            gst::PadProbeReturn::Remove
-                        }
-                        _ => gst::PadProbeReturn::Ok,
-                    },
-                );
+            self.remove_seqnum_probe();
+            let slot = self.app_eos.probe.clone();
+            // (Nothing in it can panic.) Added and stored on the streaming
+            // thread, which pushes the EOS only after this returns.
+            let id = self.obj().src_pad().add_probe(
+                gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |_, info| match &mut info.data {
+                    Some(gst::PadProbeData::Event(event))
+                        if event.type_() == gst::EventType::Eos =>
+                    {
+                        event.make_mut().set_seqnum(seqnum);
+                        slot.locked().take();
+                        gst::PadProbeReturn::Remove
+                    }
+                    _ => gst::PadProbeReturn::Ok,
+                },
+            );
+            *self.app_eos.probe.locked() = id;
         }
         gst::FlowError::Eos
     }
 
+    /// Removes the seqnum probe if its EOS never went through.
+    fn remove_seqnum_probe(&self) {
+        let id = self.app_eos.probe.locked().take();
+        if let Some(id) = id {
+            self.obj().src_pad().remove_probe(id);
+        }
+    }
+
     /// `BaseSrc::unlock` (a flush, or a stop): `create` returns, and an
-    /// EOS not carried out yet is dropped.
+    /// EOS not carried out yet is dropped, its seqnum with it.
     pub(super) fn unlock_create(&self) -> Result<(), gst::ErrorMessage> {
-        let mut canceller = self.canceller.locked();
-        self.app_eos.asked.store(false, Ordering::SeqCst);
-        *self.app_eos.seqnum.locked() = None;
-        canceller.cancel();
+        {
+            let mut canceller = self.canceller.locked();
+            self.app_eos.asked.store(false, Ordering::SeqCst);
+            *self.app_eos.seqnum.locked() = None;
+            canceller.cancel();
+        }
+        self.remove_seqnum_probe();
         Ok(())
     }
 
