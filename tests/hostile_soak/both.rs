@@ -25,9 +25,6 @@ use crate::peer::{CHUNK, Effect, Frame, Peer};
 const TRACKS: [&str; 2] = ["inbound", "outbound"];
 /// The default `track-wait` (60 ms), in samples.
 const WAIT: usize = 480;
-/// How far (samples) a chunk may lie from where its track has reached and
-/// still be placed there (timestamps a little off).
-const TOLERANCE: usize = 80;
 
 /// What one track sent, and must come out of its channel.
 #[derive(Default)]
@@ -323,16 +320,6 @@ impl Both {
             1 => (0, true),
             _ => (0, false),
         };
-        let from = b + gap_ms * 8;
-        // (A chunk at most the tolerance late, or early, is placed right
-        // after the silence: the track would be that much off from there.)
-        let off = match given_up > from {
-            true => (given_up - from) % CHUNK,
-            false => (from - given_up) * usize::from(given_up > b),
-        };
-        if !far && (1..=TOLERANCE).contains(&off) {
-            return self.valid(t);
-        }
         for _ in 0..k {
             self.valid(t);
         }

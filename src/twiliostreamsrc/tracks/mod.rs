@@ -354,12 +354,29 @@ impl Aligner {
         lane.fill(0);
         let whole = ulaw;
         let mut ulaw = ulaw;
-        if due > end + GAP_TOLERANCE as i128 {
+        // After silence past the track's audio (the wait given up, or a
+        // flush), there is no audio to round a chunk onto: it goes where
+        // its timestamp says, however little off (put right after the
+        // silence, its track would run that much early or late for good).
+        let after_silence = filled == 0 && (lane.audio_end as i128) < end;
+        let tolerance = if after_silence {
+            0
+        } else {
+            GAP_TOLERANCE as i128
+        };
+        if due > end + tolerance {
             // (Before its first chunk, a track is not losing any.)
             placed.gap = (due - end) as u64;
             lane.fill(placed.gap);
-        } else if due + (GAP_TOLERANCE as i128) < end {
-            let late = ((end - due) as u64).min(ulaw.len() as u64);
+        } else if due + tolerance < end {
+            // Its time went out, or to silence: that much of it is
+            // dropped (over the track's audio, within the tolerance, it
+            // is rounding).
+            let from = match due + (GAP_TOLERANCE as i128) < end {
+                true => due,
+                false => due.max(lane.audio_end as i128),
+            };
+            let late = ((end - from) as u64).min(ulaw.len() as u64);
             placed.late = late;
             ulaw = &ulaw[late as usize..];
         }

@@ -463,3 +463,69 @@ fn a_short_chunk_after_a_gap_counts_it_in_the_track_s_longest_chunks() {
     // rest (19.75 ms) one more.
     assert_eq!(lost, [0, 3]);
 }
+
+#[test]
+fn the_late_part_after_the_wait_is_dropped_also_within_the_rounding_tolerance() {
+    // track-wait 50 ms: the wait gives up the outbound track mid-chunk.
+    let mut a = Aligner::new(true, true, 400);
+    let t0 = Instant::now();
+    push(&mut a, t0, In, 0, 1);
+    push(&mut a, t0, Out, 0, 2);
+    take(&mut a).unwrap();
+    // The outbound track falls behind: at 80 ms, it is filled to 50 ms.
+    for ms in [20, 40, 60, 80] {
+        push(&mut a, t0, In, ms, 1);
+    }
+    let (frame, _, outb) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (240, [0, 2]));
+    assert_eq!(outb, vec![S; 240]);
+    // Its chunks come back: the one at 20 ms all late, the one at 40 ms
+    // late by 10 ms: what lies in the silence is dropped, the rest goes
+    // where its timestamp says.
+    assert_eq!(push(&mut a, t0, Out, 20, 3).late, 160);
+    let placed = push(&mut a, t0, Out, 40, 4);
+    assert_eq!((placed.late, placed.gap), (80, 0));
+    push(&mut a, t0, Out, 60, 5);
+    push(&mut a, t0, Out, 80, 6);
+    let (frame, inb, outb) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (400, [0, 0]));
+    assert_eq!(inb, vec![1; 400]);
+    let expected = [vec![4; 80], vec![5; 160], vec![6; 160]].concat();
+    assert_eq!(outb, expected, "the outbound track runs late");
+    // And on time from there.
+    push(&mut a, t0, In, 100, 7);
+    push(&mut a, t0, Out, 100, 8);
+    let (_, inb, outb) = take(&mut a).unwrap();
+    assert_eq!((inb, outb), (vec![7; 160], vec![8; 160]));
+}
+
+#[test]
+fn a_chunk_just_after_the_wait_s_silence_goes_where_its_timestamp_says() {
+    // track-wait 70 ms: the wait gives up the outbound track mid-chunk.
+    let mut a = Aligner::new(true, true, 560);
+    let t0 = Instant::now();
+    push(&mut a, t0, In, 0, 1);
+    push(&mut a, t0, Out, 0, 2);
+    take(&mut a).unwrap();
+    for ms in [20, 40, 60, 80] {
+        push(&mut a, t0, In, ms, 1);
+    }
+    let (frame, _, outb) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (80, [0, 1]));
+    assert_eq!(outb, vec![S; 80]);
+    // Its chunk at 20 ms is lost; the one at 40 ms starts 10 ms after the
+    // silence: 10 ms more of it, not the chunk 10 ms early.
+    let placed = push(&mut a, t0, Out, 40, 4);
+    assert_eq!((placed.late, placed.gap), (0, 80));
+    push(&mut a, t0, Out, 60, 5);
+    push(&mut a, t0, Out, 80, 6);
+    let (frame, inb, outb) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (560, [0, 0]));
+    assert_eq!(inb, vec![1; 560]);
+    let expected = [vec![S; 80], vec![4; 160], vec![5; 160], vec![6; 160]].concat();
+    assert_eq!(outb, expected, "the outbound track runs early");
+    push(&mut a, t0, In, 100, 7);
+    push(&mut a, t0, Out, 100, 8);
+    let (_, inb, outb) = take(&mut a).unwrap();
+    assert_eq!((inb, outb), (vec![7; 160], vec![8; 160]));
+}
