@@ -49,7 +49,9 @@ pub(super) struct Lane {
     real_time: Reach,
     /// Samples its audio runs ahead of real time since a step ahead taken
     /// for a gap (its chunk came before its time): taken off its reach, so
-    /// that such steps do not add up to a lead past the wait.
+    /// that such steps do not add up to a lead past the wait. Kept until
+    /// its next gap: a lead from a step lasts. (A loss whose next chunk
+    /// came early, the network's delay having fallen, reads the same.)
     pub(super) early: i128,
     /// Its last chunks of audio, oldest overwritten first.
     heard: [Option<Heard>; HEARD],

@@ -393,3 +393,49 @@ fn steps_ahead_taken_for_gaps_do_not_add_up_to_a_lead_past_the_wait() {
     assert_eq!(out.channels[1][80 * 160..], [S; 240]);
     assert_eq!((out.lost, out.too_late), ([2, 2], 0));
 }
+
+#[test]
+fn a_fall_in_delay_at_a_loss_reads_as_a_small_step_ahead_for_the_next() {
+    // One track (the other not carried: nothing tells a fall in the
+    // network's delay from a step). Chunks 20–22 are lost while the delay,
+    // 60 ms, falls to 30 ms: chunk 23 comes 30 ms before the best of the
+    // last 2 s, as after a 30 ms step ahead: a gap, the track taken for 30
+    // ms early (README "Steps": a smaller step ahead). The delay rises to
+    // 45 ms (chunk 100 on) and falls to 30 ms again while chunks 200–202
+    // are lost: 15 ms early, which alone is a loss, but with the 30 ms
+    // before, more than the wait less a chunk ahead: a step (the lost
+    // chunks not counted, the track 60 ms off its timestamps from there).
+    let call = |first_delay: u64, outbound: bool| {
+        let mut sent = steady(300);
+        let lost = |n| (20..23).contains(&n) || (200..203).contains(&n);
+        sent.retain(|s| if s.track == In { !lost(s.n) } else { outbound });
+        // (One socket: nothing overtakes what was sent before it.)
+        let mut last = 0;
+        for s in &mut sent {
+            s.at += match s.n {
+                ..23 => first_delay,
+                100..203 => 45,
+                _ => 30,
+            };
+            s.at = s.at.max(last);
+            last = s.at;
+        }
+        play_with(Aligner::new(true, outbound, TRACK_WAIT), sent)
+    };
+    let out = call(60, false);
+    assert_eq!(out.steps, [(In, 203, 480)]);
+    assert_eq!(out.lost, [3, 0]);
+    let mut inbound = whole(In, 200, 20..23);
+    inbound.extend(&whole(In, 300, 0..0)[203 * 160..]);
+    assert_eq!(out.channels[0], inbound);
+    // Without the first fall, the second loss is one; and so it is with
+    // the other track's chunks coming in step (their delay falls too).
+    for (first_delay, outbound) in [(30, false), (60, true)] {
+        let out = call(first_delay, outbound);
+        assert_eq!(out.steps, [], "{outbound}");
+        assert_eq!(out.lost, [6, 0], "{outbound}");
+        let mut inbound = whole(In, 300, 20..23);
+        inbound[200 * 160..203 * 160].fill(S);
+        assert_eq!(out.channels[0], inbound, "{outbound}");
+    }
+}
