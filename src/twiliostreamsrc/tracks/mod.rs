@@ -12,8 +12,8 @@
 //! track's wait given up) and [`fill`]s the time past it (a GAP
 //! downstream). Audio that then arrives for time already filled is late:
 //! it goes after the fill, and both tracks are measured from it on
-//! (nothing is lost, as with one track); what is really missing still
-//! counts as lost.
+//! (nothing is lost, as with one track; the other track's audio for time
+//! before it is too late); what is really missing still counts as lost.
 //!
 //! [`held`]: Aligner::held
 //! [`flush`]: Aligner::flush
@@ -120,6 +120,9 @@ pub struct Aligner {
     /// Samples late audio was moved on by, after a fill: added to every
     /// later position.
     shifted: u64,
+    /// A late chunk moved both tracks on since the last fill: the other
+    /// track's audio for time before it is too late, not a second move.
+    moved_on: bool,
     /// Axis position of the first pending sample of both lanes.
     position: u64,
     /// A skipped gap not yet output: (position it is at, samples).
@@ -138,6 +141,7 @@ impl Aligner {
             first_arrival: None,
             skipped: 0,
             shifted: 0,
+            moved_on: false,
             position: 0,
             jump: None,
             max_wait,
@@ -332,9 +336,10 @@ impl Aligner {
             // Where it would go had nothing been filled: what lies between
             // is lost (counted when the run is).
             let expected = end - filled as i128;
-            if due + (GAP_TOLERANCE as i128) < end {
+            if due + (GAP_TOLERANCE as i128) < end && !self.moved_on {
                 // Late for time filled already: after the fill, and both
-                // tracks measured from here on.
+                // tracks measured from here on (once: the other track's
+                // audio follows in step).
                 let late = (end - due) as u64;
                 placed.after_fill = late;
                 lane.run += (due - expected).max(0) as u64;
@@ -344,21 +349,23 @@ impl Aligner {
                 for lane in &mut self.lanes {
                     lane.filled = lane.filled.saturating_sub(late);
                 }
+                self.moved_on = true;
             } else {
                 lane.run += filled;
             }
         }
-        let position = self.position;
+        let (position, moved_on) = (self.position, self.moved_on);
         let lane = &mut self.lanes[track.index()];
         // Counts what a fill left (the gap below adds to it).
         lane.fill(0);
         let whole = ulaw;
         let mut ulaw = ulaw;
-        // After silence past the track's audio (the wait given up, or a
-        // flush), there is no audio to round a chunk onto: it goes where
-        // its timestamp says, however little off (put right after the
-        // silence, its track would run that much early or late for good).
-        let after_silence = filled == 0 && (lane.audio_end as i128) < end;
+        // After silence past the track's audio (the wait given up, a
+        // flush, a fill the other track's late audio moved on from), there
+        // is no audio to round a chunk onto: it goes where its timestamp
+        // says, however little off (put right after the silence, its track
+        // would run that much early or late for good).
+        let after_silence = (filled == 0 || moved_on) && (lane.audio_end as i128) < end;
         let tolerance = if after_silence {
             0
         } else {
@@ -479,6 +486,7 @@ impl Aligner {
         for lane in &mut self.lanes {
             lane.filled += samples;
         }
+        self.moved_on = false;
         true
     }
 

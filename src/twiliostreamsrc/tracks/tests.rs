@@ -529,3 +529,34 @@ fn a_chunk_just_after_the_wait_s_silence_goes_where_its_timestamp_says() {
     let (_, inb, outb) = take(&mut a).unwrap();
     assert_eq!((inb, outb), (vec![7; 160], vec![8; 160]));
 }
+
+#[test]
+fn the_other_track_s_audio_for_time_before_the_first_late_chunk_is_too_late() {
+    let (mut a, t0) = both_until_100ms();
+    // The outbound chunk at 100 ms does not come before a flush gives up
+    // the wait for it; then nothing comes, 300 ms filled.
+    push(&mut a, t0, In, 100, 1);
+    let frame = a.flush().unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [0, 1]));
+    a.consume(160);
+    assert!(a.fill(2400));
+    // The inbound chunk at 120 ms is lost; 140 ms comes first, after the
+    // fill, and moves both tracks on.
+    assert_eq!(push(&mut a, t0, In, 140, 3).after_fill, 2240);
+    // The outbound chunks at 100 and 120 ms lie before it: too late (not
+    // a second move, which would part the tracks).
+    for ms in [100, 120] {
+        let placed = push(&mut a, t0, Out, ms, 2);
+        assert_eq!((placed.late, placed.after_fill), (160, 0), "{ms}");
+    }
+    assert_eq!(push(&mut a, t0, Out, 140, 4), Placed::default());
+    push(&mut a, t0, In, 160, 5);
+    push(&mut a, t0, Out, 160, 6);
+    let (frame, inbound, outbound) = take(&mut a).unwrap();
+    assert_eq!(frame.samples, 320);
+    assert_eq!(inbound, [[3; 160], [5; 160]].concat());
+    assert_eq!(outbound, [[4; 160], [6; 160]].concat());
+    // Inbound's chunk at 120 ms lost; outbound's at 120 ms too (its
+    // time was silence: as for the wait, lost and too late).
+    assert_eq!(frame.lost, [1, 1]);
+}
