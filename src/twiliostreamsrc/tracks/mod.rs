@@ -13,7 +13,8 @@
 //! downstream). Audio that then arrives for time already filled is late:
 //! it goes after the fill, and both tracks are measured from it on
 //! (nothing is lost, as with one track; the other track's audio for time
-//! before it is too late); what is really missing still counts as lost.
+//! before the first chunk after the fill, late or not, is too late); what
+//! is really missing still counts as lost.
 //!
 //! [`held`]: Aligner::held
 //! [`flush`]: Aligner::flush
@@ -120,8 +121,8 @@ pub struct Aligner {
     /// Samples late audio was moved on by, after a fill: added to every
     /// later position.
     shifted: u64,
-    /// A late chunk moved both tracks on since the last fill: the other
-    /// track's audio for time before it is too late, not a second move.
+    /// A chunk came since the last fill (a late one moved both tracks on):
+    /// the other track's audio for time before it is too late, not a move.
     moved_on: bool,
     /// Axis position of the first pending sample of both lanes.
     position: u64,
@@ -332,11 +333,13 @@ impl Aligner {
             }
         }
         let filled = std::mem::take(&mut lane.filled);
+        // (The first chunk after a fill settles where both tracks go on.)
+        let moved_on = self.moved_on;
         if filled > 0 && lane.started {
             // Where it would go had nothing been filled: what lies between
             // is lost (counted when the run is).
             let expected = end - filled as i128;
-            if due + (GAP_TOLERANCE as i128) < end && !self.moved_on {
+            if due + (GAP_TOLERANCE as i128) < end && !moved_on {
                 // Late for time filled already: after the fill, and both
                 // tracks measured from here on (once: the other track's
                 // audio follows in step).
@@ -349,12 +352,12 @@ impl Aligner {
                 for lane in &mut self.lanes {
                     lane.filled = lane.filled.saturating_sub(late);
                 }
-                self.moved_on = true;
             } else {
                 lane.run += filled;
             }
+            self.moved_on = true;
         }
-        let (position, moved_on) = (self.position, self.moved_on);
+        let position = self.position;
         let lane = &mut self.lanes[track.index()];
         // Counts what a fill left (the gap below adds to it).
         lane.fill(0);

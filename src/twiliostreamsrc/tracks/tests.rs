@@ -560,3 +560,22 @@ fn the_other_track_s_audio_for_time_before_the_first_late_chunk_is_too_late() {
     // time was silence: as for the wait, lost and too late).
     assert_eq!(frame.lost, [1, 1]);
 }
+
+#[test]
+fn after_a_fill_the_first_chunk_in_time_fixes_both_tracks_even_if_not_late() {
+    let (mut a, t0) = both_until_100ms();
+    assert!(a.fill(2400));
+    // Inbound's chunk at 400 ms comes first, in time (15 lost before it);
+    // outbound's at 380 ms after it lies in the fill: too late, not a
+    // move of both tracks (which would part them).
+    assert_eq!(push(&mut a, t0, In, 400, 3), Placed::default());
+    let placed = push(&mut a, t0, Out, 380, 2);
+    assert_eq!((placed.late, placed.after_fill), (160, 0));
+    push(&mut a, t0, Out, 400, 4);
+    push(&mut a, t0, In, 420, 5);
+    push(&mut a, t0, Out, 420, 6);
+    let (frame, inbound, outbound) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (320, [15, 15]));
+    assert_eq!(inbound, [[3; 160], [5; 160]].concat());
+    assert_eq!(outbound, [[4; 160], [6; 160]].concat());
+}
