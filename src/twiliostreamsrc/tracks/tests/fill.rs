@@ -1,10 +1,134 @@
-//! The fill deadline around the aligner, as the element runs it
-//! (`media.rs`, `timing.rs`): a stall of both tracks filled, then their
-//! late audio, whose two chunks of one time are two messages.
+//! The fill deadline: the aligner's flush and fill, and the audio after
+//! them; then as the element runs it (`media.rs`, `timing.rs`): a stall
+//! of both tracks filled, then their late audio, whose two chunks of one
+//! time are two messages.
 
 use super::*;
 use crate::twiliostreamsrc::timeline::{Chunk, Timeline};
 use gst::ClockTime;
+
+/// Both tracks for the first 100 ms, all taken out.
+fn both_until_100ms() -> (Aligner, Instant) {
+    let (mut a, t0) = both();
+    for ms in (0..100).step_by(20) {
+        push(&mut a, t0, In, ms, 1);
+        push(&mut a, t0, Out, ms, 2);
+    }
+    while take(&mut a).is_some() {}
+    (a, t0)
+}
+
+#[test]
+fn late_audio_of_both_tracks_goes_whole_after_a_fill() {
+    let (mut a, t0) = both_until_100ms();
+    // Nothing came: nothing held, 300 ms filled.
+    assert_eq!(a.flush(), None);
+    assert!(a.fill(2400));
+    // The audio from 100 ms on arrives late: after the fill, nothing lost.
+    assert_eq!(push(&mut a, t0, In, 100, 3).after_fill, 2400);
+    assert_eq!(push(&mut a, t0, Out, 100, 4).after_fill, 0);
+    let (frame, inbound, outbound) = take(&mut a).unwrap();
+    assert_eq!(
+        (frame.samples, frame.lost, frame.discont),
+        (160, [0, 0], true)
+    );
+    assert_eq!((inbound, outbound), (vec![3; 160], vec![4; 160]));
+    // Later chunks follow on, measured from there.
+    push(&mut a, t0, In, 120, 5);
+    push(&mut a, t0, Out, 120, 6);
+    let (frame, inbound, _) = take(&mut a).unwrap();
+    assert_eq!(
+        (frame.samples, frame.lost, frame.discont),
+        (160, [0, 0], false)
+    );
+    assert_eq!(inbound, vec![5; 160]);
+}
+
+#[test]
+fn chunks_really_missing_around_a_fill_count_as_lost() {
+    let (mut a, t0) = both_until_100ms();
+    assert!(a.fill(2400));
+    // The chunks at 100 and 120 ms never come; 140 ms comes late.
+    assert_eq!(push(&mut a, t0, In, 140, 3).after_fill, 2080);
+    push(&mut a, t0, Out, 140, 4);
+    let (frame, inbound, outbound) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [2, 2]));
+    assert_eq!((inbound, outbound), (vec![3; 160], vec![4; 160]));
+
+    // Audio lost for longer than the fill: silence to its time, all lost.
+    let (mut a, t0) = both_until_100ms();
+    assert!(a.fill(2400));
+    assert_eq!(push(&mut a, t0, In, 600, 3).after_fill, 0);
+    push(&mut a, t0, Out, 600, 4);
+    let (frame, inbound, _) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (1600 + 160, [25, 25]));
+    assert_eq!(inbound[..1600], [S; 1600]);
+    assert_eq!(inbound[1600..], [3; 160]);
+}
+
+#[test]
+fn a_flush_gives_up_the_wait_for_the_slower_track() {
+    let (mut a, t0) = both_until_100ms();
+    push(&mut a, t0, In, 100, 3);
+    assert_eq!(take(&mut a), None);
+    // Held until a flush; then nothing is held and the time can be filled.
+    assert!(!a.fill(160));
+    let frame = a.flush().unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [0, 1]));
+    assert_eq!(a.channel(Out)[..160], [S; 160]);
+    a.consume(160);
+    assert!(a.fill(2400));
+}
+
+#[test]
+fn the_other_track_s_audio_for_time_before_the_first_late_chunk_is_too_late() {
+    let (mut a, t0) = both_until_100ms();
+    // The outbound chunk at 100 ms does not come before a flush gives up
+    // the wait for it; then nothing comes, 300 ms filled.
+    push(&mut a, t0, In, 100, 1);
+    let frame = a.flush().unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [0, 1]));
+    a.consume(160);
+    assert!(a.fill(2400));
+    // The inbound chunk at 120 ms is lost; 140 ms comes first, after the
+    // fill, and moves both tracks on.
+    assert_eq!(push(&mut a, t0, In, 140, 3).after_fill, 2240);
+    // The outbound chunks at 100 and 120 ms lie before it: too late (not
+    // a second move, which would part the tracks).
+    for ms in [100, 120] {
+        let placed = push(&mut a, t0, Out, ms, 2);
+        assert_eq!((placed.late, placed.after_fill), (160, 0), "{ms}");
+    }
+    assert_eq!(push(&mut a, t0, Out, 140, 4), Placed::default());
+    push(&mut a, t0, In, 160, 5);
+    push(&mut a, t0, Out, 160, 6);
+    let (frame, inbound, outbound) = take(&mut a).unwrap();
+    assert_eq!(frame.samples, 320);
+    assert_eq!(inbound, [[3; 160], [5; 160]].concat());
+    assert_eq!(outbound, [[4; 160], [6; 160]].concat());
+    // Inbound's chunk at 120 ms lost; outbound's at 120 ms too (its
+    // time was silence: as for the wait, lost and too late).
+    assert_eq!(frame.lost, [1, 1]);
+}
+
+#[test]
+fn after_a_fill_the_first_chunk_in_time_fixes_both_tracks_even_if_not_late() {
+    let (mut a, t0) = both_until_100ms();
+    assert!(a.fill(2400));
+    // Inbound's chunk at 400 ms comes first, in time (15 lost before it);
+    // outbound's at 380 ms after it lies in the fill: too late, not a
+    // move of both tracks (which would part them).
+    assert_eq!(push(&mut a, t0, In, 400, 3), Placed::default());
+    let placed = push(&mut a, t0, Out, 380, 2);
+    assert_eq!((placed.late, placed.after_fill), (160, 0));
+    push(&mut a, t0, Out, 400, 4);
+    push(&mut a, t0, In, 420, 5);
+    push(&mut a, t0, Out, 420, 6);
+    let (frame, inbound, outbound) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (320, [15, 15]));
+    assert_eq!(inbound, [[3; 160], [5; 160]].concat());
+    assert_eq!(outbound, [[4; 160], [6; 160]].concat());
+}
 
 const DEADLINE: ClockTime = ClockTime::from_mseconds(300);
 
