@@ -5,15 +5,18 @@
 //! application's to hear: the src reads the call's events on a network
 //! thread for their messages alone (`twilio-mark`, `twilio-dtmf`,
 //! `twilio-stop`, `twilio-ended`, the WARNING of a dropped call), until the
-//! call's end. One reader at a time: the drains' own flags
-//! (`shared_threads.rs`), so that a drain under way finishes first and its
-//! messages keep their order.
+//! call's end. So too when BaseSrc's loop ends the stream by itself
+//! (`num-buffers`, or EOS from downstream to the streaming thread). One
+//! reader at a time: the drains' own flags (`shared_threads.rs`), so that a
+//! drain under way finishes first and its messages keep their order.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 
+use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 
 use super::imp::{CAT, TwilioStreamSrc};
 use crate::call::CallEvent;
@@ -22,6 +25,27 @@ use crate::messages;
 use crate::runtime::RUNTIME;
 
 impl TwilioStreamSrc {
+    /// Watches the EOS events leaving the src's pad. BaseSrc's loop ends the
+    /// stream on its own, without a word to the src, when `num-buffers` is
+    /// reached or downstream answers a push from the streaming thread with
+    /// EOS: the stream ends there, not the call, as at an EOS event (a
+    /// paired sink plays out and waits for `twilio-ended`). The src's own
+    /// EOS at the call's end finds it finished, an EOS event finds it read.
+    pub(super) fn watch_eos_out(&self) {
+        let src = self.obj().downgrade();
+        self.obj()
+            .src_pad()
+            .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+                if let Some(gst::PadProbeData::Event(event)) = &info.data
+                    && event.type_() == gst::EventType::Eos
+                    && let Some(src) = src.upgrade()
+                {
+                    src.imp().on_network(Self::read_after_eos);
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+
     /// The stream has ended (or is ending) by an EOS while the call is on:
     /// from now on the call's events are read for their messages only.
     pub(super) fn read_after_eos(&self) {

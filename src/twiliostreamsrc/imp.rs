@@ -354,6 +354,7 @@ impl ObjectImpl for TwilioStreamSrc {
         obj.set_live(true);
         obj.set_format(gst::Format::Time);
         obj.set_do_timestamp(false);
+        self.watch_eos_out();
     }
 }
 
