@@ -7,11 +7,11 @@
 //! `twilio-ended`) are posted before the pipeline's EOS.
 //!
 //! BaseSrc's loop ends such a stream without a word to the src (pushing
-//! from its streaming thread: `num-buffers`, or `shared-threads=false`):
-//! the src watches the EOS leave its pad. Known defect, so ignored: with
-//! `shared-threads` an element's EOS reaches the sink on a network thread,
-//! which plays out "in the background" and lets the EOS through at once:
-//! the pipeline's EOS comes before the playout, with neither message.
+//! from its streaming thread: `num-buffers`, `shared-threads=false`, or a
+//! `shared-threads` src before the pipeline plays): the src watches the EOS
+//! leave its pad while that thread pushes. Answered on a network thread,
+//! the src has its streaming thread push the EOS, so that the sink's
+//! playout waits there and not in the background.
 
 mod common;
 
@@ -78,7 +78,13 @@ fn an_element_that_ends_the_stream_before_a_queue() {
 }
 
 #[test]
-#[ignore = "known defect: EOS before the playout, no twilio-mark/twilio-ended"]
-fn an_element_that_ends_the_stream_keeps_the_calls_last_messages() {
+fn an_element_that_ends_the_stream_of_a_network_thread() {
     the_calls_last_messages_come_before_eos("", "! identity eos-after=10 !");
+}
+
+/// The first buffer goes out on the streaming thread of a `shared-threads`
+/// src (the sink prerolls it before the pipeline plays).
+#[test]
+fn an_element_that_ends_the_stream_at_the_first_buffer() {
+    the_calls_last_messages_come_before_eos("", "! identity eos-after=1 !");
 }

@@ -25,25 +25,41 @@ use crate::messages;
 use crate::runtime::RUNTIME;
 
 impl TwilioStreamSrc {
-    /// Watches the EOS events leaving the src's pad. BaseSrc's loop ends the
-    /// stream on its own, without a word to the src, when `num-buffers` is
-    /// reached or downstream answers a push from the streaming thread with
-    /// EOS: the stream ends there, not the call, as at an EOS event (a
-    /// paired sink plays out and waits for `twilio-ended`). The src's own
-    /// EOS at the call's end finds it finished, an EOS event finds it read.
+    /// The streaming thread pushes what it created: BaseSrc's loop may then
+    /// end the stream by itself, without a word to the src (`num-buffers`
+    /// reached, or downstream answering a push with EOS). A probe watches
+    /// the EOS leave the pad while that thread pushes, not while network
+    /// threads do (a probe costs every push): the stream ends there, not
+    /// the call, as at an EOS event (a paired sink plays out and waits for
+    /// `twilio-ended`). The src's own EOS at the call's end finds it
+    /// finished, an EOS event's finds it read already.
     pub(super) fn watch_eos_out(&self) {
+        let mut watch = self.app_eos.watch.locked();
+        if watch.is_some() {
+            return;
+        }
         let src = self.obj().downgrade();
-        self.obj()
-            .src_pad()
-            .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-                if let Some(gst::PadProbeData::Event(event)) = &info.data
-                    && event.type_() == gst::EventType::Eos
-                    && let Some(src) = src.upgrade()
-                {
-                    src.imp().on_network(Self::read_after_eos);
-                }
-                gst::PadProbeReturn::Ok
-            });
+        // (Nothing in it can panic; the reading runs contained.)
+        *watch =
+            self.obj()
+                .src_pad()
+                .add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+                    if let Some(gst::PadProbeData::Event(event)) = &info.data
+                        && event.type_() == gst::EventType::Eos
+                        && let Some(src) = src.upgrade()
+                    {
+                        src.imp().on_network(Self::read_after_eos);
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+    }
+
+    /// The network threads push again (or the element stops).
+    pub(super) fn unwatch_eos_out(&self) {
+        let id = self.app_eos.watch.locked().take();
+        if let Some(id) = id {
+            self.obj().src_pad().remove_probe(id);
+        }
     }
 
     /// The stream has ended (or is ending) by an EOS while the call is on:

@@ -32,6 +32,9 @@ pub(super) struct AppEos {
     /// push refused (the element stopping meanwhile) would leave it for a
     /// later EOS of the element's own.
     probe: Arc<Mutex<Option<gst::PadProbeId>>>,
+    /// The probe that sees BaseSrc's loop end the stream by itself, while
+    /// the streaming thread pushes (`after_eos.rs`).
+    pub(super) watch: Mutex<Option<gst::PadProbeId>>,
 }
 
 impl TwilioStreamSrc {
@@ -50,6 +53,17 @@ impl TwilioStreamSrc {
         }
         gst::debug!(CAT, imp = self, "EOS: the streaming thread ends the stream");
         true
+    }
+
+    /// Downstream answered a network thread's push with EOS: the streaming
+    /// thread pushes the EOS, as at an EOS sent to the element, so that a
+    /// sink playing out at EOS waits on that thread, which it may hold,
+    /// not on a network thread, which it must not (it would let the EOS
+    /// through before the playout).
+    pub(super) fn end_on_streaming_thread(&self) {
+        let mut canceller = self.canceller.locked();
+        self.app_eos.asked.store(true, Ordering::SeqCst);
+        canceller.cancel();
     }
 
     /// An EOS was sent to the element: `create` ends the stream.

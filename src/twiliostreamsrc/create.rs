@@ -45,6 +45,7 @@ impl PushSrcImpl for TwilioStreamSrc {
                 }
                 let created = created?;
                 self.created_on_streaming_thread(&created);
+                self.watch_eos_out();
                 Ok(created)
             },
         )

@@ -354,7 +354,6 @@ impl ObjectImpl for TwilioStreamSrc {
         obj.set_live(true);
         obj.set_format(gst::Format::Time);
         obj.set_do_timestamp(false);
-        self.watch_eos_out();
     }
 }
 
@@ -423,7 +422,13 @@ impl BaseSrcImpl for TwilioStreamSrc {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.stopping_on_panic(|| Ok(()), || self.stop_listening())
+        self.stopping_on_panic(
+            || Ok(()),
+            || {
+                self.unwatch_eos_out();
+                self.stop_listening()
+            },
+        )
     }
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         self.stopping_on_panic(

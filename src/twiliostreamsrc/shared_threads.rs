@@ -572,8 +572,10 @@ impl TwilioStreamSrc {
         gst::info!(CAT, imp = self, "stopping: {flow:?}");
         if flow == gst::FlowError::Eos {
             // Downstream ended the stream, not the call: its messages are
-            // still posted.
+            // still posted, and the streaming thread pushes the EOS.
             self.read_after_eos();
+            self.end_on_streaming_thread();
+            return;
         } else {
             self.state.locked().finished = true;
             gst::element_imp_error!(

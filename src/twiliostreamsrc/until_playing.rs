@@ -87,6 +87,7 @@ impl TwilioStreamSrc {
         gst::debug!(CAT, imp = self, "PLAYING: the network threads push again");
         self.shared.until_playing.store(false, Ordering::SeqCst);
         self.shared.timer.notify_one();
+        self.unwatch_eos_out();
     }
 
     /// How long the streaming thread may wait for the call before it looks
