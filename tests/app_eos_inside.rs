@@ -83,7 +83,8 @@ fn an_element_that_ends_the_stream_of_a_network_thread() {
 }
 
 /// The first buffer goes out on the streaming thread of a `shared-threads`
-/// src (the sink prerolls it before the pipeline plays).
+/// src (the pipeline is not PLAYING before a sink has prerolled), and is
+/// answered with EOS.
 #[test]
 fn an_element_that_ends_the_stream_at_the_first_buffer() {
     the_calls_last_messages_come_before_eos("", "! identity eos-after=1 !");

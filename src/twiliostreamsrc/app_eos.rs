@@ -19,7 +19,8 @@ use gst_base::prelude::*;
 use super::imp::{CAT, TwilioStreamSrc};
 use crate::lock::Locked;
 
-/// An EOS sent to the element, for `create` to carry out.
+/// An EOS for `create` to carry out: sent to the element, or downstream's
+/// answer to a network thread's push.
 #[derive(Default)]
 pub(super) struct AppEos {
     /// Asked for, and no flush since. (Set and cleared under the
@@ -30,7 +31,9 @@ pub(super) struct AppEos {
     seqnum: Mutex<Option<gst::Seqnum>>,
     /// The probe that puts that seqnum on BaseSrc's EOS, until it has: a
     /// push refused (the element stopping meanwhile) would leave it for a
-    /// later EOS of the element's own.
+    /// later EOS of the element's own. Added, and removed by others, under
+    /// this lock, which the probe takes to forget its id as it removes
+    /// itself: no id is removed twice.
     probe: Arc<Mutex<Option<gst::PadProbeId>>>,
     /// The probe that sees BaseSrc's loop end the stream by itself, while
     /// the streaming thread pushes (`after_eos.rs`).
@@ -62,11 +65,30 @@ impl TwilioStreamSrc {
     /// through before the playout).
     pub(super) fn end_on_streaming_thread(&self) {
         let mut canceller = self.canceller.locked();
+        // Not once the element stops (the pad is deactivated before the
+        // unlock that clears the flag): it would end the next run at once.
+        if self.obj().src_pad().mode() != gst::PadMode::Push {
+            return;
+        }
         self.app_eos.asked.store(true, Ordering::SeqCst);
         canceller.cancel();
     }
 
-    /// An EOS was sent to the element: `create` ends the stream.
+    /// A new run (`start`): nothing asked of an earlier one is left.
+    pub(super) fn forget_eos(&self) {
+        let _canceller = self.canceller.locked();
+        self.app_eos.asked.store(false, Ordering::SeqCst);
+        *self.app_eos.seqnum.locked() = None;
+    }
+
+    /// The element stops (its streaming thread has): neither probe stays.
+    pub(super) fn stop_eos(&self) {
+        self.unwatch_eos_out();
+        self.remove_seqnum_probe();
+    }
+
+    /// An EOS is asked for (`take_eos`, `end_on_streaming_thread`):
+    /// `create` ends the stream.
     pub(super) fn eos_asked(&self) -> bool {
         self.app_eos.asked.load(Ordering::SeqCst)
     }
@@ -76,12 +98,17 @@ impl TwilioStreamSrc {
     /// return carries the event's seqnum.
     pub(super) fn end_as_asked(&self) -> gst::FlowError {
         self.read_after_eos();
-        if let Some(seqnum) = self.app_eos.seqnum.locked().take() {
-            self.remove_seqnum_probe();
+        let seqnum = self.app_eos.seqnum.locked().take();
+        if let Some(seqnum) = seqnum {
+            let mut probe = self.app_eos.probe.locked();
+            if let Some(old) = probe.take() {
+                self.obj().src_pad().remove_probe(old);
+            }
             let slot = self.app_eos.probe.clone();
-            // (Nothing in it can panic.) Added and stored on the streaming
-            // thread, which pushes the EOS only after this returns.
-            let id = self.obj().src_pad().add_probe(
+            // (Nothing in it can panic.) An EOS pushed meanwhile on a
+            // network thread (the call's end) finds the id stored: the
+            // probe waits for this lock.
+            *probe = self.obj().src_pad().add_probe(
                 gst::PadProbeType::EVENT_DOWNSTREAM,
                 move |_, info| match &mut info.data {
                     Some(gst::PadProbeData::Event(event))
@@ -94,15 +121,14 @@ impl TwilioStreamSrc {
                     _ => gst::PadProbeReturn::Ok,
                 },
             );
-            *self.app_eos.probe.locked() = id;
         }
         gst::FlowError::Eos
     }
 
     /// Removes the seqnum probe if its EOS never went through.
     fn remove_seqnum_probe(&self) {
-        let id = self.app_eos.probe.locked().take();
-        if let Some(id) = id {
+        let mut probe = self.app_eos.probe.locked();
+        if let Some(id) = probe.take() {
             self.obj().src_pad().remove_probe(id);
         }
     }

@@ -425,7 +425,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
         self.stopping_on_panic(
             || Ok(()),
             || {
-                self.unwatch_eos_out();
+                self.stop_eos();
                 self.stop_listening()
             },
         )
@@ -544,6 +544,7 @@ impl TwilioStreamSrc {
             );
         }
         self.shared.start(settings.shared_threads && !limited);
+        self.forget_eos();
         // A call left from an earlier run must not be taken for a new one.
         let slot = self.slot();
         if let Some(call) = slot.take() {
