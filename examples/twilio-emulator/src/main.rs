@@ -152,8 +152,9 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     calls: usize,
 
-    /// Send the audio as fast as possible instead of in real time
-    #[arg(long)]
+    /// Send the audio as fast as possible instead of in real time (not
+    /// with --jitter or --skew, which need real time)
+    #[arg(long, conflicts_with_all = ["jitter", "skew"])]
     fast: bool,
 
     /// Milliseconds of audio per media message
@@ -459,5 +460,31 @@ async fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Jitter and skew are timings of a call in real time: with --fast they
+    /// would be dropped without a word.
+    #[test]
+    fn fast_refuses_jitter_and_skew() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["twilio-emulator", "ws://127.0.0.1:8080/"];
+            argv.extend(extra);
+            Args::try_parse_from(argv)
+        };
+        assert!(parse(&["--fast"]).is_ok());
+        assert!(parse(&["--jitter", "5", "--skew", "-50"]).is_ok());
+        for refused in [["--jitter", "5"], ["--skew", "-50"]] {
+            let err = parse(&[&["--fast"][..], &refused[..]].concat()).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{refused:?}"
+            );
+        }
     }
 }
