@@ -2,7 +2,9 @@
 //! element): what waits is bounded in bytes, not only in events, so a call
 //! cannot make the process hold gigabytes with messages of up to
 //! `max-message-size` each. (A src that reads them posts each mark on the
-//! bus: that is the application's to read.)
+//! bus: that is the application's to read.) Nor can a connection that has
+//! not sent `start`: it is closed once it sent more than a start message
+//! takes, not when a message up to 16 times `max-message-size` is whole.
 
 mod common;
 
@@ -83,4 +85,51 @@ fn floods_of_a_waiting_call_are_bounded_in_bytes() {
         },
         1100,
     );
+}
+
+/// A connection not started yet sends part of a message far over
+/// `max-message-size` (below the 16 times at which a whole one closes the
+/// connection), and then nothing: it is closed with 1009 once it sent more
+/// than a start message takes, not held (with what it sent) for all of
+/// `handshake-timeout`, counted, and a call after it goes through.
+#[test]
+fn a_message_begun_before_start_is_not_held() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 max-message-size=4096 handshake-timeout=60 \
+         ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let url = url_of(&src);
+    rt().block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+        // A text frame of 15 * 4096 bytes (masked with a zero key), of
+        // which 40 KiB are sent.
+        let mut bytes = vec![0x81, 0x80 | 127];
+        bytes.extend((15u64 * 4096).to_be_bytes());
+        bytes.extend([0; 4]);
+        bytes.extend(std::iter::repeat_n(b'x', 40 * 1024));
+        if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() {
+            use tokio::io::AsyncWriteExt;
+            tcp.write_all(&bytes).await.unwrap();
+        }
+        let closed = loop {
+            match tokio::time::timeout(PATIENCE, ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        };
+        assert_eq!(closed, Some(1009));
+        let mut call = twilio_emulator::TwilioCall::start(&url, Default::default())
+            .await
+            .unwrap();
+        call.send_media(&[0x80; 160]).unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    assert_eq!(collector.wait_eos().samples().len(), 160);
+    counter_reaches(&src, "rejected-connections", 1);
+    set_state(&p, gst::State::Null);
 }

@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::accept::Arriving;
 use super::paths::{Dispatch, PathCounters};
+use super::stream::{OverReadLimit, ReadLimit};
 use super::upgrade::Upgraded;
 use crate::call::session::{Handled, Level, Session};
 use crate::call::{CAT, CLOSE_TOO_BIG, Call, CallEvent, Written, answer_close, close_websocket};
@@ -34,7 +35,7 @@ pub const CLOSE_TRY_AGAIN_LATER: u16 = 1013;
 /// `max-connections` may evict it until `start` arrives.
 pub(super) async fn admit<S>(up: Upgraded<S>, arriving: Arriving)
 where
-    S: AsyncRead + AsyncWrite + Written + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Written + ReadLimit + Unpin + Send + 'static,
 {
     let Arriving {
         peer,
@@ -66,7 +67,10 @@ where
     )
     .await
     {
-        Ok(start) => start,
+        Ok(start) => {
+            ws.get_mut().unlimit_reads();
+            start
+        }
         Err(why) => {
             gst::info!(
                 CAT,
@@ -214,6 +218,11 @@ where
                 return Err(format!(
                     "sent a message too big to read ({e}), closed with 1009"
                 ));
+            }
+            Some(Err(WsError::Io(e))) if OverReadLimit::is(&e) => {
+                rejected();
+                close_websocket(ws, CLOSE_TOO_BIG, "message too big").await;
+                return Err(format!("{e}, closed with 1009"));
             }
             Some(Err(e)) => {
                 rejected();

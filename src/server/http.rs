@@ -8,20 +8,18 @@
 //! `Sec-WebSocket-Version: 13`; what such a client still sends is then read
 //! and dropped before the close, so that it sees the answer, not a reset.
 //! An upgrade goes on to tungstenite with the bytes already read put back
-//! in front ([`Prefixed`]).
+//! in front ([`Prefixed`], `stream.rs`).
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::handshake::machine::TryParse;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, create_response};
 use tokio_tungstenite::tungstenite::http::Uri;
 
-use crate::call::Written;
+use super::stream::Prefixed;
 
 /// A longer head is refused (431).
 const MAX_HEAD: usize = 16 * 1024;
@@ -218,12 +216,7 @@ where
             Head::Upgrade(len) => match refusal(&buf[..len], buf.len() - len) {
                 None => {
                     let path = request_path(&buf[..len]);
-                    let stream = Prefixed {
-                        prefix: buf,
-                        pos: 0,
-                        inner: stream,
-                        written: 0,
-                    };
+                    let stream = Prefixed::with_prefix(buf, stream);
                     return Ok(Arrival::Upgrade(stream, path));
                 }
                 refused => refused,
@@ -274,95 +267,6 @@ where
         }
     };
     let _ = tokio::time::timeout(LINGER_TIME, drain).await;
-}
-
-/// A stream whose first bytes were read already: they are read again
-/// first. Writes go straight through, counted (see [`Written`]).
-pub struct Prefixed<S> {
-    prefix: Vec<u8>,
-    pos: usize,
-    inner: S,
-    written: u64,
-}
-
-impl<S> Prefixed<S> {
-    /// A stream with nothing read ahead.
-    #[cfg(test)]
-    pub(crate) fn new(inner: S) -> Self {
-        Prefixed {
-            prefix: Vec::new(),
-            pos: 0,
-            inner,
-            written: 0,
-        }
-    }
-}
-
-impl<S> Written for Prefixed<S> {
-    fn written(&self) -> u64 {
-        self.written
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.pos < this.prefix.len() {
-            let n = (this.prefix.len() - this.pos).min(buf.remaining());
-            buf.put_slice(&this.prefix[this.pos..this.pos + n]);
-            this.pos += n;
-            if this.pos == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.pos = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = polled {
-            this.written += n as u64;
-        }
-        polled
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = polled {
-            this.written += n as u64;
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }
 
 #[cfg(test)]

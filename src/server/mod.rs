@@ -21,14 +21,15 @@ mod admission;
 mod http;
 mod paths;
 mod registry;
+mod stream;
 mod subprotocol;
 mod tls;
 mod upgrade;
 
 pub use admission::CLOSE_TRY_AGAIN_LATER;
-#[cfg(test)]
-pub(crate) use http::Prefixed;
 pub(crate) use paths::{PathConfig, canonical_path};
 pub use registry::Registration;
 pub(crate) use registry::{ListenerConfig, register};
+#[cfg(test)]
+pub(crate) use stream::Prefixed;
 pub(crate) use tls::TlsFiles;

@@ -18,8 +18,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use tokio_tungstenite::WebSocketStream;
 
-use super::http::{Arrival, Prefixed, read_head};
+use super::http::{Arrival, read_head};
 use super::paths::{PathConfig, PathCounters, Shared};
+use super::stream::Prefixed;
 use crate::call::CAT;
 use crate::signature;
 
@@ -28,6 +29,9 @@ use crate::signature;
 /// still was 2 % of the load test's server. Media messages are ~300 bytes
 /// (one read holds three); larger ones are still read, over several reads.
 const READ_BUFFER_SIZE: usize = 1024;
+/// What a connection may send before `start`, besides a message of
+/// `max-message-size` and its request head.
+const BEFORE_START_SLACK: usize = 16 * 1024;
 /// What tungstenite may hold unwritten. Our own messages take at most its
 /// write buffer (128 KiB) plus one message (the largest, 1 s of 24 kHz L16,
 /// is 64 KiB): the writer hands over the next only once a blocked write is
@@ -195,6 +199,10 @@ where
             |(config, _)| config.call.max_message_size,
         );
     let hard_limit = Some(16 * message_size);
+    // Until `start`: what a start message takes, and Twilio's `connected`,
+    // pings and the first media read ahead of it (`stream.rs`).
+    let mut stream = stream;
+    stream.limit_reads((message_size + BEFORE_START_SLACK) as u64);
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_SIZE)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
