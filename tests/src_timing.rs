@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::src::{in_both_modes, start};
@@ -27,10 +27,18 @@ in_both_modes!(
 const ON_TIME: gst::ClockTime = gst::ClockTime::from_mseconds(200);
 
 /// Sends `chunks` chunks of `chunk` every 20 ms (real time), then stop.
-async fn play_realtime(mut call: TwilioCall, chunks: usize, chunk: Vec<u8>) {
+/// `sent` is counted up before each send: chunks from the count read at a
+/// moment on are sent after it.
+async fn play_realtime(
+    mut call: TwilioCall,
+    chunks: usize,
+    chunk: Vec<u8>,
+    sent: Arc<AtomicUsize>,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     for _ in 0..chunks {
         tick.tick().await;
+        sent.fetch_add(1, Ordering::SeqCst);
         call.send_media(&chunk).unwrap();
     }
     call.send_stop().unwrap();
@@ -69,13 +77,34 @@ fn on_time_after_a_pause(slow_pause: bool) {
     }
     let call = rt().block_on(TwilioCall::start(&url, CallParams::default()));
     // 4.5 s of audio in real time; a 2 s pause after 1 s.
-    let player = rt().spawn(play_realtime(call.unwrap(), 225, vec![0x55; 160]));
+    const CHUNKS: usize = 225;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let player = rt().spawn(play_realtime(
+        call.unwrap(),
+        CHUNKS,
+        vec![0x55; 160],
+        sent.clone(),
+    ));
+    let src = by_name(&p, "src");
     collector.wait_buffers(50);
     set_state(&p, gst::State::Paused);
+    // The chunks from here on are sent with the src PAUSED...
+    let sent_paused = sent.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_secs(2));
+    // (At least 2 s of them, however late the sender runs.)
+    let deadline = Instant::now() + PATIENCE;
+    while sent.load(Ordering::SeqCst) < sent_paused + 100 {
+        assert!(Instant::now() < deadline, "the sender is stuck");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // ... and those up to here read while it is: its reads may lag the
+    // sender (a busy machine), and a chunk read after the return is new.
+    let read_paused = sent.load(Ordering::SeqCst);
+    counter_at_least(&src, "chunks-received", read_paused as u64);
     let before = collector.snapshot().buffers.len();
     set_state(&p, gst::State::Playing);
-    let src = by_name(&p, "src");
+    // Not one from here on can have come before the return.
+    let sent_resumed = sent.load(Ordering::SeqCst);
     let resumed = src.clock().unwrap().time() - src.base_time().unwrap();
     let got = collector.wait_eos();
     rt().block_on(player).unwrap();
@@ -106,10 +135,20 @@ fn on_time_after_a_pause(slow_pause: bool) {
             "PTS {pts} arrived at {at} (resumed at {resumed})"
         );
     }
-    // What queued while paused (about 100 chunks) was dropped and counted.
-    let dropped = src.property::<u64>("chunks-dropped-paused");
-    assert!((50..=130).contains(&dropped), "{dropped} dropped");
+    // What queued while paused (about 100 chunks) was dropped and counted:
+    // every chunk sent while paused and read before the return, and none
+    // sent after it (nor any that went out before the pause). How many
+    // that is depends on how the threads ran, not the bounds. The rest
+    // went out, one buffer each.
     assert_eq!(src.property::<u64>("chunks-lost"), 0);
+    let dropped = src.property::<u64>("chunks-dropped-paused") as usize;
+    let counts = format!(
+        "{dropped} dropped; sent from {sent_paused} paused, up to {read_paused} read \
+         paused, {sent_resumed} at the return; {before} out before"
+    );
+    assert!(dropped >= read_paused - sent_paused, "{counts}");
+    assert!(dropped <= sent_resumed - before, "{counts}");
+    assert_eq!(got.buffers.len() + dropped, CHUNKS, "{counts}");
     set_state(&p, gst::State::Null);
 }
 

@@ -198,6 +198,20 @@ pub fn counter_reaches(element: &gst::Element, counter: &str, n: u64) {
     }
 }
 
+/// Waits (up to PATIENCE) until the u64 property `counter` of `element`
+/// reads `n` or more: for a counter that goes on moving meanwhile.
+pub fn counter_at_least(element: &gst::Element, counter: &str, n: u64) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while element.property::<u64>(counter) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{counter} is {}, not {n} yet",
+            element.property::<u64>(counter)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Element messages of `name` posted so far (the bus is drained).
 pub fn drain_messages(bus: &gst::Bus) -> Vec<gst::Message> {
     std::iter::from_fn(|| bus.pop()).collect()
