@@ -161,8 +161,11 @@ fn the_echo_is_in_time_again_after_a_pause() {
     let silence = vec![0xFFu8; 160];
     let tone = encode(&sine(1000.0, 8000.0, 16000.0, 160));
     let resumed = Arc::new(AtomicBool::new(false));
+    // Counted up before each send, as in `play_realtime`.
+    let sent = Arc::new(AtomicUsize::new(0));
     let caller = {
         let resumed = resumed.clone();
+        let sent = sent.clone();
         rt().spawn(async move {
             let mut call = TwilioCall::connect_with(&url, CallParams::default(), Playout::Instant)
                 .await
@@ -181,6 +184,7 @@ fn the_echo_is_in_time_again_after_a_pause() {
                 }
                 let send_tone = sent_at.is_none()
                     && resumed_at.is_some_and(|r| r.elapsed() >= Duration::from_millis(500));
+                sent.fetch_add(1, Ordering::SeqCst);
                 if send_tone {
                     call.send_media(&tone).unwrap();
                     sent_at = Some(Instant::now());
@@ -215,7 +219,18 @@ fn the_echo_is_in_time_again_after_a_pause() {
     };
     std::thread::sleep(Duration::from_secs(1));
     set_state(&p, gst::State::Paused);
+    // As in `on_time_after_a_pause`: chunks sent from here on, and read
+    // before the return, are dropped, however the threads ran.
+    let sent_paused = sent.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_secs(2));
+    let deadline = Instant::now() + PATIENCE;
+    while sent.load(Ordering::SeqCst) < sent_paused + 100 {
+        assert!(Instant::now() < deadline, "the caller is stuck");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let read_paused = sent.load(Ordering::SeqCst);
+    let src = by_name(&p, "src");
+    counter_at_least(&src, "chunks-received", read_paused as u64);
     p.set_state(gst::State::Playing).unwrap();
     resumed.store(true, Ordering::SeqCst);
     let delay = rt()
@@ -225,7 +240,11 @@ fn the_echo_is_in_time_again_after_a_pause() {
     // A chunk, the src's and the sink's latency: some 70 ms. Without the
     // re-anchoring, the 2 s of the pause.
     assert!(delay < Duration::from_millis(200), "echo after {delay:?}");
-    assert!(by_name(&p, "src").property::<u64>("chunks-dropped-paused") >= 50);
+    let dropped = src.property::<u64>("chunks-dropped-paused") as usize;
+    assert!(
+        dropped >= read_paused - sent_paused,
+        "{dropped} dropped; sent from {sent_paused} paused, up to {read_paused} read paused"
+    );
     set_state(&p, gst::State::Null);
 }
 
