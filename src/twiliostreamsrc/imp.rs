@@ -422,13 +422,7 @@ impl BaseSrcImpl for TwilioStreamSrc {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.stopping_on_panic(
-            || Ok(()),
-            || {
-                self.stop_eos();
-                self.stop_listening()
-            },
-        )
+        self.stopping_on_panic(|| Ok(()), || self.stop_listening())
     }
     fn set_caps(&self, caps: &gst::Caps) -> Result<(), gst::LoggableError> {
         self.stopping_on_panic(
@@ -573,6 +567,7 @@ impl TwilioStreamSrc {
 
     /// `stop`'s body: the listener let go of, the call hung up.
     fn stop_listening(&self) -> Result<(), gst::ErrorMessage> {
+        self.stop_eos();
         let (registration, events) = {
             let mut state = self.state.locked();
             #[cfg(test)]
