@@ -58,13 +58,8 @@ fn eos_event_keeps_the_calls_messages(between: &str, src_props: &str) {
     assert_eq!(ended.len(), 1, "{between} {src_props}: {before_eos:?}");
     assert_eq!(ended[0].get::<String>("reason").unwrap(), "eos");
     // Twilio was told the stream ended normally, after it played it all.
-    let got = receive_until(&mut call, |got| {
-        matches!(got.last(), Some(Received::Closed(_)))
-    });
-    assert!(
-        matches!(got.last(), Some(Received::Closed(Some(1000)))),
-        "{got:?}"
-    );
+    let got = until_closed(&mut call);
+    assert_eq!(got.last(), Some(&Received::Closed(Some(1000))), "{got:?}");
     set_state(&p, gst::State::Null);
 }
 

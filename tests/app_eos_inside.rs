@@ -52,13 +52,8 @@ fn the_calls_last_messages_come_before_eos(src_props: &str, between: &str) {
     assert_eq!(marks, ["twiliostream-eos"], "{src_props} {between}");
     let ended = element_messages(&before_eos, "twilio-ended");
     assert_eq!(ended.len(), 1, "{src_props} {between}: {before_eos:?}");
-    let got = receive_until(&mut call, |got| {
-        matches!(got.last(), Some(Received::Closed(_)))
-    });
-    assert!(
-        matches!(got.last(), Some(Received::Closed(Some(1000)))),
-        "{got:?}"
-    );
+    let got = until_closed(&mut call);
+    assert_eq!(got.last(), Some(&Received::Closed(Some(1000))), "{got:?}");
     set_state(&p, gst::State::Null);
 }
 

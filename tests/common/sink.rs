@@ -51,6 +51,11 @@ pub fn pcm_buffer(samples: &[i16]) -> gst::Buffer {
     )
 }
 
+/// What `call` receives until the plugin closes it (the close last).
+pub fn until_closed(call: &mut TwilioCall) -> Vec<Received> {
+    receive_until(call, |got| matches!(got.last(), Some(Received::Closed(_))))
+}
+
 /// Collects what the plugin sends until `done` says so (or the call closes).
 pub fn receive_until(
     call: &mut TwilioCall,
