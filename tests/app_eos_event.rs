@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::app::{pattern, wait_eos};
+use common::app::{pattern, realtime_call, wait_eos};
 use common::sink::*;
 use common::*;
 use gst::prelude::*;
-use twilio_emulator::{CallParams, Received, TwilioCall};
+use twilio_emulator::{Received, TwilioCall};
 
 fn marks(messages: &[gst::Message]) -> Vec<String> {
     element_messages(messages, "twilio-mark")
@@ -28,17 +28,7 @@ fn eos_event_keeps_the_calls_messages(between: &str, src_props: &str) {
     set_state(&p, gst::State::Playing);
     // Twilio plays what it gets in real time: the marks come back during
     // the sink's playout at EOS.
-    let mut call = rt().block_on(async {
-        let mut call = TwilioCall::connect_with(
-            &url_of(&src),
-            CallParams::default(),
-            twilio_emulator::Playout::RealTime,
-        )
-        .await
-        .unwrap();
-        call.begin().unwrap();
-        call
-    });
+    let mut call = realtime_call(&url_of(&src));
     let sent = pattern(1, 10);
     for chunk in sent.chunks(160) {
         call.send_media(chunk).unwrap();

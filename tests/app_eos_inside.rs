@@ -15,11 +15,11 @@
 
 mod common;
 
-use common::app::{pattern, wait_eos};
+use common::app::{pattern, realtime_call, wait_eos};
 use common::sink::*;
 use common::*;
 use gst::prelude::*;
-use twilio_emulator::{CallParams, Received, TwilioCall};
+use twilio_emulator::Received;
 
 fn the_calls_last_messages_come_before_eos(src_props: &str, between: &str) {
     init();
@@ -28,17 +28,7 @@ fn the_calls_last_messages_come_before_eos(src_props: &str, between: &str) {
     ));
     let src = by_name(&p, "src");
     set_state(&p, gst::State::Playing);
-    let mut call = rt().block_on(async {
-        let mut call = TwilioCall::connect_with(
-            &url_of(&src),
-            CallParams::default(),
-            twilio_emulator::Playout::RealTime,
-        )
-        .await
-        .unwrap();
-        call.begin().unwrap();
-        call
-    });
+    let mut call = realtime_call(&url_of(&src));
     // More than the 10 buffers the stream ends after.
     for chunk in pattern(1, 20).chunks(160) {
         call.send_media(chunk).unwrap();

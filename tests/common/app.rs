@@ -45,8 +45,18 @@ pub fn pattern(call: usize, chunks: usize) -> Vec<u8> {
 /// A call started on `url` whose audio Twilio "plays" at once (no
 /// real-time playout): what the sink sends comes back as fast as it goes.
 pub fn instant_call(url: &str) -> TwilioCall {
+    call_with(url, Playout::Instant)
+}
+
+/// A call started on `url` whose audio Twilio plays in real time: marks
+/// come back once what was sent before them has played.
+pub fn realtime_call(url: &str) -> TwilioCall {
+    call_with(url, Playout::RealTime)
+}
+
+fn call_with(url: &str, playout: Playout) -> TwilioCall {
     rt().block_on(async {
-        let mut call = TwilioCall::connect_with(url, CallParams::default(), Playout::Instant)
+        let mut call = TwilioCall::connect_with(url, CallParams::default(), playout)
             .await
             .unwrap();
         call.begin().unwrap();
