@@ -5,8 +5,8 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::src::{in_both_modes, start};
@@ -26,18 +26,22 @@ in_both_modes!(
 /// Generous, but a tenth of what the flaw gives (the 2 s of the pause).
 const ON_TIME: gst::ClockTime = gst::ClockTime::from_mseconds(200);
 
-/// Sends `chunks` chunks of `chunk` every 20 ms (real time), then stop.
-/// `sent` is counted up before each send: chunks from the count read at a
-/// moment on are sent after it.
+/// Sends `chunk` every 20 ms (real time) until `chunks` were sent (which
+/// the test may set meanwhile), then stop. `sent` is counted up before each
+/// send: chunks from the count read at a moment on are sent after it.
+/// `sent_at` gets each send's moment: on a busy machine the sender itself
+/// may stall, then catch up in a burst.
 async fn play_realtime(
     mut call: TwilioCall,
-    chunks: usize,
+    chunks: Arc<AtomicUsize>,
     chunk: Vec<u8>,
     sent: Arc<AtomicUsize>,
+    sent_at: Arc<Mutex<Vec<Instant>>>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    for _ in 0..chunks {
+    while sent.load(Ordering::SeqCst) < chunks.load(Ordering::SeqCst) {
         tick.tick().await;
+        sent_at.lock().unwrap().push(Instant::now());
         sent.fetch_add(1, Ordering::SeqCst);
         call.send_media(&chunk).unwrap();
     }
@@ -76,14 +80,17 @@ fn on_time_after_a_pause(slow_pause: bool) {
         });
     }
     let call = rt().block_on(TwilioCall::start(&url, CallParams::default()));
-    // 4.5 s of audio in real time; a 2 s pause after 1 s.
-    const CHUNKS: usize = 225;
+    // Audio in real time: 1 s, a pause of 2 s or more, then 1.5 s after
+    // the return.
+    let chunks = Arc::new(AtomicUsize::new(usize::MAX));
     let sent = Arc::new(AtomicUsize::new(0));
+    let sent_at = Arc::new(Mutex::new(Vec::new()));
     let player = rt().spawn(play_realtime(
         call.unwrap(),
-        CHUNKS,
+        chunks.clone(),
         vec![0x55; 160],
         sent.clone(),
+        sent_at.clone(),
     ));
     let src = by_name(&p, "src");
     collector.wait_buffers(50);
@@ -105,9 +112,20 @@ fn on_time_after_a_pause(slow_pause: bool) {
     set_state(&p, gst::State::Playing);
     // Not one from here on can have come before the return.
     let sent_resumed = sent.load(Ordering::SeqCst);
+    const AFTER: usize = 75;
+    chunks.store(sent_resumed + AFTER, Ordering::SeqCst);
     let resumed = src.clock().unwrap().time() - src.base_time().unwrap();
+    let resumed_at = Instant::now();
     let got = collector.wait_eos();
     rt().block_on(player).unwrap();
+    let sent_at = sent_at.lock().unwrap().clone();
+    let all = sent_at.len();
+    assert_eq!(all, sent_resumed + AFTER);
+    // How late chunk `k` was sent against the sender's 20 ms grid (ns).
+    let late = |k: usize| {
+        let due = sent_at[0] + Duration::from_millis(20) * k as u32;
+        sent_at[k].saturating_duration_since(due).as_nanos() as i128
+    };
 
     // A buffer made before the pause may still go out first; the stream
     // then goes on anchored anew.
@@ -116,24 +134,68 @@ fn on_time_after_a_pause(slow_pause: bool) {
         .expect("no DISCONT after the pause");
     assert!(anew <= before + 1, "anchored anew only at buffer {anew}");
     assert!(
-        got.buffers.len() - anew >= 40,
+        got.buffers.len() - anew >= AFTER,
         "{} buffers after",
         got.buffers.len() - anew
     );
+    // From `anew` on, one buffer per chunk, to the last: buffer `i` is
+    // chunk `chunk(i)`. The anchor is a chunk read by the return or the
+    // first sent after it (those are never dropped, checked below), and goes
+    // out at once: within a second of the return, or of its send if the
+    // sender ran late across the return.
+    let chunk = |i: usize| all - (got.buffers.len() - i);
+    let anchor = chunk(anew);
     assert!(
-        got.running_times[anew] < resumed + gst::ClockTime::SECOND,
-        "first at {}",
+        anchor <= sent_resumed,
+        "anchored at chunk {anchor}, {sent_resumed} sent at the return"
+    );
+    let waited = sent_at[anchor].saturating_duration_since(resumed_at);
+    assert!(
+        got.running_times[anew]
+            < resumed + gst::ClockTime::SECOND + gst::ClockTime::try_from(waited).unwrap(),
+        "first at {} (resumed at {resumed}, chunk {anchor} sent {waited:?} after)",
         got.running_times[anew]
     );
+    // Pushed about a chunk after its PTS, as before the pause (without the
+    // re-anchoring: 2 s before it). From each anchor (the one after the
+    // pause, or a chunk late past the fill deadline: see the README's
+    // "Gaps are filled in time") the PTS follow the chunks' timestamps. So
+    // a sender that runs later than it did at the anchor delivers that much
+    // after the PTS, and one late at the anchor catching up, that much
+    // before them; only the src's own lateness is left.
+    let fill_deadline = {
+        let mut latency = gst::query::Latency::new();
+        assert!(p.query(&mut latency));
+        latency.result().1.max(gst::ClockTime::from_mseconds(300))
+    };
+    let mut from = anew;
     for i in anew..got.buffers.len() {
-        let (pts, at) = (got.buffers[i].pts().unwrap(), got.running_times[i]);
-        // Pushed about a chunk after its PTS, as before the pause (without
-        // the re-anchoring: 2 s before it).
-        let off = if at > pts { at - pts } else { pts - at };
-        assert!(
-            off < ON_TIME,
-            "PTS {pts} arrived at {at} (resumed at {resumed})"
-        );
+        if got.buffers[i].flags().contains(gst::BufferFlags::DISCONT) {
+            from = i;
+        }
+        let off = |i: usize| {
+            got.running_times[i].nseconds() as i128
+                - got.buffers[i].pts().unwrap().nseconds() as i128
+        };
+        let sender = late(chunk(i)) - late(chunk(from));
+        // A late chunk goes right after the fill: up to the fill deadline
+        // after its PTS.
+        let at_anchor = match from == anew {
+            true => ON_TIME,
+            false => fill_deadline + ON_TIME,
+        };
+        for (what, off, bound) in [
+            ("at its anchor", off(from), at_anchor),
+            ("since", off(i) - off(from) - sender, ON_TIME),
+        ] {
+            assert!(
+                off.unsigned_abs() < bound.nseconds() as u128,
+                "buffer {i} {} ms off {what} (anchored at {from}, after the pause at {anew}; \
+                 the sender {} ms later than at the anchor; resumed at {resumed})",
+                off / 1_000_000,
+                sender / 1_000_000
+            );
+        }
     }
     // What queued while paused (about 100 chunks) was dropped and counted:
     // every chunk sent while paused and read before the return, and none
@@ -148,7 +210,7 @@ fn on_time_after_a_pause(slow_pause: bool) {
     );
     assert!(dropped >= read_paused - sent_paused, "{counts}");
     assert!(dropped <= sent_resumed - before, "{counts}");
-    assert_eq!(got.buffers.len() + dropped, CHUNKS, "{counts}");
+    assert_eq!(got.buffers.len() + dropped, all, "{counts}");
     set_state(&p, gst::State::Null);
 }
 
