@@ -12,7 +12,7 @@ use gst::prelude::*;
 
 use crate::call::{CallConfig, Slot};
 use crate::lock::Locked;
-use crate::provider::Provider;
+use crate::provider::{DialectProp, Provider};
 use crate::server::{self, ListenerConfig, PathConfig, Registration, TlsFiles};
 
 /// The environment variable the auth token is read from when the
@@ -150,7 +150,8 @@ impl Endpoint {
                 .blurb(&format!(
                     "Twilio auth token: the WebSocket upgrade must then carry a valid \
                      X-Twilio-Signature, or it gets HTTP 403. Unset: the {AUTH_TOKEN_ENV} \
-                     environment variable, if set; empty: no check. Write-only{when}"
+                     environment variable, if set (dialect auto or twilio only); empty: no \
+                     check. Write-only{when}"
                 ))
                 .write_only()
                 .mutable_ready()
@@ -316,11 +317,18 @@ impl Endpoint {
         })
     }
 
-    /// The auth token in force: the property, else the environment.
+    /// The auth token in force: the property, else the environment. The
+    /// variable is Twilio's account token: a path fixed to SignalWire or
+    /// Telnyx, which never send `X-Twilio-Signature`, does not take it
+    /// (every call would get 403).
     fn effective_auth_token(&self) -> Option<String> {
+        let twilio = matches!(
+            self.provider.dialect,
+            DialectProp::Auto | DialectProp::Twilio
+        );
         self.auth_token
             .clone()
-            .or_else(|| std::env::var(AUTH_TOKEN_ENV).ok())
+            .or_else(|| twilio.then(|| std::env::var(AUTH_TOKEN_ENV).ok()).flatten())
             .filter(|t| !t.is_empty())
     }
 

@@ -4,8 +4,10 @@
 mod common;
 
 use common::*;
+use gst::prelude::*;
 
-use twilio_emulator::{CallParams, Dialer, Playout, TwilioCall};
+use gsttwiliostream::codec::WireFormat;
+use twilio_emulator::{CallParams, Dialer, Playout, Provider, TwilioCall};
 
 #[test]
 fn twilio_auth_token_from_the_environment_and_an_empty_property_disables_it() {
@@ -39,5 +41,38 @@ fn twilio_auth_token_from_the_environment_and_an_empty_property_disables_it() {
     let p = pipeline("twiliostreamsrc name=src port=0 auth-token=\"\" ! fakesink");
     set_state(&p, gst::State::Playing);
     dial(&Dialer::default(), &url_of(&by_name(&p, "src"))).expect("no check");
+    set_state(&p, gst::State::Null);
+    // The variable is Twilio's: a path fixed to a provider that never
+    // sends X-Twilio-Signature does not take it (its calls would all get
+    // 403); `auto` may take Twilio's calls, and does.
+    for (dialect, provider) in [
+        ("signalwire", Provider::SignalWire),
+        ("telnyx", Provider::Telnyx),
+    ] {
+        let p = pipeline(&format!(
+            "twiliostreamsrc name=src port=0 dialect={dialect} ! fakesink"
+        ));
+        set_state(&p, gst::State::Playing);
+        let src = by_name(&p, "src");
+        let url = url_of(&src);
+        rt().block_on(async {
+            let params = CallParams::of(provider, WireFormat::PCMU);
+            let mut call =
+                TwilioCall::connect_via(&Dialer::default(), &url, params, Playout::Instant)
+                    .await
+                    .unwrap_or_else(|e| panic!("{dialect}: an unsigned call refused: {e}"));
+            call.begin().unwrap();
+            call.close().await;
+        });
+        assert_eq!(src.property::<u64>("signature-failures"), 0, "{dialect}");
+        set_state(&p, gst::State::Null);
+    }
+    let p = pipeline("twiliostreamsrc name=src port=0 dialect=twilio ! fakesink");
+    set_state(&p, gst::State::Playing);
+    assert!(
+        dial(&Dialer::default(), &url_of(&by_name(&p, "src")))
+            .unwrap_err()
+            .contains("403")
+    );
     set_state(&p, gst::State::Null);
 }
