@@ -197,6 +197,46 @@ fn duplicate_start() {
     assert_eq!(invalid(&run), 1);
 }
 
+/// `start` in Twilio's shape, its `mediaFormat` without `sampleRate`.
+fn start_without_a_rate(sid: &str, encoding: &str) -> String {
+    format!(
+        r#"{{"event":"start","sequenceNumber":"1","streamSid":"{sid}","start":{{"accountSid":"AC1","streamSid":"{sid}","callSid":"CA1","tracks":["inbound"],"mediaFormat":{{"encoding":"{encoding}","channels":1}}}}}}"#
+    )
+}
+
+#[test]
+fn a_start_without_a_sample_rate() {
+    // G.711 has one rate: the call is taken, its audio whole. L16 could be
+    // any: that connection is no call (1008, naming the format).
+    let (p, collector, url) = start(PCM8K);
+    let src = by_name(&p, "src");
+    rt().block_on(async {
+        let mut probe = TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap();
+        probe
+            .send_text(&start_without_a_rate(&sid(&probe), "audio/x-L16"))
+            .unwrap();
+        let closed = probe.recv_timeout(PATIENCE).await;
+        assert_eq!(closed, Some(twilio_emulator::Received::Closed(Some(1008))));
+        let mut call = TwilioCall::connect(&url, CallParams::default())
+            .await
+            .unwrap();
+        call.send_text(&start_without_a_rate(&sid(&call), "audio/x-mulaw"))
+            .unwrap();
+        call.send_media(&BEFORE).unwrap();
+        call.send_media(&AFTER).unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let mut expected = decode(&BEFORE);
+    expected.extend(decode(&AFTER));
+    assert_eq!(collector.wait_eos().samples(), expected);
+    assert_eq!(src.property::<u64>("invalid-messages"), 0);
+    counter_reaches(&src, "rejected-connections", 1);
+    set_state(&p, gst::State::Null);
+}
+
 #[test]
 fn media_before_start() {
     // A connection becomes a call only at start: one that sends media

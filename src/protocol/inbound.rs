@@ -481,6 +481,16 @@ mod tests {
         ] {
             assert_eq!(start(format), Ok(mulaw.clone()), "{format}");
         }
+        // No rate: 0, which `WireFormat::parse` takes for a codec of one
+        // rate (G.711 is 8 kHz) and refuses for L16.
+        let format = start(r#"{"encoding":"audio/x-mulaw"}"#).unwrap();
+        assert_eq!(format.sample_rate, 0);
+        let parsed = |f: &MediaFormat| {
+            crate::codec::WireFormat::parse(&f.encoding, f.sample_rate, Default::default())
+        };
+        assert_eq!(parsed(&format), Ok(crate::codec::WireFormat::PCMU));
+        let l16 = start(r#"{"encoding":"audio/x-L16"}"#).unwrap();
+        assert!(parsed(&l16).is_err());
         for format in [
             r#"{"encoding":"audio/x-mulaw","sampleRate":"8 kHz"}"#,
             r#"{"encoding":"audio/x-mulaw","sampleRate":4294967296}"#,

@@ -11,10 +11,12 @@ use super::Track;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaFormat {
     pub encoding: String,
-    /// Telnyx spells it `sample_rate`.
+    /// Telnyx spells it `sample_rate`. 0 when absent: a codec of one
+    /// rate (G.711) is taken at it, L16 refused (`WireFormat::parse`).
     #[serde(
         rename = "sampleRate",
         alias = "sample_rate",
+        default,
         deserialize_with = "super::number_or_string"
     )]
     pub sample_rate: u32,
