@@ -453,6 +453,37 @@ fn send_mark_with_no_name_is_refused_not_a_crash() {
     set_state(&p, gst::State::Null);
 }
 
+/// A stream with the outbound track is a one-way `<Start><Stream>`: Twilio
+/// answers anything sent on it with error 31924, and echoes no mark. The
+/// sink sends nothing there (marks and clears refused), and its EOS ends
+/// the stream at once, with no wait for an echo that cannot come.
+#[test]
+fn a_sink_on_a_one_way_stream_sends_nothing_and_ends_at_once() {
+    let (p, sp, app, sink) = appsrc_pair("");
+    let bus = p.bus().unwrap();
+    let url = url_of(&by_name(&p, "src"));
+    let mut call = rt().block_on(async {
+        let params = CallParams {
+            tracks: vec!["inbound".to_owned(), "outbound".to_owned()],
+            ..CallParams::default()
+        };
+        TwilioCall::start(&url, params).await.unwrap()
+    });
+    messages_until(&bus, |m| has_element(m, "twilio-start"));
+    push(&app, &[1000; 400]);
+    assert!(!sink.emit_by_name::<bool>("send-mark", &[&"m"]));
+    assert!(!sink.emit_by_name::<bool>("clear", &[]));
+    end_of_stream(&app);
+    let got = until_closed(&mut call);
+    assert_eq!(got, [Received::Closed(Some(1000))]);
+    messages_until(&sp.bus().unwrap(), has_eos);
+    for counter in ["chunks-sent", "bytes-sent", "marks-sent", "clears-sent"] {
+        assert_eq!(sink.property::<u64>(counter), 0, "{counter}");
+    }
+    set_state(&sp, gst::State::Null);
+    set_state(&p, gst::State::Null);
+}
+
 #[test]
 fn a_sink_on_a_one_way_stream_warns_that_twilio_rejects_its_audio() {
     let (p, sp, app, _sink) = appsrc_pair("");

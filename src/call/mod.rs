@@ -166,6 +166,10 @@ pub struct Call {
     ended: Mutex<Option<String>>,
     /// Twilio has sent `stop`.
     stopped: AtomicBool,
+    /// `start` names the outbound track: a one-way `<Start><Stream>`
+    /// (Twilio's `<Connect><Stream>` carries the inbound track only), on
+    /// which Twilio takes nothing (error 31924) and echoes no mark.
+    one_way: AtomicBool,
     /// When the call was created: the origin of the writer's times.
     created: Instant,
     /// Nanoseconds after `created` when Twilio will have played all the
@@ -261,6 +265,7 @@ impl Call {
             close_frame: Mutex::new(None),
             ended: Mutex::new(None),
             stopped: AtomicBool::new(false),
+            one_way: AtomicBool::new(false),
             created: Instant::now(),
             playout_end: AtomicU64::new(0),
             task: Mutex::new(None),
@@ -387,12 +392,13 @@ impl Call {
     /// Sends a `mark` named `name` after everything sent so far; returns
     /// how many marks the call has sent, this one included (wait for that
     /// many echoes with [`Call::marks_echoed`]). Needs `start`; refused
-    /// once Twilio has sent `stop` (it echoes nothing more).
+    /// once Twilio has sent `stop` (it echoes nothing more), and on a
+    /// one-way stream (it echoes nothing).
     pub fn send_mark(&self, name: &str) -> Result<u64, SendError> {
         let Some(start) = self.start_info() else {
             return Err(SendError::Closed);
         };
-        if self.is_stopped() {
+        if self.is_stopped() || self.is_one_way() {
             return Err(SendError::Closed);
         }
         let text = self.dialect.mark(&start.stream_sid, name);
@@ -415,13 +421,17 @@ impl Call {
     /// what it has not played. `done` is told, on the call's task, what the
     /// caller heard and what was dropped. Needs `start`; refused once Twilio
     /// has sent `stop` (it plays nothing more, and nothing more is sent),
-    /// and while 8 MiB wait unwritten (a peer that reads slowly: media and
+    /// on a one-way stream, and while 8 MiB wait unwritten (a peer that reads slowly: media and
     /// marks are refused from 4 MiB on).
     pub fn clear(&self, done: impl FnOnce(Cleared) + Send + 'static) -> Result<(), SendError> {
         let Some(start) = self.start_info() else {
             return Err(SendError::Closed);
         };
-        if !self.is_open() || self.closing.load(Ordering::Relaxed) || self.is_stopped() {
+        if !self.is_open()
+            || self.closing.load(Ordering::Relaxed)
+            || self.is_stopped()
+            || self.is_one_way()
+        {
             return Err(SendError::Closed);
         }
         let text = self.dialect.clear(&start.stream_sid);
@@ -480,6 +490,12 @@ impl Call {
     /// Whether Twilio has sent `stop` (the stream is over on its side).
     pub fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Whether the stream is one-way (its `start` names the outbound
+    /// track): nothing is sent on it, as nothing is after `stop`.
+    pub fn is_one_way(&self) -> bool {
+        self.one_way.load(Ordering::Relaxed)
     }
 
     /// Ends the stream from our side: closes the WebSocket normally (on

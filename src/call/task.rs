@@ -31,6 +31,7 @@ use super::{Call, CallConfig, Request, call_log};
 
 use crate::contain::CLOSE_PANICKED;
 use crate::lock::Locked;
+use crate::protocol::Track;
 
 /// The per-call task: reads, validates and dispatches Twilio's messages,
 /// writes ours, and ends when either side closes.
@@ -383,6 +384,9 @@ fn apply(call: &Call, events: &EventSender, handled: Handled) -> bool {
     };
     match &event {
         CallEvent::Start(start) => {
+            // Before `start` is seen: whoever sees it sees this too.
+            let one_way = start.carries(Track::Outbound);
+            call.one_way.store(one_way, Ordering::Relaxed);
             call.start.send_replace(Some(start.clone()));
         }
         CallEvent::Stop(_) => {

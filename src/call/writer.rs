@@ -124,9 +124,9 @@ impl Writer {
 
     /// Moves what is due now from the outbox to `texts` (behind a write in
     /// progress: only a clear asks for that), counting the frames as sent;
-    /// nothing once Twilio sent `stop`.
+    /// nothing once Twilio sent `stop`, nor on a one-way stream.
     fn collect(&mut self, call: &Call) {
-        if call.is_stopped() {
+        if call.is_stopped() || call.is_one_way() {
             self.next = None;
             return self.drop_after_stop(call);
         }
@@ -153,8 +153,8 @@ impl Writer {
         }
     }
 
-    /// Twilio sent `stop`: it plays nothing more, so what waits (media,
-    /// marks, clears) is dropped unsent, logged (not in `chunks-dropped`,
+    /// Twilio sent `stop` (or the stream is one-way): it plays nothing
+    /// (more), so what waits (media, marks, clears) is dropped unsent, logged (not in `chunks-dropped`,
     /// which says Twilio did not keep up: an echo's tail would count in
     /// every call).
     #[cold]
@@ -170,7 +170,11 @@ impl Writer {
         call_log!(
             call,
             debug,
-            "Twilio sent stop: not sending {} messages ({} media)",
+            "{}: not sending {} messages ({} media)",
+            match call.is_stopped() {
+                true => "Twilio sent stop",
+                false => "one-way stream (Twilio error 31924)",
+            },
             unsent.messages,
             unsent.media
         );

@@ -129,15 +129,16 @@ impl TwilioStreamSink {
             .start_info()
             .map(|s| s.tracks.clone())
             .unwrap_or_default();
-        if tracks.iter().any(|t| t == "outbound") {
+        if call.is_one_way() {
             // Only <Start><Stream> (one-way) streams carry the outbound track.
             gst::element_imp_warning!(
                 self,
                 gst::StreamError::Failed,
-                ("This stream is one-way: Twilio rejects audio sent on it"),
+                ("This stream is one-way: the sink sends nothing on it"),
                 [
                     "the stream carries {tracks:?}, as a <Start><Stream> does; Twilio answers \
-                     media sent on it with error 31924. Use <Connect><Stream> to talk"
+                     anything sent on it with error 31924 (its audio is dropped, marks and \
+                     clears refused). Use <Connect><Stream> to talk"
                 ]
             );
         }
@@ -396,27 +397,23 @@ impl TwilioStreamSink {
             return false;
         }
         let bound = call.playout_bound();
-        gst::debug!(
-            CAT,
-            imp = self,
-            "EOS: waiting up to {bound:?} for Twilio to play out"
-        );
-        let mut waiting = RUNTIME.spawn({
-            let call = call.clone();
-            async move { call.play_out(EOS_MARK).await }
-        });
-        let played = loop {
-            match wait(&self.canceller, &mut waiting) {
-                Ok(played) => break played.unwrap_or(false),
-                // A pause: wait for PLAYING again (the wait goes on), or
-                // for the flush or stop that makes this fail.
-                Err(_) => {
-                    if self.obj().wait_preroll().is_err() {
-                        waiting.abort();
-                        gst::debug!(CAT, imp = self, "EOS: flushing, the stream goes on");
-                        return false;
-                    }
-                }
+        let played = if call.is_one_way() {
+            // Nothing was sent, and Twilio would echo no mark.
+            gst::debug!(
+                CAT,
+                imp = self,
+                "EOS: a one-way stream, nothing to play out"
+            );
+            true
+        } else {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "EOS: waiting up to {bound:?} for Twilio to play out"
+            );
+            match self.wait_for_playout(&call) {
+                Some(played) => played,
+                None => return false,
             }
         };
         if self.state.locked().flushing {
@@ -453,6 +450,31 @@ impl TwilioStreamSink {
             let _ = wait(&self.canceller, posted);
         }
         true
+    }
+}
+
+impl TwilioStreamSink {
+    /// Sends [`EOS_MARK`] and waits for its echo (see `play_out`): whether
+    /// it came in time; None if a flush or a stop ended the wait.
+    fn wait_for_playout(&self, call: &Arc<Call>) -> Option<bool> {
+        let mut waiting = RUNTIME.spawn({
+            let call = call.clone();
+            async move { call.play_out(EOS_MARK).await }
+        });
+        loop {
+            match wait(&self.canceller, &mut waiting) {
+                Ok(played) => return Some(played.unwrap_or(false)),
+                // A pause: wait for PLAYING again (the wait goes on), or
+                // for the flush or stop that makes this fail.
+                Err(_) => {
+                    if self.obj().wait_preroll().is_err() {
+                        waiting.abort();
+                        gst::debug!(CAT, imp = self, "EOS: flushing, the stream goes on");
+                        return None;
+                    }
+                }
+            }
+        }
     }
 }
 
