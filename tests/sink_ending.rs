@@ -484,6 +484,63 @@ fn a_sink_on_a_one_way_stream_sends_nothing_and_ends_at_once() {
     set_state(&p, gst::State::Null);
 }
 
+/// Telnyx's `start` names no tracks, and Telnyx does not say that its
+/// bidirectional streams carry the inbound track only: a Telnyx `start`
+/// naming the outbound track is not taken for a one-way stream.
+#[test]
+fn a_telnyx_start_naming_the_outbound_track_is_still_answered() {
+    use gsttwiliostream::codec::WireFormat;
+    use gsttwiliostream::protocol::{Inbound, StartInfo};
+    use twilio_emulator::Provider;
+    let (p, sp, app, sink) = appsrc_pair("");
+    let bus = p.bus().unwrap();
+    let url = url_of(&by_name(&p, "src"));
+    // The emulator takes the stream for the inbound one it is: it would
+    // refuse what is sent on one-way streams.
+    let params = CallParams::of(Provider::Telnyx, WireFormat::PCMU);
+    let tracks = ["inbound", "outbound"];
+    let mut call = rt().block_on(async {
+        let mut call = TwilioCall::connect(&url, params.clone()).await.unwrap();
+        call.send(&Provider::Telnyx.connected()).unwrap();
+        let start = Inbound::Start {
+            sequence_number: None,
+            stream_sid: params.stream_sid.clone(),
+            start: StartInfo {
+                account_sid: params.account_sid.clone(),
+                stream_sid: params.stream_sid.clone(),
+                call_sid: params.call_sid.clone(),
+                tracks: tracks.map(str::to_owned).to_vec(),
+                custom_parameters: Default::default(),
+                media_format: Some(Provider::Telnyx.media_format(WireFormat::PCMU)),
+                tracks_unannounced: false,
+            },
+        };
+        // The emulator spells Telnyx's `start` without tracks, as Telnyx
+        // documents it: add them.
+        let mut text: serde_json::Value =
+            serde_json::from_str(&Provider::Telnyx.text(&start)).unwrap();
+        text["start"]["tracks"] = serde_json::json!(tracks);
+        call.send_text(&text.to_string()).unwrap();
+        call
+    });
+    messages_until(&bus, |m| has_element(m, "twilio-start"));
+    push(&app, &[1000; 400]);
+    counter_at_least(&sink, "chunks-sent", 2);
+    assert!(sink.emit_by_name::<bool>("send-mark", &[&"m"]));
+    let got = receive_until(&mut call, |got| {
+        got.iter()
+            .any(|r| matches!(r, Received::Message(Outbound::Mark { .. }, _)))
+    });
+    let media = got
+        .iter()
+        .filter(|r| matches!(r, Received::Message(Outbound::Media { .. }, _)))
+        .count();
+    // 50 ms: the last 10 ms padded to Telnyx's 20 ms before the mark.
+    assert_eq!(media, 3, "{got:?}");
+    set_state(&sp, gst::State::Null);
+    set_state(&p, gst::State::Null);
+}
+
 #[test]
 fn a_sink_on_a_one_way_stream_warns_that_twilio_rejects_its_audio() {
     let (p, sp, app, _sink) = appsrc_pair("");

@@ -385,7 +385,8 @@ fn apply(call: &Call, events: &EventSender, handled: Handled) -> bool {
     match &event {
         CallEvent::Start(start) => {
             // Before `start` is seen: whoever sees it sees this too.
-            let one_way = start.carries(Track::Outbound);
+            let one_way =
+                call.dialect.outbound_track_is_one_way() && start.carries(Track::Outbound);
             call.one_way.store(one_way, Ordering::Relaxed);
             call.start.send_replace(Some(start.clone()));
         }

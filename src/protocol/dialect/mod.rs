@@ -52,6 +52,13 @@ pub trait Dialect: Send + Sync + fmt::Debug {
     fn unordered_media(&self) -> bool {
         false
     }
+
+    /// Whether a stream whose `start` names the outbound track is one-way
+    /// (nothing may be sent on it): Twilio's and SignalWire's
+    /// bidirectional streams carry the inbound track only.
+    fn outbound_track_is_one_way(&self) -> bool {
+        true
+    }
 }
 
 /// The `dialect` property: one provider, or detected per call.

@@ -198,6 +198,13 @@ impl Dialect for Telnyx {
     fn unordered_media(&self) -> bool {
         true
     }
+
+    /// Telnyx announces no tracks, and does not say that a bidirectional
+    /// stream cannot carry the outbound track: whatever it announces, the
+    /// sink sends.
+    fn outbound_track_is_one_way(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
