@@ -1,7 +1,8 @@
 //! The provider settings both elements share, beside the listening ones of
 //! `endpoint.rs`: which dialect calls speak (`dialect`), the byte order of
-//! L16 audio (`l16-byte-order`) and SignalWire's bearer token
-//! (`auth-bearer-token`), with their GLib enums and property specs.
+//! L16 audio (`l16-byte-order`) and the token SignalWire sends as a bearer
+//! token and Telnyx in its own header (`auth-bearer-token`), with their
+//! GLib enums and property specs.
 
 use gst::glib;
 use gst::prelude::*;
@@ -68,7 +69,8 @@ impl From<L16Order> for ByteOrder {
 pub struct Provider {
     pub dialect: DialectProp,
     pub l16_order: L16Order,
-    /// SignalWire's `authBearerToken`; None or empty: no check.
+    /// SignalWire's `authBearerToken`, Telnyx's `stream_auth_token`; None
+    /// or empty: no check.
     pub bearer_token: Option<String>,
 }
 
@@ -97,9 +99,11 @@ impl Provider {
             glib::ParamSpecString::builder("auth-bearer-token")
                 .nick("Auth bearer token")
                 .blurb(&format!(
-                    "SignalWire's authBearerToken: the WebSocket upgrade must then carry \
-                     Authorization: Bearer <token>, or it gets HTTP 403 (compared in constant \
-                     time). Unset or empty: no check. Write-only{when}"
+                    "SignalWire's authBearerToken or Telnyx's stream_auth_token: the WebSocket \
+                     upgrade must then carry Authorization: Bearer <token> (or, with dialect \
+                     telnyx or auto, x-telnyx-streaming-auth-token: <token>), or it gets HTTP \
+                     403 (compared in constant time). Unset or empty: no check. \
+                     Write-only{when}"
                 ))
                 .write_only()
                 .mutable_ready()

@@ -2,7 +2,8 @@
 //! the public URL (as written in the TwiML, `wss://` scheme; the scheme and
 //! host in any case, with or without `:443`), keyed with the account's
 //! auth token. Compared in constant time. Also
-//! SignalWire's `Authorization: Bearer` token ([`verify_bearer`]).
+//! SignalWire's `Authorization: Bearer` token ([`verify_bearer`]) and
+//! Telnyx's bare `x-telnyx-streaming-auth-token` ([`verify_token`]).
 
 use base64::Engine as _;
 use hmac::{KeyInit, Mac};
@@ -42,6 +43,13 @@ pub fn verify_bearer(token: &str, authorization: &str) -> bool {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return false;
     }
+    verify_token(token, given)
+}
+
+/// Whether `given` (a header's value, surrounding blanks aside) is `token`,
+/// compared as HMACs of one key, like [`verify_bearer`]: Telnyx's
+/// `x-telnyx-streaming-auth-token` carries the token bare.
+pub fn verify_token(token: &str, given: &str) -> bool {
     let digest = |s: &str| {
         let mut mac = HmacSha1::new_from_slice(b"twiliostream bearer").expect("any key");
         mac.update(s.as_bytes());
@@ -306,6 +314,22 @@ mod tests {
             "PT1234abcd",
         ] {
             assert!(!verify_bearer(token, wrong), "{wrong:?}");
+        }
+    }
+
+    #[test]
+    fn bare_tokens_must_match_exactly() {
+        let token = "PT1234abcd";
+        assert!(verify_token(token, "PT1234abcd"));
+        assert!(verify_token(token, " PT1234abcd "));
+        for wrong in [
+            "",
+            "PT1234abc",
+            "PT1234abcde",
+            "pt1234abcd",
+            "Bearer PT1234abcd",
+        ] {
+            assert!(!verify_token(token, wrong), "{wrong:?}");
         }
     }
 }

@@ -19,7 +19,8 @@ use crate::lock::Locked;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathConfig {
     pub auth_token: Option<String>,
-    /// SignalWire's `Authorization: Bearer` token.
+    /// SignalWire's `Authorization: Bearer` token, also Telnyx's
+    /// `x-telnyx-streaming-auth-token` (`upgrade.rs`).
     pub bearer_token: Option<String>,
     pub public_url: Option<String>,
     pub call: CallConfig,

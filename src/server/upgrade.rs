@@ -1,9 +1,9 @@
 //! The WebSocket upgrade of one connection: a plain HTTP request answered
 //! 426, one that cannot be upgraded 400 (`http`; counted as a rejected
 //! connection on a served path), the path (HTTP 404 if nobody listens on
-//! it), the `X-Twilio-Signature` (HTTP 403 if wrong or missing with an auth
-//! token), HTTP 503 when the path's elements are all busy and its calls may
-//! not wait, the subprotocol answered (`subprotocol`), and the message size
+//! it), the `X-Twilio-Signature` or bearer token (HTTP 403 if wrong or
+//! missing when asked for), HTTP 503 when the path's elements are all busy
+//! and its calls may not wait, the subprotocol answered (`subprotocol`), and the message size
 //! limits. What happens after the upgrade (the `start` message, dispatch)
 //! is in `admission`.
 
@@ -22,6 +22,7 @@ use super::http::{Arrival, read_head};
 use super::paths::{PathConfig, PathCounters, Shared};
 use super::stream::Prefixed;
 use crate::call::CAT;
+use crate::protocol::dialect::Choice;
 use crate::signature;
 
 /// tungstenite zero-fills its read buffer before every read: the default
@@ -46,9 +47,13 @@ fn reject(status: StatusCode, why: &str) -> ErrorResponse {
     response
 }
 
+/// The header Telnyx carries a stream's `stream_auth_token` in, bare.
+const TELNYX_TOKEN_HEADER: &str = "x-telnyx-streaming-auth-token";
+
 /// Checks the upgrade's credentials against what the path asks for: a
 /// valid `X-Twilio-Signature` with an auth token, `Authorization: Bearer`
-/// with a bearer token (SignalWire); with both, either will do.
+/// with a bearer token (SignalWire), or on a `telnyx` or `auto` path the
+/// same token in [`TELNYX_TOKEN_HEADER`]; with both, either will do.
 fn authorized(request: &Request, path: &str, config: &PathConfig) -> Result<(), String> {
     let header = |name: &str| request.headers().get(name).and_then(|h| h.to_str().ok());
     let mut failures = Vec::new();
@@ -75,12 +80,19 @@ fn authorized(request: &Request, path: &str, config: &PathConfig) -> Result<(), 
         if authorization.is_some_and(|a| signature::verify_bearer(token, a)) {
             return Ok(());
         }
+        let telnyx = matches!(config.call.dialect, Choice::Telnyx | Choice::Auto);
+        let telnyx_token = header(TELNYX_TOKEN_HEADER).filter(|_| telnyx);
+        if telnyx_token.is_some_and(|t| signature::verify_token(token, t)) {
+            return Ok(());
+        }
+        let presented = authorization.is_some() || telnyx_token.is_some();
         failures.push(format!(
-            "{} Authorization bearer token",
-            if authorization.is_some() {
-                "wrong"
+            "{} {}",
+            if presented { "wrong" } else { "no" },
+            if telnyx {
+                "Authorization bearer token or x-telnyx-streaming-auth-token"
             } else {
-                "no"
+                "Authorization bearer token"
             }
         ));
     }
