@@ -376,8 +376,17 @@ fn a_fixed_dialect_refuses_another_providers_start() {
 
 /// Dials `url` with `dialer` as SignalWire; the HTTP status of a refusal.
 fn signalwire_dial(dialer: &twilio_emulator::Dialer, url: &str) -> Result<(), Option<u16>> {
+    dial_with_auth(Provider::SignalWire, dialer, url)
+}
+
+/// Dials `url` with `dialer` as `provider`; the HTTP status of a refusal.
+fn dial_with_auth(
+    provider: Provider,
+    dialer: &twilio_emulator::Dialer,
+    url: &str,
+) -> Result<(), Option<u16>> {
     rt().block_on(async {
-        let params = CallParams::of(Provider::SignalWire, WireFormat::PCMU);
+        let params = CallParams::of(provider, WireFormat::PCMU);
         match TwilioCall::connect_via(dialer, url, params, Playout::Instant).await {
             Ok(mut call) => {
                 call.begin().unwrap();
@@ -416,6 +425,53 @@ fn signalwire_bearer_token_is_checked_on_the_upgrade() {
     // Write-only: never read back.
     let pspec = src.find_property("auth-bearer-token").unwrap();
     assert!(!pspec.flags().contains(glib::ParamFlags::READABLE));
+    set_state(&p, gst::State::Null);
+}
+
+/// Telnyx presents `stream_auth_token` bare in `x-telnyx-streaming-auth-token`:
+/// `auth-bearer-token` accepts it there on a `telnyx` or `auto` path, and
+/// a missing or wrong one gets 403 and is counted; a bearer header still
+/// does. A `twilio` path takes the token as a bearer header only.
+#[test]
+fn telnyx_stream_auth_token_is_checked_on_the_upgrade() {
+    init();
+    let with = |telnyx: Option<&str>, bearer: Option<&str>| twilio_emulator::Dialer {
+        telnyx_token: telnyx.map(str::to_owned),
+        bearer_token: bearer.map(str::to_owned),
+        ..twilio_emulator::Dialer::default()
+    };
+    for dialect in ["telnyx", "auto"] {
+        let p = pipeline(&format!(
+            "twiliostreamsrc name=src port=0 dialect={dialect} auth-token=\"\" \
+             auth-bearer-token=s3cret ! fakesink"
+        ));
+        set_state(&p, gst::State::Playing);
+        let src = by_name(&p, "src");
+        let url = url_of(&src);
+        let telnyx = |dialer| dial_with_auth(Provider::Telnyx, &dialer, &url);
+        assert_eq!(telnyx(with(None, None)), Err(Some(403)), "{dialect}");
+        assert_eq!(telnyx(with(Some("s3cre"), None)), Err(Some(403)));
+        assert_eq!(telnyx(with(Some("s3cret!"), None)), Err(Some(403)));
+        assert_eq!(telnyx(with(Some("Bearer s3cret"), None)), Err(Some(403)));
+        assert_eq!(src.property::<u64>("signature-failures"), 4, "{dialect}");
+        assert_eq!(telnyx(with(Some("s3cret"), None)), Ok(()), "{dialect}");
+        assert_eq!(telnyx(with(None, Some("s3cret"))), Ok(()), "{dialect}");
+        // A wrong Telnyx header beside a right bearer one does not matter.
+        assert_eq!(telnyx(with(Some("nope"), Some("s3cret"))), Ok(()));
+        assert_eq!(src.property::<u64>("signature-failures"), 4, "{dialect}");
+        set_state(&p, gst::State::Null);
+    }
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 dialect=twilio auth-token=\"\" \
+         auth-bearer-token=s3cret ! fakesink",
+    );
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let url = url_of(&src);
+    let twilio = |dialer| dial_with_auth(Provider::Twilio, &dialer, &url);
+    assert_eq!(twilio(with(Some("s3cret"), None)), Err(Some(403)));
+    assert_eq!(src.property::<u64>("signature-failures"), 1);
+    assert_eq!(twilio(with(None, Some("s3cret"))), Ok(()));
     set_state(&p, gst::State::Null);
 }
 

@@ -32,6 +32,9 @@ pub struct Dialer {
     /// Send `Authorization: Bearer` with this token, as SignalWire does
     /// with the `<Stream authBearerToken>`.
     pub bearer_token: Option<String>,
+    /// Send `x-telnyx-streaming-auth-token` with this token, as Telnyx
+    /// does with a stream's `stream_auth_token`.
+    pub telnyx_token: Option<String>,
 }
 
 /// A connected WebSocket, over TCP or a Unix socket.
@@ -94,6 +97,12 @@ impl Dialer {
             let value = HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|e| WsError::HttpFormat(e.into()))?;
             request.headers_mut().insert("Authorization", value);
+        }
+        if let Some(token) = &self.telnyx_token {
+            let value = HeaderValue::from_str(token).map_err(|e| WsError::HttpFormat(e.into()))?;
+            request
+                .headers_mut()
+                .insert("x-telnyx-streaming-auth-token", value);
         }
         Ok(request)
     }

@@ -87,8 +87,11 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Dialect::Twilio)]
     dialect: Dialect,
 
-    /// Send Authorization: Bearer TOKEN on the upgrade, as SignalWire does
-    /// with <Stream authBearerToken="TOKEN">
+    /// Present TOKEN on the upgrade as the dialect's provider does:
+    /// Authorization: Bearer TOKEN as SignalWire does with <Stream
+    /// authBearerToken="TOKEN">; with --dialect telnyx,
+    /// x-telnyx-streaming-auth-token: TOKEN as Telnyx does with
+    /// stream_auth_token
     #[arg(long)]
     bearer_token: Option<String>,
 
@@ -334,6 +337,7 @@ async fn main() -> ExitCode {
         }
     );
 
+    let token = args.bearer_token.clone().filter(|t| !t.is_empty());
     let dialer = Dialer {
         auth_token: args.auth_token.clone().filter(|t| !t.is_empty()),
         signed_url: args.signed_url.clone(),
@@ -348,7 +352,8 @@ async fn main() -> ExitCode {
             None => None,
         },
         unix_socket: None,
-        bearer_token: args.bearer_token.clone().filter(|t| !t.is_empty()),
+        bearer_token: token.clone().filter(|_| provider != Provider::Telnyx),
+        telnyx_token: token.filter(|_| provider == Provider::Telnyx),
     };
     let mut calls = Vec::new();
     for n in 1..=args.calls {
