@@ -1,0 +1,258 @@
+//! Hostile clients of a listener that speaks TLS itself (`tls-certificate`,
+//! `tls-key`): what is not TLS 1.2 or 1.3 gets a fatal alert and is closed
+//! at once, a handshake that stalls is dropped at `handshake-timeout` or
+//! evicted by `max-connections` like any other, the bound on what a
+//! connection may send before `start` holds over TLS as without, and a real
+//! call gets through after all of it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::*;
+use futures::StreamExt;
+use gst::prelude::*;
+use tokio_tungstenite::tungstenite::Message;
+use twilio_emulator::audio::decode;
+use twilio_emulator::{CallParams, Dialer, Playout, TwilioCall};
+
+/// A pipeline around a src listening with a fresh self-signed certificate
+/// for `localhost`.
+struct TlsSrc {
+    p: gst::Pipeline,
+    src: gst::Element,
+    collector: Collector,
+    cert: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl TlsSrc {
+    fn start(name: &str, props: &str) -> TlsSrc {
+        let dir = temp_dir(name);
+        let (cert, key) = self_signed(&dir, "localhost");
+        let p = pipeline(&format!(
+            "twiliostreamsrc name=src port=0 tls-certificate={} tls-key={} {props} \
+             ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+            cert.display(),
+            key.display()
+        ));
+        let collector = Collector::attach(&by_name(&p, "sink"));
+        set_state(&p, gst::State::Playing);
+        let src = by_name(&p, "src");
+        let port = src.property::<u32>("bound-port") as u16;
+        TlsSrc {
+            p,
+            src,
+            collector,
+            cert,
+            dir,
+            port,
+        }
+    }
+
+    fn tls(&self) -> Arc<rustls::ClientConfig> {
+        Dialer::trusting(&self.cert).unwrap()
+    }
+
+    fn url(&self) -> String {
+        format!("wss://localhost:{}/", self.port)
+    }
+
+    fn connect(&self) -> TcpStream {
+        TcpStream::connect(("127.0.0.1", self.port)).unwrap()
+    }
+
+    /// The first flight of a real TLS 1.2/1.3 client: its ClientHello.
+    fn client_hello(&self) -> Vec<u8> {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(self.tls(), name).unwrap();
+        let mut hello = Vec::new();
+        client.write_tls(&mut hello).unwrap();
+        hello
+    }
+
+    /// A whole wss:// call of `ulaw`, ended by the caller; its audio must
+    /// come out whole.
+    fn real_call(&self, ulaw: &[u8]) {
+        let dialer = Dialer {
+            tls: Some(self.tls()),
+            ..Dialer::default()
+        };
+        rt().block_on(async {
+            let mut call = TwilioCall::connect_via(
+                &dialer,
+                &self.url(),
+                CallParams::default(),
+                Playout::Instant,
+            )
+            .await
+            .expect("a wss:// call");
+            call.begin().unwrap();
+            for chunk in ulaw.chunks(160) {
+                call.send_media(chunk).unwrap();
+            }
+            call.send_stop().unwrap();
+            call.close().await;
+        });
+        assert_eq!(self.collector.wait_eos().samples(), decode(ulaw));
+    }
+
+    fn stop(self) {
+        set_state(&self.p, gst::State::Null);
+        std::fs::remove_dir_all(&self.dir).unwrap();
+    }
+}
+
+/// What the server sends until it closes the connection (a reset counts
+/// as closed; a read still waiting after PATIENCE fails the test).
+fn until_closed(s: &mut TcpStream) -> Vec<u8> {
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return got,
+            Err(e) => panic!("not closed: {e} (after {} bytes)", got.len()),
+        }
+    }
+}
+
+/// A TLS 1.0 (`minor` 1) or 1.1 (2) ClientHello of a client that knows
+/// nothing newer: no extensions, two CBC suites of its time.
+fn legacy_hello(minor: u8) -> Vec<u8> {
+    let mut body = vec![3, minor];
+    body.extend([7; 32]); // random
+    body.push(0); // no session id
+    body.extend([0, 4, 0xc0, 0x13, 0x00, 0x2f]);
+    body.extend([1, 0]); // null compression only
+    let mut record = vec![
+        0x16,
+        3,
+        1,
+        0,
+        body.len() as u8 + 4,
+        1,
+        0,
+        0,
+        body.len() as u8,
+    ];
+    record.extend(body);
+    record
+}
+
+/// A TLS record of one fatal alert (its description not checked: that is
+/// rustls' choice).
+fn is_fatal_alert(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x15, 3, 3, 0, 2, 2, _])
+}
+
+/// What is not TLS 1.2 or 1.3 is refused at once (not at the 60 s
+/// `handshake-timeout`) with a fatal alert; handshakes that stall are
+/// evicted, oldest first, when max-connections is reached, so that a real
+/// call gets in; none of them is counted in `rejected-connections` (no
+/// path was asked for yet); and the element stops with stalled handshakes
+/// still open.
+#[test]
+fn hostile_handshakes_are_refused_or_evicted_and_a_call_gets_in() {
+    let t = TlsSrc::start("tls-hostile", "handshake-timeout=60 max-connections=4");
+    let upgrade = b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+        Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let garbage: Vec<u8> = (0..3000u32).map(|i| (i * 97 % 251) as u8).collect();
+    for (what, bytes) in [
+        ("a plain ws:// upgrade", &upgrade[..]),
+        ("garbage", &garbage),
+        ("a TLS 1.0 ClientHello", &legacy_hello(1)),
+        ("a TLS 1.1 ClientHello", &legacy_hello(2)),
+    ] {
+        let mut s = t.connect();
+        s.write_all(bytes).unwrap();
+        let got = until_closed(&mut s);
+        assert!(is_fatal_alert(&got), "{what}: answered {got:02x?}");
+    }
+    // A client's alert in place of its hello: closed without a word.
+    let mut s = t.connect();
+    s.write_all(&[0x15, 3, 3, 0, 2, 2, 40]).unwrap();
+    assert_eq!(until_closed(&mut s), b"");
+
+    // Three times max-connections of ClientHellos left unanswered, each in
+    // its handshake (the server's hello read) before the next comes.
+    let hello = t.client_hello();
+    let stalled: Vec<TcpStream> = (0..12)
+        .map(|_| {
+            let mut s = t.connect();
+            s.write_all(&hello).unwrap();
+            s.set_read_timeout(Some(PATIENCE)).unwrap();
+            let mut first = [0u8; 1];
+            s.read_exact(&mut first).unwrap();
+            assert_eq!(first, [0x16], "a handshake record");
+            s
+        })
+        .collect();
+    let ulaw: Vec<u8> = (0..1600u32).map(|i| (i * 7 % 256) as u8).collect();
+    t.real_call(&ulaw);
+    // Eight made room for the later ones, one for the call.
+    for mut s in stalled.into_iter().take(9) {
+        until_closed(&mut s);
+    }
+    assert_eq!(t.src.property::<u64>("rejected-connections"), 0);
+    t.stop();
+}
+
+/// Over TLS as without: a connection not started yet that sends part of a
+/// message far over `max-message-size` is closed with 1009 once it sent
+/// more than a start message takes, counted; a ClientHello and then
+/// nothing is dropped at `handshake-timeout`; a call after both gets in.
+#[test]
+fn before_start_the_bounds_hold_over_tls() {
+    let t = TlsSrc::start("tls-bounds", "max-message-size=4096 handshake-timeout=3");
+    let mut stalled = t.connect();
+    stalled.write_all(&t.client_hello()).unwrap();
+    rt().block_on(async {
+        let connector = tokio_tungstenite::Connector::Rustls(t.tls());
+        let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            t.url().as_str(),
+            None,
+            true,
+            Some(connector),
+        )
+        .await
+        .unwrap();
+        // A text frame of 15 * 4096 bytes (masked with a zero key), of
+        // which 40 KiB are sent.
+        let mut bytes = vec![0x81, 0x80 | 127];
+        bytes.extend((15u64 * 4096).to_be_bytes());
+        bytes.extend([0; 4]);
+        bytes.extend(std::iter::repeat_n(b'x', 40 * 1024));
+        let tokio_tungstenite::MaybeTlsStream::Rustls(tls) = ws.get_mut() else {
+            panic!("not over TLS");
+        };
+        use tokio::io::AsyncWriteExt;
+        tls.write_all(&bytes).await.unwrap();
+        tls.flush().await.unwrap();
+        let closed = loop {
+            match tokio::time::timeout(PATIENCE, ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no close frame: {other:?}"),
+            }
+        };
+        assert_eq!(closed, Some(1009));
+    });
+    counter_reaches(&t.src, "rejected-connections", 1);
+    // Not evicted (max-connections is far): the timeout ends it.
+    let got = until_closed(&mut stalled);
+    assert_eq!(
+        got.first(),
+        Some(&0x16),
+        "the server's hello, then the close"
+    );
+    t.real_call(&[0x80; 160]);
+    t.stop();
+}
