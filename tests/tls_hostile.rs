@@ -161,12 +161,9 @@ fn is_fatal_alert(bytes: &[u8]) -> bool {
 #[test]
 fn hostile_handshakes_are_refused_or_evicted_and_a_call_gets_in() {
     let t = TlsSrc::start("tls-hostile", "handshake-timeout=60 max-connections=4");
-    let upgrade = b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
-        Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     let garbage: Vec<u8> = (0..3000u32).map(|i| (i * 97 % 251) as u8).collect();
     for (what, bytes) in [
-        ("a plain ws:// upgrade", &upgrade[..]),
+        ("a plain ws:// upgrade", UPGRADE),
         ("garbage", &garbage),
         ("a TLS 1.0 ClientHello", &legacy_hello(1)),
         ("a TLS 1.1 ClientHello", &legacy_hello(2)),
@@ -254,5 +251,77 @@ fn before_start_the_bounds_hold_over_tls() {
         "the server's hello, then the close"
     );
     t.real_call(&[0x80; 160]);
+    t.stop();
+}
+
+/// Over TLS (a client of the test's own, every byte in reach): sends an
+/// upgrade and, once answered 101, `then`; reads until the server is
+/// done. What it sent after the 101, and whether it ended TLS with
+/// close_notify (rustls' read_to_end is an `UnexpectedEof` error without).
+fn upgraded_over_tls(t: &TlsSrc, then: &[u8]) -> (Vec<u8>, std::io::Result<usize>) {
+    let mut tcp = t.connect();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client = rustls::ClientConnection::new(t.tls(), name).unwrap();
+    let mut tls = rustls::Stream::new(&mut client, &mut tcp);
+    tls.write_all(UPGRADE).unwrap();
+    let mut got = Vec::new();
+    let head = loop {
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let mut byte = [0];
+        tls.read_exact(&mut byte).unwrap();
+        got.push(byte[0]);
+    };
+    assert!(
+        got.starts_with(b"HTTP/1.1 101 "),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    tls.write_all(then).unwrap();
+    got.drain(..head);
+    let ended = tls.read_to_end(&mut got);
+    (got, ended)
+}
+
+const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+/// A connection the server closes (no `start` in time, 1008; a call with
+/// no media for `idle-timeout`, 1000), or whose close it answers, ends
+/// with TLS's close_notify after the close frame (RFC 8446 6.1), not with a bare TCP close: a TLS
+/// client reading on takes that for a truncation.
+#[test]
+fn the_server_ends_tls_with_close_notify() {
+    let t = TlsSrc::start("tls-notify", "handshake-timeout=1 idle-timeout=1");
+    let (got, ended) = upgraded_over_tls(&t, b"");
+    assert_eq!(
+        got,
+        [&[0x88, 29, 0x03, 0xf0][..], b"no start message within 1 s"].concat()
+    );
+    assert!(ended.is_ok(), "no start: {ended:?}");
+    // The client's close (masked, zero key, 1000) is answered, then TLS ends.
+    let close = [0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8];
+    let (got, ended) = upgraded_over_tls(&t, &close);
+    assert_eq!(got, [0x88, 2, 0x03, 0xe8]);
+    assert!(ended.is_ok(), "closed by the client: {ended:?}");
+
+    let params = CallParams::default();
+    let start = format!(
+        r#"{{"event":"start","sequenceNumber":"1","streamSid":"{sid}","start":{{"accountSid":"{account}","streamSid":"{sid}","callSid":"{call}","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#,
+        sid = params.stream_sid,
+        account = params.account_sid,
+        call = params.call_sid,
+    );
+    // A masked text frame (zero key) with a 16-bit length.
+    let mut bytes = vec![0x81, 0x80 | 126];
+    bytes.extend((start.len() as u16).to_be_bytes());
+    bytes.extend([0; 4]);
+    bytes.extend(start.as_bytes());
+    let (got, ended) = upgraded_over_tls(&t, &bytes);
+    assert_eq!(got, [0x88, 2, 0x03, 0xe8]);
+    assert!(ended.is_ok(), "idle call: {ended:?}");
     t.stop();
 }
