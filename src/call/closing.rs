@@ -1,11 +1,14 @@
 //! The WebSocket's closing handshake (RFC 6455 5.5.1, 7.4.1): our close
 //! frame, the answer to the peer's, both bounded in time so that a peer
-//! that stops reading never holds a call (or a state change) up.
+//! that stops reading never holds a call (or a state change) up. Either
+//! then shuts our side of the stream: over TLS that sends close_notify
+//! (RFC 8446 6.1), without which a client reading on after the close
+//! frame takes the end for a truncation.
 
 use std::time::Duration;
 
 use futures::SinkExt;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -20,8 +23,8 @@ pub(super) const CLOSE_INVALID_DATA: u16 = 1007;
 /// Close code: the peer broke the WebSocket protocol (RFC 6455, 7.4.1).
 pub(super) const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 
-/// Sends our close frame (`code`, `reason`) and waits, briefly, for the
-/// peer's answer.
+/// Sends our close frame (`code`, `reason`) and shuts our side, within
+/// [`CLOSE_TIMEOUT`].
 pub(crate) async fn close<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     code: u16,
@@ -36,13 +39,23 @@ pub(crate) async fn close<S: AsyncRead + AsyncWrite + Unpin>(
         code: CloseCode::from(code),
         reason: reason[..end].into(),
     };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
+    let closing = async {
+        if ws.close(Some(frame)).await.is_ok() {
+            let _ = ws.get_mut().shutdown().await;
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
 }
 
 /// After the peer's close: sends the reply tungstenite queued when it read
-/// it (the peer's code echoed, RFC 6455 5.5.1), within [`CLOSE_TIMEOUT`]
-/// for a peer that does not read. (`close` would not: no frame may be
-/// sent once the peer closed, so it fails before flushing.)
+/// it (the peer's code echoed, RFC 6455 5.5.1), and shuts our side, within
+/// [`CLOSE_TIMEOUT`] for a peer that does not read. (`close` would not: no
+/// frame may be sent once the peer closed, so it fails before flushing.)
 pub(crate) async fn answer_close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.flush()).await;
+    let answering = async {
+        if ws.flush().await.is_ok() {
+            let _ = ws.get_mut().shutdown().await;
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, answering).await;
 }
