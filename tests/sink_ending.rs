@@ -484,6 +484,36 @@ fn a_sink_on_a_one_way_stream_sends_nothing_and_ends_at_once() {
     set_state(&p, gst::State::Null);
 }
 
+/// A sink already waiting for its call (its first buffer in hand) takes
+/// the call the moment it is dispatched, before the call's task has run:
+/// it must see the stream as one-way then too (the WARNING, marks
+/// refused). Without that, about every other call here missed both.
+#[test]
+fn a_sink_waiting_for_a_one_way_call_warns_and_refuses_marks() {
+    for _ in 0..6 {
+        let (p, sp, app, sink) = appsrc_pair("");
+        push(&app, &[0; 160]);
+        // Most likely waiting for the call by now; the check below holds
+        // whichever comes first.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let url = url_of(&by_name(&p, "src"));
+        let _call = rt().block_on(async {
+            let params = CallParams {
+                tracks: vec!["inbound".to_owned(), "outbound".to_owned()],
+                ..CallParams::default()
+            };
+            TwilioCall::start(&url, params).await.unwrap()
+        });
+        messages_until(&sp.bus().unwrap(), |m| {
+            m.iter()
+                .any(|m| matches!(m.view(), gst::MessageView::Warning(_)))
+        });
+        assert!(!sink.emit_by_name::<bool>("send-mark", &[&"m"]));
+        set_state(&sp, gst::State::Null);
+        set_state(&p, gst::State::Null);
+    }
+}
+
 /// Telnyx's `start` names no tracks, and Telnyx does not say that its
 /// bidirectional streams carry the inbound track only: a Telnyx `start`
 /// naming the outbound track is not taken for a one-way stream.

@@ -28,8 +28,8 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::codec::{ByteOrder, WireFormat};
 use crate::lock::Locked;
-use crate::protocol::StartInfo;
 use crate::protocol::dialect::{Choice, Dialect};
+use crate::protocol::{StartInfo, Track};
 use crate::runtime::RUNTIME;
 pub use outbox::{Cleared, Outgoing};
 use session::{Handled, Session};
@@ -169,7 +169,7 @@ pub struct Call {
     /// `start` names the outbound track: a one-way `<Start><Stream>`
     /// (Twilio's `<Connect><Stream>` carries the inbound track only), on
     /// which Twilio takes nothing (error 31924) and echoes no mark.
-    one_way: AtomicBool,
+    one_way: bool,
     /// When the call was created: the origin of the writer's times.
     created: Instant,
     /// Nanoseconds after `created` when Twilio will have played all the
@@ -247,6 +247,11 @@ impl Call {
             dialect: session.dialect(),
             format: session.format(),
             stats: Stats::default(),
+            // Before any element can see the start: a sink waiting for a
+            // call takes it the moment it is dispatched.
+            one_way: start_info.as_ref().is_some_and(|start| {
+                session.dialect().outbound_track_is_one_way() && start.carries(Track::Outbound)
+            }),
             start: watch::Sender::new(start_info),
             backlog: events_rx.backlog(),
             events: Mutex::new(Some(events_rx)),
@@ -265,7 +270,6 @@ impl Call {
             close_frame: Mutex::new(None),
             ended: Mutex::new(None),
             stopped: AtomicBool::new(false),
-            one_way: AtomicBool::new(false),
             created: Instant::now(),
             playout_end: AtomicU64::new(0),
             task: Mutex::new(None),
@@ -495,7 +499,7 @@ impl Call {
     /// Whether the stream is one-way (its `start` names the outbound
     /// track): nothing is sent on it, as nothing is after `stop`.
     pub fn is_one_way(&self) -> bool {
-        self.one_way.load(Ordering::Relaxed)
+        self.one_way
     }
 
     /// Ends the stream from our side: closes the WebSocket normally (on

@@ -31,7 +31,6 @@ use super::{Call, CallConfig, Request, call_log};
 
 use crate::contain::CLOSE_PANICKED;
 use crate::lock::Locked;
-use crate::protocol::Track;
 
 /// The per-call task: reads, validates and dispatches Twilio's messages,
 /// writes ours, and ends when either side closes.
@@ -384,10 +383,6 @@ fn apply(call: &Call, events: &EventSender, handled: Handled) -> bool {
     };
     match &event {
         CallEvent::Start(start) => {
-            // Before `start` is seen: whoever sees it sees this too.
-            let one_way =
-                call.dialect.outbound_track_is_one_way() && start.carries(Track::Outbound);
-            call.one_way.store(one_way, Ordering::Relaxed);
             call.start.send_replace(Some(start.clone()));
         }
         CallEvent::Stop(_) => {
