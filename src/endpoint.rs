@@ -368,6 +368,23 @@ impl Endpoint {
             handshake_timeout: self.limits.handshake_timeout,
             max_connections: self.limits.max_connections,
         };
+        let twilio = matches!(
+            self.provider.dialect,
+            DialectProp::Auto | DialectProp::Twilio
+        );
+        let env_token = std::env::var(AUTH_TOKEN_ENV).is_ok_and(|t| !t.is_empty());
+        if !twilio && self.auth_token.is_none() && env_token && self.provider.bearer_token.is_none()
+        {
+            gst::warning!(
+                crate::call::CAT,
+                "{}:{}{}: {AUTH_TOKEN_ENV} is set but is Twilio's, not used with dialect {:?}: \
+                 calls to this path are not authenticated (set auth-bearer-token)",
+                self.host,
+                self.port,
+                self.path,
+                self.provider.dialect
+            );
+        }
         let path_config = PathConfig {
             auth_token: self.effective_auth_token(),
             bearer_token: self.provider.bearer_token.clone(),

@@ -14,6 +14,21 @@ fn twilio_auth_token_from_the_environment_and_an_empty_property_disables_it() {
     // SAFETY: this test binary has no other test and sets it before any thread reads it.
     unsafe { std::env::set_var("TWILIO_AUTH_TOKEN", "12345") };
     init();
+    // The warning that the variable is not used where it is not Twilio's.
+    let warned = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    gst::log::set_threshold_for_name("twiliostream", gst::DebugLevel::Warning);
+    gst::log::add_log_function({
+        let warned = warned.clone();
+        move |cat, level, _, _, _, _, msg| {
+            let text = msg.get().map(|m| m.to_string()).unwrap_or_default();
+            if cat.name() == "twiliostream"
+                && level == gst::DebugLevel::Warning
+                && text.contains("TWILIO_AUTH_TOKEN is set")
+            {
+                warned.lock().unwrap().push(text);
+            }
+        }
+    });
     let dial = |dialer: &Dialer, url: &str| {
         rt().block_on(TwilioCall::connect_via(
             dialer,
@@ -66,7 +81,17 @@ fn twilio_auth_token_from_the_environment_and_an_empty_property_disables_it() {
         });
         assert_eq!(src.property::<u64>("signature-failures"), 0, "{dialect}");
         set_state(&p, gst::State::Null);
+        // ... which the log says, as a WARNING, once the element listens.
+        let warned = std::mem::take(&mut *warned.lock().unwrap());
+        assert_eq!(warned.len(), 1, "{dialect}: {warned:?}");
+        assert!(warned[0].contains("not authenticated"), "{warned:?}");
     }
+    // Not where the variable is used, nor where a bearer token is set.
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 dialect=signalwire auth-bearer-token=s3cret ! fakesink",
+    );
+    set_state(&p, gst::State::Playing);
+    set_state(&p, gst::State::Null);
     let p = pipeline("twiliostreamsrc name=src port=0 dialect=twilio ! fakesink");
     set_state(&p, gst::State::Playing);
     assert!(
@@ -75,4 +100,5 @@ fn twilio_auth_token_from_the_environment_and_an_empty_property_disables_it() {
             .contains("403")
     );
     set_state(&p, gst::State::Null);
+    assert_eq!(*warned.lock().unwrap(), Vec::<String>::new());
 }
