@@ -3,6 +3,7 @@
 //! specs and accessors. They are element settings, not server internals:
 //! [`Endpoint::register`] turns them into the server's configuration.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -373,18 +374,10 @@ impl Endpoint {
             DialectProp::Auto | DialectProp::Twilio
         );
         let env_token = std::env::var(AUTH_TOKEN_ENV).is_ok_and(|t| !t.is_empty());
-        if !twilio && self.auth_token.is_none() && env_token && self.provider.bearer_token.is_none()
-        {
-            gst::warning!(
-                crate::call::CAT,
-                "{}:{}{}: {AUTH_TOKEN_ENV} is set but is Twilio's, not used with dialect {:?}: \
-                 calls to this path are not authenticated (set auth-bearer-token)",
-                self.host,
-                self.port,
-                self.path,
-                self.provider.dialect
-            );
-        }
+        let unauthenticated = !twilio
+            && self.auth_token.is_none()
+            && env_token
+            && self.provider.bearer_token.is_none();
         let path_config = PathConfig {
             auth_token: self.effective_auth_token(),
             bearer_token: self.provider.bearer_token.clone(),
@@ -397,7 +390,7 @@ impl Endpoint {
             },
             pending_timeout: self.limits.pending_timeout,
         };
-        server::register(
+        let registration = server::register(
             &self.host,
             self.port,
             &self.path,
@@ -405,7 +398,28 @@ impl Endpoint {
             path_config,
             slot,
         )
-        .map_err(|e| fail(e.to_string()))
+        .map_err(|e| fail(e.to_string()))?;
+        if unauthenticated {
+            gst::warning!(
+                crate::call::CAT,
+                "{}: {AUTH_TOKEN_ENV} is set but is Twilio's, not used with dialect {:?}: \
+                 calls to this path are not authenticated (set auth-bearer-token)",
+                self.listening_url(registration.local_addr()),
+                self.provider.dialect
+            );
+        }
+        Ok(registration)
+    }
+
+    /// The URL a client dials to reach this endpoint once it listens on
+    /// `addr` (`wss://` when the listener speaks TLS itself).
+    pub fn listening_url(&self, addr: SocketAddr) -> String {
+        let scheme = if self.tls_certificate.is_some() {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{addr}{}", self.path)
     }
 }
 
@@ -439,4 +453,23 @@ pub fn listener_counter(registration: Option<&Registration>, name: &str) -> Opti
         "refused-calls" => get(Registration::refused_calls),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listening_url_has_the_bound_address_and_the_listener_s_scheme() {
+        let mut endpoint = Endpoint {
+            path: "/media".into(),
+            ..Endpoint::default()
+        };
+        let addr: SocketAddr = "127.0.0.1:40123".parse().unwrap();
+        assert_eq!(endpoint.listening_url(addr), "ws://127.0.0.1:40123/media");
+        endpoint.tls_certificate = Some("cert.pem".into());
+        endpoint.tls_key = Some("key.pem".into());
+        let v6: SocketAddr = "[::1]:8443".parse().unwrap();
+        assert_eq!(endpoint.listening_url(v6), "wss://[::1]:8443/media");
+    }
 }

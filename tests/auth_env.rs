@@ -85,6 +85,8 @@ fn twilio_auth_token_from_the_environment_and_an_empty_property_disables_it() {
         let warned = std::mem::take(&mut *warned.lock().unwrap());
         assert_eq!(warned.len(), 1, "{dialect}: {warned:?}");
         assert!(warned[0].contains("not authenticated"), "{warned:?}");
+        // Named by the URL it listens on (the bound port, not port=0).
+        assert!(warned[0].starts_with(&format!("{url}: ")), "{warned:?}");
     }
     // Not where the variable is used, nor where a bearer token is set.
     let p = pipeline(

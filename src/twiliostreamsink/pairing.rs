@@ -266,8 +266,8 @@ impl TwilioStreamSink {
                     gst::info!(
                         CAT,
                         imp = self,
-                        "no twiliostreamsrc to pair with: listening on ws://{addr}{}",
-                        settings.endpoint.path
+                        "no twiliostreamsrc to pair with: listening on {}",
+                        settings.endpoint.listening_url(addr)
                     );
                     state.bound_port = addr.port() as u32;
                     state.registration = Some(registration);

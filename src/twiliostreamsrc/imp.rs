@@ -549,8 +549,8 @@ impl TwilioStreamSrc {
         gst::info!(
             CAT,
             imp = self,
-            "listening on ws://{addr}{} for Twilio",
-            settings.endpoint.path
+            "listening on {} for Twilio",
+            settings.endpoint.listening_url(addr)
         );
         {
             let mut state = self.state.locked();
