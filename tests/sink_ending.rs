@@ -13,7 +13,6 @@ use gst::prelude::*;
 use gsttwiliostream::protocol::Outbound;
 use twilio_emulator::{CallParams, Playout, Received, TwilioCall};
 
-const PCM_8K: &str = "audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved";
 const EOS_MARK: &str = "twiliostream-eos";
 const END_MARK: &str = "twiliostream-end";
 
@@ -51,28 +50,6 @@ fn start_call(bus: &gst::Bus, src: &gst::Element, playout: Playout) -> TwilioCal
     });
     messages_until(bus, |m| has_element(m, "twilio-start"));
     call
-}
-
-/// A src (into a fakesink) in one pipeline and, fed by an appsrc, the sink
-/// paired with it by `call-name` in another, so that the sink's pipeline
-/// tells its EOS. Returns both pipelines, the appsrc and the sink.
-fn appsrc_pair(sink_props: &str) -> (gst::Pipeline, gst::Pipeline, gst::Element, gst::Element) {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let name = format!(
-        "ending-{}",
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    let src = pipeline(&format!(
-        "twiliostreamsrc name=src port=0 call-name={name} ! fakesink"
-    ));
-    let sink = pipeline(&format!(
-        "appsrc name=app format=time caps={PCM_8K} ! \
-         twiliostreamsink name=sink call-name={name} sync=false {sink_props}"
-    ));
-    set_state(&src, gst::State::Playing);
-    set_state(&sink, gst::State::Playing);
-    let (app, element) = (by_name(&sink, "app"), by_name(&sink, "sink"));
-    (src, sink, app, element)
 }
 
 /// What was sent ends with the EOS mark and a normal close, and Twilio had
@@ -449,154 +426,6 @@ fn send_mark_with_no_name_is_refused_not_a_crash() {
     assert!(!sink.emit_by_name::<bool>("send-mark", &[&None::<String>]));
     // The sink works on.
     assert!(sink.emit_by_name::<bool>("send-mark", &[&"after"]));
-    set_state(&sp, gst::State::Null);
-    set_state(&p, gst::State::Null);
-}
-
-/// A stream with the outbound track is a one-way `<Start><Stream>`: Twilio
-/// answers anything sent on it with error 31924, and echoes no mark. The
-/// sink sends nothing there (marks and clears refused), and its EOS ends
-/// the stream at once, with no wait for an echo that cannot come.
-#[test]
-fn a_sink_on_a_one_way_stream_sends_nothing_and_ends_at_once() {
-    let (p, sp, app, sink) = appsrc_pair("");
-    let bus = p.bus().unwrap();
-    let url = url_of(&by_name(&p, "src"));
-    let mut call = rt().block_on(async {
-        let params = CallParams {
-            tracks: vec!["inbound".to_owned(), "outbound".to_owned()],
-            ..CallParams::default()
-        };
-        TwilioCall::start(&url, params).await.unwrap()
-    });
-    messages_until(&bus, |m| has_element(m, "twilio-start"));
-    push(&app, &[1000; 400]);
-    assert!(!sink.emit_by_name::<bool>("send-mark", &[&"m"]));
-    assert!(!sink.emit_by_name::<bool>("clear", &[]));
-    end_of_stream(&app);
-    let got = until_closed(&mut call);
-    assert_eq!(got, [Received::Closed(Some(1000))]);
-    messages_until(&sp.bus().unwrap(), has_eos);
-    for counter in ["chunks-sent", "bytes-sent", "marks-sent", "clears-sent"] {
-        assert_eq!(sink.property::<u64>(counter), 0, "{counter}");
-    }
-    set_state(&sp, gst::State::Null);
-    set_state(&p, gst::State::Null);
-}
-
-/// A sink already waiting for its call (its first buffer in hand) takes
-/// the call the moment it is dispatched, before the call's task has run:
-/// it must see the stream as one-way then too (the WARNING, marks
-/// refused). Without that, about every other call here missed both.
-#[test]
-fn a_sink_waiting_for_a_one_way_call_warns_and_refuses_marks() {
-    for _ in 0..6 {
-        let (p, sp, app, sink) = appsrc_pair("");
-        push(&app, &[0; 160]);
-        // Most likely waiting for the call by now; the check below holds
-        // whichever comes first.
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        let url = url_of(&by_name(&p, "src"));
-        let _call = rt().block_on(async {
-            let params = CallParams {
-                tracks: vec!["inbound".to_owned(), "outbound".to_owned()],
-                ..CallParams::default()
-            };
-            TwilioCall::start(&url, params).await.unwrap()
-        });
-        messages_until(&sp.bus().unwrap(), |m| {
-            m.iter()
-                .any(|m| matches!(m.view(), gst::MessageView::Warning(_)))
-        });
-        assert!(!sink.emit_by_name::<bool>("send-mark", &[&"m"]));
-        set_state(&sp, gst::State::Null);
-        set_state(&p, gst::State::Null);
-    }
-}
-
-/// Telnyx's `start` names no tracks, and Telnyx does not say that its
-/// bidirectional streams carry the inbound track only: a Telnyx `start`
-/// naming the outbound track is not taken for a one-way stream.
-#[test]
-fn a_telnyx_start_naming_the_outbound_track_is_still_answered() {
-    use gsttwiliostream::codec::WireFormat;
-    use gsttwiliostream::protocol::{Inbound, StartInfo};
-    use twilio_emulator::Provider;
-    let (p, sp, app, sink) = appsrc_pair("");
-    let bus = p.bus().unwrap();
-    let url = url_of(&by_name(&p, "src"));
-    // The emulator takes the stream for the inbound one it is: it would
-    // refuse what is sent on one-way streams.
-    let params = CallParams::of(Provider::Telnyx, WireFormat::PCMU);
-    let tracks = ["inbound", "outbound"];
-    let mut call = rt().block_on(async {
-        let mut call = TwilioCall::connect(&url, params.clone()).await.unwrap();
-        call.send(&Provider::Telnyx.connected()).unwrap();
-        let start = Inbound::Start {
-            sequence_number: None,
-            stream_sid: params.stream_sid.clone(),
-            start: StartInfo {
-                account_sid: params.account_sid.clone(),
-                stream_sid: params.stream_sid.clone(),
-                call_sid: params.call_sid.clone(),
-                tracks: tracks.map(str::to_owned).to_vec(),
-                custom_parameters: Default::default(),
-                media_format: Some(Provider::Telnyx.media_format(WireFormat::PCMU)),
-                tracks_unannounced: false,
-            },
-        };
-        // The emulator spells Telnyx's `start` without tracks, as Telnyx
-        // documents it: add them.
-        let mut text: serde_json::Value =
-            serde_json::from_str(&Provider::Telnyx.text(&start)).unwrap();
-        text["start"]["tracks"] = serde_json::json!(tracks);
-        call.send_text(&text.to_string()).unwrap();
-        call
-    });
-    messages_until(&bus, |m| has_element(m, "twilio-start"));
-    push(&app, &[1000; 400]);
-    counter_at_least(&sink, "chunks-sent", 2);
-    assert!(sink.emit_by_name::<bool>("send-mark", &[&"m"]));
-    let got = receive_until(&mut call, |got| {
-        got.iter()
-            .any(|r| matches!(r, Received::Message(Outbound::Mark { .. }, _)))
-    });
-    let media = got
-        .iter()
-        .filter(|r| matches!(r, Received::Message(Outbound::Media { .. }, _)))
-        .count();
-    // 50 ms: the last 10 ms padded to Telnyx's 20 ms before the mark.
-    assert_eq!(media, 3, "{got:?}");
-    set_state(&sp, gst::State::Null);
-    set_state(&p, gst::State::Null);
-}
-
-#[test]
-fn a_sink_on_a_one_way_stream_warns_that_twilio_rejects_its_audio() {
-    let (p, sp, app, _sink) = appsrc_pair("");
-    let bus = p.bus().unwrap();
-    let url = url_of(&by_name(&p, "src"));
-    let _call = rt().block_on(async {
-        let params = CallParams {
-            tracks: vec!["inbound".to_owned(), "outbound".to_owned()],
-            ..CallParams::default()
-        };
-        TwilioCall::start(&url, params).await.unwrap()
-    });
-    messages_until(&bus, |m| has_element(m, "twilio-start"));
-    push(&app, &[0; 160]);
-    let warnings = messages_until(&sp.bus().unwrap(), |m| {
-        m.iter()
-            .any(|m| matches!(m.view(), gst::MessageView::Warning(_)))
-    });
-    let text = warnings
-        .iter()
-        .find_map(|m| match m.view() {
-            gst::MessageView::Warning(w) => Some(w.error().to_string()),
-            _ => None,
-        })
-        .unwrap();
-    assert!(text.contains("one-way"), "{text}");
     set_state(&sp, gst::State::Null);
     set_state(&p, gst::State::Null);
 }

@@ -162,3 +162,27 @@ pub fn on_log(sink: &gst::Element, text: &'static str, hook: impl Fn() + Send + 
         }
     });
 }
+
+pub const PCM_8K: &str = "audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved";
+
+/// A src (into a fakesink) in one pipeline and, fed by an appsrc, the sink
+/// paired with it by `call-name` in another, so that the sink's pipeline
+/// tells its EOS. Returns both pipelines, the appsrc and the sink.
+pub fn appsrc_pair(sink_props: &str) -> (gst::Pipeline, gst::Pipeline, gst::Element, gst::Element) {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "pair-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let src = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 call-name={name} ! fakesink"
+    ));
+    let sink = pipeline(&format!(
+        "appsrc name=app format=time caps={PCM_8K} ! \
+         twiliostreamsink name=sink call-name={name} sync=false {sink_props}"
+    ));
+    set_state(&src, gst::State::Playing);
+    set_state(&sink, gst::State::Playing);
+    let (app, element) = (by_name(&sink, "app"), by_name(&sink, "sink"));
+    (src, sink, app, element)
+}
