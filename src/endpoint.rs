@@ -20,6 +20,10 @@ use crate::server::{self, ListenerConfig, PathConfig, Registration, TlsFiles};
 /// `auth-token` property is not set.
 pub const AUTH_TOKEN_ENV: &str = "TWILIO_AUTH_TOKEN";
 
+fn env_token() -> Option<String> {
+    std::env::var(AUTH_TOKEN_ENV).ok()
+}
+
 /// Limits on what a listener and its calls accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -323,14 +327,19 @@ impl Endpoint {
     /// Telnyx, which never send `X-Twilio-Signature`, does not take it
     /// (every call would get 403).
     fn effective_auth_token(&self) -> Option<String> {
-        let twilio = matches!(
-            self.provider.dialect,
-            DialectProp::Auto | DialectProp::Twilio
-        );
         self.auth_token
             .clone()
-            .or_else(|| twilio.then(|| std::env::var(AUTH_TOKEN_ENV).ok()).flatten())
+            .or_else(|| self.takes_env_token().then(env_token).flatten())
             .filter(|t| !t.is_empty())
+    }
+
+    /// Whether the path may take Twilio's token from the environment: its
+    /// calls may be Twilio's (`dialect` `auto` or `twilio`).
+    fn takes_env_token(&self) -> bool {
+        matches!(
+            self.provider.dialect,
+            DialectProp::Auto | DialectProp::Twilio
+        )
     }
 
     /// Listens (or joins the listener already there) for calls to the path.
@@ -369,14 +378,10 @@ impl Endpoint {
             handshake_timeout: self.limits.handshake_timeout,
             max_connections: self.limits.max_connections,
         };
-        let twilio = matches!(
-            self.provider.dialect,
-            DialectProp::Auto | DialectProp::Twilio
-        );
-        let env_token = std::env::var(AUTH_TOKEN_ENV).is_ok_and(|t| !t.is_empty());
-        let unauthenticated = !twilio
+        // The environment's token left unused: say the path is open.
+        let unauthenticated = !self.takes_env_token()
             && self.auth_token.is_none()
-            && env_token
+            && env_token().is_some_and(|t| !t.is_empty())
             && self.provider.bearer_token.is_none();
         let path_config = PathConfig {
             auth_token: self.effective_auth_token(),
