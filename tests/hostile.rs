@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::raw::{self, RawWs};
+use common::raw::{self, RawWs, next_close};
 use common::src::start;
 use common::*;
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use gst::prelude::*;
 use twilio_emulator::audio::decode;
 use twilio_emulator::{CallParams, TwilioCall};
@@ -478,18 +478,6 @@ async fn close_answered(ws: &mut RawWs, code: u16) -> Option<u16> {
     };
     ws.send(Message::Close(Some(frame))).await.unwrap();
     next_close(ws).await
-}
-
-/// The code of the close frame that comes next on `ws` (before its end).
-async fn next_close(ws: &mut RawWs) -> Option<u16> {
-    use tokio_tungstenite::tungstenite::Message;
-    loop {
-        match tokio::time::timeout(PATIENCE, ws.next()).await {
-            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("no close frame before the end: {other:?}"),
-        }
-    }
 }
 
 /// Twilio's close frame mid-call is answered with a close frame before the

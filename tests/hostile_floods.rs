@@ -114,14 +114,7 @@ fn a_message_begun_before_start_is_not_held() {
             use tokio::io::AsyncWriteExt;
             tcp.write_all(&bytes).await.unwrap();
         }
-        let closed = loop {
-            match tokio::time::timeout(PATIENCE, ws.next()).await {
-                Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
-                Ok(Some(Ok(_))) => continue,
-                other => panic!("no close frame: {other:?}"),
-            }
-        };
-        assert_eq!(closed, Some(1009));
+        assert_eq!(common::raw::next_close(&mut ws).await, Some(1009));
         let mut call = twilio_emulator::TwilioCall::start(&url, Default::default())
             .await
             .unwrap();

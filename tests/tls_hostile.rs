@@ -13,9 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::*;
-use futures::StreamExt;
 use gst::prelude::*;
-use tokio_tungstenite::tungstenite::Message;
 use twilio_emulator::audio::decode;
 use twilio_emulator::{CallParams, Dialer, Playout, TwilioCall};
 
@@ -233,14 +231,7 @@ fn before_start_the_bounds_hold_over_tls() {
         use tokio::io::AsyncWriteExt;
         tls.write_all(&bytes).await.unwrap();
         tls.flush().await.unwrap();
-        let closed = loop {
-            match tokio::time::timeout(PATIENCE, ws.next()).await {
-                Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
-                Ok(Some(Ok(_))) => continue,
-                other => panic!("no close frame: {other:?}"),
-            }
-        };
-        assert_eq!(closed, Some(1009));
+        assert_eq!(common::raw::next_close(&mut ws).await, Some(1009));
     });
     counter_reaches(&t.src, "rejected-connections", 1);
     // Not evicted (max-connections is far): the timeout ends it.

@@ -29,3 +29,15 @@ pub async fn started_call(url: &str) -> (RawWs, CallParams) {
     ws.send(Message::text(start.to_json())).await.unwrap();
     (ws, params)
 }
+
+/// The code of the close frame that comes next on `ws` (before its end).
+pub async fn next_close(ws: &mut RawWs) -> Option<u16> {
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(super::PATIENCE, futures::StreamExt::next(ws)).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame before the end: {other:?}"),
+        }
+    }
+}
