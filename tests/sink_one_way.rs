@@ -86,8 +86,8 @@ fn a_telnyx_start_naming_the_outbound_track_is_still_answered() {
     let (p, sp, app, sink) = appsrc_pair("");
     let bus = p.bus().unwrap();
     let url = url_of(&by_name(&p, "src"));
-    // The emulator takes the stream for the inbound one it is: it would
-    // refuse what is sent on one-way streams.
+    // The emulator's own `start` for Telnyx names no tracks; the one
+    // below names both, by hand.
     let params = CallParams::of(Provider::Telnyx, WireFormat::PCMU);
     let tracks = ["inbound", "outbound"];
     let mut call = rt().block_on(async {
@@ -128,6 +128,48 @@ fn a_telnyx_start_naming_the_outbound_track_is_still_answered() {
         .count();
     // 50 ms: the last 10 ms padded to Telnyx's 20 ms before the mark.
     assert_eq!(media, 3, "{got:?}");
+    set_state(&sp, gst::State::Null);
+    set_state(&p, gst::State::Null);
+}
+
+/// The emulator playing a Telnyx stream of both tracks (`--dialect telnyx
+/// --track both`) takes what the sink sends, as the sink sends it: Twilio's
+/// one-way rule is not Telnyx's, and the emulator must not report the
+/// sink's documented behaviour as Twilio error 31924.
+#[test]
+fn the_emulator_as_telnyx_takes_media_on_a_stream_of_both_tracks() {
+    use gsttwiliostream::codec::WireFormat;
+    use twilio_emulator::Provider;
+    let (p, sp, app, sink) = appsrc_pair("");
+    let bus = p.bus().unwrap();
+    let url = url_of(&by_name(&p, "src"));
+    let params = CallParams {
+        tracks: vec!["inbound".to_owned(), "outbound".to_owned()],
+        ..CallParams::of(Provider::Telnyx, WireFormat::PCMU)
+    };
+    let mut call = rt().block_on(async { TwilioCall::start(&url, params).await.unwrap() });
+    messages_until(&bus, |m| has_element(m, "twilio-start"));
+    push(&app, &[1000; 320]);
+    counter_at_least(&sink, "chunks-sent", 2);
+    assert!(sink.emit_by_name::<bool>("send-mark", &[&"m"]));
+    let got = receive_until(&mut call, |got| {
+        got.iter().any(|r| {
+            matches!(
+                r,
+                Received::Message(Outbound::Mark { .. }, _) | Received::Invalid(_)
+            )
+        })
+    });
+    assert!(
+        !got.iter().any(|r| matches!(r, Received::Invalid(_))),
+        "{got:?}"
+    );
+    let media = got
+        .iter()
+        .filter(|r| matches!(r, Received::Message(Outbound::Media { .. }, _)))
+        .count();
+    // 40 ms at 8 kHz: two 20 ms frames, then the mark.
+    assert_eq!(media, 2, "{got:?}");
     set_state(&sp, gst::State::Null);
     set_state(&p, gst::State::Null);
 }

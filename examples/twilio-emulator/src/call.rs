@@ -94,9 +94,11 @@ impl CallParams {
     }
 
     /// A one-way `<Start><Stream>` with the outbound track: Twilio takes
-    /// nothing back on it (error 31924).
+    /// nothing back on it (error 31924). Not Telnyx's rule: its `start`
+    /// names no tracks, and whether it takes media back is set apart from
+    /// them (`stream_bidirectional_mode`), so the plugin sends and is heard.
     pub fn unidirectional(&self) -> bool {
-        self.carries(Track::Outbound)
+        self.provider != Provider::Telnyx && self.carries(Track::Outbound)
     }
 }
 

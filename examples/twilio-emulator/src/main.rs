@@ -101,7 +101,8 @@ struct Args {
     codec: CodecArg,
 
     /// The tracks of the stream: inbound (the caller), outbound (what the
-    /// caller hears) or both (one-way streams take nothing back)
+    /// caller hears) or both (one-way streams take nothing back, but with
+    /// --dialect telnyx, whose start names no tracks)
     #[arg(long = "track", value_enum, default_value_t = Tracks::Inbound)]
     track: Tracks,
 
