@@ -1,5 +1,5 @@
 //! A Twilio emulator: plays Twilio's side of Media Streams calls against a
-//! `ws://` URL, for demos, tests and load tests of the twiliostream plugin.
+//! `ws://` or `wss://` URL, for demos, tests and load tests of the twiliostream plugin.
 //!
 //! * [`call`]: one stream, message by message ([`TwilioCall`]).
 //! * [`dial`]: how to connect: signed like Twilio, `wss://`, Unix sockets.

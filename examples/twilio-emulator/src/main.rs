@@ -1,5 +1,5 @@
 //! `twilio-emulator`: plays Twilio's side of one or more Media Streams calls
-//! against a `ws://` URL and prints what comes back.
+//! against a `ws://` or `wss://` URL and prints what comes back.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,7 +80,7 @@ impl Tracks {
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// WebSocket URL of the plugin, e.g. ws://127.0.0.1:8080/
+    /// WebSocket URL of the plugin, e.g. ws://127.0.0.1:8080/ (wss:// for a TLS listener: see --ca-file)
     url: String,
 
     /// Whose protocol to speak: twilio, signalwire or telnyx
