@@ -374,6 +374,41 @@ fn a_fixed_dialect_refuses_another_providers_start() {
     set_state(&p, gst::State::Null);
 }
 
+/// A `start` in another provider's spelling than the path's fixed
+/// `dialect` is closed with a reason that says so, not "expected a start
+/// message", which reads as if no `start` had been sent.
+#[test]
+fn a_start_of_another_dialect_is_closed_saying_so() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    init();
+    let telnyx = r#"{"event":"start","sequence_number":"1","start":{"call_control_id":"v3:x","media_format":{"encoding":"PCMU","sample_rate":8000,"channels":1}},"stream_id":"32de0dea"}"#;
+    let twilio = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ1","start":{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"customParameters":{},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
+    for (dialect, start) in [("twilio", telnyx), ("telnyx", twilio)] {
+        let p = pipeline(&format!(
+            "twiliostreamsrc name=src port=0 dialect={dialect} ! fakesink"
+        ));
+        set_state(&p, gst::State::Playing);
+        let url = url_of(&by_name(&p, "src"));
+        let closed = rt().block_on(async {
+            let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+            ws.send(Message::text(start)).await.unwrap();
+            match tokio::time::timeout(PATIENCE, ws.next()).await {
+                Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                    (u16::from(frame.code), frame.reason.to_string())
+                }
+                other => panic!("no close frame: {other:?}"),
+            }
+        });
+        assert_eq!(
+            closed,
+            (1008, format!("a start message not in dialect {dialect}")),
+            "{dialect}"
+        );
+        set_state(&p, gst::State::Null);
+    }
+}
+
 /// Dials `url` with `dialer` as SignalWire; the HTTP status of a refusal.
 fn signalwire_dial(dialer: &twilio_emulator::Dialer, url: &str) -> Result<(), Option<u16>> {
     dial_with_auth(Provider::SignalWire, dialer, url)

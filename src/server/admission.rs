@@ -21,6 +21,7 @@ use super::stream::{OverReadLimit, ReadLimit};
 use super::upgrade::Upgraded;
 use crate::call::session::{Handled, Level, Session};
 use crate::call::{CAT, CLOSE_TOO_BIG, Call, CallEvent, Written, answer_close, close_websocket};
+use crate::protocol::dialect::detect;
 
 /// Close code for a connection that sent something other than `start`
 /// first, or nothing in time (RFC 6455 policy violation).
@@ -130,6 +131,16 @@ pub(super) fn refuse(call: &Call, counters: &PathCounters, why: &str) {
     call.refuse(CLOSE_TRY_AGAIN_LATER, why);
 }
 
+/// The close reason for a `start` spelled in another dialect than the
+/// path's fixed one (else "expected a start message" would read as if no
+/// `start` had been sent).
+fn other_dialect(text: &str, session: &Session) -> Option<String> {
+    let fixed = session.known_dialect()?;
+    let spelled = detect(text)?;
+    (spelled.name() != fixed.name())
+        .then(|| format!("a start message not in dialect {}", fixed.name()))
+}
+
 /// Reads until a valid `start`; Err says why the connection is no call
 /// (after calling `rejected`, then closing it with a reason where it is
 /// still open).
@@ -192,6 +203,11 @@ where
                     rejected();
                     close_websocket(ws, CLOSE_POLICY, &unsupported.to_string()).await;
                     return Err(format!("sent a start of an {unsupported}"));
+                }
+                if let Some(why) = other_dialect(&text, session) {
+                    rejected();
+                    close_websocket(ws, CLOSE_POLICY, &why).await;
+                    return Err(format!("sent {why}"));
                 }
                 if invalid {
                     rejected();

@@ -116,6 +116,12 @@ impl Session {
         self.dialect.unwrap_or(&Twilio)
     }
 
+    /// The dialect fixed by `dialect` or detected at `start`: before a
+    /// `start`, None for `auto`.
+    pub fn known_dialect(&self) -> Option<&'static dyn Dialect> {
+        self.dialect
+    }
+
     /// The call's wire format, from `start` (8 kHz μ-law until then).
     pub fn format(&self) -> WireFormat {
         self.format
