@@ -411,7 +411,8 @@ async fn main() -> ExitCode {
                 }
                 if report.playback.clears > 0 {
                     println!(
-                        "call {n}: clear dropped {:.3} s of queued audio",
+                        "call {n}: {} clear(s) dropped {:.3} s of queued audio in all",
+                        report.playback.clears,
                         format.duration_ns(report.playback.cleared_samples) as f64 / 1e9
                     );
                 }
