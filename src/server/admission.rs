@@ -204,13 +204,12 @@ where
                     close_websocket(ws, CLOSE_POLICY, &unsupported.to_string()).await;
                     return Err(format!("sent a start of an {unsupported}"));
                 }
-                if let Some(why) = other_dialect(&text, session) {
-                    rejected();
-                    close_websocket(ws, CLOSE_POLICY, &why).await;
-                    return Err(format!("sent {why}"));
-                }
                 if invalid {
                     rejected();
+                    if let Some(why) = other_dialect(&text, session) {
+                        close_websocket(ws, CLOSE_POLICY, &why).await;
+                        return Err(format!("sent {why}"));
+                    }
                     close_websocket(ws, CLOSE_POLICY, "expected a start message").await;
                     let shown: String = text.chars().take(60).collect();
                     return Err(format!("sent {shown:?} before any start message"));
