@@ -279,3 +279,33 @@ fn a_clear_then_another_rate_starts_afresh() {
     assert_same(&after, &through_mulaw(&resampled(48000, 8000, &b)[..800]));
     assert_eq!(at, [800]);
 }
+
+/// Forty changes between 24 and 48 kHz, each part ending between two
+/// output samples: the call gets as much audio as came in (and the first
+/// warm-up), within a sample, and a mark after the last part lands after
+/// as many samples as the input had: each change's rounding is made up
+/// for at the next, not added up.
+#[test]
+fn many_changes_of_rate_do_not_add_up() {
+    const PCM_24K: &str = "audio/x-raw,format=S16LE,rate=24000,channels=1,layout=interleaved";
+    const PCM_48K: &str = "audio/x-raw,format=S16LE,rate=48000,channels=1,layout=interleaved";
+    let a = sine(440.0, 24000.0, 8000.0, 301);
+    let b = sine(440.0, 48000.0, 8000.0, 605);
+    let (got, marks) = sent(PCM_24K, WireFormat::PCMU, |h| {
+        for _ in 0..20 {
+            h.set_src_caps_str(PCM_24K);
+            h.push(pcm_buffer(&a)).unwrap();
+            h.set_src_caps_str(PCM_48K);
+            h.push(pcm_buffer(&b)).unwrap();
+        }
+        mark(h, "end");
+    });
+    // 20 × (301 / 3 + 605 / 6) samples at 8 kHz, and 20 of warm-up.
+    let input = (20.0 * (301.0 / 3.0 + 605.0 / 6.0)) as usize;
+    assert!(got.len().abs_diff(input + 20) <= 1, "{} samples", got.len());
+    assert!(
+        marks[0].abs_diff(input) <= 1,
+        "mark after {} samples",
+        marks[0]
+    );
+}

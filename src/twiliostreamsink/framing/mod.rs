@@ -115,6 +115,11 @@ pub struct Framer {
     /// in periods of 48 kHz (every rate here divides it).
     input_units: u64,
     base_units: u64,
+    /// How much later than the input the output's audio plays, in periods
+    /// of 48 kHz, as the first resampler since the count was made level
+    /// set it (its delay, which its warm-up stood for): each later
+    /// resampler's warm-up is skipped to keep to it.
+    lag_units: u64,
 }
 
 impl Default for Framer {
@@ -140,6 +145,7 @@ impl Framer {
             emitted: 0,
             input_units: 0,
             base_units: 0,
+            lag_units: 0,
         }
     }
 
@@ -184,10 +190,22 @@ impl Framer {
         self.flush();
         self.input = Some(input);
         let mut encoding = self.encoding_for(input);
-        if let Encoding::Pcm { stage, .. } = &mut encoding
-            && changed
+        if !changed {
+            self.lag_units = lag_units(&encoding);
+        } else if let Encoding::Pcm { stage, .. } = &mut encoding
+            && stage.delay_units() > 0
         {
-            stage.skip_warm_up();
+            // Where the new input's first sample would come out, against
+            // where it must (the lag kept since the count was made level),
+            // to the nearest sample, so that rounding does not add up over
+            // changes. (Without a delay there
+            // is no warm-up, and nothing of the input is skipped.)
+            let output = self.output_units().saturating_sub(self.base_units) as i64;
+            let late =
+                output + stage.delay_units() as i64 - (self.input_units + self.lag_units) as i64;
+            let per_sample = self.units_per_sample() as i64;
+            let nearest = (late + per_sample / 2).div_euclid(per_sample);
+            stage.skip(nearest.max(0) as usize);
         }
         self.encoding = Some(encoding);
         self.odd_byte = None;
@@ -205,7 +223,9 @@ impl Framer {
         self.packet_ends.clear();
         self.level();
         if let Some(input) = self.input {
-            self.encoding = Some(self.encoding_for(input));
+            let encoding = self.encoding_for(input);
+            self.lag_units = lag_units(&encoding);
+            self.encoding = Some(encoding);
         }
     }
 
@@ -524,9 +544,20 @@ impl Framer {
         self.packet_ends.clear();
         self.odd_byte = None;
         self.level();
-        if let Some(Encoding::Pcm { stage, .. }) = self.encoding.as_mut() {
-            stage.reset();
+        if let Some(encoding) = self.encoding.as_mut() {
+            if let Encoding::Pcm { stage, .. } = encoding {
+                stage.reset();
+            }
+            self.lag_units = lag_units(encoding);
         }
+    }
+}
+
+/// The lag a new `encoding` sets, its warm-up kept: its delay.
+fn lag_units(encoding: &Encoding) -> u64 {
+    match encoding {
+        Encoding::Pcm { stage, .. } => stage.delay_units(),
+        _ => 0,
     }
 }
 

@@ -27,16 +27,17 @@ impl Stage {
         }
     }
 
-    /// Output samples covering `ns`, rounded up.
-    pub(super) fn out_samples(&self, ns: u64) -> u64 {
-        (ns * self.resampler.rates().1 as u64).div_ceil(1_000_000_000)
+    /// The delay in periods of 48 kHz (a whole number of them at every
+    /// pair of rates here).
+    pub(super) fn delay_units(&self) -> u64 {
+        (self.resampler.delay_ns() * 48_000).div_ceil(1_000_000_000)
     }
 
-    /// Has the first output samples, the delay's worth (rounded up),
-    /// dropped: input at t then comes out where the audio before this
-    /// resampler ended, plus t (to within a sample).
-    pub(super) fn skip_warm_up(&mut self) {
-        self.skip = self.out_samples(self.resampler.delay_ns()) as usize;
+    /// Has the first `samples` output samples dropped: the warm-up of a
+    /// resampler started mid-stream, whose output goes on from where the
+    /// last one's ended.
+    pub(super) fn skip(&mut self, samples: usize) {
+        self.skip = samples;
     }
 
     /// How much later than its input the next output sample comes out (ns):
