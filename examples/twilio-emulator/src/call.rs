@@ -145,6 +145,8 @@ pub struct TwilioCall {
     received: mpsc::UnboundedReceiver<Received>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
+    /// Writes the writer task has done: whether it still makes progress.
+    written: Arc<AtomicU64>,
     playback: Arc<Mutex<Playback>>,
     /// Shared with the playout, which sends marks back.
     sequence: Arc<AtomicU64>,
@@ -186,6 +188,8 @@ impl TwilioCall {
     fn run<S: Stream>(ws: WebSocketStream<S>, params: CallParams, playout: Playout) -> TwilioCall {
         let (mut write, mut read) = ws.split();
         let (out, mut outgoing) = mpsc::unbounded_channel::<Outgoing>();
+        let written = Arc::new(AtomicU64::new(0));
+        let writes = written.clone();
         let writer = tokio::spawn(async move {
             while let Some(next) = outgoing.recv().await {
                 let msgs = match next {
@@ -200,6 +204,7 @@ impl TwilioCall {
                 if sent.and(write.flush().await).is_err() || close {
                     break;
                 }
+                writes.fetch_add(1, Ordering::Relaxed);
             }
             let _ = write.close().await;
         });
@@ -278,6 +283,7 @@ impl TwilioCall {
             received,
             reader,
             writer,
+            written,
             playback,
             sequence,
             chunks: [1, 1],
@@ -497,10 +503,24 @@ impl TwilioCall {
     }
 
     /// Ends the stream the way Twilio does: close frame, then the socket.
+    /// What was queued before goes first, however long the plugin takes to
+    /// read it (a `--fast` call queues all its audio at once); only a writer
+    /// that gets nothing written for 2 s is given up on.
     pub async fn close(mut self) {
         let _ = self.release();
         let _ = self.out.send(Outgoing::One(Message::Close(None)));
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.writer).await;
+        let mut seen = self.written.load(Ordering::Relaxed);
+        while tokio::time::timeout(Duration::from_secs(2), &mut self.writer)
+            .await
+            .is_err()
+        {
+            let now = self.written.load(Ordering::Relaxed);
+            if now == seen {
+                self.writer.abort();
+                break;
+            }
+            seen = now;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.reader).await;
         self.reader.abort();
     }
