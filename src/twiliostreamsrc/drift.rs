@@ -174,6 +174,58 @@ mod tests {
         }
     }
 
+    /// Hours of 20 ms chunks from a sender `ppm` fast, each arriving 40 ms
+    /// after it was spoken (no jitter): how many placements took the
+    /// timestamp for garbage far ahead, and the worst distance (ns) of a
+    /// PTS after the first minute from where it belongs.
+    fn hours_fast(ppm: f64, hours: u64) -> (u64, f64) {
+        let t0 = Instant::now();
+        let local = |x: f64| x / (1.0 + ppm * 1e-6);
+        let mut timeline: Option<Timeline> = None;
+        let (mut ignored, mut worst) = (0, 0.0f64);
+        for i in 0..hours * 3600 * 50 {
+            let x = (i * 20_000_000) as f64;
+            let at = local(x + 20e6) + 40e6;
+            let chunk = Chunk {
+                timestamp_ms: 155 + i * 20,
+                number: Some(i + 1),
+                samples: 160,
+                arrival: t0 + Duration::from_nanos(at as u64),
+            };
+            let now = ClockTime::from_nseconds(at as u64);
+            let timeline = match &mut timeline {
+                Some(t) => {
+                    ignored += u64::from(t.place(&chunk).ignored_ahead.is_some());
+                    t
+                }
+                None => timeline.insert(Timeline::first(
+                    &chunk,
+                    now,
+                    Duration::ZERO,
+                    ClockTime::ZERO,
+                    false,
+                )),
+            };
+            let span = timeline.span(160, 1, ClockTime::ZERO);
+            let belongs = local(x + 20e6) + 40e6 - 20e6;
+            if i >= 50 * 60 {
+                worst = worst.max((span.pts.nseconds() as f64 - belongs).abs());
+            }
+            timeline.advance(160);
+        }
+        (ignored, worst)
+    }
+
+    /// A sender clock 400 ppm fast (a clock, not garbage: under
+    /// MAX_SKEW_PPM) is 10 s ahead of ours after 7 h. Its timestamps are
+    /// no garbage for that: the drift correction keeps following them.
+    #[test]
+    fn a_fast_sender_clock_over_hours_is_no_garbage() {
+        let (ignored, worst) = hours_fast(400.0, 8);
+        assert_eq!(ignored, 0, "timestamps taken for garbage");
+        assert!(worst < 20e6, "{:.2} ms off", worst / 1e6);
+    }
+
     #[test]
     fn the_correction_slews_at_most_20_us_per_chunk() {
         let mut drift = Drift::default();

@@ -40,7 +40,7 @@
 //! jump, so the sender did not pause): measured from likewise, nothing
 //! lost, told as a step. Without chunk numbers (or when they may count
 //! both tracks) a step ahead cannot be told from lost chunks: it is a gap.
-//! A jump implausibly far ahead ([`MAX_AHEAD`]) is ignored as garbage, not
+//! A jump implausibly far ahead ([`plausible`]) is ignored as garbage, not
 //! taken for a step.
 //!
 //! A chunk number skipping more than the time that passed holds is garbage
@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use gst::ClockTime;
 
-use super::drift::Drift;
+use super::drift::{Drift, MAX_SKEW_PPM};
 pub use loss_unit::LossUnit;
 pub(super) use reach::Reach;
 
@@ -70,6 +70,18 @@ pub(super) const MAX_STALE: u64 = 8000;
 /// How far `media.timestamp` may run ahead of the time that really passed
 /// since the first chunk before it is taken for garbage (10 s, in samples).
 pub(super) const MAX_AHEAD: u64 = 10 * 8000;
+
+/// How far (8 kHz samples) `media.timestamp` may have moved after `elapsed`
+/// of our time and not be garbage: what a sender clock as fast as a clock
+/// may be ([`MAX_SKEW_PPM`]) stamps in that time, plus [`MAX_AHEAD`].
+/// (Against our time alone, a sender 100 ppm fast would pass it after
+/// 28 h, one 400 ppm fast after 7 h, and every chunk after that would be
+/// taken for garbage.)
+pub(super) fn plausible(elapsed: Duration) -> u64 {
+    let samples = (elapsed.as_millis() as u64).saturating_mul(8);
+    let skew = (u128::from(samples) * MAX_SKEW_PPM as u128 / 1_000_000) as u64;
+    samples.saturating_add(skew).saturating_add(MAX_AHEAD)
+}
 /// How far (8 kHz samples) a chunk numbered next, after a jump in the
 /// timestamps, may end beyond where the audio has reached in real time
 /// ([`Reach::best`]) and still be taken for one after a pause: 40 ms, as
@@ -411,7 +423,7 @@ impl Timeline {
         let ms = (chunk.timestamp_ms as i128 - self.first_ts_ms as i128).max(0);
         let mut due = u64::try_from(ms).unwrap_or(u64::MAX).saturating_mul(8);
         let elapsed = chunk.arrival.saturating_duration_since(self.first_arrival);
-        let possible = (elapsed.as_millis() as u64).saturating_mul(8) + MAX_AHEAD;
+        let possible = plausible(elapsed);
         if due > possible {
             // A timestamp far beyond the time that passed: keep the audio
             // contiguous and measure later chunks from this one.

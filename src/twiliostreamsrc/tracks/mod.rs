@@ -51,7 +51,7 @@
 
 use std::time::Instant;
 
-use super::timeline::{Ahead, GAP_TOLERANCE, LossUnit, MAX_AHEAD, MAX_SILENCE};
+use super::timeline::{Ahead, GAP_TOLERANCE, LossUnit, MAX_SILENCE, plausible};
 use crate::protocol::Track;
 use lane::{Behind, Heard, Held, Lane, hash};
 
@@ -242,7 +242,7 @@ impl Aligner {
         // Where its timestamp puts it (before a skipped gap: raw).
         let raw = (timestamp_ms as i128 - origin as i128) * 8 + lane.offset;
         let elapsed = arrival.saturating_duration_since(first_arrival);
-        let possible = elapsed.as_millis() as i128 * 8 + MAX_AHEAD as i128;
+        let possible = i128::from(plausible(elapsed));
         let due = raw - self.skipped as i128 + self.shifted as i128;
         if raw <= possible {
             return due;

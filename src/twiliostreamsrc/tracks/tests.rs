@@ -456,3 +456,28 @@ fn a_chunk_just_after_the_wait_s_silence_goes_where_its_timestamp_says() {
     let (_, inb, outb) = take(&mut a).unwrap();
     assert_eq!((inb, outb), (vec![7; 160], vec![8; 160]));
 }
+
+/// Both tracks from a sender clock 400 ppm fast (a clock, not garbage:
+/// under MAX_SKEW_PPM), for 8 h: after 7 h its timestamps are 10 s ahead
+/// of our time. They are no garbage for that: nothing is taken for far
+/// ahead, and every frame comes out whole, nothing lost.
+#[test]
+fn a_fast_sender_clock_over_hours_is_no_garbage() {
+    let (mut a, t0) = both();
+    let local_ns = |ms: u64| (ms as f64 * 1e6 / (1.0 + 400e-6)) as u64;
+    let (mut ignored, mut samples) = (0, 0);
+    for n in 0..8 * 3600 * 50u64 {
+        let arrival = t0 + Duration::from_nanos(local_ns(20 * n));
+        for track in [In, Out] {
+            let placed = a.push(track, 155 + 20 * n, &[1; 160], arrival);
+            ignored += u64::from(placed.ignored_ahead.is_some());
+        }
+        while let Some(frame) = a.next_frame() {
+            assert_eq!(frame.lost, [0, 0], "chunk {n}");
+            samples += frame.samples as u64;
+            a.consume(frame.samples);
+        }
+    }
+    assert_eq!(ignored, 0, "timestamps taken for garbage");
+    assert_eq!(samples, 8 * 3600 * 8000);
+}
