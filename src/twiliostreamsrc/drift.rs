@@ -27,11 +27,19 @@ pub const MAX_SLEW_PPM: f64 = 1000.0;
 pub const MAX_SKEW_PPM: f64 = 500.0;
 /// Nanoseconds per 8 kHz sample.
 const NS_PER_SAMPLE: f64 = 125_000.0;
+/// Where the first timestamp lies on the sender's clock given the
+/// estimator (ns): 52 days of room for timestamps stepping back from it,
+/// and a double still holds every nanosecond around it.
+const ORIGIN_NS: u64 = 1 << 52;
 
 /// The drift correction of one stream.
 #[derive(Debug, Clone, Default)]
 pub struct Drift {
     estimator: SkewEstimator,
+    /// The first `media.timestamp` (ms) the estimator took: it is given
+    /// times from there (plus [`ORIGIN_NS`]), so that any u64 timestamp
+    /// fits its nanoseconds.
+    origin_ms: Option<u64>,
     /// `media.timestamp` (ms) from which the drift is counted: the anchor.
     base_ms: Option<u64>,
     /// Nanoseconds to add to the sample-count time, now.
@@ -42,8 +50,10 @@ impl Drift {
     /// Takes a chunk stamped `timestamp_ms` of `samples` 8 kHz samples that
     /// arrived at `arrival_ns` (any steady clock), and moves the correction.
     pub fn observe(&mut self, timestamp_ms: u64, arrival_ns: u64, samples: u64) {
+        let origin = *self.origin_ms.get_or_insert(timestamp_ms);
+        let sender_ns = (timestamp_ms as i128 - origin as i128) * 1_000_000 + ORIGIN_NS as i128;
         self.estimator
-            .observe(timestamp_ms.saturating_mul(1_000_000), arrival_ns);
+            .observe(sender_ns.clamp(0, u64::MAX.into()) as u64, arrival_ns);
         let base = *self.base_ms.get_or_insert(timestamp_ms);
         let ppm = self.estimator.skew_ppm();
         let rate = if ppm.abs() <= MAX_SKEW_PPM {
@@ -224,6 +234,24 @@ mod tests {
         let (ignored, worst) = hours_fast(400.0, 8);
         assert_eq!(ignored, 0, "timestamps taken for garbage");
         assert!(worst < 20e6, "{:.2} ms off", worst / 1e6);
+    }
+
+    /// The skew is measured from timestamps anywhere in their range: one
+    /// past 2^53 ms (a JSON number beyond a double's integers) as well.
+    #[test]
+    fn the_skew_is_measured_at_any_timestamp() {
+        for first in [155, 1 << 32, 1 << 53, u64::MAX - 3_600_000] {
+            let mut drift = Drift::default();
+            // 400 ppm: our clock sees 20.008 ms per 20 ms chunk.
+            for i in 0..5000u64 {
+                drift.observe(first + i * 20, i * 20_008_000, 160);
+            }
+            assert!(
+                (drift.skew_ppm() - 400.0).abs() < 1.0,
+                "first timestamp {first}: {} ppm",
+                drift.skew_ppm()
+            );
+        }
     }
 
     #[test]
