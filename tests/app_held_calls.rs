@@ -1,0 +1,252 @@
+//! A long-lived application taking call after call on one set of
+//! pipelines, each call put on hold (PLAYING → PAUSED → PLAYING) mid-call
+//! and READY between calls: an echo (src into sink) and a src paired with
+//! a sink in another pipeline by `call-name`, the application relaying the
+//! audio. Each call's echo is exactly what was said outside the hold (what
+//! came during it is dropped and counted, as the README's "Output" says),
+//! counters start from zero on each call, and nothing (threads, file
+//! descriptors) piles up from call to call.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::app::*;
+use common::echo::*;
+use common::sink::*;
+use common::*;
+use gst::prelude::*;
+use twilio_emulator::TwilioCall;
+
+const CALLS: usize = 4;
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+fn fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Threads and fds settle back to at most `before` (plus slack for the
+/// set_bounded threads and the test runtime's sockets closing).
+fn settles_to(before: (usize, usize)) {
+    let deadline = Instant::now() + PATIENCE;
+    while (threads() > before.0 + 1 || fds() > before.1 + 1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        threads() <= before.0 + 1,
+        "threads {} -> {}",
+        before.0,
+        threads()
+    );
+    assert!(fds() <= before.1 + 1, "fds {} -> {}", before.1, fds());
+}
+
+/// One call with a hold: `before` echoed, the pipelines `hold`, `during`
+/// sent and received by the src (so it arrived while PAUSED), `resume`,
+/// `after` echoed, then `stop`. Returns the call for the caller to check.
+fn held_call(
+    url: &str,
+    src: &gst::Element,
+    n: usize,
+    hold: impl Fn(),
+    resume: impl Fn(),
+) -> (TwilioCall, Vec<u8>) {
+    let before = pattern(n, 3);
+    let during = vec![0x7e; 2 * 160];
+    let after = pattern(n + 100, 4);
+    let mut call = instant_call(url);
+    send_chunks(&mut call, &before);
+    let got = receive_until(&mut call, |got| media_bytes(got).len() >= before.len());
+    assert_eq!(
+        media_bytes(&got),
+        before,
+        "call {n}: the echo before the hold"
+    );
+    hold();
+    send_chunks(&mut call, &during);
+    counter_reaches(src, "chunks-received", 5);
+    resume();
+    send_chunks(&mut call, &after);
+    let got = receive_until(&mut call, |got| media_bytes(got).len() >= after.len());
+    assert_eq!(
+        media_bytes(&got),
+        after,
+        "call {n}: the echo after the hold"
+    );
+    (call, [before, after].concat())
+}
+
+fn echo_with_holds(desc: &str) {
+    let (p, src, sink) = echo_pipeline(desc);
+    let bus = p.bus().unwrap();
+    let mut baseline = None;
+    for n in 0..CALLS {
+        set_bounded(&p, gst::State::Playing);
+        assert_eq!(src.property::<u64>("chunks-received"), 0, "call {n}");
+        assert_eq!(src.property::<u64>("chunks-dropped-paused"), 0, "call {n}");
+        assert_eq!(sink.property::<u64>("bytes-sent"), 0, "call {n}");
+        let (mut call, expected) = held_call(
+            &url_of(&src),
+            &src,
+            n,
+            || {
+                set_bounded(&p, gst::State::Paused);
+            },
+            || {
+                set_bounded(&p, gst::State::Playing);
+            },
+        );
+        call.send_stop().unwrap();
+        wait_eos(&bus);
+        rt().block_on(call.close());
+        assert_eq!(src.property::<u64>("chunks-received"), 9, "call {n}");
+        assert_eq!(src.property::<u64>("chunks-dropped-paused"), 2, "call {n}");
+        assert_eq!(
+            sink.property::<u64>("bytes-sent"),
+            expected.len() as u64,
+            "call {n}"
+        );
+        set_bounded(&p, gst::State::Ready);
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(200));
+            baseline = Some((threads(), fds()));
+        }
+    }
+    set_bounded(&p, gst::State::Null);
+    settles_to(baseline.unwrap());
+}
+
+#[test]
+fn echo_with_a_hold_in_every_call() {
+    echo_with_holds(ECHO);
+}
+
+#[test]
+fn queued_echo_with_a_hold_in_every_call() {
+    echo_with_holds(&ECHO.replace("! twiliostreamsink", "! queue ! twiliostreamsink"));
+}
+
+#[test]
+fn streaming_thread_echo_with_a_hold_in_every_call() {
+    echo_with_holds(&ECHO.replace("port=0", "port=0 shared-threads=false"));
+}
+
+/// The src's pipeline hands what it hears to the application, which
+/// relays it into the sink's pipeline (appsrc), the sink paired with the
+/// src by `call-name`: both pipelines held, and READY between calls.
+#[test]
+fn paired_pipelines_with_a_hold_in_every_call() {
+    let a = pipeline(
+        "twiliostreamsrc name=src port=0 call-name=held-pair ! audio/x-mulaw \
+         ! fakesink name=out sync=false",
+    );
+    let b = pipeline(
+        "appsrc name=in format=time is-live=true do-timestamp=true \
+         caps=audio/x-mulaw,rate=8000,channels=1 \
+         ! twiliostreamsink name=sink call-name=held-pair",
+    );
+    let (src, sink, app) = (by_name(&a, "src"), by_name(&b, "sink"), by_name(&b, "in"));
+    let relay = app.clone();
+    by_name(&a, "out").static_pad("sink").unwrap().add_probe(
+        gst::PadProbeType::BUFFER,
+        move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(buffer)) = &info.data {
+                let bytes = buffer.map_readable().unwrap().to_vec();
+                let _ = relay.emit_by_name::<gst::FlowReturn>(
+                    "push-buffer",
+                    &[&gst::Buffer::from_slice(bytes)],
+                );
+            }
+            gst::PadProbeReturn::Ok
+        },
+    );
+    let (bus_a, bus_b) = (a.bus().unwrap(), b.bus().unwrap());
+    let mut baseline = None;
+    for n in 0..CALLS {
+        set_bounded(&a, gst::State::Playing);
+        set_bounded(&b, gst::State::Playing);
+        assert_eq!(src.property::<u64>("chunks-received"), 0, "call {n}");
+        assert_eq!(sink.property::<u64>("bytes-sent"), 0, "call {n}");
+        let (mut call, expected) = held_call(
+            &url_of(&src),
+            &src,
+            n,
+            || {
+                set_bounded(&b, gst::State::Paused);
+                set_bounded(&a, gst::State::Paused);
+            },
+            || {
+                set_bounded(&a, gst::State::Playing);
+                set_bounded(&b, gst::State::Playing);
+            },
+        );
+        call.send_stop().unwrap();
+        let messages = wait_eos(&bus_a);
+        assert!(has_element(&messages, "twilio-stop"), "call {n}");
+        rt().block_on(call.close());
+        assert_eq!(src.property::<u64>("chunks-dropped-paused"), 2, "call {n}");
+        assert_eq!(
+            sink.property::<u64>("bytes-sent"),
+            expected.len() as u64,
+            "call {n}"
+        );
+        let _ = drain_messages(&bus_b);
+        set_bounded(&b, gst::State::Ready);
+        set_bounded(&a, gst::State::Ready);
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(200));
+            baseline = Some((threads(), fds()));
+        }
+    }
+    set_bounded(&b, gst::State::Null);
+    set_bounded(&a, gst::State::Null);
+    settles_to(baseline.unwrap());
+}
+
+/// The caller hangs up during the hold: on the return to PLAYING the
+/// call's end comes (`twilio-stop`, then EOS); or the application, seeing
+/// the call gone, stops from PAUSED. Either way the next call echoes.
+fn hang_up_on_hold(desc: &str) {
+    let (p, src, _sink) = echo_pipeline(desc);
+    let bus = p.bus().unwrap();
+    for n in 0..CALLS {
+        set_bounded(&p, gst::State::Playing);
+        let mut call = instant_call(&url_of(&src));
+        let said = pattern(n, 3);
+        send_chunks(&mut call, &said);
+        let got = receive_until(&mut call, |got| media_bytes(got).len() >= said.len());
+        assert_eq!(media_bytes(&got), said, "call {n}");
+        set_bounded(&p, gst::State::Paused);
+        call.send_stop().unwrap();
+        rt().block_on(call.close());
+        if n % 2 == 0 {
+            set_bounded(&p, gst::State::Playing);
+            let messages = wait_eos(&bus);
+            assert!(has_element(&messages, "twilio-stop"), "call {n}");
+        }
+        set_bounded(&p, gst::State::Ready);
+        let _ = drain_messages(&bus);
+    }
+    set_bounded(&p, gst::State::Playing);
+    assert_eq!(echo_call(&url_of(&src), 9, 4), pattern(9, 4));
+    wait_eos(&bus);
+    set_bounded(&p, gst::State::Null);
+}
+
+#[test]
+fn echo_caller_hangs_up_on_hold() {
+    hang_up_on_hold(ECHO);
+}
+
+#[test]
+fn queued_echo_caller_hangs_up_on_hold() {
+    hang_up_on_hold(&ECHO.replace("! twiliostreamsink", "! queue ! twiliostreamsink"));
+}
+
+#[test]
+fn streaming_thread_echo_caller_hangs_up_on_hold() {
+    hang_up_on_hold(&ECHO.replace("port=0", "port=0 shared-threads=false"));
+}
