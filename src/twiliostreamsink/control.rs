@@ -287,7 +287,7 @@ impl TwilioStreamSink {
             return true;
         };
         if !call.is_open() || call.is_stopped() {
-            return self.await_call_over(&call);
+            return self.await_call_over(&call, event);
         }
         let end = self.settings.locked().end_stream_on_eos;
         if end || owns_call {
@@ -327,9 +327,17 @@ impl TwilioStreamSink {
     /// preroll wait, which waits before it looks at `flushing`: the flush's
     /// one wake-up already went to the `wait_preroll` here, so it would wait
     /// for good, holding the stream lock that deactivating the pad takes.)
-    fn await_call_over(&self, call: &Arc<Call>) -> bool {
+    fn await_call_over(&self, call: &Arc<Call>, event: &gst::Event) -> bool {
         if tokio::runtime::Handle::try_current().is_ok() {
             return true;
+        }
+        // An EOS that comes while paused (a hold) completes PAUSED and
+        // waits for PLAYING first, as in `play_out`: else the wait would
+        // run out under the preroll lock, which PLAYING needs, while the
+        // src that is to post the messages is paused too.
+        if self.preroll(event).is_err() {
+            gst::debug!(CAT, imp = self, "EOS: flushing, the stream goes on");
+            return false;
         }
         let poster = self.state.locked().poster.as_ref().map(|p| p.call_over());
         gst::debug!(CAT, imp = self, "EOS: waiting for the call's last messages");
@@ -422,7 +430,7 @@ impl TwilioStreamSink {
         }
         if call.is_stopped() {
             gst::debug!(CAT, imp = self, "EOS: Twilio stopped the stream meanwhile");
-            return self.await_call_over(&call);
+            return self.await_call_over(&call, event);
         }
         if played {
             gst::debug!(CAT, imp = self, "EOS: played out");
