@@ -250,3 +250,60 @@ fn queued_echo_caller_hangs_up_on_hold() {
 fn streaming_thread_echo_caller_hangs_up_on_hold() {
     hang_up_on_hold(&ECHO.replace("port=0", "port=0 shared-threads=false"));
 }
+
+/// The README's two echo pairs in one pipeline, tied by `call-name`, two
+/// calls at a time through a hold of the whole pipeline, call after call
+/// through READY: each call hears only its own echo, exactly.
+#[test]
+fn two_pairs_in_one_pipeline_with_a_hold_in_every_call() {
+    let p = pipeline(
+        "twiliostreamsrc name=a port=0 path=/echo call-name=held-a \
+         ! audio/x-mulaw ! twiliostreamsink name=sa call-name=held-a async=false \
+         twiliostreamsrc name=b port=0 path=/echo call-name=held-b \
+         ! audio/x-mulaw ! twiliostreamsink name=sb call-name=held-b async=false",
+    );
+    let (a, b) = (by_name(&p, "a"), by_name(&p, "b"));
+    let bus = p.bus().unwrap();
+    for n in 0..CALLS {
+        set_bounded(&p, gst::State::Playing);
+        let mut calls = [instant_call(&url_of(&a)), instant_call(&url_of(&b))];
+        // Which src took which call is the listener's choice: each call
+        // is told apart by its own audio.
+        for (i, call) in calls.iter_mut().enumerate() {
+            let said = pattern(10 * n + i, 3);
+            send_chunks(call, &said);
+            let got = receive_until(call, |got| media_bytes(got).len() >= said.len());
+            assert_eq!(media_bytes(&got), said, "call {n}.{i} before the hold");
+        }
+        set_bounded(&p, gst::State::Paused);
+        for call in calls.iter_mut() {
+            send_chunks(call, &[0x7e; 320]);
+        }
+        let received =
+            || a.property::<u64>("chunks-received") + b.property::<u64>("chunks-received");
+        let deadline = Instant::now() + PATIENCE;
+        while received() < 10 {
+            assert!(
+                Instant::now() < deadline,
+                "the chunks sent on hold never came"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        set_bounded(&p, gst::State::Playing);
+        for (i, call) in calls.iter_mut().enumerate() {
+            let said = pattern(10 * n + i + 5, 4);
+            send_chunks(call, &said);
+            let got = receive_until(call, |got| media_bytes(got).len() >= said.len());
+            assert_eq!(media_bytes(&got), said, "call {n}.{i} after the hold");
+        }
+        for mut call in calls {
+            call.send_stop().unwrap();
+            rt().block_on(call.close());
+        }
+        wait_eos(&bus);
+        assert_eq!(a.property::<u64>("chunks-dropped-paused"), 2, "call {n}");
+        assert_eq!(b.property::<u64>("chunks-dropped-paused"), 2, "call {n}");
+        set_bounded(&p, gst::State::Ready);
+    }
+    set_bounded(&p, gst::State::Null);
+}
