@@ -33,12 +33,25 @@ fn when_posted(bus: &gst::Bus, what: fn(&gst::Message) -> bool) -> mpsc::Receive
     rx
 }
 
-#[test]
-fn an_eos_during_a_hold_waits_for_playing_then_for_twilio_stop() {
-    let a = pipeline("twiliostreamsrc name=src port=0 call-name=on-hold ! fakesink async=false");
+/// The src's pipeline, the sink's, and their buses' records.
+struct Held {
+    a: gst::Pipeline,
+    b: gst::Pipeline,
+    src: gst::Element,
+    app: gst::Element,
+    stop_at: mpsc::Receiver<Instant>,
+    eos_at: mpsc::Receiver<Instant>,
+}
+
+/// A call played into by the bot, then the hold; the caller hangs up
+/// during it, and the bot's audio ends: the EOS has reached the sink.
+fn eos_during_a_hold(name: &str) -> Held {
+    let a = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 call-name={name} ! fakesink async=false"
+    ));
     let b = pipeline(&format!(
         "appsrc name=app format=time caps={PCM_8K} \
-         ! twiliostreamsink name=sink call-name=on-hold sync=false"
+         ! twiliostreamsink name=sink call-name={name} sync=false"
     ));
     let (src, sink, app) = (by_name(&a, "src"), by_name(&b, "sink"), by_name(&b, "app"));
     let stop_at = when_posted(&a.bus().unwrap(), |m| {
@@ -65,7 +78,6 @@ fn an_eos_during_a_hold_waits_for_playing_then_for_twilio_stop() {
     push(&app, &sine(300.0, 8000.0, 6000.0, 800));
     receive_until(&mut call, |got| media_bytes(got).len() >= 800);
 
-    // The hold; the caller hangs up during it, and the bot's audio ends.
     set_bounded(&b, gst::State::Paused);
     set_bounded(&a, gst::State::Paused);
     call.send_stop().unwrap();
@@ -79,7 +91,25 @@ fn an_eos_during_a_hold_waits_for_playing_then_for_twilio_stop() {
     eos_in
         .recv_timeout(PATIENCE)
         .expect("no EOS reached the sink");
+    Held {
+        a,
+        b,
+        src,
+        app,
+        stop_at,
+        eos_at,
+    }
+}
 
+#[test]
+fn an_eos_during_a_hold_waits_for_playing_then_for_twilio_stop() {
+    let Held {
+        a,
+        b,
+        stop_at,
+        eos_at,
+        ..
+    } = eos_during_a_hold("on-hold");
     // The end of the hold: the sink's pipeline first, PLAYING (not only
     // asked for) before the src's.
     set_bounded(&b, gst::State::Playing);
@@ -94,6 +124,33 @@ fn an_eos_during_a_hold_waits_for_playing_then_for_twilio_stop() {
     let stop = stop_at.recv_timeout(PATIENCE).expect("no twilio-stop");
     assert!(eos > resumed, "the EOS came during the hold");
     assert!(stop < eos, "the EOS came before twilio-stop");
+    set_bounded(&b, gst::State::Null);
+    set_bounded(&a, gst::State::Null);
+}
+
+/// The application, seeing the caller gone, stops both pipelines from
+/// the hold (READY): the sink's EOS, waiting for PLAYING, is dropped, the
+/// state changes return, and the next call through both plays the bot's
+/// audio exactly.
+#[test]
+fn stopped_from_a_hold_with_its_eos_and_the_next_call() {
+    let Held { a, b, src, app, .. } = eos_during_a_hold("stopped-on-hold");
+    set_bounded(&b, gst::State::Ready);
+    set_bounded(&a, gst::State::Ready);
+    let _ = drain_messages(&b.bus().unwrap());
+    set_bounded(&a, gst::State::Playing);
+    set_state(&b, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    let prompt = sine(500.0, 8000.0, 6000.0, 480);
+    push(&app, &prompt);
+    let got = receive_until(&mut call, |got| media_bytes(got).len() >= prompt.len());
+    let expected: Vec<u8> = prompt
+        .iter()
+        .map(|&s| gsttwiliostream::codec::g711::encode(s))
+        .collect();
+    assert_eq!(media_bytes(&got), expected);
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
     set_bounded(&b, gst::State::Null);
     set_bounded(&a, gst::State::Null);
 }
