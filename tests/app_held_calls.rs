@@ -307,3 +307,37 @@ fn two_pairs_in_one_pipeline_with_a_hold_in_every_call() {
     }
     set_bounded(&p, gst::State::Null);
 }
+
+/// The hold of the application's own voice only: the echo's sink paused
+/// alone, its src playing on. What the caller said meanwhile waits and
+/// then goes out, all of it, in order (README, "Pausing"); call after
+/// call through READY.
+#[test]
+fn echo_with_its_sink_alone_held_in_every_call() {
+    let (p, src, sink) = echo_pipeline(ECHO);
+    let bus = p.bus().unwrap();
+    for n in 0..CALLS {
+        let mut call = echoing_call(&p, &src);
+        let said = pattern(n, 3);
+        send_chunks(&mut call, &said);
+        let got = receive_until(&mut call, |got| media_bytes(got).len() >= said.len());
+        assert_eq!(media_bytes(&got), said, "call {n} before the hold");
+        set_element_bounded(&sink, gst::State::Paused);
+        let so_far = src.property::<u64>("chunks-received");
+        let during = pattern(n + 50, 2);
+        send_chunks(&mut call, &during);
+        counter_reaches(&src, "chunks-received", so_far + 2);
+        set_element_bounded(&sink, gst::State::Playing);
+        let after = pattern(n + 100, 3);
+        send_chunks(&mut call, &after);
+        let expected = [during, after].concat();
+        let got = receive_until(&mut call, |got| media_bytes(got).len() >= expected.len());
+        assert_eq!(media_bytes(&got), expected, "call {n} after the hold");
+        call.send_stop().unwrap();
+        wait_eos(&bus);
+        rt().block_on(call.close());
+        assert_eq!(src.property::<u64>("chunks-dropped-paused"), 0, "call {n}");
+        set_bounded(&p, gst::State::Ready);
+    }
+    set_bounded(&p, gst::State::Null);
+}
