@@ -341,3 +341,59 @@ fn echo_with_its_sink_alone_held_in_every_call() {
     }
     set_bounded(&p, gst::State::Null);
 }
+
+/// The README's voice bot (one pipeline: the caller into a `level`, the
+/// bot's voice from an `appsrc`), call after call through READY, each
+/// call held while the bot queues its next prompt: both prompts are heard
+/// exactly, in order, and the bot ends the call after playout.
+#[test]
+fn the_voice_bot_holds_every_call() {
+    let p = pipeline(
+        "twiliostreamsrc name=src port=0 ! queue ! level interval=20000000 ! fakesink sync=false async=false \
+         appsrc name=tts format=time is-live=true caps=audio/x-mulaw,rate=8000,channels=1 \
+         ! queue ! twiliostreamsink name=sink",
+    );
+    let (src, sink, tts) = (by_name(&p, "src"), by_name(&p, "sink"), by_name(&p, "tts"));
+    let bus = p.bus().unwrap();
+    let say = |prompt: &[u8]| {
+        let buffer = gst::Buffer::from_slice(prompt.to_vec());
+        let ret = tts.emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
+        assert_eq!(ret, gst::FlowReturn::Ok);
+    };
+    for n in 0..CALLS {
+        set_bounded(&p, gst::State::Playing);
+        let mut call = start_call(&url_of(&src), 3);
+        let first = pattern(n, 4);
+        say(&first);
+        let got = receive_until(&mut call, |got| media_bytes(got).len() >= first.len());
+        assert_eq!(media_bytes(&got), first, "call {n}: the first prompt");
+        set_bounded(&p, gst::State::Paused);
+        let second = pattern(n + 100, 5);
+        say(&second);
+        set_bounded(&p, gst::State::Playing);
+        let got = receive_until(&mut call, |got| media_bytes(got).len() >= second.len());
+        assert_eq!(
+            media_bytes(&got),
+            second,
+            "call {n}: the prompt queued on hold"
+        );
+        assert!(sink.emit_by_name::<bool>("end-stream", &[&true]));
+        let rest = receive_until(&mut call, |_| false);
+        assert!(media_bytes(&rest).is_empty(), "call {n}: {rest:?}");
+        let messages = messages_until(&bus, |m| has_element(m, "twilio-ended"));
+        assert!(
+            !messages
+                .iter()
+                .any(|m| matches!(m.view(), gst::MessageView::Error(_))),
+            "call {n}: {messages:?}"
+        );
+        rt().block_on(call.close());
+        set_bounded(&p, gst::State::Ready);
+        assert_eq!(
+            sink.property::<u64>("bytes-sent"),
+            (first.len() + second.len()) as u64,
+            "call {n}"
+        );
+    }
+    set_bounded(&p, gst::State::Null);
+}
