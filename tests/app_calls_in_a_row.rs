@@ -246,11 +246,7 @@ fn a_lone_sink_plays_call_after_call() {
 /// call's values in READY and start from zero on the next.
 #[test]
 fn the_voice_bot_pipeline_serves_calls_in_a_row() {
-    let p = pipeline(
-        "twiliostreamsrc name=src port=0 ! queue ! level interval=20000000 ! fakesink sync=false async=false \
-         appsrc name=tts format=time is-live=true caps=audio/x-mulaw,rate=8000,channels=1 \
-         ! queue ! twiliostreamsink name=sink",
-    );
+    let p = pipeline(VOICE_BOT);
     let src = by_name(&p, "src");
     let sink = by_name(&p, "sink");
     let tts = by_name(&p, "tts");

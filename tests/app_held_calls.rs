@@ -348,11 +348,7 @@ fn echo_with_its_sink_alone_held_in_every_call() {
 /// exactly, in order, and the bot ends the call after playout.
 #[test]
 fn the_voice_bot_holds_every_call() {
-    let p = pipeline(
-        "twiliostreamsrc name=src port=0 ! queue ! level interval=20000000 ! fakesink sync=false async=false \
-         appsrc name=tts format=time is-live=true caps=audio/x-mulaw,rate=8000,channels=1 \
-         ! queue ! twiliostreamsink name=sink",
-    );
+    let p = pipeline(VOICE_BOT);
     let (src, sink, tts) = (by_name(&p, "src"), by_name(&p, "sink"), by_name(&p, "tts"));
     let bus = p.bus().unwrap();
     let say = |prompt: &[u8]| {

@@ -8,6 +8,13 @@ use twilio_emulator::{CallParams, Playout, TwilioCall};
 use super::sink::*;
 use super::*;
 
+/// The README's voice bot as one pipeline: the caller into a `level`, the
+/// bot's voice (μ-law) from the appsrc `tts`.
+pub const VOICE_BOT: &str = "twiliostreamsrc name=src port=0 ! queue ! level interval=20000000 \
+    ! fakesink sync=false async=false \
+    appsrc name=tts format=time is-live=true caps=audio/x-mulaw,rate=8000,channels=1 \
+    ! queue ! twiliostreamsink name=sink";
+
 /// Sets `state` on another thread, failing (instead of hanging) if that
 /// does not return. The thread is gone when this returns (tests count
 /// the process's threads).
