@@ -566,11 +566,7 @@ fn many_changes_of_rate_keep_the_audio_in_step() {
     let mut f = framer(Input::Pcm(24000), 160);
     let mut t = 0.0;
     for part in 0..200 {
-        let (rate, len) = if part % 2 == 0 {
-            (24000, 301)
-        } else {
-            (48000, 605)
-        };
+        let (rate, len) = [(24000, 301), (48000, 605)][part % 2];
         f.set_input(Input::Pcm(rate)).unwrap();
         let pcm: Vec<i16> = (0..len).map(|n| at(t + n as f64 / rate as f64)).collect();
         f.push(&s16le(&pcm)).unwrap();
