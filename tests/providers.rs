@@ -376,7 +376,10 @@ fn a_fixed_dialect_refuses_another_providers_start() {
 
 /// A `start` in another provider's spelling than the path's fixed
 /// `dialect` is closed with a reason that says so, not "expected a start
-/// message", which reads as if no `start` had been sent.
+/// message", which reads as if no `start` had been sent. A malformed
+/// `start` is not named another dialect's for looking like one (Twilio
+/// and SignalWire share a spelling: only a UUID `streamSid` tells them
+/// apart).
 #[test]
 fn a_start_of_another_dialect_is_closed_saying_so() {
     use futures::{SinkExt, StreamExt};
@@ -384,7 +387,20 @@ fn a_start_of_another_dialect_is_closed_saying_so() {
     init();
     let telnyx = r#"{"event":"start","sequence_number":"1","start":{"call_control_id":"v3:x","media_format":{"encoding":"PCMU","sample_rate":8000,"channels":1}},"stream_id":"32de0dea"}"#;
     let twilio = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ1","start":{"accountSid":"AC1","streamSid":"MZ1","callSid":"CA1","tracks":["inbound"],"customParameters":{},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}"#;
-    for (dialect, start) in [("twilio", telnyx), ("telnyx", twilio)] {
+    let wrapped = r#"{"rawEvent":{"event":"start","sequenceNumber":"1","streamSid":"0b3f4a4e-8a4f-4c0e-9d7e-6a2b3c4d5e6f","start":{"accountSid":"a","callSid":"c","tracks":["inbound"],"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}},"eventType":"start"}"#;
+    // No `start` object: no dialect's start.
+    let uuid_no_start = r#"{"event":"start","sequenceNumber":"1","streamSid":"0b3f4a4e-8a4f-4c0e-9d7e-6a2b3c4d5e6f"}"#;
+    let mz_no_start = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0"}"#;
+    let other = |d: &str| format!("a start message not in dialect {d}");
+    let generic = || "expected a start message".to_owned();
+    for (dialect, start, reason) in [
+        ("twilio", telnyx, other("twilio")),
+        ("telnyx", twilio, other("telnyx")),
+        ("twilio", wrapped, other("twilio")),
+        ("twilio", uuid_no_start, generic()),
+        ("signalwire", mz_no_start, generic()),
+        ("telnyx", mz_no_start, generic()),
+    ] {
         let p = pipeline(&format!(
             "twiliostreamsrc name=src port=0 dialect={dialect} ! fakesink"
         ));
@@ -400,11 +416,7 @@ fn a_start_of_another_dialect_is_closed_saying_so() {
                 other => panic!("no close frame: {other:?}"),
             }
         });
-        assert_eq!(
-            closed,
-            (1008, format!("a start message not in dialect {dialect}")),
-            "{dialect}"
-        );
+        assert_eq!(closed, (1008, reason), "{dialect}: {start}");
         set_state(&p, gst::State::Null);
     }
 }

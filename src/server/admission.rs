@@ -21,6 +21,7 @@ use super::stream::{OverReadLimit, ReadLimit};
 use super::upgrade::Upgraded;
 use crate::call::session::{Handled, Level, Session};
 use crate::call::{CAT, CLOSE_TOO_BIG, Call, CallEvent, Written, answer_close, close_websocket};
+use crate::protocol::Inbound;
 use crate::protocol::dialect::detect;
 
 /// Close code for a connection that sent something other than `start`
@@ -133,12 +134,15 @@ pub(super) fn refuse(call: &Call, counters: &PathCounters, why: &str) {
 
 /// The close reason for a `start` spelled in another dialect than the
 /// path's fixed one (else "expected a start message" would read as if no
-/// `start` had been sent).
+/// `start` had been sent). Only a `start` that other dialect takes: a
+/// malformed one merely looking like it (a UUID `streamSid` is all that
+/// tells SignalWire from Twilio) gets the plain reason.
 fn other_dialect(text: &str, session: &Session) -> Option<String> {
     let fixed = session.known_dialect()?;
     let spelled = detect(text)?;
-    (spelled.name() != fixed.name())
-        .then(|| format!("a start message not in dialect {}", fixed.name()))
+    let theirs =
+        spelled.name() != fixed.name() && matches!(spelled.parse(text), Ok(Inbound::Start { .. }));
+    theirs.then(|| format!("a start message not in dialect {}", fixed.name()))
 }
 
 /// Reads until a valid `start`; Err says why the connection is no call
