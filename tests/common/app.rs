@@ -42,6 +42,18 @@ pub fn wait_eos(bus: &gst::Bus) -> Vec<gst::Message> {
     })
 }
 
+/// Waits for the src's `twilio-ended` (not the pipeline's EOS: a voice
+/// bot's appsrc branch does not end), failing on an ERROR before it.
+pub fn wait_ended(bus: &gst::Bus, call: usize) {
+    let messages = messages_until(bus, |m| has_element(m, "twilio-ended"));
+    assert!(
+        !messages
+            .iter()
+            .any(|m| matches!(m.view(), gst::MessageView::Error(_))),
+        "call {call}: {messages:?}"
+    );
+}
+
 /// A μ-law pattern that differs per call and per chunk.
 pub fn pattern(call: usize, chunks: usize) -> Vec<u8> {
     (0..chunks * 160)
