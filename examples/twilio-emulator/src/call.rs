@@ -296,6 +296,12 @@ impl TwilioCall {
         self.playback.lock().unwrap().clone()
     }
 
+    /// Writes the writer task has done so far.
+    #[cfg(test)]
+    pub(crate) fn writes(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
     /// Connects and sends `connected` and `start`, as Twilio does.
     pub async fn start(url: &str, params: CallParams) -> Result<TwilioCall, WsError> {
         let mut call = TwilioCall::connect(url, params).await?;

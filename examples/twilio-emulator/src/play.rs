@@ -101,15 +101,62 @@ impl Report {
     }
 }
 
+/// Chunks sent as fast as possible between two turns given to the
+/// runtime's other tasks: the call's writer (on a busy runtime it may sit
+/// in this thread's queue alone) and reader, other calls.
+const FAST_CHUNKS_PER_TURN: usize = 64;
+
+/// Why the audio stopped before its end.
+enum Cut {
+    /// A send failed: the connection is gone.
+    SendFailed,
+    /// The plugin closed the call.
+    ClosedByPlugin,
+}
+
 /// Plays `script` into a started call and hangs up.
 pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Disconnected> {
     let mut report = Report::default();
-    // A send that fails because the plugin has just closed the call (its
-    // close frame not seen yet) ends the script as that close does.
+    match send_audio(&mut call, script, &mut report).await {
+        Ok(()) => {}
+        // A send that fails because the plugin has just closed the call (its
+        // close frame not seen yet) ends the script as that close does.
+        Err(Cut::SendFailed) => return closed(call, report).await,
+        Err(Cut::ClosedByPlugin) => {
+            report.playback = call.playback();
+            return Ok(report);
+        }
+    }
+
+    let deadline = Instant::now() + script.linger;
+    while let Ok(Some(item)) = tokio::time::timeout_at(deadline, call.recv()).await {
+        report.take(item);
+        if report.closed_by_plugin.is_some() {
+            report.playback = call.playback();
+            return Ok(report);
+        }
+    }
+    report.playback = call.playback();
+    match script.ending {
+        Ending::Stop => {
+            call.send_stop()?;
+            call.close().await;
+        }
+        Ending::Drop => call.abort().await,
+    }
+    Ok(report)
+}
+
+/// Sends the script's audio and DTMF, taking what comes back meanwhile.
+async fn send_audio(
+    call: &mut TwilioCall,
+    script: &Script,
+    report: &mut Report,
+) -> Result<(), Cut> {
     macro_rules! send {
         ($sent:expr) => {
             if $sent.is_err() {
-                return closed(call, report).await;
+                return Err(Cut::SendFailed);
             }
         };
     }
@@ -144,6 +191,10 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
             let due = started + interval * n as u32 + impairer.delay();
             last_send = last_send.max(due);
             tokio::time::sleep_until(last_send).await;
+        } else if n % FAST_CHUNKS_PER_TURN == FAST_CHUNKS_PER_TURN - 1 {
+            // Sending never waits (the writer's queue is unbounded): without
+            // a turn, the writer would write nothing until the end.
+            tokio::task::yield_now().await;
         }
         while let Some((_, digit)) = dtmf.next_if(|(at, _)| *at <= call.audio_seconds()) {
             send!(call.send_dtmf(&digit));
@@ -174,10 +225,9 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
                 send!(call.send(&late));
             }
         }
-        report.drain(&mut call);
+        report.drain(call);
         if report.closed_by_plugin.is_some() {
-            report.playback = call.playback();
-            return Ok(report);
+            return Err(Cut::ClosedByPlugin);
         }
     }
     for late in held.iter().flatten() {
@@ -186,24 +236,7 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
     for (_, digit) in dtmf {
         send!(call.send_dtmf(&digit));
     }
-
-    let deadline = Instant::now() + script.linger;
-    while let Ok(Some(item)) = tokio::time::timeout_at(deadline, call.recv()).await {
-        report.take(item);
-        if report.closed_by_plugin.is_some() {
-            report.playback = call.playback();
-            return Ok(report);
-        }
-    }
-    report.playback = call.playback();
-    match script.ending {
-        Ending::Stop => {
-            call.send_stop()?;
-            call.close().await;
-        }
-        Ending::Drop => call.abort().await,
-    }
-    Ok(report)
+    Ok(())
 }
 
 /// The call's connection is gone: what it received until then, if the
@@ -217,4 +250,60 @@ async fn closed(mut call: TwilioCall, mut report: Report) -> Result<Report, Disc
     }
     report.playback = call.playback();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use futures::StreamExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::call::CallParams;
+
+    /// A fast call on a one-thread runtime gives the runtime's other tasks
+    /// turns while it sends: its writer writes, and a task beside it runs,
+    /// before the last chunk is queued (not only once all are).
+    #[test]
+    fn fast_audio_gives_other_tasks_turns() {
+        let peer_rt = tokio::runtime::Runtime::new().unwrap();
+        let listener = peer_rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        peer_rt.spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            while let Some(Ok(_)) = ws.next().await {}
+        });
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut call = TwilioCall::connect(&url, CallParams::default())
+                .await
+                .unwrap();
+            call.begin().unwrap();
+            let turns = Arc::new(AtomicU64::new(0));
+            let counter = turns.clone();
+            tokio::spawn(async move {
+                loop {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            });
+            let script = Script {
+                audio: vec![0xFF; 160 * 10 * FAST_CHUNKS_PER_TURN],
+                realtime: false,
+                ..Script::default()
+            };
+            let mut report = Report::default();
+            assert!(send_audio(&mut call, &script, &mut report).await.is_ok());
+            assert!(turns.load(Ordering::Relaxed) > 0, "the task beside it ran");
+            assert!(call.writes() > 0, "the writer wrote");
+            call.abort().await;
+        });
+    }
 }
