@@ -21,6 +21,8 @@ in_both_modes!(
     after_a_pause_begun_at_the_sink_buffers_are_on_time_again,
     a_network_silence_is_filled_by_the_deadline_and_late_audio_kept,
     both_tracks_silent_are_filled_by_the_deadline_and_late_audio_kept,
+    a_silence_pushes_the_upsampled_tail_out_before_the_fill,
+    both_tracks_silent_push_the_upsampled_tails_out_before_the_fill,
 );
 
 /// Generous, but a tenth of what the flaw gives (the 2 s of the pause).
@@ -437,4 +439,123 @@ fn check_filled_in_time(gaps: &Gaps, got: &Collected) {
         got.buffers[21].pts().unwrap(),
         late.pts().unwrap() + late.duration().unwrap()
     );
+}
+
+/// What reached the sink, in order: a buffer's PTS, duration and samples
+/// (S16LE), or a GAP's PTS and duration (no samples).
+type Items = Arc<Mutex<Vec<(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)>>>;
+
+fn items_at_sink(p: &gst::Pipeline) -> Items {
+    let items = Items::default();
+    let seen = items.clone();
+    let pad = by_name(p, "sink").static_pad("sink").unwrap();
+    let probed = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM;
+    pad.add_probe(probed, move |_, info| {
+        let item = match &info.data {
+            Some(gst::PadProbeData::Buffer(b)) => {
+                let map = b.map_readable().unwrap();
+                let samples = map
+                    .chunks_exact(2)
+                    .map(|s| i16::from_le_bytes([s[0], s[1]]))
+                    .collect();
+                (b.pts().unwrap(), b.duration().unwrap(), Some(samples))
+            }
+            Some(gst::PadProbeData::Event(e)) => match e.view() {
+                gst::EventView::Gap(gap) => (gap.get().0, gap.get().1.unwrap(), None),
+                _ => return gst::PadProbeReturn::Ok,
+            },
+            _ => return gst::PadProbeReturn::Ok,
+        };
+        seen.lock().unwrap().push(item);
+        gst::PadProbeReturn::Ok
+    });
+    items
+}
+
+/// 16 kHz out of an 8 kHz call: when the network falls silent, the audio
+/// still inside the upsampler (its delay's worth) goes out before the
+/// GAPs, at its time, not after them with the late audio; and the late
+/// audio starts afresh, after silence.
+fn a_silence_pushes_the_upsampled_tail_out_before_the_fill() {
+    init();
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 gap-fill=silence ! audio/x-raw,rate=16000 \
+         ! fakesink name=sink sync=false",
+    );
+    let items = items_at_sink(&p);
+    let ulaw = encode(&sine(440.0, 8000.0, 8000.0, 40 * 160));
+    play_with_a_stall(&url, CallParams::default(), &[(Track::Inbound, &ulaw)]);
+    collector.wait_eos();
+    check_tails_before_gaps(&items.lock().unwrap(), &[&ulaw]);
+    set_state(&p, gst::State::Null);
+}
+
+/// `track=both`, 16 kHz: both channels' upsampler tails go out before the
+/// GAPs, as with one track.
+fn both_tracks_silent_push_the_upsampled_tails_out_before_the_fill() {
+    init();
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 track=both gap-fill=silence \
+         ! audio/x-raw,rate=16000 ! fakesink name=sink sync=false",
+    );
+    let items = items_at_sink(&p);
+    let inbound = encode(&sine(440.0, 8000.0, 8000.0, 40 * 160));
+    let outbound = encode(&sine(660.0, 8000.0, 6000.0, 40 * 160));
+    let params = CallParams::with_tracks(&[Track::Inbound, Track::Outbound]);
+    let tracks = [
+        (Track::Inbound, &inbound[..]),
+        (Track::Outbound, &outbound[..]),
+    ];
+    play_with_a_stall(&url, params, &tracks);
+    collector.wait_eos();
+    check_tails_before_gaps(&items.lock().unwrap(), &[&inbound, &outbound]);
+    set_state(&p, gst::State::Null);
+}
+
+/// Buffers and GAPs follow each other without a hole or an overlap, and
+/// each stretch of buffers between GAPs is, on each channel, exactly what
+/// a new resampler makes of its share of that channel's audio (`ulaw`)
+/// followed by the tail's silence: no audio held over a GAP.
+fn check_tails_before_gaps(
+    items: &[(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)],
+    ulaw: &[&[u8]],
+) {
+    use gsttwiliostream::codec::Resampler;
+    use gsttwiliostream::codec::resample::delay_ns;
+
+    assert!(items.iter().any(|i| i.2.is_none()), "no GAP event");
+    for pair in items.windows(2) {
+        let ((pts, duration, _), (next, _, _)) = (&pair[0], &pair[1]);
+        assert_eq!(*next, *pts + *duration, "a hole or an overlap at {next}");
+    }
+    let tail = delay_ns(8000, 16000).unwrap().div_ceil(125_000) as usize;
+    let mut stretches: Vec<Vec<i16>> = vec![Vec::new()];
+    for (_, _, samples) in items {
+        match samples {
+            Some(samples) => stretches.last_mut().unwrap().extend(samples),
+            None => stretches.push(Vec::new()),
+        }
+    }
+    let channels = ulaw.len();
+    for (c, ulaw) in ulaw.iter().enumerate() {
+        let pcm = decode(ulaw);
+        let mut from = 0;
+        for stretch in stretches.iter().filter(|s| !s.is_empty()) {
+            let got: Vec<i16> = stretch.iter().skip(c).step_by(channels).copied().collect();
+            let ticks = got.len() / 2 - tail;
+            let mut input = pcm[from..from + ticks].to_vec();
+            input.resize(ticks + tail, 0);
+            let mut expected = Vec::new();
+            Resampler::new(8000, 16000)
+                .unwrap()
+                .process(&input, &mut expected);
+            assert!(
+                got == expected,
+                "channel {c}: the stretch of {ticks} ticks from tick {from} is not its audio, \
+                 then silence"
+            );
+            from += ticks;
+        }
+        assert_eq!(from, pcm.len(), "channel {c}: all the audio came out");
+    }
 }

@@ -504,7 +504,7 @@ impl TwilioStreamSrc {
 
     /// A buffer of `silence` ticks (8 kHz samples) of silence followed by
     /// `wire` (the call's bytes), in the output format, at the current position.
-    fn make_buffer(
+    pub(super) fn make_buffer(
         &self,
         state: &mut State,
         wire: &[u8],

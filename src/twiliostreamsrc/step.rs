@@ -31,6 +31,10 @@ pub(super) struct Buffers {
 }
 
 impl Buffers {
+    pub(super) fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
     pub(super) fn push(&mut self, buffer: gst::Buffer) {
         match self.first {
             None => self.first = Some(buffer),

@@ -32,7 +32,9 @@ use gst_base::prelude::*;
 
 use super::fill_timer::FillLook;
 use super::imp::{CAT, State, TwilioStreamSrc};
+use super::output::Output;
 use super::step::Buffers;
+use super::tracks::Frame;
 use crate::call::{CallEvent, Events, MediaChunk, Stat};
 use crate::lock::Locked;
 use crate::runtime::RUNTIME;
@@ -192,36 +194,46 @@ impl TwilioStreamSrc {
         if self.state.locked().reorder.flush() {
             return self.released_media();
         }
-        let mut buffers = Buffers::default();
-        buffers.extend(self.fill_gap());
-        Ok(buffers)
+        Ok(self.fill_gap())
     }
 
     /// A GAP event for the time overdue. With `track=both`, what the
-    /// aligner held comes first: returned as a buffer for the caller to
-    /// push, the GAP queued after it.
-    fn fill_gap(&self) -> Option<gst::Buffer> {
+    /// aligner held comes first; then the audio still inside the
+    /// resampler(s), pushed out with silence: returned as buffers for the
+    /// caller to push, the GAP queued after them.
+    fn fill_gap(&self) -> Buffers {
         let deadline = self.fill_deadline();
         let now = self.running_time();
+        let mut held = Buffers::default();
         let mut state = self.state.locked();
-        let output = state.output?;
-        let timeline = state.timeline.as_mut()?;
+        let Some(output) = state.output else {
+            return held;
+        };
+        let Some(timeline) = state.timeline.as_mut() else {
+            return held;
+        };
         let mut samples = timeline.fill(now, deadline);
         if samples == 0 {
-            return None;
+            return held;
         }
-        let mut held = None;
         if let Some(aligner) = state.aligner.as_mut() {
             let frame = aligner.flush();
             self.release_held(&mut state);
             if let Some(frame) = frame {
                 samples = samples.saturating_sub(frame.samples as u64 + frame.jump);
-                held = self.frame_buffer(&mut state, frame, 0).ok().flatten();
+                held.extend(self.frame_buffer(&mut state, frame, 0).ok().flatten());
             }
             let aligner = state.aligner.as_mut().expect("there");
             if samples == 0 || !aligner.fill(samples) {
                 return held;
             }
+        }
+        // The audio still inside the resampler(s) next, at its time.
+        let (tail, buffer) = self.resampler_tail(&mut state, output, samples);
+        held.extend(buffer);
+        samples -= tail;
+        if samples == 0 {
+            return held;
         }
         // The concealer hears the GAP's silence: a loss found after it is
         // not concealed from the audio before it, that late.
@@ -243,12 +255,51 @@ impl TwilioStreamSrc {
         let event = gst::event::Gap::builder(gap.pts)
             .duration(gap.duration)
             .build();
-        if held.is_some() {
+        if !held.is_empty() {
             state.pending_events.push(event);
             return held;
         }
         drop(state);
         self.obj().src_pad().push_event(event);
-        None
+        held
+    }
+
+    /// Before a GAP of `samples`: the audio still inside the resampler(s)
+    /// (its delay's worth, which the GAP at the position would otherwise
+    /// cover, and which would come out only after it, with the audio that
+    /// follows) pushed out with silence, up to `samples` ticks, as a buffer
+    /// at the position; the resampler(s) then start afresh, as after the
+    /// GAP's silence. The ticks taken from the GAP, and the buffer.
+    fn resampler_tail(
+        &self,
+        state: &mut State,
+        output: Output,
+        samples: u64,
+    ) -> (u64, Option<gst::Buffer>) {
+        let tail = (output.tail_ticks() as u64).min(samples);
+        let resampling = match state.aligner.is_some() {
+            true => state.stereo.resampling(),
+            false => state.converter.resampling(),
+        };
+        if tail == 0 || !resampling {
+            return (0, None);
+        }
+        let buffer = match state.aligner.is_some() {
+            true => {
+                let buffer = self.frame_buffer(state, Frame::default(), tail as usize);
+                state.stereo.restart_resampler();
+                buffer.ok().flatten()
+            }
+            false => {
+                let width = state.format.bytes_per_tick();
+                let zeros = vec![state.format.silence(); tail as usize * width];
+                let buffer = self.make_buffer(state, &zeros, 0, false);
+                state.converter.restart_resampler();
+                buffer.ok()
+            }
+        };
+        // No buffer (none allocated): the position did not move, the GAP
+        // covers the tail's time.
+        (buffer.as_ref().map_or(0, |_| tail), buffer)
     }
 }

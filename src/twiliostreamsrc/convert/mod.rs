@@ -28,6 +28,9 @@ pub struct Converter {
     /// any (the latest of them): it hears them only when a loss needs its
     /// history, so audio that follows no loss costs a copy, not a decode.
     unheard: Vec<u8>,
+    /// The resampler was fed since it last started afresh: the end of
+    /// that audio is still inside it (see [`restart_resampler`](Self::restart_resampler)).
+    resampling: bool,
 }
 
 impl Converter {
@@ -40,6 +43,25 @@ impl Converter {
             concealer.reset();
         }
         self.unheard.clear();
+        self.resampling = false;
+    }
+
+    /// Whether audio is inside the resampler: what comes out of it lags
+    /// what went in by its delay, so the last of it only comes out behind
+    /// more input (silence, pushed before a GAP or at the end).
+    pub fn resampling(&self) -> bool {
+        self.resampling
+    }
+
+    /// The resampler starts afresh, as after a silence longer than its
+    /// filter: after its tail was pushed out, before a GAP (whose silence
+    /// it does not see), so that the audio after the GAP follows silence,
+    /// not the audio before it.
+    pub fn restart_resampler(&mut self) {
+        if let Some(resampler) = &mut self.resampler {
+            resampler.reset();
+        }
+        self.resampling = false;
     }
 
     /// Conceals lost stretches (`gap-fill=plc`) or leaves them silent.
@@ -120,6 +142,7 @@ impl Converter {
         let resampler = self.resampler.as_mut().expect("the rates are supported");
         let mut resampled = scratch::i16s();
         resampler.process(&decoded, &mut resampled);
+        self.resampling = true;
         // Whole ticks in give whole ticks out; anything else is a bug, but
         // the buffer keeps its size.
         debug_assert_eq!(resampled.len(), samples, "{rates:?}");
@@ -257,6 +280,20 @@ impl StereoConverter {
     /// Forgets both resamplers' and concealers' history.
     pub fn reset(&mut self) {
         self.channels.iter_mut().for_each(Converter::reset);
+    }
+
+    /// Whether audio is inside either channel's resampler (see
+    /// [`Converter::resampling`]).
+    pub fn resampling(&self) -> bool {
+        self.channels.iter().any(Converter::resampling)
+    }
+
+    /// Both channels' resamplers start afresh (see
+    /// [`Converter::restart_resampler`]).
+    pub fn restart_resampler(&mut self) {
+        self.channels
+            .iter_mut()
+            .for_each(Converter::restart_resampler);
     }
 
     /// Conceals each channel's lost stretches, or leaves them silent.
