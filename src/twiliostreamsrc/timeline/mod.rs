@@ -40,8 +40,9 @@
 //! jump, so the sender did not pause): measured from likewise, nothing
 //! lost, told as a step. Without chunk numbers (or when they may count
 //! both tracks) a step ahead cannot be told from lost chunks: it is a gap.
-//! A jump implausibly far ahead ([`plausible`]) is ignored as garbage, not
-//! taken for a step.
+//! A jump implausibly far ahead ([`plausible`]: of the time passed since
+//! the first chunk, or since the chunk before, [`jumped`]) is ignored as
+//! garbage, not taken for a step.
 //!
 //! A chunk number skipping more than the time that passed holds is garbage
 //! too ([`Placement::ignored_number`]): numbers count from it, or again
@@ -81,6 +82,16 @@ pub(super) fn plausible(elapsed: Duration) -> u64 {
     let samples = (elapsed.as_millis() as u64).saturating_mul(8);
     let skew = (u128::from(samples) * MAX_SKEW_PPM as u128 / 1_000_000) as u64;
     samples.saturating_add(skew).saturating_add(MAX_AHEAD)
+}
+
+/// Whether a timestamp (ms) arrived at `arrival` is further ahead of the one
+/// before, `last` (timestamp, arrival), than [`plausible`] for the time
+/// between them. This bound does not grow with the call (a day of 500 ppm
+/// adds 43 s to the one from the first chunk), and no clock within
+/// [`MAX_SKEW_PPM`] reaches it, however its skew moves.
+pub(super) fn jumped(last: (u64, Instant), timestamp_ms: u64, arrival: Instant) -> bool {
+    let ahead = timestamp_ms.saturating_sub(last.0).saturating_mul(8);
+    ahead > plausible(arrival.saturating_duration_since(last.1))
 }
 /// How far (8 kHz samples) a chunk numbered next, after a jump in the
 /// timestamps, may end beyond where the audio has reached in real time
@@ -174,6 +185,8 @@ pub struct Timeline {
     first_ts_ms: i64,
     /// When the first chunk arrived.
     first_arrival: Instant,
+    /// The last chunk placed: its timestamp (ms) and arrival ([`jumped`]).
+    last: (u64, Instant),
     /// The stream may carry both tracks (announced, or no tracks announced
     /// at all): chunk numbers may count both, so only timestamps tell gaps.
     ignore_chunk_numbers: bool,
@@ -225,6 +238,7 @@ impl Timeline {
             anchor: spoken_at(chunk, now, waited).max(delay).nseconds() as i64,
             first_ts_ms: chunk.timestamp_ms.min(i64::MAX as u64) as i64,
             first_arrival: chunk.arrival,
+            last: (chunk.timestamp_ms, chunk.arrival),
             ignore_chunk_numbers: both_tracks,
             position: 0,
             next_chunk: chunk.number.map(|c| c.saturating_add(1)),
@@ -249,6 +263,7 @@ impl Timeline {
         let elapsed = self.position.saturating_mul(NS_PER_SAMPLE) as i64;
         self.anchor = spoken_at(chunk, now, waited).nseconds() as i64 - elapsed;
         self.first_ts_ms = self.measure_from(chunk);
+        self.last = (chunk.timestamp_ms, chunk.arrival);
         self.next_chunk = chunk.number.map(|c| c.saturating_add(1));
         self.filled = 0;
         self.chunk_len = chunk.samples.max(1);
@@ -424,7 +439,8 @@ impl Timeline {
         let mut due = u64::try_from(ms).unwrap_or(u64::MAX).saturating_mul(8);
         let elapsed = chunk.arrival.saturating_duration_since(self.first_arrival);
         let possible = plausible(elapsed);
-        if due > possible {
+        let last = std::mem::replace(&mut self.last, (chunk.timestamp_ms, chunk.arrival));
+        if due > possible || jumped(last, chunk.timestamp_ms, chunk.arrival) {
             // A timestamp far beyond the time that passed: keep the audio
             // contiguous and measure later chunks from this one.
             placement.ignored_ahead = Some(Ahead { due, elapsed });

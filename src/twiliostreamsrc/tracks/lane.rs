@@ -45,6 +45,9 @@ pub(super) struct Lane {
     pub(super) offset: i128,
     /// Axis position after its last audio.
     pub(super) audio_end: u64,
+    /// Its last chunk's timestamp (ms) and arrival, to tell a jump far
+    /// ahead of it (`timeline::jumped`).
+    pub(super) last: Option<(u64, Instant)>,
     /// Where its audio has reached in real time.
     real_time: Reach,
     /// Samples its audio runs ahead of real time since a step ahead taken
@@ -125,6 +128,7 @@ impl Lane {
             filled: 0,
             offset: 0,
             audio_end: 0,
+            last: None,
             real_time: Reach::default(),
             early: 0,
             heard: [None; HEARD],

@@ -51,7 +51,7 @@
 
 use std::time::Instant;
 
-use super::timeline::{Ahead, GAP_TOLERANCE, LossUnit, MAX_SILENCE, plausible};
+use super::timeline::{Ahead, GAP_TOLERANCE, LossUnit, MAX_SILENCE, jumped, plausible};
 use crate::protocol::Track;
 use lane::{Behind, Heard, Held, Lane, hash};
 
@@ -238,13 +238,14 @@ impl Aligner {
     ) -> i128 {
         let origin = *self.origin_ms.get_or_insert(timestamp_ms);
         let first_arrival = *self.first_arrival.get_or_insert(arrival);
-        let lane = &self.lanes[track.index()];
+        let lane = &mut self.lanes[track.index()];
         // Where its timestamp puts it (before a skipped gap: raw).
         let raw = (timestamp_ms as i128 - origin as i128) * 8 + lane.offset;
         let elapsed = arrival.saturating_duration_since(first_arrival);
         let possible = i128::from(plausible(elapsed));
         let due = raw - self.skipped as i128 + self.shifted as i128;
-        if raw <= possible {
+        let last = lane.last.replace((timestamp_ms, arrival));
+        if raw <= possible && !last.is_some_and(|last| jumped(last, timestamp_ms, arrival)) {
             return due;
         }
         placed.ignored_ahead = Some(Ahead {

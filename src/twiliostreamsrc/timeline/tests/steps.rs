@@ -445,3 +445,67 @@ fn after_one_wild_chunk_number_the_senders_numbers_count_again() {
     timeline.advance(160);
     assert_eq!(timeline.place(&back(23)).step_ms, Some(-200));
 }
+
+/// `hours` of 1 s chunks (no chunk numbers) from a sender clock as fast as
+/// `ppm(hour)` says, then one stamped `jump_ms` on: whether each chunk
+/// before was taken for garbage far ahead, and whether the last one was.
+fn day_then_jump(hours: u64, ppm: impl Fn(u64) -> f64, jump_ms: u64) -> (u64, bool) {
+    let t0 = Instant::now();
+    let second = |ms: u64, local_ns: f64| Chunk {
+        timestamp_ms: ms,
+        number: None,
+        samples: 8000,
+        arrival: t0 + Duration::from_nanos(local_ns as u64),
+    };
+    let first = second(0, 0.0);
+    let mut timeline = Timeline::first(
+        &first,
+        ClockTime::SECOND,
+        Duration::ZERO,
+        ClockTime::ZERO,
+        false,
+    );
+    timeline.advance(8000);
+    let (mut ignored, mut local_ns) = (0, 0.0);
+    for s in 1..=hours * 3600 {
+        // A sender `ppm` fast stamps a second in less of our time.
+        local_ns += 1e9 / (1.0 + ppm(s / 3600) * 1e-6);
+        let placed = timeline.place(&second(1000 * s, local_ns));
+        ignored += u64::from(placed.ignored_ahead.is_some());
+        timeline.advance(placed.silence + 8000);
+    }
+    let ms = 1000 * (hours * 3600 + 1) + jump_ms;
+    let placed = timeline.place(&second(ms, local_ns + 1e9));
+    (ignored, placed.ignored_ahead.is_some())
+}
+
+/// A day into a call, a timestamp 30 s beyond the time that passed since
+/// the chunk before is garbage whatever the sender's clock (before, the
+/// bound had grown by what a 500 ppm clock adds in a day: 43 s).
+#[test]
+fn a_jump_30_s_ahead_a_day_in_is_garbage_at_any_sender_clock() {
+    for ppm in [0.0, 100.0, -100.0, 400.0] {
+        assert_eq!(day_then_jump(24, |_| ppm, 30_000), (0, true), "{ppm} ppm");
+        // 9 s on is a gap, as at the start of a call.
+        assert_eq!(day_then_jump(24, |_| ppm, 9_000), (0, false), "{ppm} ppm");
+    }
+}
+
+/// A sender clock within what the drift correction believes is no
+/// garbage over 28 h, however its skew moves (a clock warming up): the
+/// bound follows the timestamps, not a skew measured lately.
+#[test]
+fn a_sender_clock_within_500_ppm_is_no_garbage_over_28_h() {
+    let slowing = |hour: u64| if hour < 20 { 500.0 } else { 0.0 };
+    let swinging = |hour: u64| {
+        if hour.is_multiple_of(2) {
+            500.0
+        } else {
+            -500.0
+        }
+    };
+    assert_eq!(day_then_jump(28, |_| 400.0, 0).0, 0, "400 ppm");
+    assert_eq!(day_then_jump(28, |_| 500.0, 0).0, 0, "500 ppm");
+    assert_eq!(day_then_jump(28, slowing, 0).0, 0, "500 then 0 ppm");
+    assert_eq!(day_then_jump(28, swinging, 0).0, 0, "±500 ppm");
+}

@@ -439,3 +439,32 @@ fn a_fall_in_delay_at_a_loss_reads_as_a_small_step_ahead_for_the_next() {
         assert_eq!(out.channels[0], inbound, "{outbound}");
     }
 }
+
+/// A day into a call (a pause in both tracks, the sender's clock 0 or
+/// 100 ppm fast), one track's timestamps jump 30 s beyond the time that
+/// passed since its chunk before: garbage, ignored, as at the start of a
+/// call (before, the bound had grown by 43 s in a day); 9 s on is believed.
+#[test]
+fn a_jump_30_s_ahead_a_day_in_is_garbage_at_any_sender_clock() {
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+    for (ppm, jump, garbage) in [(0, 30_000, true), (100, 30_000, true), (100, 9_000, false)] {
+        let (mut a, t0) = both();
+        let day = DAY_MS + DAY_MS * ppm / 1_000_000;
+        for (n, ms) in [(0, 0), (1, 20), (2, day), (3, day + 20)] {
+            let at = t0 + Duration::from_millis(if n < 2 { ms } else { DAY_MS + ms - day });
+            for track in Track::ALL {
+                assert_eq!(a.push(track, ms, &[1; 160], at).ignored_ahead, None);
+            }
+            while let Some(frame) = a.next_frame() {
+                a.consume(frame.samples);
+            }
+        }
+        let at = t0 + Duration::from_millis(DAY_MS + 40);
+        let placed = a.push(Out, day + 40 + jump, &[2; 160], at);
+        assert_eq!(
+            placed.ignored_ahead.is_some(),
+            garbage,
+            "{ppm} ppm, {jump} ms"
+        );
+    }
+}
