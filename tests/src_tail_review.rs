@@ -1,0 +1,262 @@
+//! Review of 9838f64 (the resampler's tail before a fill's GAP): 24 kHz,
+//! `gap-fill=plc`, and a last chunk before the silence shorter than the
+//! resampler's delay.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::src::{in_both_modes, start};
+use common::*;
+use gst::prelude::*;
+use gsttwiliostream::codec::Resampler;
+use gsttwiliostream::codec::resample::delay_ns;
+use gsttwiliostream::protocol::Track;
+use twilio_emulator::audio::{decode, encode};
+use twilio_emulator::{CallParams, TwilioCall};
+
+in_both_modes!(
+    tail_at_24k,
+    tail_with_plc,
+    tail_after_a_short_last_chunk,
+    both_tracks_plc_24k,
+    plc_conceals_a_loss_after_the_fill,
+);
+
+type Items = Arc<Mutex<Vec<(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)>>>;
+
+fn items_at_sink(p: &gst::Pipeline) -> Items {
+    let items = Items::default();
+    let seen = items.clone();
+    let pad = by_name(p, "sink").static_pad("sink").unwrap();
+    let probed = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM;
+    pad.add_probe(probed, move |_, info| {
+        let item = match &info.data {
+            Some(gst::PadProbeData::Buffer(b)) => {
+                let map = b.map_readable().unwrap();
+                let samples = map
+                    .chunks_exact(2)
+                    .map(|s| i16::from_le_bytes([s[0], s[1]]))
+                    .collect();
+                (b.pts().unwrap(), b.duration().unwrap(), Some(samples))
+            }
+            Some(gst::PadProbeData::Event(e)) => match e.view() {
+                gst::EventView::Gap(gap) => (gap.get().0, gap.get().1.unwrap(), None),
+                _ => return gst::PadProbeReturn::Ok,
+            },
+            _ => return gst::PadProbeReturn::Ok,
+        };
+        seen.lock().unwrap().push(item);
+        gst::PadProbeReturn::Ok
+    });
+    items
+}
+
+/// Sends `sizes` chunks (bytes) of `ulaw` every 20 ms, stalling 1.5 s
+/// before chunk `stall_at` (the rest then in one write).
+fn play(url: &str, ulaw: &[u8], sizes: &[usize], stall_at: usize) {
+    rt().block_on(async {
+        let mut call = TwilioCall::start(url, CallParams::default()).await.unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut at = 0;
+        for (n, &size) in sizes.iter().enumerate() {
+            if n == stall_at {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                call.hold();
+            }
+            tick.tick().await;
+            call.send_media_on(Track::Inbound, &ulaw[at..at + size])
+                .unwrap();
+            at += size;
+        }
+        call.release().unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+}
+
+/// As `check_tails_before_gaps` of src_timing.rs, at `rate`, one channel.
+fn check(items: &[(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)], ulaw: &[u8], rate: u32) {
+    check_channels(items, &[ulaw], rate)
+}
+
+fn check_channels(
+    items: &[(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)],
+    ulaws: &[&[u8]],
+    rate: u32,
+) {
+    assert!(items.iter().any(|i| i.2.is_none()), "no GAP event");
+    for pair in items.windows(2) {
+        let ((pts, duration, _), (next, _, _)) = (&pair[0], &pair[1]);
+        assert_eq!(*next, *pts + *duration, "a hole or an overlap at {next}");
+    }
+    let factor = (rate / 8000) as usize;
+    let tail = delay_ns(8000, rate).unwrap().div_ceil(125_000) as usize;
+    let mut stretches: Vec<Vec<i16>> = vec![Vec::new()];
+    for (_, _, samples) in items {
+        match samples {
+            Some(samples) => stretches.last_mut().unwrap().extend(samples),
+            None => stretches.push(Vec::new()),
+        }
+    }
+    let channels = ulaws.len();
+    for (c, ulaw) in ulaws.iter().enumerate() {
+        let pcm = decode(ulaw);
+        let mut from = 0;
+        for stretch in stretches.iter().filter(|s| !s.is_empty()) {
+            let got: Vec<i16> = stretch.iter().skip(c).step_by(channels).copied().collect();
+            let ticks = got.len() / factor - tail;
+            let mut input = pcm[from..from + ticks].to_vec();
+            input.resize(ticks + tail, 0);
+            let mut expected = Vec::new();
+            Resampler::new(8000, rate)
+                .unwrap()
+                .process(&input, &mut expected);
+            assert!(
+                got == expected,
+                "the stretch of {} output samples ({ticks} ticks from tick {from}) is not its \
+             audio then a full tail of silence",
+                got.len()
+            );
+            from += ticks;
+        }
+        assert_eq!(from, pcm.len(), "all the audio came out");
+    }
+}
+
+fn run(desc: &str, rate: u32, ulaw: &[u8], sizes: &[usize], stall_at: usize) {
+    init();
+    let (p, collector, url) = start(desc);
+    let items = items_at_sink(&p);
+    play(&url, ulaw, sizes, stall_at);
+    collector.wait_eos();
+    check(&items.lock().unwrap(), ulaw, rate);
+    set_state(&p, gst::State::Null);
+}
+
+fn tail_at_24k() {
+    let ulaw = encode(&sine(440.0, 8000.0, 8000.0, 40 * 160));
+    run(
+        "twiliostreamsrc name=src port=0 gap-fill=silence ! audio/x-raw,rate=24000 \
+         ! fakesink name=sink sync=false",
+        24000,
+        &ulaw,
+        &[160; 40],
+        20,
+    );
+}
+
+fn tail_with_plc() {
+    let ulaw = encode(&sine(440.0, 8000.0, 8000.0, 40 * 160));
+    run(
+        "twiliostreamsrc name=src port=0 gap-fill=plc ! audio/x-raw,rate=16000 \
+         ! fakesink name=sink sync=false",
+        16000,
+        &ulaw,
+        &[160; 40],
+        20,
+    );
+}
+
+/// The last chunk before the silence is one tick (1 byte): the fill comes
+/// a chunk's worth (125 µs) at a time, its first far shorter than the
+/// upsampler's delay (21 ticks) unless the timer wakes 2.6 ms late.
+fn tail_after_a_short_last_chunk() {
+    let mut sizes = vec![160; 20];
+    sizes.push(1);
+    sizes.extend([160; 19]);
+    let total: usize = sizes.iter().sum();
+    let ulaw = encode(&sine(440.0, 8000.0, 8000.0, total));
+    run(
+        "twiliostreamsrc name=src port=0 gap-fill=silence ! audio/x-raw,rate=16000 \
+         ! fakesink name=sink sync=false",
+        16000,
+        &ulaw,
+        &sizes,
+        21,
+    );
+}
+
+/// `track=both`, `gap-fill=plc`, 24 kHz: both channels' tails before the GAP.
+fn both_tracks_plc_24k() {
+    init();
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 track=both gap-fill=plc \
+         ! audio/x-raw,rate=24000 ! fakesink name=sink sync=false",
+    );
+    let items = items_at_sink(&p);
+    let inbound = encode(&sine(440.0, 8000.0, 8000.0, 40 * 160));
+    let outbound = encode(&sine(660.0, 8000.0, 6000.0, 40 * 160));
+    rt().block_on(async {
+        let params = CallParams::with_tracks(&[Track::Inbound, Track::Outbound]);
+        let mut call = TwilioCall::start(&url, params).await.unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for n in 0..40 {
+            if n == 20 {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                call.hold();
+            }
+            tick.tick().await;
+            call.send_media_on(Track::Inbound, &inbound[n * 160..][..160])
+                .unwrap();
+            call.send_media_on(Track::Outbound, &outbound[n * 160..][..160])
+                .unwrap();
+        }
+        call.release().unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    collector.wait_eos();
+    check_channels(&items.lock().unwrap(), &[&inbound, &outbound], 24000);
+    set_state(&p, gst::State::Null);
+}
+
+/// `gap-fill=plc`, 16 kHz: after the fill (tail out, resampler afresh), a
+/// chunk lost in the late audio is still concealed (not silence).
+fn plc_conceals_a_loss_after_the_fill() {
+    init();
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 gap-fill=plc ! audio/x-raw,rate=16000 \
+         ! fakesink name=sink sync=false",
+    );
+    let items = items_at_sink(&p);
+    let ulaw = encode(&sine(440.0, 8000.0, 8000.0, 40 * 160));
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for n in 0..40 {
+            if n == 20 {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+            }
+            tick.tick().await;
+            if n == 30 {
+                call.lose_media_on(Track::Inbound, 160);
+                continue;
+            }
+            call.send_media_on(Track::Inbound, &ulaw[n * 160..][..160])
+                .unwrap();
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    collector.wait_eos();
+    let src = by_name(&p, "src");
+    assert_eq!(src.property::<u64>("chunks-lost"), 1);
+    let items = items.lock().unwrap();
+    // The audio after the last GAP: chunks 20.. from its start.
+    let last_gap = items.iter().rposition(|i| i.2.is_none()).unwrap();
+    let after: Vec<i16> = items[last_gap + 1..]
+        .iter()
+        .flat_map(|i| i.2.clone().unwrap())
+        .collect();
+    let lost = &after[10 * 320 + 40..11 * 320];
+    let rms = (lost.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / lost.len() as f64).sqrt();
+    assert!(
+        rms > 1000.0,
+        "the loss after the fill was not concealed: rms {rms}"
+    );
+    set_state(&p, gst::State::Null);
+}
