@@ -14,7 +14,9 @@
 //! * **Fill deadline.** When nothing arrives until the audio is
 //!   [`fill_deadline`](TwilioStreamSrc::fill_deadline) overdue, a GAP event
 //!   goes out for the overdue time (a chunk at a time while it lasts), so
-//!   downstream does not wait for the next chunk to learn of the gap. Audio
+//!   downstream does not wait for the next chunk to learn of the gap. A
+//!   resampled output's tail (the audio still inside the filter) goes out
+//!   first, padded with silence, and the resampler starts afresh. Audio
 //!   that then arrives for time already filled goes out after the fill
 //!   (counted in `chunks-filled-late`, DISCONT). The streaming thread
 //!   waits for it ([`receive`](TwilioStreamSrc::receive)); with
@@ -268,38 +270,46 @@ impl TwilioStreamSrc {
     /// (its delay's worth, which the GAP at the position would otherwise
     /// cover, and which would come out only after it, with the audio that
     /// follows) pushed out with silence, up to `samples` ticks, as a buffer
-    /// at the position; the resampler(s) then start afresh, as after the
-    /// GAP's silence. The ticks taken from the GAP, and the buffer.
+    /// at the position; once all of it is out, the resampler(s) start
+    /// afresh, as after the GAP's silence. A fill shorter than the tail (a
+    /// sender's chunks shorter than it) pushes part of it, the next fill
+    /// the rest. The ticks taken from the GAP, and the buffer.
     fn resampler_tail(
         &self,
         state: &mut State,
         output: Output,
         samples: u64,
     ) -> (u64, Option<gst::Buffer>) {
-        let tail = (output.tail_ticks() as u64).min(samples);
-        let resampling = match state.aligner.is_some() {
-            true => state.stereo.resampling(),
-            false => state.converter.resampling(),
+        let full = output.tail_ticks();
+        let both = state.aligner.is_some();
+        let (resampling, fed) = match both {
+            true => (state.stereo.resampling(), state.stereo.tail_fed()),
+            false => (state.converter.resampling(), state.converter.tail_fed()),
         };
-        if tail == 0 || !resampling {
+        if full == 0 || !resampling {
             return (0, None);
         }
-        let buffer = match state.aligner.is_some() {
-            true => {
-                let buffer = self.frame_buffer(state, Frame::default(), tail as usize);
-                state.stereo.restart_resampler();
-                buffer.ok().flatten()
-            }
+        let tail = (full.saturating_sub(fed) as u64).min(samples) as usize;
+        let buffer = match both {
+            true => self
+                .frame_buffer(state, Frame::default(), tail)
+                .ok()
+                .flatten(),
             false => {
                 let width = state.format.bytes_per_tick();
-                let zeros = vec![state.format.silence(); tail as usize * width];
-                let buffer = self.make_buffer(state, &zeros, 0, false);
-                state.converter.restart_resampler();
-                buffer.ok()
+                let zeros = vec![state.format.silence(); tail * width];
+                self.make_buffer(state, &zeros, 0, false).ok()
             }
         };
         // No buffer (none allocated): the position did not move, the GAP
         // covers the tail's time.
-        (buffer.as_ref().map_or(0, |_| tail), buffer)
+        let out = buffer.as_ref().map_or(full, |_| fed + tail);
+        match (out >= full, both) {
+            (true, true) => state.stereo.restart_resampler(),
+            (true, false) => state.converter.restart_resampler(),
+            (false, true) => state.stereo.set_tail_fed(out),
+            (false, false) => state.converter.set_tail_fed(out),
+        }
+        (buffer.as_ref().map_or(0, |_| tail as u64), buffer)
     }
 }

@@ -31,6 +31,9 @@ pub struct Converter {
     /// The resampler was fed since it last started afresh: the end of
     /// that audio is still inside it (see [`restart_resampler`](Self::restart_resampler)).
     resampling: bool,
+    /// Ticks of silence pushed through the resampler since its last audio:
+    /// its tail goes out a fill at a time when fills are shorter than it.
+    tail_fed: usize,
 }
 
 impl Converter {
@@ -44,6 +47,7 @@ impl Converter {
         }
         self.unheard.clear();
         self.resampling = false;
+        self.tail_fed = 0;
     }
 
     /// Whether audio is inside the resampler: what comes out of it lags
@@ -51,6 +55,17 @@ impl Converter {
     /// more input (silence, pushed before a GAP or at the end).
     pub fn resampling(&self) -> bool {
         self.resampling
+    }
+
+    /// Ticks of the tail already pushed out with silence (0 after audio).
+    pub fn tail_fed(&self) -> usize {
+        self.tail_fed
+    }
+
+    /// Records that `ticks` of the tail have gone out with silence (the
+    /// silence's own conversion counted as audio and reset it).
+    pub fn set_tail_fed(&mut self, ticks: usize) {
+        self.tail_fed = ticks;
     }
 
     /// The resampler starts afresh, as after a silence longer than its
@@ -62,6 +77,7 @@ impl Converter {
             resampler.reset();
         }
         self.resampling = false;
+        self.tail_fed = 0;
     }
 
     /// Conceals lost stretches (`gap-fill=plc`) or leaves them silent.
@@ -143,6 +159,7 @@ impl Converter {
         let mut resampled = scratch::i16s();
         resampler.process(&decoded, &mut resampled);
         self.resampling = true;
+        self.tail_fed = 0;
         // Whole ticks in give whole ticks out; anything else is a bug, but
         // the buffer keeps its size.
         debug_assert_eq!(resampled.len(), samples, "{rates:?}");
@@ -286,6 +303,20 @@ impl StereoConverter {
     /// [`Converter::resampling`]).
     pub fn resampling(&self) -> bool {
         self.channels.iter().any(Converter::resampling)
+    }
+
+    /// See [`Converter::tail_fed`] (the channels are converted together).
+    pub fn tail_fed(&self) -> usize {
+        self.channels
+            .iter()
+            .map(Converter::tail_fed)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// See [`Converter::set_tail_fed`].
+    pub fn set_tail_fed(&mut self, ticks: usize) {
+        self.channels.iter_mut().for_each(|c| c.set_tail_fed(ticks));
     }
 
     /// Both channels' resamplers start afresh (see

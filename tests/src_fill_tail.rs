@@ -1,6 +1,7 @@
-//! Review of 9838f64 (the resampler's tail before a fill's GAP): 24 kHz,
-//! `gap-fill=plc`, and a last chunk before the silence shorter than the
-//! resampler's delay.
+//! The resampler's tail before a fill's GAP, beyond `src_timing`'s two
+//! cases: 24 kHz, `gap-fill=plc` (one track and both), a loss concealed
+//! after the fill, and a last chunk before the silence shorter than the
+//! resampler's delay (the tail then goes out over several fills).
 
 mod common;
 
