@@ -208,6 +208,10 @@ impl TwilioStreamSink {
         let Some((call, sid)) = adopted else {
             return false;
         };
+        #[cfg(test)]
+        if let Some(hook) = BEFORE_CLEAR_QUEUED.take() {
+            hook();
+        }
         let sink = self.obj().downgrade();
         let posted = call.clear(move |mut cleared| {
             cleared.dropped += held;
@@ -502,14 +506,12 @@ async fn end_read(call: Arc<Call>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mark_names_are_measured_as_sent() {
-        assert_eq!(escaped_len("prompt-1"), 8);
-        assert_eq!(escaped_len("a\"b"), 4);
-        assert_eq!(escaped_len("\u{1}"), 6);
-        assert_eq!(escaped_len("é"), 2);
-    }
+thread_local! {
+    /// Tests only: run by `clear` on this thread once the partial frame is
+    /// dropped, just before the clear is queued to the call.
+    pub(super) static BEFORE_CLEAR_QUEUED: std::cell::Cell<Option<Box<dyn FnOnce()>>> =
+        const { std::cell::Cell::new(None) };
 }
+
+#[cfg(test)]
+mod tests;
