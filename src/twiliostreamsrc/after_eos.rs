@@ -95,6 +95,21 @@ impl TwilioStreamSrc {
         });
     }
 
+    /// A flush dropped an EOS sent to the element before `create` carried
+    /// it out: the stream goes on, and the call's audio with it (what came
+    /// meanwhile was read for its messages only).
+    pub(super) fn resume_after_dropped_eos(&self) {
+        let mut state = self.state.locked();
+        if !state.after_eos || state.finished {
+            return;
+        }
+        state.after_eos = false;
+        gst::debug!(CAT, imp = self, "the EOS was flushed: the stream goes on");
+        if let Some(call) = &state.call {
+            call.set_consumer(self.shared.enabled().then(|| self.network_consumer()));
+        }
+    }
+
     /// Posts the messages of what the call queued, unless a drain (or
     /// another reader) runs: that one goes round again and posts them.
     pub(super) fn post_after_eos(&self) {
@@ -119,7 +134,8 @@ impl TwilioStreamSrc {
         loop {
             let event = {
                 let mut state = self.state.locked();
-                if state.finished {
+                // (Not after a flush dropped the EOS: the stream goes on.)
+                if state.finished || !state.after_eos {
                     return;
                 }
                 let Some(events) = state.events.as_mut() else {

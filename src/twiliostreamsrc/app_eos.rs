@@ -136,13 +136,18 @@ impl TwilioStreamSrc {
     /// `BaseSrc::unlock` (a flush, or a stop): `create` returns, and an
     /// EOS not carried out yet is dropped, its seqnum with it.
     pub(super) fn unlock_create(&self) -> Result<(), gst::ErrorMessage> {
-        {
+        let dropped = {
             let mut canceller = self.canceller.locked();
-            self.app_eos.asked.store(false, Ordering::SeqCst);
-            *self.app_eos.seqnum.locked() = None;
+            let asked = self.app_eos.asked.swap(false, Ordering::SeqCst);
+            // (`end_as_asked` takes it as it carries the EOS out.)
+            let seqnum = self.app_eos.seqnum.locked().take();
             canceller.cancel();
-        }
+            asked && seqnum.is_some()
+        };
         self.remove_seqnum_probe();
+        if dropped {
+            self.resume_after_dropped_eos();
+        }
         Ok(())
     }
 
