@@ -92,7 +92,12 @@ fn next_run_streams(
     call.send_stop().unwrap();
     wait_eos(&p.bus().unwrap());
     let got = collector.snapshot().bytes();
-    assert_eq!(got[before..], sent[..], "run {n}: the call's audio, whole");
+    assert_eq!(
+        got[before..],
+        sent[..],
+        "run {n}: the call's audio, whole; EOS {:?} (old {old:?})",
+        &seqnums.lock().unwrap()[eos_before..]
+    );
     let seqnums = seqnums.lock().unwrap();
     assert_eq!(seqnums.len(), eos_before + 1, "run {n}: one EOS");
     assert_ne!(seqnums[eos_before], old, "run {n}: an old EOS's seqnum");
@@ -179,3 +184,94 @@ fn a_flush_drops_an_eos_not_carried_out() {
     next_run_streams(&p, &collector, &seqnums, app, 2);
     set_bounded(&p, gst::State::Null);
 }
+
+/// An EOS sent while a push is held, then a stop to READY before the EOS
+/// went out: nothing of it is left for the next run, which streams and
+/// ends with its own EOS.
+fn a_stop_while_an_eos_waits_for_a_held_push() {
+    init();
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 {} ! audio/x-mulaw ! fakesink name=sink sync=false",
+        SRC_PROPS.get()
+    ));
+    let src = by_name(&p, "src");
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    let seqnums = eos_seqnums_at(&by_name(&p, "sink"));
+    let (hold, held) = hold_first(&src, false);
+    set_bounded(&p, gst::State::Playing);
+    let mut call = instant_call(&url_of(&src));
+    call.send_media(&pattern(1, 1)).unwrap();
+    held.recv_timeout(PATIENCE)
+        .expect("the first buffer pushed");
+    let eos = gst::event::Eos::new();
+    let app = eos.seqnum();
+    assert!(send_bounded(&p, eos));
+    // READY flushes the pad: the held push returns FLUSHING.
+    set_bounded(&p, gst::State::Ready);
+    src.static_pad("src").unwrap().remove_probe(hold);
+    assert!(seqnums.lock().unwrap().is_empty(), "the premise");
+    rt().block_on(call.close());
+    for n in 2..4 {
+        next_run_streams(&p, &collector, &seqnums, app, n);
+    }
+    set_bounded(&p, gst::State::Null);
+}
+
+in_both_modes!(a_stop_while_an_eos_waits_for_a_held_push);
+
+/// An EOS sent to the pipeline and a stop to READY at once, run after
+/// run, each in whatever order they meet: neither hangs, and each next
+/// run streams and ends with its own EOS.
+fn an_eos_and_a_stop_at_once() {
+    init();
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 {} ! audio/x-mulaw ! fakesink name=sink sync=false",
+        SRC_PROPS.get()
+    ));
+    let src = by_name(&p, "src");
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    let seqnums = eos_seqnums_at(&by_name(&p, "sink"));
+    for n in 1..8 {
+        set_bounded(&p, gst::State::Playing);
+        let mut call = instant_call(&url_of(&src));
+        call.send_media(&pattern(n, 2)).unwrap();
+        let eos = gst::event::Eos::new();
+        let app = eos.seqnum();
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let (p2, b2) = (p.clone(), barrier.clone());
+        let sender = std::thread::spawn(move || {
+            b2.wait();
+            send_bounded(&p2, eos)
+        });
+        barrier.wait();
+        set_bounded(&p, gst::State::Ready);
+        sender.join().unwrap();
+        rt().block_on(call.close());
+        next_run_streams(&p, &collector, &seqnums, app, n + 100);
+    }
+    set_bounded(&p, gst::State::Null);
+}
+
+in_both_modes!(an_eos_and_a_stop_at_once);
+
+/// An EOS sent while the src is stopped (READY, as a stop has just taken
+/// it there) has no stream to end: it is refused, and the next run
+/// streams. (BaseSrc kept it pending: the next run ended at once, with
+/// that EOS's seqnum.)
+fn an_eos_sent_while_stopped_is_not_kept_for_the_next_run() {
+    init();
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 {} ! audio/x-mulaw ! fakesink name=sink sync=false",
+        SRC_PROPS.get()
+    ));
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    let seqnums = eos_seqnums_at(&by_name(&p, "sink"));
+    set_bounded(&p, gst::State::Ready);
+    let eos = gst::event::Eos::new();
+    let app = eos.seqnum();
+    assert!(!send_bounded(&p, eos), "an EOS taken while stopped");
+    next_run_streams(&p, &collector, &seqnums, app, 1);
+    set_bounded(&p, gst::State::Null);
+}
+
+in_both_modes!(an_eos_sent_while_stopped_is_not_kept_for_the_next_run);

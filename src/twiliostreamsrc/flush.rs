@@ -46,6 +46,12 @@ impl TwilioStreamSrc {
             return false;
         }
         let eos = event.type_() == gst::EventType::Eos;
+        if eos && self.obj().src_pad().mode() == gst::PadMode::None {
+            // Stopped (READY or NULL): there is no stream to end. BaseSrc
+            // would keep it pending and end the next run's at once.
+            gst::debug!(CAT, imp = self, "EOS while stopped: nothing to end");
+            return false;
+        }
         // (An EOS in push mode: `app_eos.rs`, without BaseSrc's wait.)
         let sent = (eos && self.take_eos(&event)) || self.parent_send_event(event);
         if eos && sent {
