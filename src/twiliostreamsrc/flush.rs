@@ -45,21 +45,21 @@ impl TwilioStreamSrc {
             gst::debug!(CAT, imp = self, "refusing a seek: a live call");
             return false;
         }
-        let eos = event.type_() == gst::EventType::Eos;
-        if eos && self.obj().src_pad().mode() == gst::PadMode::None {
-            // Stopped (READY or NULL): there is no stream to end. BaseSrc
-            // would keep it pending and end the next run's at once.
+        if event.type_() != gst::EventType::Eos {
+            return self.parent_send_event(event);
+        }
+        // In push mode: `app_eos.rs`, without BaseSrc's wait.
+        if !self.take_eos(&event) {
+            // Stopped (READY or NULL; a live src never pulls): there is no
+            // stream to end. BaseSrc would keep the EOS pending, and end
+            // the next run's stream at once.
             gst::debug!(CAT, imp = self, "EOS while stopped: nothing to end");
             return false;
         }
-        // (An EOS in push mode: `app_eos.rs`, without BaseSrc's wait.)
-        let sent = (eos && self.take_eos(&event)) || self.parent_send_event(event);
-        if eos && sent {
-            // The stream ends, not the call (a paired sink plays out and
-            // ends it): its messages are still posted (`after_eos.rs`).
-            self.read_after_eos();
-        }
-        sent
+        // The stream ends, not the call (a paired sink plays out and ends
+        // it): its messages are still posted (`after_eos.rs`).
+        self.read_after_eos();
+        true
     }
 
     /// After BaseSrc handled a flush-stop: the streaming thread goes on
