@@ -365,11 +365,14 @@ impl Aligner {
         let whole = ulaw;
         let mut ulaw = ulaw;
         // After silence past the track's audio (the wait given up, a
-        // flush, a fill the other track's late audio moved on from), there
-        // is no audio to round a chunk onto: it goes where its timestamp
-        // says, however little off (put right after the silence, its track
-        // would run that much early or late for good).
-        let after_silence = (filled == 0 || moved_on) && (lane.audio_end as i128) < end;
+        // flush, a fill the other track's late audio moved on from), or
+        // before its first audio, there is no audio to round a chunk onto:
+        // it goes where its timestamp says, however little off (put right
+        // after the silence, its track would run that much early or late
+        // against the other for good).
+        let starts_later = !lane.started && due > end;
+        let after_silence =
+            (filled == 0 || moved_on) && (lane.audio_end as i128) < end || starts_later;
         let tolerance = if after_silence {
             0
         } else {

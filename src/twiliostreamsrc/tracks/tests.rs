@@ -186,6 +186,20 @@ fn silence_before_a_track_starts_is_not_a_loss() {
 }
 
 #[test]
+fn a_track_starting_a_few_ms_off_the_other_goes_at_its_timestamp() {
+    // Outbound's timestamps lie 5 ms after inbound's, from its first
+    // chunk on: put at the start, it would run 5 ms early all call long.
+    let (mut a, t0) = both();
+    for ms in (0..60).step_by(20) {
+        push(&mut a, t0, In, ms, 1);
+        push(&mut a, t0, Out, ms + 5, 2);
+    }
+    let (frame, _, outb) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (480, [0, 0]));
+    assert_eq!(outb, [vec![S; 40], vec![2; 440]].concat());
+}
+
+#[test]
 fn rounding_within_the_tolerance_is_no_gap() {
     let (mut a, t0) = both();
     push(&mut a, t0, In, 0, 1);
