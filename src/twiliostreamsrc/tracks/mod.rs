@@ -340,10 +340,10 @@ impl Aligner {
             // Where it would go had nothing been filled: what lies between
             // is lost (counted when the run is).
             let expected = end - filled as i128;
-            if due + (GAP_TOLERANCE as i128) < end && !moved_on {
-                // Late for time filled already: after the fill, and both
-                // tracks measured from here on (once: the other track's
-                // audio follows in step).
+            if due < end && !moved_on {
+                // Late for time filled already, however little: after the
+                // fill, and both tracks measured from here on (once: the
+                // other track's audio follows in step).
                 let late = (end - due) as u64;
                 placed.after_fill = late;
                 lane.run += (due - expected).max(0) as u64;
@@ -365,14 +365,12 @@ impl Aligner {
         let whole = ulaw;
         let mut ulaw = ulaw;
         // After silence past the track's audio (the wait given up, a
-        // flush, a fill the other track's late audio moved on from), or
-        // before its first audio, there is no audio to round a chunk onto:
-        // it goes where its timestamp says, however little off (put right
-        // after the silence, its track would run that much early or late
-        // against the other for good).
+        // flush, a fill), or before its first audio, there is no audio to
+        // round a chunk onto: it goes where its timestamp says, however
+        // little off (put right after the silence, its track would run
+        // that much early or late against the other for good).
         let starts_later = !lane.started && due > end;
-        let after_silence =
-            (filled == 0 || moved_on) && (lane.audio_end as i128) < end || starts_later;
+        let after_silence = (lane.audio_end as i128) < end || starts_later;
         let tolerance = if after_silence {
             0
         } else {

@@ -261,3 +261,40 @@ fn the_fill_deadline_still_gives_up_the_wait_past_what_is_held() {
     assert_eq!(e.channels[1][3200..], [S; 160]);
     assert_eq!((e.lost, e.gaps), ([0, 1], 160));
 }
+
+#[test]
+fn the_first_chunk_after_a_fill_goes_at_its_timestamp_however_little_off() {
+    // Outbound's timestamps lie 5 ms after inbound's (40 samples), from
+    // 25 ms on: the fill ends on outbound's audio (at 425 ms), off
+    // inbound's 20 ms grid.
+    let stalled = || {
+        let (mut a, t0) = both();
+        for ms in (0..100).step_by(20) {
+            push(&mut a, t0, In, ms, 1);
+            push(&mut a, t0, Out, ms + 25, 2);
+        }
+        while take(&mut a).is_some() {}
+        let frame = a.flush().unwrap();
+        a.consume(frame.samples);
+        assert!(a.fill(2400));
+        (a, t0)
+    };
+    // The chunks of the stall never come. Inbound's at 420 ms is 5 ms into
+    // the fill (late for its time: after it, both tracks moved on); or
+    // inbound's at 430 ms lies 5 ms past it (silence before it). Either
+    // way outbound's chunk 5 ms later goes 40 samples after it, as before.
+    for (ms, late, gap) in [(420, 40, 0), (430, 0, 40)] {
+        let (mut a, t0) = stalled();
+        assert_eq!(push(&mut a, t0, In, ms, 3).after_fill, late, "{ms}");
+        push(&mut a, t0, Out, ms + 5, 4);
+        push(&mut a, t0, In, ms + 20, 5);
+        push(&mut a, t0, Out, ms + 25, 6);
+        let (frame, inbound, outbound) = take(&mut a).unwrap();
+        let n = frame.samples;
+        assert!(n >= gap + 320, "{ms}");
+        let want_in = [vec![S; gap], vec![3; 160], vec![5; 160]].concat();
+        let want_out = [vec![S; gap + 40], vec![4; 160], vec![6; 160]].concat();
+        assert_eq!(inbound, want_in[..n], "{ms}");
+        assert_eq!(outbound, want_out[..n], "{ms}");
+    }
+}
