@@ -4,7 +4,6 @@
 mod common;
 
 use common::app::*;
-use common::src::*;
 use common::*;
 use gst::prelude::*;
 use std::sync::{Arc, Condvar, Mutex};

@@ -53,6 +53,11 @@ impl TwilioStreamSrc {
             *self.app_eos.seqnum.locked() = Some(event.seqnum());
             self.app_eos.asked.store(true, Ordering::SeqCst);
             canceller.cancel();
+            // The stream ends, not the call (a paired sink plays out and
+            // ends it): its messages are still posted (`after_eos.rs`).
+            // Marked under the canceller's lock, so that a flush's unlock
+            // finds it marked, to undo.
+            self.read_after_eos();
         }
         gst::debug!(CAT, imp = self, "EOS: the streaming thread ends the stream");
         true
@@ -97,8 +102,16 @@ impl TwilioStreamSrc {
     /// the call (`after_eos.rs`), and the EOS BaseSrc pushes for this
     /// return carries the event's seqnum.
     pub(super) fn end_as_asked(&self) -> gst::FlowError {
-        self.read_after_eos();
-        let seqnum = self.app_eos.seqnum.locked().take();
+        // (Under the canceller's lock: a flush drops the EOS before this,
+        // or after it was carried out, not between.)
+        let seqnum = {
+            let _canceller = self.canceller.locked();
+            if !self.eos_asked() {
+                return gst::FlowError::Flushing;
+            }
+            self.read_after_eos();
+            self.app_eos.seqnum.locked().take()
+        };
         if let Some(seqnum) = seqnum {
             let mut probe = self.app_eos.probe.locked();
             if let Some(old) = probe.take() {

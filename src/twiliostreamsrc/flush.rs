@@ -56,9 +56,6 @@ impl TwilioStreamSrc {
             gst::debug!(CAT, imp = self, "EOS while stopped: nothing to end");
             return false;
         }
-        // The stream ends, not the call (a paired sink plays out and ends
-        // it): its messages are still posted (`after_eos.rs`).
-        self.read_after_eos();
         true
     }
 
