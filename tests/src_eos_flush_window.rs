@@ -1,5 +1,6 @@
-//! Review (h6) of 4b2e075: a flush that meets an EOS sent to the src
-//! between `take_eos` and `read_after_eos` (flush.rs) does not drop it.
+//! A flush from downstream that meets an EOS sent to the src just as it is
+//! taken (between the ask and the stream's end being marked) drops it, and
+//! the stream goes on. Alone in its binary: it installs a log function.
 
 mod common;
 
