@@ -5,16 +5,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::src::{in_both_modes, start};
+use common::src::{check_tails_before_gaps, in_both_modes, items_at_sink, start};
 use common::*;
 use gst::prelude::*;
-use gsttwiliostream::codec::Resampler;
-use gsttwiliostream::codec::resample::delay_ns;
 use gsttwiliostream::protocol::Track;
-use twilio_emulator::audio::{decode, encode};
+use twilio_emulator::audio::encode;
 use twilio_emulator::{CallParams, TwilioCall};
 
 in_both_modes!(
@@ -24,35 +21,6 @@ in_both_modes!(
     both_tracks_plc_24k,
     plc_conceals_a_loss_after_the_fill,
 );
-
-type Items = Arc<Mutex<Vec<(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)>>>;
-
-fn items_at_sink(p: &gst::Pipeline) -> Items {
-    let items = Items::default();
-    let seen = items.clone();
-    let pad = by_name(p, "sink").static_pad("sink").unwrap();
-    let probed = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM;
-    pad.add_probe(probed, move |_, info| {
-        let item = match &info.data {
-            Some(gst::PadProbeData::Buffer(b)) => {
-                let map = b.map_readable().unwrap();
-                let samples = map
-                    .chunks_exact(2)
-                    .map(|s| i16::from_le_bytes([s[0], s[1]]))
-                    .collect();
-                (b.pts().unwrap(), b.duration().unwrap(), Some(samples))
-            }
-            Some(gst::PadProbeData::Event(e)) => match e.view() {
-                gst::EventView::Gap(gap) => (gap.get().0, gap.get().1.unwrap(), None),
-                _ => return gst::PadProbeReturn::Ok,
-            },
-            _ => return gst::PadProbeReturn::Ok,
-        };
-        seen.lock().unwrap().push(item);
-        gst::PadProbeReturn::Ok
-    });
-    items
-}
 
 /// Sends `sizes` chunks (bytes) of `ulaw` every 20 ms, stalling 1.5 s
 /// before chunk `stall_at` (the rest then in one write).
@@ -77,62 +45,13 @@ fn play(url: &str, ulaw: &[u8], sizes: &[usize], stall_at: usize) {
     });
 }
 
-/// As `check_tails_before_gaps` of src_timing.rs, at `rate`, one channel.
-fn check(items: &[(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)], ulaw: &[u8], rate: u32) {
-    check_channels(items, &[ulaw], rate)
-}
-
-fn check_channels(
-    items: &[(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)],
-    ulaws: &[&[u8]],
-    rate: u32,
-) {
-    assert!(items.iter().any(|i| i.2.is_none()), "no GAP event");
-    for pair in items.windows(2) {
-        let ((pts, duration, _), (next, _, _)) = (&pair[0], &pair[1]);
-        assert_eq!(*next, *pts + *duration, "a hole or an overlap at {next}");
-    }
-    let factor = (rate / 8000) as usize;
-    let tail = delay_ns(8000, rate).unwrap().div_ceil(125_000) as usize;
-    let mut stretches: Vec<Vec<i16>> = vec![Vec::new()];
-    for (_, _, samples) in items {
-        match samples {
-            Some(samples) => stretches.last_mut().unwrap().extend(samples),
-            None => stretches.push(Vec::new()),
-        }
-    }
-    let channels = ulaws.len();
-    for (c, ulaw) in ulaws.iter().enumerate() {
-        let pcm = decode(ulaw);
-        let mut from = 0;
-        for stretch in stretches.iter().filter(|s| !s.is_empty()) {
-            let got: Vec<i16> = stretch.iter().skip(c).step_by(channels).copied().collect();
-            let ticks = got.len() / factor - tail;
-            let mut input = pcm[from..from + ticks].to_vec();
-            input.resize(ticks + tail, 0);
-            let mut expected = Vec::new();
-            Resampler::new(8000, rate)
-                .unwrap()
-                .process(&input, &mut expected);
-            assert!(
-                got == expected,
-                "the stretch of {} output samples ({ticks} ticks from tick {from}) is not its \
-             audio then a full tail of silence",
-                got.len()
-            );
-            from += ticks;
-        }
-        assert_eq!(from, pcm.len(), "all the audio came out");
-    }
-}
-
 fn run(desc: &str, rate: u32, ulaw: &[u8], sizes: &[usize], stall_at: usize) {
     init();
     let (p, collector, url) = start(desc);
     let items = items_at_sink(&p);
     play(&url, ulaw, sizes, stall_at);
     collector.wait_eos();
-    check(&items.lock().unwrap(), ulaw, rate);
+    check_tails_before_gaps(&items.lock().unwrap(), &[ulaw], rate);
     set_state(&p, gst::State::Null);
 }
 
@@ -209,7 +128,7 @@ fn both_tracks_plc_24k() {
         call.close().await;
     });
     collector.wait_eos();
-    check_channels(&items.lock().unwrap(), &[&inbound, &outbound], 24000);
+    check_tails_before_gaps(&items.lock().unwrap(), &[&inbound, &outbound], 24000);
     set_state(&p, gst::State::Null);
 }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::src::{in_both_modes, start};
+use common::src::{check_tails_before_gaps, in_both_modes, items_at_sink, start};
 use common::*;
 use gst::prelude::*;
 use gsttwiliostream::protocol::Track;
@@ -441,37 +441,6 @@ fn check_filled_in_time(gaps: &Gaps, got: &Collected) {
     );
 }
 
-/// What reached the sink, in order: a buffer's PTS, duration and samples
-/// (S16LE), or a GAP's PTS and duration (no samples).
-type Items = Arc<Mutex<Vec<(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)>>>;
-
-fn items_at_sink(p: &gst::Pipeline) -> Items {
-    let items = Items::default();
-    let seen = items.clone();
-    let pad = by_name(p, "sink").static_pad("sink").unwrap();
-    let probed = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM;
-    pad.add_probe(probed, move |_, info| {
-        let item = match &info.data {
-            Some(gst::PadProbeData::Buffer(b)) => {
-                let map = b.map_readable().unwrap();
-                let samples = map
-                    .chunks_exact(2)
-                    .map(|s| i16::from_le_bytes([s[0], s[1]]))
-                    .collect();
-                (b.pts().unwrap(), b.duration().unwrap(), Some(samples))
-            }
-            Some(gst::PadProbeData::Event(e)) => match e.view() {
-                gst::EventView::Gap(gap) => (gap.get().0, gap.get().1.unwrap(), None),
-                _ => return gst::PadProbeReturn::Ok,
-            },
-            _ => return gst::PadProbeReturn::Ok,
-        };
-        seen.lock().unwrap().push(item);
-        gst::PadProbeReturn::Ok
-    });
-    items
-}
-
 /// 16 kHz out of an 8 kHz call: when the network falls silent, the audio
 /// still inside the upsampler (its delay's worth) goes out before the
 /// GAPs, at its time, not after them with the late audio; and the late
@@ -486,7 +455,7 @@ fn a_silence_pushes_the_upsampled_tail_out_before_the_fill() {
     let ulaw = encode(&sine(440.0, 8000.0, 8000.0, 40 * 160));
     play_with_a_stall(&url, CallParams::default(), &[(Track::Inbound, &ulaw)]);
     collector.wait_eos();
-    check_tails_before_gaps(&items.lock().unwrap(), &[&ulaw]);
+    check_tails_before_gaps(&items.lock().unwrap(), &[&ulaw], 16000);
     set_state(&p, gst::State::Null);
 }
 
@@ -508,54 +477,6 @@ fn both_tracks_silent_push_the_upsampled_tails_out_before_the_fill() {
     ];
     play_with_a_stall(&url, params, &tracks);
     collector.wait_eos();
-    check_tails_before_gaps(&items.lock().unwrap(), &[&inbound, &outbound]);
+    check_tails_before_gaps(&items.lock().unwrap(), &[&inbound, &outbound], 16000);
     set_state(&p, gst::State::Null);
-}
-
-/// Buffers and GAPs follow each other without a hole or an overlap, and
-/// each stretch of buffers between GAPs is, on each channel, exactly what
-/// a new resampler makes of its share of that channel's audio (`ulaw`)
-/// followed by the tail's silence: no audio held over a GAP.
-fn check_tails_before_gaps(
-    items: &[(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)],
-    ulaw: &[&[u8]],
-) {
-    use gsttwiliostream::codec::Resampler;
-    use gsttwiliostream::codec::resample::delay_ns;
-
-    assert!(items.iter().any(|i| i.2.is_none()), "no GAP event");
-    for pair in items.windows(2) {
-        let ((pts, duration, _), (next, _, _)) = (&pair[0], &pair[1]);
-        assert_eq!(*next, *pts + *duration, "a hole or an overlap at {next}");
-    }
-    let tail = delay_ns(8000, 16000).unwrap().div_ceil(125_000) as usize;
-    let mut stretches: Vec<Vec<i16>> = vec![Vec::new()];
-    for (_, _, samples) in items {
-        match samples {
-            Some(samples) => stretches.last_mut().unwrap().extend(samples),
-            None => stretches.push(Vec::new()),
-        }
-    }
-    let channels = ulaw.len();
-    for (c, ulaw) in ulaw.iter().enumerate() {
-        let pcm = decode(ulaw);
-        let mut from = 0;
-        for stretch in stretches.iter().filter(|s| !s.is_empty()) {
-            let got: Vec<i16> = stretch.iter().skip(c).step_by(channels).copied().collect();
-            let ticks = got.len() / 2 - tail;
-            let mut input = pcm[from..from + ticks].to_vec();
-            input.resize(ticks + tail, 0);
-            let mut expected = Vec::new();
-            Resampler::new(8000, 16000)
-                .unwrap()
-                .process(&input, &mut expected);
-            assert!(
-                got == expected,
-                "channel {c}: the stretch of {ticks} ticks from tick {from} is not its audio, \
-                 then silence"
-            );
-            from += ticks;
-        }
-        assert_eq!(from, pcm.len(), "channel {c}: all the audio came out");
-    }
 }

@@ -72,3 +72,88 @@ pub fn assert_matches_ideal_upsampling(ideal: &[f64], ours: &[i16]) {
     let snr = snr_db(&ideal[range], &ours);
     assert!(snr >= 50.0, "SNR {snr:.1} dB");
 }
+
+/// What reached the sink named `sink`, in order: a buffer's PTS, duration
+/// and samples (S16LE), or a GAP's PTS and duration (no samples).
+pub type Items =
+    std::sync::Arc<std::sync::Mutex<Vec<(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)>>>;
+
+/// Records [`Items`] at the pad of the element `sink` of `p`.
+pub fn items_at_sink(p: &gst::Pipeline) -> Items {
+    let items = Items::default();
+    let seen = items.clone();
+    let pad = by_name(p, "sink").static_pad("sink").unwrap();
+    let probed = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM;
+    pad.add_probe(probed, move |_, info| {
+        let item = match &info.data {
+            Some(gst::PadProbeData::Buffer(b)) => {
+                let map = b.map_readable().unwrap();
+                let samples = map
+                    .chunks_exact(2)
+                    .map(|s| i16::from_le_bytes([s[0], s[1]]))
+                    .collect();
+                (b.pts().unwrap(), b.duration().unwrap(), Some(samples))
+            }
+            Some(gst::PadProbeData::Event(e)) => match e.view() {
+                gst::EventView::Gap(gap) => (gap.get().0, gap.get().1.unwrap(), None),
+                _ => return gst::PadProbeReturn::Ok,
+            },
+            _ => return gst::PadProbeReturn::Ok,
+        };
+        seen.lock().unwrap().push(item);
+        gst::PadProbeReturn::Ok
+    });
+    items
+}
+
+/// Buffers and GAPs follow each other without a hole or an overlap, and
+/// each stretch of buffers between GAPs is, on each channel, exactly what
+/// a new 8 kHz → `rate` resampler makes of its share of that channel's
+/// audio (`ulaws`) followed by a full tail of silence: no audio held over a
+/// GAP.
+pub fn check_tails_before_gaps(
+    items: &[(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)],
+    ulaws: &[&[u8]],
+    rate: u32,
+) {
+    use gsttwiliostream::codec::Resampler;
+    use gsttwiliostream::codec::resample::delay_ns;
+
+    assert!(items.iter().any(|i| i.2.is_none()), "no GAP event");
+    for pair in items.windows(2) {
+        let ((pts, duration, _), (next, _, _)) = (&pair[0], &pair[1]);
+        assert_eq!(*next, *pts + *duration, "a hole or an overlap at {next}");
+    }
+    let factor = (rate / 8000) as usize;
+    let tail = delay_ns(8000, rate).unwrap().div_ceil(125_000) as usize;
+    let mut stretches: Vec<Vec<i16>> = vec![Vec::new()];
+    for (_, _, samples) in items {
+        match samples {
+            Some(samples) => stretches.last_mut().unwrap().extend(samples),
+            None => stretches.push(Vec::new()),
+        }
+    }
+    let channels = ulaws.len();
+    for (c, ulaw) in ulaws.iter().enumerate() {
+        let pcm = twilio_emulator::audio::decode(ulaw);
+        let mut from = 0;
+        for stretch in stretches.iter().filter(|s| !s.is_empty()) {
+            let got: Vec<i16> = stretch.iter().skip(c).step_by(channels).copied().collect();
+            let ticks = got.len() / factor - tail;
+            let mut input = pcm[from..from + ticks].to_vec();
+            input.resize(ticks + tail, 0);
+            let mut expected = Vec::new();
+            Resampler::new(8000, rate)
+                .unwrap()
+                .process(&input, &mut expected);
+            assert!(
+                got == expected,
+                "channel {c}: the stretch of {} output samples ({ticks} ticks from tick \
+                 {from}) is not its audio then a full tail of silence",
+                got.len()
+            );
+            from += ticks;
+        }
+        assert_eq!(from, pcm.len(), "channel {c}: all the audio came out");
+    }
+}
