@@ -28,6 +28,25 @@ fn eos_seqnums_at(sink: &gst::Element) -> Arc<Mutex<Vec<gst::Seqnum>>> {
     seqnums
 }
 
+/// A src with `props` into a μ-law fakesink `sink`: the pipeline, the src,
+/// what reaches the sink and the seqnums of the EOS events reaching it.
+fn mulaw_pipeline(
+    props: &str,
+) -> (
+    gst::Pipeline,
+    gst::Element,
+    Collector,
+    Arc<Mutex<Vec<gst::Seqnum>>>,
+) {
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 {props} ! audio/x-mulaw ! fakesink name=sink sync=false"
+    ));
+    let src = by_name(&p, "src");
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    let seqnums = eos_seqnums_at(&by_name(&p, "sink"));
+    (p, src, collector, seqnums)
+}
+
 /// `send_event` on another thread, failing instead of hanging.
 fn send_bounded(p: &gst::Pipeline, event: impl Into<gst::Event>) -> bool {
     let event = event.into();
@@ -109,13 +128,7 @@ fn next_run_streams(
 /// the run ends with one EOS; the next streams.
 fn an_eos_sent_while_the_calls_end_is_pushed() {
     init();
-    let p = pipeline(&format!(
-        "twiliostreamsrc name=src port=0 {} ! audio/x-mulaw ! fakesink name=sink sync=false",
-        SRC_PROPS.get()
-    ));
-    let src = by_name(&p, "src");
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    let seqnums = eos_seqnums_at(&by_name(&p, "sink"));
+    let (p, src, collector, seqnums) = mulaw_pipeline(SRC_PROPS.get());
     let (hold, held) = hold_first(&src, true);
     set_bounded(&p, gst::State::Playing);
     let mut call = instant_call(&url_of(&src));
@@ -143,13 +156,7 @@ in_both_modes!(an_eos_sent_while_the_calls_end_is_pushed);
 #[test]
 fn a_flush_drops_an_eos_not_carried_out() {
     init();
-    let p = pipeline(
-        "twiliostreamsrc name=src port=0 shared-threads=false ! audio/x-mulaw \
-         ! fakesink name=sink sync=false",
-    );
-    let src = by_name(&p, "src");
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    let seqnums = eos_seqnums_at(&by_name(&p, "sink"));
+    let (p, src, collector, seqnums) = mulaw_pipeline("shared-threads=false");
     let (hold, held) = hold_first(&src, false);
     set_bounded(&p, gst::State::Playing);
     let mut call = instant_call(&url_of(&src));
@@ -190,13 +197,7 @@ fn a_flush_drops_an_eos_not_carried_out() {
 /// ends with its own EOS.
 fn a_stop_while_an_eos_waits_for_a_held_push() {
     init();
-    let p = pipeline(&format!(
-        "twiliostreamsrc name=src port=0 {} ! audio/x-mulaw ! fakesink name=sink sync=false",
-        SRC_PROPS.get()
-    ));
-    let src = by_name(&p, "src");
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    let seqnums = eos_seqnums_at(&by_name(&p, "sink"));
+    let (p, src, collector, seqnums) = mulaw_pipeline(SRC_PROPS.get());
     let (hold, held) = hold_first(&src, false);
     set_bounded(&p, gst::State::Playing);
     let mut call = instant_call(&url_of(&src));
@@ -224,13 +225,7 @@ in_both_modes!(a_stop_while_an_eos_waits_for_a_held_push);
 /// run streams and ends with its own EOS.
 fn an_eos_and_a_stop_at_once() {
     init();
-    let p = pipeline(&format!(
-        "twiliostreamsrc name=src port=0 {} ! audio/x-mulaw ! fakesink name=sink sync=false",
-        SRC_PROPS.get()
-    ));
-    let src = by_name(&p, "src");
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    let seqnums = eos_seqnums_at(&by_name(&p, "sink"));
+    let (p, src, collector, seqnums) = mulaw_pipeline(SRC_PROPS.get());
     for n in 1..8 {
         set_bounded(&p, gst::State::Playing);
         let mut call = instant_call(&url_of(&src));
@@ -260,12 +255,7 @@ in_both_modes!(an_eos_and_a_stop_at_once);
 /// that EOS's seqnum.)
 fn an_eos_sent_while_stopped_is_not_kept_for_the_next_run() {
     init();
-    let p = pipeline(&format!(
-        "twiliostreamsrc name=src port=0 {} ! audio/x-mulaw ! fakesink name=sink sync=false",
-        SRC_PROPS.get()
-    ));
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    let seqnums = eos_seqnums_at(&by_name(&p, "sink"));
+    let (p, _, collector, seqnums) = mulaw_pipeline(SRC_PROPS.get());
     set_bounded(&p, gst::State::Ready);
     let eos = gst::event::Eos::new();
     let app = eos.seqnum();
