@@ -47,6 +47,25 @@ fn mulaw_pipeline(
     (p, src, collector, seqnums)
 }
 
+/// Plays `p` with the first buffer `src` pushes held, starts a call that
+/// sends one chunk, and once its push is held sends an EOS to the
+/// pipeline: the holding probe, the call and the EOS's seqnum.
+fn eos_behind_a_held_push(
+    p: &gst::Pipeline,
+    src: &gst::Element,
+) -> (gst::PadProbeId, twilio_emulator::TwilioCall, gst::Seqnum) {
+    let (hold, held) = hold_first(src, false);
+    set_bounded(p, gst::State::Playing);
+    let mut call = instant_call(&url_of(src));
+    call.send_media(&pattern(1, 1)).unwrap();
+    held.recv_timeout(PATIENCE)
+        .expect("the first buffer pushed");
+    let eos = gst::event::Eos::new();
+    let app = eos.seqnum();
+    assert!(send_bounded(p, eos));
+    (hold, call, app)
+}
+
 /// `send_event` on another thread, failing instead of hanging.
 fn send_bounded(p: &gst::Pipeline, event: impl Into<gst::Event>) -> bool {
     let event = event.into();
@@ -157,15 +176,7 @@ in_both_modes!(an_eos_sent_while_the_calls_end_is_pushed);
 fn a_flush_drops_an_eos_not_carried_out() {
     init();
     let (p, src, collector, seqnums) = mulaw_pipeline("shared-threads=false");
-    let (hold, held) = hold_first(&src, false);
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&pattern(1, 1)).unwrap();
-    held.recv_timeout(PATIENCE)
-        .expect("the first buffer pushed");
-    let eos = gst::event::Eos::new();
-    let app = eos.seqnum();
-    assert!(send_bounded(&p, eos));
+    let (hold, mut call, app) = eos_behind_a_held_push(&p, &src);
     // The flush, from the src down: the held push returns FLUSHING.
     assert!(src.send_event(gst::event::FlushStart::new()));
     src.static_pad("src").unwrap().remove_probe(hold);
@@ -198,15 +209,7 @@ fn a_flush_drops_an_eos_not_carried_out() {
 fn a_stop_while_an_eos_waits_for_a_held_push() {
     init();
     let (p, src, collector, seqnums) = mulaw_pipeline(SRC_PROPS.get());
-    let (hold, held) = hold_first(&src, false);
-    set_bounded(&p, gst::State::Playing);
-    let mut call = instant_call(&url_of(&src));
-    call.send_media(&pattern(1, 1)).unwrap();
-    held.recv_timeout(PATIENCE)
-        .expect("the first buffer pushed");
-    let eos = gst::event::Eos::new();
-    let app = eos.seqnum();
-    assert!(send_bounded(&p, eos));
+    let (hold, call, app) = eos_behind_a_held_push(&p, &src);
     // READY flushes the pad: the held push returns FLUSHING.
     set_bounded(&p, gst::State::Ready);
     src.static_pad("src").unwrap().remove_probe(hold);
