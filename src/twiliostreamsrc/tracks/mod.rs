@@ -76,7 +76,8 @@ pub struct Placed {
     /// output skips it instead of filling it.
     pub skipped: u64,
     /// Samples of its time that had been filled already (nothing came for
-    /// the fill deadline): it goes out after the fill, kept whole.
+    /// the fill deadline): it goes out after the fill, kept whole (but for
+    /// a part before the fill where its track had silence: `late`).
     pub after_fill: u64,
     /// Its track's timestamps stepped by this many samples (ahead or back)
     /// at this chunk: the track was measured anew, the chunk follows its
@@ -333,23 +334,38 @@ impl Aligner {
                 lane.unit = LossUnit::new(len);
             }
         }
+        // Where the fill began: time before it went out, and what the
+        // track had there was silence if its audio ended before it (the
+        // wait given up, the flush padding it to the other track).
+        let expected = end - lane.filled as i128;
+        let padded = (lane.audio_end as i128) < expected;
+        let in_silence = due + ulaw.len() as i128 <= expected;
+        if lane.filled > 0 && lane.started && !self.moved_on && padded && in_silence {
+            // All of it in that silence: too late, as at the wait (as late
+            // audio after the fill it would move both tracks on by the
+            // silence too, and away from the other track's audio of its
+            // time, output before the fill).
+            placed.late = ulaw.len() as u64;
+            return placed;
+        }
         let filled = std::mem::take(&mut lane.filled);
         // (The first chunk after a fill settles where both tracks go on.)
         let moved_on = self.moved_on;
         if filled > 0 && lane.started {
             // Where it would go had nothing been filled: what lies between
             // is lost (counted when the run is).
-            let expected = end - filled as i128;
-            if due < end && !moved_on {
+            let from = if padded { due.max(expected) } else { due };
+            if from < end && !moved_on {
                 // Late for time filled already, however little: after the
                 // fill, and both tracks measured from here on (once: the
-                // other track's audio follows in step).
-                let late = (end - due) as u64;
+                // other track's audio follows in step). A part before the
+                // fill, in its track's silence, is too late (cut below).
+                let late = (end - from) as u64;
                 placed.after_fill = late;
                 lane.run += (due - expected).max(0) as u64;
                 lane.discont = true;
                 self.shifted += late;
-                due = end;
+                due += late as i128;
                 for lane in &mut self.lanes {
                     lane.filled = lane.filled.saturating_sub(late);
                 }

@@ -298,3 +298,74 @@ fn the_first_chunk_after_a_fill_goes_at_its_timestamp_however_little_off() {
         assert_eq!(outbound, want_out[..n], "{ms}");
     }
 }
+
+#[test]
+fn a_chunk_for_time_a_flush_gave_its_track_silence_is_too_late() {
+    let (mut a, t0) = both_until_100ms();
+    assert!(a.fill(2400));
+    // Inbound's chunk at 100 ms comes late: after the fill, both tracks
+    // moved on. Outbound's does not come before the deadline again: the
+    // flush gives up the wait for it (silence), another 300 ms filled.
+    assert_eq!(push(&mut a, t0, In, 100, 3).after_fill, 2400);
+    let frame = a.flush().unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [0, 1]));
+    a.consume(160);
+    assert!(a.fill(2400));
+    // Outbound's chunk at 100 ms then comes: its time went out, inbound's
+    // audio beside silence. Too late, not a second move (which would put
+    // it after this fill, a chunk away from inbound's of its time).
+    let placed = push(&mut a, t0, Out, 100, 4);
+    assert_eq!((placed.late, placed.after_fill), (160, 0));
+    // The chunks at 120 ms are late for this fill: after it, together.
+    assert_eq!(push(&mut a, t0, In, 120, 5).after_fill, 2400);
+    assert_eq!(push(&mut a, t0, Out, 120, 6), Placed::default());
+    let (frame, inbound, outbound) = take(&mut a).unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [0, 0]));
+    assert_eq!((inbound, outbound), (vec![5; 160], vec![6; 160]));
+}
+
+#[test]
+fn a_chunk_partly_in_its_track_s_silence_before_a_fill_moves_on_by_the_fill() {
+    // Outbound's timestamps lie 5 ms after inbound's. Both until 100 ms
+    // (outbound 105 ms); the flush pads inbound to 105 ms; 300 ms filled.
+    let stalled = || {
+        let (mut a, t0) = both();
+        for ms in (0..100).step_by(20) {
+            push(&mut a, t0, In, ms, 1);
+            push(&mut a, t0, Out, ms + 5, 2);
+        }
+        while take(&mut a).is_some() {}
+        let frame = a.flush().unwrap();
+        assert_eq!(a.channel(In)[..frame.samples], [S; 40]);
+        a.consume(frame.samples);
+        assert!(a.fill(2400));
+        (a, t0)
+    };
+    // Inbound's chunk at 100 ms and outbound's at 105 ms come late, in
+    // either order: the same output. Inbound's first 5 ms lie where it
+    // went out as silence: too late; both tracks move on by the fill
+    // alone, so the rest of it and outbound's chunk go side by side.
+    let mut outputs = Vec::new();
+    for inbound_first in [true, false] {
+        let (mut a, t0) = stalled();
+        let (mut placed_in, mut placed_out) = (Placed::default(), Placed::default());
+        for inbound in [inbound_first, !inbound_first] {
+            match inbound {
+                true => placed_in = push(&mut a, t0, In, 100, 3),
+                false => placed_out = push(&mut a, t0, Out, 105, 4),
+            }
+        }
+        assert_eq!(placed_in.late, 40, "inbound first: {inbound_first}");
+        assert_eq!(placed_out.late, 0, "inbound first: {inbound_first}");
+        let moved = [placed_in.after_fill, placed_out.after_fill];
+        assert_eq!(moved.iter().sum::<u64>(), 2400, "{inbound_first}");
+        push(&mut a, t0, In, 120, 5);
+        push(&mut a, t0, Out, 125, 6);
+        let (frame, inbound, outbound) = take(&mut a).unwrap();
+        assert_eq!(frame.samples, 280);
+        assert_eq!(inbound, [vec![3; 120], vec![5; 160]].concat());
+        assert_eq!(outbound[..280], [vec![4; 160], vec![6; 120]].concat());
+        outputs.push((frame, inbound, outbound));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+}
