@@ -87,7 +87,17 @@ impl TwilioStreamSrc {
                 chunk.timestamp_ms
             );
         }
-        if let Some(step) = placed.step {
+        if let (Some(step), true) = (placed.step, placed.with_other) {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{track} track: its timestamps stepped ahead by {} ms at timestamp {} ms, \
+                 as the {} track's did: measured anew by as much, the tracks stay aligned",
+                step.unsigned_abs() / 8,
+                chunk.timestamp_ms,
+                track.other()
+            );
+        } else if let Some(step) = placed.step {
             // Once per step: the chunks after it follow on.
             gst::warning!(
                 CAT,

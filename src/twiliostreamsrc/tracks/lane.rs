@@ -43,6 +43,9 @@ pub(super) struct Lane {
     /// Samples added to where its timestamps put it: how far it was moved
     /// when measured anew (a step in its timestamps, or one far ahead).
     pub(super) offset: i128,
+    /// Its last step ahead: by how much, and where its chunk went (to take
+    /// the other track's step at once as the same step).
+    pub(super) stepped: Option<(i128, i128)>,
     /// Axis position after its last audio.
     pub(super) audio_end: u64,
     /// Its last chunk's timestamp (ms) and arrival, to tell a jump far
@@ -127,6 +130,7 @@ impl Lane {
             discont: false,
             filled: 0,
             offset: 0,
+            stepped: None,
             audio_end: 0,
             last: None,
             real_time: Reach::default(),

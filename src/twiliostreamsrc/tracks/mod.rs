@@ -54,8 +54,10 @@ use std::time::Instant;
 use super::timeline::{Ahead, GAP_TOLERANCE, LossUnit, MAX_SILENCE, jumped, plausible};
 use crate::protocol::Track;
 use lane::{Behind, Heard, Held, Lane, hash};
+use steps::Jump;
 
 mod lane;
+mod steps;
 
 /// How long the slower track is waited for by default (`track-wait`), in
 /// 8 kHz samples (60 ms: three of Twilio's 20 ms frames).
@@ -84,6 +86,9 @@ pub struct Placed {
     /// last audio; nothing of it was lost. (Saturated: back from a
     /// timestamp near `u64::MAX`, it is more than an i64.)
     pub step: Option<i64>,
+    /// That step ahead was the other track's too, taken as it was: the
+    /// tracks' timestamps stepped at once, and they stay aligned.
+    pub with_other: bool,
     /// It lies over audio its track holds, with other bytes: kept back
     /// until the track's next chunk tells a step back from a chunk out of
     /// place.
@@ -207,10 +212,14 @@ impl Aligner {
                 Behind::Late | Behind::No => {}
             }
             match self.stepped_ahead(track, due, ulaw.len(), arrival) {
-                Jump::Step(step) => {
+                Jump::Step(own) => {
+                    let joint = self.joint_step(track, due);
+                    let step = joint.unwrap_or(own);
                     self.lanes[i].offset -= step;
                     due -= step;
                     placed.step = Some(saturate(step));
+                    placed.with_other = joint.is_some();
+                    self.lanes[i].stepped = Some((step, due));
                 }
                 Jump::Gap => {
                     self.lanes[i].early = self.early(track, due + ulaw.len() as i128, arrival)
@@ -221,6 +230,7 @@ impl Aligner {
         let found = self.place(track, due, ulaw, arrival);
         Placed {
             step: placed.step,
+            with_other: placed.with_other,
             held_dropped: placed.held_dropped,
             ignored_ahead: placed.ignored_ahead,
             ..found
@@ -256,52 +266,6 @@ impl Aligner {
         let end = self.end(track) as i128;
         self.lanes[track.index()].offset += end - due;
         end
-    }
-
-    /// A gap before a chunk due at `due` that is a step in the track's
-    /// timestamps, not lost chunks: the chunk (of `len` samples) ends more
-    /// than the wait less its length ahead of where both tracks' audio has
-    /// reached in real time. (Taken for a gap, the track would lead by
-    /// that and its chunk, and a lead past the wait starves the other
-    /// track; below a wait of two chunks, half the wait is left to jitter.)
-    /// Without the other track's reach, the track's own best lately stands
-    /// in (a burst of late chunks then a loss is no step). The track's own
-    /// reach counts without what an earlier step taken for a gap put it
-    /// ahead of real time: two such steps would add up to a lead past the
-    /// wait.
-    fn stepped_ahead(&self, track: Track, due: i128, len: usize, arrival: Instant) -> Jump {
-        let lane = &self.lanes[track.index()];
-        let end = self.end(track) as i128;
-        if !lane.started || due <= end + GAP_TOLERANCE as i128 {
-            return Jump::No;
-        }
-        let other = &self.lanes[track.other().index()];
-        let own = |reach: Option<i128>| reach.map(|r| r - lane.early);
-        let reached = match other.expected.then(|| other.reach(arrival)).flatten() {
-            Some(other) => own(lane.reach(arrival)).map_or(other, |own| own.max(other)),
-            None => match own(lane.best_reach(arrival)) {
-                Some(reached) => reached,
-                None => return Jump::No,
-            },
-        };
-        let (len, wait) = (len as i128, self.max_wait as i128);
-        let bound = (wait - len).max(wait / 2);
-        match due + len - reached > bound {
-            true => Jump::Step(due - end),
-            false => Jump::Gap,
-        }
-    }
-
-    /// How far `track`'s audio, ending at `end` after a gap, runs ahead of
-    /// real time: of where both tracks have reached by the chunks that
-    /// reached furthest lately (a chunk after a loss in a burst after a
-    /// stall comes with the time that passed, not ahead of it).
-    fn early(&self, track: Track, end: i128, arrival: Instant) -> i128 {
-        let lane = &self.lanes[track.index()];
-        let other = &self.lanes[track.other().index()];
-        let own = lane.best_reach(arrival).map(|r| r - lane.early);
-        let other = other.expected.then(|| other.best_reach(arrival)).flatten();
-        own.max(other).map_or(0, |reached| (end - reached).max(0))
     }
 
     /// Places a chunk of `track` at `due` on the axis.
@@ -563,16 +527,6 @@ impl Aligner {
         }
         self.position += samples as u64;
     }
-}
-
-/// A gap before a chunk, told by [`Aligner::stepped_ahead`].
-enum Jump {
-    /// No gap.
-    No,
-    /// A step in the timestamps: by this many samples.
-    Step(i128),
-    /// Lost chunks.
-    Gap,
 }
 
 /// `samples` as an i64, saturated.

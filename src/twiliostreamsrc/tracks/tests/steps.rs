@@ -468,3 +468,29 @@ fn a_jump_30_s_ahead_a_day_in_is_garbage_at_any_sender_clock() {
         );
     }
 }
+
+#[test]
+fn both_tracks_stepping_at_once_stay_aligned_after_a_loss_in_one() {
+    // Outbound's chunk 29 is lost; both tracks' timestamps step 400 ms
+    // ahead at chunk 30. Measured from its own last audio, outbound would
+    // go on a chunk early for good; by inbound's step, it stays aligned.
+    let mut sent = steady(60);
+    sent.retain(|s| !(s.track == Out && s.n == 29));
+    step(&mut sent, In, 30, 400);
+    step(&mut sent, Out, 30, 400);
+    let out = play(sent);
+    assert_eq!(out.steps, [(In, 30, 3200), (Out, 30, 3200)]);
+    assert_eq!(out.offsets_ms, [-400, -400]);
+    assert_eq!(out.channels[0], whole(In, 60, 0..0));
+    assert_eq!(out.channels[1], whole(Out, 60, 29..30));
+    assert_eq!((out.lost, out.too_late), ([0, 1], 0));
+
+    // Steps of each track by amounts apart (within the wait of each
+    // other's place, they would be one step): each measured anew.
+    let mut sent = steady(60);
+    step(&mut sent, In, 30, 400);
+    step(&mut sent, Out, 30, 1000);
+    let out = play(sent);
+    assert_eq!(out.steps, [(In, 30, 3200), (Out, 30, 8000)]);
+    assert_eq!(out.channels[1], whole(Out, 60, 0..0));
+}
