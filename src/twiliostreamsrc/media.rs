@@ -21,7 +21,6 @@ use super::properties::Tracks;
 use super::quality::Placing;
 use super::step::Buffers;
 use super::timeline::{self, Timeline};
-use super::timing::AfterPause;
 use super::tracks::{Aligner, Frame};
 use crate::call::{HotPart, MediaChunk, Stat};
 use crate::codec::WireFormat;
@@ -47,7 +46,7 @@ pub(super) fn track_wait(ms: u32) -> gst::ClockTime {
 }
 
 /// `track-wait` in the aligner's ticks (125 µs: 8 kHz samples).
-fn track_wait_ticks(ms: u32) -> u64 {
+pub(super) fn track_wait_ticks(ms: u32) -> u64 {
     u64::from(ms) * 8
 }
 
@@ -136,17 +135,19 @@ impl TwilioStreamSrc {
             let Some(chunk) = self.state.locked().reorder.pop() else {
                 return Ok(buffers);
             };
-            buffers.extend(self.handle_media(chunk)?);
+            self.handle_media(chunk, &mut buffers)?;
         }
     }
 
-    /// A media chunk: a buffer when there is audio to push.
+    /// A media chunk: into `out`, a buffer when there is audio to push
+    /// (after the end of the audio before a pause, at the first chunk after it).
     pub(super) fn handle_media(
         &self,
         chunk: MediaChunk,
-    ) -> Result<Option<gst::Buffer>, gst::FlowError> {
+        out: &mut Buffers,
+    ) -> Result<(), gst::FlowError> {
         if chunk.ulaw.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         let mut state = self.state.locked();
         if state.output.is_none() {
@@ -156,8 +157,8 @@ impl TwilioStreamSrc {
         }
         let carried = state.carried;
         let buffer = match state.tracks.mono() {
-            Some(track) => self.mono_media(&mut state, track, &chunk),
-            None => self.both_media(&mut state, &chunk),
+            Some(track) => self.mono_media(&mut state, track, &chunk, out),
+            None => self.both_media(&mut state, &chunk, out),
         };
         self.measure(&mut state, &chunk);
         if let Some(events) = &state.events {
@@ -172,7 +173,8 @@ impl TwilioStreamSrc {
             );
             self.warn_missing(now, tracks, &detail);
         }
-        buffer
+        out.extend(buffer?);
+        Ok(())
     }
 
     /// `track` alone, or silence timed by the other if the stream lacks it.
@@ -181,6 +183,7 @@ impl TwilioStreamSrc {
         state: &mut State,
         track: Track,
         chunk: &MediaChunk,
+        out: &mut Buffers,
     ) -> Result<Option<gst::Buffer>, gst::FlowError> {
         if let Some(seen) = state.unseen {
             if chunk.track == track {
@@ -199,7 +202,7 @@ impl TwilioStreamSrc {
         }
         let carried = state.carried[track.index()];
         let source = if carried { track } else { track.other() };
-        if chunk.track != source || !self.resumed(state, chunk) {
+        if chunk.track != source || !self.resumed(state, chunk, out) {
             return Ok(None);
         }
         let Some((silence, discont)) = self.place(state, chunk) else {
@@ -230,6 +233,7 @@ impl TwilioStreamSrc {
         &self,
         state: &mut State,
         chunk: &MediaChunk,
+        out: &mut Buffers,
     ) -> Result<Option<gst::Buffer>, gst::FlowError> {
         if !state.carried[chunk.track.index()] {
             // Not announced in start: neither waited for nor used.
@@ -241,7 +245,7 @@ impl TwilioStreamSrc {
             );
             return Ok(None);
         }
-        if !self.resumed(state, chunk) {
+        if !self.resumed(state, chunk, out) {
             return Ok(None);
         }
         if state.timeline.is_none() {
@@ -426,50 +430,6 @@ impl TwilioStreamSrc {
         self.fill_timer_rearm();
     }
 
-    /// Whether a chunk of the track(s) output is placed: not if it queued
-    /// while paused; the first after a return to PLAYING anchors anew.
-    fn resumed(&self, state: &mut State, chunk: &MediaChunk) -> bool {
-        match self.after_pause(state, chunk) {
-            AfterPause::Drop => false,
-            AfterPause::Reanchor => {
-                self.reanchor(state, chunk);
-                true
-            }
-            AfterPause::Place => true,
-        }
-    }
-
-    /// The first chunk after a return to PLAYING: the stream goes on from
-    /// the running time it started being spoken (for both tracks, with the
-    /// aligner started anew at it).
-    #[inline(never)]
-    fn reanchor(&self, state: &mut State, chunk: &MediaChunk) {
-        let now = self.running_time();
-        let waited = Instant::now().saturating_duration_since(chunk.arrival);
-        let Some(timeline) = state.timeline.as_mut() else {
-            return;
-        };
-        timeline.reanchor(&placing(chunk, state.format), now, waited);
-        self.ran_to(timeline);
-        // A syncing sink meets the chunks from the new anchor on.
-        state.meter.reanchored();
-        if state.aligner.is_some() {
-            let [inbound, outbound] = state.carried;
-            state.aligner = Some(Box::new(
-                Aligner::new(inbound, outbound, track_wait_ticks(state.track_wait_ms))
-                    .with_silence(state.format.silence()),
-            ));
-        }
-        state.discont = true;
-        self.fill_timer_rearm();
-        gst::debug!(
-            CAT,
-            imp = self,
-            "back to PLAYING: chunk at {} ms anchored at {now}",
-            chunk.timestamp_ms
-        );
-    }
-
     /// Places a chunk in time: returns the silence to insert before it and
     /// whether the stream is discontinuous there; None if the chunk's time
     /// was played already (it is dropped).
@@ -545,7 +505,7 @@ impl TwilioStreamSrc {
 }
 
 /// What the timeline needs to know of a chunk in `format`.
-fn placing(chunk: &MediaChunk, format: WireFormat) -> timeline::Chunk {
+pub(super) fn placing(chunk: &MediaChunk, format: WireFormat) -> timeline::Chunk {
     timeline::Chunk {
         timestamp_ms: chunk.timestamp_ms,
         number: chunk.chunk,

@@ -9,8 +9,10 @@
 //!   (counted in `chunks-dropped-paused`: played late, they would put every
 //!   later buffer ahead of its PTS by the pause) and the stream is anchored
 //!   anew at the next chunk: its first sample at the running time it started
-//!   being spoken, flagged DISCONT. The same holds for a call that arrived
-//!   while PAUSED, and for both push modes.
+//!   being spoken, flagged DISCONT. A resampled output's tail goes out
+//!   before it, at its time before the pause (as before a fill's GAP). The
+//!   same holds for a call that arrived while PAUSED, and for both push
+//!   modes.
 //! * **Fill deadline.** When nothing arrives until the audio is
 //!   [`fill_deadline`](TwilioStreamSrc::fill_deadline) overdue, a GAP event
 //!   goes out for the overdue time (a chunk at a time while it lasts), so
@@ -34,9 +36,10 @@ use gst_base::prelude::*;
 
 use super::fill_timer::FillLook;
 use super::imp::{CAT, State, TwilioStreamSrc};
+use super::media::{placing, track_wait_ticks};
 use super::output::Output;
 use super::step::Buffers;
-use super::tracks::Frame;
+use super::tracks::{Aligner, Frame};
 use crate::call::{CallEvent, Events, MediaChunk, Stat};
 use crate::lock::Locked;
 use crate::runtime::RUNTIME;
@@ -115,6 +118,57 @@ impl TwilioStreamSrc {
             return AfterPause::Reanchor;
         }
         AfterPause::Place
+    }
+
+    /// Whether a chunk of the track(s) output is placed: not if it queued
+    /// while paused; the first after a return to PLAYING anchors anew (the
+    /// end of the audio before the pause into `out` first).
+    pub(super) fn resumed(&self, state: &mut State, chunk: &MediaChunk, out: &mut Buffers) -> bool {
+        match self.after_pause(state, chunk) {
+            AfterPause::Drop => false,
+            AfterPause::Reanchor => {
+                self.reanchor(state, chunk, out);
+                true
+            }
+            AfterPause::Place => true,
+        }
+    }
+
+    /// The first chunk after a return to PLAYING: the stream goes on from
+    /// the running time it started being spoken (for both tracks, with the
+    /// aligner started anew at it). The audio still inside the
+    /// resampler(s) goes out first, into `out`, at its time before the
+    /// pause, and they start afresh, as before a fill's GAP: the filter
+    /// never hears the break, and would otherwise carry the end of the
+    /// audio before it into the first re-anchored buffer.
+    #[inline(never)]
+    fn reanchor(&self, state: &mut State, chunk: &MediaChunk, out: &mut Buffers) {
+        let now = self.running_time();
+        let waited = Instant::now().saturating_duration_since(chunk.arrival);
+        let Some(output) = state.output.filter(|_| state.timeline.is_some()) else {
+            return;
+        };
+        out.extend(self.resampler_tail(state, output, u64::MAX).1);
+        let timeline = state.timeline.as_mut().expect("checked");
+        timeline.reanchor(&placing(chunk, state.format), now, waited);
+        self.ran_to(timeline);
+        // A syncing sink meets the chunks from the new anchor on.
+        state.meter.reanchored();
+        if state.aligner.is_some() {
+            let [inbound, outbound] = state.carried;
+            state.aligner = Some(Box::new(
+                Aligner::new(inbound, outbound, track_wait_ticks(state.track_wait_ms))
+                    .with_silence(state.format.silence()),
+            ));
+        }
+        state.discont = true;
+        self.fill_timer_rearm();
+        gst::debug!(
+            CAT,
+            imp = self,
+            "back to PLAYING: chunk at {} ms anchored at {now}",
+            chunk.timestamp_ms
+        );
     }
 
     /// The pipeline's running time now.
@@ -273,8 +327,9 @@ impl TwilioStreamSrc {
     /// at the position; once all of it is out, the resampler(s) start
     /// afresh, as after the GAP's silence. A fill shorter than the tail (a
     /// sender's chunks shorter than it) pushes part of it, the next fill
-    /// the rest. The ticks taken from the GAP, and the buffer.
-    fn resampler_tail(
+    /// the rest. The ticks taken from the GAP, and the buffer. Also before
+    /// the stream is anchored anew after a pause (`samples` unbounded).
+    pub(super) fn resampler_tail(
         &self,
         state: &mut State,
         output: Output,

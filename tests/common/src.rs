@@ -116,16 +116,22 @@ pub fn check_tails_before_gaps(
     ulaws: &[&[u8]],
     rate: u32,
 ) {
-    use gsttwiliostream::codec::Resampler;
-    use gsttwiliostream::codec::resample::delay_ns;
-
     assert!(items.iter().any(|i| i.2.is_none()), "no GAP event");
+    assert_items_contiguous(items);
+    let end = check_fresh_stretches(&stretches(items), ulaws, rate, 0);
+    assert_eq!(end, ulaws[0].len(), "all the audio came out");
+}
+
+/// Buffers and GAPs follow each other without a hole or an overlap.
+pub fn assert_items_contiguous(items: &[(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)]) {
     for pair in items.windows(2) {
         let ((pts, duration, _), (next, _, _)) = (&pair[0], &pair[1]);
         assert_eq!(*next, *pts + *duration, "a hole or an overlap at {next}");
     }
-    let factor = (rate / 8000) as usize;
-    let tail = delay_ns(8000, rate).unwrap().div_ceil(125_000) as usize;
+}
+
+/// The samples of `items`' buffers, in stretches between GAPs (none empty).
+pub fn stretches(items: &[(gst::ClockTime, gst::ClockTime, Option<Vec<i16>>)]) -> Vec<Vec<i16>> {
     let mut stretches: Vec<Vec<i16>> = vec![Vec::new()];
     for (_, _, samples) in items {
         match samples {
@@ -133,13 +139,46 @@ pub fn check_tails_before_gaps(
             None => stretches.push(Vec::new()),
         }
     }
+    stretches.retain(|s| !s.is_empty());
+    stretches
+}
+
+/// Each of `stretches` (interleaved, a channel per `ulaws`) is, on each
+/// channel, exactly what a new 8 kHz → `rate` resampler makes of that
+/// channel's next audio followed by a full tail of silence, the first from
+/// tick `from` of `ulaws` on, each following on from the one before. The
+/// tick after the last one's audio.
+pub fn check_fresh_stretches(
+    stretches: &[Vec<i16>],
+    ulaws: &[&[u8]],
+    rate: u32,
+    mut from: usize,
+) -> usize {
+    use gsttwiliostream::codec::Resampler;
+    use gsttwiliostream::codec::resample::delay_ns;
+
+    let factor = (rate / 8000) as usize;
+    let tail = delay_ns(8000, rate).unwrap().div_ceil(125_000) as usize;
     let channels = ulaws.len();
-    for (c, ulaw) in ulaws.iter().enumerate() {
-        let pcm = twilio_emulator::audio::decode(ulaw);
-        let mut from = 0;
-        for stretch in stretches.iter().filter(|s| !s.is_empty()) {
+    let pcms: Vec<Vec<i16>> = ulaws
+        .iter()
+        .map(|u| twilio_emulator::audio::decode(u))
+        .collect();
+    for stretch in stretches {
+        let ticks = (stretch.len() / channels / factor)
+            .checked_sub(tail)
+            .unwrap_or_else(|| {
+                panic!(
+                    "a stretch of {} samples, shorter than a tail",
+                    stretch.len()
+                )
+            });
+        for (c, pcm) in pcms.iter().enumerate() {
             let got: Vec<i16> = stretch.iter().skip(c).step_by(channels).copied().collect();
-            let ticks = got.len() / factor - tail;
+            assert!(
+                from + ticks <= pcm.len(),
+                "channel {c}: more audio out than in"
+            );
             let mut input = pcm[from..from + ticks].to_vec();
             input.resize(ticks + tail, 0);
             let mut expected = Vec::new();
@@ -152,8 +191,8 @@ pub fn check_tails_before_gaps(
                  {from}) is not its audio then a full tail of silence",
                 got.len()
             );
-            from += ticks;
         }
-        assert_eq!(from, pcm.len(), "channel {c}: all the audio came out");
+        from += ticks;
     }
+    from
 }
