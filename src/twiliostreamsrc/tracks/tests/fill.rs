@@ -18,6 +18,22 @@ fn both_until_100ms() -> (Aligner, Instant) {
     (a, t0)
 }
 
+/// Inbound until 100 ms, outbound's timestamps `off_ms` after it: the
+/// flush pads inbound with silence to outbound's end, then 300 ms filled.
+fn stalled_with_outbound_off(off_ms: u64) -> (Aligner, Instant) {
+    let (mut a, t0) = both();
+    for ms in (0..100).step_by(20) {
+        push(&mut a, t0, In, ms, 1);
+        push(&mut a, t0, Out, ms + off_ms, 2);
+    }
+    while take(&mut a).is_some() {}
+    let frame = a.flush().unwrap();
+    assert_eq!(a.channel(In)[..frame.samples], vec![S; 8 * off_ms as usize]);
+    a.consume(frame.samples);
+    assert!(a.fill(2400));
+    (a, t0)
+}
+
 #[test]
 fn late_audio_of_both_tracks_goes_whole_after_a_fill() {
     let (mut a, t0) = both_until_100ms();
@@ -267,18 +283,7 @@ fn the_first_chunk_after_a_fill_goes_at_its_timestamp_however_little_off() {
     // Outbound's timestamps lie 5 ms after inbound's (40 samples), from
     // 25 ms on: the fill ends on outbound's audio (at 425 ms), off
     // inbound's 20 ms grid.
-    let stalled = || {
-        let (mut a, t0) = both();
-        for ms in (0..100).step_by(20) {
-            push(&mut a, t0, In, ms, 1);
-            push(&mut a, t0, Out, ms + 25, 2);
-        }
-        while take(&mut a).is_some() {}
-        let frame = a.flush().unwrap();
-        a.consume(frame.samples);
-        assert!(a.fill(2400));
-        (a, t0)
-    };
+    let stalled = || stalled_with_outbound_off(25);
     // The chunks of the stall never come. Inbound's at 420 ms is 5 ms into
     // the fill (late for its time: after it, both tracks moved on); or
     // inbound's at 430 ms lies 5 ms past it (silence before it). Either
@@ -328,19 +333,7 @@ fn a_chunk_for_time_a_flush_gave_its_track_silence_is_too_late() {
 fn a_chunk_partly_in_its_track_s_silence_before_a_fill_moves_on_by_the_fill() {
     // Outbound's timestamps lie 5 ms after inbound's. Both until 100 ms
     // (outbound 105 ms); the flush pads inbound to 105 ms; 300 ms filled.
-    let stalled = || {
-        let (mut a, t0) = both();
-        for ms in (0..100).step_by(20) {
-            push(&mut a, t0, In, ms, 1);
-            push(&mut a, t0, Out, ms + 5, 2);
-        }
-        while take(&mut a).is_some() {}
-        let frame = a.flush().unwrap();
-        assert_eq!(a.channel(In)[..frame.samples], [S; 40]);
-        a.consume(frame.samples);
-        assert!(a.fill(2400));
-        (a, t0)
-    };
+    let stalled = || stalled_with_outbound_off(5);
     // Inbound's chunk at 100 ms and outbound's at 105 ms come late, in
     // either order: the same output. Inbound's first 5 ms lie where it
     // went out as silence: too late; both tracks move on by the fill
