@@ -97,16 +97,22 @@ impl TwilioStreamSrc {
 
     /// A flush dropped an EOS sent to the element before `create` carried
     /// it out: the stream goes on, and the call's audio with it (what came
-    /// meanwhile was read for its messages only).
+    /// meanwhile was read for its messages only), its fills too: the fill
+    /// timer, which may have looked meanwhile and waits, looks again.
     pub(super) fn resume_after_dropped_eos(&self) {
-        let mut state = self.state.locked();
-        if !state.after_eos || state.finished {
-            return;
+        {
+            let mut state = self.state.locked();
+            if !state.after_eos || state.finished {
+                return;
+            }
+            state.after_eos = false;
+            gst::debug!(CAT, imp = self, "the EOS was flushed: the stream goes on");
+            if let Some(call) = &state.call {
+                call.set_consumer(self.shared.enabled().then(|| self.network_consumer()));
+            }
         }
-        state.after_eos = false;
-        gst::debug!(CAT, imp = self, "the EOS was flushed: the stream goes on");
-        if let Some(call) = &state.call {
-            call.set_consumer(self.shared.enabled().then(|| self.network_consumer()));
+        if self.shared.enabled() {
+            self.shared.timer.notify_one();
         }
     }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use gst::subclass::prelude::*;
 
-use super::imp::TwilioStreamSrc;
+use super::imp::{CAT, TwilioStreamSrc};
 use super::timeline::Timeline;
 use crate::lock::Locked;
 use crate::runtime::RUNTIME;
@@ -85,14 +85,21 @@ impl TwilioStreamSrc {
     }
 
     /// The fill timer's look: None once its run is over (or the call), else
-    /// the look at the clock, if the fill may be pushed now.
+    /// the look at the clock, if the fill may be pushed now. After an EOS
+    /// sent to the element the timer waits, not ends: a flush before the
+    /// streaming thread carried the EOS out drops it, and the stream (its
+    /// fills with it) goes on (`resume_after_dropped_eos` wakes the timer).
     fn timer_look(&self, run: u64) -> Option<Option<FillLook>> {
-        let ended = {
+        let (finished, after_eos) = {
             let state = self.state.locked();
-            state.finished || state.after_eos
+            (state.finished, state.after_eos)
         };
-        if self.shared.runs.load(Ordering::SeqCst) != run || ended {
+        if self.shared.runs.load(Ordering::SeqCst) != run || finished {
             return None;
+        }
+        if after_eos {
+            gst::debug!(CAT, imp = self, "the stream ended: the fill timer waits");
+            return Some(None);
         }
         // (Held, the gate's release wakes the timer.)
         Some(
