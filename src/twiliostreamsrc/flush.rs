@@ -3,7 +3,8 @@
 //! than the element. BaseSrc (1.22) pauses its streaming thread at such a
 //! flush-start (`create` returns FLUSHING) and restarts it only after a
 //! flush sent to the element, so without this the call's audio would stop:
-//! for good without `shared-threads`, at the first fallback with it.
+//! for good without `shared-threads`, at the first fallback with it. The
+//! flush-stop also takes the pad's segment: one is stored to go out first.
 //! And a seek sent to the element, refused as the pad refuses one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,6 +69,20 @@ impl TwilioStreamSrc {
         }
         let obj = self.obj();
         let pad = obj.src_pad();
+        // The flush-stop took the pad's segment, which BaseSrc sends again
+        // only after a seek or a flush sent to the element: stored, one
+        // goes out before the next push, from whichever thread (a drain
+        // finds it there). As the drains', a live source's from 0.
+        if pad.mode() == gst::PadMode::Push && pad.sticky_event::<gst::event::Segment>(0).is_none()
+        {
+            let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+            if pad
+                .store_sticky_event(&gst::event::Segment::new(&segment))
+                .is_err()
+            {
+                gst::debug!(CAT, imp = self, "no segment stored after the flush");
+            }
+        }
         // As BaseSrc does for a flush sent to the element: under the stream
         // lock, so that a loop still pausing has paused.
         let _stream = pad.stream_lock();
