@@ -168,3 +168,6 @@ impl TwilioStreamSrc {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

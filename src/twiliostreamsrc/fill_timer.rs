@@ -31,6 +31,11 @@ use crate::runtime::RUNTIME;
 /// timer): the wakes of all calls' timers coincide in fewer wake-ups.
 const FILL_GRID: Duration = Duration::from_millis(20);
 
+/// Tests only: the srcs (by address) whose fill timer looked while their
+/// stream was ended before the call.
+#[cfg(test)]
+pub(super) static LOOKED_ENDED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
 /// How long the fill timer converts running time to its own time from one
 /// look at the pipeline's clock, which may run at another rate (100 ppm
 /// over this is 1 ms).
@@ -99,6 +104,11 @@ impl TwilioStreamSrc {
         }
         if after_eos {
             gst::debug!(CAT, imp = self, "the stream ended: the fill timer waits");
+            #[cfg(test)]
+            {
+                use gst::prelude::*;
+                LOOKED_ENDED.locked().push(self.obj().as_ptr() as usize);
+            }
             return Some(None);
         }
         // (Held, the gate's release wakes the timer.)
