@@ -43,9 +43,9 @@ pub(super) struct Lane {
     /// Samples added to where its timestamps put it: how far it was moved
     /// when measured anew (a step in its timestamps, or one far ahead).
     pub(super) offset: i128,
-    /// Its last step ahead: by how much, and where its chunk went (to take
-    /// the other track's step at once as the same step).
-    pub(super) stepped: Option<(i128, i128)>,
+    /// Its last step ahead: by how much, where its chunk went and when it
+    /// came (to take the other track's step at once as the same step).
+    pub(super) stepped: Option<(i128, i128, Instant)>,
     /// Axis position after its last audio.
     pub(super) audio_end: u64,
     /// Its last chunk's timestamp (ms) and arrival, to tell a jump far

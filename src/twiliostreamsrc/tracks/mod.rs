@@ -130,6 +130,9 @@ pub struct Aligner {
     /// A chunk came since the last fill (a late one moved both tracks on):
     /// the other track's audio for time before it is too late, not a move.
     moved_on: bool,
+    /// The last run of fills, back to back: (start, end) on the axis. Time
+    /// before its start went out.
+    fills: (u64, u64),
     /// Axis position of the first pending sample of both lanes.
     position: u64,
     /// A skipped gap not yet output: (position it is at, samples).
@@ -149,6 +152,7 @@ impl Aligner {
             skipped: 0,
             shifted: 0,
             moved_on: false,
+            fills: (0, 0),
             position: 0,
             jump: None,
             max_wait,
@@ -213,13 +217,13 @@ impl Aligner {
             }
             match self.stepped_ahead(track, due, ulaw.len(), arrival) {
                 Jump::Step(own) => {
-                    let joint = self.joint_step(track, due);
+                    let joint = self.joint_step(track, due, ulaw.len(), arrival);
                     let step = joint.unwrap_or(own);
                     self.lanes[i].offset -= step;
                     due -= step;
                     placed.step = Some(saturate(step));
                     placed.with_other = joint.is_some();
-                    self.lanes[i].stepped = Some((step, due));
+                    self.lanes[i].stepped = Some((step, due, arrival));
                 }
                 Jump::Gap => {
                     self.lanes[i].early = self.early(track, due + ulaw.len() as i128, arrival)
@@ -298,12 +302,14 @@ impl Aligner {
                 lane.unit = LossUnit::new(len);
             }
         }
-        // Where the fill began: time before it went out, and what the
+        // Where the fills began: time before it went out, and what the
         // track had there was silence if its audio ended before it (the
-        // wait given up, the flush padding it to the other track).
-        let expected = end - lane.filled as i128;
-        let padded = (lane.audio_end as i128) < expected;
-        let in_silence = due + ulaw.len() as i128 <= expected;
+        // wait given up, the flush padding it to the other track). (Not
+        // `filled` back from the end: that is all the track missed since
+        // its last audio, for counting it lost, over fills and padding.)
+        let fill_start = self.fills.0 as i128;
+        let padded = (lane.audio_end as i128) < fill_start;
+        let in_silence = due + ulaw.len() as i128 <= fill_start;
         if lane.filled > 0 && lane.started && !self.moved_on && padded && in_silence {
             // All of it in that silence: too late, as at the wait (as late
             // audio after the fill it would move both tracks on by the
@@ -318,7 +324,8 @@ impl Aligner {
         if filled > 0 && lane.started {
             // Where it would go had nothing been filled: what lies between
             // is lost (counted when the run is).
-            let from = if padded { due.max(expected) } else { due };
+            let expected = end - filled as i128;
+            let from = if padded { due.max(fill_start) } else { due };
             if from < end && !moved_on {
                 // Late for time filled already, however little: after the
                 // fill, and both tracks measured from here on (once: the
@@ -467,7 +474,11 @@ impl Aligner {
         if self.lanes.iter().any(|l| !l.pending.is_empty()) {
             return false;
         }
+        if self.fills.1 != self.position {
+            self.fills.0 = self.position;
+        }
         self.position += samples;
+        self.fills.1 = self.position;
         for lane in &mut self.lanes {
             lane.filled += samples;
         }

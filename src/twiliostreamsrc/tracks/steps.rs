@@ -1,7 +1,7 @@
 //! Steps in one track's timestamps told from lost chunks (see the
 //! [module documentation](super)), and a step of both tracks at once.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Aligner;
 use crate::protocol::Track;
@@ -48,19 +48,33 @@ impl Aligner {
         }
     }
 
-    /// The other track's last step ahead, if it is this one's too: moved
-    /// by it, `track`'s chunk due at `due` lands within the wait of the
-    /// other's first chunk after its step, and not over its own audio. Both
-    /// tracks' timestamps stepped at once: measured anew by as much, they
-    /// stay aligned (each after its own last audio, a track whose last
-    /// chunks were lost, or whose wait a flush gave up, would be moved by
-    /// that much less, and the two would part for good).
-    pub(super) fn joint_step(&self, track: Track, due: i128) -> Option<i128> {
-        let (step, at) = self.lanes[track.other().index()].stepped?;
+    /// The other track's last step ahead, if it is this one's too: its
+    /// chunk came within the wait of this one (`len` samples, at `arrival`),
+    /// and this one, moved by it, lands within the wait of the other's
+    /// first chunk after its step, not over its own audio, and not all of
+    /// it in silence its track went out with. Both tracks' timestamps
+    /// stepped at once: measured anew by as much, they stay aligned (each
+    /// after its own last audio, a track whose last chunks were lost, or
+    /// whose wait a flush gave up, would be moved by that much less, and
+    /// the two would part for good). (A step of this track alone, after
+    /// it fell silent, may land as near: the arrivals tell it apart.)
+    pub(super) fn joint_step(
+        &self,
+        track: Track,
+        due: i128,
+        len: usize,
+        arrival: Instant,
+    ) -> Option<i128> {
+        let (step, at, when) = self.lanes[track.other().index()].stepped?;
+        let wait = self.max_wait as i128;
+        let together =
+            arrival.saturating_duration_since(when) <= Duration::from_millis(self.max_wait / 8);
         let moved = due - step;
-        let beside = (moved - at).abs() <= self.max_wait as i128;
-        let audio_end = self.lanes[track.index()].audio_end as i128;
-        (beside && moved + GAP_TOLERANCE as i128 >= audio_end).then_some(step)
+        let beside = (moved - at).abs() <= wait;
+        let lane = &self.lanes[track.index()];
+        let after_audio = moved + GAP_TOLERANCE as i128 >= lane.audio_end as i128;
+        let heard = moved + len as i128 > self.end(track) as i128;
+        (together && beside && after_audio && heard).then_some(step)
     }
 
     /// How far `track`'s audio, ending at `end` after a gap, runs ahead of

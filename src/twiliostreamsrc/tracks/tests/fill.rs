@@ -362,3 +362,52 @@ fn a_chunk_partly_in_its_track_s_silence_before_a_fill_moves_on_by_the_fill() {
     }
     assert_eq!(outputs[0], outputs[1]);
 }
+
+#[test]
+fn a_second_fill_after_a_partial_move_on_moves_on_by_the_fill_alone() {
+    let (mut a, t0) = both_until_100ms();
+    assert!(a.fill(2400));
+    // Inbound's chunk at 200 ms comes first after the fill: both tracks
+    // move on by 200 ms (the chunks at 100..200 ms are lost).
+    assert_eq!(push(&mut a, t0, In, 200, 3).after_fill, 1600);
+    push(&mut a, t0, In, 220, 3);
+    push(&mut a, t0, In, 240, 3);
+    // Outbound does not come: the flush gives up its wait (its 200..260
+    // ms go out as silence beside inbound's audio), 300 ms filled again.
+    let frame = a.flush().unwrap();
+    assert_eq!(frame.samples, 480);
+    a.consume(480);
+    assert!(a.fill(2400));
+    // Outbound's chunk at 200 ms then comes: its time went out as its
+    // track's silence, before this fill: too late, not a move of both
+    // tracks by more than the fill.
+    let placed = push(&mut a, t0, Out, 200, 4);
+    assert_eq!((placed.late, placed.after_fill), (160, 0), "{placed:?}");
+}
+
+#[test]
+fn a_second_fill_after_a_chunk_dropped_in_silence_moves_on_by_the_fill_alone() {
+    let (mut a, t0) = both_until_100ms();
+    // Inbound's chunk at 100 ms; outbound's does not come: the flush
+    // gives up its wait; 300 ms filled.
+    push(&mut a, t0, In, 100, 3);
+    let frame = a.flush().unwrap();
+    a.consume(frame.samples);
+    assert!(a.fill(2400));
+    // Outbound's chunk at 100 ms comes: too late (the fix).
+    assert_eq!(push(&mut a, t0, Out, 100, 4).late, 160);
+    // Inbound goes on on time after the fill (120 ms at the fill's end:
+    // its chunks for the fill's time never come), 3 chunks; outbound
+    // stalls; flush, 300 ms filled again.
+    for ms in [420, 440, 460] {
+        assert_eq!(push(&mut a, t0, In, ms, 5).after_fill, 0);
+    }
+    let frame = a.flush().unwrap();
+    assert_eq!(frame.samples, 480);
+    a.consume(480);
+    assert!(a.fill(2400));
+    // Outbound's chunk at 420 ms: its time went out as silence before
+    // this fill: too late, not a move by more than the fill.
+    let placed = push(&mut a, t0, Out, 420, 6);
+    assert_eq!((placed.late, placed.after_fill), (160, 0), "{placed:?}");
+}

@@ -494,3 +494,28 @@ fn both_tracks_stepping_at_once_stay_aligned_after_a_loss_in_one() {
     assert_eq!(out.steps, [(In, 30, 3200), (Out, 30, 8000)]);
     assert_eq!(out.channels[1], whole(Out, 60, 0..0));
 }
+
+#[test]
+fn a_later_independent_step_of_the_other_track_is_not_taken_as_joint() {
+    // Inbound's timestamps step 1 s ahead at chunk 30. Outbound's chunks
+    // 30..40 are lost (200 ms); from chunk 40 on its timestamps are 800 ms
+    // ahead (its own step: 1 s less the 200 ms that passed). Taken as
+    // inbound's step, outbound's chunks land 200 ms back, in silence its
+    // wait already gave up: every one of them is too late, for good.
+    let mut sent = steady(60);
+    sent.retain(|s| !(s.track == Out && (30..40).contains(&s.n)));
+    step(&mut sent, In, 30, 1000);
+    step(&mut sent, Out, 40, 800);
+    let out = play(sent);
+    // Outbound's audio after the loss comes out (measured anew on its own).
+    for n in [40, 50, 59] {
+        let bytes = [fill_of(Out, n); 160];
+        assert!(
+            out.channels[1].windows(160).any(|w| w == bytes),
+            "outbound's chunk {n} missing: steps {:?}, too late {}",
+            out.steps,
+            out.too_late
+        );
+    }
+    assert_eq!(out.too_late, 0);
+}
