@@ -1,7 +1,10 @@
 //! The resampler's tail around a pause of the src (PLAYING → PAUSED →
 //! PLAYING mid-call): the audio before the pause ends with its own tail,
 //! at its own time, and the stream anchored anew after it starts from a
-//! fresh resampler, not with the end of the audio before the pause.
+//! fresh resampler, not with the end of the audio before the pause. With
+//! `track=both`, what the src held for the slower track at the pause goes
+//! out before that tail, the slower channel padded with silence (its wait
+//! given up, as at a fill), not thrown away with the aligner.
 
 mod common;
 
@@ -21,6 +24,7 @@ use twilio_emulator::{CallParams, TwilioCall};
 in_both_modes!(
     a_pause_ends_the_audio_with_its_tail,
     a_pause_ends_both_tracks_with_their_tails,
+    a_pause_lets_out_what_waited_for_the_slower_track,
 );
 
 /// Chunks sent before the pause, while paused (dropped), and after it.
@@ -40,7 +44,7 @@ fn a_pause_ends_the_audio_with_its_tail() {
         8000.0,
         (BEFORE + PAUSED + AFTER) * 160,
     ));
-    run("", &[Track::Inbound], &[&ulaw]);
+    run("", &[Track::Inbound], &[&ulaw], 0);
 }
 
 fn a_pause_ends_both_tracks_with_their_tails() {
@@ -51,19 +55,45 @@ fn a_pause_ends_both_tracks_with_their_tails() {
         "track=both",
         &[Track::Inbound, Track::Outbound],
         &[&inbound, &outbound],
+        0,
     );
+}
+
+/// The outbound track two chunks behind at the pause (within `track-wait`:
+/// the src holds the inbound track's last two, waiting for it); its two
+/// come while paused, dropped. The inbound audio before the pause comes out
+/// whole, the outbound channel's missing end as silence (counted lost, as
+/// when the wait gives up), then the tails.
+fn a_pause_lets_out_what_waited_for_the_slower_track() {
+    const LAG: usize = 2;
+    let chunks = (BEFORE + PAUSED + AFTER) * 160;
+    let inbound = encode(&sine(440.0, 8000.0, 8000.0, chunks));
+    let outbound = encode(&sine(660.0, 8000.0, 6000.0, chunks));
+    let src = run(
+        "track=both",
+        &[Track::Inbound, Track::Outbound],
+        &[&inbound, &outbound],
+        LAG,
+    );
+    assert_eq!(src.property::<u64>("outbound-chunks-lost"), LAG as u64);
+    assert_eq!(src.property::<u64>("inbound-chunks-lost"), 0);
 }
 
 /// A call of `tracks` (`ulaws`, one per channel) at 16 kHz through a src
 /// with `props`, paused after `BEFORE` chunks. Each phase is sent at once
-/// (the output then runs ahead of the running time: no fill is due), and
-/// the chunks sent while paused are read before the return, so the first
-/// chunk after it is known.
-fn run(props: &str, tracks: &[Track], ulaws: &[&[u8]]) {
+/// (the output then runs ahead of the running time, and `latency` puts
+/// the fill deadline 10 s on: no fill is due however slow the machine),
+/// and the chunks sent while paused are read before the return, so the
+/// first chunk after it is known. The second track's last `lag` chunks
+/// before the pause come while paused instead (each of its chunks sent
+/// after the first track's `lag` later, so the last message before the
+/// pause, the second track's, lets out the last buffer before it, with
+/// everything before it placed). The src, once the call ended.
+fn run(props: &str, tracks: &[Track], ulaws: &[&[u8]], lag: usize) -> gst::Element {
     init();
     let (p, collector, url) = start(&format!(
-        "twiliostreamsrc name=src port=0 {props} gap-fill=silence ! audio/x-raw,rate=16000 \
-         ! fakesink name=sink sync=false"
+        "twiliostreamsrc name=src port=0 {props} gap-fill=silence latency=10000 \
+         ! audio/x-raw,rate=16000 ! fakesink name=sink sync=false"
     ));
     let items = items_at_sink(&p);
     let src = by_name(&p, "src");
@@ -74,14 +104,17 @@ fn run(props: &str, tracks: &[Track], ulaws: &[&[u8]]) {
         rt().spawn(async move {
             let params = CallParams::with_tracks(&tracks);
             let mut call = TwilioCall::start(&url, params).await.unwrap();
-            let mut send = |chunks: std::ops::Range<usize>| {
+            let send = |call: &mut TwilioCall, chunks: std::ops::Range<usize>, lag: usize| {
                 for n in chunks {
-                    for (track, ulaw) in tracks.iter().zip(&ulaws) {
+                    for (c, (track, ulaw)) in tracks.iter().zip(&ulaws).enumerate() {
+                        let Some(n) = n.checked_sub(if c > 0 { lag } else { 0 }) else {
+                            continue;
+                        };
                         call.send_media_on(*track, &ulaw[n * 160..][..160]).unwrap();
                     }
                 }
             };
-            send(0..BEFORE);
+            send(&mut call, 0..BEFORE, lag);
             let until = |want: u8| {
                 let phase = phase.clone();
                 async move {
@@ -91,15 +124,23 @@ fn run(props: &str, tracks: &[Track], ulaws: &[&[u8]]) {
                 }
             };
             until(PAUSING).await;
-            send(BEFORE..BEFORE + PAUSED);
+            // The second track's last `lag` before the pause first.
+            if let (Some(track), Some(ulaw)) = (tracks.get(1), ulaws.get(1)) {
+                for n in BEFORE - lag..BEFORE {
+                    call.send_media_on(*track, &ulaw[n * 160..][..160]).unwrap();
+                }
+            }
+            send(&mut call, BEFORE..BEFORE + PAUSED, 0);
             until(RESUMED).await;
-            send(BEFORE + PAUSED..BEFORE + PAUSED + AFTER);
+            send(&mut call, BEFORE + PAUSED..BEFORE + PAUSED + AFTER, 0);
             call.send_stop().unwrap();
             call.close().await;
         })
     };
-    // One buffer per chunk (of each track) before the pause.
-    collector.wait_buffers(BEFORE);
+    // One buffer per chunk (of each track) before the pause, but for those
+    // of the first track held for the second.
+    assert!(lag == 0 || tracks.len() == 2);
+    collector.wait_buffers(BEFORE - lag);
     set_state(&p, gst::State::Paused);
     phase.store(PAUSING, Ordering::SeqCst);
     let per_chunk = tracks.len() as u64;
@@ -113,15 +154,21 @@ fn run(props: &str, tracks: &[Track], ulaws: &[&[u8]]) {
     let got = collector.wait_eos();
     rt().block_on(sender).unwrap();
     let dropped = src.property::<u64>("chunks-dropped-paused");
-    assert_eq!(dropped, PAUSED as u64 * per_chunk);
+    assert_eq!(dropped, PAUSED as u64 * per_chunk + lag as u64);
 
-    // The stream anchored anew at the first buffer flagged DISCONT after
-    // those of the pause: the items before it are the audio before the
-    // pause, from it on the audio after it (the first of the items is a
-    // GAP only if a fill came, which the test does not expect).
-    let anew = (BEFORE..got.buffers.len())
-        .find(|&i| got.buffers[i].flags().contains(gst::BufferFlags::DISCONT))
+    // The stream anchored anew at the last buffer flagged DISCONT (nothing
+    // is lost after it; before it, the second track's silence may be): the
+    // items before it are the audio before the pause, from it on the audio
+    // after it (no GAP: no fill is due).
+    let anew = got
+        .buffers
+        .iter()
+        .rposition(|b| b.flags().contains(gst::BufferFlags::DISCONT))
         .expect("no DISCONT after the pause");
+    assert!(
+        anew >= BEFORE - lag,
+        "the anchor anew among the first buffers"
+    );
     let items = items.lock().unwrap();
     let split = items
         .iter()
@@ -133,13 +180,20 @@ fn run(props: &str, tracks: &[Track], ulaws: &[&[u8]]) {
     let (before, after) = items.split_at(split);
     assert_items_contiguous(before);
     assert_items_contiguous(after);
-    // Before: the first chunks, then a tail of silence, at its time (the
-    // position went on).
-    let end = check_fresh_stretches(&stretches(before), ulaws, 16000, 0);
+    // Before: the first chunks (silence for the second track's that came
+    // while paused), then a tail of silence, at its time (the position
+    // went on).
+    let mut heard: Vec<Vec<u8>> = ulaws.iter().map(|u| u.to_vec()).collect();
+    if lag > 0 {
+        heard[1][(BEFORE - lag) * 160..BEFORE * 160].fill(0xFF);
+    }
+    let heard: Vec<&[u8]> = heard.iter().map(|u| &u[..]).collect();
+    let end = check_fresh_stretches(&stretches(before), &heard, 16000, 0);
     assert_eq!(end, BEFORE * 160, "the audio before the pause");
     // After: the chunks sent after the return, from a new resampler, the
     // first buffer (the first of them) included.
     let end = check_fresh_stretches(&stretches(after), ulaws, 16000, (BEFORE + PAUSED) * 160);
     assert_eq!(end, ulaws[0].len(), "the audio after the pause");
     set_state(&p, gst::State::Null);
+    src
 }

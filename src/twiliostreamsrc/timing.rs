@@ -9,8 +9,10 @@
 //!   (counted in `chunks-dropped-paused`: played late, they would put every
 //!   later buffer ahead of its PTS by the pause) and the stream is anchored
 //!   anew at the next chunk: its first sample at the running time it started
-//!   being spoken, flagged DISCONT. A resampled output's tail goes out
-//!   before it, at its time before the pause (as before a fill's GAP). The
+//!   being spoken, flagged DISCONT. With `track=both`, what the aligner
+//!   held goes out before it (the wait for the slower track given up, as
+//!   at a fill); a resampled output's tail then, at its time before the
+//!   pause (as before a fill's GAP). The
 //!   same holds for a call that arrived while PAUSED, and for both push
 //!   modes.
 //! * **Fill deadline.** When nothing arrives until the audio is
@@ -136,11 +138,14 @@ impl TwilioStreamSrc {
 
     /// The first chunk after a return to PLAYING: the stream goes on from
     /// the running time it started being spoken (for both tracks, with the
-    /// aligner started anew at it). The audio still inside the
-    /// resampler(s) goes out first, into `out`, at its time before the
-    /// pause, and they start afresh, as before a fill's GAP: the filter
-    /// never hears the break, and would otherwise carry the end of the
-    /// audio before it into the first re-anchored buffer.
+    /// aligner started anew at it). What the aligner held (audio that came
+    /// before the pause, waiting for the other track), then the audio still
+    /// inside the resampler(s) go out first, into `out`, at their time
+    /// before the pause, and the resampler(s) start afresh, as before a
+    /// fill's GAP: the new aligner would throw the held audio away
+    /// uncounted, and the filter never hears the break, and would otherwise
+    /// carry the end of the audio before it into the first re-anchored
+    /// buffer.
     #[inline(never)]
     fn reanchor(&self, state: &mut State, chunk: &MediaChunk, out: &mut Buffers) {
         let now = self.running_time();
@@ -148,6 +153,8 @@ impl TwilioStreamSrc {
         let Some(output) = state.output.filter(|_| state.timeline.is_some()) else {
             return;
         };
+        // What the aligner held first: it has not reached the resampler(s).
+        self.flush_aligner(state, out);
         out.extend(self.resampler_tail(state, output, u64::MAX).1);
         let timeline = state.timeline.as_mut().expect("checked");
         timeline.reanchor(&placing(chunk, state.format), now, waited);
@@ -272,13 +279,8 @@ impl TwilioStreamSrc {
         if samples == 0 {
             return held;
         }
-        if let Some(aligner) = state.aligner.as_mut() {
-            let frame = aligner.flush();
-            self.release_held(&mut state);
-            if let Some(frame) = frame {
-                samples = samples.saturating_sub(frame.samples as u64 + frame.jump);
-                held.extend(self.frame_buffer(&mut state, frame, 0).ok().flatten());
-            }
+        if state.aligner.is_some() {
+            samples = samples.saturating_sub(self.flush_aligner(&mut state, &mut held));
             let aligner = state.aligner.as_mut().expect("there");
             if samples == 0 || !aligner.fill(samples) {
                 return held;
@@ -318,6 +320,26 @@ impl TwilioStreamSrc {
         drop(state);
         self.obj().src_pad().push_event(event);
         held
+    }
+
+    /// With `track=both`: what the aligner holds (audio that came, waiting
+    /// for the other track) goes out into `out` at its time, the slower
+    /// track filled with silence to the leading one (its wait given up,
+    /// counted lost as at the end), chunks kept back dropped as too late.
+    /// The ticks it covered (its samples and a jump). Before a fill's GAP,
+    /// and before a pause's re-anchoring (which starts a new aligner).
+    fn flush_aligner(&self, state: &mut State, out: &mut Buffers) -> u64 {
+        let Some(aligner) = state.aligner.as_mut() else {
+            return 0;
+        };
+        let frame = aligner.flush();
+        self.release_held(state);
+        let Some(frame) = frame else {
+            return 0;
+        };
+        let covered = frame.samples as u64 + frame.jump;
+        out.extend(self.frame_buffer(state, frame, 0).ok().flatten());
+        covered
     }
 
     /// Before a GAP of `samples`: the audio still inside the resampler(s)
