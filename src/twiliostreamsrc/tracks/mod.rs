@@ -217,7 +217,7 @@ impl Aligner {
             }
             match self.stepped_ahead(track, due, ulaw.len(), arrival) {
                 Jump::Step(own) => {
-                    let joint = self.joint_step(track, due, ulaw.len(), arrival);
+                    let joint = self.joint_step(track, due, arrival);
                     let step = joint.unwrap_or(own);
                     self.lanes[i].offset -= step;
                     due -= step;
@@ -302,18 +302,16 @@ impl Aligner {
                 lane.unit = LossUnit::new(len);
             }
         }
-        // Where the fills began: time before it went out, and what the
-        // track had there was silence if its audio ended before it (the
-        // wait given up, the flush padding it to the other track). (Not
-        // `filled` back from the end: that is all the track missed since
-        // its last audio, for counting it lost, over fills and padding.)
+        // Where the fills began: time before it went out, audio or silence
+        // (a gap in the track, its wait given up, the flush padding it to
+        // the other track). (Not `filled` back from the end: that is all
+        // the track missed since its last audio, for counting it lost,
+        // over fills and padding.)
         let fill_start = self.fills.0 as i128;
-        let padded = (lane.audio_end as i128) < fill_start;
-        let in_silence = due + ulaw.len() as i128 <= fill_start;
-        if lane.filled > 0 && lane.started && !self.moved_on && padded && in_silence {
-            // All of it in that silence: too late, as at the wait (as late
-            // audio after the fill it would move both tracks on by the
-            // silence too, and away from the other track's audio of its
+        if lane.filled > 0 && !self.moved_on && due + ulaw.len() as i128 <= fill_start {
+            // All of it before the fills: too late, as at the wait (as late
+            // audio after the fill it would move both tracks on by more
+            // than the fill, and away from the other track's audio of its
             // time, output before the fill).
             placed.late = ulaw.len() as u64;
             return placed;
@@ -321,21 +319,26 @@ impl Aligner {
         let filled = std::mem::take(&mut lane.filled);
         // (The first chunk after a fill settles where both tracks go on.)
         let moved_on = self.moved_on;
-        if filled > 0 && lane.started {
+        if filled > 0 {
             // Where it would go had nothing been filled: what lies between
             // is lost (counted when the run is).
             let expected = end - filled as i128;
-            let from = if padded { due.max(fill_start) } else { due };
+            // (Over its own audio just before the fills, within the
+            // tolerance, it is rounding: kept whole.)
+            let rounding =
+                lane.audio_end as i128 == fill_start && due + GAP_TOLERANCE as i128 >= fill_start;
+            let from = if rounding { due } else { due.max(fill_start) };
             if from < end && !moved_on {
                 // Late for time filled already, however little: after the
                 // fill, and both tracks measured from here on (once: the
                 // other track's audio follows in step). A part before the
-                // fill, in its track's silence, is too late (cut below).
+                // fills is too late (cut below). (A track's first chunk too:
+                // the other's audio may not come back late.)
                 let late = (end - from) as u64;
                 placed.after_fill = late;
                 lane.run += (due - expected).max(0) as u64;
                 lane.discont = true;
-                self.shifted += late;
+                self.shifted = self.shifted.saturating_add(late);
                 due += late as i128;
                 for lane in &mut self.lanes {
                     lane.filled = lane.filled.saturating_sub(late);

@@ -49,22 +49,15 @@ impl Aligner {
     }
 
     /// The other track's last step ahead, if it is this one's too: its
-    /// chunk came within the wait of this one (`len` samples, at `arrival`),
-    /// and this one, moved by it, lands within the wait of the other's
-    /// first chunk after its step, not over its own audio, and not all of
-    /// it in silence its track went out with. Both tracks' timestamps
+    /// chunk came within the wait of this one (at `arrival`), and this
+    /// one, moved by it, lands within the wait of the other's first chunk
+    /// after its step and not over its own audio. Both tracks' timestamps
     /// stepped at once: measured anew by as much, they stay aligned (each
     /// after its own last audio, a track whose last chunks were lost, or
     /// whose wait a flush gave up, would be moved by that much less, and
     /// the two would part for good). (A step of this track alone, after
     /// it fell silent, may land as near: the arrivals tell it apart.)
-    pub(super) fn joint_step(
-        &self,
-        track: Track,
-        due: i128,
-        len: usize,
-        arrival: Instant,
-    ) -> Option<i128> {
+    pub(super) fn joint_step(&self, track: Track, due: i128, arrival: Instant) -> Option<i128> {
         let (step, at, when) = self.lanes[track.other().index()].stepped?;
         let wait = self.max_wait as i128;
         let together =
@@ -73,8 +66,7 @@ impl Aligner {
         let beside = (moved - at).abs() <= wait;
         let lane = &self.lanes[track.index()];
         let after_audio = moved + GAP_TOLERANCE as i128 >= lane.audio_end as i128;
-        let heard = moved + len as i128 > self.end(track) as i128;
-        (together && beside && after_audio && heard).then_some(step)
+        (together && beside && after_audio).then_some(step)
     }
 
     /// How far `track`'s audio, ending at `end` after a gap, runs ahead of

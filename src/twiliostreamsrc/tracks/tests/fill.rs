@@ -411,3 +411,115 @@ fn a_second_fill_after_a_chunk_dropped_in_silence_moves_on_by_the_fill_alone() {
     let placed = push(&mut a, t0, Out, 420, 6);
     assert_eq!((placed.late, placed.after_fill), (160, 0), "{placed:?}");
 }
+
+#[test]
+fn a_chunk_kept_back_after_a_fill_then_flushed_is_dropped_not_a_move() {
+    let (mut a, t0) = both_until_100ms();
+    assert_eq!(a.flush(), None);
+    assert!(a.fill(2400));
+    // Inbound's chunk at 60 ms, other bytes over its audio: kept back.
+    assert!(push(&mut a, t0, In, 60, 9).held);
+    // Nothing follows it before the deadline: the flush drops it.
+    let frame = a.flush();
+    assert_eq!(
+        frame.map(|f| (f.samples, f.too_late)),
+        Some((0, 1)),
+        "inbound now holds {:?}",
+        &a.channel(In)[..a.channel(In).len().min(4)]
+    );
+}
+
+#[test]
+fn a_chunk_kept_back_after_a_fill_not_followed_is_dropped_not_a_move() {
+    let (mut a, t0) = both_until_100ms();
+    assert_eq!(a.flush(), None);
+    assert!(a.fill(2400));
+    assert!(push(&mut a, t0, In, 60, 9).held);
+    // Inbound's chunk at 100 ms, late for the fill, does not follow it:
+    // the held one is dropped, this one goes after the fill.
+    let placed = push(&mut a, t0, In, 100, 3);
+    assert_eq!(
+        (placed.held_dropped, placed.after_fill, placed.late),
+        (160, 2400, 0),
+        "{placed:?}"
+    );
+    assert_eq!(push(&mut a, t0, Out, 100, 4), Placed::default());
+    let (frame, inbound, outbound) = take(&mut a).unwrap();
+    assert_eq!((inbound, outbound), (vec![3; 160], vec![4; 160]));
+    assert_eq!(frame.lost, [0, 0]);
+}
+
+#[test]
+fn a_late_chunk_for_a_gap_before_the_fill_is_too_late_not_a_move() {
+    // Inbound's chunk at 40 ms is missing (silence for it went out);
+    // then nothing for the deadline, 300 ms filled.
+    let (mut a, t0) = both();
+    for ms in (0..100).step_by(20) {
+        if ms != 40 {
+            push(&mut a, t0, In, ms, 1);
+        }
+        push(&mut a, t0, Out, ms, 2);
+    }
+    while take(&mut a).is_some() {}
+    assert_eq!(a.flush(), None);
+    assert!(a.fill(2400));
+    // It then comes: its time went out as its track's silence, before
+    // the fill: too late, not a move of both tracks by more than the fill.
+    let placed = push(&mut a, t0, In, 40, 7);
+    assert_eq!((placed.late, placed.after_fill), (160, 0), "{placed:?}");
+    // The chunks at 100 ms: after the fill, side by side, nothing lost.
+    assert_eq!(push(&mut a, t0, In, 100, 3).after_fill, 2400);
+    assert_eq!(push(&mut a, t0, Out, 100, 4), Placed::default());
+    let (frame, inbound, outbound) = take(&mut a).unwrap();
+    assert_eq!((inbound, outbound), (vec![3; 160], vec![4; 160]));
+    assert_eq!(frame.lost, [0, 0]);
+}
+
+#[test]
+fn hostile_timestamps_far_before_the_first_after_fills_do_not_panic() {
+    // The call starts at 2^60 ms; after each fill an inbound chunk
+    // stamped 0 (kept back: over its audio), then the deadline: released
+    // after the fill, each moves both tracks on by 2^63 samples; the
+    // moves add up past u64 (a panic in a debug build, garbage positions
+    // in a release one).
+    let t0 = Instant::now();
+    let mut a = Aligner::new(true, true, TRACK_WAIT);
+    let start = 1u64 << 60;
+    let mut ms = 0;
+    for _round in 0..3 {
+        for n in 0..5u64 {
+            let at = t0 + Duration::from_millis(ms + 20 * n);
+            a.push(In, start + ms + 20 * n, &[1; 160], at);
+            a.push(Out, start + ms + 20 * n, &[2; 160], at);
+            while take(&mut a).is_some() {}
+        }
+        if let Some(f) = a.flush() {
+            a.consume(f.samples);
+        }
+        a.fill(2400);
+        let at = t0 + Duration::from_millis(ms + 400);
+        a.push(In, 0, &[9; 160], at);
+        if let Some(f) = a.flush() {
+            a.consume(f.samples);
+        }
+        ms += 1000;
+    }
+}
+
+#[test]
+fn a_track_s_first_chunk_late_for_a_fill_goes_after_it() {
+    // Inbound alone for 100 ms (outbound not started yet), then nothing
+    // for the deadline: 300 ms filled.
+    let (mut a, t0) = both();
+    for ms in (0..100).step_by(20) {
+        push(&mut a, t0, In, ms, 1);
+    }
+    while take(&mut a).is_some() {}
+    let frame = a.flush().unwrap();
+    a.consume(frame.samples);
+    assert!(a.fill(2400));
+    // Outbound's first chunk, at 100 ms, comes first after the fill: late
+    // audio for filled time, after the fill (as either track's would be).
+    let placed = push(&mut a, t0, Out, 100, 4);
+    assert_eq!((placed.late, placed.after_fill), (0, 2400), "{placed:?}");
+}

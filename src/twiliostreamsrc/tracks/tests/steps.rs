@@ -519,3 +519,22 @@ fn a_later_independent_step_of_the_other_track_is_not_taken_as_joint() {
     }
     assert_eq!(out.too_late, 0);
 }
+
+#[test]
+fn a_joint_step_whose_chunk_the_wait_gave_up_keeps_the_tracks_aligned() {
+    // Both tracks' timestamps step 400 ms ahead at chunk 30; chunks 30..34
+    // of both come in a burst 60 ms late (inbound's first): outbound's
+    // chunk 30 is 1 ms past the wait (its time went out as silence, as
+    // without a step: too late). The step is still both tracks' at once:
+    // outbound must take inbound's, not part from it by a chunk for good.
+    let mut sent = steady(60);
+    step(&mut sent, In, 30, 400);
+    step(&mut sent, Out, 30, 400);
+    for s in sent.iter_mut().filter(|s| (30..34).contains(&s.n)) {
+        s.at = if s.track == In { 660 } else { 661 };
+    }
+    let out = play(sent);
+    assert_eq!(out.offsets_ms, [-400, -400], "steps {:?}", out.steps);
+    assert_eq!(out.channels[0], whole(In, 60, 0..0));
+    assert_eq!(out.channels[1], whole(Out, 60, 30..31));
+}
