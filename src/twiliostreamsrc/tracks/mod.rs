@@ -477,12 +477,23 @@ impl Aligner {
         if self.lanes.iter().any(|l| !l.pending.is_empty()) {
             return false;
         }
-        if self.fills.1 != self.position {
+        let after_output = self.fills.1 != self.position;
+        if after_output {
             self.fills.0 = self.position;
         }
         self.position += samples;
         self.fills.1 = self.position;
         for lane in &mut self.lanes {
+            if after_output && lane.filled > 0 {
+                // What is left of an earlier fill (its track came no more)
+                // lies before what went out since: lost, and no part of
+                // this fill.
+                if lane.started {
+                    lane.run += std::mem::take(&mut lane.filled);
+                    lane.fill(0);
+                }
+                lane.filled = 0;
+            }
             lane.filled += samples;
         }
         self.moved_on = false;

@@ -523,3 +523,43 @@ fn a_track_s_first_chunk_late_for_a_fill_goes_after_it() {
     let placed = push(&mut a, t0, Out, 100, 4);
     assert_eq!((placed.late, placed.after_fill), (0, 2400), "{placed:?}");
 }
+
+#[test]
+fn a_second_fill_before_the_other_track_s_chunk_moves_on_by_that_fill_only() {
+    // Outbound's timestamps lie 5 ms after inbound's. Both until 100 ms
+    // (outbound 105 ms); the flush pads inbound to 105 ms; 300 ms filled.
+    let (mut a, t0) = both();
+    for ms in (0..100).step_by(20) {
+        push(&mut a, t0, In, ms, 1);
+        push(&mut a, t0, Out, ms + 5, 2);
+    }
+    while take(&mut a).is_some() {}
+    let frame = a.flush().unwrap();
+    a.consume(frame.samples);
+    assert!(a.fill(2400));
+    // The chunks of 100 to 180 ms are lost; inbound's at 200 ms comes
+    // late: after the fill, both tracks moved on by 205 ms (the rest of
+    // the fill stands for the lost chunks).
+    assert_eq!(push(&mut a, t0, In, 200, 3).after_fill, 1640);
+    // Outbound's does not come before the deadline again: the flush gives
+    // up the wait for it (silence), and 20 ms more are filled.
+    let frame = a.flush().unwrap();
+    assert_eq!((frame.samples, frame.lost), (160, [5, 1]));
+    a.consume(160);
+    assert!(a.fill(160));
+    // Outbound's chunk at 205 ms: its first 15 ms lie where its track went
+    // out as silence, too late; the rest moves both tracks on by this
+    // fill alone (the first fill's rest lies before that silence), so the
+    // chunks that follow stay aligned.
+    let placed = push(&mut a, t0, Out, 205, 4);
+    assert_eq!((placed.late, placed.after_fill), (120, 160));
+    push(&mut a, t0, In, 220, 5);
+    push(&mut a, t0, Out, 225, 6);
+    let (frame, inbound, outbound) = take(&mut a).unwrap();
+    assert_eq!(frame.samples, 160);
+    assert_eq!(inbound, vec![5; 160]);
+    assert_eq!(outbound, [vec![4; 40], vec![6; 120]].concat());
+    // Outbound's lost chunks (105 to 185 ms: with the silence the flush
+    // gave it, 6) are counted.
+    assert_eq!(frame.lost, [0, 5]);
+}
