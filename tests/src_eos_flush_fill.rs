@@ -97,21 +97,7 @@ fn a_silence_after_a_flushed_eos_is_filled(shared: bool) {
     let logged = Logged::install(&src);
     let seen = seen_at(&by_name(&p, "sink"));
     let pad = src.static_pad("src").unwrap();
-    let (tx, held) = std::sync::mpsc::channel();
-    let first = std::sync::atomic::AtomicBool::new(true);
-    let hold = pad
-        .add_probe(
-            gst::PadProbeType::BLOCK | gst::PadProbeType::BUFFER,
-            move |_, _| {
-                if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                    let _ = tx.send(());
-                    gst::PadProbeReturn::Ok
-                } else {
-                    gst::PadProbeReturn::Pass
-                }
-            },
-        )
-        .unwrap();
+    let (hold, held) = common::src::hold_first_buffer(&pad);
     set_bounded(&p, gst::State::Playing);
     let mut call = instant_call(&url_of(&src));
     call.send_media(&pattern(1, 1)).unwrap();

@@ -42,23 +42,7 @@ fn a_flush_between_take_eos_and_read_after_eos_drops_the_eos() {
             }
         });
     }
-    let (tx, held) = std::sync::mpsc::channel();
-    let first = std::sync::atomic::AtomicBool::new(true);
-    let hold = src
-        .static_pad("src")
-        .unwrap()
-        .add_probe(
-            gst::PadProbeType::BLOCK | gst::PadProbeType::BUFFER,
-            move |_, _| {
-                if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                    let _ = tx.send(());
-                    gst::PadProbeReturn::Ok
-                } else {
-                    gst::PadProbeReturn::Pass
-                }
-            },
-        )
-        .unwrap();
+    let (hold, held) = common::src::hold_first_buffer(&src.static_pad("src").unwrap());
     set_bounded(&p, gst::State::Playing);
     let mut call = instant_call(&url_of(&src));
     call.send_media(&pattern(1, 1)).unwrap();

@@ -196,3 +196,25 @@ pub fn check_fresh_stretches(
     }
     from
 }
+
+/// Holds the first buffer pushed on `pad` (a blocking probe), the rest
+/// passing: the receiver hears when it is held; removing the probe lets it
+/// go.
+pub fn hold_first_buffer(pad: &gst::Pad) -> (gst::PadProbeId, std::sync::mpsc::Receiver<()>) {
+    let (tx, held) = std::sync::mpsc::channel();
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let probe = pad
+        .add_probe(
+            gst::PadProbeType::BLOCK | gst::PadProbeType::BUFFER,
+            move |_, _| {
+                if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    let _ = tx.send(());
+                    gst::PadProbeReturn::Ok
+                } else {
+                    gst::PadProbeReturn::Pass
+                }
+            },
+        )
+        .unwrap();
+    (probe, held)
+}
