@@ -324,10 +324,12 @@ impl Aligner {
             // is lost (counted when the run is).
             let expected = end - filled as i128;
             // (Over its own audio just before the fills, within the
-            // tolerance, it is rounding: kept whole.)
-            let rounding =
-                lane.audio_end as i128 == fill_start && due + GAP_TOLERANCE as i128 >= fill_start;
-            let from = if rounding { due } else { due.max(fill_start) };
+            // tolerance, it is rounding: kept whole, right after the fill,
+            // which alone moves both tracks on.)
+            let rounding = lane.audio_end as i128 == fill_start
+                && due < fill_start
+                && due + GAP_TOLERANCE as i128 >= fill_start;
+            let from = due.max(fill_start);
             if from < end && !moved_on {
                 // Late for time filled already, however little: after the
                 // fill, and both tracks measured from here on (once: the
@@ -339,11 +341,11 @@ impl Aligner {
                 lane.run += (due - expected).max(0) as u64;
                 lane.discont = true;
                 self.shifted = self.shifted.saturating_add(late);
-                due += late as i128;
+                due = if rounding { end } else { due + late as i128 };
                 for lane in &mut self.lanes {
                     lane.filled = lane.filled.saturating_sub(late);
                 }
-            } else {
+            } else if lane.started {
                 lane.run += filled;
             }
             self.moved_on = true;

@@ -8,6 +8,8 @@ use Track::{Inbound as In, Outbound as Out};
 
 /// The fill deadline: the aligner's flush and fill, and as the element runs it.
 mod fill;
+/// The fills' start: rounding onto it, a first chunk too late after a fill.
+mod fill_start;
 /// Steps in one track's timestamps, in scripted calls.
 mod steps;
 
