@@ -528,15 +528,7 @@ fn a_track_s_first_chunk_late_for_a_fill_goes_after_it() {
 fn a_second_fill_before_the_other_track_s_chunk_moves_on_by_that_fill_only() {
     // Outbound's timestamps lie 5 ms after inbound's. Both until 100 ms
     // (outbound 105 ms); the flush pads inbound to 105 ms; 300 ms filled.
-    let (mut a, t0) = both();
-    for ms in (0..100).step_by(20) {
-        push(&mut a, t0, In, ms, 1);
-        push(&mut a, t0, Out, ms + 5, 2);
-    }
-    while take(&mut a).is_some() {}
-    let frame = a.flush().unwrap();
-    a.consume(frame.samples);
-    assert!(a.fill(2400));
+    let (mut a, t0) = stalled_with_outbound_off(5);
     // The chunks of 100 to 180 ms are lost; inbound's at 200 ms comes
     // late: after the fill, both tracks moved on by 205 ms (the rest of
     // the fill stands for the lost chunks).
