@@ -48,6 +48,9 @@ pub struct Lane {
     ts: u64,
     /// Steps ahead taken.
     steps_ahead: usize,
+    /// The last step ahead (ms), as the src measures it (from the track's
+    /// last audio).
+    last_step: Option<u64>,
     /// A chunk was sent again since its last new one: it may be kept back
     /// (the track's wait grows by its length meanwhile).
     resent: bool,
@@ -269,9 +272,10 @@ impl Both {
             .samples()
             .saturating_sub(self.lanes[t].src_end())
             / 8;
-        let ms = self.peer.rng.between(500 + lead, 3000) as u64;
+        let lost_last = self.lanes[t].timeline.last().is_some_and(Option::is_none);
+        let ms = self.step_ms(t, 500 + lead, 20 * u64::from(lost_last));
         let lane = &mut self.lanes[t];
-        if lane.timeline.last().is_some_and(Option::is_none) {
+        if lost_last {
             lane.timeline.pop();
             lane.texts.pop();
         }
@@ -280,6 +284,24 @@ impl Both {
         // Earlier chunks sent again would be on the old measure.
         lane.texts.iter_mut().for_each(|text| *text = None);
         self.valid(t);
+    }
+
+    /// A step ahead of track `t` of `least` to 3000 ms, that the src
+    /// measures as `also` ms more (a chunk lost just before it), and not
+    /// within 100 ms of the other track's last step. (Sent far ahead of
+    /// real time, the two steps' chunks come together: one that, moved by
+    /// the other's step, lands within the wait of it is both tracks
+    /// stepping at once, README "Steps", which this soak does not play.)
+    fn step_ms(&mut self, t: usize, least: usize, also: u64) -> u64 {
+        let other = self.lanes[1 - t].last_step;
+        let near = |ms: u64| other.is_some_and(|o| (ms + also).abs_diff(o) <= 100);
+        let mut ms = self.peer.rng.between(least, 3000) as u64;
+        if near(ms) {
+            // (Above the other's: the range may lie all below it.)
+            ms = other.unwrap_or(0) + 101;
+        }
+        self.lanes[t].last_step = Some(ms + also);
+        ms
     }
 
     /// The track's timestamps step ahead by 11 ms (past the tolerance) up
@@ -328,7 +350,9 @@ impl Both {
             if given_up > b {
                 lane.gaps.push((lane.timeline.len(), given_up - b));
             }
-            lane.ts += self.peer.rng.between(500 + lead_ms, 3000) as u64;
+            let ms = self.step_ms(o, 500 + lead_ms, 0);
+            let lane = &mut self.lanes[o];
+            lane.ts += ms;
             lane.steps_ahead += 1;
             lane.texts.iter_mut().for_each(|text| *text = None);
             return self.valid(o);
