@@ -124,8 +124,9 @@ impl Reorder {
                 ..Pushed::default()
             };
         }
-        let reordered = lane.held.first().is_some_and(|h| before(&chunk, h));
         let at = lane.held.partition_point(|h| before(h, &chunk));
+        // Before a later chunk held (behind this gap or one before it).
+        let reordered = at < lane.held.len();
         lane.held.insert(at, chunk);
         lane.release_contiguous(format, &mut self.ready);
         if lane.held.len() > self.window {
@@ -346,6 +347,23 @@ mod tests {
             Counts {
                 reordered: 2,
                 too_late: 0,
+                ..Counts::default()
+            }
+        );
+    }
+
+    /// A pair swapped behind a loss the window still waits for is put
+    /// back in order too, and counted (it goes before a held chunk, if not
+    /// before the first).
+    #[test]
+    fn a_pair_swapped_behind_a_loss_is_counted_reordered() {
+        let (out, counts) = run(3, [1, 3, 5, 4, 6, 7].map(inbound));
+        let expected: [&[u64]; 6] = [&[1], &[], &[], &[], &[3, 4, 5, 6], &[7]];
+        assert_eq!(out, expected);
+        assert_eq!(
+            counts,
+            Counts {
+                reordered: 1,
                 ..Counts::default()
             }
         );
