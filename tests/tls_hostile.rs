@@ -2,8 +2,9 @@
 //! `tls-key`): what is not TLS 1.2 or 1.3 gets a fatal alert and is closed
 //! at once, a handshake that stalls is dropped at `handshake-timeout` or
 //! evicted by `max-connections` like any other, the bound on what a
-//! connection may send before `start` holds over TLS as without, and a real
-//! call gets through after all of it.
+//! connection may send before `start` holds over TLS as without, a call
+//! that drops is said to have dropped as without TLS, and a real call gets
+//! through after all of it.
 
 mod common;
 
@@ -255,25 +256,30 @@ fn upgraded_over_tls(t: &TlsSrc, then: &[u8]) -> (Vec<u8>, std::io::Result<usize
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let mut client = rustls::ClientConnection::new(t.tls(), name).unwrap();
     let mut tls = rustls::Stream::new(&mut client, &mut tcp);
+    upgrade(&mut tls);
+    tls.write_all(then).unwrap();
+    let mut got = Vec::new();
+    let ended = tls.read_to_end(&mut got);
+    (got, ended)
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// Sends `UPGRADE` on `tls` and reads the answer's head, a 101.
+fn upgrade(tls: &mut impl ReadWrite) {
     tls.write_all(UPGRADE).unwrap();
     let mut got = Vec::new();
-    let head = loop {
-        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
+    while !got.ends_with(b"\r\n\r\n") {
         let mut byte = [0];
         tls.read_exact(&mut byte).unwrap();
         got.push(byte[0]);
-    };
+    }
     assert!(
         got.starts_with(b"HTTP/1.1 101 "),
         "{:?}",
         String::from_utf8_lossy(&got)
     );
-    tls.write_all(then).unwrap();
-    got.drain(..head);
-    let ended = tls.read_to_end(&mut got);
-    (got, ended)
 }
 
 const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
@@ -303,20 +309,65 @@ fn the_server_ends_tls_with_close_notify() {
     assert_eq!(got, [0x88, 2, 0x03, 0xe8]);
     assert!(ended.is_ok(), "closed by the client: {ended:?}");
 
-    let params = CallParams::default();
-    let start = format!(
+    let (got, ended) = upgraded_over_tls(&t, &masked_text(&start_text(&CallParams::default())));
+    assert_eq!(got, [0x88, 2, 0x03, 0xe8]);
+    assert!(ended.is_ok(), "idle call: {ended:?}");
+    t.stop();
+}
+
+/// The `start` of an inbound-only call of `params`.
+fn start_text(params: &CallParams) -> String {
+    format!(
         r#"{{"event":"start","sequenceNumber":"1","streamSid":"{sid}","start":{{"accountSid":"{account}","streamSid":"{sid}","callSid":"{call}","tracks":["inbound"],"mediaFormat":{{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}}}}}"#,
         sid = params.stream_sid,
         account = params.account_sid,
         call = params.call_sid,
-    );
-    // A masked text frame (zero key) with a 16-bit length.
+    )
+}
+
+/// A masked text frame (zero key) with a 16-bit length.
+fn masked_text(text: &str) -> Vec<u8> {
     let mut bytes = vec![0x81, 0x80 | 126];
-    bytes.extend((start.len() as u16).to_be_bytes());
+    bytes.extend((text.len() as u16).to_be_bytes());
     bytes.extend([0; 4]);
-    bytes.extend(start.as_bytes());
-    let (got, ended) = upgraded_over_tls(&t, &bytes);
-    assert_eq!(got, [0x88, 2, 0x03, 0xe8]);
-    assert!(ended.is_ok(), "idle call: {ended:?}");
-    t.stop();
+    bytes.extend(text.as_bytes());
+    bytes
+}
+
+/// A call over TLS whose connection ends without a close frame is said to
+/// have dropped, as without TLS, whether TLS ended with close_notify or
+/// with a bare TCP close (rustls' "peer closed connection without sending
+/// TLS close_notify" is no connection error of the call's); its audio
+/// before the drop came out.
+#[test]
+fn a_call_dropped_over_tls_is_said_to_have_dropped() {
+    for close_notify in [false, true] {
+        let t = TlsSrc::start(&format!("tls-dropped-{close_notify}"), "");
+        let params = CallParams::default();
+        let media = format!(
+            r#"{{"event":"media","streamSid":"{}","media":{{"timestamp":"0","payload":"gICAgA=="}}}}"#,
+            params.stream_sid
+        );
+        let mut tcp = t.connect();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(t.tls(), name).unwrap();
+        let mut tls = rustls::Stream::new(&mut client, &mut tcp);
+        upgrade(&mut tls);
+        tls.write_all(&masked_text(&start_text(&params))).unwrap();
+        tls.write_all(&masked_text(&media)).unwrap();
+        counter_reaches(&t.src, "chunks-received", 1);
+        if close_notify {
+            client.send_close_notify();
+            client.write_tls(&mut tcp).unwrap();
+        }
+        drop(tcp);
+        assert_eq!(t.collector.wait_eos().samples(), vec![32124; 4]);
+        let warning = warnings(&t.p.bus().unwrap()).pop().expect("a warning");
+        assert!(
+            warning
+                .contains("the connection dropped without a close frame before any stop message"),
+            "close_notify {close_notify}: {warning}"
+        );
+        t.stop();
+    }
 }

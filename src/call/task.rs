@@ -287,6 +287,11 @@ where
                     Io::Read(Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)))) => {
                         break Some("the connection dropped without a close frame".to_owned());
                     }
+                    // The same over TLS without close_notify first (a TCP
+                    // close), which rustls reads as an unexpected EOF.
+                    Io::Read(Some(Err(WsError::Io(e)))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        break Some("the connection dropped without a close frame".to_owned());
+                    }
                     Io::Read(Some(Err(WsError::Protocol(e)))) => {
                         close(ws, CLOSE_PROTOCOL_ERROR, "WebSocket protocol error").await;
                         break Some(format!("WebSocket protocol error ({e}), closed with 1002"));
