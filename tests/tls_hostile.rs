@@ -371,3 +371,58 @@ fn a_call_dropped_over_tls_is_said_to_have_dropped() {
         t.stop();
     }
 }
+
+/// The HTTP refusals of an upgrade the plugin could take (404: no element
+/// on the path, 403: no signature) are answered as its other refusals
+/// are: with their length, then TLS's close_notify (without it, a TLS
+/// client takes the answer for a truncated one), and a client still
+/// sending after the request gets the answer, not a reset.
+#[test]
+fn refused_upgrades_end_with_close_notify() {
+    let t = TlsSrc::start("tls-refused", "path=/media auth-token=secret");
+    for (path, status, body) in [
+        (
+            "/elsewhere",
+            "404 Not Found",
+            "no stream is served on this path\n",
+        ),
+        ("/media", "403 Forbidden", ""),
+    ] {
+        let mut tcp = t.connect();
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(t.tls(), name).unwrap();
+        let mut tls = rustls::Stream::new(&mut client, &mut tcp);
+        let request =
+            std::str::from_utf8(UPGRADE)
+                .unwrap()
+                .replacen("GET / ", &format!("GET {path} "), 1);
+        tls.write_all(request.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n\r\n") {
+            let mut byte = [0];
+            tls.read_exact(&mut byte).unwrap();
+            got.push(byte[0]);
+        }
+        // Still sending (as a client that does not wait for the 101).
+        for _ in 0..32 {
+            tls.write_all(&[0x81; 4096]).unwrap();
+        }
+        let ended = tls.read_to_end(&mut got);
+        let got = String::from_utf8_lossy(&got);
+        assert!(ended.is_ok(), "{path}: {ended:?} after {got:?}");
+        let (head, answer) = got.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+            "{head}"
+        );
+        assert!(head.contains("\r\nConnection: close"), "{head}");
+        assert!(
+            head.contains(&format!("\r\nContent-Length: {}", answer.len())),
+            "{head}"
+        );
+        assert!(answer.ends_with(body), "{answer:?}");
+    }
+    assert_eq!(t.src.property::<u64>("signature-failures"), 1);
+    t.stop();
+}

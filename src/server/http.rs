@@ -7,7 +7,8 @@
 //! 400 (431 for the length), and one for another WebSocket version 426 with
 //! `Sec-WebSocket-Version: 13`; what such a client still sends is then read
 //! and dropped before the close, so that it sees the answer, not a reset.
-//! An upgrade goes on to tungstenite with the bytes already read put back
+//! The refusals of an upgrade tungstenite could take (404, 403, 503, in
+//! `upgrade`) are answered alike. An upgrade goes on to tungstenite with the bytes already read put back
 //! in front ([`Prefixed`], `stream.rs`).
 
 use std::io;
@@ -115,6 +116,10 @@ pub(super) struct Refusal {
 }
 
 const BAD_REQUEST: &str = "400 Bad Request";
+/// The refusals of an upgrade tungstenite would take (`upgrade`).
+pub(super) const FORBIDDEN: &str = "403 Forbidden";
+pub(super) const NOT_FOUND: &str = "404 Not Found";
+pub(super) const UNAVAILABLE: &str = "503 Service Unavailable";
 const WRONG_VERSION: &str = "426 Upgrade Required";
 const TOO_LONG: &str = "431 Request Header Fields Too Large";
 
@@ -129,19 +134,22 @@ impl Refusal {
 
     /// The HTTP answer, closing the connection.
     fn answer(&self) -> Vec<u8> {
-        let version = match self.status {
-            WRONG_VERSION => "Sec-WebSocket-Version: 13\r\n",
-            _ => "",
-        };
-        format!(
-            "HTTP/1.1 {}\r\n{version}Connection: close\r\nContent-Type: text/plain\r\n\
-             Content-Length: {}\r\n\r\n{}\n",
-            self.status,
-            self.why.len() + 1,
-            self.why
-        )
-        .into_bytes()
+        answer(self.status, &self.why)
     }
+}
+
+/// An HTTP answer with the line `why` as its body, closing the connection.
+fn answer(status: &str, why: &str) -> Vec<u8> {
+    let version = match status {
+        WRONG_VERSION => "Sec-WebSocket-Version: 13\r\n",
+        _ => "",
+    };
+    format!(
+        "HTTP/1.1 {status}\r\n{version}Connection: close\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{why}\n",
+        why.len() + 1,
+    )
+    .into_bytes()
 }
 
 /// The path of a request line (`GET /path?query HTTP/1.1`), if it has one:
@@ -160,11 +168,11 @@ fn request_path(head: &[u8]) -> Option<String> {
     path.starts_with('/').then_some(path)
 }
 
-/// Why tungstenite would refuse to upgrade the request `head` (with its
-/// blank line), `early` bytes already sent after it: the checks of its
-/// handshake, made here to answer them (it answers none).
-fn refusal(head: &[u8], early: usize) -> Option<Refusal> {
-    let refuse = |status, why: String| Some(Refusal::new(status, why, head));
+/// The request `head` (with its blank line), `early` bytes already sent
+/// after it, or why tungstenite would refuse to upgrade it: the checks of
+/// its handshake, made here to answer them (it answers none).
+fn refusal(head: &[u8], early: usize) -> Result<Request, Refusal> {
+    let refuse = |status, why: String| Err(Refusal::new(status, why, head));
     let request = match Request::try_parse(head) {
         // httparse also ends a head at a bare "\n\n": tungstenite takes
         // what follows for data sent early.
@@ -178,7 +186,7 @@ fn refusal(head: &[u8], early: usize) -> Option<Refusal> {
             BAD_REQUEST,
             "data sent before the upgrade was answered".into(),
         ),
-        Ok(_) => None,
+        Ok(_) => Ok(request),
         Err(WsError::Protocol(ProtocolError::MissingSecWebSocketVersionHeader))
             if request.headers().contains_key("sec-websocket-version") =>
         {
@@ -192,8 +200,8 @@ fn refusal(head: &[u8], early: usize) -> Option<Refusal> {
 /// What a connection's request head turned out to be.
 pub(super) enum Arrival<S> {
     /// An upgrade for tungstenite, the head put back in front, and the
-    /// path it asks for (as sent, without a query), if it has one.
-    Upgrade(Prefixed<S>, Option<String>),
+    /// request.
+    Upgrade(Prefixed<S>, Box<Request>),
     /// A plain request, answered 426.
     Plain,
     /// An upgrade request that cannot be upgraded, answered with an error.
@@ -214,12 +222,11 @@ where
         let refused = match scan.classify(&buf) {
             Head::Partial => None,
             Head::Upgrade(len) => match refusal(&buf[..len], buf.len() - len) {
-                None => {
-                    let path = request_path(&buf[..len]);
+                Ok(request) => {
                     let stream = Prefixed::with_prefix(buf, stream);
-                    return Ok(Arrival::Upgrade(stream, path));
+                    return Ok(Arrival::Upgrade(stream, Box::new(request)));
                 }
-                refused => refused,
+                Err(refused) => Some(refused),
             },
             Head::Plain => {
                 answer_and_linger(&mut stream, NOT_AN_UPGRADE).await;
@@ -241,6 +248,16 @@ where
             return Ok(Arrival::Gone);
         }
     }
+}
+
+/// Refuses an upgrade request tungstenite would take with `status` and the
+/// line `why`, as the requests it would refuse are (see
+/// [`answer_and_linger`]).
+pub(super) async fn refuse<S>(stream: &mut S, status: &str, why: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    answer_and_linger(stream, &answer(status, why)).await;
 }
 
 /// Writes an HTTP answer that ends the connection, shuts our side, and
@@ -286,13 +303,13 @@ mod tests {
 
     /// What `head` is refused with: status, and the path to count it on.
     fn refused(head: &[u8]) -> Option<(&'static str, Option<String>)> {
-        refusal(head, 0).map(|r| (r.status, r.path))
+        refusal(head, 0).err().map(|r| (r.status, r.path))
     }
 
     #[test]
     fn upgrades_tungstenite_would_refuse_are_told() {
         assert_eq!(refused(UPGRADE), None);
-        assert_eq!(refusal(UPGRADE, 1).unwrap().status, BAD_REQUEST);
+        assert_eq!(refusal(UPGRADE, 1).unwrap_err().status, BAD_REQUEST);
         let path = Some("/s".to_owned());
         for (from, to) in [
             ("HTTP/1.1", "HTTP/1.0"),
@@ -323,7 +340,7 @@ mod tests {
     #[test]
     fn a_refusal_says_why_and_its_length() {
         let head = edited("Version: 13", "Version: 8");
-        let answer = String::from_utf8(refusal(&head, 0).unwrap().answer()).unwrap();
+        let answer = String::from_utf8(refusal(&head, 0).unwrap_err().answer()).unwrap();
         assert_eq!(
             answer,
             "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\n\
@@ -431,13 +448,13 @@ mod tests {
             let (mut client, server) = tokio::io::duplex(1024);
             client.write_all(UPGRADE).await.unwrap();
             drop(client);
-            let Arrival::Upgrade(mut stream, path) = read_head(server).await.unwrap() else {
+            let Arrival::Upgrade(mut stream, request) = read_head(server).await.unwrap() else {
                 panic!("not an upgrade")
             };
             let mut all = Vec::new();
             stream.read_to_end(&mut all).await.unwrap();
             assert_eq!(all, UPGRADE);
-            assert_eq!(path.as_deref(), Some("/s"));
+            assert_eq!(request.uri().path(), "/s");
         });
     }
 

@@ -267,18 +267,6 @@ impl Shared {
             notified.await;
         }
     }
-
-    /// The largest max-message-size of the paths, at least 64 KiB: the
-    /// frame limit of a request for a path that is not served.
-    pub fn largest_message_size(&self) -> usize {
-        self.paths
-            .locked()
-            .values()
-            .map(|e| e.config.call.max_message_size)
-            .max()
-            .unwrap_or(0)
-            .max(64 * 1024)
-    }
 }
 
 /// `path` as a URL path is sent, so that the path an element is given and

@@ -8,17 +8,17 @@
 //! is in `admission`.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use tokio_tungstenite::WebSocketStream;
 
-use super::http::{Arrival, read_head};
+use super::http::{Arrival, FORBIDDEN, NOT_FOUND, UNAVAILABLE, read_head, refuse};
 use super::paths::{PathConfig, PathCounters, Shared};
 use super::stream::Prefixed;
 use crate::call::CAT;
@@ -40,12 +40,6 @@ const BEFORE_START_SLACK: usize = 16 * 1024;
 /// peer that pings and reads nothing would otherwise grow this buffer by
 /// each ping's size for good. Full, tungstenite keeps the latest pong only.
 const MAX_WRITE_BUFFER: usize = 1 << 20;
-
-fn reject(status: StatusCode, why: &str) -> ErrorResponse {
-    let mut response = ErrorResponse::new(Some(why.to_owned()));
-    *response.status_mut() = status;
-    response
-}
 
 /// The header Telnyx carries a stream's `stream_auth_token` in, bare.
 const TELNYX_TOKEN_HEADER: &str = "x-telnyx-streaming-auth-token";
@@ -111,8 +105,6 @@ pub(super) struct Upgraded<S> {
 }
 
 /// The HTTP upgrade; None if it was refused or failed (logged here).
-// tungstenite's callback signature fixes the (large) error type.
-#[allow(clippy::result_large_err)]
 pub(super) async fn upgrade<S>(
     stream: S,
     peer: SocketAddr,
@@ -121,8 +113,8 @@ pub(super) async fn upgrade<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (stream, sent_path) = match read_head(stream).await {
-        Ok(Arrival::Upgrade(stream, path)) => (stream, path),
+    let (mut stream, request) = match read_head(stream).await {
+        Ok(Arrival::Upgrade(stream, request)) => (stream, request),
         Ok(Arrival::Plain) => {
             gst::info!(CAT, "{peer}: not a WebSocket request: answered 426");
             return None;
@@ -150,70 +142,41 @@ where
             return None;
         }
     };
-    let accepted = Arc::new(OnceLock::new());
-    let callback = {
-        let accepted = accepted.clone();
-        let shared = shared.clone();
-        move |request: &Request, mut response: Response| {
-            // The signature covers the URL as sent; elements are found by
-            // the canonical form (escapes upper-case) their paths have.
-            let sent = request.uri().path();
-            let canonical = super::canonical_path(sent);
-            let path = canonical.as_str();
-            let Some((config, counters)) = shared.path_config(path) else {
-                gst::info!(CAT, "{peer}: nobody listens on {path}, answering 404");
-                return Err(reject(
-                    StatusCode::NOT_FOUND,
-                    "no stream is served on this path\n",
-                ));
-            };
-            if let Err(why) = authorized(request, sent, &config) {
-                PathCounters::count(&counters.signature_failures);
-                gst::warning!(CAT, "{peer}: {why}, answering 403");
-                return Err(reject(StatusCode::FORBIDDEN, &format!("{why}\n")));
-            }
-            if config.pending_timeout.is_zero() && !shared.has_free_slot(path) {
-                PathCounters::count(&counters.refused_calls);
-                gst::info!(
-                    CAT,
-                    "{peer}: every element on {path} has a call and calls may not wait \
-                     (pending-timeout=0), answering 503"
-                );
-                return Err(reject(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "every element on this path is busy\n",
-                ));
-            }
-            let offered = request.headers().get_all(SEC_WEBSOCKET_PROTOCOL);
-            let offered = offered.iter().map(HeaderValue::as_bytes);
-            match super::subprotocol::select(offered, config.call.dialect) {
-                Some(name) => {
-                    gst::debug!(CAT, "{peer}: answering subprotocol {name}");
-                    if let Ok(value) = HeaderValue::from_str(name) {
-                        response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
-                    }
-                }
-                None if request.headers().contains_key(SEC_WEBSOCKET_PROTOCOL) => {
-                    gst::debug!(CAT, "{peer}: no subprotocol offered is one we speak");
-                }
-                None => {}
-            }
-            let _ = accepted.set((path.to_owned(), config, counters));
-            Ok(response)
+    // Refused here rather than by tungstenite, which would drop the
+    // connection straight after its answer: over TLS without close_notify,
+    // and with a reset for a client still sending.
+    let (path, config, counters) = match admissible(&request, peer, shared) {
+        Ok(admitted) => admitted,
+        Err((status, why)) => {
+            refuse(&mut stream, status, &why).await;
+            return None;
         }
     };
-    // The path's own limit; a path nobody serves gets its 404 anyway.
-    let message_size = sent_path
-        .as_deref()
-        .and_then(|path| shared.path_config(&super::canonical_path(path)))
-        .map_or_else(
-            || shared.largest_message_size(),
-            |(config, _)| config.call.max_message_size,
-        );
+    let offered = request.headers().get_all(SEC_WEBSOCKET_PROTOCOL);
+    let offered = offered.iter().map(HeaderValue::as_bytes);
+    let answered = match super::subprotocol::select(offered, config.call.dialect) {
+        Some(name) => {
+            gst::debug!(CAT, "{peer}: answering subprotocol {name}");
+            HeaderValue::from_str(name).ok()
+        }
+        None if request.headers().contains_key(SEC_WEBSOCKET_PROTOCOL) => {
+            gst::debug!(CAT, "{peer}: no subprotocol offered is one we speak");
+            None
+        }
+        None => None,
+    };
+    // tungstenite's callback signature fixes the (large) error type.
+    #[allow(clippy::result_large_err)]
+    let callback = move |_: &Request, mut response: Response| -> Result<_, ErrorResponse> {
+        if let Some(value) = answered {
+            response.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
+        }
+        Ok(response)
+    };
+    let message_size = config.call.max_message_size;
     let hard_limit = Some(16 * message_size);
     // Until `start`: what a start message takes, and Twilio's `connected`,
     // pings and the first media read ahead of it (`stream.rs`).
-    let mut stream = stream;
     stream.limit_reads((message_size + BEFORE_START_SLACK) as u64);
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_SIZE)
@@ -230,14 +193,42 @@ where
                 return None;
             }
         };
-    let (path, config, counters) = accepted
-        .get()
-        .cloned()
-        .expect("set by the accepting callback");
     Some(Upgraded {
         ws,
         path,
         config,
         counters,
     })
+}
+
+/// The path (canonical), its settings and counters if `request` may be
+/// upgraded; else the status to refuse it with, and why (a line).
+fn admissible(
+    request: &Request,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<(String, PathConfig, Arc<PathCounters>), (&'static str, String)> {
+    // The signature covers the URL as sent; elements are found by the
+    // canonical form (escapes upper-case) their paths have.
+    let sent = request.uri().path();
+    let path = super::canonical_path(sent);
+    let Some((config, counters)) = shared.path_config(&path) else {
+        gst::info!(CAT, "{peer}: nobody listens on {path}, answering 404");
+        return Err((NOT_FOUND, "no stream is served on this path".to_owned()));
+    };
+    if let Err(why) = authorized(request, sent, &config) {
+        PathCounters::count(&counters.signature_failures);
+        gst::warning!(CAT, "{peer}: {why}, answering 403");
+        return Err((FORBIDDEN, why));
+    }
+    if config.pending_timeout.is_zero() && !shared.has_free_slot(&path) {
+        PathCounters::count(&counters.refused_calls);
+        gst::info!(
+            CAT,
+            "{peer}: every element on {path} has a call and calls may not wait \
+             (pending-timeout=0), answering 503"
+        );
+        return Err((UNAVAILABLE, "every element on this path is busy".to_owned()));
+    }
+    Ok((path, config, counters))
 }
