@@ -3,8 +3,9 @@
 //! at once, a handshake that stalls is dropped at `handshake-timeout` or
 //! evicted by `max-connections` like any other, the bound on what a
 //! connection may send before `start` holds over TLS as without, a call
-//! that drops is said to have dropped as without TLS, and a real call gets
-//! through after all of it.
+//! that drops is said to have dropped as without TLS, HTTP refusals end
+//! with close_notify, strangers on a listener two elements share count on
+//! their own path only, and a real call gets through after all of it.
 
 mod common;
 
@@ -370,6 +371,116 @@ fn a_call_dropped_over_tls_is_said_to_have_dropped() {
         );
         t.stop();
     }
+}
+
+/// Two elements on one TLS listener (one port, paths /a and /b): a
+/// stranger on either path is closed, and counted on that path alone; one
+/// on a path neither serves gets 404, counted nowhere; neither element
+/// posts or pushes anything for them, and a call on each path then comes
+/// out whole.
+#[test]
+fn strangers_on_a_shared_tls_listener_count_on_their_own_path() {
+    let port = common::app::free_port();
+    let dir = temp_dir("tls-shared");
+    let (cert, key) = self_signed(&dir, "localhost");
+    let element = |path: &str| {
+        let p = pipeline(&format!(
+            "twiliostreamsrc name=src port={port} path={path} tls-certificate={} tls-key={} \
+             ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+            cert.display(),
+            key.display()
+        ));
+        let collector = Collector::attach(&by_name(&p, "sink"));
+        set_state(&p, gst::State::Playing);
+        let src = by_name(&p, "src");
+        (p, src, collector)
+    };
+    let (pa, a, ca) = element("/a");
+    let (pb, b, cb) = element("/b");
+    let tls = Dialer::trusting(&cert).unwrap();
+    // Sends `request` and then `then`; all the server sent until it closed.
+    let stranger = |request: &str, then: &[u8]| {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut client = rustls::ClientConnection::new(tls.clone(), name).unwrap();
+        let mut tls = rustls::Stream::new(&mut client, &mut tcp);
+        tls.write_all(request.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n\r\n") {
+            let mut byte = [0];
+            tls.read_exact(&mut byte).unwrap();
+            got.push(byte[0]);
+        }
+        tls.write_all(then).unwrap();
+        let ended = tls.read_to_end(&mut got);
+        assert!(
+            ended.is_ok(),
+            "{request:?}: {ended:?} after {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got
+    };
+    let upgrade = |path: &str| {
+        std::str::from_utf8(UPGRADE)
+            .unwrap()
+            .replacen("GET / ", &format!("GET {path} "), 1)
+    };
+    let media =
+        r#"{"event":"media","streamSid":"MZ1","media":{"timestamp":"0","payload":"gICAgA=="}}"#;
+    // The 101's head, then a close frame: 0x88, its length, code, reason.
+    let closed = |code: u16, reason: &str| {
+        let mut frame = vec![0x88, 2 + reason.len() as u8];
+        frame.extend(code.to_be_bytes());
+        frame.extend(reason.as_bytes());
+        frame
+    };
+    let got = stranger(&upgrade("/a"), &masked_text(media));
+    assert!(got.starts_with(b"HTTP/1.1 101 "));
+    assert!(got.ends_with(&closed(1008, "expected a start message")));
+    // A binary frame (masked, zero key) of one byte.
+    let got = stranger(&upgrade("/b"), &[0x82, 0x81, 0, 0, 0, 0, 7]);
+    assert!(got.ends_with(&closed(1003, "text messages only")));
+    let no_key = upgrade("/b").replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
+    assert!(stranger(&no_key, b"").starts_with(b"HTTP/1.1 400 "));
+    assert!(stranger(&upgrade("/c"), b"").starts_with(b"HTTP/1.1 404 "));
+    counter_reaches(&a, "rejected-connections", 1);
+    counter_reaches(&b, "rejected-connections", 2);
+    for (p, collector) in [(&pa, &ca), (&pb, &cb)] {
+        assert!(drain_messages(&p.bus().unwrap()).iter().all(|m| {
+            !matches!(
+                m.view(),
+                gst::MessageView::Element(_) | gst::MessageView::Warning(_)
+            )
+        }));
+        assert!(collector.snapshot().buffers.is_empty());
+    }
+    let ulaw: Vec<u8> = (0..1600u32).map(|i| (i * 7 % 256) as u8).collect();
+    for (path, collector) in [("/a", &ca), ("/b", &cb)] {
+        let dialer = Dialer {
+            tls: Some(tls.clone()),
+            ..Dialer::default()
+        };
+        rt().block_on(async {
+            let url = format!("wss://localhost:{port}{path}");
+            let mut call =
+                TwilioCall::connect_via(&dialer, &url, CallParams::default(), Playout::Instant)
+                    .await
+                    .expect("a wss:// call");
+            call.begin().unwrap();
+            for chunk in ulaw.chunks(160) {
+                call.send_media(chunk).unwrap();
+            }
+            call.send_stop().unwrap();
+            call.close().await;
+        });
+        assert_eq!(collector.wait_eos().samples(), decode(&ulaw), "{path}");
+    }
+    assert_eq!(a.property::<u64>("rejected-connections"), 1);
+    assert_eq!(b.property::<u64>("rejected-connections"), 2);
+    set_state(&pa, gst::State::Null);
+    set_state(&pb, gst::State::Null);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The HTTP refusals of an upgrade the plugin could take (404: no element
