@@ -1,6 +1,7 @@
 //! The accept loop of a listener and each connection's handshake: counting
 //! connections against `max-connections` (evicting the oldest connection
-//! that is not a call yet when full), TCP_NODELAY, TLS when configured, the
+//! that is not a call yet when full, or when the process is out of file
+//! descriptors), TCP_NODELAY, TLS when configured, the
 //! upgrade, within `handshake-timeout`. What the upgrade checks is in
 //! `upgrade`; what makes a connection a call, in `admission`.
 
@@ -27,7 +28,14 @@ pub(super) struct ConnectionGuard(Arc<Shared>);
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.0.connections.fetch_sub(1, Ordering::Relaxed);
+        self.0.connection_ended.notify_waiters();
     }
+}
+
+/// Whether an accept failed for want of a file descriptor (EMFILE, ENFILE:
+/// the same numbers on Linux, macOS and the BSDs).
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
 }
 
 pub(super) async fn accept_loop(
@@ -42,12 +50,30 @@ pub(super) async fn accept_loop(
     // (`registry::TABLES`), within its `handshake-timeout`; that listener
     // evicts them as its own (`Shared::handshakes`).
     loop {
+        let ended = shared.connection_ended.notified();
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                // Typically out of file descriptors: back off instead of spinning.
-                gst::warning!(CAT, "accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of file descriptors, each connection holding one: the
+                // process's limit may be far below max-connections, so make
+                // room as at max-connections (else idle sockets would keep
+                // every call out until their handshake-timeout). Then wait
+                // for a connection to end, or back off: never spin.
+                let oldest = match out_of_descriptors(&e) {
+                    true => shared.handshakes.locked().take_oldest(),
+                    false => None,
+                };
+                match oldest {
+                    Some(evict) => {
+                        gst::info!(
+                            CAT,
+                            "accept failed: {e}: evicting the oldest connection that is not a call"
+                        );
+                        evict.notify_one();
+                    }
+                    None => gst::warning!(CAT, "accept failed: {e}"),
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(50), ended).await;
                 continue;
             }
         };

@@ -70,6 +70,8 @@ pub struct Shared {
     paths: Mutex<HashMap<String, PathEntry>>,
     /// Open connections: calls and handshakes.
     pub connections: AtomicUsize,
+    /// Notified whenever a connection ends (its descriptor is free).
+    pub connection_ended: Notify,
     /// The handshakes under way, so that max-connections can evict the
     /// oldest. Here rather than in the accept loop: a listener bound again
     /// on a fixed port (`registry::TABLES`) counts the handshakes that came
