@@ -142,7 +142,8 @@ pub struct Call {
     in_channel: AtomicUsize,
     /// Bytes of outbound text not written yet.
     outbound_bytes: AtomicUsize,
-    /// Audio (ns) handed to the writer and not written (nor dropped) yet.
+    /// Audio (ns) handed to the writer and not written (nor dropped) yet,
+    /// padding left out (see `Outbox::pending_audio`).
     queued_audio: AtomicU64,
     /// The lead the writer keeps in Twilio's queue (ns).
     lead: AtomicU64,
@@ -376,8 +377,15 @@ impl Call {
         if !self.is_open() || self.closing.load(Ordering::Relaxed) {
             return Err(SendError::Closed);
         }
+        // Counted as the outbox counts what waits in it (its padding left
+        // out), so that what a clear or `stop` drops is taken off in full.
         let (len, audio) = match &item {
-            Outgoing::Media { text, duration, .. } => (text.len(), *duration),
+            Outgoing::Media {
+                text,
+                duration,
+                padding,
+                ..
+            } => (text.len(), duration - padding),
             Outgoing::Mark { text, .. } | Outgoing::Text(text) => (text.len(), 0),
         };
         if self.outbound_bytes.fetch_add(len, Ordering::Relaxed) + len > MAX_OUTBOUND {

@@ -214,3 +214,38 @@ fn marks_sent_at_once_are_numbered_in_the_order_they_go_out() {
         call.close();
     });
 }
+
+/// A frame padded to the provider's shortest (Telnyx: before a mark, at
+/// EOS) that a clear drops while the writer holds it leaves nothing counted
+/// as waiting in the writer: counted, its padding would stay there for the
+/// rest of the call, and clears enough would keep the sink's `render()`
+/// waiting for room for good (and stretch the EOS's playout bound).
+#[test]
+fn a_clear_leaves_no_padding_counted_as_waiting() {
+    const MS: u64 = 1_000_000;
+    RUNTIME.block_on(async {
+        let (call, _twilio) = call().await;
+        // Paused: the frame stays in the writer.
+        call.pause_writer(true);
+        call.send(Outgoing::Media {
+            text: r#"{"event":"media"}"#.to_owned(),
+            bytes: 160,
+            duration: 20 * MS,
+            padding: 15 * MS,
+            running_time: 0,
+        })
+        .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        call.clear(move |cleared| {
+            let _ = tx.send(cleared);
+        })
+        .unwrap();
+        let cleared = tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("the clear was not taken")
+            .unwrap();
+        assert_eq!(cleared.dropped, 5 * MS);
+        assert_eq!(call.queued_audio(), Duration::ZERO);
+        call.close();
+    });
+}

@@ -269,8 +269,9 @@ impl Outbox {
     /// Moves what may be written at `now` into `out`, in order: everything
     /// up to the first frame that must wait for Twilio's queue to shrink
     /// (or for the pause to end: then no time to look again is given).
-    /// Calls `written` with the bytes and duration of each frame taken.
-    /// Returns when to look again, if something waits.
+    /// Calls `written` with the bytes and the audio (ns, its padding left
+    /// out, as [`pending_audio`](Self::pending_audio) counts it) of each
+    /// frame taken. Returns when to look again, if something waits.
     pub fn due(
         &mut self,
         now: u64,
@@ -296,7 +297,7 @@ impl Outbox {
                 }) => {
                     self.pending_audio -= duration - padding;
                     self.model.write_audio(now, duration, padding, running_time);
-                    written(bytes, duration);
+                    written(bytes, duration - padding);
                     out.push(text);
                 }
                 Some(Outgoing::Mark { name, text }) => {
