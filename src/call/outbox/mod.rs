@@ -413,6 +413,15 @@ impl Outbox {
         if let Some(last) = self.model.spans.back_mut() {
             last.duration = last.duration.min(played - last.position);
             last.audio = last.audio.min(last.duration);
+        } else if let Some(running_time) = cleared.played {
+            // Nothing of it played: where the caller's hearing stopped
+            // stays known (a clear right after says the same, not NONE).
+            self.model.spans.push_back(Span {
+                position: played,
+                running_time,
+                duration: 0,
+                audio: 0,
+            });
         }
         cleared
     }

@@ -434,3 +434,24 @@ fn a_stall_on_the_way_there_is_corrected() {
     let (_, error) = over_a_path(100 * MS, 10, stall, |_| 30 * MS, 3000 * MS);
     assert!(error <= 40, "{error} ms off after the stall");
 }
+
+/// Two clears in a row, the first before Twilio played anything of what
+/// was written: the second reports the same running time as the first
+/// (audio was sent; NONE would say none ever was), here as after a clear
+/// that found part of its prompt played.
+#[test]
+fn a_second_clear_in_a_row_reports_what_the_first_did() {
+    let mut o = Outbox::new(100 * MS);
+    push_frames(&mut o, 5, 700 * MS);
+    due(&mut o, 0);
+    let first = o.clear(0, "clear".into());
+    assert_eq!(first.played, Some(700 * MS));
+    assert_eq!(first.dropped, 100 * MS);
+    let second = o.clear(1, "clear".into());
+    assert_eq!(second.played, Some(700 * MS));
+    assert_eq!(second.dropped, 0);
+    // The next prompt is reported from its own start.
+    push_frames(&mut o, 5, 9000 * MS);
+    due(&mut o, 2);
+    assert_eq!(o.clear(2 + 30 * MS, "clear".into()).played, Some(9030 * MS));
+}
