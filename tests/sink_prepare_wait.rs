@@ -1,0 +1,53 @@
+//! A buffer that waits in the sink's `prepare()` for its call holds
+//! BaseSink's preroll lock, which PAUSED → PLAYING takes: with `async=false`
+//! (or a live pipeline, where PLAYING does not wait for the preroll) the
+//! state change waited for the call, and a pipeline that nobody called
+//! could not be played, nor stopped (the state lock held meanwhile).
+
+mod common;
+
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
+
+use common::sink::*;
+use common::*;
+use gst::prelude::*;
+use gsttwiliostream::protocol::Outbound;
+use twilio_emulator::{Playout, Received};
+
+#[test]
+fn playing_does_not_wait_for_the_call_a_buffer_waits_for() {
+    let p = pipeline(&format!(
+        "audiotestsrc ! {PCM_8K} ! twiliostreamsink name=s port=0 async=false"
+    ));
+    let sink = by_name(&p, "s");
+    let (waiting, waits) = mpsc::channel();
+    let waiting = Mutex::new(waiting);
+    on_log(&sink, "waiting for a call", move || {
+        let _ = waiting.lock().unwrap().send(());
+    });
+    set_state(&p, gst::State::Paused);
+    waits
+        .recv_timeout(PATIENCE)
+        .expect("no buffer waited for the call");
+    let (played, done) = mpsc::channel();
+    let playing = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            let _ = played.send(p.set_state(gst::State::Playing));
+        })
+    };
+    let result = done.recv_timeout(Duration::from_secs(10));
+    // A call ends the wait either way.
+    let mut call = dial(&sink, Playout::Instant);
+    playing.join().unwrap();
+    let result = result.expect("PLAYING waited for a call");
+    assert_eq!(result, Ok(gst::StateChangeSuccess::Success));
+    // The call gets the audio.
+    let got = receive_until(&mut call, |got| {
+        got.iter()
+            .any(|r| matches!(r, Received::Message(Outbound::Media { .. }, _)))
+    });
+    assert!(!got.iter().any(|r| matches!(r, Received::Closed(_))));
+    set_state(&p, gst::State::Null);
+}
