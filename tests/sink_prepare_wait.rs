@@ -51,3 +51,48 @@ fn playing_does_not_wait_for_the_call_a_buffer_waits_for() {
     assert!(!got.iter().any(|r| matches!(r, Received::Closed(_))));
     set_state(&p, gst::State::Null);
 }
+
+/// The same for a `twilio-mark` event that comes before any buffer: it
+/// waits for the call too, and PLAYING does not wait for it.
+#[test]
+fn playing_does_not_wait_for_the_call_a_mark_waits_for() {
+    let p = pipeline(&format!(
+        "appsrc name=app format=time caps={PCM_8K} ! twiliostreamsink name=s port=0 async=false"
+    ));
+    let sink = by_name(&p, "s");
+    let (waiting, waits) = mpsc::channel();
+    let waiting = Mutex::new(waiting);
+    on_log(&sink, "waiting for a call", move || {
+        let _ = waiting.lock().unwrap().send(());
+    });
+    set_state(&p, gst::State::Paused);
+    let marking = {
+        let pad = sink.static_pad("sink").unwrap();
+        std::thread::spawn(move || {
+            let mark = gst::Structure::builder("twilio-mark")
+                .field("name", "first")
+                .build();
+            pad.send_event(gst::event::CustomDownstream::new(mark))
+        })
+    };
+    waits
+        .recv_timeout(PATIENCE)
+        .expect("the mark did not wait for the call");
+    let (played, done) = mpsc::channel();
+    let playing = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            let _ = played.send(p.set_state(gst::State::Playing));
+        })
+    };
+    let result = done.recv_timeout(Duration::from_secs(10));
+    let mut call = dial(&sink, Playout::Instant);
+    playing.join().unwrap();
+    marking.join().unwrap();
+    let result = result.expect("PLAYING waited for a call");
+    assert_eq!(result, Ok(gst::StateChangeSuccess::Success));
+    // The mark goes out.
+    let got = receive_until(&mut call, |got| !marks(got).is_empty());
+    assert_eq!(marks(&got), ["first"]);
+    set_state(&p, gst::State::Null);
+}
