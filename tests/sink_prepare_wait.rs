@@ -2,7 +2,9 @@
 //! BaseSink's preroll lock, which PAUSED → PLAYING takes: with `async=false`
 //! (or a live pipeline, where PLAYING does not wait for the preroll) the
 //! state change waited for the call, and a pipeline that nobody called
-//! could not be played, nor stopped (the state lock held meanwhile).
+//! could not be played, nor stopped (the state lock held meanwhile). A
+//! pause meanwhile ended the wait with FLUSHING, which stopped the source
+//! upstream for good: the call, once it came, got no audio.
 
 mod common;
 
@@ -94,5 +96,33 @@ fn playing_does_not_wait_for_the_call_a_mark_waits_for() {
     // The mark goes out.
     let got = receive_until(&mut call, |got| !marks(got).is_empty());
     assert_eq!(marks(&got), ["first"]);
+    set_state(&p, gst::State::Null);
+}
+
+/// Paused and played again while a buffer waits for the call: the source
+/// goes on, and the call gets its audio.
+#[test]
+fn a_pause_while_a_buffer_waits_for_the_call_loses_nothing() {
+    let p = pipeline(&format!(
+        "audiotestsrc ! {PCM_8K} ! twiliostreamsink name=s port=0 async=false"
+    ));
+    let sink = by_name(&p, "s");
+    let (waiting, waits) = mpsc::channel();
+    let waiting = Mutex::new(waiting);
+    on_log(&sink, "waiting for a call", move || {
+        let _ = waiting.lock().unwrap().send(());
+    });
+    set_state(&p, gst::State::Playing);
+    waits
+        .recv_timeout(PATIENCE)
+        .expect("no buffer waited for the call");
+    set_state(&p, gst::State::Paused);
+    set_state(&p, gst::State::Playing);
+    let mut call = dial(&sink, Playout::Instant);
+    let got = receive_until(&mut call, |got| {
+        got.iter()
+            .any(|r| matches!(r, Received::Message(Outbound::Media { .. }, _)))
+    });
+    assert!(!got.iter().any(|r| matches!(r, Received::Closed(_))));
     set_state(&p, gst::State::Null);
 }

@@ -111,20 +111,32 @@ impl TwilioStreamSink {
             .clone()
             .ok_or(gst::FlowError::Flushing)?;
         gst::debug!(CAT, imp = self, "waiting for a call");
-        // Counted under the preroll lock: BaseSink's unlock_stop() (which
-        // resets the canceller) takes it, so once it is released below, a
-        // stop's unlock() and unlock_stop() may both come before a wait
-        // begins; that wait fails all the same.
-        let since = Some(self.canceller.locked().cancels());
-        let waits = || {
-            let call = wait_since(&self.canceller, since, slot.wait())?;
-            gst::debug!(CAT, imp = self, "{call:?}: waiting for its start");
-            let start = wait_since(&self.canceller, since, call.started())?;
-            Ok((call, start))
+        let (call, start) = loop {
+            // Counted under the preroll lock: BaseSink's unlock_stop()
+            // (which resets the canceller) takes it, so once it is released
+            // below, a stop's unlock() and unlock_stop() may both come
+            // before a wait begins; that wait fails all the same.
+            let since = Some(self.canceller.locked().cancels());
+            let waits = || {
+                let call = wait_since(&self.canceller, since, slot.wait())?;
+                gst::debug!(CAT, imp = self, "{call:?}: waiting for its start");
+                let start = wait_since(&self.canceller, since, call.started())?;
+                Ok::<_, crate::wait::Cancelled>((call, start))
+            };
+            match self.preroll_released(waits) {
+                Ok(waited) => break waited,
+                // A pause, not a flush or a stop: FLUSHING would stop the
+                // source upstream for good. As BaseSink would with the
+                // buffer: PAUSED completes, PLAYING is waited for (or a
+                // flush, a stop: then FLUSHING), and the wait goes on.
+                Err(_) if !self.base_flushing() => {
+                    gst::debug!(CAT, imp = self, "paused while waiting for a call");
+                    let paused = gst::Structure::new_empty("twiliostream-paused");
+                    self.preroll(&gst::event::CustomDownstream::new(paused))?;
+                }
+                Err(_) => return Err(gst::FlowError::Flushing),
+            }
         };
-        let (call, start) = self
-            .preroll_released(waits)
-            .map_err(|_: crate::wait::Cancelled| gst::FlowError::Flushing)?;
         if start.is_none() {
             gst::info!(CAT, imp = self, "{call:?} ended before it started");
             return Err(gst::FlowError::Eos);
@@ -159,6 +171,17 @@ impl TwilioStreamSink {
         unsafe { gst::glib::ffi::g_mutex_unlock(lock) };
         let _relock = Relock(lock);
         f()
+    }
+
+    /// Whether BaseSink is flushing (a flush, a stop). With its preroll
+    /// lock held, under which the field is written.
+    fn base_flushing(&self) -> bool {
+        use gst::glib::translate::ToGlibPtr;
+        let obj = self.obj();
+        let sink: &gst_base::BaseSink = obj.upcast_ref();
+        let sink: *mut gst_base::ffi::GstBaseSink = sink.to_glib_none().0;
+        // SAFETY: a field read under the lock that guards it.
+        unsafe { (*sink).flushing != 0 }
     }
 
     /// The call played into is over and the slot holds another: the src
