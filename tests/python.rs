@@ -7,7 +7,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -55,9 +55,11 @@ fn length_of(transcript: &str, name: &str) -> f64 {
     rest.split_once(" s)").unwrap().0.parse().unwrap()
 }
 
-#[test]
-fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_back() {
-    let home = Home::new("python");
+/// A throwaway home with the plugin installed, and the bot started in it
+/// on a free port: the bot, its stdout, the transcript so far and the URL
+/// it listens on.
+fn start_bot(name: &str) -> (Home, Child, mpsc::Receiver<String>, String, String) {
+    let home = Home::new(name);
     // No silent skip: CI must have PyGObject and GStreamer's GIR data.
     let check = home
         .command(python())
@@ -75,18 +77,6 @@ fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_ba
         String::from_utf8_lossy(&check.stderr)
     );
     home.install(&[]);
-
-    // The caller, from the greeting on: 4.5 s of listening, a sentence,
-    // silence; keys at 10 and 12 s.
-    let mut caller = vec![0i16; 36000];
-    caller.extend(
-        speech::speak(
-            "Hi, I would like to book a table for two, please.",
-            speech::CALLER_VOICE,
-        )
-        .unwrap(),
-    );
-    caller.resize(16 * 8000, 0);
 
     let mut bot = home
         .command(python())
@@ -109,46 +99,40 @@ fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_ba
         }
     };
 
-    let call = common::rt().block_on(async {
-        let params = CallParams {
-            custom_parameters: [("caller".to_owned(), "+15550100".to_owned())].into(),
-            ..CallParams::default()
-        };
-        let mut call = TwilioCall::connect_via(&Dialer::default(), &url, params, Playout::RealTime)
-            .await
-            .unwrap();
-        call.begin().unwrap();
-        call
-    });
-    // The caller's script runs from the greeting on (the bot's first
-    // synthesis can take a second or more on a busy machine): its speech
-    // then comes during the menu, not the greeting.
+    (home, bot, lines, transcript, url)
+}
+
+/// Reads the bot's transcript up to a line containing `needle`.
+fn wait_for_line(
+    bot: &mut Child,
+    lines: &mpsc::Receiver<String>,
+    transcript: &mut String,
+    needle: &str,
+) {
     loop {
         let line = lines.recv_timeout(common::PATIENCE).unwrap_or_else(|_| {
             let _ = bot.kill();
-            panic!("the bot did not greet:\n{transcript}")
+            panic!("the bot never said {needle:?}:\n{transcript}")
         });
-        transcript += &line;
+        *transcript += &line;
         transcript.push('\n');
-        if line.contains("saying \"greeting\"") {
+        if line.contains(needle) {
             break;
         }
     }
-    let report = common::rt().block_on(async {
-        let script = Script {
-            audio: audio::encode(&caller),
-            dtmf: vec![(10.0, "2".to_owned()), (12.0, "#".to_owned())],
-            linger: Duration::from_secs(10),
-            ending: Ending::Stop,
-            ..Script::default()
-        };
-        twilio_emulator::play::run(call, &script).await.unwrap()
-    });
+}
 
+/// Waits for the bot to exit after its call (killed after
+/// `common::PATIENCE`), with the rest of its transcript.
+fn wait_for_exit(
+    bot: &mut Child,
+    lines: &mpsc::Receiver<String>,
+    transcript: &mut String,
+) -> ExitStatus {
     let deadline = Instant::now() + common::PATIENCE;
     let status = loop {
         while let Ok(line) = lines.try_recv() {
-            transcript += &line;
+            *transcript += &line;
             transcript.push('\n');
         }
         if let Some(status) = bot.try_wait().unwrap() {
@@ -163,10 +147,56 @@ fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_ba
     // The last lines, written before the exit: all of them once the reader
     // reaches the end of the pipe (a second's wait could leave some out).
     while let Ok(line) = lines.recv_timeout(common::PATIENCE) {
-        transcript += &line;
+        *transcript += &line;
         transcript.push('\n');
     }
     println!("{transcript}");
+    status
+}
+
+#[test]
+fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_back() {
+    let (_home, mut bot, lines, mut transcript, url) = start_bot("python");
+
+    // The caller, from the greeting on: 4.5 s of listening, a sentence,
+    // silence; keys at 10 and 12 s.
+    let mut caller = vec![0i16; 36000];
+    caller.extend(
+        speech::speak(
+            "Hi, I would like to book a table for two, please.",
+            speech::CALLER_VOICE,
+        )
+        .unwrap(),
+    );
+    caller.resize(16 * 8000, 0);
+
+    let call = common::rt().block_on(async {
+        let params = CallParams {
+            custom_parameters: [("caller".to_owned(), "+15550100".to_owned())].into(),
+            ..CallParams::default()
+        };
+        let mut call = TwilioCall::connect_via(&Dialer::default(), &url, params, Playout::RealTime)
+            .await
+            .unwrap();
+        call.begin().unwrap();
+        call
+    });
+    // The caller's script runs from the greeting on (the bot's first
+    // synthesis can take a second or more on a busy machine): its speech
+    // then comes during the menu, not the greeting.
+    wait_for_line(&mut bot, &lines, &mut transcript, "saying \"greeting\"");
+    let report = common::rt().block_on(async {
+        let script = Script {
+            audio: audio::encode(&caller),
+            dtmf: vec![(10.0, "2".to_owned()), (12.0, "#".to_owned())],
+            linger: Duration::from_secs(10),
+            ending: Ending::Stop,
+            ..Script::default()
+        };
+        twilio_emulator::play::run(call, &script).await.unwrap()
+    });
+
+    let status = wait_for_exit(&mut bot, &lines, &mut transcript);
     assert!(status.success(), "the bot failed: {status}\n{transcript}");
 
     // Twilio's side: nothing it would reject; the bot hung up normally.
@@ -232,4 +262,46 @@ fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_ba
     let heard = audio::decode(&report.playback.played);
     let rms = (heard.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / heard.len() as f64).sqrt();
     assert!(rms > 1000.0, "rms {rms}");
+}
+
+/// A call that ends without `stop` (the connection dropped, or silent for
+/// `idle-timeout`) ends the src's branch with a WARNING and EOS, but the
+/// appsrc's branch goes on, so no EOS reaches the bus: the bot ends at the
+/// src's WARNING instead of waiting for good.
+#[test]
+fn the_python_voice_bot_exits_when_the_call_drops_without_stop() {
+    let (_home, mut bot, lines, mut transcript, url) = start_bot("python-drop");
+    let call = common::rt().block_on(async {
+        let params = CallParams::default();
+        let mut call = TwilioCall::connect_via(&Dialer::default(), &url, params, Playout::RealTime)
+            .await
+            .unwrap();
+        call.begin().unwrap();
+        call
+    });
+    // The caller talks over the greeting: the bot stops feeding its appsrc
+    // (a sink answering a fed appsrc with EOS would end the pipeline
+    // anyway), then the connection drops.
+    wait_for_line(&mut bot, &lines, &mut transcript, "saying \"menu\"");
+    let report = common::rt().block_on(async {
+        let script = Script {
+            audio: audio::encode(&audio::tone(440.0, 0.5, 2.0)),
+            linger: Duration::ZERO,
+            ending: Ending::Drop,
+            ..Script::default()
+        };
+        twilio_emulator::play::run(call, &script).await.unwrap()
+    });
+    assert!(report.invalid.is_empty(), "{:?}", report.invalid);
+
+    let status = wait_for_exit(&mut bot, &lines, &mut transcript);
+    assert!(status.success(), "the bot failed: {status}\n{transcript}");
+    for line in [
+        "barge-in (the caller speaks)",
+        "the call dropped",
+        "caller side (twiliostreamsrc): ",
+        "bot side (twiliostreamsink): ",
+    ] {
+        assert!(transcript.contains(line), "no {line:?} in:\n{transcript}");
+    }
 }

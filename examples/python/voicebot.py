@@ -108,6 +108,7 @@ def secs(ns):
 class Bot:
     def __init__(self, pipeline, loop):
         self.pipeline, self.loop = pipeline, loop
+        self.src = pipeline.get_by_name("in")
         self.tts = pipeline.get_by_name("tts")
         self.out = pipeline.get_by_name("out")
         self.t0 = time.monotonic()
@@ -233,7 +234,14 @@ class Bot:
                 self.say(f"stream ended by the bot ({s.get_string('reason')}): Twilio goes on with the TwiML")
                 self.loop.quit()
         elif msg.type == Gst.MessageType.WARNING:
-            self.say(f"warning: {msg.parse_warning()[0].message}")
+            err = msg.parse_warning()[0]
+            self.say(f"warning: {err.message}")
+            # The connection ended without stop (dropped, or no media for
+            # idle-timeout): the src goes EOS, but the appsrc branch never
+            # ends, so no EOS reaches the bus.
+            if msg.src == self.src and err.matches(Gst.ResourceError.quark(), Gst.ResourceError.READ):
+                self.say("the call dropped")
+                self.loop.quit()
         elif msg.type == Gst.MessageType.ERROR:
             err, debug = msg.parse_error()
             self.say(f"error: {err.message} ({debug})")
