@@ -255,7 +255,17 @@ impl Bot {
                     _ => {}
                 }
             }
-            gst::MessageView::Warning(w) => self.say(format!("warning: {}", w.error())),
+            gst::MessageView::Warning(w) => {
+                self.say(format!("warning: {}", w.error()));
+                // The call ended without stop (dropped, or no media for
+                // idle-timeout): the src goes EOS, but the appsrc branch
+                // goes on, so no EOS reaches the bus.
+                let from_src = w.src().is_some_and(|s| s.name() == "in");
+                if from_src && w.error().matches(gst::ResourceError::Read) {
+                    self.say("the call dropped");
+                    return false;
+                }
+            }
             gst::MessageView::Error(e) => {
                 self.say(format!("error: {} ({:?})", e.error(), e.debug()));
                 return false;

@@ -77,6 +77,21 @@ fn stats(element: &gst::Element) -> String {
         .join(" ")
 }
 
+/// The bot's pipeline: the caller's audio to `level`, the prompts from the
+/// appsrc `tts` into the call.
+fn pipeline(host: &str, port: u16, path: &str) -> Result<gst::Pipeline, gst::glib::Error> {
+    Ok(gst::parse::launch(&format!(
+        "twiliostreamsrc name=in host={host} port={port} path={path} \
+            ! queue ! level interval=20000000 ! fakesink sync=false async=false \
+         appsrc name=tts format=time is-live=true \
+            caps=audio/x-raw,format=S16LE,rate={},channels=1,layout=interleaved \
+         ! queue ! twiliostreamsink name=out",
+        tts::RATE
+    ))?
+    .downcast::<gst::Pipeline>()
+    .unwrap())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     gst::init()?;
@@ -94,18 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Vec::new()
     };
 
-    let pipeline = gst::parse::launch(&format!(
-        "twiliostreamsrc name=in host={} port={port} path={} \
-            ! queue ! level interval=20000000 ! fakesink sync=false async=false \
-         appsrc name=tts format=time is-live=true \
-            caps=audio/x-raw,format=S16LE,rate={},channels=1,layout=interleaved \
-         ! queue ! twiliostreamsink name=out",
-        args.host,
-        args.path,
-        tts::RATE
-    ))?
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    let pipeline = pipeline(&args.host, port, &args.path)?;
     let src = pipeline.by_name("in").unwrap();
     let sink = pipeline.by_name("out").unwrap();
     let mut bot = Bot::new(&pipeline);
@@ -199,4 +203,67 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// A call that ends without `stop` (the connection dropped, or silent
+    /// for `idle-timeout`) ends the src's branch with a WARNING and EOS, but
+    /// the appsrc's branch goes on, so no EOS reaches the bus: the bot ends
+    /// at the src's WARNING instead of waiting for good.
+    #[test]
+    fn the_bot_ends_when_its_call_drops_without_stop() {
+        gst::init().unwrap();
+        gsttwiliostream::plugin_register_static().unwrap();
+        let pipeline = pipeline("127.0.0.1", 0, "/").unwrap();
+        let mut bot = Bot::new(&pipeline);
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let src = pipeline.by_name("in").unwrap();
+        let url = format!("ws://127.0.0.1:{}/", src.property::<u32>("bound-port"));
+        let caller = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                let params = CallParams::default();
+                let mut call =
+                    TwilioCall::connect_via(&Dialer::default(), &url, params, Playout::RealTime)
+                        .await
+                        .unwrap();
+                call.begin().unwrap();
+                // The caller talks over the greeting (the bot stops feeding
+                // its appsrc, which the sink would otherwise answer with
+                // EOS), then the connection drops.
+                let script = Script {
+                    audio: audio::encode(&audio::tone(440.0, 0.5, 2.0)),
+                    linger: Duration::ZERO,
+                    ending: Ending::Drop,
+                    ..Script::default()
+                };
+                twilio_emulator::play::run(call, &script).await.unwrap()
+            })
+        });
+
+        let bus = pipeline.bus().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = None;
+        while last.is_none() && Instant::now() < deadline {
+            if let Some(msg) = bus.timed_pop(gst::ClockTime::from_seconds(1))
+                && !bot.handle(&msg)
+            {
+                last = Some(msg);
+            }
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        let report = caller.join().unwrap();
+        assert!(report.invalid.is_empty(), "{:?}", report.invalid);
+        let last = last.expect("the bot went on after its call dropped");
+        assert_eq!(report.playback.clears, 1, "no barge-in before the drop");
+        assert!(
+            matches!(last.view(), gst::MessageView::Warning(w)
+                if w.error().matches(gst::ResourceError::Read)),
+            "the bot ended at {last:?}"
+        );
+    }
 }
