@@ -117,7 +117,7 @@ impl Endpoint {
         let counter = |name: &str, nick: &str, blurb: &str| {
             glib::ParamSpecUInt64::builder(name)
                 .nick(nick)
-                .blurb(blurb)
+                .blurb(&format!("{blurb}{when}"))
                 .read_only()
                 .build()
         };
