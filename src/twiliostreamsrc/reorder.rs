@@ -16,7 +16,9 @@
 //! A chunk number that contradicts its timestamp (it goes back while the
 //! timestamp goes on, or skips far more than the time that passed: a
 //! counter restarted or broken) is not believed: that chunk is placed by
-//! its timestamp, and later ones are numbered from it.
+//! its timestamp, and later ones are numbered from it; the chunk after it
+//! carrying the sender's own next number goes on from it as the next one
+//! would (so timestamps stepping back there are not taken for late audio).
 
 use std::collections::VecDeque;
 
@@ -70,6 +72,8 @@ pub struct Reorder {
 #[derive(Debug, Clone, Copy)]
 struct Released {
     number: Option<u64>,
+    /// Without a number (or one not believed): the last number before it.
+    believed: Option<u64>,
     timestamp_ms: u64,
     end_ms: u64,
 }
@@ -173,8 +177,13 @@ impl Lane {
     fn release(&mut self, chunk: MediaChunk, format: WireFormat, ready: &mut VecDeque<MediaChunk>) {
         let duration_ms = format.payload_ticks(&chunk.ulaw) / 8;
         self.doubted = false;
+        let believed = match chunk.chunk {
+            Some(_) => None,
+            None => self.last.and_then(|l| l.number.or(l.believed)),
+        };
         self.last = Some(Released {
             number: chunk.chunk,
+            believed,
             timestamp_ms: chunk.timestamp_ms,
             // The peer's timestamp may be anything up to u64::MAX.
             end_ms: chunk.timestamp_ms.saturating_add(duration_ms),
@@ -199,7 +208,16 @@ impl Lane {
 fn follows(chunk: &MediaChunk, last: &Released) -> bool {
     let next_number =
         matches!((chunk.chunk, last.number), (Some(n), Some(l)) if l.checked_add(1) == Some(n));
-    next_number || chunk.timestamp_ms.abs_diff(last.end_ms) <= TIMESTAMP_TOLERANCE_MS
+    next_number
+        || resumes(chunk, last)
+        || chunk.timestamp_ms.abs_diff(last.end_ms) <= TIMESTAMP_TOLERANCE_MS
+}
+
+/// `chunk` carries the number after `last`'s place in the sender's own
+/// count, `last` having none (or one not believed).
+fn resumes(chunk: &MediaChunk, last: &Released) -> bool {
+    let expected = last.believed.and_then(|b| b.checked_add(2));
+    last.number.is_none() && expected.is_some() && chunk.chunk == expected
 }
 
 /// Whether `chunk`'s number may be believed, next to `last`: not if it goes
@@ -221,7 +239,7 @@ fn plausible(chunk: &MediaChunk, last: &Released) -> bool {
 fn after(chunk: &MediaChunk, last: &Released) -> bool {
     match (chunk.chunk, last.number) {
         (Some(n), Some(l)) => n > l,
-        _ => chunk.timestamp_ms > last.timestamp_ms,
+        _ => resumes(chunk, last) || chunk.timestamp_ms > last.timestamp_ms,
     }
 }
 
@@ -483,6 +501,32 @@ mod tests {
             counts,
             Counts {
                 implausible: vec![1_000_000],
+                ..Counts::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_step_back_after_a_number_not_believed_goes_out() {
+        // Chunk 3 numbered 1e12, then the sender's own numbers again, the
+        // timestamps 40 ms back: not late (the timeline tells the step).
+        let back = |n: u64| MediaChunk {
+            timestamp_ms: (n - 1) * 20 - 40,
+            ..inbound(n)
+        };
+        let order = [
+            inbound(1),
+            inbound(2),
+            numbered(3, 1_000_000_000_000),
+            back(4),
+            back(5),
+        ];
+        let (out, counts) = run(3, order);
+        assert_eq!(out, [[1], [2], [3], [4], [5]]);
+        assert_eq!(
+            counts,
+            Counts {
+                implausible: vec![1_000_000_000_000],
                 ..Counts::default()
             }
         );
