@@ -13,105 +13,32 @@
 //! it (a gap: silence of its length, counted lost in whole chunks), and a
 //! track running ahead of the other, past the wait (the other channel
 //! filled, what comes for that time dropped as too late).
+//!
+//! A Telnyx call's media is put back in order per track first (README
+//! "Other providers", `reorder-window`): there a swapped pair is put back
+//! (counted reordered, its audio kept), also behind a lost chunk the
+//! window still waits for; a lost chunk holds the next ones back until
+//! the window gives it up; a wild chunk number is not believed (invalid,
+//! the chunk placed by its timestamp); sent twice is dropped by the
+//! window. The wait for the slower track is then at least the window and
+//! two chunks (README "Waiting for the slower track"). Left out there: steps
+//! ahead, and with chunk numbers shared by both tracks, timestamps far
+//! ahead and steps back (a track's chunk whose number skips and whose
+//! timestamp jumps is held as after a loss: not documented).
 
 use base64::Engine as _;
 use gst::prelude::*;
-use twilio_emulator::audio::decode;
 use twilio_emulator::{CallParams, Provider, TwilioCall};
 
 use crate::common::{self, *};
+use crate::lane::Lane;
 use crate::peer::{CHUNK, Effect, Frame, Peer};
 
 const TRACKS: [&str; 2] = ["inbound", "outbound"];
 /// The default `track-wait` (60 ms), in samples.
 const WAIT: usize = 480;
-
-/// What one track sent, and must come out of its channel.
-#[derive(Default)]
-pub struct Lane {
-    /// Each place's bytes, or None if lost (silence of a chunk).
-    pub timeline: Vec<Option<Vec<u8>>>,
-    /// Silence of a gap (samples) before the place it names: a step ahead
-    /// in its timestamps too small to be told from lost audio.
-    gaps: Vec<(usize, usize)>,
-    /// Samples at the start of the place it names that came after the
-    /// wait gave up their time: dropped, silence.
-    cut: Vec<(usize, usize)>,
-    /// The plain chunks' texts as sent, by place (for resending).
-    texts: Vec<Option<String>>,
-    pub received: u64,
-    pub bytes: u64,
-    /// Chunks that must come plainly next: after a timestamp far ahead,
-    /// the first is kept back until the second tells a step back.
-    plain: usize,
-    /// The timestamp of its next chunk (ms).
-    ts: u64,
-    /// Steps ahead taken.
-    steps_ahead: usize,
-    /// The last step ahead (ms), as the src measures it (from the track's
-    /// last audio).
-    last_step: Option<u64>,
-    /// A chunk was sent again since its last new one: it may be kept back
-    /// (the track's wait grows by its length meanwhile).
-    resent: bool,
-}
-
-impl Lane {
-    /// Chunks counted lost: each run of silence rounded to whole chunks.
-    pub fn lost(&self) -> u64 {
-        let channel = self.channel();
-        let runs = channel.split(Option::is_some).map(|run| run.len());
-        runs.map(|run| (run + CHUNK / 2) / CHUNK).sum::<usize>() as u64
-    }
-
-    /// Its length in samples, silence included.
-    fn samples(&self) -> usize {
-        let places = self
-            .timeline
-            .iter()
-            .map(|c| c.as_ref().map_or(CHUNK, Vec::len));
-        places.sum::<usize>() + self.gaps.iter().map(|g| g.1).sum::<usize>()
-    }
-
-    /// Where the src's audio of it ends at most (samples): a lost chunk
-    /// last, or one kept back (after a timestamp far ahead), is not in yet.
-    fn src_end(&self) -> usize {
-        let lost_last = self.timeline.last().is_some_and(Option::is_none);
-        self.samples() - CHUNK * usize::from(lost_last) - CHUNK * usize::from(self.plain > 0)
-    }
-
-    /// Its μ-law bytes, None for silence (what was lost).
-    fn channel(&self) -> Vec<Option<u8>> {
-        let mut gaps = self.gaps.iter().peekable();
-        let mut cut = self.cut.iter().peekable();
-        let mut out = Vec::new();
-        for (i, c) in self.timeline.iter().enumerate() {
-            while let Some((_, g)) = gaps.next_if(|g| g.0 == i) {
-                out.resize(out.len() + g, None);
-            }
-            let cut = cut.next_if(|c| c.0 == i).map_or(0, |c| c.1);
-            match c {
-                Some(ulaw) => {
-                    out.resize(out.len() + cut, None);
-                    out.extend(ulaw[cut..].iter().copied().map(Some));
-                }
-                None => out.resize(out.len() + CHUNK, None),
-            }
-        }
-        out
-    }
-
-    /// Its samples at 8 kHz, silence for what was lost.
-    fn pcm(&self) -> Vec<i16> {
-        let channel = self.channel();
-        let ulaw: Vec<u8> = channel.iter().map(|b| b.unwrap_or(0xff)).collect();
-        let pcm = decode(&ulaw);
-        pcm.iter()
-            .zip(&channel)
-            .map(|(&s, b)| if b.is_some() { s } else { 0 })
-            .collect()
-    }
-}
+/// Telnyx's default `reorder-window`, in chunks.
+const WINDOW: usize = 3;
 
 pub struct Both {
     pub peer: Peer,
@@ -123,11 +50,14 @@ pub struct Both {
     pub steps_ahead: bool,
     numbered: u64,
     pub too_late: u64,
+    /// Telnyx: the reorder window (chunks); 0 for Twilio, not reordered.
+    window: usize,
+    pub reordered: u64,
 }
 
 impl Both {
-    pub fn new(seed: u64, sid: &str) -> Both {
-        let mut peer = Peer::new(seed, Provider::Twilio, sid);
+    pub fn new(seed: u64, provider: Provider, sid: &str) -> Both {
+        let mut peer = Peer::new(seed, provider, sid);
         let shared_numbers = peer.rng.chance(50);
         Both {
             peer,
@@ -136,6 +66,21 @@ impl Both {
             steps_ahead: false,
             numbered: 0,
             too_late: 0,
+            window: if provider == Provider::Telnyx {
+                WINDOW
+            } else {
+                0
+            },
+            reordered: 0,
+        }
+    }
+
+    /// How far (samples) the faster track may lead: `track-wait`, raised
+    /// under a reorder window to the window and two chunks.
+    fn wait(&self) -> usize {
+        match self.window {
+            0 => WAIT,
+            w => WAIT.max((w + 2) * CHUNK),
         }
     }
 
@@ -183,6 +128,7 @@ impl Both {
             false => v.to_string(),
         };
         let lane = &mut self.lanes[t];
+        lane.placed(self.window);
         lane.resent = false;
         lane.ts += len as u64 / 8;
         lane.received += 1;
@@ -207,20 +153,29 @@ impl Both {
         self.lanes[t].plain = self.lanes[t].plain.saturating_sub(1);
     }
 
+    /// A chunk lost: under a reorder window, the next ones held until
+    /// more than the window wait behind it.
     fn lost(&mut self, t: usize) {
         self.number(t);
+        self.lanes[t].hold = usize::from(self.window > 0);
         self.lanes[t].ts += 20;
         self.lanes[t].timeline.push(None);
         self.lanes[t].texts.push(None);
     }
 
     /// The next two places of track `t` in the wrong order: the first is
-    /// silence (a gap) by the time it comes, then dropped as late.
+    /// silence (a gap) by the time it comes, then dropped as late; under a
+    /// reorder window, put back in order (the second held until the first
+    /// comes, also behind a lost one).
     fn swapped(&mut self, t: usize) {
         let first = self.chunk(t, None, None, false);
         let second = self.chunk(t, None, None, false);
         self.send(second);
         self.send(first);
+        if self.window > 0 {
+            self.reordered += 1;
+            return;
+        }
         let n = self.lanes[t].timeline.len();
         self.lanes[t].timeline[n - 2] = None;
         self.lanes[t].texts[n - 2] = None;
@@ -228,10 +183,18 @@ impl Both {
     }
 
     /// A timestamp far ahead (invalid, placed after the track's last) or
-    /// a wild chunk number (unused with two tracks).
+    /// a wild chunk number (unused with two tracks; under a reorder window
+    /// invalid, the chunk placed by its timestamp). (With numbers shared by
+    /// both tracks, a reorder window holds a timestamp far ahead as after a
+    /// loss: not played.)
     fn wild(&mut self, t: usize) {
         let ts = self.lanes[t].ts;
-        let text = match self.peer.rng.below(3) {
+        let timestamps = self.window == 0 || !self.shared_numbers;
+        let pick = match timestamps {
+            true => self.peer.rng.below(3),
+            false => 2,
+        };
+        let text = match pick {
             0 => self.chunk(t, Some(ts + 1_000_000_000), None, false),
             1 => {
                 let back = self.peer.rng.below(1000) as u64;
@@ -240,6 +203,11 @@ impl Both {
             _ => {
                 let text = self.chunk(t, None, Some(1_000_000_000_000 + ts), false);
                 self.send(text);
+                if self.window > 0 {
+                    self.peer.effects.push(Effect::Invalid);
+                    // (Sent again, its number would be doubted again.)
+                    *self.lanes[t].texts.last_mut().unwrap() = None;
+                }
                 return;
             }
         };
@@ -333,7 +301,7 @@ impl Both {
         let o = 1 - t;
         let k = self.peer.rng.between(1, 8);
         let (a, b) = (self.lanes[t].samples(), self.lanes[o].samples());
-        let given_up = (a + k * CHUNK).saturating_sub(WAIT);
+        let given_up = (a + k * CHUNK).saturating_sub(self.wait());
         let lead_ms = (a + k * CHUNK).saturating_sub(b) / 8;
         // (A gap up to a chunk past the leading track's audio.)
         let room = (CHUNK + a + k * CHUNK).saturating_sub(b) / 8;
@@ -408,8 +376,11 @@ impl Both {
             self.peer.effects.push(effect);
         }
         let lane = &self.lanes[t];
-        // (Two losses in a row could read as a step ahead: only one.)
-        let quiet = lane.plain == 0 && !lane.timeline.last().is_some_and(Option::is_none);
+        // (Two losses in a row could read as a step ahead: only one. Under
+        // a reorder window, one at a time: while the window waits for a
+        // lost chunk, its track's audio is that much behind.)
+        let quiet =
+            lane.plain == 0 && !lane.timeline.last().is_some_and(Option::is_none) && lane.hold == 0;
         // (A step back lies over audio only: over silence, it is late.)
         let n = lane.timeline.len();
         // (A gap lies before the place it names, a cut at its start.)
@@ -419,7 +390,8 @@ impl Both {
         let over_audio = lane.plain == 0
             && lane.timeline[n - 3..].iter().all(Option::is_some)
             && !gap_near
-            && lane.ts > 60;
+            && lane.ts > 60
+            && (self.window == 0 || !self.shared_numbers);
         // (A loss just before a step ahead is part of it; before a gap, the
         // two could read as a step.)
         let ahead = self.steps_ahead && lane.plain == 0;
@@ -432,9 +404,15 @@ impl Both {
         // ahead of it, which its reach then leaves out: a lost chunk is a
         // gap, not a step, only as far as the other track's audio reaches.)
         let lossy = quiet && other.src_end() >= lane.samples();
+        // (Under a reorder window a swap loses nothing: put back in order,
+        // also behind a lost chunk it waits for.)
+        let swappable = match self.window {
+            0 => lossy,
+            _ => lane.plain == 0,
+        };
         match self.peer.rng.below(100) {
             0..4 if lossy => self.lost(t),
-            4..6 if lossy => self.swapped(t),
+            4..6 if swappable => self.swapped(t),
             6..8 if quiet => self.wild(t),
             8..10 if over_audio => self.stepped_back(t),
             10..13 if ahead => self.stepped_ahead(t),
@@ -487,9 +465,11 @@ impl Both {
     }
 }
 
-/// The soak of one seeded `both_tracks` Twilio call into a src at 8 kHz
-/// (with steps ahead if told).
-pub fn soak(seed: u64, props: &str, steps_ahead: bool) {
+/// The soak of one seeded call of both tracks from `provider` (Twilio's
+/// `both_tracks`, or Telnyx's) into a src at 8 kHz (with steps ahead if
+/// told: Twilio's only).
+pub fn soak(seed: u64, provider: Provider, props: &str, steps_ahead: bool) {
+    assert!(!steps_ahead || provider == Provider::Twilio);
     let desc = format!(
         "twiliostreamsrc name=src port=0 latency=5000 gap-fill=silence track=both {props} ! \
          audio/x-raw,rate=8000,channels=2 ! fakesink name=sink sync=false"
@@ -500,9 +480,9 @@ pub fn soak(seed: u64, props: &str, steps_ahead: bool) {
     let src = by_name(&p, "src");
     let params = CallParams {
         tracks: TRACKS.map(String::from).to_vec(),
-        ..crate::params(Provider::Twilio)
+        ..crate::params(provider)
     };
-    let mut both = Both::new(seed, &params.stream_sid);
+    let mut both = Both::new(seed, provider, &params.stream_sid);
     both.steps_ahead = steps_ahead;
     both.play(300, 10);
     rt().block_on(async {
@@ -515,7 +495,7 @@ pub fn soak(seed: u64, props: &str, steps_ahead: bool) {
     let messages = drain_messages(&p.bus().unwrap());
     set_state(&p, gst::State::Null);
     let context = format!(
-        "seed {seed}, both tracks, shared numbers {}, steps ahead {steps_ahead}, {props}",
+        "seed {seed}, {provider:?}, both tracks, shared numbers {}, steps ahead {steps_ahead}, {props}",
         both.shared_numbers
     );
     crate::assert_events(&src, &both.peer, &messages, &context);
@@ -529,6 +509,11 @@ pub fn soak(seed: u64, props: &str, steps_ahead: bool) {
         );
     }
     let [inbound, outbound] = &both.lanes;
+    if provider == Provider::Telnyx {
+        // (The window had pairs to put back and losses to give up.)
+        let lost = inbound.lost() + outbound.lost();
+        assert!(both.reordered > 0 && lost > 0, "{context}");
+    }
     let counter = |name: &str| src.property::<u64>(name);
     let received = inbound.received + outbound.received;
     let expected = [
@@ -542,7 +527,7 @@ pub fn soak(seed: u64, props: &str, steps_ahead: bool) {
         ("inbound-chunks-lost", inbound.lost()),
         ("outbound-chunks-lost", outbound.lost()),
         ("chunks-too-late", both.too_late),
-        ("chunks-reordered", 0),
+        ("chunks-reordered", both.reordered),
         ("chunks-filled-late", 0),
     ];
     for (name, n) in expected {
