@@ -24,7 +24,9 @@
 //! two chunks (README "Waiting for the slower track"). Left out there: steps
 //! ahead, and with chunk numbers shared by both tracks, timestamps far
 //! ahead and steps back (a track's chunk whose number skips and whose
-//! timestamp jumps is held as after a loss: not documented).
+//! timestamp jumps is held as after a loss: not documented), and a wild
+//! chunk right after a wild number (the window takes the next wild number
+//! as the counter going on from it).
 
 use base64::Engine as _;
 use gst::prelude::*;
@@ -204,6 +206,8 @@ impl Both {
                 let text = self.chunk(t, None, Some(1_000_000_000_000 + ts), false);
                 self.send(text);
                 if self.window > 0 {
+                    let lane = &mut self.lanes[t];
+                    lane.wild_number = Some(lane.timeline.len() - 1);
                     self.peer.effects.push(Effect::Invalid);
                     // (Sent again, its number would be doubted again.)
                     *self.lanes[t].texts.last_mut().unwrap() = None;
@@ -404,6 +408,11 @@ impl Both {
         // ahead of it, which its reach then leaves out: a lost chunk is a
         // gap, not a step, only as far as the other track's audio reaches.)
         let lossy = quiet && other.src_end() >= lane.samples();
+        // (Under a reorder window, a wild number right after one is the
+        // counter going on from it, believed, and the next plain one
+        // counted as going back instead: not played.)
+        let last_audio = lane.timeline.iter().rposition(Option::is_some);
+        let after_wild_number = self.window > 0 && last_audio == lane.wild_number;
         // (Under a reorder window a swap loses nothing: put back in order,
         // also behind a lost chunk it waits for.)
         let swappable = match self.window {
@@ -413,7 +422,7 @@ impl Both {
         match self.peer.rng.below(100) {
             0..4 if lossy => self.lost(t),
             4..6 if swappable => self.swapped(t),
-            6..8 if quiet => self.wild(t),
+            6..8 if quiet && !after_wild_number => self.wild(t),
             8..10 if over_audio => self.stepped_back(t),
             10..13 if ahead => self.stepped_ahead(t),
             13..17 if ahead && quiet => self.gap(t),

@@ -37,6 +37,8 @@ pub struct Lane {
     /// waits for, the lost one included (none out of the window yet); 0
     /// when it waits for none.
     pub hold: usize,
+    /// Telnyx: the place of its last chunk of a wild number.
+    pub wild_number: Option<usize>,
 }
 
 impl Lane {
