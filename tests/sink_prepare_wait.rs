@@ -17,21 +17,25 @@ use gst::prelude::*;
 use gsttwiliostream::protocol::Outbound;
 use twilio_emulator::{Playout, Received};
 
-#[test]
-fn playing_does_not_wait_for_the_call_a_buffer_waits_for() {
-    let p = pipeline(&format!(
-        "audiotestsrc ! {PCM_8K} ! twiliostreamsink name=s port=0 async=false"
-    ));
-    let sink = by_name(&p, "s");
+/// The sink `s` of `p`, and word each time it waits for a call.
+fn waiting_sink(p: &gst::Pipeline) -> (gst::Element, mpsc::Receiver<()>) {
+    let sink = by_name(p, "s");
     let (waiting, waits) = mpsc::channel();
     let waiting = Mutex::new(waiting);
     on_log(&sink, "waiting for a call", move || {
         let _ = waiting.lock().unwrap().send(());
     });
-    set_state(&p, gst::State::Paused);
-    waits
-        .recv_timeout(PATIENCE)
-        .expect("no buffer waited for the call");
+    (sink, waits)
+}
+
+/// Sets `p` to PLAYING on a thread of its own: the thread, and the result
+/// if it came within 10 s.
+fn play_aside(
+    p: &gst::Pipeline,
+) -> (
+    std::thread::JoinHandle<()>,
+    Result<Result<gst::StateChangeSuccess, gst::StateChangeError>, mpsc::RecvTimeoutError>,
+) {
     let (played, done) = mpsc::channel();
     let playing = {
         let p = p.clone();
@@ -39,18 +43,36 @@ fn playing_does_not_wait_for_the_call_a_buffer_waits_for() {
             let _ = played.send(p.set_state(gst::State::Playing));
         })
     };
-    let result = done.recv_timeout(Duration::from_secs(10));
+    (playing, done.recv_timeout(Duration::from_secs(10)))
+}
+
+/// The call gets media, and is not closed.
+fn assert_gets_audio(call: &mut twilio_emulator::TwilioCall) {
+    let got = receive_until(call, |got| {
+        got.iter()
+            .any(|r| matches!(r, Received::Message(Outbound::Media { .. }, _)))
+    });
+    assert!(!got.iter().any(|r| matches!(r, Received::Closed(_))));
+}
+
+#[test]
+fn playing_does_not_wait_for_the_call_a_buffer_waits_for() {
+    let p = pipeline(&format!(
+        "audiotestsrc ! {PCM_8K} ! twiliostreamsink name=s port=0 async=false"
+    ));
+    let (sink, waits) = waiting_sink(&p);
+    set_state(&p, gst::State::Paused);
+    waits
+        .recv_timeout(PATIENCE)
+        .expect("no buffer waited for the call");
+    let (playing, result) = play_aside(&p);
     // A call ends the wait either way.
     let mut call = dial(&sink, Playout::Instant);
     playing.join().unwrap();
     let result = result.expect("PLAYING waited for a call");
     assert_eq!(result, Ok(gst::StateChangeSuccess::Success));
     // The call gets the audio.
-    let got = receive_until(&mut call, |got| {
-        got.iter()
-            .any(|r| matches!(r, Received::Message(Outbound::Media { .. }, _)))
-    });
-    assert!(!got.iter().any(|r| matches!(r, Received::Closed(_))));
+    assert_gets_audio(&mut call);
     set_state(&p, gst::State::Null);
 }
 
@@ -61,12 +83,7 @@ fn playing_does_not_wait_for_the_call_a_mark_waits_for() {
     let p = pipeline(&format!(
         "appsrc name=app format=time caps={PCM_8K} ! twiliostreamsink name=s port=0 async=false"
     ));
-    let sink = by_name(&p, "s");
-    let (waiting, waits) = mpsc::channel();
-    let waiting = Mutex::new(waiting);
-    on_log(&sink, "waiting for a call", move || {
-        let _ = waiting.lock().unwrap().send(());
-    });
+    let (sink, waits) = waiting_sink(&p);
     set_state(&p, gst::State::Paused);
     let marking = {
         let pad = sink.static_pad("sink").unwrap();
@@ -80,14 +97,7 @@ fn playing_does_not_wait_for_the_call_a_mark_waits_for() {
     waits
         .recv_timeout(PATIENCE)
         .expect("the mark did not wait for the call");
-    let (played, done) = mpsc::channel();
-    let playing = {
-        let p = p.clone();
-        std::thread::spawn(move || {
-            let _ = played.send(p.set_state(gst::State::Playing));
-        })
-    };
-    let result = done.recv_timeout(Duration::from_secs(10));
+    let (playing, result) = play_aside(&p);
     let mut call = dial(&sink, Playout::Instant);
     playing.join().unwrap();
     marking.join().unwrap();
@@ -106,12 +116,7 @@ fn a_pause_while_a_buffer_waits_for_the_call_loses_nothing() {
     let p = pipeline(&format!(
         "audiotestsrc ! {PCM_8K} ! twiliostreamsink name=s port=0 async=false"
     ));
-    let sink = by_name(&p, "s");
-    let (waiting, waits) = mpsc::channel();
-    let waiting = Mutex::new(waiting);
-    on_log(&sink, "waiting for a call", move || {
-        let _ = waiting.lock().unwrap().send(());
-    });
+    let (sink, waits) = waiting_sink(&p);
     set_state(&p, gst::State::Playing);
     waits
         .recv_timeout(PATIENCE)
@@ -119,10 +124,6 @@ fn a_pause_while_a_buffer_waits_for_the_call_loses_nothing() {
     set_state(&p, gst::State::Paused);
     set_state(&p, gst::State::Playing);
     let mut call = dial(&sink, Playout::Instant);
-    let got = receive_until(&mut call, |got| {
-        got.iter()
-            .any(|r| matches!(r, Received::Message(Outbound::Media { .. }, _)))
-    });
-    assert!(!got.iter().any(|r| matches!(r, Received::Closed(_))));
+    assert_gets_audio(&mut call);
     set_state(&p, gst::State::Null);
 }
