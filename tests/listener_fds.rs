@@ -7,6 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
+use common::raw::masked_text;
 use common::*;
 use gst::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,15 +31,6 @@ async fn tls(
         .await
         .expect("the listener never answered")
         .unwrap()
-}
-
-/// A masked text frame (zero key) with a 16-bit length.
-fn masked_text(text: &str) -> Vec<u8> {
-    let mut bytes = vec![0x81, 0x80 | 126];
-    bytes.extend((text.len() as u16).to_be_bytes());
-    bytes.extend([0; 4]);
-    bytes.extend(text.as_bytes());
-    bytes
 }
 
 #[test]

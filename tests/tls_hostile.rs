@@ -14,6 +14,7 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use common::raw::masked_text;
 use common::*;
 use gst::prelude::*;
 use twilio_emulator::audio::decode;
@@ -324,15 +325,6 @@ fn start_text(params: &CallParams) -> String {
         account = params.account_sid,
         call = params.call_sid,
     )
-}
-
-/// A masked text frame (zero key) with a 16-bit length.
-fn masked_text(text: &str) -> Vec<u8> {
-    let mut bytes = vec![0x81, 0x80 | 126];
-    bytes.extend((text.len() as u16).to_be_bytes());
-    bytes.extend([0; 4]);
-    bytes.extend(text.as_bytes());
-    bytes
 }
 
 /// A call over TLS whose connection ends without a close frame is said to

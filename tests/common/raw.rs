@@ -41,3 +41,13 @@ pub async fn next_close(ws: &mut RawWs) -> Option<u16> {
         }
     }
 }
+
+/// A masked text frame (zero key) with a 16-bit length, as written on a
+/// socket of the test's own.
+pub fn masked_text(text: &str) -> Vec<u8> {
+    let mut bytes = vec![0x81, 0x80 | 126];
+    bytes.extend((text.len() as u16).to_be_bytes());
+    bytes.extend([0; 4]);
+    bytes.extend(text.as_bytes());
+    bytes
+}
