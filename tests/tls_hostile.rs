@@ -79,26 +79,7 @@ impl TlsSrc {
     /// A whole wss:// call of `ulaw`, ended by the caller; its audio must
     /// come out whole.
     fn real_call(&self, ulaw: &[u8]) {
-        let dialer = Dialer {
-            tls: Some(self.tls()),
-            ..Dialer::default()
-        };
-        rt().block_on(async {
-            let mut call = TwilioCall::connect_via(
-                &dialer,
-                &self.url(),
-                CallParams::default(),
-                Playout::Instant,
-            )
-            .await
-            .expect("a wss:// call");
-            call.begin().unwrap();
-            for chunk in ulaw.chunks(160) {
-                call.send_media(chunk).unwrap();
-            }
-            call.send_stop().unwrap();
-            call.close().await;
-        });
+        call_over_tls(self.tls(), &self.url(), ulaw);
         assert_eq!(self.collector.wait_eos().samples(), decode(ulaw));
     }
 
@@ -106,6 +87,26 @@ impl TlsSrc {
         set_state(&self.p, gst::State::Null);
         std::fs::remove_dir_all(&self.dir).unwrap();
     }
+}
+
+/// A wss:// call to `url` (trusting `tls`) sending `ulaw`, then `stop`.
+fn call_over_tls(tls: Arc<rustls::ClientConfig>, url: &str, ulaw: &[u8]) {
+    let dialer = Dialer {
+        tls: Some(tls),
+        ..Dialer::default()
+    };
+    rt().block_on(async {
+        let mut call =
+            TwilioCall::connect_via(&dialer, url, CallParams::default(), Playout::Instant)
+                .await
+                .expect("a wss:// call");
+        call.begin().unwrap();
+        for chunk in ulaw.chunks(160) {
+            call.send_media(chunk).unwrap();
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
 }
 
 /// What the server sends until it closes the connection (a reset counts
@@ -449,23 +450,7 @@ fn strangers_on_a_shared_tls_listener_count_on_their_own_path() {
     }
     let ulaw: Vec<u8> = (0..1600u32).map(|i| (i * 7 % 256) as u8).collect();
     for (path, collector) in [("/a", &ca), ("/b", &cb)] {
-        let dialer = Dialer {
-            tls: Some(tls.clone()),
-            ..Dialer::default()
-        };
-        rt().block_on(async {
-            let url = format!("wss://localhost:{port}{path}");
-            let mut call =
-                TwilioCall::connect_via(&dialer, &url, CallParams::default(), Playout::Instant)
-                    .await
-                    .expect("a wss:// call");
-            call.begin().unwrap();
-            for chunk in ulaw.chunks(160) {
-                call.send_media(chunk).unwrap();
-            }
-            call.send_stop().unwrap();
-            call.close().await;
-        });
+        call_over_tls(tls.clone(), &format!("wss://localhost:{port}{path}"), &ulaw);
         assert_eq!(collector.wait_eos().samples(), decode(&ulaw), "{path}");
     }
     assert_eq!(a.property::<u64>("rejected-connections"), 1);
