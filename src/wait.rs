@@ -18,15 +18,12 @@ use crate::lock::Locked;
 pub struct Canceller {
     flushing: bool,
     current: Option<AbortHandle>,
-    /// Cancels so far (see [`wait_since`]).
-    cancels: u64,
 }
 
 impl Canceller {
     /// Aborts the current wait and makes new ones fail until [`reset`](Self::reset).
     pub fn cancel(&mut self) {
         self.flushing = true;
-        self.cancels += 1;
         if let Some(handle) = self.current.take() {
             handle.abort();
         }
@@ -34,11 +31,6 @@ impl Canceller {
 
     pub fn reset(&mut self) {
         self.flushing = false;
-    }
-
-    /// Cancels so far: a mark for [`wait_since`].
-    pub fn cancels(&self) -> u64 {
-        self.cancels
     }
 }
 
@@ -48,21 +40,10 @@ pub struct Cancelled;
 
 /// Blocks on `fut` until it completes or `canceller` cancels it.
 pub fn wait<F: Future>(canceller: &Mutex<Canceller>, fut: F) -> Result<F::Output, Cancelled> {
-    wait_since(canceller, None, fut)
-}
-
-/// [`wait`], failing too if `canceller` cancelled since its count was
-/// `since` (a reset meanwhile notwithstanding): for a wait that begins
-/// after the lock that kept the canceller's reset away was let go.
-pub fn wait_since<F: Future>(
-    canceller: &Mutex<Canceller>,
-    since: Option<u64>,
-    fut: F,
-) -> Result<F::Output, Cancelled> {
     let (handle, registration) = AbortHandle::new_pair();
     {
         let mut c = canceller.locked();
-        if c.flushing || since.is_some_and(|since| c.cancels != since) {
+        if c.flushing {
             return Err(Cancelled);
         }
         c.current = Some(handle);
@@ -93,17 +74,5 @@ mod tests {
         canceller.lock().unwrap().reset();
         assert_eq!(wait(&canceller, async { 1 }), Ok(1));
         drop(tx);
-    }
-
-    /// A wait marked before a cancel fails even once the cancel is reset.
-    #[test]
-    fn a_wait_since_fails_after_a_cancel_and_its_reset() {
-        let canceller = Mutex::new(Canceller::default());
-        let since = Some(canceller.lock().unwrap().cancels());
-        assert_eq!(wait_since(&canceller, since, async { 1 }), Ok(1));
-        canceller.lock().unwrap().cancel();
-        canceller.lock().unwrap().reset();
-        assert_eq!(wait_since(&canceller, since, async { 1 }), Err(Cancelled));
-        assert_eq!(wait(&canceller, async { 1 }), Ok(1));
     }
 }

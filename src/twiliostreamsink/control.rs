@@ -304,7 +304,7 @@ impl TwilioStreamSink {
     /// bindings leave out): nothing in PLAYING; after a change to PAUSED,
     /// commits that state and blocks until PLAYING, a flush or a stop
     /// (then an error). With BaseSink's preroll lock held, as in `event()`.
-    pub(super) fn preroll(&self, event: &gst::Event) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn preroll(&self, event: &gst::Event) -> Result<gst::FlowSuccess, gst::FlowError> {
         use gst::glib::translate::{FromGlib, ToGlibPtr};
         let obj = self.obj();
         let sink: &gst_base::BaseSink = obj.upcast_ref();

@@ -20,7 +20,7 @@ use crate::call::{self, Call, Slot};
 use crate::contain::Containing;
 use crate::lock::Locked;
 use crate::push_gate::PAUSE_WAIT;
-use crate::wait::wait_since;
+use crate::wait::wait;
 
 /// What a paired sink whose call is over does when the slot holds
 /// another call (`let_go_of_ended_call`).
@@ -55,11 +55,6 @@ impl TwilioStreamSink {
     /// Waits (cancellably) until the call has started; EOS if the call ended
     /// instead, flushing if cancelled. False: the buffer (or mark) is of the
     /// stream of a call over, while the src has its next call: dropped.
-    /// From `prepare()`, `render()` and a serialized event, which BaseSink
-    /// calls with its preroll lock held: that is released while it waits
-    /// for the call, so that a change to PLAYING (which takes it, and comes
-    /// while a buffer waits with `async=false` or in a live pipeline) does
-    /// not wait for a call that may never come.
     pub(super) fn ensure_call(&self) -> Result<bool, gst::FlowError> {
         let (adopted, over) = {
             let state = self.state.locked();
@@ -111,32 +106,9 @@ impl TwilioStreamSink {
             .clone()
             .ok_or(gst::FlowError::Flushing)?;
         gst::debug!(CAT, imp = self, "waiting for a call");
-        let (call, start) = loop {
-            // Counted under the preroll lock: BaseSink's unlock_stop()
-            // (which resets the canceller) takes it, so once it is released
-            // below, a stop's unlock() and unlock_stop() may both come
-            // before a wait begins; that wait fails all the same.
-            let since = Some(self.canceller.locked().cancels());
-            let waits = || {
-                let call = wait_since(&self.canceller, since, slot.wait())?;
-                gst::debug!(CAT, imp = self, "{call:?}: waiting for its start");
-                let start = wait_since(&self.canceller, since, call.started())?;
-                Ok::<_, crate::wait::Cancelled>((call, start))
-            };
-            match self.preroll_released(waits) {
-                Ok(waited) => break waited,
-                // A pause, not a flush or a stop: FLUSHING would stop the
-                // source upstream for good. As BaseSink would with the
-                // buffer: PAUSED completes, PLAYING is waited for (or a
-                // flush, a stop: then FLUSHING), and the wait goes on.
-                Err(_) if !self.base_flushing() => {
-                    gst::debug!(CAT, imp = self, "paused while waiting for a call");
-                    let paused = gst::Structure::new_empty("twiliostream-paused");
-                    self.preroll(&gst::event::CustomDownstream::new(paused))?;
-                }
-                Err(_) => return Err(gst::FlowError::Flushing),
-            }
-        };
+        let call = wait(&self.canceller, slot.wait()).map_err(|_| gst::FlowError::Flushing)?;
+        gst::debug!(CAT, imp = self, "{call:?}: waiting for its start");
+        let start = wait(&self.canceller, call.started()).map_err(|_| gst::FlowError::Flushing)?;
         if start.is_none() {
             gst::info!(CAT, imp = self, "{call:?} ended before it started");
             return Err(gst::FlowError::Eos);
@@ -146,42 +118,6 @@ impl TwilioStreamSink {
             _ if self.state.locked().refused => Err(gst::FlowError::Error),
             _ => Err(gst::FlowError::Eos),
         }
-    }
-
-    /// Runs `f` with BaseSink's preroll lock, which this thread holds,
-    /// released (as BaseSink's own waits release it), taken again after,
-    /// even if `f` panics.
-    fn preroll_released<R>(&self, f: impl FnOnce() -> R) -> R {
-        use gst::glib::translate::ToGlibPtr;
-        struct Relock(*mut gst::glib::ffi::GMutex);
-        impl Drop for Relock {
-            fn drop(&mut self) {
-                // SAFETY: the lock released below, taken again by this thread.
-                unsafe { gst::glib::ffi::g_mutex_lock(self.0) }
-            }
-        }
-        let obj = self.obj();
-        let sink: &gst_base::BaseSink = obj.upcast_ref();
-        let sink: *mut gst_base::ffi::GstBaseSink = sink.to_glib_none().0;
-        // SAFETY: BaseSink calls prepare(), render() and event() (for a
-        // serialized event) with its preroll lock held by this thread
-        // (GST_BASE_SINK_PREROLL_UNLOCK and _LOCK, public for subclasses,
-        // do the same); the element outlives the call.
-        let lock = unsafe { std::ptr::addr_of_mut!((*sink).preroll_lock) };
-        unsafe { gst::glib::ffi::g_mutex_unlock(lock) };
-        let _relock = Relock(lock);
-        f()
-    }
-
-    /// Whether BaseSink is flushing (a flush, a stop). With its preroll
-    /// lock held, under which the field is written.
-    fn base_flushing(&self) -> bool {
-        use gst::glib::translate::ToGlibPtr;
-        let obj = self.obj();
-        let sink: &gst_base::BaseSink = obj.upcast_ref();
-        let sink: *mut gst_base::ffi::GstBaseSink = sink.to_glib_none().0;
-        // SAFETY: a field read under the lock that guards it.
-        unsafe { (*sink).flushing != 0 }
     }
 
     /// The call played into is over and the slot holds another: the src
