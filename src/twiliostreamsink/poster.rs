@@ -83,7 +83,7 @@ pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> Poster {
                     over_tx.send_replace(true);
                 }
                 CallEvent::Closed(reason) => {
-                    gst::element_warning!(e, gst::ResourceError::Write, ["{}", reason]);
+                    gst::element_warning!(e, gst::ResourceError::Write, ("{}", reason));
                     over_tx.send_replace(true);
                 }
                 CallEvent::Ended(why) => {

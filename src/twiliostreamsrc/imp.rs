@@ -220,7 +220,7 @@ impl TwilioStreamSrc {
             self.post(messages::stop(&stop, sid, self.stats_structure()));
         }
         if let Some(reason) = reason {
-            gst::element_imp_warning!(self, gst::ResourceError::Read, ["{}", reason]);
+            gst::element_imp_warning!(self, gst::ResourceError::Read, ("{}", reason));
         }
         let mut state = self.state.locked();
         state.finished = true;
