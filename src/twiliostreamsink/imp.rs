@@ -2,8 +2,9 @@
 //!
 //! Buffers wait in `prepare()` until the call has started, so a file played
 //! into a call prerolls only once somebody is on the line and its clock starts
-//! then. Audio is resampled to 8 kHz, encoded, and handed to the call in
-//! `chunk-duration` frames, each with the running time of its first sample.
+//! then (with `async=false` they wait once PLAYING: `preroll.rs`). Audio is
+//! resampled to 8 kHz, encoded, and handed to the call in `chunk-duration`
+//! frames, each with the running time of its first sample.
 //! The call's writer paces them by its model of Twilio's queue (`max-lead`),
 //! so by default the sink does not sync to the clock (`sync=false`): a
 //! source faster than real time is held back only when more than
@@ -25,6 +26,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::framing::{Framer, Input, NotNegotiated, Take};
+use super::preroll::BeforePlaying;
 use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS, DEFAULT_MAX_LEAD_MS};
 use crate::call::{Call, Outgoing, SendError, Slot, Stat};
 use crate::contain::Containing as _;
@@ -128,6 +130,9 @@ pub struct TwilioStreamSink {
     /// `not_async_if`): by how many calls at once (a state change and a
     /// flush may overlap), and the setting the first one found.
     pub(super) async_off: Mutex<(usize, bool)>,
+    /// PAUSED → PLAYING changes begun (`preroll.rs`): counted before
+    /// BaseSink's part, which takes the preroll lock.
+    pub(super) to_playing: std::sync::atomic::AtomicU64,
     /// The sink panicked and stopped on its own (`panicked.rs`).
     pub(super) stopped_after_panic: std::sync::atomic::AtomicBool,
 }
@@ -277,6 +282,8 @@ impl ElementImpl for TwilioStreamSink {
                     })?;
                 }
                 if transition == gst::StateChange::PausedToPlaying {
+                    self.to_playing
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     self.pause_call(false);
                 }
                 // PLAYING ↔ PAUSED hold the pushes of the srcs that feed the sink
@@ -346,7 +353,10 @@ impl BaseSinkImpl for TwilioStreamSink {
     fn prepare(&self, _buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         self.stopping_on_panic(
             || Err(gst::FlowError::Error),
-            || self.ensure_call().map(|_| gst::FlowSuccess::Ok),
+            || {
+                self.ensure_call(BeforePlaying::Skip)
+                    .map(|_| gst::FlowSuccess::Ok)
+            },
         )
     }
 
@@ -354,7 +364,7 @@ impl BaseSinkImpl for TwilioStreamSink {
         self.stopping_on_panic(
             || Err(gst::FlowError::Error),
             || {
-                if !self.ensure_call()? {
+                if !self.ensure_call(BeforePlaying::Wait)? {
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 if buffer.flags().contains(gst::BufferFlags::HEADER) {
@@ -461,7 +471,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                         match event.structure().and_then(|s| s.get::<String>("name").ok()) {
                             Some(mark) => {
                                 // Serialized: all audio before it was rendered.
-                                if self.ensure_call() == Ok(true) {
+                                if self.ensure_call(BeforePlaying::Wait) == Ok(true) {
                                     self.send_mark(&mark);
                                 }
                             }

@@ -12,6 +12,7 @@ mod imp;
 mod pairing;
 mod panicked;
 mod poster;
+mod preroll;
 mod properties;
 
 glib::wrapper! {

@@ -1,0 +1,246 @@
+//! The sink's wait for its call before and around PLAYING. A wait in
+//! `prepare()`/`render()`/`event()` holds BaseSink's preroll lock, which
+//! PAUSED → PLAYING takes without unlocking the sink first: with
+//! `async=false` (or a sink holding its feeders) the buffer must preroll
+//! first and wait for the call only once PLAYING, and a pause while it
+//! waits must suspend the wait, not end it as a flush would (that stopped
+//! the source upstream for good). Each test dials only after the state
+//! changes, so a change that waited for the call fails it (a hang, bounded
+//! by `within`), and compares the audio the call gets with what went in.
+
+mod common;
+
+use std::sync::{Mutex, mpsc};
+
+use common::sink::*;
+use common::*;
+use gst::prelude::*;
+use gsttwiliostream::codec::g711;
+use gsttwiliostream::protocol::Outbound;
+use twilio_emulator::{Playout, Received};
+
+/// Runs `f` on a thread of its own; its result, or a failure naming `what`
+/// if it has not returned within [`PATIENCE`] (a hang).
+fn within<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (done, result) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    result
+        .recv_timeout(PATIENCE)
+        .unwrap_or_else(|_| panic!("{what} did not return: it waited for the call"))
+}
+
+/// A channel told each time `sink` logs a line containing `text`.
+fn logged(sink: &gst::Element, text: &'static str) -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    on_log(sink, text, move || {
+        let _ = tx.lock().unwrap().send(());
+    });
+    rx
+}
+
+fn expect(rx: &mpsc::Receiver<()>, what: &str) {
+    rx.recv_timeout(PATIENCE)
+        .unwrap_or_else(|_| panic!("never logged: {what}"));
+}
+
+/// One second of a 440 Hz tone, in ten buffers of 100 ms, then EOS.
+fn feed_tone(app: &gst::Element) -> Vec<i16> {
+    let tone = sine(440.0, 8000.0, 8000.0, 8000);
+    for (i, part) in tone.chunks(800).enumerate() {
+        let mut buffer = pcm_buffer(part);
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(100 * i as u64));
+        b.set_duration(gst::ClockTime::from_mseconds(100));
+        let ret = app.emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
+        assert_eq!(ret, gst::FlowReturn::Ok);
+    }
+    tone
+}
+
+/// What the call gets until `samples` of audio have come, decoded.
+fn heard(call: &mut twilio_emulator::TwilioCall, samples: usize) -> Vec<i16> {
+    let got = receive_until(call, |got| media_bytes(got).len() >= samples);
+    assert!(
+        !got.iter().any(|r| matches!(r, Received::Closed(_))),
+        "the call closed: {got:?}"
+    );
+    media_bytes(&got)
+        .iter()
+        .take(samples)
+        .map(|&c| g711::decode(c))
+        .collect()
+}
+
+/// `heard` is `sent` from its first sample on, to within μ-law's steps.
+fn assert_same_audio(heard: &[i16], sent: &[i16]) {
+    assert_eq!(heard.len(), sent.len());
+    for (i, (&h, &s)) in heard.iter().zip(sent).enumerate() {
+        let step = (s as i32).abs() / 16 + 8;
+        assert!(
+            (h as i32 - s as i32).abs() <= step,
+            "sample {i}: heard {h}, sent {s}"
+        );
+    }
+}
+
+#[test]
+fn playing_with_async_off_does_not_wait_for_the_call() {
+    let p = pipeline(&format!(
+        "appsrc name=app format=time caps={PCM_8K} ! \
+         twiliostreamsink name=s port=0 async=false"
+    ));
+    let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
+    let prerolled = logged(&sink, "prerolling: the call is waited for in PLAYING");
+    let waiting = logged(&sink, "waiting for a call");
+    let tone = feed_tone(&app);
+    set_state(&p, gst::State::Paused);
+    // The first buffer prerolls (BaseSink waits for PLAYING, the lock free).
+    expect(&prerolled, "the first buffer's preroll");
+    let playing = within("PAUSED → PLAYING", {
+        let p = p.clone();
+        move || p.set_state(gst::State::Playing)
+    });
+    assert_eq!(playing, Ok(gst::StateChangeSuccess::Success));
+    // Only now does it wait for the call, and the call gets it all.
+    expect(&waiting, "the wait for the call in PLAYING");
+    let mut call = dial(&sink, Playout::Instant);
+    assert_same_audio(&heard(&mut call, tone.len()), &tone);
+    within("PLAYING → NULL", move || set_state(&p, gst::State::Null));
+}
+
+/// A mark before any buffer, with `async=false`: it waits for PLAYING,
+/// then for the call, and goes out before the audio that follows it.
+#[test]
+fn a_mark_first_with_async_off_does_not_hold_up_playing() {
+    let p = pipeline(&format!(
+        "appsrc name=app format=time caps={PCM_8K} ! \
+         twiliostreamsink name=s port=0 async=false"
+    ));
+    let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
+    let before_playing = logged(&sink, "waiting for PLAYING before the call");
+    set_state(&p, gst::State::Paused);
+    let mark = gst::Structure::builder("twilio-mark")
+        .field("name", "first")
+        .build();
+    let marking = {
+        let pad = sink.static_pad("sink").unwrap();
+        std::thread::spawn(move || pad.send_event(gst::event::CustomDownstream::new(mark)))
+    };
+    expect(&before_playing, "the mark's wait for PLAYING");
+    let playing = within("PAUSED → PLAYING", {
+        let p = p.clone();
+        move || p.set_state(gst::State::Playing)
+    });
+    assert_eq!(playing, Ok(gst::StateChangeSuccess::Success));
+    let mut call = dial(&sink, Playout::Instant);
+    assert!(marking.join().unwrap(), "the mark was refused");
+    let tone = feed_tone(&app);
+    let got = receive_until(&mut call, |got| media_bytes(got).len() >= tone.len());
+    assert_eq!(marks(&got), ["first"]);
+    let first_media = got
+        .iter()
+        .position(|r| matches!(r, Received::Message(Outbound::Media { .. }, _)));
+    let the_mark = got
+        .iter()
+        .position(|r| matches!(r, Received::Message(Outbound::Mark { .. }, _)));
+    assert!(
+        the_mark < first_media,
+        "the mark went after the audio: {got:?}"
+    );
+    within("PLAYING → NULL", move || set_state(&p, gst::State::Null));
+}
+
+/// Paused and played again (twice) while a buffer waits for the call: the
+/// wait goes on, the source is not stopped, and the call gets every sample.
+#[test]
+fn a_pause_while_a_buffer_waits_for_the_call_loses_nothing() {
+    let p = pipeline(&format!(
+        "appsrc name=app format=time caps={PCM_8K} ! \
+         twiliostreamsink name=s port=0 async=false"
+    ));
+    let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
+    let waiting = logged(&sink, "waiting for a call");
+    let tone = feed_tone(&app);
+    set_state(&p, gst::State::Playing);
+    expect(&waiting, "the wait for the call");
+    for _ in 0..2 {
+        let paused = within("PLAYING → PAUSED", {
+            let p = p.clone();
+            move || p.set_state(gst::State::Paused)
+        });
+        assert_eq!(paused, Ok(gst::StateChangeSuccess::Success));
+        let playing = within("PAUSED → PLAYING", {
+            let p = p.clone();
+            move || p.set_state(gst::State::Playing)
+        });
+        assert_eq!(playing, Ok(gst::StateChangeSuccess::Success));
+    }
+    let mut call = dial(&sink, Playout::Instant);
+    assert_same_audio(&heard(&mut call, tone.len()), &tone);
+    within("PLAYING → NULL", move || set_state(&p, gst::State::Null));
+}
+
+/// A live source (PLAYING waits for the sink's preroll, which waits for the
+/// call): paused and played again meanwhile, it is not stopped, and the
+/// call gets its tone.
+#[test]
+fn a_live_source_paused_before_the_call_goes_on() {
+    let p = pipeline(&format!(
+        "audiotestsrc is-live=true freq=440 volume=0.25 samplesperbuffer=160 ! {PCM_8K} ! \
+         twiliostreamsink name=s port=0"
+    ));
+    let sink = by_name(&p, "s");
+    let waiting = logged(&sink, "waiting for a call");
+    set_state(&p, gst::State::Playing);
+    expect(&waiting, "the wait for the call");
+    within("PLAYING → PAUSED", {
+        let p = p.clone();
+        move || set_state(&p, gst::State::Paused)
+    });
+    within("PAUSED → PLAYING", {
+        let p = p.clone();
+        move || set_state(&p, gst::State::Playing)
+    });
+    let mut call = dial(&sink, Playout::Instant);
+    // A second of it: the source runs on after the call's first buffer.
+    let audio = heard(&mut call, 8000);
+    let level = amplitude(&audio[4000..], 440.0);
+    assert!(
+        (level - 0.25 * 32767.0).abs() < 0.1 * 32767.0 * 0.25,
+        "440 Hz at {level}"
+    );
+    within("PLAYING → NULL", move || set_state(&p, gst::State::Null));
+}
+
+/// Stopped while a buffer waits, in each place it can: prerolling with
+/// `async=false`, waiting for the call in PLAYING, and after a pause.
+#[test]
+fn a_stop_while_a_buffer_waits_returns() {
+    for (pause, play) in [(false, false), (false, true), (true, true)] {
+        let p = pipeline(&format!(
+            "appsrc name=app format=time caps={PCM_8K} ! \
+             twiliostreamsink name=s port=0 async=false"
+        ));
+        let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
+        let prerolled = logged(&sink, "prerolling: the call is waited for in PLAYING");
+        let waiting = logged(&sink, "waiting for a call");
+        feed_tone(&app);
+        set_state(&p, gst::State::Paused);
+        expect(&prerolled, "the first buffer's preroll");
+        if play {
+            set_state(&p, gst::State::Playing);
+            expect(&waiting, "the wait for the call");
+        }
+        if pause {
+            within("PLAYING → PAUSED", {
+                let p = p.clone();
+                move || set_state(&p, gst::State::Paused)
+            });
+        }
+        let stopped = within("→ NULL", move || p.set_state(gst::State::Null));
+        assert_eq!(stopped, Ok(gst::StateChangeSuccess::Success));
+    }
+}
