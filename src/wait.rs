@@ -17,9 +17,6 @@ use crate::lock::Locked;
 #[derive(Debug, Default)]
 pub struct Canceller {
     flushing: bool,
-    /// Cancels so far: a waiter that lets go of the lock the canceller
-    /// waits for sees one that came and was reset meanwhile.
-    cancels: u64,
     current: Option<AbortHandle>,
 }
 
@@ -27,7 +24,6 @@ impl Canceller {
     /// Aborts the current wait and makes new ones fail until [`reset`](Self::reset).
     pub fn cancel(&mut self) {
         self.flushing = true;
-        self.cancels += 1;
         if let Some(handle) = self.current.take() {
             handle.abort();
         }
@@ -35,11 +31,6 @@ impl Canceller {
 
     pub fn reset(&mut self) {
         self.flushing = false;
-    }
-
-    /// How many times [`cancel`](Self::cancel) was called.
-    pub fn cancels(&self) -> u64 {
-        self.cancels
     }
 }
 

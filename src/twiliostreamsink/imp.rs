@@ -2,7 +2,7 @@
 //!
 //! Buffers wait in `prepare()` until the call has started, so a file played
 //! into a call prerolls only once somebody is on the line and its clock starts
-//! then (with `async=false` they wait once PLAYING: `preroll.rs`). Audio is
+//! then (`preroll.rs`: how, without holding up a state change). Audio is
 //! resampled to 8 kHz, encoded, and handed to the call in `chunk-duration`
 //! frames, each with the running time of its first sample.
 //! The call's writer paces them by its model of Twilio's queue (`max-lead`),
@@ -18,6 +18,7 @@
 //! of a call the sink took itself (`poster.rs`), what a panic does
 //! (`panicked.rs`).
 
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
@@ -26,7 +27,6 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::framing::{Framer, Input, NotNegotiated, Take};
-use super::preroll::BeforePlaying;
 use super::properties::{self, DEFAULT_CHUNK_MS, DEFAULT_END_STREAM_ON_EOS, DEFAULT_MAX_LEAD_MS};
 use crate::call::{Call, Outgoing, SendError, Slot, Stat};
 use crate::contain::Containing as _;
@@ -130,9 +130,9 @@ pub struct TwilioStreamSink {
     /// `not_async_if`): by how many calls at once (a state change and a
     /// flush may overlap), and the setting the first one found.
     pub(super) async_off: Mutex<(usize, bool)>,
-    /// PAUSED → PLAYING changes begun (`preroll.rs`): counted before
-    /// BaseSink's part, which takes the preroll lock.
-    pub(super) to_playing: std::sync::atomic::AtomicU64,
+    /// Whether the last of PLAYING → PAUSED and PAUSED → PLAYING to begin
+    /// was the pause (`preroll.rs`): set before BaseSink's part of either.
+    pub(super) pausing: std::sync::atomic::AtomicBool,
     /// The sink panicked and stopped on its own (`panicked.rs`).
     pub(super) stopped_after_panic: std::sync::atomic::AtomicBool,
 }
@@ -281,9 +281,14 @@ impl ElementImpl for TwilioStreamSink {
                         gst::StateChangeError
                     })?;
                 }
+                match transition {
+                    gst::StateChange::PlayingToPaused => self.pausing.store(true, SeqCst),
+                    gst::StateChange::PausedToPlaying | gst::StateChange::ReadyToPaused => {
+                        self.pausing.store(false, SeqCst)
+                    }
+                    _ => {}
+                }
                 if transition == gst::StateChange::PausedToPlaying {
-                    self.to_playing
-                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     self.pause_call(false);
                 }
                 // PLAYING ↔ PAUSED hold the pushes of the srcs that feed the sink
@@ -353,10 +358,7 @@ impl BaseSinkImpl for TwilioStreamSink {
     fn prepare(&self, _buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         self.stopping_on_panic(
             || Err(gst::FlowError::Error),
-            || {
-                self.ensure_call(BeforePlaying::Skip)
-                    .map(|_| gst::FlowSuccess::Ok)
-            },
+            || self.ensure_call().map(|_| gst::FlowSuccess::Ok),
         )
     }
 
@@ -364,7 +366,7 @@ impl BaseSinkImpl for TwilioStreamSink {
         self.stopping_on_panic(
             || Err(gst::FlowError::Error),
             || {
-                if !self.ensure_call(BeforePlaying::Wait)? {
+                if !self.ensure_call()? {
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 if buffer.flags().contains(gst::BufferFlags::HEADER) {
@@ -471,7 +473,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                         match event.structure().and_then(|s| s.get::<String>("name").ok()) {
                             Some(mark) => {
                                 // Serialized: all audio before it was rendered.
-                                if self.ensure_call(BeforePlaying::Wait) == Ok(true) {
+                                if self.ensure_call() == Ok(true) {
                                     self.send_mark(&mark);
                                 }
                             }

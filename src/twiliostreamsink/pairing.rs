@@ -15,7 +15,6 @@ use gst_base::prelude::*;
 
 use super::framing::Framer;
 use super::imp::{CAT, State, TwilioStreamSink};
-use super::preroll::BeforePlaying;
 use super::{poster, properties};
 use crate::call::{self, Call, Slot};
 use crate::contain::Containing;
@@ -56,12 +55,8 @@ impl TwilioStreamSink {
     /// instead, FLUSHING if a flush or a stop ended the wait (a pause
     /// suspends it until PLAYING: `preroll.rs`). False: the buffer (or
     /// mark) is of the stream of a call over, while the src has its next
-    /// call, and is dropped; or `before_playing` is `Skip` and the sink
-    /// prerolls without an ASYNC state change (`preroll.rs`).
-    pub(super) fn ensure_call(
-        &self,
-        before_playing: BeforePlaying,
-    ) -> Result<bool, gst::FlowError> {
+    /// call: dropped.
+    pub(super) fn ensure_call(&self) -> Result<bool, gst::FlowError> {
         let (adopted, over) = {
             let state = self.state.locked();
             match (&state.call, &state.stream_sid) {
@@ -111,13 +106,10 @@ impl TwilioStreamSink {
             .slot
             .clone()
             .ok_or(gst::FlowError::Flushing)?;
-        if !self.before_playing(before_playing)? {
-            return Ok(false);
-        }
         gst::debug!(CAT, imp = self, "waiting for a call");
-        let call = self.wait_under_preroll_lock(|| slot.wait())?;
+        let call = self.wait_under_preroll_lock(slot.wait())?;
         gst::debug!(CAT, imp = self, "{call:?}: waiting for its start");
-        let start = self.wait_under_preroll_lock(|| call.started())?;
+        let start = self.wait_under_preroll_lock(call.started())?;
         if start.is_none() {
             gst::info!(CAT, imp = self, "{call:?} ended before it started");
             return Err(gst::FlowError::Eos);

@@ -41,10 +41,7 @@ fn a_call_let_go_of_on_another_thread_is_looked_at_again() {
     let (adopted, _) = imp.adopt_call().expect("the next call adopted");
     assert!(Arc::ptr_eq(&adopted, &next));
     assert_eq!(imp.let_go_of_ended_call(&seen), Ended::LetGo);
-    assert_eq!(
-        imp.ensure_call(crate::twiliostreamsink::preroll::BeforePlaying::Wait),
-        Ok(true)
-    );
+    assert_eq!(imp.ensure_call(), Ok(true));
     assert!(Arc::ptr_eq(
         imp.state.lock().unwrap().call.as_ref().unwrap(),
         &next
