@@ -40,12 +40,24 @@ fn logged(sink: &gst::Element, text: &'static str) -> mpsc::Receiver<()> {
     rx
 }
 
-/// `pipeline` set to `state`, bounded by [`within`].
-fn change(pipeline: &gst::Pipeline, state: gst::State) {
+/// `pipeline` set to `state`, bounded by [`within`]: how it went.
+fn change(
+    pipeline: &gst::Pipeline,
+    state: gst::State,
+) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
     let p = pipeline.clone();
     within(&format!("the change to {state:?}"), move || {
-        set_state(&p, state)
-    });
+        p.set_state(state)
+    })
+}
+
+/// The same, which must complete at once.
+fn done(pipeline: &gst::Pipeline, state: gst::State) {
+    assert_eq!(
+        change(pipeline, state),
+        Ok(gst::StateChangeSuccess::Success),
+        "{state:?}"
+    );
 }
 
 fn expect(rx: &mpsc::Receiver<()>, what: &str) {
@@ -102,22 +114,18 @@ fn playing_with_async_off_does_not_wait_for_the_call() {
     let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
     let waiting = logged(&sink, "waiting for a call");
     let tone = feed_tone(&app);
-    change(&p, gst::State::Paused);
+    done(&p, gst::State::Paused);
     // The first buffer waits for the call (the preroll lock free meanwhile).
     expect(&waiting, "the first buffer's wait for the call");
-    let playing = within("PAUSED → PLAYING", {
-        let p = p.clone();
-        move || p.set_state(gst::State::Playing)
-    });
-    assert_eq!(playing, Ok(gst::StateChangeSuccess::Success));
+    done(&p, gst::State::Playing);
     // The call gets it all.
     let mut call = dial(&sink, Playout::Instant);
     assert_same_audio(&heard(&mut call, tone.len()), &tone);
-    within("PLAYING → NULL", move || set_state(&p, gst::State::Null));
+    done(&p, gst::State::Null);
 }
 
-/// A mark before any buffer, with `async=false`: it waits for PLAYING,
-/// then for the call, and goes out before the audio that follows it.
+/// A mark before any buffer, with `async=false`: its wait for the call does
+/// not hold up PLAYING, and it goes out before the audio that follows it.
 #[test]
 fn a_mark_first_with_async_off_does_not_hold_up_playing() {
     let p = pipeline(&format!(
@@ -126,7 +134,7 @@ fn a_mark_first_with_async_off_does_not_hold_up_playing() {
     ));
     let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
     let waiting = logged(&sink, "waiting for a call");
-    change(&p, gst::State::Paused);
+    done(&p, gst::State::Paused);
     let mark = gst::Structure::builder("twilio-mark")
         .field("name", "first")
         .build();
@@ -135,11 +143,7 @@ fn a_mark_first_with_async_off_does_not_hold_up_playing() {
         std::thread::spawn(move || pad.send_event(gst::event::CustomDownstream::new(mark)))
     };
     expect(&waiting, "the mark's wait for the call");
-    let playing = within("PAUSED → PLAYING", {
-        let p = p.clone();
-        move || p.set_state(gst::State::Playing)
-    });
-    assert_eq!(playing, Ok(gst::StateChangeSuccess::Success));
+    done(&p, gst::State::Playing);
     let mut call = dial(&sink, Playout::Instant);
     assert!(marking.join().unwrap(), "the mark was refused");
     let tone = feed_tone(&app);
@@ -155,7 +159,7 @@ fn a_mark_first_with_async_off_does_not_hold_up_playing() {
         the_mark < first_media,
         "the mark went after the audio: {got:?}"
     );
-    within("PLAYING → NULL", move || set_state(&p, gst::State::Null));
+    done(&p, gst::State::Null);
 }
 
 /// Paused and played again (twice) while a buffer waits for the call: the
@@ -169,23 +173,15 @@ fn a_pause_while_a_buffer_waits_for_the_call_loses_nothing() {
     let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
     let waiting = logged(&sink, "waiting for a call");
     let tone = feed_tone(&app);
-    change(&p, gst::State::Playing);
+    done(&p, gst::State::Playing);
     expect(&waiting, "the wait for the call");
     for _ in 0..2 {
-        let paused = within("PLAYING → PAUSED", {
-            let p = p.clone();
-            move || p.set_state(gst::State::Paused)
-        });
-        assert_eq!(paused, Ok(gst::StateChangeSuccess::Success));
-        let playing = within("PAUSED → PLAYING", {
-            let p = p.clone();
-            move || p.set_state(gst::State::Playing)
-        });
-        assert_eq!(playing, Ok(gst::StateChangeSuccess::Success));
+        done(&p, gst::State::Paused);
+        done(&p, gst::State::Playing);
     }
     let mut call = dial(&sink, Playout::Instant);
     assert_same_audio(&heard(&mut call, tone.len()), &tone);
-    within("PLAYING → NULL", move || set_state(&p, gst::State::Null));
+    done(&p, gst::State::Null);
 }
 
 /// A live source (PLAYING waits for the sink's preroll, which waits for the
@@ -200,16 +196,10 @@ fn a_live_source_paused_before_the_call_goes_on() {
     ));
     let sink = by_name(&p, "s");
     let waiting = logged(&sink, "waiting for a call");
-    change(&p, gst::State::Playing);
+    change(&p, gst::State::Playing).unwrap();
     expect(&waiting, "the wait for the call");
-    within("PLAYING → PAUSED", {
-        let p = p.clone();
-        move || set_state(&p, gst::State::Paused)
-    });
-    within("PAUSED → PLAYING", {
-        let p = p.clone();
-        move || set_state(&p, gst::State::Playing)
-    });
+    change(&p, gst::State::Paused).unwrap();
+    change(&p, gst::State::Playing).unwrap();
     let mut call = dial(&sink, Playout::Instant);
     // A second of it: the source runs on after the call's first buffer.
     let audio = heard(&mut call, 8000);
@@ -218,7 +208,7 @@ fn a_live_source_paused_before_the_call_goes_on() {
         (level - 0.25 * 32767.0).abs() < 0.1 * 32767.0 * 0.25,
         "440 Hz at {level}"
     );
-    within("PLAYING → NULL", move || set_state(&p, gst::State::Null));
+    done(&p, gst::State::Null);
 }
 
 /// Stopped while a buffer waits, in each place it can: prerolling with
@@ -233,18 +223,14 @@ fn a_stop_while_a_buffer_waits_returns() {
         let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
         let waiting = logged(&sink, "waiting for a call");
         feed_tone(&app);
-        change(&p, gst::State::Paused);
+        done(&p, gst::State::Paused);
         expect(&waiting, "the first buffer's wait for the call");
         if play {
-            change(&p, gst::State::Playing);
+            done(&p, gst::State::Playing);
         }
         if pause {
-            within("PLAYING → PAUSED", {
-                let p = p.clone();
-                move || set_state(&p, gst::State::Paused)
-            });
+            done(&p, gst::State::Paused);
         }
-        let stopped = within("→ NULL", move || p.set_state(gst::State::Null));
-        assert_eq!(stopped, Ok(gst::StateChangeSuccess::Success));
+        done(&p, gst::State::Null);
     }
 }
