@@ -40,6 +40,23 @@ fn logged(sink: &gst::Element, text: &'static str) -> mpsc::Receiver<()> {
     rx
 }
 
+/// An appsrc into a sink with `async=false`: the pipeline, both elements,
+/// and a channel told when the sink starts waiting for a call.
+fn fed_by_appsrc() -> (
+    gst::Pipeline,
+    gst::Element,
+    gst::Element,
+    mpsc::Receiver<()>,
+) {
+    let p = pipeline(&format!(
+        "appsrc name=app format=time caps={PCM_8K} ! \
+         twiliostreamsink name=s port=0 async=false"
+    ));
+    let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
+    let waiting = logged(&sink, "waiting for a call");
+    (p, app, sink, waiting)
+}
+
 /// `pipeline` set to `state`, bounded by [`within`]: how it went.
 fn change(
     pipeline: &gst::Pipeline,
@@ -107,12 +124,7 @@ fn assert_same_audio(heard: &[i16], sent: &[i16]) {
 
 #[test]
 fn playing_with_async_off_does_not_wait_for_the_call() {
-    let p = pipeline(&format!(
-        "appsrc name=app format=time caps={PCM_8K} ! \
-         twiliostreamsink name=s port=0 async=false"
-    ));
-    let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
-    let waiting = logged(&sink, "waiting for a call");
+    let (p, app, sink, waiting) = fed_by_appsrc();
     let tone = feed_tone(&app);
     done(&p, gst::State::Paused);
     // The first buffer waits for the call (the preroll lock free meanwhile).
@@ -128,12 +140,7 @@ fn playing_with_async_off_does_not_wait_for_the_call() {
 /// not hold up PLAYING, and it goes out before the audio that follows it.
 #[test]
 fn a_mark_first_with_async_off_does_not_hold_up_playing() {
-    let p = pipeline(&format!(
-        "appsrc name=app format=time caps={PCM_8K} ! \
-         twiliostreamsink name=s port=0 async=false"
-    ));
-    let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
-    let waiting = logged(&sink, "waiting for a call");
+    let (p, app, sink, waiting) = fed_by_appsrc();
     done(&p, gst::State::Paused);
     let mark = gst::Structure::builder("twilio-mark")
         .field("name", "first")
@@ -166,12 +173,7 @@ fn a_mark_first_with_async_off_does_not_hold_up_playing() {
 /// wait goes on, the source is not stopped, and the call gets every sample.
 #[test]
 fn a_pause_while_a_buffer_waits_for_the_call_loses_nothing() {
-    let p = pipeline(&format!(
-        "appsrc name=app format=time caps={PCM_8K} ! \
-         twiliostreamsink name=s port=0 async=false"
-    ));
-    let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
-    let waiting = logged(&sink, "waiting for a call");
+    let (p, app, sink, waiting) = fed_by_appsrc();
     let tone = feed_tone(&app);
     done(&p, gst::State::Playing);
     expect(&waiting, "the wait for the call");
@@ -216,12 +218,7 @@ fn a_live_source_paused_before_the_call_goes_on() {
 #[test]
 fn a_stop_while_a_buffer_waits_returns() {
     for (pause, play) in [(false, false), (false, true), (true, true)] {
-        let p = pipeline(&format!(
-            "appsrc name=app format=time caps={PCM_8K} ! \
-             twiliostreamsink name=s port=0 async=false"
-        ));
-        let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
-        let waiting = logged(&sink, "waiting for a call");
+        let (p, app, _sink, waiting) = fed_by_appsrc();
         feed_tone(&app);
         done(&p, gst::State::Paused);
         expect(&waiting, "the first buffer's wait for the call");
