@@ -49,6 +49,7 @@ fn sink_properties_have_documented_defaults() {
         "chunks-sent",
         "marks-sent",
         "marks-played",
+        "marks-received",
         "clears-sent",
         "transcode-errors",
     ] {

@@ -119,8 +119,11 @@ fn hostile_echoes_keep_clear_figures_within_what_was_sent() {
     for i in 0..2000 {
         peer.echo(&format!("stranger-{i}"));
     }
-    // Every echo read (each counts in marks-played) before the clear.
-    counter_reaches(&bot.sink, "marks-played", 2 + 5 + 2000);
+    // Every echo read (each counts in marks-received) before the clear.
+    counter_reaches(&bot.sink, "marks-received", 2 + 5 + 2000);
+    // Only the three marks sent count as played: "c" came first, which
+    // says "a" and "b" were played too; the rest say nothing.
+    assert_eq!(bot.sink.property::<u64>("marks-played"), 3);
     let report = bot.clear();
     let pushed = Duration::from_secs(1);
     assert!(report.played.is_some_and(|p| p <= pushed), "{report:?}");

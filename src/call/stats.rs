@@ -25,7 +25,7 @@ pub enum Stat {
     InboundTranscodeErrors,
     InvalidMessages,
     Overruns,
-    /// Marks Twilio echoed back (audio played up to them).
+    /// Mark messages Twilio sent, whatever their names.
     MarksReceived,
     DtmfReceived,
     BytesSent,
@@ -51,9 +51,13 @@ pub enum Stat {
     /// Media chunks that came after the reorder window gave up their place
     /// (or twice), dropped.
     ChunksTooLate,
+    /// Marks sent that Twilio's echoes account for (see
+    /// `Outbox::marks_echoed`): echoes of names never sent, or echoed
+    /// already, are not among them.
+    MarksPlayed,
 }
 
-const STAT_COUNT: usize = 24;
+const STAT_COUNT: usize = 25;
 
 impl Stat {
     /// The per-track counters a total is the sum of (inbound, outbound).
@@ -246,10 +250,19 @@ pub const SINK_COUNTERS: &[Counter] = &[
         "Mark messages sent to Twilio",
     ),
     counter(
-        Stat::MarksReceived,
+        Stat::MarksPlayed,
         "marks-played",
         "Marks played",
-        "Marks Twilio echoed back: the audio before them was played (or cleared)",
+        "Marks sent that Twilio has played: echoed back, or followed by a later mark's echo \
+         (the audio before them was played, or cleared). Echoes of names never sent, or \
+         echoed already, do not count",
+    ),
+    counter(
+        Stat::MarksReceived,
+        "marks-received",
+        "Marks received",
+        "Mark messages received from Twilio, whatever their names (echoes of marks sent, \
+         of names never sent, or repeated)",
     ),
     counter(
         Stat::ClearsSent,

@@ -245,7 +245,11 @@ where
                             // Only an echo of a mark sent counts (a stranger's
                             // name, or a second echo, says nothing).
                             let echoed = writer.outbox.marks_echoed();
-                            call.marks_echoed.send_if_modified(|n| std::mem::replace(n, echoed) != echoed);
+                            call.marks_echoed.send_if_modified(|n| {
+                                let before = std::mem::replace(n, echoed);
+                                call.stats.add(Stat::MarksPlayed, echoed - before);
+                                before != echoed
+                            });
                         }
                         if apply(call, events, handled) {
                             call.run_consumer(&mut on_task);

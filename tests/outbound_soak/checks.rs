@@ -239,7 +239,9 @@ pub fn check_counters(
         ("chunks-sent", st.texts_of("media").len() as u64),
         ("marks-sent", st.marks.len() as u64),
         ("clears-sent", st.clears.len() as u64),
+        // The peer echoes each mark once, in order: each echo plays one.
         ("marks-played", st.echoes.len() as u64),
+        ("marks-received", st.echoes.len() as u64),
         ("transcode-errors", script.splits),
         ("chunks-dropped", 0),
     ];
