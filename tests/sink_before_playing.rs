@@ -231,3 +231,46 @@ fn a_stop_while_a_buffer_waits_returns() {
         done(&p, gst::State::Null);
     }
 }
+
+/// A flush from the appsrc (the README's way to clear) while the first
+/// buffer waits for the call as the sink prerolls (`async=true`): the
+/// pipeline's change to PLAYING goes on (ASYNC, asked again or not), and
+/// once the call comes it plays what was pushed after the flush, all of
+/// it. (The sink's own `get_state` says FAILURE meanwhile: BaseSink gives
+/// up a preroll whose `prepare()` is flushed; see ARCHITECTURE.md.)
+#[test]
+fn a_flush_while_the_first_buffer_prerolls_keeps_the_state_change() {
+    let p = pipeline(&format!(
+        "appsrc name=app format=time caps={PCM_8K} ! twiliostreamsink name=s port=0"
+    ));
+    let (app, sink) = (by_name(&p, "app"), by_name(&p, "s"));
+    let waiting = logged(&sink, "waiting for a call");
+    let playing = Ok(gst::StateChangeSuccess::Async);
+    assert_eq!(change(&p, gst::State::Playing), playing);
+    // Flushed: none of it may reach the call.
+    for i in 0..3 {
+        let mut buffer = pcm_buffer(&[3000; 800]);
+        buffer
+            .get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(100 * i));
+        let ret = app.emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
+        assert_eq!(ret, gst::FlowReturn::Ok);
+    }
+    expect(&waiting, "the first buffer's wait for the call");
+    assert!(app.send_event(gst::event::FlushStart::new()));
+    assert!(app.send_event(gst::event::FlushStop::new(true)));
+    let (ret, _, pending) = p.state(gst::ClockTime::ZERO);
+    assert_eq!((ret, pending), (playing, gst::State::Playing));
+    assert_eq!(change(&p, gst::State::Playing), playing);
+    let tone = feed_tone(&app);
+    expect(&waiting, "the wait for the call after the flush");
+    let mut call = dial(&sink, Playout::Instant);
+    assert_same_audio(&heard(&mut call, tone.len()), &tone);
+    let (ret, state, _) = p.state(gst::ClockTime::try_from(PATIENCE).unwrap());
+    assert_eq!(
+        (ret, state),
+        (Ok(gst::StateChangeSuccess::Success), gst::State::Playing)
+    );
+    done(&p, gst::State::Null);
+}
