@@ -59,3 +59,11 @@ pub(crate) async fn answer_close<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut Web
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, answering).await;
 }
+
+/// The peer ended its side without a close frame (a FIN, or TLS's
+/// close_notify): shuts ours, within [`CLOSE_TIMEOUT`], so that over TLS
+/// its close_notify is answered with ours (RFC 8446 6.1) rather than by a
+/// bare TCP close.
+pub(super) async fn answer_end<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.get_mut().shutdown()).await;
+}

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::closing::{
-    CLOSE_INVALID_DATA, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, answer_close, close,
+    CLOSE_INVALID_DATA, CLOSE_PROTOCOL_ERROR, CLOSE_TOO_BIG, answer_close, answer_end, close,
 };
 use super::events::{CallEvent, EventSender};
 use super::session::{Handled, Level, Session};
@@ -289,6 +289,7 @@ where
                     // tungstenite's name for a TCP close (FIN) with no
                     // close frame: a drop, not a protocol error to answer.
                     Io::Read(Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)))) => {
+                        answer_end(ws).await;
                         break Some("the connection dropped without a close frame".to_owned());
                     }
                     // The same over TLS without close_notify first (a TCP
