@@ -82,10 +82,9 @@ fn expect(rx: &mpsc::Receiver<()>, what: &str) {
         .unwrap_or_else(|_| panic!("never logged: {what}"));
 }
 
-/// One second of a 440 Hz tone, in ten buffers of 100 ms, then EOS.
-fn feed_tone(app: &gst::Element) -> Vec<i16> {
-    let tone = sine(440.0, 8000.0, 8000.0, 8000);
-    for (i, part) in tone.chunks(800).enumerate() {
+/// `samples` pushed into `app` in buffers of 100 ms, the first at 0.
+fn feed(app: &gst::Element, samples: &[i16]) {
+    for (i, part) in samples.chunks(800).enumerate() {
         let mut buffer = pcm_buffer(part);
         let b = buffer.get_mut().unwrap();
         b.set_pts(gst::ClockTime::from_mseconds(100 * i as u64));
@@ -93,6 +92,12 @@ fn feed_tone(app: &gst::Element) -> Vec<i16> {
         let ret = app.emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
         assert_eq!(ret, gst::FlowReturn::Ok);
     }
+}
+
+/// One second of a 440 Hz tone, in ten buffers of 100 ms.
+fn feed_tone(app: &gst::Element) -> Vec<i16> {
+    let tone = sine(440.0, 8000.0, 8000.0, 8000);
+    feed(app, &tone);
     tone
 }
 
@@ -248,15 +253,7 @@ fn a_flush_while_the_first_buffer_prerolls_keeps_the_state_change() {
     let playing = Ok(gst::StateChangeSuccess::Async);
     assert_eq!(change(&p, gst::State::Playing), playing);
     // Flushed: none of it may reach the call.
-    for i in 0..3 {
-        let mut buffer = pcm_buffer(&[3000; 800]);
-        buffer
-            .get_mut()
-            .unwrap()
-            .set_pts(gst::ClockTime::from_mseconds(100 * i));
-        let ret = app.emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
-        assert_eq!(ret, gst::FlowReturn::Ok);
-    }
+    feed(&app, &[3000; 2400]);
     expect(&waiting, "the first buffer's wait for the call");
     assert!(app.send_event(gst::event::FlushStart::new()));
     assert!(app.send_event(gst::event::FlushStop::new(true)));
