@@ -149,17 +149,6 @@ fn a_sink_fed_elsewhere_gets_eos_though_events_came_after_stop() {
     let messages = until_eos(&p);
     assert!(has_element(&messages, "twilio-stop"), "{messages:?}");
     wait_disconnected(&src);
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        match h.push(pcm_buffer(&[0; 160])) {
-            Err(gst::FlowError::Eos) => break,
-            Ok(_) => assert!(
-                std::time::Instant::now() < deadline,
-                "the sink takes buffers of a closed call for good"
-            ),
-            Err(e) => panic!("{e:?}"),
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    push_until_eos(&mut h, "the sink takes buffers of a closed call for good");
     stop(&p);
 }

@@ -51,6 +51,22 @@ pub fn pcm_buffer(samples: &[i16]) -> gst::Buffer {
     )
 }
 
+/// Pushes silence into `h` until the sink answers EOS, as it does once the
+/// end of its call is posted. The poster marks the end read just after it
+/// posts the message a test waits for, so a push in between is still taken
+/// (and dropped): that is the only `Ok` allowed, and `what` says otherwise.
+pub fn push_until_eos(h: &mut Harness, what: &str) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match h.push(pcm_buffer(&[0; 160])) {
+            Err(gst::FlowError::Eos) => return,
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "{what}"),
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// What `call` receives until the plugin closes it (the close last).
 pub fn until_closed(call: &mut TwilioCall) -> Vec<Received> {
     receive_until(call, |got| matches!(got.last(), Some(Received::Closed(_))))
