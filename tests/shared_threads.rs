@@ -244,22 +244,49 @@ fn pushed_from_with_sleeps(sleeps: &'static [(usize, u64)]) -> Vec<String> {
     names
 }
 
+/// Runs `attempt` until it holds, three times at most. The fallback is
+/// timed, so a network thread preempted for 20 ms on a busy machine next to
+/// a slow push looks like a second one: a real fault fails every attempt.
+fn in_one_of_three(attempt: impl Fn() -> Result<(), String>) {
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        match attempt() {
+            Ok(()) => return,
+            Err(e) => failures.push(e),
+        }
+    }
+    panic!("three attempts failed: {failures:#?}");
+}
+
 #[test]
 fn one_slow_push_is_not_a_blocking_downstream() {
     // As when the network thread is preempted on a busy machine: pushing
     // stays on the network threads.
-    let threads = pushed_from_with_sleeps(&[(3, 30)]);
-    assert!(all_from_network(&threads), "pushed from {threads:?}");
+    in_one_of_three(|| {
+        let threads = pushed_from_with_sleeps(&[(3, 30)]);
+        if all_from_network(&threads) {
+            Ok(())
+        } else {
+            Err(format!("pushed from {threads:?}"))
+        }
+    });
+}
+
+/// Whether the first `network` pushes came from the network threads and
+/// the rest from the src's streaming thread.
+fn handed_over_after(threads: &[String], network: usize) -> Result<(), String> {
+    let (before, after) = threads.split_at(network);
+    if all_from_network(before) && after.iter().all(|t| t == "src:src") {
+        Ok(())
+    } else {
+        Err(format!("after {network}: {threads:?}"))
+    }
 }
 
 #[test]
 fn two_slow_pushes_in_a_row_or_one_long_one_hand_over_the_pushing() {
-    let threads = pushed_from_with_sleeps(&[(3, 30), (4, 30)]);
-    assert_eq!(threads[..5], ["twiliostream"; 5], "{threads:?}");
-    assert!(threads[5..].iter().all(|t| t == "src:src"), "{threads:?}");
-    let threads = pushed_from_with_sleeps(&[(3, 250)]);
-    assert_eq!(threads[..4], ["twiliostream"; 4], "{threads:?}");
-    assert!(threads[4..].iter().all(|t| t == "src:src"), "{threads:?}");
+    in_one_of_three(|| handed_over_after(&pushed_from_with_sleeps(&[(3, 30), (4, 30)]), 5));
+    in_one_of_three(|| handed_over_after(&pushed_from_with_sleeps(&[(3, 250)]), 4));
 }
 
 #[test]

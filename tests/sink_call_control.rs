@@ -32,16 +32,11 @@ fn ms(samples: f64) -> Duration {
 fn agrees(what: &str, report: Report, bot: &Bot, peer: &Peer, start: Duration, total: Duration) {
     let st = peer.wait_clear();
     let clear = *st.clears.last().unwrap();
-    bot.taken();
-    let mut media = st.media.len();
-    loop {
-        std::thread::sleep(Duration::from_millis(300));
-        let now = peer.state().media.len();
-        if now == media {
-            break;
-        }
-        media = now;
-    }
+    // A mark behind the rest of the prompt: what reached the peer before
+    // it is all the prompt that came after the clear.
+    bot.mark("the-end");
+    let st = peer.wait_for("the end", |st| st.marks.iter().any(|(n, _)| n == "the-end"));
+    let media = st.marks.iter().find(|(n, _)| n == "the-end").unwrap().1;
     let after = ms((media - clear.received) as f64);
     let heard = ms(clear.played);
     let reported = report.played.expect("audio was sent").saturating_sub(start);

@@ -266,7 +266,9 @@ fn a_lone_sinks_twilio_stop_is_posted_before_its_eos() {
 /// holds that wait until PLAYING again: the stop still comes first.
 #[test]
 fn a_pause_while_waiting_for_twilio_stop_keeps_it_before_the_eos() {
-    let (p, app, bus) = hung_up_with_the_stop_held("async=false", 1200);
+    // Held long enough to outlast the pause below, and well within the 2 s
+    // the sink gives its poster (which runs on through a pause).
+    let (p, app, bus) = hung_up_with_the_stop_held("async=false", 900);
     end_of_stream(&app);
     // The sink waits for the poster now; a short pause, and on.
     std::thread::sleep(std::time::Duration::from_millis(200));
