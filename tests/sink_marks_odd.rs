@@ -244,3 +244,37 @@ fn end_stream_at_odd_times() {
     let st = peer.wait_closed();
     assert!(st.closed.unwrap().0 - st.clears[0].at < Duration::from_secs(1));
 }
+
+/// `marks-sent` counts marks written to Twilio: a mark held behind audio
+/// while the sink is paused, then dropped at Twilio's `stop`, was never
+/// sent; the same mark, the sink playing again instead, is.
+#[test]
+fn a_mark_dropped_unwritten_at_stop_is_not_counted_as_sent() {
+    init();
+    for stop in [true, false] {
+        let (bot, peer) = Bot::with_peer("");
+        bot.prompt(0, 3000);
+        peer.wait_for("media", |st| !st.media.is_empty());
+        set_state(&bot.p, gst::State::Paused);
+        // Behind the audio the paused writer holds.
+        assert!(send_mark(&bot.sink, "held"));
+        if stop {
+            peer.stop();
+            let messages = messages_until(&bot.bus, |m| has_element(m, "twilio-stop"));
+            let stopped = &element_messages(&messages, "twilio-stop")[0];
+            let stats = stopped.get::<gst::Structure>("stats").unwrap();
+            assert_eq!(stats.get::<u64>("marks-sent").unwrap(), 0);
+            assert_eq!(bot.sink.property::<u64>("marks-sent"), 0);
+            assert!(peer.state().marks.is_empty());
+        } else {
+            assert_eq!(bot.sink.property::<u64>("marks-sent"), 0);
+            set_state(&bot.p, gst::State::Playing);
+            let st = peer.wait_for("the mark", |st| !st.marks.is_empty());
+            // (After what the sink had rendered when it was asked for.)
+            assert_eq!(st.marks.len(), 1);
+            assert_eq!(st.marks[0].0, "held");
+            assert_eq!(bot.sink.property::<u64>("marks-sent"), 1);
+        }
+        set_state(&bot.p, gst::State::Null);
+    }
+}

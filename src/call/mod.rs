@@ -181,9 +181,10 @@ pub struct Call {
     /// Marks sent that Twilio's echoes account for so far
     /// ([`outbox::Outbox::marks_echoed`]).
     marks_echoed: watch::Sender<u64>,
-    /// Held while a mark is sent and numbered, so that marks sent from
-    /// several threads are numbered in the order the writer gets them.
-    marks_order: Mutex<()>,
+    /// Marks asked for so far, numbered under this lock so that marks
+    /// sent from several threads are numbered in the order the writer gets
+    /// them (`marks-sent` counts them as they are written).
+    marks_order: Mutex<u64>,
     log: Mutex<Option<LogTarget>>,
     consumer: Mutex<Option<Consumer>>,
     /// Where the elements keep the state each chunk touches (see [`hot`]).
@@ -277,7 +278,7 @@ impl Call {
             hot: hot::Hot::default(),
             open: watch::Sender::new(true),
             marks_echoed: watch::Sender::new(0),
-            marks_order: Mutex::new(()),
+            marks_order: Mutex::new(0),
             log: Mutex::new(None),
             consumer: Mutex::new(None),
             sender: Mutex::new(None),
@@ -386,7 +387,9 @@ impl Call {
                 padding,
                 ..
             } => (text.len(), duration - padding),
-            Outgoing::Mark { text, .. } | Outgoing::Text(text) => (text.len(), 0),
+            Outgoing::Mark { text, .. } | Outgoing::ClearedMark(text) | Outgoing::Text(text) => {
+                (text.len(), 0)
+            }
         };
         if self.outbound_bytes.fetch_add(len, Ordering::Relaxed) + len > MAX_OUTBOUND {
             self.outbound_bytes.fetch_sub(len, Ordering::Relaxed);
@@ -416,12 +419,13 @@ impl Call {
         let text = self.dialect.mark(&start.stream_sid, name);
         // A wait for this mark's echo must not be met by an earlier one's:
         // numbered in the writer's order (sending never blocks).
-        let _order = self.marks_order.locked();
+        let mut asked = self.marks_order.locked();
         self.send(Outgoing::Mark {
             name: name.to_owned(),
             text,
         })?;
-        Ok(self.stats.add_get(Stat::MarksSent, 1))
+        *asked += 1;
+        Ok(*asked)
     }
 
     /// How long one media `payload` of the call's format plays.

@@ -137,11 +137,16 @@ impl Writer {
         self.outbox.set_lead(call.lead.load(Ordering::Relaxed));
         self.outbox.set_paused(call.writer_paused());
         let (mut chunks, mut bytes, mut audio) = (0u64, 0u64, 0u64);
+        let marks = self.outbox.marks_written();
         self.next = self.outbox.due(call.now_ns(), &mut self.texts, |b, d| {
             chunks += 1;
             bytes += b as u64;
             audio += d;
         });
+        let marks = self.outbox.marks_written() - marks;
+        if marks > 0 {
+            call.stats.add(Stat::MarksSent, marks);
+        }
         if chunks > 0 {
             call.stats.add(Stat::ChunksSent, chunks);
             call.stats.add(Stat::BytesSent, bytes);

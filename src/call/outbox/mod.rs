@@ -58,6 +58,9 @@ pub enum Outgoing {
     /// A `mark` named `name` (its message is `text`): written once all
     /// media before it is.
     Mark { name: String, text: String },
+    /// A mark whose echo a clear has accounted for already (its message):
+    /// written at once, counted as a mark.
+    ClearedMark(String),
     /// Any other message, in order with the rest.
     Text(String),
 }
@@ -200,6 +203,8 @@ pub struct Outbox {
     lead: u64,
     /// The sink is paused: no media goes out (what Twilio holds plays on).
     paused: bool,
+    /// Marks handed out to be written (`marks-sent`).
+    marks_written: u64,
     model: Model,
 }
 
@@ -212,8 +217,14 @@ impl Outbox {
             pending_audio: 0,
             lead,
             paused: false,
+            marks_written: 0,
             model: Model::default(),
         }
+    }
+
+    /// How many marks [`due`](Self::due) has handed out to be written.
+    pub fn marks_written(&self) -> u64 {
+        self.marks_written
     }
 
     /// Asks for the lines the next frame touches to be brought into the
@@ -304,6 +315,11 @@ impl Outbox {
                     let reach = self.model.base_end.max(now);
                     let written = self.model.written;
                     self.model.await_echo(name, Some((written, reach)));
+                    self.marks_written += 1;
+                    out.push(text);
+                }
+                Some(Outgoing::ClearedMark(text)) => {
+                    self.marks_written += 1;
                     out.push(text);
                 }
                 Some(Outgoing::Text(text)) => out.push(text),
@@ -330,7 +346,9 @@ impl Outbox {
                     unsent.audio += duration - padding;
                     text.len()
                 }
-                Outgoing::Mark { text, .. } | Outgoing::Text(text) => text.len(),
+                Outgoing::Mark { text, .. }
+                | Outgoing::ClearedMark(text)
+                | Outgoing::Text(text) => text.len(),
             };
         }
         self.pending_audio = 0;
@@ -402,7 +420,7 @@ impl Outbox {
         for item in &mut self.pending {
             if let Outgoing::Mark { name, text } = item {
                 self.model.await_echo(std::mem::take(name), None);
-                *item = Outgoing::Text(std::mem::take(text));
+                *item = Outgoing::ClearedMark(std::mem::take(text));
             }
         }
         // Twilio's queue is empty; what it played stays played.

@@ -108,6 +108,7 @@ fn drop_pending_drops_only_what_is_not_written() {
     o.push(mark("mark"));
     let (out, _) = due(&mut o, 0);
     assert_eq!(out, ["m0@0", "m1@20"]);
+    assert_eq!(o.marks_written(), 0);
     assert_eq!(
         o.drop_pending(),
         Unsent {
@@ -119,8 +120,9 @@ fn drop_pending_drops_only_what_is_not_written() {
     );
     assert_eq!(o.pending_audio(), 0);
     assert_eq!(due(&mut o, 100 * MS), (vec![], None));
-    // What was written is still modelled.
+    // What was written is still modelled; the mark dropped was never sent.
     assert_eq!(o.unplayed(0), 40 * MS);
+    assert_eq!(o.marks_written(), 0);
 }
 
 #[test]
@@ -309,10 +311,14 @@ fn marks_a_clear_flushes_correct_nothing() {
     push_frames(&mut o, 1, 140 * MS);
     let (out, _) = due(&mut o, 0);
     assert_eq!(out, ["m0@0", "m1@20", "written"]);
+    assert_eq!(o.marks_written(), 1);
     o.clear(10 * MS, "clear".into());
+    assert_eq!(o.marks_written(), 1);
     let (out, _) = due(&mut o, 10 * MS);
-    // The waiting mark goes out before the clear, its media does not.
+    // The waiting mark goes out before the clear, its media does not; it
+    // is a mark written (`marks-sent`), the clear is not.
     assert_eq!(out, ["waiting", "clear"]);
+    assert_eq!(o.marks_written(), 2);
     // Both echoes arrive at once; the model stays empty.
     o.mark_echoed("written", 11 * MS);
     o.mark_echoed("waiting", 11 * MS);
