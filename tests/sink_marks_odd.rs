@@ -278,3 +278,49 @@ fn a_mark_dropped_unwritten_at_stop_is_not_counted_as_sent() {
         set_state(&bot.p, gst::State::Null);
     }
 }
+
+/// A `twilio-mark` event that cannot be a mark (no string `name`, or not
+/// serialized with the audio) is refused with a WARNING saying why, not
+/// dropped silently; a serialized one travelling both ways is a mark.
+#[test]
+fn mark_events_that_are_no_marks_are_refused_with_a_warning() {
+    let mut h = sink_harness(PCM_8K);
+    let sink = h.element().unwrap();
+    let bus = gst::Bus::new();
+    sink.set_bus(Some(&bus));
+    let mut call = dial(&sink, twilio_emulator::Playout::Instant);
+    h.push(pcm_buffer(&[0; 160])).unwrap();
+    let mark = |name: Option<i32>| {
+        let s = gst::Structure::builder("twilio-mark");
+        match name {
+            Some(n) => s.field("name", n).build(),
+            None => s.build(),
+        }
+    };
+    let named = gst::Structure::builder("twilio-mark")
+        .field("name", "oob")
+        .build();
+    h.push_event(gst::event::CustomDownstream::new(mark(None)));
+    h.push_event(gst::event::CustomDownstream::new(mark(Some(5))));
+    h.push_event(gst::event::CustomDownstreamOob::new(named.clone()));
+    h.push_event(gst::event::CustomDownstreamSticky::new(named));
+    let refused = warnings(&bus);
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    assert!(
+        refused[..2]
+            .iter()
+            .all(|w| w.starts_with("twilio-mark event ignored: it has no string field 'name'"))
+    );
+    assert!(
+        refused[2..]
+            .iter()
+            .all(|w| w.starts_with("twilio-mark event ignored: a mark goes after the audio"))
+    );
+    let both = gst::Structure::builder("twilio-mark")
+        .field("name", "both")
+        .build();
+    h.push_event(gst::event::CustomBoth::new(both));
+    let got = receive_until(&mut call, |got| !marks(got).is_empty());
+    assert_eq!(marks(&got), ["both"]);
+    assert_eq!(sink.property::<u64>("marks-sent"), 1);
+}

@@ -182,6 +182,16 @@ impl State {
 }
 
 impl TwilioStreamSink {
+    /// A `twilio-mark` event that is no mark: the WARNING saying why.
+    #[cold]
+    fn mark_event_ignored(&self, why: &str) {
+        gst::element_imp_warning!(
+            self,
+            gst::CoreError::Event,
+            ("{MARK_EVENT} event ignored: {why}")
+        );
+    }
+
     /// Input the call cannot take: the error, posted.
     #[cold]
     #[inline(never)]
@@ -469,7 +479,9 @@ impl BaseSinkImpl for TwilioStreamSink {
                 self.state.locked().note_feeder();
                 let name = event.structure().map(|s| s.name().to_string());
                 match event.view() {
-                    gst::EventView::CustomDownstream(_) if name.as_deref() == Some(MARK_EVENT) => {
+                    gst::EventView::CustomDownstream(_) | gst::EventView::CustomBoth(_)
+                        if name.as_deref() == Some(MARK_EVENT) =>
+                    {
                         match event.structure().and_then(|s| s.get::<String>("name").ok()) {
                             Some(mark) => {
                                 // Serialized: all audio before it was rendered.
@@ -477,12 +489,18 @@ impl BaseSinkImpl for TwilioStreamSink {
                                     self.send_mark(&mark);
                                 }
                             }
-                            None => gst::warning!(
-                                CAT,
-                                imp = self,
-                                "{MARK_EVENT} event without a string field 'name'"
-                            ),
+                            None => self.mark_event_ignored("it has no string field 'name'"),
                         }
+                    }
+                    gst::EventView::CustomDownstreamOob(_)
+                    | gst::EventView::CustomBothOob(_)
+                    | gst::EventView::CustomDownstreamSticky(_)
+                        if name.as_deref() == Some(MARK_EVENT) =>
+                    {
+                        self.mark_event_ignored(
+                            "a mark goes after the audio before it: send a serialized \
+                             custom downstream event (not out-of-band, not sticky)",
+                        );
                     }
                     gst::EventView::CustomDownstream(_)
                     | gst::EventView::CustomDownstreamOob(_)
