@@ -257,8 +257,33 @@ fn two_srcs_and_no_call_name_is_a_clear_error() {
             _ => None,
         })
         .unwrap();
-    assert!(error.contains("set call-name"), "{error}");
+    // Said in the message itself, not only in its debug text.
+    assert!(
+        error.starts_with("2 twiliostreamsrc elements in this pipeline: set call-name"),
+        "{error}"
+    );
     p.set_state(gst::State::Null).unwrap();
+}
+
+/// A paired sink does not listen: listening properties set on it are
+/// ignored, and the WARNING's message says which and why.
+#[test]
+fn listening_properties_on_a_paired_sink_are_named_in_a_warning() {
+    init();
+    let p = pipeline(
+        "twiliostreamsrc port=0 ! fakesink  audiotestsrc ! audio/x-raw,rate=8000,channels=1 ! \
+         twiliostreamsink path=/elsewhere async=false",
+    );
+    set_state(&p, gst::State::Paused);
+    let warned = warnings(&p.bus().unwrap());
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].starts_with(
+            "path ignored: the sink plays into the call of a twiliostreamsrc and does not listen itself"
+        ),
+        "{warned:?}"
+    );
+    set_state(&p, gst::State::Null);
 }
 
 /// Two sinks playing into one call would interleave their frames (each

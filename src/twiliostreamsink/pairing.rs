@@ -278,11 +278,11 @@ impl TwilioStreamSink {
                 several => {
                     return Err(gst::error_msg!(
                         gst::ResourceError::Settings,
-                        [
+                        (
                             "{} twiliostreamsrc elements in this pipeline: set call-name on the \
                              sink and on the src it should play into",
                             several.len()
-                        ]
+                        )
                     ));
                 }
             }
@@ -297,11 +297,11 @@ impl TwilioStreamSink {
                 gst::element_imp_warning!(
                     self,
                     gst::ResourceError::Settings,
-                    [
+                    (
                         "{} ignored: the sink plays into the call of a twiliostreamsrc \
                          and does not listen itself",
                         ignored.join(", ")
-                    ]
+                    )
                 );
             }
         }
