@@ -181,10 +181,10 @@ pub struct Call {
     /// Marks sent that Twilio's echoes account for so far
     /// ([`outbox::Outbox::marks_echoed`]).
     marks_echoed: watch::Sender<u64>,
-    /// Marks asked for so far, numbered under this lock so that marks
-    /// sent from several threads are numbered in the order the writer gets
-    /// them (`marks-sent` counts them as they are written).
-    marks_order: Mutex<u64>,
+    /// Marks asked for so far (not `marks-sent`, which counts them as they
+    /// are written), numbered under this lock so that marks sent from
+    /// several threads are numbered in the order the writer gets them.
+    marks_asked: Mutex<u64>,
     log: Mutex<Option<LogTarget>>,
     consumer: Mutex<Option<Consumer>>,
     /// Where the elements keep the state each chunk touches (see [`hot`]).
@@ -278,7 +278,7 @@ impl Call {
             hot: hot::Hot::default(),
             open: watch::Sender::new(true),
             marks_echoed: watch::Sender::new(0),
-            marks_order: Mutex::new(0),
+            marks_asked: Mutex::new(0),
             log: Mutex::new(None),
             consumer: Mutex::new(None),
             sender: Mutex::new(None),
@@ -419,7 +419,7 @@ impl Call {
         let text = self.dialect.mark(&start.stream_sid, name);
         // A wait for this mark's echo must not be met by an earlier one's:
         // numbered in the writer's order (sending never blocks).
-        let mut asked = self.marks_order.locked();
+        let mut asked = self.marks_asked.locked();
         self.send(Outgoing::Mark {
             name: name.to_owned(),
             text,
