@@ -13,6 +13,7 @@ pub mod raw;
 pub mod rng;
 pub mod sink;
 pub mod src;
+pub mod threads;
 
 use std::f64::consts::PI;
 use std::sync::{Arc, LazyLock, Mutex, Once};
