@@ -101,11 +101,7 @@ fn arrives_while_paused(shared_threads: bool) {
     // ahead of its PTS: it is dropped, counted, and the stream goes on
     // from the next chunk, anchored anew (DISCONT).
     let third: Vec<u8> = (0..800u32).map(|i| (i * 11 % 256) as u8).collect();
-    rt().block_on(async {
-        send_chunks(&mut call, &third).await;
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    finish(call, &third);
     let got = collector.wait_eos();
     let expected: Vec<u8> = first.iter().chain(&third).copied().collect();
     assert_eq!(got.samples(), decode(&expected));
@@ -284,7 +280,7 @@ fn a_sink_added_mid_call_gets_the_streaming_thread_and_no_discont() {
     let url = url_of(&by_name(&p, "src"));
     let ulaw = test_ulaw();
     let (before, after) = ulaw.split_at(5 * 160);
-    let mut call = call_sending(&url, before);
+    let call = call_sending(&url, before);
     collector.wait_buffers(5);
 
     let added = gst::ElementFactory::make("fakesink")
@@ -296,11 +292,7 @@ fn a_sink_added_mid_call_gets_the_streaming_thread_and_no_discont() {
     tee_pad.link(&added.static_pad("sink").unwrap()).unwrap();
     added.sync_state_with_parent().unwrap();
 
-    rt().block_on(async {
-        send_chunks(&mut call, after).await;
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    finish(call, after);
     let got = collector.wait_eos();
     assert_eq!(got.samples(), decode(&ulaw));
     let threads = threads.lock().unwrap();

@@ -158,13 +158,7 @@ fn a_push_held_up_by_a_pause_is_no_reason_to_fall_back() {
     set_state(&p, gst::State::Playing);
     let url = url_of(&by_name(&p, "src"));
     let ulaw: Vec<u8> = (0..800u32).map(|i| (i * 11 % 256) as u8).collect();
-    let mut call = rt().block_on(async {
-        let mut call = TwilioCall::start(&url, CallParams::default())
-            .await
-            .unwrap();
-        send_chunks(&mut call, &ulaw[..160]).await;
-        call
-    });
+    let call = call_sending(&url, &ulaw[..160]);
     arrived.recv_timeout(PATIENCE).expect("the first buffer");
 
     // Paused with that push under way: the sink prerolls on it and holds
@@ -174,11 +168,7 @@ fn a_push_held_up_by_a_pause_is_no_reason_to_fall_back() {
     std::thread::sleep(Duration::from_millis(60));
     set_state(&p, gst::State::Playing);
 
-    rt().block_on(async {
-        send_chunks(&mut call, &ulaw[160..]).await;
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    finish(call, &ulaw[160..]);
     let got = collector.wait_eos();
     assert_eq!(got.samples(), decode(&ulaw));
     let warnings = warnings(&bus);
@@ -229,7 +219,7 @@ fn flush_then_fall_back(by: FlushBy, shared: bool) {
     let url = url_of(&by_name(&p, "src"));
     let ulaw = test_ulaw();
     let (before, after) = ulaw.split_at(5 * 160);
-    let mut call = call_sending(&url, before);
+    let call = call_sending(&url, before);
     collector.wait_buffers(5);
 
     let (start, stop) = (
@@ -248,11 +238,7 @@ fn flush_then_fall_back(by: FlushBy, shared: bool) {
         }
     }
 
-    rt().block_on(async {
-        send_chunks(&mut call, after).await;
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    finish(call, after);
     let got = collector.wait_eos();
     assert_eq!(got.samples(), decode(&ulaw));
     // The push of buffer 8 fell back: the streaming thread pushed the rest.

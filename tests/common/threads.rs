@@ -59,8 +59,12 @@ pub async fn send_chunks(call: &mut TwilioCall, ulaw: &[u8]) {
 
 /// One call to `url`: `ulaw` in 20 ms chunks as fast as they go, then stop.
 pub fn play(url: &str, ulaw: &[u8]) {
+    finish(call_sending(url, &[]), ulaw);
+}
+
+/// The rest of `call`: `ulaw`, then stop and the close.
+pub fn finish(mut call: TwilioCall, ulaw: &[u8]) {
     rt().block_on(async {
-        let mut call = TwilioCall::start(url, CallParams::default()).await.unwrap();
         send_chunks(&mut call, ulaw).await;
         call.send_stop().unwrap();
         call.close().await;
