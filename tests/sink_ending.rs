@@ -154,6 +154,9 @@ fn eos_sent_to_an_echo_pipeline_ends_the_call_after_playout() {
     set_state(&p, gst::State::Null);
 }
 
+/// And `end-stream`, emitted on either element as `twilio-stop` is posted,
+/// is refused: the call's end is read already (no `twilio-ended` would
+/// follow) and Twilio plays nothing more.
 #[test]
 fn in_an_echo_the_callers_stop_ends_it_with_no_extra_wait() {
     let p =
@@ -161,12 +164,31 @@ fn in_an_echo_the_callers_stop_ends_it_with_no_extra_wait() {
     let bus = p.bus().unwrap();
     set_state(&p, gst::State::Playing);
     let sink = by_name(&p, "sink");
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let (elements, answers) = ([by_name(&p, "src"), sink.clone()], answers.clone());
+        bus.set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Element(e) = msg.view()
+                && e.structure().is_some_and(|s| s.name() == "twilio-stop")
+            {
+                for element in &elements {
+                    for after_playout in [false, true] {
+                        let ended = element.emit_by_name::<bool>("end-stream", &[&after_playout]);
+                        answers.lock().unwrap().push(ended);
+                    }
+                }
+            }
+            gst::BusSyncReply::Pass
+        });
+    }
     let mut call = start_call(&bus, &by_name(&p, "src"), Playout::RealTime);
     for _ in 0..50 {
         call.send_media(&[0x20; 160]).unwrap();
     }
     call.send_stop().unwrap();
     let messages = messages_until(&bus, has_eos);
+    bus.unset_sync_handler();
+    assert_eq!(*answers.lock().unwrap(), [false; 4]);
     // No final mark: nothing to wait for once Twilio stopped the stream.
     assert_eq!(sink.property::<u64>("marks-sent"), 0);
     assert!(!has_element(&messages, "twilio-ended"));

@@ -472,10 +472,17 @@ impl Call {
     /// What both elements' `end-stream` action signal does with their call:
     /// [`end`](Self::end) now, or [`end_after_playout`](Self::end_after_playout)
     /// on the runtime (never blocking the caller). False if the call had
-    /// ended already, or is already ending after the playout.
+    /// ended already (Twilio's `stop` too), or is already ending after the
+    /// playout.
     pub fn end_stream(self: Arc<Self>, after_playout: bool) -> bool {
         if !self.is_open() || self.closing.load(Ordering::Relaxed) {
             call_log!(&self, info, "end-stream: the call has ended already");
+            return false;
+        }
+        // Its end is read already (`twilio-stop` follows, not `twilio-ended`),
+        // and Twilio plays nothing more.
+        if self.is_stopped() {
+            call_log!(&self, info, "end-stream: Twilio has sent stop already");
             return false;
         }
         call_log!(
