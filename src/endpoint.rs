@@ -347,23 +347,23 @@ impl Endpoint {
         let fail = |e: String| {
             gst::error_msg!(
                 gst::ResourceError::OpenReadWrite,
-                ["Could not listen on {}:{}: {}", self.host, self.port, e]
+                ("Could not listen on {}:{}: {}", self.host, self.port, e)
             )
         };
         if let Some(c) = self.path.chars().find(|c| matches!(c, '?' | '#')) {
             return Err(gst::error_msg!(
                 gst::ResourceError::Settings,
-                [
+                (
                     "path {:?} contains {c:?}: Twilio does not allow a query string or \
                      fragment in the <Stream> url; pass values as <Parameter>s \
                      (custom-parameters) instead",
                     self.path
-                ]
+                )
             ));
         }
         if let Some(url) = &self.public_url {
             crate::signature::check_public_url(url)
-                .map_err(|why| gst::error_msg!(gst::ResourceError::Settings, ["{}", why]))?;
+                .map_err(|why| gst::error_msg!(gst::ResourceError::Settings, ("{}", why)))?;
         }
         let tls = match (&self.tls_certificate, &self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {

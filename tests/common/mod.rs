@@ -218,12 +218,13 @@ pub fn drain_messages(bus: &gst::Bus) -> Vec<gst::Message> {
     std::iter::from_fn(|| bus.pop()).collect()
 }
 
-/// The debug text of the first ERROR posted so far (the bus is drained).
-pub fn first_error_debug(bus: &gst::Bus) -> Option<String> {
+/// The message and debug text of the first ERROR posted so far (the bus
+/// is drained).
+pub fn first_error_text(bus: &gst::Bus) -> Option<String> {
     drain_messages(bus)
         .into_iter()
         .find_map(|m| match m.view() {
-            gst::MessageView::Error(e) => Some(e.debug().unwrap_or_default().to_string()),
+            gst::MessageView::Error(e) => Some(format!("{} {:?}", e.error(), e.debug())),
             _ => None,
         })
 }
