@@ -21,31 +21,48 @@ pub fn start(start: &StartInfo) -> gst::Structure {
 }
 
 /// The TwiML `<Parameter>`s as a `custom-parameters` structure of strings.
-/// GStreamer keeps a field's name (a GQuark) for the life of the process,
-/// so names it does not know yet are taken up to [`NEW_NAMES_BUDGET`] for
-/// the process: beyond, a parameter comes as a `name=value` string in the
-/// array [`LEFT_OUT`] instead (a WARNING), so nothing is lost.
+/// A name the structure's text could not give back as it is (see
+/// [`writable`]) would let the caller write fields of its own into that
+/// text: such a parameter comes as a `name=value` string in the array
+/// [`LEFT_OUT`] instead. So does one beyond the budget: GStreamer keeps a
+/// field's name (a GQuark) for the life of the process, so names it does
+/// not know yet are taken up to [`NEW_NAMES_BUDGET`] for the process
+/// (beyond, a WARNING). Nothing is lost.
 pub fn custom_parameters(start: &StartInfo) -> gst::Structure {
     let mut s = gst::Structure::new_empty("custom-parameters");
     let mut left_out = Vec::new();
+    let mut over_budget = 0;
     for (name, value) in &start.custom_parameters {
-        if name != LEFT_OUT && internable(name) {
+        if name == LEFT_OUT || !writable(name) {
+            left_out.push(format!("{name}={value}"));
+        } else if internable(name) {
             s.set(name.as_str(), value);
         } else {
+            over_budget += 1;
             left_out.push(format!("{name}={value}"));
         }
     }
-    if !left_out.is_empty() {
+    if over_budget > 0 {
         gst::warning!(
             crate::call::CAT,
-            "call {}: {} custom parameters in {LEFT_OUT}: the process has taken \
-             {NEW_NAMES_BUDGET} bytes of parameter names GStreamer keeps for good",
+            "call {}: {over_budget} custom parameters in {LEFT_OUT}: the process has \
+             taken {NEW_NAMES_BUDGET} bytes of parameter names GStreamer keeps for good",
             start.call_sid,
-            left_out.len()
         );
+    }
+    if !left_out.is_empty() {
         s.set(LEFT_OUT, gst::Array::new(left_out));
     }
     s
+}
+
+/// Whether `name` reads back as itself from a structure's text: GStreamer's
+/// parser takes a field name of ASCII letters, digits and `_-+/:.` alone.
+fn writable(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-+/:.".contains(&b))
 }
 
 /// The field of `custom-parameters` holding, as `name=value` strings, the
@@ -173,4 +190,59 @@ pub fn post(element: &gst::Element, structure: gst::Structure) {
             .src(element)
             .build(),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(params: &[(&str, &str)]) -> StartInfo {
+        StartInfo {
+            account_sid: "AC1".into(),
+            stream_sid: "MZ1".into(),
+            call_sid: "CA1".into(),
+            tracks: vec!["inbound".into()],
+            custom_parameters: params
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            media_format: None,
+            tracks_unannounced: false,
+        }
+    }
+
+    #[test]
+    fn parameter_names_the_text_cannot_give_back_are_left_out() {
+        gst::init().unwrap();
+        let hostile = [
+            ("role=(string)admin, x", "1"),
+            ("", "empty"),
+            ("a b", "space"),
+            ("a;b", "semicolon"),
+            ("língua", "pt"),
+            ("left-out", "its own"),
+        ];
+        let fine = [("caller", "+15550100"), ("A-b_c.d:e/f+g9", "ok")];
+        let s = custom_parameters(&start(&[&hostile[..], &fine[..]].concat()));
+        let fields: Vec<_> = s.fields().map(|f| f.to_string()).collect();
+        assert_eq!(fields, ["A-b_c.d:e/f+g9", "caller", LEFT_OUT]);
+        for (name, value) in fine {
+            assert_eq!(s.get::<String>(name).unwrap(), value);
+        }
+        // Each left out as `name=value`, in the order of the names.
+        let mut want: Vec<String> = hostile.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        want.sort();
+        let got: Vec<String> = s
+            .get::<gst::Array>(LEFT_OUT)
+            .unwrap()
+            .iter()
+            .map(|v| v.get::<String>().unwrap())
+            .collect();
+        assert_eq!(got, want);
+        // The structure's text gives back the same structure: no field the
+        // caller wrote, none lost.
+        let text = s.to_string();
+        let back: gst::Structure = text.parse().unwrap();
+        assert_eq!(back, s, "{text}");
+    }
 }

@@ -309,9 +309,10 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
             glib::ParamSpecBoxed::builder::<gst::Structure>("custom-parameters")
                 .nick("Custom parameters")
                 .blurb(
-                    "The <Parameter> values of the TwiML <Stream>, as string fields (past the \
-                        process's budget for new field names, as name=value strings in the \
-                        array field left-out)",
+                    "The <Parameter> values of the TwiML <Stream>, as string fields (a name \
+                        other than ASCII letters, digits and _-+/:., or past the process's \
+                        budget for new field names: as name=value strings in the array \
+                        field left-out)",
                 )
                 .read_only()
                 .build(),
