@@ -361,10 +361,17 @@ fn a_fixed_dialect_refuses_another_providers_start() {
     let closed = rt().block_on(async {
         let params = CallParams::of(Provider::Telnyx, WireFormat::PCMU);
         let mut call = TwilioCall::start(&url, params).await.unwrap();
-        call.recv_timeout(PATIENCE).await
+        (call.recv_timeout(PATIENCE).await, call.close_reason())
     });
-    // Not a start in Twilio's spelling: no call, closed as a policy violation.
-    assert_eq!(closed, Some(Received::Closed(Some(1008))));
+    // Not a start in Twilio's spelling: no call, closed as a policy
+    // violation, with the reason the emulator prints.
+    assert_eq!(
+        closed,
+        (
+            Some(Received::Closed(Some(1008))),
+            Some("a start message not in dialect twilio".to_owned())
+        )
+    );
     // Counted once the server is done with the connection.
     let deadline = std::time::Instant::now() + PATIENCE;
     while src.property::<u64>("rejected-connections") != 1 {

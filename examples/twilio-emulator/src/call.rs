@@ -148,6 +148,8 @@ pub struct TwilioCall {
     /// Writes the writer task has done: whether it still makes progress.
     written: Arc<AtomicU64>,
     playback: Arc<Mutex<Playback>>,
+    /// The reason in the plugin's close frame, if it gave one.
+    close_reason: Arc<Mutex<Option<String>>>,
     /// Shared with the playout, which sends marks back.
     sequence: Arc<AtomicU64>,
     /// `media.chunk` of each track's next chunk (only the first is used
@@ -230,6 +232,8 @@ impl TwilioCall {
         };
         let (tx, received) = mpsc::unbounded_channel();
         let (ack_out, ack_sequence) = (out.clone(), sequence.clone());
+        let close_reason = Arc::new(Mutex::new(None));
+        let reason = close_reason.clone();
         let reader = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(FRAME);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -265,6 +269,9 @@ impl TwilioCall {
                         Received::Invalid(format!("binary frame of {} bytes", b.len()))
                     }
                     Some(Ok(Message::Close(frame))) => {
+                        if let Some(f) = frame.as_ref().filter(|f| !f.reason.is_empty()) {
+                            *reason.lock().unwrap() = Some(f.reason.to_string());
+                        }
                         Received::Closed(frame.map(|f| f.code.into()))
                     }
                     Some(Ok(_)) => continue,
@@ -285,6 +292,7 @@ impl TwilioCall {
             writer,
             written,
             playback,
+            close_reason,
             sequence,
             chunks: [1, 1],
             positions: [0, 0],
@@ -294,6 +302,12 @@ impl TwilioCall {
     /// What the caller heard so far.
     pub fn playback(&self) -> Playback {
         self.playback.lock().unwrap().clone()
+    }
+
+    /// The reason the plugin gave in its close frame (none if it gave
+    /// none, or has not closed).
+    pub fn close_reason(&self) -> Option<String> {
+        self.close_reason.lock().unwrap().clone()
     }
 
     /// Writes the writer task has done so far.

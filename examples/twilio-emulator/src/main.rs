@@ -450,9 +450,10 @@ async fn main() -> ExitCode {
                     .closed_by_plugin
                     .is_some_and(|code| code != Some(1000))
                 {
-                    let code = match report.closed_by_plugin.flatten() {
-                        Some(code) => format!("close code {code}"),
-                        None => "no close code".to_owned(),
+                    let code = match (report.closed_by_plugin.flatten(), &report.close_reason) {
+                        (Some(code), Some(reason)) => format!("close code {code}: {reason}"),
+                        (Some(code), None) => format!("close code {code}"),
+                        (None, _) => "no close code".to_owned(),
                     };
                     eprintln!(
                         "twilio-emulator: call {n}: refused or dropped by the plugin ({code})"

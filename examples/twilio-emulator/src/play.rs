@@ -73,11 +73,19 @@ pub struct Report {
     pub invalid: Vec<String>,
     /// Whether the plugin closed the WebSocket (and with which code).
     pub closed_by_plugin: Option<Option<u16>>,
+    /// The reason in the plugin's close frame, if it gave one.
+    pub close_reason: Option<String>,
     /// What Twilio's playout made of it: what the caller heard, mark times.
     pub playback: Playback,
 }
 
 impl Report {
+    /// What is read from the call once it is over.
+    fn ended(&mut self, call: &TwilioCall) {
+        self.playback = call.playback();
+        self.close_reason = call.close_reason();
+    }
+
     fn take(&mut self, item: Received) {
         match item {
             Received::Message(Outbound::Media { media, .. }, _) => {
@@ -123,7 +131,7 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
         // close frame not seen yet) ends the script as that close does.
         Err(Cut::SendFailed) => return closed(call, report).await,
         Err(Cut::ClosedByPlugin) => {
-            report.playback = call.playback();
+            report.ended(&call);
             return Ok(report);
         }
     }
@@ -132,11 +140,11 @@ pub async fn run(mut call: TwilioCall, script: &Script) -> Result<Report, Discon
     while let Ok(Some(item)) = tokio::time::timeout_at(deadline, call.recv()).await {
         report.take(item);
         if report.closed_by_plugin.is_some() {
-            report.playback = call.playback();
+            report.ended(&call);
             return Ok(report);
         }
     }
-    report.playback = call.playback();
+    report.ended(&call);
     match script.ending {
         Ending::Stop => {
             call.send_stop()?;
@@ -248,7 +256,7 @@ async fn closed(mut call: TwilioCall, mut report: Report) -> Result<Report, Disc
     if report.closed_by_plugin.is_none() {
         return Err(Disconnected);
     }
-    report.playback = call.playback();
+    report.ended(&call);
     Ok(report)
 }
 
