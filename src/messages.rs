@@ -24,7 +24,7 @@ pub fn start(start: &StartInfo) -> gst::Structure {
 /// A name the structure's text could not give back as it is (see
 /// [`writable`]) would let the caller write fields of its own into that
 /// text: such a parameter comes as a `name=value` string in the array
-/// [`LEFT_OUT`] instead. So does one beyond the budget: GStreamer keeps a
+/// [`LEFT_OUT`] instead (`%` and `=` in the name percent-encoded). So does one beyond the budget: GStreamer keeps a
 /// field's name (a GQuark) for the life of the process, so names it does
 /// not know yet are taken up to [`NEW_NAMES_BUDGET`] for the process
 /// (beyond, a WARNING). Nothing is lost.
@@ -33,13 +33,19 @@ pub fn custom_parameters(start: &StartInfo) -> gst::Structure {
     let mut left_out = Vec::new();
     let mut over_budget = 0;
     for (name, value) in &start.custom_parameters {
+        let leave_out = format!("{}={value}", escaped(name));
         if name == LEFT_OUT || !writable(name) {
-            left_out.push(format!("{name}={value}"));
+            gst::info!(
+                crate::call::CAT,
+                "call {}: custom parameter {name:?} in {LEFT_OUT}: no plain field name",
+                start.call_sid
+            );
+            left_out.push(leave_out);
         } else if internable(name) {
             s.set(name.as_str(), value);
         } else {
             over_budget += 1;
-            left_out.push(format!("{name}={value}"));
+            left_out.push(leave_out);
         }
     }
     if over_budget > 0 {
@@ -54,6 +60,15 @@ pub fn custom_parameters(start: &StartInfo) -> gst::Structure {
         s.set(LEFT_OUT, gst::Array::new(left_out));
     }
     s
+}
+
+/// `name` with `%` and `=` percent-encoded: in a [`LEFT_OUT`] string, the
+/// name ends at the first `=`.
+fn escaped(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.contains(['%', '=']) {
+        true => name.replace('%', "%25").replace('=', "%3D").into(),
+        false => name.into(),
+    }
 }
 
 /// Whether `name` reads back as itself from a structure's text: GStreamer's
@@ -221,6 +236,8 @@ mod tests {
             ("a;b", "semicolon"),
             ("língua", "pt"),
             ("left-out", "its own"),
+            ("caller=+1999", "a=b"),
+            ("100%", "x"),
         ];
         let fine = [("caller", "+15550100"), ("A-b_c.d:e/f+g9", "ok")];
         let s = custom_parameters(&start(&[&hostile[..], &fine[..]].concat()));
@@ -229,16 +246,22 @@ mod tests {
         for (name, value) in fine {
             assert_eq!(s.get::<String>(name).unwrap(), value);
         }
-        // Each left out as `name=value`, in the order of the names.
-        let mut want: Vec<String> = hostile.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        // Each left out as `name=value`.
+        // (`%` and `=` in a name percent-encoded: it ends at the first `=`.)
+        let mut want: Vec<String> = hostile
+            .iter()
+            .map(|(n, v)| format!("{}={v}", n.replace('%', "%25").replace('=', "%3D")))
+            .collect();
         want.sort();
-        let got: Vec<String> = s
+        let mut got: Vec<String> = s
             .get::<gst::Array>(LEFT_OUT)
             .unwrap()
             .iter()
             .map(|v| v.get::<String>().unwrap())
             .collect();
+        got.sort();
         assert_eq!(got, want);
+        assert!(got.contains(&"caller%3D+1999=a=b".to_owned()), "{got:?}");
         // The structure's text gives back the same structure: no field the
         // caller wrote, none lost.
         let text = s.to_string();
