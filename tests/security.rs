@@ -237,7 +237,7 @@ fn tls_files_must_exist_and_go_together() {
         let error = drain_messages(&p.bus().unwrap())
             .into_iter()
             .find_map(|m| match m.view() {
-                gst::MessageView::Error(e) => Some(format!("{} {:?}", e.error(), e.debug())),
+                gst::MessageView::Error(e) => Some(e.error().message().to_owned()),
                 _ => None,
             })
             .unwrap();

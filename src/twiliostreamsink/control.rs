@@ -235,7 +235,8 @@ impl TwilioStreamSink {
     /// The `end-stream` action signal: ends the stream now, or once Twilio
     /// has played what was sent (the partial frame and the resampler's
     /// tail too). Does not block.
-    /// False if there was no call to end, or another sink plays into it.
+    /// False if there was no call to end (Twilio's `stop` read counts), or
+    /// another sink plays into it.
     pub(super) fn end_stream(&self, after_playout: bool) -> bool {
         let call = match self.adopt_call() {
             Some((call, _)) => Some(call),
@@ -253,7 +254,7 @@ impl TwilioStreamSink {
             gst::info!(CAT, imp = self, "end-stream: no call to end");
             return false;
         };
-        if after_playout && call.is_open() {
+        if after_playout && call.is_open() && !call.is_stopped() {
             // The partial frame and the resampler's tail are part of what
             // must be played first.
             let mut state = self.state.locked();

@@ -134,7 +134,7 @@ pub(super) fn signals() -> Vec<glib::subclass::Signal> {
         // Action signal: ends the stream (closes the WebSocket normally; on
         // <Connect><Stream> Twilio goes on with the TwiML), with the argument
         // TRUE only once Twilio has played what was sent (a final mark comes
-        // back). Does not block. Returns whether there was a call to end.
+        // back). Does not block. Returns whether there was a call to end (not after Twilio's stop).
         glib::subclass::Signal::builder("end-stream")
             .param_types([bool::static_type()])
             .return_type::<bool>()

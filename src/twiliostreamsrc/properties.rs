@@ -126,7 +126,7 @@ pub(super) fn signals() -> Vec<glib::subclass::Signal> {
         // <Connect><Stream> Twilio goes on with the TwiML), with the
         // argument TRUE only once Twilio has played what was sent.
         // The src then posts twilio-ended and goes EOS. Returns
-        // whether there was a call to end.
+        // whether there was a call to end (not after Twilio's stop).
         glib::subclass::Signal::builder("end-stream")
             .param_types([bool::static_type()])
             .return_type::<bool>()

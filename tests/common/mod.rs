@@ -218,13 +218,13 @@ pub fn drain_messages(bus: &gst::Bus) -> Vec<gst::Message> {
     std::iter::from_fn(|| bus.pop()).collect()
 }
 
-/// The message and debug text of the first ERROR posted so far (the bus
-/// is drained).
+/// The message of the first ERROR posted so far, the text applications
+/// show (the bus is drained).
 pub fn first_error_text(bus: &gst::Bus) -> Option<String> {
     drain_messages(bus)
         .into_iter()
         .find_map(|m| match m.view() {
-            gst::MessageView::Error(e) => Some(format!("{} {:?}", e.error(), e.debug())),
+            gst::MessageView::Error(e) => Some(e.error().message().to_owned()),
             _ => None,
         })
 }

@@ -451,7 +451,7 @@ async fn main() -> ExitCode {
                     .is_some_and(|code| code != Some(1000))
                 {
                     let code = match (report.closed_by_plugin.flatten(), &report.close_reason) {
-                        (Some(code), Some(reason)) => format!("close code {code}: {reason}"),
+                        (Some(code), Some(reason)) => format!("close code {code}: {reason:?}"),
                         (Some(code), None) => format!("close code {code}"),
                         (None, _) => "no close code".to_owned(),
                     };
