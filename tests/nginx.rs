@@ -156,6 +156,34 @@ fn a_signed_call_through_nginx_terminating_tls() {
     });
     let got = collector.wait_eos();
     assert_eq!(got.samples(), twilio_emulator::audio::decode(&ulaw));
+    let port = src.property::<u32>("bound-port");
+    set_state(&p, gst::State::Null);
+
+    // Without public-url, behind the same nginx, dialled on a port of its
+    // own: `$http_host` passes the port on, so the URL the plugin checks
+    // is the one dialled (`$host` would drop it: a 403).
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port={port} path=/media auth-token={TOKEN} ! fakesink"
+    ));
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    let dial = |url: &str| {
+        rt().block_on(async {
+            let dialer = through_nginx(Some(TOKEN));
+            let call =
+                TwilioCall::connect_via(&dialer, url, CallParams::default(), Playout::Instant);
+            match call.await {
+                Ok(call) => {
+                    call.close().await;
+                    None
+                }
+                Err(twilio_emulator::call::WsError::Http(r)) => Some(r.status().as_u16()),
+                Err(e) => panic!("{url}: {e}"),
+            }
+        })
+    };
+    assert_eq!(dial("wss://voice.example.com:8443/media"), None);
+    assert_eq!(src.property::<u64>("signature-failures"), 0);
     set_state(&p, gst::State::Null);
     std::fs::remove_dir_all(&dir).ok();
 }
