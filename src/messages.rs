@@ -24,29 +24,29 @@ pub fn start(start: &StartInfo) -> gst::Structure {
 /// A name the structure's text could not give back as it is (see
 /// [`writable`]) would let the caller write fields of its own into that
 /// text: such a parameter comes as a `name=value` string in the array
-/// [`LEFT_OUT`] instead (`%` and `=` in the name percent-encoded). So does one beyond the budget: GStreamer keeps a
-/// field's name (a GQuark) for the life of the process, so names it does
-/// not know yet are taken up to [`NEW_NAMES_BUDGET`] for the process
-/// (beyond, a WARNING). Nothing is lost.
+/// [`LEFT_OUT`] instead (`%` and `=` in the name percent-encoded). So does
+/// one beyond the budget: GStreamer keeps a field's name (a GQuark) for the
+/// life of the process, so names it does not know yet are taken up to
+/// [`NEW_NAMES_BUDGET`] for the process (beyond, a WARNING). Nothing is
+/// lost.
 pub fn custom_parameters(start: &StartInfo) -> gst::Structure {
     let mut s = gst::Structure::new_empty("custom-parameters");
     let mut left_out = Vec::new();
     let mut over_budget = 0;
     for (name, value) in &start.custom_parameters {
-        let leave_out = format!("{}={value}", escaped(name));
         if name == LEFT_OUT || !writable(name) {
             gst::info!(
                 crate::call::CAT,
                 "call {}: custom parameter {name:?} in {LEFT_OUT}: no plain field name",
                 start.call_sid
             );
-            left_out.push(leave_out);
         } else if internable(name) {
             s.set(name.as_str(), value);
+            continue;
         } else {
             over_budget += 1;
-            left_out.push(leave_out);
         }
+        left_out.push(format!("{}={value}", escaped(name)));
     }
     if over_budget > 0 {
         gst::warning!(
