@@ -214,24 +214,24 @@ fn before_start_the_bounds_hold_over_tls() {
     let mut stalled = t.connect();
     stalled.write_all(&t.client_hello()).unwrap();
     rt().block_on(async {
-        let connector = tokio_tungstenite::Connector::Rustls(t.tls());
-        let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-            t.url().as_str(),
-            None,
-            true,
-            Some(connector),
-        )
-        .await
-        .unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", t.port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(t.tls())
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(t.url().as_str(), tls)
+            .await
+            .unwrap();
         // A text frame of 15 * 4096 bytes (masked with a zero key), of
         // which 40 KiB are sent.
         let mut bytes = vec![0x81, 0x80 | 127];
         bytes.extend((15u64 * 4096).to_be_bytes());
         bytes.extend([0; 4]);
         bytes.extend(std::iter::repeat_n(b'x', 40 * 1024));
-        let tokio_tungstenite::MaybeTlsStream::Rustls(tls) = ws.get_mut() else {
-            panic!("not over TLS");
-        };
+        let tls = ws.get_mut();
         use tokio::io::AsyncWriteExt;
         tls.write_all(&bytes).await.unwrap();
         tls.flush().await.unwrap();

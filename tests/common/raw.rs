@@ -31,7 +31,10 @@ pub async fn started_call(url: &str) -> (RawWs, CallParams) {
 }
 
 /// The code of the close frame that comes next on `ws` (before its end).
-pub async fn next_close(ws: &mut RawWs) -> Option<u16> {
+pub async fn next_close<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<u16>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use tokio_tungstenite::tungstenite::Message;
     loop {
         match tokio::time::timeout(super::PATIENCE, futures::StreamExt::next(ws)).await {

@@ -3,15 +3,20 @@
 //! given certificate and dial through a Unix socket.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::client_async_with_config as upgrade;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+use rustls::pki_types::ServerName;
+use tokio_tungstenite::tungstenite::error::UrlError;
 
 use crate::call::WsError;
 
@@ -37,10 +42,33 @@ pub struct Dialer {
     pub telnyx_token: Option<String>,
 }
 
-/// A connected WebSocket, over TCP or a Unix socket.
+/// TLS settings that trust the web's root certificates, as Twilio's side
+/// of a real call would.
+static WEB_ROOTS: LazyLock<Arc<rustls::ClientConfig>> = LazyLock::new(|| {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(config)
+});
+
+/// A connected WebSocket, over TCP or a Unix socket, with or without TLS.
+///
+/// The emulator makes its TLS connections itself (tokio-rustls, as the
+/// plugin does) rather than through tokio-tungstenite's TLS features: with
+/// those, building the emulator would build the plugin's tokio-tungstenite
+/// with other features, and so rebuild the plugin.
 pub enum Dialed {
-    Tcp(WebSocketStream<MaybeTlsStream<TcpStream>>),
-    Unix(WebSocketStream<MaybeTlsStream<UnixStream>>),
+    Tcp(WebSocketStream<TcpStream>),
+    Tls(WebSocketStream<TlsStream<TcpStream>>),
+    Unix(WebSocketStream<UnixStream>),
+    UnixTls(WebSocketStream<TlsStream<UnixStream>>),
 }
 
 impl Dialer {
@@ -111,31 +139,47 @@ impl Dialer {
     /// frames every 20 ms, see the load test).
     pub async fn dial(&self, url: &str) -> Result<Dialed, WsError> {
         let request = self.request(url)?;
-        let config = WebSocketConfig::default().read_buffer_size(4096);
-        let connector = self.tls.clone().map(Connector::Rustls);
-        match &self.unix_socket {
+        let config = Some(WebSocketConfig::default().read_buffer_size(4096));
+        let uri = request.uri();
+        let secure = match uri.scheme_str() {
+            Some("wss") => true,
+            Some("ws") => false,
+            _ => return Err(WsError::Url(UrlError::UnsupportedUrlScheme)),
+        };
+        let host = uri.host().ok_or(WsError::Url(UrlError::NoHostName))?;
+        // An IPv6 literal comes bracketed in the URL.
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let name =
+            || ServerName::try_from(host.clone()).map_err(|_| WsError::Url(UrlError::NoHostName));
+        let tls = || {
+            let config = self.tls.clone();
+            tokio_rustls::TlsConnector::from(config.unwrap_or_else(|| WEB_ROOTS.clone()))
+        };
+        Ok(match &self.unix_socket {
             None => {
-                let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-                    request,
-                    Some(config),
-                    true,
-                    connector,
-                )
-                .await?;
-                Ok(Dialed::Tcp(ws))
+                let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                tcp.set_nodelay(true)?;
+                if secure {
+                    let tls = tls().connect(name()?, tcp).await?;
+                    Dialed::Tls(upgrade(request, tls, config).await?.0)
+                } else {
+                    Dialed::Tcp(upgrade(request, tcp, config).await?.0)
+                }
             }
             Some(path) => {
-                let stream = UnixStream::connect(path).await?;
-                let (ws, _) = tokio_tungstenite::client_async_tls_with_config(
-                    request,
-                    stream,
-                    Some(config),
-                    connector,
-                )
-                .await?;
-                Ok(Dialed::Unix(ws))
+                let unix = UnixStream::connect(path).await?;
+                if secure {
+                    let tls = tls().connect(name()?, unix).await?;
+                    Dialed::UnixTls(upgrade(request, tls, config).await?.0)
+                } else {
+                    Dialed::Unix(upgrade(request, unix, config).await?.0)
+                }
             }
-        }
+        })
     }
 }
 
@@ -145,7 +189,9 @@ macro_rules! with_ws {
     ($dialed:expr, $ws:ident => $body:expr) => {
         match $dialed {
             $crate::dial::Dialed::Tcp($ws) => $body,
+            $crate::dial::Dialed::Tls($ws) => $body,
             $crate::dial::Dialed::Unix($ws) => $body,
+            $crate::dial::Dialed::UnixTls($ws) => $body,
         }
     };
 }
