@@ -176,7 +176,8 @@ impl Endpoint {
                 "TLS certificate",
                 format!(
                     "PEM file of the certificate chain: with tls-key set, the listener \
-                     speaks wss:// itself{when}"
+                     speaks wss:// itself, and loads both files again when they change \
+                     (a renewal){when}"
                 ),
                 None,
             ),

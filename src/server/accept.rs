@@ -1,7 +1,8 @@
 //! The accept loop of a listener and each connection's handshake: counting
 //! connections against `max-connections` (evicting the oldest connection
 //! that is not a call yet when full, or when the process is out of file
-//! descriptors), TCP_NODELAY, TLS when configured, the
+//! descriptors), TCP_NODELAY, TLS when configured (its files loaded again
+//! when they change), the
 //! upgrade, within `handshake-timeout`. What the upgrade checks is in
 //! `upgrade`; what makes a connection a call, in `admission`.
 
@@ -18,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use super::admission::admit;
 use super::paths::Shared;
 use super::registry::ListenerConfig;
+use super::tls::Tls;
 use super::upgrade::upgrade;
 use crate::call::CAT;
 use crate::lock::Locked;
@@ -40,7 +42,7 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
 
 pub(super) async fn accept_loop(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    mut tls: Option<Tls>,
     config: ListenerConfig,
     shared: Arc<Shared>,
 ) {
@@ -112,7 +114,8 @@ pub(super) async fn accept_loop(
             guard,
             evicted,
         };
-        tokio::spawn(handshake(stream, tls.clone(), arriving));
+        let acceptor = tls.as_mut().map(Tls::acceptor);
+        tokio::spawn(handshake(stream, acceptor, arriving));
     }
 }
 

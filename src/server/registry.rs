@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::accept::accept_loop;
 use super::admission::{NOBODY_SERVES, refuse};
 use super::paths::{PathConfig, PathCounters, Shared};
-use super::tls::TlsFiles;
+use super::tls::{Tls, TlsFiles};
 use crate::call::{CAT, Slot};
 use crate::lock::Locked;
 use crate::runtime::RUNTIME;
@@ -182,7 +182,7 @@ struct Listener {
 
 impl Listener {
     fn bind(addr: SocketAddr, fixed: bool, config: ListenerConfig) -> io::Result<Arc<Listener>> {
-        let tls = config.tls.as_ref().map(TlsFiles::acceptor).transpose()?;
+        let tls = config.tls.clone().map(Tls::load).transpose()?;
         // std's bind sets SO_REUSEADDR, so a port just released binds again.
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;

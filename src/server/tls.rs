@@ -1,10 +1,14 @@
 //! TLS for a listener that serves `wss://` itself: the certificate chain and
 //! key files of `tls-certificate` / `tls-key`, loaded into a rustls acceptor
-//! when the listener binds. The handshake itself runs in `accept`.
+//! when the listener binds, and loaded again when they change (a renewal),
+//! looked at no more than once a second as connections arrive. The
+//! handshake itself runs in `accept`.
 
 use std::io;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -51,6 +55,80 @@ impl TlsFiles {
             e => invalid(format!("tls-certificate {cert} with tls-key {key}: {e}")),
         })?;
         Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+}
+
+/// How often at most a listener looks at its files for a change.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// A file's identity and version as its metadata tells them (following a
+/// symlink, as certbot's `live/` ones are): device, inode, modification
+/// time, size; `None` if it cannot be read.
+type Stamp = Option<(u64, u64, i64, i64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
+}
+
+/// A listener's TLS, owned by its accept loop: the acceptor for the next
+/// connection, from the files as they were when last looked at.
+pub struct Tls {
+    files: TlsFiles,
+    acceptor: TlsAcceptor,
+    /// The files as last looked at, whether they loaded or not: a pair that
+    /// failed is tried again only once either file changes.
+    seen: [Stamp; 2],
+    checked: Instant,
+}
+
+impl Tls {
+    /// The listener's TLS, or the error of `TlsFiles::acceptor`.
+    pub fn load(files: TlsFiles) -> io::Result<Tls> {
+        let seen = files.stamps();
+        Ok(Tls {
+            acceptor: files.acceptor()?,
+            files,
+            seen,
+            checked: Instant::now(),
+        })
+    }
+
+    /// The acceptor for a connection arriving now. If a second has passed
+    /// since the files were last looked at and either has changed, they
+    /// are loaded again; a pair that does not load (unreadable, or a key
+    /// not the certificate's) leaves the acceptor as it was, with a
+    /// warning.
+    pub fn acceptor(&mut self) -> TlsAcceptor {
+        let now = Instant::now();
+        if now.duration_since(self.checked) >= RECHECK {
+            self.checked = now;
+            let seen = self.files.stamps();
+            if seen != self.seen {
+                self.seen = seen;
+                match self.files.acceptor() {
+                    Ok(acceptor) => {
+                        self.acceptor = acceptor;
+                        gst::info!(
+                            crate::call::CAT,
+                            "{}: certificate loaded again (the files changed)",
+                            self.files.certificate.display()
+                        );
+                    }
+                    Err(e) => gst::warning!(
+                        crate::call::CAT,
+                        "the TLS files changed but do not load, the previous certificate is kept: {e}"
+                    ),
+                }
+            }
+        }
+        self.acceptor.clone()
+    }
+}
+
+impl TlsFiles {
+    fn stamps(&self) -> [Stamp; 2] {
+        [stamp(&self.certificate), stamp(&self.key)]
     }
 }
 
