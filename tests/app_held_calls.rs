@@ -387,3 +387,50 @@ fn the_voice_bot_holds_every_call() {
     }
     set_bounded(&p, gst::State::Null);
 }
+
+/// A prompt held halfway: the bot pushed a whole prompt and a mark after
+/// it, ahead of real time; the writer holds the rest of it when the call
+/// is held, and nothing more is pushed. Back in PLAYING the rest of the
+/// prompt and then the mark go out, the mark comes back, and the sink is
+/// PLAYING with no buffer to preroll. (Before, BaseSink waited for one:
+/// a bin handed the sink no PAUSED → PLAYING and the writer kept the
+/// rest, the mark with it, until the bot spoke again.)
+fn prompt_held_halfway(desc: &str) {
+    let p = pipeline(desc);
+    let (src, sink, tts) = (by_name(&p, "src"), by_name(&p, "sink"), by_name(&p, "tts"));
+    let bus = p.bus().unwrap();
+    set_bounded(&p, gst::State::Playing);
+    let mut call = realtime_call(&url_of(&src));
+    let prompt = pattern(0, 50);
+    let ret = tts.emit_by_name::<gst::FlowReturn>(
+        "push-buffer",
+        &[&gst::Buffer::from_slice(prompt.clone())],
+    );
+    assert_eq!(ret, gst::FlowReturn::Ok);
+    let mark = gst::Structure::builder("twilio-mark")
+        .field("name", "prompt-end")
+        .build();
+    assert!(tts.send_event(gst::event::CustomDownstream::new(mark)));
+    let mut got = receive_until(&mut call, |got| media_bytes(got).len() >= 10 * 160);
+    set_bounded(&p, gst::State::Paused);
+    set_bounded(&p, gst::State::Playing);
+    got.extend(receive_until(&mut call, |got| !marks(got).is_empty()));
+    assert_eq!(media_bytes(&got), prompt, "the prompt heard");
+    assert_eq!(marks(&got), ["prompt-end"]);
+    let messages = messages_until(&bus, |m| has_element(m, "twilio-mark"));
+    let echoed = messages.last().and_then(|m| m.structure()).unwrap();
+    assert_eq!(echoed.get::<&str>("name").unwrap(), "prompt-end");
+    assert_playing(&sink);
+    hang_up(call, &p);
+}
+
+#[test]
+fn a_prompt_held_halfway_plays_on_after_the_hold() {
+    prompt_held_halfway(VOICE_BOT);
+}
+
+/// The same with an appsrc that is not live.
+#[test]
+fn a_prompt_held_halfway_plays_on_after_the_hold_not_live() {
+    prompt_held_halfway(&VOICE_BOT.replace(" is-live=true", ""));
+}

@@ -22,7 +22,6 @@ use crate::call::{Call, HotPart};
 use crate::lock::Locked;
 use crate::messages;
 use crate::runtime::RUNTIME;
-use crate::wait::wait;
 
 /// The mark sent at EOS, to end the stream (or, with `end-stream-on-eos`
 /// off, to hang up a call of the sink's own) only once Twilio has played
@@ -354,12 +353,10 @@ impl TwilioStreamSink {
         };
         // A pause suspends the wait until PLAYING, as in `play_out`; a
         // flush or a stop ends it.
-        while wait(&self.canceller, &mut posted).is_err() {
-            if self.obj().wait_preroll().is_err() {
-                posted.abort();
-                gst::debug!(CAT, imp = self, "EOS: flushing, the stream goes on");
-                return false;
-            }
+        if self.wait_under_preroll_lock(&mut posted).is_err() {
+            posted.abort();
+            gst::debug!(CAT, imp = self, "EOS: flushing, the stream goes on");
+            return false;
         }
         true
     }
@@ -460,7 +457,12 @@ impl TwilioStreamSink {
                 // end, after its own EOS too (it reads on for the messages).
                 None => RUNTIME.spawn(end_read(call)),
             };
-            let _ = wait(&self.canceller, posted);
+            // A flush or a stop meanwhile: the EOS is dropped (handed on, it
+            // would wait in BaseSink's preroll for a wake-up that went here).
+            if self.wait_under_preroll_lock(posted).is_err() {
+                gst::debug!(CAT, imp = self, "EOS: flushing, the stream goes on");
+                return false;
+            }
         }
         true
     }
@@ -474,18 +476,14 @@ impl TwilioStreamSink {
             let call = call.clone();
             async move { call.play_out(EOS_MARK).await }
         });
-        loop {
-            match wait(&self.canceller, &mut waiting) {
-                Ok(played) => return Some(played.unwrap_or(false)),
-                // A pause: wait for PLAYING again (the wait goes on), or
-                // for the flush or stop that makes this fail.
-                Err(_) => {
-                    if self.obj().wait_preroll().is_err() {
-                        waiting.abort();
-                        gst::debug!(CAT, imp = self, "EOS: flushing, the stream goes on");
-                        return None;
-                    }
-                }
+        // A pause suspends the wait until PLAYING; a flush or a stop ends
+        // it.
+        match self.wait_under_preroll_lock(&mut waiting) {
+            Ok(played) => Some(played.unwrap_or(false)),
+            Err(_) => {
+                waiting.abort();
+                gst::debug!(CAT, imp = self, "EOS: flushing, the stream goes on");
+                None
             }
         }
     }

@@ -33,7 +33,6 @@ use crate::contain::Containing as _;
 use crate::endpoint::Endpoint;
 use crate::lock::Locked;
 use crate::server::Registration;
-use crate::wait::{Canceller, wait};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -125,7 +124,6 @@ pub(super) struct State {
 pub struct TwilioStreamSink {
     pub(super) settings: Mutex<Settings>,
     pub(super) state: Mutex<State>,
-    pub(super) canceller: Mutex<Canceller>,
     /// While BaseSink's `async` is turned off (`pairing.rs`,
     /// `not_async_if`): by how many calls at once (a state change and a
     /// flush may overlap), and the setting the first one found.
@@ -133,6 +131,10 @@ pub struct TwilioStreamSink {
     /// Whether the last of PLAYING → PAUSED and PAUSED → PLAYING to begin
     /// was the pause (`preroll.rs`): set before BaseSink's part of either.
     pub(super) pausing: std::sync::atomic::AtomicBool,
+    /// From PLAYING → PAUSED (a hold, made with `async` off) until the
+    /// next PAUSED → PLAYING or READY has been made, also with it off
+    /// (`pairing.rs`, `change_base_state`).
+    pub(super) held: std::sync::atomic::AtomicBool,
     /// The sink panicked and stopped on its own (`panicked.rs`).
     pub(super) stopped_after_panic: std::sync::atomic::AtomicBool,
 }
@@ -453,11 +455,9 @@ impl BaseSinkImpl for TwilioStreamSink {
                         && call.queued_audio() > MAX_QUEUED
                         && !on_runtime()
                     {
-                        // A pause cancels the wait (unlock()): as BaseSink asks,
-                        // wait for PLAYING again (or a flush) and go on waiting.
-                        while wait(&self.canceller, call.room(MAX_QUEUED)).is_err() {
-                            self.obj().wait_preroll()?;
-                        }
+                        // A pause suspends the wait until PLAYING; a flush or a
+                        // stop ends it (`preroll.rs`).
+                        self.wait_under_preroll_lock(call.room(MAX_QUEUED))?;
                     }
                     if !more {
                         return Ok(gst::FlowSuccess::Ok);
@@ -546,8 +546,7 @@ impl BaseSinkImpl for TwilioStreamSink {
                     gst::EventView::FlushStart(_) | gst::EventView::FlushStop(_)
                 );
                 let eos = event.type_() == gst::EventType::Eos;
-                let taken =
-                    self.not_async_if(flush && self.holds_feeders(), || self.parent_event(event));
+                let taken = self.not_async_if(flush && self.is_held(), || self.parent_event(event));
                 if eos && taken {
                     self.ended();
                 }
@@ -556,23 +555,7 @@ impl BaseSinkImpl for TwilioStreamSink {
         )
     }
 
-    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
-        self.stopping_on_panic(
-            || Ok(()),
-            || {
-                self.canceller.locked().cancel();
-                Ok(())
-            },
-        )
-    }
-
-    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.stopping_on_panic(
-            || Ok(()),
-            || {
-                self.canceller.locked().reset();
-                Ok(())
-            },
-        )
-    }
+    // No unlock()/unlock_stop(): the sink's waits under the preroll lock
+    // (a mark's, EOS's, render's for room in the writer) release it and
+    // look at BaseSink's `flushing` as they go (`preroll.rs`).
 }

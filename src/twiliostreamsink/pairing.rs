@@ -8,6 +8,7 @@
 //! feed the sink from a network thread (`change_base_state`, `push_gate.rs`).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -318,40 +319,51 @@ impl TwilioStreamSink {
         }
     }
 
-    /// BaseSink's state change. Around PLAYING ↔ PAUSED: the sink holds
-    /// the pushes of the srcs that feed it from a network thread from
-    /// before BaseSink pauses until after it plays (`hold_feeders`). While
-    /// it holds, nothing comes to preroll, so both changes (and PAUSED →
-    /// READY) complete at once, as with `async=false`: waiting for a buffer
-    /// (ASYNC), a bin would never hand the sink the PAUSED → PLAYING that
-    /// ends the hold.
+    /// BaseSink's state change. PLAYING → PAUSED is a hold of the call:
+    /// the writer keeps what it was given (`pause_call`), and the sink
+    /// holds the pushes of the srcs that feed it from a network thread from
+    /// before BaseSink pauses until after it plays (`hold_feeders`). The
+    /// hold's changes (PLAYING → PAUSED, then PAUSED → PLAYING or READY)
+    /// complete at once, as with `async=false`: waiting for a buffer to
+    /// preroll (ASYNC), the sink would get no PAUSED → PLAYING from a bin
+    /// until one came, and the writer would keep the rest of what it was
+    /// given (an appsrc's whole prompt, pushed ahead of real time, and the
+    /// marks behind it) until the application pushed again.
     pub(super) fn change_base_state(
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         let sync = match transition {
-            gst::StateChange::PlayingToPaused => self.hold_feeders(),
+            gst::StateChange::PlayingToPaused => {
+                self.hold_feeders();
+                self.held.store(true, SeqCst);
+                true
+            }
             // (Async on, BaseSink would post an ASYNC_DONE, and a state
             // change to PAUSED, for the ASYNC_START it never posted.)
-            gst::StateChange::PausedToPlaying | gst::StateChange::PausedToReady => {
-                self.holds_feeders()
-            }
+            gst::StateChange::PausedToPlaying | gst::StateChange::PausedToReady => self.is_held(),
             _ => false,
         };
-        if sync && transition != gst::StateChange::PausedToPlaying {
-            // Turning `async` off takes BaseSink's preroll lock, which an
-            // EOS waiting in `event()` holds (for the playout, or the
-            // call's twilio-stop): end that wait first, as BaseSink's
-            // unlock would (its unlock_stop follows), or the state change
-            // would wait for the wait's bound.
-            self.canceller.locked().cancel();
-        }
+        // (Turning `async` off and on takes BaseSink's preroll lock, which
+        // the sink's waits in `render()` and `event()` release as they wait,
+        // `preroll.rs`.)
         let result = self.not_async_if(sync, || self.parent_change_state(transition));
         if transition == gst::StateChange::PausedToPlaying {
             // Only now: what came before PLAYING would be prerolled.
             self.release_feeders();
         }
+        if matches!(
+            transition,
+            gst::StateChange::PausedToPlaying | gst::StateChange::PausedToReady
+        ) {
+            self.held.store(false, SeqCst);
+        }
         result
+    }
+
+    /// Whether the sink is in a hold (from PLAYING → PAUSED on).
+    pub(super) fn is_held(&self) -> bool {
+        self.held.load(SeqCst) || self.holds_feeders()
     }
 
     /// Whether the sink holds pushes (from PLAYING → PAUSED on).
@@ -406,14 +418,13 @@ impl TwilioStreamSink {
     /// (bounded) for those under way. A bin pauses its sinks first: a
     /// buffer such a src pushed after BaseSink paused would be prerolled,
     /// and the network thread held until PLAYING, with every call on it.
-    /// Whether it holds any.
-    fn hold_feeders(&self) -> bool {
+    fn hold_feeders(&self) {
         // A src relinked elsewhere since it pushed here feeds another
         // branch now: holding it would stop that branch while this sink
         // pauses. It is forgotten (it is learned again if it comes back).
         let feeders = self.state.locked().feeders.clone();
         let gone: Vec<_> = feeders.into_iter().filter(|f| !self.fed_by(f)).collect();
-        let (new, holding) = {
+        let new = {
             let mut state = self.state.locked();
             let state = &mut *state;
             state.feeders.retain(|f| !gone.contains(f));
@@ -424,7 +435,7 @@ impl TwilioStreamSink {
                 .cloned()
                 .collect();
             state.holding.extend(new.iter().cloned());
-            (new, !state.holding.is_empty())
+            new
         };
         for src in new {
             if src.hold_pushes() {
@@ -446,7 +457,6 @@ impl TwilioStreamSink {
                 }
             }
         }
-        holding
     }
 
     /// Whether `src` is upstream of the sink's pad, through any elements

@@ -120,12 +120,6 @@ impl Containing for TwilioStreamSink {
             .then(|| slot.and_then(|slot| slot.take()))
             .flatten();
         drop(registration);
-        if call.is_none() {
-            // Nothing waits but for a call or its start: that ends. (The
-            // call played into ends the other waits as it closes: cancelled,
-            // they would wait for PLAYING, and try again at once.)
-            self.canceller.locked().cancel();
-        }
         for call in call.into_iter().chain(own).chain(pending) {
             call.hot.clear(&HotPart::SINK);
             call.refuse(CLOSE_PANICKED, "internal error");

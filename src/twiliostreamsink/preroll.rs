@@ -1,6 +1,7 @@
-//! Waiting for the call under BaseSink's preroll lock, which `prepare()`,
-//! `render()` and serialized events (a `twilio-mark`) hold, without holding
-//! up a state change.
+//! Waiting under BaseSink's preroll lock, which `prepare()`, `render()` and
+//! serialized events hold, without holding up a state change: for the call
+//! (a `twilio-mark` before it), for room in the writer (`render()`), for
+//! the playout and the call's last messages at EOS.
 //!
 //! A flush, a stop and PLAYING → PAUSED call `unlock()` before they take
 //! the lock, but PAUSED → PLAYING (and turning `async` off) take it without,
