@@ -294,6 +294,10 @@ fn the_end_stream_signal_ends_now_or_after_playout() {
             // Already ending after the playout: a second asks nothing
             // (one end mark below).
             assert!(!sink.emit_by_name::<bool>("end-stream", &[&true]));
+            // Audio rendered after it is no part of the stream it ends:
+            // dropped, not sent after the end mark.
+            h.push(pcm_buffer(&sine(440.0, 8000.0, 8000.0, 1600)))
+                .unwrap();
         }
         let got = until_closed(&mut call);
         assert_eq!(got.last(), Some(&Received::Closed(Some(1000))));

@@ -378,6 +378,14 @@ impl Call {
         if !self.is_open() || self.closing.load(Ordering::Relaxed) {
             return Err(SendError::Closed);
         }
+        // `end-stream` after the playout has put its mark at the end of the
+        // audio: what comes later is no part of the stream it ends.
+        if matches!(item, Outgoing::Media { .. })
+            && self.ending_after_playout.load(Ordering::SeqCst)
+        {
+            call_log!(self, debug, "media after end-stream dropped");
+            return Ok(());
+        }
         // Counted as the outbox counts what waits in it (its padding left
         // out), so that what a clear or `stop` drops is taken off in full.
         let (len, audio) = match &item {
