@@ -1,5 +1,5 @@
 //! The sink fed oddly: buffers of odd sizes, empty ones, discontinuities,
-//! GAP events and the same format's caps sent again mid-stream change
+//! GAP events and buffers flagged GAP, and the same format's caps sent again mid-stream change
 //! nothing in what Twilio gets; a change of rate mid-stream leaves no hole.
 
 mod common;
@@ -52,6 +52,12 @@ fn odd_buffers_empty_ones_gaps_and_the_same_caps_again_change_nothing() {
             at = end;
             if k == 5 {
                 h.push_event(gst::event::Gap::builder(gst::ClockTime::from_seconds(1)).build());
+            }
+            if k == 7 {
+                // A gap's silence, as a src's fill pushes it.
+                let mut gap = pcm_buffer(&[0; 320]);
+                gap.get_mut().unwrap().set_flags(gst::BufferFlags::GAP);
+                h.push(gap).unwrap();
             }
             if k == 9 {
                 // The same format, said again (a field more).

@@ -67,6 +67,9 @@ impl Watch {
             .unwrap()
             .add_probe(types, move |_, info| {
                 let item = match (info.buffer(), info.event()) {
+                    (Some(buffer), _) if buffer.flags().contains(gst::BufferFlags::GAP) => {
+                        Some(Seen::Gap)
+                    }
                     (Some(buffer), _) => {
                         let map = buffer.map_readable().unwrap();
                         match map.first() {

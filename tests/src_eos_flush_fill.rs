@@ -62,6 +62,9 @@ fn seen_at(sink: &gst::Element) -> Seen {
         gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
         move |_, info| {
             match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) if b.flags().contains(gst::BufferFlags::GAP) => {
+                    s.lock().unwrap().push(None)
+                }
                 Some(gst::PadProbeData::Buffer(b)) => s
                     .lock()
                     .unwrap()

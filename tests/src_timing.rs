@@ -312,18 +312,19 @@ fn the_echo_is_in_time_again_after_a_pause() {
     set_state(&p, gst::State::Null);
 }
 
-/// GAP events reaching the sink: (pts, duration, running time then).
+/// GAP buffers (the fill's silence) reaching the sink: (pts, duration,
+/// running time then).
 type Gaps = Arc<std::sync::Mutex<Vec<(gst::ClockTime, gst::ClockTime, gst::ClockTime)>>>;
 
 fn gaps_at_sink(p: &gst::Pipeline) -> Gaps {
     let gaps = Gaps::default();
     let seen = gaps.clone();
     let pad = by_name(p, "sink").static_pad("sink").unwrap();
-    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
-        if let Some(gst::PadProbeData::Event(e)) = &info.data
-            && let gst::EventView::Gap(gap) = e.view()
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        if let Some(gst::PadProbeData::Buffer(b)) = &info.data
+            && b.flags().contains(gst::BufferFlags::GAP)
         {
-            let (pts, duration) = gap.get();
+            let (pts, duration) = (b.pts().unwrap(), b.duration());
             let element = pad.parent_element().unwrap();
             let now = element.clock().unwrap().time() - element.base_time().unwrap();
             seen.lock().unwrap().push((pts, duration.unwrap(), now));

@@ -196,7 +196,7 @@ pub const SRC_COUNTERS: &[Counter] = &[
         Stat::ChunksFilledLate,
         "chunks-filled-late",
         "Chunks late after fill",
-        "Media chunks that arrived for time already filled (a gap or GAP event pushed when \
+        "Media chunks that arrived for time already filled (a gap or GAP buffer pushed when \
          nothing came for the fill deadline); they go out after the fill, flagged DISCONT",
     ),
     counter(

@@ -381,8 +381,13 @@ impl BaseSinkImpl for TwilioStreamSink {
                 if !self.ensure_call()? {
                     return Ok(gst::FlowSuccess::Ok);
                 }
-                if buffer.flags().contains(gst::BufferFlags::HEADER) {
-                    // An encoder's stream headers (opusenc's OpusHead, OpusTags): no audio.
+                if buffer
+                    .flags()
+                    .intersects(gst::BufferFlags::HEADER | gst::BufferFlags::GAP)
+                {
+                    // An encoder's stream headers (opusenc's OpusHead, OpusTags):
+                    // no audio. A gap's silence (a src's fill): nothing to send,
+                    // as for a GAP event; Twilio plays silence meanwhile.
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;

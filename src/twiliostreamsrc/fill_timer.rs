@@ -1,7 +1,7 @@
 //! `shared-threads`: the fill timer. With nothing arriving no network task
 //! runs for the call, so each claimed call gets one timer task on the
 //! runtime that sleeps until the audio is the fill deadline overdue and then
-//! pushes the fill (a GAP event, see `timing`; the push is
+//! pushes the fill (a GAP buffer, see `timing`; the push is
 //! `shared_threads`' `fill_shared`), under the same rules as a drain: only
 //! while flowing, not after a fallback, never during a drain. It wakes about
 //! once per fill deadline while chunks come (the due time only moves later

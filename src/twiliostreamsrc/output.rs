@@ -232,6 +232,17 @@ impl Output {
         self.factor() as usize * self.sample_bytes()
     }
 
+    /// The byte that silence is made of, in a raw output (S16 zero, the
+    /// G.711 codes of zero); None for a compressed one.
+    pub fn silence_byte(self) -> Option<u8> {
+        match self.encoding {
+            Encoding::S16le | Encoding::S16be => Some(0),
+            Encoding::Mulaw => Some(0xFF),
+            Encoding::Alaw => Some(0xD5),
+            Encoding::G722 | Encoding::Opus => None,
+        }
+    }
+
     /// Bytes per sample, of one channel.
     pub fn sample_bytes(self) -> usize {
         match self.encoding {

@@ -16,8 +16,9 @@
 //!   same holds for a call that arrived while PAUSED, and for both push
 //!   modes.
 //! * **Fill deadline.** When nothing arrives until the audio is
-//!   [`fill_deadline`](TwilioStreamSrc::fill_deadline) overdue, a GAP event
-//!   goes out for the overdue time (a chunk at a time while it lasts), so
+//!   [`fill_deadline`](TwilioStreamSrc::fill_deadline) overdue, silence
+//!   goes out for the overdue time (a chunk at a time while it lasts):
+//!   a buffer flagged GAP, or for a compressed output a GAP event, so
 //!   downstream does not wait for the next chunk to learn of the gap. A
 //!   resampled output's tail (the audio still inside the filter) goes out
 //!   first, padded with silence, and the resampler starts afresh. Audio
@@ -41,6 +42,7 @@ use super::imp::{CAT, State, TwilioStreamSrc};
 use super::media::{placing, track_wait_ticks};
 use super::output::Output;
 use super::step::Buffers;
+use super::timeline::Span;
 use super::tracks::{Aligner, Frame};
 use crate::call::{CallEvent, Events, MediaChunk, Stat};
 use crate::lock::Locked;
@@ -260,7 +262,7 @@ impl TwilioStreamSrc {
         Ok(self.fill_gap())
     }
 
-    /// A GAP event for the time overdue. With `track=both`, what the
+    /// Silence for the time overdue (a GAP buffer, or event). With `track=both`, what the
     /// aligner held comes first; then the audio still inside the
     /// resampler(s), pushed out with silence: returned as buffers for the
     /// caller to push, the GAP queued after them.
@@ -310,6 +312,14 @@ impl TwilioStreamSrc {
             gap.duration,
             gap.pts
         );
+        // Raw audio gets its silence as a buffer flagged GAP, so that what
+        // ignores GAP events (`wavenc`, `filesink`) keeps the time; the
+        // payloads of a compressed call have no silence to make.
+        let channels = if state.aligner.is_some() { 2 } else { 1 };
+        if let Some(buffer) = silent_gap(output, channels, &gap) {
+            held.push(buffer);
+            return held;
+        }
         let event = gst::event::Gap::builder(gap.pts)
             .duration(gap.duration)
             .build();
@@ -389,4 +399,20 @@ impl TwilioStreamSrc {
         }
         (buffer.as_ref().map_or(0, |_| tail as u64), buffer)
     }
+}
+
+/// A buffer of silence in `output` (raw audio, `channels` interleaved)
+/// over `gap`, flagged GAP; None for a compressed output.
+fn silent_gap(output: Output, channels: usize, gap: &Span) -> Option<gst::Buffer> {
+    let silence = output.silence_byte()?;
+    let samples = (gap.offset_end - gap.offset) as usize;
+    let mut buffer =
+        gst::Buffer::from_mut_slice(vec![silence; samples * channels * output.sample_bytes()]);
+    let b = buffer.get_mut().expect("new");
+    b.set_pts(gap.pts);
+    b.set_duration(gap.duration);
+    b.set_offset(gap.offset);
+    b.set_offset_end(gap.offset_end);
+    b.set_flags(gst::BufferFlags::GAP);
+    Some(buffer)
 }

@@ -77,7 +77,10 @@ pub fn url_of(src: &gst::Element) -> String {
 /// What reached an appsink: buffers and the serialized events between them.
 #[derive(Debug, Default, Clone)]
 pub struct Collected {
+    /// The buffers of audio that came (not the fill's silence).
     pub buffers: Vec<gst::Buffer>,
+    /// The buffers flagged GAP: silence for time nothing came for.
+    pub gaps: Vec<gst::Buffer>,
     /// The pipeline's running time when each buffer reached the sink.
     pub running_times: Vec<gst::ClockTime>,
     /// Custom downstream events, with the number of buffers before each.
@@ -102,7 +105,8 @@ impl Collected {
     }
 }
 
-/// Records buffers and custom events reaching `sink` (an appsink) until EOS.
+/// Records buffers (audio apart from the fill's GAP buffers) and custom
+/// events reaching `sink` (an appsink) until EOS.
 pub struct Collector {
     state: Arc<Mutex<Collected>>,
     eos: Arc<(Mutex<bool>, std::sync::Condvar)>,
@@ -121,6 +125,11 @@ impl Collector {
                 move |pad, info| {
                     let mut st = state.lock().unwrap();
                     match &info.data {
+                        Some(gst::PadProbeData::Buffer(b))
+                            if b.flags().contains(gst::BufferFlags::GAP) =>
+                        {
+                            st.gaps.push(b.clone());
+                        }
                         Some(gst::PadProbeData::Buffer(b)) => {
                             st.buffers.push(b.clone());
                             let now = pad

@@ -86,6 +86,9 @@ pub fn items_at_sink(p: &gst::Pipeline) -> Items {
     let probed = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM;
     pad.add_probe(probed, move |_, info| {
         let item = match &info.data {
+            Some(gst::PadProbeData::Buffer(b)) if b.flags().contains(gst::BufferFlags::GAP) => {
+                (b.pts().unwrap(), b.duration().unwrap(), None)
+            }
             Some(gst::PadProbeData::Buffer(b)) => {
                 let map = b.map_readable().unwrap();
                 let samples = map

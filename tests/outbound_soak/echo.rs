@@ -242,6 +242,11 @@ impl EchoRun {
                 let Some(gst::PadProbeData::Buffer(b)) = &info.data else {
                     return gst::PadProbeReturn::Ok;
                 };
+                // The src's fill (silence flagged GAP): the sink sends nothing
+                // of it, as of a GAP event.
+                if b.flags().contains(gst::BufferFlags::GAP) {
+                    return gst::PadProbeReturn::Ok;
+                }
                 let rt = pad
                     .sticky_event::<gst::event::Segment>(0)
                     .and_then(|s| {

@@ -44,7 +44,10 @@ fn the_fill_timer_fills_again_once_a_flush_drops_the_eos() {
             gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
             move |_, info| {
                 match &info.data {
-                    Some(gst::PadProbeData::Buffer(_)) => s.lock().unwrap().push(true),
+                    Some(gst::PadProbeData::Buffer(b)) => s
+                        .lock()
+                        .unwrap()
+                        .push(!b.flags().contains(gst::BufferFlags::GAP)),
                     Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Gap => {
                         s.lock().unwrap().push(false)
                     }

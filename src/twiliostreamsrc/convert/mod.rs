@@ -100,7 +100,7 @@ impl Converter {
         }
     }
 
-    /// `ticks` went out as silence without being written (a GAP event, at
+    /// `ticks` went out as silence without being written (a GAP buffer or event, at
     /// the fill deadline): the concealer hears that silence. A loss found
     /// after it then conceals from silence, not from the audio before the
     /// GAP (a burst of it that late, after the silence), and audio that
