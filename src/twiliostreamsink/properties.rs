@@ -49,8 +49,9 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
                 "Milliseconds of audio Twilio may hold unplayed. The sink sends a frame \
                  once Twilio's queue, as modelled (audio sent minus what it has played \
                  since, in real time), holds less: a source faster than real time is \
-                 paced without clock waits, a clear drops at most this much in Twilio, \
-                 and an echo goes out at once. Raise it on a jittery path to Twilio",
+                 paced without clock waits, a clear drops at most this much and a frame \
+                 in Twilio, and an echo goes out at once. Raise it on a jittery path to \
+                 Twilio",
             )
             .minimum(20)
             .maximum(60_000)
