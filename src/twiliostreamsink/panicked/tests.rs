@@ -68,10 +68,11 @@ fn a_panic_in_the_callback_of_a_clear_closes_its_call_only() {
 }
 
 /// A PLAYING pipeline of live silence into a sink listening itself: the
-/// pipeline and its sink.
+/// pipeline and its sink. (A sine too faint for a sample: silence that
+/// is not flagged GAP, as `wave=silence` or `volume=0` would be.)
 fn listening() -> (gst::Pipeline, gst::Element) {
     let pipeline = pipeline(
-        "audiotestsrc is-live=true wave=silence samplesperbuffer=160 ! \
+        "audiotestsrc is-live=true wave=sine volume=0.00001 samplesperbuffer=160 ! \
          audio/x-raw,format=S16LE,rate=8000,channels=1 ! twiliostreamsink name=sink port=0",
     );
     pipeline.set_state(gst::State::Playing).unwrap();
