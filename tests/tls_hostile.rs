@@ -18,7 +18,7 @@ use common::raw::masked_text;
 use common::*;
 use gst::prelude::*;
 use twilio_emulator::audio::decode;
-use twilio_emulator::{CallParams, Dialer, Playout, TwilioCall};
+use twilio_emulator::{CallParams, Dialer};
 
 /// A pipeline around a src listening with a fresh self-signed certificate
 /// for `localhost`.
@@ -87,26 +87,6 @@ impl TlsSrc {
         set_state(&self.p, gst::State::Null);
         std::fs::remove_dir_all(&self.dir).unwrap();
     }
-}
-
-/// A wss:// call to `url` (trusting `tls`) sending `ulaw`, then `stop`.
-fn call_over_tls(tls: Arc<rustls::ClientConfig>, url: &str, ulaw: &[u8]) {
-    let dialer = Dialer {
-        tls: Some(tls),
-        ..Dialer::default()
-    };
-    rt().block_on(async {
-        let mut call =
-            TwilioCall::connect_via(&dialer, url, CallParams::default(), Playout::Instant)
-                .await
-                .expect("a wss:// call");
-        call.begin().unwrap();
-        for chunk in ulaw.chunks(160) {
-            call.send_media(chunk).unwrap();
-        }
-        call.send_stop().unwrap();
-        call.close().await;
-    });
 }
 
 /// What the server sends until it closes the connection (a reset counts

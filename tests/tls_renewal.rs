@@ -15,8 +15,8 @@ use common::*;
 use gst::prelude::*;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use twilio_emulator::Dialer;
 use twilio_emulator::audio::decode;
-use twilio_emulator::{CallParams, Dialer, Playout, TwilioCall};
 
 /// Longer than the listener waits between looks at its files.
 const PAST_RECHECK: Duration = Duration::from_millis(1100);
@@ -104,23 +104,8 @@ fn a_renewed_certificate_is_served_without_a_restart() {
 
     // A whole call over the renewed certificate.
     let ulaw: Vec<u8> = (0..1600).map(|i| (i % 251) as u8).collect();
-    let dialer = Dialer {
-        tls: Some(Dialer::trusting(&third).unwrap()),
-        ..Dialer::default()
-    };
-    rt().block_on(async {
-        let url = format!("wss://localhost:{port}/");
-        let mut call =
-            TwilioCall::connect_via(&dialer, &url, CallParams::default(), Playout::Instant)
-                .await
-                .expect("a wss:// call");
-        call.begin().unwrap();
-        for chunk in ulaw.chunks(160) {
-            call.send_media(chunk).unwrap();
-        }
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    let tls = Dialer::trusting(&third).unwrap();
+    call_over_tls(tls, &format!("wss://localhost:{port}/"), &ulaw);
     assert_eq!(collector.wait_eos().samples(), decode(&ulaw));
     set_state(&p, gst::State::Null);
     std::fs::remove_dir_all(&dir).unwrap();

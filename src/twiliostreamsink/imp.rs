@@ -387,7 +387,9 @@ impl BaseSinkImpl for TwilioStreamSink {
                 {
                     // An encoder's stream headers (opusenc's OpusHead, OpusTags):
                     // no audio. A gap's silence (a src's fill): nothing to send,
-                    // as for a GAP event; Twilio plays silence meanwhile.
+                    // as for a GAP event; Twilio plays silence meanwhile. Its
+                    // pusher is a feeder all the same (held when the sink pauses).
+                    self.state.locked().note_feeder();
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;

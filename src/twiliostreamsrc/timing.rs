@@ -316,8 +316,10 @@ impl TwilioStreamSrc {
         // ignores GAP events (`wavenc`, `filesink`) keeps the time; the
         // payloads of a compressed call have no silence to make.
         let channels = if state.aligner.is_some() { 2 } else { 1 };
-        if let Some(buffer) = silent_gap(output, channels, &gap) {
-            held.push(buffer);
+        if let Some(buffers) = silent_gap(output, channels, &gap) {
+            for buffer in buffers {
+                held.push(buffer);
+            }
             return held;
         }
         let event = gst::event::Gap::builder(gap.pts)
@@ -401,18 +403,99 @@ impl TwilioStreamSrc {
     }
 }
 
-/// A buffer of silence in `output` (raw audio, `channels` interleaved)
-/// over `gap`, flagged GAP; None for a compressed output.
-fn silent_gap(output: Output, channels: usize, gap: &Span) -> Option<gst::Buffer> {
+/// Output samples of silence in one GAP buffer at most: a fill overdue by
+/// a long time (nothing pushed meanwhile) goes out in pieces of a second.
+const GAP_PIECE_SECONDS: u64 = 1;
+
+/// Buffers of silence in `output` (raw audio, `channels` interleaved) over
+/// `gap`, flagged GAP, a second at most each; None for a compressed output.
+fn silent_gap(output: Output, channels: usize, gap: &Span) -> Option<Vec<gst::Buffer>> {
     let silence = output.silence_byte()?;
-    let samples = (gap.offset_end - gap.offset) as usize;
-    let mut buffer =
-        gst::Buffer::from_mut_slice(vec![silence; samples * channels * output.sample_bytes()]);
-    let b = buffer.get_mut().expect("new");
-    b.set_pts(gap.pts);
-    b.set_duration(gap.duration);
-    b.set_offset(gap.offset);
-    b.set_offset_end(gap.offset_end);
-    b.set_flags(gst::BufferFlags::GAP);
-    Some(buffer)
+    let total = gap.offset_end - gap.offset;
+    let piece = GAP_PIECE_SECONDS * output.rate as u64;
+    // The time at `k` samples into the gap, so that the pieces tile it.
+    let at = |k: u64| match total {
+        0 => gap.pts,
+        _ => gap.pts + gap.duration.mul_div_floor(k, total).expect("no overflow"),
+    };
+    let mut buffers = Vec::new();
+    let mut done = 0;
+    while done < total || buffers.is_empty() {
+        let n = (total - done).min(piece);
+        let bytes = n as usize * channels * output.sample_bytes();
+        let mut buffer = gst::Buffer::from_mut_slice(vec![silence; bytes]);
+        let b = buffer.get_mut().expect("new");
+        b.set_pts(at(done));
+        b.set_duration(if done + n == total {
+            gap.pts + gap.duration - at(done)
+        } else {
+            at(done + n) - at(done)
+        });
+        b.set_offset(gap.offset + done);
+        b.set_offset_end(gap.offset + done + n);
+        b.set_flags(gst::BufferFlags::GAP);
+        buffers.push(buffer);
+        done += n;
+    }
+    Some(buffers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::WireFormat;
+    use crate::twiliostreamsrc::output::Encoding;
+
+    /// A long fill at 16 kHz, two channels, goes out in pieces of a second
+    /// that tile it: contiguous, offsets and sizes of the samples they
+    /// hold, silent, flagged GAP; a compressed output gets none.
+    #[test]
+    fn a_long_fill_goes_out_in_pieces_that_tile_it() {
+        gst::init().unwrap();
+        let output = Output {
+            encoding: Encoding::S16le,
+            rate: 16000,
+            wire: WireFormat::PCMU,
+        };
+        let gap = Span {
+            pts: gst::ClockTime::from_mseconds(700),
+            duration: gst::ClockTime::from_mseconds(2500),
+            offset: 11_200,
+            offset_end: 11_200 + 40_000,
+        };
+        let buffers = silent_gap(output, 2, &gap).unwrap();
+        assert_eq!(buffers.len(), 3);
+        let (mut pts, mut offset) = (gap.pts, gap.offset);
+        for b in &buffers {
+            assert_eq!((b.pts(), b.offset()), (Some(pts), offset));
+            let samples = b.offset_end() - b.offset();
+            assert!(samples <= 16_000);
+            assert_eq!(b.size() as u64, samples * 2 * 2);
+            assert!(b.flags().contains(gst::BufferFlags::GAP));
+            assert!(b.map_readable().unwrap().iter().all(|&x| x == 0));
+            pts += b.duration().unwrap();
+            offset = b.offset_end();
+        }
+        assert_eq!((pts, offset), (gap.pts + gap.duration, gap.offset_end));
+        let mulaw = Output {
+            encoding: Encoding::Mulaw,
+            rate: 8000,
+            ..output
+        };
+        let one = silent_gap(
+            mulaw,
+            1,
+            &Span {
+                offset_end: 11_200 + 160,
+                ..gap
+            },
+        )
+        .unwrap();
+        assert_eq!(one[0].map_readable().unwrap().as_slice(), [0xFF; 160]);
+        let opus = Output {
+            encoding: Encoding::Opus,
+            ..output
+        };
+        assert!(silent_gap(opus, 1, &gap).is_none());
+    }
 }

@@ -358,3 +358,27 @@ pub fn temp_dir(what: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A wss:// call to `url` (trusting `tls`) sending `ulaw`, then `stop`.
+pub fn call_over_tls(tls: std::sync::Arc<rustls::ClientConfig>, url: &str, ulaw: &[u8]) {
+    let dialer = twilio_emulator::Dialer {
+        tls: Some(tls),
+        ..twilio_emulator::Dialer::default()
+    };
+    rt().block_on(async {
+        let mut call = twilio_emulator::TwilioCall::connect_via(
+            &dialer,
+            url,
+            twilio_emulator::CallParams::default(),
+            twilio_emulator::Playout::Instant,
+        )
+        .await
+        .expect("a wss:// call");
+        call.begin().unwrap();
+        for chunk in ulaw.chunks(160) {
+            call.send_media(chunk).unwrap();
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+}
