@@ -233,12 +233,17 @@ impl Timeline {
 
     /// Anchors the stream anew at `chunk` (after a pause, when the running
     /// time stood still while Twilio's clock went on): the current position
-    /// is put at the running time the chunk started being spoken, and later
-    /// chunks are measured from this one. The position (and so the offsets)
+    /// is put at the running time the chunk started being spoken (or where
+    /// the stream stood, if that is later), and later chunks are measured
+    /// from this one. The position (and so the offsets)
     /// goes on; the element flags the buffer DISCONT.
     pub fn reanchor(&mut self, chunk: &Chunk, now: ClockTime, waited: Duration) {
         let elapsed = self.position.saturating_mul(NS_PER_SAMPLE) as i64;
-        self.anchor = spoken_at(chunk, now, waited).nseconds() as i64 - elapsed;
+        // Never before the end of what went out: the chunk's arrival, less
+        // its length, can put its start a few ms before the running time
+        // where the stream stood still (buffers would overlap).
+        let spoken = spoken_at(chunk, now, waited).nseconds() as i64;
+        self.anchor = spoken.max(self.anchor + elapsed) - elapsed;
         self.first_ts_ms = self.measure_from(chunk);
         self.last = (chunk.timestamp_ms, chunk.arrival);
         self.next_chunk = chunk.number.map(|c| c.saturating_add(1));

@@ -420,19 +420,34 @@ fn a_reanchored_stream_goes_on_at_the_running_time_of_its_next_chunk() {
     }
     // Paused at 2 s of running time for 2 s: Twilio's clock went on,
     // the running time did not. The chunk at 3000 ms arrives at running
-    // time 2 s.
-    timeline.reanchor(
-        &chunk(t0, 3000, Some(151)),
-        2 * ClockTime::SECOND,
-        Duration::ZERO,
-    );
+    // time 2.1 s: it started being spoken at 2.08 s.
+    timeline.reanchor(&chunk(t0, 3000, Some(151)), 2100 * MS, Duration::ZERO);
     let span = timeline.span(160, 1, ClockTime::ZERO);
-    assert_eq!(span.pts, 1980 * MS);
+    assert_eq!(span.pts, 2080 * MS);
     assert_eq!(span.offset, 50 * 160);
     timeline.advance(160);
     // The next one follows on, measured from the re-anchored chunk.
     assert_eq!(timeline.place(&chunk(t0, 3020, Some(152))), contiguous());
-    assert_eq!(timeline.span(160, 1, ClockTime::ZERO).pts, 2000 * MS);
+    assert_eq!(timeline.span(160, 1, ClockTime::ZERO).pts, 2100 * MS);
+}
+
+/// A chunk whose arrival says it started being spoken before the stream
+/// stood still (it arrived just after PLAYING, the running time having
+/// moved less than its length) goes on where the stream stood: no buffer
+/// starts before the last one ended.
+#[test]
+fn a_reanchored_stream_never_steps_back() {
+    let t0 = Instant::now();
+    let mut timeline = started(t0, &["inbound"]);
+    for n in 1..50 {
+        timeline.place(&chunk(t0, 20 * n, None));
+        timeline.advance(160);
+    }
+    let end = timeline.span(0, 1, ClockTime::ZERO).pts;
+    assert_eq!(end, 2000 * MS);
+    // Arrived at 2.005 s: spoken from 1.985 s by its length.
+    timeline.reanchor(&chunk(t0, 3000, Some(151)), 2005 * MS, Duration::ZERO);
+    assert_eq!(timeline.span(160, 1, ClockTime::ZERO).pts, end);
 }
 
 #[test]
