@@ -361,14 +361,11 @@ impl TwilioStreamSink {
         result
     }
 
-    /// Whether the sink is in a hold (from PLAYING → PAUSED on).
+    /// Whether the sink is in a hold: from PLAYING → PAUSED until the
+    /// PAUSED → PLAYING or READY after it (the feeders it holds, if any,
+    /// are held within it).
     pub(super) fn is_held(&self) -> bool {
-        self.held.load(SeqCst) || self.holds_feeders()
-    }
-
-    /// Whether the sink holds pushes (from PLAYING → PAUSED on).
-    pub(super) fn holds_feeders(&self) -> bool {
-        !self.state.locked().holding.is_empty()
+        self.held.load(SeqCst)
     }
 
     /// Runs `f` (a call into BaseSink) with its `async` off if `off`. Also

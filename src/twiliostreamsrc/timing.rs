@@ -262,10 +262,11 @@ impl TwilioStreamSrc {
         Ok(self.fill_gap())
     }
 
-    /// Silence for the time overdue (a GAP buffer, or event). With `track=both`, what the
-    /// aligner held comes first; then the audio still inside the
-    /// resampler(s), pushed out with silence: returned as buffers for the
-    /// caller to push, the GAP queued after them.
+    /// Silence for the time overdue (GAP buffers, or a GAP event). With
+    /// `track=both`, what the aligner held comes first; then the audio
+    /// still inside the resampler(s), pushed out with silence: returned as
+    /// buffers for the caller to push, the GAP buffers with them (a GAP
+    /// event queued after them).
     fn fill_gap(&self) -> Buffers {
         let deadline = self.fill_deadline();
         let now = self.running_time();
@@ -317,9 +318,7 @@ impl TwilioStreamSrc {
         // payloads of a compressed call have no silence to make.
         let channels = if state.aligner.is_some() { 2 } else { 1 };
         if let Some(buffers) = silent_gap(output, channels, &gap) {
-            for buffer in buffers {
-                held.push(buffer);
-            }
+            held.extend(buffers);
             return held;
         }
         let event = gst::event::Gap::builder(gap.pts)
@@ -414,23 +413,16 @@ fn silent_gap(output: Output, channels: usize, gap: &Span) -> Option<Vec<gst::Bu
     let total = gap.offset_end - gap.offset;
     let piece = GAP_PIECE_SECONDS * output.rate as u64;
     // The time at `k` samples into the gap, so that the pieces tile it.
-    let at = |k: u64| match total {
-        0 => gap.pts,
-        _ => gap.pts + gap.duration.mul_div_floor(k, total).expect("no overflow"),
-    };
+    let at = |k: u64| gap.pts + gap.duration.mul_div_floor(k, total).expect("no overflow");
     let mut buffers = Vec::new();
     let mut done = 0;
-    while done < total || buffers.is_empty() {
+    while done < total {
         let n = (total - done).min(piece);
         let bytes = n as usize * channels * output.sample_bytes();
         let mut buffer = gst::Buffer::from_mut_slice(vec![silence; bytes]);
         let b = buffer.get_mut().expect("new");
         b.set_pts(at(done));
-        b.set_duration(if done + n == total {
-            gap.pts + gap.duration - at(done)
-        } else {
-            at(done + n) - at(done)
-        });
+        b.set_duration(at(done + n) - at(done));
         b.set_offset(gap.offset + done);
         b.set_offset_end(gap.offset + done + n);
         b.set_flags(gst::BufferFlags::GAP);
