@@ -4,7 +4,9 @@
 //! fresh resampler, not with the end of the audio before the pause. With
 //! `track=both`, what the src held for the slower track at the pause goes
 //! out before that tail, the slower channel padded with silence (its wait
-//! given up, as at a fill), not thrown away with the aligner.
+//! given up, as at a fill), not thrown away with the aligner. The first
+//! buffer of the stretch anchored anew is flagged DISCONT, even when a fill
+//! lets it out.
 
 mod common;
 
@@ -25,6 +27,7 @@ in_both_modes!(
     a_pause_ends_the_audio_with_its_tail,
     a_pause_ends_both_tracks_with_their_tails,
     a_pause_lets_out_what_waited_for_the_slower_track,
+    a_fill_after_the_pause_starts_the_new_stretch,
 );
 
 /// Chunks sent before the pause, while paused (dropped), and after it.
@@ -196,4 +199,85 @@ fn run(props: &str, tracks: &[Track], ulaws: &[&[u8]], lag: usize) -> gst::Eleme
     assert_eq!(end, ulaws[0].len(), "the audio after the pause");
     set_state(&p, gst::State::Null);
     src
+}
+
+/// With `track=both`, the first chunk after the pause comes on the inbound
+/// track alone, and the fill (nothing more comes) lets it out of the
+/// aligner: that buffer starts the stretch anchored anew, so it is the one
+/// flagged DISCONT, its outbound channel silence; the fill's GAP buffers
+/// follow it.
+fn a_fill_after_the_pause_starts_the_new_stretch() {
+    init();
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 track=both gap-fill=silence \
+         ! audio/x-raw,rate=16000 ! fakesink name=sink sync=false",
+    );
+    // (flags, whether the left channel is silent, whether the right is).
+    type Seen = Vec<(gst::BufferFlags, bool, bool)>;
+    let seen = Arc::new(std::sync::Mutex::new(Seen::new()));
+    {
+        let seen = seen.clone();
+        let pad = by_name(&p, "sink").static_pad("sink").unwrap();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
+                let map = b.map_readable().unwrap();
+                let silent = |channel: usize| {
+                    map.chunks_exact(4)
+                        .all(|f| f[2 * channel] == 0 && f[2 * channel + 1] == 0)
+                };
+                let item = (b.flags(), silent(0), silent(1));
+                seen.lock().unwrap().push(item);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let ulaw = encode(&sine(440.0, 8000.0, 8000.0, (BEFORE + 1) * 160));
+    let tracks = [Track::Inbound, Track::Outbound];
+    let mut call = rt()
+        .block_on(TwilioCall::start(&url, CallParams::with_tracks(&tracks)))
+        .unwrap();
+    for n in 0..BEFORE {
+        for track in tracks {
+            call.send_media_on(track, &ulaw[n * 160..][..160]).unwrap();
+        }
+    }
+    collector.wait_buffers(BEFORE);
+    set_state(&p, gst::State::Paused);
+    set_state(&p, gst::State::Playing);
+    let resumed = seen.lock().unwrap().len();
+    call.send_media_on(Track::Inbound, &ulaw[BEFORE * 160..])
+        .unwrap();
+    // The fill's silence after the chunk's audio.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let after = seen.lock().unwrap()[resumed..].to_vec();
+        let heard = after.iter().position(|(_, left, _)| !left);
+        if heard.is_some_and(|at| {
+            after[at..]
+                .iter()
+                .any(|(flags, _, _)| flags.contains(gst::BufferFlags::GAP))
+        }) {
+            break after;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no fill after the chunk"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    collector.wait_eos();
+    set_state(&p, gst::State::Null);
+    let disconts: Vec<_> = after
+        .iter()
+        .filter(|(flags, _, _)| flags.contains(gst::BufferFlags::DISCONT))
+        .collect();
+    assert_eq!(disconts.len(), 1, "one DISCONT after the pause: {after:?}");
+    let (flags, left_silent, right_silent) = disconts[0];
+    assert!(!flags.contains(gst::BufferFlags::GAP), "{after:?}");
+    assert!(
+        !left_silent && *right_silent,
+        "the chunk, the outbound track silent"
+    );
 }

@@ -35,6 +35,13 @@ impl Buffers {
         self.first.is_none()
     }
 
+    /// Sets `flags` on the first buffer.
+    pub(super) fn flag_first(&mut self, flags: gst::BufferFlags) {
+        if let Some(first) = self.first.as_mut() {
+            first.make_mut().set_flags(flags);
+        }
+    }
+
     pub(super) fn push(&mut self, buffer: gst::Buffer) {
         match self.first {
             None => self.first = Some(buffer),

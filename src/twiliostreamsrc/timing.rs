@@ -268,6 +268,17 @@ impl TwilioStreamSrc {
     /// buffers for the caller to push, the GAP buffers with them (a GAP
     /// event queued after them).
     fn fill_gap(&self) -> Buffers {
+        let mut buffers = self.fill_gap_buffers();
+        // A re-anchoring whose chunk the aligner held: the stream's first
+        // buffer since is the fill's.
+        if !buffers.is_empty() && std::mem::take(&mut self.state.locked().discont) {
+            buffers.flag_first(gst::BufferFlags::DISCONT);
+        }
+        buffers
+    }
+
+    /// [`Self::fill_gap`]'s buffers, as made.
+    fn fill_gap_buffers(&self) -> Buffers {
         let deadline = self.fill_deadline();
         let now = self.running_time();
         let mut held = Buffers::default();
