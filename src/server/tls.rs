@@ -63,12 +63,15 @@ const RECHECK: Duration = Duration::from_secs(1);
 
 /// A file's identity and version as its metadata tells them (following a
 /// symlink, as certbot's `live/` ones are): device, inode, modification
-/// time, size; `None` if it cannot be read.
-type Stamp = Option<(u64, u64, i64, i64, u64)>;
+/// and change times, size; `None` if it cannot be read. The change time
+/// moves with a `chmod` or `chown` too, so a pair that failed to load for
+/// its permissions is tried again once they are mended.
+type Stamp = Option<(u64, u64, [i64; 4], u64)>;
 
 fn stamp(path: &Path) -> Stamp {
     let m = std::fs::metadata(path).ok()?;
-    Some((m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
+    let times = [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()];
+    Some((m.dev(), m.ino(), times, m.len()))
 }
 
 /// A listener's TLS, owned by its accept loop: the acceptor for the next
@@ -181,6 +184,25 @@ mod tests {
             key: dir.join("key.pem"),
         };
         assert!(files.acceptor().is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A `chmod` alone (what mends a key the listener could not read) is a
+    /// change of the file, as a new file in its place is.
+    #[test]
+    fn a_change_of_permissions_is_a_change_of_the_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = folder("stamp", &[("key.pem", "k")]);
+        let path = dir.join("key.pem");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let before = stamp(&path);
+        assert!(before.is_some());
+        assert_eq!(stamp(&path), before, "nothing changed");
+        // Past the file system's clock tick (10 ms at most).
+        std::thread::sleep(Duration::from_millis(30));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert_ne!(stamp(&path), before);
+        assert_eq!(stamp(&dir.join("missing.pem")), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
