@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use common::raw::masked_text;
 use common::*;
-use gst::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use twilio_emulator::audio::decode;
@@ -37,15 +36,7 @@ async fn tls(
 fn out_of_descriptors_an_idle_connection_makes_room_for_a_call() {
     let dir = temp_dir("fds");
     let (cert, key) = self_signed(&dir, "localhost");
-    let p = pipeline(&format!(
-        "twiliostreamsrc name=src port=0 handshake-timeout=60 tls-certificate={} tls-key={} \
-         ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
-        cert.display(),
-        key.display()
-    ));
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    set_state(&p, gst::State::Playing);
-    let port = by_name(&p, "src").property::<u32>("bound-port") as u16;
+    let (p, collector, port) = tls_src(&cert, &key, "handshake-timeout=60");
     let config = Dialer::trusting(&cert).unwrap();
     let sid = CallParams::default().stream_sid;
     let start = format!(

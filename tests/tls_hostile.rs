@@ -35,16 +35,8 @@ impl TlsSrc {
     fn start(name: &str, props: &str) -> TlsSrc {
         let dir = temp_dir(name);
         let (cert, key) = self_signed(&dir, "localhost");
-        let p = pipeline(&format!(
-            "twiliostreamsrc name=src port=0 tls-certificate={} tls-key={} {props} \
-             ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
-            cert.display(),
-            key.display()
-        ));
-        let collector = Collector::attach(&by_name(&p, "sink"));
-        set_state(&p, gst::State::Playing);
+        let (p, collector, port) = tls_src(&cert, &key, props);
         let src = by_name(&p, "src");
-        let port = src.property::<u32>("bound-port") as u16;
         TlsSrc {
             p,
             src,

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use gst::prelude::*;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use twilio_emulator::Dialer;
@@ -66,15 +65,7 @@ fn a_renewed_certificate_is_served_without_a_restart() {
     let (cert, key) = pair(&dir, "live");
     let first = dir.join("first.pem");
     std::fs::copy(&cert, &first).unwrap();
-    let p = pipeline(&format!(
-        "twiliostreamsrc name=src port=0 tls-certificate={} tls-key={} \
-         ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
-        cert.display(),
-        key.display()
-    ));
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    set_state(&p, gst::State::Playing);
-    let port = by_name(&p, "src").property::<u32>("bound-port") as u16;
+    let (p, collector, port) = tls_src(&cert, &key, "");
     assert_eq!(served(port, &first).unwrap(), der(&first));
 
     // Renewed: certificate, then key, each renamed into place.

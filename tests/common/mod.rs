@@ -359,6 +359,25 @@ pub fn temp_dir(what: &str) -> std::path::PathBuf {
     dir
 }
 
+/// A playing src serving `wss://` with `cert` and `key` (and `props`),
+/// its 8 kHz audio collected: the pipeline, the collector, the bound port.
+pub fn tls_src(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    props: &str,
+) -> (gst::Pipeline, Collector, u16) {
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 tls-certificate={} tls-key={} {props} \
+         ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+        cert.display(),
+        key.display()
+    ));
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    let port = by_name(&p, "src").property::<u32>("bound-port") as u16;
+    (p, collector, port)
+}
+
 /// A wss:// call to `url` (trusting `tls`) sending `ulaw`, then `stop`.
 pub fn call_over_tls(tls: std::sync::Arc<rustls::ClientConfig>, url: &str, ulaw: &[u8]) {
     let dialer = twilio_emulator::Dialer {
