@@ -206,6 +206,12 @@ impl Lane {
             return Behind::No;
         }
         let heard = || self.heard.iter().flatten();
+        if heard().next().is_none() {
+            // None of its audio went in yet (its first chunks were all
+            // before where the output started, as after a pause when the
+            // other track led): nothing for a step back to go over.
+            return Behind::Late;
+        }
         let (hash, end) = (hash(ulaw), due + ulaw.len() as i128);
         if heard().any(|h| h.due == due && h.end == end && h.hash == hash) {
             return Behind::Twice;

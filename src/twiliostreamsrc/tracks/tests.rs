@@ -497,3 +497,39 @@ fn a_fast_sender_clock_over_hours_is_no_garbage() {
     assert_eq!(ignored, 0, "timestamps taken for garbage");
     assert_eq!(samples, 8 * 3600 * 8000);
 }
+
+/// An aligner started by the leading track's chunk (as after a pause,
+/// when the stream is anchored anew), the other track two chunks behind:
+/// the other's chunks for time before the first are too late, and not a
+/// step back (it has no audio yet to step back over), so from its first
+/// chunk in time on the two stay aligned.
+#[test]
+fn a_lagging_track_stays_aligned_from_a_start_the_other_led() {
+    for lagging in Track::ALL {
+        let (mut a, t0) = both();
+        let leading = lagging.other();
+        let mut channels = [Vec::new(), Vec::new()];
+        let mut late = 0;
+        for n in 10..30u64 {
+            let at = t0 + Duration::from_millis(20 * n);
+            for (track, k) in [(leading, n), (lagging, n - 2)] {
+                let placed = a.push(track, 20 * k, &[k as u8; 160], at);
+                assert_eq!(placed.step, None, "{lagging:?} chunk {k}");
+                assert!(!placed.held, "{lagging:?} chunk {k}");
+                late += placed.late;
+            }
+            while let Some((_, inbound, outbound)) = take(&mut a) {
+                channels[0].extend(inbound);
+                channels[1].extend(outbound);
+            }
+        }
+        assert_eq!(late, 320, "{lagging:?}: the two chunks before the start");
+        let [inbound, outbound] = &channels;
+        // From chunk 10 on, sample for sample.
+        let from = outbound.iter().position(|&b| b == 10).unwrap();
+        assert_eq!(from, 0, "{lagging:?}");
+        let n = outbound.len().min(inbound.len());
+        assert!(n >= 160 * 17, "{lagging:?}: {n} samples");
+        assert_eq!(inbound[..n], outbound[..n], "{lagging:?}");
+    }
+}
