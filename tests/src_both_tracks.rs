@@ -300,7 +300,8 @@ fn a_track_that_stops_is_not_waited_for() {
 /// Five chunks (100 ms) behind: past the wait (the default's, or 100 ms:
 /// a chunk comes 20 ms after its time), the slower channel is filled with
 /// silence, its chunks come too late and are dropped; with `track-wait=120`
-/// every sample is in its place, and the latency reported says so.
+/// every sample is in its place, and the latency reported says so. A
+/// track lagging past the wait is warned of, once.
 fn a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it() {
     let (inbound, outbound) = (scrambled(8000, 5), scrambled(8000, 91));
     let run = |wait: &str| {
@@ -314,23 +315,33 @@ fn a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it
         assert_eq!(counter(&src, "inbound-chunks-lost"), 0);
         let mut query = gst::query::Latency::new();
         assert!(src.static_pad("src").unwrap().query(&mut query));
+        let warned = warnings(&p.bus().unwrap());
         set_state(&p, gst::State::Null);
         let (left, right) = split(&got.samples());
         assert_eq!(left, decode(&inbound));
-        (right, too_late, query.result().1)
+        (right, too_late, query.result().1, warned)
     };
 
     for (wait, latency) in [("", 60), ("track-wait=100", 100)] {
-        let (right, too_late, reported) = run(wait);
+        let (right, too_late, reported, warned) = run(wait);
         assert_ne!(right, decode(&outbound), "{wait}: the outbound track whole");
         assert!(too_late > 0, "{wait}: nothing came too late");
         assert_eq!(reported, gst::ClockTime::from_mseconds(20 + latency));
+        let said = format!(
+            "The outbound track lags the inbound by more than track-wait ({latency} ms): \
+             its chunks come after their time went out, are dropped (chunks-too-late), \
+             and its channel is silence. Raise track-wait. ("
+        );
+        assert_eq!(warned.len(), 1, "{wait}: {warned:?}");
+        assert!(warned[0].starts_with(&said), "{wait}: {warned:?}");
+        assert!(warned[0].contains("25 of its chunks in a row came too late"));
     }
 
-    let (right, too_late, reported) = run("track-wait=120");
+    let (right, too_late, reported, warned) = run("track-wait=120");
     assert_eq!(right, decode(&outbound));
     assert_eq!(too_late, 0);
     assert_eq!(reported, gst::ClockTime::from_mseconds(20 + 120));
+    assert_eq!(warned, Vec::<String>::new());
 }
 
 /// The inbound track's timestamps step back 400 ms at its 16th chunk and

@@ -9,6 +9,11 @@ use super::reorder::Pushed;
 use super::timeline;
 use super::tracks::Placed;
 use crate::call::{MediaChunk, Stat};
+use crate::protocol::Track;
+
+/// Chunks of a track dropped whole in a row as too late before the
+/// WARNING that it lags (half a second of Twilio's 20 ms chunks).
+const LATE_RUN: u16 = 25;
 
 impl TwilioStreamSrc {
     #[cold]
@@ -148,6 +153,47 @@ impl TwilioStreamSrc {
                 chunk.timestamp_ms
             );
         }
+    }
+
+    /// `track=both`: a track whose chunks keep coming after `track-wait`
+    /// gave their time up lags the other by more than the wait, and its
+    /// channel is silence: warned of once per track and call, after
+    /// [`LATE_RUN`] chunks in a row dropped whole (posted by
+    /// [`Self::warn_lagging`] once the state is let go).
+    #[inline]
+    pub(super) fn note_lateness(
+        &self,
+        state: &mut State,
+        track: Track,
+        placed: &Placed,
+        len: usize,
+    ) {
+        let i = track.index();
+        if placed.late as usize >= len {
+            state.late_run[i] = state.late_run[i].saturating_add(1);
+            if state.late_run[i] == LATE_RUN && !std::mem::replace(&mut state.late_warned[i], true)
+            {
+                state.warn_late = Some(track);
+            }
+        } else if !placed.twice && !placed.held {
+            state.late_run[i] = 0;
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn warn_lagging(&self, track: Track, wait_ms: u32) {
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Demux,
+            (
+                "The {track} track lags the {} by more than track-wait ({wait_ms} ms): \
+                 its chunks come after their time went out, are dropped \
+                 (chunks-too-late), and its channel is silence. Raise track-wait.",
+                track.other()
+            ),
+            ["{LATE_RUN} of its chunks in a row came too late"]
+        );
     }
 
     /// What `place` found worth counting or telling, out of line: the usual

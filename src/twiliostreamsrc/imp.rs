@@ -28,7 +28,7 @@ use crate::codec::WireFormat;
 use crate::contain::Containing as _;
 use crate::lock::Locked;
 use crate::messages;
-use crate::protocol::{StartInfo, StopInfo};
+use crate::protocol::{StartInfo, StopInfo, Track};
 use crate::quality::Meter;
 use crate::server::Registration;
 use crate::wait::Canceller;
@@ -92,6 +92,12 @@ pub(super) struct State {
     pub(super) track_wait_ms: u32,
     /// Media put back in order (Telnyx), before the timeline.
     pub(super) reorder: Reorder,
+    /// `track=both`: each track's chunks dropped whole in a row as too late
+    /// (a track lagging past `track-wait`), and whether that was warned of.
+    pub(super) late_run: [u16; 2],
+    pub(super) late_warned: [bool; 2],
+    /// A track to warn of as lagging, once the state is let go.
+    pub(super) warn_late: Option<Track>,
     /// What a drain made but did not push, a sink having paused meanwhile
     /// (`shared_threads`): it goes out first when pushes go on.
     pub(super) held: Vec<Out>,

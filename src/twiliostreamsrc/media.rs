@@ -164,14 +164,20 @@ impl TwilioStreamSrc {
         if let Some(events) = &state.events {
             events.recycle(chunk.ulaw);
         }
-        if state.carried != carried {
+        let lagging = state.warn_late.take();
+        if state.carried != carried || lagging.is_some() {
             let (now, tracks, wait) = (state.carried, state.tracks, state.track_wait_ms);
             drop(state);
-            let detail = format!(
-                "the stream's start names no tracks (Telnyx's stream_track), and only the \
-                 other track came for track-wait ({wait} ms)"
-            );
-            self.warn_missing(now, tracks, &detail);
+            if now != carried {
+                let detail = format!(
+                    "the stream's start names no tracks (Telnyx's stream_track), and only the \
+                     other track came for track-wait ({wait} ms)"
+                );
+                self.warn_missing(now, tracks, &detail);
+            }
+            if let Some(track) = lagging {
+                self.warn_lagging(track, wait);
+            }
         }
         out.extend(buffer?);
         Ok(())
@@ -283,6 +289,7 @@ impl TwilioStreamSrc {
             released: Some(placed.held_dropped == 0),
         };
         self.log_placed(state, chunk, &placed);
+        self.note_lateness(state, chunk.track, &placed, chunk.ulaw.len());
         // After a skipped gap, the frame after the jump goes out with the
         // next chunk.
         let buffer = match frame {
