@@ -114,6 +114,18 @@ impl Report {
 /// in this thread's queue alone) and reader, other calls.
 const FAST_CHUNKS_PER_TURN: usize = 64;
 
+/// How far ahead of real time `--fast` sends at most: the plugin takes a
+/// timestamp over 10 s ahead of the time the call has lasted for invalid
+/// (and its audio as following on, which would hide later losses).
+pub const FAST_AHEAD: Duration = Duration::from_secs(5);
+
+/// When chunk `n` (of `chunk_time` each) may go out with `--fast`: at
+/// once, until the audio is [`FAST_AHEAD`] ahead of the time since
+/// `started`; then as real time goes on.
+fn fast_due(started: Instant, chunk_time: Duration, n: u32) -> Instant {
+    started + (chunk_time * n).saturating_sub(FAST_AHEAD)
+}
+
 /// Why the audio stopped before its end.
 enum Cut {
     /// A send failed: the connection is gone.
@@ -199,10 +211,16 @@ async fn send_audio(
             let due = started + interval * n as u32 + impairer.delay();
             last_send = last_send.max(due);
             tokio::time::sleep_until(last_send).await;
-        } else if n % FAST_CHUNKS_PER_TURN == FAST_CHUNKS_PER_TURN - 1 {
-            // Sending never waits (the writer's queue is unbounded): without
-            // a turn, the writer would write nothing until the end.
-            tokio::task::yield_now().await;
+        } else {
+            let due = fast_due(started, chunk_time, n as u32);
+            if due > Instant::now() {
+                tokio::time::sleep_until(due).await;
+            } else if n % FAST_CHUNKS_PER_TURN == FAST_CHUNKS_PER_TURN - 1 {
+                // Sending never waits (the writer's queue is unbounded):
+                // without a turn, the writer would write nothing until the
+                // end.
+                tokio::task::yield_now().await;
+            }
         }
         while let Some((_, digit)) = dtmf.next_if(|(at, _)| *at <= call.audio_seconds()) {
             send!(call.send_dtmf(&digit));
@@ -313,5 +331,17 @@ mod tests {
             assert!(call.writes() > 0, "the writer wrote");
             call.abort().await;
         });
+    }
+
+    /// `--fast` sends the first 5 s of audio at once, then keeps 5 s ahead
+    /// of real time.
+    #[test]
+    fn fast_keeps_at_most_five_seconds_ahead() {
+        let t0 = Instant::now();
+        let chunk = Duration::from_millis(20);
+        assert_eq!(fast_due(t0, chunk, 0), t0);
+        assert_eq!(fast_due(t0, chunk, 250), t0);
+        assert_eq!(fast_due(t0, chunk, 251), t0 + chunk);
+        assert_eq!(fast_due(t0, chunk, 1500), t0 + Duration::from_secs(25));
     }
 }
