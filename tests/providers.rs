@@ -399,7 +399,7 @@ fn a_start_of_another_dialect_is_closed_saying_so() {
     let uuid_no_start = r#"{"event":"start","sequenceNumber":"1","streamSid":"0b3f4a4e-8a4f-4c0e-9d7e-6a2b3c4d5e6f"}"#;
     let mz_no_start = r#"{"event":"start","sequenceNumber":"1","streamSid":"MZ18ad3ab5a668481ce02b83e7395059f0"}"#;
     let other = |d: &str| format!("a start message not in dialect {d}");
-    let generic = || "expected a start message".to_owned();
+    let generic = || "expected a start message: missing field `start`".to_owned();
     for (dialect, start, reason) in [
         ("twilio", telnyx, other("twilio")),
         ("telnyx", twilio, other("telnyx")),

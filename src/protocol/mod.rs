@@ -44,7 +44,8 @@ pub fn replace_nul(s: &mut String) {
 }
 
 /// A counter Twilio sends as a JSON string (`"sequenceNumber":"12"`).
-/// Deserialises from a string or a number, serialises as a string.
+/// Deserialises from a string or a number (a whole one written with a
+/// fraction, `8000.0`, too), serialises as a string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Counter(pub u64);
 
@@ -64,6 +65,13 @@ impl<'de> Deserialize<'de> for Counter {
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Counter, E> {
                 Ok(Counter(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Counter, E> {
+                // Whole, and exact in an f64.
+                match v.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&v) {
+                    true => Ok(Counter(v as u64)),
+                    false => Err(E::invalid_value(de::Unexpected::Float(v), &self)),
+                }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Counter, E> {
                 v.trim()
@@ -141,6 +149,28 @@ impl fmt::Display for Track {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A counter as a number, a string, or a whole number with a fraction
+    /// (`"sampleRate": 8000.0`); never a fraction, a negative or a number
+    /// an f64 does not hold exactly.
+    #[test]
+    fn counters_are_read_as_any_sender_writes_a_whole_number() {
+        let read = |json: &str| serde_json::from_str::<Counter>(json).map(|c| c.0);
+        for (json, n) in [
+            ("8000", 8000),
+            ("\"8000\"", 8000),
+            ("\" 12 \"", 12),
+            ("8000.0", 8000),
+            ("0.0", 0),
+            ("9007199254740992.0", 1 << 53),
+            ("18446744073709551615", u64::MAX),
+        ] {
+            assert_eq!(read(json).unwrap(), n, "{json}");
+        }
+        for json in ["8000.5", "-1", "-1.0", "1e300", "\"8000.0\"", "null", "[]"] {
+            assert!(read(json).is_err(), "{json}");
+        }
+    }
 
     #[test]
     fn tracks_are_named_as_twilio_names_them() {

@@ -214,7 +214,7 @@ where
                         close_websocket(ws, CLOSE_POLICY, &why).await;
                         return Err(format!("sent {why}"));
                     }
-                    close_websocket(ws, CLOSE_POLICY, "expected a start message").await;
+                    close_websocket(ws, CLOSE_POLICY, &not_a_start(&handled)).await;
                     let shown: String = text.chars().take(60).collect();
                     return Err(format!("sent {shown:?} before any start message"));
                 }
@@ -252,6 +252,28 @@ where
                 return Err("dropped before any start message".to_owned());
             }
         }
+    }
+}
+
+/// The close reason for a first message that is no `start`: what was
+/// wrong with it, when it could not be read (a field of the wrong type),
+/// without the quote of the message.
+fn not_a_start(handled: &Handled) -> String {
+    const PREFIX: &str = "ignoring message: ";
+    let why = handled
+        .notes
+        .iter()
+        .find(|note| note.level == Level::Warning)
+        .and_then(|note| note.text.strip_prefix(PREFIX));
+    match why {
+        Some(why) => {
+            let why = why.rsplit_once(" in \"").map_or(why, |(why, _)| why);
+            // (Where in the text: of little use, and a close reason is
+            // short.)
+            let why = why.rsplit_once(" at line ").map_or(why, |(why, _)| why);
+            format!("expected a start message: {why}")
+        }
+        None => "expected a start message".to_owned(),
     }
 }
 
@@ -340,6 +362,54 @@ mod tests {
                 r#"unsupported media format "AMR-WB" at 8000 Hz"#
             );
         });
+    }
+
+    /// A `start` that cannot be read, or another message first, is closed
+    /// (1008) saying what was wrong with it.
+    #[test]
+    fn a_start_that_cannot_be_read_is_closed_saying_why() {
+        let bad_rate = START.replace("8000", "\"fast\"");
+        let cases = [
+            (
+                bad_rate.as_str(),
+                "expected a start message: invalid value: string \"fast\", expected a \
+                 non-negative integer, as a string or a number",
+            ),
+            (
+                r#"{"event":"connected","protocol":"Call","version":"1.0.0"}{"#,
+                "expected a start message: trailing characters",
+            ),
+            (
+                r#"{"event":"dtmf","streamSid":"MZ1","dtmf":{"digit":"1"}}"#,
+                "expected a start message: dtmf before start",
+            ),
+        ];
+        for (first, reason) in cases {
+            RUNTIME.block_on(async {
+                let (ours, theirs) = tokio::io::duplex(1 << 16);
+                let mut ws = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
+                let mut twilio = WebSocketStream::from_raw_socket(theirs, Role::Client, None).await;
+                twilio.send(Message::text(first)).await.unwrap();
+                let peer = "127.0.0.1:1".parse().unwrap();
+                let got = await_start(
+                    &mut ws,
+                    &mut Session::new(1 << 16),
+                    peer,
+                    Duration::from_secs(5),
+                    &Notify::new(),
+                    pending(),
+                    || {},
+                )
+                .await;
+                assert!(got.is_err(), "{first}");
+                drop(ws);
+                let Some(Ok(Message::Close(Some(frame)))) = twilio.next().await else {
+                    panic!("no close frame");
+                };
+                assert_eq!(u16::from(frame.code), 1008);
+                assert_eq!(frame.reason.as_str(), reason, "{first}");
+            });
+        }
     }
 
     /// Our side of a test connection, noting when it first writes.
