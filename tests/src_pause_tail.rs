@@ -6,7 +6,8 @@
 //! out before that tail, the slower channel padded with silence (its wait
 //! given up, as at a fill), not thrown away with the aligner. The first
 //! buffer of the stretch anchored anew is flagged DISCONT, even when a fill
-//! lets it out.
+//! lets it out. A track lagging the other at the pause stays aligned with
+//! it after the pause.
 
 mod common;
 
@@ -28,6 +29,7 @@ in_both_modes!(
     a_pause_ends_both_tracks_with_their_tails,
     a_pause_lets_out_what_waited_for_the_slower_track,
     a_fill_after_the_pause_starts_the_new_stretch,
+    a_track_lagging_at_a_pause_stays_aligned_after_it,
 );
 
 /// Chunks sent before the pause, while paused (dropped), and after it.
@@ -280,4 +282,71 @@ fn a_fill_after_the_pause_starts_the_new_stretch() {
         !left_silent && *right_silent,
         "the chunk, the outbound track silent"
     );
+}
+
+/// With `track=both`, the outbound track two chunks behind the inbound
+/// (within the wait) all through the call. After the pause the stream is
+/// anchored anew at the inbound chunk that comes first: the outbound
+/// chunks for time before it are too late, and from there on both
+/// channels stay aligned, chunk for chunk (the payloads, as μ-law).
+fn a_track_lagging_at_a_pause_stays_aligned_after_it() {
+    const LAG: usize = 2;
+    init();
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 track=both gap-fill=silence latency=10000 \
+         ! audio/x-mulaw ! fakesink name=sink sync=false",
+    );
+    let chunks = BEFORE + AFTER;
+    // Chunks no two alike (a chunk is found in its channel by its bytes).
+    let track = |seed: u64| -> Vec<Vec<u8>> {
+        let mut x = seed;
+        let mut byte = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 56) as u8
+        };
+        (0..chunks)
+            .map(|_| (0..160).map(|_| byte()).collect())
+            .collect()
+    };
+    let (inbound, outbound) = (track(1), track(2));
+    let mut call = rt()
+        .block_on(TwilioCall::start(
+            &url,
+            CallParams::with_tracks(&[Track::Inbound, Track::Outbound]),
+        ))
+        .unwrap();
+    // The inbound chunks of frames `from..to`, and the outbound ones
+    // `LAG` frames behind them.
+    let mut send = |from: usize, to: usize| {
+        for n in from..to {
+            if let Some(chunk) = inbound.get(n) {
+                call.send_media_on(Track::Inbound, chunk).unwrap();
+            }
+            if let Some(chunk) = n.checked_sub(LAG).and_then(|m| outbound.get(m)) {
+                call.send_media_on(Track::Outbound, chunk).unwrap();
+            }
+        }
+    };
+    // Before the pause, the inbound chunks up to `BEFORE` and the outbound
+    // ones `LAG` behind: the outbound track's next come after the pause.
+    send(0, BEFORE);
+    collector.wait_buffers(BEFORE - LAG);
+    set_state(&p, gst::State::Paused);
+    set_state(&p, gst::State::Playing);
+    send(BEFORE, chunks + LAG);
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    let got = collector.wait_eos();
+    set_state(&p, gst::State::Null);
+    let bytes = got.bytes();
+    let channel = |c: usize| -> Vec<u8> { bytes.iter().skip(c).step_by(2).copied().collect() };
+    let (left, right) = (channel(0), channel(1));
+    let find = |channel: &[u8], chunk: &[u8]| channel.windows(160).position(|w| w == chunk);
+    for k in BEFORE..chunks {
+        let at = find(&left, &inbound[k]);
+        assert!(at.is_some(), "inbound chunk {k} missing");
+        assert_eq!(find(&right, &outbound[k]), at, "chunk {k}");
+    }
 }

@@ -410,7 +410,10 @@ fn strangers_on_a_shared_tls_listener_count_on_their_own_path() {
     };
     let got = stranger(&upgrade("/a"), &masked_text(media));
     assert!(got.starts_with(b"HTTP/1.1 101 "));
-    assert!(got.ends_with(&closed(1008, "expected a start message")));
+    assert!(got.ends_with(&closed(
+        1008,
+        "expected a start message: media before start"
+    )));
     // A binary frame (masked, zero key) of one byte.
     let got = stranger(&upgrade("/b"), &[0x82, 0x81, 0, 0, 0, 0, 7]);
     assert!(got.ends_with(&closed(1003, "text messages only")));
