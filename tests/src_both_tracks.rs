@@ -22,6 +22,7 @@ in_both_modes!(
     a_gap_in_one_track_is_silence_in_its_channel_only,
     a_track_that_stops_is_not_waited_for,
     a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it,
+    a_track_lagging_past_the_wait_by_part_of_a_chunk_is_warned_of,
     a_step_in_one_track_s_timestamps_costs_neither_channel,
     chunks_sent_twice_or_late_move_neither_track,
 );
@@ -329,8 +330,8 @@ fn a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it
         assert_eq!(reported, gst::ClockTime::from_mseconds(20 + latency));
         let said = format!(
             "The outbound track lags the inbound by more than track-wait ({latency} ms): \
-             its chunks come after their time went out, are dropped (chunks-too-late), \
-             and its channel is silence. Raise track-wait. ("
+             its chunks come after their time went out, are dropped in whole or in part \
+             (chunks-too-late), and its channel is silence. Raise track-wait. ("
         );
         assert_eq!(warned.len(), 1, "{wait}: {warned:?}");
         assert!(warned[0].starts_with(&said), "{wait}: {warned:?}");
@@ -341,6 +342,63 @@ fn a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it
     assert_eq!(right, decode(&outbound));
     assert_eq!(too_late, 0);
     assert_eq!(reported, gst::ClockTime::from_mseconds(20 + 120));
+    assert_eq!(warned, Vec::<String>::new());
+}
+
+/// The outbound track's chunks 10 ms out of step with the inbound ones (a
+/// first chunk of 10 ms) and each sent 70 ms after its end's time: past
+/// the default wait by half a chunk, so that the first half of each is too
+/// late and dropped, the rest kept. The channel is chopped, never wholly
+/// late, and warned of all the same; `track-wait=100` keeps it whole.
+fn a_track_lagging_past_the_wait_by_part_of_a_chunk_is_warned_of() {
+    let (inbound, outbound) = (scrambled(8000, 5), scrambled(8000, 91));
+    // 10 ms, then 20 ms chunks.
+    let pieces: Vec<&[u8]> = std::iter::once(&outbound[..80])
+        .chain(outbound[80..].chunks(160))
+        .collect();
+    let run = |wait: &str| {
+        let (p, collector, url) = start(&format!(
+            "{BOTH} gap-fill=silence {wait} ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+        ));
+        rt().block_on(async {
+            let mut call = TwilioCall::start(&url, both_tracks()).await.unwrap();
+            // After inbound chunk n (its end at 20n + 20 ms), the outbound
+            // piece n - 2 (from 20n - 50 to 20n - 30 ms).
+            for n in 0..inbound.len() / 160 + 2 {
+                if let Some(chunk) = inbound.chunks(160).nth(n) {
+                    call.send_media_on(Track::Inbound, chunk).unwrap();
+                }
+                if let Some(piece) = n.checked_sub(2).and_then(|j| pieces.get(j)) {
+                    call.send_media_on(Track::Outbound, piece).unwrap();
+                }
+            }
+            // The last piece, of 10 ms.
+            call.send_media_on(Track::Outbound, pieces[pieces.len() - 1])
+                .unwrap();
+            call.send_stop().unwrap();
+            call.close().await;
+        });
+        let got = collector.wait_eos();
+        let src = by_name(&p, "src");
+        let too_late = counter(&src, "chunks-too-late");
+        let warned = warnings(&p.bus().unwrap());
+        set_state(&p, gst::State::Null);
+        let (left, right) = split(&got.samples());
+        let first_difference = left.iter().zip(decode(&inbound)).position(|(a, b)| *a != b);
+        assert_eq!(first_difference, None, "{wait}: {} samples", left.len());
+        assert_eq!(left.len(), inbound.len(), "{wait}");
+        (right == decode(&outbound), too_late, warned)
+    };
+
+    let (whole, too_late, warned) = run("");
+    assert!(!whole, "the outbound track whole");
+    assert!(too_late >= 25, "{too_late} too late");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].starts_with("The outbound track lags the inbound by more than track-wait"));
+
+    let (whole, too_late, warned) = run("track-wait=100");
+    assert!(whole, "the outbound track not whole");
+    assert_eq!(too_late, 0);
     assert_eq!(warned, Vec::<String>::new());
 }
 

@@ -157,19 +157,14 @@ impl TwilioStreamSrc {
 
     /// `track=both`: a track whose chunks keep coming after `track-wait`
     /// gave their time up lags the other by more than the wait, and its
-    /// channel is silence: warned of once per track and call, after
-    /// [`LATE_RUN`] chunks in a row dropped whole (posted by
+    /// channel is silence, or chopped (a lag past the wait by less than a
+    /// chunk drops part of each): warned of once per track and call, after
+    /// [`LATE_RUN`] chunks in a row dropped in whole or in part (posted by
     /// [`Self::warn_lagging`] once the state is let go).
     #[inline]
-    pub(super) fn note_lateness(
-        &self,
-        state: &mut State,
-        track: Track,
-        placed: &Placed,
-        len: usize,
-    ) {
+    pub(super) fn note_lateness(&self, state: &mut State, track: Track, placed: &Placed) {
         let i = track.index();
-        if placed.late as usize >= len {
+        if placed.late > 0 {
             state.late_run[i] = state.late_run[i].saturating_add(1);
             if state.late_run[i] == LATE_RUN && !std::mem::replace(&mut state.late_warned[i], true)
             {
@@ -188,8 +183,8 @@ impl TwilioStreamSrc {
             gst::StreamError::Demux,
             (
                 "The {track} track lags the {} by more than track-wait ({wait_ms} ms): \
-                 its chunks come after their time went out, are dropped \
-                 (chunks-too-late), and its channel is silence. Raise track-wait.",
+                 its chunks come after their time went out, are dropped in whole or in \
+                 part (chunks-too-late), and its channel is silence. Raise track-wait.",
                 track.other()
             ),
             ["{LATE_RUN} of its chunks in a row came too late"]

@@ -289,7 +289,7 @@ impl TwilioStreamSrc {
             released: Some(placed.held_dropped == 0),
         };
         self.log_placed(state, chunk, &placed);
-        self.note_lateness(state, chunk.track, &placed, chunk.ulaw.len());
+        self.note_lateness(state, chunk.track, &placed);
         // After a skipped gap, the frame after the jump goes out with the
         // next chunk.
         let buffer = match frame {

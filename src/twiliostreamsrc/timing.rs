@@ -268,44 +268,51 @@ impl TwilioStreamSrc {
     /// buffers for the caller to push, the GAP buffers with them (a GAP
     /// event queued after them).
     fn fill_gap(&self) -> Buffers {
-        let mut buffers = self.fill_gap_buffers();
-        // A re-anchoring whose chunk the aligner held: the stream's first
-        // buffer since is the fill's.
-        if !buffers.is_empty() && std::mem::take(&mut self.state.locked().discont) {
-            buffers.flag_first(gst::BufferFlags::DISCONT);
-        }
-        buffers
-    }
-
-    /// [`Self::fill_gap`]'s buffers, as made.
-    fn fill_gap_buffers(&self) -> Buffers {
         let deadline = self.fill_deadline();
         let now = self.running_time();
         let mut held = Buffers::default();
         let mut state = self.state.locked();
-        let Some(output) = state.output else {
-            return held;
-        };
-        let Some(timeline) = state.timeline.as_mut() else {
-            return held;
-        };
+        let event = self.fill_into(&mut state, now, deadline, &mut held);
+        // A re-anchoring whose chunk the aligner held: the stream's first
+        // buffer since is the fill's.
+        if !held.is_empty() && std::mem::take(&mut state.discont) {
+            held.flag_first(gst::BufferFlags::DISCONT);
+        }
+        drop(state);
+        if let Some(event) = event {
+            self.obj().src_pad().push_event(event);
+        }
+        held
+    }
+
+    /// [`Self::fill_gap`]'s work under the state's lock: the buffers into
+    /// `held`; a GAP event to push now (none before it), if any.
+    fn fill_into(
+        &self,
+        state: &mut State,
+        now: gst::ClockTime,
+        deadline: gst::ClockTime,
+        held: &mut Buffers,
+    ) -> Option<gst::Event> {
+        let output = state.output?;
+        let timeline = state.timeline.as_mut()?;
         let mut samples = timeline.fill(now, deadline);
         if samples == 0 {
-            return held;
+            return None;
         }
         if state.aligner.is_some() {
-            samples = samples.saturating_sub(self.flush_aligner(&mut state, &mut held));
+            samples = samples.saturating_sub(self.flush_aligner(state, held));
             let aligner = state.aligner.as_mut().expect("there");
             if samples == 0 || !aligner.fill(samples) {
-                return held;
+                return None;
             }
         }
         // The audio still inside the resampler(s) next, at its time.
-        let (tail, buffer) = self.resampler_tail(&mut state, output, samples);
+        let (tail, buffer) = self.resampler_tail(state, output, samples);
         held.extend(buffer);
         samples -= tail;
         if samples == 0 {
-            return held;
+            return None;
         }
         // The concealer hears the GAP's silence: a loss found after it is
         // not concealed from the audio before it, that late.
@@ -330,18 +337,16 @@ impl TwilioStreamSrc {
         let channels = if state.aligner.is_some() { 2 } else { 1 };
         if let Some(buffers) = silent_gap(output, channels, &gap) {
             held.extend(buffers);
-            return held;
+            return None;
         }
         let event = gst::event::Gap::builder(gap.pts)
             .duration(gap.duration)
             .build();
         if !held.is_empty() {
             state.pending_events.push(event);
-            return held;
+            return None;
         }
-        drop(state);
-        self.obj().src_pad().push_event(event);
-        held
+        Some(event)
     }
 
     /// With `track=both`: what the aligner holds (audio that came, waiting
