@@ -483,18 +483,32 @@ async fn close_answered(ws: &mut RawWs, code: u16) -> Option<u16> {
 }
 
 /// Twilio's close frame mid-call is answered with a close frame before the
-/// connection ends; the audio before it went out.
+/// connection ends; the audio before it went out. A code no endpoint may
+/// send (999) is answered with 1002, and the WARNING does not say Twilio
+/// sent that.
 #[test]
 fn a_close_from_twilio_is_answered() {
-    let (p, collector, url) = start(PCM8K);
-    let code = rt().block_on(async {
-        let mut ws = raw_call(&url).await;
-        collector.wait_buffers(1);
-        close_answered(&mut ws, 4000).await
-    });
-    assert_eq!(code, Some(4000));
-    assert_eq!(collector.wait_eos().samples(), vec![32124; 4]);
-    set_state(&p, gst::State::Null);
+    for (sent, answered, said) in [
+        (4000, 4000, "Twilio closed the WebSocket (code 4000: bye)"),
+        (
+            999,
+            1002,
+            "Twilio closed the WebSocket with a close code no endpoint may send \
+             (answered with 1002; or with 1002 itself)",
+        ),
+    ] {
+        let (p, collector, url) = start(PCM8K);
+        let code = rt().block_on(async {
+            let mut ws = raw_call(&url).await;
+            collector.wait_buffers(1);
+            close_answered(&mut ws, sent).await
+        });
+        assert_eq!(code, Some(answered));
+        assert_eq!(collector.wait_eos().samples(), vec![32124; 4]);
+        let warning = warnings(&p.bus().unwrap()).pop().expect("a warning");
+        assert!(warning.contains(said), "{warning}");
+        set_state(&p, gst::State::Null);
+    }
 }
 
 /// So is one before any `start`.

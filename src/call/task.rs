@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::closing::{
@@ -268,6 +269,12 @@ where
                     Io::Read(Some(Ok(Message::Close(frame)))) => {
                         answer_close(ws).await;
                         break Some(match frame {
+                            // What tungstenite makes of a code no endpoint may
+                            // send (it answers 1002): the code itself is gone.
+                            Some(f) if f.code == CloseCode::Protocol && f.reason == "Protocol violation" => {
+                                "Twilio closed the WebSocket with a close code no endpoint may send \
+                                 (answered with 1002; or with 1002 itself)".to_owned()
+                            }
                             Some(f) => format!("Twilio closed the WebSocket (code {}{}{})", u16::from(f.code),
                                 if f.reason.is_empty() { "" } else { ": " },
                                 // Posted in a warning: GLib's strings end at a U+0000.
