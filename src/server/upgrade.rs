@@ -49,6 +49,23 @@ const TELNYX_TOKEN_HEADER: &str = "x-telnyx-streaming-auth-token";
 /// with a bearer token (SignalWire), or on a `telnyx` or `auto` path the
 /// same token in [`TELNYX_TOKEN_HEADER`]; with both, either will do.
 fn authorized(request: &Request, path: &str, config: &PathConfig) -> Result<(), String> {
+    if config.auth_token.is_none() && config.bearer_token.is_none() {
+        return Ok(());
+    }
+    // What is checked comes once: of two, which one Twilio (or a proxy)
+    // meant is anyone's guess (RFC 9112 refuses a second Host outright).
+    let checked = [
+        "host",
+        "x-twilio-signature",
+        "authorization",
+        TELNYX_TOKEN_HEADER,
+    ];
+    if let Some(twice) = checked
+        .into_iter()
+        .find(|name| request.headers().get_all(*name).iter().nth(1).is_some())
+    {
+        return Err(format!("more than one {twice} header"));
+    }
     let header = |name: &str| request.headers().get(name).and_then(|h| h.to_str().ok());
     let mut failures = Vec::new();
     if let Some(token) = &config.auth_token {
