@@ -11,9 +11,18 @@ use super::tracks::Placed;
 use crate::call::{MediaChunk, Stat};
 use crate::protocol::Track;
 
-/// Chunks of a track dropped whole in a row as too late before the
-/// WARNING that it lags (half a second of Twilio's 20 ms chunks).
+/// Chunks of a track dropped as too late in a row before the WARNING that
+/// it lags (half a second of Twilio's 20 ms chunks).
 const LATE_RUN: u16 = 25;
+
+/// `track=both`, per track: chunks dropped as too late in a row, and
+/// whether that was warned of; a track to warn of once the state is let go.
+#[derive(Default)]
+pub(super) struct Lateness {
+    run: [u16; 2],
+    warned: [bool; 2],
+    pub(super) to_warn: Option<Track>,
+}
 
 impl TwilioStreamSrc {
     #[cold]
@@ -163,15 +172,14 @@ impl TwilioStreamSrc {
     /// [`Self::warn_lagging`] once the state is let go).
     #[inline]
     pub(super) fn note_lateness(&self, state: &mut State, track: Track, placed: &Placed) {
-        let i = track.index();
+        let (i, lateness) = (track.index(), &mut state.lateness);
         if placed.late > 0 {
-            state.late_run[i] = state.late_run[i].saturating_add(1);
-            if state.late_run[i] == LATE_RUN && !std::mem::replace(&mut state.late_warned[i], true)
-            {
-                state.warn_late = Some(track);
+            lateness.run[i] = lateness.run[i].saturating_add(1);
+            if lateness.run[i] == LATE_RUN && !std::mem::replace(&mut lateness.warned[i], true) {
+                lateness.to_warn = Some(track);
             }
         } else if !placed.twice && !placed.held {
-            state.late_run[i] = 0;
+            lateness.run[i] = 0;
         }
     }
 

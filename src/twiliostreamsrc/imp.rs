@@ -28,7 +28,7 @@ use crate::codec::WireFormat;
 use crate::contain::Containing as _;
 use crate::lock::Locked;
 use crate::messages;
-use crate::protocol::{StartInfo, StopInfo, Track};
+use crate::protocol::{StartInfo, StopInfo};
 use crate::quality::Meter;
 use crate::server::Registration;
 use crate::wait::Canceller;
@@ -71,8 +71,7 @@ pub(super) struct State {
     pub(super) meter: Meter,
     /// A `twilio-quality` message is due.
     pub(super) report_due: bool,
-    /// The chunk being handled was dropped whole (its time already went
-    /// out): the quality meter does not count it as received.
+    /// The chunk being handled was dropped whole: the meter does not count it.
     pub(super) chunk_dropped: bool,
     /// What placing the chunk being handled tells the quality meter.
     pub(super) placing: Placing,
@@ -92,14 +91,9 @@ pub(super) struct State {
     pub(super) track_wait_ms: u32,
     /// Media put back in order (Telnyx), before the timeline.
     pub(super) reorder: Reorder,
-    /// `track=both`: each track's chunks dropped whole in a row as too late
-    /// (a track lagging past `track-wait`), and whether that was warned of.
-    pub(super) late_run: [u16; 2],
-    pub(super) late_warned: [bool; 2],
-    /// A track to warn of as lagging, once the state is let go.
-    pub(super) warn_late: Option<Track>,
-    /// What a drain made but did not push, a sink having paused meanwhile
-    /// (`shared_threads`): it goes out first when pushes go on.
+    /// `track=both`: tracks lagging past `track-wait` (`findings.rs`).
+    pub(super) lateness: super::findings::Lateness,
+    /// What a drain made and a sink's pause held back: pushed first next.
     pub(super) held: Vec<Out>,
 }
 

@@ -164,7 +164,7 @@ impl TwilioStreamSrc {
         if let Some(events) = &state.events {
             events.recycle(chunk.ulaw);
         }
-        let lagging = state.warn_late.take();
+        let lagging = state.lateness.to_warn.take();
         if state.carried != carried || lagging.is_some() {
             let (now, tracks, wait) = (state.carried, state.tracks, state.track_wait_ms);
             drop(state);
