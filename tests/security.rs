@@ -192,33 +192,12 @@ fn the_auth_token_is_never_readable() {
 fn the_listener_speaks_wss_with_its_own_certificate() {
     let dir = temp_dir("tls");
     let (cert, key) = self_signed(&dir, "localhost");
-    let (p, src) = echo(&format!(
-        "tls-certificate={} tls-key={}",
-        cert.display(),
-        key.display()
-    ));
-    let collector = Collector::attach(&by_name(&p, "sink"));
-    let port = src.property::<u32>("bound-port");
-    let url = format!("wss://localhost:{port}/");
-    let dialer = Dialer {
-        tls: Some(Dialer::trusting(&cert).unwrap()),
-        ..Dialer::default()
-    };
+    let (p, collector, port) = tls_src(&cert, &key, "");
     // Plain ws:// to a TLS listener does not get a call.
     assert!(try_call(&Dialer::default(), &format!("ws://127.0.0.1:{port}/")).is_err());
     let ulaw: Vec<u8> = (0..1600u32).map(|i| (i * 7 % 256) as u8).collect();
-    rt().block_on(async {
-        let mut call =
-            TwilioCall::connect_via(&dialer, &url, CallParams::default(), Playout::Instant)
-                .await
-                .expect("wss:// call");
-        call.begin().unwrap();
-        for chunk in ulaw.chunks(160) {
-            call.send_media(chunk).unwrap();
-        }
-        call.send_stop().unwrap();
-        call.close().await;
-    });
+    let tls = Dialer::trusting(&cert).unwrap();
+    call_over_tls(tls, &format!("wss://localhost:{port}/"), &ulaw);
     let got = collector.wait_eos();
     assert_eq!(got.samples(), twilio_emulator::audio::decode(&ulaw));
     set_state(&p, gst::State::Null);
