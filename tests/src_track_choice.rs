@@ -13,7 +13,7 @@ use common::*;
 use gst::prelude::*;
 use gsttwiliostream::protocol::{Inbound, Track};
 use twilio_emulator::audio::decode;
-use twilio_emulator::{CallParams, TwilioCall};
+use twilio_emulator::{CallParams, Received, TwilioCall};
 
 in_both_modes!(
     outbound_is_the_outbound_track_of_a_two_track_stream,
@@ -243,4 +243,104 @@ fn the_emulator_numbers_chunks_per_track_or_with_one_counter() {
         assert_eq!(stamps, [100, 100, 120, 120]);
     }
     set_state(&p, gst::State::Null);
+}
+
+/// A SignalWire call of wideband L16 with both tracks.
+fn wideband_call() -> CallParams {
+    use gsttwiliostream::codec::{ByteOrder, WireFormat};
+    let format = WireFormat::l16(16000, ByteOrder::Big);
+    CallParams {
+        tracks: CallParams::with_tracks(&[Track::Inbound, Track::Outbound]).tracks,
+        ..CallParams::of(twilio_emulator::Provider::SignalWire, format)
+    }
+}
+
+/// The close code and reason `url` answers a wideband call's `start` with.
+fn refused_wideband(url: &str) -> (Option<Received>, Option<String>) {
+    rt().block_on(async {
+        let mut call = TwilioCall::start(url, wideband_call()).await.unwrap();
+        (call.recv_timeout(PATIENCE).await, call.close_reason())
+    })
+}
+
+const BOTH_REASON: &str = "track=both takes 8 kHz G.711 calls only; \
+                           this call carries L16@16000 (big-endian)";
+
+/// `track=both` aligns G.711 chunks only: a call of another format is
+/// refused at its `start` (close 1003, the reason, a WARNING on the bus,
+/// `refused-calls`), and the pipeline goes on to take the next call.
+#[test]
+fn both_refuses_a_wideband_call_and_takes_the_next() {
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 track=both ! audio/x-raw,rate=8000 \
+         ! fakesink name=sink sync=false",
+    );
+    let bus = p.bus().unwrap();
+    assert_eq!(
+        refused_wideband(&url),
+        (
+            Some(Received::Closed(Some(1003))),
+            Some(BOTH_REASON.to_owned())
+        )
+    );
+    let src = by_name(&p, "src");
+    assert_eq!(src.property::<u64>("refused-calls"), 1);
+    let told: Vec<String> = drain_messages(&bus)
+        .iter()
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            gst::MessageView::Error(e) => Some(format!("ERROR {}", e.error())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [format!("Refused a call (close code 1003): {BOTH_REASON}")]
+    );
+    // The next call, μ-law, comes out in both channels.
+    let (inbound, outbound) = (scrambled(1600, 3), scrambled(1600, 33));
+    play(
+        &url,
+        CallParams::with_tracks(&[Track::Inbound, Track::Outbound]),
+        &[(Track::Inbound, &inbound), (Track::Outbound, &outbound)],
+    );
+    let frames = collector.wait_eos().samples();
+    let left: Vec<i16> = frames.iter().step_by(2).copied().collect();
+    let right: Vec<i16> = frames.iter().skip(1).step_by(2).copied().collect();
+    assert_eq!(left, decode(&inbound));
+    assert_eq!(right, decode(&outbound));
+    set_state(&p, gst::State::Null);
+}
+
+/// On a path served by a `track=both` src and another, a wideband call
+/// goes to the other, even though the `track=both` one is older and free.
+#[test]
+fn a_wideband_call_goes_to_the_element_that_takes_it() {
+    init();
+    let both = pipeline(
+        "twiliostreamsrc name=src port=0 path=/s track=both ! fakesink name=sink sync=false",
+    );
+    set_state(&both, gst::State::Playing);
+    let port = by_name(&both, "src").property::<u32>("bound-port");
+    let (one, collector, _) = start(&format!(
+        "twiliostreamsrc name=src port={port} path=/s ! fakesink name=sink sync=false"
+    ));
+    let url = format!("ws://127.0.0.1:{port}/s");
+    let pcm: Vec<i16> = (0..3200).map(|i| ((i * 37) % 2000) as i16 - 1000).collect();
+    rt().block_on(async {
+        let params = wideband_call();
+        let mut wire = Vec::new();
+        params.format.encode(&pcm, &mut wire);
+        let mut call = TwilioCall::start(&url, params).await.unwrap();
+        for chunk in wire.chunks(640) {
+            call.send_media_on(Track::Inbound, chunk).unwrap();
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    assert_eq!(collector.wait_eos().samples(), pcm);
+    assert!(warnings(&both.bus().unwrap()).is_empty());
+    assert_eq!(by_name(&both, "src").property::<u64>("refused-calls"), 0);
+    set_state(&one, gst::State::Null);
+    set_state(&both, gst::State::Null);
 }

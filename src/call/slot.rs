@@ -10,16 +10,34 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use tokio::sync::watch;
 
 use super::Call;
+use crate::codec::WireFormat;
 
 use crate::lock::Locked;
 
 /// Where a call is delivered: see the module documentation.
-#[derive(Debug)]
 pub struct Slot {
     call: watch::Sender<Option<Arc<Call>>>,
     /// Takes no call (see [`close`](Self::close)); read and written under
     /// the watch's lock, so that no offer slips past a close.
     closed: AtomicBool,
+    /// Takes 8 kHz G.711 calls only (a `track=both` src).
+    g711_only: AtomicBool,
+    /// Told why, when a call is refused for none of the path's slots
+    /// taking its format.
+    refused: Mutex<Option<Refused>>,
+}
+
+/// How a slot's element is told of a call it could not take.
+pub type Refused = Arc<dyn Fn(&str) + Send + Sync>;
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("call", &*self.call.borrow())
+            .field("closed", &self.closed)
+            .field("g711_only", &self.g711_only)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Slot {
@@ -27,11 +45,36 @@ impl Slot {
         Arc::new(Slot {
             call: watch::Sender::new(None),
             closed: AtomicBool::new(false),
+            g711_only: AtomicBool::new(false),
+            refused: Mutex::new(None),
         })
     }
 
-    /// Delivers `call` if the slot is free.
+    /// Makes the slot take 8 kHz G.711 calls only, or any, and says how its
+    /// element is told of a call refused for that. Set before the slot is
+    /// registered.
+    pub fn take_only_g711(&self, only: bool, refused: Option<Refused>) {
+        self.g711_only.store(only, Ordering::Relaxed);
+        *self.refused.locked() = refused;
+    }
+
+    /// Why the slot could never take a call of `format`, if it could not.
+    pub(crate) fn unsuited(&self, format: WireFormat) -> Option<String> {
+        (self.g711_only.load(Ordering::Relaxed) && !format.is_g711())
+            .then(|| format!("track=both takes 8 kHz G.711 calls only; this call carries {format}"))
+    }
+
+    /// How the slot's element is told of a call refused as
+    /// [`unsuited`](Self::unsuited).
+    pub(crate) fn refused_notice(&self) -> Option<Refused> {
+        self.refused.locked().clone()
+    }
+
+    /// Delivers `call` if the slot is free and takes its format.
     pub(crate) fn offer(&self, call: &Arc<Call>) -> bool {
+        if self.unsuited(call.format()).is_some() {
+            return false;
+        }
         self.call.send_if_modified(|current| {
             if current.is_none() && !self.closed.load(Ordering::Relaxed) {
                 *current = Some(call.clone());

@@ -92,6 +92,18 @@ where
             &now,
             "the path is served again with other auth settings",
         ),
+        Dispatch::Unsuited(why, notices) => {
+            if call.is_open() {
+                // Counted and told before the close: a client that sees
+                // it finds both done.
+                PathCounters::count(&counters.refused_calls);
+                gst::warning!(CAT, "{call:?}: refused with close code 1003: {why}");
+                for notice in notices {
+                    notice(&why);
+                }
+                call.refuse(CLOSE_UNSUPPORTED, &why);
+            }
+        }
         // A task of its own: this one (the handshake's) must end now, so that
         // max-connections eviction never picks a call.
         Dispatch::Queued => {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::call::{CAT, Call, CallConfig, Slot};
+use crate::call::{CAT, Call, CallConfig, Refused, Slot};
 use crate::lock::Locked;
 
 /// What all elements on one path must agree on.
@@ -53,6 +53,9 @@ pub enum Dispatch {
     /// The path is served again, with other auth settings than those the
     /// call was upgraded under; the path's counters now.
     OtherAuth(Arc<PathCounters>),
+    /// No element of the path could ever take the call's format: why, and
+    /// how to tell each of them.
+    Unsuited(String, Vec<Refused>),
 }
 
 pub struct PathEntry {
@@ -222,6 +225,13 @@ impl Shared {
         if entry.waiters.iter().any(|(_, slot)| slot.offer(call)) {
             gst::debug!(CAT, "{call:?}: delivered");
             Dispatch::Delivered
+        } else if let Some(why) = unsuited_everywhere(entry, call) {
+            let notices = entry
+                .waiters
+                .iter()
+                .filter_map(|(_, slot)| slot.refused_notice())
+                .collect();
+            Dispatch::Unsuited(why, notices)
         } else {
             gst::debug!(CAT, "{call:?}: no element free, waiting");
             entry.pending.push_back(call.clone());
@@ -315,15 +325,22 @@ fn same_auth(a: &PathConfig, b: &PathConfig) -> bool {
 /// Hands `slot`, if free, the oldest pending call still open (the closed
 /// ones are dropped from the queue on the way).
 fn deliver_pending(entry: &mut PathEntry, slot: &Slot) {
-    while slot.is_free() {
-        let Some(call) = entry.pending.pop_front() else {
-            return;
-        };
-        if call.is_open() && slot.offer(&call) {
-            gst::debug!(CAT, "{call:?}: was waiting, delivered to a free element");
-            return;
-        }
+    // Calls that ended while waiting go; one of a format the slot does not
+    // take waits on for another element.
+    entry.pending.retain(|call| call.is_open());
+    let taken = entry.pending.iter().position(|call| slot.offer(call));
+    if let Some(call) = taken.and_then(|i| entry.pending.remove(i)) {
+        gst::debug!(CAT, "{call:?}: was waiting, delivered to a free element");
     }
+}
+
+/// Why none of the path's elements could ever take `call`, if so (with no
+/// elements, any could come).
+fn unsuited_everywhere(entry: &PathEntry, call: &Call) -> Option<String> {
+    let format = call.format();
+    let mut whys = entry.waiters.iter().map(|(_, slot)| slot.unsuited(format));
+    let first = whys.next()??;
+    whys.all(|why| why.is_some()).then_some(first)
 }
 
 #[cfg(test)]

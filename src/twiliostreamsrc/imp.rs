@@ -539,11 +539,8 @@ impl TwilioStreamSrc {
         }
         self.shared.start(settings.shared_threads && !limited);
         self.forget_eos();
-        // A call left from an earlier run must not be taken for a new one.
         let slot = self.slot();
-        if let Some(call) = slot.take() {
-            call.close();
-        }
+        self.ready_slot(&slot, settings.track);
         let registration = settings.endpoint.register(slot)?;
         let addr = registration.local_addr();
         gst::info!(

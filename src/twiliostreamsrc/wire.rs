@@ -10,6 +10,8 @@
 //! provider may send media out of order (Telnyx) gets the reorder window.
 //! G.722 and Opus payloads become buffers here, as they came.
 
+use std::sync::Arc;
+
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
@@ -18,10 +20,33 @@ use super::imp::{CAT, State, TwilioStreamSrc};
 use super::output::{Encoding, Output};
 use super::properties::Tracks;
 use super::reorder::{self, Reorder};
-use crate::call::MediaChunk;
+use crate::call::{MediaChunk, Refused, Slot};
 use crate::lock::Locked;
 
 impl TwilioStreamSrc {
+    /// Before the slot is registered: a call left from an earlier run is
+    /// not taken for a new one; with `track=both` the slot takes only the
+    /// calls the aligner can take (8 kHz G.711), and a call refused for
+    /// that is told on the bus, the pipeline kept for the next call.
+    pub(super) fn ready_slot(&self, slot: &Slot, tracks: Tracks) {
+        if let Some(call) = slot.take() {
+            call.close();
+        }
+        let both = tracks == Tracks::Both;
+        let weak = self.obj().downgrade();
+        let notice: Refused = Arc::new(move |why: &str| {
+            if let Some(obj) = weak.upgrade() {
+                gst::element_warning!(
+                    obj,
+                    gst::StreamError::Format,
+                    ("Refused a call (close code 1003): {}", why),
+                    ["Use track=inbound or track=outbound for calls of other formats"]
+                );
+            }
+        });
+        slot.take_only_g711(both, both.then_some(notice));
+    }
+
     /// At `start`: takes the call's format, and renegotiates to it where
     /// downstream agrees. An error for what the src cannot output.
     pub(super) fn follow_call_format(&self) -> Result<(), gst::FlowError> {
