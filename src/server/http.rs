@@ -133,7 +133,7 @@ impl Refusal {
     }
 
     /// The HTTP answer, closing the connection.
-    fn answer(&self) -> Vec<u8> {
+    pub(super) fn answer(&self) -> Vec<u8> {
         answer(self.status, &self.why)
     }
 }
@@ -204,8 +204,9 @@ pub(super) enum Arrival<S> {
     Upgrade(Prefixed<S>, Box<Request>),
     /// A plain request, answered 426.
     Plain,
-    /// An upgrade request that cannot be upgraded, answered with an error.
-    Refused(Refusal),
+    /// An upgrade request that cannot be upgraded, to be answered with
+    /// [`Refusal::answer`] (after it is counted: see [`answer_and_linger`]).
+    Refused(Refusal, S),
     /// Gone before its head was whole.
     Gone,
 }
@@ -239,9 +240,7 @@ where
             )),
         };
         if let Some(refusal) = refused {
-            // Refused (and counted) whether or not the answer reached it.
-            answer_and_linger(&mut stream, &refusal.answer()).await;
-            return Ok(Arrival::Refused(refusal));
+            return Ok(Arrival::Refused(refusal, stream));
         }
         buf.reserve(1024);
         if stream.read_buf(&mut buf).await? == 0 {
@@ -266,7 +265,7 @@ where
 /// socket closed with data unread is reset, and a client still sending
 /// would then get the reset, not the answer. Errors end it quietly: the
 /// client is gone.
-async fn answer_and_linger<S>(stream: &mut S, answer: &[u8])
+pub(super) async fn answer_and_linger<S>(stream: &mut S, answer: &[u8])
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

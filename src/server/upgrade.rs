@@ -18,7 +18,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use tokio_tungstenite::WebSocketStream;
 
-use super::http::{Arrival, FORBIDDEN, NOT_FOUND, UNAVAILABLE, read_head, refuse};
+use super::http::{
+    Arrival, FORBIDDEN, NOT_FOUND, UNAVAILABLE, answer_and_linger, read_head, refuse,
+};
 use super::paths::{PathConfig, PathCounters, Shared};
 use super::stream::Prefixed;
 use crate::call::CAT;
@@ -136,9 +138,12 @@ where
             gst::info!(CAT, "{peer}: not a WebSocket request: answered 426");
             return None;
         }
-        Ok(Arrival::Refused(refusal)) => {
+        Ok(Arrival::Refused(refusal, mut stream)) => {
             let path = refusal.path.as_deref().map(super::canonical_path);
             let served = path.as_deref().and_then(|path| shared.path_config(path));
+            // Counted before the answer, whether or not it reaches the
+            // client: one that reads it then finds it counted (the linger
+            // after it lasts until the client closes, up to 2 s).
             if let Some((_, counters)) = served {
                 PathCounters::count(&counters.rejected_connections);
             }
@@ -148,6 +153,7 @@ where
                 path.as_deref().unwrap_or("no path"),
                 refusal.why
             );
+            answer_and_linger(&mut stream, &refusal.answer()).await;
             return None;
         }
         Ok(Arrival::Gone) => {
