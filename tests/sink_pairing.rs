@@ -265,6 +265,36 @@ fn two_srcs_and_no_call_name_is_a_clear_error() {
     p.set_state(gst::State::Null).unwrap();
 }
 
+/// Two srcs of one `call-name` would each take the other's calls (and
+/// both sinks play into one): the second to start fails, saying why, and
+/// starts once the first has stopped.
+#[test]
+fn a_call_name_taken_by_a_listening_src_is_a_clear_error() {
+    init();
+    let desc =
+        "twiliostreamsrc name=src port=0 call-name=dup ! queue ! twiliostreamsink call-name=dup";
+    let (first, second) = (pipeline(desc), pipeline(desc));
+    first.set_state(gst::State::Playing).unwrap();
+    assert!(second.set_state(gst::State::Playing).is_err());
+    let error = first_error_text(&second.bus().unwrap()).unwrap();
+    assert!(
+        error.ends_with(
+            "another twiliostreamsrc with the same call-name is listening \
+             (each src needs a call-name of its own)"
+        ),
+        "{error}"
+    );
+    second.set_state(gst::State::Null).unwrap();
+    // The first still takes its calls.
+    let url = url_of(&by_name(&first, "src"));
+    let a = speechlike(4000, 1.0);
+    let echoed = rt().block_on(echo_call(url, a.clone(), CallParams::default()));
+    assert!(best_correlation(&a, &echoed).0 >= 0.99);
+    first.set_state(gst::State::Null).unwrap();
+    second.set_state(gst::State::Playing).unwrap();
+    second.set_state(gst::State::Null).unwrap();
+}
+
 /// A paired sink does not listen: listening properties set on it are
 /// ignored, and the WARNING's message says which and why.
 #[test]

@@ -22,9 +22,21 @@ pub struct Slot {
     closed: AtomicBool,
     /// Takes 8 kHz G.711 calls only (a `track=both` src).
     g711_only: AtomicBool,
+    /// Registered with a listener: a named slot takes calls for one src.
+    registered: AtomicBool,
     /// Told why, when a call is refused for none of the path's slots
     /// taking its format.
     refused: Mutex<Option<Refused>>,
+}
+
+/// A slot's registration with a listener (see [`Slot::claim`]).
+#[derive(Debug)]
+pub struct Claim(Arc<Slot>);
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.0.registered.store(false, Ordering::Release);
+    }
 }
 
 /// How a slot's element is told of a call it could not take.
@@ -46,6 +58,7 @@ impl Slot {
             call: watch::Sender::new(None),
             closed: AtomicBool::new(false),
             g711_only: AtomicBool::new(false),
+            registered: AtomicBool::new(false),
             refused: Mutex::new(None),
         })
     }
@@ -56,6 +69,14 @@ impl Slot {
     pub fn take_only_g711(&self, only: bool, refused: Option<Refused>) {
         self.g711_only.store(only, Ordering::Relaxed);
         *self.refused.locked() = refused;
+    }
+
+    /// The slot's place on a listener, for as long as the claim is held;
+    /// None if another registration holds it (two srcs of one
+    /// `call-name`: each would take the other's calls).
+    pub(crate) fn claim(slot: &Arc<Slot>) -> Option<Claim> {
+        let taken = slot.registered.swap(true, Ordering::AcqRel);
+        (!taken).then(|| Claim(slot.clone()))
     }
 
     /// Why the slot could never take a call of `format`, if it could not.

@@ -18,7 +18,7 @@ use super::accept::accept_loop;
 use super::admission::{NOBODY_SERVES, refuse};
 use super::paths::{PathConfig, PathCounters, Shared};
 use super::tls::{Tls, TlsFiles};
-use crate::call::{CAT, Slot};
+use crate::call::{CAT, Slot, slot::Claim};
 use crate::lock::Locked;
 use crate::runtime::RUNTIME;
 
@@ -56,6 +56,8 @@ pub struct Registration {
     path: String,
     id: u64,
     counters: Arc<PathCounters>,
+    /// Let go after the slot is unregistered.
+    _claim: Claim,
 }
 
 impl Registration {
@@ -109,6 +111,13 @@ pub fn register(
     path_config: PathConfig,
     slot: Arc<Slot>,
 ) -> io::Result<Registration> {
+    let claim = Slot::claim(&slot).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "another twiliostreamsrc with the same call-name is listening \
+             (each src needs a call-name of its own)",
+        )
+    })?;
     let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::AddrNotAvailable,
@@ -168,6 +177,7 @@ pub fn register(
         path: path.to_owned(),
         id,
         counters,
+        _claim: claim,
     })
 }
 
