@@ -2,6 +2,8 @@
 //! counted and told: out of line, since the usual chunk has nothing to
 //! tell.
 
+use std::time::Duration;
+
 use gst::subclass::prelude::*;
 
 use super::imp::{CAT, State, TwilioStreamSrc};
@@ -25,6 +27,24 @@ pub(super) struct Lateness {
 }
 
 impl TwilioStreamSrc {
+    /// Audio a call sent while it waited for the element, beyond
+    /// `early-audio`, was dropped.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn warn_early_dropped(&self, dropped_ms: u64, kept: Duration) {
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Failed,
+            (
+                "Dropped the first {} ms of the call's audio: it came more than early-audio \
+                 ({} ms) before the src went to PLAYING with the call",
+                dropped_ms,
+                kept.as_millis()
+            ),
+            ["Raise early-audio to keep what a call says while it waits for the src"]
+        );
+    }
+
     #[cold]
     #[inline(never)]
     pub(super) fn note_reordered(&self, chunk_no: Option<u64>, timestamp_ms: u64, pushed: Pushed) {

@@ -520,6 +520,7 @@ impl TwilioStreamSrc {
                 gap_fill: settings.gap_fill,
                 reorder_window: settings.reorder_window,
                 track_wait_ms: settings.track_wait_ms,
+                resume: Resume::keeping(settings.early_audio_ms),
                 meter: meter(settings.quality_interval),
                 ..State::default()
             };

@@ -165,9 +165,14 @@ impl TwilioStreamSrc {
             events.recycle(chunk.ulaw);
         }
         let lagging = state.lateness.to_warn.take();
-        if state.carried != carried || lagging.is_some() {
+        let early = state.resume.early_to_warn.take();
+        if state.carried != carried || lagging.is_some() || early.is_some() {
             let (now, tracks, wait) = (state.carried, state.tracks, state.track_wait_ms);
+            let kept = state.resume.early;
             drop(state);
+            if let Some(dropped) = early {
+                self.warn_early_dropped(dropped, kept);
+            }
             if now != carried {
                 let detail = format!(
                     "the stream's start names no tracks (Telnyx's stream_track), and only the \
@@ -419,7 +424,7 @@ impl TwilioStreamSrc {
     fn anchor(&self, state: &mut State, chunk: &MediaChunk) {
         let output = state.output.expect("checked by the caller");
         let now = self.running_time();
-        let waited = Instant::now().saturating_duration_since(chunk.arrival);
+        let waited = Instant::now().saturating_duration_since(self.arrived(state, chunk));
         // Chunk numbers may count both tracks if the stream may carry the
         // outbound one.
         let both_tracks = state.start.as_ref().is_some_and(|s| carried(s)[1]);

@@ -79,6 +79,8 @@ pub enum GapFill {
 
 /// `quality-interval`'s default, in seconds.
 pub(super) const DEFAULT_QUALITY_INTERVAL: u32 = 5;
+/// Default of `early-audio`, ms: all a call's queue holds (1024 chunks).
+pub(super) const DEFAULT_EARLY_AUDIO_MS: u32 = 20_000;
 /// Default of `track-wait`, ms.
 pub(super) const DEFAULT_TRACK_WAIT_MS: u32 = (super::tracks::TRACK_WAIT / 8) as u32;
 
@@ -101,6 +103,9 @@ pub(super) struct Settings {
     /// With `track=both`: ms of the faster track's audio the slower one is
     /// waited for.
     pub(super) track_wait_ms: u32,
+    /// Ms of a call's audio from before the src first played it that are
+    /// kept.
+    pub(super) early_audio_ms: u32,
 }
 
 impl Default for Settings {
@@ -115,6 +120,7 @@ impl Default for Settings {
             quality_interval: DEFAULT_QUALITY_INTERVAL,
             reorder_window: reorder::DEFAULT_WINDOW,
             track_wait_ms: DEFAULT_TRACK_WAIT_MS,
+            early_audio_ms: DEFAULT_EARLY_AUDIO_MS,
         }
     }
 }
@@ -207,6 +213,20 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                 .minimum(20)
                 .maximum(1000)
                 .default_value(DEFAULT_TRACK_WAIT_MS)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("early-audio")
+                .nick("Early audio")
+                .blurb(
+                    "In ms: how much of what a call said before the src first went to \
+                        PLAYING with it (while it waited for a free element, or while the \
+                        pipeline started) is kept: it goes out first, from the running time \
+                        of PLAYING, and the call runs that much behind real time. What came \
+                        earlier is dropped (chunks-dropped-paused, with a WARNING). 0: the \
+                        stream starts on time at the first chunk after PLAYING",
+                )
+                .maximum(DEFAULT_EARLY_AUDIO_MS)
+                .default_value(DEFAULT_EARLY_AUDIO_MS)
                 .mutable_ready()
                 .build(),
             glib::ParamSpecUInt::builder("reorder-window")
@@ -355,6 +375,7 @@ impl TwilioStreamSrc {
             "quality-interval" => settings.quality_interval = value.get().unwrap(),
             "reorder-window" => settings.reorder_window = value.get().unwrap(),
             "track-wait" => settings.track_wait_ms = value.get().unwrap(),
+            "early-audio" => settings.early_audio_ms = value.get().unwrap(),
             "call-name" => {
                 settings.call_name = value
                     .get::<Option<String>>()
@@ -402,6 +423,7 @@ impl TwilioStreamSrc {
             "quality-interval" => self.settings.locked().quality_interval.to_value(),
             "reorder-window" => self.settings.locked().reorder_window.to_value(),
             "track-wait" => self.settings.locked().track_wait_ms.to_value(),
+            "early-audio" => self.settings.locked().early_audio_ms.to_value(),
             "jitter" => self.quality_now().jitter_ms.to_value(),
             "late-chunks" => self.quality_now().late.to_value(),
             "mos" => self.quality_now().mos.to_value(),

@@ -13,8 +13,10 @@
 //!   held goes out before it (the wait for the slower track given up, as
 //!   at a fill); a resampled output's tail then, at its time before the
 //!   pause (as before a fill's GAP). The
-//!   same holds for a call that arrived while PAUSED, and for both push
-//!   modes.
+//!   same holds for both push modes. A call's chunks from before its first
+//!   PLAYING (it waited for the element) are no pause: kept, up to
+//!   `early-audio`, and counted as come at the return (the call runs that
+//!   much behind real time); older ones are dropped and warned of.
 //! * **Fill deadline.** When nothing arrives until the audio is
 //!   [`fill_deadline`](TwilioStreamSrc::fill_deadline) overdue, silence
 //!   goes out for the overdue time (a chunk at a time while it lasts):
@@ -65,6 +67,27 @@ pub(super) struct Resume {
     /// Between PLAYING → PAUSED and the return: a `create()` under way
     /// may still take chunks, which queued while paused as well.
     paused: bool,
+    /// `early-audio`: how long before the element's first PLAYING with
+    /// the call (the call waiting for it) a chunk may have come and be kept.
+    pub(super) early: Duration,
+    /// Since the last return to PLAYING, the call's first chunk was
+    /// placed: the chunks queued behind it are early too.
+    early_run: bool,
+    /// This call's chunks come earlier than that, dropped: ms of audio.
+    early_dropped_ms: u64,
+    /// Their ms, to warn of once the state is let go.
+    pub(super) early_to_warn: Option<u64>,
+}
+
+impl Resume {
+    /// A run's, keeping `early_ms` of a call's audio from before its
+    /// first PLAYING.
+    pub(super) fn keeping(early_ms: u32) -> Resume {
+        Resume {
+            early: Duration::from_millis(early_ms.into()),
+            ..Resume::default()
+        }
+    }
 }
 
 /// What a media chunk is to the return to PLAYING.
@@ -94,11 +117,11 @@ impl TwilioStreamSrc {
 
     /// Before PAUSED → PLAYING (before `create()` may run again).
     pub(super) fn resuming(&self) {
-        self.state.locked().resume = Resume {
-            since: Some(Instant::now()),
-            pending: true,
-            paused: false,
-        };
+        let resume = &mut self.state.locked().resume;
+        resume.since = Some(Instant::now());
+        resume.pending = true;
+        resume.paused = false;
+        resume.early_run = false;
     }
 
     /// A media chunk against the last return to PLAYING. One taken while
@@ -106,22 +129,43 @@ impl TwilioStreamSrc {
     /// element paused goes on waiting (BaseSrc 1.22 does not unlock it
     /// then), and BaseSrc would push what it made once PLAYING again.
     pub(super) fn after_pause(&self, state: &mut State, chunk: &MediaChunk) -> AfterPause {
-        if state.resume.paused
-            || state
-                .resume
-                .since
-                .is_some_and(|since| chunk.arrival < since)
-        {
+        let resume = &mut state.resume;
+        let before = resume
+            .since
+            .map(|since| since.saturating_duration_since(chunk.arrival));
+        let queued = resume.paused || before.is_some_and(|b| !b.is_zero());
+        // A call's audio before its first PLAYING (it waited for the
+        // element) is no pause: kept, up to `early-audio`.
+        let first = (state.timeline.is_none() || resume.early_run) && !resume.paused;
+        if queued && !(first && before.is_some_and(|b| b <= resume.early)) {
+            if first {
+                resume.early_dropped_ms += state.format.duration_ns(chunk.ulaw.len()) / 1_000_000;
+            }
             if let Some(call) = &state.call {
                 call.stats.add(Stat::ChunksDroppedPaused, 1);
             }
             gst::trace!(CAT, imp = self, "dropping a chunk that came while paused");
             return AfterPause::Drop;
         }
-        if std::mem::take(&mut state.resume.pending) && state.timeline.is_some() {
+        // (Not told when early-audio is 0: chosen so.)
+        if first && resume.early_dropped_ms > 0 && !resume.early.is_zero() {
+            resume.early_to_warn = Some(std::mem::take(&mut resume.early_dropped_ms));
+        }
+        resume.early_run |= first;
+        if std::mem::take(&mut resume.pending) && state.timeline.is_some() {
             return AfterPause::Reanchor;
         }
         AfterPause::Place
+    }
+
+    /// When a chunk counts as come, for its place in time: not before the
+    /// last return to PLAYING (a call's audio kept from before its first
+    /// starts there, and the call runs that much behind real time).
+    pub(super) fn arrived(&self, state: &State, chunk: &MediaChunk) -> Instant {
+        state
+            .resume
+            .since
+            .map_or(chunk.arrival, |since| since.max(chunk.arrival))
     }
 
     /// Whether a chunk of the track(s) output is placed: not if it queued
