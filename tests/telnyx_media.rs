@@ -20,6 +20,7 @@ in_both_modes!(
     telnyx_outbound_asked_of_an_inbound_stream_is_silence_with_a_warning,
     a_chunk_number_far_off_loses_nothing,
     a_chunk_counter_that_restarts_loses_nothing,
+    a_chunk_counter_that_sticks_loses_nothing,
     a_pause_behind_a_lost_chunk_does_not_delay_the_rest,
     with_both_tracks_a_lost_chunk_costs_only_itself,
 );
@@ -200,6 +201,23 @@ fn a_chunk_counter_that_restarts_loses_nothing() {
     let (got, sent, counts) = play_numbered(|i| if i < 50 { i + 1 } else { i - 49 });
     assert_eq!(got, sent);
     assert_eq!(counts, [1, 0, 0], "invalid, too late, lost");
+}
+
+fn a_chunk_counter_that_sticks_loses_nothing() {
+    // Stuck from chunk 51 on, then from the first chunk: each chunk is a
+    // new one by its timestamp, not a duplicate.
+    for stuck_from in [50, 0] {
+        let (got, sent, counts) = play_numbered(|i| {
+            if i < stuck_from {
+                i + 1
+            } else {
+                stuck_from.max(1)
+            }
+        });
+        assert_eq!(got.len(), sent.len(), "stuck from {stuck_from}");
+        assert!(got == sent, "stuck from {stuck_from}: other audio");
+        assert_eq!(counts, [1, 0, 0], "invalid, too late, lost");
+    }
 }
 
 fn a_pause_behind_a_lost_chunk_does_not_delay_the_rest() {

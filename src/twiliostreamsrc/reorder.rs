@@ -13,8 +13,8 @@
 //! audio held is overdue (the src's fill deadline), everything held goes
 //! out.
 //!
-//! A chunk number that contradicts its timestamp (it goes back while the
-//! timestamp goes on, or skips far more than the time that passed: a
+//! A chunk number that contradicts its timestamp (it goes back or stands
+//! still while the timestamp goes on, or skips far more than the time that passed: a
 //! counter restarted or broken) is not believed: that chunk is placed by
 //! its timestamp, and later ones are numbered from it; the chunk after it
 //! carrying the sender's own next number goes on from it as the next one
@@ -176,7 +176,11 @@ impl Reorder {
 impl Lane {
     fn release(&mut self, chunk: MediaChunk, format: WireFormat, ready: &mut VecDeque<MediaChunk>) {
         let duration_ms = format.payload_ticks(&chunk.ulaw) / 8;
-        self.doubted = false;
+        // A number believed ends the contradiction (one taken away, or
+        // none, does not: a stuck counter is told once).
+        if chunk.chunk.is_some() {
+            self.doubted = false;
+        }
         let believed = match chunk.chunk {
             Some(_) => None,
             None => self.last.and_then(|l| l.number.or(l.believed)),
@@ -221,18 +225,22 @@ fn resumes(chunk: &MediaChunk, last: &Released) -> bool {
 }
 
 /// Whether `chunk`'s number may be believed, next to `last`: not if it goes
-/// back while the timestamp goes on (a counter restarted), nor if it skips
-/// far more than the time that passed. (Going on while the timestamp goes
-/// back is the timestamps stepping back: the numbers keep the order.)
+/// back, or stands still, while the timestamp goes on (a counter restarted
+/// or stuck: a duplicate repeats the timestamp too), nor if it skips far
+/// more than the time that passed. (Going on while the timestamp goes back
+/// is the timestamps stepping back: the numbers keep the order.)
 fn plausible(chunk: &MediaChunk, last: &Released) -> bool {
     let (Some(n), Some(l)) = (chunk.chunk, last.number) else {
-        return true;
+        // Still stuck at the number before the last (disbelieved) one.
+        let still = last.believed.is_some() && chunk.chunk == last.believed;
+        return !(still && chunk.timestamp_ms > last.timestamp_ms);
     };
     let unit = i128::from(last.end_ms.saturating_sub(last.timestamp_ms).max(1));
     let by_number = (i128::from(n) - i128::from(l)) * unit;
     let by_time = i128::from(chunk.timestamp_ms) - i128::from(last.timestamp_ms);
     let restarted = by_number < 0 && by_time > 0;
-    !restarted && by_number <= 2 * by_time.abs() + NUMBER_SLACK_MS
+    let stuck = by_number == 0 && by_time > TIMESTAMP_TOLERANCE_MS as i128;
+    !restarted && !stuck && by_number <= 2 * by_time.abs() + NUMBER_SLACK_MS
 }
 
 /// `chunk` belongs after what was released up to `last`.
