@@ -265,8 +265,8 @@ impl Endpoint {
                 "refused-calls",
                 "Refused calls",
                 "Calls refused because no element on this path was free (close code 1013, \
-                 or HTTP 503 with pending-timeout=0), or none takes the call's format \
-                 (close code 1003: track=both takes 8 kHz G.711 only)",
+                 or HTTP 503 with pending-timeout=0), or none can output the call's \
+                 format (close code 1003)",
             ),
         ];
         specs.extend(Provider::pspecs(when));

@@ -252,51 +252,88 @@ fn g722_echo_sends_back_each_frame_as_it_came() {
     assert_eq!(echo("queue !", WireFormat::G722, &frames), frames);
 }
 
-/// Downstream that takes raw audio only: the first error names the call's
-/// codec and the output, as the README says; no warning before it.
+/// A Telnyx call of `format` to `url`: how it was closed, and why.
+fn refused_call(url: &str, format: WireFormat) -> (Option<Received>, Option<String>) {
+    rt().block_on(async {
+        let params = CallParams::of(Provider::Telnyx, format);
+        let mut call = TwilioCall::start(url, params).await.unwrap();
+        (call.recv_timeout(PATIENCE).await, call.close_reason())
+    })
+}
+
+/// What `bus` was told: each WARNING's and ERROR's message.
+fn told(bus: &gst::Bus) -> Vec<String> {
+    drain_messages(bus)
+        .iter()
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            gst::MessageView::Error(e) => Some(format!("ERROR {}", e.error())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Downstream that takes raw audio only: an Opus or G.722 call (passed
+/// through only) is refused at its `start`, 1003 with the reason and a
+/// WARNING, and the pipeline takes the next call.
 #[test]
-fn an_opus_call_into_raw_audio_only_is_the_documented_error() {
-    let (p, _collector, url) =
-        start("twiliostreamsrc name=src port=0 ! audio/x-raw ! fakesink name=sink sync=false");
-    play(&url, WireFormat::OPUS, &opus_packets(3));
-    let bus = p.bus().unwrap();
-    let first = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(20),
-            &[gst::MessageType::Error, gst::MessageType::Warning],
-        )
-        .expect("an error");
-    let gst::MessageView::Error(error) = first.view() else {
-        panic!("not an error first: {first:?}")
-    };
-    assert_eq!(
-        error.error().to_string(),
-        "The call carries OPUS@48000, the src outputs audio/x-raw, format=(string)S16LE, \
-         layout=(string)interleaved, rate=(int)16000, channels=(int)1"
+fn a_compressed_call_into_raw_audio_only_is_refused_at_start() {
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
     );
+    let bus = p.bus().unwrap();
+    let mut reasons = Vec::new();
+    for (format, why) in [
+        (
+            WireFormat::OPUS,
+            "the src's downstream takes no audio/x-opus; this call carries OPUS@48000",
+        ),
+        (
+            WireFormat::G722,
+            "the src's downstream takes no audio/G722; this call carries G722@16000",
+        ),
+    ] {
+        let closed = refused_call(&url, format);
+        assert_eq!(
+            closed,
+            (Some(Received::Closed(Some(1003))), Some(why.to_owned()))
+        );
+        reasons.push(format!("Refused a call (close code 1003): {why}"));
+    }
+    assert_eq!(told(&bus), reasons);
+    assert_eq!(by_name(&p, "src").property::<u64>("refused-calls"), 2);
+    // A call it takes comes out.
+    play(&url, WireFormat::PCMA, &[vec![0xD5; 160]]);
+    assert_eq!(collector.wait_eos().samples(), vec![8; 160]);
     set_state(&p, gst::State::Null);
 }
 
+/// Opus output only (no decoder after it): a call of another codec is
+/// refused at its `start`, and an Opus call after it comes out.
 #[test]
 fn opus_output_refuses_a_call_of_another_codec() {
-    let (p, _collector, url) =
+    let (p, collector, url) =
         start("twiliostreamsrc name=src port=0 ! audio/x-opus ! fakesink name=sink sync=false");
-    play(&url, WireFormat::PCMA, &[vec![0xD5; 160]]);
     let bus = p.bus().unwrap();
-    let error = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(PATIENCE.as_secs()),
-            &[gst::MessageType::Error],
-        )
-        .expect("an error");
-    let gst::MessageView::Error(error) = error.view() else {
-        unreachable!()
-    };
+    let why = "the src's downstream takes compressed audio only; this call carries PCMA@8000";
+    let closed = refused_call(&url, WireFormat::PCMA);
     assert_eq!(
-        error.error().to_string(),
-        "The call carries PCMA@8000, the src outputs audio/x-opus, channel-mapping-family=(int)0, \
-         rate=(int)48000, channels=(int)1"
+        closed,
+        (Some(Received::Closed(Some(1003))), Some(why.to_owned()))
     );
+    assert_eq!(
+        told(&bus),
+        [format!("Refused a call (close code 1003): {why}")]
+    );
+    let packets = opus_packets(3);
+    play(&url, WireFormat::OPUS, &packets);
+    let got = collector.wait_eos();
+    let buffers: Vec<Vec<u8>> = got
+        .buffers
+        .iter()
+        .map(|b| b.map_readable().unwrap().to_vec())
+        .collect();
+    assert_eq!(buffers, packets);
     set_state(&p, gst::State::Null);
 }
 

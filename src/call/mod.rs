@@ -52,7 +52,7 @@ pub(crate) use writer::Written;
 pub(crate) use closing::{CLOSE_TOO_BIG, answer_close, close as close_websocket};
 pub use events::{CallEvent, Consumer, DtmfDigit, Events, MediaChunk};
 pub(crate) use hot::HotPart;
-pub use slot::{Refused, Slot, named_slot};
+pub use slot::{Refused, Slot, Takes, named_slot};
 pub use stats::{Counter, SINK_COUNTERS, SRC_COUNTERS, Stat, Stats, counter_pspecs, find_counter};
 
 /// The debug category of the server and of a call not yet consumed by an

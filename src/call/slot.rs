@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use tokio::sync::watch;
 
 use super::Call;
-use crate::codec::WireFormat;
+use crate::codec::{Codec, WireFormat};
 
 use crate::lock::Locked;
 
@@ -20,13 +20,36 @@ pub struct Slot {
     /// Takes no call (see [`close`](Self::close)); read and written under
     /// the watch's lock, so that no offer slips past a close.
     closed: AtomicBool,
-    /// Takes 8 kHz G.711 calls only (a `track=both` src).
-    g711_only: AtomicBool,
+    /// The formats of the calls it takes.
+    takes: Mutex<Takes>,
     /// Registered with a listener: a named slot takes calls for one src.
     registered: AtomicBool,
     /// Told why, when a call is refused for none of the path's slots
     /// taking its format.
     refused: Mutex<Option<Refused>>,
+}
+
+/// The formats of the calls a slot takes: a src's, from its `track` and
+/// what its downstream takes (a G.722 or Opus call is passed through only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Takes {
+    /// 8 kHz G.711 only (`track=both`).
+    pub g711_only: bool,
+    /// Calls the src decodes (G.711, L16).
+    pub pcm: bool,
+    pub g722: bool,
+    pub opus: bool,
+}
+
+impl Default for Takes {
+    fn default() -> Takes {
+        Takes {
+            g711_only: false,
+            pcm: true,
+            g722: true,
+            opus: true,
+        }
+    }
 }
 
 /// A slot's registration with a listener (see [`Slot::claim`]).
@@ -47,7 +70,7 @@ impl std::fmt::Debug for Slot {
         f.debug_struct("Slot")
             .field("call", &*self.call.borrow())
             .field("closed", &self.closed)
-            .field("g711_only", &self.g711_only)
+            .field("takes", &*self.takes.locked())
             .finish_non_exhaustive()
     }
 }
@@ -57,17 +80,17 @@ impl Slot {
         Arc::new(Slot {
             call: watch::Sender::new(None),
             closed: AtomicBool::new(false),
-            g711_only: AtomicBool::new(false),
+            takes: Mutex::new(Takes::default()),
             registered: AtomicBool::new(false),
             refused: Mutex::new(None),
         })
     }
 
-    /// Makes the slot take 8 kHz G.711 calls only, or any, and says how its
-    /// element is told of a call refused for that. Set before the slot is
+    /// Sets the formats of the calls the slot takes, and how its element is
+    /// told of a call refused for its format. Set before the slot is
     /// registered.
-    pub fn take_only_g711(&self, only: bool, refused: Option<Refused>) {
-        self.g711_only.store(only, Ordering::Relaxed);
+    pub fn take_only(&self, takes: Takes, refused: Option<Refused>) {
+        *self.takes.locked() = takes;
         *self.refused.locked() = refused;
     }
 
@@ -81,8 +104,17 @@ impl Slot {
 
     /// Why the slot could never take a call of `format`, if it could not.
     pub(crate) fn unsuited(&self, format: WireFormat) -> Option<String> {
-        (self.g711_only.load(Ordering::Relaxed) && !format.is_g711())
-            .then(|| format!("track=both takes 8 kHz G.711 calls only; this call carries {format}"))
+        let takes = *self.takes.locked();
+        let why = match format.codec {
+            _ if takes.g711_only && !format.is_g711() => "track=both takes 8 kHz G.711 calls only",
+            Codec::G722 if !takes.g722 => "the src's downstream takes no audio/G722",
+            Codec::Opus if !takes.opus => "the src's downstream takes no audio/x-opus",
+            _ if !format.is_compressed() && !takes.pcm => {
+                "the src's downstream takes compressed audio only"
+            }
+            _ => return None,
+        };
+        Some(format!("{why}; this call carries {format}"))
     }
 
     /// How the slot's element is told of a call refused as

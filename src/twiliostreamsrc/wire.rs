@@ -20,19 +20,29 @@ use super::imp::{CAT, State, TwilioStreamSrc};
 use super::output::{Encoding, Output};
 use super::properties::Tracks;
 use super::reorder::{self, Reorder};
-use crate::call::{MediaChunk, Refused, Slot};
+use crate::call::{MediaChunk, Refused, Slot, Takes};
 use crate::lock::Locked;
+
+const G722_CAPS: &str = "audio/G722";
+const OPUS_CAPS: &str = "audio/x-opus";
 
 impl TwilioStreamSrc {
     /// Before the slot is registered: a call left from an earlier run is
-    /// not taken for a new one; with `track=both` the slot takes only the
-    /// calls the aligner can take (8 kHz G.711), and a call refused for
-    /// that is told on the bus, the pipeline kept for the next call.
+    /// not taken for a new one; the slot takes only the calls the src can
+    /// output (with `track=both`, 8 kHz G.711; a G.722 or Opus call only
+    /// where downstream takes it as it is), and a call refused for that is
+    /// told on the bus, the pipeline kept for the next call.
     pub(super) fn ready_slot(&self, slot: &Slot, tracks: Tracks) {
         if let Some(call) = slot.take() {
             call.close();
         }
-        let both = tracks == Tracks::Both;
+        let takes = match tracks {
+            Tracks::Both => Takes {
+                g711_only: true,
+                ..Takes::default()
+            },
+            _ => self.downstream_takes(),
+        };
         let weak = self.obj().downgrade();
         let notice: Refused = Arc::new(move |why: &str| {
             if let Some(obj) = weak.upgrade() {
@@ -40,11 +50,35 @@ impl TwilioStreamSrc {
                     obj,
                     gst::StreamError::Format,
                     ("Refused a call (close code 1003): {}", why),
-                    ["Use track=inbound or track=outbound for calls of other formats"]
+                    [
+                        "With track=both, use track=inbound or outbound for calls of other \
+                         formats; for G.722 or Opus calls, link a decoder (avdec_g722, opusdec) \
+                         after the src"
+                    ]
                 );
             }
         });
-        slot.take_only_g711(both, both.then_some(notice));
+        let filters = takes != Takes::default();
+        slot.take_only(takes, filters.then_some(notice));
+    }
+
+    /// What the src's peer takes, as far as the formats it passes through
+    /// go (asked before any call; an unlinked pad takes anything).
+    fn downstream_takes(&self) -> Takes {
+        let pad = self.obj().src_pad().clone();
+        let accepts = |keep: &dyn Fn(&str) -> bool| {
+            let mut caps = gst::Caps::new_empty();
+            for s in Output::template_caps().iter().filter(|s| keep(s.name())) {
+                caps.get_mut().unwrap().append_structure(s.to_owned());
+            }
+            !pad.peer_query_caps(Some(&caps)).is_empty()
+        };
+        Takes {
+            g711_only: false,
+            pcm: accepts(&|name| !matches!(name, G722_CAPS | OPUS_CAPS)),
+            g722: accepts(&|name| name == G722_CAPS),
+            opus: accepts(&|name| name == OPUS_CAPS),
+        }
     }
 
     /// At `start`: takes the call's format, and renegotiates to it where
