@@ -166,7 +166,8 @@ pub const SRC_COUNTERS: &[Counter] = &[
         Stat::InboundTranscodeErrors,
         "transcode-errors",
         "Transcode errors",
-        "Media payloads that could not be decoded (bad base64); they are skipped",
+        "Media payloads that could not be decoded (bad base64, or no Opus packet in an \
+         Opus call); they are skipped",
     ),
     counter(
         Stat::InvalidMessages,

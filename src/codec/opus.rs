@@ -10,8 +10,12 @@ const FRAME_TICKS: [u64; 32] = [
     20, 40, 80, 160, 20, 40, 80, 160, 20, 40, 80, 160, 20, 40, 80, 160, // CELT
 ];
 
-/// How long `packet` plays, in ticks of 125 µs; None for an empty packet or
-/// a code-3 packet without its frame count byte.
+/// The most a packet may play (RFC 6716 §3.2.5: 120 ms), in ticks.
+const MAX_TICKS: u64 = 960;
+
+/// How long `packet` plays, in ticks of 125 µs; None for no Opus packet: an
+/// empty one, a code-3 packet without its frame count byte or with a count
+/// of 0, or one over 120 ms.
 pub fn packet_ticks(packet: &[u8]) -> Option<u64> {
     let toc = *packet.first()?;
     let frames = match toc & 0x3 {
@@ -19,7 +23,8 @@ pub fn packet_ticks(packet: &[u8]) -> Option<u64> {
         1 | 2 => 2,
         _ => u64::from(packet.get(1)? & 0x3F),
     };
-    Some(FRAME_TICKS[usize::from(toc >> 3)] * frames)
+    let ticks = FRAME_TICKS[usize::from(toc >> 3)] * frames;
+    (frames > 0 && ticks <= MAX_TICKS).then_some(ticks)
 }
 
 #[cfg(test)]
@@ -29,7 +34,7 @@ mod tests {
     #[test]
     fn durations_come_from_the_toc_byte() {
         // config << 3 | stereo << 2 | code
-        let cases: [(&[u8], Option<u64>); 9] = [
+        let cases: [(&[u8], Option<u64>); 13] = [
             (&[1 << 3, 0xAA], Some(160)),        // SILK NB 20 ms, one frame
             (&[3 << 3], Some(480)),              // SILK NB 60 ms
             (&[13 << 3 | 0x4], Some(160)),       // hybrid SWB 20 ms, stereo
@@ -38,6 +43,10 @@ mod tests {
             (&[27 << 3 | 2, 1, 0], Some(320)),   // CELT SWB 20 ms, two frames (code 2)
             (&[28 << 3 | 3, 0x83, 0], Some(60)), // CELT FB 2.5 ms × 3 (code 3, VBR flag)
             (&[28 << 3 | 3], None),              // code 3 without its count
+            (&[28 << 3 | 3, 0x80], None),        // code 3, no frames
+            (&[3 << 3 | 3, 2, 0], Some(960)),    // SILK NB 60 ms × 2: 120 ms, the most
+            (&[3 << 3 | 3, 3, 0], None),         // × 3: 180 ms
+            (&[0x1b, 0xff], None),               // SILK WB 60 ms × 63
             (&[], None),
         ];
         for (packet, ticks) in cases {

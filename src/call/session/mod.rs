@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::events::{CallEvent, DtmfDigit, MediaChunk};
 use super::stats::Stat;
-use crate::codec::{ByteOrder, Unsupported, WireFormat};
+use crate::codec::{ByteOrder, Codec, Unsupported, WireFormat, opus};
 use crate::protocol::dialect::{self, Choice, Dialect, Twilio};
 use crate::protocol::{Inbound, Track};
 
@@ -260,6 +260,19 @@ impl Session {
                 out.media = true;
                 if self.payload.is_empty() {
                     out.note(Level::Debug, format_args!("skipping an empty media chunk"));
+                    return out;
+                }
+                if self.format.codec == Codec::Opus && opus::packet_ticks(&self.payload).is_none() {
+                    // Its length, from its TOC, would move the timeline.
+                    out.count(Stat::InboundTranscodeErrors, 1);
+                    out.note(
+                        Level::Warning,
+                        format_args!(
+                            "skipping media chunk {:?}: no Opus packet (RFC 6716: a TOC byte, \
+                             at most 120 ms)",
+                            media.chunk
+                        ),
+                    );
                     return out;
                 }
                 out.count(Stat::ChunksReceived.of_track(track), 1);

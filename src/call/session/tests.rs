@@ -299,6 +299,32 @@ fn a_start_in_a_format_we_cannot_carry_is_refused_with_its_name() {
     assert_eq!(s.format(), WireFormat::OPUS);
 }
 
+/// An Opus payload whose TOC says it plays over 120 ms (or no frame) is no
+/// packet: skipped, counted, told; a good one after it is media.
+#[test]
+fn an_opus_payload_that_is_no_packet_is_skipped() {
+    let mut s = Session::new(64 * 1024);
+    s.handle(&START.replace("audio/x-mulaw", "OPUS"), Vec::new);
+    let media = |payload: &str| {
+        format!(
+            r#"{{"event":"media","streamSid":"MZ1","media":{{"track":"inbound","chunk":"2","timestamp":"20","payload":"{payload}"}}}}"#
+        )
+    };
+    // 0x1b 0xff: SILK 60 ms × 63 frames, 3.78 s.
+    let h = s.handle(&media("G/8="), Vec::new);
+    assert!(h.event.is_none());
+    assert_eq!(counts(&h), [(Stat::InboundTranscodeErrors, 1)]);
+    assert_eq!(
+        warnings(&h),
+        [
+            r#"skipping media chunk Some(Counter(2)): no Opus packet (RFC 6716: a TOC byte, at most 120 ms)"#
+        ]
+    );
+    // 0x08 0x00: SILK 20 ms, one frame.
+    let h = s.handle(&media("CAA="), Vec::new);
+    assert!(matches!(h.event, Some(CallEvent::Media(_))));
+}
+
 #[test]
 fn provider_errors_are_warnings() {
     let mut s = Session::new(64 * 1024);
