@@ -335,3 +335,46 @@ fn with_both_tracks_a_lost_chunk_costs_only_itself() {
     );
     set_state(&p, gst::State::Null);
 }
+
+/// Telnyx's `error` events reach the application: a WARNING on the bus for
+/// the first of each code in the call (a flood of one code is one WARNING),
+/// and the call goes on.
+#[test]
+fn telnyx_errors_are_warnings_on_the_bus_once_per_code() {
+    let (p, collector, url) = start(PCM8K);
+    let bus = p.bus().unwrap();
+    let error = |code: u32, title: &str| {
+        format!(r#"{{"event":"error","payload":{{"code":{code},"title":"{title}","detail":"d"}}}}"#)
+    };
+    let codes = distinct_chunks(3, 4);
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, telnyx(&[Track::Inbound]))
+            .await
+            .unwrap();
+        call.send_media(&codes[..160]).unwrap();
+        for _ in 0..50 {
+            call.send_text(&error(100005, "rate_limit_reached"))
+                .unwrap();
+        }
+        call.send_text(&error(100004, "invalid_media")).unwrap();
+        call.send_media(&codes[160..]).unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    assert_eq!(collector.wait_eos().samples(), decoded(&codes));
+    let told: Vec<String> = drain_messages(&bus)
+        .iter()
+        .filter_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            "telnyx reports error 100005 rate_limit_reached: d",
+            "telnyx reports error 100004 invalid_media: d"
+        ]
+    );
+    set_state(&p, gst::State::Null);
+}

@@ -81,6 +81,9 @@ pub enum CallEvent {
     /// An element ended the stream ([`Call::end`](super::Call::end)); the
     /// reason says why (e.g. EOS, the `end-stream` signal).
     Ended(String),
+    /// An error the provider reported (Telnyx's `error` event), the first
+    /// of its code in the call: for a WARNING.
+    ProviderError(String),
 }
 
 impl CallEvent {
@@ -91,6 +94,7 @@ impl CallEvent {
             CallEvent::Media(chunk) => chunk.ulaw.len(),
             CallEvent::Mark(name) => name.len(),
             CallEvent::Dtmf(digit) => digit.0.len(),
+            CallEvent::ProviderError(text) => text.len(),
             _ => 0,
         }
     }

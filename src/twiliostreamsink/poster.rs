@@ -77,6 +77,9 @@ pub(super) fn spawn(sink: &super::TwilioStreamSink, slot: Arc<Slot>) -> Poster {
                 }
                 CallEvent::Dtmf(digit) => messages::post(&e, messages::dtmf(&digit)),
                 CallEvent::Mark(name) => messages::post(&e, messages::mark(&name)),
+                CallEvent::ProviderError(text) => {
+                    gst::element_warning!(e, gst::StreamError::Failed, ("{}", text));
+                }
                 CallEvent::Stop(stop) => {
                     let stats = sink.imp().stats_structure();
                     messages::post(&e, messages::stop(&stop, &stream_sid, stats));

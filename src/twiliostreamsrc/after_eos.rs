@@ -157,6 +157,7 @@ impl TwilioStreamSrc {
                 Some(CallEvent::Media(_)) => {}
                 Some(CallEvent::Dtmf(digit)) => self.post(messages::dtmf(&digit)),
                 Some(CallEvent::Mark(name)) => self.post(messages::mark(&name)),
+                Some(CallEvent::ProviderError(text)) => self.warn_provider(&text),
                 // The stop, the close, our own end or the task's: their
                 // messages, and the src is finished (what that would push
                 // goes nowhere).

@@ -10,7 +10,9 @@ use super::imp::{CAT, State, TwilioStreamSrc};
 use super::reorder::Pushed;
 use super::timeline;
 use super::tracks::Placed;
-use crate::call::{MediaChunk, Stat};
+use crate::call::{CallEvent, MediaChunk, Stat};
+use crate::lock::Locked;
+use crate::messages;
 use crate::protocol::Track;
 
 /// Chunks of a track dropped as too late in a row before the WARNING that
@@ -27,6 +29,38 @@ pub(super) struct Lateness {
 }
 
 impl TwilioStreamSrc {
+    /// A key, a mark played, or the provider's error: told on the bus (a
+    /// key downstream too).
+    pub(super) fn handle_notice(&self, event: CallEvent) {
+        match event {
+            CallEvent::Dtmf(digit) => {
+                gst::info!(CAT, imp = self, "DTMF {:?}", digit.0);
+                match messages::dtmf_events(&digit) {
+                    Some(events) => self.state.locked().pending_events.extend(events),
+                    None => gst::warning!(CAT, imp = self, "{:?} is not a DTMF digit", digit.0),
+                }
+                self.post(messages::dtmf(&digit));
+            }
+            CallEvent::Mark(name) => {
+                gst::debug!(CAT, imp = self, "mark {name:?} played");
+                self.post(messages::mark(&name));
+            }
+            CallEvent::ProviderError(text) => self.warn_provider(&text),
+            _ => {}
+        }
+    }
+
+    /// The provider's error (the first of its code in the call).
+    #[cold]
+    pub(super) fn warn_provider(&self, text: &str) {
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Failed,
+            ("{}", text),
+            ["Reported by the provider in an error event; each code is told once per call"]
+        );
+    }
+
     /// Audio a call sent while it waited for the element, beyond
     /// `early-audio`, was dropped.
     #[cold]

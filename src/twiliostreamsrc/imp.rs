@@ -23,7 +23,7 @@ use super::step::{Out, Step};
 use super::timeline::Timeline;
 use super::timing::Resume;
 use super::tracks::Aligner;
-use crate::call::{Call, CallEvent, DtmfDigit, Events, HotPart, MediaChunk, Slot};
+use crate::call::{Call, CallEvent, Events, HotPart, MediaChunk, Slot};
 use crate::codec::WireFormat;
 use crate::contain::Containing as _;
 use crate::lock::Locked;
@@ -204,15 +204,6 @@ impl TwilioStreamSrc {
         self.check_tracks(&start);
     }
 
-    fn handle_dtmf(&self, digit: DtmfDigit) {
-        gst::info!(CAT, imp = self, "DTMF {:?}", digit.0);
-        match messages::dtmf_events(&digit) {
-            Some(events) => self.state.locked().pending_events.extend(events),
-            None => gst::warning!(CAT, imp = self, "{:?} is not a DTMF digit", digit.0),
-        }
-        self.post(messages::dtmf(&digit));
-    }
-
     fn handle_end(&self, stop: Option<StopInfo>, reason: Option<String>) -> Option<gst::Buffer> {
         let start = self.state.locked().start.clone();
         if let Some(stop) = stop {
@@ -280,13 +271,8 @@ impl TwilioStreamSrc {
                 self.follow_call_format()?;
                 return Ok(Step::Next);
             }
-            Some(CallEvent::Dtmf(digit)) => {
-                self.handle_dtmf(digit);
-                return Ok(Step::Next);
-            }
-            Some(CallEvent::Mark(name)) => {
-                gst::debug!(CAT, imp = self, "mark {name:?} played");
-                self.post(messages::mark(&name));
+            Some(e @ (CallEvent::Dtmf(_) | CallEvent::Mark(_) | CallEvent::ProviderError(_))) => {
+                self.handle_notice(e);
                 return Ok(Step::Next);
             }
             Some(CallEvent::Stop(stop)) => {

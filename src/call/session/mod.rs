@@ -86,7 +86,14 @@ pub struct Session {
     l16_order: ByteOrder,
     /// The call's audio, from `start`.
     format: WireFormat,
+    /// The codes of the provider's errors told so far (at most
+    /// [`ERROR_CODES_TOLD`]).
+    errors_told: Vec<String>,
 }
+
+/// How many of a provider's error codes are told in a call; the rest, and
+/// each error again, go to the log only.
+const ERROR_CODES_TOLD: usize = 8;
 
 impl Session {
     /// A session whose text messages longer than `max_message_size` are
@@ -100,6 +107,7 @@ impl Session {
             dialect: None,
             l16_order: ByteOrder::default(),
             format: WireFormat::PCMU,
+            errors_told: Vec::new(),
         }
     }
 
@@ -326,16 +334,21 @@ impl Session {
                     out.event = Some(CallEvent::Stop(stop));
                 }
             }
-            Inbound::Error(e) => out.note(
-                Level::Warning,
-                format_args!(
+            Inbound::Error(e) => {
+                let text = format!(
                     "{} reports error {} {}: {}",
                     dialect.name(),
                     e.code,
                     e.title,
                     e.detail
-                ),
-            ),
+                );
+                out.note(Level::Warning, format_args!("{text}"));
+                let told = self.errors_told.contains(&e.code);
+                if !told && self.errors_told.len() < ERROR_CODES_TOLD {
+                    self.errors_told.push(e.code);
+                    out.event = Some(CallEvent::ProviderError(text));
+                }
+            }
             // SignalWire acknowledges our clear.
             Inbound::Unknown { name } if name == "clear" && self.stream_sid.is_some() => {
                 out.note(Level::Debug, format_args!("clear acknowledged"))

@@ -334,10 +334,16 @@ fn provider_errors_are_warnings() {
         Vec::new,
     );
     assert_eq!(counts(&h), []);
-    assert_eq!(
-        warnings(&h),
-        ["telnyx reports error 100004 invalid_media: bad payload"]
+    let told = "telnyx reports error 100004 invalid_media: bad payload";
+    assert_eq!(warnings(&h), [told]);
+    assert!(matches!(h.event, Some(CallEvent::ProviderError(ref t)) if t == told));
+    // The same code again: logged, not told again.
+    let h = s.handle(
+        r#"{"event":"error","stream_id":"S1","payload":{"code":100004,"title":"invalid_media","detail":"again"}}"#,
+        Vec::new,
     );
+    assert_eq!(warnings(&h).len(), 1);
+    assert!(h.event.is_none());
 }
 
 /// What is only reported keeps its place with U+FFFD for each U+0000 (GLib
