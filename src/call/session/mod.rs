@@ -270,6 +270,19 @@ impl Session {
                     out.note(Level::Debug, format_args!("skipping an empty media chunk"));
                     return out;
                 }
+                let tick = self.format.bytes_per_tick();
+                if !self.format.is_compressed() && !self.payload.len().is_multiple_of(tick) {
+                    // The timeline counts 125 µs ticks: 2 or 3 samples of
+                    // wideband L16 (a split sample is no audio either).
+                    out.note(
+                        Level::Debug,
+                        format_args!(
+                            "media chunk {:?}: the last {} bytes make no whole 125 µs of audio: dropped",
+                            media.chunk,
+                            self.payload.len() % tick
+                        ),
+                    );
+                }
                 if self.format.codec == Codec::Opus && opus::packet_ticks(&self.payload).is_none() {
                     // Its length, from its TOC, would move the timeline.
                     out.count(Stat::InboundTranscodeErrors, 1);
