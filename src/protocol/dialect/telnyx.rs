@@ -40,18 +40,41 @@ struct Envelope<'a> {
     payload: Option<ErrorPayload>,
 }
 
+/// (A field given as `null` is taken as absent.)
 #[derive(Deserialize)]
 struct Start {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     user_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     call_control_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     call_session_id: String,
     tracks: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     custom_parameters: BTreeMap<String, serde_json::Value>,
     media_format: Option<MediaFormat>,
+    /// The call's numbers and the application's own: among the custom
+    /// parameters, unless one of the same name is there.
+    from: Option<serde_json::Value>,
+    to: Option<serde_json::Value>,
+    client_state: Option<serde_json::Value>,
+    tags: Option<serde_json::Value>,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+/// A JSON value as a custom parameter's text: a string as it is.
+fn as_text(value: serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -99,10 +122,31 @@ impl Dialect for Telnyx {
                 let stream_sid = sid(e.stream_id)?.into_owned();
                 // The call: its Call Control id, else the session's.
                 let call_sid = if start.call_control_id.is_empty() {
-                    start.call_session_id
+                    start.call_session_id.clone()
                 } else {
                     start.call_control_id
                 };
+                let mut custom_parameters: BTreeMap<String, String> = start
+                    .custom_parameters
+                    .into_iter()
+                    .map(|(k, v)| (k, as_text(v)))
+                    .collect();
+                let session = Some(start.call_session_id)
+                    .filter(|s| !s.is_empty())
+                    .map(serde_json::Value::String);
+                for (name, value) in [
+                    ("from", start.from),
+                    ("to", start.to),
+                    ("client_state", start.client_state),
+                    ("tags", start.tags),
+                    ("call_session_id", session),
+                ] {
+                    if let Some(value) = value.filter(|v| !v.is_null()) {
+                        custom_parameters
+                            .entry(name.to_owned())
+                            .or_insert(as_text(value));
+                    }
+                }
                 Inbound::Start {
                     sequence_number: e.sequence_number,
                     stream_sid: stream_sid.clone(),
@@ -112,14 +156,7 @@ impl Dialect for Telnyx {
                         call_sid,
                         tracks_unannounced: start.tracks.is_none(),
                         tracks: start.tracks.unwrap_or_default(),
-                        custom_parameters: start
-                            .custom_parameters
-                            .into_iter()
-                            .map(|(k, v)| match v {
-                                serde_json::Value::String(s) => (k, s),
-                                other => (k, other.to_string()),
-                            })
-                            .collect(),
+                        custom_parameters,
                         media_format: start.media_format,
                     },
                 }
@@ -229,6 +266,21 @@ mod tests {
         assert_eq!(start.call_sid, "v3:abc");
         assert_eq!(start.account_sid, "3e6f995f");
         assert!(start.tracks.is_empty(), "Telnyx announces no tracks");
+        let custom: Vec<(&str, &str)> = start
+            .custom_parameters
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            custom,
+            [
+                ("call_session_id", "s1"),
+                ("client_state", "aGk="),
+                ("from", "+13122010094"),
+                ("tags", r#"["t"]"#),
+                ("to", "+13122123456")
+            ]
+        );
         assert!(start.tracks_unannounced);
         assert_eq!(
             start.media_format,
@@ -296,5 +348,27 @@ mod tests {
             r#"{"event":"mark","mark":{"name":"say \"hi\""}}"#
         );
         assert_eq!(Telnyx.clear("S"), r#"{"event":"clear"}"#);
+    }
+
+    /// A field given as `null` is absent; the application's own custom
+    /// parameter wins over Telnyx's field of the same name.
+    #[test]
+    fn nulls_are_absent_and_custom_parameters_win() {
+        let start = r#"{"event":"start","start":{"user_id":null,"call_control_id":null,"call_session_id":null,"from":null,"to":"+1555","custom_parameters":{"to":"mine"},"media_format":{"encoding":"PCMU","sample_rate":8000,"channels":1}},"stream_id":"S"}"#;
+        let Inbound::Start { start, .. } = Telnyx.parse(start).unwrap() else {
+            panic!("not a start")
+        };
+        assert_eq!(
+            (start.call_sid.as_str(), start.account_sid.as_str()),
+            ("", "")
+        );
+        let custom: Vec<(&str, &str)> = start
+            .custom_parameters
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(custom, [("to", "mine")]);
+        let nulls = r#"{"event":"start","start":{"custom_parameters":null},"stream_id":"S"}"#;
+        assert!(matches!(Telnyx.parse(nulls), Ok(Inbound::Start { .. })));
     }
 }
