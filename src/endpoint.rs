@@ -363,6 +363,17 @@ impl Endpoint {
                 )
             ));
         }
+        // Carried in an HTTP header, which holds visible ASCII (and spaces
+        // inside): any other token could never match.
+        if let Some(token) = &self.provider.bearer_token {
+            let header_safe = |c: char| c.is_ascii_graphic() || c == ' ';
+            if !token.trim().chars().all(header_safe) || token.trim().is_empty() {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    ("auth-bearer-token must be printable ASCII: an HTTP header carries it")
+                ));
+            }
+        }
         if let Some(url) = &self.public_url {
             crate::signature::check_public_url(url)
                 .map_err(|why| gst::error_msg!(gst::ResourceError::Settings, ("{}", why)))?;

@@ -571,3 +571,18 @@ fn signalwire_acknowledges_a_clear_and_the_call_goes_on() {
     assert_eq!(src.property::<u64>("invalid-messages"), 0);
     set_state(&p, gst::State::Null);
 }
+
+/// A bearer token an HTTP header cannot carry could never match: the
+/// element does not start, saying why.
+#[test]
+fn a_bearer_token_no_header_can_carry_is_refused_at_start() {
+    init();
+    let p = pipeline("twiliostreamsrc port=0 auth-bearer-token=clé ! fakesink");
+    assert!(p.set_state(gst::State::Playing).is_err());
+    let error = first_error_text(&p.bus().unwrap()).unwrap();
+    assert_eq!(
+        error,
+        "auth-bearer-token must be printable ASCII: an HTTP header carries it"
+    );
+    p.set_state(gst::State::Null).unwrap();
+}
