@@ -268,6 +268,12 @@ impl Endpoint {
                  or HTTP 503 with pending-timeout=0), or none can output the call's \
                  format (close code 1003)",
             ),
+            counter(
+                "abandoned-calls",
+                "Abandoned calls",
+                "Calls on this path that ended (the caller hung up, Twilio closed) while \
+                 they waited for a free element, before any took them",
+            ),
         ];
         specs.extend(Provider::pspecs(when));
         specs
@@ -461,7 +467,7 @@ pub fn listening_property<S, T>(
 }
 
 /// The read-only listener counters (`signature-failures`,
-/// `rejected-connections`, `refused-calls`) of an element's registration;
+/// `rejected-connections`, `refused-calls`, `abandoned-calls`) of an element's registration;
 /// None if `name` is not one of them. Zero while the element does not listen.
 pub fn listener_counter(registration: Option<&Registration>, name: &str) -> Option<glib::Value> {
     let get = |f: fn(&Registration) -> u64| registration.map_or(0, f).to_value();
@@ -469,6 +475,7 @@ pub fn listener_counter(registration: Option<&Registration>, name: &str) -> Opti
         "signature-failures" => get(Registration::signature_failures),
         "rejected-connections" => get(Registration::rejected_connections),
         "refused-calls" => get(Registration::refused_calls),
+        "abandoned-calls" => get(Registration::abandoned_calls),
         _ => return None,
     })
 }

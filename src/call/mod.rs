@@ -347,6 +347,11 @@ impl Call {
         }
     }
 
+    /// Tells when the WebSocket closes (false then), without the call.
+    pub(crate) fn open_watch(&self) -> watch::Receiver<bool> {
+        self.open.subscribe()
+    }
+
     /// Waits until the WebSocket is closed.
     pub async fn closed(&self) {
         let _ = self.open.subscribe().wait_for(|open| !open).await;

@@ -110,10 +110,15 @@ where
             // A Weak: taken and ended before the timeout, the call is freed
             // then, not kept until the timeout.
             let waiting = Arc::downgrade(&call);
+            let mut open = call.open_watch();
             drop(call);
             tokio::spawn(async move {
                 let wait = config.pending_timeout;
-                tokio::time::sleep(wait).await;
+                // Or until it ends: still waiting then, it is abandoned.
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = open.wait_for(|open| !open) => {}
+                }
                 let Some(call) = waiting.upgrade() else {
                     return;
                 };
@@ -134,9 +139,12 @@ where
 pub(super) const NOBODY_SERVES: &str = "no element serves this path any more";
 
 /// Closes a started call no element took with 1013 and `why`, with a
-/// WARNING, counted in `refused-calls` (unless it had ended by itself).
+/// WARNING, counted in `refused-calls`; one that had ended by itself meanwhile
+/// is counted in `abandoned-calls`.
 pub(super) fn refuse(call: &Call, counters: &PathCounters, why: &str) {
     if !call.is_open() {
+        PathCounters::count(&counters.abandoned_calls);
+        gst::info!(CAT, "{call:?}: ended while it waited for a free element");
         return;
     }
     PathCounters::count(&counters.refused_calls);

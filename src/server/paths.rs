@@ -38,6 +38,8 @@ pub struct PathCounters {
     pub rejected_connections: AtomicU64,
     /// Calls refused because no element was free (1013, or HTTP 503).
     pub refused_calls: AtomicU64,
+    /// Calls that ended while they waited for a free element.
+    pub abandoned_calls: AtomicU64,
 }
 
 impl PathCounters {
@@ -327,7 +329,15 @@ fn same_auth(a: &PathConfig, b: &PathConfig) -> bool {
 fn deliver_pending(entry: &mut PathEntry, slot: &Slot) {
     // Calls that ended while waiting go; one of a format the slot does not
     // take waits on for another element.
-    entry.pending.retain(|call| call.is_open());
+    let counters = &entry.counters;
+    entry.pending.retain(|call| {
+        let open = call.is_open();
+        if !open {
+            PathCounters::count(&counters.abandoned_calls);
+            gst::info!(CAT, "{call:?}: ended while it waited for a free element");
+        }
+        open
+    });
     let taken = entry.pending.iter().position(|call| slot.offer(call));
     if let Some(call) = taken.and_then(|i| entry.pending.remove(i)) {
         gst::debug!(CAT, "{call:?}: was waiting, delivered to a free element");

@@ -81,6 +81,11 @@ impl Registration {
         self.counters.refused_calls.load(Ordering::Relaxed)
     }
 
+    /// Calls on this path that ended while they waited for a free element.
+    pub fn abandoned_calls(&self) -> u64 {
+        self.counters.abandoned_calls.load(Ordering::Relaxed)
+    }
+
     /// Opens `slot` (this registration's) to calls again after
     /// [`Slot::close`](crate::call::Slot::close); a call waiting for an
     /// element is delivered at once.

@@ -14,6 +14,7 @@ pub mod rng;
 pub mod sink;
 pub mod src;
 pub mod threads;
+pub mod waiting;
 
 use std::f64::consts::PI;
 use std::sync::{Arc, LazyLock, Mutex, Once};
