@@ -5,13 +5,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use gst::glib;
 use gst::prelude::*;
 
-use crate::call::{CallConfig, Slot};
+use crate::call::CallConfig;
+use crate::call::slot::Claim;
 use crate::lock::Locked;
 use crate::provider::{DialectProp, Provider};
 use crate::server::{self, ListenerConfig, PathConfig, Registration, TlsFiles};
@@ -351,7 +351,7 @@ impl Endpoint {
     }
 
     /// Listens (or joins the listener already there) for calls to the path.
-    pub fn register(&self, slot: Arc<Slot>) -> Result<Registration, gst::ErrorMessage> {
+    pub fn register(&self, claim: Claim) -> Result<Registration, gst::ErrorMessage> {
         let fail = |e: String| {
             gst::error_msg!(
                 gst::ResourceError::OpenReadWrite,
@@ -420,7 +420,7 @@ impl Endpoint {
             &self.path,
             listener_config,
             path_config,
-            slot,
+            claim,
         )
         .map_err(|e| fail(e.to_string()))?;
         if unauthenticated {

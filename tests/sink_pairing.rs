@@ -9,7 +9,7 @@ use common::*;
 use gst::prelude::*;
 use gsttwiliostream::protocol::Outbound;
 use twilio_emulator::audio::{decode, encode};
-use twilio_emulator::{CallParams, Playout, Received, TwilioCall};
+use twilio_emulator::{CallParams, Playout, Provider, Received, TwilioCall};
 
 /// Correlation coefficient of `a` against `b` shifted by `lag`.
 fn correlation(a: &[f64], b: &[f64], lag: usize) -> f64 {
@@ -266,31 +266,58 @@ fn two_srcs_and_no_call_name_is_a_clear_error() {
 }
 
 /// Two srcs of one `call-name` would each take the other's calls (and
-/// both sinks play into one): the second to start fails, saying why, and
-/// starts once the first has stopped.
+/// both sinks play into one): the second to start fails, saying why,
+/// leaving the first's call and what it takes alone, and starts once the
+/// first has stopped.
 #[test]
 fn a_call_name_taken_by_a_listening_src_is_a_clear_error() {
+    use gsttwiliostream::codec::{ByteOrder, WireFormat};
     init();
-    let desc =
-        "twiliostreamsrc name=src port=0 call-name=dup ! queue ! twiliostreamsink call-name=dup";
-    let (first, second) = (pipeline(desc), pipeline(desc));
-    first.set_state(gst::State::Playing).unwrap();
-    assert!(second.set_state(gst::State::Playing).is_err());
-    let error = first_error_text(&second.bus().unwrap()).unwrap();
-    assert!(
-        error.ends_with(
+    let first = pipeline(
+        "twiliostreamsrc name=src port=0 call-name=dup ! queue ! twiliostreamsink call-name=dup",
+    );
+    let second = pipeline("twiliostreamsrc port=0 call-name=dup track=both ! fakesink");
+    let refused = || {
+        assert!(second.set_state(gst::State::Playing).is_err());
+        let error = first_error_text(&second.bus().unwrap()).unwrap();
+        assert_eq!(
+            error,
             "another twiliostreamsrc with the same call-name is listening \
              (each src needs a call-name of its own)"
-        ),
-        "{error}"
+        );
+        second.set_state(gst::State::Null).unwrap();
+    };
+    first.set_state(gst::State::Playing).unwrap();
+    let src = by_name(&first, "src");
+    refused();
+    // The first takes what it took: a wideband call (the second's
+    // track=both would refuse it).
+    let params = CallParams::of(Provider::SignalWire, WireFormat::l16(16000, ByteOrder::Big));
+    let echoed = rt().block_on(async {
+        let mut call = TwilioCall::connect_with(&url_of(&src), params, Playout::Instant)
+            .await
+            .unwrap();
+        call.begin().unwrap();
+        call.send_media(&[0x10; 640]).unwrap();
+        let got = call.recv_timeout(PATIENCE).await;
+        call.close().await;
+        got
+    });
+    assert!(
+        matches!(echoed, Some(Received::Message(Outbound::Media { .. }, _))),
+        "{echoed:?}"
     );
-    second.set_state(gst::State::Null).unwrap();
-    // The first still takes its calls.
-    let url = url_of(&by_name(&first, "src"));
-    let a = speechlike(4000, 1.0);
-    let echoed = rt().block_on(echo_call(url, a.clone(), CallParams::default()));
+    // A 2 s echo under way as the second tries again is not disturbed.
+    first.set_state(gst::State::Ready).unwrap();
+    first.set_state(gst::State::Playing).unwrap();
+    let a = speechlike(16000, 1.0);
+    let echo = rt().spawn(echo_call(url_of(&src), a.clone(), CallParams::default()));
+    counter_at_least(&src, "chunks-received", 1);
+    refused();
+    let echoed = rt().block_on(echo).unwrap();
     assert!(best_correlation(&a, &echoed).0 >= 0.99);
     first.set_state(gst::State::Null).unwrap();
+    // Free once the first has stopped.
     second.set_state(gst::State::Playing).unwrap();
     second.set_state(gst::State::Null).unwrap();
 }

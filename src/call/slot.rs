@@ -56,6 +56,19 @@ impl Default for Takes {
 #[derive(Debug)]
 pub struct Claim(Arc<Slot>);
 
+impl Claim {
+    /// A new slot, claimed.
+    pub fn new_slot() -> Claim {
+        let slot = Slot::new();
+        slot.registered.store(true, Ordering::Release);
+        Claim(slot)
+    }
+
+    pub fn slot(&self) -> &Arc<Slot> {
+        &self.0
+    }
+}
+
 impl Drop for Claim {
     fn drop(&mut self) {
         self.0.registered.store(false, Ordering::Release);
@@ -97,7 +110,7 @@ impl Slot {
     /// The slot's place on a listener, for as long as the claim is held;
     /// None if another registration holds it (two srcs of one
     /// `call-name`: each would take the other's calls).
-    pub(crate) fn claim(slot: &Arc<Slot>) -> Option<Claim> {
+    pub fn claim(slot: &Arc<Slot>) -> Option<Claim> {
         let taken = slot.registered.swap(true, Ordering::AcqRel);
         (!taken).then(|| Claim(slot.clone()))
     }

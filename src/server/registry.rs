@@ -18,7 +18,7 @@ use super::accept::accept_loop;
 use super::admission::{NOBODY_SERVES, refuse};
 use super::paths::{PathConfig, PathCounters, Shared};
 use super::tls::{Tls, TlsFiles};
-use crate::call::{CAT, Slot, slot::Claim};
+use crate::call::{CAT, slot::Claim};
 use crate::lock::Locked;
 use crate::runtime::RUNTIME;
 
@@ -106,7 +106,7 @@ impl Drop for Registration {
     }
 }
 
-/// Registers `slot` for calls to `path` on `host:port`, binding the address
+/// Registers the claimed slot for calls to `path` on `host:port`, binding the address
 /// unless another element already listens there. Port 0 binds a free port.
 pub fn register(
     host: &str,
@@ -114,15 +114,9 @@ pub fn register(
     path: &str,
     listener_config: ListenerConfig,
     path_config: PathConfig,
-    slot: Arc<Slot>,
+    claim: Claim,
 ) -> io::Result<Registration> {
-    let claim = Slot::claim(&slot).ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "another twiliostreamsrc with the same call-name is listening \
-             (each src needs a call-name of its own)",
-        )
-    })?;
+    let slot = claim.slot().clone();
     let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::AddrNotAvailable,

@@ -17,7 +17,8 @@ use gst_base::prelude::*;
 use super::framing::Framer;
 use super::imp::{CAT, State, TwilioStreamSink};
 use super::{poster, properties};
-use crate::call::{self, Call, Slot};
+use crate::call::slot::Claim;
+use crate::call::{self, Call};
 use crate::contain::Containing;
 use crate::lock::Locked;
 use crate::push_gate::PAUSE_WAIT;
@@ -262,8 +263,9 @@ impl TwilioStreamSink {
                     state.slot = Some(src.slot());
                 }
                 [] => {
-                    let slot = Slot::new();
-                    let registration = settings.endpoint.register(slot.clone())?;
+                    let claim = Claim::new_slot();
+                    let slot = claim.slot().clone();
+                    let registration = settings.endpoint.register(claim)?;
                     let addr = registration.local_addr();
                     gst::info!(
                         CAT,

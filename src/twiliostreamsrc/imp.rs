@@ -527,8 +527,8 @@ impl TwilioStreamSrc {
         self.shared.start(settings.shared_threads && !limited);
         self.forget_eos();
         let slot = self.slot();
-        self.ready_slot(&slot, settings.track);
-        let registration = settings.endpoint.register(slot)?;
+        let claim = self.ready_slot(&slot, settings.track)?;
+        let registration = settings.endpoint.register(claim)?;
         let addr = registration.local_addr();
         gst::info!(
             CAT,

@@ -20,6 +20,7 @@ use super::imp::{CAT, State, TwilioStreamSrc};
 use super::output::{Encoding, Output};
 use super::properties::Tracks;
 use super::reorder::{self, Reorder};
+use crate::call::slot::Claim;
 use crate::call::{MediaChunk, Refused, Slot, Takes};
 use crate::lock::Locked;
 
@@ -32,7 +33,19 @@ impl TwilioStreamSrc {
     /// output (with `track=both`, 8 kHz G.711; a G.722 or Opus call only
     /// where downstream takes it as it is), and a call refused for that is
     /// told on the bus, the pipeline kept for the next call.
-    pub(super) fn ready_slot(&self, slot: &Slot, tracks: Tracks) {
+    pub(super) fn ready_slot(
+        &self,
+        slot: &Arc<Slot>,
+        tracks: Tracks,
+    ) -> Result<Claim, gst::ErrorMessage> {
+        // Before the slot is touched: a src of the same call-name holds it.
+        let claim = Slot::claim(slot).ok_or_else(|| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("another twiliostreamsrc with the same call-name is listening (each src \
+                  needs a call-name of its own)")
+            )
+        })?;
         if let Some(call) = slot.take() {
             call.close();
         }
@@ -60,6 +73,7 @@ impl TwilioStreamSrc {
         });
         let filters = takes != Takes::default();
         slot.take_only(takes, filters.then_some(notice));
+        Ok(claim)
     }
 
     /// What the src's peer takes, as far as the formats it passes through
