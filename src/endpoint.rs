@@ -370,13 +370,15 @@ impl Endpoint {
             ));
         }
         // Carried in an HTTP header, which holds visible ASCII (and spaces
-        // inside): any other token could never match.
+        // inside, not around it: the header's value is trimmed): any other
+        // token could never match.
         if let Some(token) = &self.provider.bearer_token {
             let header_safe = |c: char| c.is_ascii_graphic() || c == ' ';
-            if !token.trim().chars().all(header_safe) || token.trim().is_empty() {
+            if !token.chars().all(header_safe) || token.trim() != token {
                 return Err(gst::error_msg!(
                     gst::ResourceError::Settings,
-                    ("auth-bearer-token must be printable ASCII: an HTTP header carries it")
+                    ("auth-bearer-token must be printable ASCII, with no space around it: \
+                         an HTTP header carries it")
                 ));
             }
         }

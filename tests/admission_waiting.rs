@@ -125,8 +125,11 @@ fn a_call_that_ends_while_it_waits_is_counted_abandoned() {
     let (p, src, collector, url) = recording("path=/abandoned pending-timeout=15");
     let mut busy = busy_call(&url, &collector);
     let waiting = waiting_call(&url, "/abandoned");
+    let hung_up = std::time::Instant::now();
     rt().block_on(waiting.close());
     counter_reaches(&src, "abandoned-calls", 1);
+    // When it ended, not at the end of its 15 s wait.
+    assert!(hung_up.elapsed() < std::time::Duration::from_secs(10));
     assert_eq!(src.property::<u64>("refused-calls"), 0);
     // The busy call was not disturbed.
     rt().block_on(async {

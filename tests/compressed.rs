@@ -278,8 +278,10 @@ fn told(bus: &gst::Bus) -> Vec<String> {
 /// WARNING, and the pipeline takes the next call.
 #[test]
 fn a_compressed_call_into_raw_audio_only_is_refused_at_start() {
+    // (pending-timeout=0: refused at once.)
     let (p, collector, url) = start(
-        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+        "twiliostreamsrc name=src port=0 pending-timeout=0 ! audio/x-raw,rate=8000 ! \
+         fakesink name=sink sync=false",
     );
     let bus = p.bus().unwrap();
     let mut reasons = Vec::new();
@@ -312,8 +314,9 @@ fn a_compressed_call_into_raw_audio_only_is_refused_at_start() {
 /// refused at its `start`, and an Opus call after it comes out.
 #[test]
 fn opus_output_refuses_a_call_of_another_codec() {
-    let (p, collector, url) =
-        start("twiliostreamsrc name=src port=0 ! audio/x-opus ! fakesink name=sink sync=false");
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 pending-timeout=1 ! audio/x-opus ! fakesink name=sink sync=false",
+    );
     let bus = p.bus().unwrap();
     let why = "the src's downstream takes compressed audio only; this call carries PCMA@8000";
     let closed = refused_call(&url, WireFormat::PCMA);

@@ -577,12 +577,16 @@ fn signalwire_acknowledges_a_clear_and_the_call_goes_on() {
 #[test]
 fn a_bearer_token_no_header_can_carry_is_refused_at_start() {
     init();
-    let p = pipeline("twiliostreamsrc port=0 auth-bearer-token=clé ! fakesink");
-    assert!(p.set_state(gst::State::Playing).is_err());
-    let error = first_error_text(&p.bus().unwrap()).unwrap();
-    assert_eq!(
-        error,
-        "auth-bearer-token must be printable ASCII: an HTTP header carries it"
-    );
-    p.set_state(gst::State::Null).unwrap();
+    for token in ["clé", "s3cret\n", " s3cret"] {
+        let p = pipeline("twiliostreamsrc name=src port=0 ! fakesink");
+        by_name(&p, "src").set_property("auth-bearer-token", token);
+        assert!(p.set_state(gst::State::Playing).is_err(), "{token:?}");
+        let error = first_error_text(&p.bus().unwrap()).unwrap();
+        assert_eq!(
+            error,
+            "auth-bearer-token must be printable ASCII, with no space around it: \
+             an HTTP header carries it"
+        );
+        p.set_state(gst::State::Null).unwrap();
+    }
 }

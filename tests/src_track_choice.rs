@@ -267,13 +267,14 @@ const BOTH_REASON: &str = "track=both takes 8 kHz G.711 calls only; \
                            this call carries L16@16000 (big-endian)";
 
 /// `track=both` aligns G.711 chunks only: a call of another format is
-/// refused at its `start` (close 1003, the reason, a WARNING on the bus,
-/// `refused-calls`), and the pipeline goes on to take the next call.
+/// refused when its wait for an element that takes it ends (close 1003,
+/// the reason, a WARNING on the bus, `refused-calls`), and the pipeline
+/// goes on to take the next call.
 #[test]
 fn both_refuses_a_wideband_call_and_takes_the_next() {
     let (p, collector, url) = start(
-        "twiliostreamsrc name=src port=0 track=both ! audio/x-raw,rate=8000 \
-         ! fakesink name=sink sync=false",
+        "twiliostreamsrc name=src port=0 track=both pending-timeout=1 ! \
+         audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
     );
     let bus = p.bus().unwrap();
     assert_eq!(
@@ -310,6 +311,45 @@ fn both_refuses_a_wideband_call_and_takes_the_next() {
     assert_eq!(left, decode(&inbound));
     assert_eq!(right, decode(&outbound));
     set_state(&p, gst::State::Null);
+}
+
+/// A wideband call on a path a `track=both` src alone serves waits for an
+/// element that takes it (a pipeline of a pool started meanwhile).
+#[test]
+fn a_wideband_call_waits_for_an_element_that_takes_it() {
+    use common::waiting::{debug_log, wait_until_waiting};
+    debug_log();
+    let both = pipeline(
+        "twiliostreamsrc name=src port=0 path=/later track=both pending-timeout=15 ! fakesink",
+    );
+    set_state(&both, gst::State::Playing);
+    let port = by_name(&both, "src").property::<u32>("bound-port");
+    let url = format!("ws://127.0.0.1:{port}/later");
+    let params = wideband_call();
+    let pcm: Vec<i16> = (0..3200).map(|i| ((i * 53) % 3000) as i16 - 1500).collect();
+    let mut wire = Vec::new();
+    params.format.encode(&pcm, &mut wire);
+    let mut call = rt().block_on(async {
+        let mut call = TwilioCall::start(&url, params).await.unwrap();
+        for chunk in wire.chunks(640) {
+            call.send_media_on(Track::Inbound, chunk).unwrap();
+        }
+        call
+    });
+    wait_until_waiting("/later");
+    let (later, collector, _) = start(&format!(
+        "twiliostreamsrc name=src port={port} path=/later ! fakesink name=sink sync=false"
+    ));
+    rt().block_on(async {
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    // All it said while it waited (early-audio).
+    assert_eq!(collector.wait_eos().samples(), pcm);
+    assert_eq!(by_name(&both, "src").property::<u64>("refused-calls"), 0);
+    assert!(warnings(&both.bus().unwrap()).is_empty());
+    set_state(&later, gst::State::Null);
+    set_state(&both, gst::State::Null);
 }
 
 /// On a path served by a `track=both` src and another, a wideband call

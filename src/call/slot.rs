@@ -117,8 +117,14 @@ impl Slot {
 
     /// Why the slot could never take a call of `format`, if it could not.
     pub(crate) fn unsuited(&self, format: WireFormat) -> Option<String> {
+        let why = self.refusal(format)?;
+        Some(format!("{why}; this call carries {format}"))
+    }
+
+    /// What [`unsuited`](Self::unsuited) says, before the format.
+    fn refusal(&self, format: WireFormat) -> Option<&'static str> {
         let takes = *self.takes.locked();
-        let why = match format.codec {
+        Some(match format.codec {
             _ if takes.g711_only && !format.is_g711() => "track=both takes 8 kHz G.711 calls only",
             Codec::G722 if !takes.g722 => "the src's downstream takes no audio/G722",
             Codec::Opus if !takes.opus => "the src's downstream takes no audio/x-opus",
@@ -126,8 +132,7 @@ impl Slot {
                 "the src's downstream takes compressed audio only"
             }
             _ => return None,
-        };
-        Some(format!("{why}; this call carries {format}"))
+        })
     }
 
     /// How the slot's element is told of a call refused as
@@ -138,7 +143,7 @@ impl Slot {
 
     /// Delivers `call` if the slot is free and takes its format.
     pub(crate) fn offer(&self, call: &Arc<Call>) -> bool {
-        if self.unsuited(call.format()).is_some() {
+        if self.refusal(call.format()).is_some() {
             return false;
         }
         self.call.send_if_modified(|current| {

@@ -46,7 +46,7 @@ mod tests {
             (&[28 << 3 | 3, 0x80], None),        // code 3, no frames
             (&[3 << 3 | 3, 2, 0], Some(960)),    // SILK NB 60 ms × 2: 120 ms, the most
             (&[3 << 3 | 3, 3, 0], None),         // × 3: 180 ms
-            (&[0x1b, 0xff], None),               // SILK WB 60 ms × 63
+            (&[0x1b, 0xff], None),               // SILK NB 60 ms × 63
             (&[], None),
         ];
         for (packet, ticks) in cases {

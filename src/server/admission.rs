@@ -16,7 +16,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::accept::Arriving;
-use super::paths::{Dispatch, PathCounters};
+use super::paths::{Dispatch, Expired, PathCounters, Unsuited};
 use super::stream::{OverReadLimit, ReadLimit};
 use super::upgrade::Upgraded;
 use crate::call::session::{Handled, Level, Session};
@@ -92,18 +92,7 @@ where
             &now,
             "the path is served again with other auth settings",
         ),
-        Dispatch::Unsuited(why, notices) => {
-            if call.is_open() {
-                // Counted and told before the close: a client that sees
-                // it finds both done.
-                PathCounters::count(&counters.refused_calls);
-                gst::warning!(CAT, "{call:?}: refused with close code 1003: {why}");
-                for notice in notices {
-                    notice(&why);
-                }
-                call.refuse(CLOSE_UNSUPPORTED, &why);
-            }
-        }
+        Dispatch::Unsuited(unsuited) => refuse_unsuited(&call, &counters, unsuited),
         // A task of its own: this one (the handshake's) must end now, so that
         // max-connections eviction never picks a call.
         Dispatch::Queued => {
@@ -122,12 +111,16 @@ where
                 let Some(call) = waiting.upgrade() else {
                     return;
                 };
-                if shared.expire(&path, &call) {
-                    let why = format!(
-                        "no element was free for the call within {} s, try again later",
-                        wait.as_secs()
-                    );
-                    refuse(&call, &counters, &why);
+                match shared.expire(&path, &call) {
+                    Expired::NotWaiting => {}
+                    Expired::Busy => {
+                        let why = format!(
+                            "no element was free for the call within {} s, try again later",
+                            wait.as_secs()
+                        );
+                        refuse(&call, &counters, &why);
+                    }
+                    Expired::Unsuited(unsuited) => refuse_unsuited(&call, &counters, unsuited),
                 }
             });
         }
@@ -150,6 +143,25 @@ pub(super) fn refuse(call: &Call, counters: &PathCounters, why: &str) {
     PathCounters::count(&counters.refused_calls);
     gst::warning!(CAT, "{call:?}: refused with close code 1013: {why}");
     call.refuse(CLOSE_TRY_AGAIN_LATER, why);
+}
+
+/// Closes a call no element of its path takes the format of with 1003 and
+/// why, counted in `refused-calls`, each element told (with its own
+/// reason); one that had ended by itself meanwhile is abandoned.
+fn refuse_unsuited(call: &Call, counters: &PathCounters, unsuited: Unsuited) {
+    if !call.is_open() {
+        PathCounters::count(&counters.abandoned_calls);
+        return;
+    }
+    // Counted and told before the close: a client that sees it finds both
+    // done.
+    PathCounters::count(&counters.refused_calls);
+    let why = unsuited.why;
+    gst::warning!(CAT, "{call:?}: refused with close code 1003: {why}");
+    for (notice, own) in unsuited.notices {
+        notice(&own);
+    }
+    call.refuse(CLOSE_UNSUPPORTED, &why);
 }
 
 /// The close reason for a `start` spelled in another dialect than the

@@ -55,9 +55,26 @@ pub enum Dispatch {
     /// The path is served again, with other auth settings than those the
     /// call was upgraded under; the path's counters now.
     OtherAuth(Arc<PathCounters>),
-    /// No element of the path could ever take the call's format: why, and
-    /// how to tell each of them.
-    Unsuited(String, Vec<Refused>),
+    /// With `pending-timeout=0`: no element of the path takes the call's
+    /// format.
+    Unsuited(Unsuited),
+}
+
+/// Why no element of a path takes a call's format: the first one's reason,
+/// and how to tell each of them, with its own.
+pub struct Unsuited {
+    pub why: String,
+    pub notices: Vec<(Refused, String)>,
+}
+
+/// What became of a waiting call at the end of its wait.
+pub enum Expired {
+    /// It was not waiting any more (taken, or gone).
+    NotWaiting,
+    /// Taken out: no element was free.
+    Busy,
+    /// Taken out: no element there takes its format.
+    Unsuited(Unsuited),
 }
 
 pub struct PathEntry {
@@ -227,29 +244,35 @@ impl Shared {
         if entry.waiters.iter().any(|(_, slot)| slot.offer(call)) {
             gst::debug!(CAT, "{call:?}: delivered");
             Dispatch::Delivered
-        } else if let Some(why) = unsuited_everywhere(entry, call) {
-            let notices = entry
-                .waiters
-                .iter()
-                .filter_map(|(_, slot)| slot.refused_notice())
-                .collect();
-            Dispatch::Unsuited(why, notices)
+        } else if let Some(unsuited) =
+            unsuited_everywhere(entry, call).filter(|_| admitted.pending_timeout.is_zero())
+        {
+            Dispatch::Unsuited(unsuited)
         } else {
+            // Even if no element there takes its format: one that does may
+            // come within pending-timeout (a pipeline cycled through READY).
             gst::debug!(CAT, "{call:?}: no element free, waiting");
             entry.pending.push_back(call.clone());
             Dispatch::Queued
         }
     }
 
-    /// Removes `call` from the pending queue; true if it was still there.
-    pub fn expire(&self, path: &str, call: &Arc<Call>) -> bool {
+    /// Removes `call` from the pending queue, saying why it waited in vain.
+    pub fn expire(&self, path: &str, call: &Arc<Call>) -> Expired {
         let mut paths = self.paths.locked();
         let Some(entry) = paths.get_mut(path) else {
-            return false;
+            return Expired::NotWaiting;
         };
         let before = entry.pending.len();
         entry.pending.retain(|c| !Arc::ptr_eq(c, call));
-        let expired = entry.pending.len() != before;
+        let expired = match (
+            entry.pending.len() != before,
+            unsuited_everywhere(entry, call),
+        ) {
+            (false, _) => Expired::NotWaiting,
+            (true, Some(unsuited)) => Expired::Unsuited(unsuited),
+            (true, None) => Expired::Busy,
+        };
         if entry.waiters.is_empty() && entry.pending.is_empty() {
             paths.remove(path);
         }
@@ -344,13 +367,23 @@ fn deliver_pending(entry: &mut PathEntry, slot: &Slot) {
     }
 }
 
-/// Why none of the path's elements could ever take `call`, if so (with no
+/// Why none of the path's elements takes `call`, if none does (with no
 /// elements, any could come).
-fn unsuited_everywhere(entry: &PathEntry, call: &Call) -> Option<String> {
+fn unsuited_everywhere(entry: &PathEntry, call: &Call) -> Option<Unsuited> {
     let format = call.format();
-    let mut whys = entry.waiters.iter().map(|(_, slot)| slot.unsuited(format));
-    let first = whys.next()??;
-    whys.all(|why| why.is_some()).then_some(first)
+    let mut notices = Vec::new();
+    let mut first = None;
+    for (_, slot) in &entry.waiters {
+        let why = slot.unsuited(format)?;
+        if let Some(notice) = slot.refused_notice() {
+            notices.push((notice, why.clone()));
+        }
+        first.get_or_insert(why);
+    }
+    Some(Unsuited {
+        why: first?,
+        notices,
+    })
 }
 
 #[cfg(test)]

@@ -139,7 +139,7 @@ impl TwilioStreamSrc {
         let first = (state.timeline.is_none() || resume.early_run) && !resume.paused;
         if queued && !(first && before.is_some_and(|b| b <= resume.early)) {
             if first {
-                resume.early_dropped_ms += state.format.duration_ns(chunk.ulaw.len()) / 1_000_000;
+                resume.early_dropped_ms += state.format.payload_ns(&chunk.ulaw) / 1_000_000;
             }
             if let Some(call) = &state.call {
                 call.stats.add(Stat::ChunksDroppedPaused, 1);
