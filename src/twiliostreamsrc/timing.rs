@@ -70,12 +70,15 @@ pub(super) struct Resume {
     /// `early-audio`: how long before the element's first PLAYING with
     /// the call (the call waiting for it) a chunk may have come and be kept.
     pub(super) early: Duration,
-    /// Since the last return to PLAYING, the call's first chunk was
-    /// placed: the chunks queued behind it are early too.
-    early_run: bool,
-    /// This call's chunks come earlier than that, dropped: ms of audio.
-    early_dropped_ms: u64,
-    /// Their ms, to warn of once the state is let go.
+    /// The PLAYING the call's first chunk was placed in: chunks from
+    /// before it are early, kept (however the element paused since).
+    first_playing: Option<Instant>,
+    /// The call's chunks from further before it, dropped: ms of audio,
+    /// per track.
+    early_dropped_ms: [u64; 2],
+    /// Told of once.
+    early_told: bool,
+    /// The most of them (ms), to warn of once the state is let go.
     pub(super) early_to_warn: Option<u64>,
 }
 
@@ -121,7 +124,6 @@ impl TwilioStreamSrc {
         resume.since = Some(Instant::now());
         resume.pending = true;
         resume.paused = false;
-        resume.early_run = false;
     }
 
     /// A media chunk against the last return to PLAYING. One taken while
@@ -130,16 +132,28 @@ impl TwilioStreamSrc {
     /// then), and BaseSrc would push what it made once PLAYING again.
     pub(super) fn after_pause(&self, state: &mut State, chunk: &MediaChunk) -> AfterPause {
         let resume = &mut state.resume;
-        let before = resume
-            .since
-            .map(|since| since.saturating_duration_since(chunk.arrival));
-        let queued = resume.paused || before.is_some_and(|b| !b.is_zero());
-        // A call's audio before its first PLAYING (it waited for the
-        // element) is no pause: kept, up to `early-audio`.
-        let first = (state.timeline.is_none() || resume.early_run) && !resume.paused;
-        if queued && !(first && before.is_some_and(|b| b <= resume.early)) {
-            if first {
-                resume.early_dropped_ms += state.format.payload_ns(&chunk.ulaw) / 1_000_000;
+        if state.timeline.is_none() {
+            // The call's first chunk anchors the stream: nothing to anew.
+            resume.first_playing = resume.since;
+            resume.pending = false;
+        }
+        // A call's audio from before its first PLAYING (it waited for the
+        // element) is no pause: kept, up to `early-audio`, and it goes on
+        // from where the stream stands, even after a pause (the chunks
+        // that came during the pause are dropped, and the first after it
+        // anchors anew).
+        let early = resume
+            .first_playing
+            .map(|first| first.saturating_duration_since(chunk.arrival))
+            .filter(|before| !before.is_zero());
+        let dropped = match early {
+            Some(before) => before > resume.early,
+            None => resume.paused || resume.since.is_some_and(|since| chunk.arrival < since),
+        };
+        if dropped {
+            if early.is_some() {
+                let ms = state.format.payload_ns(&chunk.ulaw) / 1_000_000;
+                resume.early_dropped_ms[chunk.track.index()] += ms;
             }
             if let Some(call) = &state.call {
                 call.stats.add(Stat::ChunksDroppedPaused, 1);
@@ -148,11 +162,11 @@ impl TwilioStreamSrc {
             return AfterPause::Drop;
         }
         // (Not told when early-audio is 0: chosen so.)
-        if first && resume.early_dropped_ms > 0 && !resume.early.is_zero() {
-            resume.early_to_warn = Some(std::mem::take(&mut resume.early_dropped_ms));
+        let most = resume.early_dropped_ms.into_iter().max().unwrap_or(0);
+        if most > 0 && !resume.early.is_zero() && !std::mem::replace(&mut resume.early_told, true) {
+            resume.early_to_warn = Some(most);
         }
-        resume.early_run |= first;
-        if std::mem::take(&mut resume.pending) && state.timeline.is_some() {
+        if early.is_none() && std::mem::take(&mut resume.pending) && state.timeline.is_some() {
             return AfterPause::Reanchor;
         }
         AfterPause::Place
