@@ -276,7 +276,7 @@ fn a_call_name_taken_by_a_listening_src_is_a_clear_error() {
     let first = pipeline(
         "twiliostreamsrc name=src port=0 call-name=dup ! queue ! twiliostreamsink call-name=dup",
     );
-    let second = pipeline("twiliostreamsrc port=0 call-name=dup track=both ! fakesink");
+    let second = pipeline("twiliostreamsrc name=b port=0 call-name=dup track=both ! fakesink");
     let refused = || {
         assert!(second.set_state(gst::State::Playing).is_err());
         let error = first_error_text(&second.bus().unwrap()).unwrap();
@@ -314,6 +314,8 @@ fn a_call_name_taken_by_a_listening_src_is_a_clear_error() {
     let echo = rt().spawn(echo_call(url_of(&src), a.clone(), CallParams::default()));
     counter_at_least(&src, "chunks-received", 1);
     refused();
+    // Nor does the second show the first's call as its own.
+    assert_eq!(by_name(&second, "b").property::<u64>("chunks-received"), 0);
     let echoed = rt().block_on(echo).unwrap();
     assert!(best_correlation(&a, &echoed).0 >= 0.99);
     first.set_state(gst::State::Null).unwrap();

@@ -11,21 +11,39 @@ use super::Track;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MediaFormat {
     pub encoding: String,
-    /// Telnyx spells it `sample_rate`. 0 when absent: a codec of one
-    /// rate (G.711) is taken at it, L16 refused (`WireFormat::parse`).
+    /// Telnyx spells it `sample_rate`. 0 when absent (or `null`): a codec
+    /// of one rate (G.711) is taken at it, L16 refused (`WireFormat::parse`).
     #[serde(
         rename = "sampleRate",
         alias = "sample_rate",
         default,
-        deserialize_with = "super::number_or_string"
+        deserialize_with = "rate_or_null"
     )]
     pub sample_rate: u32,
-    #[serde(default = "one", deserialize_with = "super::number_or_string")]
+    /// 1 when absent (or `null`).
+    #[serde(default = "one", deserialize_with = "channels_or_null")]
     pub channels: u32,
 }
 
 fn one() -> u32 {
     1
+}
+
+fn rate_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    Ok(Option::<Counted>::deserialize(d)?.map_or(0, |c| c.0))
+}
+
+fn channels_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    Ok(Option::<Counted>::deserialize(d)?.map_or(1, |c| c.0))
+}
+
+/// A number (or a string of one) of 32 bits.
+struct Counted(u32);
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Counted, D::Error> {
+        super::number_or_string(d).map(Counted)
+    }
 }
 
 impl MediaFormat {

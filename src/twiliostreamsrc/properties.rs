@@ -464,12 +464,14 @@ impl TwilioStreamSrc {
     }
 
     /// The call whose counters the properties show.
+    /// (Its slot's, only while it listens: a src whose start failed for a
+    /// `call-name` another holds must not show that one's call.)
     fn stats_call(&self) -> Option<Arc<Call>> {
-        self.state
-            .locked()
-            .call
-            .clone()
-            .or_else(|| self.slot().current())
+        let (call, listening) = {
+            let state = self.state.locked();
+            (state.call.clone(), state.registration.is_some())
+        };
+        call.or_else(|| listening.then(|| self.slot().current()).flatten())
     }
 
     /// The counters of the call, then its quality figures.

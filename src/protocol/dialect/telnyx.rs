@@ -368,7 +368,11 @@ mod tests {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         assert_eq!(custom, [("to", "mine")]);
-        let nulls = r#"{"event":"start","start":{"custom_parameters":null},"stream_id":"S"}"#;
-        assert!(matches!(Telnyx.parse(nulls), Ok(Inbound::Start { .. })));
+        let nulls = r#"{"event":"start","start":{"custom_parameters":null,"media_format":{"encoding":"PCMU","sample_rate":null,"channels":null}},"stream_id":"S"}"#;
+        let Ok(Inbound::Start { start, .. }) = Telnyx.parse(nulls) else {
+            panic!("not a start")
+        };
+        let format = start.media_format.unwrap();
+        assert_eq!((format.sample_rate, format.channels), (0, 1));
     }
 }
