@@ -60,6 +60,14 @@ fn play(url: &str, format: WireFormat, payloads: &[Vec<u8>]) {
     });
 }
 
+/// Each buffer's bytes.
+fn buffer_bytes(got: &common::Collected) -> Vec<Vec<u8>> {
+    got.buffers
+        .iter()
+        .map(|b| b.map_readable().unwrap().to_vec())
+        .collect()
+}
+
 fn sink_caps(p: &gst::Pipeline) -> gst::Caps {
     by_name(p, "sink")
         .static_pad("sink")
@@ -74,12 +82,7 @@ fn opus_packets_come_out_one_buffer_each() {
     let packets = opus_packets(25);
     play(&url, WireFormat::OPUS, &packets);
     let got = collector.wait_eos();
-    let buffers: Vec<Vec<u8>> = got
-        .buffers
-        .iter()
-        .map(|b| b.map_readable().unwrap().to_vec())
-        .collect();
-    assert_eq!(buffers, packets);
+    assert_eq!(buffer_bytes(&got), packets);
     assert!(
         got.buffers
             .iter()
@@ -331,12 +334,7 @@ fn opus_output_refuses_a_call_of_another_codec() {
     let packets = opus_packets(3);
     play(&url, WireFormat::OPUS, &packets);
     let got = collector.wait_eos();
-    let buffers: Vec<Vec<u8>> = got
-        .buffers
-        .iter()
-        .map(|b| b.map_readable().unwrap().to_vec())
-        .collect();
-    assert_eq!(buffers, packets);
+    assert_eq!(buffer_bytes(&got), packets);
     set_state(&p, gst::State::Null);
 }
 
