@@ -221,3 +221,15 @@ pub fn hold_first_buffer(pad: &gst::Pad) -> (gst::PadProbeId, std::sync::mpsc::R
         .unwrap();
     (probe, held)
 }
+
+/// A playing pipeline around a listening src configured by `props`
+/// (gst-launch syntax), its 8 kHz output into a fakesink named `sink`; with
+/// the src.
+pub fn listening_src(props: &str) -> (gst::Pipeline, gst::Element) {
+    let p = pipeline(&format!(
+        "twiliostreamsrc name=src port=0 {props} ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+    ));
+    set_state(&p, gst::State::Playing);
+    let src = by_name(&p, "src");
+    (p, src)
+}
