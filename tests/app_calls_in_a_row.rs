@@ -276,3 +276,45 @@ fn the_voice_bot_pipeline_serves_calls_in_a_row() {
     }
     set_bounded(&p, gst::State::Null);
 }
+
+/// A voice bot that cycles only the caller's branch (the src in a bin of
+/// its own) through READY at each call's end, its bot branch playing on:
+/// its sink, fed by the bot's appsrc and never by the src, follows the src
+/// to its next call (it once waited for good for a stream of the src's
+/// that would never reach it, and the next callers heard nothing).
+#[test]
+fn a_voice_bot_that_cycles_only_its_caller_branch_plays_into_each_call() {
+    let p = pipeline(
+        "( name=caller twiliostreamsrc name=src port=0 ! queue ! fakesink sync=false async=false ) \
+         appsrc name=tts format=time is-live=true caps=audio/x-mulaw,rate=8000,channels=1 \
+         ! queue ! twiliostreamsink name=sink",
+    );
+    let caller = by_name(&p, "caller");
+    let src = by_name(&p, "src");
+    let sink = by_name(&p, "sink");
+    let tts = by_name(&p, "tts");
+    let bus = p.bus().unwrap();
+    set_bounded(&p, gst::State::Playing);
+    for n in 0..4 {
+        let mut call = start_call(&url_of(&src), 3);
+        messages_until(&bus, |m| has_element(m, "twilio-start"));
+        let prompt = pattern(n, 4);
+        let ret = tts.emit_by_name::<gst::FlowReturn>(
+            "push-buffer",
+            &[&gst::Buffer::from_slice(prompt.clone())],
+        );
+        assert_eq!(ret, gst::FlowReturn::Ok, "call {n}");
+        let got = receive_until(&mut call, |got| media_bytes(got).len() >= prompt.len());
+        assert_eq!(media_bytes(&got), prompt, "call {n}");
+        assert!(
+            sink.emit_by_name::<bool>("send-mark", &[&"after"]),
+            "call {n}"
+        );
+        call.send_stop().unwrap();
+        rt().block_on(call.close());
+        messages_until(&bus, |m| has_element(m, "twilio-stop"));
+        assert!(caller.set_state(gst::State::Ready).is_ok());
+        assert!(caller.set_state(gst::State::Playing).is_ok());
+    }
+    set_bounded(&p, gst::State::Null);
+}

@@ -126,8 +126,9 @@ impl TwilioStreamSink {
     /// The call played into is over and the slot holds another: the src
     /// was started again alone (its bin and this sink played on) and took
     /// it. Once the src's new stream has started here (its STREAM_START:
-    /// `stream_started`), lets go of the old call as a stop would, so that
-    /// the next one is adopted. (A sink listening itself takes one call per
+    /// `stream_started`), or at once when the sink's stream does not come
+    /// from the src (a voice bot's appsrc), lets go of the old call as a
+    /// stop would, so that the next one is adopted. (A sink listening itself takes one call per
     /// start: it keeps the old one.) `seen` is the call over as the caller
     /// saw it: if another thread (a signal's, the streaming thread) let go
     /// of it meanwhile, LetGo too, so that the caller looks again rather
@@ -149,7 +150,27 @@ impl TwilioStreamSink {
             return Ended::Kept;
         }
         if !state.next_stream {
-            return Ended::OldStream;
+            // Only a stream that comes from the src carries the old call's
+            // audio: one of the application's own (an appsrc, as a voice
+            // bot's) goes on into the next call, and no STREAM_START of the
+            // src's would ever come.
+            let slot = state.slot.clone();
+            drop(state);
+            let src_of = |e: &gst::Element| {
+                e.downcast_ref::<crate::TwilioStreamSrc>()
+                    .is_some_and(|src| slot.as_ref().is_some_and(|s| Arc::ptr_eq(&src.slot(), s)))
+            };
+            if self.upstream(src_of) {
+                return Ended::OldStream;
+            }
+            state = self.state.locked();
+            if !state
+                .call
+                .as_ref()
+                .is_some_and(|call| Arc::ptr_eq(call, seen))
+            {
+                return Ended::LetGo;
+            }
         }
         let old = state.call.take().expect("looked at above");
         state.stream_sid = None;
@@ -458,10 +479,15 @@ impl TwilioStreamSink {
         }
     }
 
-    /// Whether `src` is upstream of the sink's pad, through any elements
-    /// and bins (ghost pads lead to their targets).
+    /// Whether `src` is upstream of the sink's pad.
     fn fed_by(&self, src: &crate::TwilioStreamSrc) -> bool {
         let src: &gst::Element = src.upcast_ref();
+        self.upstream(|e| e == src)
+    }
+
+    /// Whether an element `found` is upstream of the sink's pad, through
+    /// any elements and bins (ghost pads lead to their targets).
+    fn upstream(&self, found: impl Fn(&gst::Element) -> bool) -> bool {
         let obj = self.obj();
         let pad = gst_base::prelude::BaseSinkExtManual::sink_pad(&*obj);
         let mut pads: Vec<gst::Pad> = pad.peer().into_iter().collect();
@@ -470,7 +496,7 @@ impl TwilioStreamSink {
             let Some(pad) = pads.pop() else {
                 return false;
             };
-            if pad.parent_element().as_ref() == Some(src) {
+            if pad.parent_element().is_some_and(|e| found(&e)) {
                 return true;
             }
             for link in pad.iterate_internal_links().into_iter().flatten() {
