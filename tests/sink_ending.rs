@@ -295,9 +295,15 @@ fn the_end_stream_signal_ends_now_or_after_playout() {
             // (one end mark below).
             assert!(!sink.emit_by_name::<bool>("end-stream", &[&true]));
             // Audio rendered after it is no part of the stream it ends:
-            // dropped, not sent after the end mark.
+            // dropped, not sent after the end mark; nor are marks, which
+            // Twilio would echo as played (the signal's refused).
             h.push(pcm_buffer(&sine(440.0, 8000.0, 8000.0, 1600)))
                 .unwrap();
+            let mark = gst::Structure::builder("twilio-mark")
+                .field("name", "after-the-end")
+                .build();
+            assert!(h.push_event(gst::event::CustomDownstream::new(mark)));
+            assert!(!sink.emit_by_name::<bool>("send-mark", &[&"late"]));
         }
         let got = until_closed(&mut call);
         assert_eq!(got.last(), Some(&Received::Closed(Some(1000))));

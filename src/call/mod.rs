@@ -85,6 +85,10 @@ pub enum SendError {
     Closed,
     /// Too much is waiting to be written: the peer is not reading.
     Backlog,
+    /// `end-stream` after the playout was asked for: what comes later is
+    /// no part of the stream it ends (a mark there would be echoed as
+    /// played, its audio never sent).
+    Ending,
 }
 
 /// Where a call's log lines go: the category and object of the element that
@@ -423,6 +427,15 @@ impl Call {
     /// once Twilio has sent `stop` (it echoes nothing more), and on a
     /// one-way stream (it echoes nothing).
     pub fn send_mark(&self, name: &str) -> Result<u64, SendError> {
+        if self.ending_after_playout.load(Ordering::SeqCst) {
+            return Err(SendError::Ending);
+        }
+        self.mark(name)
+    }
+
+    /// [`send_mark`](Self::send_mark), for the plugin's own marks: sent
+    /// while the stream ends too.
+    pub(crate) fn mark(&self, name: &str) -> Result<u64, SendError> {
         let Some(start) = self.start_info() else {
             return Err(SendError::Closed);
         };

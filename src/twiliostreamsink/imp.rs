@@ -167,7 +167,8 @@ impl State {
                 running_time,
             };
             match call.send(media) {
-                Ok(()) => {}
+                // (Media after `end-stream` is dropped by `send`: Ok.)
+                Ok(()) | Err(SendError::Ending) => {}
                 Err(SendError::Backlog) => call.stats.add(Stat::ChunksDropped, 1),
                 // Dropped, as after `stop`, until the call's consumer has
                 // read its end (see `Call::end_unread`).
