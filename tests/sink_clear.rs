@@ -143,3 +143,29 @@ fn a_clear_before_any_audio_reports_nothing_played() {
         gst::ClockTime::ZERO
     );
 }
+
+/// A mark or a clear sent to the sink element itself, not pushed into it
+/// (`gst_element_send_event`, as a new user tries first), acts as pushed:
+/// BaseSink sent such events upstream, where they were lost unsaid.
+#[test]
+fn events_sent_to_the_sink_element_act_as_pushed() {
+    let mut h = sink_harness(PCM_8K);
+    let sink = h.element().unwrap();
+    let bus = gst::Bus::new();
+    sink.set_bus(Some(&bus));
+    let mut call = dial(&sink, Playout::RealTime);
+    h.push(pcm_buffer(&sine(300.0, 8000.0, 6000.0, 1600)))
+        .unwrap();
+    let mark = gst::Structure::builder("twilio-mark")
+        .field("name", "sent-to-the-element")
+        .build();
+    assert!(sink.send_event(gst::event::CustomDownstream::new(mark)));
+    let got = receive_until(&mut call, |got| !marks(got).is_empty());
+    assert_eq!(marks(&got), ["sent-to-the-element"]);
+    assert_eq!(media_bytes(&got).len(), 1600, "the mark follows the audio");
+    let clear = gst::Structure::new_empty("twilio-clear");
+    assert!(sink.send_event(gst::event::CustomDownstreamOob::new(clear)));
+    let report = twilio_clear(&bus);
+    assert_eq!(report.get::<String>("reason").unwrap(), "event");
+    assert_eq!(sink.property::<u64>("clears-sent"), 1);
+}

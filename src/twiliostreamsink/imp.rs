@@ -320,6 +320,21 @@ impl ElementImpl for TwilioStreamSink {
         )
     }
 
+    /// A `twilio-mark` or `twilio-clear` sent to the element itself rather
+    /// than pushed: BaseSink would send a downstream event upstream, where
+    /// nothing takes it. Into the sink's pad instead, as if pushed (a mark
+    /// then follows the buffers the sink has taken).
+    fn send_event(&self, event: gst::Event) -> bool {
+        let ours = event.is_downstream()
+            && event
+                .structure()
+                .is_some_and(|s| s.name() == MARK_EVENT || s.name() == CLEAR_EVENT);
+        if ours {
+            return self.obj().sink_pad().send_event(event);
+        }
+        self.parent_send_event(event)
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
