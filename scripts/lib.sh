@@ -10,7 +10,8 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 # Debian packages the build, the tests and the demo need (nginx: the test of
 # the reverse-proxy recipe runs a real one; espeak: the bots and the emulated
 # caller speak; libav: avdec_g722 after the src in tests/compressed.rs;
-# python3-gi and the GIR data: examples/python/voicebot.py).
+# python3-gi, the GIR data and GStreamer's Python overrides:
+# examples/python/voicebot.py).
 DEBIAN_PACKAGES=(
   build-essential pkg-config libglib2.0-dev
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
@@ -18,7 +19,7 @@ DEBIAN_PACKAGES=(
   nginx
   gstreamer1.0-espeak
   gstreamer1.0-libav
-  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
+  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 python3-gst-1.0
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

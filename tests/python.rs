@@ -185,6 +185,11 @@ fn the_python_voice_bot_talks_barges_in_on_speech_and_keys_and_hands_the_call_ba
     // synthesis can take a second or more on a busy machine): its speech
     // then comes during the menu, not the greeting.
     wait_for_line(&mut bot, &lines, &mut transcript, "saying \"greeting\"");
+    // `tracks`, an array, read as the README says Python reads it.
+    assert!(
+        transcript.contains("from +15550100 started (tracks: inbound)"),
+        "{transcript}"
+    );
     let report = common::rt().block_on(async {
         let script = Script {
             audio: audio::encode(&caller),

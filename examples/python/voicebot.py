@@ -200,7 +200,12 @@ class Bot:
             elif name == "twilio-start":
                 params = s.get_value("custom-parameters")
                 caller = params.get_string("caller") if params else None
-                self.say(f"call {s.get_string('call-sid')} from {caller or 'an unknown caller'} started")
+                # (An array: reading it needs GStreamer's overrides, python3-gst-1.0.)
+                tracks = ", ".join(s.get_value("tracks"))
+                self.say(
+                    f"call {s.get_string('call-sid')} from {caller or 'an unknown caller'} "
+                    f"started (tracks: {tracks})"
+                )
                 self.play("greeting", "Hello, and thanks for calling the twiliostream demo.")
                 self.play(
                     "menu",
