@@ -331,14 +331,17 @@ fn listening_properties_on_a_paired_sink_are_named_in_a_warning() {
     init();
     let p = pipeline(
         "twiliostreamsrc port=0 ! fakesink  audiotestsrc ! audio/x-raw,rate=8000,channels=1 ! \
-         twiliostreamsink path=/elsewhere async=false",
+         twiliostreamsink path=/elsewhere auth-token=s3cret tls-certificate=cert.pem \
+         tls-key=key.pem async=false",
     );
     set_state(&p, gst::State::Paused);
     let warned = warnings(&p.bus().unwrap());
     assert_eq!(warned.len(), 1, "{warned:?}");
+    // Above all the credentials: the src's listener takes calls without them.
     assert!(
         warned[0].starts_with(
-            "path ignored: the sink plays into the call of a twiliostreamsrc and does not listen itself"
+            "path, auth-token, tls-certificate, tls-key ignored: the sink plays into the call \
+             of a twiliostreamsrc and does not listen itself"
         ),
         "{warned:?}"
     );

@@ -325,7 +325,8 @@ impl TwilioStreamSink {
                         "{} ignored: the sink plays into the call of a twiliostreamsrc \
                          and does not listen itself",
                         ignored.join(", ")
-                    )
+                    ),
+                    ["the src's listener takes the calls: set these on the src"]
                 );
             }
         }

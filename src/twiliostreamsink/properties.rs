@@ -165,14 +165,44 @@ pub(super) fn signals() -> Vec<glib::subclass::Signal> {
     ]
 }
 
-/// The listening properties (`host`, `port`, `path`) set to other than
-/// their defaults: a paired sink does not listen, so they are ignored.
+/// The listening properties set to other than their defaults: a paired
+/// sink does not listen, so they are ignored (the src's listener takes the
+/// calls: an `auth-token` or a certificate set here protects nothing).
 pub(super) fn listening_properties_set(endpoint: &Endpoint) -> Vec<&'static str> {
     let default = Endpoint::default();
+    let (limits, defaults) = (&endpoint.limits, &default.limits);
+    let provider = &endpoint.provider;
     [
         ("host", endpoint.host != default.host),
         ("port", endpoint.port != default.port),
         ("path", endpoint.path != default.path),
+        ("auth-token", endpoint.auth_token.is_some()),
+        ("public-url", endpoint.public_url.is_some()),
+        ("tls-certificate", endpoint.tls_certificate.is_some()),
+        ("tls-key", endpoint.tls_key.is_some()),
+        (
+            "max-message-size",
+            limits.max_message_size != defaults.max_message_size,
+        ),
+        (
+            "handshake-timeout",
+            limits.handshake_timeout != defaults.handshake_timeout,
+        ),
+        ("idle-timeout", limits.idle_timeout != defaults.idle_timeout),
+        (
+            "max-connections",
+            limits.max_connections != defaults.max_connections,
+        ),
+        (
+            "pending-timeout",
+            limits.pending_timeout != defaults.pending_timeout,
+        ),
+        ("dialect", provider.dialect != default.provider.dialect),
+        (
+            "l16-byte-order",
+            provider.l16_order != default.provider.l16_order,
+        ),
+        ("auth-bearer-token", provider.bearer_token.is_some()),
     ]
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))
@@ -327,7 +357,20 @@ mod tests {
         assert!(listening_properties_set(&endpoint).is_empty());
         endpoint.port = 0;
         endpoint.path = "/bot".to_owned();
+        endpoint.auth_token = Some("secret".to_owned());
+        endpoint.tls_key = Some("key.pem".into());
         endpoint.limits.max_message_size = 1024;
-        assert_eq!(listening_properties_set(&endpoint), ["port", "path"]);
+        endpoint.limits.pending_timeout = endpoint.limits.pending_timeout * 2;
+        assert_eq!(
+            listening_properties_set(&endpoint),
+            [
+                "port",
+                "path",
+                "auth-token",
+                "tls-key",
+                "max-message-size",
+                "pending-timeout"
+            ]
+        );
     }
 }
