@@ -149,7 +149,7 @@ async fn handshake(stream: TcpStream, tls: Option<TlsAcceptor>, arriving: Arrivi
     };
     match accepted {
         Ok(Ok(stream)) => upgrade_then_admit(stream, deadline, arriving).await,
-        Ok(Err(e)) => gst::info!(CAT, "{}: TLS handshake failed: {e}", arriving.peer),
+        Ok(Err(e)) => super::tls::handshake_failed(arriving.peer, &e),
         Err(_) => timed_out(&arriving),
     }
 }

@@ -143,6 +143,56 @@ fn pem_error(e: &pem::Error) -> String {
     }
 }
 
+/// The alert a client sent when it refused our certificate (expired, not
+/// trusted, unusable), from a failed handshake's error.
+fn certificate_refused(e: &io::Error) -> Option<rustls::AlertDescription> {
+    use rustls::AlertDescription as A;
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(
+            alert @ (A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA),
+        ) => Some(*alert),
+        _ => None,
+    }
+}
+
+/// When a certificate refusal was last a WARNING (ms since `EPOCH`; 0: never).
+static LAST_REFUSAL_WARNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+/// Logs a failed TLS handshake: at INFO (scanners and dropped connections
+/// fail it all day), but a client that refused our certificate at WARNING,
+/// once a minute at most: an expired or untrusted certificate fails every
+/// call, and would otherwise show only at INFO.
+pub(super) fn handshake_failed(peer: std::net::SocketAddr, e: &io::Error) {
+    let Some(alert) = certificate_refused(e) else {
+        gst::info!(crate::call::CAT, "{peer}: TLS handshake failed: {e}");
+        return;
+    };
+    use std::sync::atomic::Ordering::Relaxed;
+    let now = EPOCH.elapsed().as_millis() as u64 + 1;
+    let last = LAST_REFUSAL_WARNED.load(Relaxed);
+    let due = last == 0 || now.saturating_sub(last) >= 60_000;
+    if due
+        && LAST_REFUSAL_WARNED
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok()
+    {
+        gst::warning!(
+            crate::call::CAT,
+            "{peer}: TLS handshake failed: the client refused our certificate ({alert:?}): \
+             check tls-certificate (expired? issued by a CA the client trusts? the whole \
+             chain?); said once a minute at most"
+        );
+    } else {
+        gst::info!(crate::call::CAT, "{peer}: TLS handshake failed: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +223,25 @@ mod tests {
     fn pair() -> (String, String) {
         let c = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         (c.cert.pem(), c.signing_key.serialize_pem())
+    }
+
+    #[test]
+    fn a_client_refusing_our_certificate_is_told_from_other_failures() {
+        use rustls::AlertDescription as A;
+        let failed = |e: rustls::Error| io::Error::new(io::ErrorKind::InvalidData, e);
+        for alert in [A::CertificateExpired, A::UnknownCA, A::BadCertificate] {
+            let e = failed(rustls::Error::AlertReceived(alert));
+            assert_eq!(certificate_refused(&e), Some(alert));
+        }
+        // A client's own trouble, a scanner, a dropped connection: not ours.
+        let others = [
+            failed(rustls::Error::AlertReceived(A::ProtocolVersion)),
+            failed(rustls::Error::General("x".into())),
+            io::Error::from(io::ErrorKind::UnexpectedEof),
+        ];
+        for e in others {
+            assert_eq!(certificate_refused(&e), None, "{e}");
+        }
     }
 
     #[test]
