@@ -9,6 +9,7 @@ use common::waiting::*;
 use common::*;
 use gst::prelude::*;
 use twilio_emulator::audio::decode;
+use twilio_emulator::{CallParams, TwilioCall};
 
 /// One pipeline serving calls in a row on a fixed port: a call that comes
 /// while it is busy waits, and the pipeline, cycled through READY (or NULL)
@@ -63,6 +64,36 @@ fn a_waiting_call_whose_path_is_not_served_again_gets_1013_in_time() {
         assert_eq!(closed(&mut waiting).await, Some(1013));
         busy.abort().await;
     });
+}
+
+/// A connection upgraded on a fixed port whose `start` comes once its
+/// path's last element stopped (the pipeline cycled between calls) waits,
+/// as the calls waiting then do, for an element listening there again: it
+/// was refused with 1013 at once.
+#[test]
+fn a_start_that_comes_while_the_pipeline_is_cycled_waits_for_it() {
+    debug_log();
+    let port = free_port();
+    let path = "/start-while-cycled";
+    let (p, src, _, url) = recording(&format!("port={port} path={path}"));
+    let mut call = rt()
+        .block_on(TwilioCall::connect(&url, CallParams::default()))
+        .unwrap();
+    set_state(&p, gst::State::Null);
+    call.begin().unwrap();
+    call.send_media(&MORE).unwrap();
+    wait_until_waiting(path);
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    set_state(&p, gst::State::Playing);
+    rt().block_on(async {
+        call.send_media(&AUDIO).unwrap();
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let said = [&MORE[..], &AUDIO].concat();
+    assert_eq!(collector.wait_eos().samples(), decode(&said));
+    assert_eq!(src.property::<u64>("refused-calls"), 0);
+    set_state(&p, gst::State::Null);
 }
 
 /// A call waiting on a fixed port when its pipeline stops came in without

@@ -82,7 +82,7 @@ where
         }
     };
     let call = Call::spawn(ws, peer, path.clone(), config.call, guard, session, start);
-    match shared.dispatch(&path, &config, &call) {
+    match shared.dispatch(&path, &config, &counters, &call) {
         Dispatch::Delivered => {}
         Dispatch::NobodyListens => refuse(&call, &counters, NOBODY_SERVES),
         // Upgraded before its element stopped; an element on a fixed port

@@ -102,6 +102,9 @@ pub struct Shared {
     /// Set, and notified, when the table is shut down: no element can
     /// serve its connections any more.
     shut: AtomicBool,
+    /// The listener's port was fixed: an element may listen there again
+    /// (`registry::TABLES`), so calls wait for one (`dispatch`).
+    fixed: bool,
     shut_down: Notify,
 }
 
@@ -139,6 +142,14 @@ impl Handshakes {
 }
 
 impl Shared {
+    /// The table of a listener on a fixed port.
+    pub fn fixed() -> Self {
+        Shared {
+            fixed: true,
+            ..Shared::default()
+        }
+    }
+
     pub fn path_config(&self, path: &str) -> Option<(PathConfig, Arc<PathCounters>)> {
         let paths = self.paths.locked();
         paths
@@ -230,12 +241,35 @@ impl Shared {
         }
     }
 
-    /// Hands `call`, upgraded under `admitted` (its path's settings then),
-    /// to the first free slot of its path, or queues it.
-    pub fn dispatch(&self, path: &str, admitted: &PathConfig, call: &Arc<Call>) -> Dispatch {
+    /// Hands `call`, upgraded under `admitted` (its path's settings then,
+    /// and `counters`), to the first free slot of its path, or queues it.
+    /// On a fixed port, a call whose path's last element stopped between
+    /// its upgrade and its `start` waits too, as the calls that were
+    /// waiting then do, for an element listening there again.
+    pub fn dispatch(
+        &self,
+        path: &str,
+        admitted: &PathConfig,
+        counters: &Arc<PathCounters>,
+        call: &Arc<Call>,
+    ) -> Dispatch {
         let mut paths = self.paths.locked();
         let Some(entry) = paths.get_mut(path) else {
-            return Dispatch::NobodyListens;
+            if !self.fixed || admitted.pending_timeout.is_zero() || self.shut.load(Ordering::SeqCst)
+            {
+                return Dispatch::NobodyListens;
+            }
+            gst::debug!(CAT, "{call:?}: no element free, waiting");
+            paths.insert(
+                path.to_owned(),
+                PathEntry {
+                    config: admitted.clone(),
+                    waiters: Vec::new(),
+                    pending: VecDeque::from([call.clone()]),
+                    counters: counters.clone(),
+                },
+            );
+            return Dispatch::Queued;
         };
         // Its elements all stopped since, and others serve it now.
         if !same_auth(&entry.config, admitted) {

@@ -212,9 +212,9 @@ impl Listener {
                             "the address is listened on again with other TLS settings",
                         );
                     }
-                    Arc::default()
+                    Arc::new(Shared::fixed())
                 }
-                None => Arc::default(),
+                None => Arc::new(Shared::fixed()),
             };
             tables.insert(addr, (Arc::downgrade(&shared), config.tls.clone()));
             shared
