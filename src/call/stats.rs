@@ -191,7 +191,8 @@ pub const SRC_COUNTERS: &[Counter] = &[
         "chunks-dropped-paused",
         "Chunks dropped while paused",
         "Media chunks that arrived while the element was PAUSED, dropped on the return to \
-         PLAYING (the stream is anchored anew at the next chunk, flagged DISCONT)",
+         PLAYING (the stream is anchored anew at the next chunk, flagged DISCONT); and chunks \
+         of a call from more than early-audio before the src first played with it",
     ),
     counter(
         Stat::ChunksFilledLate,

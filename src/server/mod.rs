@@ -23,6 +23,7 @@ mod paths;
 mod registry;
 mod stream;
 mod subprotocol;
+mod throttle;
 mod tls;
 mod upgrade;
 

@@ -156,10 +156,15 @@ pub fn register(
                 "already listened on with other TLS settings",
             ));
         }
+        let (new, has) = (&listener_config, &listener.config);
         gst::warning!(
             CAT,
-            "{addr}: limits {listener_config:?} ignored, the listener has {:?}",
-            listener.config
+            "{addr}: an element joins the listener there with handshake-timeout {} s and \
+             max-connections {}: ignored, the listener has {} s and {} (the first element's)",
+            new.handshake_timeout.as_secs(),
+            new.max_connections,
+            has.handshake_timeout.as_secs(),
+            has.max_connections
         );
     }
     let id = NEXT_REGISTRATION.fetch_add(1, Ordering::Relaxed);

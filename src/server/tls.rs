@@ -160,10 +160,6 @@ fn certificate_refused(e: &io::Error) -> Option<rustls::AlertDescription> {
     }
 }
 
-/// When a certificate refusal was last a WARNING (ms since `EPOCH`; 0: never).
-static LAST_REFUSAL_WARNED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
-
 /// Logs a failed TLS handshake: at INFO (scanners and dropped connections
 /// fail it all day), but a client that refused our certificate at WARNING,
 /// once a minute at most: an expired or untrusted certificate fails every
@@ -173,15 +169,8 @@ pub(super) fn handshake_failed(peer: std::net::SocketAddr, e: &io::Error) {
         gst::info!(crate::call::CAT, "{peer}: TLS handshake failed: {e}");
         return;
     };
-    use std::sync::atomic::Ordering::Relaxed;
-    let now = EPOCH.elapsed().as_millis() as u64 + 1;
-    let last = LAST_REFUSAL_WARNED.load(Relaxed);
-    let due = last == 0 || now.saturating_sub(last) >= 60_000;
-    if due
-        && LAST_REFUSAL_WARNED
-            .compare_exchange(last, now, Relaxed, Relaxed)
-            .is_ok()
-    {
+    static WARNED: super::throttle::Throttle = super::throttle::Throttle::new();
+    if WARNED.due(Duration::from_secs(60)) {
         gst::warning!(
             crate::call::CAT,
             "{peer}: TLS handshake failed: the client refused our certificate ({alert:?}): \

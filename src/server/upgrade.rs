@@ -241,7 +241,18 @@ fn admissible(
     };
     if let Err(why) = authorized(request, sent, &config) {
         PathCounters::count(&counters.signature_failures);
-        gst::warning!(CAT, "{peer}: {why}, answering 403");
+        // A WARNING once a minute at most: a flood of them would be a
+        // flood of log lines (signature-failures counts them all).
+        static WARNED: super::throttle::Throttle = super::throttle::Throttle::new();
+        if WARNED.due(std::time::Duration::from_secs(60)) {
+            gst::warning!(
+                CAT,
+                "{peer}: {why}, answering 403 (said at INFO for a minute from now; \
+                 signature-failures counts them all)"
+            );
+        } else {
+            gst::info!(CAT, "{peer}: {why}, answering 403");
+        }
         return Err((FORBIDDEN, why));
     }
     if config.pending_timeout.is_zero() && !shared.has_free_slot(&path) {

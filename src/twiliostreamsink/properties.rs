@@ -93,7 +93,8 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .build(),
     ];
     props.extend(Endpoint::pspecs(
-        ". Only used when there is no twiliostreamsrc to pair with",
+        ". Only for a sink that listens itself (no twiliostreamsrc to pair with): a paired \
+         sink plays into its src's call, whose listener takes these from the src",
     ));
     props.extend(counter_pspecs(SINK_COUNTERS));
     props.push(
