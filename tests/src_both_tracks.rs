@@ -23,6 +23,7 @@ in_both_modes!(
     a_track_that_stops_is_not_waited_for,
     a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it,
     a_track_lagging_past_the_wait_by_part_of_a_chunk_is_warned_of,
+    a_track_lagging_past_the_longest_wait_is_told_once_the_wait_is_at_its_longest,
     a_step_in_one_track_s_timestamps_costs_neither_channel,
     chunks_sent_twice_or_late_move_neither_track,
 );
@@ -300,9 +301,11 @@ fn a_track_that_stops_is_not_waited_for() {
 
 /// Five chunks (100 ms) behind: past the wait (the default's, or 100 ms:
 /// a chunk comes 20 ms after its time), the slower channel is filled with
-/// silence, its chunks come too late and are dropped; with `track-wait=120`
-/// every sample is in its place, and the latency reported says so. A
-/// track lagging past the wait is warned of, once.
+/// silence, its chunks come too late and are dropped, until after half a
+/// second of that the wait is doubled for the call, with a WARNING and the
+/// latency reported raised: the channel's audio then comes back (it was
+/// silence for the whole call). With `track-wait=120` every sample is in
+/// its place from the start.
 fn a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it() {
     let (inbound, outbound) = (scrambled(8000, 5), scrambled(8000, 91));
     let run = |wait: &str| {
@@ -326,12 +329,19 @@ fn a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it
     for (wait, latency) in [("", 60), ("track-wait=100", 100)] {
         let (right, too_late, reported, warned) = run(wait);
         assert_ne!(right, decode(&outbound), "{wait}: the outbound track whole");
+        // Its last 10 chunks in their place: the wait was raised.
+        let tail = 160 * 10;
+        assert_eq!(
+            right[right.len() - tail..],
+            decode(&outbound)[outbound.len() - tail..],
+            "{wait}"
+        );
         assert!(too_late > 0, "{wait}: nothing came too late");
-        assert_eq!(reported, gst::ClockTime::from_mseconds(20 + latency));
+        assert_eq!(reported, gst::ClockTime::from_mseconds(20 + 2 * latency));
         let said = format!(
             "The outbound track lags the inbound by more than track-wait ({latency} ms): \
-             its chunks come after their time went out, are dropped in whole or in part \
-             (chunks-too-late), and its channel is silence. Raise track-wait. ("
+             the wait is raised to {} ms for this call, and the src's latency with it. ",
+            2 * latency
         );
         assert_eq!(warned.len(), 1, "{wait}: {warned:?}");
         assert!(warned[0].starts_with(&said), "{wait}: {warned:?}");
@@ -343,6 +353,41 @@ fn a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it
     assert_eq!(too_late, 0);
     assert_eq!(reported, gst::ClockTime::from_mseconds(20 + 120));
     assert_eq!(warned, Vec::<String>::new());
+}
+
+/// A track more than a second behind: the wait is raised, doubling, up to
+/// `track-wait`'s longest (1000 ms), each time told; past that its channel
+/// stays silence, told once.
+fn a_track_lagging_past_the_longest_wait_is_told_once_the_wait_is_at_its_longest() {
+    let (p, collector, url) = start(&format!(
+        "{BOTH} gap-fill=silence ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+    ));
+    let (inbound, outbound) = (scrambled(8000 * 6, 5), scrambled(8000 * 6, 91));
+    // 60 chunks: 1.2 s behind.
+    play_apart(&url, &inbound, &outbound, 60);
+    let got = collector.wait_eos();
+    let src = by_name(&p, "src");
+    let mut query = gst::query::Latency::new();
+    assert!(src.static_pad("src").unwrap().query(&mut query));
+    assert_eq!(query.result().1, gst::ClockTime::from_mseconds(20 + 1000));
+    let warned = warnings(&p.bus().unwrap());
+    set_state(&p, gst::State::Null);
+    let raised: Vec<_> = warned
+        .iter()
+        .filter_map(|w| w.split("the wait is raised to ").nth(1))
+        .map(|w| w.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(raised, ["120", "240", "480", "960", "1000"], "{warned:?}");
+    assert_eq!(warned.len(), 6, "{warned:?}");
+    assert!(
+        warned[5].starts_with(
+            "The outbound track lags the inbound by more than the longest track-wait (1000 ms)"
+        ),
+        "{warned:?}"
+    );
+    let (left, right) = split(&got.samples());
+    assert_eq!(left, decode(&inbound));
+    assert_ne!(right, decode(&outbound), "the outbound track whole");
 }
 
 /// The outbound track's chunks 10 ms out of step with the inbound ones (a

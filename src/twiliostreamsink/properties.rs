@@ -361,7 +361,7 @@ mod tests {
         endpoint.auth_token = Some("secret".to_owned());
         endpoint.tls_key = Some("key.pem".into());
         endpoint.limits.max_message_size = 1024;
-        endpoint.limits.pending_timeout = endpoint.limits.pending_timeout * 2;
+        endpoint.limits.pending_timeout *= 2;
         assert_eq!(
             listening_properties_set(&endpoint),
             [

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::imp::{CAT, State, TwilioStreamSrc};
@@ -15,17 +16,36 @@ use crate::lock::Locked;
 use crate::messages;
 use crate::protocol::Track;
 
-/// Chunks of a track dropped as too late in a row before the WARNING that
-/// it lags (half a second of Twilio's 20 ms chunks).
+/// Chunks of a track dropped as too late in a row before it is taken to
+/// lag the other (half a second of Twilio's 20 ms chunks).
 const LATE_RUN: u16 = 25;
 
+/// The longest wait `track=both` raises its wait to for a lagging track
+/// (`track-wait`'s own maximum), ms.
+pub(super) const MAX_TRACK_WAIT_MS: u32 = 1000;
+
 /// `track=both`, per track: chunks dropped as too late in a row, and
-/// whether that was warned of; a track to warn of once the state is let go.
+/// whether it was warned of as lagging past the longest wait; a track found
+/// lagging, to handle once the state is let go (`media.rs`: the wait
+/// raised, or the WARNING).
 #[derive(Default)]
 pub(super) struct Lateness {
     run: [u16; 2],
     warned: [bool; 2],
-    pub(super) to_warn: Option<Track>,
+    pub(super) lagging: Option<Track>,
+}
+
+impl Lateness {
+    /// After the wait was raised for `track`: its run counts anew.
+    pub(super) fn raised(&mut self, track: Track) {
+        self.run[track.index()] = 0;
+    }
+
+    /// Whether this is the first time `track`'s lag past the longest wait
+    /// is told.
+    pub(super) fn first_told(&mut self, track: Track) -> bool {
+        !std::mem::replace(&mut self.warned[track.index()], true)
+    }
 }
 
 impl TwilioStreamSrc {
@@ -221,20 +241,60 @@ impl TwilioStreamSrc {
     /// `track=both`: a track whose chunks keep coming after `track-wait`
     /// gave their time up lags the other by more than the wait, and its
     /// channel is silence, or chopped (a lag past the wait by less than a
-    /// chunk drops part of each): warned of once per track and call, after
-    /// [`LATE_RUN`] chunks in a row dropped in whole or in part (posted by
-    /// [`Self::warn_lagging`] once the state is let go).
+    /// chunk drops part of each): found after [`LATE_RUN`] chunks in a row
+    /// dropped in whole or in part, and handled once the state is let go
+    /// (the wait raised, [`Self::raise_track_wait`], or past the longest
+    /// wait [`Self::warn_lagging`]).
     #[inline]
     pub(super) fn note_lateness(&self, state: &mut State, track: Track, placed: &Placed) {
         let (i, lateness) = (track.index(), &mut state.lateness);
         if placed.late > 0 {
             lateness.run[i] = lateness.run[i].saturating_add(1);
-            if lateness.run[i] == LATE_RUN && !std::mem::replace(&mut lateness.warned[i], true) {
-                lateness.to_warn = Some(track);
+            if lateness.run[i] == LATE_RUN {
+                lateness.lagging = Some(track);
             }
         } else if !placed.twice && !placed.held {
             lateness.run[i] = 0;
         }
+    }
+
+    /// A track lags the other past the wait: for the rest of the call the
+    /// wait is doubled, up to [`MAX_TRACK_WAIT_MS`], so that its channel
+    /// carries its audio again (rather than silence for the whole call), at
+    /// the price of that much more latency. The new wait, if raised.
+    pub(super) fn raise_track_wait(&self, state: &mut State, track: Track) -> Option<u32> {
+        let wait = state.track_wait_ms;
+        if wait >= MAX_TRACK_WAIT_MS {
+            return None;
+        }
+        let raised = (wait * 2).min(MAX_TRACK_WAIT_MS);
+        state.track_wait_ms = raised;
+        state.lateness.raised(track);
+        if let Some(aligner) = state.aligner.as_mut() {
+            aligner.raise_wait(super::media::track_wait_ticks(raised));
+        }
+        Some(raised)
+    }
+
+    /// The wait raised for `track` (no lock held): told, and the pipeline's
+    /// latency computed anew.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn warn_wait_raised(&self, track: Track, from_ms: u32, to_ms: u32) {
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Demux,
+            (
+                "The {track} track lags the {} by more than track-wait ({from_ms} ms): \
+                 the wait is raised to {to_ms} ms for this call, and the src's latency with \
+                 it. Set track-wait so that this is not needed.",
+                track.other()
+            ),
+            ["{LATE_RUN} of its chunks in a row came too late, dropped (chunks-too-late)"]
+        );
+        let _ = self
+            .obj()
+            .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
     }
 
     #[cold]
@@ -244,9 +304,9 @@ impl TwilioStreamSrc {
             self,
             gst::StreamError::Demux,
             (
-                "The {track} track lags the {} by more than track-wait ({wait_ms} ms): \
-                 its chunks come after their time went out, are dropped in whole or in \
-                 part (chunks-too-late), and its channel is silence. Raise track-wait.",
+                "The {track} track lags the {} by more than the longest track-wait \
+                 ({wait_ms} ms): its chunks come after their time went out, are dropped in \
+                 whole or in part (chunks-too-late), and its channel is silence.",
                 track.other()
             ),
             ["{LATE_RUN} of its chunks in a row came too late"]

@@ -164,10 +164,16 @@ impl TwilioStreamSrc {
         if let Some(events) = &state.events {
             events.recycle(chunk.ulaw);
         }
-        let lagging = state.lateness.to_warn.take();
+        let lagging = state.lateness.lagging.take();
         let early = state.resume.early_to_warn.take();
         if state.carried != carried || lagging.is_some() || early.is_some() {
             let (now, tracks, wait) = (state.carried, state.tracks, state.track_wait_ms);
+            // A lagging track: the wait raised, or past the longest one told.
+            let lagging = lagging.map(|track| {
+                let raised = self.raise_track_wait(&mut state, track);
+                let told = raised.is_some() || state.lateness.first_told(track);
+                (track, raised, told)
+            });
             let kept = state.resume.early;
             drop(state);
             if let Some(dropped) = early {
@@ -180,8 +186,10 @@ impl TwilioStreamSrc {
                 );
                 self.warn_missing(now, tracks, &detail);
             }
-            if let Some(track) = lagging {
-                self.warn_lagging(track, wait);
+            match lagging {
+                Some((track, Some(raised), _)) => self.warn_wait_raised(track, wait, raised),
+                Some((track, None, true)) => self.warn_lagging(track, wait),
+                _ => {}
             }
         }
         out.extend(buffer?);

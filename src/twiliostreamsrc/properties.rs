@@ -206,7 +206,9 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                         slower track's channel is filled with silence up to there (counted \
                         lost once the track has started) and what of it comes later is \
                         dropped (chunks-too-late). Added to the latency the src reports. \
-                        Raise it when chunks-too-late rises; lower it for less latency. \
+                        Raise it when chunks-too-late rises (a track lagging past it for \
+                        half a second has it doubled for the rest of the call, up to 1000, \
+                        with a WARNING); lower it for less latency. \
                         A call reordered (reorder-window) waits at least that window \
                         and 2 chunks more",
                 )

@@ -410,6 +410,13 @@ impl Aligner {
         }
     }
 
+    /// Waits up to `max_wait` samples from now on, if that is longer (a
+    /// track found lagging past the wait): the slower track's time already
+    /// filled stays silence, and the output waits for it from there.
+    pub fn raise_wait(&mut self, max_wait: u64) {
+        self.max_wait = self.max_wait.max(max_wait);
+    }
+
     /// The next frame that may go out, if any. A track more than `max_wait`
     /// behind the other (or not announced) is first filled with silence up
     /// to that bound (past a chunk kept back: it may be the track's next
