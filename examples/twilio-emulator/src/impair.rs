@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use gsttwiliostream::protocol::Track;
+
 /// What goes wrong on the way. The default: nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Impairments {
@@ -36,8 +38,9 @@ impl Impairments {
 pub struct Impairer {
     impairments: Impairments,
     state: u64,
-    /// Chunks of the current burst still to lose.
-    burst_left: u32,
+    /// Chunks of the current burst still to lose, per track (a burst is
+    /// one track's chunks in a row).
+    burst_left: [u32; 2],
 }
 
 impl Impairer {
@@ -46,7 +49,7 @@ impl Impairer {
             impairments,
             // splitmix64 of the seed, never 0 (xorshift's fixed point).
             state: splitmix(impairments.seed) | 1,
-            burst_left: 0,
+            burst_left: [0; 2],
         }
     }
 
@@ -60,17 +63,24 @@ impl Impairer {
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Whether the next chunk is lost: bursts start with probability
-    /// loss/burst, so the loss rate stays `loss_percent`.
+    /// Whether the next chunk of a one-track stream is lost.
     pub fn lose(&mut self) -> bool {
-        if self.burst_left > 0 {
-            self.burst_left -= 1;
+        self.lose_on(Track::Inbound)
+    }
+
+    /// Whether the next chunk of `track` is lost: bursts start with
+    /// probability loss/burst, so the loss rate stays `loss_percent`, and
+    /// lose that many of the track's chunks in a row.
+    pub fn lose_on(&mut self, track: Track) -> bool {
+        let left = &mut self.burst_left[track.index()];
+        if *left > 0 {
+            *left -= 1;
             return true;
         }
         let burst = self.impairments.loss_burst.max(1);
         let p = self.impairments.loss_percent / 100.0 / f64::from(burst);
         if p > 0.0 && self.uniform() < p {
-            self.burst_left = burst - 1;
+            self.burst_left[track.index()] = burst - 1;
             return true;
         }
         false
@@ -122,6 +132,34 @@ mod tests {
         assert_eq!(lost, losses(random, 100_000));
         assert_ne!(lost, losses(Impairments { seed: 8, ..random }, 100_000));
         assert!(losses(Impairments::default(), 1000).iter().all(|&l| !l));
+    }
+
+    /// With both tracks, interleaved chunk by chunk, a burst loses that
+    /// many of one track's chunks in a row (it once alternated between the
+    /// tracks, losing runs of half the burst in each).
+    #[test]
+    fn bursts_lose_that_many_of_one_track_in_a_row() {
+        let mut impairer = Impairer::new(Impairments {
+            loss_percent: 10.0,
+            loss_burst: 4,
+            seed: 1,
+            ..Default::default()
+        });
+        let mut lost = [Vec::new(), Vec::new()];
+        for _ in 0..50_000 {
+            for track in Track::ALL {
+                lost[track.index()].push(impairer.lose_on(track));
+            }
+        }
+        for lost in lost {
+            let rate = lost.iter().filter(|&&l| l).count() as f64 / 500.0;
+            assert!((rate - 10.0).abs() < 1.0, "{rate} %");
+            let runs = lost.split(|&l| !l).filter(|run| !run.is_empty());
+            assert!(runs.clone().count() > 100);
+            for run in runs {
+                assert_eq!(run.len() % 4, 0, "a run of {}", run.len());
+            }
+        }
     }
 
     #[test]

@@ -237,7 +237,7 @@ async fn send_audio(
                 padded.resize(len, silence);
                 &padded[..]
             };
-            if impairer.lose() {
+            if impairer.lose_on(track) {
                 call.lose_media_on(track, chunk.len() / width);
                 continue;
             }
