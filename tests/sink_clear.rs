@@ -169,3 +169,36 @@ fn events_sent_to_the_sink_element_act_as_pushed() {
     assert_eq!(report.get::<String>("reason").unwrap(), "event");
     assert_eq!(sink.property::<u64>("clears-sent"), 1);
 }
+
+/// Such an event while a buffer waits in the sink for a call (its render
+/// holding the pad's stream lock) neither waits nor hangs the state change
+/// that follows: it is refused (no call), as the signals are. (Sent
+/// through the pad, it waited for that lock with the element's state lock
+/// held, and NULL hung.)
+#[test]
+fn an_event_sent_to_the_sink_element_before_a_call_hangs_nothing() {
+    init();
+    let p = pipeline(&format!(
+        "appsrc name=app format=time caps={PCM_8K} ! twiliostreamsink name=sink port=0"
+    ));
+    let (app, sink) = (by_name(&p, "app"), by_name(&p, "sink"));
+    p.set_state(gst::State::Playing).unwrap();
+    let buffer = pcm_buffer(&sine(300.0, 8000.0, 6000.0, 160));
+    assert_eq!(
+        app.emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]),
+        gst::FlowReturn::Ok
+    );
+    let (done, sent) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mark = gst::Structure::builder("twilio-mark")
+            .field("name", "no-call-yet")
+            .build();
+        let marked = sink.send_event(gst::event::CustomDownstream::new(mark));
+        let clear = gst::Structure::new_empty("twilio-clear");
+        let cleared = sink.send_event(gst::event::CustomDownstreamOob::new(clear));
+        let _ = done.send((marked, cleared));
+    });
+    let sent = sent.recv_timeout(PATIENCE).expect("send_event waited");
+    assert_eq!(sent, (false, false));
+    common::app::set_bounded(&p, gst::State::Null);
+}

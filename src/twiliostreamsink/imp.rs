@@ -322,17 +322,25 @@ impl ElementImpl for TwilioStreamSink {
 
     /// A `twilio-mark` or `twilio-clear` sent to the element itself rather
     /// than pushed: BaseSink would send a downstream event upstream, where
-    /// nothing takes it. Into the sink's pad instead, as if pushed (a mark
-    /// then follows the buffers the sink has taken).
+    /// nothing takes it. Done as the action signals do (a mark after the
+    /// audio the sink has taken): never through the pad, whose stream lock
+    /// a render waiting for a call or for PLAYING holds, while the caller
+    /// holds the element's state lock (a state change would hang).
     fn send_event(&self, event: gst::Event) -> bool {
-        let ours = event.is_downstream()
-            && event
-                .structure()
-                .is_some_and(|s| s.name() == MARK_EVENT || s.name() == CLEAR_EVENT);
-        if ours {
-            return self.obj().sink_pad().send_event(event);
+        let Some(s) = event.structure().filter(|_| event.is_downstream()) else {
+            return self.parent_send_event(event);
+        };
+        match s.name().as_str() {
+            CLEAR_EVENT => self.stopping_on_panic(|| false, || self.clear("event")),
+            MARK_EVENT => match s.get::<String>("name") {
+                Ok(name) => self.stopping_on_panic(|| false, || self.send_mark(&name)),
+                Err(_) => {
+                    self.mark_event_ignored("it has no string field 'name'");
+                    false
+                }
+            },
+            _ => self.parent_send_event(event),
         }
-        self.parent_send_event(event)
     }
 
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
