@@ -427,15 +427,12 @@ impl Call {
     /// once Twilio has sent `stop` (it echoes nothing more), and on a
     /// one-way stream (it echoes nothing).
     pub fn send_mark(&self, name: &str) -> Result<u64, SendError> {
-        if self.ending_after_playout.load(Ordering::SeqCst) {
-            return Err(SendError::Ending);
-        }
-        self.mark(name)
+        self.mark(name, false)
     }
 
-    /// [`send_mark`](Self::send_mark), for the plugin's own marks: sent
-    /// while the stream ends too.
-    pub(crate) fn mark(&self, name: &str) -> Result<u64, SendError> {
+    /// [`send_mark`](Self::send_mark); `ours` for the plugin's own marks,
+    /// sent while the stream ends too.
+    pub(crate) fn mark(&self, name: &str, ours: bool) -> Result<u64, SendError> {
         let Some(start) = self.start_info() else {
             return Err(SendError::Closed);
         };
@@ -446,6 +443,11 @@ impl Call {
         // A wait for this mark's echo must not be met by an earlier one's:
         // numbered in the writer's order (sending never blocks).
         let mut asked = self.marks_asked.locked();
+        // Under the lock `end_stream` sets it under: no mark of the
+        // application's goes out after the end mark.
+        if !ours && self.ending_after_playout.load(Ordering::SeqCst) {
+            return Err(SendError::Ending);
+        }
         self.send(Outgoing::Mark {
             name: name.to_owned(),
             text,
@@ -517,7 +519,12 @@ impl Call {
             "ending the stream (after playout: {after_playout})"
         );
         if after_playout {
-            if self.ending_after_playout.swap(true, Ordering::SeqCst) {
+            // (Under the lock marks are sent under: see `mark`.)
+            let ending = {
+                let _asked = self.marks_asked.locked();
+                self.ending_after_playout.swap(true, Ordering::SeqCst)
+            };
+            if ending {
                 call_log!(&self, info, "end-stream: already ending after the playout");
                 return false;
             }

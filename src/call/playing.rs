@@ -85,7 +85,7 @@ impl Call {
     /// it did not come back in time or could not be sent.
     pub async fn play_out(&self, mark: &str) -> bool {
         let mut bound = self.playout_bound();
-        let Ok(sent) = self.mark(mark) else {
+        let Ok(sent) = self.mark(mark, true) else {
             return false;
         };
         loop {

@@ -86,6 +86,7 @@ impl TwilioStreamSink {
             if claimed.is_ok() {
                 state.call = Some(call.clone());
                 state.next_stream = false;
+                state.from_src = None;
                 crate::hot_objects::register(
                     &call,
                     self,

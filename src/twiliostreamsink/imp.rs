@@ -108,6 +108,9 @@ pub(super) struct State {
     /// next stream, which may take the sink to the src's next call
     /// (`pairing.rs`, `let_go_of_ended_call`).
     pub(super) next_stream: bool,
+    /// Once the call played into is over: whether the sink's stream came
+    /// from the src (the walk upstream, once per call: `pairing.rs`).
+    pub(super) from_src: Option<bool>,
     /// BaseSink took an EOS: until a flush or a new start it drops
     /// everything, a STREAM_START too (`pairing.rs`, `restart_after_eos`).
     pub(super) ended: bool,

@@ -154,22 +154,27 @@ impl TwilioStreamSink {
             // audio: one of the application's own (an appsrc, as a voice
             // bot's) goes on into the next call, and no STREAM_START of the
             // src's would ever come.
-            let slot = state.slot.clone();
-            drop(state);
-            let src_of = |e: &gst::Element| {
-                e.downcast_ref::<crate::TwilioStreamSrc>()
-                    .is_some_and(|src| slot.as_ref().is_some_and(|s| Arc::ptr_eq(&src.slot(), s)))
+            // (Looked at once per call over: not per buffer.)
+            let from_src = match state.from_src {
+                Some(from_src) => from_src,
+                None => {
+                    let slot = state.slot.clone();
+                    drop(state);
+                    let from_src = self.stream_from_src(slot.as_ref());
+                    state = self.state.locked();
+                    if !state
+                        .call
+                        .as_ref()
+                        .is_some_and(|call| Arc::ptr_eq(call, seen))
+                    {
+                        return Ended::LetGo;
+                    }
+                    state.from_src = Some(from_src);
+                    from_src
+                }
             };
-            if self.upstream(src_of) {
+            if from_src {
                 return Ended::OldStream;
-            }
-            state = self.state.locked();
-            if !state
-                .call
-                .as_ref()
-                .is_some_and(|call| Arc::ptr_eq(call, seen))
-            {
-                return Ended::LetGo;
             }
         }
         let old = state.call.take().expect("looked at above");
@@ -480,31 +485,57 @@ impl TwilioStreamSink {
         }
     }
 
-    /// Whether `src` is upstream of the sink's pad.
+    /// Whether `src` is upstream of the sink's pad (a walk too long to
+    /// finish counts as yes: the src is held).
     fn fed_by(&self, src: &crate::TwilioStreamSrc) -> bool {
         let src: &gst::Element = src.upcast_ref();
-        self.upstream(|e| e == src)
+        self.upstream(|e| e == src, false).unwrap_or(true)
+    }
+
+    /// Whether the sink's stream comes from the src whose calls arrive in
+    /// `slot`, its STREAM_START with it: not through an aggregator (a
+    /// mixer), which starts a stream of its own and eats its inputs'. A
+    /// walk too long to finish counts as no: the next call is taken rather
+    /// than waited for in vain.
+    fn stream_from_src(&self, slot: Option<&Arc<crate::call::Slot>>) -> bool {
+        let Some(slot) = slot else {
+            return false;
+        };
+        let src_of = |e: &gst::Element| {
+            e.downcast_ref::<crate::TwilioStreamSrc>()
+                .is_some_and(|src| Arc::ptr_eq(&src.slot(), slot))
+        };
+        self.upstream(src_of, true).unwrap_or(false)
     }
 
     /// Whether an element `found` is upstream of the sink's pad, through
-    /// any elements and bins (ghost pads lead to their targets).
-    fn upstream(&self, found: impl Fn(&gst::Element) -> bool) -> bool {
+    /// any elements and bins (ghost pads lead to their targets), but for
+    /// aggregators with `stop_at_aggregators`; None if the walk was too
+    /// long (a loop).
+    fn upstream(
+        &self,
+        found: impl Fn(&gst::Element) -> bool,
+        stop_at_aggregators: bool,
+    ) -> Option<bool> {
         let obj = self.obj();
         let pad = gst_base::prelude::BaseSinkExtManual::sink_pad(&*obj);
         let mut pads: Vec<gst::Pad> = pad.peer().into_iter().collect();
-        // (A bound on the walk, in case of a loop: then the src is held.)
         for _ in 0..1024 {
             let Some(pad) = pads.pop() else {
-                return false;
+                return Some(false);
             };
-            if pad.parent_element().is_some_and(|e| found(&e)) {
-                return true;
+            let element = pad.parent_element();
+            if element.as_ref().is_some_and(&found) {
+                return Some(true);
+            }
+            if stop_at_aggregators && element.is_some_and(|e| e.is::<gst_base::Aggregator>()) {
+                continue;
             }
             for link in pad.iterate_internal_links().into_iter().flatten() {
                 pads.extend(link.peer());
             }
         }
-        true
+        None
     }
 
     /// After PAUSED → PLAYING, or when the sink stops: the srcs it held go on.

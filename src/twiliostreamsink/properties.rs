@@ -173,14 +173,21 @@ pub(super) fn listening_properties_set(endpoint: &Endpoint) -> Vec<&'static str>
     let default = Endpoint::default();
     let (limits, defaults) = (&endpoint.limits, &default.limits);
     let provider = &endpoint.provider;
+    let set = |path: &Option<std::path::PathBuf>| {
+        path.as_ref().is_some_and(|p| !p.as_os_str().is_empty())
+    };
     [
         ("host", endpoint.host != default.host),
         ("port", endpoint.port != default.port),
         ("path", endpoint.path != default.path),
-        ("auth-token", endpoint.auth_token.is_some()),
+        // (Empty strings are as good as unset.)
+        (
+            "auth-token",
+            endpoint.auth_token.as_ref().is_some_and(|t| !t.is_empty()),
+        ),
         ("public-url", endpoint.public_url.is_some()),
-        ("tls-certificate", endpoint.tls_certificate.is_some()),
-        ("tls-key", endpoint.tls_key.is_some()),
+        ("tls-certificate", set(&endpoint.tls_certificate)),
+        ("tls-key", set(&endpoint.tls_key)),
         (
             "max-message-size",
             limits.max_message_size != defaults.max_message_size,
@@ -203,7 +210,13 @@ pub(super) fn listening_properties_set(endpoint: &Endpoint) -> Vec<&'static str>
             "l16-byte-order",
             provider.l16_order != default.provider.l16_order,
         ),
-        ("auth-bearer-token", provider.bearer_token.is_some()),
+        (
+            "auth-bearer-token",
+            provider
+                .bearer_token
+                .as_ref()
+                .is_some_and(|t| !t.is_empty()),
+        ),
     ]
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))
@@ -359,6 +372,7 @@ mod tests {
         endpoint.port = 0;
         endpoint.path = "/bot".to_owned();
         endpoint.auth_token = Some("secret".to_owned());
+        endpoint.tls_certificate = Some("".into());
         endpoint.tls_key = Some("key.pem".into());
         endpoint.limits.max_message_size = 1024;
         endpoint.limits.pending_timeout *= 2;

@@ -31,6 +31,8 @@ pub(super) const MAX_TRACK_WAIT_MS: u32 = 1000;
 #[derive(Default)]
 pub(super) struct Lateness {
     run: [u16; 2],
+    /// How far behind the run's chunks came, at most (samples).
+    behind: [u64; 2],
     warned: [bool; 2],
     pub(super) lagging: Option<Track>,
 }
@@ -39,6 +41,7 @@ impl Lateness {
     /// After the wait was raised for `track`: its run counts anew.
     pub(super) fn raised(&mut self, track: Track) {
         self.run[track.index()] = 0;
+        self.behind[track.index()] = 0;
     }
 
     /// Whether this is the first time `track`'s lag past the longest wait
@@ -250,24 +253,30 @@ impl TwilioStreamSrc {
         let (i, lateness) = (track.index(), &mut state.lateness);
         if placed.late > 0 {
             lateness.run[i] = lateness.run[i].saturating_add(1);
+            lateness.behind[i] = lateness.behind[i].max(placed.behind);
             if lateness.run[i] == LATE_RUN {
                 lateness.lagging = Some(track);
             }
         } else if !placed.twice && !placed.held {
             lateness.run[i] = 0;
+            lateness.behind[i] = 0;
         }
     }
 
     /// A track lags the other past the wait: for the rest of the call the
-    /// wait is doubled, up to [`MAX_TRACK_WAIT_MS`], so that its channel
-    /// carries its audio again (rather than silence for the whole call), at
-    /// the price of that much more latency. The new wait, if raised.
+    /// wait is raised by as much as its chunks came too late (at most, over
+    /// the run) and a chunk more, in steps of 10 ms, up to
+    /// [`MAX_TRACK_WAIT_MS`], so that its channel carries its audio again
+    /// (rather than silence for the whole call), at the price of that much
+    /// more latency. The new wait, if raised.
     pub(super) fn raise_track_wait(&self, state: &mut State, track: Track) -> Option<u32> {
         let wait = state.track_wait_ms;
         if wait >= MAX_TRACK_WAIT_MS {
             return None;
         }
-        let raised = (wait * 2).min(MAX_TRACK_WAIT_MS);
+        let behind_ms = state.lateness.behind[track.index()].div_ceil(8) as u32;
+        let raised = (wait + behind_ms + 20).div_ceil(10) * 10;
+        let raised = raised.min(MAX_TRACK_WAIT_MS);
         state.track_wait_ms = raised;
         state.lateness.raised(track);
         if let Some(aligner) = state.aligner.as_mut() {

@@ -207,7 +207,7 @@ pub(super) fn specs() -> &'static [glib::ParamSpec] {
                         lost once the track has started) and what of it comes later is \
                         dropped (chunks-too-late). Added to the latency the src reports. \
                         Raise it when chunks-too-late rises (a track lagging past it for \
-                        half a second has it doubled for the rest of the call, up to 1000, \
+                        half a second has it raised to fit for the rest of the call, up to 1000, \
                         with a WARNING); lower it for less latency. \
                         A call reordered (reorder-window) waits at least that window \
                         and 2 chunks more",

@@ -69,7 +69,7 @@ impl EchoVariant {
         };
         format!(
             "twiliostreamsrc name=src port=0 l16-byte-order={order} ! {caps} ! queue ! \
-             twiliostreamsink name=sink l16-byte-order={order}"
+             twiliostreamsink name=sink"
         )
     }
 

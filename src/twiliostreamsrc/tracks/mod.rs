@@ -71,6 +71,9 @@ pub struct Placed {
     /// Its first samples came too late (their time was output or filled
     /// already) and were dropped.
     pub late: u64,
+    /// With `late`: how far its start lay behind its track's end (output or
+    /// filled), in samples: how much longer a wait would have kept it.
+    pub behind: u64,
     /// Its timestamp ran implausibly far ahead: it was placed right after
     /// its track's last sample instead.
     pub ignored_ahead: Option<Ahead>,
@@ -314,6 +317,7 @@ impl Aligner {
             // than the fill, and away from the other track's audio of its
             // time, output before the fill).
             placed.late = ulaw.len() as u64;
+            placed.behind = (end - due).max(0) as u64;
             return placed;
         }
         let filled = std::mem::take(&mut lane.filled);
@@ -382,6 +386,7 @@ impl Aligner {
             };
             let late = ((end - from) as u64).min(ulaw.len() as u64);
             placed.late = late;
+            placed.behind = (end - due) as u64;
             ulaw = &ulaw[late as usize..];
         }
         lane.started = true;
