@@ -280,41 +280,109 @@ fn the_voice_bot_pipeline_serves_calls_in_a_row() {
 /// A voice bot that cycles only the caller's branch (the src in a bin of
 /// its own) through READY at each call's end, its bot branch playing on:
 /// its sink, fed by the bot's appsrc and never by the src, follows the src
-/// to its next call (it once waited for good for a stream of the src's
-/// that would never reach it, and the next callers heard nothing).
+/// to its next call once the bot flushed its branch at the call's end
+/// (before, it waited for good for a stream of the src's that would never
+/// reach it, and the next callers heard nothing); what the bot still had
+/// for the last caller is gone with the flush, never heard by the next.
 #[test]
 fn a_voice_bot_that_cycles_only_its_caller_branch_plays_into_each_call() {
-    let p = pipeline(
-        "( name=caller twiliostreamsrc name=src port=0 ! queue ! fakesink sync=false async=false ) \
-         appsrc name=tts format=time is-live=true caps=audio/x-mulaw,rate=8000,channels=1 \
-         ! queue ! twiliostreamsink name=sink",
-    );
-    let caller = by_name(&p, "caller");
-    let src = by_name(&p, "src");
-    let sink = by_name(&p, "sink");
-    let tts = by_name(&p, "tts");
+    let (p, caller, src, sink, tts) = bot_with_its_own_caller_branch();
     let bus = p.bus().unwrap();
-    set_bounded(&p, gst::State::Playing);
     for n in 0..4 {
         let mut call = start_call(&url_of(&src), 3);
         messages_until(&bus, |m| has_element(m, "twilio-start"));
         let prompt = pattern(n, 4);
-        let ret = tts.emit_by_name::<gst::FlowReturn>(
-            "push-buffer",
-            &[&gst::Buffer::from_slice(prompt.clone())],
-        );
-        assert_eq!(ret, gst::FlowReturn::Ok, "call {n}");
+        push(&tts, &prompt);
         let got = receive_until(&mut call, |got| media_bytes(got).len() >= prompt.len());
         assert_eq!(media_bytes(&got), prompt, "call {n}");
         assert!(
             sink.emit_by_name::<bool>("send-mark", &[&"after"]),
             "call {n}"
         );
+        // Two seconds more for this caller, who hangs up meanwhile.
+        push(&tts, &pattern(n + 100, 100));
         call.send_stop().unwrap();
         rt().block_on(call.close());
         messages_until(&bus, |m| has_element(m, "twilio-stop"));
+        tts.send_event(gst::event::FlushStart::new());
+        tts.send_event(gst::event::FlushStop::new(true));
         assert!(caller.set_state(gst::State::Ready).is_ok());
         assert!(caller.set_state(gst::State::Playing).is_ok());
     }
     set_bounded(&p, gst::State::Null);
+}
+
+/// The same bot, not flushing its branch when a call ends: what it
+/// pushes once the next call has started is dropped, as the last call's
+/// (nothing tells it from that call's audio still on its way), and a
+/// WARNING says to flush; after a flush the next call hears the bot.
+#[test]
+fn a_voice_bot_that_does_not_flush_is_told_to() {
+    let (p, caller, src, _sink, tts) = bot_with_its_own_caller_branch();
+    let bus = p.bus().unwrap();
+    let mut first = start_call(&url_of(&src), 3);
+    messages_until(&bus, |m| has_element(m, "twilio-start"));
+    push(&tts, &pattern(0, 4));
+    receive_until(&mut first, |got| media_bytes(got).len() >= 640);
+    first.send_stop().unwrap();
+    rt().block_on(first.close());
+    messages_until(&bus, |m| has_element(m, "twilio-stop"));
+    assert!(caller.set_state(gst::State::Ready).is_ok());
+    assert!(caller.set_state(gst::State::Playing).is_ok());
+    let mut next = start_call(&url_of(&src), 3);
+    messages_until(&bus, |m| has_element(m, "twilio-start"));
+    push(&tts, &pattern(1, 4));
+    let warned = messages_until(&bus, |m| {
+        m.iter()
+            .any(|m| matches!(m.view(), gst::MessageView::Warning(_)))
+    });
+    let warning = warned
+        .iter()
+        .find_map(|m| match m.view() {
+            gst::MessageView::Warning(w) => Some(w.error().to_string()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        warning.ends_with(
+            "is over and the src has the next call: what reaches the sink is dropped until \
+             the branch that feeds it is flushed"
+        ),
+        "{warning}"
+    );
+    tts.send_event(gst::event::FlushStart::new());
+    tts.send_event(gst::event::FlushStop::new(true));
+    let prompt = pattern(2, 4);
+    push(&tts, &prompt);
+    let got = receive_until(&mut next, |got| media_bytes(got).len() >= prompt.len());
+    assert_eq!(media_bytes(&got), prompt);
+    set_bounded(&p, gst::State::Null);
+}
+
+/// A bot whose caller branch is a bin of its own: the pipeline, that bin,
+/// the src, the sink and the bot's appsrc, PLAYING.
+fn bot_with_its_own_caller_branch() -> (
+    gst::Pipeline,
+    gst::Element,
+    gst::Element,
+    gst::Element,
+    gst::Element,
+) {
+    let p = pipeline(
+        "( name=caller twiliostreamsrc name=src port=0 ! queue ! fakesink sync=false async=false ) \
+         appsrc name=tts format=time is-live=true caps=audio/x-mulaw,rate=8000,channels=1 \
+         ! queue ! twiliostreamsink name=sink",
+    );
+    let elements = ["caller", "src", "sink", "tts"].map(|name| by_name(&p, name));
+    set_bounded(&p, gst::State::Playing);
+    let [caller, src, sink, tts] = elements;
+    (p, caller, src, sink, tts)
+}
+
+fn push(appsrc: &gst::Element, bytes: &[u8]) {
+    let ret = appsrc.emit_by_name::<gst::FlowReturn>(
+        "push-buffer",
+        &[&gst::Buffer::from_slice(bytes.to_vec())],
+    );
+    assert_eq!(ret, gst::FlowReturn::Ok);
 }

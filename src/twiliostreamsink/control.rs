@@ -87,6 +87,7 @@ impl TwilioStreamSink {
                 state.call = Some(call.clone());
                 state.next_stream = false;
                 state.from_src = None;
+                state.told_flush = false;
                 crate::hot_objects::register(
                     &call,
                     self,

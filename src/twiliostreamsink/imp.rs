@@ -111,6 +111,9 @@ pub(super) struct State {
     /// Once the call played into is over: whether the sink's stream came
     /// from the src (the walk upstream, once per call: `pairing.rs`).
     pub(super) from_src: Option<bool>,
+    /// That the branch feeding the sink must be flushed was told, for the
+    /// call played into.
+    pub(super) told_flush: bool,
     /// BaseSink took an EOS: until a flush or a new start it drops
     /// everything, a STREAM_START too (`pairing.rs`, `restart_after_eos`).
     pub(super) ended: bool,
@@ -565,6 +568,10 @@ impl BaseSinkImpl for TwilioStreamSink {
                                 state.poster = Some(super::poster::spawn(&self.obj(), slot));
                             }
                         }
+                        drop(state);
+                        // What was on its way for a call over is gone: the
+                        // next call may be followed (`pairing.rs`).
+                        self.stream_started();
                     }
                     gst::EventView::StreamStart(_) => self.stream_started(),
                     gst::EventView::Segment(e) => {

@@ -125,10 +125,14 @@ impl TwilioStreamSink {
 
     /// The call played into is over and the slot holds another: the src
     /// was started again alone (its bin and this sink played on) and took
-    /// it. Once the src's new stream has started here (its STREAM_START:
-    /// `stream_started`), or at once when the sink's stream does not come
-    /// from the src (a voice bot's appsrc), lets go of the old call as a
-    /// stop would, so that the next one is adopted. (A sink listening itself takes one call per
+    /// it. Once a new stream has started here (the src's STREAM_START, or a
+    /// flush of the branch that feeds the sink: `stream_started`), lets go
+    /// of the old call as a stop would, so that the next one is adopted;
+    /// what comes before is the old call's, still on its way (behind a
+    /// queue, or in a voice bot's appsrc), not for the next caller's ears.
+    /// A sink whose stream does not come from the src (an appsrc, a mixer)
+    /// gets no STREAM_START of the src's: a WARNING says to flush that
+    /// branch. (A sink listening itself takes one call per
     /// start: it keeps the old one.) `seen` is the call over as the caller
     /// saw it: if another thread (a signal's, the streaming thread) let go
     /// of it meanwhile, LetGo too, so that the caller looks again rather
@@ -150,11 +154,9 @@ impl TwilioStreamSink {
             return Ended::Kept;
         }
         if !state.next_stream {
-            // Only a stream that comes from the src carries the old call's
-            // audio: one of the application's own (an appsrc, as a voice
-            // bot's) goes on into the next call, and no STREAM_START of the
-            // src's would ever come.
-            // (Looked at once per call over: not per buffer.)
+            // A stream of the application's own (an appsrc, as a voice
+            // bot's; a mixer) gets no STREAM_START of the src's: told once
+            // what to do. (Looked at once per call over: not per buffer.)
             let from_src = match state.from_src {
                 Some(from_src) => from_src,
                 None => {
@@ -173,9 +175,11 @@ impl TwilioStreamSink {
                     from_src
                 }
             };
-            if from_src {
-                return Ended::OldStream;
+            if !from_src && !std::mem::replace(&mut state.told_flush, true) {
+                drop(state);
+                self.warn_flush_needed(format!("{seen:?}"));
             }
+            return Ended::OldStream;
         }
         let old = state.call.take().expect("looked at above");
         state.stream_sid = None;
@@ -193,9 +197,29 @@ impl TwilioStreamSink {
         Ended::LetGo
     }
 
-    /// A STREAM_START (serialized: after every buffer before it). Once the
-    /// call played into is over, a stream starting is the src's next run:
-    /// from here on the sink may follow it to its next call.
+    /// The application's branch feeds the sink, not the src, and the src
+    /// has its next call: what comes is dropped until that branch is
+    /// flushed (or started again).
+    #[cold]
+    fn warn_flush_needed(&self, old: String) {
+        gst::element_imp_warning!(
+            self,
+            gst::StreamError::Failed,
+            ("{old} is over and the src has the next call: what reaches the sink is dropped \
+                 until the branch that feeds it is flushed"),
+            [
+                "the sink's stream does not come from the src (an appsrc, a mixer), so nothing \
+                 tells the old call's audio, still on its way, from the next one's: flush that \
+                 branch when a call ends (flush-start and flush-stop to its appsrc), or set it \
+                 to READY and back"
+            ]
+        );
+    }
+
+    /// A STREAM_START (serialized: after every buffer before it), or a
+    /// flush's end. Once the call played into is over, a stream starting is
+    /// the src's next run, or the application's branch starting afresh:
+    /// from here on the sink may follow the src to its next call.
     pub(super) fn stream_started(&self) {
         let mut state = self.state.locked();
         if state.call.as_ref().is_some_and(|call| !call.is_open()) {
