@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::src::{assert_contiguous, assert_matches_ideal_upsampling, in_both_modes, start};
 use common::*;
 use gst::prelude::*;
@@ -24,11 +26,15 @@ in_both_modes!(
     a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it,
     a_track_lagging_past_the_wait_by_part_of_a_chunk_is_warned_of,
     a_track_lagging_past_the_longest_wait_is_told_once_the_wait_is_at_its_longest,
+    a_stall_of_one_track_raises_no_wait,
     a_step_in_one_track_s_timestamps_costs_neither_channel,
     chunks_sent_twice_or_late_move_neither_track,
 );
 
 const BOTH: &str = "twiliostreamsrc name=src port=0 track=both";
+
+/// A frame of Twilio's: both tracks' chunks sent every 20 ms.
+const FRAME: Duration = Duration::from_millis(20);
 
 fn both_tracks() -> CallParams {
     CallParams::with_tracks(&[Track::Inbound, Track::Outbound])
@@ -177,6 +183,12 @@ fn both_mulaw_is_the_two_payloads_interleaved() {
 /// Sends the outbound track `behind` chunks after the inbound one, with
 /// the timestamps of its audio, then stop.
 fn play_apart(url: &str, inbound: &[u8], outbound: &[u8], behind: usize) {
+    play_apart_every(url, inbound, outbound, behind, Duration::ZERO);
+}
+
+/// [`play_apart`], a frame every `pace` (a lag the src takes for one lasts
+/// half a second at least).
+fn play_apart_every(url: &str, inbound: &[u8], outbound: &[u8], behind: usize, pace: Duration) {
     rt().block_on(async {
         let mut call = TwilioCall::start(url, both_tracks()).await.unwrap();
         let chunks: Vec<_> = inbound.chunks(160).zip(outbound.chunks(160)).collect();
@@ -186,6 +198,9 @@ fn play_apart(url: &str, inbound: &[u8], outbound: &[u8], behind: usize) {
             }
             if let Some((_, o)) = n.checked_sub(behind).and_then(|m| chunks.get(m)) {
                 call.send_media_on(Track::Outbound, o).unwrap();
+            }
+            if !pace.is_zero() {
+                tokio::time::sleep(pace).await;
             }
         }
         call.send_stop().unwrap();
@@ -312,7 +327,7 @@ fn a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it
         let (p, collector, url) = start(&format!(
             "{BOTH} gap-fill=silence {wait} ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
         ));
-        play_apart(&url, &inbound, &outbound, 5);
+        play_apart_every(&url, &inbound, &outbound, 5, FRAME);
         let got = collector.wait_eos();
         let src = by_name(&p, "src");
         let too_late = counter(&src, "chunks-too-late");
@@ -343,7 +358,9 @@ fn a_track_further_behind_than_track_wait_loses_audio_and_a_longer_wait_keeps_it
              the wait is raised to "
         );
         assert!(warned[0].starts_with(&said), "{wait}: {warned:?}");
-        assert!(warned[0].contains("25 of its chunks in a row came too late"));
+        assert!(
+            warned[0].contains("25 more of its chunks came too late than in time, over 500 ms")
+        );
         // By how late its chunks came, and a chunk: enough for 100 ms.
         let raised: u64 = warned[0][said.len()..]
             .split(' ')
@@ -372,9 +389,9 @@ fn a_track_lagging_past_the_longest_wait_is_told_once_the_wait_is_at_its_longest
     let (p, collector, url) = start(&format!(
         "{BOTH} gap-fill=silence ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
     ));
-    let (inbound, outbound) = (scrambled(8000 * 6, 5), scrambled(8000 * 6, 91));
+    let (inbound, outbound) = (scrambled(8000 * 3, 5), scrambled(8000 * 3, 91));
     // 60 chunks: 1.2 s behind.
-    play_apart(&url, &inbound, &outbound, 60);
+    play_apart_every(&url, &inbound, &outbound, 60, FRAME);
     let got = collector.wait_eos();
     let src = by_name(&p, "src");
     let mut query = gst::query::Latency::new();
@@ -398,6 +415,47 @@ fn a_track_lagging_past_the_longest_wait_is_told_once_the_wait_is_at_its_longest
     let (left, right) = split(&got.samples());
     assert_eq!(left, decode(&inbound));
     assert_ne!(right, decode(&outbound), "the outbound track whole");
+}
+
+/// The outbound track held up for 1.2 s and then sent all at once, in step
+/// again after it (a stall, not a lag): its held chunks came too late, but
+/// the wait is not raised, nothing is warned of, and the latency stays.
+fn a_stall_of_one_track_raises_no_wait() {
+    let (p, collector, url) = start(&format!(
+        "{BOTH} gap-fill=silence ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false"
+    ));
+    let (inbound, outbound) = (scrambled(8000 * 3, 5), scrambled(8000 * 3, 91));
+    rt().block_on(async {
+        let mut call = TwilioCall::start(&url, both_tracks()).await.unwrap();
+        let chunks: Vec<_> = inbound.chunks(160).zip(outbound.chunks(160)).collect();
+        for (n, (i, _)) in chunks.iter().enumerate() {
+            call.send_media_on(Track::Inbound, i).unwrap();
+            let out = match n {
+                20..80 => 0..0,
+                80 => 20..81,
+                _ => n..n + 1,
+            };
+            for (_, o) in &chunks[out] {
+                call.send_media_on(Track::Outbound, o).unwrap();
+            }
+            tokio::time::sleep(FRAME).await;
+        }
+        call.send_stop().unwrap();
+        call.close().await;
+    });
+    let got = collector.wait_eos();
+    let src = by_name(&p, "src");
+    assert!(counter(&src, "chunks-too-late") > 0);
+    let mut query = gst::query::Latency::new();
+    assert!(src.static_pad("src").unwrap().query(&mut query));
+    assert_eq!(query.result().1, gst::ClockTime::from_mseconds(20 + 60));
+    let warned = warnings(&p.bus().unwrap());
+    assert_eq!(warned, Vec::<String>::new());
+    set_state(&p, gst::State::Null);
+    // In step again after the stall: in place.
+    let (_, right) = split(&got.samples());
+    let from = 160 * 90;
+    assert_eq!(right[from..], decode(&outbound)[from..]);
 }
 
 /// The outbound track's chunks 10 ms out of step with the inbound ones (a
@@ -426,6 +484,8 @@ fn a_track_lagging_past_the_wait_by_part_of_a_chunk_is_warned_of() {
                 if let Some(piece) = n.checked_sub(2).and_then(|j| pieces.get(j)) {
                     call.send_media_on(Track::Outbound, piece).unwrap();
                 }
+                // In real time: a lag is one only over half a second.
+                tokio::time::sleep(FRAME).await;
             }
             // The last piece, of 10 ms.
             call.send_media_on(Track::Outbound, pieces[pieces.len() - 1])

@@ -2,7 +2,7 @@
 //! counted and told: out of line, since the usual chunk has nothing to
 //! tell.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -16,32 +16,63 @@ use crate::lock::Locked;
 use crate::messages;
 use crate::protocol::Track;
 
-/// Chunks of a track dropped as too late in a row before it is taken to
-/// lag the other (half a second of Twilio's 20 ms chunks).
+/// How many more of a track's chunks must come too late than in time
+/// (counted up to this, so that a burst banks no more) before it is taken
+/// to lag the other: half a second of Twilio's 20 ms chunks.
 const LATE_RUN: u16 = 25;
+
+/// And for how long at least: a burst of chunks held up together and then
+/// sent at once (a stall) is no lag, however many of them came too late.
+const LATE_SPAN: Duration = Duration::from_millis(500);
 
 /// The longest wait `track=both` raises its wait to for a lagging track
 /// (`track-wait`'s own maximum), ms.
 pub(super) const MAX_TRACK_WAIT_MS: u32 = 1000;
 
-/// `track=both`, per track: chunks dropped as too late in a row, and
-/// whether it was warned of as lagging past the longest wait; a track found
+/// `track=both`, per track: whether its chunks keep coming too late (the
+/// other track leads it by more than the wait), by how much, and whether
+/// it was warned of as lagging past the longest wait; a track found
 /// lagging, to handle once the state is let go (`media.rs`: the wait
-/// raised, or the WARNING).
+/// raised, or the WARNING). (Plain values: unit-tested below.)
 #[derive(Default)]
 pub(super) struct Lateness {
-    run: [u16; 2],
-    /// How far behind the run's chunks came, at most (samples).
+    /// Chunks too late less chunks in time, from 0 up to [`LATE_RUN`].
+    score: [u16; 2],
+    /// When the first too late chunk of the score's run arrived.
+    since: [Option<Instant>; 2],
+    /// How far behind that run's chunks came, at most (samples).
     behind: [u64; 2],
     warned: [bool; 2],
     pub(super) lagging: Option<Track>,
 }
 
 impl Lateness {
-    /// After the wait was raised for `track`: its run counts anew.
+    /// Notes a chunk of `track` that arrived at `arrival`, `behind` samples
+    /// too late (0: in time); true once the track lags.
+    fn note(&mut self, track: Track, arrival: Instant, behind: Option<u64>) -> bool {
+        let i = track.index();
+        let Some(behind) = behind else {
+            self.score[i] = self.score[i].saturating_sub(1);
+            if self.score[i] == 0 {
+                (self.since[i], self.behind[i]) = (None, 0);
+            }
+            return false;
+        };
+        self.score[i] = (self.score[i] + 1).min(LATE_RUN);
+        self.behind[i] = self.behind[i].max(behind);
+        let since = *self.since[i].get_or_insert(arrival);
+        self.score[i] == LATE_RUN && arrival.saturating_duration_since(since) >= LATE_SPAN
+    }
+
+    /// How far behind the lagging track's chunks came, at most (samples).
+    fn behind(&self, track: Track) -> u64 {
+        self.behind[track.index()]
+    }
+
+    /// After the wait was raised for `track`: its lateness counts anew.
     pub(super) fn raised(&mut self, track: Track) {
-        self.run[track.index()] = 0;
-        self.behind[track.index()] = 0;
+        let i = track.index();
+        (self.score[i], self.since[i], self.behind[i]) = (0, None, 0);
     }
 
     /// Whether this is the first time `track`'s lag past the longest wait
@@ -244,22 +275,19 @@ impl TwilioStreamSrc {
     /// `track=both`: a track whose chunks keep coming after `track-wait`
     /// gave their time up lags the other by more than the wait, and its
     /// channel is silence, or chopped (a lag past the wait by less than a
-    /// chunk drops part of each): found after [`LATE_RUN`] chunks in a row
-    /// dropped in whole or in part, and handled once the state is let go
-    /// (the wait raised, [`Self::raise_track_wait`], or past the longest
-    /// wait [`Self::warn_lagging`]).
+    /// chunk drops part of each): found once [`LATE_RUN`] more of its
+    /// chunks came too late, in whole or in part, than in time, over
+    /// [`LATE_SPAN`] at least, and handled once the state is let go (the
+    /// wait raised, [`Self::raise_track_wait`], or past the longest wait
+    /// [`Self::warn_lagging`]).
     #[inline]
-    pub(super) fn note_lateness(&self, state: &mut State, track: Track, placed: &Placed) {
-        let (i, lateness) = (track.index(), &mut state.lateness);
-        if placed.late > 0 {
-            lateness.run[i] = lateness.run[i].saturating_add(1);
-            lateness.behind[i] = lateness.behind[i].max(placed.behind);
-            if lateness.run[i] == LATE_RUN {
-                lateness.lagging = Some(track);
-            }
-        } else if !placed.twice && !placed.held {
-            lateness.run[i] = 0;
-            lateness.behind[i] = 0;
+    pub(super) fn note_lateness(&self, state: &mut State, chunk: &MediaChunk, placed: &Placed) {
+        if placed.twice || placed.held {
+            return;
+        }
+        let behind = (placed.late > 0).then_some(placed.behind);
+        if state.lateness.note(chunk.track, chunk.arrival, behind) {
+            state.lateness.lagging = Some(chunk.track);
         }
     }
 
@@ -274,7 +302,7 @@ impl TwilioStreamSrc {
         if wait >= MAX_TRACK_WAIT_MS {
             return None;
         }
-        let behind_ms = state.lateness.behind[track.index()].div_ceil(8) as u32;
+        let behind_ms = state.lateness.behind(track).div_ceil(8) as u32;
         let raised = (wait + behind_ms + 20).div_ceil(10) * 10;
         let raised = raised.min(MAX_TRACK_WAIT_MS);
         state.track_wait_ms = raised;
@@ -299,7 +327,11 @@ impl TwilioStreamSrc {
                  it. Set track-wait so that this is not needed.",
                 track.other()
             ),
-            ["{LATE_RUN} of its chunks in a row came too late, dropped (chunks-too-late)"]
+            [
+                "{LATE_RUN} more of its chunks came too late than in time, over {} ms at \
+                 least: dropped (chunks-too-late)",
+                LATE_SPAN.as_millis()
+            ]
         );
         let _ = self
             .obj()
@@ -318,7 +350,10 @@ impl TwilioStreamSrc {
                  whole or in part (chunks-too-late), and its channel is silence.",
                 track.other()
             ),
-            ["{LATE_RUN} of its chunks in a row came too late"]
+            [
+                "{LATE_RUN} more of its chunks came too late than in time, over {} ms at least",
+                LATE_SPAN.as_millis()
+            ]
         );
     }
 
@@ -432,5 +467,66 @@ impl std::fmt::Display for Numbered {
             Some(n) => write!(f, "{n}"),
             None => f.write_str("-"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Notes chunks of the outbound track, one every 20 ms from `start`,
+    /// each `late(n)` (samples behind, or in time); the chunk at which the
+    /// track was found lagging, if any.
+    fn found(
+        l: &mut Lateness,
+        start: Instant,
+        n: usize,
+        late: impl Fn(usize) -> Option<u64>,
+    ) -> Option<usize> {
+        (0..n).find(|&k| {
+            let arrival = start + Duration::from_millis(20 * k as u64);
+            l.note(Track::Outbound, arrival, late(k))
+        })
+    }
+
+    #[test]
+    fn a_steady_lag_is_found_after_half_a_second() {
+        let mut l = Lateness::default();
+        let at = found(&mut l, Instant::now(), 100, |_| Some(320));
+        // The 26th chunk: 25 too late, and 500 ms since the first.
+        assert_eq!(at, Some(25));
+        assert_eq!(l.behind(Track::Outbound), 320);
+        assert_eq!(l.score[Track::Inbound.index()], 0);
+        l.raised(Track::Outbound);
+        assert_eq!(found(&mut l, Instant::now(), 25, |_| Some(40)), None);
+    }
+
+    /// Chunks held up and sent at once (a stall), then in time: however
+    /// many came too late, no lag.
+    #[test]
+    fn a_burst_after_a_stall_is_no_lag() {
+        let mut l = Lateness::default();
+        let start = Instant::now();
+        for k in 0..175u64 {
+            assert!(!l.note(Track::Outbound, start, Some(28_000 - 160 * k)));
+        }
+        let after = start + Duration::from_millis(1);
+        assert_eq!(found(&mut l, after, 500, |_| None), None);
+        assert_eq!(l.behind(Track::Outbound), 0, "forgotten once in time");
+    }
+
+    /// A track mostly too late, sometimes in time (jitter past the wait):
+    /// found, with how late it came at worst.
+    #[test]
+    fn a_track_mostly_too_late_is_found() {
+        let mut l = Lateness::default();
+        let late = |k: usize| (k % 5 != 0).then_some(80 * (k % 7) as u64);
+        let at = found(&mut l, Instant::now(), 200, late).expect("found");
+        assert!((25..=60).contains(&at), "{at}");
+        assert_eq!(l.behind(Track::Outbound), 480);
+        // In time more often than not: never.
+        let mut l = Lateness::default();
+        let seldom = |k: usize| (k % 2 == 0).then_some(160);
+        assert_eq!(found(&mut l, Instant::now(), 1000, seldom), None);
     }
 }

@@ -302,7 +302,7 @@ impl TwilioStreamSrc {
             released: Some(placed.held_dropped == 0),
         };
         self.log_placed(state, chunk, &placed);
-        self.note_lateness(state, chunk.track, &placed);
+        self.note_lateness(state, chunk, &placed);
         // After a skipped gap, the frame after the jump goes out with the
         // next chunk.
         let buffer = match frame {
