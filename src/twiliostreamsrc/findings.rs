@@ -520,13 +520,13 @@ mod tests {
     #[test]
     fn a_track_mostly_too_late_is_found() {
         let mut l = Lateness::default();
-        let late = |k: usize| (k % 5 != 0).then_some(80 * (k % 7) as u64);
+        let late = |k: usize| (!k.is_multiple_of(5)).then_some(80 * (k % 7) as u64);
         let at = found(&mut l, Instant::now(), 200, late).expect("found");
         assert!((25..=60).contains(&at), "{at}");
         assert_eq!(l.behind(Track::Outbound), 480);
         // In time more often than not: never.
         let mut l = Lateness::default();
-        let seldom = |k: usize| (k % 2 == 0).then_some(160);
+        let seldom = |k: usize| k.is_multiple_of(2).then_some(160);
         assert_eq!(found(&mut l, Instant::now(), 1000, seldom), None);
     }
 }
