@@ -497,44 +497,6 @@ impl Call {
         self.created.elapsed().as_nanos() as u64
     }
 
-    /// What both elements' `end-stream` action signal does with their call:
-    /// [`end`](Self::end) now, or [`end_after_playout`](Self::end_after_playout)
-    /// on the runtime (never blocking the caller). False if the call had
-    /// ended already (Twilio's `stop` too), or is already ending after the
-    /// playout.
-    pub fn end_stream(self: Arc<Self>, after_playout: bool) -> bool {
-        if !self.is_open() || self.closing.load(Ordering::Relaxed) {
-            call_log!(&self, info, "end-stream: the call has ended already");
-            return false;
-        }
-        // Its end is read already (`twilio-stop` follows, not `twilio-ended`),
-        // and Twilio plays nothing more.
-        if self.is_stopped() {
-            call_log!(&self, info, "end-stream: Twilio has sent stop already");
-            return false;
-        }
-        call_log!(
-            &self,
-            info,
-            "ending the stream (after playout: {after_playout})"
-        );
-        if after_playout {
-            // (Under the lock marks are sent under: see `mark`.)
-            let ending = {
-                let _asked = self.marks_asked.locked();
-                self.ending_after_playout.swap(true, Ordering::SeqCst)
-            };
-            if ending {
-                call_log!(&self, info, "end-stream: already ending after the playout");
-                return false;
-            }
-            RUNTIME.spawn(async move { self.end_after_playout("end-stream").await });
-            true
-        } else {
-            self.end("end-stream")
-        }
-    }
-
     /// An element took the call's events and has yet to read the call's
     /// end (`stop`, or the socket's end) and post it, before its EOS. A paired sink
     /// fed by that element does not answer its buffers with EOS meanwhile:

@@ -1,13 +1,15 @@
 //! The sink's side of a call: the one sink that plays into it, pausing
-//! its writer with the sink, the lead it keeps, and waiting for Twilio to
-//! play out what was sent.
+//! its writer with the sink, the lead it keeps, waiting for Twilio to play
+//! out what was sent, and ending the stream (`end-stream`).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{Call, END_MARK, PLAYOUT_GRACE, Request};
+use super::{Call, END_MARK, PLAYOUT_GRACE, Request, call_log};
 
 use crate::lock::Locked;
+use crate::runtime::RUNTIME;
 
 impl Call {
     /// Makes the sink `id` (named `name`) the one that plays into the call,
@@ -100,6 +102,44 @@ impl Call {
                 return false;
             }
             bound = self.playout_bound();
+        }
+    }
+
+    /// What both elements' `end-stream` action signal does with their call:
+    /// [`end`](Self::end) now, or [`end_after_playout`](Self::end_after_playout)
+    /// on the runtime (never blocking the caller). False if the call had
+    /// ended already (Twilio's `stop` too), or is already ending after the
+    /// playout.
+    pub fn end_stream(self: Arc<Self>, after_playout: bool) -> bool {
+        if !self.is_open() || self.closing.load(Ordering::Relaxed) {
+            call_log!(&self, info, "end-stream: the call has ended already");
+            return false;
+        }
+        // Its end is read already (`twilio-stop` follows, not `twilio-ended`),
+        // and Twilio plays nothing more.
+        if self.is_stopped() {
+            call_log!(&self, info, "end-stream: Twilio has sent stop already");
+            return false;
+        }
+        call_log!(
+            &self,
+            info,
+            "ending the stream (after playout: {after_playout})"
+        );
+        if after_playout {
+            // (Under the lock marks are sent under: see `mark`.)
+            let ending = {
+                let _asked = self.marks_asked.locked();
+                self.ending_after_playout.swap(true, Ordering::SeqCst)
+            };
+            if ending {
+                call_log!(&self, info, "end-stream: already ending after the playout");
+                return false;
+            }
+            RUNTIME.spawn(async move { self.end_after_playout("end-stream").await });
+            true
+        } else {
+            self.end("end-stream")
         }
     }
 

@@ -16,9 +16,10 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 
 use super::framing::Take;
-use super::imp::{CAT, TwilioStreamSink};
+use super::imp::{CAT, CLEAR_EVENT, MARK_EVENT, TwilioStreamSink};
 use super::pairing::Ended;
 use crate::call::{Call, HotPart};
+use crate::contain::Containing;
 use crate::lock::Locked;
 use crate::messages;
 use crate::runtime::RUNTIME;
@@ -147,6 +148,28 @@ impl TwilioStreamSink {
             self.obj().notify(name);
         }
         Some((call, sid))
+    }
+
+    /// A `twilio-mark` or `twilio-clear` sent to the element itself rather
+    /// than pushed (None: another event): BaseSink would send a downstream
+    /// event upstream, where nothing takes it. Done as the action signals
+    /// do (a mark after the audio the sink has taken): never through the
+    /// pad, whose stream lock a render waiting for a call or for PLAYING
+    /// holds, while the caller holds the element's state lock (a state
+    /// change would hang).
+    pub(super) fn element_event(&self, event: &gst::Event) -> Option<bool> {
+        let s = event.structure().filter(|_| event.is_downstream())?;
+        Some(match s.name().as_str() {
+            CLEAR_EVENT => self.stopping_on_panic(|| false, || self.clear("event")),
+            MARK_EVENT => match s.get::<String>("name") {
+                Ok(name) => self.stopping_on_panic(|| false, || self.send_mark(&name)),
+                Err(_) => {
+                    self.mark_event_ignored("it has no string field 'name'");
+                    false
+                }
+            },
+            _ => return None,
+        })
     }
 
     /// Sends a `mark` after everything rendered so far (a partial frame

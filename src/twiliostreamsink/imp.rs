@@ -193,7 +193,7 @@ impl State {
 impl TwilioStreamSink {
     /// A `twilio-mark` event that is no mark: the WARNING saying why.
     #[cold]
-    fn mark_event_ignored(&self, why: &str) {
+    pub(super) fn mark_event_ignored(&self, why: &str) {
         gst::element_imp_warning!(
             self,
             gst::CoreError::Event,
@@ -326,26 +326,10 @@ impl ElementImpl for TwilioStreamSink {
         )
     }
 
-    /// A `twilio-mark` or `twilio-clear` sent to the element itself rather
-    /// than pushed: BaseSink would send a downstream event upstream, where
-    /// nothing takes it. Done as the action signals do (a mark after the
-    /// audio the sink has taken): never through the pad, whose stream lock
-    /// a render waiting for a call or for PLAYING holds, while the caller
-    /// holds the element's state lock (a state change would hang).
     fn send_event(&self, event: gst::Event) -> bool {
-        let Some(s) = event.structure().filter(|_| event.is_downstream()) else {
-            return self.parent_send_event(event);
-        };
-        match s.name().as_str() {
-            CLEAR_EVENT => self.stopping_on_panic(|| false, || self.clear("event")),
-            MARK_EVENT => match s.get::<String>("name") {
-                Ok(name) => self.stopping_on_panic(|| false, || self.send_mark(&name)),
-                Err(_) => {
-                    self.mark_event_ignored("it has no string field 'name'");
-                    false
-                }
-            },
-            _ => self.parent_send_event(event),
+        match self.element_event(&event) {
+            Some(done) => done,
+            None => self.parent_send_event(event),
         }
     }
 

@@ -14,6 +14,7 @@ mod panicked;
 mod poster;
 mod preroll;
 mod properties;
+mod upstream;
 
 glib::wrapper! {
     pub struct TwilioStreamSink(ObjectSubclass<imp::TwilioStreamSink>)
