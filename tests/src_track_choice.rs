@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::both::scrambled;
 use common::src::{in_both_modes, start};
 use common::*;
 use gst::prelude::*;
@@ -22,10 +23,6 @@ in_both_modes!(
     a_stream_without_the_asked_track_warns_once_and_gets_silence,
     both_on_a_caller_only_stream_has_a_silent_second_channel,
 );
-
-fn scrambled(len: u32, seed: u32) -> Vec<u8> {
-    (0..len).map(|i| ((i * 97 + seed) % 256) as u8).collect()
-}
 
 /// Plays `tracks` (the stream's, each with its audio; equally long) a
 /// 20 ms chunk of each per frame, as fast as possible, then stop.

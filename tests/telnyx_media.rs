@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::both::split;
 use common::src::{assert_contiguous, in_both_modes, start};
 use common::*;
 use gst::prelude::*;
@@ -64,13 +65,6 @@ fn play(url: &str, tracks: &[(Track, &[u8])]) {
         call.send_stop().unwrap();
         call.close().await;
     });
-}
-
-/// Two interleaved channels apart.
-fn split(frames: &[i16]) -> (Vec<i16>, Vec<i16>) {
-    let left = frames.iter().step_by(2).copied().collect();
-    let right = frames.iter().skip(1).step_by(2).copied().collect();
-    (left, right)
 }
 
 fn telnyx_both_tracks_come_out_in_their_channels() {

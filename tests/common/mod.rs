@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod both;
 pub mod echo;
 pub mod installed;
 pub mod peer;
