@@ -258,6 +258,36 @@ fn late_echoes_neither_starve_the_caller_nor_skew_the_report() {
     }
 }
 
+/// Echoes held up on their way back by 0 to 300 ms at random, a mark
+/// every 200 ms (a bot marking each phrase): a late echo may be Twilio
+/// behind or the echo held up, and the pacing does not take it for the
+/// first, so the caller hears no gap. (The writer held back as long as
+/// each late echo said: 0.5 s of gaps in 3 s of speech.)
+#[test]
+fn echoes_held_up_at_random_never_starve_the_caller() {
+    init();
+    for seed in [1, 2] {
+        let bot = Bot::new("");
+        let peer = bot.dial(Echo::Jittered {
+            late: Duration::from_millis(20),
+            up_to: Duration::from_millis(300),
+            seed,
+        });
+        for k in 0..15 {
+            bot.prompt(200 * k, 200);
+            bot.mark(&format!("m{k}"));
+        }
+        peer.sleep_past_the_first_frame(Duration::from_millis(2900));
+        bot.clear();
+        let st = peer.wait_clear();
+        assert!(
+            st.underruns() < Duration::from_millis(20),
+            "seed {seed}: the caller heard {:?} of gaps",
+            st.underruns()
+        );
+    }
+}
+
 /// Two prompts with a jump in their timestamps between them (sync=false
 /// closes the gap up) and no mark between: the partial frame before the
 /// jump goes out on its own, so that no frame straddles it, timed as the

@@ -30,6 +30,14 @@ pub enum Echo {
     /// When playout reaches it (at once if nothing is queued; at a clear
     /// for the marks it flushes), `late` after that.
     OnPlayout { late: Duration },
+    /// As `OnPlayout`, each echo held up a further 0 to `up_to` on its way
+    /// (at random from `seed`), the later ones waiting behind it (one TCP
+    /// stream).
+    Jittered {
+        late: Duration,
+        up_to: Duration,
+        seed: u64,
+    },
     /// Never: the test echoes by hand ([`Peer::echo`]) if at all.
     Never,
 }
@@ -224,9 +232,15 @@ impl Peer {
         {
             let (state, out, sid) = (state.clone(), out.clone(), sid.clone());
             rt().spawn(async move {
-                let late = match echo {
-                    Echo::OnPlayout { late } => late,
-                    Echo::Never => Duration::ZERO,
+                let (late, up_to, seed) = match echo {
+                    Echo::OnPlayout { late } => (late, Duration::ZERO, 0),
+                    Echo::Jittered { late, up_to, seed } => (late, up_to, seed),
+                    Echo::Never => (Duration::ZERO, Duration::ZERO, 0),
+                };
+                let mut rng = super::rng::Rng::new(seed);
+                let mut held = move || {
+                    let ms = up_to.as_millis() as usize;
+                    Duration::from_millis(rng.between(0, ms) as u64)
                 };
                 loop {
                     let due = state.lock().unwrap().pending.front().map(|p| p.1);
@@ -272,7 +286,8 @@ impl Peer {
                                     st.marks.push((name.clone(), before));
                                     if echo != Echo::Never {
                                         let reach = st.queue_end.map_or(now, |e| e.max(now));
-                                        st.pending.push_back((name, reach + late, false));
+                                        let due = reach + late + held();
+                                        st.pending.push_back((name, due, false));
                                     }
                                 }
                                 Outbound::Clear { .. } => st.take_clear(now, late),

@@ -13,27 +13,38 @@
 //!
 //! The same model says, at a `clear`, how much of the outbound stream the
 //! caller heard: each written frame keeps the running time of its first
-//! sample. An echoed mark corrects the model when Twilio is behind it. Kept
+//! sample. Echoed marks correct the model when Twilio is behind it. Kept
 //! beside it, the model without corrections (Twilio playing each frame from
 //! its write) gives each mark the moment Twilio would reach it. An echo
 //! comes back a round trip after Twilio reached its mark (the frames' way
 //! there, the echo's way back): the quickest echo so far, counted from that
 //! moment, is the round trip. An echo that took longer says Twilio reached
-//! its mark that much later: the rest plays from then. Each echo sets the
-//! correction anew, so one held up on its way back is undone by the next,
-//! and the model is never earlier than without corrections (Twilio cannot
-//! play what it has not got). (Taking an echo's arrival for the moment its
-//! mark was reached, the model would think Twilio behind by the round trip
-//! at every echo and hold the audio back as long: gaps for the caller once
-//! the round trip passes the lead. Counting from the corrected model, each
-//! correction would shorten the round trip measured, and jitter would
-//! ratchet the model later and later.)
+//! its mark that much later, or that the echo was held up on its way back:
+//! one echo cannot tell which. Twilio behind stays behind (it plays on
+//! from where it is), so the following echoes say the same; a held-up echo
+//! is alone, or followed by echoes less late. So the model moves later by
+//! the least that the last three echoes agree on, never earlier than
+//! without corrections (Twilio cannot play what it has not got). (Taking an
+//! echo's arrival for the moment its mark was reached, the model would
+//! think Twilio behind by the round trip at every echo; counting from the
+//! corrected model, each correction would shorten the round trip measured,
+//! and jitter would ratchet the model later and later.)
+//!
+//! The pacing goes by the model without corrections: it is the least
+//! Twilio can hold. An echo late on its way back then never holds audio
+//! back from Twilio (the caller would hear the gap), and after a stall on
+//! the way there Twilio holds that much more than the lead until its queue
+//! runs dry (a `clear` drops it all the same).
 
 use std::collections::VecDeque;
 
 /// Written frames kept past the played position, for marks that correct
 /// the model later (about 2 s of 20 ms frames).
 const KEEP_PLAYED_NS: u64 = 2_000_000_000;
+
+/// Echoes that must agree that Twilio is behind before the model moves
+/// (see the module docs).
+const AGREEING_ECHOES: usize = 3;
 
 /// Marks kept waiting for their echo: beyond, the oldest is forgotten
 /// (counted as echoed), so that a peer that never echoes does not make the
@@ -122,6 +133,9 @@ struct Model {
     /// The quickest an echo came back after the moment, without
     /// corrections, for its mark (ns): the round trip to Twilio.
     round_trip: Option<u64>,
+    /// When Twilio will have played all of it, by each of the last echoes
+    /// before the next, newest first (moved on by writes as `end` is).
+    last_echo_ends: [u64; AGREEING_ECHOES - 1],
     /// Marks written that an echo accounted for: its own, or a later one's
     /// (echoes come in the order the marks were sent).
     echoed: u64,
@@ -175,6 +189,9 @@ impl Model {
         self.written += duration;
         self.end = self.end.max(now) + duration;
         self.base_end = self.base_end.max(now) + duration;
+        for e in &mut self.last_echo_ends {
+            *e = (*e).max(now) + duration;
+        }
     }
 
     /// The running time at audio position `position`.
@@ -294,8 +311,9 @@ impl Outbox {
                 if self.paused {
                     return None;
                 }
-                if self.model.unplayed(now) >= self.lead {
-                    return Some(self.model.end - self.lead + 1);
+                // Paced by what Twilio holds at least (see the module docs).
+                if self.model.base_end.saturating_sub(now) >= self.lead {
+                    return Some(self.model.base_end - self.lead + 1);
                 }
             }
             match self.pending.pop_front() {
@@ -382,7 +400,15 @@ impl Outbox {
             let round_trip = self.model.round_trip.map_or(took, |r| r.min(took));
             self.model.round_trip = Some(round_trip);
             let rest = self.model.written - position;
-            self.model.end = self.model.base_end.max(now - round_trip + rest);
+            let model = &mut self.model;
+            let by_this_echo = model.base_end.max(now - round_trip + rest);
+            let agreed = model
+                .last_echo_ends
+                .iter()
+                .fold(by_this_echo, |a, e| a.min(*e));
+            model.end = agreed.max(model.base_end);
+            model.last_echo_ends.rotate_right(1);
+            model.last_echo_ends[0] = by_this_echo;
         }
     }
 
@@ -427,6 +453,7 @@ impl Outbox {
         self.model.written = played;
         self.model.end = now;
         self.model.base_end = now;
+        self.model.last_echo_ends = [now; AGREEING_ECHOES - 1];
         self.model.spans.retain(|s| s.position < played);
         if let Some(last) = self.model.spans.back_mut() {
             last.duration = last.duration.min(played - last.position);
