@@ -25,6 +25,7 @@ pub mod provider;
 mod push_gate;
 pub mod quality;
 pub mod runtime;
+mod runtime_watch;
 pub mod server;
 pub mod signature;
 mod twiliostreamsink;
