@@ -67,13 +67,19 @@ impl TwilioStreamSrc {
     pub(super) fn read_after_eos(&self) {
         let call = {
             let mut state = self.state.locked();
-            if state.after_eos || state.finished || state.events.is_none() {
+            if state.after_eos || state.finished || state.registration.is_none() {
+                return;
+            }
+            // (`start` forgets the last run's call. A call's events out of
+            // the state are in `create`'s hands, which reads them after.)
+            if state.call.is_some() && state.events.is_none() {
                 return;
             }
             state.after_eos = true;
             state.call.clone()
         };
         let Some(call) = call else {
+            self.refuse_calls();
             return;
         };
         gst::debug!(
@@ -95,6 +101,20 @@ impl TwilioStreamSrc {
         });
     }
 
+    /// The stream ends before any call: the src takes no call until it
+    /// starts again (or a flush drops the EOS before it is carried out),
+    /// and one that reached it just then is hung up. A caller would
+    /// otherwise be taken into a stream that is over, in silence for good.
+    /// Later calls go to another element of the path, or wait and are
+    /// refused as when the src holds a call (`pending-timeout`).
+    fn refuse_calls(&self) {
+        gst::info!(CAT, imp = self, "EOS before any call: taking no call");
+        self.app_eos.refusing.store(true, Ordering::SeqCst);
+        if let Some(call) = self.slot().close() {
+            call.close();
+        }
+    }
+
     /// A flush dropped an EOS sent to the element before `create` carried
     /// it out: the stream goes on, and the call's audio with it (what came
     /// meanwhile was read for its messages only), its fills too: the fill
@@ -107,6 +127,12 @@ impl TwilioStreamSrc {
             }
             state.after_eos = false;
             gst::debug!(CAT, imp = self, "the EOS was flushed: the stream goes on");
+            if let (true, Some(registration)) = (
+                self.app_eos.refusing.swap(false, Ordering::SeqCst),
+                &state.registration,
+            ) {
+                registration.reopen(&self.slot());
+            }
             if let Some(call) = &state.call {
                 call.set_consumer(self.shared.enabled().then(|| self.network_consumer()));
             }

@@ -38,6 +38,9 @@ pub(super) struct AppEos {
     /// The probe that sees BaseSrc's loop end the stream by itself, while
     /// the streaming thread pushes (`after_eos.rs`).
     pub(super) watch: Mutex<Option<gst::PadProbeId>>,
+    /// The slot takes no call: the stream ended before any came
+    /// (`after_eos.rs`); reopened at the next start.
+    pub(super) refusing: AtomicBool,
 }
 
 impl TwilioStreamSrc {

@@ -11,6 +11,7 @@
 //! G.722 and Opus payloads become buffers here, as they came.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -49,6 +50,9 @@ impl TwilioStreamSrc {
         if let Some(call) = slot.take() {
             call.close();
         }
+        // Closed by an EOS before any call of the last run (`after_eos.rs`).
+        self.app_eos.refusing.store(false, Ordering::SeqCst);
+        slot.reopen();
         let takes = match tracks {
             Tracks::Both => Takes {
                 g711_only: true,
