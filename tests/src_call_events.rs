@@ -9,7 +9,10 @@ use gst::prelude::*;
 use twilio_emulator::audio::{decode, encode};
 use twilio_emulator::{CallParams, TwilioCall};
 
-in_both_modes!(call_events_become_messages_and_downstream_events);
+in_both_modes!(
+    call_events_become_messages_and_downstream_events,
+    events_sent_to_the_src_go_out_among_its_buffers,
+);
 
 fn call_events_become_messages_and_downstream_events() {
     let (p, collector, url) = start(
@@ -320,5 +323,69 @@ fn malformed_input_is_counted_and_the_call_goes_on() {
     assert_eq!(src.property::<u64>("invalid-messages"), 6);
     assert_eq!(src.property::<u64>("transcode-errors"), 1);
     assert_eq!(src.property::<u64>("chunks-received"), 2);
+    set_state(&p, gst::State::Null);
+}
+
+/// A custom downstream event and tags sent to the src mid-call go out
+/// among its buffers, in order, as from any GStreamer source. (With
+/// `shared-threads`, BaseSrc kept them for its streaming thread, which
+/// waits for the whole call: they never went out, `send_event` TRUE.)
+fn events_sent_to_the_src_go_out_among_its_buffers() {
+    let (p, collector, url) = start(
+        "twiliostreamsrc name=src port=0 ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false",
+    );
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    by_name(&p, "sink").static_pad("sink").unwrap().add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            let what = match &info.data {
+                Some(gst::PadProbeData::Buffer(_)) => "buffer".to_owned(),
+                Some(gst::PadProbeData::Event(e)) => match e.view() {
+                    gst::EventView::CustomDownstream(c) => c
+                        .structure()
+                        .map_or("custom".into(), |s| s.name().to_string()),
+                    gst::EventView::Tag(t) => match t.tag().get::<gst::tags::Title>() {
+                        Some(title) => format!("title {}", title.get()),
+                        None => "other tags".into(),
+                    },
+                    _ => return gst::PadProbeReturn::Ok,
+                },
+                _ => return gst::PadProbeReturn::Ok,
+            };
+            log.lock().unwrap().push(what);
+            gst::PadProbeReturn::Ok
+        },
+    );
+    let src = by_name(&p, "src");
+    let mut call = rt()
+        .block_on(TwilioCall::start(&url, CallParams::default()))
+        .unwrap();
+    for _ in 0..5 {
+        call.send_media(&[0x55; 160]).unwrap();
+    }
+    collector.wait_buffers(5);
+    let custom = gst::event::CustomDownstream::new(gst::Structure::new_empty("my-event"));
+    assert!(src.send_event(custom));
+    let mut tags = gst::TagList::new();
+    tags.make_mut()
+        .add::<gst::tags::Title>(&"a call", gst::TagMergeMode::Append);
+    assert!(src.send_event(gst::event::Tag::new(tags)));
+    for _ in 0..5 {
+        call.send_media(&[0x55; 160]).unwrap();
+    }
+    call.send_stop().unwrap();
+    rt().block_on(call.close());
+    collector.wait_eos();
+    let seen = seen.lock().unwrap().clone();
+    let at = |what: &str| seen.iter().position(|s| s == what);
+    let (custom, title) = (at("my-event"), at("title a call"));
+    let buffers = seen.iter().filter(|s| *s == "buffer").count();
+    assert_eq!(buffers, 10, "{seen:?}");
+    // After the buffers before them, and before the last one (the one
+    // being made as they came may go first, as with BaseSrc's loop).
+    let last = seen.iter().rposition(|s| s == "buffer");
+    assert!(custom.is_some_and(|c| c >= 5), "{seen:?}");
+    assert!(title > custom && title < last, "{seen:?}");
     set_state(&p, gst::State::Null);
 }

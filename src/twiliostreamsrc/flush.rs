@@ -16,6 +16,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::imp::{CAT, TwilioStreamSrc};
+use crate::lock::Locked;
 
 /// A flush-start reached the src pad and its flush-stop has not yet.
 #[derive(Default)]
@@ -47,6 +48,9 @@ impl TwilioStreamSrc {
             return false;
         }
         if event.type_() != gst::EventType::Eos {
+            if self.queue_serialized(&event) {
+                return true;
+            }
             return self.parent_send_event(event);
         }
         // In push mode: `app_eos.rs`, without BaseSrc's wait.
@@ -57,6 +61,28 @@ impl TwilioStreamSrc {
             gst::debug!(CAT, imp = self, "EOS while stopped: nothing to end");
             return false;
         }
+        true
+    }
+
+    /// A serialized event for downstream (a custom event, tags) sent to
+    /// the started src: it goes out before the next buffer, from whichever
+    /// thread pushes it. BaseSrc keeps such events for its loop, which
+    /// with `shared-threads` waits in `create` for the whole call: they
+    /// would never go out.
+    fn queue_serialized(&self, event: &gst::Event) -> bool {
+        use gst::EventType as T;
+        let ours = event.is_downstream()
+            && event.is_serialized()
+            && !matches!(
+                event.type_(),
+                T::FlushStop | T::Segment | T::Caps | T::StreamStart | T::Eos
+            );
+        let mut state = self.state.locked();
+        if !ours || state.registration.is_none() {
+            return false;
+        }
+        gst::debug!(CAT, imp = self, "{event:?} goes out before the next buffer");
+        state.pending_events.push(event.clone());
         true
     }
 
