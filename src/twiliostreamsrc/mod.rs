@@ -34,6 +34,7 @@ mod output;
 mod panicked;
 mod properties;
 mod quality;
+mod reconfigure;
 mod reorder;
 mod shared_threads;
 mod step;

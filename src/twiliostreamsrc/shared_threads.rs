@@ -388,6 +388,10 @@ impl TwilioStreamSrc {
                 }
                 continue;
             };
+            if let Err(flow) = self.reconfigure_shared(pad) {
+                self.shared_flow_error(pad, flow);
+                return;
+            }
             let step = self.process(event);
             self.push_pending_events();
             let result = match step {
@@ -582,7 +586,10 @@ impl TwilioStreamSrc {
                 self,
                 gst::StreamError::Failed,
                 ("Internal data stream error."),
-                ["streaming stopped, reason {flow:?}"]
+                [
+                    "streaming stopped, reason {}",
+                    super::reconfigure::flow_name(flow)
+                ]
             );
         }
         // (Past the gate: the error's sync handler may pause a sink.)
