@@ -107,6 +107,8 @@ pub struct TwilioStreamSrc {
     pub(super) slot: Mutex<(Option<String>, Arc<Slot>)>,
     pub(super) shared: Shared,
     pub(super) flush: Flush,
+    /// What the drains do for BaseSrc's loop (`loop_duties.rs`).
+    pub(super) duties: super::loop_duties::Duties,
     pub(super) app_eos: AppEos,
 }
 
@@ -118,6 +120,7 @@ impl Default for TwilioStreamSrc {
             canceller: Default::default(),
             shared: Default::default(),
             flush: Default::default(),
+            duties: Default::default(),
             app_eos: Default::default(),
             slot: Mutex::new((None, Slot::new())),
         }
@@ -461,6 +464,15 @@ impl BaseSrcImpl for TwilioStreamSrc {
         self.stopping_on_panic(
             || false,
             || match query.view_mut() {
+                gst::QueryViewMut::Position(q) if q.format() == gst::Format::Time => {
+                    match self.shared_position() {
+                        Some(position) => {
+                            q.set(position);
+                            true
+                        }
+                        None => BaseSrcImplExt::parent_query(self, query),
+                    }
+                }
                 gst::QueryViewMut::Latency(q) => {
                     let latency = self.latency();
                     gst::debug!(CAT, imp = self, "latency {latency}");
@@ -525,6 +537,7 @@ impl TwilioStreamSrc {
             );
         }
         self.shared.start(settings.shared_threads && !limited);
+        self.start_duties();
         self.forget_eos();
         let slot = self.slot();
         let claim = self.ready_slot(&slot, settings.track)?;

@@ -531,6 +531,7 @@ impl TwilioStreamSrc {
         if self.shared.discont.swap(false, Ordering::Relaxed) {
             buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
         }
+        self.before_shared_push(&mut buffer);
         let pauses = self.shared.pauses.load(Ordering::SeqCst);
         let started = Instant::now();
         let result = pad.push(buffer);
@@ -588,7 +589,7 @@ impl TwilioStreamSrc {
                 ("Internal data stream error."),
                 [
                     "streaming stopped, reason {}",
-                    super::reconfigure::flow_name(flow)
+                    super::loop_duties::flow_name(flow)
                 ]
             );
         }

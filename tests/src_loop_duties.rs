@@ -1,9 +1,10 @@
+//! What BaseSrc's loop does between buffers, in both push modes (with
+//! `shared-threads` that loop waits for the whole call: each was skipped).
 //! Downstream asks the src for other caps mid-call (a capsfilter's caps
 //! changed): the src negotiates again before its next buffer and goes on
-//! in the new format, as any GStreamer source does; caps it cannot give
-//! end the stream with not-negotiated. In both push modes (with
-//! `shared-threads`, BaseSrc's loop, which negotiates again, waits for the
-//! whole call: the change was ignored).
+//! in the new format; caps it cannot give end the stream with
+//! not-negotiated. `do-timestamp` stamps every buffer's DTS. The position
+//! query follows the buffers.
 
 mod common;
 
@@ -16,6 +17,8 @@ use twilio_emulator::{CallParams, TwilioCall};
 in_both_modes!(
     caps_changed_downstream_mid_call_are_taken,
     caps_downstream_cannot_get_mid_call_end_with_not_negotiated,
+    do_timestamp_stamps_every_buffer,
+    the_position_follows_the_buffers,
 );
 
 const DESC: &str = "twiliostreamsrc name=src port=0 ! capsfilter name=cf caps=audio/x-raw,rate=16000 ! \
@@ -93,6 +96,54 @@ fn caps_downstream_cannot_get_mid_call_end_with_not_negotiated() {
         });
     let error = error.expect("an ERROR");
     assert!(error.contains("not-negotiated"), "{error}");
+    rt().block_on(call.close());
+    set_state(&p, gst::State::Null);
+}
+
+/// Five chunks, and the buffers they made.
+fn five_chunks(desc: &str) -> (gst::Pipeline, Collector, TwilioCall) {
+    let (p, collector, url) = start(desc);
+    let mut call = rt()
+        .block_on(TwilioCall::start(&url, CallParams::default()))
+        .unwrap();
+    for _ in 0..5 {
+        call.send_media(&[0x55; 160]).unwrap();
+    }
+    collector.wait_buffers(5);
+    (p, collector, call)
+}
+
+fn do_timestamp_stamps_every_buffer() {
+    let (p, collector, call) = five_chunks(
+        "twiliostreamsrc name=src port=0 do-timestamp=true ! fakesink name=sink sync=false",
+    );
+    let dts: Vec<_> = collector
+        .snapshot()
+        .buffers
+        .iter()
+        .map(|b| b.dts())
+        .collect();
+    assert!(dts.iter().all(Option::is_some), "{dts:?}");
+    assert!(dts.is_sorted(), "{dts:?}");
+    rt().block_on(call.close());
+    set_state(&p, gst::State::Null);
+}
+
+fn the_position_follows_the_buffers() {
+    let (p, collector, call) =
+        five_chunks("twiliostreamsrc name=src port=0 ! fakesink name=sink sync=false");
+    let end = |b: &gst::Buffer| b.pts().unwrap() + b.duration().unwrap();
+    let fifth = end(&collector.snapshot().buffers[4]);
+    let position = by_name(&p, "src")
+        .query_position::<gst::ClockTime>()
+        .expect("a position");
+    // (The fill may have pushed silence since: no further than that.)
+    let got = collector.snapshot();
+    let last = got.buffers.iter().chain(&got.gaps).map(end).max().unwrap();
+    assert!(
+        position >= fifth && position <= last,
+        "{position} against {fifth}..{last}"
+    );
     rt().block_on(call.close());
     set_state(&p, gst::State::Null);
 }
