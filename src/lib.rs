@@ -45,6 +45,10 @@ fn mulaw_caps() -> gst::Caps {
 }
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    // From the plugin's load on, not the first use: `--gst-debug-help`
+    // and `gst_debug_get_all_categories` list them.
+    std::sync::LazyLock::force(&call::CAT);
+    std::sync::LazyLock::force(&runtime::CAT);
     twiliostreamsrc::register(plugin)?;
     twiliostreamsink::register(plugin)?;
     Ok(())

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "twiliostream-runtime",
         gst::DebugColorFlags::empty(),

@@ -55,3 +55,26 @@ fn installed_per_user_gst_inspect_finds_it_and_uninstall_removes_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The plugin's debug categories exist once it is loaded, before any
+/// element is made: `--gst-debug-help` lists them (they were made at the
+/// elements' first use).
+#[test]
+fn gst_debug_help_lists_the_plugins_categories() {
+    let home = Home::new("debug-help");
+    home.install(&[]);
+    let out = home
+        .command("gst-launch-1.0")
+        .arg("--gst-debug-help")
+        .output()
+        .expect("run gst-launch-1.0");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for category in [
+        "twiliostreamsrc",
+        "twiliostreamsink",
+        "twiliostream ",
+        "twiliostream-runtime",
+    ] {
+        assert!(text.contains(category), "{category} not in:\n{text}");
+    }
+}

@@ -22,6 +22,7 @@ glib::wrapper! {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    std::sync::LazyLock::force(&imp::CAT);
     gst::Element::register(
         Some(plugin),
         "twiliostreamsink",

@@ -92,6 +92,7 @@ impl TwilioStreamSrc {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    std::sync::LazyLock::force(&imp::CAT);
     gst::Element::register(
         Some(plugin),
         "twiliostreamsrc",
