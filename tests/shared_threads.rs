@@ -114,7 +114,8 @@ fn arrives_while_paused(shared_threads: bool) {
 fn a_downstream_error_stops_the_stream_with_an_error() {
     init();
     // Negotiated and PLAYING, then unlinked: the first push returns
-    // not-linked, which the streaming thread would have posted as an error.
+    // not-linked, which the streaming thread would have posted as an error
+    // (named as BaseSrc names it).
     let p = pipeline(
         "twiliostreamsrc name=src port=0 shared-threads=true ! audio/x-raw,rate=8000 ! fakesink name=sink sync=false async=false",
     );
@@ -146,7 +147,7 @@ fn a_downstream_error_stops_the_stream_with_an_error() {
         Some("src")
     );
     assert!(
-        format!("{:?}", e.debug()).contains("NotLinked"),
+        format!("{:?}", e.debug()).contains("reason not-linked"),
         "{:?}",
         e.debug()
     );
