@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::src::{in_both_modes, start};
+use common::src::{call_of_chunks, in_both_modes, start};
 use common::*;
 use gst::prelude::*;
 use twilio_emulator::audio::{decode, encode};
@@ -358,13 +358,7 @@ fn events_sent_to_the_src_go_out_among_its_buffers() {
         },
     );
     let src = by_name(&p, "src");
-    let mut call = rt()
-        .block_on(TwilioCall::start(&url, CallParams::default()))
-        .unwrap();
-    for _ in 0..5 {
-        call.send_media(&[0x55; 160]).unwrap();
-    }
-    collector.wait_buffers(5);
+    let mut call = call_of_chunks(&url, &collector, 5);
     let custom = gst::event::CustomDownstream::new(gst::Structure::new_empty("my-event"));
     assert!(src.send_event(custom));
     let mut tags = gst::TagList::new();

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::src::{in_both_modes, start};
+use common::src::{call_of_chunks, in_both_modes, start};
 use common::*;
 use gst::prelude::*;
 use twilio_emulator::audio::decode;
@@ -69,14 +69,7 @@ fn caps_changed_downstream_mid_call_are_taken() {
 }
 
 fn caps_downstream_cannot_get_mid_call_end_with_not_negotiated() {
-    let (p, collector, url) = start(DESC);
-    let mut call = rt()
-        .block_on(TwilioCall::start(&url, CallParams::default()))
-        .unwrap();
-    for _ in 0..5 {
-        call.send_media(&[0x55; 160]).unwrap();
-    }
-    collector.wait_buffers(5);
+    let (p, _collector, mut call) = five_chunks(DESC);
     by_name(&p, "cf").set_property(
         "caps",
         gst::Caps::builder("audio/x-raw")
@@ -103,13 +96,7 @@ fn caps_downstream_cannot_get_mid_call_end_with_not_negotiated() {
 /// Five chunks, and the buffers they made.
 fn five_chunks(desc: &str) -> (gst::Pipeline, Collector, TwilioCall) {
     let (p, collector, url) = start(desc);
-    let mut call = rt()
-        .block_on(TwilioCall::start(&url, CallParams::default()))
-        .unwrap();
-    for _ in 0..5 {
-        call.send_media(&[0x55; 160]).unwrap();
-    }
-    collector.wait_buffers(5);
+    let call = call_of_chunks(&url, &collector, 5);
     (p, collector, call)
 }
 

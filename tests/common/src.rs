@@ -4,6 +4,8 @@
 //! two tracks share (contiguous buffers, the 16 kHz output against an ideal
 //! resampler).
 
+use twilio_emulator::{CallParams, TwilioCall};
+
 use super::*;
 
 thread_local! {
@@ -232,4 +234,17 @@ pub fn listening_src(props: &str) -> (gst::Pipeline, gst::Element) {
     set_state(&p, gst::State::Playing);
     let src = by_name(&p, "src");
     (p, src)
+}
+
+/// A call started on `url` that sent `n` chunks of one byte, once their
+/// buffers reached `collector`.
+pub fn call_of_chunks(url: &str, collector: &Collector, n: usize) -> TwilioCall {
+    let mut call = rt()
+        .block_on(TwilioCall::start(url, CallParams::default()))
+        .unwrap();
+    for _ in 0..n {
+        call.send_media(&[0x55; 160]).unwrap();
+    }
+    collector.wait_buffers(n);
+    call
 }
