@@ -8,12 +8,15 @@
 //! and with no thread polling the network, every call of the process
 //! stops until the held push returns.
 //!
-//! So each runtime thread marks when it is inside a pipeline ([`enter`]),
+//! So each runtime thread marks when it is inside a pipeline ([`enter`]:
+//! the elements' work on network threads, the src's drains and fills, the
+//! messages they post),
 //! and a watch thread looks every [`PERIOD`] while calls run: a thread
 //! inside one entry since its last look gets the runtime an empty task. A
 //! sleeping worker wakes for it, finds the network free and polls it: the
 //! other calls go on (tasks queued on the held thread are taken over by
-//! the others), only the held call waits. The watch sleeps for good once
+//! the others, except the one it woke last, which tokio keeps for it),
+//! only the held call waits. The watch sleeps for good once
 //! no thread has entered a pipeline for [`IDLE_AFTER`], and the next entry
 //! wakes it.
 
@@ -31,7 +34,7 @@ pub const PERIOD: Duration = Duration::from_millis(50);
 const IDLE_AFTER: Duration = Duration::from_secs(10);
 
 /// Runtime threads watched (the runtime has at most four; the load test's
-/// floor builds another alike).
+/// floor builds another alike, whose threads never enter).
 const SLOTS: usize = 16;
 
 /// Per runtime thread: its entries counted, doubled, plus one while inside.
@@ -46,40 +49,61 @@ static ASLEEP: AtomicBool = AtomicBool::new(false);
 static WATCH: OnceLock<Thread> = OnceLock::new();
 
 thread_local! {
-    /// This thread's slot and its entries so far (None: not yet given one).
-    static MINE: Cell<Option<(usize, u64)>> = const { Cell::new(None) };
+    /// This thread's slot, its entries so far and how deep it is inside
+    /// (None: not yet given a slot).
+    static MINE: Cell<Option<Mine>> = const { Cell::new(None) };
+}
+
+#[derive(Clone, Copy)]
+struct Mine {
+    slot: usize,
+    entries: u64,
+    depth: u32,
 }
 
 /// The runtime the watch hands its empty tasks to.
 static HANDLE: LazyLock<tokio::runtime::Handle> =
     LazyLock::new(|| crate::runtime::RUNTIME.handle().clone());
 
-/// Marks this runtime thread as inside a pipeline until the guard drops.
+/// Marks this runtime thread as inside a pipeline until the guard drops
+/// (an entry inside another is part of it). Other threads are not
+/// watched: the guard does nothing there.
 pub fn enter() -> Inside {
-    let (slot, entries) = MINE.get().unwrap_or_else(|| {
-        let slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % SLOTS;
-        (slot, 0)
-    });
-    let entries = entries + 1;
-    MINE.set(Some((slot, entries)));
-    // SeqCst with the watch's going to sleep: it either sees this entry or
-    // is seen asleep here.
-    SLOTS_IN[slot].store(entries << 1 | 1, Ordering::SeqCst);
-    if ASLEEP.load(Ordering::SeqCst) || WATCH.get().is_none() {
-        wake_watch();
+    if !crate::runtime::on_runtime() {
+        return Inside(false);
     }
-    Inside { slot, entries }
+    let mut mine = MINE.get().unwrap_or_else(|| Mine {
+        slot: NEXT_SLOT.fetch_add(1, Ordering::Relaxed) % SLOTS,
+        entries: 0,
+        depth: 0,
+    });
+    mine.depth += 1;
+    if mine.depth == 1 {
+        mine.entries += 1;
+        // SeqCst with the watch's going to sleep: it either sees this
+        // entry or is seen asleep here.
+        SLOTS_IN[mine.slot].store(mine.entries << 1 | 1, Ordering::SeqCst);
+        if ASLEEP.load(Ordering::SeqCst) || WATCH.get().is_none() {
+            wake_watch();
+        }
+    }
+    MINE.set(Some(mine));
+    Inside(true)
 }
 
 /// A runtime thread inside a pipeline: see [`enter`].
-pub struct Inside {
-    slot: usize,
-    entries: u64,
-}
+pub struct Inside(bool);
 
 impl Drop for Inside {
     fn drop(&mut self) {
-        SLOTS_IN[self.slot].store(self.entries << 1, Ordering::Relaxed);
+        let (true, Some(mut mine)) = (self.0, MINE.get()) else {
+            return;
+        };
+        mine.depth -= 1;
+        if mine.depth == 0 {
+            SLOTS_IN[mine.slot].store(mine.entries << 1, Ordering::Relaxed);
+        }
+        MINE.set(Some(mine));
     }
 }
 

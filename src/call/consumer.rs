@@ -59,8 +59,6 @@ impl Call {
                 .store(self.now_ns() + 1, Ordering::SeqCst);
             let ran = Ran(&self.consumer_since);
             self.wake_room_waiters();
-            // A push may block here: the other calls must go on meanwhile.
-            let _inside = crate::runtime_watch::enter();
             consumer();
             drop(ran);
             drop(restore);

@@ -55,6 +55,8 @@ impl TwilioStreamSink {
             }
             f()
         };
+        // Posting may block here (a bus sync handler): the other calls go on.
+        let _inside = crate::runtime_watch::enter();
         crate::contain::contained(self, f, || self.stop_after_panic())
     }
 

@@ -76,10 +76,19 @@ impl TwilioStreamSrc {
                 return;
             }
             state.after_eos = true;
+            if state.call.is_none() {
+                // Under the state's lock: a call `create` takes meanwhile
+                // comes after, and finds the stream over.
+                let hung_up = self.refuse_calls();
+                drop(state);
+                if let Some(call) = hung_up {
+                    call.close();
+                }
+                return;
+            }
             state.call.clone()
         };
         let Some(call) = call else {
-            self.refuse_calls();
             return;
         };
         gst::debug!(
@@ -107,12 +116,11 @@ impl TwilioStreamSrc {
     /// otherwise be taken into a stream that is over, in silence for good.
     /// Later calls go to another element of the path, or wait and are
     /// refused as when the src holds a call (`pending-timeout`).
-    fn refuse_calls(&self) {
+    /// Returns the call to hang up (outside the state's lock).
+    fn refuse_calls(&self) -> Option<Arc<crate::call::Call>> {
         gst::info!(CAT, imp = self, "EOS before any call: taking no call");
         self.app_eos.refusing.store(true, Ordering::SeqCst);
-        if let Some(call) = self.slot().close() {
-            call.close();
-        }
+        self.slot().close()
     }
 
     /// A flush dropped an EOS sent to the element before `create` carried

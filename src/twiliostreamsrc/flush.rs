@@ -64,21 +64,23 @@ impl TwilioStreamSrc {
         true
     }
 
-    /// A serialized event for downstream (a custom event, tags) sent to
-    /// the started src: it goes out before the next buffer, from whichever
-    /// thread pushes it. BaseSrc keeps such events for its loop, which
-    /// with `shared-threads` waits in `create` for the whole call: they
-    /// would never go out.
+    /// A serialized event BaseSrc would keep for its loop (tags, a custom
+    /// downstream event, a sink message, protection) sent to the started
+    /// src while network threads push: with `shared-threads` that loop
+    /// waits in `create` for the whole call, and they would never go out.
+    /// The src keeps them itself and the drains push them before the next
+    /// buffer. (The rest is BaseSrc's: it refuses other serialized events.)
     fn queue_serialized(&self, event: &gst::Event) -> bool {
         use gst::EventType as T;
-        let ours = event.is_downstream()
-            && event.is_serialized()
-            && !matches!(
-                event.type_(),
-                T::FlushStop | T::Segment | T::Caps | T::StreamStart | T::Eos
-            );
+        let kept = matches!(
+            event.type_(),
+            T::Tag | T::CustomDownstream | T::CustomBoth | T::SinkMessage | T::Protection
+        );
+        if !kept || !self.shared.enabled() || self.shared.streaming() {
+            return false;
+        }
         let mut state = self.state.locked();
-        if !ours || state.registration.is_none() {
+        if state.registration.is_none() {
             return false;
         }
         gst::debug!(CAT, imp = self, "{event:?} goes out before the next buffer");

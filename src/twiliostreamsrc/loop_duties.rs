@@ -73,7 +73,8 @@ impl TwilioStreamSrc {
 
     /// The position to answer with while network threads push.
     pub(super) fn shared_position(&self) -> Option<gst::ClockTime> {
-        if !self.shared.pushing() {
+        // (Paused too: BaseSrc's segment is the loop's, left behind.)
+        if !self.shared.enabled() || self.shared.streaming() {
             return None;
         }
         let end = self

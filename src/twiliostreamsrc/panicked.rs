@@ -66,6 +66,8 @@ impl TwilioStreamSrc {
         if self.shared.stopped_after_panic.load(Ordering::Relaxed) {
             return None;
         }
+        // A push may block here: the other calls must go on meanwhile.
+        let _inside = crate::runtime_watch::enter();
         crate::contain::contained_vfunc(self, || f(self), || self.stop_after_panic())
     }
 
