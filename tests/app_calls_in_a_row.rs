@@ -312,6 +312,36 @@ fn a_voice_bot_that_cycles_only_its_caller_branch_plays_into_each_call() {
     set_bounded(&p, gst::State::Null);
 }
 
+/// The same bot flushing its branch as soon as it sees `twilio-stop`,
+/// before the caller's socket has closed: the call is over (Twilio plays
+/// nothing more), so the sink follows the src to the next call. (Before,
+/// a flush while the socket was still open was taken for one within the
+/// call, and the next caller heard nothing, now and then under load.)
+#[test]
+fn a_voice_bot_that_flushes_at_twilio_stop_plays_into_the_next_call() {
+    let (p, caller, src, _sink, tts) = bot_with_its_own_caller_branch();
+    let bus = p.bus().unwrap();
+    let mut first = start_call(&url_of(&src), 3);
+    messages_until(&bus, |m| has_element(m, "twilio-start"));
+    push(&tts, &pattern(0, 4));
+    receive_until(&mut first, |got| media_bytes(got).len() >= 640);
+    first.send_stop().unwrap();
+    messages_until(&bus, |m| has_element(m, "twilio-stop"));
+    tts.send_event(gst::event::FlushStart::new());
+    tts.send_event(gst::event::FlushStop::new(true));
+    rt().block_on(first.close());
+    assert!(caller.set_state(gst::State::Ready).is_ok());
+    assert!(caller.set_state(gst::State::Playing).is_ok());
+    let mut next = start_call(&url_of(&src), 3);
+    messages_until(&bus, |m| has_element(m, "twilio-start"));
+    let prompt = pattern(1, 4);
+    push(&tts, &prompt);
+    let got = receive_until(&mut next, |got| media_bytes(got).len() >= prompt.len());
+    assert_eq!(media_bytes(&got), prompt);
+    rt().block_on(next.close());
+    set_bounded(&p, gst::State::Null);
+}
+
 /// The same bot, not flushing its branch when a call ends: what it
 /// pushes once the next call has started is dropped, as the last call's
 /// (nothing tells it from that call's audio still on its way), and a

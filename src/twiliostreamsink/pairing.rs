@@ -222,7 +222,14 @@ impl TwilioStreamSink {
     /// from here on the sink may follow the src to its next call.
     pub(super) fn stream_started(&self) {
         let mut state = self.state.locked();
-        if state.call.as_ref().is_some_and(|call| !call.is_open()) {
+        // Over once Twilio sent `stop` (it plays nothing more), though its
+        // socket may close a moment after: an application that flushes as
+        // it sees `twilio-stop` is after the call's end.
+        if state
+            .call
+            .as_ref()
+            .is_some_and(|call| !call.is_open() || call.is_stopped())
+        {
             gst::debug!(CAT, imp = self, "a stream starts after the call's end");
             state.next_stream = true;
         }
