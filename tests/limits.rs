@@ -186,3 +186,41 @@ fn media_keeps_a_call_alive_past_the_idle_timeout() {
     assert!(warnings.is_empty(), "{warnings:?}");
     set_state(&p, gst::State::Null);
 }
+
+/// A push held downstream (a blocking probe) for longer than the idle
+/// timeout: the call's task, which pushes, reads nothing meanwhile, and
+/// what Twilio sent waits in the socket. That is no silence of Twilio's:
+/// the call goes on, every chunk comes out after the hold. (Before, the
+/// call ended "no media from Twilio" as soon as the push returned.)
+#[test]
+fn a_push_held_past_the_idle_timeout_does_not_end_the_call() {
+    let (p, src) = echo("idle-timeout=1");
+    let collector = Collector::attach(&by_name(&p, "sink"));
+    let url = url_of(&src);
+    let pad = src.static_pad("src").unwrap();
+    let script = twilio_emulator::Script {
+        audio: vec![0xFF; 160 * 150],
+        linger: Duration::ZERO,
+        ..Default::default()
+    };
+    let call = rt().spawn(async move {
+        let call = TwilioCall::start(&url, CallParams::default())
+            .await
+            .unwrap();
+        twilio_emulator::play::run(call, &script).await.unwrap();
+    });
+    collector.wait_buffers(10);
+    let probe = pad
+        .add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM, |_, _| {
+            gst::PadProbeReturn::Ok
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    pad.remove_probe(probe);
+    rt().block_on(call).unwrap();
+    let got = collector.wait_eos();
+    assert_eq!(got.samples().len(), 160 * 150);
+    let warnings = warnings(&p.bus().unwrap());
+    assert!(warnings.is_empty(), "{warnings:?}");
+    set_state(&p, gst::State::Null);
+}

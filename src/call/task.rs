@@ -253,7 +253,14 @@ where
                             });
                         }
                         if apply(call, events, handled) {
+                            let began = Instant::now();
                             call.run_consumer(&mut on_task);
+                            // Held there (a push downstream blocked), the task
+                            // read nothing: what Twilio sent meanwhile waits
+                            // in the socket, so the idle clock starts again.
+                            if began.elapsed() >= HELD_IN_CONSUMER {
+                                last_media = Some(Instant::now());
+                            }
                             // A consumer on this task (shared-threads) may have
                             // answered already: write that now, not a turn later.
                             if writer.take(call, on_task.drain(..), outbound)
@@ -361,6 +368,10 @@ fn close_asked<'a>(
         close_requested.as_mut().poll(cx)
     })
 }
+
+/// A consumer run this long held the call's task: the idle timeout does
+/// not count it (nothing was read meanwhile).
+const HELD_IN_CONSUMER: Duration = Duration::from_secs(1);
 
 /// The idle timer, polled only once it fired: registered once per
 /// deadline, as the task's waker stays the same, so the turns of the loop
