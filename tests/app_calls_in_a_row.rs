@@ -321,12 +321,7 @@ fn a_voice_bot_that_cycles_only_its_caller_branch_plays_into_each_call() {
 fn a_voice_bot_that_flushes_at_twilio_stop_plays_into_the_next_call() {
     let (p, caller, src, _sink, tts) = bot_with_its_own_caller_branch();
     let bus = p.bus().unwrap();
-    let mut first = start_call(&url_of(&src), 3);
-    messages_until(&bus, |m| has_element(m, "twilio-start"));
-    push(&tts, &pattern(0, 4));
-    receive_until(&mut first, |got| media_bytes(got).len() >= 640);
-    first.send_stop().unwrap();
-    messages_until(&bus, |m| has_element(m, "twilio-stop"));
+    let first = first_call_stopped(&bus, &src, &tts);
     tts.send_event(gst::event::FlushStart::new());
     tts.send_event(gst::event::FlushStop::new(true));
     rt().block_on(first.close());
@@ -350,13 +345,8 @@ fn a_voice_bot_that_flushes_at_twilio_stop_plays_into_the_next_call() {
 fn a_voice_bot_that_does_not_flush_is_told_to() {
     let (p, caller, src, _sink, tts) = bot_with_its_own_caller_branch();
     let bus = p.bus().unwrap();
-    let mut first = start_call(&url_of(&src), 3);
-    messages_until(&bus, |m| has_element(m, "twilio-start"));
-    push(&tts, &pattern(0, 4));
-    receive_until(&mut first, |got| media_bytes(got).len() >= 640);
-    first.send_stop().unwrap();
+    let first = first_call_stopped(&bus, &src, &tts);
     rt().block_on(first.close());
-    messages_until(&bus, |m| has_element(m, "twilio-stop"));
     assert!(caller.set_state(gst::State::Ready).is_ok());
     assert!(caller.set_state(gst::State::Playing).is_ok());
     let mut next = start_call(&url_of(&src), 3);
@@ -407,6 +397,18 @@ fn bot_with_its_own_caller_branch() -> (
     set_bounded(&p, gst::State::Playing);
     let [caller, src, sink, tts] = elements;
     (p, caller, src, sink, tts)
+}
+
+/// The bot's first call: its prompt heard, then the caller's `stop`,
+/// posted; the caller's socket still open.
+fn first_call_stopped(bus: &gst::Bus, src: &gst::Element, tts: &gst::Element) -> TwilioCall {
+    let mut first = start_call(&url_of(src), 3);
+    messages_until(bus, |m| has_element(m, "twilio-start"));
+    push(tts, &pattern(0, 4));
+    receive_until(&mut first, |got| media_bytes(got).len() >= 640);
+    first.send_stop().unwrap();
+    messages_until(bus, |m| has_element(m, "twilio-stop"));
+    first
 }
 
 fn push(appsrc: &gst::Element, bytes: &[u8]) {
